@@ -1,0 +1,1106 @@
+/* Session configuration: YAML (libyaml document API) into struct uni_config.
+ *
+ * The whole document is loaded first, then walked against a fixed schema.
+ * Every node keeps its start mark, so each error names the file, the 1-based
+ * line and the dotted key ("network.links[2].latency"). Parsing goes into a
+ * scratch copy of the caller's config, which is written back only when the
+ * whole file is valid: a failed load leaves the caller's config untouched.
+ *
+ * Reference for users: docs/config.md. Keep the two in step. */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <yaml.h>
+
+#include "uni/common.h"
+#include "uni/config.h"
+
+#define RANK_MAX 65535
+#define FILE_MAX (16u << 20) /* a config is a few lines; refuse huge files */
+#define PATH_LEN 256         /* dotted key path in messages */
+#define SHOW_LEN 48          /* user text quoted in messages is cut here */
+
+/* Bits of ctx.link_set: which optional fields a link gave. */
+#define LINK_HAS_LATENCY 1u
+#define LINK_HAS_BANDWIDTH 2u
+
+struct ctx {
+	const char *name; /* file name for messages */
+	yaml_document_t *doc;
+	struct uni_config *c; /* scratch copy being filled */
+	char *err;
+	size_t errlen;
+	int links_given; /* the file had network.links */
+	uint8_t link_set[UNI_CFG_MAX_LINKS];
+	uint32_t link_line[UNI_CFG_MAX_LINKS];
+	uint32_t rank_line[UNI_CFG_MAX_RANK_OVERRIDES];
+};
+
+/* ---- messages ---------------------------------------------------------- */
+
+/* Messages are one line: control characters from user text (a key may hold
+ * a newline through a quoted escape) become '?'. */
+static void one_line(char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			*s = '?';
+}
+
+/* Copies user text for quoting in a message, cut to SHOW_LEN bytes on a
+ * UTF-8 character boundary, with "..." when cut. */
+static const char *show(const char *s, char *buf, size_t len)
+{
+	size_t n = strlen(s);
+
+	if (n < len && n <= SHOW_LEN) {
+		memcpy(buf, s, n + 1);
+		return buf;
+	}
+	n = SHOW_LEN < len - 4 ? SHOW_LEN : len - 4;
+	while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
+		n--;
+	memcpy(buf, s, n);
+	memcpy(buf + n, "...", 4);
+	return buf;
+}
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...) UNI_PRINTF(3, 4);
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!err || !errlen)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	one_line(err);
+}
+
+static unsigned node_line(const yaml_node_t *n)
+{
+	return (unsigned)n->start_mark.line + 1;
+}
+
+/* "FILE:LINE: key 'PATH': WHY". Always returns -1. */
+static int fail(struct ctx *x, const yaml_node_t *n, const char *path,
+		const char *fmt, ...) UNI_PRINTF(4, 5);
+static int fail(struct ctx *x, const yaml_node_t *n, const char *path,
+		const char *fmt, ...)
+{
+	char why[384], p[PATH_LEN + 8];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	set_err(x->err, x->errlen, "%s:%u: key '%s': %s", x->name, node_line(n),
+		show(path, p, sizeof(p)), why);
+	return -1;
+}
+
+/* ---- numbers and units ------------------------------------------------- */
+
+/* Length of an unsigned decimal number at s: digits, optional fraction,
+ * optional exponent ("12", "12.5", ".5", "1e9", "2.5E-3"); 0 if none.
+ * Written out because strtod also takes "nan", "inf" and hex, and would eat
+ * the "e" of a unit; the span found here is what goes to strtod. */
+static size_t scan_number(const char *s)
+{
+	size_t i = 0, digits = 0;
+
+	while (s[i] >= '0' && s[i] <= '9')
+		i++, digits++;
+	if (s[i] == '.') {
+		i++;
+		while (s[i] >= '0' && s[i] <= '9')
+			i++, digits++;
+	}
+	if (!digits)
+		return 0;
+	if (s[i] == 'e' || s[i] == 'E') {
+		size_t j = i + 1;
+
+		if (s[j] == '+' || s[j] == '-')
+			j++;
+		if (s[j] >= '0' && s[j] <= '9') {
+			while (s[j] >= '0' && s[j] <= '9')
+				j++;
+			i = j;
+		}
+	}
+	return i;
+}
+
+/* strtod over exactly n bytes. Returns 0, or -1 if the text is absurdly
+ * long. Overflow gives HUGE_VAL, which callers reject as not finite. */
+static int span_to_double(const char *s, size_t n, double *v)
+{
+	char buf[64];
+
+	if (n >= sizeof(buf))
+		return -1;
+	memcpy(buf, s, n);
+	buf[n] = '\0';
+	*v = strtod(buf, NULL);
+	return 0;
+}
+
+/* Splits "NUMBER [spaces] UNIT [spaces]" and fills *v and the unit.
+ * Returns 0, or -1 with a reason in why. what names the kind of value,
+ * example is a good value for hints. */
+static int split_quantity(const char *s, double *v, char *unit, size_t unitlen,
+			  const char *what, const char *example,
+			  char *why, size_t whylen)
+{
+	char sh[SHOW_LEN + 8];
+	size_t n, ulen;
+	const char *u;
+
+	if (!*s) {
+		set_err(why, whylen, "empty value; write a %s such as %s", what, example);
+		return -1;
+	}
+	n = scan_number(s[0] == '-' ? s + 1 : s);
+	if (!n) {
+		set_err(why, whylen, "'%s' is not a %s; write e.g. %s", show(s, sh, sizeof(sh)),
+			what, example);
+		return -1;
+	}
+	if (s[0] == '-') {
+		set_err(why, whylen, "'%s' is negative", show(s, sh, sizeof(sh)));
+		return -1;
+	}
+	if (span_to_double(s, n, v) || !isfinite(*v)) {
+		set_err(why, whylen, "'%s' is too large", show(s, sh, sizeof(sh)));
+		return -1;
+	}
+	u = s + n;
+	while (*u == ' ' || *u == '\t')
+		u++;
+	ulen = strlen(u);
+	while (ulen && (u[ulen - 1] == ' ' || u[ulen - 1] == '\t'))
+		ulen--;
+	if (ulen >= unitlen) {
+		set_err(why, whylen, "'%s' has an unknown unit", show(s, sh, sizeof(sh)));
+		return -1;
+	}
+	memcpy(unit, u, ulen);
+	unit[ulen] = '\0';
+	return 0;
+}
+
+static int parse_duration_why(const char *s, uint64_t *ns, char *why, size_t whylen)
+{
+	static const struct { const char *name; double mul; } units[] = {
+		{ "ns", 1 }, { "us", 1e3 }, { "ms", 1e6 }, { "s", 1e9 },
+	};
+	char unit[32], sh[SHOW_LEN + 8], num[48];
+	double v, t;
+	size_t i;
+
+	if (split_quantity(s, &v, unit, sizeof(unit), "duration", "2ms or 350us",
+			   why, whylen))
+		return -1;
+	if (!unit[0]) {
+		/* Zero is zero in any unit, so a bare 0 (or 0.0) is allowed. */
+		if (v == 0) {
+			*ns = 0;
+			return 0;
+		}
+		snprintf(num, sizeof(num), "%.*s", (int)scan_number(s), s);
+		set_err(why, whylen, "'%s' has no unit; write e.g. %sms (units: ns, us, ms, s)",
+			show(s, sh, sizeof(sh)), num);
+		return -1;
+	}
+	for (i = 0; i < UNI_ARRAY_LEN(units); i++)
+		if (!strcmp(unit, units[i].name))
+			break;
+	if (i == UNI_ARRAY_LEN(units)) {
+		set_err(why, whylen, "'%s' has an unknown unit '%s'; use ns, us, ms or s",
+			show(s, sh, sizeof(sh)), unit);
+		return -1;
+	}
+	t = v * units[i].mul;
+	/* 2^63 ns is 292 years; anything larger is a typo, and keeping below it
+	 * leaves room for sums of durations downstream. */
+	if (!(t < 9223372036854775807.0)) {
+		set_err(why, whylen, "'%s' is too large", show(s, sh, sizeof(sh)));
+		return -1;
+	}
+	*ns = (uint64_t)llround(t);
+	return 0;
+}
+
+/* Every accepted bandwidth unit, exactly as written. Decimal prefixes;
+ * "B" is bytes, so those units are eight bits per byte. */
+static const struct { const char *name; double mul; } bw_units[] = {
+	{ "bit", 1 },		{ "bit/s", 1 },		{ "bps", 1 },
+	{ "kbit", 1e3 },	{ "kbit/s", 1e3 },	{ "kbps", 1e3 },
+	{ "Kbit", 1e3 },	{ "Kbit/s", 1e3 },	{ "Kbps", 1e3 },
+	{ "Mbit", 1e6 },	{ "Mbit/s", 1e6 },	{ "Mbps", 1e6 },
+	{ "Gbit", 1e9 },	{ "Gbit/s", 1e9 },	{ "Gbps", 1e9 },
+	{ "Tbit", 1e12 },	{ "Tbit/s", 1e12 },	{ "Tbps", 1e12 },
+	{ "B/s", 8 },
+	{ "kB/s", 8e3 },	{ "KB/s", 8e3 },
+	{ "MB/s", 8e6 },	{ "GB/s", 8e9 },	{ "TB/s", 8e12 },
+};
+
+/* For a unit that is not in bw_units: is it one where bits and bytes (or
+ * mega and milli) cannot be told apart, such as "mb", "MB", "Gb", "MBps"?
+ * Returns the prefix to suggest ("", "k", "M", "G", "T") or NULL. */
+static const char *bw_ambiguous(const char *unit)
+{
+	char base[8];
+	size_t n = strlen(unit);
+
+	if (n > 2 && (!strcasecmp(unit + n - 2, "/s") || !strcasecmp(unit + n - 2, "ps")))
+		n -= 2;
+	if (n == 0 || n > 2)
+		return NULL;
+	memcpy(base, unit, n);
+	base[n] = '\0';
+	if (base[n - 1] != 'b' && base[n - 1] != 'B')
+		return NULL;
+	if (n == 1)
+		return "";
+	switch (base[0]) {
+	case 'k': case 'K': return "k";
+	case 'm': case 'M': return "M";
+	case 'g': case 'G': return "G";
+	case 't': case 'T': return "T";
+	}
+	return NULL;
+}
+
+static int parse_bandwidth_why(const char *s, double *bps, char *why, size_t whylen)
+{
+	char unit[32], sh[SHOW_LEN + 8], num[48];
+	const char *pfx;
+	double v, t;
+	size_t i;
+
+	if (split_quantity(s, &v, unit, sizeof(unit), "bandwidth", "100Mbit or 12.5MB/s",
+			   why, whylen))
+		return -1;
+	snprintf(num, sizeof(num), "%.*s", (int)scan_number(s), s);
+	if (!unit[0]) {
+		set_err(why, whylen, "'%s' has no unit; write e.g. %sMbit or 12.5MB/s",
+			show(s, sh, sizeof(sh)), num);
+		return -1;
+	}
+	for (i = 0; i < UNI_ARRAY_LEN(bw_units); i++)
+		if (!strcmp(unit, bw_units[i].name))
+			break;
+	if (i == UNI_ARRAY_LEN(bw_units)) {
+		pfx = bw_ambiguous(unit);
+		if (pfx) {
+			set_err(why, whylen, "'%s': unit '%s' is ambiguous; write %s%sbit for bits "
+				"per second or %s%sB/s for bytes per second",
+				show(s, sh, sizeof(sh)), unit, num, pfx, num, pfx);
+			return -1;
+		}
+		for (i = 0; i < UNI_ARRAY_LEN(bw_units); i++)
+			if (!strcasecmp(unit, bw_units[i].name))
+				break;
+		if (i < UNI_ARRAY_LEN(bw_units))
+			set_err(why, whylen, "'%s': unit '%s' has the wrong case; write %s%s",
+				show(s, sh, sizeof(sh)), unit, num, bw_units[i].name);
+		else
+			set_err(why, whylen, "'%s' has an unknown unit '%s'; use bit, kbit, Mbit, "
+				"Gbit, Tbit (also as Mbit/s or Mbps) or B/s, kB/s, MB/s, GB/s, TB/s",
+				show(s, sh, sizeof(sh)), unit);
+		return -1;
+	}
+	t = v * bw_units[i].mul;
+	if (!isfinite(t)) {
+		set_err(why, whylen, "'%s' is too large", show(s, sh, sizeof(sh)));
+		return -1;
+	}
+	if (!(t > 0)) {
+		set_err(why, whylen, "'%s' is zero; a bandwidth must be greater than zero",
+			show(s, sh, sizeof(sh)));
+		return -1;
+	}
+	*bps = t;
+	return 0;
+}
+
+int uni_parse_duration(const char *s, uint64_t *ns)
+{
+	return s ? parse_duration_why(s, ns, NULL, 0) : -1;
+}
+
+int uni_parse_bandwidth(const char *s, double *bps)
+{
+	return s ? parse_bandwidth_why(s, bps, NULL, 0) : -1;
+}
+
+/* Mode names. uni_mode_parse() in common.c is the shared version; this one
+ * keeps the config parser free of libunicommon. */
+static int mode_parse(const char *s, uint32_t *mode)
+{
+	static const char *const names[] = {
+		[UNI_MODE_RECORD] = "record",
+		[UNI_MODE_SIMULATE] = "simulate",
+		[UNI_MODE_EMULATE] = "emulate",
+	};
+
+	for (uint32_t i = 0; i < UNI_ARRAY_LEN(names); i++) {
+		if (!strcmp(s, names[i])) {
+			*mode = i;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+/* ---- typed YAML values ------------------------------------------------- */
+
+/* YAML 1.2 core schema null: only when plain (unquoted). */
+static int is_null(const yaml_node_t *n)
+{
+	const char *v;
+
+	if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+		return 0;
+	v = (const char *)n->data.scalar.value;
+	return !*v || !strcmp(v, "~") || !strcmp(v, "null") || !strcmp(v, "Null") ||
+	       !strcmp(v, "NULL");
+}
+
+static const char *kind(const yaml_node_t *n)
+{
+	switch (n->type) {
+	case YAML_MAPPING_NODE: return "a mapping";
+	case YAML_SEQUENCE_NODE: return "a list";
+	default: return "a single value";
+	}
+}
+
+/* A scalar with a value. Strings may be quoted or not. */
+static int get_scalar(struct ctx *x, const yaml_node_t *n, const char *path,
+		      const char **out)
+{
+	if (n->type != YAML_SCALAR_NODE)
+		return fail(x, n, path, "expected a single value, got %s", kind(n));
+	if (is_null(n))
+		return fail(x, n, path, "has no value");
+	if (strlen((const char *)n->data.scalar.value) != n->data.scalar.length)
+		return fail(x, n, path, "contains a NUL character");
+	*out = (const char *)n->data.scalar.value;
+	return 0;
+}
+
+/* Booleans, numbers and ranks must be unquoted: "true" in quotes is a
+ * string in YAML, and taking it as a bool would hide a type error. */
+static int get_plain(struct ctx *x, const yaml_node_t *n, const char *path,
+		     const char *what, const char **out)
+{
+	char sh[SHOW_LEN + 8];
+
+	if (get_scalar(x, n, path, out))
+		return -1;
+	if (n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+		return fail(x, n, path, "expected %s, got the quoted string '%s'", what,
+			    show(*out, sh, sizeof(sh)));
+	return 0;
+}
+
+static int get_bool(struct ctx *x, const yaml_node_t *n, const char *path, int *out)
+{
+	char sh[SHOW_LEN + 8];
+	const char *v;
+
+	if (get_plain(x, n, path, "true or false", &v))
+		return -1;
+	if (!strcmp(v, "true") || !strcmp(v, "True") || !strcmp(v, "TRUE"))
+		*out = 1;
+	else if (!strcmp(v, "false") || !strcmp(v, "False") || !strcmp(v, "FALSE"))
+		*out = 0;
+	else
+		return fail(x, n, path, "expected true or false, got '%s'",
+			    show(v, sh, sizeof(sh)));
+	return 0;
+}
+
+/* A slowdown factor: a plain number, finite, greater than zero. */
+static int get_slowdown(struct ctx *x, const yaml_node_t *n, const char *path, double *out)
+{
+	char sh[SHOW_LEN + 8];
+	const char *v, *d;
+	size_t len;
+	double f;
+
+	if (get_plain(x, n, path, "a number", &v))
+		return -1;
+	d = (v[0] == '-' || v[0] == '+') ? v + 1 : v;
+	len = scan_number(d);
+	if (!len || d[len])
+		return fail(x, n, path, "'%s' is not a number; write e.g. 1.5",
+			    show(v, sh, sizeof(sh)));
+	if (span_to_double(d, len, &f) || !isfinite(f))
+		return fail(x, n, path, "'%s' is too large", show(v, sh, sizeof(sh)));
+	if (v[0] == '-' || !(f > 0))
+		return fail(x, n, path, "'%s' is not a valid slowdown; it must be greater "
+			    "than zero (1.0 = real speed, 2.0 = twice as slow)",
+			    show(v, sh, sizeof(sh)));
+	*out = f;
+	return 0;
+}
+
+/* A rank number: plain decimal digits, 0..RANK_MAX. */
+static int rank_value(const char *v, int32_t *out)
+{
+	long r = 0;
+	size_t i;
+
+	if (!*v)
+		return -1;
+	for (i = 0; v[i]; i++) {
+		if (v[i] < '0' || v[i] > '9')
+			return -1;
+		r = r * 10 + (v[i] - '0');
+		if (r > RANK_MAX)
+			return -1;
+	}
+	*out = (int32_t)r;
+	return 0;
+}
+
+static int get_rank(struct ctx *x, const yaml_node_t *n, const char *path, int32_t *out)
+{
+	char sh[SHOW_LEN + 8];
+	const char *v;
+
+	if (get_plain(x, n, path, "a rank number", &v))
+		return -1;
+	if (rank_value(v, out))
+		return fail(x, n, path, "'%s' is not a rank number from 0 to %d",
+			    show(v, sh, sizeof(sh)), RANK_MAX);
+	return 0;
+}
+
+static int get_duration(struct ctx *x, const yaml_node_t *n, const char *path, uint64_t *out)
+{
+	char why[256];
+	const char *v;
+
+	if (get_scalar(x, n, path, &v))
+		return -1;
+	if (parse_duration_why(v, out, why, sizeof(why)))
+		return fail(x, n, path, "%s", why);
+	return 0;
+}
+
+static int get_bandwidth(struct ctx *x, const yaml_node_t *n, const char *path, double *out)
+{
+	char why[256];
+	const char *v;
+
+	if (get_scalar(x, n, path, &v))
+		return -1;
+	if (parse_bandwidth_why(v, out, why, sizeof(why)))
+		return fail(x, n, path, "%s", why);
+	return 0;
+}
+
+/* A string copied into a fixed field; empty or too long is an error. */
+static int get_string(struct ctx *x, const yaml_node_t *n, const char *path,
+		      char *out, size_t len)
+{
+	const char *v;
+
+	if (get_scalar(x, n, path, &v))
+		return -1;
+	if (!*v)
+		return fail(x, n, path, "must not be empty");
+	if (strlen(v) >= len)
+		return fail(x, n, path, "is too long (at most %zu bytes)", len - 1);
+	memcpy(out, v, strlen(v) + 1);
+	return 0;
+}
+
+/* ---- walking mappings and lists ---------------------------------------- */
+
+/* Called for each key of a mapping with the child's path. Returns 0, -1
+ * after fail(), or 1 for an unknown key (the walker reports it). */
+typedef int (*pair_fn)(struct ctx *x, const char *path, const char *key,
+		       yaml_node_t *knode, yaml_node_t *val, void *arg);
+typedef int (*item_fn)(struct ctx *x, const char *path, uint32_t idx,
+		       yaml_node_t *item, void *arg);
+
+static void child_path(char *out, size_t len, const char *parent, const char *key)
+{
+	snprintf(out, len, "%s%s%s", parent, *parent ? "." : "", key);
+}
+
+/* Walks a mapping (a plain null counts as empty: "devices:" with everything
+ * under it commented out is fine). Checks keys are plain values and not
+ * repeated, then calls fn. expected lists the known keys for messages. */
+static int walk_map(struct ctx *x, yaml_node_t *n, const char *path,
+		    const char *expected, pair_fn fn, void *arg)
+{
+	yaml_node_pair_t *p, *q;
+	char sub[PATH_LEN], sh[SHOW_LEN + 8];
+
+	if (is_null(n))
+		return 0;
+	if (n->type != YAML_MAPPING_NODE) {
+		if (n->type == YAML_SCALAR_NODE)
+			return fail(x, n, path, "expected a mapping (keys: %s), got '%s'",
+				    expected, show((const char *)n->data.scalar.value,
+						   sh, sizeof(sh)));
+		return fail(x, n, path, "expected a mapping (keys: %s), got %s",
+			    expected, kind(n));
+	}
+	for (p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
+		yaml_node_t *k = yaml_document_get_node(x->doc, p->key);
+		yaml_node_t *v = yaml_document_get_node(x->doc, p->value);
+		const char *key;
+		int r;
+
+		if (k->type != YAML_SCALAR_NODE || is_null(k) ||
+		    strlen((const char *)k->data.scalar.value) != k->data.scalar.length)
+			return fail(x, k, path, "keys must be names, got %s",
+				    is_null(k) ? "an empty key" : kind(k));
+		key = (const char *)k->data.scalar.value;
+		child_path(sub, sizeof(sub), path, key);
+		/* libyaml does not reject repeated keys; later ones would
+		 * silently win, so they are errors here. Mappings are small:
+		 * every one either has a few fixed keys or a bounded count. */
+		for (q = n->data.mapping.pairs.start; q < p; q++) {
+			yaml_node_t *k2 = yaml_document_get_node(x->doc, q->key);
+
+			if (!strcmp((const char *)k2->data.scalar.value, key))
+				return fail(x, k, sub, "duplicate key (first given on line %u)",
+					    node_line(k2));
+		}
+		r = fn(x, sub, key, k, v, arg);
+		if (r < 0)
+			return -1;
+		if (r > 0)
+			return fail(x, k, sub, "unknown key; expected one of: %s", expected);
+	}
+	return 0;
+}
+
+/* Walks a list; a plain null counts as empty. */
+static int walk_list(struct ctx *x, yaml_node_t *n, const char *path, item_fn fn, void *arg)
+{
+	char sub[PATH_LEN];
+	yaml_node_item_t *it;
+	uint32_t i = 0;
+
+	if (is_null(n))
+		return 0;
+	if (n->type != YAML_SEQUENCE_NODE)
+		return fail(x, n, path, "expected a list, got %s", kind(n));
+	for (it = n->data.sequence.items.start; it < n->data.sequence.items.top; it++, i++) {
+		snprintf(sub, sizeof(sub), "%s[%u]", path, i);
+		if (fn(x, sub, i, yaml_document_get_node(x->doc, *it), arg))
+			return -1;
+	}
+	return 0;
+}
+
+/* ---- the schema -------------------------------------------------------- */
+
+/* network.default */
+static int net_default_pair(struct ctx *x, const char *path, const char *key,
+			    yaml_node_t *k, yaml_node_t *v, void *arg)
+{
+	if (!strcmp(key, "latency"))
+		return get_duration(x, v, path, &x->c->latency_ns);
+	if (!strcmp(key, "bandwidth"))
+		return get_bandwidth(x, v, path, &x->c->bandwidth_bps);
+	return 1;
+}
+
+struct link_seen {
+	yaml_node_t *from, *to;
+};
+
+static int link_pair(struct ctx *x, const char *path, const char *key,
+		     yaml_node_t *k, yaml_node_t *v, void *arg)
+{
+	struct link_seen *seen = arg;
+	uint32_t i = x->c->nlinks;
+	struct uni_link_cfg *l = &x->c->links[i];
+
+	if (!strcmp(key, "from")) {
+		seen->from = v;
+		return get_rank(x, v, path, &l->from);
+	}
+	if (!strcmp(key, "to")) {
+		seen->to = v;
+		return get_rank(x, v, path, &l->to);
+	}
+	if (!strcmp(key, "latency")) {
+		x->link_set[i] |= LINK_HAS_LATENCY;
+		return get_duration(x, v, path, &l->latency_ns);
+	}
+	if (!strcmp(key, "bandwidth")) {
+		x->link_set[i] |= LINK_HAS_BANDWIDTH;
+		return get_bandwidth(x, v, path, &l->bandwidth_bps);
+	}
+	return 1;
+}
+
+static int link_item(struct ctx *x, const char *path, uint32_t idx,
+		     yaml_node_t *n, void *arg)
+{
+	struct link_seen seen = { NULL, NULL };
+	uint32_t i = x->c->nlinks;
+	struct uni_link_cfg *l;
+
+	if (i >= UNI_CFG_MAX_LINKS)
+		return fail(x, n, path, "too many links (at most %d)", UNI_CFG_MAX_LINKS);
+	l = &x->c->links[i];
+	memset(l, 0, sizeof(*l));
+	x->link_set[i] = 0;
+	x->link_line[i] = node_line(n);
+	if (n->type != YAML_MAPPING_NODE)
+		return fail(x, n, path, "expected a mapping (keys: from, to, latency, "
+			    "bandwidth), got %s", is_null(n) ? "nothing" : kind(n));
+	if (walk_map(x, n, path, "from, to, latency, bandwidth", link_pair, &seen))
+		return -1;
+	if (!seen.from)
+		return fail(x, n, path, "missing 'from' (the sending rank)");
+	if (!seen.to)
+		return fail(x, n, path, "missing 'to' (the receiving rank)");
+	if (l->from == l->to)
+		return fail(x, seen.to, path, "'from' and 'to' are both rank %d; a link "
+			    "joins two different ranks", (int)l->from);
+	/* Two entries for one pair would leave which one applies unclear. */
+	for (uint32_t j = 0; j < i; j++)
+		if (x->c->links[j].from == l->from && x->c->links[j].to == l->to)
+			return fail(x, n, path, "a link from rank %d to rank %d is already "
+				    "given on line %u", (int)l->from, (int)l->to,
+				    x->link_line[j]);
+	x->c->nlinks = i + 1;
+	return 0;
+}
+
+static int network_pair(struct ctx *x, const char *path, const char *key,
+			yaml_node_t *k, yaml_node_t *v, void *arg)
+{
+	char sh[SHOW_LEN + 8];
+	const char *s;
+
+	if (!strcmp(key, "model")) {
+		if (get_scalar(x, v, path, &s))
+			return -1;
+		if (!strcmp(s, "alpha-beta"))
+			x->c->net_model = UNI_NET_ALPHA_BETA;
+		else if (!strcmp(s, "nic"))
+			x->c->net_model = UNI_NET_NIC;
+		else
+			return fail(x, v, path, "unknown network model '%s'; use alpha-beta "
+				    "or nic", show(s, sh, sizeof(sh)));
+		return 0;
+	}
+	if (!strcmp(key, "default"))
+		return walk_map(x, v, path, "latency, bandwidth", net_default_pair, NULL);
+	if (!strcmp(key, "links")) {
+		/* A list in the file replaces the list already in the config. */
+		x->c->nlinks = 0;
+		x->links_given = 1;
+		return walk_list(x, v, path, link_item, NULL);
+	}
+	return 1;
+}
+
+/* devices.default */
+static int dev_default_pair(struct ctx *x, const char *path, const char *key,
+			    yaml_node_t *k, yaml_node_t *v, void *arg)
+{
+	if (!strcmp(key, "slowdown"))
+		return get_slowdown(x, v, path, &x->c->slowdown);
+	return 1;
+}
+
+static int rank_entry_pair(struct ctx *x, const char *path, const char *key,
+			   yaml_node_t *k, yaml_node_t *v, void *arg)
+{
+	double *slowdown = arg;
+
+	if (!strcmp(key, "slowdown"))
+		return get_slowdown(x, v, path, slowdown);
+	return 1;
+}
+
+/* devices.ranks: the keys are rank numbers. */
+static int ranks_pair(struct ctx *x, const char *path, const char *key,
+		      yaml_node_t *k, yaml_node_t *v, void *arg)
+{
+	uint32_t i = x->c->nrank_slowdowns;
+	char sh[SHOW_LEN + 8];
+	double slowdown = 0; /* stays 0 when not given: 0 is never valid */
+	int32_t rank;
+
+	if (k->data.scalar.style != YAML_PLAIN_SCALAR_STYLE || rank_value(key, &rank))
+		return fail(x, k, path, "'%s' is not a rank number from 0 to %d",
+			    show(key, sh, sizeof(sh)), RANK_MAX);
+	/* "2" and "02" are different keys to YAML but the same rank. */
+	for (uint32_t j = 0; j < i; j++)
+		if (x->c->rank_slowdowns[j].rank == rank)
+			return fail(x, k, path, "rank %d is already given on line %u",
+				    (int)rank, x->rank_line[j]);
+	if (i >= UNI_CFG_MAX_RANK_OVERRIDES)
+		return fail(x, k, path, "too many rank overrides (at most %d)",
+			    UNI_CFG_MAX_RANK_OVERRIDES);
+	if (v->type != YAML_MAPPING_NODE)
+		return fail(x, v, path, "expected a mapping (keys: slowdown), got %s",
+			    is_null(v) ? "nothing" : kind(v));
+	if (walk_map(x, v, path, "slowdown", rank_entry_pair, &slowdown))
+		return -1;
+	if (slowdown == 0)
+		return fail(x, v, path, "missing 'slowdown'");
+	x->c->rank_slowdowns[i].rank = rank;
+	x->c->rank_slowdowns[i].slowdown = slowdown;
+	x->rank_line[i] = node_line(k);
+	x->c->nrank_slowdowns = i + 1;
+	return 0;
+}
+
+struct kernel_seen {
+	int match, slowdown;
+};
+
+static int kernel_pair(struct ctx *x, const char *path, const char *key,
+		       yaml_node_t *k, yaml_node_t *v, void *arg)
+{
+	struct uni_kernel_cfg *kc = &x->c->kernels[x->c->nkernels];
+	struct kernel_seen *seen = arg;
+
+	if (!strcmp(key, "match")) {
+		seen->match = 1;
+		return get_string(x, v, path, kc->match, sizeof(kc->match));
+	}
+	if (!strcmp(key, "slowdown")) {
+		seen->slowdown = 1;
+		return get_slowdown(x, v, path, &kc->slowdown);
+	}
+	return 1;
+}
+
+static int kernel_item(struct ctx *x, const char *path, uint32_t idx,
+		       yaml_node_t *n, void *arg)
+{
+	struct kernel_seen seen = { 0, 0 };
+	uint32_t i = x->c->nkernels;
+
+	if (i >= UNI_CFG_MAX_KERNELS)
+		return fail(x, n, path, "too many kernel patterns (at most %d)",
+			    UNI_CFG_MAX_KERNELS);
+	memset(&x->c->kernels[i], 0, sizeof(x->c->kernels[i]));
+	if (n->type != YAML_MAPPING_NODE)
+		return fail(x, n, path, "expected a mapping (keys: match, slowdown), got %s",
+			    is_null(n) ? "nothing" : kind(n));
+	if (walk_map(x, n, path, "match, slowdown", kernel_pair, &seen))
+		return -1;
+	if (!seen.match)
+		return fail(x, n, path, "missing 'match' (a glob such as \"*gemm*\")");
+	if (!seen.slowdown)
+		return fail(x, n, path, "missing 'slowdown'");
+	x->c->nkernels = i + 1;
+	return 0;
+}
+
+static int devices_pair(struct ctx *x, const char *path, const char *key,
+			yaml_node_t *k, yaml_node_t *v, void *arg)
+{
+	if (!strcmp(key, "default"))
+		return walk_map(x, v, path, "slowdown", dev_default_pair, NULL);
+	if (!strcmp(key, "ranks")) {
+		x->c->nrank_slowdowns = 0;
+		return walk_map(x, v, path, "rank numbers", ranks_pair, NULL);
+	}
+	if (!strcmp(key, "kernels")) {
+		x->c->nkernels = 0;
+		return walk_list(x, v, path, kernel_item, NULL);
+	}
+	return 1;
+}
+
+/* {session} is the only placeholder; any other "{...}" is most likely a
+ * typo of it, so it is refused rather than kept as literal text. */
+static int check_trace_path(struct ctx *x, yaml_node_t *v, const char *path, const char *p)
+{
+	char sh[SHOW_LEN + 8];
+	const char *b;
+
+	for (b = strchr(p, '{'); b; b = strchr(b + 1, '{')) {
+		if (!strncmp(b, "{session}", 9)) {
+			b += 8;
+			continue;
+		}
+		return fail(x, v, path, "'%s' has an unknown placeholder; only {session} "
+			    "is expanded", show(p, sh, sizeof(sh)));
+	}
+	return 0;
+}
+
+static int trace_pair(struct ctx *x, const char *path, const char *key,
+		      yaml_node_t *k, yaml_node_t *v, void *arg)
+{
+	if (!strcmp(key, "path")) {
+		if (get_string(x, v, path, x->c->trace_path, sizeof(x->c->trace_path)))
+			return -1;
+		return check_trace_path(x, v, path, x->c->trace_path);
+	}
+	if (!strcmp(key, "stacks"))
+		return get_bool(x, v, path, &x->c->trace_stacks);
+	return 1;
+}
+
+static int top_pair(struct ctx *x, const char *path, const char *key,
+		    yaml_node_t *k, yaml_node_t *v, void *arg)
+{
+	char sh[SHOW_LEN + 8];
+	const char *s;
+
+	if (!strcmp(key, "mode")) {
+		if (get_scalar(x, v, path, &s))
+			return -1;
+		if (mode_parse(s, &x->c->mode))
+			return fail(x, v, path, "unknown mode '%s'; use record, simulate or "
+				    "emulate", show(s, sh, sizeof(sh)));
+		return 0;
+	}
+	if (!strcmp(key, "strict"))
+		return get_bool(x, v, path, &x->c->strict);
+	if (!strcmp(key, "network"))
+		return walk_map(x, v, path, "model, default, links", network_pair, NULL);
+	if (!strcmp(key, "devices"))
+		return walk_map(x, v, path, "default, ranks, kernels", devices_pair, NULL);
+	if (!strcmp(key, "trace"))
+		return walk_map(x, v, path, "path, stacks", trace_pair, NULL);
+	return 1;
+}
+
+/* ---- entry points ------------------------------------------------------ */
+
+void uni_config_defaults(struct uni_config *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->mode = UNI_MODE_SIMULATE;
+	c->strict = 0;
+	c->net_model = UNI_NET_ALPHA_BETA;
+	c->latency_ns = 0;
+	c->bandwidth_bps = 1e9;
+	c->slowdown = 1.0;
+	snprintf(c->trace_path, sizeof(c->trace_path), "%s", "uni-trace/{session}.unitrace");
+	c->trace_stacks = 1;
+}
+
+/* 1-based line of a byte offset; reader errors carry only an offset. */
+static unsigned offset_line(const char *s, size_t len, size_t off)
+{
+	unsigned line = 1;
+
+	for (size_t i = 0; i < off && i < len; i++)
+		line += s[i] == '\n';
+	return line;
+}
+
+static void syntax_error(const yaml_parser_t *p, const char *yaml, size_t len,
+			 const char *name, char *err, size_t errlen)
+{
+	unsigned line;
+
+	switch (p->error) {
+	case YAML_MEMORY_ERROR:
+		set_err(err, errlen, "%s: out of memory while reading YAML", name);
+		return;
+	case YAML_READER_ERROR:
+		line = offset_line(yaml, len, p->problem_offset);
+		break;
+	default:
+		line = (unsigned)p->problem_mark.line + 1;
+		break;
+	}
+	if (p->context)
+		set_err(err, errlen, "%s:%u: YAML syntax error: %s (%s on line %u)", name, line,
+			p->problem ? p->problem : "unknown problem", p->context,
+			(unsigned)p->context_mark.line + 1);
+	else
+		set_err(err, errlen, "%s:%u: YAML syntax error: %s", name, line,
+			p->problem ? p->problem : "unknown problem");
+}
+
+int uni_config_parse(struct uni_config *c, const char *yaml, size_t len,
+		     const char *name, char *err, size_t errlen)
+{
+	yaml_document_t doc, extra;
+	yaml_parser_t parser;
+	struct ctx *x = NULL;
+	yaml_node_t *root;
+	int rc = -1;
+
+	if (!name)
+		name = "<config>";
+	if (err && errlen)
+		err[0] = '\0';
+	if (!yaml_parser_initialize(&parser)) {
+		set_err(err, errlen, "%s: out of memory while reading YAML", name);
+		return -1;
+	}
+	yaml_parser_set_input_string(&parser, (const unsigned char *)(yaml ? yaml : ""),
+				     yaml ? len : 0);
+	if (!yaml_parser_load(&parser, &doc)) {
+		syntax_error(&parser, yaml, len, name, err, errlen);
+		yaml_parser_delete(&parser);
+		return -1;
+	}
+
+	/* A config is one document; a second one is refused, not ignored. */
+	if (!yaml_parser_load(&parser, &extra)) {
+		syntax_error(&parser, yaml, len, name, err, errlen);
+		goto out_doc;
+	}
+	if (yaml_document_get_root_node(&extra)) {
+		set_err(err, errlen, "%s:%u: only one YAML document is allowed in a config",
+			name, (unsigned)extra.start_mark.line + 1);
+		yaml_document_delete(&extra);
+		goto out_doc;
+	}
+	yaml_document_delete(&extra);
+
+	x = calloc(1, sizeof(*x));
+	if (!x || !(x->c = malloc(sizeof(*x->c)))) {
+		set_err(err, errlen, "%s: out of memory", name);
+		goto out_doc;
+	}
+	*x->c = *c;
+	x->name = name;
+	x->doc = &doc;
+	x->err = err;
+	x->errlen = errlen;
+
+	/* No root: an empty file, or only comments. All defaults. */
+	root = yaml_document_get_root_node(&doc);
+	if (root && !is_null(root)) {
+		if (root->type != YAML_MAPPING_NODE) {
+			set_err(err, errlen, "%s:%u: the top level must be a mapping of keys "
+				"(mode, strict, network, devices, trace), not %s", name,
+				node_line(root), kind(root));
+			goto out;
+		}
+		if (walk_map(x, root, "", "mode, strict, network, devices, trace",
+			     top_pair, NULL))
+			goto out;
+	}
+
+	/* Links without latency or bandwidth take network.default's, read
+	 * after the whole file so that key order does not matter. */
+	if (x->links_given) {
+		for (uint32_t i = 0; i < x->c->nlinks; i++) {
+			if (!(x->link_set[i] & LINK_HAS_LATENCY))
+				x->c->links[i].latency_ns = x->c->latency_ns;
+			if (!(x->link_set[i] & LINK_HAS_BANDWIDTH))
+				x->c->links[i].bandwidth_bps = x->c->bandwidth_bps;
+		}
+	}
+	*c = *x->c;
+	rc = 0;
+out:
+	free(x->c);
+out_doc:
+	free(x);
+	yaml_document_delete(&doc);
+	yaml_parser_delete(&parser);
+	return rc;
+}
+
+int uni_config_load(struct uni_config *c, const char *path, char *err, size_t errlen)
+{
+	size_t len = 0, cap = 0;
+	char *buf = NULL;
+	FILE *f;
+	int rc;
+
+	f = fopen(path, "rb");
+	if (!f) {
+		set_err(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+		return -1;
+	}
+	for (;;) {
+		size_t n;
+
+		if (len == cap) {
+			char *nb;
+
+			if (cap >= FILE_MAX) {
+				set_err(err, errlen, "%s: too large for a config (over %u bytes)",
+					path, FILE_MAX);
+				goto fail;
+			}
+			cap = cap ? cap * 2 : 4096;
+			nb = realloc(buf, cap);
+			if (!nb) {
+				set_err(err, errlen, "%s: out of memory", path);
+				goto fail;
+			}
+			buf = nb;
+		}
+		n = fread(buf + len, 1, cap - len, f);
+		len += n;
+		if (n == 0) {
+			if (ferror(f)) {
+				set_err(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+				goto fail;
+			}
+			break;
+		}
+	}
+	fclose(f);
+	rc = uni_config_parse(c, buf ? buf : "", len, path, err, errlen);
+	free(buf);
+	return rc;
+fail:
+	fclose(f);
+	free(buf);
+	return -1;
+}
+
+double uni_config_rank_slowdown(const struct uni_config *c, int rank)
+{
+	for (uint32_t i = 0; i < c->nrank_slowdowns; i++)
+		if (c->rank_slowdowns[i].rank == rank)
+			return c->rank_slowdowns[i].slowdown;
+	return c->slowdown;
+}
+
+void uni_config_trace_path(const struct uni_config *c, const char *session,
+			   char *out, size_t len)
+{
+	const char *p = c->trace_path;
+	size_t o = 0, slen;
+
+	if (!out || !len)
+		return;
+	if (!session)
+		session = "";
+	slen = strlen(session);
+	/* Copies until out is full; the result is cut, never unterminated. */
+	while (*p && o + 1 < len) {
+		if (!strncmp(p, "{session}", 9)) {
+			size_t n = slen < len - 1 - o ? slen : len - 1 - o;
+
+			memcpy(out + o, session, n);
+			o += n;
+			p += 9;
+		} else {
+			out[o++] = *p++;
+		}
+	}
+	out[o] = '\0';
+}

@@ -1,0 +1,71 @@
+/* Session configuration (docs/config.md), parsed from YAML with libyaml.
+ * Command-line flags override fields after parsing. */
+#ifndef UNI_CONFIG_H
+#define UNI_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define UNI_CFG_MAX_LINKS 1024
+#define UNI_CFG_MAX_RANK_OVERRIDES 256
+#define UNI_CFG_MAX_KERNELS 64
+
+enum uni_net_model {
+	UNI_NET_ALPHA_BETA = 0,
+	UNI_NET_NIC = 1,
+};
+
+struct uni_link_cfg {
+	int32_t from, to;     /* ranks; -1 = any */
+	uint64_t latency_ns;
+	double bandwidth_bps; /* bits per second */
+};
+
+struct uni_kernel_cfg {
+	char match[128]; /* glob */
+	double slowdown;
+};
+
+struct uni_config {
+	uint32_t mode;          /* enum uni_mode, default simulate */
+	int strict;             /* 1: a rank that cannot attach stops (default 0) */
+	uint32_t net_model;     /* enum uni_net_model, default alpha-beta */
+	uint64_t latency_ns;    /* network.default.latency, default 0 */
+	double bandwidth_bps;   /* network.default.bandwidth, default 1 Gbit/s */
+	uint32_t nlinks;
+	struct uni_link_cfg links[UNI_CFG_MAX_LINKS];
+	double slowdown;        /* devices.default.slowdown, default 1.0 */
+	uint32_t nrank_slowdowns;
+	struct { int32_t rank; double slowdown; } rank_slowdowns[UNI_CFG_MAX_RANK_OVERRIDES];
+	uint32_t nkernels;
+	struct uni_kernel_cfg kernels[UNI_CFG_MAX_KERNELS];
+	char trace_path[512];   /* may contain {session}; default uni-trace/{session}.unitrace */
+	int trace_stacks;       /* default 1 */
+};
+
+/* Fills defaults. */
+void uni_config_defaults(struct uni_config *c);
+
+/* Parses a YAML file over the defaults already in c. Returns 0, or -1 with
+ * a one-line message "FILE:LINE: key 'K': what is wrong" in err. Unknown
+ * keys, wrong units and impossible values are errors. */
+int uni_config_load(struct uni_config *c, const char *path, char *err, size_t errlen);
+
+/* Same, from a string (name is used in messages). */
+int uni_config_parse(struct uni_config *c, const char *yaml, size_t len,
+		     const char *name, char *err, size_t errlen);
+
+/* Units. Each returns 0 or -1 (with no message; the caller names the key).
+ * Durations: "2ms", "350us", "1.5s", "10ns", "0". Bandwidths: "100Mbit",
+ * "1Gbit", "12.5MB/s", "800kbit/s", "1e9bit" (bits/s out; decimal prefixes;
+ * "B" is bytes, "bit" bits; a bare number is an error). */
+int uni_parse_duration(const char *s, uint64_t *ns);
+int uni_parse_bandwidth(const char *s, double *bps);
+
+/* Slowdown of a rank after overrides. */
+double uni_config_rank_slowdown(const struct uni_config *c, int rank);
+
+/* Expands {session} in the trace path into out. */
+void uni_config_trace_path(const struct uni_config *c, const char *session, char *out, size_t len);
+
+#endif

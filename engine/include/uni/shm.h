@@ -1,0 +1,243 @@
+/* The session's shared-memory segment: the one channel between the shim
+ * (in every rank) and the coordinator unid.
+ *
+ * Layout, all offsets from the start of the segment, pointer-free so that
+ * every process can map it anywhere:
+ *
+ *   struct uni_shm_hdr                      (one page)
+ *   struct uni_rank   ranks[max_ranks]      who is attached
+ *   struct uni_conn   conns[max_conns]      TCP connections the ranks opened
+ *   struct uni_ring   rings[max_rings]      one SPSC event ring per thread
+ *
+ * Every ring has exactly one producer (the thread that claimed it) and one
+ * consumer (unid). Records are fixed-size (struct uni_ev); a record is
+ * published by one release store of the ring's head, so a signal handler
+ * that interrupts a producer never sees a half-written ring (the shim's
+ * reentrancy guard makes the handler's own calls pass-through).
+ *
+ * Versioning: a reader checks magic and version first; a segment of another
+ * version is refused with a message that names both versions. */
+#ifndef UNI_SHM_H
+#define UNI_SHM_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define UNI_SHM_MAGIC 0x31304d4853494e55ull /* "UNISHM01" little-endian */
+#define UNI_SHM_VERSION 1u
+
+#define UNI_MAX_RANKS 256u
+#define UNI_MAX_RINGS 512u
+#define UNI_RING_CAP 2048u /* records per ring, power of two */
+#define UNI_MAX_CONNS 16384u
+
+/* Event kinds sent from the shim to unid. */
+enum uni_ev_kind {
+	UNI_EV_NONE = 0,
+	UNI_EV_THREAD = 1,     /* a thread claimed this ring; a = tid */
+	UNI_EV_CONN_OPEN = 2,  /* conn registered its endpoints (in conns[]) */
+	UNI_EV_SEND = 3,       /* bytes written: off, len; t0/t1 call start/end */
+	UNI_EV_RECV = 4,       /* bytes read: off, len */
+	UNI_EV_CONN_CLOSE = 5, /* last fd of the conn closed; a = tx, b = rx */
+	UNI_EV_DETACH = 6,     /* the rank is exiting normally (atexit) */
+	UNI_EV_THREAD_END = 7, /* the thread exits; ring may be reused after this */
+};
+
+/* One event, 64 bytes. Times are CLOCK_MONOTONIC ns minus the session
+ * epoch (uni_shm_hdr.epoch_mono_ns). */
+struct uni_ev {
+	uint16_t kind;
+	uint16_t flags;
+	uint32_t conn; /* index into conns[] */
+	uint64_t t0;
+	uint64_t t1;
+	uint64_t off;
+	uint64_t len;
+	uint64_t a;
+	uint64_t b;
+	uint64_t c;
+};
+_Static_assert(sizeof(struct uni_ev) == 64, "uni_ev is 64 bytes");
+
+/* An endpoint: IPv4 addresses are stored v4-mapped (::ffff:a.b.c.d) so that
+ * an AF_INET6 dual-stack socket and an AF_INET socket compare equal. */
+struct uni_addr {
+	uint8_t ip[16];
+	uint16_t port; /* host byte order */
+	uint16_t pad[3];
+};
+
+enum uni_rank_state {
+	UNI_RANK_FREE = 0,
+	UNI_RANK_LIVE = 1,     /* attached; pid set */
+	UNI_RANK_DETACHED = 2, /* exited through exit()/return from main */
+	UNI_RANK_DEAD = 3,     /* pid vanished without detaching (unid saw it) */
+};
+
+struct uni_rank {
+	_Atomic uint32_t state;
+	int32_t pid;
+	int32_t world_size; /* as the rank's environment said */
+	uint32_t pad;
+	uint64_t attach_t;          /* ns since epoch */
+	_Atomic uint64_t last_t;    /* time of the newest event unid took */
+	_Atomic uint64_t events;    /* events unid took from this rank */
+	_Atomic uint32_t threads;   /* rings currently claimed */
+	uint32_t pad2;
+	uint8_t reserved[16];
+};
+_Static_assert(sizeof(struct uni_rank) == 64, "uni_rank is 64 bytes");
+
+enum uni_conn_state {
+	UNI_CONN_FREE = 0,
+	UNI_CONN_OPEN = 1,       /* registered, peer not known yet */
+	UNI_CONN_MATCHED = 2,    /* both ends are ranks: modelled */
+	UNI_CONN_UNMODELLED = 3, /* unid gave up on it: the shim stops reporting */
+	UNI_CONN_CLOSED = 4,
+};
+
+struct uni_conn {
+	_Atomic uint32_t state;
+	int32_t rank;
+	int32_t fd;
+	_Atomic int32_t peer_rank; /* -1 until matched */
+	_Atomic uint32_t peer_conn;
+	uint32_t pad;
+	struct uni_addr local;
+	struct uni_addr peer;
+	uint8_t reserved[8];
+};
+_Static_assert(sizeof(struct uni_conn) == 80, "uni_conn is 80 bytes");
+
+enum uni_ring_state {
+	UNI_RING_FREE = 0,
+	UNI_RING_CLAIMING = 1,
+	UNI_RING_LIVE = 2,
+};
+
+#define UNI_CACHELINE 64
+
+struct uni_ring {
+	_Atomic uint32_t state;
+	int32_t rank;
+	int32_t tid;
+	int32_t pid;
+	_Atomic uint32_t prod_waiting; /* futex word: producer sleeps on full */
+	uint32_t pad0;
+	_Atomic uint64_t dropped; /* records lost because unid was gone */
+	uint8_t pad1[UNI_CACHELINE - 32];
+	_Atomic uint64_t head; /* written by the producer only */
+	uint8_t pad2[UNI_CACHELINE - 8];
+	_Atomic uint64_t tail; /* written by unid only */
+	uint8_t pad3[UNI_CACHELINE - 8];
+	struct uni_ev ev[UNI_RING_CAP];
+};
+
+struct uni_shm_hdr {
+	uint64_t magic;
+	uint32_t version;
+	uint32_t hdr_size;
+	uint64_t total_size;
+	char session[48];
+	int32_t daemon_pid;
+	uint32_t mode;
+	int32_t master_port; /* rendezvous port not to model, 0 = from env */
+	uint32_t strict;     /* 1: a rank that cannot attach stops */
+	uint64_t epoch_mono_ns;
+	uint64_t epoch_real_ns;
+	uint32_t max_ranks, max_rings, ring_cap, max_conns;
+	uint64_t ranks_off, conns_off, rings_off;
+	_Atomic uint64_t heartbeat;      /* unid bumps it every loop */
+	_Atomic uint32_t doorbell;       /* futex word unid sleeps on */
+	_Atomic uint32_t daemon_sleeping;
+	_Atomic uint32_t stop;           /* set by unictl stop */
+	_Atomic uint32_t ready;          /* set by unid once serving */
+	_Atomic uint32_t next_conn;      /* conns[] allocation cursor */
+	uint32_t pad;
+	_Atomic uint64_t events_total;
+	_Atomic uint64_t dropped_total;
+	char trace_path[512];
+	char config_path[512];
+};
+
+static inline size_t uni_shm_layout(uint64_t *ranks_off, uint64_t *conns_off, uint64_t *rings_off)
+{
+	size_t off = 4096;
+	*ranks_off = off;
+	off += UNI_MAX_RANKS * sizeof(struct uni_rank);
+	*conns_off = off;
+	off += UNI_MAX_CONNS * sizeof(struct uni_conn);
+	off = (off + 4095) & ~(size_t)4095;
+	*rings_off = off;
+	off += UNI_MAX_RINGS * sizeof(struct uni_ring);
+	return (off + 4095) & ~(size_t)4095;
+}
+
+static inline struct uni_rank *uni_shm_rank(struct uni_shm_hdr *h, uint32_t i)
+{
+	return (struct uni_rank *)((char *)h + h->ranks_off) + i;
+}
+static inline struct uni_conn *uni_shm_conn(struct uni_shm_hdr *h, uint32_t i)
+{
+	return (struct uni_conn *)((char *)h + h->conns_off) + i;
+}
+static inline struct uni_ring *uni_shm_ring(struct uni_shm_hdr *h, uint32_t i)
+{
+	return (struct uni_ring *)((char *)h + h->rings_off) + i;
+}
+
+/* Ring operations ------------------------------------------------------ */
+
+/* Producer: appends one record if there is room. Returns 0, or -EAGAIN when
+ * the ring is full (the caller decides whether to wait). Never blocks. */
+static inline int uni_ring_push(struct uni_ring *r, const struct uni_ev *e)
+{
+	uint64_t h = atomic_load_explicit(&r->head, memory_order_relaxed);
+	uint64_t t = atomic_load_explicit(&r->tail, memory_order_acquire);
+	if (h - t >= UNI_RING_CAP)
+		return -11; /* -EAGAIN */
+	r->ev[h & (UNI_RING_CAP - 1)] = *e;
+	atomic_store_explicit(&r->head, h + 1, memory_order_release);
+	return 0;
+}
+
+/* Records waiting in the ring. */
+static inline uint64_t uni_ring_used(struct uni_ring *r)
+{
+	return atomic_load_explicit(&r->head, memory_order_acquire) -
+	       atomic_load_explicit(&r->tail, memory_order_acquire);
+}
+
+/* Consumer: copies up to max records out, returns how many. */
+static inline uint32_t uni_ring_pop(struct uni_ring *r, struct uni_ev *out, uint32_t max)
+{
+	uint64_t t = atomic_load_explicit(&r->tail, memory_order_relaxed);
+	uint64_t h = atomic_load_explicit(&r->head, memory_order_acquire);
+	uint32_t n = 0;
+	while (t + n < h && n < max) {
+		out[n] = r->ev[(t + n) & (UNI_RING_CAP - 1)];
+		n++;
+	}
+	atomic_store_explicit(&r->tail, t + n, memory_order_release);
+	return n;
+}
+
+/* Process-shared futex helpers (engine/shm.c). Both preserve errno.
+ * uni_futex_wait returns 0 when woken or the value differed, -ETIMEDOUT. */
+int uni_futex_wait(_Atomic uint32_t *word, uint32_t expect, uint32_t timeout_ms);
+void uni_futex_wake(_Atomic uint32_t *word, int n);
+
+/* Segment names and opening (engine/shm.c) ----------------------------- */
+
+/* "/uni.<session>" into buf (size >= 64). */
+void uni_shm_name(const char *session, char *buf, size_t len);
+/* Lock file path "/dev/shm/uni.<session>.lock". */
+void uni_lock_path(const char *session, char *buf, size_t len);
+
+/* Maps an existing session read-write. Returns the header or NULL with a
+ * one-line reason in err (errno preserved). Checks magic, version, size. */
+struct uni_shm_hdr *uni_shm_open(const char *session, char *err, size_t errlen);
+void uni_shm_close(struct uni_shm_hdr *h);
+
+#endif

@@ -1,0 +1,95 @@
+/* The trace file: what unid writes and every tool reads (docs/trace-format.md).
+ *
+ *   struct uni_trace_hdr   256 bytes, once
+ *   struct uni_trec        64 bytes each, until the end of the file
+ *
+ * All integers little-endian. Records are appended whole with one write and
+ * the file is flushed at least every 100 ms, so a reader may open it while a
+ * run goes on; a file that ends inside a record (a killed daemon) is read up
+ * to the last whole record. A reader refuses a major version it does not
+ * know and skips record kinds it does not know (minor additions). */
+#ifndef UNI_TRACE_H
+#define UNI_TRACE_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#define UNI_TRACE_MAGIC "UNITRACE"
+#define UNI_TRACE_VERSION_MAJOR 1u
+#define UNI_TRACE_VERSION_MINOR 0u
+#define UNI_TRACE_HDR_SIZE 256u
+#define UNI_TRACE_REC_SIZE 64u
+
+struct uni_trace_hdr {
+	char magic[8];          /* "UNITRACE" */
+	uint16_t version_major;
+	uint16_t version_minor;
+	uint32_t hdr_size;      /* 256 */
+	uint32_t rec_size;      /* 64 */
+	uint32_t mode;          /* enum uni_mode */
+	uint64_t epoch_real_ns; /* CLOCK_REALTIME at session start */
+	uint64_t epoch_mono_ns; /* CLOCK_MONOTONIC at session start */
+	char session[48];
+	char config_path[128];
+	uint8_t reserved[40];
+};
+_Static_assert(sizeof(struct uni_trace_hdr) == 256, "trace header is 256 bytes");
+
+enum uni_trec_kind {
+	UNI_TR_SESSION_START = 1, /* a = unid pid */
+	UNI_TR_RANK_ATTACH = 2,   /* rank; a = pid, len = world size */
+	UNI_TR_RANK_EXIT = 3,     /* rank; flags: UNI_TRF_CLEAN or UNI_TRF_DIED */
+	UNI_TR_THREAD = 4,        /* rank, tid: a thread began sending events */
+	UNI_TR_CONN = 5,          /* rank, conn, peer (rank), a = peer conn,
+	                             off = local port, len = peer port */
+	UNI_TR_SEND = 6,          /* rank, tid, conn, peer, t0/t1, off, len */
+	UNI_TR_RECV = 7,          /* rank, tid, conn, peer, t0/t1, off, len */
+	UNI_TR_CONN_CLOSE = 8,    /* rank, conn, peer; a = bytes sent, len = bytes received */
+	UNI_TR_SESSION_END = 9,   /* a = events, len = events dropped, off = unmodelled conns */
+};
+
+enum uni_trec_flags {
+	UNI_TRF_CLEAN = 1u << 0, /* RANK_EXIT: the rank detached itself */
+	UNI_TRF_DIED = 1u << 1,  /* RANK_EXIT: the process vanished */
+};
+
+/* One record. t0/t1 are ns since the session epoch: in record mode real
+ * (CLOCK_MONOTONIC) time; in simulate mode virtual time. */
+struct uni_trec {
+	uint16_t kind;
+	uint16_t flags;
+	int32_t rank;
+	int32_t tid;
+	int32_t peer;
+	uint32_t conn;
+	uint32_t pad;
+	uint64_t t0;
+	uint64_t t1;
+	uint64_t off;
+	uint64_t len;
+	uint64_t a;
+};
+_Static_assert(sizeof(struct uni_trec) == 64, "trace record is 64 bytes");
+
+/* Name of a record kind ("send", "recv", ...), "?" when unknown. */
+const char *uni_trec_kind_name(uint16_t kind);
+
+/* Reader (engine/trace.c) ---------------------------------------------- */
+
+struct uni_trace_reader {
+	FILE *f;
+	struct uni_trace_hdr hdr;
+	uint64_t nrec;       /* records returned so far */
+	int truncated;       /* the file ended inside a record */
+	char err[256];
+};
+
+/* Opens and checks the header. Returns 0, or -1 with a one-line reason in
+ * r->err that names the file. */
+int uni_trace_open(struct uni_trace_reader *r, const char *path);
+/* Next record: 1 when one was read, 0 at the end (r->truncated says whether
+ * a partial record was left), -1 on a read error (r->err). */
+int uni_trace_next(struct uni_trace_reader *r, struct uni_trec *rec);
+void uni_trace_close(struct uni_trace_reader *r);
+
+#endif

@@ -1,0 +1,94 @@
+/* Opening the session segment, and the process-shared futex helpers. */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "uni/common.h"
+#include "uni/shm.h"
+
+int uni_futex_wait(_Atomic uint32_t *word, uint32_t expect, uint32_t timeout_ms)
+{
+	int saved = errno;
+	struct timespec ts = {.tv_sec = timeout_ms / 1000, .tv_nsec = (long)(timeout_ms % 1000) * 1000000L};
+	/* Shared (not FUTEX_PRIVATE): the word lives in memory mapped by
+	 * several processes. */
+	long r = syscall(SYS_futex, word, FUTEX_WAIT, expect, &ts, NULL, 0);
+	int rc = (r == -1 && errno == ETIMEDOUT) ? -ETIMEDOUT : 0;
+	errno = saved;
+	return rc;
+}
+
+void uni_futex_wake(_Atomic uint32_t *word, int n)
+{
+	int saved = errno;
+	syscall(SYS_futex, word, FUTEX_WAKE, n, NULL, NULL, 0);
+	errno = saved;
+}
+
+void uni_shm_name(const char *session, char *buf, size_t len)
+{
+	snprintf(buf, len, "/uni.%s", session);
+}
+
+void uni_lock_path(const char *session, char *buf, size_t len)
+{
+	snprintf(buf, len, "/dev/shm/uni.%s.lock", session);
+}
+
+struct uni_shm_hdr *uni_shm_open(const char *session, char *err, size_t errlen)
+{
+	int saved = errno;
+	char name[96];
+	struct uni_shm_hdr *h = NULL;
+	struct stat st;
+	uni_shm_name(session, name, sizeof(name));
+	int fd = shm_open(name, O_RDWR | O_CLOEXEC, 0);
+	if (fd < 0) {
+		snprintf(err, errlen, "no session '%s' (no segment /dev/shm%s: %s)", session, name,
+			 strerror(errno));
+		goto out;
+	}
+	if (fstat(fd, &st) < 0 || (size_t)st.st_size < sizeof(struct uni_shm_hdr)) {
+		snprintf(err, errlen, "session '%s': segment /dev/shm%s is too small (%lld bytes)", session,
+			 name, (long long)st.st_size);
+		goto out_close;
+	}
+	void *p = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED) {
+		snprintf(err, errlen, "session '%s': cannot map /dev/shm%s: %s", session, name,
+			 strerror(errno));
+		goto out_close;
+	}
+	h = p;
+	if (h->magic != UNI_SHM_MAGIC || h->version != UNI_SHM_VERSION ||
+	    h->total_size != (uint64_t)st.st_size) {
+		if (h->magic != UNI_SHM_MAGIC)
+			snprintf(err, errlen, "session '%s': /dev/shm%s is not a uniference segment", session, name);
+		else if (h->version != UNI_SHM_VERSION)
+			snprintf(err, errlen,
+				 "session '%s': segment version %u, this build speaks version %u (mixed installs?)",
+				 session, h->version, UNI_SHM_VERSION);
+		else
+			snprintf(err, errlen, "session '%s': segment size %lld differs from its header (%llu)",
+				 session, (long long)st.st_size, (unsigned long long)h->total_size);
+		munmap(p, (size_t)st.st_size);
+		h = NULL;
+	}
+out_close:
+	close(fd);
+out:
+	errno = saved;
+	return h;
+}
+
+void uni_shm_close(struct uni_shm_hdr *h)
+{
+	if (h)
+		munmap(h, h->total_size);
+}

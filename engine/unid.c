@@ -1,0 +1,647 @@
+/* unid: the session coordinator.
+ *
+ * Record mode (this file's whole job so far): create the session segment,
+ * take every event the ranks' shims append to their rings, match the TCP
+ * connections whose two ends are ranks of the session, write the trace,
+ * notice ranks that die, and on stop flush the trace and remove the segment.
+ *
+ * Start-up handshake: with --ready-fd N, unid writes one line to fd N,
+ * "ok PID" once it serves or "error: MESSAGE" when it cannot start, and
+ * closes it. Without it, messages go to stderr. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "uni/common.h"
+#include "uni/config.h"
+#include "uni/shm.h"
+#include "uni/trace.h"
+#include "uni/trace_write.h"
+
+#define PENDING_CAP 4096u /* events kept for a connection whose peer is unknown */
+
+struct dconn {
+	uint32_t known;   /* CONN_OPEN seen */
+	uint32_t state;   /* mirror of the segment's state */
+	int32_t rank;
+	uint32_t closed;
+	struct uni_trec *pending;
+	uint32_t npending, cappending;
+};
+
+struct drank {
+	int pid;        /* 0: not attached (as far as unid has seen) */
+	int pidfd;
+	int detached;   /* sent UNI_EV_DETACH */
+	uint64_t last_t;
+};
+
+static struct {
+	const char *session;
+	struct uni_config cfg;
+	struct uni_shm_hdr *h;
+	struct uni_trace_writer tw;
+	char trace_path[PATH_MAX];
+	char shm_name[96];
+	char lock_path[128];
+	int lock_fd;
+	int ready_fd;
+	struct dconn *conns;
+	struct drank ranks[UNI_MAX_RANKS];
+	uint32_t *unmatched; /* conn indices waiting for their peer */
+	uint32_t nunmatched;
+	uint64_t unmodelled;
+	uint64_t trace_errors;
+	volatile sig_atomic_t signalled;
+} D = {.lock_fd = -1, .ready_fd = -1};
+
+UNI_PRINTF(1, 2) static void logmsg(const char *fmt, ...)
+{
+	char buf[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "unid[%s]: %s\n", D.session ? D.session : "?", buf);
+	fflush(stderr);
+}
+
+/* Fails start-up: the message goes to the ready fd (unictl prints it) or
+ * to stderr. */
+UNI_PRINTF(1, 2) static _Noreturn void die_startup(const char *fmt, ...)
+{
+	char buf[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (D.ready_fd >= 0) {
+		dprintf(D.ready_fd, "error: %s\n", buf);
+		close(D.ready_fd);
+	} else {
+		fprintf(stderr, "unid: %s\n", buf);
+	}
+	exit(2);
+}
+
+/* Trace output ----------------------------------------------------------- */
+
+static void trace_put(const struct uni_trec *r)
+{
+	if (uni_trace_append(&D.tw, r, 1) < 0 && D.trace_errors++ == 0)
+		logmsg("trace: %s", D.tw.err);
+}
+
+static struct uni_trec rec_of(uint16_t kind, int rank)
+{
+	struct uni_trec r;
+	memset(&r, 0, sizeof(r));
+	r.kind = kind;
+	r.rank = rank;
+	r.tid = -1;
+	r.peer = -1;
+	return r;
+}
+
+/* Ranks ------------------------------------------------------------------ */
+
+static void rank_ended(int rank, int died)
+{
+	struct drank *dr = &D.ranks[rank];
+	struct uni_rank *rk = uni_shm_rank(D.h, (uint32_t)rank);
+	struct uni_trec r = rec_of(UNI_TR_RANK_EXIT, rank);
+	r.flags = died ? UNI_TRF_DIED : UNI_TRF_CLEAN;
+	r.a = (uint64_t)dr->pid;
+	r.t0 = r.t1 = uni_now_ns() - D.h->epoch_mono_ns;
+	trace_put(&r);
+	if (died)
+		logmsg("rank %d (pid %d) died without detaching", rank, dr->pid);
+	atomic_store(&rk->state, died ? UNI_RANK_DEAD : UNI_RANK_DETACHED);
+	if (dr->pidfd >= 0)
+		close(dr->pidfd);
+	dr->pidfd = -1;
+	dr->pid = 0;
+	dr->detached = 0;
+}
+
+static void scan_ranks(void)
+{
+	for (uint32_t i = 0; i < D.h->max_ranks; i++) {
+		struct uni_rank *rk = uni_shm_rank(D.h, i);
+		if (atomic_load_explicit(&rk->state, memory_order_acquire) != UNI_RANK_LIVE)
+			continue;
+		struct drank *dr = &D.ranks[i];
+		if (dr->pid == rk->pid)
+			continue;
+		if (dr->pid) /* the same rank re-attached from a new process */
+			rank_ended((int)i, !dr->detached);
+		dr->pid = rk->pid;
+		dr->detached = 0;
+		dr->pidfd = (int)syscall(SYS_pidfd_open, rk->pid, 0);
+		struct uni_trec r = rec_of(UNI_TR_RANK_ATTACH, (int)i);
+		r.a = (uint64_t)rk->pid;
+		r.len = (uint64_t)rk->world_size;
+		r.t0 = r.t1 = rk->attach_t;
+		trace_put(&r);
+	}
+}
+
+/* Connections ------------------------------------------------------------ */
+
+static int addr_eq(const struct uni_addr *a, const struct uni_addr *b)
+{
+	return a->port == b->port && memcmp(a->ip, b->ip, 16) == 0;
+}
+
+static void conn_set_state(uint32_t idx, uint32_t st)
+{
+	D.conns[idx].state = st;
+	atomic_store_explicit(&uni_shm_conn(D.h, idx)->state, st, memory_order_release);
+}
+
+static void pending_drop(struct dconn *dc)
+{
+	free(dc->pending);
+	dc->pending = NULL;
+	dc->npending = dc->cappending = 0;
+}
+
+static void pending_flush(uint32_t idx, int peer)
+{
+	struct dconn *dc = &D.conns[idx];
+	for (uint32_t i = 0; i < dc->npending; i++) {
+		dc->pending[i].peer = peer;
+		trace_put(&dc->pending[i]);
+	}
+	pending_drop(dc);
+}
+
+static void unmatched_remove(uint32_t pos)
+{
+	D.unmatched[pos] = D.unmatched[--D.nunmatched];
+}
+
+static void give_up(uint32_t idx)
+{
+	conn_set_state(idx, UNI_CONN_UNMODELLED);
+	pending_drop(&D.conns[idx]);
+	D.unmodelled++;
+	for (uint32_t i = 0; i < D.nunmatched; i++)
+		if (D.unmatched[i] == idx) {
+			unmatched_remove(i);
+			break;
+		}
+}
+
+static void conn_record(uint32_t idx)
+{
+	struct uni_conn *c = uni_shm_conn(D.h, idx);
+	struct uni_trec r = rec_of(UNI_TR_CONN, c->rank);
+	r.conn = idx;
+	r.peer = atomic_load(&c->peer_rank);
+	r.a = atomic_load(&c->peer_conn);
+	r.off = c->local.port;
+	r.len = c->peer.port;
+	trace_put(&r);
+}
+
+static void conn_open(uint32_t idx)
+{
+	struct uni_conn *c = uni_shm_conn(D.h, idx);
+	struct dconn *dc = &D.conns[idx];
+	dc->known = 1;
+	dc->rank = c->rank;
+	dc->state = UNI_CONN_OPEN;
+	for (uint32_t i = 0; i < D.nunmatched; i++) {
+		uint32_t j = D.unmatched[i];
+		struct uni_conn *o = uni_shm_conn(D.h, j);
+		if (!addr_eq(&o->local, &c->peer) || !addr_eq(&o->peer, &c->local))
+			continue;
+		unmatched_remove(i);
+		if (o->rank == c->rank) { /* a process talking to itself */
+			give_up(j);
+			give_up(idx);
+			return;
+		}
+		atomic_store(&c->peer_rank, o->rank);
+		atomic_store(&c->peer_conn, j);
+		atomic_store(&o->peer_rank, c->rank);
+		atomic_store(&o->peer_conn, idx);
+		conn_set_state(idx, UNI_CONN_MATCHED);
+		conn_set_state(j, UNI_CONN_MATCHED);
+		conn_record(j);
+		conn_record(idx);
+		pending_flush(j, c->rank);
+		pending_flush(idx, o->rank);
+		if (D.conns[j].closed) {
+			struct uni_trec r = rec_of(UNI_TR_CONN_CLOSE, o->rank);
+			r.conn = j;
+			r.peer = c->rank;
+			trace_put(&r);
+		}
+		return;
+	}
+	D.unmatched[D.nunmatched++] = idx;
+}
+
+/* Events ----------------------------------------------------------------- */
+
+static void conn_event(uint32_t idx, struct uni_trec *r)
+{
+	if (idx >= D.h->max_conns)
+		return;
+	struct dconn *dc = &D.conns[idx];
+	switch (dc->state) {
+	case UNI_CONN_MATCHED:
+		r->peer = atomic_load(&uni_shm_conn(D.h, idx)->peer_rank);
+		trace_put(r);
+		break;
+	case UNI_CONN_OPEN:
+		if (dc->npending == PENDING_CAP) {
+			give_up(idx);
+			break;
+		}
+		if (dc->npending == dc->cappending) {
+			uint32_t cap = dc->cappending ? dc->cappending * 2 : 16;
+			struct uni_trec *p = realloc(dc->pending, cap * sizeof(*p));
+			if (!p) {
+				give_up(idx);
+				break;
+			}
+			dc->pending = p;
+			dc->cappending = cap;
+		}
+		dc->pending[dc->npending++] = *r;
+		break;
+	default:
+		break; /* unmodelled */
+	}
+}
+
+static void handle(struct uni_ring *ring, const struct uni_ev *e)
+{
+	int rank = ring->rank;
+	struct uni_trec r = rec_of(0, rank);
+	r.tid = ring->tid;
+	r.conn = e->conn;
+	r.t0 = e->t0;
+	r.t1 = e->t1;
+	r.off = e->off;
+	r.len = e->len;
+	r.a = e->a;
+	switch (e->kind) {
+	case UNI_EV_THREAD:
+		r.kind = UNI_TR_THREAD;
+		trace_put(&r);
+		atomic_fetch_add(&uni_shm_rank(D.h, (uint32_t)rank)->threads, 1);
+		break;
+	case UNI_EV_CONN_OPEN:
+		if (e->conn < D.h->max_conns)
+			conn_open(e->conn);
+		break;
+	case UNI_EV_SEND:
+	case UNI_EV_RECV:
+		r.kind = e->kind == UNI_EV_SEND ? UNI_TR_SEND : UNI_TR_RECV;
+		conn_event(e->conn, &r);
+		break;
+	case UNI_EV_CONN_CLOSE:
+		r.kind = UNI_TR_CONN_CLOSE;
+		r.len = e->b;
+		if (e->conn < D.h->max_conns) {
+			D.conns[e->conn].closed = 1;
+			if (D.conns[e->conn].state == UNI_CONN_MATCHED)
+				conn_event(e->conn, &r);
+		}
+		break;
+	case UNI_EV_DETACH:
+		if ((uint32_t)rank < UNI_MAX_RANKS)
+			D.ranks[rank].detached = 1;
+		break;
+	case UNI_EV_THREAD_END:
+		atomic_fetch_sub(&uni_shm_rank(D.h, (uint32_t)rank)->threads, 1);
+		break;
+	default:
+		break;
+	}
+	if ((uint32_t)rank < D.h->max_ranks) {
+		struct uni_rank *rk = uni_shm_rank(D.h, (uint32_t)rank);
+		atomic_fetch_add_explicit(&rk->events, 1, memory_order_relaxed);
+		if (e->t1 > atomic_load_explicit(&rk->last_t, memory_order_relaxed))
+			atomic_store_explicit(&rk->last_t, e->t1, memory_order_relaxed);
+	}
+	atomic_fetch_add_explicit(&D.h->events_total, 1, memory_order_relaxed);
+}
+
+static void ring_free(struct uni_ring *ring)
+{
+	atomic_store(&ring->tail, atomic_load(&ring->head));
+	atomic_store_explicit(&ring->state, UNI_RING_FREE, memory_order_release);
+}
+
+/* Takes every record waiting; returns how many. */
+static uint64_t drain(void)
+{
+	struct uni_ev buf[256];
+	uint64_t total = 0;
+	for (uint32_t i = 0; i < D.h->max_rings; i++) {
+		struct uni_ring *ring = uni_shm_ring(D.h, i);
+		if (atomic_load_explicit(&ring->state, memory_order_acquire) != UNI_RING_LIVE)
+			continue;
+		uint32_t n;
+		int ended = 0;
+		while (!ended && (n = uni_ring_pop(ring, buf, UNI_ARRAY_LEN(buf))) > 0) {
+			for (uint32_t k = 0; k < n; k++) {
+				handle(ring, &buf[k]);
+				if (buf[k].kind == UNI_EV_THREAD_END)
+					ended = 1;
+			}
+			total += n;
+		}
+		if (atomic_load(&ring->prod_waiting)) {
+			atomic_store(&ring->prod_waiting, 0);
+			uni_futex_wake(&ring->prod_waiting, 1);
+		}
+		if (ended)
+			ring_free(ring);
+	}
+	return total;
+}
+
+/* A rank whose process is gone: take what its rings still hold, free them,
+ * and say how it ended. */
+static void check_ranks(void)
+{
+	for (uint32_t i = 0; i < D.h->max_ranks; i++) {
+		struct drank *dr = &D.ranks[i];
+		if (!dr->pid)
+			continue;
+		int gone;
+		if (dr->pidfd >= 0) {
+			struct pollfd p = {.fd = dr->pidfd, .events = POLLIN};
+			gone = poll(&p, 1, 0) > 0;
+		} else {
+			gone = kill(dr->pid, 0) < 0 && errno == ESRCH;
+		}
+		if (!gone)
+			continue;
+		drain();
+		for (uint32_t k = 0; k < D.h->max_rings; k++) {
+			struct uni_ring *ring = uni_shm_ring(D.h, k);
+			if (atomic_load(&ring->state) == UNI_RING_LIVE && ring->pid == dr->pid)
+				ring_free(ring);
+		}
+		atomic_store(&uni_shm_rank(D.h, i)->threads, 0);
+		rank_ended((int)i, !dr->detached);
+	}
+}
+
+/* Set-up ----------------------------------------------------------------- */
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	D.signalled = 1;
+	if (D.h) {
+		atomic_store(&D.h->stop, 1);
+		atomic_fetch_add(&D.h->doorbell, 1);
+	}
+}
+
+static int read_pid_file(int fd)
+{
+	char buf[32] = {0};
+	if (pread(fd, buf, sizeof(buf) - 1, 0) <= 0)
+		return 0;
+	return atoi(buf);
+}
+
+/* Takes the session's lock; removes what a killed daemon left behind. */
+static void take_lock(void)
+{
+	uni_lock_path(D.session, D.lock_path, sizeof(D.lock_path));
+	D.lock_fd = open(D.lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (D.lock_fd < 0)
+		die_startup("cannot open lock file %s: %s", D.lock_path, strerror(errno));
+	if (flock(D.lock_fd, LOCK_EX | LOCK_NB) < 0) {
+		if (errno == EWOULDBLOCK)
+			die_startup("session '%s' is already running (unid pid %d)", D.session,
+				    read_pid_file(D.lock_fd));
+		die_startup("cannot lock %s: %s", D.lock_path, strerror(errno));
+	}
+	int old = read_pid_file(D.lock_fd);
+	uni_shm_name(D.session, D.shm_name, sizeof(D.shm_name));
+	if (shm_unlink(D.shm_name) == 0)
+		logmsg("removed the stale segment /dev/shm%s of session '%s' left by unid pid %d, "
+		       "which is gone", D.shm_name, D.session, old);
+	char pid[32];
+	int n = snprintf(pid, sizeof(pid), "%d\n", getpid());
+	if (ftruncate(D.lock_fd, 0) < 0 || pwrite(D.lock_fd, pid, (size_t)n, 0) != n)
+		die_startup("cannot write %s: %s", D.lock_path, strerror(errno));
+}
+
+static void copy_path(char *dst, size_t len, const char *src, const char *what)
+{
+	size_t n = strlen(src);
+	if (n >= len) {
+		shm_unlink(D.shm_name);
+		die_startup("%s is longer than %zu bytes: %s", what, len - 1, src);
+	}
+	memcpy(dst, src, n + 1);
+}
+
+static void create_segment(const char *config_path)
+{
+	uint64_t ro, co, go;
+	size_t size = uni_shm_layout(&ro, &co, &go);
+	int fd = shm_open(D.shm_name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0)
+		die_startup("cannot create /dev/shm%s: %s", D.shm_name, strerror(errno));
+	if (ftruncate(fd, (off_t)size) < 0) {
+		shm_unlink(D.shm_name);
+		die_startup("cannot size /dev/shm%s to %zu bytes: %s", D.shm_name, size, strerror(errno));
+	}
+	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	close(fd);
+	if (p == MAP_FAILED) {
+		shm_unlink(D.shm_name);
+		die_startup("cannot map /dev/shm%s: %s", D.shm_name, strerror(errno));
+	}
+	struct uni_shm_hdr *h = p;
+	h->version = UNI_SHM_VERSION;
+	h->hdr_size = sizeof(*h);
+	h->total_size = size;
+	snprintf(h->session, sizeof(h->session), "%s", D.session);
+	h->daemon_pid = getpid();
+	h->mode = D.cfg.mode;
+	h->strict = (uint32_t)D.cfg.strict;
+	h->epoch_mono_ns = uni_now_ns();
+	h->epoch_real_ns = uni_realtime_ns();
+	h->max_ranks = UNI_MAX_RANKS;
+	h->max_rings = UNI_MAX_RINGS;
+	h->ring_cap = UNI_RING_CAP;
+	h->max_conns = UNI_MAX_CONNS;
+	h->ranks_off = ro;
+	h->conns_off = co;
+	h->rings_off = go;
+	copy_path(h->trace_path, sizeof(h->trace_path), D.trace_path, "trace path");
+	copy_path(h->config_path, sizeof(h->config_path), config_path ? config_path : "", "config path");
+	/* Magic last: a shim that opens the segment earlier refuses it. */
+	atomic_thread_fence(memory_order_release);
+	h->magic = UNI_SHM_MAGIC;
+	D.h = h;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: unid [--session NAME] [--config FILE] [--mode record|simulate|emulate]\n"
+		   "            [--trace PATH] [--ready-fd N]\n"
+		   "The coordinator of a uniference session; normally started by 'unictl start' or unirun.\n");
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"session", required_argument, NULL, 's'}, {"config", required_argument, NULL, 'c'},
+		{"mode", required_argument, NULL, 'm'},    {"trace", required_argument, NULL, 't'},
+		{"ready-fd", required_argument, NULL, 'r'}, {"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0}};
+	const char *config = NULL, *mode = NULL, *trace = NULL;
+	D.session = getenv("UNI_SESSION");
+	int c;
+	while ((c = getopt_long(argc, argv, "s:c:m:t:r:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 's': D.session = optarg; break;
+		case 'c': config = optarg; break;
+		case 'm': mode = optarg; break;
+		case 't': trace = optarg; break;
+		case 'r': D.ready_fd = atoi(optarg); break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 64;
+		}
+	}
+	if (!D.session || !*D.session)
+		D.session = "default";
+	if (uni_session_name_check(D.session) < 0)
+		die_startup("bad session name '%s': use 1 to 47 of A-Z a-z 0-9 _ . -", D.session);
+	uni_config_defaults(&D.cfg);
+	char err[1024];
+	char config_abs[PATH_MAX] = "";
+	if (config) {
+		if (uni_config_load(&D.cfg, config, err, sizeof(err)) < 0)
+			die_startup("%s", err);
+		if (!realpath(config, config_abs))
+			snprintf(config_abs, sizeof(config_abs), "%s", config);
+	}
+	if (mode && uni_mode_parse(mode, &D.cfg.mode) < 0)
+		die_startup("unknown mode '%s': use record, simulate or emulate", mode);
+	if (D.cfg.mode != UNI_MODE_RECORD)
+		die_startup("mode '%s' is not implemented in this build yet; only record mode is "
+			    "(use --mode record, or 'mode: record' in the config)",
+			    uni_mode_name(D.cfg.mode));
+	char tp[PATH_MAX];
+	if (trace)
+		snprintf(tp, sizeof(tp), "%s", trace);
+	else
+		uni_config_trace_path(&D.cfg, D.session, tp, sizeof(tp));
+	if (tp[0] == '/') {
+		snprintf(D.trace_path, sizeof(D.trace_path), "%s", tp);
+	} else {
+		char cwd[PATH_MAX];
+		if (!getcwd(cwd, sizeof(cwd)))
+			die_startup("cannot read the current directory: %s", strerror(errno));
+		if ((size_t)snprintf(D.trace_path, sizeof(D.trace_path), "%s/%s", cwd, tp) >= sizeof(D.trace_path))
+			die_startup("trace path too long");
+	}
+
+	take_lock();
+	create_segment(config ? config_abs : NULL);
+	struct uni_trace_hdr th;
+	uni_trace_hdr_init(&th, D.cfg.mode, D.session, D.h->epoch_real_ns, D.h->epoch_mono_ns,
+			   config ? config_abs : NULL);
+	if (uni_trace_create(&D.tw, D.trace_path, &th, err, sizeof(err)) < 0) {
+		shm_unlink(D.shm_name);
+		die_startup("%s", err);
+	}
+	D.conns = calloc(UNI_MAX_CONNS, sizeof(*D.conns));
+	D.unmatched = calloc(UNI_MAX_CONNS, sizeof(*D.unmatched));
+	if (!D.conns || !D.unmatched)
+		die_startup("out of memory");
+	for (uint32_t i = 0; i < UNI_MAX_RANKS; i++)
+		D.ranks[i].pidfd = -1;
+
+	struct sigaction sa = {.sa_handler = on_signal};
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
+
+	struct uni_trec r = rec_of(UNI_TR_SESSION_START, -1);
+	r.a = (uint64_t)getpid();
+	trace_put(&r);
+	uni_trace_flush(&D.tw);
+	atomic_store(&D.h->ready, 1);
+	if (D.ready_fd >= 0) {
+		dprintf(D.ready_fd, "ok %d\n", getpid());
+		close(D.ready_fd);
+		D.ready_fd = -1;
+	}
+	logmsg("serving (mode %s, trace %s)", uni_mode_name(D.cfg.mode), D.trace_path);
+
+	uint64_t last_flush = uni_now_ns(), last_check = 0;
+	while (!atomic_load(&D.h->stop)) {
+		atomic_fetch_add_explicit(&D.h->heartbeat, 1, memory_order_relaxed);
+		scan_ranks();
+		uint64_t n = drain();
+		uint64_t now = uni_now_ns();
+		if (now - last_check > 20000000ull) {
+			check_ranks();
+			last_check = now;
+		}
+		if (now - last_flush > 100000000ull) {
+			uni_trace_flush(&D.tw);
+			last_flush = now;
+		}
+		if (n == 0) {
+			uint32_t bell = atomic_load(&D.h->doorbell);
+			atomic_store(&D.h->daemon_sleeping, 1);
+			uni_futex_wait(&D.h->doorbell, bell, 10);
+			atomic_store(&D.h->daemon_sleeping, 0);
+		}
+	}
+
+	/* Stop: take what is left, end the trace, remove the segment. */
+	scan_ranks();
+	drain();
+	check_ranks();
+	drain();
+	D.unmodelled += D.nunmatched;
+	r = rec_of(UNI_TR_SESSION_END, -1);
+	r.t0 = r.t1 = uni_now_ns() - D.h->epoch_mono_ns;
+	r.a = atomic_load(&D.h->events_total);
+	r.len = atomic_load(&D.h->dropped_total);
+	r.off = D.unmodelled;
+	trace_put(&r);
+	int rc = 0;
+	if (uni_trace_finish(&D.tw) < 0) {
+		logmsg("trace: %s", D.tw.err);
+		rc = 1;
+	}
+	logmsg("stopped: %llu events, %llu dropped, trace %s", (unsigned long long)r.a,
+	       (unsigned long long)r.len, D.trace_path);
+	shm_unlink(D.shm_name);
+	unlink(D.lock_path);
+	return rc;
+}

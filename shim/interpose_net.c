@@ -1,0 +1,252 @@
+/* Interposed socket and fd calls. Each wrapper is a few lines: forward to
+ * the real function, and tell the core (shim.c) only about fds the fd table
+ * tracks. The fast path for an untracked fd is one bounds check, one load
+ * and the real call. */
+/* fcntl.h under _FILE_OFFSET_BITS=64 may redirect fcntl to fcntl64: we
+ * define both names ourselves, so take the plain declarations. */
+#undef _FILE_OFFSET_BITS
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "shim.h"
+
+#define ENSURE(fn)                              \
+	do {                                    \
+		if (UNI_UNLIKELY(!uni_real.fn)) \
+			uni_shim_ensure_init(); \
+	} while (0)
+
+/* Runs CALL; if fd is tracked, reports the bytes it moved (r > 0). */
+#define IO_WRAP(fn, is_send, fd, call)                              \
+	do {                                                        \
+		ENSURE(fn);                                         \
+		uint32_t s_ = uni_fd_get(fd);                       \
+		if (UNI_LIKELY(!s_) || uni_shim_in_shim())          \
+			return call;                                \
+		uint64_t t0_ = uni_now_ns();                        \
+		ssize_t r_ = call;                                  \
+		if (r_ > 0)                                         \
+			uni_shim_io(s_, is_send, (size_t)r_, t0_);  \
+		return r_;                                          \
+	} while (0)
+
+/* Fortified entry points: declared by glibc only under _FORTIFY_SOURCE. */
+ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen);
+ssize_t __recv_chk(int fd, void *buf, size_t n, size_t buflen, int flags);
+ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int flags, struct sockaddr *a,
+		       socklen_t *al);
+
+static inline int is_inet(const struct sockaddr *a)
+{
+	return a && (a->sa_family == AF_INET || a->sa_family == AF_INET6);
+}
+
+UNI_EXTERN int connect(int fd, const struct sockaddr *addr, socklen_t len)
+{
+	ENSURE(connect);
+	int r = uni_real.connect(fd, addr, len);
+	if ((r == 0 || errno == EINPROGRESS) && is_inet(addr) && !uni_shim_in_shim())
+		uni_shim_conn_new(fd, addr, len);
+	return r;
+}
+
+UNI_EXTERN int accept(int fd, struct sockaddr *addr, socklen_t *len)
+{
+	ENSURE(accept);
+	int r = uni_real.accept(fd, addr, len);
+	if (r >= 0 && !uni_shim_in_shim())
+		uni_shim_conn_new(r, NULL, 0);
+	return r;
+}
+
+UNI_EXTERN int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
+{
+	ENSURE(accept4);
+	int r = uni_real.accept4(fd, addr, len, flags);
+	if (r >= 0 && !uni_shim_in_shim())
+		uni_shim_conn_new(r, NULL, 0);
+	return r;
+}
+
+UNI_EXTERN int close(int fd)
+{
+	ENSURE(close);
+	/* Forget fd before the kernel can hand its number to another thread. */
+	if (UNI_UNLIKELY(uni_fd_get(fd)) && !uni_shim_in_shim())
+		uni_shim_fd_closed(fd);
+	return uni_real.close(fd);
+}
+
+UNI_EXTERN int dup(int oldfd)
+{
+	ENSURE(dup);
+	int r = uni_real.dup(oldfd);
+	if (r >= 0 && uni_fd_get(oldfd))
+		uni_shim_fd_duped(oldfd, r);
+	return r;
+}
+
+UNI_EXTERN int dup2(int oldfd, int newfd)
+{
+	ENSURE(dup2);
+	int r = uni_real.dup2(oldfd, newfd);
+	if (r >= 0 && (uni_fd_get(oldfd) || uni_fd_get(newfd)))
+		uni_shim_fd_duped(oldfd, newfd);
+	return r;
+}
+
+UNI_EXTERN int dup3(int oldfd, int newfd, int flags)
+{
+	ENSURE(dup3);
+	int r = uni_real.dup3(oldfd, newfd, flags);
+	if (r >= 0 && (uni_fd_get(oldfd) || uni_fd_get(newfd)))
+		uni_shim_fd_duped(oldfd, newfd);
+	return r;
+}
+
+/* fcntl's third argument is an int or a pointer; both travel in one
+ * 64-bit register on x86_64/aarch64, so forwarding it as void * is exact. */
+static int fcntl_common(int (*real)(int, int, ...), int fd, int cmd, void *arg)
+{
+	int r = real(fd, cmd, arg);
+	if (r >= 0 && (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) && uni_fd_get(fd))
+		uni_shim_fd_duped(fd, r);
+	return r;
+}
+
+UNI_EXTERN int fcntl(int fd, int cmd, ...)
+{
+	ENSURE(fcntl);
+	va_list ap;
+	va_start(ap, cmd);
+	void *arg = va_arg(ap, void *);
+	va_end(ap);
+	return fcntl_common(uni_real.fcntl, fd, cmd, arg);
+}
+
+UNI_EXTERN int fcntl64(int fd, int cmd, ...)
+{
+	ENSURE(fcntl64);
+	va_list ap;
+	va_start(ap, cmd);
+	void *arg = va_arg(ap, void *);
+	va_end(ap);
+	return fcntl_common(uni_real.fcntl64, fd, cmd, arg);
+}
+
+/* Reads --------------------------------------------------------------- */
+
+static inline ssize_t do_read(int fd, void *buf, size_t n)
+{
+	IO_WRAP(read, 0, fd, uni_real.read(fd, buf, n));
+}
+
+static inline ssize_t do_recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *a,
+				  socklen_t *al)
+{
+	/* MSG_PEEK leaves the bytes in the socket: they are reported when read. */
+	if (flags & MSG_PEEK) {
+		ENSURE(recvfrom);
+		return uni_real.recvfrom(fd, buf, n, flags, a, al);
+	}
+	IO_WRAP(recvfrom, 0, fd, uni_real.recvfrom(fd, buf, n, flags, a, al));
+}
+
+static inline ssize_t do_recv(int fd, void *buf, size_t n, int flags)
+{
+	if (flags & MSG_PEEK) {
+		ENSURE(recv);
+		return uni_real.recv(fd, buf, n, flags);
+	}
+	IO_WRAP(recv, 0, fd, uni_real.recv(fd, buf, n, flags));
+}
+
+UNI_EXTERN ssize_t read(int fd, void *buf, size_t n)
+{
+	return do_read(fd, buf, n);
+}
+
+UNI_EXTERN ssize_t readv(int fd, const struct iovec *iov, int cnt)
+{
+	IO_WRAP(readv, 0, fd, uni_real.readv(fd, iov, cnt));
+}
+
+UNI_EXTERN ssize_t recv(int fd, void *buf, size_t n, int flags)
+{
+	return do_recv(fd, buf, n, flags);
+}
+
+UNI_EXTERN ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *a, socklen_t *al)
+{
+	return do_recvfrom(fd, buf, n, flags, a, al);
+}
+
+UNI_EXTERN ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
+{
+	if (flags & MSG_PEEK) {
+		ENSURE(recvmsg);
+		return uni_real.recvmsg(fd, msg, flags);
+	}
+	IO_WRAP(recvmsg, 0, fd, uni_real.recvmsg(fd, msg, flags));
+}
+
+/* Fortified variants: libc's __recv_chk jumps straight to the internal
+ * recv, so a recv wrapper alone never sees them. On overflow the real _chk
+ * keeps its abort. */
+UNI_EXTERN ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen)
+{
+	ENSURE(read_chk);
+	if (n > buflen)
+		return uni_real.read_chk(fd, buf, n, buflen);
+	return do_read(fd, buf, n);
+}
+
+UNI_EXTERN ssize_t __recv_chk(int fd, void *buf, size_t n, size_t buflen, int flags)
+{
+	ENSURE(recv_chk);
+	if (n > buflen)
+		return uni_real.recv_chk(fd, buf, n, buflen, flags);
+	return do_recv(fd, buf, n, flags);
+}
+
+UNI_EXTERN ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int flags,
+				  struct sockaddr *a, socklen_t *al)
+{
+	ENSURE(recvfrom_chk);
+	if (n > buflen)
+		return uni_real.recvfrom_chk(fd, buf, n, buflen, flags, a, al);
+	return do_recvfrom(fd, buf, n, flags, a, al);
+}
+
+/* Writes -------------------------------------------------------------- */
+
+UNI_EXTERN ssize_t write(int fd, const void *buf, size_t n)
+{
+	IO_WRAP(write, 1, fd, uni_real.write(fd, buf, n));
+}
+
+UNI_EXTERN ssize_t writev(int fd, const struct iovec *iov, int cnt)
+{
+	IO_WRAP(writev, 1, fd, uni_real.writev(fd, iov, cnt));
+}
+
+UNI_EXTERN ssize_t send(int fd, const void *buf, size_t n, int flags)
+{
+	IO_WRAP(send, 1, fd, uni_real.send(fd, buf, n, flags));
+}
+
+UNI_EXTERN ssize_t sendto(int fd, const void *buf, size_t n, int flags, const struct sockaddr *a,
+			  socklen_t al)
+{
+	IO_WRAP(sendto, 1, fd, uni_real.sendto(fd, buf, n, flags, a, al));
+}
+
+UNI_EXTERN ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
+{
+	IO_WRAP(sendmsg, 1, fd, uni_real.sendmsg(fd, msg, flags));
+}

@@ -1,0 +1,60 @@
+/* Resolving the real functions: every lookup goes through uni_resolve, once,
+ * from uni_shim_ensure_init; never lazily inside a wrapper (a failed dlsym
+ * mallocs, see research/interposition.md section 1). */
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "shim.h"
+
+UNI_HIDDEN struct uni_real uni_real;
+
+static void *uni_resolve(const char *name, const char *version)
+{
+	void *p = NULL;
+	if (version)
+		p = dlvsym(RTLD_NEXT, name, version);
+	if (!p)
+		p = dlsym(RTLD_NEXT, name);
+	return p;
+}
+
+#define RESOLVE(field, name) \
+	uni_real.field = (__typeof__(uni_real.field))uni_resolve(name, NULL)
+
+static void uni_resolve_all(void)
+{
+	RESOLVE(connect, "connect");
+	RESOLVE(accept, "accept");
+	RESOLVE(accept4, "accept4");
+	RESOLVE(close, "close");
+	RESOLVE(dup, "dup");
+	RESOLVE(dup2, "dup2");
+	RESOLVE(dup3, "dup3");
+	RESOLVE(fcntl, "fcntl");
+	RESOLVE(fcntl64, "fcntl64");
+	RESOLVE(read, "read");
+	RESOLVE(readv, "readv");
+	RESOLVE(recv, "recv");
+	RESOLVE(recvfrom, "recvfrom");
+	RESOLVE(recvmsg, "recvmsg");
+	RESOLVE(write, "write");
+	RESOLVE(writev, "writev");
+	RESOLVE(send, "send");
+	RESOLVE(sendto, "sendto");
+	RESOLVE(sendmsg, "sendmsg");
+	RESOLVE(read_chk, "__read_chk");
+	RESOLVE(recv_chk, "__recv_chk");
+	RESOLVE(recvfrom_chk, "__recvfrom_chk");
+	/* fcntl64 is an alias on 64-bit glibc; fall back rather than crash. */
+	if (!uni_real.fcntl64)
+		uni_real.fcntl64 = uni_real.fcntl;
+}
+
+static pthread_once_t resolve_once = PTHREAD_ONCE_INIT;
+
+void uni_shim_resolve(void) UNI_HIDDEN;
+void uni_shim_resolve(void)
+{
+	pthread_once(&resolve_once, uni_resolve_all);
+}

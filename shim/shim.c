@@ -1,0 +1,557 @@
+/* libunishim core: attaching a process to its session as a rank, per-thread
+ * event rings, connection registration, liveness of the coordinator, fork.
+ *
+ * The shim only intercepts and forwards (DESIGN section 2): it appends
+ * fixed-size records to its thread's ring and goes on; it never computes a
+ * model. A process attaches when it has RANK and WORLD_SIZE and a live
+ * session; every other process (a launcher, the torchrun agent, a forked
+ * child, a second process exec'd with the same environment) stays
+ * pass-through. */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "shim.h"
+#include "uni/shm.h"
+
+#define UNI_SHIM_MAX_CONNS 8192u
+#define UNI_LIVENESS_NS 500000000ull /* check the coordinator twice a second */
+#define UNI_EXIT_STRICT 3            /* status of a rank that cannot attach under UNI_STRICT */
+
+enum shim_state {
+	ST_UNINIT = 0,
+	ST_PASSTHROUGH, /* not a rank, or could not attach: forward everything */
+	ST_ATTACHED,    /* a rank of a live session */
+	ST_CHILD,       /* forked from a rank: pass-through until it attaches as its own rank */
+	ST_ORPHAN,      /* the coordinator died: pass-through from now on */
+};
+
+struct shim_conn {
+	_Atomic uint32_t refs; /* fds referring to it */
+	uint32_t shm_idx;      /* index into the segment's conns[] */
+	_Atomic uint64_t tx, rx;
+};
+
+struct shim_tls {
+	struct uni_ring *ring;
+	uint32_t gen; /* process generation the ring belongs to (fork) */
+	int in_shim;
+	int ring_failed;
+};
+
+/* Fewer than 100 bytes of initial-exec TLS: a preloaded library always gets
+ * static TLS, and no __tls_get_addr call sits on the fast path. */
+static __thread struct shim_tls tls __attribute__((tls_model("initial-exec")));
+
+static _Atomic int g_state;
+static _Atomic int g_init_started;
+static struct uni_shm_hdr *g_hdr;
+static int g_rank = -1;
+static int g_pid;
+static int g_master_port = -1;
+static uint64_t g_epoch;
+static _Atomic uint32_t g_gen;
+static _Atomic uint64_t g_last_check;
+static pthread_key_t g_thread_key;
+static struct shim_conn g_conns[UNI_SHIM_MAX_CONNS];
+static _Atomic uint32_t g_nconns;
+static _Atomic int g_warned_conns, g_warned_rings;
+
+void uni_shim_resolve(void) UNI_HIDDEN;
+
+/* Logging ------------------------------------------------------------- */
+
+void uni_shim_log(const char *fmt, ...)
+{
+	int saved = errno;
+	char buf[512];
+	int n = snprintf(buf, sizeof(buf), "uniference: ");
+	va_list ap;
+	va_start(ap, fmt);
+	int m = vsnprintf(buf + n, sizeof(buf) - (size_t)n - 1, fmt, ap);
+	va_end(ap);
+	if (m < 0)
+		m = 0;
+	size_t len = (size_t)n + (size_t)m;
+	if (len > sizeof(buf) - 2)
+		len = sizeof(buf) - 2;
+	buf[len++] = '\n';
+	/* Raw syscall: never re-enters our write wrapper or stdio locks. */
+	syscall(SYS_write, 2, buf, len);
+	errno = saved;
+}
+
+int uni_shim_in_shim(void)
+{
+	return tls.in_shim;
+}
+
+static inline uint64_t shim_now(void)
+{
+	return uni_now_ns() - g_epoch;
+}
+
+/* Coordinator liveness ------------------------------------------------ */
+
+static int coordinator_alive(void)
+{
+	int saved = errno;
+	int alive = kill(g_hdr->daemon_pid, 0) == 0 || errno == EPERM;
+	errno = saved;
+	return alive;
+}
+
+/* Said once; from then on the process is pass-through and never waits. */
+static void orphan(const char *why)
+{
+	int expect = ST_ATTACHED;
+	if (atomic_compare_exchange_strong(&g_state, &expect, ST_ORPHAN))
+		uni_shim_log("rank %d: coordinator of session '%s' (unid pid %d) %s; "
+			     "continuing pass-through, later traffic is not recorded",
+			     g_rank, g_hdr->session, g_hdr->daemon_pid, why);
+}
+
+static void maybe_check_liveness(uint64_t now)
+{
+	uint64_t last = atomic_load_explicit(&g_last_check, memory_order_relaxed);
+	if (now - last < UNI_LIVENESS_NS)
+		return;
+	if (!atomic_compare_exchange_strong(&g_last_check, &last, now))
+		return;
+	if (!coordinator_alive())
+		orphan("is gone");
+}
+
+static void wake_daemon(void)
+{
+	atomic_fetch_add_explicit(&g_hdr->doorbell, 1, memory_order_release);
+	uni_futex_wake(&g_hdr->doorbell, 1);
+}
+
+/* Rings ------------------------------------------------------------------ */
+
+static struct uni_ring *claim_ring(void)
+{
+	for (uint32_t i = 0; i < g_hdr->max_rings; i++) {
+		struct uni_ring *r = uni_shm_ring(g_hdr, i);
+		uint32_t expect = UNI_RING_FREE;
+		if (atomic_load_explicit(&r->state, memory_order_relaxed) != UNI_RING_FREE)
+			continue;
+		if (!atomic_compare_exchange_strong(&r->state, &expect, UNI_RING_CLAIMING))
+			continue;
+		/* unid resets head == tail before it frees a ring. */
+		r->rank = g_rank;
+		r->pid = g_pid;
+		r->tid = (int)syscall(SYS_gettid);
+		atomic_store_explicit(&r->prod_waiting, 0, memory_order_relaxed);
+		atomic_store_explicit(&r->state, UNI_RING_LIVE, memory_order_release);
+		return r;
+	}
+	return NULL;
+}
+
+static void push(struct uni_ring *r, const struct uni_ev *e);
+
+static struct uni_ring *thread_ring(void)
+{
+	uint32_t gen = atomic_load_explicit(&g_gen, memory_order_relaxed);
+	if (UNI_LIKELY(tls.ring && tls.gen == gen))
+		return tls.ring;
+	if (tls.gen != gen) {
+		tls.ring = NULL; /* inherited from the parent across fork */
+		tls.ring_failed = 0;
+		tls.gen = gen;
+	}
+	if (tls.ring_failed)
+		return NULL;
+	struct uni_ring *r = claim_ring();
+	if (!r) {
+		tls.ring_failed = 1;
+		if (!atomic_exchange(&g_warned_rings, 1))
+			uni_shim_log("rank %d: all %u event rings of session '%s' are taken; "
+				     "events of further threads are dropped", g_rank, g_hdr->max_rings,
+				     g_hdr->session);
+		return NULL;
+	}
+	tls.ring = r;
+	pthread_setspecific(g_thread_key, r);
+	uint64_t now = shim_now();
+	struct uni_ev e = {.kind = UNI_EV_THREAD, .t0 = now, .t1 = now, .a = (uint64_t)r->tid};
+	push(r, &e);
+	return r;
+}
+
+/* Appends e, waiting while the ring is full and unid lives. */
+static void push(struct uni_ring *r, const struct uni_ev *e)
+{
+	while (uni_ring_push(r, e) != 0) {
+		if (!coordinator_alive()) {
+			atomic_fetch_add(&r->dropped, 1);
+			atomic_fetch_add(&g_hdr->dropped_total, 1);
+			orphan("is gone");
+			return;
+		}
+		atomic_store(&r->prod_waiting, 1);
+		wake_daemon();
+		uni_futex_wait(&r->prod_waiting, 1, 100);
+	}
+	if (uni_ring_used(r) >= UNI_RING_CAP / 2 &&
+	    atomic_load_explicit(&g_hdr->daemon_sleeping, memory_order_relaxed))
+		wake_daemon();
+}
+
+static void emit(struct uni_ev *e)
+{
+	struct uni_ring *r = thread_ring();
+	if (!r) {
+		atomic_fetch_add(&g_hdr->dropped_total, 1);
+		return;
+	}
+	push(r, e);
+	maybe_check_liveness(e->t1);
+}
+
+/* A thread that claimed a ring exits: tell unid the ring may be reused. */
+static void thread_exit(void *p)
+{
+	struct uni_ring *r = p;
+	if (atomic_load(&g_state) != ST_ATTACHED || tls.ring != r ||
+	    tls.gen != atomic_load(&g_gen))
+		return;
+	tls.in_shim++;
+	uint64_t now = shim_now();
+	struct uni_ev e = {.kind = UNI_EV_THREAD_END, .t0 = now, .t1 = now};
+	push(r, &e);
+	tls.ring = NULL;
+	tls.in_shim--;
+}
+
+/* Attaching ------------------------------------------------------------ */
+
+static int env_int(const char *name, long lo, long hi, int *out)
+{
+	const char *s = getenv(name);
+	if (!s || !*s)
+		return 0;
+	char *end;
+	errno = 0;
+	long v = strtol(s, &end, 10);
+	if (errno || *end || v < lo || v > hi)
+		return -1;
+	*out = (int)v;
+	return 1;
+}
+
+static int env_flag(const char *name)
+{
+	const char *s = getenv(name);
+	return s && *s && strcmp(s, "0") != 0 && strcmp(s, "false") != 0 && strcmp(s, "no") != 0;
+}
+
+/* Cannot attach: say so and go on pass-through, or stop under UNI_STRICT. */
+static void attach_failed(const char *session, const char *why)
+{
+	if (env_flag("UNI_STRICT")) {
+		uni_shim_log("rank %d: %s; stopping (UNI_STRICT is set)", g_rank, why);
+		_exit(UNI_EXIT_STRICT);
+	}
+	uni_shim_log("rank %d: %s; running pass-through (start it with 'unictl start --session %s', "
+		     "or set UNI_STRICT=1 to stop instead)", g_rank, why, session);
+	atomic_store(&g_state, ST_PASSTHROUGH);
+}
+
+static void attach(void)
+{
+	int rank = -1, world = -1;
+	int saved = errno;
+	tls.in_shim++;
+	atomic_store(&g_state, ST_PASSTHROUGH);
+	if (env_flag("UNI_DISABLE"))
+		goto out;
+	int hr = env_int("RANK", 0, 1 << 20, &rank);
+	int hw = env_int("WORLD_SIZE", 1, 1 << 20, &world);
+	if (hr == 0 || hw == 0)
+		goto out; /* not a rank: the launcher, torchrun's agent, a helper */
+	const char *session = getenv("UNI_SESSION");
+	if (!session || !*session)
+		session = "default";
+	g_rank = rank;
+	if (hr < 0 || hw < 0 || rank >= world) {
+		uni_shim_log("RANK='%s' WORLD_SIZE='%s' are not a rank of a world; running pass-through",
+			     getenv("RANK"), getenv("WORLD_SIZE"));
+		goto out;
+	}
+	char err[256];
+	struct uni_shm_hdr *h = uni_shm_open(session, err, sizeof(err));
+	if (!h) {
+		attach_failed(session, err);
+		goto out;
+	}
+	if (!atomic_load(&h->ready) || atomic_load(&h->stop)) {
+		snprintf(err, sizeof(err), "session '%s' is %s", session,
+			 atomic_load(&h->stop) ? "stopping" : "not ready");
+		uni_shm_close(h);
+		attach_failed(session, err);
+		goto out;
+	}
+	g_hdr = h;
+	if (!coordinator_alive()) {
+		snprintf(err, sizeof(err), "session '%s' is stale (its unid pid %d is gone)", session,
+			 h->daemon_pid);
+		g_hdr = NULL;
+		uni_shm_close(h);
+		attach_failed(session, err);
+		goto out;
+	}
+	if ((uint32_t)rank >= h->max_ranks) {
+		snprintf(err, sizeof(err), "rank %d is beyond the session's %u ranks", rank, h->max_ranks);
+		g_hdr = NULL;
+		uni_shm_close(h);
+		attach_failed(session, err);
+		goto out;
+	}
+	g_pid = getpid();
+	struct uni_rank *rk = uni_shm_rank(h, (uint32_t)rank);
+	uint32_t st = atomic_load(&rk->state);
+	if (st == UNI_RANK_LIVE && rk->pid != g_pid && kill(rk->pid, 0) == 0) {
+		/* A second process with the same environment (a helper the rank
+		 * exec'd, a re-run with a stale env): the rank is taken. */
+		uni_shim_log("rank %d of session '%s' is already attached by pid %d; "
+			     "this process (pid %d) stays pass-through", rank, session, rk->pid, g_pid);
+		g_hdr = NULL;
+		uni_shm_close(h);
+		goto out;
+	}
+	g_epoch = h->epoch_mono_ns;
+	const char *mp = getenv("MASTER_PORT");
+	g_master_port = h->master_port > 0 ? h->master_port : (mp ? atoi(mp) : -1);
+	rk->pid = g_pid;
+	rk->world_size = world;
+	rk->attach_t = shim_now();
+	atomic_store(&rk->threads, 0);
+	atomic_store_explicit(&rk->state, UNI_RANK_LIVE, memory_order_release);
+	atomic_store(&g_last_check, shim_now());
+	atomic_store(&g_state, ST_ATTACHED);
+	wake_daemon();
+out:
+	tls.in_shim--;
+	errno = saved;
+}
+
+static void at_fork_child(void)
+{
+	int st = atomic_load(&g_state);
+	atomic_fetch_add(&g_gen, 1);
+	if (st == ST_ATTACHED || st == ST_ORPHAN) {
+		/* The child shares the parent's connections but is not the rank:
+		 * forget them, and attach only if it becomes a rank of its own. */
+		uni_fd_reset();
+		atomic_store(&g_nconns, 0);
+		atomic_store(&g_state, ST_CHILD);
+	}
+}
+
+static void shim_detach(void)
+{
+	if (atomic_load(&g_state) != ST_ATTACHED || getpid() != g_pid)
+		return;
+	tls.in_shim++;
+	uint64_t now = shim_now();
+	struct uni_ev e = {.kind = UNI_EV_DETACH, .t0 = now, .t1 = now};
+	emit(&e);
+	wake_daemon();
+	tls.in_shim--;
+}
+
+void uni_shim_ensure_init(void)
+{
+	uni_shim_resolve();
+	if (atomic_load_explicit(&g_init_started, memory_order_acquire))
+		return;
+	/* Set before the work so that a wrapper reached during attach (or from
+	 * another thread meanwhile) forwards instead of recursing. */
+	if (atomic_exchange(&g_init_started, 1))
+		return;
+	pthread_key_create(&g_thread_key, thread_exit);
+	pthread_atfork(NULL, NULL, at_fork_child);
+	attach();
+	if (atomic_load(&g_state) == ST_ATTACHED)
+		atexit(shim_detach);
+}
+
+__attribute__((constructor)) static void uni_shim_ctor(void)
+{
+	uni_shim_ensure_init();
+}
+
+/* Connections ---------------------------------------------------------- */
+
+static int to_uni_addr(const struct sockaddr *sa, socklen_t len, struct uni_addr *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (sa->sa_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+		out->ip[10] = 0xff;
+		out->ip[11] = 0xff;
+		memcpy(&out->ip[12], &in->sin_addr, 4);
+		out->port = ntohs(in->sin_port);
+		return 0;
+	}
+	if (sa->sa_family == AF_INET6 && len >= sizeof(struct sockaddr_in6)) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+		memcpy(out->ip, &in6->sin6_addr, 16);
+		out->port = ntohs(in6->sin6_port);
+		return 0;
+	}
+	return -1;
+}
+
+static void maybe_attach_child(void)
+{
+	int rank;
+	if (env_int("RANK", 0, 1 << 20, &rank) == 1 && rank != g_rank) {
+		if (g_hdr)
+			uni_shm_close(g_hdr);
+		g_hdr = NULL;
+		attach();
+	}
+}
+
+void uni_shim_conn_new(int fd, const struct sockaddr *peer, socklen_t peerlen)
+{
+	int saved = errno;
+	tls.in_shim++;
+	if (atomic_load(&g_state) == ST_CHILD)
+		maybe_attach_child();
+	if (atomic_load(&g_state) != ST_ATTACHED || uni_fd_get(fd))
+		goto out;
+	int type = 0;
+	socklen_t tl = sizeof(type);
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) < 0 || type != SOCK_STREAM)
+		goto out;
+	struct sockaddr_storage ls, ps;
+	socklen_t ll = sizeof(ls), pl = sizeof(ps);
+	struct uni_addr la, pa;
+	if (getsockname(fd, (struct sockaddr *)&ls, &ll) < 0 || to_uni_addr((struct sockaddr *)&ls, ll, &la) < 0)
+		goto out;
+	if (!peer || peerlen == 0) {
+		if (getpeername(fd, (struct sockaddr *)&ps, &pl) < 0)
+			goto out;
+		peer = (struct sockaddr *)&ps;
+		peerlen = pl;
+	}
+	if (to_uni_addr(peer, peerlen, &pa) < 0)
+		goto out;
+	/* The rendezvous store is not modelled (DESIGN; research notes section 4). */
+	if ((int)la.port == g_master_port || (int)pa.port == g_master_port)
+		goto out;
+	uint32_t slot = atomic_fetch_add(&g_nconns, 1);
+	uint32_t idx = atomic_fetch_add(&g_hdr->next_conn, 1);
+	if (slot >= UNI_SHIM_MAX_CONNS || idx >= g_hdr->max_conns) {
+		if (!atomic_exchange(&g_warned_conns, 1))
+			uni_shim_log("rank %d: connection table full (%u here, %u in the session); "
+				     "further connections are not modelled", g_rank, UNI_SHIM_MAX_CONNS,
+				     g_hdr->max_conns);
+		goto out;
+	}
+	struct uni_conn *c = uni_shm_conn(g_hdr, idx);
+	c->rank = g_rank;
+	c->fd = fd;
+	c->local = la;
+	c->peer = pa;
+	atomic_store(&c->peer_rank, -1);
+	atomic_store_explicit(&c->state, UNI_CONN_OPEN, memory_order_release);
+	struct shim_conn *sc = &g_conns[slot];
+	sc->shm_idx = idx;
+	atomic_store(&sc->tx, 0);
+	atomic_store(&sc->rx, 0);
+	atomic_store(&sc->refs, 1);
+	uni_fd_set(fd, slot + 1);
+	uint64_t now = shim_now();
+	struct uni_ev e = {.kind = UNI_EV_CONN_OPEN, .conn = idx, .t0 = now, .t1 = now,
+			   .a = (uint64_t)fd};
+	emit(&e);
+out:
+	tls.in_shim--;
+	errno = saved;
+}
+
+void uni_shim_io(uint32_t slot1, int is_send, size_t n, uint64_t t0)
+{
+	if (atomic_load_explicit(&g_state, memory_order_relaxed) != ST_ATTACHED)
+		return;
+	int saved = errno;
+	tls.in_shim++;
+	struct shim_conn *sc = &g_conns[slot1 - 1];
+	struct uni_conn *c = uni_shm_conn(g_hdr, sc->shm_idx);
+	if (atomic_load_explicit(&c->state, memory_order_relaxed) != UNI_CONN_UNMODELLED) {
+		uint64_t off = atomic_fetch_add(is_send ? &sc->tx : &sc->rx, n);
+		struct uni_ev e = {.kind = is_send ? UNI_EV_SEND : UNI_EV_RECV,
+				   .conn = sc->shm_idx,
+				   .t0 = t0 - g_epoch,
+				   .t1 = shim_now(),
+				   .off = off,
+				   .len = n};
+		emit(&e);
+	}
+	tls.in_shim--;
+	errno = saved;
+}
+
+static void conn_unref(uint32_t slot1)
+{
+	struct shim_conn *sc = &g_conns[slot1 - 1];
+	if (atomic_fetch_sub(&sc->refs, 1) != 1)
+		return;
+	if (atomic_load(&g_state) != ST_ATTACHED)
+		return;
+	uint64_t now = shim_now();
+	struct uni_ev e = {.kind = UNI_EV_CONN_CLOSE, .conn = sc->shm_idx, .t0 = now, .t1 = now,
+			   .a = atomic_load(&sc->tx), .b = atomic_load(&sc->rx)};
+	emit(&e);
+}
+
+void uni_shim_fd_closed(int fd)
+{
+	int saved = errno;
+	tls.in_shim++;
+	uint32_t s = uni_fd_take(fd);
+	if (s)
+		conn_unref(s);
+	tls.in_shim--;
+	errno = saved;
+}
+
+void uni_shim_fd_duped(int oldfd, int newfd)
+{
+	int saved = errno;
+	tls.in_shim++;
+	uint32_t s = uni_fd_get(oldfd);
+	if (oldfd != newfd && (unsigned)newfd < UNI_FD_MAX) {
+		if (s)
+			atomic_fetch_add(&g_conns[s - 1].refs, 1);
+		/* dup2/dup3 onto a tracked fd closes that one implicitly. */
+		uint32_t prev = uni_fd_set(newfd, s);
+		if (prev)
+			conn_unref(prev);
+	}
+	tls.in_shim--;
+	errno = saved;
+}
+
+/* Lets uni_now_ns callers in wrappers take the start time cheaply. */
+uint64_t uni_shim_clock(void) UNI_HIDDEN;
+uint64_t uni_shim_clock(void)
+{
+	return uni_now_ns();
+}

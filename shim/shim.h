@@ -1,0 +1,72 @@
+/* The shim's core, called by the thin interpose_*.c wrappers.
+ *
+ * Contract for every wrapper: call the real function through real_<name>
+ * (resolved once in uni_shim_ensure_init), and call into the core only for
+ * fds the fd table tracks. Every core function below preserves errno and
+ * may be called from any thread; none of them blocks except uni_shim_emit
+ * on a full ring, and that only while unid is alive. */
+#ifndef UNI_SHIM_H
+#define UNI_SHIM_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include "fdtable.h"
+#include "uni/common.h"
+
+/* Real functions, resolved by uni_shim_ensure_init (real.c). */
+struct uni_real {
+	int (*connect)(int, const struct sockaddr *, socklen_t);
+	int (*accept)(int, struct sockaddr *, socklen_t *);
+	int (*accept4)(int, struct sockaddr *, socklen_t *, int);
+	int (*close)(int);
+	int (*dup)(int);
+	int (*dup2)(int, int);
+	int (*dup3)(int, int, int);
+	int (*fcntl)(int, int, ...);
+	int (*fcntl64)(int, int, ...);
+	ssize_t (*read)(int, void *, size_t);
+	ssize_t (*readv)(int, const struct iovec *, int);
+	ssize_t (*recv)(int, void *, size_t, int);
+	ssize_t (*recvfrom)(int, void *, size_t, int, struct sockaddr *, socklen_t *);
+	ssize_t (*recvmsg)(int, struct msghdr *, int);
+	ssize_t (*write)(int, const void *, size_t);
+	ssize_t (*writev)(int, const struct iovec *, int);
+	ssize_t (*send)(int, const void *, size_t, int);
+	ssize_t (*sendto)(int, const void *, size_t, int, const struct sockaddr *, socklen_t);
+	ssize_t (*sendmsg)(int, const struct msghdr *, int);
+	ssize_t (*read_chk)(int, void *, size_t, size_t);
+	ssize_t (*recv_chk)(int, void *, size_t, size_t, int);
+	ssize_t (*recvfrom_chk)(int, void *, size_t, size_t, int, struct sockaddr *, socklen_t *);
+};
+
+extern struct uni_real uni_real UNI_HIDDEN;
+
+/* Ok and cheap to call again; resolves every real_* pointer on the first
+ * call (a library constructor may call a wrapper before ours has run). */
+void uni_shim_ensure_init(void) UNI_HIDDEN;
+
+/* True while this thread is inside the shim: a wrapper then forwards. */
+int uni_shim_in_shim(void) UNI_HIDDEN;
+
+/* A connect() or accept() produced fd (connected or connecting). peer may
+ * be NULL (it is then read with getpeername). Decides whether the
+ * connection is one to report and registers it. */
+void uni_shim_conn_new(int fd, const struct sockaddr *peer, socklen_t peerlen) UNI_HIDDEN;
+
+/* The fd in slot1 saw n bytes written/read; t0 is when the call started. */
+void uni_shim_io(uint32_t slot1, int is_send, size_t n, uint64_t t0) UNI_HIDDEN;
+
+/* fd is being closed by the program (or implicitly, by dup2 onto it). */
+void uni_shim_fd_closed(int fd) UNI_HIDDEN;
+
+/* newfd now refers to the same open file as oldfd. */
+void uni_shim_fd_duped(int oldfd, int newfd) UNI_HIDDEN;
+
+/* One line to stderr, prefixed "uniference: ", without malloc or stdio. */
+void uni_shim_log(const char *fmt, ...) UNI_PRINTF(1, 2) UNI_HIDDEN;
+
+#endif

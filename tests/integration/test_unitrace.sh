@@ -1,0 +1,257 @@
+#!/bin/sh
+# Integration test for tools/unitrace, on synthetic traces written by
+# tests/unit/mktrace (see its top comment for what the trace holds).
+#
+#   test_unitrace.sh UNITRACE MKTRACE
+#
+# Checks: summary text (per-rank lines, byte totals, consistency line),
+# summary --json (valid, and the same numbers), dump and dump --json (one
+# line per record, each line valid JSON), a truncated trace (message, exit
+# 0), a trace without a session end, a byte mismatch, an unknown record
+# kind, JSON escaping of an odd session name, and the error paths (garbage
+# and missing file: exit 2 with one line on stderr; usage errors: exit 64).
+# Builds nothing. Exit 0 pass, 1 fail, 77 skip (no python3), 99 bad usage.
+set -u
+
+if [ $# -ne 2 ]; then
+	echo "usage: $0 UNITRACE MKTRACE" >&2
+	exit 99
+fi
+UNITRACE=$1
+MKTRACE=$2
+if ! command -v python3 >/dev/null 2>&1; then
+	echo "SKIP: python3 not found (needed to check JSON)"
+	exit 77
+fi
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/test_unitrace.XXXXXX") || exit 99
+trap 'rm -rf "$T"' EXIT
+
+failures=0
+checks=0
+
+fail() {
+	echo "FAIL: $*" >&2
+	failures=$((failures + 1))
+}
+
+ok() {
+	checks=$((checks + 1))
+}
+
+# expect_rc WANT DESCRIPTION CMD...: runs CMD, output in $T/out and $T/err.
+expect_rc() {
+	want=$1
+	what=$2
+	shift 2
+	"$@" >"$T/out" 2>"$T/err"
+	rc=$?
+	if [ "$rc" -ne "$want" ]; then
+		fail "$what: exit $rc, want $want"
+		sed 's/^/  | /' "$T/err" >&2
+	else
+		ok
+	fi
+}
+
+# contains FILE TEXT: fixed-string match.
+contains() {
+	if grep -qF -- "$2" "$1"; then
+		ok
+	else
+		fail "$(basename "$1") lacks: $2"
+		sed 's/^/  | /' "$1" >&2
+	fi
+}
+
+lacks() {
+	if grep -qF -- "$2" "$1"; then
+		fail "$(basename "$1") should not contain: $2"
+	else
+		ok
+	fi
+}
+
+# pycheck FILE EXPR...: each EXPR is a Python expression over j, the JSON
+# object in FILE, that must be true.
+pycheck() {
+	f=$1
+	shift
+	if python3 - "$f" "$@" <<'EOF'
+import json, sys
+with open(sys.argv[1]) as fh:
+    j = json.load(fh)
+bad = [e for e in sys.argv[2:] if not eval(e)]
+for e in bad:
+    print("  json check failed: " + e, file=sys.stderr)
+sys.exit(1 if bad else 0)
+EOF
+	then
+		ok
+	else
+		fail "JSON checks on $(basename "$f")"
+	fi
+}
+
+# json_lines FILE N: every line is one JSON object, N lines in all.
+json_lines() {
+	if python3 - "$1" "$2" <<'EOF'
+import json, sys
+n = 0
+with open(sys.argv[1]) as fh:
+    for line in fh:
+        obj = json.loads(line)
+        assert isinstance(obj, dict), line
+        for k in ("kind", "rank", "tid", "peer", "conn", "t0", "t1",
+                  "off", "len", "a", "flags"):
+            assert k in obj, (k, line)
+        n += 1
+if n != int(sys.argv[2]):
+    print("  %d JSON lines, want %s" % (n, sys.argv[2]), file=sys.stderr)
+    sys.exit(1)
+EOF
+	then
+		ok
+	else
+		fail "dump --json of $(basename "$1")"
+	fi
+}
+
+# --- a complete trace -------------------------------------------------------
+good=$T/run/good.trace
+expect_rc 0 "mktrace" "$MKTRACE" "$good"
+n=$(cat "$T/out")
+[ "$n" = 21 ] && ok || fail "mktrace wrote $n records, want 21"
+
+expect_rc 0 "summary" "$UNITRACE" summary "$good"
+cp "$T/out" "$T/summary.txt"
+S=$T/summary.txt
+contains "$S" "session    demo-run"
+contains "$S" "mode       record (times: real time"
+contains "$S" "ranks      2 (world size 2)"
+contains "$S" "rank 0: pid 1000, detached cleanly, 2 threads"
+contains "$S" "rank 1: pid 1001, died, 1 thread"
+contains "$S" "transfers 0.100 .. 0.900 ms (span 0.800 ms, real time)"
+contains "$S" "sends 3, recvs 1, bytes sent 7096, bytes received 2048"
+contains "$S" "sends 2, recvs 2, bytes sent 2048, bytes received 7096"
+contains "$S" "totals     sends 5, recvs 3, bytes sent 9144, bytes received 9144"
+contains "$S" "bytes sent == bytes received on every connection"
+lacks "$S" "warning"
+[ -s "$T/err" ] && fail "summary wrote to stderr" || ok
+
+expect_rc 0 "summary --json" "$UNITRACE" summary --json "$good"
+cp "$T/out" "$T/summary.json"
+if python3 -m json.tool "$T/summary.json" >/dev/null; then ok; else fail "summary --json is not valid JSON"; fi
+pycheck "$T/summary.json" \
+	'j["session"] == "demo-run"' 'j["mode"] == "record"' \
+	'j["truncated"] is False' 'j["complete"] is True' \
+	'j["records"] == 21' 'j["nranks"] == 2' 'j["consistent"] is True' \
+	'j["totals"]["bytes_sent"] == 9144' \
+	'j["totals"]["bytes_received"] == 9144' \
+	'[r["rank"] for r in j["ranks"]] == [0, 1]' \
+	'j["ranks"][0]["end"] == "clean" and j["ranks"][1]["end"] == "died"' \
+	'j["ranks"][0]["threads"] == 2' \
+	'j["ranks"][0]["per_peer"] == [{"peer": 1, "sends": 3, "recvs": 1, "bytes_sent": 7096, "bytes_received": 2048}]' \
+	'j["ranks"][1]["per_peer"][0]["bytes_received"] == 7096'
+
+# --json may come first.
+expect_rc 0 "summary --json FILE order" "$UNITRACE" summary "$good" --json
+cmp -s "$T/out" "$T/summary.json" && ok || fail "--json position changes output"
+
+expect_rc 0 "dump --json" "$UNITRACE" dump --json "$good"
+cp "$T/out" "$T/dump.jsonl"
+json_lines "$T/dump.jsonl" 21
+head -n 1 "$T/dump.jsonl" | grep -q '^{"kind":"session_start",' && ok ||
+	fail "first dump record is not session_start"
+
+expect_rc 0 "dump" "$UNITRACE" dump "$good"
+nrec=$(grep -vc '^#' "$T/out")
+[ "$nrec" = 21 ] && ok || fail "dump printed $nrec record lines, want 21"
+
+# --- truncated: the daemon was killed mid-write ------------------------------
+cut=$T/cut.trace
+expect_rc 0 "mktrace --truncate" "$MKTRACE" "$cut" --truncate
+n=$(cat "$T/out")
+expect_rc 0 "summary of a truncated trace" "$UNITRACE" summary "$cut"
+cp "$T/out" "$T/cut.txt"
+contains "$T/cut.txt" "trace ends inside a record after $n records: was the daemon killed?"
+contains "$T/cut.txt" "session did not end cleanly (no session-end record)"
+contains "$T/cut.txt" "rank 1: pid 1001, still running or unknown"
+contains "$T/cut.txt" "bytes sent 9144, bytes received 9144"
+expect_rc 0 "summary --json of a truncated trace" "$UNITRACE" summary --json "$cut"
+cp "$T/out" "$T/cut.json"
+pycheck "$T/cut.json" 'j["truncated"] is True' 'j["complete"] is False' \
+	"j['records'] == $n" 'j["session_end"] is None'
+expect_rc 0 "dump --json of a truncated trace" "$UNITRACE" dump --json "$cut"
+cp "$T/out" "$T/cut.jsonl"
+json_lines "$T/cut.jsonl" "$n"
+contains "$T/err" "ends inside a record after $n records"
+
+# --- no session end ----------------------------------------------------------
+noend=$T/noend.trace
+expect_rc 0 "mktrace --no-end" "$MKTRACE" "$noend" --no-end
+expect_rc 0 "summary without session end" "$UNITRACE" summary "$noend"
+contains "$T/out" "session did not end cleanly (no session-end record)"
+lacks "$T/out" "ends inside a record"
+
+# --- bytes lost -------------------------------------------------------------
+mis=$T/mismatch.trace
+expect_rc 0 "mktrace --mismatch" "$MKTRACE" "$mis" --mismatch
+expect_rc 0 "summary with a mismatch" "$UNITRACE" summary "$mis"
+contains "$T/out" "1 -> 0: sent 2048, received 2000"
+lacks "$T/out" "bytes sent == bytes received"
+expect_rc 0 "summary --json with a mismatch" "$UNITRACE" summary --json "$mis"
+cp "$T/out" "$T/mis.json"
+pycheck "$T/mis.json" 'j["consistent"] is False' \
+	'j["mismatches"] == [{"from": 1, "to": 0, "sent": 2048, "received": 2000}]'
+
+# --- a kind from a newer minor version ----------------------------------------
+unk=$T/unknown.trace
+expect_rc 0 "mktrace --unknown" "$MKTRACE" "$unk" --unknown
+expect_rc 0 "summary with an unknown kind" "$UNITRACE" summary "$unk"
+contains "$T/out" "bytes sent == bytes received on every connection"
+contains "$T/out" "skipped 1 record of unknown kinds"
+expect_rc 0 "dump --json with an unknown kind" "$UNITRACE" dump --json "$unk"
+cp "$T/out" "$T/unk.jsonl"
+json_lines "$T/unk.jsonl" 22
+contains "$T/unk.jsonl" '"kind":"?","kind_id":200,'
+
+# --- escaping -------------------------------------------------------------
+odd=$T/odd.trace
+name='we"ird\name	x'
+expect_rc 0 "mktrace --session" "$MKTRACE" "$odd" --session "$name"
+expect_rc 0 "summary --json, odd session name" "$UNITRACE" summary --json "$odd"
+cp "$T/out" "$T/odd.json"
+pycheck "$T/odd.json" 'j["session"] == "we\"ird\\name\tx"'
+
+# --- errors ------------------------------------------------------------------
+garbage=$T/garbage.trace
+head -c 1000 /dev/urandom >"$garbage"
+for cmd in summary dump; do
+	expect_rc 2 "$cmd of garbage" "$UNITRACE" "$cmd" "$garbage"
+	lines=$(wc -l <"$T/err")
+	[ "$lines" -eq 1 ] && ok || fail "$cmd of garbage: $lines lines on stderr, want 1"
+	contains "$T/err" "unitrace: $garbage: "
+	[ -s "$T/out" ] && fail "$cmd of garbage wrote to stdout" || ok
+done
+expect_rc 2 "missing file" "$UNITRACE" summary "$T/nope.trace"
+contains "$T/err" "unitrace: $T/nope.trace: "
+
+expect_rc 64 "no arguments" "$UNITRACE"
+contains "$T/err" "usage: unitrace"
+expect_rc 64 "unknown command" "$UNITRACE" frobnicate "$good"
+expect_rc 64 "no file" "$UNITRACE" summary
+expect_rc 64 "two files" "$UNITRACE" dump "$good" "$good"
+expect_rc 64 "unknown option" "$UNITRACE" summary --frob "$good"
+contains "$T/err" "usage: unitrace"
+expect_rc 0 "--help" "$UNITRACE" --help
+contains "$T/out" "usage: unitrace"
+expect_rc 0 "--version" "$UNITRACE" --version
+grep -q '^unitrace [0-9]' "$T/out" && ok || fail "--version output"
+
+if [ "$failures" -ne 0 ]; then
+	echo "test_unitrace: $failures of $((checks + failures)) checks failed" >&2
+	exit 1
+fi
+echo "test_unitrace: all $checks checks passed"
+exit 0

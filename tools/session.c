@@ -1,0 +1,260 @@
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "session.h"
+#include "uni/common.h"
+#include "uni/shm.h"
+
+int uni_find_beside(const char *const *rel, char *out, size_t len)
+{
+	char exe[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n <= 0)
+		return -1;
+	exe[n] = 0;
+	char *slash = strrchr(exe, '/');
+	if (!slash)
+		return -1;
+	*slash = 0;
+	for (; *rel; rel++) {
+		char p[2 * PATH_MAX];
+		snprintf(p, sizeof(p), "%s/%s", exe, *rel);
+		if (access(p, R_OK) == 0 && realpath(p, out) && strlen(out) < len)
+			return 0;
+	}
+	return -1;
+}
+
+static int find(const char *env, const char *const *rel, const char *what, char *out, size_t len,
+		char *err, size_t errlen)
+{
+	const char *e = getenv(env);
+	if (e && *e) {
+		if (access(e, R_OK) == 0) {
+			snprintf(out, len, "%s", e);
+			return 0;
+		}
+		snprintf(err, errlen, "%s=%s: %s", env, e, strerror(errno));
+		return -1;
+	}
+	if (uni_find_beside(rel, out, len) == 0)
+		return 0;
+	snprintf(err, errlen, "cannot find %s beside this program (set %s)", what, env);
+	return -1;
+}
+
+int uni_find_unid(char *out, size_t len, char *err, size_t errlen)
+{
+	static const char *const rel[] = {"unid", "../engine/unid", NULL};
+	return find("UNI_UNID", rel, "unid", out, len, err, errlen);
+}
+
+int uni_find_shim(char *out, size_t len, char *err, size_t errlen)
+{
+	static const char *const rel[] = {"../shim/libunishim.so", "../lib/libunishim.so",
+					  "../lib/x86_64-linux-gnu/libunishim.so",
+					  "../lib/aarch64-linux-gnu/libunishim.so", "libunishim.so", NULL};
+	return find("UNI_SHIM", rel, "libunishim.so", out, len, err, errlen);
+}
+
+int uni_find_unitrace(char *out, size_t len, char *err, size_t errlen)
+{
+	static const char *const rel[] = {"unitrace", "../tools/unitrace", NULL};
+	return find("UNI_UNITRACE", rel, "unitrace", out, len, err, errlen);
+}
+
+int uni_session_start(const struct uni_start_opts *o, pid_t *pidp, char *trace, size_t tracelen,
+		      char *err, size_t errlen)
+{
+	char unid[PATH_MAX];
+	if (uni_session_name_check(o->session) < 0) {
+		snprintf(err, errlen, "bad session name '%s': use 1 to 47 of A-Z a-z 0-9 _ . -", o->session);
+		return -1;
+	}
+	if (uni_find_unid(unid, sizeof(unid), err, errlen) < 0)
+		return -1;
+	char logpath[PATH_MAX];
+	if (o->log)
+		snprintf(logpath, sizeof(logpath), "%s", o->log);
+	else
+		snprintf(logpath, sizeof(logpath), "/tmp/uni.%s.log", o->session);
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) < 0) {
+		snprintf(err, errlen, "pipe: %s", strerror(errno));
+		return -1;
+	}
+	pid_t pid = fork();
+	if (pid < 0) {
+		snprintf(err, errlen, "fork: %s", strerror(errno));
+		close(p[0]);
+		close(p[1]);
+		return -1;
+	}
+	if (pid == 0) {
+		/* The daemon: its own session, no terminal, stdout/stderr to its log. */
+		setsid();
+		signal(SIGINT, SIG_DFL);
+		signal(SIGTERM, SIG_DFL);
+		int null = open("/dev/null", O_RDONLY);
+		int log = open(logpath, O_WRONLY | O_CREAT | O_APPEND, 0644);
+		if (null >= 0)
+			dup2(null, 0);
+		if (log >= 0) {
+			dup2(log, 1);
+			dup2(log, 2);
+		}
+		int wfd = fcntl(p[1], F_DUPFD, 10); /* without CLOEXEC */
+		char fdarg[16];
+		snprintf(fdarg, sizeof(fdarg), "%d", wfd);
+		const char *argv[16];
+		int n = 0;
+		argv[n++] = unid;
+		argv[n++] = "--session";
+		argv[n++] = o->session;
+		argv[n++] = "--ready-fd";
+		argv[n++] = fdarg;
+		if (o->config) {
+			argv[n++] = "--config";
+			argv[n++] = o->config;
+		}
+		if (o->mode) {
+			argv[n++] = "--mode";
+			argv[n++] = o->mode;
+		}
+		if (o->trace) {
+			argv[n++] = "--trace";
+			argv[n++] = o->trace;
+		}
+		argv[n] = NULL;
+		/* LD_PRELOAD of the shim must not reach the daemon. */
+		unsetenv("LD_PRELOAD");
+		execv(unid, (char *const *)argv);
+		dprintf(wfd, "error: cannot run %s: %s\n", unid, strerror(errno));
+		_exit(127);
+	}
+	close(p[1]);
+	char line[1200];
+	size_t got = 0;
+	struct pollfd pf = {.fd = p[0], .events = POLLIN};
+	while (got < sizeof(line) - 1) {
+		int r = poll(&pf, 1, 15000);
+		if (r <= 0) {
+			snprintf(err, errlen, "unid (pid %d) did not answer within 15 s; see %s", pid, logpath);
+			close(p[0]);
+			kill(pid, SIGKILL);
+			return -1;
+		}
+		ssize_t k = read(p[0], line + got, sizeof(line) - 1 - got);
+		if (k <= 0)
+			break;
+		got += (size_t)k;
+		if (memchr(line, '\n', got))
+			break;
+	}
+	close(p[0]);
+	line[got] = 0;
+	char *nl = strchr(line, '\n');
+	if (nl)
+		*nl = 0;
+	if (strncmp(line, "ok ", 3) != 0) {
+		if (strncmp(line, "error: ", 7) == 0)
+			snprintf(err, errlen, "%s", line + 7);
+		else
+			snprintf(err, errlen, "unid exited during start-up; see %s", logpath);
+		waitpid(pid, NULL, WNOHANG);
+		return -1;
+	}
+	*pidp = pid;
+	if (trace) {
+		char e2[256];
+		struct uni_shm_hdr *h = uni_shm_open(o->session, e2, sizeof(e2));
+		snprintf(trace, tracelen, "%s", h ? h->trace_path : "?");
+		uni_shm_close(h);
+	}
+	return 0;
+}
+
+static int pid_gone(pid_t pid, pid_t child)
+{
+	if (child > 0) {
+		pid_t r = waitpid(child, NULL, WNOHANG);
+		return r == child || (r < 0 && errno == ECHILD);
+	}
+	return kill(pid, 0) < 0 && errno == ESRCH;
+}
+
+/* A segment whose daemon is gone: remove it and its lock (only if nobody
+ * holds the lock: a daemon that is starting holds it). */
+static void remove_stale(const char *session)
+{
+	char name[96], lock[128];
+	uni_shm_name(session, name, sizeof(name));
+	uni_lock_path(session, lock, sizeof(lock));
+	int fd = open(lock, O_RDWR | O_CLOEXEC);
+	if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		close(fd);
+		return;
+	}
+	shm_unlink(name);
+	unlink(lock);
+	if (fd >= 0)
+		close(fd);
+}
+
+int uni_session_stop(const char *session, pid_t child, char *trace, size_t tracelen, char *err,
+		     size_t errlen)
+{
+	char e2[512];
+	struct uni_shm_hdr *h = uni_shm_open(session, e2, sizeof(e2));
+	if (!h) {
+		snprintf(err, errlen, "session '%s' is not running (%s)", session, e2);
+		return 1;
+	}
+	pid_t pid = h->daemon_pid;
+	if (trace)
+		snprintf(trace, tracelen, "%s", h->trace_path);
+	if (kill(pid, 0) < 0 && errno == ESRCH) {
+		uni_shm_close(h);
+		remove_stale(session);
+		snprintf(err, errlen,
+			 "session '%s' is not running: removed the stale segment left by unid pid %d, "
+			 "which is gone", session, pid);
+		return 1;
+	}
+	atomic_store(&h->stop, 1);
+	atomic_fetch_add(&h->doorbell, 1);
+	uni_futex_wake(&h->doorbell, 1);
+	uni_shm_close(h);
+	/* unid drains, writes the end of the trace, fsyncs: give it 10 s. */
+	for (int i = 0; i < 1000; i++) {
+		if (pid_gone(pid, child))
+			return 0;
+		usleep(10000);
+	}
+	kill(pid, SIGTERM);
+	for (int i = 0; i < 200; i++) {
+		if (pid_gone(pid, child))
+			goto late;
+		usleep(10000);
+	}
+	kill(pid, SIGKILL);
+	while (!pid_gone(pid, child))
+		usleep(10000);
+	remove_stale(session);
+	snprintf(err, errlen, "unid pid %d of session '%s' did not stop in 12 s and was killed; "
+		 "the trace may end early", pid, session);
+	return -1;
+late:
+	snprintf(err, errlen, "unid pid %d of session '%s' needed SIGTERM to stop", pid, session);
+	return -1;
+}

@@ -1,0 +1,247 @@
+/* unirun: start a private session, launch N ranks under the shim, wait,
+ * stop the session and print the summary.
+ *
+ *   unirun -n N [--config FILE] [--mode MODE] [--trace PATH] [--session NAME]
+ *          [--master-port PORT] [--no-summary] -- CMD [ARGS...]
+ *
+ * Every rank gets RANK, LOCAL_RANK, WORLD_SIZE, LOCAL_WORLD_SIZE,
+ * MASTER_ADDR, MASTER_PORT, UNI_SESSION and LD_PRELOAD, as torchrun would
+ * (plus OMP_NUM_THREADS=1 unless set, as torchrun does). The ranks form one
+ * process group of their own; SIGINT, SIGTERM and SIGHUP sent to unirun are
+ * forwarded to it. When a rank fails, the others get SIGTERM (SIGKILL 5 s
+ * later) and unirun exits with that rank's status. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#if __has_include("uni_build_config.h")
+#include "uni_build_config.h"
+#endif
+#include "session.h"
+#include "uni/common.h"
+
+static volatile sig_atomic_t got_signal;
+
+static void on_signal(int sig)
+{
+	got_signal = sig;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: unirun -n N [--config FILE] [--mode record|simulate|emulate] [--trace PATH]\n"
+		   "              [--session NAME] [--master-port PORT] [--no-summary] -- CMD [ARGS...]\n");
+}
+
+static int free_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t l = sizeof(a);
+	int port = -1;
+	if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&a, &l) == 0)
+		port = ntohs(a.sin_port);
+	if (fd >= 0)
+		close(fd);
+	return port;
+}
+
+static void setenv_int(const char *k, long v)
+{
+	char b[32];
+	snprintf(b, sizeof(b), "%ld", v);
+	setenv(k, b, 1);
+}
+
+static int status_code(int st)
+{
+	if (WIFEXITED(st))
+		return WEXITSTATUS(st);
+	if (WIFSIGNALED(st))
+		return 128 + WTERMSIG(st);
+	return 1;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"nproc", required_argument, NULL, 'n'},   {"config", required_argument, NULL, 'c'},
+		{"mode", required_argument, NULL, 'm'},    {"trace", required_argument, NULL, 't'},
+		{"session", required_argument, NULL, 's'}, {"master-port", required_argument, NULL, 'p'},
+		{"no-summary", no_argument, NULL, 'S'},    {"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},       {NULL, 0, NULL, 0}};
+	struct uni_start_opts so = {0};
+	long n = 0;
+	int port = 0, summary = 1, c;
+	while ((c = getopt_long(argc, argv, "+n:c:m:t:s:p:Sh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'n': n = strtol(optarg, NULL, 10); break;
+		case 'c': so.config = optarg; break;
+		case 'm': so.mode = optarg; break;
+		case 't': so.trace = optarg; break;
+		case 's': so.session = optarg; break;
+		case 'p': port = atoi(optarg); break;
+		case 'S': summary = 0; break;
+		case 'h': usage(stdout); return 0;
+#ifdef UNI_VERSION
+		case 'V': printf("unirun %s\n", UNI_VERSION); return 0;
+#endif
+		default: usage(stderr); return 64;
+		}
+	}
+	if (n < 1 || n > 256 || optind >= argc) {
+		if (n < 1 || n > 256)
+			fprintf(stderr, "unirun: -n wants a number of ranks from 1 to 256\n");
+		usage(stderr);
+		return 64;
+	}
+	char **cmd = argv + optind;
+	char session[64], err[1200], trace[PATH_MAX], shim[PATH_MAX];
+	if (!so.session) {
+		snprintf(session, sizeof(session), "unirun-%d", getpid());
+		so.session = session;
+	}
+	if (uni_find_shim(shim, sizeof(shim), err, sizeof(err)) < 0) {
+		fprintf(stderr, "unirun: %s\n", err);
+		return 1;
+	}
+	if (port <= 0)
+		port = free_port();
+	if (port <= 0) {
+		fprintf(stderr, "unirun: cannot find a free TCP port on 127.0.0.1\n");
+		return 1;
+	}
+
+	struct sigaction sa = {.sa_handler = on_signal};
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+
+	pid_t unid;
+	if (uni_session_start(&so, &unid, trace, sizeof(trace), err, sizeof(err)) < 0) {
+		fprintf(stderr, "unirun: %s\n", err);
+		return 1;
+	}
+
+	pid_t *pids = calloc((size_t)n, sizeof(*pids));
+	int *done = calloc((size_t)n, sizeof(*done));
+	pid_t pgid = 0;
+	int failed_rank = -1, failed_status = 0, live = 0;
+	for (long r = 0; r < n; r++) {
+		pid_t pid = fork();
+		if (pid < 0) {
+			fprintf(stderr, "unirun: fork: %s\n", strerror(errno));
+			failed_rank = (int)r;
+			failed_status = 1;
+			break;
+		}
+		if (pid == 0) {
+			setpgid(0, pgid);
+			signal(SIGINT, SIG_DFL);
+			signal(SIGTERM, SIG_DFL);
+			signal(SIGHUP, SIG_DFL);
+			setenv_int("RANK", r);
+			setenv_int("LOCAL_RANK", r);
+			setenv_int("WORLD_SIZE", n);
+			setenv_int("LOCAL_WORLD_SIZE", n);
+			setenv_int("GROUP_RANK", 0);
+			setenv("MASTER_ADDR", "127.0.0.1", 0);
+			setenv_int("MASTER_PORT", port);
+			setenv("UNI_SESSION", so.session, 1);
+			/* Our own session: a rank that cannot attach is an error. */
+			setenv("UNI_STRICT", "1", 0);
+			setenv("OMP_NUM_THREADS", "1", 0);
+			const char *pre = getenv("LD_PRELOAD");
+			char buf[2 * PATH_MAX];
+			if (pre && *pre)
+				snprintf(buf, sizeof(buf), "%s:%s", shim, pre);
+			else
+				snprintf(buf, sizeof(buf), "%s", shim);
+			setenv("LD_PRELOAD", buf, 1);
+			execvp(cmd[0], cmd);
+			fprintf(stderr, "unirun: cannot run %s: %s\n", cmd[0], strerror(errno));
+			_exit(127);
+		}
+		if (!pgid)
+			pgid = pid;
+		setpgid(pid, pgid); /* also here: no race with the child's own call */
+		pids[r] = pid;
+		live++;
+	}
+
+	uint64_t kill_at = 0;
+	int forwarded = 0;
+	while (live > 0) {
+		if (got_signal && !forwarded) {
+			killpg(pgid, got_signal);
+			forwarded = got_signal;
+			kill_at = uni_now_ns() + 5000000000ull;
+		}
+		for (long r = 0; r < n; r++) {
+			if (!pids[r] || done[r])
+				continue;
+			int st;
+			pid_t w = waitpid(pids[r], &st, WNOHANG);
+			if (w != pids[r])
+				continue;
+			done[r] = 1;
+			live--;
+			if (status_code(st) != 0 && failed_rank < 0) {
+				failed_rank = (int)r;
+				failed_status = status_code(st);
+				if (WIFSIGNALED(st))
+					fprintf(stderr, "unirun: rank %ld (pid %d) was killed by signal %d (%s)\n", r,
+						pids[r], WTERMSIG(st), strsignal(WTERMSIG(st)));
+				else
+					fprintf(stderr, "unirun: rank %ld (pid %d) exited with status %d\n", r,
+						pids[r], WEXITSTATUS(st));
+				if (live > 0) {
+					fprintf(stderr, "unirun: stopping the other %d rank%s\n", live,
+						live == 1 ? "" : "s");
+					killpg(pgid, SIGTERM);
+					kill_at = uni_now_ns() + 5000000000ull;
+				}
+			}
+		}
+		if (kill_at && uni_now_ns() > kill_at) {
+			killpg(pgid, SIGKILL);
+			kill_at = 0;
+		}
+		if (live > 0)
+			usleep(20000);
+	}
+
+	int sr = uni_session_stop(so.session, unid, trace, sizeof(trace), err, sizeof(err));
+	if (sr != 0)
+		fprintf(stderr, "unirun: %s\n", err);
+	if (summary) {
+		char ut[PATH_MAX];
+		if (uni_find_unitrace(ut, sizeof(ut), err, sizeof(err)) == 0) {
+			fflush(stdout);
+			pid_t p = fork();
+			if (p == 0) {
+				execl(ut, ut, "summary", trace, (char *)NULL);
+				_exit(127);
+			}
+			if (p > 0)
+				waitpid(p, NULL, 0);
+		}
+	}
+	printf("unirun: trace written to %s\n", trace);
+	free(pids);
+	free(done);
+	if (forwarded && failed_rank < 0)
+		return 128 + forwarded;
+	return failed_rank >= 0 ? failed_status : (sr < 0 ? 1 : 0);
+}

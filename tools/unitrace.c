@@ -1,0 +1,993 @@
+/* unitrace: reads a uniference trace (docs/trace-format.md).
+ *
+ *   unitrace summary FILE [--json]   per-rank and per-peer totals
+ *   unitrace dump FILE [--json]      one line per record
+ *
+ * The trace is streamed: memory grows with the number of ranks, threads and
+ * (rank, peer) pairs, never with the number of records.
+ *
+ * Exit status: 0 done (also for a truncated trace), 1 out of memory or
+ * output error, 2 unreadable or corrupt trace, 64 usage. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "uni/common.h"
+#include "uni/trace.h"
+
+#if defined(__has_include)
+#if __has_include("uni_build_config.h")
+#include "uni_build_config.h"
+#endif
+#endif
+#ifndef UNI_VERSION
+#define UNI_VERSION "0.1.0"
+#endif
+
+#define EXIT_OUTPUT 1
+#define EXIT_TRACE 2
+#define EXIT_USAGE 64
+
+static const char usage_line[] = "usage: unitrace {summary|dump} FILE [--json]";
+
+/* common.c (uni_mode_name) lives in libunicommon; the tool keeps its own
+ * copy so that it links against the reader alone. */
+static const char *mode_name(uint32_t mode)
+{
+	switch (mode) {
+	case UNI_MODE_RECORD:
+		return "record";
+	case UNI_MODE_SIMULATE:
+		return "simulate";
+	case UNI_MODE_EMULATE:
+		return "emulate";
+	}
+	return "?";
+}
+
+/* What t0/t1 measure. Record and emulate runs real processes on the real
+ * clock; simulate advances a virtual clock. */
+static const char *time_base(uint32_t mode)
+{
+	switch (mode) {
+	case UNI_MODE_RECORD:
+	case UNI_MODE_EMULATE:
+		return "real";
+	case UNI_MODE_SIMULATE:
+		return "virtual";
+	}
+	return "unknown";
+}
+
+static void oom(void)
+{
+	fprintf(stderr, "unitrace: out of memory\n");
+	exit(EXIT_OUTPUT);
+}
+
+static void *xrealloc(void *p, size_t n, size_t size)
+{
+	if (size && n > SIZE_MAX / size)
+		oom();
+	p = realloc(p, n * size);
+	if (!p && n)
+		oom();
+	return p;
+}
+
+/* Output helpers ---------------------------------------------------------- */
+
+/* Length of the valid UTF-8 sequence at s (at most n bytes), 0 if invalid. */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+	size_t len;
+	uint32_t cp;
+
+	if (s[0] < 0x80)
+		return 1;
+	if (s[0] >= 0xc2 && s[0] <= 0xdf) {
+		len = 2;
+		cp = s[0] & 0x1f;
+	} else if (s[0] >= 0xe0 && s[0] <= 0xef) {
+		len = 3;
+		cp = s[0] & 0x0f;
+	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
+		len = 4;
+		cp = s[0] & 0x07;
+	} else {
+		return 0;
+	}
+	if (len > n)
+		return 0;
+	for (size_t i = 1; i < len; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (s[i] & 0x3f);
+	}
+	/* Overlong forms, surrogates, beyond U+10FFFF. */
+	if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+	    (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
+		return 0;
+	return len;
+}
+
+/* A JSON string. Header fields come from the file and may hold anything:
+ * invalid UTF-8 becomes U+FFFD so the output always parses. */
+static void json_str(const char *str)
+{
+	const unsigned char *s = (const unsigned char *)str;
+	size_t n = strlen(str);
+
+	putchar('"');
+	for (size_t i = 0; i < n;) {
+		unsigned char c = s[i];
+		size_t len;
+
+		switch (c) {
+		case '"':
+			fputs("\\\"", stdout);
+			i++;
+			continue;
+		case '\\':
+			fputs("\\\\", stdout);
+			i++;
+			continue;
+		case '\n':
+			fputs("\\n", stdout);
+			i++;
+			continue;
+		case '\r':
+			fputs("\\r", stdout);
+			i++;
+			continue;
+		case '\t':
+			fputs("\\t", stdout);
+			i++;
+			continue;
+		}
+		if (c < 0x20 || c == 0x7f) {
+			printf("\\u%04x", c);
+			i++;
+			continue;
+		}
+		len = utf8_len(s + i, n - i);
+		if (!len) {
+			fputs("\\ufffd", stdout);
+			i++;
+			continue;
+		}
+		fwrite(s + i, 1, len, stdout);
+		i += len;
+	}
+	putchar('"');
+}
+
+/* A string for a terminal: control bytes are shown as \xNN so a crafted
+ * file cannot send escape sequences. */
+static void text_str(const char *str)
+{
+	for (const unsigned char *s = (const unsigned char *)str; *s; s++) {
+		if (*s < 0x20 || *s == 0x7f || *s == '\\')
+			printf("\\x%02x", *s);
+		else
+			putchar(*s);
+	}
+}
+
+static double ms(uint64_t ns)
+{
+	return (double)ns / 1e6;
+}
+
+/* "2024-05-01 12:34:56.789 UTC" */
+static void fmt_realtime(char *buf, size_t size, uint64_t ns)
+{
+	time_t secs = (time_t)(ns / 1000000000ull);
+	struct tm tm;
+	char date[32];
+
+	if (!gmtime_r(&secs, &tm) ||
+	    !strftime(date, sizeof(date), "%Y-%m-%d %H:%M:%S", &tm)) {
+		snprintf(buf, size, "%" PRIu64 " ns", ns);
+		return;
+	}
+	snprintf(buf, size, "%s.%03u UTC", date,
+		 (unsigned)(ns % 1000000000ull / 1000000u));
+}
+
+/* A small open-addressing hash: uint64 key -> uint32 index. ---------------- */
+
+#define MAP_EMPTY UINT32_MAX
+
+struct u64map {
+	uint64_t *keys;
+	uint32_t *vals;
+	size_t cap; /* power of two or 0 */
+	size_t n;
+};
+
+static size_t map_slot(uint64_t key, size_t cap)
+{
+	/* splitmix64 finalizer: ranks and tids are small and dense. */
+	key ^= key >> 30;
+	key *= 0xbf58476d1ce4e5b9ull;
+	key ^= key >> 27;
+	key *= 0x94d049bb133111ebull;
+	key ^= key >> 31;
+	return (size_t)key & (cap - 1);
+}
+
+static uint32_t map_get(const struct u64map *m, uint64_t key)
+{
+	if (!m->cap)
+		return MAP_EMPTY;
+	for (size_t i = map_slot(key, m->cap);; i = (i + 1) & (m->cap - 1)) {
+		if (m->vals[i] == MAP_EMPTY)
+			return MAP_EMPTY;
+		if (m->keys[i] == key)
+			return m->vals[i];
+	}
+}
+
+static void map_insert(struct u64map *m, uint64_t key, uint32_t val);
+
+static void map_grow(struct u64map *m)
+{
+	struct u64map old = *m;
+
+	m->cap = old.cap ? old.cap * 2 : 64;
+	m->n = 0;
+	m->keys = xrealloc(NULL, m->cap, sizeof(*m->keys));
+	m->vals = xrealloc(NULL, m->cap, sizeof(*m->vals));
+	memset(m->vals, 0xff, m->cap * sizeof(*m->vals));
+	for (size_t i = 0; i < old.cap; i++)
+		if (old.vals[i] != MAP_EMPTY)
+			map_insert(m, old.keys[i], old.vals[i]);
+	free(old.keys);
+	free(old.vals);
+}
+
+/* key must not be present yet. */
+static void map_insert(struct u64map *m, uint64_t key, uint32_t val)
+{
+	size_t i;
+
+	if ((m->n + 1) * 2 > m->cap)
+		map_grow(m);
+	for (i = map_slot(key, m->cap); m->vals[i] != MAP_EMPTY;
+	     i = (i + 1) & (m->cap - 1))
+		;
+	m->keys[i] = key;
+	m->vals[i] = val;
+	m->n++;
+}
+
+static void map_free(struct u64map *m)
+{
+	free(m->keys);
+	free(m->vals);
+	memset(m, 0, sizeof(*m));
+}
+
+static uint64_t pair_key(int32_t a, int32_t b)
+{
+	return (uint64_t)(uint32_t)a << 32 | (uint32_t)b;
+}
+
+/* summary ----------------------------------------------------------------- */
+
+enum rank_end { END_UNKNOWN, END_CLEAN, END_DIED };
+
+struct rank_stat {
+	int32_t rank;
+	int attached;
+	uint64_t pid;
+	uint64_t world;
+	enum rank_end end;
+	uint32_t threads;
+	int have_events;
+	uint64_t first, last; /* ns since epoch, SEND/RECV only */
+	uint64_t sends, recvs, bytes_sent, bytes_recv;
+	uint64_t conns;
+};
+
+struct pair_stat {
+	int32_t rank, peer;
+	uint64_t sends, recvs, bytes_sent, bytes_recv;
+};
+
+struct mismatch {
+	int32_t from, to;
+	uint64_t sent, received;
+};
+
+struct summary {
+	struct uni_trace_hdr hdr;
+	uint64_t nrec;
+	int truncated;
+
+	int have_start, have_end;
+	uint64_t unid_pid;
+	uint64_t end_events, end_dropped, end_unmodelled;
+	uint64_t world; /* largest world size any rank reported */
+	uint64_t unknown;  /* records of unknown kinds, skipped */
+	uint64_t bad_rank; /* per-rank records with a negative rank */
+	uint64_t conns;
+
+	struct rank_stat *ranks;
+	size_t nranks, cap_ranks;
+	struct u64map rank_idx;
+
+	struct pair_stat *pairs;
+	size_t npairs, cap_pairs;
+	struct u64map pair_idx;
+
+	struct u64map threads; /* (rank, tid) seen; values unused */
+
+	struct mismatch *mism;
+	size_t nmism, cap_mism;
+	uint64_t external_bytes; /* to/from peers outside the session (< 0) */
+};
+
+static struct rank_stat *get_rank(struct summary *s, int32_t rank)
+{
+	uint32_t i = map_get(&s->rank_idx, (uint32_t)rank);
+	struct rank_stat *r;
+
+	if (i != MAP_EMPTY)
+		return &s->ranks[i];
+	if (s->nranks == s->cap_ranks) {
+		s->cap_ranks = s->cap_ranks ? s->cap_ranks * 2 : 16;
+		s->ranks = xrealloc(s->ranks, s->cap_ranks, sizeof(*s->ranks));
+	}
+	r = &s->ranks[s->nranks];
+	memset(r, 0, sizeof(*r));
+	r->rank = rank;
+	map_insert(&s->rank_idx, (uint32_t)rank, (uint32_t)s->nranks++);
+	return r;
+}
+
+static struct pair_stat *get_pair(struct summary *s, int32_t rank,
+				  int32_t peer)
+{
+	uint32_t i = map_get(&s->pair_idx, pair_key(rank, peer));
+	struct pair_stat *p;
+
+	if (i != MAP_EMPTY)
+		return &s->pairs[i];
+	if (s->npairs == s->cap_pairs) {
+		s->cap_pairs = s->cap_pairs ? s->cap_pairs * 2 : 16;
+		s->pairs = xrealloc(s->pairs, s->cap_pairs, sizeof(*s->pairs));
+	}
+	p = &s->pairs[s->npairs];
+	memset(p, 0, sizeof(*p));
+	p->rank = rank;
+	p->peer = peer;
+	map_insert(&s->pair_idx, pair_key(rank, peer), (uint32_t)s->npairs++);
+	return p;
+}
+
+static void see_thread(struct summary *s, struct rank_stat *r, int32_t tid)
+{
+	uint64_t key = pair_key(r->rank, tid);
+
+	if (map_get(&s->threads, key) != MAP_EMPTY)
+		return;
+	map_insert(&s->threads, key, 0);
+	r->threads++;
+}
+
+/* trace.h's kinds name a second value "b", which struct uni_trec has no
+ * field for; it travels in len (docs/trace-format.md). */
+static uint64_t rec_b(const struct uni_trec *t)
+{
+	return t->len;
+}
+
+static void account(struct summary *s, const struct uni_trec *t)
+{
+	struct rank_stat *r;
+	struct pair_stat *p;
+	uint64_t last;
+
+	switch (t->kind) {
+	case UNI_TR_SESSION_START:
+		s->have_start = 1;
+		s->unid_pid = t->a;
+		return;
+	case UNI_TR_SESSION_END:
+		s->have_end = 1;
+		s->end_events = t->a;
+		s->end_dropped = rec_b(t);
+		s->end_unmodelled = t->off;
+		return;
+	case UNI_TR_RANK_ATTACH:
+	case UNI_TR_RANK_EXIT:
+	case UNI_TR_THREAD:
+	case UNI_TR_CONN:
+	case UNI_TR_SEND:
+	case UNI_TR_RECV:
+	case UNI_TR_CONN_CLOSE:
+		break;
+	default:
+		/* A newer minor's addition: skipped, but counted. */
+		s->unknown++;
+		return;
+	}
+	if (t->rank < 0) {
+		s->bad_rank++;
+		return;
+	}
+	r = get_rank(s, t->rank);
+
+	switch (t->kind) {
+	case UNI_TR_RANK_ATTACH:
+		r->attached = 1;
+		r->pid = t->a;
+		r->world = rec_b(t);
+		if (r->world > s->world)
+			s->world = r->world;
+		break;
+	case UNI_TR_RANK_EXIT:
+		if (t->flags & UNI_TRF_DIED)
+			r->end = END_DIED;
+		else if (t->flags & UNI_TRF_CLEAN)
+			r->end = END_CLEAN;
+		break;
+	case UNI_TR_THREAD:
+		see_thread(s, r, t->tid);
+		break;
+	case UNI_TR_CONN:
+		r->conns++;
+		s->conns++;
+		break;
+	case UNI_TR_SEND:
+	case UNI_TR_RECV:
+		see_thread(s, r, t->tid);
+		last = t->t1 > t->t0 ? t->t1 : t->t0;
+		if (!r->have_events || t->t0 < r->first)
+			r->first = t->t0;
+		if (!r->have_events || last > r->last)
+			r->last = last;
+		r->have_events = 1;
+		p = get_pair(s, t->rank, t->peer);
+		if (t->kind == UNI_TR_SEND) {
+			r->sends++;
+			r->bytes_sent += t->len;
+			p->sends++;
+			p->bytes_sent += t->len;
+		} else {
+			r->recvs++;
+			r->bytes_recv += t->len;
+			p->recvs++;
+			p->bytes_recv += t->len;
+		}
+		break;
+	}
+}
+
+static int cmp_rank(const void *a, const void *b)
+{
+	const struct rank_stat *x = a, *y = b;
+
+	return (x->rank > y->rank) - (x->rank < y->rank);
+}
+
+static int cmp_pair(const void *a, const void *b)
+{
+	const struct pair_stat *x = a, *y = b;
+
+	if (x->rank != y->rank)
+		return (x->rank > y->rank) - (x->rank < y->rank);
+	return (x->peer > y->peer) - (x->peer < y->peer);
+}
+
+static int cmp_mism(const void *a, const void *b)
+{
+	const struct mismatch *x = a, *y = b;
+
+	if (x->from != y->from)
+		return (x->from > y->from) - (x->from < y->from);
+	return (x->to > y->to) - (x->to < y->to);
+}
+
+static const struct pair_stat *find_pair(const struct summary *s,
+					 int32_t rank, int32_t peer)
+{
+	struct pair_stat key = { .rank = rank, .peer = peer };
+
+	if (!s->npairs)
+		return NULL;
+	return bsearch(&key, s->pairs, s->npairs, sizeof(*s->pairs), cmp_pair);
+}
+
+static void add_mismatch(struct summary *s, int32_t from, int32_t to,
+			 uint64_t sent, uint64_t received)
+{
+	if (s->nmism == s->cap_mism) {
+		s->cap_mism = s->cap_mism ? s->cap_mism * 2 : 8;
+		s->mism = xrealloc(s->mism, s->cap_mism, sizeof(*s->mism));
+	}
+	s->mism[s->nmism++] = (struct mismatch){ from, to, sent, received };
+}
+
+/* Sorts everything and compares, for every ordered pair a->b, what a sent
+ * to b with what b received from a. Bytes to or from a negative peer (a
+ * connection unid could not match to a rank) have no other side to check. */
+static void finish_summary(struct summary *s)
+{
+	if (s->nranks)
+		qsort(s->ranks, s->nranks, sizeof(*s->ranks), cmp_rank);
+	if (s->npairs)
+		qsort(s->pairs, s->npairs, sizeof(*s->pairs), cmp_pair);
+	/* The maps index the unsorted arrays; nothing uses them after this. */
+	map_free(&s->rank_idx);
+	map_free(&s->pair_idx);
+	map_free(&s->threads);
+
+	for (size_t i = 0; i < s->npairs; i++) {
+		const struct pair_stat *p = &s->pairs[i], *q;
+
+		if (p->peer < 0) {
+			s->external_bytes += p->bytes_sent + p->bytes_recv;
+			continue;
+		}
+		q = find_pair(s, p->peer, p->rank);
+		/* p->rank -> p->peer, seen from both ends. */
+		if (p->bytes_sent != (q ? q->bytes_recv : 0))
+			add_mismatch(s, p->rank, p->peer, p->bytes_sent,
+				     q ? q->bytes_recv : 0);
+		/* p->peer -> p->rank when the sender logged nothing at all
+		 * (otherwise the peer's own entry covers it). */
+		if (!q && p->bytes_recv)
+			add_mismatch(s, p->peer, p->rank, 0, p->bytes_recv);
+	}
+	if (s->nmism)
+		qsort(s->mism, s->nmism, sizeof(*s->mism), cmp_mism);
+}
+
+static void free_summary(struct summary *s)
+{
+	map_free(&s->rank_idx);
+	map_free(&s->pair_idx);
+	map_free(&s->threads);
+	free(s->ranks);
+	free(s->pairs);
+	free(s->mism);
+}
+
+static const char *end_text(enum rank_end e)
+{
+	switch (e) {
+	case END_CLEAN:
+		return "detached cleanly";
+	case END_DIED:
+		return "died";
+	case END_UNKNOWN:
+		break;
+	}
+	return "still running or unknown";
+}
+
+static const char *end_json(enum rank_end e)
+{
+	switch (e) {
+	case END_CLEAN:
+		return "clean";
+	case END_DIED:
+		return "died";
+	case END_UNKNOWN:
+		break;
+	}
+	return "unknown";
+}
+
+static void print_peer(int32_t peer)
+{
+	if (peer < 0)
+		printf("%8s", "?");
+	else
+		printf("%8" PRId32, peer);
+}
+
+static void summary_text(const struct summary *s, const char *path)
+{
+	const struct uni_trace_hdr *h = &s->hdr;
+	const char *tb = time_base(h->mode);
+	uint64_t sends = 0, recvs = 0, sent = 0, recvd = 0;
+	size_t pi = 0;
+	char when[64];
+
+	printf("trace      ");
+	text_str(path);
+	printf(" (format %u.%u, %" PRIu64 " records)\n", h->version_major,
+	       h->version_minor, s->nrec);
+	printf("session    ");
+	text_str(h->session);
+	printf("\nmode       %s (times: %s time, ms since session start)\n",
+	       mode_name(h->mode), tb);
+	fmt_realtime(when, sizeof(when), h->epoch_real_ns);
+	printf("started    %s\n", when);
+	if (h->config_path[0]) {
+		printf("config     ");
+		text_str(h->config_path);
+		putchar('\n');
+	}
+	if (s->have_start)
+		printf("unid pid   %" PRIu64 "\n", s->unid_pid);
+	printf("ranks      %zu", s->nranks);
+	if (s->world)
+		printf(" (world size %" PRIu64 ")", s->world);
+	putchar('\n');
+
+	for (size_t i = 0; i < s->nranks; i++) {
+		const struct rank_stat *r = &s->ranks[i];
+
+		printf("\nrank %" PRId32 ": ", r->rank);
+		if (r->attached)
+			printf("pid %" PRIu64, r->pid);
+		else
+			printf("pid unknown (no attach record)");
+		printf(", %s, %" PRIu32 " thread%s\n", end_text(r->end),
+		       r->threads, r->threads == 1 ? "" : "s");
+		if (r->have_events)
+			printf("  transfers %.3f .. %.3f ms (span %.3f ms, %s time)\n",
+			       ms(r->first), ms(r->last),
+			       ms(r->last - r->first), tb);
+		else
+			printf("  no transfers\n");
+		printf("  sends %" PRIu64 ", recvs %" PRIu64
+		       ", bytes sent %" PRIu64 ", bytes received %" PRIu64 "\n",
+		       r->sends, r->recvs, r->bytes_sent, r->bytes_recv);
+
+		while (pi < s->npairs && s->pairs[pi].rank < r->rank)
+			pi++;
+		if (pi < s->npairs && s->pairs[pi].rank == r->rank)
+			printf("  %8s %10s %10s %16s %16s\n", "peer", "sends",
+			       "recvs", "bytes sent", "bytes received");
+		for (; pi < s->npairs && s->pairs[pi].rank == r->rank; pi++) {
+			const struct pair_stat *p = &s->pairs[pi];
+
+			printf("  ");
+			print_peer(p->peer);
+			printf(" %10" PRIu64 " %10" PRIu64 " %16" PRIu64
+			       " %16" PRIu64 "\n", p->sends, p->recvs,
+			       p->bytes_sent, p->bytes_recv);
+		}
+		sends += r->sends;
+		recvs += r->recvs;
+		sent += r->bytes_sent;
+		recvd += r->bytes_recv;
+	}
+
+	printf("\ntotals     sends %" PRIu64 ", recvs %" PRIu64
+	       ", bytes sent %" PRIu64 ", bytes received %" PRIu64 "\n",
+	       sends, recvs, sent, recvd);
+	if (s->conns)
+		printf("           %" PRIu64 " connection%s\n", s->conns,
+		       s->conns == 1 ? "" : "s");
+	if (s->have_end)
+		printf("session end: %" PRIu64 " events, %" PRIu64
+		       " dropped, %" PRIu64 " unmodelled connections\n",
+		       s->end_events, s->end_dropped, s->end_unmodelled);
+
+	if (!s->nmism) {
+		printf("consistency: bytes sent == bytes received on every connection\n");
+	} else {
+		printf("consistency: %zu mismatch%s (bytes sent by A to B vs received by B from A):\n",
+		       s->nmism, s->nmism == 1 ? "" : "es");
+		for (size_t i = 0; i < s->nmism; i++) {
+			const struct mismatch *m = &s->mism[i];
+
+			printf("  %" PRId32 " -> %" PRId32 ": sent %" PRIu64
+			       ", received %" PRIu64 "\n", m->from, m->to,
+			       m->sent, m->received);
+		}
+	}
+	if (s->external_bytes)
+		printf("note: %" PRIu64 " bytes to/from unknown peers were not checked\n",
+		       s->external_bytes);
+	if (s->unknown)
+		printf("note: skipped %" PRIu64 " record%s of unknown kinds (newer minor version?)\n",
+		       s->unknown, s->unknown == 1 ? "" : "s");
+	if (s->bad_rank)
+		printf("note: ignored %" PRIu64 " per-rank record%s with a negative rank\n",
+		       s->bad_rank, s->bad_rank == 1 ? "" : "s");
+	if (s->truncated)
+		printf("warning: trace ends inside a record after %" PRIu64
+		       " records: was the daemon killed?\n", s->nrec);
+	if (!s->have_end)
+		printf("warning: session did not end cleanly (no session-end record)\n");
+}
+
+static void summary_json(const struct summary *s, const char *path)
+{
+	const struct uni_trace_hdr *h = &s->hdr;
+	uint64_t sends = 0, recvs = 0, sent = 0, recvd = 0;
+	size_t pi = 0;
+
+	printf("{\n  \"file\": ");
+	json_str(path);
+	printf(",\n  \"version_major\": %u,\n  \"version_minor\": %u,\n",
+	       h->version_major, h->version_minor);
+	printf("  \"session\": ");
+	json_str(h->session);
+	printf(",\n  \"mode\": \"%s\",\n  \"mode_id\": %" PRIu32 ",\n",
+	       mode_name(h->mode), h->mode);
+	printf("  \"time_base\": \"%s\",\n", time_base(h->mode));
+	printf("  \"epoch_real_ns\": %" PRIu64 ",\n  \"epoch_mono_ns\": %" PRIu64
+	       ",\n", h->epoch_real_ns, h->epoch_mono_ns);
+	printf("  \"config_path\": ");
+	json_str(h->config_path);
+	printf(",\n  \"records\": %" PRIu64 ",\n", s->nrec);
+	printf("  \"truncated\": %s,\n  \"complete\": %s,\n",
+	       s->truncated ? "true" : "false",
+	       s->have_end ? "true" : "false");
+	if (s->have_start)
+		printf("  \"unid_pid\": %" PRIu64 ",\n", s->unid_pid);
+	else
+		printf("  \"unid_pid\": null,\n");
+	printf("  \"world_size\": %" PRIu64 ",\n  \"nranks\": %zu,\n",
+	       s->world, s->nranks);
+
+	printf("  \"ranks\": [");
+	for (size_t i = 0; i < s->nranks; i++) {
+		const struct rank_stat *r = &s->ranks[i];
+		int first = 1;
+
+		printf("%s\n    {\"rank\": %" PRId32 ", ", i ? "," : "", r->rank);
+		if (r->attached)
+			printf("\"pid\": %" PRIu64 ", ", r->pid);
+		else
+			printf("\"pid\": null, ");
+		printf("\"end\": \"%s\", \"threads\": %" PRIu32 ", ",
+		       end_json(r->end), r->threads);
+		if (r->have_events)
+			printf("\"first_ns\": %" PRIu64 ", \"last_ns\": %" PRIu64
+			       ", \"span_ms\": %.6f, ", r->first, r->last,
+			       ms(r->last - r->first));
+		else
+			printf("\"first_ns\": null, \"last_ns\": null, \"span_ms\": null, ");
+		printf("\"sends\": %" PRIu64 ", \"recvs\": %" PRIu64
+		       ", \"bytes_sent\": %" PRIu64 ", \"bytes_received\": %"
+		       PRIu64 ", \"connections\": %" PRIu64 ",\n     \"per_peer\": [",
+		       r->sends, r->recvs, r->bytes_sent, r->bytes_recv,
+		       r->conns);
+		while (pi < s->npairs && s->pairs[pi].rank < r->rank)
+			pi++;
+		for (; pi < s->npairs && s->pairs[pi].rank == r->rank; pi++) {
+			const struct pair_stat *p = &s->pairs[pi];
+
+			printf("%s\n       {\"peer\": %" PRId32 ", \"sends\": %"
+			       PRIu64 ", \"recvs\": %" PRIu64
+			       ", \"bytes_sent\": %" PRIu64
+			       ", \"bytes_received\": %" PRIu64 "}",
+			       first ? "" : ",", p->peer, p->sends, p->recvs,
+			       p->bytes_sent, p->bytes_recv);
+			first = 0;
+		}
+		printf("%s]}", first ? "" : "\n     ");
+		sends += r->sends;
+		recvs += r->recvs;
+		sent += r->bytes_sent;
+		recvd += r->bytes_recv;
+	}
+	printf("%s],\n", s->nranks ? "\n  " : "");
+
+	printf("  \"totals\": {\"sends\": %" PRIu64 ", \"recvs\": %" PRIu64
+	       ", \"bytes_sent\": %" PRIu64 ", \"bytes_received\": %" PRIu64
+	       ", \"connections\": %" PRIu64 "},\n",
+	       sends, recvs, sent, recvd, s->conns);
+	if (s->have_end)
+		printf("  \"session_end\": {\"events\": %" PRIu64
+		       ", \"dropped\": %" PRIu64 ", \"unmodelled_conns\": %"
+		       PRIu64 "},\n", s->end_events, s->end_dropped,
+		       s->end_unmodelled);
+	else
+		printf("  \"session_end\": null,\n");
+	printf("  \"consistent\": %s,\n  \"mismatches\": [",
+	       s->nmism ? "false" : "true");
+	for (size_t i = 0; i < s->nmism; i++) {
+		const struct mismatch *m = &s->mism[i];
+
+		printf("%s\n    {\"from\": %" PRId32 ", \"to\": %" PRId32
+		       ", \"sent\": %" PRIu64 ", \"received\": %" PRIu64 "}",
+		       i ? "," : "", m->from, m->to, m->sent, m->received);
+	}
+	printf("%s],\n", s->nmism ? "\n  " : "");
+	printf("  \"unchecked_external_bytes\": %" PRIu64 ",\n",
+	       s->external_bytes);
+	printf("  \"unknown_records\": %" PRIu64 ",\n  \"bad_rank_records\": %"
+	       PRIu64 "\n}\n", s->unknown, s->bad_rank);
+}
+
+static int trace_fail(const struct uni_trace_reader *r)
+{
+	fprintf(stderr, "unitrace: %s\n", r->err);
+	return EXIT_TRACE;
+}
+
+static int cmd_summary(const char *path, int json)
+{
+	struct uni_trace_reader r;
+	struct summary s;
+	struct uni_trec t;
+	int rc;
+
+	if (uni_trace_open(&r, path) < 0)
+		return trace_fail(&r);
+	memset(&s, 0, sizeof(s));
+	s.hdr = r.hdr;
+	while ((rc = uni_trace_next(&r, &t)) == 1)
+		account(&s, &t);
+	if (rc < 0) {
+		rc = trace_fail(&r);
+		uni_trace_close(&r);
+		free_summary(&s);
+		return rc;
+	}
+	s.nrec = r.nrec;
+	s.truncated = r.truncated;
+	uni_trace_close(&r);
+
+	finish_summary(&s);
+	if (json)
+		summary_json(&s, path);
+	else
+		summary_text(&s, path);
+	free_summary(&s);
+	return 0;
+}
+
+/* dump -------------------------------------------------------------------- */
+
+static void dump_rec(const struct uni_trec *t, uint64_t i, int json)
+{
+	const char *name = uni_trec_kind_name(t->kind);
+
+	if (json) {
+		printf("{\"kind\":\"%s\",\"kind_id\":%u", name, t->kind);
+	} else {
+		printf("%" PRIu64 " ", i);
+		if (name[0] == '?')
+			printf("?(%u)", t->kind);
+		else
+			printf("%s", name);
+	}
+	/* One format for both: the JSON keys double as text labels. */
+	printf(json ? ",\"rank\":%" PRId32 ",\"tid\":%" PRId32
+		      ",\"peer\":%" PRId32 ",\"conn\":%" PRIu32
+		      ",\"t0\":%" PRIu64 ",\"t1\":%" PRIu64
+		      ",\"off\":%" PRIu64 ",\"len\":%" PRIu64
+		      ",\"a\":%" PRIu64 ",\"flags\":%u}\n"
+		    : " rank=%" PRId32 " tid=%" PRId32 " peer=%" PRId32
+		      " conn=%" PRIu32 " t0=%" PRIu64 " t1=%" PRIu64
+		      " off=%" PRIu64 " len=%" PRIu64 " a=%" PRIu64
+		      " flags=0x%x\n",
+	       t->rank, t->tid, t->peer, t->conn, t->t0, t->t1, t->off,
+	       t->len, t->a, t->flags);
+}
+
+static int cmd_dump(const char *path, int json)
+{
+	struct uni_trace_reader r;
+	const struct uni_trace_hdr *h = &r.hdr;
+	struct uni_trec t;
+	int rc;
+
+	if (uni_trace_open(&r, path) < 0)
+		return trace_fail(&r);
+	if (!json) {
+		/* Header lines start with '#' so that records are the only
+		 * other lines. */
+		printf("# trace format %u.%u, mode %s, session ",
+		       h->version_major, h->version_minor, mode_name(h->mode));
+		text_str(h->session);
+		printf("\n# epoch_real_ns %" PRIu64 " epoch_mono_ns %" PRIu64
+		       "\n", h->epoch_real_ns, h->epoch_mono_ns);
+	}
+	while ((rc = uni_trace_next(&r, &t)) == 1)
+		dump_rec(&t, r.nrec - 1, json);
+	if (rc < 0) {
+		rc = trace_fail(&r);
+		uni_trace_close(&r);
+		return rc;
+	}
+	/* stderr, so that --json output stays one object per line. */
+	if (r.truncated)
+		fprintf(stderr, "unitrace: %s: trace ends inside a record after %"
+			PRIu64 " records: was the daemon killed?\n", path,
+			r.nrec);
+	uni_trace_close(&r);
+	return 0;
+}
+
+/* main -------------------------------------------------------------------- */
+
+static void help(void)
+{
+	printf("%s\n"
+	       "       unitrace --help | --version\n"
+	       "\n"
+	       "Reads a uniference trace file (docs/trace-format.md).\n"
+	       "\n"
+	       "  summary   per rank: pid, how it ended, threads, time span,\n"
+	       "            transfers and bytes in total and per peer; session\n"
+	       "            totals; whether every byte sent was received\n"
+	       "  dump      every record, one per line\n"
+	       "  --json    summary: one JSON object; dump: one object per line\n"
+	       "\n"
+	       "Exit status: 0 ok (a truncated trace too), 1 out of memory or\n"
+	       "output error, 2 unreadable or corrupt trace, 64 usage error.\n",
+	       usage_line);
+}
+
+static int usage_error(const char *what, const char *arg)
+{
+	if (arg)
+		fprintf(stderr, "unitrace: %s: %s\n", what, arg);
+	else
+		fprintf(stderr, "unitrace: %s\n", what);
+	fprintf(stderr, "%s\n", usage_line);
+	return EXIT_USAGE;
+}
+
+static int run(int argc, char **argv)
+{
+	const char *cmd, *path = NULL;
+	int json = 0, opts = 1;
+
+	if (argc < 2)
+		return usage_error("no command given", NULL);
+	cmd = argv[1];
+	if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
+		help();
+		return 0;
+	}
+	if (!strcmp(cmd, "--version")) {
+		printf("unitrace %s\n", UNI_VERSION);
+		return 0;
+	}
+	if (strcmp(cmd, "summary") && strcmp(cmd, "dump"))
+		return usage_error("unknown command", cmd);
+
+	for (int i = 2; i < argc; i++) {
+		const char *a = argv[i];
+
+		if (opts && !strcmp(a, "--")) {
+			opts = 0;
+		} else if (opts && !strcmp(a, "--json")) {
+			json = 1;
+		} else if (opts && (!strcmp(a, "--help") || !strcmp(a, "-h"))) {
+			help();
+			return 0;
+		} else if (opts && a[0] == '-' && a[1]) {
+			return usage_error("unknown option", a);
+		} else if (path) {
+			return usage_error("more than one file", a);
+		} else {
+			path = a;
+		}
+	}
+	if (!path)
+		return usage_error("no trace file given", NULL);
+	return !strcmp(cmd, "summary") ? cmd_summary(path, json)
+				       : cmd_dump(path, json);
+}
+
+int main(int argc, char **argv)
+{
+	int rc = run(argc, argv);
+
+	/* A full disk or closed pipe must not look like success. */
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		fprintf(stderr, "unitrace: error writing output: %s\n",
+			strerror(errno));
+		return rc ? rc : EXIT_OUTPUT;
+	}
+	return rc;
+}
