@@ -234,7 +234,7 @@ static int parse_duration_why(const char *s, uint64_t *ns, char *why, size_t why
 		set_err(why, whylen, "'%s' is too large", show(s, sh, sizeof(sh)));
 		return -1;
 	}
-	*ns = (uint64_t)llround(t);
+	*ns = (uint64_t)(t + 0.5); /* t >= 0: round half up, no libm needed */
 	return 0;
 }
 
@@ -342,8 +342,9 @@ int uni_parse_bandwidth(const char *s, double *bps)
 	return s ? parse_bandwidth_why(s, bps, NULL, 0) : -1;
 }
 
-/* Mode names. uni_mode_parse() in common.c is the shared version; this one
- * keeps the config parser free of libunicommon. */
+/* Mode names. Local rather than uni_mode_parse() (common.c) so that
+ * config.c and its unit test build on their own; the names must stay the
+ * same as common.c's. */
 static int mode_parse(const char *s, uint32_t *mode)
 {
 	static const char *const names[] = {

@@ -1,0 +1,586 @@
+/* Unit tests for the SPSC event ring (uni_ring_push / uni_ring_pop /
+ * uni_ring_used in engine/include/uni/shm.h) and the process-shared futex
+ * helpers (uni_futex_wait / uni_futex_wake in engine/shm.c).
+ *
+ * Checks, always on a struct uni_ring in memory from
+ * mmap(MAP_SHARED | MAP_ANONYMOUS), as the session segment is shared:
+ * records come out in push order with every field intact; an empty ring
+ * pops nothing; pop honours its max; exactly UNI_RING_CAP pushes succeed,
+ * the next returns -11 (-EAGAIN) and overwrites nothing; one pop makes room
+ * for exactly one push; wrap-around over many cycles of mixed batch sizes,
+ * also with head == tail started just below 2^32 and just below
+ * 2 * UINT32_MAX (so the 64-bit counters cross 32-bit boundaries and the
+ * full/empty tests must not truncate); four producer threads (one per
+ * ring) pushing 1,000,000 sequence-numbered records each while a single
+ * consumer thread drains all four rings, every record arriving exactly once,
+ * in per-ring order, with no torn fields; a forked child producing 200,000
+ * records into a ring that the parent consumes; uni_futex_wait returning
+ * -ETIMEDOUT on an unchanged word (and not before about the timeout),
+ * 0 at once when the word differs, 0 when another thread wakes it (also
+ * across fork, since the futex must not be FUTEX_PRIVATE), and both
+ * helpers preserving errno.
+ *
+ * Deliberately does not check: the ring state machine (claiming, FREE /
+ * CLAIMING / LIVE, reuse after THREAD_END), the prod_waiting / doorbell
+ * handshake between the shim and unid, the segment layout and
+ * uni_shm_open, multiple producers on one ring (not allowed by design),
+ * signal handlers interrupting a producer, or memory-ordering bugs that
+ * only a weakly-ordered CPU would expose (this runs on whatever the build
+ * host is; on x86 acquire/release mistakes mostly stay hidden, which is
+ * why the TSan build is worth running). Timing is only asserted loosely. */
+#include <check.h>
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "uni/common.h"
+#include "uni/shm.h"
+
+/* Memory ------------------------------------------------------------------ */
+
+static void *shared_map(size_t size)
+{
+	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	ck_assert_msg(p != MAP_FAILED, "mmap(%zu): %s", size, strerror(errno));
+	return p;
+}
+
+static struct uni_ring *ring_new(uint64_t start)
+{
+	struct uni_ring *r = shared_map(sizeof(*r));
+	atomic_store(&r->head, start);
+	atomic_store(&r->tail, start);
+	return r;
+}
+
+static void ring_free(struct uni_ring *r)
+{
+	munmap(r, sizeof(*r));
+}
+
+/* Records: every field is derived from (ring, seq) so that a torn or
+ * misplaced record is caught, not only a missing one. -------------------- */
+
+static void ev_make(struct uni_ev *e, uint32_t ring, uint64_t seq)
+{
+	memset(e, 0, sizeof(*e));
+	e->kind = (uint16_t)(UNI_EV_SEND + (seq & 1));
+	e->flags = (uint16_t)(seq * 7u);
+	e->conn = ring;
+	e->t0 = seq;
+	e->t1 = ~seq;
+	e->off = seq * 3u + ring;
+	e->len = seq ^ 0x5a5a5a5a5a5a5a5aull;
+	e->a = (uint64_t)ring << 32 | (seq & 0xffffffffu);
+	e->b = seq + 0x1000;
+	e->c = e->t0 ^ e->t1 ^ e->off ^ e->len ^ e->a ^ e->b ^ e->conn;
+}
+
+/* 1 if e is exactly record seq of ring. */
+static int ev_ok(const struct uni_ev *e, uint32_t ring, uint64_t seq)
+{
+	struct uni_ev want;
+	ev_make(&want, ring, seq);
+	return memcmp(e, &want, sizeof(want)) == 0;
+}
+
+/* Pushes, yielding while the ring is full. */
+static void push_wait(struct uni_ring *r, const struct uni_ev *e)
+{
+	while (uni_ring_push(r, e) != 0)
+		sched_yield();
+}
+
+/* Order and contents -------------------------------------------------- */
+
+START_TEST(test_push_pop_order)
+{
+	struct uni_ring *r = ring_new(0);
+	struct uni_ev e, out[16];
+
+	ck_assert_uint_eq(uni_ring_used(r), 0);
+	ck_assert_uint_eq(uni_ring_pop(r, out, 16), 0);
+	for (uint64_t i = 0; i < 10; i++) {
+		ev_make(&e, 0, i);
+		ck_assert_int_eq(uni_ring_push(r, &e), 0);
+		ck_assert_uint_eq(uni_ring_used(r), i + 1);
+	}
+	/* pop honours max */
+	ck_assert_uint_eq(uni_ring_pop(r, out, 3), 3);
+	for (uint64_t i = 0; i < 3; i++)
+		ck_assert_msg(ev_ok(&out[i], 0, i), "record %llu differs", (unsigned long long)i);
+	ck_assert_uint_eq(uni_ring_used(r), 7);
+	ck_assert_uint_eq(atomic_load(&r->tail), 3);
+	ck_assert_uint_eq(atomic_load(&r->head), 10);
+	/* max above what is there: returns what is there */
+	ck_assert_uint_eq(uni_ring_pop(r, out, 16), 7);
+	for (uint64_t i = 0; i < 7; i++)
+		ck_assert_msg(ev_ok(&out[i], 0, 3 + i), "record %llu differs", (unsigned long long)(3 + i));
+	ck_assert_uint_eq(uni_ring_used(r), 0);
+	ck_assert_uint_eq(uni_ring_pop(r, out, 16), 0);
+	/* max 0 takes nothing */
+	ev_make(&e, 0, 10);
+	ck_assert_int_eq(uni_ring_push(r, &e), 0);
+	ck_assert_uint_eq(uni_ring_pop(r, out, 0), 0);
+	ck_assert_uint_eq(uni_ring_used(r), 1);
+	ring_free(r);
+}
+END_TEST
+
+/* Capacity ---------------------------------------------------------------- */
+
+static void check_capacity(uint64_t start)
+{
+	struct uni_ring *r = ring_new(start);
+	static struct uni_ev out[UNI_RING_CAP];
+	struct uni_ev e;
+
+	for (uint64_t i = 0; i < UNI_RING_CAP; i++) {
+		ev_make(&e, 1, i);
+		ck_assert_msg(uni_ring_push(r, &e) == 0, "push %llu of %u failed",
+			      (unsigned long long)i, UNI_RING_CAP);
+	}
+	ck_assert_uint_eq(uni_ring_used(r), UNI_RING_CAP);
+	/* Full: refused, repeatedly, and nothing is overwritten. */
+	for (int k = 0; k < 3; k++) {
+		ev_make(&e, 1, 999999);
+		ck_assert_int_eq(uni_ring_push(r, &e), -11);
+		ck_assert_int_eq(uni_ring_push(r, &e), -EAGAIN);
+	}
+	ck_assert_uint_eq(atomic_load(&r->head), start + UNI_RING_CAP);
+	ck_assert_uint_eq(uni_ring_used(r), UNI_RING_CAP);
+	for (uint64_t i = 0; i < UNI_RING_CAP; i++)
+		ck_assert_msg(ev_ok(&r->ev[(start + i) & (UNI_RING_CAP - 1)], 1, i),
+			      "slot of record %llu was overwritten", (unsigned long long)i);
+
+	/* One pop makes room for exactly one push. */
+	ck_assert_uint_eq(uni_ring_pop(r, out, 1), 1);
+	ck_assert(ev_ok(&out[0], 1, 0));
+	ev_make(&e, 1, UNI_RING_CAP);
+	ck_assert_int_eq(uni_ring_push(r, &e), 0);
+	ck_assert_int_eq(uni_ring_push(r, &e), -11);
+
+	/* Drain: records 1 .. CAP in order. */
+	ck_assert_uint_eq(uni_ring_pop(r, out, UNI_RING_CAP), UNI_RING_CAP);
+	for (uint64_t i = 0; i < UNI_RING_CAP; i++)
+		ck_assert_msg(ev_ok(&out[i], 1, i + 1), "record %llu differs", (unsigned long long)(i + 1));
+	ck_assert_uint_eq(uni_ring_used(r), 0);
+	ck_assert_uint_eq(atomic_load(&r->tail), atomic_load(&r->head));
+	ring_free(r);
+}
+
+START_TEST(test_capacity)
+{
+	check_capacity(0);
+}
+END_TEST
+
+START_TEST(test_capacity_high_counters)
+{
+	/* Full ring straddling 2^32 and 2^33. */
+	check_capacity((uint64_t)UINT32_MAX - UNI_RING_CAP / 2);
+	check_capacity((uint64_t)UINT32_MAX * 2 - UNI_RING_CAP / 2 + 1);
+}
+END_TEST
+
+/* Wrap-around ----------------------------------------------------------- */
+
+static void check_wrap(uint64_t start, uint64_t cycles)
+{
+	struct uni_ring *r = ring_new(start);
+	static struct uni_ev out[UNI_RING_CAP];
+	struct uni_ev e;
+	uint64_t pushed = 0, popped = 0;
+	/* Batch sizes that do not divide the capacity, so that every slot is
+	 * hit at every phase; the ring is also filled completely now and then. */
+	static const uint32_t sizes[] = {1, 7, 333, UNI_RING_CAP - 1, 5, UNI_RING_CAP, 1023, 2};
+
+	for (uint64_t c = 0; c < cycles; c++) {
+		uint32_t n = sizes[c % UNI_ARRAY_LEN(sizes)];
+		for (uint32_t i = 0; i < n; i++) {
+			ev_make(&e, 2, pushed);
+			ck_assert_int_eq(uni_ring_push(r, &e), 0);
+			pushed++;
+		}
+		if (n == UNI_RING_CAP) {
+			ck_assert_int_eq(uni_ring_push(r, &e), -11);
+		}
+		ck_assert_uint_eq(uni_ring_used(r), n);
+		/* pop in two uneven parts */
+		uint32_t first = n / 3;
+		uint32_t got = uni_ring_pop(r, out, first);
+		ck_assert_uint_eq(got, first);
+		got += uni_ring_pop(r, out + first, UNI_RING_CAP);
+		ck_assert_uint_eq(got, n);
+		for (uint32_t i = 0; i < n; i++) {
+			if (!ev_ok(&out[i], 2, popped))
+				ck_abort_msg("cycle %llu: record %llu differs (start %llu)",
+					     (unsigned long long)c, (unsigned long long)popped,
+					     (unsigned long long)start);
+			popped++;
+		}
+	}
+	ck_assert_uint_eq(pushed, popped);
+	ck_assert_uint_eq(atomic_load(&r->head), start + pushed);
+	ck_assert_uint_eq(atomic_load(&r->tail), start + popped);
+	ring_free(r);
+}
+
+START_TEST(test_wrap_many_cycles)
+{
+	check_wrap(0, 4000); /* about 2,800 times round the ring */
+}
+END_TEST
+
+START_TEST(test_wrap_beyond_2_32)
+{
+	check_wrap((uint64_t)UINT32_MAX - 3 * UNI_RING_CAP + 17, 400);
+	ck_assert_uint_gt((uint64_t)UINT32_MAX - 3 * UNI_RING_CAP + 17 + 400 * 100, (uint64_t)UINT32_MAX);
+}
+END_TEST
+
+START_TEST(test_wrap_beyond_2_33)
+{
+	check_wrap((uint64_t)UINT32_MAX * 2 - 3 * UNI_RING_CAP + 5, 400);
+}
+END_TEST
+
+/* Concurrency: 4 producers, one ring each, one consumer ------------------- */
+
+#define NRINGS 4
+#define PER_PRODUCER 1000000ull
+
+struct prod_arg {
+	struct uni_ring *r;
+	uint32_t ring;
+	uint64_t n;
+};
+
+static void *producer(void *p)
+{
+	struct prod_arg *a = p;
+	struct uni_ev e;
+	for (uint64_t s = 0; s < a->n; s++) {
+		ev_make(&e, a->ring, s);
+		push_wait(a->r, &e);
+	}
+	return NULL;
+}
+
+struct cons_arg {
+	struct uni_ring **rings;
+	uint32_t nrings;
+	uint64_t per_ring;
+	uint64_t got[NRINGS];
+	char err[256]; /* first failure; asserted by the main thread */
+};
+
+static void *consumer(void *p)
+{
+	struct cons_arg *a = p;
+	struct uni_ev out[64];
+	uint64_t total = 0, want = a->per_ring * a->nrings;
+	while (total < want) {
+		uint32_t any = 0;
+		for (uint32_t k = 0; k < a->nrings; k++) {
+			uint32_t n = uni_ring_pop(a->rings[k], out, 64);
+			for (uint32_t i = 0; i < n; i++) {
+				if (a->got[k] >= a->per_ring) {
+					snprintf(a->err, sizeof(a->err), "ring %u: more than %llu records", k,
+						 (unsigned long long)a->per_ring);
+					return NULL;
+				}
+				if (!ev_ok(&out[i], k, a->got[k])) {
+					snprintf(a->err, sizeof(a->err),
+						 "ring %u: expected record %llu, got seq %llu (conn %u)", k,
+						 (unsigned long long)a->got[k], (unsigned long long)out[i].t0,
+						 out[i].conn);
+					return NULL;
+				}
+				a->got[k]++;
+			}
+			total += n;
+			any += n;
+		}
+		if (!any)
+			sched_yield();
+	}
+	return NULL;
+}
+
+START_TEST(test_concurrent_producers)
+{
+	struct uni_ring *rings[NRINGS];
+	struct prod_arg pa[NRINGS];
+	pthread_t pt[NRINGS], ct;
+	static struct cons_arg ca;
+
+	memset(&ca, 0, sizeof(ca));
+	/* Two rings start near 2^32 so the race also runs over that boundary. */
+	for (uint32_t k = 0; k < NRINGS; k++)
+		rings[k] = ring_new(k & 1 ? (uint64_t)UINT32_MAX - 500000 : 0);
+	ca.rings = rings;
+	ca.nrings = NRINGS;
+	ca.per_ring = PER_PRODUCER;
+	ck_assert_int_eq(pthread_create(&ct, NULL, consumer, &ca), 0);
+	for (uint32_t k = 0; k < NRINGS; k++) {
+		pa[k] = (struct prod_arg){.r = rings[k], .ring = k, .n = PER_PRODUCER};
+		ck_assert_int_eq(pthread_create(&pt[k], NULL, producer, &pa[k]), 0);
+	}
+	for (uint32_t k = 0; k < NRINGS; k++)
+		pthread_join(pt[k], NULL);
+	pthread_join(ct, NULL);
+	ck_assert_msg(ca.err[0] == 0, "%s", ca.err);
+	for (uint32_t k = 0; k < NRINGS; k++) {
+		ck_assert_uint_eq(ca.got[k], PER_PRODUCER);
+		ck_assert_uint_eq(uni_ring_used(rings[k]), 0);
+		ring_free(rings[k]);
+	}
+}
+END_TEST
+
+/* Cross-process: a forked child produces ---------------------------------- */
+
+#define XPROC_N 200000ull
+
+START_TEST(test_cross_process)
+{
+	struct uni_ring *r = ring_new(0);
+	struct uni_ev out[128];
+	uint64_t got = 0;
+
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct uni_ev e;
+		for (uint64_t s = 0; s < XPROC_N; s++) {
+			ev_make(&e, 7, s);
+			push_wait(r, &e);
+		}
+		_exit(0);
+	}
+	uint64_t deadline = uni_now_ns() + 60ull * 1000000000ull;
+	while (got < XPROC_N) {
+		uint32_t n = uni_ring_pop(r, out, 128);
+		for (uint32_t i = 0; i < n; i++) {
+			if (!ev_ok(&out[i], 7, got)) {
+				kill(pid, SIGKILL);
+				waitpid(pid, NULL, 0);
+				ck_abort_msg("expected record %llu, got seq %llu", (unsigned long long)got,
+					     (unsigned long long)out[i].t0);
+			}
+			got++;
+		}
+		if (!n) {
+			if (uni_now_ns() > deadline) {
+				kill(pid, SIGKILL);
+				waitpid(pid, NULL, 0);
+				ck_abort_msg("only %llu of %llu records arrived", (unsigned long long)got, XPROC_N);
+			}
+			sched_yield();
+		}
+	}
+	int st = 0;
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	ck_assert_uint_eq(uni_ring_used(r), 0);
+	ck_assert_uint_eq(atomic_load(&r->head), XPROC_N);
+	ring_free(r);
+}
+END_TEST
+
+/* Futex helpers --------------------------------------------------------- */
+
+START_TEST(test_futex_timeout)
+{
+	_Atomic uint32_t *w = shared_map(4096);
+	atomic_store(w, 5);
+	errno = 4242;
+	uint64_t t0 = uni_now_ns();
+	int r = uni_futex_wait(w, 5, 50);
+	uint64_t dt = uni_now_ns() - t0;
+	ck_assert_int_eq(r, -ETIMEDOUT);
+	ck_assert_int_eq(errno, 4242);
+	/* Loose bounds: it waited (about) the timeout, and it did return. */
+	ck_assert_msg(dt >= 25ull * 1000000, "returned after %llu ns, timeout was 50 ms",
+		      (unsigned long long)dt);
+	ck_assert_msg(dt < 10ull * 1000000000, "returned after %llu ns, timeout was 50 ms",
+		      (unsigned long long)dt);
+	/* a timeout of 1.5 s is split into seconds and nanoseconds correctly:
+	 * here only that a sub-second part does not make it return at once */
+	t0 = uni_now_ns();
+	ck_assert_int_eq(uni_futex_wait(w, 5, 1100), -ETIMEDOUT);
+	ck_assert_uint_ge(uni_now_ns() - t0, 550ull * 1000000);
+	munmap((void *)w, 4096);
+}
+END_TEST
+
+START_TEST(test_futex_value_differs)
+{
+	_Atomic uint32_t *w = shared_map(4096);
+	atomic_store(w, 1);
+	errno = 77;
+	uint64_t t0 = uni_now_ns();
+	ck_assert_int_eq(uni_futex_wait(w, 0, 5000), 0);
+	ck_assert_int_eq(errno, 77);
+	ck_assert_msg(uni_now_ns() - t0 < 1000000000ull, "waited although the value differed");
+	/* wake with nobody waiting is harmless and keeps errno */
+	errno = 78;
+	uni_futex_wake(w, 1);
+	uni_futex_wake(w, 1000);
+	ck_assert_int_eq(errno, 78);
+	munmap((void *)w, 4096);
+}
+END_TEST
+
+struct waiter {
+	_Atomic uint32_t *word;
+	uint32_t expect;
+	_Atomic int started;
+	_Atomic int done;
+	int rc;
+	uint64_t ns;
+};
+
+static void *waiter_main(void *p)
+{
+	struct waiter *w = p;
+	atomic_store(&w->started, 1);
+	uint64_t t0 = uni_now_ns();
+	w->rc = uni_futex_wait(w->word, w->expect, 20000);
+	w->ns = uni_now_ns() - t0;
+	atomic_store(&w->done, 1);
+	return NULL;
+}
+
+START_TEST(test_futex_wake_thread)
+{
+	_Atomic uint32_t *word = shared_map(4096);
+	struct waiter w = {.word = word, .expect = 0};
+	pthread_t t;
+
+	atomic_store(word, 0);
+	ck_assert_int_eq(pthread_create(&t, NULL, waiter_main, &w), 0);
+	while (!atomic_load(&w.started))
+		sched_yield();
+	/* The value stays 0: only a wake can end the wait before its 20 s.
+	 * The waiter may not be in the kernel yet, so wake until it is out. */
+	for (int i = 0; i < 1000 && !atomic_load(&w.done); i++) {
+		usleep(10000);
+		uni_futex_wake(word, 1);
+	}
+	pthread_join(t, NULL);
+	ck_assert_int_eq(w.rc, 0);
+	ck_assert_msg(w.ns < 15ull * 1000000000, "the waiter was not woken (%llu ns)",
+		      (unsigned long long)w.ns);
+	munmap((void *)word, 4096);
+}
+END_TEST
+
+START_TEST(test_futex_wake_other_process)
+{
+	/* The word is in a MAP_SHARED mapping: a FUTEX_PRIVATE wait would not
+	 * be woken from another process. The child waits, the parent wakes. */
+	struct shared {
+		_Atomic uint32_t word;
+		_Atomic uint32_t started;
+		_Atomic uint32_t done;
+		int32_t rc;
+		uint64_t ns;
+	} *s = shared_map(4096);
+
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		atomic_store(&s->started, 1);
+		uint64_t t0 = uni_now_ns();
+		s->rc = uni_futex_wait(&s->word, 0, 20000);
+		s->ns = uni_now_ns() - t0;
+		atomic_store(&s->done, 1);
+		_exit(0);
+	}
+	while (!atomic_load(&s->started))
+		sched_yield();
+	for (int i = 0; i < 1000 && !atomic_load(&s->done); i++) {
+		usleep(10000);
+		uni_futex_wake(&s->word, 1);
+	}
+	int st = 0;
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	ck_assert_int_eq(atomic_load(&s->done), 1);
+	ck_assert_int_eq(s->rc, 0);
+	ck_assert_msg(s->ns < 15ull * 1000000000, "the child was not woken (%llu ns)",
+		      (unsigned long long)s->ns);
+	munmap(s, 4096);
+}
+END_TEST
+
+START_TEST(test_futex_wake_after_store)
+{
+	/* The protocol the shim uses: store a new value, then wake. */
+	_Atomic uint32_t *word = shared_map(4096);
+	struct waiter w = {.word = word, .expect = 1};
+	pthread_t t;
+
+	atomic_store(word, 1);
+	ck_assert_int_eq(pthread_create(&t, NULL, waiter_main, &w), 0);
+	while (!atomic_load(&w.started))
+		sched_yield();
+	usleep(20000);
+	atomic_store(word, 0);
+	uni_futex_wake(word, 1);
+	pthread_join(t, NULL);
+	ck_assert_int_eq(w.rc, 0);
+	ck_assert_msg(w.ns < 15ull * 1000000000, "the waiter was not woken (%llu ns)",
+		      (unsigned long long)w.ns);
+	munmap((void *)word, 4096);
+}
+END_TEST
+
+static Suite *ring_suite(void)
+{
+	Suite *s = suite_create("ring");
+	TCase *tc = tcase_create("single");
+	tcase_add_test(tc, test_push_pop_order);
+	tcase_add_test(tc, test_capacity);
+	tcase_add_test(tc, test_capacity_high_counters);
+	tcase_add_test(tc, test_wrap_many_cycles);
+	tcase_add_test(tc, test_wrap_beyond_2_32);
+	tcase_add_test(tc, test_wrap_beyond_2_33);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("concurrent");
+	tcase_set_timeout(tc, 240);
+	tcase_add_test(tc, test_concurrent_producers);
+	tcase_add_test(tc, test_cross_process);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("futex");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_futex_timeout);
+	tcase_add_test(tc, test_futex_value_differs);
+	tcase_add_test(tc, test_futex_wake_thread);
+	tcase_add_test(tc, test_futex_wake_other_process);
+	tcase_add_test(tc, test_futex_wake_after_store);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(ring_suite());
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
