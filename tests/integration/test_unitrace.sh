@@ -39,6 +39,17 @@ ok() {
 	checks=$((checks + 1))
 }
 
+# check FAILURE-MESSAGE CMD...: CMD must succeed.
+check() {
+	msg=$1
+	shift
+	if "$@"; then
+		ok
+	else
+		fail "$msg"
+	fi
+}
+
 # expect_rc WANT DESCRIPTION CMD...: runs CMD, output in $T/out and $T/err.
 expect_rc() {
 	want=$1
@@ -121,7 +132,7 @@ EOF
 good=$T/run/good.trace
 expect_rc 0 "mktrace" "$MKTRACE" "$good"
 n=$(cat "$T/out")
-[ "$n" = 21 ] && ok || fail "mktrace wrote $n records, want 21"
+check "mktrace wrote $n records, want 21" [ "$n" = 21 ]
 
 expect_rc 0 "summary" "$UNITRACE" summary "$good"
 cp "$T/out" "$T/summary.txt"
@@ -137,11 +148,11 @@ contains "$S" "sends 2, recvs 2, bytes sent 2048, bytes received 7096"
 contains "$S" "totals     sends 5, recvs 3, bytes sent 9144, bytes received 9144"
 contains "$S" "bytes sent == bytes received on every connection"
 lacks "$S" "warning"
-[ -s "$T/err" ] && fail "summary wrote to stderr" || ok
+check "summary wrote to stderr" [ ! -s "$T/err" ]
 
 expect_rc 0 "summary --json" "$UNITRACE" summary --json "$good"
 cp "$T/out" "$T/summary.json"
-if python3 -m json.tool "$T/summary.json" >/dev/null; then ok; else fail "summary --json is not valid JSON"; fi
+check "summary --json is not valid JSON" python3 -m json.tool "$T/summary.json" /dev/null
 pycheck "$T/summary.json" \
 	'j["session"] == "demo-run"' 'j["mode"] == "record"' \
 	'j["truncated"] is False' 'j["complete"] is True' \
@@ -156,17 +167,17 @@ pycheck "$T/summary.json" \
 
 # --json may come first.
 expect_rc 0 "summary --json FILE order" "$UNITRACE" summary "$good" --json
-cmp -s "$T/out" "$T/summary.json" && ok || fail "--json position changes output"
+check "--json position changes output" cmp -s "$T/out" "$T/summary.json"
 
 expect_rc 0 "dump --json" "$UNITRACE" dump --json "$good"
 cp "$T/out" "$T/dump.jsonl"
 json_lines "$T/dump.jsonl" 21
-head -n 1 "$T/dump.jsonl" | grep -q '^{"kind":"session_start",' && ok ||
-	fail "first dump record is not session_start"
+check "first dump record is not session_start" \
+	grep -q '^{"kind":"session_start",' "$T/dump.jsonl"
 
 expect_rc 0 "dump" "$UNITRACE" dump "$good"
 nrec=$(grep -vc '^#' "$T/out")
-[ "$nrec" = 21 ] && ok || fail "dump printed $nrec record lines, want 21"
+check "dump printed $nrec record lines, want 21" [ "$nrec" = 21 ]
 
 # --- truncated: the daemon was killed mid-write ------------------------------
 cut=$T/cut.trace
@@ -230,9 +241,9 @@ head -c 1000 /dev/urandom >"$garbage"
 for cmd in summary dump; do
 	expect_rc 2 "$cmd of garbage" "$UNITRACE" "$cmd" "$garbage"
 	lines=$(wc -l <"$T/err")
-	[ "$lines" -eq 1 ] && ok || fail "$cmd of garbage: $lines lines on stderr, want 1"
+	check "$cmd of garbage: $lines lines on stderr, want 1" [ "$lines" -eq 1 ]
 	contains "$T/err" "unitrace: $garbage: "
-	[ -s "$T/out" ] && fail "$cmd of garbage wrote to stdout" || ok
+	check "$cmd of garbage wrote to stdout" [ ! -s "$T/out" ]
 done
 expect_rc 2 "missing file" "$UNITRACE" summary "$T/nope.trace"
 contains "$T/err" "unitrace: $T/nope.trace: "
@@ -247,7 +258,7 @@ contains "$T/err" "usage: unitrace"
 expect_rc 0 "--help" "$UNITRACE" --help
 contains "$T/out" "usage: unitrace"
 expect_rc 0 "--version" "$UNITRACE" --version
-grep -q '^unitrace [0-9]' "$T/out" && ok || fail "--version output"
+check "--version output" grep -q '^unitrace [0-9]' "$T/out"
 
 if [ "$failures" -ne 0 ]; then
 	echo "test_unitrace: $failures of $((checks + failures)) checks failed" >&2
