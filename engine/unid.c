@@ -21,6 +21,7 @@
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sched.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -29,6 +30,7 @@
 #include "uni/shm.h"
 #include "uni/trace.h"
 #include "uni/trace_write.h"
+#include "sim.h"
 
 #define PENDING_CAP 4096u /* events kept for a connection whose peer is unknown */
 
@@ -37,8 +39,9 @@ struct dconn {
 	uint32_t state;   /* mirror of the segment's state */
 	int32_t rank;
 	uint32_t closed;
-	struct uni_trec *pending;
+	struct uni_op *pending; /* events held until the peer end registers */
 	uint32_t npending, cappending;
+	uint64_t first_read_wait; /* simulate: when a read began waiting for the match */
 };
 
 struct drank {
@@ -178,14 +181,19 @@ static void pending_drop(struct dconn *dc)
 	dc->npending = dc->cappending = 0;
 }
 
-static void pending_flush(uint32_t idx, int peer)
+static void conn_op(const struct uni_op *op);
+
+static void pending_flush(uint32_t idx)
 {
 	struct dconn *dc = &D.conns[idx];
-	for (uint32_t i = 0; i < dc->npending; i++) {
-		dc->pending[i].peer = peer;
-		trace_put(&dc->pending[i]);
-	}
-	pending_drop(dc);
+	struct uni_op *p = dc->pending;
+	uint32_t n = dc->npending;
+	dc->pending = NULL;
+	dc->npending = dc->cappending = 0;
+	dc->first_read_wait = 0;
+	for (uint32_t i = 0; i < n; i++)
+		conn_op(&p[i]);
+	free(p);
 }
 
 static void unmatched_remove(uint32_t pos)
@@ -195,8 +203,14 @@ static void unmatched_remove(uint32_t pos)
 
 static void give_up(uint32_t idx)
 {
+	struct dconn *dc = &D.conns[idx];
 	conn_set_state(idx, UNI_CONN_UNMODELLED);
-	pending_drop(&D.conns[idx]);
+	/* A read held here must not wait for ever: answer it. */
+	for (uint32_t i = 0; i < dc->npending; i++)
+		if (dc->pending[i].e.kind == UNI_EV_READ_REQ)
+			uni_sim_answer_unmodelled(&dc->pending[i]);
+	dc->first_read_wait = 0;
+	pending_drop(dc);
 	D.unmodelled++;
 	for (uint32_t i = 0; i < D.nunmatched; i++)
 		if (D.unmatched[i] == idx) {
@@ -243,14 +257,8 @@ static void conn_open(uint32_t idx)
 		conn_set_state(j, UNI_CONN_MATCHED);
 		conn_record(j);
 		conn_record(idx);
-		pending_flush(j, c->rank);
-		pending_flush(idx, o->rank);
-		if (D.conns[j].closed) {
-			struct uni_trec r = rec_of(UNI_TR_CONN_CLOSE, o->rank);
-			r.conn = j;
-			r.peer = c->rank;
-			trace_put(&r);
-		}
+		pending_flush(j);
+		pending_flush(idx);
 		return;
 	}
 	D.unmatched[D.nunmatched++] = idx;
@@ -258,48 +266,93 @@ static void conn_open(uint32_t idx)
 
 /* Events ----------------------------------------------------------------- */
 
-static void conn_event(uint32_t idx, struct uni_trec *r)
+/* An event on a connection whose peer is known: trace it (record mode) or
+ * time it (simulate mode). */
+static void conn_process(const struct uni_op *op)
 {
+	const struct uni_ev *e = &op->e;
+	struct uni_trec r = rec_of(0, op->rank);
+	r.tid = op->tid;
+	r.conn = e->conn;
+	r.peer = atomic_load(&uni_shm_conn(D.h, e->conn)->peer_rank);
+	r.flags = e->flags;
+	r.t0 = e->t0;
+	r.t1 = e->t1;
+	r.off = e->off;
+	r.len = e->len;
+	r.a = e->a;
+	switch (e->kind) {
+	case UNI_EV_SEND:
+		if (D.cfg.mode == UNI_MODE_SIMULATE) {
+			uni_sim_send(op);
+			return;
+		}
+		r.kind = UNI_TR_SEND;
+		break;
+	case UNI_EV_RECV:
+		r.kind = UNI_TR_RECV;
+		break;
+	case UNI_EV_READ_REQ:
+		uni_sim_read(op);
+		return;
+	case UNI_EV_CONN_CLOSE:
+		r.kind = UNI_TR_CONN_CLOSE;
+		r.len = e->b;
+		break;
+	default:
+		return;
+	}
+	trace_put(&r);
+}
+
+static void conn_op(const struct uni_op *op)
+{
+	uint32_t idx = op->e.conn;
 	if (idx >= D.h->max_conns)
 		return;
 	struct dconn *dc = &D.conns[idx];
 	switch (dc->state) {
 	case UNI_CONN_MATCHED:
-		r->peer = atomic_load(&uni_shm_conn(D.h, idx)->peer_rank);
-		trace_put(r);
+		conn_process(op);
 		break;
 	case UNI_CONN_OPEN:
 		if (dc->npending == PENDING_CAP) {
 			give_up(idx);
+			if (op->e.kind == UNI_EV_READ_REQ)
+				uni_sim_answer_unmodelled(op);
 			break;
 		}
 		if (dc->npending == dc->cappending) {
 			uint32_t cap = dc->cappending ? dc->cappending * 2 : 16;
-			struct uni_trec *p = realloc(dc->pending, cap * sizeof(*p));
+			struct uni_op *p = realloc(dc->pending, cap * sizeof(*p));
 			if (!p) {
 				give_up(idx);
+				if (op->e.kind == UNI_EV_READ_REQ)
+					uni_sim_answer_unmodelled(op);
 				break;
 			}
 			dc->pending = p;
 			dc->cappending = cap;
 		}
-		dc->pending[dc->npending++] = *r;
+		if (op->e.kind == UNI_EV_READ_REQ && !dc->first_read_wait)
+			dc->first_read_wait = uni_now_ns();
+		dc->pending[dc->npending++] = *op;
 		break;
-	default:
-		break; /* unmodelled */
+	default: /* unmodelled, or a slot unid never saw opened */
+		if (op->e.kind == UNI_EV_READ_REQ)
+			uni_sim_answer_unmodelled(op);
+		break;
 	}
 }
 
-static void handle(struct uni_ring *ring, const struct uni_ev *e)
+static void handle(uint32_t ring_idx, struct uni_ring *ring, const struct uni_ev *e)
 {
 	int rank = ring->rank;
+	struct uni_op op = {.e = *e, .rank = rank, .tid = ring->tid, .ring = ring_idx};
 	struct uni_trec r = rec_of(0, rank);
 	r.tid = ring->tid;
-	r.conn = e->conn;
 	r.t0 = e->t0;
 	r.t1 = e->t1;
-	r.off = e->off;
-	r.len = e->len;
 	r.a = e->a;
 	switch (e->kind) {
 	case UNI_EV_THREAD:
@@ -313,16 +366,13 @@ static void handle(struct uni_ring *ring, const struct uni_ev *e)
 		break;
 	case UNI_EV_SEND:
 	case UNI_EV_RECV:
-		r.kind = e->kind == UNI_EV_SEND ? UNI_TR_SEND : UNI_TR_RECV;
-		conn_event(e->conn, &r);
+	case UNI_EV_READ_REQ:
+		conn_op(&op);
 		break;
 	case UNI_EV_CONN_CLOSE:
-		r.kind = UNI_TR_CONN_CLOSE;
-		r.len = e->b;
 		if (e->conn < D.h->max_conns) {
 			D.conns[e->conn].closed = 1;
-			if (D.conns[e->conn].state == UNI_CONN_MATCHED)
-				conn_event(e->conn, &r);
+			conn_op(&op);
 		}
 		break;
 	case UNI_EV_DETACH:
@@ -344,8 +394,9 @@ static void handle(struct uni_ring *ring, const struct uni_ev *e)
 	atomic_fetch_add_explicit(&D.h->events_total, 1, memory_order_relaxed);
 }
 
-static void ring_free(struct uni_ring *ring)
+static void ring_free(uint32_t idx, struct uni_ring *ring)
 {
+	uni_sim_forget_ring(idx);
 	atomic_store(&ring->tail, atomic_load(&ring->head));
 	atomic_store_explicit(&ring->state, UNI_RING_FREE, memory_order_release);
 }
@@ -363,7 +414,7 @@ static uint64_t drain(void)
 		int ended = 0;
 		while (!ended && (n = uni_ring_pop(ring, buf, UNI_ARRAY_LEN(buf))) > 0) {
 			for (uint32_t k = 0; k < n; k++) {
-				handle(ring, &buf[k]);
+				handle(i, ring, &buf[k]);
 				if (buf[k].kind == UNI_EV_THREAD_END)
 					ended = 1;
 			}
@@ -374,7 +425,7 @@ static uint64_t drain(void)
 			uni_futex_wake(&ring->prod_waiting, 1);
 		}
 		if (ended)
-			ring_free(ring);
+			ring_free(i, ring);
 	}
 	return total;
 }
@@ -400,10 +451,24 @@ static void check_ranks(void)
 		for (uint32_t k = 0; k < D.h->max_rings; k++) {
 			struct uni_ring *ring = uni_shm_ring(D.h, k);
 			if (atomic_load(&ring->state) == UNI_RING_LIVE && ring->pid == dr->pid)
-				ring_free(ring);
+				ring_free(k, ring);
 		}
 		atomic_store(&uni_shm_rank(D.h, i)->threads, 0);
 		rank_ended((int)i, !dr->detached);
+	}
+}
+
+/* A read on a connection whose other end never registered (something that
+ * is not a rank of this session) is answered after 2 s and the connection
+ * is given up: it is not modelled. */
+static void check_unmatched_reads(uint64_t now)
+{
+	for (uint32_t i = 0; i < D.nunmatched; i++) {
+		uint32_t idx = D.unmatched[i];
+		if (D.conns[idx].first_read_wait && now - D.conns[idx].first_read_wait > 2000000000ull) {
+			give_up(idx);
+			i--; /* give_up removed it from the list */
+		}
 	}
 }
 
@@ -493,6 +558,8 @@ static void create_segment(const char *config_path)
 	h->ring_cap = UNI_RING_CAP;
 	h->max_conns = UNI_MAX_CONNS;
 	h->ranks_off = ro;
+	for (uint32_t i = 0; i < UNI_MAX_RANKS; i++)
+		((struct uni_rank *)((char *)h + ro))[i].slowdown = uni_config_rank_slowdown(&D.cfg, (int)i);
 	h->conns_off = co;
 	h->rings_off = go;
 	copy_path(h->trace_path, sizeof(h->trace_path), D.trace_path, "trace path");
@@ -546,10 +613,8 @@ int main(int argc, char **argv)
 	}
 	if (mode && uni_mode_parse(mode, &D.cfg.mode) < 0)
 		die_startup("unknown mode '%s': use record, simulate or emulate", mode);
-	if (D.cfg.mode != UNI_MODE_RECORD)
-		die_startup("mode '%s' is not implemented in this build yet; only record mode is "
-			    "(use --mode record, or 'mode: record' in the config)",
-			    uni_mode_name(D.cfg.mode));
+	if (D.cfg.mode == UNI_MODE_EMULATE)
+		die_startup("mode 'emulate' is not implemented in this build yet; use record or simulate");
 	char tp[PATH_MAX];
 	if (trace)
 		snprintf(tp, sizeof(tp), "%s", trace);
@@ -580,6 +645,8 @@ int main(int argc, char **argv)
 		die_startup("out of memory");
 	for (uint32_t i = 0; i < UNI_MAX_RANKS; i++)
 		D.ranks[i].pidfd = -1;
+	if (uni_sim_init(&D.cfg, D.h, trace_put) < 0)
+		die_startup("out of memory");
 
 	struct sigaction sa = {.sa_handler = on_signal};
 	sigemptyset(&sa.sa_mask);
@@ -600,7 +667,7 @@ int main(int argc, char **argv)
 	}
 	logmsg("serving (mode %s, trace %s)", uni_mode_name(D.cfg.mode), D.trace_path);
 
-	uint64_t last_flush = uni_now_ns(), last_check = 0;
+	uint64_t last_flush = uni_now_ns(), last_check = 0, last_work = 0;
 	while (!atomic_load(&D.h->stop)) {
 		atomic_fetch_add_explicit(&D.h->heartbeat, 1, memory_order_relaxed);
 		scan_ranks();
@@ -608,12 +675,21 @@ int main(int argc, char **argv)
 		uint64_t now = uni_now_ns();
 		if (now - last_check > 20000000ull) {
 			check_ranks();
+			check_unmatched_reads(now);
 			last_check = now;
 		}
 		if (now - last_flush > 100000000ull) {
 			uni_trace_flush(&D.tw);
 			last_flush = now;
 		}
+		if (n == 0 && D.cfg.mode == UNI_MODE_SIMULATE && uni_now_ns() - last_work < 2000000ull) {
+			/* Simulate mode: a rank may be waiting for an answer right
+			 * now; poll a little before sleeping. */
+			sched_yield();
+			continue;
+		}
+		if (n)
+			last_work = now;
 		if (n == 0) {
 			uint32_t bell = atomic_load(&D.h->doorbell);
 			atomic_store(&D.h->daemon_sleeping, 1);

@@ -21,18 +21,27 @@
 			uni_shim_ensure_init(); \
 	} while (0)
 
-/* Runs CALL; if fd is tracked, reports the bytes it moved (r > 0). */
-#define IO_WRAP(fn, is_send, fd, call)                              \
-	do {                                                        \
-		ENSURE(fn);                                         \
-		uint32_t s_ = uni_fd_get(fd);                       \
-		if (UNI_LIKELY(!s_) || uni_shim_in_shim())          \
-			return call;                                \
-		uint64_t t0_ = uni_now_ns();                        \
-		ssize_t r_ = call;                                  \
-		if (r_ > 0)                                         \
-			uni_shim_io(s_, is_send, (size_t)r_, t0_);  \
-		return r_;                                          \
+/* Runs CALL; if fd is tracked, reports the bytes it moved, found in the
+ * iovec list IOV of CNT entries. */
+#define IO_WRAP(fn, is_send, fd, call, IOV, CNT)                          \
+	do {                                                              \
+		ENSURE(fn);                                               \
+		uint32_t s_ = uni_fd_get(fd);                             \
+		if (UNI_LIKELY(!s_) || uni_shim_in_shim())                \
+			return call;                                      \
+		uint64_t t0_ = uni_shim_io_begin(s_);                     \
+		ssize_t r_ = call;                                        \
+		int e_ = errno;                                           \
+		uni_shim_io_end(s_, is_send, IOV, CNT, r_, t0_);          \
+		errno = e_;                                               \
+		return r_;                                                \
+	} while (0)
+
+/* The same for a contiguous buffer. */
+#define IO_WRAP1(fn, is_send, fd, call, BUF, LEN)                         \
+	do {                                                              \
+		struct iovec one_ = {(void *)(BUF), (LEN)};               \
+		IO_WRAP(fn, is_send, fd, call, &one_, 1);                 \
 	} while (0)
 
 /* Fortified entry points: declared by glibc only under _FORTIFY_SOURCE. */
@@ -143,7 +152,7 @@ UNI_EXTERN int fcntl64(int fd, int cmd, ...)
 
 static inline ssize_t do_read(int fd, void *buf, size_t n)
 {
-	IO_WRAP(read, 0, fd, uni_real.read(fd, buf, n));
+	IO_WRAP1(read, 0, fd, uni_real.read(fd, buf, n), buf, n);
 }
 
 static inline ssize_t do_recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *a,
@@ -154,7 +163,7 @@ static inline ssize_t do_recvfrom(int fd, void *buf, size_t n, int flags, struct
 		ENSURE(recvfrom);
 		return uni_real.recvfrom(fd, buf, n, flags, a, al);
 	}
-	IO_WRAP(recvfrom, 0, fd, uni_real.recvfrom(fd, buf, n, flags, a, al));
+	IO_WRAP1(recvfrom, 0, fd, uni_real.recvfrom(fd, buf, n, flags, a, al), buf, n);
 }
 
 static inline ssize_t do_recv(int fd, void *buf, size_t n, int flags)
@@ -163,7 +172,7 @@ static inline ssize_t do_recv(int fd, void *buf, size_t n, int flags)
 		ENSURE(recv);
 		return uni_real.recv(fd, buf, n, flags);
 	}
-	IO_WRAP(recv, 0, fd, uni_real.recv(fd, buf, n, flags));
+	IO_WRAP1(recv, 0, fd, uni_real.recv(fd, buf, n, flags), buf, n);
 }
 
 UNI_EXTERN ssize_t read(int fd, void *buf, size_t n)
@@ -173,7 +182,7 @@ UNI_EXTERN ssize_t read(int fd, void *buf, size_t n)
 
 UNI_EXTERN ssize_t readv(int fd, const struct iovec *iov, int cnt)
 {
-	IO_WRAP(readv, 0, fd, uni_real.readv(fd, iov, cnt));
+	IO_WRAP(readv, 0, fd, uni_real.readv(fd, iov, cnt), iov, cnt);
 }
 
 UNI_EXTERN ssize_t recv(int fd, void *buf, size_t n, int flags)
@@ -192,7 +201,7 @@ UNI_EXTERN ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 		ENSURE(recvmsg);
 		return uni_real.recvmsg(fd, msg, flags);
 	}
-	IO_WRAP(recvmsg, 0, fd, uni_real.recvmsg(fd, msg, flags));
+	IO_WRAP(recvmsg, 0, fd, uni_real.recvmsg(fd, msg, flags), msg->msg_iov, (int)msg->msg_iovlen);
 }
 
 /* Fortified variants: libc's __recv_chk jumps straight to the internal
@@ -227,26 +236,26 @@ UNI_EXTERN ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, in
 
 UNI_EXTERN ssize_t write(int fd, const void *buf, size_t n)
 {
-	IO_WRAP(write, 1, fd, uni_real.write(fd, buf, n));
+	IO_WRAP1(write, 1, fd, uni_real.write(fd, buf, n), buf, n);
 }
 
 UNI_EXTERN ssize_t writev(int fd, const struct iovec *iov, int cnt)
 {
-	IO_WRAP(writev, 1, fd, uni_real.writev(fd, iov, cnt));
+	IO_WRAP(writev, 1, fd, uni_real.writev(fd, iov, cnt), iov, cnt);
 }
 
 UNI_EXTERN ssize_t send(int fd, const void *buf, size_t n, int flags)
 {
-	IO_WRAP(send, 1, fd, uni_real.send(fd, buf, n, flags));
+	IO_WRAP1(send, 1, fd, uni_real.send(fd, buf, n, flags), buf, n);
 }
 
 UNI_EXTERN ssize_t sendto(int fd, const void *buf, size_t n, int flags, const struct sockaddr *a,
 			  socklen_t al)
 {
-	IO_WRAP(sendto, 1, fd, uni_real.sendto(fd, buf, n, flags, a, al));
+	IO_WRAP1(sendto, 1, fd, uni_real.sendto(fd, buf, n, flags, a, al), buf, n);
 }
 
 UNI_EXTERN ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 {
-	IO_WRAP(sendmsg, 1, fd, uni_real.sendmsg(fd, msg, flags));
+	IO_WRAP(sendmsg, 1, fd, uni_real.sendmsg(fd, msg, flags), msg->msg_iov, (int)msg->msg_iovlen);
 }

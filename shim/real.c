@@ -46,6 +46,8 @@ static void uni_resolve_all(void)
 	RESOLVE(read_chk, "__read_chk");
 	RESOLVE(recv_chk, "__recv_chk");
 	RESOLVE(recvfrom_chk, "__recvfrom_chk");
+	RESOLVE(epoll_wait, "epoll_wait");
+	RESOLVE(epoll_pwait, "epoll_pwait");
 	/* fcntl64 is an alias on 64-bit glibc; fall back rather than crash. */
 	if (!uni_real.fcntl64)
 		uni_real.fcntl64 = uni_real.fcntl;

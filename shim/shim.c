@@ -21,6 +21,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "gloo_follow.h"
 #include "shim.h"
 #include "uni/shm.h"
 
@@ -40,13 +41,20 @@ struct shim_conn {
 	_Atomic uint32_t refs; /* fds referring to it */
 	uint32_t shm_idx;      /* index into the segment's conns[] */
 	_Atomic uint64_t tx, rx;
+	struct uni_gf_conn gf; /* simulate: Gloo stream follower (under Gloo's pair mutex) */
 };
 
 struct shim_tls {
 	struct uni_ring *ring;
-	uint32_t gen; /* process generation the ring belongs to (fork) */
+	uint32_t gen;      /* process generation the ring belongs to (fork) */
 	int in_shim;
 	int ring_failed;
+	uint32_t req_seq;  /* last READ_REQ number */
+	uint64_t vt;       /* simulate: virtual clock, ns since the epoch */
+	uint64_t cpu_mark; /* thread CPU time when the thread last left the shim */
+	uint32_t loop;     /* 1: calls epoll_wait (an event loop) */
+	uint32_t dispatcher; /* 1: an event loop that reads modelled connections */
+	uint32_t last_conn;  /* dispatcher: connection of the event being handled, + 1 */
 };
 
 /* Fewer than 100 bytes of initial-exec TLS: a preloaded library always gets
@@ -66,6 +74,8 @@ static pthread_key_t g_thread_key;
 static struct shim_conn g_conns[UNI_SHIM_MAX_CONNS];
 static _Atomic uint32_t g_nconns;
 static _Atomic int g_warned_conns, g_warned_rings;
+static uint32_t g_mode;
+static double g_slowdown = 1.0;
 
 void uni_shim_resolve(void) UNI_HIDDEN;
 
@@ -154,6 +164,9 @@ static struct uni_ring *claim_ring(void)
 		r->pid = g_pid;
 		r->tid = (int)syscall(SYS_gettid);
 		atomic_store_explicit(&r->prod_waiting, 0, memory_order_relaxed);
+		/* Requests continue from the ring's last answer, so a late
+		 * answer meant for a previous owner never matches ours. */
+		tls.req_seq = atomic_load(&r->resp_seq) + 0x10000u;
 		atomic_store_explicit(&r->state, UNI_RING_LIVE, memory_order_release);
 		return r;
 	}
@@ -333,6 +346,10 @@ static void attach(void)
 		goto out;
 	}
 	g_epoch = h->epoch_mono_ns;
+	g_mode = h->mode;
+	g_slowdown = uni_shm_rank(h, (uint32_t)rank)->slowdown;
+	if (!(g_slowdown > 0))
+		g_slowdown = 1.0;
 	const char *mp = getenv("MASTER_PORT");
 	g_master_port = h->master_port > 0 ? h->master_port : (mp ? atoi(mp) : -1);
 	rk->pid = g_pid;
@@ -472,6 +489,7 @@ void uni_shim_conn_new(int fd, const struct sockaddr *peer, socklen_t peerlen)
 	atomic_store(&c->peer_rank, -1);
 	atomic_store_explicit(&c->state, UNI_CONN_OPEN, memory_order_release);
 	struct shim_conn *sc = &g_conns[slot];
+	memset(&sc->gf, 0, sizeof(sc->gf));
 	sc->shm_idx = idx;
 	atomic_store(&sc->tx, 0);
 	atomic_store(&sc->rx, 0);
@@ -486,7 +504,113 @@ out:
 	errno = saved;
 }
 
-void uni_shim_io(uint32_t slot1, int is_send, size_t n, uint64_t t0)
+/* Simulate mode: thread clocks ------------------------------------------ */
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield");
+#endif
+}
+
+static inline uint64_t thread_cpu(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Charges the compute this thread did since it last left the shim:
+ * thread CPU time (never time spent blocked) times the rank's slowdown.
+ * A dispatcher has no clock of its own: its CPU time is charged to nobody. */
+static void charge(void)
+{
+	uint64_t cpu = thread_cpu();
+	if (!tls.dispatcher && cpu > tls.cpu_mark)
+		tls.vt += (uint64_t)((double)(cpu - tls.cpu_mark) * g_slowdown);
+	tls.cpu_mark = cpu;
+}
+
+static void leave(void)
+{
+	tls.cpu_mark = thread_cpu();
+}
+
+/* Waits for unid's answer to request seq; returns the answer, or fallback
+ * when the coordinator is gone. */
+static uint64_t await_answer(struct uni_ring *r, uint32_t seq, uint64_t fallback)
+{
+	for (int spin = 0; spin < 2000; spin++) {
+		if (atomic_load_explicit(&r->resp_seq, memory_order_acquire) == seq)
+			return r->resp_t;
+		cpu_relax();
+	}
+	for (;;) {
+		uint32_t cur = atomic_load_explicit(&r->resp_seq, memory_order_acquire);
+		if (cur == seq)
+			return r->resp_t;
+		if (atomic_load(&g_state) != ST_ATTACHED)
+			return fallback;
+		if (uni_futex_wait(&r->resp_seq, cur, 100) == -ETIMEDOUT && !coordinator_alive()) {
+			orphan("is gone");
+			return fallback;
+		}
+	}
+}
+
+uint64_t uni_shim_io_begin(uint32_t slot1)
+{
+	if (g_mode != UNI_MODE_SIMULATE || atomic_load_explicit(&g_state, memory_order_relaxed) != ST_ATTACHED)
+		return uni_now_ns();
+	int saved = errno;
+	if (tls.dispatcher && tls.last_conn != slot1) {
+		/* A new event for the loop: it takes that event's time. */
+		tls.vt = 0;
+		tls.last_conn = slot1;
+	}
+	charge();
+	errno = saved;
+	return tls.vt;
+}
+
+static void sim_send(struct shim_conn *sc, const struct iovec *iov, int cnt, size_t n)
+{
+	struct uni_gf_seg segs[8];
+	size_t nseg = uni_gf_writev(&sc->gf, iov, cnt, n, tls.vt, segs, UNI_ARRAY_LEN(segs));
+	uint64_t base = atomic_fetch_add(&sc->tx, n);
+	uint16_t flags = (uint16_t)((tls.dispatcher ? UNI_EVF_DISPATCHER : 0) |
+				    (sc->gf.out.broken ? UNI_EVF_FALLBACK : 0));
+	for (size_t i = 0; i < nseg; i++) {
+		struct uni_ev e = {.kind = UNI_EV_SEND, .flags = flags, .conn = sc->shm_idx,
+				   .t0 = segs[i].stamp, .t1 = segs[i].stamp,
+				   .off = base + segs[i].off, .len = segs[i].len};
+		emit(&e);
+	}
+}
+
+static void sim_recv(struct shim_conn *sc, const struct iovec *iov, int cnt, size_t n)
+{
+	struct uni_ring *r = thread_ring();
+	uint64_t off = atomic_fetch_add(&sc->rx, n);
+	if (!r)
+		return;
+	if (tls.loop)
+		tls.dispatcher = 1;
+	uint32_t seq = ++tls.req_seq;
+	struct uni_ev e = {.kind = UNI_EV_READ_REQ,
+			   .flags = (uint16_t)(tls.dispatcher ? UNI_EVF_DISPATCHER : 0),
+			   .conn = sc->shm_idx, .t0 = tls.vt, .t1 = tls.vt, .off = off, .len = n, .a = seq};
+	push(r, &e);
+	if (atomic_load_explicit(&g_hdr->daemon_sleeping, memory_order_relaxed))
+		wake_daemon();
+	tls.vt = await_answer(r, seq, tls.vt);
+	uni_gf_readv(&sc->gf, iov, cnt, n, tls.vt);
+}
+
+void uni_shim_io_end(uint32_t slot1, int is_send, const struct iovec *iov, int cnt, ssize_t r,
+		     uint64_t token)
 {
 	if (atomic_load_explicit(&g_state, memory_order_relaxed) != ST_ATTACHED)
 		return;
@@ -494,18 +618,40 @@ void uni_shim_io(uint32_t slot1, int is_send, size_t n, uint64_t t0)
 	tls.in_shim++;
 	struct shim_conn *sc = &g_conns[slot1 - 1];
 	struct uni_conn *c = uni_shm_conn(g_hdr, sc->shm_idx);
-	if (atomic_load_explicit(&c->state, memory_order_relaxed) != UNI_CONN_UNMODELLED) {
-		uint64_t off = atomic_fetch_add(is_send ? &sc->tx : &sc->rx, n);
+	int modelled = atomic_load_explicit(&c->state, memory_order_relaxed) != UNI_CONN_UNMODELLED;
+	if (g_mode == UNI_MODE_SIMULATE) {
+		if (r > 0 && modelled) {
+			if (is_send)
+				sim_send(sc, iov, cnt, (size_t)r);
+			else
+				sim_recv(sc, iov, cnt, (size_t)r);
+		}
+		leave();
+	} else if (r > 0 && modelled) {
+		uint64_t off = atomic_fetch_add(is_send ? &sc->tx : &sc->rx, (uint64_t)r);
 		struct uni_ev e = {.kind = is_send ? UNI_EV_SEND : UNI_EV_RECV,
 				   .conn = sc->shm_idx,
-				   .t0 = t0 - g_epoch,
+				   .t0 = token - g_epoch,
 				   .t1 = shim_now(),
 				   .off = off,
-				   .len = n};
+				   .len = (uint64_t)r};
 		emit(&e);
 	}
 	tls.in_shim--;
 	errno = saved;
+}
+
+void uni_shim_epoll_enter(void)
+{
+	if (g_mode != UNI_MODE_SIMULATE || atomic_load_explicit(&g_state, memory_order_relaxed) != ST_ATTACHED)
+		return;
+	tls.loop = 1;
+	if (tls.dispatcher) {
+		/* Between events an event loop carries no time: an idle tick,
+		 * or a wake-up with nobody waiting, pushes nobody's clock. */
+		tls.vt = 0;
+		tls.last_conn = 0;
+	}
 }
 
 static void conn_unref(uint32_t slot1)

@@ -10,6 +10,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <signal.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/uio.h>
@@ -41,6 +43,8 @@ struct uni_real {
 	ssize_t (*read_chk)(int, void *, size_t, size_t);
 	ssize_t (*recv_chk)(int, void *, size_t, size_t, int);
 	ssize_t (*recvfrom_chk)(int, void *, size_t, size_t, int, struct sockaddr *, socklen_t *);
+	int (*epoll_wait)(int, struct epoll_event *, int, int);
+	int (*epoll_pwait)(int, struct epoll_event *, int, int, const sigset_t *);
 };
 
 extern struct uni_real uni_real UNI_HIDDEN;
@@ -57,8 +61,17 @@ int uni_shim_in_shim(void) UNI_HIDDEN;
  * connection is one to report and registers it. */
 void uni_shim_conn_new(int fd, const struct sockaddr *peer, socklen_t peerlen) UNI_HIDDEN;
 
-/* The fd in slot1 saw n bytes written/read; t0 is when the call started. */
-void uni_shim_io(uint32_t slot1, int is_send, size_t n, uint64_t t0) UNI_HIDDEN;
+/* Around the real call on a tracked fd (slot1 = uni_fd_get(fd)):
+ * uni_shim_io_begin returns a token (record: the real start time;
+ * simulate: the caller's virtual clock after charging its compute);
+ * uni_shim_io_end reports the r bytes moved (r <= 0: nothing moved), with
+ * the buffer as an iovec list so that Gloo's stream can be followed. */
+uint64_t uni_shim_io_begin(uint32_t slot1) UNI_HIDDEN;
+void uni_shim_io_end(uint32_t slot1, int is_send, const struct iovec *iov, int cnt, ssize_t r,
+		     uint64_t token) UNI_HIDDEN;
+
+/* epoll_wait and friends: marks the calling thread as an event loop. */
+void uni_shim_epoll_enter(void) UNI_HIDDEN;
 
 /* fd is being closed by the program (or implicitly, by dup2 onto it). */
 void uni_shim_fd_closed(int fd) UNI_HIDDEN;

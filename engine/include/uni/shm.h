@@ -42,6 +42,16 @@ enum uni_ev_kind {
 	UNI_EV_CONN_CLOSE = 5, /* last fd of the conn closed; a = tx, b = rx */
 	UNI_EV_DETACH = 6,     /* the rank is exiting normally (atexit) */
 	UNI_EV_THREAD_END = 7, /* the thread exits; ring may be reused after this */
+	UNI_EV_READ_REQ = 8,   /* simulate: bytes [off, off+len) were read on conn;
+	                          t0 = reader's clock; a = request number; unid
+	                          answers in the ring's resp_* with the virtual
+	                          arrival of the last byte once it is final */
+};
+
+/* Flags of UNI_EV_SEND / UNI_EV_READ_REQ. */
+enum uni_ev_flags {
+	UNI_EVF_DISPATCHER = 1u << 0, /* issued by a dispatcher thread (Gloo's loop) */
+	UNI_EVF_FALLBACK = 1u << 1,   /* stamp from the writer's time: stream not parsed */
 };
 
 /* One event, 64 bytes. Times are CLOCK_MONOTONIC ns minus the session
@@ -85,7 +95,8 @@ struct uni_rank {
 	_Atomic uint64_t events;    /* events unid took from this rank */
 	_Atomic uint32_t threads;   /* rings currently claimed */
 	uint32_t pad2;
-	uint8_t reserved[16];
+	double slowdown;            /* compute slowdown, set by unid from the config */
+	uint8_t reserved[8];
 };
 _Static_assert(sizeof(struct uni_rank) == 64, "uni_rank is 64 bytes");
 
@@ -131,6 +142,13 @@ struct uni_ring {
 	uint8_t pad2[UNI_CACHELINE - 8];
 	_Atomic uint64_t tail; /* written by unid only */
 	uint8_t pad3[UNI_CACHELINE - 8];
+	/* unid's answer to the producer's last UNI_EV_READ_REQ: resp_t is
+	 * written first, then resp_seq (a futex word) is set to the request
+	 * number. */
+	_Atomic uint32_t resp_seq;
+	uint32_t pad4;
+	uint64_t resp_t;
+	uint8_t pad5[UNI_CACHELINE - 16];
 	struct uni_ev ev[UNI_RING_CAP];
 };
 

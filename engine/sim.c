@@ -1,0 +1,264 @@
+/* Simulate mode: streams, the alpha-beta model, read finality.
+ *
+ * Each connection end that writes has a stream: the bytes it wrote, as
+ * chunks in stream order (offsets), each scheduled on the link of its
+ * (rank -> peer) pair. Alpha-beta: a chunk starts when it is stamped or when
+ * the stream's previous chunk has left, whichever is later (FIFO); byte k of
+ * a chunk (1-based) arrives at start + k * 8 / bandwidth + latency
+ * (progressive arrival). A chunk is scheduled only when every earlier byte
+ * of its stream is, so chunks that reach unid out of order (written by two
+ * threads, drained from two rings) are held until the gap closes: the result
+ * does not depend on the order unid drains rings.
+ *
+ * Under alpha-beta an arrival is final once scheduled (no other sender can
+ * change it), so a read is answered as soon as the chunk holding its last
+ * byte is scheduled. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sim.h"
+#include "uni/common.h"
+
+struct chunk {
+	uint64_t off, len;
+	uint64_t start;   /* first bit on the wire */
+	double ns_per_byte;
+	uint64_t latency;
+};
+
+struct waiter {
+	struct uni_op op;
+	uint64_t end; /* byte offset (exclusive) the read needs */
+};
+
+struct stream {
+	uint64_t next_off; /* bytes scheduled */
+	uint64_t free_at;  /* when the last scheduled chunk has left */
+	struct chunk *ch;
+	uint32_t nch, capch, headch;
+	struct uni_op *held; /* out-of-order sends */
+	uint32_t nheld, capheld;
+	struct waiter *wait;
+	uint32_t nwait, capwait;
+};
+
+static struct {
+	const struct uni_config *cfg;
+	struct uni_shm_hdr *h;
+	uni_trace_put_f put;
+	struct stream *st;
+	uint64_t waiting;
+} S;
+
+int uni_sim_init(const struct uni_config *cfg, struct uni_shm_hdr *h, uni_trace_put_f put)
+{
+	S.cfg = cfg;
+	S.h = h;
+	S.put = put;
+	S.st = calloc(h->max_conns, sizeof(*S.st));
+	return S.st ? 0 : -1;
+}
+
+static void *grow(void *p, uint32_t *cap, size_t elem)
+{
+	uint32_t n = *cap ? *cap * 2 : 8;
+	void *q = realloc(p, n * elem);
+	if (!q)
+		abort(); /* unid cannot go on without its state; the ranks notice */
+	*cap = n;
+	return q;
+}
+
+/* Latency and bandwidth of the link from rank a to rank b. */
+static void link_params(int a, int b, uint64_t *lat, double *bps)
+{
+	*lat = S.cfg->latency_ns;
+	*bps = S.cfg->bandwidth_bps;
+	for (uint32_t i = 0; i < S.cfg->nlinks; i++) {
+		const struct uni_link_cfg *l = &S.cfg->links[i];
+		if ((l->from < 0 || l->from == a) && (l->to < 0 || l->to == b)) {
+			*lat = l->latency_ns;
+			*bps = l->bandwidth_bps;
+		}
+	}
+}
+
+static uint64_t arrival(const struct chunk *c, uint64_t byte)
+{
+	double k = (double)(byte - c->off + 1);
+	return c->start + (uint64_t)llround(k * c->ns_per_byte) + c->latency;
+}
+
+/* Arrival of byte b of stream s (b < s->next_off). */
+static uint64_t stream_arrival(struct stream *s, uint64_t b)
+{
+	/* Reads go forward: search from the newest chunk backwards is the
+	 * common case for a loop thread that reads right behind the writer;
+	 * from the head for one that lags. Both are short. */
+	for (uint32_t i = s->nch; i-- > s->headch;) {
+		struct chunk *c = &s->ch[i];
+		if (b >= c->off && b < c->off + c->len)
+			return arrival(c, b);
+	}
+	return 0;
+}
+
+static void answer(const struct uni_op *op, uint64_t arrive)
+{
+	struct uni_ring *ring = uni_shm_ring(S.h, op->ring);
+	uint64_t t0 = op->e.t0;
+	uint64_t t1 = (op->e.flags & UNI_EVF_DISPATCHER) ? arrive : (arrive > t0 ? arrive : t0);
+	ring->resp_t = t1;
+	atomic_store_explicit(&ring->resp_seq, (uint32_t)op->e.a, memory_order_release);
+	uni_futex_wake(&ring->resp_seq, 1);
+
+	struct uni_trec r;
+	memset(&r, 0, sizeof(r));
+	r.kind = UNI_TR_RECV;
+	r.flags = op->e.flags;
+	r.rank = op->rank;
+	r.tid = op->tid;
+	r.peer = atomic_load(&uni_shm_conn(S.h, op->e.conn)->peer_rank);
+	r.conn = op->e.conn;
+	r.t0 = t0;
+	r.t1 = t1;
+	r.off = op->e.off;
+	r.len = op->e.len;
+	r.a = arrive;
+	S.put(&r);
+}
+
+void uni_sim_answer_unmodelled(const struct uni_op *op)
+{
+	struct uni_ring *ring = uni_shm_ring(S.h, op->ring);
+	ring->resp_t = op->e.t0;
+	atomic_store_explicit(&ring->resp_seq, (uint32_t)op->e.a, memory_order_release);
+	uni_futex_wake(&ring->resp_seq, 1);
+}
+
+/* Drops chunks no read can need any more. */
+static void trim(struct stream *s, uint64_t consumed)
+{
+	while (s->headch < s->nch && s->ch[s->headch].off + s->ch[s->headch].len <= consumed)
+		s->headch++;
+	if (s->headch > 64 && s->headch * 2 > s->nch) {
+		memmove(s->ch, s->ch + s->headch, (s->nch - s->headch) * sizeof(*s->ch));
+		s->nch -= s->headch;
+		s->headch = 0;
+	}
+}
+
+static void serve_waiters(struct stream *s)
+{
+	uint32_t k = 0;
+	for (uint32_t i = 0; i < s->nwait; i++) {
+		struct waiter *w = &s->wait[i];
+		if (w->end <= s->next_off) {
+			answer(&w->op, stream_arrival(s, w->end - 1));
+			S.waiting--;
+		} else {
+			s->wait[k++] = *w;
+		}
+	}
+	s->nwait = k;
+}
+
+static void schedule(struct stream *s, const struct uni_op *op)
+{
+	const struct uni_ev *e = &op->e;
+	struct uni_conn *c = uni_shm_conn(S.h, e->conn);
+	int peer = atomic_load(&c->peer_rank);
+	uint64_t lat;
+	double bps;
+	link_params(op->rank, peer, &lat, &bps);
+	double npb = 8e9 / bps;
+	uint64_t start = e->t0 > s->free_at ? e->t0 : s->free_at;
+	uint64_t tx = (uint64_t)llround((double)e->len * npb);
+	s->free_at = start + tx;
+	if (s->nch == s->capch)
+		s->ch = grow(s->ch, &s->capch, sizeof(*s->ch));
+	s->ch[s->nch++] = (struct chunk){.off = e->off, .len = e->len, .start = start,
+					 .ns_per_byte = npb, .latency = lat};
+	s->next_off = e->off + e->len;
+
+	struct uni_trec r;
+	memset(&r, 0, sizeof(r));
+	r.kind = UNI_TR_SEND;
+	r.flags = e->flags;
+	r.rank = op->rank;
+	r.tid = op->tid;
+	r.peer = peer;
+	r.conn = e->conn;
+	r.t0 = e->t0;
+	r.t1 = start + tx + lat; /* arrival of the last byte */
+	r.off = e->off;
+	r.len = e->len;
+	r.a = start;
+	S.put(&r);
+}
+
+void uni_sim_send(const struct uni_op *op)
+{
+	struct stream *s = &S.st[op->e.conn];
+	if (op->e.off != s->next_off) {
+		if (s->nheld == s->capheld)
+			s->held = grow(s->held, &s->capheld, sizeof(*s->held));
+		s->held[s->nheld++] = *op;
+		return;
+	}
+	schedule(s, op);
+	/* Held chunks that now follow on. */
+	for (int progress = 1; progress && s->nheld;) {
+		progress = 0;
+		for (uint32_t i = 0; i < s->nheld; i++) {
+			if (s->held[i].e.off == s->next_off) {
+				struct uni_op h = s->held[i];
+				s->held[i] = s->held[--s->nheld];
+				schedule(s, &h);
+				progress = 1;
+				break;
+			}
+		}
+	}
+	serve_waiters(s);
+}
+
+void uni_sim_read(const struct uni_op *op)
+{
+	struct uni_conn *c = uni_shm_conn(S.h, op->e.conn);
+	uint32_t peer_conn = atomic_load(&c->peer_conn);
+	struct stream *s = &S.st[peer_conn];
+	uint64_t end = op->e.off + op->e.len;
+	if (end <= s->next_off) {
+		answer(op, stream_arrival(s, end - 1));
+		trim(s, op->e.off);
+		return;
+	}
+	if (s->nwait == s->capwait)
+		s->wait = grow(s->wait, &s->capwait, sizeof(*s->wait));
+	s->wait[s->nwait++] = (struct waiter){.op = *op, .end = end};
+	S.waiting++;
+}
+
+void uni_sim_forget_ring(uint32_t ring)
+{
+	if (!S.st || !S.waiting)
+		return;
+	for (uint32_t i = 0; i < S.h->max_conns; i++) {
+		struct stream *s = &S.st[i];
+		uint32_t k = 0;
+		for (uint32_t j = 0; j < s->nwait; j++) {
+			if (s->wait[j].op.ring == ring)
+				S.waiting--;
+			else
+				s->wait[k++] = s->wait[j];
+		}
+		s->nwait = k;
+	}
+}
+
+uint64_t uni_sim_waiting_reads(void)
+{
+	return S.waiting;
+}

@@ -1,0 +1,44 @@
+/* Simulate mode inside unid: per-connection byte streams timed by the
+ * network model, and reads answered once the arrival of their last byte is
+ * final. Internal to unid. */
+#ifndef UNI_ENGINE_SIM_H
+#define UNI_ENGINE_SIM_H
+
+#include <stdint.h>
+
+#include "uni/config.h"
+#include "uni/shm.h"
+#include "uni/trace.h"
+
+/* One event from a rank, with what unid knew of its ring when it took it
+ * (a ring may be reused before a held event is processed). */
+struct uni_op {
+	struct uni_ev e;
+	int32_t rank;
+	int32_t tid;
+	uint32_t ring;
+	uint32_t pad;
+};
+
+typedef void (*uni_trace_put_f)(const struct uni_trec *r);
+
+/* Sets up streams for every connection slot. */
+int uni_sim_init(const struct uni_config *cfg, struct uni_shm_hdr *h, uni_trace_put_f put);
+
+/* A SEND on a matched connection (op->e.conn is the writer's end). */
+void uni_sim_send(const struct uni_op *op);
+
+/* A READ_REQ on a matched connection (op->e.conn is the reader's end).
+ * Answered now if its bytes are scheduled, else when they are. */
+void uni_sim_read(const struct uni_op *op);
+
+/* Answers a read with the reader's own time (connection not modelled). */
+void uni_sim_answer_unmodelled(const struct uni_op *op);
+
+/* Forgets reads waiting on behalf of ring idx (its thread or rank is gone). */
+void uni_sim_forget_ring(uint32_t ring);
+
+/* Reads still waiting (for the deadlock report and the session end). */
+uint64_t uni_sim_waiting_reads(void);
+
+#endif

@@ -1,0 +1,203 @@
+#include <string.h>
+#include <sys/uio.h>
+
+#include "gloo_follow.h"
+#include "uni/common.h"
+
+static uint64_t le64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 7; i >= 0; i--)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+static void slot_put(struct uni_gf_slot_time *tab, uint64_t slot, uint64_t t)
+{
+	/* Oldest-first reuse: a full table drops the oldest entry. */
+	uint32_t victim = 0;
+	uint64_t oldest = UINT64_MAX;
+	for (uint32_t i = 0; i < UNI_GF_SLOTS; i++) {
+		if (!tab[i].used) {
+			victim = i;
+			break;
+		}
+		if (tab[i].t < oldest) {
+			oldest = tab[i].t;
+			victim = i;
+		}
+	}
+	tab[victim].slot = slot;
+	tab[victim].t = t;
+	tab[victim].used = 1;
+}
+
+/* Takes the earliest entry for slot; 0 when there is none. */
+static uint64_t slot_take(struct uni_gf_slot_time *tab, uint64_t slot)
+{
+	int best = -1;
+	for (uint32_t i = 0; i < UNI_GF_SLOTS; i++)
+		if (tab[i].used && tab[i].slot == slot && (best < 0 || tab[i].t < tab[best].t))
+			best = (int)i;
+	if (best < 0)
+		return 0;
+	tab[best].used = 0;
+	return tab[best].t;
+}
+
+static inline uint64_t max64(uint64_t a, uint64_t b)
+{
+	return a > b ? a : b;
+}
+
+/* A complete preamble is in d->pre: check it and start the message. */
+static int preamble_done(struct uni_gf_dir *d)
+{
+	uint64_t nbytes = le64(d->pre), op = le64(d->pre + 8);
+	if (nbytes < UNI_GF_PREAMBLE || nbytes > (1ull << 42) || op > UNI_GF_RECV_READY) {
+		d->broken = 1;
+		return -1;
+	}
+	d->opcode = op;
+	d->slot = le64(d->pre + 16);
+	d->body_left = nbytes - UNI_GF_PREAMBLE;
+	return 0;
+}
+
+/* The stamp of an outgoing message, decided when its preamble is whole. */
+static uint64_t out_stamp(struct uni_gf_conn *c, uint64_t vt)
+{
+	struct uni_gf_dir *d = &c->out;
+	switch (d->opcode) {
+	case UNI_GF_SEND_READY:
+		slot_put(c->posted, d->slot, vt);
+		return vt;
+	case UNI_GF_SEND_UNBOUND:
+		return max64(vt, max64(slot_take(c->posted, d->slot), slot_take(c->released, d->slot)));
+	default:
+		return vt;
+	}
+}
+
+/* Walks one contiguous buffer of an outgoing write. */
+static void out_bytes(struct uni_gf_conn *c, const uint8_t *p, size_t n, uint64_t vt, uint64_t base,
+		      struct uni_gf_seg *segs, size_t max, size_t *nseg)
+{
+	struct uni_gf_dir *d = &c->out;
+	size_t i = 0;
+	while (i < n) {
+		uint64_t stamp;
+		size_t take;
+		if (d->broken) {
+			stamp = vt;
+			take = n - i;
+			c->fallbacks += take;
+		} else if (d->npre < UNI_GF_PREAMBLE) {
+			/* Inside a preamble: its bytes carry the writer's time
+			 * until the message's own stamp is known. */
+			take = UNI_GF_PREAMBLE - d->npre;
+			if (take > n - i)
+				take = n - i;
+			memcpy(d->pre + d->npre, p + i, take);
+			if (d->npre == 0)
+				d->stamp = vt;
+			d->npre += (uint32_t)take;
+			if (d->npre == UNI_GF_PREAMBLE) {
+				if (preamble_done(d) == 0)
+					d->stamp = out_stamp(c, vt);
+				if (!d->broken && d->body_left == 0) {
+					d->npre = 0;
+					d->messages++;
+				}
+			}
+			stamp = d->stamp;
+		} else {
+			take = d->body_left < n - i ? (size_t)d->body_left : n - i;
+			d->body_left -= take;
+			stamp = d->stamp;
+			if (d->body_left == 0) {
+				d->npre = 0;
+				d->messages++;
+			}
+		}
+		uint64_t at = base + i;
+		if (*nseg > 0 && segs[*nseg - 1].stamp == stamp && segs[*nseg - 1].off + segs[*nseg - 1].len == at)
+			segs[*nseg - 1].len += take;
+		else if (*nseg < max)
+			segs[(*nseg)++] = (struct uni_gf_seg){.off = at, .len = take, .stamp = stamp};
+		else
+			segs[*nseg - 1].len += take;
+		i += take;
+	}
+}
+
+size_t uni_gf_write(struct uni_gf_conn *c, const uint8_t *buf, size_t n, uint64_t vt,
+		    struct uni_gf_seg *segs, size_t max)
+{
+	size_t nseg = 0;
+	if (max == 0)
+		return 0;
+	out_bytes(c, buf, n, vt, 0, segs, max, &nseg);
+	return nseg;
+}
+
+size_t uni_gf_writev(struct uni_gf_conn *c, const struct iovec *iov, int cnt, size_t n, uint64_t vt,
+		     struct uni_gf_seg *segs, size_t max)
+{
+	size_t nseg = 0, done = 0;
+	if (max == 0)
+		return 0;
+	for (int k = 0; k < cnt && done < n; k++) {
+		size_t len = iov[k].iov_len < n - done ? iov[k].iov_len : n - done;
+		out_bytes(c, iov[k].iov_base, len, vt, done, segs, max, &nseg);
+		done += len;
+	}
+	return nseg;
+}
+
+static void in_bytes(struct uni_gf_conn *c, const uint8_t *p, size_t n, uint64_t t)
+{
+	struct uni_gf_dir *d = &c->in;
+	size_t i = 0;
+	while (i < n && !d->broken) {
+		if (d->npre < UNI_GF_PREAMBLE) {
+			size_t take = UNI_GF_PREAMBLE - d->npre;
+			if (take > n - i)
+				take = n - i;
+			memcpy(d->pre + d->npre, p + i, take);
+			d->npre += (uint32_t)take;
+			i += take;
+			if (d->npre == UNI_GF_PREAMBLE && preamble_done(d) == 0) {
+				if (d->opcode == UNI_GF_RECV_READY)
+					slot_put(c->released, d->slot, t);
+				if (d->body_left == 0) {
+					d->npre = 0;
+					d->messages++;
+				}
+			}
+		} else {
+			size_t take = d->body_left < n - i ? (size_t)d->body_left : n - i;
+			d->body_left -= take;
+			i += take;
+			if (d->body_left == 0) {
+				d->npre = 0;
+				d->messages++;
+			}
+		}
+	}
+}
+
+void uni_gf_read(struct uni_gf_conn *c, const uint8_t *buf, size_t n, uint64_t t)
+{
+	in_bytes(c, buf, n, t);
+}
+
+void uni_gf_readv(struct uni_gf_conn *c, const struct iovec *iov, int cnt, size_t n, uint64_t t)
+{
+	size_t done = 0;
+	for (int k = 0; k < cnt && done < n; k++) {
+		size_t len = iov[k].iov_len < n - done ? iov[k].iov_len : n - done;
+		in_bytes(c, iov[k].iov_base, len, t);
+		done += len;
+	}
+}

@@ -1,0 +1,80 @@
+/* Following Gloo's TCP op stream on one connection (DESIGN section 4, rule 3).
+ *
+ * Every Gloo message starts with a 48-byte preamble of six little-endian
+ * size_t: nbytes (48 + payload), opcode, slot, offset, length, roffset.
+ * Opcodes: 0 SEND_BUFFER, 1 SEND_UNBOUND_BUFFER (data), 2 NOTIFY_SEND_READY,
+ * 3 NOTIFY_RECV_READY. A transfer is: the sender posts SEND_READY, the
+ * receiver posts RECV_READY, and the data message goes once the sender has
+ * seen RECV_READY, written by the poster or later by Gloo's loop thread.
+ *
+ * The follower stamps outgoing bytes:
+ *   - a notify carries the writer's time (and a SEND_READY remembers it as
+ *     the slot's post time);
+ *   - a data message carries max(writer's time, the slot's post time, the
+ *     arrival of the peer's RECV_READY for that slot), whoever writes it;
+ *   - the rest of a message (a write that hit EAGAIN, finished later by
+ *     another thread) keeps the stamp of its first part.
+ * and records the arrival of incoming RECV_READY notices per slot.
+ * A stream it cannot parse falls back to the writer's time and is counted
+ * (uni_gf_dir.broken), never silently mis-timed. Pure logic: no I/O, no
+ * locks (Gloo serialises a pair's reads and writes with the pair mutex). */
+#ifndef UNI_SHIM_GLOO_FOLLOW_H
+#define UNI_SHIM_GLOO_FOLLOW_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define UNI_GF_PREAMBLE 48u
+#define UNI_GF_SLOTS 32u
+
+enum { UNI_GF_SEND_BUFFER = 0, UNI_GF_SEND_UNBOUND = 1, UNI_GF_SEND_READY = 2, UNI_GF_RECV_READY = 3 };
+
+struct uni_gf_slot_time {
+	uint64_t slot;
+	uint64_t t;
+	uint32_t used;
+	uint32_t pad;
+};
+
+/* One direction of one connection. Zero-initialised = start of stream. */
+struct uni_gf_dir {
+	uint8_t pre[UNI_GF_PREAMBLE];
+	uint32_t npre;       /* preamble bytes gathered */
+	uint32_t broken;     /* 1: gave up parsing this direction */
+	uint64_t body_left;  /* payload bytes of the current message still to come */
+	uint64_t stamp;      /* stamp of the current message */
+	uint64_t opcode, slot;
+	uint64_t messages;   /* whole messages seen */
+};
+
+struct uni_gf_conn {
+	struct uni_gf_dir out, in;
+	struct uni_gf_slot_time posted[UNI_GF_SLOTS];   /* our SEND_READY times */
+	struct uni_gf_slot_time released[UNI_GF_SLOTS]; /* peer's RECV_READY arrivals */
+	uint64_t fallbacks;  /* bytes stamped with the writer's time for want of parse */
+};
+
+/* A piece of an outgoing write with one stamp. */
+struct uni_gf_seg {
+	uint64_t off; /* offset within the write */
+	uint64_t len;
+	uint64_t stamp;
+};
+
+/* Outgoing: n bytes written by a thread at time vt. Fills up to max
+ * segments (a write may end one message and start the next) and returns
+ * how many; bytes past max segments are stamped as the last one. */
+size_t uni_gf_write(struct uni_gf_conn *c, const uint8_t *buf, size_t n, uint64_t vt,
+		    struct uni_gf_seg *segs, size_t max);
+
+/* Same for a write given as an iovec-like list of (ptr, len) pairs, of
+ * which the first n bytes were written. */
+struct iovec;
+size_t uni_gf_writev(struct uni_gf_conn *c, const struct iovec *iov, int cnt, size_t n, uint64_t vt,
+		     struct uni_gf_seg *segs, size_t max);
+
+/* Incoming: n bytes read that arrived (last byte) at time t. */
+void uni_gf_read(struct uni_gf_conn *c, const uint8_t *buf, size_t n, uint64_t t);
+void uni_gf_readv(struct uni_gf_conn *c, const struct iovec *iov, int cnt, size_t n, uint64_t t);
+
+#endif
