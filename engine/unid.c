@@ -48,6 +48,7 @@ struct drank {
 	int pid;        /* 0: not attached (as far as unid has seen) */
 	int pidfd;
 	int detached;   /* sent UNI_EV_DETACH */
+	uint64_t end_t; /* simulate: the clock of the thread that detached */
 	uint64_t last_t;
 };
 
@@ -127,7 +128,12 @@ static void rank_ended(int rank, int died)
 	struct uni_trec r = rec_of(UNI_TR_RANK_EXIT, rank);
 	r.flags = died ? UNI_TRF_DIED : UNI_TRF_CLEAN;
 	r.a = (uint64_t)dr->pid;
-	r.t0 = r.t1 = uni_now_ns() - D.h->epoch_mono_ns;
+	/* Record mode: when unid saw the exit. Simulate mode: the rank's
+	 * virtual end (its exiting thread's clock, else its last event). */
+	if (D.cfg.mode == UNI_MODE_SIMULATE)
+		r.t0 = r.t1 = dr->detached ? dr->end_t : atomic_load(&rk->last_t);
+	else
+		r.t0 = r.t1 = uni_now_ns() - D.h->epoch_mono_ns;
 	trace_put(&r);
 	if (died)
 		logmsg("rank %d (pid %d) died without detaching", rank, dr->pid);
@@ -137,6 +143,7 @@ static void rank_ended(int rank, int died)
 	dr->pidfd = -1;
 	dr->pid = 0;
 	dr->detached = 0;
+	dr->end_t = 0;
 }
 
 static void scan_ranks(void)
@@ -315,6 +322,10 @@ static void conn_op(const struct uni_op *op)
 	case UNI_CONN_MATCHED:
 		conn_process(op);
 		break;
+	case UNI_CONN_FREE:
+		/* Its CONN_OPEN is still in another thread's ring (the loop
+		 * thread reads before unid drained the connecting thread's
+		 * ring): hold it like an unmatched one. */
 	case UNI_CONN_OPEN:
 		if (dc->npending == PENDING_CAP) {
 			give_up(idx);
@@ -376,8 +387,10 @@ static void handle(uint32_t ring_idx, struct uni_ring *ring, const struct uni_ev
 		}
 		break;
 	case UNI_EV_DETACH:
-		if ((uint32_t)rank < UNI_MAX_RANKS)
+		if ((uint32_t)rank < UNI_MAX_RANKS) {
 			D.ranks[rank].detached = 1;
+			D.ranks[rank].end_t = e->t0;
+		}
 		break;
 	case UNI_EV_THREAD_END:
 		atomic_fetch_sub(&uni_shm_rank(D.h, (uint32_t)rank)->threads, 1);

@@ -2,6 +2,7 @@
  * (DESIGN section 4, "Inside a rank"). epoll_wait marks an event loop
  * (Gloo's loop thread), which carries no clock between events. */
 #include <errno.h>
+#include <pthread.h>
 #include <sys/epoll.h>
 
 #include "shim.h"
@@ -26,4 +27,77 @@ UNI_EXTERN int epoll_pwait(int epfd, struct epoll_event *ev, int max, int timeou
 	if (!uni_shim_in_shim())
 		uni_shim_epoll_enter();
 	return uni_real.epoll_pwait(epfd, ev, max, timeout, ss);
+}
+
+/* Condition variables and mutexes: unversioned definitions receive the
+ * GLIBC_2.3.2 calls of libstdc++ and libgloo (research/interposition.md
+ * section 8) and forward to the 2.3.2 originals. */
+
+UNI_EXTERN int pthread_cond_signal(pthread_cond_t *cv)
+{
+	ENSURE(cond_signal);
+	if (UNI_UNLIKELY(uni_shim_sync_on) && !uni_shim_in_shim())
+		uni_shim_cond_signal(cv);
+	return uni_real.cond_signal(cv);
+}
+
+UNI_EXTERN int pthread_cond_broadcast(pthread_cond_t *cv)
+{
+	ENSURE(cond_broadcast);
+	if (UNI_UNLIKELY(uni_shim_sync_on) && !uni_shim_in_shim())
+		uni_shim_cond_signal(cv);
+	return uni_real.cond_broadcast(cv);
+}
+
+#define WAIT_WRAP(fn, call)                                              \
+	do {                                                             \
+		ENSURE(fn);                                              \
+		if (UNI_LIKELY(!uni_shim_sync_on) || uni_shim_in_shim()) \
+			return call;                                     \
+		uint32_t tok_ = uni_shim_cond_wait_begin(cv, m);         \
+		int r_ = call;                                           \
+		uni_shim_cond_wait_end(cv, m, tok_);                     \
+		return r_;                                               \
+	} while (0)
+
+UNI_EXTERN int pthread_cond_wait(pthread_cond_t *cv, pthread_mutex_t *m)
+{
+	WAIT_WRAP(cond_wait, uni_real.cond_wait(cv, m));
+}
+
+UNI_EXTERN int pthread_cond_timedwait(pthread_cond_t *cv, pthread_mutex_t *m, const struct timespec *ts)
+{
+	WAIT_WRAP(cond_timedwait, uni_real.cond_timedwait(cv, m, ts));
+}
+
+UNI_EXTERN int pthread_cond_clockwait(pthread_cond_t *cv, pthread_mutex_t *m, clockid_t clk,
+				      const struct timespec *ts)
+{
+	WAIT_WRAP(cond_clockwait, uni_real.cond_clockwait(cv, m, clk, ts));
+}
+
+UNI_EXTERN int pthread_mutex_lock(pthread_mutex_t *m)
+{
+	ENSURE(mutex_lock);
+	int r = uni_real.mutex_lock(m);
+	if (UNI_UNLIKELY(uni_shim_sync_on) && r == 0 && !uni_shim_in_shim())
+		uni_shim_mutex_locked(m);
+	return r;
+}
+
+UNI_EXTERN int pthread_mutex_trylock(pthread_mutex_t *m)
+{
+	ENSURE(mutex_trylock);
+	int r = uni_real.mutex_trylock(m);
+	if (UNI_UNLIKELY(uni_shim_sync_on) && r == 0 && !uni_shim_in_shim())
+		uni_shim_mutex_locked(m);
+	return r;
+}
+
+UNI_EXTERN int pthread_mutex_unlock(pthread_mutex_t *m)
+{
+	ENSURE(mutex_unlock);
+	if (UNI_UNLIKELY(uni_shim_sync_on) && !uni_shim_in_shim())
+		uni_shim_mutex_unlocking(m);
+	return uni_real.mutex_unlock(m);
 }

@@ -46,6 +46,16 @@ static void uni_resolve_all(void)
 	RESOLVE(read_chk, "__read_chk");
 	RESOLVE(recv_chk, "__recv_chk");
 	RESOLVE(recvfrom_chk, "__recvfrom_chk");
+	/* The default (GLIBC_2.3.2) condvar ABI, whatever the lookup rules:
+	 * the 2.2.5 compat entries use another object layout. */
+	uni_real.cond_wait = uni_resolve("pthread_cond_wait", "GLIBC_2.3.2");
+	uni_real.cond_timedwait = uni_resolve("pthread_cond_timedwait", "GLIBC_2.3.2");
+	uni_real.cond_signal = uni_resolve("pthread_cond_signal", "GLIBC_2.3.2");
+	uni_real.cond_broadcast = uni_resolve("pthread_cond_broadcast", "GLIBC_2.3.2");
+	uni_real.cond_clockwait = uni_resolve("pthread_cond_clockwait", NULL);
+	RESOLVE(mutex_lock, "pthread_mutex_lock");
+	RESOLVE(mutex_trylock, "pthread_mutex_trylock");
+	RESOLVE(mutex_unlock, "pthread_mutex_unlock");
 	RESOLVE(epoll_wait, "epoll_wait");
 	RESOLVE(epoll_pwait, "epoll_pwait");
 	/* fcntl64 is an alias on 64-bit glibc; fall back rather than crash. */

@@ -55,7 +55,11 @@ struct shim_tls {
 	uint32_t loop;     /* 1: calls epoll_wait (an event loop) */
 	uint32_t dispatcher; /* 1: an event loop that reads modelled connections */
 	uint32_t last_conn;  /* dispatcher: connection of the event being handled, + 1 */
+	uint32_t nheld;      /* mutexes held (the innermost UNI_HELD are remembered) */
+	void *held[4];
+	void *released;      /* the mutex this thread released last */
 };
+#define UNI_HELD 4
 
 /* Fewer than 100 bytes of initial-exec TLS: a preloaded library always gets
  * static TLS, and no __tls_get_addr call sits on the fast path. */
@@ -75,6 +79,7 @@ static struct shim_conn g_conns[UNI_SHIM_MAX_CONNS];
 static _Atomic uint32_t g_nconns;
 static _Atomic int g_warned_conns, g_warned_rings;
 static uint32_t g_mode;
+UNI_HIDDEN int uni_shim_sync_on;
 static double g_slowdown = 1.0;
 
 void uni_shim_resolve(void) UNI_HIDDEN;
@@ -125,6 +130,7 @@ static int coordinator_alive(void)
 static void orphan(const char *why)
 {
 	int expect = ST_ATTACHED;
+	uni_shim_sync_on = 0;
 	if (atomic_compare_exchange_strong(&g_state, &expect, ST_ORPHAN))
 		uni_shim_log("rank %d: coordinator of session '%s' (unid pid %d) %s; "
 			     "continuing pass-through, later traffic is not recorded",
@@ -174,6 +180,7 @@ static struct uni_ring *claim_ring(void)
 }
 
 static void push(struct uni_ring *r, const struct uni_ev *e);
+static void charge(void);
 
 static struct uni_ring *thread_ring(void)
 {
@@ -198,7 +205,7 @@ static struct uni_ring *thread_ring(void)
 	}
 	tls.ring = r;
 	pthread_setspecific(g_thread_key, r);
-	uint64_t now = shim_now();
+	uint64_t now = g_mode == UNI_MODE_SIMULATE ? tls.vt : shim_now();
 	struct uni_ev e = {.kind = UNI_EV_THREAD, .t0 = now, .t1 = now, .a = (uint64_t)r->tid};
 	push(r, &e);
 	return r;
@@ -242,7 +249,7 @@ static void thread_exit(void *p)
 	    tls.gen != atomic_load(&g_gen))
 		return;
 	tls.in_shim++;
-	uint64_t now = shim_now();
+	uint64_t now = g_mode == UNI_MODE_SIMULATE ? tls.vt : shim_now();
 	struct uni_ev e = {.kind = UNI_EV_THREAD_END, .t0 = now, .t1 = now};
 	push(r, &e);
 	tls.ring = NULL;
@@ -359,6 +366,7 @@ static void attach(void)
 	atomic_store_explicit(&rk->state, UNI_RANK_LIVE, memory_order_release);
 	atomic_store(&g_last_check, shim_now());
 	atomic_store(&g_state, ST_ATTACHED);
+	uni_shim_sync_on = g_mode == UNI_MODE_SIMULATE;
 	wake_daemon();
 out:
 	tls.in_shim--;
@@ -369,6 +377,7 @@ static void at_fork_child(void)
 {
 	int st = atomic_load(&g_state);
 	atomic_fetch_add(&g_gen, 1);
+	uni_shim_sync_on = 0;
 	if (st == ST_ATTACHED || st == ST_ORPHAN) {
 		/* The child shares the parent's connections but is not the rank:
 		 * forget them, and attach only if it becomes a rank of its own. */
@@ -384,6 +393,10 @@ static void shim_detach(void)
 		return;
 	tls.in_shim++;
 	uint64_t now = shim_now();
+	if (g_mode == UNI_MODE_SIMULATE) {
+		charge();
+		now = tls.vt; /* the exiting thread's clock: the rank's end */
+	}
 	struct uni_ev e = {.kind = UNI_EV_DETACH, .t0 = now, .t1 = now};
 	emit(&e);
 	wake_daemon();
@@ -641,6 +654,157 @@ void uni_shim_io_end(uint32_t slot1, int is_send, const struct iovec *iov, int c
 	errno = saved;
 }
 
+/* Wake-ups carry time -------------------------------------------------- */
+
+struct stamp_ent {
+	_Atomic uintptr_t key;
+	_Atomic uint32_t seq;     /* signals so far */
+	_Atomic uint32_t waiters; /* threads inside a wait on it */
+	_Atomic uint64_t stamp;   /* time of the latest signal (cv) / hand-off (mutex) */
+};
+
+#define STAMP_BITS 14
+static struct stamp_ent g_stamps[1u << STAMP_BITS];
+
+/* The entry of a condvar or mutex; NULL when absent (or the table is full
+ * around it: then that object carries no time, which is said nowhere but
+ * costs at most a missed hand-off). */
+static struct stamp_ent *stamp_get(void *p, int create)
+{
+	uintptr_t k = (uintptr_t)p;
+	uint32_t h = (uint32_t)(((uint64_t)(k >> 3) * 0x9E3779B97F4A7C15ull) >> (64 - STAMP_BITS));
+	for (uint32_t i = 0; i < 16; i++) {
+		struct stamp_ent *e = &g_stamps[(h + i) & ((1u << STAMP_BITS) - 1)];
+		uintptr_t cur = atomic_load_explicit(&e->key, memory_order_acquire);
+		if (cur == k)
+			return e;
+		if (cur == 0) {
+			if (!create)
+				return NULL;
+			uintptr_t zero = 0;
+			if (atomic_compare_exchange_strong(&e->key, &zero, k) || zero == k)
+				return e;
+		}
+	}
+	return NULL;
+}
+
+static void take_stamp(uint64_t t)
+{
+	if (t > tls.vt)
+		tls.vt = t;
+}
+
+static int sync_active(void)
+{
+	return atomic_load_explicit(&g_state, memory_order_relaxed) == ST_ATTACHED;
+}
+
+void uni_shim_cond_signal(void *cv)
+{
+	if (!sync_active())
+		return;
+	int saved = errno;
+	tls.in_shim++;
+	uint64_t t;
+	if (tls.dispatcher) {
+		t = tls.vt; /* the time of the event being handled; 0 = idle tick */
+	} else {
+		charge();
+		t = tls.vt;
+	}
+	if (t) {
+		struct stamp_ent *e = stamp_get(cv, 0);
+		if (e && atomic_load_explicit(&e->waiters, memory_order_relaxed)) {
+			atomic_store_explicit(&e->stamp, t, memory_order_relaxed);
+			atomic_fetch_add_explicit(&e->seq, 1, memory_order_release);
+		}
+		/* The waiter may find its predicate true and never wait: it
+		 * still locks the mutex the signaller held or just released. */
+		void *m = tls.nheld ? tls.held[(tls.nheld - 1) % UNI_HELD] : tls.released;
+		if (m && (e = stamp_get(m, 1)) != NULL)
+			atomic_store_explicit(&e->stamp, t, memory_order_release);
+	}
+	if (!tls.dispatcher)
+		leave();
+	tls.in_shim--;
+	errno = saved;
+}
+
+uint32_t uni_shim_cond_wait_begin(void *cv, void *mutex)
+{
+	if (!sync_active())
+		return 0;
+	int saved = errno;
+	tls.in_shim++;
+	if (!tls.dispatcher)
+		charge();
+	uint32_t tok = 0;
+	struct stamp_ent *e = stamp_get(cv, 1);
+	if (e) {
+		atomic_fetch_add_explicit(&e->waiters, 1, memory_order_relaxed);
+		tok = atomic_load_explicit(&e->seq, memory_order_acquire);
+	}
+	tls.in_shim--;
+	errno = saved;
+	return tok;
+}
+
+void uni_shim_cond_wait_end(void *cv, void *mutex, uint32_t tok)
+{
+	if (!sync_active())
+		return;
+	int saved = errno;
+	tls.in_shim++;
+	struct stamp_ent *e = stamp_get(cv, 0);
+	if (e) {
+		atomic_fetch_sub_explicit(&e->waiters, 1, memory_order_relaxed);
+		if (!tls.dispatcher && atomic_load_explicit(&e->seq, memory_order_acquire) != tok)
+			take_stamp(atomic_load_explicit(&e->stamp, memory_order_relaxed));
+	}
+	/* The wait re-acquired the mutex inside glibc, past our lock wrapper. */
+	if (!tls.dispatcher && (e = stamp_get(mutex, 0)) != NULL)
+		take_stamp(atomic_load_explicit(&e->stamp, memory_order_acquire));
+	if (!tls.dispatcher)
+		leave();
+	tls.in_shim--;
+	errno = saved;
+}
+
+void uni_shim_mutex_locked(void *m)
+{
+	if (!sync_active())
+		return;
+	tls.held[tls.nheld % UNI_HELD] = m;
+	tls.nheld++;
+	if (tls.dispatcher)
+		return;
+	struct stamp_ent *e = stamp_get(m, 0);
+	if (!e)
+		return;
+	uint64_t t = atomic_load_explicit(&e->stamp, memory_order_acquire);
+	if (t > tls.vt) {
+		int saved = errno;
+		tls.in_shim++;
+		charge();
+		take_stamp(t);
+		leave();
+		tls.in_shim--;
+		errno = saved;
+	}
+}
+
+void uni_shim_mutex_unlocking(void *m)
+{
+	if (!sync_active())
+		return;
+	tls.released = m;
+	if (tls.nheld && tls.held[(tls.nheld - 1) % UNI_HELD] == m)
+		tls.nheld--;
+	else if (tls.nheld)
+		tls.nheld--; /* out-of-order unlock: forget the innermost */
+}
+
 void uni_shim_epoll_enter(void)
 {
 	if (g_mode != UNI_MODE_SIMULATE || atomic_load_explicit(&g_state, memory_order_relaxed) != ST_ATTACHED)
@@ -661,7 +825,7 @@ static void conn_unref(uint32_t slot1)
 		return;
 	if (atomic_load(&g_state) != ST_ATTACHED)
 		return;
-	uint64_t now = shim_now();
+	uint64_t now = g_mode == UNI_MODE_SIMULATE ? tls.vt : shim_now();
 	struct uni_ev e = {.kind = UNI_EV_CONN_CLOSE, .conn = sc->shm_idx, .t0 = now, .t1 = now,
 			   .a = atomic_load(&sc->tx), .b = atomic_load(&sc->rx)};
 	emit(&e);

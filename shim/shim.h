@@ -10,6 +10,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -43,6 +44,14 @@ struct uni_real {
 	ssize_t (*read_chk)(int, void *, size_t, size_t);
 	ssize_t (*recv_chk)(int, void *, size_t, size_t, int);
 	ssize_t (*recvfrom_chk)(int, void *, size_t, size_t, int, struct sockaddr *, socklen_t *);
+	int (*cond_wait)(pthread_cond_t *, pthread_mutex_t *);
+	int (*cond_timedwait)(pthread_cond_t *, pthread_mutex_t *, const struct timespec *);
+	int (*cond_clockwait)(pthread_cond_t *, pthread_mutex_t *, clockid_t, const struct timespec *);
+	int (*cond_signal)(pthread_cond_t *);
+	int (*cond_broadcast)(pthread_cond_t *);
+	int (*mutex_lock)(pthread_mutex_t *);
+	int (*mutex_trylock)(pthread_mutex_t *);
+	int (*mutex_unlock)(pthread_mutex_t *);
 	int (*epoll_wait)(int, struct epoll_event *, int, int);
 	int (*epoll_pwait)(int, struct epoll_event *, int, int, const sigset_t *);
 };
@@ -72,6 +81,21 @@ void uni_shim_io_end(uint32_t slot1, int is_send, const struct iovec *iov, int c
 
 /* epoll_wait and friends: marks the calling thread as an event loop. */
 void uni_shim_epoll_enter(void) UNI_HIDDEN;
+
+/* Wake-ups carry time (simulate mode; no-ops otherwise).
+ * A signal or broadcast stamps the condition variable, and the mutex the
+ * signaller holds or has just released, with the signaller's time; a
+ * waiter returning from a wait takes max(own, stamp) if a signal came
+ * while it waited; a thread that locks a stamped mutex takes max(own,
+ * stamp): that covers a waiter that finds its predicate already true and
+ * never waits. Dispatchers (event loops) never take stamps. */
+void uni_shim_cond_signal(void *cv) UNI_HIDDEN;
+uint32_t uni_shim_cond_wait_begin(void *cv, void *mutex) UNI_HIDDEN;
+void uni_shim_cond_wait_end(void *cv, void *mutex, uint32_t token) UNI_HIDDEN;
+void uni_shim_mutex_locked(void *mutex) UNI_HIDDEN;
+void uni_shim_mutex_unlocking(void *mutex) UNI_HIDDEN;
+/* True when the sync hooks have work to do in this process. */
+extern int uni_shim_sync_on UNI_HIDDEN;
 
 /* fd is being closed by the program (or implicitly, by dup2 onto it). */
 void uni_shim_fd_closed(int fd) UNI_HIDDEN;
