@@ -49,6 +49,7 @@ struct drank {
 	int pidfd;
 	int detached;   /* sent UNI_EV_DETACH */
 	uint64_t end_t; /* simulate: the clock of the thread that detached */
+	uint64_t compute, waited; /* simulate: that thread's compute and waiting */
 	uint64_t last_t;
 };
 
@@ -130,8 +131,13 @@ static void rank_ended(int rank, int died)
 	r.a = (uint64_t)dr->pid;
 	/* Record mode: when unid saw the exit. Simulate mode: the rank's
 	 * virtual end (its exiting thread's clock, else its last event). */
-	if (D.cfg.mode == UNI_MODE_SIMULATE)
+	if (D.cfg.mode == UNI_MODE_SIMULATE) {
 		r.t0 = r.t1 = dr->detached ? dr->end_t : atomic_load(&rk->last_t);
+		if (dr->detached) {
+			r.off = dr->compute;
+			r.len = dr->waited;
+		}
+	}
 	else
 		r.t0 = r.t1 = uni_now_ns() - D.h->epoch_mono_ns;
 	trace_put(&r);
@@ -390,10 +396,19 @@ static void handle(uint32_t ring_idx, struct uni_ring *ring, const struct uni_ev
 		if ((uint32_t)rank < UNI_MAX_RANKS) {
 			D.ranks[rank].detached = 1;
 			D.ranks[rank].end_t = e->t0;
+			D.ranks[rank].compute = e->a;
+			D.ranks[rank].waited = e->b;
 		}
 		break;
 	case UNI_EV_THREAD_END:
 		atomic_fetch_sub(&uni_shm_rank(D.h, (uint32_t)rank)->threads, 1);
+		if (D.cfg.mode == UNI_MODE_SIMULATE) {
+			r.kind = UNI_TR_THREAD_END;
+			r.flags = e->c ? 1 : 0;
+			r.off = e->a;
+			r.len = e->b;
+			trace_put(&r);
+		}
 		break;
 	default:
 		break;

@@ -58,6 +58,8 @@ struct shim_tls {
 	uint32_t nheld;      /* mutexes held (the innermost UNI_HELD are remembered) */
 	void *held[4];
 	void *released;      /* the mutex this thread released last */
+	uint64_t compute;    /* simulate: compute charged to this thread (virtual ns) */
+	uint64_t waited;     /* simulate: clock advanced by wake-ups and arrivals */
 };
 #define UNI_HELD 4
 
@@ -250,7 +252,8 @@ static void thread_exit(void *p)
 		return;
 	tls.in_shim++;
 	uint64_t now = g_mode == UNI_MODE_SIMULATE ? tls.vt : shim_now();
-	struct uni_ev e = {.kind = UNI_EV_THREAD_END, .t0 = now, .t1 = now};
+	struct uni_ev e = {.kind = UNI_EV_THREAD_END, .t0 = now, .t1 = now, .a = tls.compute,
+			   .b = tls.waited, .c = tls.dispatcher};
 	push(r, &e);
 	tls.ring = NULL;
 	tls.in_shim--;
@@ -397,7 +400,8 @@ static void shim_detach(void)
 		charge();
 		now = tls.vt; /* the exiting thread's clock: the rank's end */
 	}
-	struct uni_ev e = {.kind = UNI_EV_DETACH, .t0 = now, .t1 = now};
+	struct uni_ev e = {.kind = UNI_EV_DETACH, .t0 = now, .t1 = now, .a = tls.compute,
+			   .b = tls.waited};
 	emit(&e);
 	wake_daemon();
 	tls.in_shim--;
@@ -541,9 +545,20 @@ static inline uint64_t thread_cpu(void)
 static void charge(void)
 {
 	uint64_t cpu = thread_cpu();
-	if (!tls.dispatcher && cpu > tls.cpu_mark)
-		tls.vt += (uint64_t)((double)(cpu - tls.cpu_mark) * g_slowdown);
+	if (!tls.dispatcher && cpu > tls.cpu_mark) {
+		uint64_t d = (uint64_t)((double)(cpu - tls.cpu_mark) * g_slowdown);
+		tls.vt += d;
+		tls.compute += d;
+	}
 	tls.cpu_mark = cpu;
+}
+
+static void take_stamp(uint64_t t)
+{
+	if (t > tls.vt) {
+		tls.waited += t - tls.vt;
+		tls.vt = t;
+	}
 }
 
 static void leave(void)
@@ -618,7 +633,11 @@ static void sim_recv(struct shim_conn *sc, const struct iovec *iov, int cnt, siz
 	push(r, &e);
 	if (atomic_load_explicit(&g_hdr->daemon_sleeping, memory_order_relaxed))
 		wake_daemon();
-	tls.vt = await_answer(r, seq, tls.vt);
+	uint64_t t = await_answer(r, seq, tls.vt);
+	if (tls.dispatcher)
+		tls.vt = t;
+	else
+		take_stamp(t);
 	uni_gf_readv(&sc->gf, iov, cnt, n, tls.vt);
 }
 
@@ -689,11 +708,6 @@ static struct stamp_ent *stamp_get(void *p, int create)
 	return NULL;
 }
 
-static void take_stamp(uint64_t t)
-{
-	if (t > tls.vt)
-		tls.vt = t;
-}
 
 static int sync_active(void)
 {

@@ -293,6 +293,9 @@ struct rank_stat {
 	uint64_t first, last; /* ns since epoch, SEND/RECV only */
 	uint64_t sends, recvs, bytes_sent, bytes_recv;
 	uint64_t conns;
+	int have_end_t;       /* a RANK_EXIT said when the rank ended */
+	uint64_t end_t;       /* ns since epoch (virtual in simulate mode) */
+	uint64_t compute, waited; /* simulate: the exiting thread's, virtual ns */
 };
 
 struct pair_stat {
@@ -412,6 +415,7 @@ static void account(struct summary *s, const struct uni_trec *t)
 	case UNI_TR_SEND:
 	case UNI_TR_RECV:
 	case UNI_TR_CONN_CLOSE:
+	case UNI_TR_THREAD_END:
 		break;
 	default:
 		/* A newer minor's addition: skipped, but counted. */
@@ -437,6 +441,13 @@ static void account(struct summary *s, const struct uni_trec *t)
 			r->end = END_DIED;
 		else if (t->flags & UNI_TRF_CLEAN)
 			r->end = END_CLEAN;
+		r->have_end_t = 1;
+		r->end_t = t->t0;
+		r->compute = t->off;
+		r->waited = t->len;
+		break;
+	case UNI_TR_THREAD_END:
+		see_thread(s, r, t->tid);
 		break;
 	case UNI_TR_THREAD:
 		see_thread(s, r, t->tid);
@@ -643,6 +654,12 @@ static void summary_text(const struct summary *s, const char *path)
 		printf("  sends %" PRIu64 ", recvs %" PRIu64
 		       ", bytes sent %" PRIu64 ", bytes received %" PRIu64 "\n",
 		       r->sends, r->recvs, r->bytes_sent, r->bytes_recv);
+		if (h->mode == UNI_MODE_SIMULATE && r->have_end_t && r->end == END_CLEAN) {
+			uint64_t busy = r->compute + r->waited;
+			printf("  end %.3f ms virtual: compute %.3f ms, communication %.3f ms, idle %.3f ms "
+			       "(main thread)\n", ms(r->end_t), ms(r->compute), ms(r->waited),
+			       ms(r->end_t > busy ? r->end_t - busy : 0));
+		}
 
 		while (pi < s->npairs && s->pairs[pi].rank < r->rank)
 			pi++;
@@ -664,6 +681,15 @@ static void summary_text(const struct summary *s, const char *path)
 		recvd += r->bytes_recv;
 	}
 
+	if (h->mode == UNI_MODE_SIMULATE) {
+		const struct rank_stat *last = NULL;
+		for (size_t i = 0; i < s->nranks; i++)
+			if (s->ranks[i].have_end_t && (!last || s->ranks[i].end_t > last->end_t))
+				last = &s->ranks[i];
+		if (last)
+			printf("\npredicted makespan %.3f ms (virtual; rank %" PRId32 " ends last)\n",
+			       ms(last->end_t), last->rank);
+	}
 	printf("\ntotals     sends %" PRIu64 ", recvs %" PRIu64
 	       ", bytes sent %" PRIu64 ", bytes received %" PRIu64 "\n",
 	       sends, recvs, sent, recvd);
@@ -752,6 +778,15 @@ static void summary_json(const struct summary *s, const char *path)
 			       ms(r->last - r->first));
 		else
 			printf("\"first_ns\": null, \"last_ns\": null, \"span_ms\": null, ");
+		if (r->have_end_t)
+			printf("\"end_ns\": %" PRIu64 ", ", r->end_t);
+		else
+			printf("\"end_ns\": null, ");
+		if (h->mode == UNI_MODE_SIMULATE && r->have_end_t && r->end == END_CLEAN) {
+			uint64_t busy = r->compute + r->waited;
+			printf("\"compute_ms\": %.6f, \"communication_ms\": %.6f, \"idle_ms\": %.6f, ",
+			       ms(r->compute), ms(r->waited), ms(r->end_t > busy ? r->end_t - busy : 0));
+		}
 		printf("\"sends\": %" PRIu64 ", \"recvs\": %" PRIu64
 		       ", \"bytes_sent\": %" PRIu64 ", \"bytes_received\": %"
 		       PRIu64 ", \"connections\": %" PRIu64 ",\n     \"per_peer\": [",
@@ -778,6 +813,17 @@ static void summary_json(const struct summary *s, const char *path)
 	}
 	printf("%s],\n", s->nranks ? "\n  " : "");
 
+	if (h->mode == UNI_MODE_SIMULATE) {
+		const struct rank_stat *last = NULL;
+		for (size_t i = 0; i < s->nranks; i++)
+			if (s->ranks[i].have_end_t && (!last || s->ranks[i].end_t > last->end_t))
+				last = &s->ranks[i];
+		if (last)
+			printf("  \"makespan_ms\": %.6f,\n  \"makespan_rank\": %" PRId32 ",\n",
+			       ms(last->end_t), last->rank);
+		else
+			printf("  \"makespan_ms\": null,\n");
+	}
 	printf("  \"totals\": {\"sends\": %" PRIu64 ", \"recvs\": %" PRIu64
 	       ", \"bytes_sent\": %" PRIu64 ", \"bytes_received\": %" PRIu64
 	       ", \"connections\": %" PRIu64 "},\n",

@@ -40,8 +40,10 @@ enum uni_ev_kind {
 	UNI_EV_SEND = 3,       /* bytes written: off, len; t0/t1 call start/end */
 	UNI_EV_RECV = 4,       /* bytes read: off, len */
 	UNI_EV_CONN_CLOSE = 5, /* last fd of the conn closed; a = tx, b = rx */
-	UNI_EV_DETACH = 6,     /* the rank is exiting normally (atexit) */
-	UNI_EV_THREAD_END = 7, /* the thread exits; ring may be reused after this */
+	UNI_EV_DETACH = 6,     /* the rank is exiting normally (atexit); simulate:
+	                          t0 = exiting thread's clock, a = its compute, b = its waiting */
+	UNI_EV_THREAD_END = 7, /* the thread exits; ring may be reused after this;
+	                          simulate: t0, a, b as DETACH, c = 1 for a dispatcher */
 	UNI_EV_READ_REQ = 8,   /* simulate: bytes [off, off+len) were read on conn;
 	                          t0 = reader's clock; a = request number; unid
 	                          answers in the ring's resp_* with the virtual

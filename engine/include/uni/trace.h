@@ -16,7 +16,7 @@
 
 #define UNI_TRACE_MAGIC "UNITRACE"
 #define UNI_TRACE_VERSION_MAJOR 1u
-#define UNI_TRACE_VERSION_MINOR 0u
+#define UNI_TRACE_VERSION_MINOR 1u
 #define UNI_TRACE_HDR_SIZE 256u
 #define UNI_TRACE_REC_SIZE 64u
 
@@ -38,7 +38,10 @@ _Static_assert(sizeof(struct uni_trace_hdr) == 256, "trace header is 256 bytes")
 enum uni_trec_kind {
 	UNI_TR_SESSION_START = 1, /* a = unid pid */
 	UNI_TR_RANK_ATTACH = 2,   /* rank; a = pid, len = world size */
-	UNI_TR_RANK_EXIT = 3,     /* rank; flags: UNI_TRF_CLEAN or UNI_TRF_DIED */
+	UNI_TR_RANK_EXIT = 3,     /* rank; flags: UNI_TRF_CLEAN or UNI_TRF_DIED; a = pid;
+	                             t0 = end (simulate: the exiting thread's virtual clock);
+	                             simulate, clean exit: off = that thread's compute,
+	                             len = its waiting (virtual ns) */
 	UNI_TR_THREAD = 4,        /* rank, tid: a thread began sending events */
 	UNI_TR_CONN = 5,          /* rank, conn, peer (rank), a = peer conn,
 	                             off = local port, len = peer port */
@@ -46,6 +49,8 @@ enum uni_trec_kind {
 	UNI_TR_RECV = 7,          /* rank, tid, conn, peer, t0/t1, off, len */
 	UNI_TR_CONN_CLOSE = 8,    /* rank, conn, peer; a = bytes sent, len = bytes received */
 	UNI_TR_SESSION_END = 9,   /* a = events, len = events dropped, off = unmodelled conns */
+	UNI_TR_THREAD_END = 10,   /* (1.1) rank, tid; t0 = its clock at exit; off = compute,
+	                             len = waiting (virtual ns); flags 1 = dispatcher */
 };
 
 enum uni_trec_flags {
