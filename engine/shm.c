@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/futex.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -29,6 +30,36 @@ void uni_futex_wake(_Atomic uint32_t *word, int n)
 	int saved = errno;
 	syscall(SYS_futex, word, FUTEX_WAKE, n, NULL, NULL, 0);
 	errno = saved;
+}
+
+int uni_pid_dead(int pid)
+{
+	int saved = errno;
+	int dead = 0;
+	if (pid <= 0 || (kill(pid, 0) < 0 && errno == ESRCH)) {
+		dead = 1;
+		goto out;
+	}
+	/* /proc/PID/stat: "pid (comm) S ...": the state follows the last ')'
+	 * (comm may itself contain parentheses). */
+	char path[64], buf[512];
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		dead = errno == ENOENT;
+		goto out;
+	}
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n > 0) {
+		buf[n] = 0;
+		char *rp = strrchr(buf, ')');
+		if (rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X'))
+			dead = 1;
+	}
+out:
+	errno = saved;
+	return dead;
 }
 
 void uni_shm_name(const char *session, char *buf, size_t len)

@@ -471,7 +471,7 @@ static void check_ranks(void)
 			struct pollfd p = {.fd = dr->pidfd, .events = POLLIN};
 			gone = poll(&p, 1, 0) > 0;
 		} else {
-			gone = kill(dr->pid, 0) < 0 && errno == ESRCH;
+			gone = uni_pid_dead(dr->pid);
 		}
 		if (!gone)
 			continue;

@@ -56,6 +56,15 @@ static void uni_resolve_all(void)
 	RESOLVE(mutex_lock, "pthread_mutex_lock");
 	RESOLVE(mutex_trylock, "pthread_mutex_trylock");
 	RESOLVE(mutex_unlock, "pthread_mutex_unlock");
+	RESOLVE(clock_gettime, "clock_gettime");
+	RESOLVE(gettimeofday, "gettimeofday");
+	RESOLVE(time, "time");
+	RESOLVE(clock_nanosleep, "clock_nanosleep");
+	RESOLVE(nanosleep, "nanosleep");
+	RESOLVE(usleep, "usleep");
+	RESOLVE(sem_timedwait, "sem_timedwait");
+	RESOLVE(sem_clockwait, "sem_clockwait");
+	RESOLVE(syscall, "syscall");
 	RESOLVE(epoll_wait, "epoll_wait");
 	RESOLVE(epoll_pwait, "epoll_pwait");
 	/* fcntl64 is an alias on 64-bit glibc; fall back rather than crash. */

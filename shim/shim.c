@@ -60,6 +60,7 @@ struct shim_tls {
 	void *released;      /* the mutex this thread released last */
 	uint64_t compute;    /* simulate: compute charged to this thread (virtual ns) */
 	uint64_t waited;     /* simulate: clock advanced by wake-ups and arrivals */
+	uint64_t idled;      /* simulate: clock advanced by sleeps and timed-out waits */
 };
 #define UNI_HELD 4
 
@@ -81,6 +82,8 @@ static struct shim_conn g_conns[UNI_SHIM_MAX_CONNS];
 static _Atomic uint32_t g_nconns;
 static _Atomic int g_warned_conns, g_warned_rings;
 static uint32_t g_mode;
+static int g_vclock;        /* the program reads virtual time */
+static uint64_t g_epoch_real;
 UNI_HIDDEN int uni_shim_sync_on;
 static double g_slowdown = 1.0;
 
@@ -122,10 +125,7 @@ static inline uint64_t shim_now(void)
 
 static int coordinator_alive(void)
 {
-	int saved = errno;
-	int alive = kill(g_hdr->daemon_pid, 0) == 0 || errno == EPERM;
-	errno = saved;
-	return alive;
+	return !uni_pid_dead(g_hdr->daemon_pid);
 }
 
 /* Said once; from then on the process is pass-through and never waits. */
@@ -346,7 +346,7 @@ static void attach(void)
 	g_pid = getpid();
 	struct uni_rank *rk = uni_shm_rank(h, (uint32_t)rank);
 	uint32_t st = atomic_load(&rk->state);
-	if (st == UNI_RANK_LIVE && rk->pid != g_pid && kill(rk->pid, 0) == 0) {
+	if (st == UNI_RANK_LIVE && rk->pid != g_pid && !uni_pid_dead(rk->pid)) {
 		/* A second process with the same environment (a helper the rank
 		 * exec'd, a re-run with a stale env): the rank is taken. */
 		uni_shim_log("rank %d of session '%s' is already attached by pid %d; "
@@ -356,7 +356,12 @@ static void attach(void)
 		goto out;
 	}
 	g_epoch = h->epoch_mono_ns;
+	g_epoch_real = h->epoch_real_ns;
 	g_mode = h->mode;
+	{
+		const char *vc = getenv("UNI_VIRTUAL_CLOCK");
+		g_vclock = g_mode == UNI_MODE_SIMULATE && !(vc && strcmp(vc, "0") == 0);
+	}
 	g_slowdown = uni_shm_rank(h, (uint32_t)rank)->slowdown;
 	if (!(g_slowdown > 0))
 		g_slowdown = 1.0;
@@ -817,6 +822,90 @@ void uni_shim_mutex_unlocking(void *m)
 		tls.nheld--;
 	else if (tls.nheld)
 		tls.nheld--; /* out-of-order unlock: forget the innermost */
+}
+
+/* The program's clocks ---------------------------------------------------- */
+
+static int clock_kind(clockid_t clk)
+{
+	switch (clk) {
+	case CLOCK_MONOTONIC:
+	case CLOCK_MONOTONIC_RAW:
+	case CLOCK_MONOTONIC_COARSE:
+	case CLOCK_BOOTTIME:
+		return 1;
+	case CLOCK_REALTIME:
+	case CLOCK_REALTIME_COARSE:
+		return 2;
+	default:
+		return 0;
+	}
+}
+
+int uni_shim_vclock(void)
+{
+	return g_vclock && !tls.dispatcher && !tls.in_shim &&
+	       atomic_load_explicit(&g_state, memory_order_relaxed) == ST_ATTACHED;
+}
+
+static uint64_t vnow_ns(void)
+{
+	charge();
+	leave();
+	return tls.vt;
+}
+
+int uni_shim_vnow(clockid_t clk, struct timespec *ts)
+{
+	int k = clock_kind(clk);
+	if (!k)
+		return -1;
+	int saved = errno;
+	tls.in_shim++;
+	uint64_t t = vnow_ns() + (k == 1 ? g_epoch : g_epoch_real);
+	ts->tv_sec = (time_t)(t / 1000000000ull);
+	ts->tv_nsec = (long)(t % 1000000000ull);
+	tls.in_shim--;
+	errno = saved;
+	return 0;
+}
+
+int uni_shim_deadline(clockid_t clk, const struct timespec *abs, struct timespec *real, uint64_t *vdl)
+{
+	int k = clock_kind(clk);
+	if (!k || !abs)
+		return -1;
+	int saved = errno;
+	tls.in_shim++;
+	uint64_t base = k == 1 ? g_epoch : g_epoch_real;
+	uint64_t a = (uint64_t)abs->tv_sec * 1000000000ull + (uint64_t)abs->tv_nsec;
+	uint64_t v = vnow_ns() + base;
+	uint64_t rel = a > v ? a - v : 0;
+	*vdl = (a > base ? a - base : 0);
+	struct timespec now;
+	uni_real.clock_gettime(clk, &now);
+	uint64_t r = (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec + rel;
+	real->tv_sec = (time_t)(r / 1000000000ull);
+	real->tv_nsec = (long)(r % 1000000000ull);
+	tls.in_shim--;
+	errno = saved;
+	return 0;
+}
+
+void uni_shim_idle_until(uint64_t t)
+{
+	if (t > tls.vt) {
+		tls.idled += t - tls.vt;
+		tls.vt = t;
+	}
+	leave();
+}
+
+void uni_shim_idle_for(uint64_t ns)
+{
+	tls.vt += ns;
+	tls.idled += ns;
+	leave();
 }
 
 void uni_shim_epoll_enter(void)

@@ -11,6 +11,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <pthread.h>
+#include <semaphore.h>
+#include <sys/time.h>
+#include <time.h>
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -52,6 +55,15 @@ struct uni_real {
 	int (*mutex_lock)(pthread_mutex_t *);
 	int (*mutex_trylock)(pthread_mutex_t *);
 	int (*mutex_unlock)(pthread_mutex_t *);
+	int (*clock_gettime)(clockid_t, struct timespec *);
+	int (*gettimeofday)(struct timeval *, void *);
+	time_t (*time)(time_t *);
+	int (*clock_nanosleep)(clockid_t, int, const struct timespec *, struct timespec *);
+	int (*nanosleep)(const struct timespec *, struct timespec *);
+	int (*usleep)(useconds_t);
+	int (*sem_timedwait)(sem_t *, const struct timespec *);
+	int (*sem_clockwait)(sem_t *, clockid_t, const struct timespec *);
+	long (*syscall)(long, ...);
 	int (*epoll_wait)(int, struct epoll_event *, int, int);
 	int (*epoll_pwait)(int, struct epoll_event *, int, int, const sigset_t *);
 };
@@ -94,6 +106,26 @@ uint32_t uni_shim_cond_wait_begin(void *cv, void *mutex) UNI_HIDDEN;
 void uni_shim_cond_wait_end(void *cv, void *mutex, uint32_t token) UNI_HIDDEN;
 void uni_shim_mutex_locked(void *mutex) UNI_HIDDEN;
 void uni_shim_mutex_unlocking(void *mutex) UNI_HIDDEN;
+/* The program's clocks in virtual time (simulate mode; DESIGN section 4,
+ * "Virtual time seen by the program"). A rank thread that has a clock (not
+ * a dispatcher) reads CLOCK_MONOTONIC* and CLOCK_BOOTTIME as the session's
+ * monotonic epoch + its virtual clock, CLOCK_REALTIME* as the real-time
+ * epoch + its clock; sleeps advance its clock; absolute deadlines it
+ * computed from virtual readings are turned back into real ones before
+ * the kernel sees them. UNI_VIRTUAL_CLOCK=0 turns it off. */
+int uni_shim_vclock(void) UNI_HIDDEN;
+/* Virtual now for clk into ts; returns 0, or -1 when clk is not virtual. */
+int uni_shim_vnow(clockid_t clk, struct timespec *ts) UNI_HIDDEN;
+/* An absolute deadline on clk read in virtual time: the real deadline on
+ * the same clock, and (vdl) the virtual one in ns since the epoch. Returns
+ * 0, or -1 when clk is not virtual (use the deadline as it is). */
+int uni_shim_deadline(clockid_t clk, const struct timespec *abs, struct timespec *real, uint64_t *vdl) UNI_HIDDEN;
+/* The calling thread was idle (a sleep, a wait that timed out) until
+ * virtual time t: its clock moves there, counted as idle. */
+void uni_shim_idle_until(uint64_t t) UNI_HIDDEN;
+/* The calling thread slept ns: its clock moves on by ns. */
+void uni_shim_idle_for(uint64_t ns) UNI_HIDDEN;
+
 /* True when the sync hooks have work to do in this process. */
 extern int uni_shim_sync_on UNI_HIDDEN;
 

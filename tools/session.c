@@ -190,7 +190,7 @@ static int pid_gone(pid_t pid, pid_t child)
 		pid_t r = waitpid(child, NULL, WNOHANG);
 		return r == child || (r < 0 && errno == ECHILD);
 	}
-	return kill(pid, 0) < 0 && errno == ESRCH;
+	return uni_pid_dead(pid);
 }
 
 /* A segment whose daemon is gone: remove it and its lock (only if nobody
@@ -223,7 +223,7 @@ int uni_session_stop(const char *session, pid_t child, char *trace, size_t trace
 	pid_t pid = h->daemon_pid;
 	if (trace)
 		snprintf(trace, tracelen, "%s", h->trace_path);
-	if (kill(pid, 0) < 0 && errno == ESRCH) {
+	if (uni_pid_dead(pid)) {
 		uni_shm_close(h);
 		remove_stale(session);
 		snprintf(err, errlen,

@@ -48,7 +48,7 @@ static int cmd_status(const char *session, int json)
 		fprintf(stderr, "unictl: %s\n", err);
 		return 1;
 	}
-	int alive = !(kill(h->daemon_pid, 0) < 0 && errno == ESRCH);
+	int alive = !uni_pid_dead(h->daemon_pid);
 	double up = (double)(uni_now_ns() - h->epoch_mono_ns) / 1e9;
 	uint32_t nconns = atomic_load(&h->next_conn);
 	uint32_t matched = 0;

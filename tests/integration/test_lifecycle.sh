@@ -3,8 +3,8 @@
 # start of the same session, two sessions side by side, stop (segment, lock,
 # trace), a second stop, stale segments left by a killed unid (status, start
 # over it, stop over it), config errors (unknown key with file:line:key, YAML
-# syntax error, missing file), a bad session name, and --mode simulate (not
-# implemented yet).
+# syntax error, missing file), a bad session name, and a mode that is not
+# implemented yet (--mode emulate: record and simulate exist).
 #
 #   test_lifecycle.sh UNICTL UNIRUN UNITRACE UNISHIM
 #
@@ -16,144 +16,32 @@ if [ $# -lt 4 ]; then
 	echo "usage: $0 UNICTL UNIRUN UNITRACE UNISHIM" >&2
 	exit 99
 fi
+HERE=$(cd "$(dirname "$0")" && pwd)
+PY=${PYTHON:-/usr/bin/python3}
+# Under a prompt reaper a unid killed here vanishes at once, whatever this
+# machine's init does (test_lifecycle_zombie.sh covers the zombie window).
+if [ "${UNI_TEST_REAPER_MODE:-}" != prompt ]; then
+	exec "$PY" "$HERE/test_lifecycle_reaper.py" --prompt /bin/bash "$0" "$@"
+fi
 UNICTL=$(realpath "$1")
 UNITRACE=$(realpath "$3")
-PY=${PYTHON:-/usr/bin/python3}
-
-# Nothing from the caller's environment may steer the tools.
-unset UNI_SESSION UNI_STRICT UNI_DISABLE LD_PRELOAD RANK WORLD_SIZE LOCAL_RANK \
-	MASTER_ADDR MASTER_PORT UNI_UNID UNI_SHIM UNI_UNITRACE 2>/dev/null || true
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/test_lifecycle.XXXXXX")
+. "$HERE/test_lifecycle_lib.sh"
 cd "$T"
 BASE=lc-$$
-STARTED=() # sessions this test may have started
-
-cleanup() {
-	local s p
-	set +e
-	for s in "${STARTED[@]}"; do
-		timeout 30 "$UNICTL" stop --session "$s" >/dev/null 2>&1
-		# A unid that did not stop (or a segment left stale): remove what is ours.
-		if [ -f "/dev/shm/uni.$s.lock" ]; then
-			p=$(cat "/dev/shm/uni.$s.lock" 2>/dev/null)
-			[ -n "$p" ] && kill -9 "$p" 2>/dev/null
-		fi
-		rm -f "/dev/shm/uni.$s" "/dev/shm/uni.$s.lock" "/tmp/uni.$s.log"
-	done
-	rm -rf "$T"
-}
-trap cleanup EXIT
-
-failures=0
-checks=0
-fail() {
-	echo "  FAIL: $*" >&2
-	failures=$((failures + 1))
-}
-pass() {
-	checks=$((checks + 1))
-	echo "  ok: $*"
-}
-check() { # check DESCRIPTION CMD...: passes when CMD succeeds
-	local what=$1
-	shift
-	if "$@"; then pass "$what"; else fail "$what"; fi
-}
-show() { sed 's/^/    | /' "$@" >&2; }
-
-# run NAME CMD...: runs CMD (bounded), stdout in $T/NAME.out, stderr in
-# $T/NAME.err, status in $rc.
-run() {
-	local name=$1
-	shift
-	set +e
-	timeout 60 "$@" >"$T/$name.out" 2>"$T/$name.err"
-	rc=$?
-	set -e
-}
-expect_rc() { # expect_rc NAME WANT (WANT "nonzero" for any failure)
-	local name=$1 want=$2
-	if [ "$want" = nonzero ]; then
-		if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ]; then
-			pass "$name: exits non-zero ($rc)"
-		else
-			fail "$name: exit $rc, want non-zero (124 = timed out)"
-			show "$T/$name.out" "$T/$name.err"
-		fi
-	elif [ "$rc" -eq "$want" ]; then
-		pass "$name: exits $want"
-	else
-		fail "$name: exit $rc, want $want"
-		show "$T/$name.out" "$T/$name.err"
-	fi
-}
-has() { # has FILE TEXT: fixed-string match
-	if grep -qF -- "$2" "$1"; then
-		pass "$(basename "$1") mentions '$2'"
-	else
-		fail "$(basename "$1") lacks '$2'"
-		show "$1"
-	fi
-}
-lines() { # lines FILE N: FILE has exactly N lines
-	local n
-	n=$(wc -l <"$1")
-	if [ "$n" -eq "$2" ]; then
-		pass "$(basename "$1") has $2 line(s)"
-	else
-		fail "$(basename "$1") has $n lines, want $2"
-		show "$1"
-	fi
-}
-pycheck() { # pycheck FILE EXPR...: each Python EXPR over j (FILE's JSON) is true
-	local f=$1
-	shift
-	if "$PY" - "$f" "$@" <<'EOF'; then
-import json, sys
-j = json.load(open(sys.argv[1]))
-bad = 0
-for e in sys.argv[2:]:
-    try:
-        ok = eval(e, {"j": j})
-    except Exception as ex:
-        ok = False
-        e += f"  ({type(ex).__name__}: {ex})"
-    if not ok:
-        print(f"  FAIL: {sys.argv[1]}: not true: {e}", file=sys.stderr)
-        bad += 1
-    else:
-        print(f"  ok: {e}")
-sys.exit(1 if bad else 0)
-EOF
-		checks=$((checks + $#))
-	else
-		failures=$((failures + 1))
-		show "$f"
-	fi
-}
-seg_gone() { [ ! -e "/dev/shm/uni.$1" ]; }
-lock_gone() { [ ! -e "/dev/shm/uni.$1.lock" ]; }
-pid_alive() { kill -0 "$1" 2>/dev/null; }
-unid_pid() { "$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["unid_pid"])' "$1"; }
-# wait_reaped PID: waits (10 s at most) until PID is gone for good, zombie
-# included.  A unid killed with SIGKILL is a zombie until its new parent
-# (init here) reaps it; see test_lifecycle_zombie.sh for that window.
-wait_reaped() {
-	local i
-	for i in $(seq 1 200); do
-		[ -e "/proc/$1" ] || return 0
-		sleep 0.05
-	done
-	return 1
-}
-
 S1=$BASE-a
 S2=$BASE-b
 S3=$BASE-stale
 S4=$BASE-stale2
 S5=$BASE-cfg
-STARTED=("$S1" "$S2" "$S3" "$S4" "$S5")
+cleanup() {
+	set +e
+	stop_sessions "$S1" "$S2" "$S3" "$S4" "$S5"
+	cd /
+	rm -rf "$T"
+}
+trap cleanup EXIT
 
 echo "== start and status ($S1)"
 run start1 "$UNICTL" start --session "$S1" --mode record
@@ -170,7 +58,7 @@ expect_rc status1j 0
 check "status --json is valid JSON (json.tool)" "$PY" -m json.tool "$T/status1j.out" >/dev/null
 pycheck "$T/status1j.out" "j['session'] == '$S1'" "j['mode'] == 'record'" "j['alive'] is True" \
 	"j['ranks'] == []" "j['trace'] == '$T/uni-trace/$S1.unitrace'"
-P1=$(unid_pid "$T/status1j.out")
+P1=$(json_get "$T/status1j.out" unid_pid)
 check "unid pid $P1 is alive" pid_alive "$P1"
 has "$T/status1.out" "unid pid $P1"
 check "segment /dev/shm/uni.$S1 exists" test -e "/dev/shm/uni.$S1"
@@ -198,7 +86,7 @@ run status2 "$UNICTL" status --session "$S2" --json
 expect_rc status2 0
 pycheck "$T/status2.out" "j['session'] == '$S2'" "j['alive'] is True" "j['unid_pid'] != $P1" \
 	"j['trace'] == '$T/two.unitrace'"
-P2=$(unid_pid "$T/status2.out")
+P2=$(json_get "$T/status2.out" unid_pid)
 run status1c "$UNICTL" status --session "$S1" --json
 expect_rc status1c 0
 pycheck "$T/status1c.out" "j['unid_pid'] == $P1" "j['alive'] is True"
@@ -243,8 +131,8 @@ echo "== stale segment: unid killed with SIGKILL, then status and start ($S3)"
 run start3 "$UNICTL" start --session "$S3" --mode record --trace "$T/stale.unitrace"
 expect_rc start3 0
 run status3 "$UNICTL" status --session "$S3" --json
-P3=$(unid_pid "$T/status3.out")
-kill -9 "$P3"
+P3=$(json_get "$T/status3.out" unid_pid)
+kill_unid "$P3"
 check "killed unid pid $P3 is reaped" wait_reaped "$P3"
 check "segment /dev/shm/uni.$S3 left behind" test -e "/dev/shm/uni.$S3"
 run status3b "$UNICTL" status --session "$S3"
@@ -275,8 +163,8 @@ echo "== stale segment, then stop ($S4)"
 run start4 "$UNICTL" start --session "$S4" --mode record --trace "$T/stale4.unitrace"
 expect_rc start4 0
 run status4 "$UNICTL" status --session "$S4" --json
-P4=$(unid_pid "$T/status4.out")
-kill -9 "$P4"
+P4=$(json_get "$T/status4.out" unid_pid)
+kill_unid "$P4"
 check "killed unid pid $P4 is reaped" wait_reaped "$P4"
 run stop4 "$UNICTL" stop --session "$S4"
 expect_rc stop4 nonzero
@@ -332,22 +220,17 @@ has "$T/bad2.err" "bad session name"
 run bad3 env UNI_SESSION="../x" "$UNICTL" status
 expect_rc bad3 nonzero
 has "$T/bad3.err" "bad session name"
-run sim "$UNICTL" start --session "$S5" --mode simulate
-expect_rc sim nonzero
-has "$T/sim.err" "not implemented"
-has "$T/sim.err" "record"
-lines "$T/sim.err" 1
-check "no segment after --mode simulate" seg_gone "$S5"
-check "no lock after --mode simulate" lock_gone "$S5"
-run sim2 "$UNICTL" status --session "$S5"
-expect_rc sim2 nonzero
+run emu "$UNICTL" start --session "$S5" --mode emulate
+expect_rc emu nonzero
+has "$T/emu.err" "not implemented"
+has "$T/emu.err" "record"
+lines "$T/emu.err" 1
+check "no segment after --mode emulate" seg_gone "$S5"
+check "no lock after --mode emulate" lock_gone "$S5"
+run emu2 "$UNICTL" status --session "$S5"
+expect_rc emu2 nonzero
 run badmode "$UNICTL" start --session "$S5" --mode bogus
 expect_rc badmode nonzero
 has "$T/badmode.err" "unknown mode 'bogus'"
 
-echo
-if [ "$failures" -ne 0 ]; then
-	echo "test_lifecycle: $failures failure(s), $checks checks passed"
-	exit 1
-fi
-echo "test_lifecycle: all $checks checks passed"
+finish test_lifecycle

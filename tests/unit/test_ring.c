@@ -94,12 +94,22 @@ static int ev_ok(const struct uni_ev *e, uint32_t ring, uint64_t seq)
 	return memcmp(e, &want, sizeof(want)) == 0;
 }
 
-/* Pushes, yielding while the ring is full. */
-static void push_wait(struct uni_ring *r, const struct uni_ev *e)
+/* Set when the concurrent test's consumer gives up: producers stop. */
+static _Atomic int g_abandon;
+
+/* Pushes, yielding while the ring is full. Returns -1 if abandoned. */
+static int push_wait(struct uni_ring *r, const struct uni_ev *e)
 {
-	while (uni_ring_push(r, e) != 0)
+	while (uni_ring_push(r, e) != 0) {
+		if (atomic_load_explicit(&g_abandon, memory_order_relaxed))
+			return -1;
 		sched_yield();
+	}
+	return 0;
 }
+
+/* The concurrent tests give up (and say how far they got) after this. */
+#define DEADLINE_NS (90ull * 1000000000ull)
 
 /* Order and contents -------------------------------------------------- */
 
@@ -280,7 +290,8 @@ static void *producer(void *p)
 	struct uni_ev e;
 	for (uint64_t s = 0; s < a->n; s++) {
 		ev_make(&e, a->ring, s);
-		push_wait(a->r, &e);
+		if (push_wait(a->r, &e) < 0)
+			break;
 	}
 	return NULL;
 }
@@ -298,6 +309,7 @@ static void *consumer(void *p)
 	struct cons_arg *a = p;
 	struct uni_ev out[64];
 	uint64_t total = 0, want = a->per_ring * a->nrings;
+	uint64_t deadline = uni_now_ns() + DEADLINE_NS;
 	while (total < want) {
 		uint32_t any = 0;
 		for (uint32_t k = 0; k < a->nrings; k++) {
@@ -306,6 +318,7 @@ static void *consumer(void *p)
 				if (a->got[k] >= a->per_ring) {
 					snprintf(a->err, sizeof(a->err), "ring %u: more than %llu records", k,
 						 (unsigned long long)a->per_ring);
+					atomic_store(&g_abandon, 1);
 					return NULL;
 				}
 				if (!ev_ok(&out[i], k, a->got[k])) {
@@ -313,6 +326,7 @@ static void *consumer(void *p)
 						 "ring %u: expected record %llu, got seq %llu (conn %u)", k,
 						 (unsigned long long)a->got[k], (unsigned long long)out[i].t0,
 						 out[i].conn);
+					atomic_store(&g_abandon, 1);
 					return NULL;
 				}
 				a->got[k]++;
@@ -320,8 +334,19 @@ static void *consumer(void *p)
 			total += n;
 			any += n;
 		}
-		if (!any)
+		if (!any) {
+			if (uni_now_ns() > deadline) {
+				snprintf(a->err, sizeof(a->err),
+					 "gave up: %llu of %llu records after %llu s (%llu %llu %llu %llu per ring)",
+					 (unsigned long long)total, (unsigned long long)want,
+					 DEADLINE_NS / 1000000000ull, (unsigned long long)a->got[0],
+					 (unsigned long long)a->got[1], (unsigned long long)a->got[2],
+					 (unsigned long long)a->got[3]);
+				atomic_store(&g_abandon, 1);
+				return NULL;
+			}
 			sched_yield();
+		}
 	}
 	return NULL;
 }
@@ -377,7 +402,7 @@ START_TEST(test_cross_process)
 		}
 		_exit(0);
 	}
-	uint64_t deadline = uni_now_ns() + 60ull * 1000000000ull;
+	uint64_t deadline = uni_now_ns() + DEADLINE_NS;
 	while (got < XPROC_N) {
 		uint32_t n = uni_ring_pop(r, out, 128);
 		for (uint32_t i = 0; i < n; i++) {
@@ -569,7 +594,7 @@ static Suite *ring_suite(void)
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("concurrent");
-	tcase_set_timeout(tc, 240);
+	tcase_set_timeout(tc, 200);
 	tcase_add_test(tc, test_concurrent_producers);
 	tcase_add_test(tc, test_cross_process);
 	suite_add_tcase(s, tc);

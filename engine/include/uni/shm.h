@@ -248,6 +248,10 @@ static inline uint32_t uni_ring_pop(struct uni_ring *r, struct uni_ev *out, uint
 int uni_futex_wait(_Atomic uint32_t *word, uint32_t expect, uint32_t timeout_ms);
 void uni_futex_wake(_Atomic uint32_t *word, int n);
 
+/* True when process pid is gone: no such process, or a zombie (dead but
+ * not reaped: kill(pid, 0) still succeeds on those). Preserves errno. */
+int uni_pid_dead(int pid);
+
 /* Segment names and opening (engine/shm.c) ----------------------------- */
 
 /* "/uni.<session>" into buf (size >= 64). */
