@@ -128,6 +128,7 @@ int main(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
 
+	uint64_t wall0 = uni_now_ns();
 	pid_t unid;
 	if (uni_session_start(&so, &unid, trace, sizeof(trace), err, sizeof(err)) < 0) {
 		fprintf(stderr, "unirun: %s\n", err);
@@ -238,7 +239,8 @@ int main(int argc, char **argv)
 				waitpid(p, NULL, 0);
 		}
 	}
-	printf("unirun: trace written to %s\n", trace);
+	printf("unirun: host wall time %.3f s; trace written to %s\n",
+	       (double)(uni_now_ns() - wall0) / 1e9, trace);
 	free(pids);
 	free(done);
 	if (forwarded && failed_rank < 0)

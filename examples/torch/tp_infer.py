@@ -18,7 +18,12 @@ Decoding is greedy with no KV cache (the whole sequence is recomputed for
 every new token).  Rank 0 prints:
 
   prediction: <space-separated token ids>
-  wall time per token: X ms
+  time per token: X ms
+
+The time is read from the program's own clock (time.perf_counter). Under
+uniference's simulate mode that clock is the simulated one, so the line is
+the predicted latency on the configured devices and network; run plainly
+(or in record mode) it is the host's wall time.
 
 --check additionally runs the unsharded model on rank 0 and asserts that
 the predicted token ids match ("check: ok").
@@ -234,7 +239,7 @@ def main(argv=None):
     if rank == 0:
         print("prediction: " + " ".join(str(t) for t in pred), flush=True)
         per_tok = elapsed / args.tokens * 1e3 if args.tokens else 0.0
-        print(f"wall time per token: {per_tok:.3f} ms", flush=True)
+        print(f"time per token: {per_tok:.3f} ms", flush=True)
         if args.out:
             with open(args.out, "w") as f:
                 json.dump(pred, f)
