@@ -65,23 +65,29 @@ static int preamble_done(struct uni_gf_dir *d)
 }
 
 /* The stamp of an outgoing message, decided when its preamble is whole. */
-static uint64_t out_stamp(struct uni_gf_conn *c, uint64_t vt)
+static uint64_t out_stamp(struct uni_gf_conn *c, uint64_t vt, int dispatcher)
 {
 	struct uni_gf_dir *d = &c->out;
 	switch (d->opcode) {
 	case UNI_GF_SEND_READY:
 		slot_put(c->posted, d->slot, vt);
 		return vt;
-	case UNI_GF_SEND_UNBOUND:
-		return max64(vt, max64(slot_take(c->posted, d->slot), slot_take(c->released, d->slot)));
+	case UNI_GF_SEND_UNBOUND: {
+		uint64_t due = max64(slot_take(c->posted, d->slot), slot_take(c->released, d->slot));
+		/* The loop thread's own time is that of whatever event it is
+		 * handling (often unrelated bytes it just read): rule 3. */
+		if (dispatcher && due)
+			return due;
+		return max64(vt, due);
+	}
 	default:
 		return vt;
 	}
 }
 
 /* Walks one contiguous buffer of an outgoing write. */
-static void out_bytes(struct uni_gf_conn *c, const uint8_t *p, size_t n, uint64_t vt, uint64_t base,
-		      struct uni_gf_seg *segs, size_t max, size_t *nseg)
+static void out_bytes(struct uni_gf_conn *c, const uint8_t *p, size_t n, uint64_t vt, int dispatcher,
+		      uint64_t base, struct uni_gf_seg *segs, size_t max, size_t *nseg)
 {
 	struct uni_gf_dir *d = &c->out;
 	size_t i = 0;
@@ -104,7 +110,7 @@ static void out_bytes(struct uni_gf_conn *c, const uint8_t *p, size_t n, uint64_
 			d->npre += (uint32_t)take;
 			if (d->npre == UNI_GF_PREAMBLE) {
 				if (preamble_done(d) == 0)
-					d->stamp = out_stamp(c, vt);
+					d->stamp = out_stamp(c, vt, dispatcher);
 				if (!d->broken && d->body_left == 0) {
 					d->npre = 0;
 					d->messages++;
@@ -131,25 +137,25 @@ static void out_bytes(struct uni_gf_conn *c, const uint8_t *p, size_t n, uint64_
 	}
 }
 
-size_t uni_gf_write(struct uni_gf_conn *c, const uint8_t *buf, size_t n, uint64_t vt,
+size_t uni_gf_write(struct uni_gf_conn *c, const uint8_t *buf, size_t n, uint64_t vt, int dispatcher,
 		    struct uni_gf_seg *segs, size_t max)
 {
 	size_t nseg = 0;
 	if (max == 0)
 		return 0;
-	out_bytes(c, buf, n, vt, 0, segs, max, &nseg);
+	out_bytes(c, buf, n, vt, dispatcher, 0, segs, max, &nseg);
 	return nseg;
 }
 
 size_t uni_gf_writev(struct uni_gf_conn *c, const struct iovec *iov, int cnt, size_t n, uint64_t vt,
-		     struct uni_gf_seg *segs, size_t max)
+		     int dispatcher, struct uni_gf_seg *segs, size_t max)
 {
 	size_t nseg = 0, done = 0;
 	if (max == 0)
 		return 0;
 	for (int k = 0; k < cnt && done < n; k++) {
 		size_t len = iov[k].iov_len < n - done ? iov[k].iov_len : n - done;
-		out_bytes(c, iov[k].iov_base, len, vt, done, segs, max, &nseg);
+		out_bytes(c, iov[k].iov_base, len, vt, dispatcher, done, segs, max, &nseg);
 		done += len;
 	}
 	return nseg;

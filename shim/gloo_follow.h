@@ -11,7 +11,9 @@
  *   - a notify carries the writer's time (and a SEND_READY remembers it as
  *     the slot's post time);
  *   - a data message carries max(writer's time, the slot's post time, the
- *     arrival of the peer's RECV_READY for that slot), whoever writes it;
+ *     arrival of the peer's RECV_READY for that slot); written by a
+ *     dispatcher (Gloo's loop thread, on the poster's behalf) it carries
+ *     max(post time, release time) alone;
  *   - the rest of a message (a write that hit EAGAIN, finished later by
  *     another thread) keeps the stamp of its first part.
  * and records the arrival of incoming RECV_READY notices per slot.
@@ -61,17 +63,20 @@ struct uni_gf_seg {
 	uint64_t stamp;
 };
 
-/* Outgoing: n bytes written by a thread at time vt. Fills up to max
+/* Outgoing: n bytes written by a thread at time vt (a dispatcher passes
+ * dispatcher = 1: a data message it writes on a poster's behalf is stamped
+ * max(post time, release time), not with the event it happens to be
+ * handling). Fills up to max
  * segments (a write may end one message and start the next) and returns
  * how many; bytes past max segments are stamped as the last one. */
-size_t uni_gf_write(struct uni_gf_conn *c, const uint8_t *buf, size_t n, uint64_t vt,
+size_t uni_gf_write(struct uni_gf_conn *c, const uint8_t *buf, size_t n, uint64_t vt, int dispatcher,
 		    struct uni_gf_seg *segs, size_t max);
 
 /* Same for a write given as an iovec-like list of (ptr, len) pairs, of
  * which the first n bytes were written. */
 struct iovec;
 size_t uni_gf_writev(struct uni_gf_conn *c, const struct iovec *iov, int cnt, size_t n, uint64_t vt,
-		     struct uni_gf_seg *segs, size_t max);
+		     int dispatcher, struct uni_gf_seg *segs, size_t max);
 
 /* Incoming: n bytes read that arrived (last byte) at time t. */
 void uni_gf_read(struct uni_gf_conn *c, const uint8_t *buf, size_t n, uint64_t t);

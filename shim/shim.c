@@ -611,7 +611,8 @@ uint64_t uni_shim_io_begin(uint32_t slot1)
 static void sim_send(struct shim_conn *sc, const struct iovec *iov, int cnt, size_t n)
 {
 	struct uni_gf_seg segs[8];
-	size_t nseg = uni_gf_writev(&sc->gf, iov, cnt, n, tls.vt, segs, UNI_ARRAY_LEN(segs));
+	size_t nseg = uni_gf_writev(&sc->gf, iov, cnt, n, tls.vt, (int)tls.dispatcher, segs,
+				    UNI_ARRAY_LEN(segs));
 	uint64_t base = atomic_fetch_add(&sc->tx, n);
 	uint16_t flags = (uint16_t)((tls.dispatcher ? UNI_EVF_DISPATCHER : 0) |
 				    (sc->gf.out.broken ? UNI_EVF_FALLBACK : 0));

@@ -113,8 +113,7 @@ check "both ranks attached, first iteration recorded, traffic quiet" \
 kill_unid "$P"
 echo "  (killed unid pid $P $(( $(date +%s) - T0 )) s after the launch)"
 gone_soon() { # gone_soon PID: gone, zombie included, within 1 s
-	local i
-	for i in $(seq 1 50); do
+	for _ in $(seq 1 50); do
 		[ -e "/proc/$1" ] || return 0
 		sleep 0.02
 	done

@@ -42,11 +42,10 @@ P=
 P2=
 # reap PID: asks the subreaper to reap PID; waits for it (10 s at most).
 reap() {
-	local i
 	rm -f "$UNI_TEST_REAPER_DIR/reaped"
 	echo "$1" >"$UNI_TEST_REAPER_DIR/reap.pid"
 	kill -USR1 "$UNI_TEST_REAPER_PID"
-	for i in $(seq 1 200); do
+	for _ in $(seq 1 200); do
 		[ -e "$UNI_TEST_REAPER_DIR/reaped" ] && break
 		sleep 0.05
 	done
@@ -65,8 +64,7 @@ cleanup() {
 trap cleanup EXIT
 RUN_TIMEOUT=240
 wait_zombie() {
-	local i
-	for i in $(seq 1 100); do
+	for _ in $(seq 1 100); do
 		[ "$(proc_state "$1")" = Z ] && return 0
 		sleep 0.02
 	done

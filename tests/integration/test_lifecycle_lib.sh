@@ -166,8 +166,7 @@ kill_unid() {
 # included.  A unid killed with SIGKILL stays a zombie until its new parent
 # reaps it (see test_lifecycle_zombie.sh for that window).
 wait_reaped() {
-	local i
-	for i in $(seq 1 200); do
+	for _ in $(seq 1 200); do
 		[ -e "/proc/$1" ] || return 0
 		sleep 0.05
 	done

@@ -32,7 +32,6 @@ if [ "${UNI_TEST_REAPER_MODE:-}" != never ]; then
 	exec "$PY" "$HERE/test_lifecycle_reaper.py" --never /bin/bash "$0" "$@"
 fi
 UNICTL=$(realpath "$1")
-UNITRACE=$(realpath "$3")
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/test_lifecycle_zombie.XXXXXX")
 . "$HERE/test_lifecycle_lib.sh"
@@ -42,11 +41,10 @@ S1=$BASE-a
 S2=$BASE-b
 # reap PID: asks the subreaper to reap PID; waits for it (10 s at most).
 reap() {
-	local i
 	rm -f "$UNI_TEST_REAPER_DIR/reaped"
 	echo "$1" >"$UNI_TEST_REAPER_DIR/reap.pid"
 	kill -USR1 "$UNI_TEST_REAPER_PID"
-	for i in $(seq 1 200); do
+	for _ in $(seq 1 200); do
 		[ -e "$UNI_TEST_REAPER_DIR/reaped" ] && break
 		sleep 0.05
 	done
@@ -74,7 +72,7 @@ P1=$(json_get "$T/st.out" unid_pid)
 check "unid pid $P1 was adopted by the test's subreaper (pid $UNI_TEST_REAPER_PID)" \
 	test "$(ppid_of "$P1")" = "$UNI_TEST_REAPER_PID"
 kill_unid "$P1"
-for i in $(seq 1 100); do
+for _ in $(seq 1 100); do
 	[ "$(proc_state "$P1")" = Z ] && break
 	sleep 0.02
 done
@@ -104,7 +102,7 @@ expect_rc start2 0
 run st2 "$UNICTL" status --session "$S2" --json
 P2=$(json_get "$T/st2.out" unid_pid)
 kill_unid "$P2"
-for i in $(seq 1 100); do
+for _ in $(seq 1 100); do
 	[ "$(proc_state "$P2")" = Z ] && break
 	sleep 0.02
 done

@@ -192,7 +192,7 @@ BG=$!
 set -e
 # timeout forks: the rank is its child.
 FIRST=
-for i in $(seq 1 200); do
+for _ in $(seq 1 200); do
 	FIRST=$(pgrep -P "$BG" 2>/dev/null | head -1 || true)
 	if [ -n "$FIRST" ] && "$UNICTL" status --session "$S" --json >"$T/st_first.json" 2>/dev/null &&
 		"$PY" -c 'import json,sys; j=json.load(open(sys.argv[1])); sys.exit(0 if any(r["rank"]==0 and r["pid"]==int(sys.argv[2]) and r["state"]=="attached" for r in j["ranks"]) else 1)' \
@@ -221,7 +221,7 @@ set -e
 expect_rc first 0
 same "$T/first.out" "$T/base_nostdin.out"
 empty "$T/first.err"
-for i in $(seq 1 100); do
+for _ in $(seq 1 100); do
 	"$UNICTL" status --session "$S" --json >"$T/st_end.json" 2>/dev/null || true
 	grep -q '"exited"' "$T/st_end.json" && break
 	sleep 0.05

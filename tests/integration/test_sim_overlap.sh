@@ -1,0 +1,36 @@
+#!/bin/bash
+# Simulate mode, overlap (the Kilovolts pattern): an async all_gather issued
+# before a block of compute and waited for after it costs about
+# max(compute, transfer) in virtual time; a blocking one costs the sum.
+# Times come from the program's own clock (time.perf_counter, virtual under
+# simulate mode). 2 ranks, 16 MB each, 100 Mbit/s: the transfer (~1.3 s)
+# and the compute are of the same order, so sum and max are far apart.
+#   test_sim_overlap.sh UNIRUN
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+UNIRUN=$1
+T=$(mktemp -d /tmp/uni-overlap.XXXXXX)
+trap 'rm -rf "$T"' EXIT
+cat >"$T/c.yaml" <<YAML
+mode: simulate
+network: { model: alpha-beta, default: { latency: 1ms, bandwidth: 100Mbit } }
+YAML
+timeout 300 "$UNIRUN" -n 2 --config "$T/c.yaml" --trace "$T/t.unitrace" -- $PY "$HERE/sim_overlap.py" >"$T/log" 2>&1 ||
+	{ cat "$T/log"; fail "sim_overlap under unirun"; }
+grep '^{' "$T/log" | $PY -c '
+import json, sys
+bad = 0
+for line in sys.stdin:
+    r = json.loads(line)
+    c, m, s, a = r["compute"], r["comm"], r["sync"], r["async"]
+    print("rank %d: compute %.0f ms, all_gather %.0f ms, blocking+compute %.0f ms, async around compute %.0f ms"
+          % (r["rank"], c, m, s, a))
+    if not s >= 0.85 * (c + m):
+        print("FAIL: blocking %.0f ms is not about compute + transfer %.0f ms" % (s, c + m)); bad = 1
+    if not a <= 1.25 * max(c, m):
+        print("FAIL: async %.0f ms is not about max(compute, transfer) %.0f ms" % (a, max(c, m))); bad = 1
+    if not a < 0.8 * s:
+        print("FAIL: async %.0f ms does not beat blocking %.0f ms" % (a, s)); bad = 1
+sys.exit(bad)
+' || fail "overlap"
+ok "async all_gather around compute costs about the max, blocking the sum"
