@@ -173,9 +173,20 @@ static void schedule(struct stream *s, const struct uni_op *op)
 	double bps;
 	link_params(op->rank, peer, &lat, &bps);
 	double npb = 8e9 / bps;
-	uint64_t start = e->t0 > s->free_at ? e->t0 : s->free_at;
 	uint64_t tx = (uint64_t)llround((double)e->len * npb);
-	s->free_at = start + tx;
+	uint64_t start;
+	if (e->flags & UNI_EVF_NOTIFY) {
+		/* A 48-byte Gloo notice goes when it is posted, not behind data
+		 * that reached the socket first on this host: on the modelled
+		 * network that data waits for a notice from the peer, and the
+		 * poster's next notices would have been written before it.
+		 * Keeping host byte order here made results depend on host
+		 * timing (which rank's notices happened to queue behind data). */
+		start = e->t0;
+	} else {
+		start = e->t0 > s->free_at ? e->t0 : s->free_at;
+		s->free_at = start + tx;
+	}
 	if (s->nch == s->capch)
 		s->ch = grow(s->ch, &s->capch, sizeof(*s->ch));
 	s->ch[s->nch++] = (struct chunk){.off = e->off, .len = e->len, .start = start,

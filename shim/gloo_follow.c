@@ -94,6 +94,7 @@ static void out_bytes(struct uni_gf_conn *c, const uint8_t *p, size_t n, uint64_
 	while (i < n) {
 		uint64_t stamp;
 		size_t take;
+		int notify = 0;
 		if (d->broken) {
 			stamp = vt;
 			take = n - i;
@@ -101,6 +102,7 @@ static void out_bytes(struct uni_gf_conn *c, const uint8_t *p, size_t n, uint64_
 		} else if (d->npre < UNI_GF_PREAMBLE) {
 			/* Inside a preamble: its bytes carry the writer's time
 			 * until the message's own stamp is known. */
+			uint32_t started = d->npre;
 			take = UNI_GF_PREAMBLE - d->npre;
 			if (take > n - i)
 				take = n - i;
@@ -112,6 +114,8 @@ static void out_bytes(struct uni_gf_conn *c, const uint8_t *p, size_t n, uint64_
 				if (preamble_done(d) == 0)
 					d->stamp = out_stamp(c, vt, dispatcher);
 				if (!d->broken && d->body_left == 0) {
+					notify = started == 0 && (d->opcode == UNI_GF_SEND_READY ||
+								  d->opcode == UNI_GF_RECV_READY);
 					d->npre = 0;
 					d->messages++;
 				}
@@ -127,12 +131,13 @@ static void out_bytes(struct uni_gf_conn *c, const uint8_t *p, size_t n, uint64_
 			}
 		}
 		uint64_t at = base + i;
-		if (*nseg > 0 && segs[*nseg - 1].stamp == stamp && segs[*nseg - 1].off + segs[*nseg - 1].len == at)
-			segs[*nseg - 1].len += take;
+		struct uni_gf_seg *last = *nseg ? &segs[*nseg - 1] : NULL;
+		if (last && last->stamp == stamp && last->notify == notify && last->off + last->len == at)
+			last->len += take;
 		else if (*nseg < max)
-			segs[(*nseg)++] = (struct uni_gf_seg){.off = at, .len = take, .stamp = stamp};
+			segs[(*nseg)++] = (struct uni_gf_seg){.off = at, .len = take, .stamp = stamp, .notify = notify};
 		else
-			segs[*nseg - 1].len += take;
+			last->len += take, last->notify = 0;
 		i += take;
 	}
 }

@@ -61,6 +61,7 @@ struct uni_gf_seg {
 	uint64_t off; /* offset within the write */
 	uint64_t len;
 	uint64_t stamp;
+	int notify;   /* whole notify messages only (SEND_READY / RECV_READY) */
 };
 
 /* Outgoing: n bytes written by a thread at time vt (a dispatcher passes

@@ -617,7 +617,9 @@ static void sim_send(struct shim_conn *sc, const struct iovec *iov, int cnt, siz
 	uint16_t flags = (uint16_t)((tls.dispatcher ? UNI_EVF_DISPATCHER : 0) |
 				    (sc->gf.out.broken ? UNI_EVF_FALLBACK : 0));
 	for (size_t i = 0; i < nseg; i++) {
-		struct uni_ev e = {.kind = UNI_EV_SEND, .flags = flags, .conn = sc->shm_idx,
+		struct uni_ev e = {.kind = UNI_EV_SEND,
+				   .flags = (uint16_t)(flags | (segs[i].notify ? UNI_EVF_NOTIFY : 0)),
+				   .conn = sc->shm_idx,
 				   .t0 = segs[i].stamp, .t1 = segs[i].stamp,
 				   .off = base + segs[i].off, .len = segs[i].len};
 		emit(&e);

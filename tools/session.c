@@ -211,6 +211,21 @@ static void remove_stale(const char *session)
 		close(fd);
 }
 
+/* After unid pid is gone: is its segment still there? Then it did not stop
+ * cleanly; remove what it left. */
+static int left_behind(const char *session, pid_t pid)
+{
+	char e2[256];
+	struct uni_shm_hdr *h = uni_shm_open(session, e2, sizeof(e2));
+	if (!h)
+		return 0;
+	int mine = h->daemon_pid == pid;
+	uni_shm_close(h);
+	if (mine)
+		remove_stale(session);
+	return mine;
+}
+
 int uni_session_stop(const char *session, pid_t child, char *trace, size_t tracelen, char *err,
 		     size_t errlen)
 {
@@ -238,7 +253,7 @@ int uni_session_stop(const char *session, pid_t child, char *trace, size_t trace
 	/* unid drains, writes the end of the trace, fsyncs: give it 10 s. */
 	for (int i = 0; i < 1000; i++) {
 		if (pid_gone(pid, child))
-			return 0;
+			goto gone;
 		usleep(10000);
 	}
 	kill(pid, SIGTERM);
@@ -255,6 +270,20 @@ int uni_session_stop(const char *session, pid_t child, char *trace, size_t trace
 		 "the trace may end early", pid, session);
 	return -1;
 late:
+	if (left_behind(session, pid)) {
+		snprintf(err, errlen, "unid pid %d of session '%s' died before it finished stopping "
+			 "(after SIGTERM): removed its segment; the trace may end early", pid, session);
+		return -1;
+	}
 	snprintf(err, errlen, "unid pid %d of session '%s' needed SIGTERM to stop", pid, session);
 	return -1;
+gone:
+	/* A unid that stops cleanly removes its segment last; one that died
+	 * on the way (killed while stopping) leaves it behind. */
+	if (left_behind(session, pid)) {
+		snprintf(err, errlen, "unid pid %d of session '%s' died before it finished stopping: "
+			 "removed its segment; the trace may end early", pid, session);
+		return -1;
+	}
+	return 0;
 }

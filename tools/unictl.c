@@ -167,10 +167,12 @@ int main(int argc, char **argv)
 			fprintf(stderr, "unictl: %s\n", err);
 			return 1;
 		}
-		if (r < 0)
+		if (r < 0) {
 			fprintf(stderr, "unictl: %s\n", err);
+			return 1;
+		}
 		printf("session '%s' stopped; trace %s\n", so.session, trace);
-		return r < 0 ? 1 : 0;
+		return 0;
 	}
 	if (strcmp(cmd, "status") == 0)
 		return cmd_status(so.session, json);

@@ -54,6 +54,7 @@ enum uni_ev_kind {
 enum uni_ev_flags {
 	UNI_EVF_DISPATCHER = 1u << 0, /* issued by a dispatcher thread (Gloo's loop) */
 	UNI_EVF_FALLBACK = 1u << 1,   /* stamp from the writer's time: stream not parsed */
+	UNI_EVF_NOTIFY = 1u << 2,     /* SEND: whole Gloo notify messages (48-byte preambles) */
 };
 
 /* One event, 64 bytes. Times are CLOCK_MONOTONIC ns minus the session
