@@ -21,6 +21,7 @@
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <dirent.h>
 #include <sched.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -69,6 +70,8 @@ static struct {
 	uint32_t nunmatched;
 	uint64_t unmodelled;
 	uint64_t trace_errors;
+	uint64_t last_progress; /* real time of the last event taken */
+	int deadlock_seen;
 	volatile sig_atomic_t signalled;
 } D = {.lock_fd = -1, .ready_fd = -1};
 
@@ -486,6 +489,194 @@ static void check_ranks(void)
 	}
 }
 
+/* Deadlock detection (simulate mode) -------------------------------------- */
+
+#define DEADLOCK_QUIET_NS 2000000000ull /* no event for this long ... */
+
+static int any_thread_running(int pid)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/task", pid);
+	DIR *d = opendir(path);
+	if (!d)
+		return 0;
+	struct dirent *de;
+	int running = 0;
+	while (!running && (de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		char sp[320], buf[512];
+		snprintf(sp, sizeof(sp), "/proc/%d/task/%s/stat", pid, de->d_name);
+		int fd = open(sp, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		ssize_t n = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		if (n <= 0)
+			continue;
+		buf[n] = 0;
+		char *rp = strrchr(buf, ')');
+		if (rp && rp[1] == ' ' && rp[2] == 'R')
+			running = 1;
+	}
+	closedir(d);
+	return running;
+}
+
+static void thread_comm(int pid, int tid, char *out, size_t len)
+{
+	char p[96];
+	snprintf(p, sizeof(p), "/proc/%d/task/%d/comm", pid, tid);
+	int fd = open(p, O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd >= 0 ? read(fd, out, len - 1) : -1;
+	if (fd >= 0)
+		close(fd);
+	if (n <= 0)
+		n = snprintf(out, len, "?");
+	out[n] = 0;
+	char *nl = strchr(out, '\n');
+	if (nl)
+		*nl = 0;
+}
+
+static int ring_is_live_rank(struct uni_ring *ring)
+{
+	if (atomic_load(&ring->state) != UNI_RING_LIVE || (uint32_t)ring->rank >= D.h->max_ranks)
+		return 0;
+	return D.ranks[ring->rank].pid == ring->pid;
+}
+
+/* Writes the report and stops the ranks. */
+static void report_deadlock(uint64_t now)
+{
+	char path[512];
+	/* The trace path fits in the segment's 512 bytes (checked at start). */
+	if (strlen(D.trace_path) + sizeof(".deadlock.txt") <= sizeof(path))
+		memcpy(path, D.trace_path, strlen(D.trace_path)), strcpy(path + strlen(D.trace_path), ".deadlock.txt");
+	else
+		snprintf(path, sizeof(path), "/tmp/uni.%s.deadlock.txt", D.session);
+	FILE *f = fopen(path, "w");
+	if (!f) {
+		snprintf(path, sizeof(path), "/tmp/uni.%s.deadlock.txt", D.session);
+		f = fopen(path, "w");
+	}
+	FILE *out = f ? f : stderr;
+	fprintf(out, "deadlock in session '%s': every rank waits and nothing is in flight "
+		     "(no event for %.1f s)\n", D.session, (double)(now - D.last_progress) / 1e9);
+	for (uint32_t i = 0; i < D.h->max_ranks; i++) {
+		struct drank *dr = &D.ranks[i];
+		if (!dr->pid)
+			continue;
+		fprintf(out, "\nrank %u (pid %d):\n", i, dr->pid);
+		for (uint32_t c = 0; c < atomic_load(&D.h->next_conn) && c < D.h->max_conns; c++) {
+			struct uni_conn *cn = uni_shm_conn(D.h, c);
+			if (cn->rank != (int)i || D.conns[c].state != UNI_CONN_MATCHED)
+				continue;
+			uint32_t out_rr = atomic_load(&cn->rr_outstanding);
+			if (out_rr)
+				fprintf(out, "  waits for data from rank %d (connection %u): %u Gloo receive%s "
+					     "announced and not served, the last one slot 0x%llx, %u bytes\n",
+					atomic_load(&cn->peer_rank), c, out_rr, out_rr == 1 ? "" : "s",
+					(unsigned long long)cn->rr_slot, cn->rr_len);
+		}
+		for (uint32_t k = 0; k < D.h->max_rings; k++) {
+			struct uni_ring *ring = uni_shm_ring(D.h, k);
+			if (!ring_is_live_rank(ring) || ring->rank != (int)i)
+				continue;
+			uint32_t wk = atomic_load(&ring->wait_kind);
+			char comm[32];
+			thread_comm(ring->pid, ring->tid, comm, sizeof(comm));
+			if (ring->dispatcher) {
+				fprintf(out, "  thread %d (%s): Gloo's event loop, idle\n", ring->tid, comm);
+				continue;
+			}
+			if (wk == UNI_WAIT_COND)
+				fprintf(out, "  thread %d (%s): blocked on condition variable %#llx for %.1f s, "
+					     "since virtual time %.3f ms\n", ring->tid, comm,
+					(unsigned long long)ring->wait_obj, (double)(now - ring->wait_since) / 1e9,
+					(double)ring->wait_vt / 1e6);
+			else if (wk == UNI_WAIT_READ)
+				fprintf(out, "  thread %d (%s): waiting for bytes on connection %llu for %.1f s\n",
+					ring->tid, comm, (unsigned long long)ring->wait_obj,
+					(double)(now - ring->wait_since) / 1e9);
+			else
+				fprintf(out, "  thread %d (%s): blocked outside the shim\n", ring->tid, comm);
+			if (ring->stack[0]) {
+				fprintf(out, "    native stack:\n");
+				for (const char *p = ring->stack; *p;) {
+					const char *nl = strchr(p, '\n');
+					int len = nl ? (int)(nl - p) : (int)strlen(p);
+					fprintf(out, "      %.*s\n", len, p);
+					p += len + (nl ? 1 : 0);
+				}
+			}
+			struct uni_trec r = rec_of(UNI_TR_DEADLOCK, ring->rank);
+			r.tid = ring->tid;
+			r.t0 = r.t1 = ring->wait_vt;
+			r.off = wk;
+			r.a = ring->wait_obj;
+			r.len = now - ring->wait_since;
+			trace_put(&r);
+		}
+	}
+	if (f)
+		fclose(f);
+	memcpy(D.h->deadlock_report, path, sizeof(path));
+	D.h->deadlock_report[sizeof(D.h->deadlock_report) - 1] = 0;
+	atomic_store(&D.h->deadlock, 1);
+	logmsg("deadlock: every rank waits and nothing is in flight; report in %s; stopping the ranks", path);
+	uni_trace_flush(&D.tw);
+	for (uint32_t i = 0; i < D.h->max_ranks; i++)
+		if (D.ranks[i].pid)
+			kill(D.ranks[i].pid, SIGTERM);
+}
+
+static void check_deadlock(uint64_t now)
+{
+	if (D.cfg.mode != UNI_MODE_SIMULATE || atomic_load(&D.h->deadlock) ||
+	    now - D.last_progress < DEADLOCK_QUIET_NS) {
+		D.deadlock_seen = 0;
+		return;
+	}
+	int live = 0, world = 0;
+	for (uint32_t i = 0; i < D.h->max_ranks; i++) {
+		if (!D.ranks[i].pid)
+			continue;
+		live++;
+		world = uni_shm_rank(D.h, i)->world_size;
+		if (uni_pid_dead(D.ranks[i].pid) || any_thread_running(D.ranks[i].pid))
+			goto no;
+	}
+	if (!live || live < world)
+		goto no;
+	int blocked[UNI_MAX_RANKS] = {0};
+	for (uint32_t k = 0; k < D.h->max_rings; k++) {
+		struct uni_ring *ring = uni_shm_ring(D.h, k);
+		if (!ring_is_live_rank(ring))
+			continue;
+		uint32_t wk = atomic_load(&ring->wait_kind);
+		if (wk == UNI_WAIT_SLEEP)
+			goto no;
+		if (wk != UNI_WAIT_COND && wk != UNI_WAIT_READ)
+			continue;
+		if (now - ring->wait_since < DEADLOCK_QUIET_NS)
+			goto no;
+		if (ring->wait_deadline && ring->wait_deadline < now + 10000000000ull)
+			goto no; /* it times out soon by itself */
+		blocked[ring->rank]++;
+	}
+	for (uint32_t i = 0; i < D.h->max_ranks; i++)
+		if (D.ranks[i].pid && !blocked[i])
+			goto no;
+	/* Twice in a row, half a second apart: not a moment between two waits. */
+	if (++D.deadlock_seen < 2)
+		return;
+	report_deadlock(now);
+	return;
+no:
+	D.deadlock_seen = 0;
+}
+
 /* A read on a connection whose other end never registered (something that
  * is not a rank of this session) is answered after 2 s and the connection
  * is given up: it is not modelled. */
@@ -695,16 +886,23 @@ int main(int argc, char **argv)
 	}
 	logmsg("serving (mode %s, trace %s)", uni_mode_name(D.cfg.mode), D.trace_path);
 
-	uint64_t last_flush = uni_now_ns(), last_check = 0, last_work = 0;
+	uint64_t last_flush = uni_now_ns(), last_check = 0, last_work = 0, last_deadlock_check = 0;
+	D.last_progress = uni_now_ns();
 	while (!atomic_load(&D.h->stop)) {
 		atomic_fetch_add_explicit(&D.h->heartbeat, 1, memory_order_relaxed);
 		scan_ranks();
 		uint64_t n = drain();
 		uint64_t now = uni_now_ns();
+		if (n)
+			D.last_progress = now;
 		if (now - last_check > 20000000ull) {
 			check_ranks();
 			check_unmatched_reads(now);
 			last_check = now;
+		}
+		if (now - last_deadlock_check > 500000000ull) {
+			check_deadlock(now);
+			last_deadlock_check = now;
 		}
 		if (now - last_flush > 100000000ull) {
 			uni_trace_flush(&D.tw);

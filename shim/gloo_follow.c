@@ -72,6 +72,11 @@ static uint64_t out_stamp(struct uni_gf_conn *c, uint64_t vt, int dispatcher)
 	case UNI_GF_SEND_READY:
 		slot_put(c->posted, d->slot, vt);
 		return vt;
+	case UNI_GF_RECV_READY:
+		c->rr_out++;
+		c->rr_slot = d->slot;
+		c->rr_len = (uint32_t)le64(d->pre + 32);
+		return vt;
 	case UNI_GF_SEND_UNBOUND: {
 		uint64_t due = max64(slot_take(c->posted, d->slot), slot_take(c->released, d->slot));
 		/* The loop thread's own time is that of whatever event it is
@@ -166,6 +171,16 @@ size_t uni_gf_writev(struct uni_gf_conn *c, const struct iovec *iov, int cnt, si
 	return nseg;
 }
 
+/* An incoming message is complete. */
+static void in_done(struct uni_gf_conn *c)
+{
+	struct uni_gf_dir *d = &c->in;
+	if ((d->opcode == UNI_GF_SEND_UNBOUND || d->opcode == UNI_GF_SEND_BUFFER) && c->rr_out)
+		c->rr_out--;
+	d->npre = 0;
+	d->messages++;
+}
+
 static void in_bytes(struct uni_gf_conn *c, const uint8_t *p, size_t n, uint64_t t)
 {
 	struct uni_gf_dir *d = &c->in;
@@ -181,19 +196,15 @@ static void in_bytes(struct uni_gf_conn *c, const uint8_t *p, size_t n, uint64_t
 			if (d->npre == UNI_GF_PREAMBLE && preamble_done(d) == 0) {
 				if (d->opcode == UNI_GF_RECV_READY)
 					slot_put(c->released, d->slot, t);
-				if (d->body_left == 0) {
-					d->npre = 0;
-					d->messages++;
-				}
+				if (d->body_left == 0)
+					in_done(c);
 			}
 		} else {
 			size_t take = d->body_left < n - i ? (size_t)d->body_left : n - i;
 			d->body_left -= take;
 			i += take;
-			if (d->body_left == 0) {
-				d->npre = 0;
-				d->messages++;
-			}
+			if (d->body_left == 0)
+				in_done(c);
 		}
 	}
 }

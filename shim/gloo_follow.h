@@ -54,6 +54,9 @@ struct uni_gf_conn {
 	struct uni_gf_slot_time posted[UNI_GF_SLOTS];   /* our SEND_READY times */
 	struct uni_gf_slot_time released[UNI_GF_SLOTS]; /* peer's RECV_READY arrivals */
 	uint64_t fallbacks;  /* bytes stamped with the writer's time for want of parse */
+	uint32_t rr_out;     /* RECV_READY notices sent whose data has not been read yet */
+	uint32_t rr_len;     /* size the last one announced */
+	uint64_t rr_slot;    /* its slot */
 };
 
 /* A piece of an outgoing write with one stamp. */

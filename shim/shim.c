@@ -21,6 +21,17 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#if __has_include("uni_build_config.h")
+#include "uni_build_config.h"
+#endif
+#if UNI_HAVE_LIBUNWIND
+#define UNW_LOCAL_ONLY
+#include <libunwind.h>
+#else
+#include <execinfo.h>
+#endif
+#include <dlfcn.h>
+
 #include "gloo_follow.h"
 #include "shim.h"
 #include "uni/shm.h"
@@ -61,6 +72,7 @@ struct shim_tls {
 	uint64_t compute;    /* simulate: compute charged to this thread (virtual ns) */
 	uint64_t waited;     /* simulate: clock advanced by wake-ups and arrivals */
 	uint64_t idled;      /* simulate: clock advanced by sleeps and timed-out waits */
+	void *slice_cv;      /* a 1 s slice of a wait on it just ended (same wait goes on) */
 };
 #define UNI_HELD 4
 
@@ -608,6 +620,15 @@ uint64_t uni_shim_io_begin(uint32_t slot1)
 	return tls.vt;
 }
 
+/* Outstanding Gloo receives of this end, for deadlock reports. */
+static void publish_rr(struct shim_conn *sc)
+{
+	struct uni_conn *c = uni_shm_conn(g_hdr, sc->shm_idx);
+	c->rr_len = sc->gf.rr_len;
+	c->rr_slot = sc->gf.rr_slot;
+	atomic_store_explicit(&c->rr_outstanding, sc->gf.rr_out, memory_order_release);
+}
+
 static void sim_send(struct shim_conn *sc, const struct iovec *iov, int cnt, size_t n)
 {
 	struct uni_gf_seg segs[8];
@@ -616,6 +637,7 @@ static void sim_send(struct shim_conn *sc, const struct iovec *iov, int cnt, siz
 	uint64_t base = atomic_fetch_add(&sc->tx, n);
 	uint16_t flags = (uint16_t)((tls.dispatcher ? UNI_EVF_DISPATCHER : 0) |
 				    (sc->gf.out.broken ? UNI_EVF_FALLBACK : 0));
+	publish_rr(sc);
 	for (size_t i = 0; i < nseg; i++) {
 		struct uni_ev e = {.kind = UNI_EV_SEND,
 				   .flags = (uint16_t)(flags | (segs[i].notify ? UNI_EVF_NOTIFY : 0)),
@@ -632,8 +654,10 @@ static void sim_recv(struct shim_conn *sc, const struct iovec *iov, int cnt, siz
 	uint64_t off = atomic_fetch_add(&sc->rx, n);
 	if (!r)
 		return;
-	if (tls.loop)
+	if (tls.loop && !tls.dispatcher) {
 		tls.dispatcher = 1;
+		r->dispatcher = 1;
+	}
 	uint32_t seq = ++tls.req_seq;
 	struct uni_ev e = {.kind = UNI_EV_READ_REQ,
 			   .flags = (uint16_t)(tls.dispatcher ? UNI_EVF_DISPATCHER : 0),
@@ -641,12 +665,19 @@ static void sim_recv(struct shim_conn *sc, const struct iovec *iov, int cnt, siz
 	push(r, &e);
 	if (atomic_load_explicit(&g_hdr->daemon_sleeping, memory_order_relaxed))
 		wake_daemon();
+	r->wait_obj = sc->shm_idx;
+	r->wait_since = uni_now_ns();
+	r->wait_deadline = 0;
+	r->wait_vt = tls.vt;
+	atomic_store_explicit(&r->wait_kind, UNI_WAIT_READ, memory_order_release);
 	uint64_t t = await_answer(r, seq, tls.vt);
+	atomic_store_explicit(&r->wait_kind, UNI_WAIT_NONE, memory_order_release);
 	if (tls.dispatcher)
 		tls.vt = t;
 	else
 		take_stamp(t);
 	uni_gf_readv(&sc->gf, iov, cnt, n, tls.vt);
+	publish_rr(sc);
 }
 
 void uni_shim_io_end(uint32_t slot1, int is_send, const struct iovec *iov, int cnt, ssize_t r,
@@ -791,6 +822,125 @@ void uni_shim_cond_wait_end(void *cv, void *mutex, uint32_t tok)
 		leave();
 	tls.in_shim--;
 	errno = saved;
+}
+
+static uint64_t clock_ns(clockid_t clk)
+{
+	struct timespec ts;
+	uni_real.clock_gettime(clk, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static struct timespec ns_ts(uint64_t ns)
+{
+	struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000ull), .tv_nsec = (long)(ns % 1000000000ull)};
+	return ts;
+}
+
+/* The calling thread's native stack, symbolised, into the ring for the
+ * deadlock report. Runs in the blocked thread itself, between two slices
+ * of its wait: no signals, no ptrace. */
+static void capture_stack(struct uni_ring *r)
+{
+	void *pcs[24];
+	int n;
+#if UNI_HAVE_LIBUNWIND
+	n = unw_backtrace(pcs, (int)UNI_ARRAY_LEN(pcs));
+#else
+	n = backtrace(pcs, (int)UNI_ARRAY_LEN(pcs));
+#endif
+	size_t off = 0, cap = sizeof(r->stack);
+	for (int i = 2; i < n && off + 1 < cap; i++) { /* skip capture_stack, cond_wait */
+		Dl_info di;
+		const char *sym = "?", *obj = "?";
+		uintptr_t delta = 0;
+		if (dladdr(pcs[i], &di)) {
+			if (di.dli_sname) {
+				sym = di.dli_sname;
+				delta = (uintptr_t)pcs[i] - (uintptr_t)di.dli_saddr;
+			}
+			if (di.dli_fname) {
+				const char *slash = strrchr(di.dli_fname, '/');
+				obj = slash ? slash + 1 : di.dli_fname;
+			}
+		}
+		int w = snprintf(r->stack + off, cap - off, "#%d %p %s+0x%lx (%s)\n", i - 2, pcs[i], sym,
+				 (unsigned long)delta, obj);
+		if (w < 0)
+			break;
+		off += (size_t)w;
+	}
+	if (off >= cap)
+		r->stack[cap - 1] = 0;
+}
+
+int uni_shim_cond_wait(pthread_cond_t *cv, pthread_mutex_t *m, int how, clockid_t clk,
+		       const struct timespec *abs)
+{
+	uint32_t tok = uni_shim_cond_wait_begin(cv, m);
+	int saved = errno;
+	tls.in_shim++;
+	struct uni_ring *r = sync_active() ? thread_ring() : NULL;
+	/* A deadline the thread computed from a virtual clock: the kernel
+	 * gets the real one. */
+	struct timespec real_dl, slice;
+	uint64_t vdl = 0;
+	const struct timespec *use = abs;
+	if (abs && g_vclock && !tls.dispatcher && uni_shim_deadline(clk, abs, &real_dl, &vdl) == 0)
+		use = &real_dl;
+	else
+		vdl = 0;
+	clockid_t sclk = how == 0 ? uni_cond_clock(cv) : clk;
+	uint64_t now_c = clock_ns(sclk), mono = uni_now_ns();
+	int sliced = 0;
+	if (!use || (uint64_t)use->tv_sec * 1000000000ull + (uint64_t)use->tv_nsec > now_c + 1000000000ull) {
+		slice = ns_ts(now_c + 1000000000ull);
+		sliced = 1;
+	}
+	if (r) {
+		if (tls.slice_cv != cv) {
+			r->wait_since = mono;
+			r->wait_vt = tls.vt;
+			r->stack[0] = 0;
+		}
+		r->wait_obj = (uint64_t)(uintptr_t)cv;
+		r->wait_deadline = use ? mono + ((uint64_t)use->tv_sec * 1000000000ull +
+						 (uint64_t)use->tv_nsec - now_c) : 0;
+		atomic_store_explicit(&r->wait_kind, UNI_WAIT_COND, memory_order_release);
+	}
+	tls.slice_cv = NULL;
+	tls.in_shim--;
+	errno = saved;
+	const struct timespec *dl = sliced ? &slice : use;
+	int rc = how == 2 ? uni_real.cond_clockwait(cv, m, clk, dl) : uni_real.cond_timedwait(cv, m, dl);
+	saved = errno;
+	tls.in_shim++;
+	if (rc == ETIMEDOUT && sliced) {
+		if (r && !r->stack[0] && uni_now_ns() - r->wait_since >= 1000000000ull)
+			capture_stack(r);
+		tls.slice_cv = cv;
+		rc = 0; /* a spurious wake-up: the caller re-checks and waits again */
+	}
+	if (r)
+		atomic_store_explicit(&r->wait_kind, UNI_WAIT_NONE, memory_order_release);
+	tls.in_shim--;
+	errno = saved;
+	uni_shim_cond_wait_end(cv, m, tok);
+	if (rc == ETIMEDOUT && vdl)
+		uni_shim_idle_until(vdl);
+	return rc;
+}
+
+void uni_shim_sleeping(int on)
+{
+	if (!sync_active() || !tls.ring)
+		return;
+	struct uni_ring *r = tls.ring;
+	if (on) {
+		r->wait_since = uni_now_ns();
+		r->wait_vt = tls.vt;
+	}
+	atomic_store_explicit(&r->wait_kind, on ? UNI_WAIT_SLEEP : UNI_WAIT_NONE, memory_order_release);
 }
 
 void uni_shim_mutex_locked(void *m)

@@ -126,6 +126,19 @@ void uni_shim_idle_until(uint64_t t) UNI_HIDDEN;
 /* The calling thread slept ns: its clock moves on by ns. */
 void uni_shim_idle_for(uint64_t ns) UNI_HIDDEN;
 
+/* A condition wait in simulate mode (how: 0 pthread_cond_wait, 1 timedwait,
+ * 2 clockwait on clk), with the wake-up rules, virtual deadlines, and the
+ * wait published for deadlock reports. Long waits are cut into 1 s slices
+ * that return as spurious wake-ups (POSIX allows them; every caller
+ * re-checks its predicate), so a thread blocked for good has its stack
+ * captured for the report. */
+int uni_shim_cond_wait(pthread_cond_t *cv, pthread_mutex_t *m, int how, clockid_t clk,
+		       const struct timespec *abs) UNI_HIDDEN;
+/* The calling thread sleeps (1) or stopped sleeping (0). */
+void uni_shim_sleeping(int on) UNI_HIDDEN;
+/* glibc keeps a condvar's clock in bit 1 of __wrefs. */
+clockid_t uni_cond_clock(const pthread_cond_t *cv) UNI_HIDDEN;
+
 /* True when the sync hooks have work to do in this process. */
 extern int uni_shim_sync_on UNI_HIDDEN;
 

@@ -91,6 +91,8 @@ static int cmd_status(const char *session, int json)
 		       (unsigned long long)atomic_load(&h->events_total),
 		       (unsigned long long)atomic_load(&h->dropped_total), nconns, matched, rings);
 		printf("  NCCL interception: not built yet\n");
+		if (atomic_load(&h->deadlock))
+			printf("  DEADLOCK found: report in %s\n", h->deadlock_report);
 		int any = 0;
 		for (uint32_t i = 0; i < h->max_ranks; i++) {
 			struct uni_rank *r = uni_shm_rank(h, i);

@@ -28,6 +28,10 @@
 #endif
 #include "session.h"
 #include "uni/common.h"
+#include "uni/shm.h"
+
+/* Exit status of unirun when the session found a deadlock. */
+#define UNI_EXIT_DEADLOCK 97
 
 static volatile sig_atomic_t got_signal;
 
@@ -135,6 +139,9 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
+	char e2[256];
+	struct uni_shm_hdr *hdr = uni_shm_open(so.session, e2, sizeof(e2));
+	int deadlock = 0;
 	pid_t *pids = calloc((size_t)n, sizeof(*pids));
 	int *done = calloc((size_t)n, sizeof(*done));
 	pid_t pgid = 0;
@@ -184,6 +191,20 @@ int main(int argc, char **argv)
 	uint64_t kill_at = 0;
 	int forwarded = 0;
 	while (live > 0) {
+		if (hdr && !deadlock && atomic_load(&hdr->deadlock)) {
+			/* unid stops the ranks; say why, once, before their exits. */
+			deadlock = 1;
+			fprintf(stderr, "unirun: deadlock: every rank waits and nothing is in flight\n");
+			FILE *f = fopen(hdr->deadlock_report, "r");
+			char line[512];
+			while (f && fgets(line, sizeof(line), f))
+				fputs(line, stderr);
+			if (f)
+				fclose(f);
+			fprintf(stderr, "unirun: report in %s\n", hdr->deadlock_report);
+			if (!kill_at)
+				kill_at = uni_now_ns() + 5000000000ull;
+		}
 		if (got_signal && !forwarded) {
 			killpg(pgid, got_signal);
 			forwarded = got_signal;
@@ -198,7 +219,7 @@ int main(int argc, char **argv)
 				continue;
 			done[r] = 1;
 			live--;
-			if (status_code(st) != 0 && failed_rank < 0) {
+			if (status_code(st) != 0 && failed_rank < 0 && !deadlock) {
 				failed_rank = (int)r;
 				failed_status = status_code(st);
 				if (WIFSIGNALED(st))
@@ -243,6 +264,9 @@ int main(int argc, char **argv)
 	       (double)(uni_now_ns() - wall0) / 1e9, trace);
 	free(pids);
 	free(done);
+	uni_shm_close(hdr);
+	if (deadlock)
+		return UNI_EXIT_DEADLOCK;
 	if (forwarded && failed_rank < 0)
 		return 128 + forwarded;
 	return failed_rank >= 0 ? failed_status : (sr < 0 ? 1 : 0);

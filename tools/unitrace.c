@@ -296,6 +296,7 @@ struct rank_stat {
 	int have_end_t;       /* a RANK_EXIT said when the rank ended */
 	uint64_t end_t;       /* ns since epoch (virtual in simulate mode) */
 	uint64_t compute, waited; /* simulate: the exiting thread's, virtual ns */
+	uint32_t deadlocked;  /* threads blocked for good when unid found a deadlock */
 };
 
 struct pair_stat {
@@ -334,6 +335,7 @@ struct summary {
 	struct mismatch *mism;
 	size_t nmism, cap_mism;
 	uint64_t external_bytes; /* to/from peers outside the session (< 0) */
+	uint64_t deadlocked;     /* DEADLOCK records: threads blocked for good */
 };
 
 static struct rank_stat *get_rank(struct summary *s, int32_t rank)
@@ -416,6 +418,7 @@ static void account(struct summary *s, const struct uni_trec *t)
 	case UNI_TR_RECV:
 	case UNI_TR_CONN_CLOSE:
 	case UNI_TR_THREAD_END:
+	case UNI_TR_DEADLOCK:
 		break;
 	default:
 		/* A newer minor's addition: skipped, but counted. */
@@ -448,6 +451,10 @@ static void account(struct summary *s, const struct uni_trec *t)
 		break;
 	case UNI_TR_THREAD_END:
 		see_thread(s, r, t->tid);
+		break;
+	case UNI_TR_DEADLOCK:
+		s->deadlocked++;
+		r->deadlocked++;
 		break;
 	case UNI_TR_THREAD:
 		see_thread(s, r, t->tid);
@@ -681,7 +688,18 @@ static void summary_text(const struct summary *s, const char *path)
 		recvd += r->bytes_recv;
 	}
 
-	if (h->mode == UNI_MODE_SIMULATE) {
+	if (s->deadlocked) {
+		printf("\nDEADLOCK: unid found %" PRIu64 " thread%s blocked for good (", s->deadlocked,
+		       s->deadlocked == 1 ? "" : "s");
+		for (size_t i = 0, first = 1; i < s->nranks; i++)
+			if (s->ranks[i].deadlocked) {
+				printf("%srank %" PRId32 ": %" PRIu32, first ? "" : ", ", s->ranks[i].rank,
+				       s->ranks[i].deadlocked);
+				first = 0;
+			}
+		printf("); the ranks were stopped, so there is no makespan; the report is beside the trace "
+		       "(TRACE.deadlock.txt)\n");
+	} else if (h->mode == UNI_MODE_SIMULATE) {
 		const struct rank_stat *last = NULL;
 		for (size_t i = 0; i < s->nranks; i++)
 			if (s->ranks[i].have_end_t && (!last || s->ranks[i].end_t > last->end_t))
@@ -813,12 +831,13 @@ static void summary_json(const struct summary *s, const char *path)
 	}
 	printf("%s],\n", s->nranks ? "\n  " : "");
 
+	printf("  \"deadlocked_threads\": %" PRIu64 ",\n", s->deadlocked);
 	if (h->mode == UNI_MODE_SIMULATE) {
 		const struct rank_stat *last = NULL;
 		for (size_t i = 0; i < s->nranks; i++)
 			if (s->ranks[i].have_end_t && (!last || s->ranks[i].end_t > last->end_t))
 				last = &s->ranks[i];
-		if (last)
+		if (last && !s->deadlocked)
 			printf("  \"makespan_ms\": %.6f,\n  \"makespan_rank\": %" PRId32 ",\n",
 			       ms(last->end_t), last->rank);
 		else

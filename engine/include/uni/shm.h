@@ -25,7 +25,7 @@
 #include <stdint.h>
 
 #define UNI_SHM_MAGIC 0x31304d4853494e55ull /* "UNISHM01" little-endian */
-#define UNI_SHM_VERSION 1u
+#define UNI_SHM_VERSION 2u
 
 #define UNI_MAX_RANKS 256u
 #define UNI_MAX_RINGS 512u
@@ -120,9 +120,21 @@ struct uni_conn {
 	uint32_t pad;
 	struct uni_addr local;
 	struct uni_addr peer;
+	/* Gloo receives this end announced (RECV_READY) whose data has not
+	 * come yet, and the last one's slot and size: deadlock reports. */
+	_Atomic uint32_t rr_outstanding;
+	uint32_t rr_len;
+	uint64_t rr_slot;
 	uint8_t reserved[8];
 };
-_Static_assert(sizeof(struct uni_conn) == 80, "uni_conn is 80 bytes");
+_Static_assert(sizeof(struct uni_conn) == 96, "uni_conn is 96 bytes");
+
+enum uni_wait_kind {
+	UNI_WAIT_NONE = 0,
+	UNI_WAIT_COND = 1,  /* pthread_cond_*wait on wait_obj */
+	UNI_WAIT_READ = 2,  /* waiting for unid's answer to a read */
+	UNI_WAIT_SLEEP = 3, /* a sleep: not blocked */
+};
 
 enum uni_ring_state {
 	UNI_RING_FREE = 0,
@@ -152,6 +164,15 @@ struct uni_ring {
 	uint32_t pad4;
 	uint64_t resp_t;
 	uint8_t pad5[UNI_CACHELINE - 16];
+	/* What the producer thread is blocked on now (simulate mode), for
+	 * deadlock reports. Written by the producer only; read by unid. */
+	_Atomic uint32_t wait_kind;  /* enum uni_wait_kind */
+	uint32_t dispatcher;         /* 1: an event loop (Gloo's loop thread) */
+	uint64_t wait_obj;           /* condvar address, or conn index */
+	uint64_t wait_since;         /* CLOCK_MONOTONIC ns (real) when the wait began */
+	uint64_t wait_deadline;      /* real CLOCK_MONOTONIC ns of its time-out, 0 = none */
+	uint64_t wait_vt;            /* the thread's virtual clock when it began */
+	char stack[1536];            /* its native stack, captured once it waited 1 s */
 	struct uni_ev ev[UNI_RING_CAP];
 };
 
@@ -178,6 +199,9 @@ struct uni_shm_hdr {
 	uint32_t pad;
 	_Atomic uint64_t events_total;
 	_Atomic uint64_t dropped_total;
+	_Atomic uint32_t deadlock;       /* set by unid when it found one */
+	uint32_t pad2;
+	char deadlock_report[512];       /* where unid wrote the report */
 	char trace_path[512];
 	char config_path[512];
 };

@@ -51,6 +51,11 @@ enum uni_trec_kind {
 	UNI_TR_SESSION_END = 9,   /* a = events, len = events dropped, off = unmodelled conns */
 	UNI_TR_THREAD_END = 10,   /* (1.1) rank, tid; t0 = its clock at exit; off = compute,
 	                             len = waiting (virtual ns); flags 1 = dispatcher */
+	UNI_TR_DEADLOCK = 11,     /* (1.1) one per blocked thread when unid found a deadlock:
+	                             rank, tid, t0 = its virtual clock when it began waiting,
+	                             off = enum uni_wait_kind, a = condvar address or conn,
+	                             len = real ns it had waited; peer = the rank it waits
+	                             for data from (-1 unknown) */
 };
 
 enum uni_trec_flags {
