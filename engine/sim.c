@@ -17,14 +17,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nic.h"
 #include "sim.h"
 #include "uni/common.h"
 
 struct chunk {
 	uint64_t off, len;
-	uint64_t start;   /* first bit on the wire */
+	uint64_t start;   /* alpha-beta: first bit on the wire */
 	double ns_per_byte;
 	uint64_t latency;
+	struct nic_flow *nf; /* nic: its flow (a whole Gloo message) */
+	uint64_t flow_off;   /* nic: where the chunk starts within the flow */
 };
 
 struct waiter {
@@ -41,6 +44,10 @@ struct stream {
 	uint32_t nheld, capheld;
 	struct waiter *wait;
 	uint32_t nwait, capwait;
+	struct nic_flow *last_data; /* nic: the last data flow (FIFO) */
+	uint64_t msg_left;          /* nic: bytes of last_data's message not seen yet */
+	uint64_t msg_seen;          /* nic: bytes of it seen */
+	int listed;                 /* in S.waiting_streams */
 };
 
 static struct {
@@ -49,7 +56,22 @@ static struct {
 	uni_trace_put_f put;
 	struct stream *st;
 	uint64_t waiting;
+	int nic;
+	uint32_t *wstreams; /* streams with waiting reads (nic) */
+	uint32_t nwstreams;
 } S;
+
+/* nic: the SEND record of a flow is written once its arrival is known. */
+static void flow_done(void *ctx, uint64_t start, uint64_t arrival)
+{
+	struct uni_trec *r = ctx;
+	if (!r)
+		return;
+	r->a = start;
+	r->t1 = arrival;
+	S.put(r);
+	free(r);
+}
 
 int uni_sim_init(const struct uni_config *cfg, struct uni_shm_hdr *h, uni_trace_put_f put)
 {
@@ -57,7 +79,14 @@ int uni_sim_init(const struct uni_config *cfg, struct uni_shm_hdr *h, uni_trace_
 	S.h = h;
 	S.put = put;
 	S.st = calloc(h->max_conns, sizeof(*S.st));
-	return S.st ? 0 : -1;
+	S.wstreams = calloc(h->max_conns, sizeof(*S.wstreams));
+	S.nic = cfg->net_model == UNI_NET_NIC;
+	if (S.nic) {
+		if (nic_init(h->max_ranks, cfg->bandwidth_bps / 8e9) < 0)
+			return -1;
+		nic_on_done(flow_done);
+	}
+	return S.st && S.wstreams ? 0 : -1;
 }
 
 static void *grow(void *p, uint32_t *cap, size_t elem)
@@ -90,8 +119,29 @@ static uint64_t arrival(const struct chunk *c, uint64_t byte)
 	return c->start + (uint64_t)llround(k * c->ns_per_byte) + c->latency;
 }
 
+/* Arrival of byte b of stream s (b < s->next_off): 1 and *t when final. */
+static int stream_final(struct stream *s, uint64_t b, uint64_t *t)
+{
+	for (uint32_t i = s->nch; i-- > s->headch;) {
+		struct chunk *c = &s->ch[i];
+		if (b >= c->off && b < c->off + c->len) {
+			if (!c->nf) {
+				*t = arrival(c, b);
+				return 1;
+			}
+			if (!nic_byte_arrival(c->nf, c->flow_off + (b - c->off), t))
+				return 0;
+			if (b + 1 == c->off + c->len && nic_flow_complete_at(c->nf, c->flow_off + c->len))
+				nic_flow_read(c->nf);
+			return 1;
+		}
+	}
+	*t = 0;
+	return 1;
+}
+
 /* Arrival of byte b of stream s (b < s->next_off). */
-static uint64_t stream_arrival(struct stream *s, uint64_t b)
+static UNI_UNUSED uint64_t stream_arrival(struct stream *s, uint64_t b)
 {
 	/* Reads go forward: search from the newest chunk backwards is the
 	 * common case for a loop thread that reads right behind the writer;
@@ -140,8 +190,11 @@ void uni_sim_answer_unmodelled(const struct uni_op *op)
 /* Drops chunks no read can need any more. */
 static void trim(struct stream *s, uint64_t consumed)
 {
-	while (s->headch < s->nch && s->ch[s->headch].off + s->ch[s->headch].len <= consumed)
+	while (s->headch < s->nch && s->ch[s->headch].off + s->ch[s->headch].len <= consumed) {
+		if (s->ch[s->headch].nf)
+			nic_flow_release(s->ch[s->headch].nf);
 		s->headch++;
+	}
 	if (s->headch > 64 && s->headch * 2 > s->nch) {
 		memmove(s->ch, s->ch + s->headch, (s->nch - s->headch) * sizeof(*s->ch));
 		s->nch -= s->headch;
@@ -152,10 +205,11 @@ static void trim(struct stream *s, uint64_t consumed)
 static void serve_waiters(struct stream *s)
 {
 	uint32_t k = 0;
+	uint64_t t;
 	for (uint32_t i = 0; i < s->nwait; i++) {
 		struct waiter *w = &s->wait[i];
-		if (w->end <= s->next_off) {
-			answer(&w->op, stream_arrival(s, w->end - 1));
+		if (w->end <= s->next_off && stream_final(s, w->end - 1, &t)) {
+			answer(&w->op, t);
 			S.waiting--;
 		} else {
 			s->wait[k++] = *w;
@@ -175,6 +229,53 @@ static void schedule(struct stream *s, const struct uni_op *op)
 	double npb = 8e9 / bps;
 	uint64_t tx = (uint64_t)llround((double)e->len * npb);
 	uint64_t start;
+	if (S.nic && !(e->flags & UNI_EVF_NOTIFY) && s->msg_left && s->last_data) {
+		/* The rest of a message whose first part came earlier (a write
+		 * that hit EAGAIN, finished by the loop thread): same flow. */
+		uint64_t take = e->len < s->msg_left ? e->len : s->msg_left;
+		if (s->nch == s->capch)
+			s->ch = grow(s->ch, &s->capch, sizeof(*s->ch));
+		s->ch[s->nch++] = (struct chunk){.off = e->off, .len = e->len, .nf = s->last_data,
+						 .flow_off = s->msg_seen};
+		nic_flow_hold(s->last_data);
+		s->msg_seen += e->len;
+		s->msg_left -= take;
+		s->next_off = e->off + e->len;
+		return;
+	}
+	if (S.nic) {
+		struct uni_trec *r = calloc(1, sizeof(*r));
+		if (!r)
+			abort();
+		r->kind = UNI_TR_SEND;
+		r->flags = e->flags;
+		r->rank = op->rank;
+		r->tid = op->tid;
+		r->peer = peer;
+		r->conn = e->conn;
+		r->t0 = e->t0;
+		r->off = e->off;
+		r->len = e->len;
+		/* Notices go when posted (see below); data is FIFO per connection. */
+		/* A data flow is the whole message (this part + e->b to come). */
+		uint64_t bytes = e->len + ((e->flags & UNI_EVF_NOTIFY) ? 0 : e->b);
+		r->len = bytes;
+		struct nic_flow *nf = nic_flow_new(op->rank, peer, e->t0, bytes, lat,
+						   (e->flags & UNI_EVF_NOTIFY) ? NULL : s->last_data, r);
+		if (!(e->flags & UNI_EVF_NOTIFY)) {
+			if (s->last_data)
+				nic_flow_unhold(s->last_data);
+			s->last_data = nf;
+			nic_flow_hold(nf);
+			s->msg_seen = e->len;
+			s->msg_left = e->b;
+		}
+		if (s->nch == s->capch)
+			s->ch = grow(s->ch, &s->capch, sizeof(*s->ch));
+		s->ch[s->nch++] = (struct chunk){.off = e->off, .len = e->len, .nf = nf};
+		s->next_off = e->off + e->len;
+		return;
+	}
 	if (e->flags & UNI_EVF_NOTIFY) {
 		/* A 48-byte Gloo notice goes when it is posted, not behind data
 		 * that reached the socket first on this host: on the modelled
@@ -241,8 +342,9 @@ void uni_sim_read(const struct uni_op *op)
 	uint32_t peer_conn = atomic_load(&c->peer_conn);
 	struct stream *s = &S.st[peer_conn];
 	uint64_t end = op->e.off + op->e.len;
-	if (end <= s->next_off) {
-		answer(op, stream_arrival(s, end - 1));
+	uint64_t t;
+	if (end <= s->next_off && stream_final(s, end - 1, &t)) {
+		answer(op, t);
 		trim(s, op->e.off);
 		return;
 	}
@@ -250,6 +352,10 @@ void uni_sim_read(const struct uni_op *op)
 		s->wait = grow(s->wait, &s->capwait, sizeof(*s->wait));
 	s->wait[s->nwait++] = (struct waiter){.op = *op, .end = end};
 	S.waiting++;
+	if (S.nic && !s->listed) {
+		s->listed = 1;
+		S.wstreams[S.nwstreams++] = peer_conn;
+	}
 }
 
 void uni_sim_forget_ring(uint32_t ring)
@@ -272,4 +378,47 @@ void uni_sim_forget_ring(uint32_t ring)
 uint64_t uni_sim_waiting_reads(void)
 {
 	return S.waiting;
+}
+
+int uni_sim_is_nic(void)
+{
+	return S.nic;
+}
+
+void uni_sim_advance(uint64_t horizon, uint64_t real_now)
+{
+	if (!S.nic)
+		return;
+	for (int round = 0; round < 64; round++) {
+		uint64_t h = horizon;
+		uint64_t b = nic_unread_bound(real_now, 100000000ull);
+		if (b < h)
+			h = b;
+		uint64_t before = nic_now();
+		if (h <= before)
+			break;
+		nic_advance(h);
+		if (nic_now() == before)
+			break;
+	}
+	uint32_t k = 0;
+	for (uint32_t i = 0; i < S.nwstreams; i++) {
+		struct stream *s = &S.st[S.wstreams[i]];
+		serve_waiters(s);
+		if (s->nwait)
+			S.wstreams[k++] = S.wstreams[i];
+		else
+			s->listed = 0;
+	}
+	S.nwstreams = k;
+}
+
+uint64_t uni_sim_network_time(void)
+{
+	return S.nic ? nic_now() : 0;
+}
+
+uint64_t uni_sim_late(void)
+{
+	return S.nic ? nic_late() : 0;
 }

@@ -38,6 +38,15 @@ void uni_sim_answer_unmodelled(const struct uni_op *op);
 /* Forgets reads waiting on behalf of ring idx (its thread or rank is gone). */
 void uni_sim_forget_ring(uint32_t ring);
 
+/* nic model: advances the network to the horizon (the earliest time any
+ * rank thread could still start a transfer) and answers the reads that
+ * became final. No-op under alpha-beta. */
+int uni_sim_is_nic(void);
+void uni_sim_advance(uint64_t horizon, uint64_t real_now);
+uint64_t uni_sim_network_time(void);
+/* Transfers stamped before the network time (moved to it). */
+uint64_t uni_sim_late(void);
+
 /* Reads still waiting (for the deadlock report and the session end). */
 uint64_t uni_sim_waiting_reads(void);
 

@@ -72,6 +72,11 @@ static struct {
 	uint64_t trace_errors;
 	uint64_t last_progress; /* real time of the last event taken */
 	int deadlock_seen;
+	/* nic horizon: threads found blocked outside the shim, by ring, with
+	 * the clock they were found at (they count again once it moves). */
+	uint8_t outside[UNI_MAX_RINGS];
+	uint64_t outside_vt[UNI_MAX_RINGS];
+	uint64_t last_h, h_since;
 	volatile sig_atomic_t signalled;
 } D = {.lock_fd = -1, .ready_fd = -1};
 
@@ -489,6 +494,89 @@ static void check_ranks(void)
 	}
 }
 
+static int ring_is_live_rank(struct uni_ring *ring);
+
+/* The nic horizon --------------------------------------------------------- */
+
+static int task_running(int pid, int tid)
+{
+	char p[96], buf[512];
+	snprintf(p, sizeof(p), "/proc/%d/task/%d/stat", pid, tid);
+	int fd = open(p, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	char *rp = strrchr(buf, ')');
+	return rp && rp[1] == ' ' && rp[2] == 'R';
+}
+
+/* The earliest virtual time at which any rank thread could still start a
+ * transfer: the minimum of the clocks the threads published, leaving out
+ * threads blocked in a condition wait or a read (whatever wakes them
+ * carries a later time), idle event loops, and threads found blocked
+ * outside the shim (DESIGN: "no stalls"; if one of them sends later, its
+ * transfer starts at the network time and is counted as late). Until
+ * every rank of the world has attached it is 0. Read before draining the
+ * rings: a thread publishes its state after pushing what it sent. */
+static uint64_t horizon(uint64_t now)
+{
+	int live = 0, world = 0;
+	for (uint32_t i = 0; i < D.h->max_ranks; i++)
+		if (D.ranks[i].pid) {
+			live++;
+			if (uni_shm_rank(D.h, i)->world_size > world)
+				world = uni_shm_rank(D.h, i)->world_size;
+		}
+	if (!live || live < world)
+		return 0;
+	uint64_t h = UINT64_MAX;
+	uint32_t hk = 0;
+	for (uint32_t k = 0; k < D.h->max_rings; k++) {
+		struct uni_ring *ring = uni_shm_ring(D.h, k);
+		if (!ring_is_live_rank(ring))
+			continue;
+		uint32_t wk = atomic_load_explicit(&ring->wait_kind, memory_order_acquire);
+		if (wk == UNI_WAIT_COND || wk == UNI_WAIT_READ)
+			continue;
+		uint64_t v = atomic_load_explicit(&ring->vt_pub, memory_order_acquire);
+		if (v == UINT64_MAX)
+			continue;
+		if (D.outside[k]) {
+			if (D.outside_vt[k] == v)
+				continue;
+			D.outside[k] = 0;
+		}
+		if (v < h) {
+			h = v;
+			hk = k;
+		}
+	}
+	static uint64_t dbg_last;
+	if (getenv("UNI_DEBUG_NIC") && now - dbg_last > 500000000ull) {
+		dbg_last = now;
+		struct uni_ring *hr = uni_shm_ring(D.h, hk);
+		logmsg("horizon %llu held by rank %d tid %d (wait %u) waiting reads %llu net %llu", (unsigned long long)h,
+		       h == UINT64_MAX ? -1 : hr->rank, h == UINT64_MAX ? -1 : hr->tid, atomic_load(&hr->wait_kind),
+		       (unsigned long long)uni_sim_waiting_reads(), (unsigned long long)uni_sim_network_time());
+	}
+	if (h != D.last_h) {
+		D.last_h = h;
+		D.h_since = now;
+	} else if (h != UINT64_MAX && uni_sim_waiting_reads() && now - D.h_since > 20000000ull) {
+		struct uni_ring *ring = uni_shm_ring(D.h, hk);
+		if (!task_running(ring->pid, ring->tid)) {
+			D.outside[hk] = 1;
+			D.outside_vt[hk] = h;
+			D.h_since = now;
+		}
+	}
+	return h;
+}
+
 /* Deadlock detection (simulate mode) -------------------------------------- */
 
 #define DEADLOCK_QUIET_NS 2000000000ull /* no event for this long ... */
@@ -891,8 +979,11 @@ int main(int argc, char **argv)
 	while (!atomic_load(&D.h->stop)) {
 		atomic_fetch_add_explicit(&D.h->heartbeat, 1, memory_order_relaxed);
 		scan_ranks();
+		uint64_t hz = uni_sim_is_nic() ? horizon(uni_now_ns()) : 0;
 		uint64_t n = drain();
 		uint64_t now = uni_now_ns();
+		if (uni_sim_is_nic())
+			uni_sim_advance(hz, now);
 		if (n)
 			D.last_progress = now;
 		if (now - last_check > 20000000ull) {
@@ -936,6 +1027,9 @@ int main(int argc, char **argv)
 	r.len = atomic_load(&D.h->dropped_total);
 	r.off = D.unmodelled;
 	trace_put(&r);
+	if (uni_sim_late())
+		logmsg("%llu transfers were stamped before the network time (a thread the horizon had "
+		       "stopped waiting for sent late) and started at it", (unsigned long long)uni_sim_late());
 	int rc = 0;
 	if (uni_trace_finish(&D.tw) < 0) {
 		logmsg("trace: %s", D.tw.err);

@@ -136,13 +136,18 @@ static void out_bytes(struct uni_gf_conn *c, const uint8_t *p, size_t n, uint64_
 			}
 		}
 		uint64_t at = base + i;
+		/* What is left of this message after these bytes (a preamble
+		 * not yet whole: unknown, 0). */
+		uint64_t rest = (!d->broken && d->npre == UNI_GF_PREAMBLE) ? d->body_left : 0;
 		struct uni_gf_seg *last = *nseg ? &segs[*nseg - 1] : NULL;
-		if (last && last->stamp == stamp && last->notify == notify && last->off + last->len == at)
-			last->len += take;
+		if (last && last->stamp == stamp && last->notify == notify && last->off + last->len == at &&
+		    last->rest == take + rest)
+			last->len += take, last->rest = rest;
 		else if (*nseg < max)
-			segs[(*nseg)++] = (struct uni_gf_seg){.off = at, .len = take, .stamp = stamp, .notify = notify};
+			segs[(*nseg)++] = (struct uni_gf_seg){.off = at, .len = take, .stamp = stamp, .notify = notify,
+							      .rest = rest};
 		else
-			last->len += take, last->notify = 0;
+			last->len += take, last->notify = 0, last->rest = rest;
 		i += take;
 	}
 }

@@ -65,6 +65,7 @@ struct uni_gf_seg {
 	uint64_t len;
 	uint64_t stamp;
 	int notify;   /* whole notify messages only (SEND_READY / RECV_READY) */
+	uint64_t rest; /* bytes of its message still to be written after it */
 };
 
 /* Outgoing: n bytes written by a thread at time vt (a dispatcher passes

@@ -60,9 +60,9 @@ UNI_EXTERN time_t time(time_t *t)
  * its clock moves on by the time it asked for. */
 static int rel_sleep(const struct timespec *req, struct timespec *rem)
 {
-	uni_shim_sleeping(1);
+	uni_shim_sleeping(1, ts_ns(req));
 	int r = uni_real.clock_nanosleep(CLOCK_MONOTONIC, 0, req, rem);
-	uni_shim_sleeping(0);
+	uni_shim_sleeping(0, 0);
 	uint64_t want = ts_ns(req), left = (r == EINTR && rem) ? ts_ns(rem) : 0;
 	uni_shim_idle_for(want > left ? want - left : 0);
 	return r;
@@ -78,9 +78,9 @@ UNI_EXTERN int clock_nanosleep(clockid_t clk, int flags, const struct timespec *
 		uint64_t vdl;
 		if (uni_shim_deadline(clk, req, &real, &vdl) < 0)
 			return uni_real.clock_nanosleep(clk, flags, req, rem);
-		uni_shim_sleeping(1);
+		uni_shim_sleeping(1, 0);
 		int r = uni_real.clock_nanosleep(clk, flags, &real, rem);
-		uni_shim_sleeping(0);
+		uni_shim_sleeping(0, 0);
 		if (r == 0)
 			uni_shim_idle_until(vdl);
 		return r;

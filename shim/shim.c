@@ -559,8 +559,20 @@ static inline uint64_t thread_cpu(void)
 /* Charges the compute this thread did since it last left the shim:
  * thread CPU time (never time spent blocked) times the rank's slowdown.
  * A dispatcher has no clock of its own: its CPU time is charged to nobody. */
+/* What the horizon may assume about this thread's next send. */
+static void publish_vt(void)
+{
+	if (tls.ring && tls.gen == atomic_load_explicit(&g_gen, memory_order_relaxed))
+		atomic_store_explicit(&tls.ring->vt_pub,
+				      tls.dispatcher ? (tls.vt ? tls.vt : UINT64_MAX) : tls.vt,
+				      memory_order_release);
+}
+
 static void charge(void)
 {
+	/* A thread is part of the horizon from its first entry on. */
+	if (UNI_UNLIKELY(!tls.ring || tls.gen != atomic_load_explicit(&g_gen, memory_order_relaxed)))
+		thread_ring();
 	uint64_t cpu = thread_cpu();
 	if (!tls.dispatcher && cpu > tls.cpu_mark) {
 		uint64_t d = (uint64_t)((double)(cpu - tls.cpu_mark) * g_slowdown);
@@ -568,6 +580,7 @@ static void charge(void)
 		tls.compute += d;
 	}
 	tls.cpu_mark = cpu;
+	publish_vt();
 }
 
 static void take_stamp(uint64_t t)
@@ -581,6 +594,7 @@ static void take_stamp(uint64_t t)
 static void leave(void)
 {
 	tls.cpu_mark = thread_cpu();
+	publish_vt();
 }
 
 /* Waits for unid's answer to request seq; returns the answer, or fallback
@@ -643,7 +657,7 @@ static void sim_send(struct shim_conn *sc, const struct iovec *iov, int cnt, siz
 				   .flags = (uint16_t)(flags | (segs[i].notify ? UNI_EVF_NOTIFY : 0)),
 				   .conn = sc->shm_idx,
 				   .t0 = segs[i].stamp, .t1 = segs[i].stamp,
-				   .off = base + segs[i].off, .len = segs[i].len};
+				   .off = base + segs[i].off, .len = segs[i].len, .b = segs[i].rest};
 		emit(&e);
 	}
 }
@@ -671,11 +685,12 @@ static void sim_recv(struct shim_conn *sc, const struct iovec *iov, int cnt, siz
 	r->wait_vt = tls.vt;
 	atomic_store_explicit(&r->wait_kind, UNI_WAIT_READ, memory_order_release);
 	uint64_t t = await_answer(r, seq, tls.vt);
-	atomic_store_explicit(&r->wait_kind, UNI_WAIT_NONE, memory_order_release);
 	if (tls.dispatcher)
 		tls.vt = t;
 	else
 		take_stamp(t);
+	publish_vt();
+	atomic_store_explicit(&r->wait_kind, UNI_WAIT_NONE, memory_order_release);
 	uni_gf_readv(&sc->gf, iov, cnt, n, tls.vt);
 	publish_rr(sc);
 }
@@ -931,7 +946,7 @@ int uni_shim_cond_wait(pthread_cond_t *cv, pthread_mutex_t *m, int how, clockid_
 	return rc;
 }
 
-void uni_shim_sleeping(int on)
+void uni_shim_sleeping(int on, uint64_t ns)
 {
 	if (!sync_active() || !tls.ring)
 		return;
@@ -939,6 +954,8 @@ void uni_shim_sleeping(int on)
 	if (on) {
 		r->wait_since = uni_now_ns();
 		r->wait_vt = tls.vt;
+		/* It sends nothing before it wakes. */
+		atomic_store_explicit(&r->vt_pub, tls.vt + ns, memory_order_release);
 	}
 	atomic_store_explicit(&r->wait_kind, on ? UNI_WAIT_SLEEP : UNI_WAIT_NONE, memory_order_release);
 }
@@ -1071,6 +1088,7 @@ void uni_shim_epoll_enter(void)
 		 * or a wake-up with nobody waiting, pushes nobody's clock. */
 		tls.vt = 0;
 		tls.last_conn = 0;
+		publish_vt();
 	}
 }
 

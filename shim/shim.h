@@ -134,8 +134,8 @@ void uni_shim_idle_for(uint64_t ns) UNI_HIDDEN;
  * captured for the report. */
 int uni_shim_cond_wait(pthread_cond_t *cv, pthread_mutex_t *m, int how, clockid_t clk,
 		       const struct timespec *abs) UNI_HIDDEN;
-/* The calling thread sleeps (1) or stopped sleeping (0). */
-void uni_shim_sleeping(int on) UNI_HIDDEN;
+/* The calling thread sleeps (1, for ns) or stopped sleeping (0). */
+void uni_shim_sleeping(int on, uint64_t ns) UNI_HIDDEN;
 /* glibc keeps a condvar's clock in bit 1 of __wrefs. */
 clockid_t uni_cond_clock(const pthread_cond_t *cv) UNI_HIDDEN;
 

@@ -37,7 +37,9 @@ enum uni_ev_kind {
 	UNI_EV_NONE = 0,
 	UNI_EV_THREAD = 1,     /* a thread claimed this ring; a = tid */
 	UNI_EV_CONN_OPEN = 2,  /* conn registered its endpoints (in conns[]) */
-	UNI_EV_SEND = 3,       /* bytes written: off, len; t0/t1 call start/end */
+	UNI_EV_SEND = 3,       /* bytes written: off, len; t0/t1 call start/end;
+	                          simulate: t0 = stamp, b = bytes of the same
+	                          Gloo message still to be written after these */
 	UNI_EV_RECV = 4,       /* bytes read: off, len */
 	UNI_EV_CONN_CLOSE = 5, /* last fd of the conn closed; a = tx, b = rx */
 	UNI_EV_DETACH = 6,     /* the rank is exiting normally (atexit); simulate:
@@ -172,6 +174,10 @@ struct uni_ring {
 	uint64_t wait_since;         /* CLOCK_MONOTONIC ns (real) when the wait began */
 	uint64_t wait_deadline;      /* real CLOCK_MONOTONIC ns of its time-out, 0 = none */
 	uint64_t wait_vt;            /* the thread's virtual clock when it began */
+	/* The thread's virtual clock as of its last shim entry or exit: a
+	 * lower bound on the stamp of anything it sends next (nic horizon).
+	 * UINT64_MAX: an idle event loop, which sends only on others' behalf. */
+	_Atomic uint64_t vt_pub;
 	char stack[1536];            /* its native stack, captured once it waited 1 s */
 	struct uni_ev ev[UNI_RING_CAP];
 };

@@ -1,0 +1,366 @@
+/* Fluid max-min sharing of per-rank uplinks and downlinks (see nic.h). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nic.h"
+#include "uni/common.h"
+
+struct seg {
+	uint64_t t0; /* network time the segment begins */
+	double b0;   /* bytes sent by then */
+	double rate; /* bytes per ns during it */
+};
+
+enum { F_WAIT = 0, F_ACTIVE = 1, F_DONE = 2 };
+
+struct nic_flow {
+	int src, dst;
+	int state;
+	int read;          /* read to its end */
+	uint64_t stamp;    /* may not start before */
+	uint64_t latency;
+	double bytes, sent;
+	double rate;
+	uint64_t done_t;   /* when its last byte left */
+	uint64_t done_real; /* real time it finished (for stale unread flows) */
+	struct nic_flow *pred;
+	struct seg *seg;
+	uint32_t nseg, capseg;
+	int frozen;        /* max-min pass */
+	uint32_t refs;     /* chunks (and the stream's FIFO tail) referring to it */
+	int in_live;
+	uint64_t start;    /* when it began to leave */
+	void *ctx;
+};
+
+static struct {
+	double cap;
+	uint32_t nranks;
+	uint64_t now;
+	struct nic_flow **live; /* not done, or done but not read */
+	uint32_t nlive, caplive;
+	double *up_left, *down_left;
+	uint32_t *up_n, *down_n;
+	uint64_t late;
+	nic_done_f done_fn;
+} N;
+
+void nic_on_done(nic_done_f fn)
+{
+	N.done_fn = fn;
+}
+
+static void flow_done(struct nic_flow *f, uint64_t t)
+{
+	f->state = F_DONE;
+	f->done_t = t;
+	f->done_real = uni_now_ns();
+	if (N.done_fn)
+		N.done_fn(f->ctx, f->start, t + f->latency);
+	f->ctx = NULL;
+}
+
+void nic_flow_hold(struct nic_flow *f)
+{
+	f->refs++;
+}
+
+void nic_flow_release(struct nic_flow *f)
+{
+	if (--f->refs == 0 && !f->in_live) {
+		free(f->seg);
+		free(f);
+	}
+}
+
+void nic_flow_unhold(struct nic_flow *f)
+{
+	nic_flow_release(f);
+}
+
+int nic_flow_complete_at(const struct nic_flow *f, uint64_t n)
+{
+	return (double)n >= f->bytes;
+}
+
+int nic_init(uint32_t max_ranks, double bytes_per_ns)
+{
+	N.cap = bytes_per_ns;
+	N.nranks = max_ranks;
+	N.up_left = calloc(max_ranks, sizeof(double));
+	N.down_left = calloc(max_ranks, sizeof(double));
+	N.up_n = calloc(max_ranks, sizeof(uint32_t));
+	N.down_n = calloc(max_ranks, sizeof(uint32_t));
+	return N.up_left && N.down_left && N.up_n && N.down_n ? 0 : -1;
+}
+
+uint64_t nic_now(void)
+{
+	return N.now;
+}
+
+uint64_t nic_late(void)
+{
+	return N.late;
+}
+
+struct nic_flow *nic_flow_new(int src, int dst, uint64_t stamp, uint64_t bytes, uint64_t latency,
+			      struct nic_flow *pred, void *ctx)
+{
+	struct nic_flow *f = calloc(1, sizeof(*f));
+	if (!f)
+		abort();
+	if ((uint32_t)src >= N.nranks || (uint32_t)dst >= N.nranks)
+		src = dst = 0;
+	f->src = src;
+	f->dst = dst;
+	if (stamp < N.now) {
+		/* Written by a thread the horizon had stopped waiting for
+		 * (blocked outside the shim, or a reader that came late). */
+		N.late++;
+		if (getenv("UNI_DEBUG_NIC"))
+			fprintf(stderr, "nic: late flow %d->%d stamp %llu now %llu (%llu ns early) bytes %llu\n", src, dst,
+				(unsigned long long)stamp, (unsigned long long)N.now,
+				(unsigned long long)(N.now - stamp), (unsigned long long)bytes);
+		stamp = N.now;
+	}
+	f->stamp = stamp;
+	f->latency = latency;
+	f->bytes = (double)bytes;
+	f->pred = pred && pred->state != F_DONE ? pred : NULL;
+	if (f->pred)
+		f->pred->refs++; /* dropped when f starts */
+	f->ctx = ctx;
+	f->refs = 1;
+	if (N.nlive == N.caplive) {
+		N.caplive = N.caplive ? N.caplive * 2 : 64;
+		N.live = realloc(N.live, N.caplive * sizeof(*N.live));
+		if (!N.live)
+			abort();
+	}
+	N.live[N.nlive++] = f;
+	f->in_live = 1;
+	return f;
+}
+
+static void add_seg(struct nic_flow *f, uint64_t t, double rate)
+{
+	if (f->nseg && f->seg[f->nseg - 1].rate == rate)
+		return;
+	if (f->nseg == f->capseg) {
+		f->capseg = f->capseg ? f->capseg * 2 : 4;
+		f->seg = realloc(f->seg, f->capseg * sizeof(*f->seg));
+		if (!f->seg)
+			abort();
+	}
+	f->seg[f->nseg++] = (struct seg){.t0 = t, .b0 = f->sent, .rate = rate};
+}
+
+/* The earliest a waiting flow may start: its stamp, after its predecessor. */
+static int startable(const struct nic_flow *f, uint64_t *at)
+{
+	uint64_t t = f->stamp;
+	if (f->pred) {
+		if (f->pred->state != F_DONE)
+			return 0;
+		if (f->pred->done_t > t)
+			t = f->pred->done_t;
+	}
+	*at = t;
+	return 1;
+}
+
+/* Max-min fair rates by progressive filling over up- and downlinks. */
+static void compute_rates(void)
+{
+	for (uint32_t i = 0; i < N.nranks; i++) {
+		N.up_left[i] = N.down_left[i] = N.cap;
+		N.up_n[i] = N.down_n[i] = 0;
+	}
+	uint32_t unfrozen = 0;
+	for (uint32_t i = 0; i < N.nlive; i++) {
+		struct nic_flow *f = N.live[i];
+		f->frozen = f->state != F_ACTIVE;
+		if (f->frozen)
+			continue;
+		unfrozen++;
+		N.up_n[f->src]++;
+		N.down_n[f->dst]++;
+	}
+	while (unfrozen) {
+		double best = INFINITY;
+		for (uint32_t i = 0; i < N.nlive; i++) {
+			struct nic_flow *f = N.live[i];
+			if (f->frozen)
+				continue;
+			double a = N.up_left[f->src] / N.up_n[f->src];
+			double b = N.down_left[f->dst] / N.down_n[f->dst];
+			double s = a < b ? a : b;
+			if (s < best)
+				best = s;
+		}
+		/* Freeze every flow whose tighter link gives exactly the best
+		 * share (one bottleneck level at a time). */
+		for (uint32_t i = 0; i < N.nlive; i++) {
+			struct nic_flow *f = N.live[i];
+			if (f->frozen)
+				continue;
+			double a = N.up_left[f->src] / N.up_n[f->src];
+			double b = N.down_left[f->dst] / N.down_n[f->dst];
+			double s = a < b ? a : b;
+			if (s <= best * (1 + 1e-12)) {
+				f->rate = best;
+				f->frozen = 1;
+				unfrozen--;
+				N.up_left[f->src] -= best;
+				N.down_left[f->dst] -= best;
+				N.up_n[f->src]--;
+				N.down_n[f->dst]--;
+			}
+		}
+	}
+}
+
+static void drop_read_done(void)
+{
+	uint32_t k = 0;
+	for (uint32_t i = 0; i < N.nlive; i++) {
+		struct nic_flow *f = N.live[i];
+		if (f->state == F_DONE && f->read) {
+			f->in_live = 0;
+			if (f->refs == 0) {
+				free(f->seg);
+				free(f);
+			}
+			/* else freed when its last holder releases it */
+			continue;
+		}
+		N.live[k++] = f;
+	}
+	N.nlive = k;
+}
+
+uint64_t nic_advance(uint64_t h)
+{
+	while (N.now < h) {
+		/* Start what may start now. */
+		uint64_t next_start = UINT64_MAX;
+		int any_active = 0;
+		for (uint32_t i = 0; i < N.nlive; i++) {
+			struct nic_flow *f = N.live[i];
+			uint64_t at;
+			if (f->state == F_WAIT && startable(f, &at)) {
+				if (at <= N.now) {
+					f->state = F_ACTIVE;
+					f->start = N.now;
+					if (f->pred) {
+						struct nic_flow *p = f->pred;
+						f->pred = NULL;
+						nic_flow_release(p);
+					}
+					if (f->bytes <= 0) {
+						flow_done(f, N.now);
+						continue;
+					}
+				} else if (at < next_start) {
+					next_start = at;
+				}
+			}
+			any_active |= f->state == F_ACTIVE;
+		}
+		if (!any_active) {
+			/* Idle: jump to the next start, never past it: with nothing
+			 * to send, the network time has no reason to move (and a
+			 * horizon of "never" must not take it to infinity). */
+			if (next_start == UINT64_MAX || next_start >= h)
+				break;
+			N.now = next_start;
+			continue;
+		}
+		compute_rates();
+		double dt = INFINITY;
+		for (uint32_t i = 0; i < N.nlive; i++) {
+			struct nic_flow *f = N.live[i];
+			if (f->state != F_ACTIVE)
+				continue;
+			add_seg(f, N.now, f->rate);
+			double d = (f->bytes - f->sent) / f->rate;
+			if (d < dt)
+				dt = d;
+		}
+		uint64_t t_end = N.now + (uint64_t)ceil(dt);
+		uint64_t t_next = t_end;
+		if (next_start < t_next)
+			t_next = next_start;
+		if (h < t_next)
+			t_next = h;
+		if (t_next == N.now)
+			t_next = N.now + 1;
+		double span = (double)(t_next - N.now);
+		int stop = 0;
+		for (uint32_t i = 0; i < N.nlive; i++) {
+			struct nic_flow *f = N.live[i];
+			if (f->state != F_ACTIVE)
+				continue;
+			f->sent += f->rate * span;
+			if (f->sent >= f->bytes - 1e-6) {
+				f->sent = f->bytes;
+				flow_done(f, t_next);
+				if (!f->read)
+					stop = 1;
+			}
+		}
+		N.now = t_next;
+		if (stop)
+			break; /* its reader may act from here: recompute the horizon */
+	}
+	drop_read_done();
+	return N.now;
+}
+
+int nic_byte_arrival(const struct nic_flow *f, uint64_t k, uint64_t *t)
+{
+	double want = (double)(k + 1);
+	if (want > f->bytes)
+		want = f->bytes;
+	for (uint32_t i = 0; i < f->nseg; i++) {
+		const struct seg *s = &f->seg[i];
+		uint64_t t1 = i + 1 < f->nseg ? f->seg[i + 1].t0 : (f->state == F_DONE ? f->done_t : N.now);
+		double b1 = s->b0 + s->rate * (double)(t1 - s->t0);
+		if (want <= b1 + 1e-6) {
+			double tt = (double)s->t0 + (want - s->b0) / s->rate;
+			uint64_t left = (uint64_t)ceil(tt);
+			if (f->state == F_DONE && k + 1 >= (uint64_t)f->bytes)
+				left = f->done_t;
+			if (left > N.now)
+				return 0;
+			*t = left + f->latency;
+			return 1;
+		}
+	}
+	if (f->bytes <= 0 && f->state == F_DONE) {
+		*t = f->done_t + f->latency;
+		return 1;
+	}
+	return 0;
+}
+
+void nic_flow_read(struct nic_flow *f)
+{
+	f->read = 1;
+}
+
+uint64_t nic_unread_bound(uint64_t real_now, uint64_t stale_ns)
+{
+	uint64_t b = UINT64_MAX;
+	for (uint32_t i = 0; i < N.nlive; i++) {
+		struct nic_flow *f = N.live[i];
+		if (f->state != F_DONE || f->read || real_now - f->done_real > stale_ns)
+			continue;
+		if (f->done_t + f->latency < b)
+			b = f->done_t + f->latency;
+	}
+	return b;
+}

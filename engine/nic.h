@@ -1,0 +1,61 @@
+/* The nic network model (DESIGN section 5): every rank has an uplink and a
+ * downlink; concurrent flows share them max-min fairly, recomputed whenever
+ * a flow starts or ends; a flow's bytes arrive a link latency after they
+ * left. A fluid simulation, advanced by unid up to the horizon: an arrival
+ * is final only once the network time has passed it. Internal to unid. */
+#ifndef UNI_ENGINE_NIC_H
+#define UNI_ENGINE_NIC_H
+
+#include <stdint.h>
+
+struct nic_flow;
+
+/* capacity in bytes per ns, the same for every up- and downlink. */
+int nic_init(uint32_t max_ranks, double bytes_per_ns);
+
+/* A flow of bytes from src to dst, stamped at stamp, whose first byte may
+ * leave only after pred (the previous flow of the same connection, or
+ * NULL) has left. A stamp before the network time is moved to it and
+ * counted (nic_late). */
+struct nic_flow *nic_flow_new(int src, int dst, uint64_t stamp, uint64_t bytes, uint64_t latency,
+			      struct nic_flow *pred, void *ctx);
+
+/* Called once per flow when its last byte has left: its start (after any
+ * clamp) and the arrival of its last byte. */
+typedef void (*nic_done_f)(void *ctx, uint64_t start, uint64_t arrival);
+void nic_on_done(nic_done_f fn);
+
+/* Reference counting: a flow starts with one reference (its first chunk);
+ * every further holder takes one; it is freed when the last one is
+ * released and it has left and been read. */
+void nic_flow_hold(struct nic_flow *f);
+void nic_flow_unhold(struct nic_flow *f);
+void nic_flow_release(struct nic_flow *f);
+
+/* True when n bytes cover the whole flow. */
+int nic_flow_complete_at(const struct nic_flow *f, uint64_t n);
+
+/* Advances the network to time h, stopping early at the moment a flow that
+ * nobody has read to its end finishes leaving (its reader may act then).
+ * Returns the network time reached. */
+uint64_t nic_advance(uint64_t h);
+
+/* Network time. */
+uint64_t nic_now(void);
+
+/* Arrival of byte k (0-based) of f: 1 and *t when it is final (the byte
+ * left before the network time), else 0. */
+int nic_byte_arrival(const struct nic_flow *f, uint64_t k, uint64_t *t);
+
+/* The reader has read f to its end: it no longer bounds the horizon, and
+ * unid may free it once it has left. */
+void nic_flow_read(struct nic_flow *f);
+
+/* The earliest time a reader could act on a flow that has left but was not
+ * read to its end yet (UINT64_MAX if none). Flows left unread for more
+ * than stale_ns of real time no longer count (their reader is not coming). */
+uint64_t nic_unread_bound(uint64_t real_now, uint64_t stale_ns);
+
+uint64_t nic_late(void);
+
+#endif

@@ -1,0 +1,39 @@
+#!/bin/bash
+# Simulate mode, incast: ranks 1-3 send 16 MB each to rank 0 at the same
+# virtual time. Under nic (rank 0's downlink shared max-min fairly by three
+# flows) each arrives at about 3 x 16 MB / bandwidth; under alpha-beta (no
+# contention) at about 1 x. Times from the program's own clock (virtual).
+#   test_sim_incast.sh UNIRUN
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+UNIRUN=$1
+T=$(mktemp -d /tmp/uni-incast.XXXXXX)
+trap 'rm -rf "$T"' EXIT
+one=$($PY -c 'print((16000000 + 48) * 8 / 1e8 * 1e3)')   # ms for one 16 MB message at 100 Mbit/s
+for model in nic alpha-beta; do
+	cat >"$T/c.yaml" <<YAML
+mode: simulate
+network: { model: $model, default: { latency: 1ms, bandwidth: 100Mbit } }
+YAML
+	timeout 300 "$UNIRUN" -n 4 --config "$T/c.yaml" --trace "$T/$model.unitrace" -- $PY "$HERE/sim_incast.py" >"$T/log" 2>&1 ||
+		{ cat "$T/log"; fail "incast under $model"; }
+	grep '^{' "$T/log" >"$T/$model.json" || { cat "$T/log"; fail "no result under $model"; }
+done
+# Both runs carry the same fixed costs (the senders' compute before they
+# send, three notice latencies): alpha-beta is one message time plus those,
+# and nic adds exactly the contention, two more message times.
+$PY -c '
+import json, sys
+one = float(sys.argv[1])
+nic = json.load(open(sys.argv[2]))["done_ms"]
+ab = json.load(open(sys.argv[3]))["done_ms"]
+bad = 0
+for peer in sorted(ab):
+    a, n = ab[peer], nic[peer]
+    print("16 MB from rank %s: alpha-beta %.1f ms, nic %.1f ms (one message alone: %.1f ms)" % (peer, a, n, one))
+    if not one <= a <= one + 150:
+        print("FAIL: alpha-beta %.1f ms is not one message time plus fixed costs" % a); bad = 1
+    if not 0.95 * 2 * one <= n - a <= 1.05 * 2 * one:
+        print("FAIL: nic - alpha-beta = %.1f ms, want 2 x %.1f ms (three flows share the downlink)" % (n - a, one)); bad = 1
+sys.exit(bad)' "$one" "$T/nic.json" "$T/alpha-beta.json" || fail "incast"
+ok "incast: under nic each of three 16 MB flows takes 3x, under alpha-beta 1x"
