@@ -47,6 +47,14 @@ static struct {
 	nic_done_f done_fn;
 } N;
 
+int debug_nic(void)
+{
+	static int on = -1;
+	if (on < 0)
+		on = getenv("UNI_DEBUG_NIC") != NULL;
+	return on;
+}
+
 void nic_on_done(nic_done_f fn)
 {
 	N.done_fn = fn;
@@ -120,7 +128,7 @@ struct nic_flow *nic_flow_new(int src, int dst, uint64_t stamp, uint64_t bytes, 
 		/* Written by a thread the horizon had stopped waiting for
 		 * (blocked outside the shim, or a reader that came late). */
 		N.late++;
-		if (getenv("UNI_DEBUG_NIC"))
+		if (debug_nic())
 			fprintf(stderr, "nic: late flow %d->%d stamp %llu now %llu (%llu ns early) bytes %llu\n", src, dst,
 				(unsigned long long)stamp, (unsigned long long)N.now,
 				(unsigned long long)(N.now - stamp), (unsigned long long)bytes);

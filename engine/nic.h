@@ -58,4 +58,7 @@ uint64_t nic_unread_bound(uint64_t real_now, uint64_t stale_ns);
 
 uint64_t nic_late(void);
 
+/* UNI_DEBUG_NIC is set: log the horizon and late transfers. */
+int debug_nic(void);
+
 #endif

@@ -31,6 +31,7 @@
 #include "uni/shm.h"
 #include "uni/trace.h"
 #include "uni/trace_write.h"
+#include "nic.h"
 #include "sim.h"
 
 #define PENDING_CAP 4096u /* events kept for a connection whose peer is unknown */
@@ -556,7 +557,7 @@ static uint64_t horizon(uint64_t now)
 		}
 	}
 	static uint64_t dbg_last;
-	if (getenv("UNI_DEBUG_NIC") && now - dbg_last > 500000000ull) {
+	if (debug_nic() && now - dbg_last > 500000000ull) {
 		dbg_last = now;
 		struct uni_ring *hr = uni_shm_ring(D.h, hk);
 		logmsg("horizon %llu held by rank %d tid %d (wait %u) waiting reads %llu net %llu", (unsigned long long)h,
