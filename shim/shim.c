@@ -652,6 +652,13 @@ static void sim_send(struct shim_conn *sc, const struct iovec *iov, int cnt, siz
 	uint16_t flags = (uint16_t)((tls.dispatcher ? UNI_EVF_DISPATCHER : 0) |
 				    (sc->gf.out.broken ? UNI_EVF_FALLBACK : 0));
 	publish_rr(sc);
+	/* An event loop that finishes writing a message on its poster's
+	 * behalf is handling an event of that message's time: the send
+	 * completion it signals next carries it (not the time of whatever it
+	 * read last). */
+	if (tls.dispatcher && nseg && !segs[nseg - 1].notify && segs[nseg - 1].rest == 0 &&
+	    sc->gf.out.npre == 0)
+		tls.vt = segs[nseg - 1].stamp;
 	for (size_t i = 0; i < nseg; i++) {
 		struct uni_ev e = {.kind = UNI_EV_SEND,
 				   .flags = (uint16_t)(flags | (segs[i].notify ? UNI_EVF_NOTIFY : 0)),
@@ -790,8 +797,14 @@ void uni_shim_cond_signal(void *cv)
 		/* The waiter may find its predicate true and never wait: it
 		 * still locks the mutex the signaller held or just released. */
 		void *m = tls.nheld ? tls.held[(tls.nheld - 1) % UNI_HELD] : tls.released;
-		if (m && (e = stamp_get(m, 1)) != NULL)
-			atomic_store_explicit(&e->stamp, t, memory_order_release);
+		if (m && (e = stamp_get(m, 1)) != NULL) {
+			/* The latest wins only if later: one Gloo buffer's mutex
+			 * guards both its send and its receive completions, and a
+			 * send completion (early) must not hide a receive's. */
+			uint64_t cur = atomic_load_explicit(&e->stamp, memory_order_relaxed);
+			while (t > cur && !atomic_compare_exchange_weak(&e->stamp, &cur, t))
+				;
+		}
 	}
 	if (!tls.dispatcher)
 		leave();

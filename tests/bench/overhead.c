@@ -11,7 +11,12 @@
  *   write+read(pipe, 1 B)       a write of 1 byte into a pipe and the read
  *                               of it back, per pair
  * The calls go through the PLT like any program's, so a preloaded shim's
- * write/read are the ones called. The first line says which object `write`
+ * write/read are the ones called.
+ *
+ * Times are wall-clock (CLOCK_MONOTONIC). With UNI_BENCH_CLOCK=cpu they are
+ * this thread's CPU time (CLOCK_THREAD_CPUTIME_ID) instead, which leaves out
+ * the time the thread sat descheduled: steadier on a busy machine, and
+ * still the cost of the calls, since they do not block. The first line says which object `write`
  * resolved to, so a run that was meant to be under the shim can be told
  * from one that was not. */
 #include <dlfcn.h>
@@ -26,10 +31,12 @@
 
 #define REFILL 32768 /* bytes put into the pipe per refill (fits the default 64 KiB) */
 
+static clockid_t g_clock = CLOCK_MONOTONIC;
+
 static uint64_t now_ns(void)
 {
 	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
+	clock_gettime(g_clock, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
@@ -105,6 +112,13 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: bench_overhead [RUNS [CALLS]]\n");
 		return 64;
 	}
+	const char *ck = getenv("UNI_BENCH_CLOCK");
+	if (ck && strcmp(ck, "cpu") == 0)
+		g_clock = CLOCK_THREAD_CPUTIME_ID;
+	else if (ck && *ck && strcmp(ck, "wall") != 0) {
+		fprintf(stderr, "bench_overhead: UNI_BENCH_CLOCK is 'wall' or 'cpu', not '%s'\n", ck);
+		return 64;
+	}
 	double *v = calloc((size_t)runs, sizeof(*v));
 	if (!v)
 		die("calloc");
@@ -113,6 +127,7 @@ int main(int argc, char **argv)
 	ssize_t (*wp)(int, const void *, size_t) = write;
 	if (dladdr((void *)wp, &di) && di.dli_fname)
 		printf("write resolves to: %s\n", di.dli_fname);
+	printf("clock: %s\n", g_clock == CLOCK_MONOTONIC ? "wall (CLOCK_MONOTONIC)" : "cpu (CLOCK_THREAD_CPUTIME_ID)");
 
 	int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
 	int p[2];

@@ -31,7 +31,7 @@ bad = 0
 for peer in sorted(ab):
     a, n = ab[peer], nic[peer]
     print("16 MB from rank %s: alpha-beta %.1f ms, nic %.1f ms (one message alone: %.1f ms)" % (peer, a, n, one))
-    # The fixed costs are mostly the senders' compute (filling 16 MB),
+    # The fixed costs are mostly the compute of the senders (filling 16 MB),
     # charged from CPU time, which a loaded machine inflates: bounded
     # loosely here, well below a second message time.
     if not one <= a <= one + 500:
