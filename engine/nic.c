@@ -180,6 +180,14 @@ static int startable(const struct nic_flow *f, uint64_t *at)
 	return 1;
 }
 
+/* The share a flow would get on the tighter of its two links now. */
+static double share(const struct nic_flow *f)
+{
+	double a = N.up_left[f->src] / N.up_n[f->src];
+	double b = N.down_left[f->dst] / N.down_n[f->dst];
+	return a < b ? a : b;
+}
+
 /* Max-min fair rates by progressive filling over up- and downlinks. */
 static void compute_rates(void)
 {
@@ -203,9 +211,7 @@ static void compute_rates(void)
 			struct nic_flow *f = N.live[i];
 			if (f->frozen)
 				continue;
-			double a = N.up_left[f->src] / N.up_n[f->src];
-			double b = N.down_left[f->dst] / N.down_n[f->dst];
-			double s = a < b ? a : b;
+			double s = share(f);
 			if (s < best)
 				best = s;
 		}
@@ -215,10 +221,7 @@ static void compute_rates(void)
 			struct nic_flow *f = N.live[i];
 			if (f->frozen)
 				continue;
-			double a = N.up_left[f->src] / N.up_n[f->src];
-			double b = N.down_left[f->dst] / N.down_n[f->dst];
-			double s = a < b ? a : b;
-			if (s <= best * (1 + 1e-12)) {
+			if (share(f) <= best * (1 + 1e-12)) {
 				f->rate = best;
 				f->frozen = 1;
 				unfrozen--;

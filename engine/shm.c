@@ -32,32 +32,37 @@ void uni_futex_wake(_Atomic uint32_t *word, int n)
 	errno = saved;
 }
 
+char uni_proc_state(const char *stat_path)
+{
+	int saved = errno;
+	char buf[512], st = 0;
+	int fd = open(stat_path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		ssize_t n = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		if (n > 0) {
+			buf[n] = 0;
+			/* "pid (comm) S ...": the state follows the last ')'
+			 * (comm may itself contain parentheses). */
+			char *rp = strrchr(buf, ')');
+			if (rp && rp[1] == ' ')
+				st = rp[2];
+		}
+	}
+	errno = saved;
+	return st;
+}
+
 int uni_pid_dead(int pid)
 {
 	int saved = errno;
-	int dead = 0;
-	if (pid <= 0 || (kill(pid, 0) < 0 && errno == ESRCH)) {
-		dead = 1;
-		goto out;
+	int dead = pid <= 0 || (kill(pid, 0) < 0 && errno == ESRCH);
+	if (!dead) {
+		char path[64];
+		snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+		char st = uni_proc_state(path);
+		dead = st == 'Z' || st == 'X' || (st == 0 && access(path, F_OK) < 0 && errno == ENOENT);
 	}
-	/* /proc/PID/stat: "pid (comm) S ...": the state follows the last ')'
-	 * (comm may itself contain parentheses). */
-	char path[64], buf[512];
-	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		dead = errno == ENOENT;
-		goto out;
-	}
-	ssize_t n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n > 0) {
-		buf[n] = 0;
-		char *rp = strrchr(buf, ')');
-		if (rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X'))
-			dead = 1;
-	}
-out:
 	errno = saved;
 	return dead;
 }

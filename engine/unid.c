@@ -501,18 +501,9 @@ static int ring_is_live_rank(struct uni_ring *ring);
 
 static int task_running(int pid, int tid)
 {
-	char p[96], buf[512];
+	char p[96];
 	snprintf(p, sizeof(p), "/proc/%d/task/%d/stat", pid, tid);
-	int fd = open(p, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	ssize_t n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = 0;
-	char *rp = strrchr(buf, ')');
-	return rp && rp[1] == ' ' && rp[2] == 'R';
+	return uni_proc_state(p) == 'R';
 }
 
 /* The earliest virtual time at which any rank thread could still start a
@@ -591,23 +582,9 @@ static int any_thread_running(int pid)
 		return 0;
 	struct dirent *de;
 	int running = 0;
-	while (!running && (de = readdir(d)) != NULL) {
-		if (de->d_name[0] == '.')
-			continue;
-		char sp[320], buf[512];
-		snprintf(sp, sizeof(sp), "/proc/%d/task/%s/stat", pid, de->d_name);
-		int fd = open(sp, O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
-			continue;
-		ssize_t n = read(fd, buf, sizeof(buf) - 1);
-		close(fd);
-		if (n <= 0)
-			continue;
-		buf[n] = 0;
-		char *rp = strrchr(buf, ')');
-		if (rp && rp[1] == ' ' && rp[2] == 'R')
-			running = 1;
-	}
+	while (!running && (de = readdir(d)) != NULL)
+		if (de->d_name[0] != '.')
+			running = task_running(pid, atoi(de->d_name));
 	closedir(d);
 	return running;
 }

@@ -283,6 +283,10 @@ void uni_futex_wake(_Atomic uint32_t *word, int n);
  * not reaped: kill(pid, 0) still succeeds on those). Preserves errno. */
 int uni_pid_dead(int pid);
 
+/* The scheduler state letter of a /proc/.../stat file ('R', 'S', 'Z', ...),
+ * or 0 when it cannot be read. Preserves errno. */
+char uni_proc_state(const char *stat_path);
+
 /* Segment names and opening (engine/shm.c) ----------------------------- */
 
 /* "/uni.<session>" into buf (size >= 64). */
