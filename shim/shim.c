@@ -484,8 +484,14 @@ void uni_shim_conn_new(int fd, const struct sockaddr *peer, socklen_t peerlen)
 	tls.in_shim++;
 	if (atomic_load(&g_state) == ST_CHILD)
 		maybe_attach_child();
-	if (atomic_load(&g_state) != ST_ATTACHED || uni_fd_get(fd))
+	if (atomic_load(&g_state) != ST_ATTACHED)
 		goto out;
+	if ((unsigned)fd >= UNI_FD_MAX) {
+		if (!atomic_exchange(&g_warned_conns, 1))
+			uni_shim_log("rank %d: socket fd %d is beyond the shim's fd table (%d): its traffic is "
+				     "not modelled", g_rank, fd, UNI_FD_MAX);
+		goto out;
+	}
 	int type = 0;
 	socklen_t tl = sizeof(type);
 	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) < 0 || type != SOCK_STREAM)
@@ -503,6 +509,17 @@ void uni_shim_conn_new(int fd, const struct sockaddr *peer, socklen_t peerlen)
 	}
 	if (to_uni_addr(peer, peerlen, &pa) < 0)
 		goto out;
+	uint32_t prev = uni_fd_get(fd);
+	if (prev) {
+		/* connect() again on a connecting socket: the same connection.
+		 * Different endpoints: the fd was closed behind the shim's back
+		 * (close_range, fclose of an fdopen'd socket, a raw syscall) and
+		 * its number reused; forget the old connection. */
+		struct uni_conn *old = uni_shm_conn(g_hdr, g_conns[prev - 1].shm_idx);
+		if (!memcmp(&old->local, &la, sizeof(la)) && !memcmp(&old->peer, &pa, sizeof(pa)))
+			goto out;
+		uni_shim_fd_closed(fd);
+	}
 	/* The rendezvous store is not modelled (DESIGN; research notes section 4). */
 	if ((int)la.port == g_master_port || (int)pa.port == g_master_port)
 		goto out;

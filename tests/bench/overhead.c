@@ -10,6 +10,11 @@
  *                               batches outside the timed part
  *   write+read(pipe, 1 B)       a write of 1 byte into a pipe and the read
  *                               of it back, per pair
+ *   clock_gettime(MONOTONIC)    one call (vDSO, no syscall where the
+ *                               clocksource allows it)
+ *   pthread_mutex lock+unlock   an uncontended lock and unlock, per pair
+ * The last two enter no kernel, so they time the wrappers (the shim
+ * interposes them too, for simulate mode) with little noise.
  * The calls go through the PLT like any program's, so a preloaded shim's
  * write/read are the ones called.
  *
@@ -22,6 +27,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -98,6 +104,32 @@ static double run_pair_pipe(int rfd, int wfd, long n)
 	return (double)(now_ns() - t0) / (double)n;
 }
 
+static double run_clock(long n)
+{
+	struct timespec ts;
+	uint64_t sink = 0;
+	uint64_t t0 = now_ns();
+	for (long i = 0; i < n; i++) {
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		sink += (uint64_t)ts.tv_nsec;
+	}
+	uint64_t dt = now_ns() - t0;
+	__asm__ volatile("" : : "r"(sink));
+	return (double)dt / (double)n;
+}
+
+static double run_mutex(long n)
+{
+	static pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+	uint64_t t0 = now_ns();
+	for (long i = 0; i < n; i++) {
+		if (pthread_mutex_lock(&m) != 0)
+			die("pthread_mutex_lock");
+		pthread_mutex_unlock(&m);
+	}
+	return (double)(now_ns() - t0) / (double)n;
+}
+
 static double median(double *v, int n)
 {
 	qsort(v, (size_t)n, sizeof(*v), cmp_double);
@@ -143,13 +175,20 @@ int main(int argc, char **argv)
 		{"write(/dev/null, 1 B)", "call", 0},
 		{"read(pipe, 1 B)", "call", 1},
 		{"write+read(pipe, 1 B)", "pair", 2},
+		{"clock_gettime(MONOTONIC)", "call", 3},
+		{"pthread_mutex lock+unlock", "pair", 4},
 	};
 	for (size_t t = 0; t < sizeof(tests) / sizeof(tests[0]); t++) {
 		for (int r = -1; r < runs; r++) { /* run -1 warms up */
 			long n = r < 0 ? calls / 10 + 1 : calls;
-			double x = tests[t].kind == 0   ? run_write_devnull(null, n)
-				   : tests[t].kind == 1 ? run_read_pipe(p[0], p[1], n)
-							: run_pair_pipe(p[0], p[1], n);
+			double x = 0;
+			switch (tests[t].kind) {
+			case 0: x = run_write_devnull(null, n); break;
+			case 1: x = run_read_pipe(p[0], p[1], n); break;
+			case 2: x = run_pair_pipe(p[0], p[1], n); break;
+			case 3: x = run_clock(n); break;
+			default: x = run_mutex(n); break;
+			}
 			if (r >= 0)
 				v[r] = x;
 		}

@@ -14,7 +14,9 @@
 #                    connections, so every call takes the wrapper's fast path
 # and prints a markdown table with the differences to "no shim".
 # ROUNDS=N in the environment repeats the three, interleaved, N times and
-# reports the median of the N medians (default 1).
+# reports the median of the N medians (default 1). UNI_BENCH_CLOCK=cpu is
+# passed on to bench_overhead (thread CPU time instead of wall-clock time:
+# steadier on a shared machine).
 set -euo pipefail
 
 if [ $# -lt 1 ] || [ ! -d "$1" ]; then
@@ -89,11 +91,12 @@ value() {
 			else printf "%.1f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
-echo "bench_overhead, median of $RUNS x $CALLS calls$([ "$ROUNDS" -gt 1 ] && echo ", median of $ROUNDS interleaved rounds"); ns per call (per pair for write+read)"
+echo "bench_overhead, $(sed -n 's/^clock: //p' "$TMP/none.1"), median of $RUNS x $CALLS calls$([ "$ROUNDS" -gt 1 ] && echo ", median of $ROUNDS interleaved rounds"); ns per call (per pair for write+read)"
 echo
 echo "| call | no shim | shim, pass-through | diff | shim, attached rank | diff |"
 echo "|---|---:|---:|---:|---:|---:|"
-for name in "write(/dev/null, 1 B)" "read(pipe, 1 B)" "write+read(pipe, 1 B)"; do
+for name in "write(/dev/null, 1 B)" "read(pipe, 1 B)" "write+read(pipe, 1 B)" \
+	"clock_gettime(MONOTONIC)" "pthread_mutex lock+unlock"; do
 	n=$(value none "$name")
 	p=$(value pass "$name")
 	k=$(value rank "$name")
