@@ -684,6 +684,10 @@ static void sim_send(struct shim_conn *sc, const struct iovec *iov, int cnt, siz
 				   .off = base + segs[i].off, .len = segs[i].len, .b = segs[i].rest};
 		emit(&e);
 	}
+	/* A reader may be waiting for these bytes: do not leave them in the
+	 * ring while unid sleeps. */
+	if (nseg && atomic_load_explicit(&g_hdr->daemon_sleeping, memory_order_relaxed))
+		wake_daemon();
 }
 
 static void sim_recv(struct shim_conn *sc, const struct iovec *iov, int cnt, size_t n)

@@ -1,14 +1,36 @@
 #!/usr/bin/env python3
-"""Every rank does the same fixed compute (float32 matmuls), then a barrier.
-Used by test_sim_slowdown.sh with rank 1 configured 3x slower."""
+"""Both ranks do the same fixed compute (float32 matmuls), one after the
+other (so they never compete for the host's CPUs, which would change their
+CPU time), each timed with the program's own clock (virtual under simulate
+mode). Prints one JSON line per rank. Used by test_sim_slowdown.sh with rank
+1 configured 3x slower."""
+import json
+import time
+
 import torch
 import torch.distributed as dist
 
 dist.init_process_group("gloo")
+rank = dist.get_rank()
 torch.manual_seed(0)
 a = torch.randn(256, 256)
-x = a
-for _ in range(400):
-    x = torch.tanh(x @ a) 
+
+
+def compute():
+    x = a
+    for _ in range(300):
+        x = torch.tanh(x @ a)
+    return x
+
+
+res = {"rank": rank}
+compute()  # warm-up, both ranks
+for turn in range(2):
+    dist.barrier()
+    if turn == rank:
+        t0, c0 = time.perf_counter(), time.thread_time()
+        compute()
+        res["compute_ms"] = 1e3 * (time.perf_counter() - t0)  # virtual
+        res["cpu_ms"] = 1e3 * (time.thread_time() - c0)       # the host's CPU time
 dist.barrier()
-print(f"rank {dist.get_rank()} ok {float(x.sum()):.3f}")
+print(json.dumps(res), flush=True)

@@ -1,7 +1,8 @@
 #!/bin/bash
 # Simulate mode, overlap (the Kilovolts pattern): an async all_gather issued
-# before a block of compute and waited for after it costs about
-# max(compute, transfer) in virtual time; a blocking one costs the sum.
+# before a block of local work and waited for after it costs about
+# max(work, transfer) in virtual time; a blocking one costs the sum. The
+# work is a 1.2 s sleep (exact in virtual time; see sim_overlap.py).
 # Times come from the program's own clock (time.perf_counter, virtual under
 # simulate mode). 2 ranks, 16 MB each, 100 Mbit/s: the transfer (~1.3 s)
 # and the compute are of the same order, so sum and max are far apart.
@@ -25,9 +26,9 @@ for line in sys.stdin:
     c, m, s, a = r["compute"], r["comm"], r["sync"], r["async"]
     print("rank %d: compute %.0f ms, all_gather %.0f ms, blocking+compute %.0f ms, async around compute %.0f ms"
           % (r["rank"], c, m, s, a))
-    if not s >= 0.85 * (c + m):
+    if not 0.95 * (c + m) <= s <= 1.05 * (c + m):
         print("FAIL: blocking %.0f ms is not about compute + transfer %.0f ms" % (s, c + m)); bad = 1
-    if not a <= 1.25 * max(c, m):
+    if not 0.95 * max(c, m) <= a <= 1.05 * max(c, m):
         print("FAIL: async %.0f ms is not about max(compute, transfer) %.0f ms" % (a, max(c, m))); bad = 1
     if not a < 0.8 * s:
         print("FAIL: async %.0f ms does not beat blocking %.0f ms" % (a, s)); bad = 1
