@@ -160,6 +160,12 @@ static void answer(const struct uni_op *op, uint64_t arrive)
 	uint64_t t0 = op->e.t0;
 	uint64_t t1 = (op->e.flags & UNI_EVF_DISPATCHER) ? arrive : (arrive > t0 ? arrive : t0);
 	ring->resp_t = t1;
+	/* Until the reader publishes its own state, the horizon must count
+	 * it at the time it is given now (not as waiting, not as an idle
+	 * loop): else the network could run past t1 before it sends what
+	 * this answer releases. */
+	atomic_store_explicit(&ring->vt_pub, t1, memory_order_release);
+	atomic_store_explicit(&ring->wait_kind, UNI_WAIT_NONE, memory_order_release);
 	atomic_store_explicit(&ring->resp_seq, (uint32_t)op->e.a, memory_order_release);
 	uni_futex_wake(&ring->resp_seq, 1);
 
