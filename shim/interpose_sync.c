@@ -3,6 +3,7 @@
  * (Gloo's loop thread), which carries no clock between events. */
 #include <errno.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <sys/epoll.h>
 
 #include "shim.h"
@@ -106,4 +107,38 @@ UNI_EXTERN int pthread_mutex_unlock(pthread_mutex_t *m)
 	if (UNI_UNLIKELY(uni_shim_sync_on) && !uni_shim_in_shim())
 		uni_shim_mutex_unlocking(m);
 	return uni_real.mutex_unlock(m);
+}
+
+/* Threads: a new thread starts at its creator's virtual clock, as if the
+ * creator had handed it work (without this, a thread created late in a run
+ * would start at 0 and send "in the past"). */
+struct uni_tramp {
+	void *(*fn)(void *);
+	void *arg;
+	uint64_t vt;
+};
+
+static void *uni_tramp_start(void *p)
+{
+	struct uni_tramp t = *(struct uni_tramp *)p;
+	free(p);
+	uni_shim_thread_begin(t.vt);
+	return t.fn(t.arg);
+}
+
+UNI_EXTERN int pthread_create(pthread_t *th, const pthread_attr_t *attr, void *(*fn)(void *), void *arg)
+{
+	ENSURE(pthread_create);
+	if (UNI_LIKELY(!uni_shim_sync_on) || uni_shim_in_shim())
+		return uni_real.pthread_create(th, attr, fn, arg);
+	struct uni_tramp *t = malloc(sizeof(*t));
+	if (!t)
+		return uni_real.pthread_create(th, attr, fn, arg);
+	t->fn = fn;
+	t->arg = arg;
+	t->vt = uni_shim_thread_vt();
+	int r = uni_real.pthread_create(th, attr, uni_tramp_start, t);
+	if (r)
+		free(t);
+	return r;
 }

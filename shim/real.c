@@ -65,6 +65,7 @@ static void uni_resolve_all(void)
 	RESOLVE(sem_timedwait, "sem_timedwait");
 	RESOLVE(sem_clockwait, "sem_clockwait");
 	RESOLVE(syscall, "syscall");
+	RESOLVE(pthread_create, "pthread_create");
 	RESOLVE(epoll_wait, "epoll_wait");
 	RESOLVE(epoll_pwait, "epoll_pwait");
 	/* fcntl64 is an alias on 64-bit glibc; fall back rather than crash. */

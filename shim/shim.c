@@ -980,6 +980,28 @@ int uni_shim_cond_wait(pthread_cond_t *cv, pthread_mutex_t *m, int how, clockid_
 	return rc;
 }
 
+uint64_t uni_shim_thread_vt(void)
+{
+	if (!sync_active())
+		return 0;
+	int saved = errno;
+	tls.in_shim++;
+	if (!tls.dispatcher) {
+		charge();
+		leave();
+	}
+	uint64_t vt = tls.vt;
+	tls.in_shim--;
+	errno = saved;
+	return vt;
+}
+
+void uni_shim_thread_begin(uint64_t vt)
+{
+	tls.vt = vt;
+	tls.cpu_mark = thread_cpu(); /* its CPU time counts from here */
+}
+
 void uni_shim_sleeping(int on, uint64_t ns)
 {
 	if (!sync_active() || !tls.ring)

@@ -64,6 +64,7 @@ struct uni_real {
 	int (*sem_timedwait)(sem_t *, const struct timespec *);
 	int (*sem_clockwait)(sem_t *, clockid_t, const struct timespec *);
 	long (*syscall)(long, ...);
+	int (*pthread_create)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
 	int (*epoll_wait)(int, struct epoll_event *, int, int);
 	int (*epoll_pwait)(int, struct epoll_event *, int, int, const sigset_t *);
 };
@@ -138,6 +139,12 @@ int uni_shim_cond_wait(pthread_cond_t *cv, pthread_mutex_t *m, int how, clockid_
 void uni_shim_sleeping(int on, uint64_t ns) UNI_HIDDEN;
 /* glibc keeps a condvar's clock in bit 1 of __wrefs. */
 clockid_t uni_cond_clock(const pthread_cond_t *cv) UNI_HIDDEN;
+
+/* pthread_create: a new thread starts at its creator's clock (simulate
+ * mode). uni_shim_thread_vt is called by the creator, uni_shim_thread_begin
+ * first thing in the new thread. */
+uint64_t uni_shim_thread_vt(void) UNI_HIDDEN;
+void uni_shim_thread_begin(uint64_t vt) UNI_HIDDEN;
 
 /* True when the sync hooks have work to do in this process. */
 extern int uni_shim_sync_on UNI_HIDDEN;
