@@ -260,8 +260,33 @@ int main(int argc, char **argv)
 				waitpid(p, NULL, 0);
 		}
 	}
+	/* The picture: TRACE with .svg for .unitrace (or appended). */
+	char svg[PATH_MAX + 8];
+	int have_svg = 0;
+	if (summary) {
+		char ut[PATH_MAX];
+		snprintf(svg, sizeof(svg), "%s", trace);
+		char *dot = strrchr(svg, '.');
+		if (dot && strcmp(dot, ".unitrace") == 0)
+			strcpy(dot, ".svg");
+		else
+			strcat(svg, ".svg");
+		if (uni_find_unitrace(ut, sizeof(ut), err, sizeof(err)) == 0) {
+			pid_t p = fork();
+			if (p == 0) {
+				execl(ut, ut, "plot", trace, "-o", svg, (char *)NULL);
+				_exit(127);
+			}
+			int st = 1;
+			if (p > 0)
+				waitpid(p, &st, 0);
+			have_svg = p > 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0;
+		}
+	}
 	printf("unirun: host wall time %.3f s; trace written to %s\n",
 	       (double)(uni_now_ns() - wall0) / 1e9, trace);
+	if (have_svg)
+		printf("unirun: picture written to %s\n", svg);
 	free(pids);
 	free(done);
 	uni_shm_close(hdr);

@@ -32,7 +32,7 @@
 #define EXIT_TRACE 2
 #define EXIT_USAGE 64
 
-static const char usage_line[] = "usage: unitrace {summary|dump} FILE [--json]";
+static const char usage_line[] = "usage: unitrace {summary|dump} FILE [--json]\n       unitrace plot FILE [-o OUT.svg]";
 
 /* common.c (uni_mode_name) lives in libunicommon; the tool keeps its own
  * copy so that it links against the reader alone. */
@@ -973,6 +973,138 @@ static int cmd_dump(const char *path, int json)
 
 /* main -------------------------------------------------------------------- */
 
+/* plot -------------------------------------------------------------------- */
+
+/* A self-contained SVG timeline: one row per rank, time left to right.
+ * Per rank: a grey bar from 0 to its end; each transfer it sends as a blue
+ * bar on its row from the moment the bytes start to leave until the last
+ * one arrives (data messages; Gloo's 48-byte notices are left out), and a
+ * line from there to the receiving row at the arrival. Two passes over the
+ * file, nothing held in memory but per-rank ends. */
+#define PLOT_W 1200
+#define PLOT_LEFT 90
+#define PLOT_ROW 44
+#define PLOT_TOP 60
+
+struct plot_rank {
+	int seen;
+	uint64_t end;
+};
+
+static int plot_open(struct uni_trace_reader *r, const char *path)
+{
+	if (uni_trace_open(r, path) < 0) {
+		fprintf(stderr, "unitrace: %s\n", r->err);
+		return -1;
+	}
+	return 0;
+}
+
+static int cmd_plot(const char *path, const char *out)
+{
+	struct uni_trace_reader r;
+	struct uni_trec t;
+	struct plot_rank ranks[1024];
+	int nranks = 0, rc;
+	uint64_t tmax = 1, ndata = 0;
+
+	memset(ranks, 0, sizeof(ranks));
+	if (plot_open(&r, path) < 0)
+		return 2;
+	while ((rc = uni_trace_next(&r, &t)) == 1) {
+		if (t.rank < 0 || t.rank >= 1024)
+			continue;
+		uint64_t hi = 0;
+		if (t.kind == UNI_TR_SEND || t.kind == UNI_TR_RECV)
+			hi = t.t1 > t.t0 ? t.t1 : t.t0;
+		else if (t.kind == UNI_TR_RANK_EXIT || t.kind == UNI_TR_RANK_ATTACH)
+			hi = t.t0;
+		else
+			continue;
+		ranks[t.rank].seen = 1;
+		if (t.kind == UNI_TR_SEND && t.len > 48)
+			ndata++;
+		if (t.kind == UNI_TR_RANK_EXIT)
+			ranks[t.rank].end = t.t0;
+		if (t.rank + 1 > nranks)
+			nranks = t.rank + 1;
+		if (hi > tmax)
+			tmax = hi;
+	}
+	struct uni_trace_hdr hdr = r.hdr;
+	uni_trace_close(&r);
+	if (rc < 0) {
+		fprintf(stderr, "unitrace: %s\n", r.err);
+		return 2;
+	}
+	FILE *f = out ? fopen(out, "w") : stdout;
+	if (!f) {
+		fprintf(stderr, "unitrace: %s: %s\n", out, strerror(errno));
+		return 1;
+	}
+	int height = PLOT_TOP + nranks * PLOT_ROW + 50;
+	double sx = (double)(PLOT_W - PLOT_LEFT - 20) / (double)tmax;
+#define X(ns) (PLOT_LEFT + (double)(ns) * sx)
+#define Y(rk) (PLOT_TOP + (rk) * PLOT_ROW)
+	fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
+		   "font-family=\"sans-serif\" font-size=\"12\">\n", PLOT_W, height);
+	fprintf(f, "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n");
+	fprintf(f, "<text x=\"%d\" y=\"22\" font-size=\"15\">session ", PLOT_LEFT);
+	for (const char *p = hdr.session; *p && p < hdr.session + sizeof(hdr.session); p++)
+		fputc(*p == '<' || *p == '&' ? '_' : *p, f);
+	fprintf(f, ", %s mode: %s time, makespan %.3f ms</text>\n", mode_name(hdr.mode), time_base(hdr.mode),
+		(double)tmax / 1e6);
+	fprintf(f, "<text x=\"%d\" y=\"40\" fill=\"#555\">grey: rank alive; blue: a message leaving "
+		   "its sender until its last byte arrives%s</text>\n",
+		PLOT_LEFT, hdr.mode == UNI_MODE_SIMULATE && ndata <= 400 ? "; line: to the receiver, at the arrival"
+									 : "");
+	/* Axis: 10 ticks. */
+	int ybase = PLOT_TOP + nranks * PLOT_ROW;
+	for (int i = 0; i <= 10; i++) {
+		uint64_t tt = tmax / 10 * (uint64_t)i;
+		fprintf(f, "<line x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\" stroke=\"#ddd\"/>"
+			   "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\" fill=\"#555\">%.0f ms</text>\n",
+			X(tt), PLOT_TOP - 6, X(tt), ybase, X(tt), ybase + 16, (double)tt / 1e6);
+	}
+	for (int i = 0; i < nranks; i++) {
+		if (!ranks[i].seen)
+			continue;
+		uint64_t end = ranks[i].end ? ranks[i].end : tmax;
+		fprintf(f, "<text x=\"8\" y=\"%d\">rank %d</text>\n", Y(i) + PLOT_ROW / 2 + 4, i);
+		fprintf(f, "<rect x=\"%.1f\" y=\"%d\" width=\"%.1f\" height=\"%d\" fill=\"#e8e8e8\"/>\n",
+			X(0), Y(i) + 8, X(end) - X(0), PLOT_ROW - 16);
+	}
+	if (plot_open(&r, path) < 0)
+		return 2;
+	while (uni_trace_next(&r, &t) == 1) {
+		if (t.kind != UNI_TR_SEND || t.len <= 48 || t.rank < 0 || t.rank >= nranks || t.peer < 0 ||
+		    t.peer >= nranks)
+			continue;
+		/* Simulate mode: a = start on the wire, t1 = arrival of the last
+		 * byte; record mode: the write call's span. */
+		uint64_t a = hdr.mode == UNI_MODE_SIMULATE ? t.a : t.t0, b = t.t1 > a ? t.t1 : a;
+		double w = X(b) - X(a);
+		fprintf(f, "<rect x=\"%.2f\" y=\"%d\" width=\"%.2f\" height=\"%d\" fill=\"#3b7dd8\" "
+			   "fill-opacity=\"0.55\"><title>rank %d to %d: %llu bytes, %.3f .. %.3f ms</title></rect>\n",
+			X(a), Y(t.rank) + 12, w < 0.6 ? 0.6 : w, PLOT_ROW - 24, t.rank, t.peer,
+			(unsigned long long)t.len, (double)a / 1e6, (double)b / 1e6);
+		/* Lines to the receiver only while they stay readable. */
+		if (hdr.mode == UNI_MODE_SIMULATE && ndata <= 400)
+			fprintf(f, "<line x1=\"%.2f\" y1=\"%d\" x2=\"%.2f\" y2=\"%d\" stroke=\"#c0392b\" "
+				   "stroke-opacity=\"0.35\"/>\n",
+				X(b), Y(t.rank) + PLOT_ROW / 2, X(b), Y(t.peer) + PLOT_ROW / 2);
+	}
+	uni_trace_close(&r);
+	fprintf(f, "</svg>\n");
+#undef X
+#undef Y
+	if (out && fclose(f) != 0) {
+		fprintf(stderr, "unitrace: %s: %s\n", out, strerror(errno));
+		return 1;
+	}
+	return 0;
+}
+
 static void help(void)
 {
 	printf("%s\n"
@@ -985,6 +1117,8 @@ static void help(void)
 	       "            totals; whether every byte sent was received\n"
 	       "  dump      every record, one per line\n"
 	       "  --json    summary: one JSON object; dump: one object per line\n"
+	       "  plot      a self-contained SVG timeline (ranks as rows, transfers as\n"
+	       "            bars and lines) to stdout, or to OUT with -o OUT\n"
 	       "\n"
 	       "Exit status: 0 ok (a truncated trace too), 1 out of memory or\n"
 	       "output error, 2 unreadable or corrupt trace, 64 usage error.\n",
@@ -1017,8 +1151,9 @@ static int run(int argc, char **argv)
 		printf("unitrace %s\n", UNI_VERSION);
 		return 0;
 	}
-	if (strcmp(cmd, "summary") && strcmp(cmd, "dump"))
+	if (strcmp(cmd, "summary") && strcmp(cmd, "dump") && strcmp(cmd, "plot"))
 		return usage_error("unknown command", cmd);
+	const char *out = NULL;
 
 	for (int i = 2; i < argc; i++) {
 		const char *a = argv[i];
@@ -1027,6 +1162,8 @@ static int run(int argc, char **argv)
 			opts = 0;
 		} else if (opts && !strcmp(a, "--json")) {
 			json = 1;
+		} else if (opts && !strcmp(a, "-o") && i + 1 < argc) {
+			out = argv[++i];
 		} else if (opts && (!strcmp(a, "--help") || !strcmp(a, "-h"))) {
 			help();
 			return 0;
@@ -1040,6 +1177,8 @@ static int run(int argc, char **argv)
 	}
 	if (!path)
 		return usage_error("no trace file given", NULL);
+	if (!strcmp(cmd, "plot"))
+		return cmd_plot(path, out);
 	return !strcmp(cmd, "summary") ? cmd_summary(path, json)
 				       : cmd_dump(path, json);
 }

@@ -23,4 +23,23 @@ YAML
 		$PY "$HERE/check_sim_p2p.py" --sizes $SIZES --latency-ns $3 --bandwidth-bps $4 ||
 		fail "closed form ($1, $2)"
 	ok "alpha-beta $1 $2: every size within 0.5% of latency + S/bandwidth"
+	# The picture unirun drew beside the trace: well-formed SVG, a row per
+	# rank, a bar (with its tooltip) per data chunk sent, lines to the receiver.
+	grep -q "unirun: picture written to $T/t.svg" "$T/log" || fail "unirun did not say where the picture is"
+	$PY - "$T/t.svg" "$T/t.unitrace" "$UNITRACE" <<'PYEOF' || fail "picture"
+import json, subprocess, sys
+import xml.etree.ElementTree as ET
+svg, trace, unitrace = sys.argv[1:4]
+root = ET.parse(svg).getroot()
+ns = "{http://www.w3.org/2000/svg}"
+texts = [t.text for t in root.iter(ns + "text")]
+rows = [t for t in texts if t and t.startswith("rank ")]
+assert rows == ["rank 0", "rank 1"], rows
+dump = [json.loads(l) for l in subprocess.run([unitrace, "dump", "--json", trace], capture_output=True, text=True, check=True).stdout.splitlines()]
+data = [r for r in dump if r["kind"] == "send" and r["len"] > 48]
+bars = [r for r in root.iter(ns + "rect") if r.find(ns + "title") is not None]
+assert len(bars) == len(data), (len(bars), len(data))
+assert len(list(root.iter(ns + "line"))) >= len(data) + 11, "arrival lines missing"
+print("picture: %d rank rows, %d transfer bars" % (len(rows), len(bars)))
+PYEOF
 done
