@@ -140,20 +140,6 @@ static int stream_final(struct stream *s, uint64_t b, uint64_t *t)
 	return 1;
 }
 
-/* Arrival of byte b of stream s (b < s->next_off). */
-static UNI_UNUSED uint64_t stream_arrival(struct stream *s, uint64_t b)
-{
-	/* Reads go forward: search from the newest chunk backwards is the
-	 * common case for a loop thread that reads right behind the writer;
-	 * from the head for one that lags. Both are short. */
-	for (uint32_t i = s->nch; i-- > s->headch;) {
-		struct chunk *c = &s->ch[i];
-		if (b >= c->off && b < c->off + c->len)
-			return arrival(c, b);
-	}
-	return 0;
-}
-
 static void answer(const struct uni_op *op, uint64_t arrive)
 {
 	struct uni_ring *ring = uni_shm_ring(S.h, op->ring);
