@@ -17,7 +17,8 @@ network: { model: $model, default: { latency: 1ms, bandwidth: 100Mbit } }
 YAML
 	timeout 300 "$UNIRUN" -n 4 --config "$T/c.yaml" --trace "$T/$model.unitrace" -- $PY "$HERE/sim_incast.py" >"$T/log" 2>&1 ||
 		{ cat "$T/log"; fail "incast under $model"; }
-	grep '^{' "$T/log" >"$T/$model.json" || { cat "$T/log"; fail "no result under $model"; }
+	$PY -c 'import re, sys; print(re.findall(r"\{\"done_ms\".*?\}\}", open(sys.argv[1]).read())[0])' "$T/log" >"$T/$model.json" ||
+		{ cat "$T/log"; fail "no result under $model"; }
 done
 # Both runs carry the same fixed costs (the senders' compute before they
 # send, three notice latencies): alpha-beta is one message time plus those,

@@ -2,9 +2,10 @@
 # Simulate mode: compute is charged as thread CPU time x the rank's
 # slowdown. Each rank times the same block of compute with its own clock
 # (virtual) and with its thread CPU time (real): virtual / CPU is 1.0 on
-# rank 0 and 3.0 on rank 1 (slowdown 3) within 5%. Across the two ranks
-# the same work is about 3x (loosely: the CPU time of identical work in two
-# processes differs by up to ~50% on this 2-CPU VM, see docs/simulate.md).
+# rank 0 and 3.0 on rank 1 (slowdown 3) within 5%. Across the two ranks the
+# same work is 3x the ratio of their CPU times (printed, not asserted: the
+# CPU time of identical work in two processes differs by up to 1.7x on this
+# 2-CPU VM, see docs/simulate.md).
 # The trace's per-rank compute (whole run) shows rank 1 well above rank 0.
 #   test_sim_slowdown.sh UNIRUN UNITRACE
 set -euo pipefail
@@ -21,9 +22,10 @@ devices:
 YAML
 timeout 300 "$UNIRUN" -n 2 --config "$T/c.yaml" --trace "$T/t.unitrace" -- $PY "$HERE/sim_slowdown.py" >"$T/log" 2>&1 ||
 	{ cat "$T/log"; fail "sim_slowdown under unirun"; }
-grep '^{' "$T/log" | $PY -c '
-import json, sys
-r = {d["rank"]: d for d in map(json.loads, sys.stdin)}
+# Ranks share stdout: their lines may interleave, so pick the objects out.
+$PY -c '
+import json, re, sys
+r = {d["rank"]: d for d in map(json.loads, re.findall(r"\{[^{}]*\}", open(sys.argv[1]).read()))}
 bad = 0
 for rank, want in ((0, 1.0), (1, 3.0)):
     v, c = r[rank]["compute_ms"], r[rank]["cpu_ms"]
@@ -31,13 +33,13 @@ for rank, want in ((0, 1.0), (1, 3.0)):
     if not 0.95 * want <= v / c <= 1.05 * want:
         print("FAIL: not the slowdown within 5%"); bad = 1
 ratio = r[1]["compute_ms"] / r[0]["compute_ms"]
-print(f"same work: rank 1 / rank 0 = {ratio:.3f}")
-# The CPU time of the same work differs between two processes on this
-# 2-CPU VM by up to ~50% (measured), so the cross-rank ratio is loose.
-if not 1.8 <= ratio <= 4.5:
-    print("FAIL: rank 1 is not about 3x slower than rank 0"); bad = 1
+cpu = r[1]["cpu_ms"] / r[0]["cpu_ms"]
+# Not asserted: the CPU time of the same work differs between two processes
+# on this 2-CPU VM by up to 1.7x (measured: 1.86 s and 3.15 s), so the ratio
+# of virtual times is 3 x that CPU ratio, which the checks above pin.
+print(f"same work: rank 1 / rank 0 = {ratio:.3f} in virtual time, {cpu:.3f} in CPU time")
 sys.exit(bad)
-' || fail "slowdown"
+' "$T/log" || fail "slowdown"
 "$UNITRACE" summary --json "$T/t.unitrace" | $PY -c '
 import json, sys
 d = json.load(sys.stdin)
