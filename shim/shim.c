@@ -965,8 +965,14 @@ int uni_shim_cond_wait(pthread_cond_t *cv, pthread_mutex_t *m, int how, clockid_
 	saved = errno;
 	tls.in_shim++;
 	if (rc == ETIMEDOUT && sliced) {
-		if (r && !r->stack[0] && uni_now_ns() - r->wait_since >= 1000000000ull)
+		if (r && !r->stack[0] && uni_now_ns() - r->wait_since >= 1000000000ull) {
+			/* Unwinding and dladdr take the loader's lock: never while
+			 * holding the program's mutex (a thread in dlopen could be
+			 * waiting for it). The wake-up is spurious anyway. */
+			uni_real.mutex_unlock(m);
 			capture_stack(r);
+			uni_real.mutex_lock(m);
+		}
 		tls.slice_cv = cv;
 		rc = 0; /* a spurious wake-up: the caller re-checks and waits again */
 	}
