@@ -833,7 +833,7 @@ void uni_shim_cond_signal(void *cv)
 	errno = saved;
 }
 
-uint32_t uni_shim_cond_wait_begin(void *cv, void *mutex)
+static uint32_t cond_wait_begin(void *cv)
 {
 	if (!sync_active())
 		return 0;
@@ -852,7 +852,7 @@ uint32_t uni_shim_cond_wait_begin(void *cv, void *mutex)
 	return tok;
 }
 
-void uni_shim_cond_wait_end(void *cv, void *mutex, uint32_t tok)
+static void cond_wait_end(void *cv, void *mutex, uint32_t tok)
 {
 	if (!sync_active())
 		return;
@@ -926,7 +926,7 @@ static void capture_stack(struct uni_ring *r)
 int uni_shim_cond_wait(pthread_cond_t *cv, pthread_mutex_t *m, int how, clockid_t clk,
 		       const struct timespec *abs)
 {
-	uint32_t tok = uni_shim_cond_wait_begin(cv, m);
+	uint32_t tok = cond_wait_begin(cv);
 	int saved = errno;
 	tls.in_shim++;
 	struct uni_ring *r = sync_active() ? thread_ring() : NULL;
@@ -980,7 +980,7 @@ int uni_shim_cond_wait(pthread_cond_t *cv, pthread_mutex_t *m, int how, clockid_
 		atomic_store_explicit(&r->wait_kind, UNI_WAIT_NONE, memory_order_release);
 	tls.in_shim--;
 	errno = saved;
-	uni_shim_cond_wait_end(cv, m, tok);
+	cond_wait_end(cv, m, tok);
 	if (rc == ETIMEDOUT && vdl)
 		uni_shim_idle_until(vdl);
 	return rc;

@@ -103,8 +103,6 @@ void uni_shim_epoll_enter(void) UNI_HIDDEN;
  * stamp): that covers a waiter that finds its predicate already true and
  * never waits. Dispatchers (event loops) never take stamps. */
 void uni_shim_cond_signal(void *cv) UNI_HIDDEN;
-uint32_t uni_shim_cond_wait_begin(void *cv, void *mutex) UNI_HIDDEN;
-void uni_shim_cond_wait_end(void *cv, void *mutex, uint32_t token) UNI_HIDDEN;
 void uni_shim_mutex_locked(void *mutex) UNI_HIDDEN;
 void uni_shim_mutex_unlocking(void *mutex) UNI_HIDDEN;
 /* The program's clocks in virtual time (simulate mode; DESIGN section 4,

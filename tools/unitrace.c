@@ -612,6 +612,24 @@ static void print_peer(int32_t peer)
 		printf("%8" PRId32, peer);
 }
 
+/* The rank that ends last (the predicted makespan), or NULL. */
+static const struct rank_stat *last_rank(const struct summary *s)
+{
+	const struct rank_stat *last = NULL;
+	for (size_t i = 0; i < s->nranks; i++)
+		if (s->ranks[i].have_end_t && (!last || s->ranks[i].end_t > last->end_t))
+			last = &s->ranks[i];
+	return last;
+}
+
+/* Simulate mode: the main thread's time that was neither compute nor
+ * communication (sleeps, clocks pushed by something else). */
+static uint64_t rank_idle(const struct rank_stat *r)
+{
+	uint64_t busy = r->compute + r->waited;
+	return r->end_t > busy ? r->end_t - busy : 0;
+}
+
 static void summary_text(const struct summary *s, const char *path)
 {
 	const struct uni_trace_hdr *h = &s->hdr;
@@ -662,10 +680,8 @@ static void summary_text(const struct summary *s, const char *path)
 		       ", bytes sent %" PRIu64 ", bytes received %" PRIu64 "\n",
 		       r->sends, r->recvs, r->bytes_sent, r->bytes_recv);
 		if (h->mode == UNI_MODE_SIMULATE && r->have_end_t && r->end == END_CLEAN) {
-			uint64_t busy = r->compute + r->waited;
 			printf("  end %.3f ms virtual: compute %.3f ms, communication %.3f ms, idle %.3f ms "
-			       "(main thread)\n", ms(r->end_t), ms(r->compute), ms(r->waited),
-			       ms(r->end_t > busy ? r->end_t - busy : 0));
+			       "(main thread)\n", ms(r->end_t), ms(r->compute), ms(r->waited), ms(rank_idle(r)));
 		}
 
 		while (pi < s->npairs && s->pairs[pi].rank < r->rank)
@@ -700,10 +716,7 @@ static void summary_text(const struct summary *s, const char *path)
 		printf("); the ranks were stopped, so there is no makespan; the report is beside the trace "
 		       "(TRACE.deadlock.txt)\n");
 	} else if (h->mode == UNI_MODE_SIMULATE) {
-		const struct rank_stat *last = NULL;
-		for (size_t i = 0; i < s->nranks; i++)
-			if (s->ranks[i].have_end_t && (!last || s->ranks[i].end_t > last->end_t))
-				last = &s->ranks[i];
+		const struct rank_stat *last = last_rank(s);
 		if (last)
 			printf("\npredicted makespan %.3f ms (virtual; rank %" PRId32 " ends last)\n",
 			       ms(last->end_t), last->rank);
@@ -801,9 +814,8 @@ static void summary_json(const struct summary *s, const char *path)
 		else
 			printf("\"end_ns\": null, ");
 		if (h->mode == UNI_MODE_SIMULATE && r->have_end_t && r->end == END_CLEAN) {
-			uint64_t busy = r->compute + r->waited;
 			printf("\"compute_ms\": %.6f, \"communication_ms\": %.6f, \"idle_ms\": %.6f, ",
-			       ms(r->compute), ms(r->waited), ms(r->end_t > busy ? r->end_t - busy : 0));
+			       ms(r->compute), ms(r->waited), ms(rank_idle(r)));
 		}
 		printf("\"sends\": %" PRIu64 ", \"recvs\": %" PRIu64
 		       ", \"bytes_sent\": %" PRIu64 ", \"bytes_received\": %"
@@ -833,10 +845,7 @@ static void summary_json(const struct summary *s, const char *path)
 
 	printf("  \"deadlocked_threads\": %" PRIu64 ",\n", s->deadlocked);
 	if (h->mode == UNI_MODE_SIMULATE) {
-		const struct rank_stat *last = NULL;
-		for (size_t i = 0; i < s->nranks; i++)
-			if (s->ranks[i].have_end_t && (!last || s->ranks[i].end_t > last->end_t))
-				last = &s->ranks[i];
+		const struct rank_stat *last = last_rank(s);
 		if (last && !s->deadlocked)
 			printf("  \"makespan_ms\": %.6f,\n  \"makespan_rank\": %" PRId32 ",\n",
 			       ms(last->end_t), last->rank);

@@ -24,26 +24,13 @@
 # Exit 0 pass, 1 fail, 99 bad usage.
 set -euo pipefail
 
-if [ $# -lt 4 ]; then
-	echo "usage: $0 UNICTL UNIRUN UNITRACE UNISHIM" >&2
-	exit 99
-fi
 HERE=$(cd "$(dirname "$0")" && pwd)
-PY=${PYTHON:-/usr/bin/python3}
+. "$HERE/test_lifecycle_lib.sh"
 # Under a prompt reaper (as under systemd) the killed unid vanishes at once.
 # This machine's init reaps orphans only every ~2 s, and a dead unid that is
 # still a zombie looks alive to the shim: test_deadcoord_zombie.sh covers
 # that window on purpose; here it would only make the outcome timing-bound.
-if [ "${UNI_TEST_REAPER_MODE:-}" != prompt ]; then
-	exec "$PY" "$HERE/test_lifecycle_reaper.py" --prompt /bin/bash "$0" "$@"
-fi
-UNICTL=$(realpath "$1")
-UNITRACE=$(realpath "$3")
-SHIM=$(realpath "$4")
-
-T=$(mktemp -d "${TMPDIR:-/tmp}/test_deadcoord.XXXXXX")
-. "$HERE/test_lifecycle_lib.sh"
-cd "$T"
+lc_start "prompt" "$@"
 S=dc-$$
 S2=dc-$$-flood
 BG=

@@ -20,21 +20,9 @@
 # Exit 0 pass, 1 fail, 99 bad usage.
 set -euo pipefail
 
-if [ $# -lt 4 ]; then
-	echo "usage: $0 UNICTL UNIRUN UNITRACE UNISHIM" >&2
-	exit 99
-fi
 HERE=$(cd "$(dirname "$0")" && pwd)
-PY=${PYTHON:-/usr/bin/python3}
-if [ "${UNI_TEST_REAPER_MODE:-}" != never ]; then
-	exec "$PY" "$HERE/test_lifecycle_reaper.py" --never /bin/bash "$0" "$@"
-fi
-UNICTL=$(realpath "$1")
-SHIM=$(realpath "$4")
-
-T=$(mktemp -d "${TMPDIR:-/tmp}/test_deadcoord_zombie.XXXXXX")
 . "$HERE/test_lifecycle_lib.sh"
-cd "$T"
+lc_start "never" "$@"
 S=dcz-$$
 S2=dcz-$$-flood
 BG=

@@ -12,23 +12,11 @@
 # only for JSON checks.
 set -euo pipefail
 
-if [ $# -lt 4 ]; then
-	echo "usage: $0 UNICTL UNIRUN UNITRACE UNISHIM" >&2
-	exit 99
-fi
 HERE=$(cd "$(dirname "$0")" && pwd)
-PY=${PYTHON:-/usr/bin/python3}
+. "$HERE/test_lifecycle_lib.sh"
 # Under a prompt reaper a unid killed here vanishes at once, whatever this
 # machine's init does (test_lifecycle_zombie.sh covers the zombie window).
-if [ "${UNI_TEST_REAPER_MODE:-}" != prompt ]; then
-	exec "$PY" "$HERE/test_lifecycle_reaper.py" --prompt /bin/bash "$0" "$@"
-fi
-UNICTL=$(realpath "$1")
-UNITRACE=$(realpath "$3")
-
-T=$(mktemp -d "${TMPDIR:-/tmp}/test_lifecycle.XXXXXX")
-. "$HERE/test_lifecycle_lib.sh"
-cd "$T"
+lc_start "prompt" "$@"
 BASE=lc-$$
 S1=$BASE-a
 S2=$BASE-b

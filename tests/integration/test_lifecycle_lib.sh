@@ -1,6 +1,15 @@
 # Shared helpers of the bash integration tests test_lifecycle*.sh,
 # test_passthrough.sh, test_torchrun.sh and test_deadcoord*.sh.  Sourced, not
-# run.  The caller sets T (its temp dir) and PY (a python3 with torch).
+# run.  Each test starts with
+#
+#   HERE=$(cd "$(dirname "$0")" && pwd)
+#   . "$HERE/test_lifecycle_lib.sh"
+#   lc_start MODE "$@"
+#
+# lc_start checks the arguments (UNICTL UNIRUN UNITRACE UNISHIM), re-runs the
+# test under test_lifecycle_reaper.py --MODE (prompt or never; "" for none),
+# sets UNICTL UNIRUN UNITRACE SHIM (absolute) and T (a temp dir named after
+# the test), and changes into T.
 #
 #   check DESC CMD...    passes when CMD succeeds
 #   run NAME CMD...      runs CMD bounded by $RUN_TIMEOUT (60 s); stdout in
@@ -10,6 +19,26 @@
 #   occurs FILE REGEX N  N matches anywhere (not per line)
 #   pycheck FILE EXPR... each Python EXPR over j (FILE's JSON) is true
 #   finish NAME          prints the verdict, returns 0 or 1
+
+PY=${PYTHON:-/usr/bin/python3}
+
+lc_start() {
+	local mode=$1
+	shift
+	if [ $# -lt 4 ]; then
+		echo "usage: $0 UNICTL UNIRUN UNITRACE UNISHIM" >&2
+		exit 99
+	fi
+	if [ -n "$mode" ] && [ "${UNI_TEST_REAPER_MODE:-}" != "$mode" ]; then
+		exec "$PY" "$HERE/test_lifecycle_reaper.py" "--$mode" /bin/bash "$0" "$@"
+	fi
+	UNICTL=$(realpath "$1")
+	UNIRUN=$(realpath "$2")
+	UNITRACE=$(realpath "$3")
+	SHIM=$(realpath "$4")
+	T=$(mktemp -d "${TMPDIR:-/tmp}/$(basename "$0" .sh).XXXXXX")
+	cd "$T"
+}
 
 failures=0
 checks=0

@@ -14,22 +14,10 @@
 # Exit 0 pass, 1 fail, 99 bad usage.
 set -euo pipefail
 
-if [ $# -lt 4 ]; then
-	echo "usage: $0 UNICTL UNIRUN UNITRACE UNISHIM" >&2
-	exit 99
-fi
 HERE=$(cd "$(dirname "$0")" && pwd)
-PY=${PYTHON:-/usr/bin/python3}
-# Under a prompt reaper a unid killed here vanishes at once.
-if [ "${UNI_TEST_REAPER_MODE:-}" != prompt ]; then
-	exec "$PY" "$HERE/test_lifecycle_reaper.py" --prompt /bin/bash "$0" "$@"
-fi
-UNICTL=$(realpath "$1")
-UNITRACE=$(realpath "$3")
-
-T=$(mktemp -d "${TMPDIR:-/tmp}/test_lifecycle_stopdeath.XXXXXX")
 . "$HERE/test_lifecycle_lib.sh"
-cd "$T"
+# Under a prompt reaper a unid killed here vanishes at once.
+lc_start "prompt" "$@"
 S1=lcsd-$$-a
 S2=lcsd-$$-b
 P1=

@@ -22,25 +22,12 @@
 # Exit 0 pass, 1 fail, 99 bad usage.
 set -euo pipefail
 
-if [ $# -lt 4 ]; then
-	echo "usage: $0 UNICTL UNIRUN UNITRACE UNISHIM" >&2
-	exit 99
-fi
 HERE=$(cd "$(dirname "$0")" && pwd)
-PY=${PYTHON:-/usr/bin/python3}
+. "$HERE/test_lifecycle_lib.sh"
 # Under a prompt reaper a unid killed here vanishes at once, whatever this
 # machine's init does (test_lifecycle_zombie.sh covers the zombie window).
-if [ "${UNI_TEST_REAPER_MODE:-}" != prompt ]; then
-	exec "$PY" "$HERE/test_lifecycle_reaper.py" --prompt /bin/bash "$0" "$@"
-fi
-UNICTL=$(realpath "$1")
-UNITRACE=$(realpath "$3")
-SHIM=$(realpath "$4")
+lc_start "prompt" "$@"
 PROG=$HERE/test_passthrough_prog.py
-
-T=$(mktemp -d "${TMPDIR:-/tmp}/test_passthrough.XXXXXX")
-. "$HERE/test_lifecycle_lib.sh"
-cd "$T"
 S=pt-$$
 S2=pt-$$-stale
 NOSESS=nonexistent-$$

@@ -20,19 +20,9 @@
 # Exit 0 pass, 1 fail, 99 bad usage.
 set -euo pipefail
 
-if [ $# -lt 4 ]; then
-	echo "usage: $0 UNICTL UNIRUN UNITRACE UNISHIM" >&2
-	exit 99
-fi
 HERE=$(cd "$(dirname "$0")" && pwd)
-UNICTL=$(realpath "$1")
-UNITRACE=$(realpath "$3")
-SHIM=$(realpath "$4")
-PY=${PYTHON:-/usr/bin/python3}
-
-T=$(mktemp -d "${TMPDIR:-/tmp}/test_torchrun.XXXXXX")
 . "$HERE/test_lifecycle_lib.sh"
-cd "$T"
+lc_start "" "$@"
 S=tr-$$
 cleanup() {
 	set +e
