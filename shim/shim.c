@@ -73,6 +73,7 @@ struct shim_tls {
 	uint64_t waited;     /* simulate: clock advanced by wake-ups and arrivals */
 	uint64_t idled;      /* simulate: clock advanced by sleeps and timed-out waits */
 	void *slice_cv;      /* a 1 s slice of a wait on it just ended (same wait goes on) */
+	uint32_t quiet;      /* inside a Gloo buffer call: condvars and mutexes carry no time */
 };
 #define UNI_HELD 4
 
@@ -809,15 +810,21 @@ void uni_shim_cond_signal(void *cv)
 		charge();
 		t = tls.vt;
 	}
-	if (t) {
+	if (t && !tls.quiet) {
 		struct stamp_ent *e = stamp_get(cv, 0);
 		if (e && atomic_load_explicit(&e->waiters, memory_order_relaxed)) {
 			atomic_store_explicit(&e->stamp, t, memory_order_relaxed);
 			atomic_fetch_add_explicit(&e->seq, 1, memory_order_release);
 		}
 		/* The waiter may find its predicate true and never wait: it
-		 * still locks the mutex the signaller held or just released. */
-		void *m = tls.nheld ? tls.held[(tls.nheld - 1) % UNI_HELD] : tls.released;
+		 * still locks the mutex the signaller held or just released.
+		 * Not a dispatcher's last mutex: Gloo's loop broadcasts a
+		 * "tick" holding nothing before each epoll_wait, after it
+		 * released the pair mutex of the event it handled; that
+		 * stamp handed the event's time to the next thread posting
+		 * on that pair (every ring step waited one message more). */
+		void *m = tls.nheld ? tls.held[(tls.nheld - 1) % UNI_HELD]
+				    : tls.dispatcher ? NULL : tls.released;
 		if (m && (e = stamp_get(m, 1)) != NULL) {
 			/* The latest wins only if later: one Gloo buffer's mutex
 			 * guards both its send and its receive completions, and a
@@ -861,11 +868,11 @@ static void cond_wait_end(void *cv, void *mutex, uint32_t tok)
 	struct stamp_ent *e = stamp_get(cv, 0);
 	if (e) {
 		atomic_fetch_sub_explicit(&e->waiters, 1, memory_order_relaxed);
-		if (!tls.dispatcher && atomic_load_explicit(&e->seq, memory_order_acquire) != tok)
+		if (!tls.dispatcher && !tls.quiet && atomic_load_explicit(&e->seq, memory_order_acquire) != tok)
 			take_stamp(atomic_load_explicit(&e->stamp, memory_order_relaxed));
 	}
 	/* The wait re-acquired the mutex inside glibc, past our lock wrapper. */
-	if (!tls.dispatcher && (e = stamp_get(mutex, 0)) != NULL)
+	if (!tls.dispatcher && !tls.quiet && (e = stamp_get(mutex, 0)) != NULL)
 		take_stamp(atomic_load_explicit(&e->stamp, memory_order_acquire));
 	if (!tls.dispatcher)
 		leave();
@@ -1030,7 +1037,7 @@ void uni_shim_mutex_locked(void *m)
 		return;
 	tls.held[tls.nheld % UNI_HELD] = m;
 	tls.nheld++;
-	if (tls.dispatcher)
+	if (tls.dispatcher || tls.quiet)
 		return;
 	struct stamp_ent *e = stamp_get(m, 0);
 	if (!e)
@@ -1140,6 +1147,43 @@ void uni_shim_idle_for(uint64_t ns)
 	tls.vt += ns;
 	tls.idled += ns;
 	leave();
+}
+
+/* Gloo's buffer completions (shim/gloo_buffers.c) -------------------- */
+
+uint64_t uni_shim_quiet_begin(int completing)
+{
+	tls.quiet++;
+	if (!completing || !sync_active())
+		return 0;
+	int saved = errno;
+	tls.in_shim++;
+	if (!tls.dispatcher) {
+		charge();
+		leave();
+	}
+	uint64_t t = tls.vt;
+	tls.in_shim--;
+	errno = saved;
+	return t;
+}
+
+void uni_shim_quiet_end(void)
+{
+	tls.quiet--;
+}
+
+void uni_shim_take(uint64_t t)
+{
+	if (!sync_active() || tls.dispatcher)
+		return;
+	int saved = errno;
+	tls.in_shim++;
+	charge();
+	take_stamp(t);
+	leave();
+	tls.in_shim--;
+	errno = saved;
 }
 
 void uni_shim_epoll_enter(void)

@@ -144,6 +144,16 @@ clockid_t uni_cond_clock(const pthread_cond_t *cv) UNI_HIDDEN;
 uint64_t uni_shim_thread_vt(void) UNI_HIDDEN;
 void uni_shim_thread_begin(uint64_t vt) UNI_HIDDEN;
 
+/* Gloo's UnboundBuffer completions (shim/gloo_buffers.c): between
+ * uni_shim_quiet_begin and _end the calling thread's condvar signals and
+ * mutexes carry no time (the buffer's completions carry it instead).
+ * completing != 0: returns the time of the completion the thread is about
+ * to signal (its clock; a dispatcher's event time), 0 outside simulate
+ * mode. uni_shim_take: the thread consumed a completion of time t. */
+uint64_t uni_shim_quiet_begin(int completing) UNI_HIDDEN;
+void uni_shim_quiet_end(void) UNI_HIDDEN;
+void uni_shim_take(uint64_t t) UNI_HIDDEN;
+
 /* True when the sync hooks have work to do in this process. */
 extern int uni_shim_sync_on UNI_HIDDEN;
 
