@@ -9,6 +9,7 @@
  * Exit status: 0 done (also for a truncated trace), 1 out of memory or
  * output error, 2 unreadable or corrupt trace, 64 usage. */
 #include <errno.h>
+#include <stdarg.h>
 #include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -32,7 +33,7 @@
 #define EXIT_TRACE 2
 #define EXIT_USAGE 64
 
-static const char usage_line[] = "usage: unitrace {summary|dump} FILE [--json]\n       unitrace plot FILE [-o OUT.svg]";
+static const char usage_line[] = "usage: unitrace {summary|dump} FILE [--json]\n       unitrace plot FILE [-o OUT.svg]\n       unitrace export FILE --chrome OUT.json";
 
 /* common.c (uni_mode_name) lives in libunicommon; the tool keeps its own
  * copy so that it links against the reader alone. */
@@ -980,6 +981,312 @@ static int cmd_dump(const char *path, int json)
 	return 0;
 }
 
+/* export --chrome -------------------------------------------------------- */
+
+/* Chrome trace-event JSON (ui.perfetto.dev, chrome://tracing): a process
+ * per rank, a track per thread, and per (rank, peer) a "link" track that
+ * shows each transfer on the wire. Streamed: three passes over the file,
+ * events written as records are read; memory grows with threads,
+ * connections and the number of transfers (a 16-byte entry per send and
+ * read end, to join each send to the read that ends at its last byte),
+ * never with what records hold. Times are in microseconds (the format's
+ * unit) with nanosecond decimals. */
+#define CHROME_LINK_TID 1000000000 /* + peer: the link tracks' thread ids */
+
+/* (sender's conn, end offset) -> 1: a send chunk ends there, 2: a read does. */
+struct endset {
+	uint64_t *key;
+	uint8_t *bits;
+	size_t cap, n;
+};
+
+static uint64_t end_key(uint32_t conn, uint64_t end)
+{
+	return (uint64_t)conn << 44 | (end & ((1ull << 44) - 1));
+}
+
+static size_t endset_slot(const struct endset *e, uint64_t k)
+{
+	size_t i = (size_t)((k + 1) * 0x9E3779B97F4A7C15ull >> 20) & (e->cap - 1);
+	while (e->key[i] && e->key[i] != k + 1)
+		i = (i + 1) & (e->cap - 1);
+	return i;
+}
+
+static void endset_add(struct endset *e, uint64_t k, uint8_t bit)
+{
+	if (2 * (e->n + 1) > e->cap) {
+		struct endset g = {.cap = e->cap ? 2 * e->cap : 1024};
+		g.key = xrealloc(NULL, g.cap, sizeof(*g.key));
+		g.bits = xrealloc(NULL, g.cap, 1);
+		memset(g.key, 0, g.cap * sizeof(*g.key));
+		for (size_t i = 0; i < e->cap; i++)
+			if (e->key[i]) {
+				size_t j = endset_slot(&g, e->key[i] - 1);
+				g.key[j] = e->key[i];
+				g.bits[j] = e->bits[i];
+				g.n++;
+			}
+		free(e->key);
+		free(e->bits);
+		*e = g;
+	}
+	size_t i = endset_slot(e, k);
+	if (!e->key[i]) {
+		e->key[i] = k + 1;
+		e->bits[i] = 0;
+		e->n++;
+	}
+	e->bits[i] |= bit;
+}
+
+static int endset_both(const struct endset *e, uint64_t k)
+{
+	if (!e->cap)
+		return 0;
+	size_t i = endset_slot(e, k);
+	return e->key[i] && e->bits[i] == 3;
+}
+
+struct chrome {
+	int first;
+	struct endset ends;
+	uint32_t mode;
+	uint32_t *peer_conn; /* conn -> the other end's conn + 1 (0: unknown) */
+	size_t npeer;
+	uint64_t *seen;      /* (rank << 32 | tid) already named */
+	size_t nseen, capseen;
+	uint64_t links[256 * 4]; /* bitmap: (rank, peer) link tracks named */
+};
+
+static void chrome_sep(struct chrome *c)
+{
+	fputs(c->first ? "\n" : ",\n", stdout);
+	c->first = 0;
+}
+
+static void chrome_ts(const char *key, uint64_t ns)
+{
+	printf(",\"%s\":%" PRIu64 ".%03u", key, ns / 1000, (unsigned)(ns % 1000));
+}
+
+static void chrome_meta(struct chrome *c, const char *what, int32_t pid, int64_t tid, const char *fmt, ...)
+	UNI_PRINTF(5, 6);
+static void chrome_meta(struct chrome *c, const char *what, int32_t pid, int64_t tid, const char *fmt, ...)
+{
+	char name[128];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(name, sizeof(name), fmt, ap);
+	va_end(ap);
+	chrome_sep(c);
+	printf("{\"ph\":\"M\",\"name\":\"%s\",\"pid\":%" PRId32 ",\"tid\":%" PRId64 ",\"args\":{\"name\":", what, pid,
+	       tid);
+	json_str(name);
+	fputs("}}", stdout);
+}
+
+static void chrome_thread(struct chrome *c, int32_t rank, int32_t tid, int dispatcher)
+{
+	uint64_t key = (uint64_t)(uint32_t)rank << 32 | (uint32_t)tid;
+	for (size_t i = 0; i < c->nseen; i++)
+		if (c->seen[i] == key)
+			return;
+	if (c->nseen == c->capseen) {
+		c->capseen = c->capseen ? 2 * c->capseen : 64;
+		c->seen = xrealloc(c->seen, c->capseen, sizeof(*c->seen));
+	}
+	c->seen[c->nseen++] = key;
+	chrome_meta(c, "thread_name", rank, tid, "%s %d", dispatcher ? "Gloo loop" : "thread", tid);
+}
+
+static void chrome_link(struct chrome *c, int32_t rank, int32_t peer)
+{
+	if (rank < 0 || rank >= 256 || peer < 0 || peer >= 256)
+		return;
+	uint32_t bit = (uint32_t)rank * 256 + (uint32_t)peer;
+	if (c->links[bit / 64] >> (bit % 64) & 1)
+		return;
+	c->links[bit / 64] |= 1ull << (bit % 64);
+	chrome_meta(c, "thread_name", rank, (int64_t)CHROME_LINK_TID + peer, "link to rank %d", peer);
+}
+
+static void chrome_slice(struct chrome *c, const char *cat, int32_t pid, int64_t tid, uint64_t t0, uint64_t t1,
+			 const struct uni_trec *t, const char *name)
+{
+	chrome_sep(c);
+	printf("{\"ph\":\"X\",\"cat\":\"%s\",\"name\":\"%s\",\"pid\":%" PRId32 ",\"tid\":%" PRId64, cat, name, pid, tid);
+	chrome_ts("ts", t0);
+	chrome_ts("dur", t1 > t0 ? t1 - t0 : 0);
+	printf(",\"args\":{\"bytes\":%" PRIu64 ",\"peer\":%" PRId32 ",\"conn\":%" PRIu32 ",\"offset\":%" PRIu64
+	       ",\"t0_ns\":%" PRIu64 ",\"t1_ns\":%" PRIu64 ",\"a_ns\":%" PRIu64 ",\"flags\":%u}}",
+	       t->len, t->peer, t->conn, t->off, t->t0, t->t1, t->a, t->flags);
+}
+
+static void chrome_flow(struct chrome *c, char ph, uint32_t conn, uint64_t end, int32_t pid, int64_t tid, uint64_t ts)
+{
+	chrome_sep(c);
+	printf("{\"ph\":\"%c\",\"cat\":\"message\",\"name\":\"message\",\"id\":\"c%" PRIu32 "e%" PRIu64
+	       "\",\"pid\":%" PRId32 ",\"tid\":%" PRId64,
+	       ph, conn, end, pid, tid);
+	chrome_ts("ts", ts);
+	fputs(ph == 'f' ? ",\"bp\":\"e\"}" : "}", stdout);
+}
+
+/* Pass 1: which conn is which one's other end, and where sends and reads
+ * end: an arrow joins a send and the read that ends at its last byte. */
+static void chrome_scan(struct chrome *c, const struct uni_trec *t)
+{
+	if (t->kind == UNI_TR_CONN && t->conn < 1u << 20) {
+		if (t->conn >= c->npeer) {
+			size_t n = c->npeer ? c->npeer : 64;
+			while (n <= t->conn)
+				n *= 2;
+			c->peer_conn = xrealloc(c->peer_conn, n, sizeof(*c->peer_conn));
+			memset(c->peer_conn + c->npeer, 0, (n - c->npeer) * sizeof(*c->peer_conn));
+			c->npeer = n;
+		}
+		c->peer_conn[t->conn] = (uint32_t)t->a + 1;
+	} else if (t->kind == UNI_TR_SEND) {
+		endset_add(&c->ends, end_key(t->conn, t->off + t->len), 1);
+	}
+}
+
+/* The reads, once every conn is known (a conn record may follow reads). */
+static void chrome_scan_reads(struct chrome *c, const struct uni_trec *t)
+{
+	if (t->kind == UNI_TR_RECV && t->conn < c->npeer && c->peer_conn[t->conn])
+		endset_add(&c->ends, end_key(c->peer_conn[t->conn] - 1, t->off + t->len), 2);
+}
+
+static void chrome_rec(struct chrome *c, const struct uni_trec *t)
+{
+	char name[96];
+	int sim = c->mode == UNI_MODE_SIMULATE;
+	switch (t->kind) {
+	case UNI_TR_RANK_ATTACH:
+		chrome_meta(c, "process_name", t->rank, 0, "rank %d (pid %" PRIu64 ")", t->rank, t->a);
+		chrome_sep(c);
+		printf("{\"ph\":\"M\",\"name\":\"process_sort_index\",\"pid\":%" PRId32
+		       ",\"tid\":0,\"args\":{\"sort_index\":%" PRId32 "}}",
+		       t->rank, t->rank);
+		break;
+	case UNI_TR_CONN:
+		break;
+	case UNI_TR_SEND: {
+		int notify = (t->flags & UNI_TRF_NOTIFY) != 0;
+		chrome_thread(c, t->rank, t->tid, (t->flags & UNI_TRF_DISPATCHER) != 0);
+		snprintf(name, sizeof(name), "%s %" PRIu64 " B to rank %d", notify ? "notice" : "send", t->len, t->peer);
+		if (sim) {
+			/* The writer hands the bytes over at its clock (t0); they
+			 * are on the wire from a until the last arrives (t1). */
+			chrome_slice(c, "send", t->rank, t->tid, t->t0, t->t0, t, name);
+			chrome_link(c, t->rank, t->peer);
+			chrome_slice(c, "wire", t->rank, (int64_t)CHROME_LINK_TID + t->peer, t->a, t->t1, t, name);
+		} else {
+			chrome_slice(c, "send", t->rank, t->tid, t->t0, t->t1, t, name);
+		}
+		if (endset_both(&c->ends, end_key(t->conn, t->off + t->len)))
+			chrome_flow(c, 's', t->conn, t->off + t->len, t->rank, t->tid, t->t0);
+		break;
+	}
+	case UNI_TR_RECV:
+		chrome_thread(c, t->rank, t->tid, (t->flags & UNI_TRF_DISPATCHER) != 0);
+	{
+		/* A dispatcher (Gloo's loop) has no clock of its own between
+		 * events: its read happens at the arrival. Any other reader
+		 * waits from t0 to t1. The arrow ends where the slice starts. */
+		uint64_t from = sim && (t->flags & UNI_TRF_DISPATCHER) ? t->t1 : t->t0;
+		snprintf(name, sizeof(name), "recv %" PRIu64 " B from rank %d", t->len, t->peer);
+		chrome_slice(c, "recv", t->rank, t->tid, from, t->t1, t, name);
+		if (t->conn < c->npeer && c->peer_conn[t->conn] &&
+		    endset_both(&c->ends, end_key(c->peer_conn[t->conn] - 1, t->off + t->len)))
+			chrome_flow(c, 'f', c->peer_conn[t->conn] - 1, t->off + t->len, t->rank, t->tid, from);
+	}
+		break;
+	case UNI_TR_THREAD_END:
+		chrome_sep(c);
+		printf("{\"ph\":\"i\",\"s\":\"t\",\"cat\":\"thread\",\"name\":\"thread end\",\"pid\":%" PRId32
+		       ",\"tid\":%" PRId32,
+		       t->rank, t->tid);
+		chrome_ts("ts", t->t0);
+		printf(",\"args\":{\"compute_ns\":%" PRIu64 ",\"waiting_ns\":%" PRIu64 "}}", t->off, t->len);
+		break;
+	case UNI_TR_RANK_EXIT:
+		chrome_sep(c);
+		printf("{\"ph\":\"i\",\"s\":\"p\",\"cat\":\"rank\",\"name\":\"%s\",\"pid\":%" PRId32 ",\"tid\":0",
+		       (t->flags & UNI_TRF_DIED) ? "rank died" : "rank exit", t->rank);
+		chrome_ts("ts", t->t0);
+		fputs("}", stdout);
+		break;
+	case UNI_TR_DEADLOCK:
+		chrome_sep(c);
+		printf("{\"ph\":\"i\",\"s\":\"t\",\"cat\":\"deadlock\",\"name\":\"deadlock\",\"pid\":%" PRId32
+		       ",\"tid\":%" PRId32,
+		       t->rank, t->tid);
+		chrome_ts("ts", t->t0);
+		printf(",\"args\":{\"waits_for_rank\":%" PRId32 ",\"wait_kind\":%" PRIu64 ",\"object\":%" PRIu64
+		       ",\"real_wait_ns\":%" PRIu64 "}}",
+		       t->peer, t->off, t->a, t->len);
+		break;
+	}
+}
+
+static int cmd_export_chrome(const char *path, const char *out)
+{
+	struct uni_trace_reader r;
+	struct uni_trec t;
+	struct chrome c;
+	int rc;
+
+	memset(&c, 0, sizeof(c));
+	/* Passes 1 and 2: connections and where transfers end. */
+	for (int pass = 0; pass < 2; pass++) {
+		if (uni_trace_open(&r, path) < 0) {
+			free(c.peer_conn);
+			free(c.ends.key);
+			free(c.ends.bits);
+			return trace_fail(&r);
+		}
+		while ((rc = uni_trace_next(&r, &t)) == 1)
+			pass ? chrome_scan_reads(&c, &t) : chrome_scan(&c, &t);
+		uni_trace_close(&r);
+		if (rc < 0)
+			break;
+	}
+	if (uni_trace_open(&r, path) < 0)
+		return trace_fail(&r);
+	if (!freopen(out, "w", stdout)) {
+		fprintf(stderr, "unitrace: %s: %s\n", out, strerror(errno));
+		uni_trace_close(&r);
+		return EXIT_OUTPUT;
+	}
+	c.first = 1;
+	c.mode = r.hdr.mode;
+	fputs("{\"displayTimeUnit\":\"ns\",\"otherData\":{\"session\":", stdout);
+	json_str(r.hdr.session);
+	printf(",\"mode\":\"%s\",\"time\":\"%s\",\"format\":\"%u.%u\"},\"traceEvents\":[", mode_name(r.hdr.mode),
+	       time_base(r.hdr.mode), r.hdr.version_major, r.hdr.version_minor);
+	while ((rc = uni_trace_next(&r, &t)) == 1)
+		chrome_rec(&c, &t);
+	fputs("\n]}\n", stdout);
+	free(c.peer_conn);
+	free(c.seen);
+	free(c.ends.key);
+	free(c.ends.bits);
+	if (rc < 0) {
+		rc = trace_fail(&r);
+		uni_trace_close(&r);
+		return rc;
+	}
+	if (r.truncated)
+		fprintf(stderr, "unitrace: %s: trace ends inside a record after %" PRIu64
+				" records: was the daemon killed? Exported what came before.\n",
+			path, r.nrec);
+	uni_trace_close(&r);
+	return 0;
+}
+
 /* main -------------------------------------------------------------------- */
 
 /* plot -------------------------------------------------------------------- */
@@ -1126,6 +1433,9 @@ static void help(void)
 	       "            totals; whether every byte sent was received\n"
 	       "  dump      every record, one per line\n"
 	       "  --json    summary: one JSON object; dump: one object per line\n"
+	       "  export    --chrome OUT.json: Chrome trace-event JSON for ui.perfetto.dev\n"
+	       "            and chrome://tracing (a process per rank, a track per thread\n"
+	       "            and per link, arrows from each send to the read it completes)\n"
 	       "  plot      a self-contained SVG timeline (ranks as rows, transfers as\n"
 	       "            bars and lines) to stdout, or to OUT with -o OUT\n"
 	       "\n"
@@ -1160,9 +1470,9 @@ static int run(int argc, char **argv)
 		printf("unitrace %s\n", UNI_VERSION);
 		return 0;
 	}
-	if (strcmp(cmd, "summary") && strcmp(cmd, "dump") && strcmp(cmd, "plot"))
+	if (strcmp(cmd, "summary") && strcmp(cmd, "dump") && strcmp(cmd, "plot") && strcmp(cmd, "export"))
 		return usage_error("unknown command", cmd);
-	const char *out = NULL;
+	const char *out = NULL, *chrome = NULL;
 
 	for (int i = 2; i < argc; i++) {
 		const char *a = argv[i];
@@ -1173,6 +1483,8 @@ static int run(int argc, char **argv)
 			json = 1;
 		} else if (opts && !strcmp(a, "-o") && i + 1 < argc) {
 			out = argv[++i];
+		} else if (opts && !strcmp(a, "--chrome") && i + 1 < argc) {
+			chrome = argv[++i];
 		} else if (opts && (!strcmp(a, "--help") || !strcmp(a, "-h"))) {
 			help();
 			return 0;
@@ -1188,6 +1500,11 @@ static int run(int argc, char **argv)
 		return usage_error("no trace file given", NULL);
 	if (!strcmp(cmd, "plot"))
 		return cmd_plot(path, out);
+	if (!strcmp(cmd, "export")) {
+		if (!chrome)
+			return usage_error("export needs a format", "--chrome OUT.json");
+		return cmd_export_chrome(path, chrome);
+	}
 	return !strcmp(cmd, "summary") ? cmd_summary(path, json)
 				       : cmd_dump(path, json);
 }

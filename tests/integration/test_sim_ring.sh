@@ -6,6 +6,8 @@
 # the program measures with its own clock. Compute is made negligible
 # (slowdown 0.001) so that the comparison is about communication: a network
 # where bandwidth dominates, and one where latency stalls the pipeline.
+# The last trace is also exported with `unitrace export --chrome` and
+# checked against its dump (check_chrome.py).
 #   test_sim_ring.sh UNIRUN UNITRACE
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -29,3 +31,8 @@ YAML
 		fail "ring collectives ($1, $2)"
 	ok "alpha-beta $1 $2: all_gather and all_reduce follow Gloo's ring within 1%"
 done
+# The same (real, 4-rank) trace exported for Perfetto / chrome://tracing.
+"$UNITRACE" export "$T/t.unitrace" --chrome "$T/t.json" || fail "export --chrome"
+$PY "$HERE/check_chrome.py" "$T/t.json" "$T/dump.jsonl" || fail "chrome export"
+ok "export --chrome of a 4-rank trace"
+

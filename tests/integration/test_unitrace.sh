@@ -199,6 +199,24 @@ cp "$T/out" "$T/cut.jsonl"
 json_lines "$T/cut.jsonl" "$n"
 contains "$T/err" "ends inside a record after $n records"
 
+expect_rc 0 "export --chrome of a truncated trace" "$UNITRACE" export "$cut" --chrome "$T/cut.chrome.json"
+contains "$T/err" "ends inside a record after $n records"
+pycheck "$T/cut.chrome.json" 'j["otherData"]["mode"] == "record"' \
+	'isinstance(j["traceEvents"], list) and len(j["traceEvents"]) > 0'
+
+# --- export --chrome ------------------------------------------------------------
+expect_rc 0 "export --chrome" "$UNITRACE" export "$good" --chrome "$T/good.chrome.json"
+check "export --chrome wrote to stdout" [ ! -s "$T/out" ]
+# 5 sends and 3 recvs (mktrace): one slice each on the thread that made
+# them, a process per rank, and an arrow from each send to the read that
+# ends at the same byte.
+pycheck "$T/good.chrome.json" \
+	'len([e for e in j["traceEvents"] if e["ph"] == "X" and e["cat"] == "send"]) == 5' \
+	'len([e for e in j["traceEvents"] if e["ph"] == "X" and e["cat"] == "recv"]) == 3' \
+	'sorted(e["args"]["name"] for e in j["traceEvents"] if e["name"] == "process_name") == ["rank 0 (pid 1000)", "rank 1 (pid 1001)"]' \
+	'all(e["ts"] >= 0 and e.get("dur", 0) >= 0 for e in j["traceEvents"] if "ts" in e)' \
+	'{e["id"] for e in j["traceEvents"] if e["ph"] == "f"} <= {e["id"] for e in j["traceEvents"] if e["ph"] == "s"}'
+
 # --- no session end ----------------------------------------------------------
 noend=$T/noend.trace
 expect_rc 0 "mktrace --no-end" "$MKTRACE" "$noend" --no-end
@@ -246,6 +264,10 @@ for cmd in summary dump; do
 	contains "$T/err" "unitrace: $garbage: "
 	check "$cmd of garbage wrote to stdout" [ ! -s "$T/out" ]
 done
+expect_rc 2 "export of garbage" "$UNITRACE" export "$garbage" --chrome "$T/garbage.json"
+check "export of garbage created its output" [ ! -e "$T/garbage.json" ]
+expect_rc 64 "export without a format" "$UNITRACE" export "$good"
+contains "$T/err" "export needs a format"
 expect_rc 2 "missing file" "$UNITRACE" summary "$T/nope.trace"
 contains "$T/err" "unitrace: $T/nope.trace: "
 

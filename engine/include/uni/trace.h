@@ -61,6 +61,10 @@ enum uni_trec_kind {
 enum uni_trec_flags {
 	UNI_TRF_CLEAN = 1u << 0, /* RANK_EXIT: the rank detached itself */
 	UNI_TRF_DIED = 1u << 1,  /* RANK_EXIT: the process vanished */
+	/* SEND and RECV (the event flags of shm.h, UNI_EVF_*): */
+	UNI_TRF_DISPATCHER = 1u << 0, /* by a dispatcher thread (Gloo's loop) */
+	UNI_TRF_FALLBACK = 1u << 1,   /* stamped from the writer's clock: Gloo stream not parsed */
+	UNI_TRF_NOTIFY = 1u << 2,     /* SEND: Gloo notices (48-byte preambles only) */
 };
 
 /* One record. t0/t1 are ns since the session epoch: in record mode real
