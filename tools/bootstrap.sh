@@ -17,6 +17,7 @@ PKGS=(
 	python3-torch                          # the PyTorch programs we run (Gloo backend)
 	iproute2                               # network namespaces for shaped-network tests
 	procps psmisc                          # pgrep/kill in tests
+	chromium python3-pil                   # tests: render the SVG timeline, read the screenshot
 )
 
 missing=()

@@ -7,7 +7,8 @@
 # (slowdown 0.001) so that the comparison is about communication: a network
 # where bandwidth dominates, and one where latency stalls the pipeline.
 # The last trace is also exported with `unitrace export --chrome` and
-# checked against its dump (check_chrome.py).
+# checked against its dump (check_chrome.py), and the SVG timeline unirun
+# drew is rendered in headless Chromium (render_svg.py).
 #   test_sim_ring.sh UNIRUN UNITRACE
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -35,4 +36,7 @@ done
 "$UNITRACE" export "$T/t.unitrace" --chrome "$T/t.json" || fail "export --chrome"
 $PY "$HERE/check_chrome.py" "$T/t.json" "$T/dump.jsonl" || fail "chrome export"
 ok "export --chrome of a 4-rank trace"
+# The picture unirun drew beside that trace, as a browser shows it.
+$PY "$HERE/render_svg.py" "$T/t.svg" 4 "$T/t.png" || fail "the SVG timeline rendered in headless Chromium"
+ok "SVG timeline renders in headless Chromium: 4 rank rows and transfer bars"
 
