@@ -19,6 +19,7 @@
 
 #include "uni/common.h"
 #include "uni/trace.h"
+#include "unitrace.h"
 
 #if defined(__has_include)
 #if __has_include("uni_build_config.h")
@@ -29,15 +30,15 @@
 #define UNI_VERSION "0.1.0"
 #endif
 
-#define EXIT_OUTPUT 1
-#define EXIT_TRACE 2
-#define EXIT_USAGE 64
+#define EXIT_OUTPUT UNITRACE_EXIT_OUTPUT
+#define EXIT_TRACE UNITRACE_EXIT_TRACE
+#define EXIT_USAGE UNITRACE_EXIT_USAGE
 
 static const char usage_line[] = "usage: unitrace {summary|dump} FILE [--json]\n       unitrace plot FILE [-o OUT.svg]\n       unitrace export FILE --chrome OUT.json";
 
 /* common.c (uni_mode_name) lives in libunicommon; the tool keeps its own
  * copy so that it links against the reader alone. */
-static const char *mode_name(uint32_t mode)
+const char *unitrace_mode_name(uint32_t mode)
 {
 	switch (mode) {
 	case UNI_MODE_RECORD:
@@ -52,7 +53,7 @@ static const char *mode_name(uint32_t mode)
 
 /* What t0/t1 measure. Record and emulate runs real processes on the real
  * clock; simulate advances a virtual clock. */
-static const char *time_base(uint32_t mode)
+const char *unitrace_time_base(uint32_t mode)
 {
 	switch (mode) {
 	case UNI_MODE_RECORD:
@@ -634,7 +635,7 @@ static uint64_t rank_idle(const struct rank_stat *r)
 static void summary_text(const struct summary *s, const char *path)
 {
 	const struct uni_trace_hdr *h = &s->hdr;
-	const char *tb = time_base(h->mode);
+	const char *tb = unitrace_time_base(h->mode);
 	uint64_t sends = 0, recvs = 0, sent = 0, recvd = 0;
 	size_t pi = 0;
 	char when[64];
@@ -646,7 +647,7 @@ static void summary_text(const struct summary *s, const char *path)
 	printf("session    ");
 	text_str(h->session);
 	printf("\nmode       %s (times: %s time, ms since session start)\n",
-	       mode_name(h->mode), tb);
+	       unitrace_mode_name(h->mode), tb);
 	fmt_realtime(when, sizeof(when), h->epoch_real_ns);
 	printf("started    %s\n", when);
 	if (h->config_path[0]) {
@@ -775,8 +776,8 @@ static void summary_json(const struct summary *s, const char *path)
 	printf("  \"session\": ");
 	json_str(h->session);
 	printf(",\n  \"mode\": \"%s\",\n  \"mode_id\": %" PRIu32 ",\n",
-	       mode_name(h->mode), h->mode);
-	printf("  \"time_base\": \"%s\",\n", time_base(h->mode));
+	       unitrace_mode_name(h->mode), h->mode);
+	printf("  \"time_base\": \"%s\",\n", unitrace_time_base(h->mode));
 	printf("  \"epoch_real_ns\": %" PRIu64 ",\n  \"epoch_mono_ns\": %" PRIu64
 	       ",\n", h->epoch_real_ns, h->epoch_mono_ns);
 	printf("  \"config_path\": ");
@@ -960,7 +961,7 @@ static int cmd_dump(const char *path, int json)
 		/* Header lines start with '#' so that records are the only
 		 * other lines. */
 		printf("# trace format %u.%u, mode %s, session ",
-		       h->version_major, h->version_minor, mode_name(h->mode));
+		       h->version_major, h->version_minor, unitrace_mode_name(h->mode));
 		text_str(h->session);
 		printf("\n# epoch_real_ns %" PRIu64 " epoch_mono_ns %" PRIu64
 		       "\n", h->epoch_real_ns, h->epoch_mono_ns);
@@ -1265,8 +1266,8 @@ static int cmd_export_chrome(const char *path, const char *out)
 	c.mode = r.hdr.mode;
 	fputs("{\"displayTimeUnit\":\"ns\",\"otherData\":{\"session\":", stdout);
 	json_str(r.hdr.session);
-	printf(",\"mode\":\"%s\",\"time\":\"%s\",\"format\":\"%u.%u\"},\"traceEvents\":[", mode_name(r.hdr.mode),
-	       time_base(r.hdr.mode), r.hdr.version_major, r.hdr.version_minor);
+	printf(",\"mode\":\"%s\",\"time\":\"%s\",\"format\":\"%u.%u\"},\"traceEvents\":[", unitrace_mode_name(r.hdr.mode),
+	       unitrace_time_base(r.hdr.mode), r.hdr.version_major, r.hdr.version_minor);
 	while ((rc = uni_trace_next(&r, &t)) == 1)
 		chrome_rec(&c, &t);
 	fputs("\n]}\n", stdout);
@@ -1368,7 +1369,7 @@ static int cmd_plot(const char *path, const char *out)
 	fprintf(f, "<text x=\"%d\" y=\"22\" font-size=\"15\">session ", PLOT_LEFT);
 	for (const char *p = hdr.session; *p && p < hdr.session + sizeof(hdr.session); p++)
 		fputc(*p == '<' || *p == '&' ? '_' : *p, f);
-	fprintf(f, ", %s mode: %s time, makespan %.3f ms</text>\n", mode_name(hdr.mode), time_base(hdr.mode),
+	fprintf(f, ", %s mode: %s time, makespan %.3f ms</text>\n", unitrace_mode_name(hdr.mode), unitrace_time_base(hdr.mode),
 		(double)tmax / 1e6);
 	fprintf(f, "<text x=\"%d\" y=\"40\" fill=\"#555\">grey: rank alive; blue: a message leaving "
 		   "its sender until its last byte arrives%s</text>\n",
@@ -1436,6 +1437,7 @@ static void help(void)
 	       "  export    --chrome OUT.json: Chrome trace-event JSON for ui.perfetto.dev\n"
 	       "            and chrome://tracing (a process per rank, a track per thread\n"
 	       "            and per link, arrows from each send to the read it completes)\n"
+	       "            --sqlite OUT.db: an SQLite database, one table per record kind\n"
 	       "  plot      a self-contained SVG timeline (ranks as rows, transfers as\n"
 	       "            bars and lines) to stdout, or to OUT with -o OUT\n"
 	       "\n"
@@ -1472,7 +1474,7 @@ static int run(int argc, char **argv)
 	}
 	if (strcmp(cmd, "summary") && strcmp(cmd, "dump") && strcmp(cmd, "plot") && strcmp(cmd, "export"))
 		return usage_error("unknown command", cmd);
-	const char *out = NULL, *chrome = NULL;
+	const char *out = NULL, *chrome = NULL, *sqlite = NULL;
 
 	for (int i = 2; i < argc; i++) {
 		const char *a = argv[i];
@@ -1485,6 +1487,8 @@ static int run(int argc, char **argv)
 			out = argv[++i];
 		} else if (opts && !strcmp(a, "--chrome") && i + 1 < argc) {
 			chrome = argv[++i];
+		} else if (opts && !strcmp(a, "--sqlite") && i + 1 < argc) {
+			sqlite = argv[++i];
 		} else if (opts && (!strcmp(a, "--help") || !strcmp(a, "-h"))) {
 			help();
 			return 0;
@@ -1501,9 +1505,11 @@ static int run(int argc, char **argv)
 	if (!strcmp(cmd, "plot"))
 		return cmd_plot(path, out);
 	if (!strcmp(cmd, "export")) {
-		if (!chrome)
-			return usage_error("export needs a format", "--chrome OUT.json");
-		return cmd_export_chrome(path, chrome);
+		if (!chrome && !sqlite)
+			return usage_error("export needs a format", "--chrome OUT.json or --sqlite OUT.db");
+		if (chrome && sqlite)
+			return usage_error("one format per export", "--chrome or --sqlite");
+		return chrome ? cmd_export_chrome(path, chrome) : unitrace_export_sqlite(path, sqlite);
 	}
 	return !strcmp(cmd, "summary") ? cmd_summary(path, json)
 				       : cmd_dump(path, json);

@@ -217,6 +217,41 @@ pycheck "$T/good.chrome.json" \
 	'all(e["ts"] >= 0 and e.get("dur", 0) >= 0 for e in j["traceEvents"] if "ts" in e)' \
 	'{e["id"] for e in j["traceEvents"] if e["ph"] == "f"} <= {e["id"] for e in j["traceEvents"] if e["ph"] == "s"}'
 
+# --- export --sqlite -----------------------------------------------------------
+# sqlcheck DB EXPR...: each EXPR (Python, with q(sql) -> rows) must hold.
+sqlcheck() {
+	f=$1
+	shift
+	if python3 - "$f" "$@" <<'EOF'
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+q = lambda sql: db.execute(sql).fetchall()
+bad = [e for e in sys.argv[2:] if not eval(e)]
+for e in bad:
+    print("  sql check failed: " + e, file=sys.stderr)
+sys.exit(1 if bad else 0)
+EOF
+	then
+		ok
+	else
+		fail "sql checks on $(basename "$f")"
+	fi
+}
+expect_rc 0 "export --sqlite" "$UNITRACE" export "$good" --sqlite "$T/good.db"
+sqlcheck "$T/good.db" 'q("select count(*), sum(bytes) from send") == [(5, 9144)]' \
+	'q("select count(*), sum(bytes) from recv") == [(3, 9144)]' \
+	'q("select value from meta where key = \"mode\"") == [("record",)]' \
+	'q("select value from meta where key = \"truncated\"") == [("0",)]' \
+	'q("select rank, how from rank_exit order by rank") == [(0, "clean"), (1, "died")]' \
+	'q("select rank, peer, sum(bytes) from send group by rank, peer") == [(0, 1, 7096), (1, 0, 2048)]'
+# exporting again replaces the database (no rows twice)
+expect_rc 0 "export --sqlite again" "$UNITRACE" export "$good" --sqlite "$T/good.db"
+sqlcheck "$T/good.db" 'q("select count(*) from send") == [(5,)]'
+expect_rc 0 "export --sqlite of a truncated trace" "$UNITRACE" export "$cut" --sqlite "$T/cut.db"
+contains "$T/err" "ends inside a record after $n records"
+sqlcheck "$T/cut.db" 'q("select value from meta where key = \"truncated\"") == [("1",)]' \
+	"q('select value from meta where key = \"records\"') == [('$n',)]"
+
 # --- no session end ----------------------------------------------------------
 noend=$T/noend.trace
 expect_rc 0 "mktrace --no-end" "$MKTRACE" "$noend" --no-end
@@ -266,6 +301,9 @@ for cmd in summary dump; do
 done
 expect_rc 2 "export of garbage" "$UNITRACE" export "$garbage" --chrome "$T/garbage.json"
 check "export of garbage created its output" [ ! -e "$T/garbage.json" ]
+expect_rc 2 "export --sqlite of garbage" "$UNITRACE" export "$garbage" --sqlite "$T/garbage.db"
+check "export --sqlite of garbage created its output" [ ! -e "$T/garbage.db" ]
+expect_rc 64 "export with two formats" "$UNITRACE" export "$good" --sqlite "$T/x.db" --chrome "$T/x.json"
 expect_rc 64 "export without a format" "$UNITRACE" export "$good"
 contains "$T/err" "export needs a format"
 expect_rc 2 "missing file" "$UNITRACE" summary "$T/nope.trace"

@@ -1,0 +1,17 @@
+/* Shared between unitrace's source files. */
+#ifndef UNITRACE_H
+#define UNITRACE_H
+
+#include <stdint.h>
+
+#define UNITRACE_EXIT_OUTPUT 1
+#define UNITRACE_EXIT_TRACE 2
+#define UNITRACE_EXIT_USAGE 64
+
+const char *unitrace_mode_name(uint32_t mode);
+const char *unitrace_time_base(uint32_t mode);
+
+/* unitrace export TRACE --sqlite OUT.db (unitrace_sqlite.c). */
+int unitrace_export_sqlite(const char *path, const char *out);
+
+#endif

@@ -1,0 +1,198 @@
+/* unitrace export --sqlite: the trace as an SQLite database, one table per
+ * record kind (schema in docs/trace-format.md, "Exports"), so that a run
+ * can be queried with SQL or pandas. Streamed: records go into the tables
+ * as they are read, in one transaction. */
+#include <errno.h>
+#include <inttypes.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "unitrace.h"
+#include "uni/trace.h"
+
+static const char schema[] =
+	"CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT);\n"
+	"CREATE TABLE session_start(unid_pid INTEGER);\n"
+	"CREATE TABLE rank_attach(rank INTEGER, pid INTEGER, world_size INTEGER, t_ns INTEGER);\n"
+	"CREATE TABLE rank_exit(rank INTEGER, pid INTEGER, how TEXT, end_ns INTEGER, compute_ns INTEGER,"
+	" waiting_ns INTEGER);\n"
+	"CREATE TABLE thread(rank INTEGER, tid INTEGER, t_ns INTEGER);\n"
+	"CREATE TABLE conn(conn INTEGER PRIMARY KEY, rank INTEGER, peer INTEGER, peer_conn INTEGER,"
+	" local_port INTEGER, peer_port INTEGER);\n"
+	"CREATE TABLE send(rank INTEGER, tid INTEGER, peer INTEGER, conn INTEGER, t0_ns INTEGER, t1_ns INTEGER,"
+	" offset INTEGER, bytes INTEGER, leave_ns INTEGER, dispatcher INTEGER, fallback INTEGER, notice INTEGER);\n"
+	"CREATE TABLE recv(rank INTEGER, tid INTEGER, peer INTEGER, conn INTEGER, t0_ns INTEGER, t1_ns INTEGER,"
+	" offset INTEGER, bytes INTEGER, arrival_ns INTEGER, dispatcher INTEGER);\n"
+	"CREATE TABLE conn_close(rank INTEGER, peer INTEGER, conn INTEGER, bytes_sent INTEGER,"
+	" bytes_received INTEGER, t_ns INTEGER);\n"
+	"CREATE TABLE session_end(events INTEGER, dropped INTEGER, unmodelled_conns INTEGER, t_ns INTEGER);\n"
+	"CREATE TABLE thread_end(rank INTEGER, tid INTEGER, end_ns INTEGER, compute_ns INTEGER,"
+	" waiting_ns INTEGER, dispatcher INTEGER);\n"
+	"CREATE TABLE deadlock(rank INTEGER, tid INTEGER, waits_for_rank INTEGER, wait_kind INTEGER,"
+	" object INTEGER, since_ns INTEGER, real_wait_ns INTEGER);\n";
+
+/* One prepared INSERT per kind, indexed by kind. */
+static const char *const inserts[] = {
+	[UNI_TR_SESSION_START] = "INSERT INTO session_start VALUES(?1)",
+	[UNI_TR_RANK_ATTACH] = "INSERT INTO rank_attach VALUES(?1,?2,?3,?4)",
+	[UNI_TR_RANK_EXIT] = "INSERT INTO rank_exit VALUES(?1,?2,?3,?4,?5,?6)",
+	[UNI_TR_THREAD] = "INSERT INTO thread VALUES(?1,?2,?3)",
+	[UNI_TR_CONN] = "INSERT OR REPLACE INTO conn VALUES(?1,?2,?3,?4,?5,?6)",
+	[UNI_TR_SEND] = "INSERT INTO send VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)",
+	[UNI_TR_RECV] = "INSERT INTO recv VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
+	[UNI_TR_CONN_CLOSE] = "INSERT INTO conn_close VALUES(?1,?2,?3,?4,?5,?6)",
+	[UNI_TR_SESSION_END] = "INSERT INTO session_end VALUES(?1,?2,?3,?4)",
+	[UNI_TR_THREAD_END] = "INSERT INTO thread_end VALUES(?1,?2,?3,?4,?5,?6)",
+	[UNI_TR_DEADLOCK] = "INSERT INTO deadlock VALUES(?1,?2,?3,?4,?5,?6,?7)",
+};
+#define NKINDS (sizeof(inserts) / sizeof(inserts[0]))
+
+/* SQLite integers are signed 64-bit: larger values (none in practice) are
+ * clamped rather than wrapped. */
+static sqlite3_int64 i64(uint64_t v)
+{
+	return v > INT64_MAX ? INT64_MAX : (sqlite3_int64)v;
+}
+
+static int bind_rec(sqlite3_stmt *st, const struct uni_trec *t)
+{
+	int k = 1;
+#define B(v) sqlite3_bind_int64(st, k++, (sqlite3_int64)(v))
+#define U(v) sqlite3_bind_int64(st, k++, i64(v))
+	switch (t->kind) {
+	case UNI_TR_SESSION_START:
+		U(t->a);
+		break;
+	case UNI_TR_RANK_ATTACH:
+		B(t->rank), U(t->a), U(t->len), U(t->t0);
+		break;
+	case UNI_TR_RANK_EXIT:
+		B(t->rank), U(t->a);
+		sqlite3_bind_text(st, k++, (t->flags & UNI_TRF_DIED) ? "died" : (t->flags & UNI_TRF_CLEAN) ? "clean" : "?",
+				  -1, SQLITE_STATIC);
+		U(t->t0), U(t->off), U(t->len);
+		break;
+	case UNI_TR_THREAD:
+		B(t->rank), B(t->tid), U(t->t0);
+		break;
+	case UNI_TR_CONN:
+		U(t->conn), B(t->rank), B(t->peer), U(t->a), U(t->off), U(t->len);
+		break;
+	case UNI_TR_SEND:
+		B(t->rank), B(t->tid), B(t->peer), U(t->conn), U(t->t0), U(t->t1), U(t->off), U(t->len), U(t->a);
+		B((t->flags & UNI_TRF_DISPATCHER) != 0), B((t->flags & UNI_TRF_FALLBACK) != 0);
+		B((t->flags & UNI_TRF_NOTIFY) != 0);
+		break;
+	case UNI_TR_RECV:
+		B(t->rank), B(t->tid), B(t->peer), U(t->conn), U(t->t0), U(t->t1), U(t->off), U(t->len), U(t->a);
+		B((t->flags & UNI_TRF_DISPATCHER) != 0);
+		break;
+	case UNI_TR_CONN_CLOSE:
+		B(t->rank), B(t->peer), U(t->conn), U(t->a), U(t->len), U(t->t0);
+		break;
+	case UNI_TR_SESSION_END:
+		U(t->a), U(t->len), U(t->off), U(t->t0);
+		break;
+	case UNI_TR_THREAD_END:
+		B(t->rank), B(t->tid), U(t->t0), U(t->off), U(t->len), B(t->flags & 1);
+		break;
+	case UNI_TR_DEADLOCK:
+		B(t->rank), B(t->tid), B(t->peer), U(t->off), U(t->a), U(t->t0), U(t->len);
+		break;
+	default:
+		return 0;
+	}
+#undef B
+#undef U
+	return 1;
+}
+
+static int meta(sqlite3 *db, const char *key, const char *value)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO meta VALUES(?1,?2)", -1, &st, NULL) != SQLITE_OK)
+		return -1;
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 2, value, -1, SQLITE_TRANSIENT);
+	int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int unitrace_export_sqlite(const char *path, const char *out)
+{
+	struct uni_trace_reader r;
+	struct uni_trec t;
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st[NKINDS];
+	char buf[64];
+	int rc = 0, n;
+
+	memset(st, 0, sizeof(st));
+	if (uni_trace_open(&r, path) < 0) {
+		fprintf(stderr, "unitrace: %s\n", r.err);
+		return UNITRACE_EXIT_TRACE;
+	}
+	/* A fresh database: an old file would mix two runs. */
+	if (unlink(out) < 0 && errno != ENOENT) {
+		fprintf(stderr, "unitrace: %s: %s\n", out, strerror(errno));
+		uni_trace_close(&r);
+		return UNITRACE_EXIT_OUTPUT;
+	}
+	if (sqlite3_open(out, &db) != SQLITE_OK)
+		goto sql_fail;
+	if (sqlite3_exec(db, "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; BEGIN;", NULL, NULL, NULL) != SQLITE_OK ||
+	    sqlite3_exec(db, schema, NULL, NULL, NULL) != SQLITE_OK)
+		goto sql_fail;
+	for (size_t k = 0; k < NKINDS; k++)
+		if (inserts[k] && sqlite3_prepare_v2(db, inserts[k], -1, &st[k], NULL) != SQLITE_OK)
+			goto sql_fail;
+	while ((n = uni_trace_next(&r, &t)) == 1) {
+		if (t.kind >= NKINDS || !st[t.kind])
+			continue; /* a kind from a newer minor version */
+		sqlite3_stmt *s = st[t.kind];
+		sqlite3_reset(s);
+		if (bind_rec(s, &t) && sqlite3_step(s) != SQLITE_DONE)
+			goto sql_fail;
+	}
+	if (n < 0) {
+		fprintf(stderr, "unitrace: %s\n", r.err);
+		rc = UNITRACE_EXIT_TRACE;
+	}
+	if (meta(db, "session", r.hdr.session) < 0 || meta(db, "mode", unitrace_mode_name(r.hdr.mode)) < 0 ||
+	    meta(db, "time", unitrace_time_base(r.hdr.mode)) < 0)
+		goto sql_fail;
+	snprintf(buf, sizeof(buf), "%u.%u", r.hdr.version_major, r.hdr.version_minor);
+	if (meta(db, "format", buf) < 0)
+		goto sql_fail;
+	snprintf(buf, sizeof(buf), "%" PRIu64, r.hdr.epoch_real_ns);
+	if (meta(db, "epoch_real_ns", buf) < 0)
+		goto sql_fail;
+	snprintf(buf, sizeof(buf), "%" PRIu64, r.nrec);
+	if (meta(db, "records", buf) < 0 || meta(db, "truncated", r.truncated ? "1" : "0") < 0)
+		goto sql_fail;
+	if (sqlite3_exec(db, "COMMIT;", NULL, NULL, NULL) != SQLITE_OK)
+		goto sql_fail;
+	for (size_t k = 0; k < NKINDS; k++)
+		sqlite3_finalize(st[k]);
+	if (sqlite3_close(db) != SQLITE_OK) {
+		fprintf(stderr, "unitrace: %s: could not close the database\n", out);
+		rc = UNITRACE_EXIT_OUTPUT;
+	}
+	if (r.truncated)
+		fprintf(stderr, "unitrace: %s: trace ends inside a record after %" PRIu64
+				" records: was the daemon killed? Exported what came before.\n",
+			path, r.nrec);
+	uni_trace_close(&r);
+	return rc;
+
+sql_fail:
+	fprintf(stderr, "unitrace: %s: %s\n", out, db ? sqlite3_errmsg(db) : "cannot open");
+	for (size_t k = 0; k < NKINDS; k++)
+		sqlite3_finalize(st[k]);
+	sqlite3_close(db);
+	uni_trace_close(&r);
+	return UNITRACE_EXIT_OUTPUT;
+}
