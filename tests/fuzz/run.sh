@@ -1,0 +1,23 @@
+#!/bin/bash
+# Fuzzes unitrace (every command) with libFuzzer + ASan + UBSan for a
+# bounded time, starting from traces written by mktrace (good, truncated,
+# without end, mismatched, unknown kind).
+#   tests/fuzz/run.sh SECONDS   (from the repository root; needs clang)
+set -euo pipefail
+secs=${1:-60}
+cd "$(dirname "$0")/../.."
+W=$(mktemp -d /tmp/uni-fuzz.XXXXXX)
+trap 'rm -rf "$W"' EXIT
+[ -x build/tests/unit/mktrace ] || { echo "run.sh: build first (tools/bootstrap.sh)" >&2; exit 1; }
+mkdir "$W/corpus"
+build/tests/unit/mktrace "$W/corpus/good" >/dev/null
+for v in truncate no-end mismatch unknown; do
+	build/tests/unit/mktrace "$W/corpus/$v" --$v >/dev/null
+done
+clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	-D_GNU_SOURCE -Dmain=unitrace_main -Iengine/include -Ibuild -Itools \
+	tools/unitrace.c tools/unitrace_sqlite.c engine/trace.c tests/fuzz/fuzz_unitrace.c \
+	-lsqlite3 -o "$W/fuzz_unitrace"
+cd "$W"
+./fuzz_unitrace -max_total_time="$secs" -rss_limit_mb=2048 -print_final_stats=1 corpus 2>&1 | tail -15
+echo "fuzz: unitrace survived ${secs} s of libFuzzer"
