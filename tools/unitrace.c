@@ -119,7 +119,7 @@ static size_t utf8_len(const unsigned char *s, size_t n)
 
 /* A JSON string. Header fields come from the file and may hold anything:
  * invalid UTF-8 becomes U+FFFD so the output always parses. */
-static void json_str(const char *str)
+void unitrace_json_str(const char *str)
 {
 	const unsigned char *s = (const unsigned char *)str;
 	size_t n = strlen(str);
@@ -770,18 +770,18 @@ static void summary_json(const struct summary *s, const char *path)
 	size_t pi = 0;
 
 	printf("{\n  \"file\": ");
-	json_str(path);
+	unitrace_json_str(path);
 	printf(",\n  \"version_major\": %u,\n  \"version_minor\": %u,\n",
 	       h->version_major, h->version_minor);
 	printf("  \"session\": ");
-	json_str(h->session);
+	unitrace_json_str(h->session);
 	printf(",\n  \"mode\": \"%s\",\n  \"mode_id\": %" PRIu32 ",\n",
 	       unitrace_mode_name(h->mode), h->mode);
 	printf("  \"time_base\": \"%s\",\n", unitrace_time_base(h->mode));
 	printf("  \"epoch_real_ns\": %" PRIu64 ",\n  \"epoch_mono_ns\": %" PRIu64
 	       ",\n", h->epoch_real_ns, h->epoch_mono_ns);
 	printf("  \"config_path\": ");
-	json_str(h->config_path);
+	unitrace_json_str(h->config_path);
 	printf(",\n  \"records\": %" PRIu64 ",\n", s->nrec);
 	printf("  \"truncated\": %s,\n  \"complete\": %s,\n",
 	       s->truncated ? "true" : "false",
@@ -1083,7 +1083,7 @@ static void chrome_meta(struct chrome *c, const char *what, int32_t pid, int64_t
 	chrome_sep(c);
 	printf("{\"ph\":\"M\",\"name\":\"%s\",\"pid\":%" PRId32 ",\"tid\":%" PRId64 ",\"args\":{\"name\":", what, pid,
 	       tid);
-	json_str(name);
+	unitrace_json_str(name);
 	fputs("}}", stdout);
 }
 
@@ -1265,7 +1265,7 @@ static int cmd_export_chrome(const char *path, const char *out)
 	c.first = 1;
 	c.mode = r.hdr.mode;
 	fputs("{\"displayTimeUnit\":\"ns\",\"otherData\":{\"session\":", stdout);
-	json_str(r.hdr.session);
+	unitrace_json_str(r.hdr.session);
 	printf(",\"mode\":\"%s\",\"time\":\"%s\",\"format\":\"%u.%u\"},\"traceEvents\":[", unitrace_mode_name(r.hdr.mode),
 	       unitrace_time_base(r.hdr.mode), r.hdr.version_major, r.hdr.version_minor);
 	while ((rc = uni_trace_next(&r, &t)) == 1)
@@ -1438,6 +1438,9 @@ static void help(void)
 	       "            and chrome://tracing (a process per rank, a track per thread\n"
 	       "            and per link, arrows from each send to the read it completes)\n"
 	       "            --sqlite OUT.db: an SQLite database, one table per record kind\n"
+	       "  compare   REAL SIM: the same program's record-mode and simulate-mode\n"
+	       "            traces, message by message: latency and completion errors,\n"
+	       "            MAPE, R^2, total error (--json: every message)\n"
 	       "  plot      a self-contained SVG timeline (ranks as rows, transfers as\n"
 	       "            bars and lines) to stdout, or to OUT with -o OUT\n"
 	       "\n"
@@ -1471,6 +1474,23 @@ static int run(int argc, char **argv)
 	if (!strcmp(cmd, "--version")) {
 		printf("unitrace %s\n", UNI_VERSION);
 		return 0;
+	}
+	if (!strcmp(cmd, "compare")) {
+		const char *files[2] = {NULL, NULL};
+		int nf = 0, cjson = 0;
+		for (int i = 2; i < argc; i++) {
+			if (!strcmp(argv[i], "--json"))
+				cjson = 1;
+			else if (argv[i][0] == '-' && argv[i][1])
+				return usage_error("unknown option", argv[i]);
+			else if (nf < 2)
+				files[nf++] = argv[i];
+			else
+				return usage_error("compare takes two traces", argv[i]);
+		}
+		if (nf != 2)
+			return usage_error("compare takes two traces", "REAL SIM");
+		return unitrace_compare(files[0], files[1], cjson);
 	}
 	if (strcmp(cmd, "summary") && strcmp(cmd, "dump") && strcmp(cmd, "plot") && strcmp(cmd, "export"))
 		return usage_error("unknown command", cmd);

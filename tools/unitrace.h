@@ -11,6 +11,12 @@
 const char *unitrace_mode_name(uint32_t mode);
 const char *unitrace_time_base(uint32_t mode);
 
+/* A JSON string on stdout (invalid UTF-8 becomes U+FFFD). */
+void unitrace_json_str(const char *str);
+
+/* unitrace compare REAL SIM [--json] (unitrace_compare.c). */
+int unitrace_compare(const char *real_path, const char *sim_path, int json);
+
 /* unitrace export TRACE --sqlite OUT.db (unitrace_sqlite.c). */
 int unitrace_export_sqlite(const char *path, const char *out);
 

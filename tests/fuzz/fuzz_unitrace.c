@@ -2,7 +2,8 @@
  *
  * unitrace.c is compiled with -Dmain=unitrace_main; each input is written
  * to a private file and read by summary (text and JSON), dump --json,
- * plot and both exports, output going to /dev/null. Any crash, sanitizer
+ * plot, both exports and compare (against itself), output going to
+ * /dev/null. Any crash, sanitizer
  * report or leak fails. Run by tests/fuzz/run.sh (CI: bounded time). */
 #include <stdint.h>
 #include <stdio.h>
@@ -31,6 +32,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		{"unitrace", "plot", trace, "-o", "/dev/null", NULL},
 		{"unitrace", "export", trace, "--chrome", "/dev/null", NULL},
 		{"unitrace", "export", trace, "--sqlite", db, NULL},
+		{"unitrace", "compare", trace, trace, "--json", NULL},
 	};
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
 		int argc = 0;
