@@ -175,7 +175,8 @@ struct cop {
 
 static size_t ops_of(struct cside *s, struct cop **out)
 {
-	qsort(s->ev, s->nev, sizeof(*s->ev), cev_cmp);
+	if (s->nev)
+		qsort(s->ev, s->nev, sizeof(*s->ev), cev_cmp);
 	struct cop *o = NULL;
 	size_t n = 0;
 	for (size_t i = 0; i < s->nev;) {
