@@ -1149,6 +1149,140 @@ void uni_shim_idle_for(uint64_t ns)
 	leave();
 }
 
+/* Virtual connections (shim/nccl.c) ------------------------------------ */
+
+int uni_shim_simulating(void)
+{
+	return g_mode == UNI_MODE_SIMULATE && atomic_load_explicit(&g_state, memory_order_relaxed) == ST_ATTACHED;
+}
+
+uint32_t uni_shim_vconn_open(const struct uni_addr *local, const struct uni_addr *peer)
+{
+	if (!uni_shim_simulating())
+		return 0;
+	int saved = errno;
+	tls.in_shim++;
+	uint32_t idx = atomic_fetch_add(&g_hdr->next_conn, 1), r = 0;
+	if (idx >= g_hdr->max_conns) {
+		if (!atomic_exchange(&g_warned_conns, 1))
+			uni_shim_log("rank %d: connection table full (%u in the session); further connections are "
+				     "not modelled", g_rank, g_hdr->max_conns);
+		goto out;
+	}
+	struct uni_conn *c = uni_shm_conn(g_hdr, idx);
+	c->rank = g_rank;
+	c->fd = -1;
+	c->local = *local;
+	c->peer = *peer;
+	atomic_store(&c->peer_rank, -1);
+	atomic_store_explicit(&c->state, UNI_CONN_OPEN, memory_order_release);
+	uint64_t now = tls.vt;
+	struct uni_ev e = {.kind = UNI_EV_CONN_OPEN, .conn = idx, .t0 = now, .t1 = now, .a = (uint64_t)-1};
+	emit(&e);
+	r = idx + 1;
+out:
+	tls.in_shim--;
+	errno = saved;
+	return r;
+}
+
+void uni_shim_vconn_close(uint32_t idx1, uint64_t sent, uint64_t received)
+{
+	if (!idx1 || !uni_shim_simulating())
+		return;
+	int saved = errno;
+	tls.in_shim++;
+	struct uni_ev e = {.kind = UNI_EV_CONN_CLOSE, .conn = idx1 - 1, .t0 = tls.vt, .t1 = tls.vt,
+			   .a = sent, .b = received};
+	emit(&e);
+	tls.in_shim--;
+	errno = saved;
+}
+
+uint64_t uni_shim_vt_charge(void)
+{
+	if (!uni_shim_simulating())
+		return 0;
+	int saved = errno;
+	tls.in_shim++;
+	if (!tls.dispatcher) {
+		charge();
+		leave();
+	}
+	uint64_t t = tls.vt;
+	tls.in_shim--;
+	errno = saved;
+	return t;
+}
+
+void uni_shim_vsend(uint32_t idx1, uint64_t off, uint64_t len, uint64_t stamp)
+{
+	if (!idx1 || !uni_shim_simulating())
+		return;
+	int saved = errno;
+	tls.in_shim++;
+	struct uni_ev e = {.kind = UNI_EV_SEND, .conn = idx1 - 1, .t0 = stamp, .t1 = stamp, .off = off, .len = len};
+	emit(&e);
+	if (atomic_load_explicit(&g_hdr->daemon_sleeping, memory_order_relaxed))
+		wake_daemon();
+	tls.in_shim--;
+	errno = saved;
+}
+
+uint64_t uni_shim_vrecv(uint32_t idx1, uint64_t off, uint64_t len)
+{
+	if (!idx1 || !uni_shim_simulating())
+		return 0;
+	int saved = errno;
+	tls.in_shim++;
+	struct uni_ring *r = thread_ring();
+	uint64_t t = tls.vt;
+	if (r) {
+		uint32_t seq = ++tls.req_seq;
+		struct uni_ev e = {.kind = UNI_EV_READ_REQ, .conn = idx1 - 1, .t0 = tls.vt, .t1 = tls.vt,
+				   .off = off, .len = len, .a = seq};
+		push(r, &e);
+		if (atomic_load_explicit(&g_hdr->daemon_sleeping, memory_order_relaxed))
+			wake_daemon();
+		r->wait_obj = idx1 - 1;
+		r->wait_since = uni_now_ns();
+		r->wait_deadline = 0;
+		r->wait_vt = tls.vt;
+		atomic_store_explicit(&r->wait_kind, UNI_WAIT_READ, memory_order_release);
+		t = await_answer(r, seq, tls.vt);
+		atomic_store_explicit(&r->wait_kind, UNI_WAIT_NONE, memory_order_release);
+	}
+	tls.in_shim--;
+	errno = saved;
+	return t;
+}
+
+void uni_shim_quiet_io(int on)
+{
+	tls.in_shim += on ? 1 : -1;
+}
+
+void uni_shim_vt_settle(uint64_t t)
+{
+	if (!uni_shim_simulating())
+		return;
+	take_stamp(t);
+	leave(); /* the CPU spent since the last charge is nobody's compute */
+}
+
+void uni_shim_vt_take(uint64_t t)
+{
+	if (!uni_shim_simulating())
+		return;
+	int saved = errno;
+	tls.in_shim++;
+	charge();
+	take_stamp(t);
+	leave();
+	tls.in_shim--;
+	errno = saved;
+}
+
 /* Gloo's buffer completions (shim/gloo_buffers.c) -------------------- */
 
 uint64_t uni_shim_quiet_begin(int completing)

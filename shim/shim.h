@@ -154,6 +154,30 @@ uint64_t uni_shim_quiet_begin(int completing) UNI_HIDDEN;
 void uni_shim_quiet_end(void) UNI_HIDDEN;
 void uni_shim_take(uint64_t t) UNI_HIDDEN;
 
+/* Virtual connections for the simulated NCCL (shim/nccl.c): a connection
+ * end with made-up addresses, matched by unid like a TCP one; sends and
+ * reads on it are timed by the network model. All no-ops (returning 0)
+ * unless simulating. vconn_open returns the connection's index + 1. */
+struct uni_addr;
+int uni_shim_simulating(void) UNI_HIDDEN;
+uint32_t uni_shim_vconn_open(const struct uni_addr *local, const struct uni_addr *peer) UNI_HIDDEN;
+void uni_shim_vconn_close(uint32_t idx1, uint64_t sent, uint64_t received) UNI_HIDDEN;
+/* The calling thread's clock after charging its compute. */
+uint64_t uni_shim_vt_charge(void) UNI_HIDDEN;
+/* len bytes at stream offset off leave at stamp. */
+void uni_shim_vsend(uint32_t idx1, uint64_t off, uint64_t len, uint64_t stamp) UNI_HIDDEN;
+/* The arrival of the last of len bytes at offset off (waits until final). */
+uint64_t uni_shim_vrecv(uint32_t idx1, uint64_t off, uint64_t len) UNI_HIDDEN;
+/* The calling thread's clock becomes max(own, t). */
+void uni_shim_vt_take(uint64_t t) UNI_HIDDEN;
+/* on: the calling thread's calls into interposed functions (futex waits
+ * through syscall(), clocks) forward untouched until off: the NCCL data
+ * path's own waits are not the program's. */
+void uni_shim_quiet_io(int on) UNI_HIDDEN;
+/* The same without charging the CPU time since the last charge (work a
+ * device would have done). */
+void uni_shim_vt_settle(uint64_t t) UNI_HIDDEN;
+
 /* True when the sync hooks have work to do in this process. */
 extern int uni_shim_sync_on UNI_HIDDEN;
 

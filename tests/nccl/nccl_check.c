@@ -1,0 +1,511 @@
+/* nccl-tests-style checks of the simulated NCCL, one process per rank.
+ *
+ * Built against nccl.h and linked to the real libnccl.so; run under the
+ * shim (unirun), whose nccl* symbols come first, with host buffers and
+ * stream NULL. Without the shim, InitRank fails (no GPU), so a passing run
+ * also shows the interposition works. Rank 0 writes the unique id to
+ * $NCCL_CHECK_ID (a file); the others wait for it.
+ *
+ *   nccl_check correctness   every collective x type x op, in and out of
+ *                            place, uneven counts, chunked sizes, send/recv
+ *                            rings and self send/recv in groups, error codes
+ *   nccl_check timing SIZE   one op of each kind on SIZE bytes, printing the
+ *                            virtual time each took on this rank (JSON)
+ *   nccl_check mismatch      rank 0 and the others disagree on a count
+ *
+ * Prints "rank R: N checks passed" or the first failures; exit 1 on any. */
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <nccl.h>
+
+static int rank, nranks, failures, checks;
+
+#define CHECK(cond, ...)                                                 \
+	do {                                                             \
+		checks++;                                                \
+		if (!(cond)) {                                           \
+			if (failures++ < 20) {                           \
+				fprintf(stderr, "rank %d: FAIL: ", rank); \
+				fprintf(stderr, __VA_ARGS__);             \
+				fputc('\n', stderr);                      \
+			}                                                \
+		}                                                        \
+	} while (0)
+
+#define NCCL(call)                                                                                          \
+	do {                                                                                                \
+		ncclResult_t r_ = (call);                                                                   \
+		if (r_ != ncclSuccess) {                                                                    \
+			fprintf(stderr, "rank %d: %s failed: %d %s (%s)\n", rank, #call, r_,               \
+				ncclGetErrorString(r_), ncclGetLastError(NULL));                            \
+			exit(1);                                                                            \
+		}                                                                                           \
+	} while (0)
+
+static ncclComm_t init_comm(void)
+{
+	const char *path = getenv("NCCL_CHECK_ID");
+	if (!path) {
+		fprintf(stderr, "set NCCL_CHECK_ID to a file path\n");
+		exit(2);
+	}
+	ncclUniqueId id;
+	if (rank == 0) {
+		NCCL(ncclGetUniqueId(&id));
+		char tmp[4096];
+		snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+		FILE *f = fopen(tmp, "wb");
+		if (!f || fwrite(&id, sizeof(id), 1, f) != 1 || fclose(f) || rename(tmp, path)) {
+			perror("writing the id");
+			exit(1);
+		}
+	} else {
+		for (int i = 0;; i++) {
+			FILE *f = fopen(path, "rb");
+			if (f) {
+				size_t got = fread(&id, sizeof(id), 1, f);
+				fclose(f);
+				if (got == 1)
+					break;
+			}
+			if (i > 6000) {
+				fprintf(stderr, "rank %d: no id in %s\n", rank, path);
+				exit(1);
+			}
+			struct timespec ts = {0, 10000000};
+			nanosleep(&ts, NULL);
+		}
+	}
+	ncclComm_t comm;
+	NCCL(ncclCommInitRank(&comm, nranks, id, rank));
+	return comm;
+}
+
+/* Values: small integers, exact in every type (fp8 included) for sums of
+ * up to 8 ranks; products use 1 and 2 only. */
+static double value(int r, size_t i, int op)
+{
+	if (op == ncclProd)
+		return (double)(1 + ((r + i) % 3 == 0));
+	return (double)((r * 3 + i * 7) % 5 + 1);
+}
+
+static const size_t tsize[] = {1, 1, 4, 4, 8, 8, 2, 4, 8, 2, 1, 1};
+static const char *const tname[] = {"int8", "uint8", "int32", "uint32", "int64", "uint64", "half", "float",
+				    "double", "bfloat16", "fp8e4m3", "fp8e5m2"};
+
+/* Encodings of small exact values (the shim's own conversions are not used). */
+static uint16_t to_half(double v)
+{
+	/* integers up to 2048 */
+	if (v == 0)
+		return 0;
+	int sign = v < 0;
+	double a = fabs(v);
+	int e = (int)floor(log2(a));
+	uint32_t man = (uint32_t)llround((a / ldexp(1, e) - 1) * 1024);
+	return (uint16_t)(sign << 15 | (uint32_t)(e + 15) << 10 | man);
+}
+
+static double from_half(uint16_t h)
+{
+	int e = (h >> 10) & 31, m = h & 1023;
+	double v = e ? ldexp(1 + m / 1024.0, e - 15) : ldexp(m / 1024.0, -14);
+	return h >> 15 ? -v : v;
+}
+
+static uint16_t to_bf16(double v)
+{
+	float f = (float)v;
+	uint32_t u;
+	memcpy(&u, &f, 4);
+	return (uint16_t)(u >> 16); /* exact for these values */
+}
+
+static double from_bf16(uint16_t b)
+{
+	uint32_t u = (uint32_t)b << 16;
+	float f;
+	memcpy(&f, &u, 4);
+	return f;
+}
+
+static uint8_t to_fp8(double v, int e4m3)
+{
+	if (v == 0)
+		return 0;
+	int mb = e4m3 ? 3 : 2, bias = e4m3 ? 7 : 15;
+	int e = (int)floor(log2(fabs(v)));
+	uint32_t man = (uint32_t)llround((fabs(v) / ldexp(1, e) - 1) * (1 << mb));
+	if (man == (1u << mb)) {
+		man = 0;
+		e++;
+	}
+	return (uint8_t)((v < 0) << 7 | (uint32_t)(e + bias) << mb | man);
+}
+
+static double from_fp8(uint8_t b, int e4m3)
+{
+	int mb = e4m3 ? 3 : 2, bias = e4m3 ? 7 : 15, eb = e4m3 ? 4 : 5;
+	int e = (b >> mb) & ((1 << eb) - 1), m = b & ((1 << mb) - 1);
+	double v = e ? ldexp(1 + m / (double)(1 << mb), e - bias) : ldexp(m / (double)(1 << mb), 1 - bias);
+	return b >> 7 ? -v : v;
+}
+
+static void put(void *p, int t, size_t i, double v)
+{
+	switch (t) {
+	case ncclInt8: ((int8_t *)p)[i] = (int8_t)v; break;
+	case ncclUint8: ((uint8_t *)p)[i] = (uint8_t)v; break;
+	case ncclInt32: ((int32_t *)p)[i] = (int32_t)v; break;
+	case ncclUint32: ((uint32_t *)p)[i] = (uint32_t)v; break;
+	case ncclInt64: ((int64_t *)p)[i] = (int64_t)v; break;
+	case ncclUint64: ((uint64_t *)p)[i] = (uint64_t)v; break;
+	case ncclFloat16: ((uint16_t *)p)[i] = to_half(v); break;
+	case ncclFloat32: ((float *)p)[i] = (float)v; break;
+	case ncclFloat64: ((double *)p)[i] = v; break;
+	case ncclBfloat16: ((uint16_t *)p)[i] = to_bf16(v); break;
+	case ncclFloat8e4m3: ((uint8_t *)p)[i] = to_fp8(v, 1); break;
+	case ncclFloat8e5m2: ((uint8_t *)p)[i] = to_fp8(v, 0); break;
+	}
+}
+
+static double get(const void *p, int t, size_t i)
+{
+	switch (t) {
+	case ncclInt8: return ((const int8_t *)p)[i];
+	case ncclUint8: return ((const uint8_t *)p)[i];
+	case ncclInt32: return ((const int32_t *)p)[i];
+	case ncclUint32: return ((const uint32_t *)p)[i];
+	case ncclInt64: return (double)((const int64_t *)p)[i];
+	case ncclUint64: return (double)((const uint64_t *)p)[i];
+	case ncclFloat16: return from_half(((const uint16_t *)p)[i]);
+	case ncclFloat32: return ((const float *)p)[i];
+	case ncclFloat64: return ((const double *)p)[i];
+	case ncclBfloat16: return from_bf16(((const uint16_t *)p)[i]);
+	case ncclFloat8e4m3: return from_fp8(((const uint8_t *)p)[i], 1);
+	default: return from_fp8(((const uint8_t *)p)[i], 0);
+	}
+}
+
+static int is_int(int t)
+{
+	return t <= ncclUint64;
+}
+
+/* The expected reduction of element i over all ranks' inputs (value(r, base + i)). */
+static double expect_red(int op, int t, size_t i, double scalar)
+{
+	double acc = 0;
+	for (int r = 0; r < nranks; r++) {
+		double v = value(r, i, op);
+		if (r == 0)
+			acc = v;
+		else if (op == ncclProd)
+			acc *= v;
+		else if (op == ncclMax)
+			acc = fmax(acc, v);
+		else if (op == ncclMin)
+			acc = fmin(acc, v);
+		else
+			acc += v;
+	}
+	if (op == ncclAvg)
+		acc = is_int(t) ? trunc(acc / nranks) : acc / nranks;
+	if (op >= ncclNumOps)
+		acc *= scalar;
+	return acc;
+}
+
+static int close_enough(double got, double want, int t)
+{
+	if (is_int(t))
+		return got == want;
+	if (t == ncclFloat32 || t == ncclFloat64) /* Avg: 1/n rounded to the type */
+		return fabs(got - want) <= (t == ncclFloat32 ? 1e-6 : 1e-12) * fabs(want) + 1e-12;
+	/* half, bf16, fp8: 1/n is rounded to the type before multiplying */
+	double rel = t == ncclFloat16 ? 2e-3 : t == ncclBfloat16 ? 1.6e-2 : t == ncclFloat8e4m3 ? 0.13 : 0.26;
+	return fabs(got - want) <= rel * fabs(want) + 1e-9;
+}
+
+static void correctness(ncclComm_t comm)
+{
+	/* Counts: tiny, odd, and beyond one 4 MiB slot (chunked). */
+	const size_t counts[] = {1, 1001, 600000};
+	for (int t = 0; t < ncclNumTypes; t++) {
+		size_t es = tsize[t];
+		for (size_t ci = 0; ci < sizeof(counts) / sizeof(counts[0]); ci++) {
+			size_t n = counts[ci];
+			if (n * es * nranks > (64u << 20))
+				continue;
+			uint8_t *sb = malloc(n * es * nranks), *rb = malloc(n * es * nranks);
+			/* Reductions, including Avg and PreMulSum, in and out of place. */
+			for (int op = 0; op <= ncclNumOps; op++) {
+				if ((t == ncclFloat8e4m3 || t == ncclFloat8e5m2) && op == ncclProd && n > 1001)
+					continue;
+				ncclRedOp_t rop = op;
+				double scalar = 2;
+				uint8_t sbytes[8];
+				if (op == ncclNumOps) {
+					put(sbytes, t, 0, scalar);
+					NCCL(ncclRedOpCreatePreMulSum(&rop, sbytes, t, ncclScalarHostImmediate, comm));
+				}
+				for (int inplace = 0; inplace < 2; inplace++) {
+					for (size_t i = 0; i < n; i++)
+						put(sb, t, i, value(rank, i, op == ncclNumOps ? ncclSum : op));
+					void *out = inplace ? sb : rb;
+					NCCL(ncclAllReduce(sb, out, n, t, rop, comm, NULL));
+					int bad = 0;
+					for (size_t i = 0; i < n && !bad; i++) {
+						double w = expect_red(op == ncclNumOps ? 99 : op, t, i, scalar);
+						if (op == ncclNumOps) {
+							w = 0;
+							for (int r = 0; r < nranks; r++)
+								w += value(r, i, ncclSum) * scalar;
+						}
+						if (!close_enough(get(out, t, i), w, t)) {
+							bad = 1;
+							CHECK(0, "AllReduce %s op %d n %zu %s: [%zu] = %g, want %g", tname[t], op, n,
+							      inplace ? "in place" : "out of place", i, get(out, t, i), w);
+						}
+					}
+					CHECK(!bad, "AllReduce");
+				}
+				/* ReduceScatter: rank r gets block r of the reduction. */
+				for (size_t i = 0; i < n * nranks; i++)
+					put(sb, t, i, value(rank, i, op == ncclNumOps ? ncclSum : op));
+				NCCL(ncclReduceScatter(sb, rb, n, t, rop, comm, NULL));
+				int bad = 0;
+				for (size_t i = 0; i < n && !bad; i++) {
+					size_t gi = (size_t)rank * n + i;
+					double w = 0;
+					if (op == ncclNumOps) {
+						for (int r = 0; r < nranks; r++)
+							w += value(r, gi, ncclSum) * scalar;
+					} else {
+						w = expect_red(op, t, gi, 1);
+					}
+					bad = !close_enough(get(rb, t, i), w, t);
+					if (bad)
+						CHECK(0, "ReduceScatter %s op %d n %zu: [%zu] = %g, want %g", tname[t], op, n, i,
+						      get(rb, t, i), w);
+				}
+				CHECK(!bad, "ReduceScatter");
+				/* Reduce to the last rank. */
+				int root = nranks - 1;
+				for (size_t i = 0; i < n; i++)
+					put(sb, t, i, value(rank, i, op == ncclNumOps ? ncclSum : op));
+				NCCL(ncclReduce(sb, rank == root ? rb : NULL, n, t, rop, root, comm, NULL));
+				if (rank == root) {
+					bad = 0;
+					for (size_t i = 0; i < n && !bad; i++) {
+						double w = 0;
+						if (op == ncclNumOps)
+							for (int r = 0; r < nranks; r++)
+								w += value(r, i, ncclSum) * scalar;
+						else
+							w = expect_red(op, t, i, 1);
+						bad = !close_enough(get(rb, t, i), w, t);
+						if (bad)
+							CHECK(0, "Reduce %s op %d n %zu: [%zu] = %g, want %g", tname[t], op, n, i,
+							      get(rb, t, i), w);
+					}
+					CHECK(!bad, "Reduce");
+				}
+				if (op == ncclNumOps)
+					NCCL(ncclRedOpDestroy(rop, comm));
+			}
+			/* Data movement: exact for every type. */
+			for (size_t i = 0; i < n; i++)
+				put(sb, t, i, value(rank, i, ncclSum));
+			/* AllGather out of place and in place (send = recv + rank * n). */
+			NCCL(ncclAllGather(sb, rb, n, t, comm, NULL));
+			int bad = 0;
+			for (int r = 0; r < nranks && !bad; r++)
+				for (size_t i = 0; i < n && !bad; i++)
+					bad = get(rb, t, (size_t)r * n + i) != value(r, i, ncclSum);
+			CHECK(!bad, "AllGather %s n %zu", tname[t], n);
+			memset(rb, 0, n * es * nranks);
+			memcpy(rb + (size_t)rank * n * es, sb, n * es);
+			NCCL(ncclAllGather(rb + (size_t)rank * n * es, rb, n, t, comm, NULL));
+			bad = 0;
+			for (int r = 0; r < nranks && !bad; r++)
+				for (size_t i = 0; i < n && !bad; i++)
+					bad = get(rb, t, (size_t)r * n + i) != value(r, i, ncclSum);
+			CHECK(!bad, "AllGather in place %s n %zu", tname[t], n);
+			/* Broadcast (out of place) and Bcast (in place) from rank 1 % n. */
+			int root = 1 % nranks;
+			NCCL(ncclBroadcast(sb, rb, n, t, root, comm, NULL));
+			bad = 0;
+			for (size_t i = 0; i < n && !bad; i++)
+				bad = get(rb, t, i) != value(root, i, ncclSum);
+			CHECK(!bad, "Broadcast %s n %zu", tname[t], n);
+			memcpy(rb, sb, n * es);
+			NCCL(ncclBcast(rb, n, t, root, comm, NULL));
+			bad = 0;
+			for (size_t i = 0; i < n && !bad; i++)
+				bad = get(rb, t, i) != value(root, i, ncclSum);
+			CHECK(!bad, "Bcast %s n %zu", tname[t], n);
+			/* AlltoAll: block j of rank r's send is value(r*nranks + j, i). */
+			for (int j = 0; j < nranks; j++)
+				for (size_t i = 0; i < n; i++)
+					put(sb, t, (size_t)j * n + i, value(rank * nranks + j, i, ncclSum));
+			NCCL(ncclAlltoAll(sb, rb, n, t, comm, NULL));
+			bad = 0;
+			for (int r = 0; r < nranks && !bad; r++)
+				for (size_t i = 0; i < n && !bad; i++)
+					bad = get(rb, t, (size_t)r * n + i) != value(r * nranks + rank, i, ncclSum);
+			CHECK(!bad, "AlltoAll %s n %zu", tname[t], n);
+			/* Gather to rank 0, Scatter from rank 0. */
+			for (size_t i = 0; i < n; i++)
+				put(sb, t, i, value(rank, i, ncclSum));
+			NCCL(ncclGather(sb, rank == 0 ? rb : NULL, n, t, 0, comm, NULL));
+			if (rank == 0) {
+				bad = 0;
+				for (int r = 0; r < nranks && !bad; r++)
+					for (size_t i = 0; i < n && !bad; i++)
+						bad = get(rb, t, (size_t)r * n + i) != value(r, i, ncclSum);
+				CHECK(!bad, "Gather %s n %zu", tname[t], n);
+			}
+			if (rank == 0)
+				for (int j = 0; j < nranks; j++)
+					for (size_t i = 0; i < n; i++)
+						put(sb, t, (size_t)j * n + i, value(100 + j, i, ncclSum));
+			NCCL(ncclScatter(rank == 0 ? sb : NULL, rb, n, t, 0, comm, NULL));
+			bad = 0;
+			for (size_t i = 0; i < n && !bad; i++)
+				bad = get(rb, t, i) != value(100 + rank, i, ncclSum);
+			CHECK(!bad, "Scatter %s n %zu", tname[t], n);
+			/* A ring of send/recv in a group (both directions), and a
+			 * self send/recv: never deadlocks, data intact. */
+			int right = (rank + 1) % nranks, left = (rank + nranks - 1) % nranks;
+			for (size_t i = 0; i < n; i++)
+				put(sb, t, i, value(rank, i, ncclSum));
+			NCCL(ncclGroupStart());
+			NCCL(ncclSend(sb, n, t, right, comm, NULL));
+			NCCL(ncclRecv(rb, n, t, left, comm, NULL));
+			NCCL(ncclGroupEnd());
+			bad = 0;
+			for (size_t i = 0; i < n && !bad; i++)
+				bad = get(rb, t, i) != value(left, i, ncclSum);
+			CHECK(!bad, "Send/Recv ring %s n %zu", tname[t], n);
+			NCCL(ncclGroupStart());
+			NCCL(ncclGroupStart()); /* nested */
+			NCCL(ncclSend(sb, n, t, rank, comm, NULL));
+			NCCL(ncclRecv(rb, n, t, rank, comm, NULL));
+			NCCL(ncclGroupEnd());
+			NCCL(ncclGroupEnd());
+			CHECK(!memcmp(rb, sb, n * es), "self Send/Recv %s n %zu", tname[t], n);
+			free(sb);
+			free(rb);
+		}
+	}
+	/* Error codes and strings. */
+	int v;
+	NCCL(ncclGetVersion(&v));
+	CHECK(v == NCCL_VERSION_CODE, "version %d", v);
+	float x = 1;
+	CHECK(ncclAllReduce(&x, &x, 1, ncclFloat32, ncclSum, NULL, NULL) == ncclInvalidArgument, "NULL comm");
+	CHECK(ncclGroupEnd() == ncclInvalidUsage, "GroupEnd without GroupStart");
+	CHECK(ncclAllReduce(&x, &x, 1, (ncclDataType_t)77, ncclSum, comm, NULL) == ncclInvalidArgument, "bad type");
+	CHECK(ncclAllReduce(&x, &x, 1, ncclFloat32, (ncclRedOp_t)42, comm, NULL) == ncclInvalidArgument, "bad op");
+	CHECK(ncclBroadcast(&x, &x, 1, ncclFloat32, nranks, comm, NULL) == ncclInvalidArgument, "bad root");
+	CHECK(ncclSend(&x, 1, ncclFloat32, -1, comm, NULL) == ncclInvalidArgument, "bad peer");
+	CHECK(!strcmp(ncclGetErrorString(ncclInvalidArgument), "invalid argument (run with NCCL_DEBUG=WARN for details)"),
+	      "error string");
+	CHECK(ncclCommSplit(comm, 0, rank, NULL, NULL) == ncclInvalidUsage, "Split not yet: InvalidUsage");
+	int cnt = 0, me = -1;
+	NCCL(ncclCommCount(comm, &cnt));
+	NCCL(ncclCommUserRank(comm, &me));
+	CHECK(cnt == nranks && me == rank, "Count %d UserRank %d", cnt, me);
+	ncclResult_t ae = ncclInternalError;
+	NCCL(ncclCommGetAsyncError(comm, &ae));
+	CHECK(ae == ncclSuccess, "async error %d", ae);
+	/* An empty group. */
+	NCCL(ncclGroupStart());
+	NCCL(ncclGroupEnd());
+}
+
+static double vnow(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void timing(ncclComm_t comm, size_t bytes)
+{
+	size_t n = bytes / 4;
+	float *sb = calloc(n * nranks, 4), *rb = calloc(n * nranks, 4);
+	const char *names[] = {"allreduce", "allgather", "reducescatter", "broadcast", "reduce", "alltoall", "sendrecv"};
+	printf("{\"rank\": %d, \"bytes\": %zu", rank, bytes);
+	for (int k = 0; k < 7; k++) {
+		/* Line the ranks up: after two rounds of a 1-element AlltoAll
+		 * every rank (n >= 3) leaves at the same virtual time, the
+		 * latest entry plus two latencies. */
+		for (int round = 0; round < 2; round++)
+			NCCL(ncclAlltoAll(sb, rb, 1, ncclFloat32, comm, NULL));
+		double t0 = vnow();
+		switch (k) {
+		case 0: NCCL(ncclAllReduce(sb, rb, n, ncclFloat32, ncclSum, comm, NULL)); break;
+		case 1: NCCL(ncclAllGather(sb, rb, n / nranks, ncclFloat32, comm, NULL)); break;
+		case 2: NCCL(ncclReduceScatter(sb, rb, n / nranks, ncclFloat32, ncclSum, comm, NULL)); break;
+		case 3: NCCL(ncclBroadcast(sb, rb, n, ncclFloat32, 0, comm, NULL)); break;
+		case 4: NCCL(ncclReduce(sb, rb, n, ncclFloat32, ncclSum, 0, comm, NULL)); break;
+		case 5: NCCL(ncclAlltoAll(sb, rb, n / nranks, ncclFloat32, comm, NULL)); break;
+		case 6:
+			NCCL(ncclGroupStart());
+			NCCL(ncclSend(sb, n, ncclFloat32, (rank + 1) % nranks, comm, NULL));
+			NCCL(ncclRecv(rb, n, ncclFloat32, (rank + nranks - 1) % nranks, comm, NULL));
+			NCCL(ncclGroupEnd());
+			break;
+		}
+		printf(", \"%s_ns\": %.0f", names[k], (vnow() - t0) * 1e9);
+	}
+	printf("}\n");
+	fflush(stdout);
+	free(sb);
+	free(rb);
+}
+
+int main(int argc, char **argv)
+{
+	const char *r = getenv("RANK"), *w = getenv("WORLD_SIZE");
+	if (!r || !w || argc < 2) {
+		fprintf(stderr, "usage: RANK=r WORLD_SIZE=n NCCL_CHECK_ID=FILE %s correctness|timing SIZE|mismatch\n",
+			argv[0]);
+		return 2;
+	}
+	rank = atoi(r);
+	nranks = atoi(w);
+	ncclComm_t comm = init_comm();
+	if (!strcmp(argv[1], "correctness")) {
+		correctness(comm);
+	} else if (!strcmp(argv[1], "timing") && argc > 2) {
+		timing(comm, (size_t)atoll(argv[2]));
+	} else if (!strcmp(argv[1], "mismatch")) {
+		float x[8] = {0};
+		ncclResult_t e = ncclAllReduce(x, x, rank == 0 ? 4 : 8, ncclFloat32, ncclSum, comm, NULL);
+		CHECK(e == ncclInvalidArgument, "mismatched counts gave %d", e);
+		CHECK(strstr(ncclGetLastError(NULL), "count") != NULL, "message: %s", ncclGetLastError(NULL));
+		/* The communicator still works afterwards. */
+		NCCL(ncclAllReduce(x, x, 8, ncclFloat32, ncclSum, comm, NULL));
+	} else {
+		fprintf(stderr, "unknown mode %s\n", argv[1]);
+		return 2;
+	}
+	NCCL(ncclCommFinalize(comm));
+	NCCL(ncclCommDestroy(comm));
+	if (failures)
+		fprintf(stderr, "rank %d: %d of %d checks failed\n", rank, failures, checks);
+	else
+		printf("rank %d: %d checks passed\n", rank, checks);
+	return failures ? 1 : 0;
+}
