@@ -36,7 +36,9 @@
  * one transfer. A step's send leaves at the sender's clock, the receiver's
  * clock becomes the arrival; the thread leaves the call at the time its
  * part of the algorithm ends. */
+#include <dlfcn.h>
 #include <errno.h>
+#include <link.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -687,6 +689,44 @@ static ncclResult_t check_common(ncclComm_t comm, const char *fn, int type, int 
 	return ncclSuccess;
 }
 
+/* Device buffers are not built yet. Where the program uses the CUDA
+ * runtime (libcudart already loaded; never loaded here for it), a pointer
+ * the runtime calls device memory is refused with a clear error; without a
+ * GPU the query fails and the pointer is host memory. */
+typedef int (*ptrattr_fn)(struct cudaPointerAttributes *, const void *);
+static _Atomic(ptrattr_fn) g_ptrattr;
+static _Atomic int g_ptrattr_looked;
+
+static int find_cudart(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	(void)size;
+	const char *slash = info->dlpi_name ? strrchr(info->dlpi_name, '/') : NULL;
+	const char *base = slash ? slash + 1 : info->dlpi_name;
+	if (!base || strncmp(base, "libcudart.so", 12))
+		return 0;
+	void *h = dlopen(info->dlpi_name, RTLD_LAZY | RTLD_NOLOAD);
+	if (h)
+		*(void **)arg = dlsym(h, "cudaPointerGetAttributes");
+	return 1;
+}
+
+static int is_device_ptr(const void *p)
+{
+	if (!p)
+		return 0;
+	if (!atomic_exchange(&g_ptrattr_looked, 1)) {
+		void *f = NULL;
+		dl_iterate_phdr(find_cudart, &f);
+		atomic_store(&g_ptrattr, (ptrattr_fn)f);
+	}
+	ptrattr_fn f = atomic_load(&g_ptrattr);
+	if (!f)
+		return 0;
+	struct cudaPointerAttributes a;
+	memset(&a, 0, sizeof(a));
+	return f(&a, p) == 0 && a.type == cudaMemoryTypeDevice;
+}
+
 /* Pointers are not checked by NCCL (unless NCCL_CHECK_POINTERS=1); host
  * memory that is NULL would crash the program here, so it is an error. */
 static ncclResult_t check_bufs(ncclComm_t comm, const char *fn, int kind, const void *sb, const void *rb, size_t count,
@@ -702,6 +742,10 @@ static ncclResult_t check_bufs(ncclComm_t comm, const char *fn, int kind, const 
 	if ((need_send && !sb) || (need_recv && !rb))
 		return fail(comm, ncclInvalidArgument, "%s: rank %d: %s buffer is NULL", fn, me,
 			    need_send && !sb ? "send" : "receive");
+	if ((need_send && is_device_ptr(sb)) || (need_recv && is_device_ptr(rb)))
+		return fail(comm, ncclInvalidUsage,
+			    "%s: rank %d: device buffers are not supported by uniference's NCCL yet (host buffers are; "
+			    "docs/nccl.md)", fn, me);
 	return ncclSuccess;
 }
 
@@ -1189,6 +1233,8 @@ ncclResult_t pncclSend(const void *sendbuff, size_t count, ncclDataType_t dataty
 	ncclResult_t r = check_common(comm, "ncclSend", datatype, peer, 2);
 	if (r == ncclSuccess && count && !sendbuff)
 		r = fail(comm, ncclInvalidArgument, "ncclSend: send buffer is NULL");
+	if (r == ncclSuccess && count && is_device_ptr(sendbuff))
+		r = fail(comm, ncclInvalidUsage, "ncclSend: device buffers are not supported by uniference's NCCL yet");
 	if (r != ncclSuccess)
 		return r;
 	(void)stream;
@@ -1203,6 +1249,8 @@ ncclResult_t pncclRecv(void *recvbuff, size_t count, ncclDataType_t datatype, in
 	ncclResult_t r = check_common(comm, "ncclRecv", datatype, peer, 2);
 	if (r == ncclSuccess && count && !recvbuff)
 		r = fail(comm, ncclInvalidArgument, "ncclRecv: receive buffer is NULL");
+	if (r == ncclSuccess && count && is_device_ptr(recvbuff))
+		r = fail(comm, ncclInvalidUsage, "ncclRecv: device buffers are not supported by uniference's NCCL yet");
 	if (r != ncclSuccess)
 		return r;
 	(void)stream;

@@ -17,6 +17,9 @@
 #if __has_include("uni_build_config.h")
 #include "uni_build_config.h"
 #endif
+#ifndef UNI_HAVE_NCCL
+#define UNI_HAVE_NCCL 0
+#endif
 #include "session.h"
 #include "uni/common.h"
 #include "uni/shm.h"
@@ -66,7 +69,7 @@ static int cmd_status(const char *session, int json)
 		       h->session, h->daemon_pid, alive ? "true" : "false", uni_mode_name(h->mode), up,
 		       (unsigned long long)atomic_load(&h->events_total),
 		       (unsigned long long)atomic_load(&h->dropped_total), nconns, matched, rings,
-		       "false", h->trace_path);
+		       UNI_HAVE_NCCL ? "true" : "false", h->trace_path);
 		int first = 1;
 		for (uint32_t i = 0; i < h->max_ranks; i++) {
 			struct uni_rank *r = uni_shm_rank(h, i);
@@ -90,7 +93,8 @@ static int cmd_status(const char *session, int json)
 		       "threads reporting: %u\n",
 		       (unsigned long long)atomic_load(&h->events_total),
 		       (unsigned long long)atomic_load(&h->dropped_total), nconns, matched, rings);
-		printf("  NCCL interception: not built yet\n");
+		printf("  NCCL interception: %s\n", UNI_HAVE_NCCL ? "built (host buffers; docs/nccl.md)"
+								   : "not built (no nccl.h when this was built)");
 		if (atomic_load(&h->deadlock))
 			printf("  DEADLOCK found: report in %s\n", h->deadlock_report);
 		int any = 0;

@@ -14,6 +14,7 @@
  *   nccl_check mismatch      rank 0 and the others disagree on a count
  *
  * Prints "rank R: N checks passed" or the first failures; exit 1 on any. */
+#include <dlfcn.h>
 #include <errno.h>
 #include <math.h>
 #include <stdint.h>
@@ -490,6 +491,18 @@ int main(int argc, char **argv)
 		correctness(comm);
 	} else if (!strcmp(argv[1], "timing") && argc > 2) {
 		timing(comm, (size_t)atoll(argv[2]));
+	} else if (!strcmp(argv[1], "cudart") && argc > 2) {
+		/* CUDA exists but no GPU: with the runtime loaded (the shim then
+		 * asks it about every pointer), host buffers still work. */
+		void *h = dlopen(argv[2], RTLD_NOW | RTLD_GLOBAL);
+		CHECK(h != NULL, "dlopen %s: %s", argv[2], dlerror());
+		int (*count)(int *) = h ? (int (*)(int *))dlsym(h, "cudaGetDeviceCount") : NULL;
+		int ndev = -1;
+		int e = count ? count(&ndev) : -1;
+		printf("rank %d: cudaGetDeviceCount -> %d (%d devices)\n", rank, e, ndev);
+		float x[4] = {1, 2, 3, 4};
+		NCCL(ncclAllReduce(x, x, 4, ncclFloat32, ncclSum, comm, NULL));
+		CHECK(x[0] == nranks && x[3] == 4 * nranks, "AllReduce with libcudart loaded: %g %g", x[0], x[3]);
 	} else if (!strcmp(argv[1], "mismatch")) {
 		float x[8] = {0};
 		ncclResult_t e = ncclAllReduce(x, x, rank == 0 ? 4 : 8, ncclFloat32, ncclSum, comm, NULL);

@@ -35,6 +35,16 @@ NCCL_CHECK_ID=$T/id timeout 120 "$UNIRUN" -n 3 --config "$T/rec.yaml" --trace "$
 grep -q "NCCL: AllReduce: rank . has count" "$T/log" || { cat "$T/log"; fail "no message naming the counts"; }
 ok "a count mismatch: ncclInvalidArgument and a message on every rank; the communicator goes on"
 
+# CUDA present, no GPU: with libcudart loaded the host path still works.
+CUDART=$(ls /usr/local/cuda/lib64/libcudart.so.* 2>/dev/null | head -1 || true)
+if [ -n "$CUDART" ]; then
+	rm -f "$T/id"
+	NCCL_CHECK_ID=$T/id timeout 120 "$UNIRUN" -n 2 --config "$T/rec.yaml" --trace "$T/cu.unitrace" -- "$CHECK" cudart "$CUDART" \
+		>"$T/log" 2>&1 || { cat "$T/log"; fail "host buffers with libcudart loaded"; }
+	[ "$(grep -c 'checks passed' "$T/log")" = 2 ] || { cat "$T/log"; fail "cudart run"; }
+	ok "libcudart loaded, no GPU: host buffers work ($(grep -m1 cudaGetDeviceCount "$T/log" | sed 's/rank .: //'))"
+fi
+
 # Rank 2 of 3 never joins (it is not started): the others give up with a
 # message after UNI_NCCL_TIMEOUT and exit non-zero; nothing hangs.
 rm -f "$T/id"
