@@ -1438,6 +1438,8 @@ static void help(void)
 	       "            and chrome://tracing (a process per rank, a track per thread\n"
 	       "            and per link, arrows from each send to the read it completes)\n"
 	       "            --sqlite OUT.db: an SQLite database, one table per record kind\n"
+	       "  critical-path  the chain of local work and transfers that sets the\n"
+	       "            makespan, each step with its share (--json)\n"
 	       "  compare   REAL SIM: the same program's record-mode and simulate-mode\n"
 	       "            traces, message by message: latency and completion errors,\n"
 	       "            MAPE, R^2, total error (--json: every message)\n"
@@ -1492,7 +1494,8 @@ static int run(int argc, char **argv)
 			return usage_error("compare takes two traces", "REAL SIM");
 		return unitrace_compare(files[0], files[1], cjson);
 	}
-	if (strcmp(cmd, "summary") && strcmp(cmd, "dump") && strcmp(cmd, "plot") && strcmp(cmd, "export"))
+	if (strcmp(cmd, "summary") && strcmp(cmd, "dump") && strcmp(cmd, "plot") && strcmp(cmd, "export") &&
+	    strcmp(cmd, "critical-path"))
 		return usage_error("unknown command", cmd);
 	const char *out = NULL, *chrome = NULL, *sqlite = NULL;
 
@@ -1524,6 +1527,8 @@ static int run(int argc, char **argv)
 		return usage_error("no trace file given", NULL);
 	if (!strcmp(cmd, "plot"))
 		return cmd_plot(path, out);
+	if (!strcmp(cmd, "critical-path"))
+		return unitrace_critical_path(path, json);
 	if (!strcmp(cmd, "export")) {
 		if (!chrome && !sqlite)
 			return usage_error("export needs a format", "--chrome OUT.json or --sqlite OUT.db");

@@ -14,6 +14,9 @@ const char *unitrace_time_base(uint32_t mode);
 /* A JSON string on stdout (invalid UTF-8 becomes U+FFFD). */
 void unitrace_json_str(const char *str);
 
+/* unitrace critical-path TRACE [--json] (unitrace_critical.c). */
+int unitrace_critical_path(const char *path, int json);
+
 /* unitrace compare REAL SIM [--json] (unitrace_compare.c). */
 int unitrace_compare(const char *real_path, const char *sim_path, int json);
 

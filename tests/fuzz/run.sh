@@ -16,7 +16,7 @@ for v in truncate no-end mismatch unknown; do
 done
 clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 	-D_GNU_SOURCE -Dmain=unitrace_main -Iengine/include -Ibuild -Itools \
-	tools/unitrace.c tools/unitrace_sqlite.c tools/unitrace_compare.c engine/trace.c tests/fuzz/fuzz_unitrace.c \
+	tools/unitrace.c tools/unitrace_sqlite.c tools/unitrace_compare.c tools/unitrace_critical.c engine/trace.c tests/fuzz/fuzz_unitrace.c \
 	-lsqlite3 -lm -o "$W/fuzz_unitrace"
 cd "$W"
 ./fuzz_unitrace -max_total_time="$secs" -rss_limit_mb=2048 -print_final_stats=1 corpus 2>&1 | tail -15
