@@ -66,11 +66,16 @@ ok "a rank that never joins: ncclRemoteError naming it after UNI_NCCL_TIMEOUT"
 # chain of k 1 MiB chunks: (n-1)a + (n-1+k-1)c/B, i.e. the nccl-tests form
 # (n-1)a + S/B plus the pipeline's fill (n-2)c/B; AlltoAll a + (S/n)/B;
 # Send/Recv a + S/B.
+# The program's own CPU time between operations is compute (and noisy on a
+# loaded host): made negligible with slowdown 0.001, as the comparison is
+# about communication.
 cat >"$T/sim.yaml" <<YAML
 mode: simulate
 network:
   model: alpha-beta
   default: { latency: 1ms, bandwidth: 1Gbit }
+devices:
+  default: { slowdown: 0.001 }
 YAML
 rm -f "$T/id"
 NCCL_CHECK_ID=$T/id timeout 300 "$UNIRUN" -n 4 --config "$T/sim.yaml" --trace "$T/t.unitrace" -- "$CHECK" timing 8388608 \
