@@ -67,9 +67,9 @@
 #define COMM_DEAD 0xdeadc0deu
 
 enum kind { K_ALLREDUCE = 1, K_BCAST, K_REDUCE, K_ALLGATHER, K_REDSCAT, K_ALLTOALL, K_GATHER, K_SCATTER,
-	    K_SEND, K_RECV };
+	    K_SEND, K_RECV, K_SPLIT };
 static const char *const kind_name[] = {"?", "AllReduce", "Broadcast", "Reduce", "AllGather", "ReduceScatter",
-					"AlltoAll", "Gather", "Scatter", "Send", "Recv"};
+					"AlltoAll", "Gather", "Scatter", "Send", "Recv", "CommSplit"};
 
 struct desc {
 	uint32_t kind, type, op, root;
@@ -109,6 +109,7 @@ struct ncclComm {
 	uint8_t *rings, *slots;
 	uint64_t seq;
 	uint8_t idhash[8];
+	uint8_t key[16]; /* the unique id's key */
 	_Atomic int async_err;
 	int blocking;
 	struct user_op uop[UNI_NCCL_MAX_USER_OPS];
@@ -304,6 +305,7 @@ static ncclResult_t init_rank(ncclComm_t *out, int nranks, ncclUniqueId id, int 
 	c->shsize = size;
 	c->blocking = blocking;
 	memcpy(c->idhash, l->key, sizeof(c->idhash));
+	memcpy(c->key, l->key, sizeof(c->key));
 	seg_layout(c);
 	s->magic = SEG_MAGIC;
 	atomic_fetch_add(&s->joined, 1);
@@ -782,7 +784,7 @@ static ncclResult_t agree(ncclComm_t c, const struct op *o)
 		if (e->seq != d->seq || e->kind != d->kind)
 			bad = fail(c, ncclInvalidUsage, "rank %d called %s as its operation #%llu, rank %d called %s as #%llu",
 				   c->rank, kind_name[d->kind], (unsigned long long)d->seq, p,
-				   e->kind < K_RECV + 1 ? kind_name[e->kind] : "?", (unsigned long long)e->seq);
+				   e->kind <= K_SPLIT ? kind_name[e->kind] : "?", (unsigned long long)e->seq);
 		else if (e->count != d->count || e->type != d->type)
 			bad = fail(c, ncclInvalidArgument,
 				   "%s: rank %d has count %llu of type %u, rank %d count %llu of type %u", kind_name[d->kind],
@@ -1323,14 +1325,68 @@ ncclResult_t pncclCommInitAll(ncclComm_t *comm, int ndev, const int *devlist)
 	NOT_YET("ncclCommInitAll (several ranks in one process)");
 }
 
+static uint64_t mix64(uint64_t x)
+{
+	x += 0x9e3779b97f4a7c15ull;
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+	return x ^ (x >> 31);
+}
+
+/* Every rank of the parent calls it (NCCL_SPLIT_NOCOLOR: it takes part but
+ * gets no communicator); the ranks of one color form a communicator,
+ * ranked by (key, parent rank). Its id is derived from the parent's, the
+ * split's sequence number and the color, the same on every member. */
 ncclResult_t pncclCommSplit(ncclComm_t comm, int color, int key, ncclComm_t *newcomm, ncclConfig_t *config)
 {
-	(void)comm;
-	(void)color;
-	(void)key;
-	(void)newcomm;
-	(void)config;
-	NOT_YET("ncclCommSplit");
+	if (!comm_ok(comm) || !newcomm)
+		return fail(NULL, ncclInvalidArgument, "ncclCommSplit: invalid communicator or newcomm");
+	if (color < 0 && color != NCCL_SPLIT_NOCOLOR)
+		return fail(comm, ncclInvalidArgument, "ncclCommSplit: color %d is negative (NCCL_SPLIT_NOCOLOR is -1)",
+			    color);
+	*newcomm = NULL;
+	struct op o = {.kind = K_SPLIT, .type = ncclInt8, .redop = -1, .root = 0, .peer = -1, .comm = comm};
+	uni_shim_quiet_io(1);
+	ncclResult_t r = agree(comm, &o);
+	int32_t mine[2] = {color, key};
+	if (r == ncclSuccess) {
+		memcpy(slot(comm, comm->rank), mine, sizeof(mine));
+		r = barrier(comm, "CommSplit");
+	}
+	int n = 0, me = -1;
+	if (r == ncclSuccess) {
+		for (int p = 0; p < comm->nranks; p++) {
+			int32_t ck[2];
+			memcpy(ck, slot(comm, p), sizeof(ck));
+			if (ck[0] != color || color == NCCL_SPLIT_NOCOLOR)
+				continue;
+			/* ranks before me in (key, rank) order */
+			if (ck[1] < key || (ck[1] == key && p < comm->rank))
+				me = me < 0 ? 1 : me + 1;
+			n++;
+		}
+		me = me < 0 ? 0 : me;
+		r = barrier(comm, "CommSplit");
+	}
+	uni_shim_quiet_io(0);
+	if (r != ncclSuccess || color == NCCL_SPLIT_NOCOLOR)
+		return r;
+	ncclUniqueId id;
+	memset(&id, 0, sizeof(id));
+	struct id_layout *l = (struct id_layout *)id.internal;
+	l->magic = ID_MAGIC;
+	uint64_t a, b;
+	memcpy(&a, comm->key, 8);
+	memcpy(&b, comm->key + 8, 8);
+	a = mix64(a ^ mix64(comm->seq) ^ mix64((uint64_t)(uint32_t)color << 1));
+	b = mix64(b ^ a);
+	memcpy(l->key, &a, 8);
+	memcpy(l->key + 8, &b, 8);
+	int blocking = comm->blocking;
+	if (config && config->magic == 0xcafebeef && config->size >= offsetof(ncclConfig_t, cgaClusterSize) &&
+	    config->blocking != NCCL_CONFIG_UNDEF_INT)
+		blocking = config->blocking != 0;
+	return init_rank(newcomm, n, id, me, blocking);
 }
 
 ncclResult_t pncclCommShrink(ncclComm_t comm, int *excludeRanksList, int excludeRanksCount, ncclComm_t *newcomm,

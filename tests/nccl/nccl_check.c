@@ -421,7 +421,8 @@ static void correctness(ncclComm_t comm)
 	CHECK(ncclSend(&x, 1, ncclFloat32, -1, comm, NULL) == ncclInvalidArgument, "bad peer");
 	CHECK(!strcmp(ncclGetErrorString(ncclInvalidArgument), "invalid argument (run with NCCL_DEBUG=WARN for details)"),
 	      "error string");
-	CHECK(ncclCommSplit(comm, 0, rank, NULL, NULL) == ncclInvalidUsage, "Split not yet: InvalidUsage");
+	CHECK(ncclCommSplit(comm, 0, rank, NULL, NULL) == ncclInvalidArgument, "Split with newcomm NULL");
+	CHECK(ncclCommShrink(comm, NULL, 0, NULL, NULL, 0) == ncclInvalidUsage, "Shrink not yet: InvalidUsage");
 	int cnt = 0, me = -1;
 	NCCL(ncclCommCount(comm, &cnt));
 	NCCL(ncclCommUserRank(comm, &me));
@@ -503,6 +504,36 @@ int main(int argc, char **argv)
 		float x[4] = {1, 2, 3, 4};
 		NCCL(ncclAllReduce(x, x, 4, ncclFloat32, ncclSum, comm, NULL));
 		CHECK(x[0] == nranks && x[3] == 4 * nranks, "AllReduce with libcudart loaded: %g %g", x[0], x[3]);
+	} else if (!strcmp(argv[1], "split")) {
+		/* Colors by parity, rank 0 out (NOCOLOR) when there are 3 or
+		 * more, keys reversing the order; then an AllReduce of the
+		 * parent ranks inside each new communicator. */
+		int color = (nranks >= 3 && rank == 0) ? NCCL_SPLIT_NOCOLOR : rank % 2;
+		ncclComm_t sub = (ncclComm_t)0x1;
+		NCCL(ncclCommSplit(comm, color, -rank, &sub, NULL));
+		if (color == NCCL_SPLIT_NOCOLOR) {
+			CHECK(sub == NULL, "NOCOLOR gives a NULL communicator");
+		} else {
+			int members[64], nm = 0;
+			for (int q = nranks - 1; q >= 0; q--)
+				if (!(nranks >= 3 && q == 0) && q % 2 == color)
+					members[nm++] = q; /* key -q: highest parent rank first */
+			int cnt = -1, me = -1;
+			NCCL(ncclCommCount(sub, &cnt));
+			NCCL(ncclCommUserRank(sub, &me));
+			CHECK(cnt == nm, "split: count %d, want %d", cnt, nm);
+			CHECK(me >= 0 && me < nm && members[me] == rank, "split: rank %d is %d in its color", rank, me);
+			int64_t v = rank, sum = 0;
+			for (int i = 0; i < nm; i++)
+				sum += members[i];
+			NCCL(ncclAllReduce(&v, &v, 1, ncclInt64, ncclSum, sub, NULL));
+			CHECK(v == sum, "split AllReduce: %lld, want %lld", (long long)v, (long long)sum);
+			NCCL(ncclCommDestroy(sub));
+		}
+		/* The parent goes on. */
+		int64_t one = 1;
+		NCCL(ncclAllReduce(&one, &one, 1, ncclInt64, ncclSum, comm, NULL));
+		CHECK(one == nranks, "parent after split: %lld", (long long)one);
 	} else if (!strcmp(argv[1], "mismatch")) {
 		float x[8] = {0};
 		ncclResult_t e = ncclAllReduce(x, x, rank == 0 ? 4 : 8, ncclFloat32, ncclSum, comm, NULL);

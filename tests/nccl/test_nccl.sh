@@ -3,6 +3,7 @@
 #  - correctness with 2, 3 and 4 ranks (every collective, type and op, in
 #    and out of place, uneven and chunked counts, send/recv rings and self
 #    send/recv in groups, error codes);
+#  - CommSplit with colors, keys and NOCOLOR;
 #  - a count mismatch: ncclInvalidArgument with a message on every rank,
 #    and the communicator still works;
 #  - a rank that never joins: ncclRemoteError naming it, within the
@@ -27,6 +28,14 @@ for n in 2 3 4; do
 	[ "$got" = "$n" ] || { cat "$T/log"; fail "$got of $n ranks passed"; }
 	ok "$n ranks: $(grep -m1 'checks passed' "$T/log" | sed 's/.*: //') on every rank"
 done
+
+for n in 2 4; do
+	rm -f "$T/id"
+	NCCL_CHECK_ID=$T/id timeout 120 "$UNIRUN" -n $n --config "$T/rec.yaml" --trace "$T/s.unitrace" -- "$CHECK" split \
+		>"$T/log" 2>&1 || { cat "$T/log"; fail "split with $n ranks"; }
+	[ "$(grep -c 'checks passed' "$T/log")" = $n ] || { cat "$T/log"; fail "split with $n ranks"; }
+done
+ok "CommSplit by color and key (NOCOLOR included): sizes, ranks and an AllReduce in each part"
 
 rm -f "$T/id"
 NCCL_CHECK_ID=$T/id timeout 120 "$UNIRUN" -n 3 --config "$T/rec.yaml" --trace "$T/m.unitrace" -- "$CHECK" mismatch \
