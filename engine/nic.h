@@ -8,6 +8,15 @@
 
 #include <stdint.h>
 
+/* Real time a finished flow may stay unread before the network time goes
+ * past its arrival anyway (its reader may never read it), and the real
+ * time the horizon waits for a thread that holds it while blocked outside
+ * the shim. Gloo's loop reads every byte promptly, so these only bound
+ * stalls; short ones let a loaded host (a reader not scheduled in time)
+ * push transfers late (docs/simulate.md). */
+#define UNI_NIC_UNREAD_STALE_NS 2000000000ull
+#define UNI_NIC_OUTSIDE_NS 250000000ull
+
 struct nic_flow;
 
 /* capacity in bytes per ns, the same for every up- and downlink. */

@@ -383,7 +383,7 @@ void uni_sim_advance(uint64_t horizon, uint64_t real_now)
 		return;
 	for (int round = 0; round < 64; round++) {
 		uint64_t h = horizon;
-		uint64_t b = nic_unread_bound(real_now, 100000000ull);
+		uint64_t b = nic_unread_bound(real_now, UNI_NIC_UNREAD_STALE_NS);
 		if (b < h)
 			h = b;
 		uint64_t before = nic_now();

@@ -558,7 +558,7 @@ static uint64_t horizon(uint64_t now)
 	if (h != D.last_h) {
 		D.last_h = h;
 		D.h_since = now;
-	} else if (h != UINT64_MAX && uni_sim_waiting_reads() && now - D.h_since > 20000000ull) {
+	} else if (h != UINT64_MAX && uni_sim_waiting_reads() && now - D.h_since > UNI_NIC_OUTSIDE_NS) {
 		struct uni_ring *ring = uni_shm_ring(D.h, hk);
 		if (!task_running(ring->pid, ring->tid)) {
 			D.outside[hk] = 1;
