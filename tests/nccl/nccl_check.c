@@ -16,6 +16,8 @@
  * Prints "rank R: N checks passed" or the first failures; exit 1 on any. */
 #include <dlfcn.h>
 #include <errno.h>
+#include <pthread.h>
+#include <sched.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -50,15 +52,12 @@ static int rank, nranks, failures, checks;
 		}                                                                                           \
 	} while (0)
 
-static ncclComm_t init_comm(void)
+/* Rank `leader` makes the id and puts it in path; the others wait for it
+ * (PyTorch passes it through its Store). */
+static ncclUniqueId exchange_id(const char *path, int leader)
 {
-	const char *path = getenv("NCCL_CHECK_ID");
-	if (!path) {
-		fprintf(stderr, "set NCCL_CHECK_ID to a file path\n");
-		exit(2);
-	}
 	ncclUniqueId id;
-	if (rank == 0) {
+	if (rank == leader) {
 		NCCL(ncclGetUniqueId(&id));
 		char tmp[4096];
 		snprintf(tmp, sizeof(tmp), "%s.tmp", path);
@@ -84,6 +83,22 @@ static ncclComm_t init_comm(void)
 			nanosleep(&ts, NULL);
 		}
 	}
+	return id;
+}
+
+static const char *id_path(void)
+{
+	const char *path = getenv("NCCL_CHECK_ID");
+	if (!path) {
+		fprintf(stderr, "set NCCL_CHECK_ID to a file path\n");
+		exit(2);
+	}
+	return path;
+}
+
+static ncclComm_t init_comm(void)
+{
+	ncclUniqueId id = exchange_id(id_path(), 0);
 	ncclComm_t comm;
 	NCCL(ncclCommInitRank(&comm, nranks, id, rank));
 	return comm;
@@ -435,6 +450,177 @@ static void correctness(ncclComm_t comm)
 	NCCL(ncclGroupEnd());
 }
 
+/* ProcessGroupNCCL's call sequences (research/nccl-cupti.md section 2). */
+static volatile int g_watch_stop;
+static void *watchdog(void *arg)
+{
+	/* PyTorch's watchdog polls every communicator from another thread. */
+	ncclComm_t c = arg;
+	long polls = 0;
+	while (!g_watch_stop) {
+		ncclResult_t e;
+		if (ncclCommGetAsyncError(c, &e) != ncclSuccess || e != ncclSuccess) {
+			fprintf(stderr, "rank %d: watchdog saw an error\n", rank);
+			break;
+		}
+		polls++;
+		sched_yield();
+	}
+	return (void *)polls;
+}
+
+static void pytorch(ncclComm_t world_comm_unused)
+{
+	(void)world_comm_unused;
+	char path[4096];
+	/* v1.13: lazy init, InitRank wrapped in a group. */
+	snprintf(path, sizeof(path), "%s.pg", id_path());
+	ncclUniqueId id = exchange_id(path, 0);
+	ncclComm_t comm;
+	NCCL(ncclGroupStart());
+	NCCL(ncclCommInitRank(&comm, nranks, id, rank));
+	NCCL(ncclGroupEnd());
+	pthread_t wd;
+	pthread_create(&wd, NULL, watchdog, comm);
+	/* allreduce, in-place Bcast, coalesced allreduces in one group */
+	float a[16], b[16];
+	for (int i = 0; i < 16; i++)
+		a[i] = b[i] = (float)(rank + i);
+	NCCL(ncclAllReduce(a, a, 16, ncclFloat32, ncclSum, comm, NULL));
+	CHECK(a[3] == (float)(nranks * 3 + nranks * (nranks - 1) / 2), "allreduce %g", a[3]);
+	NCCL(ncclBcast(b, 16, ncclFloat32, nranks - 1, comm, NULL));
+	CHECK(b[2] == (float)(nranks - 1 + 2), "bcast %g", b[2]);
+	float c1[4] = {1, 1, 1, 1}, c2[4] = {2, 2, 2, 2};
+	NCCL(ncclGroupStart());
+	NCCL(ncclAllReduce(c1, c1, 4, ncclFloat32, ncclSum, comm, NULL));
+	NCCL(ncclAllReduce(c2, c2, 4, ncclFloat32, ncclMax, comm, NULL));
+	NCCL(ncclGroupEnd());
+	CHECK(c1[0] == nranks && c2[0] == 2, "coalesced %g %g", c1[0], c2[0]);
+	/* bool SUM becomes Max on uint8 */
+	uint8_t flags[3] = {(uint8_t)(rank == 0), 0, 1};
+	NCCL(ncclAllReduce(flags, flags, 3, ncclUint8, ncclMax, comm, NULL));
+	CHECK(flags[0] == 1 && flags[1] == 0 && flags[2] == 1, "bool sum");
+	/* all_to_all with uneven splits: rank r sends p elements to peer p
+	 * (none to peer 0), a group of Send/Recv with zero counts skipped */
+	int64_t sendv[64], recvv[64];
+	size_t soff = 0;
+	for (int p = 0; p < nranks; p++)
+		for (int k = 0; k < p; k++)
+			sendv[soff++] = rank * 100 + p;
+	NCCL(ncclGroupStart());
+	soff = 0;
+	size_t roff = 0;
+	for (int p = 0; p < nranks; p++) {
+		if (p > 0)
+			NCCL(ncclSend(sendv + soff, (size_t)p, ncclInt64, p, comm, NULL));
+		soff += (size_t)p;
+		if (rank > 0)
+			NCCL(ncclRecv(recvv + roff, (size_t)rank, ncclInt64, p, comm, NULL));
+		roff += (size_t)rank;
+	}
+	NCCL(ncclGroupEnd());
+	int bad = 0;
+	for (int p = 0; p < nranks && rank > 0; p++)
+		for (int k = 0; k < rank; k++)
+			bad |= recvv[p * rank + k] != p * 100 + rank;
+	CHECK(!bad, "all_to_all uneven");
+	/* gather: the root receives from every peer and copies its own part
+	 * inside the group; scatter: the root sends to every peer */
+	int32_t mine = 1000 + rank, all[64];
+	int root = nranks / 2;
+	NCCL(ncclGroupStart());
+	if (rank == root) {
+		for (int p = 0; p < nranks; p++)
+			if (p != root)
+				NCCL(ncclRecv(all + p, 1, ncclInt32, p, comm, NULL));
+		all[root] = mine; /* the local copy_ */
+	} else {
+		NCCL(ncclSend(&mine, 1, ncclInt32, root, comm, NULL));
+	}
+	NCCL(ncclGroupEnd());
+	if (rank == root) {
+		bad = 0;
+		for (int p = 0; p < nranks; p++)
+			bad |= all[p] != 1000 + p;
+		CHECK(!bad, "gather via send/recv");
+	}
+	/* PreMulSum: HostImmediate reads the scalar now, Device when the op runs */
+	double sc = 3, x = 1;
+	ncclRedOp_t imm, dev;
+	NCCL(ncclRedOpCreatePreMulSum(&imm, &sc, ncclFloat64, ncclScalarHostImmediate, comm));
+	NCCL(ncclRedOpCreatePreMulSum(&dev, &sc, ncclFloat64, ncclScalarDevice, comm));
+	sc = 5;
+	NCCL(ncclAllReduce(&x, &x, 1, ncclFloat64, imm, comm, NULL));
+	CHECK(x == 3.0 * nranks, "PreMulSum HostImmediate %g", x);
+	x = 1;
+	NCCL(ncclAllReduce(&x, &x, 1, ncclFloat64, dev, comm, NULL));
+	CHECK(x == 5.0 * nranks, "PreMulSum Device %g", x);
+	NCCL(ncclRedOpDestroy(imm, comm));
+	NCCL(ncclRedOpDestroy(dev, comm));
+	/* a single p2p op gets its own 2-rank communicator (ranks 0 and 1) */
+	if (rank < 2) {
+		snprintf(path, sizeof(path), "%s.p2p", id_path());
+		ncclUniqueId pid = exchange_id(path, 0);
+		ncclComm_t pc;
+		NCCL(ncclCommInitRank(&pc, 2, pid, rank));
+		int64_t v = 77;
+		if (rank == 0)
+			NCCL(ncclSend(&v, 1, ncclInt64, 1, pc, NULL));
+		else {
+			v = 0;
+			NCCL(ncclRecv(&v, 1, ncclInt64, 0, pc, NULL));
+			CHECK(v == 77, "p2p comm %lld", (long long)v);
+		}
+		NCCL(ncclCommDestroy(pc));
+	}
+	g_watch_stop = 1;
+	void *polls;
+	pthread_join(wd, &polls);
+	CHECK((long)polls > 0, "the watchdog polled");
+	/* current main: a non-blocking config, polled until not in progress;
+	 * new_group via Split (rank 0 not in it); Finalize, then Destroy */
+	snprintf(path, sizeof(path), "%s.nb", id_path());
+	ncclUniqueId nid = exchange_id(path, 0);
+	ncclConfig_t cfg = NCCL_CONFIG_INITIALIZER;
+	cfg.blocking = 0;
+	ncclComm_t nb = NULL;
+	ncclResult_t r = ncclCommInitRankConfig(&nb, nranks, nid, rank, &cfg);
+	CHECK(r == ncclSuccess || r == ncclInProgress, "nonblocking init %d", r);
+	ncclResult_t st = ncclInProgress;
+	for (int i = 0; i < 100000 && st == ncclInProgress; i++)
+		NCCL(ncclCommGetAsyncError(nb, &st));
+	CHECK(st == ncclSuccess && nb != NULL, "nonblocking init completes");
+	ncclComm_t grp = NULL;
+	NCCL(ncclCommSplit(nb, rank == 0 ? NCCL_SPLIT_NOCOLOR : 0, rank, &grp, NULL));
+	if (rank != 0) {
+		int32_t one = 1;
+		NCCL(ncclAllReduce(&one, &one, 1, ncclInt32, ncclSum, grp, NULL));
+		CHECK(one == nranks - 1, "new_group allreduce %d", one);
+		NCCL(ncclCommFinalize(grp));
+		NCCL(ncclCommDestroy(grp));
+	}
+	NCCL(ncclCommFinalize(nb));
+	NCCL(ncclCommDestroy(nb));
+	NCCL(ncclCommDestroy(comm));
+}
+
+/* One rank aborts while the others wait in a collective: they get an
+ * error within seconds, never a hang. */
+static void abort_peer(ncclComm_t comm)
+{
+	if (rank == nranks - 1) {
+		struct timespec ts = {0, 300000000};
+		nanosleep(&ts, NULL);
+		NCCL(ncclCommAbort(comm));
+		return;
+	}
+	float x = 1;
+	ncclResult_t r = ncclAllReduce(&x, &x, 1, ncclFloat32, ncclSum, comm, NULL);
+	CHECK(r == ncclRemoteError, "a peer aborted: %d", r);
+	CHECK(strstr(ncclGetLastError(NULL), "abort") != NULL, "message: %s", ncclGetLastError(NULL));
+	NCCL(ncclCommAbort(comm));
+}
+
 static double vnow(void)
 {
 	struct timespec ts;
@@ -504,6 +690,15 @@ int main(int argc, char **argv)
 		float x[4] = {1, 2, 3, 4};
 		NCCL(ncclAllReduce(x, x, 4, ncclFloat32, ncclSum, comm, NULL));
 		CHECK(x[0] == nranks && x[3] == 4 * nranks, "AllReduce with libcudart loaded: %g %g", x[0], x[3]);
+	} else if (!strcmp(argv[1], "pytorch")) {
+		pytorch(comm);
+	} else if (!strcmp(argv[1], "abort")) {
+		abort_peer(comm);
+		if (failures)
+			fprintf(stderr, "rank %d: %d of %d checks failed\n", rank, failures, checks);
+		else
+			printf("rank %d: %d checks passed\n", rank, checks);
+		return failures ? 1 : 0;
 	} else if (!strcmp(argv[1], "split")) {
 		/* Colors by parity, rank 0 out (NOCOLOR) when there are 3 or
 		 * more, keys reversing the order; then an AllReduce of the

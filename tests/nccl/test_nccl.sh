@@ -4,6 +4,7 @@
 #    and out of place, uneven and chunked counts, send/recv rings and self
 #    send/recv in groups, error codes);
 #  - CommSplit with colors, keys and NOCOLOR;
+#  - ProcessGroupNCCL's call sequences (1.13 and current) and an abort;
 #  - a count mismatch: ncclInvalidArgument with a message on every rank,
 #    and the communicator still works;
 #  - a rank that never joins: ncclRemoteError naming it, within the
@@ -36,6 +37,22 @@ for n in 2 4; do
 	[ "$(grep -c 'checks passed' "$T/log")" = $n ] || { cat "$T/log"; fail "split with $n ranks"; }
 done
 ok "CommSplit by color and key (NOCOLOR included): sizes, ranks and an AllReduce in each part"
+
+for n in 2 4; do
+	rm -f "$T"/id*
+	NCCL_CHECK_ID=$T/id timeout 120 "$UNIRUN" -n $n --config "$T/rec.yaml" --trace "$T/p.unitrace" -- "$CHECK" pytorch \
+		>"$T/log" 2>&1 || { cat "$T/log"; fail "PyTorch call sequences with $n ranks"; }
+	[ "$(grep -c 'checks passed' "$T/log")" = $n ] || { cat "$T/log"; fail "PyTorch call sequences with $n ranks"; }
+done
+ok "ProcessGroupNCCL's call sequences (1.13: grouped lazy init, coalescing, uneven all_to_all and gather as grouped send/recv, PreMulSum residences, a 2-rank p2p comm, a polling watchdog thread; main: non-blocking init polled, Split for new_group, Finalize then Destroy)"
+
+rm -f "$T"/id*
+start=$(date +%s)
+NCCL_CHECK_ID=$T/id timeout 60 "$UNIRUN" -n 3 --config "$T/rec.yaml" --trace "$T/a.unitrace" -- "$CHECK" abort \
+	>"$T/log" 2>&1 || { cat "$T/log"; fail "abort run"; }
+[ "$(grep -c 'checks passed' "$T/log")" = 3 ] || { cat "$T/log"; fail "abort: not every rank passed"; }
+[ $(( $(date +%s) - start )) -lt 30 ] || fail "abort took too long"
+ok "a rank aborts: the others' collective returns ncclRemoteError with a message, no hang"
 
 rm -f "$T/id"
 NCCL_CHECK_ID=$T/id timeout 120 "$UNIRUN" -n 3 --config "$T/rec.yaml" --trace "$T/m.unitrace" -- "$CHECK" mismatch \
