@@ -621,6 +621,55 @@ static void abort_peer(ncclComm_t comm)
 	NCCL(ncclCommAbort(comm));
 }
 
+static double vnow(void);
+
+struct contend_arg {
+	ncclComm_t comm;
+	size_t n;
+	double took;
+};
+
+static void *contend_thread(void *p)
+{
+	struct contend_arg *a = p;
+	float *buf = calloc(a->n, sizeof(float));
+	double t0 = vnow();
+	ncclResult_t r = ncclAllReduce(buf, buf, a->n, ncclFloat32, ncclSum, a->comm, NULL);
+	a->took = r == ncclSuccess ? vnow() - t0 : -1;
+	free(buf);
+	return NULL;
+}
+
+/* Two communicators over the same ranks, an AllReduce on each from two
+ * threads at the same virtual time: under nic they share every link. */
+static void contend(ncclComm_t comm, size_t bytes)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s.second", id_path());
+	ncclUniqueId id2 = exchange_id(path, 0);
+	ncclComm_t comm2;
+	NCCL(ncclCommInitRank(&comm2, nranks, id2, rank));
+	float z[4] = {0};
+	/* line up (see timing) */
+	for (int round = 0; round < 2; round++)
+		NCCL(ncclAlltoAll(z, z, 1, ncclFloat32, comm, NULL));
+	struct contend_arg one = {comm, bytes / 4, 0};
+	contend_thread(&one); /* alone first */
+	for (int round = 0; round < 2; round++)
+		NCCL(ncclAlltoAll(z, z, 1, ncclFloat32, comm, NULL));
+	struct contend_arg a = {comm, bytes / 4, 0}, b = {comm2, bytes / 4, 0};
+	pthread_t ta, tb;
+	pthread_create(&ta, NULL, contend_thread, &a);
+	pthread_create(&tb, NULL, contend_thread, &b);
+	pthread_join(ta, NULL);
+	pthread_join(tb, NULL);
+	printf("{\"rank\": %d, \"alone_ns\": %.0f, \"a_ns\": %.0f, \"b_ns\": %.0f}\n", rank, one.took * 1e9,
+	       a.took * 1e9, b.took * 1e9);
+	fflush(stdout);
+	CHECK(a.took > 0 && b.took > 0, "contended allreduces failed");
+	NCCL(ncclCommDestroy(comm2));
+}
+
 static double vnow(void)
 {
 	struct timespec ts;
@@ -690,6 +739,8 @@ int main(int argc, char **argv)
 		float x[4] = {1, 2, 3, 4};
 		NCCL(ncclAllReduce(x, x, 4, ncclFloat32, ncclSum, comm, NULL));
 		CHECK(x[0] == nranks && x[3] == 4 * nranks, "AllReduce with libcudart loaded: %g %g", x[0], x[3]);
+	} else if (!strcmp(argv[1], "contend") && argc > 2) {
+		contend(comm, (size_t)atoll(argv[2]));
 	} else if (!strcmp(argv[1], "pytorch")) {
 		pytorch(comm);
 	} else if (!strcmp(argv[1], "abort")) {

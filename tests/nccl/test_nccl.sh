@@ -9,7 +9,9 @@
 #    and the communicator still works;
 #  - a rank that never joins: ncclRemoteError naming it, within the
 #    time-out, no hang;
-#  - virtual time under alpha-beta against the closed forms (within 1%).
+#  - virtual time under alpha-beta against the closed forms (within 1%);
+#  - two communicators at once: independent under alpha-beta, sharing the
+#    links under nic.
 #   test_nccl.sh UNIRUN NCCL_CHECK UNITRACE
 set -euo pipefail
 UNIRUN=$1 CHECK=$2 UNITRACE=$3
@@ -143,3 +145,41 @@ sys.exit(bad)
 PYEOF
 ok "virtual time of every collective within 1% of its closed form (alpha-beta, 4 ranks, 8 MB)"
 "$UNITRACE" summary "$T/t.unitrace" >/dev/null || fail "summary of the NCCL trace"
+
+# Two communicators over the same 4 ranks, an 8 MB AllReduce on each from
+# two threads at once: under alpha-beta they do not meet (one time each),
+# under nic every rank's uplink carries both rings: 2(n-1)(a + 2S/(nB)).
+for model in alpha-beta nic; do
+	cat >"$T/$model.yaml" <<YAML
+mode: simulate
+network:
+  model: $model
+  default: { latency: 1ms, bandwidth: 1Gbit }
+devices:
+  default: { slowdown: 0.001 }
+YAML
+	rm -f "$T"/id*
+	NCCL_CHECK_ID=$T/id timeout 300 "$UNIRUN" -n 4 --config "$T/$model.yaml" --trace "$T/$model.unitrace" -- \
+		"$CHECK" contend 8388608 >"$T/$model.log" 2>&1 || { cat "$T/$model.log"; fail "contend under $model"; }
+done
+$PY - "$T/alpha-beta.log" "$T/nic.log" <<'PYEOF' || fail "contention"
+import json, re, sys
+def load(f):
+    return [json.loads(m) for m in re.findall(r'\{"rank".*?\}', open(f).read())]
+ab, nic = load(sys.argv[1]), load(sys.argv[2])
+assert len(ab) == 4 and len(nic) == 4
+a, B, S, n = 1e-3, 1e9, 8388608, 4
+alone = 2 * (n - 1) * (a + S / n * 8 / B)
+shared = 2 * (n - 1) * (a + 2 * S / n * 8 / B)
+bad = 0
+for name, res, want in (("alpha-beta", ab, alone), ("nic", nic, shared)):
+    for r in res:
+        for k in ("a_ns", "b_ns"):
+            got = r[k] / 1e9
+            err = abs(got - want) / want
+            print(f"{name} rank {r['rank']} {k[0]}: {1e3*got:.3f} ms, want {1e3*want:.3f} ms ({100*err:.3f}%)")
+            bad |= err > 0.01
+        bad |= abs(r["alone_ns"] / 1e9 - alone) / alone > 0.01
+sys.exit(bad)
+PYEOF
+ok "two communicators at once: alone under alpha-beta, sharing every uplink under nic (2x the transfer time), within 1%"
