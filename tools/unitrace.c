@@ -338,7 +338,32 @@ struct summary {
 	size_t nmism, cap_mism;
 	uint64_t external_bytes; /* to/from peers outside the session (< 0) */
 	uint64_t deadlocked;     /* DEADLOCK records: threads blocked for good */
+
+	/* The longest transfers (sends: stamp/call start to the last byte's
+	 * arrival in simulate mode, the call in record mode), longest first. */
+#define TOP_N 5
+	struct top {
+		uint64_t dur, t0, len;
+		int32_t from, to;
+	} top[TOP_N];
+	size_t ntop;
 };
+
+static void top_add(struct summary *s, const struct uni_trec *t)
+{
+	uint64_t dur = t->t1 > t->t0 ? t->t1 - t->t0 : 0;
+	size_t n = s->ntop;
+	if (n == TOP_N && dur <= s->top[n - 1].dur)
+		return;
+	size_t i = n < TOP_N ? n : TOP_N - 1;
+	while (i > 0 && s->top[i - 1].dur < dur) {
+		s->top[i] = s->top[i - 1];
+		i--;
+	}
+	s->top[i] = (struct top){.dur = dur, .t0 = t->t0, .len = t->len, .from = t->rank, .to = t->peer};
+	if (n < TOP_N)
+		s->ntop++;
+}
 
 static struct rank_stat *get_rank(struct summary *s, int32_t rank)
 {
@@ -476,6 +501,7 @@ static void account(struct summary *s, const struct uni_trec *t)
 		r->have_events = 1;
 		p = get_pair(s, t->rank, t->peer);
 		if (t->kind == UNI_TR_SEND) {
+			top_add(s, t);
 			r->sends++;
 			r->bytes_sent += t->len;
 			p->sends++;
@@ -723,6 +749,14 @@ static void summary_text(const struct summary *s, const char *path)
 			printf("\npredicted makespan %.3f ms (virtual; rank %" PRId32 " ends last)\n",
 			       ms(last->end_t), last->rank);
 	}
+	if (s->ntop) {
+		printf("\nlongest transfers (%s):\n", h->mode == UNI_MODE_SIMULATE
+							 ? "handed over to last byte arrived, virtual"
+							 : "the send calls, real");
+		for (size_t i = 0; i < s->ntop; i++)
+			printf("  %10.3f ms  rank %" PRId32 " -> %" PRId32 ", %" PRIu64 " B, at %.3f ms\n",
+			       ms(s->top[i].dur), s->top[i].from, s->top[i].to, s->top[i].len, ms(s->top[i].t0));
+	}
 	printf("\ntotals     sends %" PRIu64 ", recvs %" PRIu64
 	       ", bytes sent %" PRIu64 ", bytes received %" PRIu64 "\n",
 	       sends, recvs, sent, recvd);
@@ -854,6 +888,12 @@ static void summary_json(const struct summary *s, const char *path)
 		else
 			printf("  \"makespan_ms\": null,\n");
 	}
+	printf("  \"top_transfers\": [");
+	for (size_t i = 0; i < s->ntop; i++)
+		printf("%s{\"from\": %" PRId32 ", \"to\": %" PRId32 ", \"bytes\": %" PRIu64 ", \"start_ms\": %.6f, "
+		       "\"duration_ms\": %.6f}",
+		       i ? ", " : "", s->top[i].from, s->top[i].to, s->top[i].len, ms(s->top[i].t0), ms(s->top[i].dur));
+	printf("],\n");
 	printf("  \"totals\": {\"sends\": %" PRIu64 ", \"recvs\": %" PRIu64
 	       ", \"bytes_sent\": %" PRIu64 ", \"bytes_received\": %" PRIu64
 	       ", \"connections\": %" PRIu64 "},\n",

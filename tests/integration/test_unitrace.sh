@@ -163,7 +163,11 @@ pycheck "$T/summary.json" \
 	'j["ranks"][0]["end"] == "clean" and j["ranks"][1]["end"] == "died"' \
 	'j["ranks"][0]["threads"] == 2' \
 	'j["ranks"][0]["per_peer"] == [{"peer": 1, "sends": 3, "recvs": 1, "bytes_sent": 7096, "bytes_received": 2048}]' \
-	'j["ranks"][1]["per_peer"][0]["bytes_received"] == 7096'
+	'j["ranks"][1]["per_peer"][0]["bytes_received"] == 7096' \
+	'len(j["top_transfers"]) == 5' \
+	'[t["duration_ms"] for t in j["top_transfers"]] == sorted([t["duration_ms"] for t in j["top_transfers"]], reverse=True)' \
+	'sorted(t["bytes"] for t in j["top_transfers"]) == [512, 1000, 1536, 2000, 4096]'
+contains "$S" "longest transfers (the send calls, real):"
 
 # --json may come first.
 expect_rc 0 "summary --json FILE order" "$UNITRACE" summary "$good" --json
