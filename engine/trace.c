@@ -25,6 +25,7 @@ const char *uni_trec_kind_name(uint16_t kind)
 		[UNI_TR_SESSION_END] = "session_end",
 		[UNI_TR_THREAD_END] = "thread_end",
 		[UNI_TR_DEADLOCK] = "deadlock",
+		[UNI_TR_COMPUTE] = "compute",
 	};
 
 	if (kind < sizeof(names) / sizeof(names[0]) && names[kind])

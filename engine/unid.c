@@ -409,6 +409,14 @@ static void handle(uint32_t ring_idx, struct uni_ring *ring, const struct uni_ev
 			D.ranks[rank].waited = e->b;
 		}
 		break;
+	case UNI_EV_COMPUTE:
+		if (D.cfg.mode == UNI_MODE_SIMULATE) {
+			r.kind = UNI_TR_COMPUTE;
+			r.off = e->a;
+			r.a = 0;
+			trace_put(&r);
+		}
+		break;
 	case UNI_EV_THREAD_END:
 		atomic_fetch_sub(&uni_shm_rank(D.h, (uint32_t)rank)->threads, 1);
 		if (D.cfg.mode == UNI_MODE_SIMULATE) {

@@ -594,6 +594,12 @@ static void charge(void)
 	uint64_t cpu = thread_cpu();
 	if (!tls.dispatcher && cpu > tls.cpu_mark) {
 		uint64_t d = (uint64_t)((double)(cpu - tls.cpu_mark) * g_slowdown);
+		/* Long enough to show on a timeline: one record. */
+		if (d >= UNI_COMPUTE_MIN_NS && tls.ring) {
+			struct uni_ev e = {.kind = UNI_EV_COMPUTE, .t0 = tls.vt, .t1 = tls.vt + d,
+					   .a = cpu - tls.cpu_mark};
+			push(tls.ring, &e);
+		}
 		tls.vt += d;
 		tls.compute += d;
 	}

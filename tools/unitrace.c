@@ -446,6 +446,7 @@ static void account(struct summary *s, const struct uni_trec *t)
 	case UNI_TR_CONN_CLOSE:
 	case UNI_TR_THREAD_END:
 	case UNI_TR_DEADLOCK:
+	case UNI_TR_COMPUTE:
 		break;
 	default:
 		/* A newer minor's addition: skipped, but counted. */
@@ -1245,6 +1246,15 @@ static void chrome_rec(struct chrome *c, const struct uni_trec *t)
 			chrome_flow(c, 'f', c->peer_conn[t->conn] - 1, t->off + t->len, t->rank, t->tid, from);
 	}
 		break;
+	case UNI_TR_COMPUTE:
+		chrome_thread(c, t->rank, t->tid, 0);
+		chrome_sep(c);
+		printf("{\"ph\":\"X\",\"cat\":\"compute\",\"name\":\"compute\",\"pid\":%" PRId32 ",\"tid\":%" PRId32, t->rank,
+		       t->tid);
+		chrome_ts("ts", t->t0);
+		chrome_ts("dur", t->t1 > t->t0 ? t->t1 - t->t0 : 0);
+		printf(",\"args\":{\"cpu_ns\":%" PRIu64 "}}", t->off);
+		break;
 	case UNI_TR_THREAD_END:
 		chrome_sep(c);
 		printf("{\"ph\":\"i\",\"s\":\"t\",\"cat\":\"thread\",\"name\":\"thread end\",\"pid\":%" PRId32
@@ -1412,9 +1422,10 @@ static int cmd_plot(const char *path, const char *out)
 	fprintf(f, ", %s mode: %s time, makespan %.3f ms</text>\n", unitrace_mode_name(hdr.mode), unitrace_time_base(hdr.mode),
 		(double)tmax / 1e6);
 	fprintf(f, "<text x=\"%d\" y=\"40\" fill=\"#555\">grey: rank alive; blue: a message leaving "
-		   "its sender until its last byte arrives%s</text>\n",
+		   "its sender until its last byte arrives%s%s</text>\n",
 		PLOT_LEFT, hdr.mode == UNI_MODE_SIMULATE && ndata <= 400 ? "; line: to the receiver, at the arrival"
-									 : "");
+									 : "",
+		hdr.mode == UNI_MODE_SIMULATE ? "; green: compute" : "");
 	/* Axis: 10 ticks. */
 	int ybase = PLOT_TOP + nranks * PLOT_ROW;
 	for (int i = 0; i <= 10; i++) {
@@ -1433,7 +1444,35 @@ static int cmd_plot(const char *path, const char *out)
 	}
 	if (plot_open(&r, path) < 0)
 		return 2;
+	/* Compute (simulate mode): a green strip along the bottom of the
+	 * rank's row, stretches closer than a pixel merged. */
+	uint64_t px_ns = (uint64_t)(1.0 / sx) + 1;
+	uint64_t *cs = calloc((size_t)nranks + 1, sizeof(uint64_t)), *ce = calloc((size_t)nranks + 1, sizeof(uint64_t));
+	if (!cs || !ce) {
+		fprintf(stderr, "unitrace: out of memory\n");
+		exit(EXIT_OUTPUT);
+	}
+#define FLUSH(rk)                                                                                               \
+	do {                                                                                                    \
+		if (ce[rk] > cs[rk])                                                                            \
+			fprintf(f, "<rect x=\"%.2f\" y=\"%d\" width=\"%.2f\" height=\"6\" fill=\"#2ca25f\"/>\n",  \
+				X(cs[rk]), Y(rk) + PLOT_ROW - 14, X(ce[rk]) - X(cs[rk]) < 0.6 ? 0.6 : X(ce[rk]) - X(cs[rk])); \
+	} while (0)
 	while (uni_trace_next(&r, &t) == 1) {
+		if (t.kind == UNI_TR_COMPUTE && t.rank >= 0 && t.rank < nranks && t.t1 > t.t0) {
+			int rk = t.rank;
+			if (ce[rk] > cs[rk] && t.t0 <= ce[rk] + px_ns && t.t1 + px_ns >= cs[rk]) {
+				if (t.t1 > ce[rk])
+					ce[rk] = t.t1;
+				if (t.t0 < cs[rk])
+					cs[rk] = t.t0;
+			} else {
+				FLUSH(rk);
+				cs[rk] = t.t0;
+				ce[rk] = t.t1;
+			}
+			continue;
+		}
 		if (t.kind != UNI_TR_SEND || t.len <= 48 || t.rank < 0 || t.rank >= nranks || t.peer < 0 ||
 		    t.peer >= nranks)
 			continue;
@@ -1452,6 +1491,11 @@ static int cmd_plot(const char *path, const char *out)
 				X(b), Y(t.rank) + PLOT_ROW / 2, X(b), Y(t.peer) + PLOT_ROW / 2);
 	}
 	uni_trace_close(&r);
+	for (int i = 0; i < nranks; i++)
+		FLUSH(i);
+#undef FLUSH
+	free(cs);
+	free(ce);
 	fprintf(f, "</svg>\n");
 #undef X
 #undef Y

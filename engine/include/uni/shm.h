@@ -50,7 +50,13 @@ enum uni_ev_kind {
 	                          t0 = reader's clock; a = request number; unid
 	                          answers in the ring's resp_* with the virtual
 	                          arrival of the last byte once it is final */
+	UNI_EV_COMPUTE = 9,    /* simulate: the thread computed from t0 to t1 of
+	                          its clock (charged since it last left the shim,
+	                          at least UNI_COMPUTE_MIN_NS); a = its CPU ns */
 };
+
+/* Shorter stretches of compute are charged but not reported one by one. */
+#define UNI_COMPUTE_MIN_NS 100000ull
 
 /* Flags of UNI_EV_SEND / UNI_EV_READ_REQ. */
 enum uni_ev_flags {

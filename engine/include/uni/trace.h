@@ -16,7 +16,7 @@
 
 #define UNI_TRACE_MAGIC "UNITRACE"
 #define UNI_TRACE_VERSION_MAJOR 1u
-#define UNI_TRACE_VERSION_MINOR 1u
+#define UNI_TRACE_VERSION_MINOR 2u
 #define UNI_TRACE_HDR_SIZE 256u
 #define UNI_TRACE_REC_SIZE 64u
 
@@ -56,6 +56,9 @@ enum uni_trec_kind {
 	                             off = enum uni_wait_kind, a = condvar address or conn,
 	                             len = real ns it had waited; peer = the rank it waits
 	                             for data from (-1 unknown) */
+	UNI_TR_COMPUTE = 12,      /* (1.2) simulate: rank, tid computed from t0 to t1 (virtual,
+	                             CPU time x slowdown); off = the CPU ns it took here. Only
+	                             stretches of at least 100 us are recorded */
 };
 
 enum uni_trec_flags {
