@@ -26,6 +26,7 @@ const char *uni_trec_kind_name(uint16_t kind)
 		[UNI_TR_THREAD_END] = "thread_end",
 		[UNI_TR_DEADLOCK] = "deadlock",
 		[UNI_TR_COMPUTE] = "compute",
+		[UNI_TR_IDLE] = "idle",
 	};
 
 	if (kind < sizeof(names) / sizeof(names[0]) && names[kind])

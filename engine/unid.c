@@ -409,6 +409,13 @@ static void handle(uint32_t ring_idx, struct uni_ring *ring, const struct uni_ev
 			D.ranks[rank].waited = e->b;
 		}
 		break;
+	case UNI_EV_IDLE:
+		if (D.cfg.mode == UNI_MODE_SIMULATE) {
+			r.kind = UNI_TR_IDLE;
+			r.a = 0;
+			trace_put(&r);
+		}
+		break;
 	case UNI_EV_COMPUTE:
 		if (D.cfg.mode == UNI_MODE_SIMULATE) {
 			r.kind = UNI_TR_COMPUTE;

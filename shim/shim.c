@@ -1139,9 +1139,19 @@ int uni_shim_deadline(clockid_t clk, const struct timespec *abs, struct timespec
 	return 0;
 }
 
+/* A sleep (or a wait that timed out) long enough to show: one record. */
+static void idle_record(uint64_t from, uint64_t to)
+{
+	if (to - from < UNI_COMPUTE_MIN_NS || !sync_active())
+		return;
+	struct uni_ev e = {.kind = UNI_EV_IDLE, .t0 = from, .t1 = to};
+	emit(&e);
+}
+
 void uni_shim_idle_until(uint64_t t)
 {
 	if (t > tls.vt) {
+		idle_record(tls.vt, t);
 		tls.idled += t - tls.vt;
 		tls.vt = t;
 	}
@@ -1150,6 +1160,7 @@ void uni_shim_idle_until(uint64_t t)
 
 void uni_shim_idle_for(uint64_t ns)
 {
+	idle_record(tls.vt, tls.vt + ns);
 	tls.vt += ns;
 	tls.idled += ns;
 	leave();

@@ -447,6 +447,7 @@ static void account(struct summary *s, const struct uni_trec *t)
 	case UNI_TR_THREAD_END:
 	case UNI_TR_DEADLOCK:
 	case UNI_TR_COMPUTE:
+	case UNI_TR_IDLE:
 		break;
 	default:
 		/* A newer minor's addition: skipped, but counted. */
@@ -1245,6 +1246,15 @@ static void chrome_rec(struct chrome *c, const struct uni_trec *t)
 		    endset_both(&c->ends, end_key(c->peer_conn[t->conn] - 1, t->off + t->len)))
 			chrome_flow(c, 'f', c->peer_conn[t->conn] - 1, t->off + t->len, t->rank, t->tid, from);
 	}
+		break;
+	case UNI_TR_IDLE:
+		chrome_thread(c, t->rank, t->tid, 0);
+		chrome_sep(c);
+		printf("{\"ph\":\"X\",\"cat\":\"idle\",\"name\":\"sleep\",\"pid\":%" PRId32 ",\"tid\":%" PRId32 "", t->rank,
+		       t->tid);
+		chrome_ts("ts", t->t0);
+		chrome_ts("dur", t->t1 > t->t0 ? t->t1 - t->t0 : 0);
+		fputs("}", stdout);
 		break;
 	case UNI_TR_COMPUTE:
 		chrome_thread(c, t->rank, t->tid, 0);

@@ -12,9 +12,9 @@
  * rank with nothing received before the current time. Every step is listed
  * with its share of the makespan; the shares add up to 100%.
  *
- * Which read gated the rank is inferred, not recorded: a read that arrived
- * while the rank was busy anyway is taken as the gate if it is the latest
- * one. For pipelines and collectives this is the chain one expects. */
+ * Which read gated the rank is inferred, not recorded: reads that arrived
+ * while the rank was busy (inside a compute or sleep record of one of its
+ * threads, trace 1.2) are passed over; of the others, the latest. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,9 +41,15 @@ struct cp_conn {
 	size_t n, cap;
 };
 
+struct busy {
+	uint64_t t0, t1;
+};
+
 struct cp_rank {
 	struct crecv *r;
 	size_t n, cap;
+	struct busy *b; /* compute and sleeps of its threads, merged */
+	size_t nb, capb;
 	uint64_t end;
 	int seen;
 };
@@ -73,6 +79,45 @@ static int recv_cmp(const void *a, const void *b)
 	return x->arrive < y->arrive ? -1 : x->arrive > y->arrive;
 }
 
+static int busy_cmp(const void *a, const void *b)
+{
+	const struct busy *x = a, *y = b;
+	return x->t0 < y->t0 ? -1 : x->t0 > y->t0;
+}
+
+/* Sorts and merges a rank's busy stretches. */
+static void busy_merge(struct cp_rank *rk)
+{
+	if (!rk->nb)
+		return;
+	qsort(rk->b, rk->nb, sizeof(*rk->b), busy_cmp);
+	size_t k = 0;
+	for (size_t i = 1; i < rk->nb; i++) {
+		if (rk->b[i].t0 <= rk->b[k].t1) {
+			if (rk->b[i].t1 > rk->b[k].t1)
+				rk->b[k].t1 = rk->b[i].t1;
+		} else {
+			rk->b[++k] = rk->b[i];
+		}
+	}
+	rk->nb = k + 1;
+}
+
+/* Was the rank busy (computing or sleeping) just before and after t? Then
+ * bytes arriving at t did not let it go on. */
+static int busy_at(const struct cp_rank *rk, uint64_t t)
+{
+	size_t lo = 0, hi = rk->nb;
+	while (lo < hi) { /* first stretch starting at or after t */
+		size_t mid = (lo + hi) / 2;
+		if (rk->b[mid].t0 < t)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo > 0 && rk->b[lo - 1].t1 > t;
+}
+
 static int send_cmp(const void *a, const void *b)
 {
 	const struct csend *x = a, *y = b;
@@ -84,8 +129,10 @@ static void cp_free(struct cp_conn *conns, size_t nconns, struct cp_rank *ranks)
 	for (size_t i = 0; i < nconns; i++)
 		free(conns[i].s);
 	free(conns);
-	for (int i = 0; i < 256; i++)
+	for (int i = 0; i < 256; i++) {
 		free(ranks[i].r);
+		free(ranks[i].b);
+	}
 }
 
 int unitrace_critical_path(const char *path, int json)
@@ -144,6 +191,13 @@ int unitrace_critical_path(const char *path, int json)
 				rk->end = t.t0;
 			break;
 		}
+		case UNI_TR_COMPUTE:
+		case UNI_TR_IDLE:
+			if (t.t1 > t.t0) {
+				rk->b = xgrow(rk->b, &rk->capb, rk->nb, sizeof(*rk->b));
+				rk->b[rk->nb++] = (struct busy){t.t0, t.t1};
+			}
+			break;
 		case UNI_TR_RECV:
 			rk->r = xgrow(rk->r, &rk->cap, rk->n, sizeof(*rk->r));
 			rk->r[rk->n++] = (struct crecv){.arrive = t.a, .off = t.off, .end = t.off + t.len, .conn = t.conn,
@@ -167,6 +221,7 @@ int unitrace_critical_path(const char *path, int json)
 			qsort(conns[i].s, conns[i].n, sizeof(*conns[i].s), send_cmp);
 	int last = -1;
 	for (int i = 0; i < 256; i++) {
+		busy_merge(&ranks[i]);
 		if (ranks[i].n)
 			qsort(ranks[i].r, ranks[i].n, sizeof(*ranks[i].r), recv_cmp);
 		if (ranks[i].seen && (last < 0 || ranks[i].end > ranks[last].end))
@@ -199,6 +254,9 @@ int unitrace_critical_path(const char *path, int json)
 		}
 		for (size_t k = lo; k-- > 0 && !s;) {
 			const struct crecv *cand = &rk->r[k];
+			/* Arrived while the rank was busy: not what it waited for. */
+			if (busy_at(rk, cand->arrive))
+				continue;
 			if (cand->conn >= nconns || !conns[cand->conn].peer_conn ||
 			    conns[cand->conn].peer_conn - 1 >= nconns)
 				continue;

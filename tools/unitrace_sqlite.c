@@ -32,7 +32,8 @@ static const char schema[] =
 	" waiting_ns INTEGER, dispatcher INTEGER);\n"
 	"CREATE TABLE deadlock(rank INTEGER, tid INTEGER, waits_for_rank INTEGER, wait_kind INTEGER,"
 	" object INTEGER, since_ns INTEGER, real_wait_ns INTEGER);\n"
-	"CREATE TABLE compute(rank INTEGER, tid INTEGER, t0_ns INTEGER, t1_ns INTEGER, cpu_ns INTEGER);\n";
+	"CREATE TABLE compute(rank INTEGER, tid INTEGER, t0_ns INTEGER, t1_ns INTEGER, cpu_ns INTEGER);\n"
+	"CREATE TABLE idle(rank INTEGER, tid INTEGER, t0_ns INTEGER, t1_ns INTEGER);\n";
 
 /* One prepared INSERT per kind, indexed by kind. */
 static const char *const inserts[] = {
@@ -48,6 +49,7 @@ static const char *const inserts[] = {
 	[UNI_TR_THREAD_END] = "INSERT INTO thread_end VALUES(?1,?2,?3,?4,?5,?6)",
 	[UNI_TR_DEADLOCK] = "INSERT INTO deadlock VALUES(?1,?2,?3,?4,?5,?6,?7)",
 	[UNI_TR_COMPUTE] = "INSERT INTO compute VALUES(?1,?2,?3,?4,?5)",
+	[UNI_TR_IDLE] = "INSERT INTO idle VALUES(?1,?2,?3,?4)",
 };
 #define NKINDS (sizeof(inserts) / sizeof(inserts[0]))
 
@@ -105,6 +107,9 @@ static int bind_rec(sqlite3_stmt *st, const struct uni_trec *t)
 		break;
 	case UNI_TR_COMPUTE:
 		B(t->rank), B(t->tid), U(t->t0), U(t->t1), U(t->off);
+		break;
+	case UNI_TR_IDLE:
+		B(t->rank), B(t->tid), U(t->t0), U(t->t1);
 		break;
 	default:
 		return 0;

@@ -537,7 +537,8 @@ START_TEST(test_kind_names)
 	ck_assert_str_eq(uni_trec_kind_name(UNI_TR_THREAD_END), "thread_end");
 	ck_assert_str_eq(uni_trec_kind_name(UNI_TR_DEADLOCK), "deadlock");
 	ck_assert_str_eq(uni_trec_kind_name(UNI_TR_COMPUTE), "compute");
-	ck_assert_str_eq(uni_trec_kind_name(13), "?");
+	ck_assert_str_eq(uni_trec_kind_name(UNI_TR_IDLE), "idle");
+	ck_assert_str_eq(uni_trec_kind_name(14), "?");
 	ck_assert_str_eq(uni_trec_kind_name(UINT16_MAX), "?");
 }
 END_TEST

@@ -53,6 +53,8 @@ enum uni_ev_kind {
 	UNI_EV_COMPUTE = 9,    /* simulate: the thread computed from t0 to t1 of
 	                          its clock (charged since it last left the shim,
 	                          at least UNI_COMPUTE_MIN_NS); a = its CPU ns */
+	UNI_EV_IDLE = 10,      /* simulate: the thread slept (or a timed wait ran
+	                          out) from t0 to t1 of its clock (>= UNI_COMPUTE_MIN_NS) */
 };
 
 /* Shorter stretches of compute are charged but not reported one by one. */

@@ -59,6 +59,8 @@ enum uni_trec_kind {
 	UNI_TR_COMPUTE = 12,      /* (1.2) simulate: rank, tid computed from t0 to t1 (virtual,
 	                             CPU time x slowdown); off = the CPU ns it took here. Only
 	                             stretches of at least 100 us are recorded */
+	UNI_TR_IDLE = 13,         /* (1.2) simulate: rank, tid slept (or a timed wait ran out)
+	                             from t0 to t1 (virtual); stretches of at least 100 us */
 };
 
 enum uni_trec_flags {
