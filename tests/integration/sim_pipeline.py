@@ -13,6 +13,7 @@ import torch.distributed as dist
 dist.init_process_group("gloo")
 rank, world = dist.get_rank(), dist.get_world_size()
 x = torch.zeros(262144)  # 1 MB
+dist.barrier()  # start together, whatever each rank's start-up took
 if rank == world - 1:
     time.sleep(0.3)
 if rank > 0:
