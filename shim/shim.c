@@ -1218,18 +1218,7 @@ void uni_shim_vconn_close(uint32_t idx1, uint64_t sent, uint64_t received)
 
 uint64_t uni_shim_vt_charge(void)
 {
-	if (!uni_shim_simulating())
-		return 0;
-	int saved = errno;
-	tls.in_shim++;
-	if (!tls.dispatcher) {
-		charge();
-		leave();
-	}
-	uint64_t t = tls.vt;
-	tls.in_shim--;
-	errno = saved;
-	return t;
+	return uni_shim_simulating() ? uni_shim_thread_vt() : 0;
 }
 
 void uni_shim_vsend(uint32_t idx1, uint64_t off, uint64_t len, uint64_t stamp)
@@ -1287,36 +1276,12 @@ void uni_shim_vt_settle(uint64_t t)
 	leave(); /* the CPU spent since the last charge is nobody's compute */
 }
 
-void uni_shim_vt_take(uint64_t t)
-{
-	if (!uni_shim_simulating())
-		return;
-	int saved = errno;
-	tls.in_shim++;
-	charge();
-	take_stamp(t);
-	leave();
-	tls.in_shim--;
-	errno = saved;
-}
-
 /* Gloo's buffer completions (shim/gloo_buffers.c) -------------------- */
 
 uint64_t uni_shim_quiet_begin(int completing)
 {
 	tls.quiet++;
-	if (!completing || !sync_active())
-		return 0;
-	int saved = errno;
-	tls.in_shim++;
-	if (!tls.dispatcher) {
-		charge();
-		leave();
-	}
-	uint64_t t = tls.vt;
-	tls.in_shim--;
-	errno = saved;
-	return t;
+	return completing ? uni_shim_thread_vt() : 0;
 }
 
 void uni_shim_quiet_end(void)
