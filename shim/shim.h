@@ -168,14 +168,12 @@ uint64_t uni_shim_vt_charge(void) UNI_HIDDEN;
 void uni_shim_vsend(uint32_t idx1, uint64_t off, uint64_t len, uint64_t stamp) UNI_HIDDEN;
 /* The arrival of the last of len bytes at offset off (waits until final). */
 uint64_t uni_shim_vrecv(uint32_t idx1, uint64_t off, uint64_t len) UNI_HIDDEN;
-/* The calling thread's clock becomes max(own, t). */
-void uni_shim_vt_take(uint64_t t) UNI_HIDDEN;
 /* on: the calling thread's calls into interposed functions (futex waits
  * through syscall(), clocks) forward untouched until off: the NCCL data
  * path's own waits are not the program's. */
 void uni_shim_quiet_io(int on) UNI_HIDDEN;
-/* The same without charging the CPU time since the last charge (work a
- * device would have done). */
+/* The calling thread's clock becomes max(own, t), without charging the
+ * CPU time since the last charge (work a device would have done). */
 void uni_shim_vt_settle(uint64_t t) UNI_HIDDEN;
 
 /* True when the sync hooks have work to do in this process. */
