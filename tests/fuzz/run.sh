@@ -1,7 +1,8 @@
 #!/bin/bash
 # Fuzzes unitrace (every command) with libFuzzer + ASan + UBSan for a
 # bounded time, starting from traces written by mktrace (good, truncated,
-# without end, mismatched, unknown kind).
+# without end, mismatched, unknown kind), then the config parser for a
+# third of that from the test and example configs.
 #   tests/fuzz/run.sh SECONDS   (from the repository root; needs clang)
 set -euo pipefail
 secs=${1:-60}
@@ -18,6 +19,14 @@ clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 	-D_GNU_SOURCE -Dmain=unitrace_main -Iengine/include -Ibuild -Itools \
 	tools/unitrace.c tools/unitrace_sqlite.c tools/unitrace_compare.c tools/unitrace_critical.c engine/trace.c tests/fuzz/fuzz_unitrace.c \
 	-lsqlite3 -lm -o "$W/fuzz_unitrace"
+# The config parser, from the test configs (good and bad) and the examples.
+mkdir "$W/cfg"
+cp tests/unit/configs/*.yaml examples/configs/*.yaml "$W/cfg/"
+clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	-D_GNU_SOURCE -Iengine/include -Ibuild \
+	engine/config.c tests/fuzz/fuzz_config.c $(pkg-config --cflags --libs yaml-0.1) -lm -o "$W/fuzz_config"
 cd "$W"
 ./fuzz_unitrace -max_total_time="$secs" -rss_limit_mb=2048 -print_final_stats=1 corpus 2>&1 | tail -15
 echo "fuzz: unitrace survived ${secs} s of libFuzzer"
+./fuzz_config -max_total_time="$((secs / 3 + 1))" -rss_limit_mb=2048 -print_final_stats=1 cfg 2>&1 | tail -8
+echo "fuzz: the config parser survived $((secs / 3 + 1)) s of libFuzzer"
