@@ -34,7 +34,11 @@
 #define EXIT_TRACE UNITRACE_EXIT_TRACE
 #define EXIT_USAGE UNITRACE_EXIT_USAGE
 
-static const char usage_line[] = "usage: unitrace {summary|dump} FILE [--json]\n       unitrace plot FILE [-o OUT.svg]\n       unitrace export FILE --chrome OUT.json";
+static const char usage_line[] = "usage: unitrace {summary|dump} FILE [--json]\n"
+				 "       unitrace plot FILE [-o OUT.svg]\n"
+				 "       unitrace export FILE {--chrome OUT.json | --sqlite OUT.db}\n"
+				 "       unitrace critical-path FILE [--json]\n"
+				 "       unitrace compare REAL SIM [--json]";
 
 /* common.c (uni_mode_name) lives in libunicommon; the tool keeps its own
  * copy so that it links against the reader alone. */
@@ -1524,8 +1528,9 @@ static void help(void)
 	       "Reads a uniference trace file (docs/trace-format.md).\n"
 	       "\n"
 	       "  summary   per rank: pid, how it ended, threads, time span,\n"
-	       "            transfers and bytes in total and per peer; session\n"
-	       "            totals; whether every byte sent was received\n"
+	       "            transfers and bytes in total and per peer; simulate mode:\n"
+	       "            compute, communication, idle, the makespan; the longest\n"
+	       "            transfers; session totals; whether every byte sent was received\n"
 	       "  dump      every record, one per line\n"
 	       "  --json    summary: one JSON object; dump: one object per line\n"
 	       "  export    --chrome OUT.json: Chrome trace-event JSON for ui.perfetto.dev\n"
@@ -1538,7 +1543,7 @@ static void help(void)
 	       "            traces, message by message: latency and completion errors,\n"
 	       "            MAPE, R^2, total error (--json: every message)\n"
 	       "  plot      a self-contained SVG timeline (ranks as rows, transfers as\n"
-	       "            bars and lines) to stdout, or to OUT with -o OUT\n"
+	       "            bars and lines, compute in green) to stdout, or to OUT with -o OUT\n"
 	       "\n"
 	       "Exit status: 0 ok (a truncated trace too), 1 out of memory or\n"
 	       "output error, 2 unreadable or corrupt trace, 64 usage error.\n",
