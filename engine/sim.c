@@ -14,6 +14,7 @@
  * change it), so a read is answered as soon as the chunk holding its last
  * byte is scheduled. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -364,6 +365,21 @@ void uni_sim_forget_ring(uint32_t ring)
 				s->wait[k++] = s->wait[j];
 		}
 		s->nwait = k;
+	}
+}
+
+void uni_sim_debug_dump(FILE *f)
+{
+	if (!S.st)
+		return;
+	for (uint32_t i = 0; i < S.h->max_conns; i++) {
+		struct stream *st = &S.st[i];
+		if (!st->nwait && !st->nheld && !st->nch)
+			continue;
+		fprintf(f, "stream %u: next_off %llu, %u chunks, %u held (first at %llu), %u reads waiting (first to %llu)\n", i,
+			(unsigned long long)st->next_off, st->nch, st->nheld,
+			st->nheld ? (unsigned long long)st->held[0].e.off : 0ull, st->nwait,
+			st->nwait ? (unsigned long long)st->wait[0].end : 0ull);
 	}
 }
 

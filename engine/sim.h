@@ -5,6 +5,7 @@
 #define UNI_ENGINE_SIM_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include "uni/config.h"
 #include "uni/shm.h"
@@ -49,5 +50,7 @@ uint64_t uni_sim_late(void);
 
 /* Reads still waiting (for the deadlock report and the session end). */
 uint64_t uni_sim_waiting_reads(void);
+/* Debugging (UNI_DEBUG_NIC): every stream with chunks, held chunks or waiting reads. */
+void uni_sim_debug_dump(FILE *f);
 
 #endif

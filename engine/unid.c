@@ -706,6 +706,10 @@ static void report_deadlock(uint64_t now)
 	D.h->deadlock_report[sizeof(D.h->deadlock_report) - 1] = 0;
 	atomic_store(&D.h->deadlock, 1);
 	logmsg("deadlock: every rank waits and nothing is in flight; report in %s; stopping the ranks", path);
+	if (debug_nic()) {
+		logmsg("network time %llu; streams:", (unsigned long long)uni_sim_network_time());
+		uni_sim_debug_dump(stderr);
+	}
 	uni_trace_flush(&D.tw);
 	for (uint32_t i = 0; i < D.h->max_ranks; i++)
 		if (D.ranks[i].pid)
