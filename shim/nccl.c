@@ -173,13 +173,17 @@ static uint8_t *slot(ncclComm_t c, int r)
 
 /* Waiting ------------------------------------------------------------------ */
 
-/* Why a wait must stop, or ncclSuccess. */
-static ncclResult_t wait_check(ncclComm_t c, uint64_t since, const char *what)
+/* Why a wait must stop, or ncclSuccess. peer: the rank waited for, or -1
+ * for all (a barrier): a peer that finished its work and exited is no
+ * error to a wait that does not need it. */
+static ncclResult_t wait_check(ncclComm_t c, uint64_t since, const char *what, int peer)
 {
 	if (atomic_load(&c->sh->aborted))
 		return fail(c, ncclRemoteError, "rank %d: communicator aborted while waiting for %s", c->rank, what);
 	for (int r = 0; r < c->nranks; r++) {
 		int pid = atomic_load(&c->sh->pid[r]);
+		if (peer >= 0 && r != peer)
+			continue;
 		if (pid > 0 && r != c->rank && uni_pid_dead(pid))
 			return fail(c, ncclRemoteError, "rank %d: rank %d (pid %d) died while rank %d waited for %s",
 				    c->rank, r, pid, c->rank, what);
@@ -207,7 +211,7 @@ static ncclResult_t barrier(ncclComm_t c, const char *what)
 		uni_futex_wait(&s->bar_gen, gen, 100);
 		if (atomic_load_explicit(&s->bar_gen, memory_order_acquire) != gen)
 			break;
-		ncclResult_t r = wait_check(c, since, what);
+		ncclResult_t r = wait_check(c, since, what, -1);
 		if (r != ncclSuccess)
 			return r;
 	}
@@ -1058,7 +1062,7 @@ static ncclResult_t run_p2p(struct op *ops, int nops)
 			struct pairbox *b = ops[i].kind == K_SEND ? box_of(c, c->rank, ops[i].peer) : box_of(c, ops[i].peer, c->rank);
 			_Atomic uint32_t *w = ops[i].kind == K_SEND ? &b->rd : &b->wr;
 			uni_futex_wait(w, atomic_load(w), 20);
-			ncclResult_t r = wait_check(c, since, kind_name[ops[i].kind < 0 ? K_RECV : ops[i].kind]);
+			ncclResult_t r = wait_check(c, since, kind_name[ops[i].kind < 0 ? K_RECV : ops[i].kind], ops[i].peer);
 			if (r != ncclSuccess)
 				return r;
 			break;
