@@ -108,7 +108,6 @@ struct ncclComm {
 	struct pairbox *box;
 	uint8_t *rings, *slots;
 	uint64_t seq;
-	uint8_t idhash[8];
 	uint8_t key[16]; /* the unique id's key */
 	_Atomic int async_err;
 	int blocking;
@@ -308,7 +307,6 @@ static ncclResult_t init_rank(ncclComm_t *out, int nranks, ncclUniqueId id, int 
 	c->sh = s;
 	c->shsize = size;
 	c->blocking = blocking;
-	memcpy(c->idhash, l->key, sizeof(c->idhash));
 	memcpy(c->key, l->key, sizeof(c->key));
 	seg_layout(c);
 	s->magic = SEG_MAGIC;
@@ -540,7 +538,7 @@ static void vaddr(const ncclComm_t c, int a, int b, struct uni_addr *out)
 	out->ip[1] = 'u';
 	out->ip[2] = 'n';
 	out->ip[3] = 'i';
-	memcpy(out->ip + 4, c->idhash, 8);
+	memcpy(out->ip + 4, c->key, 8);
 	out->ip[12] = (uint8_t)(a >> 8);
 	out->ip[13] = (uint8_t)a;
 	out->port = (uint16_t)(b + 1);

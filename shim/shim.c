@@ -1049,15 +1049,8 @@ void uni_shim_mutex_locked(void *m)
 	if (!e)
 		return;
 	uint64_t t = atomic_load_explicit(&e->stamp, memory_order_acquire);
-	if (t > tls.vt) {
-		int saved = errno;
-		tls.in_shim++;
-		charge();
-		take_stamp(t);
-		leave();
-		tls.in_shim--;
-		errno = saved;
-	}
+	if (t > tls.vt)
+		uni_shim_take(t);
 }
 
 void uni_shim_mutex_unlocking(void *m)

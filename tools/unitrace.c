@@ -1252,23 +1252,19 @@ static void chrome_rec(struct chrome *c, const struct uni_trec *t)
 	}
 		break;
 	case UNI_TR_IDLE:
+	case UNI_TR_COMPUTE: {
+		int compute = t->kind == UNI_TR_COMPUTE;
 		chrome_thread(c, t->rank, t->tid, 0);
 		chrome_sep(c);
-		printf("{\"ph\":\"X\",\"cat\":\"idle\",\"name\":\"sleep\",\"pid\":%" PRId32 ",\"tid\":%" PRId32 "", t->rank,
-		       t->tid);
+		printf("{\"ph\":\"X\",\"cat\":\"%s\",\"name\":\"%s\",\"pid\":%" PRId32 ",\"tid\":%" PRId32,
+		       compute ? "compute" : "idle", compute ? "compute" : "sleep", t->rank, t->tid);
 		chrome_ts("ts", t->t0);
 		chrome_ts("dur", t->t1 > t->t0 ? t->t1 - t->t0 : 0);
+		if (compute)
+			printf(",\"args\":{\"cpu_ns\":%" PRIu64 "}", t->off);
 		fputs("}", stdout);
 		break;
-	case UNI_TR_COMPUTE:
-		chrome_thread(c, t->rank, t->tid, 0);
-		chrome_sep(c);
-		printf("{\"ph\":\"X\",\"cat\":\"compute\",\"name\":\"compute\",\"pid\":%" PRId32 ",\"tid\":%" PRId32, t->rank,
-		       t->tid);
-		chrome_ts("ts", t->t0);
-		chrome_ts("dur", t->t1 > t->t0 ? t->t1 - t->t0 : 0);
-		printf(",\"args\":{\"cpu_ns\":%" PRIu64 "}}", t->off);
-		break;
+	}
 	case UNI_TR_THREAD_END:
 		chrome_sep(c);
 		printf("{\"ph\":\"i\",\"s\":\"t\",\"cat\":\"thread\",\"name\":\"thread end\",\"pid\":%" PRId32
