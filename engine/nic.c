@@ -363,6 +363,17 @@ void nic_flow_read(struct nic_flow *f)
 	f->read = 1;
 }
 
+void nic_debug_dump(FILE *f)
+{
+	fprintf(f, "nic: now %llu, %u live flows\n", (unsigned long long)N.now, N.nlive);
+	for (uint32_t i = 0; i < N.nlive; i++) {
+		struct nic_flow *x = N.live[i];
+		fprintf(f, "  flow %d->%d state %d read %d stamp %llu bytes %.0f sent %.0f pred %p(state %d) done_t %llu\n",
+			x->src, x->dst, x->state, x->read, (unsigned long long)x->stamp, x->bytes, x->sent,
+			(void *)x->pred, x->pred ? x->pred->state : -1, (unsigned long long)x->done_t);
+	}
+}
+
 uint64_t nic_unread_bound(uint64_t real_now, uint64_t stale_ns)
 {
 	uint64_t b = UINT64_MAX;

@@ -7,6 +7,7 @@
 #define UNI_ENGINE_NIC_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 /* Real time a finished flow may stay unread before the network time goes
  * past its arrival anyway (its reader may never read it), and the real
@@ -66,6 +67,7 @@ void nic_flow_read(struct nic_flow *f);
 uint64_t nic_unread_bound(uint64_t real_now, uint64_t stale_ns);
 
 uint64_t nic_late(void);
+void nic_debug_dump(FILE *f);
 
 /* UNI_DEBUG_NIC is set: log the horizon and late transfers. */
 int debug_nic(void);

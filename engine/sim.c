@@ -372,6 +372,8 @@ void uni_sim_debug_dump(FILE *f)
 {
 	if (!S.st)
 		return;
+	if (S.nic)
+		nic_debug_dump(f);
 	for (uint32_t i = 0; i < S.h->max_conns; i++) {
 		struct stream *st = &S.st[i];
 		if (!st->nwait && !st->nheld && !st->nch)

@@ -547,9 +547,21 @@ static uint64_t horizon(uint64_t now)
 		if (!ring_is_live_rank(ring))
 			continue;
 		uint32_t wk = atomic_load_explicit(&ring->wait_kind, memory_order_acquire);
-		if (wk == UNI_WAIT_COND || wk == UNI_WAIT_READ)
-			continue;
-		uint64_t v = atomic_load_explicit(&ring->vt_pub, memory_order_acquire);
+		if (wk == UNI_WAIT_READ)
+			continue; /* its answer publishes its clock (sim.c) */
+		uint64_t floor = atomic_load_explicit(&ring->wake_floor, memory_order_acquire);
+		uint64_t v;
+		if (wk == UNI_WAIT_COND || wk == UNI_WAIT_POLL) {
+			/* Whatever wakes it carries a later time: counted only once
+			 * woken (until it publishes), or at its deadline. */
+			v = floor;
+			if (ring->wait_vdl && ring->wait_vdl < v)
+				v = ring->wait_vdl;
+		} else {
+			v = atomic_load_explicit(&ring->vt_pub, memory_order_acquire);
+			if (floor < v)
+				v = floor;
+		}
 		if (v == UINT64_MAX)
 			continue;
 		if (D.outside[k]) {
@@ -676,6 +688,8 @@ static void report_deadlock(uint64_t now)
 					     "since virtual time %.3f ms\n", ring->tid, comm,
 					(unsigned long long)ring->wait_obj, (double)(now - ring->wait_since) / 1e9,
 					(double)ring->wait_vt / 1e6);
+			else if (wk == UNI_WAIT_POLL)
+				fprintf(out, "  thread %d (%s): waiting for I/O in epoll_wait\n", ring->tid, comm);
 			else if (wk == UNI_WAIT_READ)
 				fprintf(out, "  thread %d (%s): waiting for bytes on connection %llu for %.1f s\n",
 					ring->tid, comm, (unsigned long long)ring->wait_obj,
@@ -855,6 +869,7 @@ static void create_segment(const char *config_path)
 	h->daemon_pid = getpid();
 	h->mode = D.cfg.mode;
 	h->strict = (uint32_t)D.cfg.strict;
+	h->horizon = D.cfg.mode == UNI_MODE_SIMULATE && D.cfg.net_model == UNI_NET_NIC;
 	h->epoch_mono_ns = uni_now_ns();
 	h->epoch_real_ns = uni_realtime_ns();
 	h->max_ranks = UNI_MAX_RANKS;

@@ -17,17 +17,21 @@
 UNI_EXTERN int epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
 {
 	ENSURE(epoll_wait);
-	if (!uni_shim_in_shim())
-		uni_shim_epoll_enter();
-	return uni_real.epoll_wait(epfd, ev, max, timeout);
+	if (uni_shim_in_shim() || !uni_shim_epoll_enter())
+		return uni_real.epoll_wait(epfd, ev, max, timeout);
+	int r = uni_real.epoll_wait(epfd, ev, max, timeout);
+	uni_shim_epoll_exit();
+	return r;
 }
 
 UNI_EXTERN int epoll_pwait(int epfd, struct epoll_event *ev, int max, int timeout, const sigset_t *ss)
 {
 	ENSURE(epoll_pwait);
-	if (!uni_shim_in_shim())
-		uni_shim_epoll_enter();
-	return uni_real.epoll_pwait(epfd, ev, max, timeout, ss);
+	if (uni_shim_in_shim() || !uni_shim_epoll_enter())
+		return uni_real.epoll_pwait(epfd, ev, max, timeout, ss);
+	int r = uni_real.epoll_pwait(epfd, ev, max, timeout, ss);
+	uni_shim_epoll_exit();
+	return r;
 }
 
 /* Condition variables and mutexes: unversioned definitions receive the
@@ -37,8 +41,8 @@ UNI_EXTERN int epoll_pwait(int epfd, struct epoll_event *ev, int max, int timeou
 UNI_EXTERN int pthread_cond_signal(pthread_cond_t *cv)
 {
 	ENSURE(cond_signal);
-	if (UNI_UNLIKELY(uni_shim_sync_on) && !uni_shim_in_shim())
-		uni_shim_cond_signal(cv);
+	if (UNI_UNLIKELY(uni_shim_sync_on) && !uni_shim_in_shim() && uni_shim_cond_signal(cv))
+		return uni_real.cond_broadcast(cv); /* see uni_shim_cond_signal */
 	return uni_real.cond_signal(cv);
 }
 

@@ -95,6 +95,10 @@ static struct shim_conn g_conns[UNI_SHIM_MAX_CONNS];
 static _Atomic uint32_t g_nconns;
 static _Atomic int g_warned_conns, g_warned_rings;
 static uint32_t g_mode;
+static int g_horizon; /* the session's model needs wake floors (nic) */
+/* The rings this process's threads claimed (wake floors look only here). */
+static uint32_t g_myrings[UNI_MAX_RINGS];
+static _Atomic uint32_t g_nmyrings;
 static int g_vclock;        /* the program reads virtual time */
 static uint64_t g_epoch_real;
 UNI_HIDDEN int uni_shim_sync_on;
@@ -185,10 +189,17 @@ static struct uni_ring *claim_ring(void)
 		r->pid = g_pid;
 		r->tid = (int)syscall(SYS_gettid);
 		atomic_store_explicit(&r->prod_waiting, 0, memory_order_relaxed);
+		atomic_store_explicit(&r->wake_floor, UINT64_MAX, memory_order_relaxed);
+		r->wait_vdl = 0;
 		/* Requests continue from the ring's last answer, so a late
 		 * answer meant for a previous owner never matches ours. */
 		tls.req_seq = atomic_load(&r->resp_seq) + 0x10000u;
 		atomic_store_explicit(&r->state, UNI_RING_LIVE, memory_order_release);
+		uint32_t n = atomic_load(&g_nmyrings), k = 0;
+		while (k < n && k < UNI_MAX_RINGS && g_myrings[k] != i)
+			k++;
+		if (k == n && (n = atomic_fetch_add(&g_nmyrings, 1)) < UNI_MAX_RINGS)
+			g_myrings[n] = i; /* a ring this process had before is listed once */
 		return r;
 	}
 	return NULL;
@@ -371,6 +382,7 @@ static void attach(void)
 	g_epoch = h->epoch_mono_ns;
 	g_epoch_real = h->epoch_real_ns;
 	g_mode = h->mode;
+	g_horizon = (int)h->horizon;
 	{
 		const char *vc = getenv("UNI_VIRTUAL_CLOCK");
 		g_vclock = g_mode == UNI_MODE_SIMULATE && !(vc && strcmp(vc, "0") == 0);
@@ -404,6 +416,7 @@ static void at_fork_child(void)
 		 * forget them, and attach only if it becomes a rank of its own. */
 		uni_fd_reset();
 		atomic_store(&g_nconns, 0);
+		atomic_store(&g_nmyrings, 0);
 		atomic_store(&g_state, ST_CHILD);
 	}
 }
@@ -803,11 +816,33 @@ static int sync_active(void)
 	return atomic_load_explicit(&g_state, memory_order_relaxed) == ST_ATTACHED;
 }
 
-void uni_shim_cond_signal(void *cv)
+/* Threads of this rank waiting on cv get a wake floor at t (the horizon
+ * counts them at t until they run and publish their own clocks); returns
+ * how many there were. */
+static uint32_t set_wake_floors(void *cv, uint64_t t)
+{
+	uint32_t n = atomic_load_explicit(&g_nmyrings, memory_order_acquire), woken = 0;
+	if (n > UNI_MAX_RINGS)
+		n = UNI_MAX_RINGS;
+	for (uint32_t i = 0; i < n; i++) {
+		struct uni_ring *r = uni_shm_ring(g_hdr, g_myrings[i]);
+		if (r->pid != g_pid || atomic_load_explicit(&r->state, memory_order_relaxed) != UNI_RING_LIVE ||
+		    atomic_load_explicit(&r->wait_kind, memory_order_acquire) != UNI_WAIT_COND ||
+		    r->wait_obj != (uint64_t)(uintptr_t)cv)
+			continue;
+		uint64_t cur = atomic_load_explicit(&r->wake_floor, memory_order_relaxed);
+		while (t < cur && !atomic_compare_exchange_weak(&r->wake_floor, &cur, t))
+			;
+		woken++;
+	}
+	return woken;
+}
+
+int uni_shim_cond_signal(void *cv)
 {
 	if (!sync_active())
-		return;
-	int saved = errno;
+		return 0;
+	int saved = errno, bcast = 0;
 	tls.in_shim++;
 	uint64_t t;
 	if (tls.dispatcher) {
@@ -816,8 +851,15 @@ void uni_shim_cond_signal(void *cv)
 		charge();
 		t = tls.vt;
 	}
+	struct stamp_ent *e = t ? stamp_get(cv, 0) : NULL;
+	/* Whoever this wakes is counted at t by the nic horizon until it runs.
+	 * glibc wakes one waiter of a signal, and the shim cannot tell which:
+	 * with several waiting, all are woken (a spurious wake-up for the
+	 * others, which POSIX allows), so that no floor stays on a thread
+	 * that sleeps on. */
+	if (g_horizon && e && atomic_load_explicit(&e->waiters, memory_order_relaxed) && set_wake_floors(cv, t) > 1)
+		bcast = 1;
 	if (t && !tls.quiet) {
-		struct stamp_ent *e = stamp_get(cv, 0);
 		if (e && atomic_load_explicit(&e->waiters, memory_order_relaxed)) {
 			atomic_store_explicit(&e->stamp, t, memory_order_relaxed);
 			atomic_fetch_add_explicit(&e->seq, 1, memory_order_release);
@@ -844,6 +886,7 @@ void uni_shim_cond_signal(void *cv)
 		leave();
 	tls.in_shim--;
 	errno = saved;
+	return bcast;
 }
 
 static uint32_t cond_wait_begin(void *cv)
@@ -968,6 +1011,9 @@ int uni_shim_cond_wait(pthread_cond_t *cv, pthread_mutex_t *m, int how, clockid_
 		r->wait_obj = (uint64_t)(uintptr_t)cv;
 		r->wait_deadline = use ? mono + ((uint64_t)use->tv_sec * 1000000000ull +
 						 (uint64_t)use->tv_nsec - now_c) : 0;
+		r->wait_vdl = vdl;
+		/* A floor left from a wake-up this thread already ran after. */
+		atomic_store_explicit(&r->wake_floor, UINT64_MAX, memory_order_relaxed);
 		atomic_store_explicit(&r->wait_kind, UNI_WAIT_COND, memory_order_release);
 	}
 	tls.slice_cv = NULL;
@@ -996,6 +1042,9 @@ int uni_shim_cond_wait(pthread_cond_t *cv, pthread_mutex_t *m, int how, clockid_
 	cond_wait_end(cv, m, tok);
 	if (rc == ETIMEDOUT && vdl)
 		uni_shim_idle_until(vdl);
+	/* Its own clock is published: the waker's floor is no longer needed. */
+	if (r)
+		atomic_store_explicit(&r->wake_floor, UINT64_MAX, memory_order_release);
 	return rc;
 }
 
@@ -1295,10 +1344,12 @@ void uni_shim_take(uint64_t t)
 	errno = saved;
 }
 
-void uni_shim_epoll_enter(void)
+int uni_shim_epoll_enter(void)
 {
 	if (g_mode != UNI_MODE_SIMULATE || atomic_load_explicit(&g_state, memory_order_relaxed) != ST_ATTACHED)
-		return;
+		return 0;
+	int saved = errno;
+	tls.in_shim++;
 	tls.loop = 1;
 	if (tls.dispatcher) {
 		/* Between events an event loop carries no time: an idle tick,
@@ -1306,6 +1357,30 @@ void uni_shim_epoll_enter(void)
 		tls.vt = 0;
 		tls.last_conn = 0;
 		publish_vt();
+	} else {
+		/* A loop that has not read a modelled byte yet keeps its clock,
+		 * but while it waits for I/O it does not hold the horizon back
+		 * (its clock would creep with every idle tick's CPU). */
+		charge();
+		if (tls.ring)
+			atomic_store_explicit(&tls.ring->wait_kind, UNI_WAIT_POLL, memory_order_release);
+	}
+	tls.in_shim--;
+	errno = saved;
+	return 1;
+}
+
+void uni_shim_epoll_exit(void)
+{
+	if (!tls.ring || atomic_load_explicit(&g_state, memory_order_relaxed) != ST_ATTACHED)
+		return;
+	if (atomic_load_explicit(&tls.ring->wait_kind, memory_order_relaxed) == UNI_WAIT_POLL) {
+		int saved = errno;
+		tls.in_shim++;
+		leave();
+		atomic_store_explicit(&tls.ring->wait_kind, UNI_WAIT_NONE, memory_order_release);
+		tls.in_shim--;
+		errno = saved;
 	}
 }
 

@@ -92,8 +92,12 @@ uint64_t uni_shim_io_begin(uint32_t slot1) UNI_HIDDEN;
 void uni_shim_io_end(uint32_t slot1, int is_send, const struct iovec *iov, int cnt, ssize_t r,
 		     uint64_t token) UNI_HIDDEN;
 
-/* epoll_wait and friends: marks the calling thread as an event loop. */
-void uni_shim_epoll_enter(void) UNI_HIDDEN;
+/* epoll_wait and friends: marks the calling thread as an event loop; while
+ * it waits in it, the nic horizon leaves it out (what wakes it is I/O, and
+ * a modelled read gives it the bytes' arrival). enter returns 1 when exit
+ * must be called after the wait. */
+int uni_shim_epoll_enter(void) UNI_HIDDEN;
+void uni_shim_epoll_exit(void) UNI_HIDDEN;
 
 /* Wake-ups carry time (simulate mode; no-ops otherwise).
  * A signal or broadcast stamps the condition variable, and the mutex the
@@ -102,7 +106,7 @@ void uni_shim_epoll_enter(void) UNI_HIDDEN;
  * while it waited; a thread that locks a stamped mutex takes max(own,
  * stamp): that covers a waiter that finds its predicate already true and
  * never waits. Dispatchers (event loops) never take stamps. */
-void uni_shim_cond_signal(void *cv) UNI_HIDDEN;
+int uni_shim_cond_signal(void *cv) UNI_HIDDEN;
 void uni_shim_mutex_locked(void *mutex) UNI_HIDDEN;
 void uni_shim_mutex_unlocking(void *mutex) UNI_HIDDEN;
 /* The program's clocks in virtual time (simulate mode; DESIGN section 4,

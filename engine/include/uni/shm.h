@@ -25,7 +25,7 @@
 #include <stdint.h>
 
 #define UNI_SHM_MAGIC 0x31304d4853494e55ull /* "UNISHM01" little-endian */
-#define UNI_SHM_VERSION 2u
+#define UNI_SHM_VERSION 3u
 
 #define UNI_MAX_RANKS 256u
 #define UNI_MAX_RINGS 512u
@@ -144,6 +144,7 @@ enum uni_wait_kind {
 	UNI_WAIT_COND = 1,  /* pthread_cond_*wait on wait_obj */
 	UNI_WAIT_READ = 2,  /* waiting for unid's answer to a read */
 	UNI_WAIT_SLEEP = 3, /* a sleep: not blocked */
+	UNI_WAIT_POLL = 4,  /* in epoll_wait: an event loop waiting for I/O */
 };
 
 enum uni_ring_state {
@@ -186,6 +187,15 @@ struct uni_ring {
 	 * lower bound on the stamp of anything it sends next (nic horizon).
 	 * UINT64_MAX: an idle event loop, which sends only on others' behalf. */
 	_Atomic uint64_t vt_pub;
+	/* A thread of the same rank woke this one (signalled the condvar it
+	 * waits on) at this virtual time; it has not published its own clock
+	 * since. Until it does, the horizon counts it at this time: what it
+	 * sends next is stamped no earlier. UINT64_MAX: none. Written by the
+	 * waker (a lowering compare-and-swap) and cleared by the thread. */
+	_Atomic uint64_t wake_floor;
+	/* The virtual deadline of the timed wait it is in (0: none): it runs
+	 * again at the latest then. */
+	uint64_t wait_vdl;
 	char stack[1536];            /* its native stack, captured once it waited 1 s */
 	struct uni_ev ev[UNI_RING_CAP];
 };
@@ -210,7 +220,8 @@ struct uni_shm_hdr {
 	_Atomic uint32_t stop;           /* set by unictl stop */
 	_Atomic uint32_t ready;          /* set by unid once serving */
 	_Atomic uint32_t next_conn;      /* conns[] allocation cursor */
-	uint32_t pad;
+	uint32_t horizon;                /* 1: the network model needs the horizon (nic):
+	                                    ranks publish wake floors */
 	_Atomic uint64_t events_total;
 	_Atomic uint64_t dropped_total;
 	_Atomic uint32_t deadlock;       /* set by unid when it found one */
