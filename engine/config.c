@@ -332,6 +332,56 @@ static int parse_bandwidth_why(const char *s, double *bps, char *why, size_t why
 	return 0;
 }
 
+/* Byte sizes: decimal (kB, MB, GB) and binary (KiB, MiB, GiB) prefixes;
+ * "B" alone is bytes; a bare 0 is allowed; "unlimited" is UINT64_MAX. */
+static int parse_size_why(const char *s, uint64_t *bytes, char *why, size_t whylen)
+{
+	static const struct { const char *name; double mul; } units[] = {
+		{ "B", 1 }, { "kB", 1e3 }, { "KB", 1e3 }, { "MB", 1e6 }, { "GB", 1e9 },
+		{ "KiB", 1024.0 }, { "MiB", 1048576.0 }, { "GiB", 1073741824.0 },
+	};
+	char unit[32], sh[SHOW_LEN + 8], num[48];
+	double v, t;
+	size_t i;
+
+	if (s && !strcmp(s, "unlimited")) {
+		*bytes = UINT64_MAX;
+		return 0;
+	}
+	if (split_quantity(s, &v, unit, sizeof(unit), "size", "640kB or 1MiB", why, whylen))
+		return -1;
+	if (!unit[0]) {
+		if (v == 0) {
+			*bytes = 0;
+			return 0;
+		}
+		snprintf(num, sizeof(num), "%.*s", (int)scan_number(s), s);
+		set_err(why, whylen, "'%s' has no unit; write e.g. %skB (units: B, kB, MB, GB, KiB, MiB, GiB)",
+			show(s, sh, sizeof(sh)), num);
+		return -1;
+	}
+	for (i = 0; i < UNI_ARRAY_LEN(units); i++)
+		if (!strcmp(unit, units[i].name))
+			break;
+	if (i == UNI_ARRAY_LEN(units)) {
+		set_err(why, whylen, "'%s' has an unknown unit '%s'; use B, kB, MB, GB, KiB, MiB or GiB "
+			"(bytes), or 'unlimited'", show(s, sh, sizeof(sh)), unit);
+		return -1;
+	}
+	t = v * units[i].mul;
+	if (!(t < 9223372036854775807.0)) {
+		set_err(why, whylen, "'%s' is too large", show(s, sh, sizeof(sh)));
+		return -1;
+	}
+	*bytes = (uint64_t)(t + 0.5);
+	return 0;
+}
+
+int uni_parse_size(const char *s, uint64_t *bytes)
+{
+	return s ? parse_size_why(s, bytes, NULL, 0) : -1;
+}
+
 int uni_parse_duration(const char *s, uint64_t *ns)
 {
 	return s ? parse_duration_why(s, ns, NULL, 0) : -1;
@@ -496,6 +546,18 @@ static int get_duration(struct ctx *x, const yaml_node_t *n, const char *path, u
 	if (get_scalar(x, n, path, &v))
 		return -1;
 	if (parse_duration_why(v, out, why, sizeof(why)))
+		return fail(x, n, path, "%s", why);
+	return 0;
+}
+
+static int get_size(struct ctx *x, const yaml_node_t *n, const char *path, uint64_t *out)
+{
+	char why[256];
+	const char *v;
+
+	if (get_scalar(x, n, path, &v))
+		return -1;
+	if (parse_size_why(v, out, why, sizeof(why)))
 		return fail(x, n, path, "%s", why);
 	return 0;
 }
@@ -709,6 +771,8 @@ static int network_pair(struct ctx *x, const char *path, const char *key,
 	}
 	if (!strcmp(key, "default"))
 		return walk_map(x, v, path, "latency, bandwidth", net_default_pair, NULL);
+	if (!strcmp(key, "send_buffer"))
+		return get_size(x, v, path, &x->c->send_buffer);
 	if (!strcmp(key, "links")) {
 		/* A list in the file replaces the list already in the config. */
 		x->c->nlinks = 0;
@@ -879,7 +943,7 @@ static int top_pair(struct ctx *x, const char *path, const char *key,
 	if (!strcmp(key, "strict"))
 		return get_bool(x, v, path, &x->c->strict);
 	if (!strcmp(key, "network"))
-		return walk_map(x, v, path, "model, default, links", network_pair, NULL);
+		return walk_map(x, v, path, "model, default, links, send_buffer", network_pair, NULL);
 	if (!strcmp(key, "devices"))
 		return walk_map(x, v, path, "default, ranks, kernels", devices_pair, NULL);
 	if (!strcmp(key, "trace"))
@@ -897,6 +961,7 @@ void uni_config_defaults(struct uni_config *c)
 	c->net_model = UNI_NET_ALPHA_BETA;
 	c->latency_ns = 0;
 	c->bandwidth_bps = 1e9;
+	c->send_buffer = UNI_DEFAULT_SEND_BUFFER;
 	c->slowdown = 1.0;
 	snprintf(c->trace_path, sizeof(c->trace_path), "%s", "uni-trace/{session}.unitrace");
 	c->trace_stacks = 1;

@@ -31,6 +31,7 @@ struct nic_flow {
 	int frozen;        /* max-min pass */
 	uint32_t refs;     /* chunks (and the stream's FIFO tail) referring to it */
 	int in_live;
+	double watch;      /* stop the network when this many bytes have left (0: none) */
 	uint64_t start;    /* when it began to leave */
 	void *ctx;
 };
@@ -86,6 +87,20 @@ void nic_flow_release(struct nic_flow *f)
 void nic_flow_unhold(struct nic_flow *f)
 {
 	nic_flow_release(f);
+}
+
+void nic_flow_watch(struct nic_flow *f, uint64_t bytes)
+{
+	double b = (double)bytes;
+	if (b > f->bytes)
+		b = f->bytes;
+	if (b > f->sent && (f->watch == 0 || b < f->watch))
+		f->watch = b;
+}
+
+uint64_t nic_flow_stamp(const struct nic_flow *f)
+{
+	return f->stamp;
 }
 
 int nic_flow_complete_at(const struct nic_flow *f, uint64_t n)
@@ -300,6 +315,8 @@ uint64_t nic_advance(uint64_t h)
 			double d = (f->bytes - f->sent) / f->rate;
 			if (d < dt)
 				dt = d;
+			if (f->watch > f->sent && (d = (f->watch - f->sent) / f->rate) < dt)
+				dt = d;
 		}
 		uint64_t t_end = N.now + (uint64_t)ceil(dt);
 		uint64_t t_next = t_end;
@@ -316,6 +333,10 @@ uint64_t nic_advance(uint64_t h)
 			if (f->state != F_ACTIVE)
 				continue;
 			f->sent += f->rate * span;
+			if (f->watch > 0 && f->sent >= f->watch - 1e-6) {
+				f->watch = 0;
+				stop = 1; /* a send completes: its waiter may act from here */
+			}
 			if (f->sent >= f->bytes - 1e-6) {
 				f->sent = f->bytes;
 				flow_done(f, t_next);

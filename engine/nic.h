@@ -42,6 +42,13 @@ void nic_flow_hold(struct nic_flow *f);
 void nic_flow_unhold(struct nic_flow *f);
 void nic_flow_release(struct nic_flow *f);
 
+/* Stop the network (nic_advance returns) when the first bytes bytes of f
+ * have left: a send completes there. The earliest of several wins. */
+void nic_flow_watch(struct nic_flow *f, uint64_t bytes);
+
+/* Its stamp (after any clamp to the network time). */
+uint64_t nic_flow_stamp(const struct nic_flow *f);
+
 /* True when n bytes cover the whole flow. */
 int nic_flow_complete_at(const struct nic_flow *f, uint64_t n);
 

@@ -24,6 +24,7 @@
 
 struct chunk {
 	uint64_t off, len;
+	uint64_t stamp;   /* its message's stamp (nic: after any clamp to the network time) */
 	uint64_t start;   /* alpha-beta: first bit on the wire */
 	double ns_per_byte;
 	uint64_t latency;
@@ -34,6 +35,18 @@ struct chunk {
 struct waiter {
 	struct uni_op op;
 	uint64_t end; /* byte offset (exclusive) the read needs */
+	int sent;     /* a SENT_REQ (on the writer's own stream), not a read */
+};
+
+/* nic: a send whose completion the network must not pass while its poster
+ * waits for it (sim.c, send completion). */
+struct watch {
+	uint32_t ring;      /* the poster's ring */
+	uint32_t stream;    /* the writer's connection end */
+	uint64_t end;       /* the message ends at this stream offset */
+	uint64_t t;         /* its completion, once reached */
+	uint64_t reached_real;
+	int reached;
 };
 
 struct stream {
@@ -46,9 +59,12 @@ struct stream {
 	struct waiter *wait;
 	uint32_t nwait, capwait;
 	struct nic_flow *last_data; /* nic: the last data flow (FIFO) */
+	uint64_t last_lat;          /* nic: its latency */
 	uint64_t msg_left;          /* nic: bytes of last_data's message not seen yet */
 	uint64_t msg_seen;          /* nic: bytes of it seen */
 	int listed;                 /* in S.waiting_streams */
+	int active;                 /* nic: in S.act (bytes not all final yet) */
+	uint64_t final_pub;         /* nic: final prefix published to the reader */
 };
 
 static struct {
@@ -60,6 +76,11 @@ static struct {
 	int nic;
 	uint32_t *wstreams; /* streams with waiting reads (nic) */
 	uint32_t nwstreams;
+	uint32_t *act;       /* nic: streams whose bytes are not all final */
+	uint32_t nact;
+	struct watch *watch; /* nic: send completions to stop at */
+	uint32_t nwatch, capwatch;
+	uint64_t stale_watches;
 } S;
 
 /* nic: the SEND record of a flow is written once its arrival is known. */
@@ -81,13 +102,14 @@ int uni_sim_init(const struct uni_config *cfg, struct uni_shm_hdr *h, uni_trace_
 	S.put = put;
 	S.st = calloc(h->max_conns, sizeof(*S.st));
 	S.wstreams = calloc(h->max_conns, sizeof(*S.wstreams));
+	S.act = calloc(h->max_conns, sizeof(*S.act));
 	S.nic = cfg->net_model == UNI_NET_NIC;
 	if (S.nic) {
 		if (nic_init(h->max_ranks, cfg->bandwidth_bps / 8e9) < 0)
 			return -1;
 		nic_on_done(flow_done);
 	}
-	return S.st && S.wstreams ? 0 : -1;
+	return S.st && S.wstreams && S.act ? 0 : -1;
 }
 
 static void *grow(void *p, uint32_t *cap, size_t elem)
@@ -141,6 +163,72 @@ static int stream_final(struct stream *s, uint64_t b, uint64_t *t)
 	return 1;
 }
 
+static struct chunk *find_chunk(struct stream *s, uint64_t b)
+{
+	for (uint32_t i = s->nch; i-- > s->headch;) {
+		struct chunk *c = &s->ch[i];
+		if (b >= c->off && b < c->off + c->len)
+			return c;
+	}
+	return NULL;
+}
+
+/* nic: the flow that carries byte b of stream s and the byte's index in
+ * it: a scheduled chunk's, or (b not written yet) the flow of the message
+ * being written, which already has its whole length. */
+static struct nic_flow *flow_of(struct stream *s, uint64_t b, uint64_t *fb, uint64_t *lat)
+{
+	struct chunk *c = b < s->next_off ? find_chunk(s, b) : NULL;
+	if (c && c->nf) {
+		*fb = c->flow_off + (b - c->off);
+		*lat = c->latency;
+		return c->nf;
+	}
+	if (!c && b >= s->next_off && s->last_data && b - s->next_off < s->msg_left) {
+		*fb = s->msg_seen + (b - s->next_off);
+		*lat = s->last_lat;
+		return s->last_data;
+	}
+	return NULL;
+}
+
+/* When byte b of stream s left its sender: 1 and *t when final. A byte no
+ * chunk holds any more left long ago (0). */
+static int byte_left(struct stream *s, uint64_t b, uint64_t *t)
+{
+	uint64_t fb, lat, a;
+	struct nic_flow *nf = S.nic ? flow_of(s, b, &fb, &lat) : NULL;
+	*t = 0;
+	if (nf) {
+		if (!nic_byte_arrival(nf, fb, &a))
+			return 0;
+		*t = a - lat;
+		return 1;
+	}
+	struct chunk *c = b < s->next_off ? find_chunk(s, b) : NULL;
+	if (c && !c->nf)
+		*t = arrival(c, b) - c->latency;
+	return c || b < s->next_off;
+}
+
+/* Send completion (docs/simulate.md): a write of the message ending at
+ * byte end completes when every byte but the last send_buffer ones has
+ * left the sender, and never before the message was written (its stamp).
+ * 1 and *t when that is final. */
+static int completion_final(struct stream *s, uint64_t end, uint64_t *t)
+{
+	uint64_t buf = S.cfg->send_buffer, left = 0, fb, lat;
+	struct chunk *c = end && end <= s->next_off ? find_chunk(s, end - 1) : NULL;
+	struct nic_flow *nf = !c && end && S.nic ? flow_of(s, end - 1, &fb, &lat) : NULL;
+	if (!c && !nf && end > s->next_off)
+		return 0; /* not written yet */
+	uint64_t stamp = c ? c->stamp : nf ? nic_flow_stamp(nf) : 0;
+	if (buf != UINT64_MAX && end > buf && !byte_left(s, end - buf - 1, &left))
+		return 0;
+	*t = left > stamp ? left : stamp;
+	return 1;
+}
+
 static void answer(const struct uni_op *op, uint64_t arrive)
 {
 	struct uni_ring *ring = uni_shm_ring(S.h, op->ring);
@@ -155,6 +243,8 @@ static void answer(const struct uni_op *op, uint64_t arrive)
 	atomic_store_explicit(&ring->wait_kind, UNI_WAIT_NONE, memory_order_release);
 	atomic_store_explicit(&ring->resp_seq, (uint32_t)op->e.a, memory_order_release);
 	uni_futex_wake(&ring->resp_seq, 1);
+	if (op->e.kind != UNI_EV_READ_REQ)
+		return;
 
 	struct uni_trec r;
 	memset(&r, 0, sizeof(r));
@@ -195,14 +285,26 @@ static void trim(struct stream *s, uint64_t consumed)
 	}
 }
 
+static void watch_drop(uint32_t stream, uint64_t end)
+{
+	uint32_t k = 0;
+	for (uint32_t i = 0; i < S.nwatch; i++)
+		if (S.watch[i].stream != stream || S.watch[i].end != end)
+			S.watch[k++] = S.watch[i];
+	S.nwatch = k;
+}
+
 static void serve_waiters(struct stream *s)
 {
 	uint32_t k = 0;
 	uint64_t t;
 	for (uint32_t i = 0; i < s->nwait; i++) {
 		struct waiter *w = &s->wait[i];
-		if (w->end <= s->next_off && stream_final(s, w->end - 1, &t)) {
+		if (w->sent ? completion_final(s, w->end, &t)
+			    : (w->end <= s->next_off && stream_final(s, w->end - 1, &t))) {
 			answer(&w->op, t);
+			if (w->sent)
+				watch_drop(w->op.e.conn, w->end);
 			S.waiting--;
 		} else {
 			s->wait[k++] = *w;
@@ -214,6 +316,10 @@ static void serve_waiters(struct stream *s)
 static void schedule(struct stream *s, const struct uni_op *op)
 {
 	const struct uni_ev *e = &op->e;
+	if (S.nic && !s->active) {
+		s->active = 1;
+		S.act[S.nact++] = e->conn;
+	}
 	struct uni_conn *c = uni_shm_conn(S.h, e->conn);
 	int peer = atomic_load(&c->peer_rank);
 	uint64_t lat;
@@ -229,7 +335,8 @@ static void schedule(struct stream *s, const struct uni_op *op)
 		if (s->nch == s->capch)
 			s->ch = grow(s->ch, &s->capch, sizeof(*s->ch));
 		s->ch[s->nch++] = (struct chunk){.off = e->off, .len = e->len, .nf = s->last_data,
-						 .flow_off = s->msg_seen};
+						 .flow_off = s->msg_seen, .latency = lat,
+						 .stamp = nic_flow_stamp(s->last_data)};
 		nic_flow_hold(s->last_data);
 		s->msg_seen += e->len;
 		s->msg_left -= take;
@@ -237,6 +344,10 @@ static void schedule(struct stream *s, const struct uni_op *op)
 		return;
 	}
 	if (S.nic) {
+		if (debug_nic() && e->t0 < nic_now())
+			fprintf(stderr, "nic: late: rank %d tid %d ring %u (%s) conn %u stamp %llu\n", op->rank, op->tid,
+				op->ring, (e->flags & UNI_EVF_DISPATCHER) ? "dispatcher" : "thread", e->conn,
+				(unsigned long long)e->t0);
 		struct uni_trec *r = calloc(1, sizeof(*r));
 		if (!r)
 			abort();
@@ -259,14 +370,25 @@ static void schedule(struct stream *s, const struct uni_op *op)
 			if (s->last_data)
 				nic_flow_unhold(s->last_data);
 			s->last_data = nf;
+			s->last_lat = lat;
 			nic_flow_hold(nf);
 			s->msg_seen = e->len;
 			s->msg_left = e->b;
 		}
 		if (s->nch == s->capch)
 			s->ch = grow(s->ch, &s->capch, sizeof(*s->ch));
-		s->ch[s->nch++] = (struct chunk){.off = e->off, .len = e->len, .nf = nf};
+		s->ch[s->nch++] = (struct chunk){.off = e->off, .len = e->len, .nf = nf, .latency = lat,
+						 .stamp = nic_flow_stamp(nf)};
 		s->next_off = e->off + e->len;
+		/* Its poster may wait for its completion: the network stops
+		 * there (uni_sim_advance). */
+		if (!(e->flags & UNI_EVF_NOTIFY) && e->c && e->c <= S.h->max_rings &&
+		    S.cfg->send_buffer != UINT64_MAX) {
+			if (S.nwatch == S.capwatch)
+				S.watch = grow(S.watch, &S.capwatch, sizeof(*S.watch));
+			S.watch[S.nwatch++] = (struct watch){.ring = (uint32_t)e->c - 1, .stream = e->conn,
+							     .end = e->off + e->len + e->b};
+		}
 		return;
 	}
 	if (e->flags & UNI_EVF_NOTIFY) {
@@ -283,7 +405,7 @@ static void schedule(struct stream *s, const struct uni_op *op)
 	}
 	if (s->nch == s->capch)
 		s->ch = grow(s->ch, &s->capch, sizeof(*s->ch));
-	s->ch[s->nch++] = (struct chunk){.off = e->off, .len = e->len, .start = start,
+	s->ch[s->nch++] = (struct chunk){.off = e->off, .len = e->len, .start = start, .stamp = e->t0,
 					 .ns_per_byte = npb, .latency = lat};
 	s->next_off = e->off + e->len;
 
@@ -351,8 +473,86 @@ void uni_sim_read(const struct uni_op *op)
 	}
 }
 
+void uni_sim_sent(const struct uni_op *op)
+{
+	uint32_t si = op->e.conn;
+	struct stream *s = &S.st[si];
+	uint64_t end = op->e.off, t;
+	if (completion_final(s, end, &t)) {
+		answer(op, t);
+		watch_drop(si, end);
+		return;
+	}
+	if (s->nwait == s->capwait)
+		s->wait = grow(s->wait, &s->capwait, sizeof(*s->wait));
+	s->wait[s->nwait++] = (struct waiter){.op = *op, .end = end, .sent = 1};
+	S.waiting++;
+	if (S.nic && !s->listed) {
+		s->listed = 1;
+		S.wstreams[S.nwstreams++] = si;
+	}
+}
+
+/* nic: the earliest completion the network must stop at: a send whose
+ * completion was reached while its poster waits in waitSend and has not
+ * taken it. Unreached ones set a watch on the flow that holds their byte,
+ * so that nic_advance stops exactly there. */
+static uint64_t watches_bound(uint64_t real_now)
+{
+	uint64_t bound = UINT64_MAX;
+	uint32_t k = 0;
+	for (uint32_t i = 0; i < S.nwatch; i++) {
+		struct watch *w = &S.watch[i];
+		struct uni_ring *ring = uni_shm_ring(S.h, w->ring);
+		if (atomic_load_explicit(&ring->state, memory_order_acquire) != UNI_RING_LIVE)
+			continue;
+		struct stream *s = &S.st[w->stream];
+		if (!w->reached) {
+			uint64_t t, fb, lat;
+			if (completion_final(s, w->end, &t)) {
+				w->reached = 1;
+				w->t = t;
+				w->reached_real = real_now;
+				if (debug_nic())
+					fprintf(stderr, "nic: send completion reached: ring %u stream %u end %llu at %llu "
+						"(network %llu), poster in waitSend %u, its clock %llu\n", w->ring, w->stream,
+						(unsigned long long)w->end, (unsigned long long)t,
+						(unsigned long long)nic_now(), atomic_load(&ring->wait_sending),
+						(unsigned long long)atomic_load(&ring->vt_pub));
+			} else if (w->end > S.cfg->send_buffer) {
+				struct nic_flow *nf = flow_of(s, w->end - S.cfg->send_buffer - 1, &fb, &lat);
+				if (nf)
+					nic_flow_watch(nf, fb + 1);
+			}
+		}
+		if (w->reached) {
+			if (atomic_load_explicit(&ring->vt_pub, memory_order_acquire) >= w->t)
+				continue; /* its poster is past it */
+			if (real_now - w->reached_real > UNI_NIC_UNREAD_STALE_NS) {
+				S.stale_watches++;
+				continue; /* never taken: not waited for after all */
+			}
+			/* Its poster waits for it: inside waitSend, or already
+			 * asking unid for the time (SENT_REQ on this stream). */
+			int waits = atomic_load_explicit(&ring->wait_sending, memory_order_acquire) ||
+				    (atomic_load_explicit(&ring->wait_kind, memory_order_acquire) == UNI_WAIT_READ &&
+				     ring->wait_obj == w->stream);
+			if (waits && w->t < bound)
+				bound = w->t;
+		}
+		S.watch[k++] = *w;
+	}
+	S.nwatch = k;
+	return bound;
+}
+
 void uni_sim_forget_ring(uint32_t ring)
 {
+	uint32_t kw = 0;
+	for (uint32_t i = 0; i < S.nwatch; i++)
+		if (S.watch[i].ring != ring)
+			S.watch[kw++] = S.watch[i];
+	S.nwatch = kw;
 	if (!S.st || !S.waiting)
 		return;
 	for (uint32_t i = 0; i < S.h->max_conns; i++) {
@@ -374,6 +574,11 @@ void uni_sim_debug_dump(FILE *f)
 		return;
 	if (S.nic)
 		nic_debug_dump(f);
+	for (uint32_t i = 0; i < S.nwatch; i++)
+		fprintf(f, "watch: ring %u stream %u end %llu reached %d at %llu (ring waits in waitSend: %u)\n",
+			S.watch[i].ring, S.watch[i].stream, (unsigned long long)S.watch[i].end, S.watch[i].reached,
+			(unsigned long long)S.watch[i].t,
+			atomic_load(&uni_shm_ring(S.h, S.watch[i].ring)->wait_sending));
 	for (uint32_t i = 0; i < S.h->max_conns; i++) {
 		struct stream *st = &S.st[i];
 		if (!st->nwait && !st->nheld && !st->nch)
@@ -395,6 +600,8 @@ int uni_sim_is_nic(void)
 	return S.nic;
 }
 
+static void publish_final(void);
+
 void uni_sim_advance(uint64_t horizon, uint64_t real_now)
 {
 	if (!S.nic)
@@ -404,13 +611,22 @@ void uni_sim_advance(uint64_t horizon, uint64_t real_now)
 		uint64_t b = nic_unread_bound(real_now, UNI_NIC_UNREAD_STALE_NS);
 		if (b < h)
 			h = b;
+		b = watches_bound(real_now);
+		if (b < h)
+			h = b;
 		uint64_t before = nic_now();
 		if (h <= before)
 			break;
 		nic_advance(h);
+		if (getenv("UNI_DEBUG_NIC2"))
+			fprintf(stderr, "adv: %llu -> %llu (horizon %llu unread %llu watches %llu)\n",
+				(unsigned long long)before, (unsigned long long)nic_now(), (unsigned long long)horizon,
+				(unsigned long long)nic_unread_bound(real_now, UNI_NIC_UNREAD_STALE_NS),
+				(unsigned long long)b);
 		if (nic_now() == before)
 			break;
 	}
+	publish_final();
 	uint32_t k = 0;
 	for (uint32_t i = 0; i < S.nwstreams; i++) {
 		struct stream *s = &S.st[S.wstreams[i]];
@@ -421,6 +637,62 @@ void uni_sim_advance(uint64_t horizon, uint64_t real_now)
 			s->listed = 0;
 	}
 	S.nwstreams = k;
+}
+
+/* nic: the prefix of stream s whose bytes have left (binary search over
+ * each chunk: finality is monotone in the byte). */
+static uint64_t final_prefix(struct stream *s)
+{
+	uint64_t fin = s->final_pub;
+	for (uint32_t i = s->headch; i < s->nch; i++) {
+		struct chunk *c = &s->ch[i];
+		if (c->off + c->len <= fin)
+			continue;
+		uint64_t lo = fin > c->off ? fin - c->off : 0, hi = c->len, t; /* lo bytes known final */
+		if (!c->nf || nic_byte_arrival(c->nf, c->flow_off + c->len - 1, &t)) {
+			fin = c->off + c->len;
+			continue;
+		}
+		while (lo < hi) { /* largest L in [lo, hi) with bytes [0, L) final */
+			uint64_t mid = lo + (hi - lo + 1) / 2;
+			if (mid && nic_byte_arrival(c->nf, c->flow_off + mid - 1, &t))
+				lo = mid;
+			else
+				hi = mid - 1;
+		}
+		return c->off + lo;
+	}
+	return fin;
+}
+
+/* nic: tells every reader how far its incoming stream is final (event
+ * loops read no further; shim.c), and wakes loops that found nothing. */
+static void publish_final(void)
+{
+	int grew = 0;
+	uint32_t k = 0;
+	for (uint32_t i = 0; i < S.nact; i++) {
+		uint32_t si = S.act[i];
+		struct stream *s = &S.st[si];
+		uint64_t fin = final_prefix(s);
+		if (fin > s->final_pub) {
+			s->final_pub = fin;
+			struct uni_conn *wc = uni_shm_conn(S.h, si);
+			uint32_t rc = atomic_load_explicit(&wc->peer_conn, memory_order_acquire);
+			if (atomic_load_explicit(&wc->peer_rank, memory_order_acquire) >= 0 && rc < S.h->max_conns)
+				atomic_store_explicit(&uni_shm_conn(S.h, rc)->final_off, fin, memory_order_release);
+			grew = 1;
+		}
+		if (fin == s->next_off && !s->msg_left)
+			s->active = 0;
+		else
+			S.act[k++] = si;
+	}
+	S.nact = k;
+	if (grew) {
+		atomic_fetch_add_explicit(&S.h->final_seq, 1, memory_order_release);
+		uni_futex_wake(&S.h->final_seq, INT32_MAX);
+	}
 }
 
 uint64_t uni_sim_network_time(void)

@@ -33,6 +33,10 @@ void uni_sim_send(const struct uni_op *op);
  * Answered now if its bytes are scheduled, else when they are. */
 void uni_sim_read(const struct uni_op *op);
 
+/* A SENT_REQ (op->e.conn is the writer's end, off the message's end):
+ * answered with the completion time of that write once it is final. */
+void uni_sim_sent(const struct uni_op *op);
+
 /* Answers a read with the reader's own time (connection not modelled). */
 void uni_sim_answer_unmodelled(const struct uni_op *op);
 

@@ -77,6 +77,7 @@ static struct {
 	 * the clock they were found at (they count again once it moves). */
 	uint8_t outside[UNI_MAX_RINGS];
 	uint64_t outside_vt[UNI_MAX_RINGS];
+	uint64_t hv[UNI_MAX_RINGS]; /* each ring's value in the last horizon (UINT64_MAX: none) */
 	uint64_t last_h, h_since;
 	volatile sig_atomic_t signalled;
 } D = {.lock_fd = -1, .ready_fd = -1};
@@ -223,13 +224,19 @@ static void unmatched_remove(uint32_t pos)
 	D.unmatched[pos] = D.unmatched[--D.nunmatched];
 }
 
+/* A request a rank thread waits on for its answer. */
+static int is_request(uint16_t kind)
+{
+	return kind == UNI_EV_READ_REQ || kind == UNI_EV_SENT_REQ;
+}
+
 static void give_up(uint32_t idx)
 {
 	struct dconn *dc = &D.conns[idx];
 	conn_set_state(idx, UNI_CONN_UNMODELLED);
 	/* A read held here must not wait for ever: answer it. */
 	for (uint32_t i = 0; i < dc->npending; i++)
-		if (dc->pending[i].e.kind == UNI_EV_READ_REQ)
+		if (is_request(dc->pending[i].e.kind))
 			uni_sim_answer_unmodelled(&dc->pending[i]);
 	dc->first_read_wait = 0;
 	pending_drop(dc);
@@ -317,6 +324,9 @@ static void conn_process(const struct uni_op *op)
 	case UNI_EV_READ_REQ:
 		uni_sim_read(op);
 		return;
+	case UNI_EV_SENT_REQ:
+		uni_sim_sent(op);
+		return;
 	case UNI_EV_CONN_CLOSE:
 		r.kind = UNI_TR_CONN_CLOSE;
 		r.len = e->b;
@@ -344,7 +354,7 @@ static void conn_op(const struct uni_op *op)
 	case UNI_CONN_OPEN:
 		if (dc->npending == PENDING_CAP) {
 			give_up(idx);
-			if (op->e.kind == UNI_EV_READ_REQ)
+			if (is_request(op->e.kind))
 				uni_sim_answer_unmodelled(op);
 			break;
 		}
@@ -353,7 +363,7 @@ static void conn_op(const struct uni_op *op)
 			struct uni_op *p = realloc(dc->pending, cap * sizeof(*p));
 			if (!p) {
 				give_up(idx);
-				if (op->e.kind == UNI_EV_READ_REQ)
+				if (is_request(op->e.kind))
 					uni_sim_answer_unmodelled(op);
 				break;
 			}
@@ -365,7 +375,7 @@ static void conn_op(const struct uni_op *op)
 		dc->pending[dc->npending++] = *op;
 		break;
 	default: /* unmodelled, or a slot unid never saw opened */
-		if (op->e.kind == UNI_EV_READ_REQ)
+		if (is_request(op->e.kind))
 			uni_sim_answer_unmodelled(op);
 		break;
 	}
@@ -393,6 +403,7 @@ static void handle(uint32_t ring_idx, struct uni_ring *ring, const struct uni_ev
 	case UNI_EV_SEND:
 	case UNI_EV_RECV:
 	case UNI_EV_READ_REQ:
+	case UNI_EV_SENT_REQ:
 		conn_op(&op);
 		break;
 	case UNI_EV_CONN_CLOSE:
@@ -544,6 +555,7 @@ static uint64_t horizon(uint64_t now)
 	uint32_t hk = 0;
 	for (uint32_t k = 0; k < D.h->max_rings; k++) {
 		struct uni_ring *ring = uni_shm_ring(D.h, k);
+		D.hv[k] = UINT64_MAX;
 		if (!ring_is_live_rank(ring))
 			continue;
 		uint32_t wk = atomic_load_explicit(&ring->wait_kind, memory_order_acquire);
@@ -562,6 +574,7 @@ static uint64_t horizon(uint64_t now)
 			if (floor < v)
 				v = floor;
 		}
+		D.hv[k] = v;
 		if (v == UINT64_MAX)
 			continue;
 		if (D.outside[k]) {
@@ -572,6 +585,20 @@ static uint64_t horizon(uint64_t now)
 		if (v < h) {
 			h = v;
 			hk = k;
+		}
+	}
+	if (getenv("UNI_DEBUG_NIC2") && h > uni_sim_network_time() + 10000000ull) {
+		logmsg("horizon %llu, network %llu: rings:", (unsigned long long)h,
+		       (unsigned long long)uni_sim_network_time());
+		for (uint32_t k = 0; k < D.h->max_rings; k++) {
+			struct uni_ring *ring = uni_shm_ring(D.h, k);
+			if (!ring_is_live_rank(ring))
+				continue;
+			logmsg("  ring %u rank %d tid %d wait %u obj %llx vt_pub %llu floor %llu vdl %llu out %u sending %u",
+			       k, ring->rank, ring->tid, atomic_load(&ring->wait_kind),
+			       (unsigned long long)ring->wait_obj, (unsigned long long)atomic_load(&ring->vt_pub),
+			       (unsigned long long)atomic_load(&ring->wake_floor), (unsigned long long)ring->wait_vdl,
+			       D.outside[k], atomic_load(&ring->wait_sending));
 		}
 	}
 	static uint64_t dbg_last;
@@ -586,11 +613,31 @@ static uint64_t horizon(uint64_t now)
 		D.last_h = h;
 		D.h_since = now;
 	} else if (h != UINT64_MAX && uni_sim_waiting_reads() && now - D.h_since > UNI_NIC_OUTSIDE_NS) {
-		struct uni_ring *ring = uni_shm_ring(D.h, hk);
-		if (!task_running(ring->pid, ring->tid)) {
-			D.outside[hk] = 1;
-			D.outside_vt[hk] = h;
-			D.h_since = now;
+		/* Stuck: every thread that holds the horizon back while not
+		 * running is left out at once (one at a time, a few such
+		 * threads per rank took longer than the deadlock detector
+		 * waits). */
+		D.h_since = now;
+		for (uint32_t k = 0; k < D.h->max_rings; k++) {
+			struct uni_ring *ring = uni_shm_ring(D.h, k);
+			if (D.outside[k] || !ring_is_live_rank(ring) || D.hv[k] == UINT64_MAX ||
+			    atomic_load_explicit(&ring->wait_kind, memory_order_acquire) == UNI_WAIT_READ ||
+			    task_running(ring->pid, ring->tid))
+				continue;
+			D.outside[k] = 1;
+			D.outside_vt[k] = D.hv[k];
+			if (debug_nic()) {
+				char p[96], sc[64] = "?";
+				snprintf(p, sizeof(p), "/proc/%d/task/%d/syscall", ring->pid, ring->tid);
+				FILE *f = fopen(p, "r");
+				if (f) {
+					if (!fgets(sc, sizeof(sc), f))
+						sc[0] = 0;
+					fclose(f);
+				}
+				logmsg("horizon: rank %d tid %d (clock %llu) blocked outside the shim (syscall %s); left out",
+				       ring->rank, ring->tid, (unsigned long long)D.hv[k], sc);
+			}
 		}
 	}
 	return h;

@@ -42,6 +42,7 @@ struct ubuf {
 	uintptr_t key;
 	uint32_t n[2];              /* 0: send, 1: recv */
 	uint64_t t[2][UB_DEPTH];
+	uint64_t tok[UB_DEPTH];     /* sends: the message's token (uni_shim_take_send_token) */
 };
 
 static struct ubuf g_ub[UB_SLOTS];
@@ -84,7 +85,7 @@ static struct ubuf *ub_find(uintptr_t k, int create)
 	return free_e;
 }
 
-static void ub_push(void *self, int dir, uint64_t t)
+static void ub_push(void *self, int dir, uint64_t t, uint64_t tok)
 {
 	ub_lock();
 	struct ubuf *e = ub_find((uintptr_t)self, 1);
@@ -94,8 +95,11 @@ static void ub_push(void *self, int dir, uint64_t t)
 			uint64_t a = e->t[dir][0], b = e->t[dir][1];
 			e->t[dir][1] = a > b ? a : b;
 			memmove(&e->t[dir][0], &e->t[dir][1], (UB_DEPTH - 1) * sizeof(uint64_t));
+			memmove(&e->tok[0], &e->tok[1], (UB_DEPTH - 1) * sizeof(uint64_t));
 			e->n[dir]--;
 		}
+		if (dir == 0)
+			e->tok[e->n[dir]] = tok;
 		e->t[dir][e->n[dir]++] = t;
 	}
 	ub_unlock();
@@ -104,10 +108,12 @@ static void ub_push(void *self, int dir, uint64_t t)
 			     UB_SLOTS);
 }
 
-/* The earliest completion of self in direction dir; 0 when none. */
-static uint64_t ub_pop(void *self, int dir)
+/* The earliest completion of self in direction dir (and, for sends, its
+ * token); 0 when none. */
+static uint64_t ub_pop(void *self, int dir, uint64_t *tok)
 {
 	uint64_t t = 0;
+	*tok = 0;
 	ub_lock();
 	struct ubuf *e = ub_find((uintptr_t)self, 0);
 	if (e && e->n[dir]) {
@@ -116,7 +122,12 @@ static uint64_t ub_pop(void *self, int dir)
 			if (e->t[dir][i] < e->t[dir][m])
 				m = i;
 		t = e->t[dir][m];
-		e->t[dir][m] = e->t[dir][--e->n[dir]];
+		e->n[dir]--;
+		e->t[dir][m] = e->t[dir][e->n[dir]];
+		if (dir == 0) {
+			*tok = e->tok[m];
+			e->tok[m] = e->tok[e->n[dir]];
+		}
 	}
 	ub_unlock();
 	return t;
@@ -193,6 +204,12 @@ static void quiet_cleanup(int *on)
 		uni_shim_quiet_end();
 }
 
+static void sending_cleanup(int *on)
+{
+	if (*on)
+		uni_shim_waiting_send(0);
+}
+
 #define SYM_HRECV "_ZN4gloo9transport3tcp13UnboundBuffer20handleRecvCompletionEi"
 #define SYM_HSEND "_ZN4gloo9transport3tcp13UnboundBuffer20handleSendCompletionEi"
 #define SYM_WRECV "_ZN4gloo9transport3tcp13UnboundBuffer8waitRecvEPiNSt6chrono8durationIlSt5ratioILl1ELl1000EEEE"
@@ -211,7 +228,8 @@ static void completion(void *self, int rank, int dir, _Atomic(void *) *cache, co
 		return;
 	}
 	int on __attribute__((cleanup(quiet_cleanup))) = 1;
-	ub_push(self, dir, uni_shim_quiet_begin(1));
+	uint64_t t = uni_shim_quiet_begin(1);
+	ub_push(self, dir, t, dir == 0 ? uni_shim_take_send_token() : 0);
 	real(self, rank);
 }
 
@@ -221,12 +239,22 @@ static bool wait_one(void *self, int *rank, long ms, int dir, _Atomic(void *) *c
 	if (!active())
 		return real(self, rank, ms);
 	int on __attribute__((cleanup(quiet_cleanup))) = 1;
+	int sending __attribute__((cleanup(sending_cleanup))) = dir == 0;
 	uni_shim_quiet_begin(0);
+	if (sending)
+		uni_shim_waiting_send(1);
 	bool done = real(self, rank, ms);
+	if (sending)
+		uni_shim_waiting_send(0);
+	sending = 0;
 	uni_shim_quiet_end();
 	on = 0;
-	if (done)
-		uni_shim_take(ub_pop(self, dir));
+	if (done) {
+		uint64_t tok;
+		uni_shim_take(ub_pop(self, dir, &tok));
+		/* The write completes when the model says (send_buffer). */
+		uni_shim_send_done(tok);
+	}
 	return done;
 }
 

@@ -12,7 +12,7 @@ static uint64_t le64(const uint8_t *p)
 	return v;
 }
 
-static void slot_put(struct uni_gf_slot_time *tab, uint64_t slot, uint64_t t)
+static void slot_put(struct uni_gf_slot_time *tab, uint64_t slot, uint64_t t, uint32_t who)
 {
 	/* Oldest-first reuse: a full table drops the oldest entry. */
 	uint32_t victim = 0;
@@ -30,10 +30,11 @@ static void slot_put(struct uni_gf_slot_time *tab, uint64_t slot, uint64_t t)
 	tab[victim].slot = slot;
 	tab[victim].t = t;
 	tab[victim].used = 1;
+	tab[victim].who = who;
 }
 
-/* Takes the earliest entry for slot; 0 when there is none. */
-static uint64_t slot_take(struct uni_gf_slot_time *tab, uint64_t slot)
+/* Takes the earliest entry for slot (and its who); 0 when there is none. */
+static uint64_t slot_take(struct uni_gf_slot_time *tab, uint64_t slot, uint32_t *who)
 {
 	int best = -1;
 	for (uint32_t i = 0; i < UNI_GF_SLOTS; i++)
@@ -42,6 +43,8 @@ static uint64_t slot_take(struct uni_gf_slot_time *tab, uint64_t slot)
 	if (best < 0)
 		return 0;
 	tab[best].used = 0;
+	if (who)
+		*who = tab[best].who;
 	return tab[best].t;
 }
 
@@ -70,7 +73,7 @@ static uint64_t out_stamp(struct uni_gf_conn *c, uint64_t vt, int dispatcher)
 	struct uni_gf_dir *d = &c->out;
 	switch (d->opcode) {
 	case UNI_GF_SEND_READY:
-		slot_put(c->posted, d->slot, vt);
+		slot_put(c->posted, d->slot, vt, c->writer);
 		return vt;
 	case UNI_GF_RECV_READY:
 		c->rr_out++;
@@ -78,7 +81,9 @@ static uint64_t out_stamp(struct uni_gf_conn *c, uint64_t vt, int dispatcher)
 		c->rr_len = (uint32_t)le64(d->pre + 32);
 		return vt;
 	case UNI_GF_SEND_UNBOUND: {
-		uint64_t due = max64(slot_take(c->posted, d->slot), slot_take(c->released, d->slot));
+		uint32_t who = 0;
+		uint64_t due = max64(slot_take(c->posted, d->slot, &who), slot_take(c->released, d->slot, NULL));
+		d->poster = who ? who : c->writer;
 		/* The loop thread's own time is that of whatever event it is
 		 * handling (often unrelated bytes it just read): rule 3. */
 		if (dispatcher && due)
@@ -112,8 +117,10 @@ static void out_bytes(struct uni_gf_conn *c, const uint8_t *p, size_t n, uint64_
 			if (take > n - i)
 				take = n - i;
 			memcpy(d->pre + d->npre, p + i, take);
-			if (d->npre == 0)
+			if (d->npre == 0) {
 				d->stamp = vt;
+				d->poster = 0;
+			}
 			d->npre += (uint32_t)take;
 			if (d->npre == UNI_GF_PREAMBLE) {
 				if (preamble_done(d) == 0)
@@ -139,13 +146,14 @@ static void out_bytes(struct uni_gf_conn *c, const uint8_t *p, size_t n, uint64_
 		/* What is left of this message after these bytes (a preamble
 		 * not yet whole: unknown, 0). */
 		uint64_t rest = (!d->broken && d->npre == UNI_GF_PREAMBLE) ? d->body_left : 0;
+		uint32_t poster = d->broken ? 0 : d->poster;
 		struct uni_gf_seg *last = *nseg ? &segs[*nseg - 1] : NULL;
 		if (last && last->stamp == stamp && last->notify == notify && last->off + last->len == at &&
-		    last->rest == take + rest)
+		    last->rest == take + rest && last->poster == poster)
 			last->len += take, last->rest = rest;
 		else if (*nseg < max)
 			segs[(*nseg)++] = (struct uni_gf_seg){.off = at, .len = take, .stamp = stamp, .notify = notify,
-							      .rest = rest};
+							      .rest = rest, .poster = poster};
 		else
 			last->len += take, last->notify = 0, last->rest = rest;
 		i += take;
@@ -200,7 +208,7 @@ static void in_bytes(struct uni_gf_conn *c, const uint8_t *p, size_t n, uint64_t
 			i += take;
 			if (d->npre == UNI_GF_PREAMBLE && preamble_done(d) == 0) {
 				if (d->opcode == UNI_GF_RECV_READY)
-					slot_put(c->released, d->slot, t);
+					slot_put(c->released, d->slot, t, 0);
 				if (d->body_left == 0)
 					in_done(c);
 			}

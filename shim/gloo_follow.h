@@ -35,7 +35,7 @@ struct uni_gf_slot_time {
 	uint64_t slot;
 	uint64_t t;
 	uint32_t used;
-	uint32_t pad;
+	uint32_t who; /* posted: the posting thread (uni_gf_conn.writer then) */
 };
 
 /* One direction of one connection. Zero-initialised = start of stream. */
@@ -47,6 +47,8 @@ struct uni_gf_dir {
 	uint64_t stamp;      /* stamp of the current message */
 	uint64_t opcode, slot;
 	uint64_t messages;   /* whole messages seen */
+	uint32_t poster;     /* out: the thread that posted the current data message (0: unknown) */
+	uint32_t pad;
 };
 
 struct uni_gf_conn {
@@ -57,6 +59,10 @@ struct uni_gf_conn {
 	uint32_t rr_out;     /* RECV_READY notices sent whose data has not been read yet */
 	uint32_t rr_len;     /* size the last one announced */
 	uint64_t rr_slot;    /* its slot */
+	uint32_t writer;     /* set by the caller before each write: the writing thread's
+	                        id (0: a dispatcher or unknown); a SEND_READY remembers
+	                        it as the slot's poster */
+	uint32_t pad;
 };
 
 /* A piece of an outgoing write with one stamp. */
@@ -66,6 +72,9 @@ struct uni_gf_seg {
 	uint64_t stamp;
 	int notify;   /* whole notify messages only (SEND_READY / RECV_READY) */
 	uint64_t rest; /* bytes of its message still to be written after it */
+	uint32_t poster; /* data: the thread that posted the message (its SEND_READY's
+	                    writer, else the writer of the data itself); 0: unknown */
+	uint32_t pad;
 };
 
 /* Outgoing: n bytes written by a thread at time vt (a dispatcher passes

@@ -150,8 +150,26 @@ UNI_EXTERN int fcntl64(int fd, int cmd, ...)
 
 /* Reads --------------------------------------------------------------- */
 
+/* nic: an event loop reads only bytes whose arrival is final, and gets
+ * EAGAIN when there are none (shim.c, uni_shim_read_clamp). */
+#define CLAMP(fd, n, flags)                                                              \
+	do {                                                                             \
+		if (UNI_UNLIKELY(uni_shim_clamp_on)) {                                   \
+			uint32_t c_ = uni_fd_get(fd);                                    \
+			if (c_ && !uni_shim_in_shim()) {                                 \
+				ssize_t m_ = uni_shim_read_clamp(c_, fd, n, flags);      \
+				if (m_ < 0) {                                            \
+					errno = EAGAIN;                                  \
+					return -1;                                       \
+				}                                                        \
+				n = (size_t)m_;                                          \
+			}                                                                \
+		}                                                                        \
+	} while (0)
+
 static inline ssize_t do_read(int fd, void *buf, size_t n)
 {
+	CLAMP(fd, n, 0);
 	IO_WRAP1(read, 0, fd, uni_real.read(fd, buf, n), buf, n);
 }
 
@@ -163,6 +181,7 @@ static inline ssize_t do_recvfrom(int fd, void *buf, size_t n, int flags, struct
 		ENSURE(recvfrom);
 		return uni_real.recvfrom(fd, buf, n, flags, a, al);
 	}
+	CLAMP(fd, n, flags);
 	IO_WRAP1(recvfrom, 0, fd, uni_real.recvfrom(fd, buf, n, flags, a, al), buf, n);
 }
 
@@ -172,6 +191,7 @@ static inline ssize_t do_recv(int fd, void *buf, size_t n, int flags)
 		ENSURE(recv);
 		return uni_real.recv(fd, buf, n, flags);
 	}
+	CLAMP(fd, n, flags);
 	IO_WRAP1(recv, 0, fd, uni_real.recv(fd, buf, n, flags), buf, n);
 }
 

@@ -34,6 +34,26 @@ UNI_EXTERN int epoll_pwait(int epfd, struct epoll_event *ev, int max, int timeou
 	return r;
 }
 
+UNI_EXTERN int poll(struct pollfd *fds, nfds_t n, int timeout)
+{
+	ENSURE(poll);
+	if (UNI_LIKELY(!uni_shim_sync_on) || uni_shim_in_shim() || !uni_shim_poll_enter())
+		return uni_real.poll(fds, n, timeout);
+	int r = uni_real.poll(fds, n, timeout);
+	uni_shim_epoll_exit();
+	return r;
+}
+
+UNI_EXTERN int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts, const sigset_t *ss)
+{
+	ENSURE(ppoll);
+	if (UNI_LIKELY(!uni_shim_sync_on) || uni_shim_in_shim() || !uni_shim_poll_enter())
+		return uni_real.ppoll(fds, n, ts, ss);
+	int r = uni_real.ppoll(fds, n, ts, ss);
+	uni_shim_epoll_exit();
+	return r;
+}
+
 /* Condition variables and mutexes: unversioned definitions receive the
  * GLIBC_2.3.2 calls of libstdc++ and libgloo (research/interposition.md
  * section 8) and forward to the 2.3.2 originals. */
@@ -120,13 +140,14 @@ struct uni_tramp {
 	void *(*fn)(void *);
 	void *arg;
 	uint64_t vt;
+	void *ring;
 };
 
 static void *uni_tramp_start(void *p)
 {
 	struct uni_tramp t = *(struct uni_tramp *)p;
 	free(p);
-	uni_shim_thread_begin(t.vt);
+	uni_shim_thread_begin(t.vt, t.ring);
 	return t.fn(t.arg);
 }
 
@@ -141,8 +162,11 @@ UNI_EXTERN int pthread_create(pthread_t *th, const pthread_attr_t *attr, void *(
 	t->fn = fn;
 	t->arg = arg;
 	t->vt = uni_shim_thread_vt();
+	t->ring = uni_shim_thread_prepare(t->vt);
 	int r = uni_real.pthread_create(th, attr, uni_tramp_start, t);
-	if (r)
+	if (r) {
+		uni_shim_thread_abandon(t->ring);
 		free(t);
+	}
 	return r;
 }

@@ -68,6 +68,8 @@ static void uni_resolve_all(void)
 	RESOLVE(pthread_create, "pthread_create");
 	RESOLVE(epoll_wait, "epoll_wait");
 	RESOLVE(epoll_pwait, "epoll_pwait");
+	RESOLVE(poll, "poll");
+	RESOLVE(ppoll, "ppoll");
 	/* fcntl64 is an alias on 64-bit glibc; fall back rather than crash. */
 	if (!uni_real.fcntl64)
 		uni_real.fcntl64 = uni_real.fcntl;

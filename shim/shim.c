@@ -74,6 +74,11 @@ struct shim_tls {
 	uint64_t idled;      /* simulate: clock advanced by sleeps and timed-out waits */
 	void *slice_cv;      /* a 1 s slice of a wait on it just ended (same wait goes on) */
 	uint32_t quiet;      /* inside a Gloo buffer call: condvars and mutexes carry no time */
+	uint32_t ring_idx;   /* index of ring in the segment */
+	uint64_t sent_token; /* the Gloo data message this thread last finished writing:
+	                        (conn + 1) << 48 | end offset; 0: none */
+	uint32_t starved;    /* nic: a read of this loop found no final byte ... */
+	uint32_t starved_seq; /* ... when final_seq was this */
 };
 #define UNI_HELD 4
 
@@ -102,6 +107,7 @@ static _Atomic uint32_t g_nmyrings;
 static int g_vclock;        /* the program reads virtual time */
 static uint64_t g_epoch_real;
 UNI_HIDDEN int uni_shim_sync_on;
+UNI_HIDDEN int uni_shim_clamp_on;
 static double g_slowdown = 1.0;
 
 void uni_shim_resolve(void) UNI_HIDDEN;
@@ -150,6 +156,7 @@ static void orphan(const char *why)
 {
 	int expect = ST_ATTACHED;
 	uni_shim_sync_on = 0;
+	uni_shim_clamp_on = 0;
 	if (atomic_compare_exchange_strong(&g_state, &expect, ST_ORPHAN))
 		uni_shim_log("rank %d: coordinator of session '%s' (unid pid %d) %s; "
 			     "continuing pass-through, later traffic is not recorded",
@@ -175,7 +182,7 @@ static void wake_daemon(void)
 
 /* Rings ------------------------------------------------------------------ */
 
-static struct uni_ring *claim_ring(void)
+static struct uni_ring *claim_ring(int tid)
 {
 	for (uint32_t i = 0; i < g_hdr->max_rings; i++) {
 		struct uni_ring *r = uni_shm_ring(g_hdr, i);
@@ -187,9 +194,12 @@ static struct uni_ring *claim_ring(void)
 		/* unid resets head == tail before it frees a ring. */
 		r->rank = g_rank;
 		r->pid = g_pid;
-		r->tid = (int)syscall(SYS_gettid);
+		r->tid = tid;
 		atomic_store_explicit(&r->prod_waiting, 0, memory_order_relaxed);
 		atomic_store_explicit(&r->wake_floor, UINT64_MAX, memory_order_relaxed);
+		atomic_store_explicit(&r->wait_kind, UNI_WAIT_NONE, memory_order_relaxed);
+		atomic_store_explicit(&r->wait_sending, 0, memory_order_relaxed);
+		atomic_store_explicit(&r->vt_pub, tls.vt, memory_order_relaxed);
 		r->wait_vdl = 0;
 		/* Requests continue from the ring's last answer, so a late
 		 * answer meant for a previous owner never matches ours. */
@@ -207,6 +217,7 @@ static struct uni_ring *claim_ring(void)
 
 static void push(struct uni_ring *r, const struct uni_ev *e);
 static void charge(void);
+static void adopt_ring(struct uni_ring *r);
 
 static struct uni_ring *thread_ring(void)
 {
@@ -220,7 +231,7 @@ static struct uni_ring *thread_ring(void)
 	}
 	if (tls.ring_failed)
 		return NULL;
-	struct uni_ring *r = claim_ring();
+	struct uni_ring *r = claim_ring((int)syscall(SYS_gettid));
 	if (!r) {
 		tls.ring_failed = 1;
 		if (!atomic_exchange(&g_warned_rings, 1))
@@ -229,12 +240,19 @@ static struct uni_ring *thread_ring(void)
 				     g_hdr->session);
 		return NULL;
 	}
+	adopt_ring(r);
+	return r;
+}
+
+/* The calling thread takes r as its ring and says so to unid. */
+static void adopt_ring(struct uni_ring *r)
+{
 	tls.ring = r;
+	tls.ring_idx = (uint32_t)(((char *)r - ((char *)g_hdr + g_hdr->rings_off)) / sizeof(*r));
 	pthread_setspecific(g_thread_key, r);
 	uint64_t now = g_mode == UNI_MODE_SIMULATE ? tls.vt : shim_now();
 	struct uni_ev e = {.kind = UNI_EV_THREAD, .t0 = now, .t1 = now, .a = (uint64_t)r->tid};
 	push(r, &e);
-	return r;
 }
 
 /* Appends e, waiting while the ring is full and unid lives. */
@@ -400,6 +418,7 @@ static void attach(void)
 	atomic_store(&g_last_check, shim_now());
 	atomic_store(&g_state, ST_ATTACHED);
 	uni_shim_sync_on = g_mode == UNI_MODE_SIMULATE;
+	uni_shim_clamp_on = uni_shim_sync_on && g_horizon;
 	wake_daemon();
 out:
 	tls.in_shim--;
@@ -411,6 +430,7 @@ static void at_fork_child(void)
 	int st = atomic_load(&g_state);
 	atomic_fetch_add(&g_gen, 1);
 	uni_shim_sync_on = 0;
+	uni_shim_clamp_on = 0;
 	if (st == ST_ATTACHED || st == ST_ORPHAN) {
 		/* The child shares the parent's connections but is not the rank:
 		 * forget them, and attach only if it becomes a rank of its own. */
@@ -683,6 +703,7 @@ static void publish_rr(struct shim_conn *sc)
 static void sim_send(struct shim_conn *sc, const struct iovec *iov, int cnt, size_t n)
 {
 	struct uni_gf_seg segs[8];
+	sc->gf.writer = tls.dispatcher || !tls.ring ? 0 : tls.ring_idx + 1;
 	size_t nseg = uni_gf_writev(&sc->gf, iov, cnt, n, tls.vt, (int)tls.dispatcher, segs,
 				    UNI_ARRAY_LEN(segs));
 	uint64_t base = atomic_fetch_add(&sc->tx, n);
@@ -701,9 +722,17 @@ static void sim_send(struct shim_conn *sc, const struct iovec *iov, int cnt, siz
 				   .flags = (uint16_t)(flags | (segs[i].notify ? UNI_EVF_NOTIFY : 0)),
 				   .conn = sc->shm_idx,
 				   .t0 = segs[i].stamp, .t1 = segs[i].stamp,
-				   .off = base + segs[i].off, .len = segs[i].len, .b = segs[i].rest};
+				   .off = base + segs[i].off, .len = segs[i].len, .b = segs[i].rest,
+				   .c = segs[i].notify ? 0 : segs[i].poster};
 		emit(&e);
 	}
+	/* A data message this write finished: Gloo signals its send
+	 * completion next, from this thread (gloo_buffers.c takes the token). */
+	tls.sent_token = 0;
+	if (nseg && !segs[nseg - 1].notify && segs[nseg - 1].rest == 0 && sc->gf.out.npre == 0 &&
+	    !sc->gf.out.broken)
+		tls.sent_token = ((uint64_t)(sc->shm_idx + 1) << 48) |
+				 ((base + segs[nseg - 1].off + segs[nseg - 1].len) & ((1ull << 48) - 1));
 	/* A reader may be waiting for these bytes: do not leave them in the
 	 * ring while unid sleeps. */
 	if (nseg && atomic_load_explicit(&g_hdr->daemon_sleeping, memory_order_relaxed))
@@ -1064,9 +1093,47 @@ uint64_t uni_shim_thread_vt(void)
 	return vt;
 }
 
-void uni_shim_thread_begin(uint64_t vt)
+void *uni_shim_thread_prepare(uint64_t vt)
+{
+	if (!g_horizon || !sync_active())
+		return NULL;
+	int saved = errno;
+	tls.in_shim++;
+	/* The new thread's ring, claimed now: from the moment it exists the
+	 * horizon counts it at its creator's clock. (Claimed by the thread
+	 * itself at its first step, it was invisible in between: a worker
+	 * created just before its creator handed it work and waited sent "in
+	 * the past".) */
+	struct uni_ring *r = claim_ring(0);
+	if (r)
+		atomic_store_explicit(&r->vt_pub, vt, memory_order_release);
+	tls.in_shim--;
+	errno = saved;
+	return r;
+}
+
+void uni_shim_thread_abandon(void *ring)
+{
+	struct uni_ring *r = ring;
+	if (!r)
+		return;
+	atomic_store(&r->tail, atomic_load(&r->head));
+	atomic_store_explicit(&r->state, UNI_RING_FREE, memory_order_release);
+}
+
+void uni_shim_thread_begin(uint64_t vt, void *ring)
 {
 	tls.vt = vt;
+	if (ring && sync_active()) {
+		struct uni_ring *r = ring;
+		tls.in_shim++;
+		tls.gen = atomic_load(&g_gen);
+		tls.ring_failed = 0;
+		r->tid = (int)syscall(SYS_gettid);
+		tls.req_seq = atomic_load(&r->resp_seq) + 0x10000u;
+		adopt_ring(r);
+		tls.in_shim--;
+	}
 	tls.cpu_mark = thread_cpu(); /* its CPU time counts from here */
 }
 
@@ -1331,6 +1398,48 @@ void uni_shim_quiet_end(void)
 	tls.quiet--;
 }
 
+uint64_t uni_shim_take_send_token(void)
+{
+	uint64_t t = tls.sent_token;
+	tls.sent_token = 0;
+	return t;
+}
+
+void uni_shim_waiting_send(int on)
+{
+	if (sync_active() && tls.ring)
+		atomic_store_explicit(&tls.ring->wait_sending, on ? 1u : 0u, memory_order_release);
+}
+
+void uni_shim_send_done(uint64_t token)
+{
+	if (!token || !sync_active() || tls.dispatcher)
+		return;
+	int saved = errno;
+	tls.in_shim++;
+	struct uni_ring *r = thread_ring();
+	if (r) {
+		charge();
+		uint32_t seq = ++tls.req_seq;
+		uint32_t conn = (uint32_t)(token >> 48) - 1;
+		struct uni_ev e = {.kind = UNI_EV_SENT_REQ, .conn = conn, .t0 = tls.vt, .t1 = tls.vt,
+				   .off = token & ((1ull << 48) - 1), .a = seq};
+		push(r, &e);
+		if (atomic_load_explicit(&g_hdr->daemon_sleeping, memory_order_relaxed))
+			wake_daemon();
+		r->wait_obj = conn;
+		r->wait_since = uni_now_ns();
+		r->wait_deadline = 0;
+		r->wait_vt = tls.vt;
+		atomic_store_explicit(&r->wait_kind, UNI_WAIT_READ, memory_order_release);
+		take_stamp(await_answer(r, seq, tls.vt));
+		atomic_store_explicit(&r->wait_kind, UNI_WAIT_NONE, memory_order_release);
+		leave();
+	}
+	tls.in_shim--;
+	errno = saved;
+}
+
 void uni_shim_take(uint64_t t)
 {
 	if (!sync_active() || tls.dispatcher)
@@ -1351,6 +1460,12 @@ int uni_shim_epoll_enter(void)
 	int saved = errno;
 	tls.in_shim++;
 	tls.loop = 1;
+	if (tls.starved) {
+		/* Its last read found nothing final: wait for the network to
+		 * move (or 2 ms) instead of spinning through epoll. */
+		tls.starved = 0;
+		uni_futex_wait(&g_hdr->final_seq, tls.starved_seq, 2);
+	}
 	if (tls.dispatcher) {
 		/* Between events an event loop carries no time: an idle tick,
 		 * or a wake-up with nobody waiting, pushes nobody's clock. */
@@ -1365,6 +1480,50 @@ int uni_shim_epoll_enter(void)
 		if (tls.ring)
 			atomic_store_explicit(&tls.ring->wait_kind, UNI_WAIT_POLL, memory_order_release);
 	}
+	tls.in_shim--;
+	errno = saved;
+	return 1;
+}
+
+ssize_t uni_shim_read_clamp(uint32_t slot1, int fd, size_t n, int flags)
+{
+	if (!tls.loop || n == 0 || (flags & MSG_WAITALL) ||
+	    atomic_load_explicit(&g_state, memory_order_relaxed) != ST_ATTACHED)
+		return (ssize_t)n;
+	struct shim_conn *sc = &g_conns[slot1 - 1];
+	struct uni_conn *c = uni_shm_conn(g_hdr, sc->shm_idx);
+	if (atomic_load_explicit(&c->state, memory_order_acquire) != UNI_CONN_MATCHED)
+		return (ssize_t)n;
+	uint64_t fin = atomic_load_explicit(&c->final_off, memory_order_acquire);
+	uint64_t rx = atomic_load_explicit(&sc->rx, memory_order_relaxed);
+	if (fin > rx)
+		return (ssize_t)(n < fin - rx ? n : fin - rx);
+	/* Nothing final: a non-blocking socket says EAGAIN (the loop comes
+	 * back when the network has moved); a blocking one reads and waits
+	 * for the arrival as before. */
+	int saved = errno;
+	int fl = uni_real.fcntl(fd, F_GETFL);
+	errno = saved;
+	if (!(flags & MSG_DONTWAIT) && (fl < 0 || !(fl & O_NONBLOCK)))
+		return (ssize_t)n;
+	tls.starved_seq = atomic_load_explicit(&g_hdr->final_seq, memory_order_acquire);
+	/* Read again: it may have grown since (then the next call takes it). */
+	fin = atomic_load_explicit(&c->final_off, memory_order_acquire);
+	if (fin > rx)
+		return (ssize_t)(n < fin - rx ? n : fin - rx);
+	tls.starved = 1;
+	return -1;
+}
+
+int uni_shim_poll_enter(void)
+{
+	if (g_mode != UNI_MODE_SIMULATE || atomic_load_explicit(&g_state, memory_order_relaxed) != ST_ATTACHED ||
+	    tls.dispatcher || !tls.ring)
+		return 0;
+	int saved = errno;
+	tls.in_shim++;
+	charge();
+	atomic_store_explicit(&tls.ring->wait_kind, UNI_WAIT_POLL, memory_order_release);
 	tls.in_shim--;
 	errno = saved;
 	return 1;

@@ -15,6 +15,7 @@
 #include <sys/time.h>
 #include <time.h>
 #include <signal.h>
+#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -67,6 +68,8 @@ struct uni_real {
 	int (*pthread_create)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
 	int (*epoll_wait)(int, struct epoll_event *, int, int);
 	int (*epoll_pwait)(int, struct epoll_event *, int, int, const sigset_t *);
+	int (*poll)(struct pollfd *, nfds_t, int);
+	int (*ppoll)(struct pollfd *, nfds_t, const struct timespec *, const sigset_t *);
 };
 
 extern struct uni_real uni_real UNI_HIDDEN;
@@ -98,6 +101,15 @@ void uni_shim_io_end(uint32_t slot1, int is_send, const struct iovec *iov, int c
  * must be called after the wait. */
 int uni_shim_epoll_enter(void) UNI_HIDDEN;
 void uni_shim_epoll_exit(void) UNI_HIDDEN;
+/* poll/ppoll: the same for a thread that is not an event loop (the
+ * rendezvous store's threads sit in poll). */
+int uni_shim_poll_enter(void) UNI_HIDDEN;
+/* nic: event loops read only final bytes. uni_shim_read_clamp gives how
+ * many of n bytes a read on tracked fd (slot1) may take, or -1: none now
+ * (the caller fails with EAGAIN; the loop's next epoll_wait waits for the
+ * network to move first). */
+extern int uni_shim_clamp_on UNI_HIDDEN;
+ssize_t uni_shim_read_clamp(uint32_t slot1, int fd, size_t n, int flags) UNI_HIDDEN;
 
 /* Wake-ups carry time (simulate mode; no-ops otherwise).
  * A signal or broadcast stamps the condition variable, and the mutex the
@@ -107,6 +119,13 @@ void uni_shim_epoll_exit(void) UNI_HIDDEN;
  * stamp): that covers a waiter that finds its predicate already true and
  * never waits. Dispatchers (event loops) never take stamps. */
 int uni_shim_cond_signal(void *cv) UNI_HIDDEN;
+/* Send completion (network.send_buffer): the token of the Gloo data
+ * message this thread last finished writing (0: none; taking clears it);
+ * the thread is (not) inside waitSend; the waiter of a completion asks
+ * unid when the write completes and takes that time. */
+uint64_t uni_shim_take_send_token(void) UNI_HIDDEN;
+void uni_shim_waiting_send(int on) UNI_HIDDEN;
+void uni_shim_send_done(uint64_t token) UNI_HIDDEN;
 void uni_shim_mutex_locked(void *mutex) UNI_HIDDEN;
 void uni_shim_mutex_unlocking(void *mutex) UNI_HIDDEN;
 /* The program's clocks in virtual time (simulate mode; DESIGN section 4,
@@ -146,7 +165,12 @@ clockid_t uni_cond_clock(const pthread_cond_t *cv) UNI_HIDDEN;
  * mode). uni_shim_thread_vt is called by the creator, uni_shim_thread_begin
  * first thing in the new thread. */
 uint64_t uni_shim_thread_vt(void) UNI_HIDDEN;
-void uni_shim_thread_begin(uint64_t vt) UNI_HIDDEN;
+void uni_shim_thread_begin(uint64_t vt, void *ring) UNI_HIDDEN;
+/* Under a horizon model the creator claims the new thread's ring (NULL:
+ * none), handed to uni_shim_thread_begin, or given back if the thread
+ * could not be created. */
+void *uni_shim_thread_prepare(uint64_t vt) UNI_HIDDEN;
+void uni_shim_thread_abandon(void *ring) UNI_HIDDEN;
 
 /* Gloo's UnboundBuffer completions (shim/gloo_buffers.c): between
  * uni_shim_quiet_begin and _end the calling thread's condvar signals and

@@ -495,6 +495,47 @@ START_TEST(test_bandwidth_bad)
 }
 END_TEST
 
+/* Byte sizes (network.send_buffer). */
+static const struct { const char *s; uint64_t bytes; } good_sizes[] = {
+	{ "0", 0 }, { "1B", 1 }, { "640kB", 640000 }, { "640KB", 640000 }, { "1.5MB", 1500000 },
+	{ "2GB", 2000000000ull }, { "1KiB", 1024 }, { "4MiB", 4194304 }, { "1GiB", 1073741824ull },
+	{ "unlimited", UINT64_MAX },
+};
+
+static const char *const bad_sizes[] = {
+	"", "640", "kB", "-1kB", "1kb", "1Mb", "1mib", "1e30GB", "lots", "1 parsec", "Unlimited",
+};
+
+START_TEST(test_size_good)
+{
+	uint64_t b = 7;
+	ck_assert_msg(uni_parse_size(good_sizes[_i].s, &b) == 0, "'%s' rejected", good_sizes[_i].s);
+	ck_assert_uint_eq(b, good_sizes[_i].bytes);
+}
+END_TEST
+
+START_TEST(test_size_bad)
+{
+	uint64_t b = 7;
+	ck_assert_msg(uni_parse_size(bad_sizes[_i], &b) == -1, "'%s' accepted", bad_sizes[_i]);
+	ck_assert_uint_eq(b, 7);
+}
+END_TEST
+
+START_TEST(test_send_buffer_key)
+{
+	char err[512];
+	const char *y = "network: { model: nic, send_buffer: 1MiB }";
+	uni_config_defaults(&cfg);
+	ck_assert_uint_eq(cfg.send_buffer, UNI_DEFAULT_SEND_BUFFER);
+	ck_assert_int_eq(uni_config_parse(&cfg, y, strlen(y), "s", err, sizeof(err)), 0);
+	ck_assert_uint_eq(cfg.send_buffer, 1048576);
+	y = "network: { send_buffer: 12 }";
+	ck_assert_int_eq(uni_config_parse(&cfg, y, strlen(y), "s", err, sizeof(err)), -1);
+	ck_assert_msg(strstr(err, "send_buffer") && strstr(err, "no unit"), "%s", err);
+}
+END_TEST
+
 /* The messages for unit mistakes say what to write instead. */
 START_TEST(test_unit_messages)
 {
@@ -589,6 +630,9 @@ static Suite *config_suite(void)
 	tcase_add_loop_test(tc, test_bandwidth_good, 0, (int)UNI_ARRAY_LEN(good_bandwidths));
 	tcase_add_loop_test(tc, test_bandwidth_bad, 0, (int)UNI_ARRAY_LEN(bad_bandwidths));
 	tcase_add_test(tc, test_unit_messages);
+	tcase_add_loop_test(tc, test_size_good, 0, (int)UNI_ARRAY_LEN(good_sizes));
+	tcase_add_loop_test(tc, test_size_bad, 0, (int)UNI_ARRAY_LEN(bad_sizes));
+	tcase_add_test(tc, test_send_buffer_key);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("trace_path");

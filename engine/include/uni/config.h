@@ -9,6 +9,8 @@
 #define UNI_CFG_MAX_LINKS 1024
 #define UNI_CFG_MAX_RANK_OVERRIDES 256
 #define UNI_CFG_MAX_KERNELS 64
+/* Measured on a real shaped network (docs/simulate.md, "Send completion"). */
+#define UNI_DEFAULT_SEND_BUFFER 640000ull
 
 enum uni_net_model {
 	UNI_NET_ALPHA_BETA = 0,
@@ -32,6 +34,8 @@ struct uni_config {
 	uint32_t net_model;     /* enum uni_net_model, default alpha-beta */
 	uint64_t latency_ns;    /* network.default.latency, default 0 */
 	double bandwidth_bps;   /* network.default.bandwidth, default 1 Gbit/s */
+	uint64_t send_buffer;   /* network.send_buffer: bytes a write may leave behind
+	                           when it completes; UINT64_MAX = unlimited */
 	uint32_t nlinks;
 	struct uni_link_cfg links[UNI_CFG_MAX_LINKS];
 	double slowdown;        /* devices.default.slowdown, default 1.0 */
@@ -61,6 +65,8 @@ int uni_config_parse(struct uni_config *c, const char *yaml, size_t len,
  * "B" is bytes, "bit" bits; a bare number is an error). */
 int uni_parse_duration(const char *s, uint64_t *ns);
 int uni_parse_bandwidth(const char *s, double *bps);
+/* Sizes: "640kB", "1MiB", "0", "unlimited" (UINT64_MAX). */
+int uni_parse_size(const char *s, uint64_t *bytes);
 
 /* Slowdown of a rank after overrides. */
 double uni_config_rank_slowdown(const struct uni_config *c, int rank);

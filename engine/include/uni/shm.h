@@ -55,6 +55,12 @@ enum uni_ev_kind {
 	                          at least UNI_COMPUTE_MIN_NS); a = its CPU ns */
 	UNI_EV_IDLE = 10,      /* simulate: the thread slept (or a timed wait ran
 	                          out) from t0 to t1 of its clock (>= UNI_COMPUTE_MIN_NS) */
+	UNI_EV_SENT_REQ = 11,  /* simulate: the Gloo message ending at byte off of
+	                          conn's outgoing stream was written and its send
+	                          completion signalled; t0 = the waiter's clock,
+	                          a = request number; answered like READ_REQ with
+	                          the virtual time the write completes (send
+	                          completion model, network.send_buffer) */
 };
 
 /* Shorter stretches of compute are charged but not reported one by one. */
@@ -65,6 +71,9 @@ enum uni_ev_flags {
 	UNI_EVF_DISPATCHER = 1u << 0, /* issued by a dispatcher thread (Gloo's loop) */
 	UNI_EVF_FALLBACK = 1u << 1,   /* stamp from the writer's time: stream not parsed */
 	UNI_EVF_NOTIFY = 1u << 2,     /* SEND: whole Gloo notify messages (48-byte preambles) */
+	/* SEND of Gloo data: c = ring index + 1 of the thread that posted the
+	 * message (0: unknown); the nic model holds the network at its send
+	 * completion while that thread waits for it. */
 };
 
 /* One event, 64 bytes. Times are CLOCK_MONOTONIC ns minus the session
@@ -135,7 +144,9 @@ struct uni_conn {
 	_Atomic uint32_t rr_outstanding;
 	uint32_t rr_len;
 	uint64_t rr_slot;
-	uint8_t reserved[8];
+	/* nic: bytes of the incoming stream whose arrival is final (they have
+	 * left their sender in the network model); written by unid only. */
+	_Atomic uint64_t final_off;
 };
 _Static_assert(sizeof(struct uni_conn) == 96, "uni_conn is 96 bytes");
 
@@ -196,6 +207,10 @@ struct uni_ring {
 	/* The virtual deadline of the timed wait it is in (0: none): it runs
 	 * again at the latest then. */
 	uint64_t wait_vdl;
+	/* 1 while the thread is inside Gloo's waitSend: the nic horizon counts
+	 * it at the completion time of the sends it posted (sim.c). */
+	_Atomic uint32_t wait_sending;
+	uint32_t pad6;
 	char stack[1536];            /* its native stack, captured once it waited 1 s */
 	struct uni_ev ev[UNI_RING_CAP];
 };
@@ -225,7 +240,7 @@ struct uni_shm_hdr {
 	_Atomic uint64_t events_total;
 	_Atomic uint64_t dropped_total;
 	_Atomic uint32_t deadlock;       /* set by unid when it found one */
-	uint32_t pad2;
+	_Atomic uint32_t final_seq;      /* nic: bumped (futex wake) when a final_off grows */
 	char deadlock_report[512];       /* where unid wrote the report */
 	char trace_path[512];
 	char config_path[512];
