@@ -44,6 +44,7 @@ struct dconn {
 	struct uni_op *pending; /* events held until the peer end registers */
 	uint32_t npending, cappending;
 	uint64_t first_read_wait; /* simulate: when a read began waiting for the match */
+	uint64_t owed_seen, owed_since; /* nic: the data it owes, seen since (real time) */
 };
 
 struct drank {
@@ -601,6 +602,35 @@ static uint64_t horizon(uint64_t now)
 			       D.outside[k], atomic_load(&ring->wait_sending));
 		}
 	}
+	/* Data a connection owes (posted and released, not written yet: the
+	 * loop thread writes it later, stamped then): counted at its stamp,
+	 * unless it stays owed for 250 ms of real time while reads wait (a
+	 * table the shim never cleared must not hold the network for ever). */
+	uint32_t nconn = atomic_load(&D.h->next_conn);
+	if (nconn > D.h->max_conns)
+		nconn = D.h->max_conns;
+	for (uint32_t c = 0; c < nconn; c++) {
+		if (D.conns[c].state != UNI_CONN_MATCHED)
+			continue;
+		uint64_t o = atomic_load_explicit(&uni_shm_conn(D.h, c)->owed, memory_order_acquire);
+		if (o == UINT64_MAX || o == 0)
+			continue;
+		if (o != D.conns[c].owed_seen) {
+			D.conns[c].owed_seen = o;
+			D.conns[c].owed_since = now;
+		} else if (uni_sim_waiting_reads() && now - D.conns[c].owed_since > UNI_NIC_OUTSIDE_NS) {
+			if (debug_nic() && D.conns[c].owed_since != 1) {
+				logmsg("horizon: connection %u owes data stamped %llu for 250 ms; left out", c,
+				       (unsigned long long)o);
+				D.conns[c].owed_since = 1;
+			}
+			continue;
+		}
+		if (getenv("UNI_DEBUG_NIC2"))
+			logmsg("  conn %u owes %llu", c, (unsigned long long)o);
+		if (o < h)
+			h = o;
+	}
 	static uint64_t dbg_last;
 	if (debug_nic() && now - dbg_last > 500000000ull) {
 		dbg_last = now;
@@ -609,6 +639,7 @@ static uint64_t horizon(uint64_t now)
 		       h == UINT64_MAX ? -1 : hr->rank, h == UINT64_MAX ? -1 : hr->tid, atomic_load(&hr->wait_kind),
 		       (unsigned long long)uni_sim_waiting_reads(), (unsigned long long)uni_sim_network_time());
 	}
+	atomic_store_explicit(&D.h->horizon_ring, h == UINT64_MAX ? 0 : hk + 1, memory_order_release);
 	if (h != D.last_h) {
 		D.last_h = h;
 		D.h_since = now;
@@ -1036,6 +1067,10 @@ int main(int argc, char **argv)
 	uint64_t last_flush = uni_now_ns(), last_check = 0, last_work = 0, last_deadlock_check = 0;
 	D.last_progress = uni_now_ns();
 	while (!atomic_load(&D.h->stop)) {
+		/* Read before looking for work: a rank that publishes something
+		 * after this moves the doorbell, and the sleep below then does
+		 * not happen (no wake-up lost between the look and the sleep). */
+		uint32_t bell = atomic_load_explicit(&D.h->doorbell, memory_order_acquire);
 		atomic_fetch_add_explicit(&D.h->heartbeat, 1, memory_order_relaxed);
 		scan_ranks();
 		uint64_t hz = uni_sim_is_nic() ? horizon(uni_now_ns()) : 0;
@@ -1071,7 +1106,6 @@ int main(int argc, char **argv)
 		if (n)
 			last_work = now;
 		if (n == 0) {
-			uint32_t bell = atomic_load(&D.h->doorbell);
 			atomic_store(&D.h->daemon_sleeping, 1);
 			uni_futex_wait(&D.h->doorbell, bell, 10);
 			atomic_store(&D.h->daemon_sleeping, 0);

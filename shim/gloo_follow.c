@@ -53,6 +53,24 @@ static inline uint64_t max64(uint64_t a, uint64_t b)
 	return a > b ? a : b;
 }
 
+/* The earliest max(post, release) over slots that have both: data the
+ * connection owes. */
+static void update_owed(struct uni_gf_conn *c)
+{
+	uint64_t owed = UINT64_MAX;
+	for (uint32_t i = 0; i < UNI_GF_SLOTS; i++) {
+		if (!c->posted[i].used)
+			continue;
+		for (uint32_t j = 0; j < UNI_GF_SLOTS; j++)
+			if (c->released[j].used && c->released[j].slot == c->posted[i].slot) {
+				uint64_t d = max64(c->posted[i].t, c->released[j].t);
+				if (d < owed)
+					owed = d;
+			}
+	}
+	c->owed = owed;
+}
+
 /* A complete preamble is in d->pre: check it and start the message. */
 static int preamble_done(struct uni_gf_dir *d)
 {
@@ -74,6 +92,7 @@ static uint64_t out_stamp(struct uni_gf_conn *c, uint64_t vt, int dispatcher)
 	switch (d->opcode) {
 	case UNI_GF_SEND_READY:
 		slot_put(c->posted, d->slot, vt, c->writer);
+		update_owed(c);
 		return vt;
 	case UNI_GF_RECV_READY:
 		c->rr_out++;
@@ -84,6 +103,7 @@ static uint64_t out_stamp(struct uni_gf_conn *c, uint64_t vt, int dispatcher)
 		uint32_t who = 0;
 		uint64_t due = max64(slot_take(c->posted, d->slot, &who), slot_take(c->released, d->slot, NULL));
 		d->poster = who ? who : c->writer;
+		update_owed(c);
 		/* The loop thread's own time is that of whatever event it is
 		 * handling (often unrelated bytes it just read): rule 3. */
 		if (dispatcher && due)
@@ -207,8 +227,10 @@ static void in_bytes(struct uni_gf_conn *c, const uint8_t *p, size_t n, uint64_t
 			d->npre += (uint32_t)take;
 			i += take;
 			if (d->npre == UNI_GF_PREAMBLE && preamble_done(d) == 0) {
-				if (d->opcode == UNI_GF_RECV_READY)
+				if (d->opcode == UNI_GF_RECV_READY) {
 					slot_put(c->released, d->slot, t, 0);
+					update_owed(c);
+				}
 				if (d->body_left == 0)
 					in_done(c);
 			}

@@ -59,6 +59,9 @@ struct uni_gf_conn {
 	uint32_t rr_out;     /* RECV_READY notices sent whose data has not been read yet */
 	uint32_t rr_len;     /* size the last one announced */
 	uint64_t rr_slot;    /* its slot */
+	uint64_t owed;       /* earliest stamp of a data message owed: posted (SEND_READY)
+	                        and released (RECV_READY) but not written; UINT64_MAX: none
+	                        (0 in a zeroed conn also means none) */
 	uint32_t writer;     /* set by the caller before each write: the writing thread's
 	                        id (0: a dispatcher or unknown); a SEND_READY remembers
 	                        it as the slot's poster */

@@ -77,6 +77,10 @@ struct shim_tls {
 	uint32_t ring_idx;   /* index of ring in the segment */
 	uint64_t sent_token; /* the Gloo data message this thread last finished writing:
 	                        (conn + 1) << 48 | end offset; 0: none */
+	uint32_t poller;     /* nic: a thread other than the main one that waits in poll or
+	                        epoll and has not sent a modelled byte: a helper (the
+	                        store's daemons, a loop before its first read) */
+	uint32_t sent;       /* it wrote on a modelled connection */
 	uint32_t starved;    /* nic: a read of this loop found no final byte ... */
 	uint32_t starved_seq; /* ... when final_seq was this */
 };
@@ -178,6 +182,25 @@ static void wake_daemon(void)
 {
 	atomic_fetch_add_explicit(&g_hdr->doorbell, 1, memory_order_release);
 	uni_futex_wake(&g_hdr->doorbell, 1);
+}
+
+/* Something unid should see soon was published: the doorbell moves
+ * always (unid reads it before it looks for work and sleeps only while it
+ * has not moved, so no wake-up is lost between its look and its sleep);
+ * the futex wake only when it sleeps. */
+static void ring_bell(void)
+{
+	atomic_fetch_add_explicit(&g_hdr->doorbell, 1, memory_order_release);
+	if (atomic_load_explicit(&g_hdr->daemon_sleeping, memory_order_acquire))
+		uni_futex_wake(&g_hdr->doorbell, 1);
+}
+
+/* nic: this thread stopped holding the horizon (it waits now): unid may be
+ * able to move the network. */
+static void horizon_moved(void)
+{
+	if (g_horizon)
+		ring_bell();
 }
 
 /* Rings ------------------------------------------------------------------ */
@@ -571,6 +594,7 @@ void uni_shim_conn_new(int fd, const struct sockaddr *peer, socklen_t peerlen)
 	c->fd = fd;
 	c->local = la;
 	c->peer = pa;
+	atomic_store(&c->owed, UINT64_MAX);
 	atomic_store(&c->peer_rank, -1);
 	atomic_store_explicit(&c->state, UNI_CONN_OPEN, memory_order_release);
 	struct shim_conn *sc = &g_conns[slot];
@@ -613,10 +637,18 @@ static inline uint64_t thread_cpu(void)
 /* What the horizon may assume about this thread's next send. */
 static void publish_vt(void)
 {
-	if (tls.ring && tls.gen == atomic_load_explicit(&g_gen, memory_order_relaxed))
+	/* A helper thread that polls and never sent a modelled byte holds
+	 * nobody back (its clock crept with its own CPU time and held the
+	 * network for seconds); its first modelled write may come late. */
+	if (tls.ring && tls.gen == atomic_load_explicit(&g_gen, memory_order_relaxed)) {
 		atomic_store_explicit(&tls.ring->vt_pub,
-				      tls.dispatcher ? (tls.vt ? tls.vt : UINT64_MAX) : tls.vt,
+				      tls.dispatcher ? (tls.vt ? tls.vt : UINT64_MAX)
+				      : tls.poller ? UINT64_MAX : tls.vt,
 				      memory_order_release);
+		/* It held the network back: unid may move it now. */
+		if (g_horizon && atomic_load_explicit(&g_hdr->horizon_ring, memory_order_relaxed) == tls.ring_idx + 1)
+			ring_bell();
+	}
 }
 
 static void charge(void)
@@ -698,11 +730,16 @@ static void publish_rr(struct shim_conn *sc)
 	c->rr_len = sc->gf.rr_len;
 	c->rr_slot = sc->gf.rr_slot;
 	atomic_store_explicit(&c->rr_outstanding, sc->gf.rr_out, memory_order_release);
+	atomic_store_explicit(&c->owed, sc->gf.owed ? sc->gf.owed : UINT64_MAX, memory_order_release);
 }
 
 static void sim_send(struct shim_conn *sc, const struct iovec *iov, int cnt, size_t n)
 {
 	struct uni_gf_seg segs[8];
+	if (!tls.sent) {
+		tls.sent = 1;
+		tls.poller = 0;
+	}
 	sc->gf.writer = tls.dispatcher || !tls.ring ? 0 : tls.ring_idx + 1;
 	size_t nseg = uni_gf_writev(&sc->gf, iov, cnt, n, tls.vt, (int)tls.dispatcher, segs,
 				    UNI_ARRAY_LEN(segs));
@@ -735,8 +772,8 @@ static void sim_send(struct shim_conn *sc, const struct iovec *iov, int cnt, siz
 				 ((base + segs[nseg - 1].off + segs[nseg - 1].len) & ((1ull << 48) - 1));
 	/* A reader may be waiting for these bytes: do not leave them in the
 	 * ring while unid sleeps. */
-	if (nseg && atomic_load_explicit(&g_hdr->daemon_sleeping, memory_order_relaxed))
-		wake_daemon();
+	if (nseg)
+		ring_bell();
 }
 
 static void sim_recv(struct shim_conn *sc, const struct iovec *iov, int cnt, size_t n)
@@ -754,8 +791,7 @@ static void sim_recv(struct shim_conn *sc, const struct iovec *iov, int cnt, siz
 			   .flags = (uint16_t)(tls.dispatcher ? UNI_EVF_DISPATCHER : 0),
 			   .conn = sc->shm_idx, .t0 = tls.vt, .t1 = tls.vt, .off = off, .len = n, .a = seq};
 	push(r, &e);
-	if (atomic_load_explicit(&g_hdr->daemon_sleeping, memory_order_relaxed))
-		wake_daemon();
+	ring_bell();
 	r->wait_obj = sc->shm_idx;
 	r->wait_since = uni_now_ns();
 	r->wait_deadline = 0;
@@ -1044,6 +1080,7 @@ int uni_shim_cond_wait(pthread_cond_t *cv, pthread_mutex_t *m, int how, clockid_
 		/* A floor left from a wake-up this thread already ran after. */
 		atomic_store_explicit(&r->wake_floor, UINT64_MAX, memory_order_relaxed);
 		atomic_store_explicit(&r->wait_kind, UNI_WAIT_COND, memory_order_release);
+		horizon_moved();
 	}
 	tls.slice_cv = NULL;
 	tls.in_shim--;
@@ -1338,8 +1375,7 @@ void uni_shim_vsend(uint32_t idx1, uint64_t off, uint64_t len, uint64_t stamp)
 	tls.in_shim++;
 	struct uni_ev e = {.kind = UNI_EV_SEND, .conn = idx1 - 1, .t0 = stamp, .t1 = stamp, .off = off, .len = len};
 	emit(&e);
-	if (atomic_load_explicit(&g_hdr->daemon_sleeping, memory_order_relaxed))
-		wake_daemon();
+	ring_bell();
 	tls.in_shim--;
 	errno = saved;
 }
@@ -1357,8 +1393,7 @@ uint64_t uni_shim_vrecv(uint32_t idx1, uint64_t off, uint64_t len)
 		struct uni_ev e = {.kind = UNI_EV_READ_REQ, .conn = idx1 - 1, .t0 = tls.vt, .t1 = tls.vt,
 				   .off = off, .len = len, .a = seq};
 		push(r, &e);
-		if (atomic_load_explicit(&g_hdr->daemon_sleeping, memory_order_relaxed))
-			wake_daemon();
+		ring_bell();
 		r->wait_obj = idx1 - 1;
 		r->wait_since = uni_now_ns();
 		r->wait_deadline = 0;
@@ -1425,8 +1460,7 @@ void uni_shim_send_done(uint64_t token)
 		struct uni_ev e = {.kind = UNI_EV_SENT_REQ, .conn = conn, .t0 = tls.vt, .t1 = tls.vt,
 				   .off = token & ((1ull << 48) - 1), .a = seq};
 		push(r, &e);
-		if (atomic_load_explicit(&g_hdr->daemon_sleeping, memory_order_relaxed))
-			wake_daemon();
+		ring_bell();
 		r->wait_obj = conn;
 		r->wait_since = uni_now_ns();
 		r->wait_deadline = 0;
@@ -1453,6 +1487,12 @@ void uni_shim_take(uint64_t t)
 	errno = saved;
 }
 
+static void mark_poller(void)
+{
+	if (!tls.poller && !tls.sent && g_horizon && syscall(SYS_gettid) != g_pid)
+		tls.poller = 1;
+}
+
 int uni_shim_epoll_enter(void)
 {
 	if (g_mode != UNI_MODE_SIMULATE || atomic_load_explicit(&g_state, memory_order_relaxed) != ST_ATTACHED)
@@ -1460,6 +1500,7 @@ int uni_shim_epoll_enter(void)
 	int saved = errno;
 	tls.in_shim++;
 	tls.loop = 1;
+	mark_poller();
 	if (tls.starved) {
 		/* Its last read found nothing final: wait for the network to
 		 * move (or 2 ms) instead of spinning through epoll. */
@@ -1480,6 +1521,7 @@ int uni_shim_epoll_enter(void)
 		if (tls.ring)
 			atomic_store_explicit(&tls.ring->wait_kind, UNI_WAIT_POLL, memory_order_release);
 	}
+	horizon_moved();
 	tls.in_shim--;
 	errno = saved;
 	return 1;
@@ -1507,6 +1549,7 @@ ssize_t uni_shim_read_clamp(uint32_t slot1, int fd, size_t n, int flags)
 	if (!(flags & MSG_DONTWAIT) && (fl < 0 || !(fl & O_NONBLOCK)))
 		return (ssize_t)n;
 	tls.starved_seq = atomic_load_explicit(&g_hdr->final_seq, memory_order_acquire);
+	horizon_moved();
 	/* Read again: it may have grown since (then the next call takes it). */
 	fin = atomic_load_explicit(&c->final_off, memory_order_acquire);
 	if (fin > rx)
@@ -1522,6 +1565,7 @@ int uni_shim_poll_enter(void)
 		return 0;
 	int saved = errno;
 	tls.in_shim++;
+	mark_poller();
 	charge();
 	atomic_store_explicit(&tls.ring->wait_kind, UNI_WAIT_POLL, memory_order_release);
 	tls.in_shim--;

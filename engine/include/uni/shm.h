@@ -25,7 +25,7 @@
 #include <stdint.h>
 
 #define UNI_SHM_MAGIC 0x31304d4853494e55ull /* "UNISHM01" little-endian */
-#define UNI_SHM_VERSION 3u
+#define UNI_SHM_VERSION 4u
 
 #define UNI_MAX_RANKS 256u
 #define UNI_MAX_RINGS 512u
@@ -147,8 +147,14 @@ struct uni_conn {
 	/* nic: bytes of the incoming stream whose arrival is final (they have
 	 * left their sender in the network model); written by unid only. */
 	_Atomic uint64_t final_off;
+	/* nic: the earliest stamp of a Gloo data message this end owes (its
+	 * send was posted and the peer's receive announced, but it is not
+	 * written yet: Gloo's loop writes it later, on the poster's behalf);
+	 * UINT64_MAX: none. Written by the shim; the horizon counts it. */
+	_Atomic uint64_t owed;
+	uint8_t reserved[24];
 };
-_Static_assert(sizeof(struct uni_conn) == 96, "uni_conn is 96 bytes");
+_Static_assert(sizeof(struct uni_conn) == 128, "uni_conn is 128 bytes");
 
 enum uni_wait_kind {
 	UNI_WAIT_NONE = 0,
@@ -241,6 +247,10 @@ struct uni_shm_hdr {
 	_Atomic uint64_t dropped_total;
 	_Atomic uint32_t deadlock;       /* set by unid when it found one */
 	_Atomic uint32_t final_seq;      /* nic: bumped (futex wake) when a final_off grows */
+	_Atomic uint32_t horizon_ring;   /* nic: ring index + 1 of the thread that holds the
+	                                    horizon (0: none); it rings the doorbell when
+	                                    it publishes a later clock */
+	uint32_t pad3;
 	char deadlock_report[512];       /* where unid wrote the report */
 	char trace_path[512];
 	char config_path[512];
