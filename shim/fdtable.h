@@ -12,6 +12,9 @@
 #include <stdint.h>
 
 #define UNI_FD_MAX 65536
+/* An entry with this bit is an in-process channel (pipe or eventfd; the
+ * rest is its number, shim/chan.c), not a connection. */
+#define UNI_FD_CHAN 0x80000000u
 
 extern _Atomic uint32_t uni_fdtab[UNI_FD_MAX] __attribute__((visibility("hidden")));
 

@@ -29,6 +29,15 @@
 		uint32_t s_ = uni_fd_get(fd);                             \
 		if (UNI_LIKELY(!s_) || uni_shim_in_shim())                \
 			return call;                                      \
+		if (s_ & UNI_FD_CHAN) { /* a pipe or eventfd (chan.c) */  \
+			int b_ = (is_send) ? 0 : uni_chan_wait_begin(s_, fd); \
+			ssize_t r_ = call;                                \
+			int e_ = errno;                                   \
+			uni_chan_wait_end(b_);                            \
+			uni_chan_io(s_, is_send, (CNT) > 0 ? (IOV)[0].iov_base : NULL, r_); \
+			errno = e_;                                       \
+			return r_;                                        \
+		}                                                         \
 		uint64_t t0_ = uni_shim_io_begin(s_);                     \
 		ssize_t r_ = call;                                        \
 		int e_ = errno;                                           \
@@ -156,7 +165,7 @@ UNI_EXTERN int fcntl64(int fd, int cmd, ...)
 	do {                                                                             \
 		if (UNI_UNLIKELY(uni_shim_clamp_on)) {                                   \
 			uint32_t c_ = uni_fd_get(fd);                                    \
-			if (c_ && !uni_shim_in_shim()) {                                 \
+			if (c_ && !(c_ & UNI_FD_CHAN) && !uni_shim_in_shim()) {          \
 				ssize_t m_ = uni_shim_read_clamp(c_, fd, n, flags);      \
 				if (m_ < 0) {                                            \
 					errno = EAGAIN;                                  \

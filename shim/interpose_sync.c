@@ -5,6 +5,8 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "shim.h"
 
@@ -52,6 +54,80 @@ UNI_EXTERN int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts, co
 	int r = uni_real.ppoll(fds, n, ts, ss);
 	uni_shim_epoll_exit();
 	return r;
+}
+
+/* Semaphores, pipes and eventfds carry time too (chan.c). */
+
+UNI_EXTERN int sem_init(sem_t *sem, int pshared, unsigned value)
+{
+	ENSURE(sem_init);
+	int r = uni_real.sem_init(sem, pshared, value);
+	if (r == 0 && uni_shim_sync_on)
+		uni_tq_forget((uintptr_t)sem); /* a new one where an old one was */
+	return r;
+}
+
+UNI_EXTERN int sem_post(sem_t *sem)
+{
+	ENSURE(sem_post);
+	if (UNI_UNLIKELY(uni_shim_sync_on) && !uni_shim_in_shim()) {
+		uint64_t t = uni_shim_thread_vt();
+		uni_tq_push((uintptr_t)sem, 1, t);
+		uni_shim_wake_floors(sem, t);
+	}
+	return uni_real.sem_post(sem);
+}
+
+UNI_EXTERN int sem_wait(sem_t *sem)
+{
+	ENSURE(sem_wait);
+	if (UNI_LIKELY(!uni_shim_sync_on) || uni_shim_in_shim())
+		return uni_real.sem_wait(sem);
+	int began = uni_shim_object_wait(1, sem);
+	int r = uni_real.sem_wait(sem);
+	int e = errno;
+	if (began)
+		uni_shim_object_wait(0, NULL);
+	if (r == 0)
+		uni_shim_take(uni_tq_take((uintptr_t)sem, 1, 1));
+	errno = e;
+	return r;
+}
+
+UNI_EXTERN int sem_trywait(sem_t *sem)
+{
+	ENSURE(sem_trywait);
+	int r = uni_real.sem_trywait(sem);
+	if (r == 0 && UNI_UNLIKELY(uni_shim_sync_on) && !uni_shim_in_shim())
+		uni_shim_take(uni_tq_take((uintptr_t)sem, 1, 1));
+	return r;
+}
+
+UNI_EXTERN int pipe(int fds[2])
+{
+	ENSURE(pipe);
+	int r = uni_real.pipe(fds);
+	if (r == 0 && UNI_UNLIKELY(uni_shim_sync_on))
+		uni_chan_new(fds[0], fds[1], 1);
+	return r;
+}
+
+UNI_EXTERN int pipe2(int fds[2], int flags)
+{
+	ENSURE(pipe2);
+	int r = uni_real.pipe2(fds, flags);
+	if (r == 0 && UNI_UNLIKELY(uni_shim_sync_on))
+		uni_chan_new(fds[0], fds[1], 1);
+	return r;
+}
+
+UNI_EXTERN int eventfd(unsigned initval, int flags)
+{
+	ENSURE(eventfd);
+	int fd = uni_real.eventfd(initval, flags);
+	if (fd >= 0 && UNI_UNLIKELY(uni_shim_sync_on))
+		uni_chan_new(fd, -1, (flags & EFD_SEMAPHORE) ? 3 : 2);
+	return fd;
 }
 
 /* Condition variables and mutexes: unversioned definitions receive the

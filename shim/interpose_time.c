@@ -120,14 +120,21 @@ UNI_EXTERN int sem_timedwait(sem_t *sem, const struct timespec *abs)
 	ENSURE(sem_timedwait);
 	struct timespec real;
 	uint64_t vdl;
-	if (UNI_LIKELY(!uni_shim_sync_on) || !uni_shim_vclock() ||
-	    uni_shim_deadline(CLOCK_REALTIME, abs, &real, &vdl) < 0)
+	if (UNI_LIKELY(!uni_shim_sync_on) || uni_shim_in_shim())
 		return uni_real.sem_timedwait(sem, abs);
-	int r = uni_real.sem_timedwait(sem, &real);
-	if (r < 0 && errno == ETIMEDOUT) {
+	int began = uni_shim_object_wait(1, sem), r, e;
+	if (!uni_shim_vclock() || uni_shim_deadline(CLOCK_REALTIME, abs, &real, &vdl) < 0)
+		vdl = 0, r = uni_real.sem_timedwait(sem, abs);
+	else
+		r = uni_real.sem_timedwait(sem, &real);
+	e = errno;
+	if (began)
+		uni_shim_object_wait(0, NULL);
+	if (r == 0)
+		uni_shim_take(uni_tq_take((uintptr_t)sem, 1, 1));
+	else if (e == ETIMEDOUT && vdl)
 		uni_shim_idle_until(vdl);
-		errno = ETIMEDOUT;
-	}
+	errno = e;
 	return r;
 }
 
@@ -136,14 +143,21 @@ UNI_EXTERN int sem_clockwait(sem_t *sem, clockid_t clk, const struct timespec *a
 	ENSURE(sem_clockwait);
 	struct timespec real;
 	uint64_t vdl;
-	if (UNI_LIKELY(!uni_shim_sync_on) || !uni_shim_vclock() ||
-	    uni_shim_deadline(clk, abs, &real, &vdl) < 0)
+	if (UNI_LIKELY(!uni_shim_sync_on) || uni_shim_in_shim())
 		return uni_real.sem_clockwait(sem, clk, abs);
-	int r = uni_real.sem_clockwait(sem, clk, &real);
-	if (r < 0 && errno == ETIMEDOUT) {
+	int began = uni_shim_object_wait(1, sem), r, e;
+	if (!uni_shim_vclock() || uni_shim_deadline(clk, abs, &real, &vdl) < 0)
+		vdl = 0, r = uni_real.sem_clockwait(sem, clk, abs);
+	else
+		r = uni_real.sem_clockwait(sem, clk, &real);
+	e = errno;
+	if (began)
+		uni_shim_object_wait(0, NULL);
+	if (r == 0)
+		uni_shim_take(uni_tq_take((uintptr_t)sem, 1, 1));
+	else if (e == ETIMEDOUT && vdl)
 		uni_shim_idle_until(vdl);
-		errno = ETIMEDOUT;
-	}
+	errno = e;
 	return r;
 }
 

@@ -64,6 +64,13 @@ static void uni_resolve_all(void)
 	RESOLVE(usleep, "usleep");
 	RESOLVE(sem_timedwait, "sem_timedwait");
 	RESOLVE(sem_clockwait, "sem_clockwait");
+	RESOLVE(sem_wait, "sem_wait");
+	RESOLVE(sem_trywait, "sem_trywait");
+	RESOLVE(sem_post, "sem_post");
+	RESOLVE(sem_init, "sem_init");
+	RESOLVE(pipe, "pipe");
+	RESOLVE(pipe2, "pipe2");
+	RESOLVE(eventfd, "eventfd");
 	RESOLVE(syscall, "syscall");
 	RESOLVE(pthread_create, "pthread_create");
 	RESOLVE(epoll_wait, "epoll_wait");

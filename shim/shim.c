@@ -458,6 +458,7 @@ static void at_fork_child(void)
 		/* The child shares the parent's connections but is not the rank:
 		 * forget them, and attach only if it becomes a rank of its own. */
 		uni_fd_reset();
+		uni_chan_reset();
 		atomic_store(&g_nconns, 0);
 		atomic_store(&g_nmyrings, 0);
 		atomic_store(&g_state, ST_CHILD);
@@ -567,6 +568,10 @@ void uni_shim_conn_new(int fd, const struct sockaddr *peer, socklen_t peerlen)
 	if (to_uni_addr(peer, peerlen, &pa) < 0)
 		goto out;
 	uint32_t prev = uni_fd_get(fd);
+	if (prev & UNI_FD_CHAN) {
+		uni_fd_take(fd); /* a pipe's number, closed behind the shim's back */
+		prev = 0;
+	}
 	if (prev) {
 		/* connect() again on a connecting socket: the same connection.
 		 * Different endpoints: the fd was closed behind the shim's back
@@ -901,6 +906,45 @@ static uint32_t set_wake_floors(void *cv, uint64_t t)
 		woken++;
 	}
 	return woken;
+}
+
+void uni_shim_wake_floors(void *obj, uint64_t t)
+{
+	if (g_horizon && t && sync_active())
+		set_wake_floors(obj, t);
+}
+
+int uni_shim_object_wait(int on, void *obj)
+{
+	if (!sync_active() || tls.dispatcher)
+		return 0;
+	int saved = errno;
+	tls.in_shim++;
+	struct uni_ring *r = thread_ring();
+	if (!r) {
+		tls.in_shim--;
+		errno = saved;
+		return 0;
+	}
+	if (on) {
+		charge();
+		r->wait_obj = (uint64_t)(uintptr_t)obj;
+		r->wait_since = uni_now_ns();
+		r->wait_deadline = 0;
+		r->wait_vt = tls.vt;
+		r->wait_vdl = 0;
+		r->stack[0] = 0;
+		atomic_store_explicit(&r->wake_floor, UINT64_MAX, memory_order_relaxed);
+		atomic_store_explicit(&r->wait_kind, UNI_WAIT_COND, memory_order_release);
+		horizon_moved();
+	} else {
+		atomic_store_explicit(&r->wait_kind, UNI_WAIT_NONE, memory_order_release);
+		leave();
+		atomic_store_explicit(&r->wake_floor, UINT64_MAX, memory_order_release);
+	}
+	tls.in_shim--;
+	errno = saved;
+	return 1;
 }
 
 int uni_shim_cond_signal(void *cv)
@@ -1605,7 +1649,7 @@ void uni_shim_fd_closed(int fd)
 	int saved = errno;
 	tls.in_shim++;
 	uint32_t s = uni_fd_take(fd);
-	if (s)
+	if (s && !(s & UNI_FD_CHAN))
 		conn_unref(s);
 	tls.in_shim--;
 	errno = saved;
@@ -1617,11 +1661,11 @@ void uni_shim_fd_duped(int oldfd, int newfd)
 	tls.in_shim++;
 	uint32_t s = uni_fd_get(oldfd);
 	if (oldfd != newfd && (unsigned)newfd < UNI_FD_MAX) {
-		if (s)
+		if (s && !(s & UNI_FD_CHAN))
 			atomic_fetch_add(&g_conns[s - 1].refs, 1);
 		/* dup2/dup3 onto a tracked fd closes that one implicitly. */
 		uint32_t prev = uni_fd_set(newfd, s);
-		if (prev)
+		if (prev && !(prev & UNI_FD_CHAN))
 			conn_unref(prev);
 	}
 	tls.in_shim--;

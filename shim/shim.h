@@ -64,6 +64,13 @@ struct uni_real {
 	int (*usleep)(useconds_t);
 	int (*sem_timedwait)(sem_t *, const struct timespec *);
 	int (*sem_clockwait)(sem_t *, clockid_t, const struct timespec *);
+	int (*sem_wait)(sem_t *);
+	int (*sem_trywait)(sem_t *);
+	int (*sem_post)(sem_t *);
+	int (*sem_init)(sem_t *, int, unsigned);
+	int (*pipe)(int[2]);
+	int (*pipe2)(int[2], int);
+	int (*eventfd)(unsigned, int);
 	long (*syscall)(long, ...);
 	int (*pthread_create)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
 	int (*epoll_wait)(int, struct epoll_event *, int, int);
@@ -126,6 +133,26 @@ int uni_shim_cond_signal(void *cv) UNI_HIDDEN;
 uint64_t uni_shim_take_send_token(void) UNI_HIDDEN;
 void uni_shim_waiting_send(int on) UNI_HIDDEN;
 void uni_shim_send_done(uint64_t token) UNI_HIDDEN;
+/* Threads of this rank waiting on obj (a condvar, semaphore or channel)
+ * are counted at t by the nic horizon until they run (no-op elsewhere). */
+void uni_shim_wake_floors(void *obj, uint64_t t) UNI_HIDDEN;
+/* The calling thread blocks on obj (on = 1; returns 1 when it must be
+ * called again with on = 0 afterwards) like a condition wait. */
+int uni_shim_object_wait(int on, void *obj) UNI_HIDDEN;
+
+/* Semaphores, pipes and eventfds (chan.c). uni_tq_*: per-object queues of
+ * posted amounts with their times; take consumes amount (the earliest
+ * entry's unit when earliest) and returns the latest time consumed, 0 if
+ * none. uni_chan_*: pipes (kind 1) and eventfds (2; 3 with
+ * EFD_SEMAPHORE) created by a rank, tracked in the fd table. */
+void uni_tq_push(uintptr_t key, uint64_t amount, uint64_t t) UNI_HIDDEN;
+uint64_t uni_tq_take(uintptr_t key, uint64_t amount, int earliest) UNI_HIDDEN;
+void uni_tq_forget(uintptr_t key) UNI_HIDDEN;
+void uni_chan_new(int fd0, int fd1, int kind) UNI_HIDDEN;
+void uni_chan_reset(void) UNI_HIDDEN;
+void uni_chan_io(uint32_t fdent, int is_write, const void *buf, ssize_t r) UNI_HIDDEN;
+int uni_chan_wait_begin(uint32_t fdent, int fd) UNI_HIDDEN;
+void uni_chan_wait_end(int began) UNI_HIDDEN;
 void uni_shim_mutex_locked(void *mutex) UNI_HIDDEN;
 void uni_shim_mutex_unlocking(void *mutex) UNI_HIDDEN;
 /* The program's clocks in virtual time (simulate mode; DESIGN section 4,

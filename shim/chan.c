@@ -1,0 +1,214 @@
+/* Wake-ups that do not go through condition variables (DESIGN section 4,
+ * rule 1): semaphores, and pipes and eventfds inside one rank. A poster or
+ * writer pushes its clock into a queue kept per object; a waiter or reader
+ * that gets what was posted takes the time of what it consumed:
+ *
+ *   semaphore  every sem_post is one unit; a successful wait consumes one
+ *              and takes the earliest unit's time (a counting semaphore in
+ *              virtual time, as Gloo's buffers are in gloo_buffers.c);
+ *   pipe       a write of n bytes is n bytes at the writer's time; a read
+ *              consumes bytes in order and takes the latest time among them;
+ *   eventfd    a write of v adds v units; a read consumes them all (one in
+ *              EFD_SEMAPHORE mode) and takes the latest time consumed.
+ *
+ * While a rank thread blocks in sem_wait or a blocking read on such a pipe
+ * or eventfd, the nic horizon treats it like a condition wait (left out,
+ * woken with a floor at the poster's time). Objects are found by address
+ * (semaphores) or by channel number (pipes, eventfds: the fd table holds
+ * UNI_FD_CHAN | number for both ends). */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "shim.h"
+
+#define TQ_SLOTS 1024 /* objects with something posted and not consumed */
+#define TQ_PROBE 16
+#define TQ_DEPTH 32   /* entries per object; older ones fold together */
+#define CHAN_MAX 4096 /* pipes and eventfds a process may create */
+
+struct tq_ent {
+	uint64_t amount; /* bytes (pipe) or units (semaphore, eventfd) */
+	uint64_t t;
+};
+
+struct tq {
+	uintptr_t key;
+	uint32_t n;
+	struct tq_ent e[TQ_DEPTH];
+};
+
+static struct tq g_tq[TQ_SLOTS];
+static atomic_flag g_tq_lock = ATOMIC_FLAG_INIT;
+static _Atomic int g_tq_full_said;
+
+/* Channel kinds, by number. */
+static uint8_t g_chan_kind[CHAN_MAX]; /* 1 pipe, 2 eventfd, 3 eventfd semaphore */
+static _Atomic uint32_t g_nchan;
+
+static void tq_lock(void)
+{
+	while (atomic_flag_test_and_set_explicit(&g_tq_lock, memory_order_acquire))
+		__builtin_ia32_pause();
+}
+
+static void tq_unlock(void)
+{
+	atomic_flag_clear_explicit(&g_tq_lock, memory_order_release);
+}
+
+static struct tq *tq_find(uintptr_t k, int create)
+{
+	uint32_t h = (uint32_t)(((uint64_t)(k >> 3) * 0x9E3779B97F4A7C15ull) >> 54) & (TQ_SLOTS - 1);
+	struct tq *free_e = NULL;
+	for (uint32_t i = 0; i < TQ_PROBE; i++) {
+		struct tq *q = &g_tq[(h + i) & (TQ_SLOTS - 1)];
+		if (q->key == k && q->n)
+			return q;
+		if (!q->n && !free_e)
+			free_e = q;
+	}
+	if (!create || !free_e)
+		return NULL;
+	free_e->key = k;
+	return free_e;
+}
+
+void uni_tq_push(uintptr_t key, uint64_t amount, uint64_t t)
+{
+	if (!amount)
+		return;
+	tq_lock();
+	struct tq *q = tq_find(key, 1);
+	if (q) {
+		if (q->n == TQ_DEPTH) {
+			/* Never consumed for that long: fold the oldest two. */
+			q->e[1].amount += q->e[0].amount;
+			if (q->e[0].t > q->e[1].t)
+				q->e[1].t = q->e[0].t;
+			memmove(&q->e[0], &q->e[1], (TQ_DEPTH - 1) * sizeof(q->e[0]));
+			q->n--;
+		}
+		q->e[q->n++] = (struct tq_ent){.amount = amount, .t = t};
+	}
+	tq_unlock();
+	if (!q && !atomic_exchange(&g_tq_full_said, 1))
+		uni_shim_log("more than %d semaphores, pipes or eventfds with unconsumed posts; some wake-ups "
+			     "carry no time", TQ_SLOTS);
+}
+
+uint64_t uni_tq_take(uintptr_t key, uint64_t amount, int earliest)
+{
+	uint64_t t = 0;
+	tq_lock();
+	struct tq *q = tq_find(key, 0);
+	if (q && earliest) {
+		uint32_t m = 0;
+		for (uint32_t i = 1; i < q->n; i++)
+			if (q->e[i].t < q->e[m].t)
+				m = i;
+		t = q->e[m].t;
+		if (--q->e[m].amount == 0) {
+			memmove(&q->e[m], &q->e[m + 1], (q->n - m - 1) * sizeof(q->e[0]));
+			q->n--;
+		}
+	} else if (q) {
+		while (q->n && amount) {
+			uint64_t a = q->e[0].amount < amount ? q->e[0].amount : amount;
+			if (q->e[0].t > t)
+				t = q->e[0].t;
+			q->e[0].amount -= a;
+			amount -= a;
+			if (!q->e[0].amount) {
+				memmove(&q->e[0], &q->e[1], (q->n - 1) * sizeof(q->e[0]));
+				q->n--;
+			}
+		}
+	}
+	tq_unlock();
+	return t;
+}
+
+void uni_tq_forget(uintptr_t key)
+{
+	tq_lock();
+	struct tq *q = tq_find(key, 0);
+	if (q)
+		q->n = 0;
+	tq_unlock();
+}
+
+/* Channels ------------------------------------------------------------ */
+
+static uintptr_t chan_key(uint32_t fdent)
+{
+	/* An address no semaphore or buffer can have: the kind table entry. */
+	return (uintptr_t)&g_chan_kind[fdent & ~UNI_FD_CHAN];
+}
+
+static void chan_track(int fd, uint32_t id)
+{
+	uni_shim_fd_closed(fd); /* a connection whose number this reuses */
+	uni_fd_set(fd, UNI_FD_CHAN | id);
+}
+
+void uni_chan_new(int fd0, int fd1, int kind)
+{
+	if (!uni_shim_sync_on || uni_shim_in_shim())
+		return;
+	uint32_t id = atomic_fetch_add(&g_nchan, 1);
+	if (id >= CHAN_MAX)
+		return; /* carries no time: said nowhere, costs a missed hand-off */
+	g_chan_kind[id] = (uint8_t)kind;
+	uni_tq_forget(chan_key(UNI_FD_CHAN | id));
+	chan_track(fd0, id);
+	if (fd1 >= 0)
+		chan_track(fd1, id);
+}
+
+void uni_chan_reset(void)
+{
+	atomic_store(&g_nchan, 0);
+}
+
+/* A read or write of r bytes on a channel fd. */
+void uni_chan_io(uint32_t fdent, int is_write, const void *buf, ssize_t r)
+{
+	if (r <= 0 || !uni_shim_sync_on || uni_shim_in_shim())
+		return;
+	uint32_t id = fdent & ~UNI_FD_CHAN;
+	if (id >= CHAN_MAX)
+		return;
+	int kind = g_chan_kind[id];
+	uintptr_t key = chan_key(fdent);
+	if (is_write) {
+		uint64_t amount = (uint64_t)r;
+		if (kind != 1 && r == 8)
+			memcpy(&amount, buf, 8); /* eventfd: the value added */
+		uint64_t t = uni_shim_thread_vt();
+		uni_tq_push(key, amount, t);
+		uni_shim_wake_floors((void *)key, t);
+	} else {
+		uint64_t amount = kind == 1 ? (uint64_t)r : kind == 3 ? 1 : UINT64_MAX;
+		uni_shim_take(uni_tq_take(key, amount, 0));
+	}
+}
+
+/* A blocking read on a channel: counted like a condition wait. */
+int uni_chan_wait_begin(uint32_t fdent, int fd)
+{
+	int fl = uni_real.fcntl(fd, F_GETFL);
+	if (fl < 0 || (fl & O_NONBLOCK))
+		return 0;
+	return uni_shim_object_wait(1, (void *)chan_key(fdent));
+}
+
+void uni_chan_wait_end(int began)
+{
+	if (began)
+		uni_shim_object_wait(0, NULL);
+}

@@ -1,0 +1,145 @@
+/* Wake-ups through semaphores, pipes and eventfds carry virtual time
+ * (docs/simulate.md, "Inside a rank"). Run as a rank under unirun in
+ * simulate mode. For each primitive a second thread sleeps 200 ms (exact
+ * idle time in virtual time) and then posts / writes; the main thread, which
+ * was waiting, reads its clock after the wake-up. Prints one line per
+ * primitive:
+ *   KIND waiter_before_ms waiter_after_ms poster_at_ms
+ * where poster_at is the poster's clock just before it posted. With the
+ * wake-up carrying time, waiter_after >= poster_at; without, the waiter's
+ * clock stays near waiter_before. Also a semaphore posted twice by two
+ * threads at different times and waited for twice: the first wait takes
+ * the earlier post ("sem2" line: first_ms second_ms early_post_ms
+ * late_post_ms). */
+#include <pthread.h>
+#include <semaphore.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+static double now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+	nanosleep(&ts, NULL);
+}
+
+static sem_t sem, sem2;
+static int pfd[2], efd;
+static double posted_at, early_at, late_at;
+
+static void *post_sem(void *arg)
+{
+	(void)arg;
+	sleep_ms(200);
+	posted_at = now_ms();
+	sem_post(&sem);
+	return NULL;
+}
+
+static void *write_pipe(void *arg)
+{
+	(void)arg;
+	sleep_ms(200);
+	posted_at = now_ms();
+	if (write(pfd[1], "x", 1) != 1)
+		abort();
+	return NULL;
+}
+
+static void *write_eventfd(void *arg)
+{
+	(void)arg;
+	uint64_t one = 1;
+	sleep_ms(200);
+	posted_at = now_ms();
+	if (write(efd, &one, 8) != 8)
+		abort();
+	return NULL;
+}
+
+static void *post_early(void *arg)
+{
+	(void)arg;
+	sleep_ms(100);
+	early_at = now_ms();
+	sem_post(&sem2);
+	return NULL;
+}
+
+static void *post_late(void *arg)
+{
+	(void)arg;
+	sleep_ms(400);
+	late_at = now_ms();
+	sem_post(&sem2);
+	return NULL;
+}
+
+static void run(const char *kind, void *(*fn)(void *), int (*wait_fn)(void))
+{
+	pthread_t th;
+	double before = now_ms();
+	if (pthread_create(&th, NULL, fn, NULL))
+		abort();
+	if (wait_fn())
+		abort();
+	double after = now_ms();
+	pthread_join(th, NULL);
+	printf("%s %.3f %.3f %.3f\n", kind, before, after, posted_at);
+	fflush(stdout);
+}
+
+static int wait_sem(void)
+{
+	return sem_wait(&sem);
+}
+
+static int read_pipe(void)
+{
+	char c;
+	return read(pfd[0], &c, 1) == 1 ? 0 : -1;
+}
+
+static int read_eventfd(void)
+{
+	uint64_t v;
+	return read(efd, &v, 8) == 8 ? 0 : -1;
+}
+
+int main(void)
+{
+	if (sem_init(&sem, 0, 0) || sem_init(&sem2, 0, 0) || pipe(pfd) || (efd = eventfd(0, 0)) < 0)
+		return 1;
+	run("sem", post_sem, wait_sem);
+	run("pipe", write_pipe, read_pipe);
+	run("eventfd", write_eventfd, read_eventfd);
+
+	/* Two posts at 100 and 400 ms from two threads; the main thread waits
+	 * after both have posted (in real time), twice. */
+	pthread_t a, b;
+	double t0 = now_ms();
+	if (pthread_create(&a, NULL, post_early, NULL) || pthread_create(&b, NULL, post_late, NULL))
+		return 1;
+	pthread_join(a, NULL);
+	pthread_join(b, NULL);
+	(void)t0;
+	if (sem_wait(&sem2))
+		return 1;
+	double first = now_ms();
+	if (sem_wait(&sem2))
+		return 1;
+	double second = now_ms();
+	printf("sem2 %.3f %.3f %.3f %.3f\n", first, second, early_at, late_at);
+	return 0;
+}

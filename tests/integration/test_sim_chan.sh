@@ -1,0 +1,36 @@
+#!/bin/bash
+# Wake-ups through semaphores, pipes and eventfds inside a rank carry
+# virtual time (issue 3, item 1; docs/simulate.md "Inside a rank"): a thread
+# sleeps 200 ms (exact virtual idle time) and posts; the waiting main thread
+# must come out at or after the poster's time, under alpha-beta and nic.
+# And a semaphore posted at +100 ms and +400 ms by two threads is taken in
+# virtual-time order (first wait: the early post).
+#   test_sim_chan.sh UNIRUN CHANPROBE
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+UNIRUN=$1
+PROBE=$2
+T=$(mktemp -d /tmp/uni-chan.XXXXXX)
+trap 'rm -rf "$T"' EXIT
+for model in alpha-beta nic; do
+	printf 'mode: simulate\nnetwork: { model: %s }\n' "$model" >"$T/c.yaml"
+	timeout 120 "$UNIRUN" -n 1 --config "$T/c.yaml" --trace "$T/t.unitrace" -- "$PROBE" >"$T/log" 2>&1 ||
+		{ cat "$T/log"; fail "chanprobe under $model"; }
+	$PY - "$T/log" "$model" <<'PYEOF' || { cat "$T/log"; fail "wake-ups under $1"; }
+import sys
+model = sys.argv[2]
+lines = {l.split()[0]: [float(x) for x in l.split()[1:]] for l in open(sys.argv[1]) if l[:3] in ("sem", "pip", "eve")}
+bad = 0
+for kind in ("sem", "pipe", "eventfd"):
+    before, after, posted = lines[kind]
+    print(f"{model} {kind}: waiter {before:.3f} -> {after:.3f} ms, poster posted at {posted:.3f} ms")
+    if not (after >= posted and after - before >= 199.0):
+        print(f"FAIL: {kind}: the waiter did not take the poster's time"); bad = 1
+first, second, early, late = lines["sem2"]
+print(f"{model} sem2: first wait {first:.3f} ms (early post {early:.3f}), second {second:.3f} ms (late post {late:.3f})")
+if not (early <= first < late and second >= late):
+    print("FAIL: sem2: waits did not take the posts in virtual-time order"); bad = 1
+sys.exit(bad)
+PYEOF
+done
+ok "semaphores, pipes and eventfds carry time from poster to waiter"
