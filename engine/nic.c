@@ -46,7 +46,13 @@ static struct {
 	uint32_t *up_n, *down_n;
 	uint64_t late;
 	nic_done_f done_fn;
+	int idle_jump;
 } N;
+
+void nic_idle_jump(int on)
+{
+	N.idle_jump = on;
+}
 
 int debug_nic(void)
 {
@@ -106,6 +112,22 @@ uint64_t nic_flow_stamp(const struct nic_flow *f)
 int nic_flow_complete_at(const struct nic_flow *f, uint64_t n)
 {
 	return (double)n >= f->bytes;
+}
+
+void nic_reset(void)
+{
+	for (uint32_t i = 0; i < N.nlive; i++) {
+		free(N.live[i]->seg);
+		free(N.live[i]);
+	}
+	free(N.live);
+	free(N.up_left);
+	free(N.down_left);
+	free(N.up_n);
+	free(N.down_n);
+	int jump = N.idle_jump;
+	memset(&N, 0, sizeof(N));
+	N.idle_jump = jump;
 }
 
 int nic_init(uint32_t max_ranks, double bytes_per_ns)
@@ -300,8 +322,11 @@ uint64_t nic_advance(uint64_t h)
 			/* Idle: jump to the next start, never past it: with nothing
 			 * to send, the network time has no reason to move (and a
 			 * horizon of "never" must not take it to infinity). */
-			if (next_start == UINT64_MAX || next_start >= h)
+			if (next_start == UINT64_MAX || next_start >= h) {
+				if (N.idle_jump && h != UINT64_MAX && h != UINT64_MAX - 1)
+					N.now = h;
 				break;
+			}
 			N.now = next_start;
 			continue;
 		}

@@ -20,6 +20,16 @@
 
 struct nic_flow;
 
+/* Frees every flow and forgets the state (unitrace replay runs the model
+ * once per configuration). Flows still referenced elsewhere are freed too:
+ * call only when nobody holds one. */
+void nic_reset(void);
+
+/* on = 1: an idle network (nothing sending, nothing to start before h)
+ * moves its time to h (unitrace replay, which knows no thread sends before
+ * h); unid's network stays where it is. */
+void nic_idle_jump(int on);
+
 /* capacity in bytes per ns, the same for every up- and downlink. */
 int nic_init(uint32_t max_ranks, double bytes_per_ns);
 

@@ -243,12 +243,11 @@ static void answer(const struct uni_op *op, uint64_t arrive)
 	atomic_store_explicit(&ring->wait_kind, UNI_WAIT_NONE, memory_order_release);
 	atomic_store_explicit(&ring->resp_seq, (uint32_t)op->e.a, memory_order_release);
 	uni_futex_wake(&ring->resp_seq, 1);
-	if (op->e.kind != UNI_EV_READ_REQ)
-		return;
 
 	struct uni_trec r;
 	memset(&r, 0, sizeof(r));
-	r.kind = UNI_TR_RECV;
+	r.kind = op->e.kind == UNI_EV_READ_REQ ? UNI_TR_RECV : UNI_TR_SENT;
+	r.seq = op->seq;
 	r.flags = op->e.flags;
 	r.rank = op->rank;
 	r.tid = op->tid;
@@ -273,7 +272,16 @@ void uni_sim_answer_unmodelled(const struct uni_op *op)
 /* Drops chunks no read can need any more. */
 static void trim(struct stream *s, uint64_t consumed)
 {
-	while (s->headch < s->nch && s->ch[s->headch].off + s->ch[s->headch].len <= consumed) {
+	/* A send completion asks when byte end - send_buffer - 1 left, often
+	 * after the reader has read past it: keep the chunks of the last
+	 * send_buffer bytes read, and of the last 1024 chunks (sends waited
+	 * for later than the next one). A byte no chunk holds any more is
+	 * taken to have left at 0. */
+	uint64_t buf = S.cfg->send_buffer;
+	if (buf != UINT64_MAX)
+		consumed = consumed > buf + 1 ? consumed - buf - 1 : 0;
+	while (s->headch < s->nch && s->ch[s->headch].off + s->ch[s->headch].len <= consumed &&
+	       (buf == UINT64_MAX || s->nch - s->headch > 1024)) {
 		if (s->ch[s->headch].nf)
 			nic_flow_release(s->ch[s->headch].nf);
 		s->headch++;
@@ -353,6 +361,7 @@ static void schedule(struct stream *s, const struct uni_op *op)
 			abort();
 		r->kind = UNI_TR_SEND;
 		r->flags = e->flags;
+		r->seq = op->seq;
 		r->rank = op->rank;
 		r->tid = op->tid;
 		r->peer = peer;
@@ -413,6 +422,7 @@ static void schedule(struct stream *s, const struct uni_op *op)
 	memset(&r, 0, sizeof(r));
 	r.kind = UNI_TR_SEND;
 	r.flags = e->flags;
+	r.seq = op->seq;
 	r.rank = op->rank;
 	r.tid = op->tid;
 	r.peer = peer;

@@ -18,7 +18,7 @@ struct uni_op {
 	int32_t rank;
 	int32_t tid;
 	uint32_t ring;
-	uint32_t pad;
+	uint32_t seq; /* the event's index among its thread's events */
 };
 
 typedef void (*uni_trace_put_f)(const struct uni_trec *r);

@@ -27,6 +27,10 @@ const char *uni_trec_kind_name(uint16_t kind)
 		[UNI_TR_DEADLOCK] = "deadlock",
 		[UNI_TR_COMPUTE] = "compute",
 		[UNI_TR_IDLE] = "idle",
+		[UNI_TR_SIGNAL] = "signal",
+		[UNI_TR_TAKE] = "take",
+		[UNI_TR_DEP] = "dep",
+		[UNI_TR_SENT] = "sent",
 	};
 
 	if (kind < sizeof(names) / sizeof(names[0]) && names[kind])
@@ -91,7 +95,7 @@ static void decode_rec(struct uni_trec *r, const unsigned char *p)
 	r->tid = (int32_t)get32(p + OFF(struct uni_trec, tid));
 	r->peer = (int32_t)get32(p + OFF(struct uni_trec, peer));
 	r->conn = get32(p + OFF(struct uni_trec, conn));
-	r->pad = get32(p + OFF(struct uni_trec, pad));
+	r->seq = get32(p + OFF(struct uni_trec, seq));
 	r->t0 = get64(p + OFF(struct uni_trec, t0));
 	r->t1 = get64(p + OFF(struct uni_trec, t1));
 	r->off = get64(p + OFF(struct uni_trec, off));

@@ -58,7 +58,7 @@ static void encode_rec(unsigned char *p, const struct uni_trec *r)
 	put32(p + OFF(struct uni_trec, tid), (uint32_t)r->tid);
 	put32(p + OFF(struct uni_trec, peer), (uint32_t)r->peer);
 	put32(p + OFF(struct uni_trec, conn), r->conn);
-	put32(p + OFF(struct uni_trec, pad), r->pad);
+	put32(p + OFF(struct uni_trec, seq), r->seq);
 	put64(p + OFF(struct uni_trec, t0), r->t0);
 	put64(p + OFF(struct uni_trec, t1), r->t1);
 	put64(p + OFF(struct uni_trec, off), r->off);

@@ -79,6 +79,7 @@ static struct {
 	uint8_t outside[UNI_MAX_RINGS];
 	uint64_t outside_vt[UNI_MAX_RINGS];
 	uint64_t hv[UNI_MAX_RINGS]; /* each ring's value in the last horizon (UINT64_MAX: none) */
+	uint32_t ring_seq[UNI_MAX_RINGS]; /* events taken from each ring since its THREAD */
 	uint64_t last_h, h_since;
 	volatile sig_atomic_t signalled;
 } D = {.lock_fd = -1, .ready_fd = -1};
@@ -303,6 +304,7 @@ static void conn_process(const struct uni_op *op)
 	const struct uni_ev *e = &op->e;
 	struct uni_trec r = rec_of(0, op->rank);
 	r.tid = op->tid;
+	r.seq = op->seq;
 	r.conn = e->conn;
 	r.peer = atomic_load(&uni_shm_conn(D.h, e->conn)->peer_rank);
 	r.flags = e->flags;
@@ -385,9 +387,14 @@ static void conn_op(const struct uni_op *op)
 static void handle(uint32_t ring_idx, struct uni_ring *ring, const struct uni_ev *e)
 {
 	int rank = ring->rank;
-	struct uni_op op = {.e = *e, .rank = rank, .tid = ring->tid, .ring = ring_idx};
+	/* The event's index among its thread's events (its id with the tid). */
+	if (e->kind == UNI_EV_THREAD)
+		D.ring_seq[ring_idx] = 0;
+	uint32_t seq = D.ring_seq[ring_idx]++;
+	struct uni_op op = {.e = *e, .rank = rank, .tid = ring->tid, .ring = ring_idx, .seq = seq};
 	struct uni_trec r = rec_of(0, rank);
 	r.tid = ring->tid;
+	r.seq = seq;
 	r.t0 = e->t0;
 	r.t1 = e->t1;
 	r.a = e->a;
@@ -419,6 +426,15 @@ static void handle(uint32_t ring_idx, struct uni_ring *ring, const struct uni_ev
 			D.ranks[rank].end_t = e->t0;
 			D.ranks[rank].compute = e->a;
 			D.ranks[rank].waited = e->b;
+		}
+		break;
+	case UNI_EV_SIGNAL:
+	case UNI_EV_TAKE:
+	case UNI_EV_DEP:
+		if (D.cfg.mode == UNI_MODE_SIMULATE) {
+			r.kind = e->kind == UNI_EV_SIGNAL ? UNI_TR_SIGNAL : e->kind == UNI_EV_TAKE ? UNI_TR_TAKE : UNI_TR_DEP;
+			r.flags = e->flags;
+			trace_put(&r);
 		}
 		break;
 	case UNI_EV_IDLE:

@@ -34,6 +34,7 @@
 struct tq_ent {
 	uint64_t amount; /* bytes (pipe) or units (semaphore, eventfd) */
 	uint64_t t;
+	uint64_t src;    /* the post's SIGNAL event (replay) */
 };
 
 struct tq {
@@ -78,7 +79,7 @@ static struct tq *tq_find(uintptr_t k, int create)
 	return free_e;
 }
 
-void uni_tq_push(uintptr_t key, uint64_t amount, uint64_t t)
+void uni_tq_push(uintptr_t key, uint64_t amount, uint64_t t, uint64_t src)
 {
 	if (!amount)
 		return;
@@ -88,12 +89,14 @@ void uni_tq_push(uintptr_t key, uint64_t amount, uint64_t t)
 		if (q->n == TQ_DEPTH) {
 			/* Never consumed for that long: fold the oldest two. */
 			q->e[1].amount += q->e[0].amount;
-			if (q->e[0].t > q->e[1].t)
+			if (q->e[0].t > q->e[1].t) {
 				q->e[1].t = q->e[0].t;
+				q->e[1].src = q->e[0].src;
+			}
 			memmove(&q->e[0], &q->e[1], (TQ_DEPTH - 1) * sizeof(q->e[0]));
 			q->n--;
 		}
-		q->e[q->n++] = (struct tq_ent){.amount = amount, .t = t};
+		q->e[q->n++] = (struct tq_ent){.amount = amount, .t = t, .src = src};
 	}
 	tq_unlock();
 	if (!q && !atomic_exchange(&g_tq_full_said, 1))
@@ -101,9 +104,10 @@ void uni_tq_push(uintptr_t key, uint64_t amount, uint64_t t)
 			     "carry no time", TQ_SLOTS);
 }
 
-uint64_t uni_tq_take(uintptr_t key, uint64_t amount, int earliest)
+uint64_t uni_tq_take(uintptr_t key, uint64_t amount, int earliest, uint64_t *src)
 {
 	uint64_t t = 0;
+	*src = 0;
 	tq_lock();
 	struct tq *q = tq_find(key, 0);
 	if (q && earliest) {
@@ -112,6 +116,7 @@ uint64_t uni_tq_take(uintptr_t key, uint64_t amount, int earliest)
 			if (q->e[i].t < q->e[m].t)
 				m = i;
 		t = q->e[m].t;
+		*src = q->e[m].src;
 		if (--q->e[m].amount == 0) {
 			memmove(&q->e[m], &q->e[m + 1], (q->n - m - 1) * sizeof(q->e[0]));
 			q->n--;
@@ -119,8 +124,10 @@ uint64_t uni_tq_take(uintptr_t key, uint64_t amount, int earliest)
 	} else if (q) {
 		while (q->n && amount) {
 			uint64_t a = q->e[0].amount < amount ? q->e[0].amount : amount;
-			if (q->e[0].t > t)
+			if (q->e[0].t > t) {
 				t = q->e[0].t;
+				*src = q->e[0].src;
+			}
 			q->e[0].amount -= a;
 			amount -= a;
 			if (!q->e[0].amount) {
@@ -140,6 +147,13 @@ void uni_tq_forget(uintptr_t key)
 	if (q)
 		q->n = 0;
 	tq_unlock();
+}
+
+void uni_sem_take(void *sem)
+{
+	uint64_t src;
+	uint64_t t = uni_tq_take((uintptr_t)sem, 1, 1, &src);
+	uni_shim_take(t, src);
 }
 
 /* Channels ------------------------------------------------------------ */
@@ -190,11 +204,12 @@ void uni_chan_io(uint32_t fdent, int is_write, const void *buf, ssize_t r)
 		if (kind != 1 && r == 8)
 			memcpy(&amount, buf, 8); /* eventfd: the value added */
 		uint64_t t = uni_shim_thread_vt();
-		uni_tq_push(key, amount, t);
+		uni_tq_push(key, amount, t, uni_shim_signal((void *)key, t));
 		uni_shim_wake_floors((void *)key, t);
 	} else {
-		uint64_t amount = kind == 1 ? (uint64_t)r : kind == 3 ? 1 : UINT64_MAX;
-		uni_shim_take(uni_tq_take(key, amount, 0));
+		uint64_t amount = kind == 1 ? (uint64_t)r : kind == 3 ? 1 : UINT64_MAX, src;
+		uint64_t t = uni_tq_take(key, amount, 0, &src);
+		uni_shim_take(t, src);
 	}
 }
 

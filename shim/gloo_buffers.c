@@ -42,6 +42,7 @@ struct ubuf {
 	uintptr_t key;
 	uint32_t n[2];              /* 0: send, 1: recv */
 	uint64_t t[2][UB_DEPTH];
+	uint64_t src[2][UB_DEPTH];  /* the SIGNAL event of each completion (replay) */
 	uint64_t tok[UB_DEPTH];     /* sends: the message's token (uni_shim_take_send_token) */
 };
 
@@ -85,7 +86,7 @@ static struct ubuf *ub_find(uintptr_t k, int create)
 	return free_e;
 }
 
-static void ub_push(void *self, int dir, uint64_t t, uint64_t tok)
+static void ub_push(void *self, int dir, uint64_t t, uint64_t tok, uint64_t src)
 {
 	ub_lock();
 	struct ubuf *e = ub_find((uintptr_t)self, 1);
@@ -94,12 +95,16 @@ static void ub_push(void *self, int dir, uint64_t t, uint64_t tok)
 			/* Never waited for that long: fold the oldest two. */
 			uint64_t a = e->t[dir][0], b = e->t[dir][1];
 			e->t[dir][1] = a > b ? a : b;
+			if (b < a)
+				e->src[dir][1] = e->src[dir][0];
 			memmove(&e->t[dir][0], &e->t[dir][1], (UB_DEPTH - 1) * sizeof(uint64_t));
+			memmove(&e->src[dir][0], &e->src[dir][1], (UB_DEPTH - 1) * sizeof(uint64_t));
 			memmove(&e->tok[0], &e->tok[1], (UB_DEPTH - 1) * sizeof(uint64_t));
 			e->n[dir]--;
 		}
 		if (dir == 0)
 			e->tok[e->n[dir]] = tok;
+		e->src[dir][e->n[dir]] = src;
 		e->t[dir][e->n[dir]++] = t;
 	}
 	ub_unlock();
@@ -110,10 +115,11 @@ static void ub_push(void *self, int dir, uint64_t t, uint64_t tok)
 
 /* The earliest completion of self in direction dir (and, for sends, its
  * token); 0 when none. */
-static uint64_t ub_pop(void *self, int dir, uint64_t *tok)
+static uint64_t ub_pop(void *self, int dir, uint64_t *tok, uint64_t *src)
 {
 	uint64_t t = 0;
 	*tok = 0;
+	*src = 0;
 	ub_lock();
 	struct ubuf *e = ub_find((uintptr_t)self, 0);
 	if (e && e->n[dir]) {
@@ -122,8 +128,10 @@ static uint64_t ub_pop(void *self, int dir, uint64_t *tok)
 			if (e->t[dir][i] < e->t[dir][m])
 				m = i;
 		t = e->t[dir][m];
+		*src = e->src[dir][m];
 		e->n[dir]--;
 		e->t[dir][m] = e->t[dir][e->n[dir]];
+		e->src[dir][m] = e->src[dir][e->n[dir]];
 		if (dir == 0) {
 			*tok = e->tok[m];
 			e->tok[m] = e->tok[e->n[dir]];
@@ -229,7 +237,8 @@ static void completion(void *self, int rank, int dir, _Atomic(void *) *cache, co
 	}
 	int on __attribute__((cleanup(quiet_cleanup))) = 1;
 	uint64_t t = uni_shim_quiet_begin(1);
-	ub_push(self, dir, t, dir == 0 ? uni_shim_take_send_token() : 0);
+	uint64_t tok = dir == 0 ? uni_shim_take_send_token() : 0;
+	ub_push(self, dir, t, tok, uni_shim_signal((char *)self + dir, t));
 	real(self, rank);
 }
 
@@ -250,8 +259,9 @@ static bool wait_one(void *self, int *rank, long ms, int dir, _Atomic(void *) *c
 	uni_shim_quiet_end();
 	on = 0;
 	if (done) {
-		uint64_t tok;
-		uni_shim_take(ub_pop(self, dir, &tok));
+		uint64_t tok, src;
+		uint64_t t = ub_pop(self, dir, &tok, &src);
+		uni_shim_take(t, src);
 		/* The write completes when the model says (send_buffer). */
 		uni_shim_send_done(tok);
 	}

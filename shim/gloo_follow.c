@@ -12,7 +12,7 @@ static uint64_t le64(const uint8_t *p)
 	return v;
 }
 
-static void slot_put(struct uni_gf_slot_time *tab, uint64_t slot, uint64_t t, uint32_t who)
+static void slot_put(struct uni_gf_slot_time *tab, uint64_t slot, uint64_t t, uint32_t who, uint64_t src)
 {
 	/* Oldest-first reuse: a full table drops the oldest entry. */
 	uint32_t victim = 0;
@@ -31,10 +31,11 @@ static void slot_put(struct uni_gf_slot_time *tab, uint64_t slot, uint64_t t, ui
 	tab[victim].t = t;
 	tab[victim].used = 1;
 	tab[victim].who = who;
+	tab[victim].src = src;
 }
 
-/* Takes the earliest entry for slot (and its who); 0 when there is none. */
-static uint64_t slot_take(struct uni_gf_slot_time *tab, uint64_t slot, uint32_t *who)
+/* Takes the earliest entry for slot (and its who and src); 0 when there is none. */
+static uint64_t slot_take(struct uni_gf_slot_time *tab, uint64_t slot, uint32_t *who, uint64_t *src)
 {
 	int best = -1;
 	for (uint32_t i = 0; i < UNI_GF_SLOTS; i++)
@@ -45,6 +46,8 @@ static uint64_t slot_take(struct uni_gf_slot_time *tab, uint64_t slot, uint32_t 
 	tab[best].used = 0;
 	if (who)
 		*who = tab[best].who;
+	if (src)
+		*src = tab[best].src;
 	return tab[best].t;
 }
 
@@ -91,7 +94,7 @@ static uint64_t out_stamp(struct uni_gf_conn *c, uint64_t vt, int dispatcher)
 	struct uni_gf_dir *d = &c->out;
 	switch (d->opcode) {
 	case UNI_GF_SEND_READY:
-		slot_put(c->posted, d->slot, vt, c->writer);
+		slot_put(c->posted, d->slot, vt, c->writer, 0);
 		update_owed(c);
 		return vt;
 	case UNI_GF_RECV_READY:
@@ -101,7 +104,8 @@ static uint64_t out_stamp(struct uni_gf_conn *c, uint64_t vt, int dispatcher)
 		return vt;
 	case UNI_GF_SEND_UNBOUND: {
 		uint32_t who = 0;
-		uint64_t due = max64(slot_take(c->posted, d->slot, &who), slot_take(c->released, d->slot, NULL));
+		uint64_t due = max64(slot_take(c->posted, d->slot, &who, &d->dep[0]),
+				     slot_take(c->released, d->slot, NULL, &d->dep[1]));
 		d->poster = who ? who : c->writer;
 		update_owed(c);
 		/* The loop thread's own time is that of whatever event it is
@@ -140,6 +144,8 @@ static void out_bytes(struct uni_gf_conn *c, const uint8_t *p, size_t n, uint64_
 			if (d->npre == 0) {
 				d->stamp = vt;
 				d->poster = 0;
+				d->dep[0] = d->dep[1] = 0;
+				d->emitted = 0;
 			}
 			d->npre += (uint32_t)take;
 			if (d->npre == UNI_GF_PREAMBLE) {
@@ -167,15 +173,23 @@ static void out_bytes(struct uni_gf_conn *c, const uint8_t *p, size_t n, uint64_
 		 * not yet whole: unknown, 0). */
 		uint64_t rest = (!d->broken && d->npre == UNI_GF_PREAMBLE) ? d->body_left : 0;
 		uint32_t poster = d->broken ? 0 : d->poster;
+		uint32_t post = notify && d->opcode == UNI_GF_SEND_READY;
+		uint32_t cont = !d->broken && d->emitted > 0;
 		struct uni_gf_seg *last = *nseg ? &segs[*nseg - 1] : NULL;
 		if (last && last->stamp == stamp && last->notify == notify && last->off + last->len == at &&
-		    last->rest == take + rest && last->poster == poster)
+		    last->rest == take + rest && last->poster == poster && !post && !last->post &&
+		    (cont || notify))
 			last->len += take, last->rest = rest;
 		else if (*nseg < max)
 			segs[(*nseg)++] = (struct uni_gf_seg){.off = at, .len = take, .stamp = stamp, .notify = notify,
-							      .rest = rest, .poster = poster};
+							      .rest = rest, .poster = poster, .cont = cont && !notify,
+							      .dep = {cont ? 0 : d->dep[0], cont ? 0 : d->dep[1]},
+							      .post = post, .post_slot = d->slot};
 		else
 			last->len += take, last->notify = 0, last->rest = rest;
+		/* Bytes of this message in segments so far (a preamble not yet
+		 * whole, and a finished message, start the count again). */
+		d->emitted = (!d->broken && d->npre == UNI_GF_PREAMBLE) ? d->emitted + take : 0;
 		i += take;
 	}
 }
@@ -228,7 +242,7 @@ static void in_bytes(struct uni_gf_conn *c, const uint8_t *p, size_t n, uint64_t
 			i += take;
 			if (d->npre == UNI_GF_PREAMBLE && preamble_done(d) == 0) {
 				if (d->opcode == UNI_GF_RECV_READY) {
-					slot_put(c->released, d->slot, t, 0);
+					slot_put(c->released, d->slot, t, 0, c->read_src);
 					update_owed(c);
 				}
 				if (d->body_left == 0)
@@ -242,6 +256,18 @@ static void in_bytes(struct uni_gf_conn *c, const uint8_t *p, size_t n, uint64_t
 				in_done(c);
 		}
 	}
+}
+
+void uni_gf_set_post_src(struct uni_gf_conn *c, uint64_t slot, uint64_t src)
+{
+	/* The newest entry for slot: the one the last write put there. */
+	int best = -1;
+	for (uint32_t i = 0; i < UNI_GF_SLOTS; i++)
+		if (c->posted[i].used && c->posted[i].slot == slot && !c->posted[i].src &&
+		    (best < 0 || c->posted[i].t >= c->posted[best].t))
+			best = (int)i;
+	if (best >= 0)
+		c->posted[best].src = src;
 }
 
 void uni_gf_read(struct uni_gf_conn *c, const uint8_t *buf, size_t n, uint64_t t)

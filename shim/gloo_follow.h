@@ -36,6 +36,8 @@ struct uni_gf_slot_time {
 	uint64_t t;
 	uint32_t used;
 	uint32_t who; /* posted: the posting thread (uni_gf_conn.writer then) */
+	uint64_t src; /* the event that set it (unitrace replay): the SEND of the
+	                 SEND_READY (uni_gf_set_post_src) or the read of the RECV_READY */
 };
 
 /* One direction of one connection. Zero-initialised = start of stream. */
@@ -49,6 +51,8 @@ struct uni_gf_dir {
 	uint64_t messages;   /* whole messages seen */
 	uint32_t poster;     /* out: the thread that posted the current data message (0: unknown) */
 	uint32_t pad;
+	uint64_t dep[2];     /* out: the events its stamp comes from (post, release) */
+	uint64_t emitted;    /* out: bytes of the current message already in segments */
 };
 
 struct uni_gf_conn {
@@ -62,6 +66,8 @@ struct uni_gf_conn {
 	uint64_t owed;       /* earliest stamp of a data message owed: posted (SEND_READY)
 	                        and released (RECV_READY) but not written; UINT64_MAX: none
 	                        (0 in a zeroed conn also means none) */
+	uint64_t read_src;   /* set by the caller before each read: the id of the read
+	                        event (a RECV_READY read remembers it) */
 	uint32_t writer;     /* set by the caller before each write: the writing thread's
 	                        id (0: a dispatcher or unknown); a SEND_READY remembers
 	                        it as the slot's poster */
@@ -77,7 +83,13 @@ struct uni_gf_seg {
 	uint64_t rest; /* bytes of its message still to be written after it */
 	uint32_t poster; /* data: the thread that posted the message (its SEND_READY's
 	                    writer, else the writer of the data itself); 0: unknown */
-	uint32_t pad;
+	uint32_t cont;   /* 1: it continues a message begun in an earlier segment or write */
+	uint64_t dep[2]; /* data, first segment of a message: the events its stamp comes
+	                    from (the post, the peer's RECV_READY read); 0: none */
+	uint64_t post_slot; /* post = 1: the slot of the SEND_READY it carries */
+	uint32_t post;   /* 1: a SEND_READY notice (give its event id with
+	                    uni_gf_set_post_src once it is pushed) */
+	uint32_t pad2;
 };
 
 /* Outgoing: n bytes written by a thread at time vt (a dispatcher passes
@@ -94,6 +106,10 @@ size_t uni_gf_write(struct uni_gf_conn *c, const uint8_t *buf, size_t n, uint64_
 struct iovec;
 size_t uni_gf_writev(struct uni_gf_conn *c, const struct iovec *iov, int cnt, size_t n, uint64_t vt,
 		     int dispatcher, struct uni_gf_seg *segs, size_t max);
+
+/* The event id of the SEND that carried the SEND_READY for slot (a post
+ * remembered by the last write; unitrace replay). */
+void uni_gf_set_post_src(struct uni_gf_conn *c, uint64_t slot, uint64_t src);
 
 /* Incoming: n bytes read that arrived (last byte) at time t. */
 void uni_gf_read(struct uni_gf_conn *c, const uint8_t *buf, size_t n, uint64_t t);

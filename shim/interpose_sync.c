@@ -72,7 +72,7 @@ UNI_EXTERN int sem_post(sem_t *sem)
 	ENSURE(sem_post);
 	if (UNI_UNLIKELY(uni_shim_sync_on) && !uni_shim_in_shim()) {
 		uint64_t t = uni_shim_thread_vt();
-		uni_tq_push((uintptr_t)sem, 1, t);
+		uni_tq_push((uintptr_t)sem, 1, t, uni_shim_signal(sem, t));
 		uni_shim_wake_floors(sem, t);
 	}
 	return uni_real.sem_post(sem);
@@ -89,7 +89,7 @@ UNI_EXTERN int sem_wait(sem_t *sem)
 	if (began)
 		uni_shim_object_wait(0, NULL);
 	if (r == 0)
-		uni_shim_take(uni_tq_take((uintptr_t)sem, 1, 1));
+		uni_sem_take(sem);
 	errno = e;
 	return r;
 }
@@ -99,7 +99,7 @@ UNI_EXTERN int sem_trywait(sem_t *sem)
 	ENSURE(sem_trywait);
 	int r = uni_real.sem_trywait(sem);
 	if (r == 0 && UNI_UNLIKELY(uni_shim_sync_on) && !uni_shim_in_shim())
-		uni_shim_take(uni_tq_take((uintptr_t)sem, 1, 1));
+		uni_sem_take(sem);
 	return r;
 }
 
@@ -217,13 +217,14 @@ struct uni_tramp {
 	void *arg;
 	uint64_t vt;
 	void *ring;
+	uint64_t src;
 };
 
 static void *uni_tramp_start(void *p)
 {
 	struct uni_tramp t = *(struct uni_tramp *)p;
 	free(p);
-	uni_shim_thread_begin(t.vt, t.ring);
+	uni_shim_thread_begin(t.vt, t.ring, t.src);
 	return t.fn(t.arg);
 }
 
@@ -238,6 +239,7 @@ UNI_EXTERN int pthread_create(pthread_t *th, const pthread_attr_t *attr, void *(
 	t->fn = fn;
 	t->arg = arg;
 	t->vt = uni_shim_thread_vt();
+	t->src = uni_shim_signal(t, t->vt);
 	t->ring = uni_shim_thread_prepare(t->vt);
 	int r = uni_real.pthread_create(th, attr, uni_tramp_start, t);
 	if (r) {

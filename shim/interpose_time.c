@@ -131,7 +131,7 @@ UNI_EXTERN int sem_timedwait(sem_t *sem, const struct timespec *abs)
 	if (began)
 		uni_shim_object_wait(0, NULL);
 	if (r == 0)
-		uni_shim_take(uni_tq_take((uintptr_t)sem, 1, 1));
+		uni_sem_take(sem);
 	else if (e == ETIMEDOUT && vdl)
 		uni_shim_idle_until(vdl);
 	errno = e;
@@ -154,7 +154,7 @@ UNI_EXTERN int sem_clockwait(sem_t *sem, clockid_t clk, const struct timespec *a
 	if (began)
 		uni_shim_object_wait(0, NULL);
 	if (r == 0)
-		uni_shim_take(uni_tq_take((uintptr_t)sem, 1, 1));
+		uni_sem_take(sem);
 	else if (e == ETIMEDOUT && vdl)
 		uni_shim_idle_until(vdl);
 	errno = e;

@@ -81,6 +81,12 @@ struct shim_tls {
 	                        epoll and has not sent a modelled byte: a helper (the
 	                        store's daemons, a loop before its first read) */
 	uint32_t sent;       /* it wrote on a modelled connection */
+	uint32_t tid;        /* gettid(), once it has a ring */
+	uint32_t nev;        /* events pushed to its ring since its THREAD (the next one's seq) */
+	uint64_t pend_t0;    /* simulate: compute charged since its last event: from this clock ... */
+	uint64_t pend_d;     /* ... this much (virtual) ... */
+	uint64_t pend_cpu;   /* ... for this much CPU time */
+	uint64_t start_src;  /* a new thread: the SIGNAL of its creator (replay) */
 	uint32_t starved;    /* nic: a read of this loop found no final byte ... */
 	uint32_t starved_seq; /* ... when final_seq was this */
 };
@@ -241,6 +247,7 @@ static struct uni_ring *claim_ring(int tid)
 static void push(struct uni_ring *r, const struct uni_ev *e);
 static void charge(void);
 static void adopt_ring(struct uni_ring *r);
+static void emit_take(uint64_t before, uint64_t t, uint64_t src, uint16_t flags);
 
 static struct uni_ring *thread_ring(void)
 {
@@ -272,15 +279,31 @@ static void adopt_ring(struct uni_ring *r)
 {
 	tls.ring = r;
 	tls.ring_idx = (uint32_t)(((char *)r - ((char *)g_hdr + g_hdr->rings_off)) / sizeof(*r));
+	tls.tid = (uint32_t)r->tid;
+	tls.nev = 0;
+	tls.pend_d = tls.pend_cpu = 0;
 	pthread_setspecific(g_thread_key, r);
 	uint64_t now = g_mode == UNI_MODE_SIMULATE ? tls.vt : shim_now();
 	struct uni_ev e = {.kind = UNI_EV_THREAD, .t0 = now, .t1 = now, .a = (uint64_t)r->tid};
 	push(r, &e);
+	/* A new thread starts at its creator's clock (replay: from which event). */
+	if (tls.start_src) {
+		emit_take(0, tls.vt, tls.start_src, UNI_EVF_SET);
+		tls.start_src = 0;
+	}
 }
 
-/* Appends e, waiting while the ring is full and unid lives. */
+/* Appends e, waiting while the ring is full and unid lives. A thread's
+ * own events are counted (the count is the next event's seq) and the
+ * compute it was charged since its last event goes first (one COMPUTE). */
 static void push(struct uni_ring *r, const struct uni_ev *e)
 {
+	if (r == tls.ring && tls.pend_d && e->kind != UNI_EV_COMPUTE) {
+		struct uni_ev c = {.kind = UNI_EV_COMPUTE, .t0 = tls.pend_t0, .t1 = tls.pend_t0 + tls.pend_d,
+				   .a = tls.pend_cpu};
+		tls.pend_d = tls.pend_cpu = 0;
+		push(r, &c);
+	}
 	while (uni_ring_push(r, e) != 0) {
 		if (!coordinator_alive()) {
 			atomic_fetch_add(&r->dropped, 1);
@@ -292,9 +315,40 @@ static void push(struct uni_ring *r, const struct uni_ev *e)
 		wake_daemon();
 		uni_futex_wait(&r->prod_waiting, 1, 100);
 	}
+	if (r == tls.ring)
+		tls.nev++;
 	if (uni_ring_used(r) >= UNI_RING_CAP / 2 &&
 	    atomic_load_explicit(&g_hdr->daemon_sleeping, memory_order_relaxed))
 		wake_daemon();
+}
+
+/* The id the next event of this thread will have (after the COMPUTE that
+ * push puts first, if compute is pending). */
+static uint64_t next_id(void)
+{
+	return ((uint64_t)tls.tid << 32) | (tls.nev + (tls.pend_d ? 1u : 0u));
+}
+
+/* Simulate mode: the thread hands time t on through obj; returns the id of
+ * the SIGNAL event that says so (0 without a ring). */
+static uint64_t emit_signal(uint64_t obj, uint64_t t)
+{
+	if (!tls.ring || tls.gen != atomic_load_explicit(&g_gen, memory_order_relaxed))
+		return 0;
+	uint64_t id = next_id();
+	struct uni_ev e = {.kind = UNI_EV_SIGNAL, .t0 = t, .t1 = t, .a = obj};
+	push(tls.ring, &e);
+	return id;
+}
+
+static void emit_take(uint64_t before, uint64_t t, uint64_t src, uint16_t flags)
+{
+	/* A time the thread itself handed on carries nothing new. */
+	if (!src || (uint32_t)(src >> 32) == tls.tid || !tls.ring ||
+	    tls.gen != atomic_load_explicit(&g_gen, memory_order_relaxed))
+		return;
+	struct uni_ev e = {.kind = UNI_EV_TAKE, .flags = flags, .t0 = before, .t1 = t, .a = src};
+	push(tls.ring, &e);
 }
 
 static void emit(struct uni_ev *e)
@@ -664,11 +718,13 @@ static void charge(void)
 	uint64_t cpu = thread_cpu();
 	if (!tls.dispatcher && cpu > tls.cpu_mark) {
 		uint64_t d = (uint64_t)((double)(cpu - tls.cpu_mark) * g_slowdown);
-		/* Long enough to show on a timeline: one record. */
-		if (d >= UNI_COMPUTE_MIN_NS && tls.ring) {
-			struct uni_ev e = {.kind = UNI_EV_COMPUTE, .t0 = tls.vt, .t1 = tls.vt + d,
-					   .a = cpu - tls.cpu_mark};
-			push(tls.ring, &e);
+		/* Reported with the thread's next event (push), all of it: the
+		 * event graph of unitrace replay needs every stretch. */
+		if (d && tls.ring) {
+			if (!tls.pend_d)
+				tls.pend_t0 = tls.vt;
+			tls.pend_d += d;
+			tls.pend_cpu += cpu - tls.cpu_mark;
 		}
 		tls.vt += d;
 		tls.compute += d;
@@ -677,8 +733,9 @@ static void charge(void)
 	publish_vt();
 }
 
-static void take_stamp(uint64_t t)
+static void take_stamp(uint64_t t, uint64_t src)
 {
+	emit_take(tls.vt, t, src, 0);
 	if (t > tls.vt) {
 		tls.waited += t - tls.vt;
 		tls.vt = t;
@@ -760,13 +817,25 @@ static void sim_send(struct shim_conn *sc, const struct iovec *iov, int cnt, siz
 	    sc->gf.out.npre == 0)
 		tls.vt = segs[nseg - 1].stamp;
 	for (size_t i = 0; i < nseg; i++) {
+		/* Where a data message's stamp comes from (unitrace replay). */
+		for (int k = 0; k < 2; k++)
+			if (segs[i].dep[k] && tls.ring) {
+				struct uni_ev d = {.kind = UNI_EV_DEP, .conn = sc->shm_idx, .t0 = segs[i].stamp,
+						   .t1 = segs[i].stamp, .a = segs[i].dep[k]};
+				emit(&d);
+			}
+		int end = !segs[i].notify && segs[i].rest == 0 && (i + 1 < nseg || sc->gf.out.npre == 0);
 		struct uni_ev e = {.kind = UNI_EV_SEND,
-				   .flags = (uint16_t)(flags | (segs[i].notify ? UNI_EVF_NOTIFY : 0)),
+				   .flags = (uint16_t)(flags | (segs[i].notify ? UNI_EVF_NOTIFY : 0) |
+						       (segs[i].cont ? UNI_EVF_CONT : 0) | (end ? UNI_EVF_END : 0)),
 				   .conn = sc->shm_idx,
 				   .t0 = segs[i].stamp, .t1 = segs[i].stamp,
 				   .off = base + segs[i].off, .len = segs[i].len, .b = segs[i].rest,
 				   .c = segs[i].notify ? 0 : segs[i].poster};
+		uint64_t id = next_id();
 		emit(&e);
+		if (segs[i].post)
+			uni_gf_set_post_src(&sc->gf, segs[i].post_slot, id);
 	}
 	/* A data message this write finished: Gloo signals its send
 	 * completion next, from this thread (gloo_buffers.c takes the token). */
@@ -795,6 +864,7 @@ static void sim_recv(struct shim_conn *sc, const struct iovec *iov, int cnt, siz
 	struct uni_ev e = {.kind = UNI_EV_READ_REQ,
 			   .flags = (uint16_t)(tls.dispatcher ? UNI_EVF_DISPATCHER : 0),
 			   .conn = sc->shm_idx, .t0 = tls.vt, .t1 = tls.vt, .off = off, .len = n, .a = seq};
+	uint64_t rid = next_id();
 	push(r, &e);
 	ring_bell();
 	r->wait_obj = sc->shm_idx;
@@ -806,9 +876,10 @@ static void sim_recv(struct shim_conn *sc, const struct iovec *iov, int cnt, siz
 	if (tls.dispatcher)
 		tls.vt = t;
 	else
-		take_stamp(t);
+		take_stamp(t, 0); /* the RECV record is the dependency */
 	publish_vt();
 	atomic_store_explicit(&r->wait_kind, UNI_WAIT_NONE, memory_order_release);
+	sc->gf.read_src = rid;
 	uni_gf_readv(&sc->gf, iov, cnt, n, tls.vt);
 	publish_rr(sc);
 }
@@ -852,6 +923,11 @@ struct stamp_ent {
 	_Atomic uint32_t seq;     /* signals so far */
 	_Atomic uint32_t waiters; /* threads inside a wait on it */
 	_Atomic uint64_t stamp;   /* time of the latest signal (cv) / hand-off (mutex) */
+	_Atomic uint64_t src;     /* the SIGNAL event that set it (replay) */
+	_Atomic uint32_t owner;   /* mutex: the thread that stamped it first ... */
+	_Atomic uint32_t shared;  /* ... and 1 once another thread locked it (only then
+	                             are its hand-offs worth a SIGNAL: the GIL's mutex
+	                             stamped by the one Python thread is not) */
 };
 
 #define STAMP_BITS 14
@@ -969,8 +1045,11 @@ int uni_shim_cond_signal(void *cv)
 	if (g_horizon && e && atomic_load_explicit(&e->waiters, memory_order_relaxed) && set_wake_floors(cv, t) > 1)
 		bcast = 1;
 	if (t && !tls.quiet) {
+		uint64_t id = 0;
 		if (e && atomic_load_explicit(&e->waiters, memory_order_relaxed)) {
+			id = emit_signal((uint64_t)(uintptr_t)cv, t);
 			atomic_store_explicit(&e->stamp, t, memory_order_relaxed);
+			atomic_store_explicit(&e->src, id, memory_order_relaxed);
 			atomic_fetch_add_explicit(&e->seq, 1, memory_order_release);
 		}
 		/* The waiter may find its predicate true and never wait: it
@@ -989,6 +1068,13 @@ int uni_shim_cond_signal(void *cv)
 			uint64_t cur = atomic_load_explicit(&e->stamp, memory_order_relaxed);
 			while (t > cur && !atomic_compare_exchange_weak(&e->stamp, &cur, t))
 				;
+			uint32_t owner = 0;
+			atomic_compare_exchange_strong(&e->owner, &owner, tls.tid ? tls.tid : 1u);
+			if (t > cur && atomic_load_explicit(&e->shared, memory_order_relaxed)) {
+				if (!id)
+					id = emit_signal((uint64_t)(uintptr_t)cv, t);
+				atomic_store_explicit(&e->src, id, memory_order_relaxed);
+			}
 		}
 	}
 	if (!tls.dispatcher)
@@ -1027,11 +1113,13 @@ static void cond_wait_end(void *cv, void *mutex, uint32_t tok)
 	if (e) {
 		atomic_fetch_sub_explicit(&e->waiters, 1, memory_order_relaxed);
 		if (!tls.dispatcher && !tls.quiet && atomic_load_explicit(&e->seq, memory_order_acquire) != tok)
-			take_stamp(atomic_load_explicit(&e->stamp, memory_order_relaxed));
+			take_stamp(atomic_load_explicit(&e->stamp, memory_order_relaxed),
+				   atomic_load_explicit(&e->src, memory_order_relaxed));
 	}
 	/* The wait re-acquired the mutex inside glibc, past our lock wrapper. */
 	if (!tls.dispatcher && !tls.quiet && (e = stamp_get(mutex, 0)) != NULL)
-		take_stamp(atomic_load_explicit(&e->stamp, memory_order_acquire));
+		take_stamp(atomic_load_explicit(&e->stamp, memory_order_acquire),
+			   atomic_load_explicit(&e->src, memory_order_relaxed));
 	if (!tls.dispatcher)
 		leave();
 	tls.in_shim--;
@@ -1202,9 +1290,10 @@ void uni_shim_thread_abandon(void *ring)
 	atomic_store_explicit(&r->state, UNI_RING_FREE, memory_order_release);
 }
 
-void uni_shim_thread_begin(uint64_t vt, void *ring)
+void uni_shim_thread_begin(uint64_t vt, void *ring, uint64_t src)
 {
 	tls.vt = vt;
+	tls.start_src = src;
 	if (ring && sync_active()) {
 		struct uni_ring *r = ring;
 		tls.in_shim++;
@@ -1245,9 +1334,20 @@ void uni_shim_mutex_locked(void *m)
 	struct stamp_ent *e = stamp_get(m, 0);
 	if (!e)
 		return;
+	if (!atomic_load_explicit(&e->shared, memory_order_relaxed) &&
+	    atomic_load_explicit(&e->owner, memory_order_relaxed) != tls.tid)
+		atomic_store_explicit(&e->shared, 1, memory_order_relaxed);
 	uint64_t t = atomic_load_explicit(&e->stamp, memory_order_acquire);
-	if (t > tls.vt)
-		uni_shim_take(t);
+	uint64_t src = atomic_load_explicit(&e->src, memory_order_relaxed);
+	if (t > tls.vt) {
+		uni_shim_take(t, src);
+	} else if (t && src) {
+		/* Not later than its clock now, but it is a dependency: under
+		 * another network it may be (unitrace replay). */
+		tls.in_shim++;
+		emit_take(tls.vt, t, src, 0);
+		tls.in_shim--;
+	}
 }
 
 void uni_shim_mutex_unlocking(void *m)
@@ -1460,7 +1560,7 @@ void uni_shim_vt_settle(uint64_t t)
 {
 	if (!uni_shim_simulating())
 		return;
-	take_stamp(t);
+	take_stamp(t, 0);
 	leave(); /* the CPU spent since the last charge is nobody's compute */
 }
 
@@ -1475,6 +1575,18 @@ uint64_t uni_shim_quiet_begin(int completing)
 void uni_shim_quiet_end(void)
 {
 	tls.quiet--;
+}
+
+uint64_t uni_shim_signal(const void *obj, uint64_t t)
+{
+	if (!sync_active() || !t)
+		return 0;
+	int saved = errno;
+	tls.in_shim++;
+	uint64_t id = emit_signal((uint64_t)(uintptr_t)obj, t);
+	tls.in_shim--;
+	errno = saved;
+	return id;
 }
 
 uint64_t uni_shim_take_send_token(void)
@@ -1510,7 +1622,7 @@ void uni_shim_send_done(uint64_t token)
 		r->wait_deadline = 0;
 		r->wait_vt = tls.vt;
 		atomic_store_explicit(&r->wait_kind, UNI_WAIT_READ, memory_order_release);
-		take_stamp(await_answer(r, seq, tls.vt));
+		take_stamp(await_answer(r, seq, tls.vt), 0); /* the SENT record is the dependency */
 		atomic_store_explicit(&r->wait_kind, UNI_WAIT_NONE, memory_order_release);
 		leave();
 	}
@@ -1518,14 +1630,14 @@ void uni_shim_send_done(uint64_t token)
 	errno = saved;
 }
 
-void uni_shim_take(uint64_t t)
+void uni_shim_take(uint64_t t, uint64_t src)
 {
 	if (!sync_active() || tls.dispatcher)
 		return;
 	int saved = errno;
 	tls.in_shim++;
 	charge();
-	take_stamp(t);
+	take_stamp(t, src);
 	leave();
 	tls.in_shim--;
 	errno = saved;

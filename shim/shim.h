@@ -145,8 +145,8 @@ int uni_shim_object_wait(int on, void *obj) UNI_HIDDEN;
  * entry's unit when earliest) and returns the latest time consumed, 0 if
  * none. uni_chan_*: pipes (kind 1) and eventfds (2; 3 with
  * EFD_SEMAPHORE) created by a rank, tracked in the fd table. */
-void uni_tq_push(uintptr_t key, uint64_t amount, uint64_t t) UNI_HIDDEN;
-uint64_t uni_tq_take(uintptr_t key, uint64_t amount, int earliest) UNI_HIDDEN;
+void uni_tq_push(uintptr_t key, uint64_t amount, uint64_t t, uint64_t src) UNI_HIDDEN;
+uint64_t uni_tq_take(uintptr_t key, uint64_t amount, int earliest, uint64_t *src) UNI_HIDDEN;
 void uni_tq_forget(uintptr_t key) UNI_HIDDEN;
 void uni_chan_new(int fd0, int fd1, int kind) UNI_HIDDEN;
 void uni_chan_reset(void) UNI_HIDDEN;
@@ -192,7 +192,9 @@ clockid_t uni_cond_clock(const pthread_cond_t *cv) UNI_HIDDEN;
  * mode). uni_shim_thread_vt is called by the creator, uni_shim_thread_begin
  * first thing in the new thread. */
 uint64_t uni_shim_thread_vt(void) UNI_HIDDEN;
-void uni_shim_thread_begin(uint64_t vt, void *ring) UNI_HIDDEN;
+void uni_shim_thread_begin(uint64_t vt, void *ring, uint64_t src) UNI_HIDDEN;
+/* A semaphore wait succeeded: take the earliest post's time (chan.c). */
+void uni_sem_take(void *sem) UNI_HIDDEN;
 /* Under a horizon model the creator claims the new thread's ring (NULL:
  * none), handed to uni_shim_thread_begin, or given back if the thread
  * could not be created. */
@@ -207,7 +209,10 @@ void uni_shim_thread_abandon(void *ring) UNI_HIDDEN;
  * mode. uni_shim_take: the thread consumed a completion of time t. */
 uint64_t uni_shim_quiet_begin(int completing) UNI_HIDDEN;
 void uni_shim_quiet_end(void) UNI_HIDDEN;
-void uni_shim_take(uint64_t t) UNI_HIDDEN;
+void uni_shim_take(uint64_t t, uint64_t src) UNI_HIDDEN;
+/* The calling thread hands time t on through obj (simulate mode): returns
+ * the id of the SIGNAL event recording it (0: none), for unitrace replay. */
+uint64_t uni_shim_signal(const void *obj, uint64_t t) UNI_HIDDEN;
 
 /* Virtual connections for the simulated NCCL (shim/nccl.c): a connection
  * end with made-up addresses, matched by unid like a TCP one; sends and

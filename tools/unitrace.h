@@ -23,4 +23,8 @@ int unitrace_compare(const char *real_path, const char *sim_path, int json);
 /* unitrace export TRACE --sqlite OUT.db (unitrace_sqlite.c). */
 int unitrace_export_sqlite(const char *path, const char *out);
 
+/* unitrace replay TRACE [--config OTHER.yaml] [--sweep KEY=V1,...] [--json]
+ * (unitrace_replay.c). */
+int unitrace_replay(const char *path, const char *config, const char *sweep, int json);
+
 #endif

@@ -34,6 +34,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		{"unitrace", "export", trace, "--sqlite", db, NULL},
 		{"unitrace", "compare", trace, trace, "--json", NULL},
 		{"unitrace", "critical-path", trace, "--json", NULL},
+		{"unitrace", "replay", trace, "--json", NULL},
 	};
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
 		int argc = 0;

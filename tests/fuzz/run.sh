@@ -15,10 +15,20 @@ build/tests/unit/mktrace "$W/corpus/good" >/dev/null
 for v in truncate no-end mismatch unknown; do
 	build/tests/unit/mktrace "$W/corpus/$v" --$v >/dev/null
 done
+# A real simulate-mode trace with its event graph (for replay), when
+# PyTorch is there: 2 ranks, one iteration of every collective.
+if [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import torch' 2>/dev/null; then
+	printf 'mode: simulate\nnetwork: { default: { latency: 1ms, bandwidth: 1Gbit } }\n' >"$W/sim.yaml"
+	timeout 120 build/tools/unirun -n 2 --config "$W/sim.yaml" --trace "$W/corpus/sim" -- \
+		/usr/bin/python3 tests/integration/collectives.py --out "$W/simout" --iters 1 >/dev/null 2>&1 ||
+		rm -f "$W/corpus/sim"
+	rm -f "$W/corpus/sim.svg" "$W/corpus/sim.deadlock.txt"
+fi
 clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 	-D_GNU_SOURCE -Dmain=unitrace_main -Iengine/include -Ibuild -Itools \
-	tools/unitrace.c tools/unitrace_sqlite.c tools/unitrace_compare.c tools/unitrace_critical.c engine/trace.c tests/fuzz/fuzz_unitrace.c \
-	-lsqlite3 -lm -o "$W/fuzz_unitrace"
+	-Iengine tools/unitrace.c tools/unitrace_sqlite.c tools/unitrace_compare.c tools/unitrace_critical.c \
+	tools/unitrace_replay.c engine/trace.c engine/nic.c engine/config.c engine/common.c tests/fuzz/fuzz_unitrace.c \
+	$(pkg-config --cflags --libs yaml-0.1) -lsqlite3 -lm -o "$W/fuzz_unitrace"
 # The config parser, from the test configs (good and bad) and the examples.
 mkdir "$W/cfg"
 cp tests/unit/configs/*.yaml examples/configs/*.yaml "$W/cfg/"

@@ -71,7 +71,7 @@ static struct uni_trec make_rec(uint32_t i)
 	t.tid = (int32_t)(100000 + i);
 	t.peer = -(int32_t)i;
 	t.conn = 0xfffffff0u + i;
-	t.pad = 0;
+	t.seq = 0;
 	t.t0 = 0x0102030405060708ull + i;
 	t.t1 = UINT64_MAX - i;
 	t.off = (uint64_t)i << 40;
@@ -179,7 +179,7 @@ START_TEST(test_roundtrip)
 		ck_assert_int_eq(t.tid, e.tid);
 		ck_assert_int_eq(t.peer, e.peer);
 		ck_assert_uint_eq(t.conn, e.conn);
-		ck_assert_uint_eq(t.pad, e.pad);
+		ck_assert_uint_eq(t.seq, e.seq);
 		ck_assert_uint_eq(t.t0, e.t0);
 		ck_assert_uint_eq(t.t1, e.t1);
 		ck_assert_uint_eq(t.off, e.off);
@@ -538,7 +538,11 @@ START_TEST(test_kind_names)
 	ck_assert_str_eq(uni_trec_kind_name(UNI_TR_DEADLOCK), "deadlock");
 	ck_assert_str_eq(uni_trec_kind_name(UNI_TR_COMPUTE), "compute");
 	ck_assert_str_eq(uni_trec_kind_name(UNI_TR_IDLE), "idle");
-	ck_assert_str_eq(uni_trec_kind_name(14), "?");
+	ck_assert_str_eq(uni_trec_kind_name(UNI_TR_SIGNAL), "signal");
+	ck_assert_str_eq(uni_trec_kind_name(UNI_TR_TAKE), "take");
+	ck_assert_str_eq(uni_trec_kind_name(UNI_TR_DEP), "dep");
+	ck_assert_str_eq(uni_trec_kind_name(UNI_TR_SENT), "sent");
+	ck_assert_str_eq(uni_trec_kind_name(18), "?");
 	ck_assert_str_eq(uni_trec_kind_name(UINT16_MAX), "?");
 }
 END_TEST

@@ -61,6 +61,18 @@ enum uni_ev_kind {
 	                          a = request number; answered like READ_REQ with
 	                          the virtual time the write completes (send
 	                          completion model, network.send_buffer) */
+	/* The event graph for unitrace replay (simulate mode). An event's id is
+	 * (tid << 32 | its index among the events of its thread's ring, the
+	 * UNI_EV_THREAD being 0). */
+	UNI_EV_SIGNAL = 12,    /* the thread handed its time t0 on through object a
+	                          (a condvar or mutex stamp, a Gloo buffer completion,
+	                          a semaphore post, a channel write, a thread it created,
+	                          a Gloo SEND_READY it posted) */
+	UNI_EV_TAKE = 13,      /* the thread took a handed-on time: clock t0 before,
+	                          t1 the time handed on, a = the SIGNAL's id; its clock
+	                          is now max(t0, t1) (flags UNI_EVF_SET: = t1) */
+	UNI_EV_DEP = 14,       /* the next SEND's stamp is at least the time of event a
+	                          (a Gloo post or the peer's receive notice, read) */
 };
 
 /* Shorter stretches of compute are charged but not reported one by one. */
@@ -71,6 +83,9 @@ enum uni_ev_flags {
 	UNI_EVF_DISPATCHER = 1u << 0, /* issued by a dispatcher thread (Gloo's loop) */
 	UNI_EVF_FALLBACK = 1u << 1,   /* stamp from the writer's time: stream not parsed */
 	UNI_EVF_NOTIFY = 1u << 2,     /* SEND: whole Gloo notify messages (48-byte preambles) */
+	UNI_EVF_CONT = 1u << 3,       /* SEND: continues a message begun by an earlier chunk */
+	UNI_EVF_SET = 1u << 4,        /* TAKE: the clock is set (a new thread's start) */
+	UNI_EVF_END = 1u << 5,        /* SEND: the last bytes of a Gloo data message */
 	/* SEND of Gloo data: c = ring index + 1 of the thread that posted the
 	 * message (0: unknown); the nic model holds the network at its send
 	 * completion while that thread waits for it. */

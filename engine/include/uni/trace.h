@@ -16,7 +16,7 @@
 
 #define UNI_TRACE_MAGIC "UNITRACE"
 #define UNI_TRACE_VERSION_MAJOR 1u
-#define UNI_TRACE_VERSION_MINOR 2u
+#define UNI_TRACE_VERSION_MINOR 3u
 #define UNI_TRACE_HDR_SIZE 256u
 #define UNI_TRACE_REC_SIZE 64u
 
@@ -61,6 +61,15 @@ enum uni_trec_kind {
 	                             stretches of at least 100 us are recorded */
 	UNI_TR_IDLE = 13,         /* (1.2) simulate: rank, tid slept (or a timed wait ran out)
 	                             from t0 to t1 (virtual); stretches of at least 100 us */
+	/* (1.3) simulate: the event graph that unitrace replay re-times. */
+	UNI_TR_SIGNAL = 14,       /* rank, tid handed its time t0 on (a = object) */
+	UNI_TR_TAKE = 15,         /* rank, tid took a time: t0 its clock before, t1 the time
+	                             taken, a = the id (tid << 32 | seq) of the SIGNAL; flags
+	                             UNI_TRF_SET: the clock was set to t1 (a new thread) */
+	UNI_TR_DEP = 16,          /* the thread's next send is stamped no earlier than the
+	                             event a (a Gloo post, the peer's receive notice) */
+	UNI_TR_SENT = 17,         /* a Gloo send completed: conn, off = the message's end,
+	                             t0 the waiter's clock before, t1 after */
 };
 
 enum uni_trec_flags {
@@ -70,6 +79,9 @@ enum uni_trec_flags {
 	UNI_TRF_DISPATCHER = 1u << 0, /* by a dispatcher thread (Gloo's loop) */
 	UNI_TRF_FALLBACK = 1u << 1,   /* stamped from the writer's clock: Gloo stream not parsed */
 	UNI_TRF_NOTIFY = 1u << 2,     /* SEND: Gloo notices (48-byte preambles only) */
+	UNI_TRF_CONT = 1u << 3,       /* SEND: continues a message an earlier chunk began */
+	UNI_TRF_SET = 1u << 4,        /* TAKE: sets the clock */
+	UNI_TRF_END = 1u << 5,        /* SEND: ends a Gloo data message */
 };
 
 /* One record. t0/t1 are ns since the session epoch: in record mode real
@@ -81,7 +93,8 @@ struct uni_trec {
 	int32_t tid;
 	int32_t peer;
 	uint32_t conn;
-	uint32_t pad;
+	uint32_t seq;   /* (1.3) simulate: the event's index among its thread's events
+	                   (THREAD = 0); with tid its id for SIGNAL/TAKE/DEP */
 	uint64_t t0;
 	uint64_t t1;
 	uint64_t off;
