@@ -31,6 +31,7 @@ const char *uni_trec_kind_name(uint16_t kind)
 		[UNI_TR_TAKE] = "take",
 		[UNI_TR_DEP] = "dep",
 		[UNI_TR_SENT] = "sent",
+		[UNI_TR_COLL] = "coll",
 	};
 
 	if (kind < sizeof(names) / sizeof(names[0]) && names[kind])

@@ -431,8 +431,12 @@ static void handle(uint32_t ring_idx, struct uni_ring *ring, const struct uni_ev
 	case UNI_EV_SIGNAL:
 	case UNI_EV_TAKE:
 	case UNI_EV_DEP:
+	case UNI_EV_COLL:
 		if (D.cfg.mode == UNI_MODE_SIMULATE) {
-			r.kind = e->kind == UNI_EV_SIGNAL ? UNI_TR_SIGNAL : e->kind == UNI_EV_TAKE ? UNI_TR_TAKE : UNI_TR_DEP;
+			r.kind = e->kind == UNI_EV_SIGNAL ? UNI_TR_SIGNAL
+				 : e->kind == UNI_EV_TAKE ? UNI_TR_TAKE
+				 : e->kind == UNI_EV_DEP  ? UNI_TR_DEP
+							  : UNI_TR_COLL;
 			r.flags = e->flags;
 			trace_put(&r);
 		}

@@ -111,6 +111,7 @@ static _Atomic uint32_t g_nconns;
 static _Atomic int g_warned_conns, g_warned_rings;
 static uint32_t g_mode;
 static int g_horizon; /* the session's model needs wake floors (nic) */
+static _Atomic uint64_t g_last_coll; /* prefix << 32 | tag of the last Gloo collective begun */
 /* The rings this process's threads claimed (wake floors look only here). */
 static uint32_t g_myrings[UNI_MAX_RINGS];
 static _Atomic uint32_t g_nmyrings;
@@ -817,6 +818,17 @@ static void sim_send(struct shim_conn *sc, const struct iovec *iov, int cnt, siz
 	    sc->gf.out.npre == 0)
 		tls.vt = segs[nseg - 1].stamp;
 	for (size_t i = 0; i < nseg; i++) {
+		/* The first notice of a Gloo collective (a slot with a collective's
+		 * prefix and a tag not seen yet): export --merge aligns on these. */
+		uint64_t pfx = segs[i].post_slot >> 56, tag = (segs[i].post_slot >> 24) & 0xffffffffu;
+		if (segs[i].notify && !tls.dispatcher && pfx >= 1 && pfx <= 8 && tls.ring) {
+			uint64_t key = pfx << 32 | tag, seen = atomic_load_explicit(&g_last_coll, memory_order_relaxed);
+			if (seen != key && atomic_compare_exchange_strong(&g_last_coll, &seen, key)) {
+				struct uni_ev ce = {.kind = UNI_EV_COLL, .conn = sc->shm_idx, .t0 = segs[i].stamp,
+						    .t1 = segs[i].stamp, .a = segs[i].post_slot};
+				emit(&ce);
+			}
+		}
 		/* Where a data message's stamp comes from (unitrace replay). */
 		for (int k = 0; k < 2; k++)
 			if (segs[i].dep[k] && tls.ring) {

@@ -14,6 +14,7 @@ PKGS=(
 	libunwind-dev                          # native stacks in deadlock reports
 	libgloo-dev                            # Gloo C wrapper (profiler)
 	libsqlite3-dev                         # unitrace export --sqlite
+	libjson-c-dev                          # unitrace export --merge (PyTorch profiler JSON)
 	python3-torch                          # the PyTorch programs we run (Gloo backend)
 	iproute2                               # network namespaces for shaped-network tests
 	procps psmisc                          # pgrep/kill in tests

@@ -37,7 +37,7 @@
 
 static const char usage_line[] = "usage: unitrace {summary|dump} FILE [--json]\n"
 				 "       unitrace plot FILE [-o OUT.svg]\n"
-				 "       unitrace export FILE {--chrome OUT.json | --sqlite OUT.db}\n"
+				 "       unitrace export FILE {--chrome OUT.json [--merge TORCH.json [--merge-rank R]] | --sqlite OUT.db}\n"
 				 "       unitrace critical-path FILE [--json]\n"
 				 "       unitrace compare REAL SIM [--json]\n"
 				 "       unitrace replay FILE [--config OTHER.yaml] [--sweep KEY=V1,V2,...] [--json]";
@@ -459,6 +459,7 @@ static void account(struct summary *s, const struct uni_trec *t)
 	case UNI_TR_TAKE:
 	case UNI_TR_DEP:
 	case UNI_TR_SENT:
+	case UNI_TR_COLL:
 		return; /* the event graph: unitrace replay reads it */
 	default:
 		/* A newer minor's addition: skipped, but counted. */
@@ -1111,6 +1112,7 @@ struct chrome {
 	uint64_t *seen;      /* (rank << 32 | tid) already named */
 	size_t nseen, capseen;
 	uint64_t links[256 * 4]; /* bitmap: (rank, peer) link tracks named */
+	uint64_t merge_named;    /* --merge: profiler threads 0..63 named */
 };
 
 static void chrome_sep(struct chrome *c)
@@ -1304,7 +1306,31 @@ static void chrome_rec(struct chrome *c, const struct uni_trec *t)
 	}
 }
 
-static int cmd_export_chrome(const char *path, const char *out)
+#define MERGE_TID_BASE INT64_C(1000000000) /* the profiler's threads, beside the OS tids */
+
+static void merge_event(struct unitrace_merge_sink *s, const char *ph, const char *name, int64_t tid, uint64_t t,
+			uint64_t dur, const char *args)
+{
+	struct chrome *c = s->ctx;
+	if (tid >= 0 && tid < 64 && !(c->merge_named & (1ull << tid))) {
+		c->merge_named |= 1ull << tid;
+		chrome_meta(c, "thread_name", s->rank, MERGE_TID_BASE + tid, "torch profiler, thread %" PRId64, tid);
+	}
+	chrome_sep(c);
+	fputs("{\"ph\":", stdout);
+	unitrace_json_str(ph[0] == 'B' || ph[0] == 'E' || ph[0] == 'i' ? ph : "X");
+	fputs(",\"cat\":\"torch\",\"name\":", stdout);
+	unitrace_json_str(name);
+	printf(",\"pid\":%" PRId32 ",\"tid\":%" PRId64, s->rank, MERGE_TID_BASE + tid);
+	chrome_ts("ts", t);
+	if (ph[0] == 'X' || !ph[0])
+		chrome_ts("dur", dur);
+	if (args)
+		printf(",\"args\":%s", args);
+	fputs("}", stdout);
+}
+
+static int cmd_export_chrome(const char *path, const char *out, const char *merge, int32_t merge_rank)
 {
 	struct uni_trace_reader r;
 	struct uni_trec t;
@@ -1341,6 +1367,11 @@ static int cmd_export_chrome(const char *path, const char *out)
 	       unitrace_time_base(r.hdr.mode), r.hdr.version_major, r.hdr.version_minor);
 	while ((rc = uni_trace_next(&r, &t)) == 1)
 		chrome_rec(&c, &t);
+	int mrc = 0;
+	if (merge && rc >= 0) {
+		struct unitrace_merge_sink sink = {.event = merge_event, .ctx = &c, .rank = merge_rank};
+		mrc = unitrace_merge(merge, merge_rank, path, &sink);
+	}
 	fputs("\n]}\n", stdout);
 	free(c.peer_conn);
 	free(c.seen);
@@ -1356,7 +1387,7 @@ static int cmd_export_chrome(const char *path, const char *out)
 				" records: was the daemon killed? Exported what came before.\n",
 			path, r.nrec);
 	uni_trace_close(&r);
-	return 0;
+	return mrc;
 }
 
 /* main -------------------------------------------------------------------- */
@@ -1543,6 +1574,8 @@ static void help(void)
 	       "  export    --chrome OUT.json: Chrome trace-event JSON for ui.perfetto.dev\n"
 	       "            and chrome://tracing (a process per rank, a track per thread\n"
 	       "            and per link, arrows from each send to the read it completes)\n"
+	       "            --merge TORCH.json: fold a PyTorch profiler trace of rank R\n"
+	       "            (--merge-rank, default 0) into it, aligned on its Gloo spans\n"
 	       "            --sqlite OUT.db: an SQLite database, one table per record kind\n"
 	       "  critical-path  the chain of local work and transfers that sets the\n"
 	       "            makespan, each step with its share (--json)\n"
@@ -1630,7 +1663,8 @@ static int run(int argc, char **argv)
 	if (strcmp(cmd, "summary") && strcmp(cmd, "dump") && strcmp(cmd, "plot") && strcmp(cmd, "export") &&
 	    strcmp(cmd, "critical-path"))
 		return usage_error("unknown command", cmd);
-	const char *out = NULL, *chrome = NULL, *sqlite = NULL;
+	const char *out = NULL, *chrome = NULL, *sqlite = NULL, *merge = NULL;
+	int32_t merge_rank = 0;
 
 	for (int i = 2; i < argc; i++) {
 		const char *a = argv[i];
@@ -1645,6 +1679,14 @@ static int run(int argc, char **argv)
 			chrome = argv[++i];
 		} else if (opts && !strcmp(a, "--sqlite") && i + 1 < argc) {
 			sqlite = argv[++i];
+		} else if (opts && !strcmp(a, "--merge") && i + 1 < argc) {
+			merge = argv[++i];
+		} else if (opts && !strcmp(a, "--merge-rank") && i + 1 < argc) {
+			char *end;
+			long v = strtol(argv[++i], &end, 10);
+			if (*end || v < 0 || v >= 1 << 20)
+				return usage_error("--merge-rank wants a rank number", argv[i]);
+			merge_rank = (int32_t)v;
 		} else if (opts && (!strcmp(a, "--help") || !strcmp(a, "-h"))) {
 			help();
 			return 0;
@@ -1667,7 +1709,9 @@ static int run(int argc, char **argv)
 			return usage_error("export needs a format", "--chrome OUT.json or --sqlite OUT.db");
 		if (chrome && sqlite)
 			return usage_error("one format per export", "--chrome or --sqlite");
-		return chrome ? cmd_export_chrome(path, chrome) : unitrace_export_sqlite(path, sqlite);
+		if (merge && !chrome)
+			return usage_error("--merge folds a profiler trace into the Chrome export", "--chrome OUT.json");
+		return chrome ? cmd_export_chrome(path, chrome, merge, merge_rank) : unitrace_export_sqlite(path, sqlite);
 	}
 	return !strcmp(cmd, "summary") ? cmd_summary(path, json)
 				       : cmd_dump(path, json);

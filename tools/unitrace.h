@@ -23,6 +23,18 @@ int unitrace_compare(const char *real_path, const char *sim_path, int json);
 /* unitrace export TRACE --sqlite OUT.db (unitrace_sqlite.c). */
 int unitrace_export_sqlite(const char *path, const char *out);
 
+/* export --merge (unitrace_merge.c): the profiler trace's events, shifted
+ * onto rank's timeline, handed to sink->event one by one (ph, name, the
+ * profiler's thread, start and duration in trace ns, args as JSON or NULL).
+ * Returns 0, 1 out of memory, 2 unreadable or unalignable file. */
+struct unitrace_merge_sink {
+	void (*event)(struct unitrace_merge_sink *s, const char *ph, const char *name, int64_t tid, uint64_t t,
+		      uint64_t dur, const char *args_json);
+	void *ctx;
+	int32_t rank;
+};
+int unitrace_merge(const char *torch_json, int32_t rank, const char *trace, struct unitrace_merge_sink *sink);
+
 /* unitrace replay TRACE [--config OTHER.yaml] [--sweep KEY=V1,...] [--json]
  * (unitrace_replay.c). */
 int unitrace_replay(const char *path, const char *config, const char *sweep, int json);

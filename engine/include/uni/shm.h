@@ -73,6 +73,8 @@ enum uni_ev_kind {
 	                          is now max(t0, t1) (flags UNI_EVF_SET: = t1) */
 	UNI_EV_DEP = 14,       /* the next SEND's stamp is at least the time of event a
 	                          (a Gloo post or the peer's receive notice, read) */
+	UNI_EV_COLL = 15,      /* the thread posted the first notice of a Gloo collective:
+	                          t0 = its clock, a = the slot (prefix << 56 | tag << 24) */
 };
 
 /* Shorter stretches of compute are charged but not reported one by one. */

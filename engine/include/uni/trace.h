@@ -70,6 +70,10 @@ enum uni_trec_kind {
 	                             event a (a Gloo post, the peer's receive notice) */
 	UNI_TR_SENT = 17,         /* a Gloo send completed: conn, off = the message's end,
 	                             t0 the waiter's clock before, t1 after */
+	UNI_TR_COLL = 18,         /* (1.3) simulate: rank, tid began a Gloo collective at t0
+	                             (its first notice); a = the slot: prefix << 56 (1 gather,
+	                             2 allgather, 3 reduce, 4 allreduce, 5 scatter, 6 broadcast,
+	                             7 barrier, 8 alltoall) | tag << 24 */
 };
 
 enum uni_trec_flags {
