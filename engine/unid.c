@@ -150,8 +150,15 @@ static void rank_ended(int rank, int died)
 			r.len = dr->waited;
 		}
 	}
-	else
-		r.t0 = r.t1 = uni_now_ns() - D.h->epoch_mono_ns;
+	else {
+		/* Record mode: when the rank detached (else when unid saw the
+		 * exit), and its main thread's CPU and waiting time. */
+		r.t0 = r.t1 = dr->detached ? dr->end_t : uni_now_ns() - D.h->epoch_mono_ns;
+		if (dr->detached) {
+			r.off = dr->compute;
+			r.len = dr->waited;
+		}
+	}
 	trace_put(&r);
 	if (died)
 		logmsg("rank %d (pid %d) died without detaching", rank, dr->pid);

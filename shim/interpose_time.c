@@ -68,9 +68,23 @@ static int rel_sleep(const struct timespec *req, struct timespec *rem)
 	return r;
 }
 
+/* Record mode: a rank's sleeps are timed (real time) for the summary. */
+#define REC_SLEEP(call)                                                      \
+	do {                                                                 \
+		if (UNI_UNLIKELY(uni_shim_rec_on) && !uni_shim_in_shim()) {   \
+			uint64_t t0_ = uni_now_ns();                         \
+			__typeof__(call) r_ = call;                          \
+			int e_ = errno;                                      \
+			uni_shim_rec_slept(uni_now_ns() - t0_);              \
+			errno = e_;                                          \
+			return r_;                                           \
+		}                                                            \
+	} while (0)
+
 UNI_EXTERN int clock_nanosleep(clockid_t clk, int flags, const struct timespec *req, struct timespec *rem)
 {
 	ENSURE(clock_nanosleep);
+	REC_SLEEP(uni_real.clock_nanosleep(clk, flags, req, rem));
 	if (UNI_LIKELY(!uni_shim_sync_on) || !req || !uni_shim_vclock())
 		return uni_real.clock_nanosleep(clk, flags, req, rem);
 	if (flags & TIMER_ABSTIME) {
@@ -91,6 +105,7 @@ UNI_EXTERN int clock_nanosleep(clockid_t clk, int flags, const struct timespec *
 UNI_EXTERN int nanosleep(const struct timespec *req, struct timespec *rem)
 {
 	ENSURE(nanosleep);
+	REC_SLEEP(uni_real.nanosleep(req, rem));
 	if (UNI_LIKELY(!uni_shim_sync_on) || !req || !uni_shim_vclock())
 		return uni_real.nanosleep(req, rem);
 	int r = rel_sleep(req, rem);
@@ -104,6 +119,7 @@ UNI_EXTERN int nanosleep(const struct timespec *req, struct timespec *rem)
 UNI_EXTERN int usleep(useconds_t us)
 {
 	ENSURE(usleep);
+	REC_SLEEP(uni_real.usleep(us));
 	if (UNI_LIKELY(!uni_shim_sync_on) || !uni_shim_vclock())
 		return uni_real.usleep(us);
 	struct timespec req = {.tv_sec = us / 1000000, .tv_nsec = (long)(us % 1000000) * 1000};

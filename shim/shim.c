@@ -119,6 +119,7 @@ static int g_vclock;        /* the program reads virtual time */
 static uint64_t g_epoch_real;
 UNI_HIDDEN int uni_shim_sync_on;
 UNI_HIDDEN int uni_shim_clamp_on;
+UNI_HIDDEN int uni_shim_rec_on; /* a rank in record mode: sleeps are timed (summary) */
 static double g_slowdown = 1.0;
 
 void uni_shim_resolve(void) UNI_HIDDEN;
@@ -168,6 +169,7 @@ static void orphan(const char *why)
 	int expect = ST_ATTACHED;
 	uni_shim_sync_on = 0;
 	uni_shim_clamp_on = 0;
+	uni_shim_rec_on = 0;
 	if (atomic_compare_exchange_strong(&g_state, &expect, ST_ORPHAN))
 		uni_shim_log("rank %d: coordinator of session '%s' (unid pid %d) %s; "
 			     "continuing pass-through, later traffic is not recorded",
@@ -249,6 +251,7 @@ static void push(struct uni_ring *r, const struct uni_ev *e);
 static void charge(void);
 static void adopt_ring(struct uni_ring *r);
 static void emit_take(uint64_t before, uint64_t t, uint64_t src, uint16_t flags);
+static inline uint64_t thread_cpu(void);
 
 static struct uni_ring *thread_ring(void)
 {
@@ -497,6 +500,7 @@ static void attach(void)
 	atomic_store(&g_state, ST_ATTACHED);
 	uni_shim_sync_on = g_mode == UNI_MODE_SIMULATE;
 	uni_shim_clamp_on = uni_shim_sync_on && g_horizon;
+	uni_shim_rec_on = g_mode == UNI_MODE_RECORD;
 	wake_daemon();
 out:
 	tls.in_shim--;
@@ -509,6 +513,7 @@ static void at_fork_child(void)
 	atomic_fetch_add(&g_gen, 1);
 	uni_shim_sync_on = 0;
 	uni_shim_clamp_on = 0;
+	uni_shim_rec_on = 0;
 	if (st == ST_ATTACHED || st == ST_ORPHAN) {
 		/* The child shares the parent's connections but is not the rank:
 		 * forget them, and attach only if it becomes a rank of its own. */
@@ -525,13 +530,21 @@ static void shim_detach(void)
 	if (atomic_load(&g_state) != ST_ATTACHED || getpid() != g_pid)
 		return;
 	tls.in_shim++;
-	uint64_t now = shim_now();
+	uint64_t now = shim_now(), compute = tls.compute, waited = tls.waited;
 	if (g_mode == UNI_MODE_SIMULATE) {
 		charge();
 		now = tls.vt; /* the exiting thread's clock: the rank's end */
+		compute = tls.compute;
+		waited = tls.waited;
+	} else {
+		/* Record mode, in real time: the exiting thread's CPU time, and
+		 * of the rest of its life (since the rank attached) what it did
+		 * not sleep: waiting for others, blocked I/O. */
+		uint64_t life = now - uni_shm_rank(g_hdr, (uint32_t)g_rank)->attach_t;
+		compute = thread_cpu();
+		waited = life > compute + tls.idled ? life - compute - tls.idled : 0;
 	}
-	struct uni_ev e = {.kind = UNI_EV_DETACH, .t0 = now, .t1 = now, .a = tls.compute,
-			   .b = tls.waited};
+	struct uni_ev e = {.kind = UNI_EV_DETACH, .t0 = now, .t1 = now, .a = compute, .b = waited};
 	emit(&e);
 	wake_daemon();
 	tls.in_shim--;
@@ -1458,6 +1471,11 @@ void uni_shim_idle_until(uint64_t t)
 		tls.vt = t;
 	}
 	leave();
+}
+
+void uni_shim_rec_slept(uint64_t ns)
+{
+	tls.idled += ns;
 }
 
 void uni_shim_idle_for(uint64_t ns)

@@ -238,6 +238,10 @@ void uni_shim_vt_settle(uint64_t t) UNI_HIDDEN;
 
 /* True when the sync hooks have work to do in this process. */
 extern int uni_shim_sync_on UNI_HIDDEN;
+/* Record mode: the calling thread slept ns of real time (the summary's
+ * idle time of a rank). */
+extern int uni_shim_rec_on UNI_HIDDEN;
+void uni_shim_rec_slept(uint64_t ns) UNI_HIDDEN;
 
 /* fd is being closed by the program (or implicitly, by dup2 onto it). */
 void uni_shim_fd_closed(int fd) UNI_HIDDEN;

@@ -302,6 +302,7 @@ struct rank_stat {
 	uint64_t sends, recvs, bytes_sent, bytes_recv;
 	uint64_t conns;
 	int have_end_t;       /* a RANK_EXIT said when the rank ended */
+	uint64_t attach_t;    /* when it attached (record mode: its life begins) */
 	uint64_t end_t;       /* ns since epoch (virtual in simulate mode) */
 	uint64_t compute, waited; /* simulate: the exiting thread's, virtual ns */
 	uint32_t deadlocked;  /* threads blocked for good when unid found a deadlock */
@@ -475,6 +476,7 @@ static void account(struct summary *s, const struct uni_trec *t)
 	switch (t->kind) {
 	case UNI_TR_RANK_ATTACH:
 		r->attached = 1;
+		r->attach_t = t->t0;
 		r->pid = t->a;
 		r->world = rec_b(t);
 		if (r->world > s->world)
@@ -666,10 +668,13 @@ static const struct rank_stat *last_rank(const struct summary *s)
 
 /* Simulate mode: the main thread's time that was neither compute nor
  * communication (sleeps, clocks pushed by something else). */
-static uint64_t rank_idle(const struct rank_stat *r)
+static uint64_t rank_idle(const struct rank_stat *r, uint32_t mode)
 {
+	/* Simulate: the main thread's clock from 0; record: its life in real
+	 * time, since the rank attached. */
+	uint64_t life = mode == UNI_MODE_SIMULATE ? r->end_t : r->end_t > r->attach_t ? r->end_t - r->attach_t : 0;
 	uint64_t busy = r->compute + r->waited;
-	return r->end_t > busy ? r->end_t - busy : 0;
+	return life > busy ? life - busy : 0;
 }
 
 static void summary_text(const struct summary *s, const char *path)
@@ -723,7 +728,12 @@ static void summary_text(const struct summary *s, const char *path)
 		       r->sends, r->recvs, r->bytes_sent, r->bytes_recv);
 		if (h->mode == UNI_MODE_SIMULATE && r->have_end_t && r->end == END_CLEAN) {
 			printf("  end %.3f ms virtual: compute %.3f ms, communication %.3f ms, idle %.3f ms "
-			       "(main thread)\n", ms(r->end_t), ms(r->compute), ms(r->waited), ms(rank_idle(r)));
+			       "(main thread)\n", ms(r->end_t), ms(r->compute), ms(r->waited), ms(rank_idle(r, h->mode)));
+		} else if (h->mode == UNI_MODE_RECORD && r->have_end_t && r->end == END_CLEAN && r->compute) {
+			printf("  lived %.3f ms real (%.3f .. %.3f ms): compute %.3f ms (CPU), communication %.3f ms "
+			       "(waiting, blocked), idle %.3f ms (sleeps) (main thread)\n",
+			       ms(r->end_t - r->attach_t), ms(r->attach_t), ms(r->end_t), ms(r->compute), ms(r->waited),
+			       ms(rank_idle(r, h->mode)));
 		}
 
 		while (pi < s->npairs && s->pairs[pi].rank < r->rank)
@@ -863,9 +873,10 @@ static void summary_json(const struct summary *s, const char *path)
 			printf("\"end_ns\": %" PRIu64 ", ", r->end_t);
 		else
 			printf("\"end_ns\": null, ");
-		if (h->mode == UNI_MODE_SIMULATE && r->have_end_t && r->end == END_CLEAN) {
+		if ((h->mode == UNI_MODE_SIMULATE || (h->mode == UNI_MODE_RECORD && r->compute)) && r->have_end_t &&
+		    r->end == END_CLEAN) {
 			printf("\"compute_ms\": %.6f, \"communication_ms\": %.6f, \"idle_ms\": %.6f, ",
-			       ms(r->compute), ms(r->waited), ms(rank_idle(r)));
+			       ms(r->compute), ms(r->waited), ms(rank_idle(r, h->mode)));
 		}
 		printf("\"sends\": %" PRIu64 ", \"recvs\": %" PRIu64
 		       ", \"bytes_sent\": %" PRIu64 ", \"bytes_received\": %"

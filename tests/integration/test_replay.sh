@@ -91,6 +91,25 @@ grep -q "missing.yaml" "$T/out" || { cat "$T/out"; fail "missing config message"
 grep -q "unknown key" "$T/out" || { cat "$T/out"; fail "bad sweep key message"; }
 timeout 120 "$UNIRUN" -n 2 --mode record --trace "$T/rec.unitrace" -- $PY "$HERE/collectives.py" --out "$T/recout" >"$T/rec.log" 2>&1 ||
 	{ cat "$T/rec.log"; fail "record-mode run"; }
+# Record mode's summary has the same figures, in real time (issue 5, item 2):
+# the main thread's CPU, waiting and sleeps add up to its life.
+"$UNITRACE" summary "$T/rec.unitrace" --json >"$T/rec.json"
+"$UNITRACE" summary "$T/rec.unitrace" | grep -q "lived .* ms real .*: compute .* (CPU), communication" ||
+	fail "record-mode summary line"
+$PY - "$T/rec.json" "$T/rec.unitrace" "$UNITRACE" <<'PYEOF' || fail "record-mode figures"
+import json, subprocess, sys
+s = json.load(open(sys.argv[1]))
+att = {}
+for l in subprocess.run([sys.argv[3], "dump", sys.argv[2], "--json"], capture_output=True, text=True).stdout.splitlines():
+    r = json.loads(l)
+    if r["kind"] == "rank_attach":
+        att[r["rank"]] = r["t0"]
+for r in s["ranks"]:
+    life = (r["end_ns"] - att[r["rank"]]) / 1e6
+    tot = r["compute_ms"] + r["communication_ms"] + r["idle_ms"]
+    print(f"record mode, rank {r['rank']}: lived {life:.1f} ms = compute {r['compute_ms']:.1f} + communication {r['communication_ms']:.1f} + idle {r['idle_ms']:.1f}")
+    assert r["compute_ms"] > 0 and abs(tot - life) < 0.01, "figures do not add up to the rank's life"
+PYEOF
 "$UNITRACE" replay "$T/rec.unitrace" >"$T/out" 2>&1 && fail "record-mode trace replayed"
 grep -q "simulate-mode trace" "$T/out" || { cat "$T/out"; fail "record-mode message"; }
 ok "replay agrees with real runs under other configurations; sweeps"
