@@ -1095,10 +1095,20 @@ int uni_shim_cond_signal(void *cv)
 				;
 			uint32_t owner = 0;
 			atomic_compare_exchange_strong(&e->owner, &owner, tls.tid ? tls.tid : 1u);
-			if (t > cur && atomic_load_explicit(&e->shared, memory_order_relaxed)) {
-				if (!id)
-					id = emit_signal((uint64_t)(uintptr_t)cv, t);
-				atomic_store_explicit(&e->src, id, memory_order_relaxed);
+			if (t > cur) {
+				/* Shared with another thread: a SIGNAL event. Not yet
+				 * (the GIL's mutex, stamped thousands of times by the
+				 * one Python thread): its position among this thread's
+				 * events (UNI_SRC_POS), which costs no event. */
+				uint64_t src;
+				if (atomic_load_explicit(&e->shared, memory_order_relaxed)) {
+					if (!id)
+						id = emit_signal((uint64_t)(uintptr_t)cv, t);
+					src = id;
+				} else {
+					src = ((uint64_t)tls.tid << 32) | UNI_SRC_POS | tls.nev;
+				}
+				atomic_store_explicit(&e->src, src, memory_order_relaxed);
 			}
 		}
 	}

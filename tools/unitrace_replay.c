@@ -77,6 +77,9 @@ struct thread {
 	int done;
 	uint64_t *val;    /* replayed value of each event, by seq */
 	uint8_t *have;    /* ... known */
+	uint64_t *tafter; /* replayed clock after each event, by seq */
+	uint64_t *rval;   /* recorded clock after each event (UNI_SRC_POS sources) */
+	uint8_t *present; /* an event with that seq is in the trace */
 	uint32_t maxseq;
 	uint64_t compute, idle, waited, end;
 	int diverged;
@@ -102,6 +105,11 @@ struct replay {
 	int nic;
 	uint64_t late;
 };
+
+static uint64_t max64(uint64_t a, uint64_t b)
+{
+	return a > b ? a : b;
+}
 
 static void *xgrow(void *p, uint32_t *cap, size_t elem)
 {
@@ -308,9 +316,39 @@ static int load(struct replay *R, const char *path)
 		th->main = th->rank < (int32_t)UNI_MAX_RANKS && R->pid[th->rank] == th->tid;
 		th->val = calloc((size_t)th->maxseq + 1, sizeof(*th->val));
 		th->have = calloc((size_t)th->maxseq + 1, 1);
+		th->tafter = calloc((size_t)th->maxseq + 1, sizeof(*th->tafter));
+		th->rval = calloc((size_t)th->maxseq + 1, sizeof(*th->rval));
+		th->present = calloc((size_t)th->maxseq + 1, 1);
 		th->owner = 1;
-		if (!th->val || !th->have)
+		if (!th->val || !th->have || !th->tafter || !th->rval || !th->present)
 			exit(1);
+		/* The recorded clock after each event, where the record says it;
+		 * elsewhere (a data send, a dep) the clock did not move. */
+		uint64_t clk = 0;
+		for (uint32_t k = 0; k < th->nev; k++) {
+			struct uni_trec *r = &R->rec[th->ev[k]];
+			switch (r->kind) {
+			case UNI_TR_THREAD:
+			case UNI_TR_SIGNAL:
+				clk = r->t0;
+				break;
+			case UNI_TR_SEND:
+				if (r->flags & UNI_TRF_NOTIFY)
+					clk = r->t0;
+				break;
+			case UNI_TR_COMPUTE:
+			case UNI_TR_IDLE:
+			case UNI_TR_RECV:
+			case UNI_TR_SENT:
+				clk = r->t1;
+				break;
+			case UNI_TR_TAKE:
+				clk = (r->flags & UNI_TRF_SET) ? r->t1 : max64(r->t0, r->t1);
+				break;
+			}
+			th->rval[r->seq] = clk;
+			th->present[r->seq] = 1;
+		}
 	}
 	/* An event loop has no clock of its own: it handles each connection's
 	 * bytes when they arrive, in whatever order that is under the new
@@ -423,10 +461,6 @@ static void reset(struct replay *R, const struct uni_config *cfg)
 	}
 }
 
-static uint64_t max64(uint64_t a, uint64_t b)
-{
-	return a > b ? a : b;
-}
 
 static void schedule_chunk(struct replay *R, struct stream *s, struct chunk *c)
 {
@@ -526,11 +560,31 @@ static int byte_time(struct stream *s, uint64_t b, uint64_t *dep, uint64_t *arr)
 	return 1;
 }
 
-/* Value of event id, or 0 and *ok = 0 when not replayed yet. */
-static uint64_t event_value(struct replay *R, uint64_t id, int *ok)
+/* Value of event id, or 0 and *ok = 0 when not replayed yet; *ok = -1:
+ * no such event (no dependency). recorded: the value the take had in the
+ * recorded run (a UNI_SRC_POS source is the thread's clock before an
+ * event: after the event before it, plus the compute it had not reported
+ * yet, recorded minus its clock then). */
+static uint64_t event_value(struct replay *R, uint64_t id, uint64_t recorded, int *ok)
 {
 	struct thread *th = thread_by_tid(R, (uint32_t)(id >> 32));
 	uint32_t seq = (uint32_t)id;
+	if (th && (seq & UNI_SRC_POS)) {
+		uint32_t pos = seq & ~UNI_SRC_POS, k = pos < th->maxseq + 1 ? pos : th->maxseq + 1;
+		while (k > 0 && !th->present[k - 1])
+			k--;
+		if (k == 0) {
+			*ok = -1;
+			return 0;
+		}
+		if (!th->have[k - 1]) {
+			*ok = 0;
+			return 0;
+		}
+		*ok = 1;
+		uint64_t base = th->rval[k - 1];
+		return th->tafter[k - 1] + (recorded > base ? recorded - base : 0);
+	}
 	if (!th || seq > th->maxseq) {
 		*ok = -1; /* not in the trace: no dependency */
 		return 0;
@@ -573,7 +627,7 @@ static enum step step(struct replay *R, struct thread *th)
 		v = th->T;
 		break;
 	case UNI_TR_TAKE: {
-		uint64_t s = event_value(R, r->a, &ok);
+		uint64_t s = event_value(R, r->a, r->t1, &ok);
 		if (ok == 0)
 			return STEP_BLOCKED;
 		if (ok > 0) {
@@ -588,7 +642,7 @@ static enum step step(struct replay *R, struct thread *th)
 		break;
 	}
 	case UNI_TR_DEP: {
-		uint64_t s = event_value(R, r->a, &ok);
+		uint64_t s = event_value(R, r->a, r->t0, &ok);
 		if (ok == 0)
 			return STEP_BLOCKED;
 		if (ok > 0) {
@@ -677,6 +731,7 @@ static enum step step(struct replay *R, struct thread *th)
 	}
 	if (r->seq <= th->maxseq) {
 		th->val[r->seq] = v;
+		th->tafter[r->seq] = th->T;
 		th->have[r->seq] = 1;
 	}
 	if (debug_replay) {
@@ -746,7 +801,7 @@ static int run_replay(struct replay *R)
 			struct uni_trec *r = &R->rec[th->ev[th->pc]];
 			int ok = 1;
 			if (r->kind == UNI_TR_TAKE || r->kind == UNI_TR_DEP)
-				event_value(R, r->a, &ok);
+				event_value(R, r->a, r->kind == UNI_TR_TAKE ? r->t1 : r->t0, &ok);
 			if (ok == 0)
 				continue;
 			if (!cand || th->T < cand->T)
@@ -1000,6 +1055,9 @@ out:
 		if (R->th[i].owner) {
 			free(R->th[i].val);
 			free(R->th[i].have);
+			free(R->th[i].tafter);
+			free(R->th[i].rval);
+			free(R->th[i].present);
 		}
 	}
 	for (uint32_t c = 0; c < R->nst; c++)

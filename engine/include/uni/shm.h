@@ -77,6 +77,12 @@ enum uni_ev_kind {
 	                          t0 = its clock, a = the slot (prefix << 56 | tag << 24) */
 };
 
+/* A TAKE's source whose seq has this bit is a position, not an event: the
+ * thread's clock before its event seq (without the bit), that is, its
+ * clock after the event before that plus what it computed since (t1 minus
+ * that clock, in the recorded run). */
+#define UNI_SRC_POS 0x80000000u
+
 /* Shorter stretches of compute are charged but not reported one by one. */
 #define UNI_COMPUTE_MIN_NS 100000ull
 
