@@ -31,7 +31,8 @@ const char *uni_trec_kind_name(uint16_t kind)
 		[UNI_TR_TAKE] = "take",
 		[UNI_TR_DEP] = "dep",
 		[UNI_TR_SENT] = "sent",
-		[UNI_TR_COLL] = "coll",
+		[UNI_TR_OP] = "op",
+		[UNI_TR_STRING] = "string",
 	};
 
 	if (kind < sizeof(names) / sizeof(names[0]) && names[kind])

@@ -435,15 +435,33 @@ static void handle(uint32_t ring_idx, struct uni_ring *ring, const struct uni_ev
 			D.ranks[rank].waited = e->b;
 		}
 		break;
+	case UNI_EV_OP:
+		if (D.cfg.mode == UNI_MODE_SIMULATE) {
+			r.kind = UNI_TR_OP;
+			r.off = e->b;
+			r.flags = (uint16_t)(e->c ? 1 : 0);
+			trace_put(&r);
+		}
+		break;
+	case UNI_EV_STRING:
+		r.kind = UNI_TR_STRING;
+		r.conn = e->conn;
+		r.seq = (uint32_t)e->off;
+		r.peer = (int32_t)e->len;
+		r.t0 = e->t0;
+		r.t1 = e->t1;
+		r.off = e->a;
+		r.len = e->b;
+		r.a = e->c;
+		trace_put(&r);
+		break;
 	case UNI_EV_SIGNAL:
 	case UNI_EV_TAKE:
 	case UNI_EV_DEP:
-	case UNI_EV_COLL:
 		if (D.cfg.mode == UNI_MODE_SIMULATE) {
 			r.kind = e->kind == UNI_EV_SIGNAL ? UNI_TR_SIGNAL
 				 : e->kind == UNI_EV_TAKE ? UNI_TR_TAKE
-				 : e->kind == UNI_EV_DEP  ? UNI_TR_DEP
-							  : UNI_TR_COLL;
+							  : UNI_TR_DEP;
 			r.flags = e->flags;
 			trace_put(&r);
 		}
@@ -975,6 +993,7 @@ static void create_segment(const char *config_path)
 	h->mode = D.cfg.mode;
 	h->strict = (uint32_t)D.cfg.strict;
 	h->horizon = D.cfg.mode == UNI_MODE_SIMULATE && D.cfg.net_model == UNI_NET_NIC;
+	h->stacks = (uint32_t)D.cfg.trace_stacks;
 	h->epoch_mono_ns = uni_now_ns();
 	h->epoch_real_ns = uni_realtime_ns();
 	h->max_ranks = UNI_MAX_RANKS;

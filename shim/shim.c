@@ -112,6 +112,7 @@ static _Atomic int g_warned_conns, g_warned_rings;
 static uint32_t g_mode;
 static int g_horizon; /* the session's model needs wake floors (nic) */
 static _Atomic uint64_t g_last_coll; /* prefix << 32 | tag of the last Gloo collective begun */
+static int g_stacks;                 /* record call stacks of Gloo operations (trace.stacks) */
 /* The rings this process's threads claimed (wake floors look only here). */
 static uint32_t g_myrings[UNI_MAX_RINGS];
 static _Atomic uint32_t g_nmyrings;
@@ -252,6 +253,7 @@ static void charge(void);
 static void adopt_ring(struct uni_ring *r);
 static void emit_take(uint64_t before, uint64_t t, uint64_t src, uint16_t flags);
 static inline uint64_t thread_cpu(void);
+static uint32_t stack_id(void);
 
 static struct uni_ring *thread_ring(void)
 {
@@ -482,6 +484,7 @@ static void attach(void)
 	g_epoch_real = h->epoch_real_ns;
 	g_mode = h->mode;
 	g_horizon = (int)h->horizon;
+	g_stacks = (int)h->stacks;
 	{
 		const char *vc = getenv("UNI_VIRTUAL_CLOCK");
 		g_vclock = g_mode == UNI_MODE_SIMULATE && !(vc && strcmp(vc, "0") == 0);
@@ -834,11 +837,18 @@ static void sim_send(struct shim_conn *sc, const struct iovec *iov, int cnt, siz
 		/* The first notice of a Gloo collective (a slot with a collective's
 		 * prefix and a tag not seen yet): export --merge aligns on these. */
 		uint64_t pfx = segs[i].post_slot >> 56, tag = (segs[i].post_slot >> 24) & 0xffffffffu;
-		if (segs[i].notify && !tls.dispatcher && pfx >= 1 && pfx <= 8 && tls.ring) {
-			uint64_t key = pfx << 32 | tag, seen = atomic_load_explicit(&g_last_coll, memory_order_relaxed);
-			if (seen != key && atomic_compare_exchange_strong(&g_last_coll, &seen, key)) {
-				struct uni_ev ce = {.kind = UNI_EV_COLL, .conn = sc->shm_idx, .t0 = segs[i].stamp,
-						    .t1 = segs[i].stamp, .a = segs[i].post_slot};
+		if (segs[i].notify && !tls.dispatcher && pfx <= 8 && tls.ring) {
+			/* A collective: its first notice; point to point (prefix 0,
+			 * the user's tag): every post. */
+			int op = pfx == 0;
+			if (!op) {
+				uint64_t key = pfx << 32 | tag, seen = atomic_load_explicit(&g_last_coll, memory_order_relaxed);
+				op = seen != key && atomic_compare_exchange_strong(&g_last_coll, &seen, key);
+			}
+			if (op) {
+				struct uni_ev ce = {.kind = UNI_EV_OP, .conn = sc->shm_idx, .t0 = segs[i].stamp,
+						    .t1 = segs[i].stamp, .a = segs[i].post_slot,
+						    .b = g_stacks ? stack_id() : 0, .c = !segs[i].post};
 				emit(&ce);
 			}
 		}
@@ -1174,6 +1184,99 @@ static struct timespec ns_ts(uint64_t ns)
 	return ts;
 }
 
+/* Symbolises pcs[skip..n) into out ("#k sym+0xoff (lib)" lines), leaving
+ * out the shim's own frames when skip_self. Returns the length. */
+static size_t symbolise(void **pcs, int n, int skip, int skip_self, char *out, size_t cap)
+{
+	size_t off = 0;
+	int k = 0;
+	Dl_info self;
+	void *self_base = dladdr((void *)symbolise, &self) ? self.dli_fbase : NULL;
+	if (cap)
+		out[0] = 0;
+	for (int i = skip; i < n && off + 1 < cap; i++) {
+		Dl_info di;
+		const char *sym = "?", *obj = "?";
+		uintptr_t delta = 0;
+		if (dladdr(pcs[i], &di)) {
+			if (skip_self && di.dli_fbase == self_base)
+				continue;
+			if (di.dli_sname) {
+				sym = di.dli_sname;
+				delta = (uintptr_t)pcs[i] - (uintptr_t)di.dli_saddr;
+			}
+			if (di.dli_fname) {
+				const char *slash = strrchr(di.dli_fname, '/');
+				obj = slash ? slash + 1 : di.dli_fname;
+			}
+		}
+		int w = snprintf(out + off, cap - off, "#%d %p %s+0x%lx (%s)\n", k++, pcs[i], sym,
+				 (unsigned long)delta, obj);
+		if (w < 0)
+			break;
+		off += (size_t)w;
+	}
+	if (off >= cap) {
+		off = cap - 1;
+		out[off] = 0;
+	}
+	return off;
+}
+
+/* Call stacks of Gloo operations (trace.stacks): interned per process; a
+ * new one goes to unid as STRING events once, symbolised here. */
+#define STACK_TAB 1024
+static struct {
+	atomic_flag lock;
+	uint32_t n;
+	uint64_t hash[STACK_TAB];
+	uint32_t id[STACK_TAB];
+} g_stk = {.lock = ATOMIC_FLAG_INIT};
+
+static uint32_t stack_id(void)
+{
+	void *pcs[32];
+	int n;
+#if UNI_HAVE_LIBUNWIND
+	n = unw_backtrace(pcs, (int)UNI_ARRAY_LEN(pcs));
+#else
+	n = backtrace(pcs, (int)UNI_ARRAY_LEN(pcs));
+#endif
+	uint64_t h = 1469598103934665603ull;
+	for (int i = 0; i < n; i++)
+		h = (h ^ (uint64_t)(uintptr_t)pcs[i]) * 1099511628211ull;
+	if (!h)
+		h = 1;
+	while (atomic_flag_test_and_set_explicit(&g_stk.lock, memory_order_acquire))
+		cpu_relax();
+	uint32_t slot = (uint32_t)(h % STACK_TAB), id = 0, fresh = 0;
+	for (uint32_t k = 0; k < STACK_TAB; k++, slot = (slot + 1) % STACK_TAB) {
+		if (g_stk.hash[slot] == h) {
+			id = g_stk.id[slot];
+			break;
+		}
+		if (!g_stk.hash[slot]) {
+			g_stk.hash[slot] = h;
+			g_stk.id[slot] = id = ++g_stk.n;
+			fresh = 1;
+			break;
+		}
+	}
+	atomic_flag_clear_explicit(&g_stk.lock, memory_order_release);
+	if (!fresh)
+		return id; /* 0 when the table is full: no stack */
+	char text[2048];
+	size_t len = symbolise(pcs, n, 1, 1, text, sizeof(text));
+	for (uint64_t off = 0; off < len; off += 40) {
+		struct uni_ev e = {.kind = UNI_EV_STRING, .conn = id, .off = off / 40, .len = len};
+		uint64_t w[5] = {0};
+		memcpy(w, text + off, len - off < 40 ? len - off : 40);
+		e.t0 = w[0], e.t1 = w[1], e.a = w[2], e.b = w[3], e.c = w[4];
+		emit(&e);
+	}
+	return id;
+}
+
 /* The calling thread's native stack, symbolised, into the ring for the
  * deadlock report. Runs in the blocked thread itself, between two slices
  * of its wait: no signals, no ptrace. */
@@ -1186,29 +1289,7 @@ static void capture_stack(struct uni_ring *r)
 #else
 	n = backtrace(pcs, (int)UNI_ARRAY_LEN(pcs));
 #endif
-	size_t off = 0, cap = sizeof(r->stack);
-	for (int i = 2; i < n && off + 1 < cap; i++) { /* skip capture_stack, cond_wait */
-		Dl_info di;
-		const char *sym = "?", *obj = "?";
-		uintptr_t delta = 0;
-		if (dladdr(pcs[i], &di)) {
-			if (di.dli_sname) {
-				sym = di.dli_sname;
-				delta = (uintptr_t)pcs[i] - (uintptr_t)di.dli_saddr;
-			}
-			if (di.dli_fname) {
-				const char *slash = strrchr(di.dli_fname, '/');
-				obj = slash ? slash + 1 : di.dli_fname;
-			}
-		}
-		int w = snprintf(r->stack + off, cap - off, "#%d %p %s+0x%lx (%s)\n", i - 2, pcs[i], sym,
-				 (unsigned long)delta, obj);
-		if (w < 0)
-			break;
-		off += (size_t)w;
-	}
-	if (off >= cap)
-		r->stack[cap - 1] = 0;
+	symbolise(pcs, n, 2, 0, r->stack, sizeof(r->stack)); /* skip capture_stack, cond_wait */
 }
 
 int uni_shim_cond_wait(pthread_cond_t *cv, pthread_mutex_t *m, int how, clockid_t clk,

@@ -460,8 +460,9 @@ static void account(struct summary *s, const struct uni_trec *t)
 	case UNI_TR_TAKE:
 	case UNI_TR_DEP:
 	case UNI_TR_SENT:
-	case UNI_TR_COLL:
-		return; /* the event graph: unitrace replay reads it */
+	case UNI_TR_OP:
+	case UNI_TR_STRING:
+		return; /* the event graph, operations and strings: replay, export */
 	default:
 		/* A newer minor's addition: skipped, but counted. */
 		s->unknown++;
@@ -1124,7 +1125,60 @@ struct chrome {
 	size_t nseen, capseen;
 	uint64_t links[256 * 4]; /* bitmap: (rank, peer) link tracks named */
 	uint64_t merge_named;    /* --merge: profiler threads 0..63 named */
+	struct cstr *str;        /* strings (call stacks), by (rank, id) */
+	size_t nstr, capstr;
 };
+
+/* A string of the trace (1.3: call stacks of Gloo operations), assembled
+ * from its 40-byte STRING records. */
+struct cstr {
+	int32_t rank;
+	uint32_t id;
+	uint32_t len;
+	char *text;
+};
+
+static struct cstr *cstr_get(struct chrome *c, int32_t rank, uint32_t id, uint32_t len)
+{
+	for (size_t i = 0; i < c->nstr; i++)
+		if (c->str[i].rank == rank && c->str[i].id == id)
+			return &c->str[i];
+	if (!len || len > (1u << 16))
+		return NULL;
+	if (c->nstr == c->capstr) {
+		c->capstr = c->capstr ? c->capstr * 2 : 16;
+		c->str = xrealloc(c->str, c->capstr, sizeof(*c->str));
+	}
+	struct cstr *s = &c->str[c->nstr++];
+	s->rank = rank;
+	s->id = id;
+	s->len = len;
+	s->text = xrealloc(NULL, (size_t)len + 1, 1);
+	memset(s->text, 0, (size_t)len + 1);
+	return s;
+}
+
+static void cstr_add(struct chrome *c, const struct uni_trec *t)
+{
+	struct cstr *s = cstr_get(c, t->rank, t->conn, t->peer > 0 ? (uint32_t)t->peer : 0);
+	if (!s)
+		return;
+	uint64_t w[5] = {t->t0, t->t1, t->off, t->len, t->a};
+	uint64_t at = (uint64_t)t->seq * 40;
+	if (at < s->len)
+		memcpy(s->text + at, w, s->len - at < 40 ? s->len - at : 40);
+}
+
+/* Gloo's slot prefixes (gloo/types.h). */
+static const char *op_name(uint64_t slot, int recv)
+{
+	static const char *const names[] = {NULL, "gather", "all_gather", "reduce", "all_reduce",
+					    "scatter", "broadcast", "barrier", "all_to_all"};
+	unsigned p = (unsigned)(slot >> 56);
+	if (p == 0)
+		return recv ? "recv" : "send";
+	return p < UNI_ARRAY_LEN(names) ? names[p] : "?";
+}
 
 static void chrome_sep(struct chrome *c)
 {
@@ -1216,6 +1270,8 @@ static void chrome_scan(struct chrome *c, const struct uni_trec *t)
 		c->peer_conn[t->conn] = (uint32_t)t->a + 1;
 	} else if (t->kind == UNI_TR_SEND) {
 		endset_add(&c->ends, end_key(t->conn, t->off + t->len), 1);
+	} else if (t->kind == UNI_TR_STRING) {
+		cstr_add(c, t);
 	}
 }
 
@@ -1287,6 +1343,22 @@ static void chrome_rec(struct chrome *c, const struct uni_trec *t)
 		if (compute)
 			printf(",\"args\":{\"cpu_ns\":%" PRIu64 "}", t->off);
 		fputs("}", stdout);
+		break;
+	}
+	case UNI_TR_OP: {
+		/* Where the program began a Gloo operation, with its call stack. */
+		chrome_thread(c, t->rank, t->tid, 0);
+		chrome_sep(c);
+		printf("{\"ph\":\"i\",\"s\":\"t\",\"cat\":\"op\",\"name\":\"gloo %s\",\"pid\":%" PRId32
+		       ",\"tid\":%" PRId32, op_name(t->a, t->flags & 1), t->rank, t->tid);
+		chrome_ts("ts", t->t0);
+		printf(",\"args\":{\"slot\":\"0x%" PRIx64 "\"", t->a);
+		struct cstr *s = t->off ? cstr_get(c, t->rank, (uint32_t)t->off, 0) : NULL;
+		if (s) {
+			fputs(",\"stack\":", stdout);
+			unitrace_json_str(s->text);
+		}
+		fputs("}}", stdout);
 		break;
 	}
 	case UNI_TR_THREAD_END:
@@ -1388,6 +1460,9 @@ static int cmd_export_chrome(const char *path, const char *out, const char *merg
 	free(c.seen);
 	free(c.ends.key);
 	free(c.ends.bits);
+	for (size_t i = 0; i < c.nstr; i++)
+		free(c.str[i].text);
+	free(c.str);
 	if (rc < 0) {
 		rc = trace_fail(&r);
 		uni_trace_close(&r);

@@ -45,8 +45,8 @@ static int colls_of(const char *trace, int32_t rank, struct coll **out, size_t *
 	}
 	*epoch_real = r.hdr.epoch_real_ns;
 	while (uni_trace_next(&r, &t) == 1) {
-		if (t.rank != rank || t.kind != UNI_TR_COLL)
-			continue;
+		if (t.rank != rank || t.kind != UNI_TR_OP || !(t.a >> 56))
+			continue; /* collectives only (prefix 0: point to point) */
 		if (*n == cap) {
 			cap = cap ? cap * 2 : 64;
 			struct coll *p = realloc(*out, cap * sizeof(*p));

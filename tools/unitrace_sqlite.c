@@ -6,6 +6,7 @@
 #include <inttypes.h>
 #include <sqlite3.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -33,7 +34,17 @@ static const char schema[] =
 	"CREATE TABLE deadlock(rank INTEGER, tid INTEGER, waits_for_rank INTEGER, wait_kind INTEGER,"
 	" object INTEGER, since_ns INTEGER, real_wait_ns INTEGER);\n"
 	"CREATE TABLE compute(rank INTEGER, tid INTEGER, t0_ns INTEGER, t1_ns INTEGER, cpu_ns INTEGER);\n"
-	"CREATE TABLE idle(rank INTEGER, tid INTEGER, t0_ns INTEGER, t1_ns INTEGER);\n";
+	"CREATE TABLE idle(rank INTEGER, tid INTEGER, t0_ns INTEGER, t1_ns INTEGER);\n"
+	/* 1.3: the event graph, operations and strings. */
+	"CREATE TABLE signal(rank INTEGER, tid INTEGER, seq INTEGER, t_ns INTEGER, object INTEGER);\n"
+	"CREATE TABLE take(rank INTEGER, tid INTEGER, seq INTEGER, before_ns INTEGER, taken_ns INTEGER,"
+	" source INTEGER, sets INTEGER);\n"
+	"CREATE TABLE dep(rank INTEGER, tid INTEGER, seq INTEGER, source INTEGER);\n"
+	"CREATE TABLE sent(rank INTEGER, tid INTEGER, seq INTEGER, conn INTEGER, message_end INTEGER,"
+	" before_ns INTEGER, after_ns INTEGER, completion_ns INTEGER);\n"
+	"CREATE TABLE op(rank INTEGER, tid INTEGER, seq INTEGER, t_ns INTEGER, slot INTEGER, kind TEXT,"
+	" recv INTEGER, stack INTEGER);\n"
+	"CREATE TABLE string(rank INTEGER, id INTEGER, text TEXT, PRIMARY KEY(rank, id));\n";
 
 /* One prepared INSERT per kind, indexed by kind. */
 static const char *const inserts[] = {
@@ -50,6 +61,11 @@ static const char *const inserts[] = {
 	[UNI_TR_DEADLOCK] = "INSERT INTO deadlock VALUES(?1,?2,?3,?4,?5,?6,?7)",
 	[UNI_TR_COMPUTE] = "INSERT INTO compute VALUES(?1,?2,?3,?4,?5)",
 	[UNI_TR_IDLE] = "INSERT INTO idle VALUES(?1,?2,?3,?4)",
+	[UNI_TR_SIGNAL] = "INSERT INTO signal VALUES(?1,?2,?3,?4,?5)",
+	[UNI_TR_TAKE] = "INSERT INTO take VALUES(?1,?2,?3,?4,?5,?6,?7)",
+	[UNI_TR_DEP] = "INSERT INTO dep VALUES(?1,?2,?3,?4)",
+	[UNI_TR_SENT] = "INSERT INTO sent VALUES(?1,?2,?3,?4,?5,?6,?7,?8)",
+	[UNI_TR_OP] = "INSERT INTO op VALUES(?1,?2,?3,?4,?5,?6,?7,?8)",
 };
 #define NKINDS (sizeof(inserts) / sizeof(inserts[0]))
 
@@ -111,6 +127,27 @@ static int bind_rec(sqlite3_stmt *st, const struct uni_trec *t)
 	case UNI_TR_IDLE:
 		B(t->rank), B(t->tid), U(t->t0), U(t->t1);
 		break;
+	case UNI_TR_SIGNAL:
+		B(t->rank), B(t->tid), U(t->seq), U(t->t0), U(t->a);
+		break;
+	case UNI_TR_TAKE:
+		B(t->rank), B(t->tid), U(t->seq), U(t->t0), U(t->t1), U(t->a), B((t->flags & UNI_TRF_SET) != 0);
+		break;
+	case UNI_TR_DEP:
+		B(t->rank), B(t->tid), U(t->seq), U(t->a);
+		break;
+	case UNI_TR_SENT:
+		B(t->rank), B(t->tid), U(t->seq), U(t->conn), U(t->off), U(t->t0), U(t->t1), U(t->a);
+		break;
+	case UNI_TR_OP: {
+		static const char *const kinds[] = {"point-to-point", "gather", "all_gather", "reduce", "all_reduce",
+						    "scatter", "broadcast", "barrier", "all_to_all"};
+		unsigned p = (unsigned)(t->a >> 56);
+		B(t->rank), B(t->tid), U(t->seq), U(t->t0), U(t->a);
+		sqlite3_bind_text(st, k++, p < 9 ? kinds[p] : "?", -1, SQLITE_STATIC);
+		B(t->flags & 1), U(t->off);
+		break;
+	}
 	default:
 		return 0;
 	}
@@ -139,6 +176,12 @@ int unitrace_export_sqlite(const char *path, const char *out)
 	sqlite3_stmt *st[NKINDS];
 	char buf[64];
 	int rc = 0, n;
+	struct sstr {
+		int32_t rank;
+		uint32_t id, len;
+		char *text;
+	} *strs = NULL; /* strings (call stacks), assembled from their records */
+	size_t nstrs = 0, capstrs = 0;
 
 	memset(st, 0, sizeof(st));
 	if (uni_trace_open(&r, path) < 0) {
@@ -160,6 +203,32 @@ int unitrace_export_sqlite(const char *path, const char *out)
 		if (inserts[k] && sqlite3_prepare_v2(db, inserts[k], -1, &st[k], NULL) != SQLITE_OK)
 			goto sql_fail;
 	while ((n = uni_trace_next(&r, &t)) == 1) {
+		if (t.kind == UNI_TR_STRING && t.peer > 0 && t.peer <= 65536) {
+			/* Strings are assembled here and written at the end. */
+			size_t i = 0;
+			while (i < nstrs && !(strs[i].rank == t.rank && strs[i].id == t.conn))
+				i++;
+			if (i == nstrs) {
+				if (nstrs == capstrs) {
+					capstrs = capstrs ? capstrs * 2 : 16;
+					void *p = realloc(strs, capstrs * sizeof(*strs));
+					if (!p)
+						goto sql_fail;
+					strs = p;
+				}
+				strs[i].rank = t.rank;
+				strs[i].id = t.conn;
+				strs[i].len = (uint32_t)t.peer;
+				strs[i].text = calloc((size_t)t.peer + 1, 1);
+				if (!strs[i].text)
+					goto sql_fail;
+				nstrs++;
+			}
+			uint64_t w[5] = {t.t0, t.t1, t.off, t.len, t.a}, at = (uint64_t)t.seq * 40;
+			if (at < strs[i].len)
+				memcpy(strs[i].text + at, w, strs[i].len - at < 40 ? strs[i].len - at : 40);
+			continue;
+		}
 		if (t.kind >= NKINDS || !st[t.kind])
 			continue; /* a kind from a newer minor version */
 		sqlite3_stmt *s = st[t.kind];
@@ -171,6 +240,23 @@ int unitrace_export_sqlite(const char *path, const char *out)
 		fprintf(stderr, "unitrace: %s\n", r.err);
 		rc = UNITRACE_EXIT_TRACE;
 	}
+	for (size_t i = 0; i < nstrs; i++) {
+		sqlite3_stmt *ss;
+		if (sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO string VALUES(?1,?2,?3)", -1, &ss, NULL) != SQLITE_OK)
+			goto sql_fail;
+		sqlite3_bind_int64(ss, 1, strs[i].rank);
+		sqlite3_bind_int64(ss, 2, strs[i].id);
+		sqlite3_bind_text(ss, 3, strs[i].text, -1, SQLITE_TRANSIENT);
+		int ok = sqlite3_step(ss) == SQLITE_DONE;
+		sqlite3_finalize(ss);
+		if (!ok)
+			goto sql_fail;
+	}
+	for (size_t i = 0; i < nstrs; i++)
+		free(strs[i].text);
+	free(strs);
+	strs = NULL;
+	nstrs = 0;
 	if (meta(db, "session", r.hdr.session) < 0 || meta(db, "mode", unitrace_mode_name(r.hdr.mode)) < 0 ||
 	    meta(db, "time", unitrace_time_base(r.hdr.mode)) < 0)
 		goto sql_fail;
@@ -199,6 +285,9 @@ int unitrace_export_sqlite(const char *path, const char *out)
 	return rc;
 
 sql_fail:
+	for (size_t i = 0; i < nstrs; i++)
+		free(strs[i].text);
+	free(strs);
 	fprintf(stderr, "unitrace: %s: %s\n", out, db ? sqlite3_errmsg(db) : "cannot open");
 	for (size_t k = 0; k < NKINDS; k++)
 		sqlite3_finalize(st[k]);

@@ -34,13 +34,18 @@ for r in (0, 1):
     names = [e["name"] for e in sorted(torch_ev, key=lambda e: e["ts"])]
     gloo = [e for e in sorted(torch_ev, key=lambda e: e["ts"]) if e["name"].startswith("gloo:")]
     assert [g["name"] for g in gloo] == ["gloo:all_reduce", "gloo:broadcast"], [g["name"] for g in gloo]
-    colls = sorted((x["t0"], x["a"] >> 56) for x in recs if x["kind"] == "coll" and x["rank"] == r)
+    colls = sorted((x["t0"], x["a"] >> 56) for x in recs if x["kind"] == "op" and x["rank"] == r and x["a"] >> 56)
     kinds = [k for _, k in colls]
     assert kinds == [7, 4, 6, 7], kinds  # barrier, all_reduce, broadcast, barrier
     for g, (t, k) in zip(gloo, colls[1:3]):
         start = g["ts"] * 1e3
         print(f"rank {r}: {g['name']} starts at {start/1e6:.3f} ms; the trace's collective (kind {k}) at {t/1e6:.3f} ms")
         assert abs(start - t) <= 1000, "span not on its collective"
+    # Where each operation began, with its call stack (trace.stacks).
+    ops = [e for e in ev if e.get("cat") == "op" and e["pid"] == r]
+    assert [o["name"] for o in sorted(ops, key=lambda e: e["ts"])] == ["gloo barrier", "gloo all_reduce", "gloo broadcast", "gloo barrier"], [o["name"] for o in ops]
+    for o in ops:
+        assert "libgloo" in o["args"]["stack"] and "\n" in o["args"]["stack"], o["args"]
     mm = [e for e in torch_ev if e["name"] == "aten::mm"][0]
     assert mm["ts"] + mm["dur"] <= gloo[0]["ts"] + 1, "the matmul does not come before the first collective"
     assert any(e.get("ph") == "M" and e.get("pid") == r and "torch profiler" in e.get("args", {}).get("name", "") for e in ev)

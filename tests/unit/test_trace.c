@@ -542,8 +542,9 @@ START_TEST(test_kind_names)
 	ck_assert_str_eq(uni_trec_kind_name(UNI_TR_TAKE), "take");
 	ck_assert_str_eq(uni_trec_kind_name(UNI_TR_DEP), "dep");
 	ck_assert_str_eq(uni_trec_kind_name(UNI_TR_SENT), "sent");
-	ck_assert_str_eq(uni_trec_kind_name(UNI_TR_COLL), "coll");
-	ck_assert_str_eq(uni_trec_kind_name(19), "?");
+	ck_assert_str_eq(uni_trec_kind_name(UNI_TR_OP), "op");
+	ck_assert_str_eq(uni_trec_kind_name(UNI_TR_STRING), "string");
+	ck_assert_str_eq(uni_trec_kind_name(20), "?");
 	ck_assert_str_eq(uni_trec_kind_name(UINT16_MAX), "?");
 }
 END_TEST

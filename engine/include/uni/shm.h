@@ -73,8 +73,12 @@ enum uni_ev_kind {
 	                          is now max(t0, t1) (flags UNI_EVF_SET: = t1) */
 	UNI_EV_DEP = 14,       /* the next SEND's stamp is at least the time of event a
 	                          (a Gloo post or the peer's receive notice, read) */
-	UNI_EV_COLL = 15,      /* the thread posted the first notice of a Gloo collective:
-	                          t0 = its clock, a = the slot (prefix << 56 | tag << 24) */
+	UNI_EV_OP = 15,        /* the thread began a Gloo operation: the first notice of a
+	                          collective, or a send or receive it posted: t0 = its clock,
+	                          a = the slot (prefix << 56 | tag << 24, or the user's tag),
+	                          b = its call stack (a STRING id, 0: none), c = 1 a receive */
+	UNI_EV_STRING = 16,    /* 40 bytes of string conn (an id, per rank): chunk off of
+	                          len bytes in all, the bytes in t0, t1, a, b, c */
 };
 
 /* A TAKE's source whose seq has this bit is a position, not an event: the
@@ -273,7 +277,7 @@ struct uni_shm_hdr {
 	_Atomic uint32_t horizon_ring;   /* nic: ring index + 1 of the thread that holds the
 	                                    horizon (0: none); it rings the doorbell when
 	                                    it publishes a later clock */
-	uint32_t pad3;
+	uint32_t stacks;                 /* 1: ranks record call stacks (trace.stacks) */
 	char deadlock_report[512];       /* where unid wrote the report */
 	char trace_path[512];
 	char config_path[512];

@@ -70,10 +70,15 @@ enum uni_trec_kind {
 	                             event a (a Gloo post, the peer's receive notice) */
 	UNI_TR_SENT = 17,         /* a Gloo send completed: conn, off = the message's end,
 	                             t0 the waiter's clock before, t1 after */
-	UNI_TR_COLL = 18,         /* (1.3) simulate: rank, tid began a Gloo collective at t0
-	                             (its first notice); a = the slot: prefix << 56 (1 gather,
-	                             2 allgather, 3 reduce, 4 allreduce, 5 scatter, 6 broadcast,
-	                             7 barrier, 8 alltoall) | tag << 24 */
+	UNI_TR_OP = 18,           /* (1.3) simulate: rank, tid began a Gloo operation at t0
+	                             (a collective's first notice, or a send/recv it posted);
+	                             a = the slot: prefix << 56 (1 gather, 2 allgather, 3 reduce,
+	                             4 allreduce, 5 scatter, 6 broadcast, 7 barrier, 8 alltoall;
+	                             0: point to point, the rest the user's tag) | tag << 24;
+	                             off = its call stack (a STRING id, 0: none); flags 1: a
+	                             receive */
+	UNI_TR_STRING = 19,       /* (1.3) 40 bytes of string conn of rank: chunk seq, peer = the
+	                             string's length, the bytes in t0, t1, off, len, a */
 };
 
 enum uni_trec_flags {
