@@ -123,19 +123,26 @@ static uint64_t ub_pop(void *self, int dir, uint64_t *tok, uint64_t *src)
 	ub_lock();
 	struct ubuf *e = ub_find((uintptr_t)self, 0);
 	if (e && e->n[dir]) {
+		/* A receive takes the earliest arrival (completions may come in
+		 * from several peers in any order); a send the oldest message
+		 * (its token: the connection's byte order), whatever the times
+		 * its completions were signalled with: the k-th waitSend is the
+		 * k-th send's (a send finished by the loop after EAGAIN signals
+		 * later than the next one written at once). */
 		uint32_t m = 0;
 		for (uint32_t i = 1; i < e->n[dir]; i++)
-			if (e->t[dir][i] < e->t[dir][m])
+			if (dir == 0 ? (e->tok[i] && e->tok[i] < e->tok[m]) || (!e->tok[m] && e->tok[i])
+				     : e->t[dir][i] < e->t[dir][m])
 				m = i;
 		t = e->t[dir][m];
 		*src = e->src[dir][m];
-		e->n[dir]--;
-		e->t[dir][m] = e->t[dir][e->n[dir]];
-		e->src[dir][m] = e->src[dir][e->n[dir]];
-		if (dir == 0) {
+		if (dir == 0)
 			*tok = e->tok[m];
-			e->tok[m] = e->tok[e->n[dir]];
-		}
+		e->n[dir]--;
+		memmove(&e->t[dir][m], &e->t[dir][m + 1], (e->n[dir] - m) * sizeof(uint64_t));
+		memmove(&e->src[dir][m], &e->src[dir][m + 1], (e->n[dir] - m) * sizeof(uint64_t));
+		if (dir == 0)
+			memmove(&e->tok[m], &e->tok[m + 1], (e->n[dir] - m) * sizeof(uint64_t));
 	}
 	ub_unlock();
 	return t;

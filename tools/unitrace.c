@@ -354,7 +354,91 @@ struct summary {
 		int32_t from, to;
 	} top[TOP_N];
 	size_t ntop;
+
+	/* Gloo collectives (trace 1.3 op records): each from its first notice
+	 * to the last arrival, send completion or hand-off of the thread that
+	 * ran it before its next operation; the longest, and totals by kind. */
+	struct openop {
+		int32_t rank, tid;
+		uint64_t slot, t0, end;
+	} *open;
+	size_t nopen, capopen;
+	struct topop {
+		uint64_t dur, t0, slot;
+		int32_t rank;
+	} topop[TOP_N];
+	size_t ntopop;
+	uint64_t op_count[9], op_total[9];
 };
+
+static const char *const coll_names[9] = {"send/recv", "gather", "all_gather", "reduce", "all_reduce",
+					  "scatter", "broadcast", "barrier", "all_to_all"};
+
+static void op_close(struct summary *s, struct openop *o)
+{
+	unsigned k = (unsigned)(o->slot >> 56);
+	if (!k || k > 8 || o->end <= o->t0)
+		return;
+	uint64_t dur = o->end - o->t0;
+	s->op_count[k]++;
+	s->op_total[k] += dur;
+	size_t n = s->ntopop;
+	if (n == TOP_N && dur <= s->topop[n - 1].dur)
+		return;
+	size_t i = n < TOP_N ? n : TOP_N - 1;
+	while (i > 0 && s->topop[i - 1].dur < dur) {
+		s->topop[i] = s->topop[i - 1];
+		i--;
+	}
+	s->topop[i] = (struct topop){.dur = dur, .t0 = o->t0, .slot = o->slot, .rank = o->rank};
+	if (n < TOP_N)
+		s->ntopop++;
+}
+
+static struct openop *op_of(struct summary *s, int32_t rank, int32_t tid, int create)
+{
+	for (size_t i = 0; i < s->nopen; i++)
+		if (s->open[i].rank == rank && s->open[i].tid == tid)
+			return &s->open[i];
+	if (!create)
+		return NULL;
+	s->open = xrealloc(s->open, s->nopen + 1, sizeof(*s->open));
+	struct openop *o = &s->open[s->nopen++];
+	memset(o, 0, sizeof(*o));
+	o->rank = rank;
+	o->tid = tid;
+	return o;
+}
+
+/* Follows the thread's operation: an op record opens one (closing the
+ * last), what the thread then receives, completes or hands on ends it. */
+static void op_account(struct summary *s, const struct uni_trec *t)
+{
+	struct openop *o;
+	switch (t->kind) {
+	case UNI_TR_OP:
+		o = op_of(s, t->rank, t->tid, 1);
+		op_close(s, o);
+		o->slot = t->a;
+		o->t0 = o->end = t->t0;
+		break;
+	case UNI_TR_RECV:
+	case UNI_TR_SENT:
+		if ((o = op_of(s, t->rank, t->tid, 0)) && t->t1 > o->end)
+			o->end = t->t1;
+		break;
+	case UNI_TR_SIGNAL:
+		if ((o = op_of(s, t->rank, t->tid, 0)) && t->t0 > o->end)
+			o->end = t->t0;
+		break;
+	case UNI_TR_THREAD_END:
+		if ((o = op_of(s, t->rank, t->tid, 0)) != NULL) {
+			op_close(s, o);
+			o->slot = 0;
+		}
+		break;
+	}
+}
 
 static void top_add(struct summary *s, const struct uni_trec *t)
 {
@@ -433,6 +517,8 @@ static void account(struct summary *s, const struct uni_trec *t)
 	struct pair_stat *p;
 	uint64_t last;
 
+	if (t->rank >= 0 && t->tid > 0)
+		op_account(s, t);
 	switch (t->kind) {
 	case UNI_TR_SESSION_START:
 		s->have_start = 1;
@@ -583,6 +669,8 @@ static void add_mismatch(struct summary *s, int32_t from, int32_t to,
  * connection unid could not match to a rank) have no other side to check. */
 static void finish_summary(struct summary *s)
 {
+	for (size_t i = 0; i < s->nopen; i++)
+		op_close(s, &s->open[i]); /* operations still open at the end */
 	if (s->nranks)
 		qsort(s->ranks, s->nranks, sizeof(*s->ranks), cmp_rank);
 	if (s->npairs)
@@ -621,6 +709,7 @@ static void free_summary(struct summary *s)
 	free(s->ranks);
 	free(s->pairs);
 	free(s->mism);
+	free(s->open);
 }
 
 static const char *end_text(enum rank_end e)
@@ -774,6 +863,19 @@ static void summary_text(const struct summary *s, const char *path)
 			printf("\npredicted makespan %.3f ms (virtual; rank %" PRId32 " ends last)\n",
 			       ms(last->end_t), last->rank);
 	}
+	if (s->ntopop) {
+		printf("\nlongest collectives (first notice to the worker's last arrival or completion, %s):\n",
+		       h->mode == UNI_MODE_SIMULATE ? "virtual" : "real");
+		for (size_t i = 0; i < s->ntopop; i++)
+			printf("  %10.3f ms  rank %" PRId32 " %s (tag %" PRIu64 "), at %.3f ms\n", ms(s->topop[i].dur),
+			       s->topop[i].rank, coll_names[s->topop[i].slot >> 56], (s->topop[i].slot >> 24) & 0xffffffffu,
+			       ms(s->topop[i].t0));
+		printf("  by kind:");
+		for (int k = 1; k < 9; k++)
+			if (s->op_count[k])
+				printf(" %s %" PRIu64 " (%.3f ms)", coll_names[k], s->op_count[k], ms(s->op_total[k]));
+		putchar('\n');
+	}
 	if (s->ntop) {
 		printf("\nlongest transfers (%s):\n", h->mode == UNI_MODE_SIMULATE
 							 ? "handed over to last byte arrived, virtual"
@@ -914,6 +1016,20 @@ static void summary_json(const struct summary *s, const char *path)
 		else
 			printf("  \"makespan_ms\": null,\n");
 	}
+	printf("  \"top_collectives\": [");
+	for (size_t i = 0; i < s->ntopop; i++)
+		printf("%s{\"rank\": %" PRId32 ", \"kind\": \"%s\", \"tag\": %" PRIu64 ", \"start_ms\": %.6f, "
+		       "\"duration_ms\": %.6f}",
+		       i ? ", " : "", s->topop[i].rank, coll_names[s->topop[i].slot >> 56],
+		       (s->topop[i].slot >> 24) & 0xffffffffu, ms(s->topop[i].t0), ms(s->topop[i].dur));
+	printf("],\n  \"collectives\": {");
+	for (int k = 1, first = 1; k < 9; k++)
+		if (s->op_count[k]) {
+			printf("%s\"%s\": {\"count\": %" PRIu64 ", \"total_ms\": %.6f}", first ? "" : ", ", coll_names[k],
+			       s->op_count[k], ms(s->op_total[k]));
+			first = 0;
+		}
+	printf("},\n");
 	printf("  \"top_transfers\": [");
 	for (size_t i = 0; i < s->ntop; i++)
 		printf("%s{\"from\": %" PRId32 ", \"to\": %" PRId32 ", \"bytes\": %" PRIu64 ", \"start_ms\": %.6f, "

@@ -19,7 +19,10 @@ algorithms Gloo ran, under alpha-beta with negligible compute.
    is posted and the matching RECV_READY has arrived, leaves when the
    connection's previous data has left (FIFO), and arrives latency +
    bytes / bandwidth after it left; a send is complete when its data is
-   written (the socket takes it), a receive when its last byte arrived.
+   written and every byte of the connection but the last --send-buffer
+   ones has left (network.send_buffer, default 640 kB; the connection's
+   notices, 48 bytes each, are left out of that count), a receive when its
+   last byte arrived.
    Each rank starts at the time of its first notification in the
    collective (read from the trace).
 3. The program's own clock: each rank's printed duration agrees with the
@@ -41,6 +44,7 @@ ap.add_argument("--bandwidth-bps", type=float, required=True)
 ap.add_argument("--gather-bytes", type=int, default=8_000_000)
 ap.add_argument("--reduce-bytes", type=int, default=16_000_000)
 ap.add_argument("--world", type=int, default=4)
+ap.add_argument("--send-buffer", type=int, default=640_000)
 args = ap.parse_args()
 LAT, BW, N = args.latency_ns, args.bandwidth_bps, args.world
 HDR = 48
@@ -110,18 +114,26 @@ def reference(starts, dst_of, plan, size):
     INF = float("inf")
     post = {r: [starts[r]] * ops for r in range(N)}  # a lower bound
     for _ in range(4 * ops + 8):
-        written = {r: [INF] * ops for r in range(N)}
+        written = {r: [INF] * ops for r in range(N)}  # send completions
         arrival = {r: [INF] * ops for r in range(N)}  # receives of r, by index
         # data r -> dst_of(r), in order on one FIFO connection
+        full = HDR + size
         for r in range(N):
             d = dst_of(r)
             free = -INF
+            lefts = []
             for k in range(ops):
                 w = max(post[r][k], post[d][k] + LAT + wire(HDR))
-                written[r][k] = w
                 left = max(w, free)
-                free = left + wire(HDR + size)
+                lefts.append(left)
+                free = left + wire(full)
                 arrival[d][k] = free + LAT
+                # complete when all but the last send_buffer bytes have left
+                b = (k + 1) * full - args.send_buffer - 1
+                if b >= 0:
+                    j = b // full
+                    w = max(w, lefts[j] + wire(b - j * full + 1))
+                written[r][k] = w
         changed = False
         done = {}
         for r in range(N):

@@ -50,6 +50,17 @@ for r in (0, 1):
     assert mm["ts"] + mm["dur"] <= gloo[0]["ts"] + 1, "the matmul does not come before the first collective"
     assert any(e.get("ph") == "M" and e.get("pid") == r and "torch profiler" in e.get("args", {}).get("name", "") for e in ev)
 PYEOF
+# The summary's collectives (trace 1.3 op records): 2 barriers, an
+# all_reduce and a broadcast on each of the 2 ranks, each of some duration.
+"$UNITRACE" summary "$T/t.unitrace" --json >"$T/sum.json"
+$PY - "$T/sum.json" <<'PYEOF' || fail "summary collectives"
+import json, sys
+s = json.load(open(sys.argv[1]))
+c = s["collectives"]
+print("collectives:", {k: v["count"] for k, v in c.items()}, "longest:", [(o["kind"], round(o["duration_ms"], 1)) for o in s["top_collectives"]])
+assert {k: v["count"] for k, v in c.items()} == {"barrier": 4, "all_reduce": 2, "broadcast": 2}, c
+assert all(o["duration_ms"] > 0 for o in s["top_collectives"]) and len(s["top_collectives"]) == 5
+PYEOF
 # Bad input.
 "$UNITRACE" export "$T/t.unitrace" --merge "$T/profile-0.json" >"$T/out" 2>&1 && fail "--merge without --chrome"
 echo '{"not": "a profile"}' >"$T/bad.json"
