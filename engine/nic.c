@@ -425,7 +425,9 @@ uint64_t nic_unread_bound(uint64_t real_now, uint64_t stale_ns)
 	uint64_t b = UINT64_MAX;
 	for (uint32_t i = 0; i < N.nlive; i++) {
 		struct nic_flow *f = N.live[i];
-		if (f->state != F_DONE || f->read || real_now - f->done_real > stale_ns)
+		/* done_real may be later than real_now (a flow that finished
+		 * during this advance): not stale. */
+		if (f->state != F_DONE || f->read || (real_now > f->done_real && real_now - f->done_real > stale_ns))
 			continue;
 		if (f->done_t + f->latency < b)
 			b = f->done_t + f->latency;

@@ -73,6 +73,7 @@ static struct {
 	uni_trace_put_f put;
 	struct stream *st;
 	uint64_t waiting;
+	uint64_t ans_min; /* nic: earliest answer given since the network last moved */
 	int nic;
 	uint32_t *wstreams; /* streams with waiting reads (nic) */
 	uint32_t nwstreams;
@@ -104,6 +105,7 @@ int uni_sim_init(const struct uni_config *cfg, struct uni_shm_hdr *h, uni_trace_
 	S.wstreams = calloc(h->max_conns, sizeof(*S.wstreams));
 	S.act = calloc(h->max_conns, sizeof(*S.act));
 	S.nic = cfg->net_model == UNI_NET_NIC;
+	S.ans_min = UINT64_MAX;
 	if (S.nic) {
 		if (nic_init(h->max_ranks, cfg->bandwidth_bps / 8e9) < 0)
 			return -1;
@@ -235,6 +237,8 @@ static void answer(const struct uni_op *op, uint64_t arrive)
 	uint64_t t0 = op->e.t0;
 	uint64_t t1 = (op->e.flags & UNI_EVF_DISPATCHER) ? arrive : (arrive > t0 ? arrive : t0);
 	ring->resp_t = t1;
+	if (t1 < S.ans_min)
+		S.ans_min = t1;
 	/* Until the reader publishes its own state, the horizon must count
 	 * it at the time it is given now (not as waiting, not as an idle
 	 * loop): else the network could run past t1 before it sends what
@@ -617,7 +621,10 @@ void uni_sim_advance(uint64_t horizon, uint64_t real_now)
 	if (!S.nic)
 		return;
 	for (int round = 0; round < 64; round++) {
-		uint64_t h = horizon;
+		/* A thread answered after unid read the horizon (while it was
+		 * draining) was left out of it as a reader: it holds at its
+		 * answer's time. */
+		uint64_t h = horizon < S.ans_min ? horizon : S.ans_min;
 		uint64_t b = nic_unread_bound(real_now, UNI_NIC_UNREAD_STALE_NS);
 		if (b < h)
 			h = b;
@@ -636,6 +643,8 @@ void uni_sim_advance(uint64_t horizon, uint64_t real_now)
 		if (nic_now() == before)
 			break;
 	}
+	/* From here the horizon unid reads next sees every answer. */
+	S.ans_min = UINT64_MAX;
 	publish_final();
 	uint32_t k = 0;
 	for (uint32_t i = 0; i < S.nwstreams; i++) {

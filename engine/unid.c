@@ -578,25 +578,9 @@ static int task_running(int pid, int tid)
 	return uni_proc_state(p) == 'R';
 }
 
-/* The earliest virtual time at which any rank thread could still start a
- * transfer: the minimum of the clocks the threads published, leaving out
- * threads blocked in a condition wait or a read (whatever wakes them
- * carries a later time), idle event loops, and threads found blocked
- * outside the shim (DESIGN: "no stalls"; if one of them sends later, its
- * transfer starts at the network time and is counted as late). Until
- * every rank of the world has attached it is 0. Read before draining the
- * rings: a thread publishes its state after pushing what it sent. */
-static uint64_t horizon(uint64_t now)
+/* The minimum hold over the live rank threads' rings (horizon()). */
+static uint64_t scan_rings(uint32_t *hkp)
 {
-	int live = 0, world = 0;
-	for (uint32_t i = 0; i < D.h->max_ranks; i++)
-		if (D.ranks[i].pid) {
-			live++;
-			if (uni_shm_rank(D.h, i)->world_size > world)
-				world = uni_shm_rank(D.h, i)->world_size;
-		}
-	if (!live || live < world)
-		return 0;
 	uint64_t h = UINT64_MAX;
 	uint32_t hk = 0;
 	for (uint32_t k = 0; k < D.h->max_rings; k++) {
@@ -632,6 +616,44 @@ static uint64_t horizon(uint64_t now)
 			h = v;
 			hk = k;
 		}
+	}
+	*hkp = hk;
+	return h;
+}
+
+/* The earliest virtual time at which any rank thread could still start a
+ * transfer: the minimum of the clocks the threads published, leaving out
+ * threads blocked in a condition wait or a read (whatever wakes them
+ * carries a later time), idle event loops, and threads found blocked
+ * outside the shim (DESIGN: "no stalls"; if one of them sends later, its
+ * transfer starts at the network time and is counted as late). Until
+ * every rank of the world has attached it is 0. Read before draining the
+ * rings: a thread publishes its state after pushing what it sent. */
+static uint64_t horizon(uint64_t now)
+{
+	int live = 0, world = 0;
+	for (uint32_t i = 0; i < D.h->max_ranks; i++)
+		if (D.ranks[i].pid) {
+			live++;
+			if (uni_shm_rank(D.h, i)->world_size > world)
+				world = uni_shm_rank(D.h, i)->world_size;
+		}
+	if (!live || live < world)
+		return 0;
+	/* One scan is not atomic across rings: a thread that hands its time
+	 * to another (a wake floor) and then goes idle could be read idle
+	 * after the other was read without the floor. Such hand-offs move
+	 * D.h->handoffs before the hand-giver goes idle, so a scan during
+	 * which it did not move saw every hand-off it needed. */
+	uint64_t h = UINT64_MAX;
+	uint32_t hk = 0;
+	for (int tries = 0;; tries++) {
+		uint32_t c0 = atomic_load(&D.h->handoffs);
+		h = scan_rings(&hk);
+		if (atomic_load(&D.h->handoffs) == c0)
+			break;
+		if (tries == 16)
+			return 0; /* busy: the network waits for a quieter moment */
 	}
 	if (getenv("UNI_DEBUG_NIC2") && h > uni_sim_network_time() + 10000000ull) {
 		logmsg("horizon %llu, network %llu: rings:", (unsigned long long)h,

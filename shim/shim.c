@@ -238,6 +238,7 @@ static struct uni_ring *claim_ring(int tid)
 		 * answer meant for a previous owner never matches ours. */
 		tls.req_seq = atomic_load(&r->resp_seq) + 0x10000u;
 		atomic_store_explicit(&r->state, UNI_RING_LIVE, memory_order_release);
+		atomic_fetch_add(&g_hdr->handoffs, 1); /* a new hold (horizon: see set_wake_floors) */
 		uint32_t n = atomic_load(&g_nmyrings), k = 0;
 		while (k < n && k < UNI_MAX_RINGS && g_myrings[k] != i)
 			k++;
@@ -1016,6 +1017,11 @@ static uint32_t set_wake_floors(void *cv, uint64_t t)
 			;
 		woken++;
 	}
+	/* Before this thread can raise its own hold (go idle): a horizon scan
+	 * that read the waiter before this floor and this thread after it
+	 * went idle sees the count move and scans again. */
+	if (woken)
+		atomic_fetch_add(&g_hdr->handoffs, 1);
 	return woken;
 }
 

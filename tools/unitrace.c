@@ -179,7 +179,7 @@ void unitrace_json_str(const char *str)
 static void text_str(const char *str)
 {
 	for (const unsigned char *s = (const unsigned char *)str; *s; s++) {
-		if (*s < 0x20 || *s == 0x7f || *s == '\\')
+		if (*s < 0x20 || *s == 0x7f || *s == '\\' || *s == '"')
 			printf("\\x%02x", *s);
 		else
 			putchar(*s);
@@ -1121,13 +1121,30 @@ static void dump_rec(const struct uni_trec *t, uint64_t i, int json)
 		      ",\"peer\":%" PRId32 ",\"conn\":%" PRIu32
 		      ",\"t0\":%" PRIu64 ",\"t1\":%" PRIu64
 		      ",\"off\":%" PRIu64 ",\"len\":%" PRIu64
-		      ",\"a\":%" PRIu64 ",\"flags\":%u}\n"
+		      ",\"a\":%" PRIu64 ",\"flags\":%u"
 		    : " rank=%" PRId32 " tid=%" PRId32 " peer=%" PRId32
 		      " conn=%" PRIu32 " t0=%" PRIu64 " t1=%" PRIu64
 		      " off=%" PRIu64 " len=%" PRIu64 " a=%" PRIu64
-		      " flags=0x%x\n",
+		      " flags=0x%x",
 	       t->rank, t->tid, t->peer, t->conn, t->t0, t->t1, t->off,
 	       t->len, t->a, t->flags);
+	if (t->kind == UNI_TR_STRING) {
+		/* The chunk's bytes (string record seq of string conn, peer
+		 * bytes in all) as text, as well as the raw fields. */
+		char text[41] = "";
+		uint64_t w[5] = {t->t0, t->t1, t->off, t->len, t->a}, at = (uint64_t)t->seq * 40;
+		if (t->peer > 0 && at < (uint64_t)t->peer)
+			memcpy(text, w, (uint64_t)t->peer - at < 40 ? (size_t)((uint64_t)t->peer - at) : 40);
+		if (json) {
+			printf(",\"text\":");
+			unitrace_json_str(text);
+		} else {
+			printf(" text=\"");
+			text_str(text);
+			putchar('"');
+		}
+	}
+	printf(json ? "}\n" : "\n");
 }
 
 static int cmd_dump(const char *path, int json)

@@ -29,12 +29,14 @@ conf A alpha-beta 1ms 100Mbit
 conf B alpha-beta 5ms 40Mbit
 conf C nic 1ms 100Mbit
 conf D alpha-beta 1ms 100Mbit
-for c in A B; do
+# C: the live nic run, against the replay of A under nic (the horizon's
+# hand-offs: before they were exact it ran 1.3 to 7% long)
+for c in A B C; do
 	timeout 300 "$UNIRUN" -n 4 --config "$T/$c.yaml" --trace "$T/$c.unitrace" -- $PY "$HERE/sim_replay.py" \
 		>"$T/$c.log" 2>&1 || { cat "$T/$c.log"; fail "run under $c"; }
 	"$UNITRACE" summary "$T/$c.unitrace" --json >"$T/$c.sum.json"
 done
-for c in A B; do
+for c in A B C; do
 	"$UNITRACE" replay "$T/A.unitrace" --config "$T/$c.yaml" --json >"$T/A-$c.json" || fail "replay A under $c"
 done
 # Incast under alpha-beta (1 ms, 100 Mbit/s), replayed under nic and under itself.
@@ -49,7 +51,7 @@ $PY - "$T" <<'PYEOF' || fail "replayed ends"
 import json, sys
 T = sys.argv[1]
 bad = 0
-for cfg, tol in (("A", 0.001), ("B", 0.01)):
+for cfg, tol in (("A", 0.001), ("B", 0.01), ("C", 0.005)):
     real = {r["rank"]: r["end_ns"] for r in json.load(open(f"{T}/{cfg}.sum.json"))["ranks"]}
     rep = {r["rank"]: r["end_ns"] for r in json.load(open(f"{T}/A-{cfg}.json"))["ranks"]}
     for k in sorted(real):

@@ -25,7 +25,7 @@
 #include <stdint.h>
 
 #define UNI_SHM_MAGIC 0x31304d4853494e55ull /* "UNISHM01" little-endian */
-#define UNI_SHM_VERSION 4u
+#define UNI_SHM_VERSION 5u
 
 #define UNI_MAX_RANKS 256u
 #define UNI_MAX_RINGS 512u
@@ -278,6 +278,10 @@ struct uni_shm_hdr {
 	                                    horizon (0: none); it rings the doorbell when
 	                                    it publishes a later clock */
 	uint32_t stacks;                 /* 1: ranks record call stacks (trace.stacks) */
+	_Atomic uint32_t handoffs;       /* nic: bumped after a thread lowers another's
+	                                    hold (a wake floor, a new thread's ring) and
+	                                    before it raises its own: unid scans the
+	                                    horizon again when it moved during a scan */
 	char deadlock_report[512];       /* where unid wrote the report */
 	char trace_path[512];
 	char config_path[512];
