@@ -19,6 +19,7 @@ struct nic_flow {
 	int src, dst;
 	int state;
 	int read;          /* read to its end */
+	int gated;         /* behind bytes not final yet: its reader cannot read it */
 	uint64_t stamp;    /* may not start before */
 	uint64_t latency;
 	double bytes, sent;
@@ -409,6 +410,11 @@ void nic_flow_read(struct nic_flow *f)
 	f->read = 1;
 }
 
+void nic_flow_gate(struct nic_flow *f, int gated)
+{
+	f->gated = gated;
+}
+
 void nic_debug_dump(FILE *f)
 {
 	fprintf(f, "nic: now %llu, %u live flows\n", (unsigned long long)N.now, N.nlive);
@@ -427,7 +433,7 @@ uint64_t nic_unread_bound(uint64_t real_now, uint64_t stale_ns)
 		struct nic_flow *f = N.live[i];
 		/* done_real may be later than real_now (a flow that finished
 		 * during this advance): not stale. */
-		if (f->state != F_DONE || f->read || (real_now > f->done_real && real_now - f->done_real > stale_ns))
+		if (f->state != F_DONE || f->read || f->gated || (real_now > f->done_real && real_now - f->done_real > stale_ns))
 			continue;
 		if (f->done_t + f->latency < b)
 			b = f->done_t + f->latency;

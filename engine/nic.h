@@ -78,9 +78,15 @@ int nic_byte_arrival(const struct nic_flow *f, uint64_t k, uint64_t *t);
  * unid may free it once it has left. */
 void nic_flow_read(struct nic_flow *f);
 
+/* f's bytes are behind bytes of its stream that are not final (1; 0: no
+ * longer): its reader cannot read it yet (a notice sent at its stamp but
+ * written after data the host wrote first). */
+void nic_flow_gate(struct nic_flow *f, int gated);
+
 /* The earliest time a reader could act on a flow that has left but was not
- * read to its end yet (UINT64_MAX if none). Flows left unread for more
- * than stale_ns of real time no longer count (their reader is not coming). */
+ * read to its end yet (UINT64_MAX if none), gated flows left out. Flows
+ * left unread for more than stale_ns of real time no longer count (their
+ * reader is not coming). */
 uint64_t nic_unread_bound(uint64_t real_now, uint64_t stale_ns);
 
 uint64_t nic_late(void);

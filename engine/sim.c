@@ -65,6 +65,7 @@ struct stream {
 	int listed;                 /* in S.waiting_streams */
 	int active;                 /* nic: in S.act (bytes not all final yet) */
 	uint64_t final_pub;         /* nic: final prefix published to the reader */
+	uint32_t read_ch;           /* nic: first chunk not yet known read to its end */
 };
 
 static struct {
@@ -273,6 +274,41 @@ void uni_sim_answer_unmodelled(const struct uni_op *op)
 	uni_futex_wake(&ring->resp_seq, 1);
 }
 
+/* nic: the reader has read bytes [0, end) of s: every flow whose last
+ * chunk lies inside is read (it no longer holds the network at its
+ * arrival). A read that runs past a message's end into the next one does
+ * not end on the message's last byte (stream_final only sees the last
+ * byte read): the network then stopped at that message's arrival for the
+ * 2 s until an unread flow counts as stale, again and again. */
+static void mark_read(struct stream *s, uint64_t end)
+{
+	if (!S.nic)
+		return;
+	if (s->read_ch < s->headch)
+		s->read_ch = s->headch;
+	while (s->read_ch < s->nch) {
+		struct chunk *c = &s->ch[s->read_ch];
+		if (c->off + c->len > end)
+			break;
+		if (c->nf && nic_flow_complete_at(c->nf, c->flow_off + c->len))
+			nic_flow_read(c->nf);
+		s->read_ch++;
+	}
+}
+
+/* nic: flows of s whose last byte lies beyond the final prefix fin are
+ * gated (their reader cannot read them yet, so they do not hold the
+ * network at their arrival); the others not. Read chunks are skipped. */
+static void gate_stream(struct stream *s, uint64_t fin)
+{
+	uint32_t i = s->read_ch > s->headch ? s->read_ch : s->headch;
+	for (; i < s->nch; i++) {
+		struct chunk *c = &s->ch[i];
+		if (c->nf && nic_flow_complete_at(c->nf, c->flow_off + c->len))
+			nic_flow_gate(c->nf, c->off + c->len > fin);
+	}
+}
+
 /* Drops chunks no read can need any more. */
 static void trim(struct stream *s, uint64_t consumed)
 {
@@ -293,6 +329,7 @@ static void trim(struct stream *s, uint64_t consumed)
 	if (s->headch > 64 && s->headch * 2 > s->nch) {
 		memmove(s->ch, s->ch + s->headch, (s->nch - s->headch) * sizeof(*s->ch));
 		s->nch -= s->headch;
+		s->read_ch = s->read_ch > s->headch ? s->read_ch - s->headch : 0;
 		s->headch = 0;
 	}
 }
@@ -317,6 +354,8 @@ static void serve_waiters(struct stream *s)
 			answer(&w->op, t);
 			if (w->sent)
 				watch_drop(w->op.e.conn, w->end);
+			else
+				mark_read(s, w->end);
 			S.waiting--;
 		} else {
 			s->wait[k++] = *w;
@@ -474,6 +513,7 @@ void uni_sim_read(const struct uni_op *op)
 	uint64_t t;
 	if (end <= s->next_off && stream_final(s, end - 1, &t)) {
 		answer(op, t);
+		mark_read(s, end);
 		trim(s, op->e.off);
 		return;
 	}
@@ -615,6 +655,7 @@ int uni_sim_is_nic(void)
 }
 
 static void publish_final(void);
+static uint64_t final_prefix(struct stream *s);
 
 void uni_sim_advance(uint64_t horizon, uint64_t real_now)
 {
@@ -632,9 +673,23 @@ void uni_sim_advance(uint64_t horizon, uint64_t real_now)
 		if (b < h)
 			h = b;
 		uint64_t before = nic_now();
+		static uint64_t dbg_last;
+		if (round == 0 && debug_nic() && real_now - dbg_last > 500000000ull) {
+			dbg_last = real_now;
+			fprintf(stderr, "nic: network %llu: horizon %llu, answered %llu, unread %llu, watches %llu\n",
+				(unsigned long long)before, (unsigned long long)horizon,
+				(unsigned long long)S.ans_min,
+				(unsigned long long)nic_unread_bound(real_now, UNI_NIC_UNREAD_STALE_NS),
+				(unsigned long long)b);
+			if (getenv("UNI_DEBUG_NIC3"))
+				nic_debug_dump(stderr);
+		}
 		if (h <= before)
 			break;
 		nic_advance(h);
+		/* Which finished flows their readers can read now. */
+		for (uint32_t i = 0; i < S.nact; i++)
+			gate_stream(&S.st[S.act[i]], final_prefix(&S.st[S.act[i]]));
 		if (getenv("UNI_DEBUG_NIC2"))
 			fprintf(stderr, "adv: %llu -> %llu (horizon %llu unread %llu watches %llu)\n",
 				(unsigned long long)before, (unsigned long long)nic_now(), (unsigned long long)horizon,
@@ -694,6 +749,7 @@ static void publish_final(void)
 		uint32_t si = S.act[i];
 		struct stream *s = &S.st[si];
 		uint64_t fin = final_prefix(s);
+		gate_stream(s, fin);
 		if (fin > s->final_pub) {
 			s->final_pub = fin;
 			struct uni_conn *wc = uni_shm_conn(S.h, si);
