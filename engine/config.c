@@ -926,6 +926,29 @@ static int trace_pair(struct ctx *x, const char *path, const char *key,
 	return 1;
 }
 
+static int nccl_pair(struct ctx *x, const char *path, const char *key,
+		     yaml_node_t *k, yaml_node_t *v, void *arg)
+{
+	char sh[SHOW_LEN + 8];
+	const char *s;
+
+	if (!strcmp(key, "algorithm")) {
+		if (get_scalar(x, v, path, &s))
+			return -1;
+		if (!strcmp(s, "auto"))
+			x->c->nccl_algo = UNI_NCCL_ALGO_AUTO;
+		else if (!strcmp(s, "ring"))
+			x->c->nccl_algo = UNI_NCCL_ALGO_RING;
+		else if (!strcmp(s, "tree"))
+			x->c->nccl_algo = UNI_NCCL_ALGO_TREE;
+		else
+			return fail(x, v, path, "unknown algorithm '%s'; use auto, ring or tree",
+				    show(s, sh, sizeof(sh)));
+		return 0;
+	}
+	return 1;
+}
+
 static int top_pair(struct ctx *x, const char *path, const char *key,
 		    yaml_node_t *k, yaml_node_t *v, void *arg)
 {
@@ -948,6 +971,8 @@ static int top_pair(struct ctx *x, const char *path, const char *key,
 		return walk_map(x, v, path, "default, ranks, kernels", devices_pair, NULL);
 	if (!strcmp(key, "trace"))
 		return walk_map(x, v, path, "path, stacks", trace_pair, NULL);
+	if (!strcmp(key, "nccl"))
+		return walk_map(x, v, path, "algorithm", nccl_pair, NULL);
 	return 1;
 }
 

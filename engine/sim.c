@@ -83,7 +83,21 @@ static struct {
 	struct watch *watch; /* nic: send completions to stop at */
 	uint32_t nwatch, capwatch;
 	uint64_t stale_watches;
+	struct group *grp;   /* by ring: its group read (uni_shim_vrecv_any) */
+	struct stream *serving; /* the stream serve_waiters is going through */
 } S;
+
+/* A group read: a thread waits for the first of several reads (READ_REQs
+ * tagged with the same e.b, the group's first request number) to become
+ * final; that one is answered, the others are dropped. Under nic the first
+ * to become final is the earliest arrival (an unread finished flow holds
+ * the network at its arrival), so the thread can go on in time order. */
+#define UNI_GROUP_MAX 64
+struct group {
+	uint32_t done;                 /* tag of the last group answered */
+	uint32_t tag, n;               /* the group whose waiters are listed */
+	uint32_t st[UNI_GROUP_MAX];    /* their streams */
+};
 
 /* nic: the SEND record of a flow is written once its arrival is known. */
 static void flow_done(void *ctx, uint64_t start, uint64_t arrival)
@@ -107,6 +121,9 @@ int uni_sim_init(const struct uni_config *cfg, struct uni_shm_hdr *h, uni_trace_
 	S.act = calloc(h->max_conns, sizeof(*S.act));
 	S.nic = cfg->net_model == UNI_NET_NIC;
 	S.ans_min = UINT64_MAX;
+	S.grp = calloc(h->max_rings, sizeof(*S.grp));
+	if (!S.grp)
+		return -1;
 	if (S.nic) {
 		if (nic_init(h->max_ranks, cfg->bandwidth_bps / 8e9) < 0)
 			return -1;
@@ -232,9 +249,23 @@ static int completion_final(struct stream *s, uint64_t end, uint64_t *t)
 	return 1;
 }
 
+/* 1 when op is a member of a group read that was answered already. */
+static int group_stale(const struct uni_op *op)
+{
+	if (op->e.kind != UNI_EV_READ_REQ || !op->e.b || op->ring >= S.h->max_rings)
+		return 0;
+	return (int32_t)((uint32_t)op->e.b - S.grp[op->ring].done) <= 0;
+}
+
+static void group_cancel(uint32_t ring, uint32_t tag);
+
 static void answer(const struct uni_op *op, uint64_t arrive)
 {
 	struct uni_ring *ring = uni_shm_ring(S.h, op->ring);
+	if (op->e.kind == UNI_EV_READ_REQ && op->e.b && op->ring < S.h->max_rings) {
+		S.grp[op->ring].done = (uint32_t)op->e.b;
+		group_cancel(op->ring, (uint32_t)op->e.b);
+	}
 	uint64_t t0 = op->e.t0;
 	uint64_t t1 = (op->e.flags & UNI_EVF_DISPATCHER) ? arrive : (arrive > t0 ? arrive : t0);
 	ring->resp_t = t1;
@@ -347,8 +378,13 @@ static void serve_waiters(struct stream *s)
 {
 	uint32_t k = 0;
 	uint64_t t;
+	S.serving = s;
 	for (uint32_t i = 0; i < s->nwait; i++) {
 		struct waiter *w = &s->wait[i];
+		if (group_stale(&w->op)) {
+			S.waiting--;
+			continue;
+		}
 		if (w->sent ? completion_final(s, w->end, &t)
 			    : (w->end <= s->next_off && stream_final(s, w->end - 1, &t))) {
 			answer(&w->op, t);
@@ -362,6 +398,7 @@ static void serve_waiters(struct stream *s)
 		}
 	}
 	s->nwait = k;
+	S.serving = NULL;
 }
 
 static void schedule(struct stream *s, const struct uni_op *op)
@@ -511,6 +548,8 @@ void uni_sim_read(const struct uni_op *op)
 	struct stream *s = &S.st[peer_conn];
 	uint64_t end = op->e.off + op->e.len;
 	uint64_t t;
+	if (group_stale(op))
+		return; /* another read of its group was answered */
 	if (end <= s->next_off && stream_final(s, end - 1, &t)) {
 		answer(op, t);
 		mark_read(s, end);
@@ -521,6 +560,15 @@ void uni_sim_read(const struct uni_op *op)
 		s->wait = grow(s->wait, &s->capwait, sizeof(*s->wait));
 	s->wait[s->nwait++] = (struct waiter){.op = *op, .end = end};
 	S.waiting++;
+	if (op->e.b && op->ring < S.h->max_rings) {
+		struct group *g = &S.grp[op->ring];
+		if (g->tag != (uint32_t)op->e.b) {
+			g->tag = (uint32_t)op->e.b;
+			g->n = 0;
+		}
+		if (g->n < UNI_GROUP_MAX)
+			g->st[g->n++] = peer_conn;
+	}
 	if (S.nic && !s->listed) {
 		s->listed = 1;
 		S.wstreams[S.nwstreams++] = peer_conn;
@@ -600,8 +648,34 @@ static uint64_t watches_bound(uint64_t real_now)
 	return bound;
 }
 
+/* Drops the waiting reads of ring's group tag (one of them was answered;
+ * a stream being served drops its own in serve_waiters). */
+static void group_cancel(uint32_t ring, uint32_t tag)
+{
+	struct group *g = &S.grp[ring];
+	if (g->tag != tag)
+		return;
+	for (uint32_t i = 0; i < g->n; i++) {
+		struct stream *s = &S.st[g->st[i]];
+		if (s == S.serving)
+			continue; /* serve_waiters drops them (group_stale) */
+		uint32_t k = 0;
+		for (uint32_t j = 0; j < s->nwait; j++) {
+			struct waiter *w = &s->wait[j];
+			if (!w->sent && w->op.ring == ring && (uint32_t)w->op.e.b == tag)
+				S.waiting--;
+			else
+				s->wait[k++] = *w;
+		}
+		s->nwait = k;
+	}
+	g->n = 0;
+}
+
 void uni_sim_forget_ring(uint32_t ring)
 {
+	if (S.grp && ring < S.h->max_rings)
+		memset(&S.grp[ring], 0, sizeof(S.grp[ring]));
 	uint32_t kw = 0;
 	for (uint32_t i = 0; i < S.nwatch; i++)
 		if (S.watch[i].ring != ring)

@@ -621,6 +621,28 @@ static uint64_t scan_rings(uint32_t *hkp)
 	return h;
 }
 
+/* Data sent on a connection whose other end has not registered yet (the
+ * simulated NCCL opens its ends as it needs them) is not in the network
+ * yet: it holds the network at its stamp. Taken after draining the rings
+ * (the sender may have stopped holding the horizon right after sending). */
+static uint64_t pending_bound(void)
+{
+	uint64_t h = UINT64_MAX;
+	uint32_t nconn = atomic_load(&D.h->next_conn);
+	if (nconn > D.h->max_conns)
+		nconn = D.h->max_conns;
+	for (uint32_t c = 0; c < nconn; c++) {
+		if (D.conns[c].state == UNI_CONN_MATCHED)
+			continue;
+		for (uint32_t i = 0; i < D.conns[c].npending; i++) {
+			const struct uni_op *p = &D.conns[c].pending[i];
+			if (p->e.kind == UNI_EV_SEND && p->e.t0 < h)
+				h = p->e.t0;
+		}
+	}
+	return h;
+}
+
 /* The earliest virtual time at which any rank thread could still start a
  * transfer: the minimum of the clocks the threads published, leaving out
  * threads blocked in a condition wait or a read (whatever wakes them
@@ -1016,6 +1038,9 @@ static void create_segment(const char *config_path)
 	h->strict = (uint32_t)D.cfg.strict;
 	h->horizon = D.cfg.mode == UNI_MODE_SIMULATE && D.cfg.net_model == UNI_NET_NIC;
 	h->stacks = (uint32_t)D.cfg.trace_stacks;
+	h->nccl_algo = D.cfg.nccl_algo;
+	h->net_latency_ns = D.cfg.latency_ns;
+	h->net_bandwidth_bps = D.cfg.bandwidth_bps;
 	h->epoch_mono_ns = uni_now_ns();
 	h->epoch_real_ns = uni_realtime_ns();
 	h->max_ranks = UNI_MAX_RANKS;
@@ -1144,8 +1169,10 @@ int main(int argc, char **argv)
 		uint64_t hz = uni_sim_is_nic() ? horizon(uni_now_ns()) : 0;
 		uint64_t n = drain();
 		uint64_t now = uni_now_ns();
-		if (uni_sim_is_nic())
-			uni_sim_advance(hz, now);
+		if (uni_sim_is_nic()) {
+			uint64_t pb = pending_bound();
+			uni_sim_advance(pb < hz ? pb : hz, now);
+		}
 		if (n)
 			D.last_progress = now;
 		if (now - last_check > 20000000ull) {

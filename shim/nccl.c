@@ -2,10 +2,11 @@
  *
  * libunishim.so exports the NCCL 2.28 API (each pnccl* strong, each nccl*
  * a weak alias, as libnccl does), so a preloaded shim replaces NCCL for a
- * program that links libnccl dynamically. This first part moves host
- * buffers (stream NULL, or any stream while no CUDA runtime is in use)
- * through shared memory, with NCCL's semantics and error codes, and in
- * simulate mode times every operation by the session's network model.
+ * program that links libnccl dynamically. It moves host buffers through
+ * shared memory (device buffers through host copies made by the program's
+ * CUDA runtime, on the caller's stream), with NCCL's semantics and error
+ * codes, and in simulate mode times every operation by the session's
+ * network model.
  *
  * Data path. A communicator is a shared-memory segment named after its
  * unique id (/dev/shm/uni-nccl-<id>), laid out from nranks: a header
@@ -26,19 +27,22 @@
  * that never joins).
  *
  * Time (simulate mode). The calling thread's compute is charged on entry;
- * the copying is not (a GPU would do it). Each operation is then replayed
- * as the point-to-point transfers of its algorithm on virtual connections
- * between the ranks (made-up addresses, matched by unid like TCP ones), so
- * the network model times them and they contend with Gloo's traffic:
- * ring AllReduce is 2(n-1) steps of S/n to the next rank, ring AllGather
- * and ReduceScatter n-1 steps, Broadcast and Reduce a pipelined chain in
- * 1 MiB chunks, AlltoAll, Gather and Scatter direct transfers, Send/Recv
- * one transfer. A step's send leaves at the sender's clock, the receiver's
- * clock becomes the arrival; the thread leaves the call at the time its
- * part of the algorithm ends. */
+ * the copying is not (a GPU would do it). Each operation (each group, as
+ * one) is then replayed as the point-to-point transfers of its algorithm
+ * on virtual connections between the ranks (made-up addresses, matched by
+ * unid like TCP ones), so the network model times them and they contend
+ * with Gloo's traffic: AllReduce by ring (2(n-1) steps of S/n) or NCCL's
+ * double binary tree (chosen by size as NCCL does, or by config), ring
+ * AllGather and ReduceScatter n-1 steps, Broadcast and Reduce a pipelined
+ * chain in 1 MiB chunks, AlltoAll, Gather and Scatter direct transfers,
+ * Send/Recv one transfer. A send leaves when what it forwards has arrived;
+ * the rank waits for the first of its pending receives, so it acts in
+ * virtual-time order; the thread leaves the call at the time its part of
+ * the algorithm ends (docs/nccl.md). */
 #include <dlfcn.h>
 #include <errno.h>
 #include <link.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -61,6 +65,7 @@
 #define UNI_NCCL_PAIR (1u << 20)
 #define UNI_NCCL_CHUNK (1u << 20) /* pipelining unit of Broadcast/Reduce timing */
 #define UNI_NCCL_MAX_USER_OPS 256
+#define UNI_NCCL_NCH 16 /* virtual channels per peer (Virtual time, below) */
 #define ID_MAGIC 0x4e4e4955u  /* "UINN" */
 #define SEG_MAGIC 0x554e4943434c4e31ull
 #define COMM_MAGIC 0x636f6d6du
@@ -108,13 +113,16 @@ struct ncclComm {
 	struct pairbox *box;
 	uint8_t *rings, *slots;
 	uint64_t seq;
+	uint64_t shrinks; /* CommShrink calls made on it */
 	uint8_t key[16]; /* the unique id's key */
 	_Atomic int async_err;
 	int blocking;
 	struct user_op uop[UNI_NCCL_MAX_USER_OPS];
-	/* simulate: a virtual connection to each peer (+1), stream offsets */
+	/* simulate: a virtual connection to each peer and channel (+1),
+	 * stream offsets, their generation (a new one after a failure) */
 	uint32_t *vc;
 	uint64_t *tx, *rx;
+	uint8_t gen;
 };
 
 /* Everything below with a prototype in nccl.h is the exported API. */
@@ -384,8 +392,8 @@ static int comm_ok(ncclComm_t c)
 static void comm_free(ncclComm_t c)
 {
 	if (c->vc)
-		for (int p = 0; p < c->nranks; p++)
-			uni_shim_vconn_close(c->vc[p], c->tx[p], c->rx[p]);
+		for (int i = 0; i < c->nranks * UNI_NCCL_NCH; i++)
+			uni_shim_vconn_close(c->vc[i], c->tx[i], c->rx[i]);
 	free(c->vc);
 	free(c->tx);
 	free(c->rx);
@@ -531,7 +539,14 @@ ncclResult_t pncclRedOpDestroy(ncclRedOp_t op, ncclComm_t comm)
 
 /* Virtual time ------------------------------------------------------------------ */
 
-static void vaddr(const ncclComm_t c, int a, int b, struct uni_addr *out)
+/* Channels: each (peer, channel) is its own virtual connection, an ordered
+ * byte stream. Send/Recv use channel 0 (NCCL matches a group's sends to a
+ * peer with its receives in order); the k-th collective of a group uses
+ * channels 1 + 2k (its ring, or tree 0) and 2 + 2k (tree 1), so the
+ * transfers of one operation never wait behind another's in a stream
+ * (UNI_NCCL_NCH channels in all). */
+
+static void vaddr(const ncclComm_t c, int a, int b, int ch, struct uni_addr *out)
 {
 	memset(out, 0, sizeof(*out));
 	out->ip[0] = 0xfd; /* a unique-local IPv6 prefix: never a real peer */
@@ -541,47 +556,32 @@ static void vaddr(const ncclComm_t c, int a, int b, struct uni_addr *out)
 	memcpy(out->ip + 4, c->key, 8);
 	out->ip[12] = (uint8_t)(a >> 8);
 	out->ip[13] = (uint8_t)a;
+	out->ip[14] = (uint8_t)ch;
+	out->ip[15] = c->gen;
 	out->port = (uint16_t)(b + 1);
 }
 
-/* The virtual connection to peer p (+1), opened on first use. */
-static uint32_t vconn(ncclComm_t c, int p)
+/* The virtual connection to peer p on channel ch (+1), opened on first use. */
+static uint32_t vconn(ncclComm_t c, int p, int ch)
 {
 	if (!uni_shim_simulating())
 		return 0;
+	size_t n = (size_t)c->nranks * UNI_NCCL_NCH;
 	if (!c->vc) {
-		c->vc = calloc((size_t)c->nranks, sizeof(*c->vc));
-		c->tx = calloc((size_t)c->nranks, sizeof(*c->tx));
-		c->rx = calloc((size_t)c->nranks, sizeof(*c->rx));
+		c->vc = calloc(n, sizeof(*c->vc));
+		c->tx = calloc(n, sizeof(*c->tx));
+		c->rx = calloc(n, sizeof(*c->rx));
 		if (!c->vc || !c->tx || !c->rx)
 			return 0;
 	}
-	if (!c->vc[p]) {
+	size_t i = (size_t)ch * (size_t)c->nranks + (size_t)p;
+	if (!c->vc[i]) {
 		struct uni_addr l, r;
-		vaddr(c, c->rank, p, &l);
-		vaddr(c, p, c->rank, &r);
-		c->vc[p] = uni_shim_vconn_open(&l, &r);
+		vaddr(c, c->rank, p, ch, &l);
+		vaddr(c, p, c->rank, ch, &r);
+		c->vc[i] = uni_shim_vconn_open(&l, &r);
 	}
-	return c->vc[p];
-}
-
-static void vsend(ncclComm_t c, int p, uint64_t bytes, uint64_t stamp)
-{
-	uint32_t v = vconn(c, p);
-	if (!v || !bytes)
-		return;
-	uni_shim_vsend(v, c->tx[p], bytes, stamp);
-	c->tx[p] += bytes;
-}
-
-static uint64_t vrecv(ncclComm_t c, int p, uint64_t bytes)
-{
-	uint32_t v = vconn(c, p);
-	if (!v || !bytes)
-		return 0;
-	uint64_t t = uni_shim_vrecv(v, c->rx[p], bytes);
-	c->rx[p] += bytes;
-	return t;
+	return c->vc[i];
 }
 
 static uint64_t max64(uint64_t a, uint64_t b)
@@ -589,80 +589,331 @@ static uint64_t max64(uint64_t a, uint64_t b)
 	return a > b ? a : b;
 }
 
-/* The virtual time at which this rank's part of the algorithm ends, given
- * its clock t at the call. */
-static uint64_t time_op(ncclComm_t c, int kind, uint64_t bytes, int root, int peer, uint64_t t)
+/* This rank's part of one or more operations as a graph of transfers: a
+ * send leaves once the receives it forwards (dep) have arrived, at the
+ * latest of their arrivals (or the call's time); receives on one
+ * connection arrive in order. run_sched issues every send as soon as it
+ * is ready and then waits for the first of the pending receives (one per
+ * connection) to arrive, so the rank acts in virtual-time order and the
+ * network (nic) never runs past a send it still has to make. */
+struct xf {
+	ncclComm_t c;
+	int peer, ch, recv, done;
+	int dep[2];
+	uint64_t bytes, t;
+};
+
+struct sched {
+	struct xf *x;
+	int n, cap, oom;
+};
+
+static int xadd(struct sched *s, ncclComm_t c, int recv, int peer, int ch, uint64_t bytes, int d0, int d1)
+{
+	if (s->n == s->cap) {
+		int cap = s->cap ? 2 * s->cap : 64;
+		struct xf *x = realloc(s->x, (size_t)cap * sizeof(*x));
+		if (!x) {
+			s->oom = 1;
+			return -1;
+		}
+		s->x = x;
+		s->cap = cap;
+	}
+	s->x[s->n] = (struct xf){.c = c, .peer = peer, .ch = ch % UNI_NCCL_NCH, .recv = recv, .dep = {d0, d1},
+				 .bytes = bytes};
+	return s->n++;
+}
+
+static int xrecv(struct sched *s, ncclComm_t c, int peer, int ch, uint64_t bytes)
+{
+	return xadd(s, c, 1, peer, ch, bytes, -1, -1);
+}
+
+static void xsend(struct sched *s, ncclComm_t c, int peer, int ch, uint64_t bytes, int d0, int d1)
+{
+	xadd(s, c, 0, peer, ch, bytes, d0, d1);
+}
+
+static int same_conn(const struct xf *a, const struct xf *b)
+{
+	return a->c == b->c && a->peer == b->peer && a->ch == b->ch && a->recv == b->recv;
+}
+
+/* Issues the sends of s that are ready, in order per connection. */
+static void ready_sends(struct sched *s, int first, uint64_t t0)
+{
+		for (int i = first; i < s->n; i++) {
+			struct xf *x = &s->x[i];
+			if (x->recv || x->done)
+				continue;
+			uint64_t t = t0;
+			int ready = 1;
+			for (int d = 0; d < 2; d++)
+				if (x->dep[d] >= 0) {
+					if (!s->x[x->dep[d]].done)
+						ready = 0;
+					else
+						t = max64(t, s->x[x->dep[d]].t);
+				}
+			for (int j = first; ready && j < i; j++)
+				if (!s->x[j].done && same_conn(&s->x[j], x))
+					ready = 0;
+			if (!ready)
+				continue;
+			x->t = t;
+			x->done = 1;
+			uint32_t v = x->bytes ? vconn(x->c, x->peer, x->ch) : 0;
+			size_t ci = (size_t)x->ch * (size_t)x->c->nranks + (size_t)x->peer;
+			if (v) {
+				uni_shim_vsend(v, x->c->tx[ci], x->bytes, t);
+				x->c->tx[ci] += x->bytes;
+			}
+		}
+}
+
+/* Runs the graph from time t0; returns when this rank's part ends (its
+ * last arrival, or t0). */
+static uint64_t run_sched(struct sched *s, uint64_t t0)
+{
+	uint64_t end = t0;
+	int first = 0;
+	for (;;) {
+		ready_sends(s, first, t0);
+		/* The first pending receive of each connection. */
+		int head[64], nh = 0;
+		uint32_t hv[64];
+		uint64_t ho[64], hl[64];
+		for (int i = first; i < s->n && nh < 64; i++) {
+			struct xf *x = &s->x[i];
+			if (!x->recv || x->done)
+				continue;
+			int seen = 0;
+			for (int k = 0; k < nh && !seen; k++)
+				seen = same_conn(&s->x[head[k]], x);
+			if (seen)
+				continue;
+			uint32_t v = x->bytes ? vconn(x->c, x->peer, x->ch) : 0;
+			if (!v) { /* nothing to wait for */
+				x->done = 1;
+				x->t = t0;
+				continue;
+			}
+			size_t ci = (size_t)x->ch * (size_t)x->c->nranks + (size_t)x->peer;
+			head[nh] = i;
+			hv[nh] = v;
+			ho[nh] = x->c->rx[ci];
+			hl[nh] = x->bytes;
+			nh++;
+		}
+		while (first < s->n && s->x[first].done)
+			first++;
+		if (!nh) {
+			if (first < s->n)
+				continue; /* sends made ready by receives without bytes */
+			break;
+		}
+		int w = 0;
+		uint64_t t = uni_shim_vrecv_any(nh, hv, ho, hl, &w);
+		struct xf *x = &s->x[head[w]];
+		x->c->rx[(size_t)x->ch * (size_t)x->c->nranks + (size_t)x->peer] += x->bytes;
+		x->done = 1;
+		x->t = max64(t, t0);
+		end = max64(end, x->t);
+	}
+	return end;
+}
+
+/* NCCL's double binary tree (src/graph/trees.cc, ncclGetBtree and
+ * ncclGetDtree): the first tree is rooted at 0, the lowest set bit of a
+ * rank giving its level; the second is the first mirrored (n even) or
+ * shifted by one rank (n odd), so that most ranks are a leaf in one tree
+ * and an inner node in the other. */
+static void btree(int n, int rank, int *up, int *d0, int *d1)
+{
+	int bit;
+	for (bit = 1; bit < n; bit <<= 1)
+		if (bit & rank)
+			break;
+	if (rank == 0) {
+		*up = -1;
+		*d0 = -1;
+		*d1 = n > 1 ? bit >> 1 : -1;
+		return;
+	}
+	int u = (rank ^ bit) | (bit << 1);
+	if (u >= n)
+		u = rank ^ bit;
+	*up = u;
+	int low = bit >> 1;
+	*d0 = low == 0 ? -1 : rank - low;
+	int down1 = low == 0 ? -1 : rank + low;
+	while (down1 >= n) {
+		down1 = low == 0 ? -1 : rank + low;
+		low >>= 1;
+	}
+	*d1 = down1;
+}
+
+static void dtree(int n, int rank, int tree, int *up, int *d0, int *d1)
+{
+	if (tree == 0) {
+		btree(n, rank, up, d0, d1);
+		return;
+	}
+	int u, a, b;
+	if (n % 2 == 1) {
+		btree(n, (rank - 1 + n) % n, &u, &a, &b);
+		*up = u < 0 ? -1 : (u + 1) % n;
+		*d0 = a < 0 ? -1 : (a + 1) % n;
+		*d1 = b < 0 ? -1 : (b + 1) % n;
+	} else {
+		btree(n, n - 1 - rank, &u, &a, &b);
+		*up = u < 0 ? -1 : n - 1 - u;
+		*d0 = a < 0 ? -1 : n - 1 - a;
+		*d1 = b < 0 ? -1 : n - 1 - b;
+	}
+}
+
+/* Depth of the trees: ceil(log2 n). */
+static int tree_depth(int n)
+{
+	int d = 0;
+	while ((1 << d) < n)
+		d++;
+	return d;
+}
+
+enum { ALGO_AUTO = 0, ALGO_RING = 1, ALGO_TREE = 2 };
+
+/* The algorithm of an AllReduce of S bytes on n ranks. NCCL_ALGO (NCCL's
+ * own variable: Ring or Tree) wins over the config (nccl.algorithm);
+ * auto is NCCL's rule: the smaller predicted time by NCCL's formulas,
+ * with the session's default link (latency a, bandwidth B): ring
+ * 2(n-1)a + 2(n-1)/n S/B, tree 2 D a + 2 S/B (D = ceil(log2 n): the
+ * pipeline's depth up and down; tree's algorithm bandwidth half the bus
+ * bandwidth, tuning.cc). */
+static int allreduce_algo(int n, uint64_t bytes)
+{
+	uint64_t lat;
+	double bps;
+	int algo = uni_shim_nccl_config(&lat, &bps);
+	const char *env = getenv("NCCL_ALGO");
+	if (env && *env) {
+		int ring = strcasestr(env, "ring") != NULL, tree = strcasestr(env, "tree") != NULL;
+		if (env[0] != '^' && ring != tree)
+			algo = ring ? ALGO_RING : ALGO_TREE;
+		else if (env[0] == '^' && ring != tree)
+			algo = ring ? ALGO_TREE : ALGO_RING;
+	}
+	if (algo != ALGO_AUTO)
+		return n > 1 ? algo : ALGO_RING;
+	if (n <= 2)
+		return ALGO_RING;
+	double a = (double)lat * 1e-9, sb = (double)bytes * 8.0 / bps;
+	double ring = 2.0 * (n - 1) * a + 2.0 * (n - 1) / n * sb;
+	double tree = 2.0 * tree_depth(n) * a + 2.0 * sb;
+	return tree < ring ? ALGO_TREE : ALGO_RING;
+}
+
+/* Adds this rank's transfers of one operation of `bytes` (the nccl-tests
+ * S: the whole buffer of AllReduce, Broadcast, Reduce; the whole output or
+ * input of AllGather, ReduceScatter, AlltoAll; one rank's block of Gather,
+ * Scatter, Send, Recv) on channels ch, ch + 1. */
+static void sched_op(struct sched *s, ncclComm_t c, int kind, uint64_t bytes, int root, int peer, int ch)
 {
 	int n = c->nranks, me = c->rank;
-	if (!uni_shim_simulating() || n == 1)
-		return t;
+	if (n == 1)
+		return;
 	int right = (me + 1) % n, left = (me + n - 1) % n;
 	switch (kind) {
 	case K_ALLREDUCE:
+		if (allreduce_algo(n, bytes) == ALGO_TREE) {
+			/* Each tree carries half: reduce up, broadcast down,
+			 * pipelined in chunks. */
+			for (int t = 0; t < 2; t++) {
+				int up, d0, d1;
+				dtree(n, me, t, &up, &d0, &d1);
+				uint64_t half = t == 0 ? bytes / 2 : bytes - bytes / 2;
+				for (uint64_t off = 0; off < half; off += UNI_NCCL_CHUNK) {
+					uint64_t cb = half - off < UNI_NCCL_CHUNK ? half - off : UNI_NCCL_CHUNK;
+					int r0 = d0 >= 0 ? xrecv(s, c, d0, ch + t, cb) : -1;
+					int r1 = d1 >= 0 ? xrecv(s, c, d1, ch + t, cb) : -1;
+					int b0 = r0, b1 = r1;
+					if (up >= 0) {
+						xsend(s, c, up, ch + t, cb, r0, r1);
+						b0 = xrecv(s, c, up, ch + t, cb);
+						b1 = -1;
+					}
+					if (d0 >= 0)
+						xsend(s, c, d0, ch + t, cb, b0, b1);
+					if (d1 >= 0)
+						xsend(s, c, d1, ch + t, cb, b0, b1);
+				}
+			}
+			return;
+		}
+		/* ring */
+		__attribute__((fallthrough));
 	case K_ALLGATHER:
 	case K_REDSCAT: {
 		/* Ring: steps of S/n; AllReduce has 2(n-1), the others n-1. */
 		int steps = kind == K_ALLREDUCE ? 2 * (n - 1) : n - 1;
 		uint64_t chunk = (bytes + (uint64_t)n - 1) / (uint64_t)n;
-		for (int s = 0; s < steps; s++) {
-			vsend(c, right, chunk, t);
-			t = max64(t, vrecv(c, left, chunk));
+		int prev = -1;
+		for (int st = 0; st < steps; st++) {
+			xsend(s, c, right, ch, chunk, prev, -1);
+			prev = xrecv(s, c, left, ch, chunk);
 		}
-		return t;
+		return;
 	}
 	case K_BCAST:
 	case K_REDUCE: {
 		/* A chain along the ring, pipelined in chunks: Broadcast from
 		 * the root on, Reduce ending at the root. */
 		int pos = kind == K_BCAST ? (me - root + n) % n : (me - root - 1 + 2 * n) % n;
-		int prev = (me + n - 1) % n, next = (me + 1) % n;
-		uint64_t left_bytes = bytes;
-		while (left_bytes) {
-			uint64_t cb = left_bytes < UNI_NCCL_CHUNK ? left_bytes : UNI_NCCL_CHUNK;
-			if (pos > 0)
-				t = max64(t, vrecv(c, prev, cb));
+		for (uint64_t off = 0; off < bytes; off += UNI_NCCL_CHUNK) {
+			uint64_t cb = bytes - off < UNI_NCCL_CHUNK ? bytes - off : UNI_NCCL_CHUNK;
+			int r = pos > 0 ? xrecv(s, c, left, ch, cb) : -1;
 			if (pos < n - 1)
-				vsend(c, next, cb, t);
-			left_bytes -= cb;
+				xsend(s, c, right, ch, cb, r, -1);
 		}
-		return t;
+		return;
 	}
 	case K_ALLTOALL: {
 		uint64_t per = bytes / (uint64_t)n;
 		for (int k = 1; k < n; k++)
-			vsend(c, (me + k) % n, per, t);
-		uint64_t end = t;
+			xsend(s, c, (me + k) % n, ch, per, -1, -1);
 		for (int k = 1; k < n; k++)
-			end = max64(end, vrecv(c, (me + n - k) % n, per));
-		return end;
+			xrecv(s, c, (me + n - k) % n, ch, per);
+		return;
 	}
 	case K_GATHER:
-		if (me != root) {
-			vsend(c, root, bytes, t);
-			return t;
-		} else {
-			uint64_t end = t;
+		if (me != root)
+			xsend(s, c, root, ch, bytes, -1, -1);
+		else
 			for (int p = 0; p < n; p++)
 				if (p != root)
-					end = max64(end, vrecv(c, p, bytes));
-			return end;
-		}
+					xrecv(s, c, p, ch, bytes);
+		return;
 	case K_SCATTER:
 		if (me == root) {
 			for (int p = 0; p < n; p++)
 				if (p != root)
-					vsend(c, p, bytes, t);
-			return t;
+					xsend(s, c, p, ch, bytes, -1, -1);
+		} else {
+			xrecv(s, c, root, ch, bytes);
 		}
-		return max64(t, vrecv(c, root, bytes));
+		return;
 	case K_SEND:
 		if (peer != me)
-			vsend(c, peer, bytes, t);
-		return t;
+			xsend(s, c, peer, 0, bytes, -1, -1);
+		return;
 	case K_RECV:
-		return peer != me ? max64(t, vrecv(c, peer, bytes)) : t;
+		if (peer != me)
+			xrecv(s, c, peer, 0, bytes);
+		return;
 	}
-	return t;
 }
 
 /* Operations ---------------------------------------------------------------------- */
@@ -674,6 +925,11 @@ struct op {
 	size_t count; /* elements: per rank block for AllGather/ReduceScatter/AlltoAll/Gather/Scatter */
 	int type, redop, root, peer;
 	ncclComm_t comm;
+	cudaStream_t stream;
+	/* device buffers: the caller's, while send/recv point at host copies */
+	const void *dsend;
+	void *drecv;
+	size_t recv_bytes;
 	/* send/recv progress */
 	size_t done;
 	int hdr_done, finished;
@@ -693,42 +949,75 @@ static ncclResult_t check_common(ncclComm_t comm, const char *fn, int type, int 
 	return ncclSuccess;
 }
 
-/* Device buffers are not built yet. Where the program uses the CUDA
- * runtime (libcudart already loaded; never loaded here for it), a pointer
- * the runtime calls device memory is refused with a clear error; without a
- * GPU the query fails and the pointer is host memory. */
-typedef int (*ptrattr_fn)(struct cudaPointerAttributes *, const void *);
-static _Atomic(ptrattr_fn) g_ptrattr;
-static _Atomic int g_ptrattr_looked;
+/* Device buffers. Where the program uses the CUDA runtime (libcudart
+ * already loaded: the shim never loads it), a pointer the runtime calls
+ * device memory goes through host copies: before the data moves, the
+ * input is copied to host memory on the caller's stream (after the work
+ * queued before the call) and the stream is synchronised; afterwards the
+ * result is copied back on the stream, synchronised again, so the call
+ * returns with the result in place and later work on any stream sees it.
+ * Without a GPU the runtime's pointer query fails and every pointer is
+ * host memory. */
+struct cudart {
+	cudaError_t (*ptrattr)(struct cudaPointerAttributes *, const void *);
+	cudaError_t (*memcpy_async)(void *, const void *, size_t, enum cudaMemcpyKind, cudaStream_t);
+	cudaError_t (*stream_sync)(cudaStream_t);
+	cudaError_t (*malloc_host)(void **, size_t);
+	cudaError_t (*free_host)(void *);
+	const char *(*errstr)(cudaError_t);
+};
+static struct cudart g_rt;
+static pthread_once_t g_rt_once = PTHREAD_ONCE_INIT;
 
 static int find_cudart(struct dl_phdr_info *info, size_t size, void *arg)
 {
 	(void)size;
+	(void)arg;
 	const char *slash = info->dlpi_name ? strrchr(info->dlpi_name, '/') : NULL;
 	const char *base = slash ? slash + 1 : info->dlpi_name;
 	if (!base || strncmp(base, "libcudart.so", 12))
 		return 0;
 	void *h = dlopen(info->dlpi_name, RTLD_LAZY | RTLD_NOLOAD);
-	if (h)
-		*(void **)arg = dlsym(h, "cudaPointerGetAttributes");
+	if (h) {
+		*(void **)&g_rt.ptrattr = dlsym(h, "cudaPointerGetAttributes");
+		*(void **)&g_rt.memcpy_async = dlsym(h, "cudaMemcpyAsync");
+		*(void **)&g_rt.stream_sync = dlsym(h, "cudaStreamSynchronize");
+		*(void **)&g_rt.malloc_host = dlsym(h, "cudaMallocHost");
+		*(void **)&g_rt.free_host = dlsym(h, "cudaFreeHost");
+		*(void **)&g_rt.errstr = dlsym(h, "cudaGetErrorString");
+	}
 	return 1;
+}
+
+static void rt_find(void)
+{
+	dl_iterate_phdr(find_cudart, NULL);
 }
 
 static int is_device_ptr(const void *p)
 {
 	if (!p)
 		return 0;
-	if (!atomic_exchange(&g_ptrattr_looked, 1)) {
-		void *f = NULL;
-		dl_iterate_phdr(find_cudart, &f);
-		atomic_store(&g_ptrattr, (ptrattr_fn)f);
-	}
-	ptrattr_fn f = atomic_load(&g_ptrattr);
-	if (!f)
+	pthread_once(&g_rt_once, rt_find);
+	if (!g_rt.ptrattr)
 		return 0;
 	struct cudaPointerAttributes a;
 	memset(&a, 0, sizeof(a));
-	return f(&a, p) == 0 && a.type == cudaMemoryTypeDevice;
+	return g_rt.ptrattr(&a, p) == cudaSuccess && a.type == cudaMemoryTypeDevice;
+}
+
+static const char *rt_err(cudaError_t e)
+{
+	return g_rt.errstr ? g_rt.errstr(e) : "CUDA error";
+}
+
+static ncclResult_t check_device_path(ncclComm_t comm, const char *fn)
+{
+	if (!g_rt.memcpy_async || !g_rt.stream_sync)
+		return fail(comm, ncclInvalidUsage,
+			    "%s: device buffers need cudaMemcpyAsync and cudaStreamSynchronize from the program's CUDA "
+			    "runtime, which it does not export", fn);
+	return ncclSuccess;
 }
 
 /* Pointers are not checked by NCCL (unless NCCL_CHECK_POINTERS=1); host
@@ -747,9 +1036,7 @@ static ncclResult_t check_bufs(ncclComm_t comm, const char *fn, int kind, const 
 		return fail(comm, ncclInvalidArgument, "%s: rank %d: %s buffer is NULL", fn, me,
 			    need_send && !sb ? "send" : "receive");
 	if ((need_send && is_device_ptr(sb)) || (need_recv && is_device_ptr(rb)))
-		return fail(comm, ncclInvalidUsage,
-			    "%s: rank %d: device buffers are not supported by uniference's NCCL yet (host buffers are; "
-			    "docs/nccl.md)", fn, me);
+		return check_device_path(comm, fn);
 	return ncclSuccess;
 }
 
@@ -1082,13 +1369,154 @@ static __thread struct op *t_ops;
 static __thread int t_nops;
 static __thread ncclResult_t t_group_err;
 
+/* The bytes of op o's input and output on this rank (0: none). */
+static void op_bytes(const struct op *o, size_t *in, size_t *out)
+{
+	size_t b = o->count * uni_nccl_type_size(o->type), bn = b * (size_t)o->comm->nranks;
+	int me = o->comm->rank;
+	*in = *out = 0;
+	switch (o->kind) {
+	case K_ALLREDUCE: *in = b; *out = b; break;
+	case K_BCAST: *in = me == o->root ? b : 0; *out = b; break;
+	case K_REDUCE: *in = b; *out = me == o->root ? b : 0; break;
+	case K_ALLGATHER: *in = b; *out = bn; break;
+	case K_REDSCAT: *in = bn; *out = b; break;
+	case K_ALLTOALL: *in = bn; *out = bn; break;
+	case K_GATHER: *in = b; *out = me == o->root ? bn : 0; break;
+	case K_SCATTER: *in = me == o->root ? bn : 0; *out = b; break;
+	case K_SEND: *in = b; break;
+	case K_RECV: *out = b; break;
+	}
+}
+
+static void *host_alloc(size_t n)
+{
+	void *p = NULL;
+	if (g_rt.malloc_host && g_rt.malloc_host(&p, n ? n : 1) == cudaSuccess && p)
+		return p;
+	return malloc(n ? n : 1);
+}
+
+static void host_free(void *p, int pinned)
+{
+	if (pinned && g_rt.free_host)
+		g_rt.free_host(p);
+	else
+		free(p);
+}
+
+/* Device buffers of the ops go through host copies (see is_device_ptr):
+ * the inputs are copied in here; unstage copies the outputs back. */
+static ncclResult_t stage(struct op *ops, int nops)
+{
+	for (int i = 0; i < nops; i++) {
+		struct op *o = &ops[i];
+		size_t in, out;
+		op_bytes(o, &in, &out);
+		if (in && is_device_ptr(o->send)) {
+			void *h = host_alloc(in);
+			if (!h)
+				return fail(o->comm, ncclSystemError, "%s: out of host memory for a device buffer's copy",
+					    kind_name[o->kind]);
+			cudaError_t e = g_rt.memcpy_async(h, o->send, in, cudaMemcpyDeviceToHost, o->stream);
+			if (e == cudaSuccess)
+				e = g_rt.stream_sync(o->stream);
+			o->dsend = o->send;
+			o->send = h;
+			if (e != cudaSuccess)
+				return fail(o->comm, ncclUnhandledCudaError, "%s: copying the input from the device: %s",
+					    kind_name[o->kind], rt_err(e));
+		}
+		if (out && is_device_ptr(o->recv)) {
+			void *h = host_alloc(out);
+			if (!h)
+				return fail(o->comm, ncclSystemError, "%s: out of host memory for a device buffer's copy",
+					    kind_name[o->kind]);
+			o->drecv = o->recv;
+			o->recv = h;
+			o->recv_bytes = out;
+		}
+	}
+	return ncclSuccess;
+}
+
+static ncclResult_t unstage(struct op *ops, int nops, ncclResult_t r)
+{
+	for (int i = 0; i < nops; i++) {
+		struct op *o = &ops[i];
+		if (o->drecv) {
+			if (r == ncclSuccess) {
+				cudaError_t e = g_rt.memcpy_async(o->drecv, o->recv, o->recv_bytes, cudaMemcpyHostToDevice,
+								  o->stream);
+				if (e == cudaSuccess)
+					e = g_rt.stream_sync(o->stream);
+				if (e != cudaSuccess)
+					r = fail(o->comm, ncclUnhandledCudaError, "%s: copying the result to the device: %s",
+						 kind_name[o->kind], rt_err(e));
+			}
+			host_free(o->recv, g_rt.malloc_host != NULL);
+			o->recv = o->drecv;
+			o->drecv = NULL;
+		}
+		if (o->dsend) {
+			host_free((void *)o->send, g_rt.malloc_host != NULL);
+			o->send = o->dsend;
+			o->dsend = NULL;
+		}
+	}
+	return r;
+}
+
+/* After a failed operation the ranks' virtual streams may disagree (some
+ * sent what others will never read): every rank whose operation failed
+ * starts new connections (a new generation in their addresses). */
+static void vreset(ncclComm_t c)
+{
+	if (c->vc)
+		for (int i = 0; i < c->nranks * UNI_NCCL_NCH; i++)
+			uni_shim_vconn_close(c->vc[i], c->tx[i], c->rx[i]);
+	free(c->vc);
+	free(c->tx);
+	free(c->rx);
+	c->vc = NULL;
+	c->tx = c->rx = NULL;
+	c->gen++;
+}
+
 static ncclResult_t execute(struct op *ops, int nops)
 {
 	/* Compute before the call is charged; the copying is not. */
 	uint64_t t0 = uni_shim_vt_charge(), end = t0;
 	ncclResult_t r = ncclSuccess;
-	int has_p2p = 0;
+	int has_p2p = 0, timed = uni_shim_simulating(), waits = 0;
+	/* Timing: the group as one fused operation, every op's transfers in
+	 * one graph from the group's start. The sends that leave at once go
+	 * before the data moves: while it moves the thread waits for its
+	 * peers in real time and, if it has receives, does not hold the nic
+	 * network back (whatever it sends later follows an arrival), so a
+	 * rank that must first receive something else (Gloo) is not stuck
+	 * behind it, and none of its sends is late. */
+	struct sched sc = {0};
+	if (timed) {
+		int coll = 0;
+		for (int i = 0; i < nops; i++) {
+			struct op *o = &ops[i];
+			uint64_t bytes = (uint64_t)o->count * uni_nccl_type_size(o->type);
+			if (o->kind == K_ALLGATHER || o->kind == K_REDSCAT || o->kind == K_ALLTOALL)
+				bytes *= (uint64_t)o->comm->nranks;
+			int ch = 0;
+			if (o->kind != K_SEND && o->kind != K_RECV)
+				ch = 1 + (2 * coll++) % (UNI_NCCL_NCH - 2);
+			sched_op(&sc, o->comm, o->kind, bytes, o->root, o->peer, ch);
+		}
+		ready_sends(&sc, 0, t0);
+		for (int i = 0; i < sc.n && !waits; i++)
+			waits = sc.x[i].recv && sc.x[i].bytes;
+		if (waits)
+			uni_shim_peer_wait(1, ops[0].comm);
+	}
 	uni_shim_quiet_io(1);
+	r = stage(ops, nops);
 	for (int i = 0; i < nops && r == ncclSuccess; i++) {
 		if (ops[i].kind == K_SEND || ops[i].kind == K_RECV)
 			has_p2p = 1;
@@ -1097,29 +1525,19 @@ static ncclResult_t execute(struct op *ops, int nops)
 	}
 	if (r == ncclSuccess && has_p2p)
 		r = run_p2p(ops, nops);
+	r = unstage(ops, nops, r);
 	uni_shim_quiet_io(0);
-	if (r == ncclSuccess && uni_shim_simulating()) {
-		/* Timing: collectives one after the other; the group's sends
-		 * all leave at its start, then its receives complete. */
-		uint64_t t = t0;
-		for (int i = 0; i < nops; i++) {
-			struct op *o = &ops[i];
-			if (o->kind == K_SEND || o->kind == K_RECV)
-				continue;
-			size_t esz = uni_nccl_type_size(o->type);
-			uint64_t bytes = (uint64_t)o->count * esz;
-			if (o->kind == K_ALLGATHER || o->kind == K_REDSCAT || o->kind == K_ALLTOALL)
-				bytes *= (uint64_t)o->comm->nranks;
-			t = time_op(o->comm, o->kind, bytes, o->root, -1, t);
+	if (waits)
+		uni_shim_peer_wait(0, NULL);
+	if (timed) {
+		if (r == ncclSuccess && !sc.oom) {
+			end = run_sched(&sc, t0);
+		} else {
+			for (int i = 0; i < nops; i++)
+				if (comm_ok(ops[i].comm) && ops[i].comm->vc)
+					vreset(ops[i].comm);
 		}
-		end = t;
-		for (int i = 0; i < nops; i++)
-			if (ops[i].kind == K_SEND)
-				time_op(ops[i].comm, K_SEND, ops[i].count * uni_nccl_type_size(ops[i].type), -1, ops[i].peer, t);
-		for (int i = 0; i < nops; i++)
-			if (ops[i].kind == K_RECV)
-				end = max64(end, time_op(ops[i].comm, K_RECV, ops[i].count * uni_nccl_type_size(ops[i].type), -1,
-							 ops[i].peer, t));
+		free(sc.x);
 		uni_shim_vt_settle(end);
 	}
 	return r;
@@ -1171,9 +1589,9 @@ ncclResult_t pncclGroupEnd(void)
 			return r_;                                                             \
 		if ((r_ = check_bufs(comm, fn, k, sb, rb, cnt, rt)) != ncclSuccess)            \
 			return r_;                                                             \
-		(void)stream;                                                                  \
 		struct op o_ = {.kind = k, .send = sb, .recv = rb, .count = cnt, .type = ty,   \
-				.redop = rop, .root = rt, .peer = -1, .comm = comm};           \
+				.redop = rop, .root = rt, .peer = -1, .comm = comm,            \
+				.stream = stream};                                             \
 		return submit(&o_);                                                            \
 	} while (0)
 
@@ -1238,12 +1656,11 @@ ncclResult_t pncclSend(const void *sendbuff, size_t count, ncclDataType_t dataty
 	if (r == ncclSuccess && count && !sendbuff)
 		r = fail(comm, ncclInvalidArgument, "ncclSend: send buffer is NULL");
 	if (r == ncclSuccess && count && is_device_ptr(sendbuff))
-		r = fail(comm, ncclInvalidUsage, "ncclSend: device buffers are not supported by uniference's NCCL yet");
+		r = check_device_path(comm, "ncclSend");
 	if (r != ncclSuccess)
 		return r;
-	(void)stream;
 	struct op o = {.kind = K_SEND, .send = sendbuff, .count = count, .type = datatype, .redop = -1,
-		       .root = -1, .peer = peer, .comm = comm};
+		       .root = -1, .peer = peer, .comm = comm, .stream = stream};
 	return submit(&o);
 }
 
@@ -1254,12 +1671,11 @@ ncclResult_t pncclRecv(void *recvbuff, size_t count, ncclDataType_t datatype, in
 	if (r == ncclSuccess && count && !recvbuff)
 		r = fail(comm, ncclInvalidArgument, "ncclRecv: receive buffer is NULL");
 	if (r == ncclSuccess && count && is_device_ptr(recvbuff))
-		r = fail(comm, ncclInvalidUsage, "ncclRecv: device buffers are not supported by uniference's NCCL yet");
+		r = check_device_path(comm, "ncclRecv");
 	if (r != ncclSuccess)
 		return r;
-	(void)stream;
 	struct op o = {.kind = K_RECV, .recv = recvbuff, .count = count, .type = datatype, .redop = -1,
-		       .root = -1, .peer = peer, .comm = comm};
+		       .root = -1, .peer = peer, .comm = comm, .stream = stream};
 	return submit(&o);
 }
 
@@ -1391,16 +1807,66 @@ ncclResult_t pncclCommSplit(ncclComm_t comm, int color, int key, ncclComm_t *new
 	return init_rank(newcomm, n, id, me, blocking);
 }
 
+/* Shrink: every rank not excluded calls it (the excluded ones may be
+ * dead); no word with the parent's ranks is needed: the new ranks are the
+ * survivors in their old order, and the new communicator's id follows from
+ * the parent's, how many shrinks it made and the excluded set (ranks that
+ * pass different lists make different communicators, whose ranks never
+ * all join: ncclRemoteError after the time-out). Operations are complete
+ * when their calls return, so NCCL_SHRINK_ABORT has nothing to end. */
 ncclResult_t pncclCommShrink(ncclComm_t comm, int *excludeRanksList, int excludeRanksCount, ncclComm_t *newcomm,
 			     ncclConfig_t *config, int shrinkFlags)
 {
-	(void)comm;
-	(void)excludeRanksList;
-	(void)excludeRanksCount;
-	(void)newcomm;
-	(void)config;
-	(void)shrinkFlags;
-	NOT_YET("ncclCommShrink");
+	if (!comm_ok(comm) || !newcomm)
+		return fail(NULL, ncclInvalidArgument, "ncclCommShrink: invalid communicator or newcomm");
+	if (excludeRanksCount < 0 || (excludeRanksCount > 0 && !excludeRanksList) ||
+	    excludeRanksCount >= comm->nranks)
+		return fail(comm, ncclInvalidArgument, "ncclCommShrink: %d ranks to exclude of %d", excludeRanksCount,
+			    comm->nranks);
+	if (shrinkFlags & ~(NCCL_SHRINK_DEFAULT | NCCL_SHRINK_ABORT))
+		return fail(comm, ncclInvalidArgument, "ncclCommShrink: unknown flags 0x%x", shrinkFlags);
+	uint8_t *out = calloc((size_t)comm->nranks, 1);
+	if (!out)
+		return fail(comm, ncclSystemError, "ncclCommShrink: out of memory");
+	for (int i = 0; i < excludeRanksCount; i++) {
+		int x = excludeRanksList[i];
+		const char *why = x < 0 || x >= comm->nranks ? "out of range" : out[x] ? "listed twice"
+							       : x == comm->rank ? "the calling rank" : NULL;
+		if (why) {
+			free(out);
+			return fail(comm, ncclInvalidArgument, "ncclCommShrink: excluded rank %d is %s", x, why);
+		}
+		out[x] = 1;
+	}
+	int me = 0, n = 0;
+	uint64_t h = mix64(0x5348524bull ^ ++comm->shrinks);
+	for (int p = 0; p < comm->nranks; p++) {
+		if (out[p]) {
+			h = mix64(h ^ (uint64_t)(p + 1));
+			continue;
+		}
+		if (p < comm->rank)
+			me++;
+		n++;
+	}
+	free(out);
+	*newcomm = NULL;
+	ncclUniqueId id;
+	memset(&id, 0, sizeof(id));
+	struct id_layout *l = (struct id_layout *)id.internal;
+	l->magic = ID_MAGIC;
+	uint64_t a, b;
+	memcpy(&a, comm->key, 8);
+	memcpy(&b, comm->key + 8, 8);
+	a = mix64(a ^ h);
+	b = mix64(b ^ a);
+	memcpy(l->key, &a, 8);
+	memcpy(l->key + 8, &b, 8);
+	int blocking = comm->blocking;
+	if (config && config->magic == 0xcafebeef && config->size >= offsetof(ncclConfig_t, cgaClusterSize) &&
+	    config->blocking != NCCL_CONFIG_UNDEF_INT)
+		blocking = config->blocking != 0;
+	return init_rank(newcomm, n, id, me, blocking);
 }
 
 ncclResult_t pncclCommInitRankScalable(ncclComm_t *newcomm, int nranks, int myrank, int nId, ncclUniqueId *commIds,

@@ -1064,6 +1064,32 @@ int uni_shim_object_wait(int on, void *obj)
 	return 1;
 }
 
+void uni_shim_peer_wait(int on, void *obj)
+{
+	if (!uni_shim_simulating())
+		return;
+	int saved = errno;
+	tls.in_shim++;
+	struct uni_ring *r = thread_ring();
+	if (r) {
+		if (on) {
+			r->wait_obj = (uint64_t)(uintptr_t)obj;
+			r->wait_since = uni_now_ns();
+			r->wait_deadline = 0;
+			r->wait_vt = tls.vt;
+			r->wait_vdl = 0;
+			r->stack[0] = 0;
+			atomic_store_explicit(&r->wake_floor, UINT64_MAX, memory_order_relaxed);
+			atomic_store_explicit(&r->wait_kind, UNI_WAIT_COND, memory_order_release);
+			horizon_moved();
+		} else {
+			atomic_store_explicit(&r->wait_kind, UNI_WAIT_NONE, memory_order_release);
+		}
+	}
+	tls.in_shim--;
+	errno = saved;
+}
+
 int uni_shim_cond_signal(void *cv)
 {
 	if (!sync_active())
@@ -1590,6 +1616,18 @@ int uni_shim_simulating(void)
 	return g_mode == UNI_MODE_SIMULATE && atomic_load_explicit(&g_state, memory_order_relaxed) == ST_ATTACHED;
 }
 
+int uni_shim_nccl_config(uint64_t *latency_ns, double *bandwidth_bps)
+{
+	if (!uni_shim_simulating()) {
+		*latency_ns = 0;
+		*bandwidth_bps = 1e9;
+		return 0;
+	}
+	*latency_ns = g_hdr->net_latency_ns;
+	*bandwidth_bps = g_hdr->net_bandwidth_bps > 0 ? g_hdr->net_bandwidth_bps : 1e9;
+	return (int)g_hdr->nccl_algo;
+}
+
 uint32_t uni_shim_vconn_open(const struct uni_addr *local, const struct uni_addr *peer)
 {
 	if (!uni_shim_simulating())
@@ -1671,6 +1709,57 @@ uint64_t uni_shim_vrecv(uint32_t idx1, uint64_t off, uint64_t len)
 		r->wait_vt = tls.vt;
 		atomic_store_explicit(&r->wait_kind, UNI_WAIT_READ, memory_order_release);
 		t = await_answer(r, seq, tls.vt);
+		atomic_store_explicit(&r->wait_kind, UNI_WAIT_NONE, memory_order_release);
+	}
+	tls.in_shim--;
+	errno = saved;
+	return t;
+}
+
+uint64_t uni_shim_vrecv_any(int n, const uint32_t *idx1, const uint64_t *off, const uint64_t *len, int *which)
+{
+	*which = 0;
+	if (n == 1)
+		return uni_shim_vrecv(idx1[0], off[0], len[0]);
+	if (n <= 0 || !uni_shim_simulating())
+		return tls.vt;
+	int saved = errno;
+	tls.in_shim++;
+	struct uni_ring *r = thread_ring();
+	uint64_t t = tls.vt;
+	if (r) {
+		/* Requests base+1 .. base+n, tagged base+1: unid answers one. */
+		uint32_t base = tls.req_seq;
+		tls.req_seq += (uint32_t)n;
+		for (int i = 0; i < n; i++) {
+			struct uni_ev e = {.kind = UNI_EV_READ_REQ, .conn = idx1[i] - 1, .t0 = tls.vt, .t1 = tls.vt,
+					   .off = off[i], .len = len[i], .a = base + 1 + (uint32_t)i, .b = base + 1};
+			push(r, &e);
+		}
+		ring_bell();
+		r->wait_obj = idx1[0] - 1;
+		r->wait_since = uni_now_ns();
+		r->wait_deadline = 0;
+		r->wait_vt = tls.vt;
+		atomic_store_explicit(&r->wait_kind, UNI_WAIT_READ, memory_order_release);
+		for (int spin = 0;; spin++) {
+			uint32_t cur = atomic_load_explicit(&r->resp_seq, memory_order_acquire);
+			if (cur - (base + 1) < (uint32_t)n) {
+				*which = (int)(cur - (base + 1));
+				t = r->resp_t;
+				break;
+			}
+			if (spin < 2000) {
+				cpu_relax();
+				continue;
+			}
+			if (atomic_load(&g_state) != ST_ATTACHED)
+				break;
+			if (uni_futex_wait(&r->resp_seq, cur, 100) == -ETIMEDOUT && !coordinator_alive()) {
+				orphan("is gone");
+				break;
+			}
+		}
 		atomic_store_explicit(&r->wait_kind, UNI_WAIT_NONE, memory_order_release);
 	}
 	tls.in_shim--;

@@ -12,6 +12,13 @@
  *   nccl_check timing SIZE   one op of each kind on SIZE bytes, printing the
  *                            virtual time each took on this rank (JSON)
  *   nccl_check mismatch      rank 0 and the others disagree on a count
+ *   nccl_check allreduce SIZE...  an AllReduce of each SIZE, the virtual
+ *                            time each took on this rank (JSON)
+ *   nccl_check group2 SIZE   two AllReduces of SIZE in one group (JSON)
+ *   nccl_check shrink        CommShrink without rank 1, then without the
+ *                            new rank 0 (the excluded never call it)
+ *   nccl_check device LIB    every collective and send/recv on device
+ *                            buffers of LIB, a CUDA runtime (the mock)
  *
  * Prints "rank R: N checks passed" or the first failures; exit 1 on any. */
 #include <dlfcn.h>
@@ -437,7 +444,7 @@ static void correctness(ncclComm_t comm)
 	CHECK(!strcmp(ncclGetErrorString(ncclInvalidArgument), "invalid argument (run with NCCL_DEBUG=WARN for details)"),
 	      "error string");
 	CHECK(ncclCommSplit(comm, 0, rank, NULL, NULL) == ncclInvalidArgument, "Split with newcomm NULL");
-	CHECK(ncclCommShrink(comm, NULL, 0, NULL, NULL, 0) == ncclInvalidUsage, "Shrink not yet: InvalidUsage");
+	CHECK(ncclCommShrink(comm, NULL, 0, NULL, NULL, 0) == ncclInvalidArgument, "Shrink with newcomm NULL");
 	int cnt = 0, me = -1;
 	NCCL(ncclCommCount(comm, &cnt));
 	NCCL(ncclCommUserRank(comm, &me));
@@ -712,6 +719,230 @@ static void timing(ncclComm_t comm, size_t bytes)
 	free(rb);
 }
 
+/* An AllReduce of each size (the algorithm is the session's or
+ * NCCL_ALGO's), timed on this rank; the result is checked too. */
+static void allreduce_sizes(ncclComm_t comm, int nsizes, char **sizes)
+{
+	printf("{\"rank\": %d, \"ns\": [", rank);
+	for (int i = 0; i < nsizes; i++) {
+		size_t n = (size_t)atoll(sizes[i]) / 4;
+		float *x = malloc(n * 4 + 4);
+		for (size_t j = 0; j < n; j++)
+			x[j] = (float)(rank + 1);
+		float z[64] = {0};
+		for (int round = 0; round < 2; round++)
+			NCCL(ncclAlltoAll(z, z + 32, 1, ncclFloat32, comm, NULL));
+		double t0 = vnow();
+		NCCL(ncclAllReduce(x, x, n, ncclFloat32, ncclSum, comm, NULL));
+		printf("%s%.0f", i ? ", " : "", (vnow() - t0) * 1e9);
+		float want = (float)(nranks * (nranks + 1) / 2);
+		CHECK(n == 0 || (x[0] == want && x[n - 1] == want), "AllReduce of %zu: %g, want %g", n, n ? x[0] : 0, want);
+		free(x);
+	}
+	printf("]}\n");
+	fflush(stdout);
+}
+
+/* Device buffers through a CUDA runtime (tests: the mock, whose device
+ * memory the host cannot touch). */
+typedef int (*cu_malloc_f)(void **, size_t);
+typedef int (*cu_free_f)(void *);
+typedef int (*cu_memcpy_f)(void *, const void *, size_t, int);
+static cu_malloc_f cu_malloc;
+static cu_free_f cu_free;
+static cu_memcpy_f cu_memcpy;
+static unsigned long own_copies;
+
+static float *dev_of(const float *h, size_t n)
+{
+	void *d = NULL;
+	CHECK(cu_malloc(&d, n * 4 + 4) == 0, "cudaMalloc");
+	if (n && h) {
+		CHECK(cu_memcpy(d, h, n * 4, 1 /* HostToDevice */) == 0, "cudaMemcpy to the device");
+		own_copies++;
+	}
+	return d;
+}
+
+static void host_of(float *h, const float *d, size_t n)
+{
+	if (n) {
+		CHECK(cu_memcpy(h, d, n * 4, 2 /* DeviceToHost */) == 0, "cudaMemcpy from the device");
+		own_copies++;
+	}
+}
+
+static void device(ncclComm_t comm, const char *lib)
+{
+	void *h = dlopen(lib, RTLD_NOW | RTLD_GLOBAL);
+	CHECK(h != NULL, "dlopen %s: %s", lib, dlerror());
+	if (!h)
+		return;
+	cu_malloc = (cu_malloc_f)dlsym(h, "cudaMalloc");
+	cu_free = (cu_free_f)dlsym(h, "cudaFree");
+	cu_memcpy = (cu_memcpy_f)dlsym(h, "cudaMemcpy");
+	unsigned long (*copies)(void) = (unsigned long (*)(void))dlsym(h, "mock_cuda_copies");
+	CHECK(cu_malloc && cu_free && cu_memcpy && copies, "runtime symbols");
+	if (!cu_malloc || !cu_free || !cu_memcpy || !copies)
+		return;
+	const int n = nranks;
+	const size_t c = 1001; /* per rank block */
+	cudaStream_t stream = (cudaStream_t)0x5; /* any stream: the runtime orders on it */
+	float *in = malloc(c * n * 4), *out = malloc(c * n * 4), *want = malloc(c * n * 4);
+	for (size_t i = 0; i < c * n; i++)
+		in[i] = (float)(rank * 1000 + (int)(i % 997));
+	unsigned long before = copies();
+
+	/* AllReduce, out of place and in place */
+	float *ds = dev_of(in, c), *dr = dev_of(NULL, c);
+	NCCL(ncclAllReduce(ds, dr, c, ncclFloat32, ncclSum, comm, stream));
+	host_of(out, dr, c);
+	for (size_t i = 0; i < c; i++)
+		want[i] = (float)(1000 * n * (n - 1) / 2 + n * (int)(i % 997));
+	CHECK(!memcmp(out, want, c * 4), "device AllReduce: %g, want %g", out[1], want[1]);
+	NCCL(ncclAllReduce(ds, ds, c, ncclFloat32, ncclSum, comm, stream));
+	host_of(out, ds, c);
+	CHECK(!memcmp(out, want, c * 4), "device AllReduce in place: %g, want %g", out[1], want[1]);
+	cu_free(ds);
+	cu_free(dr);
+
+	/* Broadcast from the last rank, Reduce (max) to rank 0 */
+	ds = dev_of(in, c);
+	dr = dev_of(NULL, c);
+	NCCL(ncclBroadcast(ds, dr, c, ncclFloat32, n - 1, comm, stream));
+	host_of(out, dr, c);
+	CHECK(out[5] == (float)((n - 1) * 1000 + 5), "device Broadcast: %g", out[5]);
+	NCCL(ncclReduce(ds, dr, c, ncclFloat32, ncclMax, 0, comm, stream));
+	if (rank == 0) {
+		host_of(out, dr, c);
+		CHECK(out[7] == (float)((n - 1) * 1000 + 7), "device Reduce: %g", out[7]);
+	}
+	cu_free(ds);
+	cu_free(dr);
+
+	/* AllGather, ReduceScatter, AlltoAll */
+	ds = dev_of(in, c * n);
+	dr = dev_of(NULL, c * n);
+	NCCL(ncclAllGather(ds, dr, c, ncclFloat32, comm, stream));
+	host_of(out, dr, c * n);
+	int ok = 1;
+	for (int p = 0; p < n; p++)
+		for (size_t i = 0; i < c; i++)
+			ok &= out[p * c + i] == (float)(p * 1000 + (int)(i % 997));
+	CHECK(ok, "device AllGather");
+	NCCL(ncclReduceScatter(ds, dr, c, ncclFloat32, ncclSum, comm, stream));
+	host_of(out, dr, c);
+	ok = 1;
+	for (size_t i = 0; i < c; i++)
+		ok &= out[i] == (float)(1000 * n * (n - 1) / 2 + n * (int)((rank * c + i) % 997));
+	CHECK(ok, "device ReduceScatter: %g", out[0]);
+	NCCL(ncclAlltoAll(ds, dr, c, ncclFloat32, comm, stream));
+	host_of(out, dr, c * n);
+	ok = 1;
+	for (int p = 0; p < n; p++)
+		for (size_t i = 0; i < c; i++)
+			ok &= out[p * c + i] == (float)(p * 1000 + (int)((rank * c + i) % 997));
+	CHECK(ok, "device AlltoAll");
+
+	/* Gather to 0, Scatter from 0 */
+	NCCL(ncclGather(ds, dr, c, ncclFloat32, 0, comm, stream));
+	if (rank == 0) {
+		host_of(out, dr, c * n);
+		ok = 1;
+		for (int p = 0; p < n; p++)
+			ok &= out[p * c + 3] == (float)(p * 1000 + 3);
+		CHECK(ok, "device Gather");
+	}
+	NCCL(ncclScatter(ds, dr, c, ncclFloat32, 0, comm, stream));
+	host_of(out, dr, c);
+	CHECK(out[2] == (float)((rank * c + 2) % 997), "device Scatter: %g", out[2]);
+	cu_free(ds);
+	cu_free(dr);
+
+	/* A send/recv ring in a group */
+	ds = dev_of(in, c);
+	dr = dev_of(NULL, c);
+	NCCL(ncclGroupStart());
+	NCCL(ncclSend(ds, c, ncclFloat32, (rank + 1) % n, comm, stream));
+	NCCL(ncclRecv(dr, c, ncclFloat32, (rank + n - 1) % n, comm, stream));
+	NCCL(ncclGroupEnd());
+	host_of(out, dr, c);
+	CHECK(out[9] == (float)(((rank + n - 1) % n) * 1000 + 9), "device send/recv ring: %g", out[9]);
+	cu_free(ds);
+	cu_free(dr);
+
+	/* Host buffers still work beside them. */
+	float x[3] = {1, 2, 3};
+	NCCL(ncclAllReduce(x, x, 3, ncclFloat32, ncclSum, comm, NULL));
+	CHECK(x[2] == 3.0f * n, "host AllReduce after device ones: %g", x[2]);
+	/* The shim went through the runtime: one copy in per device input,
+	 * one out per device output (rank 0 is the root of Reduce, Gather
+	 * and Scatter, rank n-1 of Broadcast). */
+	unsigned long shim = copies() - before - own_copies;
+	unsigned long expect = 16 + (rank == 0 ? 3 : 0) + (rank == n - 1 ? 1 : 0);
+	printf("rank %d: the shim made %lu runtime copies\n", rank, shim);
+	CHECK(shim == expect, "the shim made %lu copies through the runtime, want %lu", shim, expect);
+	free(in);
+	free(out);
+	free(want);
+}
+
+/* CommShrink (n >= 3): rank 1 leaves without calling it; the others
+ * shrink it out, renumbered in their old order; then the new rank 0
+ * (old 0) is shrunk out by the rest. */
+static void shrink(ncclComm_t comm)
+{
+	int ex = 1, bad = rank;
+	ncclComm_t s1 = NULL, s2 = NULL;
+	if (rank == 1)
+		return;
+	CHECK(ncclCommShrink(comm, &bad, 1, &s1, NULL, NCCL_SHRINK_DEFAULT) == ncclInvalidArgument,
+	      "excluding the calling rank is ncclInvalidArgument");
+	bad = nranks;
+	CHECK(ncclCommShrink(comm, &bad, 1, &s1, NULL, NCCL_SHRINK_DEFAULT) == ncclInvalidArgument,
+	      "excluding a rank out of range is ncclInvalidArgument");
+	NCCL(ncclCommShrink(comm, &ex, 1, &s1, NULL, NCCL_SHRINK_ABORT));
+	int cnt = -1, me = -1;
+	NCCL(ncclCommCount(s1, &cnt));
+	NCCL(ncclCommUserRank(s1, &me));
+	CHECK(cnt == nranks - 1 && me == (rank < 1 ? rank : rank - 1), "shrunk: count %d rank %d (old rank %d)", cnt, me,
+	      rank);
+	int v = rank;
+	NCCL(ncclAllReduce(&v, &v, 1, ncclInt32, ncclSum, s1, NULL));
+	CHECK(v == nranks * (nranks - 1) / 2 - 1, "AllReduce of the old ranks in the shrunk comm: %d", v);
+	if (me != 0) {
+		int zero = 0;
+		NCCL(ncclCommShrink(s1, &zero, 1, &s2, NULL, NCCL_SHRINK_DEFAULT));
+		NCCL(ncclCommCount(s2, &cnt));
+		NCCL(ncclCommUserRank(s2, &me));
+		CHECK(cnt == nranks - 2 && me == rank - 2, "shrunk twice: count %d rank %d (old rank %d)", cnt, me, rank);
+		v = rank;
+		NCCL(ncclAllReduce(&v, &v, 1, ncclInt32, ncclSum, s2, NULL));
+		CHECK(v == nranks * (nranks - 1) / 2 - 1, "AllReduce in the twice shrunk comm: %d", v);
+		NCCL(ncclCommDestroy(s2));
+	}
+	NCCL(ncclCommDestroy(s1));
+}
+
+/* Two AllReduces in one group: one fused operation. */
+static void group2(ncclComm_t comm, size_t bytes)
+{
+	size_t n = bytes / 4;
+	float *a = calloc(n, 4), *b = calloc(n, 4);
+	float z[64] = {0};
+	for (int round = 0; round < 2; round++)
+		NCCL(ncclAlltoAll(z, z + 32, 1, ncclFloat32, comm, NULL));
+	double t0 = vnow();
+	NCCL(ncclGroupStart());
+	NCCL(ncclAllReduce(a, a, n, ncclFloat32, ncclSum, comm, NULL));
+	NCCL(ncclAllReduce(b, b, n, ncclFloat32, ncclSum, comm, NULL));
+	NCCL(ncclGroupEnd());
+	printf("{\"rank\": %d, \"ns\": %.0f}\n", rank, (vnow() - t0) * 1e9);
+	fflush(stdout);
+	free(a);
+	free(b);
+}
+
 int main(int argc, char **argv)
 {
 	const char *r = getenv("RANK"), *w = getenv("WORLD_SIZE");
@@ -739,6 +970,14 @@ int main(int argc, char **argv)
 		float x[4] = {1, 2, 3, 4};
 		NCCL(ncclAllReduce(x, x, 4, ncclFloat32, ncclSum, comm, NULL));
 		CHECK(x[0] == nranks && x[3] == 4 * nranks, "AllReduce with libcudart loaded: %g %g", x[0], x[3]);
+	} else if (!strcmp(argv[1], "allreduce") && argc > 2) {
+		allreduce_sizes(comm, argc - 2, argv + 2);
+	} else if (!strcmp(argv[1], "shrink")) {
+		shrink(comm);
+	} else if (!strcmp(argv[1], "device") && argc > 2) {
+		device(comm, argv[2]);
+	} else if (!strcmp(argv[1], "group2") && argc > 2) {
+		group2(comm, (size_t)atoll(argv[2]));
 	} else if (!strcmp(argv[1], "contend") && argc > 2) {
 		contend(comm, (size_t)atoll(argv[2]));
 	} else if (!strcmp(argv[1], "pytorch")) {

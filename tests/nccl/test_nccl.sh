@@ -12,9 +12,10 @@
 #  - virtual time under alpha-beta against the closed forms (within 1%);
 #  - two communicators at once: independent under alpha-beta, sharing the
 #    links under nic.
-#   test_nccl.sh UNIRUN NCCL_CHECK UNITRACE
+#  - device buffers through a CUDA runtime (a stand-in: no GPU here).
+#   test_nccl.sh UNIRUN NCCL_CHECK UNITRACE MOCK_CUDART
 set -euo pipefail
-UNIRUN=$1 CHECK=$2 UNITRACE=$3
+UNIRUN=$1 CHECK=$2 UNITRACE=$3 MOCK=$4
 PY=/usr/bin/python3
 fail() { echo "FAIL: $*" >&2; exit 1; }
 ok() { echo "ok: $*"; }
@@ -72,6 +73,28 @@ if [ -n "$CUDART" ]; then
 	[ "$(grep -c 'checks passed' "$T/log")" = 2 ] || { cat "$T/log"; fail "cudart run"; }
 	ok "libcudart loaded, no GPU: host buffers work ($(grep -m1 cudaGetDeviceCount "$T/log" | sed 's/rank .: //'))"
 fi
+
+for n in 3 4; do
+	rm -f "$T/id"
+	NCCL_CHECK_ID=$T/id timeout 120 "$UNIRUN" -n $n --config "$T/rec.yaml" --trace "$T/sh.unitrace" -- "$CHECK" shrink \
+		>"$T/log" 2>&1 || { cat "$T/log"; fail "shrink with $n ranks"; }
+	[ "$(grep -c 'checks passed' "$T/log")" = $n ] || { cat "$T/log"; fail "shrink with $n ranks"; }
+done
+ok "CommShrink: the excluded rank never calls it; the rest renumbered in order, twice; bad lists are ncclInvalidArgument"
+
+# Device buffers (docs/nccl.md, "Device buffers"): through the program's
+# CUDA runtime, here tests/nccl/mock_cudart.c under a libcudart.so.* name,
+# whose device memory the host cannot touch (PROT_NONE): every collective
+# and a send/recv ring on device buffers, results checked, and the shim's
+# copies through the runtime counted (one per device input and output).
+cp "$MOCK" "$T/libcudart.so.13"
+for n in 2 4; do
+	rm -f "$T/id"
+	NCCL_CHECK_ID=$T/id timeout 120 "$UNIRUN" -n $n --config "$T/rec.yaml" --trace "$T/dev.unitrace" -- "$CHECK" device "$T/libcudart.so.13" \
+		>"$T/log" 2>&1 || { cat "$T/log"; fail "device buffers with $n ranks"; }
+	[ "$(grep -c 'checks passed' "$T/log")" = $n ] || { cat "$T/log"; fail "device buffers with $n ranks"; }
+done
+ok "device buffers: every collective and a send/recv ring through the CUDA runtime's copies, results exact (2 and 4 ranks)"
 
 # Rank 2 of 3 never joins (it is not started): the others give up with a
 # message after UNI_NCCL_TIMEOUT and exit non-zero; nothing hangs.
@@ -183,3 +206,137 @@ for name, res, want in (("alpha-beta", ab, alone), ("nic", nic, shared)):
 sys.exit(bad)
 PYEOF
 ok "two communicators at once: alone under alpha-beta, sharing every uplink under nic (2x the transfer time), within 1%"
+
+# AllReduce algorithms. NCCL's double binary tree (tree 0 rooted at 0 by
+# the lowest set bit; tree 1 mirrored for even n, shifted for odd n), each
+# tree half the data, reduce up and broadcast down pipelined in 1 MiB
+# chunks: under alpha-beta a rank at depth d of a tree of height H gets its
+# last chunk at (k-1)tau + (H+d)(tau+a), tau = chunk/B, k chunks per tree;
+# it ends with the later of its two trees. The choice by size (auto, the
+# default) is NCCL's rule with NCCL's formulas: ring 2(n-1)a + 2(n-1)/n S/B,
+# tree 2 ceil(log2 n) a + 2S/B, the smaller wins (for 4 ranks, 1 ms and
+# 1 Gbit/s: tree below 500 kB). nccl.algorithm forces one; NCCL_ALGO
+# (NCCL's own variable) wins over the config.
+cat >"$T/tree.yaml" <<YAML
+mode: simulate
+network:
+  model: alpha-beta
+  default: { latency: 1ms, bandwidth: 1Gbit }
+devices:
+  default: { slowdown: 0.001 }
+nccl:
+  algorithm: tree
+YAML
+runs=""
+for spec in "auto 4 sim" "tree 4 tree" "tree 5 tree" "ringenv 4 tree"; do
+	set -- $spec
+	rm -f "$T/id"
+	env=()
+	[ "$1" = ringenv ] && env=(NCCL_ALGO=Ring)
+	env "${env[@]}" NCCL_CHECK_ID=$T/id timeout 300 "$UNIRUN" -n $2 --config "$T/$3.yaml" --trace "$T/ar.unitrace" -- \
+		"$CHECK" allreduce 65536 8388608 >"$T/ar-$1-$2.log" 2>&1 || { cat "$T/ar-$1-$2.log"; fail "allreduce $spec"; }
+	[ "$(grep -c 'checks passed' "$T/ar-$1-$2.log")" = $2 ] || { cat "$T/ar-$1-$2.log"; fail "allreduce results ($spec)"; }
+	runs="$runs $1:$2:$T/ar-$1-$2.log"
+done
+$PY - $runs <<'PYEOF' || fail "AllReduce algorithms"
+import json, re, sys
+a, B, chunk = 1e-3, 1e9, 1 << 20
+def btree(n, r):
+    bit = 1
+    while bit < n and not (bit & r):
+        bit <<= 1
+    if r == 0:
+        return -1
+    u = (r ^ bit) | (bit << 1)
+    return u if u < n else r ^ bit
+def parent(n, r, t):
+    if t == 0:
+        return btree(n, r)
+    if n % 2:
+        u = btree(n, (r - 1) % n)
+        return -1 if u < 0 else (u + 1) % n
+    u = btree(n, n - 1 - r)
+    return -1 if u < 0 else n - 1 - u
+def depth(n, r, t):
+    d = 0
+    while (r := parent(n, r, t)) >= 0:
+        d += 1
+    return d
+def tree(n, S, r):
+    half = S // 2
+    k = -(-half // chunk)
+    tau = min(half, chunk) * 8 / B
+    end = 0
+    for t in (0, 1):
+        H = max(depth(n, x, t) for x in range(n))
+        end = max(end, (k - 1) * tau + (H + depth(n, r, t)) * (tau + a))
+    return end
+def ring(n, S, r):
+    return 2 * (n - 1) * (a + S / n * 8 / B)
+want_algo = {"auto": {65536: tree, 8388608: ring}, "tree": {65536: tree, 8388608: tree},
+             "ringenv": {65536: ring, 8388608: ring}}
+bad = 0
+for spec in sys.argv[1:]:
+    name, n, path = spec.split(":", 2)
+    n = int(n)
+    res = [json.loads(m) for m in re.findall(r'\{"rank".*?\}', open(path).read())]
+    assert len(res) == n, (spec, res)
+    for r in sorted(res, key=lambda r: r["rank"]):
+        for S, got in zip((65536, 8388608), r["ns"]):
+            f = want_algo[name][S]
+            w = f(n, S, r["rank"])
+            err = abs(got / 1e9 - w) / w
+            print(f"{name} n={n} rank {r['rank']} S={S}: {got/1e6:.3f} ms, {f.__name__} {w*1e3:.3f} ms ({100*err:.3f}%)")
+            bad |= err > 0.01
+sys.exit(bad)
+PYEOF
+ok "AllReduce by NCCL's double binary tree within 1% of its pipelined closed form (4 and 5 ranks); auto picks tree below NCCL's crossover and ring above; NCCL_ALGO=Ring overrides the config"
+
+# Under nic the trees' transfers contend for the ranks' links: the run
+# must end with no transfer started late (each rank acts in virtual-time
+# order: it waits for the first of its pending receives).
+rm -f "$T/id"
+NCCL_ALGO=Tree NCCL_CHECK_ID=$T/id timeout 300 "$UNIRUN" -n 4 --config "$T/nic.yaml" --trace "$T/tn.unitrace" -- \
+	"$CHECK" allreduce 65536 8388608 >"$T/tn.log" 2>&1 || { cat "$T/tn.log"; fail "tree under nic"; }
+sess=$(sed -n 's/^session *//p' "$T/tn.log" | head -1)
+[ -n "$sess" ] && [ -f "/tmp/uni.$sess.log" ] || { cat "$T/tn.log"; fail "no unid log for the tree run under nic"; }
+if grep -q "stamped before the network time" "/tmp/uni.$sess.log"; then
+	cat "/tmp/uni.$sess.log"; fail "tree under nic: transfers started late"
+fi
+$PY - "$T/tn.log" <<'PYEOF' || fail "tree under nic"
+import json, re, sys
+res = [json.loads(m) for m in re.findall(r'\{"rank".*?\}', open(sys.argv[1]).read())]
+assert len(res) == 4
+a, B, S, n = 1e-3, 1e9, 8388608, 4
+# Contention only slows it: at least the uncontended (alpha-beta) time.
+lo = 3 * (1 << 20) * 8 / B + 4 * ((1 << 20) * 8 / B + a)
+for r in res:
+    print(f"nic tree rank {r['rank']}: {r['ns'][1]/1e6:.3f} ms (uncontended {lo*1e3:.3f} ms)")
+    assert r["ns"][1] / 1e9 >= lo * 0.999, r
+PYEOF
+ok "tree under nic: no transfer late, contention only adds time"
+
+# A group of two AllReduces is one fused operation: under alpha-beta the
+# two run side by side (the time of one), under nic they share every
+# uplink (as two communicators at once above).
+for model in alpha-beta nic; do
+	rm -f "$T/id"
+	NCCL_CHECK_ID=$T/id timeout 300 "$UNIRUN" -n 4 --config "$T/$model.yaml" --trace "$T/g.unitrace" -- \
+		"$CHECK" group2 8388608 >"$T/g-$model.log" 2>&1 || { cat "$T/g-$model.log"; fail "group2 under $model"; }
+done
+$PY - "$T/g-alpha-beta.log" "$T/g-nic.log" <<'PYEOF' || fail "fused group"
+import json, re, sys
+a, B, S, n = 1e-3, 1e9, 8388608, 4
+alone = 2 * (n - 1) * (a + S / n * 8 / B)
+shared = 2 * (n - 1) * (a + 2 * S / n * 8 / B)
+bad = 0
+for path, want in zip(sys.argv[1:], (alone, shared)):
+    res = [json.loads(m) for m in re.findall(r'\{"rank".*?\}', open(path).read())]
+    assert len(res) == 4
+    for r in res:
+        err = abs(r["ns"] / 1e9 - want) / want
+        print(f"{path.split('/g-')[1][:-4]} rank {r['rank']}: {r['ns']/1e6:.3f} ms, want {want*1e3:.3f} ms ({100*err:.3f}%)")
+        bad |= err > 0.01
+sys.exit(bad)
+PYEOF
+ok "a group of two AllReduces is one operation: side by side under alpha-beta, sharing the uplinks under nic"

@@ -536,6 +536,26 @@ START_TEST(test_send_buffer_key)
 }
 END_TEST
 
+START_TEST(test_nccl_algorithm)
+{
+	char err[512];
+	const char *y = "nccl: { algorithm: tree }";
+	uni_config_defaults(&cfg);
+	ck_assert_uint_eq(cfg.nccl_algo, UNI_NCCL_ALGO_AUTO);
+	ck_assert_int_eq(uni_config_parse(&cfg, y, strlen(y), "s", err, sizeof(err)), 0);
+	ck_assert_uint_eq(cfg.nccl_algo, UNI_NCCL_ALGO_TREE);
+	y = "nccl: { algorithm: ring }";
+	ck_assert_int_eq(uni_config_parse(&cfg, y, strlen(y), "s", err, sizeof(err)), 0);
+	ck_assert_uint_eq(cfg.nccl_algo, UNI_NCCL_ALGO_RING);
+	y = "nccl: { algorithm: butterfly }";
+	ck_assert_int_eq(uni_config_parse(&cfg, y, strlen(y), "s", err, sizeof(err)), -1);
+	ck_assert_msg(strstr(err, "nccl.algorithm") && strstr(err, "use auto, ring or tree"), "%s", err);
+	y = "nccl: { protocol: LL }";
+	ck_assert_int_eq(uni_config_parse(&cfg, y, strlen(y), "s", err, sizeof(err)), -1);
+	ck_assert_msg(strstr(err, "protocol"), "%s", err);
+}
+END_TEST
+
 /* The messages for unit mistakes say what to write instead. */
 START_TEST(test_unit_messages)
 {
@@ -633,6 +653,7 @@ static Suite *config_suite(void)
 	tcase_add_loop_test(tc, test_size_good, 0, (int)UNI_ARRAY_LEN(good_sizes));
 	tcase_add_loop_test(tc, test_size_bad, 0, (int)UNI_ARRAY_LEN(bad_sizes));
 	tcase_add_test(tc, test_send_buffer_key);
+	tcase_add_test(tc, test_nccl_algorithm);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("trace_path");

@@ -17,6 +17,12 @@ enum uni_net_model {
 	UNI_NET_NIC = 1,
 };
 
+enum uni_nccl_algo {
+	UNI_NCCL_ALGO_AUTO = 0, /* NCCL's choice by size */
+	UNI_NCCL_ALGO_RING = 1,
+	UNI_NCCL_ALGO_TREE = 2,
+};
+
 struct uni_link_cfg {
 	int32_t from, to;     /* ranks; -1 = any */
 	uint64_t latency_ns;
@@ -45,6 +51,7 @@ struct uni_config {
 	struct uni_kernel_cfg kernels[UNI_CFG_MAX_KERNELS];
 	char trace_path[512];   /* may contain {session}; default uni-trace/{session}.unitrace */
 	int trace_stacks;       /* default 1 */
+	uint32_t nccl_algo;     /* nccl.algorithm (enum uni_nccl_algo), default auto */
 };
 
 /* Fills defaults. */

@@ -25,7 +25,7 @@
 #include <stdint.h>
 
 #define UNI_SHM_MAGIC 0x31304d4853494e55ull /* "UNISHM01" little-endian */
-#define UNI_SHM_VERSION 5u
+#define UNI_SHM_VERSION 6u
 
 #define UNI_MAX_RANKS 256u
 #define UNI_MAX_RINGS 512u
@@ -282,6 +282,10 @@ struct uni_shm_hdr {
 	                                    hold (a wake floor, a new thread's ring) and
 	                                    before it raises its own: unid scans the
 	                                    horizon again when it moved during a scan */
+	uint32_t nccl_algo;              /* nccl.algorithm (enum uni_nccl_algo) */
+	uint32_t pad_nccl;
+	uint64_t net_latency_ns;         /* network.default: the simulated NCCL's */
+	double net_bandwidth_bps;        /* choice of algorithm by size */
 	char deadlock_report[512];       /* where unid wrote the report */
 	char trace_path[512];
 	char config_path[512];

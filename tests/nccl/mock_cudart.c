@@ -1,0 +1,162 @@
+/* A stand-in for the CUDA runtime where no GPU exists (tests only): the
+ * few calls the simulated NCCL's device path makes (docs/nccl.md, "Device
+ * buffers") and the ones the test program needs.
+ *
+ * "Device memory" is a memfd mapped twice: the address handed out (the
+ * device pointer) is mapped PROT_NONE, so the host touching it faults as it
+ * would on a real GPU; only the copy functions reach the bytes, through a
+ * second, readable mapping. Streams are executed at once (a copy on any
+ * stream is done when it returns), which keeps every stream order. The
+ * test loads it under a libcudart.so.* name: the shim looks for the runtime
+ * the program loaded by that name and never loads one itself. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cuda_runtime_api.h>
+
+#define MAX_ALLOCS 1024
+
+struct dev_alloc {
+	char *dev, *rw;
+	size_t size;
+};
+
+static struct dev_alloc g_dev[MAX_ALLOCS];
+static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic unsigned long g_copies;
+
+/* The readable view of device address p (len bytes from it), or NULL. */
+static char *rw_of(const void *p, size_t len, int *is_dev)
+{
+	*is_dev = 0;
+	pthread_mutex_lock(&g_lock);
+	char *r = NULL;
+	for (int i = 0; i < MAX_ALLOCS; i++) {
+		struct dev_alloc *a = &g_dev[i];
+		if (a->dev && (const char *)p >= a->dev && (const char *)p < a->dev + a->size) {
+			*is_dev = 1;
+			if ((size_t)((const char *)p - a->dev) + len <= a->size)
+				r = a->rw + ((const char *)p - a->dev);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&g_lock);
+	return r;
+}
+
+cudaError_t cudaMalloc(void **p, size_t size)
+{
+	if (!p)
+		return cudaErrorInvalidValue;
+	size_t sz = (size + 4095) & ~(size_t)4095;
+	if (!sz)
+		sz = 4096;
+	int fd = memfd_create("mock-device", MFD_CLOEXEC);
+	if (fd < 0 || ftruncate(fd, (off_t)sz) < 0)
+		return cudaErrorMemoryAllocation;
+	char *dev = mmap(NULL, sz, PROT_NONE, MAP_SHARED, fd, 0);
+	char *rw = mmap(NULL, sz, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	close(fd);
+	if (dev == MAP_FAILED || rw == MAP_FAILED)
+		return cudaErrorMemoryAllocation;
+	pthread_mutex_lock(&g_lock);
+	for (int i = 0; i < MAX_ALLOCS; i++)
+		if (!g_dev[i].dev) {
+			g_dev[i] = (struct dev_alloc){dev, rw, sz};
+			pthread_mutex_unlock(&g_lock);
+			*p = dev;
+			return cudaSuccess;
+		}
+	pthread_mutex_unlock(&g_lock);
+	return cudaErrorMemoryAllocation;
+}
+
+cudaError_t cudaFree(void *p)
+{
+	pthread_mutex_lock(&g_lock);
+	for (int i = 0; i < MAX_ALLOCS; i++)
+		if (p && g_dev[i].dev == p) {
+			munmap(g_dev[i].dev, g_dev[i].size);
+			munmap(g_dev[i].rw, g_dev[i].size);
+			g_dev[i].dev = NULL;
+		}
+	pthread_mutex_unlock(&g_lock);
+	return cudaSuccess;
+}
+
+cudaError_t cudaPointerGetAttributes(struct cudaPointerAttributes *attr, const void *p)
+{
+	if (!attr)
+		return cudaErrorInvalidValue;
+	memset(attr, 0, sizeof(*attr));
+	int is_dev;
+	(void)rw_of(p, 0, &is_dev);
+	attr->type = is_dev ? cudaMemoryTypeDevice : cudaMemoryTypeUnregistered;
+	attr->device = 0;
+	attr->devicePointer = is_dev ? (void *)p : NULL;
+	attr->hostPointer = is_dev ? NULL : (void *)p;
+	return cudaSuccess;
+}
+
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, enum cudaMemcpyKind kind, cudaStream_t s)
+{
+	(void)s;
+	int dd, sd;
+	char *d = rw_of(dst, n, &dd);
+	char *r = rw_of(src, n, &sd);
+	if ((dd && !d) || (sd && !r))
+		return cudaErrorInvalidValue; /* runs past an allocation */
+	/* The direction must be what the pointers are (Default: any). */
+	if ((kind == cudaMemcpyDeviceToHost && (!sd || dd)) || (kind == cudaMemcpyHostToDevice && (sd || !dd)) ||
+	    (kind == cudaMemcpyHostToHost && (sd || dd)))
+		return cudaErrorInvalidMemcpyDirection;
+	memmove(dd ? d : dst, sd ? r : src, n);
+	atomic_fetch_add(&g_copies, 1);
+	return cudaSuccess;
+}
+
+cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, enum cudaMemcpyKind kind)
+{
+	return cudaMemcpyAsync(dst, src, n, kind, 0);
+}
+
+cudaError_t cudaStreamSynchronize(cudaStream_t s)
+{
+	(void)s;
+	return cudaSuccess;
+}
+
+cudaError_t cudaMallocHost(void **p, size_t size)
+{
+	*p = malloc(size ? size : 1);
+	return *p ? cudaSuccess : cudaErrorMemoryAllocation;
+}
+
+cudaError_t cudaFreeHost(void *p)
+{
+	free(p);
+	return cudaSuccess;
+}
+
+cudaError_t cudaGetDeviceCount(int *n)
+{
+	*n = 1;
+	return cudaSuccess;
+}
+
+const char *cudaGetErrorString(cudaError_t e)
+{
+	return e == cudaSuccess ? "no error" : "mock CUDA error";
+}
+
+/* For the test: how many copies the runtime made. */
+unsigned long mock_cuda_copies(void);
+unsigned long mock_cuda_copies(void)
+{
+	return atomic_load(&g_copies);
+}
