@@ -1467,6 +1467,95 @@ static ncclResult_t unstage(struct op *ops, int nops, ncclResult_t r)
 	return r;
 }
 
+/* The data of ops (all on host buffers by now): collectives in order, then
+ * the sends and receives together. */
+static ncclResult_t data_path(struct op *ops, int nops)
+{
+	ncclResult_t r = ncclSuccess;
+	int has_p2p = 0;
+	for (int i = 0; i < nops && r == ncclSuccess; i++) {
+		if (ops[i].kind == K_SEND || ops[i].kind == K_RECV)
+			has_p2p = 1;
+		else
+			r = run_coll(&ops[i]);
+	}
+	if (r == ncclSuccess && has_p2p)
+		r = run_p2p(ops, nops);
+	return r;
+}
+
+/* 1 when the group holds ops of two ranks of one communicator (InitAll:
+ * one thread drives several ranks), which must progress together. */
+static int several_ranks(const struct op *ops, int nops)
+{
+	for (int i = 1; i < nops; i++)
+		for (int j = 0; j < i; j++)
+			if (ops[i].comm != ops[j].comm && !memcmp(ops[i].comm->key, ops[j].comm->key, 16))
+				return 1;
+	return 0;
+}
+
+struct dp_arg {
+	struct op *ops;
+	int nops;
+	ncclResult_t r;
+};
+
+static void *dp_thread(void *p)
+{
+	struct dp_arg *a = p;
+	uni_shim_quiet_io(1);
+	a->r = data_path(a->ops, a->nops);
+	uni_shim_quiet_io(0);
+	return NULL;
+}
+
+static int spawn(pthread_t *t, void *(*fn)(void *), void *arg);
+
+/* Each communicator's ops of the group in a thread of its own. */
+static ncclResult_t data_path_threads(struct op *ops, int nops)
+{
+	struct op *sorted = malloc((size_t)nops * sizeof(*sorted));
+	struct dp_arg *a = calloc((size_t)nops, sizeof(*a));
+	pthread_t *t = calloc((size_t)nops, sizeof(*t));
+	int *started = calloc((size_t)nops, sizeof(*started));
+	ncclResult_t r = ncclSuccess;
+	if (!sorted || !a || !t || !started) {
+		r = fail(ops[0].comm, ncclSystemError, "out of memory for a group of several ranks");
+		goto out;
+	}
+	int ns = 0, na = 0;
+	for (int i = 0; i < nops; i++) {
+		int seen = 0;
+		for (int j = 0; j < i && !seen; j++)
+			seen = ops[j].comm == ops[i].comm;
+		if (seen)
+			continue;
+		a[na].ops = sorted + ns;
+		for (int j = i; j < nops; j++)
+			if (ops[j].comm == ops[i].comm)
+				sorted[ns++] = ops[j];
+		a[na].nops = (int)(sorted + ns - a[na].ops);
+		na++;
+	}
+	for (int i = 0; i < na; i++)
+		started[i] = spawn(&t[i], dp_thread, &a[i]) == 0;
+	for (int i = 0; i < na; i++) {
+		if (started[i])
+			pthread_join(t[i], NULL);
+		else
+			a[i].r = fail(a[i].ops[0].comm, ncclSystemError, "cannot start a thread for a rank of the group");
+		if (a[i].r != ncclSuccess && r == ncclSuccess)
+			r = a[i].r;
+	}
+out:
+	free(sorted);
+	free(a);
+	free(t);
+	free(started);
+	return r;
+}
+
 /* After a failed operation the ranks' virtual streams may disagree (some
  * sent what others will never read): every rank whose operation failed
  * starts new connections (a new generation in their addresses). */
@@ -1488,7 +1577,7 @@ static ncclResult_t execute(struct op *ops, int nops)
 	/* Compute before the call is charged; the copying is not. */
 	uint64_t t0 = uni_shim_vt_charge(), end = t0;
 	ncclResult_t r = ncclSuccess;
-	int has_p2p = 0, timed = uni_shim_simulating(), waits = 0;
+	int timed = uni_shim_simulating(), waits = 0;
 	/* Timing: the group as one fused operation, every op's transfers in
 	 * one graph from the group's start. The sends that leave at once go
 	 * before the data moves: while it moves the thread waits for its
@@ -1517,14 +1606,8 @@ static ncclResult_t execute(struct op *ops, int nops)
 	}
 	uni_shim_quiet_io(1);
 	r = stage(ops, nops);
-	for (int i = 0; i < nops && r == ncclSuccess; i++) {
-		if (ops[i].kind == K_SEND || ops[i].kind == K_RECV)
-			has_p2p = 1;
-		else
-			r = run_coll(&ops[i]);
-	}
-	if (r == ncclSuccess && has_p2p)
-		r = run_p2p(ops, nops);
+	if (r == ncclSuccess)
+		r = several_ranks(ops, nops) ? data_path_threads(ops, nops) : data_path(ops, nops);
 	r = unstage(ops, nops, r);
 	uni_shim_quiet_io(0);
 	if (waits)
@@ -1735,12 +1818,74 @@ ncclResult_t pncclMemFree(void *ptr)
 	NOT_YET("ncclMemFree (device memory)");
 }
 
+/* InitAll: ndev ranks in this process, each initialised by its own
+ * thread (a rank waits for the others to join). */
+struct initall_arg {
+	ncclComm_t *out;
+	int n, rank;
+	ncclUniqueId id;
+	ncclResult_t r;
+};
+
+static void *initall_thread(void *p)
+{
+	struct initall_arg *a = p;
+	uni_shim_quiet_io(1);
+	a->r = init_rank(a->out, a->n, a->id, a->rank, 1);
+	uni_shim_quiet_io(0);
+	return NULL;
+}
+
+/* Threads of the shim's own: never modelled (they run quiet). */
+static int spawn(pthread_t *t, void *(*fn)(void *), void *arg)
+{
+	return (uni_real.pthread_create ? uni_real.pthread_create : pthread_create)(t, NULL, fn, arg);
+}
+
 ncclResult_t pncclCommInitAll(ncclComm_t *comm, int ndev, const int *devlist)
 {
-	(void)comm;
-	(void)ndev;
-	(void)devlist;
-	NOT_YET("ncclCommInitAll (several ranks in one process)");
+	(void)devlist; /* every rank's device is 0 here (CuDevice) */
+	if (!comm)
+		return fail(NULL, ncclInvalidArgument, "ncclCommInitAll: comm is NULL");
+	if (ndev < 1 || ndev > UNI_NCCL_MAX_RANKS)
+		return fail(NULL, ncclInvalidArgument, "ncclCommInitAll: ndev %d out of range 1..%d", ndev,
+			    UNI_NCCL_MAX_RANKS);
+	ncclUniqueId id;
+	ncclResult_t r = pncclGetUniqueId(&id);
+	if (r != ncclSuccess)
+		return r;
+	struct initall_arg *a = calloc((size_t)ndev, sizeof(*a));
+	pthread_t *t = calloc((size_t)ndev, sizeof(*t));
+	int *started = calloc((size_t)ndev, sizeof(*started));
+	if (!a || !t || !started) {
+		free(a);
+		free(t);
+		free(started);
+		return fail(NULL, ncclSystemError, "ncclCommInitAll: out of memory");
+	}
+	for (int i = 0; i < ndev; i++) {
+		comm[i] = NULL;
+		a[i] = (struct initall_arg){.out = &comm[i], .n = ndev, .rank = i, .id = id};
+		started[i] = spawn(&t[i], initall_thread, &a[i]) == 0;
+		if (!started[i])
+			a[i].r = fail(NULL, ncclSystemError, "ncclCommInitAll: cannot start a thread for rank %d", i);
+	}
+	for (int i = 0; i < ndev; i++) {
+		if (started[i])
+			pthread_join(t[i], NULL);
+		if (a[i].r != ncclSuccess && r == ncclSuccess)
+			r = a[i].r;
+	}
+	if (r != ncclSuccess)
+		for (int i = 0; i < ndev; i++)
+			if (comm[i]) {
+				pncclCommAbort(comm[i]);
+				comm[i] = NULL;
+			}
+	free(a);
+	free(t);
+	free(started);
+	return r;
 }
 
 static uint64_t mix64(uint64_t x)

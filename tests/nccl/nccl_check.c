@@ -15,6 +15,8 @@
  *   nccl_check allreduce SIZE...  an AllReduce of each SIZE, the virtual
  *                            time each took on this rank (JSON)
  *   nccl_check group2 SIZE   two AllReduces of SIZE in one group (JSON)
+ *   nccl_check initall N     N ranks in this process (CommInitAll), driven
+ *                            by one thread through groups
  *   nccl_check shrink        CommShrink without rank 1, then without the
  *                            new rank 0 (the excluded never call it)
  *   nccl_check device LIB    every collective and send/recv on device
@@ -887,6 +889,66 @@ static void device(ncclComm_t comm, const char *lib)
 	free(want);
 }
 
+/* CommInitAll: nd ranks in this process, driven by one thread through
+ * groups, as a single-process multi-GPU program does. */
+static void initall(int nd)
+{
+	ncclComm_t *c = calloc((size_t)nd, sizeof(*c));
+	NCCL(ncclCommInitAll(c, nd, NULL));
+	int ok = 1;
+	for (int d = 0; d < nd; d++) {
+		int cnt = -1, me = -1;
+		NCCL(ncclCommCount(c[d], &cnt));
+		NCCL(ncclCommUserRank(c[d], &me));
+		ok &= cnt == nd && me == d;
+	}
+	CHECK(ok, "InitAll: counts and ranks");
+	const size_t n = 100000;
+	float **b = calloc((size_t)nd, sizeof(*b)), **r = calloc((size_t)nd, sizeof(*r));
+	for (int d = 0; d < nd; d++) {
+		b[d] = malloc(n * 4);
+		r[d] = malloc(n * 4);
+		for (size_t i = 0; i < n; i++)
+			b[d][i] = (float)(d + (int)(i % 7));
+	}
+	NCCL(ncclGroupStart());
+	for (int d = 0; d < nd; d++)
+		NCCL(ncclAllReduce(b[d], r[d], n, ncclFloat32, ncclSum, c[d], NULL));
+	NCCL(ncclGroupEnd());
+	ok = 1;
+	for (int d = 0; d < nd; d++)
+		for (size_t i = 0; i < n; i++)
+			ok &= r[d][i] == (float)(nd * (nd - 1) / 2 + nd * (int)(i % 7));
+	CHECK(ok, "InitAll: AllReduce of every rank in one group: %g", r[0][1]);
+	/* a ring of sends and receives, and a Broadcast from the last */
+	NCCL(ncclGroupStart());
+	for (int d = 0; d < nd; d++) {
+		NCCL(ncclSend(b[d], n, ncclFloat32, (d + 1) % nd, c[d], NULL));
+		NCCL(ncclRecv(r[d], n, ncclFloat32, (d + nd - 1) % nd, c[d], NULL));
+	}
+	NCCL(ncclGroupEnd());
+	ok = 1;
+	for (int d = 0; d < nd; d++)
+		ok &= r[d][3] == (float)((d + nd - 1) % nd + 3);
+	CHECK(ok, "InitAll: send/recv ring");
+	NCCL(ncclGroupStart());
+	for (int d = 0; d < nd; d++)
+		NCCL(ncclBroadcast(b[d], r[d], n, ncclFloat32, nd - 1, c[d], NULL));
+	NCCL(ncclGroupEnd());
+	ok = 1;
+	for (int d = 0; d < nd; d++)
+		ok &= r[d][5] == (float)(nd - 1 + 5);
+	CHECK(ok, "InitAll: Broadcast");
+	for (int d = 0; d < nd; d++) {
+		NCCL(ncclCommDestroy(c[d]));
+		free(b[d]);
+		free(r[d]);
+	}
+	free(b);
+	free(r);
+	free(c);
+}
+
 /* CommShrink (n >= 3): rank 1 leaves without calling it; the others
  * shrink it out, renumbered in their old order; then the new rank 0
  * (old 0) is shrunk out by the rest. */
@@ -972,6 +1034,8 @@ int main(int argc, char **argv)
 		CHECK(x[0] == nranks && x[3] == 4 * nranks, "AllReduce with libcudart loaded: %g %g", x[0], x[3]);
 	} else if (!strcmp(argv[1], "allreduce") && argc > 2) {
 		allreduce_sizes(comm, argc - 2, argv + 2);
+	} else if (!strcmp(argv[1], "initall") && argc > 2) {
+		initall(atoi(argv[2]));
 	} else if (!strcmp(argv[1], "shrink")) {
 		shrink(comm);
 	} else if (!strcmp(argv[1], "device") && argc > 2) {

@@ -82,6 +82,18 @@ for n in 3 4; do
 done
 ok "CommShrink: the excluded rank never calls it; the rest renumbered in order, twice; bad lists are ncclInvalidArgument"
 
+# CommInitAll: several ranks in one process, one thread driving them
+# through groups (every rank's part of a group progresses in a thread of
+# its own), in record and in simulate mode.
+printf 'mode: simulate\nnetwork: { default: { latency: 1ms, bandwidth: 1Gbit } }\n' >"$T/sim1.yaml"
+for cfg in rec sim1; do
+	rm -f "$T/id"
+	NCCL_CHECK_ID=$T/id timeout 120 "$UNIRUN" -n 1 --config "$T/$cfg.yaml" --trace "$T/ia.unitrace" -- "$CHECK" initall 3 \
+		>"$T/log" 2>&1 || { cat "$T/log"; fail "initall ($cfg)"; }
+	grep -q 'rank 0: 4 checks passed' "$T/log" || { cat "$T/log"; fail "initall ($cfg)"; }
+done
+ok "CommInitAll: 3 ranks in one process, AllReduce, a send/recv ring and Broadcast in groups from one thread"
+
 # Device buffers (docs/nccl.md, "Device buffers"): through the program's
 # CUDA runtime, here tests/nccl/mock_cudart.c under a libcudart.so.* name,
 # whose device memory the host cannot touch (PROT_NONE): every collective
