@@ -389,7 +389,8 @@ static int comm_ok(ncclComm_t c)
 	return c && c->magic == COMM_MAGIC;
 }
 
-static void comm_free(ncclComm_t c)
+/* Closes the virtual connections of c (simulate mode). */
+static void vclose(ncclComm_t c)
 {
 	if (c->vc)
 		for (int i = 0; i < c->nranks * UNI_NCCL_NCH; i++)
@@ -397,6 +398,13 @@ static void comm_free(ncclComm_t c)
 	free(c->vc);
 	free(c->tx);
 	free(c->rx);
+	c->vc = NULL;
+	c->tx = c->rx = NULL;
+}
+
+static void comm_free(ncclComm_t c)
+{
+	vclose(c);
 	munmap(c->sh, c->shsize);
 	c->magic = COMM_DEAD;
 	free(c);
@@ -1561,14 +1569,7 @@ out:
  * starts new connections (a new generation in their addresses). */
 static void vreset(ncclComm_t c)
 {
-	if (c->vc)
-		for (int i = 0; i < c->nranks * UNI_NCCL_NCH; i++)
-			uni_shim_vconn_close(c->vc[i], c->tx[i], c->rx[i]);
-	free(c->vc);
-	free(c->tx);
-	free(c->rx);
-	c->vc = NULL;
-	c->tx = c->rx = NULL;
+	vclose(c);
 	c->gen++;
 }
 

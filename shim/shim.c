@@ -1031,6 +1031,21 @@ void uni_shim_wake_floors(void *obj, uint64_t t)
 		set_wake_floors(obj, t);
 }
 
+/* The thread waits on obj: whatever wakes it carries a later time (it
+ * does not hold the nic horizon back). */
+static void wait_on_object(struct uni_ring *r, void *obj)
+{
+	r->wait_obj = (uint64_t)(uintptr_t)obj;
+	r->wait_since = uni_now_ns();
+	r->wait_deadline = 0;
+	r->wait_vt = tls.vt;
+	r->wait_vdl = 0;
+	r->stack[0] = 0;
+	atomic_store_explicit(&r->wake_floor, UINT64_MAX, memory_order_relaxed);
+	atomic_store_explicit(&r->wait_kind, UNI_WAIT_COND, memory_order_release);
+	horizon_moved();
+}
+
 int uni_shim_object_wait(int on, void *obj)
 {
 	if (!sync_active() || tls.dispatcher)
@@ -1045,15 +1060,7 @@ int uni_shim_object_wait(int on, void *obj)
 	}
 	if (on) {
 		charge();
-		r->wait_obj = (uint64_t)(uintptr_t)obj;
-		r->wait_since = uni_now_ns();
-		r->wait_deadline = 0;
-		r->wait_vt = tls.vt;
-		r->wait_vdl = 0;
-		r->stack[0] = 0;
-		atomic_store_explicit(&r->wake_floor, UINT64_MAX, memory_order_relaxed);
-		atomic_store_explicit(&r->wait_kind, UNI_WAIT_COND, memory_order_release);
-		horizon_moved();
+		wait_on_object(r, obj);
 	} else {
 		atomic_store_explicit(&r->wait_kind, UNI_WAIT_NONE, memory_order_release);
 		leave();
@@ -1072,19 +1079,10 @@ void uni_shim_peer_wait(int on, void *obj)
 	tls.in_shim++;
 	struct uni_ring *r = thread_ring();
 	if (r) {
-		if (on) {
-			r->wait_obj = (uint64_t)(uintptr_t)obj;
-			r->wait_since = uni_now_ns();
-			r->wait_deadline = 0;
-			r->wait_vt = tls.vt;
-			r->wait_vdl = 0;
-			r->stack[0] = 0;
-			atomic_store_explicit(&r->wake_floor, UINT64_MAX, memory_order_relaxed);
-			atomic_store_explicit(&r->wait_kind, UNI_WAIT_COND, memory_order_release);
-			horizon_moved();
-		} else {
+		if (on)
+			wait_on_object(r, obj);
+		else
 			atomic_store_explicit(&r->wait_kind, UNI_WAIT_NONE, memory_order_release);
-		}
 	}
 	tls.in_shim--;
 	errno = saved;
