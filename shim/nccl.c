@@ -1901,6 +1901,30 @@ static uint64_t mix64(uint64_t x)
  * gets no communicator); the ranks of one color form a communicator,
  * ranked by (key, parent rank). Its id is derived from the parent's, the
  * split's sequence number and the color, the same on every member. */
+/* A communicator made from comm (Split, Shrink): its id is comm's key
+ * mixed with salt (the same on every rank that joins it), its blocking
+ * mode comm's unless config says. */
+static ncclResult_t child(ncclComm_t comm, uint64_t salt, const ncclConfig_t *config, int n, int me,
+			  ncclComm_t *newcomm)
+{
+	ncclUniqueId id;
+	memset(&id, 0, sizeof(id));
+	struct id_layout *l = (struct id_layout *)id.internal;
+	l->magic = ID_MAGIC;
+	uint64_t a, b;
+	memcpy(&a, comm->key, 8);
+	memcpy(&b, comm->key + 8, 8);
+	a = mix64(a ^ salt);
+	b = mix64(b ^ a);
+	memcpy(l->key, &a, 8);
+	memcpy(l->key + 8, &b, 8);
+	int blocking = comm->blocking;
+	if (config && config->magic == 0xcafebeef && config->size >= offsetof(ncclConfig_t, cgaClusterSize) &&
+	    config->blocking != NCCL_CONFIG_UNDEF_INT)
+		blocking = config->blocking != 0;
+	return init_rank(newcomm, n, id, me, blocking);
+}
+
 ncclResult_t pncclCommSplit(ncclComm_t comm, int color, int key, ncclComm_t *newcomm, ncclConfig_t *config)
 {
 	if (!comm_ok(comm) || !newcomm)
@@ -1935,22 +1959,7 @@ ncclResult_t pncclCommSplit(ncclComm_t comm, int color, int key, ncclComm_t *new
 	uni_shim_quiet_io(0);
 	if (r != ncclSuccess || color == NCCL_SPLIT_NOCOLOR)
 		return r;
-	ncclUniqueId id;
-	memset(&id, 0, sizeof(id));
-	struct id_layout *l = (struct id_layout *)id.internal;
-	l->magic = ID_MAGIC;
-	uint64_t a, b;
-	memcpy(&a, comm->key, 8);
-	memcpy(&b, comm->key + 8, 8);
-	a = mix64(a ^ mix64(comm->seq) ^ mix64((uint64_t)(uint32_t)color << 1));
-	b = mix64(b ^ a);
-	memcpy(l->key, &a, 8);
-	memcpy(l->key + 8, &b, 8);
-	int blocking = comm->blocking;
-	if (config && config->magic == 0xcafebeef && config->size >= offsetof(ncclConfig_t, cgaClusterSize) &&
-	    config->blocking != NCCL_CONFIG_UNDEF_INT)
-		blocking = config->blocking != 0;
-	return init_rank(newcomm, n, id, me, blocking);
+	return child(comm, mix64(comm->seq) ^ mix64((uint64_t)(uint32_t)color << 1), config, n, me, newcomm);
 }
 
 /* Shrink: every rank not excluded calls it (the excluded ones may be
@@ -1997,22 +2006,7 @@ ncclResult_t pncclCommShrink(ncclComm_t comm, int *excludeRanksList, int exclude
 	}
 	free(out);
 	*newcomm = NULL;
-	ncclUniqueId id;
-	memset(&id, 0, sizeof(id));
-	struct id_layout *l = (struct id_layout *)id.internal;
-	l->magic = ID_MAGIC;
-	uint64_t a, b;
-	memcpy(&a, comm->key, 8);
-	memcpy(&b, comm->key + 8, 8);
-	a = mix64(a ^ h);
-	b = mix64(b ^ a);
-	memcpy(l->key, &a, 8);
-	memcpy(l->key + 8, &b, 8);
-	int blocking = comm->blocking;
-	if (config && config->magic == 0xcafebeef && config->size >= offsetof(ncclConfig_t, cgaClusterSize) &&
-	    config->blocking != NCCL_CONFIG_UNDEF_INT)
-		blocking = config->blocking != 0;
-	return init_rank(newcomm, n, id, me, blocking);
+	return child(comm, h, config, n, me, newcomm);
 }
 
 ncclResult_t pncclCommInitRankScalable(ncclComm_t *newcomm, int nranks, int myrank, int nId, ncclUniqueId *commIds,
