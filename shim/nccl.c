@@ -926,6 +926,8 @@ static void sched_op(struct sched *s, ncclComm_t c, int kind, uint64_t bytes, in
 
 /* Operations ---------------------------------------------------------------------- */
 
+enum { DEV_SEND = 1, DEV_RECV = 2 };
+
 struct op {
 	int kind;
 	const void *send;
@@ -934,10 +936,13 @@ struct op {
 	int type, redop, root, peer;
 	ncclComm_t comm;
 	cudaStream_t stream;
-	/* device buffers: the caller's, while send/recv point at host copies */
+	int dev; /* DEV_SEND, DEV_RECV: which buffers are device memory */
+	/* device buffers: the caller's, while send/recv point at host copies
+	 * (pinned: from cudaMallocHost) */
 	const void *dsend;
 	void *drecv;
 	size_t recv_bytes;
+	int pinned_send, pinned_recv;
 	/* send/recv progress */
 	size_t done;
 	int hdr_done, finished;
@@ -1029,10 +1034,12 @@ static ncclResult_t check_device_path(ncclComm_t comm, const char *fn)
 }
 
 /* Pointers are not checked by NCCL (unless NCCL_CHECK_POINTERS=1); host
- * memory that is NULL would crash the program here, so it is an error. */
+ * memory that is NULL would crash the program here, so it is an error.
+ * *dev says which of the buffers the rank uses are device memory. */
 static ncclResult_t check_bufs(ncclComm_t comm, const char *fn, int kind, const void *sb, const void *rb, size_t count,
-			       int root)
+			       int root, int *dev)
 {
+	*dev = 0;
 	if (!count)
 		return ncclSuccess;
 	int me = comm->rank, need_send = 1, need_recv = 1;
@@ -1043,9 +1050,8 @@ static ncclResult_t check_bufs(ncclComm_t comm, const char *fn, int kind, const 
 	if ((need_send && !sb) || (need_recv && !rb))
 		return fail(comm, ncclInvalidArgument, "%s: rank %d: %s buffer is NULL", fn, me,
 			    need_send && !sb ? "send" : "receive");
-	if ((need_send && is_device_ptr(sb)) || (need_recv && is_device_ptr(rb)))
-		return check_device_path(comm, fn);
-	return ncclSuccess;
+	*dev = (need_send && is_device_ptr(sb) ? DEV_SEND : 0) | (need_recv && is_device_ptr(rb) ? DEV_RECV : 0);
+	return *dev ? check_device_path(comm, fn) : ncclSuccess;
 }
 
 static ncclResult_t check_redop(ncclComm_t comm, const char *fn, int op, int type)
@@ -1397,32 +1403,33 @@ static void op_bytes(const struct op *o, size_t *in, size_t *out)
 	}
 }
 
-static void *host_alloc(size_t n)
+/* Host memory for a device buffer's copy: pinned where the runtime gives
+ * it (*pinned = 1), else malloc's. */
+static void *host_alloc(size_t n, int *pinned)
 {
 	void *p = NULL;
-	if (g_rt.malloc_host && g_rt.malloc_host(&p, n ? n : 1) == cudaSuccess && p)
-		return p;
-	return malloc(n ? n : 1);
+	*pinned = g_rt.malloc_host && g_rt.free_host && g_rt.malloc_host(&p, n ? n : 1) == cudaSuccess && p;
+	return *pinned ? p : malloc(n ? n : 1);
 }
 
 static void host_free(void *p, int pinned)
 {
-	if (pinned && g_rt.free_host)
+	if (pinned)
 		g_rt.free_host(p);
 	else
 		free(p);
 }
 
-/* Device buffers of the ops go through host copies (see is_device_ptr):
- * the inputs are copied in here; unstage copies the outputs back. */
+/* Device buffers of the ops (o->dev, from check_bufs) go through host
+ * copies: the inputs are copied in here; unstage copies the outputs back. */
 static ncclResult_t stage(struct op *ops, int nops)
 {
 	for (int i = 0; i < nops; i++) {
 		struct op *o = &ops[i];
 		size_t in, out;
 		op_bytes(o, &in, &out);
-		if (in && is_device_ptr(o->send)) {
-			void *h = host_alloc(in);
+		if (in && (o->dev & DEV_SEND)) {
+			void *h = host_alloc(in, &o->pinned_send);
 			if (!h)
 				return fail(o->comm, ncclSystemError, "%s: out of host memory for a device buffer's copy",
 					    kind_name[o->kind]);
@@ -1435,8 +1442,8 @@ static ncclResult_t stage(struct op *ops, int nops)
 				return fail(o->comm, ncclUnhandledCudaError, "%s: copying the input from the device: %s",
 					    kind_name[o->kind], rt_err(e));
 		}
-		if (out && is_device_ptr(o->recv)) {
-			void *h = host_alloc(out);
+		if (out && (o->dev & DEV_RECV)) {
+			void *h = host_alloc(out, &o->pinned_recv);
 			if (!h)
 				return fail(o->comm, ncclSystemError, "%s: out of host memory for a device buffer's copy",
 					    kind_name[o->kind]);
@@ -1462,12 +1469,12 @@ static ncclResult_t unstage(struct op *ops, int nops, ncclResult_t r)
 					r = fail(o->comm, ncclUnhandledCudaError, "%s: copying the result to the device: %s",
 						 kind_name[o->kind], rt_err(e));
 			}
-			host_free(o->recv, g_rt.malloc_host != NULL);
+			host_free(o->recv, o->pinned_recv);
 			o->recv = o->drecv;
 			o->drecv = NULL;
 		}
 		if (o->dsend) {
-			host_free((void *)o->send, g_rt.malloc_host != NULL);
+			host_free((void *)o->send, o->pinned_send);
 			o->send = o->dsend;
 			o->dsend = NULL;
 		}
@@ -1671,11 +1678,12 @@ ncclResult_t pncclGroupEnd(void)
 			return r_;                                                             \
 		if ((rop) >= 0 && (r_ = check_redop(comm, fn, rop, ty)) != ncclSuccess)        \
 			return r_;                                                             \
-		if ((r_ = check_bufs(comm, fn, k, sb, rb, cnt, rt)) != ncclSuccess)            \
+		int dev_;                                                                      \
+		if ((r_ = check_bufs(comm, fn, k, sb, rb, cnt, rt, &dev_)) != ncclSuccess)     \
 			return r_;                                                             \
 		struct op o_ = {.kind = k, .send = sb, .recv = rb, .count = cnt, .type = ty,   \
 				.redop = rop, .root = rt, .peer = -1, .comm = comm,            \
-				.stream = stream};                                             \
+				.stream = stream, .dev = dev_};                                \
 		return submit(&o_);                                                            \
 	} while (0)
 
@@ -1739,12 +1747,13 @@ ncclResult_t pncclSend(const void *sendbuff, size_t count, ncclDataType_t dataty
 	ncclResult_t r = check_common(comm, "ncclSend", datatype, peer, 2);
 	if (r == ncclSuccess && count && !sendbuff)
 		r = fail(comm, ncclInvalidArgument, "ncclSend: send buffer is NULL");
-	if (r == ncclSuccess && count && is_device_ptr(sendbuff))
+	int dev = r == ncclSuccess && count && is_device_ptr(sendbuff) ? DEV_SEND : 0;
+	if (dev)
 		r = check_device_path(comm, "ncclSend");
 	if (r != ncclSuccess)
 		return r;
 	struct op o = {.kind = K_SEND, .send = sendbuff, .count = count, .type = datatype, .redop = -1,
-		       .root = -1, .peer = peer, .comm = comm, .stream = stream};
+		       .root = -1, .peer = peer, .comm = comm, .stream = stream, .dev = dev};
 	return submit(&o);
 }
 
@@ -1754,12 +1763,13 @@ ncclResult_t pncclRecv(void *recvbuff, size_t count, ncclDataType_t datatype, in
 	ncclResult_t r = check_common(comm, "ncclRecv", datatype, peer, 2);
 	if (r == ncclSuccess && count && !recvbuff)
 		r = fail(comm, ncclInvalidArgument, "ncclRecv: receive buffer is NULL");
-	if (r == ncclSuccess && count && is_device_ptr(recvbuff))
+	int dev = r == ncclSuccess && count && is_device_ptr(recvbuff) ? DEV_RECV : 0;
+	if (dev)
 		r = check_device_path(comm, "ncclRecv");
 	if (r != ncclSuccess)
 		return r;
 	struct op o = {.kind = K_RECV, .recv = recvbuff, .count = count, .type = datatype, .redop = -1,
-		       .root = -1, .peer = peer, .comm = comm, .stream = stream};
+		       .root = -1, .peer = peer, .comm = comm, .stream = stream, .dev = dev};
 	return submit(&o);
 }
 
