@@ -92,11 +92,10 @@ static struct {
  * final; that one is answered, the others are dropped. Under nic the first
  * to become final is the earliest arrival (an unread finished flow holds
  * the network at its arrival), so the thread can go on in time order. */
-#define UNI_GROUP_MAX 64
 struct group {
 	uint32_t done;                 /* tag of the last group answered */
 	uint32_t tag, n;               /* the group whose waiters are listed */
-	uint32_t st[UNI_GROUP_MAX];    /* their streams */
+	uint32_t st[UNI_READ_GROUP_MAX]; /* their streams */
 };
 
 /* nic: the SEND record of a flow is written once its arrival is known. */
@@ -249,12 +248,19 @@ static int completion_final(struct stream *s, uint64_t end, uint64_t *t)
 	return 1;
 }
 
+/* The group of a read that belongs to one, else NULL. */
+static struct group *group_of(const struct uni_op *op)
+{
+	if (op->e.kind != UNI_EV_READ_REQ || !op->e.b || op->ring >= S.h->max_rings)
+		return NULL;
+	return &S.grp[op->ring];
+}
+
 /* 1 when op is a member of a group read that was answered already. */
 static int group_stale(const struct uni_op *op)
 {
-	if (op->e.kind != UNI_EV_READ_REQ || !op->e.b || op->ring >= S.h->max_rings)
-		return 0;
-	return (int32_t)((uint32_t)op->e.b - S.grp[op->ring].done) <= 0;
+	struct group *g = group_of(op);
+	return g && (int32_t)((uint32_t)op->e.b - g->done) <= 0;
 }
 
 static void group_cancel(uint32_t ring, uint32_t tag);
@@ -262,8 +268,9 @@ static void group_cancel(uint32_t ring, uint32_t tag);
 static void answer(const struct uni_op *op, uint64_t arrive)
 {
 	struct uni_ring *ring = uni_shm_ring(S.h, op->ring);
-	if (op->e.kind == UNI_EV_READ_REQ && op->e.b && op->ring < S.h->max_rings) {
-		S.grp[op->ring].done = (uint32_t)op->e.b;
+	struct group *g = group_of(op);
+	if (g) {
+		g->done = (uint32_t)op->e.b;
 		group_cancel(op->ring, (uint32_t)op->e.b);
 	}
 	uint64_t t0 = op->e.t0;
@@ -560,13 +567,13 @@ void uni_sim_read(const struct uni_op *op)
 		s->wait = grow(s->wait, &s->capwait, sizeof(*s->wait));
 	s->wait[s->nwait++] = (struct waiter){.op = *op, .end = end};
 	S.waiting++;
-	if (op->e.b && op->ring < S.h->max_rings) {
-		struct group *g = &S.grp[op->ring];
+	struct group *g = group_of(op);
+	if (g) {
 		if (g->tag != (uint32_t)op->e.b) {
 			g->tag = (uint32_t)op->e.b;
 			g->n = 0;
 		}
-		if (g->n < UNI_GROUP_MAX)
+		if (g->n < UNI_READ_GROUP_MAX)
 			g->st[g->n++] = peer_conn;
 	}
 	if (S.nic && !s->listed) {

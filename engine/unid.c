@@ -621,6 +621,13 @@ static uint64_t scan_rings(uint32_t *hkp)
 	return h;
 }
 
+/* Connection slots handed out so far. */
+static uint32_t conn_count(void)
+{
+	uint32_t n = atomic_load(&D.h->next_conn);
+	return n < D.h->max_conns ? n : D.h->max_conns;
+}
+
 /* Data sent on a connection whose other end has not registered yet (the
  * simulated NCCL opens its ends as it needs them) is not in the network
  * yet: it holds the network at its stamp. Taken after draining the rings
@@ -628,9 +635,7 @@ static uint64_t scan_rings(uint32_t *hkp)
 static uint64_t pending_bound(void)
 {
 	uint64_t h = UINT64_MAX;
-	uint32_t nconn = atomic_load(&D.h->next_conn);
-	if (nconn > D.h->max_conns)
-		nconn = D.h->max_conns;
+	uint32_t nconn = conn_count();
 	for (uint32_t c = 0; c < nconn; c++) {
 		if (D.conns[c].state == UNI_CONN_MATCHED)
 			continue;
@@ -695,9 +700,7 @@ static uint64_t horizon(uint64_t now)
 	 * loop thread writes it later, stamped then): counted at its stamp,
 	 * unless it stays owed for 250 ms of real time while reads wait (a
 	 * table the shim never cleared must not hold the network for ever). */
-	uint32_t nconn = atomic_load(&D.h->next_conn);
-	if (nconn > D.h->max_conns)
-		nconn = D.h->max_conns;
+	uint32_t nconn = conn_count();
 	for (uint32_t c = 0; c < nconn; c++) {
 		if (D.conns[c].state != UNI_CONN_MATCHED)
 			continue;
@@ -828,7 +831,7 @@ static void report_deadlock(uint64_t now)
 		if (!dr->pid)
 			continue;
 		fprintf(out, "\nrank %u (pid %d):\n", i, dr->pid);
-		for (uint32_t c = 0; c < atomic_load(&D.h->next_conn) && c < D.h->max_conns; c++) {
+		for (uint32_t c = 0; c < conn_count(); c++) {
 			struct uni_conn *cn = uni_shm_conn(D.h, c);
 			if (cn->rank != (int)i || D.conns[c].state != UNI_CONN_MATCHED)
 				continue;

@@ -58,6 +58,7 @@
 
 #include "nccl_impl.h"
 #include "shim.h"
+#include "uni/config.h"
 #include "uni/shm.h"
 
 #define UNI_NCCL_MAX_RANKS 1024
@@ -569,6 +570,12 @@ static void vaddr(const ncclComm_t c, int a, int b, int ch, struct uni_addr *out
 	out->port = (uint16_t)(b + 1);
 }
 
+/* Index of (peer p, channel ch) in c->vc, tx, rx. */
+static size_t vidx(const ncclComm_t c, int p, int ch)
+{
+	return (size_t)ch * (size_t)c->nranks + (size_t)p;
+}
+
 /* The virtual connection to peer p on channel ch (+1), opened on first use. */
 static uint32_t vconn(ncclComm_t c, int p, int ch)
 {
@@ -582,7 +589,7 @@ static uint32_t vconn(ncclComm_t c, int p, int ch)
 		if (!c->vc || !c->tx || !c->rx)
 			return 0;
 	}
-	size_t i = (size_t)ch * (size_t)c->nranks + (size_t)p;
+	size_t i = vidx(c, p, ch);
 	if (!c->vc[i]) {
 		struct uni_addr l, r;
 		vaddr(c, c->rank, p, ch, &l);
@@ -651,33 +658,33 @@ static int same_conn(const struct xf *a, const struct xf *b)
 /* Issues the sends of s that are ready, in order per connection. */
 static void ready_sends(struct sched *s, int first, uint64_t t0)
 {
-		for (int i = first; i < s->n; i++) {
-			struct xf *x = &s->x[i];
-			if (x->recv || x->done)
-				continue;
-			uint64_t t = t0;
-			int ready = 1;
-			for (int d = 0; d < 2; d++)
-				if (x->dep[d] >= 0) {
-					if (!s->x[x->dep[d]].done)
-						ready = 0;
-					else
-						t = max64(t, s->x[x->dep[d]].t);
-				}
-			for (int j = first; ready && j < i; j++)
-				if (!s->x[j].done && same_conn(&s->x[j], x))
+	for (int i = first; i < s->n; i++) {
+		struct xf *x = &s->x[i];
+		if (x->recv || x->done)
+			continue;
+		uint64_t t = t0;
+		int ready = 1;
+		for (int d = 0; d < 2; d++)
+			if (x->dep[d] >= 0) {
+				if (!s->x[x->dep[d]].done)
 					ready = 0;
-			if (!ready)
-				continue;
-			x->t = t;
-			x->done = 1;
-			uint32_t v = x->bytes ? vconn(x->c, x->peer, x->ch) : 0;
-			size_t ci = (size_t)x->ch * (size_t)x->c->nranks + (size_t)x->peer;
-			if (v) {
-				uni_shim_vsend(v, x->c->tx[ci], x->bytes, t);
-				x->c->tx[ci] += x->bytes;
+				else
+					t = max64(t, s->x[x->dep[d]].t);
 			}
+		for (int j = first; ready && j < i; j++)
+			if (!s->x[j].done && same_conn(&s->x[j], x))
+				ready = 0;
+		if (!ready)
+			continue;
+		x->t = t;
+		x->done = 1;
+		uint32_t v = x->bytes ? vconn(x->c, x->peer, x->ch) : 0;
+		if (v) {
+			uint64_t *tx = &x->c->tx[vidx(x->c, x->peer, x->ch)];
+			uni_shim_vsend(v, *tx, x->bytes, t);
+			*tx += x->bytes;
 		}
+	}
 }
 
 /* Runs the graph from time t0; returns when this rank's part ends (its
@@ -689,10 +696,10 @@ static uint64_t run_sched(struct sched *s, uint64_t t0)
 	for (;;) {
 		ready_sends(s, first, t0);
 		/* The first pending receive of each connection. */
-		int head[64], nh = 0;
-		uint32_t hv[64];
-		uint64_t ho[64], hl[64];
-		for (int i = first; i < s->n && nh < 64; i++) {
+		int head[UNI_READ_GROUP_MAX], nh = 0;
+		uint32_t hv[UNI_READ_GROUP_MAX];
+		uint64_t ho[UNI_READ_GROUP_MAX], hl[UNI_READ_GROUP_MAX];
+		for (int i = first; i < s->n && nh < UNI_READ_GROUP_MAX; i++) {
 			struct xf *x = &s->x[i];
 			if (!x->recv || x->done)
 				continue;
@@ -707,10 +714,9 @@ static uint64_t run_sched(struct sched *s, uint64_t t0)
 				x->t = t0;
 				continue;
 			}
-			size_t ci = (size_t)x->ch * (size_t)x->c->nranks + (size_t)x->peer;
 			head[nh] = i;
 			hv[nh] = v;
-			ho[nh] = x->c->rx[ci];
+			ho[nh] = x->c->rx[vidx(x->c, x->peer, x->ch)];
 			hl[nh] = x->bytes;
 			nh++;
 		}
@@ -724,7 +730,7 @@ static uint64_t run_sched(struct sched *s, uint64_t t0)
 		int w = 0;
 		uint64_t t = uni_shim_vrecv_any(nh, hv, ho, hl, &w);
 		struct xf *x = &s->x[head[w]];
-		x->c->rx[(size_t)x->ch * (size_t)x->c->nranks + (size_t)x->peer] += x->bytes;
+		x->c->rx[vidx(x->c, x->peer, x->ch)] += x->bytes;
 		x->done = 1;
 		x->t = max64(t, t0);
 		end = max64(end, x->t);
@@ -792,7 +798,23 @@ static int tree_depth(int n)
 	return d;
 }
 
-enum { ALGO_AUTO = 0, ALGO_RING = 1, ALGO_TREE = 2 };
+/* NCCL_ALGO, read once: UNI_NCCL_ALGO_RING or _TREE, or -1 (not set, or
+ * not a choice between the two). */
+static int g_env_algo = -1;
+static pthread_once_t g_env_algo_once = PTHREAD_ONCE_INIT;
+
+static void read_env_algo(void)
+{
+	const char *env = getenv("NCCL_ALGO");
+	if (!env || !*env)
+		return;
+	int ring = strcasestr(env, "ring") != NULL, tree = strcasestr(env, "tree") != NULL;
+	if (ring == tree)
+		return;
+	int named = ring ? UNI_NCCL_ALGO_RING : UNI_NCCL_ALGO_TREE;
+	int other = ring ? UNI_NCCL_ALGO_TREE : UNI_NCCL_ALGO_RING;
+	g_env_algo = env[0] == '^' ? other : named;
+}
 
 /* The algorithm of an AllReduce of S bytes on n ranks. NCCL_ALGO (NCCL's
  * own variable: Ring or Tree) wins over the config (nccl.algorithm);
@@ -806,22 +828,17 @@ static int allreduce_algo(int n, uint64_t bytes)
 	uint64_t lat;
 	double bps;
 	int algo = uni_shim_nccl_config(&lat, &bps);
-	const char *env = getenv("NCCL_ALGO");
-	if (env && *env) {
-		int ring = strcasestr(env, "ring") != NULL, tree = strcasestr(env, "tree") != NULL;
-		if (env[0] != '^' && ring != tree)
-			algo = ring ? ALGO_RING : ALGO_TREE;
-		else if (env[0] == '^' && ring != tree)
-			algo = ring ? ALGO_TREE : ALGO_RING;
-	}
-	if (algo != ALGO_AUTO)
-		return n > 1 ? algo : ALGO_RING;
+	pthread_once(&g_env_algo_once, read_env_algo);
+	if (g_env_algo >= 0)
+		algo = g_env_algo;
+	if (algo != UNI_NCCL_ALGO_AUTO)
+		return n > 1 ? algo : UNI_NCCL_ALGO_RING;
 	if (n <= 2)
-		return ALGO_RING;
+		return UNI_NCCL_ALGO_RING;
 	double a = (double)lat * 1e-9, sb = (double)bytes * 8.0 / bps;
 	double ring = 2.0 * (n - 1) * a + 2.0 * (n - 1) / n * sb;
 	double tree = 2.0 * tree_depth(n) * a + 2.0 * sb;
-	return tree < ring ? ALGO_TREE : ALGO_RING;
+	return tree < ring ? UNI_NCCL_ALGO_TREE : UNI_NCCL_ALGO_RING;
 }
 
 /* Adds this rank's transfers of one operation of `bytes` (the nccl-tests
@@ -836,7 +853,7 @@ static void sched_op(struct sched *s, ncclComm_t c, int kind, uint64_t bytes, in
 	int right = (me + 1) % n, left = (me + n - 1) % n;
 	switch (kind) {
 	case K_ALLREDUCE:
-		if (allreduce_algo(n, bytes) == ALGO_TREE) {
+		if (allreduce_algo(n, bytes) == UNI_NCCL_ALGO_TREE) {
 			/* Each tree carries half: reduce up, broadcast down,
 			 * pipelined in chunks. */
 			for (int t = 0; t < 2; t++) {
@@ -1510,32 +1527,69 @@ static int several_ranks(const struct op *ops, int nops)
 	return 0;
 }
 
-struct dp_arg {
-	struct op *ops;
-	int nops;
+/* Work for threads of the shim's own (never modelled: they run quiet). */
+struct job {
+	ncclResult_t (*fn)(void *);
+	void *arg;
 	ncclResult_t r;
 };
 
-static void *dp_thread(void *p)
+static void *job_thread(void *p)
 {
-	struct dp_arg *a = p;
+	struct job *j = p;
 	uni_shim_quiet_io(1);
-	a->r = data_path(a->ops, a->nops);
+	j->r = j->fn(j->arg);
 	uni_shim_quiet_io(0);
 	return NULL;
 }
 
-static int spawn(pthread_t *t, void *(*fn)(void *), void *arg);
+/* Runs the n jobs, each in a thread of its own; the first error. */
+static ncclResult_t run_jobs(struct job *jobs, int n)
+{
+	pthread_t *t = calloc((size_t)n, sizeof(*t));
+	int *started = calloc((size_t)n, sizeof(*started));
+	ncclResult_t r = ncclSuccess;
+	if (!t || !started) {
+		free(t);
+		free(started);
+		return fail(NULL, ncclSystemError, "out of memory for %d threads", n);
+	}
+	int (*create)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *) =
+		uni_real.pthread_create ? uni_real.pthread_create : pthread_create;
+	for (int i = 0; i < n; i++)
+		started[i] = create(&t[i], NULL, job_thread, &jobs[i]) == 0;
+	for (int i = 0; i < n; i++) {
+		if (started[i])
+			pthread_join(t[i], NULL);
+		else
+			jobs[i].r = fail(NULL, ncclSystemError, "cannot start a thread for rank %d of the group", i);
+		if (jobs[i].r != ncclSuccess && r == ncclSuccess)
+			r = jobs[i].r;
+	}
+	free(t);
+	free(started);
+	return r;
+}
+
+struct dp_arg {
+	struct op *ops;
+	int nops;
+};
+
+static ncclResult_t dp_job(void *p)
+{
+	struct dp_arg *a = p;
+	return data_path(a->ops, a->nops);
+}
 
 /* Each communicator's ops of the group in a thread of its own. */
 static ncclResult_t data_path_threads(struct op *ops, int nops)
 {
 	struct op *sorted = malloc((size_t)nops * sizeof(*sorted));
 	struct dp_arg *a = calloc((size_t)nops, sizeof(*a));
-	pthread_t *t = calloc((size_t)nops, sizeof(*t));
-	int *started = calloc((size_t)nops, sizeof(*started));
-	ncclResult_t r = ncclSuccess;
-	if (!sorted || !a || !t || !started) {
+	struct job *jobs = calloc((size_t)nops, sizeof(*jobs));
+	ncclResult_t r;
+	if (!sorted || !a || !jobs) {
 		r = fail(ops[0].comm, ncclSystemError, "out of memory for a group of several ranks");
 		goto out;
 	}
@@ -1551,23 +1605,14 @@ static ncclResult_t data_path_threads(struct op *ops, int nops)
 			if (ops[j].comm == ops[i].comm)
 				sorted[ns++] = ops[j];
 		a[na].nops = (int)(sorted + ns - a[na].ops);
+		jobs[na] = (struct job){.fn = dp_job, .arg = &a[na]};
 		na++;
 	}
-	for (int i = 0; i < na; i++)
-		started[i] = spawn(&t[i], dp_thread, &a[i]) == 0;
-	for (int i = 0; i < na; i++) {
-		if (started[i])
-			pthread_join(t[i], NULL);
-		else
-			a[i].r = fail(a[i].ops[0].comm, ncclSystemError, "cannot start a thread for a rank of the group");
-		if (a[i].r != ncclSuccess && r == ncclSuccess)
-			r = a[i].r;
-	}
+	r = run_jobs(jobs, na);
 out:
 	free(sorted);
 	free(a);
-	free(t);
-	free(started);
+	free(jobs);
 	return r;
 }
 
@@ -1829,28 +1874,18 @@ ncclResult_t pncclMemFree(void *ptr)
 	NOT_YET("ncclMemFree (device memory)");
 }
 
-/* InitAll: ndev ranks in this process, each initialised by its own
- * thread (a rank waits for the others to join). */
+/* InitAll: ndev ranks in this process, each initialised by a thread of
+ * its own (a rank waits for the others to join). */
 struct initall_arg {
 	ncclComm_t *out;
 	int n, rank;
 	ncclUniqueId id;
-	ncclResult_t r;
 };
 
-static void *initall_thread(void *p)
+static ncclResult_t initall_job(void *p)
 {
 	struct initall_arg *a = p;
-	uni_shim_quiet_io(1);
-	a->r = init_rank(a->out, a->n, a->id, a->rank, 1);
-	uni_shim_quiet_io(0);
-	return NULL;
-}
-
-/* Threads of the shim's own: never modelled (they run quiet). */
-static int spawn(pthread_t *t, void *(*fn)(void *), void *arg)
-{
-	return (uni_real.pthread_create ? uni_real.pthread_create : pthread_create)(t, NULL, fn, arg);
+	return init_rank(a->out, a->n, a->id, a->rank, 1);
 }
 
 ncclResult_t pncclCommInitAll(ncclComm_t *comm, int ndev, const int *devlist)
@@ -1866,27 +1901,18 @@ ncclResult_t pncclCommInitAll(ncclComm_t *comm, int ndev, const int *devlist)
 	if (r != ncclSuccess)
 		return r;
 	struct initall_arg *a = calloc((size_t)ndev, sizeof(*a));
-	pthread_t *t = calloc((size_t)ndev, sizeof(*t));
-	int *started = calloc((size_t)ndev, sizeof(*started));
-	if (!a || !t || !started) {
+	struct job *jobs = calloc((size_t)ndev, sizeof(*jobs));
+	if (!a || !jobs) {
 		free(a);
-		free(t);
-		free(started);
+		free(jobs);
 		return fail(NULL, ncclSystemError, "ncclCommInitAll: out of memory");
 	}
 	for (int i = 0; i < ndev; i++) {
 		comm[i] = NULL;
 		a[i] = (struct initall_arg){.out = &comm[i], .n = ndev, .rank = i, .id = id};
-		started[i] = spawn(&t[i], initall_thread, &a[i]) == 0;
-		if (!started[i])
-			a[i].r = fail(NULL, ncclSystemError, "ncclCommInitAll: cannot start a thread for rank %d", i);
+		jobs[i] = (struct job){.fn = initall_job, .arg = &a[i]};
 	}
-	for (int i = 0; i < ndev; i++) {
-		if (started[i])
-			pthread_join(t[i], NULL);
-		if (a[i].r != ncclSuccess && r == ncclSuccess)
-			r = a[i].r;
-	}
+	r = run_jobs(jobs, ndev);
 	if (r != ncclSuccess)
 		for (int i = 0; i < ndev; i++)
 			if (comm[i]) {
@@ -1894,8 +1920,7 @@ ncclResult_t pncclCommInitAll(ncclComm_t *comm, int ndev, const int *devlist)
 				comm[i] = NULL;
 			}
 	free(a);
-	free(t);
-	free(started);
+	free(jobs);
 	return r;
 }
 

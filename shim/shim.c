@@ -766,19 +766,22 @@ static void leave(void)
 	publish_vt();
 }
 
-/* Waits for unid's answer to request seq; returns the answer, or fallback
- * when the coordinator is gone. */
-static uint64_t await_answer(struct uni_ring *r, uint32_t seq, uint64_t fallback)
+/* Waits for unid's answer to one of the n requests first .. first+n-1 (a
+ * group read answers one); returns the answer, with which one in *which
+ * (may be NULL), or fallback when the coordinator is gone. */
+static uint64_t await_any(struct uni_ring *r, uint32_t first, uint32_t n, uint64_t fallback, int *which)
 {
-	for (int spin = 0; spin < 2000; spin++) {
-		if (atomic_load_explicit(&r->resp_seq, memory_order_acquire) == seq)
-			return r->resp_t;
-		cpu_relax();
-	}
-	for (;;) {
+	for (int spin = 0;; spin++) {
 		uint32_t cur = atomic_load_explicit(&r->resp_seq, memory_order_acquire);
-		if (cur == seq)
+		if (cur - first < n) {
+			if (which)
+				*which = (int)(cur - first);
 			return r->resp_t;
+		}
+		if (spin < 2000) {
+			cpu_relax();
+			continue;
+		}
 		if (atomic_load(&g_state) != ST_ATTACHED)
 			return fallback;
 		if (uni_futex_wait(&r->resp_seq, cur, 100) == -ETIMEDOUT && !coordinator_alive()) {
@@ -786,6 +789,12 @@ static uint64_t await_answer(struct uni_ring *r, uint32_t seq, uint64_t fallback
 			return fallback;
 		}
 	}
+}
+
+/* Waits for unid's answer to request seq (see await_any). */
+static uint64_t await_answer(struct uni_ring *r, uint32_t seq, uint64_t fallback)
+{
+	return await_any(r, seq, 1, fallback, NULL);
 }
 
 uint64_t uni_shim_io_begin(uint32_t slot1)
@@ -1687,38 +1696,9 @@ void uni_shim_vsend(uint32_t idx1, uint64_t off, uint64_t len, uint64_t stamp)
 	errno = saved;
 }
 
-uint64_t uni_shim_vrecv(uint32_t idx1, uint64_t off, uint64_t len)
-{
-	if (!idx1 || !uni_shim_simulating())
-		return 0;
-	int saved = errno;
-	tls.in_shim++;
-	struct uni_ring *r = thread_ring();
-	uint64_t t = tls.vt;
-	if (r) {
-		uint32_t seq = ++tls.req_seq;
-		struct uni_ev e = {.kind = UNI_EV_READ_REQ, .conn = idx1 - 1, .t0 = tls.vt, .t1 = tls.vt,
-				   .off = off, .len = len, .a = seq};
-		push(r, &e);
-		ring_bell();
-		r->wait_obj = idx1 - 1;
-		r->wait_since = uni_now_ns();
-		r->wait_deadline = 0;
-		r->wait_vt = tls.vt;
-		atomic_store_explicit(&r->wait_kind, UNI_WAIT_READ, memory_order_release);
-		t = await_answer(r, seq, tls.vt);
-		atomic_store_explicit(&r->wait_kind, UNI_WAIT_NONE, memory_order_release);
-	}
-	tls.in_shim--;
-	errno = saved;
-	return t;
-}
-
 uint64_t uni_shim_vrecv_any(int n, const uint32_t *idx1, const uint64_t *off, const uint64_t *len, int *which)
 {
 	*which = 0;
-	if (n == 1)
-		return uni_shim_vrecv(idx1[0], off[0], len[0]);
 	if (n <= 0 || !uni_shim_simulating())
 		return tls.vt;
 	int saved = errno;
@@ -1726,12 +1706,14 @@ uint64_t uni_shim_vrecv_any(int n, const uint32_t *idx1, const uint64_t *off, co
 	struct uni_ring *r = thread_ring();
 	uint64_t t = tls.vt;
 	if (r) {
-		/* Requests base+1 .. base+n, tagged base+1: unid answers one. */
+		/* Requests base+1 .. base+n; several are a group, tagged
+		 * base+1 (unid answers one). */
 		uint32_t base = tls.req_seq;
 		tls.req_seq += (uint32_t)n;
 		for (int i = 0; i < n; i++) {
 			struct uni_ev e = {.kind = UNI_EV_READ_REQ, .conn = idx1[i] - 1, .t0 = tls.vt, .t1 = tls.vt,
-					   .off = off[i], .len = len[i], .a = base + 1 + (uint32_t)i, .b = base + 1};
+					   .off = off[i], .len = len[i], .a = base + 1 + (uint32_t)i,
+					   .b = n > 1 ? base + 1 : 0};
 			push(r, &e);
 		}
 		ring_bell();
@@ -1740,24 +1722,7 @@ uint64_t uni_shim_vrecv_any(int n, const uint32_t *idx1, const uint64_t *off, co
 		r->wait_deadline = 0;
 		r->wait_vt = tls.vt;
 		atomic_store_explicit(&r->wait_kind, UNI_WAIT_READ, memory_order_release);
-		for (int spin = 0;; spin++) {
-			uint32_t cur = atomic_load_explicit(&r->resp_seq, memory_order_acquire);
-			if (cur - (base + 1) < (uint32_t)n) {
-				*which = (int)(cur - (base + 1));
-				t = r->resp_t;
-				break;
-			}
-			if (spin < 2000) {
-				cpu_relax();
-				continue;
-			}
-			if (atomic_load(&g_state) != ST_ATTACHED)
-				break;
-			if (uni_futex_wait(&r->resp_seq, cur, 100) == -ETIMEDOUT && !coordinator_alive()) {
-				orphan("is gone");
-				break;
-			}
-		}
+		t = await_any(r, base + 1, (uint32_t)n, tls.vt, which);
 		atomic_store_explicit(&r->wait_kind, UNI_WAIT_NONE, memory_order_release);
 	}
 	tls.in_shim--;

@@ -229,19 +229,18 @@ void uni_shim_vconn_close(uint32_t idx1, uint64_t sent, uint64_t received) UNI_H
 uint64_t uni_shim_vt_charge(void) UNI_HIDDEN;
 /* len bytes at stream offset off leave at stamp. */
 void uni_shim_vsend(uint32_t idx1, uint64_t off, uint64_t len, uint64_t stamp) UNI_HIDDEN;
-/* The arrival of the last of len bytes at offset off (waits until final). */
-uint64_t uni_shim_vrecv(uint32_t idx1, uint64_t off, uint64_t len) UNI_HIDDEN;
 /* Waits for the first of n reads (connection idx1[i], bytes [off[i],
- * off[i] + len[i])) to become final and returns its arrival, with its
- * index in *which; the others are not read (ask again). Under nic the
- * first to become final is the earliest, so a caller that acts on each
- * answer before asking again acts in virtual-time order. */
+ * off[i] + len[i])) to become final and returns its arrival (of the last
+ * byte read), with its index in *which; the others are not read (ask
+ * again). Under nic the first to become final is the earliest, so a
+ * caller that acts on each answer before asking again acts in
+ * virtual-time order. */
+uint64_t uni_shim_vrecv_any(int n, const uint32_t *idx1, const uint64_t *off, const uint64_t *len,
+			    int *which) UNI_HIDDEN;
 /* on: the thread waits for its peers (the simulated NCCL's data path)
  * and will send nothing until one of its reads is answered: it does not
  * hold the nic horizon back (an unread arrival does). off: it runs again. */
 void uni_shim_peer_wait(int on, void *obj) UNI_HIDDEN;
-uint64_t uni_shim_vrecv_any(int n, const uint32_t *idx1, const uint64_t *off, const uint64_t *len,
-			    int *which) UNI_HIDDEN;
 /* on: the calling thread's calls into interposed functions (futex waits
  * through syscall(), clocks) forward untouched until off: the NCCL data
  * path's own waits are not the program's. */

@@ -33,19 +33,25 @@ for n in 2 3 4; do
 	ok "$n ranks: $(grep -m1 'checks passed' "$T/log" | sed 's/.*: //') on every rank"
 done
 
+# run_ranks N WHAT ARGS...: nccl_check ARGS on N ranks under unirun in
+# record mode; every rank must print "checks passed" (else the log, and
+# FAIL: WHAT).
+run_ranks() {
+	local n=$1 what=$2
+	shift 2
+	rm -f "$T"/id*
+	NCCL_CHECK_ID=$T/id timeout 120 "$UNIRUN" -n $n --config "$T/rec.yaml" --trace "$T/run.unitrace" -- "$CHECK" "$@" \
+		>"$T/log" 2>&1 || { cat "$T/log"; fail "$what"; }
+	[ "$(grep -c 'checks passed' "$T/log")" = $n ] || { cat "$T/log"; fail "$what"; }
+}
+
 for n in 2 4; do
-	rm -f "$T/id"
-	NCCL_CHECK_ID=$T/id timeout 120 "$UNIRUN" -n $n --config "$T/rec.yaml" --trace "$T/s.unitrace" -- "$CHECK" split \
-		>"$T/log" 2>&1 || { cat "$T/log"; fail "split with $n ranks"; }
-	[ "$(grep -c 'checks passed' "$T/log")" = $n ] || { cat "$T/log"; fail "split with $n ranks"; }
+	run_ranks $n "split with $n ranks" split
 done
 ok "CommSplit by color and key (NOCOLOR included): sizes, ranks and an AllReduce in each part"
 
 for n in 2 4; do
-	rm -f "$T"/id*
-	NCCL_CHECK_ID=$T/id timeout 120 "$UNIRUN" -n $n --config "$T/rec.yaml" --trace "$T/p.unitrace" -- "$CHECK" pytorch \
-		>"$T/log" 2>&1 || { cat "$T/log"; fail "PyTorch call sequences with $n ranks"; }
-	[ "$(grep -c 'checks passed' "$T/log")" = $n ] || { cat "$T/log"; fail "PyTorch call sequences with $n ranks"; }
+	run_ranks $n "PyTorch call sequences with $n ranks" pytorch
 done
 ok "ProcessGroupNCCL's call sequences (1.13: grouped lazy init, coalescing, uneven all_to_all and gather as grouped send/recv, PreMulSum residences, a 2-rank p2p comm, a polling watchdog thread; main: non-blocking init polled, Split for new_group, Finalize then Destroy)"
 
@@ -75,10 +81,7 @@ if [ -n "$CUDART" ]; then
 fi
 
 for n in 3 4; do
-	rm -f "$T/id"
-	NCCL_CHECK_ID=$T/id timeout 120 "$UNIRUN" -n $n --config "$T/rec.yaml" --trace "$T/sh.unitrace" -- "$CHECK" shrink \
-		>"$T/log" 2>&1 || { cat "$T/log"; fail "shrink with $n ranks"; }
-	[ "$(grep -c 'checks passed' "$T/log")" = $n ] || { cat "$T/log"; fail "shrink with $n ranks"; }
+	run_ranks $n "shrink with $n ranks" shrink
 done
 ok "CommShrink: the excluded rank never calls it; the rest renumbered in order, twice; bad lists are ncclInvalidArgument"
 
@@ -101,10 +104,7 @@ ok "CommInitAll: 3 ranks in one process, AllReduce, a send/recv ring and Broadca
 # copies through the runtime counted (one per device input and output).
 cp "$MOCK" "$T/libcudart.so.13"
 for n in 2 4; do
-	rm -f "$T/id"
-	NCCL_CHECK_ID=$T/id timeout 120 "$UNIRUN" -n $n --config "$T/rec.yaml" --trace "$T/dev.unitrace" -- "$CHECK" device "$T/libcudart.so.13" \
-		>"$T/log" 2>&1 || { cat "$T/log"; fail "device buffers with $n ranks"; }
-	[ "$(grep -c 'checks passed' "$T/log")" = $n ] || { cat "$T/log"; fail "device buffers with $n ranks"; }
+	run_ranks $n "device buffers with $n ranks" device "$T/libcudart.so.13"
 done
 ok "device buffers: every collective and a send/recv ring through the CUDA runtime's copies, results exact (2 and 4 ranks)"
 

@@ -81,6 +81,11 @@ enum uni_ev_kind {
 	                          len bytes in all, the bytes in t0, t1, a, b, c */
 };
 
+/* A group read (READ_REQs with the same e.b, the first one's request
+ * number): unid answers the first of them to become final and drops the
+ * others. At most this many reads in a group. */
+#define UNI_READ_GROUP_MAX 64
+
 /* A TAKE's source whose seq has this bit is a position, not an event: the
  * thread's clock before its event seq (without the bit), that is, its
  * clock after the event before that plus what it computed since (t1 minus
