@@ -229,16 +229,7 @@ ok "two communicators at once: alone under alpha-beta, sharing every uplink unde
 # tree 2 ceil(log2 n) a + 2S/B, the smaller wins (for 4 ranks, 1 ms and
 # 1 Gbit/s: tree below 500 kB). nccl.algorithm forces one; NCCL_ALGO
 # (NCCL's own variable) wins over the config.
-cat >"$T/tree.yaml" <<YAML
-mode: simulate
-network:
-  model: alpha-beta
-  default: { latency: 1ms, bandwidth: 1Gbit }
-devices:
-  default: { slowdown: 0.001 }
-nccl:
-  algorithm: tree
-YAML
+{ cat "$T/sim.yaml"; printf 'nccl:\n  algorithm: tree\n'; } >"$T/tree.yaml"
 runs=""
 for spec in "auto 4 sim" "tree 4 tree" "tree 5 tree" "ringenv 4 tree"; do
 	set -- $spec
