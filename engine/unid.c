@@ -1016,8 +1016,8 @@ static void copy_path(char *dst, size_t len, const char *src, const char *what)
 
 static void create_segment(const char *config_path)
 {
-	uint64_t ro, co, go;
-	size_t size = uni_shm_layout(&ro, &co, &go);
+	uint64_t ro, co, go, ko;
+	size_t size = uni_shm_layout(&ro, &co, &go, &ko);
 	int fd = shm_open(D.shm_name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0)
 		die_startup("cannot create /dev/shm%s: %s", D.shm_name, strerror(errno));
@@ -1055,6 +1055,14 @@ static void create_segment(const char *config_path)
 		((struct uni_rank *)((char *)h + ro))[i].slowdown = uni_config_rank_slowdown(&D.cfg, (int)i);
 	h->conns_off = co;
 	h->rings_off = go;
+	h->kernels_off = ko;
+	_Static_assert(UNI_SHM_MAX_KERNELS >= UNI_CFG_MAX_KERNELS, "room for devices.kernels");
+	for (uint32_t i = 0; i < D.cfg.nkernels; i++) {
+		struct uni_shm_kernel *k = &uni_shm_kernels(h)[i];
+		snprintf(k->match, sizeof(k->match), "%s", D.cfg.kernels[i].match);
+		k->slowdown = D.cfg.kernels[i].slowdown;
+	}
+	h->nkernels = D.cfg.nkernels;
 	copy_path(h->trace_path, sizeof(h->trace_path), D.trace_path, "trace path");
 	copy_path(h->config_path, sizeof(h->config_path), config_path ? config_path : "", "config path");
 	/* Magic last: a shim that opens the segment earlier refuses it. */

@@ -1,19 +1,30 @@
 /* The device timeline of a rank in simulate mode (docs/nccl.md, "CUPTI").
  *
- * Kernels run on a stream in launch order. The host thread that launches
- * one has a virtual clock (L); CUPTI's activity record later gives the
- * kernel's real duration on this GPU (end - start), which the kernel's
- * slowdown factor scales (first glob of devices.kernels that matches its
- * name, else the rank's slowdown). On the device timeline a kernel starts
- * at max(L, end of the stream's previous kernel) and lasts the scaled
- * duration. An NCCL operation on the stream starts at max(its caller's
- * clock, the end of the stream's work so far).
+ * Work on a CUDA stream runs in order. Every entry of a stream has a
+ * position (seq) in the process's order of CUDA calls: CUPTI gives every
+ * API call a correlation id from one increasing counter, and a kernel's
+ * activity record carries the id of the call that launched it, so a
+ * kernel's seq is 4 * id + 2; work the shim places itself (an NCCL
+ * operation) goes after every call seen so far, 4 * id + 3. On the
+ * timeline an entry starts when the stream's previous entry ended and no
+ * earlier than:
+ *  - a kernel: its launching thread's virtual clock at the launch (L),
+ *    lasting its real duration (CUPTI end - start) times its slowdown
+ *    (first glob of devices.kernels that matches its name, else the
+ *    rank's slowdown);
+ *  - an NCCL operation: the start the shim computed for it, lasting what
+ *    the network model said;
+ *  - an event record: takes no time; the event's time is the stream's end
+ *    there;
+ *  - a wait for an event (cudaStreamWaitEvent): the event's time.
  *
- * Launches (from the CUPTI callback on the launching thread) and records
- * (delivered later, in any order, from CUPTI's buffer thread) are matched
- * by correlation id. The end of a stream is known once every kernel
- * launched on it has its record; uni_devtl_stream_end says whether it is.
- * Pure bookkeeping: no CUDA, unit-tested on synthetic records
+ * Launch times come from CUPTI's API callback on the launching thread,
+ * keyed by correlation id; activity records come later, from CUPTI's
+ * buffer thread, in any order. Entries are folded into the stream's end
+ * only up to a position the caller knows to be complete (after a real
+ * synchronisation and a forced flush every kernel before it has its
+ * record). Stream ids are CUPTI's (one context per process). Pure
+ * bookkeeping: no CUDA, unit-tested on synthetic records
  * (tests/unit/test_devtl.c). Not thread-safe: the caller locks. */
 #ifndef UNI_DEVTL_H
 #define UNI_DEVTL_H
@@ -22,41 +33,64 @@
 #include <stdint.h>
 
 #define UNI_DEVTL_STREAMS 64
-#define UNI_DEVTL_PENDING 4096
+#define UNI_DEVTL_LAUNCHES 65536 /* launch times kept (direct-mapped by id) */
+#define UNI_DEVTL_EVENTS 256
+#define UNI_DEVTL_EVENT_HIST 8   /* records of one event remembered */
 
 struct uni_devtl_rule {
 	const char *match; /* fnmatch(3) glob on the kernel's name */
 	double slowdown;
 };
 
-struct uni_devtl_launch {
-	uint32_t correlation;
-	uint64_t vlaunch;  /* host thread's virtual clock at the launch */
-	uint64_t vdur;     /* scaled duration, once the record came */
-	int have;          /* the record came */
+enum uni_devtl_kind { UNI_DEVTL_KERNEL, UNI_DEVTL_OP, UNI_DEVTL_EVENT, UNI_DEVTL_WAIT };
+
+struct uni_devtl_ent {
+	uint64_t seq;
+	uint64_t rstart;  /* kernel: real start (orders a graph's kernels) */
+	uint64_t vstart;  /* kernel: launch time (0: unknown); op: its start */
+	uint64_t vdur;    /* kernel: scaled duration; op: duration */
+	uint64_t ev;      /* event, wait: the event */
+	uint64_t evseq;   /* wait: seq of the event's record waited for */
+	int kind;
 };
 
 struct uni_devtl_stream {
-	uint64_t id;       /* CUDA stream id (0: unused slot... see used) */
+	uint32_t id;
 	int used;
-	uint64_t vend;     /* end of the kernels folded in so far */
-	struct uni_devtl_launch *q; /* launched, not folded yet, in launch order */
+	uint64_t vend;    /* end of the entries folded so far */
+	uint64_t folded;  /* seq up to which it is folded */
+	struct uni_devtl_ent *q; /* not folded yet, sorted by (seq, rstart) */
 	size_t nq, capq;
 };
 
-struct uni_devtl_orphan { /* a record that came before its launch */
+struct uni_devtl_launch {
 	uint32_t correlation;
-	uint64_t vdur;
+	uint64_t vlaunch;
+};
+
+struct uni_devtl_evrec {
+	uint64_t seq;
+	uint64_t t;
+	uint32_t stream;
+	int done;
+};
+
+struct uni_devtl_event {
+	uint64_t key;     /* 0: free */
+	struct uni_devtl_evrec rec[UNI_DEVTL_EVENT_HIST];
+	unsigned nrec;    /* records so far (rec[(nrec - 1) % HIST] is the latest) */
 };
 
 struct uni_devtl {
 	const struct uni_devtl_rule *rules;
 	size_t nrules;
-	double slowdown;   /* rank default */
+	double slowdown;  /* rank default */
 	struct uni_devtl_stream s[UNI_DEVTL_STREAMS];
-	struct uni_devtl_orphan orphans[UNI_DEVTL_PENDING];
-	size_t norphans;
-	uint64_t dropped;  /* records with nowhere to go (tables full) */
+	struct uni_devtl_launch *launches; /* UNI_DEVTL_LAUNCHES, allocated on first use */
+	struct uni_devtl_event ev[UNI_DEVTL_EVENTS];
+	uint64_t kernels;  /* records taken */
+	uint64_t late;     /* records behind a position already folded (placed at it) */
+	uint64_t dropped;  /* entries with nowhere to go (tables full, no memory) */
 };
 
 void uni_devtl_init(struct uni_devtl *tl, const struct uni_devtl_rule *rules, size_t nrules, double slowdown);
@@ -65,17 +99,30 @@ void uni_devtl_free(struct uni_devtl *tl);
 /* The slowdown factor for a kernel name. */
 double uni_devtl_factor(const struct uni_devtl *tl, const char *name);
 
-/* A kernel launched on stream at virtual time vlaunch. 0, or -1 when the
- * stream table is full. */
-int uni_devtl_launch(struct uni_devtl *tl, uint64_t stream, uint32_t correlation, uint64_t vlaunch);
+/* The call with this correlation id launched work at virtual time vlaunch. */
+void uni_devtl_launch(struct uni_devtl *tl, uint32_t correlation, uint64_t vlaunch);
 
-/* Its activity record: real start and end (ns) and name. */
-void uni_devtl_record(struct uni_devtl *tl, uint32_t correlation, uint64_t start, uint64_t end, const char *name);
+/* A kernel's activity record: stream, launching call, real start and end
+ * (ns), name. */
+void uni_devtl_record(struct uni_devtl *tl, uint32_t stream, uint32_t correlation, uint64_t start, uint64_t end,
+		      const char *name);
 
-/* The virtual time at which the stream's work launched so far ends, in
- * *vend; returns 1 when every launched kernel has its record (the value is
- * final), 0 when some are still missing (*vend is then the end of the
- * known prefix: a caller flushes CUPTI's buffers and asks again). */
-int uni_devtl_stream_end(struct uni_devtl *tl, uint64_t stream, uint64_t *vend);
+/* Work of the shim's on stream at seq: [vstart, vstart + vdur] unless the
+ * stream is busy longer. */
+void uni_devtl_op(struct uni_devtl *tl, uint32_t stream, uint64_t seq, uint64_t vstart, uint64_t vdur);
+
+/* cudaEventRecord(ev, stream) at seq; cudaStreamWaitEvent(stream, ev) at
+ * seq (waits for the event's latest record before seq; none: no-op). */
+void uni_devtl_event_record(struct uni_devtl *tl, uint32_t stream, uint64_t ev, uint64_t seq);
+void uni_devtl_wait(struct uni_devtl *tl, uint32_t stream, uint64_t ev, uint64_t seq);
+
+/* The stream's end after folding every entry at or before upto (the
+ * caller knows every record up to there came). An unknown stream: 0. */
+uint64_t uni_devtl_stream_end(struct uni_devtl *tl, uint32_t stream, uint64_t upto);
+/* The same for every stream: the latest end. */
+uint64_t uni_devtl_all_end(struct uni_devtl *tl, uint64_t upto);
+/* The time of the event's latest record (folding its stream up to it):
+ * 1, or 0 when the event was never recorded. */
+int uni_devtl_event_time(struct uni_devtl *tl, uint64_t ev, uint64_t *t);
 
 #endif

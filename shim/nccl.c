@@ -56,6 +56,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cupti_glue.h"
 #include "nccl_impl.h"
 #include "shim.h"
 #include "uni/config.h"
@@ -257,6 +258,8 @@ ncclResult_t pncclGetUniqueId(ncclUniqueId *uniqueId)
 	return ncclSuccess;
 }
 
+static void rt_look(void);
+
 static ncclResult_t init_rank(ncclComm_t *out, int nranks, ncclUniqueId id, int rank, int blocking)
 {
 	if (!out)
@@ -271,6 +274,7 @@ static ncclResult_t init_rank(ncclComm_t *out, int nranks, ncclUniqueId id, int 
 	if (l->magic != ID_MAGIC)
 		return fail(NULL, ncclInvalidArgument,
 			    "ncclCommInitRank: the unique id does not come from ncclGetUniqueId of this shim");
+	rt_look();
 	char name[64];
 	seg_name(&id, name, sizeof(name));
 	int fd = shm_open(name, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
@@ -989,7 +993,7 @@ static ncclResult_t check_common(ncclComm_t comm, const char *fn, int type, int 
  * Without a GPU the runtime's pointer query fails and every pointer is
  * host memory. */
 struct cudart {
-	cudaError_t (*ptrattr)(struct cudaPointerAttributes *, const void *);
+	cudaError_t (*_Atomic ptrattr)(struct cudaPointerAttributes *, const void *);
 	cudaError_t (*memcpy_async)(void *, const void *, size_t, enum cudaMemcpyKind, cudaStream_t);
 	cudaError_t (*stream_sync)(cudaStream_t);
 	cudaError_t (*malloc_host)(void **, size_t);
@@ -997,43 +1001,61 @@ struct cudart {
 	const char *(*errstr)(cudaError_t);
 };
 static struct cudart g_rt;
-static pthread_once_t g_rt_once = PTHREAD_ONCE_INIT;
+
+static unsigned long long g_rt_adds; /* loads seen by the last look */
 
 static int find_cudart(struct dl_phdr_info *info, size_t size, void *arg)
 {
-	(void)size;
-	(void)arg;
+	int *first = arg;
+	if (*first) { /* nothing loaded since the last look: done */
+		*first = 0;
+		if (size >= offsetof(struct dl_phdr_info, dlpi_subs) && info->dlpi_adds == g_rt_adds)
+			return 1;
+		g_rt_adds = info->dlpi_adds;
+	}
 	const char *slash = info->dlpi_name ? strrchr(info->dlpi_name, '/') : NULL;
 	const char *base = slash ? slash + 1 : info->dlpi_name;
 	if (!base || strncmp(base, "libcudart.so", 12))
 		return 0;
 	void *h = dlopen(info->dlpi_name, RTLD_LAZY | RTLD_NOLOAD);
 	if (h) {
-		*(void **)&g_rt.ptrattr = dlsym(h, "cudaPointerGetAttributes");
 		*(void **)&g_rt.memcpy_async = dlsym(h, "cudaMemcpyAsync");
 		*(void **)&g_rt.stream_sync = dlsym(h, "cudaStreamSynchronize");
 		*(void **)&g_rt.malloc_host = dlsym(h, "cudaMallocHost");
 		*(void **)&g_rt.free_host = dlsym(h, "cudaFreeHost");
 		*(void **)&g_rt.errstr = dlsym(h, "cudaGetErrorString");
+		void *pa = dlsym(h, "cudaPointerGetAttributes");
+		atomic_store_explicit(&g_rt.ptrattr, pa, memory_order_release);
 	}
 	return 1;
 }
 
-static void rt_find(void)
+/* Looks for the CUDA runtime the program loaded (until it finds one, and
+ * only when something was loaded since the last look); a process that has
+ * one uses CUDA, so the device timeline starts (CUPTI, unless the
+ * driver's injection hook started it already). */
+static void rt_look(void)
 {
-	dl_iterate_phdr(find_cudart, NULL);
+	if (atomic_load_explicit(&g_rt.ptrattr, memory_order_acquire))
+		return;
+	int first = 1;
+	dl_iterate_phdr(find_cudart, &first); /* under the loader's lock */
+	if (atomic_load_explicit(&g_rt.ptrattr, memory_order_acquire))
+		uni_cupti_start("the first NCCL call");
 }
 
 static int is_device_ptr(const void *p)
 {
 	if (!p)
 		return 0;
-	pthread_once(&g_rt_once, rt_find);
-	if (!g_rt.ptrattr)
+	rt_look();
+	cudaError_t (*pa)(struct cudaPointerAttributes *, const void *) =
+		atomic_load_explicit(&g_rt.ptrattr, memory_order_acquire);
+	if (!pa)
 		return 0;
 	struct cudaPointerAttributes a;
 	memset(&a, 0, sizeof(a));
-	return g_rt.ptrattr(&a, p) == cudaSuccess && a.type == cudaMemoryTypeDevice;
+	return pa(&a, p) == cudaSuccess && a.type == cudaMemoryTypeDevice;
 }
 
 static const char *rt_err(cudaError_t e)
@@ -1625,12 +1647,55 @@ static void vreset(ncclComm_t c)
 	c->gen++;
 }
 
+/* The streams of a group's ops on the device timeline. */
+#define DEV_STREAMS 8
+struct devpos {
+	uint32_t sid;
+	uint64_t seq;
+};
+
+/* With CUPTI on and device buffers, the operation runs on its stream(s):
+ * it starts when the work queued there before it ends (and not before the
+ * caller's clock), the host does not wait for it (NCCL's calls return at
+ * once), and the stream's later work and whoever synchronises with it
+ * come after its end. Returns how many streams, 0: the host's timeline. */
+static int device_start(const struct op *ops, int nops, struct devpos *dp, uint64_t *t0)
+{
+	int dev = 0, n = 0;
+	for (int i = 0; i < nops; i++)
+		dev |= ops[i].dev;
+	if (!dev || !uni_cupti_on() || !g_rt.stream_sync)
+		return 0;
+	for (int i = 0; i < nops; i++) {
+		int seen = 0;
+		for (int j = 0; j < i && !seen; j++)
+			seen = ops[j].stream == ops[i].stream;
+		if (seen || n == DEV_STREAMS)
+			continue;
+		/* Really done, so every kernel before has its record. */
+		uni_cupti_internal(1);
+		g_rt.stream_sync(ops[i].stream);
+		uni_cupti_internal(0);
+		uint64_t vend;
+		if (uni_cupti_stream_end(ops[i].stream, &dp[n].sid, &dp[n].seq, &vend) == 0) {
+			*t0 = max64(*t0, vend);
+			n++;
+		}
+	}
+	return n;
+}
+
 static ncclResult_t execute(struct op *ops, int nops)
 {
 	/* Compute before the call is charged; the copying is not. */
 	uint64_t t0 = uni_shim_vt_charge(), end = t0;
 	ncclResult_t r = ncclSuccess;
-	int timed = uni_shim_simulating(), waits = 0;
+	int timed = uni_shim_simulating(), waits = 0, ndp = 0;
+	struct devpos dp[DEV_STREAMS];
+	if (timed) {
+		ndp = device_start(ops, nops, dp, &t0);
+		end = t0;
+	}
 	/* Timing: the group as one fused operation, every op's transfers in
 	 * one graph from the group's start. The sends that leave at once go
 	 * before the data moves: while it moves the thread waits for its
@@ -1658,10 +1723,12 @@ static ncclResult_t execute(struct op *ops, int nops)
 			uni_shim_peer_wait(1, ops[0].comm);
 	}
 	uni_shim_quiet_io(1);
+	uni_cupti_internal(1);
 	r = stage(ops, nops);
 	if (r == ncclSuccess)
 		r = several_ranks(ops, nops) ? data_path_threads(ops, nops) : data_path(ops, nops);
 	r = unstage(ops, nops, r);
+	uni_cupti_internal(0);
 	uni_shim_quiet_io(0);
 	if (waits)
 		uni_shim_peer_wait(0, NULL);
@@ -1674,7 +1741,11 @@ static ncclResult_t execute(struct op *ops, int nops)
 					vreset(ops[i].comm);
 		}
 		free(sc.x);
-		uni_shim_vt_settle(end);
+		for (int i = 0; i < ndp; i++)
+			uni_cupti_op(dp[i].sid, dp[i].seq, t0, end - t0);
+		/* On the device timeline the host does not wait; the CPU spent
+		 * moving the data is nobody's compute either way. */
+		uni_shim_vt_settle(ndp ? 0 : end);
 	}
 	return r;
 }

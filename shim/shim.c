@@ -1635,6 +1635,24 @@ int uni_shim_nccl_config(uint64_t *latency_ns, double *bandwidth_bps)
 	return (int)g_hdr->nccl_algo;
 }
 
+int uni_shim_kernel_rule(uint32_t i, char *match, size_t n, double *slowdown)
+{
+	if (i == UINT32_MAX) {
+		*slowdown = g_slowdown;
+		return 0;
+	}
+	if (!uni_shim_simulating() || i >= g_hdr->nkernels || i >= UNI_SHM_MAX_KERNELS || !n)
+		return -1;
+	const struct uni_shm_kernel *k = &uni_shm_kernels(g_hdr)[i];
+	size_t len = strnlen(k->match, sizeof(k->match));
+	if (len >= n)
+		len = n - 1;
+	memcpy(match, k->match, len);
+	match[len] = 0;
+	*slowdown = k->slowdown;
+	return 0;
+}
+
 uint32_t uni_shim_vconn_open(const struct uni_addr *local, const struct uni_addr *peer)
 {
 	if (!uni_shim_simulating())

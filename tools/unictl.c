@@ -65,11 +65,12 @@ static int cmd_status(const char *session, int json)
 	if (json) {
 		printf("{\"session\":\"%s\",\"unid_pid\":%d,\"alive\":%s,\"mode\":\"%s\",\"uptime_s\":%.3f,"
 		       "\"events\":%llu,\"dropped\":%llu,\"connections\":%u,\"modelled_connections\":%u,"
-		       "\"threads\":%u,\"nccl\":%s,\"trace\":\"%s\",\"ranks\":[",
+		       "\"threads\":%u,\"nccl\":%s,\"cupti\":%s,\"trace\":\"%s\",\"ranks\":[",
 		       h->session, h->daemon_pid, alive ? "true" : "false", uni_mode_name(h->mode), up,
 		       (unsigned long long)atomic_load(&h->events_total),
 		       (unsigned long long)atomic_load(&h->dropped_total), nconns, matched, rings,
-		       UNI_HAVE_NCCL ? "true" : "false", h->trace_path);
+		       UNI_HAVE_NCCL ? "true" : "false", UNI_HAVE_NCCL && UNI_HAVE_CUPTI ? "true" : "false",
+		       h->trace_path);
 		int first = 1;
 		for (uint32_t i = 0; i < h->max_ranks; i++) {
 			struct uni_rank *r = uni_shm_rank(h, i);
@@ -93,8 +94,11 @@ static int cmd_status(const char *session, int json)
 		       "threads reporting: %u\n",
 		       (unsigned long long)atomic_load(&h->events_total),
 		       (unsigned long long)atomic_load(&h->dropped_total), nconns, matched, rings);
-		printf("  NCCL interception: %s\n", UNI_HAVE_NCCL ? "built (host buffers; docs/nccl.md)"
-								   : "not built (no nccl.h when this was built)");
+		printf("  NCCL interception: %s\n",
+		       UNI_HAVE_NCCL ? (UNI_HAVE_CUPTI ? "built (host and device buffers, CUPTI device timeline; docs/nccl.md)"
+						       : "built (host and device buffers; no cupti.h when this was built: no "
+							 "device timeline; docs/nccl.md)")
+				     : "not built (no nccl.h when this was built)");
 		if (atomic_load(&h->deadlock))
 			printf("  DEADLOCK found: report in %s\n", h->deadlock_report);
 		int any = 0;

@@ -6,7 +6,8 @@
  *
  * Every rank gets RANK, LOCAL_RANK, WORLD_SIZE, LOCAL_WORLD_SIZE,
  * MASTER_ADDR, MASTER_PORT, UNI_SESSION and LD_PRELOAD, as torchrun would
- * (plus OMP_NUM_THREADS=1 unless set, as torchrun does). The ranks form one
+ * (plus OMP_NUM_THREADS=1 unless set, as torchrun does, and
+ * CUDA_INJECTION64_PATH = the shim unless set: CUPTI, docs/nccl.md). The ranks form one
  * process group of their own; SIGINT, SIGTERM and SIGHUP sent to unirun are
  * forwarded to it. When a rank fails, the others get SIGTERM (SIGKILL 5 s
  * later) and unirun exits with that rank's status. */
@@ -177,6 +178,10 @@ int main(int argc, char **argv)
 			else
 				snprintf(buf, sizeof(buf), "%s", shim);
 			setenv("LD_PRELOAD", buf, 1);
+			/* A CUDA program's driver loads the same copy at cuInit,
+			 * so CUPTI sees its kernels from the first (shim/cupti.c);
+			 * a tool of the user's (nsys) keeps its own. */
+			setenv("CUDA_INJECTION64_PATH", shim, 0);
 			execvp(cmd[0], cmd);
 			fprintf(stderr, "unirun: cannot run %s: %s\n", cmd[0], strerror(errno));
 			_exit(127);

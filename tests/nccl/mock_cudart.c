@@ -9,6 +9,7 @@
  * stream is done when it returns), which keeps every stream order. The
  * test loads it under a libcudart.so.* name: the shim looks for the runtime
  * the program loaded by that name and never loads one itself. */
+#include <dlfcn.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -18,6 +19,7 @@
 #include <unistd.h>
 
 #include <cuda_runtime_api.h>
+#include <cupti.h>
 
 #define MAX_ALLOCS 1024
 
@@ -49,8 +51,11 @@ static char *rw_of(const void *p, size_t len, int *is_dev)
 	return r;
 }
 
+static int cupti_find(void);
+
 cudaError_t cudaMalloc(void **p, size_t size)
 {
+	cupti_find(); /* the first call: the driver initialises */
 	if (!p)
 		return cudaErrorInvalidValue;
 	size_t sz = (size + 4095) & ~(size_t)4095;
@@ -120,15 +125,15 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, enum cudaMemcp
 	return cudaSuccess;
 }
 
+static uint32_t enter(int cbid, const char *fn, const void *params);
+static cudaError_t leave(int cbid, const char *fn, const void *params, cudaError_t r, uint32_t corr);
+
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, enum cudaMemcpyKind kind)
 {
-	return cudaMemcpyAsync(dst, src, n, kind, 0);
-}
-
-cudaError_t cudaStreamSynchronize(cudaStream_t s)
-{
-	(void)s;
-	return cudaSuccess;
+	cudaMemcpy_v3020_params p = {dst, src, n, kind};
+	uint32_t corr = enter(CUPTI_RUNTIME_TRACE_CBID_cudaMemcpy_v3020, "cudaMemcpy", &p);
+	return leave(CUPTI_RUNTIME_TRACE_CBID_cudaMemcpy_v3020, "cudaMemcpy", &p, cudaMemcpyAsync(dst, src, n, kind, 0),
+		     corr);
 }
 
 cudaError_t cudaMallocHost(void **p, size_t size)
@@ -159,4 +164,129 @@ unsigned long mock_cuda_copies(void);
 unsigned long mock_cuda_copies(void)
 {
 	return atomic_load(&g_copies);
+}
+
+/* Streams, events and kernels, reported to the stand-in CUPTI
+ * (mock_cupti.c) when it is loaded: API callbacks with CUPTI's ids and
+ * parameter layouts, and a kernel record per launch. A kernel "runs"
+ * at once; its duration is gridDim.x microseconds and its name is the
+ * string func points to (the test passes names). */
+static void (*g_api)(int, int, const char *, const void *, const void *, uint32_t);
+static uint32_t (*g_corr)(void);
+static void (*g_kernel)(void *, uint32_t, const char *, uint64_t);
+
+/* The driver's cuInit: with CUDA_INJECTION64_PATH set it loads that
+ * library and calls its InitializeInjection, once, at the first call. */
+static void driver_init(void)
+{
+	static atomic_int done;
+	if (atomic_exchange(&done, 1))
+		return;
+	const char *inj = getenv("CUDA_INJECTION64_PATH");
+	void *h = inj && *inj ? dlopen(inj, RTLD_NOW) : NULL;
+	int (*init)(void) = h ? (int (*)(void))dlsym(h, "InitializeInjection") : NULL;
+	if (init)
+		init();
+}
+
+static int cupti_find(void)
+{
+	driver_init();
+	if (g_api)
+		return 1;
+	void *h = dlopen("libcupti.so.13", RTLD_NOW | RTLD_NOLOAD);
+	if (!h)
+		return 0;
+	*(void **)&g_corr = dlsym(h, "mock_cupti_corr");
+	*(void **)&g_kernel = dlsym(h, "mock_cupti_kernel");
+	*(void **)&g_api = dlsym(h, "mock_cupti_api");
+	return g_api && g_corr && g_kernel;
+}
+
+static uint32_t enter(int cbid, const char *fn, const void *params)
+{
+	if (!cupti_find())
+		return 0;
+	uint32_t corr = g_corr();
+	g_api(cbid, 0, fn, params, NULL, corr);
+	return corr;
+}
+
+static cudaError_t leave(int cbid, const char *fn, const void *params, cudaError_t r, uint32_t corr)
+{
+	if (corr)
+		g_api(cbid, 1, fn, params, &r, corr);
+	return r;
+}
+
+#define CALL(name, cbid, params, body)                                                        \
+	do {                                                                                  \
+		uint32_t corr_ = enter(CUPTI_RUNTIME_TRACE_CBID_##cbid, name, &params);        \
+		cudaError_t r_ = (body);                                                      \
+		return leave(CUPTI_RUNTIME_TRACE_CBID_##cbid, name, &params, r_, corr_);       \
+	} while (0)
+
+static _Atomic unsigned g_streams;
+
+cudaError_t cudaStreamCreate(cudaStream_t *s)
+{
+	*s = (cudaStream_t)(uintptr_t)(0x100 + atomic_fetch_add(&g_streams, 1));
+	return cudaSuccess;
+}
+
+cudaError_t cudaStreamDestroy(cudaStream_t s)
+{
+	(void)s;
+	return cudaSuccess;
+}
+
+cudaError_t cudaEventCreate(cudaEvent_t *e)
+{
+	*e = malloc(16);
+	return *e ? cudaSuccess : cudaErrorMemoryAllocation;
+}
+
+cudaError_t cudaEventDestroy(cudaEvent_t e)
+{
+	free(e);
+	return cudaSuccess;
+}
+
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s)
+{
+	cudaEventRecord_v3020_params p = {e, s};
+	CALL("cudaEventRecord", cudaEventRecord_v3020, p, cudaSuccess);
+}
+
+cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned flags)
+{
+	cudaStreamWaitEvent_v3020_params p = {s, e, flags};
+	CALL("cudaStreamWaitEvent", cudaStreamWaitEvent_v3020, p, cudaSuccess);
+}
+
+cudaError_t cudaEventSynchronize(cudaEvent_t e)
+{
+	cudaEventSynchronize_v3020_params p = {e};
+	CALL("cudaEventSynchronize", cudaEventSynchronize_v3020, p, cudaSuccess);
+}
+
+cudaError_t cudaStreamSynchronize(cudaStream_t s)
+{
+	cudaStreamSynchronize_v3020_params p = {s};
+	CALL("cudaStreamSynchronize", cudaStreamSynchronize_v3020, p, cudaSuccess);
+}
+
+cudaError_t cudaDeviceSynchronize(void)
+{
+	int p = 0;
+	CALL("cudaDeviceSynchronize", cudaDeviceSynchronize_v3020, p, cudaSuccess);
+}
+
+cudaError_t cudaLaunchKernel(const void *func, dim3 grid, dim3 block, void **args, size_t shmem, cudaStream_t s)
+{
+	cudaLaunchKernel_v7000_params p = {func, grid, block, args, shmem, s};
+	uint32_t corr = enter(CUPTI_RUNTIME_TRACE_CBID_cudaLaunchKernel_v7000, "cudaLaunchKernel", &p);
+	if (corr)
+		g_kernel(s, corr, (const char *)func, (uint64_t)grid.x * 1000);
+	return leave(CUPTI_RUNTIME_TRACE_CBID_cudaLaunchKernel_v7000, "cudaLaunchKernel", &p, cudaSuccess, corr);
 }

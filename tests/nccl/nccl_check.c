@@ -21,6 +21,11 @@
  *                            new rank 0 (the excluded never call it)
  *   nccl_check device LIB    every collective and send/recv on device
  *                            buffers of LIB, a CUDA runtime (the mock)
+ *   nccl_check cupti LIB SIZE  the device timeline (the mocks of the CUDA
+ *                            runtime and CUPTI): kernels then an AllReduce of
+ *                            SIZE bytes on one stream, a kernel on another
+ *                            stream beside it, and one ordered before it by
+ *                            an event; the virtual times (JSON)
  *
  * Prints "rank R: N checks passed" or the first failures; exit 1 on any. */
 #include <dlfcn.h>
@@ -986,6 +991,90 @@ static void shrink(ncclComm_t comm)
 	NCCL(ncclCommDestroy(s1));
 }
 
+/* The device timeline, through the stand-in runtime whose kernels last
+ * gridDim.x us and are named by the string passed as the function. */
+typedef struct {
+	unsigned x, y, z;
+} dim3_t;
+static void cupti_mode(ncclComm_t comm, const char *lib, size_t bytes)
+{
+	void *h = dlopen(lib, RTLD_NOW | RTLD_GLOBAL);
+	CHECK(h != NULL, "dlopen %s: %s", lib, dlerror());
+	if (!h)
+		return;
+	int (*launch)(const void *, dim3_t, dim3_t, void **, size_t, cudaStream_t) =
+		(int (*)(const void *, dim3_t, dim3_t, void **, size_t, cudaStream_t))dlsym(h, "cudaLaunchKernel");
+	int (*stream_create)(cudaStream_t *) = (int (*)(cudaStream_t *))dlsym(h, "cudaStreamCreate");
+	int (*stream_sync)(cudaStream_t) = (int (*)(cudaStream_t))dlsym(h, "cudaStreamSynchronize");
+	int (*dev_sync)(void) = (int (*)(void))dlsym(h, "cudaDeviceSynchronize");
+	int (*ev_create)(cudaEvent_t *) = (int (*)(cudaEvent_t *))dlsym(h, "cudaEventCreate");
+	int (*ev_record)(cudaEvent_t, cudaStream_t) = (int (*)(cudaEvent_t, cudaStream_t))dlsym(h, "cudaEventRecord");
+	int (*ev_sync)(cudaEvent_t) = (int (*)(cudaEvent_t))dlsym(h, "cudaEventSynchronize");
+	int (*wait_ev)(cudaStream_t, cudaEvent_t, unsigned) =
+		(int (*)(cudaStream_t, cudaEvent_t, unsigned))dlsym(h, "cudaStreamWaitEvent");
+	cu_malloc = (cu_malloc_f)dlsym(h, "cudaMalloc");
+	cu_memcpy = (cu_memcpy_f)dlsym(h, "cudaMemcpy");
+	CHECK(launch && stream_create && stream_sync && dev_sync && ev_create && ev_record && ev_sync && wait_ev &&
+		      cu_malloc && cu_memcpy,
+	      "runtime symbols");
+	if (!launch || !stream_create || !stream_sync || !dev_sync || !ev_create || !ev_record || !ev_sync ||
+	    !wait_ev || !cu_malloc || !cu_memcpy)
+		return;
+	size_t n = bytes / 4;
+	float *x = malloc(n * 4);
+	for (size_t i = 0; i < n; i++)
+		x[i] = (float)(rank + 1);
+	float *d = dev_of(x, n);
+	cudaStream_t s1, s2;
+	cudaEvent_t e1, e2;
+	stream_create(&s1);
+	stream_create(&s2);
+	ev_create(&e1);
+	ev_create(&e2);
+	dim3_t one = {1, 1, 1};
+	/* Line the ranks up (host buffers: the host waits for these). */
+	float z[2] = {0, 0};
+	for (int round = 0; round < 2; round++)
+		NCCL(ncclAllReduce(z, z + 1, 1, ncclFloat32, ncclSum, comm, NULL));
+
+	/* 1. Kernels of 5 ms (sgemm: 10 ms virtual) and 1 ms, then the
+	 * AllReduce, all on s1: the host does not wait for them; after the
+	 * stream's sync it is at 11 ms + the AllReduce. */
+	double t0 = vnow();
+	launch("fake_sgemm_kernel", (dim3_t){5000, 1, 1}, one, NULL, 0, s1);
+	launch("fake_relu_kernel", (dim3_t){1000, 1, 1}, one, NULL, 0, s1);
+	NCCL(ncclAllReduce(d, d, n, ncclFloat32, ncclSum, comm, s1));
+	double launched = vnow() - t0;
+	stream_sync(s1);
+	double serial = vnow() - t0;
+	host_of(x, d, n);
+	float want = (float)(nranks * (nranks + 1) / 2);
+	CHECK(x[0] == want && x[n - 1] == want, "AllReduce on the device: %g, want %g", x[0], want);
+
+	/* 2. A 30 ms kernel (60 ms virtual) on s2 beside the AllReduce on s1:
+	 * the device sync comes at the later of the two. */
+	t0 = vnow();
+	launch("fake_sgemm_kernel", (dim3_t){30000, 1, 1}, one, NULL, 0, s2);
+	NCCL(ncclAllReduce(d, d, n, ncclFloat32, ncclSum, comm, s1));
+	dev_sync();
+	double overlap = vnow() - t0;
+
+	/* 3. A 10 ms kernel (20 ms) on s2, an event after it that s1 waits
+	 * for, then the AllReduce on s1 and an event after it, waited for. */
+	t0 = vnow();
+	launch("fake_sgemm_kernel", (dim3_t){10000, 1, 1}, one, NULL, 0, s2);
+	ev_record(e1, s2);
+	wait_ev(s1, e1, 0);
+	NCCL(ncclAllReduce(d, d, n, ncclFloat32, ncclSum, comm, s1));
+	ev_record(e2, s1);
+	ev_sync(e2);
+	double event = vnow() - t0;
+	printf("{\"rank\": %d, \"launched_ns\": %.0f, \"serial_ns\": %.0f, \"overlap_ns\": %.0f, \"event_ns\": %.0f}\n",
+	       rank, launched * 1e9, serial * 1e9, overlap * 1e9, event * 1e9);
+	fflush(stdout);
+	free(x);
+}
+
 /* Two AllReduces in one group: one fused operation. */
 static void group2(ncclComm_t comm, size_t bytes)
 {
@@ -1040,6 +1129,8 @@ int main(int argc, char **argv)
 		shrink(comm);
 	} else if (!strcmp(argv[1], "device") && argc > 2) {
 		device(comm, argv[2]);
+	} else if (!strcmp(argv[1], "cupti") && argc > 3) {
+		cupti_mode(comm, argv[2], (size_t)atoll(argv[3]));
 	} else if (!strcmp(argv[1], "group2") && argc > 2) {
 		group2(comm, (size_t)atoll(argv[2]));
 	} else if (!strcmp(argv[1], "contend") && argc > 2) {

@@ -12,10 +12,12 @@
 #  - virtual time under alpha-beta against the closed forms (within 1%);
 #  - two communicators at once: independent under alpha-beta, sharing the
 #    links under nic.
-#  - device buffers through a CUDA runtime (a stand-in: no GPU here).
-#   test_nccl.sh UNIRUN NCCL_CHECK UNITRACE MOCK_CUDART
+#  - device buffers through a CUDA runtime (a stand-in: no GPU here);
+#  - the device timeline from CUPTI's records (a stand-in CUPTI too), and
+#    the real CUPTI's failure without a GPU, said once.
+#   test_nccl.sh UNIRUN NCCL_CHECK UNITRACE MOCK_CUDART MOCK_CUPTI
 set -euo pipefail
-UNIRUN=$1 CHECK=$2 UNITRACE=$3 MOCK=$4
+UNIRUN=$1 CHECK=$2 UNITRACE=$3 MOCK=$4 MOCK_CUPTI=$5
 PY=/usr/bin/python3
 fail() { echo "FAIL: $*" >&2; exit 1; }
 ok() { echo "ok: $*"; }
@@ -78,6 +80,15 @@ if [ -n "$CUDART" ]; then
 		>"$T/log" 2>&1 || { cat "$T/log"; fail "host buffers with libcudart loaded"; }
 	[ "$(grep -c 'checks passed' "$T/log")" = 2 ] || { cat "$T/log"; fail "cudart run"; }
 	ok "libcudart loaded, no GPU: host buffers work ($(grep -m1 cudaGetDeviceCount "$T/log" | sed 's/rank .: //'))"
+	# In simulate mode the shim loads the real CUPTI, which fails without
+	# a GPU: said once per rank, and the host path goes on.
+	printf 'mode: simulate\n' >"$T/sim0.yaml"
+	rm -f "$T/id"
+	NCCL_CHECK_ID=$T/id timeout 120 "$UNIRUN" -n 2 --config "$T/sim0.yaml" --trace "$T/cu.unitrace" -- "$CHECK" cudart "$CUDART" \
+		>"$T/log" 2>&1 || { cat "$T/log"; fail "host buffers with libcudart loaded (simulate)"; }
+	[ "$(grep -c 'checks passed' "$T/log")" = 2 ] || { cat "$T/log"; fail "cudart run (simulate)"; }
+	[ "$(grep -c 'CUPTI is not available' "$T/log")" = 2 ] || { cat "$T/log"; fail "CUPTI's failure not said once per rank"; }
+	ok "no GPU: CUPTI's failure said once per rank ($(grep -m1 -o 'cupti[A-Za-z]*: [A-Z_]*' "$T/log")), host buffers work"
 fi
 
 for n in 3 4; do
@@ -107,6 +118,66 @@ for n in 2 4; do
 	run_ranks $n "device buffers with $n ranks" device "$T/libcudart.so.13"
 done
 ok "device buffers: every collective and a send/recv ring through the CUDA runtime's copies, results exact (2 and 4 ranks)"
+
+# The device timeline (docs/nccl.md, "CUPTI"): the stand-in runtime
+# reports its calls and kernels to a stand-in CUPTI (tests/nccl/mock_cupti.c,
+# loaded by the shim as libcupti.so.13). Kernels of 5 ms (sgemm: slowdown 2)
+# and 1 ms, then an AllReduce of 4 MB on the same stream: the host does not
+# wait at the call, and after the stream's sync it is at 11 ms + the ring's
+# time R; a 30 ms sgemm (60 ms) on another stream beside an AllReduce: the
+# device sync at max(60 ms, R); an AllReduce ordered after a 10 ms sgemm
+# of the other stream by an event: 20 ms + R at the sync of an event after
+# it. With CUDA_INJECTION64_PATH (unirun's default; the stand-in runtime
+# calls the hook as the driver does) and without it (CUPTI starts at the
+# first NCCL call), alpha-beta on 2 ranks and nic on 4.
+cp "$MOCK_CUPTI" "$T/libcupti.so.13"
+for model in alpha-beta nic; do
+	cat >"$T/cu-$model.yaml" <<YAML
+mode: simulate
+network:
+  model: $model
+  default: { latency: 1ms, bandwidth: 1Gbit }
+devices:
+  default: { slowdown: 0.001 }
+  kernels:
+    - { match: "*sgemm*", slowdown: 2 }
+    - { match: "*relu*", slowdown: 1 }
+YAML
+done
+for run in "alpha-beta 2 inject" "alpha-beta 2 first" "nic 4 inject"; do
+	set -- $run
+	rm -f "$T"/id*
+	# unirun sets CUDA_INJECTION64_PATH unless it is set (here: empty).
+	inj=(-u CUDA_INJECTION64_PATH)
+	[ "$3" = first ] && inj=(CUDA_INJECTION64_PATH=)
+	env "${inj[@]}" UNI_CUPTI_DEBUG=1 LD_LIBRARY_PATH=$T NCCL_CHECK_ID=$T/id timeout 120 \
+		"$UNIRUN" -n $2 --config "$T/cu-$1.yaml" --trace "$T/cu.unitrace" -- "$CHECK" cupti "$T/libcudart.so.13" 4194304 \
+		>"$T/log" 2>&1 || { cat "$T/log"; fail "device timeline ($run)"; }
+	[ "$(grep -c 'checks passed' "$T/log")" = $2 ] || { cat "$T/log"; fail "device timeline ($run)"; }
+	want=CUDA_INJECTION64_PATH
+	[ "$3" = first ] && want="the first NCCL call"
+	[ "$(grep -c "CUPTI on ($want)" "$T/log")" = $2 ] || { cat "$T/log"; fail "CUPTI not started by $want"; }
+	$PY - "$T/log" $2 <<'PYEOF' || fail "device timeline ($run)"
+import json, re, sys
+res = [json.loads(m) for m in re.findall(r'\{"rank".*?\}', open(sys.argv[1]).read())]
+n = int(sys.argv[2])
+assert len(res) == n, res
+a, B, S = 1e-3, 1e9, 4194304
+R = 2 * (n - 1) * (a + S / n * 8 / B)
+want = {"serial": 11e-3 + R, "overlap": max(60e-3, R), "event": 20e-3 + R}
+bad = 0
+for r in res:
+    if r["launched_ns"] > 1e5:
+        print(f"rank {r['rank']}: the host waited {r['launched_ns']} ns at the call"); bad = 1
+    for k, w in want.items():
+        got = r[k + "_ns"] / 1e9
+        print(f"rank {r['rank']} {k}: {1e3*got:.3f} ms, want {1e3*w:.3f} ms")
+        if abs(got - w) / w > 0.005:
+            bad = 1
+sys.exit(bad)
+PYEOF
+done
+ok "device timeline: kernels scaled by devices.kernels, an AllReduce after them on its stream, beside a kernel on another, after an event; the host not held at the call (injection and first-call start; alpha-beta 2 ranks, nic 4)"
 
 # Rank 2 of 3 never joins (it is not started): the others give up with a
 # message after UNI_NCCL_TIMEOUT and exit non-zero; nothing hangs.

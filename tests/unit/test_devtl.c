@@ -2,13 +2,17 @@
  * records.
  *
  * Checks: glob factors (first match wins, else the rank's slowdown); a
- * stream's kernels run back to back from their launch times, scaled;
- * a kernel launched after the stream went idle starts at its launch; a
- * record that comes before its launch (CUPTI's buffer thread is not
- * ordered with the callback) is kept and applied; records in any order
- * fold only the complete prefix and say whether the end is final; two
- * streams are independent; an unknown stream has no work; full tables
- * count drops instead of failing. */
+ * stream's kernels run back to back from their launch times, scaled; a
+ * kernel launched after the stream went idle starts at its launch, one
+ * whose launch was not seen right after the previous one; records in any
+ * order give the same timeline, and folding stops at the position asked
+ * for; an NCCL operation placed on a stream delays the kernels after it;
+ * events: a wait on another stream's event starts after the work before
+ * the record (whichever stream is folded first), a re-recorded event is
+ * waited for at the record before the wait, waiting for an event never
+ * recorded does nothing; a graph's kernels (one correlation id) run in
+ * their real order; a record behind a folded position is counted late
+ * and still counted; full tables count drops instead of failing. */
 #include <check.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -20,6 +24,9 @@ static const struct uni_devtl_rule rules[] = {
 	{"*gemm_small*", 9.0}, /* never reached: the first match wins */
 	{"elementwise_*", 0.5},
 };
+
+#define K(c) (4 * (uint64_t)(c) + 2) /* a kernel's position */
+#define A(c) (4 * (uint64_t)(c) + 3) /* after the call c */
 
 START_TEST(test_factor)
 {
@@ -38,24 +45,21 @@ START_TEST(test_back_to_back)
 {
 	struct uni_devtl tl;
 	uni_devtl_init(&tl, rules, 3, 1.0);
-	uint64_t end;
-	/* three launches at 100, 110, 120 (virtual ns); 1000, 500, 200 ns of
-	 * real device time: gemm x2, softmax x1, elementwise x0.5 */
-	ck_assert_int_eq(uni_devtl_launch(&tl, 7, 1, 100), 0);
-	ck_assert_int_eq(uni_devtl_launch(&tl, 7, 2, 110), 0);
-	ck_assert_int_eq(uni_devtl_launch(&tl, 7, 3, 120), 0);
-	ck_assert_int_eq(uni_devtl_stream_end(&tl, 7, &end), 0); /* no record yet */
-	uni_devtl_record(&tl, 1, 5000, 6000, "sgemm");
-	uni_devtl_record(&tl, 2, 6000, 6500, "softmax");
-	uni_devtl_record(&tl, 3, 6500, 6700, "elementwise_mul");
-	ck_assert_int_eq(uni_devtl_stream_end(&tl, 7, &end), 1);
-	/* 100 + 2000 = 2100, + 500 = 2600, + 100 = 2700 */
-	ck_assert_uint_eq(end, 2700);
-	/* idle, then a late launch starts at its launch time */
-	ck_assert_int_eq(uni_devtl_launch(&tl, 7, 4, 10000), 0);
-	uni_devtl_record(&tl, 4, 9000, 9300, "softmax");
-	ck_assert_int_eq(uni_devtl_stream_end(&tl, 7, &end), 1);
-	ck_assert_uint_eq(end, 10300);
+	uni_devtl_launch(&tl, 10, 100);
+	uni_devtl_launch(&tl, 11, 110);
+	uni_devtl_record(&tl, 7, 10, 1000, 1500, "sgemm"); /* 500 x 2 */
+	uni_devtl_record(&tl, 7, 11, 1500, 1600, "relu");  /* 100 x 1 */
+	ck_assert_uint_eq(uni_devtl_stream_end(&tl, 7, A(11)), 1200);
+	/* Idle, then a launch at 5000 (while the stream is free). */
+	uni_devtl_launch(&tl, 12, 5000);
+	uni_devtl_record(&tl, 7, 12, 9000, 9010, "elementwise_mul"); /* 10 x 0.5 */
+	ck_assert_uint_eq(uni_devtl_stream_end(&tl, 7, A(12)), 5005);
+	/* A kernel whose launch was not seen runs right after. */
+	uni_devtl_record(&tl, 7, 13, 9100, 9200, "relu");
+	ck_assert_uint_eq(uni_devtl_stream_end(&tl, 7, A(13)), 5105);
+	ck_assert_uint_eq(uni_devtl_stream_end(&tl, 8, A(13)), 0); /* unknown stream */
+	ck_assert_uint_eq(tl.kernels, 4);
+	ck_assert_uint_eq(tl.late, 0);
 	uni_devtl_free(&tl);
 }
 END_TEST
@@ -63,38 +67,129 @@ END_TEST
 START_TEST(test_out_of_order)
 {
 	struct uni_devtl tl;
-	uni_devtl_init(&tl, NULL, 0, 1.0);
-	uint64_t end;
-	/* record of 2 comes before the launch of 2, and before the record of 1 */
-	ck_assert_int_eq(uni_devtl_launch(&tl, 1, 1, 0), 0);
-	uni_devtl_record(&tl, 2, 0, 300, "b");
-	ck_assert_int_eq(uni_devtl_launch(&tl, 1, 2, 10), 0);
-	ck_assert_int_eq(uni_devtl_stream_end(&tl, 1, &end), 0);
-	ck_assert_uint_eq(end, 0); /* nothing folded: kernel 1 is missing */
-	uni_devtl_record(&tl, 1, 0, 100, "a");
-	ck_assert_int_eq(uni_devtl_stream_end(&tl, 1, &end), 1);
-	ck_assert_uint_eq(end, 400); /* 0..100, then 100..400 */
-	ck_assert_uint_eq(tl.norphans, 0);
+	uni_devtl_init(&tl, rules, 3, 1.0);
+	uni_devtl_record(&tl, 3, 21, 300, 400, "k");   /* before its launch */
+	uni_devtl_launch(&tl, 20, 50);
+	uni_devtl_launch(&tl, 21, 60);
+	uni_devtl_record(&tl, 3, 22, 400, 450, "k");   /* launch never seen */
+	/* Folding stops where asked: only up to call 20 (not in yet). */
+	ck_assert_uint_eq(uni_devtl_stream_end(&tl, 3, A(20)), 0);
+	uni_devtl_record(&tl, 3, 20, 100, 300, "k");
+	/* 20 was behind the folded position: counted late, placed there. */
+	ck_assert_uint_eq(tl.late, 1);
+	ck_assert_uint_eq(uni_devtl_stream_end(&tl, 3, A(20)), 250);
+	ck_assert_uint_eq(uni_devtl_stream_end(&tl, 3, A(21)), 350);
+	ck_assert_uint_eq(uni_devtl_stream_end(&tl, 3, A(22)), 400);
+	uni_devtl_free(&tl);
+
+	/* The same records in order, folded at once: the same end. */
+	uni_devtl_init(&tl, rules, 3, 1.0);
+	uni_devtl_launch(&tl, 20, 50);
+	uni_devtl_launch(&tl, 21, 60);
+	uni_devtl_record(&tl, 3, 22, 400, 450, "k");
+	uni_devtl_record(&tl, 3, 21, 300, 400, "k");
+	uni_devtl_record(&tl, 3, 20, 100, 300, "k");
+	ck_assert_uint_eq(uni_devtl_stream_end(&tl, 3, A(22)), 400);
+	ck_assert_uint_eq(tl.late, 0);
 	uni_devtl_free(&tl);
 }
 END_TEST
 
-START_TEST(test_streams_independent)
+START_TEST(test_op)
 {
 	struct uni_devtl tl;
-	uni_devtl_init(&tl, NULL, 0, 3.0);
-	uint64_t a, b, c;
-	uni_devtl_launch(&tl, 10, 1, 0);
-	uni_devtl_launch(&tl, 20, 2, 0);
-	uni_devtl_record(&tl, 2, 0, 50, "x");
-	ck_assert_int_eq(uni_devtl_stream_end(&tl, 20, &b), 1);
-	ck_assert_uint_eq(b, 150);
-	ck_assert_int_eq(uni_devtl_stream_end(&tl, 10, &a), 0);
-	uni_devtl_record(&tl, 1, 0, 10, "y");
-	ck_assert_int_eq(uni_devtl_stream_end(&tl, 10, &a), 1);
-	ck_assert_uint_eq(a, 30);
-	ck_assert_int_eq(uni_devtl_stream_end(&tl, 99, &c), 1);
-	ck_assert_uint_eq(c, 0);
+	uni_devtl_init(&tl, rules, 3, 1.0);
+	uni_devtl_launch(&tl, 1, 0);
+	uni_devtl_record(&tl, 5, 1, 0, 1000, "k");
+	/* The shim's operation after call 1: starts at 1500, lasts 300. */
+	uni_devtl_op(&tl, 5, A(1), 1500, 300);
+	/* Launched at 1300, behind the operation on the stream. */
+	uni_devtl_launch(&tl, 2, 1300);
+	uni_devtl_record(&tl, 5, 2, 2000, 2100, "k");
+	ck_assert_uint_eq(uni_devtl_stream_end(&tl, 5, A(1)), 1800);
+	ck_assert_uint_eq(uni_devtl_stream_end(&tl, 5, A(2)), 1900);
+	/* An operation whose start is earlier than the stream's end waits. */
+	uni_devtl_op(&tl, 5, A(2), 1000, 50);
+	ck_assert_uint_eq(uni_devtl_stream_end(&tl, 5, A(2)), 1950);
+	uni_devtl_free(&tl);
+}
+END_TEST
+
+static void event_setup(struct uni_devtl *tl)
+{
+	uni_devtl_init(tl, rules, 3, 1.0);
+	/* Stream 1 (compute): a 2000 kernel, then the event, then more. */
+	uni_devtl_launch(tl, 30, 100);
+	uni_devtl_record(tl, 1, 30, 0, 2000, "k");
+	uni_devtl_event_record(tl, 1, 0xe0, K(31));
+	uni_devtl_launch(tl, 32, 110);
+	uni_devtl_record(tl, 1, 32, 2000, 7000, "k");
+	/* Stream 2 waits for the event, then runs a 100 kernel launched at 120. */
+	uni_devtl_wait(tl, 2, 0xe0, K(33));
+	uni_devtl_launch(tl, 34, 120);
+	uni_devtl_record(tl, 2, 34, 0, 100, "k");
+}
+
+START_TEST(test_events)
+{
+	struct uni_devtl tl;
+	uint64_t t = 0;
+	/* Stream 2 folded first: the wait folds stream 1 up to the record. */
+	event_setup(&tl);
+	ck_assert_uint_eq(uni_devtl_stream_end(&tl, 2, A(34)), 2200);
+	ck_assert_int_eq(uni_devtl_event_time(&tl, 0xe0, &t), 1);
+	ck_assert_uint_eq(t, 2100);
+	ck_assert_uint_eq(uni_devtl_stream_end(&tl, 1, A(34)), 7100);
+	ck_assert_uint_eq(uni_devtl_all_end(&tl, A(34)), 7100);
+	uni_devtl_free(&tl);
+	/* Stream 1 folded first: the same. */
+	event_setup(&tl);
+	ck_assert_uint_eq(uni_devtl_stream_end(&tl, 1, A(34)), 7100);
+	ck_assert_uint_eq(uni_devtl_stream_end(&tl, 2, A(34)), 2200);
+	uni_devtl_free(&tl);
+	/* The event's time asked first (cudaEventSynchronize). */
+	event_setup(&tl);
+	ck_assert_int_eq(uni_devtl_event_time(&tl, 0xe0, &t), 1);
+	ck_assert_uint_eq(t, 2100);
+	ck_assert_int_eq(uni_devtl_event_time(&tl, 0xe1, &t), 0);
+	uni_devtl_free(&tl);
+}
+END_TEST
+
+START_TEST(test_event_rerecorded)
+{
+	struct uni_devtl tl;
+	uint64_t t = 0;
+	uni_devtl_init(&tl, rules, 3, 1.0);
+	uni_devtl_wait(&tl, 2, 0xe0, K(1)); /* never recorded: nothing */
+	uni_devtl_launch(&tl, 2, 0);
+	uni_devtl_record(&tl, 1, 2, 0, 1000, "k");
+	uni_devtl_event_record(&tl, 1, 0xe0, K(3));
+	uni_devtl_wait(&tl, 2, 0xe0, K(4)); /* waits for the record at 3 */
+	uni_devtl_launch(&tl, 5, 0);
+	uni_devtl_record(&tl, 1, 5, 1000, 4000, "k");
+	uni_devtl_event_record(&tl, 1, 0xe0, K(6)); /* recorded again: 4000 */
+	uni_devtl_launch(&tl, 7, 0);
+	uni_devtl_record(&tl, 2, 7, 0, 10, "k");
+	ck_assert_uint_eq(uni_devtl_stream_end(&tl, 2, A(7)), 1010);
+	ck_assert_int_eq(uni_devtl_event_time(&tl, 0xe0, &t), 1);
+	ck_assert_uint_eq(t, 4000);
+	uni_devtl_free(&tl);
+}
+END_TEST
+
+START_TEST(test_graph)
+{
+	struct uni_devtl tl;
+	uni_devtl_init(&tl, rules, 3, 1.0);
+	/* A graph launch: its kernels share the call's id; they come in any
+	 * order and run in their real order. */
+	uni_devtl_launch(&tl, 40, 1000);
+	uni_devtl_record(&tl, 4, 40, 300, 400, "elementwise_b"); /* 50 */
+	uni_devtl_record(&tl, 4, 40, 100, 200, "sgemm_a");       /* 200 */
+	uni_devtl_op(&tl, 4, A(40), 0, 10);
+	ck_assert_uint_eq(uni_devtl_stream_end(&tl, 4, A(40)), 1260);
+	ck_assert_uint_eq(tl.s[0].nq, 0);
 	uni_devtl_free(&tl);
 }
 END_TEST
@@ -102,16 +197,24 @@ END_TEST
 START_TEST(test_full_tables)
 {
 	struct uni_devtl tl;
-	uni_devtl_init(&tl, NULL, 0, 1.0);
-	for (uint64_t s = 0; s < UNI_DEVTL_STREAMS; s++)
-		ck_assert_int_eq(uni_devtl_launch(&tl, s, (uint32_t)s, 0), 0);
-	ck_assert_int_eq(uni_devtl_launch(&tl, 999, 999, 0), -1);
+	uni_devtl_init(&tl, rules, 3, 1.0);
+	for (uint32_t i = 0; i < UNI_DEVTL_STREAMS; i++)
+		uni_devtl_record(&tl, 100 + i, i + 1, 0, 10, "k");
+	ck_assert_uint_eq(tl.dropped, 0);
+	uni_devtl_record(&tl, 999, 1000, 0, 10, "k");
 	ck_assert_uint_eq(tl.dropped, 1);
-	for (uint32_t i = 0; i < UNI_DEVTL_PENDING; i++)
-		uni_devtl_record(&tl, 100000 + i, 0, 1, "k");
-	ck_assert_uint_eq(tl.norphans, UNI_DEVTL_PENDING);
-	uni_devtl_record(&tl, 999999, 0, 1, "k");
+	ck_assert_uint_eq(uni_devtl_stream_end(&tl, 999, A(1000)), 0);
+	ck_assert_uint_eq(uni_devtl_stream_end(&tl, 100, A(1000)), 10);
+	for (uint64_t e = 1; e <= UNI_DEVTL_EVENTS; e++)
+		uni_devtl_event_record(&tl, 100, e << 4, K(2000 + e));
+	ck_assert_uint_eq(tl.dropped, 1);
+	uni_devtl_event_record(&tl, 100, 0xfff0000, K(5000));
 	ck_assert_uint_eq(tl.dropped, 2);
+	/* A launch table slot reused by a later id forgets the earlier one. */
+	uni_devtl_launch(&tl, 7, 500);
+	uni_devtl_launch(&tl, 7 + UNI_DEVTL_LAUNCHES, 900);
+	uni_devtl_record(&tl, 101, 7, 0, 10, "k");
+	ck_assert_uint_eq(uni_devtl_stream_end(&tl, 101, A(UINT32_MAX)), 20);
 	uni_devtl_free(&tl);
 }
 END_TEST
@@ -123,7 +226,10 @@ int main(void)
 	tcase_add_test(tc, test_factor);
 	tcase_add_test(tc, test_back_to_back);
 	tcase_add_test(tc, test_out_of_order);
-	tcase_add_test(tc, test_streams_independent);
+	tcase_add_test(tc, test_op);
+	tcase_add_test(tc, test_events);
+	tcase_add_test(tc, test_event_rerecorded);
+	tcase_add_test(tc, test_graph);
 	tcase_add_test(tc, test_full_tables);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);

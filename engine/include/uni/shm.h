@@ -25,7 +25,7 @@
 #include <stdint.h>
 
 #define UNI_SHM_MAGIC 0x31304d4853494e55ull /* "UNISHM01" little-endian */
-#define UNI_SHM_VERSION 6u
+#define UNI_SHM_VERSION 7u
 
 #define UNI_MAX_RANKS 256u
 #define UNI_MAX_RINGS 512u
@@ -288,15 +288,25 @@ struct uni_shm_hdr {
 	                                    before it raises its own: unid scans the
 	                                    horizon again when it moved during a scan */
 	uint32_t nccl_algo;              /* nccl.algorithm (enum uni_nccl_algo) */
-	uint32_t pad_nccl;
+	uint32_t nkernels;               /* devices.kernels entries at kernels_off */
+	uint64_t kernels_off;
 	uint64_t net_latency_ns;         /* network.default: the simulated NCCL's */
 	double net_bandwidth_bps;        /* choice of algorithm by size */
 	char deadlock_report[512];       /* where unid wrote the report */
 	char trace_path[512];
 	char config_path[512];
 };
+_Static_assert(sizeof(struct uni_shm_hdr) <= 4096, "the header fits its page");
 
-static inline size_t uni_shm_layout(uint64_t *ranks_off, uint64_t *conns_off, uint64_t *rings_off)
+/* devices.kernels, for the device timeline of the simulated NCCL. */
+#define UNI_SHM_MAX_KERNELS 64
+struct uni_shm_kernel {
+	char match[128]; /* glob */
+	double slowdown;
+};
+
+static inline size_t uni_shm_layout(uint64_t *ranks_off, uint64_t *conns_off, uint64_t *rings_off,
+				    uint64_t *kernels_off)
 {
 	size_t off = 4096;
 	*ranks_off = off;
@@ -306,6 +316,8 @@ static inline size_t uni_shm_layout(uint64_t *ranks_off, uint64_t *conns_off, ui
 	off = (off + 4095) & ~(size_t)4095;
 	*rings_off = off;
 	off += UNI_MAX_RINGS * sizeof(struct uni_ring);
+	*kernels_off = off;
+	off += UNI_SHM_MAX_KERNELS * sizeof(struct uni_shm_kernel);
 	return (off + 4095) & ~(size_t)4095;
 }
 
@@ -320,6 +332,10 @@ static inline struct uni_conn *uni_shm_conn(struct uni_shm_hdr *h, uint32_t i)
 static inline struct uni_ring *uni_shm_ring(struct uni_shm_hdr *h, uint32_t i)
 {
 	return (struct uni_ring *)((char *)h + h->rings_off) + i;
+}
+static inline struct uni_shm_kernel *uni_shm_kernels(struct uni_shm_hdr *h)
+{
+	return (struct uni_shm_kernel *)((char *)h + h->kernels_off);
 }
 
 /* Ring operations ------------------------------------------------------ */

@@ -1,0 +1,390 @@
+/* CUPTI glue: kernel activity records and the CUDA calls that order work
+ * feed the device timeline (devtl.c); see cupti_glue.h and docs/nccl.md,
+ * "CUPTI".
+ *
+ * CUPTI is loaded with dlopen (the process's copy if it has one), in
+ * simulate mode only, by the driver's injection hook (InitializeInjection,
+ * when CUDA_INJECTION64_PATH names libunishim.so: unirun sets it) or at
+ * the first NCCL call of a process that has loaded the CUDA runtime.
+ * Callbacks on the calling thread:
+ *  - kernel launches (runtime and driver API, graphs): the launching
+ *    thread's virtual clock, by correlation id;
+ *  - cudaEventRecord, cudaStreamWaitEvent: the order between streams;
+ *  - host synchronisations (cudaStreamSynchronize, cudaDeviceSynchronize,
+ *    cudaEventSynchronize, a synchronous cudaMemcpy, and cudaStreamQuery or
+ *    cudaEventQuery that find the work done): the CPU spent waiting is not
+ *    compute; the thread's clock becomes max(own, end of the work waited
+ *    for) once CUPTI was flushed (the real wait is over, so every kernel
+ *    before it has its record).
+ * Activity records come from CUPTI's buffer callback, on its thread or in
+ * a flush. */
+#include <dlfcn.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cuda_runtime_api.h>
+#include <cupti.h>
+
+#include "cupti_glue.h"
+#include "devtl.h"
+#include "shim.h"
+
+#define BUF_SIZE (1u << 20)
+
+struct cupti_fns {
+	CUptiResult (*subscribe)(CUpti_SubscriberHandle *, CUpti_CallbackFunc, void *);
+	CUptiResult (*unsubscribe)(CUpti_SubscriberHandle);
+	CUptiResult (*enable_callback)(uint32_t, CUpti_SubscriberHandle, CUpti_CallbackDomain, CUpti_CallbackId);
+	CUptiResult (*register_callbacks)(CUpti_BuffersCallbackRequestFunc, CUpti_BuffersCallbackCompleteFunc);
+	CUptiResult (*enable)(CUpti_ActivityKind);
+	CUptiResult (*next_record)(uint8_t *, size_t, CUpti_Activity **);
+	CUptiResult (*flush_all)(uint32_t);
+	CUptiResult (*result_string)(CUptiResult, const char **);
+	CUptiResult (*stream_id)(CUcontext, CUstream, uint8_t, uint32_t *);
+};
+
+static struct {
+	_Atomic int state; /* 0: not tried, 1: on, -1: off */
+	struct cupti_fns f;
+	CUpti_SubscriberHandle sub;
+	atomic_flag lock;
+	struct uni_devtl tl;
+	struct uni_devtl_rule rules[64];
+	char match[64][128];
+	uint32_t last_corr; /* the latest correlation id seen */
+} C = {.lock = ATOMIC_FLAG_INIT};
+
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+static const char *g_why = "";
+static __thread int t_internal;
+
+static void lock(void)
+{
+	while (atomic_flag_test_and_set_explicit(&C.lock, memory_order_acquire))
+		;
+}
+
+static void unlock(void)
+{
+	atomic_flag_clear_explicit(&C.lock, memory_order_release);
+}
+
+static void saw(uint32_t corr)
+{
+	if (corr > C.last_corr)
+		C.last_corr = corr;
+}
+
+/* Activity buffers ----------------------------------------------------------- */
+
+static void CUPTIAPI buf_request(uint8_t **buf, size_t *size, size_t *max_records)
+{
+	*buf = aligned_alloc(8, BUF_SIZE);
+	*size = *buf ? BUF_SIZE : 0;
+	*max_records = 0;
+}
+
+static void CUPTIAPI buf_complete(CUcontext ctx, uint32_t stream, uint8_t *buf, size_t size, size_t valid)
+{
+	(void)ctx;
+	(void)stream;
+	(void)size;
+	CUpti_Activity *rec = NULL;
+	lock();
+	while (buf && C.f.next_record(buf, valid, &rec) == CUPTI_SUCCESS) {
+		if (rec->kind != CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL && rec->kind != CUPTI_ACTIVITY_KIND_KERNEL)
+			continue;
+		/* start, end, streamId, correlationId and name sit at the same
+		 * offsets in every kernel record version from 4 to 10. */
+		const CUpti_ActivityKernel10 *k = (const CUpti_ActivityKernel10 *)rec;
+		uni_devtl_record(&C.tl, k->streamId, k->correlationId, k->start, k->end, k->name);
+		saw(k->correlationId);
+	}
+	unlock();
+	free(buf);
+}
+
+static void flush(void)
+{
+	int saved = t_internal;
+	t_internal = 1;
+	C.f.flush_all(CUPTI_ACTIVITY_FLAG_FLUSH_FORCED);
+	t_internal = saved;
+}
+
+/* API callbacks ------------------------------------------------------------------ */
+
+enum what { NONE, LAUNCH, STREAM_SYNC, STREAM_QUERY, DEVICE_SYNC, EVENT_SYNC, EVENT_QUERY, EVENT_RECORD, STREAM_WAIT };
+
+static const struct {
+	CUpti_CallbackDomain dom;
+	CUpti_CallbackId cbid;
+	enum what what;
+	uint8_t ptsz; /* per-thread default stream */
+} g_calls[] = {
+	{CUPTI_CB_DOMAIN_RUNTIME_API, CUPTI_RUNTIME_TRACE_CBID_cudaLaunchKernel_v7000, LAUNCH, 0},
+	{CUPTI_CB_DOMAIN_RUNTIME_API, CUPTI_RUNTIME_TRACE_CBID_cudaLaunchKernel_ptsz_v7000, LAUNCH, 1},
+	{CUPTI_CB_DOMAIN_RUNTIME_API, CUPTI_RUNTIME_TRACE_CBID___cudaLaunchKernel_v13000, LAUNCH, 0},
+	{CUPTI_CB_DOMAIN_RUNTIME_API, CUPTI_RUNTIME_TRACE_CBID___cudaLaunchKernel_ptsz_v13000, LAUNCH, 1},
+	{CUPTI_CB_DOMAIN_RUNTIME_API, CUPTI_RUNTIME_TRACE_CBID_cudaLaunchKernelExC_v11060, LAUNCH, 0},
+	{CUPTI_CB_DOMAIN_RUNTIME_API, CUPTI_RUNTIME_TRACE_CBID_cudaLaunchKernelExC_ptsz_v11060, LAUNCH, 1},
+	{CUPTI_CB_DOMAIN_RUNTIME_API, CUPTI_RUNTIME_TRACE_CBID_cudaLaunchCooperativeKernel_v9000, LAUNCH, 0},
+	{CUPTI_CB_DOMAIN_RUNTIME_API, CUPTI_RUNTIME_TRACE_CBID_cudaLaunchCooperativeKernel_ptsz_v9000, LAUNCH, 1},
+	{CUPTI_CB_DOMAIN_RUNTIME_API, CUPTI_RUNTIME_TRACE_CBID_cudaGraphLaunch_v10000, LAUNCH, 0},
+	{CUPTI_CB_DOMAIN_RUNTIME_API, CUPTI_RUNTIME_TRACE_CBID_cudaGraphLaunch_ptsz_v10000, LAUNCH, 1},
+	{CUPTI_CB_DOMAIN_DRIVER_API, CUPTI_DRIVER_TRACE_CBID_cuLaunchKernel, LAUNCH, 0},
+	{CUPTI_CB_DOMAIN_DRIVER_API, CUPTI_DRIVER_TRACE_CBID_cuLaunchKernel_ptsz, LAUNCH, 1},
+	{CUPTI_CB_DOMAIN_DRIVER_API, CUPTI_DRIVER_TRACE_CBID_cuLaunchKernelEx, LAUNCH, 0},
+	{CUPTI_CB_DOMAIN_DRIVER_API, CUPTI_DRIVER_TRACE_CBID_cuLaunchKernelEx_ptsz, LAUNCH, 1},
+	{CUPTI_CB_DOMAIN_DRIVER_API, CUPTI_DRIVER_TRACE_CBID_cuLaunchCooperativeKernel, LAUNCH, 0},
+	{CUPTI_CB_DOMAIN_DRIVER_API, CUPTI_DRIVER_TRACE_CBID_cuGraphLaunch, LAUNCH, 0},
+	{CUPTI_CB_DOMAIN_RUNTIME_API, CUPTI_RUNTIME_TRACE_CBID_cudaStreamSynchronize_v3020, STREAM_SYNC, 0},
+	{CUPTI_CB_DOMAIN_RUNTIME_API, CUPTI_RUNTIME_TRACE_CBID_cudaStreamSynchronize_ptsz_v7000, STREAM_SYNC, 1},
+	{CUPTI_CB_DOMAIN_RUNTIME_API, CUPTI_RUNTIME_TRACE_CBID_cudaStreamQuery_v3020, STREAM_QUERY, 0},
+	{CUPTI_CB_DOMAIN_RUNTIME_API, CUPTI_RUNTIME_TRACE_CBID_cudaStreamQuery_ptsz_v7000, STREAM_QUERY, 1},
+	{CUPTI_CB_DOMAIN_RUNTIME_API, CUPTI_RUNTIME_TRACE_CBID_cudaDeviceSynchronize_v3020, DEVICE_SYNC, 0},
+	{CUPTI_CB_DOMAIN_RUNTIME_API, CUPTI_RUNTIME_TRACE_CBID_cudaMemcpy_v3020, DEVICE_SYNC, 0},
+	{CUPTI_CB_DOMAIN_RUNTIME_API, CUPTI_RUNTIME_TRACE_CBID_cudaEventSynchronize_v3020, EVENT_SYNC, 0},
+	{CUPTI_CB_DOMAIN_RUNTIME_API, CUPTI_RUNTIME_TRACE_CBID_cudaEventQuery_v3020, EVENT_QUERY, 0},
+	{CUPTI_CB_DOMAIN_RUNTIME_API, CUPTI_RUNTIME_TRACE_CBID_cudaEventRecord_v3020, EVENT_RECORD, 0},
+	{CUPTI_CB_DOMAIN_RUNTIME_API, CUPTI_RUNTIME_TRACE_CBID_cudaEventRecord_ptsz_v7000, EVENT_RECORD, 1},
+	{CUPTI_CB_DOMAIN_RUNTIME_API, CUPTI_RUNTIME_TRACE_CBID_cudaEventRecordWithFlags_v11010, EVENT_RECORD, 0},
+	{CUPTI_CB_DOMAIN_RUNTIME_API, CUPTI_RUNTIME_TRACE_CBID_cudaEventRecordWithFlags_ptsz_v11010, EVENT_RECORD, 1},
+	{CUPTI_CB_DOMAIN_RUNTIME_API, CUPTI_RUNTIME_TRACE_CBID_cudaStreamWaitEvent_v3020, STREAM_WAIT, 0},
+	{CUPTI_CB_DOMAIN_RUNTIME_API, CUPTI_RUNTIME_TRACE_CBID_cudaStreamWaitEvent_ptsz_v7000, STREAM_WAIT, 1},
+};
+#define NCALLS (sizeof(g_calls) / sizeof(g_calls[0]))
+
+static int stream_id(cudaStream_t s, uint8_t ptsz, uint32_t *id)
+{
+	return C.f.stream_id(NULL, (CUstream)s, ptsz, id) == CUPTI_SUCCESS ? 0 : -1;
+}
+
+/* The host waited for the work of the call corr (real wait over). */
+static void host_waited(enum what w, const void *params, uint8_t ptsz, uint32_t corr)
+{
+	uint64_t t = 0, upto = 4 * (uint64_t)corr + 3;
+	uint32_t sid = 0;
+	int known = 0;
+	if (w == STREAM_SYNC || w == STREAM_QUERY)
+		known = stream_id(((const cudaStreamSynchronize_v3020_params *)params)->stream, ptsz, &sid) == 0;
+	flush();
+	lock();
+	saw(corr);
+	if (w == DEVICE_SYNC)
+		t = uni_devtl_all_end(&C.tl, upto);
+	else if (known)
+		t = uni_devtl_stream_end(&C.tl, sid, upto);
+	else if (w == EVENT_SYNC || w == EVENT_QUERY)
+		uni_devtl_event_time(&C.tl, (uint64_t)(uintptr_t)((const cudaEventSynchronize_v3020_params *)params)->event,
+				     &t);
+	unlock();
+	/* The CPU spent in the wait is nobody's compute. */
+	uni_shim_vt_settle(t);
+}
+
+static void CUPTIAPI on_api(void *ud, CUpti_CallbackDomain dom, CUpti_CallbackId cbid, const void *data)
+{
+	(void)ud;
+	const CUpti_CallbackData *d = data;
+	if (t_internal || !d)
+		return;
+	size_t i = 0;
+	while (i < NCALLS && (g_calls[i].dom != dom || g_calls[i].cbid != cbid))
+		i++;
+	if (i == NCALLS)
+		return;
+	enum what w = g_calls[i].what;
+	uint8_t ptsz = g_calls[i].ptsz;
+	int enter = d->callbackSite == CUPTI_API_ENTER;
+	int ok = !enter && dom == CUPTI_CB_DOMAIN_RUNTIME_API && d->functionReturnValue &&
+		 *(const cudaError_t *)d->functionReturnValue == cudaSuccess;
+	uint32_t sid;
+	switch (w) {
+	case LAUNCH:
+		if (enter) {
+			uint64_t vt = uni_shim_vt_charge();
+			lock();
+			uni_devtl_launch(&C.tl, d->correlationId, vt);
+			saw(d->correlationId);
+			unlock();
+		}
+		break;
+	case STREAM_SYNC:
+	case DEVICE_SYNC:
+	case EVENT_SYNC:
+		if (enter)
+			uni_shim_vt_charge(); /* compute before the wait */
+		else if (ok)
+			host_waited(w, d->functionParams, ptsz, d->correlationId);
+		else
+			uni_shim_vt_settle(0);
+		break;
+	case STREAM_QUERY:
+	case EVENT_QUERY:
+		if (ok) /* the work is done: the host saw it end */
+			host_waited(w, d->functionParams, ptsz, d->correlationId);
+		break;
+	case EVENT_RECORD:
+		if (ok) {
+			const cudaEventRecord_v3020_params *p = d->functionParams;
+			if (stream_id(p->stream, ptsz, &sid) == 0) {
+				lock();
+				uni_devtl_event_record(&C.tl, sid, (uint64_t)(uintptr_t)p->event,
+						       4 * (uint64_t)d->correlationId + 2);
+				saw(d->correlationId);
+				unlock();
+			}
+		}
+		break;
+	case STREAM_WAIT:
+		if (ok) {
+			const cudaStreamWaitEvent_v3020_params *p = d->functionParams;
+			if (stream_id(p->stream, ptsz, &sid) == 0) {
+				lock();
+				uni_devtl_wait(&C.tl, sid, (uint64_t)(uintptr_t)p->event, 4 * (uint64_t)d->correlationId + 2);
+				saw(d->correlationId);
+				unlock();
+			}
+		}
+		break;
+	case NONE:
+		break;
+	}
+}
+
+/* Loading ------------------------------------------------------------------------- */
+
+static const char *result_name(CUptiResult r)
+{
+	const char *s = NULL;
+	if (C.f.result_string && C.f.result_string(r, &s) == CUPTI_SUCCESS && s)
+		return s;
+	return "unknown CUPTI error";
+}
+
+static void *open_cupti(void)
+{
+	static const char *const names[] = {"libcupti.so.13", "libcupti.so.12", "libcupti.so"};
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		void *h = dlopen(names[i], RTLD_NOW | RTLD_NOLOAD);
+		if (h)
+			return h;
+	}
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		void *h = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+		if (h)
+			return h;
+	}
+	return NULL;
+}
+
+static void start(void)
+{
+	const char *fail = NULL;
+	CUptiResult r = CUPTI_SUCCESS;
+	void *h = open_cupti();
+	if (!h) {
+		uni_shim_log("no libcupti (%s): GPU kernels take no virtual time in this rank", dlerror());
+		atomic_store(&C.state, -1);
+		return;
+	}
+	*(void **)&C.f.subscribe = dlsym(h, "cuptiSubscribe");
+	*(void **)&C.f.unsubscribe = dlsym(h, "cuptiUnsubscribe");
+	*(void **)&C.f.enable_callback = dlsym(h, "cuptiEnableCallback");
+	*(void **)&C.f.register_callbacks = dlsym(h, "cuptiActivityRegisterCallbacks");
+	*(void **)&C.f.enable = dlsym(h, "cuptiActivityEnable");
+	*(void **)&C.f.next_record = dlsym(h, "cuptiActivityGetNextRecord");
+	*(void **)&C.f.flush_all = dlsym(h, "cuptiActivityFlushAll");
+	*(void **)&C.f.result_string = dlsym(h, "cuptiGetResultString");
+	*(void **)&C.f.stream_id = dlsym(h, "cuptiGetStreamIdEx");
+	if (!C.f.subscribe || !C.f.unsubscribe || !C.f.enable_callback || !C.f.register_callbacks || !C.f.enable ||
+	    !C.f.next_record || !C.f.flush_all || !C.f.stream_id) {
+		uni_shim_log("libcupti lacks the functions the device timeline needs: GPU kernels take no virtual "
+			     "time in this rank");
+		atomic_store(&C.state, -1);
+		return;
+	}
+	/* devices.kernels and the rank's slowdown. */
+	double rank_slowdown = 1.0;
+	size_t n = 0;
+	uni_shim_kernel_rule(UINT32_MAX, NULL, 0, &rank_slowdown);
+	while (n < 64 && uni_shim_kernel_rule((uint32_t)n, C.match[n], sizeof(C.match[n]), &C.rules[n].slowdown) == 0) {
+		C.rules[n].match = C.match[n];
+		n++;
+	}
+	uni_devtl_init(&C.tl, C.rules, n, rank_slowdown);
+
+	if ((r = C.f.subscribe(&C.sub, on_api, NULL)) != CUPTI_SUCCESS)
+		fail = "cuptiSubscribe";
+	for (size_t i = 0; !fail && i < NCALLS; i++)
+		if ((r = C.f.enable_callback(1, C.sub, g_calls[i].dom, g_calls[i].cbid)) != CUPTI_SUCCESS)
+			fail = "cuptiEnableCallback";
+	if (!fail && (r = C.f.register_callbacks(buf_request, buf_complete)) != CUPTI_SUCCESS)
+		fail = "cuptiActivityRegisterCallbacks";
+	if (!fail && (r = C.f.enable(CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL)) != CUPTI_SUCCESS)
+		fail = "cuptiActivityEnable(CONCURRENT_KERNEL)";
+	if (fail) {
+		uni_shim_log("CUPTI is not available (%s: %s; no GPU?): GPU kernels take no virtual time in this "
+			     "rank, and an NCCL operation is complete for its caller when the call returns",
+			     fail, result_name(r));
+		if (C.sub)
+			C.f.unsubscribe(C.sub);
+		atomic_store(&C.state, -1);
+		return;
+	}
+	atomic_store(&C.state, 1);
+	if (getenv("UNI_CUPTI_DEBUG"))
+		uni_shim_log("CUPTI on (%s): %zu kernel patterns, rank slowdown %g", g_why, n, rank_slowdown);
+}
+
+int uni_cupti_start(const char *why)
+{
+	if (!uni_shim_simulating())
+		return 0;
+	g_why = why;
+	pthread_once(&g_once, start);
+	return atomic_load(&C.state) == 1;
+}
+
+int uni_cupti_on(void)
+{
+	return atomic_load_explicit(&C.state, memory_order_relaxed) == 1;
+}
+
+void uni_cupti_internal(int on)
+{
+	t_internal += on ? 1 : -1;
+}
+
+int uni_cupti_stream_end(void *stream, uint32_t *sid, uint64_t *seq, uint64_t *vend)
+{
+	if (!uni_cupti_on() || stream_id((cudaStream_t)stream, 0, sid) != 0)
+		return -1;
+	flush();
+	lock();
+	*seq = 4 * (uint64_t)C.last_corr + 3;
+	*vend = uni_devtl_stream_end(&C.tl, *sid, *seq);
+	unlock();
+	return 0;
+}
+
+void uni_cupti_op(uint32_t sid, uint64_t seq, uint64_t vstart, uint64_t vdur)
+{
+	if (!uni_cupti_on())
+		return;
+	lock();
+	uni_devtl_op(&C.tl, sid, seq, vstart, vdur);
+	unlock();
+}
+
+/* The driver calls this during cuInit when CUDA_INJECTION64_PATH names
+ * this library: CUPTI then sees every kernel from the first. */
+UNI_EXTERN int InitializeInjection(void);
+int InitializeInjection(void)
+{
+	uni_shim_ensure_init();
+	uni_cupti_start("CUDA_INJECTION64_PATH");
+	return 1;
+}
