@@ -1945,6 +1945,42 @@ ncclResult_t pncclMemFree(void *ptr)
 	NOT_YET("ncclMemFree (device memory)");
 }
 
+/* NCCL's device API (the nccl_device headers: kernels that talk to peers
+ * themselves): the host calls that take a communicator would hand ours to
+ * the real libnccl. Declared here with opaque pointers (nccl.h does not
+ * declare them). The ones that take none (ncclLsaBarrierCreateRequirement,
+ * ncclLLA2A*) and the device-side inlines stay NCCL's. */
+ncclResult_t pncclDevCommCreate(ncclComm_t comm, const void *reqs, void *out);
+ncclResult_t pncclDevCommCreate(ncclComm_t comm, const void *reqs, void *out)
+{
+	(void)comm, (void)reqs, (void)out;
+	NOT_YET("ncclDevCommCreate (the device API)");
+}
+
+ncclResult_t pncclDevCommDestroy(ncclComm_t comm, const void *dev);
+ncclResult_t pncclDevCommDestroy(ncclComm_t comm, const void *dev)
+{
+	(void)comm, (void)dev;
+	NOT_YET("ncclDevCommDestroy (the device API)");
+}
+
+ncclResult_t pncclGinBarrierCreateRequirement(ncclComm_t comm, void *team, int n, void *handle, void *req);
+ncclResult_t pncclGinBarrierCreateRequirement(ncclComm_t comm, void *team, int n, void *handle, void *req)
+{
+	(void)comm, (void)team, (void)n, (void)handle, (void)req;
+	NOT_YET("ncclGinBarrierCreateRequirement (the device API)");
+}
+
+/* Deprecated in nccl.h: re-reads NCCL_DEBUG; the shim has nothing to
+ * reset. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+#pragma GCC diagnostic ignored "-Wmissing-prototypes"
+void pncclResetDebugInit(void)
+{
+}
+#pragma GCC diagnostic pop
+
 /* InitAll: ndev ranks in this process, each initialised by a thread of
  * its own (a rank waits for the others to join). */
 struct initall_arg {
@@ -2178,5 +2214,12 @@ ALIAS(ncclGroupEnd);
 ALIAS(ncclGroupSimulateEnd);
 ALIAS(ncclMemAlloc);
 ALIAS(ncclMemFree);
+ALIAS(ncclDevCommCreate);
+ALIAS(ncclDevCommDestroy);
+ALIAS(ncclGinBarrierCreateRequirement);
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+ALIAS(ncclResetDebugInit);
+#pragma GCC diagnostic pop
 
 #pragma GCC visibility pop

@@ -462,6 +462,20 @@ static void correctness(ncclComm_t comm)
 	/* An empty group. */
 	NCCL(ncclGroupStart());
 	NCCL(ncclGroupEnd());
+	/* The device API's host calls that take a communicator are the
+	 * shim's (InvalidUsage and a message), not the real libnccl's, which
+	 * would get the shim's communicator; ncclResetDebugInit is a no-op. */
+	ncclResult_t (*devcomm)(ncclComm_t, const void *, void *) =
+		(ncclResult_t (*)(ncclComm_t, const void *, void *))dlsym(RTLD_DEFAULT, "ncclDevCommCreate");
+	char devbuf[4096];
+	CHECK(devcomm && devcomm(comm, devbuf, devbuf) == ncclInvalidUsage &&
+		      strstr(ncclGetLastError(comm), "ncclDevCommCreate"),
+	      "ncclDevCommCreate: %s", devcomm ? ncclGetLastError(comm) : "missing");
+	void (*reset)(void) = (void (*)(void))dlsym(RTLD_DEFAULT, "ncclResetDebugInit");
+	CHECK(reset != NULL, "ncclResetDebugInit");
+	if (reset)
+		reset();
+	NCCL(ncclAllReduce(&x, &x, 1, ncclFloat32, ncclSum, comm, NULL));
 }
 
 /* ProcessGroupNCCL's call sequences (research/nccl-cupti.md section 2). */

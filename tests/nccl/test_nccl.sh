@@ -15,9 +15,10 @@
 #  - device buffers through a CUDA runtime (a stand-in: no GPU here);
 #  - the device timeline from CUPTI's records (a stand-in CUPTI too), and
 #    the real CUPTI's failure without a GPU, said once.
-#   test_nccl.sh UNIRUN NCCL_CHECK UNITRACE MOCK_CUDART MOCK_CUPTI
+#  - every function nccl.h declares is exported by the shim.
+#   test_nccl.sh UNIRUN NCCL_CHECK UNITRACE MOCK_CUDART MOCK_CUPTI NCCL_H
 set -euo pipefail
-UNIRUN=$1 CHECK=$2 UNITRACE=$3 MOCK=$4 MOCK_CUPTI=$5
+UNIRUN=$1 CHECK=$2 UNITRACE=$3 MOCK=$4 MOCK_CUPTI=$5 NCCL_H=$6
 PY=/usr/bin/python3
 fail() { echo "FAIL: $*" >&2; exit 1; }
 ok() { echo "ok: $*"; }
@@ -26,6 +27,16 @@ trap 'rm -rf "$T"' EXIT
 cat >"$T/rec.yaml" <<YAML
 mode: record
 YAML
+
+# The shim is the whole of nccl.h: every function it declares (and its
+# pnccl twin) is exported, so none comes from the real libnccl.
+SHIM=$(dirname "$UNIRUN")/../shim/libunishim.so
+grep -oE '^[a-zA-Z_][a-zA-Z_0-9 *]* +\*?p?nccl[A-Za-z0-9_]+\(' "$NCCL_H" | grep -oE 'p?nccl[A-Za-z0-9_]+\($' | tr -d '(' | sort -u >"$T/declared"
+nm -D --defined-only "$SHIM" | awk '{print $3}' | sort -u >"$T/exported"
+[ "$(wc -l <"$T/declared")" -gt 60 ] || fail "read only $(wc -l <"$T/declared") functions from $NCCL_H"
+missing=$(comm -23 "$T/declared" "$T/exported" | tr '\n' ' ')
+[ -z "$missing" ] || fail "nccl.h functions the shim does not export: $missing"
+ok "every function of nccl.h ($(wc -l <"$T/declared") with the pnccl twins) is the shim's"
 for n in 2 3 4; do
 	rm -f "$T/id"
 	NCCL_CHECK_ID=$T/id timeout 600 "$UNIRUN" -n $n --config "$T/rec.yaml" --trace "$T/c$n.unitrace" -- "$CHECK" correctness \
