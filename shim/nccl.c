@@ -2154,9 +2154,17 @@ ncclResult_t pncclCommShrink(ncclComm_t comm, int *excludeRanksList, int exclude
 ncclResult_t pncclCommInitRankScalable(ncclComm_t *newcomm, int nranks, int myrank, int nId, ncclUniqueId *commIds,
 				       ncclConfig_t *config)
 {
-	if (nId == 1 && commIds)
-		return pncclCommInitRankConfig(newcomm, nranks, commIds[0], myrank, config);
-	NOT_YET("ncclCommInitRankScalable with more than one id");
+	/* Several ids spread NCCL's bootstrap over several roots; every rank
+	 * passes the same array, so the first names the communicator (the
+	 * others must still be ids of this shim's). */
+	if (!commIds || nId < 1 || nId > nranks)
+		return fail(NULL, ncclInvalidArgument, "ncclCommInitRankScalable: %d ids for %d ranks (want 1..nranks)",
+			    commIds ? nId : 0, nranks);
+	for (int i = 0; i < nId; i++)
+		if (((const struct id_layout *)commIds[i].internal)->magic != ID_MAGIC)
+			return fail(NULL, ncclInvalidArgument,
+				    "ncclCommInitRankScalable: id %d does not come from ncclGetUniqueId of this shim", i);
+	return pncclCommInitRankConfig(newcomm, nranks, commIds[0], myrank, config);
 }
 
 ncclResult_t pncclCommRevoke(ncclComm_t comm, int revokeFlags)

@@ -1188,6 +1188,25 @@ int main(int argc, char **argv)
 		int64_t one = 1;
 		NCCL(ncclAllReduce(&one, &one, 1, ncclInt64, ncclSum, comm, NULL));
 		CHECK(one == nranks, "parent after split: %lld", (long long)one);
+		/* InitRankScalable: the first two ranks each make an id (NCCL's
+		 * several bootstrap roots), every rank gets both (AllGather). */
+		ncclUniqueId mine, all[64];
+		memset(&mine, 0, sizeof(mine));
+		if (rank < 2)
+			NCCL(ncclGetUniqueId(&mine));
+		NCCL(ncclAllGather(&mine, all, sizeof(mine), ncclUint8, comm, NULL));
+		int nid = nranks < 2 ? 1 : 2;
+		ncclComm_t sc = NULL;
+		CHECK(ncclCommInitRankScalable(&sc, nranks, rank, 0, all, NULL) == ncclInvalidArgument, "Scalable, 0 ids");
+		ncclUniqueId junk[2] = {all[0], mine};
+		memset(&junk[1], 0x5a, sizeof(junk[1]));
+		CHECK(ncclCommInitRankScalable(&sc, nranks, rank, 2, junk, NULL) == ncclInvalidArgument,
+		      "Scalable with an id not from ncclGetUniqueId");
+		NCCL(ncclCommInitRankScalable(&sc, nranks, rank, nid, all, NULL));
+		int64_t r2 = rank;
+		NCCL(ncclAllReduce(&r2, &r2, 1, ncclInt64, ncclSum, sc, NULL));
+		CHECK(r2 == (int64_t)nranks * (nranks - 1) / 2, "AllReduce in the Scalable comm: %lld", (long long)r2);
+		NCCL(ncclCommDestroy(sc));
 	} else if (!strcmp(argv[1], "mismatch")) {
 		float x[8] = {0};
 		ncclResult_t e = ncclAllReduce(x, x, rank == 0 ? 4 : 8, ncclFloat32, ncclSum, comm, NULL);

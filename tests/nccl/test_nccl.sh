@@ -61,7 +61,7 @@ run_ranks() {
 for n in 2 4; do
 	run_ranks $n "split with $n ranks" split
 done
-ok "CommSplit by color and key (NOCOLOR included): sizes, ranks and an AllReduce in each part"
+ok "CommSplit by color and key (NOCOLOR included): sizes, ranks and an AllReduce in each part; InitRankScalable with ids from two ranks, bad ids refused"
 
 for n in 2 4; do
 	run_ranks $n "PyTorch call sequences with $n ranks" pytorch
