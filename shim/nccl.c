@@ -119,6 +119,11 @@ struct ncclComm {
 	uint8_t key[16]; /* the unique id's key */
 	_Atomic int async_err;
 	int blocking;
+	/* A non-blocking init still joining (async_err ncclInProgress until
+	 * it ends): its thread, joined by Destroy or Abort. */
+	pthread_t init_thread;
+	int init_thread_live;
+	char seg[64];
 	struct user_op uop[UNI_NCCL_MAX_USER_OPS];
 	/* simulate: a virtual connection to each peer and channel (+1),
 	 * stream offsets, their generation (a new one after a failure) */
@@ -260,6 +265,56 @@ ncclResult_t pncclGetUniqueId(ncclUniqueId *uniqueId)
 
 static void rt_look(void);
 
+/* The rank joined c's segment: wait for everyone, or the time-out names
+ * who did not; an abort ends the wait. */
+static ncclResult_t init_join(ncclComm_t c)
+{
+	struct seg *s = c->sh;
+	uint64_t since = mono_ns();
+	for (;;) {
+		uint32_t j = atomic_load(&s->joined);
+		if (j >= (uint32_t)c->nranks)
+			break;
+		uni_futex_wait(&s->joined, j, 50);
+		if (atomic_load(&s->aborted)) {
+			shm_unlink(c->seg); /* nobody else may join it now */
+			return fail(NULL, ncclRemoteError, "ncclCommInitRank: rank %d: the communicator was aborted "
+				    "while it joined", c->rank);
+		}
+		if ((double)(mono_ns() - since) / 1e9 > timeout_s()) {
+			char missing[256] = "";
+			size_t k = 0;
+			for (int r = 0; r < c->nranks && k + 12 < sizeof(missing); r++)
+				if (!atomic_load(&s->pid[r]))
+					k += (size_t)snprintf(missing + k, sizeof(missing) - k, "%s%d", k ? ", " : "", r);
+			/* Stays counted as joined (and its pid as present): the
+			 * others report the same missing ranks. */
+			shm_unlink(c->seg);
+			return fail(NULL, ncclRemoteError,
+				    "ncclCommInitRank: rank %d waited %.0f s for ranks %s to join (UNI_NCCL_TIMEOUT)",
+				    c->rank, timeout_s(), missing);
+		}
+	}
+	uni_futex_wake(&s->joined, INT32_MAX);
+	ncclResult_t r = barrier(c, "the other ranks to finish joining");
+	if (r != ncclSuccess)
+		return r;
+	/* Every rank has it mapped: the name can go (no stale segments). */
+	if (c->rank == 0)
+		shm_unlink(c->seg);
+	return ncclSuccess;
+}
+
+static void *join_thread(void *p)
+{
+	ncclComm_t c = p;
+	uni_shim_quiet_io(1);
+	ncclResult_t r = init_join(c);
+	atomic_store(&c->async_err, r);
+	uni_shim_quiet_io(0);
+	return NULL;
+}
+
 static ncclResult_t init_rank(ncclComm_t *out, int nranks, ncclUniqueId id, int rank, int blocking)
 {
 	if (!out)
@@ -321,42 +376,29 @@ static ncclResult_t init_rank(ncclComm_t *out, int nranks, ncclUniqueId id, int 
 	c->shsize = size;
 	c->blocking = blocking;
 	memcpy(c->key, l->key, sizeof(c->key));
+	snprintf(c->seg, sizeof(c->seg), "%s", name);
 	seg_layout(c);
 	s->magic = SEG_MAGIC;
 	atomic_fetch_add(&s->joined, 1);
-	/* Everyone joins, or the time-out names who did not. */
-	uint64_t since = mono_ns();
-	for (;;) {
-		uint32_t j = atomic_load(&s->joined);
-		if (j >= (uint32_t)nranks)
-			break;
-		uni_futex_wait(&s->joined, j, 50);
-		if ((double)(mono_ns() - since) / 1e9 > timeout_s()) {
-			char missing[256] = "";
-			size_t k = 0;
-			for (int r = 0; r < nranks && k + 12 < sizeof(missing); r++)
-				if (!atomic_load(&s->pid[r]))
-					k += (size_t)snprintf(missing + k, sizeof(missing) - k, "%s%d", k ? ", " : "", r);
-			/* Stays counted as joined (and its pid as present): the
-			 * others report the same missing ranks. */
-			munmap(s, size);
-			free(c);
-			shm_unlink(name);
-			return fail(NULL, ncclRemoteError,
-				    "ncclCommInitRank: rank %d waited %.0f s for ranks %s to join (UNI_NCCL_TIMEOUT)", rank,
-				    timeout_s(), missing);
+	if (!blocking) {
+		/* Joins in a thread of its own; the caller polls
+		 * ncclCommGetAsyncError (ncclInProgress until it ends). */
+		atomic_store(&c->async_err, ncclInProgress);
+		int (*create)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *) =
+			uni_real.pthread_create ? uni_real.pthread_create : pthread_create;
+		if (create(&c->init_thread, NULL, join_thread, c) == 0) {
+			c->init_thread_live = 1;
+			*out = c;
+			return ncclInProgress;
 		}
 	}
-	uni_futex_wake(&s->joined, INT32_MAX);
-	ncclResult_t r = barrier(c, "the other ranks to finish joining");
+	ncclResult_t r = init_join(c);
+	atomic_store(&c->async_err, r);
 	if (r != ncclSuccess) {
 		munmap(s, size);
 		free(c);
 		return r;
 	}
-	/* Every rank has it mapped: the name can go (no stale segments). */
-	if (rank == 0)
-		shm_unlink(name);
 	*out = c;
 	return ncclSuccess;
 }
@@ -383,10 +425,8 @@ ncclResult_t pncclCommInitRankConfig(ncclComm_t *comm, int nranks, ncclUniqueId 
 		if (cfg.blocking != NCCL_CONFIG_UNDEF_INT)
 			blocking = cfg.blocking != 0;
 	}
-	ncclResult_t r = init_rank(comm, nranks, commId, rank, blocking);
-	/* A non-blocking communicator is ready at once: nothing is left
-	 * in progress, which ncclCommGetAsyncError reports as success. */
-	return r;
+	/* Non-blocking: ncclInProgress, the join goes on in a thread. */
+	return init_rank(comm, nranks, commId, rank, blocking);
 }
 
 static int comm_ok(ncclComm_t c)
@@ -407,8 +447,30 @@ static void vclose(ncclComm_t c)
 	c->tx = c->rx = NULL;
 }
 
+/* A non-blocking init's thread is over (it ends by itself: everyone
+ * joined, an abort, or the time-out). */
+static void init_wait(ncclComm_t c)
+{
+	if (c->init_thread_live) {
+		pthread_join(c->init_thread, NULL);
+		c->init_thread_live = 0;
+	}
+}
+
+/* NCCL's ncclCommEnsureReady: a communicator whose last call returned
+ * ncclInProgress is not to be used until it is done. */
+static ncclResult_t ensure_ready(ncclComm_t c, const char *fn)
+{
+	if (atomic_load(&c->async_err) == ncclInProgress)
+		return fail(NULL, ncclInvalidArgument,
+			    "%s: attempt to use a communicator before the previous operation returned ncclSuccess "
+			    "(a non-blocking init still joining: poll ncclCommGetAsyncError)", fn);
+	return ncclSuccess;
+}
+
 static void comm_free(ncclComm_t c)
 {
+	init_wait(c);
 	vclose(c);
 	munmap(c->sh, c->shsize);
 	c->magic = COMM_DEAD;
@@ -438,9 +500,11 @@ ncclResult_t pncclCommAbort(ncclComm_t comm)
 		return ncclSuccess;
 	if (!comm_ok(comm))
 		return fail(NULL, ncclInvalidArgument, "ncclCommAbort: invalid communicator");
-	/* Peers blocked in a wait on this communicator return an error. */
+	/* Peers blocked in a wait on this communicator return an error (and
+	 * so does this rank's own non-blocking init, if it still joins). */
 	atomic_store(&comm->sh->aborted, 1);
 	uni_futex_wake(&comm->sh->bar_gen, INT32_MAX);
+	uni_futex_wake(&comm->sh->joined, INT32_MAX);
 	comm_free(comm);
 	return ncclSuccess;
 }
@@ -457,6 +521,8 @@ ncclResult_t pncclCommCount(const ncclComm_t comm, int *count)
 {
 	if (!comm_ok(comm) || !count)
 		return fail(NULL, ncclInvalidArgument, "ncclCommCount: invalid argument");
+	if (ensure_ready(comm, "ncclCommCount") != ncclSuccess)
+		return ncclInvalidArgument;
 	*count = comm->nranks;
 	return ncclSuccess;
 }
@@ -465,6 +531,8 @@ ncclResult_t pncclCommUserRank(const ncclComm_t comm, int *rank)
 {
 	if (!comm_ok(comm) || !rank)
 		return fail(NULL, ncclInvalidArgument, "ncclCommUserRank: invalid argument");
+	if (ensure_ready(comm, "ncclCommUserRank") != ncclSuccess)
+		return ncclInvalidArgument;
 	*rank = comm->rank;
 	return ncclSuccess;
 }
@@ -473,6 +541,8 @@ ncclResult_t pncclCommCuDevice(const ncclComm_t comm, int *device)
 {
 	if (!comm_ok(comm) || !device)
 		return fail(NULL, ncclInvalidArgument, "ncclCommCuDevice: invalid argument");
+	if (ensure_ready(comm, "ncclCommCuDevice") != ncclSuccess)
+		return ncclInvalidArgument;
 	*device = 0; /* host buffers: no device (several ranks may share one) */
 	return ncclSuccess;
 }
@@ -975,6 +1045,9 @@ static ncclResult_t check_common(ncclComm_t comm, const char *fn, int type, int 
 		return fail(NULL, ncclInvalidArgument, "%s: comm is NULL", fn);
 	if (!comm_ok(comm))
 		return fail(NULL, ncclInvalidArgument, "%s: comm is not a live communicator (destroyed or corrupt)", fn);
+	ncclResult_t r = ensure_ready(comm, fn);
+	if (r != ncclSuccess)
+		return r;
 	if (!uni_nccl_type_size(type))
 		return fail(comm, ncclInvalidArgument, "%s: invalid data type %d", fn, type);
 	if (need_root && (root_or_peer < 0 || root_or_peer >= comm->nranks))
@@ -2071,6 +2144,8 @@ ncclResult_t pncclCommSplit(ncclComm_t comm, int color, int key, ncclComm_t *new
 {
 	if (!comm_ok(comm) || !newcomm)
 		return fail(NULL, ncclInvalidArgument, "ncclCommSplit: invalid communicator or newcomm");
+	if (ensure_ready(comm, "ncclCommSplit") != ncclSuccess)
+		return ncclInvalidArgument;
 	if (color < 0 && color != NCCL_SPLIT_NOCOLOR)
 		return fail(comm, ncclInvalidArgument, "ncclCommSplit: color %d is negative (NCCL_SPLIT_NOCOLOR is -1)",
 			    color);
@@ -2116,6 +2191,8 @@ ncclResult_t pncclCommShrink(ncclComm_t comm, int *excludeRanksList, int exclude
 {
 	if (!comm_ok(comm) || !newcomm)
 		return fail(NULL, ncclInvalidArgument, "ncclCommShrink: invalid communicator or newcomm");
+	if (ensure_ready(comm, "ncclCommShrink") != ncclSuccess)
+		return ncclInvalidArgument;
 	if (excludeRanksCount < 0 || (excludeRanksCount > 0 && !excludeRanksList) ||
 	    excludeRanksCount >= comm->nranks)
 		return fail(comm, ncclInvalidArgument, "ncclCommShrink: %d ranks to exclude of %d", excludeRanksCount,

@@ -478,6 +478,29 @@ static void correctness(ncclComm_t comm)
 	NCCL(ncclAllReduce(&x, &x, 1, ncclFloat32, ncclSum, comm, NULL));
 }
 
+static double wall_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Polls a non-blocking communicator as PyTorch does (1 ms apart, 60 s at
+ * most): its state once not in progress. */
+static ncclResult_t poll_ready(ncclComm_t c)
+{
+	ncclResult_t st = ncclInProgress;
+	for (int i = 0; i < 60000 && st == ncclInProgress; i++) {
+		if (ncclCommGetAsyncError(c, &st) != ncclSuccess)
+			return ncclInternalError;
+		if (st == ncclInProgress) {
+			struct timespec ms = {0, 1000000};
+			nanosleep(&ms, NULL);
+		}
+	}
+	return st;
+}
+
 /* ProcessGroupNCCL's call sequences (research/nccl-cupti.md section 2). */
 static volatile int g_watch_stop;
 static void *watchdog(void *arg)
@@ -614,13 +637,13 @@ static void pytorch(ncclComm_t world_comm_unused)
 	ncclComm_t nb = NULL;
 	ncclResult_t r = ncclCommInitRankConfig(&nb, nranks, nid, rank, &cfg);
 	CHECK(r == ncclSuccess || r == ncclInProgress, "nonblocking init %d", r);
-	ncclResult_t st = ncclInProgress;
-	for (int i = 0; i < 100000 && st == ncclInProgress; i++)
-		NCCL(ncclCommGetAsyncError(nb, &st));
-	CHECK(st == ncclSuccess && nb != NULL, "nonblocking init completes");
+	CHECK(poll_ready(nb) == ncclSuccess && nb != NULL, "nonblocking init completes");
 	ncclComm_t grp = NULL;
-	NCCL(ncclCommSplit(nb, rank == 0 ? NCCL_SPLIT_NOCOLOR : 0, rank, &grp, NULL));
+	/* Split of a non-blocking communicator: non-blocking too. */
+	r = ncclCommSplit(nb, rank == 0 ? NCCL_SPLIT_NOCOLOR : 0, rank, &grp, NULL);
+	CHECK(r == ncclSuccess || r == ncclInProgress, "nonblocking split %d", r);
 	if (rank != 0) {
+		CHECK(poll_ready(grp) == ncclSuccess, "nonblocking split completes");
 		int32_t one = 1;
 		NCCL(ncclAllReduce(&one, &one, 1, ncclInt32, ncclSum, grp, NULL));
 		CHECK(one == nranks - 1, "new_group allreduce %d", one);
@@ -629,6 +652,43 @@ static void pytorch(ncclComm_t world_comm_unused)
 	}
 	NCCL(ncclCommFinalize(nb));
 	NCCL(ncclCommDestroy(nb));
+
+	/* A non-blocking init really in progress: the others join 300 ms
+	 * later; meanwhile rank 0 has ncclInProgress, and using the
+	 * communicator is ncclInvalidArgument, as in NCCL. */
+	snprintf(path, sizeof(path), "%s.nb2", id_path());
+	nid = exchange_id(path, 0);
+	struct timespec late = {0, 300000000};
+	if (rank != 0)
+		nanosleep(&late, NULL);
+	ncclComm_t nb2 = NULL;
+	r = ncclCommInitRankConfig(&nb2, nranks, nid, rank, &cfg);
+	if (rank == 0) {
+		CHECK(r == ncclInProgress && nb2 != NULL, "nonblocking init before the others join: %d", r);
+		float fx = 1;
+		CHECK(ncclAllReduce(&fx, &fx, 1, ncclFloat32, ncclSum, nb2, NULL) == ncclInvalidArgument,
+		      "use before the init completes is ncclInvalidArgument");
+		int cnt = 0;
+		CHECK(ncclCommCount(nb2, &cnt) == ncclInvalidArgument, "Count before the init completes");
+	}
+	CHECK(poll_ready(nb2) == ncclSuccess, "nonblocking init completes after the others join");
+	int32_t two = 2;
+	NCCL(ncclAllReduce(&two, &two, 1, ncclInt32, ncclSum, nb2, NULL));
+	CHECK(two == 2 * nranks, "AllReduce after a nonblocking init %d", two);
+	NCCL(ncclCommDestroy(nb2));
+
+	/* Abort while it joins (a communicator nobody else joins): at once,
+	 * not at the time-out. */
+	if (rank == 0) {
+		ncclUniqueId lone;
+		NCCL(ncclGetUniqueId(&lone));
+		ncclComm_t c3 = NULL;
+		r = ncclCommInitRankConfig(&c3, 2, lone, 0, &cfg);
+		CHECK(r == ncclInProgress, "lone nonblocking init: %d", r);
+		double t0 = wall_s();
+		NCCL(ncclCommAbort(c3));
+		CHECK(wall_s() - t0 < 2, "Abort of a joining communicator took %.1f s", wall_s() - t0);
+	}
 	NCCL(ncclCommDestroy(comm));
 }
 

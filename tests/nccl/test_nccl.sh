@@ -27,6 +27,8 @@ trap 'rm -rf "$T"' EXIT
 cat >"$T/rec.yaml" <<YAML
 mode: record
 YAML
+# Communicators' segments left behind at the end are a leak.
+segs_before=$(ls /dev/shm | grep -c '^uni-nccl-' || true)
 
 # The shim is the whole of nccl.h: every function it declares (and its
 # pnccl twin) is exported, so none comes from the real libnccl.
@@ -66,7 +68,7 @@ ok "CommSplit by color and key (NOCOLOR included): sizes, ranks and an AllReduce
 for n in 2 4; do
 	run_ranks $n "PyTorch call sequences with $n ranks" pytorch
 done
-ok "ProcessGroupNCCL's call sequences (1.13: grouped lazy init, coalescing, uneven all_to_all and gather as grouped send/recv, PreMulSum residences, a 2-rank p2p comm, a polling watchdog thread; main: non-blocking init polled, Split for new_group, Finalize then Destroy)"
+ok "ProcessGroupNCCL's call sequences (1.13: grouped lazy init, coalescing, uneven all_to_all and gather as grouped send/recv, PreMulSum residences, a 2-rank p2p comm, a polling watchdog thread; main: non-blocking init polled, Split for new_group, Finalize then Destroy; a non-blocking init in progress until its peers join, refused before, aborted at once)"
 
 rm -f "$T"/id*
 start=$(date +%s)
@@ -425,3 +427,7 @@ for path, want in zip(sys.argv[1:], (alone, shared)):
 sys.exit(bad)
 PYEOF
 ok "a group of two AllReduces is one operation: side by side under alpha-beta, sharing the uplinks under nic"
+
+segs_after=$(ls /dev/shm | grep -c '^uni-nccl-' || true)
+[ "$segs_after" = "$segs_before" ] || fail "communicator segments left in /dev/shm: $segs_before before, $segs_after after"
+ok "no communicator segment left in /dev/shm"
