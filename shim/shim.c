@@ -1469,6 +1469,9 @@ void uni_shim_sleeping(int on, uint64_t ns)
 	struct uni_ring *r = tls.ring;
 	if (on) {
 		tls.in_shim++; /* our own clock read is the real one */
+		/* What it computed before it went to sleep is compute. */
+		if (!tls.dispatcher)
+			charge();
 		r->wait_since = uni_now_ns();
 		tls.in_shim--;
 		r->wait_vt = tls.vt;
@@ -1593,8 +1596,20 @@ static void idle_record(uint64_t from, uint64_t to)
 	emit(&e);
 }
 
+/* The compute before an idle stretch that no uni_shim_sleeping(1)
+ * charged (a futex or semaphore wait that timed out). */
+static void charge_before_idle(void)
+{
+	if (!sync_active() || tls.dispatcher)
+		return;
+	tls.in_shim++;
+	charge();
+	tls.in_shim--;
+}
+
 void uni_shim_idle_until(uint64_t t)
 {
+	charge_before_idle();
 	if (t > tls.vt) {
 		idle_record(tls.vt, t);
 		tls.idled += t - tls.vt;
@@ -1610,6 +1625,7 @@ void uni_shim_rec_slept(uint64_t ns)
 
 void uni_shim_idle_for(uint64_t ns)
 {
+	charge_before_idle();
 	idle_record(tls.vt, tls.vt + ns);
 	tls.vt += ns;
 	tls.idled += ns;

@@ -10,7 +10,11 @@
  * clock stays near waiter_before. Also a semaphore posted twice by two
  * threads at different times and waited for twice: the first wait takes
  * the earlier post ("sem2" line: first_ms second_ms early_post_ms
- * late_post_ms). */
+ * late_post_ms). Last, compute that enters no wrapper (arithmetic) right
+ * before a usleep of 50 ms in a new thread (the sleep is its first call
+ * into the shim): "sleep" line: virtual_ms cpu_ms, from its creation to
+ * after the sleep, and its CPU time (read after, so that no read comes
+ * between the compute and the sleep); virtual = cpu x slowdown + 50. */
 #include <pthread.h>
 #include <semaphore.h>
 #include <stdint.h>
@@ -117,6 +121,22 @@ static int read_eventfd(void)
 	return read(efd, &v, 8) == 8 ? 0 : -1;
 }
 
+static double slept_at, slept_cpu;
+
+static void *compute_then_sleep(void *arg)
+{
+	(void)arg;
+	volatile uint64_t acc = 1;
+	for (uint64_t i = 0; i < 200000000ull; i++)
+		acc = acc * 6364136223846793005ull + i;
+	usleep(50000);
+	slept_at = now_ms();
+	struct timespec c;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c);
+	slept_cpu = (double)c.tv_sec * 1e3 + (double)c.tv_nsec / 1e6;
+	return NULL;
+}
+
 int main(void)
 {
 	if (sem_init(&sem, 0, 0) || sem_init(&sem2, 0, 0) || pipe(pfd) || (efd = eventfd(0, 0)) < 0)
@@ -141,5 +161,14 @@ int main(void)
 		return 1;
 	double second = now_ms();
 	printf("sem2 %.3f %.3f %.3f %.3f\n", first, second, early_at, late_at);
+
+	/* A new thread whose first call into the shim is the sleep. */
+	pthread_t c;
+	double v0 = now_ms();
+	if (pthread_create(&c, NULL, compute_then_sleep, NULL))
+		return 1;
+	pthread_join(c, NULL);
+	double v1 = slept_at, cpu = slept_cpu;
+	printf("sleep %.3f %.3f\n", v1 - v0, cpu);
 	return 0;
 }

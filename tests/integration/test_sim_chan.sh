@@ -4,7 +4,8 @@
 # sleeps 200 ms (exact virtual idle time) and posts; the waiting main thread
 # must come out at or after the poster's time, under alpha-beta and nic.
 # And a semaphore posted at +100 ms and +400 ms by two threads is taken in
-# virtual-time order (first wait: the early post).
+# virtual-time order (first wait: the early post). And compute that enters
+# no wrapper right before a sleep is charged (virtual = CPU + 50 ms).
 #   test_sim_chan.sh UNIRUN CHANPROBE
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -19,7 +20,7 @@ for model in alpha-beta nic; do
 	$PY - "$T/log" "$model" <<'PYEOF' || { cat "$T/log"; fail "wake-ups under $1"; }
 import sys
 model = sys.argv[2]
-lines = {l.split()[0]: [float(x) for x in l.split()[1:]] for l in open(sys.argv[1]) if l[:3] in ("sem", "pip", "eve")}
+lines = {l.split()[0]: [float(x) for x in l.split()[1:]] for l in open(sys.argv[1]) if l[:3] in ("sem", "pip", "eve", "sle")}
 bad = 0
 for kind in ("sem", "pipe", "eventfd"):
     before, after, posted = lines[kind]
@@ -30,7 +31,11 @@ first, second, early, late = lines["sem2"]
 print(f"{model} sem2: first wait {first:.3f} ms (early post {early:.3f}), second {second:.3f} ms (late post {late:.3f})")
 if not (early <= first < late and second >= late):
     print("FAIL: sem2: waits did not take the posts in virtual-time order"); bad = 1
+virt, cpu = lines["sleep"]
+print(f"{model} compute then usleep(50 ms): {virt:.3f} ms virtual for {cpu:.3f} ms of CPU")
+if not (cpu > 20 and abs(virt - (cpu + 50)) < 0.05 * cpu + 1):
+    print("FAIL: the compute right before a sleep is not charged"); bad = 1
 sys.exit(bad)
 PYEOF
 done
-ok "semaphores, pipes and eventfds carry time from poster to waiter"
+ok "semaphores, pipes and eventfds carry time from poster to waiter; compute right before a sleep is charged"
