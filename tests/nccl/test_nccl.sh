@@ -1,6 +1,6 @@
 #!/bin/bash
 # The simulated NCCL with host buffers, real processes launched by unirun:
-#  - correctness with 2, 3 and 4 ranks (every collective, type and op, in
+#  - correctness with 2, 3, 4 and 8 ranks (every collective, type and op, in
 #    and out of place, uneven and chunked counts, send/recv rings and self
 #    send/recv in groups, error codes);
 #  - CommSplit with colors, keys and NOCOLOR;
@@ -39,7 +39,7 @@ nm -D --defined-only "$SHIM" | awk '{print $3}' | sort -u >"$T/exported"
 missing=$(comm -23 "$T/declared" "$T/exported" | tr '\n' ' ')
 [ -z "$missing" ] || fail "nccl.h functions the shim does not export: $missing"
 ok "every function of nccl.h ($(wc -l <"$T/declared") with the pnccl twins) is the shim's"
-for n in 2 3 4; do
+for n in 2 3 4 8; do
 	rm -f "$T/id"
 	NCCL_CHECK_ID=$T/id timeout 600 "$UNIRUN" -n $n --config "$T/rec.yaml" --trace "$T/c$n.unitrace" -- "$CHECK" correctness \
 		>"$T/log" 2>&1 || { tail -40 "$T/log"; fail "correctness with $n ranks"; }
