@@ -17,11 +17,18 @@
  *    for) once CUPTI was flushed (the real wait is over, so every kernel
  *    before it has its record).
  * Activity records come from CUPTI's buffer callback, on its thread or in
- * a flush. */
+ * a flush. A launch whose call names its stream owes a record there; a
+ * host that synchronised waits (default flushes, 2 s at most) until what
+ * it waited for has every record, since a forced flush would hand back
+ * the records of kernels still running on other streams without their
+ * times. CUPTI's timestamps come from the real clock (the program's clock
+ * reads are virtual). */
 #include <dlfcn.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cuda_runtime_api.h>
 #include <cupti.h>
@@ -31,6 +38,7 @@
 #include "shim.h"
 
 #define BUF_SIZE (1u << 20)
+#define WAIT_RECORDS_NS 2000000000ull /* a host sync waits this long for owed records */
 
 struct cupti_fns {
 	CUptiResult (*subscribe)(CUpti_SubscriberHandle *, CUpti_CallbackFunc, void *);
@@ -42,32 +50,50 @@ struct cupti_fns {
 	CUptiResult (*flush_all)(uint32_t);
 	CUptiResult (*result_string)(CUptiResult, const char **);
 	CUptiResult (*stream_id)(CUcontext, CUstream, uint8_t, uint32_t *);
+	CUptiResult (*timestamp_cb)(CUpti_TimestampCallbackFunc);
 };
 
+enum { OFF = -1, NOT_TRIED = 0, ON = 1, STARTING = 2 };
+
 static struct {
-	_Atomic int state; /* 0: not tried, 1: on, -1: off */
+	_Atomic int state;
 	struct cupti_fns f;
 	CUpti_SubscriberHandle sub;
-	atomic_flag lock;
+	pthread_mutex_t lock;
 	struct uni_devtl tl;
 	struct uni_devtl_rule rules[64];
 	char match[64][128];
 	uint32_t last_corr; /* the latest correlation id seen */
-} C = {.lock = ATOMIC_FLAG_INIT};
+	_Atomic int said_given_up;
+} C = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
-static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static const char *g_why = "";
 static __thread int t_internal;
+static __thread uint32_t t_rt_launch; /* the runtime launch this thread is in */
 
+/* The real mutex functions: the shim's own lock is not the program's. */
 static void lock(void)
 {
-	while (atomic_flag_test_and_set_explicit(&C.lock, memory_order_acquire))
-		;
+	(uni_real.mutex_lock ? uni_real.mutex_lock : pthread_mutex_lock)(&C.lock);
 }
 
 static void unlock(void)
 {
-	atomic_flag_clear_explicit(&C.lock, memory_order_release);
+	(uni_real.mutex_unlock ? uni_real.mutex_unlock : pthread_mutex_unlock)(&C.lock);
+}
+
+static uint64_t real_ns(clockid_t clk)
+{
+	struct timespec ts;
+	(uni_real.clock_gettime ? uni_real.clock_gettime : clock_gettime)(clk, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* CUPTI's clock: the real one (CUPTI's own is CLOCK_REALTIME, which the
+ * program's threads read as virtual time). */
+static uint64_t CUPTIAPI cupti_clock(void)
+{
+	return real_ns(CLOCK_REALTIME);
 }
 
 static void saw(uint32_t corr)
@@ -91,31 +117,101 @@ static void CUPTIAPI buf_complete(CUcontext ctx, uint32_t stream, uint8_t *buf, 
 	(void)stream;
 	(void)size;
 	CUpti_Activity *rec = NULL;
-	lock();
+	/* The kernels' records, found outside the lock (CUPTI's own call);
+	 * they stay in buf, which is freed after. */
+	const CUpti_ActivityKernel10 **k = NULL;
+	size_t n = 0, cap = 0;
 	while (buf && C.f.next_record(buf, valid, &rec) == CUPTI_SUCCESS) {
 		if (rec->kind != CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL && rec->kind != CUPTI_ACTIVITY_KIND_KERNEL)
 			continue;
+		if (n == cap) {
+			size_t c2 = cap ? 2 * cap : 256;
+			const CUpti_ActivityKernel10 **k2 = realloc(k, c2 * sizeof(*k));
+			if (!k2)
+				break;
+			k = k2;
+			cap = c2;
+		}
 		/* start, end, streamId, correlationId and name sit at the same
 		 * offsets in every kernel record version from 4 to 10. */
-		const CUpti_ActivityKernel10 *k = (const CUpti_ActivityKernel10 *)rec;
-		uni_devtl_record(&C.tl, k->streamId, k->correlationId, k->start, k->end, k->name);
-		saw(k->correlationId);
+		k[n++] = (const CUpti_ActivityKernel10 *)rec;
+	}
+	lock();
+	for (size_t i = 0; i < n; i++) {
+		/* A record handed back before its kernel ended (a forced
+		 * flush) has no times: it stays owed. */
+		if (!k[i]->start || !k[i]->end)
+			continue;
+		uni_devtl_record(&C.tl, k[i]->streamId, k[i]->correlationId, k[i]->start, k[i]->end, k[i]->name);
+		saw(k[i]->correlationId);
 	}
 	unlock();
+	free(k);
 	free(buf);
 }
 
-static void flush(void)
+static void flush(uint32_t flag)
 {
 	int saved = t_internal;
 	t_internal = 1;
-	C.f.flush_all(CUPTI_ACTIVITY_FLAG_FLUSH_FORCED);
+	C.f.flush_all(flag);
 	t_internal = saved;
+}
+
+/* Flushes until nothing is owed on stream (UINT32_MAX: any) up to upto:
+ * the caller's real wait is over, so the records are complete, but a
+ * default flush holds back a buffer that also holds a record of a kernel
+ * still running elsewhere. After WAIT_RECORDS_NS it gives up on them
+ * (said once). Returns with the lock held. */
+static void await_records(uint32_t stream, uint64_t upto)
+{
+	uint64_t since = 0;
+	flush(0); /* kernels nobody expected (a launch we do not see) too */
+	for (;;) {
+		lock();
+		if (uni_devtl_complete(&C.tl, stream, upto))
+			return;
+		unlock();
+		uint64_t now = real_ns(CLOCK_MONOTONIC);
+		if (!since) {
+			since = now;
+		} else if (now - since > WAIT_RECORDS_NS) {
+			flush(CUPTI_ACTIVITY_FLAG_FLUSH_FORCED);
+			lock();
+			uint64_t before = C.tl.given_up;
+			uni_devtl_give_up(&C.tl, stream, upto);
+			if (C.tl.given_up > before && !atomic_exchange(&C.said_given_up, 1))
+				uni_shim_log("CUPTI: no activity record for %llu kernel(s) %.0f s after the host waited for "
+					     "them: they take no virtual time (said once)",
+					     (unsigned long long)(C.tl.given_up - before), WAIT_RECORDS_NS / 1e9);
+			return;
+		}
+		flush(0);
+		lock();
+		int done = uni_devtl_complete(&C.tl, stream, upto);
+		unlock();
+		if (!done) {
+			struct timespec ts = {0, 100000};
+			(uni_real.nanosleep ? uni_real.nanosleep : nanosleep)(&ts, NULL);
+		}
+	}
 }
 
 /* API callbacks ------------------------------------------------------------------ */
 
-enum what { NONE, LAUNCH, STREAM_SYNC, STREAM_QUERY, DEVICE_SYNC, EVENT_SYNC, EVENT_QUERY, EVENT_RECORD, STREAM_WAIT };
+enum what {
+	NONE,
+	LAUNCH,
+	STREAM_SYNC,
+	STREAM_QUERY,
+	DEVICE_SYNC,
+	MEMCPY,
+	EVENT_SYNC,
+	EVENT_QUERY,
+	EVENT_RECORD,
+	EVENT_DESTROY,
+	STREAM_WAIT
+};
 
 static const struct {
 	CUpti_CallbackDomain dom;
@@ -144,7 +240,9 @@ static const struct {
 	{CUPTI_CB_DOMAIN_RUNTIME_API, CUPTI_RUNTIME_TRACE_CBID_cudaStreamQuery_v3020, STREAM_QUERY, 0},
 	{CUPTI_CB_DOMAIN_RUNTIME_API, CUPTI_RUNTIME_TRACE_CBID_cudaStreamQuery_ptsz_v7000, STREAM_QUERY, 1},
 	{CUPTI_CB_DOMAIN_RUNTIME_API, CUPTI_RUNTIME_TRACE_CBID_cudaDeviceSynchronize_v3020, DEVICE_SYNC, 0},
-	{CUPTI_CB_DOMAIN_RUNTIME_API, CUPTI_RUNTIME_TRACE_CBID_cudaMemcpy_v3020, DEVICE_SYNC, 0},
+	{CUPTI_CB_DOMAIN_RUNTIME_API, CUPTI_RUNTIME_TRACE_CBID_cudaMemcpy_v3020, MEMCPY, 0},
+	{CUPTI_CB_DOMAIN_RUNTIME_API, CUPTI_RUNTIME_TRACE_CBID_cudaMemcpy_ptds_v7000, MEMCPY, 1},
+	{CUPTI_CB_DOMAIN_RUNTIME_API, CUPTI_RUNTIME_TRACE_CBID_cudaEventDestroy_v3020, EVENT_DESTROY, 0},
 	{CUPTI_CB_DOMAIN_RUNTIME_API, CUPTI_RUNTIME_TRACE_CBID_cudaEventSynchronize_v3020, EVENT_SYNC, 0},
 	{CUPTI_CB_DOMAIN_RUNTIME_API, CUPTI_RUNTIME_TRACE_CBID_cudaEventQuery_v3020, EVENT_QUERY, 0},
 	{CUPTI_CB_DOMAIN_RUNTIME_API, CUPTI_RUNTIME_TRACE_CBID_cudaEventRecord_v3020, EVENT_RECORD, 0},
@@ -161,27 +259,84 @@ static int stream_id(cudaStream_t s, uint8_t ptsz, uint32_t *id)
 	return C.f.stream_id(NULL, (CUstream)s, ptsz, id) == CUPTI_SUCCESS ? 0 : -1;
 }
 
-/* The host waited for the work of the call corr (real wait over). */
+/* The host waited for the work of the call corr (the real wait is over):
+ * its clock becomes max(own, end of that work); the CPU it spent waiting
+ * is nobody's compute. */
 static void host_waited(enum what w, const void *params, uint8_t ptsz, uint32_t corr)
 {
-	uint64_t t = 0, upto = 4 * (uint64_t)corr + 3;
-	uint32_t sid = 0;
-	int known = 0;
+	uint64_t t = 0, upto = 4 * (uint64_t)corr + 3, ev = 0;
+	uint32_t sid = UINT32_MAX;
+	int known = 1;
 	if (w == STREAM_SYNC || w == STREAM_QUERY)
 		known = stream_id(((const cudaStreamSynchronize_v3020_params *)params)->stream, ptsz, &sid) == 0;
-	flush();
-	lock();
-	saw(corr);
-	if (w == DEVICE_SYNC)
-		t = uni_devtl_all_end(&C.tl, upto);
-	else if (known)
-		t = uni_devtl_stream_end(&C.tl, sid, upto);
+	else if (w == MEMCPY) /* the legacy (or per-thread) default stream */
+		known = stream_id(NULL, ptsz, &sid) == 0;
 	else if (w == EVENT_SYNC || w == EVENT_QUERY)
-		uni_devtl_event_time(&C.tl, (uint64_t)(uintptr_t)((const cudaEventSynchronize_v3020_params *)params)->event,
-				     &t);
-	unlock();
-	/* The CPU spent in the wait is nobody's compute. */
+		ev = (uint64_t)(uintptr_t)((const cudaEventSynchronize_v3020_params *)params)->event;
+	if (known) {
+		/* For an event: every stream up to the call (the record is
+		 * before it on its stream). */
+		await_records(sid, upto);
+		saw(corr);
+		if (ev)
+			uni_devtl_event_time(&C.tl, ev, &t);
+		else if (sid == UINT32_MAX)
+			t = uni_devtl_all_end(&C.tl, upto);
+		else
+			t = uni_devtl_stream_end(&C.tl, sid, upto);
+		unlock();
+	}
 	uni_shim_vt_settle(t);
+}
+
+/* The stream a launch names, from its parameters (0: none it names). */
+static int launch_stream(CUpti_CallbackDomain dom, CUpti_CallbackId cbid, const void *params, uint8_t ptsz,
+			 uint32_t *sid)
+{
+	const void *s = NULL;
+	if (dom == CUPTI_CB_DOMAIN_RUNTIME_API) {
+		switch (cbid) {
+		case CUPTI_RUNTIME_TRACE_CBID_cudaLaunchKernel_v7000:
+		case CUPTI_RUNTIME_TRACE_CBID_cudaLaunchKernel_ptsz_v7000:
+			s = ((const cudaLaunchKernel_v7000_params *)params)->stream;
+			break;
+		case CUPTI_RUNTIME_TRACE_CBID_cudaLaunchCooperativeKernel_v9000:
+		case CUPTI_RUNTIME_TRACE_CBID_cudaLaunchCooperativeKernel_ptsz_v9000:
+			s = ((const cudaLaunchCooperativeKernel_v9000_params *)params)->stream;
+			break;
+		case CUPTI_RUNTIME_TRACE_CBID_cudaLaunchKernelExC_v11060:
+		case CUPTI_RUNTIME_TRACE_CBID_cudaLaunchKernelExC_ptsz_v11060: {
+			const cudaLaunchConfig_t *c = ((const cudaLaunchKernelExC_v11060_params *)params)->config;
+			if (!c)
+				return 0;
+			s = c->stream;
+			break;
+		}
+		default:
+			return 0;
+		}
+	} else {
+		switch (cbid) {
+		case CUPTI_DRIVER_TRACE_CBID_cuLaunchKernel:
+		case CUPTI_DRIVER_TRACE_CBID_cuLaunchKernel_ptsz:
+			s = ((const cuLaunchKernel_params *)params)->hStream;
+			break;
+		case CUPTI_DRIVER_TRACE_CBID_cuLaunchCooperativeKernel:
+			s = ((const cuLaunchCooperativeKernel_params *)params)->hStream;
+			break;
+		case CUPTI_DRIVER_TRACE_CBID_cuLaunchKernelEx:
+		case CUPTI_DRIVER_TRACE_CBID_cuLaunchKernelEx_ptsz: {
+			const CUlaunchConfig *c = ((const cuLaunchKernelEx_params *)params)->config;
+			if (!c)
+				return 0;
+			s = c->hStream;
+			break;
+		}
+		default:
+			return 0;
+		}
+	}
+	return stream_id((cudaStream_t)s, ptsz, sid) == 0;
 }
 
 static void CUPTIAPI on_api(void *ud, CUpti_CallbackDomain dom, CUpti_CallbackId cbid, const void *data)
@@ -202,15 +357,37 @@ static void CUPTIAPI on_api(void *ud, CUpti_CallbackDomain dom, CUpti_CallbackId
 		 *(const cudaError_t *)d->functionReturnValue == cudaSuccess;
 	uint32_t sid;
 	switch (w) {
-	case LAUNCH:
-		if (enter) {
-			uint64_t vt = uni_shim_vt_charge();
-			lock();
-			uni_devtl_launch(&C.tl, d->correlationId, vt);
-			saw(d->correlationId);
-			unlock();
+	case LAUNCH: {
+		int rt = dom == CUPTI_CB_DOMAIN_RUNTIME_API;
+		if (!enter) {
+			if (rt)
+				t_rt_launch = 0;
+			break;
 		}
+		/* A driver launch inside a runtime one (the runtime's own call)
+		 * is the same kernel: it owes nothing of its own, and its
+		 * record, if it carries this id, pays the runtime's. */
+		int nested = !rt && t_rt_launch;
+		uint32_t lsid = 0;
+		int named = !nested && launch_stream(dom, cbid, d->functionParams, ptsz, &lsid);
+		uint64_t vt = uni_shim_vt_charge();
+		lock();
+		uni_devtl_launch(&C.tl, d->correlationId, vt);
+		if (nested)
+			uni_devtl_alias(&C.tl, d->correlationId, t_rt_launch);
+		else if (named)
+			uni_devtl_expect(&C.tl, lsid, d->correlationId);
+		saw(d->correlationId);
+		unlock();
+		if (rt)
+			t_rt_launch = d->correlationId;
 		break;
+	}
+	case MEMCPY:
+		if (d->functionParams &&
+		    ((const cudaMemcpy_v3020_params *)d->functionParams)->kind == cudaMemcpyDeviceToDevice)
+			break; /* the host does not wait for it */
+		/* fall through */
 	case STREAM_SYNC:
 	case DEVICE_SYNC:
 	case EVENT_SYNC:
@@ -223,8 +400,18 @@ static void CUPTIAPI on_api(void *ud, CUpti_CallbackDomain dom, CUpti_CallbackId
 		break;
 	case STREAM_QUERY:
 	case EVENT_QUERY:
-		if (ok) /* the work is done: the host saw it end */
+		if (enter)
+			uni_shim_vt_charge();
+		else if (ok) /* the work is done: the host saw it end */
 			host_waited(w, d->functionParams, ptsz, d->correlationId);
+		break;
+	case EVENT_DESTROY:
+		if (enter && d->functionParams) {
+			lock();
+			uni_devtl_event_forget(&C.tl,
+					       (uint64_t)(uintptr_t)((const cudaEventDestroy_v3020_params *)d->functionParams)->event);
+			unlock();
+		}
 		break;
 	case EVENT_RECORD:
 		if (ok) {
@@ -287,7 +474,7 @@ static void start(void)
 	void *h = open_cupti();
 	if (!h) {
 		uni_shim_log("no libcupti (%s): GPU kernels take no virtual time in this rank", dlerror());
-		atomic_store(&C.state, -1);
+		atomic_store(&C.state, OFF);
 		return;
 	}
 	*(void **)&C.f.subscribe = dlsym(h, "cuptiSubscribe");
@@ -299,11 +486,12 @@ static void start(void)
 	*(void **)&C.f.flush_all = dlsym(h, "cuptiActivityFlushAll");
 	*(void **)&C.f.result_string = dlsym(h, "cuptiGetResultString");
 	*(void **)&C.f.stream_id = dlsym(h, "cuptiGetStreamIdEx");
+	*(void **)&C.f.timestamp_cb = dlsym(h, "cuptiActivityRegisterTimestampCallback");
 	if (!C.f.subscribe || !C.f.unsubscribe || !C.f.enable_callback || !C.f.register_callbacks || !C.f.enable ||
 	    !C.f.next_record || !C.f.flush_all || !C.f.stream_id) {
 		uni_shim_log("libcupti lacks the functions the device timeline needs: GPU kernels take no virtual "
 			     "time in this rank");
-		atomic_store(&C.state, -1);
+		atomic_store(&C.state, OFF);
 		return;
 	}
 	/* devices.kernels and the rank's slowdown. */
@@ -316,6 +504,9 @@ static void start(void)
 	}
 	uni_devtl_init(&C.tl, C.rules, n, rank_slowdown);
 
+	/* Before any enable, as CUPTI asks. */
+	if (C.f.timestamp_cb)
+		C.f.timestamp_cb(cupti_clock);
 	if ((r = C.f.subscribe(&C.sub, on_api, NULL)) != CUPTI_SUCCESS)
 		fail = "cuptiSubscribe";
 	for (size_t i = 0; !fail && i < NCALLS; i++)
@@ -331,10 +522,10 @@ static void start(void)
 			     fail, result_name(r));
 		if (C.sub)
 			C.f.unsubscribe(C.sub);
-		atomic_store(&C.state, -1);
+		atomic_store(&C.state, OFF);
 		return;
 	}
-	atomic_store(&C.state, 1);
+	atomic_store(&C.state, ON);
 	if (getenv("UNI_CUPTI_DEBUG"))
 		uni_shim_log("CUPTI on (%s): %zu kernel patterns, rank slowdown %g", g_why, n, rank_slowdown);
 }
@@ -343,14 +534,24 @@ int uni_cupti_start(const char *why)
 {
 	if (!uni_shim_simulating())
 		return 0;
-	g_why = why;
-	pthread_once(&g_once, start);
-	return atomic_load(&C.state) == 1;
+	/* Once. Not pthread_once: CUPTI's calls may initialise the driver,
+	 * which calls InitializeInjection, on this thread (or another may be
+	 * in cuInit holding the driver's lock): whoever finds it starting
+	 * goes on without it. */
+	int expect = NOT_TRIED;
+	if (atomic_compare_exchange_strong(&C.state, &expect, STARTING)) {
+		g_why = why;
+		/* CUPTI's own threads and calls are not the program's. */
+		uni_shim_quiet_io(1);
+		start();
+		uni_shim_quiet_io(0);
+	}
+	return atomic_load(&C.state) == ON;
 }
 
 int uni_cupti_on(void)
 {
-	return atomic_load_explicit(&C.state, memory_order_relaxed) == 1;
+	return atomic_load_explicit(&C.state, memory_order_relaxed) == ON;
 }
 
 void uni_cupti_internal(int on)
@@ -358,24 +559,26 @@ void uni_cupti_internal(int on)
 	t_internal += on ? 1 : -1;
 }
 
-int uni_cupti_stream_end(void *stream, uint32_t *sid, uint64_t *seq, uint64_t *vend)
+int uni_cupti_op_open(void *stream, uint32_t *sid, uint64_t *seq, uint64_t *vend)
 {
 	if (!uni_cupti_on() || stream_id((cudaStream_t)stream, 0, sid) != 0)
 		return -1;
-	flush();
+	/* The caller synchronised the stream: its records are owed now. */
 	lock();
+	uint64_t upto = 4 * (uint64_t)C.last_corr + 3;
+	unlock();
+	await_records(*sid, upto);
 	*seq = 4 * (uint64_t)C.last_corr + 3;
 	*vend = uni_devtl_stream_end(&C.tl, *sid, *seq);
+	int r = uni_devtl_op_open(&C.tl, *sid, seq);
 	unlock();
-	return 0;
+	return r;
 }
 
-void uni_cupti_op(uint32_t sid, uint64_t seq, uint64_t vstart, uint64_t vdur)
+void uni_cupti_op_close(uint32_t sid, uint64_t seq, uint64_t vstart, uint64_t vdur)
 {
-	if (!uni_cupti_on())
-		return;
 	lock();
-	uni_devtl_op(&C.tl, sid, seq, vstart, vdur);
+	uni_devtl_op_close(&C.tl, sid, seq, vstart, vdur);
 	unlock();
 }
 

@@ -297,8 +297,10 @@ static ncclResult_t init_join(ncclComm_t c)
 	}
 	uni_futex_wake(&s->joined, INT32_MAX);
 	ncclResult_t r = barrier(c, "the other ranks to finish joining");
-	if (r != ncclSuccess)
+	if (r != ncclSuccess) {
+		shm_unlink(c->seg); /* rank 0 may never get to it */
 		return r;
+	}
 	/* Every rank has it mapped: the name can go (no stale segments). */
 	if (c->rank == 0)
 		shm_unlink(c->seg);
@@ -461,10 +463,27 @@ static void init_wait(ncclComm_t c)
  * ncclInProgress is not to be used until it is done. */
 static ncclResult_t ensure_ready(ncclComm_t c, const char *fn)
 {
-	if (atomic_load(&c->async_err) == ncclInProgress)
+	int e = atomic_load(&c->async_err);
+	if (e == ncclInProgress)
 		return fail(NULL, ncclInvalidArgument,
 			    "%s: attempt to use a communicator before the previous operation returned ncclSuccess "
 			    "(a non-blocking init still joining: poll ncclCommGetAsyncError)", fn);
+	return ncclSuccess;
+}
+
+/* An operation on a communicator that has an asynchronous error (a dead
+ * or aborted peer, a failed join) gets that error at once, as in NCCL,
+ * instead of waiting for peers that will not come. */
+static ncclResult_t ensure_usable(ncclComm_t c, const char *fn)
+{
+	ncclResult_t r = ensure_ready(c, fn);
+	if (r != ncclSuccess)
+		return r;
+	int e = atomic_load(&c->async_err);
+	if (e != ncclSuccess)
+		return fail(NULL, (ncclResult_t)e,
+			    "%s: the communicator has an error from an earlier operation (%s): abort it", fn,
+			    pncclGetErrorString((ncclResult_t)e));
 	return ncclSuccess;
 }
 
@@ -1045,7 +1064,7 @@ static ncclResult_t check_common(ncclComm_t comm, const char *fn, int type, int 
 		return fail(NULL, ncclInvalidArgument, "%s: comm is NULL", fn);
 	if (!comm_ok(comm))
 		return fail(NULL, ncclInvalidArgument, "%s: comm is not a live communicator (destroyed or corrupt)", fn);
-	ncclResult_t r = ensure_ready(comm, fn);
+	ncclResult_t r = ensure_usable(comm, fn);
 	if (r != ncclSuccess)
 		return r;
 	if (!uni_nccl_type_size(type))
@@ -1077,11 +1096,16 @@ static struct cudart g_rt;
 
 static unsigned long long g_rt_adds; /* loads seen by the last look */
 
+struct rt_look_arg {
+	int first;
+	char name[512];
+};
+
 static int find_cudart(struct dl_phdr_info *info, size_t size, void *arg)
 {
-	int *first = arg;
-	if (*first) { /* nothing loaded since the last look: done */
-		*first = 0;
+	struct rt_look_arg *a = arg;
+	if (a->first) { /* nothing loaded since the last look: done */
+		a->first = 0;
 		if (size >= offsetof(struct dl_phdr_info, dlpi_subs) && info->dlpi_adds == g_rt_adds)
 			return 1;
 		g_rt_adds = info->dlpi_adds;
@@ -1090,30 +1114,32 @@ static int find_cudart(struct dl_phdr_info *info, size_t size, void *arg)
 	const char *base = slash ? slash + 1 : info->dlpi_name;
 	if (!base || strncmp(base, "libcudart.so", 12))
 		return 0;
-	void *h = dlopen(info->dlpi_name, RTLD_LAZY | RTLD_NOLOAD);
-	if (h) {
-		*(void **)&g_rt.memcpy_async = dlsym(h, "cudaMemcpyAsync");
-		*(void **)&g_rt.stream_sync = dlsym(h, "cudaStreamSynchronize");
-		*(void **)&g_rt.malloc_host = dlsym(h, "cudaMallocHost");
-		*(void **)&g_rt.free_host = dlsym(h, "cudaFreeHost");
-		*(void **)&g_rt.errstr = dlsym(h, "cudaGetErrorString");
-		void *pa = dlsym(h, "cudaPointerGetAttributes");
-		atomic_store_explicit(&g_rt.ptrattr, pa, memory_order_release);
-	}
+	snprintf(a->name, sizeof(a->name), "%s", info->dlpi_name);
 	return 1;
 }
 
 /* Looks for the CUDA runtime the program loaded (until it finds one, and
  * only when something was loaded since the last look); a process that has
  * one uses CUDA, so the device timeline starts (CUPTI, unless the
- * driver's injection hook started it already). */
+ * driver's injection hook started it already). dlopen after the walk: not
+ * under the loader's lock that dl_iterate_phdr holds. */
 static void rt_look(void)
 {
 	if (atomic_load_explicit(&g_rt.ptrattr, memory_order_acquire))
 		return;
-	int first = 1;
-	dl_iterate_phdr(find_cudart, &first); /* under the loader's lock */
-	if (atomic_load_explicit(&g_rt.ptrattr, memory_order_acquire))
+	struct rt_look_arg a = {.first = 1};
+	dl_iterate_phdr(find_cudart, &a);
+	void *h = a.name[0] ? dlopen(a.name, RTLD_LAZY | RTLD_NOLOAD) : NULL;
+	if (!h)
+		return;
+	*(void **)&g_rt.memcpy_async = dlsym(h, "cudaMemcpyAsync");
+	*(void **)&g_rt.stream_sync = dlsym(h, "cudaStreamSynchronize");
+	*(void **)&g_rt.malloc_host = dlsym(h, "cudaMallocHost");
+	*(void **)&g_rt.free_host = dlsym(h, "cudaFreeHost");
+	*(void **)&g_rt.errstr = dlsym(h, "cudaGetErrorString");
+	void *pa = dlsym(h, "cudaPointerGetAttributes");
+	atomic_store_explicit(&g_rt.ptrattr, pa, memory_order_release);
+	if (pa)
 		uni_cupti_start("the first NCCL call");
 }
 
@@ -1750,7 +1776,7 @@ static int device_start(const struct op *ops, int nops, struct devpos *dp, uint6
 		g_rt.stream_sync(ops[i].stream);
 		uni_cupti_internal(0);
 		uint64_t vend;
-		if (uni_cupti_stream_end(ops[i].stream, &dp[n].sid, &dp[n].seq, &vend) == 0) {
+		if (uni_cupti_op_open(ops[i].stream, &dp[n].sid, &dp[n].seq, &vend) == 0) {
 			*t0 = max64(*t0, vend);
 			n++;
 		}
@@ -1815,7 +1841,7 @@ static ncclResult_t execute(struct op *ops, int nops)
 		}
 		free(sc.x);
 		for (int i = 0; i < ndp; i++)
-			uni_cupti_op(dp[i].sid, dp[i].seq, t0, end - t0);
+			uni_cupti_op_close(dp[i].sid, dp[i].seq, t0, end - t0);
 		/* On the device timeline the host does not wait; the CPU spent
 		 * moving the data is nobody's compute either way. */
 		uni_shim_vt_settle(ndp ? 0 : end);

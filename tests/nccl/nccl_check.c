@@ -706,6 +706,15 @@ static void abort_peer(ncclComm_t comm)
 	ncclResult_t r = ncclAllReduce(&x, &x, 1, ncclFloat32, ncclSum, comm, NULL);
 	CHECK(r == ncclRemoteError, "a peer aborted: %d", r);
 	CHECK(strstr(ncclGetLastError(NULL), "abort") != NULL, "message: %s", ncclGetLastError(NULL));
+	/* The communicator keeps its error: the next operation gets it at
+	 * once (NCCL's rule), it does not wait for the aborted peer. */
+	ncclResult_t ae = ncclSuccess;
+	NCCL(ncclCommGetAsyncError(comm, &ae));
+	CHECK(ae == ncclRemoteError, "async error after the abort: %d", ae);
+	double t0 = wall_s();
+	CHECK(ncclAllReduce(&x, &x, 1, ncclFloat32, ncclSum, comm, NULL) == ncclRemoteError,
+	      "an operation after the error gets it");
+	CHECK(wall_s() - t0 < 1, "and at once (%.1f s)", wall_s() - t0);
 	NCCL(ncclCommAbort(comm));
 }
 

@@ -12,7 +12,16 @@
  * waited for at the record before the wait, waiting for an event never
  * recorded does nothing; a graph's kernels (one correlation id) run in
  * their real order; a record behind a folded position is counted late
- * and still counted; full tables count drops instead of failing. */
+ * and still counted; full tables count drops instead of failing.
+ * Completeness: a launch that names its stream owes a record there until
+ * it comes (a driver launch inside a runtime one pays the runtime's; a
+ * stream that waits for an event owes what the event's stream owes before
+ * it),
+ * giving up stops the wait; an open operation of the shim's holds the
+ * stream's later positions (not complete, not folded) until closed; a late
+ * event record keeps its time (the reviewer's case: another stream folded
+ * past its position before the record was made); a destroyed event is
+ * forgotten, and its slot reused. */
 #include <check.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -219,6 +228,101 @@ START_TEST(test_full_tables)
 }
 END_TEST
 
+START_TEST(test_owed)
+{
+	struct uni_devtl tl;
+	uni_devtl_init(&tl, rules, 3, 1.0);
+	uni_devtl_launch(&tl, 50, 100);
+	uni_devtl_expect(&tl, 9, 50);
+	uni_devtl_launch(&tl, 51, 110);
+	uni_devtl_expect(&tl, 9, 51);
+	/* A driver launch (52) inside the runtime one (51). */
+	uni_devtl_launch(&tl, 52, 110);
+	uni_devtl_alias(&tl, 52, 51);
+	ck_assert_int_eq(uni_devtl_complete(&tl, 9, A(49)), 1);
+	ck_assert_int_eq(uni_devtl_complete(&tl, 9, A(50)), 0);
+	ck_assert_int_eq(uni_devtl_complete(&tl, UINT32_MAX, A(50)), 0);
+	ck_assert_int_eq(uni_devtl_complete(&tl, 8, A(60)), 1); /* another stream owes nothing */
+	uni_devtl_record(&tl, 9, 50, 0, 100, "k");
+	ck_assert_int_eq(uni_devtl_complete(&tl, 9, A(50)), 1);
+	ck_assert_int_eq(uni_devtl_complete(&tl, 9, A(51)), 0);
+	uni_devtl_record(&tl, 9, 52, 100, 300, "k"); /* the driver's id pays 51 */
+	ck_assert_int_eq(uni_devtl_complete(&tl, 9, A(52)), 1);
+	ck_assert_uint_eq(uni_devtl_stream_end(&tl, 9, A(52)), 400);
+	/* Never comes: given up. */
+	uni_devtl_launch(&tl, 60, 1000);
+	uni_devtl_expect(&tl, 9, 60);
+	ck_assert_int_eq(uni_devtl_complete(&tl, 9, A(60)), 0);
+	uni_devtl_give_up(&tl, 9, A(60));
+	ck_assert_int_eq(uni_devtl_complete(&tl, 9, A(60)), 1);
+	ck_assert_uint_eq(tl.given_up, 1);
+	/* A wait makes the waiting stream owe what the event's stream owes
+	 * before the event. */
+	uni_devtl_launch(&tl, 70, 2000);
+	uni_devtl_expect(&tl, 1, 70);
+	uni_devtl_event_record(&tl, 1, 0xe7, K(71));
+	uni_devtl_wait(&tl, 2, 0xe7, K(72));
+	ck_assert_int_eq(uni_devtl_complete(&tl, 2, A(72)), 0);
+	uni_devtl_record(&tl, 1, 70, 0, 500, "k");
+	ck_assert_int_eq(uni_devtl_complete(&tl, 2, A(72)), 1);
+	ck_assert_uint_eq(uni_devtl_stream_end(&tl, 2, A(72)), 2500);
+	uni_devtl_free(&tl);
+}
+END_TEST
+
+START_TEST(test_open_op)
+{
+	struct uni_devtl tl;
+	uni_devtl_init(&tl, rules, 3, 1.0);
+	uni_devtl_launch(&tl, 1, 0);
+	uni_devtl_record(&tl, 4, 1, 0, 1000, "k");
+	uint64_t seq = A(1);
+	ck_assert_int_eq(uni_devtl_op_open(&tl, 4, &seq), 0);
+	ck_assert_uint_eq(seq, A(1));
+	uni_devtl_launch(&tl, 2, 0);
+	uni_devtl_record(&tl, 4, 2, 2000, 2100, "k");
+	/* Open: later positions are not complete, folding stops before it. */
+	ck_assert_int_eq(uni_devtl_complete(&tl, 4, A(2)), 0);
+	ck_assert_uint_eq(uni_devtl_stream_end(&tl, 4, A(2)), 1000);
+	uni_devtl_op_close(&tl, 4, seq, 1500, 500);
+	ck_assert_int_eq(uni_devtl_complete(&tl, 4, A(2)), 1);
+	ck_assert_uint_eq(uni_devtl_stream_end(&tl, 4, A(2)), 2100);
+	/* An op opened behind what was folded goes to the folded position. */
+	uint64_t late = A(1);
+	ck_assert_int_eq(uni_devtl_op_open(&tl, 4, &late), 0);
+	ck_assert_uint_eq(late, A(2));
+	uni_devtl_op_close(&tl, 4, late, 0, 10);
+	ck_assert_uint_eq(uni_devtl_stream_end(&tl, 4, A(3)), 2110);
+	uni_devtl_free(&tl);
+}
+END_TEST
+
+START_TEST(test_late_event)
+{
+	struct uni_devtl tl;
+	uint64_t t = 0;
+	uni_devtl_init(&tl, rules, 3, 1.0);
+	uni_devtl_launch(&tl, 10, 0);
+	uni_devtl_record(&tl, 1, 10, 0, 150, "k");
+	/* Stream 1 is folded past 12 before the record at 11 is made. */
+	ck_assert_uint_eq(uni_devtl_stream_end(&tl, 1, A(12)), 150);
+	uni_devtl_event_record(&tl, 1, 0xe0, K(11));
+	uni_devtl_wait(&tl, 2, 0xe0, K(13));
+	uni_devtl_launch(&tl, 14, 0);
+	uni_devtl_record(&tl, 2, 14, 0, 10, "k");
+	ck_assert_int_eq(uni_devtl_event_time(&tl, 0xe0, &t), 1);
+	ck_assert_uint_eq(t, 150);
+	ck_assert_uint_eq(uni_devtl_stream_end(&tl, 2, A(14)), 160);
+	/* Destroyed: forgotten; a new event may take its slot. */
+	uni_devtl_event_forget(&tl, 0xe0);
+	ck_assert_int_eq(uni_devtl_event_time(&tl, 0xe0, &t), 0);
+	for (uint64_t e = 1; e <= UNI_DEVTL_EVENTS; e++)
+		uni_devtl_event_record(&tl, 1, e << 8, K(100 + e));
+	ck_assert_uint_eq(tl.dropped, 0);
+	uni_devtl_free(&tl);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("devtl");
@@ -231,6 +335,9 @@ int main(void)
 	tcase_add_test(tc, test_event_rerecorded);
 	tcase_add_test(tc, test_graph);
 	tcase_add_test(tc, test_full_tables);
+	tcase_add_test(tc, test_owed);
+	tcase_add_test(tc, test_open_op);
+	tcase_add_test(tc, test_late_event);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
