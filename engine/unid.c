@@ -54,6 +54,7 @@ struct drank {
 	uint64_t end_t; /* simulate: the clock of the thread that detached */
 	uint64_t compute, waited; /* simulate: that thread's compute and waiting */
 	uint64_t last_t;
+	uint64_t attached_at, ended_at; /* real time unid saw it attach, end */
 };
 
 static struct {
@@ -169,6 +170,7 @@ static void rank_ended(int rank, int died)
 	dr->pid = 0;
 	dr->detached = 0;
 	dr->end_t = 0;
+	dr->ended_at = uni_now_ns();
 }
 
 static void scan_ranks(void)
@@ -184,6 +186,7 @@ static void scan_ranks(void)
 			rank_ended((int)i, !dr->detached);
 		dr->pid = rk->pid;
 		dr->detached = 0;
+		dr->attached_at = uni_now_ns();
 		dr->pidfd = (int)syscall(SYS_pidfd_open, rk->pid, 0);
 		struct uni_trec r = rec_of(UNI_TR_RANK_ATTACH, (int)i);
 		r.a = (uint64_t)rk->pid;
@@ -658,14 +661,29 @@ static uint64_t pending_bound(void)
  * rings: a thread publishes its state after pushing what it sent. */
 static uint64_t horizon(uint64_t now)
 {
-	int live = 0, world = 0;
+	/* Ranks that have been here: live ones and those that ended (a rank
+	 * that finished first must not freeze the network for the others:
+	 * counting only live ones, a rank still reading the last bytes of
+	 * one that exited waited for ever). */
+	int live = 0, seen = 0, world = 0;
+	uint64_t first_attach = UINT64_MAX;
 	for (uint32_t i = 0; i < D.h->max_ranks; i++)
 		if (D.ranks[i].pid) {
 			live++;
+			if (D.ranks[i].attached_at < first_attach)
+				first_attach = D.ranks[i].attached_at;
 			if (uni_shm_rank(D.h, i)->world_size > world)
 				world = uni_shm_rank(D.h, i)->world_size;
 		}
-	if (!live || live < world)
+	/* Ended during this job (after its earliest live rank attached; not
+	 * one of an earlier job in a session that is used again). */
+	for (uint32_t i = 0; i < D.h->max_ranks; i++) {
+		uint32_t st = atomic_load_explicit(&uni_shm_rank(D.h, i)->state, memory_order_acquire);
+		if (D.ranks[i].pid ||
+		    ((st == UNI_RANK_DETACHED || st == UNI_RANK_DEAD) && D.ranks[i].ended_at >= first_attach))
+			seen++;
+	}
+	if (!live || seen < world)
 		return 0;
 	/* One scan is not atomic across rings: a thread that hands its time
 	 * to another (a wake floor) and then goes idle could be read idle

@@ -1756,8 +1756,10 @@ struct devpos {
 /* With CUPTI on and device buffers, the operation runs on its stream(s):
  * it starts when the work queued there before it ends (and not before the
  * caller's clock), the host does not wait for it (NCCL's calls return at
- * once), and the stream's later work and whoever synchronises with it
- * come after its end. Returns how many streams, 0: the host's timeline. */
+ * once; the caller's clock stays behind the operation's sends, which only
+ * holds the nic network back earlier than needed), and the stream's later
+ * work and whoever synchronises with it come after its end. Returns how
+ * many streams, 0: the host's timeline. */
 static int device_start(const struct op *ops, int nops, struct devpos *dp, uint64_t *t0)
 {
 	int dev = 0, n = 0;

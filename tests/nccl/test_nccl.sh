@@ -27,6 +27,18 @@ trap 'rm -rf "$T"' EXIT
 cat >"$T/rec.yaml" <<YAML
 mode: record
 YAML
+# Simulate mode on 1 ms and 1 Gbit/s, per network model; the program's own
+# CPU time between operations is made negligible (slowdown 0.001).
+for model in alpha-beta nic; do
+	cat >"$T/$model.yaml" <<YAML
+mode: simulate
+network:
+  model: $model
+  default: { latency: 1ms, bandwidth: 1Gbit }
+devices:
+  default: { slowdown: 0.001 }
+YAML
+done
 # Communicators' segments left behind at the end are a leak.
 segs_before=$(ls /dev/shm | grep -c '^uni-nccl-' || true)
 
@@ -145,17 +157,8 @@ ok "device buffers: every collective and a send/recv ring through the CUDA runti
 # first NCCL call), alpha-beta on 2 ranks and nic on 4.
 cp "$MOCK_CUPTI" "$T/libcupti.so.13"
 for model in alpha-beta nic; do
-	cat >"$T/cu-$model.yaml" <<YAML
-mode: simulate
-network:
-  model: $model
-  default: { latency: 1ms, bandwidth: 1Gbit }
-devices:
-  default: { slowdown: 0.001 }
-  kernels:
-    - { match: "*sgemm*", slowdown: 2 }
-    - { match: "*relu*", slowdown: 1 }
-YAML
+	{ cat "$T/$model.yaml"; printf '  kernels:\n    - { match: "*sgemm*", slowdown: 2 }\n    - { match: "*relu*", slowdown: 1 }\n'; } \
+		>"$T/cu-$model.yaml"
 done
 for run in "alpha-beta 2 inject" "alpha-beta 2 first" "nic 4 inject"; do
 	set -- $run
@@ -269,14 +272,6 @@ ok "virtual time of every collective within 1% of its closed form (alpha-beta, 4
 # two threads at once: under alpha-beta they do not meet (one time each),
 # under nic every rank's uplink carries both rings: 2(n-1)(a + 2S/(nB)).
 for model in alpha-beta nic; do
-	cat >"$T/$model.yaml" <<YAML
-mode: simulate
-network:
-  model: $model
-  default: { latency: 1ms, bandwidth: 1Gbit }
-devices:
-  default: { slowdown: 0.001 }
-YAML
 	rm -f "$T"/id*
 	NCCL_CHECK_ID=$T/id timeout 300 "$UNIRUN" -n 4 --config "$T/$model.yaml" --trace "$T/$model.unitrace" -- \
 		"$CHECK" contend 8388608 >"$T/$model.log" 2>&1 || { cat "$T/$model.log"; fail "contend under $model"; }

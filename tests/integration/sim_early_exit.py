@@ -1,0 +1,39 @@
+#!/usr/bin/env python3
+"""Rank 0 writes 1 MB to rank 1 over a plain TCP connection and exits at
+once; rank 1 reads it all. Each prints its clock (virtual under simulate
+mode, one session clock for both): rank 0 before it writes, rank 1 when the
+last byte arrived. Under nic the network must go on
+moving after rank 0 has gone: it once stopped as soon as a rank of the
+world ended, and rank 1 read for ever."""
+import json
+import os
+import socket
+import time
+
+rank = int(os.environ["RANK"])
+port = int(os.environ["MASTER_PORT"]) + 1
+N = 1000 * 1000
+if rank == 1:
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", port))
+    srv.listen(1)
+    c, _ = srv.accept()
+    got = 0
+    while got < N:
+        b = c.recv(1 << 20)
+        if not b:
+            break
+        got += len(b)
+    print(json.dumps({"got": got, "end_ms": 1e3 * time.perf_counter()}), flush=True)
+else:
+    for _ in range(500):
+        try:
+            s = socket.create_connection(("127.0.0.1", port))
+            break
+        except OSError:
+            time.sleep(0.01)
+    data = b"x" * N
+    print(json.dumps({"send_ms": 1e3 * time.perf_counter()}), flush=True)
+    s.sendall(data)
+    s.close()
