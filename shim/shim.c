@@ -64,6 +64,7 @@ struct shim_tls {
 	uint64_t vt;       /* simulate: virtual clock, ns since the epoch */
 	uint64_t cpu_mark; /* thread CPU time when the thread last left the shim */
 	uint64_t wall_mark; /* wall time (monotonic) when cpu_mark was set, 0: never */
+	uint32_t cpu_gen;   /* process generation of cpu_mark (a forked child starts over) */
 	uint32_t loop;     /* 1: calls epoll_wait (an event loop) */
 	uint32_t dispatcher; /* 1: an event loop that reads modelled connections */
 	uint32_t last_conn;  /* dispatcher: connection of the event being handled, + 1 */
@@ -748,6 +749,14 @@ static uint64_t real_mono_ns(void)
 
 static uint64_t cpu_reading(uint64_t *wall)
 {
+	uint32_t gen = atomic_load_explicit(&g_gen, memory_order_relaxed);
+	if (UNI_UNLIKELY(tls.cpu_gen != gen)) {
+		/* A forked child's thread: its CPU clock starts at 0, the
+		 * parent's marks mean nothing here. */
+		tls.cpu_gen = gen;
+		tls.cpu_mark = 0;
+		tls.wall_mark = 0;
+	}
 	uint64_t w = real_mono_ns();
 	*wall = w;
 	if (tls.wall_mark && w - tls.wall_mark < CPU_EST_NS)
