@@ -82,18 +82,11 @@ static void unlock(void)
 	(uni_real.mutex_unlock ? uni_real.mutex_unlock : pthread_mutex_unlock)(&C.lock);
 }
 
-static uint64_t real_ns(clockid_t clk)
-{
-	struct timespec ts;
-	(uni_real.clock_gettime ? uni_real.clock_gettime : clock_gettime)(clk, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 /* CUPTI's clock: the real one (CUPTI's own is CLOCK_REALTIME, which the
  * program's threads read as virtual time). */
 static uint64_t CUPTIAPI cupti_clock(void)
 {
-	return real_ns(CLOCK_REALTIME);
+	return uni_shim_real_ns(CLOCK_REALTIME);
 }
 
 static void saw(uint32_t corr)
@@ -165,17 +158,14 @@ static void flush(uint32_t flag)
  * (said once). Returns with the lock held. */
 static void await_records(uint32_t stream, uint64_t upto)
 {
-	uint64_t since = 0;
-	flush(0); /* kernels nobody expected (a launch we do not see) too */
+	uint64_t since = uni_shim_real_ns(CLOCK_MONOTONIC);
 	for (;;) {
+		flush(0); /* kernels nobody expected (a launch we do not see) too */
 		lock();
 		if (uni_devtl_complete(&C.tl, stream, upto))
 			return;
 		unlock();
-		uint64_t now = real_ns(CLOCK_MONOTONIC);
-		if (!since) {
-			since = now;
-		} else if (now - since > WAIT_RECORDS_NS) {
+		if (uni_shim_real_ns(CLOCK_MONOTONIC) - since > WAIT_RECORDS_NS) {
 			flush(CUPTI_ACTIVITY_FLAG_FLUSH_FORCED);
 			lock();
 			uint64_t before = C.tl.given_up;
@@ -186,21 +176,14 @@ static void await_records(uint32_t stream, uint64_t upto)
 					     (unsigned long long)(C.tl.given_up - before), WAIT_RECORDS_NS / 1e9);
 			return;
 		}
-		flush(0);
-		lock();
-		int done = uni_devtl_complete(&C.tl, stream, upto);
-		unlock();
-		if (!done) {
-			struct timespec ts = {0, 100000};
-			(uni_real.nanosleep ? uni_real.nanosleep : nanosleep)(&ts, NULL);
-		}
+		struct timespec ts = {0, 100000};
+		(uni_real.nanosleep ? uni_real.nanosleep : nanosleep)(&ts, NULL);
 	}
 }
 
 /* API callbacks ------------------------------------------------------------------ */
 
 enum what {
-	NONE,
 	LAUNCH,
 	STREAM_SYNC,
 	STREAM_QUERY,
@@ -264,7 +247,7 @@ static int stream_id(cudaStream_t s, uint8_t ptsz, uint32_t *id)
  * is nobody's compute. */
 static void host_waited(enum what w, const void *params, uint8_t ptsz, uint32_t corr)
 {
-	uint64_t t = 0, upto = 4 * (uint64_t)corr + 3, ev = 0;
+	uint64_t t = 0, upto = uni_devtl_after(corr), ev = 0;
 	uint32_t sid = UINT32_MAX;
 	int known = 1;
 	if (w == STREAM_SYNC || w == STREAM_QUERY)
@@ -414,30 +397,21 @@ static void CUPTIAPI on_api(void *ud, CUpti_CallbackDomain dom, CUpti_CallbackId
 		}
 		break;
 	case EVENT_RECORD:
-		if (ok) {
-			const cudaEventRecord_v3020_params *p = d->functionParams;
-			if (stream_id(p->stream, ptsz, &sid) == 0) {
-				lock();
-				uni_devtl_event_record(&C.tl, sid, (uint64_t)(uintptr_t)p->event,
-						       4 * (uint64_t)d->correlationId + 2);
-				saw(d->correlationId);
-				unlock();
-			}
-		}
+	case STREAM_WAIT: {
+		if (!ok)
+			break;
+		int rec = w == EVENT_RECORD;
+		const cudaEventRecord_v3020_params *pr = d->functionParams;
+		const cudaStreamWaitEvent_v3020_params *pw = d->functionParams;
+		if (stream_id(rec ? pr->stream : pw->stream, ptsz, &sid) != 0)
+			break;
+		uint64_t ev = (uint64_t)(uintptr_t)(rec ? pr->event : pw->event);
+		lock();
+		(rec ? uni_devtl_event_record : uni_devtl_wait)(&C.tl, sid, ev, uni_devtl_at(d->correlationId));
+		saw(d->correlationId);
+		unlock();
 		break;
-	case STREAM_WAIT:
-		if (ok) {
-			const cudaStreamWaitEvent_v3020_params *p = d->functionParams;
-			if (stream_id(p->stream, ptsz, &sid) == 0) {
-				lock();
-				uni_devtl_wait(&C.tl, sid, (uint64_t)(uintptr_t)p->event, 4 * (uint64_t)d->correlationId + 2);
-				saw(d->correlationId);
-				unlock();
-			}
-		}
-		break;
-	case NONE:
-		break;
+	}
 	}
 }
 
@@ -495,9 +469,8 @@ static void start(void)
 		return;
 	}
 	/* devices.kernels and the rank's slowdown. */
-	double rank_slowdown = 1.0;
+	double rank_slowdown = uni_shim_slowdown();
 	size_t n = 0;
-	uni_shim_kernel_rule(UINT32_MAX, NULL, 0, &rank_slowdown);
 	while (n < 64 && uni_shim_kernel_rule((uint32_t)n, C.match[n], sizeof(C.match[n]), &C.rules[n].slowdown) == 0) {
 		C.rules[n].match = C.match[n];
 		n++;
@@ -565,10 +538,10 @@ int uni_cupti_op_open(void *stream, uint32_t *sid, uint64_t *seq, uint64_t *vend
 		return -1;
 	/* The caller synchronised the stream: its records are owed now. */
 	lock();
-	uint64_t upto = 4 * (uint64_t)C.last_corr + 3;
+	uint64_t upto = uni_devtl_after(C.last_corr);
 	unlock();
 	await_records(*sid, upto);
-	*seq = 4 * (uint64_t)C.last_corr + 3;
+	*seq = uni_devtl_after(C.last_corr);
 	*vend = uni_devtl_stream_end(&C.tl, *sid, *seq);
 	int r = uni_devtl_op_open(&C.tl, *sid, seq);
 	unlock();

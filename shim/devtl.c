@@ -141,10 +141,10 @@ void uni_devtl_expect(struct uni_devtl *tl, uint32_t stream, uint32_t correlatio
 		tl->dropped++;
 		return;
 	}
-	owe(tl, s, 4 * (uint64_t)correlation + 2, correlation);
+	owe(tl, s, uni_devtl_at(correlation), correlation);
 }
 
-static const struct uni_devtl_evrec *evrec_c(const struct uni_devtl *tl, uint64_t ev, uint64_t seq);
+static const struct uni_devtl_evrec *find_rec(const struct uni_devtl *tl, uint64_t ev, uint64_t seq, int before);
 
 /* Nothing owed on s up to upto, nor on the streams that its waits up to
  * there wait for (up to their events). */
@@ -157,13 +157,13 @@ static int complete_s(const struct uni_devtl *tl, const struct uni_devtl_stream 
 		const struct uni_devtl_ent *e = &s->q[k];
 		if (e->kind != UNI_DEVTL_WAIT || depth >= 16)
 			continue;
-		const struct uni_devtl_evrec *r = evrec_c(tl, e->ev, e->evseq);
+		const struct uni_devtl_evrec *r = find_rec(tl, e->ev, e->evseq, 0);
 		if (!r || r->done)
 			continue;
-		for (size_t i = 0; i < UNI_DEVTL_STREAMS; i++)
-			if (tl->s[i].used && tl->s[i].id == r->stream && &tl->s[i] != s &&
-			    !complete_s(tl, &tl->s[i], r->seq, depth + 1))
-				return 0;
+		/* stream_of does not change the table without create */
+		const struct uni_devtl_stream *o = stream_of((struct uni_devtl *)tl, r->stream, 0);
+		if (o && o != s && !complete_s(tl, o, r->seq, depth + 1))
+			return 0;
 	}
 	return 1;
 }
@@ -212,13 +212,8 @@ void uni_devtl_record(struct uni_devtl *tl, uint32_t stream, uint32_t correlatio
 				if (tl->s[i].used && &tl->s[i] != own && paid(&tl->s[i], 0, ids[j]))
 					break;
 	insert(tl, stream,
-	       (struct uni_devtl_ent){.kind = UNI_DEVTL_KERNEL, .seq = 4 * (uint64_t)correlation + 2, .rstart = start,
+	       (struct uni_devtl_ent){.kind = UNI_DEVTL_KERNEL, .seq = uni_devtl_at(correlation), .rstart = start,
 				      .vstart = launch_time(tl, correlation), .vdur = vdur});
-}
-
-void uni_devtl_op(struct uni_devtl *tl, uint32_t stream, uint64_t seq, uint64_t vstart, uint64_t vdur)
-{
-	insert(tl, stream, (struct uni_devtl_ent){.kind = UNI_DEVTL_OP, .seq = seq, .vstart = vstart, .vdur = vdur});
 }
 
 int uni_devtl_op_open(struct uni_devtl *tl, uint32_t stream, uint64_t *seqp)
@@ -285,17 +280,6 @@ static struct uni_devtl_event *event_of(struct uni_devtl *tl, uint64_t key, int 
 	return NULL;
 }
 
-static const struct uni_devtl_evrec *evrec_c(const struct uni_devtl *tl, uint64_t ev, uint64_t seq)
-{
-	/* event_of does not change the table without create */
-	const struct uni_devtl_event *e = event_of((struct uni_devtl *)tl, ev, 0);
-	unsigned n = e ? (e->nrec < UNI_DEVTL_EVENT_HIST ? e->nrec : UNI_DEVTL_EVENT_HIST) : 0;
-	for (unsigned i = 0; i < n; i++)
-		if (e->rec[i].seq == seq)
-			return &e->rec[i];
-	return NULL;
-}
-
 void uni_devtl_event_record(struct uni_devtl *tl, uint32_t stream, uint64_t ev, uint64_t seq)
 {
 	struct uni_devtl_event *e = event_of(tl, ev, 1);
@@ -321,21 +305,27 @@ void uni_devtl_event_forget(struct uni_devtl *tl, uint64_t ev)
 	}
 }
 
-/* The event's record at seq exactly (at_or_before 0), or its latest before
- * seq (1); NULL: none remembered. */
-static struct uni_devtl_evrec *evrec(struct uni_devtl *tl, uint64_t ev, uint64_t seq, int before)
+/* The event's record at seq exactly (before 0), or its latest before seq
+ * (1); NULL: none remembered. */
+static const struct uni_devtl_evrec *find_rec(const struct uni_devtl *tl, uint64_t ev, uint64_t seq, int before)
 {
-	struct uni_devtl_event *e = event_of(tl, ev, 0);
-	struct uni_devtl_evrec *best = NULL;
+	/* event_of does not change the table without create */
+	const struct uni_devtl_event *e = event_of((struct uni_devtl *)tl, ev, 0);
+	const struct uni_devtl_evrec *best = NULL;
 	unsigned n = e ? (e->nrec < UNI_DEVTL_EVENT_HIST ? e->nrec : UNI_DEVTL_EVENT_HIST) : 0;
 	for (unsigned i = 0; i < n; i++) {
-		struct uni_devtl_evrec *r = &e->rec[i];
+		const struct uni_devtl_evrec *r = &e->rec[i];
 		if (!before && r->seq == seq)
 			return r;
 		if (before && r->seq < seq && (!best || r->seq > best->seq))
 			best = r;
 	}
 	return best;
+}
+
+static struct uni_devtl_evrec *evrec(struct uni_devtl *tl, uint64_t ev, uint64_t seq, int before)
+{
+	return (struct uni_devtl_evrec *)find_rec(tl, ev, seq, before);
 }
 
 void uni_devtl_wait(struct uni_devtl *tl, uint32_t stream, uint64_t ev, uint64_t seq)

@@ -39,6 +39,18 @@
 #define UNI_DEVTL_EVENTS 256
 #define UNI_DEVTL_EVENT_HIST 8   /* records of one event remembered */
 
+/* Positions on a stream (seq): the call with correlation id c itself (a
+ * kernel it launched, an event it records or waits for), and just after
+ * it (work of the shim's placed after every call seen so far). */
+static inline uint64_t uni_devtl_at(uint32_t c)
+{
+	return 4 * (uint64_t)c + 2;
+}
+static inline uint64_t uni_devtl_after(uint32_t c)
+{
+	return 4 * (uint64_t)c + 3;
+}
+
 struct uni_devtl_rule {
 	const char *match; /* fnmatch(3) glob on the kernel's name */
 	double slowdown;
@@ -134,7 +146,6 @@ void uni_devtl_record(struct uni_devtl *tl, uint32_t stream, uint32_t correlatio
  * table is full. */
 int uni_devtl_op_open(struct uni_devtl *tl, uint32_t stream, uint64_t *seq);
 void uni_devtl_op_close(struct uni_devtl *tl, uint32_t stream, uint64_t seq, uint64_t vstart, uint64_t vdur);
-void uni_devtl_op(struct uni_devtl *tl, uint32_t stream, uint64_t seq, uint64_t vstart, uint64_t vdur);
 
 /* 1 when nothing is owed on stream at or before upto (every expected
  * record came, every op is closed); the caller waits for CUPTI otherwise.

@@ -703,11 +703,22 @@ static inline void cpu_relax(void)
 #endif
 }
 
-static inline uint64_t thread_cpu(void)
+/* A real clock, never the program's virtual one. */
+static uint64_t clock_ns(clockid_t clk)
 {
 	struct timespec ts;
-	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	uni_real.clock_gettime(clk, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t uni_shim_real_ns(clockid_t clk)
+{
+	return clock_ns(clk);
+}
+
+static inline uint64_t thread_cpu(void)
+{
+	return clock_ns(CLOCK_THREAD_CPUTIME_ID);
 }
 
 /* Charges the compute this thread did since it last left the shim:
@@ -740,13 +751,6 @@ static void publish_vt(void)
  * the shim's own (docs/benchmarks.md). */
 #define CPU_EST_NS 5000
 
-static uint64_t real_mono_ns(void)
-{
-	struct timespec ts;
-	(uni_real.clock_gettime ? uni_real.clock_gettime : clock_gettime)(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static uint64_t cpu_reading(uint64_t *wall)
 {
 	uint32_t gen = atomic_load_explicit(&g_gen, memory_order_relaxed);
@@ -757,7 +761,7 @@ static uint64_t cpu_reading(uint64_t *wall)
 		tls.cpu_mark = 0;
 		tls.wall_mark = 0;
 	}
-	uint64_t w = real_mono_ns();
+	uint64_t w = clock_ns(CLOCK_MONOTONIC);
 	*wall = w;
 	if (tls.wall_mark && w - tls.wall_mark < CPU_EST_NS)
 		return tls.cpu_mark + (w - tls.wall_mark);
@@ -1251,13 +1255,6 @@ static void cond_wait_end(void *cv, void *mutex, uint32_t tok)
 	errno = saved;
 }
 
-static uint64_t clock_ns(clockid_t clk)
-{
-	struct timespec ts;
-	uni_real.clock_gettime(clk, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static struct timespec ns_ts(uint64_t ns)
 {
 	struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000ull), .tv_nsec = (long)(ns % 1000000000ull)};
@@ -1501,7 +1498,7 @@ void uni_shim_thread_begin(uint64_t vt, void *ring, uint64_t src)
 		tls.in_shim--;
 	}
 	tls.cpu_mark = thread_cpu(); /* its CPU time counts from here */
-	tls.wall_mark = real_mono_ns();
+	tls.wall_mark = clock_ns(CLOCK_MONOTONIC);
 }
 
 void uni_shim_sleeping(int on, uint64_t ns)
@@ -1693,12 +1690,13 @@ int uni_shim_nccl_config(uint64_t *latency_ns, double *bandwidth_bps)
 	return (int)g_hdr->nccl_algo;
 }
 
+double uni_shim_slowdown(void)
+{
+	return g_slowdown;
+}
+
 int uni_shim_kernel_rule(uint32_t i, char *match, size_t n, double *slowdown)
 {
-	if (i == UINT32_MAX) {
-		*slowdown = g_slowdown;
-		return 0;
-	}
 	if (!uni_shim_simulating() || i >= g_hdr->nkernels || i >= UNI_SHM_MAX_KERNELS || !n)
 		return -1;
 	const struct uni_shm_kernel *k = &uni_shm_kernels(g_hdr)[i];

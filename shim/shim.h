@@ -224,8 +224,11 @@ int uni_shim_simulating(void) UNI_HIDDEN;
  * network.default link, for the simulated NCCL's choice of algorithm. */
 int uni_shim_nccl_config(uint64_t *latency_ns, double *bandwidth_bps) UNI_HIDDEN;
 /* devices.kernels entry i (glob into match, its slowdown): 0, or -1 past
- * the last; i = UINT32_MAX: the rank's slowdown. */
+ * the last. uni_shim_slowdown: the rank's slowdown. */
 int uni_shim_kernel_rule(uint32_t i, char *match, size_t n, double *slowdown) UNI_HIDDEN;
+double uni_shim_slowdown(void) UNI_HIDDEN;
+/* clk read through the real clock_gettime (never the virtual one). */
+uint64_t uni_shim_real_ns(clockid_t clk) UNI_HIDDEN;
 uint32_t uni_shim_vconn_open(const struct uni_addr *local, const struct uni_addr *peer) UNI_HIDDEN;
 void uni_shim_vconn_close(uint32_t idx1, uint64_t sent, uint64_t received) UNI_HIDDEN;
 /* The calling thread's clock after charging its compute. */

@@ -104,6 +104,13 @@ START_TEST(test_out_of_order)
 }
 END_TEST
 
+/* An operation of the shim's with known times: opened, then closed. */
+static void op(struct uni_devtl *tl, uint32_t stream, uint64_t seq, uint64_t vstart, uint64_t vdur)
+{
+	ck_assert_int_eq(uni_devtl_op_open(tl, stream, &seq), 0);
+	uni_devtl_op_close(tl, stream, seq, vstart, vdur);
+}
+
 START_TEST(test_op)
 {
 	struct uni_devtl tl;
@@ -111,14 +118,14 @@ START_TEST(test_op)
 	uni_devtl_launch(&tl, 1, 0);
 	uni_devtl_record(&tl, 5, 1, 0, 1000, "k");
 	/* The shim's operation after call 1: starts at 1500, lasts 300. */
-	uni_devtl_op(&tl, 5, A(1), 1500, 300);
+	op(&tl, 5, A(1), 1500, 300);
 	/* Launched at 1300, behind the operation on the stream. */
 	uni_devtl_launch(&tl, 2, 1300);
 	uni_devtl_record(&tl, 5, 2, 2000, 2100, "k");
 	ck_assert_uint_eq(uni_devtl_stream_end(&tl, 5, A(1)), 1800);
 	ck_assert_uint_eq(uni_devtl_stream_end(&tl, 5, A(2)), 1900);
 	/* An operation whose start is earlier than the stream's end waits. */
-	uni_devtl_op(&tl, 5, A(2), 1000, 50);
+	op(&tl, 5, A(2), 1000, 50);
 	ck_assert_uint_eq(uni_devtl_stream_end(&tl, 5, A(2)), 1950);
 	uni_devtl_free(&tl);
 }
@@ -196,7 +203,7 @@ START_TEST(test_graph)
 	uni_devtl_launch(&tl, 40, 1000);
 	uni_devtl_record(&tl, 4, 40, 300, 400, "elementwise_b"); /* 50 */
 	uni_devtl_record(&tl, 4, 40, 100, 200, "sgemm_a");       /* 200 */
-	uni_devtl_op(&tl, 4, A(40), 0, 10);
+	op(&tl, 4, A(40), 0, 10);
 	ck_assert_uint_eq(uni_devtl_stream_end(&tl, 4, A(40)), 1260);
 	ck_assert_uint_eq(tl.s[0].nq, 0);
 	uni_devtl_free(&tl);
