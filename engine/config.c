@@ -392,26 +392,6 @@ int uni_parse_bandwidth(const char *s, double *bps)
 	return s ? parse_bandwidth_why(s, bps, NULL, 0) : -1;
 }
 
-/* Mode names. Local rather than uni_mode_parse() (common.c) so that
- * config.c and its unit test build on their own; the names must stay the
- * same as common.c's. */
-static int mode_parse(const char *s, uint32_t *mode)
-{
-	static const char *const names[] = {
-		[UNI_MODE_RECORD] = "record",
-		[UNI_MODE_SIMULATE] = "simulate",
-		[UNI_MODE_EMULATE] = "emulate",
-	};
-
-	for (uint32_t i = 0; i < UNI_ARRAY_LEN(names); i++) {
-		if (!strcmp(s, names[i])) {
-			*mode = i;
-			return 0;
-		}
-	}
-	return -1;
-}
-
 /* ---- typed YAML values ------------------------------------------------- */
 
 /* YAML 1.2 core schema null: only when plain (unquoted). */
@@ -447,6 +427,42 @@ static int get_scalar(struct ctx *x, const yaml_node_t *n, const char *path,
 		return fail(x, n, path, "contains a NUL character");
 	*out = (const char *)n->data.scalar.value;
 	return 0;
+}
+
+/* A name from a fixed list, e.g. `model: nic`: *out becomes its index in
+ * names (NULL entries skipped); anything else is "unknown WHAT 'x'; use a,
+ * b or c", the choices in the table's order. */
+static int get_enum(struct ctx *x, const yaml_node_t *n, const char *path,
+		    const char *what, const char *const *names, uint32_t count,
+		    uint32_t *out)
+{
+	char sh[SHOW_LEN + 8], use[160];
+	uint32_t i, shown = 0, total = 0;
+	size_t len = 0;
+	const char *s;
+
+	if (get_scalar(x, n, path, &s))
+		return -1;
+	for (i = 0; i < count; i++) {
+		if (!names[i])
+			continue;
+		total++;
+		if (!strcmp(s, names[i])) {
+			*out = i;
+			return 0;
+		}
+	}
+	use[0] = 0;
+	for (i = 0; i < count && len < sizeof(use); i++) {
+		if (!names[i])
+			continue;
+		shown++;
+		len += (size_t)snprintf(use + len, sizeof(use) - len, "%s%s",
+					shown == 1 ? "" : shown == total ? " or " : ", ",
+					names[i]);
+	}
+	return fail(x, n, path, "unknown %s '%s'; use %s", what,
+		    show(s, sh, sizeof(sh)), use);
 }
 
 /* Booleans, numbers and ranks must be unquoted: "true" in quotes is a
@@ -754,20 +770,13 @@ static int link_item(struct ctx *x, const char *path, uint32_t idx,
 static int network_pair(struct ctx *x, const char *path, const char *key,
 			yaml_node_t *k, yaml_node_t *v, void *arg)
 {
-	char sh[SHOW_LEN + 8];
-	const char *s;
-
 	if (!strcmp(key, "model")) {
-		if (get_scalar(x, v, path, &s))
-			return -1;
-		if (!strcmp(s, "alpha-beta"))
-			x->c->net_model = UNI_NET_ALPHA_BETA;
-		else if (!strcmp(s, "nic"))
-			x->c->net_model = UNI_NET_NIC;
-		else
-			return fail(x, v, path, "unknown network model '%s'; use alpha-beta "
-				    "or nic", show(s, sh, sizeof(sh)));
-		return 0;
+		static const char *const names[] = {
+			[UNI_NET_ALPHA_BETA] = "alpha-beta",
+			[UNI_NET_NIC] = "nic",
+		};
+		return get_enum(x, v, path, "network model", names, UNI_ARRAY_LEN(names),
+				&x->c->net_model);
 	}
 	if (!strcmp(key, "default"))
 		return walk_map(x, v, path, "latency, bandwidth", net_default_pair, NULL);
@@ -929,22 +938,14 @@ static int trace_pair(struct ctx *x, const char *path, const char *key,
 static int nccl_pair(struct ctx *x, const char *path, const char *key,
 		     yaml_node_t *k, yaml_node_t *v, void *arg)
 {
-	char sh[SHOW_LEN + 8];
-	const char *s;
-
 	if (!strcmp(key, "algorithm")) {
-		if (get_scalar(x, v, path, &s))
-			return -1;
-		if (!strcmp(s, "auto"))
-			x->c->nccl_algo = UNI_NCCL_ALGO_AUTO;
-		else if (!strcmp(s, "ring"))
-			x->c->nccl_algo = UNI_NCCL_ALGO_RING;
-		else if (!strcmp(s, "tree"))
-			x->c->nccl_algo = UNI_NCCL_ALGO_TREE;
-		else
-			return fail(x, v, path, "unknown algorithm '%s'; use auto, ring or tree",
-				    show(s, sh, sizeof(sh)));
-		return 0;
+		static const char *const names[] = {
+			[UNI_NCCL_ALGO_AUTO] = "auto",
+			[UNI_NCCL_ALGO_RING] = "ring",
+			[UNI_NCCL_ALGO_TREE] = "tree",
+		};
+		return get_enum(x, v, path, "algorithm", names, UNI_ARRAY_LEN(names),
+				&x->c->nccl_algo);
 	}
 	return 1;
 }
@@ -952,16 +953,16 @@ static int nccl_pair(struct ctx *x, const char *path, const char *key,
 static int top_pair(struct ctx *x, const char *path, const char *key,
 		    yaml_node_t *k, yaml_node_t *v, void *arg)
 {
-	char sh[SHOW_LEN + 8];
-	const char *s;
-
 	if (!strcmp(key, "mode")) {
-		if (get_scalar(x, v, path, &s))
-			return -1;
-		if (mode_parse(s, &x->c->mode))
-			return fail(x, v, path, "unknown mode '%s'; use record, simulate or "
-				    "emulate", show(s, sh, sizeof(sh)));
-		return 0;
+		/* The names of uni_mode_parse() (common.c), kept here so that
+		 * config.c and its unit test build on their own. */
+		static const char *const names[] = {
+			[UNI_MODE_RECORD] = "record",
+			[UNI_MODE_SIMULATE] = "simulate",
+			[UNI_MODE_EMULATE] = "emulate",
+		};
+		return get_enum(x, v, path, "mode", names, UNI_ARRAY_LEN(names),
+				&x->c->mode);
 	}
 	if (!strcmp(key, "strict"))
 		return get_bool(x, v, path, &x->c->strict);
