@@ -40,7 +40,7 @@ static const char usage_line[] = "usage: unitrace {summary|dump} FILE [--json]\n
 				 "       unitrace export FILE {--chrome OUT.json [--merge TORCH.json [--merge-rank R]] | --sqlite OUT.db}\n"
 				 "       unitrace critical-path FILE [--json]\n"
 				 "       unitrace compare REAL SIM [--json]\n"
-				 "       unitrace replay FILE [--config OTHER.yaml] [--sweep KEY=V1,V2,...] [--json]";
+				 "       unitrace replay FILE [--config OTHER.yaml] [--sweep KEY=V1,V2,...] [-o OUT.unitrace] [--json]";
 
 /* common.c (uni_mode_name) lives in libunicommon; the tool keeps its own
  * copy so that it links against the reader alone. */
@@ -1808,7 +1808,9 @@ static void help(void)
 	       "            running the program: per rank end, compute, communication,\n"
 	       "            idle, the makespan; --sweep KEY=V1,V2,... one line per value\n"
 	       "            (network.default.bandwidth, network.default.latency,\n"
-	       "            network.send_buffer, network.model, devices.default.slowdown)\n"
+	       "            network.send_buffer, network.model, devices.default.slowdown);\n"
+	       "            -o OUT.unitrace also writes the re-timed trace (the same records\n"
+	       "            with the replayed times) for summary, plot, export\n"
 	       "\n"
 	       "Exit status: 0 ok (a truncated trace too), 1 out of memory or\n"
 	       "output error, 2 unreadable or corrupt trace, 64 usage error.\n",
@@ -1859,7 +1861,7 @@ static int run(int argc, char **argv)
 		return unitrace_compare(files[0], files[1], cjson);
 	}
 	if (!strcmp(cmd, "replay")) {
-		const char *file = NULL, *config = NULL, *sweep = NULL;
+		const char *file = NULL, *config = NULL, *sweep = NULL, *rout = NULL;
 		int rjson = 0;
 		for (int i = 2; i < argc; i++) {
 			if (!strcmp(argv[i], "--json"))
@@ -1868,6 +1870,8 @@ static int run(int argc, char **argv)
 				config = argv[++i];
 			else if (!strcmp(argv[i], "--sweep") && i + 1 < argc)
 				sweep = argv[++i];
+			else if (!strcmp(argv[i], "-o") && i + 1 < argc)
+				rout = argv[++i];
 			else if (argv[i][0] == '-' && argv[i][1])
 				return usage_error("unknown option", argv[i]);
 			else if (!file)
@@ -1877,7 +1881,9 @@ static int run(int argc, char **argv)
 		}
 		if (!file)
 			return usage_error("no trace file given", NULL);
-		return unitrace_replay(file, config, sweep, rjson);
+		if (sweep && rout)
+			return usage_error("-o writes one replay; not with --sweep", rout);
+		return unitrace_replay(file, config, sweep, rout, rjson);
 	}
 	if (strcmp(cmd, "summary") && strcmp(cmd, "dump") && strcmp(cmd, "plot") && strcmp(cmd, "export") &&
 	    strcmp(cmd, "critical-path"))

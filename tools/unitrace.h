@@ -35,8 +35,8 @@ struct unitrace_merge_sink {
 };
 int unitrace_merge(const char *torch_json, int32_t rank, const char *trace, struct unitrace_merge_sink *sink);
 
-/* unitrace replay TRACE [--config OTHER.yaml] [--sweep KEY=V1,...] [--json]
- * (unitrace_replay.c). */
-int unitrace_replay(const char *path, const char *config, const char *sweep, int json);
+/* unitrace replay TRACE [--config OTHER.yaml] [--sweep KEY=V1,...] [-o OUT] [--json]
+ * (unitrace_replay.c). out: write the re-timed trace there (not with sweep). */
+int unitrace_replay(const char *path, const char *config, const char *sweep, const char *out, int json);
 
 #endif

@@ -39,6 +39,7 @@
 #include "uni/config.h"
 #include "uni/shm.h"
 #include "uni/trace.h"
+#include "uni/trace_write.h"
 #include "unitrace.h"
 
 struct chunk {
@@ -98,6 +99,8 @@ struct replay {
 	int32_t nranks;
 	int32_t pid[UNI_MAX_RANKS];
 	char hdr_config[132];
+	struct uni_trace_hdr hdr;
+	struct uni_trec *out; /* -o: the re-timed records, by record index */
 	uint64_t orig_end[UNI_MAX_RANKS];
 	int have_orig_end[UNI_MAX_RANKS];
 	/* per configuration */
@@ -225,6 +228,7 @@ static int load(struct replay *R, const char *path)
 	if (rd.truncated)
 		fprintf(stderr, "unitrace: %s ends inside a record; replaying what is there\n", path);
 	snprintf(R->hdr_config, sizeof(R->hdr_config), "%.*s", (int)sizeof(rd.hdr.config_path), rd.hdr.config_path);
+	R->hdr = rd.hdr;
 	uni_trace_close(&rd);
 
 	/* Connections, ranks, slowdowns. */
@@ -596,11 +600,53 @@ static uint64_t event_value(struct replay *R, uint64_t id, uint64_t recorded, in
 enum step { STEP_DONE, STEP_BLOCKED, STEP_NET };
 
 /* Runs th's next event if it can; says why not otherwise. */
+/* -o: the record of an event the replay just ran, with its new times
+ * (the fields as unid writes them; docs/trace-format.md). before/after: the
+ * thread's clock around the event; v: its value (a send's stamp); taken: a
+ * take's or dep's source value, a send completion's time. A send's arrival
+ * (t1) is filled in once the network has run (finish_out). An event loop
+ * has no clock between events: its read begins (t0) where that connection's
+ * program left it, 0 at the first. */
+static void retime(struct uni_trec *o, const struct uni_trec *r, uint64_t before, uint64_t after,
+		   uint64_t v, int have_taken, uint64_t taken)
+{
+	switch (r->kind) {
+	case UNI_TR_RECV:
+		if (have_taken)
+			o->a = taken; /* the last byte's arrival */
+		/* fall through */
+	case UNI_TR_COMPUTE:
+	case UNI_TR_IDLE:
+		o->t0 = before;
+		o->t1 = after;
+		break;
+	case UNI_TR_SIGNAL:
+		o->t0 = o->t1 = after;
+		break;
+	case UNI_TR_TAKE:
+		o->t0 = before;
+		if (have_taken)
+			o->t1 = taken;
+		break;
+	case UNI_TR_SEND:
+		o->t0 = v;
+		break;
+	case UNI_TR_SENT:
+		o->t0 = before;
+		o->t1 = after;
+		if (have_taken)
+			o->a = taken;
+		break;
+	default:
+		break;
+	}
+}
+
 static enum step step(struct replay *R, struct thread *th)
 {
 	struct uni_trec *r = &R->rec[th->ev[th->pc]];
-	uint64_t v = th->T;
-	int ok;
+	uint64_t v = th->T, before = th->T, taken = 0;
+	int ok, have_taken = 0;
 	if (debug_replay > 1)
 		fprintf(stderr, "step rank %d tid %d seq %u %s T %.6f net %.6f\n", th->rank, th->tid, r->seq,
 			uni_trec_kind_name(r->kind), ms(th->T), ms(R->nic ? nic_now() : 0));
@@ -631,6 +677,8 @@ static enum step step(struct replay *R, struct thread *th)
 		if (ok == 0)
 			return STEP_BLOCKED;
 		if (ok > 0) {
+			taken = s;
+			have_taken = 1;
 			if (r->flags & UNI_TRF_SET) {
 				th->T = s;
 			} else if (s > th->T) {
@@ -646,6 +694,8 @@ static enum step step(struct replay *R, struct thread *th)
 		if (ok == 0)
 			return STEP_BLOCKED;
 		if (ok > 0) {
+			taken = s;
+			have_taken = 1;
 			th->dep = th->have_dep ? max64(th->dep, s) : s;
 			th->have_dep = 1;
 		}
@@ -687,6 +737,8 @@ static enum step step(struct replay *R, struct thread *th)
 		if (f == 0)
 			return STEP_NET;
 		if (f > 0) {
+			taken = arr;
+			have_taken = 1;
 			if (th->dispatcher) {
 				th->T = arr;
 			} else if (arr > th->T) {
@@ -719,6 +771,8 @@ static enum step step(struct replay *R, struct thread *th)
 				dep = 0;
 		}
 		uint64_t t = max64(stamp, dep);
+		taken = t;
+		have_taken = 1;
 		if (t > th->T) {
 			th->waited += t - th->T;
 			th->T = t;
@@ -728,6 +782,18 @@ static enum step step(struct replay *R, struct thread *th)
 	}
 	default:
 		break;
+	}
+	if (R->out) {
+		retime(&R->out[th->ev[th->pc]], r, before, th->T, v, have_taken, taken);
+		/* The deps just before a send carry its stamp (as the shim
+		 * writes them). */
+		for (uint32_t q = th->pc; r->kind == UNI_TR_SEND && q-- > 0;) {
+			const struct uni_trec *p = &R->rec[th->ev[q]];
+			if (p->kind == UNI_TR_DEP)
+				R->out[th->ev[q]].t0 = R->out[th->ev[q]].t1 = v;
+			else if (p->kind != UNI_TR_COMPUTE)
+				break;
+		}
 	}
 	if (r->seq <= th->maxseq) {
 		th->val[r->seq] = v;
@@ -892,6 +958,93 @@ static int replay_one(struct replay *R, const struct uni_config *cfg, struct res
 	return 0;
 }
 
+/* -o: what the threads' programs do not say. A send's arrival (t1) once
+ * the network has run; an operation's start: its thread's clock after the
+ * event before it; a thread's end (its programs', for an event loop);
+ * a rank's end: its main thread's, as the summary reports it. */
+static void finish_out(struct replay *R)
+{
+	for (uint64_t i = 0; i < R->nrec; i++) {
+		struct uni_trec *r = &R->rec[i], *o = &R->out[i];
+		switch (r->kind) {
+		case UNI_TR_SEND: {
+			struct stream *s = r->conn < R->nst ? &R->st[r->conn] : NULL;
+			uint64_t dep, arr;
+			if (s && r->len && byte_time(s, r->off + r->len - 1, &dep, &arr) > 0)
+				o->t1 = arr;
+			break;
+		}
+		case UNI_TR_OP:
+		case UNI_TR_THREAD_END: {
+			uint64_t end = 0, compute = 0, waited = 0;
+			int found = 0;
+			for (uint32_t k = 0; k < R->nth; k++) {
+				struct thread *th = &R->th[k];
+				if (th->rank != r->rank || th->tid != r->tid)
+					continue;
+				if (r->kind == UNI_TR_OP) {
+					/* The programs of an event loop share val/have/tafter. */
+					for (uint32_t q = r->seq; q-- > 0;)
+						if (q <= th->maxseq && th->have[q]) {
+							o->t0 = o->t1 = th->tafter[q];
+							break;
+						}
+					break;
+				}
+				found = 1;
+				end = max64(end, th->T);
+				compute += th->compute;
+				waited += th->waited;
+			}
+			if (found) {
+				/* An event loop ends without a clock, as recorded. */
+				o->t0 = o->t1 = (r->flags & 1) ? 0 : end;
+				o->off = o->a = compute;
+				o->len = waited;
+			}
+			break;
+		}
+		case UNI_TR_RANK_EXIT:
+			for (uint32_t k = 0; k < R->nth; k++) {
+				struct thread *th = &R->th[k];
+				if (th->rank == r->rank && th->main) {
+					o->t0 = o->t1 = th->end;
+					o->off = th->compute;
+					o->len = th->waited;
+				}
+			}
+			break;
+		default:
+			break;
+		}
+	}
+}
+
+/* Writes the re-timed trace: the recorded file's header (the configuration
+ * replaced by the one replayed) and records, in the recorded order. */
+static int write_out(struct replay *R, const char *config, const char *out)
+{
+	struct uni_trace_writer *w = calloc(1, sizeof(*w));
+	struct uni_trace_hdr h = R->hdr;
+	char err[512];
+	int rc = 0;
+
+	if (!w)
+		return 1;
+	w->fd = -1;
+	memset(h.config_path, 0, sizeof(h.config_path));
+	if (config)
+		snprintf(h.config_path, sizeof(h.config_path), "%s", config);
+	if (uni_trace_create(w, out, &h, err, sizeof(err)) < 0 ||
+	    uni_trace_append(w, R->out, R->nrec) < 0 || uni_trace_finish(w) < 0) {
+		fprintf(stderr, "unitrace: %s\n", w->err[0] ? w->err : err);
+		uni_trace_finish(w);
+		rc = 1;
+	}
+	free(w);
+	return rc;
+}
+
 /* --sweep KEY=V1,V2,...: the keys a sweep may change. */
 static int sweep_set(struct uni_config *c, const char *key, const char *val, char *err, size_t len)
 {
@@ -971,7 +1124,7 @@ static void print_result_json(const struct replay *R, const struct result *o)
 	printf("]}");
 }
 
-int unitrace_replay(const char *path, const char *config, const char *sweep, int json)
+int unitrace_replay(const char *path, const char *config, const char *sweep, const char *out, int json)
 {
 	static struct uni_config cfg; /* large: not on the stack */
 	char err[512];
@@ -991,9 +1144,24 @@ int unitrace_replay(const char *path, const char *config, const char *sweep, int
 	}
 	if (!sweep) {
 		struct result o;
+		if (out) {
+			R->out = malloc((R->nrec ? R->nrec : 1) * sizeof(*R->out));
+			if (!R->out) {
+				rc = 1;
+				goto out;
+			}
+			memcpy(R->out, R->rec, R->nrec * sizeof(*R->out));
+		}
 		if (replay_one(R, &cfg, &o, path) < 0) {
 			rc = 2;
 			goto out;
+		}
+		if (out) {
+			finish_out(R);
+			if (write_out(R, config, out)) {
+				rc = 1;
+				goto out;
+			}
 		}
 		if (json) {
 			print_result_json(R, &o);
@@ -1065,6 +1233,7 @@ out:
 	free(R->th);
 	free(R->st);
 	free(R->rec);
+	free(R->out);
 	free(R);
 	return rc;
 }

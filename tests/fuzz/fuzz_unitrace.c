@@ -2,8 +2,9 @@
  *
  * unitrace.c is compiled with -Dmain=unitrace_main; each input is written
  * to a private file and read by summary (text and JSON), dump --json,
- * plot, both exports and compare (against itself), output going to
- * /dev/null. Any crash, sanitizer
+ * plot, both exports, compare (against itself), critical-path and
+ * replay (printing, and writing the re-timed trace), output going to
+ * /dev/null or private files. Any crash, sanitizer
  * report or leak fails. Run by tests/fuzz/run.sh (CI: bounded time). */
 #include <stdint.h>
 #include <stdio.h>
@@ -14,13 +15,14 @@
 int unitrace_main(int argc, char **argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static char trace[64], db[64];
+static char trace[64], db[64], out[64];
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (!trace[0]) {
 		snprintf(trace, sizeof(trace), "/tmp/uni-fuzz-%d.unitrace", (int)getpid());
 		snprintf(db, sizeof(db), "/tmp/uni-fuzz-%d.db", (int)getpid());
+		snprintf(out, sizeof(out), "/tmp/uni-fuzz-%d.out.unitrace", (int)getpid());
 	}
 	FILE *f = fopen(trace, "wb");
 	if (!f || fwrite(data, 1, size, f) != size || fclose(f) != 0)
@@ -35,6 +37,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		{"unitrace", "compare", trace, trace, "--json", NULL},
 		{"unitrace", "critical-path", trace, "--json", NULL},
 		{"unitrace", "replay", trace, "--json", NULL},
+		{"unitrace", "replay", trace, "-o", out, NULL},
 	};
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
 		int argc = 0;
@@ -47,5 +50,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (rc != 0 && rc != 2)
 			abort(); /* only "corrupt trace" may fail: no usage or output errors */
 	}
+	unlink(out);
 	return 0;
 }

@@ -86,6 +86,58 @@ c2 = sum(r["compute_ns"] for r in s["runs"][1]["result"]["ranks"])
 print(f"slowdown sweep: compute {c1} ns at 0.001, {c2} ns at 0.002")
 assert abs(c2 - 2 * c1) <= 0.001 * c2 + 1000, "doubling the slowdown does not double the compute"
 PYEOF
+# -o: the re-timed trace. Under the recorded configuration it is the
+# recording, record for record, but for an event loop's read starts (the
+# loop has no clock between events; the replay starts each read where that
+# connection's last event left it); under another it gives the replay's
+# ends to summary, is the same file byte for byte every time, and replayed
+# again under that configuration it is itself (alpha-beta and nic).
+"$UNITRACE" replay "$T/A.unitrace" --config "$T/A.yaml" -o "$T/AA.unitrace" >/dev/null || fail "replay -o under A"
+conf E nic 1ms 100Mbit
+for c in B E; do
+	"$UNITRACE" replay "$T/A.unitrace" --config "$T/$c.yaml" --json >"$T/A-$c.json" || fail "replay A under $c"
+	"$UNITRACE" replay "$T/A.unitrace" --config "$T/$c.yaml" -o "$T/A$c.unitrace" >/dev/null || fail "replay -o under $c"
+	"$UNITRACE" replay "$T/A.unitrace" --config "$T/$c.yaml" -o "$T/A$c.again.unitrace" >/dev/null || fail "replay -o under $c (again)"
+	cmp "$T/A$c.unitrace" "$T/A$c.again.unitrace" || fail "two replays under $c wrote different traces"
+	"$UNITRACE" replay "$T/A$c.unitrace" --config "$T/$c.yaml" -o "$T/A$c.twice.unitrace" >/dev/null || fail "replay of the replay under $c"
+	cmp "$T/A$c.unitrace" "$T/A$c.twice.unitrace" || fail "the replay under $c, replayed under $c, is not itself"
+	"$UNITRACE" summary "$T/A$c.unitrace" --json >"$T/A$c.sum.json" || fail "summary of the replayed trace ($c)"
+	"$UNITRACE" plot "$T/A$c.unitrace" -o "$T/A$c.svg" || fail "plot of the replayed trace ($c)"
+	grep -q "makespan" "$T/A$c.svg" || fail "plot of the replayed trace ($c) has no makespan"
+done
+$PY - "$T" "$UNITRACE" <<'PYEOF' || fail "replay -o"
+import json, subprocess, sys
+T, U = sys.argv[1], sys.argv[2]
+def dump(f):
+    return [json.loads(l) for l in subprocess.run([U, "dump", f, "--json"], capture_output=True, text=True, check=True).stdout.splitlines()]
+rec, rep = dump(f"{T}/A.unitrace"), dump(f"{T}/AA.unitrace")
+assert len(rec) == len(rep), f"{len(rep)} records replayed for {len(rec)}"
+loop = other = 0
+for x, y in zip(rec, rep):
+    if x == y:
+        continue
+    if x["kind"] == "recv" and x["flags"] & 1 and {k for k in x if x[k] != y[k]} == {"t0"}:
+        loop += 1
+        continue
+    other += 1
+    if other <= 5:
+        print("differs:", x, y)
+print(f"replay -o under the recorded configuration: {len(rec)} records, {loop} event-loop read starts differ, {other} other records")
+assert other == 0, "the replay under the recorded configuration is not the recording"
+assert sum(r["kind"] == "send" for r in rep) > 100, "too few sends to tell"
+for c in "BE":
+    want = {r["rank"]: r["end_ns"] for r in json.load(open(f"{T}/A-{c}.json"))["ranks"]}
+    got = {r["rank"]: r["end_ns"] for r in json.load(open(f"{T}/A{c}.sum.json"))["ranks"]}
+    print(f"replayed trace under {c}: summary ends {[round(got[k]/1e6, 3) for k in sorted(got)]} ms, replay ends {[round(want[k]/1e6, 3) for k in sorted(want)]} ms")
+    assert got == want, f"the summary of the trace replayed under {c} does not say what the replay said"
+    sends = [r for r in dump(f"{T}/A{c}.unitrace") if r["kind"] == "send" and r["len"]]
+    assert all(r["t1"] > r["t0"] for r in sends), "a replayed send arrives before it leaves"
+PYEOF
+rc=0
+"$UNITRACE" replay "$T/A.unitrace" --sweep network.model=nic -o "$T/x.unitrace" >"$T/out" 2>&1 || rc=$?
+[ $rc -eq 64 ] || fail "-o with --sweep: status $rc, not a usage error (64)"
+"$UNITRACE" replay "$T/A.unitrace" -o /proc/uni-no/x.unitrace >"$T/out" 2>&1 && fail "-o to an unwritable path accepted"
+grep -q "/proc/uni-no" "$T/out" || { cat "$T/out"; fail "-o unwritable path message"; }
 # Bad input: clear messages, no crash.
 "$UNITRACE" replay "$T/A.unitrace" --config "$T/missing.yaml" >"$T/out" 2>&1 && fail "missing config accepted"
 grep -q "missing.yaml" "$T/out" || { cat "$T/out"; fail "missing config message"; }
@@ -114,4 +166,4 @@ for r in s["ranks"]:
 PYEOF
 "$UNITRACE" replay "$T/rec.unitrace" >"$T/out" 2>&1 && fail "record-mode trace replayed"
 grep -q "simulate-mode trace" "$T/out" || { cat "$T/out"; fail "record-mode message"; }
-ok "replay agrees with real runs under other configurations; sweeps"
+ok "replay agrees with real runs under other configurations; sweeps; -o writes the re-timed trace (the recording under its own configuration, byte-identical when repeated)"
