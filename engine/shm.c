@@ -102,7 +102,7 @@ struct uni_shm_hdr *uni_shm_open(const char *session, char *err, size_t errlen)
 		goto out_close;
 	}
 	h = p;
-	if (h->magic != UNI_SHM_MAGIC || h->version != UNI_SHM_VERSION ||
+	if (__atomic_load_n(&h->magic, __ATOMIC_ACQUIRE) != UNI_SHM_MAGIC || h->version != UNI_SHM_VERSION ||
 	    h->total_size != (uint64_t)st.st_size) {
 		if (h->magic != UNI_SHM_MAGIC)
 			snprintf(err, errlen, "session '%s': /dev/shm%s is not a uniference segment", session, name);

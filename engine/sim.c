@@ -85,6 +85,7 @@ static struct {
 	uint64_t stale_watches;
 	struct group *grp;   /* by ring: its group read (uni_shim_vrecv_any) */
 	struct stream *serving; /* the stream serve_waiters is going through */
+	uint32_t sched_used;    /* alpha-beta: logs of sched[] given out */
 } S;
 
 /* A group read: a thread waits for the first of several reads (READ_REQs
@@ -157,8 +158,29 @@ static void link_params(int a, int b, uint64_t *lat, double *bps)
 
 static uint64_t arrival(const struct chunk *c, uint64_t byte)
 {
-	double k = (double)(byte - c->off + 1);
-	return c->start + (uint64_t)llround(k * c->ns_per_byte) + c->latency;
+	return uni_ab_arrival(c->start, c->off, c->ns_per_byte, c->latency, byte);
+}
+
+/* Alpha-beta: the chunk just scheduled, for readers (struct uni_sched). */
+static void publish_sched(uint32_t conn, const struct chunk *c)
+{
+	if (!S.h->sched_off)
+		return;
+	struct uni_conn *uc = uni_shm_conn(S.h, conn);
+	uint32_t li = atomic_load_explicit(&uc->sched_log, memory_order_relaxed);
+	if (!li) {
+		if (S.sched_used == UNI_SCHED_LOGS)
+			return; /* none left: its readers ask */
+		li = ++S.sched_used;
+		struct uni_sched *sd = uni_shm_sched(S.h, li - 1);
+		sd->latency = c->latency;
+		sd->ns_per_byte = c->ns_per_byte;
+		atomic_store_explicit(&uc->sched_log, li, memory_order_release);
+	}
+	struct uni_sched *sd = uni_shm_sched(S.h, li - 1);
+	if (sd->latency != c->latency || sd->ns_per_byte != c->ns_per_byte)
+		return; /* not the link's (cannot happen): leave the reader to ask */
+	uni_sched_publish(sd, c->off, c->len, c->start);
 }
 
 /* Arrival of byte b of stream s (b < s->next_off): 1 and *t when final. */
@@ -265,6 +287,8 @@ static int group_stale(const struct uni_op *op)
 
 static void group_cancel(uint32_t ring, uint32_t tag);
 
+static void answered_record(const struct uni_op *op, uint64_t t0, uint64_t t1, uint64_t arrive);
+
 static void answer(const struct uni_op *op, uint64_t arrive)
 {
 	struct uni_ring *ring = uni_shm_ring(S.h, op->ring);
@@ -286,12 +310,17 @@ static void answer(const struct uni_op *op, uint64_t arrive)
 	atomic_store_explicit(&ring->wait_kind, UNI_WAIT_NONE, memory_order_release);
 	atomic_store_explicit(&ring->resp_seq, (uint32_t)op->e.a, memory_order_release);
 	uni_futex_wake(&ring->resp_seq, 1);
+	answered_record(op, t0, t1, arrive);
+}
 
+/* The RECV (or SENT) record of an answered request. */
+static void answered_record(const struct uni_op *op, uint64_t t0, uint64_t t1, uint64_t arrive)
+{
 	struct uni_trec r;
 	memset(&r, 0, sizeof(r));
 	r.kind = op->e.kind == UNI_EV_READ_REQ ? UNI_TR_RECV : UNI_TR_SENT;
 	r.seq = op->seq;
-	r.flags = op->e.flags;
+	r.flags = op->e.flags & (uint16_t)~UNI_EVF_LOCAL;
 	r.rank = op->rank;
 	r.tid = op->tid;
 	r.peer = atomic_load(&uni_shm_conn(S.h, op->e.conn)->peer_rank);
@@ -504,6 +533,7 @@ static void schedule(struct stream *s, const struct uni_op *op)
 	s->ch[s->nch++] = (struct chunk){.off = e->off, .len = e->len, .start = start, .stamp = e->t0,
 					 .ns_per_byte = npb, .latency = lat};
 	s->next_off = e->off + e->len;
+	publish_sched(e->conn, &s->ch[s->nch - 1]);
 
 	struct uni_trec r;
 	memset(&r, 0, sizeof(r));
@@ -557,6 +587,12 @@ void uni_sim_read(const struct uni_op *op)
 	uint64_t t;
 	if (group_stale(op))
 		return; /* another read of its group was answered */
+	if (op->e.flags & UNI_EVF_LOCAL) {
+		/* The reader found the arrival in the published schedule. */
+		answered_record(op, op->e.t0, op->e.t1, op->e.c);
+		trim(s, op->e.off);
+		return;
+	}
 	if (end <= s->next_off && stream_final(s, end - 1, &t)) {
 		answer(op, t);
 		mark_read(s, end);

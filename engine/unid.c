@@ -237,9 +237,9 @@ static void unmatched_remove(uint32_t pos)
 }
 
 /* A request a rank thread waits on for its answer. */
-static int is_request(uint16_t kind)
+static int is_request(const struct uni_ev *e)
 {
-	return kind == UNI_EV_READ_REQ || kind == UNI_EV_SENT_REQ;
+	return (e->kind == UNI_EV_READ_REQ && !(e->flags & UNI_EVF_LOCAL)) || e->kind == UNI_EV_SENT_REQ;
 }
 
 static void give_up(uint32_t idx)
@@ -248,7 +248,7 @@ static void give_up(uint32_t idx)
 	conn_set_state(idx, UNI_CONN_UNMODELLED);
 	/* A read held here must not wait for ever: answer it. */
 	for (uint32_t i = 0; i < dc->npending; i++)
-		if (is_request(dc->pending[i].e.kind))
+		if (is_request(&dc->pending[i].e))
 			uni_sim_answer_unmodelled(&dc->pending[i]);
 	dc->first_read_wait = 0;
 	pending_drop(dc);
@@ -367,7 +367,7 @@ static void conn_op(const struct uni_op *op)
 	case UNI_CONN_OPEN:
 		if (dc->npending == PENDING_CAP) {
 			give_up(idx);
-			if (is_request(op->e.kind))
+			if (is_request(&op->e))
 				uni_sim_answer_unmodelled(op);
 			break;
 		}
@@ -376,19 +376,19 @@ static void conn_op(const struct uni_op *op)
 			struct uni_op *p = realloc(dc->pending, cap * sizeof(*p));
 			if (!p) {
 				give_up(idx);
-				if (is_request(op->e.kind))
+				if (is_request(&op->e))
 					uni_sim_answer_unmodelled(op);
 				break;
 			}
 			dc->pending = p;
 			dc->cappending = cap;
 		}
-		if (op->e.kind == UNI_EV_READ_REQ && !dc->first_read_wait)
+		if (is_request(&op->e) && op->e.kind == UNI_EV_READ_REQ && !dc->first_read_wait)
 			dc->first_read_wait = uni_now_ns();
 		dc->pending[dc->npending++] = *op;
 		break;
 	default: /* unmodelled, or a slot unid never saw opened */
-		if (is_request(op->e.kind))
+		if (is_request(&op->e))
 			uni_sim_answer_unmodelled(op);
 		break;
 	}
@@ -1034,8 +1034,8 @@ static void copy_path(char *dst, size_t len, const char *src, const char *what)
 
 static void create_segment(const char *config_path)
 {
-	uint64_t ro, co, go, ko;
-	size_t size = uni_shm_layout(&ro, &co, &go, &ko);
+	uint64_t ro, co, go, ko, so;
+	size_t size = uni_shm_layout(&ro, &co, &go, &ko, &so);
 	int fd = shm_open(D.shm_name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0)
 		die_startup("cannot create /dev/shm%s: %s", D.shm_name, strerror(errno));
@@ -1074,6 +1074,9 @@ static void create_segment(const char *config_path)
 	h->conns_off = co;
 	h->rings_off = go;
 	h->kernels_off = ko;
+	/* Alpha-beta arrivals are final once scheduled: readers look them up. */
+	if (D.cfg.mode == UNI_MODE_SIMULATE && D.cfg.net_model == UNI_NET_ALPHA_BETA)
+		h->sched_off = so;
 	_Static_assert(UNI_SHM_MAX_KERNELS >= UNI_CFG_MAX_KERNELS, "room for devices.kernels");
 	for (uint32_t i = 0; i < D.cfg.nkernels; i++) {
 		struct uni_shm_kernel *k = &uni_shm_kernels(h)[i];
@@ -1083,9 +1086,9 @@ static void create_segment(const char *config_path)
 	h->nkernels = D.cfg.nkernels;
 	copy_path(h->trace_path, sizeof(h->trace_path), D.trace_path, "trace path");
 	copy_path(h->config_path, sizeof(h->config_path), config_path ? config_path : "", "config path");
-	/* Magic last: a shim that opens the segment earlier refuses it. */
-	atomic_thread_fence(memory_order_release);
-	h->magic = UNI_SHM_MAGIC;
+	/* Magic last (a release store): a shim that opens the segment
+	 * earlier refuses it. */
+	__atomic_store_n(&h->magic, UNI_SHM_MAGIC, __ATOMIC_RELEASE);
 	D.h = h;
 }
 

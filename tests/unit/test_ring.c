@@ -581,6 +581,130 @@ START_TEST(test_futex_wake_after_store)
 }
 END_TEST
 
+/* ---- the alpha-beta schedule log (struct uni_sched) ------------------ */
+
+static struct uni_sched *sched_new(uint64_t latency, double npb)
+{
+	struct uni_sched *sd = calloc(1, sizeof(*sd));
+	ck_assert_ptr_nonnull(sd);
+	sd->latency = latency;
+	sd->ns_per_byte = npb;
+	return sd;
+}
+
+START_TEST(test_sched_find)
+{
+	struct uni_sched *sd = sched_new(1000000, 80.0); /* 1 ms, 100 Mbit/s */
+	uint64_t t = 7;
+	ck_assert_int_eq(uni_sched_find(sd, 0, &t), 0); /* nothing scheduled */
+	ck_assert_uint_eq(t, 7);
+	/* A notice at 5 ms, 100 bytes of data behind it at 2 ms (FIFO start
+	 * given by unid), a 1-byte chunk. */
+	uni_sched_publish(sd, 0, 48, 5000000);
+	uni_sched_publish(sd, 48, 100, 5003840);
+	uni_sched_publish(sd, 148, 1, 9000000);
+	ck_assert_int_eq(uni_sched_find(sd, 0, &t), 1);
+	ck_assert_uint_eq(t, 5000000 + 80 + 1000000);
+	ck_assert_int_eq(uni_sched_find(sd, 47, &t), 1);
+	ck_assert_uint_eq(t, 5000000 + 48 * 80 + 1000000);
+	ck_assert_int_eq(uni_sched_find(sd, 48, &t), 1);
+	ck_assert_uint_eq(t, 5003840 + 80 + 1000000);
+	ck_assert_int_eq(uni_sched_find(sd, 147, &t), 1);
+	ck_assert_uint_eq(t, 5003840 + 100 * 80 + 1000000);
+	ck_assert_uint_eq(t, uni_ab_arrival(5003840, 48, 80.0, 1000000, 147));
+	ck_assert_int_eq(uni_sched_find(sd, 148, &t), 1);
+	ck_assert_uint_eq(t, 9000000 + 80 + 1000000);
+	/* Beyond what is scheduled. */
+	ck_assert_int_eq(uni_sched_find(sd, 149, &t), 0);
+	ck_assert_int_eq(uni_sched_find(sd, 1u << 30, &t), 0);
+	free(sd);
+}
+END_TEST
+
+START_TEST(test_sched_window)
+{
+	/* More chunks than the log holds: the oldest fall out (the reader asks
+	 * unid), every chunk in the window is found by binary search. */
+	struct uni_sched *sd = sched_new(0, 1.0);
+	uint64_t nch = 3ull * UNI_SCHED_LOG + 7, t;
+	for (uint64_t i = 0; i < nch; i++)
+		uni_sched_publish(sd, 10 * i, 10, 1000 * i);
+	uint64_t first = nch - UNI_SCHED_LOG;
+	for (uint64_t i = 0; i < nch; i++) {
+		int found = uni_sched_find(sd, 10 * i + 9, &t);
+		ck_assert_int_eq(found, i >= first);
+		if (found)
+			ck_assert_uint_eq(t, 1000 * i + 10);
+	}
+	ck_assert_int_eq(uni_sched_find(sd, 10 * nch, &t), 0);
+	free(sd);
+}
+END_TEST
+
+START_TEST(test_sched_torn)
+{
+	/* A chunk being rewritten (seq 0) or whose seq is not its index's is
+	 * never taken; a gap (a chunk not published) is not bridged. */
+	struct uni_sched *sd = sched_new(0, 1.0);
+	uint64_t t;
+	uni_sched_publish(sd, 0, 10, 100);
+	uni_sched_publish(sd, 10, 10, 200);
+	uni_sched_publish(sd, 30, 10, 400); /* bytes 20..29 never published */
+	ck_assert_int_eq(uni_sched_find(sd, 25, &t), 0);
+	ck_assert_int_eq(uni_sched_find(sd, 35, &t), 1);
+	ck_assert_uint_eq(t, 406);
+	atomic_store(&sd->ch[1].seq, 0);
+	ck_assert_int_eq(uni_sched_find(sd, 15, &t), 0);
+	atomic_store(&sd->ch[1].seq, 2 + UNI_SCHED_LOG); /* a later lap's */
+	ck_assert_int_eq(uni_sched_find(sd, 15, &t), 0);
+	atomic_store(&sd->ch[1].seq, 2);
+	ck_assert_int_eq(uni_sched_find(sd, 15, &t), 1);
+	ck_assert_uint_eq(t, 206);
+	free(sd);
+}
+END_TEST
+
+struct sched_race {
+	struct uni_sched *sd;
+	atomic_int stop;
+};
+
+static void *sched_writer(void *arg)
+{
+	struct sched_race *r = arg;
+	/* Chunk i: bytes [i, i + 1), start 3 * i: byte b arrives at 3 b + 1.
+	 * Until the reader has had enough. */
+	for (uint64_t i = 0; !atomic_load_explicit(&r->stop, memory_order_relaxed); i++)
+		uni_sched_publish(r->sd, i, 1, 3 * i);
+	return NULL;
+}
+
+START_TEST(test_sched_concurrent)
+{
+	/* A reader racing the writer never sees a torn chunk: every arrival
+	 * it finds is the right one. */
+	struct sched_race r = {.sd = sched_new(0, 1.0)};
+	pthread_t th;
+	ck_assert_int_eq(pthread_create(&th, NULL, sched_writer, &r), 0);
+	uint64_t found = 0, x = 1;
+	for (int it = 0; it < 2000000 && found < 100000; it++) {
+		uint64_t n = atomic_load(&r.sd->n), t;
+		if (!n)
+			continue;
+		x = x * 6364136223846793005ull + 1442695040888963407ull;
+		uint64_t b = n - 1 - (x >> 33) % (2 * UNI_SCHED_LOG < n ? 2 * UNI_SCHED_LOG : n);
+		if (uni_sched_find(r.sd, b, &t)) {
+			ck_assert_uint_eq(t, 3 * b + 1);
+			found++;
+		}
+	}
+	atomic_store(&r.stop, 1);
+	pthread_join(th, NULL);
+	ck_assert_uint_gt(found, 0);
+	free(r.sd);
+}
+END_TEST
+
 static Suite *ring_suite(void)
 {
 	Suite *s = suite_create("ring");
@@ -606,6 +730,14 @@ static Suite *ring_suite(void)
 	tcase_add_test(tc, test_futex_wake_thread);
 	tcase_add_test(tc, test_futex_wake_other_process);
 	tcase_add_test(tc, test_futex_wake_after_store);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("sched");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_sched_find);
+	tcase_add_test(tc, test_sched_window);
+	tcase_add_test(tc, test_sched_torn);
+	tcase_add_test(tc, test_sched_concurrent);
 	suite_add_tcase(s, tc);
 	return s;
 }

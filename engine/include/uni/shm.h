@@ -8,6 +8,9 @@
  *   struct uni_rank   ranks[max_ranks]      who is attached
  *   struct uni_conn   conns[max_conns]      TCP connections the ranks opened
  *   struct uni_ring   rings[max_rings]      one SPSC event ring per thread
+ *   struct uni_shm_kernel kernels[64]       devices.kernels
+ *   struct uni_sched  sched[UNI_SCHED_LOGS] alpha-beta: streams' last
+ *                                           scheduled chunks
  *
  * Every ring has exactly one producer (the thread that claimed it) and one
  * consumer (unid). Records are fixed-size (struct uni_ev); a record is
@@ -20,12 +23,13 @@
 #ifndef UNI_SHM_H
 #define UNI_SHM_H
 
+#include <math.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #define UNI_SHM_MAGIC 0x31304d4853494e55ull /* "UNISHM01" little-endian */
-#define UNI_SHM_VERSION 7u
+#define UNI_SHM_VERSION 8u
 
 #define UNI_MAX_RANKS 256u
 #define UNI_MAX_RINGS 512u
@@ -103,6 +107,9 @@ enum uni_ev_flags {
 	UNI_EVF_CONT = 1u << 3,       /* SEND: continues a message begun by an earlier chunk */
 	UNI_EVF_SET = 1u << 4,        /* TAKE: the clock is set (a new thread's start) */
 	UNI_EVF_END = 1u << 5,        /* SEND: the last bytes of a Gloo data message */
+	UNI_EVF_LOCAL = 1u << 6,      /* READ_REQ: answered by the reader itself from the
+	                                 published schedule (uni_sched); t1 = its clock
+	                                 after, c = the last byte's arrival; no answer */
 	/* SEND of Gloo data: c = ring index + 1 of the thread that posted the
 	 * message (0: unknown); the nic model holds the network at its send
 	 * completion while that thread waits for it. */
@@ -184,7 +191,10 @@ struct uni_conn {
 	 * written yet: Gloo's loop writes it later, on the poster's behalf);
 	 * UINT64_MAX: none. Written by the shim; the horizon counts it. */
 	_Atomic uint64_t owed;
-	uint8_t reserved[24];
+	/* alpha-beta: this end's outgoing stream's log in sched[] + 1 (0:
+	 * none); written by unid only. */
+	_Atomic uint32_t sched_log;
+	uint8_t reserved[20];
 };
 _Static_assert(sizeof(struct uni_conn) == 128, "uni_conn is 128 bytes");
 
@@ -292,6 +302,7 @@ struct uni_shm_hdr {
 	uint64_t kernels_off;
 	uint64_t net_latency_ns;         /* network.default: the simulated NCCL's */
 	double net_bandwidth_bps;        /* choice of algorithm by size */
+	uint64_t sched_off;              /* alpha-beta: sched[UNI_SCHED_LOGS] (0: none) */
 	char deadlock_report[512];       /* where unid wrote the report */
 	char trace_path[512];
 	char config_path[512];
@@ -305,8 +316,83 @@ struct uni_shm_kernel {
 	double slowdown;
 };
 
+/* Alpha-beta: the chunks unid scheduled last on a connection's outgoing
+ * stream. An arrival is final once its chunk is scheduled, so a reader
+ * that finds the chunk of the last byte it read here knows its arrival
+ * without asking unid (UNI_EVF_LOCAL). A pool of logs; unid gives a stream
+ * one (uni_conn.sched_log of the writing end) at its first chunk, while
+ * any are left. unid writes a chunk as a seqlock (seq 0, the fields, seq =
+ * its index + 1), then n; chunks are published in byte order. Latency and
+ * bandwidth are the link's, the same for every chunk of the stream. */
+#define UNI_SCHED_LOGS 512u
+#define UNI_SCHED_LOG 1024u /* chunks a log holds: a reader further behind asks unid */
+struct uni_sched_chunk {
+	_Atomic uint64_t seq;
+	_Atomic uint64_t off, len, start;
+};
+struct uni_sched {
+	_Atomic uint64_t n;  /* chunks published */
+	uint64_t latency;    /* set before the first chunk is published */
+	double ns_per_byte;
+	uint64_t pad[5];
+	struct uni_sched_chunk ch[UNI_SCHED_LOG];
+};
+
+/* Alpha-beta: when byte `byte` of a chunk that starts leaving at `start`
+ * arrives (progressive arrival; engine/sim.c and the shim both use this). */
+static inline uint64_t uni_ab_arrival(uint64_t start, uint64_t off, double ns_per_byte, uint64_t latency,
+				      uint64_t byte)
+{
+	double k = (double)(byte - off + 1);
+	return start + (uint64_t)llround(k * ns_per_byte) + latency;
+}
+
+/* unid: publishes the stream's next chunk (in byte order) in its log. */
+static inline void uni_sched_publish(struct uni_sched *sd, uint64_t off, uint64_t len, uint64_t start)
+{
+	uint64_t n = atomic_load_explicit(&sd->n, memory_order_relaxed);
+	struct uni_sched_chunk *k = &sd->ch[n % UNI_SCHED_LOG];
+	/* Release stores: a reader that sees a new field sees seq 0 (or
+	 * later) when it looks at seq again. No fences (TSan knows none). */
+	atomic_store_explicit(&k->seq, 0, memory_order_relaxed);
+	atomic_store_explicit(&k->off, off, memory_order_release);
+	atomic_store_explicit(&k->len, len, memory_order_release);
+	atomic_store_explicit(&k->start, start, memory_order_release);
+	atomic_store_explicit(&k->seq, n + 1, memory_order_release);
+	atomic_store_explicit(&sd->n, n + 1, memory_order_release);
+}
+
+/* A reader: the arrival of byte b of the stream, 1 and *t when the log
+ * holds its chunk; 0 when it is not scheduled yet or older than the log
+ * (or was overwritten while read): then unid answers. */
+static inline int uni_sched_find(struct uni_sched *sd, uint64_t b, uint64_t *t)
+{
+	uint64_t n = atomic_load_explicit(&sd->n, memory_order_acquire);
+	/* Chunks are in byte order: a binary search over the log's window. */
+	uint64_t lo = n > UNI_SCHED_LOG ? n - UNI_SCHED_LOG : 0, hi = n;
+	while (lo < hi) {
+		uint64_t i = lo + (hi - lo) / 2;
+		struct uni_sched_chunk *k = &sd->ch[i % UNI_SCHED_LOG];
+		uint64_t seq = atomic_load_explicit(&k->seq, memory_order_acquire);
+		uint64_t off = atomic_load_explicit(&k->off, memory_order_acquire);
+		uint64_t len = atomic_load_explicit(&k->len, memory_order_acquire);
+		uint64_t start = atomic_load_explicit(&k->start, memory_order_acquire);
+		if (seq != i + 1 || atomic_load_explicit(&k->seq, memory_order_relaxed) != seq)
+			return 0;
+		if (b < off) {
+			hi = i;
+		} else if (b >= off + len) {
+			lo = i + 1;
+		} else {
+			*t = uni_ab_arrival(start, off, sd->ns_per_byte, sd->latency, b);
+			return 1;
+		}
+	}
+	return 0;
+}
+
 static inline size_t uni_shm_layout(uint64_t *ranks_off, uint64_t *conns_off, uint64_t *rings_off,
-				    uint64_t *kernels_off)
+				    uint64_t *kernels_off, uint64_t *sched_off)
 {
 	size_t off = 4096;
 	*ranks_off = off;
@@ -318,6 +404,9 @@ static inline size_t uni_shm_layout(uint64_t *ranks_off, uint64_t *conns_off, ui
 	off += UNI_MAX_RINGS * sizeof(struct uni_ring);
 	*kernels_off = off;
 	off += UNI_SHM_MAX_KERNELS * sizeof(struct uni_shm_kernel);
+	off = (off + 4095) & ~(size_t)4095;
+	*sched_off = off;
+	off += UNI_SCHED_LOGS * sizeof(struct uni_sched);
 	return (off + 4095) & ~(size_t)4095;
 }
 
@@ -336,6 +425,10 @@ static inline struct uni_ring *uni_shm_ring(struct uni_shm_hdr *h, uint32_t i)
 static inline struct uni_shm_kernel *uni_shm_kernels(struct uni_shm_hdr *h)
 {
 	return (struct uni_shm_kernel *)((char *)h + h->kernels_off);
+}
+static inline struct uni_sched *uni_shm_sched(struct uni_shm_hdr *h, uint32_t i)
+{
+	return (struct uni_sched *)((char *)h + h->sched_off) + i;
 }
 
 /* Ring operations ------------------------------------------------------ */
