@@ -39,6 +39,7 @@ struct ctx {
 	uint8_t link_set[UNI_CFG_MAX_LINKS];
 	uint32_t link_line[UNI_CFG_MAX_LINKS];
 	uint32_t rank_line[UNI_CFG_MAX_RANK_OVERRIDES];
+	uint32_t nic_line[UNI_CFG_MAX_RANK_OVERRIDES];
 };
 
 /* ---- messages ---------------------------------------------------------- */
@@ -767,6 +768,53 @@ static int link_item(struct ctx *x, const char *path, uint32_t idx,
 	return 0;
 }
 
+/* network.ranks.R */
+static int nic_entry_pair(struct ctx *x, const char *path, const char *key,
+			  yaml_node_t *k, yaml_node_t *v, void *arg)
+{
+	double *bps = arg; /* uplink, downlink */
+
+	if (!strcmp(key, "uplink"))
+		return get_bandwidth(x, v, path, &bps[0]);
+	if (!strcmp(key, "downlink"))
+		return get_bandwidth(x, v, path, &bps[1]);
+	return 1;
+}
+
+/* network.ranks: the keys are rank numbers. */
+static int net_ranks_pair(struct ctx *x, const char *path, const char *key,
+			  yaml_node_t *k, yaml_node_t *v, void *arg)
+{
+	uint32_t i = x->c->nrank_nics;
+	char sh[SHOW_LEN + 8];
+	double bps[2] = {0, 0}; /* stay 0 when not given: 0 is never valid */
+	int32_t rank;
+
+	if (k->data.scalar.style != YAML_PLAIN_SCALAR_STYLE || rank_value(key, &rank))
+		return fail(x, k, path, "'%s' is not a rank number from 0 to %d",
+			    show(key, sh, sizeof(sh)), RANK_MAX);
+	for (uint32_t j = 0; j < i; j++)
+		if (x->c->rank_nics[j].rank == rank)
+			return fail(x, k, path, "rank %d is already given on line %u",
+				    (int)rank, x->nic_line[j]);
+	if (i >= UNI_CFG_MAX_RANK_OVERRIDES)
+		return fail(x, k, path, "too many rank overrides (at most %d)",
+			    UNI_CFG_MAX_RANK_OVERRIDES);
+	if (v->type != YAML_MAPPING_NODE)
+		return fail(x, v, path, "expected a mapping (keys: uplink, downlink), got %s",
+			    is_null(v) ? "nothing" : kind(v));
+	if (walk_map(x, v, path, "uplink, downlink", nic_entry_pair, bps))
+		return -1;
+	if (bps[0] == 0 && bps[1] == 0)
+		return fail(x, v, path, "missing 'uplink' or 'downlink'");
+	x->c->rank_nics[i].rank = rank;
+	x->c->rank_nics[i].uplink_bps = bps[0];
+	x->c->rank_nics[i].downlink_bps = bps[1];
+	x->nic_line[i] = node_line(k);
+	x->c->nrank_nics = i + 1;
+	return 0;
+}
+
 static int network_pair(struct ctx *x, const char *path, const char *key,
 			yaml_node_t *k, yaml_node_t *v, void *arg)
 {
@@ -787,6 +835,10 @@ static int network_pair(struct ctx *x, const char *path, const char *key,
 		x->c->nlinks = 0;
 		x->links_given = 1;
 		return walk_list(x, v, path, link_item, NULL);
+	}
+	if (!strcmp(key, "ranks")) {
+		x->c->nrank_nics = 0;
+		return walk_map(x, v, path, "rank numbers", net_ranks_pair, NULL);
 	}
 	return 1;
 }
@@ -967,7 +1019,7 @@ static int top_pair(struct ctx *x, const char *path, const char *key,
 	if (!strcmp(key, "strict"))
 		return get_bool(x, v, path, &x->c->strict);
 	if (!strcmp(key, "network"))
-		return walk_map(x, v, path, "model, default, links, send_buffer", network_pair, NULL);
+		return walk_map(x, v, path, "model, default, links, send_buffer, ranks", network_pair, NULL);
 	if (!strcmp(key, "devices"))
 		return walk_map(x, v, path, "default, ranks, kernels", devices_pair, NULL);
 	if (!strcmp(key, "trace"))
@@ -1161,6 +1213,41 @@ fail:
 	fclose(f);
 	free(buf);
 	return -1;
+}
+
+double uni_config_uplink(const struct uni_config *c, int rank)
+{
+	for (uint32_t i = 0; i < c->nrank_nics; i++)
+		if (c->rank_nics[i].rank == rank && c->rank_nics[i].uplink_bps > 0)
+			return c->rank_nics[i].uplink_bps;
+	return c->bandwidth_bps;
+}
+
+double uni_config_downlink(const struct uni_config *c, int rank)
+{
+	for (uint32_t i = 0; i < c->nrank_nics; i++)
+		if (c->rank_nics[i].rank == rank && c->rank_nics[i].downlink_bps > 0)
+			return c->rank_nics[i].downlink_bps;
+	return c->bandwidth_bps;
+}
+
+void uni_config_link(const struct uni_config *c, int a, int b, uint64_t *latency_ns, double *bps)
+{
+	for (uint32_t i = 0; i < c->nlinks; i++) {
+		const struct uni_link_cfg *l = &c->links[i];
+		if ((l->from < 0 || l->from == a) && (l->to < 0 || l->to == b)) {
+			*latency_ns = l->latency_ns;
+			*bps = l->bandwidth_bps;
+			return;
+		}
+	}
+	double up = uni_config_uplink(c, a), down = uni_config_downlink(c, b);
+	*latency_ns = c->latency_ns;
+	*bps = c->bandwidth_bps;
+	if (up < *bps)
+		*bps = up;
+	if (down < *bps)
+		*bps = down;
 }
 
 double uni_config_rank_slowdown(const struct uni_config *c, int rank)

@@ -44,6 +44,7 @@ static struct {
 	struct nic_flow **live; /* not done, or done but not read */
 	uint32_t nlive, caplive;
 	double *up_left, *down_left;
+	double *up_cap, *down_cap;
 	uint32_t *up_n, *down_n;
 	uint64_t late;
 	nic_done_f done_fn;
@@ -126,6 +127,8 @@ void nic_reset(void)
 	free(N.down_left);
 	free(N.up_n);
 	free(N.down_n);
+	free(N.up_cap);
+	free(N.down_cap);
 	int jump = N.idle_jump;
 	memset(&N, 0, sizeof(N));
 	N.idle_jump = jump;
@@ -139,7 +142,21 @@ int nic_init(uint32_t max_ranks, double bytes_per_ns)
 	N.down_left = calloc(max_ranks, sizeof(double));
 	N.up_n = calloc(max_ranks, sizeof(uint32_t));
 	N.down_n = calloc(max_ranks, sizeof(uint32_t));
-	return N.up_left && N.down_left && N.up_n && N.down_n ? 0 : -1;
+	N.up_cap = calloc(max_ranks, sizeof(double));
+	N.down_cap = calloc(max_ranks, sizeof(double));
+	if (!N.up_left || !N.down_left || !N.up_n || !N.down_n || !N.up_cap || !N.down_cap)
+		return -1;
+	for (uint32_t i = 0; i < max_ranks; i++)
+		N.up_cap[i] = N.down_cap[i] = bytes_per_ns;
+	return 0;
+}
+
+void nic_set_caps(int r, double up_bytes_per_ns, double down_bytes_per_ns)
+{
+	if (r < 0 || (uint32_t)r >= N.nranks || !N.up_cap)
+		return;
+	N.up_cap[r] = up_bytes_per_ns;
+	N.down_cap[r] = down_bytes_per_ns;
 }
 
 uint64_t nic_now(void)
@@ -230,7 +247,8 @@ static double share(const struct nic_flow *f)
 static void compute_rates(void)
 {
 	for (uint32_t i = 0; i < N.nranks; i++) {
-		N.up_left[i] = N.down_left[i] = N.cap;
+		N.up_left[i] = N.up_cap[i];
+		N.down_left[i] = N.down_cap[i];
 		N.up_n[i] = N.down_n[i] = 0;
 	}
 	uint32_t unfrozen = 0;

@@ -127,6 +127,9 @@ int uni_sim_init(const struct uni_config *cfg, struct uni_shm_hdr *h, uni_trace_
 	if (S.nic) {
 		if (nic_init(h->max_ranks, cfg->bandwidth_bps / 8e9) < 0)
 			return -1;
+		for (uint32_t i = 0; i < cfg->nrank_nics; i++)
+			nic_set_caps(cfg->rank_nics[i].rank, uni_config_uplink(cfg, cfg->rank_nics[i].rank) / 8e9,
+				     uni_config_downlink(cfg, cfg->rank_nics[i].rank) / 8e9);
 		nic_on_done(flow_done);
 	}
 	return S.st && S.wstreams && S.act ? 0 : -1;
@@ -145,15 +148,7 @@ static void *grow(void *p, uint32_t *cap, size_t elem)
 /* Latency and bandwidth of the link from rank a to rank b. */
 static void link_params(int a, int b, uint64_t *lat, double *bps)
 {
-	*lat = S.cfg->latency_ns;
-	*bps = S.cfg->bandwidth_bps;
-	for (uint32_t i = 0; i < S.cfg->nlinks; i++) {
-		const struct uni_link_cfg *l = &S.cfg->links[i];
-		if ((l->from < 0 || l->from == a) && (l->to < 0 || l->to == b)) {
-			*lat = l->latency_ns;
-			*bps = l->bandwidth_bps;
-		}
-	}
+	uni_config_link(S.cfg, a, b, lat, bps);
 }
 
 static uint64_t arrival(const struct chunk *c, uint64_t byte)

@@ -420,15 +420,7 @@ static double ms(uint64_t ns)
 
 static void link_params(const struct uni_config *c, int a, int b, uint64_t *lat, double *bps)
 {
-	*lat = c->latency_ns;
-	*bps = c->bandwidth_bps;
-	for (uint32_t i = 0; i < c->nlinks; i++) {
-		const struct uni_link_cfg *l = &c->links[i];
-		if ((l->from < 0 || l->from == a) && (l->to < 0 || l->to == b)) {
-			*lat = l->latency_ns;
-			*bps = l->bandwidth_bps;
-		}
-	}
+	uni_config_link(c, a, b, lat, bps);
 }
 
 static void reset(struct replay *R, const struct uni_config *cfg)
@@ -462,6 +454,9 @@ static void reset(struct replay *R, const struct uni_config *cfg)
 		nic_reset();
 		nic_idle_jump(1);
 		nic_init(UNI_MAX_RANKS, cfg->bandwidth_bps / 8e9);
+		for (uint32_t i = 0; i < cfg->nrank_nics; i++)
+			nic_set_caps(cfg->rank_nics[i].rank, uni_config_uplink(cfg, cfg->rank_nics[i].rank) / 8e9,
+				     uni_config_downlink(cfg, cfg->rank_nics[i].rank) / 8e9);
 	}
 }
 

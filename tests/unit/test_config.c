@@ -536,6 +536,66 @@ START_TEST(test_send_buffer_key)
 }
 END_TEST
 
+START_TEST(test_network_ranks)
+{
+	char err[512];
+	uint64_t lat;
+	double bps;
+	const char *y = "network:\n"
+			"  default: { latency: 2ms, bandwidth: 100Mbit }\n"
+			"  ranks:\n"
+			"    0: { downlink: 300Mbit }\n"
+			"    1: { uplink: 50Mbit }\n"
+			"    2: { uplink: 1Gbit, downlink: 10Mbit }\n"
+			"  links: [ { from: 3, to: 1, bandwidth: 7Mbit } ]\n";
+	uni_config_defaults(&cfg);
+	ck_assert_int_eq(uni_config_parse(&cfg, y, strlen(y), "s", err, sizeof(err)), 0);
+	ck_assert_uint_eq(cfg.nrank_nics, 3);
+	ck_assert_double_eq(uni_config_uplink(&cfg, 0), 1e8);    /* not given: the default */
+	ck_assert_double_eq(uni_config_downlink(&cfg, 0), 3e8);
+	ck_assert_double_eq(uni_config_uplink(&cfg, 1), 5e7);
+	ck_assert_double_eq(uni_config_downlink(&cfg, 1), 1e8);
+	ck_assert_double_eq(uni_config_uplink(&cfg, 2), 1e9);
+	ck_assert_double_eq(uni_config_downlink(&cfg, 2), 1e7);
+	ck_assert_double_eq(uni_config_uplink(&cfg, 9), 1e8);    /* not named */
+	/* A pair: the least of the default, the sender's uplink and the
+	 * receiver's downlink; a links entry wins. */
+	uni_config_link(&cfg, 1, 0, &lat, &bps);
+	ck_assert_uint_eq(lat, 2000000);
+	ck_assert_double_eq(bps, 5e7);
+	uni_config_link(&cfg, 3, 0, &lat, &bps);
+	ck_assert_double_eq(bps, 1e8); /* a downlink above the default does not raise it */
+	uni_config_link(&cfg, 2, 3, &lat, &bps);
+	ck_assert_double_eq(bps, 1e8);
+	uni_config_link(&cfg, 3, 2, &lat, &bps);
+	ck_assert_double_eq(bps, 1e7);
+	uni_config_link(&cfg, 3, 1, &lat, &bps);
+	ck_assert_double_eq(bps, 7e6);
+	/* Unset capacities follow the default wherever it is set. */
+	y = "network: { ranks: { 1: { uplink: 50Mbit } }, default: { bandwidth: 20Mbit } }";
+	uni_config_defaults(&cfg);
+	ck_assert_int_eq(uni_config_parse(&cfg, y, strlen(y), "s", err, sizeof(err)), 0);
+	ck_assert_double_eq(uni_config_downlink(&cfg, 1), 2e7);
+	uni_config_link(&cfg, 1, 0, &lat, &bps);
+	ck_assert_double_eq(bps, 2e7);
+	static const struct { const char *yaml, *want; } bad[] = {
+		{ "network: { ranks: { 1: {} } }", "s:1: key 'network.ranks.1': missing 'uplink' or 'downlink'" },
+		{ "network: { ranks: { 1: { uplink: 5 } } }", "s:1: key 'network.ranks.1.uplink': " },
+		{ "network: { ranks: { 1: { bandwidth: 5Mbit } } }", "s:1: key 'network.ranks.1.bandwidth': unknown key" },
+		{ "network: { ranks: { x: { uplink: 5Mbit } } }", "s:1: key 'network.ranks.x': 'x' is not a rank number" },
+		{ "network: { ranks: { 1: { uplink: 5Mbit }, 01: { downlink: 5Mbit } } }",
+		  "s:1: key 'network.ranks.01': rank 1 is already given on line 1" },
+		{ "network: { ranks: { 1: 5Mbit } }", "s:1: key 'network.ranks.1': expected a mapping" },
+		{ "network: { ranks: { 1: { uplink: 0Mbit } } }", "s:1: key 'network.ranks.1.uplink': " },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		uni_config_defaults(&cfg);
+		ck_assert_int_eq(uni_config_parse(&cfg, bad[i].yaml, strlen(bad[i].yaml), "s", err, sizeof(err)), -1);
+		ck_assert_msg(!strncmp(err, bad[i].want, strlen(bad[i].want)), "%s: got \"%s\"", bad[i].yaml, err);
+	}
+}
+END_TEST
+
 START_TEST(test_nccl_algorithm)
 {
 	char err[512];
@@ -654,6 +714,7 @@ static Suite *config_suite(void)
 	tcase_add_loop_test(tc, test_size_bad, 0, (int)UNI_ARRAY_LEN(bad_sizes));
 	tcase_add_test(tc, test_send_buffer_key);
 	tcase_add_test(tc, test_nccl_algorithm);
+	tcase_add_test(tc, test_network_ranks);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("trace_path");

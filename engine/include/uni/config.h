@@ -44,6 +44,10 @@ struct uni_config {
 	                           when it completes; UINT64_MAX = unlimited */
 	uint32_t nlinks;
 	struct uni_link_cfg links[UNI_CFG_MAX_LINKS];
+	/* network.ranks: per-rank NIC capacities, bits per second; 0 = not
+	 * given (network.default.bandwidth). */
+	uint32_t nrank_nics;
+	struct { int32_t rank; double uplink_bps, downlink_bps; } rank_nics[UNI_CFG_MAX_RANK_OVERRIDES];
 	double slowdown;        /* devices.default.slowdown, default 1.0 */
 	uint32_t nrank_slowdowns;
 	struct { int32_t rank; double slowdown; } rank_slowdowns[UNI_CFG_MAX_RANK_OVERRIDES];
@@ -74,6 +78,16 @@ int uni_parse_duration(const char *s, uint64_t *ns);
 int uni_parse_bandwidth(const char *s, double *bps);
 /* Sizes: "640kB", "1MiB", "0", "unlimited" (UINT64_MAX). */
 int uni_parse_size(const char *s, uint64_t *bytes);
+
+/* A rank's NIC after network.ranks: its uplink and downlink in bits per
+ * second (network.default.bandwidth where not given). */
+double uni_config_uplink(const struct uni_config *c, int rank);
+double uni_config_downlink(const struct uni_config *c, int rank);
+
+/* The link from rank a to rank b: the first network.links entry that
+ * matches, else network.default's latency and the least of the default
+ * bandwidth, a's uplink and b's downlink. */
+void uni_config_link(const struct uni_config *c, int a, int b, uint64_t *latency_ns, double *bps);
 
 /* Slowdown of a rank after overrides. */
 double uni_config_rank_slowdown(const struct uni_config *c, int rank);
