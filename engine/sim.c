@@ -443,7 +443,11 @@ static void schedule(struct stream *s, const struct uni_op *op)
 	int peer = atomic_load(&c->peer_rank);
 	uint64_t lat;
 	double bps;
-	link_params(op->rank, peer, &lat, &bps);
+	/* The network node the stream leaves from: the connection's rank
+	 * (the process's, or a simulated NCCL rank's in a world of one
+	 * process). */
+	int src = c->rank;
+	link_params(src, peer, &lat, &bps);
 	double npb = 8e9 / bps;
 	uint64_t tx = (uint64_t)llround((double)e->len * npb);
 	uint64_t start;
@@ -484,7 +488,7 @@ static void schedule(struct stream *s, const struct uni_op *op)
 		/* A data flow is the whole message (this part + e->b to come). */
 		uint64_t bytes = e->len + ((e->flags & UNI_EVF_NOTIFY) ? 0 : e->b);
 		r->len = bytes;
-		struct nic_flow *nf = nic_flow_new(op->rank, peer, e->t0, bytes, lat,
+		struct nic_flow *nf = nic_flow_new(src, peer, e->t0, bytes, lat,
 						   (e->flags & UNI_EVF_NOTIFY) ? NULL : s->last_data, r);
 		if (!(e->flags & UNI_EVF_NOTIFY)) {
 			if (s->last_data)

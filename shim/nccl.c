@@ -130,6 +130,9 @@ struct ncclComm {
 	uint32_t *vc;
 	uint64_t *tx, *rx;
 	uint8_t gen;
+	/* simulate: the network node its transfers leave from (-1: this
+	 * process's rank); see init_rank. */
+	int node;
 };
 
 /* Everything below with a prototype in nccl.h is the exported API. */
@@ -317,6 +320,9 @@ static void *join_thread(void *p)
 	return NULL;
 }
 
+/* Split and Shrink: the parent's node, for the communicator being made. */
+static __thread int t_parent_node = -2;
+
 static ncclResult_t init_rank(ncclComm_t *out, int nranks, ncclUniqueId id, int rank, int blocking)
 {
 	if (!out)
@@ -374,6 +380,15 @@ static ncclResult_t init_rank(ncclComm_t *out, int nranks, ncclUniqueId id, int 
 	c->magic = COMM_MAGIC;
 	c->rank = rank;
 	c->nranks = nranks;
+	/* The network node of its transfers: this process's rank, as for Gloo,
+	 * except in a world of one process, whose NCCL ranks (CommInitAll, or
+	 * a thread per rank) are the devices: there a communicator made from
+	 * a unique id puts each rank on the node of its number, one made by
+	 * Split or Shrink on its parent's node. */
+	if (t_parent_node != -2)
+		c->node = t_parent_node;
+	else
+		c->node = uni_shim_world() == 1 ? rank : -1;
 	c->sh = s;
 	c->shsize = size;
 	c->blocking = blocking;
@@ -687,7 +702,7 @@ static uint32_t vconn(ncclComm_t c, int p, int ch)
 		struct uni_addr l, r;
 		vaddr(c, c->rank, p, ch, &l);
 		vaddr(c, p, c->rank, ch, &r);
-		c->vc[i] = uni_shim_vconn_open(&l, &r);
+		c->vc[i] = uni_shim_vconn_open(&l, &r, c->node);
 	}
 	return c->vc[i];
 }
@@ -1806,15 +1821,21 @@ static ncclResult_t execute(struct op *ops, int nops)
 	 * behind it, and none of its sends is late. */
 	struct sched sc = {0};
 	if (timed) {
-		int coll = 0;
 		for (int i = 0; i < nops; i++) {
 			struct op *o = &ops[i];
 			uint64_t bytes = (uint64_t)o->count * uni_nccl_type_size(o->type);
 			if (o->kind == K_ALLGATHER || o->kind == K_REDSCAT || o->kind == K_ALLTOALL)
 				bytes *= (uint64_t)o->comm->nranks;
+			/* A collective's channel: its place among the group's
+			 * collectives of the same rank (every rank counts the
+			 * same; one thread may drive several ranks: InitAll). */
 			int ch = 0;
-			if (o->kind != K_SEND && o->kind != K_RECV)
-				ch = 1 + (2 * coll++) % (UNI_NCCL_NCH - 2);
+			if (o->kind != K_SEND && o->kind != K_RECV) {
+				int coll = 0;
+				for (int j = 0; j < i; j++)
+					coll += ops[j].comm == o->comm && ops[j].kind != K_SEND && ops[j].kind != K_RECV;
+				ch = 1 + (2 * coll) % (UNI_NCCL_NCH - 2);
+			}
 			sched_op(&sc, o->comm, o->kind, bytes, o->root, o->peer, ch);
 		}
 		ready_sends(&sc, 0, t0);
@@ -2165,7 +2186,10 @@ static ncclResult_t child(ncclComm_t comm, uint64_t salt, const ncclConfig_t *co
 	if (config && config->magic == 0xcafebeef && config->size >= offsetof(ncclConfig_t, cgaClusterSize) &&
 	    config->blocking != NCCL_CONFIG_UNDEF_INT)
 		blocking = config->blocking != 0;
-	return init_rank(newcomm, n, id, me, blocking);
+	t_parent_node = comm->node;
+	ncclResult_t r = init_rank(newcomm, n, id, me, blocking);
+	t_parent_node = -2;
+	return r;
 }
 
 ncclResult_t pncclCommSplit(ncclComm_t comm, int color, int key, ncclComm_t *newcomm, ncclConfig_t *config)

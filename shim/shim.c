@@ -102,6 +102,7 @@ static _Atomic int g_state;
 static _Atomic int g_init_started;
 static struct uni_shm_hdr *g_hdr;
 static int g_rank = -1;
+static int g_world = -1;
 static int g_pid;
 static int g_master_port = -1;
 static uint64_t g_epoch;
@@ -437,6 +438,7 @@ static void attach(void)
 	if (!session || !*session)
 		session = "default";
 	g_rank = rank;
+	g_world = world;
 	if (hr < 0 || hw < 0 || rank >= world) {
 		uni_shim_log("RANK='%s' WORLD_SIZE='%s' are not a rank of a world; running pass-through",
 			     getenv("RANK"), getenv("WORLD_SIZE"));
@@ -1749,7 +1751,12 @@ int uni_shim_kernel_rule(uint32_t i, char *match, size_t n, double *slowdown)
 	return 0;
 }
 
-uint32_t uni_shim_vconn_open(const struct uni_addr *local, const struct uni_addr *peer)
+int uni_shim_world(void)
+{
+	return g_world;
+}
+
+uint32_t uni_shim_vconn_open(const struct uni_addr *local, const struct uni_addr *peer, int node)
 {
 	if (!uni_shim_simulating())
 		return 0;
@@ -1763,7 +1770,7 @@ uint32_t uni_shim_vconn_open(const struct uni_addr *local, const struct uni_addr
 		goto out;
 	}
 	struct uni_conn *c = uni_shm_conn(g_hdr, idx);
-	c->rank = g_rank;
+	c->rank = node >= 0 && (uint32_t)node < g_hdr->max_ranks ? node : g_rank;
 	c->fd = -1;
 	c->local = *local;
 	c->peer = *peer;

@@ -229,7 +229,11 @@ int uni_shim_kernel_rule(uint32_t i, char *match, size_t n, double *slowdown) UN
 double uni_shim_slowdown(void) UNI_HIDDEN;
 /* clk read through the real clock_gettime (never the virtual one). */
 uint64_t uni_shim_real_ns(clockid_t clk) UNI_HIDDEN;
-uint32_t uni_shim_vconn_open(const struct uni_addr *local, const struct uni_addr *peer) UNI_HIDDEN;
+/* node: the network node the end is on (a rank of the network model), or
+ * -1 for this process's rank. */
+uint32_t uni_shim_vconn_open(const struct uni_addr *local, const struct uni_addr *peer, int node) UNI_HIDDEN;
+/* The session's world size as this process was given it (WORLD_SIZE). */
+int uni_shim_world(void) UNI_HIDDEN;
 void uni_shim_vconn_close(uint32_t idx1, uint64_t sent, uint64_t received) UNI_HIDDEN;
 /* The calling thread's clock after charging its compute. */
 uint64_t uni_shim_vt_charge(void) UNI_HIDDEN;

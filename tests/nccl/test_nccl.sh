@@ -123,15 +123,29 @@ ok "CommShrink: the excluded rank never calls it; the rest renumbered in order, 
 
 # CommInitAll: several ranks in one process, one thread driving them
 # through groups (every rank's part of a group progresses in a thread of
-# its own), in record and in simulate mode.
-printf 'mode: simulate\nnetwork: { default: { latency: 1ms, bandwidth: 1Gbit } }\n' >"$T/sim1.yaml"
+# its own), in record and in simulate mode. In a world of one process the
+# NCCL ranks are the network's nodes: a ring AllReduce of 400 kB takes
+# 2(n-1) steps of latency + S/n / bandwidth, the send/recv ring latency +
+# S / bandwidth (compute made negligible).
+printf 'mode: simulate\nnetwork: { default: { latency: 1ms, bandwidth: 1Gbit } }\ndevices: { default: { slowdown: 0.001 } }\n' >"$T/sim1.yaml"
 for cfg in rec sim1; do
 	rm -f "$T/id"
-	NCCL_CHECK_ID=$T/id timeout 120 "$UNIRUN" -n 1 --config "$T/$cfg.yaml" --trace "$T/ia.unitrace" -- "$CHECK" initall 3 \
+	NCCL_ALGO=Ring NCCL_CHECK_ID=$T/id timeout 120 "$UNIRUN" -n 1 --config "$T/$cfg.yaml" --trace "$T/ia.unitrace" -- "$CHECK" initall 3 \
 		>"$T/log" 2>&1 || { cat "$T/log"; fail "initall ($cfg)"; }
 	grep -q 'rank 0: 4 checks passed' "$T/log" || { cat "$T/log"; fail "initall ($cfg)"; }
 done
-ok "CommInitAll: 3 ranks in one process, AllReduce, a send/recv ring and Broadcast in groups from one thread"
+$PY - "$T/log" <<'PYEOF' || fail "InitAll's network time"
+import json, re, sys
+t = json.loads(re.findall(r'initall times: (\{.*?\})', open(sys.argv[1]).read())[0])
+a, B, S, n = 1e-3, 1e9, t["bytes"], 3
+want = {"allreduce_s": 2 * (n - 1) * (a + S / n * 8 / B), "ring_s": a + S * 8 / B}
+bad = 0
+for k, w in want.items():
+    print(f"InitAll, 3 ranks in one process: {k[:-2]} {1e3*t[k]:.3f} ms, closed form {1e3*w:.3f} ms")
+    bad |= abs(t[k] - w) > 0.01 * w
+sys.exit(bad)
+PYEOF
+ok "CommInitAll: 3 ranks in one process, AllReduce, a send/recv ring and Broadcast in groups from one thread; in simulate mode timed between the ranks (ring AllReduce and send/recv within 1% of the closed forms)"
 
 # Device buffers (docs/nccl.md, "Device buffers"): through the program's
 # CUDA runtime, here tests/nccl/mock_cudart.c under a libcudart.so.* name,
