@@ -687,10 +687,11 @@ START_TEST(test_sched_concurrent)
 	pthread_t th;
 	ck_assert_int_eq(pthread_create(&th, NULL, sched_writer, &r), 0);
 	uint64_t found = 0, x = 1;
+	/* Until the writer has begun (a loaded host may start it late). */
+	while (atomic_load(&r.sd->n) < 2 * UNI_SCHED_LOG)
+		sched_yield();
 	for (int it = 0; it < 2000000 && found < 100000; it++) {
 		uint64_t n = atomic_load(&r.sd->n), t;
-		if (!n)
-			continue;
 		x = x * 6364136223846793005ull + 1442695040888963407ull;
 		uint64_t b = n - 1 - (x >> 33) % (2 * UNI_SCHED_LOG < n ? 2 * UNI_SCHED_LOG : n);
 		if (uni_sched_find(r.sd, b, &t)) {
