@@ -15,6 +15,8 @@
  *   nccl_check allreduce SIZE...  an AllReduce of each SIZE, the virtual
  *                            time each took on this rank (JSON)
  *   nccl_check group2 SIZE   two AllReduces of SIZE in one group (JSON)
+ *   nccl_check threads N SIZE  N ranks in this process, a thread each
+ *                            (InitRank), each timing an AllReduce of SIZE
  *   nccl_check initall N     N ranks in this process (CommInitAll), driven
  *                            by one thread through groups
  *   nccl_check shrink        CommShrink without rank 1, then without the
@@ -977,6 +979,58 @@ static void device(ncclComm_t comm, const char *lib)
 	free(want);
 }
 
+/* N ranks in this process, a thread each calling ncclCommInitRank (as
+ * nccl-tests -t does); each lines up with the others (two 1-element
+ * AlltoAlls) and times an AllReduce of bytes on its own clock. */
+struct thr {
+	ncclUniqueId id;
+	int n, me;
+	size_t bytes;
+	double t;
+	int ok;
+};
+
+static void *thr_main(void *p)
+{
+	struct thr *a = p;
+	ncclComm_t c;
+	a->ok = ncclCommInitRank(&c, a->n, a->id, a->me) == ncclSuccess;
+	if (!a->ok)
+		return NULL;
+	size_t n = a->bytes / 4;
+	float *x = malloc(n * 4 + 4), z[64] = {0};
+	for (size_t j = 0; j < n; j++)
+		x[j] = (float)(a->me + 1);
+	for (int round = 0; round < 2; round++)
+		a->ok &= ncclAlltoAll(z, z + 32, 1, ncclFloat32, c, NULL) == ncclSuccess;
+	double t0 = vnow();
+	a->ok &= ncclAllReduce(x, x, n, ncclFloat32, ncclSum, c, NULL) == ncclSuccess;
+	a->t = vnow() - t0;
+	a->ok &= n == 0 || x[n - 1] == (float)(a->n * (a->n + 1) / 2);
+	free(x);
+	a->ok &= ncclCommDestroy(c) == ncclSuccess;
+	return NULL;
+}
+
+static void threads_mode(int nt, size_t bytes)
+{
+	struct thr a[64];
+	pthread_t t[64];
+	ncclUniqueId id;
+	NCCL(ncclGetUniqueId(&id));
+	for (int i = 0; i < nt && i < 64; i++) {
+		a[i] = (struct thr){.id = id, .n = nt, .me = i, .bytes = bytes};
+		CHECK(pthread_create(&t[i], NULL, thr_main, &a[i]) == 0, "thread %d", i);
+	}
+	printf("threads times: {\"bytes\": %zu, \"ns\": [", bytes);
+	for (int i = 0; i < nt && i < 64; i++) {
+		pthread_join(t[i], NULL);
+		CHECK(a[i].ok, "thread rank %d: init, AlltoAll, AllReduce and its result", i);
+		printf("%s%.0f", i ? ", " : "", a[i].t * 1e9);
+	}
+	printf("]}\n");
+}
+
 /* CommInitAll: nd ranks in this process, driven by one thread through
  * groups, as a single-process multi-GPU program does. */
 static void initall(int nd)
@@ -1215,6 +1269,8 @@ int main(int argc, char **argv)
 		allreduce_sizes(comm, argc - 2, argv + 2);
 	} else if (!strcmp(argv[1], "initall") && argc > 2) {
 		initall(atoi(argv[2]));
+	} else if (!strcmp(argv[1], "threads") && argc > 3) {
+		threads_mode(atoi(argv[2]), (size_t)atoll(argv[3]));
 	} else if (!strcmp(argv[1], "shrink")) {
 		shrink(comm);
 	} else if (!strcmp(argv[1], "device") && argc > 2) {

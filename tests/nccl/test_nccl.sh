@@ -146,6 +146,21 @@ for k, w in want.items():
 sys.exit(bad)
 PYEOF
 ok "CommInitAll: 3 ranks in one process, AllReduce, a send/recv ring and Broadcast in groups from one thread; in simulate mode timed between the ranks (ring AllReduce and send/recv within 1% of the closed forms)"
+# A thread per rank in one process (nccl-tests -t): InitRank in each, a ring
+# AllReduce of 8 MB on 4 ranks timed by each thread: the closed form.
+rm -f "$T/id"
+NCCL_ALGO=Ring NCCL_CHECK_ID=$T/id timeout 120 "$UNIRUN" -n 1 --config "$T/sim1.yaml" --trace "$T/th.unitrace" -- "$CHECK" threads 4 8388608 \
+	>"$T/log" 2>&1 || { cat "$T/log"; fail "threads"; }
+grep -q 'rank 0: [0-9]* checks passed' "$T/log" || { cat "$T/log"; fail "threads"; }
+$PY - "$T/log" <<'PYEOF' || fail "a thread per rank: network time"
+import json, re, sys
+t = json.loads(re.findall(r'threads times: (\{.*?\})', open(sys.argv[1]).read())[0])
+a, B, S, n = 1e-3, 1e9, t["bytes"], 4
+w = 2 * (n - 1) * (a + S / n * 8 / B)
+print("a thread per rank, 4 ranks in one process: AllReduce", [round(x / 1e6, 3) for x in t["ns"]], f"ms, closed form {1e3*w:.3f} ms")
+sys.exit(any(abs(x / 1e9 - w) > 0.01 * w for x in t["ns"]))
+PYEOF
+ok "a thread per rank in one process (InitRank each): the ring AllReduce within 1% of its closed form"
 
 # Device buffers (docs/nccl.md, "Device buffers"): through the program's
 # CUDA runtime, here tests/nccl/mock_cudart.c under a libcudart.so.* name,
