@@ -228,6 +228,23 @@ static void *uni_tramp_start(void *p)
 	return t.fn(t.arg);
 }
 
+/* pthread_join hands the time the thread ended to the joiner (simulate
+ * mode): a C program that joins its workers (nccl-tests with -t, a
+ * std::thread) goes on after their work, not at its own clock. */
+UNI_EXTERN int pthread_join(pthread_t th, void **ret)
+{
+	ENSURE(pthread_join);
+	if (UNI_LIKELY(!uni_shim_sync_on) || uni_shim_in_shim())
+		return uni_real.pthread_join(th, ret);
+	int began = uni_shim_object_wait(1, uni_shim_join_key(th));
+	int r = uni_real.pthread_join(th, ret);
+	if (began)
+		uni_shim_object_wait(0, NULL);
+	if (r == 0)
+		uni_shim_joined(th);
+	return r;
+}
+
 UNI_EXTERN int pthread_create(pthread_t *th, const pthread_attr_t *attr, void *(*fn)(void *), void *arg)
 {
 	ENSURE(pthread_create);

@@ -73,6 +73,7 @@ static void uni_resolve_all(void)
 	RESOLVE(eventfd, "eventfd");
 	RESOLVE(syscall, "syscall");
 	RESOLVE(pthread_create, "pthread_create");
+	RESOLVE(pthread_join, "pthread_join");
 	RESOLVE(epoll_wait, "epoll_wait");
 	RESOLVE(epoll_pwait, "epoll_pwait");
 	RESOLVE(poll, "poll");

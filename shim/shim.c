@@ -372,6 +372,8 @@ static void emit(struct uni_ev *e)
 	maybe_check_liveness(e->t1);
 }
 
+static void joinable_end(void);
+
 /* A thread that claimed a ring exits: tell unid the ring may be reused. */
 static void thread_exit(void *p)
 {
@@ -380,6 +382,8 @@ static void thread_exit(void *p)
 	    tls.gen != atomic_load(&g_gen))
 		return;
 	tls.in_shim++;
+	if (g_mode == UNI_MODE_SIMULATE && !tls.dispatcher && !tls.quiet)
+		joinable_end();
 	uint64_t now = g_mode == UNI_MODE_SIMULATE ? tls.vt : shim_now();
 	struct uni_ev e = {.kind = UNI_EV_THREAD_END, .t0 = now, .t1 = now, .a = tls.compute,
 			   .b = tls.waited, .c = tls.dispatcher};
@@ -1941,6 +1945,39 @@ void uni_shim_take(uint64_t t, uint64_t src)
 	leave();
 	tls.in_shim--;
 	errno = saved;
+}
+
+/* pthread_join -------------------------------------------------------- */
+
+void *uni_shim_join_key(pthread_t th)
+{
+	return (void *)((uintptr_t)th | 1u);
+}
+
+/* The exiting thread (its TSD destructor, simulate mode): its compute up
+ * to here, then its clock stamped for whoever joins it, and that joiner's
+ * wake floor (it does not hold the nic horizon while it waits). */
+static void joinable_end(void)
+{
+	charge();
+	void *key = uni_shim_join_key(pthread_self());
+	struct stamp_ent *e = stamp_get(key, 1);
+	if (!e)
+		return;
+	uint64_t id = emit_signal((uint64_t)(uintptr_t)key, tls.vt);
+	atomic_store_explicit(&e->stamp, tls.vt, memory_order_relaxed);
+	atomic_store_explicit(&e->src, id, memory_order_release);
+	if (g_horizon)
+		set_wake_floors(key, tls.vt);
+}
+
+void uni_shim_joined(pthread_t th)
+{
+	struct stamp_ent *e = sync_active() ? stamp_get(uni_shim_join_key(th), 0) : NULL;
+	if (!e)
+		return;
+	uint64_t src = atomic_load_explicit(&e->src, memory_order_acquire);
+	uni_shim_take(atomic_load_explicit(&e->stamp, memory_order_relaxed), src);
 }
 
 static void mark_poller(void)

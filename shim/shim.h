@@ -73,6 +73,7 @@ struct uni_real {
 	int (*eventfd)(unsigned, int);
 	long (*syscall)(long, ...);
 	int (*pthread_create)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
+	int (*pthread_join)(pthread_t, void **);
 	int (*epoll_wait)(int, struct epoll_event *, int, int);
 	int (*epoll_pwait)(int, struct epoll_event *, int, int, const sigset_t *);
 	int (*poll)(struct pollfd *, nfds_t, int);
@@ -193,6 +194,11 @@ clockid_t uni_cond_clock(const pthread_cond_t *cv) UNI_HIDDEN;
  * first thing in the new thread. */
 uint64_t uni_shim_thread_vt(void) UNI_HIDDEN;
 void uni_shim_thread_begin(uint64_t vt, void *ring, uint64_t src) UNI_HIDDEN;
+/* pthread_join: the object a joiner of th waits on (an odd address, no
+ * condvar's or mutex's); uni_shim_joined: the join succeeded, the joiner
+ * takes the time th ended (simulate mode; the exiting thread stamps it). */
+void *uni_shim_join_key(pthread_t th) UNI_HIDDEN;
+void uni_shim_joined(pthread_t th) UNI_HIDDEN;
 /* A semaphore wait succeeded: take the earliest post's time (chan.c). */
 void uni_sem_take(void *sem) UNI_HIDDEN;
 /* Under a horizon model the creator claims the new thread's ring (NULL:

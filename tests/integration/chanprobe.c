@@ -10,12 +10,16 @@
  * clock stays near waiter_before. Also a semaphore posted twice by two
  * threads at different times and waited for twice: the first wait takes
  * the earlier post ("sem2" line: first_ms second_ms early_post_ms
- * late_post_ms). Last, compute that enters no wrapper (arithmetic) right
+ * late_post_ms). A thread that sleeps 300 ms and ends, joined by the main
+ * thread ("join" line: before_ms after_ms ended_ms; after >= ended). Last, compute that enters no wrapper (arithmetic) right
  * before a usleep of 50 ms in a new thread (the sleep is its first call
  * into the shim): "sleep" line: virtual_ms cpu_ms, from its creation to
  * after the sleep, and its CPU time (read after, so that no read comes
  * between the compute and the sleep); virtual = cpu x slowdown + 50. */
 #include <pthread.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <stdatomic.h>
 #include <semaphore.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -72,12 +76,21 @@ static void *write_eventfd(void *arg)
 	return NULL;
 }
 
+static atomic_int posted; /* posts made: a futex word */
+
+static void note_posted(void)
+{
+	atomic_fetch_add(&posted, 1);
+	syscall(SYS_futex, &posted, FUTEX_WAKE, 1, NULL, NULL, 0);
+}
+
 static void *post_early(void *arg)
 {
 	(void)arg;
 	sleep_ms(100);
 	early_at = now_ms();
 	sem_post(&sem2);
+	note_posted();
 	return NULL;
 }
 
@@ -87,6 +100,17 @@ static void *post_late(void *arg)
 	sleep_ms(400);
 	late_at = now_ms();
 	sem_post(&sem2);
+	note_posted();
+	return NULL;
+}
+
+static double ended_at;
+
+static void *sleep_then_end(void *arg)
+{
+	(void)arg;
+	sleep_ms(300);
+	ended_at = now_ms();
 	return NULL;
 }
 
@@ -148,12 +172,13 @@ int main(void)
 	/* Two posts at 100 and 400 ms from two threads; the main thread waits
 	 * after both have posted (in real time), twice. */
 	pthread_t a, b;
-	double t0 = now_ms();
 	if (pthread_create(&a, NULL, post_early, NULL) || pthread_create(&b, NULL, post_late, NULL))
 		return 1;
-	pthread_join(a, NULL);
-	pthread_join(b, NULL);
-	(void)t0;
+	/* Both posted (in real time), waited for on a raw futex, which
+	 * carries no time and charges no compute (a join would carry the
+	 * posters' ends: the "join" line). */
+	for (int p; (p = atomic_load(&posted)) < 2;)
+		syscall(SYS_futex, &posted, FUTEX_WAIT, p, NULL, NULL, 0);
 	if (sem_wait(&sem2))
 		return 1;
 	double first = now_ms();
@@ -161,6 +186,15 @@ int main(void)
 		return 1;
 	double second = now_ms();
 	printf("sem2 %.3f %.3f %.3f %.3f\n", first, second, early_at, late_at);
+	pthread_join(a, NULL);
+	pthread_join(b, NULL);
+
+	/* pthread_join hands the time the thread ended to the joiner. */
+	pthread_t j;
+	double j0 = now_ms();
+	if (pthread_create(&j, NULL, sleep_then_end, NULL) || pthread_join(j, NULL))
+		return 1;
+	printf("join %.3f %.3f %.3f\n", j0, now_ms(), ended_at);
 
 	/* A new thread whose first call into the shim is the sleep. */
 	pthread_t c;

@@ -20,7 +20,7 @@ for model in alpha-beta nic; do
 	$PY - "$T/log" "$model" <<'PYEOF' || { cat "$T/log"; fail "wake-ups under $1"; }
 import sys
 model = sys.argv[2]
-lines = {l.split()[0]: [float(x) for x in l.split()[1:]] for l in open(sys.argv[1]) if l[:3] in ("sem", "pip", "eve", "sle")}
+lines = {l.split()[0]: [float(x) for x in l.split()[1:]] for l in open(sys.argv[1]) if l[:3] in ("sem", "pip", "eve", "sle", "joi")}
 bad = 0
 for kind in ("sem", "pipe", "eventfd"):
     before, after, posted = lines[kind]
@@ -31,6 +31,10 @@ first, second, early, late = lines["sem2"]
 print(f"{model} sem2: first wait {first:.3f} ms (early post {early:.3f}), second {second:.3f} ms (late post {late:.3f})")
 if not (early <= first < late and second >= late):
     print("FAIL: sem2: waits did not take the posts in virtual-time order"); bad = 1
+before, after, ended = lines["join"]
+print(f"{model} join: joiner {before:.3f} -> {after:.3f} ms, the thread ended at {ended:.3f} ms")
+if not (after >= ended and ended - before >= 299.0):
+    print("FAIL: pthread_join did not hand the thread's end to the joiner"); bad = 1
 virt, cpu = lines["sleep"]
 print(f"{model} compute then usleep(50 ms): {virt:.3f} ms virtual for {cpu:.3f} ms of CPU")
 if not (cpu > 20 and abs(virt - (cpu + 50)) < 0.05 * cpu + 1):
@@ -38,4 +42,4 @@ if not (cpu > 20 and abs(virt - (cpu + 50)) < 0.05 * cpu + 1):
 sys.exit(bad)
 PYEOF
 done
-ok "semaphores, pipes and eventfds carry time from poster to waiter; compute right before a sleep is charged"
+ok "semaphores, pipes, eventfds and pthread_join carry time to the waiter; compute right before a sleep is charged"
