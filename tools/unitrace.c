@@ -306,6 +306,8 @@ struct rank_stat {
 	uint64_t end_t;       /* ns since epoch (virtual in simulate mode) */
 	uint64_t compute, waited; /* simulate: the exiting thread's, virtual ns */
 	uint32_t deadlocked;  /* threads blocked for good when unid found a deadlock */
+	int32_t host;         /* a network node only (a simulated NCCL rank of a world
+	                         of one process): that process's rank + 1; else 0 */
 };
 
 struct pair_stat {
@@ -340,6 +342,7 @@ struct summary {
 	struct u64map pair_idx;
 
 	struct u64map threads; /* (rank, tid) seen; values unused */
+	struct u64map conn_rank; /* connection -> the rank (network node) of its end */
 
 	struct mismatch *mism;
 	size_t nmism, cap_mism;
@@ -440,7 +443,7 @@ static void op_account(struct summary *s, const struct uni_trec *t)
 	}
 }
 
-static void top_add(struct summary *s, const struct uni_trec *t)
+static void top_add(struct summary *s, const struct uni_trec *t, int32_t from)
 {
 	uint64_t dur = t->t1 > t->t0 ? t->t1 - t->t0 : 0;
 	size_t n = s->ntop;
@@ -451,7 +454,7 @@ static void top_add(struct summary *s, const struct uni_trec *t)
 		s->top[i] = s->top[i - 1];
 		i--;
 	}
-	s->top[i] = (struct top){.dur = dur, .t0 = t->t0, .len = t->len, .from = t->rank, .to = t->peer};
+	s->top[i] = (struct top){.dur = dur, .t0 = t->t0, .len = t->len, .from = from, .to = t->peer};
 	if (n < TOP_N)
 		s->ntop++;
 }
@@ -558,7 +561,25 @@ static void account(struct summary *s, const struct uni_trec *t)
 		s->bad_rank++;
 		return;
 	}
-	r = get_rank(s, t->rank);
+	/* A transfer belongs to the network node of its connection's end: the
+	 * record's rank, except for a simulated NCCL rank of a world of one
+	 * process (docs/nccl.md, "Network nodes"). */
+	int32_t who = t->rank;
+	if (t->kind == UNI_TR_CONN) {
+		map_insert(&s->conn_rank, t->conn, (uint32_t)t->rank);
+	} else if (t->kind == UNI_TR_SEND || t->kind == UNI_TR_RECV) {
+		/* (Only a node no process attached as: a trace whose
+		 * connection ids repeat across ranks keeps its ranks.) */
+		uint32_t v = map_get(&s->conn_rank, t->conn);
+		if (v != MAP_EMPTY && (int32_t)v != t->rank) {
+			uint32_t i = map_get(&s->rank_idx, v);
+			if (i == MAP_EMPTY || !s->ranks[i].attached)
+				who = (int32_t)v;
+		}
+	}
+	r = get_rank(s, who);
+	if (who != t->rank && !r->attached && !r->host)
+		r->host = t->rank + 1;
 
 	switch (t->kind) {
 	case UNI_TR_RANK_ATTACH:
@@ -602,9 +623,9 @@ static void account(struct summary *s, const struct uni_trec *t)
 		if (!r->have_events || last > r->last)
 			r->last = last;
 		r->have_events = 1;
-		p = get_pair(s, t->rank, t->peer);
+		p = get_pair(s, who, t->peer);
 		if (t->kind == UNI_TR_SEND) {
-			top_add(s, t);
+			top_add(s, t, who);
 			r->sends++;
 			r->bytes_sent += t->len;
 			p->sends++;
@@ -679,6 +700,7 @@ static void finish_summary(struct summary *s)
 	map_free(&s->rank_idx);
 	map_free(&s->pair_idx);
 	map_free(&s->threads);
+	map_free(&s->conn_rank);
 
 	for (size_t i = 0; i < s->npairs; i++) {
 		const struct pair_stat *p = &s->pairs[i], *q;
@@ -706,6 +728,7 @@ static void free_summary(struct summary *s)
 	map_free(&s->rank_idx);
 	map_free(&s->pair_idx);
 	map_free(&s->threads);
+	map_free(&s->conn_rank);
 	free(s->ranks);
 	free(s->pairs);
 	free(s->mism);
@@ -803,10 +826,15 @@ static void summary_text(const struct summary *s, const char *path)
 		printf("\nrank %" PRId32 ": ", r->rank);
 		if (r->attached)
 			printf("pid %" PRIu64, r->pid);
-		else
+		else if (r->host) {
+			printf("a simulated NCCL rank in rank %" PRId32 "'s process (its own network node)\n",
+			       r->host - 1);
+			goto transfers;
+		} else
 			printf("pid unknown (no attach record)");
 		printf(", %s, %" PRIu32 " thread%s\n", end_text(r->end),
 		       r->threads, r->threads == 1 ? "" : "s");
+	transfers:
 		if (r->have_events)
 			printf("  transfers %.3f .. %.3f ms (span %.3f ms, %s time)\n",
 			       ms(r->first), ms(r->last),
@@ -964,6 +992,8 @@ static void summary_json(const struct summary *s, const char *path)
 			printf("\"pid\": %" PRIu64 ", ", r->pid);
 		else
 			printf("\"pid\": null, ");
+		if (r->host)
+			printf("\"node_of_rank\": %" PRId32 ", ", r->host - 1);
 		printf("\"end\": \"%s\", \"threads\": %" PRIu32 ", ",
 		       end_json(r->end), r->threads);
 		if (r->have_events)
@@ -1623,9 +1653,10 @@ static int cmd_export_chrome(const char *path, const char *out, const char *merg
 #define PLOT_LEFT 90
 #define PLOT_ROW 44
 #define PLOT_TOP 60
+#define PLOT_CONNS 65536u
 
 struct plot_rank {
-	int seen;
+	int seen, attached;
 	uint64_t end;
 };
 
@@ -1647,11 +1678,29 @@ static int cmd_plot(const char *path, const char *out)
 	uint64_t tmax = 1, ndata = 0;
 
 	memset(ranks, 0, sizeof(ranks));
-	if (plot_open(&r, path) < 0)
+	/* A transfer's row is its connection's network node (docs/nccl.md,
+	 * "Network nodes"): conn_rank[conn] = that rank + 1. */
+	int32_t *conn_rank = calloc(PLOT_CONNS, sizeof(*conn_rank));
+	if (!conn_rank) {
+		fprintf(stderr, "unitrace: out of memory\n");
+		return 1;
+	}
+	if (plot_open(&r, path) < 0) {
+		free(conn_rank);
 		return 2;
+	}
 	while ((rc = uni_trace_next(&r, &t)) == 1) {
 		if (t.rank < 0 || t.rank >= 1024)
 			continue;
+		if (t.kind == UNI_TR_RANK_ATTACH)
+			ranks[t.rank].attached = 1;
+		/* Only a node no process attached as (as in summary). */
+		if (t.kind == UNI_TR_CONN && t.conn < PLOT_CONNS && !ranks[t.rank].attached)
+			conn_rank[t.conn] = t.rank + 1;
+		if ((t.kind == UNI_TR_SEND || t.kind == UNI_TR_RECV) && t.conn < PLOT_CONNS && conn_rank[t.conn])
+			t.rank = conn_rank[t.conn] - 1;
+		if (t.peer >= 0 && t.peer < 1024 && t.peer + 1 > nranks && t.kind == UNI_TR_SEND)
+			nranks = t.peer + 1;
 		uint64_t hi = 0;
 		if (t.kind == UNI_TR_SEND || t.kind == UNI_TR_RECV)
 			hi = t.t1 > t.t0 ? t.t1 : t.t0;
@@ -1673,11 +1722,13 @@ static int cmd_plot(const char *path, const char *out)
 	uni_trace_close(&r);
 	if (rc < 0) {
 		fprintf(stderr, "unitrace: %s\n", r.err);
+		free(conn_rank);
 		return 2;
 	}
 	FILE *f = out ? fopen(out, "w") : stdout;
 	if (!f) {
 		fprintf(stderr, "unitrace: %s: %s\n", out, strerror(errno));
+		free(conn_rank);
 		return 1;
 	}
 	int height = PLOT_TOP + nranks * PLOT_ROW + 50;
@@ -1713,8 +1764,10 @@ static int cmd_plot(const char *path, const char *out)
 		fprintf(f, "<rect x=\"%.1f\" y=\"%d\" width=\"%.1f\" height=\"%d\" fill=\"#e8e8e8\"/>\n",
 			X(0), Y(i) + 8, X(end) - X(0), PLOT_ROW - 16);
 	}
-	if (plot_open(&r, path) < 0)
+	if (plot_open(&r, path) < 0) {
+		free(conn_rank);
 		return 2;
+	}
 	/* Compute (simulate mode): a green strip along the bottom of the
 	 * rank's row, stretches closer than a pixel merged. */
 	uint64_t px_ns = (uint64_t)(1.0 / sx) + 1;
@@ -1744,6 +1797,8 @@ static int cmd_plot(const char *path, const char *out)
 			}
 			continue;
 		}
+		if (t.kind == UNI_TR_SEND && t.conn < PLOT_CONNS && conn_rank[t.conn])
+			t.rank = conn_rank[t.conn] - 1;
 		if (t.kind != UNI_TR_SEND || t.len <= 48 || t.rank < 0 || t.rank >= nranks || t.peer < 0 ||
 		    t.peer >= nranks)
 			continue;
@@ -1762,6 +1817,7 @@ static int cmd_plot(const char *path, const char *out)
 				X(b), Y(t.rank) + PLOT_ROW / 2, X(b), Y(t.peer) + PLOT_ROW / 2);
 	}
 	uni_trace_close(&r);
+	free(conn_rank);
 	for (int i = 0; i < nranks; i++)
 		FLUSH(i);
 #undef FLUSH

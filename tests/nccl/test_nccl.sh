@@ -160,7 +160,24 @@ w = 2 * (n - 1) * (a + S / n * 8 / B)
 print("a thread per rank, 4 ranks in one process: AllReduce", [round(x / 1e6, 3) for x in t["ns"]], f"ms, closed form {1e3*w:.3f} ms")
 sys.exit(any(abs(x / 1e9 - w) > 0.01 * w for x in t["ns"]))
 PYEOF
-ok "a thread per rank in one process (InitRank each): the ring AllReduce within 1% of its closed form"
+# The tools show each NCCL rank as its own node: summary (ranks 1-3 in
+# rank 0's process, every connection consistent), plot (a row each).
+"$UNITRACE" summary "$T/th.unitrace" --json >"$T/th.json" || fail "summary of the threads trace"
+"$UNITRACE" plot "$T/th.unitrace" -o "$T/th.svg" || fail "plot of the threads trace"
+$PY - "$T/th.json" "$T/th.svg" <<'PYEOF' || fail "the tools on a single-process NCCL trace"
+import json, re, sys
+d = json.load(open(sys.argv[1]))
+ranks = {r["rank"]: r for r in d["ranks"]}
+assert sorted(ranks) == [0, 1, 2, 3], sorted(ranks)
+for k in (1, 2, 3):
+    assert ranks[k].get("node_of_rank") == 0 and ranks[k]["bytes_sent"] > 8000000, ranks[k]
+assert d["consistent"], d["mismatches"]
+assert d["makespan_ms"] > 100, d["makespan_ms"]  # the main thread joined its ranks' threads
+rows = re.findall(r'>rank (\d+)</text>', open(sys.argv[2]).read())
+assert rows == ["0", "1", "2", "3"], rows
+print("summary and plot: 4 nodes, consistent, makespan", d["makespan_ms"], "ms")
+PYEOF
+ok "a thread per rank in one process (InitRank each): the ring AllReduce within 1% of its closed form; summary and plot show each rank as a node, the joined makespan"
 
 # Device buffers (docs/nccl.md, "Device buffers"): through the program's
 # CUDA runtime, here tests/nccl/mock_cudart.c under a libcudart.so.* name,
