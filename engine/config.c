@@ -1151,6 +1151,7 @@ int uni_config_parse(struct uni_config *c, const char *yaml, size_t len,
 				x->c->links[i].latency_ns = x->c->latency_ns;
 			if (!(x->link_set[i] & LINK_HAS_BANDWIDTH))
 				x->c->links[i].bandwidth_bps = x->c->bandwidth_bps;
+			x->c->links[i].bandwidth_given = (x->link_set[i] & LINK_HAS_BANDWIDTH) != 0;
 		}
 	}
 	*c = *x->c;
@@ -1233,17 +1234,22 @@ double uni_config_downlink(const struct uni_config *c, int rank)
 
 void uni_config_link(const struct uni_config *c, int a, int b, uint64_t *latency_ns, double *bps)
 {
-	for (uint32_t i = 0; i < c->nlinks; i++) {
+	uint32_t i;
+	for (i = 0; i < c->nlinks; i++) {
 		const struct uni_link_cfg *l = &c->links[i];
 		if ((l->from < 0 || l->from == a) && (l->to < 0 || l->to == b)) {
 			*latency_ns = l->latency_ns;
 			*bps = l->bandwidth_bps;
-			return;
+			if (l->bandwidth_given)
+				return;
+			break; /* its latency, the NICs' bandwidth */
 		}
 	}
 	double up = uni_config_uplink(c, a), down = uni_config_downlink(c, b);
-	*latency_ns = c->latency_ns;
-	*bps = c->bandwidth_bps;
+	if (i == c->nlinks) {
+		*latency_ns = c->latency_ns;
+		*bps = c->bandwidth_bps;
+	}
 	if (up < *bps)
 		*bps = up;
 	if (down < *bps)

@@ -162,6 +162,8 @@ static void publish_sched(uint32_t conn, const struct chunk *c)
 	if (!S.h->sched_off)
 		return;
 	struct uni_conn *uc = uni_shm_conn(S.h, conn);
+	if (uc->fd < 0)
+		return; /* a simulated NCCL connection: its reads ask unid (group reads) */
 	uint32_t li = atomic_load_explicit(&uc->sched_log, memory_order_relaxed);
 	if (!li) {
 		if (S.sched_used == UNI_SCHED_LOGS)

@@ -469,7 +469,7 @@ static void vclose(ncclComm_t c)
 static void init_wait(ncclComm_t c)
 {
 	if (c->init_thread_live) {
-		pthread_join(c->init_thread, NULL);
+		(uni_real.pthread_join ? uni_real.pthread_join : pthread_join)(c->init_thread, NULL);
 		c->init_thread_live = 0;
 	}
 }
@@ -1696,7 +1696,7 @@ static ncclResult_t run_jobs(struct job *jobs, int n)
 		started[i] = create(&t[i], NULL, job_thread, &jobs[i]) == 0;
 	for (int i = 0; i < n; i++) {
 		if (started[i])
-			pthread_join(t[i], NULL);
+			(uni_real.pthread_join ? uni_real.pthread_join : pthread_join)(t[i], NULL);
 		else
 			jobs[i].r = fail(NULL, ncclSystemError, "cannot start a thread for rank %d of the group", i);
 		if (jobs[i].r != ncclSuccess && r == ncclSuccess)

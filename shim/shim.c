@@ -373,6 +373,7 @@ static void emit(struct uni_ev *e)
 }
 
 static void joinable_end(void);
+static void join_forget(pthread_t th);
 
 /* A thread that claimed a ring exits: tell unid the ring may be reused. */
 static void thread_exit(void *p)
@@ -1533,6 +1534,9 @@ void uni_shim_thread_begin(uint64_t vt, void *ring, uint64_t src)
 {
 	tls.vt = vt;
 	tls.start_src = src;
+	/* An earlier thread with the same pthread_t (glibc reuses them) may
+	 * have left its end for a joiner that never came (it was detached). */
+	join_forget(pthread_self());
 	if (ring && sync_active()) {
 		struct uni_ring *r = ring;
 		tls.in_shim++;
@@ -1971,13 +1975,25 @@ static void joinable_end(void)
 		set_wake_floors(key, tls.vt);
 }
 
+static void join_forget(pthread_t th)
+{
+	struct stamp_ent *e = stamp_get(uni_shim_join_key(th), 0);
+	if (e) {
+		atomic_store_explicit(&e->stamp, 0, memory_order_relaxed);
+		atomic_store_explicit(&e->src, 0, memory_order_release);
+	}
+}
+
 void uni_shim_joined(pthread_t th)
 {
 	struct stamp_ent *e = sync_active() ? stamp_get(uni_shim_join_key(th), 0) : NULL;
 	if (!e)
 		return;
 	uint64_t src = atomic_load_explicit(&e->src, memory_order_acquire);
-	uni_shim_take(atomic_load_explicit(&e->stamp, memory_order_relaxed), src);
+	uint64_t t = atomic_load_explicit(&e->stamp, memory_order_relaxed);
+	join_forget(th); /* the next thread with this pthread_t starts afresh */
+	if (t)
+		uni_shim_take(t, src);
 }
 
 static void mark_poller(void)

@@ -979,7 +979,9 @@ static void finish_out(struct replay *R)
 					continue;
 				if (r->kind == UNI_TR_OP) {
 					/* The programs of an event loop share val/have/tafter. */
-					for (uint32_t q = r->seq; q-- > 0;)
+					/* (A corrupt trace's seq may be far past the
+					 * thread's events: start at its last.) */
+					for (uint32_t q = r->seq < th->maxseq + 1 ? r->seq : th->maxseq + 1; q-- > 0;)
 						if (q <= th->maxseq && th->have[q]) {
 							o->t0 = o->t1 = th->tafter[q];
 							break;

@@ -106,6 +106,22 @@ static void *post_late(void *arg)
 
 static double ended_at;
 
+static atomic_int det_done;
+
+static void *detached_sleeper(void *arg)
+{
+	(void)arg;
+	sleep_ms(500);
+	atomic_store(&det_done, 1);
+	syscall(SYS_futex, &det_done, FUTEX_WAKE, 1, NULL, NULL, 0);
+	return NULL;
+}
+
+static void *noop(void *arg)
+{
+	return arg;
+}
+
 static void *sleep_then_end(void *arg)
 {
 	(void)arg;
@@ -195,6 +211,27 @@ int main(void)
 	if (pthread_create(&j, NULL, sleep_then_end, NULL) || pthread_join(j, NULL))
 		return 1;
 	printf("join %.3f %.3f %.3f\n", j0, now_ms(), ended_at);
+
+	/* A detached thread ends 500 ms later; threads created after it
+	 * (glibc reuses its pthread_t) and joined must not hand its end on. */
+	pthread_attr_t at;
+	pthread_t d;
+	pthread_attr_init(&at);
+	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&d, &at, detached_sleeper, NULL))
+		return 1;
+	while (!atomic_load(&det_done))
+		syscall(SYS_futex, &det_done, FUTEX_WAIT, 0, NULL, NULL, 0);
+	double worst = 0;
+	for (int i = 0; i < 50; i++) {
+		pthread_t e;
+		double before = now_ms();
+		if (pthread_create(&e, NULL, noop, NULL) || pthread_join(e, NULL))
+			return 1;
+		if (now_ms() - before > worst)
+			worst = now_ms() - before;
+	}
+	printf("detached %.3f\n", worst);
 
 	/* A new thread whose first call into the shim is the sleep. */
 	pthread_t c;

@@ -20,7 +20,7 @@ for model in alpha-beta nic; do
 	$PY - "$T/log" "$model" <<'PYEOF' || { cat "$T/log"; fail "wake-ups under $1"; }
 import sys
 model = sys.argv[2]
-lines = {l.split()[0]: [float(x) for x in l.split()[1:]] for l in open(sys.argv[1]) if l[:3] in ("sem", "pip", "eve", "sle", "joi")}
+lines = {l.split()[0]: [float(x) for x in l.split()[1:]] for l in open(sys.argv[1]) if l[:3] in ("sem", "pip", "eve", "sle", "joi", "det")}
 bad = 0
 for kind in ("sem", "pipe", "eventfd"):
     before, after, posted = lines[kind]
@@ -35,6 +35,10 @@ before, after, ended = lines["join"]
 print(f"{model} join: joiner {before:.3f} -> {after:.3f} ms, the thread ended at {ended:.3f} ms")
 if not (after >= ended and ended - before >= 299.0):
     print("FAIL: pthread_join did not hand the thread's end to the joiner"); bad = 1
+worst, = lines["detached"]
+print(f"{model} a detached thread's end, then 50 joins of new threads: the joiner moved at most {worst:.3f} ms per join")
+if worst > 100:
+    print("FAIL: a joiner took the end of a detached thread that ran before (a reused pthread_t)"); bad = 1
 virt, cpu = lines["sleep"]
 print(f"{model} compute then usleep(50 ms): {virt:.3f} ms virtual for {cpu:.3f} ms of CPU")
 if not (cpu > 20 and abs(virt - (cpu + 50)) < 0.05 * cpu + 1):

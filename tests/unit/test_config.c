@@ -571,6 +571,19 @@ START_TEST(test_network_ranks)
 	ck_assert_double_eq(bps, 1e7);
 	uni_config_link(&cfg, 3, 1, &lat, &bps);
 	ck_assert_double_eq(bps, 7e6);
+	/* A link that gives only its latency: the NICs still cap it. */
+	y = "network:\n"
+	    "  default: { latency: 2ms, bandwidth: 100Mbit }\n"
+	    "  ranks: { 1: { uplink: 50Mbit } }\n"
+	    "  links: [ { from: 1, to: 0, latency: 5ms }, { from: 2, to: 0, bandwidth: 80Mbit } ]\n";
+	uni_config_defaults(&cfg);
+	ck_assert_int_eq(uni_config_parse(&cfg, y, strlen(y), "s", err, sizeof(err)), 0);
+	uni_config_link(&cfg, 1, 0, &lat, &bps);
+	ck_assert_uint_eq(lat, 5000000);
+	ck_assert_double_eq(bps, 5e7);
+	uni_config_link(&cfg, 2, 0, &lat, &bps);
+	ck_assert_uint_eq(lat, 2000000);
+	ck_assert_double_eq(bps, 8e7);
 	/* Unset capacities follow the default wherever it is set. */
 	y = "network: { ranks: { 1: { uplink: 50Mbit } }, default: { bandwidth: 20Mbit } }";
 	uni_config_defaults(&cfg);

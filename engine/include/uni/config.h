@@ -27,6 +27,7 @@ struct uni_link_cfg {
 	int32_t from, to;     /* ranks; -1 = any */
 	uint64_t latency_ns;
 	double bandwidth_bps; /* bits per second */
+	int bandwidth_given;  /* 0: network.default's, capped by the NICs (uni_config_link) */
 };
 
 struct uni_kernel_cfg {
@@ -85,8 +86,9 @@ double uni_config_uplink(const struct uni_config *c, int rank);
 double uni_config_downlink(const struct uni_config *c, int rank);
 
 /* The link from rank a to rank b: the first network.links entry that
- * matches, else network.default's latency and the least of the default
- * bandwidth, a's uplink and b's downlink. */
+ * matches, else network.default's latency; its bandwidth, else (no entry,
+ * or one without a bandwidth) the least of the default bandwidth, a's
+ * uplink and b's downlink. */
 void uni_config_link(const struct uni_config *c, int a, int b, uint64_t *latency_ns, double *bps);
 
 /* Slowdown of a rank after overrides. */
