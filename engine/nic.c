@@ -47,6 +47,7 @@ static struct {
 	double *up_cap, *down_cap;
 	uint32_t *up_n, *down_n;
 	uint64_t late;
+	uint64_t late_max, late_sum; /* how far before the network time, ns */
 	nic_done_f done_fn;
 	int idle_jump;
 } N;
@@ -169,6 +170,12 @@ uint64_t nic_late(void)
 	return N.late;
 }
 
+void nic_late_ns(uint64_t *max, uint64_t *sum)
+{
+	*max = N.late_max;
+	*sum = N.late_sum;
+}
+
 struct nic_flow *nic_flow_new(int src, int dst, uint64_t stamp, uint64_t bytes, uint64_t latency,
 			      struct nic_flow *pred, void *ctx)
 {
@@ -183,6 +190,9 @@ struct nic_flow *nic_flow_new(int src, int dst, uint64_t stamp, uint64_t bytes, 
 		/* Written by a thread the horizon had stopped waiting for
 		 * (blocked outside the shim, or a reader that came late). */
 		N.late++;
+		N.late_sum += N.now - stamp;
+		if (N.now - stamp > N.late_max)
+			N.late_max = N.now - stamp;
 		if (debug_nic())
 			fprintf(stderr, "nic: late flow %d->%d stamp %llu now %llu (%llu ns early) bytes %llu\n", src, dst,
 				(unsigned long long)stamp, (unsigned long long)N.now,

@@ -94,6 +94,8 @@ void nic_flow_gate(struct nic_flow *f, int gated);
 uint64_t nic_unread_bound(uint64_t real_now, uint64_t stale_ns);
 
 uint64_t nic_late(void);
+/* How far before the network time those were stamped: the most, in all. */
+void nic_late_ns(uint64_t *max, uint64_t *sum);
 void nic_debug_dump(FILE *f);
 
 /* UNI_DEBUG_NIC is set: log the horizon and late transfers. */

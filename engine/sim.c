@@ -897,3 +897,10 @@ uint64_t uni_sim_late(void)
 {
 	return S.nic ? nic_late() : 0;
 }
+
+void uni_sim_late_ns(uint64_t *max, uint64_t *sum)
+{
+	*max = *sum = 0;
+	if (S.nic)
+		nic_late_ns(max, sum);
+}

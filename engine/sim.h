@@ -51,6 +51,9 @@ void uni_sim_advance(uint64_t horizon, uint64_t real_now);
 uint64_t uni_sim_network_time(void);
 /* Transfers stamped before the network time (moved to it). */
 uint64_t uni_sim_late(void);
+/* nic: how far before the network time the late ones were stamped (ns):
+ * the most, and in all. */
+void uni_sim_late_ns(uint64_t *max, uint64_t *sum);
 
 /* Reads still waiting (for the deadlock report and the session end). */
 uint64_t uni_sim_waiting_reads(void);

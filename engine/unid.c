@@ -1251,9 +1251,13 @@ int main(int argc, char **argv)
 	r.len = atomic_load(&D.h->dropped_total);
 	r.off = D.unmodelled;
 	trace_put(&r);
-	if (uni_sim_late())
+	if (uni_sim_late()) {
+		uint64_t lmax, lsum;
+		uni_sim_late_ns(&lmax, &lsum);
 		logmsg("%llu transfers were stamped before the network time (a thread the horizon had "
-		       "stopped waiting for sent late) and started at it", (unsigned long long)uni_sim_late());
+		       "stopped waiting for sent late) and started at it, the latest %.3f ms after its stamp, "
+		       "%.3f ms in all", (unsigned long long)uni_sim_late(), (double)lmax / 1e6, (double)lsum / 1e6);
+	}
 	int rc = 0;
 	if (uni_trace_finish(&D.tw) < 0) {
 		logmsg("trace: %s", D.tw.err);

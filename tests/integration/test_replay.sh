@@ -32,7 +32,7 @@ conf D alpha-beta 1ms 100Mbit
 # C: the live nic run, against the replay of A under nic (the horizon's
 # hand-offs: before they were exact it ran 1.3 to 7% long)
 for c in A B C; do
-	timeout 300 "$UNIRUN" -n 4 --config "$T/$c.yaml" --trace "$T/$c.unitrace" -- $PY "$HERE/sim_replay.py" \
+	timeout 300 "$UNIRUN" -n 4 --session "replay-$c-$$" --config "$T/$c.yaml" --trace "$T/$c.unitrace" -- $PY "$HERE/sim_replay.py" \
 		>"$T/$c.log" 2>&1 || { cat "$T/$c.log"; fail "run under $c"; }
 	"$UNITRACE" summary "$T/$c.unitrace" --json >"$T/$c.sum.json"
 done
@@ -47,7 +47,7 @@ timeout 300 "$UNIRUN" -n 4 --config "$T/D.yaml" --trace "$T/D.unitrace" -- $PY "
 "$UNITRACE" replay "$T/D.unitrace" --config "$T/C.yaml" --json >"$T/D-C.json" || fail "replay incast under nic"
 "$UNITRACE" replay "$T/A.unitrace" --config "$T/A.yaml" >"$T/text" || fail "replay (text)"
 grep -q "predicted makespan" "$T/text" || { cat "$T/text"; fail "replay text output"; }
-$PY - "$T" <<'PYEOF' || fail "replayed ends"
+$PY - "$T" <<'PYEOF' || { grep -h "stamped before" "/tmp/uni.replay-C-$$.log" 2>/dev/null; fail "replayed ends"; }
 import json, sys
 T = sys.argv[1]
 bad = 0
@@ -68,6 +68,10 @@ if abs(extra - 2 * one) > 0.01 * 2 * one:
     print("FAIL: not two message times later"); bad = 1
 sys.exit(bad)
 PYEOF
+# How late the live nic run started transfers (unid's log), to tell a
+# loaded host's late starts from a model error when C is off.
+grep -h "stamped before" "/tmp/uni.replay-C-$$.log" 2>/dev/null || echo "the live nic run started no transfer late"
+rm -f /tmp/uni.replay-[ABC]-$$.log
 # Sweeps: one line per value; a slower network never ends sooner.
 "$UNITRACE" replay "$T/A.unitrace" --config "$T/A.yaml" --sweep network.default.bandwidth=20Mbit,100Mbit,1Gbit --json \
 	>"$T/sweep.json" || fail "bandwidth sweep"
