@@ -768,6 +768,34 @@ static int link_item(struct ctx *x, const char *path, uint32_t idx,
 	return 0;
 }
 
+/* A per-rank override (devices.ranks, network.ranks): the key a rank
+ * number not among the n given before it (the j-th at ranks + j * stride
+ * bytes, given on lines[j]), room for one more, and a mapping of keys
+ * walked with fn(arg). "2" and "02" are different keys to YAML but the
+ * same rank. */
+static int rank_override(struct ctx *x, const char *path, yaml_node_t *k, yaml_node_t *v,
+			 const int32_t *ranks, size_t stride, uint32_t n, const uint32_t *lines,
+			 const char *keys, pair_fn fn, void *arg, int32_t *rank)
+{
+	const char *key = (const char *)k->data.scalar.value;
+	char sh[SHOW_LEN + 8];
+
+	if (k->data.scalar.style != YAML_PLAIN_SCALAR_STYLE || rank_value(key, rank))
+		return fail(x, k, path, "'%s' is not a rank number from 0 to %d",
+			    show(key, sh, sizeof(sh)), RANK_MAX);
+	for (uint32_t j = 0; j < n; j++)
+		if (*(const int32_t *)((const char *)ranks + j * stride) == *rank)
+			return fail(x, k, path, "rank %d is already given on line %u",
+				    (int)*rank, lines[j]);
+	if (n >= UNI_CFG_MAX_RANK_OVERRIDES)
+		return fail(x, k, path, "too many rank overrides (at most %d)",
+			    UNI_CFG_MAX_RANK_OVERRIDES);
+	if (v->type != YAML_MAPPING_NODE)
+		return fail(x, v, path, "expected a mapping (keys: %s), got %s", keys,
+			    is_null(v) ? "nothing" : kind(v));
+	return walk_map(x, v, path, keys, fn, arg);
+}
+
 /* network.ranks.R */
 static int nic_entry_pair(struct ctx *x, const char *path, const char *key,
 			  yaml_node_t *k, yaml_node_t *v, void *arg)
@@ -786,24 +814,11 @@ static int net_ranks_pair(struct ctx *x, const char *path, const char *key,
 			  yaml_node_t *k, yaml_node_t *v, void *arg)
 {
 	uint32_t i = x->c->nrank_nics;
-	char sh[SHOW_LEN + 8];
 	double bps[2] = {0, 0}; /* stay 0 when not given: 0 is never valid */
 	int32_t rank;
 
-	if (k->data.scalar.style != YAML_PLAIN_SCALAR_STYLE || rank_value(key, &rank))
-		return fail(x, k, path, "'%s' is not a rank number from 0 to %d",
-			    show(key, sh, sizeof(sh)), RANK_MAX);
-	for (uint32_t j = 0; j < i; j++)
-		if (x->c->rank_nics[j].rank == rank)
-			return fail(x, k, path, "rank %d is already given on line %u",
-				    (int)rank, x->nic_line[j]);
-	if (i >= UNI_CFG_MAX_RANK_OVERRIDES)
-		return fail(x, k, path, "too many rank overrides (at most %d)",
-			    UNI_CFG_MAX_RANK_OVERRIDES);
-	if (v->type != YAML_MAPPING_NODE)
-		return fail(x, v, path, "expected a mapping (keys: uplink, downlink), got %s",
-			    is_null(v) ? "nothing" : kind(v));
-	if (walk_map(x, v, path, "uplink, downlink", nic_entry_pair, bps))
+	if (rank_override(x, path, k, v, &x->c->rank_nics[0].rank, sizeof(x->c->rank_nics[0]), i,
+			  x->nic_line, "uplink, downlink", nic_entry_pair, bps, &rank))
 		return -1;
 	if (bps[0] == 0 && bps[1] == 0)
 		return fail(x, v, path, "missing 'uplink' or 'downlink'");
@@ -867,25 +882,11 @@ static int ranks_pair(struct ctx *x, const char *path, const char *key,
 		      yaml_node_t *k, yaml_node_t *v, void *arg)
 {
 	uint32_t i = x->c->nrank_slowdowns;
-	char sh[SHOW_LEN + 8];
 	double slowdown = 0; /* stays 0 when not given: 0 is never valid */
 	int32_t rank;
 
-	if (k->data.scalar.style != YAML_PLAIN_SCALAR_STYLE || rank_value(key, &rank))
-		return fail(x, k, path, "'%s' is not a rank number from 0 to %d",
-			    show(key, sh, sizeof(sh)), RANK_MAX);
-	/* "2" and "02" are different keys to YAML but the same rank. */
-	for (uint32_t j = 0; j < i; j++)
-		if (x->c->rank_slowdowns[j].rank == rank)
-			return fail(x, k, path, "rank %d is already given on line %u",
-				    (int)rank, x->rank_line[j]);
-	if (i >= UNI_CFG_MAX_RANK_OVERRIDES)
-		return fail(x, k, path, "too many rank overrides (at most %d)",
-			    UNI_CFG_MAX_RANK_OVERRIDES);
-	if (v->type != YAML_MAPPING_NODE)
-		return fail(x, v, path, "expected a mapping (keys: slowdown), got %s",
-			    is_null(v) ? "nothing" : kind(v));
-	if (walk_map(x, v, path, "slowdown", rank_entry_pair, &slowdown))
+	if (rank_override(x, path, k, v, &x->c->rank_slowdowns[0].rank, sizeof(x->c->rank_slowdowns[0]), i,
+			  x->rank_line, "slowdown", rank_entry_pair, &slowdown, &rank))
 		return -1;
 	if (slowdown == 0)
 		return fail(x, v, path, "missing 'slowdown'");
@@ -1216,20 +1217,25 @@ fail:
 	return -1;
 }
 
+/* A rank's NIC in one direction (0 up, 1 down) after network.ranks. */
+static double rank_nic(const struct uni_config *c, int rank, int down)
+{
+	for (uint32_t i = 0; i < c->nrank_nics; i++) {
+		double bps = down ? c->rank_nics[i].downlink_bps : c->rank_nics[i].uplink_bps;
+		if (c->rank_nics[i].rank == rank && bps > 0)
+			return bps;
+	}
+	return c->bandwidth_bps;
+}
+
 double uni_config_uplink(const struct uni_config *c, int rank)
 {
-	for (uint32_t i = 0; i < c->nrank_nics; i++)
-		if (c->rank_nics[i].rank == rank && c->rank_nics[i].uplink_bps > 0)
-			return c->rank_nics[i].uplink_bps;
-	return c->bandwidth_bps;
+	return rank_nic(c, rank, 0);
 }
 
 double uni_config_downlink(const struct uni_config *c, int rank)
 {
-	for (uint32_t i = 0; i < c->nrank_nics; i++)
-		if (c->rank_nics[i].rank == rank && c->rank_nics[i].downlink_bps > 0)
-			return c->rank_nics[i].downlink_bps;
-	return c->bandwidth_bps;
+	return rank_nic(c, rank, 1);
 }
 
 void uni_config_link(const struct uni_config *c, int a, int b, uint64_t *latency_ns, double *bps)
