@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "nic.h"
+#include "uni/config.h"
 #include "uni/common.h"
 
 struct seg {
@@ -38,7 +39,6 @@ struct nic_flow {
 };
 
 static struct {
-	double cap;
 	uint32_t nranks;
 	uint64_t now;
 	struct nic_flow **live; /* not done, or done but not read */
@@ -135,9 +135,8 @@ void nic_reset(void)
 	N.idle_jump = jump;
 }
 
-int nic_init(uint32_t max_ranks, double bytes_per_ns)
+int nic_init(uint32_t max_ranks, const struct uni_config *cfg)
 {
-	N.cap = bytes_per_ns;
 	N.nranks = max_ranks;
 	N.up_left = calloc(max_ranks, sizeof(double));
 	N.down_left = calloc(max_ranks, sizeof(double));
@@ -147,17 +146,11 @@ int nic_init(uint32_t max_ranks, double bytes_per_ns)
 	N.down_cap = calloc(max_ranks, sizeof(double));
 	if (!N.up_left || !N.down_left || !N.up_n || !N.down_n || !N.up_cap || !N.down_cap)
 		return -1;
-	for (uint32_t i = 0; i < max_ranks; i++)
-		N.up_cap[i] = N.down_cap[i] = bytes_per_ns;
+	for (uint32_t i = 0; i < max_ranks; i++) {
+		N.up_cap[i] = uni_config_uplink(cfg, (int)i) / 8e9;
+		N.down_cap[i] = uni_config_downlink(cfg, (int)i) / 8e9;
+	}
 	return 0;
-}
-
-void nic_set_caps(int r, double up_bytes_per_ns, double down_bytes_per_ns)
-{
-	if (r < 0 || (uint32_t)r >= N.nranks || !N.up_cap)
-		return;
-	N.up_cap[r] = up_bytes_per_ns;
-	N.down_cap[r] = down_bytes_per_ns;
 }
 
 uint64_t nic_now(void)

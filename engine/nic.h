@@ -30,12 +30,11 @@ void nic_reset(void);
  * h); unid's network stays where it is. */
 void nic_idle_jump(int on);
 
-/* capacity in bytes per ns of every up- and downlink (nic_set_caps
- * changes a rank's). */
-int nic_init(uint32_t max_ranks, double bytes_per_ns);
+struct uni_config;
 
-/* Rank r's uplink and downlink capacities, bytes per ns (network.ranks). */
-void nic_set_caps(int r, double up_bytes_per_ns, double down_bytes_per_ns);
+/* Every rank's uplink and downlink capacity from cfg (network.ranks, else
+ * network.default.bandwidth). */
+int nic_init(uint32_t max_ranks, const struct uni_config *cfg);
 
 /* A flow of bytes from src to dst, stamped at stamp, whose first byte may
  * leave only after pred (the previous flow of the same connection, or

@@ -125,11 +125,8 @@ int uni_sim_init(const struct uni_config *cfg, struct uni_shm_hdr *h, uni_trace_
 	if (!S.grp)
 		return -1;
 	if (S.nic) {
-		if (nic_init(h->max_ranks, cfg->bandwidth_bps / 8e9) < 0)
+		if (nic_init(h->max_ranks, cfg) < 0)
 			return -1;
-		for (uint32_t i = 0; i < cfg->nrank_nics; i++)
-			nic_set_caps(cfg->rank_nics[i].rank, uni_config_uplink(cfg, cfg->rank_nics[i].rank) / 8e9,
-				     uni_config_downlink(cfg, cfg->rank_nics[i].rank) / 8e9);
 		nic_on_done(flow_done);
 	}
 	return S.st && S.wstreams && S.act ? 0 : -1;
@@ -143,12 +140,6 @@ static void *grow(void *p, uint32_t *cap, size_t elem)
 		abort(); /* unid cannot go on without its state; the ranks notice */
 	*cap = n;
 	return q;
-}
-
-/* Latency and bandwidth of the link from rank a to rank b. */
-static void link_params(int a, int b, uint64_t *lat, double *bps)
-{
-	uni_config_link(S.cfg, a, b, lat, bps);
 }
 
 static uint64_t arrival(const struct chunk *c, uint64_t byte)
@@ -449,7 +440,7 @@ static void schedule(struct stream *s, const struct uni_op *op)
 	 * (the process's, or a simulated NCCL rank's in a world of one
 	 * process). */
 	int src = c->rank;
-	link_params(src, peer, &lat, &bps);
+	uni_config_link(S.cfg, src, peer, &lat, &bps);
 	double npb = 8e9 / bps;
 	uint64_t tx = (uint64_t)llround((double)e->len * npb);
 	uint64_t start;

@@ -418,11 +418,6 @@ static double ms(uint64_t ns)
 	return (double)ns / 1e6;
 }
 
-static void link_params(const struct uni_config *c, int a, int b, uint64_t *lat, double *bps)
-{
-	uni_config_link(c, a, b, lat, bps);
-}
-
 static void reset(struct replay *R, const struct uni_config *cfg)
 {
 	R->cfg = cfg;
@@ -453,10 +448,7 @@ static void reset(struct replay *R, const struct uni_config *cfg)
 	if (R->nic) {
 		nic_reset();
 		nic_idle_jump(1);
-		nic_init(UNI_MAX_RANKS, cfg->bandwidth_bps / 8e9);
-		for (uint32_t i = 0; i < cfg->nrank_nics; i++)
-			nic_set_caps(cfg->rank_nics[i].rank, uni_config_uplink(cfg, cfg->rank_nics[i].rank) / 8e9,
-				     uni_config_downlink(cfg, cfg->rank_nics[i].rank) / 8e9);
+		nic_init(UNI_MAX_RANKS, cfg);
 	}
 }
 
@@ -465,7 +457,7 @@ static void schedule_chunk(struct replay *R, struct stream *s, struct chunk *c)
 {
 	uint64_t lat;
 	double bps;
-	link_params(R->cfg, s->rank, s->peer, &lat, &bps);
+	uni_config_link(R->cfg, s->rank, s->peer, &lat, &bps);
 	c->lat = lat;
 	c->npb = 8e9 / bps;
 	int notify = (c->flags & UNI_TRF_NOTIFY) != 0;
@@ -594,7 +586,6 @@ static uint64_t event_value(struct replay *R, uint64_t id, uint64_t recorded, in
 
 enum step { STEP_DONE, STEP_BLOCKED, STEP_NET };
 
-/* Runs th's next event if it can; says why not otherwise. */
 /* -o: the record of an event the replay just ran, with its new times
  * (the fields as unid writes them; docs/trace-format.md). before/after: the
  * thread's clock around the event; v: its value (a send's stamp); taken: a
@@ -637,6 +628,7 @@ static void retime(struct uni_trec *o, const struct uni_trec *r, uint64_t before
 	}
 }
 
+/* Runs th's next event if it can; says why not otherwise. */
 static enum step step(struct replay *R, struct thread *th)
 {
 	struct uni_trec *r = &R->rec[th->ev[th->pc]];
