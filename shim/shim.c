@@ -977,45 +977,40 @@ static void sim_recv(struct shim_conn *sc, const struct iovec *iov, int cnt, siz
 		tls.dispatcher = 1;
 		r->dispatcher = 1;
 	}
-	uint64_t arr;
-	if (sched_arrival(sc->shm_idx, off + n - 1, &arr)) {
-		/* Final already: no round trip. unid writes the record (the
-		 * clock after, as it would have answered, in t1). */
-		uint64_t t0 = tls.vt, t1 = tls.dispatcher || arr > t0 ? arr : t0;
-		struct uni_ev e = {.kind = UNI_EV_READ_REQ,
-				   .flags = (uint16_t)((tls.dispatcher ? UNI_EVF_DISPATCHER : 0) | UNI_EVF_LOCAL),
-				   .conn = sc->shm_idx, .t0 = t0, .t1 = t1, .off = off, .len = n, .c = arr};
-		uint64_t rid = next_id();
-		push(r, &e);
-		if (tls.dispatcher)
-			tls.vt = t1;
-		else
-			take_stamp(t1, 0);
-		publish_vt();
-		sc->gf.read_src = rid;
-		uni_gf_readv(&sc->gf, iov, cnt, n, tls.vt);
-		publish_rr(sc);
-		return;
-	}
-	uint32_t seq = ++tls.req_seq;
+	/* Alpha-beta: the arrival may be in the published schedule, final
+	 * already: no round trip, and unid writes the record from the clock
+	 * after (t1, as it would have answered) and the arrival (c). Else ask
+	 * unid and wait for its answer. */
+	uint64_t arr, t, t0 = tls.vt;
+	int local = sched_arrival(sc->shm_idx, off + n - 1, &arr);
 	struct uni_ev e = {.kind = UNI_EV_READ_REQ,
-			   .flags = (uint16_t)(tls.dispatcher ? UNI_EVF_DISPATCHER : 0),
-			   .conn = sc->shm_idx, .t0 = tls.vt, .t1 = tls.vt, .off = off, .len = n, .a = seq};
+			   .flags = (uint16_t)((tls.dispatcher ? UNI_EVF_DISPATCHER : 0) | (local ? UNI_EVF_LOCAL : 0)),
+			   .conn = sc->shm_idx, .t0 = t0, .t1 = t0, .off = off, .len = n};
+	if (local) {
+		t = tls.dispatcher || arr > t0 ? arr : t0;
+		e.t1 = t;
+		e.c = arr;
+	} else {
+		e.a = ++tls.req_seq;
+	}
 	uint64_t rid = next_id();
 	push(r, &e);
-	ring_bell();
-	r->wait_obj = sc->shm_idx;
-	r->wait_since = uni_now_ns();
-	r->wait_deadline = 0;
-	r->wait_vt = tls.vt;
-	atomic_store_explicit(&r->wait_kind, UNI_WAIT_READ, memory_order_release);
-	uint64_t t = await_answer(r, seq, tls.vt);
+	if (!local) {
+		ring_bell();
+		r->wait_obj = sc->shm_idx;
+		r->wait_since = uni_now_ns();
+		r->wait_deadline = 0;
+		r->wait_vt = t0;
+		atomic_store_explicit(&r->wait_kind, UNI_WAIT_READ, memory_order_release);
+		t = await_answer(r, (uint32_t)e.a, t0);
+	}
 	if (tls.dispatcher)
 		tls.vt = t;
 	else
 		take_stamp(t, 0); /* the RECV record is the dependency */
 	publish_vt();
-	atomic_store_explicit(&r->wait_kind, UNI_WAIT_NONE, memory_order_release);
+	if (!local)
+		atomic_store_explicit(&r->wait_kind, UNI_WAIT_NONE, memory_order_release);
 	sc->gf.read_src = rid;
 	uni_gf_readv(&sc->gf, iov, cnt, n, tls.vt);
 	publish_rr(sc);
