@@ -87,6 +87,38 @@ static void *xrealloc(void *p, size_t n, size_t size)
 	return p;
 }
 
+/* Network nodes ----------------------------------------------------------- */
+
+/* Which network node a transfer belongs to (docs/nccl.md, "Network
+ * nodes"): the rank of its connection's end (its CONN record) when no
+ * process attached as that rank (a simulated NCCL rank of a world of one
+ * process), else the record's rank; a trace whose connection ids repeat
+ * across attached ranks keeps its ranks. node_of is fed every record in
+ * file order and returns the rank the record belongs to. */
+#define NODE_CONNS 65536u
+#define NODE_RANKS 1024
+struct nodes {
+	int32_t *conn_rank; /* conn -> that rank + 1 (0: none); allocated at the first */
+	uint8_t attached[NODE_RANKS];
+};
+
+static int32_t node_of(struct nodes *n, const struct uni_trec *t)
+{
+	if (t->rank < 0 || t->rank >= NODE_RANKS)
+		return t->rank;
+	if (t->kind == UNI_TR_RANK_ATTACH)
+		n->attached[t->rank] = 1;
+	if (t->kind == UNI_TR_CONN && t->conn < NODE_CONNS && !n->attached[t->rank]) {
+		if (!n->conn_rank && !(n->conn_rank = calloc(NODE_CONNS, sizeof(*n->conn_rank))))
+			oom();
+		n->conn_rank[t->conn] = t->rank + 1;
+	}
+	if ((t->kind == UNI_TR_SEND || t->kind == UNI_TR_RECV) && t->conn < NODE_CONNS && n->conn_rank &&
+	    n->conn_rank[t->conn])
+		return n->conn_rank[t->conn] - 1;
+	return t->rank;
+}
+
 /* Output helpers ---------------------------------------------------------- */
 
 /* Length of the valid UTF-8 sequence at s (at most n bytes), 0 if invalid. */
@@ -342,7 +374,7 @@ struct summary {
 	struct u64map pair_idx;
 
 	struct u64map threads; /* (rank, tid) seen; values unused */
-	struct u64map conn_rank; /* connection -> the rank (network node) of its end */
+	struct nodes nodes;    /* the network node of each transfer */
 
 	struct mismatch *mism;
 	size_t nmism, cap_mism;
@@ -561,22 +593,8 @@ static void account(struct summary *s, const struct uni_trec *t)
 		s->bad_rank++;
 		return;
 	}
-	/* A transfer belongs to the network node of its connection's end: the
-	 * record's rank, except for a simulated NCCL rank of a world of one
-	 * process (docs/nccl.md, "Network nodes"). */
-	int32_t who = t->rank;
-	if (t->kind == UNI_TR_CONN) {
-		map_insert(&s->conn_rank, t->conn, (uint32_t)t->rank);
-	} else if (t->kind == UNI_TR_SEND || t->kind == UNI_TR_RECV) {
-		/* (Only a node no process attached as: a trace whose
-		 * connection ids repeat across ranks keeps its ranks.) */
-		uint32_t v = map_get(&s->conn_rank, t->conn);
-		if (v != MAP_EMPTY && (int32_t)v != t->rank) {
-			uint32_t i = map_get(&s->rank_idx, v);
-			if (i == MAP_EMPTY || !s->ranks[i].attached)
-				who = (int32_t)v;
-		}
-	}
+	/* A transfer belongs to the network node of its connection's end. */
+	int32_t who = node_of(&s->nodes, t);
 	r = get_rank(s, who);
 	if (who != t->rank && !r->attached && !r->host)
 		r->host = t->rank + 1;
@@ -700,7 +718,8 @@ static void finish_summary(struct summary *s)
 	map_free(&s->rank_idx);
 	map_free(&s->pair_idx);
 	map_free(&s->threads);
-	map_free(&s->conn_rank);
+	free(s->nodes.conn_rank);
+	s->nodes.conn_rank = NULL;
 
 	for (size_t i = 0; i < s->npairs; i++) {
 		const struct pair_stat *p = &s->pairs[i], *q;
@@ -728,7 +747,7 @@ static void free_summary(struct summary *s)
 	map_free(&s->rank_idx);
 	map_free(&s->pair_idx);
 	map_free(&s->threads);
-	map_free(&s->conn_rank);
+	free(s->nodes.conn_rank);
 	free(s->ranks);
 	free(s->pairs);
 	free(s->mism);
@@ -1653,10 +1672,9 @@ static int cmd_export_chrome(const char *path, const char *out, const char *merg
 #define PLOT_LEFT 90
 #define PLOT_ROW 44
 #define PLOT_TOP 60
-#define PLOT_CONNS 65536u
 
 struct plot_rank {
-	int seen, attached;
+	int seen;
 	uint64_t end;
 };
 
@@ -1678,27 +1696,15 @@ static int cmd_plot(const char *path, const char *out)
 	uint64_t tmax = 1, ndata = 0;
 
 	memset(ranks, 0, sizeof(ranks));
-	/* A transfer's row is its connection's network node (docs/nccl.md,
-	 * "Network nodes"): conn_rank[conn] = that rank + 1. */
-	int32_t *conn_rank = calloc(PLOT_CONNS, sizeof(*conn_rank));
-	if (!conn_rank) {
-		fprintf(stderr, "unitrace: out of memory\n");
-		return 1;
-	}
-	if (plot_open(&r, path) < 0) {
-		free(conn_rank);
+	/* A transfer's row is its connection's network node. */
+	struct nodes nodes;
+	memset(&nodes, 0, sizeof(nodes));
+	if (plot_open(&r, path) < 0)
 		return 2;
-	}
 	while ((rc = uni_trace_next(&r, &t)) == 1) {
 		if (t.rank < 0 || t.rank >= 1024)
 			continue;
-		if (t.kind == UNI_TR_RANK_ATTACH)
-			ranks[t.rank].attached = 1;
-		/* Only a node no process attached as (as in summary). */
-		if (t.kind == UNI_TR_CONN && t.conn < PLOT_CONNS && !ranks[t.rank].attached)
-			conn_rank[t.conn] = t.rank + 1;
-		if ((t.kind == UNI_TR_SEND || t.kind == UNI_TR_RECV) && t.conn < PLOT_CONNS && conn_rank[t.conn])
-			t.rank = conn_rank[t.conn] - 1;
+		t.rank = node_of(&nodes, &t);
 		if (t.peer >= 0 && t.peer < 1024 && t.peer + 1 > nranks && t.kind == UNI_TR_SEND)
 			nranks = t.peer + 1;
 		uint64_t hi = 0;
@@ -1722,13 +1728,13 @@ static int cmd_plot(const char *path, const char *out)
 	uni_trace_close(&r);
 	if (rc < 0) {
 		fprintf(stderr, "unitrace: %s\n", r.err);
-		free(conn_rank);
+		free(nodes.conn_rank);
 		return 2;
 	}
 	FILE *f = out ? fopen(out, "w") : stdout;
 	if (!f) {
 		fprintf(stderr, "unitrace: %s: %s\n", out, strerror(errno));
-		free(conn_rank);
+		free(nodes.conn_rank);
 		return 1;
 	}
 	int height = PLOT_TOP + nranks * PLOT_ROW + 50;
@@ -1765,7 +1771,7 @@ static int cmd_plot(const char *path, const char *out)
 			X(0), Y(i) + 8, X(end) - X(0), PLOT_ROW - 16);
 	}
 	if (plot_open(&r, path) < 0) {
-		free(conn_rank);
+		free(nodes.conn_rank);
 		return 2;
 	}
 	/* Compute (simulate mode): a green strip along the bottom of the
@@ -1797,8 +1803,7 @@ static int cmd_plot(const char *path, const char *out)
 			}
 			continue;
 		}
-		if (t.kind == UNI_TR_SEND && t.conn < PLOT_CONNS && conn_rank[t.conn])
-			t.rank = conn_rank[t.conn] - 1;
+		t.rank = node_of(&nodes, &t);
 		if (t.kind != UNI_TR_SEND || t.len <= 48 || t.rank < 0 || t.rank >= nranks || t.peer < 0 ||
 		    t.peer >= nranks)
 			continue;
@@ -1817,7 +1822,7 @@ static int cmd_plot(const char *path, const char *out)
 				X(b), Y(t.rank) + PLOT_ROW / 2, X(b), Y(t.peer) + PLOT_ROW / 2);
 	}
 	uni_trace_close(&r);
-	free(conn_rank);
+	free(nodes.conn_rank);
 	for (int i = 0; i < nranks; i++)
 		FLUSH(i);
 #undef FLUSH
