@@ -1010,7 +1010,9 @@ static void finish_out(struct replay *R)
 }
 
 /* Writes the re-timed trace: the recorded file's header (the configuration
- * replaced by the one replayed) and records, in the recorded order. */
+ * replaced by the one replayed) and records, in the recorded order. The
+ * header is this writer's (its size and minor version): a newer minor's
+ * header extension was skipped when reading and is not copied. */
 static int write_out(struct replay *R, const char *config, const char *out)
 {
 	struct uni_trace_writer *w = calloc(1, sizeof(*w));
@@ -1021,6 +1023,9 @@ static int write_out(struct replay *R, const char *config, const char *out)
 	if (!w)
 		return 1;
 	w->fd = -1;
+	h.hdr_size = UNI_TRACE_HDR_SIZE;
+	h.rec_size = UNI_TRACE_REC_SIZE;
+	h.version_minor = UNI_TRACE_VERSION_MINOR;
 	memset(h.config_path, 0, sizeof(h.config_path));
 	if (config)
 		snprintf(h.config_path, sizeof(h.config_path), "%s", config);

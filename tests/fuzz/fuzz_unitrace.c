@@ -47,8 +47,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (!freopen("/dev/null", "w", stdout))
 			abort();
 		int rc = unitrace_main(argc, cmds[i]);
-		if (rc != 0 && rc != 2)
-			abort(); /* only "corrupt trace" may fail: no usage or output errors */
+		if (rc != 0 && rc != 2) { /* only "corrupt trace" may fail: no usage or output errors */
+			fprintf(stderr, "fuzz_unitrace: unitrace %s returned %d\n", cmds[i][1], rc);
+			abort();
+		}
 	}
 	unlink(out);
 	return 0;

@@ -36,7 +36,25 @@ clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 	-D_GNU_SOURCE -Iengine/include -Ibuild \
 	engine/config.c tests/fuzz/fuzz_config.c $(pkg-config --cflags --libs yaml-0.1) -lm -o "$W/fuzz_config"
 cd "$W"
-./fuzz_unitrace -max_total_time="$secs" -rss_limit_mb=2048 -print_final_stats=1 corpus 2>&1 | tail -15
+# On a failure: the sanitizer's whole report (libFuzzer's own output is
+# mostly progress lines and the commands' messages) and the input that
+# did it, base64, so a CI log is enough to reproduce it.
+fuzz() { # NAME SECONDS CORPUS
+	if ./"$1" -max_total_time="$2" -rss_limit_mb=2048 -print_final_stats=1 \
+		-artifact_prefix="$W/" "$3" >"$W/$1.log" 2>&1; then
+		tail -6 "$W/$1.log"
+		return 0
+	fi
+	sed -n '/^==[0-9]*==ERROR\|runtime error\|^==[0-9]*== ERROR\|deadly signal/,$p' "$W/$1.log" | head -80
+	for a in "$W"/crash-* "$W"/leak-* "$W"/timeout-* "$W"/oom-*; do
+		[ -f "$a" ] || continue
+		echo "fuzz: $1 failed on $(basename "$a") ($(stat -c %s "$a") bytes), base64:"
+		base64 -w 0 "$a" | head -c 200000
+		echo
+	done
+	return 1
+}
+fuzz fuzz_unitrace "$secs" corpus
 echo "fuzz: unitrace survived ${secs} s of libFuzzer"
-./fuzz_config -max_total_time="$((secs / 3 + 1))" -rss_limit_mb=2048 -print_final_stats=1 cfg 2>&1 | tail -8
+fuzz fuzz_config "$((secs / 3 + 1))" cfg
 echo "fuzz: the config parser survived $((secs / 3 + 1)) s of libFuzzer"

@@ -109,6 +109,20 @@ for c in B E; do
 	"$UNITRACE" plot "$T/A$c.unitrace" -o "$T/A$c.svg" || fail "plot of the replayed trace ($c)"
 	grep -q "makespan" "$T/A$c.svg" || fail "plot of the replayed trace ($c) has no makespan"
 done
+# A trace whose header a newer minor version grew (4 more bytes, skipped by
+# the reader) replays to the same file: the output has this writer's header
+# (the fuzzer found replay -o refusing to write the grown size).
+$PY - "$T/A.unitrace" "$T/Agrown.unitrace" <<'PYEOF' || fail "growing a header"
+import struct, sys
+d = open(sys.argv[1], "rb").read()
+assert struct.unpack_from("<I", d, 12)[0] == 256
+g = bytearray(d[:256]) + b"\0" * 4 + d[256:]
+struct.pack_into("<HI", g, 10, 9, 260)  # minor 9, header 260 bytes
+open(sys.argv[2], "wb").write(g)
+PYEOF
+"$UNITRACE" replay "$T/Agrown.unitrace" --config "$T/E.yaml" -o "$T/Agrown.out.unitrace" >/dev/null ||
+	fail "replay -o of a trace with a newer minor's larger header"
+cmp "$T/AE.unitrace" "$T/Agrown.out.unitrace" || fail "a grown header changed what replay -o writes"
 $PY - "$T" "$UNITRACE" <<'PYEOF' || fail "replay -o"
 import json, subprocess, sys
 T, U = sys.argv[1], sys.argv[2]
