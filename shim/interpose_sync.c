@@ -245,6 +245,55 @@ UNI_EXTERN int pthread_join(pthread_t th, void **ret)
 	return r;
 }
 
+/* The GNU joins: the same hand-over when they join. A deadline the thread
+ * computed from the virtual clock is a virtual deadline (the kernel gets
+ * the real one; a join that times out leaves the joiner there, as
+ * sem_timedwait does); a thread still running gives tryjoin EBUSY and no
+ * time. */
+static int timed_join(pthread_t th, void **ret, clockid_t clk, const struct timespec *abs, int is_clock)
+{
+	struct timespec real;
+	uint64_t vdl = 0;
+	int began = uni_shim_object_wait(1, uni_shim_join_key(th));
+	if (abs && uni_shim_vclock() && uni_shim_deadline(clk, abs, &real, &vdl) == 0)
+		abs = &real;
+	else
+		vdl = 0;
+	int r = is_clock ? uni_real.pthread_clockjoin_np(th, ret, clk, abs) : uni_real.pthread_timedjoin_np(th, ret, abs);
+	if (began)
+		uni_shim_object_wait(0, NULL);
+	if (r == 0)
+		uni_shim_joined(th);
+	else if (r == ETIMEDOUT && vdl)
+		uni_shim_idle_until(vdl);
+	return r;
+}
+
+UNI_EXTERN int pthread_timedjoin_np(pthread_t th, void **ret, const struct timespec *abs)
+{
+	ENSURE(pthread_timedjoin_np);
+	if (UNI_LIKELY(!uni_shim_sync_on) || uni_shim_in_shim())
+		return uni_real.pthread_timedjoin_np(th, ret, abs);
+	return timed_join(th, ret, CLOCK_REALTIME, abs, 0);
+}
+
+UNI_EXTERN int pthread_clockjoin_np(pthread_t th, void **ret, clockid_t clk, const struct timespec *abs)
+{
+	ENSURE(pthread_clockjoin_np);
+	if (UNI_LIKELY(!uni_shim_sync_on) || uni_shim_in_shim())
+		return uni_real.pthread_clockjoin_np(th, ret, clk, abs);
+	return timed_join(th, ret, clk, abs, 1);
+}
+
+UNI_EXTERN int pthread_tryjoin_np(pthread_t th, void **ret)
+{
+	ENSURE(pthread_tryjoin_np);
+	int r = uni_real.pthread_tryjoin_np(th, ret);
+	if (UNI_UNLIKELY(uni_shim_sync_on) && r == 0 && !uni_shim_in_shim())
+		uni_shim_joined(th);
+	return r;
+}
+
 UNI_EXTERN int pthread_create(pthread_t *th, const pthread_attr_t *attr, void *(*fn)(void *), void *arg)
 {
 	ENSURE(pthread_create);

@@ -74,6 +74,9 @@ static void uni_resolve_all(void)
 	RESOLVE(syscall, "syscall");
 	RESOLVE(pthread_create, "pthread_create");
 	RESOLVE(pthread_join, "pthread_join");
+	RESOLVE(pthread_tryjoin_np, "pthread_tryjoin_np");
+	RESOLVE(pthread_timedjoin_np, "pthread_timedjoin_np");
+	RESOLVE(pthread_clockjoin_np, "pthread_clockjoin_np");
 	RESOLVE(epoll_wait, "epoll_wait");
 	RESOLVE(epoll_pwait, "epoll_pwait");
 	RESOLVE(poll, "poll");

@@ -11,12 +11,20 @@
  * threads at different times and waited for twice: the first wait takes
  * the earlier post ("sem2" line: first_ms second_ms early_post_ms
  * late_post_ms). A thread that sleeps 300 ms and ends, joined by the main
- * thread ("join" line: before_ms after_ms ended_ms; after >= ended). Last, compute that enters no wrapper (arithmetic) right
+ * thread ("join" line: before_ms after_ms ended_ms; after >= ended), and
+ * the same with the GNU joins: tryjoin polled until the thread ended
+ * ("tryjoin"), timedjoin with a deadline 10 s away ("timedjoin"),
+ * clockjoin (CLOCK_MONOTONIC) with a deadline 10 s away ("clockjoin"), and
+ * a timedjoin of a thread that waits on a raw futex past a deadline
+ * 200 ms away ("jointimeout" line: before_ms after_ms rc; virtual after =
+ * before + 200, rc = ETIMEDOUT). Last, compute that enters no wrapper (arithmetic) right
  * before a usleep of 50 ms in a new thread (the sleep is its first call
  * into the shim): "sleep" line: virtual_ms cpu_ms, from its creation to
  * after the sleep, and its CPU time (read after, so that no read comes
  * between the compute and the sleep); virtual = cpu x slowdown + 50. */
+#include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <linux/futex.h>
 #include <sys/syscall.h>
 #include <stdatomic.h>
@@ -130,6 +138,52 @@ static void *sleep_then_end(void *arg)
 	return NULL;
 }
 
+static atomic_int hold = 1; /* a futex word: the held thread waits while 1 */
+
+static void *held(void *arg)
+{
+	(void)arg;
+	while (atomic_load(&hold))
+		syscall(SYS_futex, &hold, FUTEX_WAIT, 1, NULL, NULL, 0);
+	return NULL;
+}
+
+static struct timespec in_ms(clockid_t clk, int ms)
+{
+	struct timespec ts;
+	clock_gettime(clk, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	return ts;
+}
+
+/* The GNU joins of a thread that sleeps 300 ms and ends. */
+static void gnu_join(const char *kind)
+{
+	pthread_t j;
+	double j0 = now_ms();
+	int r;
+	if (pthread_create(&j, NULL, sleep_then_end, NULL))
+		abort();
+	if (!strcmp(kind, "tryjoin")) {
+		while ((r = pthread_tryjoin_np(j, NULL)) == EBUSY)
+			sched_yield();
+	} else if (!strcmp(kind, "timedjoin")) {
+		struct timespec dl = in_ms(CLOCK_REALTIME, 10000);
+		r = pthread_timedjoin_np(j, NULL, &dl);
+	} else {
+		struct timespec dl = in_ms(CLOCK_MONOTONIC, 10000);
+		r = pthread_clockjoin_np(j, NULL, CLOCK_MONOTONIC, &dl);
+	}
+	if (r)
+		abort();
+	printf("%s %.3f %.3f %.3f\n", kind, j0, now_ms(), ended_at);
+}
+
 static void run(const char *kind, void *(*fn)(void *), int (*wait_fn)(void))
 {
 	pthread_t th;
@@ -211,6 +265,20 @@ int main(void)
 	if (pthread_create(&j, NULL, sleep_then_end, NULL) || pthread_join(j, NULL))
 		return 1;
 	printf("join %.3f %.3f %.3f\n", j0, now_ms(), ended_at);
+	gnu_join("tryjoin");
+	gnu_join("timedjoin");
+	gnu_join("clockjoin");
+	/* A join that times out (virtual deadline): the joiner is at it. */
+	pthread_t h;
+	if (pthread_create(&h, NULL, held, NULL))
+		return 1;
+	double h0 = now_ms();
+	struct timespec hdl = in_ms(CLOCK_REALTIME, 200);
+	int hr = pthread_timedjoin_np(h, NULL, &hdl);
+	printf("jointimeout %.3f %.3f %d\n", h0, now_ms(), hr == ETIMEDOUT);
+	atomic_store(&hold, 0);
+	syscall(SYS_futex, &hold, FUTEX_WAKE, 1, NULL, NULL, 0);
+	pthread_join(h, NULL);
 
 	/* A detached thread ends 500 ms later; threads created after it
 	 * (glibc reuses its pthread_t) and joined must not hand its end on. */

@@ -20,7 +20,7 @@ for model in alpha-beta nic; do
 	$PY - "$T/log" "$model" <<'PYEOF' || { cat "$T/log"; fail "wake-ups under $1"; }
 import sys
 model = sys.argv[2]
-lines = {l.split()[0]: [float(x) for x in l.split()[1:]] for l in open(sys.argv[1]) if l[:3] in ("sem", "pip", "eve", "sle", "joi", "det")}
+lines = {l.split()[0]: [float(x) for x in l.split()[1:]] for l in open(sys.argv[1]) if l[:3] in ("sem", "pip", "eve", "sle", "joi", "det", "try", "tim", "clo")}
 bad = 0
 for kind in ("sem", "pipe", "eventfd"):
     before, after, posted = lines[kind]
@@ -31,10 +31,17 @@ first, second, early, late = lines["sem2"]
 print(f"{model} sem2: first wait {first:.3f} ms (early post {early:.3f}), second {second:.3f} ms (late post {late:.3f})")
 if not (early <= first < late and second >= late):
     print("FAIL: sem2: waits did not take the posts in virtual-time order"); bad = 1
-before, after, ended = lines["join"]
-print(f"{model} join: joiner {before:.3f} -> {after:.3f} ms, the thread ended at {ended:.3f} ms")
-if not (after >= ended and ended - before >= 299.0):
-    print("FAIL: pthread_join did not hand the thread's end to the joiner"); bad = 1
+for kind in ("join", "tryjoin", "timedjoin", "clockjoin"):
+    before, after, ended = lines[kind]
+    print(f"{model} {kind}: joiner {before:.3f} -> {after:.3f} ms, the thread ended at {ended:.3f} ms")
+    if not (after >= ended and ended - before >= 299.0):
+        print(f"FAIL: pthread_{kind} did not hand the thread's end to the joiner"); bad = 1
+    if kind != "tryjoin" and after - ended > 50:
+        print(f"FAIL: pthread_{kind} went on {after - ended:.3f} ms after the thread's end"); bad = 1
+before, after, timedout = lines["jointimeout"]
+print(f"{model} timedjoin past a 200 ms deadline: joiner {before:.3f} -> {after:.3f} ms, ETIMEDOUT: {bool(timedout)}")
+if not (timedout and 199.0 <= after - before < 250.0):
+    print("FAIL: a timed join that timed out did not leave the joiner at its virtual deadline"); bad = 1
 worst, = lines["detached"]
 print(f"{model} a detached thread's end, then 50 joins of new threads: the joiner moved at most {worst:.3f} ms per join")
 if worst > 100:
@@ -46,4 +53,4 @@ if not (cpu > 20 and abs(virt - (cpu + 50)) < 0.05 * cpu + 1):
 sys.exit(bad)
 PYEOF
 done
-ok "semaphores, pipes, eventfds and pthread_join carry time to the waiter; compute right before a sleep is charged"
+ok "semaphores, pipes, eventfds and the pthread joins carry time to the waiter; compute right before a sleep is charged"
