@@ -615,6 +615,12 @@ void uni_sim_sent(const struct uni_op *op)
 	uint32_t si = op->e.conn;
 	struct stream *s = &S.st[si];
 	uint64_t end = op->e.off, t;
+	if (op->e.flags & UNI_EVF_LOCAL) {
+		/* The writer found the completion itself (alpha-beta). */
+		answered_record(op, op->e.t0, op->e.t1, op->e.c);
+		watch_drop(si, end);
+		return;
+	}
 	if (completion_final(s, end, &t)) {
 		answer(op, t);
 		watch_drop(si, end);

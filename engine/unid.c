@@ -239,7 +239,7 @@ static void unmatched_remove(uint32_t pos)
 /* A request a rank thread waits on for its answer. */
 static int is_request(const struct uni_ev *e)
 {
-	return (e->kind == UNI_EV_READ_REQ && !(e->flags & UNI_EVF_LOCAL)) || e->kind == UNI_EV_SENT_REQ;
+	return (e->kind == UNI_EV_READ_REQ || e->kind == UNI_EV_SENT_REQ) && !(e->flags & UNI_EVF_LOCAL);
 }
 
 static void give_up(uint32_t idx)
@@ -1062,6 +1062,7 @@ static void create_segment(const char *config_path)
 	h->nccl_algo = D.cfg.nccl_algo;
 	h->net_latency_ns = D.cfg.latency_ns;
 	h->net_bandwidth_bps = D.cfg.bandwidth_bps;
+	h->send_buffer = D.cfg.send_buffer;
 	h->epoch_mono_ns = uni_now_ns();
 	h->epoch_real_ns = uni_realtime_ns();
 	h->max_ranks = UNI_MAX_RANKS;

@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdint.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -44,6 +45,25 @@
 		uni_shim_io_end(s_, is_send, IOV, CNT, r_, t0_);          \
 		errno = e_;                                               \
 		return r_;                                                \
+	} while (0)
+
+/* A write: a blocking one on a modelled connection in simulate mode is
+ * done by the shim (uni_shim_send_blocking), else as IO_WRAP. */
+#define SEND_WRAP(fn, fd, flags, call, IOV, CNT)                                    \
+	do {                                                                        \
+		ENSURE(fn);                                                         \
+		uint32_t w_ = uni_fd_get(fd);                                       \
+		ssize_t wr_;                                                        \
+		if (UNI_UNLIKELY(w_) && !(w_ & UNI_FD_CHAN) &&                      \
+		    uni_shim_send_blocking(w_, fd, flags, IOV, CNT, &wr_))          \
+			return wr_;                                                 \
+		IO_WRAP(fn, 1, fd, call, IOV, CNT);                                 \
+	} while (0)
+
+#define SEND_WRAP1(fn, fd, flags, call, BUF, LEN)                         \
+	do {                                                              \
+		struct iovec one_ = {(void *)(BUF), (LEN)};               \
+		SEND_WRAP(fn, fd, flags, call, &one_, 1);                 \
 	} while (0)
 
 /* The same for a contiguous buffer. */
@@ -134,6 +154,23 @@ static int fcntl_common(int (*real)(int, int, ...), int fd, int cmd, void *arg)
 	int r = real(fd, cmd, arg);
 	if (r >= 0 && (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) && uni_fd_get(fd))
 		uni_shim_fd_duped(fd, r);
+	if (r >= 0 && cmd == F_SETFL && UNI_UNLIKELY(uni_fd_get(fd)))
+		uni_shim_fd_flags_changed(fd);
+	return r;
+}
+
+/* ioctl(FIONBIO) sets O_NONBLOCK (Python's setblocking and settimeout
+ * do it this way). The argument is forwarded as fcntl's is. */
+UNI_EXTERN int ioctl(int fd, unsigned long req, ...)
+{
+	ENSURE(ioctl);
+	va_list ap;
+	va_start(ap, req);
+	void *arg = va_arg(ap, void *);
+	va_end(ap);
+	int r = uni_real.ioctl(fd, req, arg);
+	if (r >= 0 && req == FIONBIO && UNI_UNLIKELY(uni_fd_get(fd)))
+		uni_shim_fd_flags_changed(fd);
 	return r;
 }
 
@@ -265,26 +302,30 @@ UNI_EXTERN ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, in
 
 UNI_EXTERN ssize_t write(int fd, const void *buf, size_t n)
 {
-	IO_WRAP1(write, 1, fd, uni_real.write(fd, buf, n), buf, n);
+	SEND_WRAP1(write, fd, 0, uni_real.write(fd, buf, n), buf, n);
 }
 
 UNI_EXTERN ssize_t writev(int fd, const struct iovec *iov, int cnt)
 {
-	IO_WRAP(writev, 1, fd, uni_real.writev(fd, iov, cnt), iov, cnt);
+	SEND_WRAP(writev, fd, 0, uni_real.writev(fd, iov, cnt), iov, cnt);
 }
 
 UNI_EXTERN ssize_t send(int fd, const void *buf, size_t n, int flags)
 {
-	IO_WRAP1(send, 1, fd, uni_real.send(fd, buf, n, flags), buf, n);
+	SEND_WRAP1(send, fd, flags, uni_real.send(fd, buf, n, flags), buf, n);
 }
 
 UNI_EXTERN ssize_t sendto(int fd, const void *buf, size_t n, int flags, const struct sockaddr *a,
 			  socklen_t al)
 {
-	IO_WRAP1(sendto, 1, fd, uni_real.sendto(fd, buf, n, flags, a, al), buf, n);
+	SEND_WRAP1(sendto, fd, flags, uni_real.sendto(fd, buf, n, flags, a, al), buf, n);
 }
 
 UNI_EXTERN ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 {
-	IO_WRAP(sendmsg, 1, fd, uni_real.sendmsg(fd, msg, flags), msg->msg_iov, (int)msg->msg_iovlen);
+	/* Control data goes to the kernel as it is (the shim's parts would
+	 * drop it). */
+	if (msg->msg_controllen)
+		IO_WRAP(sendmsg, 1, fd, uni_real.sendmsg(fd, msg, flags), msg->msg_iov, (int)msg->msg_iovlen);
+	SEND_WRAP(sendmsg, fd, flags, uni_real.sendmsg(fd, msg, flags), msg->msg_iov, (int)msg->msg_iovlen);
 }

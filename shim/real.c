@@ -32,6 +32,7 @@ static void uni_resolve_all(void)
 	RESOLVE(dup2, "dup2");
 	RESOLVE(dup3, "dup3");
 	RESOLVE(fcntl, "fcntl");
+	RESOLVE(ioctl, "ioctl");
 	RESOLVE(fcntl64, "fcntl64");
 	RESOLVE(read, "read");
 	RESOLVE(readv, "readv");

@@ -52,6 +52,8 @@ struct shim_conn {
 	_Atomic uint32_t refs; /* fds referring to it */
 	uint32_t shm_idx;      /* index into the segment's conns[] */
 	_Atomic uint64_t tx, rx;
+	_Atomic uint32_t nb;   /* O_NONBLOCK as last read: 0 not read since the flags
+	                          may have changed, 1 blocking, 2 non-blocking */
 	struct uni_gf_conn gf; /* simulate: Gloo stream follower (under Gloo's pair mutex) */
 };
 
@@ -254,6 +256,7 @@ static struct uni_ring *claim_ring(int tid)
 
 static void push(struct uni_ring *r, const struct uni_ev *e);
 static void charge(void);
+static int sync_active(void);
 static void adopt_ring(struct uni_ring *r);
 static void emit_take(uint64_t before, uint64_t t, uint64_t src, uint16_t flags);
 static inline uint64_t thread_cpu(void);
@@ -688,6 +691,7 @@ void uni_shim_conn_new(int fd, const struct sockaddr *peer, socklen_t peerlen)
 	sc->shm_idx = idx;
 	atomic_store(&sc->tx, 0);
 	atomic_store(&sc->rx, 0);
+	atomic_store(&sc->nb, 0);
 	atomic_store(&sc->refs, 1);
 	uni_fd_set(fd, slot + 1);
 	uint64_t now = shim_now();
@@ -874,7 +878,13 @@ static void publish_rr(struct shim_conn *sc)
 	atomic_store_explicit(&c->owed, sc->gf.owed ? sc->gf.owed : UINT64_MAX, memory_order_release);
 }
 
-static void sim_send(struct shim_conn *sc, const struct iovec *iov, int cnt, size_t n)
+/* Returns the stream offset after the n bytes written. blocking: a part
+ * of a blocking write (uni_shim_send_blocking) with more bytes of it still
+ * to come: its writer waits for the write's completion, so the chunks
+ * name it as their poster, and the first part carries the rest (one flow
+ * under nic, as a Gloo message finished after EAGAIN). */
+static uint64_t sim_send(struct shim_conn *sc, const struct iovec *iov, int cnt, size_t n, int blocking,
+			 uint64_t more)
 {
 	struct uni_gf_seg segs[8];
 	if (!tls.sent) {
@@ -921,14 +931,16 @@ static void sim_send(struct shim_conn *sc, const struct iovec *iov, int cnt, siz
 						   .t1 = segs[i].stamp, .a = segs[i].dep[k]};
 				emit(&d);
 			}
-		int end = !segs[i].notify && segs[i].rest == 0 && (i + 1 < nseg || sc->gf.out.npre == 0);
+		int last = i + 1 == nseg;
+		uint64_t rest = segs[i].rest + (blocking && last && !segs[i].notify ? more : 0);
+		int end = !segs[i].notify && rest == 0 && (!last || sc->gf.out.npre == 0);
 		struct uni_ev e = {.kind = UNI_EV_SEND,
 				   .flags = (uint16_t)(flags | (segs[i].notify ? UNI_EVF_NOTIFY : 0) |
 						       (segs[i].cont ? UNI_EVF_CONT : 0) | (end ? UNI_EVF_END : 0)),
 				   .conn = sc->shm_idx,
 				   .t0 = segs[i].stamp, .t1 = segs[i].stamp,
-				   .off = base + segs[i].off, .len = segs[i].len, .b = segs[i].rest,
-				   .c = segs[i].notify ? 0 : segs[i].poster};
+				   .off = base + segs[i].off, .len = segs[i].len, .b = rest,
+				   .c = segs[i].notify ? 0 : segs[i].poster ? segs[i].poster : blocking ? tls.ring_idx + 1 : 0};
 		uint64_t id = next_id();
 		emit(&e);
 		if (segs[i].post)
@@ -945,6 +957,7 @@ static void sim_send(struct shim_conn *sc, const struct iovec *iov, int cnt, siz
 	 * ring while unid sleeps. */
 	if (nseg)
 		ring_bell();
+	return base + n;
 }
 
 /* Alpha-beta: the arrival of byte b of the stream coming in on conn idx,
@@ -1029,7 +1042,7 @@ void uni_shim_io_end(uint32_t slot1, int is_send, const struct iovec *iov, int c
 	if (g_mode == UNI_MODE_SIMULATE) {
 		if (r > 0 && modelled) {
 			if (is_send)
-				sim_send(sc, iov, cnt, (size_t)r);
+				sim_send(sc, iov, cnt, (size_t)r, 0, 0);
 			else
 				sim_recv(sc, iov, cnt, (size_t)r);
 		}
@@ -1046,6 +1059,162 @@ void uni_shim_io_end(uint32_t slot1, int is_send, const struct iovec *iov, int c
 	}
 	tls.in_shim--;
 	errno = saved;
+}
+
+/* Alpha-beta: the completion of the write ending at byte end of this end's
+ * outgoing stream (conn idx), stamped stamp, found without unid: the
+ * stamp when the stream so far fits the send buffer, else when the byte
+ * send_buffer before the end left, from the published schedule (struct
+ * uni_sched; as engine/sim.c's completion_final). The writer takes it and
+ * tells unid (SENT_REQ flagged LOCAL: the record, no answer). 0: not
+ * known here (nic, or that chunk not in the log): ask unid. */
+static int sent_local(uint32_t idx, uint64_t end, uint64_t stamp)
+{
+	uint64_t buf = g_hdr->send_buffer, t = stamp;
+	if (!g_hdr->sched_off || idx >= g_hdr->max_conns || tls.dispatcher || !sync_active())
+		return 0;
+	if (buf != UINT64_MAX && end > buf) {
+		uint32_t li = atomic_load_explicit(&uni_shm_conn(g_hdr, idx)->sched_log, memory_order_acquire);
+		uint64_t arr;
+		if (!li || li > UNI_SCHED_LOGS)
+			return 0;
+		struct uni_sched *sd = uni_shm_sched(g_hdr, li - 1);
+		if (!uni_sched_find(sd, end - buf - 1, &arr))
+			return 0;
+		if (arr - sd->latency > t)
+			t = arr - sd->latency;
+	}
+	int saved = errno;
+	tls.in_shim++;
+	struct uni_ring *r = thread_ring();
+	if (r) {
+		charge();
+		uint64_t t0 = tls.vt;
+		struct uni_ev e = {.kind = UNI_EV_SENT_REQ, .flags = UNI_EVF_LOCAL, .conn = idx, .t0 = t0,
+				   .t1 = t > t0 ? t : t0, .off = end, .c = t};
+		push(r, &e);
+		take_stamp(t, 0); /* the SENT record is the dependency */
+		leave();
+	}
+	tls.in_shim--;
+	errno = saved;
+	return r != NULL;
+}
+
+/* A blocking write on a modelled connection (simulate mode). The kernel
+ * would hold the writer until the reader took what does not fit in the
+ * socket buffers, and the reader, having read bytes of a write that has
+ * not returned, would wait for their chunk: both stuck for ever (a
+ * program's own sendall of 16 MB over loopback did that). So the shim
+ * writes it in non-blocking parts, each a chunk the moment the kernel
+ * took it, and waits for room with poll (as a thread waiting for its
+ * send: the nic horizon leaves it out; the rest of the write is already
+ * in the network as the first part's flow). Then the writer takes the
+ * write's completion from the send-completion model (network.send_buffer),
+ * which is when a blocking send() returns. The program sees one blocking
+ * write: all its bytes, or what went before an error or a signal. Not for
+ * Gloo's streams (its sockets are non-blocking; a stream that parses as
+ * Gloo's is not even asked), MSG_DONTWAIT or MSG_OOB, non-blocking
+ * sockets, control data, or more than 64 iovecs (those go to the kernel
+ * as they are). */
+int uni_shim_send_blocking(uint32_t slot1, int fd, int flags, const struct iovec *iov, int cnt, ssize_t *ret)
+{
+	if (g_mode != UNI_MODE_SIMULATE || (flags & (MSG_DONTWAIT | MSG_OOB)) || uni_shim_in_shim() || cnt <= 0 ||
+	    cnt > 64 ||
+	    atomic_load_explicit(&g_state, memory_order_relaxed) != ST_ATTACHED)
+		return 0;
+	struct shim_conn *sc = &g_conns[slot1 - 1];
+	if (atomic_load_explicit(&uni_shm_conn(g_hdr, sc->shm_idx)->state, memory_order_relaxed) ==
+		    UNI_CONN_UNMODELLED ||
+	    (!sc->gf.out.broken && sc->gf.out.messages > 0))
+		return 0;
+	/* O_NONBLOCK, read once and again only after fcntl(F_SETFL) or
+	 * ioctl(FIONBIO) on the socket (a system call per write cost 1.2 us
+	 * on this VM). */
+	uint32_t nb = atomic_load_explicit(&sc->nb, memory_order_relaxed);
+	if (!nb) {
+		int saved = errno;
+		int fl = uni_real.fcntl(fd, F_GETFL);
+		errno = saved;
+		if (fl < 0)
+			return 0;
+		nb = (fl & O_NONBLOCK) ? 2 : 1;
+		atomic_store_explicit(&sc->nb, nb, memory_order_relaxed);
+	}
+	if (nb != 1)
+		return 0;
+	int saved = errno;
+	struct iovec cur[64];
+	size_t total = 0;
+	for (int i = 0; i < cnt; i++) {
+		cur[i] = iov[i];
+		total += iov[i].iov_len;
+	}
+	if (total == 0)
+		return 0;
+	/* Not Gloo's: its bytes take the writer's clock (the follower would
+	 * stamp the first 48 as a preamble, and bytes that do not complete
+	 * one with the first write's time). */
+	sc->gf.out.broken = 1;
+	uint64_t stamp = uni_shim_io_begin(slot1); /* every part's stamp */
+	size_t done = 0;
+	uint64_t end = 0;
+	int k = 0, err = 0;
+	while (done < total) {
+		struct msghdr m = {.msg_iov = cur + k, .msg_iovlen = (size_t)(cnt - k)};
+		ssize_t r = uni_real.sendmsg(fd, &m, flags | MSG_DONTWAIT);
+		if (r > 0) {
+			tls.in_shim++;
+			if (atomic_load_explicit(&g_state, memory_order_relaxed) == ST_ATTACHED)
+				end = sim_send(sc, cur + k, cnt - k, (size_t)r, 1, total - done - (size_t)r);
+			leave();
+			tls.in_shim--;
+			done += (size_t)r;
+			for (size_t left = (size_t)r; left;) {
+				size_t t = cur[k].iov_len < left ? cur[k].iov_len : left;
+				cur[k].iov_base = (char *)cur[k].iov_base + t;
+				cur[k].iov_len -= t;
+				left -= t;
+				if (!cur[k].iov_len)
+					k++;
+			}
+			while (k < cnt && !cur[k].iov_len)
+				k++;
+			continue;
+		}
+		if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			struct pollfd p = {.fd = fd, .events = POLLOUT};
+			struct uni_ring *ring = tls.ring;
+			if (ring) {
+				ring->wait_obj = sc->shm_idx;
+				ring->wait_since = uni_now_ns();
+				ring->wait_deadline = 0;
+				ring->wait_vt = tls.vt;
+				atomic_store_explicit(&ring->wait_kind, UNI_WAIT_READ, memory_order_release);
+			}
+			int pr = uni_real.poll(&p, 1, -1);
+			int pe = errno;
+			if (ring)
+				atomic_store_explicit(&ring->wait_kind, UNI_WAIT_NONE, memory_order_release);
+			if (pr < 0 && pe == EINTR) {
+				err = EINTR;
+				break;
+			}
+			continue; /* room, or an error the next write returns */
+		}
+		err = r < 0 ? errno : EPIPE;
+		break;
+	}
+	if (done) {
+		if (end && !sent_local(sc->shm_idx, end, stamp))
+			uni_shim_send_done(((uint64_t)(sc->shm_idx + 1) << 48) | (end & ((1ull << 48) - 1)));
+		*ret = (ssize_t)done;
+		errno = saved;
+	} else {
+		*ret = -1;
+		errno = err;
+	}
+	return 1;
 }
 
 /* Wake-ups carry time -------------------------------------------------- */
@@ -2113,6 +2282,13 @@ void uni_shim_fd_closed(int fd)
 		conn_unref(s);
 	tls.in_shim--;
 	errno = saved;
+}
+
+void uni_shim_fd_flags_changed(int fd)
+{
+	uint32_t s = uni_fd_get(fd);
+	if (s && !(s & UNI_FD_CHAN))
+		atomic_store_explicit(&g_conns[s - 1].nb, 0, memory_order_relaxed);
 }
 
 void uni_shim_fd_duped(int oldfd, int newfd)

@@ -34,6 +34,7 @@ struct uni_real {
 	int (*dup2)(int, int);
 	int (*dup3)(int, int, int);
 	int (*fcntl)(int, int, ...);
+	int (*ioctl)(int, unsigned long, ...);
 	int (*fcntl64)(int, int, ...);
 	ssize_t (*read)(int, void *, size_t);
 	ssize_t (*readv)(int, const struct iovec *, int);
@@ -103,6 +104,10 @@ void uni_shim_conn_new(int fd, const struct sockaddr *peer, socklen_t peerlen) U
  * uni_shim_io_end reports the r bytes moved (r <= 0: nothing moved), with
  * the buffer as an iovec list so that Gloo's stream can be followed. */
 uint64_t uni_shim_io_begin(uint32_t slot1) UNI_HIDDEN;
+/* A write with flags on a tracked fd: 1 and *ret when the shim did it (a
+ * blocking write on a modelled connection in simulate mode), else 0. */
+int uni_shim_send_blocking(uint32_t slot1, int fd, int flags, const struct iovec *iov, int cnt,
+			   ssize_t *ret) UNI_HIDDEN;
 void uni_shim_io_end(uint32_t slot1, int is_send, const struct iovec *iov, int cnt, ssize_t r,
 		     uint64_t token) UNI_HIDDEN;
 
@@ -279,6 +284,9 @@ void uni_shim_rec_slept(uint64_t ns) UNI_HIDDEN;
 void uni_shim_fd_closed(int fd) UNI_HIDDEN;
 
 /* newfd now refers to the same open file as oldfd. */
+/* fcntl(F_SETFL) or ioctl(FIONBIO) succeeded on a tracked fd: its
+ * O_NONBLOCK is read again before its next write (uni_shim_send_blocking). */
+void uni_shim_fd_flags_changed(int fd) UNI_HIDDEN;
 void uni_shim_fd_duped(int oldfd, int newfd) UNI_HIDDEN;
 
 /* One line to stderr, prefixed "uniference: ", without malloc or stdio. */

@@ -1,16 +1,21 @@
 /* What a modelled write and a modelled read cost in real time (docs/benchmarks.md).
  *
  * Two ranks (unirun -n 2, or RANK=0/1 by hand) joined by one TCP connection:
- * rank 1 writes N messages of 64 bytes in a burst, timing each write; rank 0
- * waits until all of them are in its socket, then reads them one at a time,
- * timing each read (under simulate mode each read asks unid for the arrival
- * of its bytes and waits until it is final). Prints the median and 90th
+ * rank 1 writes N messages of 64 bytes in a burst on its socket made
+ * non-blocking (as Gloo's are), timing each write; rank 0
+ * waits until they are all in its socket, then reads them one at a time,
+ * timing each read (under simulate mode a read finds the arrival of its
+ * bytes in the schedule unid published, or asks unid and waits until it is
+ * final), and answers one byte; then rank 1 writes N more with its socket
+ * blocking (in simulate mode the shim writes those itself and the writer
+ * takes the write's completion), timing each. Prints the median and 90th
  * percentile of each. Run with UNI_VIRTUAL_CLOCK=0 so that the program's
  * clock is the real one.
  *
  *   modelled_io DIR [N]      (rank 0 publishes its port in DIR/port) */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -76,7 +81,7 @@ int main(int argc, char **argv)
 			last = avail;
 			usleep(1000);
 		}
-		int fits = avail / 64;
+		int fits = avail / 64 < n ? avail / 64 : n;
 		for (int i = 0; i < fits; i++) {
 			double t0 = now_ns();
 			if (read(s, buf, sizeof(buf)) != (ssize_t)sizeof(buf))
@@ -84,6 +89,8 @@ int main(int argc, char **argv)
 			t[i] = now_ns() - t0;
 		}
 		report("read of 64 B already in the socket", t, fits);
+		if (write(s, "k", 1) != 1)
+			return perror("write"), 1;
 		while (read(s, buf, sizeof(buf)) > 0)
 			;
 		close(s);
@@ -105,13 +112,25 @@ int main(int argc, char **argv)
 					.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 		if (connect(s, (struct sockaddr *)&a, sizeof(a)))
 			return perror("connect"), 1;
-		for (int i = 0; i < n; i++) {
-			double t0 = now_ns();
-			if (write(s, buf, sizeof(buf)) != (ssize_t)sizeof(buf))
-				return perror("write"), 1;
-			t[i] = now_ns() - t0;
+		int fl = fcntl(s, F_GETFL);
+		for (int blocking = 0; blocking < 2; blocking++) {
+			fcntl(s, F_SETFL, blocking ? fl & ~O_NONBLOCK : fl | O_NONBLOCK);
+			/* The second burst once the reader has read the first (its
+			 * chunks must still be in the published schedule). */
+			char k;
+			if (blocking && read(s, &k, 1) != 1)
+				return perror("read"), 1;
+			for (int i = 0; i < n; i++) {
+				double t0 = now_ns();
+				ssize_t w;
+				while ((w = write(s, buf, sizeof(buf))) < 0 && errno == EAGAIN)
+					t0 = now_ns(); /* the socket was full: time the write that goes */
+				if (w != (ssize_t)sizeof(buf))
+					return perror("write"), 1;
+				t[i] = now_ns() - t0;
+			}
+			report(blocking ? "write of 64 B, blocking socket" : "write of 64 B, non-blocking socket", t, n);
 		}
-		report("write of 64 B", t, n);
 		sleep(1);
 		close(s);
 	}

@@ -29,7 +29,7 @@
 #include <stdint.h>
 
 #define UNI_SHM_MAGIC 0x31304d4853494e55ull /* "UNISHM01" little-endian */
-#define UNI_SHM_VERSION 8u
+#define UNI_SHM_VERSION 9u
 
 #define UNI_MAX_RANKS 256u
 #define UNI_MAX_RINGS 512u
@@ -59,12 +59,15 @@ enum uni_ev_kind {
 	                          at least UNI_COMPUTE_MIN_NS); a = its CPU ns */
 	UNI_EV_IDLE = 10,      /* simulate: the thread slept (or a timed wait ran
 	                          out) from t0 to t1 of its clock (>= UNI_COMPUTE_MIN_NS) */
-	UNI_EV_SENT_REQ = 11,  /* simulate: the Gloo message ending at byte off of
+	UNI_EV_SENT_REQ = 11,  /* simulate: the Gloo message (or blocking write) ending at byte off of
 	                          conn's outgoing stream was written and its send
 	                          completion signalled; t0 = the waiter's clock,
 	                          a = request number; answered like READ_REQ with
 	                          the virtual time the write completes (send
-	                          completion model, network.send_buffer) */
+	                          completion model, network.send_buffer). With
+	                          UNI_EVF_LOCAL the writer found that time itself
+	                          (alpha-beta, shim.c): c = it, t1 = the clock
+	                          after; no answer */
 	/* The event graph for unitrace replay (simulate mode). An event's id is
 	 * (tid << 32 | its index among the events of its thread's ring, the
 	 * UNI_EV_THREAD being 0). */
@@ -303,6 +306,7 @@ struct uni_shm_hdr {
 	uint64_t net_latency_ns;         /* network.default: the simulated NCCL's */
 	double net_bandwidth_bps;        /* choice of algorithm by size */
 	uint64_t sched_off;              /* alpha-beta: sched[UNI_SCHED_LOGS] (0: none) */
+	uint64_t send_buffer;            /* network.send_buffer (UINT64_MAX: unlimited) */
 	char deadlock_report[512];       /* where unid wrote the report */
 	char trace_path[512];
 	char config_path[512];

@@ -1,0 +1,62 @@
+#!/usr/bin/env python3
+"""A program's own blocking TCP socket between two ranks (no Gloo): rank 0
+sends one message of each size in --sizes with sendall and waits for a
+one-byte reply from rank 1 after each; rank 1 reads them (checking the
+bytes) and replies. Writes the clocks (time.monotonic_ns: virtual in
+simulate mode) to DIR/rankR.txt:
+  rank 0: "send S t_before t_after_sendall t_after_reply"
+  rank 1: "recv S t_after_last_byte"
+Rank 1 listens on a free port it writes to DIR/port. Used by
+test_sim_sock.sh."""
+import argparse
+import os
+import socket
+import time
+
+ap = argparse.ArgumentParser()
+ap.add_argument("dir")
+ap.add_argument("--sizes", default="65536,1048576,16777216")
+args = ap.parse_args()
+rank = int(os.environ["RANK"])
+sizes = [int(x) for x in args.sizes.split(",")]
+port_file = os.path.join(args.dir, "port")
+if rank == 1:
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(1)
+    with open(port_file + ".tmp", "w") as f:
+        f.write(str(ls.getsockname()[1]))
+    os.rename(port_file + ".tmp", port_file)
+    c, _ = ls.accept()
+    out = open(os.path.join(args.dir, "rank1.txt"), "w")
+    for i, size in enumerate(sizes):
+        # Reads straight into the message (no compute between reads to
+        # blur the last byte's arrival); checked after the reply.
+        msg = bytearray(size)
+        view, got = memoryview(msg), 0
+        while got < size:
+            n = c.recv_into(view[got:], size - got)
+            assert n > 0, "connection closed early"
+            got += n
+        t = time.monotonic_ns()
+        c.sendall(b"k")
+        assert msg == bytes([i % 251]) * size, f"message {i}: wrong bytes"
+        print(f"recv {size} {t}", file=out, flush=True)
+    c.close()
+else:
+    while not os.path.exists(port_file):
+        time.sleep(0.01)
+    with open(port_file) as f:
+        port = int(f.read())
+    s = socket.create_connection(("127.0.0.1", port))
+    out = open(os.path.join(args.dir, "rank0.txt"), "w")
+    for i, size in enumerate(sizes):
+        data = bytes([i % 251]) * size
+        t0 = time.monotonic_ns()
+        s.sendall(data)
+        t1 = time.monotonic_ns()
+        assert s.recv(1) == b"k"
+        t2 = time.monotonic_ns()
+        print(f"send {size} {t0} {t1} {t2}", file=out, flush=True)
+    s.close()
+print(f"rank {rank} ok")

@@ -1,0 +1,41 @@
+#!/bin/bash
+# A program's own blocking TCP socket between two ranks (not Gloo's) in
+# simulate mode (docs/simulate.md, "Send completion"): a blocking sendall
+# returns at the send-completion model's time (all but network.send_buffer
+# bytes have left), the last byte arrives at latency + S/bandwidth, the
+# reply takes a latency (check_sim_sock.py); under alpha-beta and nic, and
+# with send_buffer unlimited (the write costs nothing). The 16 MB message
+# is larger than the socket buffers: the writer's blocking write used to
+# wait for a reader that waited for the write's bytes (a hang).
+# unitrace replay of each run under its own configuration gives the
+# recorded ends (the blocking write's parts and completion replay).
+#   test_sim_sock.sh UNIRUN UNITRACE
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+UNIRUN=$1 UNITRACE=$2
+T=$(mktemp -d /tmp/uni-simsock.XXXXXX)
+trap 'rm -rf "$T"' EXIT
+for run in "alpha-beta 2ms 100Mbit 2e6 1e8 640kB 640000" "nic 2ms 100Mbit 2e6 1e8 640kB 640000" \
+	"alpha-beta 350us 1Gbit 350e3 1e9 unlimited unlimited"; do
+	set -- $run
+	cat >"$T/c.yaml" <<YAML
+mode: simulate
+network:
+  model: $1
+  default: { latency: $2, bandwidth: $3 }
+  send_buffer: $6
+YAML
+	rm -f "$T/port" "$T"/rank*.txt
+	timeout 120 "$UNIRUN" -n 2 --config "$T/c.yaml" --trace "$T/t.unitrace" -- \
+		$PY "$HERE/sim_sock.py" "$T" >"$T/log" 2>&1 || { cat "$T/log"; fail "sim_sock under unirun ($run)"; }
+	$PY "$HERE/check_sim_sock.py" "$T" $4 $5 $7 "$1/$6" || fail "blocking socket times ($run)"
+	"$UNITRACE" replay "$T/t.unitrace" --config "$T/c.yaml" --json >"$T/r.json" || fail "replay ($run)"
+	$PY - "$T/r.json" "$1/$6" <<'PYEOF' || fail "replay ($run)"
+import json, sys
+r = json.load(open(sys.argv[1]))
+for k in r["ranks"]:
+    print(f"{sys.argv[2]} replayed: rank {k['rank']} ends {k['end_ns'] / 1e6:.3f} ms, recorded {k['recorded_end_ns'] / 1e6:.3f} ms")
+    assert abs(k["end_ns"] - k["recorded_end_ns"]) <= 1000, "the replay under the recorded configuration is not the recording"
+PYEOF
+done
+ok "a program's own blocking socket: sendall takes the send-completion time, arrivals and replies the network's"
