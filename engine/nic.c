@@ -112,6 +112,20 @@ uint64_t nic_flow_stamp(const struct nic_flow *f)
 	return f->stamp;
 }
 
+void nic_flow_truncate(struct nic_flow *f, uint64_t bytes)
+{
+	double b = (double)bytes > f->sent ? (double)bytes : f->sent;
+	if (b < f->bytes)
+		f->bytes = b;
+	if (f->watch > f->bytes)
+		f->watch = 0;
+}
+
+void *nic_flow_ctx(const struct nic_flow *f)
+{
+	return f->ctx;
+}
+
 int nic_flow_complete_at(const struct nic_flow *f, uint64_t n)
 {
 	return (double)n >= f->bytes;

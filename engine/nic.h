@@ -59,6 +59,12 @@ void nic_flow_release(struct nic_flow *f);
  * have left: a send completes there. The earliest of several wins. */
 void nic_flow_watch(struct nic_flow *f, uint64_t bytes);
 
+/* The flow will carry only bytes bytes (never fewer than it has already
+ * sent): the rest of a write that was cut short. */
+void nic_flow_truncate(struct nic_flow *f, uint64_t bytes);
+/* The ctx given to nic_flow_new. */
+void *nic_flow_ctx(const struct nic_flow *f);
+
 /* Its stamp (after any clamp to the network time). */
 uint64_t nic_flow_stamp(const struct nic_flow *f);
 

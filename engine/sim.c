@@ -428,6 +428,23 @@ static void serve_waiters(struct stream *s)
 static void schedule(struct stream *s, const struct uni_op *op)
 {
 	const struct uni_ev *e = &op->e;
+	if (e->flags & UNI_EVF_CUT) {
+		/* A blocking write stopped short: the rest its parts announced
+		 * (one nic flow) will not come, nor its completion's watch. */
+		if (S.nic && s->msg_left && s->last_data) {
+			nic_flow_truncate(s->last_data, s->msg_seen);
+			struct uni_trec *r = nic_flow_ctx(s->last_data);
+			if (r)
+				r->len = s->msg_seen;
+		}
+		s->msg_left = 0;
+		uint32_t k = 0;
+		for (uint32_t i = 0; i < S.nwatch; i++)
+			if (S.watch[i].stream != e->conn || S.watch[i].end <= e->off)
+				S.watch[k++] = S.watch[i];
+		S.nwatch = k;
+		return;
+	}
 	if (S.nic && !s->active) {
 		s->active = 1;
 		S.act[S.nact++] = e->conn;

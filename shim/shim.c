@@ -1112,7 +1112,8 @@ static int sent_local(uint32_t idx, uint64_t end, uint64_t stamp)
  * in the network as the first part's flow). Then the writer takes the
  * write's completion from the send-completion model (network.send_buffer),
  * which is when a blocking send() returns. The program sees one blocking
- * write: all its bytes, or what went before an error or a signal. Not for
+ * write: all its bytes, or what went before an error, a signal or its
+ * SO_SNDTIMEO (EAGAIN when nothing went). Not for
  * Gloo's streams (its sockets are non-blocking; a stream that parses as
  * Gloo's is not even asked), MSG_DONTWAIT or MSG_OOB, non-blocking
  * sockets, control data, or more than 64 iovecs (those go to the kernel
@@ -1158,7 +1159,7 @@ int uni_shim_send_blocking(uint32_t slot1, int fd, int flags, const struct iovec
 	sc->gf.out.broken = 1;
 	uint64_t stamp = uni_shim_io_begin(slot1); /* every part's stamp */
 	size_t done = 0;
-	uint64_t end = 0;
+	uint64_t end = 0, deadline = 0;
 	int k = 0, err = 0;
 	while (done < total) {
 		struct msghdr m = {.msg_iov = cur + k, .msg_iovlen = (size_t)(cnt - k)};
@@ -1183,16 +1184,36 @@ int uni_shim_send_blocking(uint32_t slot1, int fd, int flags, const struct iovec
 			continue;
 		}
 		if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			struct pollfd p = {.fd = fd, .events = POLLOUT};
-			struct uni_ring *ring = tls.ring;
+			/* Real time here (in the shim: the program's clock is the
+			 * virtual one). SO_SNDTIMEO bounds the whole call, as the
+			 * kernel's. */
+			tls.in_shim++;
+			uint64_t now = uni_now_ns();
+			if (!deadline) {
+				struct timeval tv = {0, 0};
+				socklen_t tl = sizeof(tv);
+				deadline = UINT64_MAX;
+				if (getsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, &tl) == 0 && (tv.tv_sec || tv.tv_usec))
+					deadline = now + (uint64_t)tv.tv_sec * 1000000000ull + (uint64_t)tv.tv_usec * 1000ull;
+			}
+			int ms = -1;
+			if (deadline != UINT64_MAX)
+				ms = now >= deadline ? 0 : (int)((deadline - now + 999999) / 1000000);
+			struct uni_ring *ring = ms ? tls.ring : NULL;
 			if (ring) {
 				ring->wait_obj = sc->shm_idx;
-				ring->wait_since = uni_now_ns();
+				ring->wait_since = now;
 				ring->wait_deadline = 0;
 				ring->wait_vt = tls.vt;
 				atomic_store_explicit(&ring->wait_kind, UNI_WAIT_READ, memory_order_release);
 			}
-			int pr = uni_real.poll(&p, 1, -1);
+			tls.in_shim--;
+			if (!ms) {
+				err = EAGAIN;
+				break;
+			}
+			struct pollfd p = {.fd = fd, .events = POLLOUT};
+			int pr = uni_real.poll(&p, 1, ms);
 			int pe = errno;
 			if (ring)
 				atomic_store_explicit(&ring->wait_kind, UNI_WAIT_NONE, memory_order_release);
@@ -1204,6 +1225,18 @@ int uni_shim_send_blocking(uint32_t slot1, int fd, int flags, const struct iovec
 		}
 		err = r < 0 ? errno : EPIPE;
 		break;
+	}
+	if (done && done < total && end) {
+		/* Cut short: the parts announced the rest (uni_ev_flags). */
+		tls.in_shim++;
+		struct uni_ring *r = sync_active() ? thread_ring() : NULL;
+		if (r) {
+			struct uni_ev e = {.kind = UNI_EV_SEND, .flags = UNI_EVF_CUT, .conn = sc->shm_idx,
+					   .t0 = stamp, .t1 = stamp, .off = end};
+			push(r, &e);
+			ring_bell();
+		}
+		tls.in_shim--;
 	}
 	if (done) {
 		if (end && !sent_local(sc->shm_idx, end, stamp))

@@ -12,14 +12,18 @@ import sys
 log, lat, bw, model = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[5]
 buf = 1 << 62 if sys.argv[4] == "unlimited" else int(sys.argv[4])
 sends, recvs = [], []
+bad = 0
 for line in open(log + "/rank0.txt").readlines() + open(log + "/rank1.txt").readlines():
     f = line.split()
-    if f and f[0] == "send":
+    if f and f[0] == "sndtimeo":
+        print(f"{model}: sendall past SO_SNDTIMEO raised {f[1]}")
+        if f[1] != "BlockingIOError":
+            print(f"FAIL: {model}: a blocking sendall past its SO_SNDTIMEO did not fail with EAGAIN"); bad = 1
+    elif f and f[0] == "send":
         sends.append([int(x) for x in f[1:5]])
     elif f and f[0] == "recv":
         recvs.append([int(x) for x in f[1:3]])
 assert sends and len(sends) == len(recvs), f"{len(sends)} sends, {len(recvs)} receives"
-bad = 0
 for (size, t0, t1, t2), (rsize, tr) in zip(sends, recvs):
     assert size == rsize
     want = max(0, size - buf) * 8e9 / bw

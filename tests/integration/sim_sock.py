@@ -6,16 +6,21 @@ bytes) and replies. Writes the clocks (time.monotonic_ns: virtual in
 simulate mode) to DIR/rankR.txt:
   rank 0: "send S t_before t_after_sendall t_after_reply"
   rank 1: "recv S t_after_last_byte"
-Rank 1 listens on a free port it writes to DIR/port. Used by
-test_sim_sock.sh."""
+Then, with --sndtimeo, rank 0 sets SO_SNDTIMEO (200 ms) and sends 64 MB
+that rank 1 never reads: sendall must fail with EAGAIN (as without the
+shim) instead of hanging; it writes "sndtimeo ERRNAME" and DIR/done, which
+rank 1 waits for before it closes. Rank 1 listens on a free port it writes
+to DIR/port. Used by test_sim_sock.sh."""
 import argparse
 import os
 import socket
+import struct
 import time
 
 ap = argparse.ArgumentParser()
 ap.add_argument("dir")
 ap.add_argument("--sizes", default="65536,1048576,16777216")
+ap.add_argument("--sndtimeo", action="store_true")
 args = ap.parse_args()
 rank = int(os.environ["RANK"])
 sizes = [int(x) for x in args.sizes.split(",")]
@@ -42,6 +47,8 @@ if rank == 1:
         c.sendall(b"k")
         assert msg == bytes([i % 251]) * size, f"message {i}: wrong bytes"
         print(f"recv {size} {t}", file=out, flush=True)
+    while args.sndtimeo and not os.path.exists(os.path.join(args.dir, "done")):
+        time.sleep(0.01)
     c.close()
 else:
     while not os.path.exists(port_file):
@@ -58,5 +65,13 @@ else:
         assert s.recv(1) == b"k"
         t2 = time.monotonic_ns()
         print(f"send {size} {t0} {t1} {t2}", file=out, flush=True)
+    if args.sndtimeo:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", 0, 200000))
+        try:
+            s.sendall(bytes(64 << 20))
+            print("sndtimeo none", file=out, flush=True)
+        except OSError as e:
+            print(f"sndtimeo {type(e).__name__}", file=out, flush=True)
+        open(os.path.join(args.dir, "done"), "w").close()
     s.close()
 print(f"rank {rank} ok")

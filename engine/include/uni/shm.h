@@ -112,7 +112,12 @@ enum uni_ev_flags {
 	UNI_EVF_END = 1u << 5,        /* SEND: the last bytes of a Gloo data message */
 	UNI_EVF_LOCAL = 1u << 6,      /* READ_REQ: answered by the reader itself from the
 	                                 published schedule (uni_sched); t1 = its clock
-	                                 after, c = the last byte's arrival; no answer */
+	                                 after, c = the last byte's arrival; no answer
+	                                 (SENT_REQ likewise: c = the completion) */
+	UNI_EVF_CUT = 1u << 7,        /* SEND of no bytes at off: the blocking write that
+	                                 ended there (its parts said b bytes more were
+	                                 to come) stopped short (an error, a signal,
+	                                 SO_SNDTIMEO): the rest will not come. No record */
 	/* SEND of Gloo data: c = ring index + 1 of the thread that posted the
 	 * message (0: unknown); the nic model holds the network at its send
 	 * completion while that thread waits for it. */
