@@ -693,10 +693,14 @@ static uint64_t watches_bound(uint64_t real_now)
 				continue; /* never taken: not waited for after all */
 			}
 			/* Its poster waits for it: inside waitSend, or already
-			 * asking unid for the time (SENT_REQ on this stream). */
+			 * asking unid for the time (SENT_REQ on this stream). Not
+			 * a blocking write still waiting for room for its last
+			 * bytes (shim.c, uni_shim_send_blocking): they need the
+			 * reader to read, so the network must go on past the
+			 * completion (its writer then goes on from there, late). */
 			int waits = atomic_load_explicit(&ring->wait_sending, memory_order_acquire) ||
 				    (atomic_load_explicit(&ring->wait_kind, memory_order_acquire) == UNI_WAIT_READ &&
-				     ring->wait_obj == w->stream);
+				     ring->wait_obj == w->stream && s->next_off >= w->end);
 			if (waits && w->t < bound)
 				bound = w->t;
 		}

@@ -254,11 +254,11 @@ static int timed_join(pthread_t th, void **ret, clockid_t clk, const struct time
 {
 	struct timespec real;
 	uint64_t vdl = 0;
-	int began = uni_shim_object_wait(1, uni_shim_join_key(th));
 	if (abs && uni_shim_vclock() && uni_shim_deadline(clk, abs, &real, &vdl) == 0)
 		abs = &real;
 	else
 		vdl = 0;
+	int began = uni_shim_object_wait_timed(uni_shim_join_key(th), clk, abs, vdl);
 	int r = is_clock ? uni_real.pthread_clockjoin_np(th, ret, clk, abs) : uni_real.pthread_timedjoin_np(th, ret, abs);
 	if (began)
 		uni_shim_object_wait(0, NULL);

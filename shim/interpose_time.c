@@ -138,11 +138,14 @@ UNI_EXTERN int sem_timedwait(sem_t *sem, const struct timespec *abs)
 	uint64_t vdl;
 	if (UNI_LIKELY(!uni_shim_sync_on) || uni_shim_in_shim())
 		return uni_real.sem_timedwait(sem, abs);
-	int began = uni_shim_object_wait(1, sem), r, e;
+	const struct timespec *use = abs;
+	int r, e;
 	if (!uni_shim_vclock() || uni_shim_deadline(CLOCK_REALTIME, abs, &real, &vdl) < 0)
-		vdl = 0, r = uni_real.sem_timedwait(sem, abs);
+		vdl = 0;
 	else
-		r = uni_real.sem_timedwait(sem, &real);
+		use = &real;
+	int began = uni_shim_object_wait_timed(sem, CLOCK_REALTIME, use, vdl);
+	r = uni_real.sem_timedwait(sem, use);
 	e = errno;
 	if (began)
 		uni_shim_object_wait(0, NULL);
@@ -161,11 +164,14 @@ UNI_EXTERN int sem_clockwait(sem_t *sem, clockid_t clk, const struct timespec *a
 	uint64_t vdl;
 	if (UNI_LIKELY(!uni_shim_sync_on) || uni_shim_in_shim())
 		return uni_real.sem_clockwait(sem, clk, abs);
-	int began = uni_shim_object_wait(1, sem), r, e;
+	const struct timespec *use = abs;
+	int r, e;
 	if (!uni_shim_vclock() || uni_shim_deadline(clk, abs, &real, &vdl) < 0)
-		vdl = 0, r = uni_real.sem_clockwait(sem, clk, abs);
+		vdl = 0;
 	else
-		r = uni_real.sem_clockwait(sem, clk, &real);
+		use = &real;
+	int began = uni_shim_object_wait_timed(sem, clk, use, vdl);
+	r = uni_real.sem_clockwait(sem, clk, use);
 	e = errno;
 	if (began)
 		uni_shim_object_wait(0, NULL);

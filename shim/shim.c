@@ -54,6 +54,9 @@ struct shim_conn {
 	_Atomic uint64_t tx, rx;
 	_Atomic uint32_t nb;   /* O_NONBLOCK as last read: 0 not read since the flags
 	                          may have changed, 1 blocking, 2 non-blocking */
+	_Atomic uint32_t nb_gen; /* bumped when the flags may have changed */
+	_Atomic uint32_t pend_err; /* a blocking write's error after some of its bytes
+	                              went: the next write's (uni_shim_send_blocking) */
 	struct uni_gf_conn gf; /* simulate: Gloo stream follower (under Gloo's pair mutex) */
 };
 
@@ -692,6 +695,7 @@ void uni_shim_conn_new(int fd, const struct sockaddr *peer, socklen_t peerlen)
 	atomic_store(&sc->tx, 0);
 	atomic_store(&sc->rx, 0);
 	atomic_store(&sc->nb, 0);
+	atomic_store(&sc->pend_err, 0);
 	atomic_store(&sc->refs, 1);
 	uni_fd_set(fd, slot + 1);
 	uint64_t now = shim_now();
@@ -940,7 +944,7 @@ static uint64_t sim_send(struct shim_conn *sc, const struct iovec *iov, int cnt,
 				   .conn = sc->shm_idx,
 				   .t0 = segs[i].stamp, .t1 = segs[i].stamp,
 				   .off = base + segs[i].off, .len = segs[i].len, .b = rest,
-				   .c = segs[i].notify ? 0 : segs[i].poster ? segs[i].poster : blocking ? tls.ring_idx + 1 : 0};
+				   .c = segs[i].notify ? 0 : segs[i].poster ? segs[i].poster : blocking && last ? tls.ring_idx + 1 : 0};
 		uint64_t id = next_id();
 		emit(&e);
 		if (segs[i].post)
@@ -1125,6 +1129,12 @@ int uni_shim_send_blocking(uint32_t slot1, int fd, int flags, const struct iovec
 	    atomic_load_explicit(&g_state, memory_order_relaxed) != ST_ATTACHED)
 		return 0;
 	struct shim_conn *sc = &g_conns[slot1 - 1];
+	uint32_t perr = atomic_load_explicit(&sc->pend_err, memory_order_relaxed);
+	if (perr && atomic_exchange(&sc->pend_err, 0) == perr) {
+		*ret = -1;
+		errno = (int)perr;
+		return 1;
+	}
 	if (atomic_load_explicit(&uni_shm_conn(g_hdr, sc->shm_idx)->state, memory_order_relaxed) ==
 		    UNI_CONN_UNMODELLED ||
 	    (!sc->gf.out.broken && sc->gf.out.messages > 0))
@@ -1132,15 +1142,21 @@ int uni_shim_send_blocking(uint32_t slot1, int fd, int flags, const struct iovec
 	/* O_NONBLOCK, read once and again only after fcntl(F_SETFL) or
 	 * ioctl(FIONBIO) on the socket (a system call per write cost 1.2 us
 	 * on this VM). */
-	uint32_t nb = atomic_load_explicit(&sc->nb, memory_order_relaxed);
+	uint32_t nb = atomic_load_explicit(&sc->nb, memory_order_acquire);
 	if (!nb) {
+		uint32_t gen = atomic_load_explicit(&sc->nb_gen, memory_order_acquire);
 		int saved = errno;
 		int fl = uni_real.fcntl(fd, F_GETFL);
 		errno = saved;
 		if (fl < 0)
 			return 0;
 		nb = (fl & O_NONBLOCK) ? 2 : 1;
-		atomic_store_explicit(&sc->nb, nb, memory_order_relaxed);
+		atomic_store_explicit(&sc->nb, nb, memory_order_release);
+		/* Flags changed by another thread since the read: read again
+		 * next time (that thread's clear may have come before our
+		 * store). */
+		if (atomic_load_explicit(&sc->nb_gen, memory_order_acquire) != gen)
+			atomic_store_explicit(&sc->nb, 0, memory_order_release);
 	}
 	if (nb != 1)
 		return 0;
@@ -1163,7 +1179,9 @@ int uni_shim_send_blocking(uint32_t slot1, int fd, int flags, const struct iovec
 	int k = 0, err = 0;
 	while (done < total) {
 		struct msghdr m = {.msg_iov = cur + k, .msg_iovlen = (size_t)(cnt - k)};
-		ssize_t r = uni_real.sendmsg(fd, &m, flags | MSG_DONTWAIT);
+		/* Once bytes went, an error is the next call's (as in the
+		 * kernel, which returns the count): no SIGPIPE now. */
+		ssize_t r = uni_real.sendmsg(fd, &m, flags | MSG_DONTWAIT | (done ? MSG_NOSIGNAL : 0));
 		if (r > 0) {
 			tls.in_shim++;
 			if (atomic_load_explicit(&g_state, memory_order_relaxed) == ST_ATTACHED)
@@ -1206,6 +1224,7 @@ int uni_shim_send_blocking(uint32_t slot1, int fd, int flags, const struct iovec
 				ring->wait_deadline = 0;
 				ring->wait_vt = tls.vt;
 				atomic_store_explicit(&ring->wait_kind, UNI_WAIT_READ, memory_order_release);
+				horizon_moved();
 			}
 			tls.in_shim--;
 			if (!ms) {
@@ -1224,6 +1243,10 @@ int uni_shim_send_blocking(uint32_t slot1, int fd, int flags, const struct iovec
 			continue; /* room, or an error the next write returns */
 		}
 		err = r < 0 ? errno : EPIPE;
+		/* After some bytes went: the next write returns it (EPIPE: the
+		 * kernel says it again, with SIGPIPE as the program asked). */
+		if (done && err != EPIPE && err != EINTR && err != EAGAIN)
+			atomic_store_explicit(&sc->pend_err, (uint32_t)err, memory_order_relaxed);
 		break;
 	}
 	if (done && done < total && end) {
@@ -1366,6 +1389,26 @@ int uni_shim_object_wait(int on, void *obj)
 	}
 	tls.in_shim--;
 	errno = saved;
+	return 1;
+}
+
+int uni_shim_object_wait_timed(void *obj, clockid_t clk, const struct timespec *abs, uint64_t vdl)
+{
+	if (!uni_shim_object_wait(1, obj))
+		return 0;
+	struct uni_ring *r = tls.ring;
+	if (r && abs) {
+		int saved = errno;
+		struct timespec now;
+		uni_real.clock_gettime(clk, &now);
+		int64_t left = (int64_t)(abs->tv_sec - now.tv_sec) * 1000000000ll + (abs->tv_nsec - now.tv_nsec);
+		tls.in_shim++;
+		r->wait_deadline = uni_now_ns() + (left > 0 ? (uint64_t)left : 0);
+		tls.in_shim--;
+		r->wait_vdl = vdl;
+		horizon_moved(); /* the nic horizon counts it up to its deadline */
+		errno = saved;
+	}
 	return 1;
 }
 
@@ -2320,8 +2363,10 @@ void uni_shim_fd_closed(int fd)
 void uni_shim_fd_flags_changed(int fd)
 {
 	uint32_t s = uni_fd_get(fd);
-	if (s && !(s & UNI_FD_CHAN))
-		atomic_store_explicit(&g_conns[s - 1].nb, 0, memory_order_relaxed);
+	if (s && !(s & UNI_FD_CHAN)) {
+		atomic_fetch_add_explicit(&g_conns[s - 1].nb_gen, 1, memory_order_acq_rel);
+		atomic_store_explicit(&g_conns[s - 1].nb, 0, memory_order_release);
+	}
 }
 
 void uni_shim_fd_duped(int oldfd, int newfd)

@@ -148,6 +148,11 @@ void uni_shim_wake_floors(void *obj, uint64_t t) UNI_HIDDEN;
 /* The calling thread blocks on obj (on = 1; returns 1 when it must be
  * called again with on = 0 afterwards) like a condition wait. */
 int uni_shim_object_wait(int on, void *obj) UNI_HIDDEN;
+/* The same for a wait that ends by itself at abs (clock clk, the real
+ * deadline the kernel gets; NULL: never) and, in virtual time, at vdl (0:
+ * none): the deadlock detector does not count it, the nic horizon counts
+ * it up to vdl. End it with uni_shim_object_wait(0, NULL). */
+int uni_shim_object_wait_timed(void *obj, clockid_t clk, const struct timespec *abs, uint64_t vdl) UNI_HIDDEN;
 
 /* Semaphores, pipes and eventfds (chan.c). uni_tq_*: per-object queues of
  * posted amounts with their times; take consumes amount (the earliest

@@ -1026,6 +1026,7 @@ static int write_out(struct replay *R, const char *config, const char *out)
 	h.hdr_size = UNI_TRACE_HDR_SIZE;
 	h.rec_size = UNI_TRACE_REC_SIZE;
 	h.version_minor = UNI_TRACE_VERSION_MINOR;
+	memset(h.reserved, 0, sizeof(h.reserved));
 	memset(h.config_path, 0, sizeof(h.config_path));
 	if (config)
 		snprintf(h.config_path, sizeof(h.config_path), "%s", config);

@@ -16,15 +16,15 @@
  * ("tryjoin"), timedjoin with a deadline 10 s away ("timedjoin"),
  * clockjoin (CLOCK_MONOTONIC) with a deadline 10 s away ("clockjoin"), and
  * a timedjoin of a thread that waits on a raw futex past a deadline
- * 200 ms away ("jointimeout" line: before_ms after_ms rc; virtual after =
- * before + 200, rc = ETIMEDOUT). Last, compute that enters no wrapper (arithmetic) right
+ * 4 s away ("jointimeout" line: before_ms after_ms rc; virtual after =
+ * before + 4000, rc = ETIMEDOUT; longer than unid's deadlock detector
+ * waits, which must not take a wait that ends by itself for a deadlock). Last, compute that enters no wrapper (arithmetic) right
  * before a usleep of 50 ms in a new thread (the sleep is its first call
  * into the shim): "sleep" line: virtual_ms cpu_ms, from its creation to
  * after the sleep, and its CPU time (read after, so that no read comes
  * between the compute and the sleep); virtual = cpu x slowdown + 50. */
 #include <errno.h>
 #include <pthread.h>
-#include <sched.h>
 #include <linux/futex.h>
 #include <sys/syscall.h>
 #include <stdatomic.h>
@@ -170,8 +170,13 @@ static void gnu_join(const char *kind)
 	if (pthread_create(&j, NULL, sleep_then_end, NULL))
 		abort();
 	if (!strcmp(kind, "tryjoin")) {
+		/* Between tries a raw futex wait of 5 ms: real time that
+		 * carries no virtual time and burns no CPU (spinning would be
+		 * charged as compute, about the thread's 300 ms). */
+		static atomic_int never;
+		struct timespec five = {0, 5000000};
 		while ((r = pthread_tryjoin_np(j, NULL)) == EBUSY)
-			sched_yield();
+			syscall(SYS_futex, &never, FUTEX_WAIT, 0, &five, NULL, 0);
 	} else if (!strcmp(kind, "timedjoin")) {
 		struct timespec dl = in_ms(CLOCK_REALTIME, 10000);
 		r = pthread_timedjoin_np(j, NULL, &dl);
@@ -273,7 +278,7 @@ int main(void)
 	if (pthread_create(&h, NULL, held, NULL))
 		return 1;
 	double h0 = now_ms();
-	struct timespec hdl = in_ms(CLOCK_REALTIME, 200);
+	struct timespec hdl = in_ms(CLOCK_REALTIME, 4000);
 	int hr = pthread_timedjoin_np(h, NULL, &hdl);
 	printf("jointimeout %.3f %.3f %d\n", h0, now_ms(), hr == ETIMEDOUT);
 	atomic_store(&hold, 0);

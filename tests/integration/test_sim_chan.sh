@@ -39,8 +39,8 @@ for kind in ("join", "tryjoin", "timedjoin", "clockjoin"):
     if kind != "tryjoin" and after - ended > 50:
         print(f"FAIL: pthread_{kind} went on {after - ended:.3f} ms after the thread's end"); bad = 1
 before, after, timedout = lines["jointimeout"]
-print(f"{model} timedjoin past a 200 ms deadline: joiner {before:.3f} -> {after:.3f} ms, ETIMEDOUT: {bool(timedout)}")
-if not (timedout and 199.0 <= after - before < 250.0):
+print(f"{model} timedjoin past a 4 s deadline: joiner {before:.3f} -> {after:.3f} ms, ETIMEDOUT: {bool(timedout)}")
+if not (timedout and 3999.0 <= after - before < 4050.0):
     print("FAIL: a timed join that timed out did not leave the joiner at its virtual deadline"); bad = 1
 worst, = lines["detached"]
 print(f"{model} a detached thread's end, then 50 joins of new threads: the joiner moved at most {worst:.3f} ms per join")

@@ -3,14 +3,19 @@
 # simulate mode (docs/simulate.md, "Send completion"): a blocking sendall
 # returns at the send-completion model's time (all but network.send_buffer
 # bytes have left), the last byte arrives at latency + S/bandwidth, the
-# reply takes a latency (check_sim_sock.py); under alpha-beta and nic, and
-# with send_buffer unlimited (the write costs nothing). A blocking sendall
+# reply takes a latency (check_sim_sock.py); under alpha-beta and nic, under
+# nic with an 8 MB send_buffer (more than the kernel's buffers: the 16 MB
+# write's completion comes while it still waits for room), and with
+# send_buffer unlimited (the write costs nothing). A blocking sendall
 # that outlasts its SO_SNDTIMEO fails with EAGAIN, as without the shim
 # (the shim's own wait once ignored it: a hang). The 16 MB message
 # is larger than the socket buffers: the writer's blocking write used to
 # wait for a reader that waited for the write's bytes (a hang).
 # unitrace replay of each run under its own configuration gives the
-# recorded ends (the blocking write's parts and completion replay).
+# recorded ends (the blocking write's parts and completion replay), within
+# 1 us; within 1% for the nic run whose last write is cut short by its
+# SO_SNDTIMEO (the network may already have sent some of the bytes the
+# write announced before the cut came: docs/simulate.md).
 #   test_sim_sock.sh UNIRUN UNITRACE
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -18,7 +23,7 @@ UNIRUN=$1 UNITRACE=$2
 T=$(mktemp -d /tmp/uni-simsock.XXXXXX)
 trap 'rm -rf "$T"' EXIT
 for run in "alpha-beta 2ms 100Mbit 2e6 1e8 640kB 640000 --sndtimeo" "nic 2ms 100Mbit 2e6 1e8 640kB 640000 --sndtimeo" \
-	"alpha-beta 350us 1Gbit 350e3 1e9 unlimited unlimited"; do
+	"nic 2ms 100Mbit 2e6 1e8 8MB 8000000" "alpha-beta 350us 1Gbit 350e3 1e9 unlimited unlimited"; do
 	set -- $run
 	cat >"$T/c.yaml" <<YAML
 mode: simulate
@@ -33,12 +38,16 @@ YAML
 	[ -z "${8:-}" ] || grep -q "^sndtimeo" "$T/rank0.txt" || fail "no SO_SNDTIMEO result ($run)"
 	$PY "$HERE/check_sim_sock.py" "$T" $4 $5 $7 "$1/$6" || fail "blocking socket times ($run)"
 	"$UNITRACE" replay "$T/t.unitrace" --config "$T/c.yaml" --json >"$T/r.json" || fail "replay ($run)"
-	$PY - "$T/r.json" "$1/$6" <<'PYEOF' || fail "replay ($run)"
+	tol=1000
+	[ "$1/${8:-}" != "nic/--sndtimeo" ] || tol=0.01
+	$PY - "$T/r.json" "$1/$6" "$tol" <<'PYEOF' || fail "replay ($run)"
 import json, sys
 r = json.load(open(sys.argv[1]))
 for k in r["ranks"]:
     print(f"{sys.argv[2]} replayed: rank {k['rank']} ends {k['end_ns'] / 1e6:.3f} ms, recorded {k['recorded_end_ns'] / 1e6:.3f} ms")
-    assert abs(k["end_ns"] - k["recorded_end_ns"]) <= 1000, "the replay under the recorded configuration is not the recording"
+    tol = float(sys.argv[3])
+    tol = tol * k["recorded_end_ns"] if tol < 1 else tol
+    assert abs(k["end_ns"] - k["recorded_end_ns"]) <= tol, "the replay under the recorded configuration is not the recording"
 PYEOF
 done
 ok "a program's own blocking socket: sendall takes the send-completion time, arrivals and replies the network's"
