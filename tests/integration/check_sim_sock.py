@@ -2,9 +2,12 @@
 """Checks sim_sock.py's output (test_sim_sock.sh): a blocking sendall of S
 bytes returns when all but the send buffer's bytes have left the sender,
 (S - send_buffer) x 8 / bandwidth after it began (0 when S fits), within
-0.5% + 0.5 ms (the CPU of copying it into the kernel); the receiver's last byte arrives at latency + S x 8 /
-bandwidth after the send began (it reads at or after that, within 0.5% +
-2 ms of its own compute); the one-byte reply reaches the sender a latency
+0.5% + 0.5 ms (the CPU of copying it into the kernel), also when sent as
+one sendmsg of two iovecs ("msg"), and 0 when the socket has a timeout
+(non-blocking: "timeout"); the receiver's last byte arrives at latency + S x 8 /
+bandwidth after the send began (it reads at or after that, within 2% +
+5 ms of its own compute: the CPU of many small reads, when the sender's
+non-blocking writes came in small parts, is charged to it); the one-byte reply reaches the sender a latency
 after the receiver sent it (within 1 ms).
   check_sim_sock.py DIR LATENCY_NS BANDWIDTH_BPS SEND_BUFFER|unlimited NAME"""
 import sys
@@ -20,21 +23,22 @@ for line in open(log + "/rank0.txt").readlines() + open(log + "/rank1.txt").read
         if f[1] != "BlockingIOError":
             print(f"FAIL: {model}: a blocking sendall past its SO_SNDTIMEO did not fail with EAGAIN"); bad = 1
     elif f and f[0] == "send":
-        sends.append([int(x) for x in f[1:5]])
+        sends.append([int(x) for x in f[1:5]] + [f[5]])
     elif f and f[0] == "recv":
         recvs.append([int(x) for x in f[1:3]])
 assert sends and len(sends) == len(recvs), f"{len(sends)} sends, {len(recvs)} receives"
-for (size, t0, t1, t2), (rsize, tr) in zip(sends, recvs):
+for (size, t0, t1, t2, way), (rsize, tr) in zip(sends, recvs):
     assert size == rsize
-    want = max(0, size - buf) * 8e9 / bw
+    # A non-blocking socket's writes cost nothing (docs/simulate.md).
+    want = 0 if way == "timeout" else max(0, size - buf) * 8e9 / bw
     got = t1 - t0
     arr = t0 + lat + size * 8e9 / bw
-    print(f"{model} {size} B: sendall took {got / 1e6:.3f} ms (model {want / 1e6:.3f}); "
+    print(f"{model} {size} B ({way}): sendall took {got / 1e6:.3f} ms (model {want / 1e6:.3f}); "
           f"last byte read at +{(tr - t0) / 1e6:.3f} ms (arrives +{(arr - t0) / 1e6:.3f}); "
           f"reply +{(t2 - tr) / 1e6:.3f} ms after it was sent")
     if abs(got - want) > 0.005 * want + 5e5:  # + the CPU of the kernel copies
         print(f"FAIL: {model} {size} B: the blocking sendall did not take the send-completion time"); bad = 1
-    if not (arr - 1e3 <= tr <= arr + 0.005 * (arr - t0) + 2e6):
+    if not (arr - 1e3 <= tr <= arr + 0.02 * (arr - t0) + 5e6):
         print(f"FAIL: {model} {size} B: the receiver's last byte is not at its arrival"); bad = 1
     if not (lat <= t2 - tr <= lat + 1e6):
         print(f"FAIL: {model} {size} B: the reply did not take a latency"); bad = 1

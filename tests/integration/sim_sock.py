@@ -4,7 +4,7 @@ sends one message of each size in --sizes with sendall and waits for a
 one-byte reply from rank 1 after each; rank 1 reads them (checking the
 bytes) and replies. Writes the clocks (time.monotonic_ns: virtual in
 simulate mode) to DIR/rankR.txt:
-  rank 0: "send S t_before t_after_sendall t_after_reply"
+  rank 0: "send S t_before t_after_sendall t_after_reply WAY"
   rank 1: "recv S t_after_last_byte"
 Then, with --sndtimeo, rank 0 sets SO_SNDTIMEO (200 ms) and sends 64 MB
 that rank 1 never reads: sendall must fail with EAGAIN (as without the
@@ -19,11 +19,19 @@ import time
 
 ap = argparse.ArgumentParser()
 ap.add_argument("dir")
-ap.add_argument("--sizes", default="65536,1048576,16777216")
+ap.add_argument("--sizes", default="65536,1048576,16777216,4194304,4194304")
+# How rank 0 sends each message: "all" sendall on the blocking socket;
+# "timeout" sendall with a timeout set (CPython makes the socket
+# non-blocking with ioctl(FIONBIO) and polls: such writes cost nothing in
+# virtual time), then the timeout removed again; "msg" one sendmsg of two
+# halves (two iovecs) on the blocking socket.
+ap.add_argument("--ways", default="all,all,all,timeout,msg")
 ap.add_argument("--sndtimeo", action="store_true")
 args = ap.parse_args()
 rank = int(os.environ["RANK"])
 sizes = [int(x) for x in args.sizes.split(",")]
+ways = args.ways.split(",")
+assert len(ways) == len(sizes)
 port_file = os.path.join(args.dir, "port")
 if rank == 1:
     ls = socket.socket()
@@ -59,12 +67,19 @@ else:
     out = open(os.path.join(args.dir, "rank0.txt"), "w")
     for i, size in enumerate(sizes):
         data = bytes([i % 251]) * size
+        halves = [data[:size // 2], data[size // 2:]]  # (copied before the clock is read)
+        if ways[i] == "timeout":
+            s.settimeout(5.0)
         t0 = time.monotonic_ns()
-        s.sendall(data)
+        if ways[i] == "msg":
+            assert s.sendmsg(halves) == size
+        else:
+            s.sendall(data)
         t1 = time.monotonic_ns()
+        s.settimeout(None)
         assert s.recv(1) == b"k"
         t2 = time.monotonic_ns()
-        print(f"send {size} {t0} {t1} {t2}", file=out, flush=True)
+        print(f"send {size} {t0} {t1} {t2} {ways[i]}", file=out, flush=True)
     if args.sndtimeo:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", 0, 200000))
         try:
