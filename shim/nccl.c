@@ -2031,24 +2031,149 @@ ncclResult_t pncclCommDeregister(const ncclComm_t comm, void *handle)
 	return ncclSuccess;
 }
 
+/* A window is the buffer it was made from (ncclWinGetUserPtr gives it
+ * back); nothing is registered anywhere. */
+struct uni_window {
+	uint32_t magic;
+	ncclComm_t comm;
+	void *buff;
+};
+#define WIN_MAGIC 0x756e6977u /* "uniw" */
+
 ncclResult_t pncclCommWindowRegister(ncclComm_t comm, void *buff, size_t size, ncclWindow_t *win, int winFlags)
 {
-	(void)buff;
 	(void)size;
 	(void)winFlags;
 	if (!comm_ok(comm) || !win)
 		return fail(NULL, ncclInvalidArgument, "ncclCommWindowRegister: invalid argument");
-	*win = (ncclWindow_t)comm;
+	struct uni_window *w = malloc(sizeof(*w));
+	if (!w)
+		return fail(NULL, ncclSystemError, "ncclCommWindowRegister: out of memory");
+	*w = (struct uni_window){.magic = WIN_MAGIC, .comm = comm, .buff = buff};
+	*win = (ncclWindow_t)w;
 	return ncclSuccess;
+}
+
+static struct uni_window *window_of(ncclComm_t comm, ncclWindow_t win)
+{
+	struct uni_window *w = (struct uni_window *)win;
+	return w && w->magic == WIN_MAGIC && w->comm == comm ? w : NULL;
 }
 
 ncclResult_t pncclCommWindowDeregister(ncclComm_t comm, ncclWindow_t win)
 {
-	(void)win;
 	if (!comm_ok(comm))
 		return fail(NULL, ncclInvalidArgument, "ncclCommWindowDeregister: invalid communicator");
+	struct uni_window *w = window_of(comm, win);
+	if (!w)
+		return fail(NULL, ncclInvalidArgument, "ncclCommWindowDeregister: not a window of this communicator");
+	w->magic = 0;
+	free(w);
 	return ncclSuccess;
 }
+
+/* The API after 2.28 (nccl.h of NCCL 2.31, config version 23100): a
+ * libtorch built against it may import these, and a symbol the shim does
+ * not define would reach the real libnccl with the shim's communicator.
+ * Declared here (the local nccl.h has none of them); the per-collective
+ * config is read by its size and magic only. */
+ncclResult_t pncclWinGetUserPtr(ncclComm_t comm, ncclWindow_t win, void **out);
+ncclResult_t pncclWinGetUserPtr(ncclComm_t comm, ncclWindow_t win, void **out)
+{
+	struct uni_window *w = comm_ok(comm) ? window_of(comm, win) : NULL;
+	if (!w || !out)
+		return fail(NULL, ncclInvalidArgument, "ncclWinGetUserPtr: invalid argument");
+	*out = w->buff;
+	return ncclSuccess;
+}
+
+/* Suspend releases NCCL's dynamic device memory: the simulated
+ * communicator has none, so there is nothing to release or take back. */
+ncclResult_t pncclCommSuspend(ncclComm_t comm, int flags);
+ncclResult_t pncclCommSuspend(ncclComm_t comm, int flags)
+{
+	(void)flags;
+	if (!comm_ok(comm))
+		return fail(NULL, ncclInvalidArgument, "ncclCommSuspend: invalid communicator");
+	return ncclSuccess;
+}
+
+ncclResult_t pncclCommResume(ncclComm_t comm);
+ncclResult_t pncclCommResume(ncclComm_t comm)
+{
+	if (!comm_ok(comm))
+		return fail(NULL, ncclInvalidArgument, "ncclCommResume: invalid communicator");
+	return ncclSuccess;
+}
+
+/* Every statistic is of device memory NCCL holds: 0 bytes (and not
+ * suspended). */
+ncclResult_t pncclCommMemStats(ncclComm_t comm, int stat, uint64_t *value);
+ncclResult_t pncclCommMemStats(ncclComm_t comm, int stat, uint64_t *value)
+{
+	if (!comm_ok(comm) || !value || stat < 0 || stat > 3)
+		return fail(NULL, ncclInvalidArgument, "ncclCommMemStats: invalid argument");
+	*value = 0;
+	return ncclSuccess;
+}
+
+/* The nccl*Config collectives: the plain ones once the config is one
+ * (NULL, or NCCL_COLLCONFIG_INITIALIZER's size and magic); its tuning
+ * (CTAs, algorithm selection) is not used. */
+struct coll_config_head {
+	size_t size;
+	unsigned int magic;
+	unsigned int version;
+};
+
+static int coll_config_ok(const void *config, const char *fn)
+{
+	const struct coll_config_head *h = config;
+	if (!h || (h->size >= sizeof(*h) && h->magic == 0xcafebeef))
+		return 1;
+	fail(NULL, ncclInvalidArgument, "%s: config not initialised with NCCL_COLLCONFIG_INITIALIZER "
+	     "(magic 0x%x, size %zu)", fn, h->magic, h->size);
+	return 0;
+}
+
+#define CONFIG_COLL(name, params, args)                                                  \
+	ncclResult_t p##name##Config params;                                             \
+	ncclResult_t p##name##Config params                                              \
+	{                                                                                \
+		if (!coll_config_ok(config, #name "Config"))                             \
+			return ncclInvalidArgument;                                      \
+		return p##name args;                                                     \
+	}
+CONFIG_COLL(ncclAllReduce,
+	    (const void *s, void *r, size_t n, ncclDataType_t t, ncclRedOp_t op, ncclComm_t c, cudaStream_t st,
+	     const void *config),
+	    (s, r, n, t, op, c, st))
+CONFIG_COLL(ncclBroadcast,
+	    (const void *s, void *r, size_t n, ncclDataType_t t, int root, ncclComm_t c, cudaStream_t st,
+	     const void *config),
+	    (s, r, n, t, root, c, st))
+CONFIG_COLL(ncclReduce,
+	    (const void *s, void *r, size_t n, ncclDataType_t t, ncclRedOp_t op, int root, ncclComm_t c,
+	     cudaStream_t st, const void *config),
+	    (s, r, n, t, op, root, c, st))
+CONFIG_COLL(ncclAllGather,
+	    (const void *s, void *r, size_t n, ncclDataType_t t, ncclComm_t c, cudaStream_t st, const void *config),
+	    (s, r, n, t, c, st))
+CONFIG_COLL(ncclReduceScatter,
+	    (const void *s, void *r, size_t n, ncclDataType_t t, ncclRedOp_t op, ncclComm_t c, cudaStream_t st,
+	     const void *config),
+	    (s, r, n, t, op, c, st))
+CONFIG_COLL(ncclAlltoAll,
+	    (const void *s, void *r, size_t n, ncclDataType_t t, ncclComm_t c, cudaStream_t st, const void *config),
+	    (s, r, n, t, c, st))
+CONFIG_COLL(ncclGather,
+	    (const void *s, void *r, size_t n, ncclDataType_t t, int root, ncclComm_t c, cudaStream_t st,
+	     const void *config),
+	    (s, r, n, t, root, c, st))
+CONFIG_COLL(ncclScatter,
+	    (const void *s, void *r, size_t n, ncclDataType_t t, int root, ncclComm_t c, cudaStream_t st,
+	     const void *config),
+	    (s, r, n, t, root, c, st))
 
 /* Not built yet: a clear InvalidUsage, never an unresolved symbol. -------------------- */
 
@@ -2091,6 +2216,78 @@ ncclResult_t pncclGinBarrierCreateRequirement(ncclComm_t comm, void *team, int n
 {
 	(void)comm, (void)team, (void)n, (void)handle, (void)req;
 	NOT_YET("ncclGinBarrierCreateRequirement (the device API)");
+}
+
+/* After 2.28, not simulated: growing a communicator, one-sided puts and
+ * signals, the parameter API. */
+ncclResult_t pncclCommGetUniqueId(ncclComm_t comm, ncclUniqueId *id);
+ncclResult_t pncclCommGetUniqueId(ncclComm_t comm, ncclUniqueId *id)
+{
+	(void)comm, (void)id;
+	NOT_YET("ncclCommGetUniqueId (growing a communicator)");
+}
+
+ncclResult_t pncclCommGrow(ncclComm_t comm, int n, const ncclUniqueId *id, int rank, ncclComm_t *newcomm,
+			   ncclConfig_t *config);
+ncclResult_t pncclCommGrow(ncclComm_t comm, int n, const ncclUniqueId *id, int rank, ncclComm_t *newcomm,
+			   ncclConfig_t *config)
+{
+	(void)comm, (void)n, (void)id, (void)rank, (void)newcomm, (void)config;
+	NOT_YET("ncclCommGrow");
+}
+
+ncclResult_t pncclPutSignal(const void *buf, size_t count, ncclDataType_t t, int peer, ncclWindow_t win, size_t off,
+			    int sig, int ctx, unsigned int flags, ncclComm_t comm, cudaStream_t st);
+ncclResult_t pncclPutSignal(const void *buf, size_t count, ncclDataType_t t, int peer, ncclWindow_t win, size_t off,
+			    int sig, int ctx, unsigned int flags, ncclComm_t comm, cudaStream_t st)
+{
+	(void)buf, (void)count, (void)t, (void)peer, (void)win, (void)off, (void)sig, (void)ctx, (void)flags,
+		(void)comm, (void)st;
+	NOT_YET("ncclPutSignal (one-sided communication)");
+}
+
+ncclResult_t pncclSignal(int peer, int sig, int ctx, unsigned int flags, ncclComm_t comm, cudaStream_t st);
+ncclResult_t pncclSignal(int peer, int sig, int ctx, unsigned int flags, ncclComm_t comm, cudaStream_t st)
+{
+	(void)peer, (void)sig, (void)ctx, (void)flags, (void)comm, (void)st;
+	NOT_YET("ncclSignal (one-sided communication)");
+}
+
+ncclResult_t pncclWaitSignal(int n, void *descs, ncclComm_t comm, cudaStream_t st);
+ncclResult_t pncclWaitSignal(int n, void *descs, ncclComm_t comm, cudaStream_t st)
+{
+	(void)n, (void)descs, (void)comm, (void)st;
+	NOT_YET("ncclWaitSignal (one-sided communication)");
+}
+
+/* The parameter API (NCCL's own settings): every call, one message. */
+#define PARAM_NOT_YET(fn, params)                                                   \
+	ncclResult_t p##fn params;                                                  \
+	ncclResult_t p##fn params                                                   \
+	{                                                                           \
+		NOT_YET(#fn " (NCCL's parameter API)");                             \
+	}
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-parameter"
+PARAM_NOT_YET(ncclParamBind, (void **out, const char *key))
+PARAM_NOT_YET(ncclParamGetI8, (void *h, int8_t *out))
+PARAM_NOT_YET(ncclParamGetI16, (void *h, int16_t *out))
+PARAM_NOT_YET(ncclParamGetI32, (void *h, int32_t *out))
+PARAM_NOT_YET(ncclParamGetI64, (void *h, int64_t *out))
+PARAM_NOT_YET(ncclParamGetU8, (void *h, uint8_t *out))
+PARAM_NOT_YET(ncclParamGetU16, (void *h, uint16_t *out))
+PARAM_NOT_YET(ncclParamGetU32, (void *h, uint32_t *out))
+PARAM_NOT_YET(ncclParamGetU64, (void *h, uint64_t *out))
+PARAM_NOT_YET(ncclParamGetStr, (void *h, const char **out))
+PARAM_NOT_YET(ncclParamGet, (void *h, void *out, int max, int *len))
+PARAM_NOT_YET(ncclParamGetParameter, (const char *key, const char **value, int *len))
+PARAM_NOT_YET(ncclParamGetAllParameterKeys, (const char ***table, int *len))
+#pragma GCC diagnostic pop
+
+/* Logs NCCL's parameters: the shim has none of NCCL's. */
+void pncclParamDumpAll(void);
+void pncclParamDumpAll(void)
+{
 }
 
 /* Deprecated in nccl.h: re-reads NCCL_DEBUG; the shim has nothing to
@@ -2328,6 +2525,37 @@ ALIAS(ncclCommCuDevice);
 ALIAS(ncclCommUserRank);
 ALIAS(ncclCommRegister);
 ALIAS(ncclCommDeregister);
+ALIAS(ncclWinGetUserPtr);
+ALIAS(ncclCommSuspend);
+ALIAS(ncclCommResume);
+ALIAS(ncclCommMemStats);
+ALIAS(ncclAllReduceConfig);
+ALIAS(ncclBroadcastConfig);
+ALIAS(ncclReduceConfig);
+ALIAS(ncclAllGatherConfig);
+ALIAS(ncclReduceScatterConfig);
+ALIAS(ncclAlltoAllConfig);
+ALIAS(ncclGatherConfig);
+ALIAS(ncclScatterConfig);
+ALIAS(ncclCommGetUniqueId);
+ALIAS(ncclCommGrow);
+ALIAS(ncclPutSignal);
+ALIAS(ncclSignal);
+ALIAS(ncclWaitSignal);
+ALIAS(ncclParamBind);
+ALIAS(ncclParamGetI8);
+ALIAS(ncclParamGetI16);
+ALIAS(ncclParamGetI32);
+ALIAS(ncclParamGetI64);
+ALIAS(ncclParamGetU8);
+ALIAS(ncclParamGetU16);
+ALIAS(ncclParamGetU32);
+ALIAS(ncclParamGetU64);
+ALIAS(ncclParamGetStr);
+ALIAS(ncclParamGet);
+ALIAS(ncclParamGetParameter);
+ALIAS(ncclParamGetAllParameterKeys);
+ALIAS(ncclParamDumpAll);
 ALIAS(ncclCommWindowRegister);
 ALIAS(ncclCommWindowDeregister);
 ALIAS(ncclGetVersion);

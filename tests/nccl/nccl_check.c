@@ -45,6 +45,7 @@
 #include <nccl.h>
 
 static int rank, nranks, failures, checks;
+static void newer_api(ncclComm_t comm);
 
 #define CHECK(cond, ...)                                                 \
 	do {                                                             \
@@ -478,6 +479,97 @@ static void correctness(ncclComm_t comm)
 	if (reset)
 		reset();
 	NCCL(ncclAllReduce(&x, &x, 1, ncclFloat32, ncclSum, comm, NULL));
+	newer_api(comm);
+}
+
+/* The API after 2.28 (nccl.h of NCCL 2.31), looked up by name as a
+ * libtorch built against it would import it: the shim's, never the real
+ * libnccl's. */
+static void *sym(const char *name)
+{
+	void *p = dlsym(RTLD_DEFAULT, name);
+	CHECK(p != NULL, "%s is not defined", name);
+	return p;
+}
+
+static void newer_api(ncclComm_t comm)
+{
+	/* nccl*Config: the plain collective, with NCCL_COLLCONFIG_INITIALIZER's
+	 * head (size, magic, version) or NULL; a config without the magic is
+	 * refused. */
+	struct {
+		size_t size;
+		unsigned int magic, version;
+		void *ext;
+		int ints[4];
+	} cfg = {sizeof(cfg), 0xcafebeef, 23100, NULL, {0}};
+	typedef ncclResult_t (*ar_cfg_f)(const void *, void *, size_t, ncclDataType_t, ncclRedOp_t, ncclComm_t,
+					 cudaStream_t, const void *);
+	typedef ncclResult_t (*ag_cfg_f)(const void *, void *, size_t, ncclDataType_t, ncclComm_t, cudaStream_t,
+					 const void *);
+	ar_cfg_f ar = (ar_cfg_f)sym("ncclAllReduceConfig");
+	ag_cfg_f ag = (ag_cfg_f)sym("ncclAllGatherConfig");
+	const char *others[] = {"ncclBroadcastConfig", "ncclReduceConfig", "ncclReduceScatterConfig",
+				"ncclAlltoAllConfig", "ncclGatherConfig", "ncclScatterConfig", "pncclAllReduceConfig"};
+	for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++)
+		sym(others[i]);
+	if (ar && ag) {
+		int v[3] = {rank + 1, 2 * (rank + 1), 3};
+		NCCL(ar(v, v, 3, ncclInt32, ncclSum, comm, NULL, &cfg));
+		int want = nranks * (nranks + 1) / 2;
+		CHECK(v[0] == want && v[1] == 2 * want && v[2] == 3 * nranks, "AllReduceConfig: %d %d %d", v[0], v[1],
+		      v[2]);
+		NCCL(ar(v, v, 1, ncclInt32, ncclMax, comm, NULL, NULL));
+		int *all = calloc((size_t)nranks, sizeof(int)), me = rank * 7;
+		NCCL(ag(&me, all, 1, ncclInt32, comm, NULL, &cfg));
+		for (int r = 0; r < nranks; r++)
+			CHECK(all[r] == r * 7, "AllGatherConfig: rank %d gave %d", r, all[r]);
+		free(all);
+		cfg.magic = 0x1234;
+		CHECK(ar(v, v, 1, ncclInt32, ncclSum, comm, NULL, &cfg) == ncclInvalidArgument &&
+			      strstr(ncclGetLastError(comm), "NCCL_COLLCONFIG_INITIALIZER"),
+		      "AllReduceConfig with a bad magic: %s", ncclGetLastError(comm));
+	}
+	/* Suspend/Resume: nothing to release; memory statistics: 0 bytes. */
+	ncclResult_t (*suspend)(ncclComm_t, int) = (ncclResult_t (*)(ncclComm_t, int))sym("ncclCommSuspend");
+	ncclResult_t (*resume)(ncclComm_t) = (ncclResult_t (*)(ncclComm_t))sym("ncclCommResume");
+	ncclResult_t (*stats)(ncclComm_t, int, uint64_t *) =
+		(ncclResult_t (*)(ncclComm_t, int, uint64_t *))sym("ncclCommMemStats");
+	if (suspend && resume && stats) {
+		uint64_t bytes = 99;
+		NCCL(suspend(comm, 1));
+		NCCL(stats(comm, 3, &bytes));
+		CHECK(bytes == 0, "MemStats total %llu", (unsigned long long)bytes);
+		CHECK(stats(comm, 9, &bytes) == ncclInvalidArgument, "MemStats of an unknown statistic");
+		NCCL(resume(comm));
+	}
+	/* A window gives its buffer back. */
+	ncclResult_t (*userptr)(ncclComm_t, ncclWindow_t, void **) =
+		(ncclResult_t (*)(ncclComm_t, ncclWindow_t, void **))sym("ncclWinGetUserPtr");
+	char wbuf[64];
+	ncclWindow_t win = NULL;
+	NCCL(ncclCommWindowRegister(comm, wbuf, sizeof(wbuf), &win, 0));
+	void *back = NULL;
+	if (userptr)
+		NCCL(userptr(comm, win, &back));
+	CHECK(back == wbuf, "WinGetUserPtr gave %p for %p", back, (void *)wbuf);
+	NCCL(ncclCommWindowDeregister(comm, win));
+	/* Not simulated: InvalidUsage with the function named. */
+	const char *unsim[] = {"ncclCommGrow", "ncclCommGetUniqueId", "ncclPutSignal", "ncclSignal",
+			       "ncclWaitSignal", "ncclParamBind", "ncclParamGetI32", "ncclParamGetStr",
+			       "ncclParamGetParameter", "ncclParamGetAllParameterKeys"};
+	for (size_t i = 0; i < sizeof(unsim) / sizeof(unsim[0]); i++) {
+		ncclResult_t (*f)(void *, void *, void *, void *, void *, void *) =
+			(ncclResult_t (*)(void *, void *, void *, void *, void *, void *))sym(unsim[i]);
+		if (!f)
+			continue;
+		ncclResult_t e = f(NULL, NULL, NULL, NULL, NULL, NULL);
+		CHECK(e == ncclInvalidUsage && strstr(ncclGetLastError(comm), unsim[i]), "%s: %d %s", unsim[i], e,
+		      ncclGetLastError(comm));
+	}
+	void (*dump)(void) = (void (*)(void))sym("ncclParamDumpAll");
+	if (dump)
+		dump();
 }
 
 static double wall_s(void)
