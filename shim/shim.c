@@ -882,6 +882,50 @@ static void publish_rr(struct shim_conn *sc)
 	atomic_store_explicit(&c->owed, sc->gf.owed ? sc->gf.owed : UINT64_MAX, memory_order_release);
 }
 
+/* The stamps of the Gloo data messages written last, by token (a seqlock
+ * per entry: the writer of a message and the thread that waits for its
+ * completion differ), so that under alpha-beta the waiter can find the
+ * completion itself (sent_local). A miss (overwritten, being written)
+ * only means asking unid. */
+#define SENT_STAMPS 512
+static struct {
+	_Atomic uint32_t seq;
+	_Atomic uint64_t tok, stamp;
+} g_sent_stamps[SENT_STAMPS];
+
+static uint32_t sent_slot(uint64_t token)
+{
+	return (uint32_t)((token * 0x9E3779B97F4A7C15ull) >> 55) & (SENT_STAMPS - 1);
+}
+
+static void sent_stamp_put(uint64_t token, uint64_t stamp)
+{
+	uint32_t i = sent_slot(token);
+	uint32_t s = atomic_load_explicit(&g_sent_stamps[i].seq, memory_order_relaxed);
+	if ((s & 1) || !atomic_compare_exchange_strong_explicit(&g_sent_stamps[i].seq, &s, s + 1,
+								memory_order_acquire, memory_order_relaxed))
+		return; /* another writer is in it: leave it (the waiter asks unid) */
+	atomic_thread_fence(memory_order_release);
+	atomic_store_explicit(&g_sent_stamps[i].tok, token, memory_order_relaxed);
+	atomic_store_explicit(&g_sent_stamps[i].stamp, stamp, memory_order_relaxed);
+	atomic_store_explicit(&g_sent_stamps[i].seq, s + 2, memory_order_release);
+}
+
+static int sent_stamp_get(uint64_t token, uint64_t *stamp)
+{
+	uint32_t i = sent_slot(token);
+	uint32_t s1 = atomic_load_explicit(&g_sent_stamps[i].seq, memory_order_acquire);
+	if (s1 & 1)
+		return 0;
+	uint64_t t = atomic_load_explicit(&g_sent_stamps[i].tok, memory_order_relaxed);
+	uint64_t st = atomic_load_explicit(&g_sent_stamps[i].stamp, memory_order_relaxed);
+	atomic_thread_fence(memory_order_acquire);
+	if (atomic_load_explicit(&g_sent_stamps[i].seq, memory_order_relaxed) != s1 || t != token)
+		return 0;
+	*stamp = st;
+	return 1;
+}
+
 /* Returns the stream offset after the n bytes written. blocking: a part
  * of a blocking write (uni_shim_send_blocking) with more bytes of it still
  * to come: its writer waits for the write's completion, so the chunks
@@ -954,9 +998,12 @@ static uint64_t sim_send(struct shim_conn *sc, const struct iovec *iov, int cnt,
 	 * completion next, from this thread (gloo_buffers.c takes the token). */
 	tls.sent_token = 0;
 	if (nseg && !segs[nseg - 1].notify && segs[nseg - 1].rest == 0 && sc->gf.out.npre == 0 &&
-	    !sc->gf.out.broken)
+	    !sc->gf.out.broken) {
 		tls.sent_token = ((uint64_t)(sc->shm_idx + 1) << 48) |
 				 ((base + segs[nseg - 1].off + segs[nseg - 1].len) & ((1ull << 48) - 1));
+		if (g_hdr->sched_off)
+			sent_stamp_put(tls.sent_token, segs[nseg - 1].stamp);
+	}
 	/* A reader may be waiting for these bytes: do not leave them in the
 	 * ring while unid sleeps. */
 	if (nseg)
@@ -2153,6 +2200,10 @@ void uni_shim_waiting_send(int on)
 void uni_shim_send_done(uint64_t token)
 {
 	if (!token || !sync_active() || tls.dispatcher)
+		return;
+	uint64_t stamp;
+	if (g_hdr->sched_off && sent_stamp_get(token, &stamp) &&
+	    sent_local((uint32_t)(token >> 48) - 1, token & ((1ull << 48) - 1), stamp))
 		return;
 	int saved = errno;
 	tls.in_shim++;

@@ -34,6 +34,9 @@ else:
         except OSError:
             time.sleep(0.01)
     data = b"x" * N
-    print(json.dumps({"send_ms": 1e3 * time.perf_counter()}), flush=True)
+    # The clock right before the write (printed after it: the print's own
+    # work would count as time before the write).
+    send_ms = 1e3 * time.perf_counter()
     s.sendall(data)
+    print(json.dumps({"send_ms": send_ms}), flush=True)
     s.close()
