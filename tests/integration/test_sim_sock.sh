@@ -50,4 +50,13 @@ for k in r["ranks"]:
     assert abs(k["end_ns"] - k["recorded_end_ns"]) <= tol, "the replay under the recorded configuration is not the recording"
 PYEOF
 done
+# Record mode leaves blocking writes to the kernel: every message goes,
+# and the trace's bytes tile (nothing timed: real time).
+printf 'mode: record\n' >"$T/r.yaml"
+rm -f "$T/port" "$T/done" "$T"/rank*.txt
+timeout 120 "$UNIRUN" -n 2 --config "$T/r.yaml" --trace "$T/r.unitrace" -- $PY "$HERE/sim_sock.py" "$T" >"$T/log" 2>&1 ||
+	{ cat "$T/log"; fail "sim_sock in record mode"; }
+[ "$(grep -c '^send' "$T/rank0.txt")" = 5 ] && [ "$(grep -c '^recv' "$T/rank1.txt")" = 5 ] ||
+	fail "record mode: not every message went"
+grep -q "consistency: bytes sent == bytes received on every connection" "$T/log" || { cat "$T/log"; fail "record mode: trace bytes"; }
 ok "a program's own blocking socket: sendall takes the send-completion time, arrivals and replies the network's"
