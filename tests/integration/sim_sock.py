@@ -27,6 +27,9 @@ ap.add_argument("--sizes", default="65536,1048576,16777216,4194304,4194304")
 # halves (two iovecs) on the blocking socket.
 ap.add_argument("--ways", default="all,all,all,timeout,msg")
 ap.add_argument("--sndtimeo", action="store_true")
+# Both ranks sendall 16 MB before either reads: a deadlock on a real host
+# too (both sockets fill); the run must end with unid's report.
+ap.add_argument("--deadlock", action="store_true")
 args = ap.parse_args()
 rank = int(os.environ["RANK"])
 sizes = [int(x) for x in args.sizes.split(",")]
@@ -41,6 +44,14 @@ if rank == 1:
         f.write(str(ls.getsockname()[1]))
     os.rename(port_file + ".tmp", port_file)
     c, _ = ls.accept()
+    if args.deadlock:
+        c.sendall(bytes(16 << 20))
+        c.recv(1)
+    # A handshake first: the receiver's clock is then behind the first
+    # message's arrival (its start-up compute, which may exceed the
+    # sender's, no longer decides when it reads).
+    assert c.recv(1) == b"h"
+    c.sendall(b"h")
     out = open(os.path.join(args.dir, "rank1.txt"), "w")
     for i, size in enumerate(sizes):
         # Reads straight into the message (no compute between reads to
@@ -64,6 +75,11 @@ else:
     with open(port_file) as f:
         port = int(f.read())
     s = socket.create_connection(("127.0.0.1", port))
+    if args.deadlock:
+        s.sendall(bytes(16 << 20))
+        s.recv(1)
+    s.sendall(b"h")
+    assert s.recv(1) == b"h"
     out = open(os.path.join(args.dir, "rank0.txt"), "w")
     for i, size in enumerate(sizes):
         data = bytes([i % 251]) * size

@@ -50,6 +50,20 @@ for k in r["ranks"]:
     assert abs(k["end_ns"] - k["recorded_end_ns"]) <= tol, "the replay under the recorded configuration is not the recording"
 PYEOF
 done
+# Two ranks that both sendall 16 MB before reading (a deadlock on any
+# host): unid's report names both writers, unirun exits 97.
+printf 'mode: simulate\n' >"$T/d.yaml"
+rm -f "$T/port" "$T/done" "$T"/rank*.txt
+set +e
+timeout 120 "$UNIRUN" -n 2 --config "$T/d.yaml" --trace "$T/d.unitrace" -- $PY "$HERE/sim_sock.py" "$T" --deadlock >"$T/log" 2>&1
+rc=$?
+set -e
+[ "$rc" = 97 ] || { cat "$T/log"; fail "two blocking writers: exit status $rc, not 97 (deadlock)"; }
+[ "$(grep -c 'in a blocking write on connection .* its peer does not read' "$T/d.unitrace.deadlock.txt")" = 2 ] ||
+	{ cat "$T/d.unitrace.deadlock.txt"; fail "the deadlock report does not name both blocking writers"; }
+[ "$(grep -c 'native stack' "$T/d.unitrace.deadlock.txt")" = 2 ] ||
+	{ cat "$T/d.unitrace.deadlock.txt"; fail "the deadlock report has no stacks of the blocking writers"; }
+ok "two ranks blocked writing to each other: deadlock report naming both writers, exit 97"
 # Record mode leaves blocking writes to the kernel: every message goes,
 # and the trace's bytes tile (nothing timed: real time).
 printf 'mode: record\n' >"$T/r.yaml"

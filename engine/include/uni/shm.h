@@ -209,10 +209,14 @@ _Static_assert(sizeof(struct uni_conn) == 128, "uni_conn is 128 bytes");
 enum uni_wait_kind {
 	UNI_WAIT_NONE = 0,
 	UNI_WAIT_COND = 1,  /* pthread_cond_*wait on wait_obj */
-	UNI_WAIT_READ = 2,  /* waiting for unid's answer to a read */
+	UNI_WAIT_READ = 2,  /* waiting for unid's answer to a read (or a send completion);
+	                       wait_obj = the connection, with UNI_WAIT_OBJ_ROOM: a
+	                       blocking write waiting for room (its peer must read) */
 	UNI_WAIT_SLEEP = 3, /* a sleep: not blocked */
 	UNI_WAIT_POLL = 4,  /* in epoll_wait: an event loop waiting for I/O */
 };
+
+#define UNI_WAIT_OBJ_ROOM (1ull << 40)
 
 enum uni_ring_state {
 	UNI_RING_FREE = 0,

@@ -35,6 +35,9 @@ struct uni_trace_hdr {
 };
 _Static_assert(sizeof(struct uni_trace_hdr) == 256, "trace header is 256 bytes");
 
+/* UNI_TR_DEADLOCK's off for a blocking write waiting for room (1.3). */
+#define UNI_TR_WAIT_ROOM 5u
+
 enum uni_trec_kind {
 	UNI_TR_SESSION_START = 1, /* a = unid pid */
 	UNI_TR_RANK_ATTACH = 2,   /* rank; a = pid, len = world size */
@@ -53,9 +56,10 @@ enum uni_trec_kind {
 	                             len = waiting (virtual ns); flags 1 = dispatcher */
 	UNI_TR_DEADLOCK = 11,     /* (1.1) one per blocked thread when unid found a deadlock:
 	                             rank, tid, t0 = its virtual clock when it began waiting,
-	                             off = enum uni_wait_kind, a = condvar address or conn,
+	                             off = enum uni_wait_kind, or UNI_TR_WAIT_ROOM (a blocking
+	                             write whose peer does not read), a = condvar address or conn,
 	                             len = real ns it had waited; peer = the rank it waits
-	                             for data from (-1 unknown) */
+	                             for data (or room) from (-1 unknown) */
 	UNI_TR_COMPUTE = 12,      /* (1.2) simulate: rank, tid computed from t0 to t1 (virtual,
 	                             CPU time x slowdown); off = the CPU ns it took here. Only
 	                             stretches of at least 100 us are recorded */
