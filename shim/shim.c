@@ -906,9 +906,10 @@ static void sent_stamp_put(uint64_t token, uint64_t stamp)
 	if ((s & 1) || !atomic_compare_exchange_strong_explicit(&g_sent_stamps[i].seq, &s, s + 1,
 								memory_order_acquire, memory_order_relaxed))
 		return; /* another writer is in it: leave it (the waiter asks unid) */
-	atomic_thread_fence(memory_order_release);
-	atomic_store_explicit(&g_sent_stamps[i].tok, token, memory_order_relaxed);
-	atomic_store_explicit(&g_sent_stamps[i].stamp, stamp, memory_order_relaxed);
+	/* Release stores, no fences (as struct uni_sched; TSan knows no
+	 * fences): a reader that sees a new field sees the odd seq after it. */
+	atomic_store_explicit(&g_sent_stamps[i].tok, token, memory_order_release);
+	atomic_store_explicit(&g_sent_stamps[i].stamp, stamp, memory_order_release);
 	atomic_store_explicit(&g_sent_stamps[i].seq, s + 2, memory_order_release);
 }
 
@@ -918,9 +919,8 @@ static int sent_stamp_get(uint64_t token, uint64_t *stamp)
 	uint32_t s1 = atomic_load_explicit(&g_sent_stamps[i].seq, memory_order_acquire);
 	if (s1 & 1)
 		return 0;
-	uint64_t t = atomic_load_explicit(&g_sent_stamps[i].tok, memory_order_relaxed);
-	uint64_t st = atomic_load_explicit(&g_sent_stamps[i].stamp, memory_order_relaxed);
-	atomic_thread_fence(memory_order_acquire);
+	uint64_t t = atomic_load_explicit(&g_sent_stamps[i].tok, memory_order_acquire);
+	uint64_t st = atomic_load_explicit(&g_sent_stamps[i].stamp, memory_order_acquire);
 	if (atomic_load_explicit(&g_sent_stamps[i].seq, memory_order_relaxed) != s1 || t != token)
 		return 0;
 	*stamp = st;
