@@ -252,20 +252,13 @@ UNI_EXTERN int pthread_join(pthread_t th, void **ret)
  * time. */
 static int timed_join(pthread_t th, void **ret, clockid_t clk, const struct timespec *abs, int is_clock)
 {
-	struct timespec real;
-	uint64_t vdl = 0;
-	if (abs && uni_shim_vclock() && uni_shim_deadline(clk, abs, &real, &vdl) == 0)
-		abs = &real;
-	else
-		vdl = 0;
-	int began = uni_shim_object_wait_timed(uni_shim_join_key(th), clk, abs, vdl);
-	int r = is_clock ? uni_real.pthread_clockjoin_np(th, ret, clk, abs) : uni_real.pthread_timedjoin_np(th, ret, abs);
-	if (began)
-		uni_shim_object_wait(0, NULL);
+	struct uni_timed_wait w;
+	uni_shim_timed_wait_begin(&w, uni_shim_join_key(th), clk, abs);
+	int r = is_clock ? uni_real.pthread_clockjoin_np(th, ret, clk, w.use)
+			 : uni_real.pthread_timedjoin_np(th, ret, w.use);
+	uni_shim_timed_wait_end(&w, r == ETIMEDOUT);
 	if (r == 0)
 		uni_shim_joined(th);
-	else if (r == ETIMEDOUT && vdl)
-		uni_shim_idle_until(vdl);
 	return r;
 }
 

@@ -134,25 +134,14 @@ UNI_EXTERN int usleep(useconds_t us)
 UNI_EXTERN int sem_timedwait(sem_t *sem, const struct timespec *abs)
 {
 	ENSURE(sem_timedwait);
-	struct timespec real;
-	uint64_t vdl;
 	if (UNI_LIKELY(!uni_shim_sync_on) || uni_shim_in_shim())
 		return uni_real.sem_timedwait(sem, abs);
-	const struct timespec *use = abs;
-	int r, e;
-	if (!uni_shim_vclock() || uni_shim_deadline(CLOCK_REALTIME, abs, &real, &vdl) < 0)
-		vdl = 0;
-	else
-		use = &real;
-	int began = uni_shim_object_wait_timed(sem, CLOCK_REALTIME, use, vdl);
-	r = uni_real.sem_timedwait(sem, use);
-	e = errno;
-	if (began)
-		uni_shim_object_wait(0, NULL);
+	struct uni_timed_wait w;
+	uni_shim_timed_wait_begin(&w, sem, CLOCK_REALTIME, abs);
+	int r = uni_real.sem_timedwait(sem, w.use), e = errno;
+	uni_shim_timed_wait_end(&w, r != 0 && e == ETIMEDOUT);
 	if (r == 0)
 		uni_sem_take(sem);
-	else if (e == ETIMEDOUT && vdl)
-		uni_shim_idle_until(vdl);
 	errno = e;
 	return r;
 }
@@ -160,25 +149,14 @@ UNI_EXTERN int sem_timedwait(sem_t *sem, const struct timespec *abs)
 UNI_EXTERN int sem_clockwait(sem_t *sem, clockid_t clk, const struct timespec *abs)
 {
 	ENSURE(sem_clockwait);
-	struct timespec real;
-	uint64_t vdl;
 	if (UNI_LIKELY(!uni_shim_sync_on) || uni_shim_in_shim())
 		return uni_real.sem_clockwait(sem, clk, abs);
-	const struct timespec *use = abs;
-	int r, e;
-	if (!uni_shim_vclock() || uni_shim_deadline(clk, abs, &real, &vdl) < 0)
-		vdl = 0;
-	else
-		use = &real;
-	int began = uni_shim_object_wait_timed(sem, clk, use, vdl);
-	r = uni_real.sem_clockwait(sem, clk, use);
-	e = errno;
-	if (began)
-		uni_shim_object_wait(0, NULL);
+	struct uni_timed_wait w;
+	uni_shim_timed_wait_begin(&w, sem, clk, abs);
+	int r = uni_real.sem_clockwait(sem, clk, w.use), e = errno;
+	uni_shim_timed_wait_end(&w, r != 0 && e == ETIMEDOUT);
 	if (r == 0)
 		uni_sem_take(sem);
-	else if (e == ETIMEDOUT && vdl)
-		uni_shim_idle_until(vdl);
 	errno = e;
 	return r;
 }

@@ -1456,24 +1456,36 @@ int uni_shim_object_wait(int on, void *obj)
 	return 1;
 }
 
-int uni_shim_object_wait_timed(void *obj, clockid_t clk, const struct timespec *abs, uint64_t vdl)
+void uni_shim_timed_wait_begin(struct uni_timed_wait *w, void *obj, clockid_t clk, const struct timespec *abs)
 {
-	if (!uni_shim_object_wait(1, obj))
-		return 0;
+	w->use = abs;
+	w->vdl = 0;
+	if (uni_shim_vclock() && uni_shim_deadline(clk, abs, &w->real, &w->vdl) == 0)
+		w->use = &w->real;
+	else
+		w->vdl = 0;
+	w->began = uni_shim_object_wait(1, obj);
 	struct uni_ring *r = tls.ring;
-	if (r && abs) {
+	if (w->began && r && w->use) {
 		int saved = errno;
 		struct timespec now;
 		uni_real.clock_gettime(clk, &now);
-		int64_t left = (int64_t)(abs->tv_sec - now.tv_sec) * 1000000000ll + (abs->tv_nsec - now.tv_nsec);
+		int64_t left = (int64_t)(w->use->tv_sec - now.tv_sec) * 1000000000ll + (w->use->tv_nsec - now.tv_nsec);
 		tls.in_shim++;
 		r->wait_deadline = uni_now_ns() + (left > 0 ? (uint64_t)left : 0);
 		tls.in_shim--;
-		r->wait_vdl = vdl;
+		r->wait_vdl = w->vdl;
 		horizon_moved(); /* the nic horizon counts it up to its deadline */
 		errno = saved;
 	}
-	return 1;
+}
+
+void uni_shim_timed_wait_end(struct uni_timed_wait *w, int timed_out)
+{
+	if (w->began)
+		uni_shim_object_wait(0, NULL);
+	if (timed_out && w->vdl)
+		uni_shim_idle_until(w->vdl);
 }
 
 void uni_shim_peer_wait(int on, void *obj)

@@ -148,11 +148,22 @@ void uni_shim_wake_floors(void *obj, uint64_t t) UNI_HIDDEN;
 /* The calling thread blocks on obj (on = 1; returns 1 when it must be
  * called again with on = 0 afterwards) like a condition wait. */
 int uni_shim_object_wait(int on, void *obj) UNI_HIDDEN;
-/* The same for a wait that ends by itself at abs (clock clk, the real
- * deadline the kernel gets; NULL: never) and, in virtual time, at vdl (0:
- * none): the deadlock detector does not count it, the nic horizon counts
- * it up to vdl. End it with uni_shim_object_wait(0, NULL). */
-int uni_shim_object_wait_timed(void *obj, clockid_t clk, const struct timespec *abs, uint64_t vdl) UNI_HIDDEN;
+/* A wait on obj that ends by itself at abs (clock clk; NULL: never), as
+ * sem_timedwait or pthread_timedjoin_np do. A deadline the thread computed
+ * from its virtual clock is virtual: w->use is the real one to give the
+ * kernel. unid learns both deadlines (the deadlock detector does not count
+ * the wait, the nic horizon counts it up to the virtual one). End: the
+ * real call returned (timed_out: it said ETIMEDOUT: the thread is then at
+ * its virtual deadline). Both keep errno. */
+struct uni_timed_wait {
+	const struct timespec *use;
+	struct timespec real;
+	uint64_t vdl; /* the virtual deadline, 0: none */
+	int began;
+};
+void uni_shim_timed_wait_begin(struct uni_timed_wait *w, void *obj, clockid_t clk,
+			       const struct timespec *abs) UNI_HIDDEN;
+void uni_shim_timed_wait_end(struct uni_timed_wait *w, int timed_out) UNI_HIDDEN;
 
 /* Semaphores, pipes and eventfds (chan.c). uni_tq_*: per-object queues of
  * posted amounts with their times; take consumes amount (the earliest
