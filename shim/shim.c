@@ -827,6 +827,17 @@ static void leave(void)
 	publish_vt();
 }
 
+/* The thread waits on unid (an answer, or room for a blocking write):
+ * published in its ring for the horizon and deadlock reports. */
+static void wait_read(struct uni_ring *r, uint64_t obj, uint64_t since, uint64_t vt)
+{
+	r->wait_obj = obj;
+	r->wait_since = since;
+	r->wait_deadline = 0;
+	r->wait_vt = vt;
+	atomic_store_explicit(&r->wait_kind, UNI_WAIT_READ, memory_order_release);
+}
+
 /* Waits for unid's answer to one of the n requests first .. first+n-1 (a
  * group read answers one); returns the answer, with which one in *which
  * (may be NULL), or fallback when the coordinator is gone. */
@@ -1062,11 +1073,7 @@ static void sim_recv(struct shim_conn *sc, const struct iovec *iov, int cnt, siz
 	push(r, &e);
 	if (!local) {
 		ring_bell();
-		r->wait_obj = sc->shm_idx;
-		r->wait_since = uni_now_ns();
-		r->wait_deadline = 0;
-		r->wait_vt = t0;
-		atomic_store_explicit(&r->wait_kind, UNI_WAIT_READ, memory_order_release);
+		wait_read(r, sc->shm_idx, uni_now_ns(), t0);
 		t = await_answer(r, (uint32_t)e.a, t0);
 	}
 	if (tls.dispatcher)
@@ -1274,11 +1281,7 @@ int uni_shim_send_blocking(uint32_t slot1, int fd, int flags, const struct iovec
 					waiting_since = now;
 					ring->stack[0] = 0;
 				}
-				ring->wait_obj = sc->shm_idx | UNI_WAIT_OBJ_ROOM;
-				ring->wait_since = waiting_since;
-				ring->wait_deadline = 0;
-				ring->wait_vt = tls.vt;
-				atomic_store_explicit(&ring->wait_kind, UNI_WAIT_READ, memory_order_release);
+				wait_read(ring, sc->shm_idx | UNI_WAIT_OBJ_ROOM, waiting_since, tls.vt);
 				horizon_moved();
 			}
 			tls.in_shim--;
@@ -2162,11 +2165,7 @@ uint64_t uni_shim_vrecv_any(int n, const uint32_t *idx1, const uint64_t *off, co
 			push(r, &e);
 		}
 		ring_bell();
-		r->wait_obj = idx1[0] - 1;
-		r->wait_since = uni_now_ns();
-		r->wait_deadline = 0;
-		r->wait_vt = tls.vt;
-		atomic_store_explicit(&r->wait_kind, UNI_WAIT_READ, memory_order_release);
+		wait_read(r, idx1[0] - 1, uni_now_ns(), tls.vt);
 		t = await_any(r, base + 1, (uint32_t)n, tls.vt, which);
 		atomic_store_explicit(&r->wait_kind, UNI_WAIT_NONE, memory_order_release);
 	}
@@ -2245,11 +2244,7 @@ void uni_shim_send_done(uint64_t token)
 				   .off = token & ((1ull << 48) - 1), .a = seq};
 		push(r, &e);
 		ring_bell();
-		r->wait_obj = conn;
-		r->wait_since = uni_now_ns();
-		r->wait_deadline = 0;
-		r->wait_vt = tls.vt;
-		atomic_store_explicit(&r->wait_kind, UNI_WAIT_READ, memory_order_release);
+		wait_read(r, conn, uni_now_ns(), tls.vt);
 		take_stamp(await_answer(r, seq, tls.vt), 0); /* the SENT record is the dependency */
 		atomic_store_explicit(&r->wait_kind, UNI_WAIT_NONE, memory_order_release);
 		leave();
