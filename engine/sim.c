@@ -24,7 +24,7 @@
 
 struct chunk {
 	uint64_t off, len;
-	uint64_t stamp;   /* its message's stamp (nic: after any clamp to the network time) */
+	uint64_t stamp;   /* its message's stamp (the writer's clock, also under nic for a late flow) */
 	uint64_t start;   /* alpha-beta: first bit on the wire */
 	double ns_per_byte;
 	uint64_t latency;
@@ -62,6 +62,7 @@ struct stream {
 	uint64_t last_lat;          /* nic: its latency */
 	uint64_t msg_left;          /* nic: bytes of last_data's message not seen yet */
 	uint64_t msg_seen;          /* nic: bytes of it seen */
+	uint64_t msg_stamp;         /* nic: its writer's stamp (the flow may start later) */
 	int listed;                 /* in S.waiting_streams */
 	int active;                 /* nic: in S.act (bytes not all final yet) */
 	uint64_t final_pub;         /* nic: final prefix published to the reader */
@@ -469,7 +470,7 @@ static void schedule(struct stream *s, const struct uni_op *op)
 			s->ch = grow(s->ch, &s->capch, sizeof(*s->ch));
 		s->ch[s->nch++] = (struct chunk){.off = e->off, .len = e->len, .nf = s->last_data,
 						 .flow_off = s->msg_seen, .latency = lat,
-						 .stamp = nic_flow_stamp(s->last_data)};
+						 .stamp = s->msg_stamp};
 		nic_flow_hold(s->last_data);
 		s->msg_seen += e->len;
 		s->msg_left -= take;
@@ -508,11 +509,17 @@ static void schedule(struct stream *s, const struct uni_op *op)
 			nic_flow_hold(nf);
 			s->msg_seen = e->len;
 			s->msg_left = e->b;
+			s->msg_stamp = e->t0;
 		}
 		if (s->nch == s->capch)
 			s->ch = grow(s->ch, &s->capch, sizeof(*s->ch));
+		/* The write's own stamp, for its completion: a flow that came
+		 * late starts at the network's time, but its writer wrote it at
+		 * its clock, and a write that fits the send buffer completes
+		 * then (a program's write made while it polled for room; the
+		 * horizon leaves pollers out). */
 		s->ch[s->nch++] = (struct chunk){.off = e->off, .len = e->len, .nf = nf, .latency = lat,
-						 .stamp = nic_flow_stamp(nf)};
+						 .stamp = e->t0};
 		s->next_off = e->off + e->len;
 		/* Its poster may wait for its completion: the network stops
 		 * there (uni_sim_advance). */

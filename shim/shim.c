@@ -264,6 +264,7 @@ static void capture_stack(struct uni_ring *r);
 static void adopt_ring(struct uni_ring *r);
 static void emit_take(uint64_t before, uint64_t t, uint64_t src, uint16_t flags);
 static inline uint64_t thread_cpu(void);
+static int sent_local(uint32_t idx, uint64_t end, uint64_t stamp);
 static uint32_t stack_id(void);
 
 static struct uni_ring *thread_ring(void)
@@ -1099,13 +1100,27 @@ void uni_shim_io_end(uint32_t slot1, int is_send, const struct iovec *iov, int c
 	struct uni_conn *c = uni_shm_conn(g_hdr, sc->shm_idx);
 	int modelled = atomic_load_explicit(&c->state, memory_order_relaxed) != UNI_CONN_UNMODELLED;
 	if (g_mode == UNI_MODE_SIMULATE) {
+		uint64_t end = 0, stamp = tls.vt;
 		if (r > 0 && modelled) {
 			if (is_send)
-				sim_send(sc, iov, cnt, (size_t)r, 0, 0);
+				end = sim_send(sc, iov, cnt, (size_t)r, 0, 0);
 			else
 				sim_recv(sc, iov, cnt, (size_t)r);
 		}
 		leave();
+		/* A write on a program's own stream (one that does not parse as
+		 * Gloo's) that went to the kernel as it was: a non-blocking
+		 * socket's (a Python socket with a timeout), or one the blocking
+		 * path leaves alone. It returns, in virtual time, at its
+		 * completion (network.send_buffer), as a blocking write of the
+		 * bytes the kernel took would: a sendall made of such writes
+		 * takes what a blocking one takes. Not from an event loop
+		 * (epoll: asyncio, Gloo's loop thread), which would do other
+		 * work while the socket drains. Gloo's own sends complete in
+		 * waitSend. */
+		if (end && !tls.loop && !tls.dispatcher && sc->gf.out.broken && !sc->gf.out.messages &&
+		    !sent_local(sc->shm_idx, end, stamp))
+			uni_shim_send_done(((uint64_t)(sc->shm_idx + 1) << 48) | (end & ((1ull << 48) - 1)));
 	} else if (r > 0 && modelled) {
 		uint64_t off = atomic_fetch_add(is_send ? &sc->tx : &sc->rx, (uint64_t)r);
 		struct uni_ev e = {.kind = is_send ? UNI_EV_SEND : UNI_EV_RECV,
@@ -1125,14 +1140,18 @@ void uni_shim_io_end(uint32_t slot1, int is_send, const struct iovec *iov, int c
  * stamp when the stream so far fits the send buffer, else when the byte
  * send_buffer before the end left, from the published schedule (struct
  * uni_sched; as engine/sim.c's completion_final). The writer takes it and
- * tells unid (SENT_REQ flagged LOCAL: the record, no answer). 0: not
- * known here (nic, or that chunk not in the log): ask unid. */
+ * tells unid (SENT_REQ flagged LOCAL: the record, no answer). Under any
+ * model a stream that fits the send buffer completes at the stamp. 0: not
+ * known here (nic past the buffer, or that chunk not in the log): ask
+ * unid. */
 static int sent_local(uint32_t idx, uint64_t end, uint64_t stamp)
 {
 	uint64_t buf = g_hdr->send_buffer, t = stamp;
-	if (!g_hdr->sched_off || idx >= g_hdr->max_conns || tls.dispatcher || !sync_active())
+	if (idx >= g_hdr->max_conns || tls.dispatcher || !sync_active())
 		return 0;
 	if (buf != UINT64_MAX && end > buf) {
+		if (!g_hdr->sched_off)
+			return 0;
 		uint32_t li = atomic_load_explicit(&uni_shm_conn(g_hdr, idx)->sched_log, memory_order_acquire);
 		uint64_t arr;
 		if (!li || li > UNI_SCHED_LOGS)

@@ -22,8 +22,9 @@ ap.add_argument("dir")
 ap.add_argument("--sizes", default="65536,1048576,16777216,4194304,4194304")
 # How rank 0 sends each message: "all" sendall on the blocking socket;
 # "timeout" sendall with a timeout set (CPython makes the socket
-# non-blocking with ioctl(FIONBIO) and polls: such writes cost nothing in
-# virtual time), then the timeout removed again; "msg" one sendmsg of two
+# non-blocking with ioctl(FIONBIO), polls and writes what the kernel takes:
+# each write returns at its completion), then the timeout removed again;
+# "msg" one sendmsg of two
 # halves (two iovecs) on the blocking socket.
 ap.add_argument("--ways", default="all,all,all,timeout,msg")
 ap.add_argument("--sndtimeo", action="store_true")
