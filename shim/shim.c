@@ -1024,6 +1024,16 @@ static uint64_t sim_send(struct shim_conn *sc, const struct iovec *iov, int cnt,
 	return base + n;
 }
 
+/* Alpha-beta: the schedule unid publishes for the stream written on
+ * connection end idx, or NULL (nic, no chunk yet, no log left). */
+static struct uni_sched *stream_sched(uint32_t idx)
+{
+	if (!g_hdr->sched_off || idx >= g_hdr->max_conns)
+		return NULL;
+	uint32_t li = atomic_load_explicit(&uni_shm_conn(g_hdr, idx)->sched_log, memory_order_acquire);
+	return li && li <= UNI_SCHED_LOGS ? uni_shm_sched(g_hdr, li - 1) : NULL;
+}
+
 /* Alpha-beta: the arrival of byte b of the stream coming in on conn idx,
  * from the chunks unid published (struct uni_sched): 1 and *t when the
  * chunk holding b is there, 0 when it is not (not scheduled yet, or no
@@ -1035,13 +1045,8 @@ static int sched_arrival(uint32_t idx, uint64_t b, uint64_t *t)
 	struct uni_conn *c = uni_shm_conn(g_hdr, idx);
 	if (atomic_load_explicit(&c->state, memory_order_acquire) != UNI_CONN_MATCHED)
 		return 0;
-	uint32_t pc = atomic_load_explicit(&c->peer_conn, memory_order_relaxed);
-	if (pc >= g_hdr->max_conns)
-		return 0;
-	uint32_t li = atomic_load_explicit(&uni_shm_conn(g_hdr, pc)->sched_log, memory_order_acquire);
-	if (!li || li > UNI_SCHED_LOGS)
-		return 0;
-	return uni_sched_find(uni_shm_sched(g_hdr, li - 1), b, t);
+	struct uni_sched *sd = stream_sched(atomic_load_explicit(&c->peer_conn, memory_order_relaxed));
+	return sd && uni_sched_find(sd, b, t);
 }
 
 static void sim_recv(struct shim_conn *sc, const struct iovec *iov, int cnt, size_t n)
@@ -1150,14 +1155,9 @@ static int sent_local(uint32_t idx, uint64_t end, uint64_t stamp)
 	if (idx >= g_hdr->max_conns || tls.dispatcher || !sync_active())
 		return 0;
 	if (buf != UINT64_MAX && end > buf) {
-		if (!g_hdr->sched_off)
-			return 0;
-		uint32_t li = atomic_load_explicit(&uni_shm_conn(g_hdr, idx)->sched_log, memory_order_acquire);
+		struct uni_sched *sd = stream_sched(idx);
 		uint64_t arr;
-		if (!li || li > UNI_SCHED_LOGS)
-			return 0;
-		struct uni_sched *sd = uni_shm_sched(g_hdr, li - 1);
-		if (!uni_sched_find(sd, end - buf - 1, &arr))
+		if (!sd || !uni_sched_find(sd, end - buf - 1, &arr))
 			return 0;
 		if (arr - sd->latency > t)
 			t = arr - sd->latency;
