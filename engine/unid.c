@@ -500,7 +500,8 @@ static void handle(uint32_t ring_idx, struct uni_ring *ring, const struct uni_ev
 	if ((uint32_t)rank < D.h->max_ranks) {
 		struct uni_rank *rk = uni_shm_rank(D.h, (uint32_t)rank);
 		atomic_fetch_add_explicit(&rk->events, 1, memory_order_relaxed);
-		if (e->t1 > atomic_load_explicit(&rk->last_t, memory_order_relaxed))
+		/* (A string's fields carry its text, not times.) */
+		if (e->kind != UNI_EV_STRING && e->t1 > atomic_load_explicit(&rk->last_t, memory_order_relaxed))
 			atomic_store_explicit(&rk->last_t, e->t1, memory_order_relaxed);
 	}
 	atomic_fetch_add_explicit(&D.h->events_total, 1, memory_order_relaxed);
@@ -865,6 +866,13 @@ static void report_deadlock(uint64_t now)
 					     "announced and not served, the last one slot 0x%llx, %u bytes\n",
 					atomic_load(&cn->peer_rank), c, out_rr, out_rr == 1 ? "" : "s",
 					(unsigned long long)cn->rr_slot, cn->rr_len);
+			uint32_t sr = atomic_load(&cn->sr_waiting);
+			if (sr)
+				fprintf(out, "  waits to send to rank %d (connection %u): %u Gloo send%s posted "
+					     "that rank %d has not posted the receive for, the latest one slot 0x%llx, "
+					     "%u bytes\n",
+					atomic_load(&cn->peer_rank), c, sr, sr == 1 ? "" : "s", atomic_load(&cn->peer_rank),
+					(unsigned long long)cn->sr_slot, cn->sr_len);
 		}
 		for (uint32_t k = 0; k < D.h->max_rings; k++) {
 			struct uni_ring *ring = uni_shm_ring(D.h, k);
@@ -935,6 +943,15 @@ static void report_deadlock(uint64_t now)
 			kill(D.ranks[i].pid, SIGTERM);
 }
 
+/* UNI_DEBUG_DEADLOCK: why a quiet session was not called a deadlock. */
+static int debug_deadlock(void)
+{
+	static int on = -1;
+	if (on < 0)
+		on = getenv("UNI_DEBUG_DEADLOCK") != NULL;
+	return on;
+}
+
 static void check_deadlock(uint64_t now)
 {
 	if (D.cfg.mode != UNI_MODE_SIMULATE || atomic_load(&D.h->deadlock) ||
@@ -942,42 +959,63 @@ static void check_deadlock(uint64_t now)
 		D.deadlock_seen = 0;
 		return;
 	}
-	int live = 0, world = 0;
+	const char *why = "";
+	int live = 0, world = 0, wrank = -1, wtid = 0;
 	for (uint32_t i = 0; i < D.h->max_ranks; i++) {
 		if (!D.ranks[i].pid)
 			continue;
 		live++;
 		world = uni_shm_rank(D.h, i)->world_size;
-		if (uni_pid_dead(D.ranks[i].pid) || any_thread_running(D.ranks[i].pid))
+		wrank = (int)i;
+		if (uni_pid_dead(D.ranks[i].pid) || any_thread_running(D.ranks[i].pid)) {
+			why = "a rank is dead or has a running thread";
 			goto no;
+		}
 	}
-	if (!live || live < world)
+	if (!live || live < world) {
+		why = "not every rank is attached";
 		goto no;
+	}
 	int blocked[UNI_MAX_RANKS] = {0};
 	for (uint32_t k = 0; k < D.h->max_rings; k++) {
 		struct uni_ring *ring = uni_shm_ring(D.h, k);
 		if (!ring_is_live_rank(ring))
 			continue;
 		uint32_t wk = atomic_load(&ring->wait_kind);
-		if (wk == UNI_WAIT_SLEEP)
+		wrank = ring->rank;
+		wtid = ring->tid;
+		if (wk == UNI_WAIT_SLEEP) {
+			why = "a thread sleeps";
 			goto no;
+		}
 		if (wk != UNI_WAIT_COND && wk != UNI_WAIT_READ)
 			continue;
-		if (now - ring->wait_since < DEADLOCK_QUIET_NS)
+		if (now - ring->wait_since < DEADLOCK_QUIET_NS) {
+			why = "a thread began its wait less than 2 s ago";
 			goto no;
-		if (ring->wait_deadline && ring->wait_deadline < now + 10000000000ull)
+		}
+		if (ring->wait_deadline && ring->wait_deadline < now + 10000000000ull) {
+			why = "a thread's wait times out within 10 s";
 			goto no; /* it times out soon by itself */
+		}
 		blocked[ring->rank]++;
 	}
 	for (uint32_t i = 0; i < D.h->max_ranks; i++)
-		if (D.ranks[i].pid && !blocked[i])
+		if (D.ranks[i].pid && !blocked[i]) {
+			why = "a rank has no thread blocked in a wait the shim sees";
+			wrank = (int)i;
+			wtid = 0;
 			goto no;
+		}
 	/* Twice in a row, half a second apart: not a moment between two waits. */
 	if (++D.deadlock_seen < 2)
 		return;
 	report_deadlock(now);
 	return;
 no:
+	if (debug_deadlock())
+		logmsg("deadlock check: quiet for %.1f s, not a deadlock: %s (rank %d, tid %d)",
+		       (double)(now - D.last_progress) / 1e9, why, wrank, wtid);
 	D.deadlock_seen = 0;
 }
 

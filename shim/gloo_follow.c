@@ -12,7 +12,8 @@ static uint64_t le64(const uint8_t *p)
 	return v;
 }
 
-static void slot_put(struct uni_gf_slot_time *tab, uint64_t slot, uint64_t t, uint32_t who, uint64_t src)
+static void slot_put(struct uni_gf_slot_time *tab, uint64_t slot, uint64_t t, uint32_t who, uint64_t src,
+		     uint64_t len)
 {
 	/* Oldest-first reuse: a full table drops the oldest entry. */
 	uint32_t victim = 0;
@@ -32,6 +33,7 @@ static void slot_put(struct uni_gf_slot_time *tab, uint64_t slot, uint64_t t, ui
 	tab[victim].used = 1;
 	tab[victim].who = who;
 	tab[victim].src = src;
+	tab[victim].len = len;
 }
 
 /* Takes the earliest entry for slot (and its who and src); 0 when there is none. */
@@ -60,18 +62,31 @@ static inline uint64_t max64(uint64_t a, uint64_t b)
  * connection owes. */
 static void update_owed(struct uni_gf_conn *c)
 {
-	uint64_t owed = UINT64_MAX;
+	uint64_t owed = UINT64_MAX, latest = 0;
+	uint32_t waiting = 0;
 	for (uint32_t i = 0; i < UNI_GF_SLOTS; i++) {
 		if (!c->posted[i].used)
 			continue;
+		int released = 0;
 		for (uint32_t j = 0; j < UNI_GF_SLOTS; j++)
 			if (c->released[j].used && c->released[j].slot == c->posted[i].slot) {
 				uint64_t d = max64(c->posted[i].t, c->released[j].t);
 				if (d < owed)
 					owed = d;
+				released = 1;
 			}
+		/* Posted, not released: a send waiting for the peer's receive
+		 * (deadlock reports). */
+		if (!released) {
+			if (!waiting++ || c->posted[i].t >= latest) {
+				latest = c->posted[i].t;
+				c->sr_slot = c->posted[i].slot;
+				c->sr_len = (uint32_t)(c->posted[i].len > UINT32_MAX ? UINT32_MAX : c->posted[i].len);
+			}
+		}
 	}
 	c->owed = owed;
+	c->sr_wait = waiting;
 }
 
 /* A complete preamble is in d->pre: check it and start the message. */
@@ -94,7 +109,7 @@ static uint64_t out_stamp(struct uni_gf_conn *c, uint64_t vt, int dispatcher)
 	struct uni_gf_dir *d = &c->out;
 	switch (d->opcode) {
 	case UNI_GF_SEND_READY:
-		slot_put(c->posted, d->slot, vt, c->writer, 0);
+		slot_put(c->posted, d->slot, vt, c->writer, 0, le64(d->pre + 32));
 		update_owed(c);
 		return vt;
 	case UNI_GF_RECV_READY:
@@ -242,7 +257,7 @@ static void in_bytes(struct uni_gf_conn *c, const uint8_t *p, size_t n, uint64_t
 			i += take;
 			if (d->npre == UNI_GF_PREAMBLE && preamble_done(d) == 0) {
 				if (d->opcode == UNI_GF_RECV_READY) {
-					slot_put(c->released, d->slot, t, 0, c->read_src);
+					slot_put(c->released, d->slot, t, 0, c->read_src, 0);
 					update_owed(c);
 				}
 				if (d->body_left == 0)

@@ -38,6 +38,7 @@ struct uni_gf_slot_time {
 	uint32_t who; /* posted: the posting thread (uni_gf_conn.writer then) */
 	uint64_t src; /* the event that set it (unitrace replay): the SEND of the
 	                 SEND_READY (uni_gf_set_post_src) or the read of the RECV_READY */
+	uint64_t len; /* posted: the size the SEND_READY announced */
 };
 
 /* One direction of one connection. Zero-initialised = start of stream. */
@@ -63,6 +64,10 @@ struct uni_gf_conn {
 	uint32_t rr_out;     /* RECV_READY notices sent whose data has not been read yet */
 	uint32_t rr_len;     /* size the last one announced */
 	uint64_t rr_slot;    /* its slot */
+	uint32_t sr_wait;    /* SEND_READY notices sent that no RECV_READY answered yet:
+	                        sends waiting for the peer to post their receives */
+	uint32_t sr_len;     /* size the latest of them announced */
+	uint64_t sr_slot;    /* its slot */
 	uint64_t owed;       /* earliest stamp of a data message owed: posted (SEND_READY)
 	                        and released (RECV_READY) but not written; UINT64_MAX: none
 	                        (0 in a zeroed conn also means none) */

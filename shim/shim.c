@@ -80,6 +80,7 @@ struct shim_tls {
 	uint64_t waited;     /* simulate: clock advanced by wake-ups and arrivals */
 	uint64_t idled;      /* simulate: clock advanced by sleeps and timed-out waits */
 	void *slice_cv;      /* a 1 s slice of a wait on it just ended (same wait goes on) */
+	uint64_t last_src;   /* the SIGNAL event of the last hand-off it took (emit_take) */
 	uint32_t quiet;      /* inside a Gloo buffer call: condvars and mutexes carry no time */
 	uint32_t ring_idx;   /* index of ring in the segment */
 	uint64_t sent_token; /* the Gloo data message this thread last finished writing:
@@ -361,10 +362,15 @@ static uint64_t emit_signal(uint64_t obj, uint64_t t)
 
 static void emit_take(uint64_t before, uint64_t t, uint64_t src, uint16_t flags)
 {
-	/* A time the thread itself handed on carries nothing new. */
+	/* A time the thread itself handed on carries nothing new; nor does
+	 * the hand-off it took last, taken again (a condition wait's 1 s
+	 * slices each re-take the mutex's stamp: as events they kept a
+	 * deadlocked session "busy" for ever). */
 	if (!src || (uint32_t)(src >> 32) == tls.tid || !tls.ring ||
-	    tls.gen != atomic_load_explicit(&g_gen, memory_order_relaxed))
+	    tls.gen != atomic_load_explicit(&g_gen, memory_order_relaxed) || (!flags && src == tls.last_src))
 		return;
+	if (!flags)
+		tls.last_src = src;
 	struct uni_ev e = {.kind = UNI_EV_TAKE, .flags = flags, .t0 = before, .t1 = t, .a = src};
 	push(tls.ring, &e);
 }
@@ -892,6 +898,9 @@ static void publish_rr(struct shim_conn *sc)
 	c->rr_len = sc->gf.rr_len;
 	c->rr_slot = sc->gf.rr_slot;
 	atomic_store_explicit(&c->rr_outstanding, sc->gf.rr_out, memory_order_release);
+	c->sr_len = sc->gf.sr_len;
+	c->sr_slot = sc->gf.sr_slot;
+	atomic_store_explicit(&c->sr_waiting, sc->gf.sr_wait, memory_order_release);
 	atomic_store_explicit(&c->owed, sc->gf.owed ? sc->gf.owed : UINT64_MAX, memory_order_release);
 }
 

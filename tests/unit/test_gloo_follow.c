@@ -60,6 +60,42 @@ START_TEST(test_notice_and_post)
 }
 END_TEST
 
+/* Sends posted (SEND_READY) and not answered by the peer's RECV_READY are
+ * counted, with the latest one's slot and announced size (deadlock
+ * reports: "waits to send to rank R"); a RECV_READY for one of them, and
+ * the data message, take it off. */
+START_TEST(test_sends_waiting_for_receive)
+{
+	struct uni_gf_conn *c = conn();
+	uint8_t b[48], in[48], d[48 + 16];
+	struct uni_gf_seg s[4];
+	msg(b, UNI_GF_SEND_READY, 5, 0);
+	b[32] = 0x00, b[33] = 0x40; /* length 16384 */
+	uni_gf_write(c, b, 48, 100, 0, s, 4);
+	ck_assert_uint_eq(c->sr_wait, 1);
+	ck_assert_uint_eq(c->sr_slot, 5);
+	ck_assert_uint_eq(c->sr_len, 16384);
+	msg(b, UNI_GF_SEND_READY, 6, 0);
+	b[32] = 0x10; /* length 16 */
+	uni_gf_write(c, b, 48, 200, 0, s, 4);
+	ck_assert_uint_eq(c->sr_wait, 2);
+	ck_assert_uint_eq(c->sr_slot, 6);
+	ck_assert_uint_eq(c->sr_len, 16);
+	/* The peer posts slot 6's receive: slot 5 still waits. */
+	msg(in, UNI_GF_RECV_READY, 6, 0);
+	uni_gf_read(c, in, 48, 300);
+	ck_assert_uint_eq(c->sr_wait, 1);
+	ck_assert_uint_eq(c->sr_slot, 5);
+	ck_assert_uint_eq(c->sr_len, 16384);
+	uni_gf_write(c, d, msg(d, UNI_GF_SEND_UNBOUND, 6, 16), 400, 0, s, 4);
+	ck_assert_uint_eq(c->sr_wait, 1);
+	msg(in, UNI_GF_RECV_READY, 5, 0);
+	uni_gf_read(c, in, 48, 500);
+	ck_assert_uint_eq(c->sr_wait, 0);
+	free(c);
+}
+END_TEST
+
 START_TEST(test_dispatcher_write_keeps_poster_time)
 {
 	struct uni_gf_conn *c = conn();
@@ -198,6 +234,7 @@ int main(void)
 	Suite *su = suite_create("gloo_follow");
 	TCase *tc = tcase_create("follow");
 	tcase_add_test(tc, test_notice_and_post);
+	tcase_add_test(tc, test_sends_waiting_for_receive);
 	tcase_add_test(tc, test_dispatcher_write_keeps_poster_time);
 	tcase_add_test(tc, test_eagain_rest_keeps_stamp);
 	tcase_add_test(tc, test_split_preamble_write);

@@ -29,7 +29,7 @@
 #include <stdint.h>
 
 #define UNI_SHM_MAGIC 0x31304d4853494e55ull /* "UNISHM01" little-endian */
-#define UNI_SHM_VERSION 9u
+#define UNI_SHM_VERSION 10u
 
 #define UNI_MAX_RANKS 256u
 #define UNI_MAX_RINGS 512u
@@ -191,6 +191,12 @@ struct uni_conn {
 	_Atomic uint32_t rr_outstanding;
 	uint32_t rr_len;
 	uint64_t rr_slot;
+	/* Gloo sends this end posted (SEND_READY) that the peer has not
+	 * answered with its receive (RECV_READY), and the latest one's slot
+	 * and size: deadlock reports. */
+	_Atomic uint32_t sr_waiting;
+	uint32_t sr_len;
+	uint64_t sr_slot;
 	/* nic: bytes of the incoming stream whose arrival is final (they have
 	 * left their sender in the network model); written by unid only. */
 	_Atomic uint64_t final_off;
@@ -202,7 +208,7 @@ struct uni_conn {
 	/* alpha-beta: this end's outgoing stream's log in sched[] + 1 (0:
 	 * none); written by unid only. */
 	_Atomic uint32_t sched_log;
-	uint8_t reserved[20];
+	uint8_t reserved[4];
 };
 _Static_assert(sizeof(struct uni_conn) == 128, "uni_conn is 128 bytes");
 
