@@ -179,6 +179,28 @@ START_TEST(test_example_default)
 }
 END_TEST
 
+/* The network examples of docs/examples.md load with what their names say. */
+START_TEST(test_example_networks)
+{
+	static const struct {
+		const char *file;
+		uint64_t latency_ns;
+		double bps;
+	} ex[] = {{"net-100mbit-10ms.yaml", 10000000, 1e8}, {"net-1gbit-1ms.yaml", 1000000, 1e9}};
+	char path[1200], err[512];
+
+	for (size_t i = 0; i < sizeof(ex) / sizeof(ex[0]); i++) {
+		snprintf(path, sizeof(path), "%s/../../../examples/configs/%s", configs_dir, ex[i].file);
+		uni_config_defaults(&cfg);
+		ck_assert_msg(uni_config_load(&cfg, path, err, sizeof(err)) == 0, "%s", err);
+		ck_assert_uint_eq(cfg.mode, UNI_MODE_SIMULATE);
+		ck_assert_uint_eq(cfg.latency_ns, ex[i].latency_ns);
+		ck_assert_double_eq(cfg.bandwidth_bps, ex[i].bps);
+		ck_assert_double_eq(cfg.slowdown, 1.0);
+	}
+}
+END_TEST
+
 /* A link's defaults come from network.default wherever it is in the file. */
 START_TEST(test_link_default_after_links)
 {
@@ -706,6 +728,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_good_full);
 	tcase_add_test(tc, test_link_default_after_links);
 	tcase_add_test(tc, test_example_default);
+	tcase_add_test(tc, test_example_networks);
 	tcase_add_loop_test(tc, test_bad_file, 0, (int)UNI_ARRAY_LEN(bad_files));
 	tcase_add_test(tc, test_missing_file);
 	suite_add_tcase(s, tc);

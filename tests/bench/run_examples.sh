@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The predictions of the example programs (docs/examples.md): each example
+# under unirun in simulate mode on each network config, RUNS times; prints
+# a markdown table of the time per token (and tokens per second) the
+# program printed (virtual time: the prediction), median and range.
+#
+#   tests/bench/run_examples.sh BUILD_DIR [RUNS]
+set -euo pipefail
+B=$(cd "$1" && pwd)
+RUNS=${2:-2}
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+PY=/usr/bin/python3
+EX=$ROOT/examples/torch
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+run() { # config label args...
+	local cfg=$1 label=$2
+	shift 2
+	"$B/tools/unirun" -n 4 --config "$ROOT/examples/configs/$cfg.yaml" --trace "$T/t.unitrace" --no-summary -- \
+		$PY "$@" >"$T/out" 2>&1 || { cat "$T/out"; echo "run_examples: $label on $cfg failed" >&2; exit 1; }
+	echo "$cfg|$label|$(grep -o 'time per token: [0-9.]*' "$T/out" | awk '{print $4}')|$(grep -o 'tokens per second: [0-9.]*' "$T/out" | awk '{print $4}')" >>"$T/times"
+}
+for _ in $(seq "$RUNS"); do
+	for cfg in default net-100mbit-10ms net-1gbit-1ms; do
+		run $cfg "tp_infer.py (TP, 1 request)" "$EX/tp_infer.py"
+		run $cfg "pp_infer.py --requests 1 (PP)" "$EX/pp_infer.py" --requests 1
+		run $cfg "pp_infer.py --requests 4 (PP)" "$EX/pp_infer.py" --requests 4
+		run $cfg "pp_infer.py --requests 4 --tp 2 (TP+PP)" "$EX/pp_infer.py" --requests 4 --tp 2
+		run $cfg "voltage_infer.py (Voltage)" "$EX/voltage_infer.py"
+		run $cfg "voltage_infer.py --overlap (Kilovolts)" "$EX/voltage_infer.py" --overlap
+	done
+done
+$PY - "$T/times" <<'PYEOF'
+import statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    cfg, label, tpt, tps = line.rstrip("\n").split("|")
+    rows.setdefault((label, cfg), []).append((float(tpt), float(tps) if tps else None))
+cfgs = ["default", "net-100mbit-10ms", "net-1gbit-1ms"]
+print("| example | " + " | ".join(cfgs) + " |")
+print("|---|" + "---|" * len(cfgs))
+for label in dict.fromkeys(l for l, _ in rows):
+    cells = []
+    for c in cfgs:
+        v = rows.get((label, c), [])
+        t = [x[0] for x in v]
+        cell = f"{statistics.median(t):.1f} ms ({min(t):.1f}-{max(t):.1f})"
+        if v and v[0][1] is not None:
+            cell += f", {statistics.median(x[1] for x in v):.1f} tok/s"
+        cells.append(cell)
+    print(f"| {label} | " + " | ".join(cells) + " |")
+PYEOF

@@ -1,0 +1,93 @@
+#!/bin/bash
+# The example programs beside the main job (examples/torch, docs/examples.md)
+# under unirun in simulate mode with the default config:
+# - pp_infer.py as a 4-stage pipeline and as 2 stages x 2 tensor-parallel
+#   ranks: every request's tokens equal the unsharded model's (--check),
+#   and the traffic is the schedule's: the activations go stage to stage
+#   (at least the bytes the schedule sends, rank to the next stage's
+#   counterpart), tokens from the last stage back to the first, the
+#   all_reduces only within a stage, nothing else but the barriers' notices;
+# - pp_infer.py --blocking-sends: the stages wait on each other in a cycle
+#   (each blocking send waits for the next stage's receive): unirun ends it
+#   with the deadlock report (exit 97) naming, for every rank, the send to
+#   the next stage it waits for; the trace's rank ends stay real times
+#   (a stack string's text once counted as a rank's last time);
+# - voltage_infer.py (Voltage) and --overlap (Kilovolts): the unsharded
+#   model's tokens, one all_gather per layer and token on every rank.
+#   test_examples.sh UNIRUN UNITRACE
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+UNIRUN=$1 UNITRACE=$2
+T=$(mktemp -d /tmp/uni-examples.XXXXXX)
+trap 'rm -rf "$T"' EXIT
+EX=$ROOT/examples/torch
+CFG=$ROOT/examples/configs/default.yaml
+TOK=4 REQ=3
+run() { # NAME ARGS...: runs an example, checks "check: ok"
+	local name=$1
+	shift
+	timeout 300 "$UNIRUN" -n 4 --config "$CFG" --trace "$T/$name.unitrace" -- $PY "$@" --check >"$T/$name.log" 2>&1 ||
+		{ cat "$T/$name.log"; fail "$name under unirun"; }
+	grep -q "^check: ok" "$T/$name.log" || { cat "$T/$name.log"; fail "$name: predictions differ from the unsharded model"; }
+	grep "time per token" "$T/$name.log"
+	"$UNITRACE" summary "$T/$name.unitrace" --json >"$T/$name.json" || fail "$name: summary"
+}
+run pp "$EX/pp_infer.py" --tokens $TOK --requests $REQ
+run pptp "$EX/pp_infer.py" --tokens $TOK --requests $REQ --tp 2
+$PY - "$T" $TOK $REQ <<'PYEOF' || fail "pipeline traffic"
+import json, sys
+d, tok, req = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+T0, D = 16, 256
+act = sum(req * (T0 + s) * D * 4 for s in range(tok))  # activation bytes per stage link
+def sent(name):
+    j = json.load(open(f"{d}/{name}.json"))
+    return {(r["rank"], p["peer"]): p["bytes_sent"] for r in j["ranks"] for p in r["per_peer"]}
+small = 8192  # barrier notices, tokens, the predictions' hand-over
+for name, links, heavy in (("pp", {(0, 1), (1, 2), (2, 3)}, set()),
+                           ("pptp", {(0, 2), (1, 3)}, {(0, 1), (1, 0), (2, 3), (3, 2)})):
+    b = sent(name)
+    print(name, " ".join(f"{a}->{p}:{n}" for (a, p), n in sorted(b.items())))
+    for (a, p), n in b.items():
+        if (a, p) in links:
+            assert act <= n <= act * 1.02 + small, f"{name}: {a}->{p} carried {n} B, the schedule sends {act}"
+        elif (a, p) in heavy:
+            assert n > act, f"{name}: {a}->{p} (a stage's all_reduces) carried only {n} B"
+        else:
+            assert n < small, f"{name}: {a}->{p} carried {n} B: not a link of the schedule"
+    for l in links | heavy:
+        assert l in b, f"{name}: nothing went {l}"
+PYEOF
+ok "pipeline (4 stages; 2 stages x 2 TP): the unsharded model's tokens, the schedule's traffic"
+
+set +e
+timeout 120 "$UNIRUN" -n 4 --config "$CFG" --trace "$T/dl.unitrace" -- $PY "$EX/pp_infer.py" --tokens 2 --blocking-sends \
+	>"$T/dl.log" 2>&1
+rc=$?
+set -e
+[ "$rc" = 97 ] || { tail -30 "$T/dl.log"; fail "pipeline with blocking sends: exit status $rc, not 97 (deadlock)"; }
+for r in 0 1 2 3; do
+	grep -q "waits to send to rank $(((r + 1) % 4)) (connection [0-9]*): 1 Gloo send posted that rank $(((r + 1) % 4)) has not posted" \
+		"$T/dl.unitrace.deadlock.txt" || { cat "$T/dl.unitrace.deadlock.txt"; fail "the report does not say rank $r waits to send to the next stage"; }
+done
+grep -q "SendWork4wait" "$T/dl.unitrace.deadlock.txt" || fail "the report's stacks do not show the blocking send"
+"$UNITRACE" summary "$T/dl.unitrace" --json | $PY -c '
+import json, sys
+j = json.load(sys.stdin)
+ends = [r["end_ns"] for r in j["ranks"]]
+print("rank ends (virtual ns):", ends)
+assert all(e is not None and 0 < e < 600e9 for e in ends), "a rank end is not a time of this run"
+' || fail "rank ends after the deadlock"
+ok "pipeline with blocking sends: deadlock report with the cycle of sends, exit 97"
+
+run voltage "$EX/voltage_infer.py" --tokens $TOK
+run kilovolts "$EX/voltage_infer.py" --tokens $TOK --overlap
+for name in voltage kilovolts; do
+	$PY - "$T/$name.json" $TOK <<'PYEOF' || fail "$name: collectives"
+import json, sys
+j, tok = json.load(open(sys.argv[1])), int(sys.argv[2])
+n = j["collectives"].get("all_gather", {}).get("count", 0)
+print(f"all_gathers: {n}")
+assert n == 4 * 4 * tok, f"{n} all_gathers, not 4 layers x {tok} tokens x 4 ranks"
+PYEOF
+done
+ok "position-wise (Voltage, Kilovolts): the unsharded model's tokens, an all_gather per layer and token"
