@@ -75,6 +75,13 @@ static struct {
 	uint64_t trace_errors;
 	uint64_t last_progress; /* real time of the last event taken */
 	int deadlock_seen;
+	/* maybe_warp: the candidate sleeper at the last look, when to look
+	 * next, the back-off while busy. */
+	int warp_seen;
+	uint32_t warp_cand;
+	uint64_t warp_since, warp_progress, warp_next, warp_backoff;
+	const char *warp_why; /* UNI_DEBUG_DEADLOCK: the last reason logged */
+	int warp_wrank;
 	/* nic horizon: threads found blocked outside the shim, by ring, with
 	 * the clock they were found at (they count again once it moves). */
 	uint8_t outside[UNI_MAX_RINGS];
@@ -1019,6 +1026,119 @@ no:
 	D.deadlock_seen = 0;
 }
 
+/* Sleeps that end early (simulate mode). A thread that sleeps takes the
+ * time it asked for in virtual time whatever it does in real time, so
+ * when nothing else in the session can happen before it wakes, sleeping
+ * in real time only costs the user wall time (a server idling until the
+ * next Poisson arrival, minutes of it). "Nothing else": every rank is
+ * attached, no event came for 2 ms and no read waits for the network, no
+ * thread of any rank process is running, and every other rank thread
+ * is in a wait the shim knows: for I/O (an event loop between events), for
+ * unid, on a condition variable
+ * (without a virtual deadline before the sleeper's wake-up; a real
+ * deadline only when it is more than 10 s away), or asleep until later
+ * (a thread blocked anywhere else, say a store client waiting for its
+ * reply, may be woken by real-time work any moment). The earliest sleeper (by its
+ * virtual wake-up, then ring) is ended, when that held at two looks a
+ * few ms apart with no event between; the sleeping thread sees the warp
+ * within its 20 ms slice (shim.c, uni_shim_sleep_until). Looks back off
+ * while the session is busy (each reads /proc for every thread). */
+#define WARP_QUIET_NS 2000000ull
+
+static void maybe_warp(uint64_t now)
+{
+	if (D.cfg.mode != UNI_MODE_SIMULATE || now < D.warp_next || now - D.last_progress < WARP_QUIET_NS ||
+	    atomic_load(&D.h->deadlock))
+		return;
+	uint32_t cand = UINT32_MAX;
+	uint64_t w = UINT64_MAX;
+	for (uint32_t k = 0; k < D.h->max_rings; k++) {
+		struct uni_ring *ring = uni_shm_ring(D.h, k);
+		if (!ring_is_live_rank(ring) || atomic_load(&ring->wait_kind) != UNI_WAIT_SLEEP)
+			continue;
+		if (ring->wait_vdl < w) {
+			w = ring->wait_vdl;
+			cand = k;
+		}
+	}
+	if (cand == UINT32_MAX) {
+		D.warp_seen = 0;
+		D.warp_backoff = 0;
+		return;
+	}
+	struct uni_ring *sr = uni_shm_ring(D.h, cand);
+	uint64_t since = sr->wait_since;
+	const char *why = NULL;
+	int wrank = -1, wtid = 0;
+	if (now - since < WARP_QUIET_NS)
+		why = "it just began";
+	else if (uni_sim_waiting_reads())
+		why = "a read waits for the network";
+	int live = 0, world = 0;
+	for (uint32_t i = 0; !why && i < D.h->max_ranks; i++) {
+		if (!D.ranks[i].pid)
+			continue;
+		live++;
+		world = uni_shm_rank(D.h, i)->world_size;
+	}
+	if (!why && (!live || live < world))
+		why = "not every rank is attached";
+	for (uint32_t k = 0; !why && k < D.h->max_rings; k++) {
+		struct uni_ring *ring = uni_shm_ring(D.h, k);
+		if (k == cand || !ring_is_live_rank(ring))
+			continue;
+		uint32_t wk = atomic_load(&ring->wait_kind);
+		wrank = ring->rank;
+		wtid = ring->tid;
+		if (wk == UNI_WAIT_SLEEP && ring->wait_vdl < w)
+			why = "an earlier sleeper";
+		else if (wk == UNI_WAIT_COND && ring->wait_vdl && ring->wait_vdl < w)
+			why = "a timed wait ends first";
+		else if (wk == UNI_WAIT_COND && !ring->wait_vdl && ring->wait_deadline &&
+			 ring->wait_deadline < now + 10000000000ull)
+			why = "a wait with a real time-out";
+		else if (wk == UNI_WAIT_NONE && (!ring->dispatcher || task_running(ring->pid, ring->tid)))
+			/* (An event loop between events publishes no wait: it is in
+			 * epoll_wait unless it runs.) */
+			why = "a thread is outside the waits the shim knows (computing, or blocked elsewhere)";
+	}
+	for (uint32_t i = 0; !why && i < D.h->max_ranks; i++)
+		if (D.ranks[i].pid && any_thread_running(D.ranks[i].pid)) {
+			why = "a thread runs";
+			wrank = (int)i;
+			wtid = 0;
+		}
+	if (why) {
+		if (debug_deadlock() && (why != D.warp_why || wrank != D.warp_wrank))
+			logmsg("sleep of rank %d tid %d not ended early: %s (rank %d, tid %d)", sr->rank, sr->tid, why,
+			       wrank, wtid);
+		D.warp_why = why;
+		D.warp_wrank = wrank;
+		D.warp_seen = 0;
+		D.warp_backoff = D.warp_backoff ? (D.warp_backoff < 50000000ull ? D.warp_backoff * 2 : D.warp_backoff)
+						: 2000000ull;
+		D.warp_next = now + D.warp_backoff;
+		return;
+	}
+	/* Twice, with nothing between: not a moment between two events. */
+	if (D.warp_seen == 0 || D.warp_cand != cand || D.warp_since != since || D.warp_progress != D.last_progress) {
+		D.warp_seen = 1;
+		D.warp_cand = cand;
+		D.warp_since = since;
+		D.warp_progress = D.last_progress;
+		D.warp_next = now + 2000000ull;
+		return;
+	}
+	D.warp_seen = 0;
+	D.warp_backoff = 0;
+	/* Its real time left (relative sleeps: wait_vdl - wait_vt of virtual
+	 * time, slept in real time since wait_since). */
+	uint64_t asked = sr->wait_vdl - sr->wait_vt, slept = now - since;
+	atomic_fetch_add(&D.h->warps, 1);
+	atomic_fetch_add(&D.h->warp_saved_ns, asked > slept ? asked - slept : 0);
+	atomic_store_explicit(&sr->warp, (uint32_t)since, memory_order_release);
+}
+
 /* A read on a connection whose other end never registered (something that
  * is not a rank of this session) is answered after 2 s and the connection
  * is given up: it is not modelled. */
@@ -1268,6 +1388,7 @@ int main(int argc, char **argv)
 			check_unmatched_reads(now);
 			last_check = now;
 		}
+		maybe_warp(now);
 		if (now - last_deadlock_check > 500000000ull) {
 			check_deadlock(now);
 			last_deadlock_check = now;

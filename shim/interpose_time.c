@@ -56,15 +56,24 @@ UNI_EXTERN time_t time(time_t *t)
 	return uni_real.time(t);
 }
 
-/* Sleeps: the thread really sleeps (other processes may depend on it) and
- * its clock moves on by the time it asked for. */
+/* Sleeps: the thread really sleeps (other processes may depend on it),
+ * unless unid ends the sleep early because nothing else in the session
+ * can happen before it wakes (docs/simulate.md), and its clock moves on
+ * by the time it asked for. */
 static int rel_sleep(const struct timespec *req, struct timespec *rem)
 {
-	uni_shim_sleeping(1, ts_ns(req));
-	int r = uni_real.clock_nanosleep(CLOCK_MONOTONIC, 0, req, rem);
+	uint64_t want = ts_ns(req), left = 0;
+	if (req->tv_nsec < 0 || req->tv_nsec >= 1000000000L || req->tv_sec < 0)
+		return EINVAL;
+	uni_shim_sleeping(1, want);
+	int r = uni_shim_sleep_until(CLOCK_MONOTONIC, uni_shim_real_ns(CLOCK_MONOTONIC) + want, &left);
 	uni_shim_sleeping(0, 0);
-	uint64_t want = ts_ns(req), left = (r == EINTR && rem) ? ts_ns(rem) : 0;
-	uni_shim_idle_for(want > left ? want - left : 0);
+	if (r == EINTR && rem) {
+		rem->tv_sec = (time_t)(left / 1000000000ull);
+		rem->tv_nsec = (long)(left % 1000000000ull);
+	}
+	if (r == 0 || r == EINTR)
+		uni_shim_idle_for(want > left ? want - left : 0);
 	return r;
 }
 
@@ -92,8 +101,9 @@ UNI_EXTERN int clock_nanosleep(clockid_t clk, int flags, const struct timespec *
 		uint64_t vdl;
 		if (uni_shim_deadline(clk, req, &real, &vdl) < 0)
 			return uni_real.clock_nanosleep(clk, flags, req, rem);
-		uni_shim_sleeping(1, 0);
-		int r = uni_real.clock_nanosleep(clk, flags, &real, rem);
+		uint64_t left, vnow = uni_shim_thread_vt();
+		uni_shim_sleeping(1, vdl > vnow ? vdl - vnow : 0);
+		int r = uni_shim_sleep_until(clk, ts_ns(&real), &left);
 		uni_shim_sleeping(0, 0);
 		if (r == 0)
 			uni_shim_idle_until(vdl);

@@ -1911,10 +1911,38 @@ void uni_shim_sleeping(int on, uint64_t ns)
 		r->wait_since = uni_now_ns();
 		tls.in_shim--;
 		r->wait_vt = tls.vt;
+		r->wait_deadline = 0;
+		r->wait_vdl = tls.vt + ns; /* when it wakes (unid's warp takes the earliest) */
 		/* It sends nothing before it wakes. */
 		atomic_store_explicit(&r->vt_pub, tls.vt + ns, memory_order_release);
 	}
 	atomic_store_explicit(&r->wait_kind, on ? UNI_WAIT_SLEEP : UNI_WAIT_NONE, memory_order_release);
+}
+
+#define SLEEP_SLICE_NS 20000000ull
+
+int uni_shim_sleep_until(clockid_t clk, uint64_t dl, uint64_t *left)
+{
+	struct uni_ring *r = sync_active() ? tls.ring : NULL;
+	uint32_t me = r ? (uint32_t)r->wait_since : 0;
+	*left = 0;
+	for (;;) {
+		uint64_t now = uni_shim_real_ns(clk);
+		if (now >= dl)
+			return 0;
+		if (r && atomic_load_explicit(&r->warp, memory_order_acquire) == me)
+			return 0; /* warped: the whole sleep is taken */
+		uint64_t until = r && dl - now > SLEEP_SLICE_NS ? now + SLEEP_SLICE_NS : dl;
+		struct timespec ts = ns_ts(until);
+		int e = uni_real.clock_nanosleep(clk, TIMER_ABSTIME, &ts, NULL);
+		if (e == EINTR) {
+			now = uni_shim_real_ns(clk);
+			*left = dl > now ? dl - now : 0;
+			return EINTR;
+		}
+		if (e)
+			return e;
+	}
 }
 
 void uni_shim_mutex_locked(void *m)

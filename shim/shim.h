@@ -210,6 +210,12 @@ int uni_shim_cond_wait(pthread_cond_t *cv, pthread_mutex_t *m, int how, clockid_
 		       const struct timespec *abs) UNI_HIDDEN;
 /* The calling thread sleeps (1, for ns) or stopped sleeping (0). */
 void uni_shim_sleeping(int on, uint64_t ns) UNI_HIDDEN;
+/* The real sleep of a thread that called uni_shim_sleeping(1, ...): until
+ * the real deadline dl on clk (ns), in slices, ending early when unid
+ * warps it (nothing else in the session can happen before it wakes:
+ * its virtual time is the same either way). 0, or EINTR with *left the
+ * real time it had left, or another clock_nanosleep error. */
+int uni_shim_sleep_until(clockid_t clk, uint64_t dl, uint64_t *left) UNI_HIDDEN;
 /* glibc keeps a condvar's clock in bit 1 of __wrefs. */
 clockid_t uni_cond_clock(const pthread_cond_t *cv) UNI_HIDDEN;
 

@@ -91,3 +91,32 @@ assert n == 4 * 4 * tok, f"{n} all_gathers, not 4 layers x {tok} tokens x 4 rank
 PYEOF
 done
 ok "position-wise (Voltage, Kilovolts): the unsharded model's tokens, an all_gather per layer and token"
+
+# Serving Poisson arrivals (continuous batching). At 0.01 requests per
+# second the server idles about 100 s (virtual) before each request: each
+# of those sleeps ends at once in real time (nothing else in the session
+# can happen first) with the same virtual time (the run's virtual length
+# exceeds the last arrival; unirun counts every idle sleep as ended
+# early). At 100 per second requests queue and are batched.
+timeout 120 "$UNIRUN" -n 4 --config "$CFG" --trace "$T/serve.unitrace" -- $PY "$EX/serve_poisson.py" --requests 3 --rate 0.01 \
+	--tokens 2 --check >"$T/serve.log" 2>&1 || { cat "$T/serve.log"; fail "serve_poisson.py (rate 0.01) under unirun"; }
+grep -q "^check: ok" "$T/serve.log" || { cat "$T/serve.log"; fail "serve_poisson.py: tokens differ from the unsharded model"; }
+grep "^served\|^delay\|^throughput\|^idle\|sleeps* ended early" "$T/serve.log"
+idle=$(sed -n 's/^idle: \([0-9]*\) sleeps.*/\1/p' "$T/serve.log")
+[ "${idle:-0}" -ge 1 ] || fail "serve_poisson.py at 0.01/s never idled"
+grep -q "^unirun: $idle sleeps* ended early" "$T/serve.log" || { cat "$T/serve.log"; fail "not every idle sleep ($idle) ended early"; }
+$PY - "$T/serve.log" <<'PYEOF' || fail "serving: virtual time"
+import re, sys
+log = open(sys.argv[1]).read()
+span = float(re.search(r"over ([0-9.]+) s", log).group(1))
+last = float(re.search(r"last arrival at ([0-9.]+) s", log).group(1))
+print(f"decoding span {span:.3f} s (virtual), last arrival {last:.3f} s")
+assert last > 100 and span > last, "the served span does not cover the arrivals"
+PYEOF
+timeout 120 "$UNIRUN" -n 4 --config "$CFG" --trace "$T/serve2.unitrace" -- $PY "$EX/serve_poisson.py" --requests 6 --rate 100 \
+	--tokens 2 --check >"$T/serve2.log" 2>&1 || { cat "$T/serve2.log"; fail "serve_poisson.py (rate 100) under unirun"; }
+grep -q "^check: ok" "$T/serve2.log" || { cat "$T/serve2.log"; fail "serve_poisson.py (rate 100): tokens differ"; }
+grep "^served" "$T/serve2.log"
+$PY -c 'import re, sys; b = float(re.search(r"mean batch ([0-9.]+)", open(sys.argv[1]).read()).group(1)); assert b > 1.5, b' "$T/serve2.log" ||
+	fail "serving at 100/s: requests were not batched"
+ok "serving Poisson arrivals: the unsharded model's tokens, idle sleeps ended early in wall time only, batching under load"

@@ -276,7 +276,10 @@ struct uni_ring {
 	/* 1 while the thread is inside Gloo's waitSend: the nic horizon counts
 	 * it at the completion time of the sends it posted (sim.c). */
 	_Atomic uint32_t wait_sending;
-	uint32_t pad6;
+	/* Set by unid to the low 32 bits of wait_since of the sleep it ends
+	 * early (nothing else in the session can happen first): the sleeping
+	 * thread wakes within a slice and takes its whole sleep. */
+	_Atomic uint32_t warp;
 	char stack[1536];            /* its native stack, captured once it waited 1 s */
 	struct uni_ev ev[UNI_RING_CAP];
 };
@@ -322,6 +325,8 @@ struct uni_shm_hdr {
 	double net_bandwidth_bps;        /* choice of algorithm by size */
 	uint64_t sched_off;              /* alpha-beta: sched[UNI_SCHED_LOGS] (0: none) */
 	uint64_t send_buffer;            /* network.send_buffer (UINT64_MAX: unlimited) */
+	_Atomic uint64_t warps;          /* sleeps unid ended early (uni_ring.warp) ... */
+	_Atomic uint64_t warp_saved_ns;  /* ... and the real time they had left */
 	char deadlock_report[512];       /* where unid wrote the report */
 	char trace_path[512];
 	char config_path[512];
