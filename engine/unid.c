@@ -1068,6 +1068,8 @@ static void maybe_warp(uint64_t now)
 	}
 	struct uni_ring *sr = uni_shm_ring(D.h, cand);
 	uint64_t since = sr->wait_since;
+	if (atomic_load_explicit(&sr->warp, memory_order_relaxed) == (uint32_t)since)
+		return; /* ended already; the thread notices within its slice */
 	const char *why = NULL;
 	int wrank = -1, wtid = 0;
 	if (now - since < WARP_QUIET_NS)
@@ -1134,6 +1136,9 @@ static void maybe_warp(uint64_t now)
 	/* Its real time left (relative sleeps: wait_vdl - wait_vt of virtual
 	 * time, slept in real time since wait_since). */
 	uint64_t asked = sr->wait_vdl - sr->wait_vt, slept = now - since;
+	if (debug_deadlock())
+		logmsg("sleep of rank %d tid %d ended early: %.3f s asked, %.3f s slept", sr->rank, sr->tid,
+		       (double)asked / 1e9, (double)slept / 1e9);
 	atomic_fetch_add(&D.h->warps, 1);
 	atomic_fetch_add(&D.h->warp_saved_ns, asked > slept ? asked - slept : 0);
 	atomic_store_explicit(&sr->warp, (uint32_t)since, memory_order_release);
