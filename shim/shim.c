@@ -1064,7 +1064,11 @@ static void sim_recv(struct shim_conn *sc, const struct iovec *iov, int cnt, siz
 	uint64_t off = atomic_fetch_add(&sc->rx, n);
 	if (!r)
 		return;
-	if (tls.loop && !tls.dispatcher) {
+	/* An event loop that reads modelled bytes handles them for others
+	 * (Gloo's loop thread): a dispatcher. Not the process's main thread:
+	 * a loop there is the program itself (asyncio), with a clock of its
+	 * own (it used to read real time and charge its compute to nobody). */
+	if (tls.loop && !tls.dispatcher && tls.tid != (uint32_t)g_pid) {
 		tls.dispatcher = 1;
 		r->dispatcher = 1;
 	}

@@ -1,0 +1,39 @@
+#!/bin/bash
+# A program's own asyncio event loop in a rank's main thread (simulate
+# mode): it has a clock of its own, as any program thread (it used to be
+# taken for an event loop working for others, like Gloo's: its clock read
+# real time and its compute was charged to nobody). Rank 1's asyncio server
+# reads a 4 MB message no earlier than its last byte arrives (latency +
+# S x 8 / bandwidth after rank 0's sendall began; it was read 54 ms after
+# in "real" time before) and its compute is charged at its slowdown
+# (virtual / CPU = 2.0 within 5%; it was 1.0).
+#   test_sim_asyncio.sh UNIRUN
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+UNIRUN=$1
+T=$(mktemp -d /tmp/uni-asyncio.XXXXXX)
+trap 'rm -rf "$T"' EXIT
+cat >"$T/c.yaml" <<YAML
+mode: simulate
+network: { model: alpha-beta, default: { latency: 2ms, bandwidth: 100Mbit } }
+devices:
+  ranks: { 1: { slowdown: 2.0 } }
+YAML
+timeout 120 "$UNIRUN" -n 2 --config "$T/c.yaml" --trace "$T/t.unitrace" -- $PY "$HERE/sim_asyncio.py" "$T" >"$T/log" 2>&1 ||
+	{ cat "$T/log"; fail "sim_asyncio under unirun"; }
+$PY - "$T" <<'PYEOF' || fail "asyncio main thread's clock"
+import sys
+d = sys.argv[1]
+send = open(d + "/rank0.txt").read().split()
+recv, comp = [l.split() for l in open(d + "/rank1.txt").read().splitlines()]
+size, t0 = int(send[1]), int(send[2])
+tr = int(recv[2])
+virt, cpu = int(comp[1]), int(comp[2])
+arr = t0 + 2e6 + size * 8e9 / 1e8
+print(f"last byte read at +{(tr - t0) / 1e6:.3f} ms (arrives +{(arr - t0) / 1e6:.3f} ms); "
+      f"compute {virt / 1e6:.3f} ms virtual for {cpu / 1e6:.3f} ms CPU (x{virt / cpu:.3f})")
+assert tr >= arr - 1e3, "the asyncio loop read the message before it arrived"
+assert tr - t0 < 3 * (arr - t0), "the asyncio loop read the message far after it arrived"
+assert abs(virt / cpu - 2.0) < 0.1, "the asyncio loop's compute is not charged at its slowdown"
+PYEOF
+ok "an asyncio loop in a rank's main thread: reads at the arrival, compute at its slowdown"
