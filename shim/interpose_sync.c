@@ -16,13 +16,20 @@
 			uni_shim_ensure_init(); \
 	} while (0)
 
+/* A wait for I/O that timed out (returned 0 after a positive time-out):
+ * the thread waited that long, in virtual time too (asyncio's timers
+ * and Python's socket time-outs are computed from the virtual clock: a
+ * time-out that left the clock where it was made asyncio.sleep wait for
+ * ever). */
+#define IO_WAIT_END(r, ms)                                       	do {                                                     		int e_ = errno;                                  		uni_shim_epoll_exit();                           		if ((r) == 0 && (ms) > 0)                        			uni_shim_io_timed_out((uint64_t)(ms) * 1000000ull); 		errno = e_;                                      	} while (0)
+
 UNI_EXTERN int epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
 {
 	ENSURE(epoll_wait);
 	if (uni_shim_in_shim() || !uni_shim_epoll_enter())
 		return uni_real.epoll_wait(epfd, ev, max, timeout);
 	int r = uni_real.epoll_wait(epfd, ev, max, timeout);
-	uni_shim_epoll_exit();
+	IO_WAIT_END(r, timeout);
 	return r;
 }
 
@@ -32,7 +39,7 @@ UNI_EXTERN int epoll_pwait(int epfd, struct epoll_event *ev, int max, int timeou
 	if (uni_shim_in_shim() || !uni_shim_epoll_enter())
 		return uni_real.epoll_pwait(epfd, ev, max, timeout, ss);
 	int r = uni_real.epoll_pwait(epfd, ev, max, timeout, ss);
-	uni_shim_epoll_exit();
+	IO_WAIT_END(r, timeout);
 	return r;
 }
 
@@ -42,7 +49,7 @@ UNI_EXTERN int poll(struct pollfd *fds, nfds_t n, int timeout)
 	if (UNI_LIKELY(!uni_shim_sync_on) || uni_shim_in_shim() || !uni_shim_poll_enter())
 		return uni_real.poll(fds, n, timeout);
 	int r = uni_real.poll(fds, n, timeout);
-	uni_shim_epoll_exit();
+	IO_WAIT_END(r, timeout);
 	return r;
 }
 
@@ -52,7 +59,11 @@ UNI_EXTERN int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts, co
 	if (UNI_LIKELY(!uni_shim_sync_on) || uni_shim_in_shim() || !uni_shim_poll_enter())
 		return uni_real.ppoll(fds, n, ts, ss);
 	int r = uni_real.ppoll(fds, n, ts, ss);
+	int e = errno;
 	uni_shim_epoll_exit();
+	if (r == 0 && ts && (ts->tv_sec > 0 || ts->tv_nsec > 0))
+		uni_shim_io_timed_out((uint64_t)ts->tv_sec * 1000000000ull + (uint64_t)ts->tv_nsec);
+	errno = e;
 	return r;
 }
 

@@ -2471,6 +2471,20 @@ void uni_shim_epoll_exit(void)
 	}
 }
 
+void uni_shim_io_timed_out(uint64_t ns)
+{
+	/* A loop thread other than the main one (Gloo's, before its first
+	 * read) ticks with short time-outs: its clock must not creep. */
+	if (!g_vclock || !sync_active() || !tls.ring || tls.dispatcher ||
+	    (tls.loop && tls.tid != (uint32_t)g_pid))
+		return;
+	int saved = errno;
+	tls.in_shim++;
+	uni_shim_idle_for(ns);
+	tls.in_shim--;
+	errno = saved;
+}
+
 static void conn_unref(uint32_t slot1)
 {
 	struct shim_conn *sc = &g_conns[slot1 - 1];

@@ -117,6 +117,10 @@ void uni_shim_io_end(uint32_t slot1, int is_send, const struct iovec *iov, int c
  * must be called after the wait. */
 int uni_shim_epoll_enter(void) UNI_HIDDEN;
 void uni_shim_epoll_exit(void) UNI_HIDDEN;
+/* epoll_wait/poll/ppoll returned 0 after a time-out of ns: a thread with
+ * a clock of its own (not a dispatcher, not a loop thread that has not
+ * read yet other than the main one) moves it on by ns (idle time). */
+void uni_shim_io_timed_out(uint64_t ns) UNI_HIDDEN;
 /* poll/ppoll: the same for a thread that is not an event loop (the
  * rendezvous store's threads sit in poll). */
 int uni_shim_poll_enter(void) UNI_HIDDEN;

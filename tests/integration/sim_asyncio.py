@@ -4,9 +4,13 @@ main thread runs an asyncio event loop (epoll) serving one connection: it
 reads one message of --size bytes (readexactly), notes its clock, computes
 a fixed block of pure-Python work timed with its clock and its thread CPU
 time, and replies one byte. Rank 0 connects with a blocking socket, sends
-the message with sendall and waits for the reply. Writes to DIR/rankR.txt:
-  rank 0: "send SIZE t_before"
-  rank 1: "recv SIZE t_last_byte" and "compute VIRTUAL_NS CPU_NS"
+the message with sendall and waits for the reply. Before that, rank 1
+awaits asyncio.sleep(0.25) (a timer: an epoll_wait time-out) and rank 0
+waits 0.1 s for a byte that does not come on its socket with a time-out
+(a poll time-out). Writes to DIR/rankR.txt:
+  rank 0: "timeout VIRTUAL_NS" and "send SIZE t_before"
+  rank 1: "asleep VIRTUAL_NS", "recv SIZE t_last_byte" and
+          "compute VIRTUAL_NS CPU_NS"
 Rank 1 listens on a free port it writes to DIR/port. Used by
 test_sim_asyncio.sh."""
 import argparse
@@ -35,6 +39,10 @@ async def serve():
     out = open(os.path.join(args.dir, "rank1.txt"), "w")
 
     async def handle(reader, writer):
+        # asyncio's timers: an epoll_wait time-out moves the clock on.
+        s0 = time.monotonic_ns()
+        await asyncio.sleep(0.25)
+        print(f"asleep {time.monotonic_ns() - s0}", file=out, flush=True)
         msg = await reader.readexactly(args.size)
         t = time.monotonic_ns()
         assert msg == bytes([7]) * args.size, "wrong bytes"
@@ -66,6 +74,15 @@ else:
     s = socket.create_connection(("127.0.0.1", port))
     data = bytes([7]) * args.size
     out = open(os.path.join(args.dir, "rank0.txt"), "w")
+    # A socket time-out (CPython polls with it): 100 ms of virtual time.
+    s.settimeout(0.1)
+    w0 = time.monotonic_ns()
+    try:
+        s.recv(1)
+        print("timeout none", file=out, flush=True)
+    except socket.timeout:
+        print(f"timeout {time.monotonic_ns() - w0}", file=out, flush=True)
+    s.settimeout(None)
     t0 = time.monotonic_ns()
     s.sendall(data)
     assert s.recv(1) == b"k"

@@ -6,7 +6,10 @@
 # reads a 4 MB message no earlier than its last byte arrives (latency +
 # S x 8 / bandwidth after rank 0's sendall began; it was read 54 ms after
 # in "real" time before) and its compute is charged at its slowdown
-# (virtual / CPU = 2.0 within 5%; it was 1.0).
+# (virtual / CPU = 2.0 within 5%; it was 1.0). Its asyncio.sleep(0.25)
+# takes 250 ms (an epoll_wait time-out moves the clock on; it used to wait
+# for ever: asyncio's timers are computed from the virtual clock), and a
+# socket time-out of 0.1 s in rank 0 (a poll time-out) 100 ms.
 #   test_sim_asyncio.sh UNIRUN
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -24,8 +27,11 @@ timeout 120 "$UNIRUN" -n 2 --config "$T/c.yaml" --trace "$T/t.unitrace" -- $PY "
 $PY - "$T" <<'PYEOF' || fail "asyncio main thread's clock"
 import sys
 d = sys.argv[1]
-send = open(d + "/rank0.txt").read().split()
-recv, comp = [l.split() for l in open(d + "/rank1.txt").read().splitlines()]
+tmo, send = [l.split() for l in open(d + "/rank0.txt").read().splitlines()]
+slept, recv, comp = [l.split() for l in open(d + "/rank1.txt").read().splitlines()]
+print(f"asyncio.sleep(0.25): {int(slept[1]) / 1e6:.3f} ms virtual; socket time-out 0.1 s: {tmo[1]}")
+assert tmo[1] != "none" and 100e6 <= int(tmo[1]) < 105e6, "the socket time-out did not take 100 ms"
+assert 250e6 <= int(slept[1]) < 255e6, "asyncio.sleep(0.25) did not take 250 ms"
 size, t0 = int(send[1]), int(send[2])
 tr = int(recv[2])
 virt, cpu = int(comp[1]), int(comp[2])
@@ -36,4 +42,4 @@ assert tr >= arr - 1e3, "the asyncio loop read the message before it arrived"
 assert tr - t0 < 3 * (arr - t0), "the asyncio loop read the message far after it arrived"
 assert abs(virt / cpu - 2.0) < 0.1, "the asyncio loop's compute is not charged at its slowdown"
 PYEOF
-ok "an asyncio loop in a rank's main thread: reads at the arrival, compute at its slowdown"
+ok "an asyncio loop in a rank's main thread: reads at the arrival, compute at its slowdown, timers and socket time-outs in virtual time"
