@@ -1094,7 +1094,7 @@ static void maybe_warp(uint64_t now)
 		wtid = ring->tid;
 		if (wk == UNI_WAIT_SLEEP && ring->wait_vdl < w)
 			why = "an earlier sleeper";
-		else if (wk == UNI_WAIT_COND && ring->wait_vdl && ring->wait_vdl < w)
+		else if ((wk == UNI_WAIT_COND || wk == UNI_WAIT_POLL) && ring->wait_vdl && ring->wait_vdl < w)
 			why = "a timed wait ends first";
 		else if (wk == UNI_WAIT_COND && !ring->wait_vdl && ring->wait_deadline &&
 			 ring->wait_deadline < now + 10000000000ull)

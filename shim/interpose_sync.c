@@ -16,6 +16,9 @@
 			uni_shim_ensure_init(); \
 	} while (0)
 
+/* A time-out in ms as ns (-1: none). */
+#define MS_NS(ms) ((ms) > 0 ? (int64_t)(ms) * 1000000ll : (ms) == 0 ? 0 : -1)
+
 /* A wait for I/O that timed out (returned 0 after a positive time-out):
  * the thread waited that long, in virtual time too (asyncio's timers
  * and Python's socket time-outs are computed from the virtual clock: a
@@ -26,7 +29,7 @@
 UNI_EXTERN int epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
 {
 	ENSURE(epoll_wait);
-	if (uni_shim_in_shim() || !uni_shim_epoll_enter())
+	if (uni_shim_in_shim() || !uni_shim_epoll_enter(MS_NS(timeout)))
 		return uni_real.epoll_wait(epfd, ev, max, timeout);
 	int r = uni_real.epoll_wait(epfd, ev, max, timeout);
 	IO_WAIT_END(r, timeout);
@@ -36,7 +39,7 @@ UNI_EXTERN int epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout
 UNI_EXTERN int epoll_pwait(int epfd, struct epoll_event *ev, int max, int timeout, const sigset_t *ss)
 {
 	ENSURE(epoll_pwait);
-	if (uni_shim_in_shim() || !uni_shim_epoll_enter())
+	if (uni_shim_in_shim() || !uni_shim_epoll_enter(MS_NS(timeout)))
 		return uni_real.epoll_pwait(epfd, ev, max, timeout, ss);
 	int r = uni_real.epoll_pwait(epfd, ev, max, timeout, ss);
 	IO_WAIT_END(r, timeout);
@@ -46,7 +49,7 @@ UNI_EXTERN int epoll_pwait(int epfd, struct epoll_event *ev, int max, int timeou
 UNI_EXTERN int poll(struct pollfd *fds, nfds_t n, int timeout)
 {
 	ENSURE(poll);
-	if (UNI_LIKELY(!uni_shim_sync_on) || uni_shim_in_shim() || !uni_shim_poll_enter())
+	if (UNI_LIKELY(!uni_shim_sync_on) || uni_shim_in_shim() || !uni_shim_poll_enter(MS_NS(timeout)))
 		return uni_real.poll(fds, n, timeout);
 	int r = uni_real.poll(fds, n, timeout);
 	IO_WAIT_END(r, timeout);
@@ -56,12 +59,16 @@ UNI_EXTERN int poll(struct pollfd *fds, nfds_t n, int timeout)
 UNI_EXTERN int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts, const sigset_t *ss)
 {
 	ENSURE(ppoll);
-	if (UNI_LIKELY(!uni_shim_sync_on) || uni_shim_in_shim() || !uni_shim_poll_enter())
+	if (UNI_LIKELY(!uni_shim_sync_on) || uni_shim_in_shim() ||
+	    !uni_shim_poll_enter(!ts ? -1
+				 : ts->tv_sec < 0 || (uint64_t)ts->tv_sec > UNI_SLEEP_FOREVER_S
+				     ? -1
+				     : (int64_t)ts->tv_sec * 1000000000ll + ts->tv_nsec))
 		return uni_real.ppoll(fds, n, ts, ss);
 	int r = uni_real.ppoll(fds, n, ts, ss);
 	int e = errno;
 	uni_shim_epoll_exit();
-	if (r == 0 && ts && (ts->tv_sec > 0 || ts->tv_nsec > 0))
+	if (r == 0 && ts && (ts->tv_sec > 0 || ts->tv_nsec > 0) && (uint64_t)ts->tv_sec <= UNI_SLEEP_FOREVER_S)
 		uni_shim_io_timed_out((uint64_t)ts->tv_sec * 1000000000ull + (uint64_t)ts->tv_nsec);
 	errno = e;
 	return r;

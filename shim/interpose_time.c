@@ -65,6 +65,10 @@ static int rel_sleep(const struct timespec *req, struct timespec *rem)
 	uint64_t want = ts_ns(req), left = 0;
 	if (req->tv_nsec < 0 || req->tv_nsec >= 1000000000L || req->tv_sec < 0)
 		return EINVAL;
+	/* "For ever" (sleep_for(seconds::max()), Duration::MAX: past any
+	 * clock's range in ns): the kernel's own sleep, as without the shim. */
+	if ((uint64_t)req->tv_sec > UNI_SLEEP_FOREVER_S)
+		return uni_real.clock_nanosleep(CLOCK_MONOTONIC, 0, req, rem);
 	uni_shim_sleeping(1, want);
 	int r = uni_shim_sleep_until(CLOCK_MONOTONIC, uni_shim_real_ns(CLOCK_MONOTONIC) + want, &left);
 	uni_shim_sleeping(0, 0);
@@ -101,12 +105,19 @@ UNI_EXTERN int clock_nanosleep(clockid_t clk, int flags, const struct timespec *
 		uint64_t vdl;
 		if (uni_shim_deadline(clk, req, &real, &vdl) < 0)
 			return uni_real.clock_nanosleep(clk, flags, req, rem);
-		uint64_t left, vnow = uni_shim_thread_vt();
+		uint64_t left, vnow = uni_shim_thread_vt(), dl = ts_ns(&real), t0 = uni_shim_real_ns(clk);
 		uni_shim_sleeping(1, vdl > vnow ? vdl - vnow : 0);
-		int r = uni_shim_sleep_until(clk, ts_ns(&real), &left);
+		int r = uni_shim_sleep_until(clk, dl, &left);
 		uni_shim_sleeping(0, 0);
 		if (r == 0)
 			uni_shim_idle_until(vdl);
+		else if (r == EINTR) {
+			/* The time it slept is slept: a caller that retries with
+			 * the same deadline (CPython does) gets nearer each time,
+			 * even under a stream of signals. */
+			uint64_t slept = dl - left > t0 ? dl - left - t0 : 0;
+			uni_shim_idle_until(vnow + slept < vdl ? vnow + slept : vdl);
+		}
 		return r;
 	}
 	return rel_sleep(req, rem);

@@ -80,6 +80,9 @@ struct shim_tls {
 	uint64_t waited;     /* simulate: clock advanced by wake-ups and arrivals */
 	uint64_t idled;      /* simulate: clock advanced by sleeps and timed-out waits */
 	void *slice_cv;      /* a 1 s slice of a wait on it just ended (same wait goes on) */
+	struct timespec slice_abs, slice_real; /* that wait's deadline as the caller gave it,
+	                        and the real one it was converted to (kept across slices) */
+	uint64_t slice_vdl;  /* ... and its virtual one */
 	uint64_t last_src;   /* the SIGNAL event of the last hand-off it took (emit_take) */
 	uint32_t quiet;      /* inside a Gloo buffer call: condvars and mutexes carry no time */
 	uint32_t ring_idx;   /* index of ring in the segment */
@@ -241,6 +244,7 @@ static struct uni_ring *claim_ring(int tid)
 		atomic_store_explicit(&r->wake_floor, UINT64_MAX, memory_order_relaxed);
 		atomic_store_explicit(&r->wait_kind, UNI_WAIT_NONE, memory_order_relaxed);
 		atomic_store_explicit(&r->wait_sending, 0, memory_order_relaxed);
+		atomic_store_explicit(&r->warp, 0, memory_order_relaxed);
 		atomic_store_explicit(&r->vt_pub, tls.vt, memory_order_relaxed);
 		r->wait_vdl = 0;
 		/* Requests continue from the ring's last answer, so a late
@@ -301,6 +305,7 @@ static void adopt_ring(struct uni_ring *r)
 	tls.tid = (uint32_t)r->tid;
 	tls.nev = 0;
 	tls.pend_d = tls.pend_cpu = 0;
+	tls.last_src = 0; /* (a forked child's first take is not its parent's) */
 	pthread_setspecific(g_thread_key, r);
 	uint64_t now = g_mode == UNI_MODE_SIMULATE ? tls.vt : shim_now();
 	struct uni_ev e = {.kind = UNI_EV_THREAD, .t0 = now, .t1 = now, .a = (uint64_t)r->tid};
@@ -1192,6 +1197,31 @@ static int sent_local(uint32_t idx, uint64_t end, uint64_t stamp)
 	return r != NULL;
 }
 
+/* O_NONBLOCK of a connection's socket: 1 blocking, 2 non-blocking, 0 not
+ * known (fcntl failed). Read once and again only after fcntl(F_SETFL) or
+ * ioctl(FIONBIO) on the socket (a system call per write cost 1.2 us on
+ * this VM). */
+static uint32_t conn_nb(struct shim_conn *sc, int fd)
+{
+	uint32_t nb = atomic_load_explicit(&sc->nb, memory_order_acquire);
+	if (!nb) {
+		uint32_t gen = atomic_load_explicit(&sc->nb_gen, memory_order_acquire);
+		int saved = errno;
+		int fl = uni_real.fcntl(fd, F_GETFL);
+		errno = saved;
+		if (fl < 0)
+			return 0;
+		nb = (fl & O_NONBLOCK) ? 2 : 1;
+		atomic_store_explicit(&sc->nb, nb, memory_order_release);
+		/* Flags changed by another thread since the read: read again
+		 * next time (that thread's clear may have come before our
+		 * store). */
+		if (atomic_load_explicit(&sc->nb_gen, memory_order_acquire) != gen)
+			atomic_store_explicit(&sc->nb, 0, memory_order_release);
+	}
+	return nb;
+}
+
 /* A blocking write on a modelled connection (simulate mode). The kernel
  * would hold the writer until the reader took what does not fit in the
  * socket buffers, and the reader, having read bytes of a write that has
@@ -1226,26 +1256,7 @@ int uni_shim_send_blocking(uint32_t slot1, int fd, int flags, const struct iovec
 		    UNI_CONN_UNMODELLED ||
 	    (!sc->gf.out.broken && sc->gf.out.messages > 0))
 		return 0;
-	/* O_NONBLOCK, read once and again only after fcntl(F_SETFL) or
-	 * ioctl(FIONBIO) on the socket (a system call per write cost 1.2 us
-	 * on this VM). */
-	uint32_t nb = atomic_load_explicit(&sc->nb, memory_order_acquire);
-	if (!nb) {
-		uint32_t gen = atomic_load_explicit(&sc->nb_gen, memory_order_acquire);
-		int saved = errno;
-		int fl = uni_real.fcntl(fd, F_GETFL);
-		errno = saved;
-		if (fl < 0)
-			return 0;
-		nb = (fl & O_NONBLOCK) ? 2 : 1;
-		atomic_store_explicit(&sc->nb, nb, memory_order_release);
-		/* Flags changed by another thread since the read: read again
-		 * next time (that thread's clear may have come before our
-		 * store). */
-		if (atomic_load_explicit(&sc->nb_gen, memory_order_acquire) != gen)
-			atomic_store_explicit(&sc->nb, 0, memory_order_release);
-	}
-	if (nb != 1)
+	if (conn_nb(sc, fd) != 1)
 		return 0;
 	int saved = errno;
 	struct iovec cur[64];
@@ -1779,7 +1790,15 @@ int uni_shim_cond_wait(pthread_cond_t *cv, pthread_mutex_t *m, int how, clockid_
 	struct timespec real_dl, slice;
 	uint64_t vdl = 0;
 	const struct timespec *use = abs;
-	if (abs && g_vclock && !tls.dispatcher && uni_shim_deadline(clk, abs, &real_dl, &vdl) == 0)
+	if (abs && g_vclock && !tls.dispatcher && tls.slice_cv == cv && tls.slice_abs.tv_sec == abs->tv_sec &&
+	    tls.slice_abs.tv_nsec == abs->tv_nsec) {
+		/* The same wait after one of our 1 s slices: the same real
+		 * deadline (converted again from a clock that has not moved, it
+		 * moved on a second each slice: the wait never timed out). */
+		real_dl = tls.slice_real;
+		vdl = tls.slice_vdl;
+		use = &real_dl;
+	} else if (abs && g_vclock && !tls.dispatcher && uni_shim_deadline(clk, abs, &real_dl, &vdl) == 0)
 		use = &real_dl;
 	else
 		vdl = 0;
@@ -1822,6 +1841,12 @@ int uni_shim_cond_wait(pthread_cond_t *cv, pthread_mutex_t *m, int how, clockid_
 			uni_real.mutex_lock(m);
 		}
 		tls.slice_cv = cv;
+		if (abs && vdl) {
+			tls.slice_abs = *abs;
+			tls.slice_real = real_dl;
+			tls.slice_vdl = vdl;
+		} else
+			tls.slice_abs.tv_sec = -1;
 		rc = 0; /* a spurious wake-up: the caller re-checks and waits again */
 	}
 	if (r)
@@ -1904,21 +1929,36 @@ void uni_shim_thread_begin(uint64_t vt, void *ring, uint64_t src)
 
 void uni_shim_sleeping(int on, uint64_t ns)
 {
-	if (!sync_active() || !tls.ring)
+	if (!sync_active())
 		return;
-	struct uni_ring *r = tls.ring;
+	/* (A thread whose first call into the shim is this sleep claims its
+	 * ring now: unid must see every sleeper before it ends one early.) */
+	tls.in_shim++;
+	struct uni_ring *r = on ? thread_ring() : tls.ring;
+	tls.in_shim--;
+	if (!r)
+		return;
+	if (!on) {
+		/* The sleep's own CPU (its slices) is nobody's compute. */
+		tls.in_shim++;
+		leave();
+		r->wait_vdl = 0;
+		tls.in_shim--;
+	}
 	if (on) {
 		tls.in_shim++; /* our own clock read is the real one */
 		/* What it computed before it went to sleep is compute. */
 		if (!tls.dispatcher)
 			charge();
+		r = tls.ring; /* (charge may have moved it to a new ring after a fork) */
 		r->wait_since = uni_now_ns();
 		tls.in_shim--;
 		r->wait_vt = tls.vt;
 		r->wait_deadline = 0;
-		r->wait_vdl = tls.vt + ns; /* when it wakes (unid's warp takes the earliest) */
+		/* When it wakes (unid's warp takes the earliest), saturated. */
+		r->wait_vdl = ns > UINT64_MAX - tls.vt ? UINT64_MAX : tls.vt + ns;
 		/* It sends nothing before it wakes. */
-		atomic_store_explicit(&r->vt_pub, tls.vt + ns, memory_order_release);
+		atomic_store_explicit(&r->vt_pub, r->wait_vdl, memory_order_release);
 	}
 	atomic_store_explicit(&r->wait_kind, on ? UNI_WAIT_SLEEP : UNI_WAIT_NONE, memory_order_release);
 }
@@ -2036,8 +2076,8 @@ int uni_shim_vnow(clockid_t clk, struct timespec *ts)
 int uni_shim_deadline(clockid_t clk, const struct timespec *abs, struct timespec *real, uint64_t *vdl)
 {
 	int k = clock_kind(clk);
-	if (!k || !abs)
-		return -1;
+	if (!k || !abs || abs->tv_sec < 0 || (uint64_t)abs->tv_sec > UNI_SLEEP_FOREVER_S)
+		return -1; /* none, or "for ever": the caller's as it is */
 	int saved = errno;
 	tls.in_shim++;
 	uint64_t base = k == 1 ? g_epoch : g_epoch_real;
@@ -2377,7 +2417,20 @@ static void mark_poller(void)
 		tls.poller = 1;
 }
 
-int uni_shim_epoll_enter(void)
+/* A wait for I/O: published with its virtual deadline when it has a
+ * time-out that moves the clock (uni_shim_io_timed_out), else none (a
+ * deadline left from an earlier wait held the nic network back, and a
+ * sleep that unid ended early could pass a time-out that comes first). */
+static void poll_wait_publish(struct uni_ring *r, int64_t timeout_ns)
+{
+	r->wait_deadline = 0;
+	r->wait_vdl = timeout_ns > 0 && g_vclock && !(tls.loop && tls.tid != (uint32_t)g_pid)
+			      ? tls.vt + (uint64_t)timeout_ns
+			      : 0;
+	atomic_store_explicit(&r->wait_kind, UNI_WAIT_POLL, memory_order_release);
+}
+
+int uni_shim_epoll_enter(int64_t timeout_ns)
 {
 	if (g_mode != UNI_MODE_SIMULATE || atomic_load_explicit(&g_state, memory_order_relaxed) != ST_ATTACHED)
 		return 0;
@@ -2403,7 +2456,7 @@ int uni_shim_epoll_enter(void)
 		 * (its clock would creep with every idle tick's CPU). */
 		charge();
 		if (tls.ring)
-			atomic_store_explicit(&tls.ring->wait_kind, UNI_WAIT_POLL, memory_order_release);
+			poll_wait_publish(tls.ring, timeout_ns);
 	}
 	horizon_moved();
 	tls.in_shim--;
@@ -2442,7 +2495,7 @@ ssize_t uni_shim_read_clamp(uint32_t slot1, int fd, size_t n, int flags)
 	return -1;
 }
 
-int uni_shim_poll_enter(void)
+int uni_shim_poll_enter(int64_t timeout_ns)
 {
 	if (g_mode != UNI_MODE_SIMULATE || atomic_load_explicit(&g_state, memory_order_relaxed) != ST_ATTACHED ||
 	    tls.dispatcher || !tls.ring)
@@ -2451,7 +2504,7 @@ int uni_shim_poll_enter(void)
 	tls.in_shim++;
 	mark_poller();
 	charge();
-	atomic_store_explicit(&tls.ring->wait_kind, UNI_WAIT_POLL, memory_order_release);
+	poll_wait_publish(tls.ring, timeout_ns);
 	tls.in_shim--;
 	errno = saved;
 	return 1;

@@ -115,7 +115,7 @@ void uni_shim_io_end(uint32_t slot1, int is_send, const struct iovec *iov, int c
  * it waits in it, the nic horizon leaves it out (what wakes it is I/O, and
  * a modelled read gives it the bytes' arrival). enter returns 1 when exit
  * must be called after the wait. */
-int uni_shim_epoll_enter(void) UNI_HIDDEN;
+int uni_shim_epoll_enter(int64_t timeout_ns) UNI_HIDDEN;
 void uni_shim_epoll_exit(void) UNI_HIDDEN;
 /* epoll_wait/poll/ppoll returned 0 after a time-out of ns: a thread with
  * a clock of its own (not a dispatcher, not a loop thread that has not
@@ -123,7 +123,7 @@ void uni_shim_epoll_exit(void) UNI_HIDDEN;
 void uni_shim_io_timed_out(uint64_t ns) UNI_HIDDEN;
 /* poll/ppoll: the same for a thread that is not an event loop (the
  * rendezvous store's threads sit in poll). */
-int uni_shim_poll_enter(void) UNI_HIDDEN;
+int uni_shim_poll_enter(int64_t timeout_ns) UNI_HIDDEN;
 /* nic: event loops read only final bytes. uni_shim_read_clamp gives how
  * many of n bytes a read on tracked fd (slot1) may take, or -1: none now
  * (the caller fails with EAGAIN; the loop's next epoll_wait waits for the
@@ -220,6 +220,10 @@ void uni_shim_sleeping(int on, uint64_t ns) UNI_HIDDEN;
  * its virtual time is the same either way). 0, or EINTR with *left the
  * real time it had left, or another clock_nanosleep error. */
 int uni_shim_sleep_until(clockid_t clk, uint64_t dl, uint64_t *left) UNI_HIDDEN;
+/* Seconds past which a sleep or an absolute deadline is "for ever"
+ * (about 317 years, past any CLOCK_REALTIME date we will see; in ns still
+ * below 2^64): left to the kernel as it is. */
+#define UNI_SLEEP_FOREVER_S 10000000000ull
 /* glibc keeps a condvar's clock in bit 1 of __wrefs. */
 clockid_t uni_cond_clock(const pthread_cond_t *cv) UNI_HIDDEN;
 

@@ -9,22 +9,26 @@
 # (virtual / CPU = 2.0 within 5%; it was 1.0). Its asyncio.sleep(0.25)
 # takes 250 ms (an epoll_wait time-out moves the clock on; it used to wait
 # for ever: asyncio's timers are computed from the virtual clock), and a
-# socket time-out of 0.1 s in rank 0 (a poll time-out) 100 ms.
+# socket time-out of 0.1 s in rank 0 (a poll time-out) 100 ms. Under
+# alpha-beta and nic.
 #   test_sim_asyncio.sh UNIRUN
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 UNIRUN=$1
 T=$(mktemp -d /tmp/uni-asyncio.XXXXXX)
 trap 'rm -rf "$T"' EXIT
+for model in alpha-beta nic; do
 cat >"$T/c.yaml" <<YAML
 mode: simulate
-network: { model: alpha-beta, default: { latency: 2ms, bandwidth: 100Mbit } }
+network: { model: $model, default: { latency: 2ms, bandwidth: 100Mbit } }
 devices:
   ranks: { 1: { slowdown: 2.0 } }
 YAML
+rm -f "$T/port" "$T"/rank*.txt
 timeout 120 "$UNIRUN" -n 2 --config "$T/c.yaml" --trace "$T/t.unitrace" -- $PY "$HERE/sim_asyncio.py" "$T" >"$T/log" 2>&1 ||
-	{ cat "$T/log"; fail "sim_asyncio under unirun"; }
-$PY - "$T" <<'PYEOF' || fail "asyncio main thread's clock"
+	{ cat "$T/log"; fail "sim_asyncio under unirun ($model)"; }
+echo "$model:"
+$PY - "$T" <<'PYEOF' || fail "asyncio main thread's clock ($model)"
 import sys
 d = sys.argv[1]
 tmo, send = [l.split() for l in open(d + "/rank0.txt").read().splitlines()]
@@ -42,4 +46,5 @@ assert tr >= arr - 1e3, "the asyncio loop read the message before it arrived"
 assert tr - t0 < 3 * (arr - t0), "the asyncio loop read the message far after it arrived"
 assert abs(virt / cpu - 2.0) < 0.1, "the asyncio loop's compute is not charged at its slowdown"
 PYEOF
+done
 ok "an asyncio loop in a rank's main thread: reads at the arrival, compute at its slowdown, timers and socket time-outs in virtual time"

@@ -1,0 +1,44 @@
+#!/bin/bash
+# Sleeps and timed waits in simulate mode (docs/simulate.md, "The
+# program's clock"), the cases a review found broken:
+# - sleepprobe (C, one rank): nanosleep({LONG_MAX, 0}) is "for ever"
+#   (interrupted by a signal: -1 EINTR, the clock not moved back); a
+#   thread whose first call into the shim is a 300 ms sleep is seen by
+#   unid (the main thread's 5 s sleep ends after it); a condition wait
+#   with a deadline 3 s away times out after 3000 ms (its 1 s slices used
+#   to move the deadline on);
+# - sim_sleeps.py (two ranks): a 0.3 s sleep under a SIGALRM every 50 ms
+#   ends after 300 ms; a 2 s sleep while the other rank computes takes
+#   2000 ms (its slices are not compute); a 1 s socket time-out that ends
+#   before the other rank's 3 s sleep is not passed by ending that sleep
+#   early.
+#   test_sim_sleeps.sh UNIRUN SLEEPPROBE
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+UNIRUN=$1 PROBE=$2
+T=$(mktemp -d /tmp/uni-sleeps.XXXXXX)
+trap 'rm -rf "$T"' EXIT
+printf 'mode: simulate\nnetwork: { model: alpha-beta, default: { latency: 1ms, bandwidth: 1Gbit } }\n' >"$T/c.yaml"
+for k in forever first condslice; do
+	timeout 60 "$UNIRUN" -n 1 --config "$T/c.yaml" --trace "$T/$k.unitrace" -- "$PROBE" $k >"$T/$k.log" 2>&1 ||
+		{ cat "$T/$k.log"; fail "sleepprobe $k under unirun"; }
+	grep "^$k" "$T/$k.log"
+done
+read -r _ rc err before after < <(grep "^forever" "$T/forever.log")
+[ "$rc" = -1 ] && [ "$err" = EINTR ] || fail "nanosleep(LONG_MAX) returned $rc $err, not -1 EINTR"
+$PY -c "import sys; sys.exit(0 if $after >= $before else 1)" || fail "nanosleep(LONG_MAX) moved the clock back"
+grep -q "^first 1$" "$T/first.log" || fail "the main thread's sleep ended before a new thread's shorter first sleep"
+read -r _ rc ms < <(grep "^condslice" "$T/condslice.log")
+[ "$rc" = ETIMEDOUT ] || fail "the 3 s timed condition wait returned $rc"
+$PY -c "import sys; sys.exit(0 if 3000 <= $ms < 3005 else 1)" || fail "the 3 s timed condition wait took $ms ms"
+ok "sleepprobe: a sleep for ever, a new thread's first sleep, a timed wait over 1 s"
+
+timeout 120 "$UNIRUN" -n 2 --config "$T/c.yaml" --trace "$T/s.unitrace" -- $PY "$HERE/sim_sleeps.py" "$T" >"$T/s.log" 2>&1 ||
+	{ cat "$T/s.log"; fail "sim_sleeps.py under unirun"; }
+cat "$T/rank0.txt" "$T/rank1.txt"
+read -r _ ms < <(grep "^alarm" "$T/rank0.txt")
+$PY -c "import sys; sys.exit(0 if 300 <= $ms < 302 else 1)" || fail "a 0.3 s sleep under signals took $ms ms"
+read -r _ ms < <(grep "^busy" "$T/rank0.txt")
+$PY -c "import sys; sys.exit(0 if 2000 <= $ms < 2000.5 else 1)" || fail "a 2 s sleep took $ms ms (its slices charged?)"
+grep -q "^recv timeout$" "$T/rank1.txt" || fail "a socket time-out was passed: a sleep ended early before it"
+ok "sleeps under signals, beside compute, and before another rank's time-out"
