@@ -40,6 +40,8 @@
 			return r_;                                        \
 		}                                                         \
 		uint64_t t0_ = uni_shim_io_begin(s_);                     \
+		if (!(is_send))                                           \
+			uni_shim_read_begin(s_, fd);                      \
 		ssize_t r_ = call;                                        \
 		int e_ = errno;                                           \
 		uni_shim_io_end(s_, is_send, IOV, CNT, r_, t0_);          \

@@ -1124,6 +1124,9 @@ void uni_shim_io_end(uint32_t slot1, int is_send, const struct iovec *iov, int c
 	int modelled = atomic_load_explicit(&c->state, memory_order_relaxed) != UNI_CONN_UNMODELLED;
 	if (g_mode == UNI_MODE_SIMULATE) {
 		uint64_t end = 0, stamp = tls.vt;
+		if (!is_send && tls.ring &&
+		    atomic_load_explicit(&tls.ring->wait_kind, memory_order_relaxed) == UNI_WAIT_POLL)
+			atomic_store_explicit(&tls.ring->wait_kind, UNI_WAIT_NONE, memory_order_release);
 		if (r > 0 && modelled) {
 			if (is_send)
 				end = sim_send(sc, iov, cnt, (size_t)r, 0, 0);
@@ -1220,6 +1223,32 @@ static uint32_t conn_nb(struct shim_conn *sc, int fd)
 			atomic_store_explicit(&sc->nb, 0, memory_order_release);
 	}
 	return nb;
+}
+
+static void poll_wait_publish(struct uni_ring *r, int64_t timeout_ns);
+
+/* nic: a read on a program's own blocking socket waits in the kernel for
+ * bytes whose arrival the network decides: while it does, the thread is
+ * counted as waiting for I/O (what wakes it carries a later time), not at
+ * its clock (holding the horizon there, the network never moved on for a
+ * peer that reads only final bytes, an asyncio loop: both waited for
+ * ever). */
+void uni_shim_read_begin(uint32_t slot1, int fd)
+{
+	if (!g_horizon || g_mode != UNI_MODE_SIMULATE || tls.dispatcher || tls.loop || !tls.ring ||
+	    atomic_load_explicit(&g_state, memory_order_relaxed) != ST_ATTACHED)
+		return;
+	struct shim_conn *sc = &g_conns[slot1 - 1];
+	if (atomic_load_explicit(&uni_shm_conn(g_hdr, sc->shm_idx)->state, memory_order_relaxed) ==
+		    UNI_CONN_UNMODELLED ||
+	    conn_nb(sc, fd) != 1)
+		return;
+	int saved = errno;
+	tls.in_shim++;
+	poll_wait_publish(tls.ring, -1);
+	horizon_moved();
+	tls.in_shim--;
+	errno = saved;
 }
 
 /* A blocking write on a modelled connection (simulate mode). The kernel

@@ -104,6 +104,8 @@ void uni_shim_conn_new(int fd, const struct sockaddr *peer, socklen_t peerlen) U
  * uni_shim_io_end reports the r bytes moved (r <= 0: nothing moved), with
  * the buffer as an iovec list so that Gloo's stream can be followed. */
 uint64_t uni_shim_io_begin(uint32_t slot1) UNI_HIDDEN;
+/* Before a read's system call (after uni_shim_io_begin). */
+void uni_shim_read_begin(uint32_t slot1, int fd) UNI_HIDDEN;
 /* A write with flags on a tracked fd: 1 and *ret when the shim did it (a
  * blocking write on a modelled connection in simulate mode), else 0. */
 int uni_shim_send_blocking(uint32_t slot1, int fd, int flags, const struct iovec *iov, int cnt,

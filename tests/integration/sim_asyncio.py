@@ -22,6 +22,11 @@ import time
 ap = argparse.ArgumentParser()
 ap.add_argument("dir")
 ap.add_argument("--size", type=int, default=4 << 20)
+# Rank 0 sends at once and blocks in the kernel's recv for the reply; rank
+# 1 reads at once (no time-out probes): under nic the blocked reader held
+# the horizon at its clock and the asyncio loop, which reads only final
+# bytes, waited for ever.
+ap.add_argument("--direct", action="store_true")
 args = ap.parse_args()
 rank = int(os.environ["RANK"])
 port_file = os.path.join(args.dir, "port")
@@ -40,9 +45,10 @@ async def serve():
 
     async def handle(reader, writer):
         # asyncio's timers: an epoll_wait time-out moves the clock on.
-        s0 = time.monotonic_ns()
-        await asyncio.sleep(0.25)
-        print(f"asleep {time.monotonic_ns() - s0}", file=out, flush=True)
+        if not args.direct:
+            s0 = time.monotonic_ns()
+            await asyncio.sleep(0.25)
+            print(f"asleep {time.monotonic_ns() - s0}", file=out, flush=True)
         msg = await reader.readexactly(args.size)
         t = time.monotonic_ns()
         assert msg == bytes([7]) * args.size, "wrong bytes"
@@ -75,14 +81,19 @@ else:
     data = bytes([7]) * args.size
     out = open(os.path.join(args.dir, "rank0.txt"), "w")
     # A socket time-out (CPython polls with it): 100 ms of virtual time.
-    s.settimeout(0.1)
-    w0 = time.monotonic_ns()
-    try:
-        s.recv(1)
-        print("timeout none", file=out, flush=True)
-    except socket.timeout:
-        print(f"timeout {time.monotonic_ns() - w0}", file=out, flush=True)
-    s.settimeout(None)
+    if not args.direct:
+        s.settimeout(0.1)
+        w0 = time.monotonic_ns()
+        try:
+            s.recv(1)
+            print("timeout none", file=out, flush=True)
+        except socket.timeout:
+            print(f"timeout {time.monotonic_ns() - w0}", file=out, flush=True)
+        s.settimeout(None)
+    if args.direct:
+        c0 = time.thread_time()
+        while time.thread_time() - c0 < 0.05:  # some compute first
+            pass
     t0 = time.monotonic_ns()
     s.sendall(data)
     assert s.recv(1) == b"k"
