@@ -270,6 +270,7 @@ static void adopt_ring(struct uni_ring *r);
 static void emit_take(uint64_t before, uint64_t t, uint64_t src, uint16_t flags);
 static inline uint64_t thread_cpu(void);
 static int sent_local(uint32_t idx, uint64_t end, uint64_t stamp);
+static void take_completion(uint32_t idx, uint64_t end, uint64_t stamp);
 static uint32_t stack_id(void);
 
 static struct uni_ring *thread_ring(void)
@@ -298,6 +299,22 @@ static struct uni_ring *thread_ring(void)
 }
 
 /* The calling thread takes r as its ring and says so to unid. */
+/* An event loop in a thread other than the process's main one: Gloo's
+ * loop thread, a dispatcher once it reads modelled bytes, whose idle
+ * ticks' time-outs carry no time. A loop in the main thread is the
+ * program itself (asyncio), with a clock of its own. */
+static inline int foreign_loop(void)
+{
+	return tls.loop && tls.tid != (uint32_t)g_pid;
+}
+
+/* The thread's I/O waits that time out take their time (a clock of its
+ * own that reads virtual time). */
+static inline int timeouts_take_time(void)
+{
+	return g_vclock && !tls.dispatcher && !foreign_loop();
+}
+
 static void adopt_ring(struct uni_ring *r)
 {
 	tls.ring = r;
@@ -909,6 +926,13 @@ static void publish_rr(struct shim_conn *sc)
 	atomic_store_explicit(&c->owed, sc->gf.owed ? sc->gf.owed : UINT64_MAX, memory_order_release);
 }
 
+/* The token of the write that ends at byte end of connection end idx's
+ * outgoing stream (send completions: uni_shim_send_done). */
+static inline uint64_t send_token(uint32_t idx, uint64_t end)
+{
+	return ((uint64_t)(idx + 1) << 48) | (end & ((1ull << 48) - 1));
+}
+
 /* The stamps of the Gloo data messages written last, by token (a seqlock
  * per entry: the writer of a message and the thread that waits for its
  * completion differ), so that under alpha-beta the waiter can find the
@@ -1026,8 +1050,7 @@ static uint64_t sim_send(struct shim_conn *sc, const struct iovec *iov, int cnt,
 	tls.sent_token = 0;
 	if (nseg && !segs[nseg - 1].notify && segs[nseg - 1].rest == 0 && sc->gf.out.npre == 0 &&
 	    !sc->gf.out.broken) {
-		tls.sent_token = ((uint64_t)(sc->shm_idx + 1) << 48) |
-				 ((base + segs[nseg - 1].off + segs[nseg - 1].len) & ((1ull << 48) - 1));
+		tls.sent_token = send_token(sc->shm_idx, base + segs[nseg - 1].off + segs[nseg - 1].len);
 		if (g_hdr->sched_off)
 			sent_stamp_put(tls.sent_token, segs[nseg - 1].stamp);
 	}
@@ -1070,10 +1093,10 @@ static void sim_recv(struct shim_conn *sc, const struct iovec *iov, int cnt, siz
 	if (!r)
 		return;
 	/* An event loop that reads modelled bytes handles them for others
-	 * (Gloo's loop thread): a dispatcher. Not the process's main thread:
-	 * a loop there is the program itself (asyncio), with a clock of its
-	 * own (it used to read real time and charge its compute to nobody). */
-	if (tls.loop && !tls.dispatcher && tls.tid != (uint32_t)g_pid) {
+	 * (Gloo's loop thread): a dispatcher. Not one in the main thread
+	 * (foreign_loop; asyncio used to read real time and charge its
+	 * compute to nobody). */
+	if (!tls.dispatcher && foreign_loop()) {
 		tls.dispatcher = 1;
 		r->dispatcher = 1;
 	}
@@ -1144,9 +1167,8 @@ void uni_shim_io_end(uint32_t slot1, int is_send, const struct iovec *iov, int c
 		 * (epoll: asyncio, Gloo's loop thread), which would do other
 		 * work while the socket drains. Gloo's own sends complete in
 		 * waitSend. */
-		if (end && !tls.loop && !tls.dispatcher && sc->gf.out.broken && !sc->gf.out.messages &&
-		    !sent_local(sc->shm_idx, end, stamp))
-			uni_shim_send_done(((uint64_t)(sc->shm_idx + 1) << 48) | (end & ((1ull << 48) - 1)));
+		if (end && !tls.loop && !tls.dispatcher && sc->gf.out.broken && !sc->gf.out.messages)
+			take_completion(sc->shm_idx, end, stamp);
 	} else if (r > 0 && modelled) {
 		uint64_t off = atomic_fetch_add(is_send ? &sc->tx : &sc->rx, (uint64_t)r);
 		struct uni_ev e = {.kind = is_send ? UNI_EV_SEND : UNI_EV_RECV,
@@ -1198,6 +1220,14 @@ static int sent_local(uint32_t idx, uint64_t end, uint64_t stamp)
 	tls.in_shim--;
 	errno = saved;
 	return r != NULL;
+}
+
+/* The writer of a program's own write ending at byte end (stamped stamp)
+ * takes its completion: found here under alpha-beta, else unid's. */
+static void take_completion(uint32_t idx, uint64_t end, uint64_t stamp)
+{
+	if (!sent_local(idx, end, stamp))
+		uni_shim_send_done(send_token(idx, end));
 }
 
 /* O_NONBLOCK of a connection's socket: 1 blocking, 2 non-blocking, 0 not
@@ -1401,8 +1431,8 @@ int uni_shim_send_blocking(uint32_t slot1, int fd, int flags, const struct iovec
 		tls.in_shim--;
 	}
 	if (done) {
-		if (end && !sent_local(sc->shm_idx, end, stamp))
-			uni_shim_send_done(((uint64_t)(sc->shm_idx + 1) << 48) | (end & ((1ull << 48) - 1)));
+		if (end)
+			take_completion(sc->shm_idx, end, stamp);
 		*ret = (ssize_t)done;
 		errno = saved;
 	} else {
@@ -1960,36 +1990,33 @@ void uni_shim_sleeping(int on, uint64_t ns)
 {
 	if (!sync_active())
 		return;
-	/* (A thread whose first call into the shim is this sleep claims its
-	 * ring now: unid must see every sleeper before it ends one early.) */
-	tls.in_shim++;
-	struct uni_ring *r = on ? thread_ring() : tls.ring;
-	tls.in_shim--;
-	if (!r)
-		return;
-	if (!on) {
-		/* The sleep's own CPU (its slices) is nobody's compute. */
-		tls.in_shim++;
-		leave();
-		r->wait_vdl = 0;
-		tls.in_shim--;
-	}
+	tls.in_shim++; /* our own clock reads are the real ones */
+	struct uni_ring *r = tls.ring;
 	if (on) {
-		tls.in_shim++; /* our own clock read is the real one */
-		/* What it computed before it went to sleep is compute. */
+		/* What it computed before it went to sleep is compute. A thread
+		 * whose first call into the shim is this sleep claims its ring
+		 * here (charge does too; after a fork it may be a new one):
+		 * unid must see every sleeper before it ends one early. */
 		if (!tls.dispatcher)
 			charge();
-		r = tls.ring; /* (charge may have moved it to a new ring after a fork) */
-		r->wait_since = uni_now_ns();
-		tls.in_shim--;
-		r->wait_vt = tls.vt;
-		r->wait_deadline = 0;
-		/* When it wakes (unid's warp takes the earliest), saturated. */
-		r->wait_vdl = ns > UINT64_MAX - tls.vt ? UINT64_MAX : tls.vt + ns;
-		/* It sends nothing before it wakes. */
-		atomic_store_explicit(&r->vt_pub, r->wait_vdl, memory_order_release);
+		r = thread_ring();
+		if (r) {
+			r->wait_since = uni_now_ns();
+			r->wait_vt = tls.vt;
+			r->wait_deadline = 0;
+			/* When it wakes (unid's warp takes the earliest), saturated. */
+			r->wait_vdl = ns > UINT64_MAX - tls.vt ? UINT64_MAX : tls.vt + ns;
+			/* It sends nothing before it wakes. */
+			atomic_store_explicit(&r->vt_pub, r->wait_vdl, memory_order_release);
+		}
+	} else if (r) {
+		/* The sleep's own CPU (its slices) is nobody's compute. */
+		leave();
+		r->wait_vdl = 0;
 	}
-	atomic_store_explicit(&r->wait_kind, on ? UNI_WAIT_SLEEP : UNI_WAIT_NONE, memory_order_release);
+	tls.in_shim--;
+	if (r)
+		atomic_store_explicit(&r->wait_kind, on ? UNI_WAIT_SLEEP : UNI_WAIT_NONE, memory_order_release);
 }
 
 #define SLEEP_SLICE_NS 20000000ull
@@ -2453,9 +2480,7 @@ static void mark_poller(void)
 static void poll_wait_publish(struct uni_ring *r, int64_t timeout_ns)
 {
 	r->wait_deadline = 0;
-	r->wait_vdl = timeout_ns > 0 && g_vclock && !(tls.loop && tls.tid != (uint32_t)g_pid)
-			      ? tls.vt + (uint64_t)timeout_ns
-			      : 0;
+	r->wait_vdl = timeout_ns > 0 && timeouts_take_time() ? tls.vt + (uint64_t)timeout_ns : 0;
 	atomic_store_explicit(&r->wait_kind, UNI_WAIT_POLL, memory_order_release);
 }
 
@@ -2555,10 +2580,9 @@ void uni_shim_epoll_exit(void)
 
 void uni_shim_io_timed_out(uint64_t ns)
 {
-	/* A loop thread other than the main one (Gloo's, before its first
-	 * read) ticks with short time-outs: its clock must not creep. */
-	if (!g_vclock || !sync_active() || !tls.ring || tls.dispatcher ||
-	    (tls.loop && tls.tid != (uint32_t)g_pid))
+	/* (Gloo's loop thread, before its first read, ticks with short
+	 * time-outs: its clock must not creep.) */
+	if (!timeouts_take_time() || !sync_active() || !tls.ring)
 		return;
 	int saved = errno;
 	tls.in_shim++;
