@@ -52,21 +52,13 @@ def parse_args(argv=None):
     p.add_argument("--tokens", type=int, default=4, help="new tokens per request (default 4)")
     p.add_argument("--max-batch", type=int, default=8, help="requests per iteration at most (default 8)")
     p.add_argument("--seed", type=int, default=7, help="seed of the arrivals (default 7)")
-    p.add_argument("--layers", type=int, default=4, help="transformer layers (default 4)")
-    p.add_argument("--d-model", type=int, default=256, help="model width (default 256)")
-    p.add_argument("--heads", type=int, default=8, help="attention heads (default 8)")
-    p.add_argument("--vocab", type=int, default=2048, help="vocabulary size (default 2048)")
-    p.add_argument("--max-seq", type=int, default=64, help="max sequence length (default 64)")
-    p.add_argument("--prompt-len", type=int, default=16, help="prompt length in tokens (default 16)")
+    tp_infer.add_model_args(p)
     p.add_argument("--check", action="store_true",
                    help="also decode every request with the unsharded model on rank 0 and compare")
     args = p.parse_args(argv)
-    if args.d_model % args.heads:
-        p.error("--d-model must be divisible by --heads")
-    if min(args.requests, args.tokens, args.max_batch, args.prompt_len) < 1 or args.rate <= 0:
-        p.error("--requests, --tokens, --max-batch, --prompt-len and --rate must be positive")
-    if args.prompt_len + args.tokens > args.max_seq:
-        p.error("--prompt-len + --tokens must not exceed --max-seq")
+    tp_infer.check_model_args(p, args, (
+        min(args.requests, args.tokens, args.max_batch, args.prompt_len) < 1 or args.rate <= 0,
+        "--requests, --tokens, --max-batch, --prompt-len and --rate must be positive"))
     return args
 
 

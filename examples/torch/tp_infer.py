@@ -40,25 +40,39 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--tokens", type=int, default=8, help="new tokens to generate (default 8)")
+def add_model_args(p):
+    """The model's shape, the same options in every example."""
     p.add_argument("--layers", type=int, default=4, help="transformer layers (default 4)")
     p.add_argument("--d-model", type=int, default=256, help="model width (default 256)")
     p.add_argument("--heads", type=int, default=8, help="attention heads (default 8)")
     p.add_argument("--vocab", type=int, default=2048, help="vocabulary size (default 2048)")
     p.add_argument("--max-seq", type=int, default=64, help="max sequence length (default 64)")
     p.add_argument("--prompt-len", type=int, default=16, help="prompt length in tokens (default 16)")
+
+
+def check_model_args(p, args, *rules):
+    """Stops with argparse's error on a shape the model cannot take; rules
+    are the example's own (bad, message) checks, made in between."""
+    if args.d_model % args.heads:
+        p.error("--d-model must be divisible by --heads")
+    for bad, msg in rules:
+        if bad:
+            p.error(msg)
+    if args.prompt_len + args.tokens > args.max_seq:
+        p.error("--prompt-len + --tokens must not exceed --max-seq")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--tokens", type=int, default=8, help="new tokens to generate (default 8)")
+    add_model_args(p)
     p.add_argument("--check", action="store_true",
                    help="also run the unsharded model on rank 0 and compare predictions")
     p.add_argument("--out", metavar="FILE", help="rank 0 writes the predicted token ids as JSON")
     args = p.parse_args(argv)
-    if args.d_model % args.heads:
-        p.error("--d-model must be divisible by --heads")
-    if args.prompt_len < 1 or args.tokens < 0:
-        p.error("--prompt-len must be >= 1 and --tokens >= 0")
-    if args.prompt_len + args.tokens > args.max_seq:
-        p.error("--prompt-len + --tokens must not exceed --max-seq")
+    check_model_args(p, args, (
+        args.prompt_len < 1 or args.tokens < 0,
+        "--prompt-len must be >= 1 and --tokens >= 0"))
     return args
 
 
