@@ -40,6 +40,15 @@ struct ctx {
 	uint32_t link_line[UNI_CFG_MAX_LINKS];
 	uint32_t rank_line[UNI_CFG_MAX_RANK_OVERRIDES];
 	uint32_t nic_line[UNI_CFG_MAX_RANK_OVERRIDES];
+	/* network.topology, checked once the whole file is read (links may
+	 * come before the switches they name) */
+	yaml_node_t *model_node;    /* network.model, for its line */
+	yaml_node_t *topology_node;
+	uint32_t switch_line[UNI_CFG_MAX_SWITCHES];
+	uint32_t attach_line[UNI_CFG_MAX_ATTACH];
+	yaml_node_t *trunk_end[UNI_CFG_MAX_TRUNKS][2];
+	char trunk_path[UNI_CFG_MAX_TRUNKS][64];
+	uint8_t trunk_set[UNI_CFG_MAX_TRUNKS];
 };
 
 /* ---- messages ---------------------------------------------------------- */
@@ -830,6 +839,297 @@ static int net_ranks_pair(struct ctx *x, const char *path, const char *key,
 	return 0;
 }
 
+/* network.topology.switches[i].ranks[j] */
+static int attach_item(struct ctx *x, const char *path, uint32_t idx,
+		       yaml_node_t *n, void *arg)
+{
+	uint16_t sw = (uint16_t)(uintptr_t)arg;
+	uint32_t i = x->c->nattach;
+	int32_t rank;
+
+	if (get_rank(x, n, path, &rank))
+		return -1;
+	for (uint32_t j = 0; j < i; j++)
+		if (x->c->attach[j].rank == rank)
+			return fail(x, n, path, "rank %d is already on switch '%s' (line %u); "
+				    "a rank has one cable", (int)rank,
+				    x->c->switches[x->c->attach[j].sw].name, x->attach_line[j]);
+	if (i >= UNI_CFG_MAX_ATTACH)
+		return fail(x, n, path, "too many ranks on switches (at most %d)", UNI_CFG_MAX_ATTACH);
+	x->c->attach[i].rank = rank;
+	x->c->attach[i].sw = sw;
+	x->attach_line[i] = node_line(n);
+	x->c->nattach = i + 1;
+	return 0;
+}
+
+struct switch_seen {
+	int name;
+	yaml_node_t *ranks;
+	const char *ranks_path;
+	char path[PATH_LEN];
+};
+
+static int switch_pair(struct ctx *x, const char *path, const char *key,
+		       yaml_node_t *k, yaml_node_t *v, void *arg)
+{
+	struct uni_switch_cfg *sw = &x->c->switches[x->c->nswitches];
+	struct switch_seen *seen = arg;
+
+	if (!strcmp(key, "name")) {
+		char sh[SHOW_LEN + 8];
+		const char *s;
+		int32_t r;
+
+		seen->name = 1;
+		if (get_string(x, v, path, sw->name, sizeof(sw->name)))
+			return -1;
+		s = sw->name;
+		if (!rank_value(s, &r))
+			return fail(x, v, path, "'%s' is a number; name a switch with a word "
+				    "(e.g. tor0)", show(s, sh, sizeof(sh)));
+		for (uint32_t j = 0; j < x->c->nswitches; j++)
+			if (!strcmp(x->c->switches[j].name, s))
+				return fail(x, v, path, "switch '%s' is already given on line %u",
+					    show(s, sh, sizeof(sh)), x->switch_line[j]);
+		return 0;
+	}
+	if (!strcmp(key, "ranks")) {
+		/* Walked once the name is known (for messages). */
+		seen->ranks = v;
+		snprintf(seen->path, sizeof(seen->path), "%s", path);
+		return 0;
+	}
+	if (!strcmp(key, "latency"))
+		return get_duration(x, v, path, &sw->latency_ns);
+	return 1;
+}
+
+static int switch_item(struct ctx *x, const char *path, uint32_t idx,
+		       yaml_node_t *n, void *arg)
+{
+	struct switch_seen seen = { 0, NULL, NULL, "" };
+	uint32_t i = x->c->nswitches;
+
+	if (i >= UNI_CFG_MAX_SWITCHES)
+		return fail(x, n, path, "too many switches (at most %d)", UNI_CFG_MAX_SWITCHES);
+	memset(&x->c->switches[i], 0, sizeof(x->c->switches[i]));
+	x->switch_line[i] = node_line(n);
+	if (n->type != YAML_MAPPING_NODE)
+		return fail(x, n, path, "expected a mapping (keys: name, ranks, latency), got %s",
+			    is_null(n) ? "nothing" : kind(n));
+	if (walk_map(x, n, path, "name, ranks, latency", switch_pair, &seen))
+		return -1;
+	if (!seen.name)
+		return fail(x, n, path, "missing 'name'");
+	if (seen.ranks && walk_list(x, seen.ranks, seen.path, attach_item, (void *)(uintptr_t)i))
+		return -1;
+	x->c->nswitches = i + 1;
+	return 0;
+}
+
+static int trunk_pair(struct ctx *x, const char *path, const char *key,
+		      yaml_node_t *k, yaml_node_t *v, void *arg)
+{
+	uint32_t i = x->c->ntrunks;
+	struct uni_trunk_cfg *t = &x->c->trunks[i];
+
+	if (!strcmp(key, "between")) {
+		const char *s;
+
+		if (v->type != YAML_SEQUENCE_NODE ||
+		    v->data.sequence.items.top - v->data.sequence.items.start != 2)
+			return fail(x, v, path, "expected a list of two switch names, e.g. "
+				    "[tor0, spine]");
+		for (int e = 0; e < 2; e++) {
+			yaml_node_t *m = yaml_document_get_node(x->doc, v->data.sequence.items.start[e]);
+			char sub[PATH_LEN];
+
+			snprintf(sub, sizeof(sub), "%s[%d]", path, e);
+			if (get_scalar(x, m, sub, &s))
+				return -1;
+			x->trunk_end[i][e] = m;
+		}
+		snprintf(x->trunk_path[i], sizeof(x->trunk_path[i]), "%s", path);
+		return 0;
+	}
+	if (!strcmp(key, "latency"))
+		return get_duration(x, v, path, &t->latency_ns);
+	if (!strcmp(key, "bandwidth")) {
+		x->trunk_set[i] |= LINK_HAS_BANDWIDTH;
+		return get_bandwidth(x, v, path, &t->bandwidth_bps);
+	}
+	return 1;
+}
+
+static int trunk_item(struct ctx *x, const char *path, uint32_t idx,
+		      yaml_node_t *n, void *arg)
+{
+	uint32_t i = x->c->ntrunks;
+
+	if (i >= UNI_CFG_MAX_TRUNKS)
+		return fail(x, n, path, "too many links between switches (at most %d)",
+			    UNI_CFG_MAX_TRUNKS);
+	memset(&x->c->trunks[i], 0, sizeof(x->c->trunks[i]));
+	x->trunk_end[i][0] = x->trunk_end[i][1] = NULL;
+	x->trunk_set[i] = 0;
+	if (n->type != YAML_MAPPING_NODE)
+		return fail(x, n, path, "expected a mapping (keys: between, bandwidth, latency), got %s",
+			    is_null(n) ? "nothing" : kind(n));
+	if (walk_map(x, n, path, "between, bandwidth, latency", trunk_pair, NULL))
+		return -1;
+	if (!x->trunk_end[i][0])
+		return fail(x, n, path, "missing 'between' (the two switches it joins)");
+	x->c->ntrunks = i + 1;
+	return 0;
+}
+
+static int topology_pair(struct ctx *x, const char *path, const char *key,
+			 yaml_node_t *k, yaml_node_t *v, void *arg)
+{
+	if (!strcmp(key, "switches")) {
+		x->c->nswitches = 0;
+		x->c->nattach = 0;
+		return walk_list(x, v, path, switch_item, NULL);
+	}
+	if (!strcmp(key, "links")) {
+		x->c->ntrunks = 0;
+		return walk_list(x, v, path, trunk_item, NULL);
+	}
+	return 1;
+}
+
+static int switch_index(const struct uni_config *c, const char *name)
+{
+	for (uint32_t j = 0; j < c->nswitches; j++)
+		if (!strcmp(c->switches[j].name, name))
+			return (int)j;
+	return -1;
+}
+
+/* Routes between switches: for every source, Dijkstra by latency; ties go
+ * to fewer links, then to the link given first. Fills route_in. Returns
+ * the index of a switch not reachable from switch 0, or -1. */
+static int compute_routes(struct uni_config *c)
+{
+	uint32_t n = c->nswitches;
+	uint64_t dist[UNI_CFG_MAX_SWITCHES];
+	uint32_t hops[UNI_CFG_MAX_SWITCHES];
+	uint8_t done[UNI_CFG_MAX_SWITCHES];
+
+	for (uint32_t s = 0; s < n; s++) {
+		for (uint32_t d = 0; d < n; d++) {
+			dist[d] = UINT64_MAX;
+			hops[d] = UINT32_MAX;
+			done[d] = 0;
+			c->route_in[s][d] = UINT16_MAX;
+		}
+		dist[s] = 0;
+		hops[s] = 0;
+		for (;;) {
+			int u = -1;
+			for (uint32_t d = 0; d < n; d++)
+				if (!done[d] && dist[d] != UINT64_MAX &&
+				    (u < 0 || dist[d] < dist[u] || (dist[d] == dist[u] && hops[d] < hops[u])))
+					u = (int)d;
+			if (u < 0)
+				break;
+			done[u] = 1;
+			for (uint32_t t = 0; t < c->ntrunks; t++) {
+				const struct uni_trunk_cfg *k = &c->trunks[t];
+				int dir;
+				uint32_t v;
+				if (k->a == (uint32_t)u)
+					v = k->b, dir = 0;
+				else if (k->b == (uint32_t)u)
+					v = k->a, dir = 1;
+				else
+					continue;
+				if (done[v])
+					continue;
+				uint64_t nd = dist[u] + k->latency_ns;
+				if (nd < dist[v] || (nd == dist[v] && hops[u] + 1 < hops[v])) {
+					dist[v] = nd;
+					hops[v] = hops[u] + 1;
+					c->route_in[s][v] = (uint16_t)(2 * t + dir);
+				}
+			}
+		}
+		if (s == 0)
+			for (uint32_t d = 0; d < n; d++)
+				if (dist[d] == UINT64_MAX)
+					return (int)d;
+	}
+	return -1;
+}
+
+/* network.topology once the whole file is read: link ends named, routes. */
+static int check_topology(struct ctx *x)
+{
+	struct uni_config *c = x->c;
+	yaml_node_t *at = x->model_node ? x->model_node : x->topology_node;
+	char sh[SHOW_LEN + 8];
+
+	/* A file without network.model or network.topology leaves what an
+	 * earlier one set, already checked. */
+	if (!at)
+		return 0;
+	for (uint32_t i = 0; x->topology_node && i < c->ntrunks; i++) {
+		struct uni_trunk_cfg *t = &c->trunks[i];
+		int e[2];
+
+		for (int k = 0; k < 2; k++) {
+			yaml_node_t *m = x->trunk_end[i][k];
+			const char *name = (const char *)m->data.scalar.value;
+			char sub[PATH_LEN];
+
+			snprintf(sub, sizeof(sub), "%s[%d]", x->trunk_path[i], k);
+			e[k] = switch_index(c, name);
+			if (e[k] < 0) {
+				int32_t r;
+				if (!rank_value(name, &r))
+					return fail(x, m, sub, "'%s' is a rank; links join switches, and "
+						    "a switch's 'ranks' puts ranks on it", name);
+				return fail(x, m, sub, "no switch is named '%s'",
+					    show(name, sh, sizeof(sh)));
+			}
+		}
+		if (e[0] == e[1])
+			return fail(x, x->trunk_end[i][1], x->trunk_path[i],
+				    "both ends are switch '%s'; a link joins two switches",
+				    c->switches[e[0]].name);
+		t->a = (uint16_t)e[0];
+		t->b = (uint16_t)e[1];
+		if (!(x->trunk_set[i] & LINK_HAS_BANDWIDTH))
+			t->bandwidth_bps = c->bandwidth_bps;
+		for (uint32_t j = 0; j < i; j++)
+			if ((c->trunks[j].a == t->a && c->trunks[j].b == t->b) ||
+			    (c->trunks[j].a == t->b && c->trunks[j].b == t->a))
+				return fail(x, x->trunk_end[i][0], x->trunk_path[i],
+					    "switches '%s' and '%s' are already joined by link %u "
+					    "(a link carries both directions)",
+					    c->switches[t->a].name, c->switches[t->b].name, j);
+	}
+	if (x->topology_node && c->nswitches) {
+		int lone = compute_routes(c);
+		if (lone >= 0)
+			return fail(x, x->topology_node, "network.topology",
+				    "switch '%s' is not joined to switch '%s' by any path of links",
+				    c->switches[lone].name, c->switches[0].name);
+	}
+	if (c->net_model == UNI_NET_TOPOLOGY) {
+		if (!c->nswitches)
+			return fail(x, at, "network.model",
+				    "the topology model needs network.topology with at least one "
+				    "switch (docs/config.md)");
+		if (c->nlinks)
+			return fail(x, at, "network.links",
+				    "does not apply under the topology model (a pair's latency is "
+				    "its route's); give the latencies in network.topology");
+	}
+	return 0;
+}
+
 static int network_pair(struct ctx *x, const char *path, const char *key,
 			yaml_node_t *k, yaml_node_t *v, void *arg)
 {
@@ -837,7 +1137,9 @@ static int network_pair(struct ctx *x, const char *path, const char *key,
 		static const char *const names[] = {
 			[UNI_NET_ALPHA_BETA] = "alpha-beta",
 			[UNI_NET_NIC] = "nic",
+			[UNI_NET_TOPOLOGY] = "topology",
 		};
+		x->model_node = v;
 		return get_enum(x, v, path, "network model", names, UNI_ARRAY_LEN(names),
 				&x->c->net_model);
 	}
@@ -854,6 +1156,10 @@ static int network_pair(struct ctx *x, const char *path, const char *key,
 	if (!strcmp(key, "ranks")) {
 		x->c->nrank_nics = 0;
 		return walk_map(x, v, path, "rank numbers", net_ranks_pair, NULL);
+	}
+	if (!strcmp(key, "topology")) {
+		x->topology_node = v;
+		return walk_map(x, v, path, "switches, links", topology_pair, NULL);
 	}
 	return 1;
 }
@@ -1020,7 +1326,7 @@ static int top_pair(struct ctx *x, const char *path, const char *key,
 	if (!strcmp(key, "strict"))
 		return get_bool(x, v, path, &x->c->strict);
 	if (!strcmp(key, "network"))
-		return walk_map(x, v, path, "model, default, links, send_buffer, ranks", network_pair, NULL);
+		return walk_map(x, v, path, "model, default, links, send_buffer, ranks, topology", network_pair, NULL);
 	if (!strcmp(key, "devices"))
 		return walk_map(x, v, path, "default, ranks, kernels", devices_pair, NULL);
 	if (!strcmp(key, "trace"))
@@ -1155,6 +1461,8 @@ int uni_config_parse(struct uni_config *c, const char *yaml, size_t len,
 			x->c->links[i].bandwidth_given = (x->link_set[i] & LINK_HAS_BANDWIDTH) != 0;
 		}
 	}
+	if (check_topology(x))
+		goto out;
 	*c = *x->c;
 	rc = 0;
 out:
@@ -1238,9 +1546,81 @@ double uni_config_downlink(const struct uni_config *c, int rank)
 	return rank_nic(c, rank, 1);
 }
 
+const char *uni_config_model_name(uint32_t model)
+{
+	return model == UNI_NET_TOPOLOGY ? "topology" : model == UNI_NET_NIC ? "nic" : "alpha-beta";
+}
+
+int uni_config_fluid(const struct uni_config *c)
+{
+	return c->net_model == UNI_NET_NIC || c->net_model == UNI_NET_TOPOLOGY;
+}
+
+int uni_config_switch_of(const struct uni_config *c, int rank)
+{
+	for (uint32_t i = 0; i < c->nattach; i++)
+		if (c->attach[i].rank == rank)
+			return c->attach[i].sw;
+	return 0;
+}
+
+int uni_config_route(const struct uni_config *c, int a, int b, uint32_t nranks,
+		     uint32_t *links, uint64_t *latency_ns)
+{
+	uint32_t tmp[UNI_CFG_MAX_ROUTE];
+	int n = 0, k = 0;
+
+	if (c->net_model != UNI_NET_TOPOLOGY || !c->nswitches) {
+		double bps;
+		uni_config_link(c, a, b, latency_ns, &bps);
+		links[0] = (uint32_t)a;
+		links[1] = nranks + (uint32_t)b;
+		return 2;
+	}
+	int sa = uni_config_switch_of(c, a), sb = uni_config_switch_of(c, b);
+	uint64_t lat = c->switches[sa].latency_ns + c->switches[sb].latency_ns;
+	/* Walked back from b's switch, then reversed. */
+	for (int s = sb; s != sa && k < UNI_CFG_MAX_SWITCHES;) {
+		uint16_t in = c->route_in[sa][s];
+		if (in == UINT16_MAX)
+			break; /* unreachable: refused when the file was read */
+		const struct uni_trunk_cfg *t = &c->trunks[in / 2];
+		tmp[k++] = in;
+		lat += t->latency_ns;
+		s = (in & 1) ? t->b : t->a;
+	}
+	links[n++] = (uint32_t)a;
+	while (k > 0)
+		links[n++] = 2 * nranks + tmp[--k];
+	links[n++] = nranks + (uint32_t)b;
+	*latency_ns = lat;
+	return n;
+}
+
+double uni_config_route_capacity(const struct uni_config *c, uint32_t link, uint32_t nranks)
+{
+	if (link < nranks)
+		return uni_config_uplink(c, (int)link);
+	if (link < 2 * nranks)
+		return uni_config_downlink(c, (int)(link - nranks));
+	return c->trunks[(link - 2 * nranks) / 2].bandwidth_bps;
+}
+
 void uni_config_link(const struct uni_config *c, int a, int b, uint64_t *latency_ns, double *bps)
 {
 	uint32_t i;
+
+	if (c->net_model == UNI_NET_TOPOLOGY && c->nswitches) {
+		uint32_t links[UNI_CFG_MAX_ROUTE];
+		int n = uni_config_route(c, a, b, RANK_MAX + 1, links, latency_ns);
+		*bps = INFINITY;
+		for (int j = 0; j < n; j++) {
+			double cap = uni_config_route_capacity(c, links[j], RANK_MAX + 1);
+			if (cap < *bps)
+				*bps = cap;
+		}
+		return;
+	}
 	for (i = 0; i < c->nlinks; i++) {
 		const struct uni_link_cfg *l = &c->links[i];
 		if ((l->from < 0 || l->from == a) && (l->to < 0 || l->to == b)) {

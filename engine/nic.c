@@ -1,4 +1,5 @@
-/* Fluid max-min sharing of per-rank uplinks and downlinks (see nic.h). */
+/* Fluid max-min sharing of per-rank uplinks and downlinks, and under the
+ * topology model of the links between switches too (see nic.h). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +29,8 @@ struct nic_flow {
 	uint64_t done_t;   /* when its last byte left */
 	uint64_t done_real; /* real time it finished (for stale unread flows) */
 	struct nic_flow *pred;
+	uint32_t npath;
+	uint32_t path[UNI_CFG_MAX_ROUTE]; /* the links it crosses (uni_config_route) */
 	struct seg *seg;
 	uint32_t nseg, capseg;
 	int frozen;        /* max-min pass */
@@ -40,12 +43,15 @@ struct nic_flow {
 
 static struct {
 	uint32_t nranks;
+	const struct uni_config *cfg;
 	uint64_t now;
 	struct nic_flow **live; /* not done, or done but not read */
 	uint32_t nlive, caplive;
-	double *up_left, *down_left;
-	double *up_cap, *down_cap;
-	uint32_t *up_n, *down_n;
+	/* Links: uplinks 0..nranks-1, downlinks nranks..2 nranks-1, then
+	 * the directed links between switches (topology). */
+	uint32_t nlinks;
+	double *left, *cap; /* bytes per ns */
+	uint32_t *n;        /* unfrozen flows on it (max-min pass) */
 	uint64_t late;
 	uint64_t late_max, late_sum; /* how far before the network time, ns */
 	nic_done_f done_fn;
@@ -138,12 +144,9 @@ void nic_reset(void)
 		free(N.live[i]);
 	}
 	free(N.live);
-	free(N.up_left);
-	free(N.down_left);
-	free(N.up_n);
-	free(N.down_n);
-	free(N.up_cap);
-	free(N.down_cap);
+	free(N.left);
+	free(N.cap);
+	free(N.n);
 	int jump = N.idle_jump;
 	memset(&N, 0, sizeof(N));
 	N.idle_jump = jump;
@@ -152,18 +155,15 @@ void nic_reset(void)
 int nic_init(uint32_t max_ranks, const struct uni_config *cfg)
 {
 	N.nranks = max_ranks;
-	N.up_left = calloc(max_ranks, sizeof(double));
-	N.down_left = calloc(max_ranks, sizeof(double));
-	N.up_n = calloc(max_ranks, sizeof(uint32_t));
-	N.down_n = calloc(max_ranks, sizeof(uint32_t));
-	N.up_cap = calloc(max_ranks, sizeof(double));
-	N.down_cap = calloc(max_ranks, sizeof(double));
-	if (!N.up_left || !N.down_left || !N.up_n || !N.down_n || !N.up_cap || !N.down_cap)
+	N.cfg = cfg;
+	N.nlinks = 2 * max_ranks + (cfg->net_model == UNI_NET_TOPOLOGY ? 2 * cfg->ntrunks : 0);
+	N.left = calloc(N.nlinks, sizeof(double));
+	N.cap = calloc(N.nlinks, sizeof(double));
+	N.n = calloc(N.nlinks, sizeof(uint32_t));
+	if (!N.left || !N.cap || !N.n)
 		return -1;
-	for (uint32_t i = 0; i < max_ranks; i++) {
-		N.up_cap[i] = uni_config_uplink(cfg, (int)i) / 8e9;
-		N.down_cap[i] = uni_config_downlink(cfg, (int)i) / 8e9;
-	}
+	for (uint32_t i = 0; i < N.nlinks; i++)
+		N.cap[i] = uni_config_route_capacity(cfg, i, max_ranks) / 8e9;
 	return 0;
 }
 
@@ -193,6 +193,8 @@ struct nic_flow *nic_flow_new(int src, int dst, uint64_t stamp, uint64_t bytes, 
 		src = dst = 0;
 	f->src = src;
 	f->dst = dst;
+	uint64_t route_lat;
+	f->npath = (uint32_t)uni_config_route(N.cfg, src, dst, N.nranks, f->path, &route_lat);
 	if (stamp < N.now) {
 		/* Written by a thread the horizon had stopped waiting for
 		 * (blocked outside the shim, or a reader that came late). */
@@ -252,22 +254,24 @@ static int startable(const struct nic_flow *f, uint64_t *at)
 	return 1;
 }
 
-/* The share a flow would get on the tighter of its two links now. */
+/* The share a flow would get on the tightest link of its path now. */
 static double share(const struct nic_flow *f)
 {
-	double a = N.up_left[f->src] / N.up_n[f->src];
-	double b = N.down_left[f->dst] / N.down_n[f->dst];
-	return a < b ? a : b;
+	double s = INFINITY;
+	for (uint32_t k = 0; k < f->npath; k++) {
+		uint32_t l = f->path[k];
+		double a = N.left[l] / N.n[l];
+		if (a < s)
+			s = a;
+	}
+	return s;
 }
 
-/* Max-min fair rates by progressive filling over up- and downlinks. */
+/* Max-min fair rates by progressive filling over every link. */
 static void compute_rates(void)
 {
-	for (uint32_t i = 0; i < N.nranks; i++) {
-		N.up_left[i] = N.up_cap[i];
-		N.down_left[i] = N.down_cap[i];
-		N.up_n[i] = N.down_n[i] = 0;
-	}
+	memcpy(N.left, N.cap, N.nlinks * sizeof(double));
+	memset(N.n, 0, N.nlinks * sizeof(uint32_t));
 	uint32_t unfrozen = 0;
 	for (uint32_t i = 0; i < N.nlive; i++) {
 		struct nic_flow *f = N.live[i];
@@ -275,8 +279,8 @@ static void compute_rates(void)
 		if (f->frozen)
 			continue;
 		unfrozen++;
-		N.up_n[f->src]++;
-		N.down_n[f->dst]++;
+		for (uint32_t k = 0; k < f->npath; k++)
+			N.n[f->path[k]]++;
 	}
 	while (unfrozen) {
 		double best = INFINITY;
@@ -298,10 +302,10 @@ static void compute_rates(void)
 				f->rate = best;
 				f->frozen = 1;
 				unfrozen--;
-				N.up_left[f->src] -= best;
-				N.down_left[f->dst] -= best;
-				N.up_n[f->src]--;
-				N.down_n[f->dst]--;
+				for (uint32_t k = 0; k < f->npath; k++) {
+					N.left[f->path[k]] -= best;
+					N.n[f->path[k]]--;
+				}
 			}
 		}
 	}

@@ -120,7 +120,7 @@ int uni_sim_init(const struct uni_config *cfg, struct uni_shm_hdr *h, uni_trace_
 	S.st = calloc(h->max_conns, sizeof(*S.st));
 	S.wstreams = calloc(h->max_conns, sizeof(*S.wstreams));
 	S.act = calloc(h->max_conns, sizeof(*S.act));
-	S.nic = cfg->net_model == UNI_NET_NIC;
+	S.nic = uni_config_fluid(cfg);
 	S.ans_min = UINT64_MAX;
 	S.grp = calloc(h->max_rings, sizeof(*S.grp));
 	if (!S.grp)

@@ -1237,7 +1237,7 @@ static void create_segment(const char *config_path)
 	h->daemon_pid = getpid();
 	h->mode = D.cfg.mode;
 	h->strict = (uint32_t)D.cfg.strict;
-	h->horizon = D.cfg.mode == UNI_MODE_SIMULATE && D.cfg.net_model == UNI_NET_NIC;
+	h->horizon = D.cfg.mode == UNI_MODE_SIMULATE && uni_config_fluid(&D.cfg);
 	h->stacks = (uint32_t)D.cfg.trace_stacks;
 	h->nccl_algo = D.cfg.nccl_algo;
 	h->net_latency_ns = D.cfg.latency_ns;

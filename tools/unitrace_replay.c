@@ -421,7 +421,7 @@ static double ms(uint64_t ns)
 static void reset(struct replay *R, const struct uni_config *cfg)
 {
 	R->cfg = cfg;
-	R->nic = cfg->net_model == UNI_NET_NIC;
+	R->nic = uni_config_fluid(cfg);
 	R->late = 0;
 	for (uint32_t i = 0; i < R->nth; i++) {
 		struct thread *th = &R->th[i];
@@ -1048,6 +1048,8 @@ static int sweep_set(struct uni_config *c, const char *key, const char *val, cha
 			goto bad;
 		for (uint32_t i = 0; i < c->nlinks; i++)
 			c->links[i].bandwidth_bps = c->bandwidth_bps;
+		for (uint32_t i = 0; i < c->ntrunks; i++)
+			c->trunks[i].bandwidth_bps = c->bandwidth_bps;
 		return 0;
 	}
 	if (!strcmp(key, "network.default.latency")) {
@@ -1065,7 +1067,12 @@ static int sweep_set(struct uni_config *c, const char *key, const char *val, cha
 			c->net_model = UNI_NET_ALPHA_BETA;
 		else if (!strcmp(val, "nic"))
 			c->net_model = UNI_NET_NIC;
-		else
+		else if (!strcmp(val, "topology") && c->nswitches)
+			c->net_model = UNI_NET_TOPOLOGY;
+		else if (!strcmp(val, "topology")) {
+			snprintf(err, len, "--sweep: network.model topology needs network.topology in the --config file");
+			return -1;
+		} else
 			goto bad;
 		return 0;
 	}
@@ -1163,7 +1170,7 @@ int unitrace_replay(const char *path, const char *config, const char *sweep, con
 			putchar('\n');
 		} else {
 			printf("replay of %s under %s (%s)\n", path, config ? config : "the default configuration",
-			       cfg.net_model == UNI_NET_NIC ? "nic" : "alpha-beta");
+			       uni_config_model_name(cfg.net_model));
 			print_result_text(R, &o);
 		}
 		goto out;

@@ -1,7 +1,8 @@
 /* Unit tests for engine/config.c (the YAML session config).
  *
  * Checks: the documented defaults; that tests/unit/configs/good-full.yaml
- * sets every field of struct uni_config (each one to a non-default value);
+ * sets every field of struct uni_config (each one to a non-default value)
+ * but network.topology's (test_topology checks those);
  * that empty and comment-only files give the defaults; that each bad-*.yaml
  * fails with a one-line message naming the file, the right line and the
  * right key; the duration and bandwidth unit parsers against tables of good
@@ -198,6 +199,19 @@ START_TEST(test_example_networks)
 		ck_assert_double_eq(cfg.bandwidth_bps, ex[i].bps);
 		ck_assert_double_eq(cfg.slowdown, 1.0);
 	}
+	/* two-racks.yaml: the topology model, as its comments say. */
+	snprintf(path, sizeof(path), "%s/../../../examples/configs/two-racks.yaml", configs_dir);
+	uni_config_defaults(&cfg);
+	ck_assert_msg(uni_config_load(&cfg, path, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_uint_eq(cfg.net_model, UNI_NET_TOPOLOGY);
+	uint64_t lat;
+	double bps;
+	uni_config_link(&cfg, 1, 2, &lat, &bps);
+	ck_assert_uint_eq(lat, 5100000);
+	ck_assert_double_eq(bps, 1e8);
+	uni_config_link(&cfg, 3, 2, &lat, &bps);
+	ck_assert_uint_eq(lat, 100000);
+	ck_assert_double_eq(bps, 1e9);
 }
 END_TEST
 
@@ -631,6 +645,133 @@ START_TEST(test_network_ranks)
 }
 END_TEST
 
+/* network.topology: switches, ranks on them, links between them, routes. */
+START_TEST(test_topology)
+{
+	char err[512];
+	uint32_t links[UNI_CFG_MAX_ROUTE];
+	uint64_t lat;
+	double bps;
+	const uint32_t R = 8; /* numbering of uni_config_route */
+	const char *y = "network:\n"
+			"  model: topology\n"
+			"  default: { latency: 9ms, bandwidth: 1Gbit }\n"
+			"  ranks: { 3: { downlink: 400Mbit } }\n"
+			"  topology:\n"
+			"    links:\n"
+			"      - { between: [tor0, spine], bandwidth: 10Gbit, latency: 1ms }\n"
+			"      - { between: [spine, tor1], latency: 2ms }\n"
+			"      - { between: [tor0, tor1], bandwidth: 100Mbit, latency: 5ms }\n"
+			"      - { between: [tor1, edge], bandwidth: 20Mbit }\n"
+			"    switches:\n"
+			"      - { name: tor0, ranks: [0, 1], latency: 100us }\n"
+			"      - { name: tor1, ranks: [2, 3], latency: 100us }\n"
+			"      - { name: spine }\n"
+			"      - { name: edge, ranks: [5] }\n";
+	uni_config_defaults(&cfg);
+	ck_assert_msg(uni_config_parse(&cfg, y, strlen(y), "s", err, sizeof(err)) == 0, "%s", err);
+	ck_assert_uint_eq(cfg.net_model, UNI_NET_TOPOLOGY);
+	ck_assert(uni_config_fluid(&cfg));
+	ck_assert_str_eq(uni_config_model_name(cfg.net_model), "topology");
+	ck_assert_uint_eq(cfg.nswitches, 4);
+	ck_assert_uint_eq(cfg.ntrunks, 4);
+	ck_assert_double_eq(cfg.trunks[1].bandwidth_bps, 1e9); /* the default */
+	ck_assert_uint_eq(cfg.trunks[3].latency_ns, 0);        /* not the default's 9 ms */
+	ck_assert_int_eq(uni_config_switch_of(&cfg, 2), 1);
+	ck_assert_int_eq(uni_config_switch_of(&cfg, 5), 3);
+	ck_assert_int_eq(uni_config_switch_of(&cfg, 4), 0);    /* not named: the first switch */
+	/* Same switch: the two cables. */
+	ck_assert_int_eq(uni_config_route(&cfg, 0, 1, R, links, &lat), 2);
+	ck_assert_uint_eq(links[0], 0);
+	ck_assert_uint_eq(links[1], R + 1);
+	ck_assert_uint_eq(lat, 200000);
+	/* Across: by the spine (3 ms of links), not the direct 5 ms link. */
+	ck_assert_int_eq(uni_config_route(&cfg, 1, 2, R, links, &lat), 4);
+	ck_assert_uint_eq(links[0], 1);
+	ck_assert_uint_eq(links[1], 2 * R + 0); /* link 0, tor0 to spine */
+	ck_assert_uint_eq(links[2], 2 * R + 2); /* link 1, spine to tor1 */
+	ck_assert_uint_eq(links[3], R + 2);
+	ck_assert_uint_eq(lat, 3200000);
+	/* Back the other way: the same links, the other directions. */
+	ck_assert_int_eq(uni_config_route(&cfg, 3, 0, R, links, &lat), 4);
+	ck_assert_uint_eq(links[1], 2 * R + 3);
+	ck_assert_uint_eq(links[2], 2 * R + 1);
+	ck_assert_uint_eq(lat, 3200000);
+	/* Three hops to the edge; rank 4 is on tor0. */
+	ck_assert_int_eq(uni_config_route(&cfg, 4, 5, R, links, &lat), 5);
+	ck_assert_uint_eq(links[0], 4);
+	ck_assert_uint_eq(links[3], 2 * R + 6);
+	ck_assert_uint_eq(links[4], R + 5);
+	ck_assert_uint_eq(lat, 3100000);
+	ck_assert_double_eq(uni_config_route_capacity(&cfg, 2 * R + 6, R), 2e7);
+	ck_assert_double_eq(uni_config_route_capacity(&cfg, R + 3, R), 4e8);
+	ck_assert_double_eq(uni_config_route_capacity(&cfg, 3, R), 1e9);
+	/* A pair's latency and bandwidth: its route's. */
+	uni_config_link(&cfg, 4, 5, &lat, &bps);
+	ck_assert_uint_eq(lat, 3100000);
+	ck_assert_double_eq(bps, 2e7);
+	uni_config_link(&cfg, 0, 3, &lat, &bps);
+	ck_assert_double_eq(bps, 4e8);
+	/* Ties of latency: the route with fewer links. */
+	y = "network:\n"
+	    "  model: topology\n"
+	    "  topology:\n"
+	    "    switches: [ { name: a, ranks: [0] }, { name: b }, { name: c, ranks: [1] } ]\n"
+	    "    links: [ { between: [a, b] }, { between: [b, c] }, { between: [a, c] } ]\n";
+	uni_config_defaults(&cfg);
+	ck_assert_msg(uni_config_parse(&cfg, y, strlen(y), "s", err, sizeof(err)) == 0, "%s", err);
+	ck_assert_int_eq(uni_config_route(&cfg, 0, 1, 2, links, &lat), 3);
+	ck_assert_uint_eq(links[1], 2 * 2 + 4);
+	ck_assert_uint_eq(lat, 0);
+	/* The section may stay under another model (a replay may switch). */
+	y = "network: { model: nic, topology: { switches: [ { name: s } ] } }";
+	uni_config_defaults(&cfg);
+	ck_assert_msg(uni_config_parse(&cfg, y, strlen(y), "s", err, sizeof(err)) == 0, "%s", err);
+	ck_assert_int_eq(uni_config_route(&cfg, 0, 1, 2, links, &lat), 2);
+	static const struct { const char *yaml, *want; } bad[] = {
+		{ "network: { model: topology }", "s:1: key 'network.model': the topology model needs network.topology" },
+		{ "network: { model: topology, topology: { switches: [] } }", "s:1: key 'network.model': the topology model needs" },
+		{ "network: { model: topology, topology: { switches: [ { name: s } ] }, links: [ { from: 0, to: 1 } ] }",
+		  "s:1: key 'network.links': does not apply under the topology model" },
+		{ "network: { topology: { switches: [ { ranks: [1] } ] } }",
+		  "s:1: key 'network.topology.switches[0]': missing 'name'" },
+		{ "network: { topology: { switches: [ { name: 7 } ] } }",
+		  "s:1: key 'network.topology.switches[0].name': '7' is a number" },
+		{ "network: { topology: { switches: [ { name: s }, { name: s } ] } }",
+		  "s:1: key 'network.topology.switches[1].name': switch 's' is already given on line 1" },
+		{ "network: { topology: { switches: [ { name: s, ranks: [1, 2] }, { name: t, ranks: [2] } ] } }",
+		  "s:1: key 'network.topology.switches[1].ranks[0]': rank 2 is already on switch 's'" },
+		{ "network: { topology: { switches: [ { name: s, ranks: [x] } ] } }",
+		  "s:1: key 'network.topology.switches[0].ranks[0]': 'x' is not a rank number" },
+		{ "network: { topology: { switches: [ { name: s, speed: 1 } ] } }",
+		  "s:1: key 'network.topology.switches[0].speed': unknown key" },
+		{ "network: { topology: { switches: [ { name: s } ], links: [ { between: [s, t] } ] } }",
+		  "s:1: key 'network.topology.links[0].between[1]': no switch is named 't'" },
+		{ "network: { topology: { switches: [ { name: s } ], links: [ { between: [s, 3] } ] } }",
+		  "s:1: key 'network.topology.links[0].between[1]': '3' is a rank" },
+		{ "network: { topology: { switches: [ { name: s } ], links: [ { between: [s, s] } ] } }",
+		  "s:1: key 'network.topology.links[0].between': both ends are switch 's'" },
+		{ "network: { topology: { switches: [ { name: s } ], links: [ { between: [s] } ] } }",
+		  "s:1: key 'network.topology.links[0].between': expected a list of two switch names" },
+		{ "network: { topology: { switches: [ { name: s } ], links: [ { latency: 1ms } ] } }",
+		  "s:1: key 'network.topology.links[0]': missing 'between'" },
+		{ "network: { topology: { switches: [ { name: s }, { name: t } ], links: [ { between: [s, t] }, { between: [t, s] } ] } }",
+		  "s:1: key 'network.topology.links[1].between': switches 't' and 's' are already joined" },
+		{ "network:\n  topology:\n    switches: [ { name: s }, { name: t }, { name: u } ]\n    links: [ { between: [s, t] } ]\n",
+		  "s:3: key 'network.topology': switch 'u' is not joined to switch 's' by any path of links" },
+		{ "network: { topology: { switches: [ { name: s } ], links: [ { between: [s, t], bandwidth: 0Mbit } ] } }",
+		  "s:1: key 'network.topology.links[0].bandwidth': '0Mbit' is zero" },
+		{ "network: { topology: { hosts: [] } }", "s:1: key 'network.topology.hosts': unknown key" },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		uni_config_defaults(&cfg);
+		ck_assert_int_eq(uni_config_parse(&cfg, bad[i].yaml, strlen(bad[i].yaml), "s", err, sizeof(err)), -1);
+		ck_assert_msg(!strncmp(err, bad[i].want, strlen(bad[i].want)), "%s: got \"%s\"", bad[i].yaml, err);
+		check_defaults(&cfg);
+	}
+}
+END_TEST
+
 START_TEST(test_nccl_algorithm)
 {
 	char err[512];
@@ -751,6 +892,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_send_buffer_key);
 	tcase_add_test(tc, test_nccl_algorithm);
 	tcase_add_test(tc, test_network_ranks);
+	tcase_add_test(tc, test_topology);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("trace_path");

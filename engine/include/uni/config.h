@@ -9,12 +9,20 @@
 #define UNI_CFG_MAX_LINKS 1024
 #define UNI_CFG_MAX_RANK_OVERRIDES 256
 #define UNI_CFG_MAX_KERNELS 64
+#define UNI_CFG_MAX_SWITCHES 64
+#define UNI_CFG_MAX_TRUNKS 256
+#define UNI_CFG_MAX_ATTACH 1024
+#define UNI_CFG_SWITCH_NAME 32
+/* The longest route: a rank's uplink, one link per switch-to-switch hop,
+ * the other rank's downlink. */
+#define UNI_CFG_MAX_ROUTE (UNI_CFG_MAX_SWITCHES + 1)
 /* Measured on a real shaped network (docs/simulate.md, "Send completion"). */
 #define UNI_DEFAULT_SEND_BUFFER 640000ull
 
 enum uni_net_model {
 	UNI_NET_ALPHA_BETA = 0,
 	UNI_NET_NIC = 1,
+	UNI_NET_TOPOLOGY = 2, /* the nic model over switches and links */
 };
 
 enum uni_nccl_algo {
@@ -28,6 +36,19 @@ struct uni_link_cfg {
 	uint64_t latency_ns;
 	double bandwidth_bps; /* bits per second */
 	int bandwidth_given;  /* 0: network.default's, capped by the NICs (uni_config_link) */
+};
+
+/* network.topology: switches, the ranks on each (a rank's NIC is its cable
+ * to its switch) and full-duplex links between switches. */
+struct uni_switch_cfg {
+	char name[UNI_CFG_SWITCH_NAME];
+	uint64_t latency_ns; /* of each of its ranks' cables */
+};
+
+struct uni_trunk_cfg {
+	uint16_t a, b;        /* switches */
+	uint64_t latency_ns;
+	double bandwidth_bps; /* each direction */
 };
 
 struct uni_kernel_cfg {
@@ -49,6 +70,16 @@ struct uni_config {
 	 * given (network.default.bandwidth). */
 	uint32_t nrank_nics;
 	struct { int32_t rank; double uplink_bps, downlink_bps; } rank_nics[UNI_CFG_MAX_RANK_OVERRIDES];
+	uint32_t nswitches;
+	struct uni_switch_cfg switches[UNI_CFG_MAX_SWITCHES];
+	uint32_t ntrunks;
+	struct uni_trunk_cfg trunks[UNI_CFG_MAX_TRUNKS];
+	uint32_t nattach;       /* ranks a switch names; the others are on switch 0 */
+	struct { int32_t rank; uint16_t sw; } attach[UNI_CFG_MAX_ATTACH];
+	/* Routes, filled when the file is read: route_in[s][d] is the
+	 * directed trunk (2 i: a to b, 2 i + 1: b to a) by which the route
+	 * from switch s reaches switch d (UINT16_MAX: s == d). */
+	uint16_t route_in[UNI_CFG_MAX_SWITCHES][UNI_CFG_MAX_SWITCHES];
 	double slowdown;        /* devices.default.slowdown, default 1.0 */
 	uint32_t nrank_slowdowns;
 	struct { int32_t rank; double slowdown; } rank_slowdowns[UNI_CFG_MAX_RANK_OVERRIDES];
@@ -88,8 +119,30 @@ double uni_config_downlink(const struct uni_config *c, int rank);
 /* The link from rank a to rank b: the first network.links entry that
  * matches, else network.default's latency; its bandwidth, else (no entry,
  * or one without a bandwidth) the least of the default bandwidth, a's
- * uplink and b's downlink. */
+ * uplink and b's downlink. Under topology: the route's latency and the
+ * least capacity on it. */
 void uni_config_link(const struct uni_config *c, int a, int b, uint64_t *latency_ns, double *bps);
+
+/* "alpha-beta", "nic" or "topology". */
+const char *uni_config_model_name(uint32_t model);
+
+/* The network models with flows sharing capacities (nic, topology). */
+int uni_config_fluid(const struct uni_config *c);
+
+/* The switch a rank is on (topology; 0 for ranks no switch names). */
+int uni_config_switch_of(const struct uni_config *c, int rank);
+
+/* Under topology: the route from rank a to rank b as the links it crosses
+ * in order, numbered for a network of nranks ranks: a's uplink (a), the
+ * directed switch-to-switch links (2 nranks + the directed trunk index),
+ * b's downlink (nranks + b). Returns how many (at most UNI_CFG_MAX_ROUTE),
+ * with the route's latency (a's cable, the links, b's cable). Under nic:
+ * a's uplink and b's downlink, with the pair's latency. */
+int uni_config_route(const struct uni_config *c, int a, int b, uint32_t nranks,
+		     uint32_t *links, uint64_t *latency_ns);
+
+/* Capacity of one of those links in bits per second. */
+double uni_config_route_capacity(const struct uni_config *c, uint32_t link, uint32_t nranks);
 
 /* Slowdown of a rank after overrides. */
 double uni_config_rank_slowdown(const struct uni_config *c, int rank);

@@ -1,0 +1,70 @@
+#!/bin/bash
+# Simulate mode, the topology model: two switches (tor0: ranks 0, 1; tor1:
+# ranks 2, 3; 100 us cables, 1 Gbit/s NICs, rank 3's downlink 400 Mbit/s)
+# joined by a 100 Mbit/s, 1 ms link. Rank 0 sends 8 MB to rank 2, rank 1
+# 16 MB to rank 3 (both across the link: 50 Mbit/s each, then 100 for the
+# one left) and rank 2 16 MB to rank 3 (within tor1: the 350 Mbit/s of
+# rank 3's downlink the other flow leaves), at once, with real PyTorch
+# (Gloo). The trace's arrivals against an independent fluid max-min
+# computation and the closed forms (check_sim_topology.py); the program's
+# own clock against the trace; unitrace replay under the same
+# configuration ends where the run ended; under nic (no switches) the
+# cross traffic does not share a link and ends sooner.
+#   test_sim_topology.sh UNIRUN UNITRACE
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+UNIRUN=$1 UNITRACE=$2
+T=$(mktemp -d /tmp/uni-topo.XXXXXX)
+trap 'rm -rf "$T"' EXIT
+cat >"$T/c.yaml" <<'YAML'
+mode: simulate
+network:
+  model: topology
+  default: { bandwidth: 1Gbit }
+  ranks: { 3: { downlink: 400Mbit } }
+  topology:
+    switches:
+      - { name: tor0, ranks: [0, 1], latency: 100us }
+      - { name: tor1, ranks: [2, 3], latency: 100us }
+    links:
+      - { between: [tor0, tor1], bandwidth: 100Mbit, latency: 1ms }
+YAML
+timeout 300 "$UNIRUN" -n 4 --config "$T/c.yaml" --trace "$T/t.unitrace" -- $PY "$HERE/sim_cross.py" >"$T/log" 2>&1 ||
+	{ cat "$T/log"; fail "sim_cross under the topology model"; }
+"$UNITRACE" dump --json "$T/t.unitrace" >"$T/dump"
+$PY "$HERE/check_sim_topology.py" "$T/dump" || fail "topology times"
+# The receivers' own clocks: rank 3's receive from rank 1 ends last, after
+# about 1.92 s (8 MB at 50 Mbit/s, 8 MB at 100).
+$PY - "$T/log" <<'PYEOF' || { cat "$T/log"; fail "the program's clock"; }
+import json, re, sys
+res = {}
+for m in re.findall(r'\{"rank".*?\}\}', open(sys.argv[1]).read()):
+    d = json.loads(m)
+    res[d["rank"]] = {int(k): v for k, v in d["done_ms"].items()}
+print("receives end (ms after the barrier, the program's clock):", res)
+assert 0.97 * 1281.2 <= res[2][0] <= 1.03 * 1281.2 + 50, res
+assert 0.97 * 1921.2 <= res[3][1] <= 1.03 * 1921.2 + 50, res
+assert res[3][2] < 500, res
+PYEOF
+"$UNITRACE" replay "$T/t.unitrace" --config "$T/c.yaml" --json >"$T/r.json" || fail "replay"
+$PY - "$T/r.json" <<'PYEOF' || fail "replay under the recorded configuration"
+import json, sys
+r = json.load(open(sys.argv[1]))
+for k in r["ranks"]:
+    print(f"replayed: rank {k['rank']} ends {k['end_ns'] / 1e6:.3f} ms, recorded {k['recorded_end_ns'] / 1e6:.3f} ms")
+    assert abs(k["end_ns"] - k["recorded_end_ns"]) <= 0.01 * k["recorded_end_ns"], "not the recording"
+PYEOF
+# The same run replayed under nic: no link between the switches to share;
+# rank 3's two receives share its 400 Mbit/s downlink and end 0.64 s after
+# the barrier, not 1.92 s: the makespan is 1.28 s shorter.
+"$UNITRACE" replay "$T/t.unitrace" --config "$T/c.yaml" --sweep network.model=nic,topology --json >"$T/s.json" ||
+	fail "replay --sweep network.model"
+$PY - "$T/s.json" <<'PYEOF' || fail "nic against topology"
+import json, sys
+runs = json.load(open(sys.argv[1]))["runs"]
+assert [r["value"] for r in runs] == ["nic", "topology"], runs
+ends = [r["result"]["makespan_ns"] for r in runs]
+print("makespan under nic %.3f ms, under topology %.3f ms" % (ends[0] / 1e6, ends[1] / 1e6))
+assert ends[1] - ends[0] > 1000e6, ends
+PYEOF
+ok "topology: flows across a shared switch-to-switch link and beside it take the max-min fluid times; replay agrees"

@@ -1,0 +1,135 @@
+/* Unit tests for engine/nic.c, the fluid network of the nic and topology
+ * models: max-min fair rates by progressive filling over every link a flow
+ * crosses, recomputed at each flow's start and end, against closed forms.
+ *
+ * Checks: incast on one downlink (nic); flows across a switch-to-switch
+ * link that share it, beside a flow within a switch that takes what the
+ * shared downlink has left (topology: a two-level max-min allocation); the
+ * rates moving on when a flow ends; a route's latency on every byte. */
+#include <check.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "nic.h"
+#include "uni/config.h"
+
+static struct uni_config cfg;
+
+#define MAXF 8
+static uint64_t arrival[MAXF];
+
+static void on_done(void *ctx, uint64_t start, uint64_t arr)
+{
+	(void)start;
+	arrival[(uintptr_t)ctx] = arr;
+}
+
+static void load(const char *y)
+{
+	char err[512];
+	uni_config_defaults(&cfg);
+	ck_assert_msg(uni_config_parse(&cfg, y, strlen(y), "t", err, sizeof(err)) == 0, "%s", err);
+	nic_reset();
+	nic_idle_jump(1);
+	ck_assert_int_eq(nic_init(8, &cfg), 0);
+	nic_on_done(on_done);
+	memset(arrival, 0, sizeof(arrival));
+}
+
+static struct nic_flow *flow(int i, int src, int dst, uint64_t stamp, uint64_t bytes)
+{
+	uint64_t lat;
+	double bps;
+	uni_config_link(&cfg, src, dst, &lat, &bps);
+	return nic_flow_new(src, dst, stamp, bytes, lat, NULL, (void *)(uintptr_t)i);
+}
+
+static void run_to(uint64_t t)
+{
+	while (nic_now() < t)
+		nic_advance(t);
+}
+
+/* Within 1 ns per ms of the closed form (rates are doubles). */
+static void near(uint64_t got, double want_ns)
+{
+	ck_assert_msg(fabs((double)got - want_ns) <= 1 + want_ns * 1e-9, "got %llu ns, want %.0f ns",
+		      (unsigned long long)got, want_ns);
+}
+
+START_TEST(test_incast)
+{
+	load("network: { model: nic, default: { latency: 1ms, bandwidth: 100Mbit } }");
+	for (int i = 1; i <= 3; i++)
+		flow(i, i, 0, 0, 1000000);
+	run_to(1000000000);
+	/* Three flows share rank 0's downlink: each at a third. */
+	for (int i = 1; i <= 3; i++)
+		near(arrival[i], 3 * 1e6 * 8 / 1e8 * 1e9 + 1e6);
+	nic_reset();
+}
+END_TEST
+
+START_TEST(test_topology_shares)
+{
+	load("network:\n"
+	     "  model: topology\n"
+	     "  default: { bandwidth: 1Gbit }\n"
+	     "  topology:\n"
+	     "    switches:\n"
+	     "      - { name: tor0, ranks: [0, 1], latency: 100us }\n"
+	     "      - { name: tor1, ranks: [2, 3], latency: 100us }\n"
+	     "    links: [ { between: [tor0, tor1], bandwidth: 100Mbit, latency: 1ms } ]\n");
+	/* 0 -> 2 and 1 -> 3 share the 100 Mbit/s link: 50 each. 2 -> 3 stays
+	 * within tor1 and shares rank 3's downlink with 1 -> 3: it gets the
+	 * 950 Mbit/s that flow leaves. */
+	flow(0, 0, 2, 0, 500000);
+	flow(1, 1, 3, 0, 1000000);
+	flow(2, 2, 3, 0, 1000000);
+	run_to(2000000000);
+	const double cross_lat = 1.2e6, near_lat = 0.2e6;
+	near(arrival[2], 1e6 * 8 / 950e6 * 1e9 + near_lat);
+	/* 0 -> 2 ends at 80 ms (0.5 MB at 50 Mbit/s) ... */
+	near(arrival[0], 0.5e6 * 8 / 50e6 * 1e9 + cross_lat);
+	/* ... then 1 -> 3 has the whole link for its last 0.5 MB. */
+	near(arrival[1], (0.5e6 * 8 / 50e6 + 0.5e6 * 8 / 100e6) * 1e9 + cross_lat);
+	nic_reset();
+}
+END_TEST
+
+START_TEST(test_topology_byte_arrival)
+{
+	load("network:\n"
+	     "  model: topology\n"
+	     "  default: { bandwidth: 1Gbit }\n"
+	     "  topology:\n"
+	     "    switches: [ { name: a, ranks: [0] }, { name: b, ranks: [1] } ]\n"
+	     "    links: [ { between: [a, b], bandwidth: 8Mbit, latency: 3ms } ]\n");
+	struct nic_flow *f = flow(0, 0, 1, 1000000, 1000);
+	nic_flow_hold(f);
+	run_to(10000000);
+	uint64_t t;
+	/* Byte 499 left 0.5 ms after the stamp (1 MB/s), 3 ms on the link. */
+	ck_assert(nic_byte_arrival(f, 499, &t));
+	near(t, 1e6 + 0.5e6 + 3e6);
+	nic_flow_read(f);
+	nic_flow_release(f);
+	nic_reset();
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("nic");
+	TCase *tc = tcase_create("rates");
+	tcase_add_test(tc, test_incast);
+	tcase_add_test(tc, test_topology_shares);
+	tcase_add_test(tc, test_topology_byte_arrival);
+	suite_add_tcase(s, tc);
+	SRunner *sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}
