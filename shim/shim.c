@@ -1450,10 +1450,6 @@ struct stamp_ent {
 	_Atomic uint32_t waiters; /* threads inside a wait on it */
 	_Atomic uint64_t stamp;   /* time of the latest signal (cv) / hand-off (mutex) */
 	_Atomic uint64_t src;     /* the SIGNAL event that set it (replay) */
-	_Atomic uint32_t owner;   /* mutex: the thread that stamped it first ... */
-	_Atomic uint32_t shared;  /* ... and 1 once another thread locked it (only then
-	                             are its hand-offs worth a SIGNAL: the GIL's mutex
-	                             stamped by the one Python thread is not) */
 };
 
 #define STAMP_BITS 14
@@ -1655,22 +1651,16 @@ int uni_shim_cond_signal(void *cv)
 			uint64_t cur = atomic_load_explicit(&e->stamp, memory_order_relaxed);
 			while (t > cur && !atomic_compare_exchange_weak(&e->stamp, &cur, t))
 				;
-			uint32_t owner = 0;
-			atomic_compare_exchange_strong(&e->owner, &owner, tls.tid ? tls.tid : 1u);
 			if (t > cur) {
-				/* Shared with another thread: a SIGNAL event. Not yet
-				 * (the GIL's mutex, stamped thousands of times by the
-				 * one Python thread): its position among this thread's
-				 * events (UNI_SRC_POS), which costs no event. */
-				uint64_t src;
-				if (atomic_load_explicit(&e->shared, memory_order_relaxed)) {
-					if (!id)
-						id = emit_signal((uint64_t)(uintptr_t)cv, t);
-					src = id;
-				} else {
-					src = ((uint64_t)tls.tid << 32) | UNI_SRC_POS | tls.nev;
-				}
-				atomic_store_explicit(&e->src, src, memory_order_relaxed);
+				/* The signal event if there is one, else this
+				 * thread's position among its events (UNI_SRC_POS),
+				 * which costs no event: the GIL's mutex is stamped at
+				 * every drop of the GIL (two signals each), thousands
+				 * of times a second, and taken from by another thread
+				 * a few times a run. As signal events they were two
+				 * thirds of the main job's records. */
+				atomic_store_explicit(&e->src, id ? id : ((uint64_t)tls.tid << 32) | UNI_SRC_POS | tls.nev,
+						      memory_order_relaxed);
 			}
 		}
 	}
@@ -2056,9 +2046,6 @@ void uni_shim_mutex_locked(void *m)
 	struct stamp_ent *e = stamp_get(m, 0);
 	if (!e)
 		return;
-	if (!atomic_load_explicit(&e->shared, memory_order_relaxed) &&
-	    atomic_load_explicit(&e->owner, memory_order_relaxed) != tls.tid)
-		atomic_store_explicit(&e->shared, 1, memory_order_relaxed);
 	uint64_t t = atomic_load_explicit(&e->stamp, memory_order_acquire);
 	uint64_t src = atomic_load_explicit(&e->src, memory_order_relaxed);
 	if (t > tls.vt) {
@@ -2360,6 +2347,15 @@ uint64_t uni_shim_signal(const void *obj, uint64_t t)
 {
 	if (!sync_active() || !t)
 		return 0;
+	/* A thread with a clock of its own handing on that clock: its
+	 * position among its events (UNI_SRC_POS) says as much and costs no
+	 * event. CPython's locks are semaphores, released thousands of times
+	 * a run by the one Python thread (a third of the main job's records
+	 * were such signals before). A dispatcher hands on the time of the
+	 * event it handles, which its position does not give. */
+	if (!tls.dispatcher && t == tls.vt && tls.nev && tls.ring &&
+	    tls.gen == atomic_load_explicit(&g_gen, memory_order_relaxed))
+		return ((uint64_t)tls.tid << 32) | UNI_SRC_POS | tls.nev;
 	int saved = errno;
 	tls.in_shim++;
 	uint64_t id = emit_signal((uint64_t)(uintptr_t)obj, t);

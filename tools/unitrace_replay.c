@@ -573,8 +573,14 @@ static uint64_t event_value(struct replay *R, uint64_t id, uint64_t recorded, in
 			return 0;
 		}
 		*ok = 1;
-		uint64_t base = th->rval[k - 1];
-		return th->tafter[k - 1] + (recorded > base ? recorded - base : 0);
+		/* What the thread added since is compute (anything else would
+		 * have been an event): scaled as its compute records are. */
+		uint64_t base = th->rval[k - 1], d = recorded > base ? recorded - base : 0;
+		double sn = uni_config_rank_slowdown(R->cfg, th->rank);
+		double so = th->rank >= 0 && th->rank < (int32_t)UNI_MAX_RANKS ? R->old_slow[th->rank] : 1.0;
+		if (d && sn != so && so > 0)
+			d = (uint64_t)llround((double)d * (sn / so));
+		return th->tafter[k - 1] + d;
 	}
 	if (!th || seq > th->maxseq) {
 		*ok = -1; /* not in the trace: no dependency */
