@@ -40,7 +40,8 @@ static const char usage_line[] = "usage: unitrace {summary|dump} FILE [--json]\n
 				 "       unitrace export FILE {--chrome OUT.json [--merge TORCH.json [--merge-rank R]] | --sqlite OUT.db}\n"
 				 "       unitrace critical-path FILE [--json]\n"
 				 "       unitrace compare REAL SIM [--json]\n"
-				 "       unitrace replay FILE [--config OTHER.yaml] [--sweep KEY=V1,V2,...] [-o OUT.unitrace] [--json]";
+				 "       unitrace replay FILE [--config OTHER.yaml] [--sweep KEY=V1,V2,...] [-o OUT.unitrace] [--json]\n"
+				 "       unitrace links FILE [--config RUN.yaml] [--json]";
 
 /* common.c (uni_mode_name) lives in libunicommon; the tool keeps its own
  * copy so that it links against the reader alone. */
@@ -89,31 +90,19 @@ static void *xrealloc(void *p, size_t n, size_t size)
 
 /* Network nodes ----------------------------------------------------------- */
 
-/* Which network node a transfer belongs to (docs/nccl.md, "Network
- * nodes"): the rank of its connection's end (its CONN record) when no
- * process attached as that rank (a simulated NCCL rank of a world of one
- * process), else the record's rank; a trace whose connection ids repeat
- * across attached ranks keeps its ranks. node_of is fed every record in
- * file order and returns the rank the record belongs to. */
-#define NODE_CONNS 65536u
-#define NODE_RANKS 1024
-struct nodes {
-	int32_t *conn_rank; /* conn -> that rank + 1 (0: none); allocated at the first */
-	uint8_t attached[NODE_RANKS];
-};
-
-static int32_t node_of(struct nodes *n, const struct uni_trec *t)
+/* unitrace.h says what it does. */
+int32_t unitrace_node_of(struct unitrace_nodes *n, const struct uni_trec *t)
 {
-	if (t->rank < 0 || t->rank >= NODE_RANKS)
+	if (t->rank < 0 || t->rank >= UNITRACE_NODE_RANKS)
 		return t->rank;
 	if (t->kind == UNI_TR_RANK_ATTACH)
 		n->attached[t->rank] = 1;
-	if (t->kind == UNI_TR_CONN && t->conn < NODE_CONNS && !n->attached[t->rank]) {
-		if (!n->conn_rank && !(n->conn_rank = calloc(NODE_CONNS, sizeof(*n->conn_rank))))
+	if (t->kind == UNI_TR_CONN && t->conn < UNITRACE_NODE_CONNS && !n->attached[t->rank]) {
+		if (!n->conn_rank && !(n->conn_rank = calloc(UNITRACE_NODE_CONNS, sizeof(*n->conn_rank))))
 			oom();
 		n->conn_rank[t->conn] = t->rank + 1;
 	}
-	if ((t->kind == UNI_TR_SEND || t->kind == UNI_TR_RECV) && t->conn < NODE_CONNS && n->conn_rank &&
+	if ((t->kind == UNI_TR_SEND || t->kind == UNI_TR_RECV) && t->conn < UNITRACE_NODE_CONNS && n->conn_rank &&
 	    n->conn_rank[t->conn])
 		return n->conn_rank[t->conn] - 1;
 	return t->rank;
@@ -374,7 +363,7 @@ struct summary {
 	struct u64map pair_idx;
 
 	struct u64map threads; /* (rank, tid) seen; values unused */
-	struct nodes nodes;    /* the network node of each transfer */
+	struct unitrace_nodes nodes;    /* the network node of each transfer */
 
 	struct mismatch *mism;
 	size_t nmism, cap_mism;
@@ -594,7 +583,7 @@ static void account(struct summary *s, const struct uni_trec *t)
 		return;
 	}
 	/* A transfer belongs to the network node of its connection's end. */
-	int32_t who = node_of(&s->nodes, t);
+	int32_t who = unitrace_node_of(&s->nodes, t);
 	r = get_rank(s, who);
 	if (who != t->rank && !r->attached && !r->host)
 		r->host = t->rank + 1;
@@ -1697,14 +1686,14 @@ static int cmd_plot(const char *path, const char *out)
 
 	memset(ranks, 0, sizeof(ranks));
 	/* A transfer's row is its connection's network node. */
-	struct nodes nodes;
+	struct unitrace_nodes nodes;
 	memset(&nodes, 0, sizeof(nodes));
 	if (plot_open(&r, path) < 0)
 		return 2;
 	while ((rc = uni_trace_next(&r, &t)) == 1) {
 		if (t.rank < 0 || t.rank >= 1024)
 			continue;
-		t.rank = node_of(&nodes, &t);
+		t.rank = unitrace_node_of(&nodes, &t);
 		if (t.peer >= 0 && t.peer < 1024 && t.peer + 1 > nranks && t.kind == UNI_TR_SEND)
 			nranks = t.peer + 1;
 		uint64_t hi = 0;
@@ -1803,7 +1792,7 @@ static int cmd_plot(const char *path, const char *out)
 			}
 			continue;
 		}
-		t.rank = node_of(&nodes, &t);
+		t.rank = unitrace_node_of(&nodes, &t);
 		if (t.kind != UNI_TR_SEND || t.len <= 48 || t.rank < 0 || t.rank >= nranks || t.peer < 0 ||
 		    t.peer >= nranks)
 			continue;
@@ -1872,6 +1861,11 @@ static void help(void)
 	       "            network.send_buffer, network.model, devices.default.slowdown);\n"
 	       "            -o OUT.unitrace also writes the re-timed trace (the same records\n"
 	       "            with the replayed times) for summary, plot, export\n"
+	       "  links     per link of the simulated network (a rank's uplink and\n"
+	       "            downlink, the links between switches; under alpha-beta each\n"
+	       "            pair): bytes, busy time, rate while busy against capacity,\n"
+	       "            busiest first; the configuration is the one the trace names,\n"
+	       "            or --config\n"
 	       "\n"
 	       "Exit status: 0 ok (a truncated trace too), 1 out of memory or\n"
 	       "output error, 2 unreadable or corrupt trace, 64 usage error.\n",
@@ -1920,6 +1914,25 @@ static int run(int argc, char **argv)
 		if (nf != 2)
 			return usage_error("compare takes two traces", "REAL SIM");
 		return unitrace_compare(files[0], files[1], cjson);
+	}
+	if (!strcmp(cmd, "links")) {
+		const char *file = NULL, *config = NULL;
+		int ljson = 0;
+		for (int i = 2; i < argc; i++) {
+			if (!strcmp(argv[i], "--json"))
+				ljson = 1;
+			else if (!strcmp(argv[i], "--config") && i + 1 < argc)
+				config = argv[++i];
+			else if (argv[i][0] == '-' && argv[i][1])
+				return usage_error("unknown option", argv[i]);
+			else if (!file)
+				file = argv[i];
+			else
+				return usage_error("links takes one trace", argv[i]);
+		}
+		if (!file)
+			return usage_error("no trace file given", NULL);
+		return unitrace_links(file, config, ljson);
 	}
 	if (!strcmp(cmd, "replay")) {
 		const char *file = NULL, *config = NULL, *sweep = NULL, *rout = NULL;

@@ -8,7 +8,27 @@
 #define UNITRACE_EXIT_TRACE 2
 #define UNITRACE_EXIT_USAGE 64
 
+struct uni_trec;
+
 const char *unitrace_mode_name(uint32_t mode);
+
+/* Which network node a transfer belongs to (docs/nccl.md, "Network
+ * nodes"): the rank of its connection's end (its CONN record) when no
+ * process attached as that rank (a simulated NCCL rank of a world of one
+ * process), else the record's rank; a trace whose connection ids repeat
+ * across attached ranks keeps its ranks. Fed every record in file order,
+ * it returns the rank the record belongs to. Zero-initialise; free
+ * conn_rank. */
+#define UNITRACE_NODE_CONNS 65536u
+#define UNITRACE_NODE_RANKS 1024
+struct unitrace_nodes {
+	int32_t *conn_rank; /* conn -> that rank + 1 (0: none); allocated at the first */
+	uint8_t attached[UNITRACE_NODE_RANKS];
+};
+int32_t unitrace_node_of(struct unitrace_nodes *n, const struct uni_trec *t);
+
+/* unitrace links TRACE [--config C] [--json] (unitrace_links.c). */
+int unitrace_links(const char *path, const char *config, int json);
 const char *unitrace_time_base(uint32_t mode);
 
 /* A JSON string on stdout (invalid UTF-8 becomes U+FFFD). */

@@ -67,4 +67,34 @@ ends = [r["result"]["makespan_ns"] for r in runs]
 print("makespan under nic %.3f ms, under topology %.3f ms" % (ends[0] / 1e6, ends[1] / 1e6))
 assert ends[1] - ends[0] > 1000e6, ends
 PYEOF
+# unitrace links: the link between the switches carried the 24 MB at its
+# full 100 Mbit/s for the 1.92 s of the cross traffic (the bottleneck,
+# listed first); rank 3's downlink the 32 MB in the same time, a third of
+# its capacity; a missing --config is a usage error.
+"$UNITRACE" links "$T/t.unitrace" >"$T/links.txt" || fail "unitrace links"
+cat "$T/links.txt"
+"$UNITRACE" links "$T/t.unitrace" --json >"$T/links.json" || fail "unitrace links --json"
+$PY - "$T/links.json" <<'PYEOF' || fail "unitrace links"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["model"] == "topology", d["model"]
+L = {l["link"]: l for l in d["links"]}
+t = L["tor0 -> tor1"]
+assert d["links"][0]["link"] == "tor0 -> tor1", "the most loaded link is not the one between the switches"
+assert abs(t["bytes"] - 24e6) < 4096, t
+assert abs(t["busy_ns"] - 1920e6) < 0.01 * 1920e6, t
+assert abs(t["rate_while_busy_bps"] - 100e6) < 1e6, t
+assert abs(t["load_ns"] - 1920e6) < 0.001 * 1920e6, t
+r3 = L["rank 3 downlink"]
+assert abs(r3["bytes"] - 32e6) < 4096 and abs(r3["busy_ns"] - 1920e6) < 0.01 * 1920e6, r3
+assert r3["capacity_bps"] == 400e6, r3
+u2 = L["rank 2 uplink"]
+assert abs(u2["busy_ns"] - 365.7e6) < 0.01 * 365.7e6, u2
+print("links: ok")
+PYEOF
+set +e
+"$UNITRACE" links "$T/t.unitrace" --config "$T/missing.yaml" 2>"$T/err"
+rc=$?
+set -e
+[ $rc = 64 ] && grep -q "missing.yaml: cannot open" "$T/err" || { cat "$T/err"; fail "links with a missing config: exit $rc"; }
 ok "topology: flows across a shared switch-to-switch link and beside it take the max-min fluid times; replay agrees"
