@@ -9,7 +9,8 @@
 # line per record, each line valid JSON), a truncated trace (message, exit
 # 0), a trace without a session end, a byte mismatch, an unknown record
 # kind, JSON escaping of an odd session name, and the error paths (garbage
-# and missing file: exit 2 with one line on stderr; usage errors: exit 64).
+# and missing file: exit 2 with one line on stderr; usage errors: exit 64;
+# links of a record-mode trace: exit 2).
 # Builds nothing. Exit 0 pass, 1 fail, 77 skip (no python3), 99 bad usage.
 set -u
 
@@ -310,6 +311,10 @@ check "export --sqlite of garbage created its output" [ ! -e "$T/garbage.db" ]
 expect_rc 64 "export with two formats" "$UNITRACE" export "$good" --sqlite "$T/x.db" --chrome "$T/x.json"
 expect_rc 64 "export without a format" "$UNITRACE" export "$good"
 contains "$T/err" "export needs a format"
+expect_rc 2 "links of a record-mode trace" "$UNITRACE" links "$good"
+contains "$T/err" "links needs a simulate-mode trace"
+expect_rc 2 "links of garbage" "$UNITRACE" links "$garbage"
+expect_rc 64 "links without a file" "$UNITRACE" links
 expect_rc 2 "missing file" "$UNITRACE" summary "$T/nope.trace"
 contains "$T/err" "unitrace: $T/nope.trace: "
 
