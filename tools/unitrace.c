@@ -36,7 +36,7 @@
 #define EXIT_USAGE UNITRACE_EXIT_USAGE
 
 static const char usage_line[] = "usage: unitrace {summary|dump} FILE [--json]\n"
-				 "       unitrace plot FILE [-o OUT.svg]\n"
+				 "       unitrace plot FILE [-o OUT.svg] [--from MS] [--to MS]\n"
 				 "       unitrace export FILE {--chrome OUT.json [--merge TORCH.json [--merge-rank R]] | --sqlite OUT.db}\n"
 				 "       unitrace critical-path FILE [--json]\n"
 				 "       unitrace compare REAL SIM [--json]\n"
@@ -1676,7 +1676,13 @@ static int plot_open(struct uni_trace_reader *r, const char *path)
 	return 0;
 }
 
-static int cmd_plot(const char *path, const char *out)
+/* x of time ns in a plot of the window w0..w1, sx pixels per ns. */
+static double plot_x(uint64_t ns, uint64_t w0, uint64_t w1, double sx)
+{
+	return PLOT_LEFT + (double)(ns < w0 ? 0 : ns > w1 ? w1 - w0 : ns - w0) * sx;
+}
+
+static int cmd_plot(const char *path, const char *out, double from_ms, double to_ms)
 {
 	struct uni_trace_reader r;
 	struct uni_trec t;
@@ -1704,8 +1710,13 @@ static int cmd_plot(const char *path, const char *out)
 		else
 			continue;
 		ranks[t.rank].seen = 1;
-		if (t.kind == UNI_TR_SEND && t.len > 48)
-			ndata++;
+		if (t.kind == UNI_TR_SEND && t.len > 48) {
+			/* Counted where the window will show it. */
+			uint64_t a = r.hdr.mode == UNI_MODE_SIMULATE ? t.a : t.t0;
+			if (!(from_ms > 0 && hi < (uint64_t)llround(from_ms * 1e6)) &&
+			    !(to_ms > 0 && a > (uint64_t)llround(to_ms * 1e6)))
+				ndata++;
+		}
 		if (t.kind == UNI_TR_RANK_EXIT)
 			ranks[t.rank].end = t.t0;
 		if (t.rank + 1 > nranks)
@@ -1726,9 +1737,20 @@ static int cmd_plot(const char *path, const char *out)
 		free(nodes.conn_rank);
 		return 1;
 	}
+	/* The window drawn: the whole run, or --from/--to. */
+	uint64_t w0 = from_ms > 0 ? (uint64_t)llround(from_ms * 1e6) : 0;
+	uint64_t w1 = to_ms > 0 ? (uint64_t)llround(to_ms * 1e6) : tmax;
+	if (w0 >= w1) {
+		fprintf(stderr, "unitrace: plot: the window %.3f .. %.3f ms is empty (the trace ends at %.3f ms)\n",
+			(double)w0 / 1e6, (double)w1 / 1e6, (double)tmax / 1e6);
+		free(nodes.conn_rank);
+		return EXIT_USAGE;
+	}
 	int height = PLOT_TOP + nranks * PLOT_ROW + 50;
-	double sx = (double)(PLOT_W - PLOT_LEFT - 20) / (double)tmax;
-#define X(ns) (PLOT_LEFT + (double)(ns) * sx)
+	double sx = (double)(PLOT_W - PLOT_LEFT - 20) / (double)(w1 - w0);
+	/* Clamped to the window: what begins before it or ends after it is
+	 * drawn to its edge. */
+#define X(ns) plot_x((uint64_t)(ns), w0, w1, sx)
 #define Y(rk) (PLOT_TOP + (rk) * PLOT_ROW)
 	fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
 		   "font-family=\"sans-serif\" font-size=\"12\">\n", PLOT_W, height);
@@ -1736,8 +1758,11 @@ static int cmd_plot(const char *path, const char *out)
 	fprintf(f, "<text x=\"%d\" y=\"22\" font-size=\"15\">session ", PLOT_LEFT);
 	for (const char *p = hdr.session; *p && p < hdr.session + sizeof(hdr.session); p++)
 		fputc(*p == '<' || *p == '&' ? '_' : *p, f);
-	fprintf(f, ", %s mode: %s time, makespan %.3f ms</text>\n", unitrace_mode_name(hdr.mode), unitrace_time_base(hdr.mode),
+	fprintf(f, ", %s mode: %s time, makespan %.3f ms", unitrace_mode_name(hdr.mode), unitrace_time_base(hdr.mode),
 		(double)tmax / 1e6);
+	if (w0 || w1 != tmax)
+		fprintf(f, "; %.3f to %.3f ms shown", (double)w0 / 1e6, (double)w1 / 1e6);
+	fprintf(f, "</text>\n");
 	fprintf(f, "<text x=\"%d\" y=\"40\" fill=\"#555\">grey: rank alive; blue: a message leaving "
 		   "its sender until its last byte arrives%s%s</text>\n",
 		PLOT_LEFT, hdr.mode == UNI_MODE_SIMULATE && ndata <= 400 ? "; line: to the receiver, at the arrival"
@@ -1746,10 +1771,11 @@ static int cmd_plot(const char *path, const char *out)
 	/* Axis: 10 ticks. */
 	int ybase = PLOT_TOP + nranks * PLOT_ROW;
 	for (int i = 0; i <= 10; i++) {
-		uint64_t tt = tmax / 10 * (uint64_t)i;
+		uint64_t tt = w0 + (w1 - w0) / 10 * (uint64_t)i;
 		fprintf(f, "<line x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\" stroke=\"#ddd\"/>"
-			   "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\" fill=\"#555\">%.0f ms</text>\n",
-			X(tt), PLOT_TOP - 6, X(tt), ybase, X(tt), ybase + 16, (double)tt / 1e6);
+			   "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\" fill=\"#555\">%.*f ms</text>\n",
+			X(tt), PLOT_TOP - 6, X(tt), ybase, X(tt), ybase + 16, w1 - w0 < 100000000 ? 1 : 0,
+			(double)tt / 1e6);
 	}
 	for (int i = 0; i < nranks; i++) {
 		if (!ranks[i].seen)
@@ -1766,6 +1792,8 @@ static int cmd_plot(const char *path, const char *out)
 	/* Compute (simulate mode): a green strip along the bottom of the
 	 * rank's row, stretches closer than a pixel merged. */
 	uint64_t px_ns = (uint64_t)(1.0 / sx) + 1;
+	/* Only what meets the window is drawn. */
+#define OUTSIDE(a, b) ((b) < w0 || (a) > w1)
 	uint64_t *cs = calloc((size_t)nranks + 1, sizeof(uint64_t)), *ce = calloc((size_t)nranks + 1, sizeof(uint64_t));
 	if (!cs || !ce) {
 		fprintf(stderr, "unitrace: out of memory\n");
@@ -1780,6 +1808,8 @@ static int cmd_plot(const char *path, const char *out)
 	while (uni_trace_next(&r, &t) == 1) {
 		if (t.kind == UNI_TR_COMPUTE && t.rank >= 0 && t.rank < nranks && t.t1 > t.t0) {
 			int rk = t.rank;
+			if (OUTSIDE(t.t0, t.t1))
+				continue;
 			if (ce[rk] > cs[rk] && t.t0 <= ce[rk] + px_ns && t.t1 + px_ns >= cs[rk]) {
 				if (t.t1 > ce[rk])
 					ce[rk] = t.t1;
@@ -1799,13 +1829,15 @@ static int cmd_plot(const char *path, const char *out)
 		/* Simulate mode: a = start on the wire, t1 = arrival of the last
 		 * byte; record mode: the write call's span. */
 		uint64_t a = hdr.mode == UNI_MODE_SIMULATE ? t.a : t.t0, b = t.t1 > a ? t.t1 : a;
+		if (OUTSIDE(a, b))
+			continue;
 		double w = X(b) - X(a);
 		fprintf(f, "<rect x=\"%.2f\" y=\"%d\" width=\"%.2f\" height=\"%d\" fill=\"#3b7dd8\" "
 			   "fill-opacity=\"0.55\"><title>rank %d to %d: %llu bytes, %.3f .. %.3f ms</title></rect>\n",
 			X(a), Y(t.rank) + 12, w < 0.6 ? 0.6 : w, PLOT_ROW - 24, t.rank, t.peer,
 			(unsigned long long)t.len, (double)a / 1e6, (double)b / 1e6);
 		/* Lines to the receiver only while they stay readable. */
-		if (hdr.mode == UNI_MODE_SIMULATE && ndata <= 400)
+		if (hdr.mode == UNI_MODE_SIMULATE && ndata <= 400 && b <= w1)
 			fprintf(f, "<line x1=\"%.2f\" y1=\"%d\" x2=\"%.2f\" y2=\"%d\" stroke=\"#c0392b\" "
 				   "stroke-opacity=\"0.35\"/>\n",
 				X(b), Y(t.rank) + PLOT_ROW / 2, X(b), Y(t.peer) + PLOT_ROW / 2);
@@ -1818,6 +1850,7 @@ static int cmd_plot(const char *path, const char *out)
 	free(cs);
 	free(ce);
 	fprintf(f, "</svg>\n");
+#undef OUTSIDE
 #undef X
 #undef Y
 	if (out && fclose(f) != 0) {
@@ -1852,7 +1885,8 @@ static void help(void)
 	       "            traces, message by message: latency and completion errors,\n"
 	       "            MAPE, R^2, total error (--json: every message)\n"
 	       "  plot      a self-contained SVG timeline (ranks as rows, transfers as\n"
-	       "            bars and lines, compute in green) to stdout, or to OUT with -o OUT\n"
+	       "            bars and lines, compute in green) to stdout, or to OUT with -o OUT;\n"
+	       "            --from MS, --to MS: only that window of the run (ms of its time)\n"
 	       "  replay    re-times a simulate-mode trace's event graph under another\n"
 	       "            configuration (--config; default: the built-in defaults) without\n"
 	       "            running the program: per rank end, compute, communication,\n"
@@ -1964,6 +1998,7 @@ static int run(int argc, char **argv)
 		return usage_error("unknown command", cmd);
 	const char *out = NULL, *chrome = NULL, *sqlite = NULL, *merge = NULL;
 	int32_t merge_rank = 0;
+	double from_ms = 0, to_ms = 0;
 
 	for (int i = 2; i < argc; i++) {
 		const char *a = argv[i];
@@ -1980,6 +2015,15 @@ static int run(int argc, char **argv)
 			sqlite = argv[++i];
 		} else if (opts && !strcmp(a, "--merge") && i + 1 < argc) {
 			merge = argv[++i];
+		} else if (opts && (!strcmp(a, "--from") || !strcmp(a, "--to")) && i + 1 < argc) {
+			char *end;
+			double v = strtod(argv[++i], &end);
+			if (end == argv[i] || *end || !(v >= 0) || !isfinite(v))
+				return usage_error("--from and --to want a time in ms, e.g. 1500 or 1523.5", argv[i]);
+			if (a[2] == 'f')
+				from_ms = v;
+			else
+				to_ms = v;
 		} else if (opts && !strcmp(a, "--merge-rank") && i + 1 < argc) {
 			char *end;
 			long v = strtol(argv[++i], &end, 10);
@@ -1999,8 +2043,10 @@ static int run(int argc, char **argv)
 	}
 	if (!path)
 		return usage_error("no trace file given", NULL);
+	if ((from_ms > 0 || to_ms > 0) && strcmp(cmd, "plot"))
+		return usage_error("--from and --to choose the window of a plot", cmd);
 	if (!strcmp(cmd, "plot"))
-		return cmd_plot(path, out);
+		return cmd_plot(path, out, from_ms, to_ms);
 	if (!strcmp(cmd, "critical-path"))
 		return unitrace_critical_path(path, json);
 	if (!strcmp(cmd, "export")) {

@@ -92,6 +92,20 @@ u2 = L["rank 2 uplink"]
 assert abs(u2["busy_ns"] - 365.7e6) < 0.01 * 365.7e6, u2
 print("links: ok")
 PYEOF
+# unitrace plot --from/--to: the three data transfers begin within a few
+# ms of each other; a 10 ms window there draws their bars (and nothing of
+# the other transfers, 48-byte notices aside, which plot leaves out), a
+# window in the first millisecond none.
+a0=$($PY -c '
+import json, sys
+print(min(json.loads(l)["a"] for l in open(sys.argv[1]) if json.loads(l)["kind"] == "send" and json.loads(l)["len"] > 1000000) / 1e6)' "$T/dump")
+"$UNITRACE" plot "$T/t.unitrace" -o "$T/w.svg" --from "$($PY -c "print($a0 - 5)")" --to "$($PY -c "print($a0 + 5)")" ||
+	fail "plot --from --to"
+n=$(grep -c 'fill="#3b7dd8"' "$T/w.svg" || true)
+[ "$n" = 3 ] || fail "plot of the window around the cross traffic: $n bars, want 3"
+"$UNITRACE" plot "$T/t.unitrace" -o "$T/w0.svg" --from 0 --to 1 || fail "plot --from 0 --to 1"
+n=$(grep -c 'fill="#3b7dd8"' "$T/w0.svg" || true)
+[ "$n" = 0 ] || fail "plot of the first ms: $n bars, want 0"
 set +e
 "$UNITRACE" links "$T/t.unitrace" --config "$T/missing.yaml" 2>"$T/err"
 rc=$?

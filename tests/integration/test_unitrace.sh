@@ -10,7 +10,8 @@
 # 0), a trace without a session end, a byte mismatch, an unknown record
 # kind, JSON escaping of an odd session name, and the error paths (garbage
 # and missing file: exit 2 with one line on stderr; usage errors: exit 64;
-# links of a record-mode trace: exit 2).
+# links of a record-mode trace: exit 2), plot's window (--from, --to) and
+# its errors.
 # Builds nothing. Exit 0 pass, 1 fail, 77 skip (no python3), 99 bad usage.
 set -u
 
@@ -311,6 +312,15 @@ check "export --sqlite of garbage created its output" [ ! -e "$T/garbage.db" ]
 expect_rc 64 "export with two formats" "$UNITRACE" export "$good" --sqlite "$T/x.db" --chrome "$T/x.json"
 expect_rc 64 "export without a format" "$UNITRACE" export "$good"
 contains "$T/err" "export needs a format"
+expect_rc 0 "plot with a window" "$UNITRACE" plot "$good" --from 0 --to 1
+contains "$T/out" "0.000 to 1.000 ms shown"
+check "plot with a window is SVG" grep -q '</svg>' "$T/out"
+expect_rc 64 "plot with an empty window" "$UNITRACE" plot "$good" --from 5 --to 1
+contains "$T/err" "is empty"
+expect_rc 64 "plot with a bad --from" "$UNITRACE" plot "$good" --from soon
+contains "$T/err" "--from and --to want a time in ms"
+expect_rc 64 "--from on summary" "$UNITRACE" summary "$good" --from 1
+contains "$T/err" "choose the window of a plot"
 expect_rc 2 "links of a record-mode trace" "$UNITRACE" links "$good"
 contains "$T/err" "links needs a simulate-mode trace"
 expect_rc 2 "links of garbage" "$UNITRACE" links "$garbage"
