@@ -849,15 +849,19 @@ static int attach_item(struct ctx *x, const char *path, uint32_t idx,
 
 	if (get_rank(x, n, path, &rank))
 		return -1;
+	int extra = -1;
 	for (uint32_t j = 0; j < i; j++)
-		if (x->c->attach[j].rank == rank)
-			return fail(x, n, path, "rank %d is already on switch '%s' (line %u); "
-				    "a rank has one cable", (int)rank,
-				    x->c->switches[x->c->attach[j].sw].name, x->attach_line[j]);
+		if (x->c->attach[j].rank == rank) {
+			if (x->c->attach[j].sw == sw)
+				return fail(x, n, path, "rank %d is already on this switch (line %u)",
+					    (int)rank, x->attach_line[j]);
+			extra = 0; /* a second cable */
+		}
 	if (i >= UNI_CFG_MAX_ATTACH)
 		return fail(x, n, path, "too many ranks on switches (at most %d)", UNI_CFG_MAX_ATTACH);
 	x->c->attach[i].rank = rank;
 	x->c->attach[i].sw = sw;
+	x->c->attach[i].extra = extra < 0 ? -1 : (int16_t)x->c->nextra++;
 	x->attach_line[i] = node_line(n);
 	x->c->nattach = i + 1;
 	return 0;
@@ -902,6 +906,8 @@ static int switch_pair(struct ctx *x, const char *path, const char *key,
 	}
 	if (!strcmp(key, "latency"))
 		return get_duration(x, v, path, &sw->latency_ns);
+	if (!strcmp(key, "bandwidth"))
+		return get_bandwidth(x, v, path, &sw->bandwidth_bps);
 	return 1;
 }
 
@@ -916,9 +922,9 @@ static int switch_item(struct ctx *x, const char *path, uint32_t idx,
 	memset(&x->c->switches[i], 0, sizeof(x->c->switches[i]));
 	x->switch_line[i] = node_line(n);
 	if (n->type != YAML_MAPPING_NODE)
-		return fail(x, n, path, "expected a mapping (keys: name, ranks, latency), got %s",
+		return fail(x, n, path, "expected a mapping (keys: name, ranks, latency, bandwidth), got %s",
 			    is_null(n) ? "nothing" : kind(n));
-	if (walk_map(x, n, path, "name, ranks, latency", switch_pair, &seen))
+	if (walk_map(x, n, path, "name, ranks, latency, bandwidth", switch_pair, &seen))
 		return -1;
 	if (!seen.name)
 		return fail(x, n, path, "missing 'name'");
@@ -990,6 +996,7 @@ static int topology_pair(struct ctx *x, const char *path, const char *key,
 	if (!strcmp(key, "switches")) {
 		x->c->nswitches = 0;
 		x->c->nattach = 0;
+		x->c->nextra = 0;
 		return walk_list(x, v, path, switch_item, NULL);
 	}
 	if (!strcmp(key, "links")) {
@@ -1008,9 +1015,9 @@ static int switch_index(const struct uni_config *c, const char *name)
 }
 
 /* Routes between switches: for every source, Dijkstra by latency; ties go
- * to fewer links, then to the link given first. Fills route_in. Returns
- * the index of a switch not reachable from switch 0, or -1. */
-static int compute_routes(struct uni_config *c)
+ * to fewer links, then to the link given first. Fills route_in, route_lat
+ * (UINT64_MAX: no path) and route_hops. */
+static void compute_routes(struct uni_config *c)
 {
 	uint32_t n = c->nswitches;
 	uint64_t dist[UNI_CFG_MAX_SWITCHES];
@@ -1023,6 +1030,8 @@ static int compute_routes(struct uni_config *c)
 			hops[d] = UINT32_MAX;
 			done[d] = 0;
 			c->route_in[s][d] = UINT16_MAX;
+			c->route_lat[s][d] = UINT64_MAX;
+			c->route_hops[s][d] = UINT8_MAX;
 		}
 		dist[s] = 0;
 		hops[s] = 0;
@@ -1055,12 +1064,11 @@ static int compute_routes(struct uni_config *c)
 				}
 			}
 		}
-		if (s == 0)
-			for (uint32_t d = 0; d < n; d++)
-				if (dist[d] == UINT64_MAX)
-					return (int)d;
+		for (uint32_t d = 0; d < n; d++) {
+			c->route_lat[s][d] = dist[d];
+			c->route_hops[s][d] = hops[d] < UINT8_MAX ? (uint8_t)hops[d] : UINT8_MAX;
+		}
 	}
-	return -1;
 }
 
 /* network.topology once the whole file is read: link ends named, routes. */
@@ -1111,11 +1119,32 @@ static int check_topology(struct ctx *x)
 					    c->switches[t->a].name, c->switches[t->b].name, j);
 	}
 	if (x->topology_node && c->nswitches) {
-		int lone = compute_routes(c);
-		if (lone >= 0)
-			return fail(x, x->topology_node, "network.topology",
-				    "switch '%s' is not joined to switch '%s' by any path of links",
-				    c->switches[lone].name, c->switches[0].name);
+		compute_routes(c);
+		/* Every pair of ranks needs a route: every rank a cable to a
+		 * switch joined by links to the first one (where the ranks no
+		 * switch names are). A switch beside them (a node's NVLink
+		 * switch) needs no links: its ranks reach the others through
+		 * their other cables. */
+		for (uint32_t i = 0; i < c->nattach; i++) {
+			int ok = 0;
+			for (uint32_t j = 0; j < c->nattach && !ok; j++)
+				ok = c->attach[j].rank == c->attach[i].rank &&
+				     c->route_lat[0][c->attach[j].sw] != UINT64_MAX;
+			if (!ok)
+				return fail(x, x->topology_node, "network.topology",
+					    "rank %d is on no switch joined to switch '%s' by links: "
+					    "no route to the other ranks", (int)c->attach[i].rank,
+					    c->switches[0].name);
+		}
+		for (uint32_t s = 0; s < c->nswitches; s++) {
+			int used = c->route_lat[0][s] != UINT64_MAX;
+			for (uint32_t j = 0; j < c->nattach && !used; j++)
+				used = c->attach[j].sw == s;
+			if (!used)
+				return fail(x, x->topology_node, "network.topology",
+					    "switch '%s' has no ranks and is not joined to switch '%s' by "
+					    "any path of links", c->switches[s].name, c->switches[0].name);
+		}
 	}
 	if (c->net_model == UNI_NET_TOPOLOGY) {
 		if (!c->nswitches)
@@ -1564,6 +1593,26 @@ int uni_config_switch_of(const struct uni_config *c, int rank)
 	return 0;
 }
 
+/* A rank's cables: (switch, extra index or -1) pairs, the primary first;
+ * a rank no switch names has one, to switch 0. Returns how many. */
+static int cables(const struct uni_config *c, int rank, int *sw, int *extra, int max)
+{
+	int n = 0;
+	for (uint32_t i = 0; i < c->nattach && n < max; i++)
+		if (c->attach[i].rank == rank) {
+			sw[n] = c->attach[i].sw;
+			extra[n++] = c->attach[i].extra;
+		}
+	if (!n) {
+		sw[0] = 0;
+		extra[0] = -1;
+		n = 1;
+	}
+	return n;
+}
+
+#define MAX_CABLES UNI_CFG_MAX_SWITCHES
+
 int uni_config_route(const struct uni_config *c, int a, int b, uint32_t nranks,
 		     uint32_t *links, uint64_t *latency_ns)
 {
@@ -1577,7 +1626,26 @@ int uni_config_route(const struct uni_config *c, int a, int b, uint32_t nranks,
 		links[1] = nranks + (uint32_t)b;
 		return 2;
 	}
-	int sa = uni_config_switch_of(c, a), sb = uni_config_switch_of(c, b);
+	int swa[MAX_CABLES], exa[MAX_CABLES], swb[MAX_CABLES], exb[MAX_CABLES];
+	int na = cables(c, a, swa, exa, MAX_CABLES), nb = cables(c, b, swb, exb, MAX_CABLES);
+	int ba = 0, bb = 0;
+	uint64_t best = UINT64_MAX;
+	unsigned best_hops = UINT32_MAX;
+	for (int i = 0; i < na; i++)
+		for (int j = 0; j < nb; j++) {
+			uint64_t d = c->route_lat[swa[i]][swb[j]];
+			if (d == UINT64_MAX)
+				continue;
+			d += c->switches[swa[i]].latency_ns + c->switches[swb[j]].latency_ns;
+			unsigned h = c->route_hops[swa[i]][swb[j]];
+			if (d < best || (d == best && h < best_hops)) {
+				best = d;
+				best_hops = h;
+				ba = i;
+				bb = j;
+			}
+		}
+	int sa = swa[ba], sb = swb[bb];
 	uint64_t lat = c->switches[sa].latency_ns + c->switches[sb].latency_ns;
 	/* Walked back from b's switch, then reversed. */
 	for (int s = sb; s != sa && k < UNI_CFG_MAX_SWITCHES;) {
@@ -1589,21 +1657,55 @@ int uni_config_route(const struct uni_config *c, int a, int b, uint32_t nranks,
 		lat += t->latency_ns;
 		s = (in & 1) ? t->b : t->a;
 	}
-	links[n++] = (uint32_t)a;
+	uint32_t xbase = 2 * nranks + 2 * c->ntrunks;
+	links[n++] = exa[ba] < 0 ? (uint32_t)a : xbase + 2 * (uint32_t)exa[ba];
 	while (k > 0)
 		links[n++] = 2 * nranks + tmp[--k];
-	links[n++] = nranks + (uint32_t)b;
+	links[n++] = exb[bb] < 0 ? nranks + (uint32_t)b : xbase + 2 * (uint32_t)exb[bb] + 1;
 	*latency_ns = lat;
 	return n;
 }
 
+uint32_t uni_config_route_links(const struct uni_config *c, uint32_t nranks)
+{
+	if (c->net_model != UNI_NET_TOPOLOGY)
+		return 2 * nranks;
+	return 2 * nranks + 2 * c->ntrunks + 2 * c->nextra;
+}
+
+int uni_config_cable(const struct uni_config *c, uint32_t link, uint32_t nranks, int *rank, int *sw, int *up)
+{
+	uint32_t xbase = 2 * nranks + 2 * c->ntrunks;
+	if (link < 2 * nranks) {
+		*rank = (int)(link % nranks);
+		*up = link < nranks;
+		*sw = c->net_model == UNI_NET_TOPOLOGY ? uni_config_switch_of(c, *rank) : -1;
+		return 1;
+	}
+	if (c->net_model != UNI_NET_TOPOLOGY || link < xbase)
+		return 0;
+	uint32_t k = (link - xbase) / 2;
+	for (uint32_t i = 0; i < c->nattach; i++)
+		if (c->attach[i].extra == (int)k) {
+			*rank = c->attach[i].rank;
+			*sw = c->attach[i].sw;
+			*up = !((link - xbase) & 1);
+			return 1;
+		}
+	return 0;
+}
+
 double uni_config_route_capacity(const struct uni_config *c, uint32_t link, uint32_t nranks)
 {
-	if (link < nranks)
-		return uni_config_uplink(c, (int)link);
-	if (link < 2 * nranks)
-		return uni_config_downlink(c, (int)(link - nranks));
-	return c->trunks[(link - 2 * nranks) / 2].bandwidth_bps;
+	int rank, sw, up;
+	if (uni_config_cable(c, link, nranks, &rank, &sw, &up)) {
+		if (sw >= 0 && c->switches[sw].bandwidth_bps > 0)
+			return c->switches[sw].bandwidth_bps;
+		return up ? uni_config_uplink(c, rank) : uni_config_downlink(c, rank);
+	}
+	if (c->net_model == UNI_NET_TOPOLOGY && link >= 2 * nranks && link < 2 * nranks + 2 * c->ntrunks)
+		return c->trunks[(link - 2 * nranks) / 2].bandwidth_bps;
+	return 0;
 }
 
 void uni_config_link(const struct uni_config *c, int a, int b, uint64_t *latency_ns, double *bps)

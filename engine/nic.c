@@ -156,7 +156,7 @@ int nic_init(uint32_t max_ranks, const struct uni_config *cfg)
 {
 	N.nranks = max_ranks;
 	N.cfg = cfg;
-	N.nlinks = 2 * max_ranks + (cfg->net_model == UNI_NET_TOPOLOGY ? 2 * cfg->ntrunks : 0);
+	N.nlinks = uni_config_route_links(cfg, max_ranks);
 	N.left = calloc(N.nlinks, sizeof(double));
 	N.cap = calloc(N.nlinks, sizeof(double));
 	N.n = calloc(N.nlinks, sizeof(uint32_t));

@@ -98,21 +98,38 @@ static int load_cmp(const void *a, const void *b)
 	return x->busy > y->busy ? -1 : x->busy < y->busy;
 }
 
-/* A link's name for people: under alpha-beta links are pairs. */
+/* A link's name for people: under alpha-beta links are pairs; under
+ * topology a rank's cables name their switch. */
 static void link_name(const struct uni_config *c, uint32_t l, uint32_t nranks, char *out, size_t len)
 {
+	int rank, sw, up;
 	if (c->net_model == UNI_NET_ALPHA_BETA)
 		snprintf(out, len, "rank %u -> rank %u", l / nranks, l % nranks);
-	else if (l < nranks)
-		snprintf(out, len, "rank %u uplink", l);
-	else if (l < 2 * nranks)
-		snprintf(out, len, "rank %u downlink", l - nranks);
-	else {
+	else if (uni_config_cable(c, l, nranks, &rank, &sw, &up)) {
+		if (sw >= 0 && up)
+			snprintf(out, len, "rank %d -> %s", rank, c->switches[sw].name);
+		else if (sw >= 0)
+			snprintf(out, len, "%s -> rank %d", c->switches[sw].name, rank);
+		else
+			snprintf(out, len, "rank %d %s", rank, up ? "uplink" : "downlink");
+	} else {
 		const struct uni_trunk_cfg *t = &c->trunks[(l - 2 * nranks) / 2];
 		int back = (l - 2 * nranks) & 1;
 		snprintf(out, len, "%s -> %s", c->switches[back ? t->b : t->a].name,
 			 c->switches[back ? t->a : t->b].name);
 	}
+}
+
+/* "100 Mbit/s", "3.6 Gbit/s", "1.5 kbit/s". */
+static const char *rate_str(double bps, char *buf, size_t len)
+{
+	if (bps >= 1e9)
+		snprintf(buf, len, "%.4g Gbit/s", bps / 1e9);
+	else if (bps >= 1e6)
+		snprintf(buf, len, "%.4g Mbit/s", bps / 1e6);
+	else
+		snprintf(buf, len, "%.4g kbit/s", bps / 1e3);
+	return buf;
 }
 
 int unitrace_links(const char *path, const char *config, int json)
@@ -195,8 +212,7 @@ int unitrace_links(const char *path, const char *config, int json)
 	}
 	uint32_t nranks = (uint32_t)(maxnode + 1);
 	int pairs = cfg.net_model == UNI_NET_ALPHA_BETA;
-	uint32_t nlinks = pairs ? nranks * nranks
-				: 2 * nranks + (cfg.net_model == UNI_NET_TOPOLOGY ? 2 * cfg.ntrunks : 0);
+	uint32_t nlinks = pairs ? nranks * nranks : uni_config_route_links(&cfg, nranks);
 	struct link *L = calloc(nlinks ? nlinks : 1, sizeof(*L));
 	if (!L)
 		exit(UNITRACE_EXIT_OUTPUT);
@@ -273,11 +289,10 @@ int unitrace_links(const char *path, const char *config, int json)
 		for (uint32_t i = 0; i < nused; i++) {
 			const struct link *l = order[i];
 			double rate = l->busy ? (double)l->bytes * 8e9 / (double)l->busy : 0;
-			char cap[32];
-			snprintf(cap, sizeof(cap), "%.4g Mbit/s", l->cap_bps / 1e6);
-			printf("%-30s %12s %13" PRIu64 " %11.3f %11.3f %6.1f%% %8.4g Mbit/s %3.0f%%\n", l->name, cap,
-			       l->bytes, load_ns(l) / 1e6, (double)l->busy / 1e6,
-			       end ? 100.0 * (double)l->busy / (double)end : 0.0, rate / 1e6,
+			char cap[32], rt[32];
+			printf("%-30s %12s %13" PRIu64 " %11.3f %11.3f %6.1f%% %15s %3.0f%%\n", l->name,
+			       rate_str(l->cap_bps, cap, sizeof(cap)), l->bytes, load_ns(l) / 1e6, (double)l->busy / 1e6,
+			       end ? 100.0 * (double)l->busy / (double)end : 0.0, rate_str(rate, rt, sizeof(rt)),
 			       l->cap_bps > 0 ? 100.0 * rate / l->cap_bps : 0.0);
 		}
 		if (!nused)

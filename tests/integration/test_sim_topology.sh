@@ -85,10 +85,10 @@ assert abs(t["bytes"] - 24e6) < 4096, t
 assert abs(t["busy_ns"] - 1920e6) < 0.01 * 1920e6, t
 assert abs(t["rate_while_busy_bps"] - 100e6) < 1e6, t
 assert abs(t["load_ns"] - 1920e6) < 0.001 * 1920e6, t
-r3 = L["rank 3 downlink"]
+r3 = L["tor1 -> rank 3"]
 assert abs(r3["bytes"] - 32e6) < 4096 and abs(r3["busy_ns"] - 1920e6) < 0.01 * 1920e6, r3
 assert r3["capacity_bps"] == 400e6, r3
-u2 = L["rank 2 uplink"]
+u2 = L["rank 2 -> tor1"]
 assert abs(u2["busy_ns"] - 365.7e6) < 0.01 * 365.7e6, u2
 print("links: ok")
 PYEOF

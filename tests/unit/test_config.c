@@ -212,6 +212,16 @@ START_TEST(test_example_networks)
 	uni_config_link(&cfg, 3, 2, &lat, &bps);
 	ck_assert_uint_eq(lat, 100000);
 	ck_assert_double_eq(bps, 1e9);
+	/* gpu-nodes.yaml: NVLink within a node, the network between them. */
+	snprintf(path, sizeof(path), "%s/../../../examples/configs/gpu-nodes.yaml", configs_dir);
+	uni_config_defaults(&cfg);
+	ck_assert_msg(uni_config_load(&cfg, path, err, sizeof(err)) == 0, "%s", err);
+	uni_config_link(&cfg, 2, 7, &lat, &bps);
+	ck_assert_uint_eq(lat, 2000);
+	ck_assert_double_eq(bps, 3.6e12);
+	uni_config_link(&cfg, 2, 9, &lat, &bps);
+	ck_assert_uint_eq(lat, 6000);
+	ck_assert_double_eq(bps, 4e11);
 }
 END_TEST
 
@@ -723,6 +733,50 @@ START_TEST(test_topology)
 	ck_assert_int_eq(uni_config_route(&cfg, 0, 1, 2, links, &lat), 3);
 	ck_assert_uint_eq(links[1], 2 * 2 + 4);
 	ck_assert_uint_eq(lat, 0);
+	/* Ranks on two switches (a GPU's NVLink switch and its network
+	 * leaf): each pair takes the route of least latency over all their
+	 * cables; a switch's bandwidth is its cables'. */
+	y = "network:\n"
+	    "  model: topology\n"
+	    "  default: { bandwidth: 100Gbit }\n"
+	    "  topology:\n"
+	    "    switches:\n"
+	    "      - { name: leaf0, ranks: [0, 1], latency: 2us }\n"
+	    "      - { name: leaf1, ranks: [2, 3], latency: 2us }\n"
+	    "      - { name: nvs0, ranks: [0, 1], latency: 1us, bandwidth: 3600Gbit }\n"
+	    "      - { name: nvs1, ranks: [2, 3], latency: 1us, bandwidth: 3600Gbit }\n"
+	    "      - { name: spine }\n"
+	    "    links:\n"
+	    "      - { between: [leaf0, spine], bandwidth: 400Gbit, latency: 1us }\n"
+	    "      - { between: [leaf1, spine], bandwidth: 400Gbit, latency: 1us }\n";
+	uni_config_defaults(&cfg);
+	ck_assert_msg(uni_config_parse(&cfg, y, strlen(y), "s", err, sizeof(err)) == 0, "%s", err);
+	ck_assert_uint_eq(cfg.nextra, 4);
+	ck_assert_uint_eq(uni_config_route_links(&cfg, 4), 2 * 4 + 2 * 2 + 2 * 4);
+	/* Within a node: by the NVLink switch (2 us), both cables extra ones. */
+	ck_assert_int_eq(uni_config_route(&cfg, 0, 1, 4, links, &lat), 2);
+	ck_assert_uint_eq(lat, 2000);
+	ck_assert_uint_eq(links[0], 12 + 0); /* rank 0's first extra cable, up */
+	ck_assert_uint_eq(links[1], 12 + 2 * 1 + 1); /* rank 1's, down */
+	ck_assert_double_eq(uni_config_route_capacity(&cfg, links[0], 4), 3.6e12);
+	int rk, sw, up;
+	ck_assert(uni_config_cable(&cfg, links[1], 4, &rk, &sw, &up));
+	ck_assert_int_eq(rk, 1);
+	ck_assert_int_eq(sw, 2);
+	ck_assert_int_eq(up, 0);
+	/* Across: the primary cables to the leaves and the spine (6 us). */
+	ck_assert_int_eq(uni_config_route(&cfg, 1, 2, 4, links, &lat), 4);
+	ck_assert_uint_eq(lat, 6000);
+	ck_assert_uint_eq(links[0], 1);
+	ck_assert_uint_eq(links[1], 8 + 0);
+	ck_assert_uint_eq(links[2], 8 + 3);
+	ck_assert_uint_eq(links[3], 4 + 2);
+	ck_assert_double_eq(uni_config_route_capacity(&cfg, links[0], 4), 1e11);
+	ck_assert(!uni_config_cable(&cfg, links[1], 4, &rk, &sw, &up));
+	uni_config_link(&cfg, 0, 3, &lat, &bps);
+	ck_assert_double_eq(bps, 1e11);
+	uni_config_link(&cfg, 2, 3, &lat, &bps);
+	ck_assert_double_eq(bps, 3.6e12);
 	/* The section may stay under another model (a replay may switch). */
 	y = "network: { model: nic, topology: { switches: [ { name: s } ] } }";
 	uni_config_defaults(&cfg);
@@ -739,8 +793,10 @@ START_TEST(test_topology)
 		  "s:1: key 'network.topology.switches[0].name': '7' is a number" },
 		{ "network: { topology: { switches: [ { name: s }, { name: s } ] } }",
 		  "s:1: key 'network.topology.switches[1].name': switch 's' is already given on line 1" },
-		{ "network: { topology: { switches: [ { name: s, ranks: [1, 2] }, { name: t, ranks: [2] } ] } }",
-		  "s:1: key 'network.topology.switches[1].ranks[0]': rank 2 is already on switch 's'" },
+		{ "network: { topology: { switches: [ { name: s, ranks: [1, 2, 1] } ] } }",
+		  "s:1: key 'network.topology.switches[0].ranks[2]': rank 1 is already on this switch" },
+		{ "network: { topology: { switches: [ { name: s, bandwidth: fast } ] } }",
+		  "s:1: key 'network.topology.switches[0].bandwidth': " },
 		{ "network: { topology: { switches: [ { name: s, ranks: [x] } ] } }",
 		  "s:1: key 'network.topology.switches[0].ranks[0]': 'x' is not a rank number" },
 		{ "network: { topology: { switches: [ { name: s, speed: 1 } ] } }",
@@ -758,7 +814,9 @@ START_TEST(test_topology)
 		{ "network: { topology: { switches: [ { name: s }, { name: t } ], links: [ { between: [s, t] }, { between: [t, s] } ] } }",
 		  "s:1: key 'network.topology.links[1].between': switches 't' and 's' are already joined" },
 		{ "network:\n  topology:\n    switches: [ { name: s }, { name: t }, { name: u } ]\n    links: [ { between: [s, t] } ]\n",
-		  "s:3: key 'network.topology': switch 'u' is not joined to switch 's' by any path of links" },
+		  "s:3: key 'network.topology': switch 'u' has no ranks and is not joined to switch 's'" },
+		{ "network:\n  topology:\n    switches: [ { name: s }, { name: t, ranks: [4] } ]\n",
+		  "s:3: key 'network.topology': rank 4 is on no switch joined to switch 's' by links" },
 		{ "network: { topology: { switches: [ { name: s } ], links: [ { between: [s, t], bandwidth: 0Mbit } ] } }",
 		  "s:1: key 'network.topology.links[0].bandwidth': '0Mbit' is zero" },
 		{ "network: { topology: { hosts: [] } }", "s:1: key 'network.topology.hosts': unknown key" },

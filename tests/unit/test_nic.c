@@ -5,7 +5,8 @@
  * Checks: incast on one downlink (nic); flows across a switch-to-switch
  * link that share it, beside a flow within a switch that takes what the
  * shared downlink has left (topology: a two-level max-min allocation); the
- * rates moving on when a flow ends; a route's latency on every byte. */
+ * rates moving on when a flow ends; a route's latency on every byte; a
+ * rank on two switches using both cables at once. */
 #include <check.h>
 #include <math.h>
 #include <stdint.h>
@@ -119,6 +120,33 @@ START_TEST(test_topology_byte_arrival)
 }
 END_TEST
 
+/* A rank on two switches sends on both at once: the cables are separate
+ * links, so neither transfer slows the other. */
+START_TEST(test_two_cables)
+{
+	load("network:\n"
+	     "  model: topology\n"
+	     "  default: { bandwidth: 100Gbit }\n"
+	     "  topology:\n"
+	     "    switches:\n"
+	     "      - { name: leaf0, ranks: [0, 1], latency: 2us }\n"
+	     "      - { name: leaf1, ranks: [2, 3], latency: 2us }\n"
+	     "      - { name: nvs0, ranks: [0, 1], latency: 1us, bandwidth: 3600Gbit }\n"
+	     "      - { name: spine }\n"
+	     "    links:\n"
+	     "      - { between: [leaf0, spine], bandwidth: 400Gbit, latency: 1us }\n"
+	     "      - { between: [leaf1, spine], bandwidth: 400Gbit, latency: 1us }\n");
+	flow(0, 0, 1, 0, 450000000); /* NVLink: 1 ms at 3.6 Tbit/s */
+	flow(1, 0, 2, 0, 12500000);  /* rank 0's network cable: 1 ms at 100 Gbit/s */
+	flow(2, 1, 3, 0, 12500000);  /* beside it on the 400 Gbit/s uplink of leaf0 */
+	run_to(100000000);
+	near(arrival[0], 1e6 + 2e3);
+	near(arrival[1], 1e6 + 6e3);
+	near(arrival[2], 1e6 + 6e3);
+	nic_reset();
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("nic");
@@ -126,6 +154,7 @@ int main(void)
 	tcase_add_test(tc, test_incast);
 	tcase_add_test(tc, test_topology_shares);
 	tcase_add_test(tc, test_topology_byte_arrival);
+	tcase_add_test(tc, test_two_cables);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

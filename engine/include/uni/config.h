@@ -42,7 +42,8 @@ struct uni_link_cfg {
  * to its switch) and full-duplex links between switches. */
 struct uni_switch_cfg {
 	char name[UNI_CFG_SWITCH_NAME];
-	uint64_t latency_ns; /* of each of its ranks' cables */
+	uint64_t latency_ns;  /* of each of its ranks' cables */
+	double bandwidth_bps; /* of each cable, each way; 0: the rank's NIC */
 };
 
 struct uni_trunk_cfg {
@@ -74,12 +75,19 @@ struct uni_config {
 	struct uni_switch_cfg switches[UNI_CFG_MAX_SWITCHES];
 	uint32_t ntrunks;
 	struct uni_trunk_cfg trunks[UNI_CFG_MAX_TRUNKS];
-	uint32_t nattach;       /* ranks a switch names; the others are on switch 0 */
-	struct { int32_t rank; uint16_t sw; } attach[UNI_CFG_MAX_ATTACH];
+	/* Ranks a switch names (the others are on switch 0), in file order;
+	 * a rank on several switches has a cable to each: its first is its
+	 * primary one, the others are numbered (extra) in order. */
+	uint32_t nattach;
+	struct { int32_t rank; uint16_t sw; int16_t extra; /* -1: primary */ } attach[UNI_CFG_MAX_ATTACH];
+	uint32_t nextra;
 	/* Routes, filled when the file is read: route_in[s][d] is the
 	 * directed trunk (2 i: a to b, 2 i + 1: b to a) by which the route
-	 * from switch s reaches switch d (UINT16_MAX: s == d). */
+	 * from switch s reaches switch d (UINT16_MAX: s == d), route_lat and
+	 * route_hops its latency and links. */
 	uint16_t route_in[UNI_CFG_MAX_SWITCHES][UNI_CFG_MAX_SWITCHES];
+	uint64_t route_lat[UNI_CFG_MAX_SWITCHES][UNI_CFG_MAX_SWITCHES];
+	uint8_t route_hops[UNI_CFG_MAX_SWITCHES][UNI_CFG_MAX_SWITCHES];
 	double slowdown;        /* devices.default.slowdown, default 1.0 */
 	uint32_t nrank_slowdowns;
 	struct { int32_t rank; double slowdown; } rank_slowdowns[UNI_CFG_MAX_RANK_OVERRIDES];
@@ -129,20 +137,31 @@ const char *uni_config_model_name(uint32_t model);
 /* The network models with flows sharing capacities (nic, topology). */
 int uni_config_fluid(const struct uni_config *c);
 
-/* The switch a rank is on (topology; 0 for ranks no switch names). */
+/* The first switch a rank is on (topology; 0 for ranks no switch names). */
 int uni_config_switch_of(const struct uni_config *c, int rank);
 
 /* Under topology: the route from rank a to rank b as the links it crosses
- * in order, numbered for a network of nranks ranks: a's uplink (a), the
- * directed switch-to-switch links (2 nranks + the directed trunk index),
- * b's downlink (nranks + b). Returns how many (at most UNI_CFG_MAX_ROUTE),
- * with the route's latency (a's cable, the links, b's cable). Under nic:
- * a's uplink and b's downlink, with the pair's latency. */
+ * in order, numbered for a network of nranks ranks: a's cable up to the
+ * switch the route leaves from (a for its primary cable, 2 nranks +
+ * 2 ntrunks + 2 k for its k-th extra one), the directed switch-to-switch
+ * links (2 nranks + the directed trunk index), b's cable down (nranks + b,
+ * or 2 nranks + 2 ntrunks + 2 k + 1). The route is the one of least
+ * latency over every pair of a's and b's switches (ties: fewer links, then
+ * the cables given first). Returns how many links (at most
+ * UNI_CFG_MAX_ROUTE), with the route's latency (a's cable, the links, b's
+ * cable). Under nic: a's uplink and b's downlink, with the pair's latency. */
 int uni_config_route(const struct uni_config *c, int a, int b, uint32_t nranks,
 		     uint32_t *links, uint64_t *latency_ns);
 
 /* Capacity of one of those links in bits per second. */
 double uni_config_route_capacity(const struct uni_config *c, uint32_t link, uint32_t nranks);
+
+/* How many links that numbering has for nranks ranks. */
+uint32_t uni_config_route_links(const struct uni_config *c, uint32_t nranks);
+
+/* The rank and switch of a cable link (2 nranks + 2 ntrunks and on, or
+ * below 2 nranks); returns 0 if link is not a cable. *up: 1 rank to switch. */
+int uni_config_cable(const struct uni_config *c, uint32_t link, uint32_t nranks, int *rank, int *sw, int *up);
 
 /* Slowdown of a rank after overrides. */
 double uni_config_rank_slowdown(const struct uni_config *c, int rank);
