@@ -1658,7 +1658,11 @@ int uni_shim_cond_signal(void *cv)
 				 * every drop of the GIL (two signals each), thousands
 				 * of times a second, and taken from by another thread
 				 * a few times a run. As signal events they were two
-				 * thirds of the main job's records. */
+				 * thirds of the main job's records. A dispatcher hands
+				 * on the time of the event it handles, which its
+				 * position does not give: an event. */
+				if (!id && tls.dispatcher)
+					id = emit_signal((uint64_t)(uintptr_t)cv, t);
 				atomic_store_explicit(&e->src, id ? id : ((uint64_t)tls.tid << 32) | UNI_SRC_POS | tls.nev,
 						      memory_order_relaxed);
 			}
