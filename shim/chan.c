@@ -22,6 +22,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "shim.h"
@@ -189,8 +190,8 @@ void uni_chan_reset(void)
 	atomic_store(&g_nchan, 0);
 }
 
-/* A read or write of r bytes on a channel fd. */
-void uni_chan_io(uint32_t fdent, int is_write, const void *buf, ssize_t r)
+/* A read of r bytes on a channel fd: takes the time of what it consumed. */
+void uni_chan_read(uint32_t fdent, const void *buf, ssize_t r)
 {
 	if (r <= 0 || !uni_shim_sync_on || uni_shim_in_shim())
 		return;
@@ -198,19 +199,64 @@ void uni_chan_io(uint32_t fdent, int is_write, const void *buf, ssize_t r)
 	if (id >= CHAN_MAX)
 		return;
 	int kind = g_chan_kind[id];
-	uintptr_t key = chan_key(fdent);
-	if (is_write) {
-		uint64_t amount = (uint64_t)r;
-		if (kind != 1 && r == 8)
-			memcpy(&amount, buf, 8); /* eventfd: the value added */
-		uint64_t t = uni_shim_thread_vt();
-		uni_tq_push(key, amount, t, uni_shim_signal((void *)key, t));
-		uni_shim_wake_floors((void *)key, t);
-	} else {
-		uint64_t amount = kind == 1 ? (uint64_t)r : kind == 3 ? 1 : UINT64_MAX, src;
-		uint64_t t = uni_tq_take(key, amount, 0, &src);
-		uni_shim_take(t, src);
+	uint64_t amount = kind == 1 ? (uint64_t)r : kind == 3 ? 1 : UINT64_MAX, src;
+	uint64_t t = uni_tq_take(chan_key(fdent), amount, 0, &src);
+	uni_shim_take(t, src);
+}
+
+void uni_chan_write_begin(struct uni_chan_w *w, uint32_t fdent, const struct iovec *iov, int cnt)
+{
+	w->amount = 0;
+	if (!uni_shim_sync_on || uni_shim_in_shim())
+		return;
+	uint32_t id = fdent & ~UNI_FD_CHAN;
+	if (id >= CHAN_MAX)
+		return;
+	w->kind = g_chan_kind[id];
+	w->key = chan_key(fdent);
+	uint64_t amount = 0;
+	if (w->kind == 1) {
+		for (int i = 0; i < cnt; i++)
+			amount += iov[i].iov_len;
+	} else if (cnt > 0 && iov[0].iov_len >= 8) {
+		memcpy(&amount, iov[0].iov_base, 8); /* eventfd: the value added */
 	}
+	if (!amount)
+		return;
+	w->t = uni_shim_thread_vt();
+	w->src = uni_shim_signal((void *)w->key, w->t);
+	w->amount = amount;
+	uni_tq_push(w->key, amount, w->t, w->src);
+	uni_shim_wake_floors((void *)w->key, w->t);
+}
+
+void uni_chan_write_end(const struct uni_chan_w *w, ssize_t r)
+{
+	if (!w->amount)
+		return;
+	/* What the kernel took: a pipe's r bytes; an eventfd's value or
+	 * nothing. */
+	uint64_t took = w->kind == 1 ? (r > 0 ? (uint64_t)r : 0) : (r == 8 ? w->amount : 0);
+	if (took >= w->amount)
+		return;
+	uint64_t back = w->amount - took;
+	tq_lock();
+	struct tq *q = tq_find(w->key, 0);
+	/* The latest entry this write queued (a reader cannot have taken its
+	 * part the kernel did not take). */
+	for (uint32_t i = q ? q->n : 0; i-- > 0;) {
+		struct tq_ent *e = &q->e[i];
+		if (e->t != w->t || e->src != w->src)
+			continue;
+		if (e->amount > back) {
+			e->amount -= back;
+		} else {
+			memmove(&q->e[i], &q->e[i + 1], (q->n - i - 1) * sizeof(q->e[0]));
+			q->n--;
+		}
+		break;
+	}
+	tq_unlock();
 }
 
 /* A blocking read on a channel: counted like a condition wait. */

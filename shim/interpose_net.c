@@ -31,11 +31,19 @@
 		if (UNI_LIKELY(!s_) || uni_shim_in_shim())                \
 			return call;                                      \
 		if (s_ & UNI_FD_CHAN) { /* a pipe or eventfd (chan.c) */  \
+			/* A write's time goes in before its bytes: a reader \
+			 * woken by them finds it. */                     \
+			struct uni_chan_w cw_;                             \
+			if (is_send)                                      \
+				uni_chan_write_begin(&cw_, s_, IOV, CNT);  \
 			int b_ = (is_send) ? 0 : uni_chan_wait_begin(s_, fd); \
 			ssize_t r_ = call;                                \
 			int e_ = errno;                                   \
 			uni_chan_wait_end(b_);                            \
-			uni_chan_io(s_, is_send, (CNT) > 0 ? (IOV)[0].iov_base : NULL, r_); \
+			if (is_send)                                      \
+				uni_chan_write_end(&cw_, r_);              \
+			else                                              \
+				uni_chan_read(s_, (CNT) > 0 ? (IOV)[0].iov_base : NULL, r_); \
 			errno = e_;                                       \
 			return r_;                                        \
 		}                                                         \

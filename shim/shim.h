@@ -181,7 +181,18 @@ uint64_t uni_tq_take(uintptr_t key, uint64_t amount, int earliest, uint64_t *src
 void uni_tq_forget(uintptr_t key) UNI_HIDDEN;
 void uni_chan_new(int fd0, int fd1, int kind) UNI_HIDDEN;
 void uni_chan_reset(void) UNI_HIDDEN;
-void uni_chan_io(uint32_t fdent, int is_write, const void *buf, ssize_t r) UNI_HIDDEN;
+void uni_chan_read(uint32_t fdent, const void *buf, ssize_t r) UNI_HIDDEN;
+/* A write on a channel: its time is queued before the real write (a
+ * reader woken by the bytes must find it) and what the write did not take
+ * is withdrawn after it. */
+struct iovec;
+struct uni_chan_w {
+	uintptr_t key;
+	uint64_t amount, t, src;
+	int kind;
+};
+void uni_chan_write_begin(struct uni_chan_w *w, uint32_t fdent, const struct iovec *iov, int cnt) UNI_HIDDEN;
+void uni_chan_write_end(const struct uni_chan_w *w, ssize_t r) UNI_HIDDEN;
 int uni_chan_wait_begin(uint32_t fdent, int fd) UNI_HIDDEN;
 void uni_chan_wait_end(int began) UNI_HIDDEN;
 void uni_shim_mutex_locked(void *mutex) UNI_HIDDEN;

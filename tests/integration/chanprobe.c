@@ -22,7 +22,11 @@
  * before a usleep of 50 ms in a new thread (the sleep is its first call
  * into the shim): "sleep" line: virtual_ms cpu_ms, from its creation to
  * after the sleep, and its CPU time (read after, so that no read comes
- * between the compute and the sleep); virtual = cpu x slowdown + 50. */
+ * between the compute and the sleep); virtual = cpu x slowdown + 50. And a
+ * thread that computes (arithmetic) and then posts a semaphore the main
+ * thread waits on ("semc" line: waiter_after_ms): the post hands on the
+ * poster's clock by its position among its events, no event of its own
+ * (test sim-chan replays that under another slowdown). */
 #include <errno.h>
 #include <pthread.h>
 #include <linux/futex.h>
@@ -50,7 +54,7 @@ static void sleep_ms(int ms)
 	nanosleep(&ts, NULL);
 }
 
-static sem_t sem, sem2;
+static sem_t sem, sem2, sem3;
 static int pfd[2], efd;
 static double posted_at, early_at, late_at;
 
@@ -236,9 +240,20 @@ static void *compute_then_sleep(void *arg)
 	return NULL;
 }
 
+static void *compute_then_post(void *arg)
+{
+	(void)arg;
+	volatile uint64_t acc = 1;
+	for (uint64_t i = 0; i < 100000000ull; i++)
+		acc = acc * 6364136223846793005ull + i;
+	sem_post(&sem3);
+	return NULL;
+}
+
 int main(void)
 {
-	if (sem_init(&sem, 0, 0) || sem_init(&sem2, 0, 0) || pipe(pfd) || (efd = eventfd(0, 0)) < 0)
+	if (sem_init(&sem, 0, 0) || sem_init(&sem2, 0, 0) || sem_init(&sem3, 0, 0) || pipe(pfd) ||
+	    (efd = eventfd(0, 0)) < 0)
 		return 1;
 	run("sem", post_sem, wait_sem);
 	run("pipe", write_pipe, read_pipe);
@@ -314,5 +329,11 @@ int main(void)
 	pthread_join(c, NULL);
 	double v1 = slept_at, cpu = slept_cpu;
 	printf("sleep %.3f %.3f\n", v1 - v0, cpu);
+
+	pthread_t p;
+	if (pthread_create(&p, NULL, compute_then_post, NULL) || sem_wait(&sem3))
+		return 1;
+	printf("semc %.3f\n", now_ms());
+	pthread_join(p, NULL);
 	return 0;
 }

@@ -6,11 +6,12 @@
 # And a semaphore posted at +100 ms and +400 ms by two threads is taken in
 # virtual-time order (first wait: the early post). And compute that enters
 # no wrapper right before a sleep is charged (virtual = CPU + 50 ms).
-#   test_sim_chan.sh UNIRUN CHANPROBE
+#   test_sim_chan.sh UNIRUN CHANPROBE UNITRACE
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 UNIRUN=$1
 PROBE=$2
+UNITRACE=$3
 T=$(mktemp -d /tmp/uni-chan.XXXXXX)
 trap 'rm -rf "$T"' EXIT
 for model in alpha-beta nic; do
@@ -51,6 +52,41 @@ print(f"{model} compute then usleep(50 ms): {virt:.3f} ms virtual for {cpu:.3f} 
 if not (cpu > 20 and abs(virt - (cpu + 50)) < 0.05 * cpu + 1):
     print("FAIL: the compute right before a sleep is not charged"); bad = 1
 sys.exit(bad)
+PYEOF
+	[ "$model" = alpha-beta ] || continue
+	# unitrace replay at twice the slowdown: the main thread takes the
+	# semaphore at the poster's replayed clock, its compute before the
+	# post doubled (the post is a position, not an event: the replay
+	# scales the compute the position adds to the event before it).
+	printf 'mode: simulate\ndevices: { default: { slowdown: 2.0 } }\n' >"$T/c2.yaml"
+	"$UNITRACE" replay "$T/t.unitrace" --config "$T/c2.yaml" -o "$T/r.unitrace" >/dev/null || fail "replay at slowdown 2"
+	"$UNITRACE" dump --json "$T/t.unitrace" >"$T/rec.jsonl"
+	"$UNITRACE" dump --json "$T/r.unitrace" >"$T/rep.jsonl"
+	$PY - "$T/rec.jsonl" "$T/rep.jsonl" <<'PYEOF' || fail "a semaphore post by position, replayed at slowdown 2"
+import json, sys
+rec = [json.loads(l) for l in open(sys.argv[1])]
+rep = [json.loads(l) for l in open(sys.argv[2])]
+assert len(rec) == len(rep)
+POS = 0x80000000
+found = 0
+for i, r in enumerate(rec):
+    if r["kind"] != "take" or not (r["a"] & POS):
+        continue
+    tid = r["a"] >> 32
+    # The poster's stretch of compute before the post (its only long one).
+    cands = [j for j, c in enumerate(rec) if c["kind"] == "compute" and c["tid"] == tid and c["t1"] - c["t0"] > 50e6]
+    if not cands:
+        continue
+    j = cands[-1]
+    c0, c1 = rec[j], rep[j]
+    d0, d1 = c0["t1"] - c0["t0"], c1["t1"] - c1["t0"]
+    print(f"post after {d0 / 1e6:.3f} ms of compute: taken at {r['t1'] / 1e6:.3f} ms; replayed at slowdown 2: "
+          f"compute {d1 / 1e6:.3f} ms, taken at {rep[i]['t1'] / 1e6:.3f} ms (the compute ends at {c1['t1'] / 1e6:.3f} ms)")
+    assert abs(d1 - 2 * d0) <= 2, "compute not doubled"
+    assert abs(rep[i]["t1"] - c1["t1"]) <= 0.001 * d1 + 1000, "the take is not the poster's replayed clock"
+    assert abs(r["t1"] - c0["t1"]) <= 0.001 * d0 + 1000, "the recorded take is not the poster's clock"
+    found += 1
+assert found == 1, f"{found} takes of a computing poster's position"
 PYEOF
 done
 ok "semaphores, pipes, eventfds and the pthread joins carry time to the waiter; compute right before a sleep is charged"
