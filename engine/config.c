@@ -36,6 +36,7 @@ struct ctx {
 	char *err;
 	size_t errlen;
 	int links_given; /* the file had network.links */
+	yaml_node_t *links_node;
 	uint8_t link_set[UNI_CFG_MAX_LINKS];
 	uint32_t link_line[UNI_CFG_MAX_LINKS];
 	uint32_t rank_line[UNI_CFG_MAX_RANK_OVERRIDES];
@@ -46,6 +47,7 @@ struct ctx {
 	yaml_node_t *topology_node;
 	uint32_t switch_line[UNI_CFG_MAX_SWITCHES];
 	uint32_t attach_line[UNI_CFG_MAX_ATTACH];
+	yaml_node_t *attach_node[UNI_CFG_MAX_ATTACH];
 	yaml_node_t *trunk_end[UNI_CFG_MAX_TRUNKS][2];
 	char trunk_path[UNI_CFG_MAX_TRUNKS][64];
 	uint8_t trunk_set[UNI_CFG_MAX_TRUNKS];
@@ -863,6 +865,7 @@ static int attach_item(struct ctx *x, const char *path, uint32_t idx,
 	x->c->attach[i].sw = sw;
 	x->c->attach[i].extra = extra < 0 ? -1 : (int16_t)x->c->nextra++;
 	x->attach_line[i] = node_line(n);
+	x->attach_node[i] = n;
 	x->c->nattach = i + 1;
 	return 0;
 }
@@ -1014,6 +1017,13 @@ static int switch_index(const struct uni_config *c, const char *name)
 	return -1;
 }
 
+/* a + b, at most UINT64_MAX - 1 (UINT64_MAX is "no path"): durations are
+ * only bounded below 2^63 each, and a route adds several. */
+static uint64_t sat_add(uint64_t a, uint64_t b)
+{
+	return a > UINT64_MAX - 1 - b ? UINT64_MAX - 1 : a + b;
+}
+
 /* Routes between switches: for every source, Dijkstra by latency; ties go
  * to fewer links, then to the link given first. Fills route_in, route_lat
  * (UINT64_MAX: no path) and route_hops. */
@@ -1056,7 +1066,7 @@ static void compute_routes(struct uni_config *c)
 					continue;
 				if (done[v])
 					continue;
-				uint64_t nd = dist[u] + k->latency_ns;
+				uint64_t nd = sat_add(dist[u], k->latency_ns);
 				if (nd < dist[v] || (nd == dist[v] && hops[u] + 1 < hops[v])) {
 					dist[v] = nd;
 					hops[v] = hops[u] + 1;
@@ -1075,7 +1085,7 @@ static void compute_routes(struct uni_config *c)
 static int check_topology(struct ctx *x)
 {
 	struct uni_config *c = x->c;
-	yaml_node_t *at = x->model_node ? x->model_node : x->topology_node;
+	yaml_node_t *at = x->model_node ? x->model_node : x->topology_node ? x->topology_node : x->links_node;
 	char sh[SHOW_LEN + 8];
 
 	/* A file without network.model or network.topology leaves what an
@@ -1131,7 +1141,7 @@ static int check_topology(struct ctx *x)
 				ok = c->attach[j].rank == c->attach[i].rank &&
 				     c->route_lat[0][c->attach[j].sw] != UINT64_MAX;
 			if (!ok)
-				return fail(x, x->topology_node, "network.topology",
+				return fail(x, x->attach_node[i], "network.topology",
 					    "rank %d is on no switch joined to switch '%s' by links: "
 					    "no route to the other ranks", (int)c->attach[i].rank,
 					    c->switches[0].name);
@@ -1152,7 +1162,7 @@ static int check_topology(struct ctx *x)
 				    "the topology model needs network.topology with at least one "
 				    "switch (docs/config.md)");
 		if (c->nlinks)
-			return fail(x, at, "network.links",
+			return fail(x, x->links_node ? x->links_node : at, "network.links",
 				    "does not apply under the topology model (a pair's latency is "
 				    "its route's); give the latencies in network.topology");
 	}
@@ -1180,6 +1190,7 @@ static int network_pair(struct ctx *x, const char *path, const char *key,
 		/* A list in the file replaces the list already in the config. */
 		x->c->nlinks = 0;
 		x->links_given = 1;
+		x->links_node = v;
 		return walk_list(x, v, path, link_item, NULL);
 	}
 	if (!strcmp(key, "ranks")) {
@@ -1187,7 +1198,10 @@ static int network_pair(struct ctx *x, const char *path, const char *key,
 		return walk_map(x, v, path, "rank numbers", net_ranks_pair, NULL);
 	}
 	if (!strcmp(key, "topology")) {
+		/* A topology in the file replaces the one already in the
+		 * config, switches and links together (links name switches). */
 		x->topology_node = v;
+		x->c->nswitches = x->c->ntrunks = x->c->nattach = x->c->nextra = 0;
 		return walk_map(x, v, path, "switches, links", topology_pair, NULL);
 	}
 	return 1;
@@ -1636,7 +1650,7 @@ int uni_config_route(const struct uni_config *c, int a, int b, uint32_t nranks,
 			uint64_t d = c->route_lat[swa[i]][swb[j]];
 			if (d == UINT64_MAX)
 				continue;
-			d += c->switches[swa[i]].latency_ns + c->switches[swb[j]].latency_ns;
+			d = sat_add(sat_add(d, c->switches[swa[i]].latency_ns), c->switches[swb[j]].latency_ns);
 			unsigned h = c->route_hops[swa[i]][swb[j]];
 			if (d < best || (d == best && h < best_hops)) {
 				best = d;
@@ -1646,7 +1660,7 @@ int uni_config_route(const struct uni_config *c, int a, int b, uint32_t nranks,
 			}
 		}
 	int sa = swa[ba], sb = swb[bb];
-	uint64_t lat = c->switches[sa].latency_ns + c->switches[sb].latency_ns;
+	uint64_t lat = sat_add(c->switches[sa].latency_ns, c->switches[sb].latency_ns);
 	/* Walked back from b's switch, then reversed. */
 	for (int s = sb; s != sa && k < UNI_CFG_MAX_SWITCHES;) {
 		uint16_t in = c->route_in[sa][s];
@@ -1654,7 +1668,7 @@ int uni_config_route(const struct uni_config *c, int a, int b, uint32_t nranks,
 			break; /* unreachable: refused when the file was read */
 		const struct uni_trunk_cfg *t = &c->trunks[in / 2];
 		tmp[k++] = in;
-		lat += t->latency_ns;
+		lat = sat_add(lat, t->latency_ns);
 		s = (in & 1) ? t->b : t->a;
 	}
 	uint32_t xbase = 2 * nranks + 2 * c->ntrunks;

@@ -83,7 +83,8 @@ struct shim_tls {
 	struct timespec slice_abs, slice_real; /* that wait's deadline as the caller gave it,
 	                        and the real one it was converted to (kept across slices) */
 	uint64_t slice_vdl;  /* ... and its virtual one */
-	uint64_t last_src;   /* the SIGNAL event of the last hand-off it took (emit_take) */
+	uint64_t last_src;   /* the SIGNAL event of the last hand-off it took (emit_take) ... */
+	uint64_t last_t;     /* ... and the time it took then */
 	uint32_t quiet;      /* inside a Gloo buffer call: condvars and mutexes carry no time */
 	uint32_t ring_idx;   /* index of ring in the segment */
 	uint64_t sent_token; /* the Gloo data message this thread last finished writing:
@@ -370,6 +371,16 @@ static uint64_t next_id(void)
 	return ((uint64_t)tls.tid << 32) | (tls.nev + (tls.pend_d ? 1u : 0u));
 }
 
+/* The thread's clock now as a position among its events (UNI_SRC_POS: its
+ * clock after its last event plus the compute since), a source that costs
+ * no event; 0 without a ring or before its first event. */
+static uint64_t own_position(void)
+{
+	if (!tls.ring || !tls.nev || tls.gen != atomic_load_explicit(&g_gen, memory_order_relaxed))
+		return 0;
+	return ((uint64_t)tls.tid << 32) | UNI_SRC_POS | tls.nev;
+}
+
 /* Simulate mode: the thread hands time t on through obj; returns the id of
  * the SIGNAL event that says so (0 without a ring). */
 static uint64_t emit_signal(uint64_t obj, uint64_t t)
@@ -387,12 +398,17 @@ static void emit_take(uint64_t before, uint64_t t, uint64_t src, uint16_t flags)
 	/* A time the thread itself handed on carries nothing new; nor does
 	 * the hand-off it took last, taken again (a condition wait's 1 s
 	 * slices each re-take the mutex's stamp: as events they kept a
-	 * deadlocked session "busy" for ever). */
+	 * deadlocked session "busy" for ever). A position (UNI_SRC_POS) is
+	 * not unique: a thread that posts twice with only compute between
+	 * hands on the same one at two times, and the later is new. */
 	if (!src || (uint32_t)(src >> 32) == tls.tid || !tls.ring ||
-	    tls.gen != atomic_load_explicit(&g_gen, memory_order_relaxed) || (!flags && src == tls.last_src))
+	    tls.gen != atomic_load_explicit(&g_gen, memory_order_relaxed) ||
+	    (!flags && src == tls.last_src && t <= tls.last_t))
 		return;
-	if (!flags)
+	if (!flags) {
 		tls.last_src = src;
+		tls.last_t = t;
+	}
 	struct uni_ev e = {.kind = UNI_EV_TAKE, .flags = flags, .t0 = before, .t1 = t, .a = src};
 	push(tls.ring, &e);
 }
@@ -1663,8 +1679,7 @@ int uni_shim_cond_signal(void *cv)
 				 * position does not give: an event. */
 				if (!id && tls.dispatcher)
 					id = emit_signal((uint64_t)(uintptr_t)cv, t);
-				atomic_store_explicit(&e->src, id ? id : ((uint64_t)tls.tid << 32) | UNI_SRC_POS | tls.nev,
-						      memory_order_relaxed);
+				atomic_store_explicit(&e->src, id ? id : own_position(), memory_order_relaxed);
 			}
 		}
 	}
@@ -2357,9 +2372,8 @@ uint64_t uni_shim_signal(const void *obj, uint64_t t)
 	 * a run by the one Python thread (a third of the main job's records
 	 * were such signals before). A dispatcher hands on the time of the
 	 * event it handles, which its position does not give. */
-	if (!tls.dispatcher && t == tls.vt && tls.nev && tls.ring &&
-	    tls.gen == atomic_load_explicit(&g_gen, memory_order_relaxed))
-		return ((uint64_t)tls.tid << 32) | UNI_SRC_POS | tls.nev;
+	if (!tls.dispatcher && t == tls.vt && own_position())
+		return own_position();
 	int saved = errno;
 	tls.in_shim++;
 	uint64_t id = emit_signal((uint64_t)(uintptr_t)obj, t);

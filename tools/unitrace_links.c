@@ -24,6 +24,7 @@
 #include "unitrace.h"
 #include "uni/common.h"
 #include "uni/config.h"
+#include "uni/shm.h"
 #include "uni/trace.h"
 
 struct span {
@@ -185,7 +186,7 @@ int unitrace_links(const char *path, const char *config, int json)
 			ce[t.conn].node = node + 1;
 			ce[t.conn].peer_conn = (uint32_t)t.a + 1;
 		}
-		if (t.kind == UNI_TR_SEND && t.len && node >= 0) {
+		if (t.kind == UNI_TR_SEND && t.len && node >= 0 && node < (int32_t)UNI_MAX_RANKS) {
 			if (ns == caps) {
 				caps = caps ? caps * 2 : 1024;
 				sends = xrealloc(sends, caps * sizeof(*sends));
@@ -201,21 +202,33 @@ int unitrace_links(const char *path, const char *config, int json)
 		fprintf(stderr, "unitrace: %s\n", r.err);
 		goto out;
 	}
-	/* Receiving nodes: the node of the connection's other end. */
+	/* Receiving nodes: the node of the connection's other end. Nodes are
+	 * ranks below UNI_MAX_RANKS, as in unid's network; a corrupt trace's
+	 * others are left out. */
 	int32_t *dnode = xrealloc(NULL, (ns ? ns : 1) * sizeof(*dnode));
+	uint64_t skipped = 0;
 	for (size_t i = 0; i < ns; i++) {
 		const struct uni_trec *s = &sends[i];
 		uint32_t pc = s->conn < nce ? ce[s->conn].peer_conn : 0;
 		dnode[i] = pc && pc - 1 < nce && ce[pc - 1].node ? ce[pc - 1].node - 1 : s->peer;
-		if (dnode[i] > maxnode)
+		if (dnode[i] < 0 || dnode[i] >= (int32_t)UNI_MAX_RANKS) {
+			dnode[i] = -1;
+			skipped++;
+		} else if (dnode[i] > maxnode) {
 			maxnode = dnode[i];
+		}
 	}
+	if (skipped)
+		fprintf(stderr, "unitrace: %s: %" PRIu64 " transfers to no rank from 0 to %u left out\n", path, skipped,
+			UNI_MAX_RANKS - 1);
 	uint32_t nranks = (uint32_t)(maxnode + 1);
 	int pairs = cfg.net_model == UNI_NET_ALPHA_BETA;
 	uint32_t nlinks = pairs ? nranks * nranks : uni_config_route_links(&cfg, nranks);
 	struct link *L = calloc(nlinks ? nlinks : 1, sizeof(*L));
-	if (!L)
+	if (!L) {
+		fputs("unitrace: out of memory\n", stderr);
 		exit(UNITRACE_EXIT_OUTPUT);
+	}
 	for (size_t i = 0; i < ns; i++) {
 		const struct uni_trec *s = &sends[i];
 		int32_t a = snode[i], b = dnode[i];

@@ -573,8 +573,9 @@ static uint64_t event_value(struct replay *R, uint64_t id, uint64_t recorded, in
 			return 0;
 		}
 		*ok = 1;
-		/* What the thread added since is compute (anything else would
-		 * have been an event): scaled as its compute records are. */
+		/* What the thread added since is compute (the rest are events:
+		 * takes, sleeps and timed waits of 100 us or more; shorter idle
+		 * stretches fall in here too and are scaled with it). */
 		uint64_t base = th->rval[k - 1], d = recorded > base ? recorded - base : 0;
 		double sn = uni_config_rank_slowdown(R->cfg, th->rank);
 		double so = th->rank >= 0 && th->rank < (int32_t)UNI_MAX_RANKS ? R->old_slow[th->rank] : 1.0;

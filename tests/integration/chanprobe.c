@@ -23,10 +23,11 @@
  * into the shim): "sleep" line: virtual_ms cpu_ms, from its creation to
  * after the sleep, and its CPU time (read after, so that no read comes
  * between the compute and the sleep); virtual = cpu x slowdown + 50. And a
- * thread that computes (arithmetic) and then posts a semaphore the main
- * thread waits on ("semc" line: waiter_after_ms): the post hands on the
- * poster's clock by its position among its events, no event of its own
- * (test sim-chan replays that under another slowdown). */
+ * thread that computes (arithmetic), posts a semaphore the main thread
+ * waits on, computes again and posts again ("semc" line: the waiter's
+ * clock after each wait): each post hands on the poster's clock by its
+ * position among its events, no event of its own, and both posts have the
+ * same position (test sim-chan replays them under another slowdown). */
 #include <errno.h>
 #include <pthread.h>
 #include <linux/futex.h>
@@ -244,7 +245,10 @@ static void *compute_then_post(void *arg)
 {
 	(void)arg;
 	volatile uint64_t acc = 1;
-	for (uint64_t i = 0; i < 100000000ull; i++)
+	for (uint64_t i = 0; i < 60000000ull; i++)
+		acc = acc * 6364136223846793005ull + i;
+	sem_post(&sem3);
+	for (uint64_t i = 0; i < 60000000ull; i++)
 		acc = acc * 6364136223846793005ull + i;
 	sem_post(&sem3);
 	return NULL;
@@ -333,7 +337,10 @@ int main(void)
 	pthread_t p;
 	if (pthread_create(&p, NULL, compute_then_post, NULL) || sem_wait(&sem3))
 		return 1;
-	printf("semc %.3f\n", now_ms());
+	double w1 = now_ms();
+	if (sem_wait(&sem3))
+		return 1;
+	printf("semc %.3f %.3f\n", w1, now_ms());
 	pthread_join(p, NULL);
 	return 0;
 }

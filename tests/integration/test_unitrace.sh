@@ -321,6 +321,13 @@ expect_rc 64 "plot with a bad --from" "$UNITRACE" plot "$good" --from soon
 contains "$T/err" "--from and --to want a time in ms"
 expect_rc 64 "--from on summary" "$UNITRACE" summary "$good" --from 1
 contains "$T/err" "choose the window of a plot"
+"$MKTRACE" "$T/far.trace" --simulate --far-peer >/dev/null
+printf 'mode: simulate\n' >"$T/ab.yaml"
+expect_rc 0 "links of a trace with a send to rank 65535" "$UNITRACE" links "$T/far.trace" --config "$T/ab.yaml"
+contains "$T/err" "1 transfers to no rank from 0 to 255 left out"
+contains "$T/out" "rank 0 -> rank 1"
+expect_rc 64 "links with the trace's missing config" "$UNITRACE" links "$T/far.trace"
+contains "$T/err" "give the configuration the run used with --config"
 expect_rc 2 "links of a record-mode trace" "$UNITRACE" links "$good"
 contains "$T/err" "links needs a simulate-mode trace"
 expect_rc 2 "links of garbage" "$UNITRACE" links "$garbage"

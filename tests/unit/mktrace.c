@@ -2,7 +2,7 @@
  * test_unitrace.sh, using the engine's trace writer.
  *
  *   mktrace OUT [--truncate] [--no-end] [--unknown] [--mismatch]
- *               [--session NAME]
+ *               [--session NAME] [--simulate] [--far-peer]
  *
  * The trace: a record-mode session "demo-run" with two ranks on one
  * connection. Rank 0 (pid 1000, threads 1000 and 1002, detaches cleanly)
@@ -16,6 +16,9 @@
  *   --unknown   add a record of kind 200 (what a newer minor might add)
  *   --mismatch  rank 0 receives 2000 bytes instead of 2048
  *   --session   use NAME as the session name (to test escaping)
+ *   --simulate  a simulate-mode header (the same records)
+ *   --far-peer  one more send of 100 bytes, from rank 0 to rank 65535 on a
+ *               connection with no record (what a corrupt trace may hold)
  *
  * Prints the number of whole records in the file. Exit 0, 1 on error,
  * 64 on usage. */
@@ -58,7 +61,7 @@ static void xfer(uint16_t kind, int32_t rank, int32_t tid, int32_t peer,
 
 int main(int argc, char **argv)
 {
-	int truncate_it = 0, no_end = 0, unknown = 0, mismatch = 0;
+	int truncate_it = 0, no_end = 0, unknown = 0, mismatch = 0, simulate = 0, far_peer = 0;
 	const char *out = NULL, *session = "demo-run";
 	struct uni_trace_writer w;
 	struct uni_trace_hdr h;
@@ -75,6 +78,10 @@ int main(int argc, char **argv)
 			unknown = 1;
 		else if (!strcmp(argv[i], "--mismatch"))
 			mismatch = 1;
+		else if (!strcmp(argv[i], "--simulate"))
+			simulate = 1;
+		else if (!strcmp(argv[i], "--far-peer"))
+			far_peer = 1;
 		else if (!strcmp(argv[i], "--session") && i + 1 < argc)
 			session = argv[++i];
 		else if (argv[i][0] != '-' && !out)
@@ -115,6 +122,10 @@ int main(int argc, char **argv)
 	xfer(UNI_TR_SEND, 1, 1001, 0, 700000, 720000, 512, 1536);
 	xfer(UNI_TR_RECV, 0, 1000, 1, 610000, 900000, 0,
 	     mismatch ? 2000 : 2048);
+	if (far_peer) {
+		xfer(UNI_TR_SEND, 0, 1000, 65535, 800000, 810000, 7096, 100);
+		recs[nrec - 1].conn = 5;
+	}
 	if (unknown) {
 		t = add(200, 0);
 		t->a = 0xdeadbeef;
@@ -142,7 +153,7 @@ int main(int argc, char **argv)
 	}
 
 	/* 2024-05-01 12:34:56.789 UTC */
-	uni_trace_hdr_init(&h, UNI_MODE_RECORD, session, 1714566896789000000ull,
+	uni_trace_hdr_init(&h, simulate ? UNI_MODE_SIMULATE : UNI_MODE_RECORD, session, 1714566896789000000ull,
 			   123456789ull, "examples/configs/demo.yaml");
 	if (uni_trace_create(&w, out, &h, err, sizeof(err)) < 0) {
 		fprintf(stderr, "mktrace: %s\n", err);
@@ -167,6 +178,6 @@ int main(int argc, char **argv)
 
 usage:
 	fprintf(stderr, "usage: mktrace OUT [--truncate] [--no-end] [--unknown]"
-		" [--mismatch] [--session NAME]\n");
+		" [--mismatch] [--session NAME] [--simulate] [--far-peer]\n");
 	return 64;
 }

@@ -777,6 +777,38 @@ START_TEST(test_topology)
 	ck_assert_double_eq(bps, 1e11);
 	uni_config_link(&cfg, 2, 3, &lat, &bps);
 	ck_assert_double_eq(bps, 3.6e12);
+	/* A file read over another: its topology replaces the earlier one
+	 * whole (links name switches); a file that gives none keeps it. */
+	y = "network: { model: topology, topology: { switches: [ { name: a }, { name: b, ranks: [1] } ],"
+	    " links: [ { between: [a, b], latency: 1ms } ] } }";
+	uni_config_defaults(&cfg);
+	ck_assert_msg(uni_config_parse(&cfg, y, strlen(y), "s", err, sizeof(err)) == 0, "%s", err);
+	y = "network: { topology: { switches: [ { name: c, ranks: [0, 1] } ] } }";
+	ck_assert_msg(uni_config_parse(&cfg, y, strlen(y), "s", err, sizeof(err)) == 0, "%s", err);
+	ck_assert_uint_eq(cfg.nswitches, 1);
+	ck_assert_uint_eq(cfg.ntrunks, 0);
+	ck_assert_int_eq(uni_config_route(&cfg, 0, 1, 2, links, &lat), 2);
+	ck_assert_uint_eq(lat, 0);
+	y = "network: { topology: {} }";
+	ck_assert_int_eq(uni_config_parse(&cfg, y, strlen(y), "s", err, sizeof(err)), -1);
+	ck_assert_msg(strstr(err, "needs network.topology with at least one switch"), "%s", err);
+	y = "devices: { default: { slowdown: 2 } }";
+	ck_assert_msg(uni_config_parse(&cfg, y, strlen(y), "s", err, sizeof(err)) == 0, "%s", err);
+	ck_assert_uint_eq(cfg.nswitches, 1);
+	y = "network: { links: [ { from: 0, to: 1 } ] }";
+	ck_assert_int_eq(uni_config_parse(&cfg, y, strlen(y), "s", err, sizeof(err)), -1);
+	ck_assert_msg(strstr(err, "does not apply under the topology model"), "%s", err);
+	/* Latencies near the limit add up without wrapping around. */
+	y = "network:\n  model: topology\n  topology:\n"
+	    "    switches: [ { name: s0, ranks: [0] }, { name: s1, ranks: [1] }, { name: s2, ranks: [2] }, { name: s3, ranks: [3] } ]\n"
+	    "    links: [ { between: [s0, s1], latency: 9000000000s }, { between: [s1, s2], latency: 9000000000s },\n"
+	    "             { between: [s2, s3], latency: 9000000000s } ]\n";
+	uni_config_defaults(&cfg);
+	ck_assert_msg(uni_config_parse(&cfg, y, strlen(y), "s", err, sizeof(err)) == 0, "%s", err);
+	ck_assert_int_eq(uni_config_route(&cfg, 0, 1, 4, links, &lat), 3);
+	ck_assert_uint_eq(lat, 9000000000000000000ull);
+	ck_assert_int_eq(uni_config_route(&cfg, 0, 3, 4, links, &lat), 5);
+	ck_assert_uint_eq(lat, UINT64_MAX - 1);
 	/* The section may stay under another model (a replay may switch). */
 	y = "network: { model: nic, topology: { switches: [ { name: s } ] } }";
 	uni_config_defaults(&cfg);
@@ -787,6 +819,8 @@ START_TEST(test_topology)
 		{ "network: { model: topology, topology: { switches: [] } }", "s:1: key 'network.model': the topology model needs" },
 		{ "network: { model: topology, topology: { switches: [ { name: s } ] }, links: [ { from: 0, to: 1 } ] }",
 		  "s:1: key 'network.links': does not apply under the topology model" },
+		{ "network:\n  model: topology\n  topology: { switches: [ { name: s } ] }\n  links: [ { from: 0, to: 1 } ]\n",
+		  "s:4: key 'network.links': does not apply under the topology model" },
 		{ "network: { topology: { switches: [ { ranks: [1] } ] } }",
 		  "s:1: key 'network.topology.switches[0]': missing 'name'" },
 		{ "network: { topology: { switches: [ { name: 7 } ] } }",
@@ -815,8 +849,8 @@ START_TEST(test_topology)
 		  "s:1: key 'network.topology.links[1].between': switches 't' and 's' are already joined" },
 		{ "network:\n  topology:\n    switches: [ { name: s }, { name: t }, { name: u } ]\n    links: [ { between: [s, t] } ]\n",
 		  "s:3: key 'network.topology': switch 'u' has no ranks and is not joined to switch 's'" },
-		{ "network:\n  topology:\n    switches: [ { name: s }, { name: t, ranks: [4] } ]\n",
-		  "s:3: key 'network.topology': rank 4 is on no switch joined to switch 's' by links" },
+		{ "network:\n  topology:\n    switches:\n      - { name: s }\n      - { name: t, ranks:\n          [4] }\n",
+		  "s:6: key 'network.topology': rank 4 is on no switch joined to switch 's' by links" },
 		{ "network: { topology: { switches: [ { name: s } ], links: [ { between: [s, t], bandwidth: 0Mbit } ] } }",
 		  "s:1: key 'network.topology.links[0].bandwidth': '0Mbit' is zero" },
 		{ "network: { topology: { hosts: [] } }", "s:1: key 'network.topology.hosts': unknown key" },
