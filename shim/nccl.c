@@ -2087,6 +2087,45 @@ ncclResult_t pncclWinGetUserPtr(ncclComm_t comm, ncclWindow_t win, void **out)
 	return ncclSuccess;
 }
 
+/* Device pointers of a window (NCCL 2.29's host API, which PyTorch's NCCL
+ * symmetric memory calls). The simulated ranks share no memory: the load/
+ * store (LSA) domain of a rank is itself, so its own buffer is the only
+ * peer pointer there is; another peer's is NULL, NCCL's answer for a peer
+ * outside the domain; multimem (NVLS) does not exist. */
+ncclResult_t pncclGetPeerDevicePointer(ncclWindow_t win, size_t offset, int peer, void **out);
+ncclResult_t pncclGetPeerDevicePointer(ncclWindow_t win, size_t offset, int peer, void **out)
+{
+	struct uni_window *w = (struct uni_window *)win;
+	if (!w || w->magic != WIN_MAGIC || !out || !comm_ok(w->comm))
+		return fail(NULL, ncclInvalidArgument, "ncclGetPeerDevicePointer: invalid argument");
+	if (peer < 0 || peer >= w->comm->nranks)
+		return fail(NULL, ncclInvalidArgument, "ncclGetPeerDevicePointer: peer %d is not a rank of the "
+			    "communicator (0 to %d)", peer, w->comm->nranks - 1);
+	*out = peer == w->comm->rank && w->buff ? (char *)w->buff + offset : NULL;
+	return ncclSuccess;
+}
+
+ncclResult_t pncclGetLsaDevicePointer(ncclWindow_t win, size_t offset, int lsaRank, void **out);
+ncclResult_t pncclGetLsaDevicePointer(ncclWindow_t win, size_t offset, int lsaRank, void **out)
+{
+	struct uni_window *w = (struct uni_window *)win;
+	if (!w || w->magic != WIN_MAGIC || !out || !comm_ok(w->comm) || lsaRank != 0)
+		return fail(NULL, ncclInvalidArgument, "ncclGetLsaDevicePointer: invalid argument (the "
+			    "simulated NCCL's load/store domain is the rank itself: lsaRank 0)");
+	*out = w->buff ? (char *)w->buff + offset : NULL;
+	return ncclSuccess;
+}
+
+ncclResult_t pncclGetLsaMultimemDevicePointer(ncclWindow_t win, size_t offset, void **out);
+ncclResult_t pncclGetLsaMultimemDevicePointer(ncclWindow_t win, size_t offset, void **out)
+{
+	(void)win, (void)offset;
+	if (out)
+		*out = NULL;
+	return fail(NULL, ncclInvalidUsage, "ncclGetLsaMultimemDevicePointer: multimem (NVLS) is not "
+		    "simulated by uniference's NCCL");
+}
+
 /* Suspend releases NCCL's dynamic device memory: the simulated
  * communicator has none, so there is nothing to release or take back. */
 ncclResult_t pncclCommSuspend(ncclComm_t comm, int flags);
@@ -2526,6 +2565,9 @@ ALIAS(ncclCommUserRank);
 ALIAS(ncclCommRegister);
 ALIAS(ncclCommDeregister);
 ALIAS(ncclWinGetUserPtr);
+ALIAS(ncclGetPeerDevicePointer);
+ALIAS(ncclGetLsaDevicePointer);
+ALIAS(ncclGetLsaMultimemDevicePointer);
 ALIAS(ncclCommSuspend);
 ALIAS(ncclCommResume);
 ALIAS(ncclCommMemStats);

@@ -553,6 +553,30 @@ static void newer_api(ncclComm_t comm)
 	if (userptr)
 		NCCL(userptr(comm, win, &back));
 	CHECK(back == wbuf, "WinGetUserPtr gave %p for %p", back, (void *)wbuf);
+	/* Its device pointers (2.29, PyTorch's NCCL symmetric memory): the
+	 * rank's own buffer in its load/store domain, NULL for other peers
+	 * (no shared memory between simulated ranks), no multimem. */
+	typedef ncclResult_t (*peer_ptr_f)(ncclWindow_t, size_t, int, void **);
+	peer_ptr_f peerptr = (peer_ptr_f)sym("ncclGetPeerDevicePointer");
+	peer_ptr_f lsaptr = (peer_ptr_f)sym("ncclGetLsaDevicePointer");
+	ncclResult_t (*mmptr)(ncclWindow_t, size_t, void **) =
+		(ncclResult_t (*)(ncclWindow_t, size_t, void **))sym("ncclGetLsaMultimemDevicePointer");
+	if (peerptr && lsaptr && mmptr) {
+		for (int p = 0; p < nranks; p++) {
+			void *pp = (void *)1;
+			NCCL(peerptr(win, 8, p, &pp));
+			CHECK(p == rank ? pp == wbuf + 8 : pp == NULL, "GetPeerDevicePointer(peer %d) gave %p", p, pp);
+		}
+		void *pp = NULL;
+		CHECK(peerptr(win, 0, nranks, &pp) == ncclInvalidArgument, "GetPeerDevicePointer of a peer beyond");
+		NCCL(lsaptr(win, 4, 0, &pp));
+		CHECK(pp == wbuf + 4, "GetLsaDevicePointer(0) gave %p", pp);
+		CHECK(lsaptr(win, 0, 1, &pp) == ncclInvalidArgument, "GetLsaDevicePointer(1)");
+		pp = (void *)1;
+		CHECK(mmptr(win, 0, &pp) == ncclInvalidUsage && pp == NULL &&
+			      strstr(ncclGetLastError(comm), "ncclGetLsaMultimemDevicePointer"),
+		      "GetLsaMultimemDevicePointer: %p %s", pp, ncclGetLastError(comm));
+	}
 	NCCL(ncclCommWindowDeregister(comm, win));
 	/* Not simulated: InvalidUsage with the function named. */
 	const char *unsim[] = {"ncclCommGrow", "ncclCommGetUniqueId", "ncclPutSignal", "ncclSignal",
