@@ -2,8 +2,9 @@
  *
  * unitrace.c is compiled with -Dmain=unitrace_main; each input is written
  * to a private file and read by summary (text and JSON), dump --json,
- * plot, both exports, compare (against itself), critical-path and
- * replay (printing, and writing the re-timed trace), output going to
+ * plot (whole and a window), both exports, compare (against itself),
+ * critical-path, replay (printing, and writing the re-timed trace) and
+ * links (under a topology and an alpha-beta config), output going to
  * /dev/null or private files. Any crash, sanitizer
  * report or leak fails. Run by tests/fuzz/run.sh (CI: bounded time). */
 #include <stdint.h>
@@ -15,7 +16,7 @@
 int unitrace_main(int argc, char **argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static char trace[64], db[64], out[64];
+static char trace[64], db[64], out[64], topo[64], ab[64];
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -23,21 +24,36 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		snprintf(trace, sizeof(trace), "/tmp/uni-fuzz-%d.unitrace", (int)getpid());
 		snprintf(db, sizeof(db), "/tmp/uni-fuzz-%d.db", (int)getpid());
 		snprintf(out, sizeof(out), "/tmp/uni-fuzz-%d.out.unitrace", (int)getpid());
+		snprintf(topo, sizeof(topo), "/tmp/uni-fuzz-%d.topo.yaml", (int)getpid());
+		snprintf(ab, sizeof(ab), "/tmp/uni-fuzz-%d.ab.yaml", (int)getpid());
+		FILE *c = fopen(topo, "w");
+		if (!c || fputs("mode: simulate\nnetwork:\n  model: topology\n  topology:\n"
+				"    switches: [ { name: a, ranks: [0, 1] }, { name: b, ranks: [2, 3] },"
+				" { name: n, ranks: [0, 1], bandwidth: 10Gbit } ]\n"
+				"    links: [ { between: [a, b], bandwidth: 100Mbit, latency: 1ms } ]\n", c) < 0 ||
+		    fclose(c) != 0)
+			abort();
+		c = fopen(ab, "w");
+		if (!c || fputs("mode: simulate\n", c) < 0 || fclose(c) != 0)
+			abort();
 	}
 	FILE *f = fopen(trace, "wb");
 	if (!f || fwrite(data, 1, size, f) != size || fclose(f) != 0)
 		abort();
-	char *cmds[][6] = {
+	char *cmds[][10] = {
 		{"unitrace", "summary", trace, NULL},
 		{"unitrace", "summary", "--json", trace, NULL},
 		{"unitrace", "dump", "--json", trace, NULL},
 		{"unitrace", "plot", trace, "-o", "/dev/null", NULL},
+		{"unitrace", "plot", trace, "-o", "/dev/null", "--from", "1", "--to", "5", NULL},
 		{"unitrace", "export", trace, "--chrome", "/dev/null", NULL},
 		{"unitrace", "export", trace, "--sqlite", db, NULL},
 		{"unitrace", "compare", trace, trace, "--json", NULL},
 		{"unitrace", "critical-path", trace, "--json", NULL},
 		{"unitrace", "replay", trace, "--json", NULL},
 		{"unitrace", "replay", trace, "-o", out, NULL},
+		{"unitrace", "links", trace, "--config", topo, NULL},
+		{"unitrace", "links", trace, "--config", ab, "--json", NULL},
 	};
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
 		int argc = 0;
