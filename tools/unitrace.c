@@ -41,7 +41,7 @@ static const char usage_line[] = "usage: unitrace {summary|dump} FILE [--json]\n
 				 "       unitrace critical-path FILE [--json]\n"
 				 "       unitrace compare REAL SIM [--json]\n"
 				 "       unitrace replay FILE [--config OTHER.yaml] [--sweep KEY=V1,V2,...] [-o OUT.unitrace] [--json]\n"
-				 "       unitrace links FILE [--config RUN.yaml] [--json]";
+				 "       unitrace links FILE [--config RUN.yaml] [--top N] [--json]";
 
 /* common.c (uni_mode_name) lives in libunicommon; the tool keeps its own
  * copy so that it links against the reader alone. */
@@ -1136,6 +1136,12 @@ static int cmd_summary(const char *path, int json)
 	else
 		summary_text(&s, path);
 	free_summary(&s);
+	/* Simulate mode: the three most loaded links, when the configuration
+	 * the trace names is there. */
+	if (!json && s.hdr.mode == UNI_MODE_SIMULATE) {
+		fflush(stdout);
+		unitrace_links(path, NULL, 0, 3, 1);
+	}
 	return 0;
 }
 
@@ -1898,8 +1904,8 @@ static void help(void)
 	       "  links     per link of the simulated network (a rank's uplink and\n"
 	       "            downlink, the links between switches; under alpha-beta each\n"
 	       "            pair): bytes, busy time, rate while busy against capacity,\n"
-	       "            busiest first; the configuration is the one the trace names,\n"
-	       "            or --config\n"
+	       "            most loaded first (--top N: the first N); the configuration is\n"
+	       "            the one the trace names, or --config; summary shows the top 3\n"
 	       "\n"
 	       "Exit status: 0 ok (a truncated trace too), 1 out of memory or\n"
 	       "output error, 2 unreadable or corrupt trace, 64 usage error.\n",
@@ -1951,12 +1957,19 @@ static int run(int argc, char **argv)
 	}
 	if (!strcmp(cmd, "links")) {
 		const char *file = NULL, *config = NULL;
-		int ljson = 0;
+		int ljson = 0, top = 0;
 		for (int i = 2; i < argc; i++) {
 			if (!strcmp(argv[i], "--json"))
 				ljson = 1;
 			else if (!strcmp(argv[i], "--config") && i + 1 < argc)
 				config = argv[++i];
+			else if (!strcmp(argv[i], "--top") && i + 1 < argc) {
+				char *end;
+				long v = strtol(argv[++i], &end, 10);
+				if (*end || v < 1 || v > 1000000)
+					return usage_error("--top wants a number of links", argv[i]);
+				top = (int)v;
+			}
 			else if (argv[i][0] == '-' && argv[i][1])
 				return usage_error("unknown option", argv[i]);
 			else if (!file)
@@ -1966,7 +1979,7 @@ static int run(int argc, char **argv)
 		}
 		if (!file)
 			return usage_error("no trace file given", NULL);
-		return unitrace_links(file, config, ljson);
+		return unitrace_links(file, config, ljson, top, 0);
 	}
 	if (!strcmp(cmd, "replay")) {
 		const char *file = NULL, *config = NULL, *sweep = NULL, *rout = NULL;

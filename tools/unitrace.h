@@ -27,8 +27,10 @@ struct unitrace_nodes {
 };
 int32_t unitrace_node_of(struct unitrace_nodes *n, const struct uni_trec *t);
 
-/* unitrace links TRACE [--config C] [--json] (unitrace_links.c). */
-int unitrace_links(const char *path, const char *config, int json);
+/* unitrace links TRACE [--config C] [--top N] [--json] (unitrace_links.c);
+ * top 0: every link. brief: summary's section (the top links, nothing at
+ * all for a trace not in simulate mode or a configuration not found). */
+int unitrace_links(const char *path, const char *config, int json, int top, int brief);
 const char *unitrace_time_base(uint32_t mode);
 
 /* A JSON string on stdout (invalid UTF-8 becomes U+FFFD). */

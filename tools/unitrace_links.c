@@ -133,7 +133,7 @@ static const char *rate_str(double bps, char *buf, size_t len)
 	return buf;
 }
 
-int unitrace_links(const char *path, const char *config, int json)
+int unitrace_links(const char *path, const char *config, int json, int top, int brief)
 {
 	struct uni_trace_reader r;
 	static struct uni_config cfg;
@@ -145,9 +145,11 @@ int unitrace_links(const char *path, const char *config, int json)
 		return UNITRACE_EXIT_TRACE;
 	}
 	if (r.hdr.mode != UNI_MODE_SIMULATE) {
+		uni_trace_close(&r);
+		if (brief)
+			return 0;
 		fprintf(stderr, "unitrace: %s: links needs a simulate-mode trace (this one is %s mode)\n", path,
 			unitrace_mode_name(r.hdr.mode));
-		uni_trace_close(&r);
 		return UNITRACE_EXIT_TRACE;
 	}
 	char hdr_config[sizeof(r.hdr.config_path) + 1];
@@ -155,9 +157,11 @@ int unitrace_links(const char *path, const char *config, int json)
 	const char *cpath = config ? config : hdr_config;
 	uni_config_defaults(&cfg);
 	if (cpath[0] && uni_config_load(&cfg, cpath, err, sizeof(err)) < 0) {
+		uni_trace_close(&r);
+		if (brief)
+			return 0; /* summary: the section is left out */
 		fprintf(stderr, "unitrace: %s%s; give the configuration the run used with --config\n", err,
 			config ? "" : " (the configuration the trace names)");
-		uni_trace_close(&r);
 		return UNITRACE_EXIT_USAGE;
 	}
 
@@ -294,12 +298,15 @@ int unitrace_links(const char *path, const char *config, int json)
 		}
 		printf("]}\n");
 	} else {
-		printf("links of %s under %s (%s model), most loaded first\n"
-		       "(load: its bytes at its capacity; busy: some transfer was using it)\n", path,
-		       cpath[0] ? cpath : "the default configuration", model);
+		if (brief)
+			printf("\nmost loaded links (%s model; every link: unitrace links TRACE):\n", model);
+		else
+			printf("links of %s under %s (%s model), most loaded first\n"
+			       "(load: its bytes at its capacity; busy: some transfer was using it)\n", path,
+			       cpath[0] ? cpath : "the default configuration", model);
 		printf("%-30s %12s %13s %11s %11s %7s %19s\n", "link", "capacity", "bytes", "load ms", "busy ms",
 		       "of run", "rate while busy");
-		for (uint32_t i = 0; i < nused; i++) {
+		for (uint32_t i = 0; i < nused && (!top || i < (uint32_t)top); i++) {
 			const struct link *l = order[i];
 			double rate = l->busy ? (double)l->bytes * 8e9 / (double)l->busy : 0;
 			char cap[32], rt[32];
@@ -310,6 +317,8 @@ int unitrace_links(const char *path, const char *config, int json)
 		}
 		if (!nused)
 			printf("(no transfers between network nodes)\n");
+		else if (top && nused > (uint32_t)top)
+			printf("(%u more)\n", nused - (uint32_t)top);
 	}
 	rc = 0;
 	for (uint32_t i = 0; i < nlinks; i++)

@@ -32,6 +32,9 @@ YAML
 timeout 300 "$UNIRUN" -n 4 --config "$T/c.yaml" --trace "$T/t.unitrace" -- $PY "$HERE/sim_cross.py" >"$T/log" 2>&1 ||
 	{ cat "$T/log"; fail "sim_cross under the topology model"; }
 "$UNITRACE" dump --json "$T/t.unitrace" >"$T/dump"
+# unirun's summary ends with the most loaded links: the one between the switches first.
+grep -A2 '^most loaded links (topology model' "$T/log" | tail -1 | grep -q '^tor0 -> tor1 ' ||
+	{ cat "$T/log"; fail "the summary's most loaded link is not tor0 -> tor1"; }
 $PY "$HERE/check_sim_topology.py" "$T/dump" || fail "topology times"
 # The receivers' own clocks: rank 3's receive from rank 1 ends last, after
 # about 1.92 s (8 MB at 50 Mbit/s, 8 MB at 100).

@@ -326,6 +326,11 @@ printf 'mode: simulate\n' >"$T/ab.yaml"
 expect_rc 0 "links of a trace with a send to rank 65535" "$UNITRACE" links "$T/far.trace" --config "$T/ab.yaml"
 contains "$T/err" "1 transfers to no rank from 0 to 255 left out"
 contains "$T/out" "rank 0 -> rank 1"
+expect_rc 0 "links --top 1" "$UNITRACE" links "$T/far.trace" --config "$T/ab.yaml" --top 1
+check "links --top 1 prints one link" [ "$(grep -c '^rank ' "$T/out")" = 1 ]
+expect_rc 64 "links --top 0" "$UNITRACE" links "$T/far.trace" --config "$T/ab.yaml" --top 0
+expect_rc 0 "summary of a simulate trace whose config is gone" "$UNITRACE" summary "$T/far.trace"
+check "summary without the config has no links section" sh -c "! grep -q 'most loaded links' '$T/out'"
 expect_rc 64 "links with the trace's missing config" "$UNITRACE" links "$T/far.trace"
 contains "$T/err" "give the configuration the run used with --config"
 expect_rc 2 "links of a record-mode trace" "$UNITRACE" links "$good"
