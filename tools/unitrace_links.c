@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "unitrace.h"
 #include "uni/common.h"
@@ -156,6 +157,16 @@ int unitrace_links(const char *path, const char *config, int json, int top, int 
 	snprintf(hdr_config, sizeof(hdr_config), "%.*s", (int)sizeof(r.hdr.config_path), r.hdr.config_path);
 	const char *cpath = config ? config : hdr_config;
 	uni_config_defaults(&cfg);
+	/* Only a regular file: a trace could name /dev/stdin, or a FIFO. */
+	struct stat sb;
+	if (cpath[0] && stat(cpath, &sb) == 0 && !S_ISREG(sb.st_mode)) {
+		uni_trace_close(&r);
+		if (brief)
+			return 0;
+		fprintf(stderr, "unitrace: %s: not a regular file; give the configuration the run used with --config\n",
+			cpath);
+		return UNITRACE_EXIT_USAGE;
+	}
 	if (cpath[0] && uni_config_load(&cfg, cpath, err, sizeof(err)) < 0) {
 		uni_trace_close(&r);
 		if (brief)

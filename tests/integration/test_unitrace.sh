@@ -329,6 +329,8 @@ contains "$T/out" "rank 0 -> rank 1"
 expect_rc 0 "links --top 1" "$UNITRACE" links "$T/far.trace" --config "$T/ab.yaml" --top 1
 check "links --top 1 prints one link" [ "$(grep -c '^rank ' "$T/out")" = 1 ]
 expect_rc 64 "links --top 0" "$UNITRACE" links "$T/far.trace" --config "$T/ab.yaml" --top 0
+expect_rc 64 "links with a config that is no file" "$UNITRACE" links "$T/far.trace" --config /dev/null
+contains "$T/err" "not a regular file"
 expect_rc 0 "summary of a simulate trace whose config is gone" "$UNITRACE" summary "$T/far.trace"
 check "summary without the config has no links section" sh -c "! grep -q 'most loaded links' '$T/out'"
 expect_rc 64 "links with the trace's missing config" "$UNITRACE" links "$T/far.trace"
