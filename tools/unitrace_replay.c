@@ -33,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "nic.h"
 #include "uni/common.h"
@@ -267,7 +268,9 @@ static int load(struct replay *R, const char *path)
 	static struct uni_config old;
 	char err[256];
 	uni_config_defaults(&old);
-	int have_old = R->hdr_config[0] && uni_config_load(&old, R->hdr_config, err, sizeof(err)) == 0;
+	struct stat sb; /* a regular file only: a trace could name /dev/stdin */
+	int have_old = R->hdr_config[0] && stat(R->hdr_config, &sb) == 0 && S_ISREG(sb.st_mode) &&
+		       uni_config_load(&old, R->hdr_config, err, sizeof(err)) == 0;
 	for (int32_t i = 0; i < R->nranks; i++)
 		R->old_slow[i] = have_old ? uni_config_rank_slowdown(&old, i) : csum[i] > 0 ? vsum[i] / csum[i] : 1.0;
 
