@@ -32,7 +32,8 @@ done
 [ "$(grep -c "blocked on condition variable .* since virtual time" "$T/err")" -ge 2 ] || fail "blocked threads not listed with their virtual time"
 [ "$(grep -c "RecvWork4wait" "$T/err")" -ge 2 ] || fail "native stacks do not show c10d's RecvWork::wait"
 [ -s "$T/t.unitrace.deadlock.txt" ] || fail "no report file beside the trace"
-"$UNITRACE" summary "$T/t.unitrace" | grep -q "^DEADLOCK: unid found" || fail "unitrace summary does not say DEADLOCK"
+"$UNITRACE" summary "$T/t.unitrace" >"$T/sum" || fail "unitrace summary"
+grep -q "^DEADLOCK: unid found" "$T/sum" || fail "unitrace summary does not say DEADLOCK"
 n=$("$UNITRACE" dump --json "$T/t.unitrace" | grep -c '"kind":"deadlock"' || true)
 [ "$n" -ge 2 ] || fail "$n deadlock records in the trace"
 grep -q unreachable "$T/out" && fail "a rank got past the deadlock"
