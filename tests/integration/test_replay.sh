@@ -180,8 +180,8 @@ timeout 120 "$UNIRUN" -n 2 --mode record --trace "$T/rec.unitrace" -- $PY "$HERE
 # Record mode's summary has the same figures, in real time (issue 5, item 2):
 # the main thread's CPU, waiting and sleeps add up to its life.
 "$UNITRACE" summary "$T/rec.unitrace" --json >"$T/rec.json"
-"$UNITRACE" summary "$T/rec.unitrace" | grep -q "lived .* ms real .*: compute .* (CPU), communication" ||
-	fail "record-mode summary line"
+"$UNITRACE" summary "$T/rec.unitrace" >"$T/rec.sum" || fail "record-mode summary"
+grep -q "lived .* ms real .*: compute .* (CPU), communication" "$T/rec.sum" || fail "record-mode summary line"
 $PY - "$T/rec.json" "$T/rec.unitrace" "$UNITRACE" <<'PYEOF' || fail "record-mode figures"
 import json, subprocess, sys
 s = json.load(open(sys.argv[1]))

@@ -35,7 +35,8 @@ time.sleep(60)' >"$T/$sig.log" 2>&1 &
 	done
 	[ ! -e /dev/shm/uni.$S ] || fail "segment of $S left behind"
 	[ ! -e /dev/shm/uni.$S.lock ] || fail "lock of $S left behind"
-	"$UNITRACE" summary "$T/$sig.unitrace" | grep -q "session end" || fail "trace of $S has no session end"
+	"$UNITRACE" summary "$T/$sig.unitrace" >"$T/$sig.sum" || fail "summary of $S"
+	grep -q "session end" "$T/$sig.sum" || fail "trace of $S has no session end"
 	rm -f "$T"/rank* "$T"/ready*
 	ok "SIG$sig forwarded once to each rank; unirun exited $want; session stopped cleanly"
 done
