@@ -1162,7 +1162,8 @@ int unitrace_replay(const char *path, const char *config, const char *sweep, con
 				rc = 1;
 				goto out;
 			}
-			memcpy(R->out, R->rec, R->nrec * sizeof(*R->out));
+			if (R->nrec) /* a trace of no records has no rec (memcpy of NULL) */
+				memcpy(R->out, R->rec, R->nrec * sizeof(*R->out));
 		}
 		if (replay_one(R, &cfg, &o, path) < 0) {
 			rc = 2;
