@@ -113,6 +113,11 @@ void nic_flow_watch(struct nic_flow *f, uint64_t bytes)
 		f->watch = b;
 }
 
+uint64_t nic_flow_latency(const struct nic_flow *f)
+{
+	return f->latency;
+}
+
 uint64_t nic_flow_stamp(const struct nic_flow *f)
 {
 	return f->stamp;
@@ -183,8 +188,8 @@ void nic_late_ns(uint64_t *max, uint64_t *sum)
 	*sum = N.late_sum;
 }
 
-struct nic_flow *nic_flow_new(int src, int dst, uint64_t stamp, uint64_t bytes, uint64_t latency,
-			      struct nic_flow *pred, void *ctx)
+struct nic_flow *nic_flow_new(int src, int dst, uint64_t stamp, uint64_t bytes, struct nic_flow *pred,
+			      void *ctx)
 {
 	struct nic_flow *f = calloc(1, sizeof(*f));
 	if (!f)
@@ -193,8 +198,7 @@ struct nic_flow *nic_flow_new(int src, int dst, uint64_t stamp, uint64_t bytes, 
 		src = dst = 0;
 	f->src = src;
 	f->dst = dst;
-	uint64_t route_lat;
-	f->npath = (uint32_t)uni_config_route(N.cfg, src, dst, N.nranks, f->path, &route_lat);
+	f->npath = (uint32_t)uni_config_route(N.cfg, src, dst, N.nranks, f->path, &f->latency);
 	if (stamp < N.now) {
 		/* Written by a thread the horizon had stopped waiting for
 		 * (blocked outside the shim, or a reader that came late). */
@@ -209,7 +213,6 @@ struct nic_flow *nic_flow_new(int src, int dst, uint64_t stamp, uint64_t bytes, 
 		stamp = N.now;
 	}
 	f->stamp = stamp;
-	f->latency = latency;
 	f->bytes = (double)bytes;
 	f->pred = pred && pred->state != F_DONE ? pred : NULL;
 	if (f->pred)

@@ -39,9 +39,13 @@ int nic_init(uint32_t max_ranks, const struct uni_config *cfg);
 /* A flow of bytes from src to dst, stamped at stamp, whose first byte may
  * leave only after pred (the previous flow of the same connection, or
  * NULL) has left. A stamp before the network time is moved to it and
- * counted (nic_late). */
-struct nic_flow *nic_flow_new(int src, int dst, uint64_t stamp, uint64_t bytes, uint64_t latency,
-			      struct nic_flow *pred, void *ctx);
+ * counted (nic_late). Its route (uni_config_route) gives the links it
+ * crosses and the latency its bytes arrive after they left. */
+struct nic_flow *nic_flow_new(int src, int dst, uint64_t stamp, uint64_t bytes, struct nic_flow *pred,
+			      void *ctx);
+
+/* That latency. */
+uint64_t nic_flow_latency(const struct nic_flow *f);
 
 /* Called once per flow when its last byte has left: its start (after any
  * clamp) and the arrival of its last byte. */

@@ -452,16 +452,10 @@ static void schedule(struct stream *s, const struct uni_op *op)
 	}
 	struct uni_conn *c = uni_shm_conn(S.h, e->conn);
 	int peer = atomic_load(&c->peer_rank);
-	uint64_t lat;
-	double bps;
 	/* The network node the stream leaves from: the connection's rank
 	 * (the process's, or a simulated NCCL rank's in a world of one
 	 * process). */
 	int src = c->rank;
-	uni_config_link(S.cfg, src, peer, &lat, &bps);
-	double npb = 8e9 / bps;
-	uint64_t tx = (uint64_t)llround((double)e->len * npb);
-	uint64_t start;
 	if (S.nic && !(e->flags & UNI_EVF_NOTIFY) && s->msg_left && s->last_data) {
 		/* The rest of a message whose first part came earlier (a write
 		 * that hit EAGAIN, finished by the loop thread): same flow. */
@@ -469,7 +463,7 @@ static void schedule(struct stream *s, const struct uni_op *op)
 		if (s->nch == s->capch)
 			s->ch = grow(s->ch, &s->capch, sizeof(*s->ch));
 		s->ch[s->nch++] = (struct chunk){.off = e->off, .len = e->len, .nf = s->last_data,
-						 .flow_off = s->msg_seen, .latency = lat,
+						 .flow_off = s->msg_seen, .latency = s->last_lat,
 						 .stamp = s->msg_stamp};
 		nic_flow_hold(s->last_data);
 		s->msg_seen += e->len;
@@ -499,8 +493,9 @@ static void schedule(struct stream *s, const struct uni_op *op)
 		/* A data flow is the whole message (this part + e->b to come). */
 		uint64_t bytes = e->len + ((e->flags & UNI_EVF_NOTIFY) ? 0 : e->b);
 		r->len = bytes;
-		struct nic_flow *nf = nic_flow_new(src, peer, e->t0, bytes, lat,
+		struct nic_flow *nf = nic_flow_new(src, peer, e->t0, bytes,
 						   (e->flags & UNI_EVF_NOTIFY) ? NULL : s->last_data, r);
+		uint64_t lat = nic_flow_latency(nf);
 		if (!(e->flags & UNI_EVF_NOTIFY)) {
 			if (s->last_data)
 				nic_flow_unhold(s->last_data);
@@ -532,6 +527,11 @@ static void schedule(struct stream *s, const struct uni_op *op)
 		}
 		return;
 	}
+	uint64_t lat, start;
+	double bps;
+	uni_config_link(S.cfg, src, peer, &lat, &bps);
+	double npb = 8e9 / bps;
+	uint64_t tx = (uint64_t)llround((double)e->len * npb);
 	if (e->flags & UNI_EVF_NOTIFY) {
 		/* A 48-byte Gloo notice goes when it is posted, not behind data
 		 * that reached the socket first on this host: on the modelled

@@ -40,10 +40,7 @@ static void load(const char *y)
 
 static struct nic_flow *flow(int i, int src, int dst, uint64_t stamp, uint64_t bytes)
 {
-	uint64_t lat;
-	double bps;
-	uni_config_link(&cfg, src, dst, &lat, &bps);
-	return nic_flow_new(src, dst, stamp, bytes, lat, NULL, (void *)(uintptr_t)i);
+	return nic_flow_new(src, dst, stamp, bytes, NULL, (void *)(uintptr_t)i);
 }
 
 static void run_to(uint64_t t)
