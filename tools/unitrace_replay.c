@@ -458,11 +458,6 @@ static void reset(struct replay *R, const struct uni_config *cfg)
 
 static void schedule_chunk(struct replay *R, struct stream *s, struct chunk *c)
 {
-	uint64_t lat;
-	double bps;
-	uni_config_link(R->cfg, s->rank, s->peer, &lat, &bps);
-	c->lat = lat;
-	c->npb = 8e9 / bps;
 	int notify = (c->flags & UNI_TRF_NOTIFY) != 0;
 	struct chunk *m = &s->ch[c->msg];
 	if (!notify && m != c)
@@ -480,13 +475,17 @@ static void schedule_chunk(struct replay *R, struct stream *s, struct chunk *c)
 						(uint32_t)(s - R->st), c->off, ms(st), ms(nic_now()));
 				st = nic_now();
 			}
-			c->nf = nic_flow_new(s->rank, s->peer, st, notify ? c->len : c->msg_len, lat,
+			c->nf = nic_flow_new(s->rank, s->peer, st, notify ? c->len : c->msg_len,
 					     notify ? NULL : s->last_data, NULL);
 			c->flow_off = 0;
 			if (!notify)
 				s->last_data = c->nf;
 		}
+		c->lat = nic_flow_latency(c->nf);
 	} else {
+		double bps;
+		uni_config_link(R->cfg, s->rank, s->peer, &c->lat, &bps);
+		c->npb = 8e9 / bps;
 		uint64_t tx = (uint64_t)llround((double)c->len * c->npb);
 		c->start = notify ? c->stamp : max64(c->stamp, s->free_at);
 		if (!notify)
@@ -554,6 +553,15 @@ static int byte_time(struct stream *s, uint64_t b, uint64_t *dep, uint64_t *arr)
 	return 1;
 }
 
+/* Recorded compute d of rank at the new configuration's slowdown (x new /
+ * old); the same slowdown gives the recorded time exactly (no rounding). */
+static uint64_t scaled_compute(const struct replay *R, int32_t rank, uint64_t d)
+{
+	double sn = uni_config_rank_slowdown(R->cfg, rank);
+	double so = rank >= 0 && rank < (int32_t)UNI_MAX_RANKS ? R->old_slow[rank] : 1.0;
+	return sn == so || !(so > 0) ? d : (uint64_t)llround((double)d * (sn / so));
+}
+
 /* Value of event id, or 0 and *ok = 0 when not replayed yet; *ok = -1:
  * no such event (no dependency). recorded: the value the take had in the
  * recorded run (a UNI_SRC_POS source is the thread's clock before an
@@ -579,12 +587,8 @@ static uint64_t event_value(struct replay *R, uint64_t id, uint64_t recorded, in
 		/* What the thread added since is compute (the rest are events:
 		 * takes, sleeps and timed waits of 100 us or more; shorter idle
 		 * stretches fall in here too and are scaled with it). */
-		uint64_t base = th->rval[k - 1], d = recorded > base ? recorded - base : 0;
-		double sn = uni_config_rank_slowdown(R->cfg, th->rank);
-		double so = th->rank >= 0 && th->rank < (int32_t)UNI_MAX_RANKS ? R->old_slow[th->rank] : 1.0;
-		if (d && sn != so && so > 0)
-			d = (uint64_t)llround((double)d * (sn / so));
-		return th->tafter[k - 1] + d;
+		uint64_t base = th->rval[k - 1];
+		return th->tafter[k - 1] + scaled_compute(R, th->rank, recorded > base ? recorded - base : 0);
 	}
 	if (!th || seq > th->maxseq) {
 		*ok = -1; /* not in the trace: no dependency */
@@ -651,11 +655,7 @@ static enum step step(struct replay *R, struct thread *th)
 	case UNI_TR_THREAD:
 		break;
 	case UNI_TR_COMPUTE: {
-		double sn = uni_config_rank_slowdown(R->cfg, r->rank);
-		double so = r->rank < (int32_t)UNI_MAX_RANKS ? R->old_slow[r->rank] : 1.0;
-		/* Same slowdown: the recorded time exactly (no rounding). */
-		uint64_t d = sn == so || !(so > 0) ? r->t1 - r->t0
-						  : (uint64_t)llround((double)(r->t1 - r->t0) * (sn / so));
+		uint64_t d = scaled_compute(R, r->rank, r->t1 - r->t0);
 		th->T += d;
 		th->compute += d;
 		v = th->T;
