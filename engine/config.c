@@ -873,8 +873,7 @@ static int attach_item(struct ctx *x, const char *path, uint32_t idx,
 struct switch_seen {
 	int name;
 	yaml_node_t *ranks;
-	const char *ranks_path;
-	char path[PATH_LEN];
+	char path[PATH_LEN]; /* of ranks */
 };
 
 static int switch_pair(struct ctx *x, const char *path, const char *key,
@@ -917,7 +916,7 @@ static int switch_pair(struct ctx *x, const char *path, const char *key,
 static int switch_item(struct ctx *x, const char *path, uint32_t idx,
 		       yaml_node_t *n, void *arg)
 {
-	struct switch_seen seen = { 0, NULL, NULL, "" };
+	struct switch_seen seen = { 0, NULL, "" };
 	uint32_t i = x->c->nswitches;
 
 	if (i >= UNI_CFG_MAX_SWITCHES)
@@ -996,16 +995,11 @@ static int trunk_item(struct ctx *x, const char *path, uint32_t idx,
 static int topology_pair(struct ctx *x, const char *path, const char *key,
 			 yaml_node_t *k, yaml_node_t *v, void *arg)
 {
-	if (!strcmp(key, "switches")) {
-		x->c->nswitches = 0;
-		x->c->nattach = 0;
-		x->c->nextra = 0;
+	/* network.topology emptied both lists before its keys are walked. */
+	if (!strcmp(key, "switches"))
 		return walk_list(x, v, path, switch_item, NULL);
-	}
-	if (!strcmp(key, "links")) {
-		x->c->ntrunks = 0;
+	if (!strcmp(key, "links"))
 		return walk_list(x, v, path, trunk_item, NULL);
-	}
 	return 1;
 }
 

@@ -191,7 +191,7 @@ void uni_chan_reset(void)
 }
 
 /* A read of r bytes on a channel fd: takes the time of what it consumed. */
-void uni_chan_read(uint32_t fdent, const void *buf, ssize_t r)
+void uni_chan_read(uint32_t fdent, ssize_t r)
 {
 	if (r <= 0 || !uni_shim_sync_on || uni_shim_in_shim())
 		return;

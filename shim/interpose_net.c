@@ -43,7 +43,7 @@
 			if (is_send)                                      \
 				uni_chan_write_end(&cw_, r_);              \
 			else                                              \
-				uni_chan_read(s_, (CNT) > 0 ? (IOV)[0].iov_base : NULL, r_); \
+				uni_chan_read(s_, r_);                            \
 			errno = e_;                                       \
 			return r_;                                        \
 		}                                                         \

@@ -2372,8 +2372,9 @@ uint64_t uni_shim_signal(const void *obj, uint64_t t)
 	 * a run by the one Python thread (a third of the main job's records
 	 * were such signals before). A dispatcher hands on the time of the
 	 * event it handles, which its position does not give. */
-	if (!tls.dispatcher && t == tls.vt && own_position())
-		return own_position();
+	uint64_t pos;
+	if (!tls.dispatcher && t == tls.vt && (pos = own_position()) != 0)
+		return pos;
 	int saved = errno;
 	tls.in_shim++;
 	uint64_t id = emit_signal((uint64_t)(uintptr_t)obj, t);

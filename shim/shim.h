@@ -181,7 +181,7 @@ uint64_t uni_tq_take(uintptr_t key, uint64_t amount, int earliest, uint64_t *src
 void uni_tq_forget(uintptr_t key) UNI_HIDDEN;
 void uni_chan_new(int fd0, int fd1, int kind) UNI_HIDDEN;
 void uni_chan_reset(void) UNI_HIDDEN;
-void uni_chan_read(uint32_t fdent, const void *buf, ssize_t r) UNI_HIDDEN;
+void uni_chan_read(uint32_t fdent, ssize_t r) UNI_HIDDEN;
 /* A write on a channel: its time is queued before the real write (a
  * reader woken by the bytes must find it) and what the write did not take
  * is withdrawn after it. */
