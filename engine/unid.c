@@ -427,9 +427,12 @@ static void handle(uint32_t ring_idx, struct uni_ring *ring, const struct uni_ev
 		break;
 	case UNI_EV_SEND:
 	case UNI_EV_RECV:
+		conn_op(&op);
+		break;
 	case UNI_EV_READ_REQ:
 	case UNI_EV_SENT_REQ:
-		conn_op(&op);
+		conn_op(&op); /* answered, or waiting for bytes not final yet */
+		atomic_store_explicit(&ring->req_taken, (uint32_t)e->a, memory_order_relaxed);
 		break;
 	case UNI_EV_CONN_CLOSE:
 		if (e->conn < D.h->max_conns) {
@@ -600,8 +603,16 @@ static uint64_t scan_rings(uint32_t *hkp)
 		if (!ring_is_live_rank(ring))
 			continue;
 		uint32_t wk = atomic_load_explicit(&ring->wait_kind, memory_order_acquire);
-		if (wk == UNI_WAIT_READ)
-			continue; /* its answer publishes its clock (sim.c) */
+		/* A reader whose request unid took is answered when its bytes
+		 * are final, at their arrival or later (sim.c), or answered
+		 * already (the answer published its clock); one waiting for
+		 * room to write waits for its peer's reads. A request unid has
+		 * not taken yet may be answered at once, behind the network
+		 * time: the thread counts at its clock until then. */
+		if (wk == UNI_WAIT_READ &&
+		    ((ring->wait_obj & UNI_WAIT_OBJ_ROOM) ||
+		     atomic_load_explicit(&ring->req_taken, memory_order_relaxed) == ring->wait_req))
+			continue;
 		uint64_t floor = atomic_load_explicit(&ring->wake_floor, memory_order_acquire);
 		uint64_t v;
 		if (wk == UNI_WAIT_COND || wk == UNI_WAIT_POLL) {
@@ -714,7 +725,10 @@ static uint64_t horizon(uint64_t now)
 		if (tries == 16)
 			return 0; /* busy: the network waits for a quieter moment */
 	}
-	if (getenv("UNI_DEBUG_NIC2") && h > uni_sim_network_time() + 10000000ull) {
+	static uint64_t dbg_h;
+	if ((getenv("UNI_DEBUG_NIC2") || (debug_nic() && uni_sim_network_time() != dbg_h && h != UINT64_MAX)) &&
+	    h > uni_sim_network_time() + (getenv("UNI_DEBUG_NIC2") ? 10000000ull : 100000000ull)) {
+		dbg_h = uni_sim_network_time();
 		logmsg("horizon %llu, network %llu: rings:", (unsigned long long)h,
 		       (unsigned long long)uni_sim_network_time());
 		for (uint32_t k = 0; k < D.h->max_rings; k++) {
@@ -1432,10 +1446,13 @@ int main(int argc, char **argv)
 	r.a = atomic_load(&D.h->events_total);
 	r.len = atomic_load(&D.h->dropped_total);
 	r.off = D.unmodelled;
+	uint64_t lmax, lsum;
+	uni_sim_late_ns(&lmax, &lsum);
+	/* Transfers that started after their stamp: unitrace summary says so. */
+	r.conn = uni_sim_late() > UINT32_MAX ? UINT32_MAX : (uint32_t)uni_sim_late();
+	r.peer = r.conn ? (lmax / 1000 > INT32_MAX ? INT32_MAX : (int32_t)(lmax / 1000)) : -1;
 	trace_put(&r);
 	if (uni_sim_late()) {
-		uint64_t lmax, lsum;
-		uni_sim_late_ns(&lmax, &lsum);
 		logmsg("%llu transfers were stamped before the network time (a thread the horizon had "
 		       "stopped waiting for sent late) and started at it, the latest %.3f ms after its stamp, "
 		       "%.3f ms in all", (unsigned long long)uni_sim_late(), (double)lmax / 1e6, (double)lsum / 1e6);

@@ -18,6 +18,7 @@
  * UNI_FD_CHAN | number for both ends). */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
@@ -264,6 +265,10 @@ int uni_chan_wait_begin(uint32_t fdent, int fd)
 {
 	int fl = uni_real.fcntl(fd, F_GETFL);
 	if (fl < 0 || (fl & O_NONBLOCK))
+		return 0;
+	/* Only a read that will block is a wait (see sem_wait). */
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	if (uni_real.poll(&p, 1, 0) > 0)
 		return 0;
 	return uni_shim_object_wait(1, (void *)chan_key(fdent));
 }

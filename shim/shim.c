@@ -874,8 +874,9 @@ static void leave(void)
 
 /* The thread waits on unid (an answer, or room for a blocking write):
  * published in its ring for the horizon and deadlock reports. */
-static void wait_read(struct uni_ring *r, uint64_t obj, uint64_t since, uint64_t vt)
+static void wait_read(struct uni_ring *r, uint64_t obj, uint64_t since, uint64_t vt, uint32_t req)
 {
+	r->wait_req = req;
 	r->wait_obj = obj;
 	r->wait_since = since;
 	r->wait_deadline = 0;
@@ -1133,10 +1134,15 @@ static void sim_recv(struct shim_conn *sc, const struct iovec *iov, int cnt, siz
 		e.a = ++tls.req_seq;
 	}
 	uint64_t rid = next_id();
+	/* Waiting before the request is visible: unid may answer at once,
+	 * and its answer (wait NONE, the clock it gives) must not be
+	 * overwritten by this wait (the horizon skips a waiting reader whose
+	 * request unid took: its answer publishes its clock). */
+	if (!local)
+		wait_read(r, sc->shm_idx, uni_now_ns(), t0, (uint32_t)e.a);
 	push(r, &e);
 	if (!local) {
 		ring_bell();
-		wait_read(r, sc->shm_idx, uni_now_ns(), t0);
 		t = await_answer(r, (uint32_t)e.a, t0);
 	}
 	if (tls.dispatcher)
@@ -1399,7 +1405,7 @@ int uni_shim_send_blocking(uint32_t slot1, int fd, int flags, const struct iovec
 					waiting_since = now;
 					ring->stack[0] = 0;
 				}
-				wait_read(ring, sc->shm_idx | UNI_WAIT_OBJ_ROOM, waiting_since, tls.vt);
+				wait_read(ring, sc->shm_idx | UNI_WAIT_OBJ_ROOM, waiting_since, tls.vt, 0);
 				horizon_moved();
 			}
 			tls.in_shim--;
@@ -2324,10 +2330,11 @@ uint64_t uni_shim_vrecv_any(int n, const uint32_t *idx1, const uint64_t *off, co
 			struct uni_ev e = {.kind = UNI_EV_READ_REQ, .conn = idx1[i] - 1, .t0 = tls.vt, .t1 = tls.vt,
 					   .off = off[i], .len = len[i], .a = base + 1 + (uint32_t)i,
 					   .b = n > 1 ? base + 1 : 0};
+			if (i == 0)
+				wait_read(r, idx1[0] - 1, uni_now_ns(), tls.vt, base + (uint32_t)n); /* before unid can answer */
 			push(r, &e);
 		}
 		ring_bell();
-		wait_read(r, idx1[0] - 1, uni_now_ns(), tls.vt);
 		t = await_any(r, base + 1, (uint32_t)n, tls.vt, which);
 		atomic_store_explicit(&r->wait_kind, UNI_WAIT_NONE, memory_order_release);
 	}
@@ -2413,9 +2420,9 @@ void uni_shim_send_done(uint64_t token)
 		uint32_t conn = (uint32_t)(token >> 48) - 1;
 		struct uni_ev e = {.kind = UNI_EV_SENT_REQ, .conn = conn, .t0 = tls.vt, .t1 = tls.vt,
 				   .off = token & ((1ull << 48) - 1), .a = seq};
+		wait_read(r, conn, uni_now_ns(), tls.vt, seq); /* before unid can answer */
 		push(r, &e);
 		ring_bell();
-		wait_read(r, conn, uni_now_ns(), tls.vt);
 		take_stamp(await_answer(r, seq, tls.vt), 0); /* the SENT record is the dependency */
 		atomic_store_explicit(&r->wait_kind, UNI_WAIT_NONE, memory_order_release);
 		leave();

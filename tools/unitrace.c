@@ -349,6 +349,7 @@ struct summary {
 	int have_start, have_end;
 	uint64_t unid_pid;
 	uint64_t end_events, end_dropped, end_unmodelled;
+	uint64_t end_late, end_late_us; /* transfers that started after their stamp */
 	uint64_t world; /* largest world size any rank reported */
 	uint64_t unknown;  /* records of unknown kinds, skipped */
 	uint64_t bad_rank; /* per-rank records with a negative rank */
@@ -553,6 +554,8 @@ static void account(struct summary *s, const struct uni_trec *t)
 		s->end_events = t->a;
 		s->end_dropped = rec_b(t);
 		s->end_unmodelled = t->off;
+		s->end_late = t->conn;
+		s->end_late_us = t->conn && t->peer > 0 ? (uint64_t)t->peer : 0;
 		return;
 	case UNI_TR_RANK_ATTACH:
 	case UNI_TR_RANK_EXIT:
@@ -930,6 +933,11 @@ static void summary_text(const struct summary *s, const char *path)
 		printf("session end: %" PRIu64 " events, %" PRIu64
 		       " dropped, %" PRIu64 " unmodelled connections\n",
 		       s->end_events, s->end_dropped, s->end_unmodelled);
+	if (s->end_late)
+		printf("late:      %" PRIu64 " transfer%s started after %s stamp, the latest %.3f ms after it "
+		       "(a sender the network had stopped waiting for; times after it may be off)\n",
+		       s->end_late, s->end_late == 1 ? "" : "s", s->end_late == 1 ? "its" : "their",
+		       (double)s->end_late_us / 1e3);
 
 	if (!s->nmism) {
 		printf("consistency: bytes sent == bytes received on every connection\n");
@@ -1081,8 +1089,9 @@ static void summary_json(const struct summary *s, const char *path)
 	if (s->have_end)
 		printf("  \"session_end\": {\"events\": %" PRIu64
 		       ", \"dropped\": %" PRIu64 ", \"unmodelled_conns\": %"
-		       PRIu64 "},\n", s->end_events, s->end_dropped,
-		       s->end_unmodelled);
+		       PRIu64 ", \"late_transfers\": %" PRIu64 ", \"late_max_ms\": %.3f},\n",
+		       s->end_events, s->end_dropped, s->end_unmodelled, s->end_late,
+		       (double)s->end_late_us / 1e3);
 	else
 		printf("  \"session_end\": null,\n");
 	printf("  \"consistent\": %s,\n  \"mismatches\": [",

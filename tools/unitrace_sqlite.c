@@ -28,7 +28,8 @@ static const char schema[] =
 	" offset INTEGER, bytes INTEGER, arrival_ns INTEGER, dispatcher INTEGER);\n"
 	"CREATE TABLE conn_close(rank INTEGER, peer INTEGER, conn INTEGER, bytes_sent INTEGER,"
 	" bytes_received INTEGER, t_ns INTEGER);\n"
-	"CREATE TABLE session_end(events INTEGER, dropped INTEGER, unmodelled_conns INTEGER, t_ns INTEGER);\n"
+	"CREATE TABLE session_end(events INTEGER, dropped INTEGER, unmodelled_conns INTEGER, t_ns INTEGER,"
+	" late_transfers INTEGER, late_max_us INTEGER);\n"
 	"CREATE TABLE thread_end(rank INTEGER, tid INTEGER, end_ns INTEGER, compute_ns INTEGER,"
 	" waiting_ns INTEGER, dispatcher INTEGER);\n"
 	"CREATE TABLE deadlock(rank INTEGER, tid INTEGER, waits_for_rank INTEGER, wait_kind INTEGER,"
@@ -56,7 +57,7 @@ static const char *const inserts[] = {
 	[UNI_TR_SEND] = "INSERT INTO send VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)",
 	[UNI_TR_RECV] = "INSERT INTO recv VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
 	[UNI_TR_CONN_CLOSE] = "INSERT INTO conn_close VALUES(?1,?2,?3,?4,?5,?6)",
-	[UNI_TR_SESSION_END] = "INSERT INTO session_end VALUES(?1,?2,?3,?4)",
+	[UNI_TR_SESSION_END] = "INSERT INTO session_end VALUES(?1,?2,?3,?4,?5,?6)",
 	[UNI_TR_THREAD_END] = "INSERT INTO thread_end VALUES(?1,?2,?3,?4,?5,?6)",
 	[UNI_TR_DEADLOCK] = "INSERT INTO deadlock VALUES(?1,?2,?3,?4,?5,?6,?7)",
 	[UNI_TR_COMPUTE] = "INSERT INTO compute VALUES(?1,?2,?3,?4,?5)",
@@ -113,7 +114,7 @@ static int bind_rec(sqlite3_stmt *st, const struct uni_trec *t)
 		B(t->rank), B(t->peer), U(t->conn), U(t->a), U(t->len), U(t->t0);
 		break;
 	case UNI_TR_SESSION_END:
-		U(t->a), U(t->len), U(t->off), U(t->t0);
+		U(t->a), U(t->len), U(t->off), U(t->t0), U(t->conn), U(t->conn && t->peer > 0 ? (uint64_t)t->peer : 0);
 		break;
 	case UNI_TR_THREAD_END:
 		B(t->rank), B(t->tid), U(t->t0), U(t->off), U(t->len), B(t->flags & 1);

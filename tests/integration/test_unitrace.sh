@@ -321,6 +321,13 @@ expect_rc 64 "plot with a bad --from" "$UNITRACE" plot "$good" --from soon
 contains "$T/err" "--from and --to want a time in ms"
 expect_rc 64 "--from on summary" "$UNITRACE" summary "$good" --from 1
 contains "$T/err" "choose the window of a plot"
+"$MKTRACE" "$T/late.trace" --simulate --late >/dev/null
+expect_rc 0 "summary of a run with late transfers" "$UNITRACE" summary "$T/late.trace"
+contains "$T/out" "late:      3 transfers started after their stamp, the latest 2.500 ms after it"
+expect_rc 0 "summary --json of a run with late transfers" "$UNITRACE" summary "$T/late.trace" --json
+contains "$T/out" '"late_transfers": 3, "late_max_ms": 2.500'
+expect_rc 0 "summary of a run without" "$UNITRACE" summary "$good"
+lacks "$T/out" "late:"
 "$MKTRACE" "$T/far.trace" --simulate --far-peer >/dev/null
 printf 'mode: simulate\n' >"$T/ab.yaml"
 expect_rc 0 "links of a trace with a send to rank 65535" "$UNITRACE" links "$T/far.trace" --config "$T/ab.yaml"

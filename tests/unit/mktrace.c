@@ -2,7 +2,7 @@
  * test_unitrace.sh, using the engine's trace writer.
  *
  *   mktrace OUT [--truncate] [--no-end] [--unknown] [--mismatch]
- *               [--session NAME] [--simulate] [--far-peer]
+ *               [--session NAME] [--simulate] [--far-peer] [--late]
  *
  * The trace: a record-mode session "demo-run" with two ranks on one
  * connection. Rank 0 (pid 1000, threads 1000 and 1002, detaches cleanly)
@@ -19,6 +19,8 @@
  *   --simulate  a simulate-mode header (the same records)
  *   --far-peer  one more send of 100 bytes, from rank 0 to rank 65535 on a
  *               connection with no record (what a corrupt trace may hold)
+ *   --late      the session end says 3 transfers started late, the
+ *               latest 2.5 ms after its stamp
  *
  * Prints the number of whole records in the file. Exit 0, 1 on error,
  * 64 on usage. */
@@ -61,7 +63,7 @@ static void xfer(uint16_t kind, int32_t rank, int32_t tid, int32_t peer,
 
 int main(int argc, char **argv)
 {
-	int truncate_it = 0, no_end = 0, unknown = 0, mismatch = 0, simulate = 0, far_peer = 0;
+	int truncate_it = 0, no_end = 0, unknown = 0, mismatch = 0, simulate = 0, far_peer = 0, late = 0;
 	const char *out = NULL, *session = "demo-run";
 	struct uni_trace_writer w;
 	struct uni_trace_hdr h;
@@ -82,6 +84,8 @@ int main(int argc, char **argv)
 			simulate = 1;
 		else if (!strcmp(argv[i], "--far-peer"))
 			far_peer = 1;
+		else if (!strcmp(argv[i], "--late"))
+			late = 1;
 		else if (!strcmp(argv[i], "--session") && i + 1 < argc)
 			session = argv[++i];
 		else if (argv[i][0] != '-' && !out)
@@ -150,6 +154,8 @@ int main(int argc, char **argv)
 		t->a = 8;   /* events */
 		t->len = 0; /* b: dropped */
 		t->off = 0; /* unmodelled connections */
+		t->conn = late ? 3 : 0; /* transfers that started late */
+		t->peer = late ? 2500 : -1; /* the latest one's delay, us */
 	}
 
 	/* 2024-05-01 12:34:56.789 UTC */

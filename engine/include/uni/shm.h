@@ -29,7 +29,7 @@
 #include <stdint.h>
 
 #define UNI_SHM_MAGIC 0x31304d4853494e55ull /* "UNISHM01" little-endian */
-#define UNI_SHM_VERSION 10u
+#define UNI_SHM_VERSION 11u
 
 #define UNI_MAX_RANKS 256u
 #define UNI_MAX_RINGS 512u
@@ -280,6 +280,13 @@ struct uni_ring {
 	 * early (nothing else in the session can happen first): the sleeping
 	 * thread wakes within a slice and takes its whole sleep. */
 	_Atomic uint32_t warp;
+	/* The request a thread in UNI_WAIT_READ waits on (its number, the
+	 * last of a group; written before wait_kind), and the last request
+	 * unid took from the ring (written by unid). Until unid took it, the
+	 * horizon counts the thread at its clock: an answer at once may lie
+	 * behind the network time (bytes or a completion already final). */
+	uint32_t wait_req;
+	_Atomic uint32_t req_taken;
 	char stack[1536];            /* its native stack, captured once it waited 1 s */
 	struct uni_ev ev[UNI_RING_CAP];
 };
