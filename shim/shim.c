@@ -1506,9 +1506,11 @@ static int sync_active(void)
 	return atomic_load_explicit(&g_state, memory_order_relaxed) == ST_ATTACHED;
 }
 
-/* Threads of this rank waiting on cv get a wake floor at t (the horizon
- * counts them at t until they run and publish their own clocks); returns
- * how many there were. */
+/* Threads of this rank waiting on cv get a wake floor at t, or at their
+ * own clock when that is later (they go on from the later of the two; a
+ * waker without a time, an event loop between events, wakes them at their
+ * own): the horizon counts them there until they run and publish their
+ * own clocks. Returns how many there were. */
 static uint32_t set_wake_floors(void *cv, uint64_t t)
 {
 	uint32_t n = atomic_load_explicit(&g_nmyrings, memory_order_acquire), woken = 0;
@@ -1520,8 +1522,9 @@ static uint32_t set_wake_floors(void *cv, uint64_t t)
 		    atomic_load_explicit(&r->wait_kind, memory_order_acquire) != UNI_WAIT_COND ||
 		    r->wait_obj != (uint64_t)(uintptr_t)cv)
 			continue;
+		uint64_t f = t > r->wait_vt ? t : r->wait_vt;
 		uint64_t cur = atomic_load_explicit(&r->wake_floor, memory_order_relaxed);
-		while (t < cur && !atomic_compare_exchange_weak(&r->wake_floor, &cur, t))
+		while (f < cur && !atomic_compare_exchange_weak(&r->wake_floor, &cur, f))
 			;
 		woken++;
 	}
@@ -1535,7 +1538,7 @@ static uint32_t set_wake_floors(void *cv, uint64_t t)
 
 void uni_shim_wake_floors(void *obj, uint64_t t)
 {
-	if (g_horizon && t && sync_active())
+	if (g_horizon && sync_active())
 		set_wake_floors(obj, t);
 }
 
@@ -1641,7 +1644,7 @@ int uni_shim_cond_signal(void *cv)
 		charge();
 		t = tls.vt;
 	}
-	struct stamp_ent *e = t ? stamp_get(cv, 0) : NULL;
+	struct stamp_ent *e = stamp_get(cv, 0);
 	/* Whoever this wakes is counted at t by the nic horizon until it runs.
 	 * glibc wakes one waiter of a signal, and the shim cannot tell which:
 	 * with several waiting, all are woken (a spurious wake-up for the
