@@ -33,6 +33,8 @@ const char *uni_trec_kind_name(uint16_t kind)
 		[UNI_TR_SENT] = "sent",
 		[UNI_TR_OP] = "op",
 		[UNI_TR_STRING] = "string",
+		[UNI_TR_NCCL_OP] = "nccl_op",
+		[UNI_TR_NCCL_COMM] = "nccl_comm",
 	};
 
 	if (kind < sizeof(names) / sizeof(names[0]) && names[kind])

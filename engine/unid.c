@@ -401,6 +401,51 @@ static void conn_op(const struct uni_op *op)
 	}
 }
 
+/* The simulated NCCL's communicator segments (/dev/shm/uni-nccl-<key>):
+ * rank 0 removes one once every rank mapped it; one whose ranks did not
+ * all join (killed, or one never came) would stay: removed at the end. */
+static struct {
+	uint64_t (*key)[2];
+	size_t n, cap;
+} g_nccl_segs;
+
+static void nccl_seg_add(uint64_t a, uint64_t b)
+{
+	for (size_t i = 0; i < g_nccl_segs.n; i++)
+		if (g_nccl_segs.key[i][0] == a && g_nccl_segs.key[i][1] == b)
+			return;
+	if (g_nccl_segs.n == g_nccl_segs.cap) {
+		size_t cap = g_nccl_segs.cap ? g_nccl_segs.cap * 2 : 16;
+		void *p = realloc(g_nccl_segs.key, cap * sizeof(*g_nccl_segs.key));
+		if (!p)
+			return;
+		g_nccl_segs.key = p;
+		g_nccl_segs.cap = cap;
+	}
+	g_nccl_segs.key[g_nccl_segs.n][0] = a;
+	g_nccl_segs.key[g_nccl_segs.n][1] = b;
+	g_nccl_segs.n++;
+}
+
+static void nccl_segs_remove(void)
+{
+	for (size_t i = 0; i < g_nccl_segs.n; i++) {
+		uint8_t k[16];
+		char name[64];
+		memcpy(k, &g_nccl_segs.key[i][0], 8);
+		memcpy(k + 8, &g_nccl_segs.key[i][1], 8);
+		int n = snprintf(name, sizeof(name), "/uni-nccl-");
+		for (int j = 0; j < 16; j++)
+			n += snprintf(name + n, sizeof(name) - (size_t)n, "%02x", k[j]);
+		if (shm_unlink(name) == 0)
+			logmsg("removed the NCCL communicator segment /dev/shm%s: not every rank of it had joined",
+			       name);
+	}
+	free(g_nccl_segs.key);
+	g_nccl_segs.key = NULL;
+	g_nccl_segs.n = g_nccl_segs.cap = 0;
+}
+
 static void handle(uint32_t ring_idx, struct uni_ring *ring, const struct uni_ev *e)
 {
 	int rank = ring->rank;
@@ -466,6 +511,24 @@ static void handle(uint32_t ring_idx, struct uni_ring *ring, const struct uni_ev
 		r.off = e->a;
 		r.len = e->b;
 		r.a = e->c;
+		trace_put(&r);
+		break;
+	case UNI_EV_NCCL_COMM:
+		r.kind = UNI_TR_NCCL_COMM;
+		r.a = e->a;
+		r.off = e->off;
+		r.len = e->len;
+		r.peer = (int32_t)(int64_t)e->c;
+		trace_put(&r);
+		nccl_seg_add(e->a, e->b);
+		break;
+	case UNI_EV_NCCL_OP:
+		r.kind = UNI_TR_NCCL_OP;
+		r.conn = e->conn;
+		r.off = e->off;
+		r.len = e->len;
+		r.peer = (int32_t)(int64_t)e->b;
+		r.flags = (uint16_t)e->c;
 		trace_put(&r);
 		break;
 	case UNI_EV_SIGNAL:
@@ -1458,6 +1521,7 @@ int main(int argc, char **argv)
 		       "%.3f ms in all", (unsigned long long)uni_sim_late(), (double)lmax / 1e6, (double)lsum / 1e6);
 	}
 	int rc = 0;
+	nccl_segs_remove();
 	if (uni_trace_finish(&D.tw) < 0) {
 		logmsg("trace: %s", D.tw.err);
 		rc = 1;

@@ -396,6 +396,14 @@ static ncclResult_t init_rank(ncclComm_t *out, int nranks, ncclUniqueId id, int 
 	snprintf(c->seg, sizeof(c->seg), "%s", name);
 	seg_layout(c);
 	s->magic = SEG_MAGIC;
+	/* unid learns the communicator: a trace record, and the segment's
+	 * name, which it removes at the session's end if a rank that never
+	 * joined left it behind. */
+	struct uni_ev ce = {.kind = UNI_EV_NCCL_COMM, .off = (uint64_t)nranks, .len = (uint64_t)rank,
+			    .c = (uint64_t)(int64_t)c->node};
+	memcpy(&ce.a, l->key, 8);
+	memcpy(&ce.b, l->key + 8, 8);
+	uni_shim_nccl_event(&ce);
 	atomic_fetch_add(&s->joined, 1);
 	if (!blocking) {
 		/* Joins in a thread of its own; the caller polls
@@ -1801,6 +1809,56 @@ static int device_start(const struct op *ops, int nops, struct devpos *dp, uint6
 	return n;
 }
 
+/* The algorithm sched_op times an operation of `bytes` with (the
+ * nccl_op record's, UNI_NCCL_OPF_*). */
+static unsigned op_algo(const struct op *o, uint64_t bytes)
+{
+	if (o->comm->nranks == 1)
+		return 0;
+	switch (o->kind) {
+	case K_ALLREDUCE: return allreduce_algo(o->comm->nranks, bytes) == UNI_NCCL_ALGO_TREE ? 2 : 1;
+	case K_ALLGATHER:
+	case K_REDSCAT: return 1;
+	case K_BCAST:
+	case K_REDUCE: return 3;
+	case K_ALLTOALL:
+	case K_GATHER:
+	case K_SCATTER: return 4;
+	default: return 5;
+	}
+}
+
+/* One nccl_op record per operation: the group's start to its end. */
+static void trace_ops(const struct op *ops, int nops, uint64_t t0, uint64_t end)
+{
+	for (int i = 0; i < nops; i++) {
+		const struct op *o = &ops[i];
+		if (o->kind > K_RECV)
+			continue; /* a split's agreement moves no data */
+		uint64_t bytes = (uint64_t)o->count * uni_nccl_type_size(o->type);
+		if (o->kind == K_ALLGATHER || o->kind == K_REDSCAT || o->kind == K_ALLTOALL)
+			bytes *= (uint64_t)o->comm->nranks;
+		uint64_t a;
+		memcpy(&a, o->comm->key, 8);
+		int rp = o->kind == K_SEND || o->kind == K_RECV ? o->peer
+			 : o->kind == K_BCAST || o->kind == K_REDUCE || o->kind == K_GATHER || o->kind == K_SCATTER
+			     ? o->root
+			     : -1;
+		struct uni_ev e = {.kind = UNI_EV_NCCL_OP,
+				   .conn = (uint32_t)o->comm->rank | (uint32_t)o->comm->nranks << 16,
+				   .t0 = t0,
+				   .t1 = end,
+				   .off = o->count,
+				   .len = bytes,
+				   .a = a,
+				   .b = (uint64_t)(int64_t)rp,
+				   .c = (uint64_t)o->kind | op_algo(o, bytes) << UNI_NCCL_OPF_ALGO_SHIFT |
+					(nops > 1 ? UNI_NCCL_OPF_GROUP : 0) | (o->dev ? UNI_NCCL_OPF_DEV : 0) |
+					((uint64_t)o->type & 15) << UNI_NCCL_OPF_TYPE_SHIFT};
+		uni_shim_nccl_event(&e);
+	}
+}
+
 static ncclResult_t execute(struct op *ops, int nops)
 {
 	/* Compute before the call is charged; the copying is not. */
@@ -1863,6 +1921,8 @@ static ncclResult_t execute(struct op *ops, int nops)
 					vreset(ops[i].comm);
 		}
 		free(sc.x);
+		if (r == ncclSuccess)
+			trace_ops(ops, nops, t0, end);
 		for (int i = 0; i < ndp; i++)
 			uni_cupti_op_close(dp[i].sid, dp[i].seq, t0, end - t0);
 		/* On the device timeline the host does not wait; the CPU spent

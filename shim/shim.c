@@ -1614,6 +1614,17 @@ void uni_shim_timed_wait_end(struct uni_timed_wait *w, int timed_out)
 		uni_shim_idle_until(w->vdl);
 }
 
+void uni_shim_nccl_event(struct uni_ev *e)
+{
+	if (atomic_load_explicit(&g_state, memory_order_relaxed) != ST_ATTACHED)
+		return;
+	int saved = errno;
+	tls.in_shim++;
+	emit(e);
+	tls.in_shim--;
+	errno = saved;
+}
+
 void uni_shim_peer_wait(int on, void *obj)
 {
 	if (!uni_shim_simulating())

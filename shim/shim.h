@@ -308,6 +308,10 @@ uint64_t uni_shim_vrecv_any(int n, const uint32_t *idx1, const uint64_t *off, co
  * and will send nothing until one of its reads is answered: it does not
  * hold the nic horizon back (an unread arrival does). off: it runs again. */
 void uni_shim_peer_wait(int on, void *obj) UNI_HIDDEN;
+/* Hands unid an event of the simulated NCCL (UNI_EV_NCCL_COMM,
+ * UNI_EV_NCCL_OP) from the calling thread; nothing when not attached. */
+struct uni_ev;
+void uni_shim_nccl_event(struct uni_ev *e) UNI_HIDDEN;
 /* on: the calling thread's calls into interposed functions (futex waits
  * through syscall(), clocks) forward untouched until off: the NCCL data
  * path's own waits are not the program's. */

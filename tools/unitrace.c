@@ -394,7 +394,65 @@ struct summary {
 	} topop[TOP_N];
 	size_t ntopop;
 	uint64_t op_count[9], op_total[9];
+
+	/* The simulated NCCL (trace 1.4): each rank's part of an operation,
+	 * call to completion; communicators by id. */
+	struct topnccl {
+		uint64_t dur, t0, bytes, comm;
+		int32_t rank;
+		uint16_t flags;
+		uint32_t nranks;
+	} topnccl[TOP_N];
+	size_t ntopnccl;
+	uint64_t nccl_count[11], nccl_total[11];
+	struct ncomm {
+		uint64_t id;
+		uint32_t nranks, members;
+	} *comms;
+	size_t ncomms;
 };
+
+static const char *const nccl_names[11] = {"?", "all_reduce", "broadcast", "reduce", "all_gather",
+					   "reduce_scatter", "all_to_all", "gather", "scatter", "send", "recv"};
+static const char *const nccl_algos[8] = {"-", "ring", "tree", "chain", "direct", "p2p", "?", "?"};
+static const char *const nccl_types[16] = {"int8", "uint8", "int32", "uint32", "int64", "uint64",
+					   "float16", "float32", "float64", "bfloat16", "fp8e4m3", "fp8e5m2",
+					   "?", "?", "?", "?"};
+
+static void nccl_account(struct summary *s, const struct uni_trec *t)
+{
+	if (t->kind == UNI_TR_NCCL_COMM) {
+		for (size_t i = 0; i < s->ncomms; i++)
+			if (s->comms[i].id == t->a) {
+				s->comms[i].members++;
+				return;
+			}
+		if (s->ncomms == 4096)
+			return; /* a corrupt trace's worth */
+		s->comms = xrealloc(s->comms, s->ncomms + 1, sizeof(*s->comms));
+		s->comms[s->ncomms++] = (struct ncomm){.id = t->a, .nranks = (uint32_t)(t->off > 65535 ? 65535 : t->off),
+						       .members = 1};
+		return;
+	}
+	unsigned k = t->flags & 15;
+	if (k < 1 || k > 10 || t->t1 < t->t0)
+		return;
+	uint64_t dur = t->t1 - t->t0;
+	s->nccl_count[k]++;
+	s->nccl_total[k] += dur;
+	size_t n = s->ntopnccl;
+	if (n == TOP_N && dur <= s->topnccl[n - 1].dur)
+		return;
+	size_t i = n < TOP_N ? n : TOP_N - 1;
+	while (i > 0 && s->topnccl[i - 1].dur < dur) {
+		s->topnccl[i] = s->topnccl[i - 1];
+		i--;
+	}
+	s->topnccl[i] = (struct topnccl){.dur = dur, .t0 = t->t0, .bytes = t->len, .comm = t->a, .rank = t->rank,
+					 .flags = t->flags, .nranks = t->conn >> 16};
+	if (n < TOP_N)
+		s->ntopnccl++;
+}
 
 static const char *const coll_names[9] = {"send/recv", "gather", "all_gather", "reduce", "all_reduce",
 					  "scatter", "broadcast", "barrier", "all_to_all"};
@@ -576,6 +634,10 @@ static void account(struct summary *s, const struct uni_trec *t)
 	case UNI_TR_OP:
 	case UNI_TR_STRING:
 		return; /* the event graph, operations and strings: replay, export */
+	case UNI_TR_NCCL_OP:
+	case UNI_TR_NCCL_COMM:
+		nccl_account(s, t);
+		return;
 	default:
 		/* A newer minor's addition: skipped, but counted. */
 		s->unknown++;
@@ -744,6 +806,7 @@ static void free_summary(struct summary *s)
 	free(s->pairs);
 	free(s->mism);
 	free(s->open);
+	free(s->comms);
 }
 
 static const char *end_text(enum rank_end e)
@@ -915,6 +978,30 @@ static void summary_text(const struct summary *s, const char *path)
 				printf(" %s %" PRIu64 " (%.3f ms)", coll_names[k], s->op_count[k], ms(s->op_total[k]));
 		putchar('\n');
 	}
+	if (s->ncomms) {
+		printf("\nNCCL communicators: %zu:", s->ncomms);
+		for (size_t i = 0; i < s->ncomms && i < 8; i++)
+			printf("%s %016" PRIx64 " (%" PRIu32 " ranks)", i ? "," : "", s->comms[i].id, s->comms[i].nranks);
+		printf("%s\n", s->ncomms > 8 ? ", ..." : "");
+	}
+	if (s->ntopnccl) {
+		printf("longest NCCL operations (each rank's part, call to completion, %s):\n",
+		       h->mode == UNI_MODE_SIMULATE ? "virtual" : "real");
+		for (size_t i = 0; i < s->ntopnccl; i++) {
+			const struct topnccl *o = &s->topnccl[i];
+			printf("  %10.3f ms  rank %" PRId32 " %s %" PRIu64 " B %s %s%s, comm %016" PRIx64
+			       " (%" PRIu32 " ranks), at %.3f ms\n",
+			       ms(o->dur), o->rank, nccl_names[o->flags & 15], o->bytes,
+			       nccl_types[(o->flags >> UNI_NCCL_OPF_TYPE_SHIFT) & 15],
+			       nccl_algos[(o->flags >> UNI_NCCL_OPF_ALGO_SHIFT) & 7],
+			       (o->flags & UNI_NCCL_OPF_GROUP) ? " (grouped)" : "", o->comm, o->nranks, ms(o->t0));
+		}
+		printf("  by kind:");
+		for (int k = 1; k < 11; k++)
+			if (s->nccl_count[k])
+				printf(" %s %" PRIu64 " (%.3f ms)", nccl_names[k], s->nccl_count[k], ms(s->nccl_total[k]));
+		putchar('\n');
+	}
 	if (s->ntop) {
 		printf("\nlongest transfers (%s):\n", h->mode == UNI_MODE_SIMULATE
 							 ? "handed over to last byte arrived, virtual"
@@ -1073,6 +1160,29 @@ static void summary_json(const struct summary *s, const char *path)
 		if (s->op_count[k]) {
 			printf("%s\"%s\": {\"count\": %" PRIu64 ", \"total_ms\": %.6f}", first ? "" : ", ", coll_names[k],
 			       s->op_count[k], ms(s->op_total[k]));
+			first = 0;
+		}
+	printf("},\n");
+	printf("  \"nccl_comms\": [");
+	for (size_t i = 0; i < s->ncomms; i++)
+		printf("%s{\"id\": \"%016" PRIx64 "\", \"nranks\": %" PRIu32 ", \"ranks_seen\": %" PRIu32 "}",
+		       i ? ", " : "", s->comms[i].id, s->comms[i].nranks, s->comms[i].members);
+	printf("],\n  \"top_nccl_ops\": [");
+	for (size_t i = 0; i < s->ntopnccl; i++) {
+		const struct topnccl *o = &s->topnccl[i];
+		printf("%s{\"rank\": %" PRId32 ", \"op\": \"%s\", \"bytes\": %" PRIu64 ", \"type\": \"%s\", "
+		       "\"algorithm\": \"%s\", \"grouped\": %s, \"comm\": \"%016" PRIx64 "\", \"nranks\": %" PRIu32
+		       ", \"start_ms\": %.6f, \"duration_ms\": %.6f}",
+		       i ? ", " : "", o->rank, nccl_names[o->flags & 15], o->bytes,
+		       nccl_types[(o->flags >> UNI_NCCL_OPF_TYPE_SHIFT) & 15],
+		       nccl_algos[(o->flags >> UNI_NCCL_OPF_ALGO_SHIFT) & 7],
+		       (o->flags & UNI_NCCL_OPF_GROUP) ? "true" : "false", o->comm, o->nranks, ms(o->t0), ms(o->dur));
+	}
+	printf("],\n  \"nccl_ops\": {");
+	for (int k = 1, first = 1; k < 11; k++)
+		if (s->nccl_count[k]) {
+			printf("%s\"%s\": {\"count\": %" PRIu64 ", \"total_ms\": %.6f}", first ? "" : ", ", nccl_names[k],
+			       s->nccl_count[k], ms(s->nccl_total[k]));
 			first = 0;
 		}
 	printf("},\n");
@@ -1547,6 +1657,22 @@ static void chrome_rec(struct chrome *c, const struct uni_trec *t)
 		fputs("}}", stdout);
 		break;
 	}
+	case UNI_TR_NCCL_OP:
+		/* An operation of the simulated NCCL: call to completion. */
+		if ((t->flags & 15) < 1 || (t->flags & 15) > 10 || t->t1 < t->t0)
+			break;
+		chrome_thread(c, t->rank, t->tid, 0);
+		chrome_sep(c);
+		printf("{\"ph\":\"X\",\"cat\":\"nccl\",\"name\":\"nccl %s\",\"pid\":%" PRId32 ",\"tid\":%" PRId32,
+		       nccl_names[t->flags & 15], t->rank, t->tid);
+		chrome_ts("ts", t->t0);
+		chrome_ts("dur", t->t1 - t->t0);
+		printf(",\"args\":{\"bytes\":%" PRIu64 ",\"type\":\"%s\",\"algorithm\":\"%s\",\"grouped\":%s,"
+		       "\"comm\":\"%016" PRIx64 "\",\"comm_rank\":%u,\"nranks\":%u}}",
+		       t->len, nccl_types[(t->flags >> UNI_NCCL_OPF_TYPE_SHIFT) & 15],
+		       nccl_algos[(t->flags >> UNI_NCCL_OPF_ALGO_SHIFT) & 7],
+		       (t->flags & UNI_NCCL_OPF_GROUP) ? "true" : "false", t->a, t->conn & 0xffff, t->conn >> 16);
+		break;
 	case UNI_TR_THREAD_END:
 		chrome_sep(c);
 		printf("{\"ph\":\"i\",\"s\":\"t\",\"cat\":\"thread\",\"name\":\"thread end\",\"pid\":%" PRId32

@@ -1040,8 +1040,15 @@ static int write_out(struct replay *R, const char *config, const char *out)
 	memset(h.config_path, 0, sizeof(h.config_path));
 	if (config)
 		snprintf(h.config_path, sizeof(h.config_path), "%s", config);
+	/* The simulated NCCL's operation records hold the recorded times of
+	 * calls whose transfers are re-timed here: left out, not kept stale
+	 * (their transfers, the send and recv records, are re-timed). */
+	uint64_t k = 0;
+	for (uint64_t i = 0; i < R->nrec; i++)
+		if (R->out[i].kind != UNI_TR_NCCL_OP)
+			R->out[k++] = R->out[i];
 	if (uni_trace_create(w, out, &h, err, sizeof(err)) < 0 ||
-	    uni_trace_append(w, R->out, R->nrec) < 0 || uni_trace_finish(w) < 0) {
+	    uni_trace_append(w, R->out, k) < 0 || uni_trace_finish(w) < 0) {
 		fprintf(stderr, "unitrace: %s\n", w->err[0] ? w->err : err);
 		uni_trace_finish(w);
 		rc = 1;

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "unitrace.h"
+#include "uni/shm.h"
 #include "uni/trace.h"
 
 static const char schema[] =
@@ -45,7 +46,13 @@ static const char schema[] =
 	" before_ns INTEGER, after_ns INTEGER, completion_ns INTEGER);\n"
 	"CREATE TABLE op(rank INTEGER, tid INTEGER, seq INTEGER, t_ns INTEGER, slot INTEGER, kind TEXT,"
 	" recv INTEGER, stack INTEGER);\n"
-	"CREATE TABLE string(rank INTEGER, id INTEGER, text TEXT, PRIMARY KEY(rank, id));\n";
+	"CREATE TABLE string(rank INTEGER, id INTEGER, text TEXT, PRIMARY KEY(rank, id));\n"
+	/* 1.4: the simulated NCCL. */
+	"CREATE TABLE nccl_op(rank INTEGER, tid INTEGER, t0_ns INTEGER, t1_ns INTEGER, op TEXT, type TEXT,"
+	" algorithm TEXT, grouped INTEGER, device INTEGER, count INTEGER, bytes INTEGER, root_or_peer INTEGER,"
+	" comm TEXT, comm_rank INTEGER, nranks INTEGER);\n"
+	"CREATE TABLE nccl_comm(rank INTEGER, tid INTEGER, comm TEXT, nranks INTEGER, comm_rank INTEGER,"
+	" node INTEGER);\n";
 
 /* One prepared INSERT per kind, indexed by kind. */
 static const char *const inserts[] = {
@@ -67,6 +74,8 @@ static const char *const inserts[] = {
 	[UNI_TR_DEP] = "INSERT INTO dep VALUES(?1,?2,?3,?4)",
 	[UNI_TR_SENT] = "INSERT INTO sent VALUES(?1,?2,?3,?4,?5,?6,?7,?8)",
 	[UNI_TR_OP] = "INSERT INTO op VALUES(?1,?2,?3,?4,?5,?6,?7,?8)",
+	[UNI_TR_NCCL_OP] = "INSERT INTO nccl_op VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)",
+	[UNI_TR_NCCL_COMM] = "INSERT INTO nccl_comm VALUES(?1,?2,?3,?4,?5,?6)",
 };
 #define NKINDS (sizeof(inserts) / sizeof(inserts[0]))
 
@@ -147,6 +156,34 @@ static int bind_rec(sqlite3_stmt *st, const struct uni_trec *t)
 		B(t->rank), B(t->tid), U(t->seq), U(t->t0), U(t->a);
 		sqlite3_bind_text(st, k++, p < 9 ? kinds[p] : "?", -1, SQLITE_STATIC);
 		B(t->flags & 1), U(t->off);
+		break;
+	}
+	case UNI_TR_NCCL_OP: {
+		static const char *const ops[16] = {"?", "all_reduce", "broadcast", "reduce", "all_gather",
+						    "reduce_scatter", "all_to_all", "gather", "scatter", "send",
+						    "recv", "?", "?", "?", "?", "?"};
+		static const char *const algos[8] = {"-", "ring", "tree", "chain", "direct", "p2p", "?", "?"};
+		static const char *const types[16] = {"int8", "uint8", "int32", "uint32", "int64", "uint64",
+						      "float16", "float32", "float64", "bfloat16", "fp8e4m3",
+						      "fp8e5m2", "?", "?", "?", "?"};
+		char id[17];
+		snprintf(id, sizeof(id), "%016" PRIx64, t->a);
+		B(t->rank), B(t->tid), U(t->t0), U(t->t1);
+		sqlite3_bind_text(st, k++, ops[t->flags & 15], -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, k++, types[(t->flags >> UNI_NCCL_OPF_TYPE_SHIFT) & 15], -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, k++, algos[(t->flags >> UNI_NCCL_OPF_ALGO_SHIFT) & 7], -1, SQLITE_STATIC);
+		B((t->flags & UNI_NCCL_OPF_GROUP) != 0), B((t->flags & UNI_NCCL_OPF_DEV) != 0);
+		U(t->off), U(t->len), B(t->peer);
+		sqlite3_bind_text(st, k++, id, -1, SQLITE_TRANSIENT);
+		B(t->conn & 0xffff), B(t->conn >> 16);
+		break;
+	}
+	case UNI_TR_NCCL_COMM: {
+		char id[17];
+		snprintf(id, sizeof(id), "%016" PRIx64, t->a);
+		B(t->rank), B(t->tid);
+		sqlite3_bind_text(st, k++, id, -1, SQLITE_TRANSIENT);
+		U(t->off), U(t->len), B(t->peer);
 		break;
 	}
 	default:

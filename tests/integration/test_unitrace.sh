@@ -328,6 +328,25 @@ expect_rc 0 "summary --json of a run with late transfers" "$UNITRACE" summary "$
 contains "$T/out" '"late_transfers": 3, "late_max_ms": 2.500'
 expect_rc 0 "summary of a run without" "$UNITRACE" summary "$good"
 lacks "$T/out" "late:"
+"$MKTRACE" "$T/nccl.trace" --simulate --nccl >/dev/null
+expect_rc 0 "summary of a trace with NCCL operations" "$UNITRACE" summary "$T/nccl.trace"
+contains "$T/out" "NCCL communicators: 1: 000000001234abcd (2 ranks)"
+contains "$T/out" "       2.500 ms  rank 1 all_reduce 4194304 B float32 ring, comm 000000001234abcd (2 ranks), at 1.000 ms"
+contains "$T/out" "  by kind: all_reduce 2 (4.500 ms)"
+expect_rc 0 "summary --json with NCCL operations" "$UNITRACE" summary "$T/nccl.trace" --json
+pycheck "$T/out" 'j["nccl_comms"] == [{"id": "000000001234abcd", "nranks": 2, "ranks_seen": 2}]' \
+	'j["nccl_ops"] == {"all_reduce": {"count": 2, "total_ms": 4.5}}' \
+	'[o["rank"] for o in j["top_nccl_ops"]] == [1, 0] and j["top_nccl_ops"][0]["algorithm"] == "ring"'
+expect_rc 0 "dump names the NCCL records" "$UNITRACE" dump "$T/nccl.trace"
+contains "$T/out" "nccl_op"
+contains "$T/out" "nccl_comm"
+expect_rc 0 "chrome export of NCCL operations" "$UNITRACE" export "$T/nccl.trace" --chrome "$T/nccl.json"
+contains "$T/nccl.json" '"cat":"nccl","name":"nccl all_reduce"'
+expect_rc 0 "export --sqlite of NCCL operations" "$UNITRACE" export "$T/nccl.trace" --sqlite "$T/nccl.db"
+sqlcheck "$T/nccl.db" 'q("select rank, op, type, algorithm, bytes, t1_ns - t0_ns, comm, comm_rank, nranks from nccl_op order by rank") == [(0, "all_reduce", "float32", "ring", 4194304, 2000000, "000000001234abcd", 0, 2), (1, "all_reduce", "float32", "ring", 4194304, 2500000, "000000001234abcd", 1, 2)]' \
+	'q("select count(*), min(nranks) from nccl_comm") == [(2, 2)]'
+expect_rc 0 "export --sqlite of late transfers" "$UNITRACE" export "$T/late.trace" --sqlite "$T/late.db"
+sqlcheck "$T/late.db" 'q("select late_transfers, late_max_us from session_end") == [(3, 2500)]'
 "$MKTRACE" "$T/far.trace" --simulate --far-peer >/dev/null
 printf 'mode: simulate\n' >"$T/ab.yaml"
 expect_rc 0 "links of a trace with a send to rank 65535" "$UNITRACE" links "$T/far.trace" --config "$T/ab.yaml"

@@ -257,6 +257,26 @@ done
 [ "$el" -lt 30 ] || fail "a missing rank took $el s to be reported"
 ok "a rank that never joins: ncclRemoteError naming it after UNI_NCCL_TIMEOUT"
 
+# The same under unirun, stopped while rank 0 waits for rank 1 (which
+# never calls InitRank): rank 0 dies in the join, its communicator's
+# segment stays named; unid removes it when the session ends.
+rm -f "$T/id"
+before=$(ls /dev/shm | grep -c '^uni-nccl-' || true)
+NCCL_CHECK_ID=$T/id UNI_NCCL_TIMEOUT=300 "$UNIRUN" -n 2 --config "$T/rec.yaml" --trace "$T/k.unitrace" -- \
+	sh -c 'if [ "$RANK" = 1 ]; then exec sleep 60; else exec "$0" correctness; fi' "$CHECK" >"$T/klog" 2>&1 &
+up=$!
+for _ in $(seq 100); do [ -s "$T/id" ] && [ "$(ls /dev/shm | grep -c '^uni-nccl-' || true)" -gt "$before" ] && break; sleep 0.1; done
+[ "$(ls /dev/shm | grep -c '^uni-nccl-' || true)" -gt "$before" ] || { kill $up; cat "$T/klog"; fail "rank 0 made no segment"; }
+sleep 0.5
+kill -TERM $up
+wait $up || true
+after=$(ls /dev/shm | grep -c '^uni-nccl-' || true)
+[ "$after" = "$before" ] || { ls -l /dev/shm; cat "$T/klog"; fail "a killed join left its segment in /dev/shm"; }
+grep -q "removed the NCCL communicator segment /dev/shm/uni-nccl-" "/tmp/uni.unirun-$up.log" ||
+	{ cat "/tmp/uni.unirun-$up.log"; fail "unid did not say it removed the segment"; }
+rm -f "/tmp/uni.unirun-$up.log"
+ok "a join killed midway: unid removes the communicator's segment at the session's end"
+
 # Time: alpha-beta, 4 ranks, 8 MB: ring AllReduce 2(n-1)(a + S/(nB)),
 # AllGather and ReduceScatter (n-1)(a + S/(nB)), Broadcast and Reduce a
 # chain of k 1 MiB chunks: (n-1)a + (n-1+k-1)c/B, i.e. the nccl-tests form
@@ -312,7 +332,51 @@ for op in ("broadcast", "reduce"):
 sys.exit(bad)
 PYEOF
 ok "virtual time of every collective within 1% of its closed form (alpha-beta, 4 ranks, 8 MB)"
-"$UNITRACE" summary "$T/t.unitrace" >/dev/null || fail "summary of the NCCL trace"
+# The trace's nccl_op records (trace 1.4): every operation of every rank,
+# from its call to its completion as the program's own clock measured it,
+# with its size, type, algorithm and communicator; nccl_comm: one
+# communicator of 4 ranks, each rank in it once.
+"$UNITRACE" dump --json "$T/t.unitrace" >"$T/t.jsonl" || fail "dump of the NCCL trace"
+$PY - "$T/log" "$T/t.jsonl" <<'PYEOF' || fail "nccl_op records"
+import json, re, sys
+res = {r["rank"]: r for r in (json.loads(m) for m in re.findall(r'\{"rank".*?\}', open(sys.argv[1]).read()))}
+recs = [json.loads(l) for l in open(sys.argv[2])]
+comms = [r for r in recs if r["kind"] == "nccl_comm"]
+assert sorted((r["rank"], r["len"], r["off"]) for r in comms) == [(k, k, 4) for k in range(4)], comms
+assert len({r["a"] for r in comms}) == 1, comms
+ops = [r for r in recs if r["kind"] == "nccl_op"]
+S = 8388608
+# (kind, algorithm, bytes, grouped) of the timed operations, in call order;
+# the 1-element AlltoAlls that line the ranks up come before each.
+want = {"allreduce": (1, 1, S, 0), "allgather": (4, 1, S, 0), "reducescatter": (5, 1, S, 0),
+        "broadcast": (2, 3, S, 0), "reduce": (3, 3, S, 0), "alltoall": (6, 4, S, 0)}
+for rank in range(4):
+    mine = [r for r in ops if r["rank"] == rank]
+    assert all(r["a"] == comms[0]["a"] and r["conn"] == rank | 4 << 16 for r in mine), mine
+    assert all((r["flags"] >> 9) & 15 == 7 for r in mine), "float32"
+    big = [r for r in mine if r["len"] >= S // 4]
+    for op, (kind, algo, nbytes, grouped) in want.items():
+        got = [r for r in big if r["flags"] & 15 == kind and r["len"] == nbytes]
+        assert len(got) == 1, (rank, op, got)
+        r = got[0]
+        assert (r["flags"] >> 4) & 7 == algo and bool(r["flags"] & 128) == bool(grouped), (op, r)
+        d, w = r["t1"] - r["t0"], res[rank][op + "_ns"]
+        assert abs(d - w) <= 1000 + 1e-4 * w, (rank, op, d, w)
+    sr = [r for r in big if r["flags"] & 15 in (9, 10)]
+    assert sorted(r["flags"] & 15 for r in sr) == [9, 10] and all(r["flags"] & 128 for r in sr), sr
+    assert {r["peer"] for r in sr} == {(rank + 1) % 4, (rank + 3) % 4}, sr
+    assert all(abs(r["t1"] - r["t0"] - res[rank]["sendrecv_ns"]) <= 1000 + 1e-4 * res[rank]["sendrecv_ns"]
+               for r in sr), sr
+print(f"{len(ops)} nccl_op records: each timed operation's duration is the program's own measure")
+PYEOF
+ok "nccl_op and nccl_comm records in the trace"
+"$UNITRACE" summary "$T/t.unitrace" >"$T/sum" || fail "summary of the NCCL trace"
+grep -q '^NCCL communicators: 1: [0-9a-f]\{16\} (4 ranks)$' "$T/sum" || { cat "$T/sum"; fail "summary: communicators"; }
+grep -A1 '^longest NCCL operations' "$T/sum" | tail -1 | grep -q ' B float32 ' || { cat "$T/sum"; fail "summary: NCCL operations"; }
+grep -q '^  by kind:.* all_reduce [0-9]* ' "$T/sum" || { cat "$T/sum"; fail "summary: NCCL operations by kind"; }
+"$UNITRACE" export "$T/t.unitrace" --chrome "$T/t.json" || fail "chrome export of the NCCL trace"
+grep -q '"cat":"nccl","name":"nccl all_reduce"' "$T/t.json" || fail "chrome export: NCCL operations"
+ok "unitrace summary and export show the NCCL operations"
 
 # Two communicators over the same 4 ranks, an 8 MB AllReduce on each from
 # two threads at once: under alpha-beta they do not meet (one time each),

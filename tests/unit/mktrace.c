@@ -2,7 +2,7 @@
  * test_unitrace.sh, using the engine's trace writer.
  *
  *   mktrace OUT [--truncate] [--no-end] [--unknown] [--mismatch]
- *               [--session NAME] [--simulate] [--far-peer] [--late]
+ *               [--session NAME] [--simulate] [--far-peer] [--late] [--nccl]
  *
  * The trace: a record-mode session "demo-run" with two ranks on one
  * connection. Rank 0 (pid 1000, threads 1000 and 1002, detaches cleanly)
@@ -21,6 +21,9 @@
  *               connection with no record (what a corrupt trace may hold)
  *   --late      the session end says 3 transfers started late, the
  *               latest 2.5 ms after its stamp
+ *   --nccl      both ranks join NCCL communicator 0x1234abcd (2 ranks) and
+ *               run an AllReduce of 4 MB float32 (ring) from 1 ms: rank 0
+ *               until 3 ms, rank 1 until 3.5 ms
  *
  * Prints the number of whole records in the file. Exit 0, 1 on error,
  * 64 on usage. */
@@ -29,6 +32,7 @@
 #include <unistd.h>
 
 #include "uni/common.h"
+#include "uni/shm.h"
 #include "uni/trace.h"
 #include "uni/trace_write.h"
 
@@ -63,7 +67,7 @@ static void xfer(uint16_t kind, int32_t rank, int32_t tid, int32_t peer,
 
 int main(int argc, char **argv)
 {
-	int truncate_it = 0, no_end = 0, unknown = 0, mismatch = 0, simulate = 0, far_peer = 0, late = 0;
+	int truncate_it = 0, no_end = 0, unknown = 0, mismatch = 0, simulate = 0, far_peer = 0, late = 0, nccl = 0;
 	const char *out = NULL, *session = "demo-run";
 	struct uni_trace_writer w;
 	struct uni_trace_hdr h;
@@ -86,6 +90,8 @@ int main(int argc, char **argv)
 			far_peer = 1;
 		else if (!strcmp(argv[i], "--late"))
 			late = 1;
+		else if (!strcmp(argv[i], "--nccl"))
+			nccl = 1;
 		else if (!strcmp(argv[i], "--session") && i + 1 < argc)
 			session = argv[++i];
 		else if (argv[i][0] != '-' && !out)
@@ -129,6 +135,26 @@ int main(int argc, char **argv)
 	if (far_peer) {
 		xfer(UNI_TR_SEND, 0, 1000, 65535, 800000, 810000, 7096, 100);
 		recs[nrec - 1].conn = 5;
+	}
+	if (nccl) {
+		for (int r = 0; r < 2; r++) {
+			t = add(UNI_TR_NCCL_COMM, r);
+			t->tid = 1000 + r;
+			t->a = 0x1234abcd;
+			t->off = 2; /* nranks */
+			t->len = (uint64_t)r;
+			t->peer = -1;
+			t = add(UNI_TR_NCCL_OP, r);
+			t->tid = 1000 + r;
+			t->t0 = 1000000;
+			t->t1 = r ? 3500000 : 3000000;
+			t->a = 0x1234abcd;
+			t->off = 1048576;       /* count */
+			t->len = 4194304;       /* bytes */
+			t->conn = (uint32_t)r | 2u << 16;
+			t->peer = -1;
+			t->flags = 1 | 1 << UNI_NCCL_OPF_ALGO_SHIFT | 7 << UNI_NCCL_OPF_TYPE_SHIFT;
+		}
 	}
 	if (unknown) {
 		t = add(200, 0);

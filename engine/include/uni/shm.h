@@ -86,7 +86,26 @@ enum uni_ev_kind {
 	                          b = its call stack (a STRING id, 0: none), c = 1 a receive */
 	UNI_EV_STRING = 16,    /* 40 bytes of string conn (an id, per rank): chunk off of
 	                          len bytes in all, the bytes in t0, t1, a, b, c */
+	UNI_EV_NCCL_COMM = 17, /* the simulated NCCL: the thread joins a communicator:
+	                          a, b = its 16-byte key, off = nranks, len = its rank
+	                          in it, c = its network node (-1: the process's) */
+	UNI_EV_NCCL_OP = 18,   /* the simulated NCCL: one operation of the thread, from
+	                          its call (t0) to its completion (t1, virtual): a = the
+	                          communicator (key's first 8 bytes), off = count,
+	                          len = bytes, conn = rank in it | nranks << 16,
+	                          b = root or peer (-1), c = UNI_NCCL_OPF_* flags */
 };
+
+/* UNI_EV_NCCL_OP's c, and the nccl_op trace record's flags: bits 0-3 the
+ * operation (1 AllReduce, 2 Broadcast, 3 Reduce, 4 AllGather, 5
+ * ReduceScatter, 6 AlltoAll, 7 Gather, 8 Scatter, 9 Send, 10 Recv), 4-6
+ * the algorithm (0 none: one rank, 1 ring, 2 tree, 3 chain, 4 direct,
+ * 5 point to point), 7 in a group of several, 8 device buffers, 9-12 the
+ * data type (ncclDataType_t). */
+#define UNI_NCCL_OPF_ALGO_SHIFT 4
+#define UNI_NCCL_OPF_GROUP (1u << 7)
+#define UNI_NCCL_OPF_DEV (1u << 8)
+#define UNI_NCCL_OPF_TYPE_SHIFT 9
 
 /* A group read (READ_REQs with the same e.b, the first one's request
  * number): unid answers the first of them to become final and drops the

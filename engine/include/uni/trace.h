@@ -16,7 +16,7 @@
 
 #define UNI_TRACE_MAGIC "UNITRACE"
 #define UNI_TRACE_VERSION_MAJOR 1u
-#define UNI_TRACE_VERSION_MINOR 3u
+#define UNI_TRACE_VERSION_MINOR 4u
 #define UNI_TRACE_HDR_SIZE 256u
 #define UNI_TRACE_REC_SIZE 64u
 
@@ -83,6 +83,14 @@ enum uni_trec_kind {
 	                             receive */
 	UNI_TR_STRING = 19,       /* (1.3) 40 bytes of string conn of rank: chunk seq, peer = the
 	                             string's length, the bytes in t0, t1, off, len, a */
+	UNI_TR_NCCL_OP = 20,      /* (1.4) simulate: rank, tid ran an operation of the simulated
+	                             NCCL from t0 (its call) to t1 (its part done): a = the
+	                             communicator, off = count, len = bytes, conn = its rank
+	                             in the communicator | nranks << 16, peer = root or peer
+	                             (-1), flags = UNI_NCCL_OPF_* (shm.h) */
+	UNI_TR_NCCL_COMM = 21,    /* (1.4) rank, tid joined communicator a (its key's first
+	                             8 bytes): off = nranks, len = its rank in it, peer = its
+	                             network node (-1: the process's rank) */
 };
 
 enum uni_trec_flags {
