@@ -544,7 +544,9 @@ START_TEST(test_kind_names)
 	ck_assert_str_eq(uni_trec_kind_name(UNI_TR_SENT), "sent");
 	ck_assert_str_eq(uni_trec_kind_name(UNI_TR_OP), "op");
 	ck_assert_str_eq(uni_trec_kind_name(UNI_TR_STRING), "string");
-	ck_assert_str_eq(uni_trec_kind_name(20), "?");
+	ck_assert_str_eq(uni_trec_kind_name(UNI_TR_NCCL_OP), "nccl_op");
+	ck_assert_str_eq(uni_trec_kind_name(UNI_TR_NCCL_COMM), "nccl_comm");
+	ck_assert_str_eq(uni_trec_kind_name(22), "?");
 	ck_assert_str_eq(uni_trec_kind_name(UINT16_MAX), "?");
 }
 END_TEST
