@@ -1837,9 +1837,30 @@ static int cmd_plot(const char *path, const char *out, double from_ms, double to
 	memset(&nodes, 0, sizeof(nodes));
 	if (plot_open(&r, path) < 0)
 		return 2;
+	/* NCCL operations (trace 1.4): drawn on the row of their rank's
+	 * network node (a single process's NCCL ranks are nodes of their
+	 * own: nccl_comm says which). */
+	struct plot_cnode {
+		uint64_t comm;
+		uint32_t crank;
+		int32_t node;
+	} *cnodes = NULL;
+	size_t ncnodes = 0;
+	uint64_t nnccl = 0;
 	while ((rc = uni_trace_next(&r, &t)) == 1) {
 		if (t.rank < 0 || t.rank >= 1024)
 			continue;
+		if (t.kind == UNI_TR_NCCL_COMM && t.peer >= 0 && t.peer < 1024 && ncnodes < 65536) {
+			cnodes = xrealloc(cnodes, ncnodes + 1, sizeof(*cnodes));
+			cnodes[ncnodes++] = (struct plot_cnode){.comm = t.a, .crank = (uint32_t)t.len, .node = t.peer};
+			if (t.peer + 1 > nranks)
+				nranks = t.peer + 1;
+			continue;
+		}
+		if (t.kind == UNI_TR_NCCL_OP) {
+			nnccl++;
+			continue;
+		}
 		t.rank = unitrace_node_of(&nodes, &t);
 		if (t.peer >= 0 && t.peer < 1024 && t.peer + 1 > nranks && t.kind == UNI_TR_SEND)
 			nranks = t.peer + 1;
@@ -1870,12 +1891,14 @@ static int cmd_plot(const char *path, const char *out, double from_ms, double to
 	if (rc < 0) {
 		fprintf(stderr, "unitrace: %s\n", r.err);
 		free(nodes.conn_rank);
+		free(cnodes);
 		return 2;
 	}
 	FILE *f = out ? fopen(out, "w") : stdout;
 	if (!f) {
 		fprintf(stderr, "unitrace: %s: %s\n", out, strerror(errno));
 		free(nodes.conn_rank);
+		free(cnodes);
 		return 1;
 	}
 	/* The window drawn: the whole run, or --from/--to. */
@@ -1885,6 +1908,9 @@ static int cmd_plot(const char *path, const char *out, double from_ms, double to
 		fprintf(stderr, "unitrace: plot: the window %.3f .. %.3f ms is empty (the trace ends at %.3f ms)\n",
 			(double)w0 / 1e6, (double)w1 / 1e6, (double)tmax / 1e6);
 		free(nodes.conn_rank);
+		free(cnodes);
+		if (out)
+			fclose(f);
 		return EXIT_USAGE;
 	}
 	int height = PLOT_TOP + nranks * PLOT_ROW + 50;
@@ -1905,10 +1931,10 @@ static int cmd_plot(const char *path, const char *out, double from_ms, double to
 		fprintf(f, "; %.3f to %.3f ms shown", (double)w0 / 1e6, (double)w1 / 1e6);
 	fprintf(f, "</text>\n");
 	fprintf(f, "<text x=\"%d\" y=\"40\" fill=\"#555\">grey: rank alive; blue: a message leaving "
-		   "its sender until its last byte arrives%s%s</text>\n",
+		   "its sender until its last byte arrives%s%s%s</text>\n",
 		PLOT_LEFT, hdr.mode == UNI_MODE_SIMULATE && ndata <= 400 ? "; line: to the receiver, at the arrival"
 									 : "",
-		hdr.mode == UNI_MODE_SIMULATE ? "; green: compute" : "");
+		hdr.mode == UNI_MODE_SIMULATE ? "; green: compute" : "", nnccl ? "; orange: NCCL operations" : "");
 	/* Axis: 10 ticks. */
 	int ybase = PLOT_TOP + nranks * PLOT_ROW;
 	for (int i = 0; i <= 10; i++) {
@@ -1928,6 +1954,7 @@ static int cmd_plot(const char *path, const char *out, double from_ms, double to
 	}
 	if (plot_open(&r, path) < 0) {
 		free(nodes.conn_rank);
+		free(cnodes);
 		return 2;
 	}
 	/* Compute (simulate mode): a green strip along the bottom of the
@@ -1936,7 +1963,8 @@ static int cmd_plot(const char *path, const char *out, double from_ms, double to
 	/* Only what meets the window is drawn. */
 #define OUTSIDE(a, b) ((b) < w0 || (a) > w1)
 	uint64_t *cs = calloc((size_t)nranks + 1, sizeof(uint64_t)), *ce = calloc((size_t)nranks + 1, sizeof(uint64_t));
-	if (!cs || !ce) {
+	double *nx = calloc((size_t)nranks + 1, sizeof(double));
+	if (!cs || !ce || !nx) {
 		fprintf(stderr, "unitrace: out of memory\n");
 		exit(EXIT_OUTPUT);
 	}
@@ -1963,6 +1991,34 @@ static int cmd_plot(const char *path, const char *out, double from_ms, double to
 			}
 			continue;
 		}
+		if (t.kind == UNI_TR_NCCL_OP && t.rank >= 0 && t.t1 >= t.t0 && (t.flags & 15) >= 1 &&
+		    (t.flags & 15) <= 10) {
+			int rk = t.rank;
+			for (size_t i = 0; i < ncnodes; i++)
+				if (cnodes[i].comm == t.a && cnodes[i].crank == (t.conn & 0xffff)) {
+					rk = cnodes[i].node;
+					break;
+				}
+			if (rk >= nranks || OUTSIDE(t.t0, t.t1))
+				continue;
+			/* A strip along the top of the row; a label where it is wide.
+			 * One within a pixel of the last drawn is covered by it. */
+			if (X(t.t1) <= nx[rk] + 0.6)
+				continue;
+			if (X(t.t1) > nx[rk])
+				nx[rk] = X(t.t1);
+			double w = X(t.t1) - X(t.t0);
+			fprintf(f, "<rect x=\"%.2f\" y=\"%d\" width=\"%.2f\" height=\"4\" fill=\"#e67e22\">"
+				   "<title>rank %d: nccl %s %llu B %s %s, %.3f .. %.3f ms</title></rect>\n",
+				X(t.t0), Y(rk) + 8, w < 0.6 ? 0.6 : w, rk, nccl_names[t.flags & 15],
+				(unsigned long long)t.len, nccl_types[(t.flags >> UNI_NCCL_OPF_TYPE_SHIFT) & 15],
+				nccl_algos[(t.flags >> UNI_NCCL_OPF_ALGO_SHIFT) & 7], (double)t.t0 / 1e6,
+				(double)t.t1 / 1e6);
+			if (w >= 70)
+				fprintf(f, "<text x=\"%.2f\" y=\"%d\" font-size=\"9\" fill=\"#a04000\">%s</text>\n",
+					X(t.t0) + 1, Y(rk) + 6, nccl_names[t.flags & 15]);
+			continue;
+		}
 		t.rank = unitrace_node_of(&nodes, &t);
 		if (t.kind != UNI_TR_SEND || t.len <= 48 || t.rank < 0 || t.rank >= nranks || t.peer < 0 ||
 		    t.peer >= nranks)
@@ -1985,11 +2041,13 @@ static int cmd_plot(const char *path, const char *out, double from_ms, double to
 	}
 	uni_trace_close(&r);
 	free(nodes.conn_rank);
+	free(cnodes);
 	for (int i = 0; i < nranks; i++)
 		FLUSH(i);
 #undef FLUSH
 	free(cs);
 	free(ce);
+	free(nx);
 	fprintf(f, "</svg>\n");
 #undef OUTSIDE
 #undef X

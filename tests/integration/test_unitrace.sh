@@ -342,6 +342,9 @@ contains "$T/out" "nccl_op"
 contains "$T/out" "nccl_comm"
 expect_rc 0 "chrome export of NCCL operations" "$UNITRACE" export "$T/nccl.trace" --chrome "$T/nccl.json"
 contains "$T/nccl.json" '"cat":"nccl","name":"nccl all_reduce"'
+expect_rc 0 "plot of NCCL operations" "$UNITRACE" plot "$T/nccl.trace" -o "$T/nccl.svg"
+contains "$T/nccl.svg" "orange: NCCL operations"
+contains "$T/nccl.svg" "<title>rank 1: nccl all_reduce 4194304 B float32 ring, 1.000 .. 3.500 ms</title>"
 expect_rc 0 "export --sqlite of NCCL operations" "$UNITRACE" export "$T/nccl.trace" --sqlite "$T/nccl.db"
 sqlcheck "$T/nccl.db" 'q("select rank, op, type, algorithm, bytes, t1_ns - t0_ns, comm, comm_rank, nranks from nccl_op order by rank") == [(0, "all_reduce", "float32", "ring", 4194304, 2000000, "000000001234abcd", 0, 2), (1, "all_reduce", "float32", "ring", 4194304, 2500000, "000000001234abcd", 1, 2)]' \
 	'q("select count(*), min(nranks) from nccl_comm") == [(2, 2)]'

@@ -376,7 +376,11 @@ grep -A1 '^longest NCCL operations' "$T/sum" | tail -1 | grep -q ' B float32 ' |
 grep -q '^  by kind:.* all_reduce [0-9]* ' "$T/sum" || { cat "$T/sum"; fail "summary: NCCL operations by kind"; }
 "$UNITRACE" export "$T/t.unitrace" --chrome "$T/t.json" || fail "chrome export of the NCCL trace"
 grep -q '"cat":"nccl","name":"nccl all_reduce"' "$T/t.json" || fail "chrome export: NCCL operations"
-ok "unitrace summary and export show the NCCL operations"
+"$UNITRACE" plot "$T/t.unitrace" -o "$T/t.svg" || fail "plot of the NCCL trace"
+for k in 0 1 2 3; do
+	grep -q "<title>rank $k: nccl all_reduce 8388608 B float32 ring, " "$T/t.svg" || fail "plot: rank $k's AllReduce"
+done
+ok "unitrace summary, export and plot show the NCCL operations"
 
 # Two communicators over the same 4 ranks, an 8 MB AllReduce on each from
 # two threads at once: under alpha-beta they do not meet (one time each),
