@@ -419,6 +419,22 @@ static const char *const nccl_types[16] = {"int8", "uint8", "int32", "uint32", "
 					   "float16", "float32", "float64", "bfloat16", "fp8e4m3", "fp8e5m2",
 					   "?", "?", "?", "?"};
 
+/* nccl-tests' bus bandwidth of an operation of `bytes` over `dur` ns on
+ * nranks ranks, bits per second (algorithm bandwidth bytes/time times
+ * 2(n-1)/n for AllReduce, (n-1)/n for AllGather, ReduceScatter and
+ * AlltoAll, 1 otherwise); 0 when it has no time. */
+static double nccl_busbw(unsigned kind, uint64_t bytes, uint64_t dur, uint32_t nranks)
+{
+	if (!dur || !nranks)
+		return 0;
+	double n = (double)nranks, f = 1.0;
+	if (kind == 1)
+		f = 2.0 * (n - 1) / n;
+	else if (kind == 4 || kind == 5 || kind == 6)
+		f = (n - 1) / n;
+	return (double)bytes * 8.0 / ((double)dur * 1e-9) * f;
+}
+
 static void nccl_account(struct summary *s, const struct uni_trec *t)
 {
 	if (t->kind == UNI_TR_NCCL_COMM) {
@@ -989,12 +1005,13 @@ static void summary_text(const struct summary *s, const char *path)
 		       h->mode == UNI_MODE_SIMULATE ? "virtual" : "real");
 		for (size_t i = 0; i < s->ntopnccl; i++) {
 			const struct topnccl *o = &s->topnccl[i];
-			printf("  %10.3f ms  rank %" PRId32 " %s %" PRIu64 " B %s %s%s, comm %016" PRIx64
+			printf("  %10.3f ms  rank %" PRId32 " %s %" PRIu64 " B %s %s%s, busbw %.3f Gbit/s, comm %016" PRIx64
 			       " (%" PRIu32 " ranks), at %.3f ms\n",
 			       ms(o->dur), o->rank, nccl_names[o->flags & 15], o->bytes,
 			       nccl_types[(o->flags >> UNI_NCCL_OPF_TYPE_SHIFT) & 15],
 			       nccl_algos[(o->flags >> UNI_NCCL_OPF_ALGO_SHIFT) & 7],
-			       (o->flags & UNI_NCCL_OPF_GROUP) ? " (grouped)" : "", o->comm, o->nranks, ms(o->t0));
+			       (o->flags & UNI_NCCL_OPF_GROUP) ? " (grouped)" : "",
+			       nccl_busbw(o->flags & 15, o->bytes, o->dur, o->nranks) / 1e9, o->comm, o->nranks, ms(o->t0));
 		}
 		printf("  by kind:");
 		for (int k = 1; k < 11; k++)
@@ -1172,11 +1189,12 @@ static void summary_json(const struct summary *s, const char *path)
 		const struct topnccl *o = &s->topnccl[i];
 		printf("%s{\"rank\": %" PRId32 ", \"op\": \"%s\", \"bytes\": %" PRIu64 ", \"type\": \"%s\", "
 		       "\"algorithm\": \"%s\", \"grouped\": %s, \"comm\": \"%016" PRIx64 "\", \"nranks\": %" PRIu32
-		       ", \"start_ms\": %.6f, \"duration_ms\": %.6f}",
+		       ", \"start_ms\": %.6f, \"duration_ms\": %.6f, \"busbw_bps\": %.0f}",
 		       i ? ", " : "", o->rank, nccl_names[o->flags & 15], o->bytes,
 		       nccl_types[(o->flags >> UNI_NCCL_OPF_TYPE_SHIFT) & 15],
 		       nccl_algos[(o->flags >> UNI_NCCL_OPF_ALGO_SHIFT) & 7],
-		       (o->flags & UNI_NCCL_OPF_GROUP) ? "true" : "false", o->comm, o->nranks, ms(o->t0), ms(o->dur));
+		       (o->flags & UNI_NCCL_OPF_GROUP) ? "true" : "false", o->comm, o->nranks, ms(o->t0), ms(o->dur),
+		       nccl_busbw(o->flags & 15, o->bytes, o->dur, o->nranks));
 	}
 	printf("],\n  \"nccl_ops\": {");
 	for (int k = 1, first = 1; k < 11; k++)

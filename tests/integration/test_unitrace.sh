@@ -331,12 +331,13 @@ lacks "$T/out" "late:"
 "$MKTRACE" "$T/nccl.trace" --simulate --nccl >/dev/null
 expect_rc 0 "summary of a trace with NCCL operations" "$UNITRACE" summary "$T/nccl.trace"
 contains "$T/out" "NCCL communicators: 1: 000000001234abcd (2 ranks)"
-contains "$T/out" "       2.500 ms  rank 1 all_reduce 4194304 B float32 ring, comm 000000001234abcd (2 ranks), at 1.000 ms"
+contains "$T/out" "       2.500 ms  rank 1 all_reduce 4194304 B float32 ring, busbw 13.422 Gbit/s, comm 000000001234abcd (2 ranks), at 1.000 ms"
 contains "$T/out" "  by kind: all_reduce 2 (4.500 ms)"
 expect_rc 0 "summary --json with NCCL operations" "$UNITRACE" summary "$T/nccl.trace" --json
 pycheck "$T/out" 'j["nccl_comms"] == [{"id": "000000001234abcd", "nranks": 2, "ranks_seen": 2}]' \
 	'j["nccl_ops"] == {"all_reduce": {"count": 2, "total_ms": 4.5}}' \
-	'[o["rank"] for o in j["top_nccl_ops"]] == [1, 0] and j["top_nccl_ops"][0]["algorithm"] == "ring"'
+	'[o["rank"] for o in j["top_nccl_ops"]] == [1, 0] and j["top_nccl_ops"][0]["algorithm"] == "ring"' \
+	'[o["busbw_bps"] for o in j["top_nccl_ops"]] == [13421772800, 16777216000]'
 expect_rc 0 "dump names the NCCL records" "$UNITRACE" dump "$T/nccl.trace"
 contains "$T/out" "nccl_op"
 contains "$T/out" "nccl_comm"

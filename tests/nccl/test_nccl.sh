@@ -374,6 +374,19 @@ ok "nccl_op and nccl_comm records in the trace"
 grep -q '^NCCL communicators: 1: [0-9a-f]\{16\} (4 ranks)$' "$T/sum" || { cat "$T/sum"; fail "summary: communicators"; }
 grep -A1 '^longest NCCL operations' "$T/sum" | tail -1 | grep -q ' B float32 ' || { cat "$T/sum"; fail "summary: NCCL operations"; }
 grep -q '^  by kind:.* all_reduce [0-9]* ' "$T/sum" || { cat "$T/sum"; fail "summary: NCCL operations by kind"; }
+"$UNITRACE" summary "$T/t.unitrace" --json >"$T/sum.json" || fail "summary --json of the NCCL trace"
+# nccl-tests' bus bandwidth of the 8 MB ring AllReduce: below the 1 Gbit/s
+# links by the latency's share, 2(n-1)a of 106.7 ms (0.944 Gbit/s).
+$PY - "$T/sum.json" <<'PYEOF' || fail "summary: bus bandwidth"
+import json, sys
+j = json.load(open(sys.argv[1]))
+ar = [o for o in j["top_nccl_ops"] if o["op"] == "all_reduce" and o["bytes"] == 8388608]
+assert ar, j["top_nccl_ops"]
+for o in ar:
+    want = 8388608 * 8 / (o["duration_ms"] / 1e3) * 2 * 3 / 4
+    print(f"rank {o['rank']}: busbw {o['busbw_bps'] / 1e9:.4f} Gbit/s")
+    assert 0.93e9 < o["busbw_bps"] < 1e9 and abs(o["busbw_bps"] - want) < 1e-6 * want, o
+PYEOF
 "$UNITRACE" export "$T/t.unitrace" --chrome "$T/t.json" || fail "chrome export of the NCCL trace"
 grep -q '"cat":"nccl","name":"nccl all_reduce"' "$T/t.json" || fail "chrome export: NCCL operations"
 "$UNITRACE" plot "$T/t.unitrace" -o "$T/t.svg" || fail "plot of the NCCL trace"
