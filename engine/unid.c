@@ -431,12 +431,10 @@ static void nccl_segs_remove(void)
 {
 	for (size_t i = 0; i < g_nccl_segs.n; i++) {
 		uint8_t k[16];
-		char name[64];
+		char name[UNI_NCCL_SEG_NAME_LEN];
 		memcpy(k, &g_nccl_segs.key[i][0], 8);
 		memcpy(k + 8, &g_nccl_segs.key[i][1], 8);
-		int n = snprintf(name, sizeof(name), "/uni-nccl-");
-		for (int j = 0; j < 16; j++)
-			n += snprintf(name + n, sizeof(name) - (size_t)n, "%02x", k[j]);
+		uni_nccl_seg_name(k, name);
 		if (shm_unlink(name) == 0)
 			logmsg("removed the NCCL communicator segment /dev/shm%s: not every rank of it had joined",
 			       name);

@@ -243,14 +243,6 @@ struct id_layout {
 	uint8_t key[16];
 };
 
-static void seg_name(const ncclUniqueId *id, char *out, size_t n)
-{
-	const struct id_layout *l = (const struct id_layout *)id->internal;
-	int k = snprintf(out, n, "/uni-nccl-");
-	for (int i = 0; i < 16 && k + 2 < (int)n; i++)
-		k += snprintf(out + k, n - (size_t)k, "%02x", l->key[i]);
-}
-
 ncclResult_t pncclGetUniqueId(ncclUniqueId *uniqueId)
 {
 	if (!uniqueId)
@@ -338,8 +330,8 @@ static ncclResult_t init_rank(ncclComm_t *out, int nranks, ncclUniqueId id, int 
 		return fail(NULL, ncclInvalidArgument,
 			    "ncclCommInitRank: the unique id does not come from ncclGetUniqueId of this shim");
 	rt_look();
-	char name[64];
-	seg_name(&id, name, sizeof(name));
+	char name[UNI_NCCL_SEG_NAME_LEN];
+	uni_nccl_seg_name(l->key, name);
 	int fd = shm_open(name, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return fail(NULL, ncclSystemError, "ncclCommInitRank: shm_open %s: %s", name, strerror(errno));
@@ -1544,6 +1536,18 @@ static __thread struct op *t_ops;
 static __thread int t_nops;
 static __thread ncclResult_t t_group_err;
 
+/* The nccl-tests size S of op o: the whole buffer of AllReduce,
+ * Broadcast, Reduce; the whole output or input of AllGather,
+ * ReduceScatter, AlltoAll; one rank's block of Gather, Scatter, Send,
+ * Recv (what sched_op times and the nccl_op record says). */
+static uint64_t op_size(const struct op *o)
+{
+	uint64_t bytes = (uint64_t)o->count * uni_nccl_type_size(o->type);
+	if (o->kind == K_ALLGATHER || o->kind == K_REDSCAT || o->kind == K_ALLTOALL)
+		bytes *= (uint64_t)o->comm->nranks;
+	return bytes;
+}
+
 /* The bytes of op o's input and output on this rank (0: none). */
 static void op_bytes(const struct op *o, size_t *in, size_t *out)
 {
@@ -1835,10 +1839,7 @@ static void trace_ops(const struct op *ops, int nops, uint64_t t0, uint64_t end)
 		const struct op *o = &ops[i];
 		if (o->kind > K_RECV)
 			continue; /* a split's agreement moves no data */
-		uint64_t bytes = (uint64_t)o->count * uni_nccl_type_size(o->type);
-		if (o->kind == K_ALLGATHER || o->kind == K_REDSCAT || o->kind == K_ALLTOALL)
-			bytes *= (uint64_t)o->comm->nranks;
-		uint64_t a;
+		uint64_t bytes = op_size(o), a;
 		memcpy(&a, o->comm->key, 8);
 		int rp = o->kind == K_SEND || o->kind == K_RECV ? o->peer
 			 : o->kind == K_BCAST || o->kind == K_REDUCE || o->kind == K_GATHER || o->kind == K_SCATTER
@@ -1881,9 +1882,7 @@ static ncclResult_t execute(struct op *ops, int nops)
 	if (timed) {
 		for (int i = 0; i < nops; i++) {
 			struct op *o = &ops[i];
-			uint64_t bytes = (uint64_t)o->count * uni_nccl_type_size(o->type);
-			if (o->kind == K_ALLGATHER || o->kind == K_REDSCAT || o->kind == K_ALLTOALL)
-				bytes *= (uint64_t)o->comm->nranks;
+			uint64_t bytes = op_size(o);
 			/* A collective's channel: its place among the group's
 			 * collectives of the same rank (every rank counts the
 			 * same; one thread may drive several ranks: InitAll). */

@@ -107,6 +107,24 @@ enum uni_ev_kind {
 #define UNI_NCCL_OPF_DEV (1u << 8)
 #define UNI_NCCL_OPF_TYPE_SHIFT 9
 
+/* The name of the simulated NCCL's segment for a communicator whose
+ * unique id has key (shm_open's: "/uni-nccl-" and the key in hex; the
+ * shim makes it, unid removes one a killed join left behind). */
+#define UNI_NCCL_SEG_NAME_LEN (sizeof("/uni-nccl-") + 32)
+static inline void uni_nccl_seg_name(const uint8_t key[16], char out[UNI_NCCL_SEG_NAME_LEN])
+{
+	static const char hex[] = "0123456789abcdef";
+	const char *pfx = "/uni-nccl-";
+	size_t k = 0;
+	while (*pfx)
+		out[k++] = *pfx++;
+	for (int i = 0; i < 16; i++) {
+		out[k++] = hex[key[i] >> 4];
+		out[k++] = hex[key[i] & 15];
+	}
+	out[k] = 0;
+}
+
 /* A group read (READ_REQs with the same e.b, the first one's request
  * number): unid answers the first of them to become final and drops the
  * others. At most this many reads in a group. */
