@@ -158,6 +158,14 @@ void uni_sem_take(void *sem)
 	uni_shim_take(t, src);
 }
 
+int uni_sem_trytake(sem_t *sem)
+{
+	if (uni_real.sem_trywait(sem) != 0)
+		return 0;
+	uni_sem_take(sem);
+	return 1;
+}
+
 /* Channels ------------------------------------------------------------ */
 
 static uintptr_t chan_key(uint32_t fdent)

@@ -101,14 +101,8 @@ UNI_EXTERN int sem_wait(sem_t *sem)
 	ENSURE(sem_wait);
 	if (UNI_LIKELY(!uni_shim_sync_on) || uni_shim_in_shim())
 		return uni_real.sem_wait(sem);
-	/* Counted as waiting only if it will block: a thread marked waiting
-	 * is left out of the nic horizon (its waker's post carries the time),
-	 * and one whose semaphore was posted before it came (CPython's locks,
-	 * uncontended) runs on at its own clock. */
-	if (uni_real.sem_trywait(sem) == 0) {
-		uni_sem_take(sem);
+	if (uni_sem_trytake(sem)) /* never blocks: not a wait */
 		return 0;
-	}
 	int began = uni_shim_object_wait(1, sem);
 	int r = uni_real.sem_wait(sem);
 	int e = errno;

@@ -157,10 +157,8 @@ UNI_EXTERN int sem_timedwait(sem_t *sem, const struct timespec *abs)
 	ENSURE(sem_timedwait);
 	if (UNI_LIKELY(!uni_shim_sync_on) || uni_shim_in_shim())
 		return uni_real.sem_timedwait(sem, abs);
-	if (uni_real.sem_trywait(sem) == 0) { /* never blocks: not a wait (sem_wait) */
-		uni_sem_take(sem);
+	if (uni_sem_trytake(sem)) /* never blocks: not a wait */
 		return 0;
-	}
 	struct uni_timed_wait w;
 	uni_shim_timed_wait_begin(&w, sem, CLOCK_REALTIME, abs);
 	int r = uni_real.sem_timedwait(sem, w.use), e = errno;
@@ -176,10 +174,8 @@ UNI_EXTERN int sem_clockwait(sem_t *sem, clockid_t clk, const struct timespec *a
 	ENSURE(sem_clockwait);
 	if (UNI_LIKELY(!uni_shim_sync_on) || uni_shim_in_shim())
 		return uni_real.sem_clockwait(sem, clk, abs);
-	if (uni_real.sem_trywait(sem) == 0) { /* never blocks: not a wait (sem_wait) */
-		uni_sem_take(sem);
+	if (uni_sem_trytake(sem)) /* never blocks: not a wait */
 		return 0;
-	}
 	struct uni_timed_wait w;
 	uni_shim_timed_wait_begin(&w, sem, clk, abs);
 	int r = uni_real.sem_clockwait(sem, clk, w.use), e = errno;

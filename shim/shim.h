@@ -252,6 +252,12 @@ void *uni_shim_join_key(pthread_t th) UNI_HIDDEN;
 void uni_shim_joined(pthread_t th) UNI_HIDDEN;
 /* A semaphore wait succeeded: take the earliest post's time (chan.c). */
 void uni_sem_take(void *sem) UNI_HIDDEN;
+/* Takes sem if it can without blocking (and the post's time): 1, else 0.
+ * A wait begins only after this failed: a thread marked waiting is left
+ * out of the nic horizon (its waker's post carries the time), and one
+ * whose semaphore was posted before it came (CPython's locks,
+ * uncontended) runs on at its own clock. */
+int uni_sem_trytake(sem_t *sem) UNI_HIDDEN;
 /* Under a horizon model the creator claims the new thread's ring (NULL:
  * none), handed to uni_shim_thread_begin, or given back if the thread
  * could not be created. */
