@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -412,12 +413,58 @@ struct summary {
 	size_t ncomms;
 };
 
-static const char *const nccl_names[11] = {"?", "all_reduce", "broadcast", "reduce", "all_gather",
-					   "reduce_scatter", "all_to_all", "gather", "scatter", "send", "recv"};
+/* The top lists below (longest transfers, collectives, NCCL operations)
+ * begin each entry with its duration. */
+_Static_assert(offsetof(struct top, dur) == 0 && offsetof(struct topop, dur) == 0 &&
+		       offsetof(struct topnccl, dur) == 0,
+	       "a top entry begins with its duration");
+
+/* Where an entry lasting dur goes in a longest-first list of at most
+ * TOP_N entries of elsz bytes (n of them so far): the shorter ones move
+ * down to make room and n grows; -1: it is not among the longest. */
+static int top_slot(void *list, size_t elsz, size_t *n, uint64_t dur)
+{
+	unsigned char *b = list;
+	uint64_t d;
+	if (*n == TOP_N) {
+		memcpy(&d, b + (TOP_N - 1) * elsz, sizeof(d));
+		if (dur <= d)
+			return -1;
+	}
+	size_t i = *n < TOP_N ? *n : TOP_N - 1;
+	for (; i > 0; i--) {
+		memcpy(&d, b + (i - 1) * elsz, sizeof(d));
+		if (d >= dur)
+			break;
+		memmove(b + i * elsz, b + (i - 1) * elsz, elsz);
+	}
+	if (*n < TOP_N)
+		(*n)++;
+	return (int)i;
+}
+
+static const char *const nccl_names[16] = {"?", "all_reduce", "broadcast", "reduce",
+					   "all_gather", "reduce_scatter", "all_to_all", "gather",
+					   "scatter", "send", "recv", "?", "?", "?", "?", "?"};
 static const char *const nccl_algos[8] = {"-", "ring", "tree", "chain", "direct", "p2p", "?", "?"};
 static const char *const nccl_types[16] = {"int8", "uint8", "int32", "uint32", "int64", "uint64",
 					   "float16", "float32", "float64", "bfloat16", "fp8e4m3", "fp8e5m2",
 					   "?", "?", "?", "?"};
+
+const char *unitrace_nccl_op(uint16_t flags)
+{
+	return nccl_names[flags & 15];
+}
+
+const char *unitrace_nccl_algo(uint16_t flags)
+{
+	return nccl_algos[(flags >> UNI_NCCL_OPF_ALGO_SHIFT) & 7];
+}
+
+const char *unitrace_nccl_type(uint16_t flags)
+{
+	return nccl_types[(flags >> UNI_NCCL_OPF_TYPE_SHIFT) & 15];
+}
 
 /* nccl-tests' bus bandwidth of an operation of `bytes` over `dur` ns on
  * nranks ranks, bits per second (algorithm bandwidth bytes/time times
@@ -456,18 +503,10 @@ static void nccl_account(struct summary *s, const struct uni_trec *t)
 	uint64_t dur = t->t1 - t->t0;
 	s->nccl_count[k]++;
 	s->nccl_total[k] += dur;
-	size_t n = s->ntopnccl;
-	if (n == TOP_N && dur <= s->topnccl[n - 1].dur)
-		return;
-	size_t i = n < TOP_N ? n : TOP_N - 1;
-	while (i > 0 && s->topnccl[i - 1].dur < dur) {
-		s->topnccl[i] = s->topnccl[i - 1];
-		i--;
-	}
-	s->topnccl[i] = (struct topnccl){.dur = dur, .t0 = t->t0, .bytes = t->len, .comm = t->a, .rank = t->rank,
-					 .flags = t->flags, .nranks = t->conn >> 16};
-	if (n < TOP_N)
-		s->ntopnccl++;
+	int i = top_slot(s->topnccl, sizeof(*s->topnccl), &s->ntopnccl, dur);
+	if (i >= 0)
+		s->topnccl[i] = (struct topnccl){.dur = dur, .t0 = t->t0, .bytes = t->len, .comm = t->a,
+						 .rank = t->rank, .flags = t->flags, .nranks = t->conn >> 16};
 }
 
 static const char *const coll_names[9] = {"send/recv", "gather", "all_gather", "reduce", "all_reduce",
@@ -481,17 +520,9 @@ static void op_close(struct summary *s, struct openop *o)
 	uint64_t dur = o->end - o->t0;
 	s->op_count[k]++;
 	s->op_total[k] += dur;
-	size_t n = s->ntopop;
-	if (n == TOP_N && dur <= s->topop[n - 1].dur)
-		return;
-	size_t i = n < TOP_N ? n : TOP_N - 1;
-	while (i > 0 && s->topop[i - 1].dur < dur) {
-		s->topop[i] = s->topop[i - 1];
-		i--;
-	}
-	s->topop[i] = (struct topop){.dur = dur, .t0 = o->t0, .slot = o->slot, .rank = o->rank};
-	if (n < TOP_N)
-		s->ntopop++;
+	int i = top_slot(s->topop, sizeof(*s->topop), &s->ntopop, dur);
+	if (i >= 0)
+		s->topop[i] = (struct topop){.dur = dur, .t0 = o->t0, .slot = o->slot, .rank = o->rank};
 }
 
 static struct openop *op_of(struct summary *s, int32_t rank, int32_t tid, int create)
@@ -542,17 +573,9 @@ static void op_account(struct summary *s, const struct uni_trec *t)
 static void top_add(struct summary *s, const struct uni_trec *t, int32_t from)
 {
 	uint64_t dur = t->t1 > t->t0 ? t->t1 - t->t0 : 0;
-	size_t n = s->ntop;
-	if (n == TOP_N && dur <= s->top[n - 1].dur)
-		return;
-	size_t i = n < TOP_N ? n : TOP_N - 1;
-	while (i > 0 && s->top[i - 1].dur < dur) {
-		s->top[i] = s->top[i - 1];
-		i--;
-	}
-	s->top[i] = (struct top){.dur = dur, .t0 = t->t0, .len = t->len, .from = from, .to = t->peer};
-	if (n < TOP_N)
-		s->ntop++;
+	int i = top_slot(s->top, sizeof(*s->top), &s->ntop, dur);
+	if (i >= 0)
+		s->top[i] = (struct top){.dur = dur, .t0 = t->t0, .len = t->len, .from = from, .to = t->peer};
 }
 
 static struct rank_stat *get_rank(struct summary *s, int32_t rank)
@@ -1007,16 +1030,16 @@ static void summary_text(const struct summary *s, const char *path)
 			const struct topnccl *o = &s->topnccl[i];
 			printf("  %10.3f ms  rank %" PRId32 " %s %" PRIu64 " B %s %s%s, busbw %.3f Gbit/s, comm %016" PRIx64
 			       " (%" PRIu32 " ranks), at %.3f ms\n",
-			       ms(o->dur), o->rank, nccl_names[o->flags & 15], o->bytes,
-			       nccl_types[(o->flags >> UNI_NCCL_OPF_TYPE_SHIFT) & 15],
-			       nccl_algos[(o->flags >> UNI_NCCL_OPF_ALGO_SHIFT) & 7],
+			       ms(o->dur), o->rank, unitrace_nccl_op(o->flags), o->bytes,
+			       unitrace_nccl_type(o->flags),
+			       unitrace_nccl_algo(o->flags),
 			       (o->flags & UNI_NCCL_OPF_GROUP) ? " (grouped)" : "",
 			       nccl_busbw(o->flags & 15, o->bytes, o->dur, o->nranks) / 1e9, o->comm, o->nranks, ms(o->t0));
 		}
 		printf("  by kind:");
 		for (int k = 1; k < 11; k++)
 			if (s->nccl_count[k])
-				printf(" %s %" PRIu64 " (%.3f ms)", nccl_names[k], s->nccl_count[k], ms(s->nccl_total[k]));
+				printf(" %s %" PRIu64 " (%.3f ms)", unitrace_nccl_op((uint16_t)k), s->nccl_count[k], ms(s->nccl_total[k]));
 		putchar('\n');
 	}
 	if (s->ntop) {
@@ -1190,16 +1213,16 @@ static void summary_json(const struct summary *s, const char *path)
 		printf("%s{\"rank\": %" PRId32 ", \"op\": \"%s\", \"bytes\": %" PRIu64 ", \"type\": \"%s\", "
 		       "\"algorithm\": \"%s\", \"grouped\": %s, \"comm\": \"%016" PRIx64 "\", \"nranks\": %" PRIu32
 		       ", \"start_ms\": %.6f, \"duration_ms\": %.6f, \"busbw_bps\": %.0f}",
-		       i ? ", " : "", o->rank, nccl_names[o->flags & 15], o->bytes,
-		       nccl_types[(o->flags >> UNI_NCCL_OPF_TYPE_SHIFT) & 15],
-		       nccl_algos[(o->flags >> UNI_NCCL_OPF_ALGO_SHIFT) & 7],
+		       i ? ", " : "", o->rank, unitrace_nccl_op(o->flags), o->bytes,
+		       unitrace_nccl_type(o->flags),
+		       unitrace_nccl_algo(o->flags),
 		       (o->flags & UNI_NCCL_OPF_GROUP) ? "true" : "false", o->comm, o->nranks, ms(o->t0), ms(o->dur),
 		       nccl_busbw(o->flags & 15, o->bytes, o->dur, o->nranks));
 	}
 	printf("],\n  \"nccl_ops\": {");
 	for (int k = 1, first = 1; k < 11; k++)
 		if (s->nccl_count[k]) {
-			printf("%s\"%s\": {\"count\": %" PRIu64 ", \"total_ms\": %.6f}", first ? "" : ", ", nccl_names[k],
+			printf("%s\"%s\": {\"count\": %" PRIu64 ", \"total_ms\": %.6f}", first ? "" : ", ", unitrace_nccl_op((uint16_t)k),
 			       s->nccl_count[k], ms(s->nccl_total[k]));
 			first = 0;
 		}
@@ -1682,13 +1705,13 @@ static void chrome_rec(struct chrome *c, const struct uni_trec *t)
 		chrome_thread(c, t->rank, t->tid, 0);
 		chrome_sep(c);
 		printf("{\"ph\":\"X\",\"cat\":\"nccl\",\"name\":\"nccl %s\",\"pid\":%" PRId32 ",\"tid\":%" PRId32,
-		       nccl_names[t->flags & 15], t->rank, t->tid);
+		       unitrace_nccl_op(t->flags), t->rank, t->tid);
 		chrome_ts("ts", t->t0);
 		chrome_ts("dur", t->t1 - t->t0);
 		printf(",\"args\":{\"bytes\":%" PRIu64 ",\"type\":\"%s\",\"algorithm\":\"%s\",\"grouped\":%s,"
 		       "\"comm\":\"%016" PRIx64 "\",\"comm_rank\":%u,\"nranks\":%u}}",
-		       t->len, nccl_types[(t->flags >> UNI_NCCL_OPF_TYPE_SHIFT) & 15],
-		       nccl_algos[(t->flags >> UNI_NCCL_OPF_ALGO_SHIFT) & 7],
+		       t->len, unitrace_nccl_type(t->flags),
+		       unitrace_nccl_algo(t->flags),
 		       (t->flags & UNI_NCCL_OPF_GROUP) ? "true" : "false", t->a, t->conn & 0xffff, t->conn >> 16);
 		break;
 	case UNI_TR_THREAD_END:
@@ -2028,13 +2051,13 @@ static int cmd_plot(const char *path, const char *out, double from_ms, double to
 			double w = X(t.t1) - X(t.t0);
 			fprintf(f, "<rect x=\"%.2f\" y=\"%d\" width=\"%.2f\" height=\"4\" fill=\"#e67e22\">"
 				   "<title>rank %d: nccl %s %llu B %s %s, %.3f .. %.3f ms</title></rect>\n",
-				X(t.t0), Y(rk) + 8, w < 0.6 ? 0.6 : w, rk, nccl_names[t.flags & 15],
-				(unsigned long long)t.len, nccl_types[(t.flags >> UNI_NCCL_OPF_TYPE_SHIFT) & 15],
-				nccl_algos[(t.flags >> UNI_NCCL_OPF_ALGO_SHIFT) & 7], (double)t.t0 / 1e6,
+				X(t.t0), Y(rk) + 8, w < 0.6 ? 0.6 : w, rk, unitrace_nccl_op(t.flags),
+				(unsigned long long)t.len, unitrace_nccl_type(t.flags),
+				unitrace_nccl_algo(t.flags), (double)t.t0 / 1e6,
 				(double)t.t1 / 1e6);
 			if (w >= 70)
 				fprintf(f, "<text x=\"%.2f\" y=\"%d\" font-size=\"9\" fill=\"#a04000\">%s</text>\n",
-					X(t.t0) + 1, Y(rk) + 6, nccl_names[t.flags & 15]);
+					X(t.t0) + 1, Y(rk) + 6, unitrace_nccl_op(t.flags));
 			continue;
 		}
 		t.rank = unitrace_node_of(&nodes, &t);

@@ -32,6 +32,12 @@ int32_t unitrace_node_of(struct unitrace_nodes *n, const struct uni_trec *t);
  * all for a trace not in simulate mode or a configuration not found). */
 int unitrace_links(const char *path, const char *config, int json, int top, int brief);
 const char *unitrace_time_base(uint32_t mode);
+/* Names from a nccl_op record's flags (UNI_NCCL_OPF_*): the operation
+ * ("all_reduce", ..., "recv"; "?" outside 1..10), the algorithm ("ring",
+ * ...; "-" none) and the data type ("float32", ...). */
+const char *unitrace_nccl_op(uint16_t flags);
+const char *unitrace_nccl_algo(uint16_t flags);
+const char *unitrace_nccl_type(uint16_t flags);
 
 /* A JSON string on stdout (invalid UTF-8 becomes U+FFFD). */
 void unitrace_json_str(const char *str);

@@ -159,19 +159,12 @@ static int bind_rec(sqlite3_stmt *st, const struct uni_trec *t)
 		break;
 	}
 	case UNI_TR_NCCL_OP: {
-		static const char *const ops[16] = {"?", "all_reduce", "broadcast", "reduce", "all_gather",
-						    "reduce_scatter", "all_to_all", "gather", "scatter", "send",
-						    "recv", "?", "?", "?", "?", "?"};
-		static const char *const algos[8] = {"-", "ring", "tree", "chain", "direct", "p2p", "?", "?"};
-		static const char *const types[16] = {"int8", "uint8", "int32", "uint32", "int64", "uint64",
-						      "float16", "float32", "float64", "bfloat16", "fp8e4m3",
-						      "fp8e5m2", "?", "?", "?", "?"};
 		char id[17];
 		snprintf(id, sizeof(id), "%016" PRIx64, t->a);
 		B(t->rank), B(t->tid), U(t->t0), U(t->t1);
-		sqlite3_bind_text(st, k++, ops[t->flags & 15], -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, k++, types[(t->flags >> UNI_NCCL_OPF_TYPE_SHIFT) & 15], -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, k++, algos[(t->flags >> UNI_NCCL_OPF_ALGO_SHIFT) & 7], -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, k++, unitrace_nccl_op(t->flags), -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, k++, unitrace_nccl_type(t->flags), -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, k++, unitrace_nccl_algo(t->flags), -1, SQLITE_STATIC);
 		B((t->flags & UNI_NCCL_OPF_GROUP) != 0), B((t->flags & UNI_NCCL_OPF_DEV) != 0);
 		U(t->off), U(t->len), B(t->peer);
 		sqlite3_bind_text(st, k++, id, -1, SQLITE_TRANSIENT);
