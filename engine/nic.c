@@ -71,6 +71,14 @@ int debug_nic(void)
 	return on;
 }
 
+int debug_nic2(void)
+{
+	static int on = -1;
+	if (on < 0)
+		on = getenv("UNI_DEBUG_NIC2") != NULL;
+	return on;
+}
+
 void nic_on_done(nic_done_f fn)
 {
 	N.done_fn = fn;

@@ -109,5 +109,8 @@ void nic_debug_dump(FILE *f);
 
 /* UNI_DEBUG_NIC is set: log the horizon and late transfers. */
 int debug_nic(void);
+/* UNI_DEBUG_NIC2 is set: every advance, and the rings when the horizon
+ * runs 10 ms ahead (read once, as debug_nic: the loops ask every round). */
+int debug_nic2(void);
 
 #endif

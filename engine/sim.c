@@ -833,7 +833,7 @@ void uni_sim_advance(uint64_t horizon, uint64_t real_now)
 		/* Which finished flows their readers can read now. */
 		for (uint32_t i = 0; i < S.nact; i++)
 			gate_stream(&S.st[S.act[i]], final_prefix(&S.st[S.act[i]]));
-		if (getenv("UNI_DEBUG_NIC2"))
+		if (debug_nic2())
 			fprintf(stderr, "adv: %llu -> %llu (horizon %llu unread %llu watches %llu)\n",
 				(unsigned long long)before, (unsigned long long)nic_now(), (unsigned long long)horizon,
 				(unsigned long long)nic_unread_bound(real_now, UNI_NIC_UNREAD_STALE_NS),

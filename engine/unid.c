@@ -787,8 +787,8 @@ static uint64_t horizon(uint64_t now)
 			return 0; /* busy: the network waits for a quieter moment */
 	}
 	static uint64_t dbg_h;
-	if ((getenv("UNI_DEBUG_NIC2") || (debug_nic() && uni_sim_network_time() != dbg_h && h != UINT64_MAX)) &&
-	    h > uni_sim_network_time() + (getenv("UNI_DEBUG_NIC2") ? 10000000ull : 100000000ull)) {
+	if ((debug_nic2() || (debug_nic() && uni_sim_network_time() != dbg_h && h != UINT64_MAX)) &&
+	    h > uni_sim_network_time() + (debug_nic2() ? 10000000ull : 100000000ull)) {
 		dbg_h = uni_sim_network_time();
 		logmsg("horizon %llu, network %llu: rings:", (unsigned long long)h,
 		       (unsigned long long)uni_sim_network_time());
@@ -825,7 +825,7 @@ static uint64_t horizon(uint64_t now)
 			}
 			continue;
 		}
-		if (getenv("UNI_DEBUG_NIC2"))
+		if (debug_nic2())
 			logmsg("  conn %u owes %llu", c, (unsigned long long)o);
 		if (o < h)
 			h = o;
