@@ -87,6 +87,9 @@ static struct {
 	uint8_t outside[UNI_MAX_RINGS];
 	uint64_t outside_vt[UNI_MAX_RINGS];
 	uint64_t hv[UNI_MAX_RINGS]; /* each ring's value in the last horizon (UINT64_MAX: none) */
+	int hold_published;         /* publish_hold ran since the last sleeper stopped waiting */
+	uint64_t hold_h;            /* the horizon it published last */
+	uint32_t hold_req_read;     /* hold_req, read before the horizon of this loop */
 	uint32_t ring_seq[UNI_MAX_RINGS]; /* events taken from each ring since its THREAD */
 	uint64_t last_h, h_since;
 	volatile sig_atomic_t signalled;
@@ -842,7 +845,8 @@ static uint64_t horizon(uint64_t now)
 	if (h != D.last_h) {
 		D.last_h = h;
 		D.h_since = now;
-	} else if (h != UINT64_MAX && uni_sim_waiting_reads() && now - D.h_since > UNI_NIC_OUTSIDE_NS) {
+	} else if (h != UINT64_MAX && (uni_sim_waiting_reads() || atomic_load(&D.h->hold_waiters)) &&
+		   now - D.h_since > UNI_NIC_OUTSIDE_NS) {
 		/* Stuck: every thread that holds the horizon back while not
 		 * running is left out at once (one at a time, a few such
 		 * threads per rank took longer than the deadlock detector
@@ -871,6 +875,35 @@ static uint64_t horizon(uint64_t now)
 		}
 	}
 	return h;
+}
+
+/* Sleeps in causal order (docs/simulate.md): a sleeper whose real time
+ * is up waits until the horizon reaches its virtual end. h is the horizon
+ * (0: not every rank attached, or a busy scan: the sleepers do not wait
+ * on it). The horizon usually counts the sleeper that asked at its own
+ * virtual end, so h stops there while anything else may act first. */
+static void publish_hold(uint64_t h)
+{
+	/* Taken before the horizon was computed: a sleeper that took its
+	 * number after is answered at the next loop. */
+	uint32_t req = D.hold_req_read;
+	if (D.hold_published && h == D.hold_h && req == atomic_load_explicit(&D.h->hold_ack, memory_order_relaxed))
+		return; /* nothing new: the waiters sleep on */
+	D.hold_h = h;
+	atomic_store_explicit(&D.h->hold_h, h, memory_order_relaxed);
+	atomic_store_explicit(&D.h->hold_ack, req, memory_order_release);
+	atomic_fetch_add_explicit(&D.h->hold_seq, 1, memory_order_release);
+	uni_futex_wake(&D.h->hold_seq, INT32_MAX);
+	D.hold_published = 1;
+}
+
+/* The last sleeper stopped waiting: under alpha-beta nobody reads the
+ * horizon now; no thread is asked to ring for it. */
+static void end_holds(void)
+{
+	D.hold_published = 0;
+	if (!uni_sim_is_nic())
+		atomic_store_explicit(&D.h->horizon_ring, 0, memory_order_release);
 }
 
 /* Deadlock detection (simulate mode) -------------------------------------- */
@@ -1454,12 +1487,19 @@ int main(int argc, char **argv)
 		uint32_t bell = atomic_load_explicit(&D.h->doorbell, memory_order_acquire);
 		atomic_fetch_add_explicit(&D.h->heartbeat, 1, memory_order_relaxed);
 		scan_ranks();
-		uint64_t hz = uni_sim_is_nic() ? horizon(uni_now_ns()) : 0;
+		uint32_t holding = D.cfg.mode == UNI_MODE_SIMULATE ? atomic_load(&D.h->hold_waiters) : 0;
+		D.hold_req_read = atomic_load_explicit(&D.h->hold_req, memory_order_acquire);
+		uint64_t hz = uni_sim_is_nic() || holding ? horizon(uni_now_ns()) : 0;
 		uint64_t n = drain();
 		uint64_t now = uni_now_ns();
-		if (uni_sim_is_nic()) {
+		if (uni_sim_is_nic() || holding) {
 			uint64_t pb = pending_bound();
-			uni_sim_advance(pb < hz ? pb : hz, now);
+			if (uni_sim_is_nic())
+				uni_sim_advance(pb < hz ? pb : hz, now);
+			if (holding)
+				publish_hold(hz && pb < hz ? pb : hz);
+			else if (D.hold_published)
+				end_holds();
 		}
 		if (n)
 			D.last_progress = now;
@@ -1518,6 +1558,11 @@ int main(int argc, char **argv)
 		       "stopped waiting for sent late) and started at it, the latest %.3f ms after its stamp, "
 		       "%.3f ms in all", (unsigned long long)uni_sim_late(), (double)lmax / 1e6, (double)lsum / 1e6);
 	}
+	if (atomic_load(&D.h->holds) || atomic_load(&D.h->holds_given_up))
+		logmsg("%llu sleeps and connects waited %.3f s of real time in all for the rest of the session to reach their "
+		       "virtual end; %llu gave up after %.0f s (a thread that never entered the shim)",
+		       (unsigned long long)atomic_load(&D.h->holds), (double)atomic_load(&D.h->hold_ns) / 1e9,
+		       (unsigned long long)atomic_load(&D.h->holds_given_up), (double)UNI_HOLD_MAX_NS / 1e9);
 	int rc = 0;
 	nccl_segs_remove();
 	if (uni_trace_finish(&D.tw) < 0) {

@@ -97,9 +97,20 @@ static inline int is_inet(const struct sockaddr *a)
 UNI_EXTERN int connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
 	ENSURE(connect);
+	if (UNI_UNLIKELY(uni_shim_sync_on) && is_inet(addr) && !uni_shim_in_shim())
+		uni_shim_connect_hold(addr, len);
 	int r = uni_real.connect(fd, addr, len);
 	if ((r == 0 || errno == EINPROGRESS) && is_inet(addr) && !uni_shim_in_shim())
 		uni_shim_conn_new(fd, addr, len);
+	return r;
+}
+
+UNI_EXTERN int listen(int fd, int backlog)
+{
+	ENSURE(listen);
+	int r = uni_real.listen(fd, backlog);
+	if (UNI_UNLIKELY(uni_shim_sync_on) && r == 0 && !uni_shim_in_shim())
+		uni_shim_listening(fd);
 	return r;
 }
 
@@ -127,6 +138,8 @@ UNI_EXTERN int close(int fd)
 	/* Forget fd before the kernel can hand its number to another thread. */
 	if (UNI_UNLIKELY(uni_fd_get(fd)) && !uni_shim_in_shim())
 		uni_shim_fd_closed(fd);
+	if (UNI_UNLIKELY(atomic_load_explicit(&uni_shim_nlisten, memory_order_relaxed)))
+		uni_shim_listen_closed(fd);
 	return uni_real.close(fd);
 }
 

@@ -27,6 +27,7 @@ static void uni_resolve_all(void)
 	RESOLVE(connect, "connect");
 	RESOLVE(accept, "accept");
 	RESOLVE(accept4, "accept4");
+	RESOLVE(listen, "listen");
 	RESOLVE(close, "close");
 	RESOLVE(dup, "dup");
 	RESOLVE(dup2, "dup2");

@@ -222,7 +222,7 @@ static void ring_bell(void)
  * able to move the network. */
 static void horizon_moved(void)
 {
-	if (g_horizon)
+	if (g_horizon || atomic_load_explicit(&g_hdr->hold_waiters, memory_order_relaxed))
 		ring_bell();
 }
 
@@ -265,6 +265,7 @@ static struct uni_ring *claim_ring(int tid)
 
 static void push(struct uni_ring *r, const struct uni_ev *e);
 static void charge(void);
+static void idle_record(uint64_t from, uint64_t to);
 static int sync_active(void);
 static void capture_stack(struct uni_ring *r);
 static void adopt_ring(struct uni_ring *r);
@@ -797,7 +798,8 @@ static void publish_vt(void)
 				      : tls.poller ? UINT64_MAX : tls.vt,
 				      memory_order_release);
 		/* It held the network back: unid may move it now. */
-		if (g_horizon && atomic_load_explicit(&g_hdr->horizon_ring, memory_order_relaxed) == tls.ring_idx + 1)
+		if ((g_horizon || atomic_load_explicit(&g_hdr->hold_waiters, memory_order_relaxed)) &&
+		    atomic_load_explicit(&g_hdr->horizon_ring, memory_order_relaxed) == tls.ring_idx + 1)
 			ring_bell();
 	}
 }
@@ -2050,6 +2052,170 @@ void uni_shim_sleeping(int on, uint64_t ns)
 
 #define SLEEP_SLICE_NS 20000000ull
 
+/* Waits until unid's horizon reached w (docs/simulate.md, "Sleeps in
+ * causal order"): then no rank thread can still act before virtual time
+ * w, so whatever the others do before it (a rank that computes longer in
+ * real time than in virtual time, say) has been done. Not for event loops
+ * and pollers (they have no clock of their own), not before every rank
+ * attached (no horizon), and at most UNI_HOLD_MAX_NS of real time. The
+ * caller publishes a clock of at least w first (a sleeper its wake-up),
+ * or it holds the horizon below w itself. */
+static void hold_until(uint64_t w)
+{
+	if (tls.dispatcher || tls.poller || !w || w == UINT64_MAX)
+		return;
+	uint64_t t0 = clock_ns(CLOCK_MONOTONIC);
+	atomic_fetch_add(&g_hdr->hold_waiters, 1);
+	/* Its number: only a horizon computed after it took it answers it. */
+	uint32_t my = atomic_fetch_add(&g_hdr->hold_req, 1) + 1;
+	ring_bell();
+	for (;;) {
+		uint32_t seq = atomic_load_explicit(&g_hdr->hold_seq, memory_order_acquire);
+		uint32_t ack = atomic_load_explicit(&g_hdr->hold_ack, memory_order_acquire);
+		if ((int32_t)(ack - my) >= 0) {
+			uint64_t h = atomic_load_explicit(&g_hdr->hold_h, memory_order_acquire);
+			if (h == 0 || h >= w)
+				break;
+		}
+		if (clock_ns(CLOCK_MONOTONIC) - t0 > UNI_HOLD_MAX_NS) {
+			atomic_fetch_add(&g_hdr->holds_given_up, 1);
+			break;
+		}
+		if (!coordinator_alive() || atomic_load_explicit(&g_state, memory_order_relaxed) != ST_ATTACHED)
+			break;
+		/* Woken when the horizon moves (the thread that holds it rings
+		 * unid when it publishes a later clock); the bell again now and
+		 * then, in case unid slept through the first. */
+		if (uni_futex_wait(&g_hdr->hold_seq, seq, 5) == -ETIMEDOUT)
+			ring_bell();
+	}
+	uint64_t held = clock_ns(CLOCK_MONOTONIC) - t0;
+	atomic_fetch_sub(&g_hdr->hold_waiters, 1);
+	/* One fresh horizon said yes at once: not a wait. */
+	if (held > 1000000ull) {
+		atomic_fetch_add(&g_hdr->holds, 1);
+		atomic_fetch_add(&g_hdr->hold_ns, held);
+	}
+}
+
+/* Listeners ---------------------------------------------------------- */
+
+UNI_HIDDEN _Atomic int uni_shim_nlisten;
+
+static int addr_any(const struct uni_addr *a)
+{
+	static const uint8_t v4any[16] = {[10] = 0xff, [11] = 0xff};
+	for (int i = 0; i < 16; i++)
+		if (a->ip[i])
+			return memcmp(a->ip, v4any, 16) == 0;
+	return 1;
+}
+
+void uni_shim_listening(int fd)
+{
+	if (!sync_active())
+		return;
+	int saved = errno;
+	tls.in_shim++;
+	if (!tls.dispatcher)
+		charge();
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	struct uni_addr a;
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0 || to_uni_addr((struct sockaddr *)&ss, sl, &a) < 0)
+		goto out;
+	struct uni_listener *e = NULL;
+	for (int pass = 0; !e && pass < 2; pass++)
+		for (uint32_t i = 0; !e && i < UNI_MAX_LISTENERS; i++) {
+			struct uni_listener *l = &g_hdr->listeners[i];
+			uint32_t st = atomic_load_explicit(&l->state, memory_order_acquire);
+			/* A free entry, or (when none is) one of a process gone. */
+			if ((st == 0 || (pass == 1 && st == 2 && uni_pid_dead(l->pid))) &&
+			    atomic_compare_exchange_strong(&l->state, &st, 1))
+				e = l;
+		}
+	if (!e)
+		goto out; /* more than UNI_MAX_LISTENERS: not remembered */
+	e->pid = g_pid;
+	e->fd = fd;
+	e->addr = a;
+	e->vt = tls.vt;
+	/* An event for a connector to depend on (unitrace replay re-times
+	 * the wait when the listener's time changes). */
+	e->src = tls.dispatcher ? 0 : emit_signal(((uint64_t)a.port << 32) | (uint32_t)fd, tls.vt);
+	atomic_store_explicit(&e->state, 2, memory_order_release);
+	atomic_fetch_add(&uni_shim_nlisten, 1);
+out:
+	leave();
+	tls.in_shim--;
+	errno = saved;
+}
+
+void uni_shim_listen_closed(int fd)
+{
+	for (uint32_t i = 0; g_hdr && i < UNI_MAX_LISTENERS; i++) {
+		struct uni_listener *l = &g_hdr->listeners[i];
+		uint32_t st = 2;
+		if (l->fd == fd && l->pid == g_pid && atomic_load_explicit(&l->state, memory_order_acquire) == 2 &&
+		    atomic_compare_exchange_strong(&l->state, &st, 0))
+			atomic_fetch_sub(&uni_shim_nlisten, 1);
+	}
+}
+
+/* When the listener for a connection to a began to listen (virtual time;
+ * 0: none of the session's). Of several (ranks in network namespaces
+ * listening on one port of any address), the earliest. */
+static uint64_t listen_vt(const struct uni_addr *a, uint64_t *src)
+{
+	uint64_t vt = UINT64_MAX;
+	*src = 0;
+	for (uint32_t i = 0; i < UNI_MAX_LISTENERS; i++) {
+		struct uni_listener *l = &g_hdr->listeners[i];
+		if (atomic_load_explicit(&l->state, memory_order_acquire) != 2 || l->addr.port != a->port ||
+		    (!addr_any(&l->addr) && memcmp(l->addr.ip, a->ip, 16) != 0))
+			continue;
+		uint64_t t = l->vt, s = l->src;
+		if (atomic_load_explicit(&l->state, memory_order_acquire) == 2 && t < vt && !uni_pid_dead(l->pid)) {
+			vt = t;
+			*src = s;
+		}
+	}
+	return vt == UINT64_MAX ? 0 : vt;
+}
+
+/* A connect happens in virtual-time order. First, once every rank reached
+ * the caller's clock: whether anybody listens is a question about the
+ * other ranks at that virtual time. Answered in real time, a rank that got
+ * there first in virtual time but not in real time (ranks sharing the
+ * host's CPUs while they import torch) was not listening yet, and a
+ * client that retries after a second took that second in virtual time
+ * too. Second, a connection is not made before its listener listened: a
+ * connector whose clock is earlier (it got there first in real time, or
+ * learnt the address through a file) takes its time (a take naming the
+ * listener's event, so unitrace replay re-times it). It is not refused: the program may not retry, and a
+ * listener it found through something the shim does not see (a file) did
+ * exist when it looked. */
+void uni_shim_connect_hold(const struct sockaddr *addr, socklen_t len)
+{
+	if (!sync_active())
+		return;
+	int saved = errno;
+	tls.in_shim++;
+	if (!tls.dispatcher && !tls.poller) {
+		charge();
+		hold_until(tls.vt);
+		struct uni_addr a;
+		uint64_t lvt, src;
+		/* A dependency even when it is not later now (under another
+		 * network in unitrace replay it may be). */
+		if (to_uni_addr(addr, len, &a) == 0 && (lvt = listen_vt(&a, &src)) != 0)
+			take_stamp(lvt, src);
+	}
+	leave();
+	tls.in_shim--;
+	errno = saved;
+}
+
 int uni_shim_sleep_until(clockid_t clk, uint64_t dl, uint64_t *left)
 {
 	struct uni_ring *r = sync_active() ? tls.ring : NULL;
@@ -2057,10 +2223,12 @@ int uni_shim_sleep_until(clockid_t clk, uint64_t dl, uint64_t *left)
 	*left = 0;
 	for (;;) {
 		uint64_t now = uni_shim_real_ns(clk);
-		if (now >= dl)
+		if (now >= dl || (r && atomic_load_explicit(&r->warp, memory_order_acquire) == me)) {
+			/* Up (or warped: the whole sleep is taken). */
+			if (r)
+				hold_until(r->wait_vdl);
 			return 0;
-		if (r && atomic_load_explicit(&r->warp, memory_order_acquire) == me)
-			return 0; /* warped: the whole sleep is taken */
+		}
 		uint64_t until = r && dl - now > SLEEP_SLICE_NS ? now + SLEEP_SLICE_NS : dl;
 		struct timespec ts = ns_ts(until);
 		int e = uni_real.clock_nanosleep(clk, TIMER_ABSTIME, &ts, NULL);

@@ -29,6 +29,7 @@ struct uni_real {
 	int (*connect)(int, const struct sockaddr *, socklen_t);
 	int (*accept)(int, struct sockaddr *, socklen_t *);
 	int (*accept4)(int, struct sockaddr *, socklen_t *, int);
+	int (*listen)(int, int);
 	int (*close)(int);
 	int (*dup)(int);
 	int (*dup2)(int, int);
@@ -233,6 +234,16 @@ void uni_shim_sleeping(int on, uint64_t ns) UNI_HIDDEN;
  * its virtual time is the same either way). 0, or EINTR with *left the
  * real time it had left, or another clock_nanosleep error. */
 int uni_shim_sleep_until(clockid_t clk, uint64_t dl, uint64_t *left) UNI_HIDDEN;
+/* Before a connect to addr (simulate mode): waits until every rank
+ * reached the caller's virtual time, and moves the caller's clock on to
+ * the time its listener began to listen if that is later. */
+void uni_shim_connect_hold(const struct sockaddr *addr, socklen_t len) UNI_HIDDEN;
+/* fd listens now (simulate mode): the session remembers since when. */
+void uni_shim_listening(int fd) UNI_HIDDEN;
+/* fd, one of this process's listeners, is being closed. */
+void uni_shim_listen_closed(int fd) UNI_HIDDEN;
+/* Listeners this process registered (uni_shim_listening) and not closed. */
+extern _Atomic int uni_shim_nlisten UNI_HIDDEN;
 /* Seconds past which a sleep or an absolute deadline is "for ever"
  * (about 317 years, past any CLOCK_REALTIME date we will see; in ns still
  * below 2^64): left to the kernel as it is. */

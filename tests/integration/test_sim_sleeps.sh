@@ -42,3 +42,22 @@ read -r _ ms < <(grep "^busy" "$T/rank0.txt")
 $PY -c "import sys; sys.exit(0 if 2000 <= $ms < 2000.5 else 1)" || fail "a 2 s sleep took $ms ms (its slices charged?)"
 grep -q "^recv timeout$" "$T/rank1.txt" || fail "a socket time-out was passed: a sleep ended early before it"
 ok "sleeps under signals, beside compute, and before another rank's time-out"
+
+# Sleeps and connects in causal order (sim_causal.py): rank 1 is ten times
+# faster than the host (slowdown 0.1), so a second of its CPU is 100 ms.
+printf 'mode: simulate\nnetwork: { model: alpha-beta, default: { latency: 1ms, bandwidth: 1Gbit } }\ndevices: { ranks: { 1: { slowdown: 0.1 } } }\n' >"$T/f.yaml"
+rm -f "$T/port" "$T/port2"
+timeout 120 "$UNIRUN" -n 2 --config "$T/f.yaml" --trace "$T/f.unitrace" -- $PY "$HERE/sim_causal.py" "$T" >"$T/f.log" 2>&1 ||
+	{ cat "$T/f.log"; fail "sim_causal.py under unirun"; }
+grep -E "^(poll|connect) " "$T/f.log"
+read -r _ ms < <(grep "^poll" "$T/f.log")
+# The byte leaves at 100 ms and arrives 1 ms later; the poll that sees it
+# ends at most 10 ms after that.
+$PY -c "import sys; sys.exit(0 if 100 <= $ms < 112 else 1)" ||
+	fail "a poll with 10 ms sleeps saw a byte sent after 100 ms of virtual compute at $ms ms (its sleeps ended by the real clock?)"
+read -r _ ms < <(grep "^connect" "$T/f.log")
+# Rank 0 listens 300 ms after the poll ends (about when rank 1 starts its
+# 100 ms of compute): about 200 ms after that.
+$PY -c "import sys; sys.exit(0 if 290 <= $ms < 330 else 1)" ||
+	fail "a connect 100 ms after the poll to a listener that listens 300 ms after it took $ms ms"
+ok "a poll loop's sleeps and a connect wait for a rank that computes faster than the host"

@@ -29,7 +29,12 @@
 #include <stdint.h>
 
 #define UNI_SHM_MAGIC 0x31304d4853494e55ull /* "UNISHM01" little-endian */
-#define UNI_SHM_VERSION 11u
+#define UNI_SHM_VERSION 12u
+/* The longest real time a sleep waits for the session before it ends
+ * anyway (a thread that computes for ever without entering the shim). */
+#define UNI_HOLD_MAX_NS 10000000000ull
+/* Listening sockets the session remembers (uni_shm_hdr.listeners). */
+#define UNI_MAX_LISTENERS 32
 
 #define UNI_MAX_RANKS 256u
 #define UNI_MAX_RINGS 512u
@@ -371,6 +376,35 @@ struct uni_shm_hdr {
 	uint64_t send_buffer;            /* network.send_buffer (UINT64_MAX: unlimited) */
 	_Atomic uint64_t warps;          /* sleeps unid ended early (uni_ring.warp) ... */
 	_Atomic uint64_t warp_saved_ns;  /* ... and the real time they had left */
+	/* Sleeps that wait for the session (simulate mode, docs/simulate.md
+	 * "Sleeps and connects in causal order"): a sleep whose real time is
+	 * up ends once no rank thread can still act before its virtual end.
+	 * A sleeper counts itself in hold_waiters while it waits, takes a
+	 * number from hold_req and rings the doorbell; unid computes the
+	 * horizon every loop while anybody waits and, when it changed or a
+	 * new number was taken, stores it in hold_h (0: not known yet, not
+	 * every rank attached), the last number taken in hold_ack, and bumps
+	 * hold_seq (a futex word). */
+	_Atomic uint64_t hold_h;
+	_Atomic uint32_t hold_seq;
+	_Atomic uint32_t hold_waiters;
+	_Atomic uint32_t hold_req;
+	_Atomic uint32_t hold_ack;
+	_Atomic uint64_t holds;          /* sleeps that waited for the session ... */
+	_Atomic uint64_t hold_ns;        /* ... the real time they waited ... */
+	_Atomic uint64_t holds_given_up; /* ... and those that gave up after UNI_HOLD_MAX_NS */
+	/* Sockets the ranks listen on, with the virtual time they began to:
+	 * a connection is not made before its listener listens (the shim
+	 * moves a connector's clock on to that time). */
+	struct uni_listener {
+		_Atomic uint32_t state; /* 0 free, 1 being written, 2 live */
+		int32_t pid;
+		int32_t fd;
+		uint32_t pad;
+		struct uni_addr addr; /* :: (or 0.0.0.0, mapped) for any address */
+		uint64_t vt;
+		uint64_t src; /* the listener's SIGNAL event: a connector's take names it */
+	} listeners[UNI_MAX_LISTENERS];
 	char deadlock_report[512];       /* where unid wrote the report */
 	char trace_path[512];
 	char config_path[512];

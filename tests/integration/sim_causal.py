@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""Sleeps and connects in virtual-time order (docs/simulate.md, "Sleeps
+and connects in causal order"). Rank 1 runs with slowdown 0.1 (a device
+ten times faster than the host): its second of CPU is 100 ms of virtual
+time. Two ranks, DIR/port names rank 0's listener.
+1. "poll": rank 1 computes 1 s of CPU, then sends a byte; rank 0 polls
+   for it with a non-blocking recv and 10 ms sleeps. In virtual time the
+   byte comes at about 100 ms, so rank 0 must see it after about one poll
+   (in real time its sleeps ran beside a second of compute: a hundred
+   of them, 1000 ms, when a sleep ended by the real clock alone).
+2. "connect": rank 0 computes 0.3 s of CPU (300 ms virtual) before it
+   listens on a second port; rank 1 computes 1 s of CPU (100 ms virtual)
+   and then tries to connect every 50 ms. In real time the listener is up
+   long before; in virtual time it is not there before 300 ms, so rank 1
+   must connect no earlier.
+Prints "poll MS" (rank 0) and "connect MS" (rank 1), virtual ms."""
+import errno
+import os
+import socket
+import sys
+import time
+
+d = sys.argv[1]
+rank = int(os.environ["RANK"])
+
+
+def burn(cpu_s):
+    c0 = time.thread_time()
+    x = 0
+    while time.thread_time() - c0 < cpu_s:
+        for i in range(10000):
+            x = (x * 31 + i) % 1000003
+    return x
+
+
+def publish(name, port):
+    with open(os.path.join(d, name + ".tmp"), "w") as f:
+        f.write(str(port))
+    os.rename(os.path.join(d, name + ".tmp"), os.path.join(d, name))
+
+
+def port_of(name):
+    p = os.path.join(d, name)
+    while not os.path.exists(p):
+        time.sleep(0.01)
+    return int(open(p).read())
+
+
+if rank == 0:
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(1)
+    publish("port", ls.getsockname()[1])
+    c, _ = ls.accept()
+    assert c.recv(1) == b"s"  # both at the start line
+    c.sendall(b"g")
+    t0 = time.monotonic_ns()
+    c.setblocking(False)
+    while True:
+        try:
+            if c.recv(1) == b"x":
+                break
+        except BlockingIOError:
+            time.sleep(0.01)
+    print(f"poll {(time.monotonic_ns() - t0) / 1e6:.3f}", flush=True)
+    c.setblocking(True)
+    burn(0.3)
+    l2 = socket.socket()
+    l2.bind(("127.0.0.1", 0))
+    l2.listen(1)
+    publish("port2", l2.getsockname()[1])
+    c2, _ = l2.accept()
+    assert c2.recv(1) == b"y"
+    c.sendall(b"e")
+else:
+    s = socket.create_connection(("127.0.0.1", port_of("port")))
+    s.sendall(b"s")
+    assert s.recv(1) == b"g"
+    burn(1.0)
+    s.sendall(b"x")
+    t0 = time.monotonic_ns()
+    burn(1.0)
+    # rank 0 publishes the port once it listens (in real time, long ago)
+    p2 = port_of("port2")
+    while True:
+        try:
+            c2 = socket.create_connection(("127.0.0.1", p2))
+            break
+        except ConnectionRefusedError:
+            time.sleep(0.05)
+    print(f"connect {(time.monotonic_ns() - t0) / 1e6:.3f}", flush=True)
+    c2.sendall(b"y")
+    assert s.recv(1) == b"e"
