@@ -2782,6 +2782,23 @@ void uni_shim_epoll_exit(void)
 	}
 }
 
+int uni_shim_io_timeout_hold(uint64_t ns)
+{
+	if (!timeouts_take_time() || !sync_active() || !tls.ring || tls.dispatcher || tls.poller ||
+	    tls.gen != atomic_load_explicit(&g_gen, memory_order_relaxed))
+		return 0;
+	int saved = errno;
+	tls.in_shim++;
+	uint64_t w = ns > UINT64_MAX - tls.vt ? UINT64_MAX : tls.vt + ns;
+	/* It acts no earlier than the end of its time-out. */
+	atomic_store_explicit(&tls.ring->vt_pub, w, memory_order_release);
+	hold_until(w);
+	leave();
+	tls.in_shim--;
+	errno = saved;
+	return 1;
+}
+
 void uni_shim_io_timed_out(uint64_t ns)
 {
 	/* (Gloo's loop thread, before its first read, ticks with short

@@ -124,6 +124,11 @@ void uni_shim_epoll_exit(void) UNI_HIDDEN;
  * a clock of its own (not a dispatcher, not a loop thread that has not
  * read yet other than the main one) moves it on by ns (idle time). */
 void uni_shim_io_timed_out(uint64_t ns) UNI_HIDDEN;
+/* Before that: such a thread waits until every rank reached the end of
+ * its time-out in virtual time (as a sleep does); 1: it did, and the
+ * caller looks again without a time-out (something may be ready now that
+ * came before the time-out in virtual time). */
+int uni_shim_io_timeout_hold(uint64_t ns) UNI_HIDDEN;
 /* poll/ppoll: the same for a thread that is not an event loop (the
  * rendezvous store's threads sit in poll). */
 int uni_shim_poll_enter(int64_t timeout_ns) UNI_HIDDEN;

@@ -13,9 +13,15 @@ time. Two ranks, DIR/port names rank 0's listener.
    and then tries to connect every 50 ms. In real time the listener is up
    long before; in virtual time it is not there before 300 ms, so rank 1
    must connect no earlier.
-Prints "poll MS" (rank 0) and "connect MS" (rank 1), virtual ms."""
-import errno
+3. "pollwait": rank 1 computes 1 s of CPU again, then sends a byte; rank
+   0 waits for it in poll() with 10 ms time-outs (as an event loop's
+   timers do). Each time-out takes 10 ms of virtual time: a hundred of
+   them ran out in real time beside the compute; in virtual time the
+   byte comes after about 101 ms.
+Prints "poll MS", "pollwait MS" (rank 0) and "connect MS" (rank 1),
+virtual ms."""
 import os
+import select
 import socket
 import sys
 import time
@@ -71,6 +77,14 @@ if rank == 0:
     publish("port2", l2.getsockname()[1])
     c2, _ = l2.accept()
     assert c2.recv(1) == b"y"
+    c.sendall(b"h")
+    t0 = time.monotonic_ns()
+    p = select.poll()
+    p.register(c, select.POLLIN)
+    while not p.poll(10):
+        pass
+    assert c.recv(1) == b"z"
+    print(f"pollwait {(time.monotonic_ns() - t0) / 1e6:.3f}", flush=True)
     c.sendall(b"e")
 else:
     s = socket.create_connection(("127.0.0.1", port_of("port")))
@@ -90,4 +104,7 @@ else:
             time.sleep(0.05)
     print(f"connect {(time.monotonic_ns() - t0) / 1e6:.3f}", flush=True)
     c2.sendall(b"y")
+    assert s.recv(1) == b"h"
+    burn(1.0)
+    s.sendall(b"z")
     assert s.recv(1) == b"e"

@@ -49,7 +49,7 @@ printf 'mode: simulate\nnetwork: { model: alpha-beta, default: { latency: 1ms, b
 rm -f "$T/port" "$T/port2"
 timeout 120 "$UNIRUN" -n 2 --config "$T/f.yaml" --trace "$T/f.unitrace" -- $PY "$HERE/sim_causal.py" "$T" >"$T/f.log" 2>&1 ||
 	{ cat "$T/f.log"; fail "sim_causal.py under unirun"; }
-grep -E "^(poll|connect) " "$T/f.log"
+grep -E "^(poll|pollwait|connect) " "$T/f.log"
 read -r _ ms < <(grep "^poll" "$T/f.log")
 # The byte leaves at 100 ms and arrives 1 ms later; the poll that sees it
 # ends at most 10 ms after that.
@@ -60,4 +60,7 @@ read -r _ ms < <(grep "^connect" "$T/f.log")
 # 100 ms of compute): about 200 ms after that.
 $PY -c "import sys; sys.exit(0 if 290 <= $ms < 330 else 1)" ||
 	fail "a connect 100 ms after the poll to a listener that listens 300 ms after it took $ms ms"
-ok "a poll loop's sleeps and a connect wait for a rank that computes faster than the host"
+read -r _ ms < <(grep "^pollwait" "$T/f.log")
+$PY -c "import sys; sys.exit(0 if 100 <= $ms < 112 else 1)" ||
+	fail "poll() with 10 ms time-outs saw a byte sent after 100 ms of virtual compute at $ms ms"
+ok "a poll loop's sleeps, poll time-outs and a connect wait for a rank that computes faster than the host"
