@@ -2225,7 +2225,8 @@ int uni_shim_sleep_until(clockid_t clk, uint64_t dl, uint64_t *left)
 		uint64_t now = uni_shim_real_ns(clk);
 		if (now >= dl || (r && atomic_load_explicit(&r->warp, memory_order_acquire) == me)) {
 			/* Up (or warped: the whole sleep is taken). */
-			if (r)
+			/* (A sleep of no length yields: it waits for nobody.) */
+			if (r && r->wait_vdl > r->wait_vt)
 				hold_until(r->wait_vdl);
 			return 0;
 		}

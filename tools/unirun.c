@@ -298,6 +298,13 @@ int main(int argc, char **argv)
 		       "virtual time): %.3f s of wall time saved\n",
 		       (unsigned long long)warps, warps == 1 ? "" : "s", warps == 1 ? "it" : "them",
 		       (double)atomic_load(&hdr->warp_saved_ns) / 1e9);
+	uint64_t gave_up = hdr ? atomic_load(&hdr->holds_given_up) : 0;
+	if (gave_up)
+		printf("unirun: %llu sleep%s or connect%s stopped waiting for the other ranks to reach %s virtual "
+		       "time after %.0f s (a thread that computes without entering the shim?): what %s saw may "
+		       "come from later in virtual time (docs/simulate.md)\n",
+		       (unsigned long long)gave_up, gave_up == 1 ? "" : "s", gave_up == 1 ? "" : "s",
+		       gave_up == 1 ? "its" : "their", (double)UNI_HOLD_MAX_NS / 1e9, gave_up == 1 ? "it" : "they");
 	free(pids);
 	free(done);
 	uni_shm_close(hdr);

@@ -64,3 +64,14 @@ read -r _ ms < <(grep "^pollwait" "$T/f.log")
 $PY -c "import sys; sys.exit(0 if 100 <= $ms < 112 else 1)" ||
 	fail "poll() with 10 ms time-outs saw a byte sent after 100 ms of virtual compute at $ms ms"
 ok "a poll loop's sleeps, poll time-outs and a connect wait for a rank that computes faster than the host"
+
+# A wait for a rank that computes without entering the shim gives up after
+# 10 s of real time, and unirun says so.
+timeout 120 "$UNIRUN" -n 2 --config "$T/c.yaml" --trace "$T/g.unitrace" -- $PY "$HERE/sim_holdcap.py" >"$T/g.log" 2>&1 ||
+	{ cat "$T/g.log"; fail "sim_holdcap.py under unirun"; }
+grep -E "^slept|stopped waiting" "$T/g.log"
+read -r _ ms < <(grep "^slept" "$T/g.log")
+$PY -c "import sys; sys.exit(0 if 10 <= $ms < 10.5 else 1)" || fail "a 10 ms sleep that gave up waiting took $ms ms"
+grep -q "^unirun: 1 sleep or connect stopped waiting for the other ranks to reach its virtual time after 10 s" "$T/g.log" ||
+	fail "unirun did not say a sleep gave up waiting"
+ok "a sleep gives up waiting for a rank that computes for ever outside the shim, and unirun says so"
