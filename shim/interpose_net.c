@@ -114,10 +114,33 @@ UNI_EXTERN int listen(int fd, int backlog)
 	return r;
 }
 
+/* A blocking accept is a wait for I/O (simulate mode): whoever connects
+ * carries a later time (uni_shim_conn_new: the accepting thread takes the
+ * connecting end's clock), so the horizon leaves the thread out instead of
+ * waiting 250 ms to find it blocked outside the shim. */
+static int accept_wait_begin(int fd)
+{
+	if (UNI_LIKELY(!uni_shim_sync_on) || uni_shim_in_shim())
+		return 0;
+	int fl = uni_real.fcntl(fd, F_GETFL);
+	return fl >= 0 && !(fl & O_NONBLOCK) && uni_shim_poll_enter(-1);
+}
+
+static void accept_wait_end(int began)
+{
+	if (began) {
+		int e = errno;
+		uni_shim_epoll_exit();
+		errno = e;
+	}
+}
+
 UNI_EXTERN int accept(int fd, struct sockaddr *addr, socklen_t *len)
 {
 	ENSURE(accept);
+	int w = accept_wait_begin(fd);
 	int r = uni_real.accept(fd, addr, len);
+	accept_wait_end(w);
 	if (r >= 0 && !uni_shim_in_shim())
 		uni_shim_conn_new(r, NULL, 0);
 	return r;
@@ -126,7 +149,9 @@ UNI_EXTERN int accept(int fd, struct sockaddr *addr, socklen_t *len)
 UNI_EXTERN int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
 {
 	ENSURE(accept4);
+	int w = accept_wait_begin(fd);
 	int r = uni_real.accept4(fd, addr, len, flags);
+	accept_wait_end(w);
 	if (r >= 0 && !uni_shim_in_shim())
 		uni_shim_conn_new(r, NULL, 0);
 	return r;

@@ -266,6 +266,7 @@ static struct uni_ring *claim_ring(int tid)
 static void push(struct uni_ring *r, const struct uni_ev *e);
 static void charge(void);
 static void idle_record(uint64_t from, uint64_t to);
+static void accept_take(const struct uni_addr *la, const struct uni_addr *pa);
 static int sync_active(void);
 static void capture_stack(struct uni_ring *r);
 static void adopt_ring(struct uni_ring *r);
@@ -639,6 +640,11 @@ __attribute__((constructor)) static void uni_shim_ctor(void)
 
 /* Connections ---------------------------------------------------------- */
 
+/* What the SIGNAL records a connecting end and a listener leave name (the
+ * record's a): not an address, these bits set. */
+#define SIG_CONN (1ull << 63)   /* | the connection's index */
+#define SIG_LISTEN (1ull << 62) /* | port << 32 | fd */
+
 static int to_uni_addr(const struct sockaddr *sa, socklen_t len, struct uni_addr *out)
 {
 	memset(out, 0, sizeof(*out));
@@ -693,7 +699,8 @@ void uni_shim_conn_new(int fd, const struct sockaddr *peer, socklen_t peerlen)
 	struct uni_addr la, pa;
 	if (getsockname(fd, (struct sockaddr *)&ls, &ll) < 0 || to_uni_addr((struct sockaddr *)&ls, ll, &la) < 0)
 		goto out;
-	if (!peer || peerlen == 0) {
+	int accepted = !peer || peerlen == 0;
+	if (accepted) {
 		if (getpeername(fd, (struct sockaddr *)&ps, &pl) < 0)
 			goto out;
 		peer = (struct sockaddr *)&ps;
@@ -733,6 +740,11 @@ void uni_shim_conn_new(int fd, const struct sockaddr *peer, socklen_t peerlen)
 	c->fd = fd;
 	c->local = la;
 	c->peer = pa;
+	/* The connecting end's time and event, for the accepting end. */
+	int clocked = g_mode == UNI_MODE_SIMULATE && tls.ring && !tls.dispatcher && !tls.poller &&
+		      tls.gen == atomic_load_explicit(&g_gen, memory_order_relaxed);
+	c->open_vt = !accepted && clocked ? (tls.vt ? tls.vt : 1) : 0;
+	c->open_src = c->open_vt ? emit_signal(SIG_CONN | idx, tls.vt) : 0;
 	atomic_store(&c->owed, UINT64_MAX);
 	atomic_store(&c->peer_rank, -1);
 	atomic_store_explicit(&c->state, UNI_CONN_OPEN, memory_order_release);
@@ -749,6 +761,8 @@ void uni_shim_conn_new(int fd, const struct sockaddr *peer, socklen_t peerlen)
 	struct uni_ev e = {.kind = UNI_EV_CONN_OPEN, .conn = idx, .t0 = now, .t1 = now,
 			   .a = (uint64_t)fd};
 	emit(&e);
+	if (accepted && clocked)
+		accept_take(&la, &pa);
 out:
 	tls.in_shim--;
 	errno = saved;
@@ -862,6 +876,39 @@ static void take_stamp(uint64_t t, uint64_t src)
 	if (t > tls.vt) {
 		tls.waited += t - tls.vt;
 		tls.vt = t;
+	}
+}
+
+/* An accepted connection is accepted no earlier than it was made: the
+ * accepting thread takes the connecting end's clock (the handshake's own
+ * latency is not modelled). The connecting end registers right after its
+ * connect returns, which may be after the accept did: looked for up to
+ * 5 ms of real time (a peer that is not a rank never registers). */
+static void accept_take(const struct uni_addr *la, const struct uni_addr *pa)
+{
+	uint64_t t0 = clock_ns(CLOCK_MONOTONIC);
+	for (int spin = 0;; spin++) {
+		uint32_t n = atomic_load(&g_hdr->next_conn);
+		if (n > g_hdr->max_conns)
+			n = g_hdr->max_conns;
+		for (uint32_t i = n; i-- > 0;) {
+			struct uni_conn *c = uni_shm_conn(g_hdr, i);
+			uint32_t st = atomic_load_explicit(&c->state, memory_order_acquire);
+			if ((st == UNI_CONN_OPEN || st == UNI_CONN_MATCHED) && c->open_vt &&
+			    !memcmp(&c->local, pa, sizeof(*pa)) && !memcmp(&c->peer, la, sizeof(*la))) {
+				take_stamp(c->open_vt, c->open_src);
+				publish_vt();
+				return;
+			}
+		}
+		if (clock_ns(CLOCK_MONOTONIC) - t0 > 5000000ull)
+			return;
+		if (spin < 64)
+			sched_yield();
+		else {
+			struct timespec ts = {0, 100000};
+			uni_real.nanosleep(&ts, NULL);
+		}
 	}
 }
 
@@ -2142,7 +2189,7 @@ void uni_shim_listening(int fd)
 	e->vt = tls.vt;
 	/* An event for a connector to depend on (unitrace replay re-times
 	 * the wait when the listener's time changes). */
-	e->src = tls.dispatcher ? 0 : emit_signal(((uint64_t)a.port << 32) | (uint32_t)fd, tls.vt);
+	e->src = tls.dispatcher ? 0 : emit_signal(SIG_LISTEN | ((uint64_t)a.port << 32) | (uint32_t)fd, tls.vt);
 	atomic_store_explicit(&e->state, 2, memory_order_release);
 	atomic_fetch_add(&uni_shim_nlisten, 1);
 out:

@@ -18,8 +18,13 @@ time. Two ranks, DIR/port names rank 0's listener.
    timers do). Each time-out takes 10 ms of virtual time: a hundred of
    them ran out in real time beside the compute; in virtual time the
    byte comes after about 101 ms.
-Prints "poll MS", "pollwait MS" (rank 0) and "connect MS" (rank 1),
-virtual ms."""
+4. "accept": rank 0 listens on a third port and blocks in accept();
+   rank 1 computes 1 s of CPU (100 ms virtual) and connects. The
+   connection is not accepted before it is made: rank 0's accept returns
+   about 100 ms after it began in virtual time (at once, when the
+   accepting thread kept its own clock), and rank 0 speaks first.
+Prints "poll MS", "pollwait MS", "accept MS" (rank 0) and "connect MS"
+(rank 1), virtual ms."""
 import os
 import select
 import socket
@@ -85,6 +90,14 @@ if rank == 0:
         pass
     assert c.recv(1) == b"z"
     print(f"pollwait {(time.monotonic_ns() - t0) / 1e6:.3f}", flush=True)
+    l3 = socket.socket()
+    l3.bind(("127.0.0.1", 0))
+    l3.listen(1)
+    publish("port3", l3.getsockname()[1])
+    t0 = time.monotonic_ns()
+    c3, _ = l3.accept()
+    print(f"accept {(time.monotonic_ns() - t0) / 1e6:.3f}", flush=True)
+    c3.sendall(b"g")
     c.sendall(b"e")
 else:
     s = socket.create_connection(("127.0.0.1", port_of("port")))
@@ -107,4 +120,8 @@ else:
     assert s.recv(1) == b"h"
     burn(1.0)
     s.sendall(b"z")
+    p3 = port_of("port3")
+    burn(1.0)
+    c3 = socket.create_connection(("127.0.0.1", p3))
+    assert c3.recv(1) == b"g"
     assert s.recv(1) == b"e"

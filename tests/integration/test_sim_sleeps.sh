@@ -49,7 +49,7 @@ printf 'mode: simulate\nnetwork: { model: alpha-beta, default: { latency: 1ms, b
 rm -f "$T/port" "$T/port2"
 timeout 120 "$UNIRUN" -n 2 --config "$T/f.yaml" --trace "$T/f.unitrace" -- $PY "$HERE/sim_causal.py" "$T" >"$T/f.log" 2>&1 ||
 	{ cat "$T/f.log"; fail "sim_causal.py under unirun"; }
-grep -E "^(poll|pollwait|connect) " "$T/f.log"
+grep -E "^(poll|pollwait|accept|connect) " "$T/f.log"
 read -r _ ms < <(grep "^poll" "$T/f.log")
 # The byte leaves at 100 ms and arrives 1 ms later; the poll that sees it
 # ends at most 10 ms after that.
@@ -63,7 +63,11 @@ $PY -c "import sys; sys.exit(0 if 290 <= $ms < 330 else 1)" ||
 read -r _ ms < <(grep "^pollwait" "$T/f.log")
 $PY -c "import sys; sys.exit(0 if 100 <= $ms < 112 else 1)" ||
 	fail "poll() with 10 ms time-outs saw a byte sent after 100 ms of virtual compute at $ms ms"
-ok "a poll loop's sleeps, poll time-outs and a connect wait for a rank that computes faster than the host"
+read -r _ ms < <(grep "^accept" "$T/f.log")
+# Rank 1 looks for the port (10 ms sleeps) and computes 100 ms first.
+$PY -c "import sys; sys.exit(0 if 99 <= $ms < 140 else 1)" ||
+	fail "an accept returned $ms ms after it began for a connection made about 100 ms later"
+ok "a poll loop's sleeps, poll time-outs, a connect and an accept wait for a rank that computes faster than the host"
 
 # A wait for a rank that computes without entering the shim gives up after
 # 10 s of real time, and unirun says so.

@@ -29,7 +29,7 @@
 #include <stdint.h>
 
 #define UNI_SHM_MAGIC 0x31304d4853494e55ull /* "UNISHM01" little-endian */
-#define UNI_SHM_VERSION 12u
+#define UNI_SHM_VERSION 13u
 /* The longest real time a sleep waits for the session before it ends
  * anyway (a thread that computes for ever without entering the shim). */
 #define UNI_HOLD_MAX_NS 10000000000ull
@@ -250,9 +250,15 @@ struct uni_conn {
 	/* alpha-beta: this end's outgoing stream's log in sched[] + 1 (0:
 	 * none); written by unid only. */
 	_Atomic uint32_t sched_log;
-	uint8_t reserved[4];
+	uint32_t pad2;
+	/* simulate: the connecting end's clock when it connected (0: an
+	 * accepted end, or none) and its CONN_OPEN event: the accepting end
+	 * takes that time (a connection is accepted no earlier than made). */
+	uint64_t open_vt;
+	uint64_t open_src;
+	uint8_t reserved[48];
 };
-_Static_assert(sizeof(struct uni_conn) == 128, "uni_conn is 128 bytes");
+_Static_assert(sizeof(struct uni_conn) == 192, "uni_conn is 192 bytes (three cache lines)");
 
 enum uni_wait_kind {
 	UNI_WAIT_NONE = 0,
