@@ -88,7 +88,10 @@ static struct {
 	uint64_t outside_vt[UNI_MAX_RINGS];
 	uint64_t hv[UNI_MAX_RINGS]; /* each ring's value in the last horizon (UINT64_MAX: none) */
 	int hold_published;         /* publish_hold ran since the last sleeper stopped waiting */
-	uint64_t hold_h;            /* the horizon it published last */
+	uint64_t rank_min[UNI_MAX_RANKS]; /* the last horizon scan's minimum per rank ... */
+	uint64_t extra_min;         /* ... and over what no rank's threads hold (owed data) */
+	uint64_t hold_h, hold_hx;   /* the horizons it published last ... */
+	uint32_t hold_r;            /* ... and the rank that held the first */
 	uint32_t hold_req_read;     /* hold_req, read before the horizon of this loop */
 	uint32_t ring_seq[UNI_MAX_RINGS]; /* events taken from each ring since its THREAD */
 	uint64_t last_h, h_since;
@@ -661,6 +664,8 @@ static uint64_t scan_rings(uint32_t *hkp)
 {
 	uint64_t h = UINT64_MAX;
 	uint32_t hk = 0;
+	for (uint32_t i = 0; i < D.h->max_ranks && i < UNI_MAX_RANKS; i++)
+		D.rank_min[i] = UINT64_MAX;
 	for (uint32_t k = 0; k < D.h->max_rings; k++) {
 		struct uni_ring *ring = uni_shm_ring(D.h, k);
 		D.hv[k] = UINT64_MAX;
@@ -698,6 +703,8 @@ static uint64_t scan_rings(uint32_t *hkp)
 				continue;
 			D.outside[k] = 0;
 		}
+		if (ring->rank >= 0 && (uint32_t)ring->rank < UNI_MAX_RANKS && v < D.rank_min[ring->rank])
+			D.rank_min[ring->rank] = v;
 		if (v < h) {
 			h = v;
 			hk = k;
@@ -811,6 +818,7 @@ static uint64_t horizon(uint64_t now)
 	 * unless it stays owed for 250 ms of real time while reads wait (a
 	 * table the shim never cleared must not hold the network for ever). */
 	uint32_t nconn = conn_count();
+	D.extra_min = UINT64_MAX;
 	for (uint32_t c = 0; c < nconn; c++) {
 		if (D.conns[c].state != UNI_CONN_MATCHED)
 			continue;
@@ -832,6 +840,8 @@ static uint64_t horizon(uint64_t now)
 			logmsg("  conn %u owes %llu", c, (unsigned long long)o);
 		if (o < h)
 			h = o;
+		if (o < D.extra_min)
+			D.extra_min = o;
 	}
 	static uint64_t dbg_last;
 	if (debug_nic() && now - dbg_last > 500000000ull) {
@@ -877,20 +887,46 @@ static uint64_t horizon(uint64_t now)
 	return h;
 }
 
-/* Sleeps in causal order (docs/simulate.md): a sleeper whose real time
- * is up waits until the horizon reaches its virtual end. h is the horizon
+/* Sleeps and connects in causal order (docs/simulate.md): a sleeper whose
+ * real time is up waits until the horizon reaches its virtual end. h is the horizon
  * (0: not every rank attached, or a busy scan: the sleepers do not wait
  * on it). The horizon usually counts the sleeper that asked at its own
  * virtual end, so h stops there while anything else may act first. */
-static void publish_hold(uint64_t h)
+static void publish_hold(uint64_t h, uint64_t pb)
 {
 	/* Taken before the horizon was computed: a sleeper that took its
 	 * number after is answered at the next loop. */
 	uint32_t req = D.hold_req_read;
-	if (D.hold_published && h == D.hold_h && req == atomic_load_explicit(&D.h->hold_ack, memory_order_relaxed))
+	/* A sleeper does not wait for the threads of its own rank (their
+	 * order with it is the program's, through what the shim tracks
+	 * between threads; a thread that computes holding the GIL enters the
+	 * shim only when asked for it, so a sleeper of its process waited for
+	 * it for good): the horizon without the rank that holds it, for that
+	 * rank's sleepers. */
+	uint64_t first = UINT64_MAX, second = UINT64_MAX;
+	uint32_t r1 = UINT32_MAX;
+	for (uint32_t i = 0; h && i < D.h->max_ranks && i < UNI_MAX_RANKS; i++) {
+		uint64_t v = D.rank_min[i];
+		if (v < first) {
+			second = first;
+			first = v;
+			r1 = i;
+		} else if (v < second)
+			second = v;
+	}
+	uint64_t rest = D.extra_min < pb ? D.extra_min : pb;
+	uint64_t hx = h ? (second < rest ? second : rest) : 0;
+	if (r1 == UINT32_MAX)
+		hx = h;
+	if (D.hold_published && h == D.hold_h && hx == D.hold_hx && r1 == D.hold_r &&
+	    req == atomic_load_explicit(&D.h->hold_ack, memory_order_relaxed))
 		return; /* nothing new: the waiters sleep on */
 	D.hold_h = h;
+	D.hold_hx = hx;
+	D.hold_r = r1;
 	atomic_store_explicit(&D.h->hold_h, h, memory_order_relaxed);
+	atomic_store_explicit(&D.h->hold_hx, hx, memory_order_relaxed);
+	atomic_store_explicit(&D.h->hold_rank, r1, memory_order_relaxed);
 	atomic_store_explicit(&D.h->hold_ack, req, memory_order_release);
 	atomic_fetch_add_explicit(&D.h->hold_seq, 1, memory_order_release);
 	uni_futex_wake(&D.h->hold_seq, INT32_MAX);
@@ -1497,7 +1533,7 @@ int main(int argc, char **argv)
 			if (uni_sim_is_nic())
 				uni_sim_advance(pb < hz ? pb : hz, now);
 			if (holding)
-				publish_hold(hz && pb < hz ? pb : hz);
+				publish_hold(hz && pb < hz ? pb : hz, pb);
 			else if (D.hold_published)
 				end_holds();
 		}

@@ -2099,10 +2099,10 @@ void uni_shim_sleeping(int on, uint64_t ns)
 
 #define SLEEP_SLICE_NS 20000000ull
 
-/* Waits until unid's horizon reached w (docs/simulate.md, "Sleeps in
- * causal order"): then no rank thread can still act before virtual time
- * w, so whatever the others do before it (a rank that computes longer in
- * real time than in virtual time, say) has been done. Not for event loops
+/* Waits until unid's horizon reached w (docs/simulate.md, "Sleeps and
+ * connects in causal order"): then no thread of another rank can still act
+ * before virtual time w, so whatever the others do before it (a rank that
+ * computes longer in real time than in virtual time, say) has been done. Not for event loops
  * and pollers (they have no clock of their own), not before every rank
  * attached (no horizon), and at most UNI_HOLD_MAX_NS of real time. The
  * caller publishes a clock of at least w first (a sleeper its wake-up),
@@ -2120,7 +2120,10 @@ static void hold_until(uint64_t w)
 		uint32_t seq = atomic_load_explicit(&g_hdr->hold_seq, memory_order_acquire);
 		uint32_t ack = atomic_load_explicit(&g_hdr->hold_ack, memory_order_acquire);
 		if ((int32_t)(ack - my) >= 0) {
-			uint64_t h = atomic_load_explicit(&g_hdr->hold_h, memory_order_acquire);
+			/* Its own rank's threads do not hold it (unid.c, publish_hold). */
+			uint64_t h = atomic_load_explicit(&g_hdr->hold_rank, memory_order_acquire) == (uint32_t)g_rank
+					     ? atomic_load_explicit(&g_hdr->hold_hx, memory_order_acquire)
+					     : atomic_load_explicit(&g_hdr->hold_h, memory_order_acquire);
 			if (h == 0 || h >= w)
 				break;
 		}

@@ -97,14 +97,18 @@ ok "position-wise (Voltage, Kilovolts): the unsharded model's tokens, an all_gat
 # of those sleeps ends at once in real time (nothing else in the session
 # can happen first) with the same virtual time (the run's virtual length
 # exceeds the last arrival; unirun counts every idle sleep as ended
-# early). At 100 per second requests queue and are batched.
+# early, and maybe others: a rank that tried the rendezvous store before
+# rank 0 listened in virtual time sleeps torch's 1 s before it retries,
+# and that sleep may end early too). At 100 per second requests queue and
+# are batched.
 timeout 120 "$UNIRUN" -n 4 --config "$CFG" --trace "$T/serve.unitrace" -- $PY "$EX/serve_poisson.py" --requests 3 --rate 0.01 \
 	--tokens 2 --check >"$T/serve.log" 2>&1 || { cat "$T/serve.log"; fail "serve_poisson.py (rate 0.01) under unirun"; }
 grep -q "^check: ok" "$T/serve.log" || { cat "$T/serve.log"; fail "serve_poisson.py: tokens differ from the unsharded model"; }
 grep "^served\|^delay\|^throughput\|^idle\|sleeps* ended early" "$T/serve.log"
 idle=$(sed -n 's/^idle: \([0-9]*\) sleeps.*/\1/p' "$T/serve.log")
 [ "${idle:-0}" -ge 1 ] || fail "serve_poisson.py at 0.01/s never idled"
-grep -q "^unirun: $idle sleeps* ended early" "$T/serve.log" || { cat "$T/serve.log"; fail "not every idle sleep ($idle) ended early"; }
+warps=$(sed -n 's/^unirun: \([0-9]*\) sleeps* ended early.*/\1/p' "$T/serve.log")
+[ "${warps:-0}" -ge "$idle" ] || { cat "$T/serve.log"; fail "not every idle sleep ($idle) ended early (${warps:-0} did)"; }
 $PY - "$T/serve.log" <<'PYEOF' || fail "serving: virtual time"
 import re, sys
 log = open(sys.argv[1]).read()

@@ -79,3 +79,13 @@ $PY -c "import sys; sys.exit(0 if 10 <= $ms < 10.5 else 1)" || fail "a 10 ms sle
 grep -q "^unirun: 1 sleep or connect stopped waiting for the other ranks to reach its virtual time after 10 s" "$T/g.log" ||
 	fail "unirun did not say a sleep gave up waiting"
 ok "a sleep gives up waiting for a rank that computes for ever outside the shim, and unirun says so"
+
+# A sleep waits for the other ranks, not for its own rank's threads: a
+# thread computing 3 s in pure Python (holding the GIL) beside the main
+# thread's 50 ms polls.
+timeout 120 "$UNIRUN" -n 1 --config "$T/c.yaml" --trace "$T/gil.unitrace" -- $PY "$HERE/sim_gilsleep.py" >"$T/gil.log" 2>&1 ||
+	{ cat "$T/gil.log"; fail "sim_gilsleep.py under unirun"; }
+read -r _ n ms < <(grep "^sleeps" "$T/gil.log")
+echo "sleeps $n $ms"
+[ "$n" -ge 20 ] || fail "the main thread slept $n times beside a thread computing 3 s (it waited for that thread's clock?)"
+ok "a sleep does not wait for a thread of its own rank that computes"

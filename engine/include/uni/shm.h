@@ -392,6 +392,10 @@ struct uni_shm_hdr {
 	 * every rank attached), the last number taken in hold_ack, and bumps
 	 * hold_seq (a futex word). */
 	_Atomic uint64_t hold_h;
+	/* The horizon without the threads of rank hold_rank (the rank whose
+	 * threads hold hold_h): what that rank's sleepers wait for. */
+	_Atomic uint64_t hold_hx;
+	_Atomic uint32_t hold_rank;
 	_Atomic uint32_t hold_seq;
 	_Atomic uint32_t hold_waiters;
 	_Atomic uint32_t hold_req;
