@@ -87,7 +87,6 @@ static struct {
 	uint8_t outside[UNI_MAX_RINGS];
 	uint64_t outside_vt[UNI_MAX_RINGS];
 	uint64_t hv[UNI_MAX_RINGS]; /* each ring's value in the last horizon (UINT64_MAX: none) */
-	int hold_published;         /* publish_hold ran since the last sleeper stopped waiting */
 	uint64_t rank_min[UNI_MAX_RANKS]; /* the last horizon scan's minimum per rank ... */
 	uint64_t extra_min;         /* ... and over what no rank's threads hold (owed data) */
 	uint64_t hold_h, hold_hx;   /* the horizons it published last ... */
@@ -918,7 +917,7 @@ static void publish_hold(uint64_t h, uint64_t pb)
 	uint64_t hx = h ? (second < rest ? second : rest) : 0;
 	if (r1 == UINT32_MAX)
 		hx = h;
-	if (D.hold_published && h == D.hold_h && hx == D.hold_hx && r1 == D.hold_r &&
+	if (h == D.hold_h && hx == D.hold_hx && r1 == D.hold_r &&
 	    req == atomic_load_explicit(&D.h->hold_ack, memory_order_relaxed))
 		return; /* nothing new: the waiters sleep on */
 	D.hold_h = h;
@@ -930,16 +929,6 @@ static void publish_hold(uint64_t h, uint64_t pb)
 	atomic_store_explicit(&D.h->hold_ack, req, memory_order_release);
 	atomic_fetch_add_explicit(&D.h->hold_seq, 1, memory_order_release);
 	uni_futex_wake(&D.h->hold_seq, INT32_MAX);
-	D.hold_published = 1;
-}
-
-/* The last sleeper stopped waiting: under alpha-beta nobody reads the
- * horizon now; no thread is asked to ring for it. */
-static void end_holds(void)
-{
-	D.hold_published = 0;
-	if (!uni_sim_is_nic())
-		atomic_store_explicit(&D.h->horizon_ring, 0, memory_order_release);
 }
 
 /* Deadlock detection (simulate mode) -------------------------------------- */
@@ -1534,8 +1523,6 @@ int main(int argc, char **argv)
 				uni_sim_advance(pb < hz ? pb : hz, now);
 			if (holding)
 				publish_hold(hz && pb < hz ? pb : hz, pb);
-			else if (D.hold_published)
-				end_holds();
 		}
 		if (n)
 			D.last_progress = now;

@@ -26,16 +26,17 @@
  * ever). Not before every rank reached the time-out's end in virtual
  * time (docs/simulate.md, "Sleeps and connects in causal order"); then
  * the call looks again (again: the same call without a time-out), and
- * what is ready now came before the time-out's end. */
-#define IO_WAIT_END(r, ms, again)                                      \
+ * what is ready now came before the time-out's end. ns: the time-out in
+ * ns (not positive: none). */
+#define IO_WAIT_END(r, ns, again)                                      \
 	do {                                                           \
 		int e_ = errno;                                        \
 		uni_shim_epoll_exit();                                 \
-		if ((r) == 0 && (ms) > 0) {                            \
-			if (uni_shim_io_timeout_hold((uint64_t)(ms) * 1000000ull)) \
+		if ((r) == 0 && (ns) > 0) {                            \
+			if (uni_shim_io_timeout_hold((uint64_t)(ns))) \
 				(r) = (again);                         \
 			if ((r) == 0)                                  \
-				uni_shim_io_timed_out((uint64_t)(ms) * 1000000ull); \
+				uni_shim_io_timed_out((uint64_t)(ns)); \
 			else                                           \
 				e_ = errno;                            \
 		}                                                      \
@@ -48,7 +49,7 @@ UNI_EXTERN int epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout
 	if (uni_shim_in_shim() || !uni_shim_epoll_enter(MS_NS(timeout)))
 		return uni_real.epoll_wait(epfd, ev, max, timeout);
 	int r = uni_real.epoll_wait(epfd, ev, max, timeout);
-	IO_WAIT_END(r, timeout, uni_real.epoll_wait(epfd, ev, max, 0));
+	IO_WAIT_END(r, MS_NS(timeout), uni_real.epoll_wait(epfd, ev, max, 0));
 	return r;
 }
 
@@ -58,7 +59,7 @@ UNI_EXTERN int epoll_pwait(int epfd, struct epoll_event *ev, int max, int timeou
 	if (uni_shim_in_shim() || !uni_shim_epoll_enter(MS_NS(timeout)))
 		return uni_real.epoll_pwait(epfd, ev, max, timeout, ss);
 	int r = uni_real.epoll_pwait(epfd, ev, max, timeout, ss);
-	IO_WAIT_END(r, timeout, uni_real.epoll_pwait(epfd, ev, max, 0, ss));
+	IO_WAIT_END(r, MS_NS(timeout), uni_real.epoll_pwait(epfd, ev, max, 0, ss));
 	return r;
 }
 
@@ -68,34 +69,22 @@ UNI_EXTERN int poll(struct pollfd *fds, nfds_t n, int timeout)
 	if (UNI_LIKELY(!uni_shim_sync_on) || uni_shim_in_shim() || !uni_shim_poll_enter(MS_NS(timeout)))
 		return uni_real.poll(fds, n, timeout);
 	int r = uni_real.poll(fds, n, timeout);
-	IO_WAIT_END(r, timeout, uni_real.poll(fds, n, 0));
+	IO_WAIT_END(r, MS_NS(timeout), uni_real.poll(fds, n, 0));
 	return r;
 }
 
 UNI_EXTERN int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts, const sigset_t *ss)
 {
 	ENSURE(ppoll);
-	if (UNI_LIKELY(!uni_shim_sync_on) || uni_shim_in_shim() ||
-	    !uni_shim_poll_enter(!ts ? -1
-				 : ts->tv_sec < 0 || (uint64_t)ts->tv_sec > UNI_SLEEP_FOREVER_S
-				     ? -1
-				     : (int64_t)ts->tv_sec * 1000000000ll + ts->tv_nsec))
+	int64_t tns = !ts ? -1
+		      : ts->tv_sec < 0 || (uint64_t)ts->tv_sec > UNI_SLEEP_FOREVER_S
+			  ? -1
+			  : (int64_t)ts->tv_sec * 1000000000ll + ts->tv_nsec;
+	if (UNI_LIKELY(!uni_shim_sync_on) || uni_shim_in_shim() || !uni_shim_poll_enter(tns))
 		return uni_real.ppoll(fds, n, ts, ss);
 	int r = uni_real.ppoll(fds, n, ts, ss);
-	int e = errno;
-	uni_shim_epoll_exit();
-	if (r == 0 && ts && (ts->tv_sec > 0 || ts->tv_nsec > 0) && (uint64_t)ts->tv_sec <= UNI_SLEEP_FOREVER_S) {
-		uint64_t ns = (uint64_t)ts->tv_sec * 1000000000ull + (uint64_t)ts->tv_nsec;
-		if (uni_shim_io_timeout_hold(ns)) {
-			const struct timespec zero = {0, 0};
-			r = uni_real.ppoll(fds, n, &zero, ss);
-			if (r != 0)
-				e = errno;
-		}
-		if (r == 0)
-			uni_shim_io_timed_out(ns);
-	}
-	errno = e;
+	const struct timespec zero = {0, 0};
+	IO_WAIT_END(r, tns, uni_real.ppoll(fds, n, &zero, ss));
 	return r;
 }
 

@@ -218,11 +218,18 @@ static void ring_bell(void)
 		uni_futex_wake(&g_hdr->doorbell, 1);
 }
 
-/* nic: this thread stopped holding the horizon (it waits now): unid may be
- * able to move the network. */
+/* unid reads the horizon: the model needs it (nic), or a sleep or connect
+ * waits for it. */
+static inline int horizon_read(void)
+{
+	return g_horizon || atomic_load_explicit(&g_hdr->hold_waiters, memory_order_relaxed);
+}
+
+/* This thread stopped holding the horizon (it waits now): unid may be
+ * able to move it. */
 static void horizon_moved(void)
 {
-	if (g_horizon || atomic_load_explicit(&g_hdr->hold_waiters, memory_order_relaxed))
+	if (horizon_read())
 		ring_bell();
 }
 
@@ -812,7 +819,7 @@ static void publish_vt(void)
 				      : tls.poller ? UINT64_MAX : tls.vt,
 				      memory_order_release);
 		/* It held the network back: unid may move it now. */
-		if ((g_horizon || atomic_load_explicit(&g_hdr->hold_waiters, memory_order_relaxed)) &&
+		if (horizon_read() &&
 		    atomic_load_explicit(&g_hdr->horizon_ring, memory_order_relaxed) == tls.ring_idx + 1)
 			ring_bell();
 	}
