@@ -18,6 +18,11 @@ set -euo pipefail
 UNIRUN=$1 PROBE=$2
 T=$(mktemp -d /tmp/uni-sleeps.XXXXXX)
 trap 'rm -rf "$T"' EXIT
+# The number on FILE's line "NAME MS" goes into ms; true when LO <= ms < HI.
+ms_in() {
+	ms=$(sed -n "s/^$2 \([0-9.]*\)\$/\1/p" "$1")
+	$PY -c "import sys; sys.exit(0 if $3 <= ${ms:--1} < $4 else 1)"
+}
 printf 'mode: simulate\nnetwork: { model: alpha-beta, default: { latency: 1ms, bandwidth: 1Gbit } }\n' >"$T/c.yaml"
 for k in forever first condslice; do
 	timeout 60 "$UNIRUN" -n 1 --config "$T/c.yaml" --trace "$T/$k.unitrace" -- "$PROBE" $k >"$T/$k.log" 2>&1 ||
@@ -36,10 +41,8 @@ ok "sleepprobe: a sleep for ever, a new thread's first sleep, a timed wait over 
 timeout 120 "$UNIRUN" -n 2 --config "$T/c.yaml" --trace "$T/s.unitrace" -- $PY "$HERE/sim_sleeps.py" "$T" >"$T/s.log" 2>&1 ||
 	{ cat "$T/s.log"; fail "sim_sleeps.py under unirun"; }
 cat "$T/rank0.txt" "$T/rank1.txt"
-read -r _ ms < <(grep "^alarm" "$T/rank0.txt")
-$PY -c "import sys; sys.exit(0 if 300 <= $ms < 302 else 1)" || fail "a 0.3 s sleep under signals took $ms ms"
-read -r _ ms < <(grep "^busy" "$T/rank0.txt")
-$PY -c "import sys; sys.exit(0 if 2000 <= $ms < 2000.5 else 1)" || fail "a 2 s sleep took $ms ms (its slices charged?)"
+ms_in "$T/rank0.txt" alarm 300 302 || fail "a 0.3 s sleep under signals took $ms ms"
+ms_in "$T/rank0.txt" busy 2000 2000.5 || fail "a 2 s sleep took $ms ms (its slices charged?)"
 grep -q "^recv timeout$" "$T/rank1.txt" || fail "a socket time-out was passed: a sleep ended early before it"
 ok "sleeps under signals, beside compute, and before another rank's time-out"
 
@@ -50,22 +53,18 @@ rm -f "$T/port" "$T/port2"
 timeout 120 "$UNIRUN" -n 2 --config "$T/f.yaml" --trace "$T/f.unitrace" -- $PY "$HERE/sim_causal.py" "$T" >"$T/f.log" 2>&1 ||
 	{ cat "$T/f.log"; fail "sim_causal.py under unirun"; }
 grep -E "^(poll|pollwait|accept|connect) " "$T/f.log"
-read -r _ ms < <(grep "^poll" "$T/f.log")
 # The byte leaves at 100 ms and arrives 1 ms later; the poll that sees it
 # ends at most 10 ms after that.
-$PY -c "import sys; sys.exit(0 if 100 <= $ms < 112 else 1)" ||
+ms_in "$T/f.log" poll 100 112 ||
 	fail "a poll with 10 ms sleeps saw a byte sent after 100 ms of virtual compute at $ms ms (its sleeps ended by the real clock?)"
-read -r _ ms < <(grep "^connect" "$T/f.log")
 # Rank 0 listens 300 ms after the poll ends (about when rank 1 starts its
 # 100 ms of compute): about 200 ms after that.
-$PY -c "import sys; sys.exit(0 if 290 <= $ms < 330 else 1)" ||
+ms_in "$T/f.log" connect 290 330 ||
 	fail "a connect 100 ms after the poll to a listener that listens 300 ms after it took $ms ms"
-read -r _ ms < <(grep "^pollwait" "$T/f.log")
-$PY -c "import sys; sys.exit(0 if 100 <= $ms < 112 else 1)" ||
+ms_in "$T/f.log" pollwait 100 112 ||
 	fail "poll() with 10 ms time-outs saw a byte sent after 100 ms of virtual compute at $ms ms"
-read -r _ ms < <(grep "^accept" "$T/f.log")
 # Rank 1 looks for the port (10 ms sleeps) and computes 100 ms first.
-$PY -c "import sys; sys.exit(0 if 99 <= $ms < 140 else 1)" ||
+ms_in "$T/f.log" accept 99 140 ||
 	fail "an accept returned $ms ms after it began for a connection made about 100 ms later"
 ok "a poll loop's sleeps, poll time-outs, a connect and an accept wait for a rank that computes faster than the host"
 
@@ -74,8 +73,7 @@ ok "a poll loop's sleeps, poll time-outs, a connect and an accept wait for a ran
 timeout 120 "$UNIRUN" -n 2 --config "$T/c.yaml" --trace "$T/g.unitrace" -- $PY "$HERE/sim_holdcap.py" >"$T/g.log" 2>&1 ||
 	{ cat "$T/g.log"; fail "sim_holdcap.py under unirun"; }
 grep -E "^slept|stopped waiting" "$T/g.log"
-read -r _ ms < <(grep "^slept" "$T/g.log")
-$PY -c "import sys; sys.exit(0 if 10 <= $ms < 10.5 else 1)" || fail "a 10 ms sleep that gave up waiting took $ms ms"
+ms_in "$T/g.log" slept 10 10.5 || fail "a 10 ms sleep that gave up waiting took $ms ms"
 grep -q "^unirun: 1 sleep or connect stopped waiting for the other ranks to reach its virtual time after 10 s" "$T/g.log" ||
 	fail "unirun did not say a sleep gave up waiting"
 ok "a sleep gives up waiting for a rank that computes for ever outside the shim, and unirun says so"
