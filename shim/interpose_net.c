@@ -108,9 +108,18 @@ UNI_EXTERN int connect(int fd, const struct sockaddr *addr, socklen_t len)
 UNI_EXTERN int listen(int fd, int backlog)
 {
 	ENSURE(listen);
+	if (UNI_LIKELY(!uni_shim_sync_on) || uni_shim_in_shim())
+		return uni_real.listen(fd, backlog);
+	/* Registered first: a connector that finds it listening in the
+	 * kernel finds when it began in the session. */
+	int pre = uni_shim_listening(fd, 1);
 	int r = uni_real.listen(fd, backlog);
-	if (UNI_UNLIKELY(uni_shim_sync_on) && r == 0 && !uni_shim_in_shim())
-		uni_shim_listening(fd);
+	int e = errno;
+	if (r == 0 && !pre)
+		uni_shim_listening(fd, 0);
+	else if (r != 0 && pre)
+		uni_shim_listen_closed(fd);
+	errno = e;
 	return r;
 }
 

@@ -2168,19 +2168,29 @@ static int addr_any(const struct uni_addr *a)
 	return 1;
 }
 
-void uni_shim_listening(int fd)
+int uni_shim_listening(int fd, int before)
 {
 	if (!sync_active())
-		return;
-	int saved = errno;
+		return 0;
+	int saved = errno, done = 0;
 	tls.in_shim++;
-	if (!tls.dispatcher)
-		charge();
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
 	struct uni_addr a;
-	if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0 || to_uni_addr((struct sockaddr *)&ss, sl, &a) < 0)
-		goto out;
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0 || to_uni_addr((struct sockaddr *)&ss, sl, &a) < 0 ||
+	    (before && a.port == 0))
+		goto out; /* (not bound yet: listen picks the port) */
+	/* listen() again on a listener (a new backlog): already there. */
+	for (uint32_t i = 0; i < UNI_MAX_LISTENERS; i++) {
+		struct uni_listener *l = &g_hdr->listeners[i];
+		if (atomic_load_explicit(&l->state, memory_order_acquire) == 2 && l->pid == g_pid && l->fd == fd &&
+		    l->addr.port == a.port) {
+			done = 1;
+			goto out;
+		}
+	}
+	if (!tls.dispatcher)
+		charge();
 	struct uni_listener *e = NULL;
 	for (int pass = 0; !e && pass < 2; pass++)
 		for (uint32_t i = 0; !e && i < UNI_MAX_LISTENERS; i++) {
@@ -2202,10 +2212,12 @@ void uni_shim_listening(int fd)
 	e->src = tls.dispatcher ? 0 : emit_signal(SIG_LISTEN | ((uint64_t)a.port << 32) | (uint32_t)fd, tls.vt);
 	atomic_store_explicit(&e->state, 2, memory_order_release);
 	atomic_fetch_add(&uni_shim_nlisten, 1);
-out:
+	done = 1;
 	leave();
+out:
 	tls.in_shim--;
 	errno = saved;
+	return done;
 }
 
 void uni_shim_listen_closed(int fd)
@@ -2240,6 +2252,58 @@ static uint64_t listen_vt(const struct uni_addr *a, uint64_t *src)
 	return vt == UINT64_MAX ? 0 : vt;
 }
 
+/* Whether a socket of this network namespace listens on port (the
+ * kernel's tables: a listener outside the session, such as torchrun's
+ * agent, is not in the shim's). */
+static int kernel_listens(uint16_t port)
+{
+	static const char *const tabs[] = {"/proc/net/tcp", "/proc/net/tcp6"};
+	int found = 0;
+	for (int t = 0; t < 2 && !found; t++) {
+		FILE *f = fopen(tabs[t], "re");
+		if (!f)
+			continue;
+		char line[256];
+		unsigned lp, st;
+		while (!found && fgets(line, sizeof(line), f))
+			if (sscanf(line, " %*u: %*[0-9A-Fa-f]:%x %*[0-9A-Fa-f]:%*x %x", &lp, &st) == 2 && lp == port &&
+			    st == 0x0a /* TCP_LISTEN */)
+				found = 1;
+		fclose(f);
+	}
+	return found;
+}
+
+/* A connect to the rendezvous store (MASTER_PORT) before it listens: the
+ * store is taken to be up when it is needed, as it is under torchrun
+ * (its agent starts the store before any rank), instead of the connect
+ * being refused and torch sleeping a second before it retries (when a
+ * rank's import took less time than rank 0's on the host, that second
+ * went into the prediction, in some runs and not in others). The thread
+ * waits for the store's listener, counted as waiting for I/O (the horizon
+ * leaves it out), for at most UNI_STORE_WAIT_NS of real time, and returns
+ * when that listener began to listen (0: not one of the session's, or
+ * none came). *waited: whether it waited (the caller ends the wait). */
+static uint64_t await_store(const struct uni_addr *a, uint64_t *src, int *waited)
+{
+	/* (A listener of the session registers before it listens: one the
+	 * kernel has is in the table by then, when it is the session's.) */
+	if (!tls.ring || kernel_listens(a->port))
+		return listen_vt(a, src);
+	*waited = 1;
+	poll_wait_publish(tls.ring, -1);
+	horizon_moved();
+	uint64_t t0 = clock_ns(CLOCK_MONOTONIC), vt = 0;
+	while (!(vt = listen_vt(a, src)) && clock_ns(CLOCK_MONOTONIC) - t0 < UNI_STORE_WAIT_NS &&
+	       coordinator_alive() && atomic_load_explicit(&g_state, memory_order_relaxed) == ST_ATTACHED) {
+		if (kernel_listens(a->port))
+			return listen_vt(a, src);
+		struct timespec ts = {0, 2000000};
+		uni_real.nanosleep(&ts, NULL);
+	}
+	return vt;
+}
+
 /* A connect happens in virtual-time order. First, once every rank reached
  * the caller's clock: whether anybody listens is a question about the
  * other ranks at that virtual time. Answered in real time, a rank that got
@@ -2262,11 +2326,21 @@ void uni_shim_connect_hold(const struct sockaddr *addr, socklen_t len)
 		charge();
 		hold_until(tls.vt);
 		struct uni_addr a;
-		uint64_t lvt, src;
+		uint64_t lvt = 0, src = 0;
+		int waited = 0;
+		if (to_uni_addr(addr, len, &a) == 0) {
+			lvt = listen_vt(&a, &src);
+			if (!lvt && g_master_port > 0 && (int)a.port == g_master_port)
+				lvt = await_store(&a, &src, &waited);
+		}
 		/* A dependency even when it is not later now (under another
 		 * network in unitrace replay it may be). */
-		if (to_uni_addr(addr, len, &a) == 0 && (lvt = listen_vt(&a, &src)) != 0)
+		if (lvt)
 			take_stamp(lvt, src);
+		if (waited) {
+			leave();
+			atomic_store_explicit(&tls.ring->wait_kind, UNI_WAIT_NONE, memory_order_release);
+		}
 	}
 	leave();
 	tls.in_shim--;

@@ -243,8 +243,13 @@ int uni_shim_sleep_until(clockid_t clk, uint64_t dl, uint64_t *left) UNI_HIDDEN;
  * reached the caller's virtual time, and moves the caller's clock on to
  * the time its listener began to listen if that is later. */
 void uni_shim_connect_hold(const struct sockaddr *addr, socklen_t len) UNI_HIDDEN;
-/* fd listens now (simulate mode): the session remembers since when. */
-void uni_shim_listening(int fd) UNI_HIDDEN;
+/* How long a connect to the rendezvous store waits for it to listen. */
+#define UNI_STORE_WAIT_NS 30000000000ull
+/* fd listens, or is about to (before: called before the real listen, so
+ * that whoever finds the listener in the kernel finds it in the session
+ * too; an unbound fd is left for the call after): the session remembers
+ * since when (simulate mode). Returns whether fd is registered. */
+int uni_shim_listening(int fd, int before) UNI_HIDDEN;
 /* fd, one of this process's listeners, is being closed. */
 void uni_shim_listen_closed(int fd) UNI_HIDDEN;
 /* Listeners this process registered (uni_shim_listening) and not closed. */

@@ -23,8 +23,16 @@ time. Two ranks, DIR/port names rank 0's listener.
    connection is not accepted before it is made: rank 0's accept returns
    about 100 ms after it began in virtual time (at once, when the
    accepting thread kept its own clock), and rank 0 speaks first.
-Prints "poll MS", "pollwait MS", "accept MS" (rank 0) and "connect MS"
-(rank 1), virtual ms."""
+5. "store": rank 0 computes 0.3 s of CPU (300 ms virtual) before it
+   listens on MASTER_PORT, the rendezvous store's port, in slices with a
+   short sleep after each (so its clock passes rank 1's long before it
+   listens, as rank 0's does while it imports torch); rank 1 connects to
+   it at once, and like torch's store client sleeps 1 s when refused.
+   The store is up when it is needed (as under torchrun): rank 1's
+   connect completes when rank 0 listens, about 300 ms, not after its
+   1 s retry (it was refused in real time while rank 0 computed).
+Prints "poll MS", "pollwait MS", "accept MS" (rank 0) and "connect MS",
+"store MS" (rank 1), virtual ms."""
 import os
 import select
 import socket
@@ -99,6 +107,15 @@ if rank == 0:
     print(f"accept {(time.monotonic_ns() - t0) / 1e6:.3f}", flush=True)
     c3.sendall(b"g")
     c.sendall(b"e")
+    for _ in range(15):
+        burn(0.02)
+        time.sleep(0.0001)
+    l4 = socket.socket()
+    l4.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    l4.bind(("127.0.0.1", int(os.environ["MASTER_PORT"])))
+    l4.listen(1)
+    c4, _ = l4.accept()
+    c4.sendall(b"k")
 else:
     s = socket.create_connection(("127.0.0.1", port_of("port")))
     s.sendall(b"s")
@@ -125,3 +142,12 @@ else:
     c3 = socket.create_connection(("127.0.0.1", p3))
     assert c3.recv(1) == b"g"
     assert s.recv(1) == b"e"
+    t0 = time.monotonic_ns()
+    while True:
+        try:
+            c4 = socket.create_connection(("127.0.0.1", int(os.environ["MASTER_PORT"])))
+            break
+        except ConnectionRefusedError:
+            time.sleep(1.0)  # as torch's store client does
+    print(f"store {(time.monotonic_ns() - t0) / 1e6:.3f}", flush=True)
+    assert c4.recv(1) == b"k"

@@ -52,7 +52,7 @@ printf 'mode: simulate\nnetwork: { model: alpha-beta, default: { latency: 1ms, b
 rm -f "$T/port" "$T/port2"
 timeout 120 "$UNIRUN" -n 2 --config "$T/f.yaml" --trace "$T/f.unitrace" -- $PY "$HERE/sim_causal.py" "$T" >"$T/f.log" 2>&1 ||
 	{ cat "$T/f.log"; fail "sim_causal.py under unirun"; }
-grep -E "^(poll|pollwait|accept|connect) " "$T/f.log"
+grep -E "^(poll|pollwait|accept|connect|store) " "$T/f.log"
 # The byte leaves at 100 ms and arrives 1 ms later; the poll that sees it
 # ends at most 10 ms after that.
 ms_in "$T/f.log" poll 100 112 ||
@@ -66,7 +66,11 @@ ms_in "$T/f.log" pollwait 100 112 ||
 # Rank 1 looks for the port (10 ms sleeps) and computes 100 ms first.
 ms_in "$T/f.log" accept 99 140 ||
 	fail "an accept returned $ms ms after it began for a connection made about 100 ms later"
-ok "a poll loop's sleeps, poll time-outs, a connect and an accept wait for a rank that computes faster than the host"
+# Rank 0 listens on MASTER_PORT 300 ms after it sent what rank 1 waited
+# for (1 ms away): about 299 ms after rank 1 first tries.
+ms_in "$T/f.log" store 290 330 ||
+	fail "a connect to the rendezvous store 300 ms before it listened took $ms ms (refused, then torch's 1 s retry?)"
+ok "a poll loop's sleeps, poll time-outs, a connect, an accept and a connect to the store wait for a rank that computes faster than the host"
 
 # A wait for a rank that computes without entering the shim gives up after
 # 10 s of real time, and unirun says so.
