@@ -1347,8 +1347,8 @@ static void copy_path(char *dst, size_t len, const char *src, const char *what)
 
 static void create_segment(const char *config_path)
 {
-	uint64_t ro, co, go, ko, so;
-	size_t size = uni_shm_layout(&ro, &co, &go, &ko, &so);
+	uint64_t ro, co, go, ko, so, lo;
+	size_t size = uni_shm_layout(&ro, &co, &go, &ko, &so, &lo);
 	int fd = shm_open(D.shm_name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0)
 		die_startup("cannot create /dev/shm%s: %s", D.shm_name, strerror(errno));
@@ -1388,6 +1388,7 @@ static void create_segment(const char *config_path)
 	h->conns_off = co;
 	h->rings_off = go;
 	h->kernels_off = ko;
+	h->listeners_off = lo;
 	/* Alpha-beta arrivals are final once scheduled: readers look them up. */
 	if (D.cfg.mode == UNI_MODE_SIMULATE && D.cfg.net_model == UNI_NET_ALPHA_BETA)
 		h->sched_off = so;

@@ -2182,7 +2182,7 @@ int uni_shim_listening(int fd, int before)
 		goto out; /* (not bound yet: listen picks the port) */
 	/* listen() again on a listener (a new backlog): already there. */
 	for (uint32_t i = 0; i < UNI_MAX_LISTENERS; i++) {
-		struct uni_listener *l = &g_hdr->listeners[i];
+		struct uni_listener *l = uni_shm_listener(g_hdr, i);
 		if (atomic_load_explicit(&l->state, memory_order_acquire) == 2 && l->pid == g_pid && l->fd == fd &&
 		    l->addr.port == a.port) {
 			done = 1;
@@ -2194,15 +2194,20 @@ int uni_shim_listening(int fd, int before)
 	struct uni_listener *e = NULL;
 	for (int pass = 0; !e && pass < 2; pass++)
 		for (uint32_t i = 0; !e && i < UNI_MAX_LISTENERS; i++) {
-			struct uni_listener *l = &g_hdr->listeners[i];
+			struct uni_listener *l = uni_shm_listener(g_hdr, i);
 			uint32_t st = atomic_load_explicit(&l->state, memory_order_acquire);
 			/* A free entry, or (when none is) one of a process gone. */
 			if ((st == 0 || (pass == 1 && st == 2 && uni_pid_dead(l->pid))) &&
 			    atomic_compare_exchange_strong(&l->state, &st, 1))
 				e = l;
 		}
-	if (!e)
-		goto out; /* more than UNI_MAX_LISTENERS: not remembered */
+	if (!e) {
+		static _Atomic int warned;
+		if (!atomic_exchange(&warned, 1))
+			uni_shim_log("rank %d: listener table full (%u in the session); connects to further "
+				     "listeners are not ordered in virtual time", g_rank, UNI_MAX_LISTENERS);
+		goto out;
+	}
 	e->pid = g_pid;
 	e->fd = fd;
 	e->addr = a;
@@ -2223,7 +2228,7 @@ out:
 void uni_shim_listen_closed(int fd)
 {
 	for (uint32_t i = 0; g_hdr && i < UNI_MAX_LISTENERS; i++) {
-		struct uni_listener *l = &g_hdr->listeners[i];
+		struct uni_listener *l = uni_shm_listener(g_hdr, i);
 		uint32_t st = 2;
 		if (l->fd == fd && l->pid == g_pid && atomic_load_explicit(&l->state, memory_order_acquire) == 2 &&
 		    atomic_compare_exchange_strong(&l->state, &st, 0))
@@ -2239,7 +2244,7 @@ static uint64_t listen_vt(const struct uni_addr *a, uint64_t *src)
 	uint64_t vt = UINT64_MAX;
 	*src = 0;
 	for (uint32_t i = 0; i < UNI_MAX_LISTENERS; i++) {
-		struct uni_listener *l = &g_hdr->listeners[i];
+		struct uni_listener *l = uni_shm_listener(g_hdr, i);
 		if (atomic_load_explicit(&l->state, memory_order_acquire) != 2 || l->addr.port != a->port ||
 		    (!addr_any(&l->addr) && memcmp(l->addr.ip, a->ip, 16) != 0))
 			continue;

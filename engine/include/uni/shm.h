@@ -11,6 +11,8 @@
  *   struct uni_shm_kernel kernels[64]       devices.kernels
  *   struct uni_sched  sched[UNI_SCHED_LOGS] alpha-beta: streams' last
  *                                           scheduled chunks
+ *   struct uni_listener listeners[UNI_MAX_LISTENERS]  sockets the ranks
+ *                                           listen on
  *
  * Every ring has exactly one producer (the thread that claimed it) and one
  * consumer (unid). Records are fixed-size (struct uni_ev); a record is
@@ -29,12 +31,12 @@
 #include <stdint.h>
 
 #define UNI_SHM_MAGIC 0x31304d4853494e55ull /* "UNISHM01" little-endian */
-#define UNI_SHM_VERSION 13u
+#define UNI_SHM_VERSION 14u
 /* The longest real time a sleep waits for the session before it ends
  * anyway (a thread that computes for ever without entering the shim). */
 #define UNI_HOLD_MAX_NS 10000000000ull
 /* Listening sockets the session remembers (uni_shm_hdr.listeners). */
-#define UNI_MAX_LISTENERS 32
+#define UNI_MAX_LISTENERS 1024 /* four per rank of UNI_MAX_RANKS */
 
 #define UNI_MAX_RANKS 256u
 #define UNI_MAX_RINGS 512u
@@ -379,6 +381,7 @@ struct uni_shm_hdr {
 	uint64_t net_latency_ns;         /* network.default: the simulated NCCL's */
 	double net_bandwidth_bps;        /* choice of algorithm by size */
 	uint64_t sched_off;              /* alpha-beta: sched[UNI_SCHED_LOGS] (0: none) */
+	uint64_t listeners_off;          /* listeners[UNI_MAX_LISTENERS] */
 	uint64_t send_buffer;            /* network.send_buffer (UINT64_MAX: unlimited) */
 	_Atomic uint64_t warps;          /* sleeps unid ended early (uni_ring.warp) ... */
 	_Atomic uint64_t warp_saved_ns;  /* ... and the real time they had left */
@@ -403,23 +406,25 @@ struct uni_shm_hdr {
 	_Atomic uint64_t holds;          /* sleeps that waited for the session ... */
 	_Atomic uint64_t hold_ns;        /* ... the real time they waited ... */
 	_Atomic uint64_t holds_given_up; /* ... and those that gave up after UNI_HOLD_MAX_NS */
-	/* Sockets the ranks listen on, with the virtual time they began to:
-	 * a connection is not made before its listener listens (the shim
-	 * moves a connector's clock on to that time). */
-	struct uni_listener {
-		_Atomic uint32_t state; /* 0 free, 1 being written, 2 live */
-		int32_t pid;
-		int32_t fd;
-		uint32_t pad;
-		struct uni_addr addr; /* :: (or 0.0.0.0, mapped) for any address */
-		uint64_t vt;
-		uint64_t src; /* the listener's SIGNAL event: a connector's take names it */
-	} listeners[UNI_MAX_LISTENERS];
 	char deadlock_report[512];       /* where unid wrote the report */
 	char trace_path[512];
 	char config_path[512];
 };
 _Static_assert(sizeof(struct uni_shm_hdr) <= 4096, "the header fits its page");
+
+/* Sockets the ranks listen on, with the virtual time they began to: a
+ * connection is not made before its listener listens (the shim moves a
+ * connector's clock on to that time). listeners[UNI_MAX_LISTENERS] at
+ * listeners_off. */
+struct uni_listener {
+	_Atomic uint32_t state; /* 0 free, 1 being written, 2 live */
+	int32_t pid;
+	int32_t fd;
+	uint32_t pad;
+	struct uni_addr addr; /* :: (or 0.0.0.0, mapped) for any address */
+	uint64_t vt;
+	uint64_t src; /* the listener's SIGNAL event: a connector's take names it */
+};
 
 /* devices.kernels, for the device timeline of the simulated NCCL. */
 #define UNI_SHM_MAX_KERNELS 64
@@ -504,7 +509,7 @@ static inline int uni_sched_find(struct uni_sched *sd, uint64_t b, uint64_t *t)
 }
 
 static inline size_t uni_shm_layout(uint64_t *ranks_off, uint64_t *conns_off, uint64_t *rings_off,
-				    uint64_t *kernels_off, uint64_t *sched_off)
+				    uint64_t *kernels_off, uint64_t *sched_off, uint64_t *listeners_off)
 {
 	size_t off = 4096;
 	*ranks_off = off;
@@ -519,6 +524,9 @@ static inline size_t uni_shm_layout(uint64_t *ranks_off, uint64_t *conns_off, ui
 	off = (off + 4095) & ~(size_t)4095;
 	*sched_off = off;
 	off += UNI_SCHED_LOGS * sizeof(struct uni_sched);
+	off = (off + 4095) & ~(size_t)4095;
+	*listeners_off = off;
+	off += UNI_MAX_LISTENERS * sizeof(struct uni_listener);
 	return (off + 4095) & ~(size_t)4095;
 }
 
@@ -541,6 +549,10 @@ static inline struct uni_shm_kernel *uni_shm_kernels(struct uni_shm_hdr *h)
 static inline struct uni_sched *uni_shm_sched(struct uni_shm_hdr *h, uint32_t i)
 {
 	return (struct uni_sched *)((char *)h + h->sched_off) + i;
+}
+static inline struct uni_listener *uni_shm_listener(struct uni_shm_hdr *h, uint32_t i)
+{
+	return (struct uni_listener *)((char *)h + h->listeners_off) + i;
 }
 
 /* Ring operations ------------------------------------------------------ */
