@@ -1586,7 +1586,8 @@ int main(int argc, char **argv)
 		logmsg("%llu sleeps and connects waited %.3f s of real time in all for the rest of the session to reach their "
 		       "virtual end; %llu gave up after %.0f s (a thread that never entered the shim)",
 		       (unsigned long long)atomic_load(&D.h->holds), (double)atomic_load(&D.h->hold_ns) / 1e9,
-		       (unsigned long long)atomic_load(&D.h->holds_given_up), (double)UNI_HOLD_MAX_NS / 1e9);
+		       (unsigned long long)atomic_load(&D.h->holds_given_up),
+		       (double)(atomic_load(&D.h->hold_max_ns) ? atomic_load(&D.h->hold_max_ns) : UNI_HOLD_MAX_NS) / 1e9);
 	int rc = 0;
 	nccl_segs_remove();
 	if (uni_trace_finish(&D.tw) < 0) {

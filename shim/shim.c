@@ -115,6 +115,7 @@ static int g_rank = -1;
 static int g_world = -1;
 static int g_pid;
 static int g_master_port = -1;
+static uint64_t g_hold_max_ns = UNI_HOLD_MAX_NS; /* hold_until gives up after it */
 static uint64_t g_epoch;
 static _Atomic uint32_t g_gen;
 static _Atomic uint64_t g_last_check;
@@ -565,6 +566,20 @@ static void attach(void)
 		g_slowdown = 1.0;
 	const char *mp = getenv("MASTER_PORT");
 	g_master_port = h->master_port > 0 ? h->master_port : (mp ? atoi(mp) : -1);
+	{
+		/* A rank's share of the host's CPUs sets how long its 10 s of
+		 * CPU take in real time (64 ranks importing torch on two CPUs
+		 * took minutes, and waits for them gave up after 10 s). */
+		cpu_set_t cs;
+		int ncpu = sched_getaffinity(0, sizeof(cs), &cs) == 0 ? CPU_COUNT(&cs) : 0;
+		if (ncpu <= 0)
+			ncpu = 1;
+		uint64_t share = world > ncpu ? (uint64_t)(world + ncpu - 1) / (uint64_t)ncpu : 1;
+		g_hold_max_ns = UNI_HOLD_MAX_NS * share;
+		uint64_t cur = atomic_load(&h->hold_max_ns);
+		while (cur < g_hold_max_ns && !atomic_compare_exchange_weak(&h->hold_max_ns, &cur, g_hold_max_ns))
+			;
+	}
 	rk->pid = g_pid;
 	rk->world_size = world;
 	rk->attach_t = shim_now();
@@ -2111,7 +2126,7 @@ void uni_shim_sleeping(int on, uint64_t ns)
  * before virtual time w, so whatever the others do before it (a rank that
  * computes longer in real time than in virtual time, say) has been done. Not for event loops
  * and pollers (they have no clock of their own), not before every rank
- * attached (no horizon), and at most UNI_HOLD_MAX_NS of real time. The
+ * attached (no horizon), and at most g_hold_max_ns of real time. The
  * caller publishes a clock of at least w first (a sleeper its wake-up),
  * or it holds the horizon below w itself. */
 static void hold_until(uint64_t w)
@@ -2134,7 +2149,7 @@ static void hold_until(uint64_t w)
 			if (h == 0 || h >= w)
 				break;
 		}
-		if (clock_ns(CLOCK_MONOTONIC) - t0 > UNI_HOLD_MAX_NS) {
+		if (clock_ns(CLOCK_MONOTONIC) - t0 > g_hold_max_ns) {
 			atomic_fetch_add(&g_hdr->holds_given_up, 1);
 			break;
 		}

@@ -33,7 +33,9 @@
 #define UNI_SHM_MAGIC 0x31304d4853494e55ull /* "UNISHM01" little-endian */
 #define UNI_SHM_VERSION 14u
 /* The longest real time a sleep waits for the session before it ends
- * anyway (a thread that computes for ever without entering the shim). */
+ * anyway (a thread that computes for ever without entering the shim), per
+ * CPU share: times the world's ranks per CPU of the host where there are
+ * more ranks than CPUs (a rank's 10 s of CPU take that much longer). */
 #define UNI_HOLD_MAX_NS 10000000000ull
 /* Listening sockets the session remembers (uni_shm_hdr.listeners). */
 #define UNI_MAX_LISTENERS 1024 /* four per rank of UNI_MAX_RANKS */
@@ -405,7 +407,8 @@ struct uni_shm_hdr {
 	_Atomic uint32_t hold_ack;
 	_Atomic uint64_t holds;          /* sleeps that waited for the session ... */
 	_Atomic uint64_t hold_ns;        /* ... the real time they waited ... */
-	_Atomic uint64_t holds_given_up; /* ... and those that gave up after UNI_HOLD_MAX_NS */
+	_Atomic uint64_t holds_given_up; /* ... and those that gave up after hold_max_ns */
+	_Atomic uint64_t hold_max_ns;    /* UNI_HOLD_MAX_NS per CPU share (the ranks set it) */
 	char deadlock_report[512];       /* where unid wrote the report */
 	char trace_path[512];
 	char config_path[512];
