@@ -92,6 +92,7 @@ static struct {
 	uint64_t hold_h, hold_hx;   /* the horizons it published last ... */
 	uint32_t hold_r;            /* ... and the rank that held the first */
 	uint32_t hold_req_read;     /* hold_req, read before the horizon of this loop */
+	uint64_t pushed_seen[UNI_MAX_RINGS]; /* each ring's hint when drain last looked */
 	uint32_t ring_seq[UNI_MAX_RINGS]; /* events taken from each ring since its THREAD */
 	uint64_t last_h, h_since;
 	volatile sig_atomic_t signalled;
@@ -586,6 +587,9 @@ static void handle(uint32_t ring_idx, struct uni_ring *ring, const struct uni_ev
 static void ring_free(uint32_t idx, struct uni_ring *ring)
 {
 	uni_sim_forget_ring(idx);
+	/* A thread killed while it waited in a sleep's hold. */
+	if (atomic_exchange(&ring->holding, 0))
+		atomic_fetch_sub(&D.h->hold_waiters, 1);
 	atomic_store(&ring->tail, atomic_load(&ring->head));
 	atomic_store_explicit(&ring->state, UNI_RING_FREE, memory_order_release);
 }
@@ -596,6 +600,12 @@ static uint64_t drain(void)
 	struct uni_ev buf[256];
 	uint64_t total = 0;
 	for (uint32_t i = 0; i < D.h->max_rings; i++) {
+		/* Only rings pushed to since the last look (the count is read
+		 * before the ring: a push after it moves it again). */
+		uint64_t pushed = atomic_load_explicit(&uni_shm_hint(D.h, i)->pushed, memory_order_acquire);
+		if (pushed == D.pushed_seen[i])
+			continue;
+		D.pushed_seen[i] = pushed;
 		struct uni_ring *ring = uni_shm_ring(D.h, i);
 		if (atomic_load_explicit(&ring->state, memory_order_acquire) != UNI_RING_LIVE)
 			continue;
@@ -1347,8 +1357,8 @@ static void copy_path(char *dst, size_t len, const char *src, const char *what)
 
 static void create_segment(const char *config_path)
 {
-	uint64_t ro, co, go, ko, so, lo;
-	size_t size = uni_shm_layout(&ro, &co, &go, &ko, &so, &lo);
+	uint64_t ro, co, go, ko, so, lo, ho;
+	size_t size = uni_shm_layout(&ro, &co, &go, &ko, &so, &lo, &ho);
 	int fd = shm_open(D.shm_name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0)
 		die_startup("cannot create /dev/shm%s: %s", D.shm_name, strerror(errno));
@@ -1389,6 +1399,7 @@ static void create_segment(const char *config_path)
 	h->rings_off = go;
 	h->kernels_off = ko;
 	h->listeners_off = lo;
+	h->hints_off = ho;
 	/* Alpha-beta arrivals are final once scheduled: readers look them up. */
 	if (D.cfg.mode == UNI_MODE_SIMULATE && D.cfg.net_model == UNI_NET_ALPHA_BETA)
 		h->sched_off = so;

@@ -101,10 +101,11 @@ struct shim_tls {
 	uint64_t start_src;  /* a new thread: the SIGNAL of its creator (replay) */
 	uint32_t starved;    /* nic: a read of this loop found no final byte ... */
 	uint32_t starved_seq; /* ... when final_seq was this */
+	uint64_t alive_at;   /* when it last found unid alive (coordinator_alive) */
 };
 #define UNI_HELD 4
 
-/* Fewer than 100 bytes of initial-exec TLS: a preloaded library always gets
+/* Initial-exec TLS (a few hundred bytes): a preloaded library always gets
  * static TLS, and no __tls_get_addr call sits on the fast path. */
 static __thread struct shim_tls tls __attribute__((tls_model("initial-exec")));
 
@@ -175,7 +176,17 @@ static inline uint64_t shim_now(void)
 
 static int coordinator_alive(void)
 {
-	return !uni_pid_dead(g_hdr->daemon_pid);
+	/* Asked at every wake-up of the wait loops: looked at (a signal and
+	 * a read of /proc) at most every 50 ms per thread. 64 ranks whose
+	 * sleepers woke hundreds of times a second spent a third of the
+	 * host's CPU in it. */
+	uint64_t now = uni_now_ns();
+	if (tls.alive_at && now - tls.alive_at < 50000000ull)
+		return 1;
+	if (uni_pid_dead(g_hdr->daemon_pid))
+		return 0;
+	tls.alive_at = now;
+	return 1;
 }
 
 /* Said once; from then on the process is pass-through and never waits. */
@@ -367,6 +378,10 @@ static void push(struct uni_ring *r, const struct uni_ev *e)
 		wake_daemon();
 		uni_futex_wait(&r->prod_waiting, 1, 100);
 	}
+	/* For unid: this ring has something new (one writer at a time). */
+	struct uni_ring_hint *hint = uni_shm_hint(g_hdr, (uint32_t)(r - uni_shm_ring(g_hdr, 0)));
+	atomic_store_explicit(&hint->pushed, atomic_load_explicit(&hint->pushed, memory_order_relaxed) + 1,
+			      memory_order_release);
 	if (r == tls.ring)
 		tls.nev++;
 	if (uni_ring_used(r) >= UNI_RING_CAP / 2 &&
@@ -2135,6 +2150,8 @@ static void hold_until(uint64_t w)
 		return;
 	uint64_t t0 = clock_ns(CLOCK_MONOTONIC);
 	atomic_fetch_add(&g_hdr->hold_waiters, 1);
+	if (tls.ring)
+		atomic_store(&tls.ring->holding, 1);
 	/* Its number: only a horizon computed after it took it answers it. */
 	uint32_t my = atomic_fetch_add(&g_hdr->hold_req, 1) + 1;
 	ring_bell();
@@ -2162,7 +2179,10 @@ static void hold_until(uint64_t w)
 			ring_bell();
 	}
 	uint64_t held = clock_ns(CLOCK_MONOTONIC) - t0;
-	atomic_fetch_sub(&g_hdr->hold_waiters, 1);
+	/* (Off the count unless unid took it off: a thread killed between
+	 * the two stores leaves the count one high, never one low.) */
+	if (!tls.ring || atomic_exchange(&tls.ring->holding, 0))
+		atomic_fetch_sub(&g_hdr->hold_waiters, 1);
 	/* One fresh horizon said yes at once: not a wait. */
 	if (held > 1000000ull) {
 		atomic_fetch_add(&g_hdr->holds, 1);
@@ -2183,6 +2203,69 @@ static int addr_any(const struct uni_addr *a)
 	return 1;
 }
 
+/* The session's listener table is open-addressed on the port: an entry's
+ * probe starts at port % UNI_MAX_LISTENERS and goes on to the next until
+ * an entry never used (state 0); a closed listener's entry becomes a
+ * tombstone (3) that a later one may take. (Older Gloo listens once per
+ * pair: a 64-rank world has 4032 listeners at once, and a table of 1024
+ * scanned whole at every connect was full, and slow.) */
+static uint32_t lslot(uint16_t port, uint32_t k)
+{
+	return ((uint32_t)port + k) & (UNI_MAX_LISTENERS - 1);
+}
+
+/* This process's entries (fd, index + 1), so that close(), which looks
+ * whenever the process has a listener, looks here and not in the table. A
+ * process with more listeners than this also looks through the table
+ * (g_mine_over: slow, but right). */
+#define MINE_MAX 512
+static struct {
+	_Atomic int32_t fd;
+	_Atomic uint32_t idx1; /* UINT32_MAX: being written */
+} g_mine[MINE_MAX];
+static _Atomic int g_mine_over;
+
+/* The index of this process's live entry for fd, or -1. */
+static int mine_find(int fd)
+{
+	for (int j = 0; j < MINE_MAX; j++) {
+		uint32_t m = atomic_load_explicit(&g_mine[j].idx1, memory_order_acquire);
+		if (m && m != UINT32_MAX && atomic_load_explicit(&g_mine[j].fd, memory_order_relaxed) == fd)
+			return (int)m - 1;
+	}
+	if (atomic_load_explicit(&g_mine_over, memory_order_relaxed))
+		for (uint32_t i = 0; i < UNI_MAX_LISTENERS; i++) {
+			struct uni_listener *l = uni_shm_listener(g_hdr, i);
+			if (atomic_load_explicit(&l->state, memory_order_acquire) == 2 && l->pid == g_pid &&
+			    l->fd == fd)
+				return (int)i;
+		}
+	return -1;
+}
+
+static void mine_add(int fd, uint32_t idx)
+{
+	for (int j = 0; j < MINE_MAX; j++) {
+		uint32_t z = 0;
+		if (!atomic_load_explicit(&g_mine[j].idx1, memory_order_relaxed) &&
+		    atomic_compare_exchange_strong(&g_mine[j].idx1, &z, UINT32_MAX)) {
+			atomic_store_explicit(&g_mine[j].fd, fd, memory_order_relaxed);
+			atomic_store_explicit(&g_mine[j].idx1, idx + 1, memory_order_release);
+			return;
+		}
+	}
+	atomic_store(&g_mine_over, 1);
+}
+
+static void mine_drop(uint32_t idx)
+{
+	for (int j = 0; j < MINE_MAX; j++) {
+		uint32_t m = idx + 1;
+		if (atomic_compare_exchange_strong(&g_mine[j].idx1, &m, 0))
+			return;
+	}
+}
+
 int uni_shim_listening(int fd, int before)
 {
 	if (!sync_active())
@@ -2196,23 +2279,20 @@ int uni_shim_listening(int fd, int before)
 	    (before && a.port == 0))
 		goto out; /* (not bound yet: listen picks the port) */
 	/* listen() again on a listener (a new backlog): already there. */
-	for (uint32_t i = 0; i < UNI_MAX_LISTENERS; i++) {
-		struct uni_listener *l = uni_shm_listener(g_hdr, i);
-		if (atomic_load_explicit(&l->state, memory_order_acquire) == 2 && l->pid == g_pid && l->fd == fd &&
-		    l->addr.port == a.port) {
-			done = 1;
-			goto out;
-		}
+	int had = mine_find(fd);
+	if (had >= 0 && uni_shm_listener(g_hdr, (uint32_t)had)->addr.port == a.port) {
+		done = 1;
+		goto out;
 	}
 	if (!tls.dispatcher)
 		charge();
 	struct uni_listener *e = NULL;
 	for (int pass = 0; !e && pass < 2; pass++)
-		for (uint32_t i = 0; !e && i < UNI_MAX_LISTENERS; i++) {
-			struct uni_listener *l = uni_shm_listener(g_hdr, i);
+		for (uint32_t k = 0; !e && k < UNI_MAX_LISTENERS; k++) {
+			struct uni_listener *l = uni_shm_listener(g_hdr, lslot(a.port, k));
 			uint32_t st = atomic_load_explicit(&l->state, memory_order_acquire);
 			/* A free entry, or (when none is) one of a process gone. */
-			if ((st == 0 || (pass == 1 && st == 2 && uni_pid_dead(l->pid))) &&
+			if ((st == 0 || st == 3 || (pass == 1 && st == 2 && uni_pid_dead(l->pid))) &&
 			    atomic_compare_exchange_strong(&l->state, &st, 1))
 				e = l;
 		}
@@ -2231,6 +2311,7 @@ int uni_shim_listening(int fd, int before)
 	 * the wait when the listener's time changes). */
 	e->src = tls.dispatcher ? 0 : emit_signal(SIG_LISTEN | ((uint64_t)a.port << 32) | (uint32_t)fd, tls.vt);
 	atomic_store_explicit(&e->state, 2, memory_order_release);
+	mine_add(fd, (uint32_t)(e - uni_shm_listener(g_hdr, 0)));
 	atomic_fetch_add(&uni_shim_nlisten, 1);
 	done = 1;
 	leave();
@@ -2242,11 +2323,12 @@ out:
 
 void uni_shim_listen_closed(int fd)
 {
-	for (uint32_t i = 0; g_hdr && i < UNI_MAX_LISTENERS; i++) {
-		struct uni_listener *l = uni_shm_listener(g_hdr, i);
+	int i;
+	while (g_hdr && (i = mine_find(fd)) >= 0) {
+		struct uni_listener *l = uni_shm_listener(g_hdr, (uint32_t)i);
 		uint32_t st = 2;
-		if (l->fd == fd && l->pid == g_pid && atomic_load_explicit(&l->state, memory_order_acquire) == 2 &&
-		    atomic_compare_exchange_strong(&l->state, &st, 0))
+		mine_drop((uint32_t)i);
+		if (atomic_compare_exchange_strong(&l->state, &st, 3))
 			atomic_fetch_sub(&uni_shim_nlisten, 1);
 	}
 }
@@ -2258,10 +2340,12 @@ static uint64_t listen_vt(const struct uni_addr *a, uint64_t *src)
 {
 	uint64_t vt = UINT64_MAX;
 	*src = 0;
-	for (uint32_t i = 0; i < UNI_MAX_LISTENERS; i++) {
-		struct uni_listener *l = uni_shm_listener(g_hdr, i);
-		if (atomic_load_explicit(&l->state, memory_order_acquire) != 2 || l->addr.port != a->port ||
-		    (!addr_any(&l->addr) && memcmp(l->addr.ip, a->ip, 16) != 0))
+	for (uint32_t k = 0; k < UNI_MAX_LISTENERS; k++) {
+		struct uni_listener *l = uni_shm_listener(g_hdr, lslot(a->port, k));
+		uint32_t st = atomic_load_explicit(&l->state, memory_order_acquire);
+		if (st == 0)
+			break; /* the end of the port's probe */
+		if (st != 2 || l->addr.port != a->port || (!addr_any(&l->addr) && memcmp(l->addr.ip, a->ip, 16) != 0))
 			continue;
 		uint64_t t = l->vt, s = l->src;
 		if (atomic_load_explicit(&l->state, memory_order_acquire) == 2 && t < vt && !uni_pid_dead(l->pid)) {
@@ -2324,9 +2408,10 @@ static uint64_t await_store(const struct uni_addr *a, uint64_t *src, int *waited
 	return vt;
 }
 
-/* A connect happens in virtual-time order. First, once every rank reached
- * the caller's clock: whether anybody listens is a question about the
- * other ranks at that virtual time. Answered in real time, a rank that got
+/* A connect happens in virtual-time order. First, unless a listener of
+ * the session is there already, once every rank reached the caller's
+ * clock: whether anybody listens is a question about the other ranks at
+ * that virtual time. Answered in real time, a rank that got
  * there first in virtual time but not in real time (ranks sharing the
  * host's CPUs while they import torch) was not listening yet, and a
  * client that retries after a second took that second in virtual time
@@ -2344,13 +2429,20 @@ void uni_shim_connect_hold(const struct sockaddr *addr, socklen_t len)
 	tls.in_shim++;
 	if (!tls.dispatcher && !tls.poller) {
 		charge();
-		hold_until(tls.vt);
 		struct uni_addr a;
 		uint64_t lvt = 0, src = 0;
-		int waited = 0;
-		if (to_uni_addr(addr, len, &a) == 0) {
+		int waited = 0, have = to_uni_addr(addr, len, &a) == 0;
+		/* A listener of the session that is there already listens at
+		 * the caller's time, or the caller takes its later time: no
+		 * question about the other ranks is left (in a 64-rank Gloo
+		 * world's 4032 connects, waiting each time cost minutes). */
+		if (have)
 			lvt = listen_vt(&a, &src);
-			if (!lvt && g_master_port > 0 && (int)a.port == g_master_port)
+		if (!lvt) {
+			hold_until(tls.vt);
+			if (have)
+				lvt = listen_vt(&a, &src);
+			if (have && !lvt && g_master_port > 0 && (int)a.port == g_master_port)
 				lvt = await_store(&a, &src, &waited);
 		}
 		/* A dependency even when it is not later now (under another
