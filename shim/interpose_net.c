@@ -24,12 +24,44 @@
 
 /* Runs CALL; if fd is tracked, reports the bytes it moved, found in the
  * iovec list IOV of CNT entries. */
+/* A blocking accept, or a blocking read on a connection to the
+ * rendezvous store, is a wait for I/O (simulate mode): whoever connects
+ * carries a later time (uni_shim_conn_new: the accepting thread takes the
+ * connecting end's clock), and the store's answer none (the store is not
+ * modelled), so the horizon leaves the thread out instead of waiting 250
+ * ms to find it blocked outside the shim (at 32 ranks, each blocked in a
+ * store get in turn, that was 8 s of a run with the host idle). */
+static int io_wait_begin(int fd)
+{
+	if (UNI_LIKELY(!uni_shim_sync_on) || uni_shim_in_shim())
+		return 0;
+	int fl = uni_real.fcntl(fd, F_GETFL);
+	return fl >= 0 && !(fl & O_NONBLOCK) && uni_shim_poll_enter(-1);
+}
+
+static void io_wait_end(int began)
+{
+	if (began) {
+		int e = errno;
+		uni_shim_epoll_exit();
+		errno = e;
+	}
+}
+
 #define IO_WRAP(fn, is_send, fd, call, IOV, CNT)                          \
 	do {                                                              \
 		ENSURE(fn);                                               \
 		uint32_t s_ = uni_fd_get(fd);                             \
-		if (UNI_LIKELY(!s_) || uni_shim_in_shim())                \
-			return call;                                      \
+		if (UNI_LIKELY(!s_) || uni_shim_in_shim()) {              \
+			if ((is_send) || UNI_LIKELY(!atomic_load_explicit( \
+				&uni_shim_nstore, memory_order_relaxed)) || \
+			    !uni_shim_store_fd(fd))                        \
+				return call;                              \
+			int sw_ = io_wait_begin(fd); /* the store */       \
+			ssize_t rs_ = call;                               \
+			io_wait_end(sw_);                                  \
+			return rs_;                                       \
+		}                                                         \
 		if (s_ & UNI_FD_CHAN) { /* a pipe or eventfd (chan.c) */  \
 			/* A write's time goes in before its bytes: a reader \
 			 * woken by them finds it. */                     \
@@ -123,33 +155,12 @@ UNI_EXTERN int listen(int fd, int backlog)
 	return r;
 }
 
-/* A blocking accept is a wait for I/O (simulate mode): whoever connects
- * carries a later time (uni_shim_conn_new: the accepting thread takes the
- * connecting end's clock), so the horizon leaves the thread out instead of
- * waiting 250 ms to find it blocked outside the shim. */
-static int accept_wait_begin(int fd)
-{
-	if (UNI_LIKELY(!uni_shim_sync_on) || uni_shim_in_shim())
-		return 0;
-	int fl = uni_real.fcntl(fd, F_GETFL);
-	return fl >= 0 && !(fl & O_NONBLOCK) && uni_shim_poll_enter(-1);
-}
-
-static void accept_wait_end(int began)
-{
-	if (began) {
-		int e = errno;
-		uni_shim_epoll_exit();
-		errno = e;
-	}
-}
-
 UNI_EXTERN int accept(int fd, struct sockaddr *addr, socklen_t *len)
 {
 	ENSURE(accept);
-	int w = accept_wait_begin(fd);
+	int w = io_wait_begin(fd);
 	int r = uni_real.accept(fd, addr, len);
-	accept_wait_end(w);
+	io_wait_end(w);
 	if (r >= 0 && !uni_shim_in_shim())
 		uni_shim_conn_new(r, NULL, 0);
 	return r;
@@ -158,9 +169,9 @@ UNI_EXTERN int accept(int fd, struct sockaddr *addr, socklen_t *len)
 UNI_EXTERN int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
 {
 	ENSURE(accept4);
-	int w = accept_wait_begin(fd);
+	int w = io_wait_begin(fd);
 	int r = uni_real.accept4(fd, addr, len, flags);
-	accept_wait_end(w);
+	io_wait_end(w);
 	if (r >= 0 && !uni_shim_in_shim())
 		uni_shim_conn_new(r, NULL, 0);
 	return r;
@@ -174,6 +185,8 @@ UNI_EXTERN int close(int fd)
 		uni_shim_fd_closed(fd);
 	if (UNI_UNLIKELY(atomic_load_explicit(&uni_shim_nlisten, memory_order_relaxed)))
 		uni_shim_listen_closed(fd);
+	if (UNI_UNLIKELY(atomic_load_explicit(&uni_shim_nstore, memory_order_relaxed)))
+		uni_shim_store_mark(fd, 0);
 	return uni_real.close(fd);
 }
 

@@ -713,6 +713,27 @@ static void maybe_attach_child(void)
 	}
 }
 
+UNI_HIDDEN _Atomic int uni_shim_nstore;
+static _Atomic uint64_t g_store_bits[UNI_FD_MAX / 64];
+
+int uni_shim_store_fd(int fd)
+{
+	return (unsigned)fd < UNI_FD_MAX &&
+	       (atomic_load_explicit(&g_store_bits[fd / 64], memory_order_relaxed) >> (fd % 64) & 1);
+}
+
+void uni_shim_store_mark(int fd, int on)
+{
+	if ((unsigned)fd >= UNI_FD_MAX)
+		return;
+	uint64_t bit = 1ull << (fd % 64);
+	uint64_t old = on ? atomic_fetch_or(&g_store_bits[fd / 64], bit) : atomic_fetch_and(&g_store_bits[fd / 64], ~bit);
+	if (on && !(old & bit))
+		atomic_fetch_add(&uni_shim_nstore, 1);
+	else if (!on && (old & bit))
+		atomic_fetch_sub(&uni_shim_nstore, 1);
+}
+
 void uni_shim_conn_new(int fd, const struct sockaddr *peer, socklen_t peerlen)
 {
 	int saved = errno;
@@ -761,8 +782,11 @@ void uni_shim_conn_new(int fd, const struct sockaddr *peer, socklen_t peerlen)
 		uni_shim_fd_closed(fd);
 	}
 	/* The rendezvous store is not modelled (DESIGN; research notes section 4). */
-	if ((int)la.port == g_master_port || (int)pa.port == g_master_port)
+	if ((int)la.port == g_master_port || (int)pa.port == g_master_port) {
+		if (uni_shim_sync_on)
+			uni_shim_store_mark(fd, 1);
 		goto out;
+	}
 	uint32_t slot = atomic_fetch_add(&g_nconns, 1);
 	uint32_t idx = atomic_fetch_add(&g_hdr->next_conn, 1);
 	if (slot >= UNI_SHIM_MAX_CONNS || idx >= g_hdr->max_conns) {

@@ -252,6 +252,11 @@ void uni_shim_connect_hold(const struct sockaddr *addr, socklen_t len) UNI_HIDDE
 int uni_shim_listening(int fd, int before) UNI_HIDDEN;
 /* fd, one of this process's listeners, is being closed. */
 void uni_shim_listen_closed(int fd) UNI_HIDDEN;
+/* Connections to the rendezvous store (simulate mode): a blocking read
+ * on one is a wait for I/O. uni_shim_nstore counts them. */
+extern _Atomic int uni_shim_nstore UNI_HIDDEN;
+int uni_shim_store_fd(int fd) UNI_HIDDEN;
+void uni_shim_store_mark(int fd, int on) UNI_HIDDEN;
 /* Listeners this process registered (uni_shim_listening) and not closed. */
 extern _Atomic int uni_shim_nlisten UNI_HIDDEN;
 /* Seconds past which a sleep or an absolute deadline is "for ever"
