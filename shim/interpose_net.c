@@ -190,12 +190,22 @@ UNI_EXTERN int close(int fd)
 	return uni_real.close(fd);
 }
 
+/* newfd is now what oldfd is: a connection to the rendezvous store, or
+ * not (a store connection's number reused by dup2 is not one any more). */
+static inline void store_duped(int oldfd, int newfd)
+{
+	if (UNI_UNLIKELY(atomic_load_explicit(&uni_shim_nstore, memory_order_relaxed)) && oldfd != newfd)
+		uni_shim_store_mark(newfd, uni_shim_store_fd(oldfd));
+}
+
 UNI_EXTERN int dup(int oldfd)
 {
 	ENSURE(dup);
 	int r = uni_real.dup(oldfd);
 	if (r >= 0 && uni_fd_get(oldfd))
 		uni_shim_fd_duped(oldfd, r);
+	if (r >= 0)
+		store_duped(oldfd, r);
 	return r;
 }
 
@@ -205,6 +215,8 @@ UNI_EXTERN int dup2(int oldfd, int newfd)
 	int r = uni_real.dup2(oldfd, newfd);
 	if (r >= 0 && (uni_fd_get(oldfd) || uni_fd_get(newfd)))
 		uni_shim_fd_duped(oldfd, newfd);
+	if (r >= 0)
+		store_duped(oldfd, newfd);
 	return r;
 }
 
@@ -214,6 +226,8 @@ UNI_EXTERN int dup3(int oldfd, int newfd, int flags)
 	int r = uni_real.dup3(oldfd, newfd, flags);
 	if (r >= 0 && (uni_fd_get(oldfd) || uni_fd_get(newfd)))
 		uni_shim_fd_duped(oldfd, newfd);
+	if (r >= 0)
+		store_duped(oldfd, newfd);
 	return r;
 }
 
@@ -224,6 +238,8 @@ static int fcntl_common(int (*real)(int, int, ...), int fd, int cmd, void *arg)
 	int r = real(fd, cmd, arg);
 	if (r >= 0 && (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) && uni_fd_get(fd))
 		uni_shim_fd_duped(fd, r);
+	if (r >= 0 && (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC))
+		store_duped(fd, r);
 	if (r >= 0 && cmd == F_SETFL && UNI_UNLIKELY(uni_fd_get(fd)))
 		uni_shim_fd_flags_changed(fd);
 	return r;
