@@ -1386,6 +1386,7 @@ static void create_segment(const char *config_path)
 	h->net_latency_ns = D.cfg.latency_ns;
 	h->net_bandwidth_bps = D.cfg.bandwidth_bps;
 	h->send_buffer = D.cfg.send_buffer;
+	h->hold_max_ns = UNI_HOLD_MAX_NS;
 	h->epoch_mono_ns = uni_now_ns();
 	h->epoch_real_ns = uni_realtime_ns();
 	h->max_ranks = UNI_MAX_RANKS;
@@ -1598,7 +1599,7 @@ int main(int argc, char **argv)
 		       "virtual end; %llu gave up after %.0f s (a thread that never entered the shim)",
 		       (unsigned long long)atomic_load(&D.h->holds), (double)atomic_load(&D.h->hold_ns) / 1e9,
 		       (unsigned long long)atomic_load(&D.h->holds_given_up),
-		       (double)(atomic_load(&D.h->hold_max_ns) ? atomic_load(&D.h->hold_max_ns) : UNI_HOLD_MAX_NS) / 1e9);
+		       (double)atomic_load(&D.h->hold_max_ns) / 1e9);
 	int rc = 0;
 	nccl_segs_remove();
 	if (uni_trace_finish(&D.tw) < 0) {

@@ -22,8 +22,6 @@
 			uni_shim_ensure_init(); \
 	} while (0)
 
-/* Runs CALL; if fd is tracked, reports the bytes it moved, found in the
- * iovec list IOV of CNT entries. */
 /* A blocking accept, or a blocking read on a connection to the
  * rendezvous store, is a wait for I/O (simulate mode): whoever connects
  * carries a later time (uni_shim_conn_new: the accepting thread takes the
@@ -48,6 +46,9 @@ static void io_wait_end(int began)
 	}
 }
 
+/* Runs CALL; if fd is tracked, reports the bytes it moved, found in the
+ * iovec list IOV of CNT entries (a read on a store connection: a wait for
+ * I/O, above). */
 #define IO_WRAP(fn, is_send, fd, call, IOV, CNT)                          \
 	do {                                                              \
 		ENSURE(fn);                                               \

@@ -305,7 +305,7 @@ int main(int argc, char **argv)
 		       "come from later in virtual time (docs/simulate.md)\n",
 		       (unsigned long long)gave_up, gave_up == 1 ? "" : "s", gave_up == 1 ? "" : "s",
 		       gave_up == 1 ? "its" : "their",
-		       (double)(atomic_load(&hdr->hold_max_ns) ? atomic_load(&hdr->hold_max_ns) : UNI_HOLD_MAX_NS) / 1e9,
+		       (double)atomic_load(&hdr->hold_max_ns) / 1e9,
 		       gave_up == 1 ? "it" : "they");
 	free(pids);
 	free(done);

@@ -38,7 +38,8 @@
  * CPU share: times the world's ranks per CPU of the host where there are
  * more ranks than CPUs (a rank's 10 s of CPU take that much longer). */
 #define UNI_HOLD_MAX_NS 10000000000ull
-/* Listening sockets the session remembers (uni_shm_hdr.listeners). */
+/* Listening sockets the session remembers (struct uni_listener, at
+ * uni_shm_hdr.listeners_off). */
 #define UNI_MAX_LISTENERS 16384u /* a power of two; older Gloo listens once per pair */
 
 #define UNI_MAX_RANKS 256u
@@ -412,7 +413,7 @@ struct uni_shm_hdr {
 	_Atomic uint64_t holds;          /* sleeps that waited for the session ... */
 	_Atomic uint64_t hold_ns;        /* ... the real time they waited ... */
 	_Atomic uint64_t holds_given_up; /* ... and those that gave up after hold_max_ns */
-	_Atomic uint64_t hold_max_ns;    /* UNI_HOLD_MAX_NS per CPU share (the ranks set it) */
+	_Atomic uint64_t hold_max_ns;    /* UNI_HOLD_MAX_NS (unid), times the CPU share (the ranks raise it) */
 	char deadlock_report[512];       /* where unid wrote the report */
 	char trace_path[512];
 	char config_path[512];
