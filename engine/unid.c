@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "uni/common.h"
+#include "uni/compute_from.h"
 #include "uni/config.h"
 #include "uni/shm.h"
 #include "uni/trace.h"
@@ -63,6 +64,7 @@ static struct {
 	struct uni_shm_hdr *h;
 	struct uni_trace_writer tw;
 	char trace_path[PATH_MAX];
+	char compute_from[PATH_MAX]; /* --compute-from, absolute; "" without */
 	char shm_name[96];
 	char lock_path[128];
 	int lock_fd;
@@ -85,6 +87,7 @@ static struct {
 	/* nic horizon: threads found blocked outside the shim, by ring, with
 	 * the clock they were found at (they count again once it moves). */
 	uint8_t outside[UNI_MAX_RINGS];
+	uint64_t cpu_seen[UNI_MAX_RINGS]; /* a ring's thread's CPU ticks when last looked at, + 1 */
 	uint64_t outside_vt[UNI_MAX_RINGS];
 	uint64_t hv[UNI_MAX_RINGS]; /* each ring's value in the last horizon (UINT64_MAX: none) */
 	uint64_t rank_min[UNI_MAX_RANKS]; /* the last horizon scan's minimum per rank ... */
@@ -467,6 +470,7 @@ static void handle(uint32_t ring_idx, struct uni_ring *ring, const struct uni_ev
 	switch (e->kind) {
 	case UNI_EV_THREAD:
 		r.kind = UNI_TR_THREAD;
+		r.off = e->b; /* its key */
 		trace_put(&r);
 		atomic_fetch_add(&uni_shm_rank(D.h, (uint32_t)rank)->threads, 1);
 		break;
@@ -587,6 +591,8 @@ static void handle(uint32_t ring_idx, struct uni_ring *ring, const struct uni_ev
 static void ring_free(uint32_t idx, struct uni_ring *ring)
 {
 	uni_sim_forget_ring(idx);
+	if (idx < UNI_MAX_RINGS)
+		D.cpu_seen[idx] = 0;
 	/* A thread killed while it waited in a sleep's hold. */
 	if (atomic_exchange(&ring->holding, 0))
 		atomic_fetch_sub(&D.h->hold_waiters, 1);
@@ -661,11 +667,49 @@ static int ring_is_live_rank(struct uni_ring *ring);
 
 /* The nic horizon --------------------------------------------------------- */
 
-static int task_running(int pid, int tid)
+static int task_running_now(int pid, int tid)
 {
 	char p[96];
 	snprintf(p, sizeof(p), "/proc/%d/task/%d/stat", pid, tid);
 	return uni_proc_state(p) == 'R';
+}
+
+/* Whether the thread of ring k is still at work outside the shim: running
+ * or waiting for the disk (R, D), or it used CPU since the last time it
+ * was looked at (at least UNI_NIC_OUTSIDE_NS ago). One look at the state
+ * found a rank that imported Python modules asleep for a moment (a page
+ * read from disk) and left it out: a connect that should have waited for
+ * its listen went first (found by --compute-from, docs/simulate.md). */
+static int task_running(uint32_t k, int pid, int tid)
+{
+	char p[96], buf[512];
+	snprintf(p, sizeof(p), "/proc/%d/task/%d/stat", pid, tid);
+	int fd = open(p, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	/* "pid (comm) S ppid ...": utime and stime are fields 14 and 15. */
+	char *rp = strrchr(buf, ')');
+	if (!rp || rp[1] != ' ')
+		return 0;
+	char st = rp[2];
+	unsigned long long ut = 0, stt = 0;
+	char *q = rp + 2;
+	for (int field = 3; field < 14 && q; field++) {
+		q = strchr(q, ' ');
+		if (q)
+			q++;
+	}
+	if (q)
+		sscanf(q, "%llu %llu", &ut, &stt);
+	uint64_t cpu = ut + stt + 1; /* 0: never looked */
+	int moved = D.cpu_seen[k] && cpu != D.cpu_seen[k];
+	D.cpu_seen[k] = cpu;
+	return st == 'R' || st == 'D' || moved;
 }
 
 /* The minimum hold over the live rank threads' rings (horizon()). */
@@ -875,7 +919,7 @@ static uint64_t horizon(uint64_t now)
 			struct uni_ring *ring = uni_shm_ring(D.h, k);
 			if (D.outside[k] || !ring_is_live_rank(ring) || D.hv[k] == UINT64_MAX ||
 			    atomic_load_explicit(&ring->wait_kind, memory_order_acquire) == UNI_WAIT_READ ||
-			    task_running(ring->pid, ring->tid))
+			    task_running(k, ring->pid, ring->tid))
 				continue;
 			D.outside[k] = 1;
 			D.outside_vt[k] = D.hv[k];
@@ -956,7 +1000,7 @@ static int any_thread_running(int pid)
 	int running = 0;
 	while (!running && (de = readdir(d)) != NULL)
 		if (de->d_name[0] != '.')
-			running = task_running(pid, atoi(de->d_name));
+			running = task_running_now(pid, atoi(de->d_name));
 	closedir(d);
 	return running;
 }
@@ -1242,7 +1286,7 @@ static void maybe_warp(uint64_t now)
 		else if (wk == UNI_WAIT_COND && !ring->wait_vdl && ring->wait_deadline &&
 			 ring->wait_deadline < now + 10000000000ull)
 			why = "a wait with a real time-out";
-		else if (wk == UNI_WAIT_NONE && (!ring->dispatcher || task_running(ring->pid, ring->tid)))
+		else if (wk == UNI_WAIT_NONE && (!ring->dispatcher || task_running_now(ring->pid, ring->tid)))
 			/* (An event loop between events publishes no wait: it is in
 			 * epoll_wait unless it runs.) */
 			why = "a thread is outside the waits the shim knows (computing, or blocked elsewhere)";
@@ -1381,7 +1425,8 @@ static void create_segment(const char *config_path)
 	h->mode = D.cfg.mode;
 	h->strict = (uint32_t)D.cfg.strict;
 	h->horizon = D.cfg.mode == UNI_MODE_SIMULATE && uni_config_fluid(&D.cfg);
-	h->stacks = (uint32_t)D.cfg.trace_stacks;
+	/* Call stacks hold the host's addresses: not in a canonical trace. */
+	h->stacks = D.compute_from[0] ? 0u : (uint32_t)D.cfg.trace_stacks;
 	h->nccl_algo = D.cfg.nccl_algo;
 	h->net_latency_ns = D.cfg.latency_ns;
 	h->net_bandwidth_bps = D.cfg.bandwidth_bps;
@@ -1413,6 +1458,7 @@ static void create_segment(const char *config_path)
 	h->nkernels = D.cfg.nkernels;
 	copy_path(h->trace_path, sizeof(h->trace_path), D.trace_path, "trace path");
 	copy_path(h->config_path, sizeof(h->config_path), config_path ? config_path : "", "config path");
+	copy_path(h->compute_from, sizeof(h->compute_from), D.compute_from, "--compute-from path");
 	/* Magic last (a release store): a shim that opens the segment
 	 * earlier refuses it. */
 	__atomic_store_n(&h->magic, UNI_SHM_MAGIC, __ATOMIC_RELEASE);
@@ -1422,7 +1468,7 @@ static void create_segment(const char *config_path)
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: unid [--session NAME] [--config FILE] [--mode record|simulate|emulate]\n"
-		   "            [--trace PATH] [--ready-fd N]\n"
+		   "            [--trace PATH] [--compute-from TRACE] [--ready-fd N]\n"
 		   "The coordinator of a uniference session; normally started by 'unictl start' or unirun.\n");
 }
 
@@ -1432,16 +1478,18 @@ int main(int argc, char **argv)
 		{"session", required_argument, NULL, 's'}, {"config", required_argument, NULL, 'c'},
 		{"mode", required_argument, NULL, 'm'},    {"trace", required_argument, NULL, 't'},
 		{"ready-fd", required_argument, NULL, 'r'}, {"help", no_argument, NULL, 'h'},
+		{"compute-from", required_argument, NULL, 'f'},
 		{NULL, 0, NULL, 0}};
-	const char *config = NULL, *mode = NULL, *trace = NULL;
+	const char *config = NULL, *mode = NULL, *trace = NULL, *cfrom = NULL;
 	D.session = getenv("UNI_SESSION");
 	int c;
-	while ((c = getopt_long(argc, argv, "s:c:m:t:r:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "s:c:m:t:r:f:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 's': D.session = optarg; break;
 		case 'c': config = optarg; break;
 		case 'm': mode = optarg; break;
 		case 't': trace = optarg; break;
+		case 'f': cfrom = optarg; break;
 		case 'r': D.ready_fd = atoi(optarg); break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 64;
@@ -1477,6 +1525,19 @@ int main(int argc, char **argv)
 			die_startup("cannot read the current directory: %s", strerror(errno));
 		if ((size_t)snprintf(D.trace_path, sizeof(D.trace_path), "%s/%s", cwd, tp) >= sizeof(D.trace_path))
 			die_startup("trace path too long");
+	}
+	if (cfrom) {
+		if (D.cfg.mode != UNI_MODE_SIMULATE)
+			die_startup("--compute-from needs simulate mode (this session is in %s mode)",
+				    uni_mode_name(D.cfg.mode));
+		if (uni_cf_check_file(cfrom, err, sizeof(err)) < 0)
+			die_startup("--compute-from %s: %s", cfrom, err);
+		if (!realpath(cfrom, D.compute_from))
+			die_startup("--compute-from %s: %s", cfrom, strerror(errno));
+		char tabs[PATH_MAX];
+		if (realpath(D.trace_path, tabs) && strcmp(tabs, D.compute_from) == 0)
+			die_startup("--compute-from %s is the trace this session would write: give the new run "
+				    "another --trace", cfrom);
 	}
 
 	take_lock();
@@ -1578,6 +1639,18 @@ int main(int argc, char **argv)
 	check_ranks();
 	drain();
 	D.unmodelled += D.nunmatched;
+	if (D.h->compute_from[0]) {
+		r = rec_of(UNI_TR_COMPUTE_FROM, -1);
+		r.a = atomic_load(&D.h->cf_replayed);
+		r.off = atomic_load(&D.h->cf_followed);
+		r.len = atomic_load(&D.h->cf_diverged);
+		uint64_t unk = atomic_load(&D.h->cf_unknown);
+		r.conn = unk > UINT32_MAX ? UINT32_MAX : (uint32_t)unk;
+		trace_put(&r);
+		logmsg("compute from %s: %llu stretches replayed; threads: %llu followed the recorded run, "
+		       "%llu left it, %llu were not in it", D.h->compute_from, (unsigned long long)r.a,
+		       (unsigned long long)r.off, (unsigned long long)r.len, (unsigned long long)unk);
+	}
 	r = rec_of(UNI_TR_SESSION_END, -1);
 	r.t0 = r.t1 = uni_now_ns() - D.h->epoch_mono_ns;
 	r.a = atomic_load(&D.h->events_total);
@@ -1605,6 +1678,11 @@ int main(int argc, char **argv)
 	if (uni_trace_finish(&D.tw) < 0) {
 		logmsg("trace: %s", D.tw.err);
 		rc = 1;
+	} else if (D.compute_from[0]) {
+		/* Same event graph and compute, same file (docs/simulate.md). */
+		char cerr[256];
+		if (uni_trace_canonicalise(D.trace_path, cerr, sizeof(cerr)) < 0)
+			logmsg("trace: left as written, not in canonical form: %s", cerr);
 	}
 	logmsg("stopped: %llu events, %llu dropped, trace %s", (unsigned long long)r.a,
 	       (unsigned long long)r.len, D.trace_path);

@@ -252,13 +252,14 @@ struct uni_tramp {
 	uint64_t vt;
 	void *ring;
 	uint64_t src;
+	uint64_t key;
 };
 
 static void *uni_tramp_start(void *p)
 {
 	struct uni_tramp t = *(struct uni_tramp *)p;
 	free(p);
-	uni_shim_thread_begin(t.vt, t.ring, t.src);
+	uni_shim_thread_begin(t.vt, t.ring, t.src, t.key);
 	return t.fn(t.arg);
 }
 
@@ -333,6 +334,7 @@ UNI_EXTERN int pthread_create(pthread_t *th, const pthread_attr_t *attr, void *(
 	t->arg = arg;
 	t->vt = uni_shim_thread_vt();
 	t->src = uni_shim_signal(t, t->vt);
+	t->key = uni_shim_child_key();
 	t->ring = uni_shim_thread_prepare(t->vt);
 	int r = uni_real.pthread_create(th, attr, uni_tramp_start, t);
 	if (r) {

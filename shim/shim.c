@@ -18,6 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -34,7 +36,9 @@
 
 #include "gloo_follow.h"
 #include "shim.h"
+#include "uni/compute_from.h"
 #include "uni/shm.h"
+#include "uni/trace.h"
 
 #define UNI_SHIM_MAX_CONNS 8192u
 #define UNI_LIVENESS_NS 500000000ull /* check the coordinator twice a second */
@@ -102,6 +106,13 @@ struct shim_tls {
 	uint32_t starved;    /* nic: a read of this loop found no final byte ... */
 	uint32_t starved_seq; /* ... when final_seq was this */
 	uint64_t alive_at;   /* when it last found unid alive (coordinator_alive) */
+	uint64_t key;        /* the thread's key (uni/compute_from.h), 0: none */
+	uint32_t nchild;     /* threads it created (the next one's key) */
+	uint32_t pend_force; /* --compute-from: a COMPUTE goes before its next event
+	                        even when the replayed compute is 0 ns here */
+	const struct uni_cf_thread *cf; /* --compute-from: its recorded events,
+	                        NULL: measured (none, or it left the recorded run) */
+	uint32_t cf_at;      /* nev + 1 when it last took its recorded compute */
 };
 #define UNI_HELD 4
 
@@ -137,6 +148,9 @@ UNI_HIDDEN int uni_shim_sync_on;
 UNI_HIDDEN int uni_shim_clamp_on;
 UNI_HIDDEN int uni_shim_rec_on; /* a rank in record mode: sleeps are timed (summary) */
 static double g_slowdown = 1.0;
+static struct uni_cf g_cf;   /* --compute-from: this rank's recorded compute */
+static int g_cf_on;
+static int g_cf_debug;
 
 void uni_shim_resolve(void) UNI_HIDDEN;
 
@@ -283,6 +297,139 @@ static struct uni_ring *claim_ring(int tid)
 }
 
 static void push(struct uni_ring *r, const struct uni_ev *e);
+
+/* --compute-from (docs/simulate.md "Compute from a trace") ------------- */
+
+/* The trace kind an event always writes, 0 where it may write none or
+ * another (reads, writes, requests). */
+static uint8_t cf_kind_of(uint16_t kind)
+{
+	switch (kind) {
+	case UNI_EV_THREAD: return UNI_TR_THREAD;
+	case UNI_EV_THREAD_END: return UNI_TR_THREAD_END;
+	case UNI_EV_COMPUTE: return UNI_TR_COMPUTE;
+	case UNI_EV_IDLE: return UNI_TR_IDLE;
+	case UNI_EV_SIGNAL: return UNI_TR_SIGNAL;
+	case UNI_EV_TAKE: return UNI_TR_TAKE;
+	case UNI_EV_DEP: return UNI_TR_DEP;
+	case UNI_EV_OP: return UNI_TR_OP;
+	case UNI_EV_NCCL_OP: return UNI_TR_NCCL_OP;
+	case UNI_EV_NCCL_COMM: return UNI_TR_NCCL_COMM;
+	default: return 0;
+	}
+}
+
+/* The thread begins: its recorded events, if the recorded run had it. */
+static void cf_adopt(void)
+{
+	tls.cf = NULL;
+	tls.cf_at = 0;
+	if (!g_cf_on)
+		return;
+	tls.cf = uni_cf_find(&g_cf, tls.key);
+	if (!tls.cf) {
+		atomic_fetch_add(&g_hdr->cf_unknown, 1);
+		if (g_cf_debug)
+			uni_shim_log("compute-from: rank %d thread %d (key %016llx) is not in the recorded run: "
+				     "its compute is measured", g_rank, (int)tls.tid, (unsigned long long)tls.key);
+	}
+}
+
+/* Before the thread's event e (index nev) goes out: does it still follow
+ * the recorded run? An event where the recording has another kind, or
+ * none, ends the replay for this thread. */
+static void cf_check(const struct uni_ev *e)
+{
+	uint32_t s = tls.nev;
+	const struct uni_cf_thread *t = tls.cf;
+	uint8_t rk = s < t->n ? t->ev[s].kind : 0;
+	uint8_t pk = cf_kind_of(e->kind);
+	int ok;
+	if (s >= t->n)
+		ok = !pk; /* past the recorded thread's end: it took no compute there */
+	else if (pk)
+		ok = rk == pk;
+	else if (e->kind == UNI_EV_SEND)
+		ok = !rk || (rk == UNI_TR_SEND && t->ev[s].v == e->len);
+	else if (e->kind == UNI_EV_READ_REQ)
+		ok = !rk || (rk == UNI_TR_RECV && t->ev[s].v == e->len);
+	else if (e->kind == UNI_EV_SENT_REQ)
+		ok = !rk || rk == UNI_TR_SENT;
+	else
+		ok = !rk;
+	if (ok) {
+		if (e->kind == UNI_EV_THREAD_END || e->kind == UNI_EV_DETACH)
+			atomic_fetch_add(&g_hdr->cf_followed, 1);
+		return;
+	}
+	tls.cf = NULL;
+	atomic_fetch_add(&g_hdr->cf_diverged, 1);
+	if (g_cf_debug)
+		uni_shim_log("compute-from: rank %d thread %d (key %016llx) left the recorded run at its event %u "
+			     "(recorded: kind %u, %llu; here: event kind %u, %llu): its compute is measured from there",
+			     g_rank, (int)tls.tid, (unsigned long long)tls.key, s, rk,
+			     (unsigned long long)(s < t->n ? t->ev[s].v : 0), e->kind, (unsigned long long)e->len);
+}
+
+/* charge() under replay: the first time the thread enters the shim after
+ * an event it takes the compute the recorded run had before its next
+ * event (its CPU ns times this run's slowdown), and nothing more until
+ * that event: the measured CPU time is not used. */
+static void cf_charge(void)
+{
+	if (tls.cf_at == tls.nev + 1)
+		return;
+	tls.cf_at = tls.nev + 1;
+	uint32_t s = tls.nev;
+	if (s >= tls.cf->n || tls.cf->ev[s].kind != UNI_TR_COMPUTE)
+		return;
+	uint64_t c = tls.cf->ev[s].v;
+	uint64_t d = (uint64_t)((double)c * g_slowdown);
+	if (tls.ring) {
+		if (!tls.pend_d && !tls.pend_force)
+			tls.pend_t0 = tls.vt;
+		tls.pend_d += d;
+		tls.pend_cpu += c;
+		tls.pend_force = 1;
+	}
+	tls.vt += d;
+	tls.compute += d;
+	atomic_fetch_add_explicit(&g_hdr->cf_replayed, 1, memory_order_relaxed);
+}
+
+/* Attach: reads this rank's part of the trace the session replays. */
+static void cf_load(const struct uni_shm_hdr *h, int rank)
+{
+	const char *d = getenv("UNI_CF_DEBUG");
+	g_cf_debug = d && *d && strcmp(d, "0") != 0;
+	if (!h->compute_from[0] || h->mode != UNI_MODE_SIMULATE)
+		return;
+	char err[160] = "";
+	int fd = open(h->compute_from, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) != 0 || st.st_size <= 0) {
+		uni_shim_log("rank %d: cannot read %s (--compute-from): %s; its compute is measured", rank,
+			     h->compute_from, fd < 0 ? strerror(errno) : "empty");
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+	close(fd);
+	if (m == MAP_FAILED) {
+		uni_shim_log("rank %d: cannot map %s (--compute-from): %s; its compute is measured", rank,
+			     h->compute_from, strerror(errno));
+		return;
+	}
+	int r = uni_cf_load(m, (size_t)st.st_size, rank, &g_cf, err, sizeof(err));
+	munmap(m, (size_t)st.st_size);
+	if (r != 0) {
+		uni_shim_log("rank %d: %s (--compute-from): %s; its compute is measured", rank,
+			     h->compute_from, err);
+		return;
+	}
+	g_cf_on = 1;
+}
 static void charge(void);
 static void idle_record(uint64_t from, uint64_t to);
 static void accept_take(const struct uni_addr *la, const struct uni_addr *pa);
@@ -344,10 +491,14 @@ static void adopt_ring(struct uni_ring *r)
 	tls.tid = (uint32_t)r->tid;
 	tls.nev = 0;
 	tls.pend_d = tls.pend_cpu = 0;
+	tls.pend_force = 0;
 	tls.last_src = 0; /* (a forked child's first take is not its parent's) */
+	if (!tls.key && tls.tid == (uint32_t)g_pid)
+		tls.key = 1; /* the process's main thread */
+	cf_adopt();
 	pthread_setspecific(g_thread_key, r);
 	uint64_t now = g_mode == UNI_MODE_SIMULATE ? tls.vt : shim_now();
-	struct uni_ev e = {.kind = UNI_EV_THREAD, .t0 = now, .t1 = now, .a = (uint64_t)r->tid};
+	struct uni_ev e = {.kind = UNI_EV_THREAD, .t0 = now, .t1 = now, .a = (uint64_t)r->tid, .b = tls.key};
 	push(r, &e);
 	/* A new thread starts at its creator's clock (replay: from which event). */
 	if (tls.start_src) {
@@ -361,12 +512,15 @@ static void adopt_ring(struct uni_ring *r)
  * compute it was charged since its last event goes first (one COMPUTE). */
 static void push(struct uni_ring *r, const struct uni_ev *e)
 {
-	if (r == tls.ring && tls.pend_d && e->kind != UNI_EV_COMPUTE) {
+	if (r == tls.ring && (tls.pend_d || tls.pend_force) && e->kind != UNI_EV_COMPUTE) {
 		struct uni_ev c = {.kind = UNI_EV_COMPUTE, .t0 = tls.pend_t0, .t1 = tls.pend_t0 + tls.pend_d,
 				   .a = tls.pend_cpu};
 		tls.pend_d = tls.pend_cpu = 0;
+		tls.pend_force = 0;
 		push(r, &c);
 	}
+	if (UNI_UNLIKELY(tls.cf) && r == tls.ring)
+		cf_check(e);
 	while (uni_ring_push(r, e) != 0) {
 		if (!coordinator_alive()) {
 			atomic_fetch_add(&r->dropped, 1);
@@ -393,7 +547,7 @@ static void push(struct uni_ring *r, const struct uni_ev *e)
  * push puts first, if compute is pending). */
 static uint64_t next_id(void)
 {
-	return ((uint64_t)tls.tid << 32) | (tls.nev + (tls.pend_d ? 1u : 0u));
+	return ((uint64_t)tls.tid << 32) | (tls.nev + (tls.pend_d || tls.pend_force ? 1u : 0u));
 }
 
 /* The thread's clock now as a position among its events (UNI_SRC_POS: its
@@ -579,6 +733,7 @@ static void attach(void)
 	g_slowdown = uni_shm_rank(h, (uint32_t)rank)->slowdown;
 	if (!(g_slowdown > 0))
 		g_slowdown = 1.0;
+	cf_load(h, rank);
 	const char *mp = getenv("MASTER_PORT");
 	g_master_port = h->master_port > 0 ? h->master_port : (mp ? atoi(mp) : -1);
 	{
@@ -615,6 +770,10 @@ static void at_fork_child(void)
 {
 	int st = atomic_load(&g_state);
 	atomic_fetch_add(&g_gen, 1);
+	/* The child's main thread: a child of the thread that forked. */
+	tls.key = uni_cf_child_key(tls.key ? tls.key : 1, 1u << 31);
+	tls.nchild = 0;
+	tls.cf = NULL;
 	uni_shim_sync_on = 0;
 	uni_shim_clamp_on = 0;
 	uni_shim_rec_on = 0;
@@ -913,7 +1072,9 @@ static void charge(void)
 	if (UNI_UNLIKELY(!tls.ring || tls.gen != atomic_load_explicit(&g_gen, memory_order_relaxed)))
 		thread_ring();
 	uint64_t wall, cpu = cpu_reading(&wall);
-	if (!tls.dispatcher && cpu > tls.cpu_mark) {
+	if (UNI_UNLIKELY(tls.cf) && !tls.dispatcher) {
+		cf_charge();
+	} else if (!tls.dispatcher && cpu > tls.cpu_mark) {
 		uint64_t d = (uint64_t)((double)(cpu - tls.cpu_mark) * g_slowdown);
 		/* Reported with the thread's next event (push), all of it: the
 		 * event graph of unitrace replay needs every stretch. */
@@ -2104,9 +2265,18 @@ void uni_shim_thread_abandon(void *ring)
 	atomic_store_explicit(&r->state, UNI_RING_FREE, memory_order_release);
 }
 
-void uni_shim_thread_begin(uint64_t vt, void *ring, uint64_t src)
+uint64_t uni_shim_child_key(void)
+{
+	if (!tls.key && tls.tid == 0 && (int)syscall(SYS_gettid) == g_pid)
+		tls.key = 1; /* the main thread, before its first event */
+	return tls.key ? uni_cf_child_key(tls.key, ++tls.nchild) : 0;
+}
+
+void uni_shim_thread_begin(uint64_t vt, void *ring, uint64_t src, uint64_t key)
 {
 	tls.vt = vt;
+	tls.key = key;
+	tls.nchild = 0;
 	tls.start_src = src;
 	/* An earlier thread with the same pthread_t (glibc reuses them) may
 	 * have left its end for a joiner that never came (it was detached). */
@@ -2164,10 +2334,26 @@ void uni_shim_sleeping(int on, uint64_t ns)
  * connects in causal order"): then no thread of another rank can still act
  * before virtual time w, so whatever the others do before it (a rank that
  * computes longer in real time than in virtual time, say) has been done. Not for event loops
- * and pollers (they have no clock of their own), not before every rank
- * attached (no horizon), and at most g_hold_max_ns of real time. The
+ * and pollers (they have no clock of their own); before every rank
+ * attached there is no horizon: it waits for the missing ranks to attach
+ * first; at most g_hold_max_ns of real time in all. The
  * caller publishes a clock of at least w first (a sleeper its wake-up),
  * or it holds the horizon below w itself. */
+static _Atomic int g_world_gaveup; /* a hold gave up on ranks that never attached */
+
+/* Every rank of the world has attached (or attached and ended), or a hold
+ * gave up waiting for the missing ones. */
+static int world_attached(void)
+{
+	if (atomic_load_explicit(&g_world_gaveup, memory_order_relaxed) || g_world <= 0)
+		return 1;
+	for (int i = 0; i < g_world && i < (int)g_hdr->max_ranks; i++)
+		if (atomic_load_explicit(&uni_shm_rank(g_hdr, (uint32_t)i)->state, memory_order_acquire) ==
+		    UNI_RANK_FREE)
+			return 0;
+	return 1;
+}
+
 static void hold_until(uint64_t w)
 {
 	if (tls.dispatcher || tls.poller || !w || w == UINT64_MAX)
@@ -2187,11 +2373,19 @@ static void hold_until(uint64_t w)
 			uint64_t h = atomic_load_explicit(&g_hdr->hold_rank, memory_order_acquire) == (uint32_t)g_rank
 					     ? atomic_load_explicit(&g_hdr->hold_hx, memory_order_acquire)
 					     : atomic_load_explicit(&g_hdr->hold_h, memory_order_acquire);
-			if (h == 0 || h >= w)
+			/* No horizon before every rank attached: a rank that has
+			 * not started yet will act after this time too (a client
+			 * that found no listener because its server had not
+			 * started retried, or not, as the host's start-up went). */
+			if ((h == 0 && world_attached()) || (h && h >= w))
 				break;
 		}
 		if (clock_ns(CLOCK_MONOTONIC) - t0 > g_hold_max_ns) {
 			atomic_fetch_add(&g_hdr->holds_given_up, 1);
+			if (!world_attached() && !atomic_exchange(&g_world_gaveup, 1))
+				uni_shim_log("rank %d: not every rank of the world of %d attached within %.0f s: sleeps and "
+					     "connects no longer wait for the missing ones", g_rank, g_world,
+					     (double)g_hold_max_ns / 1e9);
 			break;
 		}
 		if (!coordinator_alive() || atomic_load_explicit(&g_state, memory_order_relaxed) != ST_ATTACHED)

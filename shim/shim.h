@@ -270,7 +270,10 @@ clockid_t uni_cond_clock(const pthread_cond_t *cv) UNI_HIDDEN;
  * mode). uni_shim_thread_vt is called by the creator, uni_shim_thread_begin
  * first thing in the new thread. */
 uint64_t uni_shim_thread_vt(void) UNI_HIDDEN;
-void uni_shim_thread_begin(uint64_t vt, void *ring, uint64_t src) UNI_HIDDEN;
+void uni_shim_thread_begin(uint64_t vt, void *ring, uint64_t src, uint64_t key) UNI_HIDDEN;
+/* The key of the next thread the calling thread creates (--compute-from:
+ * uni/compute_from.h); 0 when the caller has none. */
+uint64_t uni_shim_child_key(void) UNI_HIDDEN;
 /* pthread_join: the object a joiner of th waits on (an odd address, no
  * condvar's or mutex's); uni_shim_joined: the join succeeded, the joiner
  * takes the time th ended (simulate mode; the exiting thread stamps it). */

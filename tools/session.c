@@ -135,6 +135,10 @@ int uni_session_start(const struct uni_start_opts *o, pid_t *pidp, char *trace, 
 			argv[n++] = "--trace";
 			argv[n++] = o->trace;
 		}
+		if (o->compute_from) {
+			argv[n++] = "--compute-from";
+			argv[n++] = o->compute_from;
+		}
 		argv[n] = NULL;
 		/* LD_PRELOAD of the shim must not reach the daemon. */
 		unsetenv("LD_PRELOAD");

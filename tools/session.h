@@ -11,6 +11,7 @@ struct uni_start_opts {
 	const char *mode;   /* may be NULL: the config's */
 	const char *trace;  /* may be NULL: the config's */
 	const char *log;    /* unid's stderr after start-up; NULL: /tmp/uni.<session>.log */
+	const char *compute_from; /* a trace whose compute the session replays; may be NULL */
 };
 
 /* Finds a file installed beside this program: tries each of rel (relative

@@ -1,6 +1,7 @@
 /* unictl: start, inspect and stop a uniference session.
  *
  *   unictl start [--session NAME] [--config FILE] [--mode MODE] [--trace PATH]
+ *                [--compute-from TRACE]
  *   unictl status [--session NAME] [--json]
  *   unictl stop [--session NAME]
  *
@@ -28,6 +29,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: unictl start  [--session NAME] [--config FILE] [--mode record|simulate|emulate] [--trace PATH]\n"
+		"                     [--compute-from TRACE]\n"
 		"       unictl status [--session NAME] [--json]\n"
 		"       unictl stop   [--session NAME]\n"
 		"The session name defaults to $UNI_SESSION, else 'default'.\n");
@@ -128,16 +130,18 @@ int main(int argc, char **argv)
 		{"session", required_argument, NULL, 's'}, {"config", required_argument, NULL, 'c'},
 		{"mode", required_argument, NULL, 'm'},    {"trace", required_argument, NULL, 't'},
 		{"json", no_argument, NULL, 'j'},          {"help", no_argument, NULL, 'h'},
-		{"version", no_argument, NULL, 'V'},       {NULL, 0, NULL, 0}};
+		{"version", no_argument, NULL, 'V'},       {"compute-from", required_argument, NULL, 'f'},
+		{NULL, 0, NULL, 0}};
 	struct uni_start_opts so = {0};
 	int json = 0, c;
 	so.session = getenv("UNI_SESSION");
-	while ((c = getopt_long(argc, argv, "s:c:m:t:jhV", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "s:c:m:t:f:jhV", opts, NULL)) != -1) {
 		switch (c) {
 		case 's': so.session = optarg; break;
 		case 'c': so.config = optarg; break;
 		case 'm': so.mode = optarg; break;
 		case 't': so.trace = optarg; break;
+		case 'f': so.compute_from = optarg; break;
 		case 'j': json = 1; break;
 		case 'h': usage(stdout); return 0;
 #ifdef UNI_VERSION

@@ -351,6 +351,8 @@ struct summary {
 	uint64_t unid_pid;
 	uint64_t end_events, end_dropped, end_unmodelled;
 	uint64_t end_late, end_late_us; /* transfers that started after their stamp */
+	int have_cf;                    /* compute_from: the session replayed compute ... */
+	uint64_t cf_replayed, cf_followed, cf_diverged, cf_unknown;
 	uint64_t world; /* largest world size any rank reported */
 	uint64_t unknown;  /* records of unknown kinds, skipped */
 	uint64_t bad_rank; /* per-rank records with a negative rank */
@@ -653,6 +655,13 @@ static void account(struct summary *s, const struct uni_trec *t)
 		s->end_unmodelled = t->off;
 		s->end_late = t->conn;
 		s->end_late_us = t->conn && t->peer > 0 ? (uint64_t)t->peer : 0;
+		return;
+	case UNI_TR_COMPUTE_FROM:
+		s->have_cf = 1;
+		s->cf_replayed = t->a;
+		s->cf_followed = t->off;
+		s->cf_diverged = rec_b(t);
+		s->cf_unknown = t->conn;
 		return;
 	case UNI_TR_RANK_ATTACH:
 	case UNI_TR_RANK_EXIT:
@@ -1065,6 +1074,11 @@ static void summary_text(const struct summary *s, const char *path)
 		       "(a sender the network had stopped waiting for; times after it may be off)\n",
 		       s->end_late, s->end_late == 1 ? "" : "s", s->end_late == 1 ? "its" : "their",
 		       (double)s->end_late_us / 1e3);
+	if (s->have_cf)
+		printf("compute:   replayed from another trace (--compute-from): %" PRIu64
+		       " stretches; threads: %" PRIu64 " followed the recorded run to their end, %" PRIu64
+		       " left it (measured from there), %" PRIu64 " were not in it\n",
+		       s->cf_replayed, s->cf_followed, s->cf_diverged, s->cf_unknown);
 
 	if (!s->nmism) {
 		printf("consistency: bytes sent == bytes received on every connection\n");
@@ -1245,6 +1259,10 @@ static void summary_json(const struct summary *s, const char *path)
 		       (double)s->end_late_us / 1e3);
 	else
 		printf("  \"session_end\": null,\n");
+	if (s->have_cf)
+		printf("  \"compute_from\": {\"stretches\": %" PRIu64 ", \"threads_followed\": %" PRIu64
+		       ", \"threads_left\": %" PRIu64 ", \"threads_unknown\": %" PRIu64 "},\n",
+		       s->cf_replayed, s->cf_followed, s->cf_diverged, s->cf_unknown);
 	printf("  \"consistent\": %s,\n  \"mismatches\": [",
 	       s->nmism ? "false" : "true");
 	for (size_t i = 0; i < s->nmism; i++) {

@@ -32,7 +32,7 @@
 #include <stdint.h>
 
 #define UNI_SHM_MAGIC 0x31304d4853494e55ull /* "UNISHM01" little-endian */
-#define UNI_SHM_VERSION 14u
+#define UNI_SHM_VERSION 15u
 /* The longest real time a sleep waits for the session before it ends
  * anyway (a thread that computes for ever without entering the shim), per
  * CPU share: times the world's ranks per CPU of the host where there are
@@ -414,6 +414,12 @@ struct uni_shm_hdr {
 	_Atomic uint64_t hold_ns;        /* ... the real time they waited ... */
 	_Atomic uint64_t holds_given_up; /* ... and those that gave up after hold_max_ns */
 	_Atomic uint64_t hold_max_ns;    /* UNI_HOLD_MAX_NS (unid), times the CPU share (the ranks raise it) */
+	/* --compute-from (docs/simulate.md "Compute from a trace"): */
+	_Atomic uint64_t cf_replayed;    /* compute stretches taken from the trace */
+	_Atomic uint64_t cf_followed;    /* threads that followed the recorded run to their end */
+	_Atomic uint64_t cf_diverged;    /* threads that left it (their compute measured from there) */
+	_Atomic uint64_t cf_unknown;     /* threads the recorded run did not have */
+	char compute_from[512];          /* the trace, "" without */
 	char deadlock_report[512];       /* where unid wrote the report */
 	char trace_path[512];
 	char config_path[512];

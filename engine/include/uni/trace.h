@@ -16,7 +16,7 @@
 
 #define UNI_TRACE_MAGIC "UNITRACE"
 #define UNI_TRACE_VERSION_MAJOR 1u
-#define UNI_TRACE_VERSION_MINOR 4u
+#define UNI_TRACE_VERSION_MINOR 5u
 #define UNI_TRACE_HDR_SIZE 256u
 #define UNI_TRACE_REC_SIZE 64u
 
@@ -45,7 +45,8 @@ enum uni_trec_kind {
 	                             t0 = end (simulate: the exiting thread's virtual clock);
 	                             simulate, clean exit: off = that thread's compute,
 	                             len = its waiting (virtual ns) */
-	UNI_TR_THREAD = 4,        /* rank, tid: a thread began sending events */
+	UNI_TR_THREAD = 4,        /* rank, tid: a thread began sending events; (1.5) off = its
+	                             key (uni/compute_from.h; 0: none) */
 	UNI_TR_CONN = 5,          /* rank, conn, peer (rank), a = peer conn,
 	                             off = local port, len = peer port */
 	UNI_TR_SEND = 6,          /* rank, tid, conn, peer, t0/t1, off, len */
@@ -91,6 +92,11 @@ enum uni_trec_kind {
 	UNI_TR_NCCL_COMM = 21,    /* (1.4) rank, tid joined communicator a (its key's first
 	                             8 bytes): off = nranks, len = its rank in it, peer = its
 	                             network node (-1: the process's rank) */
+	UNI_TR_COMPUTE_FROM = 22, /* (1.5) the session replayed the compute of another trace
+	                             (--compute-from; before session_end): a = compute stretches
+	                             taken from it, off = threads that followed the recorded
+	                             run to their end, len = threads that left it (measured from
+	                             there), conn = threads it did not have */
 };
 
 enum uni_trec_flags {

@@ -59,4 +59,10 @@ int uni_trace_flush(struct uni_trace_writer *w);
  * on a closed writer returns 0. */
 int uni_trace_finish(struct uni_trace_writer *w);
 
+/* Rewrites the finished trace at path in its canonical form (engine/
+ * trace_canon.c: the host's ids, ports, pids and real times taken out,
+ * records in an order of their own), through path.canon and a rename:
+ * 0, or -1 with one line in err (the file is then as it was). */
+int uni_trace_canonicalise(const char *path, char *err, size_t errlen);
+
 #endif
