@@ -459,7 +459,8 @@ static void handle(uint32_t ring_idx, struct uni_ring *ring, const struct uni_ev
 	/* The event's index among its thread's events (its id with the tid). */
 	if (e->kind == UNI_EV_THREAD)
 		D.ring_seq[ring_idx] = 0;
-	uint32_t seq = D.ring_seq[ring_idx]++;
+	/* (A string is text, not an event: it takes no index.) */
+	uint32_t seq = e->kind == UNI_EV_STRING ? D.ring_seq[ring_idx] : D.ring_seq[ring_idx]++;
 	struct uni_op op = {.e = *e, .rank = rank, .tid = ring->tid, .ring = ring_idx, .seq = seq};
 	struct uni_trec r = rec_of(0, rank);
 	r.tid = ring->tid;

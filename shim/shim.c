@@ -113,6 +113,8 @@ struct shim_tls {
 	const struct uni_cf_thread *cf; /* --compute-from: its recorded events,
 	                        NULL: measured (none, or it left the recorded run) */
 	uint32_t cf_at;      /* nev + 1 when it last took its recorded compute */
+	uint8_t cf_hist[6];  /* UNI_CF_DEBUG=2: the kinds of its last events */
+	uint32_t cf_nh;
 };
 #define UNI_HELD 4
 
@@ -357,6 +359,8 @@ static void cf_check(const struct uni_ev *e)
 		ok = !rk || rk == UNI_TR_SENT;
 	else
 		ok = !rk;
+	if (g_cf_debug > 1)
+		tls.cf_hist[tls.cf_nh++ % 6] = e->kind;
 	if (ok) {
 		if (e->kind == UNI_EV_THREAD_END || e->kind == UNI_EV_DETACH)
 			atomic_fetch_add(&g_hdr->cf_followed, 1);
@@ -364,6 +368,17 @@ static void cf_check(const struct uni_ev *e)
 	}
 	tls.cf = NULL;
 	atomic_fetch_add(&g_hdr->cf_diverged, 1);
+	if (g_cf_debug > 1) {
+		char a[128] = "", b[128] = "";
+		size_t la = 0, lb = 0;
+		for (uint32_t i = s > 6 ? s - 6 : 0; i < s + 4 && i < t->n; i++)
+			la += (size_t)snprintf(a + la, sizeof(a) - la > 0 ? sizeof(a) - la : 0, "%s%u", i == s ? " [" : " ",
+					       t->ev[i].kind);
+		for (uint32_t i = 0; i < 6; i++)
+			lb += (size_t)snprintf(b + lb, sizeof(b) - lb, " %u", tls.cf_hist[(tls.cf_nh + i) % 6]);
+		uni_shim_log("compute-from: rank %d thread %d event %u: recorded kinds from %u:%s; its last events here:%s",
+			     g_rank, (int)tls.tid, s, s > 6 ? s - 6 : 0, a, b);
+	}
 	if (g_cf_debug)
 		uni_shim_log("compute-from: rank %d thread %d (key %016llx) left the recorded run at its event %u "
 			     "(recorded: kind %u, %llu; here: event kind %u, %llu): its compute is measured from there",
@@ -401,7 +416,7 @@ static void cf_charge(void)
 static void cf_load(const struct uni_shm_hdr *h, int rank)
 {
 	const char *d = getenv("UNI_CF_DEBUG");
-	g_cf_debug = d && *d && strcmp(d, "0") != 0;
+	g_cf_debug = d && *d ? atoi(d) : 0;
 	if (!h->compute_from[0] || h->mode != UNI_MODE_SIMULATE)
 		return;
 	char err[160] = "";
@@ -519,7 +534,7 @@ static void push(struct uni_ring *r, const struct uni_ev *e)
 		tls.pend_force = 0;
 		push(r, &c);
 	}
-	if (UNI_UNLIKELY(tls.cf) && r == tls.ring)
+	if (UNI_UNLIKELY(tls.cf) && r == tls.ring && e->kind != UNI_EV_STRING)
 		cf_check(e);
 	while (uni_ring_push(r, e) != 0) {
 		if (!coordinator_alive()) {
@@ -536,7 +551,9 @@ static void push(struct uni_ring *r, const struct uni_ev *e)
 	struct uni_ring_hint *hint = uni_shm_hint(g_hdr, (uint32_t)(r - uni_shm_ring(g_hdr, 0)));
 	atomic_store_explicit(&hint->pushed, atomic_load_explicit(&hint->pushed, memory_order_relaxed) + 1,
 			      memory_order_release);
-	if (r == tls.ring)
+	/* A string (a call stack's text) is not an event of the thread:
+	 * indices do not depend on whether stacks are recorded. */
+	if (r == tls.ring && e->kind != UNI_EV_STRING)
 		tls.nev++;
 	if (uni_ring_used(r) >= UNI_RING_CAP / 2 &&
 	    atomic_load_explicit(&g_hdr->daemon_sleeping, memory_order_relaxed))
@@ -999,11 +1016,17 @@ static inline void cpu_relax(void)
 #endif
 }
 
-/* A real clock, never the program's virtual one. */
+/* A real clock, never the program's virtual one (also uni_now_ns in the
+ * shim, uni/common.h: through the exported clock_gettime, the shim's own
+ * reads outside tls.in_shim were the program's, virtual, and charged
+ * compute in the middle of the shim's work). */
 static uint64_t clock_ns(clockid_t clk)
 {
 	struct timespec ts;
-	uni_real.clock_gettime(clk, &ts);
+	if (UNI_LIKELY(uni_real.clock_gettime))
+		uni_real.clock_gettime(clk, &ts);
+	else
+		syscall(SYS_clock_gettime, clk, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
