@@ -677,7 +677,8 @@ static int task_running_now(int pid, int tid)
 
 /* Whether the thread of ring k is still at work outside the shim: running
  * or waiting for the disk (R, D), or it used CPU since the last time it
- * was looked at (at least UNI_NIC_OUTSIDE_NS ago). One look at the state
+ * was looked at (at least UNI_NIC_OUTSIDE_NS ago), or it was not looked at
+ * before. One look at the state
  * found a rank that imported Python modules asleep for a moment (a page
  * read from disk) and left it out: a connect that should have waited for
  * its listen went first (found by --compute-from, docs/simulate.md). */
@@ -708,7 +709,9 @@ static int task_running(uint32_t k, int pid, int tid)
 	if (q)
 		sscanf(q, "%llu %llu", &ut, &stt);
 	uint64_t cpu = ut + stt + 1; /* 0: never looked */
-	int moved = D.cpu_seen[k] && cpu != D.cpu_seen[k];
+	/* The first look only notes its CPU time: a thread is left out when
+	 * it also used none until the next, UNI_NIC_OUTSIDE_NS later. */
+	int moved = !D.cpu_seen[k] || cpu != D.cpu_seen[k];
 	D.cpu_seen[k] = cpu;
 	return st == 'R' || st == 'D' || moved;
 }

@@ -371,10 +371,10 @@ static void cf_check(const struct uni_ev *e)
 	if (g_cf_debug > 1) {
 		char a[128] = "", b[128] = "";
 		size_t la = 0, lb = 0;
-		for (uint32_t i = s > 6 ? s - 6 : 0; i < s + 4 && i < t->n; i++)
-			la += (size_t)snprintf(a + la, sizeof(a) - la > 0 ? sizeof(a) - la : 0, "%s%u", i == s ? " [" : " ",
-					       t->ev[i].kind);
-		for (uint32_t i = 0; i < 6; i++)
+		/* (At most 10 x " [255" and 6 x " 255": no truncation.) */
+		for (uint32_t i = s > 6 ? s - 6 : 0; i < s + 4 && i < t->n && la < sizeof(a) - 8; i++)
+			la += (size_t)snprintf(a + la, sizeof(a) - la, "%s%u", i == s ? " [" : " ", t->ev[i].kind);
+		for (uint32_t i = 0; i < 6 && lb < sizeof(b) - 8; i++)
 			lb += (size_t)snprintf(b + lb, sizeof(b) - lb, " %u", tls.cf_hist[(tls.cf_nh + i) % 6]);
 		uni_shim_log("compute-from: rank %d thread %d event %u: recorded kinds from %u:%s; its last events here:%s",
 			     g_rank, (int)tls.tid, s, s > 6 ? s - 6 : 0, a, b);
