@@ -67,12 +67,12 @@ static int cmd_status(const char *session, int json)
 	if (json) {
 		printf("{\"session\":\"%s\",\"unid_pid\":%d,\"alive\":%s,\"mode\":\"%s\",\"uptime_s\":%.3f,"
 		       "\"events\":%llu,\"dropped\":%llu,\"connections\":%u,\"modelled_connections\":%u,"
-		       "\"threads\":%u,\"nccl\":%s,\"cupti\":%s,\"trace\":\"%s\",\"ranks\":[",
+		       "\"threads\":%u,\"nccl\":%s,\"cupti\":%s,\"trace\":\"%s\",\"compute_from\":\"%s\",\"ranks\":[",
 		       h->session, h->daemon_pid, alive ? "true" : "false", uni_mode_name(h->mode), up,
 		       (unsigned long long)atomic_load(&h->events_total),
 		       (unsigned long long)atomic_load(&h->dropped_total), nconns, matched, rings,
 		       UNI_HAVE_NCCL ? "true" : "false", UNI_HAVE_NCCL && UNI_HAVE_CUPTI ? "true" : "false",
-		       h->trace_path);
+		       h->trace_path, h->compute_from);
 		int first = 1;
 		for (uint32_t i = 0; i < h->max_ranks; i++) {
 			struct uni_rank *r = uni_shm_rank(h, i);
@@ -92,6 +92,13 @@ static int cmd_status(const char *session, int json)
 		       alive ? "running" : "GONE: stale segment, run 'unictl stop' to clean up",
 		       uni_mode_name(h->mode), up);
 		printf("  trace: %s\n", h->trace_path);
+		if (h->compute_from[0])
+			printf("  compute from: %s (so far %llu stretches replayed; threads: %llu followed the "
+			       "recorded run to their end, %llu left it, %llu were not in it)\n",
+			       h->compute_from, (unsigned long long)atomic_load(&h->cf_replayed),
+			       (unsigned long long)atomic_load(&h->cf_followed),
+			       (unsigned long long)atomic_load(&h->cf_diverged),
+			       (unsigned long long)atomic_load(&h->cf_unknown));
 		printf("  events: %llu received, %llu dropped; connections: %u seen, %u between ranks; "
 		       "threads reporting: %u\n",
 		       (unsigned long long)atomic_load(&h->events_total),
