@@ -158,7 +158,9 @@ int uni_cf_load(const void *buf, size_t len, int rank, struct uni_cf *out, char 
 					last = j;
 					break;
 				}
-		if (!t || r.seq >= (1u << 28))
+		/* An index far past the file's records is not a real one (a
+		 * damaged file): not worth gigabytes of table. */
+		if (!t || r.seq >= (1u << 28) || (size_t)r.seq > 4 * nrec + 1024)
 			continue;
 		if (r.seq >= t->cap) {
 			uint32_t nc = t->cap ? t->cap : 64;

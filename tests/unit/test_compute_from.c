@@ -8,7 +8,8 @@
  * the rank asked, from records in any order of threads; a tid reused by a
  * later thread record starts a new thread; two threads with one key are
  * not replayed; strings and deadlock records (whose seq is not an event
- * index) are left out; the file is refused with a message when it is not a
+ * index) and an index far past the file's records (a damaged file) are
+ * left out; the file is refused with a message when it is not a
  * trace, not simulate mode, older than format 1.5, or has no thread of the
  * rank. The canonical form of a trace is the same file whatever the order
  * of its records, the tids, connection ids, ports, pids, real times and
@@ -85,6 +86,7 @@ START_TEST(test_table)
 	rec[n] = R(UNI_TR_RECV, 0, 100, 4), rec[n++].len = 4096; /* written late: seq 4 before 2 */
 	rec[n] = R(UNI_TR_SEND, 0, 100, 2), rec[n++].len = 100;
 	rec[n] = R(UNI_TR_STRING, 0, 100, 3), rec[n++].off = 1; /* seq = a chunk, not an event */
+	rec[n] = R(UNI_TR_COMPUTE, 0, 100, 100000000), rec[n++].off = 1; /* damaged: no 1.6 GB table */
 	rec[n] = R(UNI_TR_DEADLOCK, 0, 100, 0), n++;
 	size_t len;
 	void *b = mkbuf(rec, n, 1, 5, &len);
@@ -92,7 +94,7 @@ START_TEST(test_table)
 	char err[160];
 	ck_assert_int_eq(uni_cf_load(b, len, 0, &cf, err, sizeof(err)), 0);
 	ck_assert_uint_eq(cf.nthreads, 2);
-	ck_assert_uint_eq(cf.stretches, 2);
+	ck_assert_uint_eq(cf.stretches, 2); /* the damaged one left out */
 	const struct uni_cf_thread *t = uni_cf_find(&cf, 1);
 	ck_assert_ptr_nonnull(t);
 	ck_assert_uint_eq(t->n, 5);
