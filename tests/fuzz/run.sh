@@ -2,7 +2,9 @@
 # Fuzzes unitrace (every command) with libFuzzer + ASan + UBSan for a
 # bounded time, starting from traces written by mktrace (good, truncated,
 # without end, mismatched, unknown kind), then the config parser for a
-# third of that from the test and example configs.
+# third of that from the test and example configs, and --compute-from's
+# readers of a trace (a rank's table, the canonical form) for a third
+# from the same traces.
 #   tests/fuzz/run.sh SECONDS   (from the repository root; needs clang)
 set -euo pipefail
 secs=${1:-60}
@@ -35,6 +37,11 @@ cp tests/unit/configs/*.yaml examples/configs/*.yaml "$W/cfg/"
 clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 	-D_GNU_SOURCE -Iengine/include -Ibuild \
 	engine/config.c tests/fuzz/fuzz_config.c $(pkg-config --cflags --libs yaml-0.1) -lm -o "$W/fuzz_config"
+# --compute-from's readers (the rank's table, the canonical form), from
+# the same traces.
+clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	-D_GNU_SOURCE -Iengine/include -Ibuild \
+	engine/compute_from.c engine/trace_canon.c tests/fuzz/fuzz_compute_from.c -o "$W/fuzz_compute_from"
 cd "$W"
 # On a failure: the sanitizer's whole report (libFuzzer's own output is
 # mostly progress lines and the commands' messages) and the input that
@@ -58,3 +65,5 @@ fuzz fuzz_unitrace "$secs" corpus
 echo "fuzz: unitrace survived ${secs} s of libFuzzer"
 fuzz fuzz_config "$((secs / 3 + 1))" cfg
 echo "fuzz: the config parser survived $((secs / 3 + 1)) s of libFuzzer"
+fuzz fuzz_compute_from "$((secs / 3 + 1))" corpus
+echo "fuzz: --compute-from's readers survived $((secs / 3 + 1)) s of libFuzzer"
