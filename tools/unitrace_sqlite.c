@@ -20,7 +20,7 @@ static const char schema[] =
 	"CREATE TABLE rank_attach(rank INTEGER, pid INTEGER, world_size INTEGER, t_ns INTEGER);\n"
 	"CREATE TABLE rank_exit(rank INTEGER, pid INTEGER, how TEXT, end_ns INTEGER, compute_ns INTEGER,"
 	" waiting_ns INTEGER);\n"
-	"CREATE TABLE thread(rank INTEGER, tid INTEGER, t_ns INTEGER);\n"
+	"CREATE TABLE thread(rank INTEGER, tid INTEGER, t_ns INTEGER, key TEXT);\n"
 	"CREATE TABLE conn(conn INTEGER PRIMARY KEY, rank INTEGER, peer INTEGER, peer_conn INTEGER,"
 	" local_port INTEGER, peer_port INTEGER);\n"
 	"CREATE TABLE send(rank INTEGER, tid INTEGER, peer INTEGER, conn INTEGER, t0_ns INTEGER, t1_ns INTEGER,"
@@ -59,7 +59,7 @@ static const char *const inserts[] = {
 	[UNI_TR_SESSION_START] = "INSERT INTO session_start VALUES(?1)",
 	[UNI_TR_RANK_ATTACH] = "INSERT INTO rank_attach VALUES(?1,?2,?3,?4)",
 	[UNI_TR_RANK_EXIT] = "INSERT INTO rank_exit VALUES(?1,?2,?3,?4,?5,?6)",
-	[UNI_TR_THREAD] = "INSERT INTO thread VALUES(?1,?2,?3)",
+	[UNI_TR_THREAD] = "INSERT INTO thread VALUES(?1,?2,?3,?4)",
 	[UNI_TR_CONN] = "INSERT OR REPLACE INTO conn VALUES(?1,?2,?3,?4,?5,?6)",
 	[UNI_TR_SEND] = "INSERT INTO send VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)",
 	[UNI_TR_RECV] = "INSERT INTO recv VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
@@ -104,9 +104,15 @@ static int bind_rec(sqlite3_stmt *st, const struct uni_trec *t)
 				  -1, SQLITE_STATIC);
 		U(t->t0), U(t->off), U(t->len);
 		break;
-	case UNI_TR_THREAD:
+	case UNI_TR_THREAD: {
+		/* (1.5) its key, 16 hex digits; empty before 1.5 or without one. */
+		char key[17] = "";
+		if (t->off)
+			snprintf(key, sizeof(key), "%016" PRIx64, t->off);
 		B(t->rank), B(t->tid), U(t->t0);
+		sqlite3_bind_text(st, k++, key, -1, SQLITE_TRANSIENT);
 		break;
+	}
 	case UNI_TR_CONN:
 		U(t->conn), B(t->rank), B(t->peer), U(t->a), U(t->off), U(t->len);
 		break;
