@@ -1343,6 +1343,16 @@ static int nccl_pair(struct ctx *x, const char *path, const char *key,
 		return get_enum(x, v, path, "algorithm", names, UNI_ARRAY_LEN(names),
 				&x->c->nccl_algo);
 	}
+	if (!strcmp(key, "protocol")) {
+		static const char *const names[] = {
+			[UNI_NCCL_PROTO_AUTO] = "auto",
+			[UNI_NCCL_PROTO_LL] = "LL",
+			[UNI_NCCL_PROTO_LL128] = "LL128",
+			[UNI_NCCL_PROTO_SIMPLE] = "Simple",
+		};
+		return get_enum(x, v, path, "protocol", names, UNI_ARRAY_LEN(names),
+				&x->c->nccl_proto);
+	}
 	return 1;
 }
 
@@ -1369,7 +1379,7 @@ static int top_pair(struct ctx *x, const char *path, const char *key,
 	if (!strcmp(key, "trace"))
 		return walk_map(x, v, path, "path, stacks", trace_pair, NULL);
 	if (!strcmp(key, "nccl"))
-		return walk_map(x, v, path, "algorithm", nccl_pair, NULL);
+		return walk_map(x, v, path, "algorithm, protocol", nccl_pair, NULL);
 	return 1;
 }
 

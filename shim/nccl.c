@@ -724,11 +724,15 @@ struct xf {
 	int peer, ch, recv, done;
 	int dep[2];
 	uint64_t bytes, t;
+	uint64_t base, hop; /* its protocol's latencies (ns): the operation's start, each send */
 };
 
 struct sched {
 	struct xf *x;
 	int n, cap, oom;
+	/* the protocol of the operation being added (nccl_choose) */
+	uint64_t base, hop;
+	uint32_t wire_num, wire_den; /* bytes on the wire per byte of data */
 };
 
 static int xadd(struct sched *s, ncclComm_t c, int recv, int peer, int ch, uint64_t bytes, int d0, int d1)
@@ -743,8 +747,12 @@ static int xadd(struct sched *s, ncclComm_t c, int recv, int peer, int ch, uint6
 		s->x = x;
 		s->cap = cap;
 	}
+	/* The protocol's bytes on the wire (LL: a flag with every 4 bytes of
+	 * data, LL128: 8 in every 128); both ends count alike. */
+	if (s->wire_den && s->wire_num != s->wire_den)
+		bytes = (bytes * s->wire_num + s->wire_den - 1) / s->wire_den;
 	s->x[s->n] = (struct xf){.c = c, .peer = peer, .ch = ch % UNI_NCCL_NCH, .recv = recv, .dep = {d0, d1},
-				 .bytes = bytes};
+				 .bytes = bytes, .base = s->base, .hop = s->hop};
 	return s->n++;
 }
 
@@ -770,7 +778,7 @@ static void ready_sends(struct sched *s, int first, uint64_t t0)
 		struct xf *x = &s->x[i];
 		if (x->recv || x->done)
 			continue;
-		uint64_t t = t0;
+		uint64_t t = t0 + x->base;
 		int ready = 1;
 		for (int d = 0; d < 2; d++)
 			if (x->dep[d] >= 0) {
@@ -779,6 +787,7 @@ static void ready_sends(struct sched *s, int first, uint64_t t0)
 				else
 					t = max64(t, s->x[x->dep[d]].t);
 			}
+		t += x->hop;
 		for (int j = first; ready && j < i; j++)
 			if (!s->x[j].done && same_conn(&s->x[j], x))
 				ready = 0;
@@ -924,29 +933,118 @@ static void read_env_algo(void)
 	g_env_algo = env[0] == '^' ? other : named;
 }
 
-/* The algorithm of an AllReduce of S bytes on n ranks. NCCL_ALGO (NCCL's
- * own variable: Ring or Tree) wins over the config (nccl.algorithm);
- * auto is NCCL's rule: the smaller predicted time by NCCL's formulas,
- * with the session's default link (latency a, bandwidth B): ring
- * 2(n-1)a + 2(n-1)/n S/B, tree 2 D a + 2 S/B (D = ceil(log2 n): the
- * pipeline's depth up and down; tree's algorithm bandwidth half the bus
- * bandwidth, tuning.cc). */
-static int allreduce_algo(int n, uint64_t bytes)
+/* NCCL_PROTO, read once: a mask of the protocols it allows (bit p for
+ * enum uni_nccl_proto p), 0 when not set. NCCL's syntax: a comma list of
+ * LL, LL128, Simple, or one after ^ to leave it out. */
+static unsigned g_env_proto;
+static pthread_once_t g_env_proto_once = PTHREAD_ONCE_INIT;
+
+static void read_env_proto(void)
+{
+	const char *env = getenv("NCCL_PROTO");
+	if (!env || !*env)
+		return;
+	int neg = env[0] == '^';
+	unsigned m = 0;
+	char buf[64];
+	snprintf(buf, sizeof(buf), "%s", env + neg);
+	for (char *save = NULL, *tok = strtok_r(buf, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save)) {
+		if (!strcasecmp(tok, "LL"))
+			m |= 1u << UNI_NCCL_PROTO_LL;
+		else if (!strcasecmp(tok, "LL128"))
+			m |= 1u << UNI_NCCL_PROTO_LL128;
+		else if (!strcasecmp(tok, "Simple"))
+			m |= 1u << UNI_NCCL_PROTO_SIMPLE;
+	}
+	unsigned all = 1u << UNI_NCCL_PROTO_LL | 1u << UNI_NCCL_PROTO_LL128 | 1u << UNI_NCCL_PROTO_SIMPLE;
+	m = neg ? all & ~m : m & all;
+	g_env_proto = m ? m : 0;
+}
+
+/* NCCL's latencies (tuning.cc, NCCL 2.28): per operation (base) and per
+ * hop over the network, ns, by algorithm (0 ring, 1 tree) and protocol
+ * (LL, LL128, Simple); and each protocol's bytes on the wire per byte of
+ * data (LL: 8-byte stores of 4 bytes of data and a flag; LL128: 120 bytes
+ * of data in every 128-byte line; Simple: the data). */
+static const uint64_t nccl_base_ns[2][4] = {{0, 6600, 14000, 8400}, {0, 6800, 14000, 8400}};
+static const uint64_t nccl_hop_ns[2][4] = {{0, 2700, 4000, 14000}, {0, 5000, 8500, 14000}};
+static const uint32_t nccl_wire[4][2] = {{1, 1}, {2, 1}, {16, 15}, {1, 1}};
+
+/* How an operation of `bytes` on n ranks is timed: its algorithm (an
+ * AllReduce's ring or tree; the others have one each) and protocol.
+ * NCCL_ALGO and NCCL_PROTO (NCCL's own variables) win over the config
+ * (nccl.algorithm, nccl.protocol); what is left open is NCCL's rule: the
+ * pair with the smallest predicted time by NCCL's formulas, with the
+ * session's default link (latency a, bandwidth B): base + hops x (a + hop)
+ * + the protocol's wire bytes at the algorithm's bandwidth (ring
+ * AllReduce 2(n-1) hops and 2(n-1)/n S; tree 2 ceil(log2 n) hops and 2S;
+ * AllGather, ReduceScatter n-1 and (n-1)/n S; Broadcast, Reduce n-1 and
+ * S; AlltoAll, Gather, Scatter one hop and S/n; Send, Recv one and S),
+ * in NCCL's order (tree before ring, LL before LL128 before Simple) on a
+ * tie. */
+static void nccl_choose(int kind, int n, uint64_t bytes, int *algo, int *proto)
 {
 	uint64_t lat;
 	double bps;
-	int algo = uni_shim_nccl_config(&lat, &bps);
+	int calgo = uni_shim_nccl_config(&lat, &bps), cproto = uni_shim_nccl_proto();
 	pthread_once(&g_env_algo_once, read_env_algo);
+	pthread_once(&g_env_proto_once, read_env_proto);
 	if (g_env_algo >= 0)
-		algo = g_env_algo;
-	if (algo != UNI_NCCL_ALGO_AUTO)
-		return n > 1 ? algo : UNI_NCCL_ALGO_RING;
-	if (n <= 2)
-		return UNI_NCCL_ALGO_RING;
-	double a = (double)lat * 1e-9, sb = (double)bytes * 8.0 / bps;
-	double ring = 2.0 * (n - 1) * a + 2.0 * (n - 1) / n * sb;
-	double tree = 2.0 * tree_depth(n) * a + 2.0 * sb;
-	return tree < ring ? UNI_NCCL_ALGO_TREE : UNI_NCCL_ALGO_RING;
+		calgo = g_env_algo;
+	unsigned pmask = g_env_proto ? g_env_proto
+			 : cproto ? 1u << cproto
+				  : (1u << UNI_NCCL_PROTO_LL | 1u << UNI_NCCL_PROTO_LL128 | 1u << UNI_NCCL_PROTO_SIMPLE);
+	unsigned amask = 1u << UNI_NCCL_ALGO_RING;
+	if (kind == K_ALLREDUCE && n > 2)
+		amask = calgo == UNI_NCCL_ALGO_AUTO ? (1u << UNI_NCCL_ALGO_RING | 1u << UNI_NCCL_ALGO_TREE)
+						   : 1u << calgo;
+	if (kind == K_ALLREDUCE && n > 1 && n <= 2 && calgo == UNI_NCCL_ALGO_TREE)
+		amask = 1u << UNI_NCCL_ALGO_TREE;
+	double a = (double)lat, sb = (double)bytes * 8.0 / bps * 1e9; /* ns */
+	double best = -1;
+	*algo = UNI_NCCL_ALGO_RING;
+	*proto = UNI_NCCL_PROTO_SIMPLE;
+	static const int aorder[2] = {UNI_NCCL_ALGO_TREE, UNI_NCCL_ALGO_RING};
+	for (int ai = 0; ai < 2; ai++) {
+		int al = aorder[ai];
+		if (!(amask & 1u << al))
+			continue;
+		for (int p = UNI_NCCL_PROTO_LL; p <= UNI_NCCL_PROTO_SIMPLE; p++) {
+			if (!(pmask & 1u << p))
+				continue;
+			int t = al == UNI_NCCL_ALGO_TREE;
+			double hops, frac;
+			switch (kind) {
+			case K_ALLREDUCE:
+				hops = t ? 2.0 * tree_depth(n) : 2.0 * (n - 1);
+				frac = t ? 2.0 : 2.0 * (n - 1) / n;
+				break;
+			case K_ALLGATHER:
+			case K_REDSCAT: hops = n - 1; frac = (double)(n - 1) / n; break;
+			case K_BCAST:
+			case K_REDUCE: hops = n - 1; frac = 1.0; break;
+			case K_ALLTOALL:
+			case K_GATHER:
+			case K_SCATTER: hops = 1; frac = 1.0 / n; break;
+			default: hops = 1; frac = 1.0; break;
+			}
+			double tm = (double)nccl_base_ns[t][p] + hops * (a + (double)nccl_hop_ns[t][p]) +
+				    frac * sb * nccl_wire[p][0] / nccl_wire[p][1];
+			if (best < 0 || tm < best) {
+				best = tm;
+				*algo = al;
+				*proto = p;
+			}
+		}
+	}
+}
+
+/* The algorithm of an AllReduce of S bytes on n ranks (nccl_choose). */
+static int allreduce_algo(int n, uint64_t bytes)
+{
+	int algo, proto;
+	nccl_choose(K_ALLREDUCE, n, bytes, &algo, &proto);
+	return n > 1 ? algo : UNI_NCCL_ALGO_RING;
 }
 
 /* Adds this rank's transfers of one operation of `bytes` (the nccl-tests
@@ -959,9 +1057,16 @@ static void sched_op(struct sched *s, ncclComm_t c, int kind, uint64_t bytes, in
 	if (n == 1)
 		return;
 	int right = (me + 1) % n, left = (me + n - 1) % n;
+	int algo, proto;
+	nccl_choose(kind, n, bytes, &algo, &proto);
+	int ti = algo == UNI_NCCL_ALGO_TREE;
+	s->base = nccl_base_ns[ti][proto];
+	s->hop = nccl_hop_ns[ti][proto];
+	s->wire_num = nccl_wire[proto][0];
+	s->wire_den = nccl_wire[proto][1];
 	switch (kind) {
 	case K_ALLREDUCE:
-		if (allreduce_algo(n, bytes) == UNI_NCCL_ALGO_TREE) {
+		if (algo == UNI_NCCL_ALGO_TREE) {
 			/* Each tree carries half: reduce up, broadcast down,
 			 * pipelined in chunks. */
 			for (int t = 0; t < 2; t++) {
@@ -1832,6 +1937,16 @@ static unsigned op_algo(const struct op *o, uint64_t bytes)
 	}
 }
 
+/* The protocol sched_op times an operation with (0: one rank). */
+static unsigned op_proto(const struct op *o, uint64_t bytes)
+{
+	if (o->comm->nranks == 1 || o->kind > K_RECV)
+		return 0;
+	int algo, proto;
+	nccl_choose(o->kind, o->comm->nranks, bytes, &algo, &proto);
+	return (unsigned)proto;
+}
+
 /* One nccl_op record per operation: the group's start to its end. */
 static void trace_ops(const struct op *ops, int nops, uint64_t t0, uint64_t end)
 {
@@ -1854,6 +1969,7 @@ static void trace_ops(const struct op *ops, int nops, uint64_t t0, uint64_t end)
 				   .a = a,
 				   .b = (uint64_t)(int64_t)rp,
 				   .c = (uint64_t)o->kind | op_algo(o, bytes) << UNI_NCCL_OPF_ALGO_SHIFT |
+					(uint64_t)op_proto(o, bytes) << UNI_NCCL_OPF_PROTO_SHIFT |
 					(nops > 1 ? UNI_NCCL_OPF_GROUP : 0) | (o->dev ? UNI_NCCL_OPF_DEV : 0) |
 					((uint64_t)o->type & 15) << UNI_NCCL_OPF_TYPE_SHIFT};
 		uni_shim_nccl_event(&e);

@@ -2894,6 +2894,11 @@ int uni_shim_nccl_config(uint64_t *latency_ns, double *bandwidth_bps)
 	return (int)g_hdr->nccl_algo;
 }
 
+int uni_shim_nccl_proto(void)
+{
+	return uni_shim_simulating() ? (int)g_hdr->nccl_proto : 0;
+}
+
 double uni_shim_slowdown(void)
 {
 	return g_slowdown;

@@ -315,6 +315,8 @@ int uni_shim_simulating(void) UNI_HIDDEN;
 /* The session's nccl.algorithm (enum uni_nccl_algo; 0 = auto) and its
  * network.default link, for the simulated NCCL's choice of algorithm. */
 int uni_shim_nccl_config(uint64_t *latency_ns, double *bandwidth_bps) UNI_HIDDEN;
+/* nccl.protocol (enum uni_nccl_proto; 0 auto, also outside simulate mode). */
+int uni_shim_nccl_proto(void) UNI_HIDDEN;
 /* devices.kernels entry i (glob into match, its slowdown): 0, or -1 past
  * the last. uni_shim_slowdown: the rank's slowdown. */
 int uni_shim_kernel_rule(uint32_t i, char *match, size_t n, double *slowdown) UNI_HIDDEN;

@@ -448,7 +448,6 @@ static int top_slot(void *list, size_t elsz, size_t *n, uint64_t dur)
 static const char *const nccl_names[16] = {"?", "all_reduce", "broadcast", "reduce",
 					   "all_gather", "reduce_scatter", "all_to_all", "gather",
 					   "scatter", "send", "recv", "?", "?", "?", "?", "?"};
-static const char *const nccl_algos[8] = {"-", "ring", "tree", "chain", "direct", "p2p", "?", "?"};
 static const char *const nccl_types[16] = {"int8", "uint8", "int32", "uint32", "int64", "uint64",
 					   "float16", "float32", "float64", "bfloat16", "fp8e4m3", "fp8e5m2",
 					   "?", "?", "?", "?"};
@@ -458,9 +457,20 @@ const char *unitrace_nccl_op(uint16_t flags)
 	return nccl_names[flags & 15];
 }
 
+/* The algorithm, and (trace 1.5) the protocol after a slash: "ring/LL". */
+static const char *const nccl_algo_protos[8][4] = {
+	{"-", "-", "-", "-"},
+	{"ring", "ring/LL", "ring/LL128", "ring/Simple"},
+	{"tree", "tree/LL", "tree/LL128", "tree/Simple"},
+	{"chain", "chain/LL", "chain/LL128", "chain/Simple"},
+	{"direct", "direct/LL", "direct/LL128", "direct/Simple"},
+	{"p2p", "p2p/LL", "p2p/LL128", "p2p/Simple"},
+	{"?", "?", "?", "?"},
+	{"?", "?", "?", "?"}};
+
 const char *unitrace_nccl_algo(uint16_t flags)
 {
-	return nccl_algos[(flags >> UNI_NCCL_OPF_ALGO_SHIFT) & 7];
+	return nccl_algo_protos[(flags >> UNI_NCCL_OPF_ALGO_SHIFT) & 7][(flags >> UNI_NCCL_OPF_PROTO_SHIFT) & 3];
 }
 
 const char *unitrace_nccl_type(uint16_t flags)

@@ -878,9 +878,24 @@ START_TEST(test_nccl_algorithm)
 	y = "nccl: { algorithm: butterfly }";
 	ck_assert_int_eq(uni_config_parse(&cfg, y, strlen(y), "s", err, sizeof(err)), -1);
 	ck_assert_msg(strstr(err, "nccl.algorithm") && strstr(err, "use auto, ring or tree"), "%s", err);
+	/* nccl.protocol: NCCL's protocols, auto by default. */
+	uni_config_defaults(&cfg);
+	ck_assert_uint_eq(cfg.nccl_proto, UNI_NCCL_PROTO_AUTO);
 	y = "nccl: { protocol: LL }";
+	ck_assert_int_eq(uni_config_parse(&cfg, y, strlen(y), "s", err, sizeof(err)), 0);
+	ck_assert_uint_eq(cfg.nccl_proto, UNI_NCCL_PROTO_LL);
+	y = "nccl: { protocol: LL128, algorithm: ring }";
+	ck_assert_int_eq(uni_config_parse(&cfg, y, strlen(y), "s", err, sizeof(err)), 0);
+	ck_assert_uint_eq(cfg.nccl_proto, UNI_NCCL_PROTO_LL128);
+	y = "nccl: { protocol: Simple }";
+	ck_assert_int_eq(uni_config_parse(&cfg, y, strlen(y), "s", err, sizeof(err)), 0);
+	ck_assert_uint_eq(cfg.nccl_proto, UNI_NCCL_PROTO_SIMPLE);
+	y = "nccl: { protocol: LL64 }";
 	ck_assert_int_eq(uni_config_parse(&cfg, y, strlen(y), "s", err, sizeof(err)), -1);
-	ck_assert_msg(strstr(err, "protocol"), "%s", err);
+	ck_assert_msg(strstr(err, "nccl.protocol") && strstr(err, "use auto, LL, LL128 or Simple"), "%s", err);
+	y = "nccl: { chunk: 4 }";
+	ck_assert_int_eq(uni_config_parse(&cfg, y, strlen(y), "s", err, sizeof(err)), -1);
+	ck_assert_msg(strstr(err, "algorithm, protocol"), "%s", err);
 }
 END_TEST
 

@@ -31,6 +31,14 @@ enum uni_nccl_algo {
 	UNI_NCCL_ALGO_TREE = 2,
 };
 
+/* NCCL's protocols (docs/nccl.md "Protocols"). */
+enum uni_nccl_proto {
+	UNI_NCCL_PROTO_AUTO = 0, /* NCCL's choice by size */
+	UNI_NCCL_PROTO_LL = 1,
+	UNI_NCCL_PROTO_LL128 = 2,
+	UNI_NCCL_PROTO_SIMPLE = 3,
+};
+
 struct uni_link_cfg {
 	int32_t from, to;     /* ranks; -1 = any */
 	uint64_t latency_ns;
@@ -96,6 +104,7 @@ struct uni_config {
 	char trace_path[512];   /* may contain {session}; default uni-trace/{session}.unitrace */
 	int trace_stacks;       /* default 1 */
 	uint32_t nccl_algo;     /* nccl.algorithm (enum uni_nccl_algo), default auto */
+	uint32_t nccl_proto;    /* nccl.protocol (enum uni_nccl_proto), default auto */
 };
 
 /* Fills defaults. */

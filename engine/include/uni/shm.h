@@ -117,6 +117,7 @@ enum uni_ev_kind {
 #define UNI_NCCL_OPF_GROUP (1u << 7)
 #define UNI_NCCL_OPF_DEV (1u << 8)
 #define UNI_NCCL_OPF_TYPE_SHIFT 9
+#define UNI_NCCL_OPF_PROTO_SHIFT 13 /* bits 13-14: 1 LL, 2 LL128, 3 Simple (0: one rank) */
 
 /* The name of the simulated NCCL's segment for a communicator whose
  * unique id has key (shm_open's: "/uni-nccl-" and the key in hex; the
@@ -382,6 +383,7 @@ struct uni_shm_hdr {
 	                                    before it raises its own: unid scans the
 	                                    horizon again when it moved during a scan */
 	uint32_t nccl_algo;              /* nccl.algorithm (enum uni_nccl_algo) */
+	uint32_t nccl_proto;             /* nccl.protocol (enum uni_nccl_proto) */
 	uint32_t nkernels;               /* devices.kernels entries at kernels_off */
 	uint64_t kernels_off;
 	uint64_t net_latency_ns;         /* network.default: the simulated NCCL's */
