@@ -41,6 +41,7 @@ static const char usage_line[] = "usage: unitrace {summary|dump} FILE [--json]\n
 				 "       unitrace export FILE {--chrome OUT.json [--merge TORCH.json [--merge-rank R]] | --sqlite OUT.db}\n"
 				 "       unitrace critical-path FILE [--json]\n"
 				 "       unitrace compare REAL SIM [--json]\n"
+				 "       unitrace diff A B [--json]\n"
 				 "       unitrace replay FILE [--config OTHER.yaml] [--sweep KEY=V1,V2,...] [-o OUT.unitrace] [--json]\n"
 				 "       unitrace links FILE [--config RUN.yaml] [--top N] [--json]";
 
@@ -2152,6 +2153,10 @@ static void help(void)
 	       "  compare   REAL SIM: the same program's record-mode and simulate-mode\n"
 	       "            traces, message by message: latency and completion errors,\n"
 	       "            MAPE, R^2, total error (--json: every message)\n"
+	       "  diff      A B: two simulate-mode traces of one program, thread by\n"
+	       "            thread (trace 1.5's thread keys): each rank's end in both,\n"
+	       "            where each thread's runs part and where their times differ;\n"
+	       "            exit status 0 the same, 1 they differ (--json)\n"
 	       "  plot      a self-contained SVG timeline (ranks as rows, transfers as\n"
 	       "            bars and lines, compute in green) to stdout, or to OUT with -o OUT;\n"
 	       "            --from MS, --to MS: only that window of the run (ms of its time)\n"
@@ -2216,6 +2221,23 @@ static int run(int argc, char **argv)
 		if (nf != 2)
 			return usage_error("compare takes two traces", "REAL SIM");
 		return unitrace_compare(files[0], files[1], cjson);
+	}
+	if (!strcmp(cmd, "diff")) {
+		const char *files[2] = {NULL, NULL};
+		int nf = 0, djson = 0;
+		for (int i = 2; i < argc; i++) {
+			if (!strcmp(argv[i], "--json"))
+				djson = 1;
+			else if (argv[i][0] == '-' && argv[i][1])
+				return usage_error("unknown option", argv[i]);
+			else if (nf < 2)
+				files[nf++] = argv[i];
+			else
+				return usage_error("diff takes two traces", argv[i]);
+		}
+		if (nf != 2)
+			return usage_error("diff takes two traces", "A B");
+		return unitrace_diff(files[0], files[1], djson);
 	}
 	if (!strcmp(cmd, "links")) {
 		const char *file = NULL, *config = NULL;

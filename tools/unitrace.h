@@ -45,6 +45,10 @@ void unitrace_json_str(const char *str);
 /* unitrace critical-path TRACE [--json] (unitrace_critical.c). */
 int unitrace_critical_path(const char *path, int json);
 
+/* unitrace diff A B [--json] (unitrace_diff.c): 0 the same, 1 they
+ * differ, UNITRACE_EXIT_TRACE a bad file. */
+int unitrace_diff(const char *a, const char *b, int json);
+
 /* unitrace compare REAL SIM [--json] (unitrace_compare.c). */
 int unitrace_compare(const char *real_path, const char *sim_path, int json);
 

@@ -2,7 +2,7 @@
  *
  * unitrace.c is compiled with -Dmain=unitrace_main; each input is written
  * to a private file and read by summary (text and JSON), dump --json,
- * plot (whole and a window), both exports, compare (against itself),
+ * plot (whole and a window), both exports, compare and diff (against itself),
  * critical-path, replay (printing, and writing the re-timed trace) and
  * links (under a topology and an alpha-beta config), output going to
  * /dev/null or private files. Any crash, sanitizer
@@ -49,6 +49,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		{"unitrace", "export", trace, "--chrome", "/dev/null", NULL},
 		{"unitrace", "export", trace, "--sqlite", db, NULL},
 		{"unitrace", "compare", trace, trace, "--json", NULL},
+		{"unitrace", "diff", trace, trace, "--json", NULL}, /* the same: 0 (or 2) */
 		{"unitrace", "critical-path", trace, "--json", NULL},
 		{"unitrace", "replay", trace, "--json", NULL},
 		{"unitrace", "replay", trace, "-o", out, NULL},

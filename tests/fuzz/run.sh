@@ -29,7 +29,7 @@ fi
 clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 	-D_GNU_SOURCE -Dmain=unitrace_main -Iengine/include -Ibuild -Itools \
 	-Iengine tools/unitrace.c tools/unitrace_sqlite.c tools/unitrace_compare.c tools/unitrace_critical.c \
-	tools/unitrace_replay.c tools/unitrace_merge.c tools/unitrace_links.c engine/trace.c engine/trace_write.c engine/nic.c engine/config.c engine/common.c \
+	tools/unitrace_replay.c tools/unitrace_merge.c tools/unitrace_links.c tools/unitrace_diff.c engine/trace.c engine/trace_write.c engine/nic.c engine/config.c engine/common.c \
 	tests/fuzz/fuzz_unitrace.c $(pkg-config --cflags --libs yaml-0.1 json-c) -lsqlite3 -lm -o "$W/fuzz_unitrace"
 # The config parser, from the test configs (good and bad) and the examples.
 mkdir "$W/cfg"

@@ -13,6 +13,8 @@
 #   - the program changed (one message 5000 bytes shorter): the runs part
 #     where the message is read, and the summary says the threads left the
 #     recorded run (their compute measured from there);
+#   - unitrace diff says the two replays are the same (exit 0) and where
+#     the changed program's threads part from the recording (exit 1);
 #   - refused with one line naming the problem: a file that is not there,
 #     a record-mode trace, --compute-from in record mode.
 #   test_sim_determinism.sh UNIRUN UNITRACE
@@ -93,6 +95,24 @@ run other "$T/c1.yaml" --compute-from "$T/rec.unitrace" -- $PY "$PROG" $PORT oth
 grep -F "threads: 0 followed the recorded run to their end, 2 left it" "$T/other.log" ||
 	{ cat "$T/other.log"; fail "a changed program was not found to leave the recorded run"; }
 echo "a changed program: both threads left the recorded run"
+# unitrace diff: the two replays are the same; the changed program parts
+# from the recording where the shorter message is written and read.
+"$UNITRACE" diff "$T/a.unitrace" "$T/b.unitrace" >"$T/diff-ab" || { cat "$T/diff-ab"; fail "diff of the two replays"; }
+grep -q "^the same, event for event and time for time$" "$T/diff-ab" || { cat "$T/diff-ab"; fail "diff of the two replays says"; }
+rc=0
+"$UNITRACE" diff "$T/rec.unitrace" "$T/other.unitrace" --json >"$T/diff-other.json" || rc=$?
+[ $rc = 1 ] || { cat "$T/diff-other.json"; fail "diff of a changed program: exit status $rc, not 1"; }
+$PY - "$T/diff-other.json" <<'PY' || fail "diff of a changed program"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["same"] is False, d
+th = {t["rank"]: t for t in d["threads"]}
+assert sorted(th) == [0, 1], th
+for r, t in th.items():
+    # rank 0 writes the shorter message (send), rank 1 reads it (recv)
+    assert t["part_at"] is not None and {t["kind_a"], t["kind_b"]} <= {"send", "recv", "compute"}, t
+    print(f"unitrace diff: rank {r} parts at event {t['part_at']} ({t['kind_a']} / {t['kind_b']})")
+PY
 # Refusals.
 expect_refusal() { # WANT unirun options...
 	local want=$1
