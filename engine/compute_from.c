@@ -40,13 +40,6 @@ int uni_cf_kind_certain(uint8_t kind)
 	}
 }
 
-/* Records whose seq is the index of the event that made them. */
-static int kind_indexed(uint16_t kind)
-{
-	return uni_cf_kind_certain((uint8_t)kind) || kind == UNI_TR_SEND || kind == UNI_TR_RECV ||
-	       kind == UNI_TR_SENT;
-}
-
 struct building {
 	struct uni_cf_thread t;
 	int32_t tid;
@@ -146,7 +139,7 @@ int uni_cf_load(const void *buf, size_t len, int rank, struct uni_cf *out, char 
 			b[nb].live = 1;
 			last = nb++;
 		}
-		if (!kind_indexed(r.kind))
+		if (!uni_trec_kind_indexed(r.kind))
 			continue;
 		struct building *t = NULL;
 		if (last < nb && b[last].tid == r.tid && b[last].live)

@@ -2205,39 +2205,23 @@ static int run(int argc, char **argv)
 		printf("unitrace %s\n", UNI_VERSION);
 		return 0;
 	}
-	if (!strcmp(cmd, "compare")) {
+	if (!strcmp(cmd, "compare") || !strcmp(cmd, "diff")) {
+		int d = !strcmp(cmd, "diff");
 		const char *files[2] = {NULL, NULL};
-		int nf = 0, cjson = 0;
+		int nf = 0, tjson = 0;
 		for (int i = 2; i < argc; i++) {
 			if (!strcmp(argv[i], "--json"))
-				cjson = 1;
+				tjson = 1;
 			else if (argv[i][0] == '-' && argv[i][1])
 				return usage_error("unknown option", argv[i]);
 			else if (nf < 2)
 				files[nf++] = argv[i];
 			else
-				return usage_error("compare takes two traces", argv[i]);
+				return usage_error(d ? "diff takes two traces" : "compare takes two traces", argv[i]);
 		}
 		if (nf != 2)
-			return usage_error("compare takes two traces", "REAL SIM");
-		return unitrace_compare(files[0], files[1], cjson);
-	}
-	if (!strcmp(cmd, "diff")) {
-		const char *files[2] = {NULL, NULL};
-		int nf = 0, djson = 0;
-		for (int i = 2; i < argc; i++) {
-			if (!strcmp(argv[i], "--json"))
-				djson = 1;
-			else if (argv[i][0] == '-' && argv[i][1])
-				return usage_error("unknown option", argv[i]);
-			else if (nf < 2)
-				files[nf++] = argv[i];
-			else
-				return usage_error("diff takes two traces", argv[i]);
-		}
-		if (nf != 2)
-			return usage_error("diff takes two traces", "A B");
-		return unitrace_diff(files[0], files[1], djson);
+			return usage_error(d ? "diff takes two traces" : "compare takes two traces", d ? "A B" : "REAL SIM");
+		return d ? unitrace_diff(files[0], files[1], tjson) : unitrace_compare(files[0], files[1], tjson);
 	}
 	if (!strcmp(cmd, "links")) {
 		const char *file = NULL, *config = NULL;

@@ -55,29 +55,6 @@ static int cmp_thread_key(const void *a, const void *b)
 	return x->order < y->order ? -1 : x->order > y->order;
 }
 
-/* Records whose seq is an event index of their thread. */
-static int indexed(uint16_t kind)
-{
-	switch (kind) {
-	case UNI_TR_THREAD:
-	case UNI_TR_SEND:
-	case UNI_TR_RECV:
-	case UNI_TR_THREAD_END:
-	case UNI_TR_COMPUTE:
-	case UNI_TR_IDLE:
-	case UNI_TR_SIGNAL:
-	case UNI_TR_TAKE:
-	case UNI_TR_DEP:
-	case UNI_TR_SENT:
-	case UNI_TR_OP:
-	case UNI_TR_NCCL_OP:
-	case UNI_TR_NCCL_COMM:
-		return 1;
-	default:
-		return 0;
-	}
-}
-
 static void oom(void)
 {
 	fputs("unitrace: out of memory\n", stderr);
@@ -114,7 +91,7 @@ static int load(struct dtrace *d, const char *path)
 		}
 		if (t.rank >= 0 && t.rank < UNI_MAX_RANKS_DIFF && t.rank + 1 > d->nranks)
 			d->nranks = t.rank + 1;
-		if (t.rank < 0 || t.tid <= 0 || !indexed(t.kind))
+		if (t.rank < 0 || t.tid <= 0 || !uni_trec_kind_indexed(t.kind))
 			continue;
 		struct dthread *th = NULL;
 		if (t.kind == UNI_TR_THREAD) {

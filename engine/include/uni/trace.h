@@ -130,6 +130,31 @@ struct uni_trec {
 };
 _Static_assert(sizeof(struct uni_trec) == 64, "trace record is 64 bytes");
 
+/* Whether a record's seq is the index of the event of its thread that
+ * made it (simulate mode; a string's seq is its chunk, a deadlock's or a
+ * connection's none): --compute-from's table and unitrace diff go by it. */
+static inline int uni_trec_kind_indexed(uint16_t kind)
+{
+	switch (kind) {
+	case UNI_TR_THREAD:
+	case UNI_TR_SEND:
+	case UNI_TR_RECV:
+	case UNI_TR_THREAD_END:
+	case UNI_TR_COMPUTE:
+	case UNI_TR_IDLE:
+	case UNI_TR_SIGNAL:
+	case UNI_TR_TAKE:
+	case UNI_TR_DEP:
+	case UNI_TR_SENT:
+	case UNI_TR_OP:
+	case UNI_TR_NCCL_OP:
+	case UNI_TR_NCCL_COMM:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
 /* Name of a record kind ("send", "recv", ...), "?" when unknown. */
 const char *uni_trec_kind_name(uint16_t kind);
 
