@@ -4,6 +4,7 @@
 #include <linux/futex.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -32,10 +33,12 @@ void uni_futex_wake(_Atomic uint32_t *word, int n)
 	errno = saved;
 }
 
-char uni_proc_state(const char *stat_path)
+char uni_proc_stat(const char *stat_path, uint64_t *cpu_ticks)
 {
 	int saved = errno;
 	char buf[512], st = 0;
+	if (cpu_ticks)
+		*cpu_ticks = 0;
 	int fd = open(stat_path, O_RDONLY | O_CLOEXEC);
 	if (fd >= 0) {
 		ssize_t n = read(fd, buf, sizeof(buf) - 1);
@@ -43,14 +46,32 @@ char uni_proc_state(const char *stat_path)
 		if (n > 0) {
 			buf[n] = 0;
 			/* "pid (comm) S ...": the state follows the last ')'
-			 * (comm may itself contain parentheses). */
+			 * (comm may itself contain parentheses); utime and
+			 * stime are the 14th and 15th fields. */
 			char *rp = strrchr(buf, ')');
-			if (rp && rp[1] == ' ')
+			if (rp && rp[1] == ' ') {
 				st = rp[2];
+				char *q = rp + 2;
+				for (int field = 3; field < 14 && q; field++) {
+					q = strchr(q, ' ');
+					if (q)
+						q++;
+				}
+				if (q && cpu_ticks) {
+					char *e;
+					uint64_t ut = strtoull(q, &e, 10);
+					*cpu_ticks = ut + strtoull(e, NULL, 10);
+				}
+			}
 		}
 	}
 	errno = saved;
 	return st;
+}
+
+char uni_proc_state(const char *stat_path)
+{
+	return uni_proc_stat(stat_path, NULL);
 }
 
 int uni_pid_dead(int pid)

@@ -124,7 +124,8 @@ static int32_t ctid_of(int32_t rank, int32_t tid)
 static struct cmap *g_conns;
 static size_t g_nc;
 
-static uint32_t cid_of(uint32_t id)
+/* The connection with unid's id (g_conns sorted by id), or NULL. */
+static struct cmap *conn_of(uint32_t id)
 {
 	size_t lo = 0, hi = g_nc;
 	while (lo < hi) {
@@ -134,7 +135,13 @@ static uint32_t cid_of(uint32_t id)
 		else
 			hi = mid;
 	}
-	return lo < g_nc && g_conns[lo].id == id ? g_conns[lo].cid : id;
+	return lo < g_nc && g_conns[lo].id == id ? &g_conns[lo] : NULL;
+}
+
+static uint32_t cid_of(uint32_t id)
+{
+	const struct cmap *c = conn_of(id);
+	return c ? c->cid : id;
 }
 
 /* An event id (tid << 32 | seq) with its tid renumbered. */
@@ -262,17 +269,9 @@ int uni_trace_canonicalise(const char *path, char *err, size_t errlen)
 		const struct uni_trec *r = &rec[i];
 		if (r->kind != UNI_TR_SEND && r->kind != UNI_TR_RECV && r->kind != UNI_TR_SENT)
 			continue;
-		size_t lo = 0, hi = g_nc;
-		while (lo < hi) {
-			size_t mid = lo + (hi - lo) / 2;
-			if (g_conns[mid].id < r->conn)
-				lo = mid + 1;
-			else
-				hi = mid;
-		}
-		if (lo == g_nc || g_conns[lo].id != r->conn)
+		struct cmap *c = conn_of(r->conn);
+		if (!c)
 			continue;
-		struct cmap *c = &g_conns[lo];
 		int32_t ct = ctid_of(r->rank, r->tid);
 		if (!c->found || ct < c->ctid || (ct == c->ctid && r->seq < c->seq)) {
 			c->found = 1;
@@ -336,13 +335,7 @@ int uni_trace_canonicalise(const char *path, char *err, size_t errlen)
 		case UNI_TR_DEP:
 			r->a = event_id(r->rank, r->a);
 			break;
-		case UNI_TR_NCCL_OP:
-		case UNI_TR_NCCL_COMM: {
-			/* Communicators by first use (records are not in order
-			 * yet: numbered after the sort below). */
-			break;
-		}
-		default:
+		default: /* (NCCL communicators: numbered after the sort, below) */
 			break;
 		}
 	}

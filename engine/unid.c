@@ -684,31 +684,13 @@ static int task_running_now(int pid, int tid)
  * its listen went first (found by --compute-from, docs/simulate.md). */
 static int task_running(uint32_t k, int pid, int tid)
 {
-	char p[96], buf[512];
+	char p[96];
+	uint64_t ticks;
 	snprintf(p, sizeof(p), "/proc/%d/task/%d/stat", pid, tid);
-	int fd = open(p, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	char st = uni_proc_stat(p, &ticks);
+	if (!st)
 		return 0;
-	ssize_t n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = 0;
-	/* "pid (comm) S ppid ...": utime and stime are fields 14 and 15. */
-	char *rp = strrchr(buf, ')');
-	if (!rp || rp[1] != ' ')
-		return 0;
-	char st = rp[2];
-	unsigned long long ut = 0, stt = 0;
-	char *q = rp + 2;
-	for (int field = 3; field < 14 && q; field++) {
-		q = strchr(q, ' ');
-		if (q)
-			q++;
-	}
-	if (q)
-		sscanf(q, "%llu %llu", &ut, &stt);
-	uint64_t cpu = ut + stt + 1; /* 0: never looked */
+	uint64_t cpu = ticks + 1; /* 0: never looked */
 	/* The first look only notes its CPU time: a thread is left out when
 	 * it also used none until the next, UNI_NIC_OUTSIDE_NS later. */
 	int moved = !D.cpu_seen[k] || cpu != D.cpu_seen[k];

@@ -639,6 +639,9 @@ int uni_pid_dead(int pid);
 /* The scheduler state letter of a /proc/.../stat file ('R', 'S', 'Z', ...),
  * or 0 when it cannot be read. Preserves errno. */
 char uni_proc_state(const char *stat_path);
+/* The same, and the task's CPU time (utime + stime, clock ticks) in
+ * *cpu_ticks (0 when unreadable). */
+char uni_proc_stat(const char *stat_path, uint64_t *cpu_ticks);
 
 /* Segment names and opening (engine/shm.c) ----------------------------- */
 
