@@ -1039,14 +1039,6 @@ static void nccl_choose(int kind, int n, uint64_t bytes, int *algo, int *proto)
 	}
 }
 
-/* The algorithm of an AllReduce of S bytes on n ranks (nccl_choose). */
-static int allreduce_algo(int n, uint64_t bytes)
-{
-	int algo, proto;
-	nccl_choose(K_ALLREDUCE, n, bytes, &algo, &proto);
-	return n > 1 ? algo : UNI_NCCL_ALGO_RING;
-}
-
 /* Adds this rank's transfers of one operation of `bytes` (the nccl-tests
  * S: the whole buffer of AllReduce, Broadcast, Reduce; the whole output or
  * input of AllGather, ReduceScatter, AlltoAll; one rank's block of Gather,
@@ -1918,33 +1910,27 @@ static int device_start(const struct op *ops, int nops, struct devpos *dp, uint6
 	return n;
 }
 
-/* The algorithm sched_op times an operation of `bytes` with (the
- * nccl_op record's, UNI_NCCL_OPF_*). */
-static unsigned op_algo(const struct op *o, uint64_t bytes)
+/* The nccl_op record's algorithm and protocol bits (UNI_NCCL_OPF_*): what
+ * sched_op times an operation of `bytes` with (0: one rank). */
+static uint64_t op_timing_flags(const struct op *o, uint64_t bytes)
 {
 	if (o->comm->nranks == 1)
 		return 0;
-	switch (o->kind) {
-	case K_ALLREDUCE: return allreduce_algo(o->comm->nranks, bytes) == UNI_NCCL_ALGO_TREE ? 2 : 1;
-	case K_ALLGATHER:
-	case K_REDSCAT: return 1;
-	case K_BCAST:
-	case K_REDUCE: return 3;
-	case K_ALLTOALL:
-	case K_GATHER:
-	case K_SCATTER: return 4;
-	default: return 5;
-	}
-}
-
-/* The protocol sched_op times an operation with (0: one rank). */
-static unsigned op_proto(const struct op *o, uint64_t bytes)
-{
-	if (o->comm->nranks == 1 || o->kind > K_RECV)
-		return 0;
 	int algo, proto;
 	nccl_choose(o->kind, o->comm->nranks, bytes, &algo, &proto);
-	return (unsigned)proto;
+	uint64_t a;
+	switch (o->kind) {
+	case K_ALLREDUCE: a = algo == UNI_NCCL_ALGO_TREE ? 2 : 1; break;
+	case K_ALLGATHER:
+	case K_REDSCAT: a = 1; break;
+	case K_BCAST:
+	case K_REDUCE: a = 3; break;
+	case K_ALLTOALL:
+	case K_GATHER:
+	case K_SCATTER: a = 4; break;
+	default: a = 5; break;
+	}
+	return a << UNI_NCCL_OPF_ALGO_SHIFT | (uint64_t)proto << UNI_NCCL_OPF_PROTO_SHIFT;
 }
 
 /* One nccl_op record per operation: the group's start to its end. */
@@ -1968,8 +1954,7 @@ static void trace_ops(const struct op *ops, int nops, uint64_t t0, uint64_t end)
 				   .len = bytes,
 				   .a = a,
 				   .b = (uint64_t)(int64_t)rp,
-				   .c = (uint64_t)o->kind | op_algo(o, bytes) << UNI_NCCL_OPF_ALGO_SHIFT |
-					(uint64_t)op_proto(o, bytes) << UNI_NCCL_OPF_PROTO_SHIFT |
+				   .c = (uint64_t)o->kind | op_timing_flags(o, bytes) |
 					(nops > 1 ? UNI_NCCL_OPF_GROUP : 0) | (o->dev ? UNI_NCCL_OPF_DEV : 0) |
 					((uint64_t)o->type & 15) << UNI_NCCL_OPF_TYPE_SHIFT};
 		uni_shim_nccl_event(&e);
