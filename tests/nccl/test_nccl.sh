@@ -20,6 +20,8 @@
 set -euo pipefail
 UNIRUN=$1 CHECK=$2 UNITRACE=$3 MOCK=$4 MOCK_CUPTI=$5 NCCL_H=$6
 PY=/usr/bin/python3
+# The closed forms' Python helpers (nccl_trees.py) live beside this script.
+export NCCL_TESTS=$(cd "$(dirname "$0")" && pwd)
 fail() { echo "FAIL: $*" >&2; exit 1; }
 ok() { echo "ok: $*"; }
 T=$(mktemp -d /tmp/uni-nccl.XXXXXX)
@@ -456,30 +458,11 @@ for spec in "auto 4 sim" "tree 4 tree" "tree 5 tree" "ringenv 4 tree"; do
 	runs="$runs $1:$2:$T/ar-$1-$2.log"
 done
 $PY - $runs <<'PYEOF' || fail "AllReduce algorithms"
-import json, re, sys
+import json, os, re, sys
+sys.path.insert(0, os.environ["NCCL_TESTS"])
+from nccl_trees import depth
 a, B, chunk = 1e-3, 1e9, 1 << 20
 base, hop = 8.4e-6, 14e-6  # Simple, NCCL's choice at 64 kB and 8 MB here (tree and ring alike)
-def btree(n, r):
-    bit = 1
-    while bit < n and not (bit & r):
-        bit <<= 1
-    if r == 0:
-        return -1
-    u = (r ^ bit) | (bit << 1)
-    return u if u < n else r ^ bit
-def parent(n, r, t):
-    if t == 0:
-        return btree(n, r)
-    if n % 2:
-        u = btree(n, (r - 1) % n)
-        return -1 if u < 0 else (u + 1) % n
-    u = btree(n, n - 1 - r)
-    return -1 if u < 0 else n - 1 - u
-def depth(n, r, t):
-    d = 0
-    while (r := parent(n, r, t)) >= 0:
-        d += 1
-    return d
 def tree(n, S, r):
     half = S // 2
     k = -(-half // chunk)
@@ -532,28 +515,12 @@ for spec in "ll sim 65536,8388608" "ll128 ll128 65536,8388608" "auto fast 1024,8
 	runs="$runs $1:$3:$T/pr-$1.log:$T/pr-$1.unitrace"
 done
 $PY - $runs <<'PYEOF' || fail "protocols"
-import json, math, re, struct, sys
+import json, math, os, re, struct, sys
+sys.path.insert(0, os.environ["NCCL_TESTS"])
+from nccl_trees import depth
 chunk = 1 << 20
 LAT = {"LL": (6.6e-6, 2.7e-6, 6.8e-6, 5e-6, 2.0), "LL128": (14e-6, 4e-6, 14e-6, 8.5e-6, 16 / 15),
        "Simple": (8.4e-6, 14e-6, 8.4e-6, 14e-6, 1.0)}  # ring base, hop; tree base, hop; wire
-def btree(n, r):
-    bit = 1
-    while bit < n and not (bit & r):
-        bit <<= 1
-    if r == 0:
-        return -1
-    u = (r ^ bit) | (bit << 1)
-    return u if u < n else r ^ bit
-def parent(n, r, t):
-    if t == 0:
-        return btree(n, r)
-    u = btree(n, n - 1 - r)
-    return -1 if u < 0 else n - 1 - u
-def depth(n, r, t):
-    d = 0
-    while (r := parent(n, r, t)) >= 0:
-        d += 1
-    return d
 def wire(b, f):
     return math.ceil(b * 16 / 15) if f == 16 / 15 else b * f
 def ring(n, S, r, a, B, p):
