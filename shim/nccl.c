@@ -44,6 +44,7 @@
 #include <link.h>
 #include <pthread.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -105,6 +106,7 @@ struct user_op {
 	int used, type;
 	uint8_t scalar[8];
 	const void *ptr; /* ncclScalarDevice: read when the op runs */
+	int ptr_dev;     /* ptr is device memory: copied to the host by the runtime */
 };
 
 struct ncclComm {
@@ -133,6 +135,14 @@ struct ncclComm {
 	/* simulate: the network node its transfers leave from (-1: this
 	 * process's rank); see init_rank. */
 	int node;
+	/* Device work queued on a stream and not run yet ("Device buffers"):
+	 * groups whose data moves in a host function of pending_stream; refs
+	 * holds the memory while they may still run (the caller's one, and
+	 * one per such group). */
+	_Atomic uint32_t pending;
+	cudaStream_t pending_stream;
+	_Atomic int refs;
+	int local_ranks; /* ranks of it in this process (0: not counted yet) */
 };
 
 /* Everything below with a prototype in nccl.h is the exported API. */
@@ -370,6 +380,7 @@ static ncclResult_t init_rank(ncclComm_t *out, int nranks, ncclUniqueId id, int 
 		return fail(NULL, ncclSystemError, "ncclCommInitRank: out of memory");
 	}
 	c->magic = COMM_MAGIC;
+	atomic_store(&c->refs, 1);
 	c->rank = rank;
 	c->nranks = nranks;
 	/* The network node of its transfers: this process's rank, as for Gloo,
@@ -502,20 +513,49 @@ static ncclResult_t ensure_usable(ncclComm_t c, const char *fn)
 	return ncclSuccess;
 }
 
+static void comm_unref(ncclComm_t c)
+{
+	if (atomic_fetch_sub(&c->refs, 1) == 1) {
+		munmap(c->sh, c->shsize);
+		free(c);
+	}
+}
+
+/* The caller is done with c; groups still queued on a stream keep its
+ * memory until they have run (an abort makes them fail fast). */
 static void comm_free(ncclComm_t c)
 {
 	init_wait(c);
 	vclose(c);
-	munmap(c->sh, c->shsize);
 	c->magic = COMM_DEAD;
-	free(c);
+	comm_unref(c);
+}
+
+/* Waits until the groups of c queued on a stream have run (their data
+ * moved): before c is used from the host again, finalised or destroyed.
+ * They run once the stream reaches them; a stream held for longer than
+ * UNI_NCCL_TIMEOUT is an error. */
+static ncclResult_t pending_drain(ncclComm_t c, const char *fn)
+{
+	uint64_t since = mono_ns();
+	uint32_t v;
+	while ((v = atomic_load(&c->pending)) != 0) {
+		uni_futex_wait(&c->pending, v, 100);
+		if ((double)(mono_ns() - since) / 1e9 > timeout_s() && atomic_load(&c->pending))
+			return fail(c, ncclInternalError,
+				    "%s: rank %d: %u operations queued on a CUDA stream did not run in %.0f s "
+				    "(UNI_NCCL_TIMEOUT): is the stream held?", fn, c->rank, atomic_load(&c->pending),
+				    timeout_s());
+	}
+	return ncclSuccess;
 }
 
 ncclResult_t pncclCommFinalize(ncclComm_t comm)
 {
 	if (!comm_ok(comm))
 		return fail(NULL, ncclInvalidArgument, "ncclCommFinalize: invalid communicator");
-	return ncclSuccess; /* every operation is complete when its call returns */
+	/* Flushes the operations still queued on a stream (as NCCL does). */
+	return pending_drain(comm, "ncclCommFinalize");
 }
 
 ncclResult_t pncclCommDestroy(ncclComm_t comm)
@@ -524,6 +564,12 @@ ncclResult_t pncclCommDestroy(ncclComm_t comm)
 		return ncclSuccess;
 	if (!comm_ok(comm))
 		return fail(NULL, ncclInvalidArgument, "ncclCommDestroy: invalid communicator");
+	/* Destroy finalises first (NCCL 2.28); ops that never ran make it an
+	 * abort, as a time-out does in NCCL. */
+	if (pending_drain(comm, "ncclCommDestroy") != ncclSuccess) {
+		atomic_store(&comm->sh->aborted, 1);
+		uni_futex_wake(&comm->sh->bar_gen, INT32_MAX);
+	}
 	comm_free(comm);
 	return ncclSuccess;
 }
@@ -621,6 +667,8 @@ const char *pncclGetLastError(ncclComm_t comm)
 
 /* Reduction ops --------------------------------------------------------------- */
 
+static int is_device_ptr(const void *p);
+
 ncclResult_t pncclRedOpCreatePreMulSum(ncclRedOp_t *op, void *scalar, ncclDataType_t datatype,
 				       ncclScalarResidence_t residence, ncclComm_t comm)
 {
@@ -633,8 +681,13 @@ ncclResult_t pncclRedOpCreatePreMulSum(ncclRedOp_t *op, void *scalar, ncclDataTy
 		u->used = 1;
 		u->type = datatype;
 		u->ptr = residence == ncclScalarDevice ? scalar : NULL;
+		/* Device memory (PyTorch's PREMUL_SUM by a tensor) is copied
+		 * by the runtime when an op uses it ("Device buffers"); the
+		 * host must not touch it. */
+		u->ptr_dev = u->ptr && is_device_ptr(scalar);
 		memset(u->scalar, 0, sizeof(u->scalar));
-		memcpy(u->scalar, scalar, uni_nccl_type_size(datatype)); /* HostImmediate: read now */
+		if (!u->ptr_dev) /* HostImmediate: read now */
+			memcpy(u->scalar, scalar, uni_nccl_type_size(datatype));
 		*op = (ncclRedOp_t)(ncclNumOps + i);
 		return ncclSuccess;
 	}
@@ -1165,6 +1218,10 @@ struct op {
 	void *drecv;
 	size_t recv_bytes;
 	int pinned_send, pinned_recv;
+	size_t cap_send, cap_recv;
+	/* a PreMulSum scalar in device memory, copied here by the runtime */
+	uint8_t scal[8];
+	int scal_dev;
 	/* send/recv progress */
 	size_t done;
 	int hdr_done, finished;
@@ -1202,6 +1259,7 @@ struct cudart {
 	cudaError_t (*stream_sync)(cudaStream_t);
 	cudaError_t (*malloc_host)(void **, size_t);
 	cudaError_t (*free_host)(void *);
+	cudaError_t (*launch_host)(cudaStream_t, void (*)(void *), void *);
 	const char *(*errstr)(cudaError_t);
 };
 static struct cudart g_rt;
@@ -1248,6 +1306,7 @@ static void rt_look(void)
 	*(void **)&g_rt.stream_sync = dlsym(h, "cudaStreamSynchronize");
 	*(void **)&g_rt.malloc_host = dlsym(h, "cudaMallocHost");
 	*(void **)&g_rt.free_host = dlsym(h, "cudaFreeHost");
+	*(void **)&g_rt.launch_host = dlsym(h, "cudaLaunchHostFunc");
 	*(void **)&g_rt.errstr = dlsym(h, "cudaGetErrorString");
 	void *pa = dlsym(h, "cudaPointerGetAttributes");
 	atomic_store_explicit(&g_rt.ptrattr, pa, memory_order_release);
@@ -1355,13 +1414,15 @@ static ncclResult_t agree(ncclComm_t c, const struct op *o)
 	return bad != ncclSuccess ? bad : r;
 }
 
-static const void *premul_scalar(ncclComm_t c, int redop, int *pre)
+static const void *premul_scalar(const struct op *o, int *pre)
 {
 	*pre = 0;
-	if (redop < ncclNumOps)
+	if (o->redop < ncclNumOps)
 		return NULL;
-	struct user_op *u = &c->uop[redop - ncclNumOps];
+	struct user_op *u = &o->comm->uop[o->redop - ncclNumOps];
 	*pre = 1;
+	if (o->scal_dev)
+		return o->scal;
 	return u->ptr ? u->ptr : u->scalar;
 }
 
@@ -1375,7 +1436,7 @@ static ncclResult_t run_coll(const struct op *o)
 	if (r != ncclSuccess)
 		return r;
 	int pre;
-	const void *scalar = premul_scalar(c, o->redop, &pre);
+	const void *scalar = premul_scalar(o, &pre);
 	int base = pre ? ncclSum : o->redop;
 	/* Elements per chunk: a whole slot, or a slot cut in n blocks. */
 	int blocks = (o->kind == K_REDSCAT || o->kind == K_ALLTOALL || o->kind == K_SCATTER) ? n : 1;
@@ -1665,47 +1726,180 @@ static void op_bytes(const struct op *o, size_t *in, size_t *out)
 	}
 }
 
-/* Host memory for a device buffer's copy: pinned where the runtime gives
- * it (*pinned = 1), else malloc's. */
-static void *host_alloc(size_t n, int *pinned)
+/* Host copies of device buffers: pinned memory from cudaMallocHost where
+ * the runtime has it (else malloc's), kept for the next operation (pinning
+ * takes a millisecond or more on a GPU) up to STAGE_KEEP buffers and
+ * STAGE_KEEP_BYTES. Buffers come back from host functions (which must not
+ * call CUDA) through g_st_back and are freed only by the program's
+ * threads. */
+#define STAGE_KEEP 8
+#define STAGE_KEEP_BYTES ((size_t)512 << 20)
+
+struct stbuf {
+	void *p;
+	size_t cap;
+	int pinned;
+	struct stbuf *next;
+};
+
+static atomic_flag g_st_lock = ATOMIC_FLAG_INIT;
+static struct stbuf *g_st_cache;
+static int g_st_count;
+static size_t g_st_bytes;
+static struct stbuf *_Atomic g_st_back;
+
+static void st_lock(void)
 {
-	void *p = NULL;
-	*pinned = g_rt.malloc_host && g_rt.free_host && g_rt.malloc_host(&p, n ? n : 1) == cudaSuccess && p;
-	return *pinned ? p : malloc(n ? n : 1);
+	while (atomic_flag_test_and_set_explicit(&g_st_lock, memory_order_acquire))
+		sched_yield();
 }
 
-static void host_free(void *p, int pinned)
+static void st_unlock(void)
 {
-	if (pinned)
-		g_rt.free_host(p);
+	atomic_flag_clear_explicit(&g_st_lock, memory_order_release);
+}
+
+static void st_release(struct stbuf *b)
+{
+	if (b->pinned)
+		g_rt.free_host(b->p);
 	else
-		free(p);
+		free(b->p);
+	free(b);
 }
 
-/* Device buffers of the ops (o->dev, from check_bufs) go through host
- * copies: the inputs are copied in here; unstage copies the outputs back. */
-static ncclResult_t stage(struct op *ops, int nops)
+/* Into the cache, or onto *drop when it is full (lock held). */
+static void st_keep(struct stbuf *b, struct stbuf **drop)
+{
+	if (g_st_count < STAGE_KEEP && g_st_bytes + b->cap <= STAGE_KEEP_BYTES) {
+		b->next = g_st_cache;
+		g_st_cache = b;
+		g_st_count++;
+		g_st_bytes += b->cap;
+	} else {
+		b->next = *drop;
+		*drop = b;
+	}
+}
+
+/* The buffers host functions gave back join the cache (lock held). */
+static void st_collect(struct stbuf **drop)
+{
+	struct stbuf *b = atomic_exchange(&g_st_back, NULL);
+	while (b) {
+		struct stbuf *next = b->next;
+		st_keep(b, drop);
+		b = next;
+	}
+}
+
+static void st_drop(struct stbuf *drop)
+{
+	while (drop) {
+		struct stbuf *next = drop->next;
+		st_release(drop);
+		drop = next;
+	}
+}
+
+/* A host buffer of at least n bytes: *cap its size, *pinned whether
+ * cudaMallocHost's. */
+static void *host_alloc(size_t n, int *pinned, size_t *cap)
+{
+	if (!n)
+		n = 1;
+	struct stbuf *drop = NULL, **best = NULL;
+	st_lock();
+	st_collect(&drop);
+	for (struct stbuf **b = &g_st_cache; *b; b = &(*b)->next)
+		if ((*b)->cap >= n && (*b)->cap / 2 <= n && (!best || (*b)->cap < (*best)->cap))
+			best = b;
+	struct stbuf *got = NULL;
+	if (best) {
+		got = *best;
+		*best = got->next;
+		g_st_count--;
+		g_st_bytes -= got->cap;
+	}
+	st_unlock();
+	st_drop(drop);
+	if (got) {
+		void *p = got->p;
+		*pinned = got->pinned;
+		*cap = got->cap;
+		free(got);
+		return p;
+	}
+	void *p = NULL;
+	*cap = n;
+	*pinned = g_rt.malloc_host && g_rt.free_host && g_rt.malloc_host(&p, n) == cudaSuccess && p;
+	return *pinned ? p : malloc(n);
+}
+
+/* Back to the cache (the program's threads). */
+static void host_free(void *p, int pinned, size_t cap)
+{
+	struct stbuf *b = malloc(sizeof(*b)), *drop = NULL;
+	if (!b) {
+		if (pinned)
+			g_rt.free_host(p);
+		else
+			free(p);
+		return;
+	}
+	*b = (struct stbuf){.p = p, .cap = cap, .pinned = pinned};
+	st_lock();
+	st_collect(&drop);
+	st_keep(b, &drop);
+	st_unlock();
+	st_drop(drop);
+}
+
+/* Back from a host function: no CUDA call here. */
+static void host_give_back(void *p, int pinned, size_t cap)
+{
+	struct stbuf *b = malloc(sizeof(*b));
+	if (!b) {
+		if (!pinned)
+			free(p);
+		return; /* pinned and no memory to note it: lost */
+	}
+	*b = (struct stbuf){.p = p, .cap = cap, .pinned = pinned};
+	b->next = atomic_load(&g_st_back);
+	while (!atomic_compare_exchange_weak(&g_st_back, &b->next, b))
+		;
+}
+
+/* Device buffers of the ops (o->dev, from check_bufs), and a PreMulSum
+ * scalar in device memory, go through host copies: the inputs are copied
+ * here on the op's stream (after the work queued on it before), and, when
+ * sync, the stream synchronised; unstage copies the outputs back. */
+static ncclResult_t stage(struct op *ops, int nops, int sync)
 {
 	for (int i = 0; i < nops; i++) {
 		struct op *o = &ops[i];
 		size_t in, out;
 		op_bytes(o, &in, &out);
+		cudaError_t e = cudaSuccess;
 		if (in && (o->dev & DEV_SEND)) {
-			void *h = host_alloc(in, &o->pinned_send);
+			void *h = host_alloc(in, &o->pinned_send, &o->cap_send);
 			if (!h)
 				return fail(o->comm, ncclSystemError, "%s: out of host memory for a device buffer's copy",
 					    kind_name[o->kind]);
-			cudaError_t e = g_rt.memcpy_async(h, o->send, in, cudaMemcpyDeviceToHost, o->stream);
-			if (e == cudaSuccess)
-				e = g_rt.stream_sync(o->stream);
+			e = g_rt.memcpy_async(h, o->send, in, cudaMemcpyDeviceToHost, o->stream);
 			o->dsend = o->send;
 			o->send = h;
-			if (e != cudaSuccess)
-				return fail(o->comm, ncclUnhandledCudaError, "%s: copying the input from the device: %s",
-					    kind_name[o->kind], rt_err(e));
 		}
+		if (e == cudaSuccess && o->scal_dev)
+			e = g_rt.memcpy_async(o->scal, o->comm->uop[o->redop - ncclNumOps].ptr,
+					      uni_nccl_type_size(o->type), cudaMemcpyDeviceToHost, o->stream);
+		if (e == cudaSuccess && sync && ((o->dev & DEV_SEND) || o->scal_dev))
+			e = g_rt.stream_sync(o->stream);
+		if (e != cudaSuccess)
+			return fail(o->comm, ncclUnhandledCudaError, "%s: copying the input from the device: %s",
+				    kind_name[o->kind], rt_err(e));
 		if (out && (o->dev & DEV_RECV)) {
-			void *h = host_alloc(out, &o->pinned_recv);
+			void *h = host_alloc(out, &o->pinned_recv, &o->cap_recv);
 			if (!h)
 				return fail(o->comm, ncclSystemError, "%s: out of host memory for a device buffer's copy",
 					    kind_name[o->kind]);
@@ -1717,7 +1911,10 @@ static ncclResult_t stage(struct op *ops, int nops)
 	return ncclSuccess;
 }
 
-static ncclResult_t unstage(struct op *ops, int nops, ncclResult_t r)
+/* The results back to the device (r: the data path's outcome) and the
+ * host copies freed: sync waits for the copies; else they are queued and
+ * the copies stay (the stream's host function gives them back). */
+static ncclResult_t unstage(struct op *ops, int nops, ncclResult_t r, int sync)
 {
 	for (int i = 0; i < nops; i++) {
 		struct op *o = &ops[i];
@@ -1725,18 +1922,20 @@ static ncclResult_t unstage(struct op *ops, int nops, ncclResult_t r)
 			if (r == ncclSuccess) {
 				cudaError_t e = g_rt.memcpy_async(o->drecv, o->recv, o->recv_bytes, cudaMemcpyHostToDevice,
 								  o->stream);
-				if (e == cudaSuccess)
+				if (e == cudaSuccess && sync)
 					e = g_rt.stream_sync(o->stream);
 				if (e != cudaSuccess)
 					r = fail(o->comm, ncclUnhandledCudaError, "%s: copying the result to the device: %s",
 						 kind_name[o->kind], rt_err(e));
 			}
-			host_free(o->recv, o->pinned_recv);
+			if (!sync)
+				continue;
+			host_free(o->recv, o->pinned_recv, o->cap_recv);
 			o->recv = o->drecv;
 			o->drecv = NULL;
 		}
-		if (o->dsend) {
-			host_free((void *)o->send, o->pinned_send);
+		if (o->dsend && sync) {
+			host_free((void *)o->send, o->pinned_send, o->cap_send);
 			o->send = o->dsend;
 			o->dsend = NULL;
 		}
@@ -1961,12 +2160,154 @@ static void trace_ops(const struct op *ops, int nops, uint64_t t0, uint64_t end)
 	}
 }
 
+/* Stream work ("Device buffers", docs/nccl.md). A group whose every buffer
+ * is device memory, all on one stream, is queued on that stream: the
+ * inputs' copies to the host, a host function that moves the data
+ * (sjob_run), the results' copies back, a host function that gives the
+ * host copies back (sjob_done); the call returns at once, as NCCL's does.
+ * Not for a process that holds two ranks of a communicator (a thread per
+ * rank, CommInitAll): CUDA may run every host function of a process on
+ * one thread, and one rank's would wait for the other's behind it. */
+struct sjob {
+	int nops;
+	struct op ops[];
+};
+
+/* The ops of one communicator count once. */
+static int first_of_comm(const struct op *ops, int i)
+{
+	for (int j = 0; j < i; j++)
+		if (ops[j].comm == ops[i].comm)
+			return 0;
+	return 1;
+}
+
+static void sjob_run(void *p)
+{
+	struct sjob *j = p;
+	uni_shim_quiet_io(1);
+	ncclResult_t r = data_path(j->ops, j->nops);
+	/* Nobody to return it to: an asynchronous error, as in NCCL
+	 * (ncclCommGetAsyncError; the next call on the communicator). */
+	if (r != ncclSuccess)
+		for (int i = 0; i < j->nops; i++)
+			atomic_store(&j->ops[i].comm->async_err, r);
+	uni_shim_quiet_io(0);
+}
+
+static void sjob_done(void *p)
+{
+	struct sjob *j = p;
+	uni_shim_quiet_io(1);
+	for (int i = 0; i < j->nops; i++) {
+		struct op *o = &j->ops[i];
+		if (o->dsend)
+			host_give_back((void *)o->send, o->pinned_send, o->cap_send);
+		if (o->drecv)
+			host_give_back(o->recv, o->pinned_recv, o->cap_recv);
+	}
+	for (int i = 0; i < j->nops; i++) {
+		if (!first_of_comm(j->ops, i))
+			continue;
+		ncclComm_t c = j->ops[i].comm;
+		if (atomic_fetch_sub(&c->pending, 1) == 1)
+			uni_futex_wake(&c->pending, INT32_MAX);
+		comm_unref(c);
+	}
+	free(j);
+	uni_shim_quiet_io(0);
+}
+
+static int local_ranks(ncclComm_t c)
+{
+	if (c->local_ranks)
+		return c->local_ranks;
+	int n = 0, all = 1;
+	for (int r = 0; r < c->nranks; r++) {
+		int pid = atomic_load(&c->sh->pid[r]);
+		all &= pid != 0;
+		n += pid == (int)getpid();
+	}
+	if (all)
+		c->local_ranks = n;
+	return n;
+}
+
+static int stream_work_ok(const struct op *ops, int nops)
+{
+	static int off = -1;
+	if (off < 0) {
+		const char *e = getenv("UNI_NCCL_DEVICE_SYNC");
+		off = e && *e && strcmp(e, "0");
+	}
+	if (off || !g_rt.launch_host || several_ranks(ops, nops))
+		return 0;
+	int any = 0;
+	for (int i = 0; i < nops; i++) {
+		const struct op *o = &ops[i];
+		size_t in, out;
+		op_bytes(o, &in, &out);
+		if (o->stream != ops[0].stream || (in && !(o->dev & DEV_SEND)) || (out && !(o->dev & DEV_RECV)) ||
+		    local_ranks(o->comm) > 1)
+			return 0;
+		any |= o->dev || o->scal_dev;
+	}
+	return any;
+}
+
+/* Queues the group on its stream (stream_work_ok). */
+static ncclResult_t stream_work(struct op *ops, int nops)
+{
+	cudaStream_t s = ops[0].stream;
+	struct sjob *j = calloc(1, sizeof(*j) + (size_t)nops * sizeof(struct op));
+	if (!j)
+		return fail(ops[0].comm, ncclSystemError, "%s: out of memory", kind_name[ops[0].kind]);
+	j->nops = nops;
+	memcpy(j->ops, ops, (size_t)nops * sizeof(struct op));
+	for (int i = 0; i < nops; i++)
+		if (first_of_comm(ops, i)) {
+			atomic_fetch_add(&ops[i].comm->refs, 1);
+			atomic_fetch_add(&ops[i].comm->pending, 1);
+			ops[i].comm->pending_stream = s;
+		}
+	ncclResult_t r = stage(j->ops, nops, 0);
+	cudaError_t e = cudaSuccess;
+	if (r == ncclSuccess && (e = g_rt.launch_host(s, sjob_run, j)) != cudaSuccess)
+		r = fail(ops[0].comm, ncclUnhandledCudaError, "%s: queueing the exchange on the stream: %s",
+			 kind_name[ops[0].kind], rt_err(e));
+	if (r != ncclSuccess) {
+		/* Nothing runs: the copies queued so far end, the job goes. */
+		g_rt.stream_sync(s);
+		unstage(j->ops, nops, r, 1);
+		sjob_done(j);
+		return r;
+	}
+	r = unstage(j->ops, nops, ncclSuccess, 0);
+	if ((e = g_rt.launch_host(s, sjob_done, j)) != cudaSuccess) {
+		g_rt.stream_sync(s);
+		sjob_done(j);
+		if (r == ncclSuccess)
+			r = fail(ops[0].comm, ncclUnhandledCudaError, "%s: queueing on the stream: %s",
+				 kind_name[ops[0].kind], rt_err(e));
+	}
+	return r;
+}
+
 static ncclResult_t execute(struct op *ops, int nops)
 {
 	/* Compute before the call is charged; the copying is not. */
 	uint64_t t0 = uni_shim_vt_charge(), end = t0;
 	ncclResult_t r = ncclSuccess;
 	int timed = uni_shim_simulating(), waits = 0, ndp = 0;
+	/* A communicator's data moves in call order: groups of it still
+	 * queued on a stream go first, unless this one follows them there. */
+	int async = stream_work_ok(ops, nops);
+	for (int i = 0; i < nops && r == ncclSuccess; i++)
+		if (first_of_comm(ops, i) && atomic_load(&ops[i].comm->pending) &&
+		    (!async || ops[i].comm->pending_stream != ops[0].stream))
+			r = pending_drain(ops[i].comm, kind_name[ops[i].kind]);
+	if (r != ncclSuccess)
+		return r;
 	struct devpos dp[DEV_STREAMS];
 	if (timed) {
 		ndp = device_start(ops, nops, dp, &t0);
@@ -1999,15 +2340,20 @@ static ncclResult_t execute(struct op *ops, int nops)
 		ready_sends(&sc, 0, t0);
 		for (int i = 0; i < sc.n && !waits; i++)
 			waits = sc.x[i].recv && sc.x[i].bytes;
+		waits &= !async; /* the data moves later, on the stream */
 		if (waits)
 			uni_shim_peer_wait(1, ops[0].comm);
 	}
 	uni_shim_quiet_io(1);
 	uni_cupti_internal(1);
-	r = stage(ops, nops);
-	if (r == ncclSuccess)
-		r = several_ranks(ops, nops) ? data_path_threads(ops, nops) : data_path(ops, nops);
-	r = unstage(ops, nops, r);
+	if (async) {
+		r = stream_work(ops, nops);
+	} else {
+		r = stage(ops, nops, 1);
+		if (r == ncclSuccess)
+			r = several_ranks(ops, nops) ? data_path_threads(ops, nops) : data_path(ops, nops);
+		r = unstage(ops, nops, r, 1);
+	}
 	uni_cupti_internal(0);
 	uni_shim_quiet_io(0);
 	if (waits)
@@ -2079,9 +2425,12 @@ ncclResult_t pncclGroupEnd(void)
 		int dev_;                                                                      \
 		if ((r_ = check_bufs(comm, fn, k, sb, rb, cnt, rt, &dev_)) != ncclSuccess)     \
 			return r_;                                                             \
+		int sd_ = (rop) >= ncclNumOps && comm->uop[(rop)-ncclNumOps].ptr_dev;          \
+		if (sd_ && (r_ = check_device_path(comm, fn)) != ncclSuccess)                  \
+			return r_;                                                             \
 		struct op o_ = {.kind = k, .send = sb, .recv = rb, .count = cnt, .type = ty,   \
 				.redop = rop, .root = rt, .peer = -1, .comm = comm,            \
-				.stream = stream, .dev = dev_};                                \
+				.stream = stream, .dev = dev_, .scal_dev = sd_};               \
 		return submit(&o_);                                                            \
 	} while (0)
 
@@ -2598,6 +2947,10 @@ ncclResult_t pncclCommSplit(ncclComm_t comm, int color, int key, ncclComm_t *new
 		return fail(comm, ncclInvalidArgument, "ncclCommSplit: color %d is negative (NCCL_SPLIT_NOCOLOR is -1)",
 			    color);
 	*newcomm = NULL;
+	/* Its agreement moves data: after the operations queued on a stream. */
+	ncclResult_t pr = pending_drain(comm, "ncclCommSplit");
+	if (pr != ncclSuccess)
+		return pr;
 	struct op o = {.kind = K_SPLIT, .type = ncclInt8, .redop = -1, .root = 0, .peer = -1, .comm = comm};
 	uni_shim_quiet_io(1);
 	ncclResult_t r = agree(comm, &o);

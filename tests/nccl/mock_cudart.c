@@ -5,17 +5,35 @@
  * "Device memory" is a memfd mapped twice: the address handed out (the
  * device pointer) is mapped PROT_NONE, so the host touching it faults as it
  * would on a real GPU; only the copy functions reach the bytes, through a
- * second, readable mapping. Streams are executed at once (a copy on any
- * stream is done when it returns), which keeps every stream order. The
- * test loads it under a libcudart.so.* name: the shim looks for the runtime
- * the program loaded by that name and never loads one itself. */
+ * second, readable mapping.
+ *
+ * Streams are asynchronous, as on a GPU: copies (cudaMemcpyAsync) and host
+ * functions (cudaLaunchHostFunc) are queued, and one thread of the mock,
+ * the "device", runs the queue in the order it was filled (one order for
+ * every stream: a legal schedule of CUDA's, and host functions of all
+ * streams on one thread, which CUDA allows: the strictest case for a host
+ * function that waits). cudaStreamSynchronize, cudaDeviceSynchronize,
+ * cudaMemcpy and cudaFree wait for the queue to drain (cudaMemcpy and
+ * cudaFree synchronise with the device in CUDA too). For the test, a gate
+ * (mock_cuda_gate) holds the queue where it was closed, as a long kernel
+ * would; a gate nobody opens opens by itself after 20 s
+ * (MOCK_CUDA_GATE_S) and counts it.
+ * The device thread waits with plain futexes and a spin lock, which the
+ * shim does not see: the runtime's threads hand no virtual time around.
+ *
+ * The test loads it under a libcudart.so.* name: the shim looks for the
+ * runtime the program loaded by that name and never loads one itself. */
 #include <dlfcn.h>
+#include <errno.h>
+#include <linux/futex.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cuda_runtime_api.h>
@@ -29,14 +47,36 @@ struct dev_alloc {
 };
 
 static struct dev_alloc g_dev[MAX_ALLOCS];
-static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+static atomic_flag g_lock = ATOMIC_FLAG_INIT; /* g_dev */
 static _Atomic unsigned long g_copies;
+
+static void lock(atomic_flag *l)
+{
+	while (atomic_flag_test_and_set_explicit(l, memory_order_acquire))
+		;
+}
+
+static void unlock(atomic_flag *l)
+{
+	atomic_flag_clear_explicit(l, memory_order_release);
+}
+
+static void fwait(_Atomic uint32_t *w, uint32_t v, long ms)
+{
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
+	syscall(SYS_futex, w, FUTEX_WAIT_PRIVATE, v, &ts, NULL, 0);
+}
+
+static void fwake(_Atomic uint32_t *w)
+{
+	syscall(SYS_futex, w, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0);
+}
 
 /* The readable view of device address p (len bytes from it), or NULL. */
 static char *rw_of(const void *p, size_t len, int *is_dev)
 {
 	*is_dev = 0;
-	pthread_mutex_lock(&g_lock);
+	lock(&g_lock);
 	char *r = NULL;
 	for (int i = 0; i < MAX_ALLOCS; i++) {
 		struct dev_alloc *a = &g_dev[i];
@@ -47,8 +87,162 @@ static char *rw_of(const void *p, size_t len, int *is_dev)
 			break;
 		}
 	}
-	pthread_mutex_unlock(&g_lock);
+	unlock(&g_lock);
 	return r;
+}
+
+/* The device's queue ---------------------------------------------------- */
+
+enum { Q_COPY, Q_HOSTFN, Q_GATE };
+
+struct qitem {
+	int kind;
+	void *dst;
+	const void *src;
+	size_t n;
+	void (*fn)(void *);
+	void *arg;
+	struct qitem *next;
+};
+
+static atomic_flag g_qlock = ATOMIC_FLAG_INIT;
+static struct qitem *g_head, *g_tail;
+static _Atomic uint32_t g_queued, g_done; /* items queued and run (futex words) */
+static _Atomic uint32_t g_gate;           /* 1: the gate holds the queue */
+static _Atomic unsigned g_forced;         /* gates that opened by themselves */
+static atomic_int g_started;
+
+static void copy_now(struct qitem *q)
+{
+	int dd, sd;
+	char *d = rw_of(q->dst, q->n, &dd), *r = rw_of(q->src, q->n, &sd);
+	if ((dd && !d) || (sd && !r))
+		abort(); /* checked when queued: freed while queued */
+	memmove(dd ? d : q->dst, sd ? r : q->src, q->n);
+	atomic_fetch_add(&g_copies, 1);
+}
+
+/* How long a gate holds before it opens by itself (MOCK_CUDA_GATE_S). */
+static long gate_s(void)
+{
+	const char *e = getenv("MOCK_CUDA_GATE_S");
+	long v = e ? atol(e) : 0;
+	return v > 0 ? v : 20;
+}
+
+static void *device_thread(void *p)
+{
+	(void)p;
+	for (;;) {
+		uint32_t seen = atomic_load(&g_queued);
+		lock(&g_qlock);
+		struct qitem *q = g_head;
+		if (q && !(g_head = q->next))
+			g_tail = NULL;
+		unlock(&g_qlock);
+		if (!q) {
+			fwait(&g_queued, seen, 1000);
+			continue;
+		}
+		if (q->kind == Q_COPY) {
+			copy_now(q);
+		} else if (q->kind == Q_HOSTFN) {
+			q->fn(q->arg);
+		} else {
+			struct timespec t0, t;
+			clock_gettime(CLOCK_MONOTONIC, &t0);
+			while (atomic_load(&g_gate)) {
+				fwait(&g_gate, 1, 100);
+				clock_gettime(CLOCK_MONOTONIC, &t);
+				if (atomic_load(&g_gate) && t.tv_sec - t0.tv_sec >= gate_s()) {
+					atomic_store(&g_gate, 0);
+					atomic_fetch_add(&g_forced, 1);
+				}
+			}
+		}
+		free(q);
+		atomic_fetch_add(&g_done, 1);
+		fwake(&g_done);
+	}
+	return NULL;
+}
+
+static cudaError_t enqueue(struct qitem *q)
+{
+	if (!atomic_exchange(&g_started, 1)) {
+		pthread_t t;
+		pthread_attr_t a;
+		pthread_attr_init(&a);
+		pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+		if (pthread_create(&t, &a, device_thread, NULL)) {
+			atomic_store(&g_started, 0);
+			free(q);
+			return cudaErrorMemoryAllocation;
+		}
+	}
+	q->next = NULL;
+	lock(&g_qlock);
+	if (g_tail)
+		g_tail->next = q;
+	else
+		g_head = q;
+	g_tail = q;
+	unlock(&g_qlock);
+	atomic_fetch_add(&g_queued, 1);
+	fwake(&g_queued);
+	return cudaSuccess;
+}
+
+/* Waits until everything queued so far has run. */
+static void drain(void)
+{
+	uint32_t want = atomic_load(&g_queued), d;
+	while ((int32_t)((d = atomic_load(&g_done)) - want) < 0)
+		fwait(&g_done, d, 100);
+}
+
+/* For the test: close (1) or open (0) the gate; gates that opened by
+ * themselves; items queued and not run yet. */
+void mock_cuda_gate(int close);
+void mock_cuda_gate(int close)
+{
+	if (close) {
+		struct qitem *q = calloc(1, sizeof(*q));
+		if (!q)
+			abort();
+		q->kind = Q_GATE;
+		atomic_store(&g_gate, 1);
+		enqueue(q);
+	} else {
+		atomic_store(&g_gate, 0);
+		fwake(&g_gate);
+	}
+}
+
+unsigned mock_cuda_gates_forced(void);
+unsigned mock_cuda_gates_forced(void)
+{
+	return atomic_load(&g_forced);
+}
+
+unsigned mock_cuda_pending(void);
+unsigned mock_cuda_pending(void)
+{
+	return atomic_load(&g_queued) - atomic_load(&g_done);
+}
+
+cudaError_t cudaLaunchHostFunc(cudaStream_t s, cudaHostFn_t fn, void *arg)
+{
+	(void)s;
+	if (!fn)
+		return cudaErrorInvalidValue;
+	struct qitem *q = calloc(1, sizeof(*q));
+	if (!q)
+		return cudaErrorMemoryAllocation;
+	q->kind = Q_HOSTFN;
+	q->fn = fn;
+	q->arg = arg;
+	return enqueue(q);
 }
 
 static int cupti_find(void);
@@ -69,28 +263,29 @@ cudaError_t cudaMalloc(void **p, size_t size)
 	close(fd);
 	if (dev == MAP_FAILED || rw == MAP_FAILED)
 		return cudaErrorMemoryAllocation;
-	pthread_mutex_lock(&g_lock);
+	lock(&g_lock);
 	for (int i = 0; i < MAX_ALLOCS; i++)
 		if (!g_dev[i].dev) {
 			g_dev[i] = (struct dev_alloc){dev, rw, sz};
-			pthread_mutex_unlock(&g_lock);
+			unlock(&g_lock);
 			*p = dev;
 			return cudaSuccess;
 		}
-	pthread_mutex_unlock(&g_lock);
+	unlock(&g_lock);
 	return cudaErrorMemoryAllocation;
 }
 
 cudaError_t cudaFree(void *p)
 {
-	pthread_mutex_lock(&g_lock);
+	drain();
+	lock(&g_lock);
 	for (int i = 0; i < MAX_ALLOCS; i++)
 		if (p && g_dev[i].dev == p) {
 			munmap(g_dev[i].dev, g_dev[i].size);
 			munmap(g_dev[i].rw, g_dev[i].size);
 			g_dev[i].dev = NULL;
 		}
-	pthread_mutex_unlock(&g_lock);
+	unlock(&g_lock);
 	return cudaSuccess;
 }
 
@@ -120,9 +315,14 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, enum cudaMemcp
 	if ((kind == cudaMemcpyDeviceToHost && (!sd || dd)) || (kind == cudaMemcpyHostToDevice && (sd || !dd)) ||
 	    (kind == cudaMemcpyHostToHost && (sd || dd)))
 		return cudaErrorInvalidMemcpyDirection;
-	memmove(dd ? d : dst, sd ? r : src, n);
-	atomic_fetch_add(&g_copies, 1);
-	return cudaSuccess;
+	struct qitem *q = calloc(1, sizeof(*q));
+	if (!q)
+		return cudaErrorMemoryAllocation;
+	q->kind = Q_COPY;
+	q->dst = dst;
+	q->src = src;
+	q->n = n;
+	return enqueue(q);
 }
 
 static uint32_t enter(int cbid, const char *fn, const void *params);
@@ -132,8 +332,10 @@ cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, enum cudaMemcpyKind
 {
 	cudaMemcpy_v3020_params p = {dst, src, n, kind};
 	uint32_t corr = enter(CUPTI_RUNTIME_TRACE_CBID_cudaMemcpy_v3020, "cudaMemcpy", &p);
-	return leave(CUPTI_RUNTIME_TRACE_CBID_cudaMemcpy_v3020, "cudaMemcpy", &p, cudaMemcpyAsync(dst, src, n, kind, 0),
-		     corr);
+	cudaError_t r = cudaMemcpyAsync(dst, src, n, kind, 0);
+	if (r == cudaSuccess)
+		drain();
+	return leave(CUPTI_RUNTIME_TRACE_CBID_cudaMemcpy_v3020, "cudaMemcpy", &p, r, corr);
 }
 
 cudaError_t cudaMallocHost(void **p, size_t size)
@@ -267,19 +469,19 @@ cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned flags)
 cudaError_t cudaEventSynchronize(cudaEvent_t e)
 {
 	cudaEventSynchronize_v3020_params p = {e};
-	CALL("cudaEventSynchronize", cudaEventSynchronize_v3020, p, cudaSuccess);
+	CALL("cudaEventSynchronize", cudaEventSynchronize_v3020, p, (drain(), cudaSuccess));
 }
 
 cudaError_t cudaStreamSynchronize(cudaStream_t s)
 {
 	cudaStreamSynchronize_v3020_params p = {s};
-	CALL("cudaStreamSynchronize", cudaStreamSynchronize_v3020, p, cudaSuccess);
+	CALL("cudaStreamSynchronize", cudaStreamSynchronize_v3020, p, (drain(), cudaSuccess));
 }
 
 cudaError_t cudaDeviceSynchronize(void)
 {
 	int p = 0;
-	CALL("cudaDeviceSynchronize", cudaDeviceSynchronize_v3020, p, cudaSuccess);
+	CALL("cudaDeviceSynchronize", cudaDeviceSynchronize_v3020, p, (drain(), cudaSuccess));
 }
 
 cudaError_t cudaLaunchKernel(const void *func, dim3 grid, dim3 block, void **args, size_t shmem, cudaStream_t s)

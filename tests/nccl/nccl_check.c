@@ -23,6 +23,8 @@
  *                            new rank 0 (the excluded never call it)
  *   nccl_check device LIB    every collective and send/recv on device
  *                            buffers of LIB, a CUDA runtime (the mock)
+ *   nccl_check stream LIB    device work queued on a held stream: the calls
+ *                            return at once, results once it runs
  *   nccl_check cupti LIB SIZE  the device timeline (the mocks of the CUDA
  *                            runtime and CUPTI): kernels then an AllReduce of
  *                            SIZE bytes on one stream, a kernel on another
@@ -1095,6 +1097,87 @@ static void device(ncclComm_t comm, const char *lib)
 	free(want);
 }
 
+/* Stream work (docs/nccl.md, "Device buffers"): with the stand-in's gate
+ * holding the device's queue, as a long kernel would, the program queues
+ * its input's copy to the device, an AllReduce, an AllReduce by
+ * PreMulSum with a scalar in device memory, a send/recv ring, and the
+ * result's copy back, all on one stream. Every call must return while
+ * the gate holds (a call that waited for the stream would find the gate
+ * open only when it opens by itself, after 20 s), nothing may have
+ * reached the host yet, and once the gate opens the results must be
+ * those of the input queued before the calls, not of the device memory at
+ * the time of the calls. */
+static void device_stream(ncclComm_t comm, const char *lib)
+{
+	void *h = dlopen(lib, RTLD_NOW | RTLD_GLOBAL);
+	CHECK(h != NULL, "dlopen %s: %s", lib, dlerror());
+	if (!h)
+		return;
+	cu_malloc = (cu_malloc_f)dlsym(h, "cudaMalloc");
+	cu_memcpy = (cu_memcpy_f)dlsym(h, "cudaMemcpy");
+	int (*memcpy_async)(void *, const void *, size_t, int, cudaStream_t) =
+		(int (*)(void *, const void *, size_t, int, cudaStream_t))dlsym(h, "cudaMemcpyAsync");
+	int (*stream_sync)(cudaStream_t) = (int (*)(cudaStream_t))dlsym(h, "cudaStreamSynchronize");
+	void (*gate)(int) = (void (*)(int))dlsym(h, "mock_cuda_gate");
+	unsigned (*forced)(void) = (unsigned (*)(void))dlsym(h, "mock_cuda_gates_forced");
+	unsigned (*pending)(void) = (unsigned (*)(void))dlsym(h, "mock_cuda_pending");
+	CHECK(cu_malloc && cu_memcpy && memcpy_async && stream_sync && gate && forced && pending, "runtime symbols");
+	if (!cu_malloc || !cu_memcpy || !memcpy_async || !stream_sync || !gate || !forced || !pending)
+		return;
+	const int n = nranks, left = (rank + n - 1) % n, right = (rank + 1) % n;
+	const size_t c = 4099;
+	cudaStream_t stream = (cudaStream_t)0x7;
+	float *old = malloc(c * 4), *fresh = malloc(c * 4), *out = malloc(c * 4), *ring = malloc(c * 4);
+	for (size_t i = 0; i < c; i++) {
+		old[i] = (float)(rank + 1);
+		fresh[i] = (float)(100 * (rank + 1) + (int)(i % 7));
+		out[i] = ring[i] = -1;
+	}
+	float half = 0.5f;
+	float *ds = dev_of(old, c), *dr = dev_of(NULL, c), *dr2 = dev_of(NULL, c), *dr3 = dev_of(NULL, c),
+	      *dscal = dev_of(&half, 1);
+	ncclRedOp_t premul;
+	NCCL(ncclRedOpCreatePreMulSum(&premul, dscal, ncclFloat32, ncclScalarDevice, comm));
+
+	gate(1);
+	CHECK(memcpy_async(ds, fresh, c * 4, 1 /* HostToDevice */, stream) == 0, "cudaMemcpyAsync to the device");
+	NCCL(ncclAllReduce(ds, dr, c, ncclFloat32, ncclSum, comm, stream));
+	NCCL(ncclAllReduce(dr, dr2, c, ncclFloat32, premul, comm, stream));
+	NCCL(ncclGroupStart());
+	NCCL(ncclSend(ds, c, ncclFloat32, right, comm, stream));
+	NCCL(ncclRecv(dr3, c, ncclFloat32, left, comm, stream));
+	NCCL(ncclGroupEnd());
+	CHECK(memcpy_async(out, dr2, c * 4, 2 /* DeviceToHost */, stream) == 0, "cudaMemcpyAsync from the device");
+	CHECK(memcpy_async(ring, dr3, c * 4, 2, stream) == 0, "cudaMemcpyAsync from the device");
+	unsigned queued = pending();
+	CHECK(forced() == 0, "an NCCL call waited for the work queued on its stream before it (the gate opened by "
+			     "itself)");
+	CHECK(queued >= 10, "only %u items queued on the held stream, want the copies and host functions", queued);
+	CHECK(out[0] == -1 && ring[0] == -1, "a result reached the host while the stream was held");
+	printf("rank %d: %u items queued behind the gate when the calls had returned\n", rank, queued);
+	gate(0);
+	CHECK(stream_sync(stream) == 0, "cudaStreamSynchronize");
+	int ok_sum = 1, ok_ring = 1;
+	for (size_t i = 0; i < c; i++) {
+		float sum = (float)(100 * n * (n + 1) / 2 + n * (int)(i % 7));
+		ok_sum &= out[i] == 0.5f * (float)n * sum;
+		ok_ring &= ring[i] == (float)(100 * (left + 1) + (int)(i % 7));
+	}
+	CHECK(ok_sum, "AllReduce, then PreMulSum by a device scalar, on the stream: %g, want %g", out[1],
+	      0.5f * (float)n * (float)(100 * n * (n + 1) / 2 + n));
+	CHECK(ok_ring, "send/recv ring on the stream: %g, want %g", ring[1], (float)(100 * (left + 1) + 1));
+	/* A host-buffer call after them waits for them (the communicator's
+	 * data moves in call order) and works. */
+	float x[3] = {1, 2, 3};
+	NCCL(ncclAllReduce(x, x, 3, ncclFloat32, ncclSum, comm, NULL));
+	CHECK(x[2] == 3.0f * n, "host AllReduce after queued ones: %g", x[2]);
+	NCCL(ncclRedOpDestroy(premul, comm));
+	free(old);
+	free(fresh);
+	free(out);
+	free(ring);
+}
+
 /* N ranks in this process, a thread each calling ncclCommInitRank (as
  * nccl-tests -t does); each lines up with the others (two 1-element
  * AlltoAlls) and times an AllReduce of bytes on its own clock. */
@@ -1391,6 +1474,8 @@ int main(int argc, char **argv)
 		shrink(comm);
 	} else if (!strcmp(argv[1], "device") && argc > 2) {
 		device(comm, argv[2]);
+	} else if (!strcmp(argv[1], "stream") && argc > 2) {
+		device_stream(comm, argv[2]);
 	} else if (!strcmp(argv[1], "cupti") && argc > 3) {
 		cupti_mode(comm, argv[2], (size_t)atoll(argv[3]));
 	} else if (!strcmp(argv[1], "group2") && argc > 2) {

@@ -194,6 +194,26 @@ for n in 2 4; do
 done
 ok "device buffers: every collective and a send/recv ring through the CUDA runtime's copies, results exact (2 and 4 ranks)"
 
+# Stream work (docs/nccl.md, "Device buffers"): the stand-in's device held
+# by a gate; every call returns while it holds, the results come once it
+# opens (2 ranks in record mode, 4 in simulate mode). The same program
+# with the synchronous path fails (its first call waits until the gate
+# opens by itself): the test tells the two apart.
+run_ranks 2 "stream work with 2 ranks" stream "$T/libcudart.so.13"
+grep -q "17 items queued behind the gate" "$T/log" || { cat "$T/log"; fail "stream work: queue"; }
+rm -f "$T"/id*
+NCCL_CHECK_ID=$T/id timeout 120 "$UNIRUN" -n 4 --config "$T/alpha-beta.yaml" --trace "$T/run.unitrace" -- "$CHECK" stream \
+	"$T/libcudart.so.13" >"$T/log" 2>&1 || { cat "$T/log"; fail "stream work, simulate mode"; }
+[ "$(grep -c 'checks passed' "$T/log")" = 4 ] || { cat "$T/log"; fail "stream work, simulate mode"; }
+rm -f "$T"/id*
+if UNI_NCCL_DEVICE_SYNC=1 MOCK_CUDA_GATE_S=2 NCCL_CHECK_ID=$T/id timeout 120 "$UNIRUN" -n 2 --config "$T/rec.yaml" \
+	--trace "$T/run.unitrace" -- "$CHECK" stream "$T/libcudart.so.13" >"$T/log" 2>&1; then
+	cat "$T/log"
+	fail "stream work: the synchronous path passed the stream test"
+fi
+grep -q "waited for the work queued on its stream" "$T/log" || { cat "$T/log"; fail "stream work: sync control"; }
+ok "stream work: device operations queued behind held work return at once, results exact once it runs (incl. PreMulSum by a device scalar, a send/recv group), in record and simulate mode; the synchronous path fails the same test"
+
 # The device timeline (docs/nccl.md, "CUPTI"): the stand-in runtime
 # reports its calls and kernels to a stand-in CUPTI (tests/nccl/mock_cupti.c,
 # loaded by the shim as libcupti.so.13). Kernels of 5 ms (sgemm: slowdown 2)
