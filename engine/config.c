@@ -1353,6 +1353,26 @@ static int nccl_pair(struct ctx *x, const char *path, const char *key,
 		return get_enum(x, v, path, "protocol", names, UNI_ARRAY_LEN(names),
 				&x->c->nccl_proto);
 	}
+	if (!strcmp(key, "ranks_per_node")) {
+		char sh[SHOW_LEN + 8];
+		const char *s;
+		int32_t r;
+		if (get_plain(x, v, path, "a number of ranks", &s))
+			return -1;
+		if (rank_value(s, &r) || r < 1)
+			return fail(x, v, path, "'%s' is not a number of ranks from 1 to %d",
+				    show(s, sh, sizeof(sh)), RANK_MAX);
+		x->c->nccl_ppn = (uint32_t)r;
+		return 0;
+	}
+	if (!strcmp(key, "intra_node")) {
+		static const char *const names[] = {
+			[UNI_NCCL_INTRA_NVLINK] = "nvlink",
+			[UNI_NCCL_INTRA_PCI] = "pci",
+		};
+		return get_enum(x, v, path, "intra_node", names, UNI_ARRAY_LEN(names),
+				&x->c->nccl_intra);
+	}
 	return 1;
 }
 
@@ -1379,7 +1399,7 @@ static int top_pair(struct ctx *x, const char *path, const char *key,
 	if (!strcmp(key, "trace"))
 		return walk_map(x, v, path, "path, stacks", trace_pair, NULL);
 	if (!strcmp(key, "nccl"))
-		return walk_map(x, v, path, "algorithm, protocol", nccl_pair, NULL);
+		return walk_map(x, v, path, "algorithm, protocol, ranks_per_node, intra_node", nccl_pair, NULL);
 	return 1;
 }
 
@@ -1397,6 +1417,7 @@ void uni_config_defaults(struct uni_config *c)
 	c->slowdown = 1.0;
 	snprintf(c->trace_path, sizeof(c->trace_path), "%s", "uni-trace/{session}.unitrace");
 	c->trace_stacks = 1;
+	c->nccl_ppn = 1;
 }
 
 /* 1-based line of a byte offset; reader errors carry only an offset. */

@@ -1415,6 +1415,8 @@ static void create_segment(const char *config_path)
 	h->stacks = D.compute_from[0] ? 0u : (uint32_t)D.cfg.trace_stacks;
 	h->nccl_algo = D.cfg.nccl_algo;
 	h->nccl_proto = D.cfg.nccl_proto;
+	h->nccl_ppn = D.cfg.nccl_ppn;
+	h->nccl_intra = D.cfg.nccl_intra;
 	h->net_latency_ns = D.cfg.latency_ns;
 	h->net_bandwidth_bps = D.cfg.bandwidth_bps;
 	h->send_buffer = D.cfg.send_buffer;

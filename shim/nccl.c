@@ -98,6 +98,7 @@ struct seg {
 	_Atomic uint32_t bar_gen;
 	uint32_t pad;
 	_Atomic int32_t pid[UNI_NCCL_MAX_RANKS];
+	_Atomic int32_t hnode[UNI_NCCL_MAX_RANKS]; /* simulate: each rank's node ("Nodes") */
 	struct desc desc[UNI_NCCL_MAX_RANKS];
 	/* then: struct pairbox[n * n], pair rings n * n * UNI_NCCL_PAIR, slots n * UNI_NCCL_SLOT */
 };
@@ -143,6 +144,11 @@ struct ncclComm {
 	cudaStream_t pending_stream;
 	_Atomic int refs;
 	int local_ranks; /* ranks of it in this process (0: not counted yet) */
+	/* simulate: its nodes (comm_nodes): nnodes (0: not known yet); for
+	 * each rank its node and place in it; ranks by node and place
+	 * (NCCL's ring order), each node's first index in it and size. */
+	int nnodes;
+	int *nidx, *npos, *nrank, *nstart, *nsize;
 };
 
 /* Everything below with a prototype in nccl.h is the exported API. */
@@ -407,6 +413,10 @@ static ncclResult_t init_rank(ncclComm_t *out, int nranks, ncclUniqueId id, int 
 	memcpy(&ce.a, l->key, 8);
 	memcpy(&ce.b, l->key + 8, 8);
 	uni_shim_nccl_event(&ce);
+	/* Its node: nccl.ranks_per_node consecutive network nodes. */
+	uint32_t intra, ppn = uni_shim_nccl_nodes(&intra);
+	int net = c->node >= 0 ? c->node : uni_shim_rank();
+	atomic_store(&s->hnode[rank], net >= 0 ? (int32_t)((uint32_t)net / ppn) : 0);
 	atomic_fetch_add(&s->joined, 1);
 	if (!blocking) {
 		/* Joins in a thread of its own; the caller polls
@@ -517,6 +527,7 @@ static void comm_unref(ncclComm_t c)
 {
 	if (atomic_fetch_sub(&c->refs, 1) == 1) {
 		munmap(c->sh, c->shsize);
+		free(c->nidx);
 		free(c);
 	}
 }
@@ -783,10 +794,13 @@ struct xf {
 struct sched {
 	struct xf *x;
 	int n, cap, oom;
-	/* the protocol of the operation being added (nccl_choose) */
-	uint64_t base, hop;
+	/* the protocol of the operation being added (nccl_choose): its
+	 * latency per operation, per hop within a node and between nodes */
+	uint64_t base, hop_intra, hop_inter;
 	uint32_t wire_num, wire_den; /* bytes on the wire per byte of data */
 };
+
+static int comm_nodes(ncclComm_t c);
 
 static int xadd(struct sched *s, ncclComm_t c, int recv, int peer, int ch, uint64_t bytes, int d0, int d1)
 {
@@ -804,8 +818,9 @@ static int xadd(struct sched *s, ncclComm_t c, int recv, int peer, int ch, uint6
 	 * data, LL128: 8 in every 128); both ends count alike. */
 	if (s->wire_den && s->wire_num != s->wire_den)
 		bytes = (bytes * s->wire_num + s->wire_den - 1) / s->wire_den;
+	uint64_t hop = comm_nodes(c) > 0 && c->nidx[peer] == c->nidx[c->rank] ? s->hop_intra : s->hop_inter;
 	s->x[s->n] = (struct xf){.c = c, .peer = peer, .ch = ch % UNI_NCCL_NCH, .recv = recv, .dep = {d0, d1},
-				 .bytes = bytes, .base = s->base, .hop = s->hop};
+				 .bytes = bytes, .base = s->base, .hop = hop};
 	return s->n++;
 }
 
@@ -913,12 +928,13 @@ static uint64_t run_sched(struct sched *s, uint64_t t0)
  * rank giving its level; the second is the first mirrored (n even) or
  * shifted by one rank (n odd), so that most ranks are a leaf in one tree
  * and an inner node in the other. */
-static void btree(int n, int rank, int *up, int *d0, int *d1)
+static void btree(int n, int rank, int *up, int *d0, int *d1, int *ct)
 {
 	int bit;
 	for (bit = 1; bit < n; bit <<= 1)
 		if (bit & rank)
 			break;
+	*ct = 0;
 	if (rank == 0) {
 		*up = -1;
 		*d0 = -1;
@@ -929,6 +945,7 @@ static void btree(int n, int rank, int *up, int *d0, int *d1)
 	if (u >= n)
 		u = rank ^ bit;
 	*up = u;
+	*ct = rank < u ? 0 : 1; /* which of its parent's two children it is */
 	int low = bit >> 1;
 	*d0 = low == 0 ? -1 : rank - low;
 	int down1 = low == 0 ? -1 : rank + low;
@@ -939,33 +956,123 @@ static void btree(int n, int rank, int *up, int *d0, int *d1)
 	*d1 = down1;
 }
 
-static void dtree(int n, int rank, int tree, int *up, int *d0, int *d1)
+static void dtree(int n, int rank, int tree, int *up, int *d0, int *d1, int *ct)
 {
 	if (tree == 0) {
-		btree(n, rank, up, d0, d1);
+		btree(n, rank, up, d0, d1, ct);
 		return;
 	}
 	int u, a, b;
 	if (n % 2 == 1) {
-		btree(n, (rank - 1 + n) % n, &u, &a, &b);
+		btree(n, (rank - 1 + n) % n, &u, &a, &b, ct);
 		*up = u < 0 ? -1 : (u + 1) % n;
 		*d0 = a < 0 ? -1 : (a + 1) % n;
 		*d1 = b < 0 ? -1 : (b + 1) % n;
 	} else {
-		btree(n, n - 1 - rank, &u, &a, &b);
+		btree(n, n - 1 - rank, &u, &a, &b, ct);
 		*up = u < 0 ? -1 : n - 1 - u;
 		*d0 = a < 0 ? -1 : n - 1 - a;
 		*d1 = b < 0 ? -1 : n - 1 - b;
 	}
 }
 
-/* Depth of the trees: ceil(log2 n). */
-static int tree_depth(int n)
+/* floor(log2 n): NCCL's log2i. */
+static int log2i(int n)
 {
 	int d = 0;
-	while ((1 << d) < n)
+	while (n >>= 1)
 		d++;
 	return d;
+}
+
+/* The communicator's nodes ("Nodes", docs/nccl.md): ranks whose
+ * segment entry hnode is the same share a node; nodes are numbered by
+ * their first rank, a node's ranks ordered by rank, and NCCL's ring goes
+ * through them in that order, node after node. Computed at the first
+ * timed operation (every rank wrote its entry before joining). Returns
+ * the number of nodes, 0 without memory (then every rank is a node of
+ * its own and the ring is in rank order). */
+static int comm_nodes(ncclComm_t c)
+{
+	if (c->nnodes)
+		return c->nnodes;
+	int n = c->nranks;
+	int *m = calloc((size_t)5 * (size_t)n, sizeof(int));
+	if (!m)
+		return 0;
+	int *nidx = m, *npos = m + n, *nrank = m + 2 * n, *nstart = m + 3 * n, *nsize = m + 4 * n;
+	int nn = 0;
+	for (int r = 0; r < n; r++) {
+		int h = atomic_load(&c->sh->hnode[r]), k = 0;
+		while (k < nn && atomic_load(&c->sh->hnode[nstart[k]]) != h)
+			k++;
+		if (k == nn)
+			nstart[nn++] = r; /* for now: the node's first rank */
+		nidx[r] = k;
+		npos[r] = nsize[k]++;
+	}
+	for (int k = 0, at = 0; k < nn; k++) {
+		nstart[k] = at;
+		at += nsize[k];
+	}
+	for (int r = 0; r < n; r++)
+		nrank[nstart[nidx[r]] + npos[r]] = r;
+	c->nidx = nidx;
+	c->npos = npos;
+	c->nrank = nrank;
+	c->nstart = nstart;
+	c->nsize = nsize;
+	c->nnodes = nn;
+	return nn;
+}
+
+/* A rank's place on the ring, and the rank at a place. */
+static int ring_pos(ncclComm_t c, int r)
+{
+	return comm_nodes(c) > 0 ? c->nstart[c->nidx[r]] + c->npos[r] : r;
+}
+
+static int ring_rank(ncclComm_t c, int pos)
+{
+	pos %= c->nranks;
+	return comm_nodes(c) > 0 ? c->nrank[pos] : pos;
+}
+
+/* This rank's links in tree t (0, 1) of NCCL's double binary tree over
+ * the nodes (src/graph/connect.cc, connectTrees, with the default
+ * balanced pattern): within a node its ranks form a chain, the first
+ * (place 0) linked to the parent node, the second (or the first, alone)
+ * to the node's first child node, the first to its second; a node's
+ * link from a child ends at the child node's first rank. With a rank per
+ * node this is the double binary tree over the ranks. */
+static void tree_links(ncclComm_t c, int t, int *up, int *d0, int *d1)
+{
+	int me = c->rank;
+	if (comm_nodes(c) <= 0) {
+		int ct;
+		dtree(c->nranks, me, t, up, d0, d1, &ct);
+		return;
+	}
+	int k = c->nidx[me], i = c->npos[me], m = c->nsize[k];
+	const int *nr = c->nrank, *st = c->nstart, *sz = c->nsize;
+#define TTP(node) nr[st[node]]
+#define TTC0(node) nr[st[node] + (sz[node] > 1 ? 1 : 0)]
+#define TTC1(node) nr[st[node]]
+	int u, a, b, ct;
+	dtree(c->nnodes, k, t, &u, &a, &b, &ct);
+	*up = i > 0 ? nr[st[k] + i - 1] : u < 0 ? -1 : ct == 0 ? TTC0(u) : TTC1(u);
+	int down[3], nd = 0;
+	if (i < m - 1)
+		down[nd++] = nr[st[k] + i + 1];
+	if (me == TTC0(k) && a >= 0)
+		down[nd++] = TTP(a);
+	if (me == TTC1(k) && b >= 0)
+		down[nd++] = TTP(b);
+#undef TTP
+#undef TTC0
+#undef TTC1
+	*d0 = nd > 0 ? down[0] : -1;
+	*d1 = nd > 1 ? down[1] : -1;
 }
 
 /* NCCL_ALGO, read once: UNI_NCCL_ALGO_RING or _TREE, or -1 (not set, or
@@ -1014,14 +1121,43 @@ static void read_env_proto(void)
 	g_env_proto = m ? m : 0;
 }
 
-/* NCCL's latencies (tuning.cc, NCCL 2.28): per operation (base) and per
- * hop over the network, ns, by algorithm (0 ring, 1 tree) and protocol
- * (LL, LL128, Simple); and each protocol's bytes on the wire per byte of
- * data (LL: 8-byte stores of 4 bytes of data and a flag; LL128: 120 bytes
- * of data in every 128-byte line; Simple: the data). */
+/* NCCL's latencies (tuning.cc, NCCL 2.28): per operation (base), ns, by
+ * algorithm (0 ring, 1 tree) and protocol (LL, LL128, Simple); per hop by
+ * link (NVLink, PCI, network), algorithm and protocol; and each
+ * protocol's bytes on the wire per byte of data (LL: 8-byte stores of 4
+ * bytes of data and a flag; LL128: 120 bytes of data in every 128-byte
+ * line; Simple: the data). */
 static const uint64_t nccl_base_ns[2][4] = {{0, 6600, 14000, 8400}, {0, 6800, 14000, 8400}};
-static const uint64_t nccl_hop_ns[2][4] = {{0, 2700, 4000, 14000}, {0, 5000, 8500, 14000}};
+enum { HW_NVLINK, HW_PCI, HW_NET };
+static const uint64_t nccl_hw_ns[3][2][4] = {
+	{{0, 600, 1900, 3400}, {0, 600, 1250, 4000}},
+	{{0, 1000, 2500, 5700}, {0, 1000, 1900, 4000}},
+	{{0, 2700, 4000, 14000}, {0, 5000, 8500, 14000}},
+};
 static const uint32_t nccl_wire[4][2] = {{1, 1}, {2, 1}, {16, 15}, {1, 1}};
+/* The cost of a network post that a ring step across nodes still pays
+ * where its hop is within a node (getNetOverhead: x86 Intel and others
+ * 1 us; x3 for Simple). */
+#define NCCL_NET_OVERHEAD_NS 1000u
+
+/* NCCL's hop latencies for an operation of algorithm ti (0 ring, 1 tree)
+ * and protocol p on c: within a node (NVLink or PCI, nccl.intra_node; a
+ * ring across nodes at least the network overhead) and between nodes (the
+ * network's; with one rank a node the tree's, whose latencies NCCL
+ * takes as fully exposed then). */
+static void hop_lats(ncclComm_t c, int ti, int p, uint64_t *intra, uint64_t *inter)
+{
+	uint32_t hw;
+	uni_shim_nccl_nodes(&hw);
+	int nn = comm_nodes(c), n = c->nranks;
+	if (nn <= 0)
+		nn = n;
+	*intra = nccl_hw_ns[hw == UNI_NCCL_INTRA_PCI ? HW_PCI : HW_NVLINK][ti][p];
+	*inter = nccl_hw_ns[HW_NET][nn == n ? 1 : ti][p];
+	uint64_t oh = NCCL_NET_OVERHEAD_NS * (p == UNI_NCCL_PROTO_SIMPLE ? 3u : 1u);
+	if (ti == 0 && nn > 1 && *intra < oh)
+		*intra = oh;
+}
 
 /* How an operation of `bytes` on n ranks is timed: its algorithm (an
  * AllReduce's ring or tree; the others have one each) and protocol.
@@ -1035,8 +1171,9 @@ static const uint32_t nccl_wire[4][2] = {{1, 1}, {2, 1}, {16, 15}, {1, 1}};
  * S; AlltoAll, Gather, Scatter one hop and S/n; Send, Recv one and S),
  * in NCCL's order (tree before ring, LL before LL128 before Simple) on a
  * tie. */
-static void nccl_choose(int kind, int n, uint64_t bytes, int *algo, int *proto)
+static void nccl_choose(ncclComm_t c, int kind, uint64_t bytes, int *algo, int *proto)
 {
+	int n = c->nranks;
 	uint64_t lat;
 	double bps;
 	int calgo = uni_shim_nccl_config(&lat, &bps), cproto = uni_shim_nccl_proto();
@@ -1053,6 +1190,9 @@ static void nccl_choose(int kind, int n, uint64_t bytes, int *algo, int *proto)
 						   : 1u << calgo;
 	if (kind == K_ALLREDUCE && n > 1 && n <= 2 && calgo == UNI_NCCL_ALGO_TREE)
 		amask = 1u << UNI_NCCL_ALGO_TREE;
+	int nn = comm_nodes(c);
+	if (nn <= 0)
+		nn = n;
 	double a = (double)lat, sb = (double)bytes * 8.0 / bps * 1e9; /* ns */
 	double best = -1;
 	*algo = UNI_NCCL_ALGO_RING;
@@ -1066,23 +1206,45 @@ static void nccl_choose(int kind, int n, uint64_t bytes, int *algo, int *proto)
 			if (!(pmask & 1u << p))
 				continue;
 			int t = al == UNI_NCCL_ALGO_TREE;
-			double hops, frac;
+			uint64_t hi, ho;
+			hop_lats(c, t, p, &hi, &ho);
+			/* hops within and between nodes, and the share of the
+			 * data each rank moves at the algorithm's bandwidth */
+			double intra, inter, frac;
 			switch (kind) {
 			case K_ALLREDUCE:
-				hops = t ? 2.0 * tree_depth(n) : 2.0 * (n - 1);
-				frac = t ? 2.0 : 2.0 * (n - 1) / n;
+				if (t) {
+					intra = 2.0 * (n / nn - 1);
+					inter = 2.0 * log2i(nn);
+					frac = 2.0;
+				} else {
+					inter = nn > 1 ? 2.0 * (nn - 1) : 0;
+					intra = 2.0 * (n - 1) - inter;
+					frac = 2.0 * (n - 1) / n;
+				}
 				break;
 			case K_ALLGATHER:
-			case K_REDSCAT: hops = n - 1; frac = (double)(n - 1) / n; break;
+			case K_REDSCAT:
 			case K_BCAST:
-			case K_REDUCE: hops = n - 1; frac = 1.0; break;
+			case K_REDUCE:
+				inter = nn > 1 ? nn - 1 : 0;
+				intra = (n - 1) - inter;
+				frac = kind == K_BCAST || kind == K_REDUCE ? 1.0 : (double)(n - 1) / n;
+				break;
 			case K_ALLTOALL:
 			case K_GATHER:
-			case K_SCATTER: hops = 1; frac = 1.0 / n; break;
-			default: hops = 1; frac = 1.0; break;
+			case K_SCATTER:
+			default:
+				inter = nn > 1;
+				intra = nn == 1;
+				frac = kind == K_SEND || kind == K_RECV ? 1.0 : 1.0 / n;
+				break;
 			}
-			double tm = (double)nccl_base_ns[t][p] + hops * (a + (double)nccl_hop_ns[t][p]) +
-				    frac * sb * nccl_wire[p][0] / nccl_wire[p][1];
+			double nlat = (double)nccl_base_ns[t][p] + intra * (double)hi + inter * (double)ho;
+			/* NCCL's plateau of the multi-node ring (sm80 and later) */
+			if (!t && p == UNI_NCCL_PROTO_SIMPLE && nn > 1 && kind == K_ALLREDUCE && bytes / (uint64_t)n >= 64)
+				nlat *= 1.4;
+			double tm = nlat + (intra + inter) * a + frac * sb * nccl_wire[p][0] / nccl_wire[p][1];
 			if (best < 0 || tm < best) {
 				best = tm;
 				*algo = al;
@@ -1101,12 +1263,13 @@ static void sched_op(struct sched *s, ncclComm_t c, int kind, uint64_t bytes, in
 	int n = c->nranks, me = c->rank;
 	if (n == 1)
 		return;
-	int right = (me + 1) % n, left = (me + n - 1) % n;
+	/* NCCL's ring: the nodes one after the other ("Nodes") */
+	int mypos = ring_pos(c, me), right = ring_rank(c, mypos + 1), left = ring_rank(c, mypos + n - 1);
 	int algo, proto;
-	nccl_choose(kind, n, bytes, &algo, &proto);
+	nccl_choose(c, kind, bytes, &algo, &proto);
 	int ti = algo == UNI_NCCL_ALGO_TREE;
 	s->base = nccl_base_ns[ti][proto];
-	s->hop = nccl_hop_ns[ti][proto];
+	hop_lats(c, ti, proto, &s->hop_intra, &s->hop_inter);
 	s->wire_num = nccl_wire[proto][0];
 	s->wire_den = nccl_wire[proto][1];
 	switch (kind) {
@@ -1116,7 +1279,7 @@ static void sched_op(struct sched *s, ncclComm_t c, int kind, uint64_t bytes, in
 			 * pipelined in chunks. */
 			for (int t = 0; t < 2; t++) {
 				int up, d0, d1;
-				dtree(n, me, t, &up, &d0, &d1);
+				tree_links(c, t, &up, &d0, &d1);
 				uint64_t half = t == 0 ? bytes / 2 : bytes - bytes / 2;
 				for (uint64_t off = 0; off < half; off += UNI_NCCL_CHUNK) {
 					uint64_t cb = half - off < UNI_NCCL_CHUNK ? half - off : UNI_NCCL_CHUNK;
@@ -1154,7 +1317,8 @@ static void sched_op(struct sched *s, ncclComm_t c, int kind, uint64_t bytes, in
 	case K_REDUCE: {
 		/* A chain along the ring, pipelined in chunks: Broadcast from
 		 * the root on, Reduce ending at the root. */
-		int pos = kind == K_BCAST ? (me - root + n) % n : (me - root - 1 + 2 * n) % n;
+		int rp = ring_pos(c, root);
+		int pos = kind == K_BCAST ? (mypos - rp + n) % n : (mypos - rp - 1 + 2 * n) % n;
 		for (uint64_t off = 0; off < bytes; off += UNI_NCCL_CHUNK) {
 			uint64_t cb = bytes - off < UNI_NCCL_CHUNK ? bytes - off : UNI_NCCL_CHUNK;
 			int r = pos > 0 ? xrecv(s, c, left, ch, cb) : -1;
@@ -2116,7 +2280,7 @@ static uint64_t op_timing_flags(const struct op *o, uint64_t bytes)
 	if (o->comm->nranks == 1)
 		return 0;
 	int algo, proto;
-	nccl_choose(o->kind, o->comm->nranks, bytes, &algo, &proto);
+	nccl_choose(o->comm, o->kind, bytes, &algo, &proto);
 	uint64_t a;
 	switch (o->kind) {
 	case K_ALLREDUCE: a = algo == UNI_NCCL_ALGO_TREE ? 2 : 1; break;

@@ -2923,6 +2923,21 @@ int uni_shim_world(void)
 	return g_world;
 }
 
+int uni_shim_rank(void)
+{
+	return g_rank;
+}
+
+uint32_t uni_shim_nccl_nodes(uint32_t *intra)
+{
+	if (!uni_shim_simulating()) {
+		*intra = 0; /* nvlink */
+		return 1;
+	}
+	*intra = g_hdr->nccl_intra;
+	return g_hdr->nccl_ppn ? g_hdr->nccl_ppn : 1;
+}
+
 uint32_t uni_shim_vconn_open(const struct uni_addr *local, const struct uni_addr *peer, int node)
 {
 	if (!uni_shim_simulating())

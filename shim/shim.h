@@ -317,6 +317,10 @@ int uni_shim_simulating(void) UNI_HIDDEN;
 int uni_shim_nccl_config(uint64_t *latency_ns, double *bandwidth_bps) UNI_HIDDEN;
 /* nccl.protocol (enum uni_nccl_proto; 0 auto, also outside simulate mode). */
 int uni_shim_nccl_proto(void) UNI_HIDDEN;
+/* nccl.ranks_per_node, and nccl.intra_node in *intra (1 and nvlink
+ * outside simulate mode); uni_shim_rank: this process's rank (-1: none). */
+uint32_t uni_shim_nccl_nodes(uint32_t *intra) UNI_HIDDEN;
+int uni_shim_rank(void) UNI_HIDDEN;
 /* devices.kernels entry i (glob into match, its slowdown): 0, or -1 past
  * the last. uni_shim_slowdown: the rank's slowdown. */
 int uni_shim_kernel_rule(uint32_t i, char *match, size_t n, double *slowdown) UNI_HIDDEN;

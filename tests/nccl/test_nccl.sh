@@ -539,8 +539,11 @@ import json, math, os, re, struct, sys
 sys.path.insert(0, os.environ["NCCL_TESTS"])
 from nccl_trees import depth
 chunk = 1 << 20
-LAT = {"LL": (6.6e-6, 2.7e-6, 6.8e-6, 5e-6, 2.0), "LL128": (14e-6, 4e-6, 14e-6, 8.5e-6, 16 / 15),
-       "Simple": (8.4e-6, 14e-6, 8.4e-6, 14e-6, 1.0)}  # ring base, hop; tree base, hop; wire
+# ring base, hop; tree base, hop; wire. A rank per node: every hop is the
+# network's, the tree's latency for the ring too (NCCL: "with ppn=1
+# latencies are fully exposed").
+LAT = {"LL": (6.6e-6, 5e-6, 6.8e-6, 5e-6, 2.0), "LL128": (14e-6, 8.5e-6, 14e-6, 8.5e-6, 16 / 15),
+       "Simple": (8.4e-6, 14e-6, 8.4e-6, 14e-6, 1.0)}
 def wire(b, f):
     return math.ceil(b * 16 / 15) if f == 16 / 15 else b * f
 def ring(n, S, r, a, B, p):
@@ -595,6 +598,116 @@ for spec in sys.argv[1:]:
 sys.exit(bad)
 PYEOF
 ok "protocols: NCCL_PROTO=LL and nccl.protocol LL128 within 0.1% of their closed forms (wire bytes x2 and x16/15, NCCL's latencies); on a 5 us, 100 Gbit/s network NCCL's rule picks tree/LL for 1 kB and ring/Simple for 8 MB"
+
+# Nodes (docs/nccl.md "Nodes"): nccl.ranks_per_node consecutive ranks
+# share a node; a hop within a node takes NCCL's NVLink (or PCI) latency,
+# at least the network overhead on a ring across nodes, a hop between
+# nodes the network's; the tree goes over the nodes, a chain inside each.
+# Forced ring and tree AllReduce at 64 kB and 8 MB on 4 ranks in 2 nodes
+# (NVLink) and 6 ranks in 3 nodes (PCI; three nodes: the second tree is
+# shifted), every rank within 0.1% of its closed form (the ring: the hops
+# walked back from the rank; the tree: the longest way up, then down to
+# the rank). Then NCCL's rule with nodes on a 5 us, 100 Gbit/s network (8
+# ranks in 2 nodes): the pair its formula picks, in the nccl_op records.
+{ cat "$T/sim.yaml"; printf 'nccl:\n  ranks_per_node: 2\n'; } >"$T/nodes2.yaml"
+{ cat "$T/sim.yaml"; printf 'nccl:\n  ranks_per_node: 2\n  intra_node: pci\n'; } >"$T/nodes2pci.yaml"
+{ cat "$T/fast.yaml"; printf 'nccl:\n  ranks_per_node: 4\n'; } >"$T/nodes4fast.yaml"
+runs=""
+for spec in "Ring 4 nodes2" "Tree 4 nodes2" "Ring 6 nodes2pci" "Tree 6 nodes2pci" "auto 8 nodes4fast"; do
+	set -- $spec
+	rm -f "$T/id"
+	env=(NCCL_ALGO=$1)
+	sizes="65536 8388608"
+	[ "$1" = auto ] && env=() && sizes="1024 65536 8388608"
+	env "${env[@]}" NCCL_CHECK_ID=$T/id timeout 300 "$UNIRUN" -n $2 --config "$T/$3.yaml" --trace "$T/nd-$1-$2.unitrace" -- \
+		"$CHECK" allreduce $sizes >"$T/nd-$1-$2.log" 2>&1 || { cat "$T/nd-$1-$2.log"; fail "nodes $spec"; }
+	[ "$(grep -c 'checks passed' "$T/nd-$1-$2.log")" = $2 ] || { cat "$T/nd-$1-$2.log"; fail "nodes results ($spec)"; }
+	runs="$runs $1:$2:$3:$T/nd-$1-$2.log:$T/nd-$1-$2.unitrace"
+done
+$PY - $runs <<'PYEOF' || fail "nodes"
+import json, math, os, re, struct, sys
+sys.path.insert(0, os.environ["NCCL_TESTS"])
+from nccl_trees import node_tree_end, ring_end
+chunk = 1 << 20
+BASE = {"ring": {"LL": 6.6e-6, "LL128": 14e-6, "Simple": 8.4e-6}, "tree": {"LL": 6.8e-6, "LL128": 14e-6, "Simple": 8.4e-6}}
+HW = {"nvlink": {"ring": {"LL": .6e-6, "LL128": 1.9e-6, "Simple": 3.4e-6}, "tree": {"LL": .6e-6, "LL128": 1.25e-6, "Simple": 4e-6}},
+      "pci": {"ring": {"LL": 1e-6, "LL128": 2.5e-6, "Simple": 5.7e-6}, "tree": {"LL": 1e-6, "LL128": 1.9e-6, "Simple": 4e-6}},
+      "net": {"ring": {"LL": 2.7e-6, "LL128": 4e-6, "Simple": 14e-6}, "tree": {"LL": 5e-6, "LL128": 8.5e-6, "Simple": 14e-6}}}
+WIRE = {"LL": 2.0, "LL128": 16 / 15, "Simple": 1.0}
+CFG = {"nodes2": (2, "nvlink", 1e-3, 1e9), "nodes2pci": (2, "pci", 1e-3, 1e9), "nodes4fast": (4, "nvlink", 5e-6, 1e11)}
+def wire(b, p):
+    return math.ceil(b * 16 / 15) if p == "LL128" else b * WIRE[p]
+def hops(algo, p, n, ppn, hw):
+    nn = -(-n // ppn)
+    intra = HW[hw][algo][p]
+    inter = HW["net"]["tree" if nn == n else algo][p]
+    if algo == "ring" and nn > 1:
+        intra = max(intra, 1e-6 * (3 if p == "Simple" else 1))
+    return intra, inter
+def closed(algo, p, n, ppn, hw, a, B, S, r):
+    hi, ho = hops(algo, p, n, ppn, hw)
+    w = lambda x, y: a + (hi if x // ppn == y // ppn else ho)
+    if algo == "ring":
+        return BASE[algo][p] + ring_end(n, r, 2 * (n - 1), wire(math.ceil(S / n), p) * 8 / B, w)
+    end = 0
+    for t in (0, 1):
+        half = S // 2 if t == 0 else S - S // 2
+        k = -(-half // chunk)
+        end = max(end, node_tree_end(n, ppn, r, t, k, wire(min(half, chunk), p) * 8 / B, w))
+    return BASE[algo][p] + end
+def choose(n, ppn, hw, a, B, S, algos=("tree", "ring")):  # NCCL's rule (tuning.cc): LL, LL128, Simple
+    nn = -(-n // ppn)
+    best = None
+    for algo in algos:
+        for p in ("LL", "LL128", "Simple"):
+            hi, ho = hops(algo, p, n, ppn, hw)
+            if algo == "tree":
+                intra, inter, frac = 2 * (n // nn - 1), 2 * int(math.log2(nn)), 2.0
+            else:
+                inter = 2 * (nn - 1) if nn > 1 else 0
+                intra, frac = 2 * (n - 1) - inter, 2 * (n - 1) / n
+            lat = BASE[algo][p] + intra * hi + inter * ho
+            if algo == "ring" and p == "Simple" and nn > 1 and S // n >= 64:
+                lat *= 1.4
+            t = lat + (intra + inter) * a + frac * S * 8 / B * WIRE[p]
+            if best is None or t < best[0]:
+                best = (t, algo, p)
+    return best[1], best[2]
+REC = struct.Struct('<HHiiiIIQQQQQ')
+def recorded(path):  # bytes -> set of "algo/proto" of the nccl_op records
+    d = open(path, 'rb').read()
+    hs = struct.unpack_from('<I', d, 12)[0]
+    out = {}
+    for o in range(hs, len(d) - 63, 64):
+        r = REC.unpack_from(d, o)
+        if r[0] == 20:
+            fl = r[1]
+            out.setdefault(r[10], set()).add(("-", "ring", "tree")[(fl >> 4) & 7 if (fl >> 4) & 7 < 3 else 0] + "/" +
+                                              ("-", "LL", "LL128", "Simple")[(fl >> 13) & 3])
+    return out
+bad = 0
+for spec in sys.argv[1:]:
+    force, n, cfg, log, trace = spec.split(":", 4)
+    n = int(n)
+    ppn, hw, a, B = CFG[cfg]
+    res = [json.loads(m) for m in re.findall(r'\{"rank".*?\}', open(log).read())]
+    assert len(res) == n, (spec, res)
+    sizes = (1024, 65536, 8388608) if force == "auto" else (65536, 8388608)
+    rec = recorded(trace)
+    for S in sizes:
+        algo, p = choose(n, ppn, hw, a, B, S, (force.lower(),) if force != "auto" else ("tree", "ring"))
+        if rec.get(S) != {algo + "/" + p}:
+            print(f"{force} n={n} S={S}: recorded {rec.get(S)}, want {algo}/{p}")
+            bad = 1
+        for r in sorted(res, key=lambda r: r["rank"]):
+            got = r["ns"][sizes.index(S)] / 1e9
+            w = closed(algo, p, n, ppn, hw, a, B, S, r["rank"])
+            err = abs(got - w) / w
+            print(f"{force} n={n} ({cfg}) rank {r['rank']} S={S}: {got*1e3:.4f} ms, {algo}/{p} {w*1e3:.4f} ms ({100*err:.3f}%)")
+            bad |= err > 0.001
+sys.exit(bad)
+PYEOF
+ok "nodes: ring and tree AllReduce with ranks_per_node (4 ranks in 2 NVLink nodes, 6 in 3 PCI nodes) within 0.1% of their closed forms (intra- and inter-node hops, NCCL's tree over nodes with a chain in each); NCCL's rule with nodes picks what its formula says (8 ranks in 2 nodes, 5 us, 100 Gbit/s)"
 
 # Under nic the trees' transfers contend for the ranks' links: the run
 # must end with no transfer started late (each rank acts in virtual-time

@@ -68,6 +68,8 @@ static void check_defaults(const struct uni_config *c)
 	ck_assert_uint_eq(c->nkernels, 0);
 	ck_assert_str_eq(c->trace_path, "uni-trace/{session}.unitrace");
 	ck_assert_int_eq(c->trace_stacks, 1);
+	ck_assert_uint_eq(c->nccl_ppn, 1);
+	ck_assert_uint_eq(c->nccl_intra, UNI_NCCL_INTRA_NVLINK);
 }
 
 START_TEST(test_defaults)
@@ -222,6 +224,8 @@ START_TEST(test_example_networks)
 	uni_config_link(&cfg, 2, 9, &lat, &bps);
 	ck_assert_uint_eq(lat, 6000);
 	ck_assert_double_eq(bps, 4e11);
+	ck_assert_uint_eq(cfg.nccl_ppn, 8);
+	ck_assert_uint_eq(cfg.nccl_intra, UNI_NCCL_INTRA_NVLINK);
 }
 END_TEST
 
@@ -895,7 +899,24 @@ START_TEST(test_nccl_algorithm)
 	ck_assert_msg(strstr(err, "nccl.protocol") && strstr(err, "use auto, LL, LL128 or Simple"), "%s", err);
 	y = "nccl: { chunk: 4 }";
 	ck_assert_int_eq(uni_config_parse(&cfg, y, strlen(y), "s", err, sizeof(err)), -1);
-	ck_assert_msg(strstr(err, "algorithm, protocol"), "%s", err);
+	ck_assert_msg(strstr(err, "algorithm, protocol, ranks_per_node, intra_node"), "%s", err);
+	/* Nodes: ranks per node and what joins them. */
+	uni_config_defaults(&cfg);
+	y = "nccl: { ranks_per_node: 8, intra_node: pci }";
+	ck_assert_int_eq(uni_config_parse(&cfg, y, strlen(y), "s", err, sizeof(err)), 0);
+	ck_assert_uint_eq(cfg.nccl_ppn, 8);
+	ck_assert_uint_eq(cfg.nccl_intra, UNI_NCCL_INTRA_PCI);
+	y = "nccl: { intra_node: nvlink }";
+	ck_assert_int_eq(uni_config_parse(&cfg, y, strlen(y), "s", err, sizeof(err)), 0);
+	ck_assert_uint_eq(cfg.nccl_intra, UNI_NCCL_INTRA_NVLINK);
+	y = "nccl: { ranks_per_node: 0 }";
+	ck_assert_int_eq(uni_config_parse(&cfg, y, strlen(y), "s", err, sizeof(err)), -1);
+	ck_assert_msg(strstr(err, "nccl.ranks_per_node") && strstr(err, "not a number of ranks"), "%s", err);
+	y = "nccl: { ranks_per_node: eight }";
+	ck_assert_int_eq(uni_config_parse(&cfg, y, strlen(y), "s", err, sizeof(err)), -1);
+	y = "nccl: { intra_node: infiniband }";
+	ck_assert_int_eq(uni_config_parse(&cfg, y, strlen(y), "s", err, sizeof(err)), -1);
+	ck_assert_msg(strstr(err, "nccl.intra_node") && strstr(err, "use nvlink or pci"), "%s", err);
 }
 END_TEST
 

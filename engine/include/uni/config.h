@@ -39,6 +39,13 @@ enum uni_nccl_proto {
 	UNI_NCCL_PROTO_SIMPLE = 3,
 };
 
+/* What joins the GPUs of a node (nccl.intra_node): NCCL's hop latencies
+ * within a node (docs/nccl.md "Nodes"). */
+enum uni_nccl_intra {
+	UNI_NCCL_INTRA_NVLINK = 0,
+	UNI_NCCL_INTRA_PCI = 1,
+};
+
 struct uni_link_cfg {
 	int32_t from, to;     /* ranks; -1 = any */
 	uint64_t latency_ns;
@@ -105,6 +112,8 @@ struct uni_config {
 	int trace_stacks;       /* default 1 */
 	uint32_t nccl_algo;     /* nccl.algorithm (enum uni_nccl_algo), default auto */
 	uint32_t nccl_proto;    /* nccl.protocol (enum uni_nccl_proto), default auto */
+	uint32_t nccl_ppn;      /* nccl.ranks_per_node, default 1 */
+	uint32_t nccl_intra;    /* nccl.intra_node (enum uni_nccl_intra), default nvlink */
 };
 
 /* Fills defaults. */

@@ -32,7 +32,7 @@
 #include <stdint.h>
 
 #define UNI_SHM_MAGIC 0x31304d4853494e55ull /* "UNISHM01" little-endian */
-#define UNI_SHM_VERSION 15u
+#define UNI_SHM_VERSION 16u
 /* The longest real time a sleep waits for the session before it ends
  * anyway (a thread that computes for ever without entering the shim), per
  * CPU share: times the world's ranks per CPU of the host where there are
@@ -384,6 +384,8 @@ struct uni_shm_hdr {
 	                                    horizon again when it moved during a scan */
 	uint32_t nccl_algo;              /* nccl.algorithm (enum uni_nccl_algo) */
 	uint32_t nccl_proto;             /* nccl.protocol (enum uni_nccl_proto) */
+	uint32_t nccl_ppn;               /* nccl.ranks_per_node */
+	uint32_t nccl_intra;             /* nccl.intra_node (enum uni_nccl_intra) */
 	uint32_t nkernels;               /* devices.kernels entries at kernels_off */
 	uint64_t kernels_off;
 	uint64_t net_latency_ns;         /* network.default: the simulated NCCL's */
