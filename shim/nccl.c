@@ -553,7 +553,7 @@ static ncclResult_t pending_drain(ncclComm_t c, const char *fn)
 	while ((v = atomic_load(&c->pending)) != 0) {
 		uni_futex_wait(&c->pending, v, 100);
 		if ((double)(mono_ns() - since) / 1e9 > timeout_s() && atomic_load(&c->pending))
-			return fail(c, ncclInternalError,
+			return fail(NULL, ncclInternalError,
 				    "%s: rank %d: %u operations queued on a CUDA stream did not run in %.0f s "
 				    "(UNI_NCCL_TIMEOUT): is the stream held?", fn, c->rank, atomic_load(&c->pending),
 				    timeout_s());
@@ -1193,6 +1193,12 @@ static void nccl_choose(ncclComm_t c, int kind, uint64_t bytes, int *algo, int *
 	int nn = comm_nodes(c);
 	if (nn <= 0)
 		nn = n;
+	/* NCCL enables LL128 by default only where a node's GPUs are joined
+	 * by NVLink (tuning.cc: typeIntra <= PATH_NVB). */
+	uint32_t hw;
+	uni_shim_nccl_nodes(&hw);
+	if (!g_env_proto && !cproto && hw == UNI_NCCL_INTRA_PCI && nn < n)
+		pmask &= ~(1u << UNI_NCCL_PROTO_LL128);
 	double a = (double)lat, sb = (double)bytes * 8.0 / bps * 1e9; /* ns */
 	double best = -1;
 	*algo = UNI_NCCL_ALGO_RING;
@@ -1383,9 +1389,16 @@ struct op {
 	size_t recv_bytes;
 	int pinned_send, pinned_recv;
 	size_t cap_send, cap_recv;
-	/* a PreMulSum scalar in device memory, copied here by the runtime */
-	uint8_t scal[8];
-	int scal_dev;
+	/* a PreMulSum op's scalar, as the op was when called (NCCL lets the
+	 * caller destroy the op once the call returns): its value, or where
+	 * to read it when the op runs (ncclScalarDevice), and for device
+	 * memory (scal_dev) the host copy the runtime makes (scal_h) */
+	int pre;
+	uint8_t pval[8];
+	const void *pptr;
+	int scal_dev, pinned_scal;
+	void *scal_h;
+	size_t cap_scal;
 	/* send/recv progress */
 	size_t done;
 	int hdr_done, finished;
@@ -1424,6 +1437,7 @@ struct cudart {
 	cudaError_t (*malloc_host)(void **, size_t);
 	cudaError_t (*free_host)(void *);
 	cudaError_t (*launch_host)(cudaStream_t, void (*)(void *), void *);
+	cudaError_t (*is_capturing)(cudaStream_t, enum cudaStreamCaptureStatus *);
 	const char *(*errstr)(cudaError_t);
 };
 static struct cudart g_rt;
@@ -1471,6 +1485,7 @@ static void rt_look(void)
 	*(void **)&g_rt.malloc_host = dlsym(h, "cudaMallocHost");
 	*(void **)&g_rt.free_host = dlsym(h, "cudaFreeHost");
 	*(void **)&g_rt.launch_host = dlsym(h, "cudaLaunchHostFunc");
+	*(void **)&g_rt.is_capturing = dlsym(h, "cudaStreamIsCapturing");
 	*(void **)&g_rt.errstr = dlsym(h, "cudaGetErrorString");
 	void *pa = dlsym(h, "cudaPointerGetAttributes");
 	atomic_store_explicit(&g_rt.ptrattr, pa, memory_order_release);
@@ -1580,14 +1595,24 @@ static ncclResult_t agree(ncclComm_t c, const struct op *o)
 
 static const void *premul_scalar(const struct op *o, int *pre)
 {
-	*pre = 0;
-	if (o->redop < ncclNumOps)
+	*pre = o->pre;
+	if (!o->pre)
 		return NULL;
-	struct user_op *u = &o->comm->uop[o->redop - ncclNumOps];
-	*pre = 1;
 	if (o->scal_dev)
-		return o->scal;
-	return u->ptr ? u->ptr : u->scalar;
+		return o->scal_h;
+	return o->pptr ? o->pptr : o->pval;
+}
+
+/* Takes the PreMulSum op's scalar into o when it is called. */
+static void premul_take(struct op *o)
+{
+	if (o->redop < ncclNumOps)
+		return;
+	const struct user_op *u = &o->comm->uop[o->redop - ncclNumOps];
+	o->pre = 1;
+	memcpy(o->pval, u->scalar, sizeof(o->pval));
+	o->pptr = u->ptr;
+	o->scal_dev = u->ptr_dev;
 }
 
 /* A collective's data, through the slots in chunks. */
@@ -1932,17 +1957,29 @@ static void st_release(struct stbuf *b)
 	free(b);
 }
 
-/* Into the cache, or onto *drop when it is full (lock held). */
+/* Into the cache, first in line; the least recently kept ones go onto
+ * *drop while it holds too much (lock held). */
 static void st_keep(struct stbuf *b, struct stbuf **drop)
 {
-	if (g_st_count < STAGE_KEEP && g_st_bytes + b->cap <= STAGE_KEEP_BYTES) {
-		b->next = g_st_cache;
-		g_st_cache = b;
-		g_st_count++;
-		g_st_bytes += b->cap;
-	} else {
+	if (b->cap > STAGE_KEEP_BYTES) {
 		b->next = *drop;
 		*drop = b;
+		return;
+	}
+	b->next = g_st_cache;
+	g_st_cache = b;
+	g_st_count++;
+	g_st_bytes += b->cap;
+	while (g_st_count > STAGE_KEEP || g_st_bytes > STAGE_KEEP_BYTES) {
+		struct stbuf **last = &g_st_cache;
+		while ((*last)->next)
+			last = &(*last)->next;
+		struct stbuf *old = *last;
+		*last = NULL;
+		g_st_count--;
+		g_st_bytes -= old->cap;
+		old->next = *drop;
+		*drop = old;
 	}
 }
 
@@ -2054,14 +2091,20 @@ static ncclResult_t stage(struct op *ops, int nops, int sync)
 			o->dsend = o->send;
 			o->send = h;
 		}
-		if (e == cudaSuccess && o->scal_dev)
-			e = g_rt.memcpy_async(o->scal, o->comm->uop[o->redop - ncclNumOps].ptr,
-					      uni_nccl_type_size(o->type), cudaMemcpyDeviceToHost, o->stream);
+		if (e == cudaSuccess && o->scal_dev) {
+			if (!(o->scal_h = host_alloc(8, &o->pinned_scal, &o->cap_scal)))
+				return fail(o->comm, ncclSystemError, "%s: out of host memory for a scalar's copy",
+					    kind_name[o->kind]);
+			e = g_rt.memcpy_async(o->scal_h, o->pptr, uni_nccl_type_size(o->type), cudaMemcpyDeviceToHost,
+					      o->stream);
+		}
 		if (e == cudaSuccess && sync && ((o->dev & DEV_SEND) || o->scal_dev))
 			e = g_rt.stream_sync(o->stream);
-		if (e != cudaSuccess)
+		if (e != cudaSuccess) {
+			g_rt.stream_sync(o->stream); /* nothing may still write into the copies */
 			return fail(o->comm, ncclUnhandledCudaError, "%s: copying the input from the device: %s",
 				    kind_name[o->kind], rt_err(e));
+		}
 		if (out && (o->dev & DEV_RECV)) {
 			void *h = host_alloc(out, &o->pinned_recv, &o->cap_recv);
 			if (!h)
@@ -2075,10 +2118,10 @@ static ncclResult_t stage(struct op *ops, int nops, int sync)
 	return ncclSuccess;
 }
 
-/* The results back to the device (r: the data path's outcome) and the
- * host copies freed: sync waits for the copies; else they are queued and
- * the copies stay (the stream's host function gives them back). */
-static ncclResult_t unstage(struct op *ops, int nops, ncclResult_t r, int sync)
+/* The results back to the device (r: the data path's outcome), the
+ * stream synchronised, and the host copies freed (the synchronous path;
+ * stream work queues its copies in stream_work). */
+static ncclResult_t unstage(struct op *ops, int nops, ncclResult_t r)
 {
 	for (int i = 0; i < nops; i++) {
 		struct op *o = &ops[i];
@@ -2086,22 +2129,24 @@ static ncclResult_t unstage(struct op *ops, int nops, ncclResult_t r, int sync)
 			if (r == ncclSuccess) {
 				cudaError_t e = g_rt.memcpy_async(o->drecv, o->recv, o->recv_bytes, cudaMemcpyHostToDevice,
 								  o->stream);
-				if (e == cudaSuccess && sync)
+				if (e == cudaSuccess)
 					e = g_rt.stream_sync(o->stream);
 				if (e != cudaSuccess)
 					r = fail(o->comm, ncclUnhandledCudaError, "%s: copying the result to the device: %s",
 						 kind_name[o->kind], rt_err(e));
 			}
-			if (!sync)
-				continue;
 			host_free(o->recv, o->pinned_recv, o->cap_recv);
 			o->recv = o->drecv;
 			o->drecv = NULL;
 		}
-		if (o->dsend && sync) {
+		if (o->dsend) {
 			host_free((void *)o->send, o->pinned_send, o->cap_send);
 			o->send = o->dsend;
 			o->dsend = NULL;
+		}
+		if (o->scal_h) {
+			host_free(o->scal_h, o->pinned_scal, o->cap_scal);
+			o->scal_h = NULL;
 		}
 	}
 	return r;
@@ -2329,13 +2374,19 @@ static void trace_ops(const struct op *ops, int nops, uint64_t t0, uint64_t end)
  * inputs' copies to the host, a host function that moves the data
  * (sjob_run), the results' copies back, a host function that gives the
  * host copies back (sjob_done); the call returns at once, as NCCL's does.
- * Not for a process that holds two ranks of a communicator (a thread per
- * rank, CommInitAll): CUDA may run every host function of a process on
- * one thread, and one rank's would wait for the other's behind it. */
+ * CUDA may run every host function of a process on one thread, in the
+ * order their streams reach them, and sjob_run waits for the peers: so
+ * only one communicator of a process has work queued at a time (another
+ * one's call takes the synchronous path meanwhile), and never a process
+ * that holds two ranks of one communicator (a thread per rank,
+ * CommInitAll), whose ranks' host functions would wait for each other. */
 struct sjob {
 	int nops;
 	struct op ops[];
 };
+
+static atomic_flag g_q_lock = ATOMIC_FLAG_INIT;
+static _Atomic int g_q_comms; /* communicators with work queued on a stream */
 
 /* The ops of one communicator count once. */
 static int first_of_comm(const struct op *ops, int i)
@@ -2350,13 +2401,37 @@ static void sjob_run(void *p)
 {
 	struct sjob *j = p;
 	uni_shim_quiet_io(1);
-	ncclResult_t r = data_path(j->ops, j->nops);
+	/* A communicator that failed or was aborted since: the peers are
+	 * not in step any more; its queued work moves nothing. */
+	ncclResult_t r = ncclSuccess;
+	for (int i = 0; i < j->nops && r == ncclSuccess; i++) {
+		ncclComm_t c = j->ops[i].comm;
+		int e = atomic_load(&c->async_err);
+		r = e != ncclSuccess ? (ncclResult_t)e : atomic_load(&c->sh->aborted) ? ncclRemoteError : ncclSuccess;
+	}
+	if (r == ncclSuccess)
+		r = data_path(j->ops, j->nops);
 	/* Nobody to return it to: an asynchronous error, as in NCCL
 	 * (ncclCommGetAsyncError; the next call on the communicator). */
 	if (r != ncclSuccess)
 		for (int i = 0; i < j->nops; i++)
 			atomic_store(&j->ops[i].comm->async_err, r);
 	uni_shim_quiet_io(0);
+}
+
+/* The group is no longer queued (stream_work_take counted it). */
+static void drop_counts(const struct op *ops, int nops)
+{
+	for (int i = 0; i < nops; i++) {
+		if (!first_of_comm(ops, i))
+			continue;
+		ncclComm_t c = ops[i].comm;
+		if (atomic_fetch_sub(&c->pending, 1) == 1) {
+			atomic_fetch_sub(&g_q_comms, 1);
+			uni_futex_wake(&c->pending, INT32_MAX);
+		}
+		comm_unref(c);
+	}
 }
 
 static void sjob_done(void *p)
@@ -2369,15 +2444,10 @@ static void sjob_done(void *p)
 			host_give_back((void *)o->send, o->pinned_send, o->cap_send);
 		if (o->drecv)
 			host_give_back(o->recv, o->pinned_recv, o->cap_recv);
+		if (o->scal_h)
+			host_give_back(o->scal_h, o->pinned_scal, o->cap_scal);
 	}
-	for (int i = 0; i < j->nops; i++) {
-		if (!first_of_comm(j->ops, i))
-			continue;
-		ncclComm_t c = j->ops[i].comm;
-		if (atomic_fetch_sub(&c->pending, 1) == 1)
-			uni_futex_wake(&c->pending, INT32_MAX);
-		comm_unref(c);
-	}
+	drop_counts(j->ops, j->nops);
 	free(j);
 	uni_shim_quiet_io(0);
 }
@@ -2397,7 +2467,10 @@ static int local_ranks(ncclComm_t c)
 	return n;
 }
 
-static int stream_work_ok(const struct op *ops, int nops)
+/* Whether the group goes on its stream; if so its communicators count
+ * it as queued already (under g_q_lock, so that two threads do not both
+ * take a second communicator onto the streams). */
+static int stream_work_take(struct op *ops, int nops)
 {
 	static int off = -1;
 	if (off < 0) {
@@ -2406,7 +2479,7 @@ static int stream_work_ok(const struct op *ops, int nops)
 	}
 	if (off || !g_rt.launch_host || several_ranks(ops, nops))
 		return 0;
-	int any = 0;
+	int any = 0, mine = 0;
 	for (int i = 0; i < nops; i++) {
 		const struct op *o = &ops[i];
 		size_t in, out;
@@ -2416,25 +2489,47 @@ static int stream_work_ok(const struct op *ops, int nops)
 			return 0;
 		any |= o->dev || o->scal_dev;
 	}
-	return any;
+	if (!any)
+		return 0;
+	while (atomic_flag_test_and_set_explicit(&g_q_lock, memory_order_acquire))
+		sched_yield();
+	int ok = 1;
+	for (int i = 0; i < nops; i++)
+		if (first_of_comm(ops, i) && atomic_load(&ops[i].comm->pending) > 0) {
+			mine++;
+			ok &= ops[i].comm->pending_stream == ops[0].stream; /* else: drained first */
+		}
+	ok &= atomic_load(&g_q_comms) == mine;
+	for (int i = 0; ok && i < nops; i++)
+		if (first_of_comm(ops, i)) {
+			atomic_fetch_add(&ops[i].comm->refs, 1);
+			if (atomic_fetch_add(&ops[i].comm->pending, 1) == 0)
+				atomic_fetch_add(&g_q_comms, 1);
+			ops[i].comm->pending_stream = ops[0].stream;
+		}
+	atomic_flag_clear_explicit(&g_q_lock, memory_order_release);
+	return ok;
 }
 
-/* Queues the group on its stream (stream_work_ok). */
+/* Queues the group on its stream (stream_work_take counted it). */
 static ncclResult_t stream_work(struct op *ops, int nops)
 {
 	cudaStream_t s = ops[0].stream;
 	struct sjob *j = calloc(1, sizeof(*j) + (size_t)nops * sizeof(struct op));
-	if (!j)
+	struct op *out = calloc((size_t)nops, sizeof(*out));
+	if (!j || !out) {
+		free(j);
+		free(out);
+		drop_counts(ops, nops);
 		return fail(ops[0].comm, ncclSystemError, "%s: out of memory", kind_name[ops[0].kind]);
-	j->nops = nops;
+	}
 	memcpy(j->ops, ops, (size_t)nops * sizeof(struct op));
-	for (int i = 0; i < nops; i++)
-		if (first_of_comm(ops, i)) {
-			atomic_fetch_add(&ops[i].comm->refs, 1);
-			atomic_fetch_add(&ops[i].comm->pending, 1);
-			ops[i].comm->pending_stream = s;
-		}
+	j->nops = nops;
 	ncclResult_t r = stage(j->ops, nops, 0);
+	/* What the results' copies need, taken before sjob_run may run and
+	 * change the ops. */
+	if (r == ncclSuccess)
+		memcpy(out, j->ops, (size_t)nops * sizeof(struct op));
 	cudaError_t e = cudaSuccess;
 	if (r == ncclSuccess && (e = g_rt.launch_host(s, sjob_run, j)) != cudaSuccess)
 		r = fail(ops[0].comm, ncclUnhandledCudaError, "%s: queueing the exchange on the stream: %s",
@@ -2442,11 +2537,17 @@ static ncclResult_t stream_work(struct op *ops, int nops)
 	if (r != ncclSuccess) {
 		/* Nothing runs: the copies queued so far end, the job goes. */
 		g_rt.stream_sync(s);
-		unstage(j->ops, nops, r, 1);
+		unstage(j->ops, nops, r);
 		sjob_done(j);
+		free(out);
 		return r;
 	}
-	r = unstage(j->ops, nops, ncclSuccess, 0);
+	for (int i = 0; i < nops && r == ncclSuccess; i++)
+		if (out[i].drecv && (e = g_rt.memcpy_async(out[i].drecv, out[i].recv, out[i].recv_bytes,
+							   cudaMemcpyHostToDevice, s)) != cudaSuccess)
+			r = fail(ops[0].comm, ncclUnhandledCudaError, "%s: copying the result to the device: %s",
+				 kind_name[out[i].kind], rt_err(e));
+	free(out);
 	if ((e = g_rt.launch_host(s, sjob_done, j)) != cudaSuccess) {
 		g_rt.stream_sync(s);
 		sjob_done(j);
@@ -2457,15 +2558,34 @@ static ncclResult_t stream_work(struct op *ops, int nops)
 	return r;
 }
 
+/* NCCL operations inside a CUDA graph capture cannot be ours: the data
+ * would move once, at the capture, and not at each replay. */
+static ncclResult_t check_capture(const struct op *ops, int nops)
+{
+	if (!g_rt.is_capturing)
+		return ncclSuccess;
+	for (int i = 0; i < nops; i++) {
+		enum cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
+		if ((ops[i].dev || ops[i].scal_dev) && g_rt.is_capturing(ops[i].stream, &st) == cudaSuccess &&
+		    st != cudaStreamCaptureStatusNone)
+			return fail(ops[i].comm, ncclInvalidUsage,
+				    "%s: the stream is being captured into a CUDA graph; the simulated NCCL cannot run "
+				    "in a graph (docs/nccl.md, \"Device buffers\")", kind_name[ops[i].kind]);
+	}
+	return ncclSuccess;
+}
+
 static ncclResult_t execute(struct op *ops, int nops)
 {
 	/* Compute before the call is charged; the copying is not. */
 	uint64_t t0 = uni_shim_vt_charge(), end = t0;
 	ncclResult_t r = ncclSuccess;
 	int timed = uni_shim_simulating(), waits = 0, ndp = 0;
+	if ((r = check_capture(ops, nops)) != ncclSuccess)
+		return r;
 	/* A communicator's data moves in call order: groups of it still
 	 * queued on a stream go first, unless this one follows them there. */
-	int async = stream_work_ok(ops, nops);
+	int async = stream_work_take(ops, nops);
 	for (int i = 0; i < nops && r == ncclSuccess; i++)
 		if (first_of_comm(ops, i) && atomic_load(&ops[i].comm->pending) &&
 		    (!async || ops[i].comm->pending_stream != ops[0].stream))
@@ -2516,7 +2636,7 @@ static ncclResult_t execute(struct op *ops, int nops)
 		r = stage(ops, nops, 1);
 		if (r == ncclSuccess)
 			r = several_ranks(ops, nops) ? data_path_threads(ops, nops) : data_path(ops, nops);
-		r = unstage(ops, nops, r, 1);
+		r = unstage(ops, nops, r);
 	}
 	uni_cupti_internal(0);
 	uni_shim_quiet_io(0);
@@ -2589,12 +2709,12 @@ ncclResult_t pncclGroupEnd(void)
 		int dev_;                                                                      \
 		if ((r_ = check_bufs(comm, fn, k, sb, rb, cnt, rt, &dev_)) != ncclSuccess)     \
 			return r_;                                                             \
-		int sd_ = (rop) >= ncclNumOps && comm->uop[(rop)-ncclNumOps].ptr_dev;          \
-		if (sd_ && (r_ = check_device_path(comm, fn)) != ncclSuccess)                  \
-			return r_;                                                             \
 		struct op o_ = {.kind = k, .send = sb, .recv = rb, .count = cnt, .type = ty,   \
 				.redop = rop, .root = rt, .peer = -1, .comm = comm,            \
-				.stream = stream, .dev = dev_, .scal_dev = sd_};               \
+				.stream = stream, .dev = dev_};                                \
+		premul_take(&o_);                                                              \
+		if (o_.scal_dev && (r_ = check_device_path(comm, fn)) != ncclSuccess)          \
+			return r_;                                                             \
 		return submit(&o_);                                                            \
 	} while (0)
 
@@ -3149,8 +3269,9 @@ ncclResult_t pncclCommSplit(ncclComm_t comm, int color, int key, ncclComm_t *new
  * survivors in their old order, and the new communicator's id follows from
  * the parent's, how many shrinks it made and the excluded set (ranks that
  * pass different lists make different communicators, whose ranks never
- * all join: ncclRemoteError after the time-out). Operations are complete
- * when their calls return, so NCCL_SHRINK_ABORT has nothing to end. */
+ * all join: ncclRemoteError after the time-out). NCCL_SHRINK_ABORT ends
+ * the parent's operations still queued on a stream (they fail at once);
+ * every other operation is complete when its call returns. */
 ncclResult_t pncclCommShrink(ncclComm_t comm, int *excludeRanksList, int excludeRanksCount, ncclComm_t *newcomm,
 			     ncclConfig_t *config, int shrinkFlags)
 {
@@ -3190,6 +3311,10 @@ ncclResult_t pncclCommShrink(ncclComm_t comm, int *excludeRanksList, int exclude
 	}
 	free(out);
 	*newcomm = NULL;
+	if ((shrinkFlags & NCCL_SHRINK_ABORT) && atomic_load(&comm->pending)) {
+		atomic_store(&comm->sh->aborted, 1);
+		uni_futex_wake(&comm->sh->bar_gen, INT32_MAX);
+	}
 	return child(comm, h, config, n, me, newcomm);
 }
 

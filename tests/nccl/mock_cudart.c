@@ -231,6 +231,23 @@ unsigned mock_cuda_pending(void)
 	return atomic_load(&g_queued) - atomic_load(&g_done);
 }
 
+/* For the test: every stream is being captured into a graph (1) or not. */
+static atomic_int g_capturing;
+void mock_cuda_capture(int on);
+void mock_cuda_capture(int on)
+{
+	atomic_store(&g_capturing, on);
+}
+
+cudaError_t cudaStreamIsCapturing(cudaStream_t s, enum cudaStreamCaptureStatus *st)
+{
+	(void)s;
+	if (!st)
+		return cudaErrorInvalidValue;
+	*st = atomic_load(&g_capturing) ? cudaStreamCaptureStatusActive : cudaStreamCaptureStatusNone;
+	return cudaSuccess;
+}
+
 cudaError_t cudaLaunchHostFunc(cudaStream_t s, cudaHostFn_t fn, void *arg)
 {
 	(void)s;

@@ -1121,57 +1121,76 @@ static void device_stream(ncclComm_t comm, const char *lib)
 	void (*gate)(int) = (void (*)(int))dlsym(h, "mock_cuda_gate");
 	unsigned (*forced)(void) = (unsigned (*)(void))dlsym(h, "mock_cuda_gates_forced");
 	unsigned (*pending)(void) = (unsigned (*)(void))dlsym(h, "mock_cuda_pending");
-	CHECK(cu_malloc && cu_memcpy && memcpy_async && stream_sync && gate && forced && pending, "runtime symbols");
-	if (!cu_malloc || !cu_memcpy || !memcpy_async || !stream_sync || !gate || !forced || !pending)
+	void (*capture)(int) = (void (*)(int))dlsym(h, "mock_cuda_capture");
+	CHECK(cu_malloc && cu_memcpy && memcpy_async && stream_sync && gate && forced && pending && capture,
+	      "runtime symbols");
+	if (!cu_malloc || !cu_memcpy || !memcpy_async || !stream_sync || !gate || !forced || !pending || !capture)
 		return;
 	const int n = nranks, left = (rank + n - 1) % n, right = (rank + 1) % n;
 	const size_t c = 4099;
 	cudaStream_t stream = (cudaStream_t)0x7;
-	float *old = malloc(c * 4), *fresh = malloc(c * 4), *out = malloc(c * 4), *ring = malloc(c * 4);
+	float *old = malloc(c * 4), *fresh = malloc(c * 4), *out = malloc(c * 4), *ring = malloc(c * 4),
+	      *out4 = malloc(c * 4);
 	for (size_t i = 0; i < c; i++) {
 		old[i] = (float)(rank + 1);
 		fresh[i] = (float)(100 * (rank + 1) + (int)(i % 7));
-		out[i] = ring[i] = -1;
+		out[i] = ring[i] = out4[i] = -1;
 	}
-	float half = 0.5f;
+	float half = 0.5f, four = 4.0f;
 	float *ds = dev_of(old, c), *dr = dev_of(NULL, c), *dr2 = dev_of(NULL, c), *dr3 = dev_of(NULL, c),
-	      *dscal = dev_of(&half, 1);
-	ncclRedOp_t premul;
+	      *dr4 = dev_of(NULL, c), *dscal = dev_of(&half, 1);
+	ncclRedOp_t premul, premul4;
 	NCCL(ncclRedOpCreatePreMulSum(&premul, dscal, ncclFloat32, ncclScalarDevice, comm));
+
+	/* Inside a CUDA graph capture: refused (the data would move once). */
+	capture(1);
+	CHECK(ncclAllReduce(ds, dr, c, ncclFloat32, ncclSum, comm, stream) == ncclInvalidUsage,
+	      "an AllReduce on a stream being captured into a graph is ncclInvalidUsage");
+	capture(0);
 
 	gate(1);
 	CHECK(memcpy_async(ds, fresh, c * 4, 1 /* HostToDevice */, stream) == 0, "cudaMemcpyAsync to the device");
 	NCCL(ncclAllReduce(ds, dr, c, ncclFloat32, ncclSum, comm, stream));
 	NCCL(ncclAllReduce(dr, dr2, c, ncclFloat32, premul, comm, stream));
+	/* The op may go once the call returned (PyTorch destroys it at
+	 * once); a new one takes its place: the queued call keeps its own. */
+	NCCL(ncclRedOpDestroy(premul, comm));
+	NCCL(ncclRedOpCreatePreMulSum(&premul4, &four, ncclFloat32, ncclScalarHostImmediate, comm));
+	NCCL(ncclAllReduce(ds, dr4, c, ncclFloat32, premul4, comm, stream));
 	NCCL(ncclGroupStart());
 	NCCL(ncclSend(ds, c, ncclFloat32, right, comm, stream));
 	NCCL(ncclRecv(dr3, c, ncclFloat32, left, comm, stream));
 	NCCL(ncclGroupEnd());
 	CHECK(memcpy_async(out, dr2, c * 4, 2 /* DeviceToHost */, stream) == 0, "cudaMemcpyAsync from the device");
 	CHECK(memcpy_async(ring, dr3, c * 4, 2, stream) == 0, "cudaMemcpyAsync from the device");
+	CHECK(memcpy_async(out4, dr4, c * 4, 2, stream) == 0, "cudaMemcpyAsync from the device");
 	unsigned queued = pending();
 	CHECK(forced() == 0, "an NCCL call waited for the work queued on its stream before it (the gate opened by "
 			     "itself)");
 	CHECK(queued >= 10, "only %u items queued on the held stream, want the copies and host functions", queued);
-	CHECK(out[0] == -1 && ring[0] == -1, "a result reached the host while the stream was held");
+	CHECK(out[0] == -1 && ring[0] == -1 && out4[0] == -1, "a result reached the host while the stream was held");
 	printf("rank %d: %u items queued behind the gate when the calls had returned\n", rank, queued);
 	gate(0);
 	CHECK(stream_sync(stream) == 0, "cudaStreamSynchronize");
-	int ok_sum = 1, ok_ring = 1;
+	int ok_sum = 1, ok_ring = 1, ok_four = 1;
 	for (size_t i = 0; i < c; i++) {
 		float sum = (float)(100 * n * (n + 1) / 2 + n * (int)(i % 7));
 		ok_sum &= out[i] == 0.5f * (float)n * sum;
+		ok_four &= out4[i] == 4.0f * sum;
 		ok_ring &= ring[i] == (float)(100 * (left + 1) + (int)(i % 7));
 	}
 	CHECK(ok_sum, "AllReduce, then PreMulSum by a device scalar, on the stream: %g, want %g", out[1],
 	      0.5f * (float)n * (float)(100 * n * (n + 1) / 2 + n));
 	CHECK(ok_ring, "send/recv ring on the stream: %g, want %g", ring[1], (float)(100 * (left + 1) + 1));
+	CHECK(ok_four, "PreMulSum by 4 (an op made after the first was destroyed): %g, want %g", out4[1],
+	      4.0f * (float)(100 * n * (n + 1) / 2 + n));
 	/* A host-buffer call after them waits for them (the communicator's
 	 * data moves in call order) and works. */
 	float x[3] = {1, 2, 3};
 	NCCL(ncclAllReduce(x, x, 3, ncclFloat32, ncclSum, comm, NULL));
 	CHECK(x[2] == 3.0f * n, "host AllReduce after queued ones: %g", x[2]);
-	NCCL(ncclRedOpDestroy(premul, comm));
+	NCCL(ncclRedOpDestroy(premul4, comm));
+	free(out4);
 	free(old);
 	free(fresh);
 	free(out);
