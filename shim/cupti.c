@@ -68,6 +68,8 @@ static struct {
 } C = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static const char *g_why = "";
+static int g_debug;         /* UNI_CUPTI_DEBUG */
+static int g_debug_kernels; /* kernels said (under C.lock) */
 static __thread int t_internal;
 static __thread uint32_t t_rt_launch; /* the runtime launch this thread is in */
 
@@ -137,6 +139,14 @@ static void CUPTIAPI buf_complete(CUcontext ctx, uint32_t stream, uint8_t *buf, 
 			continue;
 		uni_devtl_record(&C.tl, k[i]->streamId, k[i]->correlationId, k[i]->start, k[i]->end, k[i]->name);
 		saw(k[i]->correlationId);
+		/* UNI_CUPTI_DEBUG=2: the first kernels by name, for
+		 * devices.kernels patterns (docs/nccl.md, "CUPTI"). */
+		if (g_debug >= 2 && g_debug_kernels < 40) {
+			g_debug_kernels++;
+			uni_shim_log("CUPTI kernel on stream %u: %.3f us, x%g: %.200s", k[i]->streamId,
+				     (double)(k[i]->end - k[i]->start) / 1e3, uni_devtl_factor(&C.tl, k[i]->name),
+				     k[i]->name ? k[i]->name : "?");
+		}
 	}
 	unlock();
 	free(k);
@@ -499,7 +509,9 @@ static void start(void)
 		return;
 	}
 	atomic_store(&C.state, ON);
-	if (getenv("UNI_CUPTI_DEBUG"))
+	const char *dbg = getenv("UNI_CUPTI_DEBUG");
+	g_debug = dbg && *dbg ? atoi(dbg) : 0;
+	if (g_debug)
 		uni_shim_log("CUPTI on (%s): %zu kernel patterns, rank slowdown %g", g_why, n, rank_slowdown);
 }
 

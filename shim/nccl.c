@@ -253,6 +253,8 @@ static ncclResult_t barrier(ncclComm_t c, const char *what)
 
 /* Unique ids and init ------------------------------------------------------- */
 
+static int comm_nodes(ncclComm_t c);
+
 struct id_layout {
 	uint32_t magic;
 	uint32_t pad;
@@ -315,6 +317,10 @@ static ncclResult_t init_join(ncclComm_t c)
 	/* Every rank has it mapped: the name can go (no stale segments). */
 	if (c->rank == 0)
 		shm_unlink(c->seg);
+	/* Its nodes, from every rank's entry (written before it joined):
+	 * every rank must see the same, so no rank may go without. */
+	if (comm_nodes(c) <= 0)
+		return fail(NULL, ncclSystemError, "ncclCommInitRank: rank %d: out of memory", c->rank);
 	return ncclSuccess;
 }
 

@@ -22,7 +22,10 @@
  * shim does not see: the runtime's threads hand no virtual time around.
  *
  * The test loads it under a libcudart.so.* name: the shim looks for the
- * runtime the program loaded by that name and never loads one itself. */
+ * runtime the program loaded by that name and never loads one itself.
+ * Built a second time with MOCK_PLAIN, without the test's hooks (gate,
+ * counts, capture), so that a test takes the way it takes with a real
+ * runtime. */
 #include <dlfcn.h>
 #include <errno.h>
 #include <linux/futex.h>
@@ -201,6 +204,7 @@ static void drain(void)
 		fwait(&g_done, d, 100);
 }
 
+#ifndef MOCK_PLAIN
 /* For the test: close (1) or open (0) the gate; gates that opened by
  * themselves; items queued and not run yet. */
 void mock_cuda_gate(int close);
@@ -230,14 +234,18 @@ unsigned mock_cuda_pending(void)
 {
 	return atomic_load(&g_queued) - atomic_load(&g_done);
 }
+#endif
 
-/* For the test: every stream is being captured into a graph (1) or not. */
+/* For the test: every stream is being captured into a graph (1) or not
+ * (mock_cuda_capture). */
 static atomic_int g_capturing;
+#ifndef MOCK_PLAIN
 void mock_cuda_capture(int on);
 void mock_cuda_capture(int on)
 {
 	atomic_store(&g_capturing, on);
 }
+#endif
 
 cudaError_t cudaStreamIsCapturing(cudaStream_t s, enum cudaStreamCaptureStatus *st)
 {
@@ -378,12 +386,14 @@ const char *cudaGetErrorString(cudaError_t e)
 	return e == cudaSuccess ? "no error" : "mock CUDA error";
 }
 
+#ifndef MOCK_PLAIN
 /* For the test: how many copies the runtime made. */
 unsigned long mock_cuda_copies(void);
 unsigned long mock_cuda_copies(void)
 {
 	return atomic_load(&g_copies);
 }
+#endif
 
 /* Streams, events and kernels, reported to the stand-in CUPTI
  * (mock_cupti.c) when it is loaded: API callbacks with CUPTI's ids and

@@ -2,7 +2,25 @@
 ncclGetDtree), as the simulated NCCL builds it (shim/nccl.c): tree 0 is
 rooted at rank 0 and a rank's level is its lowest set bit; tree 1 is tree
 0 mirrored (n - 1 - r) when n is even and shifted by one rank when n is
-odd. Imported by test_nccl.sh's closed forms."""
+odd. Imported by test_nccl.sh's closed forms, with the trees over nodes
+and the reader of the nccl_op records' choices below."""
+import struct
+
+REC = struct.Struct('<HHiiiIIQQQQQ')
+
+
+def recorded(path):
+    """Bytes -> the set of "algo/proto" of a trace's nccl_op records."""
+    d = open(path, 'rb').read()
+    hs = struct.unpack_from('<I', d, 12)[0]
+    out = {}
+    for o in range(hs, len(d) - 63, 64):
+        r = REC.unpack_from(d, o)
+        if r[0] == 20:
+            fl = r[1]
+            out.setdefault(r[10], set()).add(("-", "ring", "tree")[(fl >> 4) & 7 if (fl >> 4) & 7 < 3 else 0] + "/" +
+                                              ("-", "LL", "LL128", "Simple")[(fl >> 13) & 3])
+    return out
 
 
 def btree(n, r):
