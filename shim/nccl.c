@@ -2532,6 +2532,23 @@ static ncclResult_t stream_work(struct op *ops, int nops)
 	memcpy(j->ops, ops, (size_t)nops * sizeof(struct op));
 	j->nops = nops;
 	ncclResult_t r = stage(j->ops, nops, 0);
+	/* A copy from pageable memory to the device may take the bytes when
+	 * it is queued, before sjob_run made them: where pinning failed, the
+	 * group goes the synchronous way. */
+	int pageable = 0;
+	for (int i = 0; i < nops; i++)
+		pageable |= (j->ops[i].drecv && !j->ops[i].pinned_recv) || (j->ops[i].scal_h && !j->ops[i].pinned_scal);
+	if (r == ncclSuccess && pageable) {
+		cudaError_t se = g_rt.stream_sync(s);
+		r = se == cudaSuccess ? data_path(j->ops, nops)
+				      : fail(ops[0].comm, ncclUnhandledCudaError, "%s: synchronising the stream: %s",
+					     kind_name[ops[0].kind], rt_err(se));
+		r = unstage(j->ops, nops, r);
+		drop_counts(j->ops, nops);
+		free(j);
+		free(out);
+		return r;
+	}
 	/* What the results' copies need, taken before sjob_run may run and
 	 * change the ops. */
 	if (r == ncclSuccess)

@@ -94,6 +94,21 @@ static char *rw_of(const void *p, size_t len, int *is_dev)
 	return r;
 }
 
+static _Atomic unsigned g_streams;
+
+/* MOCK_PLAIN, as a real runtime: only the default stream and streams it
+ * made are streams. */
+static int bad_stream(cudaStream_t s)
+{
+#ifdef MOCK_PLAIN
+	uintptr_t v = (uintptr_t)s;
+	return v != 0 && v != 1 && v != 2 && (v < 0x100 || v >= 0x100 + atomic_load(&g_streams));
+#else
+	(void)s;
+	return 0;
+#endif
+}
+
 /* The device's queue ---------------------------------------------------- */
 
 enum { Q_COPY, Q_HOSTFN, Q_GATE };
@@ -258,7 +273,8 @@ cudaError_t cudaStreamIsCapturing(cudaStream_t s, enum cudaStreamCaptureStatus *
 
 cudaError_t cudaLaunchHostFunc(cudaStream_t s, cudaHostFn_t fn, void *arg)
 {
-	(void)s;
+	if (bad_stream(s))
+		return cudaErrorInvalidResourceHandle;
 	if (!fn)
 		return cudaErrorInvalidValue;
 	struct qitem *q = calloc(1, sizeof(*q));
@@ -330,7 +346,8 @@ cudaError_t cudaPointerGetAttributes(struct cudaPointerAttributes *attr, const v
 
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, enum cudaMemcpyKind kind, cudaStream_t s)
 {
-	(void)s;
+	if (bad_stream(s))
+		return cudaErrorInvalidResourceHandle;
 	int dd, sd;
 	char *d = rw_of(dst, n, &dd);
 	char *r = rw_of(src, n, &sd);
@@ -454,8 +471,6 @@ static cudaError_t leave(int cbid, const char *fn, const void *params, cudaError
 		cudaError_t r_ = (body);                                                      \
 		return leave(CUPTI_RUNTIME_TRACE_CBID_##cbid, name, &params, r_, corr_);       \
 	} while (0)
-
-static _Atomic unsigned g_streams;
 
 cudaError_t cudaStreamCreate(cudaStream_t *s)
 {

@@ -999,7 +999,12 @@ static void device(ncclComm_t comm, const char *lib)
 		return;
 	const int n = nranks;
 	const size_t c = 1001; /* per rank block */
-	cudaStream_t stream = (cudaStream_t)0x5; /* any stream: the runtime orders on it */
+	/* A stream of the program's: the stand-in takes any handle, a real
+	 * runtime (no copy count) one it made. */
+	cudaStream_t stream = (cudaStream_t)0x5;
+	int (*stream_create)(cudaStream_t *) = (int (*)(cudaStream_t *))dlsym(h, "cudaStreamCreate");
+	if (!copies)
+		CHECK(stream_create && stream_create(&stream) == 0, "cudaStreamCreate");
 	float *in = malloc(c * n * 4), *out = malloc(c * n * 4), *want = malloc(c * n * 4);
 	for (size_t i = 0; i < c * n; i++)
 		in[i] = (float)(rank * 1000 + (int)(i % 997));

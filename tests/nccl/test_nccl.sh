@@ -220,6 +220,8 @@ mkdir -p "$T/plain"
 cp "$MOCK_PLAIN" "$T/plain/libcudart.so.13"
 run_ranks 2 "stream work, a runtime without the stand-in's hooks" stream "$T/plain/libcudart.so.13"
 grep -q "the calls returned after 0\.[0-9]* s of real time, the stream held for 2 s" "$T/log" || { cat "$T/log"; fail "stream work: held stream"; }
+# And every collective through it (it refuses streams it did not make).
+run_ranks 2 "device buffers, a runtime without the stand-in's hooks" device "$T/plain/libcudart.so.13"
 ok "stream work: device operations queued behind held work return at once, results exact once it runs (incl. PreMulSum by a device scalar, a send/recv group), in record and simulate mode, and behind a host function holding the stream 2 s (as on a real runtime); the synchronous path fails the same test"
 
 # The device timeline (docs/nccl.md, "CUPTI"): the stand-in runtime
