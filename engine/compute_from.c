@@ -22,25 +22,6 @@ uint64_t uni_cf_child_key(uint64_t parent, uint32_t k)
 	return z ? z : 1;
 }
 
-int uni_cf_kind_certain(uint8_t kind)
-{
-	switch (kind) {
-	case UNI_TR_THREAD:
-	case UNI_TR_THREAD_END:
-	case UNI_TR_COMPUTE:
-	case UNI_TR_IDLE:
-	case UNI_TR_SIGNAL:
-	case UNI_TR_TAKE:
-	case UNI_TR_DEP:
-	case UNI_TR_OP:
-	case UNI_TR_NCCL_OP:
-	case UNI_TR_NCCL_COMM:
-		return 1;
-	default:
-		return 0;
-	}
-}
-
 struct building {
 	struct uni_cf_thread t;
 	int32_t tid;

@@ -144,7 +144,7 @@ struct ncclComm {
 	cudaStream_t pending_stream;
 	_Atomic int refs;
 	int local_ranks; /* ranks of it in this process (0: not counted yet) */
-	/* simulate: its nodes (comm_nodes): nnodes (0: not known yet); for
+	/* simulate: its nodes (comm_nodes, at init): nnodes; for
 	 * each rank its node and place in it; ranks by node and place
 	 * (NCCL's ring order), each node's first index in it and size. */
 	int nnodes;
@@ -806,8 +806,6 @@ struct sched {
 	uint32_t wire_num, wire_den; /* bytes on the wire per byte of data */
 };
 
-static int comm_nodes(ncclComm_t c);
-
 static int xadd(struct sched *s, ncclComm_t c, int recv, int peer, int ch, uint64_t bytes, int d0, int d1)
 {
 	if (s->n == s->cap) {
@@ -824,7 +822,7 @@ static int xadd(struct sched *s, ncclComm_t c, int recv, int peer, int ch, uint6
 	 * data, LL128: 8 in every 128); both ends count alike. */
 	if (s->wire_den && s->wire_num != s->wire_den)
 		bytes = (bytes * s->wire_num + s->wire_den - 1) / s->wire_den;
-	uint64_t hop = comm_nodes(c) > 0 && c->nidx[peer] == c->nidx[c->rank] ? s->hop_intra : s->hop_inter;
+	uint64_t hop = c->nidx[peer] == c->nidx[c->rank] ? s->hop_intra : s->hop_inter;
 	s->x[s->n] = (struct xf){.c = c, .peer = peer, .ch = ch % UNI_NCCL_NCH, .recv = recv, .dep = {d0, d1},
 				 .bytes = bytes, .base = s->base, .hop = hop};
 	return s->n++;
@@ -994,14 +992,11 @@ static int log2i(int n)
 /* The communicator's nodes ("Nodes", docs/nccl.md): ranks whose
  * segment entry hnode is the same share a node; nodes are numbered by
  * their first rank, a node's ranks ordered by rank, and NCCL's ring goes
- * through them in that order, node after node. Computed at the first
- * timed operation (every rank wrote its entry before joining). Returns
- * the number of nodes, 0 without memory (then every rank is a node of
- * its own and the ring is in rank order). */
+ * through them in that order, node after node. Computed once the ranks
+ * joined (every rank wrote its entry before), by init_join, which fails
+ * without it. Returns the number of nodes, 0 without memory. */
 static int comm_nodes(ncclComm_t c)
 {
-	if (c->nnodes)
-		return c->nnodes;
 	int n = c->nranks;
 	int *m = calloc((size_t)5 * (size_t)n, sizeof(int));
 	if (!m)
@@ -1035,13 +1030,12 @@ static int comm_nodes(ncclComm_t c)
 /* A rank's place on the ring, and the rank at a place. */
 static int ring_pos(ncclComm_t c, int r)
 {
-	return comm_nodes(c) > 0 ? c->nstart[c->nidx[r]] + c->npos[r] : r;
+	return c->nstart[c->nidx[r]] + c->npos[r];
 }
 
 static int ring_rank(ncclComm_t c, int pos)
 {
-	pos %= c->nranks;
-	return comm_nodes(c) > 0 ? c->nrank[pos] : pos;
+	return c->nrank[pos % c->nranks];
 }
 
 /* This rank's links in tree t (0, 1) of NCCL's double binary tree over
@@ -1054,11 +1048,6 @@ static int ring_rank(ncclComm_t c, int pos)
 static void tree_links(ncclComm_t c, int t, int *up, int *d0, int *d1)
 {
 	int me = c->rank;
-	if (comm_nodes(c) <= 0) {
-		int ct;
-		dtree(c->nranks, me, t, up, d0, d1, &ct);
-		return;
-	}
 	int k = c->nidx[me], i = c->npos[me], m = c->nsize[k];
 	const int *nr = c->nrank, *st = c->nstart, *sz = c->nsize;
 #define TTP(node) nr[st[node]]
@@ -1155,9 +1144,7 @@ static void hop_lats(ncclComm_t c, int ti, int p, uint64_t *intra, uint64_t *int
 {
 	uint32_t hw;
 	uni_shim_nccl_nodes(&hw);
-	int nn = comm_nodes(c), n = c->nranks;
-	if (nn <= 0)
-		nn = n;
+	int nn = c->nnodes, n = c->nranks;
 	*intra = nccl_hw_ns[hw == UNI_NCCL_INTRA_PCI ? HW_PCI : HW_NVLINK][ti][p];
 	*inter = nccl_hw_ns[HW_NET][nn == n ? 1 : ti][p];
 	uint64_t oh = NCCL_NET_OVERHEAD_NS * (p == UNI_NCCL_PROTO_SIMPLE ? 3u : 1u);
@@ -1196,9 +1183,7 @@ static void nccl_choose(ncclComm_t c, int kind, uint64_t bytes, int *algo, int *
 						   : 1u << calgo;
 	if (kind == K_ALLREDUCE && n > 1 && n <= 2 && calgo == UNI_NCCL_ALGO_TREE)
 		amask = 1u << UNI_NCCL_ALGO_TREE;
-	int nn = comm_nodes(c);
-	if (nn <= 0)
-		nn = n;
+	int nn = c->nnodes;
 	/* NCCL enables LL128 by default only where a node's GPUs are joined
 	 * by NVLink (tuning.cc: typeIntra <= PATH_NVB). */
 	uint32_t hw;

@@ -23,39 +23,6 @@ def recorded(path):
     return out
 
 
-def btree(n, r):
-    bit = 1
-    while bit < n and not (bit & r):
-        bit <<= 1
-    if r == 0:
-        return -1
-    u = (r ^ bit) | (bit << 1)
-    return u if u < n else r ^ bit
-
-
-def parent(n, r, t):
-    """The parent of rank r in tree t (0 or 1) of n ranks, -1 at the root."""
-    if t == 0:
-        return btree(n, r)
-    if n % 2:
-        u = btree(n, (r - 1) % n)
-        return -1 if u < 0 else (u + 1) % n
-    u = btree(n, n - 1 - r)
-    return -1 if u < 0 else n - 1 - u
-
-
-def depth(n, r, t):
-    d = 0
-    while (r := parent(n, r, t)) >= 0:
-        d += 1
-    return d
-
-
-# Nodes (docs/nccl.md "Nodes"): nccl.ranks_per_node = ppn consecutive
-# ranks share a node; NCCL's trees go over the nodes, a chain inside each
-# (connectTrees with the balanced pattern: place 0 links to the parent
-# node and to the second child node, place 1 to the first child node).
-
 def btree_full(n, r):
     """(up, d0, d1, ct) of rank r in NCCL's btree (ncclGetBtree)."""
     bit = 1
@@ -86,6 +53,23 @@ def dtree_full(n, r, t):
         f = lambda x: -1 if x < 0 else n - 1 - x
     return f(u), f(a), f(b), ct
 
+
+def parent(n, r, t):
+    """The parent of rank r in tree t (0 or 1) of n ranks, -1 at the root."""
+    return dtree_full(n, r, t)[0]
+
+
+def depth(n, r, t):
+    d = 0
+    while (r := parent(n, r, t)) >= 0:
+        d += 1
+    return d
+
+
+# Nodes (docs/nccl.md "Nodes"): nccl.ranks_per_node = ppn consecutive
+# ranks share a node; NCCL's trees go over the nodes, a chain inside each
+# (connectTrees with the balanced pattern: place 0 links to the parent
+# node and to the second child node, place 1 to the first child node).
 
 def node_parent(n, ppn, r, t):
     """The parent of rank r in tree t over nodes of ppn ranks, -1 at the root."""

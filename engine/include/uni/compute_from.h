@@ -54,9 +54,4 @@ const struct uni_cf_thread *uni_cf_find(const struct uni_cf *cf, uint64_t key);
 
 void uni_cf_free(struct uni_cf *cf);
 
-/* Whether a record kind is written for every event of its kind, so that an
- * event index that holds it cannot hold another event (the check that a
- * live run still follows the recorded one). */
-int uni_cf_kind_certain(uint8_t kind);
-
 #endif
