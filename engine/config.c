@@ -1339,6 +1339,7 @@ static int nccl_pair(struct ctx *x, const char *path, const char *key,
 			[UNI_NCCL_ALGO_AUTO] = "auto",
 			[UNI_NCCL_ALGO_RING] = "ring",
 			[UNI_NCCL_ALGO_TREE] = "tree",
+			[UNI_NCCL_ALGO_PAT] = "pat",
 		};
 		return get_enum(x, v, path, "algorithm", names, UNI_ARRAY_LEN(names),
 				&x->c->nccl_algo);

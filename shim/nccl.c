@@ -59,6 +59,7 @@
 
 #include "cupti_glue.h"
 #include "nccl_impl.h"
+#include "nccl_pat.h"
 #include "shim.h"
 #include "uni/config.h"
 #include "uni/shm.h"
@@ -208,12 +209,13 @@ static uint8_t *slot(ncclComm_t c, int r)
 
 /* Why a wait must stop, or ncclSuccess. peer: the rank waited for, or -1
  * for all (a barrier): a peer that finished its work and exited is no
- * error to a wait that does not need it. */
+ * error to a wait that does not need it; -2: not the peers' lives, only
+ * an abort and the time-out. */
 static ncclResult_t wait_check(ncclComm_t c, uint64_t since, const char *what, int peer)
 {
 	if (atomic_load(&c->sh->aborted))
 		return fail(c, ncclRemoteError, "rank %d: communicator aborted while waiting for %s", c->rank, what);
-	for (int r = 0; r < c->nranks; r++) {
+	for (int r = 0; r < c->nranks && peer != -2; r++) {
 		int pid = atomic_load(&c->sh->pid[r]);
 		if (peer >= 0 && r != peer)
 			continue;
@@ -242,9 +244,17 @@ static ncclResult_t barrier(ncclComm_t c, const char *what)
 		if (spin < 200)
 			continue;
 		uni_futex_wait(&s->bar_gen, gen, 100);
+		/* A peer's death counts only if the barrier was still closed
+		 * after it was seen: the last to arrive opens it and may be
+		 * gone at once. */
+		int dead = 0;
+		for (int r = 0; r < c->nranks && !dead; r++) {
+			int pid = atomic_load(&s->pid[r]);
+			dead = pid > 0 && r != c->rank && uni_pid_dead(pid);
+		}
 		if (atomic_load_explicit(&s->bar_gen, memory_order_acquire) != gen)
 			break;
-		ncclResult_t r = wait_check(c, since, what, -1);
+		ncclResult_t r = wait_check(c, since, what, dead ? -1 : -2);
 		if (r != ncclSuccess)
 			return r;
 	}
@@ -793,6 +803,7 @@ struct xf {
 	ncclComm_t c;
 	int peer, ch, recv, done;
 	int dep[2];
+	int xdep, nxdep; /* more dependencies: s->deps[xdep .. xdep + nxdep) */
 	uint64_t bytes, t;
 	uint64_t base, hop; /* its protocol's latencies (ns): the operation's start, each send */
 };
@@ -804,6 +815,7 @@ struct sched {
 	 * latency per operation, per hop within a node and between nodes */
 	uint64_t base, hop_intra, hop_inter;
 	uint32_t wire_num, wire_den; /* bytes on the wire per byte of data */
+	int *deps, ndeps, capdeps;   /* the xf's xdep (PAT) */
 };
 
 static int xadd(struct sched *s, ncclComm_t c, int recv, int peer, int ch, uint64_t bytes, int d0, int d1)
@@ -823,7 +835,7 @@ static int xadd(struct sched *s, ncclComm_t c, int recv, int peer, int ch, uint6
 	if (s->wire_den && s->wire_num != s->wire_den)
 		bytes = (bytes * s->wire_num + s->wire_den - 1) / s->wire_den;
 	uint64_t hop = c->nidx[peer] == c->nidx[c->rank] ? s->hop_intra : s->hop_inter;
-	s->x[s->n] = (struct xf){.c = c, .peer = peer, .ch = ch % UNI_NCCL_NCH, .recv = recv, .dep = {d0, d1},
+	s->x[s->n] = (struct xf){.c = c, .peer = peer, .ch = ch % UNI_NCCL_NCH, .recv = recv, .dep = {d0, d1}, .xdep = -1,
 				 .bytes = bytes, .base = s->base, .hop = hop};
 	return s->n++;
 }
@@ -836,6 +848,31 @@ static int xrecv(struct sched *s, ncclComm_t c, int peer, int ch, uint64_t bytes
 static void xsend(struct sched *s, ncclComm_t c, int peer, int ch, uint64_t bytes, int d0, int d1)
 {
 	xadd(s, c, 0, peer, ch, bytes, d0, d1);
+}
+
+/* A send that waits for nd receives (PAT's messages gather pieces
+ * received over several dimensions). */
+static void xsend_deps(struct sched *s, ncclComm_t c, int peer, int ch, uint64_t bytes, const int *deps, int nd)
+{
+	int i = xadd(s, c, 0, peer, ch, bytes, nd > 0 ? deps[0] : -1, nd > 1 ? deps[1] : -1);
+	if (i < 0 || nd <= 2)
+		return;
+	if (s->ndeps + nd - 2 > s->capdeps) {
+		int cap = s->capdeps ? 2 * s->capdeps : 256;
+		while (cap < s->ndeps + nd - 2)
+			cap *= 2;
+		int *d = realloc(s->deps, (size_t)cap * sizeof(*d));
+		if (!d) {
+			s->oom = 1;
+			return;
+		}
+		s->deps = d;
+		s->capdeps = cap;
+	}
+	s->x[i].xdep = s->ndeps;
+	s->x[i].nxdep = nd - 2;
+	memcpy(s->deps + s->ndeps, deps + 2, (size_t)(nd - 2) * sizeof(*deps));
+	s->ndeps += nd - 2;
 }
 
 static int same_conn(const struct xf *a, const struct xf *b)
@@ -852,13 +889,15 @@ static void ready_sends(struct sched *s, int first, uint64_t t0)
 			continue;
 		uint64_t t = t0 + x->base;
 		int ready = 1;
-		for (int d = 0; d < 2; d++)
-			if (x->dep[d] >= 0) {
-				if (!s->x[x->dep[d]].done)
+		for (int d = 0; d < 2 + x->nxdep; d++) {
+			int dd = d < 2 ? x->dep[d] : s->deps[x->xdep + d - 2];
+			if (dd >= 0) {
+				if (!s->x[dd].done)
 					ready = 0;
 				else
-					t = max64(t, s->x[x->dep[d]].t);
+					t = max64(t, s->x[dd].t);
 			}
+		}
 		t += x->hop;
 		for (int j = first; ready && j < i; j++)
 			if (!s->x[j].done && same_conn(&s->x[j], x))
@@ -1072,20 +1111,33 @@ static void tree_links(ncclComm_t c, int t, int *up, int *d0, int *d1)
 
 /* NCCL_ALGO, read once: UNI_NCCL_ALGO_RING or _TREE, or -1 (not set, or
  * not a choice between the two). */
-static int g_env_algo = -1;
+/* NCCL_ALGO, read once: a mask of the algorithms it allows (bit a for
+ * enum uni_nccl_algo a), 0 when not set. NCCL's syntax: a comma list of
+ * names, or ^ and the names to leave out; of NCCL's algorithms the
+ * simulated ones count (Ring, Tree, PAT). */
+static unsigned g_env_algo;
 static pthread_once_t g_env_algo_once = PTHREAD_ONCE_INIT;
+
+#define ALGO_ALL (1u << UNI_NCCL_ALGO_RING | 1u << UNI_NCCL_ALGO_TREE | 1u << UNI_NCCL_ALGO_PAT)
 
 static void read_env_algo(void)
 {
 	const char *env = getenv("NCCL_ALGO");
 	if (!env || !*env)
 		return;
-	int ring = strcasestr(env, "ring") != NULL, tree = strcasestr(env, "tree") != NULL;
-	if (ring == tree)
-		return;
-	int named = ring ? UNI_NCCL_ALGO_RING : UNI_NCCL_ALGO_TREE;
-	int other = ring ? UNI_NCCL_ALGO_TREE : UNI_NCCL_ALGO_RING;
-	g_env_algo = env[0] == '^' ? other : named;
+	int neg = env[0] == '^';
+	unsigned m = 0;
+	char buf[128];
+	snprintf(buf, sizeof(buf), "%s", env + neg);
+	for (char *save = NULL, *tok = strtok_r(buf, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save)) {
+		if (!strcasecmp(tok, "Ring"))
+			m |= 1u << UNI_NCCL_ALGO_RING;
+		else if (!strcasecmp(tok, "Tree"))
+			m |= 1u << UNI_NCCL_ALGO_TREE;
+		else if (!strcasecmp(tok, "PAT"))
+			m |= 1u << UNI_NCCL_ALGO_PAT;
+	}
+	g_env_algo = neg ? ALGO_ALL & ~m : m;
 }
 
 /* NCCL_PROTO, read once: a mask of the protocols it allows (bit p for
@@ -1130,6 +1182,12 @@ static const uint64_t nccl_hw_ns[3][2][4] = {
 	{{0, 2700, 4000, 14000}, {0, 5000, 8500, 14000}},
 };
 static const uint32_t nccl_wire[4][2] = {{1, 1}, {2, 1}, {16, 15}, {1, 1}};
+/* PAT (tuning.cc): per operation 8 us and a part linear in the ranks,
+ * 2.8 us each; per step of its logarithmic part the tree's network
+ * latency over 3.5 (14 us / 3.5 with Simple, its only protocol). */
+#define NCCL_PAT_BASE_NS 8000u
+#define NCCL_PAT_PER_RANK_NS 2800u
+#define NCCL_PAT_HOP_NS 4000u
 /* The cost of a network post that a ring step across nodes still pays
  * where its hop is within a node (getNetOverhead: x86 Intel and others
  * 1 us; x3 for Simple). */
@@ -1164,26 +1222,31 @@ static void hop_lats(ncclComm_t c, int ti, int p, uint64_t *intra, uint64_t *int
  * S; AlltoAll, Gather, Scatter one hop and S/n; Send, Recv one and S),
  * in NCCL's order (tree before ring, LL before LL128 before Simple) on a
  * tie. */
-static void nccl_choose(ncclComm_t c, int kind, uint64_t bytes, int *algo, int *proto)
+static void nccl_choose(ncclComm_t c, int kind, int redop, uint64_t bytes, int *algo, int *proto)
 {
-	int n = c->nranks;
+	int n = c->nranks, nn = c->nnodes;
 	uint64_t lat;
 	double bps;
 	int calgo = uni_shim_nccl_config(&lat, &bps), cproto = uni_shim_nccl_proto();
 	pthread_once(&g_env_algo_once, read_env_algo);
 	pthread_once(&g_env_proto_once, read_env_proto);
-	if (g_env_algo >= 0)
-		calgo = g_env_algo;
 	unsigned pmask = g_env_proto ? g_env_proto
 			 : cproto ? 1u << cproto
 				  : (1u << UNI_NCCL_PROTO_LL | 1u << UNI_NCCL_PROTO_LL128 | 1u << UNI_NCCL_PROTO_SIMPLE);
-	unsigned amask = 1u << UNI_NCCL_ALGO_RING;
-	if (kind == K_ALLREDUCE && n > 2)
-		amask = calgo == UNI_NCCL_ALGO_AUTO ? (1u << UNI_NCCL_ALGO_RING | 1u << UNI_NCCL_ALGO_TREE)
-						   : 1u << calgo;
-	if (kind == K_ALLREDUCE && n > 1 && n <= 2 && calgo == UNI_NCCL_ALGO_TREE)
-		amask = 1u << UNI_NCCL_ALGO_TREE;
-	int nn = c->nnodes;
+	/* The operation's algorithms: AllReduce ring and tree (tree from 3
+	 * ranks unless asked for), AllGather and ReduceScatter ring and, with
+	 * one rank a node, PAT (Simple only; not a ReduceScatter that scales:
+	 * ncclAvg, PreMulSum), the others their one. What NCCL_ALGO (over
+	 * the config) allows of them is chosen from; where it allows none,
+	 * all of them. */
+	unsigned sel = g_env_algo ? g_env_algo : calgo == UNI_NCCL_ALGO_AUTO ? ALGO_ALL : 1u << calgo;
+	unsigned cand = 1u << UNI_NCCL_ALGO_RING;
+	if (kind == K_ALLREDUCE && (n > 2 || sel == 1u << UNI_NCCL_ALGO_TREE))
+		cand |= 1u << UNI_NCCL_ALGO_TREE;
+	if ((kind == K_ALLGATHER || kind == K_REDSCAT) && nn == n && n > 1 && (pmask & 1u << UNI_NCCL_PROTO_SIMPLE) &&
+	    !(kind == K_REDSCAT && (redop == ncclAvg || redop >= ncclNumOps)))
+		cand |= 1u << UNI_NCCL_ALGO_PAT;
+	unsigned amask = cand & sel ? cand & sel : cand;
 	/* NCCL enables LL128 by default only where a node's GPUs are joined
 	 * by NVLink (tuning.cc: typeIntra <= PATH_NVB). */
 	uint32_t hw;
@@ -1194,11 +1257,24 @@ static void nccl_choose(ncclComm_t c, int kind, uint64_t bytes, int *algo, int *
 	double best = -1;
 	*algo = UNI_NCCL_ALGO_RING;
 	*proto = UNI_NCCL_PROTO_SIMPLE;
-	static const int aorder[2] = {UNI_NCCL_ALGO_TREE, UNI_NCCL_ALGO_RING};
-	for (int ai = 0; ai < 2; ai++) {
+	static const int aorder[3] = {UNI_NCCL_ALGO_TREE, UNI_NCCL_ALGO_RING, UNI_NCCL_ALGO_PAT};
+	for (int ai = 0; ai < 3; ai++) {
 		int al = aorder[ai];
 		if (!(amask & 1u << al))
 			continue;
+		if (al == UNI_NCCL_ALGO_PAT) {
+			/* NCCL's PAT formula: its latencies, log2i(nNodes) steps,
+			 * the whole of S at 3/4 of the bandwidth */
+			double hops = log2i(nn);
+			double tm = NCCL_PAT_BASE_NS + (double)NCCL_PAT_PER_RANK_NS * n + hops * (NCCL_PAT_HOP_NS + a) +
+				    sb / 0.75;
+			if (best < 0 || tm < best) {
+				best = tm;
+				*algo = al;
+				*proto = UNI_NCCL_PROTO_SIMPLE;
+			}
+			continue;
+		}
 		for (int p = UNI_NCCL_PROTO_LL; p <= UNI_NCCL_PROTO_SIMPLE; p++) {
 			if (!(pmask & 1u << p))
 				continue;
@@ -1251,11 +1327,122 @@ static void nccl_choose(ncclComm_t c, int kind, uint64_t bytes, int *algo, int *
 	}
 }
 
+/* NCCL's PAT (AllGather, ReduceScatter with one rank a node; docs/nccl.md
+ * "PAT"): the steps of NCCL's own generator (nccl_pat.c) on this rank, one
+ * channel, NCCL's chunk (a Simple step, 512 KiB, halved while more than
+ * S/32 for AllGather, S/16 for ReduceScatter, down to 64 KiB). Every
+ * post is a message of its slot's bytes; a message waits for the
+ * receives whose pieces went into its slot. Dimension d joins the ranks
+ * 2^d apart: AllGather sends to rank - 2^d and receives from rank + 2^d,
+ * ReduceScatter the other way round. The steps are the same on every
+ * rank, so the messages a rank receives on a dimension are those it
+ * sends on it. */
+#define PAT_PENDING 64 /* send slots written ahead of their post (NCCL: NCCL_STEPS) */
+
+static void sched_pat(struct sched *s, ncclComm_t c, int rs, uint64_t bytes, int ch)
+{
+	int n = c->nranks, me = c->rank;
+	uint64_t block = bytes / (uint64_t)n;
+	if (!block)
+		return;
+	long chunk = 512 * 1024;
+	while ((uint64_t)chunk * (rs ? 16u : 32u) > bytes && chunk > 65536)
+		chunk /= 2;
+	int dims = 0;
+	while ((1 << dims) < n)
+		dims++;
+	/* the messages of each dimension: their sizes, then their receives */
+	uint64_t *size[32] = {0};
+	int nsz[32] = {0}, cap[32] = {0}, *rx[32] = {0}, nrx[32] = {0};
+	int *pend = calloc((size_t)dims * PAT_PENDING * (size_t)dims, sizeof(int));
+	int sstep[32] = {0}, rstep[32] = {0};
+	struct uni_pat p;
+	struct uni_pat_step ps;
+	if (!pend)
+		goto oom;
+	uni_pat_init(&p, rs, chunk, UNI_PAT_STEPS, UNI_PAT_PARALLEL, 0, block, block, chunk, me, n);
+	do {
+		uni_pat_next(&p, &ps);
+		if (ps.skip || !ps.post_send || ps.send_dim < 0)
+			continue;
+		int d = ps.send_dim;
+		if (nsz[d] == cap[d]) {
+			cap[d] = cap[d] ? 2 * cap[d] : 16;
+			uint64_t *z = realloc(size[d], (size_t)cap[d] * sizeof(*z));
+			if (!z)
+				goto oom;
+			size[d] = z;
+		}
+		size[d][nsz[d]++] = (uint64_t)(ps.send_off + ps.nelem);
+	} while (ps.last != 2);
+	for (int d = 0; d < dims; d++) {
+		rx[d] = malloc((size_t)(nsz[d] ? nsz[d] : 1) * sizeof(int));
+		if (!rx[d])
+			goto oom;
+	}
+	for (size_t i = 0; i < (size_t)dims * PAT_PENDING * (size_t)dims; i++)
+		pend[i] = -1;
+	uni_pat_init(&p, rs, chunk, UNI_PAT_STEPS, UNI_PAT_PARALLEL, 0, block, block, chunk, me, n);
+	do {
+		uni_pat_next(&p, &ps);
+		if (ps.skip)
+			continue;
+		int got = -1;
+		if (ps.recv_dim >= 0) {
+			int d = ps.recv_dim, from = rs ? (me - (1 << d) % n + n) % n : (me + (1 << d)) % n;
+			int j = rstep[d] + (rs ? 0 : ps.step_off);
+			while (nrx[d] <= j && nrx[d] < nsz[d]) {
+				rx[d][nrx[d]] = xrecv(s, c, from, ch, size[d][nrx[d]]);
+				nrx[d]++;
+			}
+			if (j < nrx[d])
+				got = rx[d][j];
+			if (ps.post_recv)
+				rstep[d]++;
+		}
+		if (ps.send_dim >= 0) {
+			int d = ps.send_dim, to = rs ? (me + (1 << d)) % n : (me - (1 << d) % n + n) % n;
+			int j = sstep[d] + (rs ? ps.step_off : 0);
+			int *dep = pend + ((size_t)d * PAT_PENDING + (size_t)(j % PAT_PENDING)) * (size_t)dims;
+			if (got >= 0 && dep[ps.recv_dim] < got)
+				dep[ps.recv_dim] = got;
+			if (ps.post_send) {
+				int *cur = pend + ((size_t)d * PAT_PENDING + (size_t)(sstep[d] % PAT_PENDING)) * (size_t)dims;
+				int list[32], nl = 0;
+				for (int k = 0; k < dims; k++)
+					if (cur[k] >= 0) {
+						list[nl++] = cur[k];
+						cur[k] = -1;
+					}
+				xsend_deps(s, c, to, ch, (uint64_t)(ps.send_off + ps.nelem), list, nl);
+				sstep[d]++;
+			}
+		}
+	} while (ps.last != 2);
+	/* every message is received (the rank's end is its last arrival) */
+	for (int d = 0; d < dims; d++) {
+		int from = rs ? (me - (1 << d) % n + n) % n : (me + (1 << d)) % n;
+		while (nrx[d] < nsz[d]) {
+			xrecv(s, c, from, ch, size[d][nrx[d]]);
+			nrx[d]++;
+		}
+	}
+	goto out;
+oom:
+	s->oom = 1;
+out:
+	for (int d = 0; d < 32; d++) {
+		free(size[d]);
+		free(rx[d]);
+	}
+	free(pend);
+}
+
 /* Adds this rank's transfers of one operation of `bytes` (the nccl-tests
  * S: the whole buffer of AllReduce, Broadcast, Reduce; the whole output or
  * input of AllGather, ReduceScatter, AlltoAll; one rank's block of Gather,
  * Scatter, Send, Recv) on channels ch, ch + 1. */
-static void sched_op(struct sched *s, ncclComm_t c, int kind, uint64_t bytes, int root, int peer, int ch)
+static void sched_op(struct sched *s, ncclComm_t c, int kind, int redop, uint64_t bytes, int root, int peer, int ch)
 {
 	int n = c->nranks, me = c->rank;
 	if (n == 1)
@@ -1263,7 +1450,14 @@ static void sched_op(struct sched *s, ncclComm_t c, int kind, uint64_t bytes, in
 	/* NCCL's ring: the nodes one after the other ("Nodes") */
 	int mypos = ring_pos(c, me), right = ring_rank(c, mypos + 1), left = ring_rank(c, mypos + n - 1);
 	int algo, proto;
-	nccl_choose(c, kind, bytes, &algo, &proto);
+	nccl_choose(c, kind, redop, bytes, &algo, &proto);
+	if (algo == UNI_NCCL_ALGO_PAT) {
+		s->base = NCCL_PAT_BASE_NS + NCCL_PAT_PER_RANK_NS * (uint64_t)n;
+		s->hop_intra = s->hop_inter = NCCL_PAT_HOP_NS;
+		s->wire_num = s->wire_den = 1;
+		sched_pat(s, c, kind == K_REDSCAT, bytes, ch);
+		return;
+	}
 	int ti = algo == UNI_NCCL_ALGO_TREE;
 	s->base = nccl_base_ns[ti][proto];
 	hop_lats(c, ti, proto, &s->hop_intra, &s->hop_inter);
@@ -1852,6 +2046,22 @@ static ncclResult_t run_p2p(struct op *ops, int nops)
 			struct pairbox *b = ops[i].kind == K_SEND ? box_of(c, c->rank, ops[i].peer) : box_of(c, ops[i].peer, c->rank);
 			_Atomic uint32_t *w = ops[i].kind == K_SEND ? &b->rd : &b->wr;
 			uni_futex_wait(w, atomic_load(w), 20);
+			/* A peer that wrote its sends and exited: what it wrote
+			 * is in the ring (its writes came before its death), so
+			 * look once more before calling it dead. */
+			int pid = atomic_load(&c->sh->pid[ops[i].peer]);
+			if (pid > 0 && ops[i].peer != c->rank && uni_pid_dead(pid)) {
+				int m = 0;
+				for (int j = 0; j < nops; j++)
+					if ((ops[j].kind == K_SEND || ops[j].kind == K_RECV || ops[j].kind < 0) &&
+					    !ops[j].finished)
+						m |= p2p_step(&ops[j], &err);
+				if (m) {
+					since = mono_ns();
+					spins = 0;
+					break;
+				}
+			}
 			ncclResult_t r = wait_check(c, since, kind_name[ops[i].kind < 0 ? K_RECV : ops[i].kind], ops[i].peer);
 			if (r != ncclSuccess)
 				return r;
@@ -2316,12 +2526,12 @@ static uint64_t op_timing_flags(const struct op *o, uint64_t bytes)
 	if (o->comm->nranks == 1)
 		return 0;
 	int algo, proto;
-	nccl_choose(o->comm, o->kind, bytes, &algo, &proto);
+	nccl_choose(o->comm, o->kind, o->redop, bytes, &algo, &proto);
 	uint64_t a;
 	switch (o->kind) {
 	case K_ALLREDUCE: a = algo == UNI_NCCL_ALGO_TREE ? 2 : 1; break;
 	case K_ALLGATHER:
-	case K_REDSCAT: a = 1; break;
+	case K_REDSCAT: a = algo == UNI_NCCL_ALGO_PAT ? 6 : 1; break;
 	case K_BCAST:
 	case K_REDUCE: a = 3; break;
 	case K_ALLTOALL:
@@ -2627,7 +2837,7 @@ static ncclResult_t execute(struct op *ops, int nops)
 					coll += ops[j].comm == o->comm && ops[j].kind != K_SEND && ops[j].kind != K_RECV;
 				ch = 1 + (2 * coll) % (UNI_NCCL_NCH - 2);
 			}
-			sched_op(&sc, o->comm, o->kind, bytes, o->root, o->peer, ch);
+			sched_op(&sc, o->comm, o->kind, o->redop, bytes, o->root, o->peer, ch);
 		}
 		ready_sends(&sc, 0, t0);
 		for (int i = 0; i < sc.n && !waits; i++)
@@ -2659,6 +2869,7 @@ static ncclResult_t execute(struct op *ops, int nops)
 					vreset(ops[i].comm);
 		}
 		free(sc.x);
+		free(sc.deps);
 		if (r == ncclSuccess)
 			trace_ops(ops, nops, t0, end);
 		for (int i = 0; i < ndp; i++)

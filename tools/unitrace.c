@@ -466,7 +466,7 @@ static const char *const nccl_algo_protos[8][4] = {
 	{"chain", "chain/LL", "chain/LL128", "chain/Simple"},
 	{"direct", "direct/LL", "direct/LL128", "direct/Simple"},
 	{"p2p", "p2p/LL", "p2p/LL128", "p2p/Simple"},
-	{"?", "?", "?", "?"},
+	{"pat", "pat/LL", "pat/LL128", "pat/Simple"},
 	{"?", "?", "?", "?"}};
 
 const char *unitrace_nccl_algo(uint16_t flags)

@@ -1614,6 +1614,29 @@ int main(int argc, char **argv)
 		NCCL(ncclAllReduce(&r2, &r2, 1, ncclInt64, ncclSum, sc, NULL));
 		CHECK(r2 == (int64_t)nranks * (nranks - 1) / 2, "AllReduce in the Scalable comm: %lld", (long long)r2);
 		NCCL(ncclCommDestroy(sc));
+	} else if (!strcmp(argv[1], "sendexit")) {
+		/* Rank 1 waits in ncclRecv; rank 0 sends and is gone at once
+		 * (_exit: no Destroy): the data was sent, so it arrives. */
+		enum { N = 16384 };
+		static int32_t x[N];
+		if (rank == 0) {
+			for (int i = 0; i < N; i++)
+				x[i] = i * 7 + 1;
+			usleep(300000);
+			NCCL(ncclSend(x, N, ncclInt32, 1, comm, NULL));
+			printf("rank 0: %d checks passed\n", checks);
+			fflush(stdout);
+			_exit(0);
+		} else if (rank == 1) {
+			NCCL(ncclRecv(x, N, ncclInt32, 0, comm, NULL));
+			int bad = 0;
+			for (int i = 0; i < N; i++)
+				bad += x[i] != i * 7 + 1;
+			CHECK(bad == 0, "%d of %d elements received wrong", bad, N);
+			NCCL(ncclCommDestroy(comm));
+			printf("rank 1: %d checks passed\n", checks);
+			return failures ? 1 : 0;
+		}
 	} else if (!strcmp(argv[1], "mismatch")) {
 		float x[8] = {0};
 		ncclResult_t e = ncclAllReduce(x, x, rank == 0 ? 4 : 8, ncclFloat32, ncclSum, comm, NULL);

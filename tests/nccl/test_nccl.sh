@@ -7,6 +7,7 @@
 #  - ProcessGroupNCCL's call sequences (1.13 and current) and an abort;
 #  - a count mismatch: ncclInvalidArgument with a message on every rank,
 #    and the communicator still works;
+#  - a peer that sent and exited before the receive: the data arrives;
 #  - a rank that never joins: ncclRemoteError naming it, within the
 #    time-out, no hang;
 #  - virtual time under alpha-beta against the closed forms (within 1%);
@@ -98,6 +99,18 @@ NCCL_CHECK_ID=$T/id timeout 120 "$UNIRUN" -n 3 --config "$T/rec.yaml" --trace "$
 [ "$(grep -c 'checks passed' "$T/log")" = 3 ] || { cat "$T/log"; fail "mismatch not reported on every rank"; }
 grep -q "NCCL: AllReduce: rank . has count" "$T/log" || { cat "$T/log"; fail "no message naming the counts"; }
 ok "a count mismatch: ncclInvalidArgument and a message on every rank; the communicator goes on"
+
+# A peer that sent and exited while the receiver waited: what it sent was
+# in the pair's ring before it died, so the receive completes (it used to
+# be called dead now and then; three runs, each failed with the old check
+# two times in three here).
+for i in 1 2 3; do
+	rm -f "$T/id"
+	NCCL_CHECK_ID=$T/id timeout 60 "$UNIRUN" -n 2 --config "$T/rec.yaml" -- "$CHECK" sendexit \
+		>"$T/log" 2>&1 || { cat "$T/log"; fail "sendexit run $i"; }
+	grep -q '^rank 1: 1 checks passed' "$T/log" || { cat "$T/log"; fail "sendexit: rank 1 did not receive"; }
+done
+ok "a peer that sent and exited at once: the receive completes with its data"
 
 # CUDA present, no GPU: with libcudart loaded the host path still works.
 CUDART=$(ls /usr/local/cuda/lib64/libcudart.so.* 2>/dev/null | head -1 || true)
@@ -600,6 +613,86 @@ for spec in sys.argv[1:]:
 sys.exit(bad)
 PYEOF
 ok "protocols: NCCL_PROTO=LL and nccl.protocol LL128 within 0.1% of their closed forms (wire bytes x2 and x16/15, NCCL's latencies); on a 5 us, 100 Gbit/s network NCCL's rule picks tree/LL for 1 kB and ring/Simple for 8 MB"
+
+# PAT (NCCL 2.28's AllGather and ReduceScatter with one GPU a node, the
+# default here): timed by NCCL's own step generator (shim/nccl_pat.c, its
+# port checked in the unit test nccl_pat). With little data PAT
+# aggregates: a rank sends one message per dimension, each after the
+# last, so on 2^k ranks the operation takes PAT's latency (8 us + 2.8 us a
+# rank), then k steps of (4 us + a), plus the (n-1) blocks each rank
+# receives at B. NCCL's rule picks it at 4 kB on this network (1 ms: the
+# ring's n-1 latencies against PAT's log2 n), the ring at 8 MB (PAT's
+# bandwidth is 3/4 of the ring's in NCCL's formula); NCCL_ALGO=^PAT and
+# two ranks a node (PAT needs one) give the ring. 8 MB with NCCL_ALGO=PAT
+# under nic: the uplink bound (n-1)/n S/B plus at most PAT's latencies.
+for n in 4 8; do
+	rm -f "$T/id"
+	NCCL_CHECK_ID=$T/id timeout 300 "$UNIRUN" -n $n --config "$T/sim.yaml" --trace "$T/pat$n.unitrace" -- \
+		"$CHECK" timing 4096 >"$T/pat$n.log" 2>&1 || { cat "$T/pat$n.log"; fail "PAT run, $n ranks"; }
+	"$UNITRACE" dump --json "$T/pat$n.unitrace" >"$T/pat$n.jsonl" || fail "dump of the PAT trace"
+done
+rm -f "$T/id"
+NCCL_ALGO=^PAT NCCL_CHECK_ID=$T/id timeout 300 "$UNIRUN" -n 4 --config "$T/sim.yaml" --trace "$T/nopat.unitrace" -- \
+	"$CHECK" timing 4096 >"$T/nopat.log" 2>&1 || { cat "$T/nopat.log"; fail "NCCL_ALGO=^PAT run"; }
+"$UNITRACE" dump --json "$T/nopat.unitrace" >"$T/nopat.jsonl" || fail "dump"
+sed 's/^network:/nccl: { ranks_per_node: 2, algorithm: pat }\nnetwork:/' "$T/sim.yaml" >"$T/patnodes.yaml"
+rm -f "$T/id"
+NCCL_CHECK_ID=$T/id timeout 300 "$UNIRUN" -n 4 --config "$T/patnodes.yaml" --trace "$T/patnodes.unitrace" -- \
+	"$CHECK" timing 4096 >"$T/patnodes.log" 2>&1 || { cat "$T/patnodes.log"; fail "PAT with nodes run"; }
+"$UNITRACE" dump --json "$T/patnodes.unitrace" >"$T/patnodes.jsonl" || fail "dump"
+sed 's/model: alpha-beta/model: nic/' "$T/sim.yaml" >"$T/patnic.yaml"
+rm -f "$T/id"
+NCCL_ALGO=PAT NCCL_CHECK_ID=$T/id timeout 300 "$UNIRUN" -n 4 --config "$T/patnic.yaml" --trace "$T/patbig.unitrace" -- \
+	"$CHECK" timing 8388608 >"$T/patbig.log" 2>&1 || { cat "$T/patbig.log"; fail "PAT 8 MB under nic run"; }
+"$UNITRACE" dump --json "$T/patbig.unitrace" >"$T/patbig.jsonl" || fail "dump"
+$PY - "$T" <<'PYEOF' || fail "PAT"
+import json, math, re, sys
+T = sys.argv[1]
+a, B = 1e-3, 1e9
+bad = 0
+def res(name):
+    return [json.loads(m) for m in re.findall(r'\{"rank".*?\}', open(f"{T}/{name}.log").read())]
+def algos(name):
+    """{(op kind, bytes): {algorithm/protocol code}} of the AllGathers and ReduceScatters"""
+    out = {}
+    for l in open(f"{T}/{name}.jsonl"):
+        r = json.loads(l)
+        if r["kind"] == "nccl_op" and r["flags"] & 15 in (4, 5):
+            out.setdefault((r["flags"] & 15, r["len"]), set()).add(((r["flags"] >> 4) & 7, (r["flags"] >> 13) & 3))
+    return out
+for n in (4, 8):
+    rs = res(f"pat{n}")
+    assert len(rs) == n, rs
+    S = 4096 // 4 // n * n * 4  # the bytes timed: n blocks of whole floats
+    rec = algos(f"pat{n}")
+    for k in (4, 5):
+        if rec.get((k, S)) != {(6, 3)}:
+            print(f"{n} ranks: op {k} of {S} B recorded as {rec.get((k, S))}, want PAT/Simple"); bad = 1
+    want = 8e-6 + 2.8e-6 * n + math.log2(n) * (4e-6 + a) + (n - 1) * (S // n) * 8 / B
+    for r in rs:
+        for op in ("allgather", "reducescatter"):
+            got = r[op + "_ns"] / 1e9
+            err = abs(got - want) / want
+            print(f"{n} ranks, rank {r['rank']} {op}: {got*1e3:.6f} ms, closed form {want*1e3:.6f} ms ({100*err:.4f}%)")
+            bad |= err > 0.001
+for name, why in (("nopat", "NCCL_ALGO=^PAT"), ("patnodes", "two ranks a node")):
+    for (k, S), al in algos(name).items():
+        if S >= 1024 and al != {(1, 3)} and al != {(1, 1)} and al != {(1, 2)}:
+            print(f"{why}: op {k} of {S} B recorded as {al}, want the ring"); bad = 1
+    print(f"{why}: the ring")
+big = res("patbig")
+S, n = 8388608, 4
+lo = (n - 1) / n * S * 8 / B
+hi = lo + 8e-6 + 2.8e-6 * n + math.log2(n) * (4e-6 + a)
+assert algos("patbig").get((4, S)) == {(6, 3)}, algos("patbig")
+for r in big:
+    for op in ("allgather", "reducescatter"):
+        got = r[op + "_ns"] / 1e9
+        print(f"nic, 8 MB, rank {r['rank']} {op}: {got*1e3:.3f} ms, bound {lo*1e3:.3f} .. {hi*1e3:.3f} ms")
+        bad |= not (lo + a <= got <= hi)
+sys.exit(bad)
+PYEOF
+ok "PAT: AllGather and ReduceScatter on 4 and 8 ranks within 0.1% of PAT's aggregated closed form, chosen by NCCL's rule at 4 kB; the ring with NCCL_ALGO=^PAT and with two ranks a node; 8 MB under nic within its uplink bound plus PAT's latencies"
 
 # Nodes (docs/nccl.md "Nodes"): nccl.ranks_per_node consecutive ranks
 # share a node; a hop within a node takes NCCL's NVLink (or PCI) latency,

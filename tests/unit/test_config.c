@@ -879,9 +879,12 @@ START_TEST(test_nccl_algorithm)
 	y = "nccl: { algorithm: ring }";
 	ck_assert_int_eq(uni_config_parse(&cfg, y, strlen(y), "s", err, sizeof(err)), 0);
 	ck_assert_uint_eq(cfg.nccl_algo, UNI_NCCL_ALGO_RING);
+	y = "nccl: { algorithm: pat }";
+	ck_assert_int_eq(uni_config_parse(&cfg, y, strlen(y), "s", err, sizeof(err)), 0);
+	ck_assert_uint_eq(cfg.nccl_algo, UNI_NCCL_ALGO_PAT);
 	y = "nccl: { algorithm: butterfly }";
 	ck_assert_int_eq(uni_config_parse(&cfg, y, strlen(y), "s", err, sizeof(err)), -1);
-	ck_assert_msg(strstr(err, "nccl.algorithm") && strstr(err, "use auto, ring or tree"), "%s", err);
+	ck_assert_msg(strstr(err, "nccl.algorithm") && strstr(err, "use auto, ring, tree or pat"), "%s", err);
 	/* nccl.protocol: NCCL's protocols, auto by default. */
 	uni_config_defaults(&cfg);
 	ck_assert_uint_eq(cfg.nccl_proto, UNI_NCCL_PROTO_AUTO);

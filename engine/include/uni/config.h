@@ -29,6 +29,7 @@ enum uni_nccl_algo {
 	UNI_NCCL_ALGO_AUTO = 0, /* NCCL's choice by size */
 	UNI_NCCL_ALGO_RING = 1,
 	UNI_NCCL_ALGO_TREE = 2,
+	UNI_NCCL_ALGO_PAT = 3,  /* AllGather, ReduceScatter with one rank a node */
 };
 
 /* NCCL's protocols (docs/nccl.md "Protocols"). */

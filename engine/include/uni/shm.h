@@ -111,7 +111,7 @@ enum uni_ev_kind {
  * operation (1 AllReduce, 2 Broadcast, 3 Reduce, 4 AllGather, 5
  * ReduceScatter, 6 AlltoAll, 7 Gather, 8 Scatter, 9 Send, 10 Recv), 4-6
  * the algorithm (0 none: one rank, 1 ring, 2 tree, 3 chain, 4 direct,
- * 5 point to point), 7 in a group of several, 8 device buffers, 9-12 the
+ * 5 point to point, 6 PAT), 7 in a group of several, 8 device buffers, 9-12 the
  * data type (ncclDataType_t). */
 #define UNI_NCCL_OPF_ALGO_SHIFT 4
 #define UNI_NCCL_OPF_GROUP (1u << 7)
