@@ -23,8 +23,8 @@
  * mismatch is an error); the ops of a group progress together, so a
  * group of sends and receives never deadlocks. Waits are futex slices
  * that notice a dead peer (ncclRemoteError), an aborted communicator and
- * the time-out UNI_NCCL_TIMEOUT (seconds, default 300; init too: a rank
- * that never joins).
+ * the time-out UNI_NCCL_TIMEOUT (seconds, default 1800, PyTorch's default
+ * for a process group; init too: a rank that never joins).
  *
  * Time (simulate mode). The calling thread's compute is charged on entry;
  * the copying is not (a GPU would do it). Each operation (each group, as
@@ -176,7 +176,7 @@ static double timeout_s(void)
 {
 	const char *e = getenv("UNI_NCCL_TIMEOUT");
 	double t = e ? atof(e) : 0;
-	return t > 0 ? t : 300;
+	return t > 0 ? t : 1800;
 }
 
 static uint64_t mono_ns(void)
@@ -209,11 +209,11 @@ static uint8_t *slot(ncclComm_t c, int r)
 
 /* Why a wait must stop, or ncclSuccess. peer: the rank waited for, or -1
  * for all (a barrier): a peer that finished its work and exited is no
- * error to a wait that does not need it; -2: not the peers' lives, only
- * an abort and the time-out. */
+ * error to a wait that does not need it; -2: only the time-out (the
+ * caller saw no abort or death before its last look, peers_gone). */
 static ncclResult_t wait_check(ncclComm_t c, uint64_t since, const char *what, int peer)
 {
-	if (atomic_load(&c->sh->aborted))
+	if (peer != -2 && atomic_load(&c->sh->aborted))
 		return fail(c, ncclRemoteError, "rank %d: communicator aborted while waiting for %s", c->rank, what);
 	for (int r = 0; r < c->nranks && peer != -2; r++) {
 		int pid = atomic_load(&c->sh->pid[r]);
@@ -227,6 +227,23 @@ static ncclResult_t wait_check(ncclComm_t c, uint64_t since, const char *what, i
 		return fail(c, ncclRemoteError, "rank %d: no progress for %.0f s waiting for %s (UNI_NCCL_TIMEOUT)",
 			    c->rank, timeout_s(), what);
 	return ncclSuccess;
+}
+
+/* The communicator aborted or the peer (-1: any) died: sampled before a
+ * last look at the rings, so that what a peer sent before it went is
+ * taken first. */
+static int peers_gone(ncclComm_t c, int peer)
+{
+	if (atomic_load(&c->sh->aborted))
+		return 1;
+	for (int r = 0; r < c->nranks; r++) {
+		if (r == c->rank || (peer >= 0 && r != peer))
+			continue;
+		int pid = atomic_load(&c->sh->pid[r]);
+		if (pid > 0 && uni_pid_dead(pid))
+			return 1;
+	}
+	return 0;
 }
 
 static ncclResult_t barrier(ncclComm_t c, const char *what)
@@ -244,17 +261,13 @@ static ncclResult_t barrier(ncclComm_t c, const char *what)
 		if (spin < 200)
 			continue;
 		uni_futex_wait(&s->bar_gen, gen, 100);
-		/* A peer's death counts only if the barrier was still closed
-		 * after it was seen: the last to arrive opens it and may be
-		 * gone at once. */
-		int dead = 0;
-		for (int r = 0; r < c->nranks && !dead; r++) {
-			int pid = atomic_load(&s->pid[r]);
-			dead = pid > 0 && r != c->rank && uni_pid_dead(pid);
-		}
+		/* A peer's death or an abort counts only if the barrier was
+		 * still closed after it was seen: the last to arrive opens it
+		 * and may be gone (or abort) at once. */
+		int gone = peers_gone(c, -1);
 		if (atomic_load_explicit(&s->bar_gen, memory_order_acquire) != gen)
 			break;
-		ncclResult_t r = wait_check(c, since, what, dead ? -1 : -2);
+		ncclResult_t r = wait_check(c, since, what, gone ? -1 : -2);
 		if (r != ncclSuccess)
 			return r;
 	}
@@ -1182,6 +1195,15 @@ static const uint64_t nccl_hw_ns[3][2][4] = {
 	{{0, 2700, 4000, 14000}, {0, 5000, 8500, 14000}},
 };
 static const uint32_t nccl_wire[4][2] = {{1, 1}, {2, 1}, {16, 15}, {1, 1}};
+/* NCCL's correction of the tree AllReduce's bandwidth in its rule by
+ * size (tuning.cc, treeCorrectionFactor: powers of two from 64 B to
+ * 256 MB; by protocol LL, LL128, Simple): trees do not keep to the
+ * model at medium sizes. */
+static const float nccl_tree_corr[3][23] = {
+	{1.0, 1.0, 1.0, 1.0, .9, .8, .7, .7, .7, .7, .6, .5, .4, .4, .5, .6, .7, .8, .9, 1.0, 1.0, 1.0, 1.0},
+	{1.0, 1.0, 1.0, 1.0, 1.0, .9, .8, .8, .8, .7, .6, .6, .6, .6, .6, .6, .8, .9, .9, .9, .9, 1.0, 1.0},
+	{.9, .9, .9, .9, .9, .9, .9, .8, .7, .6, .6, .5, .5, .5, .5, .6, .7, .8, .7, .7, .8, .9, .9}};
+
 /* PAT (tuning.cc): per operation 8 us and a part linear in the ranks,
  * 2.8 us each; per step of its logarithmic part the tree's network
  * latency over 3.5 (14 us / 3.5 with Simple, its only protocol). */
@@ -1317,6 +1339,11 @@ static void nccl_choose(ncclComm_t c, int kind, int redop, uint64_t bytes, int *
 			/* NCCL's plateau of the multi-node ring (sm80 and later) */
 			if (!t && p == UNI_NCCL_PROTO_SIMPLE && nn > 1 && kind == K_ALLREDUCE && bytes / (uint64_t)n >= 64)
 				nlat *= 1.4;
+			if (t && kind == K_ALLREDUCE && bytes >> 6) {
+				int ls = log2i((int)(bytes >> 6 > INT32_MAX ? INT32_MAX : bytes >> 6));
+				if (ls < 23)
+					frac /= nccl_tree_corr[p - UNI_NCCL_PROTO_LL][ls];
+			}
 			double tm = nlat + (intra + inter) * a + frac * sb * nccl_wire[p][0] / nccl_wire[p][1];
 			if (best < 0 || tm < best) {
 				best = tm;
@@ -1584,9 +1611,10 @@ struct op {
 	int scal_dev, pinned_scal;
 	void *scal_h;
 	size_t cap_scal;
-	/* send/recv progress */
-	size_t done;
-	int hdr_done, finished;
+	/* send/recv progress; a receive whose sender sent another length
+	 * drops that message (drop: its bytes) so the pair stays in step */
+	size_t done, drop;
+	int hdr_done, finished, draining;
 };
 
 static ncclResult_t check_common(ncclComm_t comm, const char *fn, int type, int root_or_peer, int need_root)
@@ -1971,15 +1999,16 @@ static int p2p_step(struct op *o, ncclResult_t *err)
 				o->count = 0;
 				o->done = 0;
 				o->finished = 0;
-				o->kind = -(int)len - 1; /* remember how much to drop */
+				o->draining = 1;
+				o->drop = (size_t)len;
 			}
 		}
-		if (o->kind < 0) {
+		if (o->draining) {
 			uint8_t sink[4096];
-			size_t want = (size_t)(-(o->kind + 1)) - o->done;
+			size_t want = o->drop - o->done;
 			size_t k = ring_get(c, o->peer, sink, want < sizeof(sink) ? want : sizeof(sink));
 			o->done += k;
-			if (o->done == (size_t)(-(o->kind + 1)))
+			if (o->done == o->drop)
 				o->finished = 1;
 			return k > 0 || moved;
 		}
@@ -2010,6 +2039,33 @@ static void p2p_self(struct op *ops, int nops)
 	}
 }
 
+/* Whether ops[i] may move: NCCL matches a group's sends to a peer with
+ * that peer's receives in order, so an op waits until the earlier ones
+ * of its kind to the same peer of its communicator are done (one pair's
+ * ring carries them one after the other). */
+static int p2p_turn(const struct op *ops, int i)
+{
+	for (int j = 0; j < i; j++)
+		if (!ops[j].finished && ops[j].kind == ops[i].kind && ops[j].comm == ops[i].comm &&
+		    ops[j].peer == ops[i].peer)
+			return 0;
+	return 1;
+}
+
+static int p2p_pass(struct op *ops, int nops, ncclResult_t *err, int *left)
+{
+	int moved = 0;
+	*left = 0;
+	for (int i = 0; i < nops; i++) {
+		if ((ops[i].kind != K_SEND && ops[i].kind != K_RECV) || ops[i].finished)
+			continue;
+		if (p2p_turn(ops, i))
+			moved |= p2p_step(&ops[i], err);
+		*left += !ops[i].finished;
+	}
+	return moved;
+}
+
 static ncclResult_t run_p2p(struct op *ops, int nops)
 {
 	ncclResult_t err = ncclSuccess;
@@ -2022,13 +2078,8 @@ static ncclResult_t run_p2p(struct op *ops, int nops)
 	uint64_t since = mono_ns();
 	int spins = 0;
 	for (;;) {
-		int left = 0, moved = 0;
-		for (int i = 0; i < nops; i++) {
-			if ((ops[i].kind != K_SEND && ops[i].kind != K_RECV && ops[i].kind >= 0) || ops[i].finished)
-				continue;
-			moved |= p2p_step(&ops[i], &err);
-			left += !ops[i].finished;
-		}
+		int left;
+		int moved = p2p_pass(ops, nops, &err, &left);
 		if (!left)
 			return err;
 		if (moved) {
@@ -2040,29 +2091,23 @@ static ncclResult_t run_p2p(struct op *ops, int nops)
 			continue;
 		/* Sleep on the first blocked op's counter. */
 		for (int i = 0; i < nops; i++) {
-			if (ops[i].finished || (ops[i].kind != K_SEND && ops[i].kind != K_RECV && ops[i].kind >= 0))
+			if (ops[i].finished || (ops[i].kind != K_SEND && ops[i].kind != K_RECV))
 				continue;
 			ncclComm_t c = ops[i].comm;
 			struct pairbox *b = ops[i].kind == K_SEND ? box_of(c, c->rank, ops[i].peer) : box_of(c, ops[i].peer, c->rank);
 			_Atomic uint32_t *w = ops[i].kind == K_SEND ? &b->rd : &b->wr;
 			uni_futex_wait(w, atomic_load(w), 20);
-			/* A peer that wrote its sends and exited: what it wrote
-			 * is in the ring (its writes came before its death), so
-			 * look once more before calling it dead. */
-			int pid = atomic_load(&c->sh->pid[ops[i].peer]);
-			if (pid > 0 && ops[i].peer != c->rank && uni_pid_dead(pid)) {
-				int m = 0;
-				for (int j = 0; j < nops; j++)
-					if ((ops[j].kind == K_SEND || ops[j].kind == K_RECV || ops[j].kind < 0) &&
-					    !ops[j].finished)
-						m |= p2p_step(&ops[j], &err);
-				if (m) {
-					since = mono_ns();
-					spins = 0;
-					break;
-				}
+			/* A peer that wrote its sends and exited (or aborted):
+			 * what it wrote is in the ring (its writes came before),
+			 * so a death or abort seen before one more look counts
+			 * only if that look moved nothing. */
+			int gone = peers_gone(c, ops[i].peer);
+			if (p2p_pass(ops, nops, &err, &left)) {
+				since = mono_ns();
+				spins = 0;
+				break;
 			}
-			ncclResult_t r = wait_check(c, since, kind_name[ops[i].kind < 0 ? K_RECV : ops[i].kind], ops[i].peer);
+			ncclResult_t r = wait_check(c, since, kind_name[ops[i].kind], gone ? ops[i].peer : -2);
 			if (r != ncclSuccess)
 				return r;
 			break;

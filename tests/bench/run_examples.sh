@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The predictions of the example programs (docs/examples.md): each example
 # under unirun in simulate mode on each network config, RUNS times; prints
-# a markdown table of the time per token (and tokens per second) the
-# program printed (virtual time: the prediction), median and range.
+# a markdown table of the time per token (and tokens per second; for the
+# Llama-style example the time per output token and the time to first
+# token) the program printed (virtual time: the prediction), median and
+# range.
 #
 #   tests/bench/run_examples.sh BUILD_DIR [RUNS]
 set -euo pipefail
@@ -18,7 +20,11 @@ run() { # config label args...
 	shift 2
 	"$B/tools/unirun" -n 4 --config "$ROOT/examples/configs/$cfg.yaml" --trace "$T/t.unitrace" --no-summary -- \
 		$PY "$@" >"$T/out" 2>&1 || { cat "$T/out"; echo "run_examples: $label on $cfg failed" >&2; exit 1; }
-	echo "$cfg|$label|$(grep -o 'time per token: [0-9.]*' "$T/out" | awk '{print $4}')|$(grep -o 'tokens per second: [0-9.]*' "$T/out" | awk '{print $4}')" >>"$T/times"
+	if grep -q 'time to first token' "$T/out"; then
+		echo "$cfg|$label: time to first token|$(grep -o 'time to first token: [0-9.]*' "$T/out" | awk '{print $NF}')|" >>"$T/times"
+		label="$label: time per output token"
+	fi
+	echo "$cfg|$label|$(grep -o 'time per \(output \)\?token: [0-9.]*' "$T/out" | awk '{print $NF}')|$(grep -o 'tokens per second: [0-9.]*' "$T/out" | awk '{print $4}')" >>"$T/times"
 }
 for _ in $(seq "$RUNS"); do
 	for cfg in default net-100mbit-10ms net-1gbit-1ms; do
@@ -28,6 +34,7 @@ for _ in $(seq "$RUNS"); do
 		run $cfg "pp_infer.py --requests 4 --tp 2 (TP+PP)" "$EX/pp_infer.py" --requests 4 --tp 2
 		run $cfg "voltage_infer.py (Voltage)" "$EX/voltage_infer.py"
 		run $cfg "voltage_infer.py --overlap (Kilovolts)" "$EX/voltage_infer.py" --overlap
+		run $cfg "llama_infer.py (TP, KV cache)" "$EX/llama_infer.py"
 	done
 done
 $PY - "$T/times" <<'PYEOF'

@@ -13,7 +13,9 @@
 #   the next stage it waits for; the trace's rank ends stay real times
 #   (a stack string's text once counted as a rank's last time);
 # - voltage_infer.py (Voltage) and --overlap (Kilovolts): the unsharded
-#   model's tokens, one all_gather per layer and token on every rank.
+#   model's tokens, one all_gather per layer and token on every rank;
+# - llama_infer.py (GQA, RoPE, SwiGLU, a KV cache): the unsharded model's
+#   tokens without the cache, the collectives of prefill and decode.
 #   test_examples.sh UNIRUN UNITRACE
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -29,7 +31,7 @@ run() { # NAME ARGS...: runs an example, checks "check: ok"
 	timeout 300 "$UNIRUN" -n 4 --config "$CFG" --trace "$T/$name.unitrace" -- $PY "$@" --check >"$T/$name.log" 2>&1 ||
 		{ cat "$T/$name.log"; fail "$name under unirun"; }
 	grep -q "^check: ok" "$T/$name.log" || { cat "$T/$name.log"; fail "$name: predictions differ from the unsharded model"; }
-	grep "time per token" "$T/$name.log"
+	grep -E "time (per (output )?token|to first token)" "$T/$name.log"
 	"$UNITRACE" summary "$T/$name.unitrace" --json >"$T/$name.json" || fail "$name: summary"
 }
 run pp "$EX/pp_infer.py" --tokens $TOK --requests $REQ
@@ -91,6 +93,26 @@ assert n == 4 * 4 * tok, f"{n} all_gathers, not 4 layers x {tok} tokens x 4 rank
 PYEOF
 done
 ok "position-wise (Voltage, Kilovolts): the unsharded model's tokens, an all_gather per layer and token"
+
+# The Llama-style model with a KV cache: the unsharded model's tokens
+# decoded without the cache (--check: the cache and the sharding alike);
+# per step two all_reduces a layer and one all_gather, the prefill's of
+# the whole prompt; its time to first token above its time per output
+# token (the prompt's 32 tokens against one).
+run llama "$EX/llama_infer.py" --tokens $TOK
+$PY - "$T/llama.json" "$T/llama.log" $TOK <<'PYEOF' || fail "llama: collectives"
+import json, re, sys
+j, log, tok = json.load(open(sys.argv[1])), open(sys.argv[2]).read(), int(sys.argv[3])
+ar = j["collectives"].get("all_reduce", {}).get("count", 0)
+ag = j["collectives"].get("all_gather", {}).get("count", 0)
+print(f"all_reduces {ar}, all_gathers {ag}")
+assert ar == 4 * 2 * 4 * tok, f"{ar} all_reduces, not 4 ranks x 2 x 4 layers x {tok} steps"
+assert ag == 4 * tok, f"{ag} all_gathers, not 4 ranks x {tok} steps"
+ttft = float(re.search(r"time to first token: ([0-9.]+) ms", log).group(1))
+tpot = float(re.search(r"time per output token: ([0-9.]+) ms", log).group(1))
+assert ttft > tpot > 0, (ttft, tpot)
+PYEOF
+ok "Llama-style (GQA, RoPE, SwiGLU, KV cache): the unsharded model's tokens, the collectives per step, prefill then decode"
 
 # Serving Poisson arrivals (continuous batching). At 0.01 requests per
 # second the server idles about 100 s (virtual) before each request: each

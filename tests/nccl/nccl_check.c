@@ -1614,6 +1614,66 @@ int main(int argc, char **argv)
 		NCCL(ncclAllReduce(&r2, &r2, 1, ncclInt64, ncclSum, sc, NULL));
 		CHECK(r2 == (int64_t)nranks * (nranks - 1) / 2, "AllReduce in the Scalable comm: %lld", (long long)r2);
 		NCCL(ncclCommDestroy(sc));
+	} else if (!strcmp(argv[1], "p2ptwo")) {
+		/* Two sends to one peer in a group, two receives from it in
+		 * one: matched in order (NCCL's rule), each larger than the
+		 * pair's 1 MiB ring, then many small ones. */
+		for (int round = 0; round < 2; round++) {
+			size_t n = round ? 4096 : (size_t)1 << 20;
+			int iters = round ? 200 : 2;
+			int32_t *x = malloc(n * 4), *y = malloc(n * 4);
+			for (int it = 0; it < iters && rank < 2; it++) {
+				if (rank == 0) {
+					for (size_t i = 0; i < n; i++) {
+						x[i] = (int32_t)(i + 1 + it);
+						y[i] = -(int32_t)(i + 1 + it);
+					}
+					NCCL(ncclGroupStart());
+					NCCL(ncclSend(x, n, ncclInt32, 1, comm, NULL));
+					NCCL(ncclSend(y, n, ncclInt32, 1, comm, NULL));
+					NCCL(ncclGroupEnd());
+				} else {
+					memset(x, 0, n * 4);
+					memset(y, 0, n * 4);
+					NCCL(ncclGroupStart());
+					NCCL(ncclRecv(x, n, ncclInt32, 0, comm, NULL));
+					NCCL(ncclRecv(y, n, ncclInt32, 0, comm, NULL));
+					NCCL(ncclGroupEnd());
+					size_t bad = 0;
+					for (size_t i = 0; i < n; i++)
+						bad += x[i] != (int32_t)(i + 1 + it) || y[i] != -(int32_t)(i + 1 + it);
+					CHECK(bad == 0, "two receives of %zu from one peer in a group: %zu wrong", n, bad);
+				}
+			}
+			free(x);
+			free(y);
+		}
+	} else if (!strcmp(argv[1], "sendabort")) {
+		/* Rank 1 waits in ncclRecv; rank 0 sends, then aborts its
+		 * communicator and stays alive a while: what it sent before
+		 * arrives. */
+		enum { N = 1000 };
+		static int32_t x[N];
+		if (rank == 0) {
+			for (int i = 0; i < N; i++)
+				x[i] = i * 7 + 1;
+			usleep(300000);
+			NCCL(ncclSend(x, N, ncclInt32, 1, comm, NULL));
+			NCCL(ncclCommAbort(comm));
+			usleep(300000); /* alive: an abort, not a death */
+			printf("rank 0: %d checks passed\n", checks);
+			return 0;
+		}
+		if (rank == 1) {
+			NCCL(ncclRecv(x, N, ncclInt32, 0, comm, NULL));
+			int bad = 0;
+			for (int i = 0; i < N; i++)
+				bad += x[i] != i * 7 + 1;
+			CHECK(bad == 0, "%d of %d elements received wrong", bad, N);
+			NCCL(ncclCommDestroy(comm));
+			printf("rank 1: %d checks passed\n", checks);
+			return failures ? 1 : 0;
+		}
 	} else if (!strcmp(argv[1], "sendexit")) {
 		/* Rank 1 waits in ncclRecv; rank 0 sends and is gone at once
 		 * (_exit: no Destroy): the data was sent, so it arrives. */

@@ -7,7 +7,8 @@
 #  - ProcessGroupNCCL's call sequences (1.13 and current) and an abort;
 #  - a count mismatch: ncclInvalidArgument with a message on every rank,
 #    and the communicator still works;
-#  - a peer that sent and exited before the receive: the data arrives;
+#  - a peer that sent and exited (or aborted) before the receive: the data
+#    arrives; two sends to one peer in a group matched in order;
 #  - a rank that never joins: ncclRemoteError naming it, within the
 #    time-out, no hang;
 #  - virtual time under alpha-beta against the closed forms (within 1%);
@@ -111,6 +112,24 @@ for i in 1 2 3; do
 	grep -q '^rank 1: 1 checks passed' "$T/log" || { cat "$T/log"; fail "sendexit: rank 1 did not receive"; }
 done
 ok "a peer that sent and exited at once: the receive completes with its data"
+
+# Two sends to one peer in a group, two receives in one, matched in order
+# (each message 4 MiB, more than the pair's ring; then 200 rounds of
+# 16 kB): the second message used to write into the middle of the first
+# and the second receive read the first's data as its length. And a peer
+# that sends and then aborts: what it sent arrives (the receiver used to
+# see the abort first).
+rm -f "$T/id"
+NCCL_CHECK_ID=$T/id timeout 120 "$UNIRUN" -n 2 --config "$T/rec.yaml" -- "$CHECK" p2ptwo >"$T/log" 2>&1 ||
+	{ cat "$T/log"; fail "p2ptwo run"; }
+grep -q '^rank 1: [1-9][0-9]* checks passed' "$T/log" || { cat "$T/log"; fail "p2ptwo: rank 1"; }
+for i in 1 2 3; do
+	rm -f "$T/id"
+	NCCL_CHECK_ID=$T/id timeout 60 "$UNIRUN" -n 2 --config "$T/rec.yaml" -- "$CHECK" sendabort >"$T/log" 2>&1 ||
+		{ cat "$T/log"; fail "sendabort run $i"; }
+	grep -q '^rank 1: 1 checks passed' "$T/log" || { cat "$T/log"; fail "sendabort: rank 1 did not receive"; }
+done
+ok "two sends and two receives between one pair in a group, matched in order; a peer that sent, then aborted: the data arrives"
 
 # CUDA present, no GPU: with libcudart loaded the host path still works.
 CUDART=$(ls /usr/local/cuda/lib64/libcudart.so.* 2>/dev/null | head -1 || true)
@@ -508,20 +527,24 @@ sys.path.insert(0, os.environ["NCCL_TESTS"])
 from nccl_trees import depth
 a, B, chunk = 1e-3, 1e9, 1 << 20
 base, hop = 8.4e-6, 14e-6  # Simple, NCCL's choice at 64 kB and 8 MB here (tree and ring alike)
-def tree(n, S, r):
+def tree(n, S, r, ll128=False):
     half = S // 2
     k = -(-half // chunk)
-    tau = min(half, chunk) * 8 / B
+    c = min(half, chunk)
+    tau = (-(-c * 16 // 15) if ll128 else c) * 8 / B
+    b, h = (14e-6, 8.5e-6) if ll128 else (base, hop)
     end = 0
     for t in (0, 1):
         H = max(depth(n, x, t) for x in range(n))
-        end = max(end, (k - 1) * tau + (H + depth(n, r, t)) * (tau + a + hop))
-    return base + end
+        end = max(end, (k - 1) * tau + (H + depth(n, r, t)) * (tau + a + h))
+    return b + end
+def tree_ll128(n, S, r):  # the tree forced at 8 MB: NCCL's rule, with its correction of the tree's
+    return tree(n, S, r, True)  # bandwidth by size (0.8 for Simple, 0.9 for LL128 there), takes LL128
 def ring(n, S, r):
     return base + 2 * (n - 1) * (a + hop + S / n * 8 / B)
 def ring_ll128(n, S, r):  # the ring forced at 64 kB: NCCL's rule takes LL128 (14 us, 8.5 us a hop, 16/15 on the wire)
     return 14e-6 + 2 * (n - 1) * (a + 8.5e-6 + -(-(S // n) * 16 // 15) * 8 / B)
-want_algo = {"auto": {65536: tree, 8388608: ring}, "tree": {65536: tree, 8388608: tree},
+want_algo = {"auto": {65536: tree, 8388608: ring}, "tree": {65536: tree, 8388608: tree_ll128},
              "ringenv": {65536: ring_ll128, 8388608: ring}}
 bad = 0
 for spec in sys.argv[1:]:
@@ -767,10 +790,18 @@ def choose(n, ppn, hw, a, B, S, algos=("tree", "ring")):  # NCCL's rule (tuning.
             lat = BASE[algo][p] + intra * hi + inter * ho
             if algo == "ring" and p == "Simple" and nn > 1 and S // n >= 64:
                 lat *= 1.4
+            # NCCL's treeCorrectionFactor (tuning.cc), by protocol and log2(S/64)
+            ls = int(math.log2(S >> 6)) if S >> 6 else -1
+            if algo == "tree" and 0 <= ls < 23:
+                frac /= TREE_CORR[p][ls]
             t = lat + (intra + inter) * a + frac * S * 8 / B * WIRE[p]
             if best is None or t < best[0]:
                 best = (t, algo, p)
     return best[1], best[2]
+TREE_CORR = {
+    "LL": (1.0, 1.0, 1.0, 1.0, .9, .8, .7, .7, .7, .7, .6, .5, .4, .4, .5, .6, .7, .8, .9, 1.0, 1.0, 1.0, 1.0),
+    "LL128": (1.0, 1.0, 1.0, 1.0, 1.0, .9, .8, .8, .8, .7, .6, .6, .6, .6, .6, .6, .8, .9, .9, .9, .9, 1.0, 1.0),
+    "Simple": (.9, .9, .9, .9, .9, .9, .9, .8, .7, .6, .6, .5, .5, .5, .5, .6, .7, .8, .7, .7, .8, .9, .9)}
 bad = 0
 for spec in sys.argv[1:]:
     force, n, cfg, log, trace = spec.split(":", 4)
