@@ -24,6 +24,11 @@ run() { # config label args...
 		echo "$cfg|$label: time to first token|$(grep -o 'time to first token: [0-9.]*' "$T/out" | awk '{print $NF}')|" >>"$T/times"
 		label="$label: time per output token"
 	fi
+	if grep -q 'time per batch of images' "$T/out"; then
+		echo "$cfg|$label: time to embed the classes|$(grep -o 'embed the classes: [0-9.]*' "$T/out" | awk '{print $NF}')|" >>"$T/times"
+		echo "$cfg|$label: time per batch of images|$(grep -o 'batch of images: [0-9.]*' "$T/out" | awk '{print $NF}')|" >>"$T/times"
+		return
+	fi
 	echo "$cfg|$label|$(grep -o 'time per \(output \)\?token: [0-9.]*' "$T/out" | awk '{print $NF}')|$(grep -o 'tokens per second: [0-9.]*' "$T/out" | awk '{print $4}')" >>"$T/times"
 }
 for _ in $(seq "$RUNS"); do
@@ -35,6 +40,7 @@ for _ in $(seq "$RUNS"); do
 		run $cfg "voltage_infer.py (Voltage)" "$EX/voltage_infer.py"
 		run $cfg "voltage_infer.py --overlap (Kilovolts)" "$EX/voltage_infer.py" --overlap
 		run $cfg "llama_infer.py (TP, KV cache)" "$EX/llama_infer.py"
+		run $cfg "clip_infer.py (a tower per group, TP in each)" "$EX/clip_infer.py"
 	done
 done
 $PY - "$T/times" <<'PYEOF'

@@ -15,7 +15,9 @@
 # - voltage_infer.py (Voltage) and --overlap (Kilovolts): the unsharded
 #   model's tokens, one all_gather per layer and token on every rank;
 # - llama_infer.py (GQA, RoPE, SwiGLU, a KV cache): the unsharded model's
-#   tokens without the cache, the collectives of prefill and decode.
+#   tokens without the cache, the collectives of prefill and decode;
+# - clip_infer.py (a tower per group of ranks): the unsharded model's
+#   classes and logits, the traffic within and between the groups.
 #   test_examples.sh UNIRUN UNITRACE
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -31,7 +33,7 @@ run() { # NAME ARGS...: runs an example, checks "check: ok"
 	timeout 300 "$UNIRUN" -n 4 --config "$CFG" --trace "$T/$name.unitrace" -- $PY "$@" --check >"$T/$name.log" 2>&1 ||
 		{ cat "$T/$name.log"; fail "$name under unirun"; }
 	grep -q "^check: ok" "$T/$name.log" || { cat "$T/$name.log"; fail "$name: predictions differ from the unsharded model"; }
-	grep -E "time (per (output )?token|to first token)" "$T/$name.log"
+	grep "^time " "$T/$name.log"
 	"$UNITRACE" summary "$T/$name.unitrace" --json >"$T/$name.json" || fail "$name: summary"
 }
 run pp "$EX/pp_infer.py" --tokens $TOK --requests $REQ
@@ -113,6 +115,30 @@ tpot = float(re.search(r"time per output token: ([0-9.]+) ms", log).group(1))
 assert ttft > tpot > 0, (ttft, tpot)
 PYEOF
 ok "Llama-style (GQA, RoPE, SwiGLU, KV cache): the unsharded model's tokens, the collectives per step, prefill then decode"
+
+# CLIP-style zero-shot classification, a tower per half of the world: the
+# unsharded model's classes and logits; two all_reduces a layer per batch
+# within each tower's group (2 image batches, the prompts once); traffic
+# within the groups (0-1, 2-3), the class embeddings from rank 2 to rank 0,
+# nothing else but barrier notices.
+run clip "$EX/clip_infer.py" --batches 2
+$PY - "$T/clip.json" <<'PYEOF' || fail "clip: collectives and traffic"
+import json, sys
+j = json.load(open(sys.argv[1]))
+ar = j["collectives"].get("all_reduce", {}).get("count", 0)
+print(f"all_reduces {ar}")
+assert ar == 2 * 2 * 4 * 2 + 2 * 4 * 2, f"{ar} all_reduces, not (2 image batches + 1 text batch) x 4 layers x 2 x 2 ranks"
+b = {(r["rank"], p["peer"]): p["bytes_sent"] for r in j["ranks"] for p in r["per_peer"]}
+print(" ".join(f"{a}->{p}:{n}" for (a, p), n in sorted(b.items())))
+for (a, p), n in b.items():
+    if {a, p} in ({0, 1}, {2, 3}):
+        assert n > 100000, f"{a}->{p}: {n} B, a tower's all_reduces carry more"
+    elif (a, p) == (2, 0):
+        assert 10 * 128 * 4 <= n < 10 * 128 * 4 + 8192, f"2->0: {n} B, not the class embeddings"
+    else:
+        assert n < 8192, f"{a}->{p}: {n} B between the towers"
+PYEOF
+ok "CLIP-style (a tower per group, each tensor-parallel): the unsharded model's classes, the collectives within the groups, the class embeddings to rank 0"
 
 # Serving Poisson arrivals (continuous batching). At 0.01 requests per
 # second the server idles about 100 s (virtual) before each request: each
