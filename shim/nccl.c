@@ -1285,11 +1285,13 @@ static void nccl_choose(ncclComm_t c, int kind, int redop, uint64_t bytes, int *
 		if (!(amask & 1u << al))
 			continue;
 		if (al == UNI_NCCL_ALGO_PAT) {
-			/* NCCL's PAT formula: its latencies, log2i(nNodes) steps,
-			 * the whole of S at 3/4 of the bandwidth */
+			/* NCCL's PAT formula: its latencies, log2i(nNodes) steps
+			 * of the tree's network latency (with the network's, a,
+			 * as the other formulas take it) over 3.5, the whole of
+			 * S at 3/4 of the bandwidth */
 			double hops = log2i(nn);
-			double tm = NCCL_PAT_BASE_NS + (double)NCCL_PAT_PER_RANK_NS * n + hops * (NCCL_PAT_HOP_NS + a) +
-				    sb / 0.75;
+			double tm = NCCL_PAT_BASE_NS + (double)NCCL_PAT_PER_RANK_NS * n +
+				    hops * (NCCL_PAT_HOP_NS + a / 3.5) + sb / 0.75;
 			if (best < 0 || tm < best) {
 				best = tm;
 				*algo = al;
@@ -1358,14 +1360,14 @@ static void nccl_choose(ncclComm_t c, int kind, int redop, uint64_t bytes, int *
  * "PAT"): the steps of NCCL's own generator (nccl_pat.c) on this rank, one
  * channel, NCCL's chunk (a Simple step, 512 KiB, halved while more than
  * S/32 for AllGather, S/16 for ReduceScatter, down to 64 KiB). Every
- * post is a message of its slot's bytes; a message waits for the
- * receives whose pieces went into its slot. Dimension d joins the ranks
- * 2^d apart: AllGather sends to rank - 2^d and receives from rank + 2^d,
- * ReduceScatter the other way round. The steps are the same on every
- * rank, so the messages a rank receives on a dimension are those it
- * sends on it. */
-#define PAT_PENDING 64 /* send slots written ahead of their post (NCCL: NCCL_STEPS) */
-
+ * post is a message of its slot's bytes. NCCL's workers run the steps in
+ * order (with aggregated data in groups that meet at a barrier every
+ * step), so a post leaves once every receive of the steps up to it has
+ * arrived: on each dimension the latest (a connection delivers in order).
+ * Dimension d joins the ranks 2^d apart: AllGather sends to rank - 2^d
+ * and receives from rank + 2^d, ReduceScatter the other way round. The
+ * steps are the same on every rank, so the messages a rank receives on a
+ * dimension are those it sends on it. */
 static void sched_pat(struct sched *s, ncclComm_t c, int rs, uint64_t bytes, int ch)
 {
 	int n = c->nranks, me = c->rank;
@@ -1381,12 +1383,9 @@ static void sched_pat(struct sched *s, ncclComm_t c, int rs, uint64_t bytes, int
 	/* the messages of each dimension: their sizes, then their receives */
 	uint64_t *size[32] = {0};
 	int nsz[32] = {0}, cap[32] = {0}, *rx[32] = {0}, nrx[32] = {0};
-	int *pend = calloc((size_t)dims * PAT_PENDING * (size_t)dims, sizeof(int));
-	int sstep[32] = {0}, rstep[32] = {0};
+	int seen[32], rstep[32] = {0};
 	struct uni_pat p;
 	struct uni_pat_step ps;
-	if (!pend)
-		goto oom;
 	uni_pat_init(&p, rs, chunk, UNI_PAT_STEPS, UNI_PAT_PARALLEL, 0, block, block, chunk, me, n);
 	do {
 		uni_pat_next(&p, &ps);
@@ -1403,18 +1402,16 @@ static void sched_pat(struct sched *s, ncclComm_t c, int rs, uint64_t bytes, int
 		size[d][nsz[d]++] = (uint64_t)(ps.send_off + ps.nelem);
 	} while (ps.last != 2);
 	for (int d = 0; d < dims; d++) {
+		seen[d] = -1;
 		rx[d] = malloc((size_t)(nsz[d] ? nsz[d] : 1) * sizeof(int));
 		if (!rx[d])
 			goto oom;
 	}
-	for (size_t i = 0; i < (size_t)dims * PAT_PENDING * (size_t)dims; i++)
-		pend[i] = -1;
 	uni_pat_init(&p, rs, chunk, UNI_PAT_STEPS, UNI_PAT_PARALLEL, 0, block, block, chunk, me, n);
 	do {
 		uni_pat_next(&p, &ps);
 		if (ps.skip)
 			continue;
-		int got = -1;
 		if (ps.recv_dim >= 0) {
 			int d = ps.recv_dim, from = rs ? (me - (1 << d) % n + n) % n : (me + (1 << d)) % n;
 			int j = rstep[d] + (rs ? 0 : ps.step_off);
@@ -1422,28 +1419,18 @@ static void sched_pat(struct sched *s, ncclComm_t c, int rs, uint64_t bytes, int
 				rx[d][nrx[d]] = xrecv(s, c, from, ch, size[d][nrx[d]]);
 				nrx[d]++;
 			}
-			if (j < nrx[d])
-				got = rx[d][j];
+			if (j < nrx[d] && rx[d][j] > seen[d])
+				seen[d] = rx[d][j];
 			if (ps.post_recv)
 				rstep[d]++;
 		}
-		if (ps.send_dim >= 0) {
+		if (ps.send_dim >= 0 && ps.post_send) {
 			int d = ps.send_dim, to = rs ? (me + (1 << d)) % n : (me - (1 << d) % n + n) % n;
-			int j = sstep[d] + (rs ? ps.step_off : 0);
-			int *dep = pend + ((size_t)d * PAT_PENDING + (size_t)(j % PAT_PENDING)) * (size_t)dims;
-			if (got >= 0 && dep[ps.recv_dim] < got)
-				dep[ps.recv_dim] = got;
-			if (ps.post_send) {
-				int *cur = pend + ((size_t)d * PAT_PENDING + (size_t)(sstep[d] % PAT_PENDING)) * (size_t)dims;
-				int list[32], nl = 0;
-				for (int k = 0; k < dims; k++)
-					if (cur[k] >= 0) {
-						list[nl++] = cur[k];
-						cur[k] = -1;
-					}
-				xsend_deps(s, c, to, ch, (uint64_t)(ps.send_off + ps.nelem), list, nl);
-				sstep[d]++;
-			}
+			int list[32], nl = 0;
+			for (int k = 0; k < dims; k++)
+				if (seen[k] >= 0)
+					list[nl++] = seen[k];
+			xsend_deps(s, c, to, ch, (uint64_t)(ps.send_off + ps.nelem), list, nl);
 		}
 	} while (ps.last != 2);
 	/* every message is received (the rank's end is its last arrival) */
@@ -1462,7 +1449,6 @@ out:
 		free(size[d]);
 		free(rx[d]);
 	}
-	free(pend);
 }
 
 /* Adds this rank's transfers of one operation of `bytes` (the nccl-tests

@@ -43,9 +43,10 @@ struct uni_pat {
 	int as_dim, v, bit_count[32], bit_zero_step[32]; /* AllGather */
 };
 
-/* NCCL's constructor: step_size is the chunk's size in elements times
- * the element size as NCCL passes it (chunkCount * sizeof(T)), so with
- * elements of one byte the chunk's bytes; step_depth NCCL_STEPS,
+/* NCCL's constructor, for elements of one byte (NCCL compares its
+ * step_size, chunkCount * sizeof(T), with channelSize * sizeof(T): in
+ * bytes, what this does with both counted in bytes): step_size the
+ * chunk's bytes; step_depth NCCL_STEPS,
  * max_parallel NCCL_PAT_NWORKERS / WARP_SIZE; [offset, end) the channel's
  * part of a rank's block of `count` elements, in chunks of `chunk`. */
 void uni_pat_init(struct uni_pat *p, int rs, long step_size, int step_depth, int max_parallel, size_t offset,
