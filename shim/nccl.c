@@ -144,6 +144,10 @@ struct ncclComm {
 	_Atomic uint32_t pending;
 	cudaStream_t pending_stream;
 	_Atomic int refs;
+	/* threads inside a call on it (each holds a ref); the virtual
+	 * connections close when the communicator is freed and none is */
+	_Atomic int calls;
+	_Atomic int vclosed;
 	int local_ranks; /* ranks of it in this process (0: not counted yet) */
 	/* simulate: its nodes (comm_nodes, at init): nnodes; for
 	 * each rank its node and place in it; ranks by node and place
@@ -498,7 +502,7 @@ ncclResult_t pncclCommInitRankConfig(ncclComm_t *comm, int nranks, ncclUniqueId 
 
 static int comm_ok(ncclComm_t c)
 {
-	return c && c->magic == COMM_MAGIC;
+	return c && __atomic_load_n(&c->magic, __ATOMIC_RELAXED) == COMM_MAGIC;
 }
 
 /* Closes the virtual connections of c (simulate mode). */
@@ -561,13 +565,43 @@ static void comm_unref(ncclComm_t c)
 	}
 }
 
+static void vclose_once(ncclComm_t c)
+{
+	if (!atomic_exchange(&c->vclosed, 1))
+		vclose(c);
+}
+
+static int comm_dead(ncclComm_t c)
+{
+	return __atomic_load_n(&c->magic, __ATOMIC_SEQ_CST) == COMM_DEAD;
+}
+
+/* A call that may block holds c for its length: another thread may abort
+ * or destroy c meanwhile (PyTorch's watchdog aborts a communicator while
+ * the main thread waits in it), and the waiting call then ends with the
+ * abort's error instead of touching freed memory. */
+static void call_enter(ncclComm_t c)
+{
+	atomic_fetch_add(&c->refs, 1);
+	atomic_fetch_add(&c->calls, 1);
+}
+
+static void call_exit(ncclComm_t c)
+{
+	if (atomic_fetch_sub(&c->calls, 1) == 1 && comm_dead(c))
+		vclose_once(c);
+	comm_unref(c);
+}
+
 /* The caller is done with c; groups still queued on a stream keep its
- * memory until they have run (an abort makes them fail fast). */
+ * memory until they have run (an abort makes them fail fast), and so
+ * does a call of another thread still inside it. */
 static void comm_free(ncclComm_t c)
 {
 	init_wait(c);
-	vclose(c);
-	c->magic = COMM_DEAD;
+	__atomic_store_n(&c->magic, COMM_DEAD, __ATOMIC_SEQ_CST);
+	if (atomic_load(&c->calls) == 0)
+		vclose_once(c);
 	comm_unref(c);
 }
 
@@ -580,6 +614,10 @@ static ncclResult_t pending_drain(ncclComm_t c, const char *fn)
 	uint64_t since = mono_ns();
 	uint32_t v;
 	while ((v = atomic_load(&c->pending)) != 0) {
+		if (atomic_load(&c->sh->aborted))
+			return fail(NULL, ncclRemoteError,
+				    "%s: rank %d: the communicator was aborted while operations queued on a CUDA "
+				    "stream waited to run", fn, c->rank);
 		uni_futex_wait(&c->pending, v, 100);
 		if ((double)(mono_ns() - since) / 1e9 > timeout_s() && atomic_load(&c->pending))
 			return fail(NULL, ncclInternalError,
@@ -595,7 +633,10 @@ ncclResult_t pncclCommFinalize(ncclComm_t comm)
 	if (!comm_ok(comm))
 		return fail(NULL, ncclInvalidArgument, "ncclCommFinalize: invalid communicator");
 	/* Flushes the operations still queued on a stream (as NCCL does). */
-	return pending_drain(comm, "ncclCommFinalize");
+	call_enter(comm);
+	ncclResult_t r = pending_drain(comm, "ncclCommFinalize");
+	call_exit(comm);
+	return r;
 }
 
 ncclResult_t pncclCommDestroy(ncclComm_t comm)
@@ -2644,10 +2685,25 @@ static void sjob_run(void *p)
 	if (r == ncclSuccess)
 		r = data_path(j->ops, j->nops);
 	/* Nobody to return it to: an asynchronous error, as in NCCL
-	 * (ncclCommGetAsyncError; the next call on the communicator). */
+	 * (ncclCommGetAsyncError; the next call on the communicator). The
+	 * copies back to the device are queued already: what they carry
+	 * must not be the leftovers of another operation (the host copies
+	 * are reused), so a device output gets its own input back where
+	 * it holds it (in place) and zeros elsewhere (NCCL leaves a failed
+	 * operation's output undefined). */
 	if (r != ncclSuccess)
-		for (int i = 0; i < j->nops; i++)
-			atomic_store(&j->ops[i].comm->async_err, r);
+		for (int i = 0; i < j->nops; i++) {
+			struct op *o = &j->ops[i];
+			atomic_store(&o->comm->async_err, r);
+			if (!o->drecv)
+				continue;
+			memset(o->recv, 0, o->recv_bytes);
+			size_t in, out;
+			op_bytes(o, &in, &out);
+			uintptr_t s0 = (uintptr_t)o->dsend, r0 = (uintptr_t)o->drecv;
+			if (o->dsend && in && s0 >= r0 && s0 - r0 <= o->recv_bytes && in <= o->recv_bytes - (s0 - r0))
+				memcpy((uint8_t *)o->recv + (s0 - r0), o->send, in);
+		}
 	uni_shim_quiet_io(0);
 }
 
@@ -2824,7 +2880,7 @@ static ncclResult_t check_capture(const struct op *ops, int nops)
 	return ncclSuccess;
 }
 
-static ncclResult_t execute(struct op *ops, int nops)
+static ncclResult_t execute_held(struct op *ops, int nops)
 {
 	/* Compute before the call is charged; the copying is not. */
 	uint64_t t0 = uni_shim_vt_charge(), end = t0;
@@ -2909,6 +2965,19 @@ static ncclResult_t execute(struct op *ops, int nops)
 		 * moving the data is nobody's compute either way. */
 		uni_shim_vt_settle(ndp ? 0 : end);
 	}
+	return r;
+}
+
+/* Runs ops with their communicators held (call_enter). */
+static ncclResult_t execute(struct op *ops, int nops)
+{
+	for (int i = 0; i < nops; i++)
+		if (first_of_comm(ops, i))
+			call_enter(ops[i].comm);
+	ncclResult_t r = execute_held(ops, nops);
+	for (int i = 0; i < nops; i++)
+		if (first_of_comm(ops, i))
+			call_exit(ops[i].comm);
 	return r;
 }
 
@@ -3471,7 +3540,19 @@ static ncclResult_t child(ncclComm_t comm, uint64_t salt, const ncclConfig_t *co
 	return r;
 }
 
+static ncclResult_t comm_split(ncclComm_t comm, int color, int key, ncclComm_t *newcomm, ncclConfig_t *config);
+
 ncclResult_t pncclCommSplit(ncclComm_t comm, int color, int key, ncclComm_t *newcomm, ncclConfig_t *config)
+{
+	if (!comm_ok(comm))
+		return fail(NULL, ncclInvalidArgument, "ncclCommSplit: invalid communicator or newcomm");
+	call_enter(comm);
+	ncclResult_t r = comm_split(comm, color, key, newcomm, config);
+	call_exit(comm);
+	return r;
+}
+
+static ncclResult_t comm_split(ncclComm_t comm, int color, int key, ncclComm_t *newcomm, ncclConfig_t *config)
 {
 	if (!comm_ok(comm) || !newcomm)
 		return fail(NULL, ncclInvalidArgument, "ncclCommSplit: invalid communicator or newcomm");
@@ -3522,8 +3603,22 @@ ncclResult_t pncclCommSplit(ncclComm_t comm, int color, int key, ncclComm_t *new
  * all join: ncclRemoteError after the time-out). NCCL_SHRINK_ABORT ends
  * the parent's operations still queued on a stream (they fail at once);
  * every other operation is complete when its call returns. */
+static ncclResult_t comm_shrink(ncclComm_t comm, int *excludeRanksList, int excludeRanksCount, ncclComm_t *newcomm,
+			       ncclConfig_t *config, int shrinkFlags);
+
 ncclResult_t pncclCommShrink(ncclComm_t comm, int *excludeRanksList, int excludeRanksCount, ncclComm_t *newcomm,
 			     ncclConfig_t *config, int shrinkFlags)
+{
+	if (!comm_ok(comm))
+		return fail(NULL, ncclInvalidArgument, "ncclCommShrink: invalid communicator or newcomm");
+	call_enter(comm);
+	ncclResult_t r = comm_shrink(comm, excludeRanksList, excludeRanksCount, newcomm, config, shrinkFlags);
+	call_exit(comm);
+	return r;
+}
+
+static ncclResult_t comm_shrink(ncclComm_t comm, int *excludeRanksList, int excludeRanksCount, ncclComm_t *newcomm,
+			       ncclConfig_t *config, int shrinkFlags)
 {
 	if (!comm_ok(comm) || !newcomm)
 		return fail(NULL, ncclInvalidArgument, "ncclCommShrink: invalid communicator or newcomm");

@@ -1492,6 +1492,86 @@ static void cupti_mode(ncclComm_t comm, const char *lib, size_t bytes)
 	free(x);
 }
 
+/* A communicator aborted by another thread while this one waits in it
+ * (PyTorch's watchdog does this): the waiting call returns an error, no
+ * crash. Rank 0's second thread aborts after 0.3 s; rank 1 calls nothing
+ * meanwhile. With the stand-in runtime (LIB): rank 0 first queues an
+ * in-place AllReduce of a device buffer behind the gate, so its host
+ * AllReduce waits for that (pending_drain); after the abort and the gate,
+ * the device buffer holds what it held (the queued work moved nothing,
+ * and its copy back must not carry another operation's leftovers, as
+ * an earlier out-of-place AllReduce left in the reused host copies). */
+static ncclComm_t g_abort_comm;
+static void *aborter(void *p)
+{
+	(void)p;
+	usleep(300000);
+	NCCL(ncclCommAbort(g_abort_comm));
+	return NULL;
+}
+
+static void abort_wait(ncclComm_t comm, const char *lib)
+{
+	void (*gate)(int) = NULL;
+	int (*stream_sync)(cudaStream_t) = NULL;
+	float *x = NULL;
+	const size_t c = 1024;
+	cudaStream_t s = (cudaStream_t)0x7;
+	if (lib) {
+		void *h = dlopen(lib, RTLD_NOW | RTLD_GLOBAL);
+		CHECK(h != NULL, "dlopen %s: %s", lib, dlerror());
+		if (!h)
+			return;
+		cu_malloc = (cu_malloc_f)dlsym(h, "cudaMalloc");
+		cu_memcpy = (cu_memcpy_f)dlsym(h, "cudaMemcpy");
+		gate = (void (*)(int))dlsym(h, "mock_cuda_gate");
+		stream_sync = (int (*)(cudaStream_t))dlsym(h, "cudaStreamSynchronize");
+		CHECK(cu_malloc && cu_memcpy && gate && stream_sync, "stand-in runtime symbols");
+		if (!cu_malloc || !cu_memcpy || !gate || !stream_sync)
+			return;
+		float *h7 = malloc(c * 4), *h5 = malloc(c * 4);
+		for (size_t i = 0; i < c; i++) {
+			h7[i] = 7;
+			h5[i] = 5;
+		}
+		float *a = dev_of(h7, c), *b = dev_of(NULL, c);
+		x = dev_of(h5, c);
+		NCCL(ncclAllReduce(a, b, c, ncclFloat32, ncclSum, comm, s));
+		stream_sync(s);
+		host_of(h7, b, 1);
+		CHECK(h7[0] == 7.0f * nranks, "out-of-place AllReduce on the device: %g", h7[0]);
+		free(h7);
+		free(h5);
+		gate(1);
+		NCCL(ncclAllReduce(x, x, c, ncclFloat32, ncclSum, comm, s));
+	}
+	if (rank == 0) {
+		pthread_t t;
+		g_abort_comm = comm;
+		CHECK(pthread_create(&t, NULL, aborter, NULL) == 0, "pthread_create");
+		float hx[4] = {1, 2, 3, 4};
+		ncclResult_t r = ncclAllReduce(hx, hx, 4, ncclFloat32, ncclSum, comm, NULL);
+		CHECK(r == ncclRemoteError, "a call waiting while another thread aborts: %d, want ncclRemoteError", r);
+		pthread_join(t, NULL);
+	} else {
+		usleep(1000000);
+	}
+	if (lib) {
+		gate(0);
+		stream_sync(s);
+		float v = 0;
+		host_of(&v, x, 1);
+		CHECK(v == 5.0f, "in-place device buffer of aborted queued work: %g, want 5 (unchanged)", v);
+		if (rank != 0)
+			NCCL(ncclCommAbort(comm));
+	} else if (rank != 0) {
+		NCCL(ncclCommAbort(comm));
+	}
+	printf("rank %d: %d checks passed\n", rank, checks);
+	fflush(stdout);
+	_exit(failures ? 1 : 0);
+}
+
 /* Two AllReduces in one group: one fused operation. */
 static void group2(ncclComm_t comm, size_t bytes)
 {
@@ -1648,6 +1728,8 @@ int main(int argc, char **argv)
 			free(x);
 			free(y);
 		}
+	} else if (!strcmp(argv[1], "abortwait")) {
+		abort_wait(comm, argc > 2 ? argv[2] : NULL);
 	} else if (!strcmp(argv[1], "sendabort")) {
 		/* Rank 1 waits in ncclRecv; rank 0 sends, then aborts its
 		 * communicator and stays alive a while: what it sent before

@@ -256,6 +256,20 @@ grep -q "the calls returned after 0\.[0-9]* s of real time, the stream held for 
 run_ranks 2 "device buffers, a runtime without the stand-in's hooks" device "$T/plain/libcudart.so.13"
 ok "stream work: device operations queued behind held work return at once, results exact once it runs (incl. PreMulSum by a device scalar, a send/recv group), in record and simulate mode, and behind a host function holding the stream 2 s (as on a real runtime); the synchronous path fails the same test"
 
+# A communicator aborted by another thread while a call waits in it (as
+# PyTorch's watchdog does): the call returns ncclRemoteError (it used to
+# crash: the abort freed the memory under it), on the host path and while
+# it waits for work queued on a stream; the queued in-place AllReduce
+# then leaves its device buffer as it was (its copy back used to carry a
+# reused host copy's leftovers: another operation's result).
+for lib in "" "$T/libcudart.so.13"; do
+	rm -f "$T/id"
+	NCCL_CHECK_ID=$T/id timeout 60 "$UNIRUN" -n 2 --config "$T/rec.yaml" -- "$CHECK" abortwait $lib >"$T/log" 2>&1 ||
+		{ cat "$T/log"; fail "abort from another thread${lib:+ (stream work)}"; }
+	[ "$(grep -c 'checks passed' "$T/log")" = 2 ] || { cat "$T/log"; fail "abortwait: not every rank passed"; }
+done
+ok "an abort from another thread while a call waits: ncclRemoteError, no crash (host path, and waiting for queued work); the queued in-place buffer unchanged"
+
 # The device timeline (docs/nccl.md, "CUPTI"): the stand-in runtime
 # reports its calls and kernels to a stand-in CUPTI (tests/nccl/mock_cupti.c,
 # loaded by the shim as libcupti.so.13). Kernels of 5 ms (sgemm: slowdown 2)
