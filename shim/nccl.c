@@ -1165,61 +1165,46 @@ static void tree_links(ncclComm_t c, int t, int *up, int *d0, int *d1)
 
 /* NCCL_ALGO, read once: UNI_NCCL_ALGO_RING or _TREE, or -1 (not set, or
  * not a choice between the two). */
-/* NCCL_ALGO, read once: a mask of the algorithms it allows (bit a for
- * enum uni_nccl_algo a), 0 when not set. NCCL's syntax: a comma list of
- * names, or ^ and the names to leave out; of NCCL's algorithms the
- * simulated ones count (Ring, Tree, PAT). */
-static unsigned g_env_algo;
-static pthread_once_t g_env_algo_once = PTHREAD_ONCE_INIT;
+/* NCCL_ALGO and NCCL_PROTO, read once each: a mask of what they allow
+ * (bit i for names[i]: enum uni_nccl_algo, enum uni_nccl_proto), 0 when
+ * not set. NCCL's syntax: a comma list of names, or ^ and the names to
+ * leave out; names it has that are not simulated here count for
+ * nothing (NCCL_ALGO: of NCCL's algorithms Ring, Tree and PAT are). */
+static unsigned env_names(const char *var, const char *const *names, int n)
+{
+	const char *env = getenv(var);
+	if (!env || !*env)
+		return 0;
+	int neg = env[0] == '^';
+	unsigned m = 0, all = 0;
+	char buf[128];
+	snprintf(buf, sizeof(buf), "%s", env + neg);
+	for (int i = 0; i < n; i++)
+		all |= names[i] ? 1u << i : 0;
+	for (char *save = NULL, *tok = strtok_r(buf, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save))
+		for (int i = 0; i < n; i++)
+			if (names[i] && !strcasecmp(tok, names[i]))
+				m |= 1u << i;
+	return neg ? all & ~m : m;
+}
+
+static unsigned g_env_algo, g_env_proto;
+static pthread_once_t g_env_algo_once = PTHREAD_ONCE_INIT, g_env_proto_once = PTHREAD_ONCE_INIT;
 
 #define ALGO_ALL (1u << UNI_NCCL_ALGO_RING | 1u << UNI_NCCL_ALGO_TREE | 1u << UNI_NCCL_ALGO_PAT)
 
 static void read_env_algo(void)
 {
-	const char *env = getenv("NCCL_ALGO");
-	if (!env || !*env)
-		return;
-	int neg = env[0] == '^';
-	unsigned m = 0;
-	char buf[128];
-	snprintf(buf, sizeof(buf), "%s", env + neg);
-	for (char *save = NULL, *tok = strtok_r(buf, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save)) {
-		if (!strcasecmp(tok, "Ring"))
-			m |= 1u << UNI_NCCL_ALGO_RING;
-		else if (!strcasecmp(tok, "Tree"))
-			m |= 1u << UNI_NCCL_ALGO_TREE;
-		else if (!strcasecmp(tok, "PAT"))
-			m |= 1u << UNI_NCCL_ALGO_PAT;
-	}
-	g_env_algo = neg ? ALGO_ALL & ~m : m;
+	static const char *const names[] = {
+		[UNI_NCCL_ALGO_RING] = "Ring", [UNI_NCCL_ALGO_TREE] = "Tree", [UNI_NCCL_ALGO_PAT] = "PAT"};
+	g_env_algo = env_names("NCCL_ALGO", names, (int)(sizeof(names) / sizeof(*names)));
 }
-
-/* NCCL_PROTO, read once: a mask of the protocols it allows (bit p for
- * enum uni_nccl_proto p), 0 when not set. NCCL's syntax: a comma list of
- * LL, LL128, Simple, or one after ^ to leave it out. */
-static unsigned g_env_proto;
-static pthread_once_t g_env_proto_once = PTHREAD_ONCE_INIT;
 
 static void read_env_proto(void)
 {
-	const char *env = getenv("NCCL_PROTO");
-	if (!env || !*env)
-		return;
-	int neg = env[0] == '^';
-	unsigned m = 0;
-	char buf[64];
-	snprintf(buf, sizeof(buf), "%s", env + neg);
-	for (char *save = NULL, *tok = strtok_r(buf, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save)) {
-		if (!strcasecmp(tok, "LL"))
-			m |= 1u << UNI_NCCL_PROTO_LL;
-		else if (!strcasecmp(tok, "LL128"))
-			m |= 1u << UNI_NCCL_PROTO_LL128;
-		else if (!strcasecmp(tok, "Simple"))
-			m |= 1u << UNI_NCCL_PROTO_SIMPLE;
-	}
-	unsigned all = 1u << UNI_NCCL_PROTO_LL | 1u << UNI_NCCL_PROTO_LL128 | 1u << UNI_NCCL_PROTO_SIMPLE;
-	m = neg ? all & ~m : m & all;
-	g_env_proto = m ? m : 0;
+	static const char *const names[] = {
+		[UNI_NCCL_PROTO_LL] = "LL", [UNI_NCCL_PROTO_LL128] = "LL128", [UNI_NCCL_PROTO_SIMPLE] = "Simple"};
+	g_env_proto = env_names("NCCL_PROTO", names, (int)(sizeof(names) / sizeof(*names)));
 }
 
 /* NCCL's latencies (tuning.cc, NCCL 2.28): per operation (base), ns, by

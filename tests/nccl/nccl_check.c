@@ -1572,6 +1572,35 @@ static void abort_wait(ncclComm_t comm, const char *lib)
 	_exit(failures ? 1 : 0);
 }
 
+/* Rank 1 waits in ncclRecv; rank 0 sends, then is gone at once (_exit,
+ * no Destroy) or aborts its communicator and stays alive a while: what
+ * it sent before arrives either way. */
+static void send_then_go(ncclComm_t comm, int abort)
+{
+	enum { N = 16384 };
+	static int32_t x[N];
+	if (rank == 0) {
+		for (int i = 0; i < N; i++)
+			x[i] = i * 7 + 1;
+		usleep(300000);
+		NCCL(ncclSend(x, N, ncclInt32, 1, comm, NULL));
+		if (abort) {
+			NCCL(ncclCommAbort(comm));
+			usleep(300000); /* alive: an abort, not a death */
+		}
+	} else if (rank == 1) {
+		NCCL(ncclRecv(x, N, ncclInt32, 0, comm, NULL));
+		int bad = 0;
+		for (int i = 0; i < N; i++)
+			bad += x[i] != i * 7 + 1;
+		CHECK(bad == 0, "%d of %d elements received wrong", bad, N);
+		NCCL(ncclCommDestroy(comm));
+	}
+	printf("rank %d: %d checks passed\n", rank, checks);
+	fflush(stdout);
+	_exit(failures ? 1 : 0);
+}
+
 /* Two AllReduces in one group: one fused operation. */
 static void group2(ncclComm_t comm, size_t bytes)
 {
@@ -1730,55 +1759,8 @@ int main(int argc, char **argv)
 		}
 	} else if (!strcmp(argv[1], "abortwait")) {
 		abort_wait(comm, argc > 2 ? argv[2] : NULL);
-	} else if (!strcmp(argv[1], "sendabort")) {
-		/* Rank 1 waits in ncclRecv; rank 0 sends, then aborts its
-		 * communicator and stays alive a while: what it sent before
-		 * arrives. */
-		enum { N = 1000 };
-		static int32_t x[N];
-		if (rank == 0) {
-			for (int i = 0; i < N; i++)
-				x[i] = i * 7 + 1;
-			usleep(300000);
-			NCCL(ncclSend(x, N, ncclInt32, 1, comm, NULL));
-			NCCL(ncclCommAbort(comm));
-			usleep(300000); /* alive: an abort, not a death */
-			printf("rank 0: %d checks passed\n", checks);
-			return 0;
-		}
-		if (rank == 1) {
-			NCCL(ncclRecv(x, N, ncclInt32, 0, comm, NULL));
-			int bad = 0;
-			for (int i = 0; i < N; i++)
-				bad += x[i] != i * 7 + 1;
-			CHECK(bad == 0, "%d of %d elements received wrong", bad, N);
-			NCCL(ncclCommDestroy(comm));
-			printf("rank 1: %d checks passed\n", checks);
-			return failures ? 1 : 0;
-		}
-	} else if (!strcmp(argv[1], "sendexit")) {
-		/* Rank 1 waits in ncclRecv; rank 0 sends and is gone at once
-		 * (_exit: no Destroy): the data was sent, so it arrives. */
-		enum { N = 16384 };
-		static int32_t x[N];
-		if (rank == 0) {
-			for (int i = 0; i < N; i++)
-				x[i] = i * 7 + 1;
-			usleep(300000);
-			NCCL(ncclSend(x, N, ncclInt32, 1, comm, NULL));
-			printf("rank 0: %d checks passed\n", checks);
-			fflush(stdout);
-			_exit(0);
-		} else if (rank == 1) {
-			NCCL(ncclRecv(x, N, ncclInt32, 0, comm, NULL));
-			int bad = 0;
-			for (int i = 0; i < N; i++)
-				bad += x[i] != i * 7 + 1;
-			CHECK(bad == 0, "%d of %d elements received wrong", bad, N);
-			NCCL(ncclCommDestroy(comm));
-			printf("rank 1: %d checks passed\n", checks);
-			return failures ? 1 : 0;
-		}
+	} else if (!strcmp(argv[1], "sendexit") || !strcmp(argv[1], "sendabort")) {
+		send_then_go(comm, !strcmp(argv[1], "sendabort"));
 	} else if (!strcmp(argv[1], "mismatch")) {
 		float x[8] = {0};
 		ncclResult_t e = ncclAllReduce(x, x, rank == 0 ? 4 : 8, ncclFloat32, ncclSum, comm, NULL);
