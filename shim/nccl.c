@@ -1200,6 +1200,14 @@ static void read_env_algo(void)
 	g_env_algo = env_names("NCCL_ALGO", names, (int)(sizeof(names) / sizeof(*names)));
 }
 
+/* NCCL_PAT_ENABLE=0 leaves PAT out (NCCL's switch; 1, which makes NCCL
+ * take PAT where it has no connections for it, is not followed). */
+static int pat_enabled(void)
+{
+	const char *e = getenv("NCCL_PAT_ENABLE");
+	return !(e && *e && atoi(e) == 0);
+}
+
 static void read_env_proto(void)
 {
 	static const char *const names[] = {
@@ -1292,7 +1300,7 @@ static void nccl_choose(ncclComm_t c, int kind, int redop, uint64_t bytes, int *
 	if (kind == K_ALLREDUCE && (n > 2 || sel == 1u << UNI_NCCL_ALGO_TREE))
 		cand |= 1u << UNI_NCCL_ALGO_TREE;
 	if ((kind == K_ALLGATHER || kind == K_REDSCAT) && nn == n && n > 1 && (pmask & 1u << UNI_NCCL_PROTO_SIMPLE) &&
-	    !(kind == K_REDSCAT && (redop == ncclAvg || redop >= ncclNumOps)))
+	    !(kind == K_REDSCAT && (redop == ncclAvg || redop >= ncclNumOps)) && pat_enabled())
 		cand |= 1u << UNI_NCCL_ALGO_PAT;
 	unsigned amask = cand & sel ? cand & sel : cand;
 	/* NCCL enables LL128 by default only where a node's GPUs are joined

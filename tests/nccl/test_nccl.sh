@@ -659,8 +659,8 @@ ok "protocols: NCCL_PROTO=LL and nccl.protocol LL128 within 0.1% of their closed
 # rank), then k steps of (4 us + a), plus the (n-1) blocks each rank
 # receives at B. NCCL's rule picks it at 4 kB on this network (1 ms: the
 # ring's n-1 latencies against PAT's log2 n), the ring at 8 MB (PAT's
-# bandwidth is 3/4 of the ring's in NCCL's formula); NCCL_ALGO=^PAT and
-# two ranks a node (PAT needs one) give the ring. 8 MB with NCCL_ALGO=PAT
+# bandwidth is 3/4 of the ring's in NCCL's formula); NCCL_ALGO=^PAT,
+# NCCL_PAT_ENABLE=0 and two ranks a node (PAT needs one) give the ring. 8 MB with NCCL_ALGO=PAT
 # under nic: above the uplink bound (n-1)/n S/B plus a latency, below
 # NCCL's own estimate for PAT (its latencies, S at 3/4 of B): NCCL runs
 # the steps in order, so a post waits for every earlier receive.
@@ -670,10 +670,12 @@ for n in 4 8; do
 		"$CHECK" timing 4096 >"$T/pat$n.log" 2>&1 || { cat "$T/pat$n.log"; fail "PAT run, $n ranks"; }
 	"$UNITRACE" dump --json "$T/pat$n.unitrace" >"$T/pat$n.jsonl" || fail "dump of the PAT trace"
 done
-rm -f "$T/id"
-NCCL_ALGO=^PAT NCCL_CHECK_ID=$T/id timeout 300 "$UNIRUN" -n 4 --config "$T/sim.yaml" --trace "$T/nopat.unitrace" -- \
-	"$CHECK" timing 4096 >"$T/nopat.log" 2>&1 || { cat "$T/nopat.log"; fail "NCCL_ALGO=^PAT run"; }
-"$UNITRACE" dump --json "$T/nopat.unitrace" >"$T/nopat.jsonl" || fail "dump"
+for v in NCCL_ALGO=^PAT NCCL_PAT_ENABLE=0; do
+	rm -f "$T/id"
+	env "$v" NCCL_CHECK_ID=$T/id timeout 300 "$UNIRUN" -n 4 --config "$T/sim.yaml" --trace "$T/nopat.unitrace" -- \
+		"$CHECK" timing 4096 >"$T/nopat.log" 2>&1 || { cat "$T/nopat.log"; fail "$v run"; }
+	"$UNITRACE" dump --json "$T/nopat.unitrace" >"$T/nopat-${v%%=*}.jsonl" || fail "dump"
+done
 sed 's/^network:/nccl: { ranks_per_node: 2, algorithm: pat }\nnetwork:/' "$T/sim.yaml" >"$T/patnodes.yaml"
 rm -f "$T/id"
 NCCL_CHECK_ID=$T/id timeout 300 "$UNIRUN" -n 4 --config "$T/patnodes.yaml" --trace "$T/patnodes.unitrace" -- \
@@ -714,7 +716,8 @@ for n in (4, 8):
             err = abs(got - want) / want
             print(f"{n} ranks, rank {r['rank']} {op}: {got*1e3:.6f} ms, closed form {want*1e3:.6f} ms ({100*err:.4f}%)")
             bad |= err > 0.001
-for name, why in (("nopat", "NCCL_ALGO=^PAT"), ("patnodes", "two ranks a node")):
+for name, why in (("nopat-NCCL_ALGO", "NCCL_ALGO=^PAT"), ("nopat-NCCL_PAT_ENABLE", "NCCL_PAT_ENABLE=0"),
+                  ("patnodes", "two ranks a node")):
     for (k, S), al in algos(name).items():
         if S >= 1024 and al != {(1, 3)} and al != {(1, 1)} and al != {(1, 2)}:
             print(f"{why}: op {k} of {S} B recorded as {al}, want the ring"); bad = 1
@@ -731,7 +734,7 @@ for r in big:
         bad |= not (lo + a <= got <= hi)
 sys.exit(bad)
 PYEOF
-ok "PAT: AllGather and ReduceScatter on 4 and 8 ranks within 0.1% of PAT's aggregated closed form, chosen by NCCL's rule at 4 kB; the ring with NCCL_ALGO=^PAT and with two ranks a node; 8 MB under nic between the uplink's bound and NCCL's estimate"
+ok "PAT: AllGather and ReduceScatter on 4 and 8 ranks within 0.1% of PAT's aggregated closed form, chosen by NCCL's rule at 4 kB; the ring with NCCL_ALGO=^PAT, NCCL_PAT_ENABLE=0 and two ranks a node; 8 MB under nic between the uplink's bound and NCCL's estimate"
 
 # Nodes (docs/nccl.md "Nodes"): nccl.ranks_per_node consecutive ranks
 # share a node; a hop within a node takes NCCL's NVLink (or PCI) latency,
