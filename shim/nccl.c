@@ -609,6 +609,8 @@ static void comm_free(ncclComm_t c)
  * moved): before c is used from the host again, finalised or destroyed.
  * They run once the stream reaches them; a stream held for longer than
  * UNI_NCCL_TIMEOUT is an error. */
+static const char *stream_broken(cudaStream_t s);
+
 static ncclResult_t pending_drain(ncclComm_t c, const char *fn)
 {
 	uint64_t since = mono_ns();
@@ -619,6 +621,11 @@ static ncclResult_t pending_drain(ncclComm_t c, const char *fn)
 				    "%s: rank %d: the communicator was aborted while operations queued on a CUDA "
 				    "stream waited to run", fn, c->rank);
 		uni_futex_wait(&c->pending, v, 100);
+		const char *why = atomic_load(&c->pending) ? stream_broken(c->pending_stream) : NULL;
+		if (why)
+			return fail(NULL, ncclUnhandledCudaError,
+				    "%s: rank %d: the CUDA stream holding the communicator's queued operations has an "
+				    "error (%s): they will not run", fn, c->rank, why);
 		if ((double)(mono_ns() - since) / 1e9 > timeout_s() && atomic_load(&c->pending))
 			return fail(NULL, ncclInternalError,
 				    "%s: rank %d: %u operations queued on a CUDA stream did not run in %.0f s "
@@ -1671,6 +1678,7 @@ struct cudart {
 	cudaError_t (*free_host)(void *);
 	cudaError_t (*launch_host)(cudaStream_t, void (*)(void *), void *);
 	cudaError_t (*is_capturing)(cudaStream_t, enum cudaStreamCaptureStatus *);
+	cudaError_t (*stream_query)(cudaStream_t);
 	const char *(*errstr)(cudaError_t);
 };
 static struct cudart g_rt;
@@ -1719,6 +1727,7 @@ static void rt_look(void)
 	*(void **)&g_rt.free_host = dlsym(h, "cudaFreeHost");
 	*(void **)&g_rt.launch_host = dlsym(h, "cudaLaunchHostFunc");
 	*(void **)&g_rt.is_capturing = dlsym(h, "cudaStreamIsCapturing");
+	*(void **)&g_rt.stream_query = dlsym(h, "cudaStreamQuery");
 	*(void **)&g_rt.errstr = dlsym(h, "cudaGetErrorString");
 	void *pa = dlsym(h, "cudaPointerGetAttributes");
 	atomic_store_explicit(&g_rt.ptrattr, pa, memory_order_release);
@@ -1743,6 +1752,19 @@ static int is_device_ptr(const void *p)
 static const char *rt_err(cudaError_t e)
 {
 	return g_rt.errstr ? g_rt.errstr(e) : "CUDA error";
+}
+
+/* The error of a stream whose queued work will never run (a sticky CUDA
+ * error: an illegal address in a kernel), or NULL while it may still run
+ * (cudaErrorNotReady) or where the runtime cannot say. */
+static const char *stream_broken(cudaStream_t s)
+{
+	if (!g_rt.stream_query)
+		return NULL;
+	uni_cupti_internal(1);
+	cudaError_t e = g_rt.stream_query(s);
+	uni_cupti_internal(0);
+	return e == cudaSuccess || e == cudaErrorNotReady ? NULL : rt_err(e);
 }
 
 static ncclResult_t check_device_path(ncclComm_t comm, const char *fn)

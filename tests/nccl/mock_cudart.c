@@ -128,6 +128,7 @@ static struct qitem *g_head, *g_tail;
 static _Atomic uint32_t g_queued, g_done; /* items queued and run (futex words) */
 static _Atomic uint32_t g_gate;           /* 1: the gate holds the queue */
 static _Atomic unsigned g_forced;         /* gates that opened by themselves */
+static _Atomic int g_fault;               /* a sticky error: nothing runs any more */
 static atomic_int g_started;
 
 static void copy_now(struct qitem *q)
@@ -162,14 +163,16 @@ static void *device_thread(void *p)
 			fwait(&g_queued, seen, 1000);
 			continue;
 		}
-		if (q->kind == Q_COPY) {
+		if (atomic_load(&g_fault)) {
+			/* a context with a sticky error runs nothing */
+		} else if (q->kind == Q_COPY) {
 			copy_now(q);
 		} else if (q->kind == Q_HOSTFN) {
 			q->fn(q->arg);
 		} else {
 			struct timespec t0, t;
 			clock_gettime(CLOCK_MONOTONIC, &t0);
-			while (atomic_load(&g_gate)) {
+			while (atomic_load(&g_gate) && !atomic_load(&g_fault)) {
 				fwait(&g_gate, 1, 100);
 				clock_gettime(CLOCK_MONOTONIC, &t);
 				if (atomic_load(&g_gate) && t.tv_sec - t0.tv_sec >= gate_s()) {
@@ -249,7 +252,26 @@ unsigned mock_cuda_pending(void)
 {
 	return atomic_load(&g_queued) - atomic_load(&g_done);
 }
+
+/* For the test: a sticky error (a kernel's illegal address): nothing
+ * queued runs any more, host functions included; queries and waits say
+ * cudaErrorIllegalAddress. */
+void mock_cuda_fault(void);
+void mock_cuda_fault(void)
+{
+	atomic_store(&g_fault, 1);
+	fwake(&g_gate);
+}
 #endif
+
+cudaError_t cudaStreamQuery(cudaStream_t s)
+{
+	if (bad_stream(s))
+		return cudaErrorInvalidResourceHandle;
+	if (atomic_load(&g_fault))
+		return cudaErrorIllegalAddress;
+	return atomic_load(&g_queued) == atomic_load(&g_done) ? cudaSuccess : cudaErrorNotReady;
+}
 
 /* For the test: every stream is being captured into a graph (1) or not
  * (mock_cuda_capture). */

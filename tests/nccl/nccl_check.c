@@ -1601,6 +1601,40 @@ static void send_then_go(ncclComm_t comm, int abort)
 	_exit(failures ? 1 : 0);
 }
 
+/* A sticky CUDA error (the stand-in's mock_cuda_fault: nothing queued
+ * runs any more) while an operation is queued: Finalize returns
+ * ncclUnhandledCudaError at once instead of waiting for UNI_NCCL_TIMEOUT
+ * for work that will never run, and Destroy returns. */
+static void sticky(ncclComm_t comm, const char *lib)
+{
+	void *h = dlopen(lib, RTLD_NOW | RTLD_GLOBAL);
+	CHECK(h != NULL, "dlopen %s: %s", lib, dlerror());
+	if (!h)
+		return;
+	cu_malloc = (cu_malloc_f)dlsym(h, "cudaMalloc");
+	cu_memcpy = (cu_memcpy_f)dlsym(h, "cudaMemcpy");
+	void (*gate)(int) = (void (*)(int))dlsym(h, "mock_cuda_gate");
+	void (*fault)(void) = (void (*)(void))dlsym(h, "mock_cuda_fault");
+	CHECK(cu_malloc && cu_memcpy && gate && fault, "stand-in runtime symbols");
+	if (!cu_malloc || !cu_memcpy || !gate || !fault)
+		return;
+	const size_t c = 1024;
+	float *x = dev_of(NULL, c);
+	gate(1);
+	NCCL(ncclAllReduce(x, x, c, ncclFloat32, ncclSum, comm, (cudaStream_t)0x7));
+	fault();
+	double t0 = real_now();
+	ncclResult_t r = ncclCommFinalize(comm);
+	double dt = real_now() - t0;
+	CHECK(r == ncclUnhandledCudaError, "Finalize with a sticky CUDA error: %d, want ncclUnhandledCudaError", r);
+	CHECK(dt < 10, "Finalize with a sticky CUDA error took %.1f s", dt);
+	CHECK(strstr(ncclGetLastError(comm), "has an error") != NULL, "message: %s", ncclGetLastError(comm));
+	NCCL(ncclCommDestroy(comm));
+	printf("rank %d: %d checks passed\n", rank, checks);
+	fflush(stdout);
+	_exit(failures ? 1 : 0);
+}
+
 /* Two AllReduces in one group: one fused operation. */
 static void group2(ncclComm_t comm, size_t bytes)
 {
@@ -1757,6 +1791,8 @@ int main(int argc, char **argv)
 			free(x);
 			free(y);
 		}
+	} else if (!strcmp(argv[1], "sticky") && argc > 2) {
+		sticky(comm, argv[2]);
 	} else if (!strcmp(argv[1], "abortwait")) {
 		abort_wait(comm, argc > 2 ? argv[2] : NULL);
 	} else if (!strcmp(argv[1], "sendexit") || !strcmp(argv[1], "sendabort")) {

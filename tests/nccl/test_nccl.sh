@@ -270,6 +270,15 @@ for lib in "" "$T/libcudart.so.13"; do
 done
 ok "an abort from another thread while a call waits: ncclRemoteError, no crash (host path, and waiting for queued work); the queued in-place buffer unchanged"
 
+# A sticky CUDA error while an operation is queued (nothing will run any
+# more): Finalize returns ncclUnhandledCudaError at once (it waited for
+# UNI_NCCL_TIMEOUT, by default 30 minutes), Destroy returns.
+rm -f "$T/id"
+UNI_NCCL_TIMEOUT=60 NCCL_CHECK_ID=$T/id timeout 120 "$UNIRUN" -n 2 --config "$T/rec.yaml" -- "$CHECK" sticky "$T/libcudart.so.13" \
+	>"$T/log" 2>&1 || { cat "$T/log"; fail "sticky CUDA error run"; }
+[ "$(grep -c 'checks passed' "$T/log")" = 2 ] || { cat "$T/log"; fail "sticky: not every rank passed"; }
+ok "a sticky CUDA error with work queued: Finalize says so at once, Destroy returns"
+
 # The device timeline (docs/nccl.md, "CUPTI"): the stand-in runtime
 # reports its calls and kernels to a stand-in CUPTI (tests/nccl/mock_cupti.c,
 # loaded by the shim as libcupti.so.13). Kernels of 5 ms (sgemm: slowdown 2)
