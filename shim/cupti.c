@@ -165,7 +165,8 @@ static void flush(uint32_t flag)
  * the caller's real wait is over, so the records are complete, but a
  * default flush holds back a buffer that also holds a record of a kernel
  * still running elsewhere. After WAIT_RECORDS_NS it gives up on them
- * (said once). Returns with the lock held. */
+ * (said once): they take no time in this wait, and fold into their
+ * stream when they come. Returns with the lock held. */
 static void await_records(uint32_t stream, uint64_t upto)
 {
 	uint64_t since = uni_shim_real_ns(CLOCK_MONOTONIC);
@@ -176,7 +177,12 @@ static void await_records(uint32_t stream, uint64_t upto)
 			return;
 		unlock();
 		if (uni_shim_real_ns(CLOCK_MONOTONIC) - since > WAIT_RECORDS_NS) {
-			flush(CUPTI_ACTIVITY_FLAG_FLUSH_FORCED);
+			/* No forced flush: it would hand back the records of
+			 * kernels still running on other streams without their
+			 * times, and CUPTI never gives them again (a review's
+			 * stand-in that keeps back buffers as CUPTI documents:
+			 * each give-up then lost more and the next wait stalled
+			 * too). The records waited for land later, late. */
 			lock();
 			uint64_t before = C.tl.given_up;
 			uni_devtl_give_up(&C.tl, stream, upto);
@@ -291,6 +297,10 @@ static int launch_stream(CUpti_CallbackDomain dom, CUpti_CallbackId cbid, const 
 		switch (cbid) {
 		case CUPTI_RUNTIME_TRACE_CBID_cudaLaunchKernel_v7000:
 		case CUPTI_RUNTIME_TRACE_CBID_cudaLaunchKernel_ptsz_v7000:
+		/* CUDA 13's <<<>>> launch (crt/device_functions.h): kernel,
+		 * grid, block, args, shared memory, stream: the same layout */
+		case CUPTI_RUNTIME_TRACE_CBID___cudaLaunchKernel_v13000:
+		case CUPTI_RUNTIME_TRACE_CBID___cudaLaunchKernel_ptsz_v13000:
 			s = ((const cudaLaunchKernel_v7000_params *)params)->stream;
 			break;
 		case CUPTI_RUNTIME_TRACE_CBID_cudaLaunchCooperativeKernel_v9000:

@@ -548,6 +548,18 @@ cudaError_t cudaDeviceSynchronize(void)
 	CALL("cudaDeviceSynchronize", cudaDeviceSynchronize_v3020, p, (drain(), cudaSuccess));
 }
 
+/* CUDA 13's launch of nvcc's <<<>>> (crt/device_functions.h), with its
+ * own callback id. */
+cudaError_t __cudaLaunchKernel(const void *kernel, dim3 grid, dim3 block, void **args, size_t shmem, cudaStream_t s);
+cudaError_t __cudaLaunchKernel(const void *kernel, dim3 grid, dim3 block, void **args, size_t shmem, cudaStream_t s)
+{
+	cudaLaunchKernel_v7000_params p = {kernel, grid, block, args, shmem, s};
+	uint32_t corr = enter(CUPTI_RUNTIME_TRACE_CBID___cudaLaunchKernel_v13000, "__cudaLaunchKernel", &p);
+	if (corr)
+		g_kernel(s, corr, (const char *)kernel, (uint64_t)grid.x * 1000);
+	return leave(CUPTI_RUNTIME_TRACE_CBID___cudaLaunchKernel_v13000, "__cudaLaunchKernel", &p, cudaSuccess, corr);
+}
+
 cudaError_t cudaLaunchKernel(const void *func, dim3 grid, dim3 block, void **args, size_t shmem, cudaStream_t s)
 {
 	cudaLaunchKernel_v7000_params p = {func, grid, block, args, shmem, s};

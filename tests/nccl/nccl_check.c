@@ -1421,6 +1421,9 @@ static void cupti_mode(ncclComm_t comm, const char *lib, size_t bytes)
 		return;
 	int (*launch)(const void *, dim3_t, dim3_t, void **, size_t, cudaStream_t) =
 		(int (*)(const void *, dim3_t, dim3_t, void **, size_t, cudaStream_t))dlsym(h, "cudaLaunchKernel");
+	/* CUDA 13's launch of <<<>>> (its own callback id), for the relu */
+	int (*launch13)(const void *, dim3_t, dim3_t, void **, size_t, cudaStream_t) =
+		(int (*)(const void *, dim3_t, dim3_t, void **, size_t, cudaStream_t))dlsym(h, "__cudaLaunchKernel");
 	int (*stream_create)(cudaStream_t *) = (int (*)(cudaStream_t *))dlsym(h, "cudaStreamCreate");
 	int (*stream_sync)(cudaStream_t) = (int (*)(cudaStream_t))dlsym(h, "cudaStreamSynchronize");
 	int (*dev_sync)(void) = (int (*)(void))dlsym(h, "cudaDeviceSynchronize");
@@ -1459,7 +1462,7 @@ static void cupti_mode(ncclComm_t comm, const char *lib, size_t bytes)
 	 * stream's sync it is at 11 ms + the AllReduce. */
 	double t0 = vnow();
 	launch("fake_sgemm_kernel", (dim3_t){5000, 1, 1}, one, NULL, 0, s1);
-	launch("fake_relu_kernel", (dim3_t){1000, 1, 1}, one, NULL, 0, s1);
+	(launch13 ? launch13 : launch)("fake_relu_kernel", (dim3_t){1000, 1, 1}, one, NULL, 0, s1);
 	NCCL(ncclAllReduce(d, d, n, ncclFloat32, ncclSum, comm, s1));
 	double launched = vnow() - t0;
 	stream_sync(s1);
