@@ -270,11 +270,24 @@ static void host_waited(enum what w, const void *params, uint8_t ptsz, uint32_t 
 		known = stream_id(((const cudaStreamSynchronize_v3020_params *)params)->stream, ptsz, &sid) == 0;
 	else if (w == MEMCPY) /* the legacy (or per-thread) default stream */
 		known = stream_id(NULL, ptsz, &sid) == 0;
-	else if (w == EVENT_SYNC || w == EVENT_QUERY)
+	else if (w == EVENT_SYNC || w == EVENT_QUERY) {
 		ev = (uint64_t)(uintptr_t)((const cudaEventSynchronize_v3020_params *)params)->event;
+		/* For an event: its stream up to its record (every stream up
+		 * to the call where the record is not known: a kernel still
+		 * running on another stream would hold the wait up to
+		 * WAIT_RECORDS_NS, and PyTorch's watchdog queries events all
+		 * the time). */
+		uint32_t es;
+		uint64_t eseq;
+		lock();
+		int where = uni_devtl_event_where(&C.tl, ev, &es, &eseq);
+		unlock();
+		if (where) {
+			sid = es;
+			upto = eseq;
+		}
+	}
 	if (known) {
-		/* For an event: every stream up to the call (the record is
-		 * before it on its stream). */
 		await_records(sid, upto);
 		saw(corr);
 		if (ev)

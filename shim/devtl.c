@@ -401,6 +401,16 @@ uint64_t uni_devtl_all_end(struct uni_devtl *tl, uint64_t upto)
 	return end;
 }
 
+int uni_devtl_event_where(const struct uni_devtl *tl, uint64_t ev, uint32_t *stream, uint64_t *seq)
+{
+	const struct uni_devtl_evrec *r = find_rec(tl, ev, UINT64_MAX, 1);
+	if (!r)
+		return 0;
+	*stream = r->stream;
+	*seq = r->seq;
+	return 1;
+}
+
 int uni_devtl_event_time(struct uni_devtl *tl, uint64_t ev, uint64_t *t)
 {
 	struct uni_devtl_evrec *r = evrec(tl, ev, UINT64_MAX, 1);

@@ -170,5 +170,9 @@ uint64_t uni_devtl_all_end(struct uni_devtl *tl, uint64_t upto);
 /* The time of the event's latest record (folding its stream up to it):
  * 1, or 0 when the event was never recorded. */
 int uni_devtl_event_time(struct uni_devtl *tl, uint64_t ev, uint64_t *t);
+/* Where the event's latest record is: its stream and position; 0 when
+ * the event was never recorded (or is forgotten). What a wait for the
+ * event needs: that stream's records up to there, no other stream's. */
+int uni_devtl_event_where(const struct uni_devtl *tl, uint64_t ev, uint32_t *stream, uint64_t *seq);
 
 #endif

@@ -190,6 +190,16 @@ START_TEST(test_event_rerecorded)
 	ck_assert_uint_eq(uni_devtl_stream_end(&tl, 2, A(7)), 1010);
 	ck_assert_int_eq(uni_devtl_event_time(&tl, 0xe0, &t), 1);
 	ck_assert_uint_eq(t, 4000);
+	/* Where a wait for the event looks: its latest record's stream and
+	 * position (no other stream); an event never recorded: nowhere. */
+	uint32_t es = 0;
+	uint64_t eseq = 0;
+	ck_assert_int_eq(uni_devtl_event_where(&tl, 0xe0, &es, &eseq), 1);
+	ck_assert_uint_eq(es, 1);
+	ck_assert_uint_eq(eseq, K(6));
+	ck_assert_int_eq(uni_devtl_event_where(&tl, 0xe9, &es, &eseq), 0);
+	uni_devtl_event_forget(&tl, 0xe0);
+	ck_assert_int_eq(uni_devtl_event_where(&tl, 0xe0, &es, &eseq), 0);
 	uni_devtl_free(&tl);
 }
 END_TEST
