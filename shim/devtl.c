@@ -296,13 +296,21 @@ void uni_devtl_event_record(struct uni_devtl *tl, uint32_t stream, uint64_t ev, 
 	e->nrec++;
 }
 
+static void forget(struct uni_devtl_event *e)
+{
+	memset(e, 0, sizeof(*e));
+	e->key = UINT64_MAX; /* a tombstone: searches go on past it */
+}
+
 void uni_devtl_event_forget(struct uni_devtl *tl, uint64_t ev)
 {
 	struct uni_devtl_event *e = event_of(tl, ev, 0);
-	if (e) {
-		memset(e, 0, sizeof(*e));
-		e->key = UINT64_MAX; /* a tombstone: searches go on past it */
-	}
+	if (!e)
+		return;
+	if (e->waits)
+		e->doomed = e->nrec + 1;
+	else
+		forget(e);
 }
 
 /* The event's record at seq exactly (before 0), or its latest before seq
@@ -331,9 +339,10 @@ static struct uni_devtl_evrec *evrec(struct uni_devtl *tl, uint64_t ev, uint64_t
 void uni_devtl_wait(struct uni_devtl *tl, uint32_t stream, uint64_t ev, uint64_t seq)
 {
 	struct uni_devtl_evrec *r = evrec(tl, ev, seq, 1);
-	if (r) /* waiting for an event never recorded does nothing (CUDA) */
-		insert(tl, stream,
-		       (struct uni_devtl_ent){.kind = UNI_DEVTL_WAIT, .seq = seq, .ev = ev, .evseq = r->seq});
+	/* waiting for an event never recorded does nothing (CUDA) */
+	if (r && insert(tl, stream,
+			(struct uni_devtl_ent){.kind = UNI_DEVTL_WAIT, .seq = seq, .ev = ev, .evseq = r->seq}))
+		event_of(tl, ev, 0)->waits++;
 }
 
 static void fold(struct uni_devtl *tl, struct uni_devtl_stream *s, uint64_t upto, int depth)
@@ -368,6 +377,13 @@ static void fold(struct uni_devtl *tl, struct uni_devtl_stream *s, uint64_t upto
 			}
 			if (r && r->done && r->t > s->vend)
 				s->vend = r->t;
+			struct uni_devtl_event *ee = event_of(tl, e->ev, 0);
+			if (ee && ee->waits && !--ee->waits && ee->doomed) {
+				if (ee->doomed == ee->nrec + 1)
+					forget(ee);
+				else
+					ee->doomed = 0; /* a new event with its handle */
+			}
 			break;
 		}
 		}

@@ -103,6 +103,10 @@ struct uni_devtl_event {
 	uint64_t key;     /* 0: free */
 	struct uni_devtl_evrec rec[UNI_DEVTL_EVENT_HIST];
 	unsigned nrec;    /* records so far (rec[(nrec - 1) % HIST] is the latest) */
+	unsigned waits;   /* stream waits on it not folded yet */
+	unsigned doomed;  /* destroyed while some were (nrec then, + 1):
+			   * forgotten after them, unless the handle was
+			   * made again and recorded since */
 };
 
 struct uni_devtl {
@@ -158,7 +162,10 @@ void uni_devtl_give_up(struct uni_devtl *tl, uint32_t stream, uint64_t upto);
 /* cudaEventRecord(ev, stream) at seq; cudaStreamWaitEvent(stream, ev) at
  * seq (waits for the event's latest record before seq; none: no-op). */
 void uni_devtl_event_record(struct uni_devtl *tl, uint32_t stream, uint64_t ev, uint64_t seq);
-/* cudaEventDestroy: its records are forgotten. */
+/* cudaEventDestroy: its records are forgotten, once the stream waits on
+ * it made before are folded (CUDA keeps such a dependency:
+ * torch.cuda.Stream.wait_stream records an event, waits on it and
+ * destroys it at once). */
 void uni_devtl_event_forget(struct uni_devtl *tl, uint64_t ev);
 void uni_devtl_wait(struct uni_devtl *tl, uint32_t stream, uint64_t ev, uint64_t seq);
 

@@ -204,6 +204,43 @@ START_TEST(test_event_rerecorded)
 }
 END_TEST
 
+/* torch.cuda.Stream.wait_stream: an event recorded on stream 1, waited
+ * on by stream 2 and destroyed at once: the wait still holds (CUDA keeps
+ * it); the event is forgotten once the wait is folded. The handle made
+ * again and recorded before that: the new records stay. */
+START_TEST(test_event_destroyed)
+{
+	struct uni_devtl tl;
+	uint32_t es;
+	uint64_t eseq;
+	uni_devtl_init(&tl, rules, 3, 1.0);
+	uni_devtl_launch(&tl, 2, 0);
+	uni_devtl_record(&tl, 1, 2, 0, 1000, "k");
+	uni_devtl_event_record(&tl, 1, 0xe0, K(3));
+	uni_devtl_wait(&tl, 2, 0xe0, K(4));
+	uni_devtl_event_forget(&tl, 0xe0);
+	uni_devtl_launch(&tl, 5, 0);
+	uni_devtl_record(&tl, 2, 5, 0, 10, "k");
+	ck_assert_uint_eq(uni_devtl_stream_end(&tl, 2, A(5)), 1010);
+	ck_assert_int_eq(uni_devtl_event_where(&tl, 0xe0, &es, &eseq), 0);
+	uni_devtl_free(&tl);
+
+	uni_devtl_init(&tl, rules, 3, 1.0);
+	uni_devtl_launch(&tl, 2, 0);
+	uni_devtl_record(&tl, 1, 2, 0, 1000, "k");
+	uni_devtl_event_record(&tl, 1, 0xe0, K(3));
+	uni_devtl_wait(&tl, 2, 0xe0, K(4));
+	uni_devtl_event_forget(&tl, 0xe0);
+	uni_devtl_event_record(&tl, 1, 0xe0, K(6)); /* the handle again */
+	uni_devtl_launch(&tl, 7, 0);
+	uni_devtl_record(&tl, 2, 7, 0, 10, "k");
+	ck_assert_uint_eq(uni_devtl_stream_end(&tl, 2, A(7)), 1010);
+	ck_assert_int_eq(uni_devtl_event_where(&tl, 0xe0, &es, &eseq), 1);
+	ck_assert_uint_eq(eseq, K(6));
+	uni_devtl_free(&tl);
+}
+END_TEST
+
 START_TEST(test_graph)
 {
 	struct uni_devtl tl;
@@ -350,6 +387,7 @@ int main(void)
 	tcase_add_test(tc, test_op);
 	tcase_add_test(tc, test_events);
 	tcase_add_test(tc, test_event_rerecorded);
+	tcase_add_test(tc, test_event_destroyed);
 	tcase_add_test(tc, test_graph);
 	tcase_add_test(tc, test_full_tables);
 	tcase_add_test(tc, test_owed);
