@@ -548,23 +548,29 @@ cudaError_t cudaDeviceSynchronize(void)
 	CALL("cudaDeviceSynchronize", cudaDeviceSynchronize_v3020, p, (drain(), cudaSuccess));
 }
 
-/* CUDA 13's launch of nvcc's <<<>>> (crt/device_functions.h), with its
- * own callback id. */
-cudaError_t __cudaLaunchKernel(const void *kernel, dim3 grid, dim3 block, void **args, size_t shmem, cudaStream_t s);
-cudaError_t __cudaLaunchKernel(const void *kernel, dim3 grid, dim3 block, void **args, size_t shmem, cudaStream_t s)
+/* A kernel launch reported as callback cbid (name), its record made by
+ * the stand-in CUPTI. */
+static cudaError_t launch(int cbid, const char *name, const void *func, dim3 grid, dim3 block, void **args,
+			  size_t shmem, cudaStream_t s)
 {
-	cudaLaunchKernel_v7000_params p = {kernel, grid, block, args, shmem, s};
-	uint32_t corr = enter(CUPTI_RUNTIME_TRACE_CBID___cudaLaunchKernel_v13000, "__cudaLaunchKernel", &p);
+	cudaLaunchKernel_v7000_params p = {func, grid, block, args, shmem, s};
+	uint32_t corr = enter(cbid, name, &p);
 	if (corr)
-		g_kernel(s, corr, (const char *)kernel, (uint64_t)grid.x * 1000);
-	return leave(CUPTI_RUNTIME_TRACE_CBID___cudaLaunchKernel_v13000, "__cudaLaunchKernel", &p, cudaSuccess, corr);
+		g_kernel(s, corr, (const char *)func, (uint64_t)grid.x * 1000);
+	return leave(cbid, name, &p, cudaSuccess, corr);
 }
 
 cudaError_t cudaLaunchKernel(const void *func, dim3 grid, dim3 block, void **args, size_t shmem, cudaStream_t s)
 {
-	cudaLaunchKernel_v7000_params p = {func, grid, block, args, shmem, s};
-	uint32_t corr = enter(CUPTI_RUNTIME_TRACE_CBID_cudaLaunchKernel_v7000, "cudaLaunchKernel", &p);
-	if (corr)
-		g_kernel(s, corr, (const char *)func, (uint64_t)grid.x * 1000);
-	return leave(CUPTI_RUNTIME_TRACE_CBID_cudaLaunchKernel_v7000, "cudaLaunchKernel", &p, cudaSuccess, corr);
+	return launch(CUPTI_RUNTIME_TRACE_CBID_cudaLaunchKernel_v7000, "cudaLaunchKernel", func, grid, block, args,
+		      shmem, s);
+}
+
+/* CUDA 13's launch of nvcc's <<<>>> (crt/device_functions.h), with its
+ * own callback id; the same parameters. */
+cudaError_t __cudaLaunchKernel(const void *kernel, dim3 grid, dim3 block, void **args, size_t shmem, cudaStream_t s);
+cudaError_t __cudaLaunchKernel(const void *kernel, dim3 grid, dim3 block, void **args, size_t shmem, cudaStream_t s)
+{
+	return launch(CUPTI_RUNTIME_TRACE_CBID___cudaLaunchKernel_v13000, "__cudaLaunchKernel", kernel, grid, block,
+		      args, shmem, s);
 }

@@ -983,15 +983,26 @@ static void host_of(float *h, const float *d, size_t n)
 	}
 }
 
-static void device(ncclComm_t comm, const char *lib)
+/* The CUDA runtime at lib (the stand-in or a real one), loaded for the
+ * shim to find; cu_malloc, cu_free and cu_memcpy set from it. NULL (a
+ * failed check) when it does not load. */
+static void *rt_open(const char *lib)
 {
 	void *h = dlopen(lib, RTLD_NOW | RTLD_GLOBAL);
 	CHECK(h != NULL, "dlopen %s: %s", lib, dlerror());
 	if (!h)
-		return;
+		return NULL;
 	cu_malloc = (cu_malloc_f)dlsym(h, "cudaMalloc");
 	cu_free = (cu_free_f)dlsym(h, "cudaFree");
 	cu_memcpy = (cu_memcpy_f)dlsym(h, "cudaMemcpy");
+	return h;
+}
+
+static void device(ncclComm_t comm, const char *lib)
+{
+	void *h = rt_open(lib);
+	if (!h)
+		return;
 	/* The stand-in counts its copies; a real runtime does not. */
 	unsigned long (*copies)(void) = (unsigned long (*)(void))dlsym(h, "mock_cuda_copies");
 	CHECK(cu_malloc && cu_free && cu_memcpy, "runtime symbols");
@@ -1139,12 +1150,9 @@ static double real_now(void)
  * the time of the calls. */
 static void device_stream(ncclComm_t comm, const char *lib)
 {
-	void *h = dlopen(lib, RTLD_NOW | RTLD_GLOBAL);
-	CHECK(h != NULL, "dlopen %s: %s", lib, dlerror());
+	void *h = rt_open(lib);
 	if (!h)
 		return;
-	cu_malloc = (cu_malloc_f)dlsym(h, "cudaMalloc");
-	cu_memcpy = (cu_memcpy_f)dlsym(h, "cudaMemcpy");
 	int (*memcpy_async)(void *, const void *, size_t, int, cudaStream_t) =
 		(int (*)(void *, const void *, size_t, int, cudaStream_t))dlsym(h, "cudaMemcpyAsync");
 	int (*stream_sync)(cudaStream_t) = (int (*)(cudaStream_t))dlsym(h, "cudaStreamSynchronize");
@@ -1415,8 +1423,7 @@ typedef struct {
 } dim3_t;
 static void cupti_mode(ncclComm_t comm, const char *lib, size_t bytes)
 {
-	void *h = dlopen(lib, RTLD_NOW | RTLD_GLOBAL);
-	CHECK(h != NULL, "dlopen %s: %s", lib, dlerror());
+	void *h = rt_open(lib);
 	if (!h)
 		return;
 	int (*launch)(const void *, dim3_t, dim3_t, void **, size_t, cudaStream_t) =
@@ -1432,8 +1439,6 @@ static void cupti_mode(ncclComm_t comm, const char *lib, size_t bytes)
 	int (*ev_sync)(cudaEvent_t) = (int (*)(cudaEvent_t))dlsym(h, "cudaEventSynchronize");
 	int (*wait_ev)(cudaStream_t, cudaEvent_t, unsigned) =
 		(int (*)(cudaStream_t, cudaEvent_t, unsigned))dlsym(h, "cudaStreamWaitEvent");
-	cu_malloc = (cu_malloc_f)dlsym(h, "cudaMalloc");
-	cu_memcpy = (cu_memcpy_f)dlsym(h, "cudaMemcpy");
 	CHECK(launch && stream_create && stream_sync && dev_sync && ev_create && ev_record && ev_sync && wait_ev &&
 		      cu_malloc && cu_memcpy,
 	      "runtime symbols");
@@ -1521,12 +1526,9 @@ static void abort_wait(ncclComm_t comm, const char *lib)
 	const size_t c = 1024;
 	cudaStream_t s = (cudaStream_t)0x7;
 	if (lib) {
-		void *h = dlopen(lib, RTLD_NOW | RTLD_GLOBAL);
-		CHECK(h != NULL, "dlopen %s: %s", lib, dlerror());
+		void *h = rt_open(lib);
 		if (!h)
 			return;
-		cu_malloc = (cu_malloc_f)dlsym(h, "cudaMalloc");
-		cu_memcpy = (cu_memcpy_f)dlsym(h, "cudaMemcpy");
 		gate = (void (*)(int))dlsym(h, "mock_cuda_gate");
 		stream_sync = (int (*)(cudaStream_t))dlsym(h, "cudaStreamSynchronize");
 		CHECK(cu_malloc && cu_memcpy && gate && stream_sync, "stand-in runtime symbols");
@@ -1610,12 +1612,9 @@ static void send_then_go(ncclComm_t comm, int abort)
  * for work that will never run, and Destroy returns. */
 static void sticky(ncclComm_t comm, const char *lib)
 {
-	void *h = dlopen(lib, RTLD_NOW | RTLD_GLOBAL);
-	CHECK(h != NULL, "dlopen %s: %s", lib, dlerror());
+	void *h = rt_open(lib);
 	if (!h)
 		return;
-	cu_malloc = (cu_malloc_f)dlsym(h, "cudaMalloc");
-	cu_memcpy = (cu_memcpy_f)dlsym(h, "cudaMemcpy");
 	void (*gate)(int) = (void (*)(int))dlsym(h, "mock_cuda_gate");
 	void (*fault)(void) = (void (*)(void))dlsym(h, "mock_cuda_fault");
 	CHECK(cu_malloc && cu_memcpy && gate && fault, "stand-in runtime symbols");
