@@ -64,7 +64,7 @@ static struct {
 	struct uni_devtl_rule rules[64];
 	char match[64][128];
 	uint32_t last_corr; /* the latest correlation id seen */
-	_Atomic int said_given_up;
+	_Atomic int said_given_up, said_dropped;
 } C = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static const char *g_why = "";
@@ -296,7 +296,12 @@ static void host_waited(enum what w, const void *params, uint8_t ptsz, uint32_t 
 			t = uni_devtl_all_end(&C.tl, upto);
 		else
 			t = uni_devtl_stream_end(&C.tl, sid, upto);
+		uint64_t dropped = C.tl.dropped;
 		unlock();
+		if (dropped && !atomic_exchange(&C.said_dropped, 1))
+			uni_shim_log("CUPTI: the device timeline's tables are full (%d streams, %d events, or no memory): "
+				     "work on streams beyond them takes no virtual time (said once)",
+				     UNI_DEVTL_STREAMS, UNI_DEVTL_EVENTS);
 	}
 	uni_shim_vt_settle(t);
 }

@@ -1500,6 +1500,31 @@ static void cupti_mode(ncclComm_t comm, const char *lib, size_t bytes)
 	free(x);
 }
 
+/* More streams than the device timeline's table holds (the stand-in
+ * runtime and CUPTI): a kernel on each of 300 streams, then each synced;
+ * the shim says once that the tables are full (the work on the streams
+ * beyond takes no virtual time). */
+static void many_streams(const char *lib)
+{
+	void *h = rt_open(lib);
+	if (!h)
+		return;
+	int (*launch)(const void *, dim3_t, dim3_t, void **, size_t, cudaStream_t) =
+		(int (*)(const void *, dim3_t, dim3_t, void **, size_t, cudaStream_t))dlsym(h, "cudaLaunchKernel");
+	int (*stream_create)(cudaStream_t *) = (int (*)(cudaStream_t *))dlsym(h, "cudaStreamCreate");
+	int (*stream_sync)(cudaStream_t) = (int (*)(cudaStream_t))dlsym(h, "cudaStreamSynchronize");
+	CHECK(launch && stream_create && stream_sync, "runtime symbols");
+	if (!launch || !stream_create || !stream_sync)
+		return;
+	dim3_t one = {1, 1, 1};
+	for (int i = 0; i < 300; i++) {
+		cudaStream_t st;
+		CHECK(stream_create(&st) == 0, "cudaStreamCreate");
+		launch("fake_relu_kernel", (dim3_t){10, 1, 1}, one, NULL, 0, st);
+		stream_sync(st);
+	}
+}
+
 /* A communicator aborted by another thread while this one waits in it
  * (PyTorch's watchdog does this): the waiting call returns an error, no
  * crash. Rank 0's second thread aborts after 0.3 s; rank 1 calls nothing
@@ -1793,6 +1818,8 @@ int main(int argc, char **argv)
 			free(x);
 			free(y);
 		}
+	} else if (!strcmp(argv[1], "streams") && argc > 2) {
+		many_streams(argv[2]);
 	} else if (!strcmp(argv[1], "sticky") && argc > 2) {
 		sticky(comm, argv[2]);
 	} else if (!strcmp(argv[1], "abortwait")) {

@@ -330,6 +330,14 @@ PYEOF
 done
 ok "device timeline: kernels scaled by devices.kernels, an AllReduce after them on its stream, beside a kernel on another, after an event; the host not held at the call (injection and first-call start; alpha-beta 2 ranks, nic 4)"
 
+# More streams than the timeline's table holds (300 > 256): said once.
+rm -f "$T"/id*
+env -u CUDA_INJECTION64_PATH LD_LIBRARY_PATH=$T NCCL_CHECK_ID=$T/id timeout 120 \
+	"$UNIRUN" -n 1 --config "$T/cu-alpha-beta.yaml" -- "$CHECK" streams "$T/libcudart.so.13" >"$T/log" 2>&1 ||
+	{ cat "$T/log"; fail "300 streams"; }
+[ "$(grep -c "device timeline's tables are full" "$T/log")" = 1 ] || { cat "$T/log"; fail "300 streams: not said once"; }
+ok "more streams than the device timeline holds: said once"
+
 # Rank 2 of 3 never joins (it is not started): the others give up with a
 # message after UNI_NCCL_TIMEOUT and exit non-zero; nothing hangs.
 rm -f "$T/id"
