@@ -215,18 +215,28 @@ static uint8_t *slot(ncclComm_t c, int r)
  * for all (a barrier): a peer that finished its work and exited is no
  * error to a wait that does not need it; -2: only the time-out (the
  * caller saw no abort or death before its last look, peers_gone). */
+/* A peer (peer, or any for -1) whose process died: its rank, its pid in
+ * *pid; -1 when none. */
+static int dead_peer(ncclComm_t c, int peer, int *pid)
+{
+	for (int r = 0; r < c->nranks; r++) {
+		if (r == c->rank || (peer >= 0 && r != peer))
+			continue;
+		*pid = atomic_load(&c->sh->pid[r]);
+		if (*pid > 0 && uni_pid_dead(*pid))
+			return r;
+	}
+	return -1;
+}
+
 static ncclResult_t wait_check(ncclComm_t c, uint64_t since, const char *what, int peer)
 {
 	if (peer != -2 && atomic_load(&c->sh->aborted))
 		return fail(c, ncclRemoteError, "rank %d: communicator aborted while waiting for %s", c->rank, what);
-	for (int r = 0; r < c->nranks && peer != -2; r++) {
-		int pid = atomic_load(&c->sh->pid[r]);
-		if (peer >= 0 && r != peer)
-			continue;
-		if (pid > 0 && r != c->rank && uni_pid_dead(pid))
-			return fail(c, ncclRemoteError, "rank %d: rank %d (pid %d) died while rank %d waited for %s",
-				    c->rank, r, pid, c->rank, what);
-	}
+	int pid, dead = peer != -2 ? dead_peer(c, peer, &pid) : -1;
+	if (dead >= 0)
+		return fail(c, ncclRemoteError, "rank %d: rank %d (pid %d) died while rank %d waited for %s", c->rank,
+			    dead, pid, c->rank, what);
 	if ((double)(mono_ns() - since) / 1e9 > timeout_s())
 		return fail(c, ncclRemoteError, "rank %d: no progress for %.0f s waiting for %s (UNI_NCCL_TIMEOUT)",
 			    c->rank, timeout_s(), what);
@@ -238,16 +248,16 @@ static ncclResult_t wait_check(ncclComm_t c, uint64_t since, const char *what, i
  * taken first. */
 static int peers_gone(ncclComm_t c, int peer)
 {
-	if (atomic_load(&c->sh->aborted))
-		return 1;
-	for (int r = 0; r < c->nranks; r++) {
-		if (r == c->rank || (peer >= 0 && r != peer))
-			continue;
-		int pid = atomic_load(&c->sh->pid[r]);
-		if (pid > 0 && uni_pid_dead(pid))
-			return 1;
-	}
-	return 0;
+	int pid;
+	return atomic_load(&c->sh->aborted) || dead_peer(c, peer, &pid) >= 0;
+}
+
+/* Marks c aborted for every rank: peers blocked in its barriers wake and
+ * return an error. */
+static void abort_all(ncclComm_t c)
+{
+	atomic_store(&c->sh->aborted, 1);
+	uni_futex_wake(&c->sh->bar_gen, INT32_MAX);
 }
 
 static ncclResult_t barrier(ncclComm_t c, const char *what)
@@ -654,10 +664,8 @@ ncclResult_t pncclCommDestroy(ncclComm_t comm)
 		return fail(NULL, ncclInvalidArgument, "ncclCommDestroy: invalid communicator");
 	/* Destroy finalises first (NCCL 2.28); ops that never ran make it an
 	 * abort, as a time-out does in NCCL. */
-	if (pending_drain(comm, "ncclCommDestroy") != ncclSuccess) {
-		atomic_store(&comm->sh->aborted, 1);
-		uni_futex_wake(&comm->sh->bar_gen, INT32_MAX);
-	}
+	if (pending_drain(comm, "ncclCommDestroy") != ncclSuccess)
+		abort_all(comm);
 	comm_free(comm);
 	return ncclSuccess;
 }
@@ -670,8 +678,7 @@ ncclResult_t pncclCommAbort(ncclComm_t comm)
 		return fail(NULL, ncclInvalidArgument, "ncclCommAbort: invalid communicator");
 	/* Peers blocked in a wait on this communicator return an error (and
 	 * so does this rank's own non-blocking init, if it still joins). */
-	atomic_store(&comm->sh->aborted, 1);
-	uni_futex_wake(&comm->sh->bar_gen, INT32_MAX);
+	abort_all(comm);
 	uni_futex_wake(&comm->sh->joined, INT32_MAX);
 	comm_free(comm);
 	return ncclSuccess;
@@ -1409,6 +1416,13 @@ static void nccl_choose(ncclComm_t c, int kind, int redop, uint64_t bytes, int *
  * and receives from rank + 2^d, ReduceScatter the other way round. The
  * steps are the same on every rank, so the messages a rank receives on a
  * dimension are those it sends on it. */
+/* The rank 2^d away from me: above (up) or below. */
+static int pat_peer(int me, int n, int d, int up)
+{
+	int delta = (1 << d) % n;
+	return up ? (me + delta) % n : (me - delta + n) % n;
+}
+
 static void sched_pat(struct sched *s, ncclComm_t c, int rs, uint64_t bytes, int ch)
 {
 	int n = c->nranks, me = c->rank;
@@ -1454,7 +1468,7 @@ static void sched_pat(struct sched *s, ncclComm_t c, int rs, uint64_t bytes, int
 		if (ps.skip)
 			continue;
 		if (ps.recv_dim >= 0) {
-			int d = ps.recv_dim, from = rs ? (me - (1 << d) % n + n) % n : (me + (1 << d)) % n;
+			int d = ps.recv_dim, from = pat_peer(me, n, d, !rs);
 			int j = rstep[d] + (rs ? 0 : ps.step_off);
 			while (nrx[d] <= j && nrx[d] < nsz[d]) {
 				rx[d][nrx[d]] = xrecv(s, c, from, ch, size[d][nrx[d]]);
@@ -1466,7 +1480,7 @@ static void sched_pat(struct sched *s, ncclComm_t c, int rs, uint64_t bytes, int
 				rstep[d]++;
 		}
 		if (ps.send_dim >= 0 && ps.post_send) {
-			int d = ps.send_dim, to = rs ? (me + (1 << d)) % n : (me - (1 << d) % n + n) % n;
+			int d = ps.send_dim, to = pat_peer(me, n, d, rs);
 			int list[32], nl = 0;
 			for (int k = 0; k < dims; k++)
 				if (seen[k] >= 0)
@@ -1476,7 +1490,7 @@ static void sched_pat(struct sched *s, ncclComm_t c, int rs, uint64_t bytes, int
 	} while (ps.last != 2);
 	/* every message is received (the rank's end is its last arrival) */
 	for (int d = 0; d < dims; d++) {
-		int from = rs ? (me - (1 << d) % n + n) % n : (me + (1 << d)) % n;
+		int from = pat_peer(me, n, d, !rs);
 		while (nrx[d] < nsz[d]) {
 			xrecv(s, c, from, ch, size[d][nrx[d]]);
 			nrx[d]++;
@@ -2225,23 +2239,29 @@ static int g_st_count;
 static size_t g_st_bytes;
 static struct stbuf *_Atomic g_st_back;
 
-static void st_lock(void)
+/* The staging cache's lock and g_q_lock: held for a few instructions. */
+static void spin_lock(atomic_flag *l)
 {
-	while (atomic_flag_test_and_set_explicit(&g_st_lock, memory_order_acquire))
+	while (atomic_flag_test_and_set_explicit(l, memory_order_acquire))
 		sched_yield();
 }
 
-static void st_unlock(void)
+static void spin_unlock(atomic_flag *l)
 {
-	atomic_flag_clear_explicit(&g_st_lock, memory_order_release);
+	atomic_flag_clear_explicit(l, memory_order_release);
+}
+
+static void host_mem_free(void *p, int pinned)
+{
+	if (pinned)
+		g_rt.free_host(p);
+	else
+		free(p);
 }
 
 static void st_release(struct stbuf *b)
 {
-	if (b->pinned)
-		g_rt.free_host(b->p);
-	else
-		free(b->p);
+	host_mem_free(b->p, b->pinned);
 	free(b);
 }
 
@@ -2298,7 +2318,7 @@ static void *host_alloc(size_t n, int *pinned, size_t *cap)
 	if (!n)
 		n = 1;
 	struct stbuf *drop = NULL, **best = NULL;
-	st_lock();
+	spin_lock(&g_st_lock);
 	st_collect(&drop);
 	for (struct stbuf **b = &g_st_cache; *b; b = &(*b)->next)
 		if ((*b)->cap >= n && (*b)->cap / 2 <= n && (!best || (*b)->cap < (*best)->cap))
@@ -2310,7 +2330,7 @@ static void *host_alloc(size_t n, int *pinned, size_t *cap)
 		g_st_count--;
 		g_st_bytes -= got->cap;
 	}
-	st_unlock();
+	spin_unlock(&g_st_lock);
 	st_drop(drop);
 	if (got) {
 		void *p = got->p;
@@ -2330,17 +2350,14 @@ static void host_free(void *p, int pinned, size_t cap)
 {
 	struct stbuf *b = malloc(sizeof(*b)), *drop = NULL;
 	if (!b) {
-		if (pinned)
-			g_rt.free_host(p);
-		else
-			free(p);
+		host_mem_free(p, pinned);
 		return;
 	}
 	*b = (struct stbuf){.p = p, .cap = cap, .pinned = pinned};
-	st_lock();
+	spin_lock(&g_st_lock);
 	st_collect(&drop);
 	st_keep(b, &drop);
-	st_unlock();
+	spin_unlock(&g_st_lock);
 	st_drop(drop);
 }
 
@@ -2794,8 +2811,7 @@ static int stream_work_take(struct op *ops, int nops)
 	}
 	if (!any)
 		return 0;
-	while (atomic_flag_test_and_set_explicit(&g_q_lock, memory_order_acquire))
-		sched_yield();
+	spin_lock(&g_q_lock);
 	int ok = 1;
 	for (int i = 0; i < nops; i++)
 		if (first_of_comm(ops, i) && atomic_load(&ops[i].comm->pending) > 0) {
@@ -2810,7 +2826,7 @@ static int stream_work_take(struct op *ops, int nops)
 				atomic_fetch_add(&g_q_comms, 1);
 			ops[i].comm->pending_stream = ops[0].stream;
 		}
-	atomic_flag_clear_explicit(&g_q_lock, memory_order_release);
+	spin_unlock(&g_q_lock);
 	return ok;
 }
 
@@ -3671,10 +3687,8 @@ static ncclResult_t comm_shrink(ncclComm_t comm, int *excludeRanksList, int excl
 	}
 	free(out);
 	*newcomm = NULL;
-	if ((shrinkFlags & NCCL_SHRINK_ABORT) && atomic_load(&comm->pending)) {
-		atomic_store(&comm->sh->aborted, 1);
-		uni_futex_wake(&comm->sh->bar_gen, INT32_MAX);
-	}
+	if ((shrinkFlags & NCCL_SHRINK_ABORT) && atomic_load(&comm->pending))
+		abort_all(comm);
 	return child(comm, h, config, n, me, newcomm);
 }
 
