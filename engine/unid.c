@@ -65,6 +65,7 @@ static struct {
 	struct uni_trace_writer tw;
 	char trace_path[PATH_MAX];
 	char compute_from[PATH_MAX]; /* --compute-from, absolute; "" without */
+	int det;                     /* --deterministic */
 	char shm_name[96];
 	char lock_path[128];
 	int lock_fd;
@@ -1418,6 +1419,7 @@ static void create_segment(const char *config_path)
 	h->nccl_ppn = D.cfg.nccl_ppn;
 	h->nccl_intra = D.cfg.nccl_intra;
 	h->net_latency_ns = D.cfg.latency_ns;
+	h->det = (uint32_t)D.det;
 	h->net_bandwidth_bps = D.cfg.bandwidth_bps;
 	h->send_buffer = D.cfg.send_buffer;
 	h->hold_max_ns = UNI_HOLD_MAX_NS;
@@ -1457,7 +1459,7 @@ static void create_segment(const char *config_path)
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: unid [--session NAME] [--config FILE] [--mode record|simulate|emulate]\n"
-		   "            [--trace PATH] [--compute-from TRACE] [--ready-fd N]\n"
+		   "            [--trace PATH] [--compute-from TRACE] [--deterministic] [--ready-fd N]\n"
 		   "The coordinator of a uniference session; normally started by 'unictl start' or unirun.\n");
 }
 
@@ -1468,17 +1470,19 @@ int main(int argc, char **argv)
 		{"mode", required_argument, NULL, 'm'},    {"trace", required_argument, NULL, 't'},
 		{"ready-fd", required_argument, NULL, 'r'}, {"help", no_argument, NULL, 'h'},
 		{"compute-from", required_argument, NULL, 'f'},
+		{"deterministic", no_argument, NULL, 'd'},
 		{NULL, 0, NULL, 0}};
 	const char *config = NULL, *mode = NULL, *trace = NULL, *cfrom = NULL;
 	D.session = getenv("UNI_SESSION");
 	int c;
-	while ((c = getopt_long(argc, argv, "s:c:m:t:r:f:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "s:c:m:t:r:f:dh", opts, NULL)) != -1) {
 		switch (c) {
 		case 's': D.session = optarg; break;
 		case 'c': config = optarg; break;
 		case 'm': mode = optarg; break;
 		case 't': trace = optarg; break;
 		case 'f': cfrom = optarg; break;
+		case 'd': D.det = 1; break;
 		case 'r': D.ready_fd = atoi(optarg); break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 64;
@@ -1515,6 +1519,11 @@ int main(int argc, char **argv)
 		if ((size_t)snprintf(D.trace_path, sizeof(D.trace_path), "%s/%s", cwd, tp) >= sizeof(D.trace_path))
 			die_startup("trace path too long");
 	}
+	if (D.det && D.cfg.mode != UNI_MODE_SIMULATE)
+		die_startup("--deterministic needs simulate mode (this session is in %s mode)", uni_mode_name(D.cfg.mode));
+	if (D.det && D.cfg.net_model != UNI_NET_ALPHA_BETA)
+		die_startup("--deterministic is built for the alpha-beta network model so far (this config has %s)",
+			    D.cfg.net_model == UNI_NET_NIC ? "nic" : "topology");
 	if (cfrom) {
 		if (D.cfg.mode != UNI_MODE_SIMULATE)
 			die_startup("--compute-from needs simulate mode (this session is in %s mode)",
@@ -1640,6 +1649,11 @@ int main(int argc, char **argv)
 		       "%llu left it, %llu were not in it", D.h->compute_from, (unsigned long long)r.a,
 		       (unsigned long long)r.off, (unsigned long long)r.len, (unsigned long long)unk);
 	}
+	if (D.det)
+		logmsg("deterministic: the turn went from one thread to another %llu times; %llu waits the turn "
+		       "does not model; %llu turns taken from a thread blocked outside the shim",
+		       (unsigned long long)atomic_load(&D.h->det_turns), (unsigned long long)atomic_load(&D.h->det_outside),
+		       (unsigned long long)atomic_load(&D.h->det_steals));
 	r = rec_of(UNI_TR_SESSION_END, -1);
 	r.t0 = r.t1 = uni_now_ns() - D.h->epoch_mono_ns;
 	r.a = atomic_load(&D.h->events_total);

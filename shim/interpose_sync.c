@@ -171,6 +171,8 @@ UNI_EXTERN int eventfd(unsigned initval, int flags)
 UNI_EXTERN int pthread_cond_signal(pthread_cond_t *cv)
 {
 	ENSURE(cond_signal);
+	if (UNI_UNLIKELY(uni_shim_sync_on))
+		uni_shim_det_signal(cv, 0);
 	if (UNI_UNLIKELY(uni_shim_sync_on) && !uni_shim_in_shim() && uni_shim_cond_signal(cv))
 		return uni_real.cond_broadcast(cv); /* see uni_shim_cond_signal */
 	return uni_real.cond_signal(cv);
@@ -179,6 +181,8 @@ UNI_EXTERN int pthread_cond_signal(pthread_cond_t *cv)
 UNI_EXTERN int pthread_cond_broadcast(pthread_cond_t *cv)
 {
 	ENSURE(cond_broadcast);
+	if (UNI_UNLIKELY(uni_shim_sync_on))
+		uni_shim_det_signal(cv, 1);
 	if (UNI_UNLIKELY(uni_shim_sync_on) && !uni_shim_in_shim())
 		uni_shim_cond_signal(cv);
 	return uni_real.cond_broadcast(cv);
@@ -189,6 +193,9 @@ UNI_EXTERN int pthread_cond_wait(pthread_cond_t *cv, pthread_mutex_t *m)
 	ENSURE(cond_wait);
 	if (UNI_LIKELY(!uni_shim_sync_on) || uni_shim_in_shim())
 		return uni_real.cond_wait(cv, m);
+	int d = uni_shim_det_cond_wait(cv, m, 0, NULL);
+	if (d >= 0)
+		return d;
 	return uni_shim_cond_wait(cv, m, 0, 0, NULL);
 }
 
@@ -205,6 +212,9 @@ UNI_EXTERN int pthread_cond_timedwait(pthread_cond_t *cv, pthread_mutex_t *m, co
 	ENSURE(cond_timedwait);
 	if (UNI_LIKELY(!uni_shim_sync_on) || uni_shim_in_shim())
 		return uni_real.cond_timedwait(cv, m, ts);
+	int d = uni_shim_det_cond_wait(cv, m, uni_cond_clock(cv), ts);
+	if (d >= 0)
+		return d;
 	return uni_shim_cond_wait(cv, m, 1, uni_cond_clock(cv), ts);
 }
 
@@ -214,13 +224,18 @@ UNI_EXTERN int pthread_cond_clockwait(pthread_cond_t *cv, pthread_mutex_t *m, cl
 	ENSURE(cond_clockwait);
 	if (UNI_LIKELY(!uni_shim_sync_on) || uni_shim_in_shim())
 		return uni_real.cond_clockwait(cv, m, clk, ts);
+	int d = uni_shim_det_cond_wait(cv, m, clk, ts);
+	if (d >= 0)
+		return d;
 	return uni_shim_cond_wait(cv, m, 2, clk, ts);
 }
 
 UNI_EXTERN int pthread_mutex_lock(pthread_mutex_t *m)
 {
 	ENSURE(mutex_lock);
-	int r = uni_real.mutex_lock(m);
+	int r = UNI_UNLIKELY(uni_shim_sync_on) ? uni_shim_det_mutex_lock(m, 0) : -1;
+	if (r < 0)
+		r = uni_real.mutex_lock(m);
 	if (UNI_UNLIKELY(uni_shim_sync_on) && r == 0 && !uni_shim_in_shim())
 		uni_shim_mutex_locked(m);
 	return r;
@@ -229,7 +244,9 @@ UNI_EXTERN int pthread_mutex_lock(pthread_mutex_t *m)
 UNI_EXTERN int pthread_mutex_trylock(pthread_mutex_t *m)
 {
 	ENSURE(mutex_trylock);
-	int r = uni_real.mutex_trylock(m);
+	int r = UNI_UNLIKELY(uni_shim_sync_on) ? uni_shim_det_mutex_lock(m, 1) : -1;
+	if (r < 0)
+		r = uni_real.mutex_trylock(m);
 	if (UNI_UNLIKELY(uni_shim_sync_on) && r == 0 && !uni_shim_in_shim())
 		uni_shim_mutex_locked(m);
 	return r;
@@ -240,7 +257,10 @@ UNI_EXTERN int pthread_mutex_unlock(pthread_mutex_t *m)
 	ENSURE(mutex_unlock);
 	if (UNI_UNLIKELY(uni_shim_sync_on) && !uni_shim_in_shim())
 		uni_shim_mutex_unlocking(m);
-	return uni_real.mutex_unlock(m);
+	int r = uni_real.mutex_unlock(m);
+	if (UNI_UNLIKELY(uni_shim_sync_on))
+		uni_shim_det_mutex_unlocked(m);
+	return r;
 }
 
 /* Threads: a new thread starts at its creator's virtual clock, as if the
@@ -271,6 +291,12 @@ UNI_EXTERN int pthread_join(pthread_t th, void **ret)
 	ENSURE(pthread_join);
 	if (UNI_LIKELY(!uni_shim_sync_on) || uni_shim_in_shim())
 		return uni_real.pthread_join(th, ret);
+	if (uni_shim_det_join(th)) {
+		int r = uni_real.pthread_join(th, ret);
+		if (r == 0)
+			uni_shim_joined(th);
+		return r;
+	}
 	int began = uni_shim_object_wait(1, uni_shim_join_key(th));
 	int r = uni_real.pthread_join(th, ret);
 	if (began)
@@ -332,10 +358,11 @@ UNI_EXTERN int pthread_create(pthread_t *th, const pthread_attr_t *attr, void *(
 		return uni_real.pthread_create(th, attr, fn, arg);
 	t->fn = fn;
 	t->arg = arg;
+	uni_shim_det_turn();
 	t->vt = uni_shim_thread_vt();
 	t->src = uni_shim_signal(t, t->vt);
 	t->key = uni_shim_child_key();
-	t->ring = uni_shim_thread_prepare(t->vt);
+	t->ring = uni_shim_thread_prepare(t->vt, t->key);
 	int r = uni_real.pthread_create(th, attr, uni_tramp_start, t);
 	if (r) {
 		uni_shim_thread_abandon(t->ring);

@@ -388,6 +388,7 @@ static ncclResult_t init_rank(ncclComm_t *out, int nranks, ncclUniqueId id, int 
 	if (l->magic != ID_MAGIC)
 		return fail(NULL, ncclInvalidArgument,
 			    "ncclCommInitRank: the unique id does not come from ncclGetUniqueId of this shim");
+	uni_shim_det_abandon("a rank joins a communicator of the simulated NCCL, which the turn does not follow yet");
 	rt_look();
 	char name[UNI_NCCL_SEG_NAME_LEN];
 	uni_nccl_seg_name(l->key, name);

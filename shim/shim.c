@@ -36,6 +36,7 @@
 
 #include "gloo_follow.h"
 #include "shim.h"
+#include "det.h"
 #include "uni/compute_from.h"
 #include "uni/shm.h"
 #include "uni/trace.h"
@@ -115,6 +116,11 @@ struct shim_tls {
 	uint32_t cf_at;      /* nev + 1 when it last took its recorded compute */
 	uint8_t cf_hist[6];  /* UNI_CF_DEBUG=2: the kinds of its last events */
 	uint32_t cf_nh;
+	uint32_t det_out;    /* deterministic mode: in a wait the turn does not follow */
+	uint32_t det_done;   /* ... the thread ended (a destructor after ours takes no part) */
+	uint32_t det_at;     /* ... charge() is at a turn: the compute goes on the clock */
+	uint64_t det_acc;    /* ... compute since its last turn, not on the clock yet (virtual ns) ... */
+	uint64_t det_acc_cpu; /* ... and as CPU ns */
 };
 #define UNI_HELD 4
 
@@ -153,6 +159,10 @@ static double g_slowdown = 1.0;
 static struct uni_cf g_cf;   /* --compute-from: this rank's recorded compute */
 static int g_cf_on;
 static int g_cf_debug;
+static int g_det; /* deterministic mode (det.h) */
+/* ... this process's threads that take part in the turn: with one, its
+ * mutexes and condition variables need no turns (nobody to order). */
+static _Atomic int g_det_threads;
 
 void uni_shim_resolve(void) UNI_HIDDEN;
 
@@ -281,6 +291,7 @@ static struct uni_ring *claim_ring(int tid)
 		atomic_store_explicit(&r->wait_kind, UNI_WAIT_NONE, memory_order_relaxed);
 		atomic_store_explicit(&r->wait_sending, 0, memory_order_relaxed);
 		atomic_store_explicit(&r->warp, 0, memory_order_relaxed);
+		atomic_store_explicit(&r->det_st, UNI_DET_NONE, memory_order_relaxed);
 		atomic_store_explicit(&r->vt_pub, tls.vt, memory_order_relaxed);
 		r->wait_vdl = 0;
 		/* Requests continue from the ring's last answer, so a late
@@ -299,6 +310,13 @@ static struct uni_ring *claim_ring(int tid)
 }
 
 static void push(struct uni_ring *r, const struct uni_ev *e);
+struct stamp_ent;
+static struct stamp_ent *stamp_get(void *p, int create);
+static int det_part(void);
+static void det_point(void);
+static void det_charge(void);
+static void det_thread_end(struct uni_ring *r);
+static void det_detach(void);
 
 /* --compute-from (docs/simulate.md "Compute from a trace") ------------- */
 
@@ -511,6 +529,12 @@ static void adopt_ring(struct uni_ring *r)
 	if (!tls.key && tls.tid == (uint32_t)g_pid)
 		tls.key = 1; /* the process's main thread */
 	cf_adopt();
+	if (g_det && !tls.det_done) {
+		/* (A ring its creator claimed is counted already.) */
+		if (atomic_load_explicit(&r->det_st, memory_order_relaxed) == UNI_DET_NONE)
+			atomic_fetch_add(&g_det_threads, 1);
+		uni_det_adopt(r, tls.ring_idx, tls.key, tls.vt);
+	}
 	pthread_setspecific(g_thread_key, r);
 	uint64_t now = g_mode == UNI_MODE_SIMULATE ? tls.vt : shim_now();
 	struct uni_ev e = {.kind = UNI_EV_THREAD, .t0 = now, .t1 = now, .a = (uint64_t)r->tid, .b = tls.key};
@@ -525,15 +549,19 @@ static void adopt_ring(struct uni_ring *r)
 /* Appends e, waiting while the ring is full and unid lives. A thread's
  * own events are counted (the count is the next event's seq) and the
  * compute it was charged since its last event goes first (one COMPUTE). */
+static void flush_compute(struct uni_ring *r)
+{
+	struct uni_ev c = {.kind = UNI_EV_COMPUTE, .t0 = tls.pend_t0, .t1 = tls.pend_t0 + tls.pend_d,
+			   .a = tls.pend_cpu};
+	tls.pend_d = tls.pend_cpu = 0;
+	tls.pend_force = 0;
+	push(r, &c);
+}
+
 static void push(struct uni_ring *r, const struct uni_ev *e)
 {
-	if (r == tls.ring && (tls.pend_d || tls.pend_force) && e->kind != UNI_EV_COMPUTE) {
-		struct uni_ev c = {.kind = UNI_EV_COMPUTE, .t0 = tls.pend_t0, .t1 = tls.pend_t0 + tls.pend_d,
-				   .a = tls.pend_cpu};
-		tls.pend_d = tls.pend_cpu = 0;
-		tls.pend_force = 0;
-		push(r, &c);
-	}
+	if (r == tls.ring && (tls.pend_d || tls.pend_force) && e->kind != UNI_EV_COMPUTE)
+		flush_compute(r);
 	if (UNI_UNLIKELY(tls.cf) && r == tls.ring && e->kind != UNI_EV_STRING)
 		cf_check(e);
 	while (uni_ring_push(r, e) != 0) {
@@ -637,6 +665,8 @@ static void thread_exit(void *p)
 	struct uni_ev e = {.kind = UNI_EV_THREAD_END, .t0 = now, .t1 = now, .a = tls.compute,
 			   .b = tls.waited, .c = tls.dispatcher};
 	push(r, &e);
+	if (g_det)
+		det_thread_end(r);
 	tls.ring = NULL;
 	tls.in_shim--;
 }
@@ -751,6 +781,9 @@ static void attach(void)
 	if (!(g_slowdown > 0))
 		g_slowdown = 1.0;
 	cf_load(h, rank);
+	g_det = g_mode == UNI_MODE_SIMULATE && h->det;
+	if (g_det)
+		uni_det_init(h, world);
 	const char *mp = getenv("MASTER_PORT");
 	g_master_port = h->master_port > 0 ? h->master_port : (mp ? atoi(mp) : -1);
 	{
@@ -812,7 +845,10 @@ static void shim_detach(void)
 	tls.in_shim++;
 	uint64_t now = shim_now(), compute = tls.compute, waited = tls.waited;
 	if (g_mode == UNI_MODE_SIMULATE) {
-		charge();
+		if (det_part())
+			det_charge();
+		else
+			charge();
 		now = tls.vt; /* the exiting thread's clock: the rank's end */
 		compute = tls.compute;
 		waited = tls.waited;
@@ -826,6 +862,8 @@ static void shim_detach(void)
 	}
 	struct uni_ev e = {.kind = UNI_EV_DETACH, .t0 = now, .t1 = now, .a = compute, .b = waited};
 	emit(&e);
+	if (g_det)
+		det_detach();
 	wake_daemon();
 	tls.in_shim--;
 }
@@ -1089,6 +1127,14 @@ static uint64_t cpu_reading(uint64_t *wall)
 	return cpu > tls.cpu_mark ? cpu : tls.cpu_mark;
 }
 
+/* Deterministic mode: a thread's compute goes on its clock only at its
+ * turns (det_point). A clock read between two turns would differ between
+ * the recorded run and its replay, which takes its compute per turn. */
+static inline int det_defer(void)
+{
+	return UNI_UNLIKELY(g_det) && !tls.det_at && det_part();
+}
+
 static void charge(void)
 {
 	/* A thread is part of the horizon from its first entry on. */
@@ -1096,9 +1142,32 @@ static void charge(void)
 		thread_ring();
 	uint64_t wall, cpu = cpu_reading(&wall);
 	if (UNI_UNLIKELY(tls.cf) && !tls.dispatcher) {
-		cf_charge();
-	} else if (!tls.dispatcher && cpu > tls.cpu_mark) {
+		if (!det_defer())
+			cf_charge();
+	} else if (UNI_UNLIKELY(g_det) && !tls.dispatcher && det_part()) {
+		uint64_t c = cpu > tls.cpu_mark ? cpu - tls.cpu_mark : 0;
+		tls.det_acc += (uint64_t)((double)c * g_slowdown);
+		tls.det_acc_cpu += c;
+		if (tls.det_at && tls.det_acc) {
+			uint64_t d = tls.det_acc;
+			if (tls.ring) {
+				if (!tls.pend_d)
+					tls.pend_t0 = tls.vt;
+				tls.pend_d += d;
+				tls.pend_cpu += tls.det_acc_cpu;
+			}
+			tls.vt += d;
+			tls.compute += d;
+			tls.det_acc = tls.det_acc_cpu = 0;
+		}
+	} else if (!tls.dispatcher && (cpu > tls.cpu_mark || UNI_UNLIKELY(tls.det_acc))) {
 		uint64_t d = (uint64_t)((double)(cpu - tls.cpu_mark) * g_slowdown);
+		if (UNI_UNLIKELY(tls.det_acc)) {
+			/* Deterministic mode given up: what waited for a turn. */
+			d += tls.det_acc;
+			tls.pend_cpu += tls.det_acc_cpu;
+			tls.det_acc = tls.det_acc_cpu = 0;
+		}
 		/* Reported with the thread's next event (push), all of it: the
 		 * event graph of unitrace replay needs every stretch. */
 		if (d && tls.ring) {
@@ -1220,6 +1289,12 @@ uint64_t uni_shim_io_begin(uint32_t slot1)
 		tls.last_conn = slot1;
 	}
 	charge();
+	if (det_part()) {
+		/* Deterministic mode: I/O on a modelled connection in turn. */
+		tls.in_shim++;
+		det_point();
+		tls.in_shim--;
+	}
 	errno = saved;
 	return tls.vt;
 }
@@ -1485,6 +1560,10 @@ void uni_shim_io_end(uint32_t slot1, int is_send, const struct iovec *iov, int c
 		 * waitSend. */
 		if (end && !tls.loop && !tls.dispatcher && sc->gf.out.broken && !sc->gf.out.messages)
 			take_completion(sc->shm_idx, end, stamp);
+		if (tls.det_out && tls.ring) {
+			tls.det_out = 0;
+			uni_det_turn(tls.ring, tls.ring_idx, tls.vt);
+		}
 	} else if (r > 0 && modelled) {
 		uint64_t off = atomic_fetch_add(is_send ? &sc->tx : &sc->rx, (uint64_t)r);
 		struct uni_ev e = {.kind = is_send ? UNI_EV_SEND : UNI_EV_RECV,
@@ -1579,8 +1658,26 @@ static void poll_wait_publish(struct uni_ring *r, int64_t timeout_ns);
  * its clock (holding the horizon there, the network never moved on for a
  * peer that reads only final bytes, an asyncio loop: both waited for
  * ever). */
+/* Deterministic mode: a read that will block waits outside the turn
+ * (the turn does not follow reads yet): back in turn in uni_shim_io_end. */
+static void det_read_outside(int fd)
+{
+	int saved = errno, fl = uni_real.fcntl(fd, F_GETFL);
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	if (fl >= 0 && !(fl & O_NONBLOCK) && uni_real.poll(&p, 1, 0) == 0) {
+		tls.det_out = 1;
+		uni_det_outside(tls.ring, tls.ring_idx);
+	}
+	errno = saved;
+}
+
 void uni_shim_read_begin(uint32_t slot1, int fd)
 {
+	if (det_part() && !tls.det_out) {
+		tls.in_shim++;
+		det_read_outside(fd);
+		tls.in_shim--;
+	}
 	if (!g_horizon || g_mode != UNI_MODE_SIMULATE || tls.dispatcher || tls.loop || !tls.ring ||
 	    atomic_load_explicit(&g_state, memory_order_relaxed) != ST_ATTACHED)
 		return;
@@ -1708,8 +1805,13 @@ int uni_shim_send_blocking(uint32_t slot1, int fd, int flags, const struct iovec
 				break;
 			}
 			struct pollfd p = {.fd = fd, .events = POLLOUT};
+			int out = det_part();
+			if (out)
+				uni_det_outside(tls.ring, tls.ring_idx);
 			int pr = uni_real.poll(&p, 1, ms < 0 || ms > 1000 ? 1000 : ms);
 			int pe = errno;
+			if (out)
+				uni_det_turn(tls.ring, tls.ring_idx, tls.vt);
 			if (ring)
 				atomic_store_explicit(&ring->wait_kind, UNI_WAIT_NONE, memory_order_release);
 			if (pr < 0 && pe == EINTR) {
@@ -1866,10 +1968,20 @@ int uni_shim_object_wait(int on, void *obj)
 	if (on) {
 		charge();
 		wait_on_object(r, obj);
+		if (det_part() && !tls.det_out) {
+			/* A semaphore, a pipe or an eventfd: the turn does not
+			 * follow these yet (the kernel says when it is back). */
+			tls.det_out = 1;
+			uni_det_outside(r, tls.ring_idx);
+		}
 	} else {
 		atomic_store_explicit(&r->wait_kind, UNI_WAIT_NONE, memory_order_release);
 		leave();
 		atomic_store_explicit(&r->wake_floor, UINT64_MAX, memory_order_release);
+		if (tls.det_out) {
+			tls.det_out = 0;
+			uni_det_turn(r, tls.ring_idx, tls.vt);
+		}
 	}
 	tls.in_shim--;
 	errno = saved;
@@ -2260,9 +2372,9 @@ uint64_t uni_shim_thread_vt(void)
 	return vt;
 }
 
-void *uni_shim_thread_prepare(uint64_t vt)
+void *uni_shim_thread_prepare(uint64_t vt, uint64_t key)
 {
-	if (!g_horizon || !sync_active())
+	if ((!g_horizon && !g_det) || !sync_active())
 		return NULL;
 	int saved = errno;
 	tls.in_shim++;
@@ -2274,6 +2386,12 @@ void *uni_shim_thread_prepare(uint64_t vt)
 	struct uni_ring *r = claim_ring(0);
 	if (r)
 		atomic_store_explicit(&r->vt_pub, vt, memory_order_release);
+	/* Deterministic mode: the turn counts it from now, at its creator's
+	 * clock (it waits for the turn when it starts). */
+	if (r && g_det) {
+		atomic_fetch_add(&g_det_threads, 1);
+		uni_det_adopt(r, (uint32_t)(r - uni_shm_ring(g_hdr, 0)), key, vt);
+	}
 	tls.in_shim--;
 	errno = saved;
 	return r;
@@ -2284,6 +2402,10 @@ void uni_shim_thread_abandon(void *ring)
 	struct uni_ring *r = ring;
 	if (!r)
 		return;
+	if (g_det) {
+		atomic_fetch_sub(&g_det_threads, 1);
+		uni_det_end(r, (uint32_t)(r - uni_shm_ring(g_hdr, 0)));
+	}
 	atomic_store(&r->tail, atomic_load(&r->head));
 	atomic_store_explicit(&r->state, UNI_RING_FREE, memory_order_release);
 }
@@ -2312,6 +2434,9 @@ void uni_shim_thread_begin(uint64_t vt, void *ring, uint64_t src, uint64_t key)
 		r->tid = (int)syscall(SYS_gettid);
 		tls.req_seq = atomic_load(&r->resp_seq) + 0x10000u;
 		adopt_ring(r);
+		/* Deterministic mode: it runs when its turn comes. */
+		if (g_det)
+			uni_det_turn(r, tls.ring_idx, tls.vt);
 		tls.in_shim--;
 	}
 	tls.cpu_mark = thread_cpu(); /* its CPU time counts from here */
@@ -2329,7 +2454,9 @@ void uni_shim_sleeping(int on, uint64_t ns)
 		 * whose first call into the shim is this sleep claims its ring
 		 * here (charge does too; after a fork it may be a new one):
 		 * unid must see every sleeper before it ends one early. */
-		if (!tls.dispatcher)
+		if (det_part())
+			det_charge();
+		else if (!tls.dispatcher)
 			charge();
 		r = thread_ring();
 		if (r) {
@@ -2377,9 +2504,14 @@ static int world_attached(void)
 	return 1;
 }
 
+
 static void hold_until(uint64_t w)
 {
 	if (tls.dispatcher || tls.poller || !w || w == UINT64_MAX)
+		return;
+	/* Deterministic mode: the turn is the order (whoever has it is the
+	 * least clock of the session). */
+	if (det_part())
 		return;
 	uint64_t t0 = clock_ns(CLOCK_MONOTONIC);
 	atomic_fetch_add(&g_hdr->hold_waiters, 1);
@@ -2638,14 +2770,21 @@ static uint64_t await_store(const struct uni_addr *a, uint64_t *src, int *waited
 	*waited = 1;
 	poll_wait_publish(tls.ring, -1);
 	horizon_moved();
+	int out = det_part();
+	if (out)
+		uni_det_outside(tls.ring, tls.ring_idx);
 	uint64_t t0 = clock_ns(CLOCK_MONOTONIC), vt = 0;
 	while (!(vt = listen_vt(a, src)) && clock_ns(CLOCK_MONOTONIC) - t0 < UNI_STORE_WAIT_NS &&
 	       coordinator_alive() && atomic_load_explicit(&g_state, memory_order_relaxed) == ST_ATTACHED) {
-		if (kernel_listens(a->port))
-			return listen_vt(a, src);
+		if (kernel_listens(a->port)) {
+			vt = listen_vt(a, src);
+			break;
+		}
 		struct timespec ts = {0, 2000000};
 		uni_real.nanosleep(&ts, NULL);
 	}
+	if (out)
+		uni_det_turn(tls.ring, tls.ring_idx, tls.vt);
 	return vt;
 }
 
@@ -2670,6 +2809,8 @@ void uni_shim_connect_hold(const struct sockaddr *addr, socklen_t len)
 	tls.in_shim++;
 	if (!tls.dispatcher && !tls.poller) {
 		charge();
+		if (det_part())
+			det_point();
 		struct uni_addr a;
 		uint64_t lvt = 0, src = 0;
 		int waited = 0, have = to_uni_addr(addr, len, &a) == 0;
@@ -2677,6 +2818,12 @@ void uni_shim_connect_hold(const struct sockaddr *addr, socklen_t len)
 		 * the caller's time, or the caller takes its later time: no
 		 * question about the other ranks is left (in a 64-rank Gloo
 		 * world's 4032 connects, waiting each time cost minutes). */
+		if (have && g_det && g_master_port > 0 && (int)a.port == g_master_port && uni_det_live()) {
+			char why[96];
+			snprintf(why, sizeof(why), "rank %d connects to the rendezvous store (MASTER_PORT %d), which the "
+				 "turn does not follow yet", g_rank, g_master_port);
+			uni_det_abandon(why);
+		}
 		if (have)
 			lvt = listen_vt(&a, &src);
 		if (!lvt) {
@@ -2703,6 +2850,18 @@ void uni_shim_connect_hold(const struct sockaddr *addr, socklen_t len)
 int uni_shim_sleep_until(clockid_t clk, uint64_t dl, uint64_t *left)
 {
 	struct uni_ring *r = sync_active() ? tls.ring : NULL;
+	/* Deterministic mode: the thread goes on when its wake-up is the
+	 * least time of the session (nothing else can come first), at once in
+	 * real time. */
+	if (r && det_part()) {
+		tls.in_shim++;
+		if (tls.pend_d || tls.pend_force)
+			flush_compute(r);
+		uni_det_block(r, tls.ring_idx, UNI_DET_OBJ_SLEEP, tls.vt, r->wait_vdl);
+		tls.in_shim--;
+		*left = 0;
+		return 0;
+	}
 	uint32_t me = r ? (uint32_t)r->wait_since : 0;
 	*left = 0;
 	for (;;) {
@@ -2788,7 +2947,12 @@ int uni_shim_vclock(void)
 
 static uint64_t vnow_ns(void)
 {
-	charge();
+	/* Deterministic mode: a clock read is a turn (the clock it reads is
+	 * the same in every run). */
+	if (det_part())
+		det_point();
+	else
+		charge();
 	leave();
 	return tls.vt;
 }
@@ -3143,7 +3307,10 @@ void *uni_shim_join_key(pthread_t th)
  * wake floor (it does not hold the nic horizon while it waits). */
 static void joinable_end(void)
 {
-	charge();
+	if (det_part())
+		det_charge();
+	else
+		charge();
 	void *key = uni_shim_join_key(pthread_self());
 	struct stamp_ent *e = stamp_get(key, 1);
 	if (!e)
@@ -3159,6 +3326,7 @@ static void join_forget(pthread_t th)
 {
 	struct stamp_ent *e = stamp_get(uni_shim_join_key(th), 0);
 	if (e) {
+		atomic_store_explicit(&e->seq, 0, memory_order_relaxed);
 		atomic_store_explicit(&e->stamp, 0, memory_order_relaxed);
 		atomic_store_explicit(&e->src, 0, memory_order_release);
 	}
@@ -3193,6 +3361,16 @@ static void poll_wait_publish(struct uni_ring *r, int64_t timeout_ns)
 	atomic_store_explicit(&r->wait_kind, UNI_WAIT_POLL, memory_order_release);
 }
 
+/* Deterministic mode: a poll that may wait waits outside the turn (the
+ * turn does not follow readiness yet); back in turn in uni_shim_epoll_exit. */
+static void det_poll_outside(int64_t timeout_ns)
+{
+	if (timeout_ns != 0 && !tls.det_out && det_part()) {
+		tls.det_out = 1;
+		uni_det_outside(tls.ring, tls.ring_idx);
+	}
+}
+
 int uni_shim_epoll_enter(int64_t timeout_ns)
 {
 	if (g_mode != UNI_MODE_SIMULATE || atomic_load_explicit(&g_state, memory_order_relaxed) != ST_ATTACHED)
@@ -3221,6 +3399,7 @@ int uni_shim_epoll_enter(int64_t timeout_ns)
 		if (tls.ring)
 			poll_wait_publish(tls.ring, timeout_ns);
 	}
+	det_poll_outside(timeout_ns);
 	horizon_moved();
 	tls.in_shim--;
 	errno = saved;
@@ -3268,6 +3447,7 @@ int uni_shim_poll_enter(int64_t timeout_ns)
 	mark_poller();
 	charge();
 	poll_wait_publish(tls.ring, timeout_ns);
+	det_poll_outside(timeout_ns);
 	tls.in_shim--;
 	errno = saved;
 	return 1;
@@ -3277,6 +3457,15 @@ void uni_shim_epoll_exit(void)
 {
 	if (!tls.ring || atomic_load_explicit(&g_state, memory_order_relaxed) != ST_ATTACHED)
 		return;
+	if (tls.det_out) {
+		int saved = errno;
+		tls.in_shim++;
+		tls.det_out = 0;
+		charge();
+		uni_det_turn(tls.ring, tls.ring_idx, tls.vt);
+		tls.in_shim--;
+		errno = saved;
+	}
 	if (atomic_load_explicit(&tls.ring->wait_kind, memory_order_relaxed) == UNI_WAIT_POLL) {
 		int saved = errno;
 		tls.in_shim++;
@@ -3365,4 +3554,260 @@ void uni_shim_fd_duped(int oldfd, int newfd)
 	}
 	tls.in_shim--;
 	errno = saved;
+}
+
+/* Deterministic mode (det.h; docs/simulate.md "Deterministic mode") ----- */
+
+/* The calling thread takes part in the turn (it has a ring that the turn
+ * counts, and it is not an event loop between events). */
+static int det_part(void)
+{
+	return g_det && uni_det_live() && !tls.dispatcher && !tls.det_done && tls.ring &&
+	       tls.gen == atomic_load_explicit(&g_gen, memory_order_relaxed) &&
+	       atomic_load_explicit(&tls.ring->det_st, memory_order_relaxed) != UNI_DET_NONE &&
+	       atomic_load_explicit(&g_state, memory_order_relaxed) == ST_ATTACHED;
+}
+
+/* ... after charging its compute (which claims its ring): the wrappers'
+ * test. Not inside Gloo's buffer calls (quiet): their waits go outside. */
+static int det_me(void)
+{
+	if (!g_det || tls.dispatcher || tls.quiet || tls.det_done || !sync_active())
+		return 0;
+	thread_ring();
+	return det_part();
+}
+
+/* The compute since its last turn goes on its clock (at a turn). */
+static void det_charge(void)
+{
+	tls.det_at = 1;
+	charge();
+	tls.det_at = 0;
+}
+
+/* The thread's turn at its clock. What it computed since its last event
+ * goes out first as an event of its own: a replay (--compute-from, whose
+ * compute is taken per event) then reaches this point with the same clock
+ * as the recorded run, and takes the same turns. */
+static void det_point(void)
+{
+	det_charge();
+	if (tls.pend_d || tls.pend_force)
+		flush_compute(tls.ring);
+	uni_det_turn(tls.ring, tls.ring_idx, tls.vt);
+}
+
+void uni_shim_det_turn(void)
+{
+	if (UNI_LIKELY(!g_det) || tls.in_shim)
+		return;
+	int saved = errno;
+	tls.in_shim++;
+	if (det_me()) {
+		det_point();
+		leave();
+	}
+	tls.in_shim--;
+	errno = saved;
+}
+
+/* Mutexes and condition variables order the threads of one process:
+ * with only one taking part there is nothing to order (Python's import
+ * takes 100,000 mutexes), and the count is the same in every run (threads
+ * begin and end in turn). */
+static inline int det_sync(void)
+{
+	return atomic_load_explicit(&g_det_threads, memory_order_relaxed) > 1;
+}
+
+/* The thread waits in turn for a mutex another thread holds: it goes on
+ * from the unlock (takes the unlocker's time, a hand-off in the trace).
+ * Without the turn a mutex carries no time (which thread waited is the
+ * host's); with it, who waited is the program's. */
+static void det_mutex_wait(pthread_mutex_t *m)
+{
+	struct uni_ring *r = tls.ring;
+	if (uni_det_block(r, tls.ring_idx, (uint64_t)(uintptr_t)m | UNI_DET_OBJ_MUTEX, tls.vt, UINT64_MAX) &&
+	    r->det_t > tls.vt)
+		take_stamp(r->det_t, r->det_src);
+}
+
+/* A wake-up of the first waiter on obj at the caller's clock, with a
+ * SIGNAL event it takes when there is one. */
+static void det_wake_one(uint64_t obj)
+{
+	uint64_t id = tls.ring && !tls.dispatcher ? next_id() : 0;
+	if (uni_det_wake(obj, tls.vt, 0, id) && id)
+		emit_signal(obj, tls.vt);
+}
+
+int uni_shim_det_mutex_lock(pthread_mutex_t *m, int try)
+{
+	if (UNI_LIKELY(!g_det) || tls.in_shim || !det_sync())
+		return -1;
+	int saved = errno;
+	tls.in_shim++;
+	if (!det_me()) {
+		tls.in_shim--;
+		errno = saved;
+		return -1;
+	}
+	det_point();
+	int rc;
+	for (;;) {
+		rc = uni_real.mutex_trylock(m);
+		if (rc != EBUSY || try)
+			break;
+		if (m->__data.__owner == (int)tls.tid) {
+			/* Its own: as without the shim (EDEADLK, or a hang). */
+			rc = uni_real.mutex_lock(m);
+			break;
+		}
+		det_mutex_wait(m);
+	}
+	leave();
+	tls.in_shim--;
+	errno = saved;
+	return rc;
+}
+
+void uni_shim_det_mutex_unlocked(pthread_mutex_t *m)
+{
+	if (UNI_LIKELY(!g_det) || tls.in_shim || !sync_active())
+		return;
+	int saved = errno;
+	tls.in_shim++;
+	/* A turn first: the waiter it wakes goes on from this clock. */
+	if (det_sync() && det_me()) {
+		det_point();
+		leave();
+	}
+	det_wake_one((uint64_t)(uintptr_t)m | UNI_DET_OBJ_MUTEX);
+	tls.in_shim--;
+	errno = saved;
+}
+
+void uni_shim_det_signal(pthread_cond_t *cv, int all)
+{
+	if (UNI_LIKELY(!g_det) || tls.in_shim || !sync_active())
+		return;
+	int saved = errno;
+	tls.in_shim++;
+	if (det_sync() && det_me()) {
+		det_point();
+		leave();
+	}
+	/* (An event loop wakes at the time of the event it handles.) */
+	uni_det_wake((uint64_t)(uintptr_t)cv, tls.vt, all, 0); /* (the condvar's stamp carries the time) */
+	tls.in_shim--;
+	errno = saved;
+}
+
+int uni_shim_det_cond_wait(pthread_cond_t *cv, pthread_mutex_t *m, clockid_t clk, const struct timespec *abs)
+{
+	if (UNI_LIKELY(!g_det) || tls.in_shim)
+		return -1;
+	int saved = errno;
+	tls.in_shim++;
+	if (!det_me()) {
+		tls.in_shim--;
+		errno = saved;
+		return -1;
+	}
+	tls.in_shim--;
+	/* A deadline the thread computed from its virtual clock: a virtual
+	 * time-out (the same wait's end in every run). */
+	uint64_t vdl = UINT64_MAX, v;
+	struct timespec real;
+	if (abs && uni_shim_deadline(clk, abs, &real, &v) == 0)
+		vdl = v;
+	uint32_t tok = cond_wait_begin(cv);
+	tls.in_shim++;
+	det_point();
+	struct uni_ring *r = tls.ring;
+	r->wait_obj = (uint64_t)(uintptr_t)cv;
+	r->wait_since = uni_now_ns();
+	r->wait_deadline = 0;
+	r->wait_vt = tls.vt;
+	r->wait_vdl = vdl == UINT64_MAX ? 0 : vdl;
+	r->stack[0] = 0;
+	atomic_store_explicit(&r->wait_kind, UNI_WAIT_COND, memory_order_release);
+	/* The condition wait's own release of the mutex, and its waiter. */
+	uni_real.mutex_unlock(m);
+	det_wake_one((uint64_t)(uintptr_t)m | UNI_DET_OBJ_MUTEX);
+	int woken = uni_det_block(r, tls.ring_idx, (uint64_t)(uintptr_t)cv, tls.vt, vdl);
+	atomic_store_explicit(&r->wait_kind, UNI_WAIT_NONE, memory_order_release);
+	if (!woken) {
+		tls.in_shim--;
+		uni_shim_idle_until(vdl);
+		tls.in_shim++;
+	}
+	/* ... and its taking the mutex again. */
+	while (uni_real.mutex_trylock(m) == EBUSY)
+		det_mutex_wait(m);
+	leave();
+	tls.in_shim--;
+	cond_wait_end(cv, m, tok);
+	errno = saved;
+	return woken ? 0 : ETIMEDOUT;
+}
+
+int uni_shim_det_join(pthread_t th)
+{
+	if (UNI_LIKELY(!g_det) || tls.in_shim)
+		return 0;
+	int saved = errno;
+	tls.in_shim++;
+	int me = det_me();
+	if (me) {
+		det_point();
+		void *key = uni_shim_join_key(th);
+		struct stamp_ent *e = stamp_get(key, 0);
+		if (!e || !atomic_load_explicit(&e->seq, memory_order_acquire))
+			uni_det_block(tls.ring, tls.ring_idx, (uint64_t)(uintptr_t)key, tls.vt, UINT64_MAX);
+		leave();
+	}
+	tls.in_shim--;
+	errno = saved;
+	return me;
+}
+
+/* The thread ends: its joiners go on from its end (marked on its join key:
+ * a joiner that comes later does not wait), and the turn goes on without
+ * it (a destructor that runs after this one takes no part). */
+static void det_thread_end(struct uni_ring *r)
+{
+	tls.det_done = 1;
+	void *key = uni_shim_join_key(pthread_self());
+	struct stamp_ent *e = stamp_get(key, 1);
+	if (e)
+		atomic_fetch_add_explicit(&e->seq, 1, memory_order_release);
+	uni_det_wake((uint64_t)(uintptr_t)key, tls.vt, 1, 0); /* (the join key's stamp carries the time) */
+	atomic_fetch_sub(&g_det_threads, 1);
+	uni_det_end(r, tls.ring_idx);
+}
+
+/* The process exits: none of its threads takes part any more (one that
+ * still waits for the turn waits until the process is gone). */
+static void det_detach(void)
+{
+	tls.det_done = 1;
+	uint32_t n = atomic_load_explicit(&g_nmyrings, memory_order_acquire);
+	for (uint32_t i = 0; i < n && i < UNI_MAX_RINGS; i++) {
+		struct uni_ring *r = uni_shm_ring(g_hdr, g_myrings[i]);
+		if (r->pid == g_pid && atomic_load_explicit(&r->state, memory_order_acquire) == UNI_RING_LIVE)
+			uni_det_end(r, g_myrings[i]);
+	}
+}
+
+void uni_shim_det_abandon(const char *why)
+{
+	if (g_det && sync_active() && uni_det_live()) {
+		int saved = errno;
+		tls.in_shim++;
+		uni_det_abandon(why);
+		tls.in_shim--;
+		errno = saved;
+	}
 }

@@ -287,11 +287,34 @@ void uni_sem_take(void *sem) UNI_HIDDEN;
  * whose semaphore was posted before it came (CPython's locks,
  * uncontended) runs on at its own clock. */
 int uni_sem_trytake(sem_t *sem) UNI_HIDDEN;
-/* Under a horizon model the creator claims the new thread's ring (NULL:
- * none), handed to uni_shim_thread_begin, or given back if the thread
- * could not be created. */
-void *uni_shim_thread_prepare(uint64_t vt) UNI_HIDDEN;
+/* Under a horizon model, and in deterministic mode, the creator claims
+ * the new thread's ring (NULL: none), handed to uni_shim_thread_begin, or
+ * given back if the thread could not be created. */
+void *uni_shim_thread_prepare(uint64_t vt, uint64_t key) UNI_HIDDEN;
 void uni_shim_thread_abandon(void *ring) UNI_HIDDEN;
+
+/* Deterministic mode (shim/det.h; docs/simulate.md "Deterministic mode"),
+ * for the wrappers; each does nothing (returns -1, or 0) outside it or for
+ * a thread that takes no part:
+ *   uni_shim_det_turn: a turn at the caller's clock (pthread_create);
+ *   uni_shim_det_mutex_lock: the lock taken in turn (try: trylock), as
+ *     pthread_mutex_lock returns;
+ *   uni_shim_det_mutex_unlocked: after the real unlock (its first waiter);
+ *   uni_shim_det_signal: before the real signal/broadcast (all);
+ *   uni_shim_det_cond_wait: the whole wait, 0 or ETIMEDOUT (clk: the
+ *     deadline's clock, abs NULL: none);
+ *   uni_shim_det_join: 1: waited for the thread to end in turn (the real
+ *     join follows). */
+void uni_shim_det_turn(void) UNI_HIDDEN;
+int uni_shim_det_mutex_lock(pthread_mutex_t *m, int try) UNI_HIDDEN;
+void uni_shim_det_mutex_unlocked(pthread_mutex_t *m) UNI_HIDDEN;
+void uni_shim_det_signal(pthread_cond_t *cv, int all) UNI_HIDDEN;
+int uni_shim_det_cond_wait(pthread_cond_t *cv, pthread_mutex_t *m, clockid_t clk, const struct timespec *abs)
+	UNI_HIDDEN;
+int uni_shim_det_join(pthread_t th) UNI_HIDDEN;
+/* Deterministic mode gives up for the session (why: what it does not
+ * follow yet; said once). */
+void uni_shim_det_abandon(const char *why) UNI_HIDDEN;
 
 /* Gloo's UnboundBuffer completions (shim/gloo_buffers.c): between
  * uni_shim_quiet_begin and _end the calling thread's condvar signals and

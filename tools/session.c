@@ -139,6 +139,8 @@ int uni_session_start(const struct uni_start_opts *o, pid_t *pidp, char *trace, 
 			argv[n++] = "--compute-from";
 			argv[n++] = o->compute_from;
 		}
+		if (o->deterministic)
+			argv[n++] = "--deterministic";
 		argv[n] = NULL;
 		/* LD_PRELOAD of the shim must not reach the daemon. */
 		unsetenv("LD_PRELOAD");

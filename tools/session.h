@@ -12,6 +12,7 @@ struct uni_start_opts {
 	const char *trace;  /* may be NULL: the config's */
 	const char *log;    /* unid's stderr after start-up; NULL: /tmp/uni.<session>.log */
 	const char *compute_from; /* a trace whose compute the session replays; may be NULL */
+	int deterministic;        /* --deterministic */
 };
 
 /* Finds a file installed beside this program: tries each of rel (relative

@@ -29,7 +29,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: unictl start  [--session NAME] [--config FILE] [--mode record|simulate|emulate] [--trace PATH]\n"
-		"                     [--compute-from TRACE]\n"
+		"                     [--compute-from TRACE] [--deterministic]\n"
 		"       unictl status [--session NAME] [--json]\n"
 		"       unictl stop   [--session NAME]\n"
 		"The session name defaults to $UNI_SESSION, else 'default'.\n");
@@ -92,6 +92,11 @@ static int cmd_status(const char *session, int json)
 		       alive ? "running" : "GONE: stale segment, run 'unictl stop' to clean up",
 		       uni_mode_name(h->mode), up);
 		printf("  trace: %s\n", h->trace_path);
+		if (h->det)
+			printf("  deterministic: the turn went from one thread to another %llu times; %llu waits it does not "
+			       "model; %llu turns taken from a thread blocked outside the shim\n",
+			       (unsigned long long)atomic_load(&h->det_turns), (unsigned long long)atomic_load(&h->det_outside),
+			       (unsigned long long)atomic_load(&h->det_steals));
 		if (h->compute_from[0])
 			printf("  compute from: %s (so far %llu stretches replayed; threads: %llu followed the "
 			       "recorded run to their end, %llu left it, %llu were not in it)\n",
@@ -138,17 +143,19 @@ int main(int argc, char **argv)
 		{"mode", required_argument, NULL, 'm'},    {"trace", required_argument, NULL, 't'},
 		{"json", no_argument, NULL, 'j'},          {"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},       {"compute-from", required_argument, NULL, 'f'},
+		{"deterministic", no_argument, NULL, 'D'},
 		{NULL, 0, NULL, 0}};
 	struct uni_start_opts so = {0};
 	int json = 0, c;
 	so.session = getenv("UNI_SESSION");
-	while ((c = getopt_long(argc, argv, "s:c:m:t:f:jhV", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "s:c:m:t:f:DjhV", opts, NULL)) != -1) {
 		switch (c) {
 		case 's': so.session = optarg; break;
 		case 'c': so.config = optarg; break;
 		case 'm': so.mode = optarg; break;
 		case 't': so.trace = optarg; break;
 		case 'f': so.compute_from = optarg; break;
+		case 'D': so.deterministic = 1; break;
 		case 'j': json = 1; break;
 		case 'h': usage(stdout); return 0;
 #ifdef UNI_VERSION

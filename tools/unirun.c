@@ -44,7 +44,8 @@ static void on_signal(int sig)
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: unirun -n N [--config FILE] [--mode record|simulate|emulate] [--trace PATH]\n"
-		   "              [--session NAME] [--master-port PORT] [--compute-from TRACE] [--no-summary]\n"
+		   "              [--session NAME] [--master-port PORT] [--compute-from TRACE] [--deterministic]\n"
+		   "              [--no-summary]\n"
 		   "              -- CMD [ARGS...]\n");
 }
 
@@ -86,11 +87,12 @@ int main(int argc, char **argv)
 		{"session", required_argument, NULL, 's'}, {"master-port", required_argument, NULL, 'p'},
 		{"no-summary", no_argument, NULL, 'S'},    {"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},       {"compute-from", required_argument, NULL, 'f'},
+		{"deterministic", no_argument, NULL, 'D'},
 		{NULL, 0, NULL, 0}};
 	struct uni_start_opts so = {0};
 	long n = 0;
 	int port = 0, summary = 1, c;
-	while ((c = getopt_long(argc, argv, "+n:c:m:t:s:p:f:Sh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+n:c:m:t:s:p:f:DSh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'n': n = strtol(optarg, NULL, 10); break;
 		case 'c': so.config = optarg; break;
@@ -100,6 +102,7 @@ int main(int argc, char **argv)
 		case 'p': port = atoi(optarg); break;
 		case 'S': summary = 0; break;
 		case 'f': so.compute_from = optarg; break;
+		case 'D': so.deterministic = 1; break;
 		case 'h': usage(stdout); return 0;
 #ifdef UNI_VERSION
 		case 'V': printf("unirun %s\n", UNI_VERSION); return 0;

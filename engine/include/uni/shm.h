@@ -32,7 +32,7 @@
 #include <stdint.h>
 
 #define UNI_SHM_MAGIC 0x31304d4853494e55ull /* "UNISHM01" little-endian */
-#define UNI_SHM_VERSION 16u
+#define UNI_SHM_VERSION 17u
 /* The longest real time a sleep waits for the session before it ends
  * anyway (a thread that computes for ever without entering the shim), per
  * CPU share: times the world's ranks per CPU of the host where there are
@@ -279,6 +279,15 @@ enum uni_wait_kind {
 
 #define UNI_WAIT_OBJ_ROOM (1ull << 40)
 
+/* A thread's part in deterministic mode's turn (uni_ring.det_st). */
+enum uni_det_st {
+	UNI_DET_NONE = 0,    /* not taking part (no ring yet, or ended) */
+	UNI_DET_READY = 1,   /* wants the turn at det_t */
+	UNI_DET_RUN = 2,     /* has it */
+	UNI_DET_BLOCKED = 3, /* waits for a wake-up on det_obj, or its time-out det_t */
+	UNI_DET_OUTSIDE = 4, /* in a wait the turn does not model: counts again when it is back */
+};
+
 enum uni_ring_state {
 	UNI_RING_FREE = 0,
 	UNI_RING_CLAIMING = 1,
@@ -344,6 +353,21 @@ struct uni_ring {
 	 * behind the network time (bytes or a completion already final). */
 	uint32_t wait_req;
 	_Atomic uint32_t req_taken;
+	/* Deterministic mode (shim/det.c): the thread's part in the turn.
+	 * det_st (enum uni_det_st), det_t (READY: the time it goes on at;
+	 * BLOCKED: its time-out, UINT64_MAX none), det_wt (BLOCKED: its
+	 * clock when it blocked), det_obj (BLOCKED: what on), det_seq (the
+	 * order in which it blocked: wake-ups go first come first served),
+	 * det_key (its thread key: ties), det_woken (1: a wake-up, not its
+	 * time-out, ended its block; det_src: its waker's SIGNAL), det_word
+	 * (a futex word bumped when it
+	 * is given the turn). All under the header's det_lock. */
+	_Atomic uint32_t det_st;
+	_Atomic uint32_t det_word;
+	uint32_t det_woken;
+	uint32_t det_pad;
+	uint64_t det_t, det_wt, det_obj, det_seq, det_key;
+	uint64_t det_src; /* the waker's SIGNAL event (its id), 0: none */
 	char stack[1536];            /* its native stack, captured once it waited 1 s */
 	struct uni_ev ev[UNI_RING_CAP];
 };
@@ -424,6 +448,21 @@ struct uni_shm_hdr {
 	_Atomic uint64_t cf_diverged;    /* threads that left it (their compute measured from there) */
 	_Atomic uint64_t cf_unknown;     /* threads the recorded run did not have */
 	char compute_from[512];          /* the trace, "" without */
+	/* Deterministic mode (--deterministic; shim/det.c, docs/simulate.md
+	 * "Deterministic mode"): one rank thread of the session runs at a
+	 * time, the one with the least (clock, rank, key). det_owner is its
+	 * ring + 1 (0: none); det_lock guards the turn's fields here and in
+	 * the rings; det_hi is one past the highest ring that took part. */
+	uint32_t det;
+	_Atomic uint32_t det_lock;
+	_Atomic uint32_t det_owner;
+	_Atomic uint32_t det_hi;
+	_Atomic uint32_t det_off;        /* 1: given up for this session (uni_det_abandon) */
+	uint32_t det_pad;
+	uint64_t det_seq;
+	_Atomic uint64_t det_turns;      /* turns handed from one thread to another */
+	_Atomic uint64_t det_outside;    /* turns given up for a wait the turn does not model */
+	_Atomic uint64_t det_steals;     /* turns taken from a thread blocked outside the shim */
 	char deadlock_report[512];       /* where unid wrote the report */
 	char trace_path[512];
 	char config_path[512];

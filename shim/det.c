@@ -1,0 +1,384 @@
+/* Deterministic mode's turn (det.h; docs/simulate.md "Deterministic
+ * mode"). The turn is a baton in the session segment: det_owner names the
+ * ring of the one thread that runs; every other rank thread that takes part
+ * is READY (waiting for the turn at its clock), BLOCKED (waiting for a
+ * wake-up from another thread, or for its virtual time-out), or OUTSIDE (in
+ * a wait the turn cannot follow: a real blocking call). Whoever gives the
+ * turn up hands it to the least (time, rank, key) of the READY threads and
+ * of the BLOCKED ones' time-outs, under det_lock. With the same compute
+ * (--compute-from) the same threads get the turn at the same points, so
+ * every hand-off between threads, every mutex and every wake-up happens in
+ * the same order: the event graph is a function of the program and the
+ * compute. A thread OUTSIDE comes back when the kernel says; from there the
+ * order may differ between runs (counted in det_outside, and said). */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "det.h"
+#include "shim.h"
+
+static struct uni_shm_hdr *H;
+static int W;
+static _Atomic int g_started;
+static uint64_t g_gate_since;
+static _Atomic int g_said_steal, g_said_gate;
+static _Atomic int g_blocked; /* this process's threads in uni_det_block */
+
+void uni_det_init(struct uni_shm_hdr *h, int world)
+{
+	H = h;
+	W = world;
+}
+
+static inline struct uni_ring *ring(uint32_t i)
+{
+	return uni_shm_ring(H, i);
+}
+
+/* det_lock holds the holder's tid: a holder that died (killed between two
+ * stores) is seen and the lock broken, after a second. */
+static void lk(void)
+{
+	uint32_t me = (uint32_t)syscall(SYS_gettid), z = 0;
+	uint64_t t0 = 0;
+	for (unsigned i = 0; !atomic_compare_exchange_weak_explicit(&H->det_lock, &z, me, memory_order_acquire,
+								   memory_order_relaxed);
+	     i++, z = 0) {
+		if (i < 64)
+			continue;
+		sched_yield();
+		if ((i & 1023) == 0) {
+			uint64_t now = uni_now_ns();
+			if (!t0)
+				t0 = now;
+			else if (now - t0 > 1000000000ull) {
+				uint32_t h = atomic_load(&H->det_lock);
+				if (h && kill((pid_t)h, 0) < 0 && errno == ESRCH)
+					atomic_compare_exchange_strong(&H->det_lock, &h, 0);
+				t0 = now;
+			}
+		}
+	}
+}
+
+static void unlk(void)
+{
+	atomic_store_explicit(&H->det_lock, 0, memory_order_release);
+}
+
+/* Every rank of the world attached (or a minute went by): before that a
+ * rank that has not started would come first at clock 0. */
+static int started(void)
+{
+	if (atomic_load_explicit(&g_started, memory_order_relaxed))
+		return 1;
+	int all = 1;
+	for (int i = 0; i < W && i < (int)H->max_ranks; i++)
+		if (atomic_load_explicit(&uni_shm_rank(H, (uint32_t)i)->state, memory_order_acquire) == UNI_RANK_FREE)
+			all = 0;
+	if (!all) {
+		uint64_t now = uni_now_ns();
+		if (!g_gate_since)
+			g_gate_since = now;
+		if (now - g_gate_since < 60000000000ull)
+			return 0;
+		if (!atomic_exchange(&g_said_gate, 1))
+			uni_shim_log("deterministic: not every rank of the world of %d attached within 60 s: the turn "
+				     "goes on without the missing ones",
+				     W);
+	}
+	atomic_store(&g_started, 1);
+	return 1;
+}
+
+static int less(uint32_t i, uint64_t t, uint32_t j, uint64_t u)
+{
+	if (t != u)
+		return t < u;
+	struct uni_ring *a = ring(i), *b = ring(j);
+	if (a->rank != b->rank)
+		return a->rank < b->rank;
+	if (a->det_key != b->det_key)
+		return a->det_key < b->det_key;
+	return i < j;
+}
+
+/* Under the lock: the ring that goes next, -1 none. */
+static int pick(void)
+{
+	uint32_t hi = atomic_load_explicit(&H->det_hi, memory_order_acquire);
+	int best = -1;
+	uint64_t bt = 0;
+	for (uint32_t i = 0; i < hi && i < H->max_rings; i++) {
+		struct uni_ring *r = ring(i);
+		if (atomic_load_explicit(&r->state, memory_order_acquire) != UNI_RING_LIVE)
+			continue;
+		uint32_t st = atomic_load_explicit(&r->det_st, memory_order_relaxed);
+		if (st != UNI_DET_READY && !(st == UNI_DET_BLOCKED && r->det_t != UINT64_MAX))
+			continue;
+		if (best < 0 || less(i, r->det_t, (uint32_t)best, bt)) {
+			best = (int)i;
+			bt = r->det_t;
+		}
+	}
+	return best;
+}
+
+/* Under the lock: the turn to the next thread (self: the caller's ring,
+ * which needs no wake-up). */
+static void hand_on(int self)
+{
+	int i = started() ? pick() : -1;
+	uint32_t prev = atomic_load_explicit(&H->det_owner, memory_order_relaxed);
+	if (i < 0) {
+		atomic_store_explicit(&H->det_owner, 0, memory_order_release);
+		return;
+	}
+	struct uni_ring *r = ring((uint32_t)i);
+	if (prev != (uint32_t)i + 1)
+		atomic_fetch_add_explicit(&H->det_turns, 1, memory_order_relaxed);
+	atomic_store_explicit(&r->det_st, UNI_DET_RUN, memory_order_relaxed);
+	atomic_store_explicit(&H->det_owner, (uint32_t)i + 1, memory_order_release);
+	atomic_fetch_add_explicit(&r->det_word, 1, memory_order_release);
+	if (i != self)
+		uni_futex_wake(&r->det_word, 1);
+}
+
+/* /proc's view of a thread: 1 and its state letter and time on a CPU (ns),
+ * 0 when it is gone. */
+static int thread_view(const struct uni_ring *r, char *state, uint64_t *run)
+{
+	char p[64], b[512];
+	snprintf(p, sizeof(p), "/proc/%d/task/%d/stat", r->pid, r->tid);
+	int fd = open(p, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t n = uni_real.read(fd, b, sizeof(b) - 1);
+	uni_real.close(fd);
+	if (n <= 0)
+		return 0;
+	b[n] = 0;
+	const char *c = strrchr(b, ')');
+	*state = c && c[1] ? c[2] : '?';
+	*run = 0;
+	snprintf(p, sizeof(p), "/proc/%d/task/%d/schedstat", r->pid, r->tid);
+	if ((fd = open(p, O_RDONLY | O_CLOEXEC)) >= 0) {
+		n = uni_real.read(fd, b, sizeof(b) - 1);
+		uni_real.close(fd);
+		if (n > 0) {
+			b[n] = 0;
+			*run = strtoull(b, NULL, 10);
+		}
+	}
+	return 1;
+}
+
+/* A thread waiting for the turn looks at the one that has it now and
+ * then: an owner that has been asleep in the kernel without using a CPU
+ * for 50 ms waits where the shim does not see (or died): the turn goes on
+ * without it (it takes part again at its next call into the shim). With
+ * nobody owning the turn, a mutex waiter whose mutex is free (released
+ * where no wrapper saw it: inside glibc's condition wait) is woken. */
+static __thread uint32_t w_owner, w_word;
+static __thread uint64_t w_since, w_run;
+
+static void watch(void)
+{
+	uint32_t o = atomic_load_explicit(&H->det_owner, memory_order_acquire);
+	if (!o) {
+		lk();
+		if (!atomic_load(&H->det_owner)) {
+			uint32_t hi = atomic_load(&H->det_hi), pid = (uint32_t)getpid();
+			for (uint32_t i = 0; i < hi && i < H->max_rings; i++) {
+				struct uni_ring *r = ring(i);
+				if ((uint32_t)r->pid == pid && atomic_load(&r->state) == UNI_RING_LIVE &&
+				    atomic_load(&r->det_st) == UNI_DET_BLOCKED && (r->det_obj & 3) == UNI_DET_OBJ_MUTEX &&
+				    ((pthread_mutex_t *)(uintptr_t)(r->det_obj & ~(uint64_t)3))->__data.__lock == 0) {
+					atomic_store(&r->det_st, UNI_DET_READY);
+					r->det_t = r->det_wt;
+					r->det_woken = 1;
+				}
+			}
+			hand_on(-1);
+		}
+		unlk();
+		return;
+	}
+	struct uni_ring *r = ring(o - 1);
+	uint32_t word = atomic_load(&r->det_word);
+	uint64_t now = uni_now_ns();
+	char st = 'R';
+	uint64_t run = 0;
+	/* (A thread its creator counted in that has not started yet has no
+	 * tid: it is on its way.) */
+	int alive = r->tid == 0 || thread_view(r, &st, &run);
+	if (alive && (o != w_owner || word != w_word || st == 'R' || run != w_run)) {
+		w_owner = o;
+		w_word = word;
+		w_run = run;
+		w_since = now;
+		return;
+	}
+	if (alive && now - w_since < 50000000ull)
+		return;
+	lk();
+	if (atomic_load(&H->det_owner) == o && atomic_load(&r->det_word) == word) {
+		atomic_store(&r->det_st, alive ? UNI_DET_OUTSIDE : UNI_DET_NONE);
+		atomic_fetch_add(&H->det_steals, 1);
+		hand_on(-1);
+		if (alive && !atomic_exchange(&g_said_steal, 1))
+			uni_shim_log("deterministic: rank %d thread %d waited in a call the shim does not follow while it "
+				     "had the turn; the others went on without it (from here a run may differ from "
+				     "another; counted in the summary)",
+				     r->rank, r->tid);
+	}
+	unlk();
+	w_owner = 0;
+}
+
+static void await_turn(struct uni_ring *r, uint32_t idx)
+{
+	for (;;) {
+		uint32_t w = atomic_load_explicit(&r->det_word, memory_order_acquire);
+		if (atomic_load_explicit(&H->det_off, memory_order_acquire))
+			return;
+		if (atomic_load_explicit(&H->det_owner, memory_order_acquire) == idx + 1 &&
+		    atomic_load_explicit(&r->det_st, memory_order_relaxed) == UNI_DET_RUN)
+			return;
+		if (uni_futex_wait(&r->det_word, w, 10) == -ETIMEDOUT)
+			watch();
+	}
+}
+
+void uni_det_adopt(struct uni_ring *r, uint32_t idx, uint64_t key, uint64_t t)
+{
+	lk();
+	r->det_key = key;
+	r->det_t = t;
+	r->det_obj = 0;
+	r->det_woken = 0;
+	atomic_store(&r->det_st, UNI_DET_READY);
+	uint32_t hi = atomic_load(&H->det_hi);
+	while (idx + 1 > hi && !atomic_compare_exchange_weak(&H->det_hi, &hi, idx + 1))
+		;
+	if (!atomic_load(&H->det_owner))
+		hand_on(-1);
+	unlk();
+}
+
+void uni_det_turn(struct uni_ring *r, uint32_t idx, uint64_t t)
+{
+	lk();
+	uint32_t o = atomic_load(&H->det_owner);
+	r->det_t = t;
+	atomic_store(&r->det_st, UNI_DET_READY);
+	if (o == idx + 1 || !o)
+		hand_on((int)idx);
+	unlk();
+	await_turn(r, idx);
+}
+
+int uni_det_block(struct uni_ring *r, uint32_t idx, uint64_t obj, uint64_t t, uint64_t until)
+{
+	lk();
+	uint32_t o = atomic_load(&H->det_owner);
+	r->det_obj = obj;
+	r->det_wt = t;
+	r->det_t = until;
+	r->det_seq = ++H->det_seq;
+	r->det_woken = 0;
+	atomic_store(&r->det_st, UNI_DET_BLOCKED);
+	atomic_fetch_add(&g_blocked, 1);
+	if (o == idx + 1 || !o)
+		hand_on((int)idx);
+	unlk();
+	await_turn(r, idx);
+	atomic_fetch_sub(&g_blocked, 1);
+	return (int)r->det_woken;
+}
+
+int uni_det_wake(uint64_t obj, uint64_t t, int all, uint64_t src)
+{
+	int n = 0;
+	uint32_t pid = (uint32_t)getpid();
+	if (!atomic_load(&g_blocked))
+		return 0; /* (nobody of this process waits) */
+	lk();
+	uint32_t hi = atomic_load(&H->det_hi);
+	for (;;) {
+		int best = -1;
+		for (uint32_t i = 0; i < hi && i < H->max_rings; i++) {
+			struct uni_ring *r = ring(i);
+			if ((uint32_t)r->pid != pid || r->det_obj != obj ||
+			    atomic_load(&r->det_st) != UNI_DET_BLOCKED || atomic_load(&r->state) != UNI_RING_LIVE)
+				continue;
+			if (best < 0 || r->det_seq < ring((uint32_t)best)->det_seq)
+				best = (int)i;
+		}
+		if (best < 0)
+			break;
+		struct uni_ring *r = ring((uint32_t)best);
+		r->det_t = t > r->det_wt ? t : r->det_wt;
+		r->det_woken = 1;
+		r->det_src = src;
+		atomic_store(&r->det_st, UNI_DET_READY);
+		n++;
+		if (!all)
+			break;
+	}
+	/* A waker without the turn (a thread that does not take part): the
+	 * woken must not wait for a hand-off nobody makes. */
+	if (n && !atomic_load(&H->det_owner))
+		hand_on(-1);
+	unlk();
+	return n;
+}
+
+void uni_det_outside(struct uni_ring *r, uint32_t idx)
+{
+	lk();
+	atomic_store(&r->det_st, UNI_DET_OUTSIDE);
+	atomic_fetch_add_explicit(&H->det_outside, 1, memory_order_relaxed);
+	if (atomic_load(&H->det_owner) == idx + 1)
+		hand_on(-1);
+	unlk();
+}
+
+void uni_det_end(struct uni_ring *r, uint32_t idx)
+{
+	lk();
+	atomic_store(&r->det_st, UNI_DET_NONE);
+	if (atomic_load(&H->det_owner) == idx + 1)
+		hand_on(-1);
+	unlk();
+}
+
+int uni_det_live(void)
+{
+	return H && !atomic_load_explicit(&H->det_off, memory_order_relaxed);
+}
+
+void uni_det_abandon(const char *why)
+{
+	lk();
+	int first = !atomic_exchange(&H->det_off, 1);
+	uint32_t hi = atomic_load(&H->det_hi);
+	for (uint32_t i = 0; i < hi && i < H->max_rings; i++) {
+		struct uni_ring *r = ring(i);
+		atomic_store(&r->det_st, UNI_DET_NONE);
+		atomic_fetch_add(&r->det_word, 1);
+		uni_futex_wake(&r->det_word, 1);
+	}
+	atomic_store(&H->det_owner, 0);
+	unlk();
+	if (first)
+		uni_shim_log("deterministic: %s: this session goes on without the turn (not deterministic)", why);
+}

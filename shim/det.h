@@ -1,0 +1,55 @@
+/* Deterministic mode's turn (shim/det.c; docs/simulate.md "Deterministic
+ * mode"): one rank thread of the whole session runs at a time, the one
+ * with the least (virtual clock, rank, thread key); a thread gives the
+ * turn up where it enters the shim with a later clock, or where it waits.
+ * Objects (obj) are addresses in the thread's process: a wake-up reaches
+ * the threads of the waker's process blocked on the same obj. */
+#ifndef UNI_SHIM_DET_H
+#define UNI_SHIM_DET_H
+
+#include <stdint.h>
+
+#include "uni/shm.h"
+
+/* What a thread blocks on: an address, tagged in its low bits (mutexes and
+ * condition variables are 8-aligned; a join key has bit 0 set). */
+#define UNI_DET_OBJ_MUTEX 2u /* (obj & 3) == 2: a pthread mutex (the watch frees a waiter when it is free) */
+#define UNI_DET_OBJ_SLEEP 4u /* a sleep: nobody wakes it */
+
+/* From attach on (h->det): world is the number of ranks to wait for before
+ * the first turn (every rank attached), <= 0: none. */
+void uni_det_init(struct uni_shm_hdr *h, int world);
+
+/* A thread's ring takes part from now on, ready at t (a new thread at its
+ * creator's clock: set by the creator, so that the turn counts it at once). */
+void uni_det_adopt(struct uni_ring *r, uint32_t idx, uint64_t key, uint64_t t);
+
+/* The thread is at t: it goes on when it is the least of the ready ones
+ * (waits for the turn). */
+void uni_det_turn(struct uni_ring *r, uint32_t idx, uint64_t t);
+
+/* The thread waits on obj from clock t until a wake-up, or until its
+ * time-out `until` (virtual; UINT64_MAX none) is the least time of the
+ * session. Returns 1 when woken, 0 at the time-out; it has the turn. */
+int uni_det_block(struct uni_ring *r, uint32_t idx, uint64_t obj, uint64_t t, uint64_t until);
+
+/* Wakes the first (all: every) thread of this process blocked on obj: it
+ * goes on at the later of its clock and t (its ring's det_t after
+ * uni_det_block; det_src = src, the waker's SIGNAL). Returns how many. */
+int uni_det_wake(uint64_t obj, uint64_t t, int all, uint64_t src);
+
+/* The thread is about to wait where the turn cannot follow (a real
+ * blocking call): the turn goes on without it until uni_det_turn. */
+void uni_det_outside(struct uni_ring *r, uint32_t idx);
+
+/* The thread ends: it no longer takes part. */
+void uni_det_end(struct uni_ring *r, uint32_t idx);
+
+/* The session gives the turn up for good (a part of the program the turn
+ * does not follow yet): says why once, lets every waiting thread go. */
+void uni_det_abandon(const char *why);
+
+/* 1 while the turn holds (deterministic mode, not given up). */
+int uni_det_live(void);
+
+#endif

@@ -1,0 +1,110 @@
+#!/bin/bash
+# --deterministic (docs/simulate.md "Deterministic mode"): one rank thread
+# of the session runs at a time, the least (virtual clock, rank, key).
+# detprobe (two ranks, three workers each racing for a mutex, a main
+# thread waiting on a condition variable with a time-out, sleeps, joins):
+#   - without the turn, two runs with --compute-from of one recording: the
+#     order of the mutex takes is the host's (said, not asserted: it may
+#     agree by chance);
+#   - with the turn: recorded once, replayed three times with
+#     --compute-from: the three traces are the same file byte for byte, every
+#     thread followed the recorded run to its end, the program printed the
+#     same order of takes as the recorded run, and in every run the takes
+#     came in the order of the clocks (a logged clock steps back at most by
+#     the compute between the lock and the clock read, 20 us);
+#   - sim_determinism.py (a program's own TCP connection, compute before
+#     every message) with the turn: recorded and replayed twice, the same;
+#   - a Gloo program (2-rank all_reduce) with the turn: the turn is given
+#     up with one line at the rendezvous store, and the program's result is
+#     right;
+#   - refused with one line: --deterministic under nic, in record mode.
+#   test_sim_det.sh UNIRUN UNITRACE DETPROBE
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+UNIRUN=$1 UNITRACE=$2 PROBE=$3
+T=$(mktemp -d /tmp/uni-sdet.XXXXXX)
+trap 'rm -rf "$T"' EXIT
+[ -n "${KEEP:-}" ] && trap 'echo "kept $T"' EXIT
+cat >"$T/c.yaml" <<YAML
+mode: simulate
+network: { model: alpha-beta, default: { latency: 2ms, bandwidth: 100Mbit } }
+YAML
+run() { # NAME [unirun options...] -- CMD...
+	local name=$1
+	shift
+	timeout 300 "$UNIRUN" -n 2 --session "sdet-$$" --config "$T/c.yaml" --trace "$T/$name.unitrace" "$@" \
+		>"$T/$name.log" 2>&1 || { cat "$T/$name.log"; fail "$name: unirun"; }
+}
+orders() { grep '^order:' "$T/$1.log" | sort; }
+
+# Without the turn: the host decides.
+run nrec -- "$PROBE"
+run na --compute-from "$T/nrec.unitrace" -- "$PROBE"
+run nb --compute-from "$T/nrec.unitrace" -- "$PROBE"
+if cmp -s <(orders na) <(orders nb); then
+	echo "without the turn: the two replays took the mutex in the same order (by chance)"
+else
+	echo "without the turn: the two replays took the mutex in different orders (the host's scheduling)"
+fi
+
+# With the turn.
+run rec --deterministic -- "$PROBE"
+for x in a b c; do
+	run $x --deterministic --compute-from "$T/rec.unitrace" -- "$PROBE"
+	grep -qF "threads: 8 followed the recorded run to their end, 0 left it" "$T/$x.log" ||
+		{ cat "$T/$x.log"; fail "run $x did not follow the recorded run"; }
+	cmp <(orders rec) <(orders $x) || fail "run $x took the mutex in another order than the recorded run"
+done
+cmp "$T/a.unitrace" "$T/b.unitrace" || fail "two deterministic replays wrote different traces"
+cmp "$T/a.unitrace" "$T/c.unitrace" || fail "three deterministic replays wrote different traces"
+echo "three deterministic replays: the same trace, byte for byte ($(stat -c %s "$T/a.unitrace") bytes), the recorded order of takes"
+for x in rec a b c; do
+	$PY - "$T/$x.log" <<'PY' || fail "$x: the takes are not in clock order"
+import sys
+n = 0
+for line in open(sys.argv[1]):
+    if line.startswith("in clock order:"):
+        back = int(line.split()[-1])
+        assert back <= 20000, line
+        n += 1
+assert n == 2, "a rank printed no result"
+PY
+done
+echo "every run took the mutex in the order of the clocks"
+
+# A program's own TCP connection, one thread a rank.
+PORT=$(free_port)
+run srec --deterministic -- $PY "$HERE/sim_determinism.py" $PORT
+run sa --deterministic --compute-from "$T/srec.unitrace" -- $PY "$HERE/sim_determinism.py" $PORT
+run sb --deterministic --compute-from "$T/srec.unitrace" -- $PY "$HERE/sim_determinism.py" $PORT
+grep -qF "threads: 2 followed the recorded run to their end, 0 left it" "$T/sa.log" ||
+	{ cat "$T/sa.log"; fail "sim_determinism.py did not follow the recorded run"; }
+cmp "$T/sa.unitrace" "$T/sb.unitrace" || fail "sim_determinism.py: two deterministic replays differ"
+echo "sim_determinism.py with the turn: the same trace twice"
+
+# Gloo: the turn gives up at the store, the program is right.
+cat >"$T/ar.py" <<'PY'
+import torch, torch.distributed as dist
+dist.init_process_group("gloo")
+t = torch.ones(1000) * (dist.get_rank() + 1)
+for _ in range(3):
+    dist.all_reduce(t)
+import sys
+sys.stdout.write(f"sum {float(t[0])}\n")  # one write: the ranks share stdout
+sys.stdout.flush()
+dist.destroy_process_group()
+PY
+run g --deterministic -- $PY "$T/ar.py"
+[ "$(grep -c '^sum 12.0$' "$T/g.log")" = 2 ] || { cat "$T/g.log"; fail "the Gloo program's result under --deterministic"; }
+[ "$(grep -c 'deterministic: rank .* connects to the rendezvous store' "$T/g.log")" = 1 ] ||
+	{ cat "$T/g.log"; fail "the turn given up at the store: not said once"; }
+echo "a Gloo program: the turn given up at the store (said once), the result right"
+
+# Refusals.
+sed 's/alpha-beta/nic/' "$T/c.yaml" >"$T/nic.yaml"
+if "$UNIRUN" -n 1 --config "$T/nic.yaml" --deterministic -- true >"$T/r1.log" 2>&1; then fail "nic accepted"; fi
+grep -q -- "--deterministic is built for the alpha-beta network model so far" "$T/r1.log" || { cat "$T/r1.log"; fail "nic: message"; }
+if "$UNIRUN" -n 1 --mode record --deterministic -- true >"$T/r2.log" 2>&1; then fail "record mode accepted"; fi
+grep -q -- "--deterministic needs simulate mode" "$T/r2.log" || { cat "$T/r2.log"; fail "record: message"; }
+echo "refused: nic, record mode"
+ok "deterministic mode"
