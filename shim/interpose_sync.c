@@ -103,9 +103,14 @@ UNI_EXTERN int sem_post(sem_t *sem)
 {
 	ENSURE(sem_post);
 	if (UNI_UNLIKELY(uni_shim_sync_on) && !uni_shim_in_shim()) {
+		uni_shim_det_sem_post(sem, 0);
 		uint64_t t = uni_shim_thread_vt();
 		uni_tq_push((uintptr_t)sem, 1, t, uni_shim_signal(sem, t));
 		uni_shim_wake_floors(sem, t);
+		int r = uni_real.sem_post(sem), e = errno;
+		uni_shim_det_sem_post(sem, 1);
+		errno = e;
+		return r;
 	}
 	return uni_real.sem_post(sem);
 }
@@ -115,6 +120,9 @@ UNI_EXTERN int sem_wait(sem_t *sem)
 	ENSURE(sem_wait);
 	if (UNI_LIKELY(!uni_shim_sync_on) || uni_shim_in_shim())
 		return uni_real.sem_wait(sem);
+	int d = uni_shim_det_sem_wait(sem, 0, CLOCK_REALTIME, NULL);
+	if (d != -2)
+		return d;
 	if (uni_sem_trytake(sem)) /* never blocks: not a wait */
 		return 0;
 	int began = uni_shim_object_wait(1, sem);
@@ -131,6 +139,11 @@ UNI_EXTERN int sem_wait(sem_t *sem)
 UNI_EXTERN int sem_trywait(sem_t *sem)
 {
 	ENSURE(sem_trywait);
+	if (UNI_UNLIKELY(uni_shim_sync_on) && !uni_shim_in_shim()) {
+		int d = uni_shim_det_sem_wait(sem, 1, CLOCK_REALTIME, NULL);
+		if (d != -2)
+			return d;
+	}
 	int r = uni_real.sem_trywait(sem);
 	if (r == 0 && UNI_UNLIKELY(uni_shim_sync_on) && !uni_shim_in_shim())
 		uni_sem_take(sem);

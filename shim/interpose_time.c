@@ -157,6 +157,9 @@ UNI_EXTERN int sem_timedwait(sem_t *sem, const struct timespec *abs)
 	ENSURE(sem_timedwait);
 	if (UNI_LIKELY(!uni_shim_sync_on) || uni_shim_in_shim())
 		return uni_real.sem_timedwait(sem, abs);
+	int d = uni_shim_det_sem_wait(sem, 0, CLOCK_REALTIME, abs);
+	if (d != -2)
+		return d;
 	if (uni_sem_trytake(sem)) /* never blocks: not a wait */
 		return 0;
 	struct uni_timed_wait w;
@@ -174,6 +177,9 @@ UNI_EXTERN int sem_clockwait(sem_t *sem, clockid_t clk, const struct timespec *a
 	ENSURE(sem_clockwait);
 	if (UNI_LIKELY(!uni_shim_sync_on) || uni_shim_in_shim())
 		return uni_real.sem_clockwait(sem, clk, abs);
+	int d = uni_shim_det_sem_wait(sem, 0, clk, abs);
+	if (d != -2)
+		return d;
 	if (uni_sem_trytake(sem)) /* never blocks: not a wait */
 		return 0;
 	struct uni_timed_wait w;

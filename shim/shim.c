@@ -3811,3 +3811,67 @@ void uni_shim_det_abandon(const char *why)
 		errno = saved;
 	}
 }
+
+int uni_shim_det_sem_wait(sem_t *sem, int try, clockid_t clk, const struct timespec *abs)
+{
+	if (UNI_LIKELY(!g_det) || tls.in_shim || !det_sync())
+		return -2;
+	int saved = errno;
+	tls.in_shim++;
+	if (!det_me()) {
+		tls.in_shim--;
+		errno = saved;
+		return -2;
+	}
+	tls.in_shim--;
+	uint64_t vdl = UINT64_MAX, v;
+	struct timespec real;
+	if (abs && uni_shim_deadline(clk, abs, &real, &v) == 0)
+		vdl = v;
+	tls.in_shim++;
+	det_point();
+	int rc = 0, err = saved;
+	for (;;) {
+		if (uni_real.sem_trywait(sem) == 0) {
+			tls.in_shim--;
+			uni_sem_take(sem); /* the post's time */
+			tls.in_shim++;
+			break;
+		}
+		if (try) {
+			rc = -1;
+			err = EAGAIN;
+			break;
+		}
+		if (!uni_det_block(tls.ring, tls.ring_idx, (uint64_t)(uintptr_t)sem, tls.vt, vdl)) {
+			tls.in_shim--;
+			uni_shim_idle_until(vdl);
+			tls.in_shim++;
+			rc = -1;
+			err = ETIMEDOUT;
+			break;
+		}
+	}
+	leave();
+	tls.in_shim--;
+	errno = err;
+	return rc;
+}
+
+void uni_shim_det_sem_post(sem_t *sem, int after)
+{
+	if (UNI_LIKELY(!g_det) || tls.in_shim || !sync_active())
+		return;
+	int saved = errno;
+	tls.in_shim++;
+	if (!after) {
+		if (det_sync() && det_me()) {
+			det_point();
+			leave();
+		}
+	} else {
+		uni_det_wake((uint64_t)(uintptr_t)sem, tls.vt, 0, 0); /* (the post's time queue carries the time) */
+	}
+	tls.in_shim--;
+	errno = saved;
+}

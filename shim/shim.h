@@ -312,6 +312,11 @@ void uni_shim_det_signal(pthread_cond_t *cv, int all) UNI_HIDDEN;
 int uni_shim_det_cond_wait(pthread_cond_t *cv, pthread_mutex_t *m, clockid_t clk, const struct timespec *abs)
 	UNI_HIDDEN;
 int uni_shim_det_join(pthread_t th) UNI_HIDDEN;
+/* Semaphores in turn: the wait (try: sem_trywait; abs: a deadline on clk,
+ * NULL none) as sem_*wait returns (0, or -1 and errno), -2 outside the
+ * turn; a post's turn before it (0) and its waiter's wake-up after it (1). */
+int uni_shim_det_sem_wait(sem_t *sem, int try, clockid_t clk, const struct timespec *abs) UNI_HIDDEN;
+void uni_shim_det_sem_post(sem_t *sem, int after) UNI_HIDDEN;
 /* Deterministic mode gives up for the session (why: what it does not
  * follow yet; said once). */
 void uni_shim_det_abandon(const char *why) UNI_HIDDEN;

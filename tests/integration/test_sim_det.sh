@@ -12,6 +12,9 @@
 #     same order of takes as the recorded run, and in every run the takes
 #     came in the order of the clocks (a logged clock steps back at most by
 #     the compute between the lock and the clock read, 20 us);
+#   - det_threads.py (Python threads meeting through threading.Lock,
+#     queue.Queue, threading.Condition and sleeps, and the GIL) with the
+#     turn: recorded and replayed twice, the same trace and order;
 #   - sim_determinism.py (a program's own TCP connection, compute before
 #     every message) with the turn: recorded and replayed twice, the same;
 #   - a Gloo program (2-rank all_reduce) with the turn: the turn is given
@@ -71,6 +74,18 @@ assert n == 2, "a rank printed no result"
 PY
 done
 echo "every run took the mutex in the order of the clocks"
+
+# Python threads (threading.Lock, queue.Queue, threading.Condition, sleeps:
+# semaphores and condition variables underneath, and the GIL).
+run prec --deterministic -- $PY "$HERE/det_threads.py"
+for x in pa pb; do
+	run $x --deterministic --compute-from "$T/prec.unitrace" -- $PY "$HERE/det_threads.py"
+	grep -qF "threads: 10 followed the recorded run to their end, 0 left it" "$T/$x.log" ||
+		{ cat "$T/$x.log"; fail "det_threads.py: run $x did not follow the recorded run"; }
+	cmp <(orders prec) <(orders $x) || fail "det_threads.py: run $x took the items in another order"
+done
+cmp "$T/pa.unitrace" "$T/pb.unitrace" || fail "det_threads.py: two deterministic replays differ"
+echo "det_threads.py (Python threads): the same trace twice, the recorded order"
 
 # A program's own TCP connection, one thread a rank.
 PORT=$(free_port)
