@@ -188,12 +188,22 @@ static int thread_view(const struct uni_ring *r, char *state, uint64_t *run)
  * nobody owning the turn, a mutex waiter whose mutex is free (released
  * where no wrapper saw it: inside glibc's condition wait) is woken. */
 static __thread uint32_t w_owner, w_word;
-static __thread uint64_t w_since, w_run;
+static __thread uint64_t w_since, w_run, w_idle;
 
 static void watch(void)
 {
 	uint32_t o = atomic_load_explicit(&H->det_owner, memory_order_acquire);
 	if (!o) {
+		/* Nobody has had the turn for 200 ms: readers waiting for bytes
+		 * look again (a writer that died left them in the kernel). */
+		uint64_t now = uni_now_ns();
+		int recheck = 0;
+		if (!w_idle)
+			w_idle = now;
+		else if (now - w_idle > 200000000ull) {
+			recheck = 1;
+			w_idle = now;
+		}
 		lk();
 		if (!atomic_load(&H->det_owner)) {
 			uint32_t hi = atomic_load(&H->det_hi), pid = (uint32_t)getpid();
@@ -202,6 +212,15 @@ static void watch(void)
 				if ((uint32_t)r->pid == pid && atomic_load(&r->state) == UNI_RING_LIVE &&
 				    atomic_load(&r->det_st) == UNI_DET_BLOCKED && (r->det_obj & 3) == UNI_DET_OBJ_MUTEX &&
 				    ((pthread_mutex_t *)(uintptr_t)(r->det_obj & ~(uint64_t)3))->__data.__lock == 0) {
+					atomic_store(&r->det_st, UNI_DET_READY);
+					r->det_t = r->det_wt;
+					r->det_woken = 1;
+				}
+			}
+			for (uint32_t i = 0; recheck && i < hi && i < H->max_rings; i++) {
+				struct uni_ring *r = ring(i);
+				if (atomic_load(&r->state) == UNI_RING_LIVE && atomic_load(&r->det_st) == UNI_DET_BLOCKED &&
+				    (r->det_obj >> 63) && r->det_t == UINT64_MAX) {
 					atomic_store(&r->det_st, UNI_DET_READY);
 					r->det_t = r->det_wt;
 					r->det_woken = 1;
@@ -220,6 +239,7 @@ static void watch(void)
 	/* (A thread its creator counted in that has not started yet has no
 	 * tid: it is on its way.) */
 	int alive = r->tid == 0 || thread_view(r, &st, &run);
+	w_idle = 0;
 	if (alive && (o != w_owner || word != w_word || st == 'R' || run != w_run)) {
 		w_owner = o;
 		w_word = word;
@@ -302,6 +322,8 @@ int uni_det_block(struct uni_ring *r, uint32_t idx, uint64_t obj, uint64_t t, ui
 	unlk();
 	await_turn(r, idx);
 	atomic_fetch_sub(&g_blocked, 1);
+	if (atomic_load_explicit(&H->det_off, memory_order_acquire))
+		return -1;
 	return (int)r->det_woken;
 }
 
@@ -309,7 +331,7 @@ int uni_det_wake(uint64_t obj, uint64_t t, int all, uint64_t src)
 {
 	int n = 0;
 	uint32_t pid = (uint32_t)getpid();
-	if (!atomic_load(&g_blocked))
+	if (!atomic_load(&g_blocked) && !(obj >> 63))
 		return 0; /* (nobody of this process waits) */
 	lk();
 	uint32_t hi = atomic_load(&H->det_hi);
@@ -317,7 +339,7 @@ int uni_det_wake(uint64_t obj, uint64_t t, int all, uint64_t src)
 		int best = -1;
 		for (uint32_t i = 0; i < hi && i < H->max_rings; i++) {
 			struct uni_ring *r = ring(i);
-			if ((uint32_t)r->pid != pid || r->det_obj != obj ||
+			if (((uint32_t)r->pid != pid && !(obj >> 63)) || r->det_obj != obj ||
 			    atomic_load(&r->det_st) != UNI_DET_BLOCKED || atomic_load(&r->state) != UNI_RING_LIVE)
 				continue;
 			if (best < 0 || r->det_seq < ring((uint32_t)best)->det_seq)

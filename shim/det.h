@@ -15,6 +15,9 @@
  * condition variables are 8-aligned; a join key has bit 0 set). */
 #define UNI_DET_OBJ_MUTEX 2u /* (obj & 3) == 2: a pthread mutex (the watch frees a waiter when it is free) */
 #define UNI_DET_OBJ_SLEEP 4u /* a sleep: nobody wakes it */
+/* The bytes written on connection end idx (shm): wakes its readers in any
+ * process (the top bit: no address has it). */
+#define UNI_DET_OBJ_CONN(idx) ((1ull << 63) | (uint64_t)(idx))
 
 /* From attach on (h->det): world is the number of ranks to wait for before
  * the first turn (every rank attached), <= 0: none. */
@@ -30,7 +33,9 @@ void uni_det_turn(struct uni_ring *r, uint32_t idx, uint64_t t);
 
 /* The thread waits on obj from clock t until a wake-up, or until its
  * time-out `until` (virtual; UINT64_MAX none) is the least time of the
- * session. Returns 1 when woken, 0 at the time-out; it has the turn. */
+ * session. Returns 1 when woken, 0 at the time-out (it has the turn), -1
+ * when the session gave the turn up meanwhile (uni_det_abandon: the
+ * caller goes on as without the turn, as after a spurious wake-up). */
 int uni_det_block(struct uni_ring *r, uint32_t idx, uint64_t obj, uint64_t t, uint64_t until);
 
 /* Wakes the first (all: every) thread of this process blocked on obj: it

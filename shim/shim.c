@@ -317,6 +317,7 @@ static void det_point(void);
 static void det_charge(void);
 static void det_thread_end(struct uni_ring *r);
 static void det_detach(void);
+static void det_written(uint32_t idx, uint64_t upto, int closed);
 
 /* --compute-from (docs/simulate.md "Compute from a trace") ------------- */
 
@@ -808,7 +809,7 @@ static void attach(void)
 	atomic_store(&g_last_check, shim_now());
 	atomic_store(&g_state, ST_ATTACHED);
 	uni_shim_sync_on = g_mode == UNI_MODE_SIMULATE;
-	uni_shim_clamp_on = uni_shim_sync_on && g_horizon;
+	uni_shim_clamp_on = uni_shim_sync_on && (g_horizon || g_det);
 	uni_shim_rec_on = g_mode == UNI_MODE_RECORD;
 	wake_daemon();
 out:
@@ -1444,6 +1445,7 @@ static uint64_t sim_send(struct shim_conn *sc, const struct iovec *iov, int cnt,
 	 * ring while unid sleeps. */
 	if (nseg)
 		ring_bell();
+	det_written(sc->shm_idx, base + n, 0);
 	return base + n;
 }
 
@@ -2857,10 +2859,12 @@ int uni_shim_sleep_until(clockid_t clk, uint64_t dl, uint64_t *left)
 		tls.in_shim++;
 		if (tls.pend_d || tls.pend_force)
 			flush_compute(r);
-		uni_det_block(r, tls.ring_idx, UNI_DET_OBJ_SLEEP, tls.vt, r->wait_vdl);
+		int b = uni_det_block(r, tls.ring_idx, UNI_DET_OBJ_SLEEP, tls.vt, r->wait_vdl);
 		tls.in_shim--;
 		*left = 0;
-		return 0;
+		if (b >= 0)
+			return 0;
+		/* (The turn given up: the sleep as without it.) */
 	}
 	uint32_t me = r ? (uint32_t)r->wait_since : 0;
 	*left = 0;
@@ -3406,8 +3410,21 @@ int uni_shim_epoll_enter(int64_t timeout_ns)
 	return 1;
 }
 
+static ssize_t det_read_clamp(struct shim_conn *sc, int fd, size_t n, int flags);
+
 ssize_t uni_shim_read_clamp(uint32_t slot1, int fd, size_t n, int flags)
 {
+	if (UNI_UNLIKELY(g_det) && !(flags & MSG_WAITALL) && det_part()) {
+		int saved = errno;
+		tls.in_shim++;
+		ssize_t k = det_read_clamp(&g_conns[slot1 - 1], fd, n, flags);
+		leave();
+		tls.in_shim--;
+		errno = saved;
+		return k;
+	}
+	if (!g_horizon)
+		return (ssize_t)n; /* (the rest is nic's; on for the turn's reads) */
 	if (!tls.loop || n == 0 || (flags & MSG_WAITALL) ||
 	    atomic_load_explicit(&g_state, memory_order_relaxed) != ST_ATTACHED)
 		return (ssize_t)n;
@@ -3517,6 +3534,8 @@ static void conn_unref(uint32_t slot1)
 	struct uni_ev e = {.kind = UNI_EV_CONN_CLOSE, .conn = sc->shm_idx, .t0 = now, .t1 = now,
 			   .a = atomic_load(&sc->tx), .b = atomic_load(&sc->rx)};
 	emit(&e);
+	if (g_mode == UNI_MODE_SIMULATE)
+		det_written(sc->shm_idx, 0, 1);
 }
 
 void uni_shim_fd_closed(int fd)
@@ -3625,12 +3644,28 @@ static inline int det_sync(void)
  * from the unlock (takes the unlocker's time, a hand-off in the trace).
  * Without the turn a mutex carries no time (which thread waited is the
  * host's); with it, who waited is the program's. */
-static void det_mutex_wait(pthread_mutex_t *m)
+static int det_mutex_wait(pthread_mutex_t *m)
 {
 	struct uni_ring *r = tls.ring;
-	if (uni_det_block(r, tls.ring_idx, (uint64_t)(uintptr_t)m | UNI_DET_OBJ_MUTEX, tls.vt, UINT64_MAX) &&
-	    r->det_t > tls.vt)
+	int b = uni_det_block(r, tls.ring_idx, (uint64_t)(uintptr_t)m | UNI_DET_OBJ_MUTEX, tls.vt, UINT64_MAX);
+	if (b > 0 && r->det_t > tls.vt)
 		take_stamp(r->det_t, r->det_src);
+	return b;
+}
+
+/* The mutex taken in turn (as pthread_mutex_lock returns); once the turn
+ * is given up, the kernel's lock. */
+static int det_mutex_take(pthread_mutex_t *m)
+{
+	for (;;) {
+		int rc = uni_real.mutex_trylock(m);
+		if (rc != EBUSY)
+			return rc;
+		if (m->__data.__owner == (int)tls.tid || det_mutex_wait(m) < 0)
+			/* Its own (EDEADLK, or a hang, as without the shim), or
+			 * the turn given up. */
+			return uni_real.mutex_lock(m);
+	}
 }
 
 /* A wake-up of the first waiter on obj at the caller's clock, with a
@@ -3654,18 +3689,7 @@ int uni_shim_det_mutex_lock(pthread_mutex_t *m, int try)
 		return -1;
 	}
 	det_point();
-	int rc;
-	for (;;) {
-		rc = uni_real.mutex_trylock(m);
-		if (rc != EBUSY || try)
-			break;
-		if (m->__data.__owner == (int)tls.tid) {
-			/* Its own: as without the shim (EDEADLK, or a hang). */
-			rc = uni_real.mutex_lock(m);
-			break;
-		}
-		det_mutex_wait(m);
-	}
+	int rc = try ? uni_real.mutex_trylock(m) : det_mutex_take(m);
 	leave();
 	tls.in_shim--;
 	errno = saved;
@@ -3743,9 +3767,9 @@ int uni_shim_det_cond_wait(pthread_cond_t *cv, pthread_mutex_t *m, clockid_t clk
 		uni_shim_idle_until(vdl);
 		tls.in_shim++;
 	}
-	/* ... and its taking the mutex again. */
-	while (uni_real.mutex_trylock(m) == EBUSY)
-		det_mutex_wait(m);
+	/* ... and its taking the mutex again (the turn given up meanwhile: a
+	 * spurious wake-up, the caller waits again without it). */
+	det_mutex_take(m);
 	leave();
 	tls.in_shim--;
 	cond_wait_end(cv, m, tok);
@@ -3843,7 +3867,15 @@ int uni_shim_det_sem_wait(sem_t *sem, int try, clockid_t clk, const struct times
 			err = EAGAIN;
 			break;
 		}
-		if (!uni_det_block(tls.ring, tls.ring_idx, (uint64_t)(uintptr_t)sem, tls.vt, vdl)) {
+		int b = uni_det_block(tls.ring, tls.ring_idx, (uint64_t)(uintptr_t)sem, tls.vt, vdl);
+		if (b < 0) {
+			/* The turn given up: the wait as without it. */
+			leave();
+			tls.in_shim--;
+			errno = saved;
+			return -2;
+		}
+		if (!b) {
 			tls.in_shim--;
 			uni_shim_idle_until(vdl);
 			tls.in_shim++;
@@ -3874,4 +3906,100 @@ void uni_shim_det_sem_post(sem_t *sem, int after)
 	}
 	tls.in_shim--;
 	errno = saved;
+}
+
+/* A connection end wrote bytes up to upto (or closed): its readers in
+ * turn, in any process, look again. */
+static void det_written(uint32_t idx, uint64_t upto, int closed)
+{
+	struct uni_conn *c = uni_shm_conn(g_hdr, idx);
+	if (closed)
+		atomic_store_explicit(&c->wclosed, 1, memory_order_release);
+	else
+		atomic_store_explicit(&c->written, upto, memory_order_release);
+	if (g_det && uni_det_live())
+		uni_det_wake(UNI_DET_OBJ_CONN(idx), 0, 1, 0);
+}
+
+/* Deterministic mode: a read in turn returns exactly the bytes that have
+ * arrived by the reader's clock (alpha-beta: from the schedule unid
+ * publishes for the writer's stream), so how many a read gets is the
+ * program's, not the kernel's. Bytes written that have not arrived yet:
+ * it waits in turn until the first one's arrival. None written: a
+ * blocking read waits in turn for the writer to write or close. Returns
+ * how many to read, or n where the turn cannot tell (no schedule for this
+ * stream, unid behind for a second, the writer closed, nothing written
+ * and a non-blocking read: the kernel's answer). */
+static int sched_wait(uint32_t idx, uint64_t b, uint64_t *t)
+{
+	uint64_t t0 = 0;
+	for (int i = 0;; i++) {
+		if (sched_arrival(idx, b, t))
+			return 1;
+		if (i == 0)
+			ring_bell();
+		uint64_t now = uni_now_ns();
+		if (!t0)
+			t0 = now;
+		else if (now - t0 > 1000000000ull || !coordinator_alive())
+			return 0;
+		if (i < 64)
+			sched_yield();
+		else {
+			struct timespec ts = {0, 50000};
+			uni_real.nanosleep(&ts, NULL);
+		}
+	}
+}
+
+static ssize_t det_read_clamp(struct shim_conn *sc, int fd, size_t n, int flags)
+{
+	struct uni_conn *c = uni_shm_conn(g_hdr, sc->shm_idx);
+	if (atomic_load_explicit(&c->state, memory_order_acquire) != UNI_CONN_MATCHED || n == 0)
+		return (ssize_t)n;
+	uint32_t pi = atomic_load_explicit(&c->peer_conn, memory_order_relaxed);
+	struct uni_conn *pc = uni_shm_conn(g_hdr, pi);
+	if (!stream_sched(pi))
+		return (ssize_t)n;
+	int fl = uni_real.fcntl(fd, F_GETFL);
+	int nb = (flags & MSG_DONTWAIT) || (fl >= 0 && (fl & O_NONBLOCK));
+	det_point();
+	for (;;) {
+		uint64_t rx = atomic_load_explicit(&sc->rx, memory_order_relaxed);
+		uint64_t w = atomic_load_explicit(&pc->written, memory_order_acquire), a;
+		if (w > rx) {
+			if (!sched_wait(sc->shm_idx, rx, &a) || !sched_wait(sc->shm_idx, w - 1, &a))
+				return (ssize_t)n;
+			sched_arrival(sc->shm_idx, rx, &a);
+			if (a <= tls.vt) {
+				/* The last byte arrived by now (arrivals grow with the byte). */
+				uint64_t lo = rx, hi = w - 1;
+				while (lo < hi) {
+					uint64_t mid = lo + (hi - lo + 1) / 2, am;
+					if (sched_arrival(sc->shm_idx, mid, &am) && am <= tls.vt)
+						lo = mid;
+					else
+						hi = mid - 1;
+				}
+				uint64_t k = lo + 1 - rx;
+				return (ssize_t)(n < k ? n : k);
+			}
+			/* (Non-blocking too: poll, which the turn does not follow
+			 * yet, said there are bytes; EAGAIN would make it spin.) */
+			int b = uni_det_block(tls.ring, tls.ring_idx, UNI_DET_OBJ_CONN(pi), tls.vt, a);
+			if (b < 0)
+				return (ssize_t)n; /* the turn given up */
+			if (!b)
+				take_stamp(a, 0); /* the first byte arrived (the read's record says from where) */
+			continue;
+		}
+		/* Nothing written: the end of the stream, a non-blocking read, or
+		 * something in the kernel the turn did not see written (a peer
+		 * that died): the kernel's answer. */
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		if (atomic_load_explicit(&pc->wclosed, memory_order_acquire) || nb || uni_real.poll(&p, 1, 0) != 0)
+			return (ssize_t)n;
+		if (uni_det_block(tls.ring, tls.ring_idx, UNI_DET_OBJ_CONN(pi), tls.vt, UINT64_MAX) < 0)
+			return (ssize_t)n;
+	}
 }

@@ -263,7 +263,13 @@ struct uni_conn {
 	 * takes that time (a connection is accepted no earlier than made). */
 	uint64_t open_vt;
 	uint64_t open_src;
-	uint8_t reserved[48];
+	/* simulate: bytes written on this end so far (after their SEND
+	 * events went out), and 1 once this end closed; written by the shim
+	 * (deterministic mode's reads in turn). */
+	_Atomic uint64_t written;
+	_Atomic uint32_t wclosed;
+	uint32_t pad3;
+	uint8_t reserved[32];
 };
 _Static_assert(sizeof(struct uni_conn) == 192, "uni_conn is 192 bytes (three cache lines)");
 

@@ -1,0 +1,59 @@
+#!/usr/bin/env python3
+"""Deterministic mode's socket probe (test_sim_det.sh): how many bytes a
+read returns. Rank 0 writes bursts of messages of several sizes on a
+program's own TCP connection with compute between the bursts; rank 1
+reads with a large buffer, computing a little after each read, and
+prints the sizes its reads returned ("reads: ..."). Without the turn a
+read returns what the kernel had then; in turn, what had arrived in
+virtual time by the reader's clock. Argument: PORT (rank 0 connects to
+it; rank 1 listens there)."""
+import os
+import socket
+import sys
+import time
+
+rank = int(os.environ["RANK"])
+port = int(sys.argv[1])
+TOTAL = 0
+sizes = [3000, 40000, 700, 120000, 9000, 20000, 1]
+for s in sizes * 3:
+    TOTAL += s
+
+
+def work(n):
+    x = 0
+    for i in range(n):
+        x += i * i
+    return x
+
+
+if rank == 1:
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind(("127.0.0.1", port))
+    ls.listen(1)
+    c, _ = ls.accept()
+    ls.close()
+    got, reads = 0, []
+    while got < TOTAL:
+        b = c.recv(1 << 20)
+        if not b:
+            break
+        got += len(b)
+        reads.append(len(b))
+        work(3000)
+    sys.stdout.write("reads: " + " ".join(map(str, reads)) + f"\nend: {time.monotonic_ns()}\n")
+    sys.stdout.flush()
+else:
+    work(300000)  # rank 1 listens first in virtual time
+    while True:
+        try:
+            c = socket.create_connection(("127.0.0.1", port))
+            break
+        except ConnectionRefusedError:
+            time.sleep(0.01)
+    for burst in range(3):
+        for s in sizes:
+            c.sendall(bytes([s % 251]) * s)
+        work(20000)
+    c.close()
