@@ -29,7 +29,7 @@ static struct uni_shm_hdr *H;
 static int W;
 static _Atomic int g_started;
 static uint64_t g_gate_since;
-static _Atomic int g_said_steal, g_said_gate;
+static _Atomic int g_said_steal, g_said_gate, g_gate_open;
 static _Atomic int g_blocked; /* this process's threads in uni_det_block */
 
 void uni_det_init(struct uni_shm_hdr *h, int world)
@@ -90,10 +90,7 @@ static int started(void)
 			g_gate_since = now;
 		if (now - g_gate_since < 60000000000ull)
 			return 0;
-		if (!atomic_exchange(&g_said_gate, 1))
-			uni_shim_log("deterministic: not every rank of the world of %d attached within 60 s: the turn "
-				     "goes on without the missing ones",
-				     W);
+		atomic_store(&g_gate_open, 1); /* said by watch, outside the lock */
 	}
 	atomic_store(&g_started, 1);
 	return 1;
@@ -188,10 +185,14 @@ static int thread_view(const struct uni_ring *r, char *state, uint64_t *run)
  * nobody owning the turn, a mutex waiter whose mutex is free (released
  * where no wrapper saw it: inside glibc's condition wait) is woken. */
 static __thread uint32_t w_owner, w_word;
-static __thread uint64_t w_since, w_run, w_idle;
+static __thread uint64_t w_since, w_run, w_idle, w_spin;
 
 static void watch(void)
 {
+	if (atomic_load(&g_gate_open) && !atomic_exchange(&g_said_gate, 1))
+		uni_shim_log("deterministic: not every rank of the world of %d attached within 60 s: the turn goes on "
+			     "without the missing ones",
+			     W);
 	uint32_t o = atomic_load_explicit(&H->det_owner, memory_order_acquire);
 	if (!o) {
 		/* Nobody has had the turn for 200 ms: readers waiting for bytes
@@ -240,33 +241,73 @@ static void watch(void)
 	 * tid: it is on its way.) */
 	int alive = r->tid == 0 || thread_view(r, &st, &run);
 	w_idle = 0;
-	if (alive && (o != w_owner || word != w_word || st == 'R' || run != w_run)) {
+	if (o != w_owner || word != w_word) {
+		/* Another owner, or the same at another turn point: a new look. */
 		w_owner = o;
 		w_word = word;
 		w_run = run;
 		w_since = now;
+		w_spin = now;
 		return;
 	}
-	if (alive && now - w_since < 50000000ull)
+	/* Asleep in the kernel ('S'; not 'D', a disk read that ends) without
+	 * using a CPU for 200 ms: it waits for something the shim does not
+	 * see. Running for 5 s without a turn point while others wait: it may
+	 * spin on something another thread must do (a spin lock); compute
+	 * that long between two calls into the shim is rare. Gone: dead. */
+	int stuck = 0;
+	if (!alive)
+		stuck = 1;
+	else if (st == 'S' && run == w_run)
+		stuck = now - w_since >= 200000000ull;
+	else {
+		w_run = run;
+		w_since = now;
+		stuck = st == 'R' && now - w_spin >= 5000000000ull ? 2 : 0;
+	}
+	if (!stuck)
 		return;
+	int said = 0;
 	lk();
 	if (atomic_load(&H->det_owner) == o && atomic_load(&r->det_word) == word) {
 		atomic_store(&r->det_st, alive ? UNI_DET_OUTSIDE : UNI_DET_NONE);
 		atomic_fetch_add(&H->det_steals, 1);
 		hand_on(-1);
-		if (alive && !atomic_exchange(&g_said_steal, 1))
-			uni_shim_log("deterministic: rank %d thread %d waited in a call the shim does not follow while it "
-				     "had the turn; the others went on without it (from here a run may differ from "
-				     "another; counted in the summary)",
-				     r->rank, r->tid);
+		said = alive && !atomic_exchange(&g_said_steal, 1);
 	}
 	unlk();
+	if (said)
+		uni_shim_log("deterministic: rank %d thread %d %s while it had the turn; the others went on without "
+			     "it (from here a run may differ from another; counted in the summary)",
+			     r->rank, r->tid,
+			     stuck == 2 ? "ran 5 s without a call into the shim (a spin?)"
+					: "waited in a call the shim does not follow");
 	w_owner = 0;
+}
+
+static __thread int t_cancel; /* in a wait that is a cancellation point */
+
+void uni_det_cancelable(int on)
+{
+	t_cancel = on;
+}
+
+void uni_det_cancelled(struct uni_ring *r)
+{
+	atomic_fetch_sub(&g_blocked, 1);
+	lk();
+	if (atomic_load(&r->det_st) == UNI_DET_BLOCKED) {
+		r->det_t = r->det_wt;
+		atomic_store(&r->det_st, UNI_DET_READY);
+	}
+	unlk();
 }
 
 static void await_turn(struct uni_ring *r, uint32_t idx)
 {
 	for (;;) {
+		if (t_cancel)
+			pthread_testcancel();
 		uint32_t w = atomic_load_explicit(&r->det_word, memory_order_acquire);
 		if (atomic_load_explicit(&H->det_off, memory_order_acquire))
 			return;
@@ -306,10 +347,10 @@ void uni_det_turn(struct uni_ring *r, uint32_t idx, uint64_t t)
 	await_turn(r, idx);
 }
 
-int uni_det_block(struct uni_ring *r, uint32_t idx, uint64_t obj, uint64_t t, uint64_t until)
+void uni_det_block_begin(struct uni_ring *r, uint32_t idx, uint64_t obj, uint64_t t, uint64_t until)
 {
+	(void)idx;
 	lk();
-	uint32_t o = atomic_load(&H->det_owner);
 	r->det_obj = obj;
 	r->det_wt = t;
 	r->det_t = until;
@@ -317,6 +358,21 @@ int uni_det_block(struct uni_ring *r, uint32_t idx, uint64_t obj, uint64_t t, ui
 	r->det_woken = 0;
 	atomic_store(&r->det_st, UNI_DET_BLOCKED);
 	atomic_fetch_add(&g_blocked, 1);
+	unlk();
+}
+
+int uni_det_block_wait(struct uni_ring *r, uint32_t idx, int (*still)(uint64_t obj))
+{
+	lk();
+	/* What it waits for happened before it was registered (a waker
+	 * without the turn: its real unlock or end comes before its wake-up,
+	 * which takes this lock): it goes on at once. */
+	if (still && atomic_load(&r->det_st) == UNI_DET_BLOCKED && !still(r->det_obj)) {
+		r->det_t = r->det_wt;
+		r->det_woken = 1;
+		atomic_store(&r->det_st, UNI_DET_READY);
+	}
+	uint32_t o = atomic_load(&H->det_owner);
 	if (o == idx + 1 || !o)
 		hand_on((int)idx);
 	unlk();
@@ -325,6 +381,12 @@ int uni_det_block(struct uni_ring *r, uint32_t idx, uint64_t obj, uint64_t t, ui
 	if (atomic_load_explicit(&H->det_off, memory_order_acquire))
 		return -1;
 	return (int)r->det_woken;
+}
+
+int uni_det_block(struct uni_ring *r, uint32_t idx, uint64_t obj, uint64_t t, uint64_t until)
+{
+	uni_det_block_begin(r, idx, obj, t, until);
+	return uni_det_block_wait(r, idx, NULL);
 }
 
 int uni_det_wake(uint64_t obj, uint64_t t, int all, uint64_t src)

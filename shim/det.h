@@ -18,6 +18,10 @@
 /* The bytes written on connection end idx (shm): wakes its readers in any
  * process (the top bit: no address has it). */
 #define UNI_DET_OBJ_CONN(idx) ((1ull << 63) | (uint64_t)(idx))
+/* A poll in turn: woken by any write or close (it looks again). */
+#define UNI_DET_OBJ_POLL ((1ull << 63) | (1ull << 62))
+/* An accept in turn: woken by any connect (it looks again). */
+#define UNI_DET_OBJ_ACCEPT ((1ull << 63) | (1ull << 61))
 
 /* From attach on (h->det): world is the number of ranks to wait for before
  * the first turn (every rank attached), <= 0: none. */
@@ -37,6 +41,20 @@ void uni_det_turn(struct uni_ring *r, uint32_t idx, uint64_t t);
  * when the session gave the turn up meanwhile (uni_det_abandon: the
  * caller goes on as without the turn, as after a spurious wake-up). */
 int uni_det_block(struct uni_ring *r, uint32_t idx, uint64_t obj, uint64_t t, uint64_t until);
+
+/* uni_det_block in two steps: registered as blocked (it keeps the turn;
+ * a wake-up from now on counts), then the turn given up and the wait.
+ * still (may be NULL): looked at under the turn's lock before the wait;
+ * 0 = what it waits for happened already (a waker without the turn came
+ * between the caller's look and its registration): it goes on at once. */
+void uni_det_block_begin(struct uni_ring *r, uint32_t idx, uint64_t obj, uint64_t t, uint64_t until);
+int uni_det_block_wait(struct uni_ring *r, uint32_t idx, int (*still)(uint64_t obj));
+
+/* A condition wait in turn is a cancellation point: on, the wait acts on
+ * a pending pthread_cancel; uni_det_cancelled from the cleanup handler
+ * (the thread competes for the turn again, to run its handlers). */
+void uni_det_cancelable(int on);
+void uni_det_cancelled(struct uni_ring *r);
 
 /* Wakes the first (all: every) thread of this process blocked on obj: it
  * goes on at the later of its clock and t (its ring's det_t after

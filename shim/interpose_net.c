@@ -159,7 +159,7 @@ UNI_EXTERN int listen(int fd, int backlog)
 UNI_EXTERN int accept(int fd, struct sockaddr *addr, socklen_t *len)
 {
 	ENSURE(accept);
-	int w = io_wait_begin(fd);
+	int w = UNI_UNLIKELY(uni_shim_sync_on) && uni_shim_det_accept(fd) ? 0 : io_wait_begin(fd);
 	int r = uni_real.accept(fd, addr, len);
 	io_wait_end(w);
 	if (r >= 0 && !uni_shim_in_shim())
@@ -170,7 +170,7 @@ UNI_EXTERN int accept(int fd, struct sockaddr *addr, socklen_t *len)
 UNI_EXTERN int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
 {
 	ENSURE(accept4);
-	int w = io_wait_begin(fd);
+	int w = UNI_UNLIKELY(uni_shim_sync_on) && uni_shim_det_accept(fd) ? 0 : io_wait_begin(fd);
 	int r = uni_real.accept4(fd, addr, len, flags);
 	io_wait_end(w);
 	if (r >= 0 && !uni_shim_in_shim())

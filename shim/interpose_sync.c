@@ -66,6 +66,11 @@ UNI_EXTERN int epoll_pwait(int epfd, struct epoll_event *ev, int max, int timeou
 UNI_EXTERN int poll(struct pollfd *fds, nfds_t n, int timeout)
 {
 	ENSURE(poll);
+	if (UNI_UNLIKELY(uni_shim_sync_on) && !uni_shim_in_shim()) {
+		int d = uni_shim_det_poll(fds, n, MS_NS(timeout));
+		if (d != -2)
+			return d;
+	}
 	if (UNI_LIKELY(!uni_shim_sync_on) || uni_shim_in_shim() || !uni_shim_poll_enter(MS_NS(timeout)))
 		return uni_real.poll(fds, n, timeout);
 	int r = uni_real.poll(fds, n, timeout);
@@ -80,6 +85,11 @@ UNI_EXTERN int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts, co
 		      : ts->tv_sec < 0 || (uint64_t)ts->tv_sec > UNI_SLEEP_FOREVER_S
 			  ? -1
 			  : (int64_t)ts->tv_sec * 1000000000ll + ts->tv_nsec;
+	if (UNI_UNLIKELY(uni_shim_sync_on) && !uni_shim_in_shim() && !ss) {
+		int d = uni_shim_det_poll(fds, n, tns);
+		if (d != -2)
+			return d;
+	}
 	if (UNI_LIKELY(!uni_shim_sync_on) || uni_shim_in_shim() || !uni_shim_poll_enter(tns))
 		return uni_real.ppoll(fds, n, ts, ss);
 	int r = uni_real.ppoll(fds, n, ts, ss);
@@ -276,6 +286,19 @@ UNI_EXTERN int pthread_mutex_unlock(pthread_mutex_t *m)
 	return r;
 }
 
+/* Barriers: a wait the turn does not follow yet (deterministic mode: the
+ * thread waits outside the turn; otherwise the real call). */
+UNI_EXTERN int pthread_barrier_wait(pthread_barrier_t *b)
+{
+	ENSURE(barrier_wait);
+	if (UNI_LIKELY(!uni_shim_sync_on) || uni_shim_in_shim())
+		return uni_real.barrier_wait(b);
+	uni_shim_det_outside(1);
+	int r = uni_real.barrier_wait(b);
+	uni_shim_det_outside(0);
+	return r;
+}
+
 /* Threads: a new thread starts at its creator's virtual clock, as if the
  * creator had handed it work (without this, a thread created late in a run
  * would start at 0 and send "in the past"). */
@@ -376,7 +399,10 @@ UNI_EXTERN int pthread_create(pthread_t *th, const pthread_attr_t *attr, void *(
 	t->src = uni_shim_signal(t, t->vt);
 	t->key = uni_shim_child_key();
 	t->ring = uni_shim_thread_prepare(t->vt, t->key);
+	void *ring = t->ring;
 	int r = uni_real.pthread_create(th, attr, uni_tramp_start, t);
+	if (r == 0)
+		uni_shim_det_created(*th, ring != NULL); /* (t may be freed by now) */
 	if (r) {
 		uni_shim_thread_abandon(t->ring);
 		free(t);

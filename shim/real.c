@@ -77,6 +77,7 @@ static void uni_resolve_all(void)
 	RESOLVE(pthread_create, "pthread_create");
 	RESOLVE(pthread_join, "pthread_join");
 	RESOLVE(pthread_tryjoin_np, "pthread_tryjoin_np");
+	RESOLVE(barrier_wait, "pthread_barrier_wait");
 	RESOLVE(pthread_timedjoin_np, "pthread_timedjoin_np");
 	RESOLVE(pthread_clockjoin_np, "pthread_clockjoin_np");
 	RESOLVE(epoll_wait, "epoll_wait");

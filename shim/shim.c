@@ -35,6 +35,8 @@
 #include <dlfcn.h>
 
 #include "gloo_follow.h"
+#include <sys/ioctl.h>
+
 #include "shim.h"
 #include "det.h"
 #include "uni/compute_from.h"
@@ -783,8 +785,11 @@ static void attach(void)
 		g_slowdown = 1.0;
 	cf_load(h, rank);
 	g_det = g_mode == UNI_MODE_SIMULATE && h->det;
-	if (g_det)
+	if (g_det) {
 		uni_det_init(h, world);
+		if (!g_vclock)
+			uni_det_abandon("UNI_VIRTUAL_CLOCK=0: the turn needs the program's clocks in virtual time");
+	}
 	const char *mp = getenv("MASTER_PORT");
 	g_master_port = h->master_port > 0 ? h->master_port : (mp ? atoi(mp) : -1);
 	{
@@ -1039,6 +1044,9 @@ void uni_shim_conn_new(int fd, const struct sockaddr *peer, socklen_t peerlen)
 	emit(&e);
 	if (accepted && clocked)
 		accept_take(&la, &pa);
+	/* Deterministic mode: an acceptor waiting in turn looks again. */
+	if (!accepted && g_det && uni_det_live())
+		uni_det_wake(UNI_DET_OBJ_ACCEPT, 0, 1, 0);
 out:
 	tls.in_shim--;
 	errno = saved;
@@ -1290,7 +1298,7 @@ uint64_t uni_shim_io_begin(uint32_t slot1)
 		tls.last_conn = slot1;
 	}
 	charge();
-	if (det_part()) {
+	if (det_part() && !tls.det_out) {
 		/* Deterministic mode: I/O on a modelled connection in turn. */
 		tls.in_shim++;
 		det_point();
@@ -3414,6 +3422,19 @@ static ssize_t det_read_clamp(struct shim_conn *sc, int fd, size_t n, int flags)
 
 ssize_t uni_shim_read_clamp(uint32_t slot1, int fd, size_t n, int flags)
 {
+	if (UNI_UNLIKELY(g_det) && (flags & MSG_WAITALL) && det_part() && !tls.det_out) {
+		/* Not clamped: if the kernel has less than asked, the read waits
+		 * outside the turn (back in turn in uni_shim_io_end). */
+		int saved = errno, avail = 0;
+		if (uni_real.ioctl(fd, FIONREAD, &avail) == 0 && (size_t)avail < n) {
+			tls.in_shim++;
+			tls.det_out = 1;
+			uni_det_outside(tls.ring, tls.ring_idx);
+			tls.in_shim--;
+		}
+		errno = saved;
+		return (ssize_t)n;
+	}
 	if (UNI_UNLIKELY(g_det) && !(flags & MSG_WAITALL) && det_part()) {
 		int saved = errno;
 		tls.in_shim++;
@@ -3644,10 +3665,16 @@ static inline int det_sync(void)
  * from the unlock (takes the unlocker's time, a hand-off in the trace).
  * Without the turn a mutex carries no time (which thread waited is the
  * host's); with it, who waited is the program's. */
+static int det_mutex_held(uint64_t obj)
+{
+	return ((pthread_mutex_t *)(uintptr_t)(obj & ~(uint64_t)3))->__data.__lock != 0;
+}
+
 static int det_mutex_wait(pthread_mutex_t *m)
 {
 	struct uni_ring *r = tls.ring;
-	int b = uni_det_block(r, tls.ring_idx, (uint64_t)(uintptr_t)m | UNI_DET_OBJ_MUTEX, tls.vt, UINT64_MAX);
+	uni_det_block_begin(r, tls.ring_idx, (uint64_t)(uintptr_t)m | UNI_DET_OBJ_MUTEX, tls.vt, UINT64_MAX);
+	int b = uni_det_block_wait(r, tls.ring_idx, det_mutex_held);
 	if (b > 0 && r->det_t > tls.vt)
 		take_stamp(r->det_t, r->det_src);
 	return b;
@@ -3728,6 +3755,23 @@ void uni_shim_det_signal(pthread_cond_t *cv, int all)
 	errno = saved;
 }
 
+struct det_cw {
+	pthread_cond_t *cv;
+	pthread_mutex_t *m;
+	uint32_t tok;
+};
+
+static void det_cond_cancel(void *p)
+{
+	struct det_cw *w = p;
+	uni_det_cancelable(0);
+	uni_det_cancelled(tls.ring);
+	atomic_store_explicit(&tls.ring->wait_kind, UNI_WAIT_NONE, memory_order_release);
+	uni_real.mutex_lock(w->m);
+	tls.in_shim--;
+	cond_wait_end(w->cv, w->m, w->tok);
+}
+
 int uni_shim_det_cond_wait(pthread_cond_t *cv, pthread_mutex_t *m, clockid_t clk, const struct timespec *abs)
 {
 	if (UNI_LIKELY(!g_det) || tls.in_shim)
@@ -3741,14 +3785,30 @@ int uni_shim_det_cond_wait(pthread_cond_t *cv, pthread_mutex_t *m, clockid_t clk
 	}
 	tls.in_shim--;
 	/* A deadline the thread computed from its virtual clock: a virtual
-	 * time-out (the same wait's end in every run). */
+	 * time-out (the same wait's end in every run). One the turn cannot
+	 * read (another clock, "for ever"): the wait as without the turn. */
 	uint64_t vdl = UINT64_MAX, v;
 	struct timespec real;
-	if (abs && uni_shim_deadline(clk, abs, &real, &v) == 0)
+	if (abs) {
+		if (abs->tv_nsec < 0 || abs->tv_nsec >= 1000000000L) {
+			errno = saved;
+			return EINVAL;
+		}
+		if (abs->tv_sec < 0) { /* long past (glibc: at once) */
+			errno = saved;
+			return ETIMEDOUT;
+		}
+		if (uni_shim_deadline(clk, abs, &real, &v) != 0) {
+			errno = saved;
+			return -1;
+		}
 		vdl = v;
-	uint32_t tok = cond_wait_begin(cv);
+	}
 	tls.in_shim++;
 	det_point();
+	tls.in_shim--;
+	uint32_t tok = cond_wait_begin(cv);
+	tls.in_shim++;
 	struct uni_ring *r = tls.ring;
 	r->wait_obj = (uint64_t)(uintptr_t)cv;
 	r->wait_since = uni_now_ns();
@@ -3756,11 +3816,32 @@ int uni_shim_det_cond_wait(pthread_cond_t *cv, pthread_mutex_t *m, clockid_t clk
 	r->wait_vt = tls.vt;
 	r->wait_vdl = vdl == UINT64_MAX ? 0 : vdl;
 	r->stack[0] = 0;
-	atomic_store_explicit(&r->wait_kind, UNI_WAIT_COND, memory_order_release);
-	/* The condition wait's own release of the mutex, and its waiter. */
-	uni_real.mutex_unlock(m);
+	/* Registered as waiting before the mutex goes: a signaller that
+	 * takes the mutex after finds it (POSIX: no wake-up lost). */
+	uni_det_block_begin(r, tls.ring_idx, (uint64_t)(uintptr_t)cv, tls.vt, vdl);
+	/* The condition wait's own release of the mutex, and its waiter. A
+	 * mutex it does not hold (error-checking): EPERM, as glibc says. */
+	int ur = uni_real.mutex_unlock(m);
+	if (ur != 0) {
+		uni_det_wake((uint64_t)(uintptr_t)cv, tls.vt, 1, 0); /* (itself, and any other: spurious) */
+		uni_det_block_wait(r, tls.ring_idx, NULL);
+		atomic_store_explicit(&r->wait_kind, UNI_WAIT_NONE, memory_order_release);
+		leave();
+		tls.in_shim--;
+		cond_wait_end(cv, m, tok);
+		errno = saved;
+		return ur;
+	}
 	det_wake_one((uint64_t)(uintptr_t)m | UNI_DET_OBJ_MUTEX);
-	int woken = uni_det_block(r, tls.ring_idx, (uint64_t)(uintptr_t)cv, tls.vt, vdl);
+	/* A cancellation point, as pthread_cond_wait is: cancelled, the
+	 * thread takes the mutex again before its cleanup handlers run. */
+	struct det_cw cw = {cv, m, tok};
+	int woken;
+	pthread_cleanup_push(det_cond_cancel, &cw);
+	uni_det_cancelable(1);
+	woken = uni_det_block_wait(r, tls.ring_idx, NULL);
+	uni_det_cancelable(0);
+	pthread_cleanup_pop(0);
 	atomic_store_explicit(&r->wait_kind, UNI_WAIT_NONE, memory_order_release);
 	if (!woken) {
 		tls.in_shim--;
@@ -3768,13 +3849,31 @@ int uni_shim_det_cond_wait(pthread_cond_t *cv, pthread_mutex_t *m, clockid_t clk
 		tls.in_shim++;
 	}
 	/* ... and its taking the mutex again (the turn given up meanwhile: a
-	 * spurious wake-up, the caller waits again without it). */
-	det_mutex_take(m);
+	 * spurious wake-up, the caller waits again without it; a robust
+	 * mutex's owner died: EOWNERDEAD, as glibc says). */
+	int lr = det_mutex_take(m);
 	leave();
 	tls.in_shim--;
 	cond_wait_end(cv, m, tok);
 	errno = saved;
-	return woken ? 0 : ETIMEDOUT;
+	return lr ? lr : woken ? 0 : ETIMEDOUT;
+}
+
+/* The thread of this join key has not ended yet. */
+static int det_join_pending(uint64_t key)
+{
+	struct stamp_ent *e = stamp_get((void *)(uintptr_t)key, 0);
+	return !e || !atomic_load_explicit(&e->seq, memory_order_acquire);
+}
+
+/* pthread_create: th takes part in the turn (its joiners wait in turn). */
+void uni_shim_det_created(pthread_t th, int part)
+{
+	if (!g_det || !sync_active())
+		return;
+	struct stamp_ent *e = stamp_get(uni_shim_join_key(th), 1);
+	if (e)
+		atomic_store_explicit(&e->waiters, part ? 1u : 0u, memory_order_release);
 }
 
 int uni_shim_det_join(pthread_t th)
@@ -3783,13 +3882,16 @@ int uni_shim_det_join(pthread_t th)
 		return 0;
 	int saved = errno;
 	tls.in_shim++;
-	int me = det_me();
+	void *key = uni_shim_join_key(th);
+	struct stamp_ent *e = stamp_get(key, 0);
+	/* Itself (EDEADLK) or a thread that takes no part in the turn (no
+	 * ring, made before the turn): the join as without it. */
+	int me = !pthread_equal(th, pthread_self()) && e && atomic_load_explicit(&e->waiters, memory_order_acquire) &&
+		 det_me();
 	if (me) {
 		det_point();
-		void *key = uni_shim_join_key(th);
-		struct stamp_ent *e = stamp_get(key, 0);
-		if (!e || !atomic_load_explicit(&e->seq, memory_order_acquire))
-			uni_det_block(tls.ring, tls.ring_idx, (uint64_t)(uintptr_t)key, tls.vt, UINT64_MAX);
+		uni_det_block_begin(tls.ring, tls.ring_idx, (uint64_t)(uintptr_t)key, tls.vt, UINT64_MAX);
+		uni_det_block_wait(tls.ring, tls.ring_idx, det_join_pending);
 		leave();
 	}
 	tls.in_shim--;
@@ -3917,8 +4019,10 @@ static void det_written(uint32_t idx, uint64_t upto, int closed)
 		atomic_store_explicit(&c->wclosed, 1, memory_order_release);
 	else
 		atomic_store_explicit(&c->written, upto, memory_order_release);
-	if (g_det && uni_det_live())
+	if (g_det && uni_det_live()) {
 		uni_det_wake(UNI_DET_OBJ_CONN(idx), 0, 1, 0);
+		uni_det_wake(UNI_DET_OBJ_POLL, 0, 1, 0);
+	}
 }
 
 /* Deterministic mode: a read in turn returns exactly the bytes that have
@@ -4002,4 +4106,149 @@ static ssize_t det_read_clamp(struct shim_conn *sc, int fd, size_t n, int flags)
 		if (uni_det_block(tls.ring, tls.ring_idx, UNI_DET_OBJ_CONN(pi), tls.vt, UINT64_MAX) < 0)
 			return (ssize_t)n;
 	}
+}
+
+/* Deterministic mode: poll over modelled connections in turn. A
+ * connection is readable when a byte has arrived by the poller's clock
+ * (or the writer closed), writable always; none ready: the poller waits
+ * in turn until the earliest arrival of bytes written, its time-out, or a
+ * write or close anywhere (it looks again). Any other fd (a pipe, a
+ * listener, a file): -2, the poll as without the turn (outside). */
+int uni_shim_det_poll(struct pollfd *fds, nfds_t n, int64_t timeout_ns)
+{
+	if (UNI_LIKELY(!g_det) || tls.in_shim || !n)
+		return -2;
+	int saved = errno;
+	tls.in_shim++;
+	int rc = -2;
+	if (!det_me())
+		goto out;
+	for (nfds_t i = 0; i < n; i++) {
+		if (fds[i].fd < 0)
+			continue;
+		uint32_t s = uni_fd_get(fds[i].fd);
+		if (!s || (s & UNI_FD_CHAN))
+			goto out;
+		struct uni_conn *c = uni_shm_conn(g_hdr, g_conns[s - 1].shm_idx);
+		if (atomic_load_explicit(&c->state, memory_order_acquire) != UNI_CONN_MATCHED ||
+		    !stream_sched(atomic_load_explicit(&c->peer_conn, memory_order_relaxed)))
+			goto out;
+	}
+	det_point();
+	uint64_t dl = timeout_ns < 0 ? UINT64_MAX : tls.vt + (uint64_t)timeout_ns;
+	for (;;) {
+		int ready = 0;
+		uint64_t next = dl;
+		for (nfds_t i = 0; i < n; i++) {
+			fds[i].revents = 0;
+			if (fds[i].fd < 0)
+				continue;
+			struct shim_conn *sc = &g_conns[uni_fd_get(fds[i].fd) - 1];
+			struct uni_conn *c = uni_shm_conn(g_hdr, sc->shm_idx);
+			struct uni_conn *pc = uni_shm_conn(g_hdr, atomic_load_explicit(&c->peer_conn, memory_order_relaxed));
+			short want = fds[i].events;
+			if (want & (POLLIN | POLLRDNORM)) {
+				uint64_t rx = atomic_load_explicit(&sc->rx, memory_order_relaxed);
+				uint64_t w = atomic_load_explicit(&pc->written, memory_order_acquire), a;
+				if (w > rx) {
+					if (!sched_wait(sc->shm_idx, rx, &a))
+						goto out; /* unid behind: as without the turn */
+					if (a <= tls.vt)
+						fds[i].revents |= (short)(want & (POLLIN | POLLRDNORM));
+					else if (a < next)
+						next = a;
+				} else if (atomic_load_explicit(&pc->wclosed, memory_order_acquire)) {
+					fds[i].revents |= (short)(want & (POLLIN | POLLRDNORM));
+				}
+			}
+			if (want & (POLLOUT | POLLWRNORM))
+				fds[i].revents |= (short)(want & (POLLOUT | POLLWRNORM));
+			if (fds[i].revents)
+				ready++;
+		}
+		if (ready || timeout_ns == 0) {
+			rc = ready;
+			break;
+		}
+		if (dl <= tls.vt) {
+			rc = 0;
+			break;
+		}
+		int b = uni_det_block(tls.ring, tls.ring_idx, UNI_DET_OBJ_POLL, tls.vt, next);
+		if (b < 0)
+			goto out; /* the turn given up */
+		if (b == 0) {
+			/* Its time-out, or the first arrival. */
+			if (next == dl) {
+				tls.in_shim--;
+				uni_shim_idle_until(dl);
+				tls.in_shim++;
+			} else {
+				take_stamp(next, 0);
+			}
+		}
+	}
+	leave();
+out:
+	tls.in_shim--;
+	errno = saved;
+	return rc;
+}
+
+/* Deterministic mode: a blocking accept waits in turn until a connection
+ * is there (connects are made in turn: one made earlier in virtual time
+ * is in the kernel's queue by the time the acceptor's turn comes). */
+static __thread int t_accept_fd;
+
+static int det_accept_none(uint64_t obj)
+{
+	(void)obj;
+	struct pollfd p = {.fd = t_accept_fd, .events = POLLIN};
+	return uni_real.poll(&p, 1, 0) == 0;
+}
+
+int uni_shim_det_accept(int fd)
+{
+	if (UNI_LIKELY(!g_det) || tls.in_shim)
+		return 0;
+	int saved = errno, done = 0;
+	tls.in_shim++;
+	int fl = uni_real.fcntl(fd, F_GETFL);
+	if (fl >= 0 && !(fl & O_NONBLOCK) && det_me()) {
+		det_point();
+		t_accept_fd = fd;
+		done = 1;
+		while (det_accept_none(0)) {
+			uni_det_block_begin(tls.ring, tls.ring_idx, UNI_DET_OBJ_ACCEPT, tls.vt, UINT64_MAX);
+			if (uni_det_block_wait(tls.ring, tls.ring_idx, det_accept_none) < 0) {
+				done = 0; /* the turn given up: as without it */
+				break;
+			}
+		}
+		leave();
+	}
+	tls.in_shim--;
+	errno = saved;
+	return done;
+}
+
+void uni_shim_det_outside(int on)
+{
+	if (UNI_LIKELY(!g_det) || tls.in_shim)
+		return;
+	int saved = errno;
+	tls.in_shim++;
+	if (on && !tls.det_out && det_me()) {
+		det_point();
+		tls.det_out = 1;
+		uni_det_outside(tls.ring, tls.ring_idx);
+	} else if (!on && tls.det_out) {
+		tls.det_out = 0;
+		charge();
+		if (det_part())
+			uni_det_turn(tls.ring, tls.ring_idx, tls.vt);
+		leave();
+	}
+	tls.in_shim--;
+	errno = saved;
 }

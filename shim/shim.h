@@ -77,6 +77,7 @@ struct uni_real {
 	int (*pthread_create)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
 	int (*pthread_join)(pthread_t, void **);
 	int (*pthread_tryjoin_np)(pthread_t, void **);
+	int (*barrier_wait)(pthread_barrier_t *);
 	int (*pthread_timedjoin_np)(pthread_t, void **, const struct timespec *);
 	int (*pthread_clockjoin_np)(pthread_t, void **, clockid_t, const struct timespec *);
 	int (*epoll_wait)(int, struct epoll_event *, int, int);
@@ -312,11 +313,20 @@ void uni_shim_det_signal(pthread_cond_t *cv, int all) UNI_HIDDEN;
 int uni_shim_det_cond_wait(pthread_cond_t *cv, pthread_mutex_t *m, clockid_t clk, const struct timespec *abs)
 	UNI_HIDDEN;
 int uni_shim_det_join(pthread_t th) UNI_HIDDEN;
+void uni_shim_det_created(pthread_t th, int part) UNI_HIDDEN;
+/* A blocking accept in turn: returns 1 once a connection is there (made in
+ * turn by a connect), 0 where the turn does not apply. */
+int uni_shim_det_accept(int fd) UNI_HIDDEN;
+/* A wait the turn does not follow (on: before it; off: after): outside. */
+void uni_shim_det_outside(int on) UNI_HIDDEN;
 /* Semaphores in turn: the wait (try: sem_trywait; abs: a deadline on clk,
  * NULL none) as sem_*wait returns (0, or -1 and errno), -2 outside the
  * turn; a post's turn before it (0) and its waiter's wake-up after it (1). */
 int uni_shim_det_sem_wait(sem_t *sem, int try, clockid_t clk, const struct timespec *abs) UNI_HIDDEN;
 void uni_shim_det_sem_post(sem_t *sem, int after) UNI_HIDDEN;
+/* poll in turn over modelled connections only (timeout_ns < 0: none): as
+ * poll returns, or -2 (another kind of fd: the caller's own path). */
+int uni_shim_det_poll(struct pollfd *fds, nfds_t n, int64_t timeout_ns) UNI_HIDDEN;
 /* Deterministic mode gives up for the session (why: what it does not
  * follow yet; said once). */
 void uni_shim_det_abandon(const char *why) UNI_HIDDEN;

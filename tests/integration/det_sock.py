@@ -5,8 +5,9 @@ program's own TCP connection with compute between the bursts; rank 1
 reads with a large buffer, computing a little after each read, and
 prints the sizes its reads returned ("reads: ..."). Without the turn a
 read returns what the kernel had then; in turn, what had arrived in
-virtual time by the reader's clock. Argument: PORT (rank 0 connects to
-it; rank 1 listens there)."""
+virtual time by the reader's clock. Arguments: PORT (rank 0 connects to
+it; rank 1 listens there), and optionally "timeout": the reader's socket
+has a time-out (Python then polls before each read)."""
 import os
 import socket
 import sys
@@ -34,6 +35,8 @@ if rank == 1:
     ls.listen(1)
     c, _ = ls.accept()
     ls.close()
+    if sys.argv[2:] == ["timeout"]:
+        c.settimeout(10.0)
     got, reads = 0, []
     while got < TOTAL:
         b = c.recv(1 << 20)

@@ -123,6 +123,18 @@ assert len(reads) >= 8, reads
 print(f"det_sock.py: {len(reads)} reads, median {sorted(reads)[len(reads) // 2]} bytes")
 PY
 echo "det_sock.py: the reads return what arrived in virtual time, the same sizes and trace in every run"
+# The same with a time-out on the reader's socket: Python polls before
+# each read (poll in turn).
+run trec --deterministic -- $PY "$HERE/det_sock.py" $PORT timeout
+run ta --deterministic --compute-from "$T/trec.unitrace" -- $PY "$HERE/det_sock.py" $PORT timeout
+run tb --deterministic --compute-from "$T/trec.unitrace" -- $PY "$HERE/det_sock.py" $PORT timeout
+grep -qF "threads: 2 followed the recorded run to their end, 0 left it" "$T/tb.log" ||
+	{ cat "$T/tb.log"; fail "det_sock.py timeout: run tb did not follow the recorded run"; }
+cmp "$T/ta.unitrace" "$T/tb.unitrace" || fail "det_sock.py timeout: two deterministic replays differ"
+[ "$(grep -c '^reads:' "$T/ta.log")" = 1 ] && cmp <(grep '^reads:' "$T/trec.log") <(grep '^reads:' "$T/ta.log") ||
+	fail "det_sock.py timeout: other read sizes"
+[ "$(grep '^reads:' "$T/ta.log" | wc -w)" -ge 9 ] || fail "det_sock.py timeout: the reads took what the kernel had"
+echo "det_sock.py with a socket time-out (poll in turn): the same sizes and trace in every run"
 
 # Gloo: the turn gives up at the store, the program is right.
 cat >"$T/ar.py" <<'PY'
