@@ -154,7 +154,8 @@ static void hand_on(int self)
 static int thread_view(const struct uni_ring *r, char *state, uint64_t *run)
 {
 	char p[64], b[512];
-	snprintf(p, sizeof(p), "/proc/%d/task/%d/stat", r->pid, r->tid);
+	int pid = __atomic_load_n(&r->pid, __ATOMIC_RELAXED), tid = __atomic_load_n(&r->tid, __ATOMIC_RELAXED);
+	snprintf(p, sizeof(p), "/proc/%d/task/%d/stat", pid, tid);
 	int fd = open(p, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return 0;
@@ -166,7 +167,7 @@ static int thread_view(const struct uni_ring *r, char *state, uint64_t *run)
 	const char *c = strrchr(b, ')');
 	*state = c && c[1] ? c[2] : '?';
 	*run = 0;
-	snprintf(p, sizeof(p), "/proc/%d/task/%d/schedstat", r->pid, r->tid);
+	snprintf(p, sizeof(p), "/proc/%d/task/%d/schedstat", pid, tid);
 	if ((fd = open(p, O_RDONLY | O_CLOEXEC)) >= 0) {
 		n = uni_real.read(fd, b, sizeof(b) - 1);
 		uni_real.close(fd);
@@ -239,7 +240,7 @@ static void watch(void)
 	uint64_t run = 0;
 	/* (A thread its creator counted in that has not started yet has no
 	 * tid: it is on its way.) */
-	int alive = r->tid == 0 || thread_view(r, &st, &run);
+	int alive = __atomic_load_n(&r->tid, __ATOMIC_RELAXED) == 0 || thread_view(r, &st, &run);
 	w_idle = 0;
 	if (o != w_owner || word != w_word) {
 		/* Another owner, or the same at another turn point: a new look. */
@@ -279,7 +280,7 @@ static void watch(void)
 	if (said)
 		uni_shim_log("deterministic: rank %d thread %d %s while it had the turn; the others went on without "
 			     "it (from here a run may differ from another; counted in the summary)",
-			     r->rank, r->tid,
+			     r->rank, __atomic_load_n(&r->tid, __ATOMIC_RELAXED),
 			     stuck == 2 ? "ran 5 s without a call into the shim (a spin?)"
 					: "waited in a call the shim does not follow");
 	w_owner = 0;

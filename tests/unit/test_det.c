@@ -84,7 +84,7 @@ static void *step_thread(void *p)
 {
 	struct stepper *s = p;
 	struct uni_ring *r = uni_shm_ring(H, s->idx);
-	r->tid = (int)syscall(SYS_gettid);
+	__atomic_store_n(&r->tid, (int)syscall(SYS_gettid), __ATOMIC_RELAXED);
 	uint64_t t = 0;
 	uni_det_turn(r, s->idx, t);
 	for (uint64_t k = 0; k < s->n; k++) {
@@ -135,7 +135,7 @@ static void *sleeper(void *p)
 {
 	uint32_t idx = (uint32_t)(uintptr_t)p;
 	struct uni_ring *r = uni_shm_ring(H, idx);
-	r->tid = (int)syscall(SYS_gettid);
+	__atomic_store_n(&r->tid, (int)syscall(SYS_gettid), __ATOMIC_RELAXED);
 	uni_det_turn(r, idx, 10 * idx);
 	/* Waits on the object 0x1000 from clock 10 idx, time-out 1000. */
 	int woken = uni_det_block(r, idx, 0x1000, 10 * idx, 1000);
@@ -148,7 +148,7 @@ static void *waker(void *p)
 {
 	uint32_t idx = (uint32_t)(uintptr_t)p;
 	struct uni_ring *r = uni_shm_ring(H, idx);
-	r->tid = (int)syscall(SYS_gettid);
+	__atomic_store_n(&r->tid, (int)syscall(SYS_gettid), __ATOMIC_RELAXED);
 	uni_det_turn(r, idx, 100);
 	note((int)idx, 100);
 	/* One wake-up at 100: the first that blocked goes on (at 100). */
@@ -191,7 +191,7 @@ static void *outsider(void *p)
 {
 	uint32_t idx = (uint32_t)(uintptr_t)p;
 	struct uni_ring *r = uni_shm_ring(H, idx);
-	r->tid = (int)syscall(SYS_gettid);
+	__atomic_store_n(&r->tid, (int)syscall(SYS_gettid), __ATOMIC_RELAXED);
 	uni_det_turn(r, idx, 1);
 	uni_det_outside(r, idx);
 	/* A real wait: until the other thread got its turn at 50. */
@@ -209,7 +209,7 @@ static void *inner(void *p)
 {
 	uint32_t idx = (uint32_t)(uintptr_t)p;
 	struct uni_ring *r = uni_shm_ring(H, idx);
-	r->tid = (int)syscall(SYS_gettid);
+	__atomic_store_n(&r->tid, (int)syscall(SYS_gettid), __ATOMIC_RELAXED);
 	uni_det_turn(r, idx, 50);
 	note((int)idx, 50);
 	atomic_store(&phase, 1);
