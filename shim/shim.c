@@ -3618,6 +3618,20 @@ static int det_me(void)
 	return det_part();
 }
 
+/* The wrappers' test, from outside the shim: the calling thread takes
+ * part in the turn now. */
+static int det_take_part(void)
+{
+	if (UNI_LIKELY(!g_det) || tls.in_shim)
+		return 0;
+	int saved = errno;
+	tls.in_shim++;
+	int me = det_me();
+	tls.in_shim--;
+	errno = saved;
+	return me;
+}
+
 /* The compute since its last turn goes on its clock (at a turn). */
 static void det_charge(void)
 {
@@ -3706,15 +3720,10 @@ static void det_wake_one(uint64_t obj)
 
 int uni_shim_det_mutex_lock(pthread_mutex_t *m, int try)
 {
-	if (UNI_LIKELY(!g_det) || tls.in_shim || !det_sync())
+	if (!det_sync() || !det_take_part())
 		return -1;
 	int saved = errno;
 	tls.in_shim++;
-	if (!det_me()) {
-		tls.in_shim--;
-		errno = saved;
-		return -1;
-	}
 	det_point();
 	int rc = try ? uni_real.mutex_trylock(m) : det_mutex_take(m);
 	leave();
@@ -3774,16 +3783,9 @@ static void det_cond_cancel(void *p)
 
 int uni_shim_det_cond_wait(pthread_cond_t *cv, pthread_mutex_t *m, clockid_t clk, const struct timespec *abs)
 {
-	if (UNI_LIKELY(!g_det) || tls.in_shim)
+	if (!det_take_part())
 		return -1;
 	int saved = errno;
-	tls.in_shim++;
-	if (!det_me()) {
-		tls.in_shim--;
-		errno = saved;
-		return -1;
-	}
-	tls.in_shim--;
 	/* A deadline the thread computed from its virtual clock: a virtual
 	 * time-out (the same wait's end in every run). One the turn cannot
 	 * read (another clock, "for ever"): the wait as without the turn. */
@@ -3940,16 +3942,9 @@ void uni_shim_det_abandon(const char *why)
 
 int uni_shim_det_sem_wait(sem_t *sem, int try, clockid_t clk, const struct timespec *abs)
 {
-	if (UNI_LIKELY(!g_det) || tls.in_shim || !det_sync())
+	if (!det_sync() || !det_take_part())
 		return -2;
 	int saved = errno;
-	tls.in_shim++;
-	if (!det_me()) {
-		tls.in_shim--;
-		errno = saved;
-		return -2;
-	}
-	tls.in_shim--;
 	uint64_t vdl = UINT64_MAX, v;
 	struct timespec real;
 	if (abs && uni_shim_deadline(clk, abs, &real, &v) == 0)
