@@ -287,6 +287,7 @@ static void watch(void)
 }
 
 static __thread int t_cancel; /* in a wait that is a cancellation point */
+static __thread int t_marked; /* this wait set the ring's wait_kind */
 
 void uni_det_cancelable(int on)
 {
@@ -360,6 +361,17 @@ void uni_det_block_begin(struct uni_ring *r, uint32_t idx, uint64_t obj, uint64_
 	atomic_store(&r->det_st, UNI_DET_BLOCKED);
 	atomic_fetch_add(&g_blocked, 1);
 	unlk();
+	if (until == UINT64_MAX && atomic_load_explicit(&r->wait_kind, memory_order_relaxed) == UNI_WAIT_NONE) {
+		/* For unid's deadlock reports: waiting for another thread. */
+		r->wait_obj = obj;
+		r->wait_since = uni_now_ns();
+		r->wait_deadline = 0;
+		r->wait_vt = t;
+		r->wait_vdl = 0;
+		r->stack[0] = 0;
+		atomic_store_explicit(&r->wait_kind, UNI_WAIT_COND, memory_order_release);
+		t_marked = 1;
+	}
 }
 
 int uni_det_block_wait(struct uni_ring *r, uint32_t idx, int (*still)(uint64_t obj))
@@ -379,6 +391,10 @@ int uni_det_block_wait(struct uni_ring *r, uint32_t idx, int (*still)(uint64_t o
 	unlk();
 	await_turn(r, idx);
 	atomic_fetch_sub(&g_blocked, 1);
+	if (t_marked) {
+		t_marked = 0;
+		atomic_store_explicit(&r->wait_kind, UNI_WAIT_NONE, memory_order_release);
+	}
 	if (atomic_load_explicit(&H->det_off, memory_order_acquire))
 		return -1;
 	return (int)r->det_woken;

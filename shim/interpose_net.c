@@ -178,6 +178,18 @@ UNI_EXTERN int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
 	return r;
 }
 
+UNI_EXTERN int shutdown(int fd, int how)
+{
+	ENSURE(shutdown);
+	int r = uni_real.shutdown(fd, how);
+	if (r == 0 && how != SHUT_RD && UNI_UNLIKELY(uni_fd_get(fd)) && !uni_shim_in_shim()) {
+		int e = errno;
+		uni_shim_det_shutdown(fd);
+		errno = e;
+	}
+	return r;
+}
+
 UNI_EXTERN int close(int fd)
 {
 	ENSURE(close);

@@ -29,6 +29,7 @@ static void uni_resolve_all(void)
 	RESOLVE(accept4, "accept4");
 	RESOLVE(listen, "listen");
 	RESOLVE(close, "close");
+	RESOLVE(shutdown, "shutdown");
 	RESOLVE(dup, "dup");
 	RESOLVE(dup2, "dup2");
 	RESOLVE(dup3, "dup3");

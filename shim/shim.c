@@ -123,6 +123,7 @@ struct shim_tls {
 	uint32_t det_at;     /* ... charge() is at a turn: the compute goes on the clock */
 	uint64_t det_acc;    /* ... compute since its last turn, not on the clock yet (virtual ns) ... */
 	uint64_t det_acc_cpu; /* ... and as CPU ns */
+	uint32_t det_clamped; /* ... its read was clamped in turn just now */
 };
 #define UNI_HELD 4
 
@@ -1298,7 +1299,9 @@ uint64_t uni_shim_io_begin(uint32_t slot1)
 		tls.last_conn = slot1;
 	}
 	charge();
-	if (det_part() && !tls.det_out) {
+	if (tls.det_clamped)
+		tls.det_clamped = 0; /* (the read's turn was its clamp's) */
+	else if (det_part() && !tls.det_out) {
 		/* Deterministic mode: I/O on a modelled connection in turn. */
 		tls.in_shim++;
 		det_point();
@@ -3773,10 +3776,17 @@ struct det_cw {
 static void det_cond_cancel(void *p)
 {
 	struct det_cw *w = p;
+	struct uni_ring *r = tls.ring;
 	uni_det_cancelable(0);
-	uni_det_cancelled(tls.ring);
-	atomic_store_explicit(&tls.ring->wait_kind, UNI_WAIT_NONE, memory_order_release);
-	uni_real.mutex_lock(w->m);
+	/* A wake-up it was given goes to the next waiter (POSIX: a cancelled
+	 * waiter consumes no signal); then the mutex, in turn. */
+	int woken = r->det_woken && atomic_load_explicit(&r->det_st, memory_order_acquire) != UNI_DET_BLOCKED;
+	uni_det_cancelled(r);
+	if (woken)
+		uni_det_wake((uint64_t)(uintptr_t)w->cv, tls.vt, 0, 0);
+	atomic_store_explicit(&r->wait_kind, UNI_WAIT_NONE, memory_order_release);
+	uni_det_turn(r, tls.ring_idx, tls.vt);
+	det_mutex_take(w->m);
 	tls.in_shim--;
 	cond_wait_end(w->cv, w->m, w->tok);
 }
@@ -4029,12 +4039,27 @@ static void det_written(uint32_t idx, uint64_t upto, int closed)
  * how many to read, or n where the turn cannot tell (no schedule for this
  * stream, unid behind for a second, the writer closed, nothing written
  * and a non-blocking read: the kernel's answer). */
+/* Byte b of the stream coming in on idx is older than the schedule's log
+ * holds (UNI_SCHED_LOG chunks): it will not be published again. */
+static int sched_gone(uint32_t idx, uint64_t b)
+{
+	struct uni_sched *sd =
+		stream_sched(atomic_load_explicit(&uni_shm_conn(g_hdr, idx)->peer_conn, memory_order_relaxed));
+	uint64_t n = sd ? atomic_load_explicit(&sd->n, memory_order_acquire) : 0;
+	if (n <= UNI_SCHED_LOG)
+		return 0;
+	struct uni_sched_chunk *k = &sd->ch[n % UNI_SCHED_LOG]; /* the oldest */
+	return b < atomic_load_explicit(&k->off, memory_order_acquire) + atomic_load_explicit(&k->len, memory_order_acquire);
+}
+
 static int sched_wait(uint32_t idx, uint64_t b, uint64_t *t)
 {
 	uint64_t t0 = 0;
 	for (int i = 0;; i++) {
 		if (sched_arrival(idx, b, t))
 			return 1;
+		if (sched_gone(idx, b))
+			return 0; /* the caller: the kernel's answer */
 		if (i == 0)
 			ring_bell();
 		uint64_t now = uni_now_ns();
@@ -4051,6 +4076,20 @@ static int sched_wait(uint32_t idx, uint64_t b, uint64_t *t)
 	}
 }
 
+/* A TCP segment's payload (Ethernet's 1500-byte MTU, timestamps on). */
+#define DET_SEG 1448u
+
+/* A read or accept that must not wait: non-blocking, or with a receive
+ * time-out (SO_RCVTIMEO: the program expects EAGAIN after it). */
+static int det_nonblocking(int fd, int flags)
+{
+	int fl = uni_real.fcntl(fd, F_GETFL);
+	struct timeval tv = {0, 0};
+	socklen_t l = sizeof(tv);
+	return (flags & MSG_DONTWAIT) || (fl >= 0 && (fl & O_NONBLOCK)) ||
+	       (getsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, &l) == 0 && (tv.tv_sec || tv.tv_usec));
+}
+
 static ssize_t det_read_clamp(struct shim_conn *sc, int fd, size_t n, int flags)
 {
 	struct uni_conn *c = uni_shm_conn(g_hdr, sc->shm_idx);
@@ -4060,16 +4099,23 @@ static ssize_t det_read_clamp(struct shim_conn *sc, int fd, size_t n, int flags)
 	struct uni_conn *pc = uni_shm_conn(g_hdr, pi);
 	if (!stream_sched(pi))
 		return (ssize_t)n;
-	int fl = uni_real.fcntl(fd, F_GETFL);
-	int nb = (flags & MSG_DONTWAIT) || (fl >= 0 && (fl & O_NONBLOCK));
+	int nb = det_nonblocking(fd, flags);
 	det_point();
+	tls.det_clamped = 1;
 	for (;;) {
 		uint64_t rx = atomic_load_explicit(&sc->rx, memory_order_relaxed);
 		uint64_t w = atomic_load_explicit(&pc->written, memory_order_acquire), a;
 		if (w > rx) {
 			if (!sched_wait(sc->shm_idx, rx, &a) || !sched_wait(sc->shm_idx, w - 1, &a))
 				return (ssize_t)n;
-			sched_arrival(sc->shm_idx, rx, &a);
+			/* Bytes are readable a segment at a time (a reader that reads
+			 * in a loop got a few bytes each time, 400,000 reads for
+			 * 16 MB): the first segment's last byte, or all that is
+			 * written, or all that is asked. */
+			uint64_t seg = w - rx < DET_SEG ? w - rx : DET_SEG;
+			if (seg > n)
+				seg = n;
+			sched_arrival(sc->shm_idx, rx + seg - 1, &a);
 			if (a <= tls.vt) {
 				/* The last byte arrived by now (arrivals grow with the byte). */
 				uint64_t lo = rx, hi = w - 1;
@@ -4081,6 +4127,8 @@ static ssize_t det_read_clamp(struct shim_conn *sc, int fd, size_t n, int flags)
 						hi = mid - 1;
 				}
 				uint64_t k = lo + 1 - rx;
+				if (k < n && k < w - rx)
+					k -= k % DET_SEG; /* whole segments (at least one) */
 				return (ssize_t)(n < k ? n : k);
 			}
 			/* (Non-blocking too: poll, which the turn does not follow
@@ -4138,7 +4186,10 @@ int uni_shim_det_poll(struct pollfd *fds, nfds_t n, int64_t timeout_ns)
 			fds[i].revents = 0;
 			if (fds[i].fd < 0)
 				continue;
-			struct shim_conn *sc = &g_conns[uni_fd_get(fds[i].fd) - 1];
+			uint32_t s1 = uni_fd_get(fds[i].fd);
+			if (!s1 || (s1 & UNI_FD_CHAN))
+				goto kernel; /* closed (or reused) while it waited */
+			struct shim_conn *sc = &g_conns[s1 - 1];
 			struct uni_conn *c = uni_shm_conn(g_hdr, sc->shm_idx);
 			struct uni_conn *pc = uni_shm_conn(g_hdr, atomic_load_explicit(&c->peer_conn, memory_order_relaxed));
 			short want = fds[i].events;
@@ -4147,7 +4198,7 @@ int uni_shim_det_poll(struct pollfd *fds, nfds_t n, int64_t timeout_ns)
 				uint64_t w = atomic_load_explicit(&pc->written, memory_order_acquire), a;
 				if (w > rx) {
 					if (!sched_wait(sc->shm_idx, rx, &a))
-						goto out; /* unid behind: as without the turn */
+						goto kernel; /* unid behind: as without the turn */
 					if (a <= tls.vt)
 						fds[i].revents |= (short)(want & (POLLIN | POLLRDNORM));
 					else if (a < next)
@@ -4158,6 +4209,15 @@ int uni_shim_det_poll(struct pollfd *fds, nfds_t n, int64_t timeout_ns)
 			}
 			if (want & (POLLOUT | POLLWRNORM))
 				fds[i].revents |= (short)(want & (POLLOUT | POLLWRNORM));
+			/* Nothing written unread: what the kernel says of the end of
+			 * the stream (shutdown, a peer that died: POLLIN, POLLRDHUP,
+			 * POLLHUP, POLLERR) passes. */
+			if (!fds[i].revents &&
+			    atomic_load_explicit(&pc->written, memory_order_acquire) <= atomic_load_explicit(&sc->rx, memory_order_relaxed)) {
+				struct pollfd k = {.fd = fds[i].fd, .events = want};
+				if (uni_real.poll(&k, 1, 0) > 0)
+					fds[i].revents = k.revents;
+			}
 			if (fds[i].revents)
 				ready++;
 		}
@@ -4169,9 +4229,14 @@ int uni_shim_det_poll(struct pollfd *fds, nfds_t n, int64_t timeout_ns)
 			rc = 0;
 			break;
 		}
+		if (0) {
+		kernel:
+			rc = -2;
+			break;
+		}
 		int b = uni_det_block(tls.ring, tls.ring_idx, UNI_DET_OBJ_POLL, tls.vt, next);
 		if (b < 0)
-			goto out; /* the turn given up */
+			goto kernel; /* the turn given up */
 		if (b == 0) {
 			/* Its time-out, or the first arrival. */
 			if (next == dl) {
@@ -4208,8 +4273,7 @@ int uni_shim_det_accept(int fd)
 		return 0;
 	int saved = errno, done = 0;
 	tls.in_shim++;
-	int fl = uni_real.fcntl(fd, F_GETFL);
-	if (fl >= 0 && !(fl & O_NONBLOCK) && det_me()) {
+	if (!det_nonblocking(fd, 0) && det_me()) {
 		det_point();
 		t_accept_fd = fd;
 		done = 1;
@@ -4246,4 +4310,14 @@ void uni_shim_det_outside(int on)
 	}
 	tls.in_shim--;
 	errno = saved;
+}
+
+void uni_shim_det_shutdown(int fd)
+{
+	uint32_t s = uni_fd_get(fd);
+	if (!g_det || !s || (s & UNI_FD_CHAN) || atomic_load(&g_state) != ST_ATTACHED)
+		return;
+	tls.in_shim++;
+	det_written(g_conns[s - 1].shm_idx, 0, 1);
+	tls.in_shim--;
 }

@@ -31,6 +31,7 @@ struct uni_real {
 	int (*accept4)(int, struct sockaddr *, socklen_t *, int);
 	int (*listen)(int, int);
 	int (*close)(int);
+	int (*shutdown)(int, int);
 	int (*dup)(int);
 	int (*dup2)(int, int);
 	int (*dup3)(int, int, int);
@@ -319,6 +320,9 @@ void uni_shim_det_created(pthread_t th, int part) UNI_HIDDEN;
 int uni_shim_det_accept(int fd) UNI_HIDDEN;
 /* A wait the turn does not follow (on: before it; off: after): outside. */
 void uni_shim_det_outside(int on) UNI_HIDDEN;
+/* shutdown(SHUT_WR or SHUT_RDWR) of a modelled connection: the end of its
+ * outgoing stream (readers in turn see it). */
+void uni_shim_det_shutdown(int fd) UNI_HIDDEN;
 /* Semaphores in turn: the wait (try: sem_trywait; abs: a deadline on clk,
  * NULL none) as sem_*wait returns (0, or -1 and errno), -2 outside the
  * turn; a post's turn before it (0) and its waiter's wake-up after it (1). */
