@@ -1080,9 +1080,10 @@ static void report_deadlock(uint64_t now)
 					conn_peer_rank(ring->wait_obj & ~UNI_WAIT_OBJ_ROOM),
 					(double)(now - ring->wait_since) / 1e9);
 			else if (wk == UNI_WAIT_READ)
-				fprintf(out, "  thread %d (%s): waiting for bytes on connection %llu for %.1f s\n",
-					ring->tid, comm, (unsigned long long)ring->wait_obj,
-					(double)(now - ring->wait_since) / 1e9);
+				fprintf(out, "  thread %d (%s): waiting for bytes on connection %llu (from rank %d) for "
+					     "%.1f s, since virtual time %.3f ms\n",
+					ring->tid, comm, (unsigned long long)ring->wait_obj, conn_peer_rank(ring->wait_obj),
+					(double)(now - ring->wait_since) / 1e9, (double)ring->wait_vt / 1e6);
 			else
 				fprintf(out, "  thread %d (%s): blocked outside the shim\n", ring->tid, comm);
 			if (ring->stack[0]) {

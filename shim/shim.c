@@ -817,6 +817,12 @@ static void attach(void)
 	uni_shim_sync_on = g_mode == UNI_MODE_SIMULATE;
 	uni_shim_clamp_on = uni_shim_sync_on && (g_horizon || g_det);
 	uni_shim_rec_on = g_mode == UNI_MODE_RECORD;
+	/* Deterministic mode: the attaching thread takes part from now (a C
+	 * program's main thread may call nothing the shim sees before its
+	 * listen, while another rank's retries and sleeps ran on alone in
+	 * virtual time: 680 ms of refused connects). */
+	if (g_det)
+		thread_ring();
 	wake_daemon();
 out:
 	tls.in_shim--;
@@ -1552,7 +1558,8 @@ void uni_shim_io_end(uint32_t slot1, int is_send, const struct iovec *iov, int c
 	if (g_mode == UNI_MODE_SIMULATE) {
 		uint64_t end = 0, stamp = tls.vt;
 		if (!is_send && tls.ring &&
-		    atomic_load_explicit(&tls.ring->wait_kind, memory_order_relaxed) == UNI_WAIT_POLL)
+		    (atomic_load_explicit(&tls.ring->wait_kind, memory_order_relaxed) == UNI_WAIT_POLL ||
+		     (!g_horizon && atomic_load_explicit(&tls.ring->wait_kind, memory_order_relaxed) == UNI_WAIT_READ)))
 			atomic_store_explicit(&tls.ring->wait_kind, UNI_WAIT_NONE, memory_order_release);
 		if (r > 0 && modelled) {
 			if (is_send)
@@ -1691,7 +1698,7 @@ void uni_shim_read_begin(uint32_t slot1, int fd)
 		det_read_outside(fd);
 		tls.in_shim--;
 	}
-	if (!g_horizon || g_mode != UNI_MODE_SIMULATE || tls.dispatcher || tls.loop || !tls.ring ||
+	if (g_mode != UNI_MODE_SIMULATE || tls.dispatcher || tls.loop || !tls.ring ||
 	    atomic_load_explicit(&g_state, memory_order_relaxed) != ST_ATTACHED)
 		return;
 	struct shim_conn *sc = &g_conns[slot1 - 1];
@@ -1701,6 +1708,18 @@ void uni_shim_read_begin(uint32_t slot1, int fd)
 		return;
 	int saved = errno;
 	tls.in_shim++;
+	if (!g_horizon) {
+		/* Alpha-beta: a blocking read with nothing in the kernel waits
+		 * for its peer, as unid's deadlock reports count it (two ranks
+		 * that both recv first on a program's own connection hung
+		 * without a report). */
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		if (uni_real.poll(&p, 1, 0) == 0)
+			wait_read(tls.ring, sc->shm_idx, uni_now_ns(), tls.vt, 0);
+		tls.in_shim--;
+		errno = saved;
+		return;
+	}
 	poll_wait_publish(tls.ring, -1);
 	horizon_moved();
 	tls.in_shim--;
@@ -4146,6 +4165,10 @@ static ssize_t det_read_clamp(struct shim_conn *sc, int fd, size_t n, int flags)
 		struct pollfd p = {.fd = fd, .events = POLLIN};
 		if (atomic_load_explicit(&pc->wclosed, memory_order_acquire) || nb || uni_real.poll(&p, 1, 0) != 0)
 			return (ssize_t)n;
+		/* Waiting for its peer, for deadlock reports (once: the looks
+		 * again do not restart it; uni_shim_io_end ends it). */
+		if (atomic_load_explicit(&tls.ring->wait_kind, memory_order_relaxed) == UNI_WAIT_NONE)
+			wait_read(tls.ring, sc->shm_idx, uni_now_ns(), tls.vt, 0);
 		if (uni_det_block(tls.ring, tls.ring_idx, UNI_DET_OBJ_CONN(pi), tls.vt, UINT64_MAX) < 0)
 			return (ssize_t)n;
 	}

@@ -4,7 +4,9 @@
 # names every blocked rank and thread, what it waits for (data from the
 # other rank, Gloo slot and size), its virtual time and its native stack
 # (libunwind: c10d's RecvWork::wait); the trace holds deadlock records and
-# unitrace summary says DEADLOCK.
+# unitrace summary says DEADLOCK. Then the same pattern on a program's own
+# TCP connection (sim_deadlock_sock.py), with and without --deterministic:
+# status 97 and both reads named with their peer and virtual time.
 #   test_sim_deadlock.sh UNIRUN UNITRACE
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -38,3 +40,20 @@ n=$("$UNITRACE" dump --json "$T/t.unitrace" | grep -c '"kind":"deadlock"' || tru
 [ "$n" -ge 2 ] || fail "$n deadlock records in the trace"
 grep -q unreachable "$T/out" && fail "a rank got past the deadlock"
 ok "deadlock found in $took s: exit 97, report with ranks, peers, bytes, virtual times and stacks"
+
+# The same on a program's own connection (no Gloo), with and without the
+# deterministic turn: each rank's thread waits for bytes from the other.
+PORT=$(free_port)
+for det in "" --deterministic; do
+	rc=0
+	start=$(date +%s)
+	timeout 120 "$UNIRUN" -n 2 $det --config "$T/c.yaml" --trace "$T/s.unitrace" -- $PY "$HERE/sim_deadlock_sock.py" $PORT \
+		>"$T/sout" 2>"$T/serr" || rc=$?
+	took=$(( $(date +%s) - start ))
+	[ $rc -eq 97 ] || { cat "$T/serr"; fail "own sockets ${det:-}: unirun exited $rc, want 97 (deadlock)"; }
+	[ $took -le 60 ] || fail "own sockets: took $took s to detect"
+	grep -q "waiting for bytes on connection [0-9]* (from rank 1) for .* s, since virtual time" "$T/serr" &&
+		grep -q "waiting for bytes on connection [0-9]* (from rank 0) for .* s, since virtual time" "$T/serr" ||
+		{ cat "$T/serr"; fail "own sockets ${det:-}: the report does not name both waits"; }
+	ok "own sockets ${det:-(without the turn)}: deadlock found in $took s, both reads named with peer and virtual time"
+done
