@@ -25,6 +25,10 @@ def compute():
 
 t = torch.ones(4_000_000)  # 16 MB per rank
 outs = [torch.empty_like(t) for _ in range(world)]
+# A first all_gather touches the fresh output tensors' pages (on some hosts
+# 100 ms of CPU time more than later ones): every phase below then times the
+# same work.
+dist.all_gather(outs, t)
 res = {}
 for phase in ["compute", "comm", "sync", "async"]:
     dist.barrier()

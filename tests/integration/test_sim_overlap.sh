@@ -21,17 +21,26 @@ timeout 300 "$UNIRUN" -n 2 --config "$T/c.yaml" --trace "$T/t.unitrace" -- $PY "
 # Ranks share stdout: their lines may interleave, so pick the objects out.
 $PY -c '
 import json, re, sys
+# The transfer alone (network only): 16 MB at 100 Mbit/s after 1 ms.
+x = 1e3 * (0.001 + 16e6 * 8 / 100e6)
 bad = 0
 for obj in re.findall(r"\{[^{}]*\}", open(sys.argv[1]).read()):
     r = json.loads(obj)
     c, m, s, a = r["compute"], r["comm"], r["sync"], r["async"]
-    print("rank %d: compute %.0f ms, all_gather %.0f ms, blocking+compute %.0f ms, async around compute %.0f ms"
-          % (r["rank"], c, m, s, a))
-    if not 0.95 * (c + m) <= s <= 1.05 * (c + m):
+    print("rank %d: compute %.0f ms, all_gather %.0f ms, blocking+compute %.0f ms, async around compute %.0f ms (transfer alone %.0f ms)"
+          % (r["rank"], c, m, s, a, x))
+    # Nothing ends before its bytes could arrive (a missed hand-off of
+    # time from the worker to the waiting thread shows here).
+    if m < x or s < c + x or a < max(c, x):
+        print("FAIL: a phase ended before its transfer could have"); bad = 1
+    # The worker copies into and out of freshly allocated flat buffers:
+    # its CPU time varies between phases (4 to 160 ms, glibc serving them
+    # from fresh mmap pages or from the warm heap), so "about" is 12%.
+    if not s <= 1.12 * (c + m):
         print("FAIL: blocking %.0f ms is not about compute + transfer %.0f ms" % (s, c + m)); bad = 1
-    if not 0.95 * max(c, m) <= a <= 1.05 * max(c, m):
+    if not a <= 1.12 * max(c, m):
         print("FAIL: async %.0f ms is not about max(compute, transfer) %.0f ms" % (a, max(c, m))); bad = 1
-    if not a < 0.8 * s:
+    if not a < 0.7 * s:
         print("FAIL: async %.0f ms does not beat blocking %.0f ms" % (a, s)); bad = 1
 sys.exit(bad)
 ' "$T/log" || fail "overlap"
