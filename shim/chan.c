@@ -232,6 +232,7 @@ void uni_chan_write_begin(struct uni_chan_w *w, uint32_t fdent, const struct iov
 	}
 	if (!amount)
 		return;
+	uni_shim_det_turn(); /* (deterministic mode: the write in turn) */
 	w->t = uni_shim_thread_vt();
 	w->src = uni_shim_signal((void *)w->key, w->t);
 	w->amount = amount;
@@ -246,6 +247,8 @@ void uni_chan_write_end(const struct uni_chan_w *w, ssize_t r)
 	/* What the kernel took: a pipe's r bytes; an eventfd's value or
 	 * nothing. */
 	uint64_t took = w->kind == 1 ? (r > 0 ? (uint64_t)r : 0) : (r == 8 ? w->amount : 0);
+	if (took)
+		uni_shim_det_polled(); /* pollers in turn look again */
 	if (took >= w->amount)
 		return;
 	uint64_t back = w->amount - took;
@@ -266,6 +269,24 @@ void uni_chan_write_end(const struct uni_chan_w *w, ssize_t r)
 		break;
 	}
 	tq_unlock();
+}
+
+/* Deterministic mode: 1 and the time of the earliest write on a channel
+ * that is not read yet, 0 when none is queued (a poll in turn: readable
+ * from that time). */
+int uni_chan_pending(uint32_t fdent, uint64_t *t)
+{
+	uint32_t id = fdent & ~UNI_FD_CHAN;
+	if (id >= CHAN_MAX)
+		return 0;
+	int k = 0;
+	tq_lock();
+	struct tq *q = tq_find(chan_key(fdent), 0);
+	for (uint32_t i = 0; q && i < q->n; i++)
+		if (!k++ || q->e[i].t < *t)
+			*t = q->e[i].t;
+	tq_unlock();
+	return k > 0;
 }
 
 /* A blocking read on a channel: counted like a condition wait. */

@@ -90,6 +90,33 @@ static void io_wait_end(int began)
 		return r_;                                                \
 	} while (0)
 
+/* Deterministic mode: a write that must not block takes what the turn's
+ * socket buffer has room for (shim.c, uni_shim_det_room): -1: all of it
+ * (or the turn does not apply), 0: none (EAGAIN), else the first part's
+ * entries in part (at most 64). */
+static inline int det_part_of(uint32_t w, int fd, int flags, const struct iovec *iov, int cnt, struct iovec *part)
+{
+	if (UNI_LIKELY(!uni_shim_sync_on))
+		return -1;
+	size_t room = uni_shim_det_room(w, fd, flags), tot = 0;
+	if (UNI_LIKELY(room == SIZE_MAX))
+		return -1;
+	for (int i = 0; i < cnt; i++)
+		tot += iov[i].iov_len;
+	if (room >= tot)
+		return -1;
+	if (!room)
+		return 0;
+	int n = 0;
+	for (int i = 0; i < cnt && room && n < 64; i++) {
+		part[n] = iov[i];
+		if (part[n].iov_len > room)
+			part[n].iov_len = room;
+		room -= part[n++].iov_len;
+	}
+	return n ? n : -1;
+}
+
 /* A write: a blocking one on a modelled connection in simulate mode is
  * done by the shim (uni_shim_send_blocking), else as IO_WRAP. */
 #define SEND_WRAP(fn, fd, flags, call, IOV, CNT)                                    \
@@ -97,9 +124,20 @@ static void io_wait_end(int began)
 		ENSURE(fn);                                                         \
 		uint32_t w_ = uni_fd_get(fd);                                       \
 		ssize_t wr_;                                                        \
-		if (UNI_UNLIKELY(w_) && !(w_ & UNI_FD_CHAN) &&                      \
-		    uni_shim_send_blocking(w_, fd, flags, IOV, CNT, &wr_))          \
-			return wr_;                                                 \
+		if (UNI_UNLIKELY(w_) && !(w_ & UNI_FD_CHAN)) {                      \
+			if (uni_shim_send_blocking(w_, fd, flags, IOV, CNT, &wr_))  \
+				return wr_;                                         \
+			struct iovec p_[64];                                        \
+			int np_ = det_part_of(w_, fd, flags, IOV, CNT, p_);         \
+			if (UNI_UNLIKELY(np_ == 0)) {                               \
+				errno = EAGAIN;                                     \
+				return -1;                                          \
+			}                                                           \
+			if (UNI_UNLIKELY(np_ > 0)) {                                \
+				struct msghdr m_ = {.msg_iov = p_, .msg_iovlen = (size_t)np_}; \
+				IO_WRAP(fn, 1, fd, uni_real.sendmsg(fd, &m_, (flags) | MSG_DONTWAIT), p_, np_); \
+			}                                                           \
+		}                                                                   \
 		IO_WRAP(fn, 1, fd, call, IOV, CNT);                                 \
 	} while (0)
 
@@ -200,6 +238,8 @@ UNI_EXTERN int close(int fd)
 		uni_shim_listen_closed(fd);
 	if (UNI_UNLIKELY(atomic_load_explicit(&uni_shim_nstore, memory_order_relaxed)))
 		uni_shim_store_mark(fd, 0);
+	if (UNI_UNLIKELY(atomic_load_explicit(&uni_shim_nep, memory_order_relaxed)))
+		uni_shim_det_epoll_closed(fd);
 	return uni_real.close(fd);
 }
 

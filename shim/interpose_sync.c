@@ -43,9 +43,27 @@
 		errno = e_;                                            \
 	} while (0)
 
+/* The epoll set as the turn follows it (deterministic mode). */
+UNI_EXTERN int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
+{
+	ENSURE(epoll_ctl);
+	int r = uni_real.epoll_ctl(epfd, op, fd, ev);
+	if (r == 0 && UNI_UNLIKELY(uni_shim_sync_on) && !uni_shim_in_shim()) {
+		int e = errno;
+		uni_shim_det_epoll_ctl(epfd, op, fd, ev);
+		errno = e;
+	}
+	return r;
+}
+
 UNI_EXTERN int epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
 {
 	ENSURE(epoll_wait);
+	if (UNI_UNLIKELY(uni_shim_sync_on) && !uni_shim_in_shim()) {
+		int d = uni_shim_det_epoll(epfd, ev, max, MS_NS(timeout));
+		if (d != -2)
+			return d;
+	}
 	if (uni_shim_in_shim() || !uni_shim_epoll_enter(MS_NS(timeout)))
 		return uni_real.epoll_wait(epfd, ev, max, timeout);
 	int r = uni_real.epoll_wait(epfd, ev, max, timeout);
@@ -56,6 +74,11 @@ UNI_EXTERN int epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout
 UNI_EXTERN int epoll_pwait(int epfd, struct epoll_event *ev, int max, int timeout, const sigset_t *ss)
 {
 	ENSURE(epoll_pwait);
+	if (UNI_UNLIKELY(uni_shim_sync_on) && !uni_shim_in_shim() && !ss) {
+		int d = uni_shim_det_epoll(epfd, ev, max, MS_NS(timeout));
+		if (d != -2)
+			return d;
+	}
 	if (uni_shim_in_shim() || !uni_shim_epoll_enter(MS_NS(timeout)))
 		return uni_real.epoll_pwait(epfd, ev, max, timeout, ss);
 	int r = uni_real.epoll_pwait(epfd, ev, max, timeout, ss);

@@ -81,6 +81,7 @@ static void uni_resolve_all(void)
 	RESOLVE(barrier_wait, "pthread_barrier_wait");
 	RESOLVE(pthread_timedjoin_np, "pthread_timedjoin_np");
 	RESOLVE(pthread_clockjoin_np, "pthread_clockjoin_np");
+	RESOLVE(epoll_ctl, "epoll_ctl");
 	RESOLVE(epoll_wait, "epoll_wait");
 	RESOLVE(epoll_pwait, "epoll_pwait");
 	RESOLVE(poll, "poll");

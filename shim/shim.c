@@ -321,6 +321,19 @@ static void det_charge(void);
 static void det_thread_end(struct uni_ring *r);
 static void det_detach(void);
 static void det_written(uint32_t idx, uint64_t upto, int closed);
+static uint64_t det_room(uint32_t idx);
+/* The turn's socket buffer: a writer in turn has at most this many bytes
+ * written and not read by its peer (its writes split where the reads make
+ * room, the same in every run, not where the host's TCP buffers fill,
+ * which differs from run to run). Small enough for the reader's kernel to
+ * hold all of it: loopback's segment is 64 kB, and a receiver that frees
+ * less than a segment does not open its window again (silly-window
+ * avoidance), so with 64 kB here bytes written stayed in the writer's
+ * kernel while the reader waited for them (a second, then it read fewer). */
+#define DET_SNDBUF (16u << 10)
+/* Writable again once a third of it is free (as Linux wakes writers:
+ * free >= half of what is queued), not at every segment read. */
+#define DET_WAKE (DET_SNDBUF / 3)
 
 /* --compute-from (docs/simulate.md "Compute from a trace") ------------- */
 
@@ -1052,8 +1065,10 @@ void uni_shim_conn_new(int fd, const struct sockaddr *peer, socklen_t peerlen)
 	if (accepted && clocked)
 		accept_take(&la, &pa);
 	/* Deterministic mode: an acceptor waiting in turn looks again. */
-	if (!accepted && g_det && uni_det_live())
+	if (!accepted && g_det && uni_det_live()) {
 		uni_det_wake(UNI_DET_OBJ_ACCEPT, 0, 1, 0);
+		uni_det_wake(UNI_DET_OBJ_POLL, 0, 1, 0);
+	}
 out:
 	tls.in_shim--;
 	errno = saved;
@@ -1580,6 +1595,13 @@ void uni_shim_io_end(uint32_t slot1, int is_send, const struct iovec *iov, int c
 		 * waitSend. */
 		if (end && !tls.loop && !tls.dispatcher && sc->gf.out.broken && !sc->gf.out.messages)
 			take_completion(sc->shm_idx, end, stamp);
+		/* Deterministic mode: bytes read make room for the peer's
+		 * writes; a poll in turn for POLLOUT looks again. */
+		if (UNI_UNLIKELY(g_det) && !is_send && r > 0 && modelled) {
+			atomic_fetch_add_explicit(&c->consumed, (uint64_t)r, memory_order_release);
+			if (uni_det_live())
+				uni_det_wake(UNI_DET_OBJ_POLL, 0, 1, 0);
+		}
 		if (tls.det_out && tls.ring) {
 			tls.det_out = 0;
 			uni_det_turn(tls.ring, tls.ring_idx, tls.vt);
@@ -1781,10 +1803,42 @@ int uni_shim_send_blocking(uint32_t slot1, int fd, int flags, const struct iovec
 	int k = 0, err = 0;
 	while (done < total) {
 		struct msghdr m = {.msg_iov = cur + k, .msg_iovlen = (size_t)(cnt - k)};
+		struct iovec part[64];
+		if (UNI_UNLIKELY(g_det) && det_part()) {
+			/* Deterministic mode: as much as the turn's socket buffer
+			 * has room for; none: wait in turn for the peer's reads. */
+			tls.in_shim++;
+			uint64_t room = det_room(sc->shm_idx);
+			if (room < (waiting_since ? DET_WAKE : 1)) {
+				if (!waiting_since) {
+					waiting_since = uni_now_ns();
+					tls.ring->stack[0] = 0;
+					wait_read(tls.ring, sc->shm_idx | UNI_WAIT_OBJ_ROOM, waiting_since, tls.vt, 0);
+				}
+				uni_det_block(tls.ring, tls.ring_idx, UNI_DET_OBJ_POLL, tls.vt, UINT64_MAX);
+				tls.in_shim--;
+				continue; /* (the turn given up: the kernel's way from here) */
+			}
+			tls.in_shim--;
+			if (room < total - done) {
+				size_t left = (size_t)room;
+				int np = 0;
+				for (int i = k; i < cnt && left; i++) {
+					part[np] = cur[i];
+					if (part[np].iov_len > left)
+						part[np].iov_len = left;
+					left -= part[np++].iov_len;
+				}
+				m.msg_iov = part;
+				m.msg_iovlen = (size_t)np;
+			}
+		}
 		/* Once bytes went, an error is the next call's (as in the
 		 * kernel, which returns the count): no SIGPIPE now. */
 		ssize_t r = uni_real.sendmsg(fd, &m, flags | MSG_DONTWAIT | (done ? MSG_NOSIGNAL : 0));
 		if (r > 0) {
+			if (waiting_since && tls.ring)
+				atomic_store_explicit(&tls.ring->wait_kind, UNI_WAIT_NONE, memory_order_release);
 			waiting_since = 0;
 			tls.in_shim++;
 			if (atomic_load_explicit(&g_state, memory_order_relaxed) == ST_ATTACHED)
@@ -2850,7 +2904,7 @@ void uni_shim_connect_hold(const struct sockaddr *addr, socklen_t len)
 		 * the caller's time, or the caller takes its later time: no
 		 * question about the other ranks is left (in a 64-rank Gloo
 		 * world's 4032 connects, waiting each time cost minutes). */
-		if (have && g_det && g_master_port > 0 && (int)a.port == g_master_port && uni_det_live()) {
+		if (have && g_det && g_master_port > 0 && (int)a.port == g_master_port && uni_det_live() && !getenv("UNI_DET_TRY")) {
 			char why[96];
 			snprintf(why, sizeof(why), "rank %d connects to the rendezvous store (MASTER_PORT %d), which the "
 				 "turn does not follow yet", g_rank, g_master_port);
@@ -4095,8 +4149,139 @@ static int sched_wait(uint32_t idx, uint64_t b, uint64_t *t)
 	}
 }
 
+/* The stream written on connection end pi has a schedule, or nothing
+ * written yet (unid gives it one with its first chunk): the turn follows
+ * its reads. Not: written to without one (more streams than schedules). */
+/* 1 when connection end c is modelled. One just made or accepted: unid
+ * matches its two ends a moment later (looked at before, a poll went
+ * outside the turn and a read took the kernel's bytes in some runs): at
+ * most a second. */
+static int det_matched(struct uni_conn *c)
+{
+	uint64_t t0 = 0;
+	for (int i = 0; atomic_load_explicit(&c->state, memory_order_acquire) == UNI_CONN_OPEN; i++) {
+		uint64_t now = uni_now_ns();
+		if (!t0) {
+			t0 = now;
+			ring_bell();
+		} else if (now - t0 > 1000000000ull || !coordinator_alive()) {
+			break;
+		}
+		if (i < 64)
+			sched_yield();
+		else {
+			struct timespec ts = {0, 50000};
+			uni_real.nanosleep(&ts, NULL);
+		}
+	}
+	return atomic_load_explicit(&c->state, memory_order_acquire) == UNI_CONN_MATCHED;
+}
+
+static _Atomic uint64_t g_det_nolog[128]; /* streams found without one (by idx % 8192) */
+
+static int det_sched_or_none(uint32_t pi)
+{
+	if (!g_hdr->sched_off)
+		return 0;
+	if (stream_sched(pi) || !atomic_load_explicit(&uni_shm_conn(g_hdr, pi)->written, memory_order_acquire))
+		return 1;
+	/* Written: unid gives the stream its schedule when it takes the
+	 * first chunk, which may be a moment after the write (a poll that
+	 * went outside the turn then made a run differ). At most a second,
+	 * once per stream. */
+	_Atomic uint64_t *nb = &g_det_nolog[(pi / 64) % 128];
+	uint64_t bit = 1ull << (pi % 64);
+	if (atomic_load_explicit(nb, memory_order_relaxed) & bit)
+		return 0;
+	uint64_t t0 = uni_now_ns();
+	for (int i = 0; !stream_sched(pi); i++) {
+		if (i == 0)
+			ring_bell();
+		if (uni_now_ns() - t0 > 1000000000ull || !coordinator_alive()) {
+			atomic_fetch_or(nb, bit);
+			return 0;
+		}
+		if (i < 64)
+			sched_yield();
+		else {
+			struct timespec ts = {0, 50000};
+			uni_real.nanosleep(&ts, NULL);
+		}
+	}
+	return 1;
+}
+
+
+/* Room for the writer on connection end idx (bytes). */
+static uint64_t det_room(uint32_t idx)
+{
+	struct uni_conn *c = uni_shm_conn(g_hdr, idx);
+	uint32_t pi = atomic_load_explicit(&c->peer_conn, memory_order_relaxed);
+	uint64_t w = atomic_load_explicit(&c->written, memory_order_acquire);
+	uint64_t rd = atomic_load_explicit(&uni_shm_conn(g_hdr, pi)->consumed, memory_order_acquire);
+	uint64_t in = w > rd ? w - rd : 0;
+	return in < DET_SNDBUF ? DET_SNDBUF - in : 0;
+}
+
+size_t uni_shim_det_room(uint32_t slot1, int fd, int flags)
+{
+	if (UNI_LIKELY(!g_det) || tls.in_shim || (flags & MSG_OOB))
+		return SIZE_MAX;
+	int saved = errno;
+	tls.in_shim++;
+	size_t room = SIZE_MAX;
+	struct shim_conn *sc = &g_conns[slot1 - 1];
+	struct uni_conn *c = uni_shm_conn(g_hdr, sc->shm_idx);
+	int fl;
+	if (det_me() && atomic_load_explicit(&c->state, memory_order_acquire) == UNI_CONN_MATCHED &&
+	    ((flags & MSG_DONTWAIT) || ((fl = uni_real.fcntl(fd, F_GETFL)) >= 0 && (fl & O_NONBLOCK)))) {
+		det_point();
+		room = (size_t)det_room(sc->shm_idx);
+		if (room)
+			tls.det_clamped = 1; /* (the write's turn was this one) */
+		leave();
+	}
+	tls.in_shim--;
+	errno = saved;
+	return room;
+}
+
 /* A TCP segment's payload (Ethernet's 1500-byte MTU, timestamps on). */
 #define DET_SEG 1448u
+/* The most one read in turn returns: 32 segments, which any receive
+ * buffer holds (a read of what arrived by the clock must find it all in
+ * the kernel, below). */
+#define DET_READ_MAX (32u * DET_SEG)
+
+/* The bytes a read in turn returns were written (the writer's kernel took
+ * them) but may still be on their way through the host's TCP to the
+ * reader's queue: the read waits until the kernel has want of them (a
+ * read returned 65536 bytes in one run and 128000 in the next; beside a
+ * busy CPU the host's TCP can take tens of ms). want fits the receive
+ * buffer (det_read_clamp); not longer than a second without the queue
+ * growing (then what it holds). */
+static void det_kernel_has(int fd, size_t want)
+{
+	int avail = 0, last = -1;
+	uint64_t since = 0;
+	for (int i = 0;; i++) {
+		if (uni_real.ioctl(fd, FIONREAD, &avail) != 0 || avail < 0 || (size_t)avail >= want)
+			return;
+		uint64_t now = uni_now_ns();
+		if (avail != last) {
+			last = avail;
+			since = now;
+		} else if (now - since > 1000000000ull) {
+			return;
+		}
+		if (i < 64)
+			sched_yield();
+		else {
+			struct timespec ts = {0, 20000};
+			uni_real.nanosleep(&ts, NULL);
+		}
+	}
+}
 
 /* A read or accept that must not wait: non-blocking, or with a receive
  * time-out (SO_RCVTIMEO: the program expects EAGAIN after it). */
@@ -4112,11 +4297,11 @@ static int det_nonblocking(int fd, int flags)
 static ssize_t det_read_clamp(struct shim_conn *sc, int fd, size_t n, int flags)
 {
 	struct uni_conn *c = uni_shm_conn(g_hdr, sc->shm_idx);
-	if (atomic_load_explicit(&c->state, memory_order_acquire) != UNI_CONN_MATCHED || n == 0)
+	if (n == 0 || !det_matched(c))
 		return (ssize_t)n;
 	uint32_t pi = atomic_load_explicit(&c->peer_conn, memory_order_relaxed);
 	struct uni_conn *pc = uni_shm_conn(g_hdr, pi);
-	if (!stream_sched(pi))
+	if (!det_sched_or_none(pi))
 		return (ssize_t)n;
 	int nb = det_nonblocking(fd, flags);
 	det_point();
@@ -4145,10 +4330,23 @@ static ssize_t det_read_clamp(struct shim_conn *sc, int fd, size_t n, int flags)
 					else
 						hi = mid - 1;
 				}
-				uint64_t k = lo + 1 - rx;
+				uint64_t k = lo + 1 - rx, cap = DET_READ_MAX;
+				int rb = 0;
+				socklen_t rl = sizeof(rb);
+				/* A receive buffer the program made small (the host's
+				 * own grows with the run, differently each time: only
+				 * one below its least start). */
+				if (getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rb, &rl) == 0 && rb > 0 && rb < 65536 &&
+				    (uint64_t)rb / 4 < cap)
+					cap = (uint64_t)rb / 4 > DET_SEG ? (uint64_t)rb / 4 : DET_SEG;
+				if (k > cap)
+					k = cap;
 				if (k < n && k < w - rx)
 					k -= k % DET_SEG; /* whole segments (at least one) */
-				return (ssize_t)(n < k ? n : k);
+				if (n < k)
+					k = n;
+				det_kernel_has(fd, (size_t)k);
+				return (ssize_t)k;
 			}
 			/* (Non-blocking too: poll, which the turn does not follow
 			 * yet, said there are bytes; EAGAIN would make it spin.) */
@@ -4174,12 +4372,124 @@ static ssize_t det_read_clamp(struct shim_conn *sc, int fd, size_t n, int flags)
 	}
 }
 
-/* Deterministic mode: poll over modelled connections in turn. A
- * connection is readable when a byte has arrived by the poller's clock
- * (or the writer closed), writable always; none ready: the poller waits
- * in turn until the earliest arrival of bytes written, its time-out, or a
- * write or close anywhere (it looks again). Any other fd (a pipe, a
- * listener, a file): -2, the poll as without the turn (outside). */
+/* Deterministic mode: poll and epoll in turn. One look at fds at the
+ * poller's clock fills their revents and returns how many are ready, or
+ * -2 where one cannot be followed (the caller: as without the turn);
+ * *next comes down to the earliest virtual time one becomes readable.
+ *   a modelled connection: readable when a byte has arrived by the clock
+ *     (or the writer closed); writable while the turn's socket buffer has
+ *     room (DET_SNDBUF; bytes read by the peer make room);
+ *   a pipe or eventfd of the rank: readable from the time of the earliest
+ *     write not read yet (written in turn), else as the kernel says;
+ *   a listening socket: as the kernel says (connects are made in turn);
+ *   nothing written unread on a connection: what the kernel says of the
+ *   end of the stream (shutdown, a peer that died: POLLIN, POLLRDHUP,
+ *   POLLHUP, POLLERR) passes. */
+static int det_listening(int fd)
+{
+	int v = 0;
+	socklen_t l = sizeof(v);
+	return getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &v, &l) == 0 && v;
+}
+
+static short det_kernel(int fd, short want)
+{
+	struct pollfd k = {.fd = fd, .events = want};
+	return uni_real.poll(&k, 1, 0) > 0 ? k.revents : 0;
+}
+
+/* 1: the turn follows fd's readiness (above). */
+static int det_follows(int fd)
+{
+	if (fd < 0)
+		return 1; /* (poll skips it) */
+	uint32_t s1 = uni_fd_get(fd);
+	if (s1 & UNI_FD_CHAN)
+		return 1;
+	if (s1) {
+		struct uni_conn *c = uni_shm_conn(g_hdr, g_conns[s1 - 1].shm_idx);
+		return det_matched(c) && det_sched_or_none(atomic_load_explicit(&c->peer_conn, memory_order_relaxed));
+	}
+	return det_listening(fd);
+}
+
+static int det_look(struct pollfd *fds, nfds_t n, uint64_t *next)
+{
+	int ready = 0;
+	for (nfds_t i = 0; i < n; i++) {
+		struct pollfd *p = &fds[i];
+		p->revents = 0;
+		if (p->fd < 0)
+			continue;
+		short want = p->events, in = (short)(want & (POLLIN | POLLRDNORM));
+		uint32_t s1 = uni_fd_get(p->fd);
+		if (s1 & UNI_FD_CHAN) {
+			uint64_t t = 0;
+			if (in && uni_chan_pending(s1, &t) && t > tls.vt) {
+				if (t < *next)
+					*next = t;
+				want = (short)(want & ~in); /* not yet */
+			}
+			p->revents = det_kernel(p->fd, want);
+		} else if (s1) {
+			struct shim_conn *sc = &g_conns[s1 - 1];
+			struct uni_conn *c = uni_shm_conn(g_hdr, sc->shm_idx);
+			uint32_t pi = atomic_load_explicit(&c->peer_conn, memory_order_relaxed);
+			if (atomic_load_explicit(&c->state, memory_order_acquire) != UNI_CONN_MATCHED ||
+			    !det_sched_or_none(pi))
+				return -2;
+			struct uni_conn *pc = uni_shm_conn(g_hdr, pi);
+			uint64_t rx = atomic_load_explicit(&sc->rx, memory_order_relaxed);
+			uint64_t w = atomic_load_explicit(&pc->written, memory_order_acquire), a;
+			if (in) {
+				if (w > rx) {
+					if (!sched_wait(sc->shm_idx, rx, &a))
+						return -2; /* unid behind: as without the turn */
+					if (a <= tls.vt)
+						p->revents |= in;
+					else if (a < *next)
+						*next = a;
+				} else if (atomic_load_explicit(&pc->wclosed, memory_order_acquire)) {
+					p->revents |= in;
+				}
+			}
+			if ((want & (POLLOUT | POLLWRNORM)) && det_room(sc->shm_idx) >= DET_WAKE)
+				p->revents |= (short)(want & (POLLOUT | POLLWRNORM));
+			if (!p->revents && w <= rx)
+				p->revents = (short)(det_kernel(p->fd, (short)(want & ~(POLLOUT | POLLWRNORM))) &
+						     ~(POLLOUT | POLLWRNORM));
+		} else if (det_listening(p->fd)) {
+			p->revents = det_kernel(p->fd, want);
+		} else {
+			return -2;
+		}
+		if (p->revents)
+			ready++;
+	}
+	return ready;
+}
+
+/* Waits in turn after a look found nothing: until next (0 there: the
+ * earliest arrival; at dl: the time-out), or until anything a look may
+ * see happened (it looks again). 1: look again, 0: dl reached, -1: the
+ * turn given up. */
+static int det_poll_wait(uint64_t next, uint64_t dl)
+{
+	int b = uni_det_block(tls.ring, tls.ring_idx, UNI_DET_OBJ_POLL, tls.vt, next);
+	if (b < 0)
+		return -1;
+	if (b == 0) {
+		if (next == dl) {
+			tls.in_shim--;
+			uni_shim_idle_until(dl);
+			tls.in_shim++;
+			return 0;
+		}
+		take_stamp(next, 0); /* the first arrival */
+	}
+	return 1;
+}
+
 int uni_shim_det_poll(struct pollfd *fds, nfds_t n, int64_t timeout_ns)
 {
 	if (UNI_LIKELY(!g_det) || tls.in_shim || !n)
@@ -4189,61 +4499,16 @@ int uni_shim_det_poll(struct pollfd *fds, nfds_t n, int64_t timeout_ns)
 	int rc = -2;
 	if (!det_me())
 		goto out;
-	for (nfds_t i = 0; i < n; i++) {
-		if (fds[i].fd < 0)
-			continue;
-		uint32_t s = uni_fd_get(fds[i].fd);
-		if (!s || (s & UNI_FD_CHAN))
+	for (nfds_t i = 0; i < n; i++)
+		if (!det_follows(fds[i].fd))
 			goto out;
-		struct uni_conn *c = uni_shm_conn(g_hdr, g_conns[s - 1].shm_idx);
-		if (atomic_load_explicit(&c->state, memory_order_acquire) != UNI_CONN_MATCHED ||
-		    !stream_sched(atomic_load_explicit(&c->peer_conn, memory_order_relaxed)))
-			goto out;
-	}
 	det_point();
 	uint64_t dl = timeout_ns < 0 ? UINT64_MAX : tls.vt + (uint64_t)timeout_ns;
 	for (;;) {
-		int ready = 0;
 		uint64_t next = dl;
-		for (nfds_t i = 0; i < n; i++) {
-			fds[i].revents = 0;
-			if (fds[i].fd < 0)
-				continue;
-			uint32_t s1 = uni_fd_get(fds[i].fd);
-			if (!s1 || (s1 & UNI_FD_CHAN))
-				goto kernel; /* closed (or reused) while it waited */
-			struct shim_conn *sc = &g_conns[s1 - 1];
-			struct uni_conn *c = uni_shm_conn(g_hdr, sc->shm_idx);
-			struct uni_conn *pc = uni_shm_conn(g_hdr, atomic_load_explicit(&c->peer_conn, memory_order_relaxed));
-			short want = fds[i].events;
-			if (want & (POLLIN | POLLRDNORM)) {
-				uint64_t rx = atomic_load_explicit(&sc->rx, memory_order_relaxed);
-				uint64_t w = atomic_load_explicit(&pc->written, memory_order_acquire), a;
-				if (w > rx) {
-					if (!sched_wait(sc->shm_idx, rx, &a))
-						goto kernel; /* unid behind: as without the turn */
-					if (a <= tls.vt)
-						fds[i].revents |= (short)(want & (POLLIN | POLLRDNORM));
-					else if (a < next)
-						next = a;
-				} else if (atomic_load_explicit(&pc->wclosed, memory_order_acquire)) {
-					fds[i].revents |= (short)(want & (POLLIN | POLLRDNORM));
-				}
-			}
-			if (want & (POLLOUT | POLLWRNORM))
-				fds[i].revents |= (short)(want & (POLLOUT | POLLWRNORM));
-			/* Nothing written unread: what the kernel says of the end of
-			 * the stream (shutdown, a peer that died: POLLIN, POLLRDHUP,
-			 * POLLHUP, POLLERR) passes. */
-			if (!fds[i].revents &&
-			    atomic_load_explicit(&pc->written, memory_order_acquire) <= atomic_load_explicit(&sc->rx, memory_order_relaxed)) {
-				struct pollfd k = {.fd = fds[i].fd, .events = want};
-				if (uni_real.poll(&k, 1, 0) > 0)
-					fds[i].revents = k.revents;
-			}
-			if (fds[i].revents)
-				ready++;
-		}
+		int ready = det_look(fds, n, &next);
+		if (ready < 0)
+			break; /* (closed or reused while it waited) */
 		if (ready || timeout_ns == 0) {
 			rc = ready;
 			break;
@@ -4252,23 +4517,218 @@ int uni_shim_det_poll(struct pollfd *fds, nfds_t n, int64_t timeout_ns)
 			rc = 0;
 			break;
 		}
-		if (0) {
-		kernel:
-			rc = -2;
+		int b = det_poll_wait(next, dl);
+		if (b < 0)
+			break;
+		if (!b) {
+			rc = 0;
 			break;
 		}
-		int b = uni_det_block(tls.ring, tls.ring_idx, UNI_DET_OBJ_POLL, tls.vt, next);
-		if (b < 0)
-			goto kernel; /* the turn given up */
-		if (b == 0) {
-			/* Its time-out, or the first arrival. */
-			if (next == dl) {
-				tls.in_shim--;
-				uni_shim_idle_until(dl);
-				tls.in_shim++;
-			} else {
-				take_stamp(next, 0);
+	}
+	leave();
+out:
+	tls.in_shim--;
+	errno = saved;
+	return rc;
+}
+
+/* epoll sets as epoll_ctl made them, for epoll_wait in turn (the kernel's
+ * set cannot be read back). A set with an edge-triggered, one-shot or
+ * exclusive entry, or more entries than DET_EP_FDS, is not followed. */
+#define DET_EP_SETS 16
+#define DET_EP_FDS 256
+#define DET_EP_ODD (EPOLLET | EPOLLONESHOT | EPOLLEXCLUSIVE)
+struct det_ep {
+	int epfd1; /* epfd + 1; 0: free */
+	int n, odd;
+	struct pollfd fd[DET_EP_FDS];
+	uint32_t ev[DET_EP_FDS];
+	epoll_data_t data[DET_EP_FDS];
+};
+static struct det_ep g_ep[DET_EP_SETS];
+static atomic_flag g_ep_lock = ATOMIC_FLAG_INIT;
+UNI_HIDDEN _Atomic int uni_shim_nep;
+
+static void ep_lock(void)
+{
+	while (atomic_flag_test_and_set_explicit(&g_ep_lock, memory_order_acquire))
+		cpu_relax();
+}
+
+static void ep_unlock(void)
+{
+	atomic_flag_clear_explicit(&g_ep_lock, memory_order_release);
+}
+
+static struct det_ep *ep_find(int epfd, int create)
+{
+	struct det_ep *f = NULL;
+	for (int i = 0; i < DET_EP_SETS; i++) {
+		if (g_ep[i].epfd1 == epfd + 1)
+			return &g_ep[i];
+		if (!g_ep[i].epfd1 && !f)
+			f = &g_ep[i];
+	}
+	if (!create || !f)
+		return NULL;
+	f->epfd1 = epfd + 1;
+	f->n = f->odd = 0;
+	atomic_fetch_add(&uni_shim_nep, 1);
+	return f;
+}
+
+static void ep_recount(struct det_ep *s)
+{
+	s->odd = s->n > DET_EP_FDS;
+	for (int i = 0; i < s->n && i < DET_EP_FDS; i++)
+		if (s->ev[i] & DET_EP_ODD)
+			s->odd = 1;
+}
+
+void uni_shim_det_epoll_ctl(int epfd, int op, int fd, const struct epoll_event *ev)
+{
+	if (UNI_LIKELY(!g_det) || tls.in_shim || atomic_load(&g_state) != ST_ATTACHED)
+		return;
+	int saved = errno;
+	tls.in_shim++;
+	if (det_me()) {
+		det_point();
+		leave();
+	}
+	ep_lock();
+	struct det_ep *s = ep_find(epfd, op == EPOLL_CTL_ADD);
+	if (s) {
+		int i = 0;
+		while (i < s->n && i < DET_EP_FDS && s->fd[i].fd != fd)
+			i++;
+		int have = i < s->n && i < DET_EP_FDS;
+		if (op == EPOLL_CTL_DEL && have) {
+			/* (Later entries move up: the order stays the program's.) */
+			memmove(&s->fd[i], &s->fd[i + 1], (size_t)(s->n - i - 1) * sizeof(s->fd[0]));
+			memmove(&s->ev[i], &s->ev[i + 1], (size_t)(s->n - i - 1) * sizeof(s->ev[0]));
+			memmove(&s->data[i], &s->data[i + 1], (size_t)(s->n - i - 1) * sizeof(s->data[0]));
+			s->n--;
+		} else if (op == EPOLL_CTL_DEL && s->n > DET_EP_FDS) {
+			s->n--; /* (one that did not fit: the set stays unfollowed) */
+		} else if (ev && (op == EPOLL_CTL_MOD || op == EPOLL_CTL_ADD)) {
+			if (!have && op == EPOLL_CTL_ADD)
+				i = s->n++;
+			if (i < DET_EP_FDS) {
+				s->fd[i] = (struct pollfd){.fd = fd, .events = (short)(ev->events & 0xffff)};
+				s->ev[i] = ev->events;
+				s->data[i] = ev->data;
 			}
+		}
+		ep_recount(s);
+	}
+	ep_unlock();
+	uni_shim_det_polled();
+	tls.in_shim--;
+	errno = saved;
+}
+
+void uni_shim_det_epoll_closed(int fd)
+{
+	if (!atomic_load_explicit(&uni_shim_nep, memory_order_relaxed))
+		return;
+	ep_lock();
+	for (int k = 0; k < DET_EP_SETS; k++) {
+		struct det_ep *s = &g_ep[k];
+		if (!s->epfd1)
+			continue;
+		if (s->epfd1 == fd + 1) {
+			s->epfd1 = 0;
+			atomic_fetch_sub(&uni_shim_nep, 1);
+			continue;
+		}
+		for (int i = 0; i < s->n && i < DET_EP_FDS; i++) {
+			if (s->fd[i].fd != fd)
+				continue;
+			memmove(&s->fd[i], &s->fd[i + 1], (size_t)(s->n - i - 1) * sizeof(s->fd[0]));
+			memmove(&s->ev[i], &s->ev[i + 1], (size_t)(s->n - i - 1) * sizeof(s->ev[0]));
+			memmove(&s->data[i], &s->data[i + 1], (size_t)(s->n - i - 1) * sizeof(s->data[0]));
+			s->n--;
+			break;
+		}
+		ep_recount(s);
+	}
+	ep_unlock();
+}
+
+void uni_shim_det_polled(void)
+{
+	if (g_det && uni_det_live() && atomic_load(&g_state) == ST_ATTACHED) {
+		int saved = errno;
+		tls.in_shim++;
+		uni_det_wake(UNI_DET_OBJ_POLL, 0, 1, 0);
+		tls.in_shim--;
+		errno = saved;
+	}
+}
+
+/* epoll_wait in turn: the set's entries looked at as poll's (in the order
+ * they were added), the ready ones returned in that order, at most max. */
+static __thread struct pollfd t_epfds[DET_EP_FDS];
+static __thread uint32_t t_epev[DET_EP_FDS];
+static __thread epoll_data_t t_epdata[DET_EP_FDS];
+
+static int ep_snapshot(int epfd)
+{
+	int n = -1;
+	ep_lock();
+	struct det_ep *s = ep_find(epfd, 0);
+	if (s && !s->odd) {
+		n = s->n;
+		memcpy(t_epfds, s->fd, (size_t)n * sizeof(s->fd[0]));
+		memcpy(t_epev, s->ev, (size_t)n * sizeof(s->ev[0]));
+		memcpy(t_epdata, s->data, (size_t)n * sizeof(s->data[0]));
+	}
+	ep_unlock();
+	return n;
+}
+
+int uni_shim_det_epoll(int epfd, struct epoll_event *ev, int max, int64_t timeout_ns)
+{
+	if (UNI_LIKELY(!g_det) || tls.in_shim || max <= 0)
+		return -2;
+	int saved = errno;
+	tls.in_shim++;
+	int rc = -2, n;
+	if (!det_me() || (n = ep_snapshot(epfd)) < 0)
+		goto out;
+	for (int i = 0; i < n; i++)
+		if (!det_follows(t_epfds[i].fd))
+			goto out;
+	tls.loop = 1;
+	det_point();
+	uint64_t dl = timeout_ns < 0 ? UINT64_MAX : tls.vt + (uint64_t)timeout_ns;
+	for (;;) {
+		uint64_t next = dl;
+		int ready = (n = ep_snapshot(epfd)) < 0 ? -1 : det_look(t_epfds, (nfds_t)n, &next);
+		if (ready < 0)
+			break; /* the set changed to one the turn does not follow */
+		if (ready || timeout_ns == 0) {
+			rc = 0;
+			for (int i = 0; i < n && rc < max; i++) {
+				if (!t_epfds[i].revents)
+					continue;
+				/* (poll's and epoll's bits are the same.) */
+				ev[rc].events = (uint32_t)(unsigned short)t_epfds[i].revents & (t_epev[i] | EPOLLERR | EPOLLHUP);
+				ev[rc].data = t_epdata[i];
+				rc++;
+			}
+			break;
+		}
+		if (dl <= tls.vt) {
+			rc = 0;
+			break;
+		}
+		int b = det_poll_wait(next, dl);
+		if (b < 0)
+			break;
+		if (!b) {
+			rc = 0;
+			break;
 		}
 	}
 	leave();

@@ -81,6 +81,7 @@ struct uni_real {
 	int (*barrier_wait)(pthread_barrier_t *);
 	int (*pthread_timedjoin_np)(pthread_t, void **, const struct timespec *);
 	int (*pthread_clockjoin_np)(pthread_t, void **, clockid_t, const struct timespec *);
+	int (*epoll_ctl)(int, int, int, struct epoll_event *);
 	int (*epoll_wait)(int, struct epoll_event *, int, int);
 	int (*epoll_pwait)(int, struct epoll_event *, int, int, const sigset_t *);
 	int (*poll)(struct pollfd *, nfds_t, int);
@@ -201,6 +202,7 @@ struct uni_chan_w {
 };
 void uni_chan_write_begin(struct uni_chan_w *w, uint32_t fdent, const struct iovec *iov, int cnt) UNI_HIDDEN;
 void uni_chan_write_end(const struct uni_chan_w *w, ssize_t r) UNI_HIDDEN;
+int uni_chan_pending(uint32_t fdent, uint64_t *t) UNI_HIDDEN;
 int uni_chan_wait_begin(uint32_t fdent, int fd) UNI_HIDDEN;
 void uni_chan_wait_end(int began) UNI_HIDDEN;
 void uni_shim_mutex_locked(void *mutex) UNI_HIDDEN;
@@ -328,9 +330,24 @@ void uni_shim_det_shutdown(int fd) UNI_HIDDEN;
  * turn; a post's turn before it (0) and its waiter's wake-up after it (1). */
 int uni_shim_det_sem_wait(sem_t *sem, int try, clockid_t clk, const struct timespec *abs) UNI_HIDDEN;
 void uni_shim_det_sem_post(sem_t *sem, int after) UNI_HIDDEN;
-/* poll in turn over modelled connections only (timeout_ns < 0: none): as
- * poll returns, or -2 (another kind of fd: the caller's own path). */
+/* poll and epoll in turn over modelled connections, pipes and eventfds
+ * of the rank, and listening sockets (timeout_ns < 0: none): as poll and
+ * epoll_wait return, or -2 (another kind of fd, an epoll set with
+ * edge-triggered or one-shot entries: the caller's own path).
+ * uni_shim_det_epoll_ctl: after a successful epoll_ctl (the set as the
+ * turn follows it); uni_shim_det_epoll_closed: fd closed;
+ * uni_shim_det_polled: something a poll in turn may wait for happened
+ * (a pipe written, bytes read from a connection: room to write). */
 int uni_shim_det_poll(struct pollfd *fds, nfds_t n, int64_t timeout_ns) UNI_HIDDEN;
+int uni_shim_det_epoll(int epfd, struct epoll_event *ev, int max, int64_t timeout_ns) UNI_HIDDEN;
+void uni_shim_det_epoll_ctl(int epfd, int op, int fd, const struct epoll_event *ev) UNI_HIDDEN;
+void uni_shim_det_epoll_closed(int fd) UNI_HIDDEN;
+void uni_shim_det_polled(void) UNI_HIDDEN;
+/* A write on a modelled connection that must not block, in turn: how many
+ * bytes it may take (the turn's socket buffer; 0: EAGAIN), SIZE_MAX where
+ * the turn does not apply. */
+size_t uni_shim_det_room(uint32_t slot1, int fd, int flags) UNI_HIDDEN;
+extern _Atomic int uni_shim_nep UNI_HIDDEN;
 /* Deterministic mode gives up for the session (why: what it does not
  * follow yet; said once). */
 void uni_shim_det_abandon(const char *why) UNI_HIDDEN;

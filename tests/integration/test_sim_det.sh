@@ -21,6 +21,10 @@
 #     the turn: the reads return what arrived by the reader's clock (many
 #     small reads at 100 Mbit/s, not the burst the kernel holds), the same
 #     sizes and trace in the recording and two replays;
+#   - det_epoll.py (an epoll loop serving two clients and a pipe, replies
+#     on a non-blocking socket) with the turn: recorded and replayed twice,
+#     the same events, reads and trace; the reply in parts of the turn's
+#     socket buffer;
 #   - a Gloo program (2-rank all_reduce) with the turn: the turn is given
 #     up with one line at the rendezvous store, and the program's result is
 #     right;
@@ -135,6 +139,35 @@ cmp "$T/ta.unitrace" "$T/tb.unitrace" || fail "det_sock.py timeout: two determin
 	fail "det_sock.py timeout: other read sizes"
 [ "$(grep '^reads:' "$T/ta.log" | wc -w)" -ge 9 ] || fail "det_sock.py timeout: the reads took what the kernel had"
 echo "det_sock.py with a socket time-out (poll in turn): the same sizes and trace in every run"
+
+# epoll in turn (det_epoll.py): rank 0's event loop serves two clients and
+# a pipe its own thread writes; the same events, reads and trace in the
+# recording and two replays; the reply (256 kB on a non-blocking socket)
+# goes out in parts of the turn's socket buffer (16 kB first: the host's
+# kernel took it all at once).
+EPORT=$(free_port)
+for x in erec ea eb; do
+	cf=""
+	[ $x = erec ] || cf="--compute-from $T/erec.unitrace"
+	timeout 300 "$UNIRUN" -n 3 --session "sdet-$$" --config "$T/c.yaml" --trace "$T/$x.unitrace" --deterministic $cf \
+		-- $PY "$HERE/det_epoll.py" "$EPORT" pipe >"$T/$x.log" 2>&1 || { cat "$T/$x.log"; fail "det_epoll.py: run $x"; }
+done
+for x in ea eb; do
+	grep -qF "threads: 4 followed the recorded run to their end, 0 left it" "$T/$x.log" ||
+		{ cat "$T/$x.log"; fail "det_epoll.py: run $x did not follow the recorded run"; }
+	cmp <(grep -E '^(events|clocks|reply)' "$T/erec.log" | sort) <(grep -E '^(events|clocks|reply)' "$T/$x.log" | sort) ||
+		fail "det_epoll.py: run $x handled other events than the recorded run"
+done
+cmp "$T/ea.unitrace" "$T/eb.unitrace" || fail "det_epoll.py: two deterministic replays differ"
+$PY - "$T/erec.log" <<'PY' || fail "det_epoll.py: the events"
+import sys
+ev = next(l for l in open(sys.argv[1]) if l.startswith("events:")).split()[1:]
+assert ev.count("accept") == 2 and ev.count("pipe") >= 1, ev
+w = [int(e[1:]) for e in ev if e.startswith("w")]
+assert sum(w) == 2 * 256 * 1024 and max(w) == 16384 and len(w) >= 32, w
+print(f"det_epoll.py: {len(ev)} events, the reply in {len(w)} writes of at most 16 kB")
+PY
+echo "det_epoll.py: epoll in turn, the same events and trace in every run"
 
 # Gloo: the turn gives up at the store, the program is right.
 cat >"$T/ar.py" <<'PY'

@@ -32,7 +32,7 @@
 #include <stdint.h>
 
 #define UNI_SHM_MAGIC 0x31304d4853494e55ull /* "UNISHM01" little-endian */
-#define UNI_SHM_VERSION 17u
+#define UNI_SHM_VERSION 18u
 /* The longest real time a sleep waits for the session before it ends
  * anyway (a thread that computes for ever without entering the shim), per
  * CPU share: times the world's ranks per CPU of the host where there are
@@ -269,7 +269,11 @@ struct uni_conn {
 	_Atomic uint64_t written;
 	_Atomic uint32_t wclosed;
 	uint32_t pad3;
-	uint8_t reserved[32];
+	/* deterministic mode: bytes of the incoming stream this end has read
+	 * (its writer's room in the turn's socket buffer); written by the
+	 * shim. */
+	_Atomic uint64_t consumed;
+	uint8_t reserved[24];
 };
 _Static_assert(sizeof(struct uni_conn) == 192, "uni_conn is 192 bytes (three cache lines)");
 
