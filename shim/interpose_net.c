@@ -385,8 +385,44 @@ UNI_EXTERN ssize_t read(int fd, void *buf, size_t n)
 	return do_read(fd, buf, n);
 }
 
+/* The clamp (CLAMP) over an iovec list: -1: EAGAIN; 0: the list as it
+ * is; k: the first clamped bytes' k entries in part (lists of up to 64). */
+static inline int clamp_iov(int fd, const struct iovec *iov, int cnt, int flags, struct iovec *part)
+{
+	if (UNI_LIKELY(!uni_shim_clamp_on) || cnt <= 0 || cnt > 64)
+		return 0;
+	uint32_t c = uni_fd_get(fd);
+	if (!c || (c & UNI_FD_CHAN) || uni_shim_in_shim())
+		return 0;
+	size_t n = 0;
+	for (int i = 0; i < cnt; i++)
+		n += iov[i].iov_len;
+	ssize_t m = uni_shim_read_clamp(c, fd, n, flags);
+	if (m < 0)
+		return -1;
+	if (m == 0 || (size_t)m >= n)
+		return 0;
+	int k = 0;
+	for (int i = 0; i < cnt && m > 0; i++) {
+		part[k] = iov[i];
+		if (part[k].iov_len > (size_t)m)
+			part[k].iov_len = (size_t)m;
+		m -= (ssize_t)part[k++].iov_len;
+	}
+	return k;
+}
+
 UNI_EXTERN ssize_t readv(int fd, const struct iovec *iov, int cnt)
 {
+	ENSURE(readv);
+	struct iovec part[64];
+	int k = clamp_iov(fd, iov, cnt, 0, part);
+	if (UNI_UNLIKELY(k < 0)) {
+		errno = EAGAIN;
+		return -1;
+	}
+	if (UNI_UNLIKELY(k > 0))
+		IO_WRAP(readv, 0, fd, uni_real.readv(fd, part, k), part, k);
 	IO_WRAP(readv, 0, fd, uni_real.readv(fd, iov, cnt), iov, cnt);
 }
 
@@ -400,11 +436,35 @@ UNI_EXTERN ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct socka
 	return do_recvfrom(fd, buf, n, flags, a, al);
 }
 
+static ssize_t do_recvmsg_part(int fd, struct msghdr *m, int flags, struct iovec *part, int k)
+{
+	IO_WRAP(recvmsg, 0, fd, uni_real.recvmsg(fd, m, flags), part, k);
+}
+
 UNI_EXTERN ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 {
 	if (flags & MSG_PEEK) {
 		ENSURE(recvmsg);
 		return uni_real.recvmsg(fd, msg, flags);
+	}
+	ENSURE(recvmsg);
+	struct iovec part[64];
+	int k = clamp_iov(fd, msg->msg_iov, (int)msg->msg_iovlen, flags, part);
+	if (UNI_UNLIKELY(k < 0)) {
+		errno = EAGAIN;
+		return -1;
+	}
+	if (UNI_UNLIKELY(k > 0)) {
+		/* The same message with the clamped list; what the kernel
+		 * writes back goes to the caller's. */
+		struct msghdr m = *msg;
+		m.msg_iov = part;
+		m.msg_iovlen = (size_t)k;
+		ssize_t r = do_recvmsg_part(fd, &m, flags, part, k);
+		msg->msg_namelen = m.msg_namelen;
+		msg->msg_controllen = m.msg_controllen;
+		msg->msg_flags = m.msg_flags;
+		return r;
 	}
 	IO_WRAP(recvmsg, 0, fd, uni_real.recvmsg(fd, msg, flags), msg->msg_iov, (int)msg->msg_iovlen);
 }

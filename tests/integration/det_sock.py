@@ -7,7 +7,9 @@ prints the sizes its reads returned ("reads: ..."). Without the turn a
 read returns what the kernel had then; in turn, what had arrived in
 virtual time by the reader's clock. Arguments: PORT (rank 0 connects to
 it; rank 1 listens there), and optionally "timeout": the reader's socket
-has a time-out (Python then polls before each read)."""
+has a time-out (Python then polls before each read); "recvmsg": the
+reader reads with recvmsg; "readv": with readv into two buffers (4 kB,
+then 1 MB)."""
 import os
 import socket
 import sys
@@ -38,12 +40,19 @@ if rank == 1:
     if sys.argv[2:] == ["timeout"]:
         c.settimeout(10.0)
     got, reads = 0, []
+    mode = sys.argv[2] if len(sys.argv) > 2 else ""
+    b1, b2 = bytearray(4096), bytearray(1 << 20)
     while got < TOTAL:
-        b = c.recv(1 << 20)
-        if not b:
+        if mode == "recvmsg":
+            k = len(c.recvmsg(1 << 20)[0])
+        elif mode == "readv":
+            k = os.readv(c.fileno(), [b1, b2])
+        else:
+            k = len(c.recv(1 << 20))
+        if not k:
             break
-        got += len(b)
-        reads.append(len(b))
+        got += k
+        reads.append(k)
         work(3000)
     sys.stdout.write("reads: " + " ".join(map(str, reads)) + f"\nend: {time.monotonic_ns()}\n")
     sys.stdout.flush()

@@ -21,6 +21,8 @@
 #     the turn: the reads return what arrived by the reader's clock (many
 #     small reads at 100 Mbit/s, not the burst the kernel holds), the same
 #     sizes and trace in the recording and two replays;
+#   - det_sock.py reading with recvmsg, and with readv into two buffers:
+#     the same, recorded and replayed;
 #   - det_epoll.py (an epoll loop serving two clients and a pipe, replies
 #     on a non-blocking socket) with the turn: recorded and replayed twice,
 #     the same events, reads and trace; the reply in parts of the turn's
@@ -139,6 +141,16 @@ cmp "$T/ta.unitrace" "$T/tb.unitrace" || fail "det_sock.py timeout: two determin
 	fail "det_sock.py timeout: other read sizes"
 [ "$(grep '^reads:' "$T/ta.log" | wc -w)" -ge 9 ] || fail "det_sock.py timeout: the reads took what the kernel had"
 echo "det_sock.py with a socket time-out (poll in turn): the same sizes and trace in every run"
+# recvmsg and readv (into two buffers) are clamped as recv is.
+for m in recvmsg readv; do
+	run "${m}rec" --deterministic -- $PY "$HERE/det_sock.py" $PORT $m
+	run "${m}a" --deterministic --compute-from "$T/${m}rec.unitrace" -- $PY "$HERE/det_sock.py" $PORT $m
+	grep -qF "threads: 2 followed the recorded run to their end, 0 left it" "$T/${m}a.log" ||
+		{ cat "$T/${m}a.log"; fail "det_sock.py $m: the replay did not follow the recorded run"; }
+	cmp <(grep '^reads:' "$T/${m}rec.log") <(grep '^reads:' "$T/${m}a.log") || fail "det_sock.py $m: other read sizes"
+	[ "$(grep '^reads:' "$T/${m}a.log" | wc -w)" -ge 9 ] || fail "det_sock.py $m: the reads took what the kernel had"
+done
+echo "det_sock.py with recvmsg and readv: clamped, the recorded sizes in the replay"
 
 # epoll in turn (det_epoll.py): rank 0's event loop serves two clients and
 # a pipe its own thread writes; the same events, reads and trace in the
