@@ -2904,7 +2904,7 @@ void uni_shim_connect_hold(const struct sockaddr *addr, socklen_t len)
 		 * the caller's time, or the caller takes its later time: no
 		 * question about the other ranks is left (in a 64-rank Gloo
 		 * world's 4032 connects, waiting each time cost minutes). */
-		if (have && g_det && g_master_port > 0 && (int)a.port == g_master_port && uni_det_live() && !getenv("UNI_DET_TRY")) {
+		if (have && g_det && g_master_port > 0 && (int)a.port == g_master_port && uni_det_live()) {
 			char why[96];
 			snprintf(why, sizeof(why), "rank %d connects to the rendezvous store (MASTER_PORT %d), which the "
 				 "turn does not follow yet", g_rank, g_master_port);
