@@ -225,7 +225,7 @@ static void watch(void)
 				    (r->det_obj >> 63) && r->det_t == UINT64_MAX) {
 					atomic_store(&r->det_st, UNI_DET_READY);
 					r->det_t = r->det_wt;
-					r->det_woken = 1;
+					r->det_woken = 2; /* (everybody waited: uni_det_block says 2) */
 				}
 			}
 			hand_on(-1);

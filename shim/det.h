@@ -39,7 +39,9 @@ void uni_det_turn(struct uni_ring *r, uint32_t idx, uint64_t t);
  * time-out `until` (virtual; UINT64_MAX none) is the least time of the
  * session. Returns 1 when woken, 0 at the time-out (it has the turn), -1
  * when the session gave the turn up meanwhile (uni_det_abandon: the
- * caller goes on as without the turn, as after a spurious wake-up). */
+ * caller goes on as without the turn, as after a spurious wake-up), 2
+ * when nobody had the turn for 200 ms (every thread waited) and a
+ * connection or poll wait without a time-out was told to look again. */
 int uni_det_block(struct uni_ring *r, uint32_t idx, uint64_t obj, uint64_t t, uint64_t until);
 
 /* uni_det_block in two steps: registered as blocked (it keeps the turn;

@@ -121,6 +121,63 @@ UNI_EXTERN int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts, co
 	return r;
 }
 
+/* select and pselect: a wait for I/O as poll's outside the turn (the turn
+ * does not answer them: a thread blocked in one while it had the turn was
+ * found only by the watch, and one told "writable" by the kernel met
+ * EAGAIN from the turn's socket buffer and spun). The sets are kept for
+ * the look again after a time-out (the kernel clears them). */
+static int select_common(int n, fd_set *r, fd_set *w, fd_set *e, int64_t tns, const struct timeval *tv,
+			 const struct timespec *ts, const sigset_t *ss, int p)
+{
+	fd_set r0, w0, e0;
+	if (r)
+		r0 = *r;
+	if (w)
+		w0 = *w;
+	if (e)
+		e0 = *e;
+	int k = p ? uni_real.pselect(n, r, w, e, ts, ss) : uni_real.select(n, r, w, e, (struct timeval *)tv);
+	int err = errno;
+	uni_shim_epoll_exit();
+	if (k == 0 && tns > 0 && uni_shim_io_timeout_hold((uint64_t)tns)) {
+		if (r)
+			*r = r0;
+		if (w)
+			*w = w0;
+		if (e)
+			*e = e0;
+		struct timespec zero = {0, 0};
+		k = uni_real.pselect(n, r, w, e, &zero, p ? ss : NULL);
+		err = errno;
+	}
+	if (k == 0 && tns > 0)
+		uni_shim_io_timed_out((uint64_t)tns);
+	errno = err;
+	return k;
+}
+
+UNI_EXTERN int select(int n, fd_set *r, fd_set *w, fd_set *e, struct timeval *tv)
+{
+	ENSURE(select);
+	int64_t tns = !tv ? -1 : tv->tv_sec < 0 || (uint64_t)tv->tv_sec > UNI_SLEEP_FOREVER_S
+				    ? -1
+				    : (int64_t)tv->tv_sec * 1000000000ll + (int64_t)tv->tv_usec * 1000ll;
+	if (UNI_LIKELY(!uni_shim_sync_on) || uni_shim_in_shim() || !uni_shim_poll_enter(tns))
+		return uni_real.select(n, r, w, e, tv);
+	return select_common(n, r, w, e, tns, tv, NULL, NULL, 0);
+}
+
+UNI_EXTERN int pselect(int n, fd_set *r, fd_set *w, fd_set *e, const struct timespec *ts, const sigset_t *ss)
+{
+	ENSURE(pselect);
+	int64_t tns = !ts ? -1 : ts->tv_sec < 0 || (uint64_t)ts->tv_sec > UNI_SLEEP_FOREVER_S
+				    ? -1
+				    : (int64_t)ts->tv_sec * 1000000000ll + ts->tv_nsec;
+	if (UNI_LIKELY(!uni_shim_sync_on) || uni_shim_in_shim() || !uni_shim_poll_enter(tns))
+		return uni_real.pselect(n, r, w, e, ts, ss);
+	return select_common(n, r, w, e, tns, NULL, ts, ss, 1);
+}
+
 /* Semaphores, pipes and eventfds carry time too (chan.c). */
 
 UNI_EXTERN int sem_init(sem_t *sem, int pshared, unsigned value)

@@ -86,6 +86,8 @@ static void uni_resolve_all(void)
 	RESOLVE(epoll_pwait, "epoll_pwait");
 	RESOLVE(poll, "poll");
 	RESOLVE(ppoll, "ppoll");
+	RESOLVE(select, "select");
+	RESOLVE(pselect, "pselect");
 	/* fcntl64 is an alias on 64-bit glibc; fall back rather than crash. */
 	if (!uni_real.fcntl64)
 		uni_real.fcntl64 = uni_real.fcntl;

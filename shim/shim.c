@@ -125,6 +125,7 @@ struct shim_tls {
 	uint64_t det_acc;    /* ... compute since its last turn, not on the clock yet (virtual ns) ... */
 	uint64_t det_acc_cpu; /* ... and as CPU ns */
 	uint32_t det_clamped; /* ... its read was clamped in turn just now */
+	uint32_t det_polled;  /* its last poll or epoll wait was answered in turn */
 };
 #define UNI_HELD 4
 
@@ -323,6 +324,7 @@ static void det_thread_end(struct uni_ring *r);
 static void det_detach(void);
 static void det_written(uint32_t idx, uint64_t upto, int closed);
 static uint64_t det_room(uint32_t idx);
+static uint64_t det_room_over(uint32_t idx, uint64_t over);
 /* The turn's socket buffer: a writer in turn has at most this many bytes
  * written and not read by its peer (its writes split where the reads make
  * room, the same in every run, not where the host's TCP buffers fill,
@@ -331,7 +333,7 @@ static uint64_t det_room(uint32_t idx);
  * less than a segment does not open its window again (silly-window
  * avoidance), so with 64 kB here bytes written stayed in the writer's
  * kernel while the reader waited for them (a second, then it read fewer). */
-#define DET_SNDBUF (16u << 10)
+#define DET_SNDBUF (128u << 10)
 /* Writable again once a third of it is free (as Linux wakes writers:
  * free >= half of what is queued), not at every segment read. */
 #define DET_WAKE (DET_SNDBUF / 3)
@@ -999,8 +1001,9 @@ void uni_shim_conn_new(int fd, const struct sockaddr *peer, socklen_t peerlen)
 		 * held a small write back until the reader's delayed
 		 * acknowledgement (40 ms each: det_sock.py took 5 s, not 0.3 s).
 		 * Host pacing only: the model's times do not depend on it. */
-		int one = 1;
+		int one = 1, big = 1 << 20;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &big, sizeof(big));
 	}
 	struct sockaddr_storage ls, ps;
 	socklen_t ll = sizeof(ls), pl = sizeof(ps);
@@ -1809,23 +1812,44 @@ int uni_shim_send_blocking(uint32_t slot1, int fd, int flags, const struct iovec
 	sc->gf.out.broken = 1;
 	uint64_t stamp = uni_shim_io_begin(slot1); /* every part's stamp */
 	size_t done = 0;
-	uint64_t end = 0, deadline = 0, waiting_since = 0;
-	int k = 0, err = 0;
+	uint64_t end = 0, deadline = 0, waiting_since = 0, over = 0;
+	int k = 0, err = 0, det_off = 0;
 	while (done < total) {
 		struct msghdr m = {.msg_iov = cur + k, .msg_iovlen = (size_t)(cnt - k)};
 		struct iovec part[64];
-		if (UNI_UNLIKELY(g_det) && det_part()) {
+		if (UNI_UNLIKELY(g_det) && !det_off && det_part()) {
 			/* Deterministic mode: as much as the turn's socket buffer
 			 * has room for; none: wait in turn for the peer's reads. */
 			tls.in_shim++;
-			uint64_t room = det_room(sc->shm_idx);
+			uint64_t room = det_room_over(sc->shm_idx, over);
 			if (room < (waiting_since ? DET_WAKE : 1)) {
+				/* A peer that closed or reset reads no more: the
+				 * kernel's answer (its error, SIGPIPE) from here. */
+				struct pollfd pf = {.fd = fd, .events = POLLOUT | POLLRDHUP};
+				int pr = uni_real.poll(&pf, 1, 0);
+				struct uni_conn *pc = uni_shm_conn(
+					g_hdr, atomic_load_explicit(&uni_shm_conn(g_hdr, sc->shm_idx)->peer_conn,
+								    memory_order_relaxed));
+				if (pr > 0 && ((pf.revents & (POLLERR | POLLHUP)) ||
+					       ((pf.revents & POLLRDHUP) && atomic_load_explicit(&pc->wclosed, memory_order_acquire)))) {
+					det_off = 1;
+					tls.in_shim--;
+					continue;
+				}
 				if (!waiting_since) {
 					waiting_since = uni_now_ns();
 					tls.ring->stack[0] = 0;
 					wait_read(tls.ring, sc->shm_idx | UNI_WAIT_OBJ_ROOM, waiting_since, tls.vt, 0);
 				}
-				uni_det_block(tls.ring, tls.ring_idx, UNI_DET_OBJ_POLL, tls.vt, UINT64_MAX);
+				int b = uni_det_block(tls.ring, tls.ring_idx, UNI_DET_OBJ_POLL, tls.vt, UINT64_MAX);
+				/* Every thread of the session waited (two ranks that
+				 * each send more than the buffer before they read,
+				 * which the host's megabytes of buffers let through):
+				 * this writer may go further, twice as far each time
+				 * (a state of the program, not of the host: the same
+				 * in every run). */
+				if (b == 2 && det_room_over(sc->shm_idx, over) < DET_WAKE)
+					over = over ? 2 * over : DET_SNDBUF;
 				tls.in_shim--;
 				continue; /* (the turn given up: the kernel's way from here) */
 			}
@@ -3471,6 +3495,7 @@ static void det_poll_outside(int64_t timeout_ns)
 
 int uni_shim_epoll_enter(int64_t timeout_ns)
 {
+	tls.det_polled = 0; /* (the kernel answers this one) */
 	if (g_mode != UNI_MODE_SIMULATE || atomic_load_explicit(&g_state, memory_order_relaxed) != ST_ATTACHED)
 		return 0;
 	int saved = errno;
@@ -3563,6 +3588,7 @@ ssize_t uni_shim_read_clamp(uint32_t slot1, int fd, size_t n, int flags)
 
 int uni_shim_poll_enter(int64_t timeout_ns)
 {
+	tls.det_polled = 0;
 	if (g_mode != UNI_MODE_SIMULATE || atomic_load_explicit(&g_state, memory_order_relaxed) != ST_ATTACHED ||
 	    tls.dispatcher || !tls.ring)
 		return 0;
@@ -4166,15 +4192,24 @@ static int sched_wait(uint32_t idx, uint64_t b, uint64_t *t)
  * matches its two ends a moment later (looked at before, a poll went
  * outside the turn and a read took the kernel's bytes in some runs): at
  * most a second. */
-static int det_matched(struct uni_conn *c)
+static _Atomic uint64_t g_det_nomatch[128]; /* ends found unmatched after a second (by idx % 8192) */
+
+static int det_matched(uint32_t idx)
 {
-	uint64_t t0 = 0;
+	struct uni_conn *c = uni_shm_conn(g_hdr, idx);
+	_Atomic uint64_t *nm = &g_det_nomatch[(idx / 64) % 128];
+	uint64_t bit = 1ull << (idx % 64), t0 = 0;
+	/* (A peer that is not a rank stays unmatched until unid gives up:
+	 * waited for once, not at every poll and read.) */
+	if (atomic_load_explicit(nm, memory_order_relaxed) & bit)
+		return atomic_load_explicit(&c->state, memory_order_acquire) == UNI_CONN_MATCHED;
 	for (int i = 0; atomic_load_explicit(&c->state, memory_order_acquire) == UNI_CONN_OPEN; i++) {
 		uint64_t now = uni_now_ns();
 		if (!t0) {
 			t0 = now;
 			ring_bell();
 		} else if (now - t0 > 1000000000ull || !coordinator_alive()) {
+			atomic_fetch_or(nm, bit);
 			break;
 		}
 		if (i < 64)
@@ -4222,15 +4257,21 @@ static int det_sched_or_none(uint32_t pi)
 }
 
 
-/* Room for the writer on connection end idx (bytes). */
-static uint64_t det_room(uint32_t idx)
+/* Room for the writer on connection end idx (bytes), with over bytes
+ * more than the buffer allowed. */
+static uint64_t det_room_over(uint32_t idx, uint64_t over)
 {
 	struct uni_conn *c = uni_shm_conn(g_hdr, idx);
 	uint32_t pi = atomic_load_explicit(&c->peer_conn, memory_order_relaxed);
 	uint64_t w = atomic_load_explicit(&c->written, memory_order_acquire);
 	uint64_t rd = atomic_load_explicit(&uni_shm_conn(g_hdr, pi)->consumed, memory_order_acquire);
-	uint64_t in = w > rd ? w - rd : 0;
-	return in < DET_SNDBUF ? DET_SNDBUF - in : 0;
+	uint64_t in = w > rd ? w - rd : 0, lim = DET_SNDBUF + over;
+	return in < lim ? lim - in : 0;
+}
+
+static uint64_t det_room(uint32_t idx)
+{
+	return det_room_over(idx, 0);
 }
 
 size_t uni_shim_det_room(uint32_t slot1, int fd, int flags)
@@ -4249,6 +4290,13 @@ size_t uni_shim_det_room(uint32_t slot1, int fd, int flags)
 		room = (size_t)det_room(sc->shm_idx);
 		if (room)
 			tls.det_clamped = 1; /* (the write's turn was this one) */
+		else if (!tls.det_polled)
+			/* EAGAIN only to a thread whose poll or epoll the turn
+			 * answers (writable when room comes back): one that asked
+			 * the kernel, or select, which the shim does not see, would
+			 * be told writable again at once and spin. The kernel's
+			 * answer, then. */
+			room = SIZE_MAX;
 		leave();
 	}
 	tls.in_shim--;
@@ -4307,7 +4355,7 @@ static int det_nonblocking(int fd, int flags)
 static ssize_t det_read_clamp(struct shim_conn *sc, int fd, size_t n, int flags)
 {
 	struct uni_conn *c = uni_shm_conn(g_hdr, sc->shm_idx);
-	if (n == 0 || !det_matched(c))
+	if (n == 0 || !det_matched(sc->shm_idx))
 		return (ssize_t)n;
 	uint32_t pi = atomic_load_explicit(&c->peer_conn, memory_order_relaxed);
 	struct uni_conn *pc = uni_shm_conn(g_hdr, pi);
@@ -4418,7 +4466,8 @@ static int det_follows(int fd)
 		return 1;
 	if (s1) {
 		struct uni_conn *c = uni_shm_conn(g_hdr, g_conns[s1 - 1].shm_idx);
-		return det_matched(c) && det_sched_or_none(atomic_load_explicit(&c->peer_conn, memory_order_relaxed));
+		return det_matched(g_conns[s1 - 1].shm_idx) &&
+		       det_sched_or_none(atomic_load_explicit(&c->peer_conn, memory_order_relaxed));
 	}
 	return det_listening(fd);
 }
@@ -4521,10 +4570,12 @@ int uni_shim_det_poll(struct pollfd *fds, nfds_t n, int64_t timeout_ns)
 			break; /* (closed or reused while it waited) */
 		if (ready || timeout_ns == 0) {
 			rc = ready;
+			tls.det_polled = 1;
 			break;
 		}
 		if (dl <= tls.vt) {
 			rc = 0;
+			tls.det_polled = 1;
 			break;
 		}
 		int b = det_poll_wait(next, dl);
@@ -4532,6 +4583,7 @@ int uni_shim_det_poll(struct pollfd *fds, nfds_t n, int64_t timeout_ns)
 			break;
 		if (!b) {
 			rc = 0;
+			tls.det_polled = 1;
 			break;
 		}
 	}
@@ -4551,6 +4603,7 @@ out:
 struct det_ep {
 	int epfd1; /* epfd + 1; 0: free */
 	int n, odd;
+	int next; /* the entry a look reports from first */
 	struct pollfd fd[DET_EP_FDS];
 	uint32_t ev[DET_EP_FDS];
 	epoll_data_t data[DET_EP_FDS];
@@ -4582,7 +4635,7 @@ static struct det_ep *ep_find(int epfd, int create)
 	if (!create || !f)
 		return NULL;
 	f->epfd1 = epfd + 1;
-	f->n = f->odd = 0;
+	f->n = f->odd = f->next = 0;
 	atomic_fetch_add(&uni_shim_nep, 1);
 	return f;
 }
@@ -4639,7 +4692,9 @@ void uni_shim_det_epoll_ctl(int epfd, int op, int fd, const struct epoll_event *
 
 void uni_shim_det_epoll_closed(int fd)
 {
-	if (!atomic_load_explicit(&uni_shim_nep, memory_order_relaxed))
+	/* (Not from inside the shim: a signal handler's close while this
+	 * thread holds the table's lock.) */
+	if (!atomic_load_explicit(&uni_shim_nep, memory_order_relaxed) || tls.in_shim)
 		return;
 	ep_lock();
 	for (int k = 0; k < DET_EP_SETS; k++) {
@@ -4681,6 +4736,7 @@ void uni_shim_det_polled(void)
 static __thread struct pollfd t_epfds[DET_EP_FDS];
 static __thread uint32_t t_epev[DET_EP_FDS];
 static __thread epoll_data_t t_epdata[DET_EP_FDS];
+static __thread int t_epnext;
 
 static int ep_snapshot(int epfd)
 {
@@ -4689,12 +4745,22 @@ static int ep_snapshot(int epfd)
 	struct det_ep *s = ep_find(epfd, 0);
 	if (s && !s->odd) {
 		n = s->n;
+		t_epnext = n ? s->next % n : 0;
 		memcpy(t_epfds, s->fd, (size_t)n * sizeof(s->fd[0]));
 		memcpy(t_epev, s->ev, (size_t)n * sizeof(s->ev[0]));
 		memcpy(t_epdata, s->data, (size_t)n * sizeof(s->data[0]));
 	}
 	ep_unlock();
 	return n;
+}
+
+static void ep_set_next(int epfd, int next)
+{
+	ep_lock();
+	struct det_ep *s = ep_find(epfd, 0);
+	if (s)
+		s->next = next;
+	ep_unlock();
 }
 
 int uni_shim_det_epoll(int epfd, struct epoll_event *ev, int max, int64_t timeout_ns)
@@ -4718,19 +4784,31 @@ int uni_shim_det_epoll(int epfd, struct epoll_event *ev, int max, int64_t timeou
 		if (ready < 0)
 			break; /* the set changed to one the turn does not follow */
 		if (ready || timeout_ns == 0) {
+			/* From the entry after the last one reported (the kernel
+			 * moves a reported level-triggered entry to the back of its
+			 * ready list: with a small maxevents the later ones get
+			 * their turn). */
 			rc = 0;
-			for (int i = 0; i < n && rc < max; i++) {
-				if (!t_epfds[i].revents)
-					continue;
+			int last = -1;
+			for (int j = 0; j < n && rc < max; j++) {
+				int i = (t_epnext + j) % n;
 				/* (poll's and epoll's bits are the same.) */
-				ev[rc].events = (uint32_t)(unsigned short)t_epfds[i].revents & (t_epev[i] | EPOLLERR | EPOLLHUP);
+				uint32_t bits = (uint32_t)(unsigned short)t_epfds[i].revents & (t_epev[i] | EPOLLERR | EPOLLHUP);
+				if (!bits)
+					continue;
+				ev[rc].events = bits;
 				ev[rc].data = t_epdata[i];
 				rc++;
+				last = i;
 			}
+			if (last >= 0)
+				ep_set_next(epfd, last + 1);
+			tls.det_polled = 1;
 			break;
 		}
 		if (dl <= tls.vt) {
 			rc = 0;
+			tls.det_polled = 1;
 			break;
 		}
 		int b = det_poll_wait(next, dl);
@@ -4738,6 +4816,7 @@ int uni_shim_det_epoll(int epfd, struct epoll_event *ev, int max, int64_t timeou
 			break;
 		if (!b) {
 			rc = 0;
+			tls.det_polled = 1;
 			break;
 		}
 	}

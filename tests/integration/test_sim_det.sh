@@ -27,6 +27,9 @@
 #     on a non-blocking socket) with the turn: recorded and replayed twice,
 #     the same events, reads and trace; the reply in parts of the turn's
 #     socket buffer;
+#   - det_edge.py: both ranks send 600 kB before reading (more than the
+#     turn's socket buffer): it goes through, the same trace in two
+#     replays; a writer whose peer closed gets the kernel's error;
 #   - a Gloo program (2-rank all_reduce) with the turn: the turn is given
 #     up with one line at the rendezvous store, and the program's result is
 #     right;
@@ -155,7 +158,7 @@ echo "det_sock.py with recvmsg and readv: clamped, the recorded sizes in the rep
 # epoll in turn (det_epoll.py): rank 0's event loop serves two clients and
 # a pipe its own thread writes; the same events, reads and trace in the
 # recording and two replays; the reply (256 kB on a non-blocking socket)
-# goes out in parts of the turn's socket buffer (16 kB first: the host's
+# goes out in parts of the turn's socket buffer (128 kB first: the host's
 # kernel took it all at once).
 EPORT=$(free_port)
 for x in erec ea eb; do
@@ -176,10 +179,23 @@ import sys
 ev = next(l for l in open(sys.argv[1]) if l.startswith("events:")).split()[1:]
 assert ev.count("accept") == 2 and ev.count("pipe") >= 1, ev
 w = [int(e[1:]) for e in ev if e.startswith("w")]
-assert sum(w) == 2 * 256 * 1024 and max(w) == 16384 and len(w) >= 32, w
-print(f"det_epoll.py: {len(ev)} events, the reply in {len(w)} writes of at most 16 kB")
+assert sum(w) == 2 * 256 * 1024 and max(w) == 131072 and len(w) >= 4, w
+print(f"det_epoll.py: {len(ev)} events, the reply in {len(w)} writes of at most 128 kB")
 PY
 echo "det_epoll.py: epoll in turn, the same events and trace in every run"
+
+# The turn's socket buffer must not deadlock what the host's buffers let
+# through (both ranks send 600 kB before they read: exit 97 once), nor
+# wait for room from a peer that closed (it hung).
+XPORT=$(free_port)
+run xa --deterministic -- $PY "$HERE/det_edge.py" $XPORT exchange 600000
+[ "$(grep -c 'sent 600000 got 600000' "$T/xa.log")" = 2 ] || { cat "$T/xa.log"; fail "det_edge.py exchange"; }
+run xb --deterministic --compute-from "$T/xa.unitrace" -- $PY "$HERE/det_edge.py" $XPORT exchange 600000
+run xc --deterministic --compute-from "$T/xa.unitrace" -- $PY "$HERE/det_edge.py" $XPORT exchange 600000
+cmp "$T/xb.unitrace" "$T/xc.unitrace" || fail "det_edge.py exchange: two deterministic replays differ"
+run pc --deterministic -- $PY "$HERE/det_edge.py" $XPORT peerclose
+grep -qE 'rank 0: sendall: (Connection reset by peer|Broken pipe)' "$T/pc.log" || { cat "$T/pc.log"; fail "det_edge.py peerclose"; }
+echo "det_edge.py: a two-way exchange past the turn's buffer goes through (the same trace twice); a closed peer's error comes back"
 
 # Gloo: the turn gives up at the store, the program is right.
 cat >"$T/ar.py" <<'PY'
