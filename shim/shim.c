@@ -4549,44 +4549,51 @@ static int det_poll_wait(uint64_t next, uint64_t dl)
 	return 1;
 }
 
+static int ep_snapshot(int epfd);
+
+/* The wait of a poll or epoll in turn, from a turn at the caller's clock:
+ * looks at the *n fds (an epoll set's, epfd >= 0: taken again before each
+ * look, the set may change while it waits) until one is ready (how many),
+ * the time-out (0), or one the turn does not follow (-2: the caller's own
+ * path). */
+static int det_wait_ready(struct pollfd *fds, int *n, int64_t timeout_ns, int epfd)
+{
+	det_point();
+	uint64_t dl = timeout_ns < 0 ? UINT64_MAX : tls.vt + (uint64_t)timeout_ns;
+	for (;;) {
+		uint64_t next = dl;
+		if (epfd >= 0 && (*n = ep_snapshot(epfd)) < 0)
+			return -2; /* the set changed to one the turn does not follow */
+		int ready = det_look(fds, (nfds_t)*n, &next);
+		if (ready < 0)
+			return -2; /* (closed or reused while it waited) */
+		if (ready || timeout_ns == 0 || dl <= tls.vt) {
+			tls.det_polled = 1;
+			return ready;
+		}
+		int b = det_poll_wait(next, dl);
+		if (b < 0)
+			return -2;
+		if (!b) {
+			tls.det_polled = 1;
+			return 0;
+		}
+	}
+}
+
 int uni_shim_det_poll(struct pollfd *fds, nfds_t n, int64_t timeout_ns)
 {
 	if (UNI_LIKELY(!g_det) || tls.in_shim || !n)
 		return -2;
 	int saved = errno;
 	tls.in_shim++;
-	int rc = -2;
+	int rc = -2, nn = (int)n;
 	if (!det_me())
 		goto out;
 	for (nfds_t i = 0; i < n; i++)
 		if (!det_follows(fds[i].fd))
 			goto out;
-	det_point();
-	uint64_t dl = timeout_ns < 0 ? UINT64_MAX : tls.vt + (uint64_t)timeout_ns;
-	for (;;) {
-		uint64_t next = dl;
-		int ready = det_look(fds, n, &next);
-		if (ready < 0)
-			break; /* (closed or reused while it waited) */
-		if (ready || timeout_ns == 0) {
-			rc = ready;
-			tls.det_polled = 1;
-			break;
-		}
-		if (dl <= tls.vt) {
-			rc = 0;
-			tls.det_polled = 1;
-			break;
-		}
-		int b = det_poll_wait(next, dl);
-		if (b < 0)
-			break;
-		if (!b) {
-			rc = 0;
-			tls.det_polled = 1;
-			break;
-		}
-	}
+	rc = det_wait_ready(fds, &nn, timeout_ns, -1);
 	leave();
 out:
 	tls.in_shim--;
@@ -4776,49 +4783,26 @@ int uni_shim_det_epoll(int epfd, struct epoll_event *ev, int max, int64_t timeou
 		if (!det_follows(t_epfds[i].fd))
 			goto out;
 	tls.loop = 1;
-	det_point();
-	uint64_t dl = timeout_ns < 0 ? UINT64_MAX : tls.vt + (uint64_t)timeout_ns;
-	for (;;) {
-		uint64_t next = dl;
-		int ready = (n = ep_snapshot(epfd)) < 0 ? -1 : det_look(t_epfds, (nfds_t)n, &next);
-		if (ready < 0)
-			break; /* the set changed to one the turn does not follow */
-		if (ready || timeout_ns == 0) {
-			/* From the entry after the last one reported (the kernel
-			 * moves a reported level-triggered entry to the back of its
-			 * ready list: with a small maxevents the later ones get
-			 * their turn). */
-			rc = 0;
-			int last = -1;
-			for (int j = 0; j < n && rc < max; j++) {
-				int i = (t_epnext + j) % n;
-				/* (poll's and epoll's bits are the same.) */
-				uint32_t bits = (uint32_t)(unsigned short)t_epfds[i].revents & (t_epev[i] | EPOLLERR | EPOLLHUP);
-				if (!bits)
-					continue;
-				ev[rc].events = bits;
-				ev[rc].data = t_epdata[i];
-				rc++;
-				last = i;
-			}
-			if (last >= 0)
-				ep_set_next(epfd, last + 1);
-			tls.det_polled = 1;
-			break;
+	rc = det_wait_ready(t_epfds, &n, timeout_ns, epfd);
+	if (rc > 0) {
+		/* From the entry after the last one reported (the kernel moves
+		 * a reported level-triggered entry to the back of its ready
+		 * list: with a small maxevents the later ones get their turn). */
+		rc = 0;
+		int last = -1;
+		for (int j = 0; j < n && rc < max; j++) {
+			int i = (t_epnext + j) % n;
+			/* (poll's and epoll's bits are the same.) */
+			uint32_t bits = (uint32_t)(unsigned short)t_epfds[i].revents & (t_epev[i] | EPOLLERR | EPOLLHUP);
+			if (!bits)
+				continue;
+			ev[rc].events = bits;
+			ev[rc].data = t_epdata[i];
+			rc++;
+			last = i;
 		}
-		if (dl <= tls.vt) {
-			rc = 0;
-			tls.det_polled = 1;
-			break;
-		}
-		int b = det_poll_wait(next, dl);
-		if (b < 0)
-			break;
-		if (!b) {
-			rc = 0;
-			tls.det_polled = 1;
-			break;
-		}
+		if (last >= 0)
+			ep_set_next(epfd, last + 1);
 	}
 	leave();
 out:
