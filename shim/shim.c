@@ -4549,20 +4549,21 @@ static int det_poll_wait(uint64_t next, uint64_t dl)
 	return 1;
 }
 
-static int ep_snapshot(int epfd);
+struct ep_snap;
+static int ep_snapshot(int epfd, struct ep_snap *sn);
 
 /* The wait of a poll or epoll in turn, from a turn at the caller's clock:
- * looks at the *n fds (an epoll set's, epfd >= 0: taken again before each
- * look, the set may change while it waits) until one is ready (how many),
- * the time-out (0), or one the turn does not follow (-2: the caller's own
- * path). */
-static int det_wait_ready(struct pollfd *fds, int *n, int64_t timeout_ns, int epfd)
+ * looks at the *n fds (an epoll set's, sn not NULL: taken again into sn
+ * before each look, the set may change while it waits) until one is
+ * ready (how many), the time-out (0), or one the turn does not follow
+ * (-2: the caller's own path). */
+static int det_wait_ready(struct pollfd *fds, int *n, int64_t timeout_ns, int epfd, struct ep_snap *sn)
 {
 	det_point();
 	uint64_t dl = timeout_ns < 0 ? UINT64_MAX : tls.vt + (uint64_t)timeout_ns;
 	for (;;) {
 		uint64_t next = dl;
-		if (epfd >= 0 && (*n = ep_snapshot(epfd)) < 0)
+		if (sn && (*n = ep_snapshot(epfd, sn)) < 0)
 			return -2; /* the set changed to one the turn does not follow */
 		int ready = det_look(fds, (nfds_t)*n, &next);
 		if (ready < 0)
@@ -4593,7 +4594,7 @@ int uni_shim_det_poll(struct pollfd *fds, nfds_t n, int64_t timeout_ns)
 	for (nfds_t i = 0; i < n; i++)
 		if (!det_follows(fds[i].fd))
 			goto out;
-	rc = det_wait_ready(fds, &nn, timeout_ns, -1);
+	rc = det_wait_ready(fds, &nn, timeout_ns, -1, NULL);
 	leave();
 out:
 	tls.in_shim--;
@@ -4739,23 +4740,27 @@ void uni_shim_det_polled(void)
 }
 
 /* epoll_wait in turn: the set's entries looked at as poll's (in the order
- * they were added), the ready ones returned in that order, at most max. */
-static __thread struct pollfd t_epfds[DET_EP_FDS];
-static __thread uint32_t t_epev[DET_EP_FDS];
-static __thread epoll_data_t t_epdata[DET_EP_FDS];
-static __thread int t_epnext;
+ * they were added), the ready ones returned from the one after the last
+ * reported, at most max. A copy of the set on the waiter's stack (5 kB;
+ * not in TLS, which stays small). */
+struct ep_snap {
+	int next;
+	struct pollfd fd[DET_EP_FDS];
+	uint32_t ev[DET_EP_FDS];
+	epoll_data_t data[DET_EP_FDS];
+};
 
-static int ep_snapshot(int epfd)
+static int ep_snapshot(int epfd, struct ep_snap *sn)
 {
 	int n = -1;
 	ep_lock();
 	struct det_ep *s = ep_find(epfd, 0);
 	if (s && !s->odd) {
 		n = s->n;
-		t_epnext = n ? s->next % n : 0;
-		memcpy(t_epfds, s->fd, (size_t)n * sizeof(s->fd[0]));
-		memcpy(t_epev, s->ev, (size_t)n * sizeof(s->ev[0]));
-		memcpy(t_epdata, s->data, (size_t)n * sizeof(s->data[0]));
+		sn->next = n ? s->next % n : 0;
+		memcpy(sn->fd, s->fd, (size_t)n * sizeof(s->fd[0]));
+		memcpy(sn->ev, s->ev, (size_t)n * sizeof(s->ev[0]));
+		memcpy(sn->data, s->data, (size_t)n * sizeof(s->data[0]));
 	}
 	ep_unlock();
 	return n;
@@ -4777,13 +4782,14 @@ int uni_shim_det_epoll(int epfd, struct epoll_event *ev, int max, int64_t timeou
 	int saved = errno;
 	tls.in_shim++;
 	int rc = -2, n;
-	if (!det_me() || (n = ep_snapshot(epfd)) < 0)
+	struct ep_snap sn;
+	if (!det_me() || (n = ep_snapshot(epfd, &sn)) < 0)
 		goto out;
 	for (int i = 0; i < n; i++)
-		if (!det_follows(t_epfds[i].fd))
+		if (!det_follows(sn.fd[i].fd))
 			goto out;
 	tls.loop = 1;
-	rc = det_wait_ready(t_epfds, &n, timeout_ns, epfd);
+	rc = det_wait_ready(sn.fd, &n, timeout_ns, epfd, &sn);
 	if (rc > 0) {
 		/* From the entry after the last one reported (the kernel moves
 		 * a reported level-triggered entry to the back of its ready
@@ -4791,13 +4797,13 @@ int uni_shim_det_epoll(int epfd, struct epoll_event *ev, int max, int64_t timeou
 		rc = 0;
 		int last = -1;
 		for (int j = 0; j < n && rc < max; j++) {
-			int i = (t_epnext + j) % n;
+			int i = (sn.next + j) % n;
 			/* (poll's and epoll's bits are the same.) */
-			uint32_t bits = (uint32_t)(unsigned short)t_epfds[i].revents & (t_epev[i] | EPOLLERR | EPOLLHUP);
+			uint32_t bits = (uint32_t)(unsigned short)sn.fd[i].revents & (sn.ev[i] | EPOLLERR | EPOLLHUP);
 			if (!bits)
 				continue;
 			ev[rc].events = bits;
-			ev[rc].data = t_epdata[i];
+			ev[rc].data = sn.data[i];
 			rc++;
 			last = i;
 		}
