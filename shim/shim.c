@@ -4161,6 +4161,18 @@ static int sched_gone(uint32_t idx, uint64_t b)
 	return b < atomic_load_explicit(&k->off, memory_order_acquire) + atomic_load_explicit(&k->len, memory_order_acquire);
 }
 
+/* One step of a short wait in real time: the CPU given up, then sleeps of
+ * us microseconds. */
+static void backoff(int i, long us)
+{
+	if (i < 64) {
+		sched_yield();
+	} else {
+		struct timespec ts = {0, us * 1000};
+		uni_real.nanosleep(&ts, NULL);
+	}
+}
+
 static int sched_wait(uint32_t idx, uint64_t b, uint64_t *t)
 {
 	uint64_t t0 = 0;
@@ -4176,86 +4188,70 @@ static int sched_wait(uint32_t idx, uint64_t b, uint64_t *t)
 			t0 = now;
 		else if (now - t0 > 1000000000ull || !coordinator_alive())
 			return 0;
-		if (i < 64)
-			sched_yield();
-		else {
-			struct timespec ts = {0, 50000};
-			uni_real.nanosleep(&ts, NULL);
-		}
+		backoff(i, 50);
 	}
 }
 
-/* The stream written on connection end pi has a schedule, or nothing
- * written yet (unid gives it one with its first chunk): the turn follows
- * its reads. Not: written to without one (more streams than schedules). */
-/* 1 when connection end c is modelled. One just made or accepted: unid
- * matches its two ends a moment later (looked at before, a poll went
- * outside the turn and a read took the kernel's bytes in some runs): at
- * most a second. */
-static _Atomic uint64_t g_det_nomatch[128]; /* ends found unmatched after a second (by idx % 8192) */
-
-static int det_matched(uint32_t idx)
+/* Waits in real time until ok(idx) holds, for at most a second, and that
+ * once per idx: one that ran out is remembered in memo (by idx % 8192)
+ * and not waited for again. Returns ok(idx). */
+static int det_wait_once(int (*ok)(uint32_t), uint32_t idx, _Atomic uint64_t *memo)
 {
-	struct uni_conn *c = uni_shm_conn(g_hdr, idx);
-	_Atomic uint64_t *nm = &g_det_nomatch[(idx / 64) % 128];
-	uint64_t bit = 1ull << (idx % 64), t0 = 0;
-	/* (A peer that is not a rank stays unmatched until unid gives up:
-	 * waited for once, not at every poll and read.) */
-	if (atomic_load_explicit(nm, memory_order_relaxed) & bit)
-		return atomic_load_explicit(&c->state, memory_order_acquire) == UNI_CONN_MATCHED;
-	for (int i = 0; atomic_load_explicit(&c->state, memory_order_acquire) == UNI_CONN_OPEN; i++) {
-		uint64_t now = uni_now_ns();
-		if (!t0) {
-			t0 = now;
-			ring_bell();
-		} else if (now - t0 > 1000000000ull || !coordinator_alive()) {
-			atomic_fetch_or(nm, bit);
-			break;
-		}
-		if (i < 64)
-			sched_yield();
-		else {
-			struct timespec ts = {0, 50000};
-			uni_real.nanosleep(&ts, NULL);
-		}
-	}
-	return atomic_load_explicit(&c->state, memory_order_acquire) == UNI_CONN_MATCHED;
-}
-
-static _Atomic uint64_t g_det_nolog[128]; /* streams found without one (by idx % 8192) */
-
-static int det_sched_or_none(uint32_t pi)
-{
-	if (!g_hdr->sched_off)
-		return 0;
-	if (stream_sched(pi) || !atomic_load_explicit(&uni_shm_conn(g_hdr, pi)->written, memory_order_acquire))
+	if (ok(idx))
 		return 1;
-	/* Written: unid gives the stream its schedule when it takes the
-	 * first chunk, which may be a moment after the write (a poll that
-	 * went outside the turn then made a run differ). At most a second,
-	 * once per stream. */
-	_Atomic uint64_t *nb = &g_det_nolog[(pi / 64) % 128];
-	uint64_t bit = 1ull << (pi % 64);
-	if (atomic_load_explicit(nb, memory_order_relaxed) & bit)
+	_Atomic uint64_t *m = &memo[(idx / 64) % 128];
+	uint64_t bit = 1ull << (idx % 64);
+	if (atomic_load_explicit(m, memory_order_relaxed) & bit)
 		return 0;
+	ring_bell();
 	uint64_t t0 = uni_now_ns();
-	for (int i = 0; !stream_sched(pi); i++) {
-		if (i == 0)
-			ring_bell();
+	for (int i = 0; !ok(idx); i++) {
 		if (uni_now_ns() - t0 > 1000000000ull || !coordinator_alive()) {
-			atomic_fetch_or(nb, bit);
+			atomic_fetch_or(m, bit);
 			return 0;
 		}
-		if (i < 64)
-			sched_yield();
-		else {
-			struct timespec ts = {0, 50000};
-			uni_real.nanosleep(&ts, NULL);
-		}
+		backoff(i, 50);
 	}
 	return 1;
 }
 
+static _Atomic uint64_t g_det_nomatch[128], g_det_nolog[128];
+
+static int conn_settled(uint32_t idx)
+{
+	return atomic_load_explicit(&uni_shm_conn(g_hdr, idx)->state, memory_order_acquire) != UNI_CONN_OPEN;
+}
+
+/* 1 when connection end idx is modelled. One just made or accepted: unid
+ * matches its two ends a moment later (looked at before, a poll went
+ * outside the turn and a read took the kernel's bytes in some runs). A
+ * peer that is not a rank stays unmatched until unid gives up: waited for
+ * once, not at every poll and read. */
+static int det_matched(uint32_t idx)
+{
+	det_wait_once(conn_settled, idx, g_det_nomatch);
+	return atomic_load_explicit(&uni_shm_conn(g_hdr, idx)->state, memory_order_acquire) == UNI_CONN_MATCHED;
+}
+
+static int sched_there(uint32_t pi)
+{
+	return stream_sched(pi) != NULL;
+}
+
+/* The stream written on connection end pi has a schedule, or nothing
+ * written yet (unid gives it one with its first chunk): the turn follows
+ * its reads. Written: unid gives the stream its schedule when it takes the
+ * first chunk, which may be a moment after the write (a poll that went
+ * outside the turn then made a run differ). Not followed: written to
+ * without one (more streams than schedules). */
+static int det_sched_or_none(uint32_t pi)
+{
+	if (!g_hdr->sched_off)
+		return 0;
+	if (!atomic_load_explicit(&uni_shm_conn(g_hdr, pi)->written, memory_order_acquire))
+		return 1;
+	return det_wait_once(sched_there, pi, g_det_nolog);
+}
 
 /* Room for the writer on connection end idx (bytes), with over bytes
  * more than the buffer allowed. */
@@ -4332,12 +4328,7 @@ static void det_kernel_has(int fd, size_t want)
 		} else if (now - since > 1000000000ull) {
 			return;
 		}
-		if (i < 64)
-			sched_yield();
-		else {
-			struct timespec ts = {0, 20000};
-			uni_real.nanosleep(&ts, NULL);
-		}
+		backoff(i, 20);
 	}
 }
 

@@ -11,26 +11,17 @@
               for ever. Rank 0 prints "rank 0: sendall: ERROR"."""
 import os
 import signal
-import socket
 import sys
 import time
+
+from rankconn import accept_one, connect
 
 rank = int(os.environ["RANK"])
 port, mode = int(sys.argv[1]), sys.argv[2]
 if rank == 0:
-    ls = socket.socket()
-    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    ls.bind(("127.0.0.1", port))
-    ls.listen(1)
-    c, _ = ls.accept()
-    ls.close()
+    c = accept_one(port)
 else:
-    while True:
-        try:
-            c = socket.create_connection(("127.0.0.1", port))
-            break
-        except ConnectionRefusedError:
-            time.sleep(0.01)
+    c = connect(port)
 if mode == "exchange":
     n = int(sys.argv[3])
     c.sendall(bytes([rank + 1]) * n)

@@ -14,10 +14,11 @@ and optionally "pipe" (the pipe and its thread; without it the loop
 serves the sockets alone)."""
 import os
 import select
-import socket
 import sys
 import threading
 import time
+
+from rankconn import connect, listen, work
 
 rank = int(os.environ["RANK"])
 port = int(sys.argv[1])
@@ -26,18 +27,8 @@ REPLY = 256 << 10
 PIPE_BYTES = 6 if sys.argv[2:] == ["pipe"] else 0
 
 
-def work(n):
-    x = 0
-    for i in range(n):
-        x += i * i
-    return x
-
-
 if rank == 0:
-    ls = socket.socket()
-    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    ls.bind(("127.0.0.1", port))
-    ls.listen(4)
+    ls = listen(port, 4)
     ls.setblocking(False)
     rfd, wfd = os.pipe()
 
@@ -92,12 +83,7 @@ if rank == 0:
     sys.stdout.flush()
 else:
     work(200000 * rank)  # rank 0 listens first in virtual time
-    while True:
-        try:
-            c = socket.create_connection(("127.0.0.1", port))
-            break
-        except ConnectionRefusedError:
-            time.sleep(0.01)
+    c = connect(port)
     for s in SIZES[rank]:
         c.sendall(bytes([s % 251]) * s)
         work(10000 * rank)

@@ -11,9 +11,10 @@ has a time-out (Python then polls before each read); "recvmsg": the
 reader reads with recvmsg; "readv": with readv into two buffers (4 kB,
 then 1 MB)."""
 import os
-import socket
 import sys
 import time
+
+from rankconn import accept_one, connect, work
 
 rank = int(os.environ["RANK"])
 port = int(sys.argv[1])
@@ -23,20 +24,8 @@ for s in sizes * 3:
     TOTAL += s
 
 
-def work(n):
-    x = 0
-    for i in range(n):
-        x += i * i
-    return x
-
-
 if rank == 1:
-    ls = socket.socket()
-    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    ls.bind(("127.0.0.1", port))
-    ls.listen(1)
-    c, _ = ls.accept()
-    ls.close()
+    c = accept_one(port)
     if sys.argv[2:] == ["timeout"]:
         c.settimeout(10.0)
     got, reads = 0, []
@@ -58,12 +47,7 @@ if rank == 1:
     sys.stdout.flush()
 else:
     work(300000)  # rank 1 listens first in virtual time
-    while True:
-        try:
-            c = socket.create_connection(("127.0.0.1", port))
-            break
-        except ConnectionRefusedError:
-            time.sleep(0.01)
+    c = connect(port)
     for burst in range(3):
         for s in sizes:
             c.sendall(bytes([s % 251]) * s)

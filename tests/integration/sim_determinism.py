@@ -12,39 +12,23 @@ optionally "other": the third message 5000 bytes shorter (a different
 program for the same compute). Used by
 test_sim_determinism.sh (--compute-from)."""
 import os
-import socket
 import sys
 import time
+
+from rankconn import accept_one, connect, work
 
 rank = int(os.environ["RANK"])
 port = int(sys.argv[1])
 
 
-def work(n):
-    x = 0
-    for i in range(n):
-        x += i * i
-    return x
-
-
 if rank == 0:
-    ls = socket.socket()
-    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    ls.bind(("127.0.0.1", port))
-    ls.listen(1)
-    c, _ = ls.accept()
-    ls.close()
+    c = accept_one(port)
 else:
     # (A connect before the listener in virtual time is answered by what
     # the host did first: refused and retried, or taking the listener's
     # time; docs/simulate.md "Compute from a trace".)
     work(2000000)
-    while True:
-        try:
-            c = socket.create_connection(("127.0.0.1", port))
-            break
-        except ConnectionRefusedError:
-            time.sleep(0.01)
+    c = connect(port)
 sizes = [1000, 20000, 60000, 8000, 300, 45000]
 if sys.argv[2:] == ["other"]:
     sizes[2] -= 5000
