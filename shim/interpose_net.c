@@ -107,13 +107,7 @@ static inline int det_part_of(uint32_t w, int fd, int flags, const struct iovec 
 		return -1;
 	if (!room)
 		return 0;
-	int n = 0;
-	for (int i = 0; i < cnt && room && n < 64; i++) {
-		part[n] = iov[i];
-		if (part[n].iov_len > room)
-			part[n].iov_len = room;
-		room -= part[n++].iov_len;
-	}
+	int n = uni_iov_prefix(iov, cnt, room, part);
 	return n ? n : -1;
 }
 
@@ -402,14 +396,7 @@ static inline int clamp_iov(int fd, const struct iovec *iov, int cnt, int flags,
 		return -1;
 	if (m == 0 || (size_t)m >= n)
 		return 0;
-	int k = 0;
-	for (int i = 0; i < cnt && m > 0; i++) {
-		part[k] = iov[i];
-		if (part[k].iov_len > (size_t)m)
-			part[k].iov_len = (size_t)m;
-		m -= (ssize_t)part[k++].iov_len;
-	}
-	return k;
+	return uni_iov_prefix(iov, cnt, (size_t)m, part);
 }
 
 UNI_EXTERN ssize_t readv(int fd, const struct iovec *iov, int cnt)

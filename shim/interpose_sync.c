@@ -19,6 +19,16 @@
 /* A time-out in ms as ns (-1: none). */
 #define MS_NS(ms) ((ms) > 0 ? (int64_t)(ms) * 1000000ll : (ms) == 0 ? 0 : -1)
 
+/* A time-out as a timespec (ppoll, pselect) in ns (-1: none, or longer
+ * than the shim takes for a sleep). */
+static int64_t ts_ns(const struct timespec *ts)
+{
+	return !ts ? -1
+	       : ts->tv_sec < 0 || (uint64_t)ts->tv_sec > UNI_SLEEP_FOREVER_S
+		   ? -1
+		   : (int64_t)ts->tv_sec * 1000000000ll + ts->tv_nsec;
+}
+
 /* A wait for I/O that timed out (returned 0 after a positive time-out):
  * the thread waited that long, in virtual time too (asyncio's timers
  * and Python's socket time-outs are computed from the virtual clock: a
@@ -104,10 +114,7 @@ UNI_EXTERN int poll(struct pollfd *fds, nfds_t n, int timeout)
 UNI_EXTERN int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts, const sigset_t *ss)
 {
 	ENSURE(ppoll);
-	int64_t tns = !ts ? -1
-		      : ts->tv_sec < 0 || (uint64_t)ts->tv_sec > UNI_SLEEP_FOREVER_S
-			  ? -1
-			  : (int64_t)ts->tv_sec * 1000000000ll + ts->tv_nsec;
+	int64_t tns = ts_ns(ts);
 	if (UNI_UNLIKELY(uni_shim_sync_on) && !uni_shim_in_shim() && !ss) {
 		int d = uni_shim_det_poll(fds, n, tns);
 		if (d != -2)
@@ -170,9 +177,7 @@ UNI_EXTERN int select(int n, fd_set *r, fd_set *w, fd_set *e, struct timeval *tv
 UNI_EXTERN int pselect(int n, fd_set *r, fd_set *w, fd_set *e, const struct timespec *ts, const sigset_t *ss)
 {
 	ENSURE(pselect);
-	int64_t tns = !ts ? -1 : ts->tv_sec < 0 || (uint64_t)ts->tv_sec > UNI_SLEEP_FOREVER_S
-				    ? -1
-				    : (int64_t)ts->tv_sec * 1000000000ll + ts->tv_nsec;
+	int64_t tns = ts_ns(ts);
 	if (UNI_LIKELY(!uni_shim_sync_on) || uni_shim_in_shim() || !uni_shim_poll_enter(tns))
 		return uni_real.pselect(n, r, w, e, ts, ss);
 	return select_common(n, r, w, e, tns, NULL, ts, ss, 1);

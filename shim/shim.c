@@ -1855,16 +1855,8 @@ int uni_shim_send_blocking(uint32_t slot1, int fd, int flags, const struct iovec
 			}
 			tls.in_shim--;
 			if (room < total - done) {
-				size_t left = (size_t)room;
-				int np = 0;
-				for (int i = k; i < cnt && left; i++) {
-					part[np] = cur[i];
-					if (part[np].iov_len > left)
-						part[np].iov_len = left;
-					left -= part[np++].iov_len;
-				}
 				m.msg_iov = part;
-				m.msg_iovlen = (size_t)np;
+				m.msg_iovlen = (size_t)uni_iov_prefix(cur + k, cnt - k, (size_t)room, part);
 			}
 		}
 		/* Once bytes went, an error is the next call's (as in the
@@ -4651,12 +4643,9 @@ void uni_shim_det_epoll_ctl(int epfd, int op, int fd, const struct epoll_event *
 {
 	if (UNI_LIKELY(!g_det) || tls.in_shim || atomic_load(&g_state) != ST_ATTACHED)
 		return;
+	uni_shim_det_turn();
 	int saved = errno;
 	tls.in_shim++;
-	if (det_me()) {
-		det_point();
-		leave();
-	}
 	ep_lock();
 	struct det_ep *s = ep_find(epfd, op == EPOLL_CTL_ADD);
 	if (s) {

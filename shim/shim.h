@@ -350,6 +350,20 @@ void uni_shim_det_polled(void) UNI_HIDDEN;
  * bytes it may take (the turn's socket buffer; 0: EAGAIN), SIZE_MAX where
  * the turn does not apply. */
 size_t uni_shim_det_room(uint32_t slot1, int fd, int flags) UNI_HIDDEN;
+
+/* The first m bytes of an iovec list as entries of part (at most 64):
+ * how many. */
+static inline int uni_iov_prefix(const struct iovec *iov, int cnt, size_t m, struct iovec *part)
+{
+	int k = 0;
+	for (int i = 0; i < cnt && m && k < 64; i++) {
+		part[k] = iov[i];
+		if (part[k].iov_len > m)
+			part[k].iov_len = m;
+		m -= part[k++].iov_len;
+	}
+	return k;
+}
 extern _Atomic int uni_shim_nep UNI_HIDDEN;
 /* Deterministic mode gives up for the session (why: what it does not
  * follow yet; said once). */
