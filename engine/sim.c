@@ -531,6 +531,8 @@ static void schedule(struct stream *s, const struct uni_op *op)
 	double bps;
 	uni_config_link(S.cfg, src, peer, &lat, &bps);
 	double npb = 8e9 / bps;
+	if (uni_shm_conn(S.h, e->conn)->flags & UNI_CONNF_STORE)
+		lat = 0, npb = 0; /* the store's control plane: no link, no time */
 	uint64_t tx = (uint64_t)llround((double)e->len * npb);
 	if (e->flags & UNI_EVF_NOTIFY) {
 		/* A 48-byte Gloo notice goes when it is posted, not behind data

@@ -302,7 +302,10 @@ static void conn_open(uint32_t idx)
 		if (!addr_eq(&o->local, &c->peer) || !addr_eq(&o->peer, &c->local))
 			continue;
 		unmatched_remove(i);
-		if (o->rank == c->rank) { /* a process talking to itself */
+		/* A process talking to itself (not modelled), unless it is a
+		 * rank's client of the store its process hosts (followed in
+		 * deterministic mode: it carries time between its threads). */
+		if (o->rank == c->rank && !(o->flags & c->flags & UNI_CONNF_STORE)) {
 			give_up(j);
 			give_up(idx);
 			return;

@@ -22,6 +22,9 @@
 #define UNI_DET_OBJ_POLL ((1ull << 63) | (1ull << 62))
 /* An accept in turn: woken by any connect (it looks again). */
 #define UNI_DET_OBJ_ACCEPT ((1ull << 63) | (1ull << 61))
+/* A connect to the rendezvous store waiting for its listener: woken by any
+ * listen. */
+#define UNI_DET_OBJ_LISTEN ((1ull << 63) | (1ull << 60))
 
 /* From attach on (h->det): world is the number of ranks to wait for before
  * the first turn (every rank attached), <= 0: none. */

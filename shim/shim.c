@@ -1034,8 +1034,13 @@ void uni_shim_conn_new(int fd, const struct sockaddr *peer, socklen_t peerlen)
 			goto out;
 		uni_shim_fd_closed(fd);
 	}
-	/* The rendezvous store is not modelled (DESIGN; research notes section 4). */
-	if ((int)la.port == g_master_port || (int)pa.port == g_master_port) {
+	/* The rendezvous store is not modelled (DESIGN; research notes
+	 * section 4). In deterministic mode the turn follows it: a connection
+	 * that costs nothing (UNI_CONNF_STORE), so that a store request and
+	 * its answer are ordered in virtual time (the start-up's polls of the
+	 * store were the host's). */
+	int store = (int)la.port == g_master_port || (int)pa.port == g_master_port;
+	if (store && !(g_det && g_mode == UNI_MODE_SIMULATE && uni_det_live())) {
 		if (uni_shim_sync_on)
 			uni_shim_store_mark(fd, 1);
 		goto out;
@@ -1054,6 +1059,7 @@ void uni_shim_conn_new(int fd, const struct sockaddr *peer, socklen_t peerlen)
 	c->fd = fd;
 	c->local = la;
 	c->peer = pa;
+	c->flags = store ? UNI_CONNF_STORE : 0;
 	/* The connecting end's time and event, for the accepting end. */
 	int clocked = g_mode == UNI_MODE_SIMULATE && tls.ring && !tls.dispatcher && !tls.poller &&
 		      tls.gen == atomic_load_explicit(&g_gen, memory_order_relaxed);
@@ -1529,7 +1535,8 @@ static void sim_recv(struct shim_conn *sc, const struct iovec *iov, int cnt, siz
 	 * (Gloo's loop thread): a dispatcher. Not one in the main thread
 	 * (foreign_loop; asyncio used to read real time and charge its
 	 * compute to nobody). */
-	if (!tls.dispatcher && foreign_loop()) {
+	if (!tls.dispatcher && foreign_loop() &&
+	    !(uni_shm_conn(g_hdr, sc->shm_idx)->flags & UNI_CONNF_STORE) /* (the store's daemon: a thread of its own) */) {
 		tls.dispatcher = 1;
 		r->dispatcher = 1;
 	}
@@ -2771,6 +2778,8 @@ int uni_shim_listening(int fd, int before)
 	}
 	if (!tls.dispatcher)
 		charge();
+	if (det_part())
+		det_point(); /* (a store's connects wait for it in turn) */
 	struct uni_listener *e = NULL;
 	for (int pass = 0; !e && pass < 2; pass++)
 		for (uint32_t k = 0; !e && k < UNI_MAX_LISTENERS; k++) {
@@ -2798,6 +2807,8 @@ int uni_shim_listening(int fd, int before)
 	atomic_store_explicit(&e->state, 2, memory_order_release);
 	mine_add(fd, (uint32_t)(e - uni_shm_listener(g_hdr, 0)));
 	atomic_fetch_add(&uni_shim_nlisten, 1);
+	if (g_det && uni_det_live())
+		uni_det_wake(UNI_DET_OBJ_LISTEN, e->vt, 1, e->src);
 	done = 1;
 	leave();
 out:
@@ -2930,12 +2941,17 @@ void uni_shim_connect_hold(const struct sockaddr *addr, socklen_t len)
 		 * the caller's time, or the caller takes its later time: no
 		 * question about the other ranks is left (in a 64-rank Gloo
 		 * world's 4032 connects, waiting each time cost minutes). */
-		if (have && g_det && g_master_port > 0 && (int)a.port == g_master_port && uni_det_live()) {
-			char why[96];
-			snprintf(why, sizeof(why), "rank %d connects to the rendezvous store (MASTER_PORT %d), which the "
-				 "turn does not follow yet", g_rank, g_master_port);
-			uni_det_abandon(why);
-		}
+		/* Deterministic mode: a connect to the store before its listener
+		 * waits in turn for it (rank 0 makes it when its clock gets
+		 * there), instead of await_store's wait in real time. Nobody
+		 * listening while the whole session waits (a store outside it
+		 * that is not up yet): the kernel's answer. */
+		if (have && g_det && g_master_port > 0 && (int)a.port == g_master_port && det_part())
+			while (!listen_vt(&a, &src) && !kernel_listens(a.port)) {
+				int b = uni_det_block(tls.ring, tls.ring_idx, UNI_DET_OBJ_LISTEN, tls.vt, UINT64_MAX);
+				if (b < 0 || b == 2)
+					break;
+			}
 		if (have)
 			lvt = listen_vt(&a, &src);
 		if (!lvt) {
@@ -4335,6 +4351,18 @@ static int det_nonblocking(int fd, int flags)
 	       (getsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, &l) == 0 && (tv.tv_sec || tv.tv_usec));
 }
 
+/* A blocking socket's receive time-out (SO_RCVTIMEO), ns; 0: none. */
+static uint64_t det_rcvtimeo(int fd, int flags)
+{
+	int fl = uni_real.fcntl(fd, F_GETFL);
+	struct timeval tv = {0, 0};
+	socklen_t l = sizeof(tv);
+	if ((flags & MSG_DONTWAIT) || (fl >= 0 && (fl & O_NONBLOCK)) ||
+	    getsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, &l) != 0 || tv.tv_sec < 0)
+		return 0;
+	return (uint64_t)tv.tv_sec * 1000000000ull + (uint64_t)tv.tv_usec * 1000ull;
+}
+
 static ssize_t det_read_clamp(struct shim_conn *sc, int fd, size_t n, int flags)
 {
 	struct uni_conn *c = uni_shm_conn(g_hdr, sc->shm_idx);
@@ -4344,7 +4372,8 @@ static ssize_t det_read_clamp(struct shim_conn *sc, int fd, size_t n, int flags)
 	struct uni_conn *pc = uni_shm_conn(g_hdr, pi);
 	if (!det_sched_or_none(pi))
 		return (ssize_t)n;
-	int nb = det_nonblocking(fd, flags);
+	uint64_t tmo = det_rcvtimeo(fd, flags);
+	int nb = !tmo && det_nonblocking(fd, flags);
 	det_point();
 	tls.det_clamped = 1;
 	for (;;) {
@@ -4408,8 +4437,17 @@ static ssize_t det_read_clamp(struct shim_conn *sc, int fd, size_t n, int flags)
 		 * again do not restart it; uni_shim_io_end ends it). */
 		if (atomic_load_explicit(&tls.ring->wait_kind, memory_order_relaxed) == UNI_WAIT_NONE)
 			wait_read(tls.ring, sc->shm_idx, uni_now_ns(), tls.vt, 0);
-		if (uni_det_block(tls.ring, tls.ring_idx, UNI_DET_OBJ_CONN(pi), tls.vt, UINT64_MAX) < 0)
+		/* With a receive time-out (the store's client sets one) until
+		 * it is up in virtual time: then EAGAIN, as the kernel says. */
+		uint64_t until = tmo && tls.vt < UINT64_MAX - tmo ? tls.vt + tmo : UINT64_MAX;
+		int b = uni_det_block(tls.ring, tls.ring_idx, UNI_DET_OBJ_CONN(pi), tls.vt, until);
+		if (b < 0)
 			return (ssize_t)n;
+		if (b == 0 && until != UINT64_MAX) {
+			take_stamp(until, 0);
+			atomic_store_explicit(&tls.ring->wait_kind, UNI_WAIT_NONE, memory_order_release);
+			return -1;
+		}
 	}
 }
 
@@ -4763,6 +4801,15 @@ int uni_shim_det_epoll(int epfd, struct epoll_event *ev, int max, int64_t timeou
 	tls.in_shim++;
 	int rc = -2, n;
 	struct ep_snap sn;
+	if (uni_det_live() && det_part() && tls.tid != (uint32_t)g_pid) {
+		/* Gloo's loop thread: it reads for the others (a dispatcher,
+		 * whose time is its events'), which the turn does not follow. */
+		char why[128];
+		snprintf(why, sizeof(why), "rank %d: an event loop in a thread other than the main one (Gloo's) waits "
+			 "in epoll, which the turn does not follow yet", g_rank);
+		uni_det_abandon(why);
+		goto out;
+	}
 	if (!det_me() || (n = ep_snapshot(epfd, &sn)) < 0)
 		goto out;
 	for (int i = 0; i < n; i++)

@@ -32,7 +32,7 @@
 #include <stdint.h>
 
 #define UNI_SHM_MAGIC 0x31304d4853494e55ull /* "UNISHM01" little-endian */
-#define UNI_SHM_VERSION 18u
+#define UNI_SHM_VERSION 19u
 /* The longest real time a sleep waits for the session before it ends
  * anyway (a thread that computes for ever without entering the shim), per
  * CPU share: times the world's ranks per CPU of the host where there are
@@ -273,9 +273,22 @@ struct uni_conn {
 	 * (its writer's room in the turn's socket buffer); written by the
 	 * shim. */
 	_Atomic uint64_t consumed;
-	uint8_t reserved[24];
+	/* UNI_CONNF_*: set by the shim before the end is registered. */
+	uint32_t flags;
+	uint32_t pad4;
+	uint8_t reserved[16];
 };
 _Static_assert(sizeof(struct uni_conn) == 192, "uni_conn is 192 bytes (three cache lines)");
+
+/* uni_conn.flags */
+enum {
+	/* A connection to or from the rendezvous store (MASTER_PORT) in
+	 * deterministic mode: followed in turn like a modelled one, but it
+	 * costs nothing (its bytes arrive when written, over no link; a
+	 * control plane, as the store is unmodelled without the turn), and a
+	 * rank's client may talk to a store its own process hosts. */
+	UNI_CONNF_STORE = 1u << 0,
+};
 
 enum uni_wait_kind {
 	UNI_WAIT_NONE = 0,

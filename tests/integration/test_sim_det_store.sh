@@ -1,0 +1,72 @@
+#!/bin/bash
+# --deterministic and torch's rendezvous store (docs/simulate.md
+# "Deterministic mode"): the turn follows the store's connections
+# (costing nothing: a control plane) and its daemon thread.
+# det_store.py (three ranks; rank 0 hosts a TCPStore; each rank computes,
+# sets a key, meets the others in a store-based barrier that polls with
+# sleeps, as init_process_group's does, and gets every key):
+#   - recorded once, replayed twice with --compute-from: the turn is not
+#     given up, every thread (main threads, the store's daemons) followed
+#     the recorded run to its end, the two traces are the same file byte
+#     for byte, and every rank polled the barrier as often as in the
+#     recording (without the turn: the host's count, 1 to 18 seen);
+#   - the store carries time: in every run no rank passes the barrier
+#     (virtual clock) before the last rank added itself to it, and none has
+#     every key before the last was set;
+#   - with Gloo after the store (init_process_group on it, an all_reduce):
+#     the turn goes as far as Gloo's loop thread, gives up there with one
+#     line, and the sum is right.
+#   test_sim_det_store.sh UNIRUN
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+UNIRUN=$1
+T=$(mktemp -d /tmp/uni-sdst.XXXXXX)
+trap 'rm -rf "$T"' EXIT
+[ -n "${KEEP:-}" ] && trap 'echo "kept $T"' EXIT
+cat >"$T/c.yaml" <<YAML
+mode: simulate
+network: { model: alpha-beta, default: { latency: 2ms, bandwidth: 100Mbit } }
+YAML
+run() { # NAME [unirun options...] -- CMD...
+	local name=$1
+	shift
+	timeout 300 "$UNIRUN" -n 3 --session "sdst-$$" --config "$T/c.yaml" --trace "$T/$name.unitrace" "$@" \
+		>"$T/$name.log" 2>&1 || { cat "$T/$name.log"; fail "$name: unirun"; }
+}
+polls() { grep '^rank [0-9]: polls' "$T/$1.log" | sort; }
+
+run rec --deterministic -- $PY "$HERE/det_store.py"
+for x in a b; do
+	run $x --deterministic --compute-from "$T/rec.unitrace" -- $PY "$HERE/det_store.py"
+	grep -qF "threads: 7 followed the recorded run to their end, 0 left it" "$T/$x.log" ||
+		{ cat "$T/$x.log"; fail "run $x did not follow the recorded run"; }
+	cmp <(polls rec) <(polls $x) || fail "run $x polled the store's barrier another number of times"
+done
+for x in rec a b; do
+	! grep -q "goes on without the turn" "$T/$x.log" || { cat "$T/$x.log"; fail "$x: the turn was given up"; }
+	[ "$(polls $x | grep -c 'values 0 7 14$')" = 3 ] || { cat "$T/$x.log"; fail "$x: the values"; }
+	$PY - "$T/$x.log" <<'PY' || fail "$x: the store did not carry time"
+import sys
+t = {}
+for line in open(sys.argv[1]):
+    if line.startswith("times: rank "):
+        f = line.split()
+        t[int(f[2])] = {f[i]: int(f[i + 1]) for i in range(3, len(f), 2)}
+assert len(t) == 3, t
+last_add = max(v["add"] for v in t.values())
+last_set = max(v["set"] for v in t.values())
+for r, v in t.items():
+    assert v["passed"] >= last_add, (r, v, last_add)
+    assert v["got"] >= last_set, (r, v, last_set)
+PY
+done
+cmp "$T/a.unitrace" "$T/b.unitrace" || fail "two deterministic replays wrote different traces"
+echo "det_store.py: the turn follows the store; two replays: the same trace ($(stat -c %s "$T/a.unitrace") bytes), the recorded polls: $(polls rec | sed 's/ values.*//' | tr '\n' ';')"
+
+# Gloo after the store: the turn gives up at Gloo's loop thread.
+run g --deterministic -- $PY "$HERE/det_store.py" gloo
+[ "$(grep -c '^rank [0-9]: sum \[6.0, 6.0, 6.0, 6.0\]$' "$T/g.log")" = 3 ] || { cat "$T/g.log"; fail "the Gloo program's sum"; }
+[ "$(grep -c "deterministic: rank [0-9]: an event loop in a thread other than the main one (Gloo's)" "$T/g.log")" = 1 ] ||
+	{ cat "$T/g.log"; fail "the turn given up at Gloo's loop: not said once"; }
+echo "with Gloo after the store: the turn given up at Gloo's loop thread (said once), the sum right"
+ok "deterministic mode and the rendezvous store"
