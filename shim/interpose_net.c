@@ -496,19 +496,33 @@ UNI_EXTERN ssize_t writev(int fd, const struct iovec *iov, int cnt)
 	SEND_WRAP(writev, fd, 0, uni_real.writev(fd, iov, cnt), iov, cnt);
 }
 
+/* Deterministic mode: MSG_MORE held a write's bytes in the writer's kernel
+ * (until its next write, or 200 ms) while its reader waited in turn for
+ * them (the store's client and daemon use it); on a followed connection
+ * it is dropped (segmenting only: the bytes are the same). */
+#define NO_MORE(fd, flags)                                                        \
+	do {                                                                      \
+		if (UNI_UNLIKELY((flags) & MSG_MORE) && UNI_UNLIKELY(uni_shim_sync_on) && \
+		    uni_shim_det_nomore(fd))                                      \
+			(flags) &= ~MSG_MORE;                                     \
+	} while (0)
+
 UNI_EXTERN ssize_t send(int fd, const void *buf, size_t n, int flags)
 {
+	NO_MORE(fd, flags);
 	SEND_WRAP1(send, fd, flags, uni_real.send(fd, buf, n, flags), buf, n);
 }
 
 UNI_EXTERN ssize_t sendto(int fd, const void *buf, size_t n, int flags, const struct sockaddr *a,
 			  socklen_t al)
 {
+	NO_MORE(fd, flags);
 	SEND_WRAP1(sendto, fd, flags, uni_real.sendto(fd, buf, n, flags, a, al), buf, n);
 }
 
 UNI_EXTERN ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 {
+	NO_MORE(fd, flags);
 	/* Control data goes to the kernel as it is (the shim's parts would
 	 * drop it). */
 	if (msg->msg_controllen)

@@ -4056,6 +4056,12 @@ static void det_detach(void)
 	}
 }
 
+int uni_shim_det_nomore(int fd)
+{
+	uint32_t s1 = uni_fd_get(fd);
+	return g_det && s1 && !(s1 & UNI_FD_CHAN) && uni_det_live();
+}
+
 void uni_shim_det_abandon(const char *why)
 {
 	if (g_det && sync_active() && uni_det_live()) {

@@ -368,6 +368,9 @@ extern _Atomic int uni_shim_nep UNI_HIDDEN;
 /* Deterministic mode gives up for the session (why: what it does not
  * follow yet; said once). */
 void uni_shim_det_abandon(const char *why) UNI_HIDDEN;
+/* 1 when a write on fd must not be held by MSG_MORE (deterministic mode,
+ * fd a modelled connection). */
+int uni_shim_det_nomore(int fd) UNI_HIDDEN;
 
 /* Gloo's UnboundBuffer completions (shim/gloo_buffers.c): between
  * uni_shim_quiet_begin and _end the calling thread's condvar signals and
