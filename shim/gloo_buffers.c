@@ -148,6 +148,26 @@ static uint64_t ub_pop(void *self, int dir, uint64_t *tok, uint64_t *src)
 	return t;
 }
 
+/* Deterministic mode: the object a wait for self's completions in
+ * direction dir blocks on in turn (shim/det.h's tags: the top bit, no
+ * address has it). */
+static uint64_t ub_obj(void *self, int dir)
+{
+	return (1ull << 63) | (1ull << 59) | ((uint64_t)(uintptr_t)self << 1) | (uint64_t)dir;
+}
+
+/* 1 while the buffer of obj has no completion in its direction. */
+static int ub_none(uint64_t obj)
+{
+	void *self = (void *)(uintptr_t)((obj & ~((1ull << 63) | (1ull << 59))) >> 1);
+	int dir = (int)(obj & 1);
+	ub_lock();
+	struct ubuf *e = ub_find((uintptr_t)self, 0);
+	int none = !e || !e->n[dir];
+	ub_unlock();
+	return none;
+}
+
 static void ub_forget(void *self)
 {
 	ub_lock();
@@ -247,6 +267,7 @@ static void completion(void *self, int rank, int dir, _Atomic(void *) *cache, co
 	uint64_t tok = dir == 0 ? uni_shim_take_send_token() : 0;
 	ub_push(self, dir, t, tok, uni_shim_signal((char *)self + dir, t));
 	real(self, rank);
+	uni_shim_det_gloo_done(ub_obj(self, dir), t); /* (counted by Gloo now: its wait returns at once) */
 }
 
 static bool wait_one(void *self, int *rank, long ms, int dir, _Atomic(void *) *cache, const char *name)
@@ -254,6 +275,11 @@ static bool wait_one(void *self, int *rank, long ms, int dir, _Atomic(void *) *c
 	wait_fn real = (wait_fn)next_sym(cache, name);
 	if (!active())
 		return real(self, rank, ms);
+	/* Deterministic mode: the wait in turn until a completion is there
+	 * (Gloo's own wait then returns at once); its time-out in virtual
+	 * time, and then Gloo's (ms 0: its exception). */
+	if (!uni_shim_det_gloo_wait(ub_obj(self, dir), ms, ub_none))
+		ms = 0;
 	int on __attribute__((cleanup(quiet_cleanup))) = 1;
 	int sending __attribute__((cleanup(sending_cleanup))) = dir == 0;
 	uni_shim_quiet_begin(0);

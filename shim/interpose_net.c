@@ -170,6 +170,17 @@ UNI_EXTERN int connect(int fd, const struct sockaddr *addr, socklen_t len)
 	return r;
 }
 
+/* Deterministic mode: port 0 is given a port of the turn's (shim.c). */
+UNI_EXTERN int bind(int fd, const struct sockaddr *addr, socklen_t len)
+{
+	ENSURE(bind);
+	int r;
+	if (UNI_UNLIKELY(uni_shim_sync_on) && is_inet(addr) && !uni_shim_in_shim() &&
+	    uni_shim_det_bind(fd, addr, len, &r))
+		return r;
+	return uni_real.bind(fd, addr, len);
+}
+
 UNI_EXTERN int listen(int fd, int backlog)
 {
 	ENSURE(listen);

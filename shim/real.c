@@ -25,6 +25,7 @@ static void *uni_resolve(const char *name, const char *version)
 static void uni_resolve_all(void)
 {
 	RESOLVE(connect, "connect");
+	RESOLVE(bind, "bind");
 	RESOLVE(accept, "accept");
 	RESOLVE(accept4, "accept4");
 	RESOLVE(listen, "listen");
@@ -81,6 +82,8 @@ static void uni_resolve_all(void)
 	RESOLVE(barrier_wait, "pthread_barrier_wait");
 	RESOLVE(pthread_timedjoin_np, "pthread_timedjoin_np");
 	RESOLVE(pthread_clockjoin_np, "pthread_clockjoin_np");
+	RESOLVE(epoll_create, "epoll_create");
+	RESOLVE(epoll_create1, "epoll_create1");
 	RESOLVE(epoll_ctl, "epoll_ctl");
 	RESOLVE(epoll_wait, "epoll_wait");
 	RESOLVE(epoll_pwait, "epoll_pwait");

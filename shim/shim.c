@@ -65,6 +65,7 @@ struct shim_conn {
 	_Atomic uint32_t nb_gen; /* bumped when the flags may have changed */
 	_Atomic uint32_t pend_err; /* a blocking write's error after some of its bytes
 	                              went: the next write's (uni_shim_send_blocking) */
+	_Atomic uint32_t up;   /* deterministic mode: the kernel said it is connected */
 	struct uni_gf_conn gf; /* simulate: Gloo stream follower (under Gloo's pair mutex) */
 };
 
@@ -117,6 +118,8 @@ struct shim_tls {
 	const struct uni_cf_thread *cf; /* --compute-from: its recorded events,
 	                        NULL: measured (none, or it left the recorded run) */
 	uint32_t cf_at;      /* nev + 1 when it last took its recorded compute */
+	uint32_t cf_tp;      /* nev + 1 at its last turn (deterministic mode) */
+	uint64_t cf_cpu0;    /* its CPU time when it took its recorded compute */
 	uint8_t cf_hist[6];  /* UNI_CF_DEBUG=2: the kinds of its last events */
 	uint32_t cf_nh;
 	uint32_t det_out;    /* deterministic mode: in a wait the turn does not follow */
@@ -364,6 +367,7 @@ static void cf_adopt(void)
 {
 	tls.cf = NULL;
 	tls.cf_at = 0;
+	tls.cf_tp = 0;
 	if (!g_cf_on)
 		return;
 	tls.cf = uni_cf_find(&g_cf, tls.key);
@@ -424,6 +428,25 @@ static void cf_check(const struct uni_ev *e)
 			     (unsigned long long)(s < t->n ? t->ev[s].v : 0), e->kind, (unsigned long long)e->len);
 }
 
+/* The thread no longer follows the recorded run (why: said with
+ * UNI_CF_DEBUG): its compute is measured from here. */
+static void cf_leave(const char *why)
+{
+	if (g_cf_debug) {
+		char a[160] = "";
+		size_t la = 0;
+		uint32_t s = tls.nev;
+		for (uint32_t i = s > 6 ? s - 6 : 0; i < s + 4 && i < tls.cf->n && la < sizeof(a) - 24; i++)
+			la += (size_t)snprintf(a + la, sizeof(a) - la, "%s%u:%llu", i == s ? " [" : " ", tls.cf->ev[i].kind,
+					       (unsigned long long)tls.cf->ev[i].v);
+		uni_shim_log("compute-from: rank %d thread %d (key %016llx) %s (event %u; recorded kinds from %u:%s): "
+			     "its compute is measured from there",
+			     g_rank, (int)tls.tid, (unsigned long long)tls.key, why, s, s > 6 ? s - 6 : 0, a);
+	}
+	tls.cf = NULL;
+	atomic_fetch_add(&g_hdr->cf_diverged, 1);
+}
+
 /* charge() under replay: the first time the thread enters the shim after
  * an event it takes the compute the recorded run had before its next
  * event (its CPU ns times this run's slowdown), and nothing more until
@@ -433,8 +456,18 @@ static void cf_charge(void)
 	if (tls.cf_at == tls.nev + 1)
 		return;
 	tls.cf_at = tls.nev + 1;
+	tls.cf_cpu0 = tls.cpu_mark;
 	uint32_t s = tls.nev;
-	if (s >= tls.cf->n || tls.cf->ev[s].kind != UNI_TR_COMPUTE)
+	if (s >= tls.cf->n) {
+		/* Past the recorded thread's end and still going: it left the
+		 * recorded run (its compute measured from here). Taking none,
+		 * a thread that spins through turns without an event of its
+		 * own (a poll that sees the end of a stream again and again)
+		 * spun at one clock for ever under the turn. */
+		cf_leave("went on past its recorded end");
+		return;
+	}
+	if (tls.cf->ev[s].kind != UNI_TR_COMPUTE)
 		return;
 	uint64_t c = tls.cf->ev[s].v;
 	uint64_t d = (uint64_t)((double)c * g_slowdown);
@@ -977,6 +1010,18 @@ void uni_shim_store_mark(int fd, int on)
 		atomic_fetch_sub(&uni_shim_nstore, 1);
 }
 
+static int listener_for(const struct uni_addr *a);
+
+/* A connection made to (accepted from) the session's listener at a. */
+static void listener_count(const struct uni_addr *a, int accepted)
+{
+	int i = listener_for(a);
+	if (i >= 0)
+		atomic_fetch_add_explicit(accepted ? &uni_shm_listener(g_hdr, (uint32_t)i)->accepts
+						   : &uni_shm_listener(g_hdr, (uint32_t)i)->connects,
+					  1, memory_order_release);
+}
+
 void uni_shim_conn_new(int fd, const struct sockaddr *peer, socklen_t peerlen)
 {
 	int saved = errno;
@@ -1034,6 +1079,8 @@ void uni_shim_conn_new(int fd, const struct sockaddr *peer, socklen_t peerlen)
 			goto out;
 		uni_shim_fd_closed(fd);
 	}
+	if (g_det) /* (a new connection: once) */
+		listener_count(accepted ? &la : &pa, accepted);
 	/* The rendezvous store is not modelled (DESIGN; research notes
 	 * section 4). In deterministic mode the turn follows it: a connection
 	 * that costs nothing (UNI_CONNF_STORE), so that a store request and
@@ -1075,6 +1122,7 @@ void uni_shim_conn_new(int fd, const struct sockaddr *peer, socklen_t peerlen)
 	atomic_store(&sc->rx, 0);
 	atomic_store(&sc->nb, 0);
 	atomic_store(&sc->pend_err, 0);
+	atomic_store(&sc->up, 0);
 	atomic_store(&sc->refs, 1);
 	uni_fd_set(fd, slot + 1);
 	uint64_t now = shim_now();
@@ -1333,8 +1381,10 @@ uint64_t uni_shim_io_begin(uint32_t slot1)
 	if (g_mode != UNI_MODE_SIMULATE || atomic_load_explicit(&g_state, memory_order_relaxed) != ST_ATTACHED)
 		return uni_now_ns();
 	int saved = errno;
-	if (tls.dispatcher && tls.last_conn != slot1) {
-		/* A new event for the loop: it takes that event's time. */
+	if (tls.dispatcher && tls.last_conn != slot1 && !det_part()) {
+		/* A new event for the loop: it takes that event's time. (In
+		 * turn it keeps its last event's, which is no later than any
+		 * clock of the session: it took the turn there.) */
 		tls.vt = 0;
 		tls.last_conn = slot1;
 	}
@@ -1523,6 +1573,55 @@ static int sched_arrival(uint32_t idx, uint64_t b, uint64_t *t)
 		return 0;
 	struct uni_sched *sd = stream_sched(atomic_load_explicit(&c->peer_conn, memory_order_relaxed));
 	return sd && uni_sched_find(sd, b, t);
+}
+
+/* Alpha-beta, deterministic mode: the latest arrival of the bytes b0..b1
+ * of the stream coming in on conn idx (arrivals do not grow across
+ * chunks); 0 when a chunk is not in the schedule. */
+static int sched_arrival_max(uint32_t idx, uint64_t b0, uint64_t b1, uint64_t *t)
+{
+	if (!g_hdr->sched_off || idx >= g_hdr->max_conns)
+		return 0;
+	struct uni_conn *c = uni_shm_conn(g_hdr, idx);
+	if (atomic_load_explicit(&c->state, memory_order_acquire) != UNI_CONN_MATCHED)
+		return 0;
+	struct uni_sched *sd = stream_sched(atomic_load_explicit(&c->peer_conn, memory_order_relaxed));
+	uint64_t m = 0, a, end;
+	for (uint64_t b = b0; b <= b1; b = end) {
+		if (!sd || !uni_sched_span(sd, b, b1, &a, &end))
+			return 0;
+		if (a > m)
+			m = a;
+	}
+	*t = m;
+	return 1;
+}
+
+/* ... and how many of the bytes from b0 on (at most max) have arrived by
+ * t: TCP hands them over in order, so up to the first that has not. */
+static uint64_t sched_arrived(uint32_t idx, uint64_t b0, uint64_t max, uint64_t t)
+{
+	struct uni_conn *c = uni_shm_conn(g_hdr, idx);
+	struct uni_sched *sd = stream_sched(atomic_load_explicit(&c->peer_conn, memory_order_relaxed));
+	uint64_t b = b0, a, end;
+	while (sd && b < b0 + max && uni_sched_span(sd, b, b0 + max - 1, &a, &end)) {
+		uint64_t last = end < b0 + max ? end - 1 : b0 + max - 1;
+		if (a <= t) {
+			b = last + 1; /* all of this part */
+			continue;
+		}
+		/* Within the chunk arrivals grow: the last byte arrived by t. */
+		uint64_t lo = b, hi = last + 1, x;
+		while (lo < hi) {
+			uint64_t mid = lo + (hi - lo) / 2;
+			if (sched_arrival(idx, mid, &x) && x <= t)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		return lo - b0;
+	}
+	return b - b0;
 }
 
 static void sim_recv(struct shim_conn *sc, const struct iovec *iov, int cnt, size_t n)
@@ -2801,6 +2900,8 @@ int uni_shim_listening(int fd, int before)
 	e->fd = fd;
 	e->addr = a;
 	e->vt = tls.vt;
+	atomic_store(&e->connects, 0);
+	atomic_store(&e->accepts, 0);
 	/* An event for a connector to depend on (unitrace replay re-times
 	 * the wait when the listener's time changes). */
 	e->src = tls.dispatcher ? 0 : emit_signal(SIG_LISTEN | ((uint64_t)a.port << 32) | (uint32_t)fd, tls.vt);
@@ -2827,6 +2928,27 @@ void uni_shim_listen_closed(int fd)
 		if (atomic_compare_exchange_strong(&l->state, &st, 3))
 			atomic_fetch_sub(&uni_shim_nlisten, 1);
 	}
+}
+
+/* The session's live listener for a connection to a (index), -1 none. */
+static int listener_for(const struct uni_addr *a)
+{
+	int best = -1;
+	uint64_t vt = UINT64_MAX;
+	for (uint32_t k = 0; k < UNI_MAX_LISTENERS; k++) {
+		uint32_t i = lslot(a->port, k);
+		struct uni_listener *l = uni_shm_listener(g_hdr, i);
+		uint32_t st = atomic_load_explicit(&l->state, memory_order_acquire);
+		if (st == 0)
+			break;
+		if (st != 2 || l->addr.port != a->port || (!addr_any(&l->addr) && memcmp(l->addr.ip, a->ip, 16) != 0))
+			continue;
+		if (l->vt < vt) {
+			vt = l->vt;
+			best = (int)i;
+		}
+	}
+	return best;
 }
 
 /* When the listener for a connection to a began to listen (virtual time;
@@ -3722,7 +3844,7 @@ void uni_shim_fd_duped(int oldfd, int newfd)
  * counts, and it is not an event loop between events). */
 static int det_part(void)
 {
-	return g_det && uni_det_live() && !tls.dispatcher && !tls.det_done && tls.ring &&
+	return g_det && uni_det_live() && !tls.det_done && tls.ring &&
 	       tls.gen == atomic_load_explicit(&g_gen, memory_order_relaxed) &&
 	       atomic_load_explicit(&tls.ring->det_st, memory_order_relaxed) != UNI_DET_NONE &&
 	       atomic_load_explicit(&g_state, memory_order_relaxed) == ST_ATTACHED;
@@ -3732,7 +3854,7 @@ static int det_part(void)
  * test. Not inside Gloo's buffer calls (quiet): their waits go outside. */
 static int det_me(void)
 {
-	if (!g_det || tls.dispatcher || tls.quiet || tls.det_done || !sync_active())
+	if (!g_det || tls.quiet || tls.det_done || !sync_active())
 		return 0;
 	thread_ring();
 	return det_part();
@@ -3764,8 +3886,23 @@ static void det_charge(void)
  * goes out first as an event of its own: a replay (--compute-from, whose
  * compute is taken per event) then reaches this point with the same clock
  * as the recorded run, and takes the same turns. */
+#define DET_CF_SPIN_NS 50000u
+
 static void det_point(void)
 {
+	/* Replaying: turns again and again with no event of its own since
+	 * the last (the recorded run's next event was not compute, so it took
+	 * none) while its CPU time grows: the recorded run would have had
+	 * compute here (a turn flushes what was computed since the last), so
+	 * this thread left it (a loop the recording did not make, which would
+	 * turn at one clock for ever). (A turn or two with next to no CPU in
+	 * between: the recording may have had them too.) */
+	if (UNI_UNLIKELY(tls.cf) && tls.cf_tp == tls.nev + 1 && tls.cf_at == tls.nev + 1) {
+		uint64_t w;
+		if (cpu_reading(&w) - tls.cf_cpu0 > DET_CF_SPIN_NS)
+			cf_leave("turned again and again without an event where the recorded run had compute");
+	}
+	tls.cf_tp = tls.nev + 1;
 	det_charge();
 	if (tls.pend_d || tls.pend_force)
 		flush_compute(tls.ring);
@@ -3809,7 +3946,7 @@ static int det_mutex_wait(pthread_mutex_t *m)
 	struct uni_ring *r = tls.ring;
 	uni_det_block_begin(r, tls.ring_idx, (uint64_t)(uintptr_t)m | UNI_DET_OBJ_MUTEX, tls.vt, UINT64_MAX);
 	int b = uni_det_block_wait(r, tls.ring_idx, det_mutex_held);
-	if (b > 0 && r->det_t > tls.vt)
+	if (b > 0 && r->det_t > tls.vt && !tls.dispatcher) /* (a dispatcher's time is its events') */
 		take_stamp(r->det_t, r->det_src);
 	return b;
 }
@@ -3846,6 +3983,13 @@ int uni_shim_det_mutex_lock(pthread_mutex_t *m, int try)
 	tls.in_shim++;
 	det_point();
 	int rc = try ? uni_real.mutex_trylock(m) : det_mutex_take(m);
+	if (rc == EBUSY && tls.dispatcher && m->__data.__owner != (int)tls.tid)
+		/* An event loop that skips a busy mutex and polls again (Gloo's
+		 * loop: the event comes back, level-triggered) would spin at
+		 * its clock, the least of the session, and the holder would
+		 * never get the turn to release it: it waits in turn for the
+		 * unlock, then hears EBUSY (it was busy). */
+		det_mutex_wait(m);
 	leave();
 	tls.in_shim--;
 	errno = saved;
@@ -4047,6 +4191,13 @@ static void det_thread_end(struct uni_ring *r)
  * still waits for the turn waits until the process is gone). */
 static void det_detach(void)
 {
+	/* Its connections end here, in turn, for their readers: the kernel
+	 * closes them when the process is gone, in real time (a poller in
+	 * another rank saw the end at a moment of the host's). */
+	uint32_t nc = atomic_load_explicit(&g_nconns, memory_order_acquire);
+	for (uint32_t i = 0; i < nc && i < UNI_SHIM_MAX_CONNS; i++)
+		if (atomic_load_explicit(&g_conns[i].refs, memory_order_acquire))
+			det_written(g_conns[i].shm_idx, 0, 1);
 	tls.det_done = 1;
 	uint32_t n = atomic_load_explicit(&g_nmyrings, memory_order_acquire);
 	for (uint32_t i = 0; i < n && i < UNI_MAX_RINGS; i++) {
@@ -4054,6 +4205,100 @@ static void det_detach(void)
 		if (r->pid == g_pid && atomic_load_explicit(&r->state, memory_order_acquire) == UNI_RING_LIVE)
 			uni_det_end(r, g_myrings[i]);
 	}
+}
+
+int uni_shim_det_gloo_wait(uint64_t obj, long ms, int (*none)(uint64_t obj))
+{
+	if (UNI_LIKELY(!g_det) || tls.in_shim)
+		return 1;
+	int saved = errno, rc = 1;
+	tls.in_shim++;
+	if (det_me()) {
+		det_point();
+		uint64_t until = ms >= 0 && (uint64_t)ms < (UINT64_MAX - tls.vt) / 1000000u
+					 ? tls.vt + (uint64_t)ms * 1000000u : UINT64_MAX;
+		while (none(obj)) {
+			uni_det_block_begin(tls.ring, tls.ring_idx, obj, tls.vt, until);
+			int b = uni_det_block_wait(tls.ring, tls.ring_idx, none);
+			if (b < 0 || b == 2)
+				break; /* (given up; everybody waits: as without the turn) */
+			if (b == 0) {
+				tls.in_shim--;
+				uni_shim_idle_until(until);
+				tls.in_shim++;
+				rc = 0;
+				break;
+			}
+		}
+		leave();
+	}
+	tls.in_shim--;
+	errno = saved;
+	return rc;
+}
+
+void uni_shim_det_gloo_done(uint64_t obj, uint64_t t)
+{
+	if (UNI_LIKELY(!g_det) || !uni_det_live())
+		return;
+	int saved = errno;
+	tls.in_shim++;
+	uni_det_wake(obj, t, 1, 0);
+	tls.in_shim--;
+	errno = saved;
+}
+
+/* Deterministic mode's ports: a rank's k-th bind to port 0 gets
+ * DET_PORT_BASE + the session's offset + rank * DET_PORTS_RANK + k (the
+ * next free one). The host's ephemeral port decided which end of a Gloo
+ * pair connects and which accepts (it compares the two listeners'
+ * ports), so a replay's threads met another order of events. Below the
+ * kernel's ephemeral range (32768 on); the offset, a multiple of 256
+ * from the session's name, keeps two sessions apart and leaves each
+ * port's low byte (which Gloo's comparison of network-order ports reads
+ * first) the same. */
+#define DET_PORT_BASE 16384u
+#define DET_PORTS_RANK 64u
+static _Atomic uint32_t g_det_binds;
+
+int uni_shim_det_bind(int fd, const struct sockaddr *addr, socklen_t len, int *ret)
+{
+	if (UNI_LIKELY(!g_det) || tls.in_shim || g_rank < 0 || g_rank >= 64)
+		return 0;
+	int saved = errno, done = 0, type = 0;
+	tls.in_shim++;
+	socklen_t tl = sizeof(type);
+	struct sockaddr_storage ss;
+	if (!det_me() || len > sizeof(ss) || getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) != 0 ||
+	    type != SOCK_STREAM)
+		goto out;
+	memcpy(&ss, addr, len);
+	in_port_t *pp = ss.ss_family == AF_INET && len >= sizeof(struct sockaddr_in)
+				? &((struct sockaddr_in *)&ss)->sin_port
+			: ss.ss_family == AF_INET6 && len >= sizeof(struct sockaddr_in6)
+				? &((struct sockaddr_in6 *)&ss)->sin6_port
+				: NULL;
+	if (!pp || *pp != 0)
+		goto out;
+	uint32_t h = 2166136261u;
+	for (const char *c = g_hdr->session; *c; c++)
+		h = (h ^ (uint8_t)*c) * 16777619u;
+	uint32_t base = DET_PORT_BASE + (h % 4u) * (64u * DET_PORTS_RANK); /* (ranks 0-63: to 32767) */
+	for (int tries = 0; tries < 64; tries++) {
+		uint32_t k = atomic_fetch_add(&g_det_binds, 1) % DET_PORTS_RANK;
+		*pp = htons((uint16_t)(base + (uint32_t)g_rank * DET_PORTS_RANK + k));
+		int r = uni_real.bind(fd, (struct sockaddr *)&ss, len);
+		if (r == 0 || (errno != EADDRINUSE && errno != EACCES)) {
+			*ret = r;
+			saved = r ? errno : saved;
+			done = 1;
+			break;
+		}
+	}
+out:
+	tls.in_shim--;
+	errno = saved;
+	return done;
 }
 
 int uni_shim_det_nomore(int fd)
@@ -4143,8 +4388,11 @@ void uni_shim_det_sem_post(sem_t *sem, int after)
 static void det_written(uint32_t idx, uint64_t upto, int closed)
 {
 	struct uni_conn *c = uni_shm_conn(g_hdr, idx);
-	if (closed)
+	if (closed) {
+		if (!atomic_load_explicit(&c->wclosed, memory_order_relaxed))
+			c->wclosed_vt = tls.vt;
 		atomic_store_explicit(&c->wclosed, 1, memory_order_release);
+	}
 	else
 		atomic_store_explicit(&c->written, upto, memory_order_release);
 	if (g_det && uni_det_live()) {
@@ -4395,18 +4643,14 @@ static ssize_t det_read_clamp(struct shim_conn *sc, int fd, size_t n, int flags)
 			uint64_t seg = w - rx < DET_SEG ? w - rx : DET_SEG;
 			if (seg > n)
 				seg = n;
-			sched_arrival(sc->shm_idx, rx + seg - 1, &a);
+			/* (Arrivals grow within a chunk, not across chunks: a Gloo
+			 * notice goes ahead of data written before it. The latest
+			 * of the segment's; a poll reads the same, det_look.) */
+			if (!sched_arrival_max(sc->shm_idx, rx, rx + seg - 1, &a))
+				return (ssize_t)n;
 			if (a <= tls.vt) {
-				/* The last byte arrived by now (arrivals grow with the byte). */
-				uint64_t lo = rx, hi = w - 1;
-				while (lo < hi) {
-					uint64_t mid = lo + (hi - lo + 1) / 2, am;
-					if (sched_arrival(sc->shm_idx, mid, &am) && am <= tls.vt)
-						lo = mid;
-					else
-						hi = mid - 1;
-				}
-				uint64_t k = lo + 1 - rx, cap = DET_READ_MAX;
+				/* What arrived by now, in order. */
+				uint64_t k = sched_arrived(sc->shm_idx, rx, w - rx, tls.vt), cap = DET_READ_MAX;
 				int rb = 0;
 				socklen_t rl = sizeof(rb);
 				/* A receive buffer the program made small (the host's
@@ -4425,7 +4669,11 @@ static ssize_t det_read_clamp(struct shim_conn *sc, int fd, size_t n, int flags)
 				return (ssize_t)k;
 			}
 			/* (Non-blocking too: poll, which the turn does not follow
-			 * yet, said there are bytes; EAGAIN would make it spin.) */
+			 * yet, said there are bytes; EAGAIN would make it spin.)
+			 * A dispatcher serves other sockets meanwhile: EAGAIN, and
+			 * its epoll in turn wakes it at the arrival. */
+			if (tls.dispatcher)
+				return -1;
 			int b = uni_det_block(tls.ring, tls.ring_idx, UNI_DET_OBJ_CONN(pi), tls.vt, a);
 			if (b < 0)
 				return (ssize_t)n; /* the turn given up */
@@ -4437,6 +4685,17 @@ static ssize_t det_read_clamp(struct shim_conn *sc, int fd, size_t n, int flags)
 		 * something in the kernel the turn did not see written (a peer
 		 * that died): the kernel's answer. */
 		struct pollfd p = {.fd = fd, .events = POLLIN};
+		if (atomic_load_explicit(&pc->wclosed, memory_order_acquire) && pc->wclosed_vt > tls.vt && !nb &&
+		    !tls.dispatcher) {
+			/* The end of the stream comes when its writer closed (or
+			 * its process left the turn), in virtual time. */
+			int b = uni_det_block(tls.ring, tls.ring_idx, UNI_DET_OBJ_CONN(pi), tls.vt, pc->wclosed_vt);
+			if (b == 0)
+				take_stamp(pc->wclosed_vt, 0);
+			if (b >= 0)
+				continue;
+			return (ssize_t)n;
+		}
 		if (atomic_load_explicit(&pc->wclosed, memory_order_acquire) || nb || uni_real.poll(&p, 1, 0) != 0)
 			return (ssize_t)n;
 		/* Waiting for its peer, for deadlock reports (once: the looks
@@ -4499,6 +4758,55 @@ static int det_follows(int fd)
 	return det_listening(fd);
 }
 
+/* Waits a moment of real time (at most a second) until the kernel says
+ * one of want on fd: what the turn knows happened (a connect made in turn)
+ * the host's TCP may not have finished yet. */
+static short det_kernel_wait(int fd, short want)
+{
+	uint64_t t0 = 0;
+	for (int i = 0;; i++) {
+		short r = det_kernel(fd, want);
+		if (r)
+			return r;
+		uint64_t now = uni_now_ns();
+		if (!t0)
+			t0 = now;
+		else if (now - t0 > 1000000000ull)
+			return 0;
+		backoff(i, 20);
+	}
+}
+
+/* A listening socket of the session: readable while a connection a rank
+ * made to it (in turn) waits to be accepted, once the kernel has it (a
+ * non-blocking connect's handshake may still be on its way: looked at
+ * before, the loop thread accepted in one run and ticked in another);
+ * none waiting, the kernel's answer (a connection from outside the
+ * session). */
+static short det_listener(int fd, short want)
+{
+	int i = mine_find(fd);
+	if (i >= 0 && (want & POLLIN)) {
+		struct uni_listener *l = uni_shm_listener(g_hdr, (uint32_t)i);
+		if ((int32_t)(atomic_load_explicit(&l->connects, memory_order_acquire) -
+			      atomic_load_explicit(&l->accepts, memory_order_acquire)) > 0)
+			return det_kernel_wait(fd, want);
+	}
+	return det_kernel(fd, want);
+}
+
+/* A connection end the kernel has connected (a non-blocking connect's
+ * handshake done): writable in turn only from then on. */
+static int det_up(struct shim_conn *sc, int fd)
+{
+	if (atomic_load_explicit(&sc->up, memory_order_acquire))
+		return 1;
+	if (!det_kernel_wait(fd, POLLOUT))
+		return 0;
+	atomic_store_explicit(&sc->up, 1, memory_order_release);
+	return 1;
+}
+
 static int det_look(struct pollfd *fds, nfds_t n, uint64_t *next)
 {
 	int ready = 0;
@@ -4529,23 +4837,36 @@ static int det_look(struct pollfd *fds, nfds_t n, uint64_t *next)
 			uint64_t w = atomic_load_explicit(&pc->written, memory_order_acquire), a;
 			if (in) {
 				if (w > rx) {
-					if (!sched_wait(sc->shm_idx, rx, &a))
+					/* Readable as a read in turn reads: once the first
+					 * segment (or all that is written, if less) arrived
+					 * (det_read_clamp; a dispatcher, told readable at the
+					 * first byte, read EAGAIN and polled again, for ever). */
+					uint64_t seg = w - rx < DET_SEG ? w - rx : DET_SEG;
+					if (!sched_wait(sc->shm_idx, rx + seg - 1, &a) ||
+					    !sched_arrival_max(sc->shm_idx, rx, rx + seg - 1, &a))
 						return -2; /* unid behind: as without the turn */
 					if (a <= tls.vt)
 						p->revents |= in;
 					else if (a < *next)
 						*next = a;
 				} else if (atomic_load_explicit(&pc->wclosed, memory_order_acquire)) {
-					p->revents |= in;
+					/* The end of the stream: at its close's time. */
+					if (pc->wclosed_vt <= tls.vt)
+						p->revents |= in;
+					else if (pc->wclosed_vt < *next)
+						*next = pc->wclosed_vt;
 				}
 			}
-			if ((want & (POLLOUT | POLLWRNORM)) && det_room(sc->shm_idx) >= DET_WAKE)
+			if ((want & (POLLOUT | POLLWRNORM)) && det_room(sc->shm_idx) >= DET_WAKE && det_up(sc, p->fd))
 				p->revents |= (short)(want & (POLLOUT | POLLWRNORM));
-			if (!p->revents && w <= rx)
+			/* Nothing unread: what the kernel says of the stream's end
+			 * (a peer that died), unless the shim saw it close: then at
+			 * its time, above. */
+			if (!p->revents && w <= rx && !atomic_load_explicit(&pc->wclosed, memory_order_acquire))
 				p->revents = (short)(det_kernel(p->fd, (short)(want & ~(POLLOUT | POLLWRNORM))) &
 						     ~(POLLOUT | POLLWRNORM));
 		} else if (det_listening(p->fd)) {
-			p->revents = det_kernel(p->fd, want);
+			p->revents = det_listener(p->fd, want);
 		} else {
 			return -2;
 		}
@@ -4565,6 +4886,12 @@ static int det_poll_wait(uint64_t next, uint64_t dl)
 	if (b < 0)
 		return -1;
 	if (b == 0) {
+		if (tls.dispatcher) {
+			/* (Its time-out, an idle tick, or its next event's time:
+			 * neither idle nor a wait of a thread of its own.) */
+			tls.vt = next > tls.vt ? next : tls.vt;
+			return next == dl ? 0 : 1;
+		}
 		if (next == dl) {
 			tls.in_shim--;
 			uni_shim_idle_until(dl);
@@ -4691,7 +5018,7 @@ void uni_shim_det_epoll_ctl(int epfd, int op, int fd, const struct epoll_event *
 	int saved = errno;
 	tls.in_shim++;
 	ep_lock();
-	struct det_ep *s = ep_find(epfd, op == EPOLL_CTL_ADD);
+	struct det_ep *s = ep_find(epfd, 0); /* (a set made before the turn: not followed) */
 	if (s) {
 		int i = 0;
 		while (i < s->n && i < DET_EP_FDS && s->fd[i].fd != fd)
@@ -4720,6 +5047,17 @@ void uni_shim_det_epoll_ctl(int epfd, int op, int fd, const struct epoll_event *
 	uni_shim_det_polled();
 	tls.in_shim--;
 	errno = saved;
+}
+
+void uni_shim_det_epoll_new(int epfd)
+{
+	if (UNI_LIKELY(!g_det) || tls.in_shim || atomic_load(&g_state) != ST_ATTACHED)
+		return;
+	ep_lock();
+	struct det_ep *s = ep_find(epfd, 1);
+	if (s)
+		s->n = s->odd = s->next = 0; /* (a number closed behind the shim's back) */
+	ep_unlock();
 }
 
 void uni_shim_det_epoll_closed(int fd)
@@ -4807,14 +5145,14 @@ int uni_shim_det_epoll(int epfd, struct epoll_event *ev, int max, int64_t timeou
 	tls.in_shim++;
 	int rc = -2, n;
 	struct ep_snap sn;
-	if (uni_det_live() && det_part() && tls.tid != (uint32_t)g_pid) {
-		/* Gloo's loop thread: it reads for the others (a dispatcher,
-		 * whose time is its events'), which the turn does not follow. */
-		char why[128];
-		snprintf(why, sizeof(why), "rank %d: an event loop in a thread other than the main one (Gloo's) waits "
-			 "in epoll, which the turn does not follow yet", g_rank);
-		uni_det_abandon(why);
-		goto out;
+	if (!tls.dispatcher && tls.ring && tls.tid != (uint32_t)g_pid && det_part()) {
+		/* An event loop in a thread other than the main one (Gloo's)
+		 * reads for the others: a dispatcher, whose time is its
+		 * events' (foreign_loop; without the turn from its first read
+		 * of a modelled byte). In turn it keeps its last event's time,
+		 * its compute is nobody's, and its waits carry no time to it. */
+		tls.dispatcher = 1;
+		tls.ring->dispatcher = 1;
 	}
 	if (!det_me() || (n = ep_snapshot(epfd, &sn)) < 0)
 		goto out;

@@ -28,6 +28,7 @@
 /* Real functions, resolved by uni_shim_ensure_init (real.c). */
 struct uni_real {
 	int (*connect)(int, const struct sockaddr *, socklen_t);
+	int (*bind)(int, const struct sockaddr *, socklen_t);
 	int (*accept)(int, struct sockaddr *, socklen_t *);
 	int (*accept4)(int, struct sockaddr *, socklen_t *, int);
 	int (*listen)(int, int);
@@ -82,6 +83,8 @@ struct uni_real {
 	int (*barrier_wait)(pthread_barrier_t *);
 	int (*pthread_timedjoin_np)(pthread_t, void **, const struct timespec *);
 	int (*pthread_clockjoin_np)(pthread_t, void **, clockid_t, const struct timespec *);
+	int (*epoll_create)(int);
+	int (*epoll_create1)(int);
 	int (*epoll_ctl)(int, int, int, struct epoll_event *);
 	int (*epoll_wait)(int, struct epoll_event *, int, int);
 	int (*epoll_pwait)(int, struct epoll_event *, int, int, const sigset_t *);
@@ -344,6 +347,9 @@ void uni_shim_det_sem_post(sem_t *sem, int after) UNI_HIDDEN;
 int uni_shim_det_poll(struct pollfd *fds, nfds_t n, int64_t timeout_ns) UNI_HIDDEN;
 int uni_shim_det_epoll(int epfd, struct epoll_event *ev, int max, int64_t timeout_ns) UNI_HIDDEN;
 void uni_shim_det_epoll_ctl(int epfd, int op, int fd, const struct epoll_event *ev) UNI_HIDDEN;
+/* A new epoll set (the turn follows only sets made while it holds: one
+ * made before has entries it never saw). */
+void uni_shim_det_epoll_new(int epfd) UNI_HIDDEN;
 void uni_shim_det_epoll_closed(int fd) UNI_HIDDEN;
 void uni_shim_det_polled(void) UNI_HIDDEN;
 /* A write on a modelled connection that must not block, in turn: how many
@@ -371,6 +377,18 @@ void uni_shim_det_abandon(const char *why) UNI_HIDDEN;
 /* 1 when a write on fd must not be held by MSG_MORE (deterministic mode,
  * fd a modelled connection). */
 int uni_shim_det_nomore(int fd) UNI_HIDDEN;
+/* Deterministic mode: a TCP socket bound to port 0 gets a port of the
+ * turn's (the same in every run): 1 and *ret bind's result, or 0 (the
+ * caller binds as asked). */
+int uni_shim_det_bind(int fd, const struct sockaddr *addr, socklen_t len, int *ret) UNI_HIDDEN;
+/* Deterministic mode, Gloo's buffer waits (gloo_buffers.c): the caller
+ * waits in turn on obj while none(obj) says no completion is there, at
+ * most ms of virtual time (ms < 0: none). 1: one is there (or the turn
+ * does not follow this wait: the caller waits as without it), 0: the
+ * time-out, in virtual time. uni_shim_det_gloo_done: a completion of obj
+ * at t (wakes its waiters). */
+int uni_shim_det_gloo_wait(uint64_t obj, long ms, int (*none)(uint64_t obj)) UNI_HIDDEN;
+void uni_shim_det_gloo_done(uint64_t obj, uint64_t t) UNI_HIDDEN;
 
 /* Gloo's UnboundBuffer completions (shim/gloo_buffers.c): between
  * uni_shim_quiet_begin and _end the calling thread's condvar signals and

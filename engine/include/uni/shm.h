@@ -276,7 +276,10 @@ struct uni_conn {
 	/* UNI_CONNF_*: set by the shim before the end is registered. */
 	uint32_t flags;
 	uint32_t pad4;
-	uint8_t reserved[16];
+	/* deterministic mode: the closer's clock when this end closed (or
+	 * its process left the turn); written before wclosed. */
+	uint64_t wclosed_vt;
+	uint8_t reserved[8];
 };
 _Static_assert(sizeof(struct uni_conn) == 192, "uni_conn is 192 bytes (three cache lines)");
 
@@ -504,6 +507,10 @@ struct uni_listener {
 	struct uni_addr addr; /* :: (or 0.0.0.0, mapped) for any address */
 	uint64_t vt;
 	uint64_t src; /* the listener's SIGNAL event: a connector's take names it */
+	/* Connections the session's ranks made to it, and accepted from it
+	 * (deterministic mode: a listener is readable in turn while one is
+	 * waiting, whatever the host's TCP has got to). */
+	_Atomic uint32_t connects, accepts;
 };
 
 /* How many records each ring's producers pushed in all (never reset): one
@@ -592,6 +599,36 @@ static inline int uni_sched_find(struct uni_sched *sd, uint64_t b, uint64_t *t)
 			lo = i + 1;
 		} else {
 			*t = uni_ab_arrival(start, off, sd->ns_per_byte, sd->latency, b);
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* As uni_sched_find, for the bytes b.. of b's chunk up to last: 1, *t the
+ * arrival of the last of them (arrivals grow within a chunk, not across
+ * chunks: a Gloo notice is sent when posted, ahead of data written before
+ * it) and *end the chunk's end (the first byte after it). */
+static inline int uni_sched_span(struct uni_sched *sd, uint64_t b, uint64_t last, uint64_t *t, uint64_t *end)
+{
+	uint64_t n = atomic_load_explicit(&sd->n, memory_order_acquire);
+	uint64_t lo = n > UNI_SCHED_LOG ? n - UNI_SCHED_LOG : 0, hi = n;
+	while (lo < hi) {
+		uint64_t i = lo + (hi - lo) / 2;
+		struct uni_sched_chunk *k = &sd->ch[i % UNI_SCHED_LOG];
+		uint64_t seq = atomic_load_explicit(&k->seq, memory_order_acquire);
+		uint64_t off = atomic_load_explicit(&k->off, memory_order_acquire);
+		uint64_t len = atomic_load_explicit(&k->len, memory_order_acquire);
+		uint64_t start = atomic_load_explicit(&k->start, memory_order_acquire);
+		if (seq != i + 1 || atomic_load_explicit(&k->seq, memory_order_relaxed) != seq)
+			return 0;
+		if (b < off) {
+			hi = i;
+		} else if (b >= off + len) {
+			lo = i + 1;
+		} else {
+			*end = off + len;
+			*t = uni_ab_arrival(start, off, sd->ns_per_byte, sd->latency, last < off + len ? last : off + len - 1);
 			return 1;
 		}
 	}
