@@ -307,15 +307,17 @@ void uni_det_cancelled(struct uni_ring *r)
 
 static void await_turn(struct uni_ring *r, uint32_t idx)
 {
-	for (;;) {
+	for (int waited = 0;; waited = 1) {
 		if (t_cancel)
 			pthread_testcancel();
 		uint32_t w = atomic_load_explicit(&r->det_word, memory_order_acquire);
-		if (atomic_load_explicit(&H->det_off, memory_order_acquire))
+		if (atomic_load_explicit(&H->det_off, memory_order_acquire) ||
+		    (atomic_load_explicit(&H->det_owner, memory_order_acquire) == idx + 1 &&
+		     atomic_load_explicit(&r->det_st, memory_order_relaxed) == UNI_DET_RUN)) {
+			if (waited)
+				uni_shim_det_resumed();
 			return;
-		if (atomic_load_explicit(&H->det_owner, memory_order_acquire) == idx + 1 &&
-		    atomic_load_explicit(&r->det_st, memory_order_relaxed) == UNI_DET_RUN)
-			return;
+		}
 		if (uni_futex_wait(&r->det_word, w, 10) == -ETIMEDOUT)
 			watch();
 	}

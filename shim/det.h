@@ -77,6 +77,11 @@ void uni_det_end(struct uni_ring *r, uint32_t idx);
  * does not follow yet): says why once, lets every waiting thread go. */
 void uni_det_abandon(const char *why);
 
+/* The shim's: the calling thread got the turn after waiting for it (the
+ * CPU time it spent waiting, in futex calls and the watch's looks at
+ * /proc, is not its compute). */
+void uni_shim_det_resumed(void);
+
 /* 1 while the turn holds (deterministic mode, not given up). */
 int uni_det_live(void);
 

@@ -27,6 +27,9 @@ void uni_shim_log(const char *fmt, ...)
 {
 	(void)fmt;
 }
+void uni_shim_det_resumed(void)
+{
+}
 
 #define NR 8
 static struct uni_shm_hdr *H;
