@@ -54,10 +54,8 @@ static int64_t ts_ns(const struct timespec *ts)
 	} while (0)
 
 /* The epoll set as the turn follows it (deterministic mode). */
-UNI_EXTERN int epoll_create(int size)
+static int epoll_made(int r)
 {
-	ENSURE(epoll_create);
-	int r = uni_real.epoll_create(size);
 	if (r >= 0 && UNI_UNLIKELY(uni_shim_sync_on) && !uni_shim_in_shim()) {
 		int e = errno;
 		uni_shim_det_epoll_new(r);
@@ -66,16 +64,16 @@ UNI_EXTERN int epoll_create(int size)
 	return r;
 }
 
+UNI_EXTERN int epoll_create(int size)
+{
+	ENSURE(epoll_create);
+	return epoll_made(uni_real.epoll_create(size));
+}
+
 UNI_EXTERN int epoll_create1(int flags)
 {
 	ENSURE(epoll_create1);
-	int r = uni_real.epoll_create1(flags);
-	if (r >= 0 && UNI_UNLIKELY(uni_shim_sync_on) && !uni_shim_in_shim()) {
-		int e = errno;
-		uni_shim_det_epoll_new(r);
-		errno = e;
-	}
-	return r;
+	return epoll_made(uni_real.epoll_create1(flags));
 }
 
 UNI_EXTERN int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)

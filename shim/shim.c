@@ -1564,14 +1564,21 @@ static struct uni_sched *stream_sched(uint32_t idx)
  * from the chunks unid published (struct uni_sched): 1 and *t when the
  * chunk holding b is there, 0 when it is not (not scheduled yet, or no
  * longer in the log): then unid answers. */
-static int sched_arrival(uint32_t idx, uint64_t b, uint64_t *t)
+/* The schedule of the stream coming in on conn idx (its peer's outgoing
+ * one), or NULL: not matched, nic, none yet. */
+static struct uni_sched *in_sched(uint32_t idx)
 {
 	if (!g_hdr->sched_off || idx >= g_hdr->max_conns)
-		return 0;
+		return NULL;
 	struct uni_conn *c = uni_shm_conn(g_hdr, idx);
 	if (atomic_load_explicit(&c->state, memory_order_acquire) != UNI_CONN_MATCHED)
-		return 0;
-	struct uni_sched *sd = stream_sched(atomic_load_explicit(&c->peer_conn, memory_order_relaxed));
+		return NULL;
+	return stream_sched(atomic_load_explicit(&c->peer_conn, memory_order_relaxed));
+}
+
+static int sched_arrival(uint32_t idx, uint64_t b, uint64_t *t)
+{
+	struct uni_sched *sd = in_sched(idx);
 	return sd && uni_sched_find(sd, b, t);
 }
 
@@ -1580,12 +1587,7 @@ static int sched_arrival(uint32_t idx, uint64_t b, uint64_t *t)
  * chunks); 0 when a chunk is not in the schedule. */
 static int sched_arrival_max(uint32_t idx, uint64_t b0, uint64_t b1, uint64_t *t)
 {
-	if (!g_hdr->sched_off || idx >= g_hdr->max_conns)
-		return 0;
-	struct uni_conn *c = uni_shm_conn(g_hdr, idx);
-	if (atomic_load_explicit(&c->state, memory_order_acquire) != UNI_CONN_MATCHED)
-		return 0;
-	struct uni_sched *sd = stream_sched(atomic_load_explicit(&c->peer_conn, memory_order_relaxed));
+	struct uni_sched *sd = in_sched(idx);
 	uint64_t m = 0, a, end;
 	for (uint64_t b = b0; b <= b1; b = end) {
 		if (!sd || !uni_sched_span(sd, b, b1, &a, &end))
@@ -1601,8 +1603,7 @@ static int sched_arrival_max(uint32_t idx, uint64_t b0, uint64_t b1, uint64_t *t
  * t: TCP hands them over in order, so up to the first that has not. */
 static uint64_t sched_arrived(uint32_t idx, uint64_t b0, uint64_t max, uint64_t t)
 {
-	struct uni_conn *c = uni_shm_conn(g_hdr, idx);
-	struct uni_sched *sd = stream_sched(atomic_load_explicit(&c->peer_conn, memory_order_relaxed));
+	struct uni_sched *sd = in_sched(idx);
 	uint64_t b = b0, a, end;
 	while (sd && b < b0 + max && uni_sched_span(sd, b, b0 + max - 1, &a, &end)) {
 		uint64_t last = end < b0 + max ? end - 1 : b0 + max - 1;

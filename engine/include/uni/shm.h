@@ -576,37 +576,9 @@ static inline void uni_sched_publish(struct uni_sched *sd, uint64_t off, uint64_
 	atomic_store_explicit(&sd->n, n + 1, memory_order_release);
 }
 
-/* A reader: the arrival of byte b of the stream, 1 and *t when the log
- * holds its chunk; 0 when it is not scheduled yet or older than the log
- * (or was overwritten while read): then unid answers. */
-static inline int uni_sched_find(struct uni_sched *sd, uint64_t b, uint64_t *t)
-{
-	uint64_t n = atomic_load_explicit(&sd->n, memory_order_acquire);
-	/* Chunks are in byte order: a binary search over the log's window. */
-	uint64_t lo = n > UNI_SCHED_LOG ? n - UNI_SCHED_LOG : 0, hi = n;
-	while (lo < hi) {
-		uint64_t i = lo + (hi - lo) / 2;
-		struct uni_sched_chunk *k = &sd->ch[i % UNI_SCHED_LOG];
-		uint64_t seq = atomic_load_explicit(&k->seq, memory_order_acquire);
-		uint64_t off = atomic_load_explicit(&k->off, memory_order_acquire);
-		uint64_t len = atomic_load_explicit(&k->len, memory_order_acquire);
-		uint64_t start = atomic_load_explicit(&k->start, memory_order_acquire);
-		if (seq != i + 1 || atomic_load_explicit(&k->seq, memory_order_relaxed) != seq)
-			return 0;
-		if (b < off) {
-			hi = i;
-		} else if (b >= off + len) {
-			lo = i + 1;
-		} else {
-			*t = uni_ab_arrival(start, off, sd->ns_per_byte, sd->latency, b);
-			return 1;
-		}
-	}
-	return 0;
-}
-
-/* As uni_sched_find, for the bytes b.. of b's chunk up to last: 1, *t the
- * arrival of the last of them (arrivals grow within a chunk, not across
+/* A reader: the bytes b.. of b's chunk up to last (chunks are in byte
+ * order: a binary search over the log's window): 1, *t the arrival of the
+ * last of them (arrivals grow within a chunk, not across
  * chunks: a Gloo notice is sent when posted, ahead of data written before
  * it) and *end the chunk's end (the first byte after it). */
 static inline int uni_sched_span(struct uni_sched *sd, uint64_t b, uint64_t last, uint64_t *t, uint64_t *end)
@@ -633,6 +605,15 @@ static inline int uni_sched_span(struct uni_sched *sd, uint64_t b, uint64_t last
 		}
 	}
 	return 0;
+}
+
+/* A reader: the arrival of byte b of the stream, 1 and *t when the log
+ * holds its chunk; 0 when it is not scheduled yet or older than the log
+ * (or was overwritten while read): then unid answers. */
+static inline int uni_sched_find(struct uni_sched *sd, uint64_t b, uint64_t *t)
+{
+	uint64_t end;
+	return uni_sched_span(sd, b, b, t, &end);
 }
 
 static inline size_t uni_shm_layout(uint64_t *ranks_off, uint64_t *conns_off, uint64_t *rings_off,
