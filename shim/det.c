@@ -447,6 +447,16 @@ int uni_det_wake(uint64_t obj, uint64_t t, int all, uint64_t src)
 
 void uni_det_outside(struct uni_ring *r, uint32_t idx)
 {
+	/* UNI_DET_DEBUG=1: where (a code address of the shim's caller; its
+	 * line: addr2line -e libunishim.so) a thread leaves the turn. */
+	static int dbg = -1;
+	if (dbg < 0) {
+		const char *d = getenv("UNI_DET_DEBUG");
+		dbg = d && *d == '1';
+	}
+	if (dbg)
+		uni_shim_log("deterministic: rank %d thread %d waits outside the turn (from %p)", r->rank,
+			     __atomic_load_n(&r->tid, __ATOMIC_RELAXED), __builtin_return_address(0));
 	lk();
 	atomic_store(&r->det_st, UNI_DET_OUTSIDE);
 	atomic_fetch_add_explicit(&H->det_outside, 1, memory_order_relaxed);

@@ -4756,6 +4756,18 @@ static short det_kernel(int fd, short want)
 	return uni_real.poll(&k, 1, 0) > 0 ? k.revents : 0;
 }
 
+/* A connection a rank is making to a listener of the session that has
+ * not accepted it yet: unid matches its ends at the accept. Its connect's
+ * poll (torch's store client polls for POLLOUT) is answered in turn:
+ * writable once the kernel connected it (the handshake needs no accept),
+ * nothing to read (its peer has not even accepted). Waiting for the match
+ * instead held the turn a second, then the poll went outside the turn. */
+static int det_connecting(const struct uni_conn *c)
+{
+	return atomic_load_explicit(&c->state, memory_order_acquire) == UNI_CONN_OPEN && c->open_vt &&
+	       listener_for(&c->peer) >= 0;
+}
+
 /* 1: the turn follows fd's readiness (above). */
 static int det_follows(int fd)
 {
@@ -4766,6 +4778,8 @@ static int det_follows(int fd)
 		return 1;
 	if (s1) {
 		struct uni_conn *c = uni_shm_conn(g_hdr, g_conns[s1 - 1].shm_idx);
+		if (det_connecting(c))
+			return 1;
 		return det_matched(g_conns[s1 - 1].shm_idx) &&
 		       det_sched_or_none(atomic_load_explicit(&c->peer_conn, memory_order_relaxed));
 	}
@@ -4843,6 +4857,13 @@ static int det_look(struct pollfd *fds, nfds_t n, uint64_t *next)
 			struct shim_conn *sc = &g_conns[s1 - 1];
 			struct uni_conn *c = uni_shm_conn(g_hdr, sc->shm_idx);
 			uint32_t pi = atomic_load_explicit(&c->peer_conn, memory_order_relaxed);
+			if (det_connecting(c)) {
+				if ((want & (POLLOUT | POLLWRNORM)) && det_up(sc, p->fd))
+					p->revents = (short)(want & (POLLOUT | POLLWRNORM));
+				if (p->revents)
+					ready++;
+				continue;
+			}
 			if (atomic_load_explicit(&c->state, memory_order_acquire) != UNI_CONN_MATCHED ||
 			    !det_sched_or_none(pi))
 				return -2;
