@@ -9,3 +9,26 @@ ok() { echo "ok: $*"; }
 free_port() {
 	$PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
+
+# The deterministic-mode tests' session (test_sim_det*.sh): a temporary
+# directory T (kept with KEEP=1) holding c.yaml (simulate, alpha-beta,
+# 2 ms, 100 Mbit/s); then `det_run NAME [unirun options...] -- CMD...`
+# runs DET_RANKS ranks of one session name (a replay's trace is the same
+# file only under the recording's name) writing T/NAME.unitrace and
+# T/NAME.log, and fails the test with the log when unirun does.
+det_session() { # TAG RANKS TIMEOUT_S
+	DET_TAG=$1 DET_RANKS=$2 DET_TIMEOUT=$3
+	T=$(mktemp -d "/tmp/uni-$DET_TAG.XXXXXX")
+	trap 'rm -rf "$T"' EXIT
+	[ -n "${KEEP:-}" ] && trap 'echo "kept $T"' EXIT
+	cat >"$T/c.yaml" <<YAML
+mode: simulate
+network: { model: alpha-beta, default: { latency: 2ms, bandwidth: 100Mbit } }
+YAML
+}
+det_run() {
+	local name=$1
+	shift
+	timeout "$DET_TIMEOUT" "$UNIRUN" -n "$DET_RANKS" --session "$DET_TAG-$$" --config "$T/c.yaml" \
+		--trace "$T/$name.unitrace" "$@" >"$T/$name.log" 2>&1 || { cat "$T/$name.log"; fail "$name: unirun"; }
+}

@@ -37,19 +37,8 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 UNIRUN=$1 UNITRACE=$2 PROBE=$3
-T=$(mktemp -d /tmp/uni-sdet.XXXXXX)
-trap 'rm -rf "$T"' EXIT
-[ -n "${KEEP:-}" ] && trap 'echo "kept $T"' EXIT
-cat >"$T/c.yaml" <<YAML
-mode: simulate
-network: { model: alpha-beta, default: { latency: 2ms, bandwidth: 100Mbit } }
-YAML
-run() { # NAME [unirun options...] -- CMD...
-	local name=$1
-	shift
-	timeout 300 "$UNIRUN" -n 2 --session "sdet-$$" --config "$T/c.yaml" --trace "$T/$name.unitrace" "$@" \
-		>"$T/$name.log" 2>&1 || { cat "$T/$name.log"; fail "$name: unirun"; }
-}
+det_session sdet 2 300
+run() { det_run "$@"; }
 orders() { grep '^order:' "$T/$1.log" | sort; }
 
 # Without the turn: the host decides.

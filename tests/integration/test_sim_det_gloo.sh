@@ -17,19 +17,8 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 UNIRUN=$1
-T=$(mktemp -d /tmp/uni-sdg.XXXXXX)
-trap 'rm -rf "$T"' EXIT
-[ -n "${KEEP:-}" ] && trap 'echo "kept $T"' EXIT
-cat >"$T/c.yaml" <<YAML
-mode: simulate
-network: { model: alpha-beta, default: { latency: 2ms, bandwidth: 100Mbit } }
-YAML
-run() { # NAME [unirun options...] -- CMD...
-	local name=$1
-	shift
-	timeout 600 "$UNIRUN" -n 3 --session "sdg-$$" --config "$T/c.yaml" --trace "$T/$name.unitrace" "$@" \
-		>"$T/$name.log" 2>&1 || { cat "$T/$name.log"; fail "$name: unirun"; }
-}
+det_session sdg 3 600
+run() { det_run "$@"; }
 out() { grep -E '^(rank [0-9]: sum|times: )' "$T/$1.log" | sort; }
 
 run plain -- $PY "$HERE/det_gloo.py"

@@ -20,19 +20,8 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 UNIRUN=$1
-T=$(mktemp -d /tmp/uni-sdst.XXXXXX)
-trap 'rm -rf "$T"' EXIT
-[ -n "${KEEP:-}" ] && trap 'echo "kept $T"' EXIT
-cat >"$T/c.yaml" <<YAML
-mode: simulate
-network: { model: alpha-beta, default: { latency: 2ms, bandwidth: 100Mbit } }
-YAML
-run() { # NAME [unirun options...] -- CMD...
-	local name=$1
-	shift
-	timeout 300 "$UNIRUN" -n 3 --session "sdst-$$" --config "$T/c.yaml" --trace "$T/$name.unitrace" "$@" \
-		>"$T/$name.log" 2>&1 || { cat "$T/$name.log"; fail "$name: unirun"; }
-}
+det_session sdst 3 300
+run() { det_run "$@"; }
 polls() { grep '^rank [0-9]: polls' "$T/$1.log" | sort; }
 
 run rec --deterministic -- $PY "$HERE/det_store.py"
