@@ -2931,48 +2931,45 @@ void uni_shim_listen_closed(int fd)
 	}
 }
 
-/* The session's live listener for a connection to a (index), -1 none. */
-static int listener_for(const struct uni_addr *a)
+/* The session's live listener for a connection to a: its index, and when
+ * it began to listen and its SIGNAL event (*vt, *src); -1 none. Of several
+ * (ranks in network namespaces listening on one port of any address), the
+ * earliest. */
+static int listener_scan(const struct uni_addr *a, uint64_t *vt, uint64_t *src)
 {
 	int best = -1;
-	uint64_t vt = UINT64_MAX;
+	*vt = UINT64_MAX;
+	*src = 0;
 	for (uint32_t k = 0; k < UNI_MAX_LISTENERS; k++) {
 		uint32_t i = lslot(a->port, k);
 		struct uni_listener *l = uni_shm_listener(g_hdr, i);
-		uint32_t st = atomic_load_explicit(&l->state, memory_order_acquire);
-		if (st == 0)
-			break;
-		if (st != 2 || l->addr.port != a->port || (!addr_any(&l->addr) && memcmp(l->addr.ip, a->ip, 16) != 0))
-			continue;
-		if (l->vt < vt) {
-			vt = l->vt;
-			best = (int)i;
-		}
-	}
-	return best;
-}
-
-/* When the listener for a connection to a began to listen (virtual time;
- * 0: none of the session's). Of several (ranks in network namespaces
- * listening on one port of any address), the earliest. */
-static uint64_t listen_vt(const struct uni_addr *a, uint64_t *src)
-{
-	uint64_t vt = UINT64_MAX;
-	*src = 0;
-	for (uint32_t k = 0; k < UNI_MAX_LISTENERS; k++) {
-		struct uni_listener *l = uni_shm_listener(g_hdr, lslot(a->port, k));
 		uint32_t st = atomic_load_explicit(&l->state, memory_order_acquire);
 		if (st == 0)
 			break; /* the end of the port's probe */
 		if (st != 2 || l->addr.port != a->port || (!addr_any(&l->addr) && memcmp(l->addr.ip, a->ip, 16) != 0))
 			continue;
 		uint64_t t = l->vt, s = l->src;
-		if (atomic_load_explicit(&l->state, memory_order_acquire) == 2 && t < vt && !uni_pid_dead(l->pid)) {
-			vt = t;
+		if (atomic_load_explicit(&l->state, memory_order_acquire) == 2 && t < *vt && !uni_pid_dead(l->pid)) {
+			*vt = t;
 			*src = s;
+			best = (int)i;
 		}
 	}
-	return vt == UINT64_MAX ? 0 : vt;
+	return best;
+}
+
+static int listener_for(const struct uni_addr *a)
+{
+	uint64_t vt, src;
+	return listener_scan(a, &vt, &src);
+}
+
+/* When the listener for a connection to a began to listen (virtual time;
+ * 0: none of the session's); *src its SIGNAL event. */
+static uint64_t listen_vt(const struct uni_addr *a, uint64_t *src)
+{
+	uint64_t vt;
+	return listener_scan(a, &vt, src) < 0 ? 0 : vt;
 }
 
 /* Whether a socket of this network namespace listens on port (the
@@ -4608,27 +4605,28 @@ static void det_kernel_has(int fd, size_t want)
 	}
 }
 
+/* How a read or accept on fd may wait: 1 when it must not (MSG_DONTWAIT,
+ * a non-blocking socket), else 0 and *tmo its receive time-out
+ * (SO_RCVTIMEO, ns; 0: none). */
+static int det_read_wait(int fd, int flags, uint64_t *tmo)
+{
+	int fl = uni_real.fcntl(fd, F_GETFL);
+	struct timeval tv = {0, 0};
+	socklen_t l = sizeof(tv);
+	*tmo = 0;
+	if ((flags & MSG_DONTWAIT) || (fl >= 0 && (fl & O_NONBLOCK)))
+		return 1;
+	if (getsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, &l) == 0 && tv.tv_sec >= 0)
+		*tmo = (uint64_t)tv.tv_sec * 1000000000ull + (uint64_t)tv.tv_usec * 1000ull;
+	return 0;
+}
+
 /* A read or accept that must not wait: non-blocking, or with a receive
  * time-out (SO_RCVTIMEO: the program expects EAGAIN after it). */
 static int det_nonblocking(int fd, int flags)
 {
-	int fl = uni_real.fcntl(fd, F_GETFL);
-	struct timeval tv = {0, 0};
-	socklen_t l = sizeof(tv);
-	return (flags & MSG_DONTWAIT) || (fl >= 0 && (fl & O_NONBLOCK)) ||
-	       (getsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, &l) == 0 && (tv.tv_sec || tv.tv_usec));
-}
-
-/* A blocking socket's receive time-out (SO_RCVTIMEO), ns; 0: none. */
-static uint64_t det_rcvtimeo(int fd, int flags)
-{
-	int fl = uni_real.fcntl(fd, F_GETFL);
-	struct timeval tv = {0, 0};
-	socklen_t l = sizeof(tv);
-	if ((flags & MSG_DONTWAIT) || (fl >= 0 && (fl & O_NONBLOCK)) ||
-	    getsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, &l) != 0 || tv.tv_sec < 0)
-		return 0;
-	return (uint64_t)tv.tv_sec * 1000000000ull + (uint64_t)tv.tv_usec * 1000ull;
+	uint64_t tmo;
+	return det_read_wait(fd, flags, &tmo) || tmo;
 }
 
 static ssize_t det_read_clamp(struct shim_conn *sc, int fd, size_t n, int flags)
@@ -4640,8 +4638,8 @@ static ssize_t det_read_clamp(struct shim_conn *sc, int fd, size_t n, int flags)
 	struct uni_conn *pc = uni_shm_conn(g_hdr, pi);
 	if (!det_sched_or_none(pi))
 		return (ssize_t)n;
-	uint64_t tmo = det_rcvtimeo(fd, flags);
-	int nb = !tmo && det_nonblocking(fd, flags);
+	uint64_t tmo;
+	int nb = det_read_wait(fd, flags, &tmo);
 	det_point();
 	tls.det_clamped = 1;
 	for (;;) {

@@ -14,7 +14,7 @@ import signal
 import sys
 import time
 
-from rankconn import accept_one, connect
+from rankconn import accept_one, connect, read_upto
 
 rank = int(os.environ["RANK"])
 port, mode = int(sys.argv[1]), sys.argv[2]
@@ -25,12 +25,7 @@ else:
 if mode == "exchange":
     n = int(sys.argv[3])
     c.sendall(bytes([rank + 1]) * n)
-    got = 0
-    while got < n:
-        b = c.recv(1 << 20)
-        if not b:
-            break
-        got += len(b)
+    got = read_upto(c, n)
     print(f"rank {rank}: sent {n} got {got}", flush=True)
 elif rank == 0:
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)

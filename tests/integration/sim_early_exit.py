@@ -10,21 +10,14 @@ import os
 import socket
 import time
 
+from rankconn import accept_one, read_upto
+
 rank = int(os.environ["RANK"])
 port = int(os.environ["MASTER_PORT"]) + 1
 N = 1000 * 1000
 if rank == 1:
-    srv = socket.socket()
-    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    srv.bind(("127.0.0.1", port))
-    srv.listen(1)
-    c, _ = srv.accept()
-    got = 0
-    while got < N:
-        b = c.recv(1 << 20)
-        if not b:
-            break
-        got += len(b)
+    c = accept_one(port)
+    got = read_upto(c, N)
     print(json.dumps({"got": got, "end_ms": 1e3 * time.perf_counter()}), flush=True)
 else:
     for _ in range(500):
