@@ -11,6 +11,7 @@
  * the same order: the event graph is a function of the program and the
  * compute. A thread OUTSIDE comes back when the kernel says; from there the
  * order may differ between runs (counted in det_outside, and said). */
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -129,12 +130,48 @@ static int pick(void)
 	return best;
 }
 
+/* UNI_DET_LOG=FILE (debugging; docs/simulate.md "Deterministic mode"):
+ * every hand-off of the turn, wake-up, block (with the shim's code
+ * address that blocked: addr2line -e libunishim.so) and intervention of
+ * the watch, a line each, appended by every process of the session. Two
+ * replays' logs differ first where their turns did. */
+static int g_log = -2;
+
+static int log_on(void)
+{
+	if (UNI_LIKELY(g_log != -2))
+		return g_log >= 0;
+	const char *p = getenv("UNI_DET_LOG");
+	g_log = p && *p ? open(p, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644) : -1;
+	return g_log >= 0;
+}
+
+static void dlog(const char *what, const struct uni_ring *r, uint64_t t, uint64_t x)
+{
+	if (UNI_LIKELY(!log_on()))
+		return;
+	char b[160];
+	int n = snprintf(b, sizeof(b), "%s r%d k%016llx t%llu x%llx\n", what, r ? (int)r->rank : -1,
+			 r ? (unsigned long long)r->det_key : 0ull, (unsigned long long)t, (unsigned long long)x);
+	if (uni_real.write(g_log, b, (size_t)n) < 0)
+		g_log = -1;
+}
+
+/* pc's offset in its object (the log's code addresses). */
+static uint64_t code_off(void *pc)
+{
+	Dl_info di;
+	return dladdr(pc, &di) ? (uint64_t)((uintptr_t)pc - (uintptr_t)di.dli_fbase) : (uint64_t)(uintptr_t)pc;
+}
+
 /* Under the lock: the turn to the next thread (self: the caller's ring,
  * which needs no wake-up). */
 static void hand_on(int self)
 {
 	int i = started() ? pick() : -1;
 	uint32_t prev = atomic_load_explicit(&H->det_owner, memory_order_relaxed);
+	if (i >= 0 && prev != (uint32_t)i + 1)
+		dlog("turn", ring((uint32_t)i), ring((uint32_t)i)->det_t, 0);
 	if (i < 0) {
 		atomic_store_explicit(&H->det_owner, 0, memory_order_release);
 		return;
@@ -217,6 +254,7 @@ static void watch(void)
 					atomic_store(&r->det_st, UNI_DET_READY);
 					r->det_t = r->det_wt;
 					r->det_woken = 1;
+					dlog("watch-mutex-free", r, r->det_t, r->det_obj);
 				}
 			}
 			for (uint32_t i = 0; recheck && i < hi && i < H->max_rings; i++) {
@@ -226,6 +264,7 @@ static void watch(void)
 					atomic_store(&r->det_st, UNI_DET_READY);
 					r->det_t = r->det_wt;
 					r->det_woken = 2; /* (everybody waited: uni_det_block says 2) */
+					dlog("watch-recheck", r, r->det_t, r->det_obj);
 				}
 			}
 			hand_on(-1);
@@ -273,6 +312,7 @@ static void watch(void)
 	if (atomic_load(&H->det_owner) == o && atomic_load(&r->det_word) == word) {
 		atomic_store(&r->det_st, alive ? UNI_DET_OUTSIDE : UNI_DET_NONE);
 		atomic_fetch_add(&H->det_steals, 1);
+		dlog("watch-steal", r, r->det_t, (uint64_t)stuck);
 		hand_on(-1);
 		said = alive && !atomic_exchange(&g_said_steal, 1);
 	}
@@ -327,6 +367,7 @@ void uni_det_adopt(struct uni_ring *r, uint32_t idx, uint64_t key, uint64_t t)
 {
 	lk();
 	r->det_key = key;
+	dlog("adopt", r, t, (uint64_t)syscall(SYS_gettid));
 	r->det_t = t;
 	r->det_obj = 0;
 	r->det_woken = 0;
@@ -354,6 +395,8 @@ void uni_det_turn(struct uni_ring *r, uint32_t idx, uint64_t t)
 void uni_det_block_begin(struct uni_ring *r, uint32_t idx, uint64_t obj, uint64_t t, uint64_t until)
 {
 	(void)idx;
+	if (UNI_UNLIKELY(log_on()))
+		dlog("block", r, t, code_off(__builtin_return_address(0)));
 	lk();
 	r->det_obj = obj;
 	r->det_wt = t;
@@ -386,6 +429,7 @@ int uni_det_block_wait(struct uni_ring *r, uint32_t idx, int (*still)(uint64_t o
 		r->det_t = r->det_wt;
 		r->det_woken = 1;
 		atomic_store(&r->det_st, UNI_DET_READY);
+		dlog("block-already", r, r->det_t, r->det_obj);
 	}
 	uint32_t o = atomic_load(&H->det_owner);
 	if (o == idx + 1 || !o)
@@ -433,6 +477,7 @@ int uni_det_wake(uint64_t obj, uint64_t t, int all, uint64_t src)
 		r->det_woken = 1;
 		r->det_src = src;
 		atomic_store(&r->det_st, UNI_DET_READY);
+		dlog("wake", r, r->det_t, obj);
 		n++;
 		if (!all)
 			break;
@@ -457,6 +502,8 @@ void uni_det_outside(struct uni_ring *r, uint32_t idx)
 	if (dbg)
 		uni_shim_log("deterministic: rank %d thread %d waits outside the turn (from %p)", r->rank,
 			     __atomic_load_n(&r->tid, __ATOMIC_RELAXED), __builtin_return_address(0));
+	if (UNI_UNLIKELY(log_on()))
+		dlog("outside", r, r->det_t, code_off(__builtin_return_address(0)));
 	lk();
 	atomic_store(&r->det_st, UNI_DET_OUTSIDE);
 	atomic_fetch_add_explicit(&H->det_outside, 1, memory_order_relaxed);

@@ -25,6 +25,9 @@
 /* A connect to the rendezvous store waiting for its listener: woken by any
  * listen. */
 #define UNI_DET_OBJ_LISTEN ((1ull << 63) | (1ull << 60))
+/* A read on a connection its listener has not accepted yet: woken by any
+ * accept (it looks again). */
+#define UNI_DET_OBJ_ACCEPTED ((1ull << 63) | (1ull << 59))
 
 /* From attach on (h->det): world is the number of ranks to wait for before
  * the first turn (every rank attached), <= 0: none. */

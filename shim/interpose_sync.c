@@ -318,6 +318,17 @@ UNI_EXTERN int pthread_cond_broadcast(pthread_cond_t *cv)
 	return uni_real.cond_broadcast(cv);
 }
 
+/* A condition variable goes (std::condition_variable's destructor): what
+ * the shim keeps by its address is forgotten, so that an object made
+ * there later does not find it. */
+UNI_EXTERN int pthread_cond_destroy(pthread_cond_t *cv)
+{
+	ENSURE(cond_destroy);
+	if (UNI_UNLIKELY(uni_shim_sync_on))
+		uni_shim_cond_destroyed(cv);
+	return uni_real.cond_destroy(cv);
+}
+
 UNI_EXTERN int pthread_cond_wait(pthread_cond_t *cv, pthread_mutex_t *m)
 {
 	ENSURE(cond_wait);

@@ -56,6 +56,7 @@ static void uni_resolve_all(void)
 	uni_real.cond_timedwait = uni_resolve("pthread_cond_timedwait", "GLIBC_2.3.2");
 	uni_real.cond_signal = uni_resolve("pthread_cond_signal", "GLIBC_2.3.2");
 	uni_real.cond_broadcast = uni_resolve("pthread_cond_broadcast", "GLIBC_2.3.2");
+	uni_real.cond_destroy = uni_resolve("pthread_cond_destroy", "GLIBC_2.3.2");
 	uni_real.cond_clockwait = uni_resolve("pthread_cond_clockwait", NULL);
 	RESOLVE(mutex_lock, "pthread_mutex_lock");
 	RESOLVE(mutex_trylock, "pthread_mutex_trylock");

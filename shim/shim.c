@@ -31,7 +31,6 @@
 #define UNW_LOCAL_ONLY
 #include <libunwind.h>
 #else
-#include <execinfo.h>
 #endif
 #include <dlfcn.h>
 
@@ -1131,10 +1130,15 @@ void uni_shim_conn_new(int fd, const struct sockaddr *peer, socklen_t peerlen)
 	emit(&e);
 	if (accepted && clocked)
 		accept_take(&la, &pa);
-	/* Deterministic mode: an acceptor waiting in turn looks again. */
-	if (!accepted && g_det && uni_det_live()) {
-		uni_det_wake(UNI_DET_OBJ_ACCEPT, 0, 1, 0);
-		uni_det_wake(UNI_DET_OBJ_POLL, 0, 1, 0);
+	/* Deterministic mode: an acceptor waiting in turn looks again; so
+	 * does a reader of a connection not accepted yet. */
+	if (g_det && uni_det_live()) {
+		if (!accepted) {
+			uni_det_wake(UNI_DET_OBJ_ACCEPT, 0, 1, 0);
+			uni_det_wake(UNI_DET_OBJ_POLL, 0, 1, 0);
+		} else {
+			uni_det_wake(UNI_DET_OBJ_ACCEPTED, 0, 1, 0);
+		}
 	}
 out:
 	tls.in_shim--;
@@ -2087,6 +2091,7 @@ struct stamp_ent {
 	_Atomic uint32_t waiters; /* threads inside a wait on it */
 	_Atomic uint64_t stamp;   /* time of the latest signal (cv) / hand-off (mutex) */
 	_Atomic uint64_t src;     /* the SIGNAL event that set it (replay) */
+	_Atomic uintptr_t mutex;  /* cv: the mutex a signal on it stamped last */
 };
 
 #define STAMP_BITS 14
@@ -2305,6 +2310,9 @@ int uni_shim_cond_signal(void *cv)
 		 * on that pair (every ring step waited one message more). */
 		void *m = tls.nheld ? tls.held[(tls.nheld - 1) % UNI_HELD]
 				    : tls.dispatcher ? NULL : tls.released;
+		struct stamp_ent *ce = m ? stamp_get(cv, 1) : NULL;
+		if (ce)
+			atomic_store_explicit(&ce->mutex, (uintptr_t)m, memory_order_relaxed);
 		if (m && (e = stamp_get(m, 1)) != NULL) {
 			/* The latest wins only if later: one Gloo buffer's mutex
 			 * guards both its send and its receive completions, and a
@@ -2333,6 +2341,39 @@ int uni_shim_cond_signal(void *cv)
 	tls.in_shim--;
 	errno = saved;
 	return bcast;
+}
+
+/* The object at p is gone: its entry keeps its place (the table is
+ * probed linearly) but carries nothing. Without this a new object at the
+ * address took an old one's stamp: a Work's mutex found the stamp a
+ * signal left on a Work freed before it, a hand-off of nobody's (and an
+ * event where another run, whose heap lies otherwise, had none). */
+static void stamp_forget(void *p)
+{
+	struct stamp_ent *e = stamp_get(p, 0);
+	if (!e)
+		return;
+	atomic_store_explicit(&e->stamp, 0, memory_order_relaxed);
+	atomic_store_explicit(&e->src, 0, memory_order_relaxed);
+	atomic_store_explicit(&e->mutex, 0, memory_order_relaxed);
+	atomic_store_explicit(&e->waiters, 0, memory_order_relaxed);
+	atomic_fetch_add_explicit(&e->seq, 1, memory_order_release);
+}
+
+/* A condition variable is destroyed: its stamp goes, and that of the
+ * mutex its signals stamped (the two are members of one object, as a
+ * c10d Work's; a mutex has no destructor call of its own to see). */
+void uni_shim_cond_destroyed(void *cv)
+{
+	if (!sync_active())
+		return;
+	struct stamp_ent *e = stamp_get(cv, 0);
+	if (!e)
+		return;
+	void *m = (void *)atomic_load_explicit(&e->mutex, memory_order_relaxed);
+	stamp_forget(cv);
+	if (m)
+		stamp_forget(m);
 }
 
 static uint32_t cond_wait_begin(void *cv)
@@ -4500,8 +4541,38 @@ static int conn_settled(uint32_t idx)
  * outside the turn and a read took the kernel's bytes in some runs). A
  * peer that is not a rank stays unmatched until unid gives up: waited for
  * once, not at every poll and read. */
+static int det_connecting(const struct uni_conn *c);
+
+/* The accepting end of connection end c (the connecting one) is in the
+ * session's table: its listener accepted it. */
+static int det_accepted(const struct uni_conn *c)
+{
+	uint32_t n = atomic_load(&g_hdr->next_conn);
+	if (n > g_hdr->max_conns)
+		n = g_hdr->max_conns;
+	for (uint32_t i = n; i-- > 0;) {
+		const struct uni_conn *o = uni_shm_conn(g_hdr, i);
+		uint32_t st = atomic_load_explicit(&o->state, memory_order_acquire);
+		if (st != UNI_CONN_FREE && o != c && !memcmp(&o->local, &c->peer, sizeof(c->peer)) &&
+		    !memcmp(&o->peer, &c->local, sizeof(c->local)))
+			return 1;
+	}
+	return 0;
+}
+
 static int det_matched(uint32_t idx)
 {
+	/* Deterministic mode: a connection a rank made to a listener of the
+	 * session that has not accepted it yet waits in turn for the accept
+	 * (the acceptor needs the turn: waiting for unid's match while
+	 * holding it, the store client's first read went outside the turn
+	 * after a second, and from there runs differed). */
+	struct uni_conn *c = uni_shm_conn(g_hdr, idx);
+	while (det_part() && det_connecting(c) && !det_accepted(c)) {
+		int b = uni_det_block(tls.ring, tls.ring_idx, UNI_DET_OBJ_ACCEPTED, tls.vt, UINT64_MAX);
+		if (b < 0 || b == 2)
+			break;
+	}
 	det_wait_once(conn_settled, idx, g_det_nomatch);
 	return atomic_load_explicit(&uni_shm_conn(g_hdr, idx)->state, memory_order_acquire) == UNI_CONN_MATCHED;
 }

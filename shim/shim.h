@@ -58,6 +58,7 @@ struct uni_real {
 	int (*cond_clockwait)(pthread_cond_t *, pthread_mutex_t *, clockid_t, const struct timespec *);
 	int (*cond_signal)(pthread_cond_t *);
 	int (*cond_broadcast)(pthread_cond_t *);
+	int (*cond_destroy)(pthread_cond_t *);
 	int (*mutex_lock)(pthread_mutex_t *);
 	int (*mutex_trylock)(pthread_mutex_t *);
 	int (*mutex_unlock)(pthread_mutex_t *);
@@ -156,6 +157,7 @@ ssize_t uni_shim_read_clamp(uint32_t slot1, int fd, size_t n, int flags) UNI_HID
  * stamp): that covers a waiter that finds its predicate already true and
  * never waits. Dispatchers (event loops) never take stamps. */
 int uni_shim_cond_signal(void *cv) UNI_HIDDEN;
+void uni_shim_cond_destroyed(void *cv) UNI_HIDDEN;
 /* Send completion (network.send_buffer): the token of the Gloo data
  * message this thread last finished writing (0: none; taking clears it);
  * the thread is (not) inside waitSend; the waiter of a completion asks

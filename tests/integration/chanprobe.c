@@ -27,7 +27,14 @@
  * waits on, computes again and posts again ("semc" line: the waiter's
  * clock after each wait): each post hands on the poster's clock by its
  * position among its events, no event of its own, and both posts have the
- * same position (test sim-chan replays them under another slowdown). */
+ * same position (test sim-chan replays them under another slowdown).
+ * Last, an object with a mutex and a condition variable (a c10d Work's
+ * shape): a thread sleeps 300 ms, signals under the mutex, then (for
+ * "stale new") destroys the condition variable and makes a new object in
+ * the same memory; the main thread, told on a raw futex, then locks the
+ * mutex ("stale KIND before_ms after_ms signal_ms"): the same object
+ * hands the signaller's time on (after >= signal), a new object made
+ * where the old one was does not (after - before < 1 ms). */
 #include <errno.h>
 #include <pthread.h>
 #include <linux/futex.h>
@@ -254,6 +261,50 @@ static void *compute_then_post(void *arg)
 	return NULL;
 }
 
+static struct {
+	pthread_mutex_t m;
+	pthread_cond_t cv;
+	int flag;
+} obj = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
+static atomic_int obj_done;
+static double obj_signal_at;
+
+static void *signal_then_remake(void *arg)
+{
+	sleep_ms(300);
+	pthread_mutex_lock(&obj.m);
+	obj.flag = 1;
+	obj_signal_at = now_ms();
+	pthread_cond_signal(&obj.cv);
+	pthread_mutex_unlock(&obj.m);
+	if (arg) { /* the object goes; a new one is made in its memory */
+		pthread_cond_destroy(&obj.cv);
+		pthread_mutex_destroy(&obj.m);
+		pthread_mutex_init(&obj.m, NULL);
+		pthread_cond_init(&obj.cv, NULL);
+		obj.flag = 0;
+	}
+	atomic_store(&obj_done, 1);
+	syscall(SYS_futex, &obj_done, FUTEX_WAKE, 1, NULL, NULL, 0);
+	return NULL;
+}
+
+static int stale(const char *kind, int remake)
+{
+	pthread_t t;
+	atomic_store(&obj_done, 0);
+	if (pthread_create(&t, NULL, signal_then_remake, remake ? &obj : NULL))
+		return 1;
+	while (!atomic_load(&obj_done))
+		syscall(SYS_futex, &obj_done, FUTEX_WAIT, 0, NULL, NULL, 0);
+	double before = now_ms();
+	pthread_mutex_lock(&obj.m);
+	double after = now_ms();
+	pthread_mutex_unlock(&obj.m);
+	printf("stale %s %.3f %.3f %.3f\n", kind, before, after, obj_signal_at);
+	return pthread_join(t, NULL);
+}
+
 int main(void)
 {
 	if (sem_init(&sem, 0, 0) || sem_init(&sem2, 0, 0) || sem_init(&sem3, 0, 0) || pipe(pfd) ||
@@ -342,5 +393,5 @@ int main(void)
 		return 1;
 	printf("semc %.3f %.3f\n", w1, now_ms());
 	pthread_join(p, NULL);
-	return 0;
+	return stale("same", 0) || stale("new", 1);
 }

@@ -22,6 +22,7 @@ for model in alpha-beta nic; do
 import sys
 model = sys.argv[2]
 lines = {l.split()[0]: [float(x) for x in l.split()[1:]] for l in open(sys.argv[1]) if l[:3] in ("sem", "pip", "eve", "sle", "joi", "det", "try", "tim", "clo")}
+stale = {l.split()[1]: [float(x) for x in l.split()[2:]] for l in open(sys.argv[1]) if l.startswith("stale ")}
 bad = 0
 for kind in ("sem", "pipe", "eventfd"):
     before, after, posted = lines[kind]
@@ -51,6 +52,14 @@ virt, cpu = lines["sleep"]
 print(f"{model} compute then usleep(50 ms): {virt:.3f} ms virtual for {cpu:.3f} ms of CPU")
 if not (cpu > 20 and abs(virt - (cpu + 50)) < 0.05 * cpu + 1):
     print("FAIL: the compute right before a sleep is not charged"); bad = 1
+before, after, sig = stale["same"]
+print(f"{model} a mutex locked after a signal under it: {before:.3f} -> {after:.3f} ms, signalled at {sig:.3f} ms")
+if not (after >= sig and sig - before >= 250):
+    print("FAIL: the mutex did not hand the signaller's time on"); bad = 1
+before, after, sig = stale["new"]
+print(f"{model} the same, the condition variable destroyed and a new object made in its memory: {before:.3f} -> {after:.3f} ms, signalled at {sig:.3f} ms")
+if not (sig - before >= 250 and after - before < 1):
+    print("FAIL: a new object took the stamp of the one destroyed before it at its address"); bad = 1
 sys.exit(bad)
 PYEOF
 	[ "$model" = alpha-beta ] || continue
