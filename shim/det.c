@@ -33,10 +33,38 @@ static uint64_t g_gate_since;
 static _Atomic int g_said_steal, g_said_gate, g_gate_open;
 static _Atomic int g_blocked; /* this process's threads in uni_det_block */
 
+/* This process's pid, without a system call each time (glibc's getpid
+ * is one: every unlock with a thread blocked somewhere made one); a
+ * forked child asks again. */
+static _Atomic pid_t g_mypid;
+
+static void pid_forked(void)
+{
+	atomic_store(&g_mypid, 0);
+}
+
+static pid_t my_pid(void)
+{
+	pid_t p = atomic_load_explicit(&g_mypid, memory_order_relaxed);
+	if (UNI_UNLIKELY(!p)) {
+		p = getpid();
+		atomic_store_explicit(&g_mypid, p, memory_order_relaxed);
+	}
+	return p;
+}
+
+static void pid_watch(void)
+{
+	pthread_atfork(NULL, NULL, pid_forked);
+}
+
 void uni_det_init(struct uni_shm_hdr *h, int world)
 {
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	H = h;
 	W = world;
+	atomic_store(&g_mypid, 0);
+	pthread_once(&once, pid_watch);
 }
 
 static inline struct uni_ring *ring(uint32_t i)
@@ -245,7 +273,7 @@ static void watch(void)
 		}
 		lk();
 		if (!atomic_load(&H->det_owner)) {
-			uint32_t hi = atomic_load(&H->det_hi), pid = (uint32_t)getpid();
+			uint32_t hi = atomic_load(&H->det_hi), pid = (uint32_t)my_pid();
 			for (uint32_t i = 0; i < hi && i < H->max_rings; i++) {
 				struct uni_ring *r = ring(i);
 				if ((uint32_t)r->pid == pid && atomic_load(&r->state) == UNI_RING_LIVE &&
@@ -455,9 +483,9 @@ int uni_det_block(struct uni_ring *r, uint32_t idx, uint64_t obj, uint64_t t, ui
 int uni_det_wake(uint64_t obj, uint64_t t, int all, uint64_t src)
 {
 	int n = 0;
-	uint32_t pid = (uint32_t)getpid();
 	if (!atomic_load(&g_blocked) && !(obj >> 63))
 		return 0; /* (nobody of this process waits) */
+	uint32_t pid = (uint32_t)my_pid();
 	lk();
 	uint32_t hi = atomic_load(&H->det_hi);
 	for (;;) {

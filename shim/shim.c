@@ -4046,12 +4046,15 @@ void uni_shim_det_mutex_unlocked(pthread_mutex_t *m)
 		return;
 	int saved = errno;
 	tls.in_shim++;
-	/* A turn first: the waiter it wakes goes on from this clock. */
-	if (det_sync() && det_me()) {
+	/* A turn first: the waiter it wakes goes on from this clock. (The
+	 * wake-up's look at every thread of the session is the shim's work,
+	 * not compute: left before it, it was a microsecond of each unlock's.) */
+	int me = det_sync() && det_me();
+	if (me)
 		det_point();
-		leave();
-	}
 	det_wake_one((uint64_t)(uintptr_t)m | UNI_DET_OBJ_MUTEX);
+	if (me)
+		leave();
 	tls.in_shim--;
 	errno = saved;
 }
@@ -4062,12 +4065,13 @@ void uni_shim_det_signal(pthread_cond_t *cv, int all)
 		return;
 	int saved = errno;
 	tls.in_shim++;
-	if (det_sync() && det_me()) {
+	int me = det_sync() && det_me();
+	if (me)
 		det_point();
-		leave();
-	}
 	/* (An event loop wakes at the time of the event it handles.) */
 	uni_det_wake((uint64_t)(uintptr_t)cv, tls.vt, all, 0); /* (the condvar's stamp carries the time) */
+	if (me)
+		leave();
 	tls.in_shim--;
 	errno = saved;
 }
@@ -4430,6 +4434,8 @@ void uni_shim_det_sem_post(sem_t *sem, int after)
 		}
 	} else {
 		uni_det_wake((uint64_t)(uintptr_t)sem, tls.vt, 0, 0); /* (the post's time queue carries the time) */
+		if (det_sync() && det_me())
+			leave();
 	}
 	tls.in_shim--;
 	errno = saved;
