@@ -28,6 +28,9 @@
 /* A read on a connection its listener has not accepted yet: woken by any
  * accept (it looks again). */
 #define UNI_DET_OBJ_ACCEPTED ((1ull << 63) | (1ull << 59))
+/* A read waiting for a store outside the session to answer: woken by any
+ * rank's write to such a store (it looks again). */
+#define UNI_DET_OBJ_EXTSTORE ((1ull << 63) | (1ull << 58))
 
 /* From attach on (h->det): world is the number of ranks to wait for before
  * the first turn (every rank attached), <= 0: none. */

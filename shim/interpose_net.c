@@ -54,9 +54,22 @@ static void io_wait_end(int began)
 		ENSURE(fn);                                               \
 		uint32_t s_ = uni_fd_get(fd);                             \
 		if (UNI_LIKELY(!s_) || uni_shim_in_shim()) {              \
-			if ((is_send) || UNI_LIKELY(!atomic_load_explicit( \
+			if (UNI_LIKELY(!atomic_load_explicit(              \
 				&uni_shim_nstore, memory_order_relaxed)) || \
 			    !uni_shim_store_fd(fd))                        \
+				return call;                              \
+			if (is_send) { /* (a store outside: in turn) */    \
+				uni_shim_det_ext_write(fd, 0);             \
+				ssize_t ws_ = call;                       \
+				int we_ = errno;                          \
+				uni_shim_det_ext_write(fd, 1);             \
+				errno = we_;                              \
+				return ws_;                               \
+			}                                                 \
+			int dx_ = uni_shim_det_ext_read(fd);              \
+			if (dx_ < 0)                                      \
+				return -1;                                \
+			if (dx_ > 0)                                      \
 				return call;                              \
 			int sw_ = io_wait_begin(fd); /* the store */       \
 			ssize_t rs_ = call;                               \

@@ -990,6 +990,27 @@ static void maybe_attach_child(void)
 
 UNI_HIDDEN _Atomic int uni_shim_nstore;
 static _Atomic uint64_t g_store_bits[UNI_FD_MAX / 64];
+/* Deterministic mode: the store connections to a store outside the
+ * session (its connects are made in turn, its answers come in real time;
+ * det_ext_read). */
+static _Atomic uint64_t g_ext_bits[UNI_FD_MAX / 64];
+
+static int det_ext(int fd)
+{
+	return (unsigned)fd < UNI_FD_MAX &&
+	       (atomic_load_explicit(&g_ext_bits[fd / 64], memory_order_relaxed) >> (fd % 64) & 1);
+}
+
+static void det_ext_mark(int fd, int on)
+{
+	if ((unsigned)fd >= UNI_FD_MAX)
+		return;
+	uint64_t bit = 1ull << (fd % 64);
+	if (on)
+		atomic_fetch_or(&g_ext_bits[fd / 64], bit);
+	else
+		atomic_fetch_and(&g_ext_bits[fd / 64], ~bit);
+}
 
 int uni_shim_store_fd(int fd)
 {
@@ -1001,6 +1022,8 @@ void uni_shim_store_mark(int fd, int on)
 {
 	if ((unsigned)fd >= UNI_FD_MAX)
 		return;
+	if (!on)
+		det_ext_mark(fd, 0);
 	uint64_t bit = 1ull << (fd % 64);
 	uint64_t old = on ? atomic_fetch_or(&g_store_bits[fd / 64], bit) : atomic_fetch_and(&g_store_bits[fd / 64], ~bit);
 	if (on && !(old & bit))
@@ -1089,6 +1112,14 @@ void uni_shim_conn_new(int fd, const struct sockaddr *peer, socklen_t peerlen)
 	if (store && !(g_det && g_mode == UNI_MODE_SIMULATE && uni_det_live())) {
 		if (uni_shim_sync_on)
 			uni_shim_store_mark(fd, 1);
+		goto out;
+	}
+	/* A store outside the session (torchrun's agent hosts it): nobody
+	 * accepts the connection in turn, so it is not modelled; the turn
+	 * follows it as a store outside (det_ext_*). */
+	if (store && !accepted && listener_for(&pa) < 0) {
+		uni_shim_store_mark(fd, 1);
+		det_ext_mark(fd, 1);
 		goto out;
 	}
 	uint32_t slot = atomic_fetch_add(&g_nconns, 1);
@@ -4858,7 +4889,7 @@ static int det_follows(int fd)
 		return det_matched(g_conns[s1 - 1].shm_idx) &&
 		       det_sched_or_none(atomic_load_explicit(&c->peer_conn, memory_order_relaxed));
 	}
-	return det_listening(fd);
+	return det_ext(fd) || det_listening(fd);
 }
 
 /* Waits a moment of real time (at most a second) until the kernel says
@@ -4975,6 +5006,14 @@ static int det_look(struct pollfd *fds, nfds_t n, uint64_t *next)
 			if (!p->revents && w <= rx && !atomic_load_explicit(&pc->wclosed, memory_order_acquire))
 				p->revents = (short)(det_kernel(p->fd, (short)(want & ~(POLLOUT | POLLWRNORM))) &
 						     ~(POLLOUT | POLLWRNORM));
+		} else if (det_ext(p->fd)) {
+			/* A store outside the session: the kernel's answer (its
+			 * writes wake this poll in turn), a connect's handshake
+			 * waited for (the store listens). */
+			short k = det_kernel(p->fd, want);
+			if (!(k & (POLLOUT | POLLWRNORM)) && (want & (POLLOUT | POLLWRNORM)))
+				k |= det_kernel_wait(p->fd, (short)(want & (POLLOUT | POLLWRNORM)));
+			p->revents = k;
 		} else if (det_listening(p->fd)) {
 			p->revents = det_listener(p->fd, want);
 		} else {
@@ -5044,6 +5083,82 @@ static int det_wait_ready(struct pollfd *fds, int *n, int64_t timeout_ns, int ep
 			return 0;
 		}
 	}
+}
+
+/* A store outside the session (torchrun's agent hosts it): its requests
+ * are written in turn, so it takes them in the order of the turn, and it
+ * answers in real time. A blocking read of its answer holds the turn
+ * while the store answers (at most DET_EXT_HOLD_MS of real time; a
+ * request is answered in well under a millisecond); nothing by then (a
+ * get of a key that nobody has set yet), it waits in turn until a rank
+ * writes to the store, and looks again (holding the turn at most
+ * DET_EXT_HOLD_WOKEN_MS: most writes answer somebody else); an answer
+ * that came then goes on from that writer's clock (the set that let the
+ * store answer). Its receive
+ * time-out (SO_RCVTIMEO) is virtual: EAGAIN. A non-blocking read: the
+ * kernel's answer. */
+#define DET_EXT_HOLD_MS 50
+#define DET_EXT_HOLD_WOKEN_MS 20
+
+int uni_shim_det_ext_read(int fd)
+{
+	if (UNI_LIKELY(!g_det) || tls.in_shim || !det_ext(fd))
+		return 0;
+	int saved = errno, rc = 0;
+	tls.in_shim++;
+	if (!det_me() || !uni_det_live())
+		goto out;
+	det_point();
+	uint64_t tmo, woke = 0;
+	int nb = det_read_wait(fd, 0, &tmo);
+	uint64_t until = tmo && tls.vt < UINT64_MAX - tmo ? tls.vt + tmo : UINT64_MAX;
+	for (;;) {
+		struct pollfd k = {.fd = fd, .events = POLLIN};
+		if (uni_real.poll(&k, 1, nb ? 0 : woke ? DET_EXT_HOLD_WOKEN_MS : DET_EXT_HOLD_MS) > 0) {
+			if (woke > tls.vt)
+				take_stamp(woke, 0);
+			rc = 1;
+			break;
+		}
+		if (nb) {
+			rc = 1; /* (EAGAIN, from the kernel) */
+			break;
+		}
+		int b = uni_det_block(tls.ring, tls.ring_idx, UNI_DET_OBJ_EXTSTORE, tls.vt, until);
+		if (b < 0)
+			break; /* the turn given up: as without it */
+		if (b == 0) {
+			take_stamp(until, 0);
+			rc = -1;
+			break;
+		}
+		if (tls.ring->det_t > woke || !woke)
+			woke = tls.ring->det_t > tls.vt ? tls.ring->det_t : tls.vt;
+	}
+	leave();
+out:
+	tls.in_shim--;
+	errno = rc < 0 ? EAGAIN : saved;
+	return rc;
+}
+
+void uni_shim_det_ext_write(int fd, int after)
+{
+	if (UNI_LIKELY(!g_det) || tls.in_shim || !det_ext(fd))
+		return;
+	int saved = errno;
+	tls.in_shim++;
+	if (det_me() && uni_det_live()) {
+		if (!after) {
+			det_point();
+		} else {
+			uni_det_wake(UNI_DET_OBJ_EXTSTORE, tls.vt, 1, 0);
+			uni_det_wake(UNI_DET_OBJ_POLL, 0, 1, 0);
+			leave();
+		}
+	}
+	tls.in_shim--;
+	errno = saved;
 }
 
 int uni_shim_det_poll(struct pollfd *fds, nfds_t n, int64_t timeout_ns)

@@ -269,6 +269,12 @@ void uni_shim_listen_closed(int fd) UNI_HIDDEN;
 extern _Atomic int uni_shim_nstore UNI_HIDDEN;
 int uni_shim_store_fd(int fd) UNI_HIDDEN;
 void uni_shim_store_mark(int fd, int on) UNI_HIDDEN;
+/* Deterministic mode, a connection to a store outside the session: a
+ * write in turn (after: it wakes whoever waits for the store's answers);
+ * a read: 0 as without the turn, 1 the call does not block now, -1 return
+ * -1 with errno EAGAIN (shim.c). */
+void uni_shim_det_ext_write(int fd, int after) UNI_HIDDEN;
+int uni_shim_det_ext_read(int fd) UNI_HIDDEN;
 /* Listeners this process registered (uni_shim_listening) and not closed. */
 extern _Atomic int uni_shim_nlisten UNI_HIDDEN;
 /* Seconds past which a sleep or an absolute deadline is "for ever"
