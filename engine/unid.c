@@ -286,6 +286,8 @@ static void conn_record(uint32_t idx)
 	r.a = atomic_load(&c->peer_conn);
 	r.off = c->local.port;
 	r.len = c->peer.port;
+	if (c->flags & UNI_CONNF_STORE)
+		r.flags |= UNI_TRF_STORE;
 	trace_put(&r);
 }
 

@@ -2341,9 +2341,6 @@ int uni_shim_cond_signal(void *cv)
 		 * on that pair (every ring step waited one message more). */
 		void *m = tls.nheld ? tls.held[(tls.nheld - 1) % UNI_HELD]
 				    : tls.dispatcher ? NULL : tls.released;
-		struct stamp_ent *ce = m ? stamp_get(cv, 1) : NULL;
-		if (ce)
-			atomic_store_explicit(&ce->mutex, (uintptr_t)m, memory_order_relaxed);
 		if (m && (e = stamp_get(m, 1)) != NULL) {
 			/* The latest wins only if later: one Gloo buffer's mutex
 			 * guards both its send and its receive completions, and a
@@ -2352,6 +2349,11 @@ int uni_shim_cond_signal(void *cv)
 			while (t > cur && !atomic_compare_exchange_weak(&e->stamp, &cur, t))
 				;
 			if (t > cur) {
+				/* Which mutex this condition variable stamped: its
+				 * destruction forgets the stamp (uni_shim_cond_destroyed). */
+				struct stamp_ent *ce = stamp_get(cv, 1);
+				if (ce)
+					atomic_store_explicit(&ce->mutex, (uintptr_t)m, memory_order_relaxed);
 				/* The signal event if there is one, else this
 				 * thread's position among its events (UNI_SRC_POS),
 				 * which costs no event: the GIL's mutex is stamped at

@@ -373,6 +373,8 @@ struct summary {
 	struct mismatch *mism;
 	size_t nmism, cap_mism;
 	uint64_t external_bytes; /* to/from peers outside the session (< 0) */
+	struct u64map store_conns; /* connections of the rendezvous store (UNI_TRF_STORE) */
+	uint64_t store_msgs, store_bytes; /* their sends: no link, no time, not in the totals */
 	uint64_t deadlocked;     /* DEADLOCK records: threads blocked for good */
 
 	/* The longest transfers (sends: stamp/call start to the last byte's
@@ -744,10 +746,21 @@ static void account(struct summary *s, const struct uni_trec *t)
 	case UNI_TR_CONN:
 		r->conns++;
 		s->conns++;
+		if (t->flags & UNI_TRF_STORE)
+			map_insert(&s->store_conns, t->conn, 1);
 		break;
 	case UNI_TR_SEND:
 	case UNI_TR_RECV:
 		see_thread(s, r, t->tid);
+		if (s->store_conns.cap && map_get(&s->store_conns, t->conn) != MAP_EMPTY) {
+			/* The rendezvous store's control plane (deterministic
+			 * mode): not the network's traffic. */
+			if (t->kind == UNI_TR_SEND) {
+				s->store_msgs++;
+				s->store_bytes += t->len;
+			}
+			break;
+		}
 		last = t->t1 > t->t0 ? t->t1 : t->t0;
 		if (!r->have_events || t->t0 < r->first)
 			r->first = t->t0;
@@ -831,6 +844,7 @@ static void finish_summary(struct summary *s)
 	map_free(&s->rank_idx);
 	map_free(&s->pair_idx);
 	map_free(&s->threads);
+	map_free(&s->store_conns);
 	free(s->nodes.conn_rank);
 	s->nodes.conn_rank = NULL;
 
@@ -860,6 +874,7 @@ static void free_summary(struct summary *s)
 	map_free(&s->rank_idx);
 	map_free(&s->pair_idx);
 	map_free(&s->threads);
+	map_free(&s->store_conns);
 	free(s->nodes.conn_rank);
 	free(s->ranks);
 	free(s->pairs);
@@ -1107,6 +1122,10 @@ static void summary_text(const struct summary *s, const char *path)
 	if (s->external_bytes)
 		printf("note: %" PRIu64 " bytes to/from unknown peers were not checked\n",
 		       s->external_bytes);
+	if (s->store_msgs)
+		printf("note: the rendezvous store's %" PRIu64 " message%s (%" PRIu64
+		       " bytes; deterministic mode, over no link, in no time) are not in the totals\n",
+		       s->store_msgs, s->store_msgs == 1 ? "" : "s", s->store_bytes);
 	if (s->unknown)
 		printf("note: skipped %" PRIu64 " record%s of unknown kinds (newer minor version?)\n",
 		       s->unknown, s->unknown == 1 ? "" : "s");
@@ -1286,6 +1305,8 @@ static void summary_json(const struct summary *s, const char *path)
 	printf("%s],\n", s->nmism ? "\n  " : "");
 	printf("  \"unchecked_external_bytes\": %" PRIu64 ",\n",
 	       s->external_bytes);
+	printf("  \"store_messages\": %" PRIu64 ",\n  \"store_bytes\": %" PRIu64 ",\n", s->store_msgs,
+	       s->store_bytes);
 	printf("  \"unknown_records\": %" PRIu64 ",\n  \"bad_rank_records\": %"
 	       PRIu64 "\n}\n", s->unknown, s->bad_rank);
 }

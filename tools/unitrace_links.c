@@ -45,6 +45,7 @@ struct link {
 struct conn_end {
 	int32_t node;      /* + 1 */
 	uint32_t peer_conn; /* + 1 */
+	int store;         /* the rendezvous store's (UNI_TRF_STORE) */
 };
 
 static void *xrealloc(void *p, size_t n)
@@ -200,8 +201,11 @@ int unitrace_links(const char *path, const char *config, int json, int top, int 
 			}
 			ce[t.conn].node = node + 1;
 			ce[t.conn].peer_conn = (uint32_t)t.a + 1;
+			ce[t.conn].store = (t.flags & UNI_TRF_STORE) != 0;
 		}
-		if (t.kind == UNI_TR_SEND && t.len && node >= 0 && node < (int32_t)UNI_MAX_RANKS) {
+		/* (The rendezvous store's messages use no link.) */
+		if (t.kind == UNI_TR_SEND && t.len && node >= 0 && node < (int32_t)UNI_MAX_RANKS &&
+		    !(t.conn < nce && ce[t.conn].store)) {
 			if (ns == caps) {
 				caps = caps ? caps * 2 : 1024;
 				sends = xrealloc(sends, caps * sizeof(*sends));

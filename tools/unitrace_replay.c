@@ -66,6 +66,7 @@ struct stream {
 	uint32_t next;      /* chunks scheduled so far (in offset order) */
 	uint64_t free_at;   /* alpha-beta */
 	struct nic_flow *last_data;
+	int store;          /* the rendezvous store's: costs nothing (UNI_TRF_STORE) */
 };
 
 struct thread {
@@ -257,6 +258,7 @@ static int load(struct replay *R, const char *path)
 			R->st[r->conn].rank = r->rank;
 			R->st[r->conn].peer = r->peer;
 			R->st[r->conn].peer_conn = (uint32_t)r->a + 1;
+			R->st[r->conn].store = (r->flags & UNI_TRF_STORE) != 0;
 		}
 		if (r->kind == UNI_TR_COMPUTE && r->rank >= 0 && r->rank < (int32_t)UNI_MAX_RANKS && r->off) {
 			vsum[r->rank] += (double)(r->t1 - r->t0);
@@ -462,7 +464,14 @@ static void schedule_chunk(struct replay *R, struct stream *s, struct chunk *c)
 	struct chunk *m = &s->ch[c->msg];
 	if (!notify && m != c)
 		c->stamp = m->stamp; /* the rest of a message keeps its stamp */
-	if (R->nic) {
+	if (s->store) {
+		/* The store's control plane (as unid times it): a byte arrives
+		 * when it is written, over no link. */
+		c->nf = NULL;
+		c->lat = 0;
+		c->npb = 0;
+		c->start = c->stamp;
+	} else if (R->nic) {
 		if (!notify && m != c) {
 			c->nf = m->nf; /* the rest of a message: its flow */
 			c->flow_off = c->off - m->off;

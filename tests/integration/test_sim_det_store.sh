@@ -52,6 +52,24 @@ done
 cmp "$T/a.unitrace" "$T/b.unitrace" || fail "two deterministic replays wrote different traces"
 echo "det_store.py: the turn follows the store; two replays: the same trace ($(stat -c %s "$T/a.unitrace") bytes), the recorded polls: $(polls rec | sed 's/ values.*//' | tr '\n' ';')"
 
+# The store's messages are no network traffic: unitrace summary counts them
+# apart (a note; "store_messages" in --json), not in the totals or a
+# pair's bytes, and they took no time (every one arrived when sent).
+grep -qE "^note: the rendezvous store's [1-9][0-9]* messages" "$T/rec.log" ||
+	{ cat "$T/rec.log"; fail "the summary does not set the store's messages apart"; }
+grep -qE "^totals .* bytes sent 0, bytes received 0$" "$T/rec.log" ||
+	{ grep "^totals" "$T/rec.log"; fail "the store's bytes are in the totals"; }
+"${UNITRACE:-$(dirname "$UNIRUN")/unitrace}" dump --json "$T/rec.unitrace" | $PY -c '
+import json, sys
+recs = [json.loads(l) for l in sys.stdin]
+store = {r["conn"] for r in recs if r["kind"] == "conn" and r["flags"] & 1}
+sends = [r for r in recs if r["kind"] == "send" and r["conn"] in store]
+assert store and sends, (len(store), len(sends))
+late = [r for r in sends if r["t1"] != r["t0"]]
+assert not late, late[:3]
+print(f"the store: {len(store)} connection ends flagged, {len(sends)} sends, each arriving when sent")
+' || fail "the store's connections are not flagged in the trace, or took time"
+
 # Gloo after the store: the turn holds.
 run g --deterministic -- $PY "$HERE/det_store.py" gloo
 [ "$(grep -c '^rank [0-9]: sum \[6.0, 6.0, 6.0, 6.0\]$' "$T/g.log")" = 3 ] || { cat "$T/g.log"; fail "the Gloo program's sum"; }

@@ -102,6 +102,8 @@ enum uni_trec_kind {
 enum uni_trec_flags {
 	UNI_TRF_CLEAN = 1u << 0, /* RANK_EXIT: the rank detached itself */
 	UNI_TRF_DIED = 1u << 1,  /* RANK_EXIT: the process vanished */
+	UNI_TRF_STORE = 1u << 0, /* CONN: the rendezvous store's (deterministic mode follows it
+	                            as a connection that costs nothing: no link, no time) */
 	/* SEND and RECV (the event flags of shm.h, UNI_EVF_*): */
 	UNI_TRF_DISPATCHER = 1u << 0, /* by a dispatcher thread (Gloo's loop) */
 	UNI_TRF_FALLBACK = 1u << 1,   /* stamped from the writer's clock: Gloo stream not parsed */
