@@ -50,7 +50,10 @@ static atomic_flag g_tq_lock = ATOMIC_FLAG_INIT;
 static _Atomic int g_tq_full_said;
 
 /* Channel kinds, by number. */
-static uint8_t g_chan_kind[CHAN_MAX]; /* 1 pipe, 2 eventfd, 3 eventfd semaphore */
+static uint8_t g_chan_kind[CHAN_MAX]; /* 1 pipe, 2 eventfd, 3 eventfd semaphore, 4 socket pair end */
+/* A socket pair's end (kind 4): the channel of its other end, whose
+ * writes it reads (its own channel holds the bytes it writes). */
+static uint32_t g_chan_peer[CHAN_MAX];
 static _Atomic uint32_t g_nchan;
 
 static void tq_lock(void)
@@ -174,6 +177,16 @@ static uintptr_t chan_key(uint32_t fdent)
 	return (uintptr_t)&g_chan_kind[fdent & ~UNI_FD_CHAN];
 }
 
+/* The channel whose queue a read on fdent consumes: a pipe's or an
+ * eventfd's own; a socket pair end's other end's. */
+static uintptr_t chan_read_key(uint32_t fdent)
+{
+	uint32_t id = fdent & ~UNI_FD_CHAN;
+	if (id < CHAN_MAX && g_chan_kind[id] == 4)
+		return chan_key(UNI_FD_CHAN | g_chan_peer[id]);
+	return chan_key(fdent);
+}
+
 static void chan_track(int fd, uint32_t id)
 {
 	uni_shim_fd_closed(fd); /* a connection whose number this reuses */
@@ -194,6 +207,25 @@ void uni_chan_new(int fd0, int fd1, int kind)
 		chan_track(fd1, id);
 }
 
+/* A pair of connected UNIX sockets (socketpair: asyncio's self-pipe, a
+ * program's own): each end is a channel of the bytes it writes, read at
+ * the other end. */
+void uni_chan_pair(int fd0, int fd1)
+{
+	if (!uni_shim_sync_on || uni_shim_in_shim())
+		return;
+	uint32_t id = atomic_fetch_add(&g_nchan, 2);
+	if (id + 1 >= CHAN_MAX)
+		return;
+	g_chan_kind[id] = g_chan_kind[id + 1] = 4;
+	g_chan_peer[id] = id + 1;
+	g_chan_peer[id + 1] = id;
+	uni_tq_forget(chan_key(UNI_FD_CHAN | id));
+	uni_tq_forget(chan_key(UNI_FD_CHAN | (id + 1)));
+	chan_track(fd0, id);
+	chan_track(fd1, id + 1);
+}
+
 void uni_chan_reset(void)
 {
 	atomic_store(&g_nchan, 0);
@@ -208,8 +240,8 @@ void uni_chan_read(uint32_t fdent, ssize_t r)
 	if (id >= CHAN_MAX)
 		return;
 	int kind = g_chan_kind[id];
-	uint64_t amount = kind == 1 ? (uint64_t)r : kind == 3 ? 1 : UINT64_MAX, src;
-	uint64_t t = uni_tq_take(chan_key(fdent), amount, 0, &src);
+	uint64_t amount = kind == 1 || kind == 4 ? (uint64_t)r : kind == 3 ? 1 : UINT64_MAX, src;
+	uint64_t t = uni_tq_take(chan_read_key(fdent), amount, 0, &src);
 	uni_shim_take(t, src);
 }
 
@@ -224,7 +256,7 @@ void uni_chan_write_begin(struct uni_chan_w *w, uint32_t fdent, const struct iov
 	w->kind = g_chan_kind[id];
 	w->key = chan_key(fdent);
 	uint64_t amount = 0;
-	if (w->kind == 1) {
+	if (w->kind == 1 || w->kind == 4) {
 		for (int i = 0; i < cnt; i++)
 			amount += iov[i].iov_len;
 	} else if (cnt > 0 && iov[0].iov_len >= 8) {
@@ -246,7 +278,7 @@ void uni_chan_write_end(const struct uni_chan_w *w, ssize_t r)
 		return;
 	/* What the kernel took: a pipe's r bytes; an eventfd's value or
 	 * nothing. */
-	uint64_t took = w->kind == 1 ? (r > 0 ? (uint64_t)r : 0) : (r == 8 ? w->amount : 0);
+	uint64_t took = w->kind == 1 || w->kind == 4 ? (r > 0 ? (uint64_t)r : 0) : (r == 8 ? w->amount : 0);
 	if (took)
 		uni_shim_det_polled(); /* pollers in turn look again */
 	if (took >= w->amount)
@@ -281,7 +313,7 @@ int uni_chan_pending(uint32_t fdent, uint64_t *t)
 		return 0;
 	int k = 0;
 	tq_lock();
-	struct tq *q = tq_find(chan_key(fdent), 0);
+	struct tq *q = tq_find(chan_read_key(fdent), 0);
 	for (uint32_t i = 0; q && i < q->n; i++)
 		if (!k++ || q->e[i].t < *t)
 			*t = q->e[i].t;
@@ -299,7 +331,7 @@ int uni_chan_wait_begin(uint32_t fdent, int fd)
 	struct pollfd p = {.fd = fd, .events = POLLIN};
 	if (uni_real.poll(&p, 1, 0) > 0)
 		return 0;
-	return uni_shim_object_wait(1, (void *)chan_key(fdent));
+	return uni_shim_object_wait(1, (void *)chan_read_key(fdent));
 }
 
 void uni_chan_wait_end(int began)

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "shim.h"
@@ -282,6 +283,17 @@ UNI_EXTERN int pipe2(int fds[2], int flags)
 	int r = uni_real.pipe2(fds, flags);
 	if (r == 0 && UNI_UNLIKELY(uni_shim_sync_on))
 		uni_chan_new(fds[0], fds[1], 1);
+	return r;
+}
+
+/* A pair of connected UNIX sockets: a channel each way (chan.c), as a
+ * pipe is one. */
+UNI_EXTERN int socketpair(int domain, int type, int protocol, int fds[2])
+{
+	ENSURE(socketpair);
+	int r = uni_real.socketpair(domain, type, protocol, fds);
+	if (r == 0 && UNI_UNLIKELY(uni_shim_sync_on) && domain == AF_UNIX)
+		uni_chan_pair(fds[0], fds[1]);
 	return r;
 }
 

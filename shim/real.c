@@ -75,6 +75,7 @@ static void uni_resolve_all(void)
 	RESOLVE(sem_init, "sem_init");
 	RESOLVE(pipe, "pipe");
 	RESOLVE(pipe2, "pipe2");
+	RESOLVE(socketpair, "socketpair");
 	RESOLVE(eventfd, "eventfd");
 	RESOLVE(syscall, "syscall");
 	RESOLVE(pthread_create, "pthread_create");

@@ -76,6 +76,7 @@ struct uni_real {
 	int (*sem_init)(sem_t *, int, unsigned);
 	int (*pipe)(int[2]);
 	int (*pipe2)(int[2], int);
+	int (*socketpair)(int, int, int, int[2]);
 	int (*eventfd)(unsigned, int);
 	long (*syscall)(long, ...);
 	int (*pthread_create)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
@@ -197,6 +198,7 @@ void uni_tq_push(uintptr_t key, uint64_t amount, uint64_t t, uint64_t src) UNI_H
 uint64_t uni_tq_take(uintptr_t key, uint64_t amount, int earliest, uint64_t *src) UNI_HIDDEN;
 void uni_tq_forget(uintptr_t key) UNI_HIDDEN;
 void uni_chan_new(int fd0, int fd1, int kind) UNI_HIDDEN;
+void uni_chan_pair(int fd0, int fd1) UNI_HIDDEN;
 void uni_chan_reset(void) UNI_HIDDEN;
 void uni_chan_read(uint32_t fdent, ssize_t r) UNI_HIDDEN;
 /* A write on a channel: its time is queued before the real write (a

@@ -28,6 +28,8 @@
  * clock after each wait): each post hands on the poster's clock by its
  * position among its events, no event of its own, and both posts have the
  * same position (test sim-chan replays them under another slowdown).
+ * The same through a socket pair ("sockpair": the main thread reads one
+ * end after writing a byte on it, which is the other end's to read).
  * Last, an object with a mutex and a condition variable (a c10d Work's
  * shape): a thread sleeps 300 ms, signals under the mutex, then (for
  * "stale new") destroys the condition variable and makes a new object in
@@ -46,6 +48,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -81,6 +84,20 @@ static void *write_pipe(void *arg)
 	sleep_ms(200);
 	posted_at = now_ms();
 	if (write(pfd[1], "x", 1) != 1)
+		abort();
+	return NULL;
+}
+
+/* A socket pair (each end a channel of what it writes): the main thread
+ * wrote a byte on its end before; it reads the other end's. */
+static int spfd[2];
+
+static void *write_sockpair(void *arg)
+{
+	(void)arg;
+	sleep_ms(200);
+	posted_at = now_ms();
+	if (write(spfd[1], "x", 1) != 1)
 		abort();
 	return NULL;
 }
@@ -226,6 +243,12 @@ static int read_pipe(void)
 	return read(pfd[0], &c, 1) == 1 ? 0 : -1;
 }
 
+static int read_sockpair(void)
+{
+	char c;
+	return read(spfd[0], &c, 1) == 1 ? 0 : -1;
+}
+
 static int read_eventfd(void)
 {
 	uint64_t v;
@@ -313,6 +336,11 @@ int main(void)
 	run("sem", post_sem, wait_sem);
 	run("pipe", write_pipe, read_pipe);
 	run("eventfd", write_eventfd, read_eventfd);
+	/* (Its own byte, written now, is the other end's to read: the read
+	 * below waits for the thread's.) */
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, spfd) || write(spfd[0], "y", 1) != 1)
+		return 1;
+	run("sockpair", write_sockpair, read_sockpair);
 
 	/* Two posts at 100 and 400 ms from two threads; the main thread waits
 	 * after both have posted (in real time), twice. */

@@ -57,4 +57,32 @@ assert "timeout" not in r0 or tr - t0 < 3 * (arr - t0), "the asyncio loop read t
 assert abs(virt / cpu - 2.0) < 0.1, "the asyncio loop's compute is not charged at its slowdown"
 PYEOF
 done
-ok "an asyncio loop in a rank's main thread: reads at the arrival, compute at its slowdown, timers and socket time-outs in virtual time"
+# Deterministic mode (alpha-beta): the asyncio loop's epoll set holds its
+# self-pipe, a socketpair, which the turn follows as a channel each way
+# since session 19 (before, every epoll_wait of the loop waited outside
+# the turn): recorded and replayed twice, no thread waits outside the
+# turn, both replays follow the recording and write the same trace, and
+# print the recording's virtual times.
+printf 'mode: simulate\nnetwork: { model: alpha-beta, default: { latency: 2ms, bandwidth: 100Mbit } }\n' >"$T/c.yaml"
+for x in rec a b; do
+	rm -f "$T/port" "$T"/rank*.txt
+	cf=()
+	[ $x = rec ] || cf=(--compute-from "$T/rec.unitrace")
+	UNI_DET_DEBUG=1 timeout 120 "$UNIRUN" -n 2 --session "sda-$$" --config "$T/c.yaml" --trace "$T/$x.unitrace" \
+		--deterministic "${cf[@]}" -- $PY "$HERE/sim_asyncio.py" "$T" >"$T/$x.log" 2>&1 ||
+		{ cat "$T/$x.log"; fail "sim_asyncio under --deterministic ($x)"; }
+	! grep -E "waits outside the turn|goes on without the turn" "$T/$x.log" || fail "$x: a thread left the turn"
+	[ $x = rec ] || grep -qE "threads: [0-9]+ followed the recorded run to their end, 0 left it" "$T/$x.log" ||
+		{ cat "$T/$x.log"; fail "$x did not follow the recorded run"; }
+	$PY - "$T" >"$T/$x.times" <<'PYEOF'
+import sys
+d = sys.argv[1]
+r0 = {l.split()[0]: l.split() for l in open(d + "/rank0.txt").read().splitlines()}
+r1 = {l.split()[0]: l.split() for l in open(d + "/rank1.txt").read().splitlines()}
+print(r0["timeout"][1], r1["asleep"][1], int(r1["recv"][2]) - int(r0["send"][2]), r1["compute"][1])
+PYEOF
+	[ $x = rec ] || cmp "$T/rec.times" "$T/$x.times" || fail "$x printed other virtual times than the recording"
+done
+cmp "$T/a.unitrace" "$T/b.unitrace" || fail "two deterministic replays of the asyncio program wrote different traces"
+echo "deterministic: two replays, the same trace ($(stat -c %s "$T/a.unitrace") bytes), the recording's times ($(cat "$T/rec.times"))"
+ok "an asyncio loop in a rank's main thread: reads at the arrival, compute at its slowdown, timers and socket time-outs in virtual time, deterministic under the turn"

@@ -21,10 +21,10 @@ for model in alpha-beta nic; do
 	$PY - "$T/log" "$model" <<'PYEOF' || { cat "$T/log"; fail "wake-ups under $1"; }
 import sys
 model = sys.argv[2]
-lines = {l.split()[0]: [float(x) for x in l.split()[1:]] for l in open(sys.argv[1]) if l[:3] in ("sem", "pip", "eve", "sle", "joi", "det", "try", "tim", "clo")}
+lines = {l.split()[0]: [float(x) for x in l.split()[1:]] for l in open(sys.argv[1]) if l[:3] in ("sem", "pip", "eve", "soc", "sle", "joi", "det", "try", "tim", "clo")}
 stale = {l.split()[1]: [float(x) for x in l.split()[2:]] for l in open(sys.argv[1]) if l.startswith("stale ")}
 bad = 0
-for kind in ("sem", "pipe", "eventfd"):
+for kind in ("sem", "pipe", "eventfd", "sockpair"):
     before, after, posted = lines[kind]
     print(f"{model} {kind}: waiter {before:.3f} -> {after:.3f} ms, poster posted at {posted:.3f} ms")
     if not (after >= posted and after - before >= 199.0):
