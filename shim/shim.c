@@ -1954,7 +1954,7 @@ int uni_shim_send_blocking(uint32_t slot1, int fd, int flags, const struct iovec
 	sc->gf.out.broken = 1;
 	uint64_t stamp = uni_shim_io_begin(slot1); /* every part's stamp */
 	size_t done = 0;
-	uint64_t end = 0, deadline = 0, waiting_since = 0, over = 0;
+	uint64_t end = 0, deadline = 0, waiting_since = 0, over = 0, det_dl = 0;
 	int k = 0, err = 0, det_off = 0;
 	while (done < total) {
 		struct msghdr m = {.msg_iov = cur + k, .msg_iovlen = (size_t)(cnt - k)};
@@ -1983,7 +1983,33 @@ int uni_shim_send_blocking(uint32_t slot1, int fd, int flags, const struct iovec
 					tls.ring->stack[0] = 0;
 					wait_read(tls.ring, sc->shm_idx | UNI_WAIT_OBJ_ROOM, waiting_since, tls.vt, 0);
 				}
-				int b = uni_det_block(tls.ring, tls.ring_idx, UNI_DET_OBJ_POLL, tls.vt, UINT64_MAX);
+				/* SO_SNDTIMEO bounds the call in virtual time (from its
+				 * start, as the kernel's bounds it in real time). */
+				if (!det_dl) {
+					struct timeval tv = {0, 0};
+					socklen_t tl = sizeof(tv);
+					det_dl = UINT64_MAX;
+					if (getsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, &tl) == 0 && (tv.tv_sec || tv.tv_usec) &&
+					    tv.tv_sec >= 0)
+						det_dl = stamp + (uint64_t)tv.tv_sec * 1000000000ull + (uint64_t)tv.tv_usec * 1000ull;
+				}
+				if (det_dl <= tls.vt) {
+					if (waiting_since)
+						atomic_store_explicit(&tls.ring->wait_kind, UNI_WAIT_NONE,
+								      memory_order_release);
+					tls.in_shim--;
+					err = EAGAIN;
+					break;
+				}
+				int b = uni_det_block(tls.ring, tls.ring_idx, UNI_DET_OBJ_POLL, tls.vt, det_dl);
+				if (b == 0) {
+					/* (Its time-out: EAGAIN, or the count so far.) */
+					take_stamp(det_dl, 0);
+					atomic_store_explicit(&tls.ring->wait_kind, UNI_WAIT_NONE, memory_order_release);
+					tls.in_shim--;
+					err = EAGAIN;
+					break;
+				}
 				/* Every thread of the session waited (two ranks that
 				 * each send more than the buffer before they read,
 				 * which the host's megabytes of buffers let through):

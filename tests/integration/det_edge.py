@@ -8,7 +8,12 @@
               Each rank prints "rank R: sent N got N".
   peerclose   rank 1 reads 1000 bytes and closes; rank 0 sendall()s
               20 MB: it must get the kernel's error, not wait for room
-              for ever. Rank 0 prints "rank 0: sendall: ERROR"."""
+              for ever. Rank 0 prints "rank 0: sendall: ERROR".
+  sndtimeo    rank 0 sets a 300 ms send time-out (SO_SNDTIMEO) and
+              sends 4 MB while rank 1 sleeps 2 s before it reads: the
+              send stops at its time-out in virtual time. Rank 0 prints
+              "rank 0: send: SENT of N after MS ms" (the virtual time the
+              call took), rank 1 "rank 1: got SENT"."""
 import os
 import signal
 import sys
@@ -27,6 +32,34 @@ if mode == "exchange":
     c.sendall(bytes([rank + 1]) * n)
     got = read_upto(c, n)
     print(f"rank {rank}: sent {n} got {got}", flush=True)
+elif mode == "sndtimeo":
+    import socket
+    import struct
+    n = 4_000_000
+    if rank == 0:
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", 0, 300_000))
+        t0 = time.monotonic_ns()
+        try:
+            sent = c.send(b"x" * n)
+        except OSError:
+            sent = 0
+        ms = (time.monotonic_ns() - t0) / 1e6
+        print(f"rank 0: send: {sent} of {n} after {ms:.3f} ms", flush=True)
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", 0, 0))
+        c.sendall(b"!")
+        c.shutdown(socket.SHUT_WR)
+        c.recv(1)
+    else:
+        time.sleep(2)
+        got = 0
+        while True:
+            b = c.recv(1 << 20)
+            if not b or b.endswith(b"!"):
+                got += len(b) - (1 if b else 0)
+                break
+            got += len(b)
+        print(f"rank 1: got {got}", flush=True)
+        c.close()
 elif rank == 0:
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     try:

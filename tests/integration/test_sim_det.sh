@@ -27,6 +27,8 @@
 #     on a non-blocking socket) with the turn: recorded and replayed twice,
 #     the same events, reads and trace; the reply in parts of the turn's
 #     socket buffer;
+#   - det_edge.py sndtimeo: a send with SO_SNDTIMEO of 300 ms to a reader
+#     asleep for 2 s returns after 300 ms of virtual time with what went;
 #   - det_edge.py: both ranks send 600 kB before reading (more than the
 #     turn's socket buffer): it goes through, the same trace in two
 #     replays; a writer whose peer closed gets the kernel's error;
@@ -183,7 +185,20 @@ run xc --deterministic --compute-from "$T/xa.unitrace" -- $PY "$HERE/det_edge.py
 cmp "$T/xb.unitrace" "$T/xc.unitrace" || fail "det_edge.py exchange: two deterministic replays differ"
 run pc --deterministic -- $PY "$HERE/det_edge.py" $XPORT peerclose
 grep -qE 'rank 0: sendall: (Connection reset by peer|Broken pipe)' "$T/pc.log" || { cat "$T/pc.log"; fail "det_edge.py peerclose"; }
-echo "det_edge.py: a two-way exchange past the turn's buffer goes through (the same trace twice); a closed peer's error comes back"
+# A send time-out (SO_SNDTIMEO) bounds the wait for the turn's buffer in
+# virtual time: a 4 MB send to a reader asleep for 2 s stops after 300 ms
+# with what fitted (before session 19 it waited for the reader).
+run st --deterministic -- $PY "$HERE/det_edge.py" $XPORT sndtimeo
+$PY - "$T/st.log" <<'PY' || { cat "$T/st.log"; fail "det_edge.py sndtimeo: the send time-out"; }
+import re, sys
+log = open(sys.argv[1]).read()
+sent, n, ms = re.search(r"rank 0: send: (\d+) of (\d+) after ([\d.]+) ms", log).groups()
+got = re.search(r"rank 1: got (\d+)", log).group(1)
+assert 0 < int(sent) < int(n) and int(got) == int(sent), (sent, n, got)
+assert 300 <= float(ms) < 400, ms
+print(f"det_edge.py sndtimeo: {sent} of {n} bytes went, the send returned after {ms} ms of virtual time")
+PY
+echo "det_edge.py: a two-way exchange past the turn's buffer goes through (the same trace twice); a closed peer's error comes back; a send time-out is virtual"
 
 # Gloo: the turn holds, the program is right.
 cat >"$T/ar.py" <<'PY'
