@@ -32,3 +32,15 @@ det_run() {
 	timeout "$DET_TIMEOUT" "$UNIRUN" -n "$DET_RANKS" --session "$DET_TAG-$$" --config "$T/c.yaml" \
 		--trace "$T/$name.unitrace" "$@" >"$T/$name.log" 2>&1 || { cat "$T/$name.log"; fail "$name: unirun"; }
 }
+
+# det_followed NAME FILE [N]: run NAME's summary (in FILE) says that every
+# thread (N of them; any number without N) followed the recorded run to
+# its end. det_in_turn NAME LOG: no thread of run NAME left the turn
+# (UNI_DET_DEBUG=1 makes the shim say each one that waits outside it).
+det_followed() {
+	grep -qE "threads: ${3:-[0-9]+} followed the recorded run to their end, 0 left it" "$2" ||
+		{ cat "$2"; fail "run $1 did not follow the recorded run"; }
+}
+det_in_turn() {
+	! grep -E "waits outside the turn|goes on without the turn" "$2" || fail "$1: a thread left the turn"
+}

@@ -32,12 +32,11 @@ run plain -- $PY "$EX/tp_infer.py" "${ARGS[@]}"
 run rec --deterministic -- $PY "$EX/tp_infer.py" "${ARGS[@]}"
 for x in a b; do
 	run $x --deterministic --compute-from "$T/rec.unitrace" -- $PY "$EX/tp_infer.py" "${ARGS[@]}"
-	grep -qE "threads: [0-9]+ followed the recorded run to their end, 0 left it" "$T/$x.log" ||
-		{ cat "$T/$x.log"; fail "run $x did not follow the recorded run"; }
+	det_followed $x "$T/$x.log"
 	cmp <(pred rec) <(pred $x) || fail "run $x printed another prediction or time per token than the recording"
 done
 for x in rec a b; do
-	! grep -E "waits outside the turn|goes on without the turn" "$T/$x.log" || fail "$x: a thread left the turn"
+	det_in_turn $x "$T/$x.log"
 done
 cmp "$T/a.unitrace" "$T/b.unitrace" || fail "two deterministic replays of the main job wrote different traces"
 cmp <(grep '^prediction:' "$T/plain.log") <(grep '^prediction:' "$T/rec.log") ||

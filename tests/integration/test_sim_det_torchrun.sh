@@ -36,12 +36,11 @@ run rec --deterministic
 for x in a b; do
 	run $x --deterministic --compute-from "$T/rec.unitrace"
 	"$UNITRACE" summary "$T/$x.unitrace" >"$T/$x.sum"
-	grep -qE "threads: 15 followed the recorded run to their end, 0 left it" "$T/$x.sum" ||
-		{ cat "$T/$x.sum"; fail "run $x did not follow the recorded run"; }
+	det_followed $x "$T/$x.sum" 15
 	cmp <(out rec) <(out $x) || fail "run $x printed other results or virtual times than the recording"
 done
 for x in rec a b; do
-	! grep -E "waits outside the turn|goes on without the turn" "$T/$x.log" || fail "$x: a thread left the turn"
+	det_in_turn $x "$T/$x.log"
 	[ "$(out $x | grep -c '^rank [0-9]: sum 162.0 gather \[0.0, 1.0, 2.0\] bcast 0.0 recv')" = 3 ] ||
 		{ cat "$T/$x.log"; fail "$x: the results"; }
 done
