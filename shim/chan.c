@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
@@ -53,11 +54,43 @@ static _Atomic int g_tq_full_said;
 static uint8_t g_chan_kind[CHAN_MAX]; /* 1 pipe, 2 eventfd, 3 eventfd semaphore, 4 socket pair end */
 /* A socket pair's end (kind 4): the channel of its other end, whose
  * writes it reads (its own channel holds the bytes it writes). */
-static uint32_t g_chan_peer[CHAN_MAX];
 static _Atomic uint32_t g_nchan;
+static uint32_t g_chan_peer[CHAN_MAX];
+/* Channels that existed at a fork: their other end may be in another
+ * process (a subprocess's pipe, multiprocessing.Pipe's socket pair),
+ * whose writes this one's queue never sees; deterministic mode does not
+ * follow them (the kernel's answers, outside the turn). */
+static uint8_t g_chan_shared[CHAN_MAX];
 
+static void chan_forked(void)
+{
+	uint32_t n = atomic_load(&g_nchan);
+	for (uint32_t i = 0; i < n && i < CHAN_MAX; i++)
+		g_chan_shared[i] = 1;
+}
+
+static void chan_watch_forks(void)
+{
+	pthread_atfork(NULL, chan_forked, chan_forked);
+}
+
+static void chan_watch(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, chan_watch_forks);
+}
+
+int uni_chan_shared(uint32_t fdent)
+{
+	uint32_t id = fdent & ~UNI_FD_CHAN;
+	return id >= CHAN_MAX || g_chan_shared[id] || (g_chan_kind[id] == 4 && g_chan_shared[g_chan_peer[id]]);
+}
+
+/* (Held in the shim: a signal handler that writes a channel, Python's
+ * wake-up fd, while its thread holds the lock would spin for ever.) */
 static void tq_lock(void)
 {
+	uni_shim_hold(1);
 	while (atomic_flag_test_and_set_explicit(&g_tq_lock, memory_order_acquire))
 		__builtin_ia32_pause();
 }
@@ -65,6 +98,7 @@ static void tq_lock(void)
 static void tq_unlock(void)
 {
 	atomic_flag_clear_explicit(&g_tq_lock, memory_order_release);
+	uni_shim_hold(0);
 }
 
 static struct tq *tq_find(uintptr_t k, int create)
@@ -197,10 +231,12 @@ void uni_chan_new(int fd0, int fd1, int kind)
 {
 	if (!uni_shim_sync_on || uni_shim_in_shim())
 		return;
+	chan_watch();
 	uint32_t id = atomic_fetch_add(&g_nchan, 1);
 	if (id >= CHAN_MAX)
 		return; /* carries no time: said nowhere, costs a missed hand-off */
 	g_chan_kind[id] = (uint8_t)kind;
+	g_chan_shared[id] = 0;
 	uni_tq_forget(chan_key(UNI_FD_CHAN | id));
 	chan_track(fd0, id);
 	if (fd1 >= 0)
@@ -214,10 +250,12 @@ void uni_chan_pair(int fd0, int fd1)
 {
 	if (!uni_shim_sync_on || uni_shim_in_shim())
 		return;
+	chan_watch();
 	uint32_t id = atomic_fetch_add(&g_nchan, 2);
 	if (id + 1 >= CHAN_MAX)
 		return;
 	g_chan_kind[id] = g_chan_kind[id + 1] = 4;
+	g_chan_shared[id] = g_chan_shared[id + 1] = 0;
 	g_chan_peer[id] = id + 1;
 	g_chan_peer[id + 1] = id;
 	uni_tq_forget(chan_key(UNI_FD_CHAN | id));

@@ -266,7 +266,7 @@ UNI_EXTERN int close(int fd)
 static inline void store_duped(int oldfd, int newfd)
 {
 	if (UNI_UNLIKELY(atomic_load_explicit(&uni_shim_nstore, memory_order_relaxed)) && oldfd != newfd)
-		uni_shim_store_mark(newfd, uni_shim_store_fd(oldfd));
+		uni_shim_store_dup(oldfd, newfd);
 }
 
 UNI_EXTERN int dup(int oldfd)

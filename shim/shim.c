@@ -200,6 +200,17 @@ int uni_shim_in_shim(void)
 	return tls.in_shim;
 }
 
+/* The thread is in the shim (on: 1) or leaves it (0): a signal handler
+ * that writes a pipe meanwhile (Python's wake-up fd) goes straight to the
+ * kernel instead of into a lock the interrupted shim code holds. */
+void uni_shim_hold(int on)
+{
+	if (on)
+		tls.in_shim++;
+	else
+		tls.in_shim--;
+}
+
 static inline uint64_t shim_now(void)
 {
 	return uni_now_ns() - g_epoch;
@@ -995,6 +1006,31 @@ static _Atomic uint64_t g_store_bits[UNI_FD_MAX / 64];
  * det_ext_read). */
 static _Atomic uint64_t g_ext_bits[UNI_FD_MAX / 64];
 
+/* How long a thread holds the turn for such a store's answer (ms of
+ * real time): after its request, after a wake-up (uni_shim_det_ext_read). */
+#define DET_EXT_HOLD_MS 50
+#define DET_EXT_HOLD_WOKEN_MS 20
+
+/* ... and those this process wrote a request on that has no answer yet. */
+static _Atomic uint64_t g_ext_ask_bits[UNI_FD_MAX / 64];
+
+static void det_ext_asked(int fd, int on)
+{
+	if ((unsigned)fd >= UNI_FD_MAX)
+		return;
+	uint64_t bit = 1ull << (fd % 64);
+	if (on)
+		atomic_fetch_or(&g_ext_ask_bits[fd / 64], bit);
+	else
+		atomic_fetch_and(&g_ext_ask_bits[fd / 64], ~bit);
+}
+
+static int det_ext_asking(int fd)
+{
+	return (unsigned)fd < UNI_FD_MAX &&
+	       (atomic_load_explicit(&g_ext_ask_bits[fd / 64], memory_order_relaxed) >> (fd % 64) & 1);
+}
+
 static int det_ext(int fd)
 {
 	return (unsigned)fd < UNI_FD_MAX &&
@@ -1005,6 +1041,7 @@ static void det_ext_mark(int fd, int on)
 {
 	if ((unsigned)fd >= UNI_FD_MAX)
 		return;
+	det_ext_asked(fd, 0);
 	uint64_t bit = 1ull << (fd % 64);
 	if (on)
 		atomic_fetch_or(&g_ext_bits[fd / 64], bit);
@@ -1030,6 +1067,13 @@ void uni_shim_store_mark(int fd, int on)
 		atomic_fetch_add(&uni_shim_nstore, 1);
 	else if (!on && (old & bit))
 		atomic_fetch_sub(&uni_shim_nstore, 1);
+}
+
+void uni_shim_store_dup(int oldfd, int newfd)
+{
+	int ext = det_ext(oldfd);
+	uni_shim_store_mark(newfd, uni_shim_store_fd(oldfd));
+	det_ext_mark(newfd, ext);
 }
 
 static int listener_for(const struct uni_addr *a);
@@ -1108,6 +1152,7 @@ void uni_shim_conn_new(int fd, const struct sockaddr *peer, socklen_t peerlen)
 	 * that costs nothing (UNI_CONNF_STORE), so that a store request and
 	 * its answer are ordered in virtual time (the start-up's polls of the
 	 * store were the host's). */
+	det_ext_mark(fd, 0); /* (a number reused behind the shim's back) */
 	int store = (int)la.port == g_master_port || (int)pa.port == g_master_port;
 	if (store && !(g_det && g_mode == UNI_MODE_SIMULATE && uni_det_live())) {
 		if (uni_shim_sync_on)
@@ -1990,7 +2035,7 @@ int uni_shim_send_blocking(uint32_t slot1, int fd, int flags, const struct iovec
 					socklen_t tl = sizeof(tv);
 					det_dl = UINT64_MAX;
 					if (getsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, &tl) == 0 && (tv.tv_sec || tv.tv_usec) &&
-					    tv.tv_sec >= 0)
+					    tv.tv_sec >= 0 && (uint64_t)tv.tv_sec < (UINT64_MAX - stamp) / 1000000000ull - 1)
 						det_dl = stamp + (uint64_t)tv.tv_sec * 1000000000ull + (uint64_t)tv.tv_usec * 1000ull;
 				}
 				if (det_dl <= tls.vt) {
@@ -2149,6 +2194,7 @@ struct stamp_ent {
 	_Atomic uint64_t stamp;   /* time of the latest signal (cv) / hand-off (mutex) */
 	_Atomic uint64_t src;     /* the SIGNAL event that set it (replay) */
 	_Atomic uintptr_t mutex;  /* cv: the mutex a signal on it stamped last */
+	_Atomic uint64_t mstamp;  /* cv: ... and the stamp it wrote there */
 };
 
 #define STAMP_BITS 14
@@ -2378,8 +2424,10 @@ int uni_shim_cond_signal(void *cv)
 				/* Which mutex this condition variable stamped: its
 				 * destruction forgets the stamp (uni_shim_cond_destroyed). */
 				struct stamp_ent *ce = stamp_get(cv, 1);
-				if (ce)
+				if (ce) {
 					atomic_store_explicit(&ce->mutex, (uintptr_t)m, memory_order_relaxed);
+					atomic_store_explicit(&ce->mstamp, t, memory_order_relaxed);
+				}
 				/* The signal event if there is one, else this
 				 * thread's position among its events (UNI_SRC_POS),
 				 * which costs no event: the GIL's mutex is stamped at
@@ -2412,27 +2460,31 @@ static void stamp_forget(void *p)
 	struct stamp_ent *e = stamp_get(p, 0);
 	if (!e)
 		return;
-	atomic_store_explicit(&e->stamp, 0, memory_order_relaxed);
 	atomic_store_explicit(&e->src, 0, memory_order_relaxed);
 	atomic_store_explicit(&e->mutex, 0, memory_order_relaxed);
-	atomic_store_explicit(&e->waiters, 0, memory_order_relaxed);
-	atomic_fetch_add_explicit(&e->seq, 1, memory_order_release);
+	atomic_store_explicit(&e->stamp, 0, memory_order_release);
 }
 
-/* A condition variable is destroyed: its stamp goes, and that of the
- * mutex its signals stamped (the two are members of one object, as a
- * c10d Work's; a mutex has no destructor call of its own to see). */
+/* A condition variable is destroyed: its stamp goes, and the stamp its
+ * signal left on a mutex if nothing stamped that mutex since (the two are
+ * members of one object, as a c10d Work's, and a mutex has no destructor
+ * call of its own to see; a mutex the signaller held that outlives the
+ * condition variable keeps a later stamp). Not while a waiter is still
+ * on its way out (POSIX lets a broadcaster destroy then): it takes the
+ * stamp yet. */
 void uni_shim_cond_destroyed(void *cv)
 {
 	if (!sync_active())
 		return;
 	struct stamp_ent *e = stamp_get(cv, 0);
-	if (!e)
+	if (!e || atomic_load_explicit(&e->waiters, memory_order_acquire))
 		return;
 	void *m = (void *)atomic_load_explicit(&e->mutex, memory_order_relaxed);
+	uint64_t ms = atomic_load_explicit(&e->mstamp, memory_order_relaxed);
 	stamp_forget(cv);
-	if (m)
-		stamp_forget(m);
+	struct stamp_ent *me = m ? stamp_get(m, 0) : NULL;
+	if (me && ms && atomic_compare_exchange_strong(&me->stamp, &ms, 0))
+		atomic_store_explicit(&me->src, 0, memory_order_relaxed);
 }
 
 static uint32_t cond_wait_begin(void *cv)
@@ -3907,6 +3959,10 @@ void uni_shim_fd_closed(int fd)
 	if (s && !(s & UNI_FD_CHAN))
 		conn_unref(s);
 	tls.in_shim--;
+	/* A channel's end closed (its reader sees the end, a poll in turn
+	 * looks again: the kernel's answer). */
+	if (s & UNI_FD_CHAN)
+		uni_shim_det_polled();
 	errno = saved;
 }
 
@@ -4609,7 +4665,8 @@ static int conn_settled(uint32_t idx)
 static int det_connecting(const struct uni_conn *c);
 
 /* The accepting end of connection end c (the connecting one) is in the
- * session's table: its listener accepted it. */
+ * session's table: its listener accepted it (that end's peer is c's own
+ * address, which the kernel made unique). */
 static int det_accepted(const struct uni_conn *c)
 {
 	uint32_t n = atomic_load(&g_hdr->next_conn);
@@ -4617,26 +4674,41 @@ static int det_accepted(const struct uni_conn *c)
 		n = g_hdr->max_conns;
 	for (uint32_t i = n; i-- > 0;) {
 		const struct uni_conn *o = uni_shm_conn(g_hdr, i);
-		uint32_t st = atomic_load_explicit(&o->state, memory_order_acquire);
-		if (st != UNI_CONN_FREE && o != c && !memcmp(&o->local, &c->peer, sizeof(c->peer)) &&
+		if (o != c && atomic_load_explicit(&o->state, memory_order_acquire) != UNI_CONN_FREE &&
 		    !memcmp(&o->peer, &c->local, sizeof(c->local)))
 			return 1;
 	}
 	return 0;
 }
 
-static int det_matched(uint32_t idx)
+static __thread uint32_t t_accept_idx; /* (det_not_accepted's connection end) */
+
+static int det_not_accepted(uint64_t obj)
+{
+	(void)obj;
+	return !det_accepted(uni_shm_conn(g_hdr, t_accept_idx));
+}
+
+/* may_wait: a read that may block (not a non-blocking one). */
+static int det_matched(uint32_t idx, int may_wait)
 {
 	/* Deterministic mode: a connection a rank made to a listener of the
 	 * session that has not accepted it yet waits in turn for the accept
 	 * (the acceptor needs the turn: waiting for unid's match while
 	 * holding it, the store client's first read went outside the turn
-	 * after a second, and from there runs differed). */
+	 * after a second, and from there runs differed). Checked again under
+	 * the turn's lock as it blocks (an acceptor outside the turn may
+	 * register meanwhile). */
 	struct uni_conn *c = uni_shm_conn(g_hdr, idx);
-	while (det_part() && det_connecting(c) && !det_accepted(c)) {
-		int b = uni_det_block(tls.ring, tls.ring_idx, UNI_DET_OBJ_ACCEPTED, tls.vt, UINT64_MAX);
-		if (b < 0 || b == 2)
-			break;
+	if (may_wait && det_part() && det_connecting(c) && !det_accepted(c)) {
+		det_point();
+		t_accept_idx = idx;
+		while (det_connecting(c) && !det_accepted(c)) {
+			uni_det_block_begin(tls.ring, tls.ring_idx, UNI_DET_OBJ_ACCEPTED, tls.vt, UINT64_MAX);
+			int b = uni_det_block_wait(tls.ring, tls.ring_idx, det_not_accepted);
+			if (b < 0 || b == 2)
+				break;
+		}
 	}
 	det_wait_once(conn_settled, idx, g_det_nomatch);
 	return atomic_load_explicit(&uni_shm_conn(g_hdr, idx)->state, memory_order_acquire) == UNI_CONN_MATCHED;
@@ -4768,7 +4840,7 @@ static int det_nonblocking(int fd, int flags)
 static ssize_t det_read_clamp(struct shim_conn *sc, int fd, size_t n, int flags)
 {
 	struct uni_conn *c = uni_shm_conn(g_hdr, sc->shm_idx);
-	if (n == 0 || !det_matched(sc->shm_idx))
+	if (n == 0 || !det_matched(sc->shm_idx, !det_nonblocking(fd, flags)))
 		return (ssize_t)n;
 	uint32_t pi = atomic_load_explicit(&c->peer_conn, memory_order_relaxed);
 	struct uni_conn *pc = uni_shm_conn(g_hdr, pi);
@@ -4909,12 +4981,12 @@ static int det_follows(int fd)
 		return 1; /* (poll skips it) */
 	uint32_t s1 = uni_fd_get(fd);
 	if (s1 & UNI_FD_CHAN)
-		return 1;
+		return !uni_chan_shared(s1);
 	if (s1) {
 		struct uni_conn *c = uni_shm_conn(g_hdr, g_conns[s1 - 1].shm_idx);
 		if (det_connecting(c))
 			return 1;
-		return det_matched(g_conns[s1 - 1].shm_idx) &&
+		return det_matched(g_conns[s1 - 1].shm_idx, 0) &&
 		       det_sched_or_none(atomic_load_explicit(&c->peer_conn, memory_order_relaxed));
 	}
 	return det_ext(fd) || det_listening(fd);
@@ -5041,6 +5113,15 @@ static int det_look(struct pollfd *fds, nfds_t n, uint64_t *next)
 			short k = det_kernel(p->fd, want);
 			if (!(k & (POLLOUT | POLLWRNORM)) && (want & (POLLOUT | POLLWRNORM)))
 				k |= det_kernel_wait(p->fd, (short)(want & (POLLOUT | POLLWRNORM)));
+			/* An answer this rank asked for: a moment for the store
+			 * (torch's get polls for it before it reads). */
+			if (!(k & in) && in && det_ext_asking(p->fd)) {
+				struct pollfd h = {.fd = p->fd, .events = in};
+				if (uni_real.poll(&h, 1, DET_EXT_HOLD_WOKEN_MS) > 0)
+					k = det_kernel(p->fd, want);
+			}
+			if (k & in)
+				det_ext_asked(p->fd, 0);
 			p->revents = k;
 		} else if (det_listening(p->fd)) {
 			p->revents = det_listener(p->fd, want);
@@ -5125,8 +5206,6 @@ static int det_wait_ready(struct pollfd *fds, int *n, int64_t timeout_ns, int ep
  * store answer). Its receive
  * time-out (SO_RCVTIMEO) is virtual: EAGAIN. A non-blocking read: the
  * kernel's answer. */
-#define DET_EXT_HOLD_MS 50
-#define DET_EXT_HOLD_WOKEN_MS 20
 
 int uni_shim_det_ext_read(int fd)
 {
@@ -5145,6 +5224,7 @@ int uni_shim_det_ext_read(int fd)
 		if (uni_real.poll(&k, 1, nb ? 0 : woke ? DET_EXT_HOLD_WOKEN_MS : DET_EXT_HOLD_MS) > 0) {
 			if (woke > tls.vt)
 				take_stamp(woke, 0);
+			det_ext_asked(fd, 0);
 			rc = 1;
 			break;
 		}
@@ -5156,6 +5236,13 @@ int uni_shim_det_ext_read(int fd)
 		if (b < 0)
 			break; /* the turn given up: as without it */
 		if (b == 0) {
+			/* (Its time-out: unless the answer is there by now.) */
+			k.revents = 0;
+			if (uni_real.poll(&k, 1, DET_EXT_HOLD_WOKEN_MS) > 0) {
+				det_ext_asked(fd, 0);
+				rc = 1;
+				break;
+			}
 			take_stamp(until, 0);
 			rc = -1;
 			break;
@@ -5176,14 +5263,16 @@ void uni_shim_det_ext_write(int fd, int after)
 		return;
 	int saved = errno;
 	tls.in_shim++;
-	if (det_me() && uni_det_live()) {
-		if (!after) {
-			det_point();
-		} else {
-			uni_det_wake(UNI_DET_OBJ_EXTSTORE, tls.vt, 1, 0);
-			uni_det_wake(UNI_DET_OBJ_POLL, 0, 1, 0);
+	if (after && uni_det_live()) {
+		/* (Also a thread that does not take part: its write may answer
+		 * someone's wait.) */
+		det_ext_asked(fd, 1);
+		uni_det_wake(UNI_DET_OBJ_EXTSTORE, tls.vt, 1, 0);
+		uni_det_wake(UNI_DET_OBJ_POLL, 0, 1, 0);
+		if (det_me())
 			leave();
-		}
+	} else if (!after && det_me() && uni_det_live()) {
+		det_point();
 	}
 	tls.in_shim--;
 	errno = saved;

@@ -104,6 +104,7 @@ void uni_shim_ensure_init(void) UNI_HIDDEN;
 
 /* True while this thread is inside the shim: a wrapper then forwards. */
 int uni_shim_in_shim(void) UNI_HIDDEN;
+void uni_shim_hold(int on) UNI_HIDDEN;
 
 /* A connect() or accept() produced fd (connected or connecting). peer may
  * be NULL (it is then read with getpeername). Decides whether the
@@ -199,6 +200,7 @@ uint64_t uni_tq_take(uintptr_t key, uint64_t amount, int earliest, uint64_t *src
 void uni_tq_forget(uintptr_t key) UNI_HIDDEN;
 void uni_chan_new(int fd0, int fd1, int kind) UNI_HIDDEN;
 void uni_chan_pair(int fd0, int fd1) UNI_HIDDEN;
+int uni_chan_shared(uint32_t fdent) UNI_HIDDEN;
 void uni_chan_reset(void) UNI_HIDDEN;
 void uni_chan_read(uint32_t fdent, ssize_t r) UNI_HIDDEN;
 /* A write on a channel: its time is queued before the real write (a
@@ -271,6 +273,9 @@ void uni_shim_listen_closed(int fd) UNI_HIDDEN;
 extern _Atomic int uni_shim_nstore UNI_HIDDEN;
 int uni_shim_store_fd(int fd) UNI_HIDDEN;
 void uni_shim_store_mark(int fd, int on) UNI_HIDDEN;
+/* newfd is now what oldfd is (dup): a store connection or not, one to a
+ * store outside the session or not. */
+void uni_shim_store_dup(int oldfd, int newfd) UNI_HIDDEN;
 /* Deterministic mode, a connection to a store outside the session: a
  * write in turn (after: it wakes whoever waits for the store's answers);
  * a read: 0 as without the turn, 1 the call does not block now, -1 return
