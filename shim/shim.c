@@ -5590,8 +5590,14 @@ void uni_shim_det_outside(int on)
 void uni_shim_det_shutdown(int fd)
 {
 	uint32_t s = uni_fd_get(fd);
-	if (!g_det || !s || (s & UNI_FD_CHAN) || atomic_load(&g_state) != ST_ATTACHED)
+	if (!g_det || !s || atomic_load(&g_state) != ST_ATTACHED)
 		return;
+	if (s & UNI_FD_CHAN) {
+		/* A socket pair's end: its reader sees the end (the kernel's
+		 * answer); pollers in turn look again. */
+		uni_shim_det_polled();
+		return;
+	}
 	tls.in_shim++;
 	det_written(g_conns[s - 1].shm_idx, 0, 1);
 	tls.in_shim--;
