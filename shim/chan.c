@@ -19,7 +19,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
@@ -62,22 +61,11 @@ static uint32_t g_chan_peer[CHAN_MAX];
  * follow them (the kernel's answers, outside the turn). */
 static uint8_t g_chan_shared[CHAN_MAX];
 
-static void chan_forked(void)
+void uni_chan_forked(void)
 {
 	uint32_t n = atomic_load(&g_nchan);
 	for (uint32_t i = 0; i < n && i < CHAN_MAX; i++)
 		g_chan_shared[i] = 1;
-}
-
-static void chan_watch_forks(void)
-{
-	pthread_atfork(NULL, chan_forked, chan_forked);
-}
-
-static void chan_watch(void)
-{
-	static pthread_once_t once = PTHREAD_ONCE_INIT;
-	pthread_once(&once, chan_watch_forks);
 }
 
 int uni_chan_shared(uint32_t fdent)
@@ -231,7 +219,6 @@ void uni_chan_new(int fd0, int fd1, int kind)
 {
 	if (!uni_shim_sync_on || uni_shim_in_shim())
 		return;
-	chan_watch();
 	uint32_t id = atomic_fetch_add(&g_nchan, 1);
 	if (id >= CHAN_MAX)
 		return; /* carries no time: said nowhere, costs a missed hand-off */
@@ -250,7 +237,6 @@ void uni_chan_pair(int fd0, int fd1)
 {
 	if (!uni_shim_sync_on || uni_shim_in_shim())
 		return;
-	chan_watch();
 	uint32_t id = atomic_fetch_add(&g_nchan, 2);
 	if (id + 1 >= CHAN_MAX)
 		return;

@@ -35,10 +35,10 @@ static _Atomic int g_blocked; /* this process's threads in uni_det_block */
 
 /* This process's pid, without a system call each time (glibc's getpid
  * is one: every unlock with a thread blocked somewhere made one); a
- * forked child asks again. */
+ * forked child asks again (uni_det_forked). */
 static _Atomic pid_t g_mypid;
 
-static void pid_forked(void)
+void uni_det_forked(void)
 {
 	atomic_store(&g_mypid, 0);
 }
@@ -53,18 +53,11 @@ static pid_t my_pid(void)
 	return p;
 }
 
-static void pid_watch(void)
-{
-	pthread_atfork(NULL, NULL, pid_forked);
-}
-
 void uni_det_init(struct uni_shm_hdr *h, int world)
 {
-	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	H = h;
 	W = world;
 	atomic_store(&g_mypid, 0);
-	pthread_once(&once, pid_watch);
 }
 
 static inline struct uni_ring *ring(uint32_t i)

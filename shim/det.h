@@ -91,4 +91,7 @@ void uni_shim_det_resumed(void);
 /* 1 while the turn holds (deterministic mode, not given up). */
 int uni_det_live(void);
 
+/* In a forked child (the shim's fork handler): its pid is asked again. */
+void uni_det_forked(void);
+
 #endif

@@ -888,9 +888,15 @@ out:
 	errno = saved;
 }
 
+static void at_fork_parent(void)
+{
+	uni_chan_forked();
+}
+
 static void at_fork_child(void)
 {
 	int st = atomic_load(&g_state);
+	uni_det_forked();
 	atomic_fetch_add(&g_gen, 1);
 	/* The child's main thread: a child of the thread that forked. */
 	tls.key = uni_cf_child_key(tls.key ? tls.key : 1, 1u << 31);
@@ -950,7 +956,7 @@ void uni_shim_ensure_init(void)
 	if (atomic_exchange(&g_init_started, 1))
 		return;
 	pthread_key_create(&g_thread_key, thread_exit);
-	pthread_atfork(NULL, NULL, at_fork_child);
+	pthread_atfork(NULL, at_fork_parent, at_fork_child);
 	attach();
 	if (atomic_load(&g_state) == ST_ATTACHED)
 		atexit(shim_detach);
@@ -999,73 +1005,60 @@ static void maybe_attach_child(void)
 	}
 }
 
+/* Per-fd bits (a bit per fd number below UNI_FD_MAX). */
+static int fd_bit(_Atomic uint64_t *bits, int fd)
+{
+	return (unsigned)fd < UNI_FD_MAX &&
+	       (atomic_load_explicit(&bits[fd / 64], memory_order_relaxed) >> (fd % 64) & 1);
+}
+
+/* Sets (on) or clears fd's bit; returns what it was. */
+static int fd_bit_set(_Atomic uint64_t *bits, int fd, int on)
+{
+	if ((unsigned)fd >= UNI_FD_MAX)
+		return 0;
+	uint64_t bit = 1ull << (fd % 64);
+	uint64_t old = on ? atomic_fetch_or(&bits[fd / 64], bit) : atomic_fetch_and(&bits[fd / 64], ~bit);
+	return (old & bit) != 0;
+}
+
 UNI_HIDDEN _Atomic int uni_shim_nstore;
-static _Atomic uint64_t g_store_bits[UNI_FD_MAX / 64];
-/* Deterministic mode: the store connections to a store outside the
- * session (its connects are made in turn, its answers come in real time;
- * det_ext_read). */
-static _Atomic uint64_t g_ext_bits[UNI_FD_MAX / 64];
+/* The rendezvous store's connections; in deterministic mode, of those,
+ * the ones to a store outside the session (its connects are made in turn,
+ * its answers come in real time; det_ext_*), and of those, the ones this
+ * process wrote a request on that has no answer yet. */
+static _Atomic uint64_t g_store_bits[UNI_FD_MAX / 64], g_ext_bits[UNI_FD_MAX / 64],
+	g_ext_ask_bits[UNI_FD_MAX / 64];
 
 /* How long a thread holds the turn for such a store's answer (ms of
  * real time): after its request, after a wake-up (uni_shim_det_ext_read). */
 #define DET_EXT_HOLD_MS 50
 #define DET_EXT_HOLD_WOKEN_MS 20
 
-/* ... and those this process wrote a request on that has no answer yet. */
-static _Atomic uint64_t g_ext_ask_bits[UNI_FD_MAX / 64];
-
-static void det_ext_asked(int fd, int on)
-{
-	if ((unsigned)fd >= UNI_FD_MAX)
-		return;
-	uint64_t bit = 1ull << (fd % 64);
-	if (on)
-		atomic_fetch_or(&g_ext_ask_bits[fd / 64], bit);
-	else
-		atomic_fetch_and(&g_ext_ask_bits[fd / 64], ~bit);
-}
-
-static int det_ext_asking(int fd)
-{
-	return (unsigned)fd < UNI_FD_MAX &&
-	       (atomic_load_explicit(&g_ext_ask_bits[fd / 64], memory_order_relaxed) >> (fd % 64) & 1);
-}
-
 static int det_ext(int fd)
 {
-	return (unsigned)fd < UNI_FD_MAX &&
-	       (atomic_load_explicit(&g_ext_bits[fd / 64], memory_order_relaxed) >> (fd % 64) & 1);
+	return fd_bit(g_ext_bits, fd);
 }
 
 static void det_ext_mark(int fd, int on)
 {
-	if ((unsigned)fd >= UNI_FD_MAX)
-		return;
-	det_ext_asked(fd, 0);
-	uint64_t bit = 1ull << (fd % 64);
-	if (on)
-		atomic_fetch_or(&g_ext_bits[fd / 64], bit);
-	else
-		atomic_fetch_and(&g_ext_bits[fd / 64], ~bit);
+	fd_bit_set(g_ext_ask_bits, fd, 0);
+	fd_bit_set(g_ext_bits, fd, on);
 }
 
 int uni_shim_store_fd(int fd)
 {
-	return (unsigned)fd < UNI_FD_MAX &&
-	       (atomic_load_explicit(&g_store_bits[fd / 64], memory_order_relaxed) >> (fd % 64) & 1);
+	return fd_bit(g_store_bits, fd);
 }
 
 void uni_shim_store_mark(int fd, int on)
 {
-	if ((unsigned)fd >= UNI_FD_MAX)
-		return;
 	if (!on)
 		det_ext_mark(fd, 0);
-	uint64_t bit = 1ull << (fd % 64);
-	uint64_t old = on ? atomic_fetch_or(&g_store_bits[fd / 64], bit) : atomic_fetch_and(&g_store_bits[fd / 64], ~bit);
-	if (on && !(old & bit))
+	int was = fd_bit_set(g_store_bits, fd, on);
+	if (on && !was)
 		atomic_fetch_add(&uni_shim_nstore, 1);
-	else if (!on && (old & bit))
+	else if (!on && was)
 		atomic_fetch_sub(&uni_shim_nstore, 1);
 }
 
@@ -2038,15 +2031,8 @@ int uni_shim_send_blocking(uint32_t slot1, int fd, int flags, const struct iovec
 					    tv.tv_sec >= 0 && (uint64_t)tv.tv_sec < (UINT64_MAX - stamp) / 1000000000ull - 1)
 						det_dl = stamp + (uint64_t)tv.tv_sec * 1000000000ull + (uint64_t)tv.tv_usec * 1000ull;
 				}
-				if (det_dl <= tls.vt) {
-					if (waiting_since)
-						atomic_store_explicit(&tls.ring->wait_kind, UNI_WAIT_NONE,
-								      memory_order_release);
-					tls.in_shim--;
-					err = EAGAIN;
-					break;
-				}
-				int b = uni_det_block(tls.ring, tls.ring_idx, UNI_DET_OBJ_POLL, tls.vt, det_dl);
+				int b = det_dl > tls.vt ? uni_det_block(tls.ring, tls.ring_idx, UNI_DET_OBJ_POLL, tls.vt, det_dl)
+							: 0;
 				if (b == 0) {
 					/* (Its time-out: EAGAIN, or the count so far.) */
 					take_stamp(det_dl, 0);
@@ -4703,12 +4689,12 @@ static int det_matched(uint32_t idx, int may_wait)
 	if (may_wait && det_part() && det_connecting(c) && !det_accepted(c)) {
 		det_point();
 		t_accept_idx = idx;
-		while (det_connecting(c) && !det_accepted(c)) {
+		do {
 			uni_det_block_begin(tls.ring, tls.ring_idx, UNI_DET_OBJ_ACCEPTED, tls.vt, UINT64_MAX);
 			int b = uni_det_block_wait(tls.ring, tls.ring_idx, det_not_accepted);
 			if (b < 0 || b == 2)
 				break;
-		}
+		} while (det_connecting(c) && !det_accepted(c));
 	}
 	det_wait_once(conn_settled, idx, g_det_nomatch);
 	return atomic_load_explicit(&uni_shm_conn(g_hdr, idx)->state, memory_order_acquire) == UNI_CONN_MATCHED;
@@ -5115,13 +5101,13 @@ static int det_look(struct pollfd *fds, nfds_t n, uint64_t *next)
 				k |= det_kernel_wait(p->fd, (short)(want & (POLLOUT | POLLWRNORM)));
 			/* An answer this rank asked for: a moment for the store
 			 * (torch's get polls for it before it reads). */
-			if (!(k & in) && in && det_ext_asking(p->fd)) {
+			if (!(k & in) && in && fd_bit(g_ext_ask_bits, p->fd)) {
 				struct pollfd h = {.fd = p->fd, .events = in};
 				if (uni_real.poll(&h, 1, DET_EXT_HOLD_WOKEN_MS) > 0)
 					k = det_kernel(p->fd, want);
 			}
 			if (k & in)
-				det_ext_asked(p->fd, 0);
+				fd_bit_set(g_ext_ask_bits, p->fd, 0);
 			p->revents = k;
 		} else if (det_listening(p->fd)) {
 			p->revents = det_listener(p->fd, want);
@@ -5224,7 +5210,7 @@ int uni_shim_det_ext_read(int fd)
 		if (uni_real.poll(&k, 1, nb ? 0 : woke ? DET_EXT_HOLD_WOKEN_MS : DET_EXT_HOLD_MS) > 0) {
 			if (woke > tls.vt)
 				take_stamp(woke, 0);
-			det_ext_asked(fd, 0);
+			fd_bit_set(g_ext_ask_bits, fd, 0);
 			rc = 1;
 			break;
 		}
@@ -5239,7 +5225,7 @@ int uni_shim_det_ext_read(int fd)
 			/* (Its time-out: unless the answer is there by now.) */
 			k.revents = 0;
 			if (uni_real.poll(&k, 1, DET_EXT_HOLD_WOKEN_MS) > 0) {
-				det_ext_asked(fd, 0);
+				fd_bit_set(g_ext_ask_bits, fd, 0);
 				rc = 1;
 				break;
 			}
@@ -5266,7 +5252,7 @@ void uni_shim_det_ext_write(int fd, int after)
 	if (after && uni_det_live()) {
 		/* (Also a thread that does not take part: its write may answer
 		 * someone's wait.) */
-		det_ext_asked(fd, 1);
+		fd_bit_set(g_ext_ask_bits, fd, 1);
 		uni_det_wake(UNI_DET_OBJ_EXTSTORE, tls.vt, 1, 0);
 		uni_det_wake(UNI_DET_OBJ_POLL, 0, 1, 0);
 		if (det_me())

@@ -201,6 +201,10 @@ void uni_tq_forget(uintptr_t key) UNI_HIDDEN;
 void uni_chan_new(int fd0, int fd1, int kind) UNI_HIDDEN;
 void uni_chan_pair(int fd0, int fd1) UNI_HIDDEN;
 int uni_chan_shared(uint32_t fdent) UNI_HIDDEN;
+/* The process forked (in the parent: the shim's fork handler; the child
+ * forgets its channels): the channels there are now may have their other
+ * end in the other process. */
+void uni_chan_forked(void) UNI_HIDDEN;
 void uni_chan_reset(void) UNI_HIDDEN;
 void uni_chan_read(uint32_t fdent, ssize_t r) UNI_HIDDEN;
 /* A write on a channel: its time is queued before the real write (a

@@ -57,8 +57,7 @@ fi
 run rec --deterministic -- "$PROBE"
 for x in a b c; do
 	run $x --deterministic --compute-from "$T/rec.unitrace" -- "$PROBE"
-	grep -qF "threads: 8 followed the recorded run to their end, 0 left it" "$T/$x.log" ||
-		{ cat "$T/$x.log"; fail "run $x did not follow the recorded run"; }
+	det_followed $x "$T/$x.log" 8
 	cmp <(orders rec) <(orders $x) || fail "run $x took the mutex in another order than the recorded run"
 done
 cmp "$T/a.unitrace" "$T/b.unitrace" || fail "two deterministic replays wrote different traces"
@@ -83,8 +82,7 @@ echo "every run took the mutex in the order of the clocks"
 run prec --deterministic -- $PY "$HERE/det_threads.py"
 for x in pa pb; do
 	run $x --deterministic --compute-from "$T/prec.unitrace" -- $PY "$HERE/det_threads.py"
-	grep -qF "threads: 10 followed the recorded run to their end, 0 left it" "$T/$x.log" ||
-		{ cat "$T/$x.log"; fail "det_threads.py: run $x did not follow the recorded run"; }
+	det_followed "det_threads.py: $x" "$T/$x.log" 10
 	cmp <(orders prec) <(orders $x) || fail "det_threads.py: run $x took the items in another order"
 done
 cmp "$T/pa.unitrace" "$T/pb.unitrace" || fail "det_threads.py: two deterministic replays differ"
@@ -105,8 +103,7 @@ PORT=$(free_port)
 run krec --deterministic -- $PY "$HERE/det_sock.py" $PORT
 for x in ka kb; do
 	run $x --deterministic --compute-from "$T/krec.unitrace" -- $PY "$HERE/det_sock.py" $PORT
-	grep -qF "threads: 2 followed the recorded run to their end, 0 left it" "$T/$x.log" ||
-		{ cat "$T/$x.log"; fail "det_sock.py: run $x did not follow the recorded run"; }
+	det_followed "det_sock.py: $x" "$T/$x.log" 2
 	cmp <(grep '^reads:' "$T/krec.log") <(grep '^reads:' "$T/$x.log") ||
 		fail "det_sock.py: run $x read other sizes than the recorded run"
 done
@@ -127,8 +124,7 @@ echo "det_sock.py: the reads return what arrived in virtual time, the same sizes
 run trec --deterministic -- $PY "$HERE/det_sock.py" $PORT timeout
 run ta --deterministic --compute-from "$T/trec.unitrace" -- $PY "$HERE/det_sock.py" $PORT timeout
 run tb --deterministic --compute-from "$T/trec.unitrace" -- $PY "$HERE/det_sock.py" $PORT timeout
-grep -qF "threads: 2 followed the recorded run to their end, 0 left it" "$T/tb.log" ||
-	{ cat "$T/tb.log"; fail "det_sock.py timeout: run tb did not follow the recorded run"; }
+det_followed "det_sock.py timeout: tb" "$T/tb.log" 2
 cmp "$T/ta.unitrace" "$T/tb.unitrace" || fail "det_sock.py timeout: two deterministic replays differ"
 [ "$(grep -c '^reads:' "$T/ta.log")" = 1 ] && cmp <(grep '^reads:' "$T/trec.log") <(grep '^reads:' "$T/ta.log") ||
 	fail "det_sock.py timeout: other read sizes"
@@ -138,8 +134,7 @@ echo "det_sock.py with a socket time-out (poll in turn): the same sizes and trac
 for m in recvmsg readv; do
 	run "${m}rec" --deterministic -- $PY "$HERE/det_sock.py" $PORT $m
 	run "${m}a" --deterministic --compute-from "$T/${m}rec.unitrace" -- $PY "$HERE/det_sock.py" $PORT $m
-	grep -qF "threads: 2 followed the recorded run to their end, 0 left it" "$T/${m}a.log" ||
-		{ cat "$T/${m}a.log"; fail "det_sock.py $m: the replay did not follow the recorded run"; }
+	det_followed "det_sock.py $m: ${m}a" "$T/${m}a.log" 2
 	cmp <(grep '^reads:' "$T/${m}rec.log") <(grep '^reads:' "$T/${m}a.log") || fail "det_sock.py $m: other read sizes"
 	[ "$(grep '^reads:' "$T/${m}a.log" | wc -w)" -ge 9 ] || fail "det_sock.py $m: the reads took what the kernel had"
 done
@@ -158,8 +153,7 @@ for x in erec ea eb; do
 		-- $PY "$HERE/det_epoll.py" "$EPORT" pipe >"$T/$x.log" 2>&1 || { cat "$T/$x.log"; fail "det_epoll.py: run $x"; }
 done
 for x in ea eb; do
-	grep -qF "threads: 4 followed the recorded run to their end, 0 left it" "$T/$x.log" ||
-		{ cat "$T/$x.log"; fail "det_epoll.py: run $x did not follow the recorded run"; }
+	det_followed "det_epoll.py: $x" "$T/$x.log" 4
 	cmp <(grep -E '^(events|clocks|reply)' "$T/erec.log" | sort) <(grep -E '^(events|clocks|reply)' "$T/$x.log" | sort) ||
 		fail "det_epoll.py: run $x handled other events than the recorded run"
 done

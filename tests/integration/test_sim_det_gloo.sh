@@ -25,8 +25,7 @@ run plain -- $PY "$HERE/det_gloo.py"
 run rec --deterministic -- $PY "$HERE/det_gloo.py"
 for x in a b; do
 	run $x --deterministic --compute-from "$T/rec.unitrace" -- $PY "$HERE/det_gloo.py"
-	grep -qF "threads: 16 followed the recorded run to their end, 0 left it" "$T/$x.log" ||
-		{ cat "$T/$x.log"; fail "run $x did not follow the recorded run"; }
+	det_followed $x "$T/$x.log" 16
 	cmp <(out rec) <(out $x) || fail "run $x printed other results or virtual times than the recording"
 done
 cmp "$T/a.unitrace" "$T/b.unitrace" || fail "two deterministic replays wrote different traces"

@@ -27,8 +27,7 @@ polls() { grep '^rank [0-9]: polls' "$T/$1.log" | sort; }
 run rec --deterministic -- $PY "$HERE/det_store.py"
 for x in a b; do
 	run $x --deterministic --compute-from "$T/rec.unitrace" -- $PY "$HERE/det_store.py"
-	grep -qF "threads: 7 followed the recorded run to their end, 0 left it" "$T/$x.log" ||
-		{ cat "$T/$x.log"; fail "run $x did not follow the recorded run"; }
+	det_followed $x "$T/$x.log" 7
 	cmp <(polls rec) <(polls $x) || fail "run $x polled the store's barrier another number of times"
 done
 for x in rec a b; do
