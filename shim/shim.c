@@ -4675,8 +4675,9 @@ static int det_not_accepted(uint64_t obj)
 	return !det_accepted(uni_shm_conn(g_hdr, t_accept_idx));
 }
 
-/* may_wait: a read that may block (not a non-blocking one). */
-static int det_matched(uint32_t idx, int may_wait)
+/* may_wait: a read that may block (not a non-blocking one), until its
+ * receive time-out tmo (ns, virtual; 0: none). */
+static int det_matched(uint32_t idx, int may_wait, uint64_t tmo)
 {
 	/* Deterministic mode: a connection a rank made to a listener of the
 	 * session that has not accepted it yet waits in turn for the accept
@@ -4688,12 +4689,13 @@ static int det_matched(uint32_t idx, int may_wait)
 	struct uni_conn *c = uni_shm_conn(g_hdr, idx);
 	if (may_wait && det_part() && det_connecting(c) && !det_accepted(c)) {
 		det_point();
+		uint64_t until = tmo && tls.vt < UINT64_MAX - tmo ? tls.vt + tmo : UINT64_MAX;
 		t_accept_idx = idx;
 		do {
-			uni_det_block_begin(tls.ring, tls.ring_idx, UNI_DET_OBJ_ACCEPTED, tls.vt, UINT64_MAX);
+			uni_det_block_begin(tls.ring, tls.ring_idx, UNI_DET_OBJ_ACCEPTED, tls.vt, until);
 			int b = uni_det_block_wait(tls.ring, tls.ring_idx, det_not_accepted);
-			if (b < 0 || b == 2)
-				break;
+			if (b <= 0 || b == 2)
+				break; /* (given up, its time-out, everybody waits) */
 		} while (det_connecting(c) && !det_accepted(c));
 	}
 	det_wait_once(conn_settled, idx, g_det_nomatch);
@@ -4826,14 +4828,16 @@ static int det_nonblocking(int fd, int flags)
 static ssize_t det_read_clamp(struct shim_conn *sc, int fd, size_t n, int flags)
 {
 	struct uni_conn *c = uni_shm_conn(g_hdr, sc->shm_idx);
-	if (n == 0 || !det_matched(sc->shm_idx, !det_nonblocking(fd, flags)))
+	if (n == 0)
+		return 0;
+	uint64_t tmo;
+	int nb = det_read_wait(fd, flags, &tmo);
+	if (!det_matched(sc->shm_idx, !nb, tmo))
 		return (ssize_t)n;
 	uint32_t pi = atomic_load_explicit(&c->peer_conn, memory_order_relaxed);
 	struct uni_conn *pc = uni_shm_conn(g_hdr, pi);
 	if (!det_sched_or_none(pi))
 		return (ssize_t)n;
-	uint64_t tmo;
-	int nb = det_read_wait(fd, flags, &tmo);
 	det_point();
 	tls.det_clamped = 1;
 	for (;;) {
@@ -4972,7 +4976,7 @@ static int det_follows(int fd)
 		struct uni_conn *c = uni_shm_conn(g_hdr, g_conns[s1 - 1].shm_idx);
 		if (det_connecting(c))
 			return 1;
-		return det_matched(g_conns[s1 - 1].shm_idx, 0) &&
+		return det_matched(g_conns[s1 - 1].shm_idx, 0, 0) &&
 		       det_sched_or_none(atomic_load_explicit(&c->peer_conn, memory_order_relaxed));
 	}
 	return det_ext(fd) || det_listening(fd);
