@@ -428,6 +428,19 @@ uint64_t nic_advance(uint64_t h)
 	return N.now;
 }
 
+uint64_t nic_final_to(uint64_t h)
+{
+	int busy = 0;
+	for (uint32_t i = 0; i < N.nlive; i++) {
+		const struct nic_flow *f = N.live[i];
+		uint64_t at;
+		if (f->state == F_ACTIVE || (f->state == F_WAIT && (!startable(f, &at) || at < h)))
+			return N.now >= h ? h : N.now;
+		busy |= f->state != F_DONE;
+	}
+	return busy ? h : UINT64_MAX; /* (nothing in flight: until the next write) */
+}
+
 int nic_byte_arrival(const struct nic_flow *f, uint64_t k, uint64_t *t)
 {
 	double want = (double)(k + 1);

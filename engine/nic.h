@@ -83,6 +83,13 @@ uint64_t nic_advance(uint64_t h);
 /* Network time. */
 uint64_t nic_now(void);
 
+/* After nic_advance(h): the time up to which every byte's leaving is
+ * known: h when it got there, or when nothing is sending and nothing
+ * starts before h; UINT64_MAX when nothing is sending or waiting to (a
+ * new flow makes it its stamp); else the network time (it stopped
+ * early). */
+uint64_t nic_final_to(uint64_t h);
+
 /* Arrival of byte k (0-based) of f: 1 and *t when it is final (the byte
  * left before the network time), else 0. */
 int nic_byte_arrival(const struct nic_flow *f, uint64_t k, uint64_t *t);

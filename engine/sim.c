@@ -87,7 +87,16 @@ static struct {
 	struct group *grp;   /* by ring: its group read (uni_shim_vrecv_any) */
 	struct stream *serving; /* the stream serve_waiters is going through */
 	uint32_t sched_used;    /* alpha-beta: logs of sched[] given out */
+	struct dwatch *dw;      /* deterministic mode: bytes threads in turn wait for */
+	uint32_t ndw, capdw;
 } S;
+
+/* Deterministic mode under nic: byte `byte` of the stream written on
+ * connection end `stream` is awaited (uni_sim_det_watch). */
+struct dwatch {
+	uint32_t stream;
+	uint64_t byte;
+};
 
 /* A group read: a thread waits for the first of several reads (READ_REQs
  * tagged with the same e.b, the group's first request number) to become
@@ -148,28 +157,44 @@ static uint64_t arrival(const struct chunk *c, uint64_t byte)
 	return uni_ab_arrival(c->start, c->off, c->ns_per_byte, c->latency, byte);
 }
 
-/* Alpha-beta: the chunk just scheduled, for readers (struct uni_sched). */
-static void publish_sched(uint32_t conn, const struct chunk *c)
+/* The log of the stream written on conn (struct uni_sched), given one
+ * with the link's latency and rate at its first chunk; NULL when none
+ * (none left: its readers ask; the turn does not follow it, sched_log
+ * UINT32_MAX). */
+static struct uni_sched *sched_log(uint32_t conn, uint64_t latency, double ns_per_byte)
 {
 	if (!S.h->sched_off)
-		return;
+		return NULL;
 	struct uni_conn *uc = uni_shm_conn(S.h, conn);
 	if (uc->fd < 0)
-		return; /* a simulated NCCL connection: its reads ask unid (group reads) */
+		return NULL; /* a simulated NCCL connection: its reads ask unid (group reads) */
 	uint32_t li = atomic_load_explicit(&uc->sched_log, memory_order_relaxed);
 	if (!li) {
-		if (S.sched_used == UNI_SCHED_LOGS)
-			return; /* none left: its readers ask */
+		if (S.sched_used == UNI_SCHED_LOGS) {
+			atomic_store_explicit(&uc->sched_log, UINT32_MAX, memory_order_release);
+			return NULL;
+		}
 		li = ++S.sched_used;
 		struct uni_sched *sd = uni_shm_sched(S.h, li - 1);
-		sd->latency = c->latency;
-		sd->ns_per_byte = c->ns_per_byte;
+		sd->latency = latency;
+		sd->ns_per_byte = ns_per_byte;
 		atomic_store_explicit(&uc->sched_log, li, memory_order_release);
 	}
+	if (li > UNI_SCHED_LOGS)
+		return NULL;
 	struct uni_sched *sd = uni_shm_sched(S.h, li - 1);
-	if (sd->latency != c->latency || sd->ns_per_byte != c->ns_per_byte)
-		return; /* not the link's (cannot happen): leave the reader to ask */
-	uni_sched_publish(sd, c->off, c->len, c->start);
+	if (sd->latency != latency || sd->ns_per_byte != ns_per_byte)
+		return NULL; /* not the link's (cannot happen): leave the reader to ask */
+	return sd;
+}
+
+/* Alpha-beta (and the store's chunks in deterministic mode): the chunk
+ * just scheduled, for readers. */
+static void publish_sched(uint32_t conn, const struct chunk *c)
+{
+	struct uni_sched *sd = sched_log(conn, c->latency, c->ns_per_byte);
+	if (sd)
+		uni_sched_publish(sd, c->off, c->len, c->start);
 }
 
 /* Arrival of byte b of stream s (b < s->next_off): 1 and *t when final. */
@@ -452,11 +477,14 @@ static void schedule(struct stream *s, const struct uni_op *op)
 	}
 	struct uni_conn *c = uni_shm_conn(S.h, e->conn);
 	int peer = atomic_load(&c->peer_rank);
+	/* The store's control plane (deterministic mode) crosses no link
+	 * under any model: a chunk in no time, below. */
+	int fluid = S.nic && !(c->flags & UNI_CONNF_STORE);
 	/* The network node the stream leaves from: the connection's rank
 	 * (the process's, or a simulated NCCL rank's in a world of one
 	 * process). */
 	int src = c->rank;
-	if (S.nic && !(e->flags & UNI_EVF_NOTIFY) && s->msg_left && s->last_data) {
+	if (fluid && !(e->flags & UNI_EVF_NOTIFY) && s->msg_left && s->last_data) {
 		/* The rest of a message whose first part came earlier (a write
 		 * that hit EAGAIN, finished by the loop thread): same flow. */
 		uint64_t take = e->len < s->msg_left ? e->len : s->msg_left;
@@ -471,7 +499,7 @@ static void schedule(struct stream *s, const struct uni_op *op)
 		s->next_off = e->off + e->len;
 		return;
 	}
-	if (S.nic) {
+	if (fluid) {
 		if (debug_nic() && e->t0 < nic_now())
 			fprintf(stderr, "nic: late: rank %d tid %d ring %u (%s) conn %u stamp %llu\n", op->rank, op->tid,
 				op->ring, (e->flags & UNI_EVF_DISPATCHER) ? "dispatcher" : "thread", e->conn,
@@ -606,8 +634,11 @@ void uni_sim_read(const struct uni_op *op)
 	if (group_stale(op))
 		return; /* another read of its group was answered */
 	if (op->e.flags & UNI_EVF_LOCAL) {
-		/* The reader found the arrival in the published schedule. */
+		/* The reader found the arrival in the published schedule (nic:
+		 * under the turn, the bytes are final and read). */
 		answered_record(op, op->e.t0, op->e.t1, op->e.c);
+		if (S.nic)
+			mark_read(s, end);
 		trim(s, op->e.off);
 		return;
 	}
@@ -721,6 +752,22 @@ static uint64_t watches_bound(uint64_t real_now)
 
 /* Drops the waiting reads of ring's group tag (one of them was answered;
  * a stream being served drops its own in serve_waiters). */
+/* Deterministic mode: a watch on the flow that carries each completion
+ * not reached yet, so that a step stops exactly there (watches_bound's
+ * stops without its real-time rules). */
+static void watches_set(void)
+{
+	for (uint32_t i = 0; i < S.nwatch; i++) {
+		struct watch *w = &S.watch[i];
+		uint64_t t, fb, lat;
+		if (w->reached || completion_final(&S.st[w->stream], w->end, &t) || w->end <= S.cfg->send_buffer)
+			continue;
+		struct nic_flow *nf = flow_of(&S.st[w->stream], w->end - S.cfg->send_buffer - 1, &fb, &lat);
+		if (nf)
+			nic_flow_watch(nf, fb + 1);
+	}
+}
+
 static void group_cancel(uint32_t ring, uint32_t tag)
 {
 	struct group *g = &S.grp[ring];
@@ -801,6 +848,7 @@ int uni_sim_is_nic(void)
 
 static void publish_final(void);
 static uint64_t final_prefix(struct stream *s);
+static void settle(void);
 
 void uni_sim_advance(uint64_t horizon, uint64_t real_now)
 {
@@ -845,6 +893,13 @@ void uni_sim_advance(uint64_t horizon, uint64_t real_now)
 	}
 	/* From here the horizon unid reads next sees every answer. */
 	S.ans_min = UINT64_MAX;
+	settle();
+}
+
+/* What became final: published to the readers, and the requests it
+ * answers answered. */
+static void settle(void)
+{
 	publish_final();
 	uint32_t k = 0;
 	for (uint32_t i = 0; i < S.nwstreams; i++) {
@@ -856,6 +911,68 @@ void uni_sim_advance(uint64_t horizon, uint64_t real_now)
 			s->listed = 0;
 	}
 	S.nwstreams = k;
+}
+
+/* Deterministic mode (docs/simulate.md "Deterministic mode", the network
+ * in turn): one step of the network toward h, asked for by the thread
+ * that has the turn, which knows that no thread of the turn starts a
+ * transfer before h. No real-time rule takes part (stale unread flows,
+ * answered readers, the horizon's scan): the steps, and so the network's
+ * arithmetic, are the same in every run. It stops early where a flow
+ * ends or a send completes (its waiter may act from there; the turn asks
+ * again). Returns the time up to which the network is final. */
+void uni_sim_det_watch(uint32_t conn, uint64_t byte)
+{
+	if (!S.nic || conn >= S.h->max_conns)
+		return;
+	uint32_t si = atomic_load(&uni_shm_conn(S.h, conn)->peer_conn);
+	if (si >= S.h->max_conns)
+		return;
+	for (uint32_t i = 0; i < S.ndw; i++)
+		if (S.dw[i].stream == si && S.dw[i].byte == byte)
+			return;
+	if (S.ndw == S.capdw)
+		S.dw = grow(S.dw, &S.capdw, sizeof(*S.dw));
+	S.dw[S.ndw++] = (struct dwatch){.stream = si, .byte = byte};
+}
+
+/* The awaited bytes not final yet: the network stops where each leaves
+ * (its flow's watch); the others are forgotten. Taken at a step, when
+ * every chunk written before is in (a watch can come before its chunk's
+ * SEND in a drain). */
+static void dwatches_set(void)
+{
+	uint32_t k = 0;
+	for (uint32_t i = 0; i < S.ndw; i++) {
+		struct stream *s = &S.st[S.dw[i].stream];
+		uint64_t t, fb, lat;
+		if (byte_left(s, S.dw[i].byte, &t))
+			continue;
+		struct nic_flow *nf = flow_of(s, S.dw[i].byte, &fb, &lat);
+		if (nf)
+			nic_flow_watch(nf, fb + 1);
+		S.dw[k++] = S.dw[i];
+	}
+	S.ndw = k;
+}
+
+uint64_t uni_sim_det_step(uint64_t h)
+{
+	if (!S.nic)
+		return h;
+	if (h > nic_now()) {
+		watches_set();
+		dwatches_set();
+		nic_advance(h);
+		for (uint32_t i = 0; i < S.nact; i++)
+			gate_stream(&S.st[S.act[i]], final_prefix(&S.st[S.act[i]]));
+	}
+	settle();
+	uint64_t fin = nic_final_to(h);
+	if (debug_nic2())
+		fprintf(stderr, "det step: h %llu now %llu fin %llu watches %u\n", (unsigned long long)h,
+			(unsigned long long)nic_now(), (unsigned long long)fin, S.ndw);
+	return fin;
 }
 
 /* nic: the prefix of stream s whose bytes have left (binary search over
@@ -884,6 +1001,28 @@ static uint64_t final_prefix(struct stream *s)
 	return fin;
 }
 
+/* Deterministic mode under nic (docs/simulate.md "Deterministic mode"):
+ * bytes [from, to) of stream si became final: one chunk of its log, all
+ * arriving when the last of them does (latency and rate 0 in the log: the
+ * chunk's start is that arrival). A read in turn reads what arrived by
+ * its clock from it, as under alpha-beta. The store's chunks are in
+ * already (publish_sched). */
+static void publish_final_range(uint32_t si, struct stream *s, uint64_t from, uint64_t to)
+{
+	uint64_t fb, lat, t;
+	if (!S.h->det || (uni_shm_conn(S.h, si)->flags & UNI_CONNF_STORE))
+		return;
+	struct nic_flow *nf = flow_of(s, to - 1, &fb, &lat);
+	struct chunk *c = nf ? NULL : find_chunk(s, to - 1);
+	if (nf ? !nic_byte_arrival(nf, fb, &t) : !c)
+		return;
+	if (!nf)
+		t = arrival(c, to - 1);
+	struct uni_sched *sd = sched_log(si, 0, 0);
+	if (sd)
+		uni_sched_publish(sd, from, to - from, t);
+}
+
 /* nic: tells every reader how far its incoming stream is final (event
  * loops read no further; shim.c), and wakes loops that found nothing. */
 static void publish_final(void)
@@ -896,6 +1035,7 @@ static void publish_final(void)
 		uint64_t fin = final_prefix(s);
 		gate_stream(s, fin);
 		if (fin > s->final_pub) {
+			publish_final_range(si, s, s->final_pub, fin);
 			s->final_pub = fin;
 			struct uni_conn *wc = uni_shm_conn(S.h, si);
 			uint32_t rc = atomic_load_explicit(&wc->peer_conn, memory_order_acquire);

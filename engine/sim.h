@@ -48,6 +48,12 @@ void uni_sim_forget_ring(uint32_t ring);
  * became final. No-op under alpha-beta. */
 int uni_sim_is_nic(void);
 void uni_sim_advance(uint64_t horizon, uint64_t real_now);
+/* Deterministic mode: one step of the network toward h (sim.c); returns
+ * the time up to which it is final. Alpha-beta: h. */
+uint64_t uni_sim_det_step(uint64_t h);
+/* ... and a byte a thread in turn waits for (UNI_EV_DET_WATCH): the steps
+ * stop where it leaves. */
+void uni_sim_det_watch(uint32_t conn, uint64_t byte);
 uint64_t uni_sim_network_time(void);
 /* Transfers stamped before the network time (moved to it). */
 uint64_t uni_sim_late(void);

@@ -465,8 +465,10 @@ static void handle(uint32_t ring_idx, struct uni_ring *ring, const struct uni_ev
 	/* The event's index among its thread's events (its id with the tid). */
 	if (e->kind == UNI_EV_THREAD)
 		D.ring_seq[ring_idx] = 0;
-	/* (A string is text, not an event: it takes no index.) */
-	uint32_t seq = e->kind == UNI_EV_STRING ? D.ring_seq[ring_idx] : D.ring_seq[ring_idx]++;
+	/* (A string is text, not an event: it takes no index; nor does the
+	 * turn's note of a byte awaited, UNI_EV_DET_WATCH.) */
+	uint32_t seq = e->kind == UNI_EV_STRING || e->kind == UNI_EV_DET_WATCH ? D.ring_seq[ring_idx]
+									     : D.ring_seq[ring_idx]++;
 	struct uni_op op = {.e = *e, .rank = rank, .tid = ring->tid, .ring = ring_idx, .seq = seq};
 	struct uni_trec r = rec_of(0, rank);
 	r.tid = ring->tid;
@@ -493,6 +495,9 @@ static void handle(uint32_t ring_idx, struct uni_ring *ring, const struct uni_ev
 	case UNI_EV_SENT_REQ:
 		conn_op(&op); /* answered, or waiting for bytes not final yet */
 		atomic_store_explicit(&ring->req_taken, (uint32_t)e->a, memory_order_relaxed);
+		break;
+	case UNI_EV_DET_WATCH:
+		uni_sim_det_watch(e->conn, e->off);
 		break;
 	case UNI_EV_CONN_CLOSE:
 		if (e->conn < D.h->max_conns) {
@@ -930,6 +935,36 @@ static uint64_t horizon(uint64_t now)
 		}
 	}
 	return h;
+}
+
+/* Deterministic mode under nic or topology (docs/simulate.md "Deterministic
+ * mode"): the network moves only when the thread that has the turn asks
+ * (det_sync_req), toward a time no thread of the turn can send before; at
+ * most to the stamp of data sent where no peer registered yet. Not held
+ * at the stamp of data a connection owes, as the horizon is: its loop
+ * thread has the turn before the network passes it (a poster's wake-up
+ * carries the stamp), unless the turn's socket buffer is full, and then
+ * the network held there waited for reads of bytes it had not let leave.
+ * Called after a drain that followed the read of req: every event pushed
+ * before the request is in. */
+static int det_net(void)
+{
+	return D.det && uni_sim_is_nic() && !atomic_load_explicit(&D.h->det_off, memory_order_acquire);
+}
+
+static void det_sync(uint32_t req)
+{
+	uint64_t h = D.h->det_sync_h;
+	uint64_t pb = pending_bound();
+	if (pb < h)
+		h = pb;
+	uint64_t fin = uni_sim_det_step(h);
+	atomic_store_explicit(&D.h->det_sync_now, uni_sim_network_time(), memory_order_release);
+	if (fin > atomic_load_explicit(&D.h->det_sync_fin, memory_order_relaxed))
+		atomic_store_explicit(&D.h->det_sync_fin, fin, memory_order_release);
+	atomic_fetch_add_explicit(&D.h->det_syncs, 1, memory_order_relaxed);
+	atomic_store_explicit(&D.h->det_sync_ack, req, memory_order_release);
+	uni_futex_wake(&D.h->det_sync_ack, INT32_MAX);
 }
 
 /* Sleeps and connects in causal order (docs/simulate.md): a sleeper whose
@@ -1426,6 +1461,7 @@ static void create_segment(const char *config_path)
 	h->nccl_intra = D.cfg.nccl_intra;
 	h->net_latency_ns = D.cfg.latency_ns;
 	h->det = (uint32_t)D.det;
+	h->det_sync_fin = UINT64_MAX; /* (an empty network: a write lowers it to its stamp) */
 	h->net_bandwidth_bps = D.cfg.bandwidth_bps;
 	h->send_buffer = D.cfg.send_buffer;
 	h->hold_max_ns = UNI_HOLD_MAX_NS;
@@ -1444,8 +1480,8 @@ static void create_segment(const char *config_path)
 	h->listeners_off = lo;
 	h->hints_off = ho;
 	/* Alpha-beta arrivals are final once scheduled: readers look them up. */
-	if (D.cfg.mode == UNI_MODE_SIMULATE && D.cfg.net_model == UNI_NET_ALPHA_BETA)
-		h->sched_off = so;
+	if (D.cfg.mode == UNI_MODE_SIMULATE && (D.cfg.net_model == UNI_NET_ALPHA_BETA || D.det))
+		h->sched_off = so; /* (nic under the turn: what became final, sim.c publish_final) */
 	_Static_assert(UNI_SHM_MAX_KERNELS >= UNI_CFG_MAX_KERNELS, "room for devices.kernels");
 	for (uint32_t i = 0; i < D.cfg.nkernels; i++) {
 		struct uni_shm_kernel *k = &uni_shm_kernels(h)[i];
@@ -1527,9 +1563,6 @@ int main(int argc, char **argv)
 	}
 	if (D.det && D.cfg.mode != UNI_MODE_SIMULATE)
 		die_startup("--deterministic needs simulate mode (this session is in %s mode)", uni_mode_name(D.cfg.mode));
-	if (D.det && D.cfg.net_model != UNI_NET_ALPHA_BETA)
-		die_startup("--deterministic is built for the alpha-beta network model so far (this config has %s)",
-			    D.cfg.net_model == UNI_NET_NIC ? "nic" : "topology");
 	if (cfrom) {
 		if (D.cfg.mode != UNI_MODE_SIMULATE)
 			die_startup("--compute-from needs simulate mode (this session is in %s mode)",
@@ -1592,15 +1625,22 @@ int main(int argc, char **argv)
 		scan_ranks();
 		uint32_t holding = D.cfg.mode == UNI_MODE_SIMULATE ? atomic_load(&D.h->hold_waiters) : 0;
 		D.hold_req_read = atomic_load_explicit(&D.h->hold_req, memory_order_acquire);
-		uint64_t hz = uni_sim_is_nic() || holding ? horizon(uni_now_ns()) : 0;
+		/* (Under the turn the network moves only when asked.) */
+		int dnet = det_net();
+		uint32_t dreq = dnet ? atomic_load_explicit(&D.h->det_sync_req, memory_order_acquire) : 0;
+		uint64_t hz = (uni_sim_is_nic() && !dnet) || holding ? horizon(uni_now_ns()) : 0;
 		uint64_t n = drain();
 		uint64_t now = uni_now_ns();
-		if (uni_sim_is_nic() || holding) {
+		if ((uni_sim_is_nic() && !dnet) || holding) {
 			uint64_t pb = pending_bound();
-			if (uni_sim_is_nic())
+			if (uni_sim_is_nic() && !dnet)
 				uni_sim_advance(pb < hz ? pb : hz, now);
 			if (holding)
 				publish_hold(hz && pb < hz ? pb : hz, pb);
+		}
+		if (dnet && dreq != atomic_load_explicit(&D.h->det_sync_ack, memory_order_relaxed)) {
+			det_sync(dreq);
+			n++;
 		}
 		if (n)
 			D.last_progress = now;
@@ -1660,6 +1700,9 @@ int main(int argc, char **argv)
 		       "does not model; %llu turns taken from a thread blocked outside the shim",
 		       (unsigned long long)atomic_load(&D.h->det_turns), (unsigned long long)atomic_load(&D.h->det_outside),
 		       (unsigned long long)atomic_load(&D.h->det_steals));
+	if (D.det && uni_sim_is_nic())
+		logmsg("deterministic: the network moved in %llu steps the turn asked for",
+		       (unsigned long long)atomic_load(&D.h->det_syncs));
 	r = rec_of(UNI_TR_SESSION_END, -1);
 	r.t0 = r.t1 = uni_now_ns() - D.h->epoch_mono_ns;
 	r.a = atomic_load(&D.h->events_total);

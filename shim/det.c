@@ -32,6 +32,8 @@ static _Atomic int g_started;
 static uint64_t g_gate_since;
 static _Atomic int g_said_steal, g_said_gate, g_gate_open;
 static _Atomic int g_blocked; /* this process's threads in uni_det_block */
+static int g_net;              /* nic or topology: the network moves in turn (below) */
+static int g_net_wait, g_net_ask; /* (net_wake's count: blocked on the network; a request not drained) */
 
 /* This process's pid, without a system call each time (glibc's getpid
  * is one: every unlock with a thread blocked somewhere made one); a
@@ -57,7 +59,19 @@ void uni_det_init(struct uni_shm_hdr *h, int world)
 {
 	H = h;
 	W = world;
+	g_net = h->horizon != 0;
 	atomic_store(&g_mypid, 0);
+}
+
+/* The network in turn (below): a thread that goes on after a wait goes on
+ * no earlier than the network's time. What woke it happened then or later
+ * (a write, a read, bytes that left), and a transfer it then starts must
+ * not start behind the network (it would be late, and the network has
+ * moved on without it). Without the network in turn, t. */
+static inline uint64_t net_floor(uint64_t t)
+{
+	uint64_t now;
+	return g_net && (now = atomic_load_explicit(&H->det_sync_now, memory_order_acquire)) > t ? now : t;
 }
 
 static inline struct uni_ring *ring(uint32_t i)
@@ -185,11 +199,142 @@ static uint64_t code_off(void *pc)
 	return dladdr(pc, &di) ? (uint64_t)((uintptr_t)pc - (uintptr_t)di.dli_fbase) : (uint64_t)(uintptr_t)pc;
 }
 
+/* The network in turn (nic, topology; docs/simulate.md "Deterministic
+ * mode"). Whether bytes have left by some time depends on every flow that
+ * starts before it, so unid moves the network only when the turn asks:
+ * before the turn goes to a thread at clock c, the network is made final
+ * up to c (no thread of the turn sends before c), one step at a time
+ * (a step stops where a flow ends, a send completes or a byte a thread
+ * waits for leaves: UNI_EV_DET_WATCH), and threads that
+ * wait for the network and whose wait is over go on (at their clock, or
+ * at their answer's time), possibly before c. Every step is asked for at
+ * the same point of the turn in every run, so the network's arithmetic is
+ * the same too. A write lowers det_sync_fin to its stamp (its flow
+ * changes what others send from then on). */
+
+/* Under the lock: one step of the network toward h (unid's answer, at
+ * most a few seconds; a dead unid is left to the shim's own checks).
+ * Returns the time up to which it is final. */
+static uint64_t net_step(uint64_t h)
+{
+	uint32_t req = atomic_load_explicit(&H->det_sync_req, memory_order_relaxed) + 1;
+	H->det_sync_h = h;
+	atomic_store_explicit(&H->det_sync_req, req, memory_order_release);
+	atomic_fetch_add_explicit(&H->doorbell, 1, memory_order_release);
+	if (atomic_load_explicit(&H->daemon_sleeping, memory_order_acquire))
+		uni_futex_wake(&H->doorbell, 1);
+	uint64_t t0 = 0;
+	for (unsigned i = 0;; i++) {
+		uint32_t a = atomic_load_explicit(&H->det_sync_ack, memory_order_acquire);
+		if (a == req)
+			break;
+		if (i < 256) {
+#if defined(__x86_64__) || defined(__i386__)
+			__builtin_ia32_pause();
+#endif
+			continue;
+		}
+		if (uni_futex_wait(&H->det_sync_ack, a, 10) == -ETIMEDOUT) {
+			uint64_t now = uni_now_ns();
+			if (!t0)
+				t0 = now;
+			else if (now - t0 > 5000000000ull || uni_pid_dead(H->daemon_pid))
+				break;
+		}
+	}
+	uint64_t fin = atomic_load_explicit(&H->det_sync_fin, memory_order_acquire);
+	if (UNI_UNLIKELY(log_on()))
+		dlog("step", NULL, h, atomic_load_explicit(&H->det_sync_now, memory_order_relaxed));
+	return fin;
+}
+
+/* Under the lock: threads blocked on the network whose wait is over go
+ * on: more bytes final (ANY: they look again, at their clock), unid's
+ * answer there (ANSWER: at its time). Counts the ones left in g_net_wait
+ * and those whose request unid may not have taken yet in g_net_ask. */
+static int net_wake(void)
+{
+	uint32_t hi = atomic_load_explicit(&H->det_hi, memory_order_acquire);
+	uint32_t fseq = atomic_load_explicit(&H->final_seq, memory_order_acquire);
+	uint32_t req = atomic_load_explicit(&H->det_sync_req, memory_order_relaxed);
+	int woke = 0;
+	g_net_wait = g_net_ask = 0;
+	for (uint32_t i = 0; i < hi && i < H->max_rings; i++) {
+		struct uni_ring *r = ring(i);
+		if (!r->det_net || atomic_load_explicit(&r->det_st, memory_order_relaxed) != UNI_DET_BLOCKED ||
+		    atomic_load_explicit(&r->state, memory_order_acquire) != UNI_RING_LIVE)
+			continue;
+		uint64_t t = UINT64_MAX;
+		/* Not before a step has come since it blocked: whether unid took
+		 * its request before it blocked is the host's, and what the turn
+		 * does next must not depend on it (a step drains the rings). */
+		if (r->det_net_gen == req)
+			t = UINT64_MAX;
+		else if (r->det_net == UNI_DET_NET_ANY && r->det_net_seq != fseq)
+			t = net_floor(r->det_wt);
+		else if (r->det_net == UNI_DET_NET_ANSWER &&
+			 atomic_load_explicit(&r->resp_seq, memory_order_acquire) == r->det_net_seq)
+			t = net_floor(r->resp_t > r->det_wt ? r->resp_t : r->det_wt);
+		if (t == UINT64_MAX) {
+			g_net_wait++;
+			if (r->det_net_gen == req)
+				g_net_ask++; /* (unid may not have taken what it waits for: a step drains) */
+			continue;
+		}
+		r->det_net = UNI_DET_NET_NONE;
+		r->det_t = t;
+		r->det_woken = 1;
+		atomic_store_explicit(&r->det_st, UNI_DET_READY, memory_order_relaxed);
+		dlog("net-wake", r, t, r->det_obj);
+		woke++;
+	}
+	return woke;
+}
+
+/* Under the lock: ring i (-1: none) is to have the turn next: the network
+ * final up to its time first; returns who goes next after threads whose
+ * network wait ended. */
+static int net_settle(int i)
+{
+	uint64_t last = 0;
+	for (int stepped = 0;;) {
+		int woke = net_wake();
+		if (woke)
+			i = pick();
+		uint64_t c = i >= 0 ? ring((uint32_t)i)->det_t : UINT64_MAX;
+		uint64_t fin = atomic_load_explicit(&H->det_sync_fin, memory_order_acquire);
+		if ((fin >= c && !g_net_ask) || (c == UINT64_MAX && !g_net_wait))
+			return i;
+		if (stepped && !woke && fin <= last && !g_net_ask)
+			return i; /* held back (data sent where no peer registered yet; unid gone): the turn goes on */
+		last = fin;
+		stepped = 1;
+		net_step(c);
+	}
+}
+
+void uni_det_net_sent(uint64_t stamp)
+{
+	if (!g_net)
+		return;
+	lk();
+	if (atomic_load_explicit(&H->det_sync_fin, memory_order_relaxed) > stamp)
+		atomic_store_explicit(&H->det_sync_fin, stamp, memory_order_release);
+	unlk();
+}
+
+int uni_det_net(void)
+{
+	return g_net && H && !atomic_load_explicit(&H->det_off, memory_order_relaxed);
+}
+
 /* Under the lock: the turn to the next thread (self: the caller's ring,
  * which needs no wake-up). */
 static void hand_on(int self)
 {
 	int i = started() ? pick() : -1;
+	if (g_net)
+		i = net_settle(i);
 	uint32_t prev = atomic_load_explicit(&H->det_owner, memory_order_relaxed);
 	if (i >= 0 && prev != (uint32_t)i + 1)
 		dlog("turn", ring((uint32_t)i), ring((uint32_t)i)->det_t, 0);
@@ -273,7 +418,7 @@ static void watch(void)
 				    atomic_load(&r->det_st) == UNI_DET_BLOCKED && (r->det_obj & 3) == UNI_DET_OBJ_MUTEX &&
 				    ((pthread_mutex_t *)(uintptr_t)(r->det_obj & ~(uint64_t)3))->__data.__lock == 0) {
 					atomic_store(&r->det_st, UNI_DET_READY);
-					r->det_t = r->det_wt;
+					r->det_t = net_floor(r->det_wt);
 					r->det_woken = 1;
 					dlog("watch-mutex-free", r, r->det_t, r->det_obj);
 				}
@@ -283,7 +428,7 @@ static void watch(void)
 				if (atomic_load(&r->state) == UNI_RING_LIVE && atomic_load(&r->det_st) == UNI_DET_BLOCKED &&
 				    (r->det_obj >> 63) && r->det_t == UINT64_MAX) {
 					atomic_store(&r->det_st, UNI_DET_READY);
-					r->det_t = r->det_wt;
+					r->det_t = net_floor(r->det_wt);
 					r->det_woken = 2; /* (everybody waited: uni_det_block says 2) */
 					dlog("watch-recheck", r, r->det_t, r->det_obj);
 				}
@@ -360,7 +505,7 @@ void uni_det_cancelled(struct uni_ring *r)
 	atomic_fetch_sub(&g_blocked, 1);
 	lk();
 	if (atomic_load(&r->det_st) == UNI_DET_BLOCKED) {
-		r->det_t = r->det_wt;
+		r->det_t = net_floor(r->det_wt);
 		atomic_store(&r->det_st, UNI_DET_READY);
 	}
 	unlk();
@@ -413,12 +558,15 @@ void uni_det_turn(struct uni_ring *r, uint32_t idx, uint64_t t)
 	await_turn(r, idx);
 }
 
-void uni_det_block_begin(struct uni_ring *r, uint32_t idx, uint64_t obj, uint64_t t, uint64_t until)
+static void block_begin(struct uni_ring *r, uint64_t obj, uint64_t t, uint64_t until, uint32_t net, uint32_t seq,
+			void *pc)
 {
-	(void)idx;
 	if (UNI_UNLIKELY(log_on()))
-		dlog("block", r, t, code_off(__builtin_return_address(0)));
+		dlog("block", r, t, code_off(pc));
 	lk();
+	r->det_net = net;
+	r->det_net_seq = seq;
+	r->det_net_gen = atomic_load_explicit(&H->det_sync_req, memory_order_relaxed);
 	r->det_obj = obj;
 	r->det_wt = t;
 	r->det_t = until;
@@ -440,6 +588,19 @@ void uni_det_block_begin(struct uni_ring *r, uint32_t idx, uint64_t obj, uint64_
 	}
 }
 
+void uni_det_block_begin(struct uni_ring *r, uint32_t idx, uint64_t obj, uint64_t t, uint64_t until)
+{
+	(void)idx;
+	block_begin(r, obj, t, until, UNI_DET_NET_NONE, 0, __builtin_return_address(0));
+}
+
+int uni_det_block_net(struct uni_ring *r, uint32_t idx, uint64_t obj, uint64_t t, uint64_t until, uint32_t net,
+		      uint32_t seq)
+{
+	block_begin(r, obj, t, until, g_net ? net : UNI_DET_NET_NONE, seq, __builtin_return_address(0));
+	return uni_det_block_wait(r, idx, NULL);
+}
+
 int uni_det_block_wait(struct uni_ring *r, uint32_t idx, int (*still)(uint64_t obj))
 {
 	lk();
@@ -447,7 +608,7 @@ int uni_det_block_wait(struct uni_ring *r, uint32_t idx, int (*still)(uint64_t o
 	 * without the turn: its real unlock or end comes before its wake-up,
 	 * which takes this lock): it goes on at once. */
 	if (still && atomic_load(&r->det_st) == UNI_DET_BLOCKED && !still(r->det_obj)) {
-		r->det_t = r->det_wt;
+		r->det_t = net_floor(r->det_wt);
 		r->det_woken = 1;
 		atomic_store(&r->det_st, UNI_DET_READY);
 		dlog("block-already", r, r->det_t, r->det_obj);
@@ -494,7 +655,7 @@ int uni_det_wake(uint64_t obj, uint64_t t, int all, uint64_t src)
 		if (best < 0)
 			break;
 		struct uni_ring *r = ring((uint32_t)best);
-		r->det_t = t > r->det_wt ? t : r->det_wt;
+		r->det_t = net_floor(t > r->det_wt ? t : r->det_wt);
 		r->det_woken = 1;
 		r->det_src = src;
 		atomic_store(&r->det_st, UNI_DET_READY);

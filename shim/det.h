@@ -32,6 +32,10 @@
  * rank's write to such a store (it looks again). */
 #define UNI_DET_OBJ_EXTSTORE ((1ull << 63) | (1ull << 58))
 
+/* A wait for the network in turn (uni_det_block_net): woken by nothing
+ * else than the network (and the watch's look again). */
+#define UNI_DET_OBJ_NET ((1ull << 63) | (1ull << 57))
+
 /* From attach on (h->det): world is the number of ranks to wait for before
  * the first turn (every rank attached), <= 0: none. */
 void uni_det_init(struct uni_shm_hdr *h, int world);
@@ -60,6 +64,23 @@ int uni_det_block(struct uni_ring *r, uint32_t idx, uint64_t obj, uint64_t t, ui
  * between the caller's look and its registration): it goes on at once. */
 void uni_det_block_begin(struct uni_ring *r, uint32_t idx, uint64_t obj, uint64_t t, uint64_t until);
 int uni_det_block_wait(struct uni_ring *r, uint32_t idx, int (*still)(uint64_t obj));
+
+/* nic, topology: 1 while the network moves in turn (det.c "The network in
+ * turn"): the thread that has the turn at clock c finds every byte that
+ * leaves by c final (the connections' final_off), unless data owed at an
+ * earlier stamp held the network back. */
+int uni_det_net(void);
+
+/* uni_det_block that also ends when the network says (kind
+ * UNI_DET_NET_ANY: final_seq is no longer seq, read before the caller
+ * looked at final_off: it goes on at its clock and looks again;
+ * UNI_DET_NET_ANSWER: unid answered request seq: it goes on at the later
+ * of its clock and resp_t). Without the network in turn, uni_det_block. */
+int uni_det_block_net(struct uni_ring *r, uint32_t idx, uint64_t obj, uint64_t t, uint64_t until, uint32_t net,
+		      uint32_t seq);
+
+/* A write stamped stamp: the network is final no further than that. */
+void uni_det_net_sent(uint64_t stamp);
 
 /* A condition wait in turn is a cancellation point: on, the wait acts on
  * a pending pthread_cancel; uni_det_cancelled from the cleanup handler

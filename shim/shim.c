@@ -404,7 +404,10 @@ static void cf_check(const struct uni_ev *e)
 	else if (pk)
 		ok = rk == pk;
 	else if (e->kind == UNI_EV_SEND)
-		ok = !rk || (rk == UNI_TR_SEND && t->ev[s].v == e->len);
+		/* (nic: a message's first write's record holds the whole
+		 * message, this part and the e->b bytes to come, or what was
+		 * written of it where a write was cut short) */
+		ok = !rk || (rk == UNI_TR_SEND && t->ev[s].v >= e->len && t->ev[s].v <= e->len + e->b);
 	else if (e->kind == UNI_EV_READ_REQ)
 		ok = !rk || (rk == UNI_TR_RECV && t->ev[s].v == e->len);
 	else if (e->kind == UNI_EV_SENT_REQ)
@@ -623,9 +626,13 @@ static void flush_compute(struct uni_ring *r)
 
 static void push(struct uni_ring *r, const struct uni_ev *e)
 {
-	if (r == tls.ring && (tls.pend_d || tls.pend_force) && e->kind != UNI_EV_COMPUTE)
+	/* (A note to unid, not an event of the thread: no compute before it,
+	 * not in the recorded run, not counted.) */
+	int note = e->kind == UNI_EV_STRING || e->kind == UNI_EV_DET_WATCH;
+	if (r == tls.ring && (tls.pend_d || tls.pend_force) && e->kind != UNI_EV_COMPUTE &&
+	    e->kind != UNI_EV_DET_WATCH)
 		flush_compute(r);
-	if (UNI_UNLIKELY(tls.cf) && r == tls.ring && e->kind != UNI_EV_STRING)
+	if (UNI_UNLIKELY(tls.cf) && r == tls.ring && !note)
 		cf_check(e);
 	while (uni_ring_push(r, e) != 0) {
 		if (!coordinator_alive()) {
@@ -644,7 +651,7 @@ static void push(struct uni_ring *r, const struct uni_ev *e)
 			      memory_order_release);
 	/* A string (a call stack's text) is not an event of the thread:
 	 * indices do not depend on whether stacks are recorded. */
-	if (r == tls.ring && e->kind != UNI_EV_STRING)
+	if (r == tls.ring && !note)
 		tls.nev++;
 	if (uni_ring_used(r) >= UNI_RING_CAP / 2 &&
 	    atomic_load_explicit(&g_hdr->daemon_sleeping, memory_order_relaxed))
@@ -1449,6 +1456,40 @@ static uint64_t await_answer(struct uni_ring *r, uint32_t seq, uint64_t fallback
 	return await_any(r, seq, 1, fallback, NULL);
 }
 
+/* Deterministic mode under nic or topology: unid answers when the
+ * network is final where the request asks, and the network moves only
+ * when the turn asks (det.c "The network in turn"): the thread waits for
+ * its answer in turn, and goes on at the answer's time. */
+static int det_net_waits(void)
+{
+	return UNI_UNLIKELY(g_det) && g_horizon && !tls.det_out && det_part() && uni_det_net();
+}
+
+static uint64_t det_net_answer(struct uni_ring *r, uint32_t seq, uint64_t fallback)
+{
+	uint64_t t = 0;
+	/* (Blocks at least once, answered or not: how fast unid answered is
+	 * the host's, and the turn's steps must not depend on it.) */
+	do {
+		int b = uni_det_block_net(r, tls.ring_idx, UNI_DET_OBJ_NET, tls.vt, UINT64_MAX, UNI_DET_NET_ANSWER, seq);
+		if (b < 0)
+			return await_answer(r, seq, fallback); /* (the turn given up) */
+		t = r->det_t; /* (the answer's time, or the network's if later) */
+	} while (atomic_load_explicit(&r->resp_seq, memory_order_acquire) != seq);
+	return r->resp_t > t ? r->resp_t : t;
+}
+
+/* ... and a thread woken from a wait in turn (a look again: bytes
+ * written, room made, bytes final) goes on from the time it was woken at,
+ * which the network in turn keeps no earlier than its own (det.c
+ * net_floor): a write from its older clock would start behind the
+ * network. A dispatcher's events carry their own times. */
+static void det_net_resumed(void)
+{
+	if (g_horizon && tls.ring && !tls.dispatcher && uni_det_net())
+		take_stamp(tls.ring->det_t, 0);
+}
+
 uint64_t uni_shim_io_begin(uint32_t slot1)
 {
 	if (g_mode != UNI_MODE_SIMULATE || atomic_load_explicit(&g_state, memory_order_relaxed) != ST_ATTACHED)
@@ -1619,6 +1660,13 @@ static uint64_t sim_send(struct shim_conn *sc, const struct iovec *iov, int cnt,
 	 * ring while unid sleeps. */
 	if (nseg)
 		ring_bell();
+	if (UNI_UNLIKELY(g_det) && g_horizon && nseg && uni_det_live()) {
+		uint64_t low = UINT64_MAX;
+		for (size_t i = 0; i < nseg; i++)
+			if (segs[i].stamp < low)
+				low = segs[i].stamp;
+		uni_det_net_sent(low); /* (the network in turn: final no further) */
+	}
 	det_written(sc->shm_idx, base + n, 0);
 	return base + n;
 }
@@ -1739,7 +1787,9 @@ static void sim_recv(struct shim_conn *sc, const struct iovec *iov, int cnt, siz
 	push(r, &e);
 	if (!local) {
 		ring_bell();
-		t = await_answer(r, (uint32_t)e.a, t0);
+		t = det_net_waits() && !(uni_shm_conn(g_hdr, sc->shm_idx)->flags & UNI_CONNF_STORE)
+			    ? det_net_answer(r, (uint32_t)e.a, t0)
+			    : await_answer(r, (uint32_t)e.a, t0);
 	}
 	if (tls.dispatcher)
 		tls.vt = t;
@@ -1825,8 +1875,8 @@ void uni_shim_io_end(uint32_t slot1, int is_send, const struct iovec *iov, int c
 static int sent_local(uint32_t idx, uint64_t end, uint64_t stamp)
 {
 	uint64_t buf = g_hdr->send_buffer, t = stamp;
-	if (idx >= g_hdr->max_conns || tls.dispatcher || !sync_active())
-		return 0;
+	if (idx >= g_hdr->max_conns || tls.dispatcher || !sync_active() || g_horizon)
+		return 0; /* (nic: unid's; the log under the turn holds arrivals only) */
 	if (buf != UINT64_MAX && end > buf) {
 		struct uni_sched *sd = stream_sched(idx);
 		uint64_t arr;
@@ -3662,7 +3712,8 @@ void uni_shim_send_done(uint64_t token)
 		wait_read(r, conn, uni_now_ns(), tls.vt, seq); /* before unid can answer */
 		push(r, &e);
 		ring_bell();
-		take_stamp(await_answer(r, seq, tls.vt), 0); /* the SENT record is the dependency */
+		take_stamp(det_net_waits() ? det_net_answer(r, seq, tls.vt) : await_answer(r, seq, tls.vt),
+			   0); /* the SENT record is the dependency */
 		atomic_store_explicit(&r->wait_kind, UNI_WAIT_NONE, memory_order_release);
 		leave();
 	}
@@ -4715,6 +4766,8 @@ static int sched_there(uint32_t pi)
  * without one (more streams than schedules). */
 static int det_sched_or_none(uint32_t pi)
 {
+	if (g_horizon && uni_det_net()) /* (nic, topology: unid logs what left; none left for it: not followed) */
+		return atomic_load_explicit(&uni_shm_conn(g_hdr, pi)->sched_log, memory_order_acquire) != UINT32_MAX;
 	if (!g_hdr->sched_off)
 		return 0;
 	if (!atomic_load_explicit(&uni_shm_conn(g_hdr, pi)->written, memory_order_acquire))
@@ -4776,6 +4829,20 @@ size_t uni_shim_det_room(uint32_t slot1, int fd, int flags)
  * the kernel, below). */
 #define DET_READ_MAX (32u * DET_SEG)
 
+/* Deterministic mode under nic or topology: a thread in turn waits for
+ * bytes: unid stops the network when the first segment from byte rx of the
+ * stream coming in on idx has left (w: written so far), so that the
+ * reader goes on from its arrival, a segment at a time, as under
+ * alpha-beta (a step to a flow's end let readers of other flows go on
+ * from bytes that had arrived long before, behind the network). */
+static void det_net_watch(uint32_t idx, uint64_t rx, uint64_t w)
+{
+	if (!tls.ring)
+		return;
+	struct uni_ev e = {.kind = UNI_EV_DET_WATCH, .conn = idx, .off = (w - rx < DET_SEG ? w : rx + DET_SEG) - 1};
+	push(tls.ring, &e);
+}
+
 /* The bytes a read in turn returns were written (the writer's kernel took
  * them) but may still be on their way through the host's TCP to the
  * reader's queue: the read waits until the kernel has want of them (a
@@ -4836,16 +4903,20 @@ static ssize_t det_read_clamp(struct shim_conn *sc, int fd, size_t n, int flags)
 		return (ssize_t)n;
 	uint32_t pi = atomic_load_explicit(&c->peer_conn, memory_order_relaxed);
 	struct uni_conn *pc = uni_shm_conn(g_hdr, pi);
+	/* (nic, topology: the store's chunks are in the log at once, as under
+	 * alpha-beta) */
+	int fluid = g_horizon && uni_det_net() && !(pc->flags & UNI_CONNF_STORE);
 	if (!det_sched_or_none(pi))
 		return (ssize_t)n;
 	det_point();
 	tls.det_clamped = 1;
 	for (;;) {
+		/* (final_seq before the log: a step between the two wakes the
+		 * wait below at once) */
+		uint32_t fseq = atomic_load_explicit(&g_hdr->final_seq, memory_order_acquire);
 		uint64_t rx = atomic_load_explicit(&sc->rx, memory_order_relaxed);
 		uint64_t w = atomic_load_explicit(&pc->written, memory_order_acquire), a;
 		if (w > rx) {
-			if (!sched_wait(sc->shm_idx, rx, &a) || !sched_wait(sc->shm_idx, w - 1, &a))
-				return (ssize_t)n;
 			/* Bytes are readable a segment at a time (a reader that reads
 			 * in a loop got a few bytes each time, 400,000 reads for
 			 * 16 MB): the first segment's last byte, or all that is
@@ -4853,6 +4924,28 @@ static ssize_t det_read_clamp(struct shim_conn *sc, int fd, size_t n, int flags)
 			uint64_t seg = w - rx < DET_SEG ? w - rx : DET_SEG;
 			if (seg > n)
 				seg = n;
+			if (fluid) {
+				/* nic, topology: the log holds what left by the turn's
+				 * time (det.c "The network in turn"). The segment not
+				 * there yet: it waits in turn for the network to move,
+				 * which stops where its last byte leaves (a dispatcher
+				 * serves its other sockets: EAGAIN; its epoll in turn
+				 * waits the same way). */
+				if (!sched_arrival(sc->shm_idx, rx + seg - 1, &a)) {
+					if (sched_gone(sc->shm_idx, rx))
+						return (ssize_t)n;
+					det_net_watch(sc->shm_idx, rx, rx + seg);
+					if (tls.dispatcher)
+						return -1;
+					if (uni_det_block_net(tls.ring, tls.ring_idx, UNI_DET_OBJ_CONN(pi), tls.vt,
+							      UINT64_MAX, UNI_DET_NET_ANY, fseq) < 0)
+						return (ssize_t)n; /* the turn given up */
+					det_net_resumed();
+					continue;
+				}
+			} else if (!sched_wait(sc->shm_idx, rx, &a) || !sched_wait(sc->shm_idx, w - 1, &a)) {
+				return (ssize_t)n;
+			}
 			/* (Arrivals grow within a chunk, not across chunks: a Gloo
 			 * notice goes ahead of data written before it. The latest
 			 * of the segment's; a poll reads the same, det_look.) */
@@ -4918,6 +5011,8 @@ static ssize_t det_read_clamp(struct shim_conn *sc, int fd, size_t n, int flags)
 		int b = uni_det_block(tls.ring, tls.ring_idx, UNI_DET_OBJ_CONN(pi), tls.vt, until);
 		if (b < 0)
 			return (ssize_t)n;
+		if (b > 0)
+			det_net_resumed();
 		if (b == 0 && until != UINT64_MAX) {
 			take_stamp(until, 0);
 			atomic_store_explicit(&tls.ring->wait_kind, UNI_WAIT_NONE, memory_order_release);
@@ -5031,6 +5126,11 @@ static int det_up(struct shim_conn *sc, int fd)
 	return 1;
 }
 
+/* A look found a modelled connection with bytes written that have not
+ * left by the poller's clock (nic, topology): its wait ends when the
+ * network moves too. */
+static __thread int t_look_net;
+
 static int det_look(struct pollfd *fds, nfds_t n, uint64_t *next)
 {
 	int ready = 0;
@@ -5060,6 +5160,7 @@ static int det_look(struct pollfd *fds, nfds_t n, uint64_t *next)
 					ready++;
 				continue;
 			}
+			int net = g_horizon && uni_det_net();
 			if (atomic_load_explicit(&c->state, memory_order_acquire) != UNI_CONN_MATCHED ||
 			    !det_sched_or_none(pi))
 				return -2;
@@ -5071,15 +5172,23 @@ static int det_look(struct pollfd *fds, nfds_t n, uint64_t *next)
 					/* Readable as a read in turn reads: once the first
 					 * segment (or all that is written, if less) arrived
 					 * (det_read_clamp; a dispatcher, told readable at the
-					 * first byte, read EAGAIN and polled again, for ever). */
+					 * first byte, read EAGAIN and polled again, for ever).
+					 * nic, topology: a segment not in the log yet has not
+					 * left: the wait is for the network too. */
 					uint64_t seg = w - rx < DET_SEG ? w - rx : DET_SEG;
-					if (!sched_wait(sc->shm_idx, rx + seg - 1, &a) ||
-					    !sched_arrival_max(sc->shm_idx, rx, rx + seg - 1, &a))
+					if (net && !(pc->flags & UNI_CONNF_STORE) && !sched_arrival(sc->shm_idx, rx + seg - 1, &a)) {
+						if (sched_gone(sc->shm_idx, rx))
+							return -2;
+						t_look_net = 1;
+						det_net_watch(sc->shm_idx, rx, rx + seg);
+					} else if (!sched_wait(sc->shm_idx, rx + seg - 1, &a) ||
+						   !sched_arrival_max(sc->shm_idx, rx, rx + seg - 1, &a)) {
 						return -2; /* unid behind: as without the turn */
-					if (a <= tls.vt)
+					} else if (a <= tls.vt) {
 						p->revents |= in;
-					else if (a < *next)
+					} else if (a < *next) {
 						*next = a;
+					}
 				} else if (atomic_load_explicit(&pc->wclosed, memory_order_acquire)) {
 					/* The end of the stream: at its close's time. */
 					if (pc->wclosed_vt <= tls.vt)
@@ -5128,9 +5237,11 @@ static int det_look(struct pollfd *fds, nfds_t n, uint64_t *next)
  * earliest arrival; at dl: the time-out), or until anything a look may
  * see happened (it looks again). 1: look again, 0: dl reached, -1: the
  * turn given up. */
-static int det_poll_wait(uint64_t next, uint64_t dl)
+static int det_poll_wait(uint64_t next, uint64_t dl, uint32_t fseq)
 {
-	int b = uni_det_block(tls.ring, tls.ring_idx, UNI_DET_OBJ_POLL, tls.vt, next);
+	int b = t_look_net ? uni_det_block_net(tls.ring, tls.ring_idx, UNI_DET_OBJ_POLL, tls.vt, next,
+					       UNI_DET_NET_ANY, fseq)
+			   : uni_det_block(tls.ring, tls.ring_idx, UNI_DET_OBJ_POLL, tls.vt, next);
 	if (b < 0)
 		return -1;
 	if (b == 0) {
@@ -5147,6 +5258,8 @@ static int det_poll_wait(uint64_t next, uint64_t dl)
 			return 0;
 		}
 		take_stamp(next, 0); /* the first arrival */
+	} else {
+		det_net_resumed();
 	}
 	return 1;
 }
@@ -5165,6 +5278,8 @@ static int det_wait_ready(struct pollfd *fds, int *n, int64_t timeout_ns, int ep
 	uint64_t dl = timeout_ns < 0 ? UINT64_MAX : tls.vt + (uint64_t)timeout_ns;
 	for (;;) {
 		uint64_t next = dl;
+		uint32_t fseq = atomic_load_explicit(&g_hdr->final_seq, memory_order_acquire);
+		t_look_net = 0;
 		if (sn && (*n = ep_snapshot(epfd, sn)) < 0)
 			return -2; /* the set changed to one the turn does not follow */
 		int ready = det_look(fds, (nfds_t)*n, &next);
@@ -5174,7 +5289,7 @@ static int det_wait_ready(struct pollfd *fds, int *n, int64_t timeout_ns, int ep
 			tls.det_polled = 1;
 			return ready;
 		}
-		int b = det_poll_wait(next, dl);
+		int b = det_poll_wait(next, dl, fseq);
 		if (b < 0)
 			return -2;
 		if (!b) {

@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""Incast: ranks 1..n-1 each send 16 MB to rank 0 at the same virtual time
+"""Incast: ranks 1..n-1 each send 16 MB (argv[1]: another number of float32
+values) to rank 0 at the same virtual time
 (right after a barrier); rank 0 posts all receives and waits for each.
 Prints one JSON line from rank 0: ms from the barrier to each completion,
 measured with the program's own clock (virtual under simulate mode)."""
 import json
+import sys
 import time
 
 import torch
@@ -11,7 +13,7 @@ import torch.distributed as dist
 
 dist.init_process_group("gloo")
 rank, world = dist.get_rank(), dist.get_world_size()
-n = 4_000_000  # float32: 16 MB
+n = int(sys.argv[1]) if len(sys.argv) > 1 else 4_000_000  # float32: 16 MB
 dist.barrier()
 t0 = time.perf_counter()
 if rank == 0:

@@ -34,7 +34,8 @@
 #     replays; a writer whose peer closed gets the kernel's error;
 #   - a Gloo program (2-rank all_reduce) with the turn: the turn holds
 #     (replays: test_sim_det_gloo.sh), and the program's result is right;
-#   - refused with one line: --deterministic under nic, in record mode.
+#   - refused with one line: --deterministic in record mode (under nic:
+#     test_sim_det_nic.sh).
 #   test_sim_det.sh UNIRUN UNITRACE DETPROBE
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -212,10 +213,7 @@ run g --deterministic -- $PY "$T/ar.py"
 echo "a Gloo program: the turn holds, the result right"
 
 # Refusals.
-sed 's/alpha-beta/nic/' "$T/c.yaml" >"$T/nic.yaml"
-if "$UNIRUN" -n 1 --config "$T/nic.yaml" --deterministic -- true >"$T/r1.log" 2>&1; then fail "nic accepted"; fi
-grep -q -- "--deterministic is built for the alpha-beta network model so far" "$T/r1.log" || { cat "$T/r1.log"; fail "nic: message"; }
 if "$UNIRUN" -n 1 --mode record --deterministic -- true >"$T/r2.log" 2>&1; then fail "record mode accepted"; fi
 grep -q -- "--deterministic needs simulate mode" "$T/r2.log" || { cat "$T/r2.log"; fail "record: message"; }
-echo "refused: nic, record mode"
+echo "refused: record mode"
 ok "deterministic mode"

@@ -32,7 +32,7 @@
 #include <stdint.h>
 
 #define UNI_SHM_MAGIC 0x31304d4853494e55ull /* "UNISHM01" little-endian */
-#define UNI_SHM_VERSION 19u
+#define UNI_SHM_VERSION 20u
 /* The longest real time a sleep waits for the session before it ends
  * anyway (a thread that computes for ever without entering the shim), per
  * CPU share: times the world's ranks per CPU of the host where there are
@@ -105,6 +105,10 @@ enum uni_ev_kind {
 	                          communicator (key's first 8 bytes), off = count,
 	                          len = bytes, conn = rank in it | nranks << 16,
 	                          b = root or peer (-1), c = UNI_NCCL_OPF_* flags */
+	UNI_EV_DET_WATCH = 19, /* deterministic mode under nic or topology: the thread
+	                          waits for byte off of the stream coming in on conn to
+	                          leave (unid stops the network there); not an event of
+	                          the thread (no record, not counted) */
 };
 
 /* UNI_EV_NCCL_OP's c, and the nccl_op trace record's flags: bits 0-3 the
@@ -314,6 +318,14 @@ enum uni_det_st {
 	UNI_DET_OUTSIDE = 4, /* in a wait the turn does not model: counts again when it is back */
 };
 
+/* nic: what a thread BLOCKED in turn waits for from the network
+ * (uni_ring.det_net; shim/det.c "the network in turn"). */
+enum uni_det_net {
+	UNI_DET_NET_NONE = 0,
+	UNI_DET_NET_ANY = 1,    /* more bytes final anywhere (final_seq moved past det_net_seq) */
+	UNI_DET_NET_ANSWER = 2, /* unid's answer to its request det_net_seq (resp_seq, resp_t) */
+};
+
 enum uni_ring_state {
 	UNI_RING_FREE = 0,
 	UNI_RING_CLAIMING = 1,
@@ -391,9 +403,14 @@ struct uni_ring {
 	_Atomic uint32_t det_st;
 	_Atomic uint32_t det_word;
 	uint32_t det_woken;
-	uint32_t det_pad;
+	/* nic (BLOCKED): what of the network it waits for (enum
+	 * uni_det_net), and det_net_seq: the final_seq it looked at (ANY),
+	 * the request it waits on (ANSWER); det_net_gen: the header's
+	 * det_sync_req then (a request unid may not have drained yet). */
+	uint32_t det_net;
 	uint64_t det_t, det_wt, det_obj, det_seq, det_key;
 	uint64_t det_src; /* the waker's SIGNAL event (its id), 0: none */
+	uint32_t det_net_seq, det_net_gen;
 	char stack[1536];            /* its native stack, captured once it waited 1 s */
 	struct uni_ev ev[UNI_RING_CAP];
 };
@@ -484,7 +501,18 @@ struct uni_shm_hdr {
 	_Atomic uint32_t det_owner;
 	_Atomic uint32_t det_hi;
 	_Atomic uint32_t det_off;        /* 1: given up for this session (uni_det_abandon) */
-	uint32_t det_pad;
+	/* nic under the turn: the network moves only when a thread of the
+	 * turn asks (under det_lock): det_sync_h the time to move it toward,
+	 * det_sync_req its number (then the doorbell); unid drains the rings,
+	 * moves the network one step (to det_sync_h, or the first flow that
+	 * ends or send that completes before it), answers what became final,
+	 * publishes det_sync_fin (the time up to which the network is final)
+	 * and sets det_sync_ack to the number (futex wake). */
+	_Atomic uint32_t det_sync_req, det_sync_ack;
+	uint64_t det_sync_h;
+	_Atomic uint64_t det_sync_fin;
+	_Atomic uint64_t det_sync_now;   /* the network's time after the last step */
+	_Atomic uint64_t det_syncs;      /* steps asked for (the summary) */
 	uint64_t det_seq;
 	_Atomic uint64_t det_turns;      /* turns handed from one thread to another */
 	_Atomic uint64_t det_outside;    /* turns given up for a wait the turn does not model */
