@@ -11,7 +11,10 @@
 #   - incast under the turn: ranks 1-3 send 2 MB each to rank 0 at once;
 #     rank 0's downlink is shared (each completes at 3 x 2 MB / 100 Mbit/s
 #     plus the fixed costs, at most 60 ms, with and without the turn), and
-#     two replays agree.
+#     two replays agree;
+#   - the README's main job (tp_infer.py, 4 ranks, 1 layer, 2 tokens) under
+#     topology (examples/configs/two-racks.yaml): recorded and replayed
+#     twice, 21 threads followed, the same trace and time per token.
 #   test_sim_det_nic.sh UNIRUN
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -80,4 +83,20 @@ for peer in sorted(plain):
     assert 2.95 * one <= d <= 3 * one + 60, (peer, d, one)
     assert 2.95 * one <= p <= 3 * one + 60, (peer, p, one)
 PY
-ok "deterministic mode under nic"
+
+# The README's main job under topology (two racks: switches, a shared
+# 100 Mbit/s link between them), as test_sim_det_main.sh runs it.
+DET_RANKS=4
+ARGS=(--layers 1 --tokens 2)
+cp "$ROOT/examples/configs/two-racks.yaml" "$T/c.yaml"
+pred() { grep -E '^(prediction|time per token):' "$T/$1.log"; }
+run mrec --deterministic -- $PY "$ROOT/examples/torch/tp_infer.py" "${ARGS[@]}"
+for x in ma mb; do
+	run $x --deterministic --compute-from "$T/mrec.unitrace" -- $PY "$ROOT/examples/torch/tp_infer.py" "${ARGS[@]}"
+	det_followed $x "$T/$x.log" 21
+	det_in_turn $x "$T/$x.log"
+	cmp <(pred mrec) <(pred $x) || fail "run $x printed another prediction or time per token than the recording"
+done
+cmp "$T/ma.unitrace" "$T/mb.unitrace" || fail "two deterministic replays of the main job under topology differ"
+echo "tp_infer.py under topology (two racks): two replays: the same trace, 21 threads followed, $(grep '^time per token' "$T/mrec.log")"
+ok "deterministic mode under nic and topology"
