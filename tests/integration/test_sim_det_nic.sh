@@ -1,13 +1,7 @@
 #!/bin/bash
-# --deterministic under the nic model (docs/simulate.md "Deterministic
-# mode", "The network in turn"): the network moves only when the turn asks.
-#   - det_gloo.py (three ranks of Gloo: all_reduce of 1 MB, all_gather,
-#     broadcast, send/recv) under nic: recorded once, replayed twice with
-#     --compute-from: no thread waits outside the turn, all 16 threads
-#     followed the recording, the two traces are the same file byte for
-#     byte, every rank printed the recording's results and virtual times,
-#     the results are right, and the turn does not change the prediction
-#     (the three all_reduces within 2% of a run without the turn);
+# --deterministic under the nic and topology models (docs/simulate.md
+# "Deterministic mode", "The network in turn"): the network moves only
+# when the turn asks (det_gloo.py under nic: test_sim_det_gloo.sh nic).
 #   - incast under the turn: ranks 1-3 send 2 MB each to rank 0 at once;
 #     rank 0's downlink is shared (each completes at 3 x 2 MB / 100 Mbit/s
 #     plus the fixed costs, at most 60 ms, with and without the turn), and
@@ -19,43 +13,14 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 UNIRUN=$1
-det_session sdn 3 300
+det_session sdn 4 300
 cat >"$T/c.yaml" <<YAML
 mode: simulate
 network: { model: nic, default: { latency: 2ms, bandwidth: 100Mbit } }
 YAML
-out() { grep -E '^(rank [0-9]: sum|times: )' "$T/$1.log" | sort; }
 run() { UNI_DET_DEBUG=1 det_run "$@"; }
 
-run plain -- $PY "$HERE/det_gloo.py"
-run rec --deterministic -- $PY "$HERE/det_gloo.py"
-for x in a b; do
-	run $x --deterministic --compute-from "$T/rec.unitrace" -- $PY "$HERE/det_gloo.py"
-	det_followed $x "$T/$x.log" 16
-	cmp <(out rec) <(out $x) || fail "run $x printed other results or virtual times than the recording"
-done
-cmp "$T/a.unitrace" "$T/b.unitrace" || fail "two deterministic replays under nic wrote different traces"
-for x in rec a b; do
-	det_in_turn $x "$T/$x.log"
-	[ "$(grep -c '^rank [0-9]: sum 162.0 gather \[0.0, 1.0, 2.0\] bcast 0.0 recv' "$T/$x.log")" = 3 ] ||
-		{ cat "$T/$x.log"; fail "$x: the results"; }
-	grep -q '^rank 1: .* recv 4950.0$' "$T/$x.log" || { cat "$T/$x.log"; fail "$x: the recv"; }
-done
-$PY - "$T/plain.log" "$T/rec.log" <<'PY' || fail "the turn changed the prediction under nic"
-import sys
-def ar(path):
-    return [int(l.split()[4]) for l in open(path) if l.startswith("times: ")]
-p, d = ar(sys.argv[1]), ar(sys.argv[2])
-assert len(p) == len(d) == 3, (p, d)
-for a, b in zip(sorted(p), sorted(d)):
-    assert abs(b - a) <= 0.02 * a, (a, b)
-print(f"nic: three all_reduces of 1 MB: {min(p) / 1e6:.3f}-{max(p) / 1e6:.3f} ms without the turn, "
-      f"{min(d) / 1e6:.3f}-{max(d) / 1e6:.3f} ms with it")
-PY
-echo "det_gloo.py under nic: two replays: the same trace ($(stat -c %s "$T/a.unitrace") bytes), the recording's results and virtual times, 16 threads followed"
-
-# Incast: four ranks.
-DET_RANKS=4
+# Incast.
 N=500000 # float32: 2 MB
 run iplain -- $PY "$HERE/sim_incast.py" $N
 run irec --deterministic -- $PY "$HERE/sim_incast.py" $N
@@ -86,7 +51,6 @@ PY
 
 # The README's main job under topology (two racks: switches, a shared
 # 100 Mbit/s link between them), as test_sim_det_main.sh runs it.
-DET_RANKS=4
 ARGS=(--layers 1 --tokens 2)
 cp "$ROOT/examples/configs/two-racks.yaml" "$T/c.yaml"
 pred() { grep -E '^(prediction|time per token):' "$T/$1.log"; }
