@@ -370,6 +370,16 @@ UNI_EXTERN int fcntl64(int fd, int cmd, ...)
 		}                                                                        \
 	} while (0)
 
+/* A read with MSG_DONTWAIT of a socket the shim marks as the store's and
+ * does not model: the kernel's answer at once (IO_WRAP's wait for a store
+ * outside the session to answer, in turn, is for reads that may block: a
+ * blocking socket read with MSG_DONTWAIT held the turn up to 50 ms). */
+static inline int store_nowait(int fd, int flags)
+{
+	return (flags & MSG_DONTWAIT) && UNI_UNLIKELY(atomic_load_explicit(&uni_shim_nstore, memory_order_relaxed)) &&
+	       !uni_fd_get(fd) && uni_shim_store_fd(fd);
+}
+
 static inline ssize_t do_read(int fd, void *buf, size_t n)
 {
 	CLAMP(fd, n, 0);
@@ -380,7 +390,7 @@ static inline ssize_t do_recvfrom(int fd, void *buf, size_t n, int flags, struct
 				  socklen_t *al)
 {
 	/* MSG_PEEK leaves the bytes in the socket: they are reported when read. */
-	if (flags & MSG_PEEK) {
+	if ((flags & MSG_PEEK) || store_nowait(fd, flags)) {
 		ENSURE(recvfrom);
 		return uni_real.recvfrom(fd, buf, n, flags, a, al);
 	}
@@ -390,7 +400,7 @@ static inline ssize_t do_recvfrom(int fd, void *buf, size_t n, int flags, struct
 
 static inline ssize_t do_recv(int fd, void *buf, size_t n, int flags)
 {
-	if (flags & MSG_PEEK) {
+	if ((flags & MSG_PEEK) || store_nowait(fd, flags)) {
 		ENSURE(recv);
 		return uni_real.recv(fd, buf, n, flags);
 	}
@@ -454,7 +464,7 @@ static ssize_t do_recvmsg_part(int fd, struct msghdr *m, int flags, struct iovec
 
 UNI_EXTERN ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 {
-	if (flags & MSG_PEEK) {
+	if ((flags & MSG_PEEK) || store_nowait(fd, flags)) {
 		ENSURE(recvmsg);
 		return uni_real.recvmsg(fd, msg, flags);
 	}

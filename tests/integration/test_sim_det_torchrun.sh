@@ -9,7 +9,10 @@
 #     connect's poll did, every time), every thread followed the recording
 #     to its end, the two replays' traces are the same file byte for byte,
 #     and every rank printed the recording's results and virtual times;
-#   - the results are right.
+#   - the results are right;
+#   - det_store_nowait.py: a read with MSG_DONTWAIT of a connection to the
+#     agent's store returns EAGAIN at once (it waited in turn for a write
+#     to the store before session 20).
 #   test_sim_det_torchrun.sh UNICTL UNITRACE UNISHIM
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -26,7 +29,7 @@ run() { # NAME [unictl start options]
 	"$UNICTL" start --session "$S" --config "$T/c.yaml" --trace "$T/$name.unitrace" "$@" >"$T/$name.start" 2>&1 ||
 		{ cat "$T/$name.start"; fail "$name: unictl start"; }
 	UNI_DET_DEBUG=1 UNI_SESSION=$S LD_PRELOAD=$SHIM timeout 240 $PY -m torch.distributed.run --redirects 1 --tee 1 \
-		--log_dir "$T/logs-$name" --nproc_per_node 3 --master_port "$PORT" "$HERE/det_gloo.py" \
+		--log_dir "$T/logs-$name" --nproc_per_node 3 --master_port "$PORT" "$HERE/${PROG:-det_gloo.py}" \
 		>"$T/$name.log" 2>&1 || { cat "$T/$name.log"; fail "$name: torchrun"; }
 	"$UNICTL" stop --session "$S" >"$T/$name.stop" 2>&1 || { cat "$T/$name.stop"; fail "$name: unictl stop"; }
 }
@@ -46,4 +49,11 @@ for x in rec a b; do
 done
 cmp "$T/a.unitrace" "$T/b.unitrace" || fail "two deterministic replays under torchrun wrote different traces"
 echo "det_gloo.py under torchrun (3 workers, the store in the agent): two replays: the same trace ($(stat -c %s "$T/a.unitrace") bytes), 15 threads followed"
+# A read with MSG_DONTWAIT of a connection to the agent's store: EAGAIN
+# at once, in turn (det_store_nowait.py).
+PROG=det_store_nowait.py run nowait --deterministic
+[ "$(grep -c 'rank [0-9]: recv MSG_DONTWAIT on the store: EAGAIN' "$T/nowait.log")" = 3 ] ||
+	{ cat "$T/nowait.log"; fail "a read with MSG_DONTWAIT of the store's connection"; }
+det_in_turn nowait "$T/nowait.log"
+echo "a read with MSG_DONTWAIT of the store's connection: EAGAIN in every rank, in turn"
 ok "deterministic mode under torchrun"
