@@ -757,15 +757,21 @@ static uint64_t watches_bound(uint64_t real_now)
  * stops without its real-time rules). */
 static void watches_set(void)
 {
+	uint32_t k = 0;
 	for (uint32_t i = 0; i < S.nwatch; i++) {
 		struct watch *w = &S.watch[i];
 		uint64_t t, fb, lat;
+		/* (A poster gone: not kept, as watches_bound does not run.) */
+		if (atomic_load_explicit(&uni_shm_ring(S.h, w->ring)->state, memory_order_acquire) != UNI_RING_LIVE)
+			continue;
+		S.watch[k++] = *w;
 		if (w->reached || completion_final(&S.st[w->stream], w->end, &t) || w->end <= S.cfg->send_buffer)
 			continue;
 		struct nic_flow *nf = flow_of(&S.st[w->stream], w->end - S.cfg->send_buffer - 1, &fb, &lat);
 		if (nf)
 			nic_flow_watch(nf, fb + 1);
 	}
+	S.nwatch = k;
 }
 
 static void group_cancel(uint32_t ring, uint32_t tag)
@@ -1009,18 +1015,24 @@ static uint64_t final_prefix(struct stream *s)
  * already (publish_sched). */
 static void publish_final_range(uint32_t si, struct stream *s, uint64_t from, uint64_t to)
 {
-	uint64_t fb, lat, t;
 	if (!S.h->det || (uni_shm_conn(S.h, si)->flags & UNI_CONNF_STORE))
 		return;
-	struct nic_flow *nf = flow_of(s, to - 1, &fb, &lat);
-	struct chunk *c = nf ? NULL : find_chunk(s, to - 1);
-	if (nf ? !nic_byte_arrival(nf, fb, &t) : !c)
-		return;
-	if (!nf)
-		t = arrival(c, to - 1);
 	struct uni_sched *sd = sched_log(si, 0, 0);
-	if (sd)
-		uni_sched_publish(sd, from, to - from, t);
+	for (uint32_t i = s->headch; sd && i < s->nch; i++) {
+		/* One log chunk per stream chunk it overlaps, at its own last
+		 * byte's arrival: a Gloo notice leaves before data written ahead
+		 * of it, and one chunk at the notice's arrival let the data be
+		 * read before it arrived. */
+		const struct chunk *c = &s->ch[i];
+		uint64_t a = c->off > from ? c->off : from, b = c->off + c->len < to ? c->off + c->len : to, t;
+		if (b <= a)
+			continue;
+		if (!c->nf)
+			t = arrival(c, b - 1);
+		else if (!nic_byte_arrival(c->nf, c->flow_off + (b - 1 - c->off), &t))
+			t = nic_now() + c->latency; /* (cannot be: below the final prefix) */
+		uni_sched_publish(sd, a, b - a, t);
+	}
 }
 
 /* nic: tells every reader how far its incoming stream is final (event

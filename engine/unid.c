@@ -959,6 +959,10 @@ static void det_sync(uint32_t req)
 	if (pb < h)
 		h = pb;
 	uint64_t fin = uni_sim_det_step(h);
+	/* Data sent where no peer registered yet enters the network at its
+	 * stamp: final no further (an empty network said for ever). */
+	if (fin > pb)
+		fin = pb;
 	atomic_store_explicit(&D.h->det_sync_now, uni_sim_network_time(), memory_order_release);
 	if (fin > atomic_load_explicit(&D.h->det_sync_fin, memory_order_relaxed))
 		atomic_store_explicit(&D.h->det_sync_fin, fin, memory_order_release);

@@ -34,6 +34,7 @@ static _Atomic int g_said_steal, g_said_gate, g_gate_open;
 static _Atomic int g_blocked; /* this process's threads in uni_det_block */
 static int g_net;              /* nic or topology: the network moves in turn (below) */
 static int g_net_wait, g_net_ask; /* (net_wake's count: blocked on the network; a request not drained) */
+static uint64_t g_net_askt;         /* (... the least clock of those) */
 
 /* This process's pid, without a system call each time (glibc's getpid
  * is one: every unlock with a thread blocked somewhere made one); a
@@ -215,6 +216,18 @@ static uint64_t code_off(void *pc)
 /* Under the lock: one step of the network toward h (unid's answer, at
  * most a few seconds; a dead unid is left to the shim's own checks).
  * Returns the time up to which it is final. */
+static void abandon_locked(void);
+static _Atomic int g_net_dead; /* 1: a step found unid gone (said once, outside the lock) */
+
+/* Says once, outside the lock, that the turn was given up for a dead unid. */
+static void net_said_dead(void)
+{
+	if (UNI_UNLIKELY(atomic_load_explicit(&g_net_dead, memory_order_relaxed) == 1) &&
+	    atomic_exchange(&g_net_dead, 2) == 1)
+		uni_shim_log("deterministic: the coordinator is gone: this session goes on without the turn "
+			     "(not deterministic)");
+}
+
 static uint64_t net_step(uint64_t h)
 {
 	uint32_t req = atomic_load_explicit(&H->det_sync_req, memory_order_relaxed) + 1;
@@ -238,8 +251,13 @@ static uint64_t net_step(uint64_t h)
 			uint64_t now = uni_now_ns();
 			if (!t0)
 				t0 = now;
-			else if (now - t0 > 5000000000ull || uni_pid_dead(H->daemon_pid))
+			else if (now - t0 > 5000000000ull || uni_pid_dead(H->daemon_pid)) {
+				/* Gone (or stuck): the network will not move again; the
+				 * threads waiting for it would wait for ever. */
+				abandon_locked();
+				atomic_store(&g_net_dead, 1);
 				break;
+			}
 		}
 	}
 	uint64_t fin = atomic_load_explicit(&H->det_sync_fin, memory_order_acquire);
@@ -259,6 +277,7 @@ static int net_wake(void)
 	uint32_t req = atomic_load_explicit(&H->det_sync_req, memory_order_relaxed);
 	int woke = 0;
 	g_net_wait = g_net_ask = 0;
+	g_net_askt = UINT64_MAX;
 	for (uint32_t i = 0; i < hi && i < H->max_rings; i++) {
 		struct uni_ring *r = ring(i);
 		if (!r->det_net || atomic_load_explicit(&r->det_st, memory_order_relaxed) != UNI_DET_BLOCKED ||
@@ -277,8 +296,11 @@ static int net_wake(void)
 			t = net_floor(r->resp_t > r->det_wt ? r->resp_t : r->det_wt);
 		if (t == UINT64_MAX) {
 			g_net_wait++;
-			if (r->det_net_gen == req)
+			if (r->det_net_gen == req) {
 				g_net_ask++; /* (unid may not have taken what it waits for: a step drains) */
+				if (r->det_wt < g_net_askt)
+					g_net_askt = r->det_wt;
+			}
 			continue;
 		}
 		r->det_net = UNI_DET_NET_NONE;
@@ -309,8 +331,30 @@ static int net_settle(int i)
 			return i; /* held back (data sent where no peer registered yet; unid gone): the turn goes on */
 		last = fin;
 		stepped = 1;
-		net_step(c);
+		/* A step that only drains a request goes no further than the
+		 * asker's clock (toward c, the network ran past the answer the
+		 * asker then took: a write that fit the send buffer completed
+		 * 8 ms late). */
+		net_step(fin >= c && g_net_askt < c ? g_net_askt : c);
+		if (atomic_load_explicit(&H->det_off, memory_order_relaxed))
+			return -1;
 	}
+}
+
+static void hand_on(int self);
+
+void uni_det_net_kick(void)
+{
+	if (!g_net)
+		return;
+	lk();
+	if (!atomic_load(&H->det_owner) && !atomic_load(&H->det_off)) {
+		net_step(UINT64_MAX);
+		if (!atomic_load(&H->det_owner) && !atomic_load(&H->det_off))
+			hand_on(-1);
+	}
+	unlk();
+	net_said_dead();
 }
 
 void uni_det_net_sent(uint64_t stamp)
@@ -513,6 +557,7 @@ void uni_det_cancelled(struct uni_ring *r)
 
 static void await_turn(struct uni_ring *r, uint32_t idx)
 {
+	net_said_dead();
 	for (int waited = 0;; waited = 1) {
 		if (t_cancel)
 			pthread_testcancel();
@@ -708,9 +753,9 @@ int uni_det_live(void)
 	return H && !atomic_load_explicit(&H->det_off, memory_order_relaxed);
 }
 
-void uni_det_abandon(const char *why)
+/* Under the lock: the session goes on without the turn. 1: the first. */
+static int abandon_locked_first(void)
 {
-	lk();
 	int first = !atomic_exchange(&H->det_off, 1);
 	uint32_t hi = atomic_load(&H->det_hi);
 	for (uint32_t i = 0; i < hi && i < H->max_rings; i++) {
@@ -720,6 +765,18 @@ void uni_det_abandon(const char *why)
 		uni_futex_wake(&r->det_word, 1);
 	}
 	atomic_store(&H->det_owner, 0);
+	return first;
+}
+
+static void abandon_locked(void)
+{
+	abandon_locked_first();
+}
+
+void uni_det_abandon(const char *why)
+{
+	lk();
+	int first = abandon_locked_first();
 	unlk();
 	if (first)
 		uni_shim_log("deterministic: %s: this session goes on without the turn (not deterministic)", why);

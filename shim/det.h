@@ -79,6 +79,10 @@ int uni_det_net(void);
 int uni_det_block_net(struct uni_ring *r, uint32_t idx, uint64_t obj, uint64_t t, uint64_t until, uint32_t net,
 		      uint32_t seq);
 
+/* A thread outside the turn waits for unid's answer: while nobody has the
+ * turn, the network moves one step (not deterministic: outside). */
+void uni_det_net_kick(void);
+
 /* A write stamped stamp: the network is final no further than that. */
 void uni_det_net_sent(uint64_t stamp);
 

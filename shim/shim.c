@@ -407,7 +407,8 @@ static void cf_check(const struct uni_ev *e)
 		/* (nic: a message's first write's record holds the whole
 		 * message, this part and the e->b bytes to come, or what was
 		 * written of it where a write was cut short) */
-		ok = !rk || (rk == UNI_TR_SEND && t->ev[s].v >= e->len && t->ev[s].v <= e->len + e->b);
+		ok = !rk || (rk == UNI_TR_SEND && (g_horizon ? t->ev[s].v >= e->len && t->ev[s].v <= e->len + e->b
+							      : t->ev[s].v == e->len));
 	else if (e->kind == UNI_EV_READ_REQ)
 		ok = !rk || (rk == UNI_TR_RECV && t->ev[s].v == e->len);
 	else if (e->kind == UNI_EV_SENT_REQ)
@@ -1443,7 +1444,13 @@ static uint64_t await_any(struct uni_ring *r, uint32_t first, uint32_t n, uint64
 		}
 		if (atomic_load(&g_state) != ST_ATTACHED)
 			return fallback;
-		if (uni_futex_wait(&r->resp_seq, cur, 100) == -ETIMEDOUT && !coordinator_alive()) {
+		/* Deterministic mode under nic or topology: the network moves
+		 * when the turn asks; a thread outside the turn that waits for
+		 * unid asks itself while nobody has the turn (det.c). */
+		int kick = UNI_UNLIKELY(g_det) && g_horizon && (tls.det_out || !det_part()) && uni_det_net();
+		if (kick)
+			uni_det_net_kick();
+		if (uni_futex_wait(&r->resp_seq, cur, kick ? 10 : 100) == -ETIMEDOUT && !coordinator_alive()) {
 			orphan("is gone");
 			return fallback;
 		}
@@ -1476,7 +1483,8 @@ static uint64_t det_net_answer(struct uni_ring *r, uint32_t seq, uint64_t fallba
 			return await_answer(r, seq, fallback); /* (the turn given up) */
 		t = r->det_t; /* (the answer's time, or the network's if later) */
 	} while (atomic_load_explicit(&r->resp_seq, memory_order_acquire) != seq);
-	return r->resp_t > t ? r->resp_t : t;
+	/* (A dispatcher's event has its own time, not the network's.) */
+	return r->resp_t > t || tls.dispatcher ? r->resp_t : t;
 }
 
 /* ... and a thread woken from a wait in turn (a look again: bytes
@@ -1819,6 +1827,14 @@ void uni_shim_io_end(uint32_t slot1, int is_send, const struct iovec *iov, int c
 		    (atomic_load_explicit(&tls.ring->wait_kind, memory_order_relaxed) == UNI_WAIT_POLL ||
 		     (!g_horizon && atomic_load_explicit(&tls.ring->wait_kind, memory_order_relaxed) == UNI_WAIT_READ)))
 			atomic_store_explicit(&tls.ring->wait_kind, UNI_WAIT_NONE, memory_order_release);
+		/* (A read that waited outside the turn under nic or topology
+		 * comes back first: unid answers it at a step the turn asks for,
+		 * and nobody asks for steps for a thread outside.) */
+		if (UNI_UNLIKELY(tls.det_out) && !is_send && r > 0 && modelled && tls.ring && g_horizon &&
+		    uni_det_net()) {
+			tls.det_out = 0;
+			uni_det_turn(tls.ring, tls.ring_idx, tls.vt);
+		}
 		if (r > 0 && modelled) {
 			if (is_send)
 				end = sim_send(sc, iov, cnt, (size_t)r, 0, 0);
@@ -1875,9 +1891,11 @@ void uni_shim_io_end(uint32_t slot1, int is_send, const struct iovec *iov, int c
 static int sent_local(uint32_t idx, uint64_t end, uint64_t stamp)
 {
 	uint64_t buf = g_hdr->send_buffer, t = stamp;
-	if (idx >= g_hdr->max_conns || tls.dispatcher || !sync_active() || g_horizon)
-		return 0; /* (nic: unid's; the log under the turn holds arrivals only) */
+	if (idx >= g_hdr->max_conns || tls.dispatcher || !sync_active())
+		return 0;
 	if (buf != UINT64_MAX && end > buf) {
+		if (g_horizon)
+			return 0; /* (nic: unid's; the log under the turn holds arrivals only) */
 		struct uni_sched *sd = stream_sched(idx);
 		uint64_t arr;
 		if (!sd || !uni_sched_find(sd, end - buf - 1, &arr))
@@ -3712,7 +3730,8 @@ void uni_shim_send_done(uint64_t token)
 		wait_read(r, conn, uni_now_ns(), tls.vt, seq); /* before unid can answer */
 		push(r, &e);
 		ring_bell();
-		take_stamp(det_net_waits() ? det_net_answer(r, seq, tls.vt) : await_answer(r, seq, tls.vt),
+		int dn = det_net_waits() && !(uni_shm_conn(g_hdr, conn)->flags & UNI_CONNF_STORE);
+		take_stamp(dn ? det_net_answer(r, seq, tls.vt) : await_answer(r, seq, tls.vt),
 			   0); /* the SENT record is the dependency */
 		atomic_store_explicit(&r->wait_kind, UNI_WAIT_NONE, memory_order_release);
 		leave();
@@ -4932,8 +4951,8 @@ static ssize_t det_read_clamp(struct shim_conn *sc, int fd, size_t n, int flags)
 				 * serves its other sockets: EAGAIN; its epoll in turn
 				 * waits the same way). */
 				if (!sched_arrival(sc->shm_idx, rx + seg - 1, &a)) {
-					if (sched_gone(sc->shm_idx, rx))
-						return (ssize_t)n;
+					if (sched_gone(sc->shm_idx, rx) || !det_sched_or_none(pi))
+						return (ssize_t)n; /* (the log gone by, or none left for it) */
 					det_net_watch(sc->shm_idx, rx, rx + seg);
 					if (tls.dispatcher)
 						return -1;

@@ -4,7 +4,7 @@
 # when the turn asks (det_gloo.py under nic: test_sim_det_gloo.sh nic).
 #   - incast under the turn: ranks 1-3 send 2 MB each to rank 0 at once;
 #     rank 0's downlink is shared (each completes at 3 x 2 MB / 100 Mbit/s
-#     plus the fixed costs, at most 60 ms, with and without the turn), and
+#     plus the fixed costs, at most 150 ms, with and without the turn), and
 #     two replays agree;
 #   - the README's main job (tp_infer.py, 4 ranks, 1 layer, 2 tokens) under
 #     topology (examples/configs/two-racks.yaml): recorded and replayed
@@ -44,9 +44,11 @@ for peer in sorted(plain):
     print(f"2 MB from rank {peer}: {p:.1f} ms without the turn, {d:.1f} ms with it (one message alone: {one:.1f} ms)")
     # The downlink shared by three: three message times, plus the fixed
     # costs (the senders fill their tensors after the barrier: compute,
-    # measured, and three notice latencies), as sim-incast bounds them.
-    assert 2.95 * one <= d <= 3 * one + 60, (peer, d, one)
-    assert 2.95 * one <= p <= 3 * one + 60, (peer, p, one)
+    # measured, which a loaded host inflates, and three notice latencies;
+    # 5 to 40 ms here), well below the two more message times that tell
+    # shared from not.
+    assert 2.95 * one <= d <= 3 * one + 150, (peer, d, one)
+    assert 2.95 * one <= p <= 3 * one + 150, (peer, p, one)
 PY
 
 # The README's main job under topology (two racks: switches, a shared
