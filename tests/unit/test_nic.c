@@ -6,7 +6,8 @@
  * link that share it, beside a flow within a switch that takes what the
  * shared downlink has left (topology: a two-level max-min allocation); the
  * rates moving on when a flow ends; a route's latency on every byte; a
- * rank on two switches using both cables at once. */
+ * rank on two switches using both cables at once; the steps of
+ * deterministic mode (nic_final_to, a watch). */
 #include <check.h>
 #include <math.h>
 #include <stdint.h>
@@ -65,6 +66,42 @@ START_TEST(test_incast)
 	/* Three flows share rank 0's downlink: each at a third. */
 	for (int i = 1; i <= 3; i++)
 		near(arrival[i], 3 * 1e6 * 8 / 1e8 * 1e9 + 1e6);
+	nic_reset();
+}
+END_TEST
+
+/* Deterministic mode's steps (nic_final_to, as unid's det_sync uses it:
+ * no idle jump): an empty network is final for ever; a flow that starts
+ * later leaves it final up to the step's end; a step stops early where a
+ * flow ends, and is final up to there; a watch on a byte stops it exactly
+ * where that byte leaves. */
+START_TEST(test_final_to)
+{
+	load("network: { model: nic, default: { latency: 1ms, bandwidth: 100Mbit } }");
+	nic_idle_jump(0);
+	ck_assert_uint_eq(nic_final_to(1000), UINT64_MAX);
+	/* 125 kB at 100 Mbit/s: 10 ms, from 5 ms on. */
+	struct nic_flow *f = flow(1, 1, 0, 5000000, 125000);
+	nic_advance(2000000);
+	ck_assert_uint_eq(nic_final_to(2000000), 2000000); /* nothing leaves before 5 ms */
+	ck_assert_uint_eq(nic_final_to(6000000), nic_now()); /* (the step to 6 ms is not made yet) */
+	/* Watch byte 12500 (the tenth): the step stops where it left. */
+	nic_flow_watch(f, 12500);
+	nic_advance(100000000);
+	near(nic_now(), 6e6);
+	ck_assert_uint_eq(nic_final_to(100000000), nic_now());
+	uint64_t t;
+	ck_assert(nic_byte_arrival(f, 12499, &t));
+	near(t, 7e6);
+	ck_assert(!nic_byte_arrival(f, 12500 + 1448, &t)); /* not left yet: not final */
+	/* On to the flow's end, which stops the step (nobody read it). */
+	nic_advance(100000000);
+	near(nic_now(), 15e6);
+	near(arrival[1], 16e6);
+	nic_flow_read(f);
+	nic_flow_release(f);
+	nic_advance(100000000);
+	ck_assert_uint_eq(nic_final_to(100000000), UINT64_MAX); /* empty again */
 	nic_reset();
 }
 END_TEST
@@ -149,6 +186,7 @@ int main(void)
 	Suite *s = suite_create("nic");
 	TCase *tc = tcase_create("rates");
 	tcase_add_test(tc, test_incast);
+	tcase_add_test(tc, test_final_to);
 	tcase_add_test(tc, test_topology_shares);
 	tcase_add_test(tc, test_topology_byte_arrival);
 	tcase_add_test(tc, test_two_cables);
