@@ -1018,12 +1018,24 @@ static void publish_final_range(uint32_t si, struct stream *s, uint64_t from, ui
 	if (!S.h->det || (uni_shm_conn(S.h, si)->flags & UNI_CONNF_STORE))
 		return;
 	struct uni_sched *sd = sched_log(si, 0, 0);
-	for (uint32_t i = s->headch; sd && i < s->nch; i++) {
+	/* The first chunk that ends past from (chunks lie in byte order; a
+	 * stream keeps a thousand and more). */
+	uint32_t lo = s->headch, hi = s->nch;
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		if (s->ch[mid].off + s->ch[mid].len <= from)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (uint32_t i = lo; sd && i < s->nch; i++) {
 		/* One log chunk per stream chunk it overlaps, at its own last
 		 * byte's arrival: a Gloo notice leaves before data written ahead
 		 * of it, and one chunk at the notice's arrival let the data be
 		 * read before it arrived. */
 		const struct chunk *c = &s->ch[i];
+		if (c->off >= to)
+			break; /* (chunks lie in byte order) */
 		uint64_t a = c->off > from ? c->off : from, b = c->off + c->len < to ? c->off + c->len : to, t;
 		if (b <= a)
 			continue;
