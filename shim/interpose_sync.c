@@ -151,11 +151,57 @@ UNI_EXTERN int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts, co
 	return r;
 }
 
-/* select and pselect: a wait for I/O as poll's outside the turn (the turn
- * does not answer them: a thread blocked in one while it had the turn was
- * found only by the watch, and one told "writable" by the kernel met
- * EAGAIN from the turn's socket buffer and spun). The sets are kept for
- * the look again after a time-out (the kernel clears them). */
+/* Deterministic mode: select as a poll in turn (uni_shim_det_poll: the
+ * fds of the sets, read as POLLIN, written as POLLOUT, exceptions as
+ * POLLPRI; back into the sets as the kernel's select reads poll's bits:
+ * readable on POLLIN, POLLHUP or POLLERR, writable on POLLOUT or POLLERR).
+ * -2: not followed (a set the turn does not follow, no fd: the caller's
+ * own path). */
+static int det_select(int n, fd_set *r, fd_set *w, fd_set *e, int64_t tns)
+{
+	if (n <= 0 || n > FD_SETSIZE)
+		return -2;
+	struct pollfd p[FD_SETSIZE];
+	int k = 0;
+	for (int fd = 0; fd < n; fd++) {
+		short ev = (short)((r && FD_ISSET(fd, r) ? POLLIN : 0) | (w && FD_ISSET(fd, w) ? POLLOUT : 0) |
+				   (e && FD_ISSET(fd, e) ? POLLPRI : 0));
+		if (ev)
+			p[k++] = (struct pollfd){.fd = fd, .events = ev};
+	}
+	if (!k)
+		return -2;
+	int d = uni_shim_det_poll(p, (nfds_t)k, tns);
+	if (d < 0)
+		return d;
+	for (int i = 0; i < k; i++)
+		if (p[i].revents & POLLNVAL) {
+			errno = EBADF;
+			return -1;
+		}
+	int cnt = 0;
+	for (int i = 0; i < k; i++) {
+		int fd = p[i].fd;
+		short v = p[i].revents;
+		if (r && FD_ISSET(fd, r) && !(v & (POLLIN | POLLHUP | POLLERR)))
+			FD_CLR(fd, r);
+		else if (r && FD_ISSET(fd, r))
+			cnt++;
+		if (w && FD_ISSET(fd, w) && !(v & (POLLOUT | POLLERR)))
+			FD_CLR(fd, w);
+		else if (w && FD_ISSET(fd, w))
+			cnt++;
+		if (e && FD_ISSET(fd, e) && !(v & POLLPRI))
+			FD_CLR(fd, e);
+		else if (e && FD_ISSET(fd, e))
+			cnt++;
+	}
+	return cnt;
+}
+
+/* select and pselect outside the turn: a wait for I/O as poll's (without
+ * the turn, or where the turn does not follow the sets). The sets are
+ * kept for the look again after a time-out (the kernel clears them). */
 static int select_common(int n, fd_set *r, fd_set *w, fd_set *e, int64_t tns, const struct timeval *tv,
 			 const struct timespec *ts, const sigset_t *ss, int p)
 {
@@ -192,6 +238,14 @@ UNI_EXTERN int select(int n, fd_set *r, fd_set *w, fd_set *e, struct timeval *tv
 	int64_t tns = !tv ? -1 : tv->tv_sec < 0 || (uint64_t)tv->tv_sec > UNI_SLEEP_FOREVER_S
 				    ? -1
 				    : (int64_t)tv->tv_sec * 1000000000ll + (int64_t)tv->tv_usec * 1000ll;
+	if (UNI_UNLIKELY(uni_shim_sync_on) && !uni_shim_in_shim()) {
+		int d = det_select(n, r, w, e, tns);
+		if (d != -2) {
+			if (d == 0 && tv) /* (the time left, as Linux's select says it) */
+				tv->tv_sec = tv->tv_usec = 0;
+			return d;
+		}
+	}
 	if (UNI_LIKELY(!uni_shim_sync_on) || uni_shim_in_shim() || !uni_shim_poll_enter(tns))
 		return uni_real.select(n, r, w, e, tv);
 	return select_common(n, r, w, e, tns, tv, NULL, NULL, 0);
@@ -201,6 +255,11 @@ UNI_EXTERN int pselect(int n, fd_set *r, fd_set *w, fd_set *e, const struct time
 {
 	ENSURE(pselect);
 	int64_t tns = ts_ns(ts);
+	if (UNI_UNLIKELY(uni_shim_sync_on) && !uni_shim_in_shim() && !ss) {
+		int d = det_select(n, r, w, e, tns);
+		if (d != -2)
+			return d;
+	}
 	if (UNI_LIKELY(!uni_shim_sync_on) || uni_shim_in_shim() || !uni_shim_poll_enter(tns))
 		return uni_real.pselect(n, r, w, e, ts, ss);
 	return select_common(n, r, w, e, tns, NULL, ts, ss, 1);

@@ -13,7 +13,13 @@
               sends 4 MB while rank 1 sleeps 2 s before it reads: the
               send stops at its time-out in virtual time. Rank 0 prints
               "rank 0: send: SENT of N after MS ms" (the virtual time the
-              call took), rank 1 "rank 1: got SENT"."""
+              call took), rank 1 "rank 1: got SENT".
+  select      rank 1 sleeps 200 ms, then writes 8 messages of 20 kB with
+              30 ms of sleep between; rank 0 waits with select.select:
+              first with a 50 ms time-out (it times out: "rank 0: select
+              timed out after MS ms", virtual), then with 1 s, reading
+              what select says is there, until all came ("rank 0: got N
+              in K selects")."""
 import os
 import signal
 import sys
@@ -60,6 +66,32 @@ elif mode == "sndtimeo":
             got += len(b)
         print(f"rank 1: got {got}", flush=True)
         c.close()
+elif mode == "select":
+    import select
+    if rank == 0:
+        t0 = time.monotonic_ns()
+        r, _, _ = select.select([c], [], [], 0.05)
+        print(f"rank 0: select timed out after {(time.monotonic_ns() - t0) / 1e6:.3f} ms" if not r
+              else "rank 0: select did not time out", flush=True)
+        got, k = 0, 0
+        while got < 8 * 20000:
+            r, w, _ = select.select([c], [c], [], 1.0)
+            k += 1
+            if not w:
+                print("rank 0: not writable", flush=True)
+            if r:
+                b = c.recv(1 << 16)
+                if not b:
+                    break
+                got += len(b)
+            else:
+                time.sleep(0.001)  # (writable only: wait a moment)
+        print(f"rank 0: got {got} in {k} selects", flush=True)
+    else:
+        time.sleep(0.2)
+        for _ in range(8):
+            c.sendall(b"s" * 20000)
+            time.sleep(0.03)
 elif rank == 0:
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     try:

@@ -34,6 +34,8 @@
 #     replays; a writer whose peer closed gets the kernel's error;
 #   - a Gloo program (2-rank all_reduce) with the turn: the turn holds
 #     (replays: test_sim_det_gloo.sh), and the program's result is right;
+#   - det_edge.py select: select in turn (a virtual time-out, what a
+#     read in turn finds; two replays the same);
 #   - refused with one line: --deterministic in record mode (under nic:
 #     test_sim_det_nic.sh).
 #   test_sim_det.sh UNIRUN UNITRACE DETPROBE
@@ -194,6 +196,21 @@ assert 300 <= float(ms) < 400, ms
 print(f"det_edge.py sndtimeo: {sent} of {n} bytes went, the send returned after {ms} ms of virtual time")
 PY
 echo "det_edge.py: a two-way exchange past the turn's buffer goes through (the same trace twice); a closed peer's error comes back; a send time-out is virtual"
+# select in turn (since session 20; it waited outside the turn): its
+# time-out is virtual, it says what a read in turn finds, and two replays
+# write the same trace.
+for x in sla slb slc; do
+	cf=
+	[ $x = sla ] || cf="--compute-from $T/sla.unitrace"
+	UNI_DET_DEBUG=1 run $x --deterministic $cf -- $PY "$HERE/det_edge.py" $XPORT select
+	det_in_turn $x "$T/$x.log"
+	grep -q 'rank 0: got 160000 in' "$T/$x.log" || { cat "$T/$x.log"; fail "det_edge.py select: $x"; }
+	ms=$(sed -n 's/^rank 0: select timed out after \([0-9.]*\) ms$/\1/p' "$T/$x.log")
+	$PY -c "import sys; assert 50 <= float(sys.argv[1]) < 60" "${ms:-0}" ||
+		{ cat "$T/$x.log"; fail "det_edge.py select: the time-out ($ms ms)"; }
+done
+cmp "$T/slb.unitrace" "$T/slc.unitrace" || fail "det_edge.py select: two deterministic replays differ"
+echo "det_edge.py select: in turn, a 50 ms time-out after $ms ms of virtual time, two replays the same"
 
 # Gloo: the turn holds, the program is right.
 cat >"$T/ar.py" <<'PY'
