@@ -693,6 +693,16 @@ void uni_sim_sent(const struct uni_op *op)
 	}
 }
 
+/* nic: the network stops (nic_advance returns) when byte b of stream s
+ * has left: a watch on the flow that carries it, if it is written. */
+static void stop_at(struct stream *s, uint64_t b)
+{
+	uint64_t fb, lat;
+	struct nic_flow *nf = flow_of(s, b, &fb, &lat);
+	if (nf)
+		nic_flow_watch(nf, fb + 1);
+}
+
 /* nic: the earliest completion the network must stop at: a send whose
  * completion was reached while its poster waits in waitSend and has not
  * taken it. Unreached ones set a watch on the flow that holds their byte,
@@ -708,7 +718,7 @@ static uint64_t watches_bound(uint64_t real_now)
 			continue;
 		struct stream *s = &S.st[w->stream];
 		if (!w->reached) {
-			uint64_t t, fb, lat;
+			uint64_t t;
 			if (completion_final(s, w->end, &t)) {
 				w->reached = 1;
 				w->t = t;
@@ -720,9 +730,7 @@ static uint64_t watches_bound(uint64_t real_now)
 						(unsigned long long)nic_now(), atomic_load(&ring->wait_sending),
 						(unsigned long long)atomic_load(&ring->vt_pub));
 			} else if (w->end > S.cfg->send_buffer) {
-				struct nic_flow *nf = flow_of(s, w->end - S.cfg->send_buffer - 1, &fb, &lat);
-				if (nf)
-					nic_flow_watch(nf, fb + 1);
+				stop_at(s, w->end - S.cfg->send_buffer - 1);
 			}
 		}
 		if (w->reached) {
@@ -760,16 +768,14 @@ static void watches_set(void)
 	uint32_t k = 0;
 	for (uint32_t i = 0; i < S.nwatch; i++) {
 		struct watch *w = &S.watch[i];
-		uint64_t t, fb, lat;
+		uint64_t t;
 		/* (A poster gone: not kept, as watches_bound does not run.) */
 		if (atomic_load_explicit(&uni_shm_ring(S.h, w->ring)->state, memory_order_acquire) != UNI_RING_LIVE)
 			continue;
 		S.watch[k++] = *w;
 		if (w->reached || completion_final(&S.st[w->stream], w->end, &t) || w->end <= S.cfg->send_buffer)
 			continue;
-		struct nic_flow *nf = flow_of(&S.st[w->stream], w->end - S.cfg->send_buffer - 1, &fb, &lat);
-		if (nf)
-			nic_flow_watch(nf, fb + 1);
+		stop_at(&S.st[w->stream], w->end - S.cfg->send_buffer - 1);
 	}
 	S.nwatch = k;
 }
@@ -856,6 +862,14 @@ static void publish_final(void);
 static uint64_t final_prefix(struct stream *s);
 static void settle(void);
 
+/* nic, after the network moved: which finished flows their readers can
+ * read now. */
+static void gate_active(void)
+{
+	for (uint32_t i = 0; i < S.nact; i++)
+		gate_stream(&S.st[S.act[i]], final_prefix(&S.st[S.act[i]]));
+}
+
 void uni_sim_advance(uint64_t horizon, uint64_t real_now)
 {
 	if (!S.nic)
@@ -886,9 +900,7 @@ void uni_sim_advance(uint64_t horizon, uint64_t real_now)
 		if (h <= before)
 			break;
 		nic_advance(h);
-		/* Which finished flows their readers can read now. */
-		for (uint32_t i = 0; i < S.nact; i++)
-			gate_stream(&S.st[S.act[i]], final_prefix(&S.st[S.act[i]]));
+		gate_active();
 		if (debug_nic2())
 			fprintf(stderr, "adv: %llu -> %llu (horizon %llu unread %llu watches %llu)\n",
 				(unsigned long long)before, (unsigned long long)nic_now(), (unsigned long long)horizon,
@@ -919,14 +931,6 @@ static void settle(void)
 	S.nwstreams = k;
 }
 
-/* Deterministic mode (docs/simulate.md "Deterministic mode", the network
- * in turn): one step of the network toward h, asked for by the thread
- * that has the turn, which knows that no thread of the turn starts a
- * transfer before h. No real-time rule takes part (stale unread flows,
- * answered readers, the horizon's scan): the steps, and so the network's
- * arithmetic, are the same in every run. It stops early where a flow
- * ends or a send completes (its waiter may act from there; the turn asks
- * again). Returns the time up to which the network is final. */
 void uni_sim_det_watch(uint32_t conn, uint64_t byte)
 {
 	if (!S.nic || conn >= S.h->max_conns)
@@ -951,17 +955,24 @@ static void dwatches_set(void)
 	uint32_t k = 0;
 	for (uint32_t i = 0; i < S.ndw; i++) {
 		struct stream *s = &S.st[S.dw[i].stream];
-		uint64_t t, fb, lat;
+		uint64_t t;
 		if (byte_left(s, S.dw[i].byte, &t))
 			continue;
-		struct nic_flow *nf = flow_of(s, S.dw[i].byte, &fb, &lat);
-		if (nf)
-			nic_flow_watch(nf, fb + 1);
+		stop_at(s, S.dw[i].byte);
 		S.dw[k++] = S.dw[i];
 	}
 	S.ndw = k;
 }
 
+/* Deterministic mode (docs/simulate.md "Deterministic mode", the network
+ * in turn): one step of the network toward h, asked for by the thread
+ * that has the turn, which knows that no thread of the turn starts a
+ * transfer before h. No real-time rule takes part (stale unread flows,
+ * answered readers, the horizon's scan): the steps, and so the network's
+ * arithmetic, are the same in every run. It stops early where a flow
+ * ends, a send completes or an awaited byte leaves (its waiter may act
+ * from there; the turn asks again). Returns the time up to which the
+ * network is final. */
 uint64_t uni_sim_det_step(uint64_t h)
 {
 	if (!S.nic)
@@ -970,8 +981,7 @@ uint64_t uni_sim_det_step(uint64_t h)
 		watches_set();
 		dwatches_set();
 		nic_advance(h);
-		for (uint32_t i = 0; i < S.nact; i++)
-			gate_stream(&S.st[S.act[i]], final_prefix(&S.st[S.act[i]]));
+		gate_active();
 	}
 	settle();
 	uint64_t fin = nic_final_to(h);

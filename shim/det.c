@@ -213,10 +213,7 @@ static uint64_t code_off(void *pc)
  * the same too. A write lowers det_sync_fin to its stamp (its flow
  * changes what others send from then on). */
 
-/* Under the lock: one step of the network toward h (unid's answer, at
- * most a few seconds; a dead unid is left to the shim's own checks).
- * Returns the time up to which it is final. */
-static void abandon_locked(void);
+static int abandon_locked(void);
 static _Atomic int g_net_dead; /* 1: a step found unid gone (said once, outside the lock) */
 
 /* Says once, outside the lock, that the turn was given up for a dead unid. */
@@ -228,6 +225,9 @@ static void net_said_dead(void)
 			     "(not deterministic)");
 }
 
+/* Under the lock: one step of the network toward h (unid's answer, at
+ * most a few seconds; a unid gone or stuck gives the turn up). Returns
+ * the time up to which the network is final. */
 static uint64_t net_step(uint64_t h)
 {
 	uint32_t req = atomic_load_explicit(&H->det_sync_req, memory_order_relaxed) + 1;
@@ -283,20 +283,19 @@ static int net_wake(void)
 		if (!r->det_net || atomic_load_explicit(&r->det_st, memory_order_relaxed) != UNI_DET_BLOCKED ||
 		    atomic_load_explicit(&r->state, memory_order_acquire) != UNI_RING_LIVE)
 			continue;
-		uint64_t t = UINT64_MAX;
 		/* Not before a step has come since it blocked: whether unid took
 		 * its request before it blocked is the host's, and what the turn
 		 * does next must not depend on it (a step drains the rings). */
-		if (r->det_net_gen == req)
-			t = UINT64_MAX;
-		else if (r->det_net == UNI_DET_NET_ANY && r->det_net_seq != fseq)
+		int fresh = r->det_net_gen == req;
+		uint64_t t = UINT64_MAX;
+		if (!fresh && r->det_net == UNI_DET_NET_ANY && r->det_net_seq != fseq)
 			t = net_floor(r->det_wt);
-		else if (r->det_net == UNI_DET_NET_ANSWER &&
+		else if (!fresh && r->det_net == UNI_DET_NET_ANSWER &&
 			 atomic_load_explicit(&r->resp_seq, memory_order_acquire) == r->det_net_seq)
 			t = net_floor(r->resp_t > r->det_wt ? r->resp_t : r->det_wt);
 		if (t == UINT64_MAX) {
 			g_net_wait++;
-			if (r->det_net_gen == req) {
+			if (fresh) {
 				g_net_ask++; /* (unid may not have taken what it waits for: a step drains) */
 				if (r->det_wt < g_net_askt)
 					g_net_askt = r->det_wt;
@@ -754,7 +753,7 @@ int uni_det_live(void)
 }
 
 /* Under the lock: the session goes on without the turn. 1: the first. */
-static int abandon_locked_first(void)
+static int abandon_locked(void)
 {
 	int first = !atomic_exchange(&H->det_off, 1);
 	uint32_t hi = atomic_load(&H->det_hi);
@@ -768,15 +767,10 @@ static int abandon_locked_first(void)
 	return first;
 }
 
-static void abandon_locked(void)
-{
-	abandon_locked_first();
-}
-
 void uni_det_abandon(const char *why)
 {
 	lk();
-	int first = abandon_locked_first();
+	int first = abandon_locked();
 	unlk();
 	if (first)
 		uni_shim_log("deterministic: %s: this session goes on without the turn (not deterministic)", why);

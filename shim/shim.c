@@ -1463,13 +1463,22 @@ static uint64_t await_answer(struct uni_ring *r, uint32_t seq, uint64_t fallback
 	return await_any(r, seq, 1, fallback, NULL);
 }
 
+/* Deterministic mode under nic or topology: connection end c's stream
+ * crosses the network, which moves in turn (the store's control plane
+ * crosses no link: its chunks are in the log at once, as under
+ * alpha-beta). */
+static int det_fluid(const struct uni_conn *c)
+{
+	return g_horizon && uni_det_net() && !(c->flags & UNI_CONNF_STORE);
+}
+
 /* Deterministic mode under nic or topology: unid answers when the
  * network is final where the request asks, and the network moves only
  * when the turn asks (det.c "The network in turn"): the thread waits for
  * its answer in turn, and goes on at the answer's time. */
-static int det_net_waits(void)
+static int det_net_waits(uint32_t idx)
 {
-	return UNI_UNLIKELY(g_det) && g_horizon && !tls.det_out && det_part() && uni_det_net();
+	return UNI_UNLIKELY(g_det) && !tls.det_out && det_part() && det_fluid(uni_shm_conn(g_hdr, idx));
 }
 
 static uint64_t det_net_answer(struct uni_ring *r, uint32_t seq, uint64_t fallback)
@@ -1795,9 +1804,7 @@ static void sim_recv(struct shim_conn *sc, const struct iovec *iov, int cnt, siz
 	push(r, &e);
 	if (!local) {
 		ring_bell();
-		t = det_net_waits() && !(uni_shm_conn(g_hdr, sc->shm_idx)->flags & UNI_CONNF_STORE)
-			    ? det_net_answer(r, (uint32_t)e.a, t0)
-			    : await_answer(r, (uint32_t)e.a, t0);
+		t = det_net_waits(sc->shm_idx) ? det_net_answer(r, (uint32_t)e.a, t0) : await_answer(r, (uint32_t)e.a, t0);
 	}
 	if (tls.dispatcher)
 		tls.vt = t;
@@ -3730,8 +3737,7 @@ void uni_shim_send_done(uint64_t token)
 		wait_read(r, conn, uni_now_ns(), tls.vt, seq); /* before unid can answer */
 		push(r, &e);
 		ring_bell();
-		int dn = det_net_waits() && !(uni_shm_conn(g_hdr, conn)->flags & UNI_CONNF_STORE);
-		take_stamp(dn ? det_net_answer(r, seq, tls.vt) : await_answer(r, seq, tls.vt),
+		take_stamp(det_net_waits(conn) ? det_net_answer(r, seq, tls.vt) : await_answer(r, seq, tls.vt),
 			   0); /* the SENT record is the dependency */
 		atomic_store_explicit(&r->wait_kind, UNI_WAIT_NONE, memory_order_release);
 		leave();
@@ -4849,16 +4855,16 @@ size_t uni_shim_det_room(uint32_t slot1, int fd, int flags)
 #define DET_READ_MAX (32u * DET_SEG)
 
 /* Deterministic mode under nic or topology: a thread in turn waits for
- * bytes: unid stops the network when the first segment from byte rx of the
- * stream coming in on idx has left (w: written so far), so that the
+ * byte b of the stream coming in on idx (the last of the segment it
+ * reads next): unid stops the network when it has left, so that the
  * reader goes on from its arrival, a segment at a time, as under
  * alpha-beta (a step to a flow's end let readers of other flows go on
  * from bytes that had arrived long before, behind the network). */
-static void det_net_watch(uint32_t idx, uint64_t rx, uint64_t w)
+static void det_net_watch(uint32_t idx, uint64_t b)
 {
 	if (!tls.ring)
 		return;
-	struct uni_ev e = {.kind = UNI_EV_DET_WATCH, .conn = idx, .off = (w - rx < DET_SEG ? w : rx + DET_SEG) - 1};
+	struct uni_ev e = {.kind = UNI_EV_DET_WATCH, .conn = idx, .off = b};
 	push(tls.ring, &e);
 }
 
@@ -4922,9 +4928,7 @@ static ssize_t det_read_clamp(struct shim_conn *sc, int fd, size_t n, int flags)
 		return (ssize_t)n;
 	uint32_t pi = atomic_load_explicit(&c->peer_conn, memory_order_relaxed);
 	struct uni_conn *pc = uni_shm_conn(g_hdr, pi);
-	/* (nic, topology: the store's chunks are in the log at once, as under
-	 * alpha-beta) */
-	int fluid = g_horizon && uni_det_net() && !(pc->flags & UNI_CONNF_STORE);
+	int fluid = det_fluid(pc);
 	if (!det_sched_or_none(pi))
 		return (ssize_t)n;
 	det_point();
@@ -4953,7 +4957,7 @@ static ssize_t det_read_clamp(struct shim_conn *sc, int fd, size_t n, int flags)
 				if (!sched_arrival(sc->shm_idx, rx + seg - 1, &a)) {
 					if (sched_gone(sc->shm_idx, rx) || !det_sched_or_none(pi))
 						return (ssize_t)n; /* (the log gone by, or none left for it) */
-					det_net_watch(sc->shm_idx, rx, rx + seg);
+					det_net_watch(sc->shm_idx, rx + seg - 1);
 					if (tls.dispatcher)
 						return -1;
 					if (uni_det_block_net(tls.ring, tls.ring_idx, UNI_DET_OBJ_CONN(pi), tls.vt,
@@ -5179,7 +5183,6 @@ static int det_look(struct pollfd *fds, nfds_t n, uint64_t *next)
 					ready++;
 				continue;
 			}
-			int net = g_horizon && uni_det_net();
 			if (atomic_load_explicit(&c->state, memory_order_acquire) != UNI_CONN_MATCHED ||
 			    !det_sched_or_none(pi))
 				return -2;
@@ -5195,11 +5198,11 @@ static int det_look(struct pollfd *fds, nfds_t n, uint64_t *next)
 					 * nic, topology: a segment not in the log yet has not
 					 * left: the wait is for the network too. */
 					uint64_t seg = w - rx < DET_SEG ? w - rx : DET_SEG;
-					if (net && !(pc->flags & UNI_CONNF_STORE) && !sched_arrival(sc->shm_idx, rx + seg - 1, &a)) {
+					if (det_fluid(pc) && !sched_arrival(sc->shm_idx, rx + seg - 1, &a)) {
 						if (sched_gone(sc->shm_idx, rx))
 							return -2;
 						t_look_net = 1;
-						det_net_watch(sc->shm_idx, rx, rx + seg);
+						det_net_watch(sc->shm_idx, rx + seg - 1);
 					} else if (!sched_wait(sc->shm_idx, rx + seg - 1, &a) ||
 						   !sched_arrival_max(sc->shm_idx, rx, rx + seg - 1, &a)) {
 						return -2; /* unid behind: as without the turn */
