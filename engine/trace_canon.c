@@ -323,7 +323,7 @@ int uni_trace_canonicalise(const char *path, char *err, size_t errlen)
 			r->len = 0;
 			if (r->off == 2 || r->off == UNI_TR_WAIT_ROOM)
 				r->a = cid_of((uint32_t)r->a);
-			else
+			else if (r->off != UNI_TR_WAIT_NCCL) /* (its communicator: below) */
 				r->a = 0;
 			break;
 		case UNI_TR_SIGNAL:
@@ -343,7 +343,8 @@ int uni_trace_canonicalise(const char *path, char *err, size_t errlen)
 	/* NCCL communicators' keys, numbered in order of first use. */
 	for (size_t i = 0; i < n; i++) {
 		struct uni_trec *r = &rec[i];
-		if (r->kind != UNI_TR_NCCL_OP && r->kind != UNI_TR_NCCL_COMM)
+		if (r->kind != UNI_TR_NCCL_OP && r->kind != UNI_TR_NCCL_COMM &&
+		    !(r->kind == UNI_TR_DEADLOCK && r->off == UNI_TR_WAIT_NCCL))
 			continue;
 		size_t k = 0;
 		while (k < nnk && nkeys[k] != r->a)

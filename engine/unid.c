@@ -1078,8 +1078,13 @@ static void report_deadlock(uint64_t now)
 		     "(no event for %.1f s)\n", D.session, (double)(now - D.last_progress) / 1e9);
 	for (uint32_t i = 0; i < D.h->max_ranks; i++) {
 		struct drank *dr = &D.ranks[i];
-		if (!dr->pid)
+		if (!dr->pid) {
+			uint32_t st = atomic_load(&uni_shm_rank(D.h, i)->state);
+			if (st == UNI_RANK_DETACHED || st == UNI_RANK_DEAD)
+				fprintf(out, "\nrank %u: %s %.1f s before\n", i,
+					st == UNI_RANK_DEAD ? "died" : "ended", (double)(now - dr->ended_at) / 1e9);
 			continue;
+		}
 		fprintf(out, "\nrank %u (pid %d):\n", i, dr->pid);
 		for (uint32_t c = 0; c < conn_count(); c++) {
 			struct uni_conn *cn = uni_shm_conn(D.h, c);
@@ -1110,7 +1115,13 @@ static void report_deadlock(uint64_t now)
 				fprintf(out, "  thread %d (%s): Gloo's event loop, idle\n", ring->tid, comm);
 				continue;
 			}
-			if (wk == UNI_WAIT_COND)
+			char what[sizeof(ring->wait_what)];
+			memcpy(what, ring->wait_what, sizeof(what));
+			what[sizeof(what) - 1] = 0;
+			if (what[0])
+				fprintf(out, "  thread %d (%s): %s; for %.1f s, since virtual time %.3f ms\n", ring->tid,
+					comm, what, (double)(now - ring->wait_since) / 1e9, (double)ring->wait_vt / 1e6);
+			else if (wk == UNI_WAIT_COND)
 				fprintf(out, "  thread %d (%s): blocked on condition variable %#llx for %.1f s, "
 					     "since virtual time %.3f ms\n", ring->tid, comm,
 					(unsigned long long)ring->wait_obj, (double)(now - ring->wait_since) / 1e9,
@@ -1144,7 +1155,10 @@ static void report_deadlock(uint64_t now)
 			r.t0 = r.t1 = ring->wait_vt;
 			r.off = wk;
 			r.a = ring->wait_obj;
-			if (wk == UNI_WAIT_READ && (ring->wait_obj & UNI_WAIT_OBJ_ROOM)) {
+			if (what[0]) {
+				r.off = UNI_TR_WAIT_NCCL;
+				r.a = ring->wait_nccl;
+			} else if (wk == UNI_WAIT_READ && (ring->wait_obj & UNI_WAIT_OBJ_ROOM)) {
 				r.off = UNI_TR_WAIT_ROOM;
 				r.a = ring->wait_obj & ~UNI_WAIT_OBJ_ROOM;
 				r.peer = conn_peer_rank(r.a);
@@ -1198,7 +1212,15 @@ static void check_deadlock(uint64_t now)
 			goto no;
 		}
 	}
-	if (!live || live < world) {
+	/* A rank that ended (exited, or died) counts: it will do nothing
+	 * more (a rank that waits in ncclCommInitRank for one that exited
+	 * without joining waits for ever). */
+	int ended = 0;
+	for (uint32_t i = 0; i < D.h->max_ranks && (int)i < world; i++) {
+		uint32_t st = atomic_load(&uni_shm_rank(D.h, i)->state);
+		ended += !D.ranks[i].pid && (st == UNI_RANK_DETACHED || st == UNI_RANK_DEAD);
+	}
+	if (!live || live + ended < world) {
 		why = "not every rank is attached";
 		goto no;
 	}
@@ -1214,9 +1236,10 @@ static void check_deadlock(uint64_t now)
 			why = "a thread sleeps";
 			goto no;
 		}
-		if (wk != UNI_WAIT_COND && wk != UNI_WAIT_READ)
+		/* In a call of the simulated NCCL: a join waits with no kind. */
+		if (wk != UNI_WAIT_COND && wk != UNI_WAIT_READ && !ring->wait_what[0])
 			continue;
-		if (now - ring->wait_since < DEADLOCK_QUIET_NS) {
+		if (now - __atomic_load_n(&ring->wait_since, __ATOMIC_ACQUIRE) < DEADLOCK_QUIET_NS) {
 			why = "a thread began its wait less than 2 s ago";
 			goto no;
 		}

@@ -86,6 +86,16 @@ struct desc {
 	uint64_t seq;
 };
 
+/* The call a rank is in (0: none): its first operation on the
+ * communicator, that operation's peer, how many operations of the
+ * communicator the call has (a group). Written by the rank, read by its
+ * peers only to say what they wait for. */
+struct incall {
+	_Atomic uint32_t kind;
+	int32_t peer;
+	uint32_t nops, pad;
+};
+
 struct pairbox {
 	_Atomic uint32_t wr, rd; /* bytes written / read, mod 2^32 */
 };
@@ -101,6 +111,7 @@ struct seg {
 	_Atomic int32_t pid[UNI_NCCL_MAX_RANKS];
 	_Atomic int32_t hnode[UNI_NCCL_MAX_RANKS]; /* simulate: each rank's node ("Nodes") */
 	struct desc desc[UNI_NCCL_MAX_RANKS];
+	struct incall in[UNI_NCCL_MAX_RANKS]; /* the call each rank is in now (deadlock reports) */
 	/* then: struct pairbox[n * n], pair rings n * n * UNI_NCCL_PAIR, slots n * UNI_NCCL_SLOT */
 };
 
@@ -252,6 +263,69 @@ static int peers_gone(ncclComm_t c, int peer)
 	return atomic_load(&c->sh->aborted) || dead_peer(c, peer, &pid) >= 0;
 }
 
+static uint64_t comm_key64(ncclComm_t c)
+{
+	uint64_t k;
+	memcpy(&k, c->key, sizeof(k));
+	return k;
+}
+
+/* What rank p of c is doing, for a wait's description. */
+static int rank_doing(ncclComm_t c, int p, char *buf, size_t len)
+{
+	const struct incall *in = &c->sh->in[p];
+	uint32_t k = atomic_load_explicit(&c->sh->in[p].kind, memory_order_acquire);
+	int n;
+	if (!atomic_load(&c->sh->pid[p]))
+		n = snprintf(buf, len, "rank %d has not joined", p);
+	else if (k > K_SPLIT || !k)
+		n = snprintf(buf, len, "rank %d is in no call on it", p);
+	else if (in->nops > 1)
+		n = snprintf(buf, len, "rank %d is in a group of %u calls on it, the first nccl%s", p, in->nops,
+			     kind_name[k]);
+	else
+		n = snprintf(buf, len, "rank %d is in nccl%s", p, kind_name[k]);
+	if (k && k <= K_SPLIT && (k == K_SEND || k == K_RECV) && n >= 0 && (size_t)n < len)
+		n += snprintf(buf + n, len - (size_t)n, " %s rank %d", k == K_SEND ? "to" : "from", in->peer);
+	return n;
+}
+
+/* Publishes what the calling rank of c waits for in its call `what`
+ * (uni_shim_nccl_wait; the deadlock report says it): peer >= 0 that rank;
+ * -1 every rank (a barrier: those that have not described the call this
+ * rank is in, if the barrier is a call's first; else how many arrived). */
+static void note_wait(ncclComm_t c, const char *what, int peer)
+{
+	if (!uni_shim_simulating())
+		return;
+	char t[216];
+	size_t len = sizeof(t);
+	/* what: an operation's name, or (the join's last barrier) a phrase */
+	int n = snprintf(t, len, "in nccl%s on NCCL communicator %016llx (rank %d of %d): ",
+			 strchr(what, ' ') ? "CommInitRank" : what, (unsigned long long)comm_key64(c), c->rank,
+			 c->nranks);
+	if (n < 0 || (size_t)n >= len)
+		return;
+	if (peer >= 0) {
+		n += snprintf(t + n, len - (size_t)n, "waits for rank %d; ", peer);
+		if ((size_t)n < len)
+			rank_doing(c, peer, t + n, len - (size_t)n);
+	} else {
+		uint64_t mine = c->sh->desc[c->rank].seq;
+		int missing = 0;
+		for (int p = 0; p < c->nranks && (size_t)n + 40 < len; p++) {
+			if (p == c->rank || c->sh->desc[p].seq >= mine)
+				continue;
+			n += snprintf(t + n, len - (size_t)n, "%s", missing++ ? "; " : "waits for ranks that have not called it: ");
+			n += rank_doing(c, p, t + n, len - (size_t)n);
+		}
+		if (!missing)
+			snprintf(t + n, len - (size_t)n, "waits for the other ranks (%u of %d arrived)",
+				 atomic_load(&c->sh->bar_arrived) + 0u, c->nranks);
+	}
+	uni_shim_nccl_wait(comm_key64(c), t);
+}
+
 /* Marks c aborted for every rank: peers blocked in its barriers wake and
  * return an error. */
 static void abort_all(ncclComm_t c)
@@ -271,10 +345,12 @@ static ncclResult_t barrier(ncclComm_t c, const char *what)
 		return ncclSuccess;
 	}
 	uint64_t since = mono_ns();
-	for (int spin = 0; atomic_load_explicit(&s->bar_gen, memory_order_acquire) == gen; spin++) {
+	int spin = 0;
+	for (; atomic_load_explicit(&s->bar_gen, memory_order_acquire) == gen; spin++) {
 		if (spin < 200)
 			continue;
 		uni_futex_wait(&s->bar_gen, gen, 100);
+		note_wait(c, what, -1);
 		/* A peer's death or an abort counts only if the barrier was
 		 * still closed after it was seen: the last to arrive opens it
 		 * and may be gone (or abort) at once. */
@@ -282,9 +358,13 @@ static ncclResult_t barrier(ncclComm_t c, const char *what)
 		if (atomic_load_explicit(&s->bar_gen, memory_order_acquire) != gen)
 			break;
 		ncclResult_t r = wait_check(c, since, what, gone ? -1 : -2);
-		if (r != ncclSuccess)
+		if (r != ncclSuccess) {
+			uni_shim_nccl_wait(0, NULL);
 			return r;
+		}
 	}
+	if (spin >= 200)
+		uni_shim_nccl_wait(0, NULL);
 	return ncclSuccess;
 }
 
@@ -315,6 +395,25 @@ ncclResult_t pncclGetUniqueId(ncclUniqueId *uniqueId)
 
 static void rt_look(void);
 
+/* The join's wait, for a deadlock report: the ranks not there yet. */
+static void note_join(ncclComm_t c)
+{
+	if (!uni_shim_simulating())
+		return;
+	char t[216];
+	size_t k = (size_t)snprintf(t, sizeof(t), "in ncclCommInitRank on NCCL communicator %016llx (rank %d of %d): "
+				    "waits for rank%s ", (unsigned long long)comm_key64(c), c->rank, c->nranks,
+				    c->nranks - (int)atomic_load(&c->sh->joined) > 1 ? "s" : "");
+	for (int r = 0, first = 1; r < c->nranks && k + 16 < sizeof(t); r++)
+		if (!atomic_load(&c->sh->pid[r])) {
+			k += (size_t)snprintf(t + k, sizeof(t) - k, "%s%d", first ? "" : ", ", r);
+			first = 0;
+		}
+	if (k + 10 < sizeof(t))
+		snprintf(t + k, sizeof(t) - k, " to join");
+	uni_shim_nccl_wait(comm_key64(c), t);
+}
+
 /* The rank joined c's segment: wait for everyone, or the time-out names
  * who did not; an abort ends the wait. */
 static ncclResult_t init_join(ncclComm_t c)
@@ -326,7 +425,9 @@ static ncclResult_t init_join(ncclComm_t c)
 		if (j >= (uint32_t)c->nranks)
 			break;
 		uni_futex_wait(&s->joined, j, 50);
+		note_join(c);
 		if (atomic_load(&s->aborted)) {
+			uni_shim_nccl_wait(0, NULL);
 			shm_unlink(c->seg); /* nobody else may join it now */
 			return fail(NULL, ncclRemoteError, "ncclCommInitRank: rank %d: the communicator was aborted "
 				    "while it joined", c->rank);
@@ -339,12 +440,14 @@ static ncclResult_t init_join(ncclComm_t c)
 					k += (size_t)snprintf(missing + k, sizeof(missing) - k, "%s%d", k ? ", " : "", r);
 			/* Stays counted as joined (and its pid as present): the
 			 * others report the same missing ranks. */
+			uni_shim_nccl_wait(0, NULL);
 			shm_unlink(c->seg);
 			return fail(NULL, ncclRemoteError,
 				    "ncclCommInitRank: rank %d waited %.0f s for ranks %s to join (UNI_NCCL_TIMEOUT)",
 				    c->rank, timeout_s(), missing);
 		}
 	}
+	uni_shim_nccl_wait(0, NULL);
 	uni_futex_wake(&s->joined, INT32_MAX);
 	ncclResult_t r = barrier(c, "the other ranks to finish joining");
 	if (r != ncclSuccess) {
@@ -2133,12 +2236,15 @@ static ncclResult_t run_p2p(struct op *ops, int nops)
 			return fail(ops[i].comm, ncclInvalidUsage, "%s to itself (rank %d) without its match in the group",
 				    kind_name[ops[i].kind], ops[i].peer);
 	uint64_t since = mono_ns();
-	int spins = 0;
+	int spins = 0, noted = 0;
 	for (;;) {
 		int left;
 		int moved = p2p_pass(ops, nops, &err, &left);
-		if (!left)
+		if (!left) {
+			if (noted)
+				uni_shim_nccl_wait(0, NULL);
 			return err;
+		}
 		if (moved) {
 			since = mono_ns();
 			spins = 0;
@@ -2164,9 +2270,13 @@ static ncclResult_t run_p2p(struct op *ops, int nops)
 				spins = 0;
 				break;
 			}
+			note_wait(c, kind_name[ops[i].kind], ops[i].peer);
+			noted = 1;
 			ncclResult_t r = wait_check(c, since, kind_name[ops[i].kind], gone ? ops[i].peer : -2);
-			if (r != ncclSuccess)
+			if (r != ncclSuccess) {
+				uni_shim_nccl_wait(0, NULL);
 				return r;
+			}
 			break;
 		}
 	}
@@ -3004,12 +3114,24 @@ static ncclResult_t execute_held(struct op *ops, int nops)
 static ncclResult_t execute(struct op *ops, int nops)
 {
 	for (int i = 0; i < nops; i++)
-		if (first_of_comm(ops, i))
+		if (first_of_comm(ops, i)) {
 			call_enter(ops[i].comm);
+			/* The call this rank is in, for its peers' deadlock
+			 * reports. */
+			struct incall *in = &ops[i].comm->sh->in[ops[i].comm->rank];
+			uint32_t n = 0;
+			for (int j = i; j < nops; j++)
+				n += ops[j].comm == ops[i].comm;
+			in->peer = ops[i].peer;
+			in->nops = n;
+			atomic_store_explicit(&in->kind, (uint32_t)ops[i].kind, memory_order_release);
+		}
 	ncclResult_t r = execute_held(ops, nops);
 	for (int i = 0; i < nops; i++)
-		if (first_of_comm(ops, i))
+		if (first_of_comm(ops, i)) {
+			atomic_store_explicit(&ops[i].comm->sh->in[ops[i].comm->rank].kind, 0, memory_order_release);
 			call_exit(ops[i].comm);
+		}
 	return r;
 }
 
@@ -3600,6 +3722,10 @@ static ncclResult_t comm_split(ncclComm_t comm, int color, int key, ncclComm_t *
 		return pr;
 	struct op o = {.kind = K_SPLIT, .type = ncclInt8, .redop = -1, .root = 0, .peer = -1, .comm = comm};
 	uni_shim_quiet_io(1);
+	struct incall *in = &comm->sh->in[comm->rank];
+	in->peer = -1;
+	in->nops = 1;
+	atomic_store_explicit(&in->kind, K_SPLIT, memory_order_release);
 	ncclResult_t r = agree(comm, &o);
 	int32_t mine[2] = {color, key};
 	if (r == ncclSuccess) {
@@ -3621,6 +3747,7 @@ static ncclResult_t comm_split(ncclComm_t comm, int color, int key, ncclComm_t *
 		me = me < 0 ? 0 : me;
 		r = barrier(comm, "CommSplit");
 	}
+	atomic_store_explicit(&in->kind, 0, memory_order_release);
 	uni_shim_quiet_io(0);
 	if (r != ncclSuccess || color == NCCL_SPLIT_NOCOLOR)
 		return r;

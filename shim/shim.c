@@ -534,7 +534,7 @@ static void charge(void);
 static void idle_record(uint64_t from, uint64_t to);
 static void accept_take(const struct uni_addr *la, const struct uni_addr *pa);
 static int sync_active(void);
-static void capture_stack(struct uni_ring *r);
+static void capture_stack(struct uni_ring *r, int skip_self);
 static void adopt_ring(struct uni_ring *r);
 static void emit_take(uint64_t before, uint64_t t, uint64_t src, uint16_t flags);
 static inline uint64_t thread_cpu(void);
@@ -2210,7 +2210,7 @@ int uni_shim_send_blocking(uint32_t slot1, int fd, int flags, const struct iovec
 			if (pr == 0 && ring && !ring->stack[0] && !tls.nheld) {
 				tls.in_shim++;
 				if (uni_now_ns() - waiting_since >= 1000000000ull)
-					capture_stack(ring);
+					capture_stack(ring, 0);
 				tls.in_shim--;
 			}
 			continue; /* room, or an error the next write returns */
@@ -2427,13 +2427,52 @@ void uni_shim_peer_wait(int on, void *obj)
 	tls.in_shim++;
 	struct uni_ring *r = thread_ring();
 	if (r) {
-		if (on)
+		if (on) {
 			wait_on_object(r, obj);
-		else
+		} else {
+			r->wait_what[0] = 0;
 			atomic_store_explicit(&r->wait_kind, UNI_WAIT_NONE, memory_order_release);
+		}
 	}
 	tls.in_shim--;
 	errno = saved;
+}
+
+void uni_shim_nccl_wait(uint64_t comm, const char *what)
+{
+	if (!uni_shim_simulating())
+		return;
+	struct uni_ring *r = tls.ring;
+	if (!r || tls.gen != atomic_load_explicit(&g_gen, memory_order_relaxed))
+		return;
+	if (!what) {
+		r->wait_what[0] = 0;
+		return;
+	}
+	uint64_t now = uni_now_ns();
+	if (!r->wait_what[0]) {
+		/* A wait the shim publishes otherwise (the data path's, a
+		 * condition wait) keeps its beginning. */
+		if (atomic_load_explicit(&r->wait_kind, memory_order_relaxed) == UNI_WAIT_NONE) {
+			r->wait_vt = tls.vt;
+			r->wait_deadline = 0;
+			r->stack[0] = 0;
+			__atomic_store_n(&r->wait_since, now, __ATOMIC_RELEASE);
+		}
+		r->wait_nccl = comm;
+	}
+	if (strncmp(r->wait_what, what, sizeof(r->wait_what) - 1)) {
+		/* unid reads it only after 2 s without change: a torn read
+		 * while it changes is not reported. */
+		snprintf(r->wait_what, sizeof(r->wait_what), "%s", what);
+	}
+	if (!r->stack[0] && !tls.nheld && now - r->wait_since > 1000000000ull) {
+		int saved = errno;
+		tls.in_shim++;
+		capture_stack(r, 2);
+		tls.in_shim--;
+		errno = saved;
+	}
 }
 
 int uni_shim_cond_signal(void *cv)
@@ -2611,7 +2650,9 @@ static size_t symbolise(void **pcs, int n, int skip, int skip_self, char *out, s
 		const char *sym = "?", *obj = "?";
 		uintptr_t delta = 0;
 		if (dladdr(pcs[i], &di)) {
-			if (skip_self && di.dli_fbase == self_base)
+			/* skip_self 2: keeps the shim's exported functions (the
+			 * NCCL call the program made). */
+			if (skip_self && di.dli_fbase == self_base && (skip_self == 1 || !di.dli_sname))
 				continue;
 			if (di.dli_sname) {
 				sym = di.dli_sname;
@@ -2692,7 +2733,7 @@ static uint32_t stack_id(void)
 /* The calling thread's native stack, symbolised, into the ring for the
  * deadlock report. Runs in the blocked thread itself, between two slices
  * of its wait: no signals, no ptrace. */
-static void capture_stack(struct uni_ring *r)
+static void capture_stack(struct uni_ring *r, int skip_self)
 {
 	void *pcs[24];
 	int n;
@@ -2701,7 +2742,7 @@ static void capture_stack(struct uni_ring *r)
 #else
 	n = backtrace(pcs, (int)UNI_ARRAY_LEN(pcs));
 #endif
-	symbolise(pcs, n, 2, 0, r->stack, sizeof(r->stack)); /* skip capture_stack, cond_wait */
+	symbolise(pcs, n, 2, skip_self, r->stack, sizeof(r->stack)); /* skip capture_stack, its caller */
 }
 
 int uni_shim_cond_wait(pthread_cond_t *cv, pthread_mutex_t *m, int how, clockid_t clk,
@@ -2763,7 +2804,7 @@ int uni_shim_cond_wait(pthread_cond_t *cv, pthread_mutex_t *m, int how, clockid_
 			 * holding the program's mutex (a thread in dlopen could be
 			 * waiting for it). The wake-up is spurious anyway. */
 			uni_real.mutex_unlock(m);
-			capture_stack(r);
+			capture_stack(r, 0);
 			uni_real.mutex_lock(m);
 		}
 		tls.slice_cv = cv;

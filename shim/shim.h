@@ -465,6 +465,13 @@ uint64_t uni_shim_vrecv_any(int n, const uint32_t *idx1, const uint64_t *off, co
  * and will send nothing until one of its reads is answered: it does not
  * hold the nic horizon back (an unread arrival does). off: it runs again. */
 void uni_shim_peer_wait(int on, void *obj) UNI_HIDDEN;
+/* what: the thread waits in a call of the simulated NCCL on the
+ * communicator whose key starts with comm, for what the text says (kept
+ * in its ring for a deadlock report; the thread counts as blocked for the
+ * detector; its stack is captured once it waited 1 s). Called again as
+ * the wait goes on (the text may change). NULL: the wait ended. Only a
+ * thread that has its ring already, in simulate mode. */
+void uni_shim_nccl_wait(uint64_t comm, const char *what) UNI_HIDDEN;
 /* Hands unid an event of the simulated NCCL (UNI_EV_NCCL_COMM,
  * UNI_EV_NCCL_OP) from the calling thread; nothing when not attached. */
 struct uni_ev;

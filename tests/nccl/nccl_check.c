@@ -1681,6 +1681,31 @@ static void group2(ncclComm_t comm, size_t bytes)
 	free(b);
 }
 
+/* Deadlocks that unid must report (simulate mode; the ranks never come
+ * back): recv, every rank receives from the next first; coll, rank 0
+ * calls an AllReduce while the others receive from it; cond, rank 0
+ * calls an AllReduce while the others wait on a condition variable. */
+static void deadlock(ncclComm_t comm, const char *how)
+{
+	float x[256] = {0};
+	ncclResult_t e;
+	if (!strcmp(how, "recv")) {
+		e = ncclRecv(x, 256, ncclFloat32, (rank + 1) % nranks, comm, NULL);
+	} else if (rank == 0) {
+		e = ncclAllReduce(x, x, 256, ncclFloat32, ncclSum, comm, NULL);
+	} else if (!strcmp(how, "coll")) {
+		e = ncclRecv(x, 256, ncclFloat32, 0, comm, NULL);
+	} else {
+		pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+		pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+		pthread_mutex_lock(&m);
+		for (;;)
+			pthread_cond_wait(&cv, &m);
+	}
+	fprintf(stderr, "rank %d: came back from the deadlock (%d: %s)\n", rank, e, ncclGetLastError(comm));
+	exit(1);
+}
+
 int main(int argc, char **argv)
 {
 	const char *r = getenv("RANK"), *w = getenv("WORLD_SIZE");
@@ -1691,6 +1716,11 @@ int main(int argc, char **argv)
 	}
 	rank = atoi(r);
 	nranks = atoi(w);
+	if (!strcmp(argv[1], "deadlock") && argc > 2 && !strcmp(argv[2], "nojoin") && rank == nranks - 1) {
+		/* The last rank never joins: it ends here. */
+		printf("rank %d: leaves without joining\n", rank);
+		return 0;
+	}
 	ncclComm_t comm = init_comm();
 	if (!strcmp(argv[1], "correctness")) {
 		correctness(comm);
@@ -1826,6 +1856,9 @@ int main(int argc, char **argv)
 		abort_wait(comm, argc > 2 ? argv[2] : NULL);
 	} else if (!strcmp(argv[1], "sendexit") || !strcmp(argv[1], "sendabort")) {
 		send_then_go(comm, !strcmp(argv[1], "sendabort"));
+	} else if (!strcmp(argv[1], "deadlock") && argc > 2) {
+		deadlock(comm, argv[2]);
+		return 1; /* not reached: unid stops the ranks */
 	} else if (!strcmp(argv[1], "mismatch")) {
 		float x[8] = {0};
 		ncclResult_t e = ncclAllReduce(x, x, rank == 0 ? 4 : 8, ncclFloat32, ncclSum, comm, NULL);

@@ -10,7 +10,8 @@
 #  - a peer that sent and exited (or aborted) before the receive: the data
 #    arrives; two sends to one peer in a group matched in order;
 #  - a rank that never joins: ncclRemoteError naming it, within the
-#    time-out, no hang;
+#    time-out, no hang; in simulate mode a deadlock report at once, as for
+#    a receive cycle or a collective the others skip (what each waits for);
 #  - virtual time under alpha-beta against the closed forms (within 1%);
 #  - two communicators at once: independent under alpha-beta, sharing the
 #    links under nic.
@@ -373,6 +374,38 @@ grep -q "removed the NCCL communicator segment /dev/shm/uni-nccl-" "/tmp/uni.uni
 	{ cat "/tmp/uni.unirun-$up.log"; fail "unid did not say it removed the segment"; }
 rm -f "/tmp/uni.unirun-$up.log"
 ok "a join killed midway: unid removes the communicator's segment at the session's end"
+
+# Deadlocks in NCCL calls (simulate mode): unid reports them within
+# seconds, each blocked thread with the call it is in, its communicator,
+# whom it waits for and what that rank is doing, and its stack; exit 97.
+# nojoin: the last rank ends without joining (an ended rank counts: the
+# others would have waited UNI_NCCL_TIMEOUT, 30 minutes).
+dl_case() { # n how expected-line-regex...
+	local n=$1 how=$2
+	shift 2
+	rm -f "$T/id" "$T/dl.unitrace.deadlock.txt"
+	local st=0
+	NCCL_CHECK_ID=$T/id UNI_NCCL_TIMEOUT=600 timeout 60 "$UNIRUN" -n $n --config "$T/alpha-beta.yaml" \
+		--trace "$T/dl.unitrace" -- "$CHECK" deadlock $how >"$T/dlog" 2>&1 || st=$?
+	[ $st = 97 ] || { cat "$T/dlog"; fail "deadlock $how: status $st, want 97"; }
+	for re in "$@"; do
+		grep -qE "$re" "$T/dl.unitrace.deadlock.txt" ||
+			{ cat "$T/dl.unitrace.deadlock.txt"; fail "deadlock $how: no line matching: $re"; }
+	done
+	! grep -q "came back" "$T/dlog" || { cat "$T/dlog"; fail "deadlock $how: a rank came back"; }
+	"$UNITRACE" export "$T/dl.unitrace" --chrome "$T/dl.json" >/dev/null
+	grep -q '"wait_kind":6' "$T/dl.json" || fail "deadlock $how: no deadlock record of an NCCL wait in the trace"
+}
+K='NCCL communicator [0-9a-f]{16}'
+dl_case 3 recv "in ncclRecv on $K \(rank 0 of 3\): waits for rank 1; rank 1 is in ncclRecv from rank 2" \
+	"in ncclRecv on $K \(rank 2 of 3\): waits for rank 0; rank 0 is in ncclRecv from rank 1" \
+	"ncclRecv\+0x[0-9a-f]+ \(libunishim.so\)"
+dl_case 3 coll "in ncclAllReduce on $K \(rank 0 of 3\): waits for ranks that have not called it: rank 1 is in ncclRecv from rank 0; rank 2 is in ncclRecv from rank 0" \
+	"in ncclRecv on $K \(rank 1 of 3\): waits for rank 0; rank 0 is in ncclAllReduce"
+dl_case 2 cond "in ncclAllReduce on $K \(rank 0 of 2\): waits for ranks that have not called it: rank 1 is in no call on it" \
+	"blocked on condition variable"
+dl_case 3 nojoin "in ncclCommInitRank on $K \(rank [01] of 3\): waits for rank 2 to join" "^rank 2: ended"
+ok "deadlocks in NCCL calls (receive cycle, a collective others skip, a rank that never joins): reported with the call, whom it waits for and what that rank does"
 
 # Time: alpha-beta, 4 ranks, 8 MB, NCCL's Simple protocol (base b = 8.4 us
 # per operation, h = 14 us per hop): ring AllReduce b + 2(n-1)(a + h +

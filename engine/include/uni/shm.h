@@ -32,7 +32,7 @@
 #include <stdint.h>
 
 #define UNI_SHM_MAGIC 0x31304d4853494e55ull /* "UNISHM01" little-endian */
-#define UNI_SHM_VERSION 20u
+#define UNI_SHM_VERSION 21u
 /* The longest real time a sleep waits for the session before it ends
  * anyway (a thread that computes for ever without entering the shim), per
  * CPU share: times the world's ranks per CPU of the host where there are
@@ -411,6 +411,15 @@ struct uni_ring {
 	uint64_t det_t, det_wt, det_obj, det_seq, det_key;
 	uint64_t det_src; /* the waker's SIGNAL event (its id), 0: none */
 	uint32_t det_net_seq, det_net_gen;
+	/* The simulated NCCL: what the thread waits for in an NCCL call (its
+	 * communicator and rank, the peers it waits on), for deadlock
+	 * reports; "" when not in such a wait. Written by the thread (text
+	 * first, then wait_since as the wait begins); a thread waiting here
+	 * counts as blocked for the deadlock detector whatever its
+	 * wait_kind (a join waits with none: the horizon keeps counting it
+	 * at its clock). */
+	char wait_what[216];
+	uint64_t wait_nccl; /* the communicator (its key's first 8 bytes) */
 	char stack[1536];            /* its native stack, captured once it waited 1 s */
 	struct uni_ev ev[UNI_RING_CAP];
 };

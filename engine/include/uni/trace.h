@@ -16,7 +16,7 @@
 
 #define UNI_TRACE_MAGIC "UNITRACE"
 #define UNI_TRACE_VERSION_MAJOR 1u
-#define UNI_TRACE_VERSION_MINOR 5u
+#define UNI_TRACE_VERSION_MINOR 6u
 #define UNI_TRACE_HDR_SIZE 256u
 #define UNI_TRACE_REC_SIZE 64u
 
@@ -37,6 +37,9 @@ _Static_assert(sizeof(struct uni_trace_hdr) == 256, "trace header is 256 bytes")
 
 /* UNI_TR_DEADLOCK's off for a blocking write waiting for room (1.3). */
 #define UNI_TR_WAIT_ROOM 5u
+/* UNI_TR_DEADLOCK's off for a wait in a call of the simulated NCCL (1.6;
+ * a = the communicator, as in nccl_op records). */
+#define UNI_TR_WAIT_NCCL 6u
 
 enum uni_trec_kind {
 	UNI_TR_SESSION_START = 1, /* a = unid pid */
@@ -58,7 +61,9 @@ enum uni_trec_kind {
 	UNI_TR_DEADLOCK = 11,     /* (1.1) one per blocked thread when unid found a deadlock:
 	                             rank, tid, t0 = its virtual clock when it began waiting,
 	                             off = enum uni_wait_kind, or UNI_TR_WAIT_ROOM (a blocking
-	                             write whose peer does not read), a = condvar address or conn,
+	                             write whose peer does not read), or UNI_TR_WAIT_NCCL (1.6:
+	                             in a call of the simulated NCCL, a = its communicator),
+	                             a = condvar address or conn,
 	                             len = real ns it had waited; peer = the rank it waits
 	                             for data (or room) from (-1 unknown) */
 	UNI_TR_COMPUTE = 12,      /* (1.2) simulate: rank, tid computed from t0 to t1 (virtual,
