@@ -22,6 +22,8 @@ struct nic_flow {
 	int state;
 	int read;          /* read to its end */
 	int gated;         /* behind bytes not final yet: its reader cannot read it */
+	int soft, wanted;  /* unread, it holds the network only while hold(wconn) says so (nic_flow_soft) */
+	uint32_t wconn;
 	uint64_t stamp;    /* may not start before */
 	uint64_t latency;
 	double bytes, sent;
@@ -473,6 +475,17 @@ void nic_flow_read(struct nic_flow *f)
 	f->read = 1;
 }
 
+void nic_flow_soft(struct nic_flow *f, uint32_t wconn)
+{
+	f->soft = 1;
+	f->wconn = wconn;
+}
+
+void nic_flow_want(struct nic_flow *f)
+{
+	f->wanted = 1;
+}
+
 void nic_flow_gate(struct nic_flow *f, int gated)
 {
 	f->gated = gated;
@@ -489,14 +502,16 @@ void nic_debug_dump(FILE *f)
 	}
 }
 
-uint64_t nic_unread_bound(uint64_t real_now, uint64_t stale_ns)
+uint64_t nic_unread_bound(uint64_t real_now, uint64_t stale_ns, int (*hold)(uint32_t wconn), uint64_t soft_ns)
 {
 	uint64_t b = UINT64_MAX;
 	for (uint32_t i = 0; i < N.nlive; i++) {
 		struct nic_flow *f = N.live[i];
 		/* done_real may be later than real_now (a flow that finished
 		 * during this advance): not stale. */
-		if (f->state != F_DONE || f->read || f->gated || (real_now > f->done_real && real_now - f->done_real > stale_ns))
+		uint64_t age = real_now > f->done_real ? real_now - f->done_real : 0;
+		if (f->state != F_DONE || f->read || f->gated || age > stale_ns ||
+		    (f->soft && hold && age > soft_ns && (!f->wanted || !hold(f->wconn))))
 			continue;
 		if (f->done_t + f->latency < b)
 			b = f->done_t + f->latency;

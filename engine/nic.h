@@ -16,6 +16,11 @@
  * stalls; short ones let a loaded host (a reader not scheduled in time)
  * push transfers late (docs/simulate.md). */
 #define UNI_NIC_UNREAD_STALE_NS 2000000000ull
+/* ... and a simulated NCCL flow whose reader cannot read it now, when
+ * nothing else holds the network (engine/sim.c uni_sim_advance): its
+ * reader usually comes within milliseconds (a peer on its way to the
+ * same operation); a peer that needs the network to move never would. */
+#define UNI_NIC_SOFT_STALE_NS 200000000ull
 #define UNI_NIC_OUTSIDE_NS 250000000ull
 
 struct nic_flow;
@@ -102,12 +107,25 @@ void nic_flow_read(struct nic_flow *f);
  * longer): its reader cannot read it yet (a notice sent at its stamp but
  * written after data the host wrote first). */
 void nic_flow_gate(struct nic_flow *f, int gated);
+/* A flow whose reader may be unable to read it for a while (a simulated
+ * NCCL rank meeting its peers in real time to move an operation's data,
+ * still in an earlier operation, or whose end is not open yet): finished
+ * and unread, it holds the network at its arrival (the reader acts on it
+ * in time order) only once wanted (a read asked for its bytes) and while
+ * nic_unread_bound's hold(wconn) says so (wconn: the writing end). Held
+ * always, the network waited for a rank to read data of an operation
+ * while that rank waited for data of an earlier one, or for peers that
+ * needed the network to move. */
+void nic_flow_soft(struct nic_flow *f, uint32_t wconn);
+void nic_flow_want(struct nic_flow *f);
 
 /* The earliest time a reader could act on a flow that has left but was not
- * read to its end yet (UINT64_MAX if none), gated flows left out. Flows
- * left unread for more than stale_ns of real time no longer count (their
- * reader is not coming). */
-uint64_t nic_unread_bound(uint64_t real_now, uint64_t stale_ns);
+ * read to its end yet (UINT64_MAX if none), gated flows left out, and soft
+ * ones not wanted or whose hold says no once they finished soft_ns of real
+ * time ago (hold NULL: every soft one counts). Flows left unread for more
+ * than stale_ns of real time no longer count (their reader is not
+ * coming). */
+uint64_t nic_unread_bound(uint64_t real_now, uint64_t stale_ns, int (*hold)(uint32_t wconn), uint64_t soft_ns);
 
 uint64_t nic_late(void);
 /* How far before the network time those were stamped: the most, in all. */

@@ -166,8 +166,9 @@ static struct uni_sched *sched_log(uint32_t conn, uint64_t latency, double ns_pe
 	if (!S.h->sched_off)
 		return NULL;
 	struct uni_conn *uc = uni_shm_conn(S.h, conn);
-	if (uc->fd < 0)
-		return NULL; /* a simulated NCCL connection: its reads ask unid (group reads) */
+	if (uc->fd < 0 && !S.h->det)
+		return NULL; /* a simulated NCCL connection: its reads ask unid (group reads; in
+			      * deterministic mode they read the log in turn) */
 	uint32_t li = atomic_load_explicit(&uc->sched_log, memory_order_relaxed);
 	if (!li) {
 		if (S.sched_used == UNI_SCHED_LOGS) {
@@ -355,6 +356,21 @@ void uni_sim_answer_unmodelled(const struct uni_op *op)
 	uni_futex_wake(&ring->resp_seq, 1);
 }
 
+/* nic: a finished flow of a simulated NCCL stream written on end wconn,
+ * unread: it holds the network at its arrival only while its reader could
+ * read it and act on it: not while the reading end is not open yet, nor
+ * while the reader meets its peers in real time to move an operation's
+ * data (uni_conn.vbusy), which may wait for a peer still in an earlier
+ * operation that needs the network to move. */
+static int soft_holds(uint32_t wconn)
+{
+	const struct uni_conn *c = uni_shm_conn(S.h, wconn);
+	if (atomic_load_explicit(&c->peer_rank, memory_order_acquire) < 0)
+		return 0;
+	uint32_t rc = atomic_load_explicit(&c->peer_conn, memory_order_relaxed);
+	return rc < S.h->max_conns && !atomic_load_explicit(&uni_shm_conn(S.h, rc)->vbusy, memory_order_acquire);
+}
+
 /* nic: the reader has read bytes [0, end) of s: every flow whose last
  * chunk lies inside is read (it no longer holds the network at its
  * arrival). A read that runs past a message's end into the next one does
@@ -477,6 +493,8 @@ static void schedule(struct stream *s, const struct uni_op *op)
 	}
 	struct uni_conn *c = uni_shm_conn(S.h, e->conn);
 	int peer = atomic_load(&c->peer_rank);
+	if (peer < 0 && c->vpeer1 > 0)
+		peer = c->vpeer1 - 1; /* (a simulated NCCL end whose peer has not opened yet) */
 	/* The store's control plane (deterministic mode) crosses no link
 	 * under any model: a chunk in no time, below. */
 	int fluid = S.nic && !(c->flags & UNI_CONNF_STORE);
@@ -523,6 +541,8 @@ static void schedule(struct stream *s, const struct uni_op *op)
 		r->len = bytes;
 		struct nic_flow *nf = nic_flow_new(src, peer, e->t0, bytes,
 						   (e->flags & UNI_EVF_NOTIFY) ? NULL : s->last_data, r);
+		if (c->fd < 0)
+			nic_flow_soft(nf, e->conn); /* a simulated NCCL stream (soft_holds) */
 		uint64_t lat = nic_flow_latency(nf);
 		if (!(e->flags & UNI_EVF_NOTIFY)) {
 			if (s->last_data)
@@ -624,6 +644,15 @@ void uni_sim_send(const struct uni_op *op)
 	serve_waiters(s);
 }
 
+/* nic: a read asked for the bytes of s before end: the flows that carry
+ * them are wanted (nic_flow_soft). */
+static void want_upto(struct stream *s, uint64_t end)
+{
+	for (uint32_t i = s->read_ch > s->headch ? s->read_ch : s->headch; i < s->nch && s->ch[i].off < end; i++)
+		if (s->ch[i].nf)
+			nic_flow_want(s->ch[i].nf);
+}
+
 void uni_sim_read(const struct uni_op *op)
 {
 	struct uni_conn *c = uni_shm_conn(S.h, op->e.conn);
@@ -633,6 +662,8 @@ void uni_sim_read(const struct uni_op *op)
 	uint64_t t;
 	if (group_stale(op))
 		return; /* another read of its group was answered */
+	if (S.nic)
+		want_upto(s, end);
 	if (op->e.flags & UNI_EVF_LOCAL) {
 		/* The reader found the arrival in the published schedule (nic:
 		 * under the turn, the bytes are final and read). */
@@ -879,21 +910,31 @@ void uni_sim_advance(uint64_t horizon, uint64_t real_now)
 		 * draining) was left out of it as a reader: it holds at its
 		 * answer's time. */
 		uint64_t h = horizon < S.ans_min ? horizon : S.ans_min;
-		uint64_t b = nic_unread_bound(real_now, UNI_NIC_UNREAD_STALE_NS);
-		if (b < h)
-			h = b;
-		b = watches_bound(real_now);
-		if (b < h)
-			h = b;
+		uint64_t w = watches_bound(real_now);
+		if (w < h)
+			h = w;
 		uint64_t before = nic_now();
+		uint64_t b = nic_unread_bound(real_now, UNI_NIC_UNREAD_STALE_NS, NULL, 0);
+		/* Held where it is by nothing but arrivals whose readers cannot
+		 * read them now (simulated NCCL ranks meeting their peers in real
+		 * time, soft_holds, or still in an earlier operation: no read
+		 * asked for them yet): after 200 ms of real time those no longer
+		 * hold (a peer may need the network to move to get there, or the
+		 * reader itself; released at once, a reader that was a few
+		 * milliseconds away sent late: 26 late transfers in a tree
+		 * AllReduce under nic). */
+		if (b <= before && b < h)
+			b = nic_unread_bound(real_now, UNI_NIC_UNREAD_STALE_NS, soft_holds, UNI_NIC_SOFT_STALE_NS);
+		if (b < h)
+			h = b;
 		static uint64_t dbg_last;
 		if (round == 0 && debug_nic() && real_now - dbg_last > 500000000ull) {
 			dbg_last = real_now;
 			fprintf(stderr, "nic: network %llu: horizon %llu, answered %llu, unread %llu, watches %llu\n",
 				(unsigned long long)before, (unsigned long long)horizon,
 				(unsigned long long)S.ans_min,
-				(unsigned long long)nic_unread_bound(real_now, UNI_NIC_UNREAD_STALE_NS),
-				(unsigned long long)b);
+				(unsigned long long)nic_unread_bound(real_now, UNI_NIC_UNREAD_STALE_NS, NULL, 0),
+				(unsigned long long)w);
 			if (getenv("UNI_DEBUG_NIC3"))
 				nic_debug_dump(stderr);
 		}
@@ -904,8 +945,8 @@ void uni_sim_advance(uint64_t horizon, uint64_t real_now)
 		if (debug_nic2())
 			fprintf(stderr, "adv: %llu -> %llu (horizon %llu unread %llu watches %llu)\n",
 				(unsigned long long)before, (unsigned long long)nic_now(), (unsigned long long)horizon,
-				(unsigned long long)nic_unread_bound(real_now, UNI_NIC_UNREAD_STALE_NS),
-				(unsigned long long)b);
+				(unsigned long long)nic_unread_bound(real_now, UNI_NIC_UNREAD_STALE_NS, NULL, 0),
+				(unsigned long long)w);
 		if (nic_now() == before)
 			break;
 	}

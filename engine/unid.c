@@ -46,6 +46,11 @@ struct dconn {
 	uint32_t npending, cappending;
 	uint64_t first_read_wait; /* simulate: when a read began waiting for the match */
 	uint64_t owed_seen, owed_since; /* nic: the data it owes, seen since (real time) */
+	/* A simulated NCCL end that sent before its peer's end opened: its
+	 * SEND records wait for its CONN record (tools learn a connection's
+	 * node from it, in file order). */
+	uint32_t defer_on, ndefer, capdefer;
+	struct uni_trec *defer;
 };
 
 struct drank {
@@ -135,8 +140,35 @@ UNI_PRINTF(1, 2) static _Noreturn void die_startup(const char *fmt, ...)
 
 static void trace_put(const struct uni_trec *r)
 {
+	if (UNI_UNLIKELY(r->kind == UNI_TR_SEND) && D.conns && r->conn < D.h->max_conns && D.conns[r->conn].defer_on) {
+		struct dconn *dc = &D.conns[r->conn];
+		if (dc->ndefer == dc->capdefer) {
+			uint32_t cap = dc->capdefer ? 2 * dc->capdefer : 16;
+			struct uni_trec *d = realloc(dc->defer, cap * sizeof(*d));
+			if (d) {
+				dc->defer = d;
+				dc->capdefer = cap;
+			}
+		}
+		if (dc->ndefer < dc->capdefer) {
+			dc->defer[dc->ndefer++] = *r;
+			return;
+		}
+	}
 	if (uni_trace_append(&D.tw, r, 1) < 0 && D.trace_errors++ == 0)
 		logmsg("trace: %s", D.tw.err);
+}
+
+/* The SEND records a connection end held back (defer_on), in order. */
+static void defer_flush(uint32_t idx)
+{
+	struct dconn *dc = &D.conns[idx];
+	dc->defer_on = 0;
+	for (uint32_t i = 0; i < dc->ndefer; i++)
+		trace_put(&dc->defer[i]);
+	free(dc->defer);
+	dc->defer = NULL;
+	dc->ndefer = dc->capdefer = 0;
 }
 
 static struct uni_trec rec_of(uint16_t kind, int rank)
@@ -289,6 +321,8 @@ static void conn_record(uint32_t idx)
 	if (c->flags & UNI_CONNF_STORE)
 		r.flags |= UNI_TRF_STORE;
 	trace_put(&r);
+	if (D.conns[idx].defer_on)
+		defer_flush(idx);
 }
 
 static void conn_open(uint32_t idx)
@@ -387,6 +421,14 @@ static void conn_op(const struct uni_op *op)
 		 * thread reads before unid drained the connecting thread's
 		 * ring): hold it like an unmatched one. */
 	case UNI_CONN_OPEN:
+		/* A simulated NCCL end knows its peer's node: its sends go into
+		 * the network now, whenever the peer's end opens. */
+		if (dc->state == UNI_CONN_OPEN && op->e.kind == UNI_EV_SEND && D.cfg.mode == UNI_MODE_SIMULATE &&
+		    uni_shm_conn(D.h, idx)->fd < 0 && uni_shm_conn(D.h, idx)->vpeer1 > 0) {
+			dc->defer_on = 1;
+			uni_sim_send(op);
+			break;
+		}
 		if (dc->npending == PENDING_CAP) {
 			give_up(idx);
 			if (is_request(&op->e))
@@ -609,6 +651,7 @@ static void ring_free(uint32_t idx, struct uni_ring *ring)
 	if (atomic_exchange(&ring->holding, 0))
 		atomic_fetch_sub(&D.h->hold_waiters, 1);
 	atomic_store(&ring->tail, atomic_load(&ring->head));
+	ring->wait_what[0] = 0; /* (a thread killed in an NCCL wait) */
 	atomic_store_explicit(&ring->state, UNI_RING_FREE, memory_order_release);
 }
 
@@ -1076,11 +1119,15 @@ static void report_deadlock(uint64_t now)
 	FILE *out = f ? f : stderr;
 	fprintf(out, "deadlock in session '%s': every rank waits and nothing is in flight "
 		     "(no event for %.1f s)\n", D.session, (double)(now - D.last_progress) / 1e9);
+	uint64_t first_attach = UINT64_MAX; /* (ranks that ended in this job) */
+	for (uint32_t i = 0; i < D.h->max_ranks; i++)
+		if (D.ranks[i].pid && D.ranks[i].attached_at < first_attach)
+			first_attach = D.ranks[i].attached_at;
 	for (uint32_t i = 0; i < D.h->max_ranks; i++) {
 		struct drank *dr = &D.ranks[i];
 		if (!dr->pid) {
 			uint32_t st = atomic_load(&uni_shm_rank(D.h, i)->state);
-			if (st == UNI_RANK_DETACHED || st == UNI_RANK_DEAD)
+			if ((st == UNI_RANK_DETACHED || st == UNI_RANK_DEAD) && dr->ended_at >= first_attach)
 				fprintf(out, "\nrank %u: %s %.1f s before\n", i,
 					st == UNI_RANK_DEAD ? "died" : "ended", (double)(now - dr->ended_at) / 1e9);
 			continue;
@@ -1192,6 +1239,17 @@ static int debug_deadlock(void)
 	return on;
 }
 
+/* A rank thread waits in a call of the simulated NCCL. */
+static int nccl_waiting(void)
+{
+	for (uint32_t k = 0; k < D.h->max_rings; k++) {
+		struct uni_ring *ring = uni_shm_ring(D.h, k);
+		if (ring_is_live_rank(ring) && ring->wait_what[0])
+			return 1;
+	}
+	return 0;
+}
+
 static void check_deadlock(uint64_t now)
 {
 	if (D.cfg.mode != UNI_MODE_SIMULATE || atomic_load(&D.h->deadlock) ||
@@ -1212,13 +1270,24 @@ static void check_deadlock(uint64_t now)
 			goto no;
 		}
 	}
-	/* A rank that ended (exited, or died) counts: it will do nothing
-	 * more (a rank that waits in ncclCommInitRank for one that exited
-	 * without joining waits for ever). */
+	/* While a thread waits in a call of the simulated NCCL, a rank that
+	 * ended during this job (exited, or died; not one of an earlier job
+	 * in a session used again) counts: it will do nothing more (a rank
+	 * that waits in ncclCommInitRank for one that exited without joining
+	 * waits for ever). Otherwise an ended rank keeps the old rule (a
+	 * rank's last thread may be at work outside the shim, which the
+	 * detector does not see). */
 	int ended = 0;
-	for (uint32_t i = 0; i < D.h->max_ranks && (int)i < world; i++) {
-		uint32_t st = atomic_load(&uni_shm_rank(D.h, i)->state);
-		ended += !D.ranks[i].pid && (st == UNI_RANK_DETACHED || st == UNI_RANK_DEAD);
+	if (live && nccl_waiting()) {
+		uint64_t first_attach = UINT64_MAX;
+		for (uint32_t i = 0; i < D.h->max_ranks; i++)
+			if (D.ranks[i].pid && D.ranks[i].attached_at < first_attach)
+				first_attach = D.ranks[i].attached_at;
+		for (uint32_t i = 0; i < D.h->max_ranks && (int)i < world; i++) {
+			uint32_t st = atomic_load(&uni_shm_rank(D.h, i)->state);
+			ended += !D.ranks[i].pid && (st == UNI_RANK_DETACHED || st == UNI_RANK_DEAD) &&
+				 D.ranks[i].ended_at >= first_attach;
+		}
 	}
 	if (!live || live + ended < world) {
 		why = "not every rank is attached";
@@ -1710,6 +1779,10 @@ int main(int argc, char **argv)
 	check_ranks();
 	drain();
 	D.unmodelled += D.nunmatched;
+	/* Ends that never met their peer: their sends all the same. */
+	for (uint32_t i = 0; D.conns && i < conn_count(); i++)
+		if (D.conns[i].defer_on)
+			defer_flush(i);
 	if (D.h->compute_from[0]) {
 		r = rec_of(UNI_TR_COMPUTE_FROM, -1);
 		r.a = atomic_load(&D.h->cf_replayed);

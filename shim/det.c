@@ -230,6 +230,11 @@ static void net_said_dead(void)
  * the time up to which the network is final. */
 static uint64_t net_step(uint64_t h)
 {
+	/* The session gave the turn up: unid no longer moves the network in
+	 * steps (det_net()), the horizon does; waiting for its answer waited
+	 * 5 s, and the deadlock detector called it a deadlock first. */
+	if (atomic_load_explicit(&H->det_off, memory_order_acquire))
+		return atomic_load_explicit(&H->det_sync_fin, memory_order_acquire);
 	uint32_t req = atomic_load_explicit(&H->det_sync_req, memory_order_relaxed) + 1;
 	H->det_sync_h = h;
 	atomic_store_explicit(&H->det_sync_req, req, memory_order_release);
@@ -239,7 +244,7 @@ static uint64_t net_step(uint64_t h)
 	uint64_t t0 = 0;
 	for (unsigned i = 0;; i++) {
 		uint32_t a = atomic_load_explicit(&H->det_sync_ack, memory_order_acquire);
-		if (a == req)
+		if (a == req || atomic_load_explicit(&H->det_off, memory_order_acquire))
 			break;
 		if (i < 256) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -458,7 +463,7 @@ static void watch(void)
 			for (uint32_t i = 0; i < hi && i < H->max_rings; i++) {
 				struct uni_ring *r = ring(i);
 				if ((uint32_t)r->pid == pid && atomic_load(&r->state) == UNI_RING_LIVE &&
-				    atomic_load(&r->det_st) == UNI_DET_BLOCKED && (r->det_obj & 3) == UNI_DET_OBJ_MUTEX &&
+				    atomic_load(&r->det_st) == UNI_DET_BLOCKED && !(r->det_obj >> 63) && (r->det_obj & 3) == UNI_DET_OBJ_MUTEX &&
 				    ((pthread_mutex_t *)(uintptr_t)(r->det_obj & ~(uint64_t)3))->__data.__lock == 0) {
 					atomic_store(&r->det_st, UNI_DET_READY);
 					r->det_t = net_floor(r->det_wt);

@@ -32,6 +32,11 @@
  * rank's write to such a store (it looks again). */
 #define UNI_DET_OBJ_EXTSTORE ((1ull << 63) | (1ull << 58))
 
+/* A wait of the simulated NCCL in turn for the communicator whose key
+ * starts with k (a barrier, a pair's ring, a join): woken by any rank of
+ * it that moved (in any process). */
+#define UNI_DET_OBJ_NCCL(k) ((1ull << 63) | (1ull << 56) | ((uint64_t)(k) & 0xffffffffffffull))
+
 /* A wait for the network in turn (uni_det_block_net): woken by nothing
  * else than the network (and the watch's look again). */
 #define UNI_DET_OBJ_NET ((1ull << 63) | (1ull << 57))

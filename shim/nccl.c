@@ -110,6 +110,7 @@ struct seg {
 	uint32_t pad;
 	_Atomic int32_t pid[UNI_NCCL_MAX_RANKS];
 	_Atomic int32_t hnode[UNI_NCCL_MAX_RANKS]; /* simulate: each rank's node ("Nodes") */
+	_Atomic int32_t nnode[UNI_NCCL_MAX_RANKS]; /* simulate: each rank's network node (its transfers') */
 	struct desc desc[UNI_NCCL_MAX_RANKS];
 	struct incall in[UNI_NCCL_MAX_RANKS]; /* the call each rank is in now (deadlock reports) */
 	/* then: struct pairbox[n * n], pair rings n * n * UNI_NCCL_PAIR, slots n * UNI_NCCL_SLOT */
@@ -138,6 +139,10 @@ struct ncclComm {
 	 * it ends): its thread, joined by Destroy or Abort. */
 	pthread_t init_thread;
 	int init_thread_live;
+	/* Deterministic mode: a non-blocking init whose join the caller's
+	 * later calls complete in turn (GetAsyncError once every rank is in,
+	 * Destroy, Abort) instead of a thread outside the turn. */
+	int det_join;
 	char seg[64];
 	struct user_op uop[UNI_NCCL_MAX_USER_OPS];
 	/* simulate: a virtual connection to each peer and channel (+1),
@@ -332,6 +337,7 @@ static void abort_all(ncclComm_t c)
 {
 	atomic_store(&c->sh->aborted, 1);
 	uni_futex_wake(&c->sh->bar_gen, INT32_MAX);
+	uni_shim_det_nccl_wake(comm_key64(c));
 }
 
 static ncclResult_t barrier(ncclComm_t c, const char *what)
@@ -342,15 +348,22 @@ static ncclResult_t barrier(ncclComm_t c, const char *what)
 		atomic_store_explicit(&s->bar_arrived, 0, memory_order_relaxed);
 		atomic_fetch_add_explicit(&s->bar_gen, 1, memory_order_release);
 		uni_futex_wake(&s->bar_gen, INT32_MAX);
+		uni_shim_det_nccl_wake(comm_key64(c));
 		return ncclSuccess;
 	}
 	uint64_t since = mono_ns();
-	int spin = 0;
+	int spin = 0, det = uni_shim_det_nccl();
 	for (; atomic_load_explicit(&s->bar_gen, memory_order_acquire) == gen; spin++) {
-		if (spin < 200)
+		if (spin < 200 && !det)
 			continue;
-		uni_futex_wait(&s->bar_gen, gen, 100);
 		note_wait(c, what, -1);
+		/* In turn: until the last to arrive wakes it (no spinning: the
+		 * others need the turn to come). */
+		if (!det || (det = uni_shim_det_nccl_block(comm_key64(c))) < 0) {
+			det = 0;
+			uni_futex_wait(&s->bar_gen, gen, 100);
+		}
+		spin = spin < 200 ? 200 : spin;
 		/* A peer's death or an abort counts only if the barrier was
 		 * still closed after it was seen: the last to arrive opens it
 		 * and may be gone (or abort) at once. */
@@ -420,12 +433,16 @@ static ncclResult_t init_join(ncclComm_t c)
 {
 	struct seg *s = c->sh;
 	uint64_t since = mono_ns();
+	int det = uni_shim_det_nccl();
 	for (;;) {
 		uint32_t j = atomic_load(&s->joined);
 		if (j >= (uint32_t)c->nranks)
 			break;
-		uni_futex_wait(&s->joined, j, 50);
 		note_join(c);
+		if (!det || (det = uni_shim_det_nccl_block(comm_key64(c))) < 0) {
+			det = 0;
+			uni_futex_wait(&s->joined, j, 50);
+		}
 		if (atomic_load(&s->aborted)) {
 			uni_shim_nccl_wait(0, NULL);
 			shm_unlink(c->seg); /* nobody else may join it now */
@@ -491,7 +508,13 @@ static ncclResult_t init_rank(ncclComm_t *out, int nranks, ncclUniqueId id, int 
 	if (l->magic != ID_MAGIC)
 		return fail(NULL, ncclInvalidArgument,
 			    "ncclCommInitRank: the unique id does not come from ncclGetUniqueId of this shim");
-	uni_shim_det_abandon("a rank joins a communicator of the simulated NCCL, which the turn does not follow yet");
+	/* In turn (deterministic mode) the join is a turn at the caller's
+	 * clock and waits in turn; a non-blocking one joins before the call
+	 * returns (NCCL allows ncclSuccess): a thread of the shim's own,
+	 * outside the turn, would join in real time. */
+	int det = uni_shim_det_nccl();
+	if (det)
+		uni_shim_det_turn();
 	rt_look();
 	char name[UNI_NCCL_SEG_NAME_LEN];
 	uni_nccl_seg_name(l->key, name);
@@ -564,7 +587,16 @@ static ncclResult_t init_rank(ncclComm_t *out, int nranks, ncclUniqueId id, int 
 	uint32_t intra, ppn = uni_shim_nccl_nodes(&intra);
 	int net = c->node >= 0 ? c->node : uni_shim_rank();
 	atomic_store(&s->hnode[rank], net >= 0 ? (int32_t)((uint32_t)net / ppn) : 0);
+	atomic_store(&s->nnode[rank], net);
 	atomic_fetch_add(&s->joined, 1);
+	uni_shim_det_nccl_wake(comm_key64(c));
+	if (!blocking && det) {
+		/* In turn: the caller's own calls finish the join (det_join). */
+		atomic_store(&c->async_err, ncclInProgress);
+		c->det_join = 1;
+		*out = c;
+		return ncclInProgress;
+	}
 	if (!blocking) {
 		/* Joins in a thread of its own; the caller polls
 		 * ncclCommGetAsyncError (ncclInProgress until it ends). */
@@ -636,6 +668,10 @@ static void vclose(ncclComm_t c)
  * joined, an abort, or the time-out). */
 static void init_wait(ncclComm_t c)
 {
+	if (c->det_join) {
+		c->det_join = 0;
+		atomic_store(&c->async_err, init_join(c));
+	}
 	if (c->init_thread_live) {
 		(uni_real.pthread_join ? uni_real.pthread_join : pthread_join)(c->init_thread, NULL);
 		c->init_thread_live = 0;
@@ -792,6 +828,14 @@ ncclResult_t pncclCommGetAsyncError(ncclComm_t comm, ncclResult_t *asyncError)
 {
 	if (!comm_ok(comm) || !asyncError)
 		return fail(NULL, ncclInvalidArgument, "ncclCommGetAsyncError: invalid argument");
+	/* In turn, a poll is a turn: a loop of them (PyTorch's watchdog
+	 * thread) lets the others come (its clock moves with its compute). */
+	uni_shim_det_turn();
+	/* A non-blocking join in turn ends once every rank is in (or an
+	 * abort). */
+	if (comm->det_join &&
+	    (atomic_load(&comm->sh->joined) >= (uint32_t)comm->nranks || atomic_load(&comm->sh->aborted)))
+		init_wait(comm);
 	*asyncError = (ncclResult_t)atomic_load(&comm->async_err);
 	return ncclSuccess;
 }
@@ -954,7 +998,7 @@ static uint32_t vconn(ncclComm_t c, int p, int ch)
 		struct uni_addr l, r;
 		vaddr(c, c->rank, p, ch, &l);
 		vaddr(c, p, c->rank, ch, &r);
-		c->vc[i] = uni_shim_vconn_open(&l, &r, c->node);
+		c->vc[i] = uni_shim_vconn_open(&l, &r, c->node, atomic_load(&c->sh->nnode[p]));
 	}
 	return c->vc[i];
 }
@@ -2226,6 +2270,8 @@ static int p2p_pass(struct op *ops, int nops, ncclResult_t *err, int *left)
 	return moved;
 }
 
+static int first_of_comm(const struct op *ops, int i);
+
 static ncclResult_t run_p2p(struct op *ops, int nops)
 {
 	ncclResult_t err = ncclSuccess;
@@ -2236,10 +2282,14 @@ static ncclResult_t run_p2p(struct op *ops, int nops)
 			return fail(ops[i].comm, ncclInvalidUsage, "%s to itself (rank %d) without its match in the group",
 				    kind_name[ops[i].kind], ops[i].peer);
 	uint64_t since = mono_ns();
-	int spins = 0, noted = 0;
+	int spins = 0, noted = 0, det = uni_shim_det_nccl();
 	for (;;) {
 		int left;
 		int moved = p2p_pass(ops, nops, &err, &left);
+		if (moved && det) /* (its peers wait in turn for what moved) */
+			for (int i = 0; i < nops; i++)
+				if (first_of_comm(ops, i))
+					uni_shim_det_nccl_wake(comm_key64(ops[i].comm));
 		if (!left) {
 			if (noted)
 				uni_shim_nccl_wait(0, NULL);
@@ -2250,7 +2300,7 @@ static ncclResult_t run_p2p(struct op *ops, int nops)
 			spins = 0;
 			continue;
 		}
-		if (++spins < 1000)
+		if (++spins < 1000 && !det)
 			continue;
 		/* Sleep on the first blocked op's counter. */
 		for (int i = 0; i < nops; i++) {
@@ -2259,7 +2309,14 @@ static ncclResult_t run_p2p(struct op *ops, int nops)
 			ncclComm_t c = ops[i].comm;
 			struct pairbox *b = ops[i].kind == K_SEND ? box_of(c, c->rank, ops[i].peer) : box_of(c, ops[i].peer, c->rank);
 			_Atomic uint32_t *w = ops[i].kind == K_SEND ? &b->rd : &b->wr;
-			uni_futex_wait(w, atomic_load(w), 20);
+			if (det) {
+				note_wait(c, kind_name[ops[i].kind], ops[i].peer);
+				noted = 1;
+				if (uni_shim_det_nccl_block(comm_key64(c)) < 0)
+					det = 0;
+			} else {
+				uni_futex_wait(w, atomic_load(w), 20);
+			}
 			/* A peer that wrote its sends and exited (or aborted):
 			 * what it wrote is in the ring (its writes came before),
 			 * so a death or abort seen before one more look counts
@@ -3022,8 +3079,43 @@ static ncclResult_t check_capture(const struct op *ops, int nops)
 	return ncclSuccess;
 }
 
+/* on: this rank meets its peers in real time to move the data of ops:
+ * under nic, what arrived unread on its connections does not hold the
+ * network meanwhile (a peer may still need it to move to get here). */
+static void vbusy(const struct op *ops, int nops, int on)
+{
+	for (int i = 0; i < nops; i++)
+		if (first_of_comm(ops, i) && ops[i].comm->vc)
+			for (int k = 0; k < ops[i].comm->nranks * UNI_NCCL_NCH; k++)
+				if (ops[i].comm->vc[k])
+					uni_shim_vconn_busy(ops[i].comm->vc[k], on);
+}
+
+/* Deterministic mode: 1 when the calling thread's operations go in turn
+ * (docs/nccl.md "Deterministic mode"); what the turn does not follow yet
+ * gives it up (device buffers, a thread driving several ranks). */
+static int det_ops(const struct op *ops, int nops)
+{
+	if (!uni_shim_det_nccl())
+		return 0;
+	int dev = 0;
+	for (int i = 0; i < nops; i++)
+		dev |= ops[i].dev || ops[i].scal_dev;
+	if (dev || several_ranks(ops, nops)) {
+		uni_shim_det_abandon(dev ? "the simulated NCCL with device buffers, which the turn does not follow yet"
+					 : "one thread drives several ranks of a communicator of the simulated NCCL, "
+					   "which the turn does not follow yet");
+		return 0;
+	}
+	return 1;
+}
+
 static ncclResult_t execute_held(struct op *ops, int nops)
 {
+	/* A turn at the caller's clock (deterministic mode). */
+	int det = det_ops(ops, nops);
+	if (det)
+		uni_shim_det_turn();
 	/* Compute before the call is charged; the copying is not. */
 	uint64_t t0 = uni_shim_vt_charge(), end = t0;
 	ncclResult_t r = ncclSuccess;
@@ -3068,6 +3160,12 @@ static ncclResult_t execute_held(struct op *ops, int nops)
 			}
 			sched_op(&sc, o->comm, o->kind, o->redop, bytes, o->root, o->peer, ch);
 		}
+		/* In turn, every connection of the graph is opened before the
+		 * data moves: a rank that waits for a receive in turn then finds
+		 * its writer's end open (unid matches the two a moment later). */
+		for (int i = 0; det && i < sc.n; i++)
+			if (sc.x[i].bytes)
+				vconn(sc.x[i].c, sc.x[i].peer, sc.x[i].ch);
 		ready_sends(&sc, 0, t0);
 		for (int i = 0; i < sc.n && !waits; i++)
 			waits = sc.x[i].recv && sc.x[i].bytes;
@@ -3077,6 +3175,8 @@ static ncclResult_t execute_held(struct op *ops, int nops)
 	}
 	uni_shim_quiet_io(1);
 	uni_cupti_internal(1);
+	if (timed && !async)
+		vbusy(ops, nops, 1);
 	if (async) {
 		r = stream_work(ops, nops);
 	} else {
@@ -3085,6 +3185,8 @@ static ncclResult_t execute_held(struct op *ops, int nops)
 			r = several_ranks(ops, nops) ? data_path_threads(ops, nops) : data_path(ops, nops);
 		r = unstage(ops, nops, r);
 	}
+	if (timed && !async)
+		vbusy(ops, nops, 0);
 	uni_cupti_internal(0);
 	uni_shim_quiet_io(0);
 	if (waits)
@@ -3631,6 +3733,9 @@ ncclResult_t pncclCommInitAll(ncclComm_t *comm, int ndev, const int *devlist)
 	ncclResult_t r = pncclGetUniqueId(&id);
 	if (r != ncclSuccess)
 		return r;
+	if (uni_shim_det_nccl())
+		uni_shim_det_abandon("ncclCommInitAll (one thread drives several ranks of the simulated NCCL), which "
+				     "the turn does not follow yet");
 	struct initall_arg *a = calloc((size_t)ndev, sizeof(*a));
 	struct job *jobs = calloc((size_t)ndev, sizeof(*jobs));
 	if (!a || !jobs) {

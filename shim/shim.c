@@ -127,6 +127,7 @@ struct shim_tls {
 	uint64_t det_acc;    /* ... compute since its last turn, not on the clock yet (virtual ns) ... */
 	uint64_t det_acc_cpu; /* ... and as CPU ns */
 	uint32_t det_clamped; /* ... its read was clamped in turn just now */
+	uint32_t det_nccl_marked; /* its NCCL wait in turn is published as a condition wait */
 	uint32_t det_polled;  /* its last poll or epoll wait was answered in turn */
 };
 #define UNI_HELD 4
@@ -308,6 +309,8 @@ static struct uni_ring *claim_ring(int tid)
 		atomic_store_explicit(&r->wake_floor, UINT64_MAX, memory_order_relaxed);
 		atomic_store_explicit(&r->wait_kind, UNI_WAIT_NONE, memory_order_relaxed);
 		atomic_store_explicit(&r->wait_sending, 0, memory_order_relaxed);
+		r->wait_what[0] = 0; /* (a previous owner killed in an NCCL wait) */
+		r->wait_nccl = 0;
 		atomic_store_explicit(&r->warp, 0, memory_order_relaxed);
 		atomic_store_explicit(&r->det_st, UNI_DET_NONE, memory_order_relaxed);
 		atomic_store_explicit(&r->vt_pub, tls.vt, memory_order_relaxed);
@@ -2447,6 +2450,10 @@ void uni_shim_nccl_wait(uint64_t comm, const char *what)
 		return;
 	if (!what) {
 		r->wait_what[0] = 0;
+		if (tls.det_nccl_marked) {
+			tls.det_nccl_marked = 0;
+			atomic_store_explicit(&r->wait_kind, UNI_WAIT_NONE, memory_order_release);
+		}
 		return;
 	}
 	uint64_t now = uni_now_ns();
@@ -2459,8 +2466,8 @@ void uni_shim_nccl_wait(uint64_t comm, const char *what)
 			r->stack[0] = 0;
 			__atomic_store_n(&r->wait_since, now, __ATOMIC_RELEASE);
 		}
-		r->wait_nccl = comm;
 	}
+	r->wait_nccl = comm;
 	if (strncmp(r->wait_what, what, sizeof(r->wait_what) - 1)) {
 		/* unid reads it only after 2 s without change: a torn read
 		 * while it changes is not reported. */
@@ -3606,7 +3613,7 @@ uint32_t uni_shim_nccl_nodes(uint32_t *intra)
 	return g_hdr->nccl_ppn ? g_hdr->nccl_ppn : 1;
 }
 
-uint32_t uni_shim_vconn_open(const struct uni_addr *local, const struct uni_addr *peer, int node)
+uint32_t uni_shim_vconn_open(const struct uni_addr *local, const struct uni_addr *peer, int node, int peer_node)
 {
 	if (!uni_shim_simulating())
 		return 0;
@@ -3622,6 +3629,7 @@ uint32_t uni_shim_vconn_open(const struct uni_addr *local, const struct uni_addr
 	struct uni_conn *c = uni_shm_conn(g_hdr, idx);
 	c->rank = node >= 0 && (uint32_t)node < g_hdr->max_ranks ? node : g_rank;
 	c->fd = -1;
+	c->vpeer1 = peer_node >= 0 && (uint32_t)peer_node < g_hdr->max_ranks ? peer_node + 1 : 0;
 	c->local = *local;
 	c->peer = *peer;
 	atomic_store(&c->peer_rank, -1);
@@ -3634,6 +3642,12 @@ out:
 	tls.in_shim--;
 	errno = saved;
 	return r;
+}
+
+void uni_shim_vconn_busy(uint32_t idx1, int on)
+{
+	if (idx1 && uni_shim_simulating() && idx1 <= g_hdr->max_conns)
+		atomic_store_explicit(&uni_shm_conn(g_hdr, idx1 - 1)->vbusy, on ? 1u : 0u, memory_order_release);
 }
 
 void uni_shim_vconn_close(uint32_t idx1, uint64_t sent, uint64_t received)
@@ -3663,9 +3677,16 @@ void uni_shim_vsend(uint32_t idx1, uint64_t off, uint64_t len, uint64_t stamp)
 	struct uni_ev e = {.kind = UNI_EV_SEND, .conn = idx1 - 1, .t0 = stamp, .t1 = stamp, .off = off, .len = len};
 	emit(&e);
 	ring_bell();
+	/* Deterministic mode: the bytes are written (its reader in turn
+	 * looks at this, det_vrecv). */
+	if (UNI_UNLIKELY(g_det) && uni_det_live())
+		det_written(idx1 - 1, off + len, 0);
 	tls.in_shim--;
 	errno = saved;
 }
+
+static int det_vrecv(int n, const uint32_t *idx1, const uint64_t *off, const uint64_t *len, uint64_t *t,
+		     int *which);
 
 uint64_t uni_shim_vrecv_any(int n, const uint32_t *idx1, const uint64_t *off, const uint64_t *len, int *which)
 {
@@ -3676,7 +3697,9 @@ uint64_t uni_shim_vrecv_any(int n, const uint32_t *idx1, const uint64_t *off, co
 	tls.in_shim++;
 	struct uni_ring *r = thread_ring();
 	uint64_t t = tls.vt;
-	if (r) {
+	if (r && UNI_UNLIKELY(g_det) && det_part() && det_vrecv(n, idx1, off, len, &t, which)) {
+		/* (answered in turn) */
+	} else if (r) {
 		/* Requests base+1 .. base+n; several are a group, tagged
 		 * base+1 (unid answers one). */
 		uint32_t base = tls.req_seq;
@@ -4768,8 +4791,11 @@ static int conn_settled(uint32_t idx)
 static int det_connecting(const struct uni_conn *c);
 
 /* The accepting end of connection end c (the connecting one) is in the
- * session's table: its listener accepted it (that end's peer is c's own
- * address, which the kernel made unique). */
+ * session's table: its listener accepted it (that end's addresses are
+ * c's, crossed: the kernel makes the pair unique; c's own address alone is
+ * not, a client's port is used again for another server: an earlier
+ * connection's accepted end then passed for this one's, the read did not
+ * wait in turn for the accept and took the kernel's bytes). */
 static int det_accepted(const struct uni_conn *c)
 {
 	uint32_t n = atomic_load(&g_hdr->next_conn);
@@ -4778,7 +4804,7 @@ static int det_accepted(const struct uni_conn *c)
 	for (uint32_t i = n; i-- > 0;) {
 		const struct uni_conn *o = uni_shm_conn(g_hdr, i);
 		if (o != c && atomic_load_explicit(&o->state, memory_order_acquire) != UNI_CONN_FREE &&
-		    !memcmp(&o->peer, &c->local, sizeof(c->local)))
+		    !memcmp(&o->peer, &c->local, sizeof(c->local)) && !memcmp(&o->local, &c->peer, sizeof(c->peer)))
 			return 1;
 	}
 	return 0;
@@ -4839,6 +4865,126 @@ static int det_sched_or_none(uint32_t pi)
 	if (!atomic_load_explicit(&uni_shm_conn(g_hdr, pi)->written, memory_order_acquire))
 		return 1;
 	return det_wait_once(sched_there, pi, g_det_nolog);
+}
+
+/* Deterministic mode, alpha-beta: the simulated NCCL's receives in turn
+ * (uni_shim_vrecv_any). A request whose bytes are all written (its
+ * writer wrote them in an earlier turn) has its arrival in the schedule
+ * unid publishes for the writer's stream (a moment after the write: a
+ * wait in real time, holding the turn); of those, the one that arrives
+ * first is answered, at once, as a read the thread answered itself
+ * (UNI_EVF_LOCAL: unid writes its record). None written: the thread
+ * waits in turn for a write. The answer's time is the same in any
+ * order; which is answered first is the turn's, the same in every run.
+ * Both ends of each connection were opened before the operation's data
+ * moved (nccl.c), so unid's match is a moment away too. Returns 0 where
+ * the turn cannot tell (no schedule left for a stream; nic, topology):
+ * unid answers. */
+static int det_vrecv_(int n, const uint32_t *idx1, const uint64_t *off, const uint64_t *len, uint64_t *t,
+		     int *which);
+static int det_vrecv(int n, const uint32_t *idx1, const uint64_t *off, const uint64_t *len, uint64_t *t,
+		     int *which)
+{
+	int r = det_vrecv_(n, idx1, off, len, t, which);
+	if (!r && getenv("UNI_DET_DEBUG"))
+		uni_shim_log("det_vrecv: rank %d: unid answers (n %d, conn %u)", g_rank, n, idx1[0] - 1);
+	return r;
+}
+static int det_vrecv_(int n, const uint32_t *idx1, const uint64_t *off, const uint64_t *len, uint64_t *t,
+		     int *which)
+{
+	if (g_horizon || !g_hdr->sched_off)
+		return 0;
+	for (;;) {
+		int best = -1;
+		uint64_t at = UINT64_MAX;
+		for (int i = 0; i < n; i++) {
+			uint32_t idx = idx1[i] - 1;
+			uint64_t a, end = off[i] + len[i];
+			if (!len[i] || !det_matched(idx, 0, 0))
+				return 0;
+			struct uni_conn *c = uni_shm_conn(g_hdr, idx);
+			uint32_t pi = atomic_load_explicit(&c->peer_conn, memory_order_relaxed);
+			struct uni_conn *pc = uni_shm_conn(g_hdr, pi);
+			if (atomic_load_explicit(&pc->sched_log, memory_order_acquire) == UINT32_MAX)
+				return 0; /* (no log left for it: unid answers) */
+			if (atomic_load_explicit(&pc->written, memory_order_acquire) < end)
+				continue;
+			if (!sched_wait(idx, off[i], &a) || !sched_wait(idx, end - 1, &a) ||
+			    !sched_arrival_max(idx, off[i], end - 1, &a))
+				return 0;
+			if (a < at) {
+				at = a;
+				best = i;
+			}
+		}
+		if (best >= 0) {
+			uint64_t t0 = tls.vt;
+			struct uni_ev e = {.kind = UNI_EV_READ_REQ, .flags = UNI_EVF_LOCAL, .conn = idx1[best] - 1,
+					   .t0 = t0, .t1 = at > t0 ? at : t0, .off = off[best], .len = len[best], .c = at};
+			push(tls.ring, &e);
+			*t = at;
+			*which = best;
+			return 1;
+		}
+		if (uni_det_block(tls.ring, tls.ring_idx, UNI_DET_OBJ_POLL, tls.vt, UINT64_MAX) < 0)
+			return 0; /* the turn given up */
+	}
+}
+
+int uni_shim_det_nccl_block(uint64_t key)
+{
+	if (UNI_LIKELY(!g_det) || !det_part())
+		return -1;
+	int saved = errno;
+	tls.in_shim++;
+	/* Blocked for deadlock reports until the NCCL wait ends
+	 * (uni_shim_nccl_wait(NULL)), not each block: a look again every
+	 * 200 ms (det.c) would restart it. */
+	struct uni_ring *r = tls.ring;
+	if (atomic_load_explicit(&r->wait_kind, memory_order_relaxed) == UNI_WAIT_NONE) {
+		r->wait_obj = UNI_DET_OBJ_NCCL(key);
+		r->wait_deadline = 0;
+		r->wait_vdl = 0;
+		if (!r->wait_what[0]) {
+			r->wait_vt = tls.vt;
+			r->stack[0] = 0;
+			r->wait_since = uni_now_ns();
+		}
+		atomic_store_explicit(&r->wait_kind, UNI_WAIT_COND, memory_order_release);
+		tls.det_nccl_marked = 1;
+	}
+	int b = uni_det_block(r, tls.ring_idx, UNI_DET_OBJ_NCCL(key), tls.vt, UINT64_MAX);
+	tls.in_shim--;
+	errno = saved;
+	return b < 0 ? -1 : 1;
+}
+
+void uni_shim_det_nccl_wake(uint64_t key)
+{
+	if (UNI_UNLIKELY(g_det) && uni_det_live()) {
+		int saved = errno;
+		tls.in_shim++;
+		uni_det_wake(UNI_DET_OBJ_NCCL(key), 0, 1, 0);
+		tls.in_shim--;
+		errno = saved;
+	}
+}
+
+int uni_shim_det_nccl(void)
+{
+	if (UNI_LIKELY(!g_det) || !uni_det_live() || !sync_active())
+		return 0;
+	if (g_horizon) {
+		uni_shim_det_abandon("the simulated NCCL under nic or topology, which the turn does not follow yet");
+		return 0;
+	}
+	int saved = errno;
+	tls.in_shim++;
+	thread_ring();
+	tls.in_shim--;
+	errno = saved;
+	return det_part();
 }
 
 /* Room for the writer on connection end idx (bytes), with over bytes
@@ -4965,8 +5111,12 @@ static ssize_t det_read_clamp(struct shim_conn *sc, int fd, size_t n, int flags)
 		return 0;
 	uint64_t tmo;
 	int nb = det_read_wait(fd, flags, &tmo);
-	if (!det_matched(sc->shm_idx, !nb, tmo))
+	if (!det_matched(sc->shm_idx, !nb, tmo)) {
+		if (getenv("UNI_DET_DEBUG"))
+			uni_shim_log("det read: rank %d conn %u not matched (state %u)", g_rank, sc->shm_idx,
+				     atomic_load(&c->state));
 		return (ssize_t)n;
+	}
 	uint32_t pi = atomic_load_explicit(&c->peer_conn, memory_order_relaxed);
 	struct uni_conn *pc = uni_shm_conn(g_hdr, pi);
 	int fluid = det_fluid(pc);

@@ -444,8 +444,14 @@ double uni_shim_slowdown(void) UNI_HIDDEN;
 /* clk read through the real clock_gettime (never the virtual one). */
 uint64_t uni_shim_real_ns(clockid_t clk) UNI_HIDDEN;
 /* node: the network node the end is on (a rank of the network model), or
- * -1 for this process's rank. */
-uint32_t uni_shim_vconn_open(const struct uni_addr *local, const struct uni_addr *peer, int node) UNI_HIDDEN;
+ * -1 for this process's rank; peer_node: the peer end's (unid models the
+ * sends before that end opens), -1 not known. */
+uint32_t uni_shim_vconn_open(const struct uni_addr *local, const struct uni_addr *peer, int node,
+			     int peer_node) UNI_HIDDEN;
+/* on: the thread that reads on virtual connection end idx1 meets its
+ * peers in real time to move an operation's data (nic: its unread
+ * arrivals do not hold the network meanwhile); off: no longer. */
+void uni_shim_vconn_busy(uint32_t idx1, int on) UNI_HIDDEN;
 /* The session's world size as this process was given it (WORLD_SIZE). */
 int uni_shim_world(void) UNI_HIDDEN;
 void uni_shim_vconn_close(uint32_t idx1, uint64_t sent, uint64_t received) UNI_HIDDEN;
@@ -472,6 +478,13 @@ void uni_shim_peer_wait(int on, void *obj) UNI_HIDDEN;
  * the wait goes on (the text may change). NULL: the wait ended. Only a
  * thread that has its ring already, in simulate mode. */
 void uni_shim_nccl_wait(uint64_t comm, const char *what) UNI_HIDDEN;
+/* Deterministic mode (docs/nccl.md "Deterministic mode"): 1 when the
+ * calling thread takes part in the turn. block: it waits in turn until a
+ * rank of the communicator with key k moves (wake): 1 (look again), -1
+ * not in turn (wait as without). */
+int uni_shim_det_nccl(void) UNI_HIDDEN;
+int uni_shim_det_nccl_block(uint64_t k) UNI_HIDDEN;
+void uni_shim_det_nccl_wake(uint64_t k) UNI_HIDDEN;
 /* Hands unid an event of the simulated NCCL (UNI_EV_NCCL_COMM,
  * UNI_EV_NCCL_OP) from the calling thread; nothing when not attached. */
 struct uni_ev;

@@ -44,6 +44,9 @@
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <nccl.h>
 
@@ -74,9 +77,83 @@ static void newer_api(ncclComm_t comm);
 
 /* Rank `leader` makes the id and puts it in path; the others wait for it
  * (PyTorch passes it through its Store). */
-static ncclUniqueId exchange_id(const char *path, int leader)
+/* NCCL_CHECK_ID=tcp: the leader hands the id to the other parts - 1 ranks
+ * over TCP at MASTER_ADDR:MASTER_PORT + 100 + a number from the path's
+ * suffix (as torch's store would: in deterministic mode the turn follows
+ * it; a file is outside the turn, and who found it first was the host's). */
+static ncclUniqueId exchange_id_tcp(const char *path, int leader, int parts)
+{
+	unsigned k = 0;
+	for (const char *q = path; *q; q++)
+		k = k * 31u + (unsigned char)*q;
+	k %= 97u;
+	ncclUniqueId id;
+	const char *addr = getenv("MASTER_ADDR"), *port = getenv("MASTER_PORT");
+	if (!addr || !port) {
+		fprintf(stderr, "NCCL_CHECK_ID=tcp needs MASTER_ADDR and MASTER_PORT\n");
+		exit(2);
+	}
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)(atoi(port) + 100 + (int)k))};
+	inet_pton(AF_INET, strcmp(addr, "localhost") ? addr : "127.0.0.1", &sa.sin_addr);
+	if (rank == leader) {
+		NCCL(ncclGetUniqueId(&id));
+		if (getenv("NCCL_CHECK_DEBUG"))
+			fprintf(stderr, "rank %d: %s port +%u: serves %02x%02x%02x%02x\n", rank, path, 100 + k,
+				(unsigned char)id.internal[8], (unsigned char)id.internal[9],
+				(unsigned char)id.internal[10], (unsigned char)id.internal[11]);
+		int l = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+		setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (bind(l, (struct sockaddr *)&sa, sizeof(sa)) || listen(l, 64)) {
+			perror("listening for the id");
+			exit(1);
+		}
+		for (int i = 1; i < parts; i++) {
+			int c = accept(l, NULL, NULL);
+			if (c < 0 || write(c, &id, sizeof(id)) != (ssize_t)sizeof(id)) {
+				perror("handing out the id");
+				exit(1);
+			}
+			close(c);
+		}
+		close(l);
+		return id;
+	}
+	for (int i = 0;; i++) {
+		int c = socket(AF_INET, SOCK_STREAM, 0);
+		if (connect(c, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+			size_t got = 0;
+			while (got < sizeof(id)) {
+				ssize_t n = read(c, (char *)&id + got, sizeof(id) - got);
+				if (n <= 0)
+					break;
+				got += (size_t)n;
+			}
+			close(c);
+			if (getenv("NCCL_CHECK_DEBUG"))
+				fprintf(stderr, "rank %d: %s port +%u: got %zu bytes, %02x%02x%02x%02x\n", rank, path, 100 + k, got,
+					(unsigned char)id.internal[8], (unsigned char)id.internal[9],
+					(unsigned char)id.internal[10], (unsigned char)id.internal[11]);
+			if (got == sizeof(id))
+				return id;
+		} else {
+			close(c);
+		}
+		if (i > 6000) {
+			fprintf(stderr, "rank %d: no id from %s:%s\n", rank, addr, port);
+			exit(1);
+		}
+		struct timespec ts = {0, 10000000};
+		nanosleep(&ts, NULL);
+	}
+}
+
+/* The id from the leader to parts ranks (0 .. parts - 1, or all), through
+ * a file at path or (path tcp, tcp.SUFFIX) TCP. */
+static ncclUniqueId exchange_id_n(const char *path, int leader, int parts)
 {
 	ncclUniqueId id;
+	if (!strncmp(path, "tcp", 3) && (!path[3] || path[3] == '.'))
+		return exchange_id_tcp(path, leader, parts);
 	if (rank == leader) {
 		NCCL(ncclGetUniqueId(&id));
 		char tmp[4096];
@@ -104,6 +181,11 @@ static ncclUniqueId exchange_id(const char *path, int leader)
 		}
 	}
 	return id;
+}
+
+static ncclUniqueId exchange_id(const char *path, int leader)
+{
+	return exchange_id_n(path, leader, nranks);
 }
 
 static const char *id_path(void)
@@ -732,7 +814,7 @@ static void pytorch(ncclComm_t world_comm_unused)
 	/* a single p2p op gets its own 2-rank communicator (ranks 0 and 1) */
 	if (rank < 2) {
 		snprintf(path, sizeof(path), "%s.p2p", id_path());
-		ncclUniqueId pid = exchange_id(path, 0);
+		ncclUniqueId pid = exchange_id_n(path, 0, 2);
 		ncclComm_t pc;
 		NCCL(ncclCommInitRank(&pc, 2, pid, rank));
 		int64_t v = 77;
@@ -1721,6 +1803,12 @@ int main(int argc, char **argv)
 		printf("rank %d: leaves without joining\n", rank);
 		return 0;
 	}
+	if (!strcmp(argv[1], "deadlock") && argc > 2 && !strcmp(argv[2], "slowjoin") && rank == nranks - 1) {
+		/* No deadlock: the last rank works 4 s where the shim does not
+		 * see it (a raw system call) before it joins; another ended. */
+		struct timespec four = {4, 0};
+		syscall(SYS_nanosleep, &four, NULL);
+	}
 	ncclComm_t comm = init_comm();
 	if (!strcmp(argv[1], "correctness")) {
 		correctness(comm);
@@ -1856,6 +1944,10 @@ int main(int argc, char **argv)
 		abort_wait(comm, argc > 2 ? argv[2] : NULL);
 	} else if (!strcmp(argv[1], "sendexit") || !strcmp(argv[1], "sendabort")) {
 		send_then_go(comm, !strcmp(argv[1], "sendabort"));
+	} else if (!strcmp(argv[1], "deadlock") && argc > 2 && !strcmp(argv[2], "slowjoin")) {
+		int64_t one = 1;
+		NCCL(ncclAllReduce(&one, &one, 1, ncclInt64, ncclSum, comm, NULL));
+		CHECK(one == nranks, "AllReduce after a slow join: %lld", (long long)one);
 	} else if (!strcmp(argv[1], "deadlock") && argc > 2) {
 		deadlock(comm, argv[2]);
 		return 1; /* not reached: unid stops the ranks */

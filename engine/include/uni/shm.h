@@ -283,7 +283,17 @@ struct uni_conn {
 	/* deterministic mode: the closer's clock when this end closed (or
 	 * its process left the turn); written before wclosed. */
 	uint64_t wclosed_vt;
-	uint8_t reserved[8];
+	/* A simulated NCCL connection end (fd -1): its peer's network node
+	 * + 1, known when it opens (0: not one, or not known). unid models its
+	 * sends from then on, before the peer's end opens (holding the
+	 * network at their stamps until then stalled it: a rank still in an
+	 * earlier operation waited for bytes the held network never let
+	 * arrive). Set before state. */
+	int32_t vpeer1;
+	/* A simulated NCCL end whose reader meets its peers in real time to
+	 * move an operation's data (nic: its unread arrivals do not hold the
+	 * network meanwhile, engine/sim.c soft_holds). Written by the shim. */
+	_Atomic uint32_t vbusy;
 };
 _Static_assert(sizeof(struct uni_conn) == 192, "uni_conn is 192 bytes (three cache lines)");
 

@@ -1,0 +1,98 @@
+#!/bin/bash
+# The simulated NCCL in deterministic mode (docs/nccl.md "Deterministic
+# mode"), ranks handing the unique id over TCP as torch's store does:
+#  - nccl_check timing (every collective and a send/recv, 1 MB, 3 ranks)
+#    recorded with --deterministic and replayed twice with --compute-from:
+#    the same trace byte for byte, every thread followed the recorded run,
+#    none left the turn, the virtual times printed those of the recording
+#    and within 0.5% of a run without the turn;
+#  - nccl_check pytorch (ProcessGroupNCCL's call sequences: a grouped
+#    lazy init, a watchdog thread polling, a non-blocking init in
+#    progress until its peers join, Split, a 2-rank communicator, abort)
+#    on 4 ranks: every check passes in turn, two replays the same trace;
+#  - a receive cycle in turn: unid's deadlock report says the NCCL call;
+#  - what the turn does not follow yet gives it up with one line and the
+#    run goes on: CommInitAll, the simulated NCCL under nic.
+#   test_nccl_det.sh UNIRUN NCCL_CHECK
+set -euo pipefail
+UNIRUN=$1 CHECK=$2
+PY=/usr/bin/python3
+fail() { echo "FAIL: $*" >&2; exit 1; }
+ok() { echo "ok: $*"; }
+T=$(mktemp -d /tmp/uni-nccl-det.XXXXXX)
+trap 'rm -rf "$T"' EXIT
+cd "$T"
+printf 'mode: simulate\nnetwork: { model: alpha-beta, default: { latency: 2ms, bandwidth: 100Mbit } }\n' >"$T/ab.yaml"
+printf 'mode: simulate\nnetwork: { model: nic, default: { latency: 2ms, bandwidth: 100Mbit } }\n' >"$T/nic.yaml"
+export NCCL_CHECK_ID=tcp UNI_DET_DEBUG=1
+SESSION=ncdet-$$
+# run NAME N [unirun options] -- ARGS: one session name for a recording
+# and its replays (a replay's trace is the same file only under it).
+run() {
+	local name=$1 n=$2
+	shift 2
+	timeout 300 "$UNIRUN" -n "$n" --session "$SESSION" --config "$T/ab.yaml" --trace "$T/$name.unitrace" "$@" \
+		>"$T/$name.log" 2>&1 || { cat "$T/$name.log"; fail "$name: unirun"; }
+}
+in_turn() { ! grep -E "waits outside the turn|goes on without the turn" "$T/$1.log" || fail "$1: a thread left the turn"; }
+followed() {
+	grep -qE "threads: $2 followed the recorded run to their end, 0 left it" "$T/$1.log" ||
+		{ cat "$T/$1.log"; fail "$1 did not follow the recorded run"; }
+}
+times() { grep '^{"rank"' "$T/$1.log" | sort; }
+
+run rec 3 --deterministic -- "$CHECK" timing 1000000
+in_turn rec
+for x in a b; do
+	run $x 3 --deterministic --compute-from "$T/rec.unitrace" -- "$CHECK" timing 1000000
+	in_turn $x
+	followed $x 3
+	[ "$(times $x)" = "$(times rec)" ] || { times rec; times $x; fail "replay $x printed other times"; }
+done
+cmp "$T/a.unitrace" "$T/b.unitrace" || fail "two replays wrote different traces"
+SESSION=ncfree-$$ run free 3 -- "$CHECK" timing 1000000
+$PY - "$T/rec.log" "$T/free.log" <<'PYEOF' || fail "the turn's times against the run without it"
+import json, re, sys
+def load(p):
+    return {d["rank"]: d for d in map(json.loads, re.findall(r'^\{"rank".*\}$', open(p).read(), re.M))}
+det, free = load(sys.argv[1]), load(sys.argv[2])
+bad = 0
+for r in sorted(det):
+    for k, v in det[r].items():
+        if k.endswith("_ns") and v > 1e6:  # (an operation that waits for nothing takes microseconds)
+            dev = abs(v - free[r][k]) / free[r][k]
+            bad |= dev > 0.005
+            print(f"rank {r} {k[:-3]}: {v/1e6:.3f} ms in turn, {free[r][k]/1e6:.3f} ms without ({100*dev:.3f}%)")
+sys.exit(bad)
+PYEOF
+ok "NCCL timing in turn: two replays the same trace ($(stat -c %s "$T/a.unitrace") bytes), every thread followed, the recording's times, within 0.5% of the run without the turn"
+
+run prec 4 --deterministic -- "$CHECK" pytorch
+in_turn prec
+[ "$(grep -c 'checks passed' "$T/prec.log")" = 4 ] || { cat "$T/prec.log"; fail "pytorch sequences in turn"; }
+for x in pa pb; do
+	run $x 4 --deterministic --compute-from "$T/prec.unitrace" -- "$CHECK" pytorch
+	in_turn $x
+	[ "$(grep -c 'checks passed' "$T/$x.log")" = 4 ] || { cat "$T/$x.log"; fail "pytorch sequences, replay $x"; }
+done
+cmp "$T/pa.unitrace" "$T/pb.unitrace" || fail "pytorch sequences: two replays wrote different traces"
+ok "ProcessGroupNCCL's call sequences in turn (non-blocking init, watchdog thread, Split, abort): every check passes, two replays the same trace"
+
+st=0
+timeout 60 "$UNIRUN" -n 2 --session "dl$SESSION" --config "$T/ab.yaml" --trace "$T/dl.unitrace" --deterministic -- \
+	"$CHECK" deadlock recv >"$T/dl.log" 2>&1 || st=$?
+[ $st = 97 ] || { cat "$T/dl.log"; fail "a receive cycle in turn: status $st, want 97"; }
+grep -qE "in ncclRecv on NCCL communicator [0-9a-f]{16} \(rank 0 of 2\): waits for rank 1; rank 1 is in ncclRecv from rank 0" \
+	"$T/dl.unitrace.deadlock.txt" || { cat "$T/dl.unitrace.deadlock.txt"; fail "a receive cycle in turn: the report"; }
+ok "a receive cycle in turn: unid's deadlock report names the NCCL calls"
+
+timeout 120 "$UNIRUN" -n 1 --session "ia$SESSION" --config "$T/ab.yaml" --deterministic -- "$CHECK" initall 3 \
+	>"$T/ia.log" 2>&1 || { cat "$T/ia.log"; fail "CommInitAll with --deterministic"; }
+[ "$(grep -c 'ncclCommInitAll (one thread drives several ranks of the simulated NCCL), which the turn does not follow yet' "$T/ia.log")" = 1 ] ||
+	{ cat "$T/ia.log"; fail "CommInitAll: the turn given up, said once"; }
+timeout 120 "$UNIRUN" -n 3 --session "nic$SESSION" --config "$T/nic.yaml" --deterministic -- "$CHECK" timing 1000000 \
+	>"$T/nic.log" 2>&1 || { cat "$T/nic.log"; fail "nic with --deterministic"; }
+[ "$(grep -c 'the simulated NCCL under nic or topology, which the turn does not follow yet' "$T/nic.log")" = 1 ] ||
+	{ cat "$T/nic.log"; fail "nic: the turn given up, said once"; }
+[ "$(grep -c '^{"rank"' "$T/nic.log")" = 3 ] || { cat "$T/nic.log"; fail "nic with --deterministic: no times"; }
+ok "CommInitAll and nic: the turn given up with one line, the runs complete"
