@@ -424,7 +424,8 @@ static void conn_op(const struct uni_op *op)
 		/* A simulated NCCL end knows its peer's node: its sends go into
 		 * the network now, whenever the peer's end opens. */
 		if (dc->state == UNI_CONN_OPEN && op->e.kind == UNI_EV_SEND && D.cfg.mode == UNI_MODE_SIMULATE &&
-		    uni_shm_conn(D.h, idx)->fd < 0 && uni_shm_conn(D.h, idx)->vpeer1 > 0) {
+		    uni_shm_conn(D.h, idx)->fd < 0 && uni_shm_conn(D.h, idx)->vpeer1 > 0 &&
+		    uni_shm_conn(D.h, idx)->vpeer1 - 1 != uni_shm_conn(D.h, idx)->rank /* (one node: not modelled) */) {
 			dc->defer_on = 1;
 			uni_sim_send(op);
 			break;
@@ -1779,10 +1780,19 @@ int main(int argc, char **argv)
 	check_ranks();
 	drain();
 	D.unmodelled += D.nunmatched;
-	/* Ends that never met their peer: their sends all the same. */
+	/* Ends that never met their peer (an operation that failed before its
+	 * receiver opened): their sends are left out of the trace (no
+	 * connection record names them; the network carried them). */
+	uint64_t lost = 0;
 	for (uint32_t i = 0; D.conns && i < conn_count(); i++)
-		if (D.conns[i].defer_on)
+		if (D.conns[i].defer_on) {
+			lost += D.conns[i].ndefer;
+			D.conns[i].ndefer = 0;
 			defer_flush(i);
+		}
+	if (lost)
+		logmsg("%llu sends of simulated NCCL connections whose other end never opened are not in the trace",
+		       (unsigned long long)lost);
 	if (D.h->compute_from[0]) {
 		r = rec_of(UNI_TR_COMPUTE_FROM, -1);
 		r.a = atomic_load(&D.h->cf_replayed);

@@ -142,7 +142,7 @@ struct ncclComm {
 	/* Deterministic mode: a non-blocking init whose join the caller's
 	 * later calls complete in turn (GetAsyncError once every rank is in,
 	 * Destroy, Abort) instead of a thread outside the turn. */
-	int det_join;
+	_Atomic int det_join;
 	char seg[64];
 	struct user_op uop[UNI_NCCL_MAX_USER_OPS];
 	/* simulate: a virtual connection to each peer and channel (+1),
@@ -358,8 +358,11 @@ static ncclResult_t barrier(ncclComm_t c, const char *what)
 			continue;
 		note_wait(c, what, -1);
 		/* In turn: until the last to arrive wakes it (no spinning: the
-		 * others need the turn to come). */
-		if (!det || (det = uni_shim_det_nccl_block(comm_key64(c))) < 0) {
+		 * others need the turn to come). An abort or a peer's death
+		 * wakes nobody: not blocked then (the check below says it). */
+		if (det && peers_gone(c, -1)) {
+			/* (below) */
+		} else if (!det || (det = uni_shim_det_nccl_block(comm_key64(c))) < 0) {
 			det = 0;
 			uni_futex_wait(&s->bar_gen, gen, 100);
 		}
@@ -439,7 +442,9 @@ static ncclResult_t init_join(ncclComm_t c)
 		if (j >= (uint32_t)c->nranks)
 			break;
 		note_join(c);
-		if (!det || (det = uni_shim_det_nccl_block(comm_key64(c))) < 0) {
+		if (det && atomic_load(&s->aborted)) {
+			/* (an abort wakes nobody in turn: below) */
+		} else if (!det || (det = uni_shim_det_nccl_block(comm_key64(c))) < 0) {
 			det = 0;
 			uni_futex_wait(&s->joined, j, 50);
 		}
@@ -509,9 +514,10 @@ static ncclResult_t init_rank(ncclComm_t *out, int nranks, ncclUniqueId id, int 
 		return fail(NULL, ncclInvalidArgument,
 			    "ncclCommInitRank: the unique id does not come from ncclGetUniqueId of this shim");
 	/* In turn (deterministic mode) the join is a turn at the caller's
-	 * clock and waits in turn; a non-blocking one joins before the call
-	 * returns (NCCL allows ncclSuccess): a thread of the shim's own,
-	 * outside the turn, would join in real time. */
+	 * clock and waits in turn; a non-blocking one returns ncclInProgress
+	 * and its join ends in the caller's own later calls (det_join): a
+	 * thread of the shim's own, outside the turn, would join in real
+	 * time. */
 	int det = uni_shim_det_nccl();
 	if (det)
 		uni_shim_det_turn();
@@ -668,9 +674,16 @@ static void vclose(ncclComm_t c)
  * joined, an abort, or the time-out). */
 static void init_wait(ncclComm_t c)
 {
-	if (c->det_join) {
-		c->det_join = 0;
-		atomic_store(&c->async_err, init_join(c));
+	if (atomic_exchange(&c->det_join, 0)) {
+		/* An aborted one does not join (its peers may never come, and
+		 * nothing would wake it in turn). */
+		if (atomic_load(&c->sh->aborted)) {
+			shm_unlink(c->seg);
+			atomic_store(&c->async_err, fail(NULL, ncclRemoteError, "ncclCommInitRank: rank %d: the "
+							 "communicator was aborted while it joined", c->rank));
+		} else {
+			atomic_store(&c->async_err, init_join(c));
+		}
 	}
 	if (c->init_thread_live) {
 		(uni_real.pthread_join ? uni_real.pthread_join : pthread_join)(c->init_thread, NULL);
@@ -833,9 +846,13 @@ ncclResult_t pncclCommGetAsyncError(ncclComm_t comm, ncclResult_t *asyncError)
 	uni_shim_det_turn();
 	/* A non-blocking join in turn ends once every rank is in (or an
 	 * abort). */
-	if (comm->det_join &&
-	    (atomic_load(&comm->sh->joined) >= (uint32_t)comm->nranks || atomic_load(&comm->sh->aborted)))
+	if (atomic_load(&comm->det_join) &&
+	    (atomic_load(&comm->sh->joined) >= (uint32_t)comm->nranks || atomic_load(&comm->sh->aborted))) {
+		/* (held: another thread's Abort must not free it meanwhile) */
+		call_enter(comm);
 		init_wait(comm);
+		call_exit(comm);
+	}
 	*asyncError = (ncclResult_t)atomic_load(&comm->async_err);
 	return ncclSuccess;
 }
@@ -2309,12 +2326,14 @@ static ncclResult_t run_p2p(struct op *ops, int nops)
 			ncclComm_t c = ops[i].comm;
 			struct pairbox *b = ops[i].kind == K_SEND ? box_of(c, c->rank, ops[i].peer) : box_of(c, ops[i].peer, c->rank);
 			_Atomic uint32_t *w = ops[i].kind == K_SEND ? &b->rd : &b->wr;
-			if (det) {
+			if (det && !peers_gone(c, ops[i].peer)) {
+				/* (an abort or a death wakes nobody in turn: looked at
+				 * first, below after the wait) */
 				note_wait(c, kind_name[ops[i].kind], ops[i].peer);
 				noted = 1;
 				if (uni_shim_det_nccl_block(comm_key64(c)) < 0)
 					det = 0;
-			} else {
+			} else if (!det) {
 				uni_futex_wait(w, atomic_load(w), 20);
 			}
 			/* A peer that wrote its sends and exited (or aborted):
@@ -2323,6 +2342,10 @@ static ncclResult_t run_p2p(struct op *ops, int nops)
 			 * only if that look moved nothing. */
 			int gone = peers_gone(c, ops[i].peer);
 			if (p2p_pass(ops, nops, &err, &left)) {
+				if (det) /* (what moved may be what a peer waits for in turn) */
+					for (int j = 0; j < nops; j++)
+						if (first_of_comm(ops, j))
+							uni_shim_det_nccl_wake(comm_key64(ops[j].comm));
 				since = mono_ns();
 				spins = 0;
 				break;

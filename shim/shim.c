@@ -4742,6 +4742,11 @@ static int sched_wait(uint32_t idx, uint64_t b, uint64_t *t)
 			return 1;
 		if (sched_gone(idx, b))
 			return 0; /* the caller: the kernel's answer */
+		struct uni_conn *c = uni_shm_conn(g_hdr, idx);
+		if (atomic_load_explicit(&c->state, memory_order_acquire) == UNI_CONN_MATCHED &&
+		    atomic_load_explicit(&uni_shm_conn(g_hdr, atomic_load_explicit(&c->peer_conn, memory_order_relaxed))
+						  ->sched_log, memory_order_acquire) == UINT32_MAX)
+			return 0; /* (no log left for its writer's stream: none comes) */
 		if (i == 0)
 			ring_bell();
 		uint64_t now = uni_now_ns();

@@ -10,6 +10,7 @@
 #    lazy init, a watchdog thread polling, a non-blocking init in
 #    progress until its peers join, Split, a 2-rank communicator, abort)
 #    on 4 ranks: every check passes in turn, two replays the same trace;
+#  - sends larger than a pair's ring, in turn: two replays the same trace;
 #  - a receive cycle in turn: unid's deadlock report says the NCCL call;
 #  - what the turn does not follow yet gives it up with one line and the
 #    run goes on: CommInitAll, the simulated NCCL under nic.
@@ -77,6 +78,19 @@ for x in pa pb; do
 done
 cmp "$T/pa.unitrace" "$T/pb.unitrace" || fail "pytorch sequences: two replays wrote different traces"
 ok "ProcessGroupNCCL's call sequences in turn (non-blocking init, watchdog thread, Split, abort): every check passes, two replays the same trace"
+
+# Sends larger than a pair's 1 MiB ring (two 4 MiB sends in a group, then
+# 200 small ones): the ring fills and empties in turn, each side waking the
+# other as it moves data.
+run srec 2 --deterministic -- "$CHECK" p2ptwo
+in_turn srec
+[ "$(grep -c 'checks passed' "$T/srec.log")" = 2 ] || { cat "$T/srec.log"; fail "large sends in turn"; }
+for x in sa sb; do
+	run $x 2 --deterministic --compute-from "$T/srec.unitrace" -- "$CHECK" p2ptwo
+	followed $x 2
+done
+cmp "$T/sa.unitrace" "$T/sb.unitrace" || fail "large sends: two replays wrote different traces"
+ok "sends larger than the pair's ring in turn: two replays the same trace"
 
 st=0
 timeout 60 "$UNIRUN" -n 2 --session "dl$SESSION" --config "$T/ab.yaml" --trace "$T/dl.unitrace" --deterministic -- \
