@@ -159,16 +159,19 @@ static void trace_put(const struct uni_trec *r)
 		logmsg("trace: %s", D.tw.err);
 }
 
-/* The SEND records a connection end held back (defer_on), in order. */
-static void defer_flush(uint32_t idx)
+/* The SEND records a connection end held back (defer_on): written, in
+ * order (write), or dropped. Returns how many. */
+static uint32_t defer_flush(uint32_t idx, int write)
 {
 	struct dconn *dc = &D.conns[idx];
+	uint32_t n = dc->ndefer;
 	dc->defer_on = 0;
-	for (uint32_t i = 0; i < dc->ndefer; i++)
+	for (uint32_t i = 0; write && i < n; i++)
 		trace_put(&dc->defer[i]);
 	free(dc->defer);
 	dc->defer = NULL;
 	dc->ndefer = dc->capdefer = 0;
+	return n;
 }
 
 static struct uni_trec rec_of(uint16_t kind, int rank)
@@ -322,7 +325,7 @@ static void conn_record(uint32_t idx)
 		r.flags |= UNI_TRF_STORE;
 	trace_put(&r);
 	if (D.conns[idx].defer_on)
-		defer_flush(idx);
+		defer_flush(idx, 1);
 }
 
 static void conn_open(uint32_t idx)
@@ -849,6 +852,28 @@ static uint64_t pending_bound(void)
  * transfer starts at the network time and is counted as late). Until
  * every rank of the world has attached it is 0. Read before draining the
  * rings: a thread publishes its state after pushing what it sent. */
+/* The earliest attach among the live ranks: the start of this job (a
+ * session used again keeps its earlier jobs' ranks in the table). */
+static uint64_t job_first_attach(void)
+{
+	uint64_t first = UINT64_MAX;
+	for (uint32_t i = 0; i < D.h->max_ranks; i++)
+		if (D.ranks[i].pid && D.ranks[i].attached_at < first)
+			first = D.ranks[i].attached_at;
+	return first;
+}
+
+/* Rank i exited or died during this job (after first_attach): DETACHED
+ * or DEAD, 0 when not. */
+static uint32_t ended_in_job(uint32_t i, uint64_t first_attach)
+{
+	uint32_t st = atomic_load_explicit(&uni_shm_rank(D.h, i)->state, memory_order_acquire);
+	return !D.ranks[i].pid && (st == UNI_RANK_DETACHED || st == UNI_RANK_DEAD) &&
+			       D.ranks[i].ended_at >= first_attach
+		       ? st
+		       : 0;
+}
+
 static uint64_t horizon(uint64_t now)
 {
 	/* Ranks that have been here: live ones and those that ended (a rank
@@ -856,23 +881,17 @@ static uint64_t horizon(uint64_t now)
 	 * counting only live ones, a rank still reading the last bytes of
 	 * one that exited waited for ever). */
 	int live = 0, seen = 0, world = 0;
-	uint64_t first_attach = UINT64_MAX;
 	for (uint32_t i = 0; i < D.h->max_ranks; i++)
 		if (D.ranks[i].pid) {
 			live++;
-			if (D.ranks[i].attached_at < first_attach)
-				first_attach = D.ranks[i].attached_at;
 			if (uni_shm_rank(D.h, i)->world_size > world)
 				world = uni_shm_rank(D.h, i)->world_size;
 		}
 	/* Ended during this job (after its earliest live rank attached; not
 	 * one of an earlier job in a session that is used again). */
-	for (uint32_t i = 0; i < D.h->max_ranks; i++) {
-		uint32_t st = atomic_load_explicit(&uni_shm_rank(D.h, i)->state, memory_order_acquire);
-		if (D.ranks[i].pid ||
-		    ((st == UNI_RANK_DETACHED || st == UNI_RANK_DEAD) && D.ranks[i].ended_at >= first_attach))
-			seen++;
-	}
+	uint64_t first_attach = job_first_attach();
+	for (uint32_t i = 0; i < D.h->max_ranks; i++)
+		seen += D.ranks[i].pid || ended_in_job(i, first_attach);
 	if (!live || seen < world)
 		return 0;
 	/* One scan is not atomic across rings: a thread that hands its time
@@ -1120,15 +1139,12 @@ static void report_deadlock(uint64_t now)
 	FILE *out = f ? f : stderr;
 	fprintf(out, "deadlock in session '%s': every rank waits and nothing is in flight "
 		     "(no event for %.1f s)\n", D.session, (double)(now - D.last_progress) / 1e9);
-	uint64_t first_attach = UINT64_MAX; /* (ranks that ended in this job) */
-	for (uint32_t i = 0; i < D.h->max_ranks; i++)
-		if (D.ranks[i].pid && D.ranks[i].attached_at < first_attach)
-			first_attach = D.ranks[i].attached_at;
+	uint64_t first_attach = job_first_attach();
 	for (uint32_t i = 0; i < D.h->max_ranks; i++) {
 		struct drank *dr = &D.ranks[i];
 		if (!dr->pid) {
-			uint32_t st = atomic_load(&uni_shm_rank(D.h, i)->state);
-			if ((st == UNI_RANK_DETACHED || st == UNI_RANK_DEAD) && dr->ended_at >= first_attach)
+			uint32_t st = ended_in_job(i, first_attach);
+			if (st)
 				fprintf(out, "\nrank %u: %s %.1f s before\n", i,
 					st == UNI_RANK_DEAD ? "died" : "ended", (double)(now - dr->ended_at) / 1e9);
 			continue;
@@ -1280,15 +1296,9 @@ static void check_deadlock(uint64_t now)
 	 * detector does not see). */
 	int ended = 0;
 	if (live && nccl_waiting()) {
-		uint64_t first_attach = UINT64_MAX;
-		for (uint32_t i = 0; i < D.h->max_ranks; i++)
-			if (D.ranks[i].pid && D.ranks[i].attached_at < first_attach)
-				first_attach = D.ranks[i].attached_at;
-		for (uint32_t i = 0; i < D.h->max_ranks && (int)i < world; i++) {
-			uint32_t st = atomic_load(&uni_shm_rank(D.h, i)->state);
-			ended += !D.ranks[i].pid && (st == UNI_RANK_DETACHED || st == UNI_RANK_DEAD) &&
-				 D.ranks[i].ended_at >= first_attach;
-		}
+		uint64_t first_attach = job_first_attach();
+		for (uint32_t i = 0; i < D.h->max_ranks && (int)i < world; i++)
+			ended += ended_in_job(i, first_attach) != 0;
 	}
 	if (!live || live + ended < world) {
 		why = "not every rank is attached";
@@ -1785,11 +1795,8 @@ int main(int argc, char **argv)
 	 * connection record names them; the network carried them). */
 	uint64_t lost = 0;
 	for (uint32_t i = 0; D.conns && i < conn_count(); i++)
-		if (D.conns[i].defer_on) {
-			lost += D.conns[i].ndefer;
-			D.conns[i].ndefer = 0;
-			defer_flush(i);
-		}
+		if (D.conns[i].defer_on)
+			lost += defer_flush(i, 0);
 	if (lost)
 		logmsg("%llu sends of simulated NCCL connections whose other end never opened are not in the trace",
 		       (unsigned long long)lost);

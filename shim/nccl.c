@@ -275,11 +275,22 @@ static uint64_t comm_key64(ncclComm_t c)
 	return k;
 }
 
+/* The calling rank of c is in a call now (kind 0: none): its first
+ * operation on c, that operation's peer, how many operations of c the
+ * call has; for its peers' deadlock reports. */
+static void in_call(ncclComm_t c, int kind, int peer, uint32_t nops)
+{
+	struct incall *in = &c->sh->in[c->rank];
+	in->peer = peer;
+	in->nops = nops;
+	atomic_store_explicit(&in->kind, (uint32_t)kind, memory_order_release);
+}
+
 /* What rank p of c is doing, for a wait's description. */
 static int rank_doing(ncclComm_t c, int p, char *buf, size_t len)
 {
 	const struct incall *in = &c->sh->in[p];
-	uint32_t k = atomic_load_explicit(&c->sh->in[p].kind, memory_order_acquire);
+	uint32_t k = atomic_load_explicit(&in->kind, memory_order_acquire);
 	int n;
 	if (!atomic_load(&c->sh->pid[p]))
 		n = snprintf(buf, len, "rank %d has not joined", p);
@@ -290,7 +301,7 @@ static int rank_doing(ncclComm_t c, int p, char *buf, size_t len)
 			     kind_name[k]);
 	else
 		n = snprintf(buf, len, "rank %d is in nccl%s", p, kind_name[k]);
-	if (k && k <= K_SPLIT && (k == K_SEND || k == K_RECV) && n >= 0 && (size_t)n < len)
+	if ((k == K_SEND || k == K_RECV) && n >= 0 && (size_t)n < len)
 		n += snprintf(buf + n, len - (size_t)n, " %s rank %d", k == K_SEND ? "to" : "from", in->peer);
 	return n;
 }
@@ -340,6 +351,19 @@ static void abort_all(ncclComm_t c)
 	uni_shim_det_nccl_wake(comm_key64(c));
 }
 
+/* One wait of the calling rank of c for its peers, while *w is v: in
+ * turn (*det, deterministic mode) until a rank of c moves, not at all
+ * when skip (an abort or a peer's death, which wake nobody in turn: the
+ * caller looks at them next); else, and once the turn is given up
+ * (*det = 0), a futex wait of at most ms. */
+static void wait_peers(ncclComm_t c, int *det, int skip, _Atomic uint32_t *w, uint32_t v, int ms)
+{
+	if (*det && (skip || uni_shim_det_nccl_block(comm_key64(c)) >= 0))
+		return;
+	*det = 0;
+	uni_futex_wait(w, v, ms);
+}
+
 static ncclResult_t barrier(ncclComm_t c, const char *what)
 {
 	struct seg *s = c->sh;
@@ -358,14 +382,8 @@ static ncclResult_t barrier(ncclComm_t c, const char *what)
 			continue;
 		note_wait(c, what, -1);
 		/* In turn: until the last to arrive wakes it (no spinning: the
-		 * others need the turn to come). An abort or a peer's death
-		 * wakes nobody: not blocked then (the check below says it). */
-		if (det && peers_gone(c, -1)) {
-			/* (below) */
-		} else if (!det || (det = uni_shim_det_nccl_block(comm_key64(c))) < 0) {
-			det = 0;
-			uni_futex_wait(&s->bar_gen, gen, 100);
-		}
+		 * others need the turn to come). */
+		wait_peers(c, &det, det && peers_gone(c, -1), &s->bar_gen, gen, 100);
 		spin = spin < 200 ? 200 : spin;
 		/* A peer's death or an abort counts only if the barrier was
 		 * still closed after it was seen: the last to arrive opens it
@@ -442,12 +460,7 @@ static ncclResult_t init_join(ncclComm_t c)
 		if (j >= (uint32_t)c->nranks)
 			break;
 		note_join(c);
-		if (det && atomic_load(&s->aborted)) {
-			/* (an abort wakes nobody in turn: below) */
-		} else if (!det || (det = uni_shim_det_nccl_block(comm_key64(c))) < 0) {
-			det = 0;
-			uni_futex_wait(&s->joined, j, 50);
-		}
+		wait_peers(c, &det, atomic_load(&s->aborted), &s->joined, j, 50);
 		if (atomic_load(&s->aborted)) {
 			uni_shim_nccl_wait(0, NULL);
 			shm_unlink(c->seg); /* nobody else may join it now */
@@ -2289,6 +2302,15 @@ static int p2p_pass(struct op *ops, int nops, ncclResult_t *err, int *left)
 
 static int first_of_comm(const struct op *ops, int i);
 
+/* Deterministic mode: the peers of ops' communicators that wait in turn
+ * look again (what moved may be what they wait for). */
+static void wake_comms(const struct op *ops, int nops)
+{
+	for (int i = 0; i < nops; i++)
+		if (first_of_comm(ops, i))
+			uni_shim_det_nccl_wake(comm_key64(ops[i].comm));
+}
+
 static ncclResult_t run_p2p(struct op *ops, int nops)
 {
 	ncclResult_t err = ncclSuccess;
@@ -2303,10 +2325,8 @@ static ncclResult_t run_p2p(struct op *ops, int nops)
 	for (;;) {
 		int left;
 		int moved = p2p_pass(ops, nops, &err, &left);
-		if (moved && det) /* (its peers wait in turn for what moved) */
-			for (int i = 0; i < nops; i++)
-				if (first_of_comm(ops, i))
-					uni_shim_det_nccl_wake(comm_key64(ops[i].comm));
+		if (moved && det)
+			wake_comms(ops, nops);
 		if (!left) {
 			if (noted)
 				uni_shim_nccl_wait(0, NULL);
@@ -2326,32 +2346,21 @@ static ncclResult_t run_p2p(struct op *ops, int nops)
 			ncclComm_t c = ops[i].comm;
 			struct pairbox *b = ops[i].kind == K_SEND ? box_of(c, c->rank, ops[i].peer) : box_of(c, ops[i].peer, c->rank);
 			_Atomic uint32_t *w = ops[i].kind == K_SEND ? &b->rd : &b->wr;
-			if (det && !peers_gone(c, ops[i].peer)) {
-				/* (an abort or a death wakes nobody in turn: looked at
-				 * first, below after the wait) */
-				note_wait(c, kind_name[ops[i].kind], ops[i].peer);
-				noted = 1;
-				if (uni_shim_det_nccl_block(comm_key64(c)) < 0)
-					det = 0;
-			} else if (!det) {
-				uni_futex_wait(w, atomic_load(w), 20);
-			}
+			note_wait(c, kind_name[ops[i].kind], ops[i].peer);
+			noted = 1;
+			wait_peers(c, &det, det && peers_gone(c, ops[i].peer), w, atomic_load(w), 20);
 			/* A peer that wrote its sends and exited (or aborted):
 			 * what it wrote is in the ring (its writes came before),
 			 * so a death or abort seen before one more look counts
 			 * only if that look moved nothing. */
 			int gone = peers_gone(c, ops[i].peer);
 			if (p2p_pass(ops, nops, &err, &left)) {
-				if (det) /* (what moved may be what a peer waits for in turn) */
-					for (int j = 0; j < nops; j++)
-						if (first_of_comm(ops, j))
-							uni_shim_det_nccl_wake(comm_key64(ops[j].comm));
+				if (det)
+					wake_comms(ops, nops);
 				since = mono_ns();
 				spins = 0;
 				break;
 			}
-			note_wait(c, kind_name[ops[i].kind], ops[i].peer);
-			noted = 1;
 			ncclResult_t r = wait_check(c, since, kind_name[ops[i].kind], gone ? ops[i].peer : -2);
 			if (r != ncclSuccess) {
 				uni_shim_nccl_wait(0, NULL);
@@ -3241,20 +3250,15 @@ static ncclResult_t execute(struct op *ops, int nops)
 	for (int i = 0; i < nops; i++)
 		if (first_of_comm(ops, i)) {
 			call_enter(ops[i].comm);
-			/* The call this rank is in, for its peers' deadlock
-			 * reports. */
-			struct incall *in = &ops[i].comm->sh->in[ops[i].comm->rank];
 			uint32_t n = 0;
 			for (int j = i; j < nops; j++)
 				n += ops[j].comm == ops[i].comm;
-			in->peer = ops[i].peer;
-			in->nops = n;
-			atomic_store_explicit(&in->kind, (uint32_t)ops[i].kind, memory_order_release);
+			in_call(ops[i].comm, ops[i].kind, ops[i].peer, n);
 		}
 	ncclResult_t r = execute_held(ops, nops);
 	for (int i = 0; i < nops; i++)
 		if (first_of_comm(ops, i)) {
-			atomic_store_explicit(&ops[i].comm->sh->in[ops[i].comm->rank].kind, 0, memory_order_release);
+			in_call(ops[i].comm, 0, -1, 0);
 			call_exit(ops[i].comm);
 		}
 	return r;
@@ -3850,10 +3854,7 @@ static ncclResult_t comm_split(ncclComm_t comm, int color, int key, ncclComm_t *
 		return pr;
 	struct op o = {.kind = K_SPLIT, .type = ncclInt8, .redop = -1, .root = 0, .peer = -1, .comm = comm};
 	uni_shim_quiet_io(1);
-	struct incall *in = &comm->sh->in[comm->rank];
-	in->peer = -1;
-	in->nops = 1;
-	atomic_store_explicit(&in->kind, K_SPLIT, memory_order_release);
+	in_call(comm, K_SPLIT, -1, 1);
 	ncclResult_t r = agree(comm, &o);
 	int32_t mine[2] = {color, key};
 	if (r == ncclSuccess) {
@@ -3875,7 +3876,7 @@ static ncclResult_t comm_split(ncclComm_t comm, int color, int key, ncclComm_t *
 		me = me < 0 ? 0 : me;
 		r = barrier(comm, "CommSplit");
 	}
-	atomic_store_explicit(&in->kind, 0, memory_order_release);
+	in_call(comm, 0, -1, 0);
 	uni_shim_quiet_io(0);
 	if (r != ncclSuccess || color == NCCL_SPLIT_NOCOLOR)
 		return r;

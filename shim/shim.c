@@ -3697,9 +3697,13 @@ uint64_t uni_shim_vrecv_any(int n, const uint32_t *idx1, const uint64_t *off, co
 	tls.in_shim++;
 	struct uni_ring *r = thread_ring();
 	uint64_t t = tls.vt;
-	if (r && UNI_UNLIKELY(g_det) && det_part() && det_vrecv(n, idx1, off, len, &t, which)) {
-		/* (answered in turn) */
-	} else if (r) {
+	int in_turn = 0;
+	if (r && UNI_UNLIKELY(g_det) && det_part()) {
+		in_turn = det_vrecv(n, idx1, off, len, &t, which);
+		if (!in_turn && getenv("UNI_DET_DEBUG"))
+			uni_shim_log("det_vrecv: rank %d: unid answers (n %d, conn %u)", g_rank, n, idx1[0] - 1);
+	}
+	if (r && !in_turn) {
 		/* Requests base+1 .. base+n; several are a group, tagged
 		 * base+1 (unid answers one). */
 		uint32_t base = tls.req_seq;
@@ -4885,17 +4889,7 @@ static int det_sched_or_none(uint32_t pi)
  * moved (nccl.c), so unid's match is a moment away too. Returns 0 where
  * the turn cannot tell (no schedule left for a stream; nic, topology):
  * unid answers. */
-static int det_vrecv_(int n, const uint32_t *idx1, const uint64_t *off, const uint64_t *len, uint64_t *t,
-		     int *which);
 static int det_vrecv(int n, const uint32_t *idx1, const uint64_t *off, const uint64_t *len, uint64_t *t,
-		     int *which)
-{
-	int r = det_vrecv_(n, idx1, off, len, t, which);
-	if (!r && getenv("UNI_DET_DEBUG"))
-		uni_shim_log("det_vrecv: rank %d: unid answers (n %d, conn %u)", g_rank, n, idx1[0] - 1);
-	return r;
-}
-static int det_vrecv_(int n, const uint32_t *idx1, const uint64_t *off, const uint64_t *len, uint64_t *t,
 		     int *which)
 {
 	if (g_horizon || !g_hdr->sched_off)
