@@ -216,6 +216,7 @@ static void rank_ended(int rank, int died)
 	if (died)
 		logmsg("rank %d (pid %d) died without detaching", rank, dr->pid);
 	atomic_store(&rk->state, died ? UNI_RANK_DEAD : UNI_RANK_DETACHED);
+	atomic_fetch_add(&D.h->rank_ends, 1);
 	if (dr->pidfd >= 0)
 		close(dr->pidfd);
 	dr->pidfd = -1;

@@ -32,6 +32,7 @@ static _Atomic int g_started;
 static uint64_t g_gate_since;
 static _Atomic int g_said_steal, g_said_gate, g_gate_open;
 static _Atomic int g_blocked; /* this process's threads in uni_det_block */
+static _Atomic uint32_t g_ends_seen; /* H->rank_ends when this process last looked */
 static int g_net;              /* nic or topology: the network moves in turn (below) */
 static int g_net_wait, g_net_ask; /* (net_wake's count: blocked on the network; a request not drained) */
 static uint64_t g_net_askt;         /* (... the least clock of those) */
@@ -62,6 +63,7 @@ void uni_det_init(struct uni_shm_hdr *h, int world)
 	W = world;
 	g_net = h->horizon != 0;
 	atomic_store(&g_mypid, 0);
+	atomic_store(&g_ends_seen, atomic_load(&h->rank_ends));
 }
 
 /* The network in turn (below): a thread that goes on after a wait goes on
@@ -439,8 +441,55 @@ static int thread_view(const struct uni_ring *r, char *state, uint64_t *run)
 static __thread uint32_t w_owner, w_word;
 static __thread uint64_t w_since, w_run, w_idle, w_spin;
 
+/* A rank ended: a wait for obj may wait for it. A wait of the simulated
+ * NCCL looks at its peers itself; the bytes of a connection end whose
+ * rank is gone will not be written in turn (its reader goes the kernel's
+ * way: what it left there, then the end). Not the others: a wait that
+ * gives up goes the kernel's way, where a run may differ from another. */
+static int ended_wake(uint64_t obj)
+{
+	if ((obj >> 56) == (UNI_DET_OBJ_NCCL(0) >> 56))
+		return 1;
+	if ((obj >> 32) != (UNI_DET_OBJ_CONN(0) >> 32) || (uint32_t)obj >= H->max_conns)
+		return 0;
+	const struct uni_conn *c = uni_shm_conn(H, (uint32_t)obj);
+	return c->rank >= 0 && (uint32_t)c->rank < H->max_ranks &&
+	       atomic_load(&uni_shm_rank(H, (uint32_t)c->rank)->state) != UNI_RANK_LIVE;
+}
+
+/* Threads blocked without a time-out on something of the session (bytes
+ * of a connection, a communicator of the simulated NCCL) look again at
+ * their next turn: every one (ended 0), or those that may wait for a rank
+ * that ended (ended_wake). Under det_lock. */
+static void look_again(int ended)
+{
+	uint32_t hi = atomic_load(&H->det_hi);
+	for (uint32_t i = 0; i < hi && i < H->max_rings; i++) {
+		struct uni_ring *r = ring(i);
+		if (atomic_load(&r->state) == UNI_RING_LIVE && atomic_load(&r->det_st) == UNI_DET_BLOCKED &&
+		    (r->det_obj >> 63) && r->det_t == UINT64_MAX && (!ended || ended_wake(r->det_obj))) {
+			atomic_store(&r->det_st, UNI_DET_READY);
+			r->det_t = net_floor(r->det_wt);
+			r->det_woken = 2; /* (everybody waited: uni_det_block says 2) */
+			dlog("watch-recheck", r, r->det_t, r->det_obj);
+		}
+	}
+}
+
 static void watch(void)
 {
+	/* A rank ended (exited or died): what waits for it looks again, at
+	 * once, not only once the turn has been idle 200 ms (a thread in a
+	 * timed wait, a polling watchdog, keeps it busy for ever). Nothing
+	 * wakes such a wait otherwise: the dead do not signal. */
+	uint32_t ends = atomic_load_explicit(&H->rank_ends, memory_order_acquire), seen = atomic_load(&g_ends_seen);
+	if (UNI_UNLIKELY(ends != seen) && atomic_compare_exchange_strong(&g_ends_seen, &seen, ends)) {
+		lk();
+		look_again(1);
+		if (!atomic_load(&H->det_owner))
+			hand_on(-1);
+		unlk();
+	}
 	if (atomic_load(&g_gate_open) && !atomic_exchange(&g_said_gate, 1))
 		uni_shim_log("deterministic: not every rank of the world of %d attached within 60 s: the turn goes on "
 			     "without the missing ones",
@@ -471,16 +520,8 @@ static void watch(void)
 					dlog("watch-mutex-free", r, r->det_t, r->det_obj);
 				}
 			}
-			for (uint32_t i = 0; recheck && i < hi && i < H->max_rings; i++) {
-				struct uni_ring *r = ring(i);
-				if (atomic_load(&r->state) == UNI_RING_LIVE && atomic_load(&r->det_st) == UNI_DET_BLOCKED &&
-				    (r->det_obj >> 63) && r->det_t == UINT64_MAX) {
-					atomic_store(&r->det_st, UNI_DET_READY);
-					r->det_t = net_floor(r->det_wt);
-					r->det_woken = 2; /* (everybody waited: uni_det_block says 2) */
-					dlog("watch-recheck", r, r->det_t, r->det_obj);
-				}
-			}
+			if (recheck)
+				look_again(0);
 			hand_on(-1);
 		}
 		unlk();

@@ -36,6 +36,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -1713,6 +1714,44 @@ static void send_then_go(ncclComm_t comm, int abort)
 	_exit(failures ? 1 : 0);
 }
 
+/* The last rank dies (SIGKILL) while the others wait in an AllReduce,
+ * each with a watchdog thread that polls the communicator every 50 ms
+ * (PyTorch's does): they get ncclRemoteError within seconds. (In turn the pollers keep the turn busy for ever: the waiting
+ * call looked again only once the turn had been idle 200 ms, so never.) */
+static void *poller(void *arg)
+{
+	ncclComm_t c = arg;
+	while (!g_watch_stop) {
+		ncclResult_t e;
+		if (ncclCommGetAsyncError(c, &e) != ncclSuccess)
+			break;
+		usleep(50000);
+	}
+	return NULL;
+}
+
+static void die_watched(ncclComm_t comm)
+{
+	if (rank == nranks - 1) {
+		usleep(300000);
+		kill(getpid(), SIGKILL);
+	}
+	pthread_t wd;
+	CHECK(pthread_create(&wd, NULL, poller, comm) == 0, "pthread_create");
+	float x = 1;
+	ncclResult_t r = ncclAllReduce(&x, &x, 1, ncclFloat32, ncclSum, comm, NULL);
+	CHECK(r == ncclRemoteError, "an AllReduce whose peer died: %d, want ncclRemoteError", r);
+	/* (the death, or the abort of a peer that saw it first) */
+	const char *m = ncclGetLastError(NULL);
+	CHECK(strstr(m, "died") || strstr(m, "abort"), "message: %s", m);
+	g_watch_stop = 1;
+	pthread_join(wd, NULL);
+	NCCL(ncclCommAbort(comm));
+	printf("rank %d: %d checks passed\n", rank, checks);
+	fflush(stdout);
+	_exit(failures ? 1 : 0);
+}
+
 /* A sticky CUDA error (the stand-in's mock_cuda_fault: nothing queued
  * runs any more) while an operation is queued: Finalize returns
  * ncclUnhandledCudaError at once instead of waiting for UNI_NCCL_TIMEOUT
@@ -1942,6 +1981,8 @@ int main(int argc, char **argv)
 		sticky(comm, argv[2]);
 	} else if (!strcmp(argv[1], "abortwait")) {
 		abort_wait(comm, argc > 2 ? argv[2] : NULL);
+	} else if (!strcmp(argv[1], "diewatch")) {
+		die_watched(comm);
 	} else if (!strcmp(argv[1], "sendexit") || !strcmp(argv[1], "sendabort")) {
 		send_then_go(comm, !strcmp(argv[1], "sendabort"));
 	} else if (!strcmp(argv[1], "deadlock") && argc > 2 && !strcmp(argv[2], "slowjoin")) {

@@ -12,6 +12,8 @@
 #    on 4 ranks: every check passes in turn, two replays the same trace;
 #  - sends larger than a pair's ring, in turn: two replays the same trace;
 #  - a receive cycle in turn: unid's deadlock report says the NCCL call;
+#  - a rank that dies while the others wait in turn beside watchdog
+#    threads: ncclRemoteError at once;
 #  - what the turn does not follow yet gives it up with one line and the
 #    run goes on: CommInitAll, the simulated NCCL under nic.
 #   test_nccl_det.sh UNIRUN NCCL_CHECK
@@ -99,6 +101,21 @@ timeout 60 "$UNIRUN" -n 2 --session "dl$SESSION" --config "$T/ab.yaml" --trace "
 grep -qE "in ncclRecv on NCCL communicator [0-9a-f]{16} \(rank 0 of 2\): waits for rank 1; rank 1 is in ncclRecv from rank 0" \
 	"$T/dl.unitrace.deadlock.txt" || { cat "$T/dl.unitrace.deadlock.txt"; fail "a receive cycle in turn: the report"; }
 ok "a receive cycle in turn: unid's deadlock report names the NCCL calls"
+
+# A rank dies (SIGKILL) while the others wait in an AllReduce in turn, each
+# with a watchdog thread polling every 50 ms, which keeps the turn busy:
+# they get ncclRemoteError at once. (The wait looked again only once the
+# turn had been idle 200 ms: never; the run hung.) The ranks' shells are
+# not ranks (UNI_DISABLE), so that rank 2's ends with status 0 and unirun
+# does not stop the others.
+start=$(date +%s)
+UNI_DISABLE=1 timeout 60 "$UNIRUN" -n 3 --session "dw$SESSION" --config "$T/ab.yaml" --deterministic -- \
+	sh -c 'env -u UNI_DISABLE "$0" diewatch; st=$?; [ "$RANK" = 2 ] || exit $st' "$CHECK" >"$T/dw.log" 2>&1 ||
+	{ cat "$T/dw.log"; fail "a rank dies in turn: the others did not end well"; }
+[ "$(grep -c 'checks passed' "$T/dw.log")" = 2 ] || { cat "$T/dw.log"; fail "a rank dies in turn: the others' checks"; }
+grep -q "rank 2 (pid [0-9]*) died while rank [01] waited for AllReduce" "$T/dw.log" || { cat "$T/dw.log"; fail "a rank dies in turn: no message"; }
+[ $(( $(date +%s) - start )) -lt 30 ] || fail "a rank dies in turn: the others took $(( $(date +%s) - start )) s"
+ok "a rank dies while the others wait in turn beside polling watchdogs: ncclRemoteError at once"
 
 timeout 120 "$UNIRUN" -n 1 --session "ia$SESSION" --config "$T/ab.yaml" --deterministic -- "$CHECK" initall 3 \
 	>"$T/ia.log" 2>&1 || { cat "$T/ia.log"; fail "CommInitAll with --deterministic"; }

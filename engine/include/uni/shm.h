@@ -32,7 +32,7 @@
 #include <stdint.h>
 
 #define UNI_SHM_MAGIC 0x31304d4853494e55ull /* "UNISHM01" little-endian */
-#define UNI_SHM_VERSION 21u
+#define UNI_SHM_VERSION 22u
 /* The longest real time a sleep waits for the session before it ends
  * anyway (a thread that computes for ever without entering the shim), per
  * CPU share: times the world's ranks per CPU of the host where there are
@@ -536,6 +536,8 @@ struct uni_shm_hdr {
 	_Atomic uint64_t det_turns;      /* turns handed from one thread to another */
 	_Atomic uint64_t det_outside;    /* turns given up for a wait the turn does not model */
 	_Atomic uint64_t det_steals;     /* turns taken from a thread blocked outside the shim */
+	_Atomic uint32_t rank_ends;      /* bumped by unid as a rank ends (exits or dies): the
+	                                    turn's blocked readers look again (shim/det.c) */
 	char deadlock_report[512];       /* where unid wrote the report */
 	char trace_path[512];
 	char config_path[512];
