@@ -87,6 +87,8 @@ static struct {
 	struct group *grp;   /* by ring: its group read (uni_shim_vrecv_any) */
 	struct stream *serving; /* the stream serve_waiters is going through */
 	uint32_t sched_used;    /* alpha-beta: logs of sched[] given out */
+	uint64_t sched_denied;  /* ... and streams that found none left */
+	uint32_t sched_cap;     /* logs to give: UNI_SCHED_LOGS, fewer by UNI_SCHED_LOGS (tests) */
 	struct dwatch *dw;      /* deterministic mode: bytes threads in turn wait for */
 	uint32_t ndw, capdw;
 } S;
@@ -131,6 +133,8 @@ int uni_sim_init(const struct uni_config *cfg, struct uni_shm_hdr *h, uni_trace_
 	S.act = calloc(h->max_conns, sizeof(*S.act));
 	S.nic = uni_config_fluid(cfg);
 	S.ans_min = UINT64_MAX;
+	const char *cap = getenv("UNI_SCHED_LOGS");
+	S.sched_cap = cap && atoi(cap) > 0 && (uint32_t)atoi(cap) < UNI_SCHED_LOGS ? (uint32_t)atoi(cap) : UNI_SCHED_LOGS;
 	S.grp = calloc(h->max_rings, sizeof(*S.grp));
 	if (!S.grp)
 		return -1;
@@ -171,8 +175,9 @@ static struct uni_sched *sched_log(uint32_t conn, uint64_t latency, double ns_pe
 			      * deterministic mode they read the log in turn) */
 	uint32_t li = atomic_load_explicit(&uc->sched_log, memory_order_relaxed);
 	if (!li) {
-		if (S.sched_used == UNI_SCHED_LOGS) {
+		if (S.sched_used >= S.sched_cap) {
 			atomic_store_explicit(&uc->sched_log, UINT32_MAX, memory_order_release);
+			S.sched_denied++;
 			return NULL;
 		}
 		li = ++S.sched_used;
@@ -1133,6 +1138,13 @@ static void publish_final(void)
 uint64_t uni_sim_network_time(void)
 {
 	return S.nic ? nic_now() : 0;
+}
+
+void uni_sim_sched_logs(uint32_t *used, uint32_t *cap, uint64_t *denied)
+{
+	*used = S.sched_used;
+	*cap = S.sched_cap;
+	*denied = S.sched_denied;
 }
 
 uint64_t uni_sim_late(void)

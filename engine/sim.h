@@ -55,6 +55,10 @@ uint64_t uni_sim_det_step(uint64_t h);
  * stop where it leaves. */
 void uni_sim_det_watch(uint32_t conn, uint64_t byte);
 uint64_t uni_sim_network_time(void);
+/* Alpha-beta: the schedule logs given to streams, of cap (UNI_SCHED_LOGS;
+ * the environment's UNI_SCHED_LOGS may lower it: tests), and the streams
+ * that found none left (deterministic mode: their reads are not in turn). */
+void uni_sim_sched_logs(uint32_t *used, uint32_t *cap, uint64_t *denied);
 /* Transfers stamped before the network time (moved to it). */
 uint64_t uni_sim_late(void);
 /* nic: how far before the network time the late ones were stamped (ns):

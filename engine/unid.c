@@ -71,6 +71,7 @@ static struct {
 	char trace_path[PATH_MAX];
 	char compute_from[PATH_MAX]; /* --compute-from, absolute; "" without */
 	int det;                     /* --deterministic */
+	int said_sched;              /* say_sched_out said it */
 	char shm_name[96];
 	char lock_path[128];
 	int lock_fd;
@@ -1016,6 +1017,21 @@ static int det_net(void)
 	return D.det && uni_sim_is_nic() && !atomic_load_explicit(&D.h->det_off, memory_order_acquire);
 }
 
+/* Deterministic mode: said once, as it happens, when the schedule logs
+ * run out (a stream without one is read outside the turn). */
+static void say_sched_out(void)
+{
+	uint32_t used, cap;
+	uint64_t denied;
+	uni_sim_sched_logs(&used, &cap, &denied);
+	if (!denied)
+		return;
+	D.said_sched = 1;
+	logmsg("deterministic: all %u schedule logs are taken (streams of connections, the simulated NCCL's by "
+	       "peer and channel): the reads of further streams are not in turn, and a run may differ from another "
+	       "from here", cap);
+}
+
 static void det_sync(uint32_t req)
 {
 	uint64_t h = D.h->det_sync_h;
@@ -1752,6 +1768,8 @@ int main(int argc, char **argv)
 		}
 		if (n)
 			D.last_progress = now;
+		if (UNI_UNLIKELY(D.det && !D.said_sched && n))
+			say_sched_out();
 		if (now - last_check > 20000000ull) {
 			check_ranks();
 			check_unmatched_reads(now);
@@ -1818,6 +1836,17 @@ int main(int argc, char **argv)
 		       "does not model; %llu turns taken from a thread blocked outside the shim",
 		       (unsigned long long)atomic_load(&D.h->det_turns), (unsigned long long)atomic_load(&D.h->det_outside),
 		       (unsigned long long)atomic_load(&D.h->det_steals));
+	if (D.det) {
+		uint32_t used, cap;
+		uint64_t denied;
+		uni_sim_sched_logs(&used, &cap, &denied);
+		if (used)
+			logmsg("deterministic: %u of the %u schedule logs taken%s", used, cap,
+			       denied ? "" : " (every stream had one)");
+		if (denied)
+			logmsg("deterministic: %llu streams found no schedule log left; their reads were not in turn (a "
+			       "run may differ from another from there)", (unsigned long long)denied);
+	}
 	if (D.det && uni_sim_is_nic())
 		logmsg("deterministic: the network moved in %llu steps the turn asked for",
 		       (unsigned long long)atomic_load(&D.h->det_syncs));

@@ -4738,6 +4738,18 @@ static void backoff(int i, long us)
 	}
 }
 
+/* Deterministic mode: a stream without a schedule log (unid had none
+ * left) is read outside the turn; said once by each process. */
+static _Atomic int g_said_nolog;
+static int det_no_log(void)
+{
+	if (g_det && !atomic_exchange(&g_said_nolog, 1))
+		uni_shim_log("deterministic: rank %d: the session's schedule logs are all taken; reads of further "
+			     "streams are not in turn (a run may differ from another from here)",
+			     g_rank);
+	return 0;
+}
+
 static int sched_wait(uint32_t idx, uint64_t b, uint64_t *t)
 {
 	uint64_t t0 = 0;
@@ -4750,7 +4762,7 @@ static int sched_wait(uint32_t idx, uint64_t b, uint64_t *t)
 		if (atomic_load_explicit(&c->state, memory_order_acquire) == UNI_CONN_MATCHED &&
 		    atomic_load_explicit(&uni_shm_conn(g_hdr, atomic_load_explicit(&c->peer_conn, memory_order_relaxed))
 						  ->sched_log, memory_order_acquire) == UINT32_MAX)
-			return 0; /* (no log left for its writer's stream: none comes) */
+			return det_no_log(); /* (no log left for its writer's stream: none comes) */
 		if (i == 0)
 			ring_bell();
 		uint64_t now = uni_now_ns();
@@ -4867,8 +4879,10 @@ static int sched_there(uint32_t pi)
  * without one (more streams than schedules). */
 static int det_sched_or_none(uint32_t pi)
 {
-	if (g_horizon && uni_det_net()) /* (nic, topology: unid logs what left; none left for it: not followed) */
-		return atomic_load_explicit(&uni_shm_conn(g_hdr, pi)->sched_log, memory_order_acquire) != UINT32_MAX;
+	if (atomic_load_explicit(&uni_shm_conn(g_hdr, pi)->sched_log, memory_order_acquire) == UINT32_MAX)
+		return det_no_log(); /* (none left for it: not followed) */
+	if (g_horizon && uni_det_net()) /* (nic, topology: unid logs what left) */
+		return 1;
 	if (!g_hdr->sched_off)
 		return 0;
 	if (!atomic_load_explicit(&uni_shm_conn(g_hdr, pi)->written, memory_order_acquire))
@@ -4905,8 +4919,15 @@ static int det_vrecv(int n, const uint32_t *idx1, const uint64_t *off, const uin
 			struct uni_conn *c = uni_shm_conn(g_hdr, idx);
 			uint32_t pi = atomic_load_explicit(&c->peer_conn, memory_order_relaxed);
 			struct uni_conn *pc = uni_shm_conn(g_hdr, pi);
-			if (atomic_load_explicit(&pc->sched_log, memory_order_acquire) == UINT32_MAX)
-				return 0; /* (no log left for it: unid answers) */
+			if (atomic_load_explicit(&pc->sched_log, memory_order_acquire) == UINT32_MAX) {
+				/* No log left for it: unid answers, outside the turn
+				 * (waiting for that answer in turn, a read whose writer
+				 * needed the turn stalled the session: a false
+				 * deadlock). */
+				uni_shim_det_abandon("a stream of the simulated NCCL for which the session's schedule "
+						     "logs are all taken");
+				return 0;
+			}
 			if (atomic_load_explicit(&pc->written, memory_order_acquire) < end)
 				continue;
 			if (!sched_wait(idx, off[i], &a) || !sched_wait(idx, end - 1, &a) ||

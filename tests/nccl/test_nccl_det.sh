@@ -14,6 +14,7 @@
 #  - a receive cycle in turn: unid's deadlock report says the NCCL call;
 #  - a rank that dies while the others wait in turn beside watchdog
 #    threads: ncclRemoteError at once;
+#  - the schedule logs run out: the turn given up with one line;
 #  - what the turn does not follow yet gives it up with one line and the
 #    run goes on: CommInitAll, the simulated NCCL under nic.
 #   test_nccl_det.sh UNIRUN NCCL_CHECK
@@ -116,6 +117,16 @@ UNI_DISABLE=1 timeout 60 "$UNIRUN" -n 3 --session "dw$SESSION" --config "$T/ab.y
 grep -q "rank 2 (pid [0-9]*) died while rank [01] waited for AllReduce" "$T/dw.log" || { cat "$T/dw.log"; fail "a rank dies in turn: no message"; }
 [ $(( $(date +%s) - start )) -lt 30 ] || fail "a rank dies in turn: the others took $(( $(date +%s) - start )) s"
 ok "a rank dies while the others wait in turn beside polling watchdogs: ncclRemoteError at once"
+
+# The schedule logs run out (8 instead of 512 here): the turn is given up
+# with one line and the run completes. (A receive of a stream without a
+# log waited in turn for unid's answer: a false deadlock, exit 97.)
+UNI_SCHED_LOGS=8 timeout 120 "$UNIRUN" -n 4 --session "sl$SESSION" --config "$T/ab.yaml" --deterministic -- \
+	"$CHECK" pytorch >"$T/sl.log" 2>&1 || { cat "$T/sl.log"; fail "schedule logs run out: the run failed"; }
+[ "$(grep -c 'checks passed' "$T/sl.log")" = 4 ] || { cat "$T/sl.log"; fail "schedule logs run out: the checks"; }
+[ "$(grep -c "the session's schedule logs are all taken: this session goes on without the turn" "$T/sl.log")" = 1 ] ||
+	{ cat "$T/sl.log"; fail "schedule logs run out: the turn given up, said once"; }
+ok "the schedule logs run out: the turn given up with one line, the run completes"
 
 timeout 120 "$UNIRUN" -n 1 --session "ia$SESSION" --config "$T/ab.yaml" --deterministic -- "$CHECK" initall 3 \
 	>"$T/ia.log" 2>&1 || { cat "$T/ia.log"; fail "CommInitAll with --deterministic"; }
