@@ -333,6 +333,54 @@ static void answer(const struct uni_op *op, uint64_t arrive)
 	answered_record(op, t0, t1, arrive);
 }
 
+/* The writer of stream wconn died (its rank's process is gone without
+ * detaching): bytes it has not sent never come. */
+static int writer_died(uint32_t wconn)
+{
+	const struct uni_conn *c = uni_shm_conn(S.h, wconn);
+	return c->rank >= 0 && (uint32_t)c->rank < S.h->max_ranks &&
+	       atomic_load_explicit(&uni_shm_rank(S.h, (uint32_t)c->rank)->state, memory_order_acquire) ==
+		       UNI_RANK_DEAD;
+}
+
+/* A read whose writer died: answered at the reader's clock, without a
+ * record (no bytes came); the reader finds its peer gone (the simulated
+ * NCCL: its timing receives, whose sends a rank killed between moving an
+ * operation's data and timing it never made, waited for ever). */
+static void answer_gone(const struct uni_op *op)
+{
+	struct uni_ring *ring = uni_shm_ring(S.h, op->ring);
+	struct group *g = group_of(op);
+	if (g) {
+		g->done = (uint32_t)op->e.b;
+		group_cancel(op->ring, (uint32_t)op->e.b);
+	}
+	ring->resp_t = op->e.t0;
+	atomic_store_explicit(&ring->vt_pub, op->e.t0, memory_order_release);
+	atomic_store_explicit(&ring->wait_kind, UNI_WAIT_NONE, memory_order_release);
+	atomic_store_explicit(&ring->resp_seq, (uint32_t)op->e.a, memory_order_release);
+	uni_futex_wake(&ring->resp_seq, 1);
+}
+
+void uni_sim_rank_died(int rank)
+{
+	uint32_t n = atomic_load(&S.h->next_conn);
+	if (n > S.h->max_conns)
+		n = S.h->max_conns;
+	for (uint32_t i = 0; i < n; i++) {
+		if (uni_shm_conn(S.h, i)->rank != rank)
+			continue;
+		struct stream *s = &S.st[i];
+		while (s->nwait) {
+			struct waiter w = s->wait[0];
+			s->wait[0] = s->wait[--s->nwait];
+			S.waiting--;
+			if (!w.sent) /* (a SENT_REQ is the dead writer's own) */
+				answer_gone(&w.op);
+		}
+	}
+}
+
 /* The RECV (or SENT) record of an answered request. */
 static void answered_record(const struct uni_op *op, uint64_t t0, uint64_t t1, uint64_t arrive)
 {
@@ -682,6 +730,10 @@ void uni_sim_read(const struct uni_op *op)
 		answer(op, t);
 		mark_read(s, end);
 		trim(s, op->e.off);
+		return;
+	}
+	if (UNI_UNLIKELY(writer_died(peer_conn))) {
+		answer_gone(op);
 		return;
 	}
 	if (s->nwait == s->capwait)

@@ -65,6 +65,9 @@ uint64_t uni_sim_late(void);
  * the most, and in all. */
 void uni_sim_late_ns(uint64_t *max, uint64_t *sum);
 
+/* Rank rank died: reads waiting for bytes it had not sent are answered
+ * at their readers' clocks (and later ones at once). */
+void uni_sim_rank_died(int rank);
 /* Reads still waiting (for the deadlock report and the session end). */
 uint64_t uni_sim_waiting_reads(void);
 /* Debugging (UNI_DEBUG_NIC): every stream with chunks, held chunks or waiting reads. */

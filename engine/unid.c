@@ -217,6 +217,8 @@ static void rank_ended(int rank, int died)
 	if (died)
 		logmsg("rank %d (pid %d) died without detaching", rank, dr->pid);
 	atomic_store(&rk->state, died ? UNI_RANK_DEAD : UNI_RANK_DETACHED);
+	if (died && D.cfg.mode == UNI_MODE_SIMULATE)
+		uni_sim_rank_died(rank);
 	atomic_fetch_add(&D.h->rank_ends, 1);
 	if (dr->pidfd >= 0)
 		close(dr->pidfd);
@@ -236,8 +238,10 @@ static void scan_ranks(void)
 		struct drank *dr = &D.ranks[i];
 		if (dr->pid == rk->pid)
 			continue;
-		if (dr->pid) /* the same rank re-attached from a new process */
+		if (dr->pid) { /* the same rank re-attached from a new process */
 			rank_ended((int)i, !dr->detached);
+			atomic_store(&rk->state, UNI_RANK_LIVE); /* (rank_ended said the old one's end) */
+		}
 		dr->pid = rk->pid;
 		dr->detached = 0;
 		dr->attached_at = uni_now_ns();

@@ -441,36 +441,43 @@ static int thread_view(const struct uni_ring *r, char *state, uint64_t *run)
 static __thread uint32_t w_owner, w_word;
 static __thread uint64_t w_since, w_run, w_idle, w_spin;
 
-/* A rank ended: a wait for obj may wait for it. A wait of the simulated
- * NCCL looks at its peers itself; the bytes of a connection end whose
- * rank is gone will not be written in turn (its reader goes the kernel's
- * way: what it left there, then the end). Not the others: a wait that
- * gives up goes the kernel's way, where a run may differ from another. */
+/* A rank ended: how a wait for obj looks again (uni_det_block's answer),
+ * 0 when it cannot wait for that rank. A wait of the simulated NCCL, and
+ * a poll (the simulated NCCL's receives in turn wait on one), look at
+ * their peers themselves (1: look again; for a poll that finds nothing
+ * new, nothing changes). The bytes of a connection end whose rank is
+ * gone will not be written in turn: its reader goes the kernel's way
+ * (2: what the writer left there, then the end). Not the others: a wait
+ * that gives up goes the kernel's way, where a run may differ. */
 static int ended_wake(uint64_t obj)
 {
-	if ((obj >> 56) == (UNI_DET_OBJ_NCCL(0) >> 56))
+	if ((obj >> 56) == (UNI_DET_OBJ_NCCL(0) >> 56) || obj == UNI_DET_OBJ_POLL)
 		return 1;
 	if ((obj >> 32) != (UNI_DET_OBJ_CONN(0) >> 32) || (uint32_t)obj >= H->max_conns)
 		return 0;
 	const struct uni_conn *c = uni_shm_conn(H, (uint32_t)obj);
 	return c->rank >= 0 && (uint32_t)c->rank < H->max_ranks &&
-	       atomic_load(&uni_shm_rank(H, (uint32_t)c->rank)->state) != UNI_RANK_LIVE;
+			       atomic_load(&uni_shm_rank(H, (uint32_t)c->rank)->state) != UNI_RANK_LIVE
+		       ? 2
+		       : 0;
 }
 
 /* Threads blocked without a time-out on something of the session (bytes
  * of a connection, a communicator of the simulated NCCL) look again at
- * their next turn: every one (ended 0), or those that may wait for a rank
- * that ended (ended_wake). Under det_lock. */
+ * their next turn: every one (ended 0; uni_det_block says 2: everybody
+ * waited), or those that may wait for a rank that ended (ended_wake).
+ * Under det_lock. */
 static void look_again(int ended)
 {
 	uint32_t hi = atomic_load(&H->det_hi);
 	for (uint32_t i = 0; i < hi && i < H->max_rings; i++) {
 		struct uni_ring *r = ring(i);
+		int how;
 		if (atomic_load(&r->state) == UNI_RING_LIVE && atomic_load(&r->det_st) == UNI_DET_BLOCKED &&
-		    (r->det_obj >> 63) && r->det_t == UINT64_MAX && (!ended || ended_wake(r->det_obj))) {
+		    (r->det_obj >> 63) && r->det_t == UINT64_MAX && (how = ended ? ended_wake(r->det_obj) : 2)) {
 			atomic_store(&r->det_st, UNI_DET_READY);
 			r->det_t = net_floor(r->det_wt);
-			r->det_woken = 2; /* (everybody waited: uni_det_block says 2) */
+			r->det_woken = how;
 			dlog("watch-recheck", r, r->det_t, r->det_obj);
 		}
 	}

@@ -199,6 +199,18 @@ static double timeout_s(void)
 	return t > 0 ? t : 1800;
 }
 
+/* UNI_NCCL_TEST_KILL_TIMING=1 (tests only): the rank kills itself after
+ * the data of its first operation that receives moved, before timing it. */
+static int test_kill_timing(void)
+{
+	static int v = -1;
+	if (v < 0) {
+		const char *e = getenv("UNI_NCCL_TEST_KILL_TIMING");
+		v = e && *e == '1';
+	}
+	return v;
+}
+
 static uint64_t mono_ns(void)
 {
 	return uni_now_ns();
@@ -356,10 +368,18 @@ static void abort_all(ncclComm_t c)
  * when skip (an abort or a peer's death, which wake nobody in turn: the
  * caller looks at them next); else, and once the turn is given up
  * (*det = 0), a futex wait of at most ms. */
-static void wait_peers(ncclComm_t c, int *det, int skip, _Atomic uint32_t *w, uint32_t v, int ms)
+/* Waits for a peer of c to move: in turn (*det; given up: 0 from then),
+ * else a futex wait on w while it holds v, ms at most. In turn it does
+ * not block when peer (-1: any) is gone or c aborted (-2: only aborted):
+ * nothing would wake it; nor when a rank ends after that look. */
+static void wait_peers(ncclComm_t c, int *det, int peer, _Atomic uint32_t *w, uint32_t v, int ms)
 {
-	if (*det && (skip || uni_shim_det_nccl_block(comm_key64(c)) >= 0))
-		return;
+	if (*det) {
+		uni_shim_det_nccl_look();
+		if ((peer == -2 ? atomic_load(&c->sh->aborted) != 0 : peers_gone(c, peer)) ||
+		    uni_shim_det_nccl_block(comm_key64(c)) >= 0)
+			return;
+	}
 	*det = 0;
 	uni_futex_wait(w, v, ms);
 }
@@ -383,7 +403,7 @@ static ncclResult_t barrier(ncclComm_t c, const char *what)
 		note_wait(c, what, -1);
 		/* In turn: until the last to arrive wakes it (no spinning: the
 		 * others need the turn to come). */
-		wait_peers(c, &det, det && peers_gone(c, -1), &s->bar_gen, gen, 100);
+		wait_peers(c, &det, -1, &s->bar_gen, gen, 100);
 		spin = spin < 200 ? 200 : spin;
 		/* A peer's death or an abort counts only if the barrier was
 		 * still closed after it was seen: the last to arrive opens it
@@ -460,7 +480,7 @@ static ncclResult_t init_join(ncclComm_t c)
 		if (j >= (uint32_t)c->nranks)
 			break;
 		note_join(c);
-		wait_peers(c, &det, atomic_load(&s->aborted), &s->joined, j, 50);
+		wait_peers(c, &det, -2, &s->joined, j, 50);
 		if (atomic_load(&s->aborted)) {
 			uni_shim_nccl_wait(0, NULL);
 			shm_unlink(c->seg); /* nobody else may join it now */
@@ -2348,7 +2368,7 @@ static ncclResult_t run_p2p(struct op *ops, int nops)
 			_Atomic uint32_t *w = ops[i].kind == K_SEND ? &b->rd : &b->wr;
 			note_wait(c, kind_name[ops[i].kind], ops[i].peer);
 			noted = 1;
-			wait_peers(c, &det, det && peers_gone(c, ops[i].peer), w, atomic_load(w), 20);
+			wait_peers(c, &det, ops[i].peer, w, atomic_load(w), 20);
 			/* A peer that wrote its sends and exited (or aborted):
 			 * what it wrote is in the ring (its writes came before),
 			 * so a death or abort seen before one more look counts
@@ -3232,6 +3252,11 @@ static ncclResult_t execute_held(struct op *ops, int nops)
 	}
 	if (timed && !async)
 		vbusy(ops, nops, 0);
+	/* Tests: a rank killed between moving an operation's data and timing
+	 * it (its peers' timing receives wait for sends it never makes:
+	 * engine/sim.c answers them once unid sees it dead). */
+	if (UNI_UNLIKELY(waits && r == ncclSuccess && test_kill_timing()))
+		raise(SIGKILL);
 	uni_cupti_internal(0);
 	uni_shim_quiet_io(0);
 	if (waits)

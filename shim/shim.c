@@ -4890,6 +4890,26 @@ static int det_sched_or_none(uint32_t pi)
 	return det_wait_once(sched_there, pi, g_det_nolog);
 }
 
+/* Rank ends (unid's count) when a wait in turn last looked at its peers:
+ * a rank that ended after the look wakes the wait as it blocks (the look
+ * again of det.c's watch may have come between the two). */
+static __thread uint32_t t_det_ends;
+static __thread int t_det_looked; /* set by the look, taken by the block after it */
+
+static int ends_unchanged(uint64_t obj)
+{
+	(void)obj;
+	return atomic_load_explicit(&g_hdr->rank_ends, memory_order_acquire) == t_det_ends;
+}
+
+void uni_shim_det_nccl_look(void)
+{
+	if (g_hdr) {
+		t_det_ends = atomic_load_explicit(&g_hdr->rank_ends, memory_order_acquire);
+		t_det_looked = 1;
+	}
+}
+
 /* Deterministic mode, alpha-beta: the simulated NCCL's receives in turn
  * (uni_shim_vrecv_any). A request whose bytes are all written (its
  * writer wrote them in an earlier turn) has its arrival in the schedule
@@ -4909,6 +4929,7 @@ static int det_vrecv(int n, const uint32_t *idx1, const uint64_t *off, const uin
 	if (g_horizon || !g_hdr->sched_off)
 		return 0;
 	for (;;) {
+		uni_shim_det_nccl_look();
 		int best = -1;
 		uint64_t at = UINT64_MAX;
 		for (int i = 0; i < n; i++) {
@@ -4928,11 +4949,23 @@ static int det_vrecv(int n, const uint32_t *idx1, const uint64_t *off, const uin
 						     "logs are all taken");
 				return 0;
 			}
-			if (atomic_load_explicit(&pc->written, memory_order_acquire) < end)
+			if (atomic_load_explicit(&pc->written, memory_order_acquire) < end) {
+				/* Its writer's rank is gone: unid answers (a dead
+				 * writer's read at once, engine/sim.c). */
+				if (pc->rank >= 0 && (uint32_t)pc->rank < g_hdr->max_ranks &&
+				    atomic_load(&uni_shm_rank(g_hdr, (uint32_t)pc->rank)->state) != UNI_RANK_LIVE)
+					return 0;
 				continue;
+			}
 			if (!sched_wait(idx, off[i], &a) || !sched_wait(idx, end - 1, &a) ||
-			    !sched_arrival_max(idx, off[i], end - 1, &a))
+			    !sched_arrival_max(idx, off[i], end - 1, &a)) {
+				/* (unid took its first chunk meanwhile and had no log
+				 * left for it: as above) */
+				if (atomic_load_explicit(&pc->sched_log, memory_order_acquire) == UINT32_MAX)
+					uni_shim_det_abandon("a stream of the simulated NCCL for which the session's "
+							     "schedule logs are all taken");
 				return 0;
+			}
 			if (a < at) {
 				at = a;
 				best = i;
@@ -4947,7 +4980,9 @@ static int det_vrecv(int n, const uint32_t *idx1, const uint64_t *off, const uin
 			*which = best;
 			return 1;
 		}
-		if (uni_det_block(tls.ring, tls.ring_idx, UNI_DET_OBJ_POLL, tls.vt, UINT64_MAX) < 0)
+		t_det_looked = 0;
+		uni_det_block_begin(tls.ring, tls.ring_idx, UNI_DET_OBJ_POLL, tls.vt, UINT64_MAX);
+		if (uni_det_block_wait(tls.ring, tls.ring_idx, ends_unchanged) < 0)
 			return 0; /* the turn given up */
 	}
 }
@@ -4974,7 +5009,11 @@ int uni_shim_det_nccl_block(uint64_t key)
 		atomic_store_explicit(&r->wait_kind, UNI_WAIT_COND, memory_order_release);
 		tls.det_nccl_marked = 1;
 	}
-	int b = uni_det_block(r, tls.ring_idx, UNI_DET_OBJ_NCCL(key), tls.vt, UINT64_MAX);
+	if (!t_det_looked) /* (a caller that did not look: from now) */
+		t_det_ends = atomic_load_explicit(&g_hdr->rank_ends, memory_order_acquire);
+	t_det_looked = 0;
+	uni_det_block_begin(r, tls.ring_idx, UNI_DET_OBJ_NCCL(key), tls.vt, UINT64_MAX);
+	int b = uni_det_block_wait(r, tls.ring_idx, ends_unchanged);
 	tls.in_shim--;
 	errno = saved;
 	return b < 0 ? -1 : 1;

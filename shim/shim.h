@@ -483,6 +483,9 @@ void uni_shim_nccl_wait(uint64_t comm, const char *what) UNI_HIDDEN;
  * rank of the communicator with key k moves (wake): 1 (look again), -1
  * not in turn (wait as without). */
 int uni_shim_det_nccl(void) UNI_HIDDEN;
+/* Before a wait in turn looks at its peers (alive, aborted): a rank that
+ * ends after this wakes the block that follows. */
+void uni_shim_det_nccl_look(void) UNI_HIDDEN;
 int uni_shim_det_nccl_block(uint64_t k) UNI_HIDDEN;
 void uni_shim_det_nccl_wake(uint64_t k) UNI_HIDDEN;
 /* Hands unid an event of the simulated NCCL (UNI_EV_NCCL_COMM,

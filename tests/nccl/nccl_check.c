@@ -1730,16 +1730,25 @@ static void *poller(void *arg)
 	return NULL;
 }
 
-static void die_watched(ncclComm_t comm)
+static void die_watched(ncclComm_t comm, int in_timing)
 {
-	if (rank == nranks - 1) {
+	/* in_timing: the last rank kills itself inside the AllReduce, after
+	 * its data moved and before it timed it (UNI_NCCL_TEST_KILL_TIMING in
+	 * its environment): the others' data moved, their timing receives
+	 * wait for its sends. They finish the AllReduce (or get the death);
+	 * the next one gets the death. */
+	if (rank == nranks - 1 && !in_timing) {
 		usleep(300000);
 		kill(getpid(), SIGKILL);
 	}
 	pthread_t wd;
 	CHECK(pthread_create(&wd, NULL, poller, comm) == 0, "pthread_create");
-	float x = 1;
-	ncclResult_t r = ncclAllReduce(&x, &x, 1, ncclFloat32, ncclSum, comm, NULL);
+	float x[3000] = {1};
+	ncclResult_t r = ncclAllReduce(x, x, 3000, ncclFloat32, ncclSum, comm, NULL);
+	if (in_timing && r == ncclSuccess) {
+		CHECK(x[0] == nranks, "AllReduce before the death: %g", x[0]);
+		r = ncclAllReduce(x, x, 3000, ncclFloat32, ncclSum, comm, NULL);
+	}
 	CHECK(r == ncclRemoteError, "an AllReduce whose peer died: %d, want ncclRemoteError", r);
 	/* (the death, or the abort of a peer that saw it first) */
 	const char *m = ncclGetLastError(NULL);
@@ -1981,8 +1990,8 @@ int main(int argc, char **argv)
 		sticky(comm, argv[2]);
 	} else if (!strcmp(argv[1], "abortwait")) {
 		abort_wait(comm, argc > 2 ? argv[2] : NULL);
-	} else if (!strcmp(argv[1], "diewatch")) {
-		die_watched(comm);
+	} else if (!strcmp(argv[1], "diewatch") || !strcmp(argv[1], "dietiming")) {
+		die_watched(comm, !strcmp(argv[1], "dietiming"));
 	} else if (!strcmp(argv[1], "sendexit") || !strcmp(argv[1], "sendabort")) {
 		send_then_go(comm, !strcmp(argv[1], "sendabort"));
 	} else if (!strcmp(argv[1], "deadlock") && argc > 2 && !strcmp(argv[2], "slowjoin")) {

@@ -13,7 +13,8 @@
 #  - sends larger than a pair's ring, in turn: two replays the same trace;
 #  - a receive cycle in turn: unid's deadlock report says the NCCL call;
 #  - a rank that dies while the others wait in turn beside watchdog
-#    threads: ncclRemoteError at once;
+#    threads: ncclRemoteError at once; one killed between moving an
+#    AllReduce's data and timing it: the others complete it;
 #  - the schedule logs run out: the turn given up with one line;
 #  - what the turn does not follow yet gives it up with one line and the
 #    run goes on: CommInitAll, the simulated NCCL under nic.
@@ -117,6 +118,19 @@ UNI_DISABLE=1 timeout 60 "$UNIRUN" -n 3 --session "dw$SESSION" --config "$T/ab.y
 grep -q "rank 2 (pid [0-9]*) died while rank [01] waited for AllReduce" "$T/dw.log" || { cat "$T/dw.log"; fail "a rank dies in turn: no message"; }
 [ $(( $(date +%s) - start )) -lt 30 ] || fail "a rank dies in turn: the others took $(( $(date +%s) - start )) s"
 ok "a rank dies while the others wait in turn beside polling watchdogs: ncclRemoteError at once"
+
+# ... and killed inside the AllReduce, after its data moved and before it
+# timed it (UNI_NCCL_TEST_KILL_TIMING): the others' timing receives wait
+# for its sends; unid answers them once it sees the rank dead, the
+# AllReduce completes and the next one gets the death. (They waited in
+# turn for ever.)
+start=$(date +%s)
+UNI_DISABLE=1 timeout 60 "$UNIRUN" -n 3 --session "dt$SESSION" --config "$T/ab.yaml" --deterministic -- \
+	sh -c '[ "$RANK" = 2 ] && export UNI_NCCL_TEST_KILL_TIMING=1; env -u UNI_DISABLE "$0" dietiming; st=$?; [ "$RANK" = 2 ] || exit $st' \
+	"$CHECK" >"$T/dt.log" 2>&1 || { cat "$T/dt.log"; fail "a rank dies in its timing: the others did not end well"; }
+[ "$(grep -c '4 checks passed' "$T/dt.log")" = 2 ] || { cat "$T/dt.log"; fail "a rank dies in its timing: the others' checks"; }
+[ $(( $(date +%s) - start )) -lt 30 ] || fail "a rank dies in its timing: the others took $(( $(date +%s) - start )) s"
+ok "a rank dies between moving an AllReduce's data and timing it: the others complete it, then ncclRemoteError"
 
 # The schedule logs run out (8 instead of 512 here): the turn is given up
 # with one line and the run completes. (A receive of a stream without a
