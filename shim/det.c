@@ -113,16 +113,24 @@ static void unlk(void)
 	atomic_store_explicit(&H->det_lock, 0, memory_order_release);
 }
 
-/* Every rank of the world attached (or a minute went by): before that a
- * rank that has not started would come first at clock 0. */
+/* Every rank of the world attached and its first thread in the turn
+ * (unid took its THREAD event), or a minute went by: before that a rank
+ * that has not started would come first at clock 0. (Attached was not
+ * enough: a rank whose main thread took its ring after another rank's
+ * turns had begun came after them whatever its clock, so whether rank 0
+ * listened before rank 1 connected was the host's, and one replay in
+ * thirty took another way.) */
 static int started(void)
 {
 	if (atomic_load_explicit(&g_started, memory_order_relaxed))
 		return 1;
 	int all = 1;
-	for (int i = 0; i < W && i < (int)H->max_ranks; i++)
-		if (atomic_load_explicit(&uni_shm_rank(H, (uint32_t)i)->state, memory_order_acquire) == UNI_RANK_FREE)
-			all = 0;
+	for (int i = 0; i < W && i < (int)H->max_ranks; i++) {
+		struct uni_rank *rk = uni_shm_rank(H, (uint32_t)i);
+		uint32_t st = atomic_load_explicit(&rk->state, memory_order_acquire);
+		if (st == UNI_RANK_FREE || (st == UNI_RANK_LIVE && !atomic_load_explicit(&rk->threads, memory_order_acquire)))
+			all = 0; /* (one that ended already: not waited for) */
+	}
 	if (!all) {
 		uint64_t now = uni_now_ns();
 		if (!g_gate_since)
@@ -498,8 +506,8 @@ static void watch(void)
 		unlk();
 	}
 	if (atomic_load(&g_gate_open) && !atomic_exchange(&g_said_gate, 1))
-		uni_shim_log("deterministic: not every rank of the world of %d attached within 60 s: the turn goes on "
-			     "without the missing ones",
+		uni_shim_log("deterministic: not every rank of the world of %d attached and started within 60 s: the "
+			     "turn goes on without the missing ones",
 			     W);
 	uint32_t o = atomic_load_explicit(&H->det_owner, memory_order_acquire);
 	if (!o) {
