@@ -33,6 +33,7 @@ static uint64_t g_gate_since;
 static _Atomic int g_said_steal, g_said_gate, g_gate_open;
 static _Atomic int g_blocked; /* this process's threads in uni_det_block */
 static _Atomic uint32_t g_ends_seen; /* H->rank_ends when this process last looked */
+static _Atomic uint64_t g_nccl_look;   /* host time of the NCCL waits' last look (watch) */
 static int g_net;              /* nic or topology: the network moves in turn (below) */
 static int g_net_wait, g_net_ask; /* (net_wake's count: blocked on the network; a request not drained) */
 static uint64_t g_net_askt;         /* (... the least clock of those) */
@@ -470,19 +471,25 @@ static int ended_wake(uint64_t obj)
 		       : 0;
 }
 
+enum { LOOK_ALL, LOOK_ENDED, LOOK_NCCL };
+
 /* Threads blocked without a time-out on something of the session (bytes
  * of a connection, a communicator of the simulated NCCL) look again at
- * their next turn: every one (ended 0; uni_det_block says 2: everybody
- * waited), or those that may wait for a rank that ended (ended_wake).
- * Under det_lock. */
-static void look_again(int ended)
+ * their next turn: every one (LOOK_ALL; uni_det_block says 2: everybody
+ * waited), those that may wait for a rank that ended (LOOK_ENDED:
+ * ended_wake), or the waits of the simulated NCCL (LOOK_NCCL: 1, look
+ * again; their time-out is the host's, UNI_NCCL_TIMEOUT). Under det_lock. */
+static void look_again(int which)
 {
 	uint32_t hi = atomic_load(&H->det_hi);
 	for (uint32_t i = 0; i < hi && i < H->max_rings; i++) {
 		struct uni_ring *r = ring(i);
 		int how;
 		if (atomic_load(&r->state) == UNI_RING_LIVE && atomic_load(&r->det_st) == UNI_DET_BLOCKED &&
-		    (r->det_obj >> 63) && r->det_t == UINT64_MAX && (how = ended ? ended_wake(r->det_obj) : 2)) {
+		    (r->det_obj >> 63) && r->det_t == UINT64_MAX &&
+		    (how = which == LOOK_ALL     ? 2
+			   : which == LOOK_ENDED ? ended_wake(r->det_obj)
+						 : (r->det_obj >> 56) == (UNI_DET_OBJ_NCCL(0) >> 56))) {
 			atomic_store(&r->det_st, UNI_DET_READY);
 			r->det_t = net_floor(r->det_wt);
 			r->det_woken = how;
@@ -500,7 +507,20 @@ static void watch(void)
 	uint32_t ends = atomic_load_explicit(&H->rank_ends, memory_order_acquire), seen = atomic_load(&g_ends_seen);
 	if (UNI_UNLIKELY(ends != seen) && atomic_compare_exchange_strong(&g_ends_seen, &seen, ends)) {
 		lk();
-		look_again(1);
+		look_again(LOOK_ENDED);
+		if (!atomic_load(&H->det_owner))
+			hand_on(-1);
+		unlk();
+	}
+	/* Each second of the host's time the simulated NCCL's waits look
+	 * again: their time-out (UNI_NCCL_TIMEOUT) is the host's, and with a
+	 * thread in a timed wait the turn is never idle 200 ms. A look that
+	 * finds nothing new blocks again and makes no event: the same run. */
+	uint64_t now0 = uni_now_ns(), last = atomic_load_explicit(&g_nccl_look, memory_order_relaxed);
+	if (UNI_UNLIKELY(now0 - last > 1000000000ull) && atomic_compare_exchange_strong(&g_nccl_look, &last, now0) &&
+	    last) {
+		lk();
+		look_again(LOOK_NCCL);
 		if (!atomic_load(&H->det_owner))
 			hand_on(-1);
 		unlk();
@@ -536,7 +556,7 @@ static void watch(void)
 				}
 			}
 			if (recheck)
-				look_again(0);
+				look_again(LOOK_ALL);
 			hand_on(-1);
 		}
 		unlk();

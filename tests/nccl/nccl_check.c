@@ -1761,6 +1761,54 @@ static void die_watched(ncclComm_t comm, int in_timing)
 	_exit(failures ? 1 : 0);
 }
 
+static double uptime_s(void)
+{
+	double t = 0;
+	FILE *f = fopen("/proc/uptime", "r");
+	if (f) {
+		if (fscanf(f, "%lf", &t) != 1)
+			t = 0;
+		fclose(f);
+	}
+	return t;
+}
+
+/* The last rank never calls the AllReduce: it sleeps 50 ms at a time
+ * (a timed wait, which keeps deterministic mode's turn busy) until the
+ * others' AllReduce, each beside a polling watchdog, has given up after
+ * UNI_NCCL_TIMEOUT (the test sets 2 s) and rank 0 made the file
+ * NCCL_CHECK_ID.timedout. */
+static void time_out_watched(ncclComm_t comm)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s.timedout", id_path());
+	if (rank == nranks - 1) {
+		/* (the host's time from /proc/uptime: the shim's clocks are
+		 * virtual, and deterministic mode's sleeps take none) */
+		double t0 = uptime_s();
+		while (access(path, F_OK) != 0 && uptime_s() - t0 < 30)
+			usleep(50000);
+		printf("rank %d: %d checks passed\n", rank, checks);
+		fflush(stdout);
+		_exit(0);
+	}
+	pthread_t wd;
+	CHECK(pthread_create(&wd, NULL, poller, comm) == 0, "pthread_create");
+	float x = 1;
+	ncclResult_t r = ncclAllReduce(&x, &x, 1, ncclFloat32, ncclSum, comm, NULL);
+	CHECK(r == ncclRemoteError, "an AllReduce a peer never joins: %d, want ncclRemoteError", r);
+	const char *m = ncclGetLastError(NULL);
+	CHECK(strstr(m, "UNI_NCCL_TIMEOUT") || strstr(m, "abort"), "message: %s", m);
+	g_watch_stop = 1;
+	pthread_join(wd, NULL);
+	NCCL(ncclCommAbort(comm));
+	if (rank == 0)
+		fclose(fopen(path, "w"));
+	printf("rank %d: %d checks passed\n", rank, checks);
+	fflush(stdout);
+	_exit(failures ? 1 : 0);
+}
+
 /* A sticky CUDA error (the stand-in's mock_cuda_fault: nothing queued
  * runs any more) while an operation is queued: Finalize returns
  * ncclUnhandledCudaError at once instead of waiting for UNI_NCCL_TIMEOUT
@@ -1990,6 +2038,8 @@ int main(int argc, char **argv)
 		sticky(comm, argv[2]);
 	} else if (!strcmp(argv[1], "abortwait")) {
 		abort_wait(comm, argc > 2 ? argv[2] : NULL);
+	} else if (!strcmp(argv[1], "timeoutwatch")) {
+		time_out_watched(comm);
 	} else if (!strcmp(argv[1], "diewatch") || !strcmp(argv[1], "dietiming")) {
 		die_watched(comm, !strcmp(argv[1], "dietiming"));
 	} else if (!strcmp(argv[1], "sendexit") || !strcmp(argv[1], "sendabort")) {

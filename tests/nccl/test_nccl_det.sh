@@ -15,6 +15,7 @@
 #  - a rank that dies while the others wait in turn beside watchdog
 #    threads: ncclRemoteError at once; one killed between moving an
 #    AllReduce's data and timing it: the others complete it;
+#  - UNI_NCCL_TIMEOUT in turn while timed waits keep the turn busy;
 #  - the schedule logs run out: the turn given up with one line;
 #  - what the turn does not follow yet gives it up with one line and the
 #    run goes on: CommInitAll, the simulated NCCL under nic.
@@ -131,6 +132,18 @@ UNI_DISABLE=1 timeout 60 "$UNIRUN" -n 3 --session "dt$SESSION" --config "$T/ab.y
 [ "$(grep -c '4 checks passed' "$T/dt.log")" = 2 ] || { cat "$T/dt.log"; fail "a rank dies in its timing: the others' checks"; }
 [ $(( $(date +%s) - start )) -lt 30 ] || fail "a rank dies in its timing: the others took $(( $(date +%s) - start )) s"
 ok "a rank dies between moving an AllReduce's data and timing it: the others complete it, then ncclRemoteError"
+
+# A rank that never joins the AllReduce and sleeps in a loop (timed waits
+# keep the turn busy) while the others wait in it beside polling
+# watchdogs: UNI_NCCL_TIMEOUT (2 s here) ends their wait. (In turn the
+# wait looked again only once the turn was idle 200 ms: never.)
+start=$(date +%s)
+UNI_NCCL_TIMEOUT=2 timeout 60 "$UNIRUN" -n 3 --session "to$SESSION" --config "$T/ab.yaml" --deterministic -- \
+	"$CHECK" timeoutwatch >"$T/to.log" 2>&1 || { cat "$T/to.log"; fail "a time-out in turn: the run"; }
+[ "$(grep -c 'checks passed' "$T/to.log")" = 3 ] || { cat "$T/to.log"; fail "a time-out in turn: the checks"; }
+grep -q "no progress for 2 s waiting for AllReduce (UNI_NCCL_TIMEOUT)" "$T/to.log" || { cat "$T/to.log"; fail "a time-out in turn: no message"; }
+[ $(( $(date +%s) - start )) -lt 20 ] || fail "a time-out in turn took $(( $(date +%s) - start )) s"
+ok "a rank that never joins while timed waits keep the turn busy: UNI_NCCL_TIMEOUT ends the others' wait"
 
 # The schedule logs run out (8 instead of 512 here): the turn is given up
 # with one line and the run completes. (A receive of a stream without a
