@@ -333,21 +333,19 @@ static void answer(const struct uni_op *op, uint64_t arrive)
 	answered_record(op, t0, t1, arrive);
 }
 
-/* The writer of stream wconn died (its rank's process is gone without
- * detaching): bytes it has not sent never come. */
+/* The writer of stream wconn died (its process is gone without
+ * detaching: uni_sim_rank_died marked the ends it opened). */
 static int writer_died(uint32_t wconn)
 {
-	const struct uni_conn *c = uni_shm_conn(S.h, wconn);
-	return c->rank >= 0 && (uint32_t)c->rank < S.h->max_ranks &&
-	       atomic_load_explicit(&uni_shm_rank(S.h, (uint32_t)c->rank)->state, memory_order_acquire) ==
-		       UNI_RANK_DEAD;
+	return atomic_load_explicit(&uni_shm_conn(S.h, wconn)->wdead, memory_order_acquire) != 0;
 }
 
-/* A read whose writer died: answered at the reader's clock, without a
- * record (no bytes came); the reader finds its peer gone (the simulated
- * NCCL: its timing receives, whose sends a rank killed between moving an
- * operation's data and timing it never made, waited for ever). */
-static void answer_gone(const struct uni_op *op)
+/* A read of bytes its writer never sent, and never will (it died): answered
+ * at the reader's clock (no earlier than the writer's last event), without
+ * a record; the reader finds its peer gone (the simulated NCCL: its timing
+ * receives, whose sends a rank killed between moving an operation's data
+ * and timing it never made, waited for ever). */
+static void answer_gone(const struct uni_op *op, uint64_t not_before)
 {
 	struct uni_ring *ring = uni_shm_ring(S.h, op->ring);
 	struct group *g = group_of(op);
@@ -355,11 +353,22 @@ static void answer_gone(const struct uni_op *op)
 		g->done = (uint32_t)op->e.b;
 		group_cancel(op->ring, (uint32_t)op->e.b);
 	}
-	ring->resp_t = op->e.t0;
-	atomic_store_explicit(&ring->vt_pub, op->e.t0, memory_order_release);
+	uint64_t t1 = op->e.t0 > not_before ? op->e.t0 : not_before;
+	ring->resp_t = t1;
+	if (t1 < S.ans_min)
+		S.ans_min = t1;
+	atomic_store_explicit(&ring->vt_pub, t1, memory_order_release);
 	atomic_store_explicit(&ring->wait_kind, UNI_WAIT_NONE, memory_order_release);
 	atomic_store_explicit(&ring->resp_seq, (uint32_t)op->e.a, memory_order_release);
 	uni_futex_wake(&ring->resp_seq, 1);
+}
+
+static uint64_t writer_last(uint32_t wconn)
+{
+	int32_t rk = uni_shm_conn(S.h, wconn)->rank;
+	return rk >= 0 && (uint32_t)rk < S.h->max_ranks
+		       ? atomic_load_explicit(&uni_shm_rank(S.h, (uint32_t)rk)->last_t, memory_order_relaxed)
+		       : 0;
 }
 
 void uni_sim_rank_died(int rank)
@@ -368,15 +377,24 @@ void uni_sim_rank_died(int rank)
 	if (n > S.h->max_conns)
 		n = S.h->max_conns;
 	for (uint32_t i = 0; i < n; i++) {
-		if (uni_shm_conn(S.h, i)->rank != rank)
+		struct uni_conn *c = uni_shm_conn(S.h, i);
+		if (c->rank != rank)
 			continue;
+		atomic_store_explicit(&c->wdead, 1, memory_order_release);
+		/* Reads of bytes it never sent (those it sent arrive: under
+		 * nic some are on their way). */
 		struct stream *s = &S.st[i];
-		while (s->nwait) {
-			struct waiter w = s->wait[0];
-			s->wait[0] = s->wait[--s->nwait];
+		uint64_t last = writer_last(i);
+		for (uint32_t j = 0; j < s->nwait;) {
+			if (s->wait[j].sent || s->wait[j].end <= s->next_off) {
+				j++;
+				continue;
+			}
+			struct waiter w = s->wait[j];
+			s->wait[j] = s->wait[--s->nwait];
 			S.waiting--;
-			if (!w.sent) /* (a SENT_REQ is the dead writer's own) */
-				answer_gone(&w.op);
+			answer_gone(&w.op, last);
+			j = 0; /* (group_cancel may have changed the list) */
 		}
 	}
 }
@@ -732,8 +750,8 @@ void uni_sim_read(const struct uni_op *op)
 		trim(s, op->e.off);
 		return;
 	}
-	if (UNI_UNLIKELY(writer_died(peer_conn))) {
-		answer_gone(op);
+	if (UNI_UNLIKELY(writer_died(peer_conn)) && end > s->next_off) {
+		answer_gone(op, writer_last(peer_conn));
 		return;
 	}
 	if (s->nwait == s->capwait)

@@ -65,8 +65,10 @@ uint64_t uni_sim_late(void);
  * the most, and in all. */
 void uni_sim_late_ns(uint64_t *max, uint64_t *sum);
 
-/* Rank rank died: reads waiting for bytes it had not sent are answered
- * at their readers' clocks (and later ones at once). */
+/* Rank rank died (its process, not re-attached): the connection ends it
+ * opened are marked (uni_conn.wdead), and reads waiting for bytes it had
+ * not sent are answered at their readers' clocks (and later ones at
+ * once). */
 void uni_sim_rank_died(int rank);
 /* Reads still waiting (for the deadlock report and the session end). */
 uint64_t uni_sim_waiting_reads(void);

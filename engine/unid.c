@@ -188,7 +188,9 @@ static struct uni_trec rec_of(uint16_t kind, int rank)
 
 /* Ranks ------------------------------------------------------------------ */
 
-static void rank_ended(int rank, int died)
+/* Rank rank's process dr->pid ended (died: without detaching); reattach:
+ * a new process has the rank already (its state is the new one's). */
+static void rank_ended(int rank, int died, int reattach)
 {
 	struct drank *dr = &D.ranks[rank];
 	struct uni_rank *rk = uni_shm_rank(D.h, (uint32_t)rank);
@@ -216,8 +218,11 @@ static void rank_ended(int rank, int died)
 	trace_put(&r);
 	if (died)
 		logmsg("rank %d (pid %d) died without detaching", rank, dr->pid);
-	atomic_store(&rk->state, died ? UNI_RANK_DEAD : UNI_RANK_DETACHED);
-	if (died && D.cfg.mode == UNI_MODE_SIMULATE)
+	if (!reattach)
+		atomic_store(&rk->state, died ? UNI_RANK_DEAD : UNI_RANK_DETACHED);
+	/* (Re-attached: which connections were the dead one's is not known;
+	 * a reader of its bytes that never come waits, as before.) */
+	if (died && !reattach && D.cfg.mode == UNI_MODE_SIMULATE)
 		uni_sim_rank_died(rank);
 	atomic_fetch_add(&D.h->rank_ends, 1);
 	if (dr->pidfd >= 0)
@@ -238,10 +243,8 @@ static void scan_ranks(void)
 		struct drank *dr = &D.ranks[i];
 		if (dr->pid == rk->pid)
 			continue;
-		if (dr->pid) { /* the same rank re-attached from a new process */
-			rank_ended((int)i, !dr->detached);
-			atomic_store(&rk->state, UNI_RANK_LIVE); /* (rank_ended said the old one's end) */
-		}
+		if (dr->pid) /* the same rank re-attached from a new process */
+			rank_ended((int)i, !dr->detached, 1);
 		dr->pid = rk->pid;
 		dr->detached = 0;
 		dr->attached_at = uni_now_ns();
@@ -723,8 +726,12 @@ static void check_ranks(void)
 			if (atomic_load(&ring->state) == UNI_RING_LIVE && ring->pid == dr->pid)
 				ring_free(k, ring);
 		}
-		atomic_store(&uni_shm_rank(D.h, i)->threads, 0);
-		rank_ended((int)i, !dr->detached);
+		/* (A new process that took the rank meanwhile keeps it: its
+		 * state and threads are its own; scan_ranks takes it next.) */
+		int reattach = uni_shm_rank(D.h, i)->pid != dr->pid;
+		if (!reattach)
+			atomic_store(&uni_shm_rank(D.h, i)->threads, 0);
+		rank_ended((int)i, !dr->detached, reattach);
 	}
 }
 

@@ -454,21 +454,19 @@ static __thread uint64_t w_since, w_run, w_idle, w_spin;
  * 0 when it cannot wait for that rank. A wait of the simulated NCCL, and
  * a poll (the simulated NCCL's receives in turn wait on one), look at
  * their peers themselves (1: look again; for a poll that finds nothing
- * new, nothing changes). The bytes of a connection end whose rank is
- * gone will not be written in turn: its reader goes the kernel's way
- * (2: what the writer left there, then the end). Not the others: a wait
- * that gives up goes the kernel's way, where a run may differ. */
+ * new, nothing changes). The bytes of a connection end whose process died
+ * (unid marks its ends, uni_conn.wdead) will not be written in turn: its
+ * reader goes the kernel's way (2: what the writer left there, then the
+ * end). Not the others: a wait that gives up goes the kernel's way, where
+ * a run may differ. */
 static int ended_wake(uint64_t obj)
 {
 	if ((obj >> 56) == (UNI_DET_OBJ_NCCL(0) >> 56) || obj == UNI_DET_OBJ_POLL)
 		return 1;
 	if ((obj >> 32) != (UNI_DET_OBJ_CONN(0) >> 32) || (uint32_t)obj >= H->max_conns)
 		return 0;
-	const struct uni_conn *c = uni_shm_conn(H, (uint32_t)obj);
-	return c->rank >= 0 && (uint32_t)c->rank < H->max_ranks &&
-			       atomic_load(&uni_shm_rank(H, (uint32_t)c->rank)->state) != UNI_RANK_LIVE
-		       ? 2
-		       : 0;
+	/* (A writer that exited woke its readers as it left: det_detach.) */
+	return atomic_load(&uni_shm_conn(H, (uint32_t)obj)->wdead) ? 2 : 0;
 }
 
 enum { LOOK_ALL, LOOK_ENDED, LOOK_NCCL };

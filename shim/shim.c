@@ -4950,10 +4950,9 @@ static int det_vrecv(int n, const uint32_t *idx1, const uint64_t *off, const uin
 				return 0;
 			}
 			if (atomic_load_explicit(&pc->written, memory_order_acquire) < end) {
-				/* Its writer's rank is gone: unid answers (a dead
-				 * writer's read at once, engine/sim.c). */
-				if (pc->rank >= 0 && (uint32_t)pc->rank < g_hdr->max_ranks &&
-				    atomic_load(&uni_shm_rank(g_hdr, (uint32_t)pc->rank)->state) != UNI_RANK_LIVE)
+				/* Its writer died: unid answers (a dead writer's read
+				 * of bytes it never sent at once, engine/sim.c). */
+				if (atomic_load_explicit(&pc->wdead, memory_order_acquire))
 					return 0;
 				continue;
 			}

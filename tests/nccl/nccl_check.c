@@ -1734,9 +1734,9 @@ static void die_watched(ncclComm_t comm, int in_timing)
 {
 	/* in_timing: the last rank kills itself inside the AllReduce, after
 	 * its data moved and before it timed it (UNI_NCCL_TEST_KILL_TIMING in
-	 * its environment): the others' data moved, their timing receives
-	 * wait for its sends. They finish the AllReduce (or get the death);
-	 * the next one gets the death. */
+	 * its environment): the others' data moved (every rank passed the
+	 * data path's barriers), their timing receives wait for its sends.
+	 * They finish the AllReduce; the next one gets the death. */
 	if (rank == nranks - 1 && !in_timing) {
 		usleep(300000);
 		kill(getpid(), SIGKILL);

@@ -44,8 +44,12 @@ static void segment(int world)
 	H->max_ranks = NR;
 	H->max_rings = NR;
 	H->det = 1;
-	for (int i = 0; i < world; i++)
+	/* (Attached, and unid took a thread's first event: the first turn
+	 * waits for both.) */
+	for (int i = 0; i < world; i++) {
 		atomic_store(&uni_shm_rank(H, (uint32_t)i)->state, UNI_RANK_LIVE);
+		atomic_store(&uni_shm_rank(H, (uint32_t)i)->threads, 1);
+	}
 	uni_real.read = read;
 	uni_real.close = close;
 	uni_det_init(H, world);

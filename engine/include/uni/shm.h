@@ -279,7 +279,9 @@ struct uni_conn {
 	_Atomic uint64_t consumed;
 	/* UNI_CONNF_*: set by the shim before the end is registered. */
 	uint32_t flags;
-	uint32_t pad4;
+	/* 1 once the process that opened this end died without detaching
+	 * (unid, simulate mode): bytes it has not written never come. */
+	_Atomic uint32_t wdead;
 	/* deterministic mode: the closer's clock when this end closed (or
 	 * its process left the turn); written before wclosed. */
 	uint64_t wclosed_vt;
