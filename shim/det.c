@@ -717,6 +717,13 @@ void uni_det_block_begin(struct uni_ring *r, uint32_t idx, uint64_t obj, uint64_
 	block_begin(r, obj, t, until, UNI_DET_NET_NONE, 0, __builtin_return_address(0));
 }
 
+void uni_det_block_net_begin(struct uni_ring *r, uint32_t idx, uint64_t obj, uint64_t t, uint64_t until,
+			     uint32_t net, uint32_t seq)
+{
+	(void)idx;
+	block_begin(r, obj, t, until, g_net ? net : UNI_DET_NET_NONE, seq, __builtin_return_address(0));
+}
+
 int uni_det_block_net(struct uni_ring *r, uint32_t idx, uint64_t obj, uint64_t t, uint64_t until, uint32_t net,
 		      uint32_t seq)
 {

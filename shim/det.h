@@ -83,6 +83,9 @@ int uni_det_net(void);
  * of its clock and resp_t). Without the network in turn, uni_det_block. */
 int uni_det_block_net(struct uni_ring *r, uint32_t idx, uint64_t obj, uint64_t t, uint64_t until, uint32_t net,
 		      uint32_t seq);
+/* ... its first half (uni_det_block_wait the second). */
+void uni_det_block_net_begin(struct uni_ring *r, uint32_t idx, uint64_t obj, uint64_t t, uint64_t until,
+			     uint32_t net, uint32_t seq);
 
 /* A thread outside the turn waits for unid's answer: while nobody has the
  * turn, the network moves one step (not deterministic: outside). */

@@ -3678,9 +3678,14 @@ void uni_shim_vsend(uint32_t idx1, uint64_t off, uint64_t len, uint64_t stamp)
 	emit(&e);
 	ring_bell();
 	/* Deterministic mode: the bytes are written (its reader in turn
-	 * looks at this, det_vrecv). */
-	if (UNI_UNLIKELY(g_det) && uni_det_live())
+	 * looks at this, det_vrecv); under nic the network in turn is final
+	 * no further than their stamp (without this, an empty network stayed
+	 * final for ever and never moved to them). */
+	if (UNI_UNLIKELY(g_det) && uni_det_live()) {
+		if (g_horizon)
+			uni_det_net_sent(stamp);
 		det_written(idx1 - 1, off + len, 0);
+	}
 	tls.in_shim--;
 	errno = saved;
 }
@@ -4890,6 +4895,8 @@ static int det_sched_or_none(uint32_t pi)
 	return det_wait_once(sched_there, pi, g_det_nolog);
 }
 
+static void det_net_watch(uint32_t idx, uint64_t b);
+
 /* Rank ends (unid's count) when a wait in turn last looked at its peers:
  * a rank that ended after the look wakes the wait as it blocks (the look
  * again of det.c's watch may have come between the two). */
@@ -4926,10 +4933,16 @@ void uni_shim_det_nccl_look(void)
 static int det_vrecv(int n, const uint32_t *idx1, const uint64_t *off, const uint64_t *len, uint64_t *t,
 		     int *which)
 {
-	if (g_horizon || !g_hdr->sched_off)
+	/* nic, topology: the network moves in turn (det.c), and unid logs
+	 * what became final in the writers' logs; a request whose bytes are
+	 * written but not final waits in turn for the network, which stops
+	 * where their last byte leaves (as a read of Gloo's, det_read). */
+	int fluid = g_horizon && uni_det_net();
+	if ((g_horizon && !fluid) || !g_hdr->sched_off)
 		return 0;
 	for (;;) {
 		uni_shim_det_nccl_look();
+		uint32_t fseq = atomic_load_explicit(&g_hdr->final_seq, memory_order_acquire);
 		int best = -1;
 		uint64_t at = UINT64_MAX;
 		for (int i = 0; i < n; i++) {
@@ -4956,8 +4969,15 @@ static int det_vrecv(int n, const uint32_t *idx1, const uint64_t *off, const uin
 					return 0;
 				continue;
 			}
-			if (!sched_wait(idx, off[i], &a) || !sched_wait(idx, end - 1, &a) ||
-			    !sched_arrival_max(idx, off[i], end - 1, &a)) {
+			if (fluid) {
+				if (!sched_arrival_max(idx, off[i], end - 1, &a)) {
+					if (sched_gone(idx, off[i]))
+						return 0; /* (the log went past it: unid answers) */
+					det_net_watch(idx, end - 1);
+					continue;
+				}
+			} else if (!sched_wait(idx, off[i], &a) || !sched_wait(idx, end - 1, &a) ||
+				   !sched_arrival_max(idx, off[i], end - 1, &a)) {
 				/* (unid took its first chunk meanwhile and had no log
 				 * left for it: as above) */
 				if (atomic_load_explicit(&pc->sched_log, memory_order_acquire) == UINT32_MAX)
@@ -4980,9 +5000,11 @@ static int det_vrecv(int n, const uint32_t *idx1, const uint64_t *off, const uin
 			return 1;
 		}
 		t_det_looked = 0;
-		uni_det_block_begin(tls.ring, tls.ring_idx, UNI_DET_OBJ_POLL, tls.vt, UINT64_MAX);
+		uni_det_block_net_begin(tls.ring, tls.ring_idx, UNI_DET_OBJ_POLL, tls.vt, UINT64_MAX, UNI_DET_NET_ANY,
+					fseq);
 		if (uni_det_block_wait(tls.ring, tls.ring_idx, ends_unchanged) < 0)
 			return 0; /* the turn given up */
+		det_net_resumed();
 	}
 }
 
@@ -5033,8 +5055,8 @@ int uni_shim_det_nccl(void)
 {
 	if (UNI_LIKELY(!g_det) || !uni_det_live() || !sync_active())
 		return 0;
-	if (g_horizon) {
-		uni_shim_det_abandon("the simulated NCCL under nic or topology, which the turn does not follow yet");
+	if (g_horizon && !uni_det_net()) {
+		uni_shim_det_abandon("the simulated NCCL under nic or topology without the network in turn");
 		return 0;
 	}
 	int saved = errno;
