@@ -309,7 +309,8 @@ static void group_cancel(uint32_t ring, uint32_t tag);
 
 static void answered_record(const struct uni_op *op, uint64_t t0, uint64_t t1, uint64_t arrive);
 
-static void answer(const struct uni_op *op, uint64_t arrive)
+/* Answers request op at t1 (the rest of its group is dropped). */
+static void respond(const struct uni_op *op, uint64_t t1)
 {
 	struct uni_ring *ring = uni_shm_ring(S.h, op->ring);
 	struct group *g = group_of(op);
@@ -317,8 +318,6 @@ static void answer(const struct uni_op *op, uint64_t arrive)
 		g->done = (uint32_t)op->e.b;
 		group_cancel(op->ring, (uint32_t)op->e.b);
 	}
-	uint64_t t0 = op->e.t0;
-	uint64_t t1 = (op->e.flags & UNI_EVF_DISPATCHER) ? arrive : (arrive > t0 ? arrive : t0);
 	ring->resp_t = t1;
 	if (t1 < S.ans_min)
 		S.ans_min = t1;
@@ -330,6 +329,13 @@ static void answer(const struct uni_op *op, uint64_t arrive)
 	atomic_store_explicit(&ring->wait_kind, UNI_WAIT_NONE, memory_order_release);
 	atomic_store_explicit(&ring->resp_seq, (uint32_t)op->e.a, memory_order_release);
 	uni_futex_wake(&ring->resp_seq, 1);
+}
+
+static void answer(const struct uni_op *op, uint64_t arrive)
+{
+	uint64_t t0 = op->e.t0;
+	uint64_t t1 = (op->e.flags & UNI_EVF_DISPATCHER) ? arrive : (arrive > t0 ? arrive : t0);
+	respond(op, t1);
 	answered_record(op, t0, t1, arrive);
 }
 
@@ -347,20 +353,7 @@ static int writer_died(uint32_t wconn)
  * and timing it never made, waited for ever). */
 static void answer_gone(const struct uni_op *op, uint64_t not_before)
 {
-	struct uni_ring *ring = uni_shm_ring(S.h, op->ring);
-	struct group *g = group_of(op);
-	if (g) {
-		g->done = (uint32_t)op->e.b;
-		group_cancel(op->ring, (uint32_t)op->e.b);
-	}
-	uint64_t t1 = op->e.t0 > not_before ? op->e.t0 : not_before;
-	ring->resp_t = t1;
-	if (t1 < S.ans_min)
-		S.ans_min = t1;
-	atomic_store_explicit(&ring->vt_pub, t1, memory_order_release);
-	atomic_store_explicit(&ring->wait_kind, UNI_WAIT_NONE, memory_order_release);
-	atomic_store_explicit(&ring->resp_seq, (uint32_t)op->e.a, memory_order_release);
-	uni_futex_wake(&ring->resp_seq, 1);
+	respond(op, op->e.t0 > not_before ? op->e.t0 : not_before);
 }
 
 static uint64_t writer_last(uint32_t wconn)

@@ -4897,6 +4897,18 @@ static int det_sched_or_none(uint32_t pi)
 
 static void det_net_watch(uint32_t idx, uint64_t b);
 
+/* det_vrecv leaves the receive to unid (0). Under nic (fluid) unid
+ * answers once the network has moved there, which in turn it does only
+ * when the turn asks: waiting for the answer with the turn held stalled
+ * the session until the others took the turn from it, so the turn is
+ * given up first, with one line saying why. */
+static int det_vrecv_out(int fluid, const char *why)
+{
+	if (fluid)
+		uni_shim_det_abandon(why);
+	return 0;
+}
+
 /* Rank ends (unid's count) when a wait in turn last looked at its peers:
  * a rank that ended after the look wakes the wait as it blocks (the look
  * again of det.c's watch may have come between the two). */
@@ -4949,7 +4961,8 @@ static int det_vrecv(int n, const uint32_t *idx1, const uint64_t *off, const uin
 			uint32_t idx = idx1[i] - 1;
 			uint64_t a, end = off[i] + len[i];
 			if (!len[i] || !det_matched(idx, 0, 0))
-				return 0;
+				return det_vrecv_out(fluid, "a receive of the simulated NCCL on a connection unid does not "
+							    "model");
 			struct uni_conn *c = uni_shm_conn(g_hdr, idx);
 			uint32_t pi = atomic_load_explicit(&c->peer_conn, memory_order_relaxed);
 			struct uni_conn *pc = uni_shm_conn(g_hdr, pi);
@@ -4972,7 +4985,8 @@ static int det_vrecv(int n, const uint32_t *idx1, const uint64_t *off, const uin
 			if (fluid) {
 				if (!sched_arrival_max(idx, off[i], end - 1, &a)) {
 					if (sched_gone(idx, off[i]))
-						return 0; /* (the log went past it: unid answers) */
+						return det_vrecv_out(1, "a receive of the simulated NCCL whose bytes left "
+									"the schedule log before it looked");
 					det_net_watch(idx, end - 1);
 					continue;
 				}

@@ -1730,6 +1730,19 @@ static void *poller(void *arg)
 	return NULL;
 }
 
+/* The AllReduce beside the poller wd failed as it should: ncclRemoteError
+ * with a message that says want (or the abort of a peer that saw it
+ * first); the poller stopped, the communicator aborted. */
+static void watched_failed(ncclComm_t comm, pthread_t wd, ncclResult_t r, const char *want)
+{
+	CHECK(r == ncclRemoteError, "the AllReduce: %d, want ncclRemoteError", r);
+	const char *m = ncclGetLastError(NULL);
+	CHECK(strstr(m, want) || strstr(m, "abort"), "message: %s", m);
+	g_watch_stop = 1;
+	pthread_join(wd, NULL);
+	NCCL(ncclCommAbort(comm));
+}
+
 static void die_watched(ncclComm_t comm, int in_timing)
 {
 	/* in_timing: the last rank kills itself inside the AllReduce, after
@@ -1749,13 +1762,7 @@ static void die_watched(ncclComm_t comm, int in_timing)
 		CHECK(x[0] == nranks, "AllReduce before the death: %g", x[0]);
 		r = ncclAllReduce(x, x, 3000, ncclFloat32, ncclSum, comm, NULL);
 	}
-	CHECK(r == ncclRemoteError, "an AllReduce whose peer died: %d, want ncclRemoteError", r);
-	/* (the death, or the abort of a peer that saw it first) */
-	const char *m = ncclGetLastError(NULL);
-	CHECK(strstr(m, "died") || strstr(m, "abort"), "message: %s", m);
-	g_watch_stop = 1;
-	pthread_join(wd, NULL);
-	NCCL(ncclCommAbort(comm));
+	watched_failed(comm, wd, r, "died");
 	printf("rank %d: %d checks passed\n", rank, checks);
 	fflush(stdout);
 	_exit(failures ? 1 : 0);
@@ -1796,12 +1803,7 @@ static void time_out_watched(ncclComm_t comm)
 	CHECK(pthread_create(&wd, NULL, poller, comm) == 0, "pthread_create");
 	float x = 1;
 	ncclResult_t r = ncclAllReduce(&x, &x, 1, ncclFloat32, ncclSum, comm, NULL);
-	CHECK(r == ncclRemoteError, "an AllReduce a peer never joins: %d, want ncclRemoteError", r);
-	const char *m = ncclGetLastError(NULL);
-	CHECK(strstr(m, "UNI_NCCL_TIMEOUT") || strstr(m, "abort"), "message: %s", m);
-	g_watch_stop = 1;
-	pthread_join(wd, NULL);
-	NCCL(ncclCommAbort(comm));
+	watched_failed(comm, wd, r, "UNI_NCCL_TIMEOUT");
 	if (rank == 0)
 		fclose(fopen(path, "w"));
 	printf("rank %d: %d checks passed\n", rank, checks);

@@ -43,7 +43,10 @@ run() {
 	timeout 300 "$UNIRUN" -n "$n" --session "$SESSION" --config "${CONFIG:-$T/ab.yaml}" --trace "$T/$name.unitrace" "$@" \
 		>"$T/$name.log" 2>&1 || { cat "$T/$name.log"; fail "$name: unirun"; }
 }
-in_turn() { ! grep -E "waits outside the turn|goes on without the turn" "$T/$1.log" || fail "$1: a thread left the turn"; }
+in_turn() {
+	! grep -E "waits outside the turn|goes on without the turn|while it had the turn|det_vrecv: rank .* unid answers" \
+		"$T/$1.log" || fail "$1: a thread left the turn, or a receive went to unid"
+}
 followed() {
 	grep -qE "threads: $2 followed the recorded run to their end, 0 left it" "$T/$1.log" ||
 		{ cat "$T/$1.log"; fail "$1 did not follow the recorded run"; }
@@ -186,13 +189,19 @@ nic_det() { # NAME THREADS ARGS: recording NAME, replays NAME-a and NAME-b
 }
 CONFIG=$T/nic.yaml nic_det ntime 3 timing 1000000
 CONFIG=$T/nic.yaml nic_det ncont 9 contend 1000000
-$PY - "$T/ntime.log" "$T/ntime-free.log" "$T/ncont.log" <<'PYEOF' || fail "nic in turn: the times"
+# (The run without the turn follows the horizon's real-time rules: a
+# transfer it started late moved its times; then not compared.)
+grep -q '^late:' "$T/ntime-free.log" && { grep '^late:' "$T/ntime-free.log"; : >"$T/ntime-free.cmp"; } ||
+	cp "$T/ntime-free.log" "$T/ntime-free.cmp"
+$PY - "$T/ntime.log" "$T/ntime-free.cmp" "$T/ncont.log" <<'PYEOF' || fail "nic in turn: the times"
 import json, re, sys
 def load(p):
     return {d["rank"]: d for d in map(json.loads, re.findall(r'^\{"rank".*\}$', open(p).read(), re.M))}
 bad = 0
 d, f = load(sys.argv[1]), load(sys.argv[2])
-for r in sorted(d):
+if not f:
+    print("nic: the run without the turn had late transfers: not compared")
+for r in sorted(d) if f else []:
     for k, v in d[r].items():
         if k.endswith("_ns") and v > 1e6:
             dev = abs(v - f[r][k]) / f[r][k]
