@@ -134,7 +134,8 @@ int uni_sim_init(const struct uni_config *cfg, struct uni_shm_hdr *h, uni_trace_
 	S.nic = uni_config_fluid(cfg);
 	S.ans_min = UINT64_MAX;
 	const char *cap = getenv("UNI_SCHED_LOGS");
-	S.sched_cap = cap && atoi(cap) > 0 && (uint32_t)atoi(cap) < UNI_SCHED_LOGS ? (uint32_t)atoi(cap) : UNI_SCHED_LOGS;
+	int c = cap ? atoi(cap) : 0;
+	S.sched_cap = c > 0 && (uint32_t)c < UNI_SCHED_LOGS ? (uint32_t)c : UNI_SCHED_LOGS;
 	S.grp = calloc(h->max_rings, sizeof(*S.grp));
 	if (!S.grp)
 		return -1;

@@ -461,7 +461,7 @@ static __thread uint64_t w_since, w_run, w_idle, w_spin;
  * a run may differ. */
 static int ended_wake(uint64_t obj)
 {
-	if ((obj >> 56) == (UNI_DET_OBJ_NCCL(0) >> 56) || obj == UNI_DET_OBJ_POLL)
+	if (UNI_DET_OBJ_IS_NCCL(obj) || obj == UNI_DET_OBJ_POLL)
 		return 1;
 	if ((obj >> 32) != (UNI_DET_OBJ_CONN(0) >> 32) || (uint32_t)obj >= H->max_conns)
 		return 0;
@@ -487,13 +487,23 @@ static void look_again(int which)
 		    (r->det_obj >> 63) && r->det_t == UINT64_MAX &&
 		    (how = which == LOOK_ALL     ? 2
 			   : which == LOOK_ENDED ? ended_wake(r->det_obj)
-						 : (r->det_obj >> 56) == (UNI_DET_OBJ_NCCL(0) >> 56))) {
+						 : UNI_DET_OBJ_IS_NCCL(r->det_obj))) {
 			atomic_store(&r->det_st, UNI_DET_READY);
 			r->det_t = net_floor(r->det_wt);
 			r->det_woken = how;
 			dlog("watch-recheck", r, r->det_t, r->det_obj);
 		}
 	}
+}
+
+/* look_again now, and the turn to whom it readied if nobody has it. */
+static void look_now(int which)
+{
+	lk();
+	look_again(which);
+	if (!atomic_load(&H->det_owner))
+		hand_on(-1);
+	unlk();
 }
 
 static void watch(void)
@@ -503,26 +513,16 @@ static void watch(void)
 	 * timed wait, a polling watchdog, keeps it busy for ever). Nothing
 	 * wakes such a wait otherwise: the dead do not signal. */
 	uint32_t ends = atomic_load_explicit(&H->rank_ends, memory_order_acquire), seen = atomic_load(&g_ends_seen);
-	if (UNI_UNLIKELY(ends != seen) && atomic_compare_exchange_strong(&g_ends_seen, &seen, ends)) {
-		lk();
-		look_again(LOOK_ENDED);
-		if (!atomic_load(&H->det_owner))
-			hand_on(-1);
-		unlk();
-	}
+	if (UNI_UNLIKELY(ends != seen) && atomic_compare_exchange_strong(&g_ends_seen, &seen, ends))
+		look_now(LOOK_ENDED);
 	/* Each second of the host's time the simulated NCCL's waits look
 	 * again: their time-out (UNI_NCCL_TIMEOUT) is the host's, and with a
 	 * thread in a timed wait the turn is never idle 200 ms. A look that
 	 * finds nothing new blocks again and makes no event: the same run. */
 	uint64_t now0 = uni_now_ns(), last = atomic_load_explicit(&g_nccl_look, memory_order_relaxed);
 	if (UNI_UNLIKELY(now0 - last > 1000000000ull) && atomic_compare_exchange_strong(&g_nccl_look, &last, now0) &&
-	    last) {
-		lk();
-		look_again(LOOK_NCCL);
-		if (!atomic_load(&H->det_owner))
-			hand_on(-1);
-		unlk();
-	}
+	    last)
+		look_now(LOOK_NCCL);
 	if (atomic_load(&g_gate_open) && !atomic_exchange(&g_said_gate, 1))
 		uni_shim_log("deterministic: not every rank of the world of %d attached and started within 60 s: the "
 			     "turn goes on without the missing ones",

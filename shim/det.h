@@ -36,6 +36,7 @@
  * starts with k (a barrier, a pair's ring, a join): woken by any rank of
  * it that moved (in any process). */
 #define UNI_DET_OBJ_NCCL(k) ((1ull << 63) | (1ull << 56) | ((uint64_t)(k) & 0xffffffffffffull))
+#define UNI_DET_OBJ_IS_NCCL(obj) (((obj) >> 56) == (UNI_DET_OBJ_NCCL(0) >> 56))
 
 /* A wait for the network in turn (uni_det_block_net): woken by nothing
  * else than the network (and the watch's look again). */

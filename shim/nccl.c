@@ -363,11 +363,6 @@ static void abort_all(ncclComm_t c)
 	uni_shim_det_nccl_wake(comm_key64(c));
 }
 
-/* One wait of the calling rank of c for its peers, while *w is v: in
- * turn (*det, deterministic mode) until a rank of c moves, not at all
- * when skip (an abort or a peer's death, which wake nobody in turn: the
- * caller looks at them next); else, and once the turn is given up
- * (*det = 0), a futex wait of at most ms. */
 /* Waits for a peer of c to move: in turn (*det; given up: 0 from then),
  * else a futex wait on w while it holds v, ms at most. In turn it does
  * not block when peer (-1: any) is gone or c aborted (-2: only aborted):

@@ -4897,17 +4897,20 @@ static int det_sched_or_none(uint32_t pi)
 
 static void det_net_watch(uint32_t idx, uint64_t b);
 
-/* det_vrecv leaves the receive to unid (0). Under nic (fluid) unid
- * answers once the network has moved there, which in turn it does only
- * when the turn asks: waiting for the answer with the turn held stalled
- * the session until the others took the turn from it, so the turn is
- * given up first, with one line saying why. */
-static int det_vrecv_out(int fluid, const char *why)
+/* det_vrecv leaves the receive to unid (0), giving the turn up first,
+ * with one line saying why, where waiting for unid's answer with the turn
+ * held would stall the session: under nic (unid answers once the network
+ * has moved there, which in turn it does only when the turn asks; the
+ * others took the turn from it), or for a stream without a schedule log
+ * (a writer that needed the turn: a false deadlock). */
+static int det_vrecv_out(int give_up, const char *why)
 {
-	if (fluid)
+	if (give_up)
 		uni_shim_det_abandon(why);
 	return 0;
 }
+
+static const char det_nolog_why[] = "a stream of the simulated NCCL for which the session's schedule logs are all taken";
 
 /* Rank ends (unid's count) when a wait in turn last looked at its peers:
  * a rank that ended after the look wakes the wait as it blocks (the look
@@ -4966,15 +4969,8 @@ static int det_vrecv(int n, const uint32_t *idx1, const uint64_t *off, const uin
 			struct uni_conn *c = uni_shm_conn(g_hdr, idx);
 			uint32_t pi = atomic_load_explicit(&c->peer_conn, memory_order_relaxed);
 			struct uni_conn *pc = uni_shm_conn(g_hdr, pi);
-			if (atomic_load_explicit(&pc->sched_log, memory_order_acquire) == UINT32_MAX) {
-				/* No log left for it: unid answers, outside the turn
-				 * (waiting for that answer in turn, a read whose writer
-				 * needed the turn stalled the session: a false
-				 * deadlock). */
-				uni_shim_det_abandon("a stream of the simulated NCCL for which the session's schedule "
-						     "logs are all taken");
-				return 0;
-			}
+			if (atomic_load_explicit(&pc->sched_log, memory_order_acquire) == UINT32_MAX)
+				return det_vrecv_out(1, det_nolog_why); /* (no log left for it) */
 			if (atomic_load_explicit(&pc->written, memory_order_acquire) < end) {
 				/* Its writer died: unid answers (a dead writer's read
 				 * of bytes it never sent at once, engine/sim.c). */
@@ -4994,10 +4990,9 @@ static int det_vrecv(int n, const uint32_t *idx1, const uint64_t *off, const uin
 				   !sched_arrival_max(idx, off[i], end - 1, &a)) {
 				/* (unid took its first chunk meanwhile and had no log
 				 * left for it: as above) */
-				if (atomic_load_explicit(&pc->sched_log, memory_order_acquire) == UINT32_MAX)
-					uni_shim_det_abandon("a stream of the simulated NCCL for which the session's "
-							     "schedule logs are all taken");
-				return 0;
+				return det_vrecv_out(atomic_load_explicit(&pc->sched_log, memory_order_acquire) ==
+							     UINT32_MAX,
+						     det_nolog_why);
 			}
 			if (a < at) {
 				at = a;
@@ -5069,10 +5064,6 @@ int uni_shim_det_nccl(void)
 {
 	if (UNI_LIKELY(!g_det) || !uni_det_live() || !sync_active())
 		return 0;
-	if (g_horizon && !uni_det_net()) {
-		uni_shim_det_abandon("the simulated NCCL under nic or topology without the network in turn");
-		return 0;
-	}
 	int saved = errno;
 	tls.in_shim++;
 	thread_ring();
