@@ -26,6 +26,35 @@ int uni_futex_wait(_Atomic uint32_t *word, uint32_t expect, uint32_t timeout_ms)
 	return rc;
 }
 
+void uni_fuzz(void)
+{
+	static _Atomic int max_us = -1;
+	static __thread uint64_t s;
+	int m = atomic_load_explicit(&max_us, memory_order_relaxed);
+	if (UNI_LIKELY(m == 0))
+		return;
+	if (m < 0) {
+		const char *e = getenv("UNI_DET_FUZZ");
+		m = e ? atoi(e) : 0;
+		atomic_store(&max_us, m > 0 ? m : 0);
+		if (m <= 0)
+			return;
+	}
+	uint32_t w = 0;
+	if (!s) /* (no clock read: inside the shim that is the program's) */
+		s = ((uint64_t)syscall(SYS_gettid) * 0x9E3779B97F4A7C15ull) ^ (uint64_t)(uintptr_t)&w ^ 1;
+	s ^= s << 13;
+	s ^= s >> 7;
+	s ^= s << 17;
+	if (s & 3)
+		return; /* (one call in four) */
+	uint64_t ns = (s >> 8) % ((uint64_t)m * 1000 + 1);
+	struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000ull), .tv_nsec = (long)(ns % 1000000000ull)};
+	int saved = errno;
+	syscall(SYS_futex, &w, FUTEX_WAIT_PRIVATE, 0, &ts, NULL, 0);
+	errno = saved;
+}
+
 void uni_futex_wake(_Atomic uint32_t *word, int n)
 {
 	int saved = errno;

@@ -1764,6 +1764,7 @@ int main(int argc, char **argv)
 		int dnet = det_net();
 		uint32_t dreq = dnet ? atomic_load_explicit(&D.h->det_sync_req, memory_order_acquire) : 0;
 		uint64_t hz = (uni_sim_is_nic() && !dnet) || holding ? horizon(uni_now_ns()) : 0;
+		uni_fuzz();
 		uint64_t n = drain();
 		uint64_t now = uni_now_ns();
 		if ((uni_sim_is_nic() && !dnet) || holding) {

@@ -489,7 +489,12 @@ static void look_again(int which)
 			   : which == LOOK_ENDED ? ended_wake(r->det_obj)
 						 : UNI_DET_OBJ_IS_NCCL(r->det_obj))) {
 			atomic_store(&r->det_st, UNI_DET_READY);
-			r->det_t = net_floor(r->det_wt);
+			/* A look (1) that finds nothing new blocks again: at its own
+			 * clock, not the network's (when it looks is the host's; a
+			 * poll that took the network's time sent later from then
+			 * on, and a replay left the recording). A reader going the
+			 * kernel's way (2) acts: no earlier than the network. */
+			r->det_t = how == 1 ? r->det_wt : net_floor(r->det_wt);
 			r->det_woken = how;
 			dlog("watch-recheck", r, r->det_t, r->det_obj);
 		}
@@ -643,6 +648,7 @@ static void await_turn(struct uni_ring *r, uint32_t idx)
 		if (atomic_load_explicit(&H->det_off, memory_order_acquire) ||
 		    (atomic_load_explicit(&H->det_owner, memory_order_acquire) == idx + 1 &&
 		     atomic_load_explicit(&r->det_st, memory_order_relaxed) == UNI_DET_RUN)) {
+			uni_fuzz();
 			if (waited)
 				uni_shim_det_resumed();
 			return;
@@ -738,7 +744,7 @@ int uni_det_block_wait(struct uni_ring *r, uint32_t idx, int (*still)(uint64_t o
 	 * without the turn: its real unlock or end comes before its wake-up,
 	 * which takes this lock): it goes on at once. */
 	if (still && atomic_load(&r->det_st) == UNI_DET_BLOCKED && !still(r->det_obj)) {
-		r->det_t = net_floor(r->det_wt);
+		r->det_t = r->det_wt; /* (a look again, as look_again's 1) */
 		r->det_woken = 1;
 		atomic_store(&r->det_st, UNI_DET_READY);
 		dlog("block-already", r, r->det_t, r->det_obj);

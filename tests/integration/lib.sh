@@ -29,17 +29,26 @@ YAML
 det_run() {
 	local name=$1
 	shift
-	timeout "$DET_TIMEOUT" "$UNIRUN" -n "$DET_RANKS" --session "$DET_TAG-$$" --config "$T/c.yaml" \
+	UNI_CF_DEBUG=${UNI_CF_DEBUG:-1} timeout "$DET_TIMEOUT" "$UNIRUN" -n "$DET_RANKS" --session "$DET_TAG-$$" --config "$T/c.yaml" \
 		--trace "$T/$name.unitrace" "$@" >"$T/$name.log" 2>&1 || { cat "$T/$name.log"; fail "$name: unirun"; }
 }
 
 # det_followed NAME FILE [N]: run NAME's summary (in FILE) says that every
 # thread (N of them; any number without N) followed the recorded run to
-# its end. det_in_turn NAME LOG: no thread of run NAME left the turn
+# its end (else, after the log, what says why, last: the threads that left
+# and where (UNI_CF_DEBUG, which det_run sets), the turn's own lines and
+# unid's count of turns and steals, so that a CI log's tail shows it).
+# det_in_turn NAME LOG: no thread of run NAME left the turn
 # (UNI_DET_DEBUG=1 makes the shim say each one that waits outside it).
 det_followed() {
 	grep -qE "threads: ${3:-[0-9]+} followed the recorded run to their end, 0 left it" "$2" ||
-		{ cat "$2"; fail "run $1 did not follow the recorded run"; }
+		{
+			cat "$2"
+			echo "--- why run $1 left the recorded run:"
+			grep -E "compute-from:|deterministic:" "$2" | head -20
+			grep -h "deterministic: the turn" "/tmp/uni.$DET_TAG-$$.log" 2>/dev/null | tail -1
+			fail "run $1 did not follow the recorded run"
+		}
 }
 det_in_turn() {
 	! grep -E "waits outside the turn|goes on without the turn" "$2" || fail "$1: a thread left the turn"

@@ -764,6 +764,11 @@ static inline uint32_t uni_ring_pop(struct uni_ring *r, struct uni_ev *out, uint
  * uni_futex_wait returns 0 when woken or the value differed, -ETIMEDOUT. */
 int uni_futex_wait(_Atomic uint32_t *word, uint32_t expect, uint32_t timeout_ms);
 void uni_futex_wake(_Atomic uint32_t *word, int n);
+/* Test hook: with UNI_DET_FUZZ=US set, one call in four sleeps a random
+ * 0 to US microseconds of the host's time (deterministic mode's runs must
+ * not depend on the host's timing: the shim calls it as a thread gets the
+ * turn, unid before it drains the rings). Nothing without it. */
+void uni_fuzz(void);
 
 /* True when process pid is gone: no such process, or a zombie (dead but
  * not reaped: kill(pid, 0) still succeeds on those). Preserves errno. */
