@@ -33,12 +33,15 @@ void uni_fuzz(void)
 	int m = atomic_load_explicit(&max_us, memory_order_relaxed);
 	if (UNI_LIKELY(m == 0))
 		return;
+	int saved = errno;
 	if (m < 0) {
 		const char *e = getenv("UNI_DET_FUZZ");
 		m = e ? atoi(e) : 0;
 		atomic_store(&max_us, m > 0 ? m : 0);
-		if (m <= 0)
+		if (m <= 0) {
+			errno = saved;
 			return;
+		}
 	}
 	uint32_t w = 0;
 	if (!s) /* (no clock read: inside the shim that is the program's) */
@@ -46,11 +49,12 @@ void uni_fuzz(void)
 	s ^= s << 13;
 	s ^= s >> 7;
 	s ^= s << 17;
-	if (s & 3)
+	if (s & 3) {
+		errno = saved;
 		return; /* (one call in four) */
+	}
 	uint64_t ns = (s >> 8) % ((uint64_t)m * 1000 + 1);
 	struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000ull), .tv_nsec = (long)(ns % 1000000000ull)};
-	int saved = errno;
 	syscall(SYS_futex, &w, FUTEX_WAIT_PRIVATE, 0, &ts, NULL, 0);
 	errno = saved;
 }

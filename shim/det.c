@@ -744,7 +744,7 @@ int uni_det_block_wait(struct uni_ring *r, uint32_t idx, int (*still)(uint64_t o
 	 * without the turn: its real unlock or end comes before its wake-up,
 	 * which takes this lock): it goes on at once. */
 	if (still && atomic_load(&r->det_st) == UNI_DET_BLOCKED && !still(r->det_obj)) {
-		r->det_t = r->det_wt; /* (a look again, as look_again's 1) */
+		r->det_t = net_floor(r->det_wt);
 		r->det_woken = 1;
 		atomic_store(&r->det_st, UNI_DET_READY);
 		dlog("block-already", r, r->det_t, r->det_obj);
