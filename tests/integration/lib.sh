@@ -27,10 +27,29 @@ network: { model: alpha-beta, default: { latency: 2ms, bandwidth: 100Mbit } }
 YAML
 }
 det_run() {
-	local name=$1
+	local name=$1 pid s=$SECONDS
 	shift
-	UNI_CF_DEBUG=${UNI_CF_DEBUG:-1} timeout "$DET_TIMEOUT" "$UNIRUN" -n "$DET_RANKS" --session "$DET_TAG-$$" --config "$T/c.yaml" \
-		--trace "$T/$name.unitrace" "$@" >"$T/$name.log" 2>&1 || { cat "$T/$name.log"; fail "$name: unirun"; }
+	UNI_CF_DEBUG=${UNI_CF_DEBUG:-1} "$UNIRUN" -n "$DET_RANKS" --session "$DET_TAG-$$" --config "$T/c.yaml" \
+		--trace "$T/$name.unitrace" "$@" >"$T/$name.log" 2>&1 &
+	pid=$!
+	while kill -0 $pid 2>/dev/null && ((SECONDS - s < DET_TIMEOUT)); do
+		sleep 0.2
+	done
+	if kill -0 $pid 2>/dev/null; then
+		# A run that hangs: what it printed, then where its threads
+		# wait and who holds the turn (so that a CI log's tail shows
+		# it), before it is stopped.
+		tail -40 "$T/$name.log"
+		echo "--- run $name still runs after $DET_TIMEOUT s; unid's log, last lines:"
+		tail -15 "/tmp/uni.$DET_TAG-$$.log" 2>/dev/null
+		echo "--- unictl status --threads:"
+		"$(dirname "$UNIRUN")/unictl" status --session "$DET_TAG-$$" --threads 2>&1 | sed -n '/^  deterministic/,$p'
+		kill -TERM $pid 2>/dev/null || :
+		sleep 5
+		kill -KILL $pid 2>/dev/null || :
+		fail "$name: unirun did not end within $DET_TIMEOUT s"
+	fi
+	wait $pid || { cat "$T/$name.log"; fail "$name: unirun"; }
 }
 
 # det_followed NAME FILE [N]: run NAME's summary (in FILE) says that every

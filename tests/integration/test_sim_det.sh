@@ -43,7 +43,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 UNIRUN=$1 UNITRACE=$2 PROBE=$3
-det_session sdet 2 300
+det_session sdet 2 60
 run() { det_run "$@"; }
 orders() { grep '^order:' "$T/$1.log" | sort; }
 

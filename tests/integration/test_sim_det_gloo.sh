@@ -20,7 +20,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 UNIRUN=$1 MODEL=${2:-alpha-beta} TOL=${3:-0.03}
-det_session sdg 3 600
+det_session sdg 3 120
 sed -i "s/model: alpha-beta/model: $MODEL/" "$T/c.yaml"
 run() { UNI_DET_DEBUG=1 det_run "$@"; }
 out() { grep -E '^(rank [0-9]: sum|times: )' "$T/$1.log" | sort; }

@@ -21,7 +21,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 UNIRUN=$1
-det_session sdm 4 600
+det_session sdm 4 120
 export UNI_DET_DEBUG=1
 EX=$ROOT/examples/torch
 ARGS=(--layers 1 --tokens 2)

@@ -13,7 +13,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 UNIRUN=$1
-det_session sdn 4 300
+det_session sdn 4 120
 cat >"$T/c.yaml" <<YAML
 mode: simulate
 network: { model: nic, default: { latency: 2ms, bandwidth: 100Mbit } }

@@ -20,7 +20,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 UNIRUN=$1
-det_session sdst 3 300
+det_session sdst 3 60
 run() { det_run "$@"; }
 polls() { grep '^rank [0-9]: polls' "$T/$1.log" | sort; }
 
