@@ -4779,18 +4779,6 @@ static int det_no_log(void)
 	return 0;
 }
 
-static int sched_wait_spin(uint32_t idx, uint64_t b, uint64_t *t);
-
-static int sched_wait(uint32_t idx, uint64_t b, uint64_t *t)
-{
-	if (sched_arrival(idx, b, t))
-		return 1;
-	uint64_t c0 = thread_cpu();
-	int r = sched_wait_spin(idx, b, t);
-	shim_spun(c0);
-	return r;
-}
-
 static int sched_wait_spin(uint32_t idx, uint64_t b, uint64_t *t)
 {
 	uint64_t t0 = 0;
@@ -4813,6 +4801,16 @@ static int sched_wait_spin(uint32_t idx, uint64_t b, uint64_t *t)
 			return 0;
 		backoff(i, 50);
 	}
+}
+
+static int sched_wait(uint32_t idx, uint64_t b, uint64_t *t)
+{
+	if (sched_arrival(idx, b, t))
+		return 1; /* (the common case: no CPU clock read) */
+	uint64_t c0 = thread_cpu();
+	int r = sched_wait_spin(idx, b, t);
+	shim_spun(c0);
+	return r;
 }
 
 /* Waits in real time until ok(idx) holds, for at most a second, and that

@@ -17,7 +17,7 @@ free_port() {
 # file only under the recording's name) writing T/NAME.unitrace and
 # T/NAME.log, and fails the test with the log when unirun does.
 det_session() { # TAG RANKS TIMEOUT_S
-	DET_TAG=$1 DET_RANKS=$2 DET_TIMEOUT=$3
+	DET_TAG=$1 DET_RANKS=$2 DET_TIMEOUT=$3 DET_S=$1-$$
 	T=$(mktemp -d "/tmp/uni-$DET_TAG.XXXXXX")
 	trap 'rm -rf "$T"' EXIT
 	[ -n "${KEEP:-}" ] && trap 'echo "kept $T"' EXIT
@@ -29,7 +29,7 @@ YAML
 det_run() {
 	local name=$1 pid s=$SECONDS
 	shift
-	UNI_CF_DEBUG=${UNI_CF_DEBUG:-1} "$UNIRUN" -n "$DET_RANKS" --session "$DET_TAG-$$" --config "$T/c.yaml" \
+	UNI_CF_DEBUG=${UNI_CF_DEBUG:-1} "$UNIRUN" -n "$DET_RANKS" --session "$DET_S" --config "$T/c.yaml" \
 		--trace "$T/$name.unitrace" "$@" >"$T/$name.log" 2>&1 &
 	pid=$!
 	while kill -0 $pid 2>/dev/null && ((SECONDS - s < DET_TIMEOUT)); do
@@ -41,9 +41,9 @@ det_run() {
 		# it), before it is stopped.
 		tail -40 "$T/$name.log"
 		echo "--- run $name still runs after $DET_TIMEOUT s; unid's log, last lines:"
-		tail -15 "/tmp/uni.$DET_TAG-$$.log" 2>/dev/null
+		tail -15 "/tmp/uni.$DET_S.log" 2>/dev/null
 		echo "--- unictl status --threads:"
-		"$(dirname "$UNIRUN")/unictl" status --session "$DET_TAG-$$" --threads 2>&1 | sed -n '/^  deterministic/,$p'
+		"$(dirname "$UNIRUN")/unictl" status --session "$DET_S" --threads 2>&1 | sed -n '/^  deterministic/,$p'
 		kill -TERM $pid 2>/dev/null || :
 		sleep 5
 		kill -KILL $pid 2>/dev/null || :
@@ -65,7 +65,7 @@ det_followed() {
 			cat "$2"
 			echo "--- why run $1 left the recorded run:"
 			grep -E "compute-from:|deterministic:" "$2" | head -20
-			grep -h "deterministic: the turn" "/tmp/uni.$DET_TAG-$$.log" 2>/dev/null | tail -1
+			grep -h "deterministic: the turn" "/tmp/uni.$DET_S.log" 2>/dev/null | tail -1
 			fail "run $1 did not follow the recorded run"
 		}
 }
