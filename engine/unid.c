@@ -1203,7 +1203,7 @@ static void report_deadlock(uint64_t now)
 			uint32_t wk = atomic_load(&ring->wait_kind);
 			char comm[32];
 			thread_comm(ring->pid, ring->tid, comm, sizeof(comm));
-			if (ring->dispatcher) {
+			if (ring->dispatcher && wk != UNI_WAIT_COND) {
 				fprintf(out, "  thread %d (%s): Gloo's event loop, idle\n", ring->tid, comm);
 				continue;
 			}
@@ -1213,6 +1213,12 @@ static void report_deadlock(uint64_t now)
 			if (what[0])
 				fprintf(out, "  thread %d (%s): %s; for %.1f s, since virtual time %.3f ms\n", ring->tid,
 					comm, what, (double)(now - ring->wait_since) / 1e9, (double)ring->wait_vt / 1e6);
+			else if (wk == UNI_WAIT_COND && D.h->det && !(ring->wait_obj >> 63) && (ring->wait_obj & 3) == 2)
+				/* (shim/det.h: UNI_DET_OBJ_MUTEX, a mutex in turn) */
+				fprintf(out, "  thread %d (%s)%s: waiting for mutex %#llx for %.1f s, since virtual time "
+					     "%.3f ms\n", ring->tid, comm, ring->dispatcher ? " (Gloo's event loop)" : "",
+					(unsigned long long)(ring->wait_obj & ~3ull), (double)(now - ring->wait_since) / 1e9,
+					(double)ring->wait_vt / 1e6);
 			else if (wk == UNI_WAIT_COND)
 				fprintf(out, "  thread %d (%s): blocked on condition variable %#llx for %.1f s, "
 					     "since virtual time %.3f ms\n", ring->tid, comm,

@@ -4259,10 +4259,14 @@ static int det_mutex_held(uint64_t obj)
 	return ((pthread_mutex_t *)(uintptr_t)(obj & ~(uint64_t)3))->__data.__lock != 0;
 }
 
-static int det_mutex_wait(pthread_mutex_t *m)
+/* How long an event loop waits in turn for a busy mutex it tried before
+ * it hears EBUSY (uni_shim_det_mutex_lock). */
+#define DET_SKIP_NS 100000ull
+
+static int det_mutex_wait(pthread_mutex_t *m, uint64_t until)
 {
 	struct uni_ring *r = tls.ring;
-	uni_det_block_begin(r, tls.ring_idx, (uint64_t)(uintptr_t)m | UNI_DET_OBJ_MUTEX, tls.vt, UINT64_MAX);
+	uni_det_block_begin(r, tls.ring_idx, (uint64_t)(uintptr_t)m | UNI_DET_OBJ_MUTEX, tls.vt, until);
 	int b = uni_det_block_wait(r, tls.ring_idx, det_mutex_held);
 	if (b > 0 && r->det_t > tls.vt && !tls.dispatcher) /* (a dispatcher's time is its events') */
 		take_stamp(r->det_t, r->det_src);
@@ -4277,7 +4281,7 @@ static int det_mutex_take(pthread_mutex_t *m)
 		int rc = uni_real.mutex_trylock(m);
 		if (rc != EBUSY)
 			return rc;
-		if (m->__data.__owner == (int)tls.tid || det_mutex_wait(m) < 0)
+		if (m->__data.__owner == (int)tls.tid || det_mutex_wait(m, UINT64_MAX) < 0)
 			/* Its own (EDEADLK, or a hang, as without the shim), or
 			 * the turn given up. */
 			return uni_real.mutex_lock(m);
@@ -4301,13 +4305,17 @@ int uni_shim_det_mutex_lock(pthread_mutex_t *m, int try)
 	tls.in_shim++;
 	det_point();
 	int rc = try ? uni_real.mutex_trylock(m) : det_mutex_take(m);
-	if (rc == EBUSY && tls.dispatcher && m->__data.__owner != (int)tls.tid)
+	if (rc == EBUSY && tls.dispatcher && m->__data.__owner != (int)tls.tid &&
+	    det_mutex_wait(m, tls.vt + DET_SKIP_NS) == 0)
 		/* An event loop that skips a busy mutex and polls again (Gloo's
 		 * loop: the event comes back, level-triggered) would spin at
 		 * its clock, the least of the session, and the holder would
 		 * never get the turn to release it: it waits in turn for the
-		 * unlock, then hears EBUSY (it was busy). */
-		det_mutex_wait(m);
+		 * unlock, then hears EBUSY (it was busy). Not for ever: the
+		 * holder may wait for the loop (Gloo's pair teardown holds the
+		 * pair's mutex until the loop ticks once more); after
+		 * DET_SKIP_NS it hears EBUSY, at that clock, and ticks. */
+		tls.vt += DET_SKIP_NS;
 	leave();
 	tls.in_shim--;
 	errno = saved;

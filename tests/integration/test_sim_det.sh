@@ -37,12 +37,16 @@
 #     (replays: test_sim_det_gloo.sh), and the program's result is right;
 #   - det_edge.py select: select in turn (a virtual time-out, what a
 #     read in turn finds; two replays the same);
+#   - detloop (Gloo's pair teardown against its event loop: the loop's
+#     trylock finds the pair's mutex busy while its holder waits for the
+#     loop's next tick; it hung for ever before session 24) with the
+#     turn: it ends, recorded and replayed twice, the same trace;
 #   - refused with one line: --deterministic in record mode (under nic:
 #     test_sim_det_nic.sh).
-#   test_sim_det.sh UNIRUN UNITRACE DETPROBE
+#   test_sim_det.sh UNIRUN UNITRACE DETPROBE DETLOOP
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
-UNIRUN=$1 UNITRACE=$2 PROBE=$3
+UNIRUN=$1 UNITRACE=$2 PROBE=$3 LOOP=$4
 det_session sdet 2 60
 run() { det_run "$@"; }
 orders() { grep '^order:' "$T/$1.log" | sort; }
@@ -81,6 +85,18 @@ assert n == 2, "a rank printed no result"
 PY
 done
 echo "every run took the mutex in the order of the clocks"
+
+# An event loop's trylock of a mutex whose holder waits for the loop.
+run lrec --deterministic -- "$LOOP"
+for x in la lb; do
+	run $x --deterministic --compute-from "$T/lrec.unitrace" -- "$LOOP"
+	det_followed "detloop: $x" "$T/$x.log" 6
+done
+for x in lrec la lb; do
+	[ "$(grep -c '^teardown: done' "$T/$x.log")" = 2 ] || { cat "$T/$x.log"; fail "detloop: run $x"; }
+done
+cmp "$T/la.unitrace" "$T/lb.unitrace" || fail "detloop: two deterministic replays differ"
+echo "detloop (a trylock's holder waits for the loop): ended, the same trace twice; $(grep -m1 '^teardown' "$T/lrec.log")"
 
 # Python threads (threading.Lock, queue.Queue, threading.Condition, sleeps:
 # semaphores and condition variables underneath, and the GIL).

@@ -1,0 +1,107 @@
+/* Gloo's pair teardown against its event loop, in deterministic mode
+ * (test_sim_det.sh). Gloo's loop thread (transport/tcp/loop.cc) wakes the
+ * threads waiting for a tick, waits in epoll_wait (10 ms), and for each
+ * event calls the pair's handleEvents, which only *tries* the pair's
+ * mutex and skips the event when it is busy (pair.cc: "to avoid
+ * deadlocks"). A pair's teardown holds that mutex while it takes its fd
+ * out of the loop (unregisterDescriptor: epoll_ctl DEL, then a wait for
+ * the loop's next tick). Here, as in destroy_process_group when a peer
+ * closed its end meanwhile, the fd becomes readable after the pair's
+ * mutex is taken and before its fd is taken out: the loop finds the
+ * mutex busy while the teardown waits for the loop. The turn made that
+ * trylock wait for the unlock, and the two waited for each other for
+ * ever (a run of the main job hung in CI).
+ *
+ * Virtual times, from each thread's CPU: main takes the pair's mutex at
+ * 10 ms and takes the fd out at 20 ms; the writer writes at 15 ms.
+ * Prints "teardown: done, events handled H, skipped S" (H 0 or 1: read
+ * before the teardown or never).
+ *   detloop */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+static pthread_mutex_t pair_m = PTHREAD_MUTEX_INITIALIZER, loop_m = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t loop_cv = PTHREAD_COND_INITIALIZER;
+static atomic_int done;
+static int sv[2], ep, handled, skipped;
+
+static uint64_t cpu_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static volatile uint64_t sink;
+
+static void burn_ms(int ms)
+{
+	uint64_t end = cpu_ns() + (uint64_t)ms * 1000000ull, x = 0;
+	while (cpu_ns() < end)
+		for (int i = 0; i < 1000; i++)
+			x += (uint64_t)i * (uint64_t)i;
+	sink = x;
+}
+
+static void *loop(void *p)
+{
+	(void)p;
+	struct epoll_event ev[4];
+	while (!atomic_load(&done)) {
+		pthread_cond_broadcast(&loop_cv); /* (Gloo: cv_.notify_all(), a tick) */
+		int n = epoll_wait(ep, ev, 4, 10);
+		for (int i = 0; i < n; i++) {
+			if (pthread_mutex_trylock(&pair_m) != 0) {
+				skipped++;
+				continue;
+			}
+			char c;
+			if (read(sv[0], &c, 1) == 1)
+				handled++;
+			pthread_mutex_unlock(&pair_m);
+		}
+	}
+	return NULL;
+}
+
+static void *writer(void *p)
+{
+	(void)p;
+	burn_ms(15);
+	if (write(sv[1], "x", 1) != 1)
+		perror("detloop: write");
+	return NULL;
+}
+
+int main(void)
+{
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0 || (ep = epoll_create1(0)) < 0) {
+		perror("detloop");
+		return 1;
+	}
+	struct epoll_event e = {.events = EPOLLIN, .data.fd = sv[0]};
+	epoll_ctl(ep, EPOLL_CTL_ADD, sv[0], &e);
+	pthread_t lt, wt;
+	pthread_create(&lt, NULL, loop, NULL);
+	pthread_create(&wt, NULL, writer, NULL);
+	burn_ms(10);
+	pthread_mutex_lock(&pair_m);
+	burn_ms(10);
+	/* unregisterDescriptor, with the pair's mutex held. */
+	pthread_mutex_lock(&loop_m);
+	epoll_ctl(ep, EPOLL_CTL_DEL, sv[0], NULL);
+	pthread_cond_wait(&loop_cv, &loop_m);
+	pthread_mutex_unlock(&loop_m);
+	pthread_mutex_unlock(&pair_m);
+	pthread_join(wt, NULL);
+	atomic_store(&done, 1);
+	pthread_join(lt, NULL);
+	printf("teardown: done, events handled %d, skipped %d\n", handled, skipped);
+	return 0;
+}
