@@ -602,7 +602,10 @@ static void watch(void)
 		return;
 	int said = 0;
 	lk();
-	if (atomic_load(&H->det_owner) == o && atomic_load(&r->det_word) == word) {
+	/* (Not one that is giving the turn up: BLOCKED or READY, it hands it
+	 * on itself, and marked OUTSIDE there it would wait for ever.) */
+	if (atomic_load(&H->det_owner) == o && atomic_load(&r->det_word) == word &&
+	    (!alive || atomic_load(&r->det_st) == UNI_DET_RUN)) {
 		atomic_store(&r->det_st, alive ? UNI_DET_OUTSIDE : UNI_DET_NONE);
 		atomic_fetch_add(&H->det_steals, 1);
 		dlog("watch-steal", r, r->det_t, (uint64_t)stuck);

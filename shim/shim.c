@@ -4656,6 +4656,12 @@ void uni_shim_det_abandon(const char *why)
 	}
 }
 
+static int det_sem_empty(uint64_t obj)
+{
+	int v;
+	return sem_getvalue((sem_t *)(uintptr_t)obj, &v) < 0 || v <= 0;
+}
+
 int uni_shim_det_sem_wait(sem_t *sem, int try, clockid_t clk, const struct timespec *abs)
 {
 	if (!det_sync() || !det_take_part())
@@ -4680,7 +4686,10 @@ int uni_shim_det_sem_wait(sem_t *sem, int try, clockid_t clk, const struct times
 			err = EAGAIN;
 			break;
 		}
-		int b = uni_det_block(tls.ring, tls.ring_idx, (uint64_t)(uintptr_t)sem, tls.vt, vdl);
+		/* (A post between the try and the block, by a thread without
+		 * the turn, woke nobody: the block sees it.) */
+		uni_det_block_begin(tls.ring, tls.ring_idx, (uint64_t)(uintptr_t)sem, tls.vt, vdl);
+		int b = uni_det_block_wait(tls.ring, tls.ring_idx, det_sem_empty);
 		if (b < 0) {
 			/* The turn given up: the wait as without it. */
 			leave();
