@@ -673,7 +673,9 @@ void uni_det_adopt(struct uni_ring *r, uint32_t idx, uint64_t key, uint64_t t)
 	uint32_t hi = atomic_load(&H->det_hi);
 	while (idx + 1 > hi && !atomic_compare_exchange_weak(&H->det_hi, &hi, idx + 1))
 		;
-	if (!atomic_load(&H->det_owner))
+	/* (An owner that is this ring already: its thread before, gone.) */
+	uint32_t o = atomic_load(&H->det_owner);
+	if (!o || o == idx + 1)
 		hand_on(-1);
 	unlk();
 }

@@ -4259,9 +4259,27 @@ static int det_mutex_held(uint64_t obj)
 	return ((pthread_mutex_t *)(uintptr_t)(obj & ~(uint64_t)3))->__data.__lock != 0;
 }
 
-/* How long an event loop waits in turn for a busy mutex it tried before
- * it hears EBUSY (uni_shim_det_mutex_lock). */
+/* How long past the holder's clock an event loop waits in turn for a
+ * busy mutex it tried before it hears EBUSY (uni_shim_det_mutex_lock). */
 #define DET_SKIP_NS 100000ull
+
+/* The clock of the thread of this process tid in turn (the time it waits
+ * for the turn at, or blocked at), else at: read while the caller has the
+ * turn, so the holder does not move. */
+static uint64_t det_clock_of(int tid, uint64_t at)
+{
+	uint32_t n = atomic_load_explicit(&g_nmyrings, memory_order_acquire);
+	for (uint32_t i = 0; i < n && i < UNI_MAX_RINGS; i++) {
+		struct uni_ring *r = uni_shm_ring(g_hdr, g_myrings[i]);
+		if (r->tid != tid || r->pid != g_pid ||
+		    atomic_load_explicit(&r->state, memory_order_acquire) != UNI_RING_LIVE)
+			continue;
+		uint32_t st = atomic_load_explicit(&r->det_st, memory_order_relaxed);
+		uint64_t t = st == UNI_DET_READY ? r->det_t : st == UNI_DET_BLOCKED ? r->det_wt : at;
+		return t > at ? t : at;
+	}
+	return at;
+}
 
 static int det_mutex_wait(pthread_mutex_t *m, uint64_t until)
 {
@@ -4305,17 +4323,19 @@ int uni_shim_det_mutex_lock(pthread_mutex_t *m, int try)
 	tls.in_shim++;
 	det_point();
 	int rc = try ? uni_real.mutex_trylock(m) : det_mutex_take(m);
+	uint64_t until;
 	if (rc == EBUSY && tls.dispatcher && m->__data.__owner != (int)tls.tid &&
-	    det_mutex_wait(m, tls.vt + DET_SKIP_NS) == 0)
+	    det_mutex_wait(m, until = det_clock_of(m->__data.__owner, tls.vt) + DET_SKIP_NS) == 0)
 		/* An event loop that skips a busy mutex and polls again (Gloo's
 		 * loop: the event comes back, level-triggered) would spin at
 		 * its clock, the least of the session, and the holder would
 		 * never get the turn to release it: it waits in turn for the
 		 * unlock, then hears EBUSY (it was busy). Not for ever: the
 		 * holder may wait for the loop (Gloo's pair teardown holds the
-		 * pair's mutex until the loop ticks once more); after
-		 * DET_SKIP_NS it hears EBUSY, at that clock, and ticks. */
-		tls.vt += DET_SKIP_NS;
+		 * pair's mutex until the loop ticks once more): DET_SKIP_NS
+		 * past the holder's clock it hears EBUSY, at that clock, and
+		 * ticks. */
+		tls.vt = until;
 	leave();
 	tls.in_shim--;
 	errno = saved;

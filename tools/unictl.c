@@ -2,7 +2,7 @@
  *
  *   unictl start [--session NAME] [--config FILE] [--mode MODE] [--trace PATH]
  *                [--compute-from TRACE]
- *   unictl status [--session NAME] [--json] [--threads]
+ *   unictl status [--session NAME] [--json | --threads]
  *   unictl stop [--session NAME]
  *
  * The session name comes from --session, else UNI_SESSION, else "default". */
@@ -30,7 +30,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: unictl start  [--session NAME] [--config FILE] [--mode record|simulate|emulate] [--trace PATH]\n"
 		"                     [--compute-from TRACE] [--deterministic]\n"
-		"       unictl status [--session NAME] [--json] [--threads]\n"
+		"       unictl status [--session NAME] [--json | --threads]\n"
 		"       unictl stop   [--session NAME]\n"
 		"The session name defaults to $UNI_SESSION, else 'default'.\n");
 }
@@ -89,7 +89,7 @@ static void print_threads(struct uni_shm_hdr *h)
 		if (atomic_load(&r->state) != UNI_RING_LIVE)
 			continue;
 		if (!any)
-			printf("  %-8s %-5s %-16s %-8s %12s %-18s %-6s %10s\n", "thread", "rank", "name", "turn", "turn at ms",
+			printf("  %-8s %-5s %-16s %-2s %-8s %12s %-18s %-6s %10s\n", "thread", "rank", "name", "os", "turn", "turn at ms",
 			       "on", "wait", "for s");
 		any = 1;
 		char comm[32];
@@ -279,8 +279,13 @@ int main(int argc, char **argv)
 		printf("session '%s' stopped; trace %s\n", so.session, trace);
 		return 0;
 	}
-	if (strcmp(cmd, "status") == 0)
+	if (strcmp(cmd, "status") == 0) {
+		if (json && threads) {
+			fprintf(stderr, "unictl: --threads is a table for people; it has no --json form\n");
+			return 64;
+		}
 		return cmd_status(so.session, json, threads);
+	}
 	fprintf(stderr, "unictl: unknown command '%s'\n", cmd);
 	usage(stderr);
 	return 64;

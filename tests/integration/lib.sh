@@ -39,14 +39,21 @@ det_run() {
 		# A run that hangs: what it printed, then where its threads
 		# wait and who holds the turn (so that a CI log's tail shows
 		# it), before it is stopped.
-		tail -40 "$T/$name.log"
-		echo "--- run $name still runs after $DET_TIMEOUT s; unid's log, last lines:"
-		tail -15 "/tmp/uni.$DET_S.log" 2>/dev/null
-		echo "--- unictl status --threads:"
-		"$(dirname "$UNIRUN")/unictl" status --session "$DET_S" --threads 2>&1 | sed -n '/^  deterministic/,$p'
+		{
+			tail -40 "$T/$name.log"
+			echo "--- run $name still runs after $DET_TIMEOUT s; unid's log, last lines:"
+			tail -15 "/tmp/uni.$DET_S.log"
+			echo "--- unictl status --threads:"
+			"$(dirname "$UNIRUN")/unictl" status --session "$DET_S" --threads 2>&1 | sed -n '/^  deterministic/,$p'
+		} || :
+		# (unirun stops its ranks, KILL 5 s after TERM, and its session.)
 		kill -TERM $pid 2>/dev/null || :
-		sleep 5
+		for _ in $(seq 50); do
+			kill -0 $pid 2>/dev/null || break
+			sleep 0.2
+		done
 		kill -KILL $pid 2>/dev/null || :
+		"$(dirname "$UNIRUN")/unictl" stop --session "$DET_S" >/dev/null 2>&1 || :
 		fail "$name: unirun did not end within $DET_TIMEOUT s"
 	fi
 	wait $pid || { cat "$T/$name.log"; fail "$name: unirun"; }
@@ -64,8 +71,10 @@ det_followed() {
 		{
 			cat "$2"
 			echo "--- why run $1 left the recorded run:"
-			grep -E "compute-from:|deterministic:" "$2" | head -20
-			grep -h "deterministic: the turn" "/tmp/uni.$DET_S.log" 2>/dev/null | tail -1
+			{
+				grep -E "compute-from:|deterministic:" "$2" | head -20
+				grep -h "deterministic: the turn" "/tmp/uni.$DET_S.log" | tail -1
+			} 2>/dev/null || :
 			fail "run $1 did not follow the recorded run"
 		}
 }
