@@ -4408,8 +4408,9 @@ int uni_shim_det_cond_wait(pthread_cond_t *cv, pthread_mutex_t *m, clockid_t clk
 		return -1;
 	int saved = errno;
 	/* A deadline the thread computed from its virtual clock: a virtual
-	 * time-out (the same wait's end in every run). One the turn cannot
-	 * read (another clock, "for ever"): the wait as without the turn. */
+	 * time-out (the same wait's end in every run); "for ever" (past
+	 * UNI_SLEEP_FOREVER_S): none, as a semaphore's. One the turn cannot
+	 * read (another clock): the wait as without the turn. */
 	uint64_t vdl = UINT64_MAX, v;
 	struct timespec real;
 	if (abs) {
@@ -4421,11 +4422,13 @@ int uni_shim_det_cond_wait(pthread_cond_t *cv, pthread_mutex_t *m, clockid_t clk
 			errno = saved;
 			return ETIMEDOUT;
 		}
-		if (uni_shim_deadline(clk, abs, &real, &v) != 0) {
-			errno = saved;
-			return -1;
+		if ((uint64_t)abs->tv_sec <= UNI_SLEEP_FOREVER_S || !clock_kind(clk)) {
+			if (uni_shim_deadline(clk, abs, &real, &v) != 0) {
+				errno = saved;
+				return -1;
+			}
+			vdl = v;
 		}
-		vdl = v;
 	}
 	tls.in_shim++;
 	det_point();

@@ -16,9 +16,15 @@
  * 10 ms and takes the fd out at 20 ms; the writer writes at 15 ms.
  * Prints "teardown: done, events handled H, skipped S" (H 0 or 1: read
  * before the teardown or never).
- *   detloop */
+ *
+ * detloop forever: a condition wait whose deadline is past the shim's "for
+ * ever" (tv_sec 2e10), signalled by a thread after 5 ms of CPU; prints
+ * "forever: woken". It waited in the kernel, outside the turn, and a
+ * mutex released inside glibc's wait woke nobody waiting for it in turn.
+ *   detloop [forever] */
 #include <pthread.h>
 #include <stdatomic.h>
+#include <string.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <sys/epoll.h>
@@ -79,8 +85,37 @@ static void *writer(void *p)
 	return NULL;
 }
 
-int main(void)
+static int flag;
+
+static void *signaller(void *p)
 {
+	(void)p;
+	burn_ms(5);
+	pthread_mutex_lock(&loop_m);
+	flag = 1;
+	pthread_cond_signal(&loop_cv);
+	pthread_mutex_unlock(&loop_m);
+	return NULL;
+}
+
+static int forever(void)
+{
+	pthread_t t;
+	struct timespec dl = {.tv_sec = 20000000000, .tv_nsec = 0};
+	pthread_mutex_lock(&loop_m);
+	pthread_create(&t, NULL, signaller, NULL);
+	while (!flag)
+		pthread_cond_timedwait(&loop_cv, &loop_m, &dl);
+	pthread_mutex_unlock(&loop_m);
+	pthread_join(t, NULL);
+	printf("forever: woken\n");
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc > 1 && strcmp(argv[1], "forever") == 0)
+		return forever();
 	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0 || (ep = epoll_create1(0)) < 0) {
 		perror("detloop");
 		return 1;

@@ -40,7 +40,10 @@
 #   - detloop (Gloo's pair teardown against its event loop: the loop's
 #     trylock finds the pair's mutex busy while its holder waits for the
 #     loop's next tick; it hung for ever before session 24) with the
-#     turn: it ends, recorded and replayed twice, the same trace;
+#     turn: it ends, recorded and replayed twice, the same trace; and
+#     a condition wait with a deadline past "for ever" waits in turn
+#     (before session 24 in the kernel, holding the turn until the watch
+#     passed it over);
 #   - refused with one line: --deterministic in record mode (under nic:
 #     test_sim_det_nic.sh).
 #   test_sim_det.sh UNIRUN UNITRACE DETPROBE DETLOOP
@@ -97,6 +100,11 @@ for x in lrec la lb; do
 done
 cmp "$T/la.unitrace" "$T/lb.unitrace" || fail "detloop: two deterministic replays differ"
 echo "detloop (a trylock's holder waits for the loop): ended, the same trace twice; $(grep -m1 '^teardown' "$T/lrec.log")"
+# A condition wait "for ever" (a deadline past the shim's limit) waits in
+# turn, untimed: no thread waits in the kernel holding the turn.
+UNI_DET_DEBUG=1 run lfor --deterministic -- "$LOOP" forever
+[ "$(grep -c '^forever: woken' "$T/lfor.log")" = 2 ] || { cat "$T/lfor.log"; fail "detloop forever"; }
+! grep -E "went on without it|waits outside the turn" "$T/lfor.log" || fail "detloop forever: a wait left the turn"
 
 # Python threads (threading.Lock, queue.Queue, threading.Condition, sleeps:
 # semaphores and condition variables underneath, and the GIL).
