@@ -2770,6 +2770,22 @@ static void capture_stack(struct uni_ring *r, int skip_self)
 	symbolise(pcs, n, 2, skip_self, r->stack, sizeof(r->stack)); /* skip capture_stack, its caller */
 }
 
+static int clock_kind(clockid_t clk)
+{
+	switch (clk) {
+	case CLOCK_MONOTONIC:
+	case CLOCK_MONOTONIC_RAW:
+	case CLOCK_MONOTONIC_COARSE:
+	case CLOCK_BOOTTIME:
+		return 1;
+	case CLOCK_REALTIME:
+	case CLOCK_REALTIME_COARSE:
+		return 2;
+	default:
+		return 0;
+	}
+}
+
 int uni_shim_cond_wait(pthread_cond_t *cv, pthread_mutex_t *m, int how, clockid_t clk,
 		       const struct timespec *abs)
 {
@@ -2795,9 +2811,14 @@ int uni_shim_cond_wait(pthread_cond_t *cv, pthread_mutex_t *m, int how, clockid_
 	else
 		vdl = 0;
 	clockid_t sclk = how == 0 ? uni_cond_clock(cv) : clk;
+	/* A deadline past "for ever" (UNI_SLEEP_FOREVER_S): none (its
+	 * nanoseconds do not fit 64 bits); one before 1970: glibc's at once. */
+	if (use == abs && abs && abs->tv_sec >= 0 && (uint64_t)abs->tv_sec > UNI_SLEEP_FOREVER_S && clock_kind(sclk))
+		use = NULL;
+	int past = use && use->tv_sec < 0;
 	uint64_t now_c = clock_ns(sclk), mono = uni_now_ns();
 	int sliced = 0;
-	if (!use || (uint64_t)use->tv_sec * 1000000000ull + (uint64_t)use->tv_nsec > now_c + 1000000000ull) {
+	if (!use || (!past && (uint64_t)use->tv_sec * 1000000000ull + (uint64_t)use->tv_nsec > now_c + 1000000000ull)) {
 		slice = ns_ts(now_c + 1000000000ull);
 		sliced = 1;
 	}
@@ -2808,8 +2829,8 @@ int uni_shim_cond_wait(pthread_cond_t *cv, pthread_mutex_t *m, int how, clockid_
 			r->stack[0] = 0;
 		}
 		r->wait_obj = (uint64_t)(uintptr_t)cv;
-		r->wait_deadline = use ? mono + ((uint64_t)use->tv_sec * 1000000000ull +
-						 (uint64_t)use->tv_nsec - now_c) : 0;
+		r->wait_deadline = !use ? 0 : past ? mono : mono + ((uint64_t)use->tv_sec * 1000000000ull +
+									  (uint64_t)use->tv_nsec - now_c);
 		r->wait_vdl = vdl;
 		/* A floor left from a wake-up this thread already ran after. */
 		atomic_store_explicit(&r->wake_floor, UINT64_MAX, memory_order_relaxed);
@@ -3452,21 +3473,6 @@ void uni_shim_mutex_unlocking(void *m)
 
 /* The program's clocks ---------------------------------------------------- */
 
-static int clock_kind(clockid_t clk)
-{
-	switch (clk) {
-	case CLOCK_MONOTONIC:
-	case CLOCK_MONOTONIC_RAW:
-	case CLOCK_MONOTONIC_COARSE:
-	case CLOCK_BOOTTIME:
-		return 1;
-	case CLOCK_REALTIME:
-	case CLOCK_REALTIME_COARSE:
-		return 2;
-	default:
-		return 0;
-	}
-}
 
 int uni_shim_vclock(void)
 {

@@ -19,9 +19,11 @@
  *
  * detloop forever: a condition wait whose deadline is past the shim's "for
  * ever" (tv_sec 2e10), signalled by a thread after 5 ms of CPU; prints
- * "forever: woken". It waited in the kernel, outside the turn, and a
- * mutex released inside glibc's wait woke nobody waiting for it in turn.
+ * "forever: woken" (or "forever: timed out" and exit 1). It waited in the
+ * kernel holding the turn (until the watch passed it over), and a mutex
+ * released inside glibc's wait woke nobody waiting for it in turn.
  *   detloop [forever] */
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -105,7 +107,10 @@ static int forever(void)
 	pthread_mutex_lock(&loop_m);
 	pthread_create(&t, NULL, signaller, NULL);
 	while (!flag)
-		pthread_cond_timedwait(&loop_cv, &loop_m, &dl);
+		if (pthread_cond_timedwait(&loop_cv, &loop_m, &dl) == ETIMEDOUT) {
+			printf("forever: timed out\n");
+			return 1;
+		}
 	pthread_mutex_unlock(&loop_m);
 	pthread_join(t, NULL);
 	printf("forever: woken\n");
