@@ -3,7 +3,10 @@
 #define UNI_TOOLS_SESSION_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <sys/types.h>
+
+struct uni_shm_hdr;
 
 struct uni_start_opts {
 	const char *session;
@@ -38,5 +41,13 @@ int uni_session_start(const struct uni_start_opts *o, pid_t *pid, char *trace, s
  * removed), -1 on failure. */
 int uni_session_stop(const char *session, pid_t child, char *trace, size_t tracelen, char *err,
 		     size_t errlen);
+
+/* Every thread of the session that reports, one line each: its rank,
+ * name, state in /proc, its part in deterministic mode's turn and the wait
+ * the shim sees it in, and who holds the turn (unictl status --threads;
+ * unirun on a signal). What one looks at when a session seems to hang.
+ * Read without the turn's lock: a line may be a moment older than the
+ * next. */
+void uni_print_threads(FILE *out, struct uni_shm_hdr *h);
 
 #endif

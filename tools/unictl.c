@@ -45,80 +45,6 @@ static const char *rank_state(uint32_t s)
 	}
 }
 
-static void thread_comm(int pid, int tid, char *out, size_t len)
-{
-	char p[96];
-	snprintf(p, sizeof(p), "/proc/%d/task/%d/comm", pid, tid);
-	FILE *f = fopen(p, "re");
-	if (!f || !fgets(out, (int)len, f))
-		snprintf(out, len, "?");
-	if (f)
-		fclose(f);
-	out[strcspn(out, "\n")] = 0;
-}
-
-static double ms(uint64_t t)
-{
-	return (double)t / 1e6;
-}
-
-/* --threads: every thread that reports, where it waits and its part in
- * the turn; what one looks at when a session seems to hang (which thread
- * holds the turn, who waits for what, since when). */
-static void print_threads(struct uni_shm_hdr *h)
-{
-	uint64_t now = uni_now_ns();
-	if (h->det) {
-		uint32_t own = atomic_load(&h->det_owner), lock = atomic_load(&h->det_lock);
-		struct uni_ring *o = own && own <= h->max_rings ? uni_shm_ring(h, own - 1) : NULL;
-		printf("  the turn: %s", o ? "" : "held by no thread");
-		if (o)
-			printf("held by thread %d (rank %d)", o->tid, o->rank);
-		printf("; its lock %s", lock ? "held by thread " : "free");
-		if (lock)
-			printf("%u", lock);
-		printf("; network steps asked %u, answered %u; network time %.3f ms%s\n",
-		       atomic_load(&h->det_sync_req), atomic_load(&h->det_sync_ack), ms(atomic_load(&h->det_sync_now)),
-		       atomic_load(&h->det_off) ? "; GIVEN UP for this session" : "");
-	}
-	static const char *const dst[] = {"-", "READY", "RUN", "BLOCKED", "OUTSIDE"};
-	static const char *const wk[] = {"-", "cond", "read", "sleep", "poll"};
-	int any = 0;
-	for (uint32_t i = 0; i < h->max_rings; i++) {
-		struct uni_ring *r = uni_shm_ring(h, i);
-		if (atomic_load(&r->state) != UNI_RING_LIVE)
-			continue;
-		if (!any)
-			printf("  %-8s %-5s %-16s %-2s %-8s %12s %-18s %-6s %10s\n", "thread", "rank", "name", "os", "turn", "turn at ms",
-			       "on", "wait", "for s");
-		any = 1;
-		char comm[32];
-		thread_comm(r->pid, r->tid, comm, sizeof(comm));
-		uint32_t st = atomic_load(&r->det_st), k = atomic_load(&r->wait_kind);
-		uint64_t since = r->wait_since;
-		char t[32] = "-", on[32] = "-", fs[32] = "-";
-		if (st == UNI_DET_READY || (st == UNI_DET_BLOCKED && r->det_t != UINT64_MAX))
-			snprintf(t, sizeof(t), "%.3f", ms(r->det_t));
-		if (st == UNI_DET_BLOCKED)
-			snprintf(on, sizeof(on), "%#llx%s", (unsigned long long)r->det_obj,
-				 r->det_net == UNI_DET_NET_ANY ? " net" : r->det_net == UNI_DET_NET_ANSWER ? " answer" : "");
-		if (k != UNI_WAIT_NONE && since && since <= now)
-			snprintf(fs, sizeof(fs), "%.1f", (double)(now - since) / 1e9);
-		char sp[96];
-		snprintf(sp, sizeof(sp), "/proc/%d/task/%d/stat", r->pid, r->tid);
-		int os = uni_proc_state(sp);
-		printf("  %-8d %-5d %-16s %-2c %-8s %12s %-18s %-6s %10s\n", r->tid, r->rank, comm, os > 0 ? os : '?',
-		       st < 5 ? dst[st] : "?", t, on, k < 5 ? wk[k] : "?", fs);
-		char what[sizeof(r->wait_what)];
-		memcpy(what, r->wait_what, sizeof(what));
-		what[sizeof(what) - 1] = 0;
-		if (what[0])
-			printf("      %s\n", what);
-	}
-	if (!any)
-		printf("  no thread reports\n");
-}
-
 static int cmd_status(const char *session, int json, int threads)
 {
 	char err[512];
@@ -206,7 +132,7 @@ static int cmd_status(const char *session, int json, int threads)
 		if (!any)
 			printf("  no rank has attached yet\n");
 		if (threads)
-			print_threads(h);
+			uni_print_threads(stdout, h);
 	}
 	uni_shm_close(h);
 	return alive ? 0 : 1;

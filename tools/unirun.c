@@ -217,6 +217,12 @@ int main(int argc, char **argv)
 				kill_at = uni_now_ns() + 5000000000ull;
 		}
 		if (got_signal && !forwarded) {
+			/* Where each thread was (a run that seemed to hang, a
+			 * test's time limit), before the ranks go. */
+			if (hdr) {
+				fprintf(stderr, "unirun: %s: where each thread was:\n", strsignal(got_signal));
+				uni_print_threads(stderr, hdr);
+			}
 			killpg(pgid, got_signal);
 			forwarded = got_signal;
 			kill_at = uni_now_ns() + 5000000000ull;

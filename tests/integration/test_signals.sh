@@ -1,5 +1,6 @@
 #!/bin/bash
-# unirun forwards SIGTERM and SIGINT to the ranks once, waits for them,
+# unirun prints where each thread was (uni_print_threads, as unictl status
+# --threads), forwards SIGTERM and SIGINT to the ranks once, waits for them,
 # stops its session (segment and lock removed, trace complete) and exits
 # with 128 + the signal.
 #   test_signals.sh UNIRUN UNITRACE
@@ -30,6 +31,10 @@ time.sleep(60)' >"$T/$sig.log" 2>&1 &
 	wait $runner || rc=$?
 	want=$((128 + $(kill -l $sig)))
 	[ $rc -eq $want ] || { cat "$T/$sig.log"; fail "unirun exited $rc after SIG$sig, want $want"; }
+	# Before it forwards the signal, where each thread was (a run that
+	# seemed to hang; in record mode a sleeping thread has not reported
+	# yet: "no thread reports").
+	grep -q "^unirun: .*: where each thread was:" "$T/$sig.log" || { cat "$T/$sig.log"; fail "SIG$sig: no table of threads"; }
 	for r in 0 1; do
 		[ "$(wc -l <"$T/rank$r")" -eq 1 ] || fail "rank $r got SIG$sig $(wc -l <"$T/rank$r") times, want once"
 	done

@@ -44,6 +44,8 @@
 #     a condition wait with a deadline past "for ever" waits in turn
 #     (before session 24 in the kernel, holding the turn until the watch
 #     passed it over);
+#   - unictl status --threads during a deterministic run: who holds the
+#     turn, each rank's thread RUN or READY;
 #   - refused with one line: --deterministic in record mode (under nic:
 #     test_sim_det_nic.sh).
 #   test_sim_det.sh UNIRUN UNITRACE DETPROBE DETLOOP
@@ -259,6 +261,23 @@ run g --deterministic -- $PY "$T/ar.py"
 [ "$(grep -c '^sum 12.0$' "$T/g.log")" = 2 ] || { cat "$T/g.log"; fail "the Gloo program's result under --deterministic"; }
 ! grep -q "goes on without the turn" "$T/g.log" || { cat "$T/g.log"; fail "the turn given up with Gloo"; }
 echo "a Gloo program: the turn holds, the result right"
+
+# unictl status --threads while a deterministic run goes: who has the
+# turn, a line for each rank's thread (two ranks, 3 s of compute each).
+"$UNIRUN" -n 2 --session "$DET_S-st" --config "$T/c.yaml" --deterministic --trace "$T/st.unitrace" -- \
+	$PY -c 'import time
+t = time.process_time()
+while time.process_time() - t < 3: pass' >"$T/st.log" 2>&1 &
+stp=$!
+for _ in $(seq 100); do
+	"$(dirname "$UNIRUN")/unictl" status --session "$DET_S-st" --threads >"$T/st.status" 2>&1 &&
+		[ "$(grep -cE '^  [0-9]+ +[01] +python3 ' "$T/st.status")" = 2 ] && break
+	sleep 0.1
+done
+wait $stp || { cat "$T/st.log"; fail "unictl status --threads: the run"; }
+grep -q "^  the turn: held by" "$T/st.status" && [ "$(grep -cE '^  [0-9]+ +[01] +python3 +[RS] +(RUN|READY) ' "$T/st.status")" = 2 ] ||
+	{ cat "$T/st.status"; fail "unictl status --threads: the turn and each rank's thread"; }
+echo "unictl status --threads: the turn's holder and each rank's thread"
 
 # Refusals.
 if "$UNIRUN" -n 1 --mode record --deterministic -- true >"$T/r2.log" 2>&1; then fail "record mode accepted"; fi
