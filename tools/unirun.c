@@ -49,18 +49,43 @@ static void usage(FILE *f)
 		   "              -- CMD [ARGS...]\n");
 }
 
-static int free_port(void)
+static int bindable(int port)
 {
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+				.sin_port = htons((uint16_t)port)};
 	socklen_t l = sizeof(a);
-	int port = -1;
+	int got = -1;
 	if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
 	    getsockname(fd, (struct sockaddr *)&a, &l) == 0)
-		port = ntohs(a.sin_port);
+		got = ntohs(a.sin_port);
 	if (fd >= 0)
 		close(fd);
-	return port;
+	return got;
+}
+
+/* MASTER_PORT: a free port below the kernel's ephemeral range
+ * (net.ipv4.ip_local_port_range), which the kernel gives nobody by itself:
+ * one from the range (bind to port 0) was free when unirun looked and
+ * could be another process's connection by the time rank 0's store binds
+ * it, half a second later (ranks of simulations run side by side open
+ * dozens). Else, if that range is too small, the kernel's choice. */
+static int free_port(void)
+{
+	int lo = 32768;
+	FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "re");
+	if (f) {
+		if (fscanf(f, "%d", &lo) != 1)
+			lo = 32768;
+		fclose(f);
+	}
+	unsigned seed = (unsigned)getpid() ^ (unsigned)uni_now_ns();
+	for (int i = 0; lo - 20000 >= 1000 && i < 64; i++) {
+		int p = 20000 + (int)(rand_r(&seed) % (unsigned)(lo - 20000));
+		if (bindable(p) == p)
+			return p;
+	}
+	return bindable(0);
 }
 
 static void setenv_int(const char *k, long v)

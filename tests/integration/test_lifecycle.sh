@@ -4,7 +4,8 @@
 # trace), a second stop, stale segments left by a killed unid (status, start
 # over it, stop over it), config errors (unknown key with file:line:key, YAML
 # syntax error, missing file), a bad session name, and a mode that is not
-# implemented yet (--mode emulate: record and simulate exist).
+# implemented yet (--mode emulate: record and simulate exist), and
+# unirun's MASTER_PORT below the kernel's ephemeral port range.
 #
 #   test_lifecycle.sh UNICTL UNIRUN UNITRACE UNISHIM
 #
@@ -220,5 +221,17 @@ expect_rc emu2 nonzero
 run badmode "$UNICTL" start --session "$S5" --mode bogus
 expect_rc badmode nonzero
 has "$T/badmode.err" "unknown mode 'bogus'"
+
+# unirun's MASTER_PORT lies below the kernel's ephemeral range, which the
+# kernel hands nobody by itself (a port from it could be another
+# process's connection by the time rank 0's store binds it).
+read -r ELO _ </proc/sys/net/ipv4/ip_local_port_range
+for i in 1 2 3; do
+	run port$i "$UNIRUN" -n 1 --no-summary -- sh -c 'echo "$MASTER_PORT"'
+	expect_rc port$i 0
+	p=$(head -1 "$T/port$i.out")
+	check "MASTER_PORT $p is a number from 20000 below the ephemeral range ($ELO)" \
+		test "$p" -ge 20000 -a "$p" -lt "$ELO"
+done
 
 finish test_lifecycle
