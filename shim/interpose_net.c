@@ -204,6 +204,13 @@ UNI_EXTERN int listen(int fd, int backlog)
 	int pre = uni_shim_listening(fd, 1);
 	int r = uni_real.listen(fd, backlog);
 	int e = errno;
+	if (r != 0 && e == EADDRINUSE && uni_shim_det_relisten(fd, backlog) == 0) {
+		/* (Listening now on another port: registered again.) */
+		if (pre)
+			uni_shim_listen_closed(fd);
+		pre = 0;
+		r = 0;
+	}
 	if (r == 0 && !pre)
 		uni_shim_listening(fd, 0);
 	else if (r != 0 && pre)

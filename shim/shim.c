@@ -4612,13 +4612,20 @@ void uni_shim_det_gloo_done(uint64_t obj, uint64_t t)
  * next free one). The host's ephemeral port decided which end of a Gloo
  * pair connects and which accepts (it compares the two listeners'
  * ports), so a replay's threads met another order of events. Below the
- * kernel's ephemeral range (32768 on); the offset, a multiple of 256
- * from the session's name, keeps two sessions apart and leaves each
- * port's low byte (which Gloo's comparison of network-order ports reads
- * first) the same. */
+ * kernel's ephemeral range (32768 on); the offset, a multiple of the
+ * session's block (its world's ports rounded up to 256) from the
+ * session's name, keeps sessions apart (64 blocks for a world of 4; before
+ * session 24 there were 4, for any world) and leaves each port's low byte
+ * (which Gloo's comparison of network-order ports reads first) the same.
+ * Two sessions that still meet on a port: Gloo's listener sets
+ * SO_REUSEADDR, so both binds succeed and the second listen fails
+ * ("Address already in use", a rank's exception): that listen is made
+ * again on a fresh socket bound to the rank's next port
+ * (uni_shim_det_relisten). */
 #define DET_PORT_BASE 16384u
 #define DET_PORTS_RANK 64u
 static _Atomic uint32_t g_det_binds;
+static _Atomic int g_said_relisten;
 
 int uni_shim_det_bind(int fd, const struct sockaddr *addr, socklen_t len, int *ret)
 {
@@ -4642,7 +4649,9 @@ int uni_shim_det_bind(int fd, const struct sockaddr *addr, socklen_t len, int *r
 	uint32_t h = 2166136261u;
 	for (const char *c = g_hdr->session; *c; c++)
 		h = (h ^ (uint8_t)*c) * 16777619u;
-	uint32_t base = DET_PORT_BASE + (h % 4u) * (64u * DET_PORTS_RANK); /* (ranks 0-63: to 32767) */
+	uint32_t ranks = g_world > g_rank && g_world <= 64 ? (uint32_t)g_world : 64u;
+	uint32_t block = (ranks * DET_PORTS_RANK + 255u) / 256u * 256u; /* (ranks 0-63: to 32767) */
+	uint32_t base = DET_PORT_BASE + (h % (64u * DET_PORTS_RANK * 4u / block)) * block;
 	for (int tries = 0; tries < 64; tries++) {
 		uint32_t k = atomic_fetch_add(&g_det_binds, 1) % DET_PORTS_RANK;
 		*pp = htons((uint16_t)(base + (uint32_t)g_rank * DET_PORTS_RANK + k));
@@ -4658,6 +4667,64 @@ out:
 	tls.in_shim--;
 	errno = saved;
 	return done;
+}
+
+int uni_shim_det_relisten(int fd, int backlog)
+{
+	if (UNI_LIKELY(!g_det) || tls.in_shim || g_rank < 0 || g_rank >= 64 || !uni_det_live())
+		return -2;
+	int saved = errno, r = -2;
+	tls.in_shim++;
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	int type = 0, reuse = 0, v6only = 0;
+	socklen_t tl = sizeof(type), rl = sizeof(reuse), vl = sizeof(v6only);
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0 ||
+	    (ss.ss_family != AF_INET && ss.ss_family != AF_INET6) ||
+	    getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) != 0 || type != SOCK_STREAM ||
+	    getsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &reuse, &rl) != 0)
+		goto out;
+	in_port_t *pp = ss.ss_family == AF_INET ? &((struct sockaddr_in *)&ss)->sin_port
+						: &((struct sockaddr_in6 *)&ss)->sin6_port;
+	if (ntohs(*pp) < DET_PORT_BASE || ntohs(*pp) >= 32768)
+		goto out; /* (not a port of the turn's) */
+	if (ss.ss_family == AF_INET6)
+		getsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, &vl);
+	int fl = fcntl(fd, F_GETFL), fdfl = fcntl(fd, F_GETFD);
+	*pp = 0;
+	for (int tries = 0; tries < 8 && r != 0; tries++) {
+		int n = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0), b = -1;
+		if (n < 0)
+			break;
+		setsockopt(n, SOL_SOCKET, SO_REUSEADDR, &reuse, sizeof(reuse));
+		if (ss.ss_family == AF_INET6)
+			setsockopt(n, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof(v6only));
+		tls.in_shim--;
+		int took = uni_shim_det_bind(n, (struct sockaddr *)&ss, len, &b);
+		tls.in_shim++;
+		if (!took || b != 0 || uni_real.listen(n, backlog) != 0) {
+			uni_real.close(n);
+			continue;
+		}
+		/* Listening on the next port: the program's fd is that socket. */
+		if (dup3(n, fd, (fdfl >= 0 && (fdfl & FD_CLOEXEC)) ? O_CLOEXEC : 0) < 0) {
+			uni_real.close(n);
+			break;
+		}
+		uni_real.close(n);
+		if (fl >= 0)
+			fcntl(fd, F_SETFL, fl);
+		r = 0;
+	}
+	if (r == 0 && !atomic_exchange(&g_said_relisten, 1))
+		uni_shim_log("deterministic: rank %d: the port the turn gave a listener was taken meanwhile (by another "
+			     "deterministic session beside this one?); it listens on the rank's next one (from here this "
+			     "run's ports, and so its order of events, may differ from a run without that)",
+			     g_rank);
+out:
+	tls.in_shim--;
+	errno = r == 0 ? saved : EADDRINUSE;
+	return r;
 }
 
 void uni_shim_det_resumed(void)

@@ -400,6 +400,10 @@ int uni_shim_det_nomore(int fd) UNI_HIDDEN;
  * turn's (the same in every run): 1 and *ret bind's result, or 0 (the
  * caller binds as asked). */
 int uni_shim_det_bind(int fd, const struct sockaddr *addr, socklen_t len, int *ret) UNI_HIDDEN;
+/* A listen that failed with EADDRINUSE on a port of the turn's (another
+ * session's too): the fd becomes a fresh socket listening on the rank's next
+ * one. 0: done; else -1 or -2 (not such a port) with errno EADDRINUSE. */
+int uni_shim_det_relisten(int fd, int backlog) UNI_HIDDEN;
 /* Deterministic mode, Gloo's buffer waits (gloo_buffers.c): the caller
  * waits in turn on obj while none(obj) says no completion is there, at
  * most ms of virtual time (ms < 0: none). 1: one is there (or the turn

@@ -9,7 +9,9 @@
  * (plus OMP_NUM_THREADS=1 unless set, as torchrun does, and
  * CUDA_INJECTION64_PATH = the shim unless set: CUPTI, docs/nccl.md). The ranks form one
  * process group of their own; SIGINT, SIGTERM and SIGHUP sent to unirun are
- * forwarded to it. When a rank fails, the others get SIGTERM (SIGKILL 5 s
+ * forwarded to it, after unirun printed where each thread was
+ * (uni_print_threads). MASTER_PORT, unless --master-port: a free port
+ * below the kernel's ephemeral range (free_port). When a rank fails, the others get SIGTERM (SIGKILL 5 s
  * later) and unirun exits with that rank's status. */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -49,13 +51,28 @@ static void usage(FILE *f)
 		   "              -- CMD [ARGS...]\n");
 }
 
+/* port (0: any) if a listener on every address could bind it now, as
+ * torch's store does ([::] for both families, else 0.0.0.0): the port, or
+ * -1. */
 static int bindable(int port)
 {
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+	int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0), got = -1, off = 0;
+	if (fd >= 0 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off)) == 0) {
+		struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_addr = in6addr_any,
+					 .sin6_port = htons((uint16_t)port)};
+		socklen_t l = sizeof(a);
+		if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 && getsockname(fd, (struct sockaddr *)&a, &l) == 0)
+			got = ntohs(a.sin6_port);
+		close(fd);
+		return got;
+	}
+	if (fd >= 0)
+		close(fd);
+	/* (No IPv6 here.) */
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_ANY),
 				.sin_port = htons((uint16_t)port)};
 	socklen_t l = sizeof(a);
-	int got = -1;
 	if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
 	    getsockname(fd, (struct sockaddr *)&a, &l) == 0)
 		got = ntohs(a.sin_port);
@@ -64,12 +81,14 @@ static int bindable(int port)
 	return got;
 }
 
-/* MASTER_PORT: a free port below the kernel's ephemeral range
- * (net.ipv4.ip_local_port_range), which the kernel gives nobody by itself:
- * one from the range (bind to port 0) was free when unirun looked and
- * could be another process's connection by the time rank 0's store binds
- * it, half a second later (ranks of simulations run side by side open
- * dozens). Else, if that range is too small, the kernel's choice. */
+/* MASTER_PORT: a free port from 10000 up to 16384, below the kernel's
+ * ephemeral range (net.ipv4.ip_local_port_range), which the kernel gives
+ * nobody by itself: one from that range (bind to port 0) was free when
+ * unirun looked and could be another process's connection by the time
+ * rank 0's store binds it, half a second later (ranks of simulations run
+ * side by side open dozens), and below deterministic mode's ports (16384
+ * to 32767, shim.c), which ranks of another session may take. Else, if
+ * the ephemeral range starts below 11000, the kernel's choice. */
 static int free_port(void)
 {
 	int lo = 32768;
@@ -79,9 +98,11 @@ static int free_port(void)
 			lo = 32768;
 		fclose(f);
 	}
+	if (lo > 16384)
+		lo = 16384;
 	unsigned seed = (unsigned)getpid() ^ (unsigned)uni_now_ns();
-	for (int i = 0; lo - 20000 >= 1000 && i < 64; i++) {
-		int p = 20000 + (int)(rand_r(&seed) % (unsigned)(lo - 20000));
+	for (int i = 0; lo - 10000 >= 1000 && i < 64; i++) {
+		int p = 10000 + (int)(rand_r(&seed) % (unsigned)(lo - 10000));
 		if (bindable(p) == p)
 			return p;
 	}
@@ -163,6 +184,11 @@ int main(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
+	/* (A reader of unirun's output gone, say tee after a Ctrl-C: its
+	 * writes fail with EPIPE instead of killing it before it forwarded
+	 * the signal and stopped the session. Its children get the default
+	 * back.) */
+	signal(SIGPIPE, SIG_IGN);
 
 	uint64_t wall0 = uni_now_ns();
 	pid_t unid;
@@ -191,6 +217,7 @@ int main(int argc, char **argv)
 			signal(SIGINT, SIG_DFL);
 			signal(SIGTERM, SIG_DFL);
 			signal(SIGHUP, SIG_DFL);
+			signal(SIGPIPE, SIG_DFL);
 			setenv_int("RANK", r);
 			setenv_int("LOCAL_RANK", r);
 			setenv_int("WORLD_SIZE", n);
@@ -295,6 +322,7 @@ int main(int argc, char **argv)
 			fflush(stdout);
 			pid_t p = fork();
 			if (p == 0) {
+				signal(SIGPIPE, SIG_DFL);
 				execl(ut, ut, "summary", trace, (char *)NULL);
 				_exit(127);
 			}
@@ -316,6 +344,7 @@ int main(int argc, char **argv)
 		if (uni_find_unitrace(ut, sizeof(ut), err, sizeof(err)) == 0) {
 			pid_t p = fork();
 			if (p == 0) {
+				signal(SIGPIPE, SIG_DFL);
 				execl(ut, ut, "plot", trace, "-o", svg, (char *)NULL);
 				_exit(127);
 			}

@@ -22,7 +22,13 @@
  * "forever: woken" (or "forever: timed out" and exit 1). It waited in the
  * kernel holding the turn (until the watch passed it over), and a mutex
  * released inside glibc's wait woke nobody waiting for it in turn.
- *   detloop [forever] */
+ *
+ * detloop relisten: a socket bound to port 0 (the turn gives it a port of
+ * its own) whose port another socket (with SO_REUSEADDR, as Gloo's
+ * listeners) bound and listens on first, as a deterministic session beside
+ * it may: its listen must still succeed, on another port, and take a
+ * connection. Prints "relisten: PORT1 -> PORT2, accepted".
+ *   detloop [forever|relisten] */
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -30,6 +36,8 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <sys/epoll.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -117,8 +125,46 @@ static int forever(void)
 	return 0;
 }
 
+static int reuse_socket(void)
+{
+	int s = socket(AF_INET, SOCK_STREAM, 0), on = 1;
+	setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+	return s;
+}
+
+static int relisten(void)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t l = sizeof(a);
+	int s1 = reuse_socket(), s2 = reuse_socket();
+	if (bind(s1, (struct sockaddr *)&a, sizeof(a)) != 0 || getsockname(s1, (struct sockaddr *)&a, &l) != 0) {
+		perror("relisten: bind");
+		return 1;
+	}
+	int p1 = ntohs(a.sin_port);
+	if (bind(s2, (struct sockaddr *)&a, sizeof(a)) != 0 || listen(s2, 1) != 0) {
+		perror("relisten: the other socket");
+		return 1;
+	}
+	if (listen(s1, 1) != 0) {
+		perror("relisten: listen");
+		return 1;
+	}
+	l = sizeof(a);
+	getsockname(s1, (struct sockaddr *)&a, &l);
+	int p2 = ntohs(a.sin_port), c = socket(AF_INET, SOCK_STREAM, 0);
+	if (connect(c, (struct sockaddr *)&a, sizeof(a)) != 0 || accept(s1, NULL, NULL) < 0) {
+		perror("relisten: connect/accept");
+		return 1;
+	}
+	printf("relisten: %d -> %d, accepted\n", p1, p2);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc > 1 && strcmp(argv[1], "relisten") == 0)
+		return relisten();
 	if (argc > 1 && strcmp(argv[1], "forever") == 0)
 		return forever();
 	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0 || (ep = epoll_create1(0)) < 0) {

@@ -44,6 +44,8 @@
 #     a condition wait with a deadline past "for ever" waits in turn
 #     (before session 24 in the kernel, holding the turn until the watch
 #     passed it over);
+#   - detloop relisten: a port the turn gave a listener, taken by another
+#     socket meanwhile: the listen succeeds on the next one, said;
 #   - unictl status --threads during a deterministic run: who holds the
 #     turn, each rank's thread RUN or READY;
 #   - refused with one line: --deterministic in record mode (under nic:
@@ -262,6 +264,15 @@ run g --deterministic -- $PY "$T/ar.py"
 ! grep -q "goes on without the turn" "$T/g.log" || { cat "$T/g.log"; fail "the turn given up with Gloo"; }
 echo "a Gloo program: the turn holds, the result right"
 
+# A port the turn gave a socket, taken by another socket (SO_REUSEADDR,
+# as Gloo's listeners) that listens first, as a deterministic session
+# beside it may: the listen succeeds on the rank's next port ("Address
+# already in use" before session 24: two det runs side by side failed so).
+run rl --deterministic -- "$LOOP" relisten
+[ "$(grep -cE '^relisten: [0-9]+ -> [0-9]+, accepted' "$T/rl.log")" = 2 ] || { cat "$T/rl.log"; fail "detloop relisten"; }
+grep -q "it listens on the rank's next one" "$T/rl.log" || { cat "$T/rl.log"; fail "detloop relisten: not said"; }
+echo "a taken port of the turn's: $(grep -m1 '^relisten' "$T/rl.log")"
+
 # unictl status --threads while a deterministic run goes: who has the
 # turn, a line for each rank's thread (two ranks, 3 s of compute each).
 "$UNIRUN" -n 2 --session "$DET_S-st" --config "$T/c.yaml" --deterministic --trace "$T/st.unitrace" -- \
@@ -269,14 +280,21 @@ echo "a Gloo program: the turn holds, the result right"
 t = time.process_time()
 while time.process_time() - t < 3: pass' >"$T/st.log" 2>&1 &
 stp=$!
-for _ in $(seq 100); do
-	"$(dirname "$UNIRUN")/unictl" status --session "$DET_S-st" --threads >"$T/st.status" 2>&1 &&
-		[ "$(grep -cE '^  [0-9]+ +[01] +python3 ' "$T/st.status")" = 2 ] && break
+seen=0
+for _ in $(seq 300); do
+	kill -0 $stp 2>/dev/null || break
+	if "$(dirname "$UNIRUN")/unictl" status --session "$DET_S-st" --threads >"$T/st.status" 2>&1 &&
+		grep -q "^  the turn: held by" "$T/st.status" &&
+		[ "$(grep -cE '^  [0-9]+ +[01] +python3 +[RS] +(RUN|READY) ' "$T/st.status")" = 2 ]; then
+		seen=1
+		break
+	fi
 	sleep 0.1
 done
+for _ in $(seq 600); do kill -0 $stp 2>/dev/null || break; sleep 0.1; done
+kill -KILL $stp 2>/dev/null && fail "unictl status --threads: the run did not end within a minute"
 wait $stp || { cat "$T/st.log"; fail "unictl status --threads: the run"; }
-grep -q "^  the turn: held by" "$T/st.status" && [ "$(grep -cE '^  [0-9]+ +[01] +python3 +[RS] +(RUN|READY) ' "$T/st.status")" = 2 ] ||
-	{ cat "$T/st.status"; fail "unictl status --threads: the turn and each rank's thread"; }
+[ $seen = 1 ] || { cat "$T/st.status"; fail "unictl status --threads: the turn and each rank's thread"; }
 echo "unictl status --threads: the turn's holder and each rank's thread"
 
 # Refusals.
