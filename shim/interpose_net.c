@@ -210,6 +210,7 @@ UNI_EXTERN int listen(int fd, int backlog)
 			uni_shim_listen_closed(fd);
 		pre = 0;
 		r = 0;
+		e = errno;
 	}
 	if (r == 0 && !pre)
 		uni_shim_listening(fd, 0);

@@ -4626,12 +4626,17 @@ void uni_shim_det_gloo_done(uint64_t obj, uint64_t t)
 #define DET_PORTS_RANK 64u
 static _Atomic uint32_t g_det_binds;
 static _Atomic int g_said_relisten;
+/* The port of the turn's each fd was bound to (0: none, or the program's
+ * own choice): only those are moved by uni_shim_det_relisten. */
+static _Atomic uint16_t g_det_fdport[65536];
 
 int uni_shim_det_bind(int fd, const struct sockaddr *addr, socklen_t len, int *ret)
 {
 	if (UNI_LIKELY(!g_det) || tls.in_shim || g_rank < 0 || g_rank >= 64)
 		return 0;
 	int saved = errno, done = 0, type = 0;
+	if (fd >= 0 && fd < 65536)
+		atomic_store_explicit(&g_det_fdport[fd], 0, memory_order_relaxed); /* (a bind of the program's own) */
 	tls.in_shim++;
 	socklen_t tl = sizeof(type);
 	struct sockaddr_storage ss;
@@ -4657,6 +4662,8 @@ int uni_shim_det_bind(int fd, const struct sockaddr *addr, socklen_t len, int *r
 		*pp = htons((uint16_t)(base + (uint32_t)g_rank * DET_PORTS_RANK + k));
 		int r = uni_real.bind(fd, (struct sockaddr *)&ss, len);
 		if (r == 0 || (errno != EADDRINUSE && errno != EACCES)) {
+			if (r == 0 && fd < 65536)
+				atomic_store_explicit(&g_det_fdport[fd], ntohs(*pp), memory_order_relaxed);
 			*ret = r;
 			saved = r ? errno : saved;
 			done = 1;
@@ -4686,8 +4693,8 @@ int uni_shim_det_relisten(int fd, int backlog)
 		goto out;
 	in_port_t *pp = ss.ss_family == AF_INET ? &((struct sockaddr_in *)&ss)->sin_port
 						: &((struct sockaddr_in6 *)&ss)->sin6_port;
-	if (ntohs(*pp) < DET_PORT_BASE || ntohs(*pp) >= 32768)
-		goto out; /* (not a port of the turn's) */
+	if (fd >= 65536 || ntohs(*pp) < DET_PORT_BASE || atomic_load(&g_det_fdport[fd]) != ntohs(*pp))
+		goto out; /* (not a port of the turn's: the program's own choice keeps its error) */
 	if (ss.ss_family == AF_INET6)
 		getsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, &vl);
 	int fl = fcntl(fd, F_GETFL), fdfl = fcntl(fd, F_GETFD);
@@ -4714,6 +4721,10 @@ int uni_shim_det_relisten(int fd, int backlog)
 		uni_real.close(n);
 		if (fl >= 0)
 			fcntl(fd, F_SETFL, fl);
+		if (n < 65536) {
+			atomic_store(&g_det_fdport[fd], atomic_load(&g_det_fdport[n]));
+			atomic_store(&g_det_fdport[n], 0);
+		}
 		r = 0;
 	}
 	if (r == 0 && !atomic_exchange(&g_said_relisten, 1))

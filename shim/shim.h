@@ -400,9 +400,11 @@ int uni_shim_det_nomore(int fd) UNI_HIDDEN;
  * turn's (the same in every run): 1 and *ret bind's result, or 0 (the
  * caller binds as asked). */
 int uni_shim_det_bind(int fd, const struct sockaddr *addr, socklen_t len, int *ret) UNI_HIDDEN;
-/* A listen that failed with EADDRINUSE on a port of the turn's (another
- * session's too): the fd becomes a fresh socket listening on the rank's next
- * one. 0: done; else -1 or -2 (not such a port) with errno EADDRINUSE. */
+/* A listen that failed with EADDRINUSE on a port the turn gave the fd
+ * (another session's too): the fd becomes a fresh socket listening on the
+ * rank's next one (SO_REUSEADDR and IPV6_V6ONLY copied, no other option).
+ * 0: done; else -2 (not such a port, or no port left) with errno
+ * EADDRINUSE. */
 int uni_shim_det_relisten(int fd, int backlog) UNI_HIDDEN;
 /* Deterministic mode, Gloo's buffer waits (gloo_buffers.c): the caller
  * waits in turn on obj while none(obj) says no completion is there, at

@@ -27,7 +27,9 @@
  * its own) whose port another socket (with SO_REUSEADDR, as Gloo's
  * listeners) bound and listens on first, as a deterministic session beside
  * it may: its listen must still succeed, on another port, and take a
- * connection. Prints "relisten: PORT1 -> PORT2, accepted".
+ * connection; a port the program bound itself keeps the kernel's error.
+ * Prints "relisten: PORT1 -> PORT2, accepted; an explicit port: Address
+ * already in use".
  *   detloop [forever|relisten] */
 #include <errno.h>
 #include <pthread.h>
@@ -157,7 +159,17 @@ static int relisten(void)
 		perror("relisten: connect/accept");
 		return 1;
 	}
-	printf("relisten: %d -> %d, accepted\n", p1, p2);
+	/* A port the program chose itself (in the turn's range) keeps its
+	 * error: moved, its peers would knock at another program's door. */
+	int s3 = reuse_socket(), s4 = reuse_socket();
+	a.sin_port = htons((uint16_t)(p2 + 7));
+	if (bind(s3, (struct sockaddr *)&a, sizeof(a)) != 0 || bind(s4, (struct sockaddr *)&a, sizeof(a)) != 0 ||
+	    listen(s4, 1) != 0) {
+		perror("relisten: the explicit port");
+		return 1;
+	}
+	int e = listen(s3, 1) == 0 ? 0 : errno;
+	printf("relisten: %d -> %d, accepted; an explicit port: %s\n", p1, p2, e ? strerror(e) : "listening");
 	return 0;
 }
 
