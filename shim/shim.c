@@ -2786,6 +2786,13 @@ static int clock_kind(clockid_t clk)
 	}
 }
 
+/* A deadline past "for ever" (UNI_SLEEP_FOREVER_S; its nanoseconds do not
+ * fit 64 bits) on a clock the shim reads: a wait without a time-out. */
+static int deadline_forever(clockid_t clk, const struct timespec *abs)
+{
+	return abs && abs->tv_sec >= 0 && (uint64_t)abs->tv_sec > UNI_SLEEP_FOREVER_S && clock_kind(clk);
+}
+
 int uni_shim_cond_wait(pthread_cond_t *cv, pthread_mutex_t *m, int how, clockid_t clk,
 		       const struct timespec *abs)
 {
@@ -2811,9 +2818,8 @@ int uni_shim_cond_wait(pthread_cond_t *cv, pthread_mutex_t *m, int how, clockid_
 	else
 		vdl = 0;
 	clockid_t sclk = how == 0 ? uni_cond_clock(cv) : clk;
-	/* A deadline past "for ever" (UNI_SLEEP_FOREVER_S): none (its
-	 * nanoseconds do not fit 64 bits); one before 1970: glibc's at once. */
-	if (use == abs && abs && abs->tv_sec >= 0 && (uint64_t)abs->tv_sec > UNI_SLEEP_FOREVER_S && clock_kind(sclk))
+	/* A deadline past "for ever": none; one before 1970: glibc's at once. */
+	if (use == abs && deadline_forever(sclk, abs))
 		use = NULL;
 	int past = use && use->tv_sec < 0;
 	uint64_t now_c = clock_ns(sclk), mono = uni_now_ns();
@@ -4428,7 +4434,7 @@ int uni_shim_det_cond_wait(pthread_cond_t *cv, pthread_mutex_t *m, clockid_t clk
 			errno = saved;
 			return ETIMEDOUT;
 		}
-		if ((uint64_t)abs->tv_sec <= UNI_SLEEP_FOREVER_S || !clock_kind(clk)) {
+		if (!deadline_forever(clk, abs)) {
 			if (uni_shim_deadline(clk, abs, &real, &v) != 0) {
 				errno = saved;
 				return -1;

@@ -10,8 +10,9 @@
  * CUDA_INJECTION64_PATH = the shim unless set: CUPTI, docs/nccl.md). The ranks form one
  * process group of their own; SIGINT, SIGTERM and SIGHUP sent to unirun are
  * forwarded to it, after unirun printed where each thread was
- * (uni_print_threads). MASTER_PORT, unless --master-port: a free port
- * below the kernel's ephemeral range (free_port). When a rank fails, the others get SIGTERM (SIGKILL 5 s
+ * (uni_print_threads). MASTER_PORT, unless --master-port: a free port from
+ * 10000, below deterministic mode's ports and the kernel's ephemeral range
+ * (free_port). When a rank fails, the others get SIGTERM (SIGKILL 5 s
  * later) and unirun exits with that rank's status. */
 #include <arpa/inet.h>
 #include <errno.h>
