@@ -39,6 +39,7 @@
  * the rank waits for the first of its pending receives, so it acts in
  * virtual-time order; the thread leaves the call at the time its part of
  * the algorithm ends (docs/nccl.md). */
+#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <link.h>
@@ -150,6 +151,9 @@ struct ncclComm {
 	uint32_t *vc;
 	uint64_t *tx, *rx;
 	uint8_t gen;
+	/* Send/Recv messages sent to each peer [0, n) and received from each
+	 * [n, 2n): the number of a message kept outside the ring (spill) */
+	uint64_t *p2pn;
 	/* simulate: the network node its transfers leave from (-1: this
 	 * process's rank); see init_rank. */
 	int node;
@@ -585,10 +589,14 @@ static ncclResult_t init_rank(ncclComm_t *out, int nranks, ncclUniqueId id, int 
 			    "(pid %d and %d)", rank, none, (int)getpid());
 	}
 	ncclComm_t c = calloc(1, sizeof(*c));
-	if (!c) {
+	uint64_t *p2pn = calloc(2 * (size_t)nranks, sizeof(*p2pn));
+	if (!c || !p2pn) {
+		free(c);
+		free(p2pn);
 		munmap(s, size);
 		return fail(NULL, ncclSystemError, "ncclCommInitRank: out of memory");
 	}
+	c->p2pn = p2pn;
 	c->magic = COMM_MAGIC;
 	atomic_store(&c->refs, 1);
 	c->rank = rank;
@@ -647,6 +655,7 @@ static ncclResult_t init_rank(ncclComm_t *out, int nranks, ncclUniqueId id, int 
 	atomic_store(&c->async_err, r);
 	if (r != ncclSuccess) {
 		munmap(s, size);
+		free(c->p2pn);
 		free(c);
 		return r;
 	}
@@ -747,11 +756,15 @@ static ncclResult_t ensure_usable(ncclComm_t c, const char *fn)
 	return ncclSuccess;
 }
 
+static void spill_drop(ncclComm_t c);
+
 static void comm_unref(ncclComm_t c)
 {
 	if (atomic_fetch_sub(&c->refs, 1) == 1) {
+		spill_drop(c);
 		munmap(c->sh, c->shsize);
 		free(c->nidx);
+		free(c->p2pn);
 		free(c);
 	}
 }
@@ -2215,6 +2228,102 @@ static size_t ring_get(ncclComm_t c, int from, uint8_t *p, size_t len)
 	return len;
 }
 
+/* A message that does not fit the pair's ring when it is sent (with room
+ * to spare for UNI_NCCL_SPILL_ROOM of headers) is kept outside it, in a
+ * segment of its own named after the communicator's, the pair and the
+ * message's number between them; the ring carries its header with
+ * UNI_NCCL_SPILL set, and its reader removes it. So a sender does not wait
+ * for its receiver to read: in simulate mode it waited, holding the nic
+ * network at its clock, for a receiver still in an earlier operation that
+ * needed the network to move (docs/nccl.md "Data path"). */
+#define UNI_NCCL_SPILL (1ull << 63)
+#define UNI_NCCL_SPILL_ROOM (64u << 10)
+
+static void spill_name(ncclComm_t c, int from, int to, uint64_t n, char *out, size_t len)
+{
+	snprintf(out, len, "%s-%d-%d-%llu", c->seg, from, to, (unsigned long long)n);
+}
+
+/* The message of o, number n to its peer, into its own segment: 1, or 0
+ * when one cannot be made (it then goes through the ring). */
+static int spill_put(ncclComm_t c, const struct op *o, size_t bytes, uint64_t n)
+{
+	char name[128];
+	spill_name(c, c->rank, o->peer, n, name, sizeof(name));
+	int fd = shm_open(name, O_CREAT | O_EXCL | O_RDWR, 0600);
+	if (fd < 0)
+		return 0;
+	/* (Space taken now: a full /dev/shm is a fall-back to the ring, not
+	 * a SIGBUS in the copy, as a tmpfs ftruncate reserves nothing.) */
+	void *p = MAP_FAILED;
+	if (ftruncate(fd, (off_t)bytes) == 0 && posix_fallocate(fd, 0, (off_t)bytes) == 0)
+		p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	close(fd);
+	if (p == MAP_FAILED) {
+		shm_unlink(name);
+		return 0;
+	}
+	memcpy(p, o->send, bytes);
+	munmap(p, bytes);
+	return 1;
+}
+
+/* The message number n from o's peer, kept outside the ring, into dst
+ * (NULL: dropped); the segment is removed. */
+static ncclResult_t spill_get(ncclComm_t c, const struct op *o, void *dst, size_t bytes, uint64_t n)
+{
+	char name[128];
+	spill_name(c, o->peer, c->rank, n, name, sizeof(name));
+	int fd = shm_open(name, O_RDONLY, 0);
+	if (fd < 0)
+		return fail(c, ncclSystemError, "ncclRecv: rank %d: the message from rank %d (/dev/shm%s) is gone: %s",
+			    c->rank, o->peer, name, strerror(errno));
+	ncclResult_t r = ncclSuccess;
+	if (dst && bytes) {
+		void *p = mmap(NULL, bytes, PROT_READ, MAP_SHARED, fd, 0);
+		if (p == MAP_FAILED) {
+			r = fail(c, ncclSystemError, "ncclRecv: rank %d: cannot map the message from rank %d: %s", c->rank,
+				 o->peer, strerror(errno));
+		} else {
+			memcpy(dst, p, bytes);
+			munmap(p, bytes);
+		}
+	}
+	close(fd);
+	shm_unlink(name);
+	return r;
+}
+
+/* c is gone: the messages to its rank kept outside the ring, which it
+ * will never read, are removed (there are some only if a header is
+ * unread in a ring to it). */
+static void spill_drop(ncclComm_t c)
+{
+	int unread = 0;
+	for (int p = 0; p < c->nranks && !unread; p++) {
+		struct pairbox *b = box_of(c, p, c->rank);
+		unread = p != c->rank && atomic_load(&b->wr) != atomic_load(&b->rd);
+	}
+	if (!unread)
+		return;
+	DIR *d = opendir("/dev/shm");
+	if (!d)
+		return;
+	size_t k = strlen(c->seg + 1);
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		int from, to;
+		unsigned long long n;
+		if (strncmp(e->d_name, c->seg + 1, k) || e->d_name[k] != '-' ||
+		    sscanf(e->d_name + k, "-%d-%d-%llu", &from, &to, &n) != 3 || to != c->rank)
+			continue;
+		char name[300];
+		snprintf(name, sizeof(name), "/%s", e->d_name);
+		shm_unlink(name);
+	}
+	closedir(d);
+}
+
 static int p2p_step(struct op *o, ncclResult_t *err)
 {
 	ncclComm_t c = o->comm;
@@ -2223,9 +2332,15 @@ static int p2p_step(struct op *o, ncclResult_t *err)
 	if (o->kind == K_SEND) {
 		if (!o->hdr_done) {
 			struct pairbox *b = box_of(c, c->rank, o->peer);
-			if (UNI_NCCL_PAIR - (atomic_load(&b->wr) - atomic_load(&b->rd)) < 8)
+			size_t room = UNI_NCCL_PAIR - (atomic_load(&b->wr) - atomic_load(&b->rd));
+			if (room < 8)
 				return 0;
-			uint64_t len = bytes;
+			uint64_t len = bytes, n = c->p2pn[o->peer];
+			if (bytes && bytes + 8 + UNI_NCCL_SPILL_ROOM > room && spill_put(c, o, bytes, n)) {
+				len |= UNI_NCCL_SPILL;
+				o->done = bytes;
+			}
+			c->p2pn[o->peer] = n + 1;
 			ring_put(c, o->peer, (const uint8_t *)&len, 8);
 			o->hdr_done = moved = 1;
 		}
@@ -2237,9 +2352,22 @@ static int p2p_step(struct op *o, ncclResult_t *err)
 			struct pairbox *b = box_of(c, o->peer, c->rank);
 			if (atomic_load(&b->wr) - atomic_load(&b->rd) < 8)
 				return 0;
-			uint64_t len;
+			uint64_t len, n = c->p2pn[c->nranks + o->peer]++;
 			ring_get(c, o->peer, (uint8_t *)&len, 8);
 			o->hdr_done = moved = 1;
+			if (len & UNI_NCCL_SPILL) {
+				len &= ~UNI_NCCL_SPILL;
+				ncclResult_t r = spill_get(c, o, len == bytes ? o->recv : NULL, bytes, n);
+				o->done = bytes;
+				o->finished = 1;
+				if (r != ncclSuccess)
+					*err = r;
+				else if (len != bytes)
+					*err = fail(c, ncclInvalidArgument,
+						    "ncclRecv: rank %d expects %zu bytes from rank %d, which sent %llu",
+						    c->rank, bytes, o->peer, (unsigned long long)len);
+				return 1;
+			}
 			if (len != bytes) {
 				*err = fail(c, ncclInvalidArgument,
 					    "ncclRecv: rank %d expects %zu bytes from rank %d, which sent %llu", c->rank,

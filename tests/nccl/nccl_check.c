@@ -11,6 +11,10 @@
  *                            rings and self send/recv in groups, error codes
  *   nccl_check timing SIZE   one op of each kind on SIZE bytes, printing the
  *                            virtual time each took on this rank (JSON)
+ *   nccl_check sendlost      rank 0 sends 4 MiB that rank 1 never receives
+ *   nccl_check p2pgroups SIZE  rank 0 sends 2 messages a call each that rank 1
+ *                            receives in one group, then 4 in one group that
+ *                            rank 1 receives a call each
  *   nccl_check mismatch      rank 0 and the others disagree on a count
  *   nccl_check allreduce SIZE...  an AllReduce of each SIZE, the virtual
  *                            time each took on this rank (JSON)
@@ -32,6 +36,7 @@
  *                            an event; the virtual times (JSON)
  *
  * Prints "rank R: N checks passed" or the first failures; exit 1 on any. */
+#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
@@ -1013,6 +1018,58 @@ static void timing(ncclComm_t comm, size_t bytes)
 	free(rb);
 }
 
+/* Send/recv messages to rank `to` kept outside a pair's ring
+ * (/dev/shm/uni-nccl-<id>-<from>-<to>-<n>, docs/nccl.md "Data path"). */
+static int spills_to(int to)
+{
+	DIR *d = opendir("/dev/shm");
+	struct dirent *e;
+	int n = 0;
+	while (d && (e = readdir(d)) != NULL) {
+		int from, dst;
+		unsigned long long k;
+		char id[33];
+		if (sscanf(e->d_name, "uni-nccl-%32[0-9a-f]-%d-%d-%llu", id, &from, &dst, &k) == 4 && dst == to)
+			n++;
+	}
+	if (d)
+		closedir(d);
+	return n;
+}
+
+/* Sends and receives grouped differently on the two sides: rank 0 sends
+ * two messages of SIZE a call each, rank 1 receives both in one group;
+ * then rank 0 sends four in one group, rank 1 receives them a call each. */
+static void p2pgroups(ncclComm_t comm, size_t bytes)
+{
+	uint8_t *buf[4];
+	for (int i = 0; i < 4; i++) {
+		buf[i] = malloc(bytes);
+		CHECK(buf[i] != NULL, "out of memory");
+		memset(buf[i], rank == 0 ? 0x10 + i : 0, bytes);
+	}
+	for (int phase = 0; phase < 2 && rank < 2; phase++) {
+		int n = phase ? 4 : 2, grouped = (rank == 0) == (phase == 1);
+		if (grouped)
+			NCCL(ncclGroupStart());
+		for (int i = 0; i < n; i++) {
+			if (rank == 0)
+				NCCL(ncclSend(buf[i], bytes, ncclUint8, 1, comm, NULL));
+			else
+				NCCL(ncclRecv(buf[i], bytes, ncclUint8, 0, comm, NULL));
+		}
+		if (grouped)
+			NCCL(ncclGroupEnd());
+		for (int i = 0; i < n && rank == 1; i++) {
+			CHECK(buf[i][0] == 0x10 + i && buf[i][bytes - 1] == 0x10 + i, "phase %d message %d: %#x", phase, i,
+			      buf[i][0]);
+			memset(buf[i], 0, bytes);
+		}
+	}
+	for (int i = 0; i < 4; i++)
+		free(buf[i]);
+}
+
 /* An AllReduce of each size (the algorithm is the session's or
  * NCCL_ALGO's), timed on this rank; the result is checked too. */
 static void allreduce_sizes(ncclComm_t comm, int nsizes, char **sizes)
@@ -1912,6 +1969,8 @@ int main(int argc, char **argv)
 		correctness(comm);
 	} else if (!strcmp(argv[1], "timing") && argc > 2) {
 		timing(comm, (size_t)atoll(argv[2]));
+	} else if (!strcmp(argv[1], "p2pgroups") && argc > 2) {
+		p2pgroups(comm, (size_t)atoll(argv[2]));
 	} else if (!strcmp(argv[1], "cudart") && argc > 2) {
 		/* CUDA exists but no GPU: with the runtime loaded (the shim then
 		 * asks it about every pointer), host buffers still work. */
@@ -2044,6 +2103,25 @@ int main(int argc, char **argv)
 		time_out_watched(comm);
 	} else if (!strcmp(argv[1], "diewatch") || !strcmp(argv[1], "dietiming")) {
 		die_watched(comm, !strcmp(argv[1], "dietiming"));
+	} else if (!strcmp(argv[1], "sendlost")) {
+		/* A message kept outside the pair's ring (4 MiB) that rank 1
+		 * never receives: there once the AllReduce after the send is
+		 * over, gone once rank 1 destroys its communicator. */
+		size_t n = 4u << 20;
+		uint8_t *x = calloc(n, 1);
+		if (rank == 0)
+			NCCL(ncclSend(x, n, ncclUint8, 1, comm, NULL));
+		int32_t one = 1;
+		NCCL(ncclAllReduce(&one, &one, 1, ncclInt32, ncclSum, comm, NULL));
+		if (rank == 1) {
+			int before = spills_to(1);
+			NCCL(ncclCommDestroy(comm));
+			comm = NULL;
+			int after = spills_to(1);
+			CHECK(before >= 1 && after < before, "messages kept outside the ring to rank 1: %d before "
+			      "its Destroy, %d after", before, after);
+		}
+		free(x);
 	} else if (!strcmp(argv[1], "sendexit") || !strcmp(argv[1], "sendabort")) {
 		send_then_go(comm, !strcmp(argv[1], "sendabort"));
 	} else if (!strcmp(argv[1], "deadlock") && argc > 2 && !strcmp(argv[2], "slowjoin")) {
@@ -2064,8 +2142,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "unknown mode %s\n", argv[1]);
 		return 2;
 	}
-	NCCL(ncclCommFinalize(comm));
-	NCCL(ncclCommDestroy(comm));
+	if (comm) { /* (sendlost destroyed rank 1's) */
+		NCCL(ncclCommFinalize(comm));
+		NCCL(ncclCommDestroy(comm));
+	}
 	if (failures)
 		fprintf(stderr, "rank %d: %d of %d checks failed\n", rank, failures, checks);
 	else

@@ -437,6 +437,35 @@ for r in res:
 PYEOF
 ok "nic, 3 ranks far apart in virtual time: every operation completes"
 
+# A message that does not fit the pair's ring is kept outside it (docs/nccl.md
+# "Data path"), so a sender never waits for its receiver to read. Before,
+# under nic a sender that ran ahead in virtual time filled the 1 MiB ring
+# and held the network at its clock while its receiver, still in an
+# earlier operation, needed the network to move, until the horizon left
+# it out: p2ptwo (two 4 MiB sends in a group, then 200 rounds of two
+# 16 kB sends) took 15.7 s of host time with 400 transfers late by up to
+# 1.8 s. And sends and receives grouped differently on the two sides (two
+# sends a call each received in one group, four sent in one group received
+# a call each), 4 MiB each, under both models; a message nobody receives
+# is removed with its receiver's communicator.
+rm -f "$T/id"
+NCCL_CHECK_ID=$T/id timeout 120 "$UNIRUN" -n 2 --config "$T/nic2.yaml" -- "$CHECK" p2ptwo >"$T/log" 2>&1 ||
+	{ cat "$T/log"; fail "p2ptwo under nic"; }
+grep -q '^rank 1: [1-9][0-9]* checks passed' "$T/log" || { cat "$T/log"; fail "p2ptwo under nic: rank 1"; }
+! grep -q '^late:' "$T/log" || { cat "$T/log"; fail "p2ptwo under nic: late transfers"; }
+for model in alpha-beta nic; do
+	rm -f "$T/id"
+	NCCL_CHECK_ID=$T/id timeout 120 "$UNIRUN" -n 2 --config "$T/$model.yaml" -- "$CHECK" p2pgroups 4194304 >"$T/log" 2>&1 ||
+		{ cat "$T/log"; fail "p2pgroups ($model)"; }
+	[ "$(grep -c 'checks passed' "$T/log")" = 2 ] || { cat "$T/log"; fail "p2pgroups ($model): checks"; }
+	! grep -q '^late:' "$T/log" || { cat "$T/log"; fail "p2pgroups ($model): late transfers"; }
+done
+rm -f "$T/id"
+NCCL_CHECK_ID=$T/id timeout 60 "$UNIRUN" -n 2 --config "$T/rec.yaml" -- "$CHECK" sendlost >"$T/log" 2>&1 ||
+	{ cat "$T/log"; fail "sendlost: a message nobody received was not removed with its receiver's communicator"; }
+[ "$(grep -c 'checks passed' "$T/log")" = 2 ] || { cat "$T/log"; fail "sendlost: checks"; }
+ok "messages kept outside the pair's ring: p2ptwo under nic (2 ms, 100 Mbit/s) none late, sends and receives grouped differently on the two sides, a message nobody received removed"
+
 # Time: alpha-beta, 4 ranks, 8 MB, NCCL's Simple protocol (base b = 8.4 us
 # per operation, h = 14 us per hop): ring AllReduce b + 2(n-1)(a + h +
 # S/(nB)), AllGather and ReduceScatter b + (n-1)(a + h + S/(nB)),
