@@ -1045,11 +1045,17 @@ static uint32_t vconn(ncclComm_t c, int p, int ch)
 		return 0;
 	size_t n = (size_t)c->nranks * UNI_NCCL_NCH;
 	if (!c->vc) {
-		c->vc = calloc(n, sizeof(*c->vc));
-		c->tx = calloc(n, sizeof(*c->tx));
-		c->rx = calloc(n, sizeof(*c->rx));
-		if (!c->vc || !c->tx || !c->rx)
+		uint32_t *vc = calloc(n, sizeof(*vc));
+		uint64_t *tx = calloc(n, sizeof(*tx)), *rx = calloc(n, sizeof(*rx));
+		if (!vc || !tx || !rx) { /* (all or none: the others use tx, rx once vc is there) */
+			free(vc);
+			free(tx);
+			free(rx);
 			return 0;
+		}
+		c->vc = vc;
+		c->tx = tx;
+		c->rx = rx;
 	}
 	size_t i = vidx(c, p, ch);
 	if (!c->vc[i]) {
