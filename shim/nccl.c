@@ -99,6 +99,8 @@ struct incall {
 
 struct pairbox {
 	_Atomic uint32_t wr, rd; /* bytes written / read, mod 2^32 */
+	_Atomic uint32_t rbusy;  /* the reader copies a message's rest kept outside the ring */
+	uint32_t pad;
 };
 
 struct seg {
@@ -1868,6 +1870,12 @@ struct op {
 	 * drops that message (drop: its bytes) so the pair stays in step */
 	size_t done, drop;
 	int hdr_done, finished, draining;
+	/* its number between the pair (spill), a receive's bytes left in the
+	 * ring's current fragment, and since when (real ns) a send found no
+	 * room */
+	uint64_t msgn;
+	size_t frag;
+	uint64_t stall;
 };
 
 static ncclResult_t check_common(ncclComm_t comm, const char *fn, int type, int root_or_peer, int need_root)
@@ -2216,6 +2224,25 @@ static size_t ring_put(ncclComm_t c, int to, const uint8_t *p, size_t len)
 	return len;
 }
 
+/* ring_put of several pieces that fit the ring, published (and their
+ * reader woken) once. */
+static void ring_putv(ncclComm_t c, int to, const uint8_t *const *p, const size_t *len, int n)
+{
+	struct pairbox *b = box_of(c, c->rank, to);
+	uint32_t wr = atomic_load_explicit(&b->wr, memory_order_relaxed);
+	uint8_t *ring = ring_of(c, c->rank, to);
+	size_t all = 0;
+	for (int i = 0; i < n; i++) {
+		size_t at = (wr + all) % UNI_NCCL_PAIR, first = UNI_NCCL_PAIR - at < len[i] ? UNI_NCCL_PAIR - at : len[i];
+		memcpy(ring + at, p[i], first);
+		memcpy(ring, p[i] + first, len[i] - first);
+		all += len[i];
+	}
+	atomic_store_explicit(&b->wr, wr + (uint32_t)all, memory_order_release);
+	if (all)
+		uni_futex_wake(&b->wr, 1);
+}
+
 static size_t ring_get(ncclComm_t c, int from, uint8_t *p, size_t len)
 {
 	struct pairbox *b = box_of(c, from, c->rank);
@@ -2234,48 +2261,61 @@ static size_t ring_get(ncclComm_t c, int from, uint8_t *p, size_t len)
 	return len;
 }
 
-/* A message that does not fit the pair's ring when it is sent (with room
- * to spare for UNI_NCCL_SPILL_ROOM of headers) is kept outside it, in a
- * segment of its own named after the communicator's, the pair and the
- * message's number between them; the ring carries its header with
- * UNI_NCCL_SPILL set, and its reader removes it. So a sender does not wait
- * for its receiver to read: in simulate mode it waited, holding the nic
- * network at its clock, for a receiver still in an earlier operation that
- * needed the network to move (docs/nccl.md "Data path"). */
+/* Send/recv through the pair's ring: a message is its length (u64), then
+ * fragments, each a u64 of its length and its bytes, until the length is
+ * there; a fragment whose u64 has UNI_NCCL_SPILL set is the rest of the
+ * message, kept outside the ring in a segment of its own, named after the
+ * communicator's, the pair and the message's number between them, which
+ * its reader removes. A fragment is the rest of its message or at least
+ * UNI_NCCL_FRAG_MIN (fragments of a few bytes, written as room came,
+ * made the two sides wake each other for each: 10 times slower for
+ * messages of 16 kB). A send keeps UNI_NCCL_SPILL_ROOM of the ring free
+ * (for such fragments' u64s) and puts its rest outside the ring once the
+ * ring has had no room for it for UNI_NCCL_SPILL_AFTER_NS (not in
+ * deterministic mode, whose turn wakes the sender as its receiver
+ * reads). So a sender does not wait for
+ * long for its receiver to read: in simulate mode it waited, holding the
+ * nic network at its clock, for a receiver still in an earlier operation
+ * that needed the network to move (docs/nccl.md "Data path"); and a
+ * receiver that reads as the sender writes takes the message through the
+ * ring, without a segment made, filled and removed (20 times slower for
+ * messages of MiBs, docs/benchmarks.md). */
 #define UNI_NCCL_SPILL (1ull << 63)
 #define UNI_NCCL_SPILL_ROOM (64u << 10)
+#define UNI_NCCL_SPILL_AFTER_NS 2000000ull
+#define UNI_NCCL_FRAG_MIN (64u << 10) /* a fragment: the rest, or this much at least */
 
 static void spill_name(ncclComm_t c, int from, int to, uint64_t n, char *out, size_t len)
 {
 	snprintf(out, len, "%s-%d-%d-%llu", c->seg, from, to, (unsigned long long)n);
 }
 
-/* The message of o, number n to its peer, into its own segment: 1, or 0
- * when one cannot be made (it then goes through the ring). */
-static int spill_put(ncclComm_t c, const struct op *o, size_t bytes, uint64_t n)
+/* bytes at p, the rest of message n to peer, into a segment of its own:
+ * 1, or 0 when one cannot be made (the rest then waits for the ring). */
+static int spill_put(ncclComm_t c, int peer, const void *p, size_t bytes, uint64_t n)
 {
 	char name[128];
-	spill_name(c, c->rank, o->peer, n, name, sizeof(name));
+	spill_name(c, c->rank, peer, n, name, sizeof(name));
 	int fd = shm_open(name, O_CREAT | O_EXCL | O_RDWR, 0600);
 	if (fd < 0)
 		return 0;
 	/* (Space taken now: a full /dev/shm is a fall-back to the ring, not
 	 * a SIGBUS in the copy, as a tmpfs ftruncate reserves nothing.) */
-	void *p = MAP_FAILED;
+	void *m = MAP_FAILED;
 	if (ftruncate(fd, (off_t)bytes) == 0 && posix_fallocate(fd, 0, (off_t)bytes) == 0)
-		p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		m = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	close(fd);
-	if (p == MAP_FAILED) {
+	if (m == MAP_FAILED) {
 		shm_unlink(name);
 		return 0;
 	}
-	memcpy(p, o->send, bytes);
-	munmap(p, bytes);
+	memcpy(m, p, bytes);
+	munmap(m, bytes);
 	return 1;
 }
 
-/* The message number n from o's peer, kept outside the ring, into dst
- * (NULL: dropped); the segment is removed. */
+/* The rest (bytes) of message n from o's peer, kept outside the ring,
+ * into dst (NULL: dropped); the segment is removed. */
 static ncclResult_t spill_get(ncclComm_t c, const struct op *o, void *dst, size_t bytes, uint64_t n)
 {
 	char name[128];
@@ -2286,6 +2326,11 @@ static ncclResult_t spill_get(ncclComm_t c, const struct op *o, void *dst, size_
 			    c->rank, o->peer, name, strerror(errno));
 	ncclResult_t r = ncclSuccess;
 	if (dst && bytes) {
+		/* (Its sender meanwhile waits for room rather than put its
+		 * next message outside the ring too: each kept outside made its
+		 * reader slower, and the next was kept outside again.) */
+		struct pairbox *b = box_of(c, o->peer, c->rank);
+		atomic_store_explicit(&b->rbusy, 1, memory_order_release);
 		void *p = mmap(NULL, bytes, PROT_READ, MAP_SHARED, fd, 0);
 		if (p == MAP_FAILED) {
 			r = fail(c, ncclSystemError, "ncclRecv: rank %d: cannot map the message from rank %d: %s", c->rank,
@@ -2294,6 +2339,7 @@ static ncclResult_t spill_get(ncclComm_t c, const struct op *o, void *dst, size_
 			memcpy(dst, p, bytes);
 			munmap(p, bytes);
 		}
+		atomic_store_explicit(&b->rbusy, 0, memory_order_release);
 	}
 	close(fd);
 	shm_unlink(name);
@@ -2330,78 +2376,140 @@ static void spill_drop(ncclComm_t c)
 	closedir(d);
 }
 
-static int p2p_step(struct op *o, ncclResult_t *err)
+static size_t ring_room(const struct pairbox *b)
+{
+	return UNI_NCCL_PAIR - (atomic_load_explicit(&b->wr, memory_order_relaxed) -
+				atomic_load_explicit(&b->rd, memory_order_acquire));
+}
+
+static size_t ring_have(const struct pairbox *b)
+{
+	return atomic_load_explicit(&b->wr, memory_order_acquire) - atomic_load_explicit(&b->rd, memory_order_relaxed);
+}
+
+static int p2p_send_step(struct op *o)
 {
 	ncclComm_t c = o->comm;
+	struct pairbox *b = box_of(c, c->rank, o->peer);
 	size_t bytes = o->count * uni_nccl_type_size(o->type);
 	int moved = 0;
-	if (o->kind == K_SEND) {
-		if (!o->hdr_done) {
-			struct pairbox *b = box_of(c, c->rank, o->peer);
-			size_t room = UNI_NCCL_PAIR - (atomic_load(&b->wr) - atomic_load(&b->rd));
-			if (room < 8)
-				return 0;
-			uint64_t len = bytes, n = c->p2pn[o->peer];
-			if (bytes && bytes + 8 + UNI_NCCL_SPILL_ROOM > room && spill_put(c, o, bytes, n)) {
-				len |= UNI_NCCL_SPILL;
-				o->done = bytes;
-			}
-			c->p2pn[o->peer] = n + 1;
+	uint64_t len = bytes;
+	if (!o->hdr_done) {
+		size_t room = ring_room(b);
+		if (room < 8)
+			return 0;
+		o->msgn = c->p2pn[o->peer]++;
+		o->hdr_done = moved = 1;
+		if (!bytes || room < UNI_NCCL_SPILL_ROOM + 16 + (bytes < UNI_NCCL_FRAG_MIN ? bytes : UNI_NCCL_FRAG_MIN)) {
 			ring_put(c, o->peer, (const uint8_t *)&len, 8);
-			o->hdr_done = moved = 1;
+		} else {
+			/* The length, its first fragment's and its bytes at once. */
+			size_t f = room - UNI_NCCL_SPILL_ROOM - 16;
+			uint64_t h = f < bytes ? f : bytes;
+			const uint8_t *pv[3] = {(const uint8_t *)&len, (const uint8_t *)&h, (const uint8_t *)o->send};
+			size_t lv[3] = {8, 8, (size_t)h};
+			ring_putv(c, o->peer, pv, lv, 3);
+			o->done = (size_t)h;
 		}
-		size_t k = ring_put(c, o->peer, (const uint8_t *)o->send + o->done, bytes - o->done);
-		o->done += k;
-		moved |= k > 0;
-	} else {
-		if (!o->hdr_done) {
-			struct pairbox *b = box_of(c, o->peer, c->rank);
-			if (atomic_load(&b->wr) - atomic_load(&b->rd) < 8)
-				return 0;
-			uint64_t len, n = c->p2pn[c->nranks + o->peer]++;
-			ring_get(c, o->peer, (uint8_t *)&len, 8);
-			o->hdr_done = moved = 1;
-			if (len & UNI_NCCL_SPILL) {
-				len &= ~UNI_NCCL_SPILL;
-				ncclResult_t r = spill_get(c, o, len == bytes ? o->recv : NULL, bytes, n);
-				o->done = bytes;
-				o->finished = 1;
-				if (r != ncclSuccess)
-					*err = r;
-				else if (len != bytes)
-					*err = fail(c, ncclInvalidArgument,
-						    "ncclRecv: rank %d expects %zu bytes from rank %d, which sent %llu",
-						    c->rank, bytes, o->peer, (unsigned long long)len);
-				return 1;
-			}
-			if (len != bytes) {
-				*err = fail(c, ncclInvalidArgument,
-					    "ncclRecv: rank %d expects %zu bytes from rank %d, which sent %llu", c->rank,
-					    bytes, o->peer, (unsigned long long)len);
-				/* Drain what was sent, so the pair stays in step. */
-				o->count = 0;
-				o->done = 0;
-				o->finished = 0;
-				o->draining = 1;
-				o->drop = (size_t)len;
-			}
+	}
+	while (o->done < bytes) {
+		size_t room = ring_room(b), left = bytes - o->done;
+		const uint8_t *p = (const uint8_t *)o->send + o->done;
+		if (room >= UNI_NCCL_SPILL_ROOM + 8 + (left < UNI_NCCL_FRAG_MIN ? left : UNI_NCCL_FRAG_MIN)) {
+			size_t f = room - UNI_NCCL_SPILL_ROOM - 8;
+			uint64_t h = f < left ? f : left;
+			const uint8_t *pv[2] = {(const uint8_t *)&h, p};
+			size_t lv[2] = {8, (size_t)h};
+			ring_putv(c, o->peer, pv, lv, 2);
+			o->done += (size_t)h;
+			o->stall = 0;
+			moved = 1;
+			continue;
 		}
-		if (o->draining) {
-			uint8_t sink[4096];
-			size_t want = o->drop - o->done;
-			size_t k = ring_get(c, o->peer, sink, want < sizeof(sink) ? want : sizeof(sink));
-			o->done += k;
-			if (o->done == o->drop)
-				o->finished = 1;
-			return k > 0 || moved;
-		}
-		size_t k = ring_get(c, o->peer, (uint8_t *)o->recv + o->done, bytes - o->done);
-		o->done += k;
-		moved |= k > 0;
+		uint64_t now = mono_ns();
+		if (!o->stall || atomic_load_explicit(&b->rbusy, memory_order_acquire))
+			o->stall = now;
+		if (room < 8 || uni_shim_det_nccl() || now - o->stall < UNI_NCCL_SPILL_AFTER_NS)
+			break;
+		if (!spill_put(c, o->peer, p, left, o->msgn))
+			break;
+		uint64_t h = left | UNI_NCCL_SPILL;
+		ring_put(c, o->peer, (const uint8_t *)&h, 8);
+		o->done = bytes;
+		moved = 1;
 	}
 	if (o->hdr_done && o->done == bytes)
 		o->finished = 1;
 	return moved;
+}
+
+static int p2p_recv_step(struct op *o, ncclResult_t *err)
+{
+	ncclComm_t c = o->comm;
+	struct pairbox *b = box_of(c, o->peer, c->rank);
+	size_t bytes = o->count * uni_nccl_type_size(o->type);
+	int moved = 0;
+	if (!o->hdr_done) {
+		if (ring_have(b) < 8)
+			return 0;
+		uint64_t len;
+		o->msgn = c->p2pn[c->nranks + o->peer]++;
+		ring_get(c, o->peer, (uint8_t *)&len, 8);
+		o->hdr_done = moved = 1;
+		if (len != bytes) {
+			*err = fail(c, ncclInvalidArgument,
+				    "ncclRecv: rank %d expects %zu bytes from rank %d, which sent %llu", c->rank,
+				    bytes, o->peer, (unsigned long long)len);
+			/* Drain what was sent, so the pair stays in step. */
+			o->count = 0;
+			o->done = 0;
+			o->finished = 0;
+			o->draining = 1;
+			o->drop = (size_t)len;
+		}
+	}
+	size_t total = o->draining ? o->drop : bytes;
+	while (o->done < total) {
+		if (!o->frag) {
+			uint64_t h;
+			if (ring_have(b) < 8)
+				break;
+			ring_get(c, o->peer, (uint8_t *)&h, 8);
+			moved = 1;
+			if (h & UNI_NCCL_SPILL) {
+				size_t rest = total - o->done;
+				ncclResult_t r = spill_get(c, o, o->draining ? NULL : (uint8_t *)o->recv + o->done, rest, o->msgn);
+				if (r != ncclSuccess && *err == ncclSuccess)
+					*err = r;
+				o->done = total;
+				break;
+			}
+			o->frag = (size_t)h;
+			continue;
+		}
+		uint8_t sink[4096];
+		size_t want = o->frag;
+		uint8_t *dst = (uint8_t *)o->recv + o->done;
+		if (o->draining) {
+			dst = sink;
+			if (want > sizeof(sink))
+				want = sizeof(sink);
+		}
+		size_t k = ring_get(c, o->peer, dst, want);
+		if (!k)
+			break;
+		o->done += k;
+		o->frag -= k;
+		moved = 1;
+	}
+	if (o->hdr_done && o->done == total)
+		o->finished = 1;
+	return moved;
+}
+
+static int p2p_step(struct op *o, ncclResult_t *err)
+{
+	return o->kind == K_SEND ? p2p_send_step(o) : p2p_recv_step(o, err);
 }
 
 /* Self send/recv inside a group: matched in order. */
@@ -2497,7 +2605,9 @@ static ncclResult_t run_p2p(struct op *ops, int nops)
 			_Atomic uint32_t *w = ops[i].kind == K_SEND ? &b->rd : &b->wr;
 			note_wait(c, kind_name[ops[i].kind], ops[i].peer);
 			noted = 1;
-			wait_peers(c, &det, ops[i].peer, w, atomic_load(w), 20);
+			/* (A send that found no room looks again soon: its rest
+			 * goes outside the ring after UNI_NCCL_SPILL_AFTER_NS.) */
+			wait_peers(c, &det, ops[i].peer, w, atomic_load(w), ops[i].kind == K_SEND ? 2 : 20);
 			/* A peer that wrote its sends and exited (or aborted):
 			 * what it wrote is in the ring (its writes came before),
 			 * so a death or abort seen before one more look counts

@@ -11,6 +11,8 @@
  *                            rings and self send/recv in groups, error codes
  *   nccl_check timing SIZE   one op of each kind on SIZE bytes, printing the
  *                            virtual time each took on this rank (JSON)
+ *   nccl_check p2pbench N SIZE  rank 0 sends N messages of SIZE to rank 1, a
+ *                            call each: the time each side's calls took (JSON)
  *   nccl_check sendlost      rank 0 sends 4 MiB that rank 1 never receives
  *   nccl_check p2pgroups SIZE  rank 0 sends 2 messages a call each that rank 1
  *                            receives in one group, then 4 in one group that
@@ -1018,6 +1020,29 @@ static void timing(ncclComm_t comm, size_t bytes)
 	free(rb);
 }
 
+/* Rank 0 sends n messages of bytes to rank 1, a call each, rank 1
+ * receives them; each prints the time its calls took (record mode: the
+ * host's time of moving the data; docs/benchmarks.md). */
+static void p2pbench(ncclComm_t comm, int n, size_t bytes)
+{
+	uint8_t *x = malloc(bytes ? bytes : 1);
+	CHECK(x != NULL, "out of memory");
+	memset(x, 1, bytes);
+	int32_t one = 1;
+	NCCL(ncclAllReduce(&one, &one, 1, ncclInt32, ncclSum, comm, NULL));
+	double t0 = vnow();
+	for (int i = 0; i < n && rank < 2; i++) {
+		if (rank == 0)
+			NCCL(ncclSend(x, bytes, ncclUint8, 1, comm, NULL));
+		else
+			NCCL(ncclRecv(x, bytes, ncclUint8, 0, comm, NULL));
+	}
+	printf("{\"rank\": %d, \"messages\": %d, \"bytes\": %zu, \"ms\": %.3f}\n", rank, n, bytes,
+	       (vnow() - t0) * 1e3);
+	fflush(stdout);
+	free(x);
+}
+
 /* Send/recv messages to rank `to` kept outside a pair's ring
  * (/dev/shm/uni-nccl-<id>-<from>-<to>-<n>, docs/nccl.md "Data path"). */
 static int spills_to(int to)
@@ -1969,6 +1994,8 @@ int main(int argc, char **argv)
 		correctness(comm);
 	} else if (!strcmp(argv[1], "timing") && argc > 2) {
 		timing(comm, (size_t)atoll(argv[2]));
+	} else if (!strcmp(argv[1], "p2pbench") && argc > 3) {
+		p2pbench(comm, atoi(argv[2]), (size_t)atoll(argv[3]));
 	} else if (!strcmp(argv[1], "p2pgroups") && argc > 2) {
 		p2pgroups(comm, (size_t)atoll(argv[2]));
 	} else if (!strcmp(argv[1], "cudart") && argc > 2) {
