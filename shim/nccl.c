@@ -1876,6 +1876,7 @@ struct op {
 	uint64_t msgn;
 	size_t frag;
 	uint64_t stall;
+	int spill_failed; /* no segment could be made for its rest: not tried again */
 };
 
 static ncclResult_t check_common(ncclComm_t comm, const char *fn, int type, int root_or_peer, int need_root)
@@ -2340,6 +2341,7 @@ static ncclResult_t spill_get(ncclComm_t c, const struct op *o, void *dst, size_
 			munmap(p, bytes);
 		}
 		atomic_store_explicit(&b->rbusy, 0, memory_order_release);
+		uni_futex_wake(&b->rd, 1); /* (its sender may wait for room) */
 	}
 	close(fd);
 	shm_unlink(name);
@@ -2429,10 +2431,12 @@ static int p2p_send_step(struct op *o)
 		uint64_t now = mono_ns();
 		if (!o->stall || atomic_load_explicit(&b->rbusy, memory_order_acquire))
 			o->stall = now;
-		if (room < 8 || uni_shim_det_nccl() || now - o->stall < UNI_NCCL_SPILL_AFTER_NS)
+		if (room < 8 || o->spill_failed || uni_shim_det_nccl() || now - o->stall < UNI_NCCL_SPILL_AFTER_NS)
 			break;
-		if (!spill_put(c, o->peer, p, left, o->msgn))
+		if (!spill_put(c, o->peer, p, left, o->msgn)) {
+			o->spill_failed = 1;
 			break;
+		}
 		uint64_t h = left | UNI_NCCL_SPILL;
 		ring_put(c, o->peer, (const uint8_t *)&h, 8);
 		o->done = bytes;
@@ -2487,14 +2491,12 @@ static int p2p_recv_step(struct op *o, ncclResult_t *err)
 			o->frag = (size_t)h;
 			continue;
 		}
-		uint8_t sink[4096];
+		uint8_t sink[4096], *dst = sink;
 		size_t want = o->frag;
-		uint8_t *dst = (uint8_t *)o->recv + o->done;
-		if (o->draining) {
-			dst = sink;
-			if (want > sizeof(sink))
-				want = sizeof(sink);
-		}
+		if (!o->draining)
+			dst = (uint8_t *)o->recv + o->done;
+		else if (want > sizeof(sink))
+			want = sizeof(sink);
 		size_t k = ring_get(c, o->peer, dst, want);
 		if (!k)
 			break;
@@ -2596,7 +2598,13 @@ static ncclResult_t run_p2p(struct op *ops, int nops)
 		}
 		if (++spins < 1000 && !det)
 			continue;
-		/* Sleep on the first blocked op's counter. */
+		/* Sleep on the first blocked op's counter; a group with a send
+		 * not done looks again soon (a send that found no room puts its
+		 * rest outside the ring after UNI_NCCL_SPILL_AFTER_NS). */
+		int ms = 20;
+		for (int i = 0; i < nops; i++)
+			if (ops[i].kind == K_SEND && !ops[i].finished)
+				ms = 2;
 		for (int i = 0; i < nops; i++) {
 			if (ops[i].finished || (ops[i].kind != K_SEND && ops[i].kind != K_RECV))
 				continue;
@@ -2605,9 +2613,7 @@ static ncclResult_t run_p2p(struct op *ops, int nops)
 			_Atomic uint32_t *w = ops[i].kind == K_SEND ? &b->rd : &b->wr;
 			note_wait(c, kind_name[ops[i].kind], ops[i].peer);
 			noted = 1;
-			/* (A send that found no room looks again soon: its rest
-			 * goes outside the ring after UNI_NCCL_SPILL_AFTER_NS.) */
-			wait_peers(c, &det, ops[i].peer, w, atomic_load(w), ops[i].kind == K_SEND ? 2 : 20);
+			wait_peers(c, &det, ops[i].peer, w, atomic_load(w), ms);
 			/* A peer that wrote its sends and exited (or aborted):
 			 * what it wrote is in the ring (its writes came before),
 			 * so a death or abort seen before one more look counts

@@ -437,8 +437,9 @@ for r in res:
 PYEOF
 ok "nic, 3 ranks far apart in virtual time: every operation completes"
 
-# A message that does not fit the pair's ring is kept outside it (docs/nccl.md
-# "Data path"), so a sender never waits for its receiver to read. Before,
+# The rest of a message whose receiver makes no room in the pair's ring for
+# 2 ms is kept outside it (docs/nccl.md "Data path"), so a sender waits
+# that long at most for its receiver to read. Before,
 # under nic a sender that ran ahead in virtual time filled the 1 MiB ring
 # and held the network at its clock while its receiver, still in an
 # earlier operation, needed the network to move, until the horizon left

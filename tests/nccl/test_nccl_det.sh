@@ -90,9 +90,10 @@ done
 cmp "$T/pa.unitrace" "$T/pb.unitrace" || fail "pytorch sequences: two replays wrote different traces"
 ok "ProcessGroupNCCL's call sequences in turn (non-blocking init, watchdog thread, Split, abort): every check passes, two replays the same trace"
 
-# Sends larger than a pair's 1 MiB ring (two 4 MiB sends in a group, each
-# kept outside the ring since session 25, then 200 small ones through it):
-# each side wakes the other in turn as it moves data.
+# Sends larger than a pair's 1 MiB ring (two 4 MiB sends in a group, then
+# 200 small ones; in turn no message is put outside the ring, docs/nccl.md
+# "Data path"): the ring fills and empties in turn, each side waking the
+# other as it moves data.
 run srec 2 --deterministic -- "$CHECK" p2ptwo
 in_turn srec
 [ "$(grep -c 'checks passed' "$T/srec.log")" = 2 ] || { cat "$T/srec.log"; fail "large sends in turn"; }
