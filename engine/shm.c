@@ -1,4 +1,5 @@
 /* Opening the session segment, and the process-shared futex helpers. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/futex.h>
@@ -129,6 +130,32 @@ void uni_shm_name(const char *session, char *buf, size_t len)
 void uni_lock_path(const char *session, char *buf, size_t len)
 {
 	snprintf(buf, len, "/dev/shm/uni.%s.lock", session);
+}
+
+void uni_nccl_spill_name(const char *seg, int from, int to, uint64_t n, char *out, size_t len)
+{
+	snprintf(out, len, "%s-%d-%d-%llu", seg, from, to, (unsigned long long)n);
+}
+
+size_t uni_nccl_spills_remove(const char *seg, int to)
+{
+	DIR *d = opendir("/dev/shm");
+	if (!d)
+		return 0;
+	size_t k = strlen(seg + 1), removed = 0; /* (names in /dev/shm lack the '/') */
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		int from, dst;
+		unsigned long long n;
+		if (strncmp(e->d_name, seg + 1, k) || e->d_name[k] != '-' ||
+		    sscanf(e->d_name + k, "-%d-%d-%llu", &from, &dst, &n) != 3 || (to >= 0 && dst != to))
+			continue;
+		char name[300];
+		snprintf(name, sizeof(name), "/%s", e->d_name);
+		removed += shm_unlink(name) == 0;
+	}
+	closedir(d);
+	return removed;
 }
 
 struct uni_shm_hdr *uni_shm_open(const char *session, char *err, size_t errlen)

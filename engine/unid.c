@@ -509,19 +509,8 @@ static void nccl_segs_remove(void)
 			logmsg("removed the NCCL communicator segment /dev/shm%s: not every rank of it had joined",
 			       name);
 		/* Send/recv messages kept outside its rings that no rank read
-		 * (/dev/shm/uni-nccl-<key>-<from>-<to>-<n>; shim/nccl.c spill). */
-		DIR *d = opendir("/dev/shm");
-		struct dirent *de;
-		size_t kl = strlen(name + 1), left = 0;
-		while (d && (de = readdir(d)) != NULL) {
-			if (strncmp(de->d_name, name + 1, kl) || de->d_name[kl] != '-')
-				continue;
-			char full[300];
-			snprintf(full, sizeof(full), "/%s", de->d_name);
-			left += shm_unlink(full) == 0;
-		}
-		if (d)
-			closedir(d);
+		 * (shim/nccl.c spill). */
+		size_t left = uni_nccl_spills_remove(name, -1);
 		if (left)
 			logmsg("removed %zu send/recv messages of NCCL communicator /dev/shm%s that no rank received", left,
 			       name);

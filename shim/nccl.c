@@ -39,7 +39,6 @@
  * the rank waits for the first of its pending receives, so it acts in
  * virtual-time order; the thread leaves the call at the time its part of
  * the algorithm ends (docs/nccl.md). */
-#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <link.h>
@@ -2207,25 +2206,20 @@ static struct pairbox *box_of(ncclComm_t c, int from, int to)
 	return &c->box[(size_t)from * c->nranks + to];
 }
 
-static size_t ring_put(ncclComm_t c, int to, const uint8_t *p, size_t len)
+/* Bytes free in the pair's ring (its writer's view), and bytes to read
+ * (its reader's). */
+static size_t ring_room(const struct pairbox *b)
 {
-	struct pairbox *b = box_of(c, c->rank, to);
-	uint32_t wr = atomic_load_explicit(&b->wr, memory_order_relaxed);
-	uint32_t rd = atomic_load_explicit(&b->rd, memory_order_acquire);
-	size_t room = UNI_NCCL_PAIR - (wr - rd);
-	if (len > room)
-		len = room;
-	uint8_t *ring = ring_of(c, c->rank, to);
-	size_t at = wr % UNI_NCCL_PAIR, first = UNI_NCCL_PAIR - at < len ? UNI_NCCL_PAIR - at : len;
-	memcpy(ring + at, p, first);
-	memcpy(ring, p + first, len - first);
-	atomic_store_explicit(&b->wr, wr + (uint32_t)len, memory_order_release);
-	if (len)
-		uni_futex_wake(&b->wr, 1);
-	return len;
+	return UNI_NCCL_PAIR - (atomic_load_explicit(&b->wr, memory_order_relaxed) -
+				atomic_load_explicit(&b->rd, memory_order_acquire));
 }
 
-/* ring_put of several pieces that fit the ring, published (and their
+static size_t ring_have(const struct pairbox *b)
+{
+	return atomic_load_explicit(&b->wr, memory_order_acquire) - atomic_load_explicit(&b->rd, memory_order_relaxed);
+}
+
+/* Pieces that fit the ring (ring_room), in order, published (and their
  * reader woken) once. */
 static void ring_putv(ncclComm_t c, int to, const uint8_t *const *p, const size_t *len, int n)
 {
@@ -2244,12 +2238,19 @@ static void ring_putv(ncclComm_t c, int to, const uint8_t *const *p, const size_
 		uni_futex_wake(&b->wr, 1);
 }
 
+/* One u64 (a message's length or a fragment's) into a ring with room. */
+static void ring_put_u64(ncclComm_t c, int to, uint64_t v)
+{
+	const uint8_t *p = (const uint8_t *)&v;
+	size_t len = 8;
+	ring_putv(c, to, &p, &len, 1);
+}
+
 static size_t ring_get(ncclComm_t c, int from, uint8_t *p, size_t len)
 {
 	struct pairbox *b = box_of(c, from, c->rank);
 	uint32_t rd = atomic_load_explicit(&b->rd, memory_order_relaxed);
-	uint32_t wr = atomic_load_explicit(&b->wr, memory_order_acquire);
-	size_t have = wr - rd;
+	size_t have = ring_have(b);
 	if (len > have)
 		len = have;
 	uint8_t *ring = ring_of(c, from, c->rank);
@@ -2286,17 +2287,12 @@ static size_t ring_get(ncclComm_t c, int from, uint8_t *p, size_t len)
 #define UNI_NCCL_SPILL_AFTER_NS 2000000ull
 #define UNI_NCCL_FRAG_MIN (64u << 10) /* a fragment: the rest, or this much at least */
 
-static void spill_name(ncclComm_t c, int from, int to, uint64_t n, char *out, size_t len)
-{
-	snprintf(out, len, "%s-%d-%d-%llu", c->seg, from, to, (unsigned long long)n);
-}
-
 /* bytes at p, the rest of message n to peer, into a segment of its own:
  * 1, or 0 when one cannot be made (the rest then waits for the ring). */
 static int spill_put(ncclComm_t c, int peer, const void *p, size_t bytes, uint64_t n)
 {
 	char name[128];
-	spill_name(c, c->rank, peer, n, name, sizeof(name));
+	uni_nccl_spill_name(c->seg, c->rank, peer, n, name, sizeof(name));
 	int fd = shm_open(name, O_CREAT | O_EXCL | O_RDWR, 0600);
 	if (fd < 0)
 		return 0;
@@ -2320,7 +2316,7 @@ static int spill_put(ncclComm_t c, int peer, const void *p, size_t bytes, uint64
 static ncclResult_t spill_get(ncclComm_t c, const struct op *o, void *dst, size_t bytes, uint64_t n)
 {
 	char name[128];
-	spill_name(c, o->peer, c->rank, n, name, sizeof(name));
+	uni_nccl_spill_name(c->seg, o->peer, c->rank, n, name, sizeof(name));
 	int fd = shm_open(name, O_RDONLY, 0);
 	if (fd < 0)
 		return fail(c, ncclSystemError, "ncclRecv: rank %d: the message from rank %d (/dev/shm%s) is gone: %s",
@@ -2358,35 +2354,8 @@ static void spill_drop(ncclComm_t c)
 		struct pairbox *b = box_of(c, p, c->rank);
 		unread = p != c->rank && atomic_load(&b->wr) != atomic_load(&b->rd);
 	}
-	if (!unread)
-		return;
-	DIR *d = opendir("/dev/shm");
-	if (!d)
-		return;
-	size_t k = strlen(c->seg + 1);
-	struct dirent *e;
-	while ((e = readdir(d)) != NULL) {
-		int from, to;
-		unsigned long long n;
-		if (strncmp(e->d_name, c->seg + 1, k) || e->d_name[k] != '-' ||
-		    sscanf(e->d_name + k, "-%d-%d-%llu", &from, &to, &n) != 3 || to != c->rank)
-			continue;
-		char name[300];
-		snprintf(name, sizeof(name), "/%s", e->d_name);
-		shm_unlink(name);
-	}
-	closedir(d);
-}
-
-static size_t ring_room(const struct pairbox *b)
-{
-	return UNI_NCCL_PAIR - (atomic_load_explicit(&b->wr, memory_order_relaxed) -
-				atomic_load_explicit(&b->rd, memory_order_acquire));
-}
-
-static size_t ring_have(const struct pairbox *b)
-{
-	return atomic_load_explicit(&b->wr, memory_order_acquire) - atomic_load_explicit(&b->rd, memory_order_relaxed);
+	if (unread)
+		uni_nccl_spills_remove(c->seg, c->rank);
 }
 
 static int p2p_send_step(struct op *o)
@@ -2394,38 +2363,32 @@ static int p2p_send_step(struct op *o)
 	ncclComm_t c = o->comm;
 	struct pairbox *b = box_of(c, c->rank, o->peer);
 	size_t bytes = o->count * uni_nccl_type_size(o->type);
-	int moved = 0;
+	int moved = 0, lead = 0; /* lead: the length is still to write, with the first fragment */
 	uint64_t len = bytes;
 	if (!o->hdr_done) {
-		size_t room = ring_room(b);
-		if (room < 8)
+		if (ring_room(b) < 8)
 			return 0;
 		o->msgn = c->p2pn[o->peer]++;
-		o->hdr_done = moved = 1;
-		if (!bytes || room < UNI_NCCL_SPILL_ROOM + 16 + (bytes < UNI_NCCL_FRAG_MIN ? bytes : UNI_NCCL_FRAG_MIN)) {
-			ring_put(c, o->peer, (const uint8_t *)&len, 8);
-		} else {
-			/* The length, its first fragment's and its bytes at once. */
-			size_t f = room - UNI_NCCL_SPILL_ROOM - 16;
-			uint64_t h = f < bytes ? f : bytes;
-			const uint8_t *pv[3] = {(const uint8_t *)&len, (const uint8_t *)&h, (const uint8_t *)o->send};
-			size_t lv[3] = {8, 8, (size_t)h};
-			ring_putv(c, o->peer, pv, lv, 3);
-			o->done = (size_t)h;
-		}
+		o->hdr_done = moved = lead = 1;
 	}
 	while (o->done < bytes) {
-		size_t room = ring_room(b), left = bytes - o->done;
+		size_t room = ring_room(b) - (lead ? 8 : 0), left = bytes - o->done;
 		const uint8_t *p = (const uint8_t *)o->send + o->done;
 		if (room >= UNI_NCCL_SPILL_ROOM + 8 + (left < UNI_NCCL_FRAG_MIN ? left : UNI_NCCL_FRAG_MIN)) {
 			size_t f = room - UNI_NCCL_SPILL_ROOM - 8;
 			uint64_t h = f < left ? f : left;
-			const uint8_t *pv[2] = {(const uint8_t *)&h, p};
-			size_t lv[2] = {8, (size_t)h};
-			ring_putv(c, o->peer, pv, lv, 2);
+			const uint8_t *pv[3] = {(const uint8_t *)&len, (const uint8_t *)&h, p};
+			size_t lv[3] = {8, 8, (size_t)h};
+			ring_putv(c, o->peer, pv + !lead, lv + !lead, 2 + lead);
+			lead = 0;
 			o->done += (size_t)h;
 			o->stall = 0;
 			moved = 1;
+			continue;
+		}
+		if (lead) {
+			ring_put_u64(c, o->peer, len);
+			lead = 0;
 			continue;
 		}
 		uint64_t now = mono_ns();
@@ -2437,11 +2400,12 @@ static int p2p_send_step(struct op *o)
 			o->spill_failed = 1;
 			break;
 		}
-		uint64_t h = left | UNI_NCCL_SPILL;
-		ring_put(c, o->peer, (const uint8_t *)&h, 8);
+		ring_put_u64(c, o->peer, left | UNI_NCCL_SPILL);
 		o->done = bytes;
 		moved = 1;
 	}
+	if (lead)
+		ring_put_u64(c, o->peer, len); /* (no bytes) */
 	if (o->hdr_done && o->done == bytes)
 		o->finished = 1;
 	return moved;

@@ -787,6 +787,13 @@ char uni_proc_stat(const char *stat_path, uint64_t *cpu_ticks);
 void uni_shm_name(const char *session, char *buf, size_t len);
 /* Lock file path "/dev/shm/uni.<session>.lock". */
 void uni_lock_path(const char *session, char *buf, size_t len);
+/* The simulated NCCL's send/recv message number n from rank `from` to
+ * rank `to` kept outside the pair's ring of the communicator whose
+ * segment is seg (uni_nccl_seg_name): "<seg>-<from>-<to>-<n>"; and the
+ * removal of those still there that go to rank `to` (-1: to any), how
+ * many it removed (shim/nccl.c, unid's clean-up). */
+void uni_nccl_spill_name(const char *seg, int from, int to, uint64_t n, char *out, size_t len);
+size_t uni_nccl_spills_remove(const char *seg, int to);
 
 /* Maps an existing session read-write. Returns the header or NULL with a
  * one-line reason in err (errno preserved). Checks magic, version, size. */
