@@ -486,6 +486,11 @@ void nic_flow_want(struct nic_flow *f)
 	f->wanted = 1;
 }
 
+void nic_flow_unwant(struct nic_flow *f)
+{
+	f->wanted = 0;
+}
+
 void nic_flow_gate(struct nic_flow *f, int gated)
 {
 	f->gated = gated;

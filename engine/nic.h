@@ -118,6 +118,8 @@ void nic_flow_gate(struct nic_flow *f, int gated);
  * needed the network to move. */
 void nic_flow_soft(struct nic_flow *f, uint32_t wconn);
 void nic_flow_want(struct nic_flow *f);
+/* ... no more (the read that asked for it was dropped). */
+void nic_flow_unwant(struct nic_flow *f);
 
 /* The earliest time a reader could act on a flow that has left but was not
  * read to its end yet (UINT64_MAX if none), gated flows left out, and soft

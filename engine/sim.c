@@ -67,6 +67,7 @@ struct stream {
 	int active;                 /* nic: in S.act (bytes not all final yet) */
 	uint64_t final_pub;         /* nic: final prefix published to the reader */
 	uint32_t read_ch;           /* nic: first chunk not yet known read to its end */
+	int rclosed;                /* nic: its reader's end closed (a simulated NCCL end) */
 };
 
 static struct {
@@ -106,7 +107,8 @@ struct dwatch {
  * to become final is the earliest arrival (an unread finished flow holds
  * the network at its arrival), so the thread can go on in time order. */
 struct group {
-	uint32_t done;                 /* tag of the last group answered */
+	uint32_t done;                 /* tag of the last group answered (or dropped) */
+	uint32_t valid;                /* done is set (a ring taken again has none) */
 	uint32_t tag, n;               /* the group whose waiters are listed */
 	uint32_t st[UNI_READ_GROUP_MAX]; /* their streams */
 };
@@ -303,10 +305,18 @@ static struct group *group_of(const struct uni_op *op)
 static int group_stale(const struct uni_op *op)
 {
 	struct group *g = group_of(op);
-	return g && (int32_t)((uint32_t)op->e.b - g->done) <= 0;
+	return g && g->valid && (int32_t)((uint32_t)op->e.b - g->done) <= 0;
 }
 
 static void group_cancel(uint32_t ring, uint32_t tag);
+
+/* Group tag of ring is answered or dropped: its other reads are not. */
+static void group_close(struct group *g, uint32_t ring, uint32_t tag)
+{
+	g->done = tag;
+	g->valid = 1;
+	group_cancel(ring, tag);
+}
 
 static void answered_record(const struct uni_op *op, uint64_t t0, uint64_t t1, uint64_t arrive);
 
@@ -315,10 +325,8 @@ static void respond(const struct uni_op *op, uint64_t t1)
 {
 	struct uni_ring *ring = uni_shm_ring(S.h, op->ring);
 	struct group *g = group_of(op);
-	if (g) {
-		g->done = (uint32_t)op->e.b;
-		group_cancel(op->ring, (uint32_t)op->e.b);
-	}
+	if (g)
+		group_close(g, op->ring, (uint32_t)op->e.b);
 	ring->resp_t = t1;
 	if (t1 < S.ans_min)
 		S.ans_min = t1;
@@ -415,6 +423,11 @@ static void answered_record(const struct uni_op *op, uint64_t t0, uint64_t t1, u
 
 void uni_sim_answer_unmodelled(const struct uni_op *op)
 {
+	if (group_stale(op))
+		return; /* another read of its group was answered, or the group dropped */
+	struct group *g = group_of(op);
+	if (g)
+		group_close(g, op->ring, (uint32_t)op->e.b);
 	struct uni_ring *ring = uni_shm_ring(S.h, op->ring);
 	ring->resp_t = op->e.t0;
 	atomic_store_explicit(&ring->resp_seq, (uint32_t)op->e.a, memory_order_release);
@@ -608,6 +621,8 @@ static void schedule(struct stream *s, const struct uni_op *op)
 						   (e->flags & UNI_EVF_NOTIFY) ? NULL : s->last_data, r);
 		if (c->fd < 0)
 			nic_flow_soft(nf, e->conn); /* a simulated NCCL stream (soft_holds) */
+		if (s->rclosed)
+			nic_flow_read(nf); /* (nobody will) */
 		uint64_t lat = nic_flow_latency(nf);
 		if (!(e->flags & UNI_EVF_NOTIFY)) {
 			if (s->last_data)
@@ -900,6 +915,43 @@ static void group_cancel(uint32_t ring, uint32_t tag)
 		s->nwait = k;
 	}
 	g->n = 0;
+}
+
+void uni_sim_read_cancel(const struct uni_op *op)
+{
+	if (op->ring >= S.h->max_rings)
+		return;
+	struct group *g = &S.grp[op->ring];
+	uint32_t tag = (uint32_t)op->e.b;
+	/* Its members still waiting go (unid dropped those queued on
+	 * unmatched connections: drop_pending_reqs), and what they asked
+	 * for holds the network no longer than bytes nobody asked for (a
+	 * count mismatch asks for bytes never sent: 2 s of real time). */
+	if (!g->valid || (int32_t)(tag - g->done) > 0) {
+		for (uint32_t i = 0; S.nic && g->tag == tag && i < g->n; i++) {
+			struct stream *s = &S.st[g->st[i]];
+			for (uint32_t k = s->read_ch > s->headch ? s->read_ch : s->headch; k < s->nch; k++)
+				if (s->ch[k].nf)
+					nic_flow_unwant(s->ch[k].nf);
+		}
+		group_close(g, op->ring, tag);
+	}
+	respond(op, op->e.t0);
+}
+
+void uni_sim_reader_closed(uint32_t conn)
+{
+	const struct uni_conn *c = uni_shm_conn(S.h, conn);
+	uint32_t wc = atomic_load(&c->peer_conn);
+	if (!S.nic || c->fd >= 0 || wc >= S.h->max_conns)
+		return;
+	/* (A count mismatch leaves bytes nobody reads: they held the network
+	 * 2 s of real time, as stale.) */
+	struct stream *s = &S.st[wc];
+	s->rclosed = 1;
+	for (uint32_t k = s->read_ch > s->headch ? s->read_ch : s->headch; k < s->nch; k++)
+		if (s->ch[k].nf)
+			nic_flow_read(s->ch[k].nf);
 }
 
 void uni_sim_forget_ring(uint32_t ring)

@@ -32,6 +32,12 @@ void uni_sim_send(const struct uni_op *op);
 /* A READ_REQ on a matched connection (op->e.conn is the reader's end).
  * Answered now if its bytes are scheduled, else when they are. */
 void uni_sim_read(const struct uni_op *op);
+/* UNI_EV_READ_CANCEL: drops the thread's group read op->e.b unless it was
+ * answered, and answers op->e.a (at op->e.t0). */
+void uni_sim_read_cancel(const struct uni_op *op);
+/* Connection end conn closed: nic, a simulated NCCL end: what comes in on
+ * it is never read (it holds the network no longer). */
+void uni_sim_reader_closed(uint32_t conn);
 
 /* A SENT_REQ (op->e.conn is the writer's end, off the message's end):
  * answered with the completion time of that write once it is final. */

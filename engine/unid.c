@@ -411,6 +411,8 @@ static void conn_process(const struct uni_op *op)
 	case UNI_EV_CONN_CLOSE:
 		r.kind = UNI_TR_CONN_CLOSE;
 		r.len = e->b;
+		if (D.cfg.mode == UNI_MODE_SIMULATE)
+			uni_sim_reader_closed(e->conn);
 		break;
 	default:
 		return;
@@ -520,6 +522,9 @@ static void nccl_segs_remove(void)
 	g_nccl_segs.n = g_nccl_segs.cap = 0;
 }
 
+static void drop_pending_reqs(uint32_t ring, uint32_t tag);
+static uint32_t conn_count(void);
+
 static void handle(uint32_t ring_idx, struct uni_ring *ring, const struct uni_ev *e)
 {
 	int rank = ring->rank;
@@ -527,9 +532,10 @@ static void handle(uint32_t ring_idx, struct uni_ring *ring, const struct uni_ev
 	if (e->kind == UNI_EV_THREAD)
 		D.ring_seq[ring_idx] = 0;
 	/* (A string is text, not an event: it takes no index; nor does the
-	 * turn's note of a byte awaited, UNI_EV_DET_WATCH.) */
-	uint32_t seq = e->kind == UNI_EV_STRING || e->kind == UNI_EV_DET_WATCH ? D.ring_seq[ring_idx]
-									     : D.ring_seq[ring_idx]++;
+	 * turn's note of a byte awaited, UNI_EV_DET_WATCH, nor a group read
+	 * dropped, UNI_EV_READ_CANCEL.) */
+	int note = e->kind == UNI_EV_STRING || e->kind == UNI_EV_DET_WATCH || e->kind == UNI_EV_READ_CANCEL;
+	uint32_t seq = note ? D.ring_seq[ring_idx] : D.ring_seq[ring_idx]++;
 	struct uni_op op = {.e = *e, .rank = rank, .tid = ring->tid, .ring = ring_idx, .seq = seq};
 	struct uni_trec r = rec_of(0, rank);
 	r.tid = ring->tid;
@@ -559,6 +565,12 @@ static void handle(uint32_t ring_idx, struct uni_ring *ring, const struct uni_ev
 		break;
 	case UNI_EV_DET_WATCH:
 		uni_sim_det_watch(e->conn, e->off);
+		break;
+	case UNI_EV_READ_CANCEL:
+		if (D.cfg.mode == UNI_MODE_SIMULATE) {
+			drop_pending_reqs(ring_idx, (uint32_t)e->b);
+			uni_sim_read_cancel(&op);
+		}
 		break;
 	case UNI_EV_CONN_CLOSE:
 		if (e->conn < D.h->max_conns) {
@@ -661,9 +673,31 @@ static void handle(uint32_t ring_idx, struct uni_ring *ring, const struct uni_ev
 	atomic_fetch_add_explicit(&D.h->events_total, 1, memory_order_relaxed);
 }
 
+/* Drops the requests of ring that wait on unmatched connections for their
+ * other end (all of them, or tag: the reads of one group): answered once
+ * the end came, they would go to whichever thread has the ring then. */
+static void drop_pending_reqs(uint32_t ring, uint32_t tag)
+{
+	uint32_t n = conn_count();
+	for (uint32_t c = 0; c < n; c++) {
+		struct dconn *dc = &D.conns[c];
+		if (dc->state == UNI_CONN_MATCHED || !dc->npending)
+			continue;
+		uint32_t k = 0;
+		for (uint32_t j = 0; j < dc->npending; j++) {
+			const struct uni_op *op = &dc->pending[j];
+			if (op->ring == ring && is_request(&op->e) && (!tag || (uint32_t)op->e.b == tag))
+				continue;
+			dc->pending[k++] = *op;
+		}
+		dc->npending = k;
+	}
+}
+
 static void ring_free(uint32_t idx, struct uni_ring *ring)
 {
 	uni_sim_forget_ring(idx);
+	drop_pending_reqs(idx, 0);
 	if (idx < UNI_MAX_RINGS)
 		D.cpu_seen[idx] = 0;
 	/* A thread killed while it waited in a sleep's hold. */
@@ -776,7 +810,7 @@ static int task_running(uint32_t k, int pid, int tid)
 }
 
 /* The minimum hold over the live rank threads' rings (horizon()). */
-static uint64_t scan_rings(uint32_t *hkp)
+static uint64_t scan_rings(uint64_t now, uint32_t *hkp)
 {
 	uint64_t h = UINT64_MAX;
 	uint32_t hk = 0;
@@ -806,6 +840,16 @@ static uint64_t scan_rings(uint32_t *hkp)
 			v = floor;
 			if (ring->wait_vdl && ring->wait_vdl < v)
 				v = ring->wait_vdl;
+			/* A simulated NCCL rank meeting its peers: an answer it
+			 * has not acted on, or the end of its operation's reads. */
+			uint32_t at = atomic_load_explicit(&ring->async_tag, memory_order_acquire);
+			if (at && atomic_load_explicit(&ring->resp_seq, memory_order_acquire) - at < ring->async_n &&
+			    ring->resp_t < v)
+				v = ring->resp_t;
+			uint64_t sf = atomic_load_explicit(&ring->soft_floor, memory_order_acquire);
+			if (sf && sf - 1 < v &&
+			    now - atomic_load_explicit(&ring->soft_since, memory_order_relaxed) < UNI_NIC_SOFT_STALE_NS)
+				v = sf - 1;
 		} else {
 			v = atomic_load_explicit(&ring->vt_pub, memory_order_acquire);
 			if (floor < v)
@@ -922,7 +966,7 @@ static uint64_t horizon(uint64_t now)
 	uint32_t hk = 0;
 	for (int tries = 0;; tries++) {
 		uint32_t c0 = atomic_load(&D.h->handoffs);
-		h = scan_rings(&hk);
+		h = scan_rings(now, &hk);
 		if (atomic_load(&D.h->handoffs) == c0)
 			break;
 		if (tries == 16)
@@ -1509,10 +1553,31 @@ static void maybe_warp(uint64_t now)
 /* A read on a connection whose other end never registered (something that
  * is not a rank of this session) is answered after 2 s and the connection
  * is given up: it is not modelled. */
+/* A simulated NCCL end asks for its bytes as its operation begins,
+ * before a peer still computing opens its end: 1 while that end's rank
+ * (its node's, in a world of several processes) lives (check_unmatched_reads
+ * waits for it 60 s). Within one process, where the nodes are not ranks,
+ * the end is given up as any other. */
+static int vnccl_peer_lives(const struct uni_conn *uc)
+{
+	if (uc->fd >= 0 || uc->vpeer1 <= 0)
+		return 0;
+	uint32_t p = (uint32_t)(uc->vpeer1 - 1);
+	if (p >= D.h->max_ranks || p >= UNI_MAX_RANKS || !D.ranks[p].pid || uc->rank < 0 ||
+	    (uint32_t)uc->rank >= UNI_MAX_RANKS)
+		return 0;
+	return D.ranks[uc->rank].pid && D.ranks[uc->rank].pid != D.ranks[p].pid;
+}
+
 static void check_unmatched_reads(uint64_t now)
 {
 	for (uint32_t i = 0; i < D.nunmatched; i++) {
 		uint32_t idx = D.unmatched[i];
+		/* (Not for ever: a peer whose operation failed after its data
+		 * moved, or a rank's new process, may never open its end.) */
+		if (vnccl_peer_lives(uni_shm_conn(D.h, idx)) && D.conns[idx].first_read_wait &&
+		    now - D.conns[idx].first_read_wait < 60000000000ull)
+			continue;
 		if (D.conns[idx].first_read_wait && now - D.conns[idx].first_read_wait > 2000000000ull) {
 			give_up(idx);
 			i--; /* give_up removed it from the list */

@@ -221,6 +221,24 @@ static uint64_t mono_ns(void)
 	return uni_now_ns();
 }
 
+/* UNI_NCCL_TEST_STALL=R:MS[:K] (tests only): rank R of a communicator,
+ * in its operations that receive 64 kB or more from the K-th on (default
+ * 1; counted over the process), stops
+ * for MS ms of real time as its data begins to move (a process the host
+ * does not run for a while, as on a loaded host: it spins). */
+static void test_stall(ncclComm_t c, uint64_t bytes)
+{
+	static _Atomic int seen;
+	const char *e = getenv("UNI_NCCL_TEST_STALL");
+	int r, ms, k = 1;
+	if (!e || bytes < 65536 || sscanf(e, "%d:%d:%d", &r, &ms, &k) < 2 || r != c->rank || atomic_fetch_add(&seen, 1) + 1 < k)
+		return;
+	/* (Runnable, as such a process is: a thread asleep for 250 ms while
+	 * it counts as running is taken to be blocked outside the shim.) */
+	for (uint64_t end = mono_ns() + (uint64_t)ms * 1000000u; mono_ns() < end;)
+		;
+}
+
 /* Layout ------------------------------------------------------------------ */
 
 static size_t seg_size(int n)
@@ -384,6 +402,8 @@ static void wait_peers(ncclComm_t c, int *det, int peer, _Atomic uint32_t *w, ui
 	uni_futex_wait(w, v, ms);
 }
 
+static int prog_poll(void);
+
 static ncclResult_t barrier(ncclComm_t c, const char *what)
 {
 	struct seg *s = c->sh;
@@ -403,7 +423,7 @@ static ncclResult_t barrier(ncclComm_t c, const char *what)
 		note_wait(c, what, -1);
 		/* In turn: until the last to arrive wakes it (no spinning: the
 		 * others need the turn to come). */
-		wait_peers(c, &det, -1, &s->bar_gen, gen, 100);
+		wait_peers(c, &det, -1, &s->bar_gen, gen, prog_poll() ? 1 : 100);
 		spin = spin < 200 ? 200 : spin;
 		/* A peer's death or an abort counts only if the barrier was
 		 * still closed after it was seen: the last to arrive opens it
@@ -1196,55 +1216,144 @@ static void ready_sends(struct sched *s, int first, uint64_t t0)
 	}
 }
 
-/* Runs the graph from time t0; returns when this rank's part ends (its
- * last arrival, or t0). */
-static uint64_t run_sched(struct sched *s, uint64_t t0)
+/* How far a rank has run its graph: what run_sched and, while the data
+ * moves, prog_poll have done. */
+struct prog {
+	struct sched *s;
+	uint64_t t0, end;
+	int first;    /* every transfer before it is done */
+	uint32_t tag; /* a group read asked for without waiting, not taken yet (0: none) */
+	int nh;
+	int head[UNI_READ_GROUP_MAX]; /* its reads' transfers */
+	void *obj;    /* the peer wait prog_poll publishes again */
+};
+
+/* The first pending receive of each connection (its transfer in
+ * p->head); receives with nothing to wait for are done at once. */
+static int prog_heads(struct prog *p, uint32_t *hv, uint64_t *ho, uint64_t *hl)
 {
-	uint64_t end = t0;
-	int first = 0;
+	struct sched *s = p->s;
+	int nh = 0;
+	for (int i = p->first; i < s->n && nh < UNI_READ_GROUP_MAX; i++) {
+		struct xf *x = &s->x[i];
+		if (!x->recv || x->done)
+			continue;
+		int seen = 0;
+		for (int k = 0; k < nh && !seen; k++)
+			seen = same_conn(&s->x[p->head[k]], x);
+		if (seen)
+			continue;
+		uint32_t v = x->bytes ? vconn(x->c, x->peer, x->ch) : 0;
+		if (!v) { /* nothing to wait for */
+			x->done = 1;
+			x->t = p->t0;
+			continue;
+		}
+		p->head[nh] = i;
+		hv[nh] = v;
+		ho[nh] = x->c->rx[vidx(x->c, x->peer, x->ch)];
+		hl[nh] = x->bytes;
+		nh++;
+	}
+	while (p->first < s->n && s->x[p->first].done)
+		p->first++;
+	p->nh = nh;
+	return nh;
+}
+
+/* Receive p->head[w] arrived at t. */
+static void prog_take(struct prog *p, int w, uint64_t t)
+{
+	struct xf *x = &p->s->x[p->head[w]];
+	x->c->rx[vidx(x->c, x->peer, x->ch)] += x->bytes;
+	x->done = 1;
+	x->t = max64(t, p->t0);
+	p->end = max64(p->end, x->t);
+}
+
+/* Runs the graph from time t0 (or where prog_poll left it); returns when
+ * this rank's part ends (its last arrival, or t0). */
+static uint64_t run_sched(struct prog *p)
+{
+	struct sched *s = p->s;
 	for (;;) {
-		ready_sends(s, first, t0);
-		/* The first pending receive of each connection. */
-		int head[UNI_READ_GROUP_MAX], nh = 0;
+		ready_sends(s, p->first, p->t0);
 		uint32_t hv[UNI_READ_GROUP_MAX];
 		uint64_t ho[UNI_READ_GROUP_MAX], hl[UNI_READ_GROUP_MAX];
-		for (int i = first; i < s->n && nh < UNI_READ_GROUP_MAX; i++) {
-			struct xf *x = &s->x[i];
-			if (!x->recv || x->done)
-				continue;
-			int seen = 0;
-			for (int k = 0; k < nh && !seen; k++)
-				seen = same_conn(&s->x[head[k]], x);
-			if (seen)
-				continue;
-			uint32_t v = x->bytes ? vconn(x->c, x->peer, x->ch) : 0;
-			if (!v) { /* nothing to wait for */
-				x->done = 1;
-				x->t = t0;
-				continue;
-			}
-			head[nh] = i;
-			hv[nh] = v;
-			ho[nh] = x->c->rx[vidx(x->c, x->peer, x->ch)];
-			hl[nh] = x->bytes;
-			nh++;
-		}
-		while (first < s->n && s->x[first].done)
-			first++;
+		int nh = prog_heads(p, hv, ho, hl);
 		if (!nh) {
-			if (first < s->n)
+			if (p->first < s->n)
 				continue; /* sends made ready by receives without bytes */
 			break;
 		}
 		int w = 0;
 		uint64_t t = uni_shim_vrecv_any(nh, hv, ho, hl, &w);
-		struct xf *x = &s->x[head[w]];
-		x->c->rx[vidx(x->c, x->peer, x->ch)] += x->bytes;
-		x->done = 1;
-		x->t = max64(t, t0);
-		end = max64(end, x->t);
+		prog_take(p, w, t);
 	}
-	return end;
+	return p->end;
+}
+
+/* While the data moves (docs/nccl.md "While the data moves"): the graph
+ * of the operation this thread runs alone and outside the turn, else
+ * NULL. */
+static __thread struct prog *t_prog;
+
+/* Asks for the next reads without waiting (until it takes their answer,
+ * the answer holds the network for the thread), or, every read taken,
+ * holds the network at the operation's end for what the rank sends after
+ * it (for 200 ms of real time, as its last arrival would unread). */
+static void prog_ask(struct prog *p)
+{
+	uint32_t hv[UNI_READ_GROUP_MAX];
+	uint64_t ho[UNI_READ_GROUP_MAX], hl[UNI_READ_GROUP_MAX];
+	int nh = prog_heads(p, hv, ho, hl);
+	if (!nh && p->first < p->s->n) { /* sends made ready by receives without bytes */
+		ready_sends(p->s, p->first, p->t0);
+		nh = prog_heads(p, hv, ho, hl);
+	}
+	if (!nh)
+		uni_shim_peer_floor(p->end);
+	else if (!(p->tag = uni_shim_vrecv_post(nh, hv, ho, hl)))
+		t_prog = NULL; /* (run_sched goes on from here) */
+}
+
+/* Takes the answer to the reads asked for, if it came: sends what it
+ * makes ready and asks for the next. 1 while reads are asked for (the
+ * caller looks again within a millisecond). */
+static int prog_poll(void)
+{
+	struct prog *p = t_prog;
+	if (!p || !p->tag)
+		return 0;
+	uint64_t t;
+	int w;
+	if (!uni_shim_vrecv_poll(p->tag, p->nh, &t, &w))
+		return 1;
+	p->tag = 0;
+	prog_take(p, w, t);
+	ready_sends(p->s, p->first, p->t0);
+	prog_ask(p);
+	/* (The answer made it count at the arrival's time until now: what
+	 * that released is sent, what comes next asked for.) */
+	uni_shim_peer_wait(1, p->obj);
+	return p->tag != 0;
+}
+
+/* After the data moved: the reads asked for are taken (ok), or dropped. */
+static void prog_end(struct prog *p, int ok)
+{
+	t_prog = NULL;
+	if (!p->tag)
+		return;
+	if (ok) {
+		int w;
+		uint64_t t = uni_shim_vrecv_wait(p->tag, p->nh, &w);
+		prog_take(p, w, t);
+		ready_sends(p->s, p->first, p->t0);
+	} else {
+		uni_shim_vrecv_cancel(p->tag);
+	}
+	p->tag = 0;
 }
 
 /* NCCL's double binary tree (src/graph/trees.cc, ncclGetBtree and
@@ -2547,6 +2656,7 @@ static ncclResult_t run_p2p(struct op *ops, int nops)
 	int spins = 0, noted = 0, det = uni_shim_det_nccl();
 	for (;;) {
 		int left;
+		int asked = prog_poll();
 		int moved = p2p_pass(ops, nops, &err, &left);
 		if (moved && det)
 			wake_comms(ops, nops);
@@ -2565,8 +2675,8 @@ static ncclResult_t run_p2p(struct op *ops, int nops)
 		/* Sleep on the first blocked op's counter; a group with a send
 		 * not done looks again soon (a send that found no room puts its
 		 * rest outside the ring after UNI_NCCL_SPILL_AFTER_NS). */
-		int ms = 20;
-		for (int i = 0; i < nops; i++)
+		int ms = asked ? 1 : 20;
+		for (int i = 0; i < nops && ms > 2; i++)
 			if (ops[i].kind == K_SEND && !ops[i].finished)
 				ms = 2;
 		for (int i = 0; i < nops; i++) {
@@ -3418,6 +3528,7 @@ static ncclResult_t execute_held(struct op *ops, int nops)
 	 * rank that must first receive something else (Gloo) is not stuck
 	 * behind it, and none of its sends is late. */
 	struct sched sc = {0};
+	struct prog pg = {.s = &sc, .t0 = t0};
 	if (timed) {
 		for (int i = 0; i < nops; i++) {
 			struct op *o = &ops[i];
@@ -3441,9 +3552,19 @@ static ncclResult_t execute_held(struct op *ops, int nops)
 			if (sc.x[i].bytes)
 				vconn(sc.x[i].c, sc.x[i].peer, sc.x[i].ch);
 		ready_sends(&sc, 0, t0);
+		pg.t0 = pg.end = t0;
 		for (int i = 0; i < sc.n && !waits; i++)
 			waits = sc.x[i].recv && sc.x[i].bytes;
 		waits &= !async; /* the data moves later, on the stream */
+		/* The timing goes on while the data moves, where this thread
+		 * moves it alone (not several ranks' data) and outside the
+		 * turn: its waits for its peers look at the answers. The first
+		 * reads are asked for while it still counts at its clock. */
+		if (waits && !det && !sc.oom && !several_ranks(ops, nops)) {
+			pg.obj = ops[0].comm;
+			t_prog = &pg;
+			prog_ask(&pg);
+		}
 		if (waits)
 			uni_shim_peer_wait(1, ops[0].comm);
 	}
@@ -3451,6 +3572,8 @@ static ncclResult_t execute_held(struct op *ops, int nops)
 	uni_cupti_internal(1);
 	if (timed && !async)
 		vbusy(ops, nops, 1);
+	if (UNI_UNLIKELY(waits))
+		test_stall(ops[0].comm, op_size(&ops[0]));
 	if (async) {
 		r = stream_work(ops, nops);
 	} else {
@@ -3461,6 +3584,7 @@ static ncclResult_t execute_held(struct op *ops, int nops)
 	}
 	if (timed && !async)
 		vbusy(ops, nops, 0);
+	prog_end(&pg, r == ncclSuccess);
 	/* Tests: a rank killed between moving an operation's data and timing
 	 * it (its peers' timing receives wait for sends it never makes:
 	 * engine/sim.c answers them once unid sees it dead). */
@@ -3472,7 +3596,7 @@ static ncclResult_t execute_held(struct op *ops, int nops)
 		uni_shim_peer_wait(0, NULL);
 	if (timed) {
 		if (r == ncclSuccess && !sc.oom) {
-			end = run_sched(&sc, t0);
+			end = run_sched(&pg);
 		} else {
 			for (int i = 0; i < nops; i++)
 				if (comm_ok(ops[i].comm) && ops[i].comm->vc)

@@ -307,6 +307,8 @@ static struct uni_ring *claim_ring(int tid)
 		r->tid = tid;
 		atomic_store_explicit(&r->prod_waiting, 0, memory_order_relaxed);
 		atomic_store_explicit(&r->wake_floor, UINT64_MAX, memory_order_relaxed);
+		atomic_store_explicit(&r->async_tag, 0, memory_order_relaxed);
+		atomic_store_explicit(&r->soft_floor, 0, memory_order_relaxed);
 		atomic_store_explicit(&r->wait_kind, UNI_WAIT_NONE, memory_order_relaxed);
 		atomic_store_explicit(&r->wait_sending, 0, memory_order_relaxed);
 		r->wait_what[0] = 0; /* (a previous owner killed in an NCCL wait) */
@@ -632,9 +634,9 @@ static void push(struct uni_ring *r, const struct uni_ev *e)
 {
 	/* (A note to unid, not an event of the thread: no compute before it,
 	 * not in the recorded run, not counted.) */
-	int note = e->kind == UNI_EV_STRING || e->kind == UNI_EV_DET_WATCH;
+	int note = e->kind == UNI_EV_STRING || e->kind == UNI_EV_DET_WATCH || e->kind == UNI_EV_READ_CANCEL;
 	if (r == tls.ring && (tls.pend_d || tls.pend_force) && e->kind != UNI_EV_COMPUTE &&
-	    e->kind != UNI_EV_DET_WATCH)
+	    e->kind != UNI_EV_DET_WATCH && e->kind != UNI_EV_READ_CANCEL)
 		flush_compute(r);
 	if (UNI_UNLIKELY(tls.cf) && r == tls.ring && !note)
 		cf_check(e);
@@ -2453,10 +2455,22 @@ void uni_shim_peer_wait(int on, void *obj)
 		} else {
 			r->wait_what[0] = 0;
 			atomic_store_explicit(&r->wait_kind, UNI_WAIT_NONE, memory_order_release);
+			atomic_store_explicit(&r->async_tag, 0, memory_order_relaxed);
+			atomic_store_explicit(&r->soft_floor, 0, memory_order_relaxed);
 		}
 	}
 	tls.in_shim--;
 	errno = saved;
+}
+
+void uni_shim_peer_floor(uint64_t t)
+{
+	struct uni_ring *r = tls.ring;
+	if (!r || !uni_shim_simulating())
+		return;
+	atomic_store_explicit(&r->soft_since, uni_now_ns(), memory_order_relaxed);
+	atomic_store_explicit(&r->soft_floor, t + 1, memory_order_release);
+	atomic_store_explicit(&r->async_tag, 0, memory_order_release);
 }
 
 void uni_shim_nccl_wait(uint64_t comm, const char *what)
@@ -3758,6 +3772,85 @@ uint64_t uni_shim_vrecv_any(int n, const uint32_t *idx1, const uint64_t *off, co
 	tls.in_shim--;
 	errno = saved;
 	return t;
+}
+
+uint32_t uni_shim_vrecv_post(int n, const uint32_t *idx1, const uint64_t *off, const uint64_t *len)
+{
+	if (n <= 0 || n > UNI_READ_GROUP_MAX || !uni_shim_simulating() || (UNI_UNLIKELY(g_det) && det_part())) {
+		if (tls.ring) /* (no group of its own any more) */
+			atomic_store_explicit(&tls.ring->async_tag, 0, memory_order_release);
+		return 0;
+	}
+	int saved = errno;
+	tls.in_shim++;
+	struct uni_ring *r = thread_ring();
+	uint32_t tag = 0;
+	if (r) {
+		/* A group even of one (UNI_EV_READ_CANCEL drops a group); 0
+		 * is no group. */
+		if (tls.req_seq + 1 == 0)
+			tls.req_seq++;
+		tag = tls.req_seq + 1;
+		tls.req_seq += (uint32_t)n;
+		for (int i = 0; i < n; i++) {
+			struct uni_ev e = {.kind = UNI_EV_READ_REQ, .conn = idx1[i] - 1, .t0 = tls.vt, .t1 = tls.vt,
+					   .off = off[i], .len = len[i], .a = tag + (uint32_t)i, .b = tag};
+			push(r, &e);
+		}
+		/* (Its requests first: unid takes them after it read this.) */
+		r->async_n = (uint32_t)n;
+		atomic_store_explicit(&r->async_tag, tag, memory_order_release);
+		ring_bell();
+	}
+	tls.in_shim--;
+	errno = saved;
+	return tag;
+}
+
+int uni_shim_vrecv_poll(uint32_t tag, int n, uint64_t *t, int *which)
+{
+	struct uni_ring *r = tls.ring;
+	if (!tag || !r)
+		return 0;
+	uint32_t cur = atomic_load_explicit(&r->resp_seq, memory_order_acquire);
+	if (cur - tag >= (uint32_t)n)
+		return 0;
+	*which = (int)(cur - tag);
+	*t = r->resp_t;
+	return 1;
+}
+
+uint64_t uni_shim_vrecv_wait(uint32_t tag, int n, int *which)
+{
+	*which = 0;
+	struct uni_ring *r = tls.ring;
+	if (!tag || !r)
+		return tls.vt;
+	int saved = errno;
+	tls.in_shim++;
+	uint64_t t = await_any(r, tag, (uint32_t)n, tls.vt, which);
+	tls.in_shim--;
+	errno = saved;
+	return t;
+}
+
+void uni_shim_vrecv_cancel(uint32_t tag)
+{
+	struct uni_ring *r = tls.ring;
+	if (!tag || !r)
+		return;
+	int saved = errno;
+	tls.in_shim++;
+	uint32_t seq = ++tls.req_seq;
+	if (!seq)
+		seq = ++tls.req_seq;
+	struct uni_ev e = {.kind = UNI_EV_READ_CANCEL, .t0 = tls.vt, .t1 = tls.vt, .a = seq, .b = tag};
+	push(r, &e);
+	ring_bell();
+	await_answer(r, seq, tls.vt);
+	atomic_store_explicit(&r->async_tag, 0, memory_order_release);
+	tls.in_shim--;
+	errno = saved;
 }
 
 void uni_shim_quiet_io(int on)

@@ -473,6 +473,24 @@ void uni_shim_vsend(uint32_t idx1, uint64_t off, uint64_t len, uint64_t stamp) U
  * virtual-time order. */
 uint64_t uni_shim_vrecv_any(int n, const uint32_t *idx1, const uint64_t *off, const uint64_t *len,
 			    int *which) UNI_HIDDEN;
+/* The same reads asked for without waiting (the simulated NCCL's timing
+ * while its data moves, docs/nccl.md "While the data moves"): returns
+ * the group's tag for uni_shim_vrecv_poll, _wait and _cancel (0: none
+ * asked, outside simulate mode or in turn). The thread's published wait
+ * is left as it is: the answer makes it count at its time until it
+ * publishes a wait again, which it must do only after acting on it. */
+uint32_t uni_shim_vrecv_post(int n, const uint32_t *idx1, const uint64_t *off, const uint64_t *len) UNI_HIDDEN;
+/* 1 when group tag (of n reads) is answered: as uni_shim_vrecv_any's. */
+int uni_shim_vrecv_poll(uint32_t tag, int n, uint64_t *t, int *which) UNI_HIDDEN;
+/* Waits for group tag's answer (its wait as published: a peer wait, or
+ * none once answered). */
+uint64_t uni_shim_vrecv_wait(uint32_t tag, int n, int *which) UNI_HIDDEN;
+/* Drops group tag unless answered; returns once no answer to it can come. */
+void uni_shim_vrecv_cancel(uint32_t tag) UNI_HIDDEN;
+/* While it waits for its peers (uni_shim_peer_wait): every read of its
+ * operation taken, it sends nothing before t (the horizon counts it there
+ * for 200 ms of real time); no group read is outstanding any more. */
+void uni_shim_peer_floor(uint64_t t) UNI_HIDDEN;
 /* on: the thread waits for its peers (the simulated NCCL's data path)
  * and will send nothing until one of its reads is answered: it does not
  * hold the nic horizon back (an unread arrival does). off: it runs again. */

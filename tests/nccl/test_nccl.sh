@@ -14,7 +14,8 @@
 #    a receive cycle or a collective the others skip (what each waits for);
 #  - virtual time under alpha-beta against the closed forms (within 1%);
 #  - two communicators at once: independent under alpha-beta, sharing the
-#    links under nic.
+#    links under nic; the same with a rank the host does not run for 600 ms
+#    (none late); a count mismatch under nic.
 #  - device buffers through a CUDA runtime (a stand-in: no GPU here);
 #  - the device timeline from CUPTI's records (a stand-in CUPTI too), and
 #    the real CUPTI's failure without a GPU, said once.
@@ -619,6 +620,46 @@ for name, res, want in (("alpha-beta", ab, alone), ("nic", nic, shared)):
 sys.exit(bad)
 PYEOF
 ok "two communicators at once: alone under alpha-beta, sharing every uplink under nic (2x the transfer time), within 0.1%"
+
+# A rank the host does not run for a while: rank 1's two threads spin
+# 600 ms of real time as the data of their AllReduces begins to move
+# (UNI_NCCL_TEST_STALL, a hook for tests), 3 ranks under nic at 2 ms and
+# 100 Mbit/s. The ranks that wait for it go on timing their operations
+# while they wait (docs/nccl.md "While the data moves"), the stalled one's
+# answered reads hold the network: no transfer starts late and both
+# AllReduces take the shared time, b + 2(n-1)(a + h + 2S/(nB)), within 1%
+# (the compute between the calls is the host's, unscaled: the two threads
+# start a little apart; until session 26 3 or 4 transfers started up to
+# 900 ms late and one AllReduce took 1126 ms for 1798; with the compute
+# scaled to nothing the threads started together and none was late).
+printf 'mode: simulate\nnetwork: { model: nic, default: { latency: 2ms, bandwidth: 100Mbit } }\n' >"$T/slow.yaml"
+rm -f "$T"/id*
+UNI_NCCL_TEST_STALL=1:600:2 NCCL_CHECK_ID=$T/id timeout 300 "$UNIRUN" -n 3 --config "$T/slow.yaml" -- \
+	"$CHECK" contend 8388608 >"$T/stall.log" 2>&1 || { cat "$T/stall.log"; fail "contend with a stalled rank"; }
+grep '^late:' "$T/stall.log" && fail "contend with a stalled rank: transfers started late"
+$PY - "$T/stall.log" <<'PYEOF' || fail "contend with a stalled rank: times"
+import json, re, sys
+res = [json.loads(m) for m in re.findall(r'\{"rank".*?\}', open(sys.argv[1]).read())]
+assert len(res) == 3, res
+a, B, S, n, b, h = 2e-3, 1e8, 8388608, 3, 8.4e-6, 14e-6
+want = b + 2 * (n - 1) * (a + h + 2 * S / n * 8 / B)
+bad = 0
+for r in res:
+    for k in ("a_ns", "b_ns"):
+        got = r[k] / 1e9
+        print(f"stalled run rank {r['rank']} {k[0]}: {1e3*got:.3f} ms, want {1e3*want:.3f} ms")
+        bad |= abs(got - want) / want > 0.01
+sys.exit(bad)
+PYEOF
+ok "a rank stalled 600 ms in real time under nic: none late, both AllReduces within 1% of the shared time"
+
+# A count mismatch under nic: reads asked for while the data moved are
+# dropped (UNI_EV_READ_CANCEL), and the next AllReduce works.
+rm -f "$T"/id*
+NCCL_CHECK_ID=$T/id timeout 120 "$UNIRUN" -n 3 --config "$T/slow.yaml" -- "$CHECK" mismatch >"$T/mm.log" 2>&1 ||
+	{ cat "$T/mm.log"; fail "mismatch under nic"; }
+[ "$(grep -c 'checks passed' "$T/mm.log")" = 3 ] || { cat "$T/mm.log"; fail "mismatch under nic: a rank failed"; }
+ok "a count mismatch under nic: every rank gets the error, the next AllReduce works"
 
 # AllReduce algorithms. NCCL's double binary tree (tree 0 rooted at 0 by
 # the lowest set bit; tree 1 mirrored for even n, shifted for odd n), each

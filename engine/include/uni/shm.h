@@ -32,7 +32,7 @@
 #include <stdint.h>
 
 #define UNI_SHM_MAGIC 0x31304d4853494e55ull /* "UNISHM01" little-endian */
-#define UNI_SHM_VERSION 22u
+#define UNI_SHM_VERSION 23u
 /* The longest real time a sleep waits for the session before it ends
  * anyway (a thread that computes for ever without entering the shim), per
  * CPU share: times the world's ranks per CPU of the host where there are
@@ -109,6 +109,11 @@ enum uni_ev_kind {
 	                          waits for byte off of the stream coming in on conn to
 	                          leave (unid stops the network there); not an event of
 	                          the thread (no record, not counted) */
+	UNI_EV_READ_CANCEL = 20, /* simulate: the thread's group read b (a group of
+	                          READ_REQs it asked for without waiting) is
+	                          dropped, unless answered already; unid answers a
+	                          (a request number) once it took this, so no answer
+	                          to the group can come after that; no record */
 };
 
 /* UNI_EV_NCCL_OP's c, and the nccl_op trace record's flags: bits 0-3 the
@@ -403,6 +408,19 @@ struct uni_ring {
 	 * behind the network time (bytes or a completion already final). */
 	uint32_t wait_req;
 	_Atomic uint32_t req_taken;
+	/* The simulated NCCL's timing while its data moves (shim/nccl.c
+	 * prog_poll), for a thread in UNI_WAIT_COND. async_tag (0: none) and
+	 * async_n: a group read it asked for without waiting (written after
+	 * its requests); answered and not taken yet, the horizon counts the
+	 * thread at the answer's time. soft_floor (the time + 1, 0: none):
+	 * every read of its operation taken, it sends nothing before that
+	 * time; the horizon counts it there until soft_since (real ns) is
+	 * UNI_NIC_SOFT_STALE_NS old (as an arrival it has not read: a peer
+	 * may need the network to move to come). */
+	_Atomic uint32_t async_tag;
+	uint32_t async_n;
+	_Atomic uint64_t soft_floor;
+	_Atomic uint64_t soft_since;
 	/* Deterministic mode (shim/det.c): the thread's part in the turn.
 	 * det_st (enum uni_det_st), det_t (READY: the time it goes on at;
 	 * BLOCKED: its time-out, UINT64_MAX none), det_wt (BLOCKED: its
