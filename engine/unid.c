@@ -1554,14 +1554,17 @@ static void maybe_warp(uint64_t now)
  * is not a rank of this session) is answered after 2 s and the connection
  * is given up: it is not modelled. */
 /* A simulated NCCL end asks for its bytes as its operation begins,
- * before a peer still computing opens its end: 1 while that end's rank
- * (its node's, in a world of several processes) lives (check_unmatched_reads
- * waits for it 60 s). Within one process, where the nodes are not ranks,
- * the end is given up as any other. */
+ * before a peer still computing opens its end: 1 while the peer can still
+ * come (check_unmatched_reads waits for it 60 s at most): in a world of
+ * several processes while the rank of the peer's node (its process) lives,
+ * in a world of one process (whose nodes are its NCCL ranks, threads or
+ * devices of it) while that process lives. */
 static int vnccl_peer_lives(const struct uni_conn *uc)
 {
 	if (uc->fd >= 0 || uc->vpeer1 <= 0)
 		return 0;
+	if (D.ranks[0].pid && uni_shm_rank(D.h, 0)->world_size == 1)
+		return 1;
 	uint32_t p = (uint32_t)(uc->vpeer1 - 1);
 	if (p >= D.h->max_ranks || p >= UNI_MAX_RANKS || !D.ranks[p].pid || uc->rank < 0 ||
 	    (uint32_t)uc->rank >= UNI_MAX_RANKS)

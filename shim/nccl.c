@@ -223,20 +223,30 @@ static uint64_t mono_ns(void)
 
 /* UNI_NCCL_TEST_STALL=R:MS[:K] (tests only): rank R of a communicator,
  * in its operations that receive 64 kB or more from the K-th on (default
- * 1; counted over the process), stops
- * for MS ms of real time as its data begins to move (a process the host
- * does not run for a while, as on a loaded host: it spins). */
+ * 1; counted over the process), stops for MS ms of real time as its data
+ * begins to move (a process the host does not run for a while, as on a
+ * loaded host: it spins, yielding). */
+static int stall_set, stall_rank, stall_ms, stall_k = 1;
+
+static void stall_read(void)
+{
+	const char *e = getenv("UNI_NCCL_TEST_STALL");
+	stall_set = e && sscanf(e, "%d:%d:%d", &stall_rank, &stall_ms, &stall_k) >= 2;
+}
+
 static void test_stall(ncclComm_t c, uint64_t bytes)
 {
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	static _Atomic int seen;
-	const char *e = getenv("UNI_NCCL_TEST_STALL");
-	int r, ms, k = 1;
-	if (!e || bytes < 65536 || sscanf(e, "%d:%d:%d", &r, &ms, &k) < 2 || r != c->rank || atomic_fetch_add(&seen, 1) + 1 < k)
+	pthread_once(&once, stall_read); /* (every operation with receives asks) */
+	if (!stall_set || bytes < 65536 || stall_rank != c->rank || atomic_fetch_add(&seen, 1) + 1 < stall_k)
 		return;
+	int ms = stall_ms;
 	/* (Runnable, as such a process is: a thread asleep for 250 ms while
-	 * it counts as running is taken to be blocked outside the shim.) */
+	 * it counts as running is taken to be blocked outside the shim. It
+	 * yields: tests running beside it keep their CPU.) */
 	for (uint64_t end = mono_ns() + (uint64_t)ms * 1000000u; mono_ns() < end;)
-		;
+		sched_yield();
 }
 
 /* Layout ------------------------------------------------------------------ */

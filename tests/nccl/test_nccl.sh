@@ -626,12 +626,14 @@ ok "two communicators at once: alone under alpha-beta, sharing every uplink unde
 # (UNI_NCCL_TEST_STALL, a hook for tests), 3 ranks under nic at 2 ms and
 # 100 Mbit/s. The ranks that wait for it go on timing their operations
 # while they wait (docs/nccl.md "While the data moves"), the stalled one's
-# answered reads hold the network: no transfer starts late and both
-# AllReduces take the shared time, b + 2(n-1)(a + h + 2S/(nB)), within 1%
-# (the compute between the calls is the host's, unscaled: the two threads
-# start a little apart; until session 26 3 or 4 transfers started up to
-# 900 ms late and one AllReduce took 1126 ms for 1798; with the compute
-# scaled to nothing the threads started together and none was late).
+# answered reads hold the network: no transfer starts late, and both
+# AllReduces take at least their time alone, 2(n-1)(a + S/(nB)), and at
+# most 1% above the shared time, b + 2(n-1)(a + h + 2S/(nB)) (the compute
+# between the calls is the host's, unscaled: the two threads start a
+# little apart, up to 18 ms on a loaded host, and overlap less; until
+# session 26 3 or 4 transfers started up to 900 ms late, in every run;
+# with the compute scaled to nothing the threads started together and
+# none was late).
 printf 'mode: simulate\nnetwork: { model: nic, default: { latency: 2ms, bandwidth: 100Mbit } }\n' >"$T/slow.yaml"
 rm -f "$T"/id*
 UNI_NCCL_TEST_STALL=1:600:2 NCCL_CHECK_ID=$T/id timeout 300 "$UNIRUN" -n 3 --config "$T/slow.yaml" -- \
@@ -642,16 +644,17 @@ import json, re, sys
 res = [json.loads(m) for m in re.findall(r'\{"rank".*?\}', open(sys.argv[1]).read())]
 assert len(res) == 3, res
 a, B, S, n, b, h = 2e-3, 1e8, 8388608, 3, 8.4e-6, 14e-6
-want = b + 2 * (n - 1) * (a + h + 2 * S / n * 8 / B)
+alone = 2 * (n - 1) * (a + S / n * 8 / B)
+shared = b + 2 * (n - 1) * (a + h + 2 * S / n * 8 / B)
 bad = 0
 for r in res:
     for k in ("a_ns", "b_ns"):
         got = r[k] / 1e9
-        print(f"stalled run rank {r['rank']} {k[0]}: {1e3*got:.3f} ms, want {1e3*want:.3f} ms")
-        bad |= abs(got - want) / want > 0.01
+        print(f"stalled run rank {r['rank']} {k[0]}: {1e3*got:.3f} ms, alone {1e3*alone:.3f}, shared {1e3*shared:.3f} ms")
+        bad |= not alone <= got <= shared * 1.01
 sys.exit(bad)
 PYEOF
-ok "a rank stalled 600 ms in real time under nic: none late, both AllReduces within 1% of the shared time"
+ok "a rank stalled 600 ms in real time under nic: none late, both AllReduces between their time alone and the shared time"
 
 # A count mismatch under nic: reads asked for while the data moved are
 # dropped (UNI_EV_READ_CANCEL), and the next AllReduce works.
