@@ -449,6 +449,12 @@ static int soft_holds(uint32_t wconn)
 	return rc < S.h->max_conns && !atomic_load_explicit(&uni_shm_conn(S.h, rc)->vbusy, memory_order_acquire);
 }
 
+/* nic: the first chunk of s not known read to its end. */
+static uint32_t first_unread(const struct stream *s)
+{
+	return s->read_ch > s->headch ? s->read_ch : s->headch;
+}
+
 /* nic: the reader has read bytes [0, end) of s: every flow whose last
  * chunk lies inside is read (it no longer holds the network at its
  * arrival). A read that runs past a message's end into the next one does
@@ -476,7 +482,7 @@ static void mark_read(struct stream *s, uint64_t end)
  * network at their arrival); the others not. Read chunks are skipped. */
 static void gate_stream(struct stream *s, uint64_t fin)
 {
-	uint32_t i = s->read_ch > s->headch ? s->read_ch : s->headch;
+	uint32_t i = first_unread(s);
 	for (; i < s->nch; i++) {
 		struct chunk *c = &s->ch[i];
 		if (c->nf && nic_flow_complete_at(c->nf, c->flow_off + c->len))
@@ -728,7 +734,7 @@ void uni_sim_send(const struct uni_op *op)
  * them are wanted (nic_flow_soft). */
 static void want_upto(struct stream *s, uint64_t end)
 {
-	for (uint32_t i = s->read_ch > s->headch ? s->read_ch : s->headch; i < s->nch && s->ch[i].off < end; i++)
+	for (uint32_t i = first_unread(s); i < s->nch && s->ch[i].off < end; i++)
 		if (s->ch[i].nf)
 			nic_flow_want(s->ch[i].nf);
 }
@@ -930,7 +936,7 @@ void uni_sim_read_cancel(const struct uni_op *op)
 	if (!g->valid || (int32_t)(tag - g->done) > 0) {
 		for (uint32_t i = 0; S.nic && g->tag == tag && i < g->n; i++) {
 			struct stream *s = &S.st[g->st[i]];
-			for (uint32_t k = s->read_ch > s->headch ? s->read_ch : s->headch; k < s->nch; k++)
+			for (uint32_t k = first_unread(s); k < s->nch; k++)
 				if (s->ch[k].nf)
 					nic_flow_unwant(s->ch[k].nf);
 		}
@@ -949,7 +955,7 @@ void uni_sim_reader_closed(uint32_t conn)
 	 * 2 s of real time, as stale.) */
 	struct stream *s = &S.st[wc];
 	s->rclosed = 1;
-	for (uint32_t k = s->read_ch > s->headch ? s->read_ch : s->headch; k < s->nch; k++)
+	for (uint32_t k = first_unread(s); k < s->nch; k++)
 		if (s->ch[k].nf)
 			nic_flow_read(s->ch[k].nf);
 }

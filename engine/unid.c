@@ -534,8 +534,7 @@ static void handle(uint32_t ring_idx, struct uni_ring *ring, const struct uni_ev
 	/* (A string is text, not an event: it takes no index; nor does the
 	 * turn's note of a byte awaited, UNI_EV_DET_WATCH, nor a group read
 	 * dropped, UNI_EV_READ_CANCEL.) */
-	int note = e->kind == UNI_EV_STRING || e->kind == UNI_EV_DET_WATCH || e->kind == UNI_EV_READ_CANCEL;
-	uint32_t seq = note ? D.ring_seq[ring_idx] : D.ring_seq[ring_idx]++;
+	uint32_t seq = uni_ev_note(e->kind) ? D.ring_seq[ring_idx] : D.ring_seq[ring_idx]++;
 	struct uni_op op = {.e = *e, .rank = rank, .tid = ring->tid, .ring = ring_idx, .seq = seq};
 	struct uni_trec r = rec_of(0, rank);
 	r.tid = ring->tid;
@@ -1550,9 +1549,6 @@ static void maybe_warp(uint64_t now)
 	atomic_store_explicit(&sr->warp, (uint32_t)since, memory_order_release);
 }
 
-/* A read on a connection whose other end never registered (something that
- * is not a rank of this session) is answered after 2 s and the connection
- * is given up: it is not modelled. */
 /* A simulated NCCL end asks for its bytes as its operation begins,
  * before a peer still computing opens its end: 1 while the peer can still
  * come (check_unmatched_reads waits for it 60 s at most): in a world of
@@ -1572,6 +1568,9 @@ static int vnccl_peer_lives(const struct uni_conn *uc)
 	return D.ranks[uc->rank].pid && D.ranks[uc->rank].pid != D.ranks[p].pid;
 }
 
+/* A read on a connection whose other end never registered (something that
+ * is not a rank of this session) is answered after 2 s and the connection
+ * is given up: it is not modelled. */
 static void check_unmatched_reads(uint64_t now)
 {
 	for (uint32_t i = 0; i < D.nunmatched; i++) {

@@ -241,11 +241,10 @@ static void test_stall(ncclComm_t c, uint64_t bytes)
 	pthread_once(&once, stall_read); /* (every operation with receives asks) */
 	if (!stall_set || bytes < 65536 || stall_rank != c->rank || atomic_fetch_add(&seen, 1) + 1 < stall_k)
 		return;
-	int ms = stall_ms;
 	/* (Runnable, as such a process is: a thread asleep for 250 ms while
 	 * it counts as running is taken to be blocked outside the shim. It
 	 * yields: tests running beside it keep their CPU.) */
-	for (uint64_t end = mono_ns() + (uint64_t)ms * 1000000u; mono_ns() < end;)
+	for (uint64_t end = mono_ns() + (uint64_t)stall_ms * 1000000u; mono_ns() < end;)
 		sched_yield();
 }
 
@@ -1281,21 +1280,27 @@ static void prog_take(struct prog *p, int w, uint64_t t)
 	p->end = max64(p->end, x->t);
 }
 
+/* Issues the sends that are ready, then the receives to wait for next
+ * (prog_heads); 0: the graph is done. */
+static int prog_next(struct prog *p, uint32_t *hv, uint64_t *ho, uint64_t *hl)
+{
+	for (;;) {
+		ready_sends(p->s, p->first, p->t0);
+		int nh = prog_heads(p, hv, ho, hl);
+		if (nh || p->first >= p->s->n)
+			return nh;
+		/* (sends made ready by receives without bytes) */
+	}
+}
+
 /* Runs the graph from time t0 (or where prog_poll left it); returns when
  * this rank's part ends (its last arrival, or t0). */
 static uint64_t run_sched(struct prog *p)
 {
-	struct sched *s = p->s;
-	for (;;) {
-		ready_sends(s, p->first, p->t0);
-		uint32_t hv[UNI_READ_GROUP_MAX];
-		uint64_t ho[UNI_READ_GROUP_MAX], hl[UNI_READ_GROUP_MAX];
-		int nh = prog_heads(p, hv, ho, hl);
-		if (!nh) {
-			if (p->first < s->n)
-				continue; /* sends made ready by receives without bytes */
-			break;
-		}
+	uint32_t hv[UNI_READ_GROUP_MAX];
+	uint64_t ho[UNI_READ_GROUP_MAX], hl[UNI_READ_GROUP_MAX];
+	int nh;
+	while ((nh = prog_next(p, hv, ho, hl)) != 0) {
 		int w = 0;
 		uint64_t t = uni_shim_vrecv_any(nh, hv, ho, hl, &w);
 		prog_take(p, w, t);
@@ -1308,19 +1313,16 @@ static uint64_t run_sched(struct prog *p)
  * NULL. */
 static __thread struct prog *t_prog;
 
-/* Asks for the next reads without waiting (until it takes their answer,
- * the answer holds the network for the thread), or, every read taken,
- * holds the network at the operation's end for what the rank sends after
- * it (for 200 ms of real time, as its last arrival would unread). */
+/* Sends what is ready and asks for the next reads without waiting
+ * (until it takes their answer, the answer holds the network for the
+ * thread), or, every read taken, holds the network at the operation's end
+ * for what the rank sends after it (for 200 ms of real time, as its last
+ * arrival would unread). */
 static void prog_ask(struct prog *p)
 {
 	uint32_t hv[UNI_READ_GROUP_MAX];
 	uint64_t ho[UNI_READ_GROUP_MAX], hl[UNI_READ_GROUP_MAX];
-	int nh = prog_heads(p, hv, ho, hl);
-	if (!nh && p->first < p->s->n) { /* sends made ready by receives without bytes */
-		ready_sends(p->s, p->first, p->t0);
-		nh = prog_heads(p, hv, ho, hl);
-	}
+	int nh = prog_next(p, hv, ho, hl);
 	if (!nh)
 		uni_shim_peer_floor(p->end);
 	else if (!(p->tag = uni_shim_vrecv_post(nh, hv, ho, hl)))
@@ -1341,7 +1343,6 @@ static int prog_poll(void)
 		return 1;
 	p->tag = 0;
 	prog_take(p, w, t);
-	ready_sends(p->s, p->first, p->t0);
 	prog_ask(p);
 	/* (The answer made it count at the arrival's time until now: what
 	 * that released is sent, what comes next asked for.) */
@@ -1355,11 +1356,10 @@ static void prog_end(struct prog *p, int ok)
 	t_prog = NULL;
 	if (!p->tag)
 		return;
-	if (ok) {
+	if (ok) { /* (run_sched sends what it released) */
 		int w;
 		uint64_t t = uni_shim_vrecv_wait(p->tag, p->nh, &w);
 		prog_take(p, w, t);
-		ready_sends(p->s, p->first, p->t0);
 	} else {
 		uni_shim_vrecv_cancel(p->tag);
 	}
@@ -3534,11 +3534,12 @@ static ncclResult_t execute_held(struct op *ops, int nops)
 	 * one graph from the group's start. The sends that leave at once go
 	 * before the data moves: while it moves the thread waits for its
 	 * peers in real time and, if it has receives, does not hold the nic
-	 * network back (whatever it sends later follows an arrival), so a
-	 * rank that must first receive something else (Gloo) is not stuck
-	 * behind it, and none of its sends is late. */
+	 * network back with its clock (a rank that must first receive
+	 * something else, Gloo, is not stuck behind it); it times the graph
+	 * meanwhile (prog_poll), its answered reads and its operation's end
+	 * holding the network for what it sends later. */
 	struct sched sc = {0};
-	struct prog pg = {.s = &sc, .t0 = t0};
+	struct prog pg = {.s = &sc, .t0 = t0, .end = t0};
 	if (timed) {
 		for (int i = 0; i < nops; i++) {
 			struct op *o = &ops[i];
@@ -3562,7 +3563,6 @@ static ncclResult_t execute_held(struct op *ops, int nops)
 			if (sc.x[i].bytes)
 				vconn(sc.x[i].c, sc.x[i].peer, sc.x[i].ch);
 		ready_sends(&sc, 0, t0);
-		pg.t0 = pg.end = t0;
 		for (int i = 0; i < sc.n && !waits; i++)
 			waits = sc.x[i].recv && sc.x[i].bytes;
 		waits &= !async; /* the data moves later, on the stream */

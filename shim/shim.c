@@ -634,9 +634,9 @@ static void push(struct uni_ring *r, const struct uni_ev *e)
 {
 	/* (A note to unid, not an event of the thread: no compute before it,
 	 * not in the recorded run, not counted.) */
-	int note = e->kind == UNI_EV_STRING || e->kind == UNI_EV_DET_WATCH || e->kind == UNI_EV_READ_CANCEL;
+	int note = uni_ev_note(e->kind);
 	if (r == tls.ring && (tls.pend_d || tls.pend_force) && e->kind != UNI_EV_COMPUTE &&
-	    e->kind != UNI_EV_DET_WATCH && e->kind != UNI_EV_READ_CANCEL)
+	    (!note || e->kind == UNI_EV_STRING))
 		flush_compute(r);
 	if (UNI_UNLIKELY(tls.cf) && r == tls.ring && !note)
 		cf_check(e);
@@ -3737,6 +3737,29 @@ void uni_shim_vsend(uint32_t idx1, uint64_t off, uint64_t len, uint64_t stamp)
 static int det_vrecv(int n, const uint32_t *idx1, const uint64_t *off, const uint64_t *len, uint64_t *t,
 		     int *which);
 
+/* n request numbers of this thread: the first (never 0, which tags no
+ * group) of n in a row. */
+static uint32_t take_reqs(uint32_t n)
+{
+	if (tls.req_seq + 1 == 0)
+		tls.req_seq++;
+	uint32_t first = tls.req_seq + 1;
+	tls.req_seq += n;
+	return first;
+}
+
+/* Read requests first .. first+n-1 (connection idx1[i], bytes [off[i],
+ * off[i] + len[i])), of group tag (0: none; unid answers one of a group). */
+static void push_reads(struct uni_ring *r, uint32_t first, int n, const uint32_t *idx1, const uint64_t *off,
+		       const uint64_t *len, uint32_t tag)
+{
+	for (int i = 0; i < n; i++) {
+		struct uni_ev e = {.kind = UNI_EV_READ_REQ, .conn = idx1[i] - 1, .t0 = tls.vt, .t1 = tls.vt,
+				   .off = off[i], .len = len[i], .a = first + (uint32_t)i, .b = tag};
+		push(r, &e);
+	}
+}
+
 uint64_t uni_shim_vrecv_any(int n, const uint32_t *idx1, const uint64_t *off, const uint64_t *len, int *which)
 {
 	*which = 0;
@@ -3753,20 +3776,10 @@ uint64_t uni_shim_vrecv_any(int n, const uint32_t *idx1, const uint64_t *off, co
 			uni_shim_log("det_vrecv: rank %d: unid answers (n %d, conn %u)", g_rank, n, idx1[0] - 1);
 	}
 	if (r && !in_turn) {
-		/* Requests base+1 .. base+n; several are a group, tagged
-		 * base+1 (unid answers one). */
-		uint32_t base = tls.req_seq;
-		tls.req_seq += (uint32_t)n;
-		for (int i = 0; i < n; i++) {
-			struct uni_ev e = {.kind = UNI_EV_READ_REQ, .conn = idx1[i] - 1, .t0 = tls.vt, .t1 = tls.vt,
-					   .off = off[i], .len = len[i], .a = base + 1 + (uint32_t)i,
-					   .b = n > 1 ? base + 1 : 0};
-			if (i == 0)
-				wait_read(r, idx1[0] - 1, uni_now_ns(), tls.vt, base + (uint32_t)n); /* before unid can answer */
-			push(r, &e);
-		}
-		ring_bell();
-		t = await_any(r, base + 1, (uint32_t)n, tls.vt, which);
+		uint32_t first = take_reqs((uint32_t)n);
+		wait_read(r, idx1[0] - 1, uni_now_ns(), tls.vt, first + (uint32_t)n - 1); /* before unid can answer */
+		push_reads(r, first, n, idx1, off, len, n > 1 ? first : 0);
+		t = await_any(r, first, (uint32_t)n, tls.vt, which);
 		atomic_store_explicit(&r->wait_kind, UNI_WAIT_NONE, memory_order_release);
 	}
 	tls.in_shim--;
@@ -3786,17 +3799,9 @@ uint32_t uni_shim_vrecv_post(int n, const uint32_t *idx1, const uint64_t *off, c
 	struct uni_ring *r = thread_ring();
 	uint32_t tag = 0;
 	if (r) {
-		/* A group even of one (UNI_EV_READ_CANCEL drops a group); 0
-		 * is no group. */
-		if (tls.req_seq + 1 == 0)
-			tls.req_seq++;
-		tag = tls.req_seq + 1;
-		tls.req_seq += (uint32_t)n;
-		for (int i = 0; i < n; i++) {
-			struct uni_ev e = {.kind = UNI_EV_READ_REQ, .conn = idx1[i] - 1, .t0 = tls.vt, .t1 = tls.vt,
-					   .off = off[i], .len = len[i], .a = tag + (uint32_t)i, .b = tag};
-			push(r, &e);
-		}
+		/* A group even of one (UNI_EV_READ_CANCEL drops a group). */
+		tag = take_reqs((uint32_t)n);
+		push_reads(r, tag, n, idx1, off, len, tag);
 		/* (Its requests first: unid takes them after it read this.) */
 		r->async_n = (uint32_t)n;
 		atomic_store_explicit(&r->async_tag, tag, memory_order_release);
@@ -3841,9 +3846,7 @@ void uni_shim_vrecv_cancel(uint32_t tag)
 		return;
 	int saved = errno;
 	tls.in_shim++;
-	uint32_t seq = ++tls.req_seq;
-	if (!seq)
-		seq = ++tls.req_seq;
+	uint32_t seq = take_reqs(1);
 	struct uni_ev e = {.kind = UNI_EV_READ_CANCEL, .t0 = tls.vt, .t1 = tls.vt, .a = seq, .b = tag};
 	push(r, &e);
 	ring_bell();

@@ -116,6 +116,14 @@ enum uni_ev_kind {
 	                          to the group can come after that; no record */
 };
 
+/* 1 for a kind that is a note to unid, not an event of its thread: no
+ * index among the thread's events, not in a recorded run (the shim's
+ * push, unid's handle). */
+static inline int uni_ev_note(uint32_t kind)
+{
+	return kind == UNI_EV_STRING || kind == UNI_EV_DET_WATCH || kind == UNI_EV_READ_CANCEL;
+}
+
 /* UNI_EV_NCCL_OP's c, and the nccl_op trace record's flags: bits 0-3 the
  * operation (1 AllReduce, 2 Broadcast, 3 Reduce, 4 AllGather, 5
  * ReduceScatter, 6 AlltoAll, 7 Gather, 8 Scatter, 9 Send, 10 Recv), 4-6
