@@ -23,6 +23,7 @@ struct nic_flow {
 	int read;          /* read to its end */
 	int gated;         /* behind bytes not final yet: its reader cannot read it */
 	int soft, wanted;  /* unread, it holds the network only while hold(wconn) says so (nic_flow_soft) */
+	int lazy;          /* unread, it holds the network only once wanted (nic_flow_lazy) */
 	uint32_t wconn;
 	uint64_t stamp;    /* may not start before */
 	uint64_t latency;
@@ -481,6 +482,11 @@ void nic_flow_soft(struct nic_flow *f, uint32_t wconn)
 	f->wconn = wconn;
 }
 
+void nic_flow_lazy(struct nic_flow *f)
+{
+	f->lazy = 1;
+}
+
 void nic_flow_want(struct nic_flow *f)
 {
 	f->wanted = 1;
@@ -515,7 +521,7 @@ uint64_t nic_unread_bound(uint64_t real_now, uint64_t stale_ns, int (*hold)(uint
 		/* done_real may be later than real_now (a flow that finished
 		 * during this advance): not stale. */
 		uint64_t age = real_now > f->done_real ? real_now - f->done_real : 0;
-		if (f->state != F_DONE || f->read || f->gated || age > stale_ns ||
+		if (f->state != F_DONE || f->read || f->gated || age > stale_ns || (f->lazy && !f->wanted) ||
 		    (f->soft && hold && age > soft_ns && (!f->wanted || !hold(f->wconn))))
 			continue;
 		if (f->done_t + f->latency < b)

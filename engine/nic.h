@@ -118,6 +118,12 @@ void nic_flow_gate(struct nic_flow *f, int gated);
  * needed the network to move. */
 void nic_flow_soft(struct nic_flow *f, uint32_t wconn);
 void nic_flow_want(struct nic_flow *f);
+/* A flow its reader reads only when it needs it (the simulated NCCL's
+ * flow-control credits, UNI_CONNF_CREDIT): finished and unread, it holds
+ * the network only once wanted (a read asked for its bytes, or the
+ * reader said it will, UNI_EV_WANT). Held before, the network stopped at
+ * every credit a sender did not need yet, until the soft time-out. */
+void nic_flow_lazy(struct nic_flow *f);
 /* ... no more (the read that asked for it was dropped). */
 void nic_flow_unwant(struct nic_flow *f);
 

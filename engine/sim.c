@@ -92,6 +92,7 @@ static struct {
 	uint32_t sched_cap;     /* logs to give: UNI_SCHED_LOGS, fewer by UNI_SCHED_LOGS (tests) */
 	struct dwatch *dw;      /* deterministic mode: bytes threads in turn wait for */
 	uint32_t ndw, capdw;
+	uint64_t *want;         /* nic: by reading end, what its reader will read (UNI_EV_WANT) */
 } S;
 
 /* Deterministic mode under nic: byte `byte` of the stream written on
@@ -142,7 +143,7 @@ int uni_sim_init(const struct uni_config *cfg, struct uni_shm_hdr *h, uni_trace_
 	if (!S.grp)
 		return -1;
 	if (S.nic) {
-		if (nic_init(h->max_ranks, cfg) < 0)
+		if (nic_init(h->max_ranks, cfg) < 0 || !(S.want = calloc(h->max_conns, sizeof(*S.want))))
 			return -1;
 		nic_on_done(flow_done);
 	}
@@ -627,6 +628,17 @@ static void schedule(struct stream *s, const struct uni_op *op)
 						   (e->flags & UNI_EVF_NOTIFY) ? NULL : s->last_data, r);
 		if (c->fd < 0)
 			nic_flow_soft(nf, e->conn); /* a simulated NCCL stream (soft_holds) */
+		if (c->flags & UNI_CONNF_CREDIT) {
+			/* Held only once wanted: now, if its reader said it will
+			 * read it or a read waits for it. */
+			uint32_t rc = atomic_load_explicit(&c->peer_conn, memory_order_relaxed);
+			nic_flow_lazy(nf);
+			if (rc < S.h->max_conns && S.want[rc] > e->off)
+				nic_flow_want(nf);
+			for (uint32_t j = 0; j < s->nwait; j++)
+				if (!s->wait[j].sent && s->wait[j].end > e->off)
+					nic_flow_want(nf);
+		}
 		if (s->rclosed)
 			nic_flow_read(nf); /* (nobody will) */
 		uint64_t lat = nic_flow_latency(nf);
@@ -1097,6 +1109,18 @@ static void settle(void)
 			s->listed = 0;
 	}
 	S.nwstreams = k;
+}
+
+void uni_sim_want(uint32_t conn, uint64_t end)
+{
+	if (!S.nic || conn >= S.h->max_conns)
+		return;
+	if (end > S.want[conn])
+		S.want[conn] = end;
+	const struct uni_conn *c = uni_shm_conn(S.h, conn);
+	uint32_t si = atomic_load(&c->peer_conn);
+	if (si < S.h->max_conns && atomic_load(&c->peer_rank) >= 0)
+		want_upto(&S.st[si], end);
 }
 
 void uni_sim_det_watch(uint32_t conn, uint64_t byte)

@@ -60,6 +60,10 @@ uint64_t uni_sim_det_step(uint64_t h);
 /* ... and a byte a thread in turn waits for (UNI_EV_DET_WATCH): the steps
  * stop where it leaves. */
 void uni_sim_det_watch(uint32_t conn, uint64_t byte);
+/* nic: the reader of connection end conn will read its incoming stream up
+ * to byte end (UNI_EV_WANT): lazy flows there (UNI_CONNF_CREDIT) hold the
+ * network once they arrive. */
+void uni_sim_want(uint32_t conn, uint64_t end);
 uint64_t uni_sim_network_time(void);
 /* Alpha-beta: the schedule logs given to streams, of cap (UNI_SCHED_LOGS;
  * the environment's UNI_SCHED_LOGS may lower it: tests), and the streams

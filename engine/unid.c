@@ -332,6 +332,8 @@ static void conn_record(uint32_t idx)
 	r.len = c->peer.port;
 	if (c->flags & UNI_CONNF_STORE)
 		r.flags |= UNI_TRF_STORE;
+	if (c->flags & UNI_CONNF_CREDIT)
+		r.flags |= UNI_TRF_CREDIT;
 	trace_put(&r);
 	if (D.conns[idx].defer_on)
 		defer_flush(idx, 1);
@@ -564,6 +566,10 @@ static void handle(uint32_t ring_idx, struct uni_ring *ring, const struct uni_ev
 		break;
 	case UNI_EV_DET_WATCH:
 		uni_sim_det_watch(e->conn, e->off);
+		break;
+	case UNI_EV_WANT:
+		if (D.cfg.mode == UNI_MODE_SIMULATE)
+			uni_sim_want(e->conn, e->off);
 		break;
 	case UNI_EV_READ_CANCEL:
 		if (D.cfg.mode == UNI_MODE_SIMULATE) {

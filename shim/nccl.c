@@ -70,6 +70,13 @@
 #define UNI_NCCL_CHUNK (1u << 20) /* pipelining unit of Broadcast/Reduce timing */
 #define UNI_NCCL_MAX_USER_OPS 256
 #define UNI_NCCL_NCH 16 /* virtual channels per peer (Virtual time, below) */
+/* Send/Recv flow control (simulate mode; docs/nccl.md "Flow control"):
+ * NCCL's p2p FIFO over the network, NCCL_STEPS slots of
+ * NCCL_P2P_NET_CHUNKSIZE, and the channel that carries its credits. */
+#define UNI_NCCL_FC_SLOTS 8
+#define UNI_NCCL_FC_CHUNK (128u << 10)
+#define UNI_NCCL_FC_CH (UNI_NCCL_NCH - 1)
+#define UNI_NCCL_FC_CREDIT 8 /* bytes of one credit */
 #define ID_MAGIC 0x4e4e4955u  /* "UINN" */
 #define SEG_MAGIC 0x554e4943434c4e31ull
 #define COMM_MAGIC 0x636f6d6du
@@ -118,6 +125,17 @@ struct seg {
 	/* then: struct pairbox[n * n], pair rings n * n * UNI_NCCL_PAIR, slots n * UNI_NCCL_SLOT */
 };
 
+/* Flow control with one peer (docs/nccl.md "Flow control"): chunks sent
+ * to it and received from it, and the credits it owes this rank as a
+ * sender, in the order it sends them: q[qh .. qn) not read yet, each the
+ * count of chunks it says were consumed; covered: what the credits read
+ * so far (or to be read by the operation being timed) say. */
+struct fcpeer {
+	uint64_t sent, recvd, covered;
+	uint64_t *q;
+	size_t qh, qn, qcap;
+};
+
 struct user_op {
 	int used, type;
 	uint8_t scalar[8];
@@ -152,6 +170,8 @@ struct ncclComm {
 	uint32_t *vc;
 	uint64_t *tx, *rx;
 	uint8_t gen;
+	/* simulate: Send/Recv flow control with each peer (with vc) */
+	struct fcpeer *fc;
 	/* Send/Recv messages sent to each peer [0, n) and received from each
 	 * [n, 2n): the number of a message kept outside the ring (spill) */
 	uint64_t *p2pn;
@@ -354,7 +374,7 @@ static int rank_doing(ncclComm_t c, int p, char *buf, size_t len)
  * (uni_shim_nccl_wait; the deadlock report says it): peer >= 0 that rank;
  * -1 every rank (a barrier: those that have not described the call this
  * rank is in, if the barrier is a call's first; else how many arrived). */
-static void note_wait(ncclComm_t c, const char *what, int peer)
+static void note_wait_why(ncclComm_t c, const char *what, int peer, const char *why)
 {
 	if (!uni_shim_simulating())
 		return;
@@ -367,7 +387,7 @@ static void note_wait(ncclComm_t c, const char *what, int peer)
 	if (n < 0 || (size_t)n >= len)
 		return;
 	if (peer >= 0) {
-		n += snprintf(t + n, len - (size_t)n, "waits for rank %d; ", peer);
+		n += snprintf(t + n, len - (size_t)n, "waits for rank %d%s; ", peer, why ? why : "");
 		if ((size_t)n < len)
 			rank_doing(c, peer, t + n, len - (size_t)n);
 	} else {
@@ -384,6 +404,11 @@ static void note_wait(ncclComm_t c, const char *what, int peer)
 				 atomic_load(&c->sh->bar_arrived) + 0u, c->nranks);
 	}
 	uni_shim_nccl_wait(comm_key64(c), t);
+}
+
+static void note_wait(ncclComm_t c, const char *what, int peer)
+{
+	note_wait_why(c, what, peer, NULL);
 }
 
 /* Marks c aborted for every rank: peers blocked in its barriers wake and
@@ -730,11 +755,16 @@ static void vclose(ncclComm_t c)
 	if (c->vc)
 		for (int i = 0; i < c->nranks * UNI_NCCL_NCH; i++)
 			uni_shim_vconn_close(c->vc[i], c->tx[i], c->rx[i]);
+	if (c->fc)
+		for (int i = 0; i < c->nranks; i++)
+			free(c->fc[i].q);
 	free(c->vc);
 	free(c->tx);
 	free(c->rx);
+	free(c->fc);
 	c->vc = NULL;
 	c->tx = c->rx = NULL;
+	c->fc = NULL;
 }
 
 /* A non-blocking init's thread is over (it ends by itself: everyone
@@ -1044,7 +1074,8 @@ ncclResult_t pncclRedOpDestroy(ncclRedOp_t op, ncclComm_t comm)
  * byte stream. Send/Recv use channel 0 (NCCL matches a group's sends to a
  * peer with its receives in order); the k-th collective of a group uses
  * channels 1 + 2k (its ring, or tree 0) and 2 + 2k (tree 1), so the
- * transfers of one operation never wait behind another's in a stream
+ * transfers of one operation never wait behind another's in a stream;
+ * the last, UNI_NCCL_FC_CH, carries Send/Recv's flow-control credits
  * (UNI_NCCL_NCH channels in all). */
 
 static void vaddr(const ncclComm_t c, int a, int b, int ch, struct uni_addr *out)
@@ -1068,31 +1099,44 @@ static size_t vidx(const ncclComm_t c, int p, int ch)
 	return (size_t)ch * (size_t)c->nranks + (size_t)p;
 }
 
-/* The virtual connection to peer p on channel ch (+1), opened on first use. */
-static uint32_t vconn(ncclComm_t c, int p, int ch)
+/* The virtual connections' state (simulate mode), allocated on first use:
+ * 1 when it is there. */
+static int vinit(ncclComm_t c)
 {
 	if (!uni_shim_simulating())
 		return 0;
+	if (c->vc)
+		return 1;
 	size_t n = (size_t)c->nranks * UNI_NCCL_NCH;
-	if (!c->vc) {
-		uint32_t *vc = calloc(n, sizeof(*vc));
-		uint64_t *tx = calloc(n, sizeof(*tx)), *rx = calloc(n, sizeof(*rx));
-		if (!vc || !tx || !rx) { /* (all or none: the others use tx, rx once vc is there) */
-			free(vc);
-			free(tx);
-			free(rx);
-			return 0;
-		}
-		c->vc = vc;
-		c->tx = tx;
-		c->rx = rx;
+	uint32_t *vc = calloc(n, sizeof(*vc));
+	uint64_t *tx = calloc(n, sizeof(*tx)), *rx = calloc(n, sizeof(*rx));
+	struct fcpeer *fc = calloc((size_t)c->nranks, sizeof(*fc));
+	if (!vc || !tx || !rx || !fc) { /* (all or none: the others use tx, rx, fc once vc is there) */
+		free(vc);
+		free(tx);
+		free(rx);
+		free(fc);
+		return 0;
 	}
+	c->vc = vc;
+	c->tx = tx;
+	c->rx = rx;
+	c->fc = fc;
+	return 1;
+}
+
+/* The virtual connection to peer p on channel ch (+1), opened on first use. */
+static uint32_t vconn(ncclComm_t c, int p, int ch)
+{
+	if (!vinit(c))
+		return 0;
 	size_t i = vidx(c, p, ch);
 	if (!c->vc[i]) {
 		struct uni_addr l, r;
 		vaddr(c, c->rank, p, ch, &l);
 		vaddr(c, p, c->rank, ch, &r);
-		c->vc[i] = uni_shim_vconn_open(&l, &r, c->node, atomic_load(&c->sh->nnode[p]));
+		c->vc[i] = uni_shim_vconn_open(&l, &r, c->node, atomic_load(&c->sh->nnode[p]),
+					       ch == UNI_NCCL_FC_CH ? UNI_CONNF_CREDIT : 0);
 	}
 	return c->vc[i];
 }
@@ -1185,6 +1229,170 @@ static void xsend_deps(struct sched *s, ncclComm_t c, int peer, int ch, uint64_t
 	s->ndeps += nd - 2;
 }
 
+static int same_conn(const struct xf *a, const struct xf *b);
+
+/* A transfer of exactly bytes (not scaled to the protocol's wire bytes);
+ * lat 0: one that leaves at its dependency's time (no protocol latency:
+ * a credit). */
+static int xraw(struct sched *s, ncclComm_t c, int recv, int peer, int ch, uint64_t bytes, int dep, int lat)
+{
+	int i = xadd(s, c, recv, peer, ch, bytes, dep, -1);
+	if (i >= 0) {
+		s->x[i].bytes = bytes;
+		if (!lat)
+			s->x[i].base = s->x[i].hop = 0;
+	}
+	return i;
+}
+
+/* The protocol's bytes on the wire for bytes of data (as xadd). */
+static uint64_t wire_bytes(const struct sched *s, uint64_t bytes)
+{
+	return s->wire_den && s->wire_num != s->wire_den ? (bytes * s->wire_num + s->wire_den - 1) / s->wire_den
+							  : bytes;
+}
+
+/* Flow control of Send/Recv (docs/nccl.md "Flow control"). NCCL moves a
+ * message in chunks through a FIFO of UNI_NCCL_FC_SLOTS slots per peer: a
+ * chunk leaves once the receiver consumed the chunk UNI_NCCL_FC_SLOTS
+ * before it and said so (its slot is free), and a send is complete once
+ * its last chunk has a slot. Here each received message sends a credit
+ * back on channel UNI_NCCL_FC_CH once consumed (and a message of
+ * UNI_NCCL_FC_SLOTS chunks or more one more, once all but its last
+ * UNI_NCCL_FC_SLOTS - 1 are in: it moves as two transfers, split there);
+ * a send's operation ends no earlier than the arrival of the credit that
+ * frees the slot of its last chunk. Its data leaves at the call's time
+ * (the previous call waited for the slots), and the credits are read only
+ * when a send needs one: those never needed are never read.
+ *
+ * Between ranks of different processes only, and not in deterministic
+ * mode (the same on both ends: a sender that waits for credits its
+ * receiver does not send would wait for ever): one thread may drive both
+ * ends in a process (CommInitAll), and its send's call, which completes
+ * when it returns (host buffers), would wait for its own receive; the
+ * turn times an operation after its data moved, so a sender whose call
+ * waits for a credit would wait for a receiver whose group waits for the
+ * data of the sender's next call. */
+static int fc_on(ncclComm_t c, int peer)
+{
+	return peer != c->rank && !uni_shim_det_session() && vinit(c) &&
+	       atomic_load(&c->sh->pid[peer]) != atomic_load(&c->sh->pid[c->rank]);
+}
+
+static uint64_t fc_chunks(uint64_t bytes)
+{
+	return (bytes + UNI_NCCL_FC_CHUNK - 1) / UNI_NCCL_FC_CHUNK;
+}
+
+static int fc_owe(struct fcpeer *f, uint64_t chunks)
+{
+	if (f->qh && f->qh * 2 >= f->qn) {
+		memmove(f->q, f->q + f->qh, (f->qn - f->qh) * sizeof(*f->q));
+		f->qn -= f->qh;
+		f->qh = 0;
+	}
+	if (f->qn == f->qcap) {
+		size_t cap = f->qcap ? 2 * f->qcap : 16;
+		uint64_t *q = realloc(f->q, cap * sizeof(*q));
+		if (!q)
+			return -1;
+		f->q = q;
+		f->qcap = cap;
+	}
+	f->q[f->qn++] = chunks;
+	return 0;
+}
+
+/* Reads of the credits up to the first that says chunk y was consumed,
+ * one each (a read of several would hold the nic network at the first's
+ * arrival while it waits for the next). */
+static void fc_need(struct sched *s, ncclComm_t c, int peer, struct fcpeer *f, uint64_t y)
+{
+	while (f->qh < f->qn && f->covered < y) {
+		xraw(s, c, 1, peer, UNI_NCCL_FC_CH, UNI_NCCL_FC_CREDIT, -1, 0);
+		f->covered = f->q[f->qh++];
+	}
+}
+
+/* A message of k >= UNI_NCCL_FC_SLOTS chunks: its wire bytes up to the
+ * receiver's first credit (all but its last UNI_NCCL_FC_SLOTS - 1 chunks). */
+static uint64_t fc_split(const struct sched *s, uint64_t bytes, uint64_t k)
+{
+	uint64_t w = wire_bytes(s, bytes), w1 = wire_bytes(s, (k - (UNI_NCCL_FC_SLOTS - 1)) * UNI_NCCL_FC_CHUNK);
+	return w1 >= w ? w - 1 : w1 < 1 ? 1 : w1;
+}
+
+static void fc_send(struct sched *s, ncclComm_t c, int peer, uint64_t bytes)
+{
+	uint64_t k = fc_chunks(bytes);
+	if (!k || !fc_on(c, peer)) {
+		xsend(s, c, peer, 0, bytes, -1, -1);
+		return;
+	}
+	struct fcpeer *f = &c->fc[peer];
+	f->sent += k;
+	if ((k >= UNI_NCCL_FC_SLOTS && fc_owe(f, f->sent - (UNI_NCCL_FC_SLOTS - 1)) < 0) || fc_owe(f, f->sent) < 0) {
+		s->oom = 1;
+		return;
+	}
+	if (k >= UNI_NCCL_FC_SLOTS) {
+		/* In two parts, where the receiver sends its first credit
+		 * (fc_recv): under nic the network stops at the end of a
+		 * transfer (its arrival, unread, holds it), not inside one. */
+		uint64_t w = wire_bytes(s, bytes), w1 = fc_split(s, bytes, k);
+		xraw(s, c, 0, peer, 0, w1, -1, 1);
+		xraw(s, c, 0, peer, 0, w - w1, -1, 1);
+	} else {
+		xsend(s, c, peer, 0, bytes, -1, -1);
+	}
+	if (f->sent > UNI_NCCL_FC_SLOTS)
+		fc_need(s, c, peer, f, f->sent - UNI_NCCL_FC_SLOTS);
+}
+
+static void fc_recv(struct sched *s, ncclComm_t c, int peer, uint64_t bytes)
+{
+	uint64_t k = fc_chunks(bytes);
+	if (!k || !fc_on(c, peer)) {
+		xrecv(s, c, peer, 0, bytes);
+		return;
+	}
+	c->fc[peer].recvd += k;
+	if (k >= UNI_NCCL_FC_SLOTS) {
+		/* A credit once all but the last UNI_NCCL_FC_SLOTS - 1 chunks
+		 * are in (what frees the slot of the next message's first
+		 * chunk, and of this one's last), another at the end. */
+		uint64_t w = wire_bytes(s, bytes), w1 = fc_split(s, bytes, k);
+		int r1 = xraw(s, c, 1, peer, 0, w1, -1, 1);
+		xraw(s, c, 0, peer, UNI_NCCL_FC_CH, UNI_NCCL_FC_CREDIT, r1, 0);
+		int r2 = xraw(s, c, 1, peer, 0, w - w1, -1, 1);
+		xraw(s, c, 0, peer, UNI_NCCL_FC_CH, UNI_NCCL_FC_CREDIT, r2, 0);
+	} else {
+		int r = xrecv(s, c, peer, 0, bytes);
+		xraw(s, c, 0, peer, UNI_NCCL_FC_CH, UNI_NCCL_FC_CREDIT, r, 0);
+	}
+}
+
+/* The credits the graph will read (flow control), by peer: they hold the
+ * nic network once they arrive, as a read's bytes would. */
+static void fc_want(const struct sched *s)
+{
+	for (int i = 0; i < s->n; i++) {
+		const struct xf *x = &s->x[i];
+		if (!x->recv || x->ch != UNI_NCCL_FC_CH || !x->bytes)
+			continue;
+		int first = 1;
+		for (int j = 0; j < i && first; j++)
+			first = !same_conn(&s->x[j], x);
+		if (!first)
+			continue;
+		uint64_t end = x->c->rx[vidx(x->c, x->peer, x->ch)];
+		for (int j = i; j < s->n; j++)
+			if (same_conn(&s->x[j], x))
+				end += s->x[j].bytes;
+		uni_shim_vwant(vconn(x->c, x->peer, x->ch), end);
+	}
+}
+
 static int same_conn(const struct xf *a, const struct xf *b)
 {
 	return a->c == b->c && a->peer == b->peer && a->ch == b->ch && a->recv == b->recv;
@@ -1235,7 +1443,27 @@ struct prog {
 	int nh;
 	int head[UNI_READ_GROUP_MAX]; /* its reads' transfers */
 	void *obj;    /* the peer wait prog_poll publishes again */
+	const char *what; /* the call's (first) operation, for deadlock reports */
+	int noted;        /* prog_note said what it waits for */
 };
+
+/* Every 100 ms of a wait of the timing for unid's answer: what it waits
+ * for, for deadlock reports (the peer of its first pending read; a
+ * credit of the flow control says so: two ranks that each send more than
+ * the FIFO holds to the other before they receive, outside a group,
+ * deadlock in NCCL too). */
+static void prog_note(void *arg)
+{
+	struct prog *p = arg;
+	if (!p->nh || !p->what)
+		return;
+	const struct xf *x = &p->s->x[p->head[0]];
+	note_wait_why(x->c, p->what, x->peer,
+		      x->ch == UNI_NCCL_FC_CH ? " to take what it sent (flow control: NCCL's Send ends once its receiver "
+						"took all but 1 MiB)"
+					      : NULL);
+	p->noted = 1;
+}
 
 /* The first pending receive of each connection (its transfer in
  * p->head); receives with nothing to wait for are done at once. */
@@ -1300,11 +1528,15 @@ static uint64_t run_sched(struct prog *p)
 	uint32_t hv[UNI_READ_GROUP_MAX];
 	uint64_t ho[UNI_READ_GROUP_MAX], hl[UNI_READ_GROUP_MAX];
 	int nh;
+	uni_shim_await_note(prog_note, p);
 	while ((nh = prog_next(p, hv, ho, hl)) != 0) {
 		int w = 0;
 		uint64_t t = uni_shim_vrecv_any(nh, hv, ho, hl, &w);
 		prog_take(p, w, t);
 	}
+	uni_shim_await_note(NULL, NULL);
+	if (p->noted)
+		uni_shim_nccl_wait(0, NULL);
 	return p->end;
 }
 
@@ -1358,7 +1590,9 @@ static void prog_end(struct prog *p, int ok)
 		return;
 	if (ok) { /* (run_sched sends what it released) */
 		int w;
+		uni_shim_await_note(prog_note, p);
 		uint64_t t = uni_shim_vrecv_wait(p->tag, p->nh, &w);
+		uni_shim_await_note(NULL, NULL);
 		prog_take(p, w, t);
 	} else {
 		uni_shim_vrecv_cancel(p->tag);
@@ -1945,11 +2179,11 @@ static void sched_op(struct sched *s, ncclComm_t c, int kind, int redop, uint64_
 		return;
 	case K_SEND:
 		if (peer != me)
-			xsend(s, c, peer, 0, bytes, -1, -1);
+			fc_send(s, c, peer, bytes);
 		return;
 	case K_RECV:
 		if (peer != me)
-			xrecv(s, c, peer, 0, bytes);
+			fc_recv(s, c, peer, bytes);
 		return;
 	}
 }
@@ -3539,7 +3773,7 @@ static ncclResult_t execute_held(struct op *ops, int nops)
 	 * meanwhile (prog_poll), its answered reads and its operation's end
 	 * holding the network for what it sends later. */
 	struct sched sc = {0};
-	struct prog pg = {.s = &sc, .t0 = t0, .end = t0};
+	struct prog pg = {.s = &sc, .t0 = t0, .end = t0, .what = kind_name[ops[0].kind]};
 	if (timed) {
 		for (int i = 0; i < nops; i++) {
 			struct op *o = &ops[i];
@@ -3563,6 +3797,7 @@ static ncclResult_t execute_held(struct op *ops, int nops)
 			if (sc.x[i].bytes)
 				vconn(sc.x[i].c, sc.x[i].peer, sc.x[i].ch);
 		ready_sends(&sc, 0, t0);
+		fc_want(&sc);
 		for (int i = 0; i < sc.n && !waits; i++)
 			waits = sc.x[i].recv && sc.x[i].bytes;
 		waits &= !async; /* the data moves later, on the stream */

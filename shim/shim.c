@@ -128,6 +128,8 @@ struct shim_tls {
 	uint64_t det_acc_cpu; /* ... and as CPU ns */
 	uint32_t det_clamped; /* ... its read was clamped in turn just now */
 	uint32_t det_nccl_marked; /* its NCCL wait in turn is published as a condition wait */
+	void (*await_fn)(void *); /* called every 100 ms of a wait for unid's answer (uni_shim_await_note) */
+	void *await_arg;
 	uint32_t det_polled;  /* its last poll or epoll wait was answered in turn */
 };
 #define UNI_HELD 4
@@ -1473,9 +1475,13 @@ static uint64_t await_any(struct uni_ring *r, uint32_t first, uint32_t n, uint64
 		int kick = UNI_UNLIKELY(g_det) && g_horizon && (tls.det_out || !det_part()) && uni_det_net();
 		if (kick)
 			uni_det_net_kick();
-		if (uni_futex_wait(&r->resp_seq, cur, kick ? 10 : 100) == -ETIMEDOUT && !coordinator_alive()) {
-			orphan("is gone");
-			return fallback;
+		if (uni_futex_wait(&r->resp_seq, cur, kick ? 10 : 100) == -ETIMEDOUT) {
+			if (!coordinator_alive()) {
+				orphan("is gone");
+				return fallback;
+			}
+			if (tls.await_fn)
+				tls.await_fn(tls.await_arg);
 		}
 	}
 }
@@ -3657,7 +3663,8 @@ uint32_t uni_shim_nccl_nodes(uint32_t *intra)
 	return g_hdr->nccl_ppn ? g_hdr->nccl_ppn : 1;
 }
 
-uint32_t uni_shim_vconn_open(const struct uni_addr *local, const struct uni_addr *peer, int node, int peer_node)
+uint32_t uni_shim_vconn_open(const struct uni_addr *local, const struct uni_addr *peer, int node, int peer_node,
+			     uint32_t flags)
 {
 	if (!uni_shim_simulating())
 		return 0;
@@ -3674,6 +3681,7 @@ uint32_t uni_shim_vconn_open(const struct uni_addr *local, const struct uni_addr
 	c->rank = node >= 0 && (uint32_t)node < g_hdr->max_ranks ? node : g_rank;
 	c->fd = -1;
 	c->vpeer1 = peer_node >= 0 && (uint32_t)peer_node < g_hdr->max_ranks ? peer_node + 1 : 0;
+	c->flags = flags;
 	c->local = *local;
 	c->peer = *peer;
 	atomic_store(&c->peer_rank, -1);
@@ -3686,6 +3694,18 @@ out:
 	tls.in_shim--;
 	errno = saved;
 	return r;
+}
+
+void uni_shim_vwant(uint32_t idx1, uint64_t end)
+{
+	if (!idx1 || !uni_shim_simulating() || !g_horizon || !thread_ring())
+		return;
+	int saved = errno;
+	tls.in_shim++;
+	struct uni_ev e = {.kind = UNI_EV_WANT, .conn = idx1 - 1, .off = end};
+	push(tls.ring, &e);
+	tls.in_shim--;
+	errno = saved;
 }
 
 void uni_shim_vconn_busy(uint32_t idx1, int on)
@@ -3837,6 +3857,12 @@ uint64_t uni_shim_vrecv_wait(uint32_t tag, int n, int *which)
 	tls.in_shim--;
 	errno = saved;
 	return t;
+}
+
+void uni_shim_await_note(void (*fn)(void *), void *arg)
+{
+	tls.await_fn = fn;
+	tls.await_arg = arg;
 }
 
 void uni_shim_vrecv_cancel(uint32_t tag)
@@ -5320,6 +5346,11 @@ void uni_shim_det_nccl_wake(uint64_t key)
 		tls.in_shim--;
 		errno = saved;
 	}
+}
+
+int uni_shim_det_session(void)
+{
+	return g_det;
 }
 
 int uni_shim_det_nccl(void)

@@ -451,9 +451,14 @@ double uni_shim_slowdown(void) UNI_HIDDEN;
 uint64_t uni_shim_real_ns(clockid_t clk) UNI_HIDDEN;
 /* node: the network node the end is on (a rank of the network model), or
  * -1 for this process's rank; peer_node: the peer end's (unid models the
- * sends before that end opens), -1 not known. */
+ * sends before that end opens), -1 not known; flags: UNI_CONNF_*. */
 uint32_t uni_shim_vconn_open(const struct uni_addr *local, const struct uni_addr *peer, int node,
-			     int peer_node) UNI_HIDDEN;
+			     int peer_node, uint32_t flags) UNI_HIDDEN;
+/* The reader of virtual connection end idx1 will read its incoming stream
+ * up to byte end (nic: the bytes of a connection of UNI_CONNF_CREDIT,
+ * which otherwise hold the network only while a read asks for them, hold
+ * it once they arrive, as a read's would). */
+void uni_shim_vwant(uint32_t idx1, uint64_t end) UNI_HIDDEN;
 /* on: the thread that reads on virtual connection end idx1 meets its
  * peers in real time to move an operation's data (nic: its unread
  * arrivals do not hold the network meanwhile); off: no longer. */
@@ -487,6 +492,10 @@ int uni_shim_vrecv_poll(uint32_t tag, int n, uint64_t *t, int *which) UNI_HIDDEN
 uint64_t uni_shim_vrecv_wait(uint32_t tag, int n, int *which) UNI_HIDDEN;
 /* Drops group tag unless answered; returns once no answer to it can come. */
 void uni_shim_vrecv_cancel(uint32_t tag) UNI_HIDDEN;
+/* fn(arg) is called every 100 ms while the calling thread waits for
+ * unid's answer to a read (uni_shim_vrecv_any, _wait): the simulated NCCL
+ * says what its timing waits for (deadlock reports); NULL: no more. */
+void uni_shim_await_note(void (*fn)(void *), void *arg) UNI_HIDDEN;
 /* While it waits for its peers (uni_shim_peer_wait): every read of its
  * operation taken, it sends nothing before t (the horizon counts it there
  * for 200 ms of real time); no group read is outstanding any more. */
@@ -507,6 +516,9 @@ void uni_shim_nccl_wait(uint64_t comm, const char *what) UNI_HIDDEN;
  * rank of the communicator with key k moves (wake): 1 (look again), -1
  * not in turn (wait as without). */
 int uni_shim_det_nccl(void) UNI_HIDDEN;
+/* 1 when the session runs in deterministic mode (whether or not the turn
+ * still goes on: the same on every rank, for the whole session). */
+int uni_shim_det_session(void) UNI_HIDDEN;
 /* Before a wait in turn looks at its peers (alive, aborted): a rank that
  * ends after this wakes the block that follows. */
 void uni_shim_det_nccl_look(void) UNI_HIDDEN;

@@ -375,6 +375,8 @@ struct summary {
 	uint64_t external_bytes; /* to/from peers outside the session (< 0) */
 	struct u64map store_conns; /* connections of the rendezvous store (UNI_TRF_STORE) */
 	uint64_t store_msgs, store_bytes; /* their sends: no link, no time, not in the totals */
+	struct u64map credit_conns; /* the simulated NCCL's flow-control credits (UNI_TRF_CREDIT) */
+	uint64_t credits_sent, credits_read; /* their bytes: not in the totals */
 	uint64_t deadlocked;     /* DEADLOCK records: threads blocked for good */
 
 	/* The longest transfers (sends: stamp/call start to the last byte's
@@ -748,6 +750,8 @@ static void account(struct summary *s, const struct uni_trec *t)
 		s->conns++;
 		if (t->flags & UNI_TRF_STORE)
 			map_insert(&s->store_conns, t->conn, 1);
+		if (t->flags & UNI_TRF_CREDIT)
+			map_insert(&s->credit_conns, t->conn, 1);
 		break;
 	case UNI_TR_SEND:
 	case UNI_TR_RECV:
@@ -759,6 +763,12 @@ static void account(struct summary *s, const struct uni_trec *t)
 				s->store_msgs++;
 				s->store_bytes += t->len;
 			}
+			break;
+		}
+		if (s->credit_conns.cap && map_get(&s->credit_conns, t->conn) != MAP_EMPTY) {
+			/* Flow control (docs/nccl.md): a sender reads a credit
+			 * only when a send needs it. */
+			*(t->kind == UNI_TR_SEND ? &s->credits_sent : &s->credits_read) += t->len;
 			break;
 		}
 		last = t->t1 > t->t0 ? t->t1 : t->t0;
@@ -845,6 +855,7 @@ static void finish_summary(struct summary *s)
 	map_free(&s->pair_idx);
 	map_free(&s->threads);
 	map_free(&s->store_conns);
+	map_free(&s->credit_conns);
 	free(s->nodes.conn_rank);
 	s->nodes.conn_rank = NULL;
 
@@ -875,6 +886,7 @@ static void free_summary(struct summary *s)
 	map_free(&s->pair_idx);
 	map_free(&s->threads);
 	map_free(&s->store_conns);
+	map_free(&s->credit_conns);
 	free(s->nodes.conn_rank);
 	free(s->ranks);
 	free(s->pairs);
@@ -1126,6 +1138,10 @@ static void summary_text(const struct summary *s, const char *path)
 		printf("note: the rendezvous store's %" PRIu64 " message%s (%" PRIu64
 		       " bytes; deterministic mode, over no link, in no time) are not in the totals\n",
 		       s->store_msgs, s->store_msgs == 1 ? "" : "s", s->store_bytes);
+	if (s->credits_sent)
+		printf("note: the simulated NCCL's flow control sent %" PRIu64 " credit bytes, of which senders read %" PRIu64
+		       " (only those a send needed); not in the totals\n",
+		       s->credits_sent, s->credits_read);
 	if (s->unknown)
 		printf("note: skipped %" PRIu64 " record%s of unknown kinds (newer minor version?)\n",
 		       s->unknown, s->unknown == 1 ? "" : "s");
@@ -1307,6 +1323,8 @@ static void summary_json(const struct summary *s, const char *path)
 	       s->external_bytes);
 	printf("  \"store_messages\": %" PRIu64 ",\n  \"store_bytes\": %" PRIu64 ",\n", s->store_msgs,
 	       s->store_bytes);
+	printf("  \"credit_bytes_sent\": %" PRIu64 ",\n  \"credit_bytes_read\": %" PRIu64 ",\n", s->credits_sent,
+	       s->credits_read);
 	printf("  \"unknown_records\": %" PRIu64 ",\n  \"bad_rank_records\": %"
 	       PRIu64 "\n}\n", s->unknown, s->bad_rank);
 }

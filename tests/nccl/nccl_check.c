@@ -12,7 +12,8 @@
  *   nccl_check timing SIZE   one op of each kind on SIZE bytes, printing the
  *                            virtual time each took on this rank (JSON)
  *   nccl_check p2pbench N SIZE  rank 0 sends N messages of SIZE to rank 1, a
- *                            call each: the time each side's calls took (JSON)
+ *                            call each: the time each side's calls took, and
+ *                            their first eight (JSON)
  *   nccl_check sendlost      rank 0 sends 4 MiB that rank 1 never receives
  *   nccl_check p2pgroups SIZE  rank 0 sends 2 messages a call each that rank 1
  *                            receives in one group, then 4 in one group that
@@ -1030,15 +1031,21 @@ static void p2pbench(ncclComm_t comm, int n, size_t bytes)
 	memset(x, 1, bytes);
 	int32_t one = 1;
 	NCCL(ncclAllReduce(&one, &one, 1, ncclInt32, ncclSum, comm, NULL));
-	double t0 = vnow();
+	double t0 = vnow(), t8 = t0;
 	for (int i = 0; i < n && rank < 2; i++) {
-		if (rank == 0)
+		if (rank == 0) {
+			memset(x, i + 1, bytes);
 			NCCL(ncclSend(x, bytes, ncclUint8, 1, comm, NULL));
-		else
+		} else {
 			NCCL(ncclRecv(x, bytes, ncclUint8, 0, comm, NULL));
+			CHECK(bytes == 0 || (x[0] == (uint8_t)(i + 1) && x[bytes - 1] == (uint8_t)(i + 1)),
+			      "message %d: %u", i, x[0]);
+		}
+		if (i == 7)
+			t8 = vnow();
 	}
-	printf("{\"rank\": %d, \"messages\": %d, \"bytes\": %zu, \"ms\": %.3f}\n", rank, n, bytes,
-	       (vnow() - t0) * 1e3);
+	printf("{\"rank\": %d, \"messages\": %d, \"bytes\": %zu, \"ms\": %.3f, \"first8_ms\": %.6f}\n", rank, n,
+	       bytes, (vnow() - t0) * 1e3, (t8 - t0) * 1e3);
 	fflush(stdout);
 	free(x);
 }
@@ -1953,6 +1960,15 @@ static void deadlock(ncclComm_t comm, const char *how)
 	ncclResult_t e;
 	if (!strcmp(how, "recv")) {
 		e = ncclRecv(x, 256, ncclFloat32, (rank + 1) % nranks, comm, NULL);
+	} else if (!strcmp(how, "sends")) {
+		/* Each rank sends 2 MiB to the next before it receives, outside
+		 * a group: NCCL's send does not complete before its receiver
+		 * takes all but the last 1 MiB (flow control). */
+		size_t n = 2u << 20;
+		uint8_t *b = calloc(n, 1);
+		e = ncclSend(b, n, ncclUint8, (rank + 1) % nranks, comm, NULL);
+		if (e == ncclSuccess)
+			e = ncclRecv(b, n, ncclUint8, (rank + nranks - 1) % nranks, comm, NULL);
 	} else if (rank == 0) {
 		e = ncclAllReduce(x, x, 256, ncclFloat32, ncclSum, comm, NULL);
 	} else if (!strcmp(how, "coll")) {

@@ -405,6 +405,8 @@ dl_case 3 coll "in ncclAllReduce on $K \(rank 0 of 3\): waits for ranks that hav
 	"in ncclRecv on $K \(rank 1 of 3\): waits for rank 0; rank 0 is in ncclAllReduce"
 dl_case 2 cond "in ncclAllReduce on $K \(rank 0 of 2\): waits for ranks that have not called it: rank 1 is in no call on it" \
 	"blocked on condition variable"
+dl_case 3 sends "in ncclSend on $K \(rank 0 of 3\): waits for rank 1 to take what it sent \(flow control: .*\); rank 1 is in ncclSend to rank 2" \
+	"ncclSend\+0x[0-9a-f]+ \(libunishim.so\)"
 dl_case 3 nojoin "in ncclCommInitRank on $K \(rank 0 of 3\): waits for rank 2 to join" \
 	"in ncclCommInitRank on $K \(rank 1 of 3\): waits for rank 2 to join" "^rank 2: ended"
 # Not a deadlock: the last rank works 4 s outside the shim's sight before
@@ -413,7 +415,7 @@ rm -f "$T/id"
 NCCL_CHECK_ID=$T/id timeout 60 "$UNIRUN" -n 3 --config "$T/alpha-beta.yaml" --trace "$T/sj.unitrace" -- \
 	"$CHECK" deadlock slowjoin >"$T/dlog" 2>&1 || { cat "$T/dlog"; fail "a slow join was taken for a deadlock"; }
 [ "$(grep -c 'checks passed' "$T/dlog")" = 3 ] || { cat "$T/dlog"; fail "slow join"; }
-ok "deadlocks in NCCL calls (receive cycle, a collective others skip, a rank that never joins): reported with the call, whom it waits for and what that rank does"
+ok "deadlocks in NCCL calls (receive cycle, a collective others skip, sends of 2 MiB before receives, a rank that never joins): reported with the call, whom it waits for and what that rank does"
 # Under nic, ranks far apart in virtual time (2 ms, 100 Mbit/s, 1 MB: a
 # Broadcast's root is done 160 ms before its last rank): every operation
 # completes. Until session 21 unread arrivals of ranks waiting for their
@@ -467,6 +469,51 @@ NCCL_CHECK_ID=$T/id timeout 60 "$UNIRUN" -n 2 --config "$T/rec.yaml" -- "$CHECK"
 	{ cat "$T/log"; fail "sendlost: a message nobody received was not removed with its receiver's communicator"; }
 [ "$(grep -c 'checks passed' "$T/log")" = 2 ] || { cat "$T/log"; fail "sendlost: checks"; }
 ok "messages kept outside the pair's ring: p2ptwo under nic (2 ms, 100 Mbit/s) none late, sends and receives grouped differently on the two sides, a message nobody received removed"
+
+# Flow control (docs/nccl.md "Flow control"): rank 0 sends 32 messages of
+# 128 kB (a chunk each), a call each. The first eight leave at once (the
+# FIFO's eight slots); the k-th after them waits for the credit of the
+# (k-8)-th, sent back once rank 1 consumed it: the sends end with the 24th
+# message's arrival plus a credit's latency, b + h + 24 S/B + 2a + 8 B/B,
+# and rank 1's receives take 24 S/B after its first eight (the link stays
+# busy). Two messages of 8 MiB (64 chunks): each send ends with the credit
+# its receiver sends once all but 7 chunks are in, the second behind the
+# first on the link: b + h + 121 c/B + 2a + 8 B/B. Under alpha-beta and
+# nic, none late; unitrace summary says what the credits were.
+for model in alpha-beta nic; do
+	for w in "32 131072" "2 8388608"; do
+		rm -f "$T/id"
+		# shellcheck disable=SC2086
+		NCCL_CHECK_ID=$T/id timeout 120 "$UNIRUN" -n 2 --config "$T/$model.yaml" -- \
+			"$CHECK" p2pbench $w >"$T/log" 2>&1 || { cat "$T/log"; fail "flow control $w ($model): the run"; }
+		! grep -q '^late:' "$T/log" || { cat "$T/log"; fail "flow control $w ($model): late transfers"; }
+		grep -q "flow control sent [1-9][0-9]* credit bytes, of which senders read [1-9]" "$T/log" ||
+			{ cat "$T/log"; fail "flow control $w ($model): the summary says no credits"; }
+		# (credits never read are left out of the check)
+		grep -q "^consistency: bytes sent == bytes received on every connection" "$T/log" ||
+			{ cat "$T/log"; fail "flow control $w ($model): the summary's consistency check"; }
+		# shellcheck disable=SC2086
+		$PY - "$T/log" $w <<'PYEOF' || { cat "$T/log"; fail "flow control, $model, $w"; }
+import json, re, sys
+res = {r["rank"]: r for r in (json.loads(m) for m in re.findall(r'^\{"rank".*\}$', open(sys.argv[1]).read(), re.M))}
+n, size = int(sys.argv[2]), int(sys.argv[3])
+a, B, b, h, c, cb = 1e-3, 1e9, 8.4e-6, 14e-6, 131072, 8 * 8 / 1e9
+if size == c:
+    want = b + h + (n - 8) * size * 8 / B + 2 * a + cb
+    got8, rest = res[0]["first8_ms"] / 1e3, (res[1]["ms"] - res[1]["first8_ms"]) / 1e3
+    print(f"sends: first 8 {1e6 * got8:.3f} us; receives after the first 8 {1e3 * rest:.3f} ms, want {1e3 * (n - 8) * size * 8 / B:.3f}")
+    assert got8 < 20e-6, got8
+    assert abs(rest - (n - 8) * size * 8 / B) < 1e-3 * rest, rest
+else:
+    k = size // c
+    want = b + h + (k + (k - 7)) * c * 8 / B + 2 * a + cb
+got = res[0]["ms"] / 1e3
+print(f"sends: {1e3 * got:.3f} ms, closed form {1e3 * want:.3f} ms")
+assert abs(got - want) < 1e-3 * want, (got, want)
+PYEOF
+	done
+done
+ok "flow control: eight chunks in flight, a sender paced by its receiver's credits (closed forms within 0.1%, alpha-beta and nic, none late)"
 
 # Time: alpha-beta, 4 ranks, 8 MB, NCCL's Simple protocol (base b = 8.4 us
 # per operation, h = 14 us per hop): ring AllReduce b + 2(n-1)(a + h +

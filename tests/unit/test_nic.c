@@ -7,7 +7,8 @@
  * shared downlink has left (topology: a two-level max-min allocation); the
  * rates moving on when a flow ends; a route's latency on every byte; a
  * rank on two switches using both cables at once; the steps of
- * deterministic mode (nic_final_to, a watch). */
+ * deterministic mode (nic_final_to, a watch); a lazy flow holds the
+ * network only once wanted (nic_unread_bound). */
 #include <check.h>
 #include <math.h>
 #include <stdint.h>
@@ -106,6 +107,28 @@ START_TEST(test_final_to)
 }
 END_TEST
 
+/* A lazy flow (the simulated NCCL's flow-control credits): finished and
+ * unread, it holds the network at its arrival only once wanted, while an
+ * ordinary one holds it until read. */
+START_TEST(test_lazy)
+{
+	load("network: { model: nic, default: { latency: 1ms, bandwidth: 100Mbit } }");
+	struct nic_flow *a = flow(1, 1, 0, 0, 125000); /* 10 ms + 1 ms */
+	struct nic_flow *c = flow(2, 0, 1, 0, 8);
+	nic_flow_lazy(c);
+	run_to(100000000);
+	near(arrival[1], 11e6);
+	ck_assert_uint_eq(nic_unread_bound(0, UINT64_MAX, NULL, UINT64_MAX), arrival[1]);
+	nic_flow_read(a);
+	ck_assert_uint_eq(nic_unread_bound(0, UINT64_MAX, NULL, UINT64_MAX), UINT64_MAX);
+	nic_flow_want(c);
+	ck_assert_uint_eq(nic_unread_bound(0, UINT64_MAX, NULL, UINT64_MAX), arrival[2]);
+	nic_flow_unwant(c);
+	ck_assert_uint_eq(nic_unread_bound(0, UINT64_MAX, NULL, UINT64_MAX), UINT64_MAX);
+	nic_reset();
+}
+END_TEST
+
 START_TEST(test_topology_shares)
 {
 	load("network:\n"
@@ -187,6 +210,7 @@ int main(void)
 	TCase *tc = tcase_create("rates");
 	tcase_add_test(tc, test_incast);
 	tcase_add_test(tc, test_final_to);
+	tcase_add_test(tc, test_lazy);
 	tcase_add_test(tc, test_topology_shares);
 	tcase_add_test(tc, test_topology_byte_arrival);
 	tcase_add_test(tc, test_two_cables);

@@ -32,7 +32,7 @@
 #include <stdint.h>
 
 #define UNI_SHM_MAGIC 0x31304d4853494e55ull /* "UNISHM01" little-endian */
-#define UNI_SHM_VERSION 23u
+#define UNI_SHM_VERSION 24u
 /* The longest real time a sleep waits for the session before it ends
  * anyway (a thread that computes for ever without entering the shim), per
  * CPU share: times the world's ranks per CPU of the host where there are
@@ -114,6 +114,10 @@ enum uni_ev_kind {
 	                          dropped, unless answered already; unid answers a
 	                          (a request number) once it took this, so no answer
 	                          to the group can come after that; no record */
+	UNI_EV_WANT = 21,      /* simulate, nic: the thread will read the stream coming
+	                          in on conn (a connection of UNI_CONNF_CREDIT) up to
+	                          byte off: its bytes hold the network once they
+	                          arrive, as a read's would; no record */
 };
 
 /* 1 for a kind that is a note to unid, not an event of its thread: no
@@ -121,7 +125,8 @@ enum uni_ev_kind {
  * push, unid's handle). */
 static inline int uni_ev_note(uint32_t kind)
 {
-	return kind == UNI_EV_STRING || kind == UNI_EV_DET_WATCH || kind == UNI_EV_READ_CANCEL;
+	return kind == UNI_EV_STRING || kind == UNI_EV_DET_WATCH || kind == UNI_EV_READ_CANCEL ||
+	       kind == UNI_EV_WANT;
 }
 
 /* UNI_EV_NCCL_OP's c, and the nccl_op trace record's flags: bits 0-3 the
@@ -320,6 +325,12 @@ enum {
 	 * control plane, as the store is unmodelled without the turn), and a
 	 * rank's client may talk to a store its own process hosts. */
 	UNI_CONNF_STORE = 1u << 0,
+	/* A simulated NCCL connection that carries Send/Recv's flow-control
+	 * credits (docs/nccl.md "Flow control"): its reader reads them only
+	 * when a send needs one, so under nic an arrival holds the network
+	 * only once a read asks for it (or UNI_EV_WANT said it will), and the
+	 * trace leaves them out of the consistency check. */
+	UNI_CONNF_CREDIT = 1u << 1,
 };
 
 enum uni_wait_kind {

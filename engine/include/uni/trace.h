@@ -16,7 +16,7 @@
 
 #define UNI_TRACE_MAGIC "UNITRACE"
 #define UNI_TRACE_VERSION_MAJOR 1u
-#define UNI_TRACE_VERSION_MINOR 6u
+#define UNI_TRACE_VERSION_MINOR 7u
 #define UNI_TRACE_HDR_SIZE 256u
 #define UNI_TRACE_REC_SIZE 64u
 
@@ -109,6 +109,8 @@ enum uni_trec_flags {
 	UNI_TRF_DIED = 1u << 1,  /* RANK_EXIT: the process vanished */
 	UNI_TRF_STORE = 1u << 0, /* CONN: the rendezvous store's (deterministic mode follows it
 	                            as a connection that costs nothing: no link, no time) */
+	UNI_TRF_CREDIT = 1u << 1, /* CONN: the simulated NCCL's flow-control credits (read only
+	                             when a send needs one; left out of the totals and checks) */
 	/* SEND and RECV (the event flags of shm.h, UNI_EVF_*): */
 	UNI_TRF_DISPATCHER = 1u << 0, /* by a dispatcher thread (Gloo's loop) */
 	UNI_TRF_FALLBACK = 1u << 1,   /* stamped from the writer's clock: Gloo stream not parsed */
