@@ -851,9 +851,11 @@ static uint64_t scan_rings(uint64_t now, uint32_t *hkp)
 			if (at && atomic_load_explicit(&ring->resp_seq, memory_order_acquire) - at < ring->async_n &&
 			    ring->resp_t < v)
 				v = ring->resp_t;
+			/* (soft_since may be later than now, read before the
+			 * scan: fresh, not 2^64 ns old.) */
 			uint64_t sf = atomic_load_explicit(&ring->soft_floor, memory_order_acquire);
-			if (sf && sf - 1 < v &&
-			    now - atomic_load_explicit(&ring->soft_since, memory_order_relaxed) < UNI_NIC_SOFT_STALE_NS)
+			uint64_t since = atomic_load_explicit(&ring->soft_since, memory_order_relaxed);
+			if (sf && sf - 1 < v && (since > now || now - since < UNI_NIC_SOFT_STALE_NS))
 				v = sf - 1;
 		} else {
 			v = atomic_load_explicit(&ring->vt_pub, memory_order_acquire);
@@ -1408,7 +1410,8 @@ static void check_deadlock(uint64_t now)
 		/* In a call of the simulated NCCL: a join waits with no kind. */
 		if (wk != UNI_WAIT_COND && wk != UNI_WAIT_READ && !ring->wait_what[0])
 			continue;
-		if (now - __atomic_load_n(&ring->wait_since, __ATOMIC_ACQUIRE) < DEADLOCK_QUIET_NS) {
+		uint64_t since = __atomic_load_n(&ring->wait_since, __ATOMIC_ACQUIRE);
+		if (since > now || now - since < DEADLOCK_QUIET_NS) { /* (later than now: just begun) */
 			why = "a thread began its wait less than 2 s ago";
 			goto no;
 		}
