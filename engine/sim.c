@@ -1111,6 +1111,18 @@ static void settle(void)
 	S.nwstreams = k;
 }
 
+void uni_sim_finish(void)
+{
+	if (!S.nic)
+		return;
+	for (uint32_t i = 0; i < 10000000u; i++) {
+		uint64_t before = nic_now();
+		nic_advance(UINT64_MAX);
+		if (nic_now() == before)
+			break;
+	}
+}
+
 void uni_sim_want(uint32_t conn, uint64_t end)
 {
 	if (!S.nic || conn >= S.h->max_conns)

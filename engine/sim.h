@@ -64,6 +64,10 @@ void uni_sim_det_watch(uint32_t conn, uint64_t byte);
  * to byte end (UNI_EV_WANT): lazy flows there (UNI_CONNF_CREDIT) hold the
  * network once they arrive. */
 void uni_sim_want(uint32_t conn, uint64_t end);
+/* nic, as the session stops: the flows still under way finish (those
+ * nobody read: the simulated NCCL's last credits), so that every send's
+ * record is written. */
+void uni_sim_finish(void);
 uint64_t uni_sim_network_time(void);
 /* Alpha-beta: the schedule logs given to streams, of cap (UNI_SCHED_LOGS;
  * the environment's UNI_SCHED_LOGS may lower it: tests), and the streams

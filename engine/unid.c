@@ -535,7 +535,8 @@ static void handle(uint32_t ring_idx, struct uni_ring *ring, const struct uni_ev
 		D.ring_seq[ring_idx] = 0;
 	/* (A string is text, not an event: it takes no index; nor does the
 	 * turn's note of a byte awaited, UNI_EV_DET_WATCH, nor a group read
-	 * dropped, UNI_EV_READ_CANCEL.) */
+	 * dropped, UNI_EV_READ_CANCEL, nor what a reader will read,
+	 * UNI_EV_WANT: uni_ev_note.) */
 	uint32_t seq = uni_ev_note(e->kind) ? D.ring_seq[ring_idx] : D.ring_seq[ring_idx]++;
 	struct uni_op op = {.e = *e, .rank = rank, .tid = ring->tid, .ring = ring_idx, .seq = seq};
 	struct uni_trec r = rec_of(0, rank);
@@ -1908,6 +1909,8 @@ int main(int argc, char **argv)
 	drain();
 	check_ranks();
 	drain();
+	if (D.cfg.mode == UNI_MODE_SIMULATE)
+		uni_sim_finish();
 	D.unmodelled += D.nunmatched;
 	/* Ends that never met their peer (an operation that failed before its
 	 * receiver opened): their sends are left out of the trace (no

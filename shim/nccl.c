@@ -126,12 +126,14 @@ struct seg {
 };
 
 /* Flow control with one peer (docs/nccl.md "Flow control"): chunks sent
- * to it and received from it, and the credits it owes this rank as a
- * sender, in the order it sends them: q[qh .. qn) not read yet, each the
- * count of chunks it says were consumed; covered: what the credits read
- * so far (or to be read by the operation being timed) say. */
+ * to it, and the credits it owes this rank as a sender, in the order it
+ * sends them: q[qh .. qn) not read yet, each the count of chunks it says
+ * were consumed; covered: what the credits read so far (or to be read by
+ * the operation being timed) say. */
 struct fcpeer {
-	uint64_t sent, recvd, covered;
+	uint64_t sent, covered;
+	uint64_t due; /* consumed before c's next operation may move (fc_gates) */
+	int cover;    /* the read that made covered in the graph being built (-1: none) */
 	uint64_t *q;
 	size_t qh, qn, qcap;
 };
@@ -1170,6 +1172,7 @@ struct sched {
 	uint64_t base, hop_intra, hop_inter;
 	uint32_t wire_num, wire_den; /* bytes on the wire per byte of data */
 	int *deps, ndeps, capdeps;   /* the xf's xdep (PAT) */
+	int ngate; /* x[0 .. ngate): reads every send waits for (fc_gates) */
 };
 
 static int xadd(struct sched *s, ncclComm_t c, int recv, int peer, int ch, uint64_t bytes, int d0, int d1)
@@ -1259,20 +1262,26 @@ static uint64_t wire_bytes(const struct sched *s, uint64_t bytes)
  * its last chunk has a slot. Here each received message sends a credit
  * back on channel UNI_NCCL_FC_CH once consumed (and a message of
  * UNI_NCCL_FC_SLOTS chunks or more one more, once all but its last
- * UNI_NCCL_FC_SLOTS - 1 are in: it moves as two transfers, split there);
- * a send's operation ends no earlier than the arrival of the credit that
- * frees the slot of its last chunk. Its data leaves at the call's time
- * (the previous call waited for the slots), and the credits are read only
- * when a send needs one: those never needed are never read.
+ * UNI_NCCL_FC_SLOTS - 1 are in: it moves as two transfers, split there).
+ * A send's data leaves after the credit that frees the slot of its first
+ * chunk (fc_send); its completion, the credit that frees the slot of its
+ * last, is what the communicator's next operation waits for before any
+ * of its transfers leaves (fc_gates: NCCL's operations on a stream run in
+ * order), not the call: on a GPU the call returns at once and the host
+ * goes on, and a sender that waited in its call for its receiver's later
+ * call could wait for ever where NCCL does not (a barrier of its own
+ * between the two). The credits are read only when needed: those never
+ * needed are never read.
  *
  * Between ranks of different processes only, and not in deterministic
  * mode (the same on both ends: a sender that waits for credits its
  * receiver does not send would wait for ever): one thread may drive both
- * ends in a process (CommInitAll), and its send's call, which completes
- * when it returns (host buffers), would wait for its own receive; the
- * turn times an operation after its data moved, so a sender whose call
- * waits for a credit would wait for a receiver whose group waits for the
- * data of the sender's next call. */
+ * ends in a process (CommInitAll), and its operation after a send would
+ * wait for its own receive, which NCCL's streams let run beside it; the
+ * turn times an operation after its data moved, and there a sender may
+ * wait for room in the pair's ring (nothing is kept outside it in turn)
+ * for a receiver whose timing waits for the sends that the sender's
+ * timing releases only after a credit. */
 static int fc_on(ncclComm_t c, int peer)
 {
 	return peer != c->rank && !uni_shim_det_session() && vinit(c) &&
@@ -1305,13 +1314,32 @@ static int fc_owe(struct fcpeer *f, uint64_t chunks)
 
 /* Reads of the credits up to the first that says chunk y was consumed,
  * one each (a read of several would hold the nic network at the first's
- * arrival while it waits for the next). */
-static void fc_need(struct sched *s, ncclComm_t c, int peer, struct fcpeer *f, uint64_t y)
+ * arrival while it waits for the next): the transfer of the read that
+ * says so in this graph, or -1 (an earlier graph's, or none owed). */
+static int fc_need(struct sched *s, ncclComm_t c, int peer, struct fcpeer *f, uint64_t y)
 {
 	while (f->qh < f->qn && f->covered < y) {
-		xraw(s, c, 1, peer, UNI_NCCL_FC_CH, UNI_NCCL_FC_CREDIT, -1, 0);
+		f->cover = xraw(s, c, 1, peer, UNI_NCCL_FC_CH, UNI_NCCL_FC_CREDIT, -1, 0);
 		f->covered = f->q[f->qh++];
 	}
+	return f->cover;
+}
+
+/* The graph of c's next operation starts with the reads of the credits
+ * that complete its earlier sends (fc_send's due): every send of the
+ * graph leaves after them (ready_sends, s->ngate). Called for each
+ * communicator of a group before its operations are added. */
+static void fc_gates(struct sched *s, ncclComm_t c)
+{
+	if (!vinit(c))
+		return;
+	for (int p = 0; p < c->nranks; p++) {
+		struct fcpeer *f = &c->fc[p];
+		f->cover = -1;
+		if (f->due > f->covered)
+			fc_need(s, c, p, f, f->due);
+	}
+	s->ngate = s->n;
 }
 
 /* A message of k >= UNI_NCCL_FC_SLOTS chunks: its wire bytes up to the
@@ -1330,23 +1358,30 @@ static void fc_send(struct sched *s, ncclComm_t c, int peer, uint64_t bytes)
 		return;
 	}
 	struct fcpeer *f = &c->fc[peer];
+	/* (The end that reads the credits opens with the first message, so
+	 * that the receiver's end is matched even if none is ever read.) */
+	vconn(c, peer, UNI_NCCL_FC_CH);
+	uint64_t s0 = f->sent;
 	f->sent += k;
 	if ((k >= UNI_NCCL_FC_SLOTS && fc_owe(f, f->sent - (UNI_NCCL_FC_SLOTS - 1)) < 0) || fc_owe(f, f->sent) < 0) {
 		s->oom = 1;
 		return;
 	}
+	/* Its first chunk's slot: chunk s0 + 1 - UNI_NCCL_FC_SLOTS consumed. */
+	int dep = s0 >= UNI_NCCL_FC_SLOTS ? fc_need(s, c, peer, f, s0 + 1 - UNI_NCCL_FC_SLOTS) : -1;
 	if (k >= UNI_NCCL_FC_SLOTS) {
 		/* In two parts, where the receiver sends its first credit
 		 * (fc_recv): under nic the network stops at the end of a
 		 * transfer (its arrival, unread, holds it), not inside one. */
 		uint64_t w = wire_bytes(s, bytes), w1 = fc_split(s, bytes, k);
-		xraw(s, c, 0, peer, 0, w1, -1, 1);
-		xraw(s, c, 0, peer, 0, w - w1, -1, 1);
+		xraw(s, c, 0, peer, 0, w1, dep, 1);
+		xraw(s, c, 0, peer, 0, w - w1, dep, 1);
 	} else {
-		xsend(s, c, peer, 0, bytes, -1, -1);
+		xsend(s, c, peer, 0, bytes, dep, -1);
 	}
-	if (f->sent > UNI_NCCL_FC_SLOTS)
-		fc_need(s, c, peer, f, f->sent - UNI_NCCL_FC_SLOTS);
+	/* Complete once its last chunk has a slot: the next operation waits. */
+	if (f->sent > UNI_NCCL_FC_SLOTS && f->sent - UNI_NCCL_FC_SLOTS > f->due)
+		f->due = f->sent - UNI_NCCL_FC_SLOTS;
 }
 
 static void fc_recv(struct sched *s, ncclComm_t c, int peer, uint64_t bytes)
@@ -1356,7 +1391,6 @@ static void fc_recv(struct sched *s, ncclComm_t c, int peer, uint64_t bytes)
 		xrecv(s, c, peer, 0, bytes);
 		return;
 	}
-	c->fc[peer].recvd += k;
 	if (k >= UNI_NCCL_FC_SLOTS) {
 		/* A credit once all but the last UNI_NCCL_FC_SLOTS - 1 chunks
 		 * are in (what frees the slot of the next message's first
@@ -1415,6 +1449,12 @@ static void ready_sends(struct sched *s, int first, uint64_t t0)
 				else
 					t = max64(t, s->x[dd].t);
 			}
+		}
+		for (int g = 0; g < s->ngate && ready; g++) {
+			if (!s->x[g].done)
+				ready = 0;
+			else
+				t = max64(t, s->x[g].t);
 		}
 		t += x->hop;
 		for (int j = first; ready && j < i; j++)
@@ -3775,6 +3815,11 @@ static ncclResult_t execute_held(struct op *ops, int nops)
 	struct sched sc = {0};
 	struct prog pg = {.s = &sc, .t0 = t0, .end = t0, .what = kind_name[ops[0].kind]};
 	if (timed) {
+		/* (First, what the communicators' earlier sends still wait for:
+		 * the group's transfers leave after it, flow control.) */
+		for (int i = 0; i < nops; i++)
+			if (first_of_comm(ops, i))
+				fc_gates(&sc, ops[i].comm);
 		for (int i = 0; i < nops; i++) {
 			struct op *o = &ops[i];
 			uint64_t bytes = op_size(o);

@@ -12,8 +12,11 @@
  *   nccl_check timing SIZE   one op of each kind on SIZE bytes, printing the
  *                            virtual time each took on this rank (JSON)
  *   nccl_check p2pbench N SIZE  rank 0 sends N messages of SIZE to rank 1, a
- *                            call each: the time each side's calls took, and
- *                            their first eight (JSON)
+ *                            call each: the time each side's calls took,
+ *                            their first eight, and (done) until an empty
+ *                            Recv after them on rank 0 (JSON)
+ *   nccl_check sendsync      rank 0 sends 2 MiB, then tells rank 1 through a
+ *                            file, after which rank 1 receives
  *   nccl_check sendlost      rank 0 sends 4 MiB that rank 1 never receives
  *   nccl_check p2pgroups SIZE  rank 0 sends 2 messages a call each that rank 1
  *                            receives in one group, then 4 in one group that
@@ -1044,8 +1047,15 @@ static void p2pbench(ncclComm_t comm, int n, size_t bytes)
 		if (i == 7)
 			t8 = vnow();
 	}
-	printf("{\"rank\": %d, \"messages\": %d, \"bytes\": %zu, \"ms\": %.3f, \"first8_ms\": %.6f}\n", rank, n,
-	       bytes, (vnow() - t0) * 1e3, (t8 - t0) * 1e3);
+	double t1 = vnow();
+	/* An empty receive on rank 0 after the sends: it starts once they
+	 * completed (flow control: the communicator's next operation). */
+	if (rank == 0)
+		NCCL(ncclRecv(x, 0, ncclUint8, 1, comm, NULL));
+	else if (rank == 1)
+		NCCL(ncclSend(x, 0, ncclUint8, 0, comm, NULL));
+	printf("{\"rank\": %d, \"messages\": %d, \"bytes\": %zu, \"ms\": %.3f, \"first8_ms\": %.6f, "
+	       "\"done_ms\": %.3f}\n", rank, n, bytes, (t1 - t0) * 1e3, (t8 - t0) * 1e3, (vnow() - t0) * 1e3);
 	fflush(stdout);
 	free(x);
 }
@@ -2146,6 +2156,34 @@ int main(int argc, char **argv)
 		time_out_watched(comm);
 	} else if (!strcmp(argv[1], "diewatch") || !strcmp(argv[1], "dietiming")) {
 		die_watched(comm, !strcmp(argv[1], "dietiming"));
+	} else if (!strcmp(argv[1], "sendsync")) {
+		/* Rank 0 sends 2 MiB to rank 1 and then says so through a file;
+		 * rank 1 receives only once the file is there. NCCL's Send
+		 * returns at once (its stream waits for the receiver): no hang
+		 * (flow control). An empty Recv after it waits for the Send. */
+		size_t n = 2u << 20;
+		uint8_t *x = malloc(n);
+		char f[600];
+		snprintf(f, sizeof(f), "%s.sent", getenv("NCCL_CHECK_ID") ? getenv("NCCL_CHECK_ID") : "/tmp/nccl_check");
+		CHECK(x != NULL, "out of memory");
+		if (rank == 0) {
+			memset(x, 7, n);
+			NCCL(ncclSend(x, n, ncclUint8, 1, comm, NULL));
+			FILE *fp = fopen(f, "w");
+			CHECK(fp != NULL, "%s: %s", f, strerror(errno));
+			if (fp)
+				fclose(fp);
+			NCCL(ncclRecv(x, 0, ncclUint8, 1, comm, NULL));
+		} else if (rank == 1) {
+			memset(x, 0, n);
+			while (access(f, F_OK) != 0)
+				usleep(1000);
+			NCCL(ncclRecv(x, n, ncclUint8, 0, comm, NULL));
+			CHECK(x[0] == 7 && x[n - 1] == 7, "received %u .. %u", x[0], x[n - 1]);
+			NCCL(ncclSend(x, 0, ncclUint8, 0, comm, NULL));
+			unlink(f);
+		}
+		free(x);
 	} else if (!strcmp(argv[1], "sendlost")) {
 		/* A message kept outside the pair's ring (4 MiB) that rank 1
 		 * never receives: there once the AllReduce after the send is
