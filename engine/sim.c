@@ -68,7 +68,16 @@ struct stream {
 	uint64_t final_pub;         /* nic: final prefix published to the reader */
 	uint32_t read_ch;           /* nic: first chunk not yet known read to its end */
 	int rclosed;                /* nic: its reader's end closed (a simulated NCCL end) */
+	int wclosed;                /* its writer's end closed (a simulated NCCL end) */
+	uint64_t wclosed_t, wclosed_real; /* when: the writer's clock, real time */
 };
+
+/* A read of bytes a simulated NCCL end never sent before it closed (its
+ * operation failed, and it started new connections: a credit of flow
+ * control its sender still waits for) is answered this long after the
+ * close: the writer's last sends may come through another ring later in
+ * the same drain. */
+#define UNI_WCLOSED_GRACE_NS 100000000ull
 
 static struct {
 	const struct uni_config *cfg;
@@ -970,6 +979,42 @@ void uni_sim_reader_closed(uint32_t conn)
 	for (uint32_t k = first_unread(s); k < s->nch; k++)
 		if (s->ch[k].nf)
 			nic_flow_read(s->ch[k].nf);
+}
+
+void uni_sim_writer_closed(uint32_t conn, uint64_t t, uint64_t real_now)
+{
+	if (conn >= S.h->max_conns || uni_shm_conn(S.h, conn)->fd >= 0)
+		return;
+	struct stream *s = &S.st[conn];
+	s->wclosed = 1;
+	s->wclosed_t = t;
+	s->wclosed_real = real_now;
+}
+
+void uni_sim_check_closed(uint64_t real_now)
+{
+	uint32_t n = atomic_load(&S.h->next_conn);
+	if (n > S.h->max_conns)
+		n = S.h->max_conns;
+	for (uint32_t i = 0; i < n; i++) {
+		struct stream *s = &S.st[i];
+		if (!s->wclosed || !s->nwait || real_now - s->wclosed_real < UNI_WCLOSED_GRACE_NS)
+			continue;
+		for (uint32_t j = 0; j < s->nwait;) {
+			if (s->wait[j].sent || s->wait[j].end <= s->next_off) {
+				j++;
+				continue;
+			}
+			struct waiter w = s->wait[j];
+			s->wait[j] = s->wait[--s->nwait];
+			S.waiting--;
+			/* (no earlier than the network: what the reader sends
+			 * next is not late) */
+			uint64_t nb = S.nic && nic_now() > s->wclosed_t ? nic_now() : s->wclosed_t;
+			answer_gone(&w.op, nb);
+			j = 0; /* (group_cancel may have changed the list) */
+		}
+	}
 }
 
 void uni_sim_forget_ring(uint32_t ring)

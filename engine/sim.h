@@ -38,6 +38,12 @@ void uni_sim_read_cancel(const struct uni_op *op);
 /* Connection end conn closed: nic, a simulated NCCL end: what comes in on
  * it is never read (it holds the network no longer). */
 void uni_sim_reader_closed(uint32_t conn);
+/* A simulated NCCL end closed as a writer (UNI_EV_CONN_CLOSE at t, its
+ * clock), and what is done about it: reads of bytes it never sent are
+ * answered at t, after a grace of 100 ms of real time (called every 20
+ * ms). */
+void uni_sim_writer_closed(uint32_t conn, uint64_t t, uint64_t real_now);
+void uni_sim_check_closed(uint64_t real_now);
 
 /* A SENT_REQ (op->e.conn is the writer's end, off the message's end):
  * answered with the completion time of that write once it is final. */

@@ -413,8 +413,10 @@ static void conn_process(const struct uni_op *op)
 	case UNI_EV_CONN_CLOSE:
 		r.kind = UNI_TR_CONN_CLOSE;
 		r.len = e->b;
-		if (D.cfg.mode == UNI_MODE_SIMULATE)
+		if (D.cfg.mode == UNI_MODE_SIMULATE) {
 			uni_sim_reader_closed(e->conn);
+			uni_sim_writer_closed(e->conn, e->t0, uni_now_ns());
+		}
 		break;
 	default:
 		return;
@@ -1874,6 +1876,8 @@ int main(int argc, char **argv)
 		if (now - last_check > 20000000ull) {
 			check_ranks();
 			check_unmatched_reads(now);
+			if (D.cfg.mode == UNI_MODE_SIMULATE)
+				uni_sim_check_closed(now);
 			last_check = now;
 		}
 		maybe_warp(now);

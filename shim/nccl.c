@@ -1326,8 +1326,9 @@ static int fc_need(struct sched *s, ncclComm_t c, int peer, struct fcpeer *f, ui
 }
 
 /* The graph of c's next operation starts with the reads of the credits
- * that complete its earlier sends (fc_send's due): every send of the
- * graph leaves after them (ready_sends, s->ngate). Called for each
+ * that complete its earlier sends (fc_send's due): every send of c in the
+ * graph leaves after them (ready_sends, s->ngate; a group's operations
+ * on other communicators, other streams, do not wait). Called for each
  * communicator of a group before its operations are added. */
 static void fc_gates(struct sched *s, ncclComm_t c)
 {
@@ -1391,6 +1392,10 @@ static void fc_recv(struct sched *s, ncclComm_t c, int peer, uint64_t bytes)
 		xrecv(s, c, peer, 0, bytes);
 		return;
 	}
+	/* (The end that writes the credits opens with the first message:
+	 * matched, it tells unid when it closes, and a sender waiting for a
+	 * credit it will never send is answered; docs/nccl.md.) */
+	vconn(c, peer, UNI_NCCL_FC_CH);
 	if (k >= UNI_NCCL_FC_SLOTS) {
 		/* A credit once all but the last UNI_NCCL_FC_SLOTS - 1 chunks
 		 * are in (what frees the slot of the next message's first
@@ -1451,6 +1456,8 @@ static void ready_sends(struct sched *s, int first, uint64_t t0)
 			}
 		}
 		for (int g = 0; g < s->ngate && ready; g++) {
+			if (s->x[g].c != x->c) /* (its own communicator's: another's is another stream) */
+				continue;
 			if (!s->x[g].done)
 				ready = 0;
 			else
@@ -1485,6 +1492,7 @@ struct prog {
 	void *obj;    /* the peer wait prog_poll publishes again */
 	const char *what; /* the call's (first) operation, for deadlock reports */
 	int noted;        /* prog_note said what it waits for */
+	int again;        /* prog_heads found a receive with nothing to wait for */
 };
 
 /* Every 100 ms of a wait of the timing for unid's answer: what it waits
@@ -1524,6 +1532,7 @@ static int prog_heads(struct prog *p, uint32_t *hv, uint64_t *ho, uint64_t *hl)
 		if (!v) { /* nothing to wait for */
 			x->done = 1;
 			x->t = p->t0;
+			p->again = 1; /* (sends may wait for it) */
 			continue;
 		}
 		p->head[nh] = i;
@@ -1554,10 +1563,11 @@ static int prog_next(struct prog *p, uint32_t *hv, uint64_t *ho, uint64_t *hl)
 {
 	for (;;) {
 		ready_sends(p->s, p->first, p->t0);
+		p->again = 0;
 		int nh = prog_heads(p, hv, ho, hl);
-		if (nh || p->first >= p->s->n)
+		if ((nh && !p->again) || p->first >= p->s->n)
 			return nh;
-		/* (sends made ready by receives without bytes) */
+		/* (sends made ready by receives with nothing to wait for) */
 	}
 }
 

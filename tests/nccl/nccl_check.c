@@ -17,6 +17,8 @@
  *                            Recv after them on rank 0 (JSON)
  *   nccl_check sendsync      rank 0 sends 2 MiB, then tells rank 1 through a
  *                            file, after which rank 1 receives
+ *   nccl_check p2pmismatch   rank 0 sends 2 MiB to rank 1, which expects 4 MiB,
+ *                            then 128 kB to rank 2 (3 ranks)
  *   nccl_check sendlost      rank 0 sends 4 MiB that rank 1 never receives
  *   nccl_check p2pgroups SIZE  rank 0 sends 2 messages a call each that rank 1
  *                            receives in one group, then 4 in one group that
@@ -2182,6 +2184,28 @@ int main(int argc, char **argv)
 			CHECK(x[0] == 7 && x[n - 1] == 7, "received %u .. %u", x[0], x[n - 1]);
 			NCCL(ncclSend(x, 0, ncclUint8, 0, comm, NULL));
 			unlink(f);
+		}
+		free(x);
+	} else if (!strcmp(argv[1], "p2pmismatch")) {
+		/* Rank 0 sends 2 MiB to rank 1, which expects 4 MiB: rank 1's
+		 * Recv fails before any of its timing's reads is answered (and
+		 * it starts new connections), rank 0's Send does not. Then rank 0 sends 128 kB to rank 2: its operation
+		 * waits for the first send's completion, a credit rank 1 will
+		 * never send (flow control): unid answers it once rank 1's end
+		 * closed, and the run goes on. */
+		size_t n = 2u << 20;
+		uint8_t *x = calloc(2 * n, 1);
+		CHECK(x != NULL, "out of memory");
+		if (rank == 0) {
+			NCCL(ncclSend(x, n, ncclUint8, 1, comm, NULL));
+			memset(x, 9, 131072);
+			NCCL(ncclSend(x, 131072, ncclUint8, 2, comm, NULL));
+		} else if (rank == 1) {
+			ncclResult_t e = ncclRecv(x, 2 * n, ncclUint8, 0, comm, NULL);
+			CHECK(e == ncclInvalidArgument, "a Recv of the wrong count gave %d", e);
+		} else if (rank == 2) {
+			NCCL(ncclRecv(x, 131072, ncclUint8, 0, comm, NULL));
+			CHECK(x[0] == 9 && x[131071] == 9, "received %u", x[0]);
 		}
 		free(x);
 	} else if (!strcmp(argv[1], "sendlost")) {

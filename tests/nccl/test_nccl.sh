@@ -543,6 +543,21 @@ for model in alpha-beta nic; do
 	grep -q "flow control sent 8 credit bytes, of which senders read 0 " "$T/log" ||
 		{ cat "$T/log"; fail "one message ($model): the credit"; }
 done
+# A receive of the wrong count (rank 1 expects 4 MiB of rank 0's 2 MiB)
+# fails on the receiver only, which starts new connections before any of
+# its reads was answered; rank 0's next operation (128 kB to rank 2)
+# waits for its first send's completion, a credit rank 1 will never send:
+# unid answers it once rank 1's credit end closed (the end opened with
+# the first message), and no connection is left unmodelled.
+for model in alpha-beta nic; do
+	rm -f "$T/id"
+	NCCL_CHECK_ID=$T/id timeout 60 "$UNIRUN" -n 3 --config "$T/$model.yaml" -- "$CHECK" p2pmismatch >"$T/log" 2>&1 ||
+		{ cat "$T/log"; fail "p2pmismatch ($model)"; }
+	[ "$(grep -c 'checks passed' "$T/log")" = 3 ] || { cat "$T/log"; fail "p2pmismatch ($model): checks"; }
+	grep -q "^session end: .*, 0 unmodelled connections" "$T/log" ||
+		{ cat "$T/log"; fail "p2pmismatch ($model): unmodelled connections"; }
+	! grep -q '^late:' "$T/log" || { cat "$T/log"; fail "p2pmismatch ($model): late transfers"; }
+done
 # A send of 2 MiB returns at once, as NCCL's does on a GPU (its stream,
 # the communicator's next operation, waits for the receiver): rank 0 tells
 # rank 1 through a file that it sent, and only then does rank 1 receive.
