@@ -383,6 +383,23 @@ static uint64_t writer_last(uint32_t wconn)
 		       : 0;
 }
 
+/* The reads of s that wait for bytes its writer never sent and never will
+ * (it died, or closed its end): answered, no earlier than not_before. */
+static void answer_unsent(struct stream *s, uint64_t not_before)
+{
+	for (uint32_t j = 0; j < s->nwait;) {
+		if (s->wait[j].sent || s->wait[j].end <= s->next_off) {
+			j++;
+			continue;
+		}
+		struct waiter w = s->wait[j];
+		s->wait[j] = s->wait[--s->nwait];
+		S.waiting--;
+		answer_gone(&w.op, not_before);
+		j = 0; /* (group_cancel may have changed the list) */
+	}
+}
+
 void uni_sim_rank_died(int rank)
 {
 	uint32_t n = atomic_load(&S.h->next_conn);
@@ -395,19 +412,7 @@ void uni_sim_rank_died(int rank)
 		atomic_store_explicit(&c->wdead, 1, memory_order_release);
 		/* Reads of bytes it never sent (those it sent arrive: under
 		 * nic some are on their way). */
-		struct stream *s = &S.st[i];
-		uint64_t last = writer_last(i);
-		for (uint32_t j = 0; j < s->nwait;) {
-			if (s->wait[j].sent || s->wait[j].end <= s->next_off) {
-				j++;
-				continue;
-			}
-			struct waiter w = s->wait[j];
-			s->wait[j] = s->wait[--s->nwait];
-			S.waiting--;
-			answer_gone(&w.op, last);
-			j = 0; /* (group_cancel may have changed the list) */
-		}
+		answer_unsent(&S.st[i], writer_last(i));
 	}
 }
 
@@ -1000,20 +1005,9 @@ void uni_sim_check_closed(uint64_t real_now)
 		struct stream *s = &S.st[i];
 		if (!s->wclosed || !s->nwait || real_now - s->wclosed_real < UNI_WCLOSED_GRACE_NS)
 			continue;
-		for (uint32_t j = 0; j < s->nwait;) {
-			if (s->wait[j].sent || s->wait[j].end <= s->next_off) {
-				j++;
-				continue;
-			}
-			struct waiter w = s->wait[j];
-			s->wait[j] = s->wait[--s->nwait];
-			S.waiting--;
-			/* (no earlier than the network: what the reader sends
-			 * next is not late) */
-			uint64_t nb = S.nic && nic_now() > s->wclosed_t ? nic_now() : s->wclosed_t;
-			answer_gone(&w.op, nb);
-			j = 0; /* (group_cancel may have changed the list) */
-		}
+		/* (no earlier than the network: what the reader sends next is
+		 * not late) */
+		answer_unsent(s, S.nic && nic_now() > s->wclosed_t ? nic_now() : s->wclosed_t);
 	}
 }
 

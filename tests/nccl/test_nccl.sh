@@ -522,51 +522,44 @@ assert m and (int(m[1]), int(m[2])) == (8 * credits[0], 8 * credits[1]), (m and 
 PYEOF
 	done
 done
+# fc_run MODEL NRANKS ARGS...: one run of nccl_check under MODEL: every
+# rank passes its checks, none late, no connection left unmodelled.
+fc_run() {
+	local model=$1 n=$2
+	shift 2
+	rm -f "$T/id"
+	NCCL_CHECK_ID=$T/id timeout 60 "$UNIRUN" -n "$n" --config "$T/$model.yaml" -- "$CHECK" "$@" >"$T/log" 2>&1 ||
+		{ cat "$T/log"; fail "$* ($model)"; }
+	[ "$(grep -c 'checks passed' "$T/log")" = "$n" ] || { cat "$T/log"; fail "$* ($model): checks"; }
+	grep -q "^session end: .*, 0 unmodelled connections" "$T/log" ||
+		{ cat "$T/log"; fail "$* ($model): unmodelled connections"; }
+	! grep -q '^late:' "$T/log" || { cat "$T/log"; fail "$* ($model): late transfers"; }
+}
 # 256 messages of 1 MiB under nic: the sender reads its last credit while
 # it waits for its peers and holds the network at its operation's end
 # (soft_floor); unid read that hold as 2^64 ns old, and so none, when the
 # shim set it after unid took the time for its scan: 4 to 16 transfers
 # started 6.4 ms late in every run.
-rm -f "$T/id"
-NCCL_CHECK_ID=$T/id timeout 120 "$UNIRUN" -n 2 --config "$T/nic.yaml" -- "$CHECK" p2pbench 256 1048576 >"$T/log" 2>&1 ||
-	{ cat "$T/log"; fail "flow control, 256 x 1 MiB: the run"; }
-! grep -q '^late:' "$T/log" || { cat "$T/log"; fail "flow control, 256 x 1 MiB under nic: late transfers"; }
-# One message: its credit's connection is matched (the sender opens its
-# end with its first message, though it never reads it) and the credit is
-# in the trace, under both models.
+fc_run nic 2 p2pbench 256 1048576
 for model in alpha-beta nic; do
-	rm -f "$T/id"
-	NCCL_CHECK_ID=$T/id timeout 60 "$UNIRUN" -n 2 --config "$T/$model.yaml" -- "$CHECK" p2pbench 1 131072 >"$T/log" 2>&1 ||
-		{ cat "$T/log"; fail "one message ($model)"; }
-	grep -q "^session end: .*, 0 unmodelled connections" "$T/log" ||
-		{ cat "$T/log"; fail "one message ($model): unmodelled connections"; }
+	# One message: its credit's connection is matched (the sender opens
+	# its end with its first message, though it never reads it) and the
+	# credit is in the trace.
+	fc_run $model 2 p2pbench 1 131072
 	grep -q "flow control sent 8 credit bytes, of which senders read 0 " "$T/log" ||
 		{ cat "$T/log"; fail "one message ($model): the credit"; }
-done
-# A receive of the wrong count (rank 1 expects 4 MiB of rank 0's 2 MiB)
-# fails on the receiver only, which starts new connections before any of
-# its reads was answered; rank 0's next operation (128 kB to rank 2)
-# waits for its first send's completion, a credit rank 1 will never send:
-# unid answers it once rank 1's credit end closed (the end opened with
-# the first message), and no connection is left unmodelled.
-for model in alpha-beta nic; do
-	rm -f "$T/id"
-	NCCL_CHECK_ID=$T/id timeout 60 "$UNIRUN" -n 3 --config "$T/$model.yaml" -- "$CHECK" p2pmismatch >"$T/log" 2>&1 ||
-		{ cat "$T/log"; fail "p2pmismatch ($model)"; }
-	[ "$(grep -c 'checks passed' "$T/log")" = 3 ] || { cat "$T/log"; fail "p2pmismatch ($model): checks"; }
-	grep -q "^session end: .*, 0 unmodelled connections" "$T/log" ||
-		{ cat "$T/log"; fail "p2pmismatch ($model): unmodelled connections"; }
-	! grep -q '^late:' "$T/log" || { cat "$T/log"; fail "p2pmismatch ($model): late transfers"; }
-done
-# A send of 2 MiB returns at once, as NCCL's does on a GPU (its stream,
-# the communicator's next operation, waits for the receiver): rank 0 tells
-# rank 1 through a file that it sent, and only then does rank 1 receive.
-# (A sender that waited in its call for the receiver hung here.)
-for model in alpha-beta nic; do
-	rm -f "$T/id"
-	NCCL_CHECK_ID=$T/id timeout 60 "$UNIRUN" -n 2 --config "$T/$model.yaml" -- "$CHECK" sendsync >"$T/log" 2>&1 ||
-		{ cat "$T/log"; fail "sendsync ($model)"; }
-	[ "$(grep -c 'checks passed' "$T/log")" = 2 ] || { cat "$T/log"; fail "sendsync ($model): checks"; }
+	# A receive of the wrong count (rank 1 expects 4 MiB of rank 0's 2
+	# MiB) fails on the receiver only, which starts new connections before
+	# any of its reads was answered; rank 0's next operation (128 kB to
+	# rank 2) waits for its first send's completion, a credit rank 1 will
+	# never send: unid answers it once rank 1's credit end closed (the end
+	# opened with the first message).
+	fc_run $model 3 p2pmismatch
+	# A send of 2 MiB returns at once, as NCCL's does on a GPU (its stream,
+	# the communicator's next operation, waits for the receiver): rank 0
+	# tells rank 1 through a file that it sent, and only then does rank 1
+	# receive. (A sender that waited in its call for the receiver hung.)
+	fc_run $model 2 sendsync
 done
 ok "flow control: eight chunks in flight, a sender paced by its receiver's credits (closed forms within 0.1%, alpha-beta and nic, none late); a Send returns before its receiver receives"
 
