@@ -77,6 +77,11 @@
 #define UNI_NCCL_FC_CHUNK (128u << 10)
 #define UNI_NCCL_FC_CH (UNI_NCCL_NCH - 1)
 #define UNI_NCCL_FC_CREDIT 8 /* bytes of one credit */
+/* A wait for peers that polls its timing's answers every millisecond
+ * ("While the data moves") says what it waits for and looks for dead
+ * peers, an abort and the time-out this often (each look costs a few
+ * system calls per peer). */
+#define UNI_NCCL_LOOK_NS 20000000ull
 #define ID_MAGIC 0x4e4e4955u  /* "UINN" */
 #define SEG_MAGIC 0x554e4943434c4e31ull
 #define COMM_MAGIC 0x636f6d6du
@@ -451,15 +456,21 @@ static ncclResult_t barrier(ncclComm_t c, const char *what)
 		uni_shim_det_nccl_wake(comm_key64(c));
 		return ncclSuccess;
 	}
-	uint64_t since = mono_ns();
+	uint64_t since = mono_ns(), look = 0;
 	int spin = 0, det = uni_shim_det_nccl();
 	for (; atomic_load_explicit(&s->bar_gen, memory_order_acquire) == gen; spin++) {
 		if (spin < 200 && !det)
 			continue;
+		int asked = prog_poll();
+		if (asked && mono_ns() < look) {
+			wait_peers(c, &det, -1, &s->bar_gen, gen, 1);
+			continue;
+		}
+		look = mono_ns() + UNI_NCCL_LOOK_NS;
 		note_wait(c, what, -1);
 		/* In turn: until the last to arrive wakes it (no spinning: the
 		 * others need the turn to come). */
-		wait_peers(c, &det, -1, &s->bar_gen, gen, prog_poll() ? 1 : 100);
+		wait_peers(c, &det, -1, &s->bar_gen, gen, asked ? 1 : 100);
 		spin = spin < 200 ? 200 : spin;
 		/* A peer's death or an abort counts only if the barrier was
 		 * still closed after it was seen: the last to arrive opens it
@@ -2946,7 +2957,7 @@ static ncclResult_t run_p2p(struct op *ops, int nops)
 		    !ops[i].finished)
 			return fail(ops[i].comm, ncclInvalidUsage, "%s to itself (rank %d) without its match in the group",
 				    kind_name[ops[i].kind], ops[i].peer);
-	uint64_t since = mono_ns();
+	uint64_t since = mono_ns(), look = 0;
 	int spins = 0, noted = 0, det = uni_shim_det_nccl();
 	for (;;) {
 		int left;
@@ -2973,12 +2984,19 @@ static ncclResult_t run_p2p(struct op *ops, int nops)
 		for (int i = 0; i < nops && ms > 2; i++)
 			if (ops[i].kind == K_SEND && !ops[i].finished)
 				ms = 2;
+		int quick = asked && mono_ns() < look;
+		if (!quick)
+			look = mono_ns() + UNI_NCCL_LOOK_NS;
 		for (int i = 0; i < nops; i++) {
 			if (ops[i].finished || (ops[i].kind != K_SEND && ops[i].kind != K_RECV))
 				continue;
 			ncclComm_t c = ops[i].comm;
 			struct pairbox *b = ops[i].kind == K_SEND ? box_of(c, c->rank, ops[i].peer) : box_of(c, ops[i].peer, c->rank);
 			_Atomic uint32_t *w = ops[i].kind == K_SEND ? &b->rd : &b->wr;
+			if (quick) {
+				wait_peers(c, &det, ops[i].peer, w, atomic_load(w), ms);
+				break;
+			}
 			note_wait(c, kind_name[ops[i].kind], ops[i].peer);
 			noted = 1;
 			wait_peers(c, &det, ops[i].peer, w, atomic_load(w), ms);
