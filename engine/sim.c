@@ -69,15 +69,8 @@ struct stream {
 	uint32_t read_ch;           /* nic: first chunk not yet known read to its end */
 	int rclosed;                /* nic: its reader's end closed (a simulated NCCL end) */
 	int wclosed;                /* its writer's end closed (a simulated NCCL end) */
-	uint64_t wclosed_t, wclosed_real; /* when: the writer's clock, real time */
+	uint64_t wclosed_t, wclosed_sent; /* then: the writer's clock, the bytes it had sent */
 };
-
-/* A read of bytes a simulated NCCL end never sent before it closed (its
- * operation failed, and it started new connections: a credit of flow
- * control its sender still waits for) is answered this long after the
- * close: the writer's last sends may come through another ring later in
- * the same drain. */
-#define UNI_WCLOSED_GRACE_NS 100000000ull
 
 static struct {
 	const struct uni_config *cfg;
@@ -102,6 +95,7 @@ static struct {
 	struct dwatch *dw;      /* deterministic mode: bytes threads in turn wait for */
 	uint32_t ndw, capdw;
 	uint64_t *want;         /* nic: by reading end, what its reader will read (UNI_EV_WANT) */
+	uint64_t gone;          /* reads answered without their bytes: the writer died or closed */
 } S;
 
 /* Deterministic mode under nic: byte `byte` of the stream written on
@@ -383,18 +377,28 @@ static uint64_t writer_last(uint32_t wconn)
 		       : 0;
 }
 
-/* The reads of s that wait for bytes its writer never sent and never will
- * (it died, or closed its end): answered, no earlier than not_before. */
-static void answer_unsent(struct stream *s, uint64_t not_before)
+/* A simulated NCCL read that can never be answered from its writer
+ * (closed): at the later of the close and, under nic, the network's
+ * time (what the reader sends next is not late). */
+static uint64_t closed_time(const struct stream *s)
+{
+	return S.nic && nic_now() > s->wclosed_t ? nic_now() : s->wclosed_t;
+}
+
+/* The reads of s that wait for bytes past sent, which its writer never
+ * sent and never will (it died, or closed its end): answered, no earlier
+ * than not_before. */
+static void answer_unsent(struct stream *s, uint64_t sent, uint64_t not_before)
 {
 	for (uint32_t j = 0; j < s->nwait;) {
-		if (s->wait[j].sent || s->wait[j].end <= s->next_off) {
+		if (s->wait[j].sent || s->wait[j].end <= sent) {
 			j++;
 			continue;
 		}
 		struct waiter w = s->wait[j];
 		s->wait[j] = s->wait[--s->nwait];
 		S.waiting--;
+		S.gone++;
 		answer_gone(&w.op, not_before);
 		j = 0; /* (group_cancel may have changed the list) */
 	}
@@ -412,7 +416,7 @@ void uni_sim_rank_died(int rank)
 		atomic_store_explicit(&c->wdead, 1, memory_order_release);
 		/* Reads of bytes it never sent (those it sent arrive: under
 		 * nic some are on their way). */
-		answer_unsent(&S.st[i], writer_last(i));
+		answer_unsent(&S.st[i], S.st[i].next_off, writer_last(i));
 	}
 }
 
@@ -792,7 +796,13 @@ void uni_sim_read(const struct uni_op *op)
 		return;
 	}
 	if (UNI_UNLIKELY(writer_died(peer_conn)) && end > s->next_off) {
+		S.gone++;
 		answer_gone(op, writer_last(peer_conn));
+		return;
+	}
+	if (UNI_UNLIKELY(s->wclosed) && end > s->wclosed_sent) {
+		S.gone++;
+		answer_gone(op, closed_time(s));
 		return;
 	}
 	if (s->nwait == s->capwait)
@@ -986,29 +996,20 @@ void uni_sim_reader_closed(uint32_t conn)
 			nic_flow_read(s->ch[k].nf);
 }
 
-void uni_sim_writer_closed(uint32_t conn, uint64_t t, uint64_t real_now)
+void uni_sim_writer_closed(uint32_t conn, uint64_t t, uint64_t sent)
 {
 	if (conn >= S.h->max_conns || uni_shm_conn(S.h, conn)->fd >= 0)
 		return;
 	struct stream *s = &S.st[conn];
 	s->wclosed = 1;
 	s->wclosed_t = t;
-	s->wclosed_real = real_now;
+	s->wclosed_sent = sent;
+	answer_unsent(s, sent, closed_time(s));
 }
 
-void uni_sim_check_closed(uint64_t real_now)
+uint64_t uni_sim_gone(void)
 {
-	uint32_t n = atomic_load(&S.h->next_conn);
-	if (n > S.h->max_conns)
-		n = S.h->max_conns;
-	for (uint32_t i = 0; i < n; i++) {
-		struct stream *s = &S.st[i];
-		if (!s->wclosed || !s->nwait || real_now - s->wclosed_real < UNI_WCLOSED_GRACE_NS)
-			continue;
-		/* (no earlier than the network: what the reader sends next is
-		 * not late) */
-		answer_unsent(s, S.nic && nic_now() > s->wclosed_t ? nic_now() : s->wclosed_t);
-	}
+	return S.gone;
 }
 
 void uni_sim_forget_ring(uint32_t ring)

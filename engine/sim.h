@@ -39,11 +39,12 @@ void uni_sim_read_cancel(const struct uni_op *op);
  * it is never read (it holds the network no longer). */
 void uni_sim_reader_closed(uint32_t conn);
 /* A simulated NCCL end closed as a writer (UNI_EV_CONN_CLOSE at t, its
- * clock), and what is done about it: reads of bytes it never sent are
- * answered at t, after a grace of 100 ms of real time (called every 20
- * ms). */
-void uni_sim_writer_closed(uint32_t conn, uint64_t t, uint64_t real_now);
-void uni_sim_check_closed(uint64_t real_now);
+ * clock, having sent sent bytes): reads of bytes past those, which will
+ * never come (its operation failed and it started new connections: a
+ * flow-control credit its sender waits for), are answered at once. */
+void uni_sim_writer_closed(uint32_t conn, uint64_t t, uint64_t sent);
+/* Reads answered without their bytes so far (a dead or closed writer). */
+uint64_t uni_sim_gone(void);
 
 /* A SENT_REQ (op->e.conn is the writer's end, off the message's end):
  * answered with the completion time of that write once it is final. */

@@ -415,7 +415,7 @@ static void conn_process(const struct uni_op *op)
 		r.len = e->b;
 		if (D.cfg.mode == UNI_MODE_SIMULATE) {
 			uni_sim_reader_closed(e->conn);
-			uni_sim_writer_closed(e->conn, e->t0, uni_now_ns());
+			uni_sim_writer_closed(e->conn, e->t0, e->a);
 		}
 		break;
 	default:
@@ -1876,8 +1876,6 @@ int main(int argc, char **argv)
 		if (now - last_check > 20000000ull) {
 			check_ranks();
 			check_unmatched_reads(now);
-			if (D.cfg.mode == UNI_MODE_SIMULATE)
-				uni_sim_check_closed(now);
 			last_check = now;
 		}
 		maybe_warp(now);
@@ -1913,8 +1911,12 @@ int main(int argc, char **argv)
 	drain();
 	check_ranks();
 	drain();
-	if (D.cfg.mode == UNI_MODE_SIMULATE)
+	if (D.cfg.mode == UNI_MODE_SIMULATE) {
 		uni_sim_finish();
+		if (uni_sim_gone())
+			logmsg("%llu reads of bytes that their writer never sent (it died, or its operation failed and it "
+			       "closed its end) were answered without them", (unsigned long long)uni_sim_gone());
+	}
 	D.unmodelled += D.nunmatched;
 	/* Ends that never met their peer (an operation that failed before its
 	 * receiver opened): their sends are left out of the trace (no
