@@ -462,11 +462,12 @@ static ncclResult_t barrier(ncclComm_t c, const char *what)
 		if (spin < 200 && !det)
 			continue;
 		int asked = prog_poll();
-		if (asked && mono_ns() < look) {
+		uint64_t now = mono_ns();
+		if (asked && now < look) {
 			wait_peers(c, &det, -1, &s->bar_gen, gen, 1);
 			continue;
 		}
-		look = mono_ns() + UNI_NCCL_LOOK_NS;
+		look = now + UNI_NCCL_LOOK_NS;
 		note_wait(c, what, -1);
 		/* In turn: until the last to arrive wakes it (no spinning: the
 		 * others need the turn to come). */
@@ -1186,6 +1187,14 @@ struct sched {
 	int ngate; /* x[0 .. ngate): reads every send waits for (fc_gates) */
 };
 
+/* The protocol's bytes on the wire for bytes of data (LL: a flag with
+ * every 4 bytes of data, LL128: 8 in every 128). */
+static uint64_t wire_bytes(const struct sched *s, uint64_t bytes)
+{
+	return s->wire_den && s->wire_num != s->wire_den ? (bytes * s->wire_num + s->wire_den - 1) / s->wire_den
+							  : bytes;
+}
+
 static int xadd(struct sched *s, ncclComm_t c, int recv, int peer, int ch, uint64_t bytes, int d0, int d1)
 {
 	if (s->n == s->cap) {
@@ -1198,10 +1207,8 @@ static int xadd(struct sched *s, ncclComm_t c, int recv, int peer, int ch, uint6
 		s->x = x;
 		s->cap = cap;
 	}
-	/* The protocol's bytes on the wire (LL: a flag with every 4 bytes of
-	 * data, LL128: 8 in every 128); both ends count alike. */
-	if (s->wire_den && s->wire_num != s->wire_den)
-		bytes = (bytes * s->wire_num + s->wire_den - 1) / s->wire_den;
+	/* The protocol's bytes on the wire; both ends count alike. */
+	bytes = wire_bytes(s, bytes);
 	uint64_t hop = c->nidx[peer] == c->nidx[c->rank] ? s->hop_intra : s->hop_inter;
 	s->x[s->n] = (struct xf){.c = c, .peer = peer, .ch = ch % UNI_NCCL_NCH, .recv = recv, .dep = {d0, d1}, .xdep = -1,
 				 .bytes = bytes, .base = s->base, .hop = hop};
@@ -1257,13 +1264,6 @@ static int xraw(struct sched *s, ncclComm_t c, int recv, int peer, int ch, uint6
 			s->x[i].base = s->x[i].hop = 0;
 	}
 	return i;
-}
-
-/* The protocol's bytes on the wire for bytes of data (as xadd). */
-static uint64_t wire_bytes(const struct sched *s, uint64_t bytes)
-{
-	return s->wire_den && s->wire_num != s->wire_den ? (bytes * s->wire_num + s->wire_den - 1) / s->wire_den
-							  : bytes;
 }
 
 /* Flow control of Send/Recv (docs/nccl.md "Flow control"). NCCL moves a
@@ -1354,11 +1354,12 @@ static void fc_gates(struct sched *s, ncclComm_t c)
 	s->ngate = s->n;
 }
 
-/* A message of k >= UNI_NCCL_FC_SLOTS chunks: its wire bytes up to the
- * receiver's first credit (all but its last UNI_NCCL_FC_SLOTS - 1 chunks). */
-static uint64_t fc_split(const struct sched *s, uint64_t bytes, uint64_t k)
+/* A message of k >= UNI_NCCL_FC_SLOTS chunks, w bytes on the wire: its
+ * wire bytes up to the receiver's first credit (all but its last
+ * UNI_NCCL_FC_SLOTS - 1 chunks). */
+static uint64_t fc_split(const struct sched *s, uint64_t w, uint64_t k)
 {
-	uint64_t w = wire_bytes(s, bytes), w1 = wire_bytes(s, (k - (UNI_NCCL_FC_SLOTS - 1)) * UNI_NCCL_FC_CHUNK);
+	uint64_t w1 = wire_bytes(s, (k - (UNI_NCCL_FC_SLOTS - 1)) * UNI_NCCL_FC_CHUNK);
 	return w1 >= w ? w - 1 : w1 < 1 ? 1 : w1;
 }
 
@@ -1385,7 +1386,7 @@ static void fc_send(struct sched *s, ncclComm_t c, int peer, uint64_t bytes)
 		/* In two parts, where the receiver sends its first credit
 		 * (fc_recv): under nic the network stops at the end of a
 		 * transfer (its arrival, unread, holds it), not inside one. */
-		uint64_t w = wire_bytes(s, bytes), w1 = fc_split(s, bytes, k);
+		uint64_t w = wire_bytes(s, bytes), w1 = fc_split(s, w, k);
 		xraw(s, c, 0, peer, 0, w1, dep, 1);
 		xraw(s, c, 0, peer, 0, w - w1, dep, 1);
 	} else {
@@ -1411,7 +1412,7 @@ static void fc_recv(struct sched *s, ncclComm_t c, int peer, uint64_t bytes)
 		/* A credit once all but the last UNI_NCCL_FC_SLOTS - 1 chunks
 		 * are in (what frees the slot of the next message's first
 		 * chunk, and of this one's last), another at the end. */
-		uint64_t w = wire_bytes(s, bytes), w1 = fc_split(s, bytes, k);
+		uint64_t w = wire_bytes(s, bytes), w1 = fc_split(s, w, k);
 		int r1 = xraw(s, c, 1, peer, 0, w1, -1, 1);
 		xraw(s, c, 0, peer, UNI_NCCL_FC_CH, UNI_NCCL_FC_CREDIT, r1, 0);
 		int r2 = xraw(s, c, 1, peer, 0, w - w1, -1, 1);
@@ -2984,9 +2985,10 @@ static ncclResult_t run_p2p(struct op *ops, int nops)
 		for (int i = 0; i < nops && ms > 2; i++)
 			if (ops[i].kind == K_SEND && !ops[i].finished)
 				ms = 2;
-		int quick = asked && mono_ns() < look;
+		uint64_t now = mono_ns();
+		int quick = asked && now < look;
 		if (!quick)
-			look = mono_ns() + UNI_NCCL_LOOK_NS;
+			look = now + UNI_NCCL_LOOK_NS;
 		for (int i = 0; i < nops; i++) {
 			if (ops[i].finished || (ops[i].kind != K_SEND && ops[i].kind != K_RECV))
 				continue;
