@@ -9,9 +9,17 @@
 # GPU on its node's NVLink switch and network leaf): the same prediction,
 # and unitrace links shows every transfer within a node on NVLink cables
 # (the leaves carry exactly what crosses the spine).
-#   test_nccl_example.sh UNIRUN NCCL_TP DEFAULT_YAML UNITRACE GPU_NODES_YAML
+# Then examples/c/nccl_pp.c, the same model as a pipeline of 1, 2 and 4
+# stages (ncclSend/ncclRecv): the same prediction as nccl_tp's; on 4
+# stages a token takes at least its ring of hops (three of 2048 bytes,
+# one of 4, on the 2 ms, 100 Mbit/s network), four requests in flight
+# take less than twice one request's time per token (the pipeline
+# overlaps them; one after the other they would take four times), and
+# every message received sent its 8-byte credit back (NCCL's flow
+# control, docs/nccl.md).
+#   test_nccl_example.sh UNIRUN NCCL_TP DEFAULT_YAML UNITRACE GPU_NODES_YAML NCCL_PP
 set -euo pipefail
-UNIRUN=$1 TP=$2 CFG=$3 UNITRACE=$4 GPU=$5
+UNIRUN=$1 TP=$2 CFG=$3 UNITRACE=$4 GPU=$5 PP=$6
 fail() { echo "FAIL: $*" >&2; exit 1; }
 ok() { echo "ok: $*"; }
 T=$(mktemp -d /tmp/uni-nccl-ex.XXXXXX)
@@ -51,3 +59,24 @@ assert nvl > 0 and up_leaf > 0, "both kinds of cable carry traffic"
 assert up_leaf == spine_in == spine_out == down_leaf, "a transfer within a node took the network"
 PYEOF
 ok "16 ranks on two GPU nodes: the same prediction; within a node NVLink, between them the network"
+
+for n in 1 2 4; do
+	timeout 240 "$UNIRUN" -n $n --config "$CFG" -- "$PP" 6 >"$T/pp$n" 2>&1 || { cat "$T/pp$n"; fail "nccl_pp: $n stages"; }
+	[ "$(grep '^prediction:' "$T/pp$n")" = "$p1" ] || { cat "$T/pp$n"; fail "nccl_pp: $n stages predict $(grep '^prediction:' "$T/pp$n"), nccl_tp $p1"; }
+	grep -q '^predictions: \[' "$T/pp$n" || fail "nccl_pp: $n stages: no predictions for the 4 requests"
+done
+[ "$(grep '^predictions:' "$T/pp1")" = "$(grep '^predictions:' "$T/pp4")" ] || fail "nccl_pp: 4 stages predict other tokens for requests 1-3 than 1 stage"
+ok "nccl_pp: 1, 2 and 4 stages predict nccl_tp's tokens ($p1), and the same for every request"
+timeout 240 "$UNIRUN" -n 4 --config "$CFG" --trace "$T/pp1r.unitrace" -- "$PP" 6 1 >"$T/pp4r1" 2>&1 || { cat "$T/pp4r1"; fail "nccl_pp: 4 stages, 1 request"; }
+r1=$(ms "$T/pp4r1") r4=$(ms "$T/pp4")
+/usr/bin/python3 -c "import sys; r1, r4 = float('$r1'), float('$r4'); ring = 3 * (2 + 2048 * 8 / 1e5) + 2 + 4 * 8 / 1e5; sys.exit(not (r1 >= ring and r4 >= ring and r4 < 2 * r1))" ||
+	fail "nccl_pp on 4 stages: $r1 ms per token with 1 request, $r4 ms with 4 (want each >= the ring of hops, 8.49 ms, and 4 requests < twice 1)"
+ok "nccl_pp on 4 stages: $r1 ms per token with 1 request, $r4 ms with 4 requests in flight"
+"$UNITRACE" summary "$T/pp1r.unitrace" >"$T/pp1r.sum" || fail "unitrace summary of nccl_pp's trace"
+recvs=$(sed -n 's/^totals *sends [0-9]*, recvs \([0-9]*\),.*/\1/p' "$T/pp1r.sum")
+grep -q "^consistency: bytes sent == bytes received on every connection" "$T/pp1r.sum" || { cat "$T/pp1r.sum"; fail "nccl_pp's trace is not consistent"; }
+grep -q "^note: the simulated NCCL's flow control sent $((8 * recvs)) credit bytes" "$T/pp1r.sum" ||
+	{ cat "$T/pp1r.sum"; fail "nccl_pp: not one 8-byte credit for each of the $recvs messages received"; }
+ok "nccl_pp: $recvs messages, each with its credit; the trace consistent"
+ls /tmp/nccl_pp-id.* 2>/dev/null | grep -q . && fail "nccl_pp left its id file in /tmp"
+ok "nccl_pp left nothing in /tmp"
