@@ -17,6 +17,9 @@ struct seg {
 
 enum { F_WAIT = 0, F_ACTIVE = 1, F_DONE = 2 };
 
+/* Why an unread arrival no longer holds the network (nic_unread_bound). */
+enum released { REL_HELD, REL_SOFT, REL_STALE };
+
 struct nic_flow {
 	int src, dst;
 	int state;
@@ -24,6 +27,8 @@ struct nic_flow {
 	int gated;         /* behind bytes not final yet: its reader cannot read it */
 	int soft, wanted;  /* unread, it holds the network only while hold(wconn) says so (nic_flow_soft) */
 	int lazy;          /* unread, it holds the network only once wanted (nic_flow_lazy) */
+	int why;           /* unread: why nic_unread_bound last left it out (enum released; 0: it held) */
+	int passed;        /* the network went past its arrival unread, counted */
 	uint32_t wconn;
 	uint64_t stamp;    /* may not start before */
 	uint64_t latency;
@@ -57,6 +62,7 @@ static struct {
 	uint32_t *n;        /* unfrozen flows on it (max-min pass) */
 	uint64_t late;
 	uint64_t late_max, late_sum; /* how far before the network time, ns */
+	uint64_t released[3];        /* arrivals passed unread, by why (soft, stale) */
 	nic_done_f done_fn;
 	int idle_jump;
 } N;
@@ -344,6 +350,30 @@ static void drop_read_done(void)
 	N.nlive = k;
 }
 
+/* Arrivals the network went past unread because the soft hold or the
+ * stale time let them go: each one is real time the network waited (200
+ * ms, 2 s). */
+static void count_released(void)
+{
+	for (uint32_t i = 0; i < N.nlive; i++) {
+		struct nic_flow *f = N.live[i];
+		if (f->state != F_DONE || f->read || f->passed || f->why == REL_HELD || f->done_t + f->latency >= N.now)
+			continue;
+		f->passed = 1;
+		N.released[f->why]++;
+		if (debug_nic())
+			fprintf(stderr, "nic: the network went past the arrival at %llu of flow %d->%d unread (%s)\n",
+				(unsigned long long)(f->done_t + f->latency), f->src, f->dst,
+				f->why == REL_SOFT ? "the 200 ms soft hold" : "stale after 2 s");
+	}
+}
+
+void nic_released(uint64_t *soft, uint64_t *stale)
+{
+	*soft = N.released[REL_SOFT];
+	*stale = N.released[REL_STALE];
+}
+
 uint64_t nic_advance(uint64_t h)
 {
 	while (N.now < h) {
@@ -427,6 +457,7 @@ uint64_t nic_advance(uint64_t h)
 		if (stop)
 			break; /* its reader may act from here: recompute the horizon */
 	}
+	count_released();
 	drop_read_done();
 	return N.now;
 }
@@ -513,7 +544,27 @@ void nic_debug_dump(FILE *f)
 	}
 }
 
-uint64_t nic_unread_bound(uint64_t real_now, uint64_t stale_ns, int (*hold)(uint32_t wconn), uint64_t soft_ns)
+int nic_in_flight(void)
+{
+	for (uint32_t i = 0; i < N.nlive; i++)
+		if (N.live[i]->state != F_DONE)
+			return 1;
+	return 0;
+}
+
+int nic_idle_before(uint64_t t)
+{
+	for (uint32_t i = 0; i < N.nlive; i++) {
+		const struct nic_flow *f = N.live[i];
+		uint64_t at;
+		if (f->state == F_ACTIVE || (f->state == F_WAIT && startable(f, &at) && at < t))
+			return 0;
+	}
+	return 1;
+}
+
+uint64_t nic_unread_bound(uint64_t real_now, uint64_t stale_ns, int (*away)(uint32_t wconn),
+			  int (*hold)(uint32_t wconn), uint64_t soft_ns)
 {
 	uint64_t b = UINT64_MAX;
 	for (uint32_t i = 0; i < N.nlive; i++) {
@@ -521,9 +572,19 @@ uint64_t nic_unread_bound(uint64_t real_now, uint64_t stale_ns, int (*hold)(uint
 		/* done_real may be later than real_now (a flow that finished
 		 * during this advance): not stale. */
 		uint64_t age = real_now > f->done_real ? real_now - f->done_real : 0;
-		if (f->state != F_DONE || f->read || f->gated || age > stale_ns || (f->lazy && !f->wanted) ||
-		    (f->soft && hold && age > soft_ns && (!f->wanted || !hold(f->wconn))))
+		if (f->state != F_DONE || f->read)
 			continue;
+		f->why = REL_HELD;
+		if (f->gated || (f->lazy && !f->wanted) || (f->soft && !f->wanted && away && away(f->wconn)))
+			continue; /* (its reader cannot act on it yet) */
+		if (age > stale_ns) {
+			f->why = REL_STALE;
+			continue;
+		}
+		if (f->soft && hold && age > soft_ns && (!f->wanted || !hold(f->wconn))) {
+			f->why = REL_SOFT;
+			continue;
+		}
 		if (f->done_t + f->latency < b)
 			b = f->done_t + f->latency;
 	}

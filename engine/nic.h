@@ -128,12 +128,25 @@ void nic_flow_lazy(struct nic_flow *f);
 void nic_flow_unwant(struct nic_flow *f);
 
 /* The earliest time a reader could act on a flow that has left but was not
- * read to its end yet (UINT64_MAX if none), gated flows left out, and soft
- * ones not wanted or whose hold says no once they finished soft_ns of real
- * time ago (hold NULL: every soft one counts). Flows left unread for more
- * than stale_ns of real time no longer count (their reader is not
- * coming). */
-uint64_t nic_unread_bound(uint64_t real_now, uint64_t stale_ns, int (*hold)(uint32_t wconn), uint64_t soft_ns);
+ * read to its end yet (UINT64_MAX if none), gated flows left out, soft
+ * ones not wanted whose away(wconn) says their reader waits for something
+ * else (NULL: none), and soft ones not wanted or whose hold says no once
+ * they finished soft_ns of real time ago (hold NULL: every soft one
+ * counts). Flows left unread for more than stale_ns of real time no
+ * longer count (their reader is not coming). */
+uint64_t nic_unread_bound(uint64_t real_now, uint64_t stale_ns, int (*away)(uint32_t wconn),
+			  int (*hold)(uint32_t wconn), uint64_t soft_ns);
+/* 1: a flow is sending or waiting to. */
+int nic_in_flight(void);
+/* 1: no flow is sending, and none waiting may start before t. */
+int nic_idle_before(uint64_t t);
+
+/* Arrivals the network went past unread once nic_unread_bound left them
+ * out for the soft hold's hold() or for being stale (each cost the
+ * session up to UNI_NIC_SOFT_STALE_NS or UNI_NIC_UNREAD_STALE_NS of real
+ * time; those left out because their reader cannot act on them yet are
+ * not counted). */
+void nic_released(uint64_t *soft, uint64_t *stale);
 
 uint64_t nic_late(void);
 /* How far before the network time those were stamped: the most, in all. */

@@ -70,6 +70,8 @@ struct stream {
 	int rclosed;                /* nic: its reader's end closed (a simulated NCCL end) */
 	int wclosed;                /* its writer's end closed (a simulated NCCL end) */
 	uint64_t wclosed_t, wclosed_sent; /* then: the writer's clock, the bytes it had sent */
+	uint32_t reader_ring;       /* nic: the ring + 1 of the thread that last asked to read it (0: none) */
+	int32_t reader_tid;         /* and its thread id (a ring is reused by another thread) */
 };
 
 static struct {
@@ -468,6 +470,37 @@ static int soft_holds(uint32_t wconn)
 	return rc < S.h->max_conns && !atomic_load_explicit(&uni_shm_conn(S.h, rc)->vbusy, memory_order_acquire);
 }
 
+/* nic: the thread that last asked to read the simulated NCCL stream
+ * written on wconn waits for unid's answer to reads of other bytes
+ * (those of this stream are not wanted), requests unid took: blocked in
+ * them (UNI_WAIT_READ, as the horizon leaves it out, unid.c), or asked
+ * for while its operation's data moves (prog_poll: async_tag, in the
+ * peers' wait). Whatever it does next in virtual time follows an answer,
+ * at that answer's time, so what arrived on this stream need not hold
+ * the network meanwhile. Held, it stopped the network with nothing else
+ * to happen before the arrival, until the 2 s an unread arrival counts
+ * as stale or the 200 ms of the soft hold: a pipeline stage waiting for
+ * a credit to send, or for its peers to move its send's data, its next
+ * input arrived unread (examples/c/nccl_pp.c with 16 requests under
+ * nic: 83 s of wall time for 0.3 s of virtual time). A thread waiting
+ * for room to write is not left out: its room comes when its peer
+ * reads. */
+static int reader_waits(uint32_t wconn)
+{
+	const struct stream *s = &S.st[wconn];
+	if (!s->reader_ring || s->reader_ring - 1 >= S.h->max_rings)
+		return 0;
+	struct uni_ring *r = uni_shm_ring(S.h, s->reader_ring - 1);
+	if (atomic_load_explicit(&r->state, memory_order_acquire) != UNI_RING_LIVE || r->tid != s->reader_tid)
+		return 0;
+	uint32_t wk = atomic_load_explicit(&r->wait_kind, memory_order_acquire);
+	uint32_t taken = atomic_load_explicit(&r->req_taken, memory_order_relaxed);
+	if (wk == UNI_WAIT_READ)
+		return !(r->wait_obj & UNI_WAIT_OBJ_ROOM) && taken == r->wait_req;
+	uint32_t at = atomic_load_explicit(&r->async_tag, memory_order_acquire);
+	return wk == UNI_WAIT_COND && at && (int32_t)(taken - (at + r->async_n - 1)) >= 0;
+}
+
 /* nic: the first chunk of s not known read to its end. */
 static uint32_t first_unread(const struct stream *s)
 {
@@ -644,18 +677,24 @@ static void schedule(struct stream *s, const struct uni_op *op)
 		r->len = bytes;
 		struct nic_flow *nf = nic_flow_new(src, peer, e->t0, bytes,
 						   (e->flags & UNI_EVF_NOTIFY) ? NULL : s->last_data, r);
-		if (c->fd < 0)
-			nic_flow_soft(nf, e->conn); /* a simulated NCCL stream (soft_holds) */
+		if (c->fd < 0) {
+			/* A simulated NCCL stream (soft_holds, reader_waits):
+			 * wanted now if a read waits for its bytes (a read asked
+			 * for before they were sent: else its reader, waiting
+			 * for them, was taken for one that waits for others and
+			 * what it sent on their arrival went late). */
+			nic_flow_soft(nf, e->conn);
+			for (uint32_t j = 0; j < s->nwait; j++)
+				if (!s->wait[j].sent && s->wait[j].end > e->off)
+					nic_flow_want(nf);
+		}
 		if (c->flags & UNI_CONNF_CREDIT) {
 			/* Held only once wanted: now, if its reader said it will
-			 * read it or a read waits for it. */
+			 * read it or a read waits for it (above). */
 			uint32_t rc = atomic_load_explicit(&c->peer_conn, memory_order_relaxed);
 			nic_flow_lazy(nf);
 			if (rc < S.h->max_conns && S.want[rc] > e->off)
 				nic_flow_want(nf);
-			for (uint32_t j = 0; j < s->nwait; j++)
-				if (!s->wait[j].sent && s->wait[j].end > e->off)
-					nic_flow_want(nf);
 		}
 		if (s->rclosed)
 			nic_flow_read(nf); /* (nobody will) */
@@ -778,8 +817,11 @@ void uni_sim_read(const struct uni_op *op)
 	uint64_t t;
 	if (group_stale(op))
 		return; /* another read of its group was answered */
-	if (S.nic)
+	if (S.nic) {
 		want_upto(s, end);
+		s->reader_ring = op->ring + 1;
+		s->reader_tid = op->tid;
+	}
 	if (op->e.flags & UNI_EVF_LOCAL) {
 		/* The reader found the arrival in the published schedule (nic:
 		 * under the turn, the bytes are final and read). */
@@ -1058,6 +1100,13 @@ void uni_sim_debug_dump(FILE *f)
 	}
 }
 
+void uni_sim_released(uint64_t *soft, uint64_t *stale)
+{
+	*soft = *stale = 0;
+	if (S.nic)
+		nic_released(soft, stale);
+}
+
 uint64_t uni_sim_waiting_reads(void)
 {
 	return S.waiting;
@@ -1093,7 +1142,7 @@ void uni_sim_advance(uint64_t horizon, uint64_t real_now)
 		if (w < h)
 			h = w;
 		uint64_t before = nic_now();
-		uint64_t b = nic_unread_bound(real_now, UNI_NIC_UNREAD_STALE_NS, NULL, 0);
+		uint64_t b = nic_unread_bound(real_now, UNI_NIC_UNREAD_STALE_NS, reader_waits, NULL, 0), b0 = b;
 		/* Held where it is by nothing but arrivals whose readers cannot
 		 * read them now (simulated NCCL ranks meeting their peers in real
 		 * time, soft_holds, or still in an earlier operation: no read
@@ -1101,9 +1150,12 @@ void uni_sim_advance(uint64_t horizon, uint64_t real_now)
 		 * hold (a peer may need the network to move to get there, or the
 		 * reader itself; released at once, a reader that was a few
 		 * milliseconds away sent late: 26 late transfers in a tree
-		 * AllReduce under nic). */
-		if (b <= before && b < h)
-			b = nic_unread_bound(real_now, UNI_NIC_UNREAD_STALE_NS, soft_holds, UNI_NIC_SOFT_STALE_NS);
+		 * AllReduce under nic). Held where it is also when the arrival
+		 * lies ahead but nothing is to move before it (the network does
+		 * not move its time when idle: it stayed, for 2 s). */
+		if (b < h && (b <= before || nic_idle_before(b)))
+			b = nic_unread_bound(real_now, UNI_NIC_UNREAD_STALE_NS, reader_waits, soft_holds,
+					     UNI_NIC_SOFT_STALE_NS);
 		if (b < h)
 			h = b;
 		static uint64_t dbg_last;
@@ -1111,9 +1163,7 @@ void uni_sim_advance(uint64_t horizon, uint64_t real_now)
 			dbg_last = real_now;
 			fprintf(stderr, "nic: network %llu: horizon %llu, answered %llu, unread %llu, watches %llu\n",
 				(unsigned long long)before, (unsigned long long)horizon,
-				(unsigned long long)S.ans_min,
-				(unsigned long long)nic_unread_bound(real_now, UNI_NIC_UNREAD_STALE_NS, NULL, 0),
-				(unsigned long long)w);
+				(unsigned long long)S.ans_min, (unsigned long long)b0, (unsigned long long)w);
 			if (getenv("UNI_DEBUG_NIC3"))
 				nic_debug_dump(stderr);
 		}
@@ -1124,7 +1174,7 @@ void uni_sim_advance(uint64_t horizon, uint64_t real_now)
 		if (debug_nic2())
 			fprintf(stderr, "adv: %llu -> %llu (horizon %llu unread %llu watches %llu)\n",
 				(unsigned long long)before, (unsigned long long)nic_now(), (unsigned long long)horizon,
-				(unsigned long long)nic_unread_bound(real_now, UNI_NIC_UNREAD_STALE_NS, NULL, 0),
+				(unsigned long long)nic_unread_bound(real_now, UNI_NIC_UNREAD_STALE_NS, reader_waits, NULL, 0),
 				(unsigned long long)w);
 		if (nic_now() == before)
 			break;
@@ -1336,6 +1386,11 @@ static void publish_final(void)
 uint64_t uni_sim_network_time(void)
 {
 	return S.nic ? nic_now() : 0;
+}
+
+int uni_sim_in_flight(void)
+{
+	return S.nic && nic_in_flight();
 }
 
 void uni_sim_sched_logs(uint32_t *used, uint32_t *cap, uint64_t *denied)

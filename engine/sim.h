@@ -76,6 +76,8 @@ void uni_sim_want(uint32_t conn, uint64_t end);
  * record is written. */
 void uni_sim_finish(void);
 uint64_t uni_sim_network_time(void);
+/* nic: a transfer has not finished leaving (the network still moves). */
+int uni_sim_in_flight(void);
 /* Alpha-beta: the schedule logs given to streams, of cap (UNI_SCHED_LOGS;
  * the environment's UNI_SCHED_LOGS may lower it: tests), and the streams
  * that found none left (deterministic mode: their reads are not in turn). */
@@ -93,6 +95,9 @@ void uni_sim_late_ns(uint64_t *max, uint64_t *sum);
 void uni_sim_rank_died(int rank);
 /* Reads still waiting (for the deadlock report and the session end). */
 uint64_t uni_sim_waiting_reads(void);
+/* nic: arrivals the network went past unread only after the soft hold's
+ * 200 ms or after 2 s, stale (nic_released): real time it stood still. */
+void uni_sim_released(uint64_t *soft, uint64_t *stale);
 /* Debugging (UNI_DEBUG_NIC): every stream with chunks, held chunks or waiting reads. */
 void uni_sim_debug_dump(FILE *f);
 

@@ -1398,6 +1398,14 @@ static void check_deadlock(uint64_t now)
 		why = "not every rank is attached";
 		goto no;
 	}
+	/* Under nic a transfer still in the network will arrive: the network
+	 * may stand still for seconds of real time (an arrival held until
+	 * its reader comes or it counts as stale), and a pipeline whose
+	 * network stood still twice in a row was reported a deadlock. */
+	if (uni_sim_in_flight()) {
+		why = "the network has a transfer in flight";
+		goto no;
+	}
 	int blocked[UNI_MAX_RANKS] = {0};
 	for (uint32_t k = 0; k < D.h->max_rings; k++) {
 		struct uni_ring *ring = uni_shm_ring(D.h, k);
@@ -1916,6 +1924,12 @@ int main(int argc, char **argv)
 		if (uni_sim_gone())
 			logmsg("%llu reads of bytes that their writer never sent (it died, or its operation failed and it "
 			       "closed its end) were answered without them", (unsigned long long)uni_sim_gone());
+		uint64_t soft, stale;
+		uni_sim_released(&soft, &stale);
+		if (soft || stale)
+			logmsg("the nic network went past %llu arrivals unread after waiting 200 ms of real time for their "
+			       "reader (a simulated NCCL rank meeting its peers) and past %llu after 2 s (stale): the "
+			       "session's wall time stood still there", (unsigned long long)soft, (unsigned long long)stale);
 	}
 	D.unmodelled += D.nunmatched;
 	/* Ends that never met their peer (an operation that failed before its

@@ -16,7 +16,8 @@
 # take less than twice one request's time per token (the pipeline
 # overlaps them; one after the other they would take four times), and
 # every message received sent its 8-byte credit back (NCCL's flow
-# control, docs/nccl.md).
+# control, docs/nccl.md); and under nic with 16 requests, none late and
+# no wait of the network for an arrival's reader (below).
 #   test_nccl_example.sh UNIRUN NCCL_TP DEFAULT_YAML UNITRACE GPU_NODES_YAML NCCL_PP
 set -euo pipefail
 UNIRUN=$1 TP=$2 CFG=$3 UNITRACE=$4 GPU=$5 PP=$6
@@ -80,3 +81,19 @@ grep -q "^note: the simulated NCCL's flow control sent $((8 * recvs)) credit byt
 ok "nccl_pp: $recvs messages, each with its credit; the trace consistent"
 ls /tmp/nccl_pp-id.* 2>/dev/null | grep -q . && fail "nccl_pp left its id file in /tmp"
 ok "nccl_pp left nothing in /tmp"
+# Under nic, sixteen requests in flight: stage 0 runs eight messages ahead
+# and waits for credits while its next inputs arrive unread. Those
+# arrivals must not hold the network while their reader waits for
+# something else: before session 28 the network stood still there until
+# each counted as stale (2 s of real time, again and again: 30 to 80 s of
+# wall time for 0.3 s of virtual time, once reported as a deadlock). unid
+# logs how many arrivals it went past only after such a wait: none.
+sed 's/model: alpha-beta.*/model: nic/' "$CFG" >"$T/nic.yaml"
+S=ppnic-$$
+timeout 240 "$UNIRUN" -n 4 --session $S --config "$T/nic.yaml" -- "$PP" 6 16 >"$T/ppnic" 2>&1 || { cat "$T/ppnic"; fail "nccl_pp under nic, 16 requests"; }
+[ "$(grep '^prediction:' "$T/ppnic")" = "$p1" ] || { cat "$T/ppnic"; fail "nccl_pp under nic: another prediction"; }
+! grep -q '^late:' "$T/ppnic" || { cat "$T/ppnic"; fail "nccl_pp under nic: transfers late"; }
+grep -q 'unid.*stopped:' /tmp/uni.$S.log || { cat /tmp/uni.$S.log; fail "nccl_pp under nic: no unid log"; }
+! grep -q 'went past' /tmp/uni.$S.log || { cat /tmp/uni.$S.log; fail "nccl_pp under nic: the network waited for unread arrivals"; }
+rm -f /tmp/uni.$S.log
+ok "nccl_pp under nic, 16 requests: nccl_tp's prediction, none late, the network never waited for an arrival's reader ($(sed -n 's/^time per token: \([0-9.]* ms\).*/\1/p' "$T/ppnic") per token)"

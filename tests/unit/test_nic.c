@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "nic.h"
+#include "uni/common.h"
 #include "uni/config.h"
 
 static struct uni_config cfg;
@@ -118,13 +119,100 @@ START_TEST(test_lazy)
 	nic_flow_lazy(c);
 	run_to(100000000);
 	near(arrival[1], 11e6);
-	ck_assert_uint_eq(nic_unread_bound(0, UINT64_MAX, NULL, UINT64_MAX), arrival[1]);
+	ck_assert_uint_eq(nic_unread_bound(0, UINT64_MAX, NULL, NULL, UINT64_MAX), arrival[1]);
 	nic_flow_read(a);
-	ck_assert_uint_eq(nic_unread_bound(0, UINT64_MAX, NULL, UINT64_MAX), UINT64_MAX);
+	ck_assert_uint_eq(nic_unread_bound(0, UINT64_MAX, NULL, NULL, UINT64_MAX), UINT64_MAX);
 	nic_flow_want(c);
-	ck_assert_uint_eq(nic_unread_bound(0, UINT64_MAX, NULL, UINT64_MAX), arrival[2]);
+	ck_assert_uint_eq(nic_unread_bound(0, UINT64_MAX, NULL, NULL, UINT64_MAX), arrival[2]);
 	nic_flow_unwant(c);
-	ck_assert_uint_eq(nic_unread_bound(0, UINT64_MAX, NULL, UINT64_MAX), UINT64_MAX);
+	ck_assert_uint_eq(nic_unread_bound(0, UINT64_MAX, NULL, NULL, UINT64_MAX), UINT64_MAX);
+	nic_reset();
+}
+END_TEST
+
+/* A soft flow (a simulated NCCL stream) whose reader waits for another
+ * read: finished, unread and not wanted, it does not hold the network;
+ * wanted, or its reader not waiting, it does. And nic_idle_before: no
+ * flow sends or may start before the time asked. */
+static uint32_t g_away_conn = 7;
+static int away_yes(uint32_t wconn)
+{
+	return wconn == g_away_conn;
+}
+
+START_TEST(test_soft_reader_waits)
+{
+	load("network: { model: nic, default: { latency: 1ms, bandwidth: 100Mbit } }");
+	struct nic_flow *a = flow(1, 0, 1, 0, 125000); /* 10 ms + 1 ms */
+	nic_flow_soft(a, 7);
+	struct nic_flow *b = flow(2, 1, 0, 30000000, 8); /* stamped at 30 ms */
+	ck_assert(nic_idle_before(0) == 1);
+	ck_assert(nic_idle_before(1) == 0); /* a may start at 0 */
+	nic_advance(100000000);
+	near(nic_now(), 10e6); /* stopped where a finished, unread */
+	near(arrival[1], 11e6);
+	ck_assert(nic_idle_before(30000000) == 1); /* nothing before b's stamp */
+	ck_assert(nic_idle_before(30000001) == 0);
+	ck_assert_uint_eq(nic_unread_bound(0, UINT64_MAX, NULL, NULL, UINT64_MAX), arrival[1]);
+	ck_assert_uint_eq(nic_unread_bound(0, UINT64_MAX, away_yes, NULL, UINT64_MAX), UINT64_MAX);
+	g_away_conn = 8; /* its reader does not wait: it holds */
+	ck_assert_uint_eq(nic_unread_bound(0, UINT64_MAX, away_yes, NULL, UINT64_MAX), arrival[1]);
+	g_away_conn = 7;
+	nic_flow_want(a); /* a read waits for it: it holds */
+	ck_assert_uint_eq(nic_unread_bound(0, UINT64_MAX, away_yes, NULL, UINT64_MAX), arrival[1]);
+	nic_flow_read(a);
+	ck_assert_uint_eq(nic_unread_bound(0, UINT64_MAX, away_yes, NULL, UINT64_MAX), UINT64_MAX);
+	(void)b;
+	nic_reset();
+}
+END_TEST
+
+/* Arrivals the network goes past unread are counted by why it let them
+ * go (nic_released): the soft hold's hold() said no, or they were stale;
+ * not those whose reader could not act on them (away). */
+static int hold_no(uint32_t wconn)
+{
+	(void)wconn;
+	return 0;
+}
+
+START_TEST(test_released_counted)
+{
+	load("network: { model: nic, default: { latency: 1ms, bandwidth: 100Mbit } }");
+	uint64_t soft, stale, later = uni_now_ns() + 10000000000ull; /* 10 s of real time on */
+	struct nic_flow *a = flow(1, 0, 1, 0, 125000); /* leaves 0..10 ms, arrives at 11 ms */
+	nic_flow_soft(a, 7);
+	struct nic_flow *b = flow(2, 2, 3, 0, 250000); /* 0..20 ms, at 21 ms */
+	struct nic_flow *c = flow(3, 1, 2, 50000000, 8); /* stamped at 50 ms */
+	nic_flow_soft(c, 8);
+	nic_advance(100000000);
+	near(nic_now(), 10e6); /* a finished unread */
+	/* Its reader waits for other bytes: not counted when passed. */
+	g_away_conn = 7;
+	ck_assert_uint_eq(nic_unread_bound(later, UINT64_MAX, away_yes, NULL, 0), UINT64_MAX);
+	run_to(12000000);
+	nic_released(&soft, &stale);
+	ck_assert_uint_eq(soft + stale, 0);
+	nic_flow_read(a);
+	/* b let go as stale, c by the soft hold. */
+	nic_advance(100000000);
+	near(nic_now(), 20e6); /* b finished unread */
+	ck_assert_uint_eq(nic_unread_bound(later, 1000, NULL, NULL, 0), UINT64_MAX);
+	nic_advance(100000000); /* to c's end, past b's arrival */
+	near(nic_now(), 50e6 + 640);
+	nic_released(&soft, &stale);
+	ck_assert_uint_eq(stale, 1);
+	ck_assert_uint_eq(soft, 0);
+	nic_flow_read(b);
+	ck_assert_uint_eq(nic_unread_bound(later, UINT64_MAX, NULL, NULL, 1000), 51000640); /* c holds */
+	ck_assert_uint_eq(nic_unread_bound(later, UINT64_MAX, NULL, hold_no, 1000), UINT64_MAX);
+	nic_idle_jump(1); /* (unid's network stays where it is when idle) */
+	nic_advance(100000000);
+	nic_idle_jump(0);
+	near(nic_now(), 100e6);
+	nic_released(&soft, &stale);
+	ck_assert_uint_eq(stale, 1);
+	ck_assert_uint_eq(soft, 1); /* c */
 	nic_reset();
 }
 END_TEST
@@ -211,6 +299,8 @@ int main(void)
 	tcase_add_test(tc, test_incast);
 	tcase_add_test(tc, test_final_to);
 	tcase_add_test(tc, test_lazy);
+	tcase_add_test(tc, test_soft_reader_waits);
+	tcase_add_test(tc, test_released_counted);
 	tcase_add_test(tc, test_topology_shares);
 	tcase_add_test(tc, test_topology_byte_arrival);
 	tcase_add_test(tc, test_two_cables);
