@@ -544,14 +544,6 @@ void nic_debug_dump(FILE *f)
 	}
 }
 
-int nic_in_flight(void)
-{
-	for (uint32_t i = 0; i < N.nlive; i++)
-		if (N.live[i]->state != F_DONE)
-			return 1;
-	return 0;
-}
-
 int nic_idle_before(uint64_t t)
 {
 	for (uint32_t i = 0; i < N.nlive; i++) {

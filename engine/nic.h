@@ -136,8 +136,6 @@ void nic_flow_unwant(struct nic_flow *f);
  * longer count (their reader is not coming). */
 uint64_t nic_unread_bound(uint64_t real_now, uint64_t stale_ns, int (*away)(uint32_t wconn),
 			  int (*hold)(uint32_t wconn), uint64_t soft_ns);
-/* 1: a flow is sending or waiting to. */
-int nic_in_flight(void);
 /* 1: no flow is sending, and none waiting may start before t. */
 int nic_idle_before(uint64_t t);
 

@@ -117,6 +117,7 @@ struct group {
 	uint32_t valid;                /* done is set (a ring taken again has none) */
 	uint32_t tag, n;               /* the group whose waiters are listed */
 	uint32_t st[UNI_READ_GROUP_MAX]; /* their streams */
+	int partial;                   /* its thread waits for reads it leaves out (UNI_EVF_PARTIAL) */
 };
 
 /* nic: the SEND record of a flow is written once its arrival is known. */
@@ -475,23 +476,31 @@ static int soft_holds(uint32_t wconn)
  * (those of this stream are not wanted), requests unid took: blocked in
  * them (UNI_WAIT_READ, as the horizon leaves it out, unid.c), or asked
  * for while its operation's data moves (prog_poll: async_tag, in the
- * peers' wait). Whatever it does next in virtual time follows an answer,
- * at that answer's time, so what arrived on this stream need not hold
- * the network meanwhile. Held, it stopped the network with nothing else
+ * peers' wait). Its reads ask for the first pending receive of every
+ * connection of its operation (shim/nccl.c prog_heads), so an arrival
+ * no read asked for is behind one asked for on its connection, or for
+ * a later operation, which starts after this one's answers: nothing the
+ * thread sends from it is stamped before the answer it waits for, and
+ * that answer holds the network (respond). Not so when its operation
+ * has more connections than a group holds (UNI_EVF_PARTIAL: the others
+ * are not asked for yet), nor for a thread waiting for room to write (its
+ * room comes when its peer reads): there the arrival holds as before.
+ * (A failed operation's cancel is answered at the operation's start,
+ * behind the network perhaps: errors are not timed exactly.) Held, it
+ * stopped the network with nothing else
  * to happen before the arrival, until the 2 s an unread arrival counts
  * as stale or the 200 ms of the soft hold: a pipeline stage waiting for
  * a credit to send, or for its peers to move its send's data, its next
  * input arrived unread (examples/c/nccl_pp.c with 16 requests under
- * nic: 83 s of wall time for 0.3 s of virtual time). A thread waiting
- * for room to write is not left out: its room comes when its peer
- * reads. */
+ * nic: 28 to 83 s of wall time for 0.3 s of virtual time). */
 static int reader_waits(uint32_t wconn)
 {
 	const struct stream *s = &S.st[wconn];
 	if (!s->reader_ring || s->reader_ring - 1 >= S.h->max_rings)
 		return 0;
 	struct uni_ring *r = uni_shm_ring(S.h, s->reader_ring - 1);
-	if (atomic_load_explicit(&r->state, memory_order_acquire) != UNI_RING_LIVE || r->tid != s->reader_tid)
+	if (atomic_load_explicit(&r->state, memory_order_acquire) != UNI_RING_LIVE || r->tid != s->reader_tid ||
+	    S.grp[s->reader_ring - 1].partial)
 		return 0;
 	uint32_t wk = atomic_load_explicit(&r->wait_kind, memory_order_acquire);
 	uint32_t taken = atomic_load_explicit(&r->req_taken, memory_order_relaxed);
@@ -856,7 +865,10 @@ void uni_sim_read(const struct uni_op *op)
 		if (g->tag != (uint32_t)op->e.b) {
 			g->tag = (uint32_t)op->e.b;
 			g->n = 0;
+			g->partial = 0;
 		}
+		if (op->e.flags & UNI_EVF_PARTIAL)
+			g->partial = 1;
 		if (g->n < UNI_READ_GROUP_MAX)
 			g->st[g->n++] = peer_conn;
 	}
@@ -1174,8 +1186,7 @@ void uni_sim_advance(uint64_t horizon, uint64_t real_now)
 		if (debug_nic2())
 			fprintf(stderr, "adv: %llu -> %llu (horizon %llu unread %llu watches %llu)\n",
 				(unsigned long long)before, (unsigned long long)nic_now(), (unsigned long long)horizon,
-				(unsigned long long)nic_unread_bound(real_now, UNI_NIC_UNREAD_STALE_NS, reader_waits, NULL, 0),
-				(unsigned long long)w);
+				(unsigned long long)b, (unsigned long long)w);
 		if (nic_now() == before)
 			break;
 	}
@@ -1386,11 +1397,6 @@ static void publish_final(void)
 uint64_t uni_sim_network_time(void)
 {
 	return S.nic ? nic_now() : 0;
-}
-
-int uni_sim_in_flight(void)
-{
-	return S.nic && nic_in_flight();
 }
 
 void uni_sim_sched_logs(uint32_t *used, uint32_t *cap, uint64_t *denied)

@@ -76,8 +76,6 @@ void uni_sim_want(uint32_t conn, uint64_t end);
  * record is written. */
 void uni_sim_finish(void);
 uint64_t uni_sim_network_time(void);
-/* nic: a transfer has not finished leaving (the network still moves). */
-int uni_sim_in_flight(void);
 /* Alpha-beta: the schedule logs given to streams, of cap (UNI_SCHED_LOGS;
  * the environment's UNI_SCHED_LOGS may lower it: tests), and the streams
  * that found none left (deterministic mode: their reads are not in turn). */

@@ -952,8 +952,27 @@ ncclResult_t pncclCommAbort(ncclComm_t comm)
 	return ncclSuccess;
 }
 
+/* The shim's own CPU in an operation's call (its checks, a group's
+ * bookkeeping: the first group of a thread allocates its queue) is
+ * nobody's compute, as the copying is not (execute_held): the caller's
+ * compute is charged as it enters and its clock does not move with the
+ * CPU the call spends. (A group call charged at its end what its Send
+ * and Recv spent: 0.1 to 2 ms of made-up compute before the first group,
+ * depending on the host's page faults.) */
+static void api_out(const uint64_t *t)
+{
+	uni_shim_vt_settle(*t);
+}
+#define API_CPU_NOT_COMPUTE __attribute__((cleanup(api_out))) const uint64_t api_t_ = uni_shim_vt_charge()
+
 ncclResult_t pncclCommGetAsyncError(ncclComm_t comm, ncclResult_t *asyncError)
 {
+	/* A thread that polls (PyTorch's watchdog; a loop of polls and
+	 * sched_yield, test nccl_check pytorch) enters the shim nowhere
+	 * else: its clock, published here, moves with its compute (under nic
+	 * the horizon waited for it at its creation for ever: the ranks'
+	 * first AllReduce never ended). */
+	API_CPU_NOT_COMPUTE;
 	if (!comm_ok(comm) || !asyncError)
 		return fail(NULL, ncclInvalidArgument, "ncclCommGetAsyncError: invalid argument");
 	/* In turn, a poll is a turn: a loop of them (PyTorch's watchdog
@@ -1505,6 +1524,7 @@ struct prog {
 	const char *what; /* the call's (first) operation, for deadlock reports */
 	int noted;        /* prog_note said what it waits for */
 	int again;        /* prog_heads found a receive with nothing to wait for */
+	int partial;      /* the reads asked for leave some out (UNI_READ_GROUP_MAX) */
 };
 
 /* Every 100 ms of a wait of the timing for unid's answer: what it waits
@@ -1556,6 +1576,7 @@ static int prog_heads(struct prog *p, uint32_t *hv, uint64_t *ho, uint64_t *hl)
 	while (p->first < s->n && s->x[p->first].done)
 		p->first++;
 	p->nh = nh;
+	p->partial = nh == UNI_READ_GROUP_MAX; /* (maybe: the rest not looked at) */
 	return nh;
 }
 
@@ -1593,7 +1614,7 @@ static uint64_t run_sched(struct prog *p)
 	uni_shim_await_note(prog_note, p);
 	while ((nh = prog_next(p, hv, ho, hl)) != 0) {
 		int w = 0;
-		uint64_t t = uni_shim_vrecv_any(nh, hv, ho, hl, &w);
+		uint64_t t = uni_shim_vrecv_any(nh, hv, ho, hl, &w, p->partial);
 		prog_take(p, w, t);
 	}
 	uni_shim_await_note(NULL, NULL);
@@ -1619,7 +1640,7 @@ static void prog_ask(struct prog *p)
 	int nh = prog_next(p, hv, ho, hl);
 	if (!nh)
 		uni_shim_peer_floor(p->end);
-	else if (!(p->tag = uni_shim_vrecv_post(nh, hv, ho, hl)))
+	else if (!(p->tag = uni_shim_vrecv_post(nh, hv, ho, hl, p->partial)))
 		t_prog = NULL; /* (run_sched goes on from here) */
 }
 
@@ -3795,18 +3816,6 @@ static int det_ops(const struct op *ops, int nops)
 	return 1;
 }
 
-/* The shim's own CPU in an operation's call (its checks, a group's
- * bookkeeping: the first group of a thread allocates its queue) is
- * nobody's compute, as the copying is not (execute_held): the caller's
- * compute is charged as it enters and its clock does not move with the
- * CPU the call spends. (A group call charged at its end what its Send
- * and Recv spent: 0.1 to 2 ms of made-up compute before the first group,
- * depending on the host's page faults.) */
-static void api_out(const uint64_t *t)
-{
-	uni_shim_vt_settle(*t);
-}
-#define API_CPU_NOT_COMPUTE __attribute__((cleanup(api_out))) const uint64_t api_t_ = uni_shim_vt_charge()
 
 static ncclResult_t execute_held(struct op *ops, int nops)
 {

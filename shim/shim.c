@@ -3771,16 +3771,18 @@ static uint32_t take_reqs(uint32_t n)
 /* Read requests first .. first+n-1 (connection idx1[i], bytes [off[i],
  * off[i] + len[i])), of group tag (0: none; unid answers one of a group). */
 static void push_reads(struct uni_ring *r, uint32_t first, int n, const uint32_t *idx1, const uint64_t *off,
-		       const uint64_t *len, uint32_t tag)
+		       const uint64_t *len, uint32_t tag, int partial)
 {
 	for (int i = 0; i < n; i++) {
 		struct uni_ev e = {.kind = UNI_EV_READ_REQ, .conn = idx1[i] - 1, .t0 = tls.vt, .t1 = tls.vt,
-				   .off = off[i], .len = len[i], .a = first + (uint32_t)i, .b = tag};
+				   .off = off[i], .len = len[i], .a = first + (uint32_t)i, .b = tag,
+				   .flags = partial && tag ? UNI_EVF_PARTIAL : 0};
 		push(r, &e);
 	}
 }
 
-uint64_t uni_shim_vrecv_any(int n, const uint32_t *idx1, const uint64_t *off, const uint64_t *len, int *which)
+uint64_t uni_shim_vrecv_any(int n, const uint32_t *idx1, const uint64_t *off, const uint64_t *len, int *which,
+			    int partial)
 {
 	*which = 0;
 	if (n <= 0 || !uni_shim_simulating())
@@ -3798,7 +3800,7 @@ uint64_t uni_shim_vrecv_any(int n, const uint32_t *idx1, const uint64_t *off, co
 	if (r && !in_turn) {
 		uint32_t first = take_reqs((uint32_t)n);
 		wait_read(r, idx1[0] - 1, uni_now_ns(), tls.vt, first + (uint32_t)n - 1); /* before unid can answer */
-		push_reads(r, first, n, idx1, off, len, n > 1 ? first : 0);
+		push_reads(r, first, n, idx1, off, len, n > 1 ? first : 0, partial);
 		t = await_any(r, first, (uint32_t)n, tls.vt, which);
 		atomic_store_explicit(&r->wait_kind, UNI_WAIT_NONE, memory_order_release);
 	}
@@ -3807,7 +3809,7 @@ uint64_t uni_shim_vrecv_any(int n, const uint32_t *idx1, const uint64_t *off, co
 	return t;
 }
 
-uint32_t uni_shim_vrecv_post(int n, const uint32_t *idx1, const uint64_t *off, const uint64_t *len)
+uint32_t uni_shim_vrecv_post(int n, const uint32_t *idx1, const uint64_t *off, const uint64_t *len, int partial)
 {
 	if (n <= 0 || n > UNI_READ_GROUP_MAX || !uni_shim_simulating() || (UNI_UNLIKELY(g_det) && det_part())) {
 		if (tls.ring) /* (no group of its own any more) */
@@ -3821,7 +3823,7 @@ uint32_t uni_shim_vrecv_post(int n, const uint32_t *idx1, const uint64_t *off, c
 	if (r) {
 		/* A group even of one (UNI_EV_READ_CANCEL drops a group). */
 		tag = take_reqs((uint32_t)n);
-		push_reads(r, tag, n, idx1, off, len, tag);
+		push_reads(r, tag, n, idx1, off, len, tag, partial);
 		/* (Its requests first: unid takes them after it read this.) */
 		r->async_n = (uint32_t)n;
 		atomic_store_explicit(&r->async_tag, tag, memory_order_release);

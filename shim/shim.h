@@ -477,14 +477,17 @@ void uni_shim_vsend(uint32_t idx1, uint64_t off, uint64_t len, uint64_t stamp) U
  * caller that acts on each answer before asking again acts in
  * virtual-time order. */
 uint64_t uni_shim_vrecv_any(int n, const uint32_t *idx1, const uint64_t *off, const uint64_t *len,
-			    int *which) UNI_HIDDEN;
+			    int *which, int partial) UNI_HIDDEN;
 /* The same reads asked for without waiting (the simulated NCCL's timing
  * while its data moves, docs/nccl.md "While the data moves"): returns
  * the group's tag for uni_shim_vrecv_poll, _wait and _cancel (0: none
  * asked, outside simulate mode or in turn). The thread's published wait
  * is left as it is: the answer makes it count at its time until it
- * publishes a wait again, which it must do only after acting on it. */
-uint32_t uni_shim_vrecv_post(int n, const uint32_t *idx1, const uint64_t *off, const uint64_t *len) UNI_HIDDEN;
+ * publishes a wait again, which it must do only after acting on it.
+ * partial (here and in uni_shim_vrecv_any): the thread also waits for
+ * reads the group leaves out (UNI_EVF_PARTIAL). */
+uint32_t uni_shim_vrecv_post(int n, const uint32_t *idx1, const uint64_t *off, const uint64_t *len,
+			     int partial) UNI_HIDDEN;
 /* 1 when group tag (of n reads) is answered: as uni_shim_vrecv_any's. */
 int uni_shim_vrecv_poll(uint32_t tag, int n, uint64_t *t, int *which) UNI_HIDDEN;
 /* Waits for group tag's answer (its wait as published: a peer wait, or

@@ -88,6 +88,18 @@ for n in 2 4; do
 done
 ok "ProcessGroupNCCL's call sequences (1.13: grouped lazy init, coalescing, uneven all_to_all and gather as grouped send/recv, PreMulSum residences, a 2-rank p2p comm, a polling watchdog thread; main: non-blocking init polled, Split for new_group, Finalize then Destroy; a non-blocking init in progress until its peers join, refused before, aborted at once)"
 
+# The same under nic: the watchdog thread polls ncclCommGetAsyncError in
+# a loop with sched_yield and enters the shim nowhere else; the horizon
+# waited for it at its creation for ever (the ranks' first AllReduce
+# never ended) until GetAsyncError published its clock.
+printf 'mode: simulate\nnetwork: { model: nic, default: { latency: 2ms, bandwidth: 100Mbit } }\n' >"$T/ptnic.yaml"
+rm -f "$T"/id*
+NCCL_CHECK_ID=$T/id timeout 120 "$UNIRUN" -n 4 --config "$T/ptnic.yaml" -- "$CHECK" pytorch >"$T/log" 2>&1 ||
+	{ cat "$T/log"; fail "PyTorch call sequences under nic"; }
+[ "$(grep -c 'checks passed' "$T/log")" = 4 ] || { cat "$T/log"; fail "PyTorch call sequences under nic"; }
+! grep -q '^late:' "$T/log" || { cat "$T/log"; fail "PyTorch call sequences under nic: late transfers"; }
+ok "ProcessGroupNCCL's call sequences under nic (a watchdog thread polling in a loop), none late"
+
 rm -f "$T"/id*
 start=$(date +%s)
 NCCL_CHECK_ID=$T/id timeout 60 "$UNIRUN" -n 3 --config "$T/rec.yaml" --trace "$T/a.unitrace" -- "$CHECK" abort \

@@ -87,13 +87,19 @@ ok "nccl_pp left nothing in /tmp"
 # something else: before session 28 the network stood still there until
 # each counted as stale (2 s of real time, again and again: 30 to 80 s of
 # wall time for 0.3 s of virtual time, once reported as a deadlock). unid
-# logs how many arrivals it went past only after such a wait: none.
+# logs how many arrivals it went past only after such a wait: none after
+# 2 s, and at most 8 after the soft hold's 200 ms (a rank the host does
+# not run for 200 ms may cost one; without the fix: 80).
 sed 's/model: alpha-beta.*/model: nic/' "$CFG" >"$T/nic.yaml"
 S=ppnic-$$
 timeout 240 "$UNIRUN" -n 4 --session $S --config "$T/nic.yaml" -- "$PP" 6 16 >"$T/ppnic" 2>&1 || { cat "$T/ppnic"; fail "nccl_pp under nic, 16 requests"; }
 [ "$(grep '^prediction:' "$T/ppnic")" = "$p1" ] || { cat "$T/ppnic"; fail "nccl_pp under nic: another prediction"; }
 ! grep -q '^late:' "$T/ppnic" || { cat "$T/ppnic"; fail "nccl_pp under nic: transfers late"; }
 grep -q 'unid.*stopped:' /tmp/uni.$S.log || { cat /tmp/uni.$S.log; fail "nccl_pp under nic: no unid log"; }
-! grep -q 'went past' /tmp/uni.$S.log || { cat /tmp/uni.$S.log; fail "nccl_pp under nic: the network waited for unread arrivals"; }
+soft=$(sed -n 's/.*went past \([0-9]*\) arrivals unread after holding.* and past \([0-9]*\) after 2 s.*/\1/p' /tmp/uni.$S.log)
+stale=$(sed -n 's/.*went past \([0-9]*\) arrivals unread after holding.* and past \([0-9]*\) after 2 s.*/\2/p' /tmp/uni.$S.log)
+if grep -q 'went past' /tmp/uni.$S.log && { [ -z "$soft" ] || [ "$stale" -gt 0 ] || [ "$soft" -gt 8 ]; }; then
+	cat /tmp/uni.$S.log; fail "nccl_pp under nic: the network waited for unread arrivals (${soft:-?} after 200 ms, ${stale:-?} after 2 s)"
+fi
 rm -f /tmp/uni.$S.log
-ok "nccl_pp under nic, 16 requests: nccl_tp's prediction, none late, the network never waited for an arrival's reader ($(sed -n 's/^time per token: \([0-9.]* ms\).*/\1/p' "$T/ppnic") per token)"
+ok "nccl_pp under nic, 16 requests: nccl_tp's prediction, none late, the network waited for an arrival's reader ${soft:-0} times ($(sed -n 's/^time per token: \([0-9.]* ms\).*/\1/p' "$T/ppnic") per token)"

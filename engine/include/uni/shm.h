@@ -32,7 +32,7 @@
 #include <stdint.h>
 
 #define UNI_SHM_MAGIC 0x31304d4853494e55ull /* "UNISHM01" little-endian */
-#define UNI_SHM_VERSION 24u
+#define UNI_SHM_VERSION 25u
 /* The longest real time a sleep waits for the session before it ends
  * anyway (a thread that computes for ever without entering the shim), per
  * CPU share: times the world's ranks per CPU of the host where there are
@@ -189,6 +189,11 @@ enum uni_ev_flags {
 	                                 ended there (its parts said b bytes more were
 	                                 to come) stopped short (an error, a signal,
 	                                 SO_SNDTIMEO): the rest will not come. No record */
+	UNI_EVF_PARTIAL = 1u << 8,    /* READ_REQ of a group: its thread also waits for
+	                                 reads it could not ask for in the group (more
+	                                 connections than UNI_READ_GROUP_MAX): under
+	                                 nic their arrivals hold the network while it
+	                                 waits (engine/sim.c reader_waits) */
 	/* SEND of Gloo data: c = ring index + 1 of the thread that posted the
 	 * message (0: unknown); the nic model holds the network at its send
 	 * completion while that thread waits for it. */
