@@ -7,6 +7,9 @@
 # range.
 #
 #   tests/bench/run_examples.sh BUILD_DIR [RUNS]
+#
+# EXAMPLES=torch or EXAMPLES=c runs only the PyTorch examples or only the
+# NCCL examples in C (built where nccl.h exists); both by default.
 set -euo pipefail
 B=$(cd "$1" && pwd)
 RUNS=${2:-2}
@@ -18,8 +21,10 @@ trap 'rm -rf "$T"' EXIT
 run() { # config label args...
 	local cfg=$1 label=$2
 	shift 2
+	local prog=()
+	case "$1" in *.py) prog=("$PY") ;; esac
 	"$B/tools/unirun" -n 4 --config "$ROOT/examples/configs/$cfg.yaml" --trace "$T/t.unitrace" --no-summary -- \
-		$PY "$@" >"$T/out" 2>&1 || { cat "$T/out"; echo "run_examples: $label on $cfg failed" >&2; exit 1; }
+		"${prog[@]}" "$@" >"$T/out" 2>&1 || { cat "$T/out"; echo "run_examples: $label on $cfg failed" >&2; exit 1; }
 	if grep -q 'time to first token' "$T/out"; then
 		echo "$cfg|$label: time to first token|$(grep -o 'time to first token: [0-9.]*' "$T/out" | awk '{print $NF}')|" >>"$T/times"
 		label="$label: time per output token"
@@ -31,8 +36,15 @@ run() { # config label args...
 	fi
 	echo "$cfg|$label|$(grep -o 'time per \(output \)\?token: [0-9.]*' "$T/out" | awk '{print $NF}')|$(grep -o 'tokens per second: [0-9.]*' "$T/out" | awk '{print $4}')" >>"$T/times"
 }
+WHICH=${EXAMPLES:-all}
 for _ in $(seq "$RUNS"); do
 	for cfg in default net-100mbit-10ms net-1gbit-1ms; do
+		if [ "$WHICH" != torch ] && [ -x "$B/examples/c/nccl_pp" ]; then
+			run $cfg "nccl_tp (C, NCCL, TP, 1 request)" "$B/examples/c/nccl_tp"
+			run $cfg "nccl_pp (C, NCCL, PP, 4 requests)" "$B/examples/c/nccl_pp"
+			run $cfg "nccl_pp 8 16 (C, NCCL, PP, 16 requests)" "$B/examples/c/nccl_pp" 8 16
+		fi
+		[ "$WHICH" != c ] || continue
 		run $cfg "tp_infer.py (TP, 1 request)" "$EX/tp_infer.py"
 		run $cfg "pp_infer.py --requests 1 (PP)" "$EX/pp_infer.py" --requests 1
 		run $cfg "pp_infer.py --requests 4 (PP)" "$EX/pp_infer.py" --requests 4
