@@ -317,6 +317,27 @@ static int group_stale(const struct uni_op *op)
 
 static void group_cancel(uint32_t ring, uint32_t tag);
 
+/* A read of op's ring: its group (tag, partial) is the ring's now; a read
+ * outside a group (tag 0) leaves none partial. Noted before the read may
+ * be answered at once (reader_waits reads partial while the ring waits). */
+static void group_note(const struct uni_op *op)
+{
+	if (op->e.kind != UNI_EV_READ_REQ || op->ring >= S.h->max_rings)
+		return;
+	struct group *g = &S.grp[op->ring];
+	if (!op->e.b) {
+		g->partial = 0;
+		return;
+	}
+	if (g->tag != (uint32_t)op->e.b) {
+		g->tag = (uint32_t)op->e.b;
+		g->n = 0;
+		g->partial = 0;
+	}
+	if (op->e.flags & UNI_EVF_PARTIAL)
+		g->partial = 1;
+}
+
 /* Group tag of ring is answered or dropped: its other reads are not. */
 static void group_close(struct group *g, uint32_t ring, uint32_t tag)
 {
@@ -430,7 +451,7 @@ static void answered_record(const struct uni_op *op, uint64_t t0, uint64_t t1, u
 	memset(&r, 0, sizeof(r));
 	r.kind = op->e.kind == UNI_EV_READ_REQ ? UNI_TR_RECV : UNI_TR_SENT;
 	r.seq = op->seq;
-	r.flags = op->e.flags & (uint16_t)~UNI_EVF_LOCAL;
+	r.flags = op->e.flags & (uint16_t)~(UNI_EVF_LOCAL | UNI_EVF_PARTIAL);
 	r.rank = op->rank;
 	r.tid = op->tid;
 	r.peer = atomic_load(&uni_shm_conn(S.h, op->e.conn)->peer_rank);
@@ -826,6 +847,7 @@ void uni_sim_read(const struct uni_op *op)
 	uint64_t t;
 	if (group_stale(op))
 		return; /* another read of its group was answered */
+	group_note(op);
 	if (S.nic) {
 		want_upto(s, end);
 		s->reader_ring = op->ring + 1;
@@ -861,17 +883,8 @@ void uni_sim_read(const struct uni_op *op)
 	s->wait[s->nwait++] = (struct waiter){.op = *op, .end = end};
 	S.waiting++;
 	struct group *g = group_of(op);
-	if (g) {
-		if (g->tag != (uint32_t)op->e.b) {
-			g->tag = (uint32_t)op->e.b;
-			g->n = 0;
-			g->partial = 0;
-		}
-		if (op->e.flags & UNI_EVF_PARTIAL)
-			g->partial = 1;
-		if (g->n < UNI_READ_GROUP_MAX)
-			g->st[g->n++] = peer_conn;
-	}
+	if (g && g->n < UNI_READ_GROUP_MAX)
+		g->st[g->n++] = peer_conn;
 	if (S.nic && !s->listed) {
 		s->listed = 1;
 		S.wstreams[S.nwstreams++] = peer_conn;

@@ -1226,7 +1226,7 @@ static void report_deadlock(uint64_t now)
 	}
 	FILE *out = f ? f : stderr;
 	fprintf(out, "deadlock in session '%s': every rank waits and nothing is in flight "
-		     "(no event for %.1f s)\n", D.session, (double)(now - D.last_progress) / 1e9);
+		     "(no event, and no move of the network, for %.1f s)\n", D.session, (double)(now - D.last_progress) / 1e9);
 	uint64_t first_attach = job_first_attach();
 	for (uint32_t i = 0; i < D.h->max_ranks; i++) {
 		struct drank *dr = &D.ranks[i];

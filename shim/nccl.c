@@ -430,8 +430,13 @@ static void abort_all(ncclComm_t c)
 /* Waits for a peer of c to move: in turn (*det; given up: 0 from then),
  * else a futex wait on w while it holds v, ms at most. In turn it does
  * not block when peer (-1: any) is gone or c aborted (-2: only aborted):
- * nothing would wake it; nor when a rank ends after that look. */
-static void wait_peers(ncclComm_t c, int *det, int peer, _Atomic uint32_t *w, uint32_t v, int ms)
+ * nothing would wake it; nor when a rank ends after that look. asked:
+ * the timing's reads are asked for (prog_poll), and unid's answer to
+ * them wakes the wait too (futex_waitv on w and the thread's answer
+ * word); where the kernel has none, the wait looks every millisecond
+ * (which cost 3 to 4% of a core per waiting rank: 64 ranks waiting kept
+ * two CPUs busy, docs/benchmarks.md). */
+static void wait_peers(ncclComm_t c, int *det, int peer, _Atomic uint32_t *w, uint32_t v, int ms, int asked)
 {
 	if (*det) {
 		uni_shim_det_nccl_look();
@@ -440,7 +445,16 @@ static void wait_peers(ncclComm_t c, int *det, int peer, _Atomic uint32_t *w, ui
 			return;
 	}
 	*det = 0;
-	uni_futex_wait(w, v, ms);
+	if (asked && uni_shim_wait_word_or_answer(w, v, ms) == 0)
+		return;
+	uni_futex_wait(w, v, asked ? 1 : ms);
+}
+
+/* Milliseconds to real time at (at least 1). */
+static int ms_until(uint64_t at)
+{
+	uint64_t now = mono_ns();
+	return at > now + 1000000 ? (int)((at - now) / 1000000) : 1;
 }
 
 static int prog_poll(void);
@@ -464,14 +478,14 @@ static ncclResult_t barrier(ncclComm_t c, const char *what)
 		int asked = prog_poll();
 		uint64_t now = mono_ns();
 		if (asked && now < look) {
-			wait_peers(c, &det, -1, &s->bar_gen, gen, 1);
+			wait_peers(c, &det, -1, &s->bar_gen, gen, ms_until(look), 1);
 			continue;
 		}
 		look = now + UNI_NCCL_LOOK_NS;
 		note_wait(c, what, -1);
 		/* In turn: until the last to arrive wakes it (no spinning: the
 		 * others need the turn to come). */
-		wait_peers(c, &det, -1, &s->bar_gen, gen, asked ? 1 : 100);
+		wait_peers(c, &det, -1, &s->bar_gen, gen, asked ? UNI_NCCL_LOOK_NS / 1000000 : 100, asked);
 		spin = spin < 200 ? 200 : spin;
 		/* A peer's death or an abort counts only if the barrier was
 		 * still closed after it was seen: the last to arrive opens it
@@ -548,7 +562,7 @@ static ncclResult_t init_join(ncclComm_t c)
 		if (j >= (uint32_t)c->nranks)
 			break;
 		note_join(c);
-		wait_peers(c, &det, -2, &s->joined, j, 50);
+		wait_peers(c, &det, -2, &s->joined, j, 50, 0);
 		if (atomic_load(&s->aborted)) {
 			uni_shim_nccl_wait(0, NULL);
 			shm_unlink(c->seg); /* nobody else may join it now */
@@ -1551,7 +1565,8 @@ static int prog_heads(struct prog *p, uint32_t *hv, uint64_t *ho, uint64_t *hl)
 {
 	struct sched *s = p->s;
 	int nh = 0;
-	for (int i = p->first; i < s->n && nh < UNI_READ_GROUP_MAX; i++) {
+	p->partial = 0;
+	for (int i = p->first; i < s->n && !p->partial; i++) {
 		struct xf *x = &s->x[i];
 		if (!x->recv || x->done)
 			continue;
@@ -1560,6 +1575,10 @@ static int prog_heads(struct prog *p, uint32_t *hv, uint64_t *ho, uint64_t *hl)
 			seen = same_conn(&s->x[p->head[k]], x);
 		if (seen)
 			continue;
+		if (nh == UNI_READ_GROUP_MAX) {
+			p->partial = x->bytes != 0; /* a receive on one more connection */
+			continue;
+		}
 		uint32_t v = x->bytes ? vconn(x->c, x->peer, x->ch) : 0;
 		if (!v) { /* nothing to wait for */
 			x->done = 1;
@@ -1576,7 +1595,6 @@ static int prog_heads(struct prog *p, uint32_t *hv, uint64_t *ho, uint64_t *hl)
 	while (p->first < s->n && s->x[p->first].done)
 		p->first++;
 	p->nh = nh;
-	p->partial = nh == UNI_READ_GROUP_MAX; /* (maybe: the rest not looked at) */
 	return nh;
 }
 
@@ -3002,7 +3020,7 @@ static ncclResult_t run_p2p(struct op *ops, int nops)
 		/* Sleep on the first blocked op's counter; a group with a send
 		 * not done looks again soon (a send that found no room puts its
 		 * rest outside the ring after UNI_NCCL_SPILL_AFTER_NS). */
-		int ms = asked ? 1 : 20;
+		int ms = 20;
 		for (int i = 0; i < nops && ms > 2; i++)
 			if (ops[i].kind == K_SEND && !ops[i].finished)
 				ms = 2;
@@ -3010,6 +3028,8 @@ static ncclResult_t run_p2p(struct op *ops, int nops)
 		int quick = asked && now < look;
 		if (!quick)
 			look = now + UNI_NCCL_LOOK_NS;
+		else if (ms > ms_until(look))
+			ms = ms_until(look);
 		for (int i = 0; i < nops; i++) {
 			if (ops[i].finished || (ops[i].kind != K_SEND && ops[i].kind != K_RECV))
 				continue;
@@ -3017,12 +3037,12 @@ static ncclResult_t run_p2p(struct op *ops, int nops)
 			struct pairbox *b = ops[i].kind == K_SEND ? box_of(c, c->rank, ops[i].peer) : box_of(c, ops[i].peer, c->rank);
 			_Atomic uint32_t *w = ops[i].kind == K_SEND ? &b->rd : &b->wr;
 			if (quick) {
-				wait_peers(c, &det, ops[i].peer, w, atomic_load(w), ms);
+				wait_peers(c, &det, ops[i].peer, w, atomic_load(w), ms, asked);
 				break;
 			}
 			note_wait(c, kind_name[ops[i].kind], ops[i].peer);
 			noted = 1;
-			wait_peers(c, &det, ops[i].peer, w, atomic_load(w), ms);
+			wait_peers(c, &det, ops[i].peer, w, atomic_load(w), ms, asked);
 			/* A peer that wrote its sends and exited (or aborted):
 			 * what it wrote is in the ring (its writes came before),
 			 * so a death or abort seen before one more look counts

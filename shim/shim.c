@@ -22,6 +22,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <linux/futex.h>
 #include <unistd.h>
 
 #if __has_include("uni_build_config.h")
@@ -131,6 +132,7 @@ struct shim_tls {
 	void (*await_fn)(void *); /* called every 100 ms of a wait for unid's answer (uni_shim_await_note) */
 	void *await_arg;
 	uint32_t det_polled;  /* its last poll or epoll wait was answered in turn */
+	uint32_t resp_seen;   /* its ring's answer word when it last looked for an answer (uni_shim_vrecv_poll) */
 };
 #define UNI_HELD 4
 
@@ -3840,11 +3842,55 @@ int uni_shim_vrecv_poll(uint32_t tag, int n, uint64_t *t, int *which)
 	if (!tag || !r)
 		return 0;
 	uint32_t cur = atomic_load_explicit(&r->resp_seq, memory_order_acquire);
+	tls.resp_seen = cur;
 	if (cur - tag >= (uint32_t)n)
 		return 0;
 	*which = (int)(cur - tag);
 	*t = r->resp_t;
 	return 1;
+}
+
+int uni_shim_wait_word_or_answer(_Atomic uint32_t *w, uint32_t v, int ms)
+{
+#ifdef SYS_futex_waitv
+	/* 0: not known yet; 1: the kernel has it; 2: it has not (or
+	 * UNI_NO_FUTEX_WAITV=1, tests: the polls of older kernels). */
+	static _Atomic int nosys;
+	struct uni_ring *r = tls.ring;
+	int ns = atomic_load_explicit(&nosys, memory_order_relaxed);
+	if (UNI_UNLIKELY(!ns)) {
+		const char *e = getenv("UNI_NO_FUTEX_WAITV");
+		ns = e && *e == '1' ? 2 : 1;
+		atomic_store_explicit(&nosys, ns, memory_order_relaxed);
+	}
+	if (!r || ns == 2)
+		return -1;
+	int saved = errno;
+	/* Shared futexes (no FUTEX_PRIVATE_FLAG): both words lie in memory
+	 * other processes map (the communicator's segment, the session's
+	 * ring), where peers and unid wake them with FUTEX_WAKE. */
+	/* The answer word as the caller last saw it (not now: an answer
+	 * that came since would not wake the wait). */
+	struct futex_waitv fw[2] = {
+		{.val = v, .uaddr = (uint64_t)(uintptr_t)w, .flags = FUTEX_32},
+		{.val = tls.resp_seen, .uaddr = (uint64_t)(uintptr_t)&r->resp_seq, .flags = FUTEX_32},
+	};
+	uint64_t until = uni_now_ns() + (uint64_t)ms * 1000000ull;
+	struct timespec ts = {.tv_sec = (time_t)(until / 1000000000ull), .tv_nsec = (long)(until % 1000000000ull)};
+	long rc = syscall(SYS_futex_waitv, fw, 2u, 0u, &ts, CLOCK_MONOTONIC);
+	if (rc < 0 && errno == ENOSYS) {
+		atomic_store_explicit(&nosys, 2, memory_order_relaxed);
+		errno = saved;
+		return -1;
+	}
+	errno = saved;
+	return 0;
+#else
+	(void)w;
+	(void)v;
+	(void)ms;
+	return -1;
+#endif
 }
 
 uint64_t uni_shim_vrecv_wait(uint32_t tag, int n, int *which)

@@ -490,6 +490,12 @@ uint32_t uni_shim_vrecv_post(int n, const uint32_t *idx1, const uint64_t *off, c
 			     int partial) UNI_HIDDEN;
 /* 1 when group tag (of n reads) is answered: as uni_shim_vrecv_any's. */
 int uni_shim_vrecv_poll(uint32_t tag, int n, uint64_t *t, int *which) UNI_HIDDEN;
+/* Waits until *w is no longer v or unid answers the calling thread (its
+ * ring's answer word moves from what uni_shim_vrecv_poll saw last: a read
+ * asked for with uni_shim_vrecv_post), ms at most (futex_waitv, Linux
+ * 5.16): 0; -1 where the kernel has no futex_waitv or the thread no ring
+ * (the caller polls instead). */
+int uni_shim_wait_word_or_answer(_Atomic uint32_t *w, uint32_t v, int ms) UNI_HIDDEN;
 /* Waits for group tag's answer (its wait as published: a peer wait, or
  * none once answered). */
 uint64_t uni_shim_vrecv_wait(uint32_t tag, int n, int *which) UNI_HIDDEN;

@@ -553,6 +553,10 @@ fc_run() {
 # shim set it after unid took the time for its scan: 4 to 16 transfers
 # started 6.4 ms late in every run.
 fc_run nic 2 p2pbench 256 1048576
+# The same where the kernel has no futex_waitv (before Linux 5.16): the
+# waits for peers look for unid's answers every millisecond instead of
+# being woken by them.
+UNI_NO_FUTEX_WAITV=1 fc_run nic 2 p2pbench 256 1048576
 for model in alpha-beta nic; do
 	# One message: its credit's connection is matched (the sender opens
 	# its end with its first message, though it never reads it) and the
