@@ -54,6 +54,7 @@
 #include <poll.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -307,6 +308,22 @@ static uint8_t *slot(ncclComm_t c, int r)
  * for all (a barrier): a peer that finished its work and exited is no
  * error to a wait that does not need it; -2: only the time-out (the
  * caller saw no abort or death before its last look, peers_gone). */
+/* The pidfds the shim holds in this process, and how many it may: a
+ * quarter of the descriptors the process may open (the program's are
+ * the rest), kept in the upper half of the numbers (select() and
+ * programs that count on low numbers keep the lower half). */
+static _Atomic int g_pidfds;
+
+static int pidfd_budget(int *floor)
+{
+	struct rlimit rl;
+	rlim_t cur = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? rl.rlim_cur : 1024;
+	if (cur == RLIM_INFINITY || cur > 1u << 20)
+		cur = 1u << 20;
+	*floor = (int)(cur / 2);
+	return (int)(cur / 4);
+}
+
 /* Rank r's process as a pidfd (-2: none to be had), opened at the first
  * look: 1 when the process is gone already. */
 static int peer_pidfd(ncclComm_t c, int r, int pid, int *fd)
@@ -314,20 +331,34 @@ static int peer_pidfd(ncclComm_t c, int r, int pid, int *fd)
 	*fd = atomic_load_explicit(&c->pidfd[r], memory_order_acquire);
 	if (*fd != -1)
 		return 0;
+	int f = -1, floor = 0;
 #ifdef SYS_pidfd_open
-	int saved = errno;
-	int f = (int)syscall(SYS_pidfd_open, pid, 0); /* (close-on-exec) */
-	int gone = f < 0 && errno == ESRCH;
-	errno = saved;
-	if (gone)
-		return 1;
-#else
-	int f = -1;
+	if (atomic_fetch_add(&g_pidfds, 1) < pidfd_budget(&floor)) {
+		int saved = errno;
+		f = (int)syscall(SYS_pidfd_open, pid, 0); /* (close-on-exec) */
+		int gone = f < 0 && errno == ESRCH;
+		if (f >= 0 && f < floor) {
+			int hi = fcntl(f, F_DUPFD_CLOEXEC, floor);
+			if (hi >= 0) {
+				close(f);
+				f = hi;
+			}
+		}
+		errno = saved;
+		if (f < 0)
+			atomic_fetch_sub(&g_pidfds, 1);
+		if (gone)
+			return 1;
+	} else {
+		atomic_fetch_sub(&g_pidfds, 1);
+	}
 #endif
 	int want = f >= 0 ? f : -2, expect = -1;
 	if (!atomic_compare_exchange_strong(&c->pidfd[r], &expect, want)) {
-		if (f >= 0)
-			close(f); /* another thread's came first */
+		if (f >= 0) { /* another thread's came first */
+			close(f);
+			atomic_fetch_sub(&g_pidfds, 1);
+		}
 		want = expect;
 	}
 	*fd = want;
@@ -393,15 +424,19 @@ static int dead_peer(ncclComm_t c, int peer, int *pid)
 			for (int i = 0; i < n && dead < 0; i++) {
 				if (!(pf[i].revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL)))
 					continue;
-				/* Confirmed the old way: the program may have closed
-				 * the fd and opened another under its number (it is no
-				 * longer ours: looked at the old way from now on). */
+				/* Still a pidfd? The program may have closed it and
+				 * opened another file under its number (no longer
+				 * ours: looked at the old way from now on). */
 				int p = atomic_load(&c->sh->pid[who[i]]);
-				if (uni_pid_dead(p)) {
+				int ours = syscall(SYS_pidfd_send_signal, pf[i].fd, 0, NULL, 0) == 0 || errno == ESRCH ||
+					   errno == EPERM;
+				if (ours || uni_pid_dead(p)) {
 					dead = who[i];
 					*pid = p;
-				} else {
+				}
+				if (!ours) {
 					atomic_store(&c->pidfd[who[i]], -2);
+					atomic_fetch_sub(&g_pidfds, 1);
 				}
 			}
 		errno = saved;
@@ -420,8 +455,10 @@ static void close_pidfds(ncclComm_t c)
 	if (!c->pidfd)
 		return;
 	for (int r = 0; r < c->nranks; r++)
-		if (atomic_load(&c->pidfd[r]) >= 0)
+		if (atomic_load(&c->pidfd[r]) >= 0) {
 			close(atomic_load(&c->pidfd[r]));
+			atomic_fetch_sub(&g_pidfds, 1);
+		}
 	free((void *)c->pidfd);
 	c->pidfd = NULL;
 }
@@ -1687,8 +1724,8 @@ static int prog_heads(struct prog *p, uint32_t *hv, uint64_t *ho, uint64_t *hl)
 			seen = same_conn(&s->x[p->head[k]], x);
 		if (seen)
 			continue;
-		if (nh == UNI_READ_GROUP_MAX) {
-			p->partial = x->bytes != 0; /* a receive on one more connection */
+		if (nh == UNI_READ_GROUP_MAX) { /* a receive on one more connection */
+			p->partial = x->bytes && vconn(x->c, x->peer, x->ch);
 			continue;
 		}
 		uint32_t v = x->bytes ? vconn(x->c, x->peer, x->ch) : 0;
@@ -3075,6 +3112,25 @@ static int p2p_turn(const struct op *ops, int i)
 	return 1;
 }
 
+/* The words the send/recv loop sleeps on, of each op not finished (a
+ * send's: its reader's count; a receive's: its writer's), and their
+ * values now; UNI_WAIT_WORDS_MAX at most (the rest: the wait's time-out). */
+static int p2p_words(const struct op *ops, int nops, _Atomic uint32_t **w, uint32_t *v)
+{
+	int n = 0;
+	for (int i = 0; i < nops && n < UNI_WAIT_WORDS_MAX; i++) {
+		if (ops[i].finished || (ops[i].kind != K_SEND && ops[i].kind != K_RECV) ||
+		    ops[i].peer == ops[i].comm->rank)
+			continue;
+		ncclComm_t c = ops[i].comm;
+		struct pairbox *b = ops[i].kind == K_SEND ? box_of(c, c->rank, ops[i].peer) : box_of(c, ops[i].peer, c->rank);
+		w[n] = ops[i].kind == K_SEND ? &b->rd : &b->wr;
+		v[n] = atomic_load(w[n]);
+		n++;
+	}
+	return n;
+}
+
 static int p2p_pass(struct op *ops, int nops, ncclResult_t *err, int *left)
 {
 	int moved = 0;
@@ -3111,8 +3167,13 @@ static ncclResult_t run_p2p(struct op *ops, int nops)
 				    kind_name[ops[i].kind], ops[i].peer);
 	uint64_t since = mono_ns(), look = 0;
 	int spins = 0, noted = 0, det = uni_shim_det_nccl();
+	_Atomic uint32_t *words[UNI_WAIT_WORDS_MAX];
+	uint32_t vals[UNI_WAIT_WORDS_MAX];
 	for (;;) {
 		int left;
+		/* (Each blocked op's word as it was before the pass: a peer's
+		 * move after the pass wakes the wait below at once.) */
+		int nw = p2p_words(ops, nops, words, vals);
 		int asked = prog_poll();
 		int moved = p2p_pass(ops, nops, &err, &left);
 		if (moved && det)
@@ -3148,13 +3209,19 @@ static ncclResult_t run_p2p(struct op *ops, int nops)
 			ncclComm_t c = ops[i].comm;
 			struct pairbox *b = ops[i].kind == K_SEND ? box_of(c, c->rank, ops[i].peer) : box_of(c, ops[i].peer, c->rank);
 			_Atomic uint32_t *w = ops[i].kind == K_SEND ? &b->rd : &b->wr;
+			/* One wait on every blocked op's word and, asked, on
+			 * unid's answer; in turn, or where the kernel has no
+			 * futex_waitv, on this op's word. */
+			int waited = !det && nw > 0 && uni_shim_wait_words(nw, words, vals, asked, ms) == 0;
 			if (quick) {
-				wait_peers(c, &det, ops[i].peer, w, atomic_load(w), ms, asked);
+				if (!waited)
+					wait_peers(c, &det, ops[i].peer, w, atomic_load(w), ms, asked);
 				break;
 			}
 			note_wait(c, kind_name[ops[i].kind], ops[i].peer);
 			noted = 1;
-			wait_peers(c, &det, ops[i].peer, w, atomic_load(w), ms, asked);
+			if (!waited)
+				wait_peers(c, &det, ops[i].peer, w, atomic_load(w), ms, asked);
 			/* A peer that wrote its sends and exited (or aborted):
 			 * what it wrote is in the ring (its writes came before),
 			 * so a death or abort seen before one more look counts

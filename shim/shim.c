@@ -3850,11 +3850,12 @@ int uni_shim_vrecv_poll(uint32_t tag, int n, uint64_t *t, int *which)
 	return 1;
 }
 
-int uni_shim_wait_word_or_answer(_Atomic uint32_t *w, uint32_t v, int ms)
+int uni_shim_wait_words(int n, _Atomic uint32_t *const *w, const uint32_t *v, int answer, int ms)
 {
 #ifdef SYS_futex_waitv
-	/* 0: not known yet; 1: the kernel has it; 2: it has not (or
-	 * UNI_NO_FUTEX_WAITV=1, tests: the polls of older kernels). */
+	/* 0: not known yet; 1: the kernel has it; 2: it has not, or refused
+	 * it (a seccomp filter), or UNI_NO_FUTEX_WAITV=1 (tests: the polls of
+	 * older kernels). */
 	static _Atomic int nosys;
 	struct uni_ring *r = tls.ring;
 	int ns = atomic_load_explicit(&nosys, memory_order_relaxed);
@@ -3863,22 +3864,27 @@ int uni_shim_wait_word_or_answer(_Atomic uint32_t *w, uint32_t v, int ms)
 		ns = e && *e == '1' ? 2 : 1;
 		atomic_store_explicit(&nosys, ns, memory_order_relaxed);
 	}
-	if (!r || ns == 2)
+	if ((answer && !r) || ns == 2 || n < 0 || n + answer > UNI_WAIT_WORDS_MAX + 1 || n + answer == 0)
 		return -1;
 	int saved = errno;
-	/* Shared futexes (no FUTEX_PRIVATE_FLAG): both words lie in memory
-	 * other processes map (the communicator's segment, the session's
-	 * ring), where peers and unid wake them with FUTEX_WAKE. */
-	/* The answer word as the caller last saw it (not now: an answer
-	 * that came since would not wake the wait). */
-	struct futex_waitv fw[2] = {
-		{.val = v, .uaddr = (uint64_t)(uintptr_t)w, .flags = FUTEX_32},
-		{.val = tls.resp_seen, .uaddr = (uint64_t)(uintptr_t)&r->resp_seq, .flags = FUTEX_32},
-	};
+	/* Shared futexes (no FUTEX_PRIVATE_FLAG): the words lie in memory
+	 * other processes map (a communicator's segment, the session's
+	 * ring), where peers and unid wake them with FUTEX_WAKE. The answer
+	 * word as the caller last saw it (not now: an answer that came since
+	 * would not wake the wait). */
+	struct futex_waitv fw[UNI_WAIT_WORDS_MAX + 1];
+	memset(fw, 0, sizeof(fw));
+	for (int i = 0; i < n; i++)
+		fw[i] = (struct futex_waitv){.val = v[i], .uaddr = (uint64_t)(uintptr_t)w[i], .flags = FUTEX_32};
+	if (answer)
+		fw[n] = (struct futex_waitv){
+			.val = tls.resp_seen, .uaddr = (uint64_t)(uintptr_t)&r->resp_seq, .flags = FUTEX_32};
 	uint64_t until = uni_now_ns() + (uint64_t)ms * 1000000ull;
 	struct timespec ts = {.tv_sec = (time_t)(until / 1000000000ull), .tv_nsec = (long)(until % 1000000000ull)};
-	long rc = syscall(SYS_futex_waitv, fw, 2u, 0u, &ts, CLOCK_MONOTONIC);
-	if (rc < 0 && errno == ENOSYS) {
+	long rc = syscall(SYS_futex_waitv, fw, (unsigned)(n + answer), 0u, &ts, CLOCK_MONOTONIC);
+	if (rc < 0 && errno != EAGAIN && errno != ETIMEDOUT && errno != EINTR) {
+		/* (Any other answer, ENOSYS or a filter's EPERM, every time:
+		 * returning 0 would make the callers spin.) */
 		atomic_store_explicit(&nosys, 2, memory_order_relaxed);
 		errno = saved;
 		return -1;
@@ -3886,11 +3892,18 @@ int uni_shim_wait_word_or_answer(_Atomic uint32_t *w, uint32_t v, int ms)
 	errno = saved;
 	return 0;
 #else
+	(void)n;
 	(void)w;
 	(void)v;
+	(void)answer;
 	(void)ms;
 	return -1;
 #endif
+}
+
+int uni_shim_wait_word_or_answer(_Atomic uint32_t *w, uint32_t v, int ms)
+{
+	return uni_shim_wait_words(1, &w, &v, 1, ms);
 }
 
 uint64_t uni_shim_vrecv_wait(uint32_t tag, int n, int *which)

@@ -496,6 +496,10 @@ int uni_shim_vrecv_poll(uint32_t tag, int n, uint64_t *t, int *which) UNI_HIDDEN
  * 5.16): 0; -1 where the kernel has no futex_waitv or the thread no ring
  * (the caller polls instead). */
 int uni_shim_wait_word_or_answer(_Atomic uint32_t *w, uint32_t v, int ms) UNI_HIDDEN;
+/* The same for the n words w[i] (each while it holds v[i]; n at most
+ * UNI_WAIT_WORDS_MAX), and the answer word when answer is 1. */
+#define UNI_WAIT_WORDS_MAX 120
+int uni_shim_wait_words(int n, _Atomic uint32_t *const *w, const uint32_t *v, int answer, int ms) UNI_HIDDEN;
 /* Waits for group tag's answer (its wait as published: a peer wait, or
  * none once answered). */
 uint64_t uni_shim_vrecv_wait(uint32_t tag, int n, int *which) UNI_HIDDEN;
