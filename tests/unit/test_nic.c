@@ -194,6 +194,7 @@ START_TEST(test_released_counted)
 	nic_released(&soft, &stale);
 	ck_assert_uint_eq(soft + stale, 0);
 	nic_flow_read(a);
+	nic_flow_release(a);
 	/* b let go as stale, c by the soft hold. */
 	nic_advance(100000000);
 	near(nic_now(), 20e6); /* b finished unread */
@@ -204,6 +205,7 @@ START_TEST(test_released_counted)
 	ck_assert_uint_eq(stale, 1);
 	ck_assert_uint_eq(soft, 0);
 	nic_flow_read(b);
+	nic_flow_release(b);
 	ck_assert_uint_eq(nic_unread_bound(later, UINT64_MAX, NULL, NULL, 1000), 51000640); /* c holds */
 	ck_assert_uint_eq(nic_unread_bound(later, UINT64_MAX, NULL, hold_no, 1000), UINT64_MAX);
 	nic_idle_jump(1); /* (unid's network stays where it is when idle) */
