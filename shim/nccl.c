@@ -80,10 +80,10 @@
 #define UNI_NCCL_FC_CHUNK (128u << 10)
 #define UNI_NCCL_FC_CH (UNI_NCCL_NCH - 1)
 #define UNI_NCCL_FC_CREDIT 8 /* bytes of one credit */
-/* A wait for peers that polls its timing's answers every millisecond
- * ("While the data moves") says what it waits for and looks for dead
- * peers, an abort and the time-out this often (each look costs a few
- * system calls per peer). */
+/* A wait for peers while its timing's reads are asked for ("While the
+ * data moves"), woken by their answers (or polling them every
+ * millisecond), says what it waits for and looks for dead peers, an abort
+ * and the time-out this often. */
 #define UNI_NCCL_LOOK_NS 20000000ull
 #define ID_MAGIC 0x4e4e4955u  /* "UINN" */
 #define SEG_MAGIC 0x554e4943434c4e31ull
@@ -304,10 +304,6 @@ static uint8_t *slot(ncclComm_t c, int r)
 
 /* Waiting ------------------------------------------------------------------ */
 
-/* Why a wait must stop, or ncclSuccess. peer: the rank waited for, or -1
- * for all (a barrier): a peer that finished its work and exited is no
- * error to a wait that does not need it; -2: only the time-out (the
- * caller saw no abort or death before its last look, peers_gone). */
 /* The pidfds the shim holds in this process, and how many it may: a
  * quarter of the descriptors the process may open (the program's are
  * the rest), kept in the upper half of the numbers (select() and
@@ -463,6 +459,10 @@ static void close_pidfds(ncclComm_t c)
 	c->pidfd = NULL;
 }
 
+/* Why a wait must stop, or ncclSuccess. peer: the rank waited for, or -1
+ * for all (a barrier): a peer that finished its work and exited is no
+ * error to a wait that does not need it; -2: only the time-out (the
+ * caller saw no abort or death before its last look, peers_gone). */
 static ncclResult_t wait_check(ncclComm_t c, uint64_t since, const char *what, int peer)
 {
 	if (peer != -2 && atomic_load(&c->sh->aborted))
@@ -3112,9 +3112,17 @@ static int p2p_turn(const struct op *ops, int i)
 	return 1;
 }
 
-/* The words the send/recv loop sleeps on, of each op not finished (a
- * send's: its reader's count; a receive's: its writer's), and their
- * values now; UNI_WAIT_WORDS_MAX at most (the rest: the wait's time-out). */
+/* The word a send or receive waits on: a send's, its reader's count; a
+ * receive's, its writer's. */
+static _Atomic uint32_t *p2p_word(const struct op *o)
+{
+	ncclComm_t c = o->comm;
+	return o->kind == K_SEND ? &box_of(c, c->rank, o->peer)->rd : &box_of(c, o->peer, c->rank)->wr;
+}
+
+/* The words the send/recv loop sleeps on, of each op not finished, and
+ * their values now; UNI_WAIT_WORDS_MAX at most (the rest: the wait's
+ * time-out). */
 static int p2p_words(const struct op *ops, int nops, _Atomic uint32_t **w, uint32_t *v)
 {
 	int n = 0;
@@ -3122,9 +3130,7 @@ static int p2p_words(const struct op *ops, int nops, _Atomic uint32_t **w, uint3
 		if (ops[i].finished || (ops[i].kind != K_SEND && ops[i].kind != K_RECV) ||
 		    ops[i].peer == ops[i].comm->rank)
 			continue;
-		ncclComm_t c = ops[i].comm;
-		struct pairbox *b = ops[i].kind == K_SEND ? box_of(c, c->rank, ops[i].peer) : box_of(c, ops[i].peer, c->rank);
-		w[n] = ops[i].kind == K_SEND ? &b->rd : &b->wr;
+		w[n] = p2p_word(&ops[i]);
 		v[n] = atomic_load(w[n]);
 		n++;
 	}
@@ -3207,8 +3213,7 @@ static ncclResult_t run_p2p(struct op *ops, int nops)
 			if (ops[i].finished || (ops[i].kind != K_SEND && ops[i].kind != K_RECV))
 				continue;
 			ncclComm_t c = ops[i].comm;
-			struct pairbox *b = ops[i].kind == K_SEND ? box_of(c, c->rank, ops[i].peer) : box_of(c, ops[i].peer, c->rank);
-			_Atomic uint32_t *w = ops[i].kind == K_SEND ? &b->rd : &b->wr;
+			_Atomic uint32_t *w = p2p_word(&ops[i]);
 			/* One wait on every blocked op's word and, asked, on
 			 * unid's answer; in turn, or where the kernel has no
 			 * futex_waitv, on this op's word. */

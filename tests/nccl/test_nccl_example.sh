@@ -96,8 +96,8 @@ timeout 240 "$UNIRUN" -n 4 --session $S --config "$T/nic.yaml" -- "$PP" 6 16 >"$
 [ "$(grep '^prediction:' "$T/ppnic")" = "$p1" ] || { cat "$T/ppnic"; fail "nccl_pp under nic: another prediction"; }
 ! grep -q '^late:' "$T/ppnic" || { cat "$T/ppnic"; fail "nccl_pp under nic: transfers late"; }
 grep -q 'unid.*stopped:' /tmp/uni.$S.log || { cat /tmp/uni.$S.log; fail "nccl_pp under nic: no unid log"; }
-soft=$(sed -n 's/.*went past \([0-9]*\) arrivals unread after holding.* and past \([0-9]*\) after 2 s.*/\1/p' /tmp/uni.$S.log)
-stale=$(sed -n 's/.*went past \([0-9]*\) arrivals unread after holding.* and past \([0-9]*\) after 2 s.*/\2/p' /tmp/uni.$S.log)
+soft= stale=
+read -r soft stale < <(sed -n 's/.*went past \([0-9]*\) arrivals unread after holding.* and past \([0-9]*\) after 2 s.*/\1 \2/p' /tmp/uni.$S.log) || true
 if grep -q 'went past' /tmp/uni.$S.log && { [ -z "$soft" ] || [ "$stale" -gt 0 ] || [ "$soft" -gt 8 ]; }; then
 	cat /tmp/uni.$S.log; fail "nccl_pp under nic: the network waited for unread arrivals (${soft:-?} after 200 ms, ${stale:-?} after 2 s)"
 fi
