@@ -72,6 +72,10 @@ struct stream {
 	uint64_t wclosed_t, wclosed_sent; /* then: the writer's clock, the bytes it had sent */
 	uint32_t reader_ring;       /* nic: the ring + 1 of the thread that last asked to read it (0: none) */
 	int32_t reader_tid;         /* and its thread id (a ring is reused by another thread) */
+	uint32_t open_ring;         /* nic: the ring + 1 of the thread that opened this end, a simulated
+	                               NCCL one (0: none), and its thread id: its reader until
+	                               one asks (reader_waits) */
+	int32_t open_tid;
 };
 
 static struct {
@@ -98,7 +102,18 @@ static struct {
 	uint32_t ndw, capdw;
 	uint64_t *want;         /* nic: by reading end, what its reader will read (UNI_EV_WANT) */
 	uint64_t gone;          /* reads answered without their bytes: the writer died or closed */
+	struct opener *openers; /* nic: by a simulated NCCL end's communicator and rank */
 } S;
+
+/* nic: the thread that last opened an end of a simulated NCCL
+ * communicator's rank (reader_waits): by (comm, rank) from the end's
+ * address (shim/nccl.c vaddr: its channel left out). */
+#define OPENERS 4096
+struct opener {
+	uint64_t a, b; /* the address's communicator and rank (b 0: free) */
+	uint32_t ring; /* + 1 */
+	int32_t tid;
+};
 
 /* Deterministic mode under nic: byte `byte` of the stream written on
  * connection end `stream` is awaited (uni_sim_det_watch). */
@@ -149,7 +164,8 @@ int uni_sim_init(const struct uni_config *cfg, struct uni_shm_hdr *h, uni_trace_
 	if (!S.grp)
 		return -1;
 	if (S.nic) {
-		if (nic_init(h->max_ranks, cfg) < 0 || !(S.want = calloc(h->max_conns, sizeof(*S.want))))
+		if (nic_init(h->max_ranks, cfg) < 0 || !(S.want = calloc(h->max_conns, sizeof(*S.want))) ||
+		    !(S.openers = calloc(OPENERS, sizeof(*S.openers))))
 			return -1;
 		nic_on_done(flow_done);
 	}
@@ -492,6 +508,30 @@ static int soft_holds(uint32_t wconn)
 	return rc < S.h->max_conns && !atomic_load_explicit(&uni_shm_conn(S.h, rc)->vbusy, memory_order_acquire);
 }
 
+/* The opener entry of the simulated NCCL end address ad's communicator
+ * and rank (NULL: none; create: made if there is room). */
+static struct opener *opener_find(const struct uni_addr *ad, int create)
+{
+	if (!S.openers || ad->ip[0] != 0xfd || ad->ip[1] != 'u')
+		return NULL;
+	uint64_t a, b = 1ull << 32 | (uint64_t)ad->ip[12] << 16 | (uint64_t)ad->ip[13] << 8 | ad->ip[15];
+	memcpy(&a, ad->ip + 4, 8);
+	uint32_t h = (uint32_t)((a ^ b * 0x9E3779B97F4A7C15ull) >> 20) & (OPENERS - 1);
+	for (uint32_t i = 0; i < 64; i++) {
+		struct opener *o = &S.openers[(h + i) & (OPENERS - 1)];
+		if (o->b == b && o->a == a)
+			return o;
+		if (!o->b) {
+			if (!create)
+				return NULL;
+			o->a = a;
+			o->b = b;
+			return o;
+		}
+	}
+	return NULL;
+}
+
 /* nic: the thread that last asked to read the simulated NCCL stream
  * written on wconn waits for unid's answer to reads of other bytes
  * (those of this stream are not wanted), requests unid took: blocked in
@@ -517,11 +557,34 @@ static int soft_holds(uint32_t wconn)
 static int reader_waits(uint32_t wconn)
 {
 	const struct stream *s = &S.st[wconn];
-	if (!s->reader_ring || s->reader_ring - 1 >= S.h->max_rings)
+	uint32_t rr = s->reader_ring;
+	int32_t rt = s->reader_tid;
+	if (!rr) {
+		/* Nobody asked to read it yet: the thread that opened the
+		 * reading end, or before that end is open the one that last
+		 * opened an end of that rank of the communicator (the simulated
+		 * NCCL opens an end in the operation that first uses it, and its
+		 * rank's thread reads it: a rank still in an earlier operation
+		 * held the first arrival on a connection for the 200 ms soft
+		 * hold, ProcessGroupNCCL's call sequences under nic). */
+		struct uni_conn *wc = uni_shm_conn(S.h, wconn);
+		uint32_t pc = atomic_load_explicit(&wc->peer_conn, memory_order_acquire);
+		if (atomic_load_explicit(&wc->peer_rank, memory_order_acquire) >= 0 && pc < S.h->max_conns) {
+			rr = S.st[pc].open_ring;
+			rt = S.st[pc].open_tid;
+		} else {
+			const struct opener *o = opener_find(&wc->peer, 0);
+			if (!o)
+				return 0;
+			rr = o->ring;
+			rt = o->tid;
+		}
+	}
+	if (!rr || rr - 1 >= S.h->max_rings)
 		return 0;
-	struct uni_ring *r = uni_shm_ring(S.h, s->reader_ring - 1);
-	if (atomic_load_explicit(&r->state, memory_order_acquire) != UNI_RING_LIVE || r->tid != s->reader_tid ||
-	    S.grp[s->reader_ring - 1].partial)
+	struct uni_ring *r = uni_shm_ring(S.h, rr - 1);
+	if (atomic_load_explicit(&r->state, memory_order_acquire) != UNI_RING_LIVE || r->tid != rt ||
+	    S.grp[rr - 1].partial)
 		return 0;
 	uint32_t wk = atomic_load_explicit(&r->wait_kind, memory_order_acquire);
 	uint32_t taken = atomic_load_explicit(&r->req_taken, memory_order_relaxed);
@@ -836,6 +899,19 @@ static void want_upto(struct stream *s, uint64_t end)
 	for (uint32_t i = first_unread(s); i < s->nch && s->ch[i].off < end; i++)
 		if (s->ch[i].nf)
 			nic_flow_want(s->ch[i].nf);
+}
+
+void uni_sim_opened(uint32_t conn, uint32_t ring, int32_t tid)
+{
+	if (!S.nic || conn >= S.h->max_conns)
+		return;
+	S.st[conn].open_ring = ring + 1;
+	S.st[conn].open_tid = tid;
+	struct opener *o = opener_find(&uni_shm_conn(S.h, conn)->local, 1);
+	if (o) {
+		o->ring = ring + 1;
+		o->tid = tid;
+	}
 }
 
 void uni_sim_read(const struct uni_op *op)

@@ -71,6 +71,9 @@ void uni_sim_det_watch(uint32_t conn, uint64_t byte);
  * to byte end (UNI_EV_WANT): lazy flows there (UNI_CONNF_CREDIT) hold the
  * network once they arrive. */
 void uni_sim_want(uint32_t conn, uint64_t end);
+/* nic: the thread of ring (tid) opened simulated NCCL end conn: its
+ * reader until a read says otherwise. */
+void uni_sim_opened(uint32_t conn, uint32_t ring, int32_t tid);
 /* nic, as the session stops: the flows still under way finish (those
  * nobody read: the simulated NCCL's last credits), so that every send's
  * record is written. */

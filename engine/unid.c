@@ -96,6 +96,11 @@ static struct {
 	uint8_t outside[UNI_MAX_RINGS];
 	uint64_t cpu_seen[UNI_MAX_RINGS]; /* a ring's thread's CPU ticks when last looked at, + 1 */
 	uint64_t outside_vt[UNI_MAX_RINGS];
+	/* Times the horizon stood still UNI_NIC_OUTSIDE_NS while reads
+	 * waited until the threads not running that held it were left out,
+	 * and the first such thread (logged at the session's end). */
+	uint64_t stalls;
+	char stall_first[200];
 	uint64_t hv[UNI_MAX_RINGS]; /* each ring's value in the last horizon (UINT64_MAX: none) */
 	uint64_t rank_min[UNI_MAX_RANKS]; /* the last horizon scan's minimum per rank ... */
 	uint64_t extra_min;         /* ... and over what no rank's threads hold (owed data) */
@@ -555,8 +560,11 @@ static void handle(uint32_t ring_idx, struct uni_ring *ring, const struct uni_ev
 		atomic_fetch_add(&uni_shm_rank(D.h, (uint32_t)rank)->threads, 1);
 		break;
 	case UNI_EV_CONN_OPEN:
-		if (e->conn < D.h->max_conns)
+		if (e->conn < D.h->max_conns) {
+			if (D.cfg.mode == UNI_MODE_SIMULATE && e->a == (uint64_t)-1)
+				uni_sim_opened(e->conn, ring_idx, ring->tid);
 			conn_open(e->conn);
+		}
 		break;
 	case UNI_EV_SEND:
 	case UNI_EV_RECV:
@@ -1048,12 +1056,19 @@ static uint64_t horizon(uint64_t now)
 		 * threads per rank took longer than the deadlock detector
 		 * waits). */
 		D.h_since = now;
+		int left = 0; /* (held it) */
 		for (uint32_t k = 0; k < D.h->max_rings; k++) {
 			struct uni_ring *ring = uni_shm_ring(D.h, k);
 			if (D.outside[k] || !ring_is_live_rank(ring) || D.hv[k] == UINT64_MAX ||
 			    atomic_load_explicit(&ring->wait_kind, memory_order_acquire) == UNI_WAIT_READ ||
 			    task_running(k, ring->pid, ring->tid))
 				continue;
+			/* (Counted where it held the horizon: the others left out
+			 * with it, sleepers among them, did not stop it.) */
+			if (D.hv[k] == h && !left++ && !D.stalls++)
+				snprintf(D.stall_first, sizeof(D.stall_first), "rank %d thread %d at %.3f ms%s%.120s",
+					 ring->rank, ring->tid, (double)D.hv[k] / 1e6, ring->wait_what[0] ? ", " : "",
+					 ring->wait_what);
 			D.outside[k] = 1;
 			D.outside_vt[k] = D.hv[k];
 			if (debug_nic()) {
@@ -1065,8 +1080,11 @@ static uint64_t horizon(uint64_t now)
 						sc[0] = 0;
 					fclose(f);
 				}
-				logmsg("horizon: rank %d tid %d (clock %llu) blocked outside the shim (syscall %s); left out",
-				       ring->rank, ring->tid, (unsigned long long)D.hv[k], sc);
+				sc[strcspn(sc, "\n")] = 0;
+				logmsg("horizon: rank %d tid %d (clock %llu, wait %u%s%.80s) blocked outside the shim "
+				       "(syscall %s); left out",
+				       ring->rank, ring->tid, (unsigned long long)D.hv[k],
+				       atomic_load(&ring->wait_kind), ring->wait_what[0] ? ": " : "", ring->wait_what, sc);
 			}
 		}
 	}
@@ -1928,6 +1946,11 @@ int main(int argc, char **argv)
 		if (uni_sim_gone())
 			logmsg("%llu reads of bytes that their writer never sent (it died, or its operation failed and it "
 			       "closed its end) were answered without them", (unsigned long long)uni_sim_gone());
+		if (D.stalls)
+			logmsg("the nic horizon stood still %llu times for %.0f ms of real time until the threads that held "
+			       "it and were not running (blocked outside the shim) were left out: the run's wall time "
+			       "grew by that, and a thread left out that sends later sends late; the first time: %s",
+			       (unsigned long long)D.stalls, UNI_NIC_OUTSIDE_NS / 1e6, D.stall_first);
 		if (soft || stale)
 			logmsg("the nic network went past %llu arrivals unread after holding them 200 ms of real time for "
 			       "their reader (a simulated NCCL rank not asking for them: meeting its peers, still in an "

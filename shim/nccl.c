@@ -124,10 +124,17 @@ struct seg {
 	_Atomic uint32_t aborted;
 	_Atomic uint32_t bar_arrived;
 	_Atomic uint32_t bar_gen;
-	uint32_t pad;
+	_Atomic uint32_t join_open; /* 1: every rank joined (its last opened the join) */
 	_Atomic int32_t pid[UNI_NCCL_MAX_RANKS];
 	_Atomic int32_t hnode[UNI_NCCL_MAX_RANKS]; /* simulate: each rank's node ("Nodes") */
 	_Atomic int32_t nnode[UNI_NCCL_MAX_RANKS]; /* simulate: each rank's network node (its transfers') */
+	/* Meetings (simulate: the join, CommSplit): each rank's clock at its
+	 * arrival, its thread's ring (1 + index, 0: none) and tid; the
+	 * latest clock, written by the last to arrive. */
+	uint64_t meet_vt[UNI_NCCL_MAX_RANKS];
+	uint32_t meet_ring[UNI_NCCL_MAX_RANKS];
+	int32_t meet_tid[UNI_NCCL_MAX_RANKS];
+	uint64_t meet_t;
 	struct desc desc[UNI_NCCL_MAX_RANKS];
 	struct incall in[UNI_NCCL_MAX_RANKS]; /* the call each rank is in now (deadlock reports) */
 	/* then: struct pairbox[n * n], pair rings n * n * UNI_NCCL_PAIR, slots n * UNI_NCCL_SLOT */
@@ -606,17 +613,93 @@ static int ms_until(uint64_t at)
 
 static int prog_poll(void);
 
-static ncclResult_t barrier(ncclComm_t c, const char *what)
+/* Meetings (docs/nccl.md "Meetings"): the ranks of c meet in real time
+ * (the join, CommSplit) as NCCL's do through its bootstrap network, and
+ * every rank goes on from the latest of their clocks at arrival. A rank
+ * that waits for the others does not hold the nic horizon back at its own
+ * clock (the ranks still to come do, at theirs): a rank in the join
+ * beside ranks asleep in virtual time (polling for the unique id) held
+ * the network still until unid found it blocked outside the shim, 250 ms
+ * of real time each. The last to arrive gives the others a floor at the
+ * latest clock before it opens the meeting, so that none is left out
+ * between the opening and its publishing its clock.
+ *
+ * A rank's arrival (sync: its thread takes part; else only its clock
+ * counts, a non-blocking init's). */
+static void meet_arrive(ncclComm_t c, int sync)
+{
+	struct seg *s = c->sh;
+	int32_t tid = 0;
+	uint64_t vt = 0;
+	uint32_t ring = sync ? uni_shim_meet_self(&tid, &vt) : 0;
+	if (!ring)
+		vt = uni_shim_vt_charge();
+	s->meet_vt[c->rank] = vt;
+	s->meet_ring[c->rank] = ring;
+	s->meet_tid[c->rank] = tid;
+}
+
+/* The last to arrive, before it opens the meeting: the latest clock, and
+ * the others' floors there. */
+static uint64_t meet_close(ncclComm_t c)
+{
+	struct seg *s = c->sh;
+	uint64_t t = 0;
+	for (int r = 0; r < c->nranks; r++)
+		if (s->meet_vt[r] > t)
+			t = s->meet_vt[r];
+	for (int r = 0; r < c->nranks; r++)
+		if (r != c->rank)
+			uni_shim_meet_floor(s->meet_ring[r], s->meet_tid[r], t);
+	uni_shim_meet_floors_set();
+	s->meet_t = t;
+	return t;
+}
+
+/* The meeting is over for the calling rank (failed: t 0): it goes on
+ * from t (in turn, a turn there). */
+static void meet_end(uint64_t t)
+{
+	uni_shim_meet_wait(0, t);
+	if (t && uni_shim_det_nccl())
+		uni_shim_det_turn();
+}
+
+static ncclResult_t barrier_wait(ncclComm_t c, const char *what, uint32_t gen);
+
+/* A barrier of c's ranks; sync: a meeting (above). */
+static ncclResult_t barrier_x(ncclComm_t c, const char *what, int sync)
 {
 	struct seg *s = c->sh;
 	uint32_t gen = atomic_load_explicit(&s->bar_gen, memory_order_acquire);
+	if (sync)
+		meet_arrive(c, 1);
 	if (atomic_fetch_add_explicit(&s->bar_arrived, 1, memory_order_acq_rel) == (uint32_t)c->nranks - 1) {
+		uint64_t t = sync ? meet_close(c) : 0;
 		atomic_store_explicit(&s->bar_arrived, 0, memory_order_relaxed);
 		atomic_fetch_add_explicit(&s->bar_gen, 1, memory_order_release);
 		uni_futex_wake(&s->bar_gen, INT32_MAX);
 		uni_shim_det_nccl_wake(comm_key64(c));
+		if (sync)
+			meet_end(t);
 		return ncclSuccess;
 	}
+	if (sync && !uni_shim_det_nccl()) /* (in turn the network moves in turn) */
+		uni_shim_meet_wait(1, 0);
+	ncclResult_t r = barrier_wait(c, what, gen);
+	if (sync)
+		meet_end(r == ncclSuccess ? s->meet_t : 0);
+	return r;
+}
+
+static ncclResult_t barrier(ncclComm_t c, const char *what)
+{
+	return barrier_x(c, what, 0);
+}
+
+static ncclResult_t barrier_wait(ncclComm_t c, const char *what, uint32_t gen)
+{
+	struct seg *s = c->sh;
 	uint64_t since = mono_ns(), look = 0;
 	int spin = 0, det = uni_shim_det_nccl();
 	for (; atomic_load_explicit(&s->bar_gen, memory_order_acquire) == gen; spin++) {
@@ -698,20 +781,24 @@ static void note_join(ncclComm_t c)
 }
 
 /* The rank joined c's segment: wait for everyone, or the time-out names
- * who did not; an abort ends the wait. */
-static ncclResult_t init_join(ncclComm_t c)
+ * who did not; an abort ends the wait. sync: the join is a meeting for
+ * the calling thread (a blocking init; "Meetings" above barrier_x). */
+static ncclResult_t init_join(ncclComm_t c, int sync)
 {
 	struct seg *s = c->sh;
 	uint64_t since = mono_ns();
 	int det = uni_shim_det_nccl();
+	if (sync && !det && !atomic_load_explicit(&s->join_open, memory_order_acquire))
+		uni_shim_meet_wait(1, 0);
 	for (;;) {
-		uint32_t j = atomic_load(&s->joined);
-		if (j >= (uint32_t)c->nranks)
+		if (atomic_load_explicit(&s->join_open, memory_order_acquire))
 			break;
 		note_join(c);
-		wait_peers(c, &det, -2, &s->joined, j, 50, 0);
+		wait_peers(c, &det, -2, &s->join_open, 0, 50, 0);
 		if (atomic_load(&s->aborted)) {
 			uni_shim_nccl_wait(0, NULL);
+			if (sync)
+				meet_end(0);
 			shm_unlink(c->seg); /* nobody else may join it now */
 			return fail(NULL, ncclRemoteError, "ncclCommInitRank: rank %d: the communicator was aborted "
 				    "while it joined", c->rank);
@@ -725,6 +812,8 @@ static ncclResult_t init_join(ncclComm_t c)
 			/* Stays counted as joined (and its pid as present): the
 			 * others report the same missing ranks. */
 			uni_shim_nccl_wait(0, NULL);
+			if (sync)
+				meet_end(0);
 			shm_unlink(c->seg);
 			return fail(NULL, ncclRemoteError,
 				    "ncclCommInitRank: rank %d waited %.0f s for ranks %s to join (UNI_NCCL_TIMEOUT)",
@@ -732,7 +821,8 @@ static ncclResult_t init_join(ncclComm_t c)
 		}
 	}
 	uni_shim_nccl_wait(0, NULL);
-	uni_futex_wake(&s->joined, INT32_MAX);
+	if (sync)
+		meet_end(s->meet_t);
 	ncclResult_t r = barrier(c, "the other ranks to finish joining");
 	if (r != ncclSuccess) {
 		shm_unlink(c->seg); /* rank 0 may never get to it */
@@ -752,7 +842,7 @@ static void *join_thread(void *p)
 {
 	ncclComm_t c = p;
 	uni_shim_quiet_io(1);
-	ncclResult_t r = init_join(c);
+	ncclResult_t r = init_join(c, 0);
 	atomic_store(&c->async_err, r);
 	uni_shim_quiet_io(0);
 	return NULL;
@@ -860,7 +950,14 @@ static ncclResult_t init_rank(ncclComm_t *out, int nranks, ncclUniqueId id, int 
 	int net = c->node >= 0 ? c->node : uni_shim_rank();
 	atomic_store(&s->hnode[rank], net >= 0 ? (int32_t)((uint32_t)net / ppn) : 0);
 	atomic_store(&s->nnode[rank], net);
-	atomic_fetch_add(&s->joined, 1);
+	/* The join is a meeting ("Meetings" above barrier_x); a non-blocking
+	 * init's caller goes on meanwhile (only its clock counts). */
+	meet_arrive(c, blocking);
+	if (atomic_fetch_add(&s->joined, 1) == (uint32_t)nranks - 1) {
+		meet_close(c);
+		atomic_store_explicit(&s->join_open, 1, memory_order_release);
+		uni_futex_wake(&s->join_open, INT32_MAX);
+	}
 	uni_shim_det_nccl_wake(comm_key64(c));
 	if (!blocking && det) {
 		/* In turn: the caller's own calls finish the join (det_join). */
@@ -881,7 +978,7 @@ static ncclResult_t init_rank(ncclComm_t *out, int nranks, ncclUniqueId id, int 
 			return ncclInProgress;
 		}
 	}
-	ncclResult_t r = init_join(c);
+	ncclResult_t r = init_join(c, 1);
 	atomic_store(&c->async_err, r);
 	if (r != ncclSuccess) {
 		close_pidfds(c);
@@ -955,7 +1052,7 @@ static void init_wait(ncclComm_t c)
 			atomic_store(&c->async_err, fail(NULL, ncclRemoteError, "ncclCommInitRank: rank %d: the "
 							 "communicator was aborted while it joined", c->rank));
 		} else {
-			atomic_store(&c->async_err, init_join(c));
+			atomic_store(&c->async_err, init_join(c, 0));
 		}
 	}
 	if (c->init_thread_live) {
@@ -1110,7 +1207,7 @@ ncclResult_t pncclCommAbort(ncclComm_t comm)
 	/* Peers blocked in a wait on this communicator return an error (and
 	 * so does this rank's own non-blocking init, if it still joins). */
 	abort_all(comm);
-	uni_futex_wake(&comm->sh->joined, INT32_MAX);
+	uni_futex_wake(&comm->sh->join_open, INT32_MAX);
 	comm_free(comm);
 	return ncclSuccess;
 }
@@ -1144,7 +1241,7 @@ ncclResult_t pncclCommGetAsyncError(ncclComm_t comm, ncclResult_t *asyncError)
 	/* A non-blocking join in turn ends once every rank is in (or an
 	 * abort). */
 	if (atomic_load(&comm->det_join) &&
-	    (atomic_load(&comm->sh->joined) >= (uint32_t)comm->nranks || atomic_load(&comm->sh->aborted))) {
+	    (atomic_load(&comm->sh->join_open) || atomic_load(&comm->sh->aborted))) {
 		/* (held: another thread's Abort must not free it meanwhile) */
 		call_enter(comm);
 		init_wait(comm);
@@ -2647,8 +2744,9 @@ static ncclResult_t check_redop(ncclComm_t comm, const char *fn, int op, int typ
 	return ncclSuccess;
 }
 
-/* Every rank describes its call; all must agree. */
-static ncclResult_t agree(ncclComm_t c, const struct op *o)
+/* Every rank describes its call; all must agree. sync: their first
+ * barrier is a meeting (CommSplit; "Meetings" above barrier_x). */
+static ncclResult_t agree(ncclComm_t c, const struct op *o, int sync)
 {
 	struct desc *d = &c->sh->desc[c->rank];
 	int base = o->redop >= ncclNumOps ? -1 : o->redop;
@@ -2658,7 +2756,7 @@ static ncclResult_t agree(ncclComm_t c, const struct op *o)
 	d->root = (uint32_t)o->root;
 	d->count = o->count;
 	d->seq = ++c->seq;
-	ncclResult_t r = barrier(c, kind_name[o->kind]);
+	ncclResult_t r = barrier_x(c, kind_name[o->kind], sync);
 	if (r != ncclSuccess)
 		return r;
 	ncclResult_t bad = ncclSuccess;
@@ -2713,7 +2811,7 @@ static ncclResult_t run_coll(const struct op *o)
 	ncclComm_t c = o->comm;
 	int n = c->nranks, me = c->rank;
 	size_t esz = uni_nccl_type_size(o->type);
-	ncclResult_t r = agree(c, o);
+	ncclResult_t r = agree(c, o, 0);
 	if (r != ncclSuccess)
 		return r;
 	int pre;
@@ -4764,7 +4862,7 @@ static ncclResult_t comm_split(ncclComm_t comm, int color, int key, ncclComm_t *
 	struct op o = {.kind = K_SPLIT, .type = ncclInt8, .redop = -1, .root = 0, .peer = -1, .comm = comm};
 	uni_shim_quiet_io(1);
 	in_call(comm, K_SPLIT, -1, 1);
-	ncclResult_t r = agree(comm, &o);
+	ncclResult_t r = agree(comm, &o, 1);
 	int32_t mine[2] = {color, key};
 	if (r == ncclSuccess) {
 		memcpy(slot(comm, comm->rank), mine, sizeof(mine));

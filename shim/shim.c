@@ -2471,6 +2471,72 @@ void uni_shim_peer_wait(int on, void *obj)
 	errno = saved;
 }
 
+/* Meetings (the simulated NCCL's join and CommSplit, docs/nccl.md
+ * "Meetings"). */
+uint32_t uni_shim_meet_self(int32_t *tid, uint64_t *vt)
+{
+	*tid = 0;
+	*vt = 0;
+	if (!uni_shim_simulating() || tls.dispatcher)
+		return 0;
+	int saved = errno;
+	tls.in_shim++;
+	struct uni_ring *r = thread_ring();
+	if (r) {
+		charge();
+		*vt = tls.vt;
+		*tid = r->tid;
+	}
+	tls.in_shim--;
+	errno = saved;
+	return r ? tls.ring_idx + 1 : 0;
+}
+
+void uni_shim_meet_floor(uint32_t ring1, int32_t tid, uint64_t t)
+{
+	if (!ring1 || ring1 > g_hdr->max_rings || !uni_shim_simulating())
+		return;
+	struct uni_ring *r = uni_shm_ring(g_hdr, ring1 - 1);
+	if (r->tid != tid || atomic_load_explicit(&r->state, memory_order_acquire) != UNI_RING_LIVE)
+		return;
+	atomic_store_explicit(&r->wake_floor, t, memory_order_release);
+}
+
+void uni_shim_meet_floors_set(void)
+{
+	if (uni_shim_simulating())
+		atomic_fetch_add(&g_hdr->handoffs, 1);
+}
+
+void uni_shim_meet_wait(int on, uint64_t t)
+{
+	if (!uni_shim_simulating())
+		return;
+	int saved = errno;
+	tls.in_shim++;
+	struct uni_ring *r = thread_ring();
+	if (r && on) {
+		charge();
+		r->wait_obj = 0;
+		r->wait_since = uni_now_ns();
+		r->wait_deadline = 0;
+		r->wait_vt = tls.vt;
+		r->wait_vdl = 0;
+		r->stack[0] = 0;
+		/* (Its floor is left as it is: the last to arrive may have
+		 * given it one already.) */
+		atomic_store_explicit(&r->wait_kind, UNI_WAIT_COND, memory_order_release);
+		horizon_moved();
+	} else if (r) {
+		uni_shim_idle_until(t);
+		r->wait_what[0] = 0;
+		atomic_store_explicit(&r->wait_kind, UNI_WAIT_NONE, memory_order_release);
+		atomic_store_explicit(&r->wake_floor, UINT64_MAX, memory_order_release);
+	}
+	tls.in_shim--;
+	errno = saved;
+}
+
 void uni_shim_peer_floor(uint64_t t)
 {
 	struct uni_ring *r = tls.ring;

@@ -513,6 +513,23 @@ void uni_shim_await_note(void (*fn)(void *), void *arg) UNI_HIDDEN;
  * operation taken, it sends nothing before t (the horizon counts it there
  * for 200 ms of real time); no group read is outstanding any more. */
 void uni_shim_peer_floor(uint64_t t) UNI_HIDDEN;
+/* Meetings of a simulated NCCL communicator's ranks (its join,
+ * CommSplit; docs/nccl.md "Meetings"): every rank goes on from the latest
+ * of their clocks at arrival. uni_shim_meet_self: the calling thread's
+ * ring (1 + its index; 0: none, outside simulate mode) and tid, and its
+ * clock after charging its compute. */
+uint32_t uni_shim_meet_self(int32_t *tid, uint64_t *vt) UNI_HIDDEN;
+/* The last to arrive: the thread of ring ring1 - 1 (if it is still
+ * thread tid's) goes on from t, and the nic horizon counts it there until
+ * it publishes; then uni_shim_meet_floors_set, before the meeting opens. */
+void uni_shim_meet_floor(uint32_t ring1, int32_t tid, uint64_t t) UNI_HIDDEN;
+void uni_shim_meet_floors_set(void) UNI_HIDDEN;
+/* on: the calling thread waits at a meeting it is not the last to reach
+ * (whatever opens it carries a later time: it holds the horizon only at a
+ * floor the last gives it); off: the meeting is over (or failed), and the
+ * thread goes on from t (its clock the later of its own and t; 0: its
+ * own). */
+void uni_shim_meet_wait(int on, uint64_t t) UNI_HIDDEN;
 /* on: the thread waits for its peers (the simulated NCCL's data path)
  * and will send nothing until one of its reads is answered: it does not
  * hold the nic horizon back (an unread arrival does). off: it runs again. */
