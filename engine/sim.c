@@ -103,12 +103,12 @@ static struct {
 	uint64_t *want;         /* nic: by reading end, what its reader will read (UNI_EV_WANT) */
 	uint64_t gone;          /* reads answered without their bytes: the writer died or closed */
 	struct opener *openers; /* nic: by a simulated NCCL end's communicator and rank */
+	uint32_t nopeners;      /* (a power of two, at least twice the connections: each key has one) */
 } S;
 
 /* nic: the thread that last opened an end of a simulated NCCL
  * communicator's rank (reader_waits): by (comm, rank) from the end's
  * address (shim/nccl.c vaddr: its channel left out). */
-#define OPENERS 4096
 struct opener {
 	uint64_t a, b; /* the address's communicator and rank (b 0: free) */
 	uint32_t ring; /* + 1 */
@@ -147,6 +147,15 @@ static void flow_done(void *ctx, uint64_t start, uint64_t arrival)
 	free(r);
 }
 
+/* The opener table's size for n connections (struct opener). */
+static uint32_t opener_slots(uint32_t n)
+{
+	uint32_t k = 4096;
+	while (k < 2 * (uint64_t)n && k < (1u << 30))
+		k *= 2;
+	return k;
+}
+
 int uni_sim_init(const struct uni_config *cfg, struct uni_shm_hdr *h, uni_trace_put_f put)
 {
 	S.cfg = cfg;
@@ -165,7 +174,7 @@ int uni_sim_init(const struct uni_config *cfg, struct uni_shm_hdr *h, uni_trace_
 		return -1;
 	if (S.nic) {
 		if (nic_init(h->max_ranks, cfg) < 0 || !(S.want = calloc(h->max_conns, sizeof(*S.want))) ||
-		    !(S.openers = calloc(OPENERS, sizeof(*S.openers))))
+		    !(S.openers = calloc(S.nopeners = opener_slots(h->max_conns), sizeof(*S.openers))))
 			return -1;
 		nic_on_done(flow_done);
 	}
@@ -516,9 +525,9 @@ static struct opener *opener_find(const struct uni_addr *ad, int create)
 		return NULL;
 	uint64_t a, b = 1ull << 32 | (uint64_t)ad->ip[12] << 16 | (uint64_t)ad->ip[13] << 8 | ad->ip[15];
 	memcpy(&a, ad->ip + 4, 8);
-	uint32_t h = (uint32_t)((a ^ b * 0x9E3779B97F4A7C15ull) >> 20) & (OPENERS - 1);
-	for (uint32_t i = 0; i < 64; i++) {
-		struct opener *o = &S.openers[(h + i) & (OPENERS - 1)];
+	uint32_t m = S.nopeners - 1, h = (uint32_t)((a ^ b * 0x9E3779B97F4A7C15ull) >> 20) & m;
+	for (uint32_t i = 0; i <= m; i++) {
+		struct opener *o = &S.openers[(h + i) & m];
 		if (o->b == b && o->a == a)
 			return o;
 		if (!o->b) {

@@ -132,7 +132,7 @@ struct seg {
 	 * arrival, its thread's ring (1 + index, 0: none) and tid; the
 	 * latest clock, written by the last to arrive. */
 	uint64_t meet_vt[UNI_NCCL_MAX_RANKS];
-	uint32_t meet_ring[UNI_NCCL_MAX_RANKS];
+	_Atomic uint32_t meet_ring[UNI_NCCL_MAX_RANKS]; /* taken (0) by the last, or by the rank as it leaves */
 	int32_t meet_tid[UNI_NCCL_MAX_RANKS];
 	uint64_t meet_t;
 	struct desc desc[UNI_NCCL_MAX_RANKS];
@@ -180,6 +180,7 @@ struct ncclComm {
 	 * later calls complete in turn (GetAsyncError once every rank is in,
 	 * Destroy, Abort) instead of a thread outside the turn. */
 	_Atomic int det_join;
+	int meet_last; /* it was the last to join (opened the join: "Meetings") */
 	char seg[64];
 	struct user_op uop[UNI_NCCL_MAX_USER_OPS];
 	/* simulate: a virtual connection to each peer and channel (+1),
@@ -624,9 +625,20 @@ static int prog_poll(void);
  * latest clock before it opens the meeting, so that none is left out
  * between the opening and its publishing its clock.
  *
+ * Each rank's entry names its thread's ring while it waits; whoever
+ * takes the entry first (atomic_exchange to 0) decides: the last to
+ * arrive, which then gives the thread its floor, or the rank itself as it
+ * leaves (a wait that failed: a time-out, an abort, a dead peer; or one
+ * that a rank not in the meeting opened, calls that do not match), after
+ * which no floor comes. A rank that finds its entry taken waits for the
+ * opening, which comes right after the floors, before it clears its
+ * floor: a floor written after that would hold the horizon back at a
+ * time the thread has left.
+ *
  * A rank's arrival (sync: its thread takes part; else only its clock
- * counts, a non-blocking init's). */
-static void meet_arrive(ncclComm_t c, int sync)
+ * counts, a non-blocking init's): 1 when its thread takes part (it has a
+ * ring, in simulate mode). */
+static int meet_arrive(ncclComm_t c, int sync)
 {
 	struct seg *s = c->sh;
 	int32_t tid = 0;
@@ -635,12 +647,13 @@ static void meet_arrive(ncclComm_t c, int sync)
 	if (!ring)
 		vt = uni_shim_vt_charge();
 	s->meet_vt[c->rank] = vt;
-	s->meet_ring[c->rank] = ring;
 	s->meet_tid[c->rank] = tid;
+	atomic_store_explicit(&s->meet_ring[c->rank], ring, memory_order_relaxed);
+	return ring != 0;
 }
 
 /* The last to arrive, before it opens the meeting: the latest clock, and
- * the others' floors there. */
+ * the others' floors there (its own entry taken too). */
 static uint64_t meet_close(ncclComm_t c)
 {
 	struct seg *s = c->sh;
@@ -648,18 +661,32 @@ static uint64_t meet_close(ncclComm_t c)
 	for (int r = 0; r < c->nranks; r++)
 		if (s->meet_vt[r] > t)
 			t = s->meet_vt[r];
-	for (int r = 0; r < c->nranks; r++)
-		if (r != c->rank)
-			uni_shim_meet_floor(s->meet_ring[r], s->meet_tid[r], t);
-	uni_shim_meet_floors_set();
 	s->meet_t = t;
+	for (int r = 0; r < c->nranks; r++) {
+		uint32_t ring = atomic_exchange(&s->meet_ring[r], 0);
+		if (ring && r != c->rank)
+			uni_shim_meet_floor(ring, s->meet_tid[r], t);
+	}
+	uni_shim_meet_floors_set();
 	return t;
 }
 
-/* The meeting is over for the calling rank (failed: t 0): it goes on
- * from t (in turn, a turn there). */
-static void meet_end(uint64_t t)
+/* The meeting is over for the calling rank, a waiter that took part
+ * (meet_arrive 1), whether it was opened (*open no longer v) or its wait
+ * failed. The rank goes on from the latest clock if the last to arrive
+ * gave it its floor, else from its own (in turn, a turn there). */
+static void meet_end(ncclComm_t c, _Atomic uint32_t *open, uint32_t v)
 {
+	struct seg *s = c->sh;
+	uint64_t t = 0;
+	if (!atomic_exchange(&s->meet_ring[c->rank], 0)) {
+		/* Taken by the last to arrive: the opening follows its floors
+		 * (1 s at most: it may have died between). */
+		for (int i = 0; i < 1000 && atomic_load_explicit(open, memory_order_acquire) == v; i++)
+			uni_futex_wait(open, v, 1);
+		if (atomic_load_explicit(open, memory_order_acquire) != v)
+			t = s->meet_t;
+	}
 	uni_shim_meet_wait(0, t);
 	if (t && uni_shim_det_nccl())
 		uni_shim_det_turn();
@@ -672,23 +699,25 @@ static ncclResult_t barrier_x(ncclComm_t c, const char *what, int sync)
 {
 	struct seg *s = c->sh;
 	uint32_t gen = atomic_load_explicit(&s->bar_gen, memory_order_acquire);
-	if (sync)
-		meet_arrive(c, 1);
+	int part = sync ? meet_arrive(c, 1) : 0;
 	if (atomic_fetch_add_explicit(&s->bar_arrived, 1, memory_order_acq_rel) == (uint32_t)c->nranks - 1) {
 		uint64_t t = sync ? meet_close(c) : 0;
 		atomic_store_explicit(&s->bar_arrived, 0, memory_order_relaxed);
 		atomic_fetch_add_explicit(&s->bar_gen, 1, memory_order_release);
 		uni_futex_wake(&s->bar_gen, INT32_MAX);
 		uni_shim_det_nccl_wake(comm_key64(c));
-		if (sync)
-			meet_end(t);
+		if (part) {
+			uni_shim_meet_wait(0, t);
+			if (uni_shim_det_nccl())
+				uni_shim_det_turn();
+		}
 		return ncclSuccess;
 	}
-	if (sync && !uni_shim_det_nccl()) /* (in turn the network moves in turn) */
+	if (part && !uni_shim_det_nccl()) /* (in turn the network moves in turn) */
 		uni_shim_meet_wait(1, 0);
 	ncclResult_t r = barrier_wait(c, what, gen);
-	if (sync)
-		meet_end(r == ncclSuccess ? s->meet_t : 0);
+	if (part)
+		meet_end(c, &s->bar_gen, gen);
 	return r;
 }
 
@@ -788,6 +817,13 @@ static ncclResult_t init_join(ncclComm_t c, int sync)
 	struct seg *s = c->sh;
 	uint64_t since = mono_ns();
 	int det = uni_shim_det_nccl();
+	if (sync && c->meet_last) {
+		/* It opened the join itself. */
+		uni_shim_meet_wait(0, s->meet_t);
+		if (det)
+			uni_shim_det_turn();
+		sync = 0;
+	}
 	if (sync && !det && !atomic_load_explicit(&s->join_open, memory_order_acquire))
 		uni_shim_meet_wait(1, 0);
 	for (;;) {
@@ -798,7 +834,7 @@ static ncclResult_t init_join(ncclComm_t c, int sync)
 		if (atomic_load(&s->aborted)) {
 			uni_shim_nccl_wait(0, NULL);
 			if (sync)
-				meet_end(0);
+				meet_end(c, &s->join_open, 0);
 			shm_unlink(c->seg); /* nobody else may join it now */
 			return fail(NULL, ncclRemoteError, "ncclCommInitRank: rank %d: the communicator was aborted "
 				    "while it joined", c->rank);
@@ -813,7 +849,7 @@ static ncclResult_t init_join(ncclComm_t c, int sync)
 			 * others report the same missing ranks. */
 			uni_shim_nccl_wait(0, NULL);
 			if (sync)
-				meet_end(0);
+				meet_end(c, &s->join_open, 0);
 			shm_unlink(c->seg);
 			return fail(NULL, ncclRemoteError,
 				    "ncclCommInitRank: rank %d waited %.0f s for ranks %s to join (UNI_NCCL_TIMEOUT)",
@@ -822,7 +858,7 @@ static ncclResult_t init_join(ncclComm_t c, int sync)
 	}
 	uni_shim_nccl_wait(0, NULL);
 	if (sync)
-		meet_end(s->meet_t);
+		meet_end(c, &s->join_open, 0);
 	ncclResult_t r = barrier(c, "the other ranks to finish joining");
 	if (r != ncclSuccess) {
 		shm_unlink(c->seg); /* rank 0 may never get to it */
@@ -952,8 +988,9 @@ static ncclResult_t init_rank(ncclComm_t *out, int nranks, ncclUniqueId id, int 
 	atomic_store(&s->nnode[rank], net);
 	/* The join is a meeting ("Meetings" above barrier_x); a non-blocking
 	 * init's caller goes on meanwhile (only its clock counts). */
-	meet_arrive(c, blocking);
+	int part = meet_arrive(c, blocking);
 	if (atomic_fetch_add(&s->joined, 1) == (uint32_t)nranks - 1) {
+		c->meet_last = 1;
 		meet_close(c);
 		atomic_store_explicit(&s->join_open, 1, memory_order_release);
 		uni_futex_wake(&s->join_open, INT32_MAX);
@@ -978,7 +1015,9 @@ static ncclResult_t init_rank(ncclComm_t *out, int nranks, ncclUniqueId id, int 
 			return ncclInProgress;
 		}
 	}
-	ncclResult_t r = init_join(c, 1);
+	/* (A non-blocking init whose thread did not start joins here, its
+	 * thread not in the meeting: part 0.) */
+	ncclResult_t r = init_join(c, part);
 	atomic_store(&c->async_err, r);
 	if (r != ncclSuccess) {
 		close_pidfds(c);

@@ -2528,9 +2528,13 @@ void uni_shim_meet_wait(int on, uint64_t t)
 		atomic_store_explicit(&r->wait_kind, UNI_WAIT_COND, memory_order_release);
 		horizon_moved();
 	} else if (r) {
+		leave(); /* (the CPU the wait spent is nobody's compute) */
 		uni_shim_idle_until(t);
 		r->wait_what[0] = 0;
 		atomic_store_explicit(&r->wait_kind, UNI_WAIT_NONE, memory_order_release);
+		/* A horizon scan that read the wait before this and the floor
+		 * after scans again: it would leave the thread out. */
+		atomic_fetch_add(&g_hdr->handoffs, 1);
 		atomic_store_explicit(&r->wake_floor, UINT64_MAX, memory_order_release);
 	}
 	tls.in_shim--;

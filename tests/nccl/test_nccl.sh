@@ -103,8 +103,8 @@ printf 'mode: simulate\nnetwork: { model: nic, default: { latency: 2ms, bandwidt
 rm -f "$T"/id*
 S=ptnic.$$
 rm -f /tmp/uni.$S.log
-NCCL_CHECK_ID=$T/id timeout 120 "$UNIRUN" -n 4 --session $S --config "$T/ptnic.yaml" -- "$CHECK" pytorch >"$T/log" 2>&1 ||
-	{ cat "$T/log"; fail "PyTorch call sequences under nic"; }
+NCCL_CHECK_ID=$T/id timeout 120 "$UNIRUN" -n 4 --session $S --config "$T/ptnic.yaml" --trace "$T/ptnic.unitrace" \
+	-- "$CHECK" pytorch >"$T/log" 2>&1 || { cat "$T/log"; fail "PyTorch call sequences under nic"; }
 [ "$(grep -c 'checks passed' "$T/log")" = 4 ] || { cat "$T/log"; fail "PyTorch call sequences under nic"; }
 ! grep -q '^late:' "$T/log" || { cat "$T/log"; fail "PyTorch call sequences under nic: late transfers"; }
 grep -q 'unid.*stopped:' /tmp/uni.$S.log || { cat /tmp/uni.$S.log; fail "PyTorch call sequences under nic: no unid log"; }
@@ -122,7 +122,14 @@ if grep -q 'went past' /tmp/uni.$S.log && { [ -z "$soft" ] || [ "$soft" -gt 1 ];
 	fail "PyTorch call sequences under nic: the network waited for unread arrivals (${soft:-?} after 200 ms, ${stale:-?} after 2 s)"
 fi
 rm -f /tmp/uni.$S.log
-ok "ProcessGroupNCCL's call sequences under nic (a watchdog thread polling in a loop), none late, no wall-time stalls"
+# The join is a meeting: the ranks, which joined 10 ms of virtual time
+# apart (rank 0 writes the id, the others find it after a 10 ms sleep),
+# leave it together, and their first AllReduce starts within 1 ms on all
+# four (before: 10 ms apart).
+spread=$("$UNITRACE" dump "$T/ptnic.unitrace" | awk '$2 == "nccl_op" && !seen[$3]++ { t = substr($7, 4) + 0; if (n++ == 0 || t < lo) lo = t; if (t > hi) hi = t } END { print (n == 4 ? hi - lo : -1) }')
+[ "$spread" -ge 0 ] && [ "$spread" -lt 1000000 ] ||
+	{ "$UNITRACE" dump "$T/ptnic.unitrace" | grep nccl_op | head; fail "PyTorch call sequences under nic: the first AllReduces start $spread ns apart"; }
+ok "ProcessGroupNCCL's call sequences under nic (a watchdog thread polling in a loop), none late, no wall-time stalls, the ranks leave the join together"
 
 rm -f "$T"/id*
 start=$(date +%s)
