@@ -1947,7 +1947,8 @@ int main(int argc, char **argv)
 			logmsg("%llu reads of bytes that their writer never sent (it died, or its operation failed and it "
 			       "closed its end) were answered without them", (unsigned long long)uni_sim_gone());
 		if (D.stalls)
-			logmsg("the nic horizon stood still %llu times for %.0f ms of real time until the threads that held "
+			logmsg("the horizon (the earliest virtual time a thread can still act at: the network and sleeps "
+			       "wait for it) stood still %llu times for %.0f ms of real time until the threads that held "
 			       "it and were not running (blocked outside the shim) were left out: the run's wall time "
 			       "grew by that, and a thread left out that sends later sends late; the first time: %s",
 			       (unsigned long long)D.stalls, UNI_NIC_OUTSIDE_NS / 1e6, D.stall_first);
