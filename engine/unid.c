@@ -96,10 +96,8 @@ static struct {
 	uint8_t outside[UNI_MAX_RINGS];
 	uint64_t cpu_seen[UNI_MAX_RINGS]; /* a ring's thread's CPU ticks when last looked at, + 1 */
 	uint64_t outside_vt[UNI_MAX_RINGS];
-	/* Times the horizon stood still UNI_NIC_OUTSIDE_NS while reads
-	 * waited until the threads not running that held it were left out,
-	 * and the first such thread (logged at the session's end). */
-	uint64_t stalls;
+	/* The first thread not running that held the horizon still for
+	 * UNI_NIC_OUTSIDE_NS (D.h->stalls counts them; logged at the end). */
 	char stall_first[200];
 	uint64_t hv[UNI_MAX_RINGS]; /* each ring's value in the last horizon (UINT64_MAX: none) */
 	uint64_t rank_min[UNI_MAX_RANKS]; /* the last horizon scan's minimum per rank ... */
@@ -1065,7 +1063,7 @@ static uint64_t horizon(uint64_t now)
 				continue;
 			/* (Counted where it held the horizon: the others left out
 			 * with it, sleepers among them, did not stop it.) */
-			if (D.hv[k] == h && !left++ && !D.stalls++)
+			if (D.hv[k] == h && !left++ && !atomic_fetch_add(&D.h->stalls, 1))
 				snprintf(D.stall_first, sizeof(D.stall_first), "rank %d thread %d at %.3f ms%s%.120s",
 					 ring->rank, ring->tid, (double)D.hv[k] / 1e6, ring->wait_what[0] ? ", " : "",
 					 ring->wait_what);
@@ -1942,16 +1940,19 @@ int main(int argc, char **argv)
 		 * arrival left unread.) */
 		uint64_t soft, stale;
 		uni_sim_released(&soft, &stale);
+		atomic_store(&D.h->soft_released, soft);
+		atomic_store(&D.h->stale_released, stale);
 		uni_sim_finish();
 		if (uni_sim_gone())
 			logmsg("%llu reads of bytes that their writer never sent (it died, or its operation failed and it "
 			       "closed its end) were answered without them", (unsigned long long)uni_sim_gone());
-		if (D.stalls)
+		uint64_t stalls = atomic_load(&D.h->stalls);
+		if (stalls)
 			logmsg("the horizon (the earliest virtual time a thread can still act at: the network and sleeps "
-			       "wait for it) stood still %llu times for %.0f ms of real time until the threads that held "
+			       "wait for it) stood still %llu time%s for %.0f ms of real time until the threads that held "
 			       "it and were not running (blocked outside the shim) were left out: the run's wall time "
 			       "grew by that, and a thread left out that sends later sends late; the first time: %s",
-			       (unsigned long long)D.stalls, UNI_NIC_OUTSIDE_NS / 1e6, D.stall_first);
+			       (unsigned long long)stalls, stalls == 1 ? "" : "s", UNI_NIC_OUTSIDE_NS / 1e6, D.stall_first);
 		if (soft || stale)
 			logmsg("the nic network went past %llu arrivals unread after holding them 200 ms of real time for "
 			       "their reader (a simulated NCCL rank not asking for them: meeting its peers, still in an "

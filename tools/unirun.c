@@ -374,6 +374,25 @@ int main(int argc, char **argv)
 		       gave_up == 1 ? "its" : "their",
 		       (double)atomic_load(&hdr->hold_max_ns) / 1e9,
 		       gave_up == 1 ? "it" : "they");
+	uint64_t stalls = hdr ? atomic_load(&hdr->stalls) : 0, soft = hdr ? atomic_load(&hdr->soft_released) : 0,
+		 stale = hdr ? atomic_load(&hdr->stale_released) : 0;
+	if (stalls || soft || stale) {
+		/* Wall time only (a thread left out that sends later sends
+		 * late, and the summary counts that). */
+		printf("unirun: the simulation stood still in wall time:");
+		if (stalls)
+			printf(" %llu time%s 250 ms until threads that held the horizon and were not running (blocked "
+			       "outside the shim) were left out%s", /* (UNI_NIC_OUTSIDE_NS, engine/nic.h) */
+			       (unsigned long long)stalls, stalls == 1 ? "" : "s", soft || stale ? ";" : "");
+		if (soft || stale)
+			printf(" %llu arrival%s held 200 ms and %llu held 2 s for a reader that did not ask for %s",
+			       (unsigned long long)soft, soft == 1 ? "" : "s", (unsigned long long)stale,
+			       soft + stale == 1 ? "it" : "them");
+		if (so.log)
+			printf(" (unid's log says more: %s)\n", so.log);
+		else
+			printf(" (unid's log says more: /tmp/uni.%s.log)\n", so.session);
+	}
 	free(pids);
 	free(done);
 	uni_shm_close(hdr);

@@ -15,13 +15,20 @@
  *                          ahead, never signalled: prints "condslice RC
  *                          ELAPSED_MS": ETIMEDOUT after 3000 ms (the 1 s
  *                          slices moved the real deadline on each time:
- *                          it never timed out) */
+ *                          it never timed out)
+ *   sleepprobe outside     two ranks (RANK): rank 0 waits 1 s in
+ *                          sigtimedwait, which the shim does not see
+ *                          (blocked outside it), while rank 1 sleeps 100
+ *                          ms: the sleep waits for rank 0's clock until
+ *                          unid leaves it out (250 ms); prints "outside
+ *                          RANK" (unirun says the simulation stood still) */
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -103,8 +110,23 @@ int main(int argc, char **argv)
 			rc = pthread_cond_timedwait(&cv, &m, &dl);
 		pthread_mutex_unlock(&m);
 		printf("condslice %s %.3f\n", rc == ETIMEDOUT ? "ETIMEDOUT" : strerror(rc), now_ms() - before);
+	} else if (!strcmp(kind, "outside")) {
+		const char *rank = getenv("RANK");
+		if (rank && !strcmp(rank, "0")) {
+			sigset_t set;
+			sigemptyset(&set);
+			sigaddset(&set, SIGUSR2);
+			pthread_sigmask(SIG_BLOCK, &set, NULL);
+			struct timespec ms = {0, 1000000}, t = {1, 0};
+			nanosleep(&ms, NULL); /* (in the shim once: its clock counts) */
+			sigtimedwait(&set, NULL, &t);
+		} else {
+			struct timespec t = {0, 100000000};
+			nanosleep(&t, NULL);
+		}
+		printf("outside %s\n", rank ? rank : "?");
 	} else {
-		fprintf(stderr, "usage: sleepprobe forever|first|condslice\n");
+		fprintf(stderr, "usage: sleepprobe forever|first|condslice|outside\n");
 		return 2;
 	}
 	return 0;

@@ -32,7 +32,7 @@
 #include <stdint.h>
 
 #define UNI_SHM_MAGIC 0x31304d4853494e55ull /* "UNISHM01" little-endian */
-#define UNI_SHM_VERSION 25u
+#define UNI_SHM_VERSION 26u
 /* The longest real time a sleep waits for the session before it ends
  * anyway (a thread that computes for ever without entering the shim), per
  * CPU share: times the world's ranks per CPU of the host where there are
@@ -548,6 +548,14 @@ struct uni_shm_hdr {
 	_Atomic uint64_t hold_ns;        /* ... the real time they waited ... */
 	_Atomic uint64_t holds_given_up; /* ... and those that gave up after hold_max_ns */
 	_Atomic uint64_t hold_max_ns;    /* UNI_HOLD_MAX_NS (unid), times the CPU share (the ranks raise it) */
+	/* Where the simulation stood still in wall time (unid; unirun says
+	 * so at the end): the horizon, UNI_NIC_OUTSIDE_NS each time, until
+	 * threads that held it and were not running were left out ... */
+	_Atomic uint64_t stalls;
+	/* ... and (nic, at the session's end) arrivals the network went past
+	 * unread after the soft hold's 200 ms and after 2 s (stale). */
+	_Atomic uint64_t soft_released;
+	_Atomic uint64_t stale_released;
 	/* --compute-from (docs/simulate.md "Compute from a trace"): */
 	_Atomic uint64_t cf_replayed;    /* compute stretches taken from the trace */
 	_Atomic uint64_t cf_followed;    /* threads that followed the recorded run to their end */
