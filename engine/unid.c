@@ -97,8 +97,11 @@ static struct {
 	uint64_t cpu_seen[UNI_MAX_RINGS]; /* a ring's thread's CPU ticks when last looked at, + 1 */
 	uint64_t outside_vt[UNI_MAX_RINGS];
 	/* The first thread not running that held the horizon still for
-	 * UNI_NIC_OUTSIDE_NS (D.h->stalls counts them; logged at the end). */
+	 * UNI_NIC_OUTSIDE_NS (D.h->stalls counts them; logged at the end);
+	 * when the horizon last moved, and since when it was looked at
+	 * without a break (h_prev_call: the last look). */
 	char stall_first[200];
+	uint64_t h_moved, h_watched, h_prev_call;
 	uint64_t hv[UNI_MAX_RINGS]; /* each ring's value in the last horizon (UINT64_MAX: none) */
 	uint64_t rank_min[UNI_MAX_RANKS]; /* the last horizon scan's minimum per rank ... */
 	uint64_t extra_min;         /* ... and over what no rank's threads hold (owed data) */
@@ -1044,9 +1047,15 @@ static uint64_t horizon(uint64_t now)
 		       (unsigned long long)uni_sim_waiting_reads(), (unsigned long long)uni_sim_network_time());
 	}
 	atomic_store_explicit(&D.h->horizon_ring, h == UINT64_MAX ? 0 : hk + 1, memory_order_release);
+	/* (For the count of stalls: since when the horizon has been looked at
+	 * without a break, and when it last moved.) */
+	if (now - D.h_prev_call > 50000000ull)
+		D.h_watched = now;
+	D.h_prev_call = now;
 	if (h != D.last_h) {
 		D.last_h = h;
 		D.h_since = now;
+		D.h_moved = now;
 	} else if (h != UINT64_MAX && (uni_sim_waiting_reads() || atomic_load(&D.h->hold_waiters)) &&
 		   now - D.h_since > UNI_NIC_OUTSIDE_NS) {
 		/* Stuck: every thread that holds the horizon back while not
@@ -1054,7 +1063,12 @@ static uint64_t horizon(uint64_t now)
 		 * threads per rank took longer than the deadlock detector
 		 * waits). */
 		D.h_since = now;
-		int left = 0; /* (held it) */
+		/* How long it stood still while anybody looked (under
+		 * alpha-beta it is looked at only while a sleep waits: a new
+		 * wait that finds a thread not running at the old value leaves
+		 * it out at once, at no cost, and is not counted). */
+		uint64_t stood = now - (D.h_moved > D.h_watched ? D.h_moved : D.h_watched);
+		int left = stood < UNI_NIC_OUTSIDE_NS / 2; /* (held it; or not counted) */
 		for (uint32_t k = 0; k < D.h->max_rings; k++) {
 			struct uni_ring *ring = uni_shm_ring(D.h, k);
 			if (D.outside[k] || !ring_is_live_rank(ring) || D.hv[k] == UINT64_MAX ||
@@ -1063,7 +1077,8 @@ static uint64_t horizon(uint64_t now)
 				continue;
 			/* (Counted where it held the horizon: the others left out
 			 * with it, sleepers among them, did not stop it.) */
-			if (D.hv[k] == h && !left++ && !atomic_fetch_add(&D.h->stalls, 1))
+			if (D.hv[k] == h && !left++ && (atomic_fetch_add(&D.h->stall_ns, stood),
+							     !atomic_fetch_add(&D.h->stalls, 1)))
 				snprintf(D.stall_first, sizeof(D.stall_first), "rank %d thread %d at %.3f ms%s%.120s",
 					 ring->rank, ring->tid, (double)D.hv[k] / 1e6, ring->wait_what[0] ? ", " : "",
 					 ring->wait_what);
@@ -1948,11 +1963,13 @@ int main(int argc, char **argv)
 			       "closed its end) were answered without them", (unsigned long long)uni_sim_gone());
 		uint64_t stalls = atomic_load(&D.h->stalls);
 		if (stalls)
-			logmsg("the horizon (the earliest virtual time a thread can still act at: the network and sleeps "
-			       "wait for it) stood still %llu time%s for %.0f ms of real time until the threads that held "
-			       "it and were not running (blocked outside the shim) were left out: the run's wall time "
-			       "grew by that, and a thread left out that sends later sends late; the first time: %s",
-			       (unsigned long long)stalls, stalls == 1 ? "" : "s", UNI_NIC_OUTSIDE_NS / 1e6, D.stall_first);
+			logmsg("the horizon (the earliest virtual time a thread can still act at: sleeps, connects and the "
+			       "nic network wait for it) stood still %llu time%s, %.3f s of real time in all, until the "
+			       "threads that held it and were not running (blocked outside the shim) were left out: the "
+			       "run's wall time grew by that, and a thread left out that sends later sends late; the "
+			       "first time: %s",
+			       (unsigned long long)stalls, stalls == 1 ? "" : "s",
+			       (double)atomic_load(&D.h->stall_ns) / 1e9, D.stall_first);
 		if (soft || stale)
 			logmsg("the nic network went past %llu arrivals unread after holding them 200 ms of real time for "
 			       "their reader (a simulated NCCL rank not asking for them: meeting its peers, still in an "

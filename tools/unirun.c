@@ -374,24 +374,29 @@ int main(int argc, char **argv)
 		       gave_up == 1 ? "its" : "their",
 		       (double)atomic_load(&hdr->hold_max_ns) / 1e9,
 		       gave_up == 1 ? "it" : "they");
+	/* Where virtual time stood still while wall time passed (a thread
+	 * left out that sends later sends late: the summary counts that).
+	 * (Only from a unid that stopped cleanly: the nic counts come at its
+	 * end.) */
 	uint64_t stalls = hdr ? atomic_load(&hdr->stalls) : 0, soft = hdr ? atomic_load(&hdr->soft_released) : 0,
 		 stale = hdr ? atomic_load(&hdr->stale_released) : 0;
-	if (stalls || soft || stale) {
-		/* Wall time only (a thread left out that sends later sends
-		 * late, and the summary counts that). */
-		printf("unirun: the simulation stood still in wall time:");
+	if (sr == 0 && (stalls || soft || stale)) {
+		printf("unirun: virtual time stood still while wall time passed:");
+		if (stalls == 1)
+			printf(" once");
+		else if (stalls)
+			printf(" %llu times", (unsigned long long)stalls);
 		if (stalls)
-			printf(" %llu time%s 250 ms until threads that held the horizon and were not running (blocked "
-			       "outside the shim) were left out%s", /* (UNI_NIC_OUTSIDE_NS, engine/nic.h) */
-			       (unsigned long long)stalls, stalls == 1 ? "" : "s", soft || stale ? ";" : "");
+			printf(" (%.3f s in all) until threads that held the horizon and were not running (blocked "
+			       "outside the shim) were left out%s",
+			       (double)atomic_load(&hdr->stall_ns) / 1e9, soft || stale ? ";" : "");
 		if (soft || stale)
-			printf(" %llu arrival%s held 200 ms and %llu held 2 s for a reader that did not ask for %s",
-			       (unsigned long long)soft, soft == 1 ? "" : "s", (unsigned long long)stale,
-			       soft + stale == 1 ? "it" : "them");
-		if (so.log)
-			printf(" (unid's log says more: %s)\n", so.log);
-		else
-			printf(" (unid's log says more: /tmp/uni.%s.log)\n", so.session);
+			printf(" the nic network held arrivals for readers that had not asked for them:");
+		if (soft)
+			printf(" %llu for 200 ms%s", (unsigned long long)soft, stale ? "," : "");
+		if (stale)
+			printf(" %llu for 2 s (stale)", (unsigned long long)stale);
+		printf(" (more in /tmp/uni.%s.log)\n", so.session);
 	}
 	free(pids);
 	free(done);

@@ -16,12 +16,13 @@
  *                          ELAPSED_MS": ETIMEDOUT after 3000 ms (the 1 s
  *                          slices moved the real deadline on each time:
  *                          it never timed out)
- *   sleepprobe outside     two ranks (RANK): rank 0 waits 1 s in
+ *   sleepprobe outside     two ranks (RANK): rank 0 waits in
  *                          sigtimedwait, which the shim does not see
- *                          (blocked outside it), while rank 1 sleeps 100
- *                          ms: the sleep waits for rank 0's clock until
- *                          unid leaves it out (250 ms); prints "outside
- *                          RANK" (unirun says the simulation stood still) */
+ *                          (blocked outside it), for SIGUSR2 from rank 1
+ *                          (10 s at most), which sleeps 100 ms first: the
+ *                          sleep waits for rank 0's clock until unid
+ *                          leaves it out (250 ms on); prints "outside
+ *                          RANK" (unirun says virtual time stood still) */
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
@@ -117,12 +118,14 @@ int main(int argc, char **argv)
 			sigemptyset(&set);
 			sigaddset(&set, SIGUSR2);
 			pthread_sigmask(SIG_BLOCK, &set, NULL);
-			struct timespec ms = {0, 1000000}, t = {1, 0};
+			struct timespec ms = {0, 1000000}, t = {10, 0};
 			nanosleep(&ms, NULL); /* (in the shim once: its clock counts) */
 			sigtimedwait(&set, NULL, &t);
 		} else {
+			signal(SIGUSR2, SIG_IGN);
 			struct timespec t = {0, 100000000};
 			nanosleep(&t, NULL);
+			kill(0, SIGUSR2); /* (the ranks' process group: rank 0) */
 		}
 		printf("outside %s\n", rank ? rank : "?");
 	} else {

@@ -552,6 +552,7 @@ struct uni_shm_hdr {
 	 * so at the end): the horizon, UNI_NIC_OUTSIDE_NS each time, until
 	 * threads that held it and were not running were left out ... */
 	_Atomic uint64_t stalls;
+	_Atomic uint64_t stall_ns;       /* ... the real time they stood still in all */
 	/* ... and (nic, at the session's end) arrivals the network went past
 	 * unread after the soft hold's 200 ms and after 2 s (stale). */
 	_Atomic uint64_t soft_released;
