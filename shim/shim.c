@@ -2358,8 +2358,9 @@ void uni_shim_wake_floors(void *obj, uint64_t t)
 }
 
 /* The thread waits on obj: whatever wakes it carries a later time (it
- * does not hold the nic horizon back). */
-static void wait_on_object(struct uni_ring *r, void *obj)
+ * does not hold the nic horizon back); its wake floor cleared, unless
+ * keep_floor (a meeting's: the last to arrive may have given it one). */
+static void wait_on_object_floor(struct uni_ring *r, void *obj, int keep_floor)
 {
 	r->wait_obj = (uint64_t)(uintptr_t)obj;
 	r->wait_since = uni_now_ns();
@@ -2367,9 +2368,15 @@ static void wait_on_object(struct uni_ring *r, void *obj)
 	r->wait_vt = tls.vt;
 	r->wait_vdl = 0;
 	r->stack[0] = 0;
-	atomic_store_explicit(&r->wake_floor, UINT64_MAX, memory_order_relaxed);
+	if (!keep_floor)
+		atomic_store_explicit(&r->wake_floor, UINT64_MAX, memory_order_relaxed);
 	atomic_store_explicit(&r->wait_kind, UNI_WAIT_COND, memory_order_release);
 	horizon_moved();
+}
+
+static void wait_on_object(struct uni_ring *r, void *obj)
+{
+	wait_on_object_floor(r, obj, 0);
 }
 
 int uni_shim_object_wait(int on, void *obj)
@@ -2517,16 +2524,7 @@ void uni_shim_meet_wait(int on, uint64_t t)
 	struct uni_ring *r = thread_ring();
 	if (r && on) {
 		charge();
-		r->wait_obj = 0;
-		r->wait_since = uni_now_ns();
-		r->wait_deadline = 0;
-		r->wait_vt = tls.vt;
-		r->wait_vdl = 0;
-		r->stack[0] = 0;
-		/* (Its floor is left as it is: the last to arrive may have
-		 * given it one already.) */
-		atomic_store_explicit(&r->wait_kind, UNI_WAIT_COND, memory_order_release);
-		horizon_moved();
+		wait_on_object_floor(r, NULL, 1);
 	} else if (r) {
 		leave(); /* (the CPU the wait spent is nobody's compute) */
 		uni_shim_idle_until(t);
