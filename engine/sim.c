@@ -910,17 +910,22 @@ static void want_upto(struct stream *s, uint64_t end)
 			nic_flow_want(s->ch[i].nf);
 }
 
+void uni_sim_opener(const struct uni_addr *ad, uint32_t ring, int32_t tid)
+{
+	struct opener *o = S.nic ? opener_find(ad, 1) : NULL;
+	if (o) {
+		o->ring = ring + 1;
+		o->tid = tid;
+	}
+}
+
 void uni_sim_opened(uint32_t conn, uint32_t ring, int32_t tid)
 {
 	if (!S.nic || conn >= S.h->max_conns)
 		return;
 	S.st[conn].open_ring = ring + 1;
 	S.st[conn].open_tid = tid;
-	struct opener *o = opener_find(&uni_shm_conn(S.h, conn)->local, 1);
-	if (o) {
-		o->ring = ring + 1;
-		o->tid = tid;
-	}
+	uni_sim_opener(&uni_shm_conn(S.h, conn)->local, ring, tid);
 }
 
 void uni_sim_read(const struct uni_op *op)

@@ -74,6 +74,10 @@ void uni_sim_want(uint32_t conn, uint64_t end);
 /* nic: the thread of ring (tid) opened simulated NCCL end conn: its
  * reader until a read says otherwise. */
 void uni_sim_opened(uint32_t conn, uint32_t ring, int32_t tid);
+/* nic: the thread of ring (tid) joined a simulated NCCL communicator as
+ * the rank whose ends have addresses like ad (any channel): their reader
+ * until one of them opens (reader_waits). */
+void uni_sim_opener(const struct uni_addr *ad, uint32_t ring, int32_t tid);
 /* nic, as the session stops: the flows still under way finish (those
  * nobody read: the simulated NCCL's last credits), so that every send's
  * record is written. */

@@ -131,6 +131,24 @@ spread=$("$UNITRACE" dump "$T/ptnic.unitrace" | awk '$2 == "nccl_op" && !seen[$3
 	{ "$UNITRACE" dump "$T/ptnic.unitrace" | grep nccl_op | head; fail "PyTorch call sequences under nic: the first AllReduces start $spread ns apart"; }
 ok "ProcessGroupNCCL's call sequences under nic (a watchdog thread polling in a loop), none late, no wall-time stalls, the ranks leave the join together"
 
+# Split under nic: rank 0, in no new communicator, starts the parent's
+# AllReduce while ranks 1 and 3 still time theirs in the new one, and
+# its first send to rank 1 arrives on a connection rank 1 has not opened,
+# of a communicator whose ends it has opened none of yet: the thread that
+# joined it stands for its reader (before, the network held the arrival
+# for the 200 ms soft hold in every run, and unirun said so). A host
+# that does not run a rank for 200 ms can cost one such hold: a second
+# run must show it too.
+for try in 1 2; do
+	rm -f "$T"/id*
+	NCCL_CHECK_ID=$T/id timeout 120 "$UNIRUN" -n 4 --config "$T/ptnic.yaml" -- "$CHECK" split >"$T/log" 2>&1 ||
+		{ cat "$T/log"; fail "split under nic"; }
+	[ "$(grep -c 'checks passed' "$T/log")" = 4 ] || { cat "$T/log"; fail "split under nic"; }
+	grep -q '^unirun: virtual time stood still' "$T/log" || break
+	[ $try = 1 ] || { cat "$T/log"; fail "split under nic: the simulation stood still in wall time (twice)"; }
+done
+ok "split under nic: the first arrival on a connection of a communicator its reader has opened no end of yet does not hold the network"
+
 rm -f "$T"/id*
 start=$(date +%s)
 NCCL_CHECK_ID=$T/id timeout 60 "$UNIRUN" -n 3 --config "$T/rec.yaml" --trace "$T/a.unitrace" -- "$CHECK" abort \
