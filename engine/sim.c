@@ -521,10 +521,11 @@ static int soft_holds(uint32_t wconn)
  * and rank (NULL: none; create: made if there is room). */
 static struct opener *opener_find(const struct uni_addr *ad, int create)
 {
-	if (!S.openers || ad->ip[0] != 0xfd || ad->ip[1] != 'u')
+	uint64_t a;
+	uint32_t rank_gen;
+	if (!S.openers || !uni_nccl_addr_rank(ad, &a, &rank_gen))
 		return NULL;
-	uint64_t a, b = 1ull << 32 | (uint64_t)ad->ip[12] << 16 | (uint64_t)ad->ip[13] << 8 | ad->ip[15];
-	memcpy(&a, ad->ip + 4, 8);
+	uint64_t b = 1ull << 32 | rank_gen;
 	uint32_t m = S.nopeners - 1, h = (uint32_t)((a ^ b * 0x9E3779B97F4A7C15ull) >> 20) & m;
 	for (uint32_t i = 0; i <= m; i++) {
 		struct opener *o = &S.openers[(h + i) & m];

@@ -633,12 +633,12 @@ static void handle(uint32_t ring_idx, struct uni_ring *ring, const struct uni_ev
 		nccl_seg_add(e->a, e->b);
 		if (D.cfg.mode == UNI_MODE_SIMULATE && e->len < 65536) {
 			/* The joining thread stands for the rank's reader until
-			 * it opens an end: an end's address as shim/nccl.c's
-			 * vaddr makes it (generation 0, a new communicator's). */
-			struct uni_addr ad = {.ip = {0xfd, 'u', 'n', 'i'}};
-			memcpy(ad.ip + 4, &e->a, 8);
-			ad.ip[12] = (uint8_t)(e->len >> 8);
-			ad.ip[13] = (uint8_t)e->len;
+			 * it opens an end (any of its ends' addresses: generation
+			 * 0, a new communicator's). */
+			uint8_t key8[8];
+			struct uni_addr ad;
+			memcpy(key8, &e->a, 8);
+			uni_nccl_addr(key8, (int)e->len, 0, 0, 0, &ad);
 			uni_sim_opener(&ad, ring_idx, ring->tid);
 		}
 		break;

@@ -671,10 +671,19 @@ static uint64_t meet_close(ncclComm_t c)
 	return t;
 }
 
+/* The calling rank, which took part in a meeting, goes on from t (0: its
+ * own clock; in turn, a turn there). */
+static void meet_go(uint64_t t)
+{
+	uni_shim_meet_wait(0, t);
+	if (t && uni_shim_det_nccl())
+		uni_shim_det_turn();
+}
+
 /* The meeting is over for the calling rank, a waiter that took part
  * (meet_arrive 1), whether it was opened (*open no longer v) or its wait
  * failed. The rank goes on from the latest clock if the last to arrive
- * gave it its floor, else from its own (in turn, a turn there). */
+ * gave it its floor, else from its own. */
 static void meet_end(ncclComm_t c, _Atomic uint32_t *open, uint32_t v)
 {
 	struct seg *s = c->sh;
@@ -687,9 +696,7 @@ static void meet_end(ncclComm_t c, _Atomic uint32_t *open, uint32_t v)
 		if (atomic_load_explicit(open, memory_order_acquire) != v)
 			t = s->meet_t;
 	}
-	uni_shim_meet_wait(0, t);
-	if (t && uni_shim_det_nccl())
-		uni_shim_det_turn();
+	meet_go(t);
 }
 
 static ncclResult_t barrier_wait(ncclComm_t c, const char *what, uint32_t gen);
@@ -706,11 +713,8 @@ static ncclResult_t barrier_x(ncclComm_t c, const char *what, int sync)
 		atomic_fetch_add_explicit(&s->bar_gen, 1, memory_order_release);
 		uni_futex_wake(&s->bar_gen, INT32_MAX);
 		uni_shim_det_nccl_wake(comm_key64(c));
-		if (part) {
-			uni_shim_meet_wait(0, t);
-			if (uni_shim_det_nccl())
-				uni_shim_det_turn();
-		}
+		if (part)
+			meet_go(t);
 		return ncclSuccess;
 	}
 	if (part && !uni_shim_det_nccl()) /* (in turn the network moves in turn) */
@@ -818,10 +822,7 @@ static ncclResult_t init_join(ncclComm_t c, int sync)
 	uint64_t since = mono_ns();
 	int det = uni_shim_det_nccl();
 	if (sync && c->meet_last) {
-		/* It opened the join itself. */
-		uni_shim_meet_wait(0, s->meet_t);
-		if (det)
-			uni_shim_det_turn();
+		meet_go(s->meet_t); /* (it opened the join itself) */
 		sync = 0;
 	}
 	if (sync && !det && !atomic_load_explicit(&s->join_open, memory_order_acquire))
@@ -1412,17 +1413,7 @@ ncclResult_t pncclRedOpDestroy(ncclRedOp_t op, ncclComm_t comm)
 
 static void vaddr(const ncclComm_t c, int a, int b, int ch, struct uni_addr *out)
 {
-	memset(out, 0, sizeof(*out));
-	out->ip[0] = 0xfd; /* a unique-local IPv6 prefix: never a real peer */
-	out->ip[1] = 'u';
-	out->ip[2] = 'n';
-	out->ip[3] = 'i';
-	memcpy(out->ip + 4, c->key, 8);
-	out->ip[12] = (uint8_t)(a >> 8);
-	out->ip[13] = (uint8_t)a;
-	out->ip[14] = (uint8_t)ch;
-	out->ip[15] = c->gen;
-	out->port = (uint16_t)(b + 1);
+	uni_nccl_addr(c->key, a, b, ch, c->gen, out);
 }
 
 /* Index of (peer p, channel ch) in c->vc, tx, rx. */

@@ -223,6 +223,38 @@ struct uni_addr {
 	uint16_t pad[3];
 };
 
+/* The address of a simulated NCCL connection end (the shim opens one per
+ * peer and channel; unid matches the ends like TCP ones): a unique-local
+ * IPv6 prefix, never a real peer ("fd75:6e69", "uni"), the first 8 bytes
+ * of the communicator's key, the end's rank, its channel and the
+ * communicator's generation; the port is the peer's rank + 1. */
+static inline void uni_nccl_addr(const uint8_t key8[8], int rank, int peer, int ch, uint8_t gen,
+				 struct uni_addr *out)
+{
+	*out = (struct uni_addr){.ip = {0xfd, 'u', 'n', 'i'}, .port = (uint16_t)(peer + 1)};
+	for (int i = 0; i < 8; i++)
+		out->ip[4 + i] = key8[i];
+	out->ip[12] = (uint8_t)(rank >> 8);
+	out->ip[13] = (uint8_t)rank;
+	out->ip[14] = (uint8_t)ch;
+	out->ip[15] = gen;
+}
+
+/* 1 when ad is such an address: its communicator in *comm (the key's 8
+ * bytes), its rank and generation in *rank_gen (rank << 8 | gen); the
+ * channel and the peer left out. */
+static inline int uni_nccl_addr_rank(const struct uni_addr *ad, uint64_t *comm, uint32_t *rank_gen)
+{
+	if (ad->ip[0] != 0xfd || ad->ip[1] != 'u' || ad->ip[2] != 'n' || ad->ip[3] != 'i')
+		return 0;
+	uint64_t k = 0;
+	for (int i = 7; i >= 0; i--)
+		k = k << 8 | ad->ip[4 + i];
+	*comm = k;
+	*rank_gen = (uint32_t)ad->ip[12] << 16 | (uint32_t)ad->ip[13] << 8 | ad->ip[15];
+	return 1;
+}
+
 enum uni_rank_state {
 	UNI_RANK_FREE = 0,
 	UNI_RANK_LIVE = 1,     /* attached; pid set */
