@@ -2606,7 +2606,12 @@ struct op {
 	size_t frag;
 	uint64_t stall;
 	int spill_failed; /* no segment could be made for its rest: not tried again */
+	int coll; /* a message of this collective (run_rooted; 0: a Send or Recv) */
 };
+
+/* What an op is, for messages: its own kind, or the collective whose
+ * message it moves. */
+#define OP_NAME(o) kind_name[(o)->coll ? (o)->coll : (o)->kind]
 
 static ncclResult_t check_common(ncclComm_t comm, const char *fn, int type, int root_or_peer, int need_root)
 {
@@ -3157,8 +3162,9 @@ static int p2p_recv_step(struct op *o, ncclResult_t *err)
 		o->hdr_done = moved = 1;
 		if (len != bytes) {
 			*err = fail(c, ncclInvalidArgument,
-				    "ncclRecv: rank %d expects %zu bytes from rank %d, which sent %llu", c->rank,
-				    bytes, o->peer, (unsigned long long)len);
+				    "nccl%s: rank %d expects %zu bytes from rank %d, which sent %llu%s", OP_NAME(o),
+				    c->rank, bytes, o->peer, (unsigned long long)len,
+				    o->coll ? " (the ranks disagree on the count or the data type)" : "");
 			/* Drain what was sent, so the pair stays in step. */
 			o->count = 0;
 			o->done = 0;
@@ -3298,7 +3304,7 @@ static ncclResult_t run_p2p(struct op *ops, int nops)
 		if ((ops[i].kind == K_SEND || ops[i].kind == K_RECV) && ops[i].peer == ops[i].comm->rank &&
 		    !ops[i].finished)
 			return fail(ops[i].comm, ncclInvalidUsage, "%s to itself (rank %d) without its match in the group",
-				    kind_name[ops[i].kind], ops[i].peer);
+				    OP_NAME(&ops[i]), ops[i].peer);
 	uint64_t since = mono_ns(), look = 0;
 	int spins = 0, noted = 0, det = uni_shim_det_nccl();
 	_Atomic uint32_t *words[UNI_WAIT_WORDS_MAX];
@@ -3351,7 +3357,7 @@ static ncclResult_t run_p2p(struct op *ops, int nops)
 					wait_peers(c, &det, ops[i].peer, w, atomic_load(w), ms, asked);
 				break;
 			}
-			note_wait(c, kind_name[ops[i].kind], ops[i].peer);
+			note_wait(c, OP_NAME(&ops[i]), ops[i].peer);
 			noted = 1;
 			if (!waited)
 				wait_peers(c, &det, ops[i].peer, w, atomic_load(w), ms, asked);
@@ -3367,7 +3373,7 @@ static ncclResult_t run_p2p(struct op *ops, int nops)
 				spins = 0;
 				break;
 			}
-			ncclResult_t r = wait_check(c, since, kind_name[ops[i].kind], gone ? ops[i].peer : -2);
+			ncclResult_t r = wait_check(c, since, OP_NAME(&ops[i]), gone ? ops[i].peer : -2);
 			if (r != ncclSuccess) {
 				uni_shim_nccl_wait(0, NULL);
 				return r;
@@ -3663,6 +3669,137 @@ static ncclResult_t unstage(struct op *ops, int nops, ncclResult_t r)
 	return r;
 }
 
+/* Broadcast, Reduce, Gather and Scatter: messages between the root and
+ * each other rank through the pairs' rings, as Send and Recv move theirs,
+ * not the slots: a rank waits only for the ranks whose data it needs.
+ * The root of a Broadcast or Scatter, and the other ranks of a Reduce or
+ * Gather, need none and do not wait for their peers (a message that does
+ * not fit the ring goes outside it). Through the slots, whose barriers
+ * hold every rank, a rank that needed nothing met its peers in real time
+ * while they still timed an earlier operation, and in a run of such
+ * operations every rank waited for the slowest: under nic the network
+ * stood still (250 to 500 ms) or held arrivals unread (200 ms) each
+ * time, and what a rank sent next was late. A Reduce moves in messages
+ * of a bounded size, so that its root holds a bounded part of its peers'
+ * data at a time. The ranks must agree on the count, the type and the
+ * root, as in NCCL; a count or type size that differs is found by a
+ * receiving rank (the message's length), a root that differs leaves a
+ * rank waiting (unid reports the deadlock).
+ *
+ * Not in a deterministic session (every rank of it decides alike): the
+ * turn times an operation after its data moved, and a rank's timing waits
+ * for what its predecessor in the operation's algorithm (a Broadcast's
+ * chain) sends, whose end must be open: a rank that got the root's data
+ * before its predecessor even called the Broadcast waited a second in
+ * turn for that end and then read outside the turn (the slots' barriers
+ * have every rank in the operation first). */
+#define ROOTED_CHUNK_BYTES ((size_t)256 << 20)
+
+static int rooted(const struct op *o)
+{
+	return (o->kind == K_BCAST || o->kind == K_REDUCE || o->kind == K_GATHER || o->kind == K_SCATTER) &&
+	       o->comm->nranks > 1 && !uni_shim_det_session();
+}
+
+static struct op rooted_msg(const struct op *o, int kind, int peer, const void *send, void *recv, size_t count)
+{
+	return (struct op){.kind = kind, .send = send, .recv = recv, .count = count, .type = o->type,
+			   .redop = -1, .root = -1, .peer = peer, .comm = o->comm, .stream = o->stream,
+			   .coll = o->kind};
+}
+
+static ncclResult_t run_rooted(const struct op *o)
+{
+	ncclComm_t c = o->comm;
+	int n = c->nranks, me = c->rank, root = o->root;
+	size_t esz = uni_nccl_type_size(o->type), b = o->count * esz;
+	const uint8_t *sb = o->send;
+	uint8_t *rb = o->recv;
+	ncclResult_t r = ncclSuccess;
+	c->seq++; /* (every collective counts, as in agree) */
+	if (o->kind == K_REDUCE) {
+		/* Messages of per elements; the root reduces each part as it
+		 * comes, in rank order. */
+		size_t per = ROOTED_CHUNK_BYTES / (size_t)(n - 1) / esz;
+		if (per < 4096)
+			per = 4096;
+		size_t parts = o->count ? (o->count + per - 1) / per : 1;
+		if (me != root) {
+			struct op *m = calloc(parts, sizeof(*m));
+			if (!m)
+				return fail(c, ncclSystemError, "ncclReduce: out of memory for %zu messages", parts);
+			for (size_t k = 0; k < parts; k++) {
+				size_t off = k * per, cnt = o->count - off < per ? o->count - off : per;
+				m[k] = rooted_msg(o, K_SEND, root, sb + off * esz, NULL, o->count ? cnt : 0);
+			}
+			r = run_p2p(m, (int)parts);
+			free(m);
+			return r;
+		}
+		size_t cap = (per < o->count ? per : o->count) * esz;
+		uint8_t *tmp = malloc((size_t)(n - 1) * (cap ? cap : 1));
+		struct op *m = calloc((size_t)n, sizeof(*m));
+		const void **in = calloc((size_t)n, sizeof(*in));
+		if (!tmp || !m || !in)
+			r = fail(c, ncclSystemError, "ncclReduce: rank %d (the root): out of memory for %zu bytes of its "
+				 "peers' data", me, (size_t)(n - 1) * cap);
+		int pre;
+		const void *scalar = premul_scalar(o, &pre);
+		int base = pre ? ncclSum : o->redop;
+		for (size_t k = 0; k < parts && r == ncclSuccess; k++) {
+			size_t off = k * per, cnt = o->count - off < per ? o->count - off : per;
+			if (!o->count)
+				cnt = 0;
+			int nm = 0;
+			for (int p = 0; p < n; p++) {
+				uint8_t *dst = tmp + (size_t)(p < me ? p : p - 1) * cap;
+				in[p] = p == me ? sb + off * esz : dst;
+				if (p != me)
+					m[nm++] = rooted_msg(o, K_RECV, p, NULL, dst, cnt);
+			}
+			r = run_p2p(m, nm);
+			if (r == ncclSuccess && cnt)
+				uni_nccl_reduce(rb + off * esz, in, n, cnt, o->type, o->redop < ncclNumOps ? o->redop : base,
+						pre, scalar);
+		}
+		free(tmp);
+		free(m);
+		free(in);
+		return r;
+	}
+	int gives = (o->kind == K_BCAST || o->kind == K_SCATTER) ? me == root : me != root;
+	if (!gives && o->kind != K_GATHER) { /* a Broadcast's or Scatter's other rank */
+		struct op m = rooted_msg(o, K_RECV, root, NULL, rb, o->count);
+		return run_p2p(&m, 1);
+	}
+	if (gives && o->kind == K_GATHER) {
+		struct op m = rooted_msg(o, K_SEND, root, sb, NULL, o->count);
+		return run_p2p(&m, 1);
+	}
+	/* A Gather's root takes a message from every other rank; a
+	 * Broadcast's or Scatter's gives one to each: its own part first. */
+	struct op *m = calloc((size_t)n, sizeof(*m));
+	if (!m)
+		return fail(c, ncclSystemError, "nccl%s: out of memory for %d messages", kind_name[o->kind], n);
+	const uint8_t *own = o->kind == K_SCATTER ? sb + (size_t)me * b : sb;
+	uint8_t *mine = o->kind == K_GATHER ? rb + (size_t)me * b : rb;
+	if (own != mine && b)
+		memmove(mine, own, b);
+	int nm = 0;
+	for (int p = 0; p < n; p++) {
+		if (p == me)
+			continue;
+		if (o->kind == K_GATHER)
+			m[nm++] = rooted_msg(o, K_RECV, p, NULL, rb + (size_t)p * b, o->count);
+		else
+			m[nm++] = rooted_msg(o, K_SEND, p, o->kind == K_SCATTER ? sb + (size_t)p * b : rb, NULL,
+					     o->count);
+	}
+	r = run_p2p(m, nm);
+	free(m);
+	return r;
+}
+
 /* The data of ops (all on host buffers by now): collectives in order, then
  * the sends and receives together. */
 static ncclResult_t data_path(struct op *ops, int nops)
@@ -3673,7 +3810,7 @@ static ncclResult_t data_path(struct op *ops, int nops)
 		if (ops[i].kind == K_SEND || ops[i].kind == K_RECV)
 			has_p2p = 1;
 		else
-			r = run_coll(&ops[i]);
+			r = rooted(&ops[i]) ? run_rooted(&ops[i]) : run_coll(&ops[i]);
 	}
 	if (r == ncclSuccess && has_p2p)
 		r = run_p2p(ops, nops);

@@ -24,6 +24,9 @@
  *                            receives in one group, then 4 in one group that
  *                            rank 1 receives a call each
  *   nccl_check mismatch      rank 0 and the others disagree on a count
+ *   nccl_check rooted N      N rounds of a Broadcast from rank 1, a Reduce
+ *                            to the last rank, a Gather to rank 0 and a
+ *                            Scatter from rank 0 (4 kB a rank), checked
  *   nccl_check allreduce SIZE...  an AllReduce of each SIZE, the virtual
  *                            time each took on this rank (JSON)
  *   nccl_check group2 SIZE   two AllReduces of SIZE in one group (JSON)
@@ -911,6 +914,33 @@ static void pytorch(ncclComm_t world_comm_unused)
 
 /* One rank aborts while the others wait in a collective: they get an
  * error within seconds, never a hang. */
+/* Rooted operations in a row: in each, some ranks need nothing from
+ * their peers (the roots of the Broadcast and the Scatter, the other ranks
+ * of the Reduce and the Gather) and run ahead of them in virtual time. */
+static void rooted_rounds(ncclComm_t comm, int rounds)
+{
+	enum { N = 1024 };
+	float *sb = calloc((size_t)N * nranks, sizeof(float)), *rb = calloc((size_t)N * nranks, sizeof(float));
+	for (int k = 0; k < rounds; k++) {
+		for (size_t i = 0; i < (size_t)N * nranks; i++)
+			sb[i] = (float)(rank * 1000 + k + (int)(i % 97));
+		NCCL(ncclBroadcast(sb, rb, N, ncclFloat32, 1 % nranks, comm, NULL));
+		CHECK(rb[5] == (float)((1 % nranks) * 1000 + k + 5), "round %d: Broadcast %g", k, rb[5]);
+		NCCL(ncclReduce(sb, rb, N, ncclFloat32, ncclSum, nranks - 1, comm, NULL));
+		if (rank == nranks - 1)
+			CHECK(rb[7] == (float)(1000 * nranks * (nranks - 1) / 2 + nranks * (k + 7)), "round %d: Reduce %g",
+			      k, rb[7]);
+		NCCL(ncclGather(sb, rb, N, ncclFloat32, 0, comm, NULL));
+		if (rank == 0)
+			CHECK(rb[(size_t)(nranks - 1) * N + 3] == (float)((nranks - 1) * 1000 + k + 3), "round %d: Gather %g",
+			      k, rb[(size_t)(nranks - 1) * N + 3]);
+		NCCL(ncclScatter(sb, rb, N, ncclFloat32, 0, comm, NULL));
+		CHECK(rb[2] == (float)(k + (int)(((size_t)rank * N + 2) % 97)), "round %d: Scatter %g", k, rb[2]);
+	}
+	free(sb);
+	free(rb);
+}
+
 static void abort_peer(ncclComm_t comm)
 {
 	if (rank == nranks - 1) {
@@ -2236,6 +2266,8 @@ int main(int argc, char **argv)
 	} else if (!strcmp(argv[1], "deadlock") && argc > 2) {
 		deadlock(comm, argv[2]);
 		return 1; /* not reached: unid stops the ranks */
+	} else if (!strcmp(argv[1], "rooted") && argc > 2) {
+		rooted_rounds(comm, atoi(argv[2]));
 	} else if (!strcmp(argv[1], "mismatch")) {
 		float x[8] = {0};
 		ncclResult_t e = ncclAllReduce(x, x, rank == 0 ? 4 : 8, ncclFloat32, ncclSum, comm, NULL);

@@ -149,6 +149,25 @@ for try in 1 2; do
 done
 ok "split under nic: the first arrival on a connection of a communicator its reader has opened no end of yet does not hold the network"
 
+# Rooted operations in a row under nic: the root of a Broadcast or
+# Scatter and the other ranks of a Reduce or Gather need nothing from
+# their peers and run ahead of them in virtual time. Their data moves as
+# messages between the root and each rank, so none meets its peers in
+# real time: before (the slots' barriers), 20 rounds stood still 40 times
+# (11 s of wall time for 0.1 s), and what the ranks sent after was late.
+for try in 1 2; do
+	rm -f "$T"/id*
+	NCCL_CHECK_ID=$T/id timeout 120 "$UNIRUN" -n 4 --session "ncro-$$" --config "$T/ptnic.yaml" -- "$CHECK" rooted 20 \
+		>"$T/log" 2>&1 || { cat "$T/log"; fail "rooted operations under nic"; }
+	[ "$(grep -c 'checks passed' "$T/log")" = 4 ] || { cat "$T/log"; fail "rooted operations under nic"; }
+	! grep -q 'transfers were stamped before the network time' /tmp/uni.ncro-$$.log ||
+		{ cat /tmp/uni.ncro-$$.log; fail "rooted operations under nic: transfers sent late"; }
+	grep -q '^unirun: virtual time stood still' "$T/log" || break
+	[ $try = 1 ] || { cat "$T/log"; fail "rooted operations under nic: the simulation stood still in wall time (twice)"; }
+done
+rm -f /tmp/uni.ncro-$$.log
+ok "rooted operations in a row under nic (Broadcast, Reduce, Gather, Scatter): nobody waits for peers it needs nothing from, none late"
+
 rm -f "$T"/id*
 start=$(date +%s)
 NCCL_CHECK_ID=$T/id timeout 60 "$UNIRUN" -n 3 --config "$T/rec.yaml" --trace "$T/a.unitrace" -- "$CHECK" abort \
