@@ -57,6 +57,7 @@
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -2607,6 +2608,7 @@ struct op {
 	uint64_t stall;
 	int spill_failed; /* no segment could be made for its rest: not tried again */
 	int coll; /* a message of this collective (run_rooted; 0: a Send or Recv) */
+	uint64_t tag; /* such a message's tag, in its length word (msg_tag) */
 };
 
 /* What an op is, for messages: its own kind, or the collective whose
@@ -3027,6 +3029,11 @@ static size_t ring_get(ncclComm_t c, int from, uint8_t *p, size_t len)
  * 1, or 0 when one cannot be made (the rest then waits for the ring). */
 static int spill_put(ncclComm_t c, int peer, const void *p, size_t bytes, uint64_t n)
 {
+	/* Never more than half of what /dev/shm has free (others use it too:
+	 * a Broadcast's root keeps a copy for every rank behind it). */
+	struct statvfs sv;
+	if (statvfs("/dev/shm", &sv) == 0 && (uint64_t)bytes > (uint64_t)sv.f_bavail * sv.f_frsize / 2)
+		return 0;
 	char name[128];
 	uni_nccl_spill_name(c->seg, c->rank, peer, n, name, sizeof(name));
 	int fd = shm_open(name, O_CREAT | O_EXCL | O_RDWR, 0600);
@@ -3055,8 +3062,8 @@ static ncclResult_t spill_get(ncclComm_t c, const struct op *o, void *dst, size_
 	uni_nccl_spill_name(c->seg, o->peer, c->rank, n, name, sizeof(name));
 	int fd = shm_open(name, O_RDONLY, 0);
 	if (fd < 0)
-		return fail(c, ncclSystemError, "ncclRecv: rank %d: the message from rank %d (/dev/shm%s) is gone: %s",
-			    c->rank, o->peer, name, strerror(errno));
+		return fail(c, ncclSystemError, "nccl%s: rank %d: the message from rank %d (/dev/shm%s) is gone: %s",
+			    OP_NAME(o), c->rank, o->peer, name, strerror(errno));
 	ncclResult_t r = ncclSuccess;
 	if (dst && bytes) {
 		/* (Its sender meanwhile waits for room rather than put its
@@ -3066,8 +3073,8 @@ static ncclResult_t spill_get(ncclComm_t c, const struct op *o, void *dst, size_
 		atomic_store_explicit(&b->rbusy, 1, memory_order_release);
 		void *p = mmap(NULL, bytes, PROT_READ, MAP_SHARED, fd, 0);
 		if (p == MAP_FAILED) {
-			r = fail(c, ncclSystemError, "ncclRecv: rank %d: cannot map the message from rank %d: %s", c->rank,
-				 o->peer, strerror(errno));
+			r = fail(c, ncclSystemError, "nccl%s: rank %d: cannot map the message from rank %d: %s", OP_NAME(o),
+				 c->rank, o->peer, strerror(errno));
 		} else {
 			memcpy(dst, p, bytes);
 			munmap(p, bytes);
@@ -3094,13 +3101,37 @@ static void spill_drop(ncclComm_t c)
 		uni_nccl_spills_remove(c->seg, c->rank);
 }
 
+/* A message's length word: its bytes, and for a collective's message
+ * (run_rooted) a tag above them: the collective, its data type and its
+ * number on the communicator (mod 2^10), so that a receiver finds a
+ * message of another operation (ranks that disagree on an operation, its
+ * root or its type; a group whose Send a peer takes for a Broadcast's
+ * message) instead of taking its bytes. */
+#define MSG_BYTES ((1ull << 44) - 1)
+
+static uint64_t msg_tag(int kind, int type, uint64_t seq)
+{
+	return 1ull << 63 | (uint64_t)(kind & 15) << 59 | (uint64_t)(type & 31) << 54 | (seq & 1023) << 44;
+}
+
+/* What a length word's tag says, for messages. */
+static void msg_what(uint64_t w, char *buf, size_t len)
+{
+	if (!(w >> 44))
+		snprintf(buf, len, "a Send of %llu bytes", (unsigned long long)(w & MSG_BYTES));
+	else
+		snprintf(buf, len, "nccl%s's message of %llu bytes (type %u, its operation #%llu mod 1024)",
+			 kind_name[((w >> 59) & 15) <= K_SPLIT ? (w >> 59) & 15 : 0], (unsigned long long)(w & MSG_BYTES),
+			 (unsigned)(w >> 54) & 31, (unsigned long long)(w >> 44) & 1023);
+}
+
 static int p2p_send_step(struct op *o)
 {
 	ncclComm_t c = o->comm;
 	struct pairbox *b = box_of(c, c->rank, o->peer);
 	size_t bytes = o->count * uni_nccl_type_size(o->type);
 	int moved = 0, lead = 0; /* lead: the length is still to write, with the first fragment */
-	uint64_t len = bytes;
+	uint64_t len = bytes | o->tag;
 	if (!o->hdr_done) {
 		if (ring_room(b) < 8)
 			return 0;
@@ -3160,17 +3191,23 @@ static int p2p_recv_step(struct op *o, ncclResult_t *err)
 		o->msgn = c->p2pn[c->nranks + o->peer]++;
 		ring_get(c, o->peer, (uint8_t *)&len, 8);
 		o->hdr_done = moved = 1;
-		if (len != bytes) {
+		if (len != (bytes | o->tag)) {
+			char want[160], got[160];
+			msg_what(bytes | o->tag, want, sizeof(want));
+			msg_what(len, got, sizeof(got));
 			*err = fail(c, ncclInvalidArgument,
-				    "nccl%s: rank %d expects %zu bytes from rank %d, which sent %llu%s", OP_NAME(o),
-				    c->rank, bytes, o->peer, (unsigned long long)len,
-				    o->coll ? " (the ranks disagree on the count or the data type)" : "");
+				    "nccl%s: rank %d expects %s from rank %d, which sent %s (%s)", OP_NAME(o), c->rank,
+				    want, o->peer, got,
+				    (len & ~MSG_BYTES) == o->tag
+					    ? "the ranks disagree on the count"
+					    : "the ranks disagree on the operation, its root or its data type, or on the "
+					      "order of their operations");
 			/* Drain what was sent, so the pair stays in step. */
 			o->count = 0;
 			o->done = 0;
 			o->finished = 0;
 			o->draining = 1;
-			o->drop = (size_t)len;
+			o->drop = (size_t)(len & MSG_BYTES);
 		}
 	}
 	size_t total = o->draining ? o->drop : bytes;
@@ -3693,7 +3730,17 @@ static ncclResult_t unstage(struct op *ops, int nops, ncclResult_t r)
  * before its predecessor even called the Broadcast waited a second in
  * turn for that end and then read outside the turn (the slots' barriers
  * have every rank in the operation first). */
-#define ROOTED_CHUNK_BYTES ((size_t)256 << 20)
+static size_t rooted_part_bytes(void)
+{
+	static size_t v;
+	if (!v) {
+		/* (UNI_NCCL_REDUCE_PART: tests, a Reduce in several parts) */
+		const char *e = getenv("UNI_NCCL_REDUCE_PART");
+		long long x = e ? atoll(e) : 0;
+		v = x >= 4096 ? (size_t)x : (size_t)64 << 20;
+	}
+	return v;
+}
 
 static int rooted(const struct op *o)
 {
@@ -3705,10 +3752,26 @@ static struct op rooted_msg(const struct op *o, int kind, int peer, const void *
 {
 	return (struct op){.kind = kind, .send = send, .recv = recv, .count = count, .type = o->type,
 			   .redop = -1, .root = -1, .peer = peer, .comm = o->comm, .stream = o->stream,
-			   .coll = o->kind};
+			   .coll = o->kind, .tag = msg_tag(o->kind, o->type, o->comm->seq)};
 }
 
+static ncclResult_t run_rooted_msgs(const struct op *o);
+
+/* A message that did not match leaves this rank's virtual connections
+ * and its peers' apart (it starts new ones, they do not: they did not
+ * fail): its communicator is to be aborted, and its later calls say so
+ * (NCCL leaves such a mismatch undefined). */
 static ncclResult_t run_rooted(const struct op *o)
+{
+	ncclResult_t r = run_rooted_msgs(o);
+	if (r == ncclInvalidArgument) {
+		int none = ncclSuccess;
+		atomic_compare_exchange_strong(&o->comm->async_err, &none, (int)r);
+	}
+	return r;
+}
+
+static ncclResult_t run_rooted_msgs(const struct op *o)
 {
 	ncclComm_t c = o->comm;
 	int n = c->nranks, me = c->rank, root = o->root;
@@ -3717,27 +3780,34 @@ static ncclResult_t run_rooted(const struct op *o)
 	uint8_t *rb = o->recv;
 	ncclResult_t r = ncclSuccess;
 	c->seq++; /* (every collective counts, as in agree) */
+	/* Of nothing, nothing moves: such a rank's timing receives nothing
+	 * either, and waiting for its peers' empty messages in real time it
+	 * held the horizon (5 stops in 20 rounds under nic). A peer that
+	 * sent something all the same leaves a message that the next receive
+	 * from it finds (its tag). */
+	if (o->count == 0)
+		return ncclSuccess;
 	if (o->kind == K_REDUCE) {
 		/* Messages of per elements; the root reduces each part as it
 		 * comes, in rank order. */
-		size_t per = ROOTED_CHUNK_BYTES / (size_t)(n - 1) / esz;
-		if (per < 4096)
-			per = 4096;
-		size_t parts = o->count ? (o->count + per - 1) / per : 1;
+		size_t per = rooted_part_bytes() / (size_t)(n - 1) / esz;
+		if (per < 64)
+			per = 64;
+		size_t parts = (o->count + per - 1) / per;
 		if (me != root) {
 			struct op *m = calloc(parts, sizeof(*m));
 			if (!m)
 				return fail(c, ncclSystemError, "ncclReduce: out of memory for %zu messages", parts);
 			for (size_t k = 0; k < parts; k++) {
 				size_t off = k * per, cnt = o->count - off < per ? o->count - off : per;
-				m[k] = rooted_msg(o, K_SEND, root, sb + off * esz, NULL, o->count ? cnt : 0);
+				m[k] = rooted_msg(o, K_SEND, root, sb + off * esz, NULL, cnt);
 			}
 			r = run_p2p(m, (int)parts);
 			free(m);
 			return r;
 		}
 		size_t cap = (per < o->count ? per : o->count) * esz;
-		uint8_t *tmp = malloc((size_t)(n - 1) * (cap ? cap : 1));
+		uint8_t *tmp = malloc((size_t)(n - 1) * cap);
 		struct op *m = calloc((size_t)n, sizeof(*m));
 		const void **in = calloc((size_t)n, sizeof(*in));
 		if (!tmp || !m || !in)
@@ -3746,10 +3816,11 @@ static ncclResult_t run_rooted(const struct op *o)
 		int pre;
 		const void *scalar = premul_scalar(o, &pre);
 		int base = pre ? ncclSum : o->redop;
-		for (size_t k = 0; k < parts && r == ncclSuccess; k++) {
+		/* (After a message that did not match, the rest are still taken,
+		 * so that the rings stay in step; not after a dead peer, an
+		 * abort or a time-out.) */
+		for (size_t k = 0; k < parts && (r == ncclSuccess || (r == ncclInvalidArgument && tmp && m && in)); k++) {
 			size_t off = k * per, cnt = o->count - off < per ? o->count - off : per;
-			if (!o->count)
-				cnt = 0;
 			int nm = 0;
 			for (int p = 0; p < n; p++) {
 				uint8_t *dst = tmp + (size_t)(p < me ? p : p - 1) * cap;
@@ -3757,8 +3828,10 @@ static ncclResult_t run_rooted(const struct op *o)
 				if (p != me)
 					m[nm++] = rooted_msg(o, K_RECV, p, NULL, dst, cnt);
 			}
-			r = run_p2p(m, nm);
-			if (r == ncclSuccess && cnt)
+			ncclResult_t rk = run_p2p(m, nm);
+			if (r == ncclSuccess)
+				r = rk;
+			if (r == ncclSuccess)
 				uni_nccl_reduce(rb + off * esz, in, n, cnt, o->type, o->redop < ncclNumOps ? o->redop : base,
 						pre, scalar);
 		}

@@ -26,7 +26,9 @@
  *   nccl_check mismatch      rank 0 and the others disagree on a count
  *   nccl_check rooted N      N rounds of a Broadcast from rank 1, a Reduce
  *                            to the last rank, a Gather to rank 0 and a
- *                            Scatter from rank 0 (4 kB a rank), checked
+ *                            Scatter from rank 0 (4 kB a rank; odd rounds
+ *                            in place, every fourth of none), checked
+ *   nccl_check rootedmismatch  rank 2 of 3 disagrees on a Broadcast's count
  *   nccl_check allreduce SIZE...  an AllReduce of each SIZE, the virtual
  *                            time each took on this rank (JSON)
  *   nccl_check group2 SIZE   two AllReduces of SIZE in one group (JSON)
@@ -916,29 +918,82 @@ static void pytorch(ncclComm_t world_comm_unused)
  * error within seconds, never a hang. */
 /* Rooted operations in a row: in each, some ranks need nothing from
  * their peers (the roots of the Broadcast and the Scatter, the other ranks
- * of the Reduce and the Gather) and run ahead of them in virtual time. */
+ * of the Reduce and the Gather) and run ahead of them in virtual time.
+ * Odd rounds in place; the last round of each four with count 0. */
 static void rooted_rounds(ncclComm_t comm, int rounds)
 {
 	enum { N = 1024 };
-	float *sb = calloc((size_t)N * nranks, sizeof(float)), *rb = calloc((size_t)N * nranks, sizeof(float));
+	size_t all = (size_t)N * nranks;
+	float *sb = calloc(all, sizeof(float)), *rb = calloc(all, sizeof(float));
 	for (int k = 0; k < rounds; k++) {
-		for (size_t i = 0; i < (size_t)N * nranks; i++)
-			sb[i] = (float)(rank * 1000 + k + (int)(i % 97));
-		NCCL(ncclBroadcast(sb, rb, N, ncclFloat32, 1 % nranks, comm, NULL));
-		CHECK(rb[5] == (float)((1 % nranks) * 1000 + k + 5), "round %d: Broadcast %g", k, rb[5]);
-		NCCL(ncclReduce(sb, rb, N, ncclFloat32, ncclSum, nranks - 1, comm, NULL));
-		if (rank == nranks - 1)
+		int inplace = k % 2, none = k % 4 == 3;
+		size_t n = none ? 0 : N;
+#define FILL() for (size_t i = 0; i < all; i++) sb[i] = (float)(rank * 1000 + k + (int)(i % 97))
+		/* Broadcast from rank 1 (in place: from rb) */
+		FILL();
+		memset(rb, 0, all * sizeof(float));
+		if (inplace)
+			memcpy(rb, sb, all * sizeof(float));
+		NCCL(ncclBroadcast(inplace ? rb : sb, rb, n, ncclFloat32, 1 % nranks, comm, NULL));
+		CHECK(rb[5] == (none ? (inplace ? sb[5] : 0) : (float)((1 % nranks) * 1000 + k + 5)), "round %d: Broadcast %g",
+		      k, rb[5]);
+		/* Reduce to the last rank (in place: rb on the root) */
+		memset(rb, 0, all * sizeof(float));
+		if (inplace)
+			memcpy(rb, sb, all * sizeof(float));
+		NCCL(ncclReduce(inplace ? rb : sb, rb, n, ncclFloat32, ncclSum, nranks - 1, comm, NULL));
+		if (rank == nranks - 1 && !none) {
 			CHECK(rb[7] == (float)(1000 * nranks * (nranks - 1) / 2 + nranks * (k + 7)), "round %d: Reduce %g",
 			      k, rb[7]);
-		NCCL(ncclGather(sb, rb, N, ncclFloat32, 0, comm, NULL));
-		if (rank == 0)
-			CHECK(rb[(size_t)(nranks - 1) * N + 3] == (float)((nranks - 1) * 1000 + k + 3), "round %d: Gather %g",
-			      k, rb[(size_t)(nranks - 1) * N + 3]);
-		NCCL(ncclScatter(sb, rb, N, ncclFloat32, 0, comm, NULL));
-		CHECK(rb[2] == (float)(k + (int)(((size_t)rank * N + 2) % 97)), "round %d: Scatter %g", k, rb[2]);
+			CHECK(rb[N - 1] == (float)(1000 * nranks * (nranks - 1) / 2 + nranks * (k + (N - 1) % 97)),
+			      "round %d: Reduce [N-1] %g", k, rb[N - 1]);
+		}
+		/* Gather to rank 0 (in place: the rank's part at rb + rank * n) */
+		memset(rb, 0, all * sizeof(float));
+		if (inplace)
+			memcpy(rb + (size_t)rank * n, sb, n * sizeof(float));
+		NCCL(ncclGather(inplace ? rb + (size_t)rank * n : sb, rb, n, ncclFloat32, 0, comm, NULL));
+		if (rank == 0 && !none)
+			for (int r = 0; r < nranks; r++)
+				CHECK(rb[(size_t)r * N + 3] == (float)(r * 1000 + k + 3), "round %d: Gather from %d: %g", k, r,
+				      rb[(size_t)r * N + 3]);
+		/* Scatter from rank 0 (in place: the root's part at sb + 0) */
+		memset(rb, 0, all * sizeof(float));
+		NCCL(ncclScatter(sb, inplace && rank == 0 ? sb : rb, n, ncclFloat32, 0, comm, NULL));
+		if (!none && !(inplace && rank == 0))
+			CHECK(rb[2] == (float)(k + (int)(((size_t)rank * N + 2) % 97)), "round %d: Scatter %g", k, rb[2]);
+#undef FILL
 	}
 	free(sb);
 	free(rb);
+}
+
+/* Ranks that disagree on a rooted operation's count (3 ranks): rank 2's
+ * Broadcast expects 8 floats, the others 16. Rank 2 gets
+ * ncclInvalidArgument, its communicator an error its next call reports,
+ * and it aborts it; the others' Broadcast succeeds, and their AllReduce
+ * after it ends with the abort. */
+static int rooted_mismatch(ncclComm_t comm)
+{
+	float x[16];
+	for (int i = 0; i < 16; i++)
+		x[i] = (float)(rank + i);
+	ncclResult_t e = ncclBroadcast(x, x, rank == 2 ? 8 : 16, ncclFloat32, 0, comm, NULL);
+	if (rank != 2) {
+		CHECK(e == ncclSuccess, "rank %d: Broadcast gave %d", rank, e);
+		e = ncclAllReduce(x, x, 16, ncclFloat32, ncclSum, comm, NULL);
+		CHECK(e == ncclRemoteError, "rank %d: AllReduce after the peer's abort gave %d", rank, e);
+		return 0;
+	}
+	CHECK(e == ncclInvalidArgument, "mismatched Broadcast gave %d", e);
+	CHECK(strstr(ncclGetLastError(NULL), "disagree on the count") != NULL, "message: %s", ncclGetLastError(NULL));
+	ncclResult_t a = ncclSuccess;
+	CHECK(ncclCommGetAsyncError(comm, &a) == ncclSuccess && a == ncclInvalidArgument, "async error %d", a);
+	e = ncclAllReduce(x, x, 16, ncclFloat32, ncclSum, comm, NULL);
+	CHECK(e == ncclInvalidArgument && strstr(ncclGetLastError(NULL), "abort it"), "next call: %d %s", e,
+	      ncclGetLastError(NULL));
+	NCCL(ncclCommAbort(comm));
+	return 1;
 }
 
 static void abort_peer(ncclComm_t comm)
@@ -2268,6 +2323,9 @@ int main(int argc, char **argv)
 		return 1; /* not reached: unid stops the ranks */
 	} else if (!strcmp(argv[1], "rooted") && argc > 2) {
 		rooted_rounds(comm, atoi(argv[2]));
+	} else if (!strcmp(argv[1], "rootedmismatch")) {
+		if (rooted_mismatch(comm))
+			comm = NULL; /* (aborted) */
 	} else if (!strcmp(argv[1], "mismatch")) {
 		float x[8] = {0};
 		ncclResult_t e = ncclAllReduce(x, x, rank == 0 ? 4 : 8, ncclFloat32, ncclSum, comm, NULL);

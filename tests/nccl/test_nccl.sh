@@ -156,10 +156,11 @@ ok "split under nic: the first arrival on a connection of a communicator its rea
 # real time: before (the slots' barriers), 20 rounds stood still 40 times
 # (11 s of wall time for 0.1 s), and what the ranks sent after was late.
 for try in 1 2; do
-	rm -f "$T"/id*
+	rm -f "$T"/id* /tmp/uni.ncro-$$.log
 	NCCL_CHECK_ID=$T/id timeout 120 "$UNIRUN" -n 4 --session "ncro-$$" --config "$T/ptnic.yaml" -- "$CHECK" rooted 20 \
 		>"$T/log" 2>&1 || { cat "$T/log"; fail "rooted operations under nic"; }
 	[ "$(grep -c 'checks passed' "$T/log")" = 4 ] || { cat "$T/log"; fail "rooted operations under nic"; }
+	grep -q 'unid.*stopped:' /tmp/uni.ncro-$$.log || { cat "$T/log"; fail "rooted operations under nic: no unid log"; }
 	! grep -q 'transfers were stamped before the network time' /tmp/uni.ncro-$$.log ||
 		{ cat /tmp/uni.ncro-$$.log; fail "rooted operations under nic: transfers sent late"; }
 	grep -q '^unirun: virtual time stood still' "$T/log" || break
@@ -182,6 +183,18 @@ NCCL_CHECK_ID=$T/id timeout 120 "$UNIRUN" -n 3 --config "$T/rec.yaml" --trace "$
 [ "$(grep -c 'checks passed' "$T/log")" = 3 ] || { cat "$T/log"; fail "mismatch not reported on every rank"; }
 grep -q "NCCL: AllReduce: rank . has count" "$T/log" || { cat "$T/log"; fail "no message naming the counts"; }
 ok "a count mismatch: ncclInvalidArgument and a message on every rank; the communicator goes on"
+
+# Broadcast, Reduce, Gather and Scatter move as messages (docs/nccl.md
+# "Data path"): in and out of place, of nothing, a Reduce in several parts
+# (UNI_NCCL_REDUCE_PART: 4 kB of the peers' data a part); a count that
+# differs is found by the rank that receives, which must abort.
+for n in 3 4; do
+	UNI_NCCL_REDUCE_PART=4096 run_ranks $n "rooted operations as messages on $n ranks" rooted 8
+done
+run_ranks 3 "a rooted operation's count mismatch" rootedmismatch
+grep -q "ncclBroadcast: rank 2 expects .*which sent .*(the ranks disagree on the count)" "$T/log" ||
+	{ cat "$T/log"; fail "a rooted operation's count mismatch: no message"; }
+ok "Broadcast, Reduce, Gather, Scatter as messages: in place, empty, a Reduce in parts; a count mismatch is the receiver's error, its communicator to be aborted"
 
 # A peer that sent and exited while the receiver waited: what it sent was
 # in the pair's ring before it died, so the receive completes (it used to
