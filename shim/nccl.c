@@ -3001,8 +3001,9 @@ static size_t ring_get(ncclComm_t c, int from, uint8_t *p, size_t len)
 	return len;
 }
 
-/* Send/recv through the pair's ring: a message is its length (u64), then
- * fragments, each a u64 of its length and its bytes, until the length is
+/* Send/recv through the pair's ring: a message is its length (u64; a
+ * collective's message has a tag above its 44 bits of bytes, msg_tag),
+ * then fragments, each a u64 of its length and its bytes, until the length is
  * there; a fragment whose u64 has UNI_NCCL_SPILL set is the rest of the
  * message, kept outside the ring in a segment of its own, named after the
  * communicator's, the pair and the message's number between them, which
@@ -3027,12 +3028,15 @@ static size_t ring_get(ncclComm_t c, int from, uint8_t *p, size_t len)
 
 /* bytes at p, the rest of message n to peer, into a segment of its own:
  * 1, or 0 when one cannot be made (the rest then waits for the ring). */
-static int spill_put(ncclComm_t c, int peer, const void *p, size_t bytes, uint64_t n)
+static int spill_put(ncclComm_t c, int peer, const void *p, size_t bytes, uint64_t n, int coll)
 {
-	/* Never more than half of what /dev/shm has free (others use it too:
-	 * a Broadcast's root keeps a copy for every rank behind it). */
+	/* A collective's message: never more than half of what /dev/shm has
+	 * free (others use it too, and a Broadcast's root keeps a copy for
+	 * every rank behind it; every rank moves collectives in the same
+	 * order, so waiting for room instead cannot hang, where a Send whose
+	 * receiver waits for a sign of its own could). */
 	struct statvfs sv;
-	if (statvfs("/dev/shm", &sv) == 0 && (uint64_t)bytes > (uint64_t)sv.f_bavail * sv.f_frsize / 2)
+	if (coll && statvfs("/dev/shm", &sv) == 0 && (uint64_t)bytes > (uint64_t)sv.f_bavail * sv.f_frsize / 2)
 		return 0;
 	char name[128];
 	uni_nccl_spill_name(c->seg, c->rank, peer, n, name, sizeof(name));
@@ -3163,7 +3167,7 @@ static int p2p_send_step(struct op *o)
 			o->stall = now;
 		if (room < 8 || o->spill_failed || uni_shim_det_nccl() || now - o->stall < UNI_NCCL_SPILL_AFTER_NS)
 			break;
-		if (!spill_put(c, o->peer, p, left, o->msgn)) {
+		if (!spill_put(c, o->peer, p, left, o->msgn, o->coll)) {
 			o->spill_failed = 1;
 			break;
 		}
@@ -3202,6 +3206,13 @@ static int p2p_recv_step(struct op *o, ncclResult_t *err)
 					    ? "the ranks disagree on the count"
 					    : "the ranks disagree on the operation, its root or its data type, or on the "
 					      "order of their operations");
+			/* A collective's message on either side: this rank's
+			 * virtual connections and its peers' are apart now
+			 * (run_rooted): its communicator is to be aborted. */
+			if ((len >> 44) || o->tag) {
+				int none = ncclSuccess;
+				atomic_compare_exchange_strong(&c->async_err, &none, (int)ncclInvalidArgument);
+			}
 			/* Drain what was sent, so the pair stays in step. */
 			o->count = 0;
 			o->done = 0;
@@ -3816,10 +3827,10 @@ static ncclResult_t run_rooted_msgs(const struct op *o)
 		int pre;
 		const void *scalar = premul_scalar(o, &pre);
 		int base = pre ? ncclSum : o->redop;
-		/* (After a message that did not match, the rest are still taken,
-		 * so that the rings stay in step; not after a dead peer, an
-		 * abort or a time-out.) */
-		for (size_t k = 0; k < parts && (r == ncclSuccess || (r == ncclInvalidArgument && tmp && m && in)); k++) {
+		/* (After a failure the rest are not taken: a peer of another
+		 * count has another number of parts, and the communicator is to
+		 * be aborted anyway, run_rooted.) */
+		for (size_t k = 0; k < parts && r == ncclSuccess; k++) {
 			size_t off = k * per, cnt = o->count - off < per ? o->count - off : per;
 			int nm = 0;
 			for (int p = 0; p < n; p++) {
@@ -3828,9 +3839,7 @@ static ncclResult_t run_rooted_msgs(const struct op *o)
 				if (p != me)
 					m[nm++] = rooted_msg(o, K_RECV, p, NULL, dst, cnt);
 			}
-			ncclResult_t rk = run_p2p(m, nm);
-			if (r == ncclSuccess)
-				r = rk;
+			r = run_p2p(m, nm);
 			if (r == ncclSuccess)
 				uni_nccl_reduce(rb + off * esz, in, n, cnt, o->type, o->redop < ncclNumOps ? o->redop : base,
 						pre, scalar);

@@ -27,7 +27,7 @@
  *   nccl_check rooted N      N rounds of a Broadcast from rank 1, a Reduce
  *                            to the last rank, a Gather to rank 0 and a
  *                            Scatter from rank 0 (4 kB a rank; odd rounds
- *                            in place, every fourth of none), checked
+ *                            in place, one of four of none), checked
  *   nccl_check rootedmismatch  rank 2 of 3 disagrees on a Broadcast's count
  *   nccl_check allreduce SIZE...  an AllReduce of each SIZE, the virtual
  *                            time each took on this rank (JSON)
@@ -919,14 +919,14 @@ static void pytorch(ncclComm_t world_comm_unused)
 /* Rooted operations in a row: in each, some ranks need nothing from
  * their peers (the roots of the Broadcast and the Scatter, the other ranks
  * of the Reduce and the Gather) and run ahead of them in virtual time.
- * Odd rounds in place; the last round of each four with count 0. */
+ * Odd rounds in place; the third round of each four with count 0. */
 static void rooted_rounds(ncclComm_t comm, int rounds)
 {
 	enum { N = 1024 };
 	size_t all = (size_t)N * nranks;
 	float *sb = calloc(all, sizeof(float)), *rb = calloc(all, sizeof(float));
 	for (int k = 0; k < rounds; k++) {
-		int inplace = k % 2, none = k % 4 == 3;
+		int inplace = k % 2, none = k % 4 == 2;
 		size_t n = none ? 0 : N;
 #define FILL() for (size_t i = 0; i < all; i++) sb[i] = (float)(rank * 1000 + k + (int)(i % 97))
 		/* Broadcast from rank 1 (in place: from rb) */
