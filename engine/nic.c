@@ -571,7 +571,7 @@ uint64_t nic_unread_bound(uint64_t real_now, uint64_t stale_ns, int (*away)(uint
 		 * that arrived long before its sender said it will read it was
 		 * let go at once, and counted as held 200 ms, when it was read a
 		 * few microseconds later (3 to 5 such in nccl_check correctness
-		 * under nic; none held the network). */
+		 * under nic; it had held nothing, not being wanted before). */
 		if (f->lazy && f->want_real > f->done_real)
 			age = real_now > f->want_real ? real_now - f->want_real : 0;
 		if (f->state != F_DONE || f->read)

@@ -122,7 +122,9 @@ void nic_flow_want(struct nic_flow *f);
  * flow-control credits, UNI_CONNF_CREDIT): finished and unread, it holds
  * the network only once wanted (a read asked for its bytes, or the
  * reader said it will, UNI_EV_WANT). Held before, the network stopped at
- * every credit a sender did not need yet, until the soft time-out. */
+ * every credit a sender did not need yet, until the soft time-out. Its
+ * real-time age (soft_ns, stale_ns below) runs from the later of its end
+ * and when it was last wanted. */
 void nic_flow_lazy(struct nic_flow *f);
 /* ... no more (the read that asked for it was dropped). */
 void nic_flow_unwant(struct nic_flow *f);
@@ -133,7 +135,8 @@ void nic_flow_unwant(struct nic_flow *f);
  * else (NULL: none), and soft ones not wanted or whose hold says no once
  * they finished soft_ns of real time ago (hold NULL: every soft one
  * counts). Flows left unread for more than stale_ns of real time no
- * longer count (their reader is not coming). */
+ * longer count (their reader is not coming). A lazy flow's real time
+ * counts from the later of its end and when it was last wanted. */
 uint64_t nic_unread_bound(uint64_t real_now, uint64_t stale_ns, int (*away)(uint32_t wconn),
 			  int (*hold)(uint32_t wconn), uint64_t soft_ns);
 /* 1: no flow is sending, and none waiting may start before t. */
