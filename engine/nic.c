@@ -565,15 +565,14 @@ uint64_t nic_unread_bound(uint64_t real_now, uint64_t stale_ns, int (*away)(uint
 	for (uint32_t i = 0; i < N.nlive; i++) {
 		struct nic_flow *f = N.live[i];
 		/* done_real may be later than real_now (a flow that finished
-		 * during this advance): not stale. */
-		uint64_t age = real_now > f->done_real ? real_now - f->done_real : 0;
-		/* A lazy one holds from when it is wanted: a flow-control credit
-		 * that arrived long before its sender said it will read it was
-		 * let go at once, and counted as held 200 ms, when it was read a
-		 * few microseconds later (3 to 5 such in nccl_check correctness
-		 * under nic; it had held nothing, not being wanted before). */
-		if (f->lazy && f->want_real > f->done_real)
-			age = real_now > f->want_real ? real_now - f->want_real : 0;
+		 * during this advance): not stale. A lazy one holds from when it
+		 * is wanted: a flow-control credit that arrived long before its
+		 * sender said it will read it was let go at once, and counted as
+		 * held 200 ms, when it was read a few microseconds later (3 to 5
+		 * such in nccl_check correctness under nic; it had held nothing,
+		 * not being wanted before). */
+		uint64_t since = f->lazy && f->want_real > f->done_real ? f->want_real : f->done_real;
+		uint64_t age = real_now > since ? real_now - since : 0;
 		if (f->state != F_DONE || f->read)
 			continue;
 		f->why = REL_HELD;

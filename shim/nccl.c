@@ -3207,8 +3207,10 @@ static int p2p_recv_step(struct op *o, ncclResult_t *err)
 					    : "the ranks disagree on the operation, its root or its data type, or on the "
 					      "order of their operations");
 			/* A collective's message on either side: this rank's
-			 * virtual connections and its peers' are apart now
-			 * (run_rooted): its communicator is to be aborted. */
+			 * virtual connections and its peers' are apart now (it
+			 * starts new ones, they do not: they did not fail), so
+			 * its communicator is to be aborted and its later calls
+			 * say so (NCCL leaves such a mismatch undefined). */
 			if ((len >> 44) || o->tag) {
 				int none = ncclSuccess;
 				atomic_compare_exchange_strong(&c->async_err, &none, (int)ncclInvalidArgument);
@@ -3766,23 +3768,10 @@ static struct op rooted_msg(const struct op *o, int kind, int peer, const void *
 			   .coll = o->kind, .tag = msg_tag(o->kind, o->type, o->comm->seq)};
 }
 
-static ncclResult_t run_rooted_msgs(const struct op *o);
-
-/* A message that did not match leaves this rank's virtual connections
- * and its peers' apart (it starts new ones, they do not: they did not
- * fail): its communicator is to be aborted, and its later calls say so
- * (NCCL leaves such a mismatch undefined). */
+/* (A message that does not match sets the communicator's error where the
+ * receiver finds it, p2p_recv_step: its virtual connections and its
+ * peers' are apart from then on.) */
 static ncclResult_t run_rooted(const struct op *o)
-{
-	ncclResult_t r = run_rooted_msgs(o);
-	if (r == ncclInvalidArgument) {
-		int none = ncclSuccess;
-		atomic_compare_exchange_strong(&o->comm->async_err, &none, (int)r);
-	}
-	return r;
-}
-
-static ncclResult_t run_rooted_msgs(const struct op *o)
 {
 	ncclComm_t c = o->comm;
 	int n = c->nranks, me = c->rank, root = o->root;
@@ -3829,7 +3818,7 @@ static ncclResult_t run_rooted_msgs(const struct op *o)
 		int base = pre ? ncclSum : o->redop;
 		/* (After a failure the rest are not taken: a peer of another
 		 * count has another number of parts, and the communicator is to
-		 * be aborted anyway, run_rooted.) */
+		 * be aborted anyway, p2p_recv_step.) */
 		for (size_t k = 0; k < parts && r == ncclSuccess; k++) {
 			size_t off = k * per, cnt = o->count - off < per ? o->count - off : per;
 			int nm = 0;

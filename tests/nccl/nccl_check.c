@@ -914,8 +914,6 @@ static void pytorch(ncclComm_t world_comm_unused)
 	NCCL(ncclCommDestroy(comm));
 }
 
-/* One rank aborts while the others wait in a collective: they get an
- * error within seconds, never a hang. */
 /* Rooted operations in a row: in each, some ranks need nothing from
  * their peers (the roots of the Broadcast and the Scatter, the other ranks
  * of the Reduce and the Gather) and run ahead of them in virtual time.
@@ -996,6 +994,8 @@ static int rooted_mismatch(ncclComm_t comm)
 	return 1;
 }
 
+/* One rank aborts while the others wait in a collective: they get an
+ * error within seconds, never a hang. */
 static void abort_peer(ncclComm_t comm)
 {
 	if (rank == nranks - 1) {
