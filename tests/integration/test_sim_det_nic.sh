@@ -43,9 +43,8 @@ for peer in sorted(plain):
     p, d = plain[peer], rec[peer]
     print(f"2 MB from rank {peer}: {p:.1f} ms without the turn, {d:.1f} ms with it (one message alone: {one:.1f} ms)")
     # The downlink shared by three: three message times, plus the fixed
-    # costs (the senders fill their tensors after the barrier: compute,
-    # measured, which a loaded host inflates, and three notice latencies;
-    # 5 to 40 ms here), well below the two more message times that tell
+    # costs (notice latencies and the compute between the barrier and the
+    # send: a few ms), well below the two more message times that tell
     # shared from not.
     assert 2.95 * one <= d <= 3 * one + 150, (peer, d, one)
     assert 2.95 * one <= p <= 3 * one + 150, (peer, p, one)

@@ -27,9 +27,12 @@ YAML
 	$PY -c 'import re, sys; print(re.findall(r"\{\"done_ms\".*?\}\}", open(sys.argv[1]).read())[0])' "$T/log" >"$T/$model.json" ||
 		{ cat "$T/log"; fail "no result under $model"; }
 done
-# Both runs carry the same fixed costs (the senders' compute before they
-# send, three notice latencies): alpha-beta is one message time plus those,
-# and nic adds exactly the contention, two more message times.
+# Both runs carry the same fixed costs (a notice latency and the few
+# microseconds of compute between the barrier and the send; the senders
+# fill their tensors before the barrier, as a loaded host inflated that
+# compute by up to 130 ms in one run and not the other): alpha-beta is one
+# message time plus those, and nic adds exactly the contention, two more
+# message times.
 $PY -c '
 import json, sys
 one = float(sys.argv[1])
@@ -39,12 +42,11 @@ bad = 0
 for peer in sorted(ab):
     a, n = ab[peer], nic[peer]
     print("16 MB from rank %s: alpha-beta %.1f ms, nic %.1f ms (one message alone: %.1f ms)" % (peer, a, n, one))
-    # The fixed costs are mostly the compute of the senders (filling 16 MB),
-    # charged from CPU time, which a loaded machine inflates: bounded
-    # loosely here, well below a second message time.
-    if not one <= a <= one + 500:
+    # The fixed costs are 2 to 3 ms here: bounded loosely, far below a
+    # second message time.
+    if not one <= a <= one + 100:
         print("FAIL: alpha-beta %.1f ms is not one message time plus fixed costs" % a); bad = 1
-    if not 0.95 * 2 * one <= n - a <= 1.05 * 2 * one:
+    if not 0.99 * 2 * one <= n - a <= 1.01 * 2 * one:
         print("FAIL: nic - alpha-beta = %.1f ms, want 2 x %.1f ms (three flows share the downlink)" % (n - a, one)); bad = 1
 sys.exit(bad)' "$one" "$T/nic.json" "$T/alpha-beta.json" || fail "incast"
 # Per-rank NICs, from the trace (rank 0 waits for its receives in order, so
