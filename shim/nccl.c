@@ -1673,10 +1673,20 @@ static uint64_t fc_split(const struct sched *s, uint64_t w, uint64_t k)
 	return w1 >= w ? w - 1 : w1 < 1 ? 1 : w1;
 }
 
+/* A Send or Recv of 0 bytes: NCCL's zero-byte Send and Recv match and
+ * synchronise (the sender's step moves the receiver's FIFO tail, an
+ * 8-byte counter), so the receive waits for it: an 8-byte transfer, as a
+ * credit, with the protocol's latencies; it takes no slot of the FIFO. */
+#define UNI_NCCL_EMPTY_WIRE UNI_NCCL_FC_CREDIT
+
 static void fc_send(struct sched *s, ncclComm_t c, int peer, uint64_t bytes)
 {
 	uint64_t k = fc_chunks(bytes);
-	if (!k || !fc_on(c, peer)) {
+	if (!k) {
+		xraw(s, c, 0, peer, 0, UNI_NCCL_EMPTY_WIRE, -1, 1);
+		return;
+	}
+	if (!fc_on(c, peer)) {
 		xsend(s, c, peer, 0, bytes, -1, -1);
 		return;
 	}
@@ -1710,7 +1720,11 @@ static void fc_send(struct sched *s, ncclComm_t c, int peer, uint64_t bytes)
 static void fc_recv(struct sched *s, ncclComm_t c, int peer, uint64_t bytes)
 {
 	uint64_t k = fc_chunks(bytes);
-	if (!k || !fc_on(c, peer)) {
+	if (!k) {
+		xraw(s, c, 1, peer, 0, UNI_NCCL_EMPTY_WIRE, -1, 1);
+		return;
+	}
+	if (!fc_on(c, peer)) {
 		xrecv(s, c, peer, 0, bytes);
 		return;
 	}

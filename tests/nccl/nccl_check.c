@@ -14,7 +14,8 @@
  *   nccl_check p2pbench N SIZE  rank 0 sends N messages of SIZE to rank 1, a
  *                            call each: the time each side's calls took,
  *                            their first eight, and (done) until an empty
- *                            Recv after them on rank 0 (JSON)
+ *                            Recv after them on rank 0, of rank 1's empty
+ *                            Send after its receives (JSON)
  *   nccl_check sendsync      rank 0 sends 2 MiB, then tells rank 1 through a
  *                            file, after which rank 1 receives
  *   nccl_check p2pmismatch   rank 0 sends 2 MiB to rank 1, which expects 4 MiB,
@@ -1135,8 +1136,11 @@ static void p2pbench(ncclComm_t comm, int n, size_t bytes)
 			t8 = vnow();
 	}
 	double t1 = vnow();
-	/* An empty receive on rank 0 after the sends: it starts once they
-	 * completed (flow control: the communicator's next operation). */
+	/* An empty receive on rank 0 after the sends, of rank 1's empty
+	 * message after its receives: it starts once the sends completed
+	 * (flow control: the communicator's next operation) and ends with
+	 * the empty message's arrival (NCCL's zero-byte Send and Recv
+	 * synchronise). */
 	if (rank == 0)
 		NCCL(ncclRecv(x, 0, ncclUint8, 1, comm, NULL));
 	else if (rank == 1)
