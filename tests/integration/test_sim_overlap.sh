@@ -15,6 +15,7 @@ trap 'rm -rf "$T"' EXIT
 cat >"$T/c.yaml" <<YAML
 mode: simulate
 network: { model: alpha-beta, default: { latency: 1ms, bandwidth: 100Mbit } }
+devices: { default: { slowdown: 0.001 } }
 YAML
 timeout 300 "$UNIRUN" -n 2 --config "$T/c.yaml" --trace "$T/t.unitrace" -- $PY "$HERE/sim_overlap.py" >"$T/log" 2>&1 ||
 	{ cat "$T/log"; fail "sim_overlap under unirun"; }
@@ -34,11 +35,13 @@ for obj in re.findall(r"\{[^{}]*\}", open(sys.argv[1]).read()):
     if m < x or s < c + x or a < max(c, x):
         print("FAIL: a phase ended before its transfer could have"); bad = 1
     # The worker copies into and out of freshly allocated flat buffers:
-    # its CPU time varies between phases (4 to 160 ms, glibc serving them
-    # from fresh mmap pages or from the warm heap), so "about" is 12%.
-    if not s <= 1.12 * (c + m):
+    # its CPU time varied between phases (4 to 160 ms, glibc serving them
+    # from fresh mmap pages or from the warm heap), and a loaded host
+    # inflates it: charged at slowdown 0.001 (the config), it is under
+    # 1 ms, so "about" is 1%.
+    if not s <= 1.01 * (c + m):
         print("FAIL: blocking %.0f ms is not about compute + transfer %.0f ms" % (s, c + m)); bad = 1
-    if not a <= 1.12 * max(c, m):
+    if not a <= 1.01 * max(c, m):
         print("FAIL: async %.0f ms is not about max(compute, transfer) %.0f ms" % (a, max(c, m))); bad = 1
     if not a < 0.7 * s:
         print("FAIL: async %.0f ms does not beat blocking %.0f ms" % (a, s)); bad = 1

@@ -82,8 +82,9 @@ ms_in "$T/f.log" pollwait 100 112 ||
 # Rank 1 looks for the port (10 ms sleeps) and computes 100 ms first;
 # rank 0 starts its count a little after it published the port (its
 # compute between, a millisecond or so on a loaded host: 98.8 ms was
-# seen); accepted at once it would be about 0.
-ms_in "$T/f.log" accept 95 140 ||
+# seen, and a host loaded otherwise may stretch that compute further);
+# accepted at once it would be about 0, so the lower bound is loose.
+ms_in "$T/f.log" accept 50 140 ||
 	fail "an accept returned $ms ms after it began for a connection made about 100 ms later"
 # Rank 0 listens on MASTER_PORT 300 ms after it sent what rank 1 waited
 # for (1 ms away): about 299 ms after rank 1 first tries.
