@@ -3220,15 +3220,14 @@ static int p2p_recv_step(struct op *o, ncclResult_t *err)
 					    ? "the ranks disagree on the count"
 					    : "the ranks disagree on the operation, its root or its data type, or on the "
 					      "order of their operations");
-			/* A collective's message on either side: this rank's
-			 * virtual connections and its peers' are apart now (it
-			 * starts new ones, they do not: they did not fail), so
-			 * its communicator is to be aborted and its later calls
-			 * say so (NCCL leaves such a mismatch undefined). */
-			if ((len >> 44) || o->tag) {
-				int none = ncclSuccess;
-				atomic_compare_exchange_strong(&c->async_err, &none, (int)ncclInvalidArgument);
-			}
+			/* Only this rank found it: its virtual connections and
+			 * its peers' are apart now (it starts new ones, they do
+			 * not: they did not fail), so its communicator is to be
+			 * aborted and its later calls say so, rather than wait
+			 * for ever in a timing its peers no longer meet (NCCL
+			 * leaves such a mismatch undefined). */
+			int none = ncclSuccess;
+			atomic_compare_exchange_strong(&c->async_err, &none, (int)ncclInvalidArgument);
 			/* Drain what was sent, so the pair stays in step. */
 			o->count = 0;
 			o->done = 0;

@@ -20,6 +20,8 @@
  *                            file, after which rank 1 receives
  *   nccl_check p2pmismatch   rank 0 sends 2 MiB to rank 1, which expects 4 MiB,
  *                            then 128 kB to rank 2 (3 ranks)
+ *   nccl_check p2pzero       empty messages against counts that disagree;
+ *                            the ranks that found it abort (3 ranks)
  *   nccl_check sendlost      rank 0 sends 4 MiB that rank 1 never receives
  *   nccl_check p2pgroups SIZE  rank 0 sends 2 messages a call each that rank 1
  *                            receives in one group, then 4 in one group that
@@ -993,6 +995,52 @@ static int rooted_mismatch(ncclComm_t comm)
 	      ncclGetLastError(NULL));
 	NCCL(ncclCommAbort(comm));
 	return 1;
+}
+
+/* Empty messages against counts that disagree (3 ranks): rank 0 sends 0
+ * bytes to rank 1, which expects 1 kB, and rank 2 sends 1 kB to rank 0,
+ * which expects 0 bytes. The receivers get ncclInvalidArgument and an
+ * asynchronous error (their virtual connections and their peers' are
+ * apart), the senders' calls succeed, nobody hangs (an empty message is
+ * an 8-byte transfer in the timing). Rank 0 aborts; rank 1's next call
+ * (an empty Send to rank 2) says "abort it" at once, it aborts; rank 2's
+ * group of an empty Send and Recv with rank 1 ends with ncclRemoteError.
+ * 1: comm aborted. */
+static int p2p_zero(ncclComm_t comm)
+{
+	uint8_t x[1024] = {0};
+	ncclResult_t e = ncclSuccess, a = ncclSuccess;
+	if (rank == 0) {
+		NCCL(ncclSend(x, 0, ncclUint8, 1, comm, NULL));
+		e = ncclRecv(x, 0, ncclUint8, 2, comm, NULL);
+		CHECK(e == ncclInvalidArgument && strstr(ncclGetLastError(NULL), "disagree on the count"),
+		      "an empty Recv of a 1 kB message gave %d: %s", e, ncclGetLastError(NULL));
+	} else if (rank == 1) {
+		e = ncclRecv(x, sizeof(x), ncclUint8, 0, comm, NULL);
+		CHECK(e == ncclInvalidArgument && strstr(ncclGetLastError(NULL), "disagree on the count"),
+		      "a Recv of 1 kB of an empty message gave %d: %s", e, ncclGetLastError(NULL));
+	} else if (rank == 2) {
+		NCCL(ncclSend(x, sizeof(x), ncclUint8, 0, comm, NULL));
+	}
+	NCCL(ncclCommGetAsyncError(comm, &a));
+	CHECK(a == (rank == 2 ? ncclSuccess : ncclInvalidArgument), "rank %d: async error %d", rank, a);
+	if (rank == 0) {
+		NCCL(ncclCommAbort(comm));
+		return 1;
+	}
+	if (rank == 1) {
+		e = ncclSend(x, 0, ncclUint8, 2, comm, NULL);
+		CHECK(e == ncclInvalidArgument && strstr(ncclGetLastError(NULL), "abort it"), "next call: %d %s", e,
+		      ncclGetLastError(NULL));
+		NCCL(ncclCommAbort(comm));
+		return 1;
+	}
+	NCCL(ncclGroupStart());
+	NCCL(ncclSend(x, 0, ncclUint8, 1, comm, NULL));
+	NCCL(ncclRecv(x, 0, ncclUint8, 1, comm, NULL));
+	e = ncclGroupEnd();
+	CHECK(e == ncclRemoteError, "rank 2: the exchange with rank 1, which aborted, gave %d", e);
+	return 0;
 }
 
 /* One rank aborts while the others wait in a collective: they get an
@@ -2297,6 +2345,9 @@ int main(int argc, char **argv)
 			CHECK(x[0] == 9 && x[131071] == 9, "received %u", x[0]);
 		}
 		free(x);
+	} else if (!strcmp(argv[1], "p2pzero")) {
+		if (p2p_zero(comm))
+			comm = NULL; /* (aborted) */
 	} else if (!strcmp(argv[1], "sendlost")) {
 		/* A message kept outside the pair's ring (4 MiB) that rank 1
 		 * never receives: there once the AllReduce after the send is

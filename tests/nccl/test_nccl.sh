@@ -657,6 +657,18 @@ for model in alpha-beta nic; do
 	# never send: unid answers it once rank 1's credit end closed (the end
 	# opened with the first message).
 	fc_run $model 3 p2pmismatch
+	# Empty messages against counts that disagree (0 sent, 1 kB expected,
+	# and the other way round): the receivers get the error and an
+	# asynchronous one (their virtual connections are apart from their
+	# peers'), their next call says "abort it" at once, and a peer of an
+	# aborted rank gets ncclRemoteError (its connections to them stay
+	# unmatched: no check of unmodelled ones). Before, a receiver's next
+	# call waited for ever in a timing its peer no longer met.
+	rm -f "$T/id"
+	NCCL_CHECK_ID=$T/id timeout 60 "$UNIRUN" -n 3 --config "$T/$model.yaml" -- "$CHECK" p2pzero >"$T/log" 2>&1 ||
+		{ cat "$T/log"; fail "p2pzero ($model)"; }
+	[ "$(grep -c 'checks passed' "$T/log")" = 3 ] || { cat "$T/log"; fail "p2pzero ($model): checks"; }
+	! grep -q '^late:' "$T/log" || { cat "$T/log"; fail "p2pzero ($model): late transfers"; }
 	# A send of 2 MiB returns at once, as NCCL's does on a GPU (its stream,
 	# the communicator's next operation, waits for the receiver): rank 0
 	# tells rank 1 through a file that it sent, and only then does rank 1
