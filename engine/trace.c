@@ -36,6 +36,7 @@ const char *uni_trec_kind_name(uint16_t kind)
 		[UNI_TR_NCCL_OP] = "nccl_op",
 		[UNI_TR_NCCL_COMM] = "nccl_comm",
 		[UNI_TR_COMPUTE_FROM] = "compute_from",
+		[UNI_TR_DELAY] = "delay",
 	};
 
 	if (kind < sizeof(names) / sizeof(names[0]) && names[kind])

@@ -662,6 +662,12 @@ static void handle(uint32_t ring_idx, struct uni_ring *ring, const struct uni_ev
 			trace_put(&r);
 		}
 		break;
+	case UNI_EV_DELAY:
+		if (D.cfg.mode == UNI_MODE_SIMULATE) {
+			r.kind = UNI_TR_DELAY;
+			trace_put(&r);
+		}
+		break;
 	case UNI_EV_IDLE:
 		if (D.cfg.mode == UNI_MODE_SIMULATE) {
 			r.kind = UNI_TR_IDLE;

@@ -1773,8 +1773,9 @@ static int same_conn(const struct xf *a, const struct xf *b)
 	return a->c == b->c && a->peer == b->peer && a->ch == b->ch && a->recv == b->recv;
 }
 
-/* Issues the sends of s that are ready, in order per connection. */
-static void ready_sends(struct sched *s, int first, uint64_t t0)
+/* Issues the sends of s that are ready, in order per connection; clock:
+ * the thread's clock as unitrace replay counts it now (uni_shim_vsend). */
+static void ready_sends(struct sched *s, int first, uint64_t t0, uint64_t clock)
 {
 	for (int i = first; i < s->n; i++) {
 		struct xf *x = &s->x[i];
@@ -1810,7 +1811,7 @@ static void ready_sends(struct sched *s, int first, uint64_t t0)
 		uint32_t v = x->bytes ? vconn(x->c, x->peer, x->ch) : 0;
 		if (v) {
 			uint64_t *tx = &x->c->tx[vidx(x->c, x->peer, x->ch)];
-			uni_shim_vsend(v, *tx, x->bytes, t);
+			uni_shim_vsend(v, *tx, x->bytes, t, clock);
 			*tx += x->bytes;
 		}
 	}
@@ -1821,6 +1822,7 @@ static void ready_sends(struct sched *s, int first, uint64_t t0)
 struct prog {
 	struct sched *s;
 	uint64_t t0, end;
+	uint64_t clock; /* the caller's clock, then the latest arrival taken (unitrace replay's) */
 	int first;    /* every transfer before it is done */
 	uint32_t tag; /* a group read asked for without waiting, not taken yet (0: none) */
 	int nh;
@@ -1897,6 +1899,7 @@ static void prog_take(struct prog *p, int w, uint64_t t)
 	x->done = 1;
 	x->t = max64(t, p->t0);
 	p->end = max64(p->end, x->t);
+	p->clock = max64(p->clock, t);
 }
 
 /* Issues the sends that are ready, then the receives to wait for next
@@ -1904,7 +1907,7 @@ static void prog_take(struct prog *p, int w, uint64_t t)
 static int prog_next(struct prog *p, uint32_t *hv, uint64_t *ho, uint64_t *hl)
 {
 	for (;;) {
-		ready_sends(p->s, p->first, p->t0);
+		ready_sends(p->s, p->first, p->t0, p->clock);
 		p->again = 0;
 		int nh = prog_heads(p, hv, ho, hl);
 		if ((nh && !p->again) || p->first >= p->s->n)
@@ -4377,7 +4380,7 @@ static ncclResult_t execute_held(struct op *ops, int nops)
 	if (det)
 		uni_shim_det_turn();
 	/* Compute before the call is charged; the copying is not. */
-	uint64_t t0 = uni_shim_vt_charge(), end = t0;
+	uint64_t t0 = uni_shim_vt_charge(), end = t0, vt0 = t0;
 	ncclResult_t r = ncclSuccess;
 	int timed = uni_shim_simulating(), waits = 0, ndp = 0;
 	if ((r = check_capture(ops, nops)) != ncclSuccess)
@@ -4405,7 +4408,14 @@ static ncclResult_t execute_held(struct op *ops, int nops)
 	 * meanwhile (prog_poll), its answered reads and its operation's end
 	 * holding the network for what it sends later. */
 	struct sched sc = {0};
-	struct prog pg = {.s = &sc, .t0 = t0, .end = t0, .what = kind_name[ops[0].kind]};
+	/* (On the device timeline the host's clock does not go to the
+	 * operation's arrivals, the replay's does: from the first such
+	 * operation on, the thread's transfers say no delay and the replay
+	 * stamps them at its clock, as before trace 1.8.) */
+	static __thread int dev_timeline;
+	dev_timeline |= ndp > 0;
+	struct prog pg = {.s = &sc, .t0 = t0, .end = t0, .clock = dev_timeline ? UINT64_MAX : vt0,
+			  .what = kind_name[ops[0].kind]};
 	if (timed) {
 		/* (First, what the communicators' earlier sends still wait for:
 		 * the group's transfers leave after it, flow control.) */
@@ -4433,7 +4443,7 @@ static ncclResult_t execute_held(struct op *ops, int nops)
 		for (int i = 0; det && i < sc.n; i++)
 			if (sc.x[i].bytes)
 				vconn(sc.x[i].c, sc.x[i].peer, sc.x[i].ch);
-		ready_sends(&sc, 0, t0);
+		ready_sends(&sc, 0, t0, pg.clock);
 		fc_want(&sc);
 		for (int i = 0; i < sc.n && !waits; i++)
 			waits = sc.x[i].recv && sc.x[i].bytes;

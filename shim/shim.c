@@ -374,6 +374,7 @@ static uint8_t cf_kind_of(uint16_t kind)
 	case UNI_EV_SIGNAL: return UNI_TR_SIGNAL;
 	case UNI_EV_TAKE: return UNI_TR_TAKE;
 	case UNI_EV_DEP: return UNI_TR_DEP;
+	case UNI_EV_DELAY: return UNI_TR_DELAY;
 	case UNI_EV_OP: return UNI_TR_OP;
 	case UNI_EV_NCCL_OP: return UNI_TR_NCCL_OP;
 	case UNI_EV_NCCL_COMM: return UNI_TR_NCCL_COMM;
@@ -2515,6 +2516,8 @@ void uni_shim_meet_floors_set(void)
 		atomic_fetch_add(&g_hdr->handoffs, 1);
 }
 
+static void idle_until(uint64_t t, int force);
+
 void uni_shim_meet_wait(int on, uint64_t t)
 {
 	if (!uni_shim_simulating())
@@ -2527,7 +2530,7 @@ void uni_shim_meet_wait(int on, uint64_t t)
 		wait_on_object_floor(r, NULL, 1);
 	} else if (r) {
 		leave(); /* (the CPU the wait spent is nobody's compute) */
-		uni_shim_idle_until(t);
+		idle_until(t, 1);
 		r->wait_what[0] = 0;
 		atomic_store_explicit(&r->wait_kind, UNI_WAIT_NONE, memory_order_release);
 		/* A horizon scan that read the wait before this and the floor
@@ -3625,13 +3628,19 @@ int uni_shim_deadline(clockid_t clk, const struct timespec *abs, struct timespec
 	return 0;
 }
 
-/* A sleep (or a wait that timed out) long enough to show: one record. */
-static void idle_record(uint64_t from, uint64_t to)
+/* A sleep (or a wait that timed out) long enough to show, or any if
+ * force: one record. */
+static void idle_record_f(uint64_t from, uint64_t to, int force)
 {
-	if (to - from < UNI_COMPUTE_MIN_NS || !sync_active())
+	if ((!force && to - from < UNI_COMPUTE_MIN_NS) || !sync_active())
 		return;
 	struct uni_ev e = {.kind = UNI_EV_IDLE, .t0 = from, .t1 = to};
 	emit(&e);
+}
+
+static void idle_record(uint64_t from, uint64_t to)
+{
+	idle_record_f(from, to, 0);
 }
 
 /* The compute before an idle stretch that no uni_shim_sleeping(1)
@@ -3645,15 +3654,23 @@ static void charge_before_idle(void)
 	tls.in_shim--;
 }
 
-void uni_shim_idle_until(uint64_t t)
+/* force: recorded however short (unitrace replay's clock must have it:
+ * a meeting of the simulated NCCL's ranks, which they leave at the
+ * latest of their clocks). */
+static void idle_until(uint64_t t, int force)
 {
 	charge_before_idle();
 	if (t > tls.vt) {
-		idle_record(tls.vt, t);
+		idle_record_f(tls.vt, t, force);
 		tls.idled += t - tls.vt;
 		tls.vt = t;
 	}
 	leave();
+}
+
+void uni_shim_idle_until(uint64_t t)
+{
+	idle_until(t, 0);
 }
 
 void uni_shim_rec_slept(uint64_t ns)
@@ -3802,12 +3819,20 @@ uint64_t uni_shim_vt_charge(void)
 	return uni_shim_simulating() ? uni_shim_thread_vt() : 0;
 }
 
-void uni_shim_vsend(uint32_t idx1, uint64_t off, uint64_t len, uint64_t stamp)
+void uni_shim_vsend(uint32_t idx1, uint64_t off, uint64_t len, uint64_t stamp, uint64_t clock)
 {
 	if (!idx1 || !uni_shim_simulating())
 		return;
 	int saved = errno;
 	tls.in_shim++;
+	/* How far the stamp is from the clock unitrace replay will have
+	 * here: the protocol's latencies (a send that waited for an earlier
+	 * arrival than the latest: less than none). UINT64_MAX: not known. */
+	if (clock != UINT64_MAX) {
+		struct uni_ev d = {.kind = UNI_EV_DELAY, .conn = idx1 - 1, .t0 = stamp, .t1 = stamp,
+				   .a = stamp - clock};
+		emit(&d);
+	}
 	struct uni_ev e = {.kind = UNI_EV_SEND, .conn = idx1 - 1, .t0 = stamp, .t1 = stamp, .off = off, .len = len};
 	emit(&e);
 	ring_bell();

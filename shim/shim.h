@@ -468,8 +468,11 @@ int uni_shim_world(void) UNI_HIDDEN;
 void uni_shim_vconn_close(uint32_t idx1, uint64_t sent, uint64_t received) UNI_HIDDEN;
 /* The calling thread's clock after charging its compute. */
 uint64_t uni_shim_vt_charge(void) UNI_HIDDEN;
-/* len bytes at stream offset off leave at stamp. */
-void uni_shim_vsend(uint32_t idx1, uint64_t off, uint64_t len, uint64_t stamp) UNI_HIDDEN;
+/* len bytes at stream offset off leave at stamp; clock: the thread's
+ * clock as unitrace replay counts it there (its clock at the call, then
+ * the latest arrival it took), for the trace's delay record (UINT64_MAX:
+ * none). */
+void uni_shim_vsend(uint32_t idx1, uint64_t off, uint64_t len, uint64_t stamp, uint64_t clock) UNI_HIDDEN;
 /* Waits for the first of n reads (connection idx1[i], bytes [off[i],
  * off[i] + len[i])) to become final and returns its arrival (of the last
  * byte read), with its index in *which; the others are not read (ask

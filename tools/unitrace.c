@@ -693,6 +693,7 @@ static void account(struct summary *s, const struct uni_trec *t)
 	case UNI_TR_SIGNAL:
 	case UNI_TR_TAKE:
 	case UNI_TR_DEP:
+	case UNI_TR_DELAY:
 	case UNI_TR_SENT:
 	case UNI_TR_OP:
 	case UNI_TR_STRING:

@@ -77,6 +77,9 @@ struct thread {
 	uint32_t pc;
 	uint64_t T, dep;
 	int have_dep;
+	int64_t delay;  /* (1.8) the next send's stamp: the clock plus this (UNI_TR_DELAY) */
+	int have_delay;
+	uint32_t delay_seq; /* ... for the send right after it (seq + 1) */
 	int done;
 	uint64_t *val;    /* replayed value of each event, by seq */
 	uint8_t *have;    /* ... known */
@@ -165,6 +168,7 @@ static int graph_kind(uint16_t k)
 	case UNI_TR_SIGNAL:
 	case UNI_TR_TAKE:
 	case UNI_TR_DEP:
+	case UNI_TR_DELAY:
 		return 1;
 	}
 	return 0;
@@ -434,6 +438,8 @@ static void reset(struct replay *R, const struct uni_config *cfg)
 		th->T = 0;
 		th->dep = 0;
 		th->have_dep = 0;
+		th->delay = 0;
+		th->have_delay = 0;
 		th->done = th->nev == 0;
 		th->compute = th->idle = th->waited = th->end = 0;
 		th->diverged = 0;
@@ -708,17 +714,34 @@ static enum step step(struct replay *R, struct thread *th)
 		v = th->T;
 		break;
 	}
+	case UNI_TR_DELAY:
+		/* A transfer of the simulated NCCL: its protocol's latencies
+		 * after the clock (or, where it left on an earlier arrival than
+		 * the latest the thread took, before it). */
+		th->delay = (int64_t)r->a;
+		th->have_delay = 1;
+		th->delay_seq = r->seq;
+		v = th->T;
+		break;
 	case UNI_TR_SEND: {
 		struct stream *s = r->conn < R->nst ? &R->st[r->conn] : NULL;
 		struct chunk *c = s ? chunk_at(s, r->off) : NULL;
 		uint64_t stamp;
-		if (r->flags & UNI_TRF_NOTIFY)
+		if (th->have_delay && r->seq == th->delay_seq + 1) {
+			/* (no sum beyond 2^64 nor below 0, however the file says) */
+			uint64_t d = (uint64_t)th->delay;
+			if (th->delay < 0)
+				stamp = 0ull - d > th->T ? 0 : th->T - (0ull - d);
+			else
+				stamp = d > UINT64_MAX - th->T ? UINT64_MAX : th->T + d;
+		} else if (r->flags & UNI_TRF_NOTIFY)
 			stamp = th->T;
 		else if (th->dispatcher)
 			stamp = th->have_dep ? th->dep : th->T;
 		else
 			stamp = th->have_dep ? max64(th->T, th->dep) : th->T;
 		th->have_dep = 0;
+		th->have_delay = 0;
 		if (c && c->off == r->off && !c->sched) {
 			c->stamp = stamp;
 			c->sched = 1;
@@ -795,7 +818,7 @@ static enum step step(struct replay *R, struct thread *th)
 		 * writes them). */
 		for (uint32_t q = th->pc; r->kind == UNI_TR_SEND && q-- > 0;) {
 			const struct uni_trec *p = &R->rec[th->ev[q]];
-			if (p->kind == UNI_TR_DEP)
+			if (p->kind == UNI_TR_DEP || p->kind == UNI_TR_DELAY)
 				R->out[th->ev[q]].t0 = R->out[th->ev[q]].t1 = v;
 			else if (p->kind != UNI_TR_COMPUTE)
 				break;

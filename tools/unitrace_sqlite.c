@@ -42,6 +42,7 @@ static const char schema[] =
 	"CREATE TABLE take(rank INTEGER, tid INTEGER, seq INTEGER, before_ns INTEGER, taken_ns INTEGER,"
 	" source INTEGER, sets INTEGER);\n"
 	"CREATE TABLE dep(rank INTEGER, tid INTEGER, seq INTEGER, source INTEGER);\n"
+	"CREATE TABLE delay(rank INTEGER, tid INTEGER, seq INTEGER, t_ns INTEGER, delay_ns INTEGER);\n"
 	"CREATE TABLE sent(rank INTEGER, tid INTEGER, seq INTEGER, conn INTEGER, message_end INTEGER,"
 	" before_ns INTEGER, after_ns INTEGER, completion_ns INTEGER);\n"
 	"CREATE TABLE op(rank INTEGER, tid INTEGER, seq INTEGER, t_ns INTEGER, slot INTEGER, kind TEXT,"
@@ -72,6 +73,7 @@ static const char *const inserts[] = {
 	[UNI_TR_SIGNAL] = "INSERT INTO signal VALUES(?1,?2,?3,?4,?5)",
 	[UNI_TR_TAKE] = "INSERT INTO take VALUES(?1,?2,?3,?4,?5,?6,?7)",
 	[UNI_TR_DEP] = "INSERT INTO dep VALUES(?1,?2,?3,?4)",
+	[UNI_TR_DELAY] = "INSERT INTO delay VALUES(?1,?2,?3,?4,?5)",
 	[UNI_TR_SENT] = "INSERT INTO sent VALUES(?1,?2,?3,?4,?5,?6,?7,?8)",
 	[UNI_TR_OP] = "INSERT INTO op VALUES(?1,?2,?3,?4,?5,?6,?7,?8)",
 	[UNI_TR_NCCL_OP] = "INSERT INTO nccl_op VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)",
@@ -151,6 +153,9 @@ static int bind_rec(sqlite3_stmt *st, const struct uni_trec *t)
 		break;
 	case UNI_TR_DEP:
 		B(t->rank), B(t->tid), U(t->seq), U(t->a);
+		break;
+	case UNI_TR_DELAY:
+		B(t->rank), B(t->tid), U(t->seq), U(t->t0), B((int64_t)t->a);
 		break;
 	case UNI_TR_SENT:
 		B(t->rank), B(t->tid), U(t->seq), U(t->conn), U(t->off), U(t->t0), U(t->t1), U(t->a);

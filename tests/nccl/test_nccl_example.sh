@@ -79,6 +79,20 @@ grep -q "^consistency: bytes sent == bytes received on every connection" "$T/pp1
 grep -q "^note: the simulated NCCL's flow control sent $((8 * recvs)) credit bytes" "$T/pp1r.sum" ||
 	{ cat "$T/pp1r.sum"; fail "nccl_pp: not one 8-byte credit for each of the $recvs messages received"; }
 ok "nccl_pp: $recvs messages, each with its credit; the trace consistent"
+# Its trace replayed under its own configuration: every rank ends where
+# the run did (the ranks' meeting at init, the pipeline's sends, credits
+# and their latencies; docs/unitrace.md).
+"$UNITRACE" replay "$T/pp1r.unitrace" --config "$CFG" --json >"$T/pp1r.rep.json" || fail "unitrace replay of nccl_pp's trace"
+"$UNITRACE" summary --json "$T/pp1r.unitrace" >"$T/pp1r.sum.json" || fail "unitrace summary --json of nccl_pp's trace"
+/usr/bin/python3 - "$T/pp1r.sum.json" "$T/pp1r.rep.json" <<'PYEOF' || fail "nccl_pp's trace replayed under its configuration"
+import json, sys
+live = {r["rank"]: r["end_ns"] for r in json.load(open(sys.argv[1]))["ranks"]}
+rep = {r["rank"]: r["end_ns"] for r in json.load(open(sys.argv[2]))["ranks"]}
+assert sorted(live) == sorted(rep) == [0, 1, 2, 3], (live, rep)
+for k in sorted(live):
+    assert abs(rep[k] - live[k]) <= 1e-5 * live[k], (k, rep[k], live[k])
+PYEOF
+ok "nccl_pp: its trace replayed under its configuration ends where the run did"
 ls /tmp/nccl_pp-id.* 2>/dev/null | grep -q . && fail "nccl_pp left its id file in /tmp"
 ok "nccl_pp left nothing in /tmp"
 # Under nic, sixteen requests in flight: stage 0 runs eight messages ahead

@@ -547,7 +547,8 @@ START_TEST(test_kind_names)
 	ck_assert_str_eq(uni_trec_kind_name(UNI_TR_NCCL_OP), "nccl_op");
 	ck_assert_str_eq(uni_trec_kind_name(UNI_TR_NCCL_COMM), "nccl_comm");
 	ck_assert_str_eq(uni_trec_kind_name(UNI_TR_COMPUTE_FROM), "compute_from");
-	ck_assert_str_eq(uni_trec_kind_name(23), "?");
+	ck_assert_str_eq(uni_trec_kind_name(UNI_TR_DELAY), "delay");
+	ck_assert_str_eq(uni_trec_kind_name(24), "?");
 	ck_assert_str_eq(uni_trec_kind_name(UINT16_MAX), "?");
 }
 END_TEST

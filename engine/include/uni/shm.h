@@ -118,6 +118,10 @@ enum uni_ev_kind {
 	                          in on conn (a connection of UNI_CONNF_CREDIT) up to
 	                          byte off: its bytes hold the network once they
 	                          arrive, as a read's would; no record */
+	UNI_EV_DELAY = 22,     /* simulate: the thread's next SEND (a transfer of the
+	                          simulated NCCL) is stamped at the thread's clock plus
+	                          (int64_t)a ns, its clock as unitrace replay counts it
+	                          (the protocol's latencies; docs/unitrace.md) */
 };
 
 /* 1 for a kind that is a note to unid, not an event of its thread: no

@@ -16,7 +16,7 @@
 
 #define UNI_TRACE_MAGIC "UNITRACE"
 #define UNI_TRACE_VERSION_MAJOR 1u
-#define UNI_TRACE_VERSION_MINOR 7u
+#define UNI_TRACE_VERSION_MINOR 8u
 #define UNI_TRACE_HDR_SIZE 256u
 #define UNI_TRACE_REC_SIZE 64u
 
@@ -102,6 +102,10 @@ enum uni_trec_kind {
 	                             taken from it, off = threads that followed the recorded
 	                             run to their end, len = threads that left it (measured from
 	                             there), conn = threads it did not have */
+	UNI_TR_DELAY = 23,        /* (1.8) simulate: rank, tid's next send (a transfer of the
+	                             simulated NCCL) was stamped at the thread's clock plus
+	                             (int64_t)a ns: its protocol's latencies, for unitrace
+	                             replay; t0 = t1 = the send's stamp */
 };
 
 enum uni_trec_flags {
@@ -158,6 +162,7 @@ static inline int uni_trec_kind_indexed(uint16_t kind)
 	case UNI_TR_OP:
 	case UNI_TR_NCCL_OP:
 	case UNI_TR_NCCL_COMM:
+	case UNI_TR_DELAY:
 		return 1;
 	default:
 		return 0;
