@@ -133,6 +133,7 @@ struct seg {
 	 * arrival, its thread's ring (1 + index, 0: none) and tid; the
 	 * latest clock, written by the last to arrive. */
 	uint64_t meet_vt[UNI_NCCL_MAX_RANKS];
+	uint64_t meet_src[UNI_NCCL_MAX_RANKS]; /* its thread's position among its events (unitrace replay) */
 	_Atomic uint32_t meet_ring[UNI_NCCL_MAX_RANKS]; /* taken (0) by the last, or by the rank as it leaves */
 	int32_t meet_tid[UNI_NCCL_MAX_RANKS];
 	uint64_t meet_t;
@@ -643,11 +644,12 @@ static int meet_arrive(ncclComm_t c, int sync)
 {
 	struct seg *s = c->sh;
 	int32_t tid = 0;
-	uint64_t vt = 0;
-	uint32_t ring = sync ? uni_shim_meet_self(&tid, &vt) : 0;
+	uint64_t vt = 0, src = 0;
+	uint32_t ring = sync ? uni_shim_meet_self(&tid, &vt, &src) : 0;
 	if (!ring)
 		vt = uni_shim_vt_charge();
 	s->meet_vt[c->rank] = vt;
+	s->meet_src[c->rank] = ring ? src : 0;
 	s->meet_tid[c->rank] = tid;
 	atomic_store_explicit(&s->meet_ring[c->rank], ring, memory_order_relaxed);
 	return ring != 0;
@@ -673,10 +675,14 @@ static uint64_t meet_close(ncclComm_t c)
 }
 
 /* The calling rank, which took part in a meeting, goes on from t (0: its
- * own clock; in turn, a turn there). */
-static void meet_go(uint64_t t)
+ * own clock; in turn, a turn there): from the latest of the ranks' clocks
+ * at their arrival, each taken from its thread (unitrace replay). */
+static void meet_go(ncclComm_t c, uint64_t t)
 {
-	uni_shim_meet_wait(0, t);
+	if (t)
+		uni_shim_meet_takes(c->nranks, c->sh->meet_src, c->sh->meet_vt, t);
+	else
+		uni_shim_meet_wait(0, 0);
 	if (t && uni_shim_det_nccl())
 		uni_shim_det_turn();
 }
@@ -697,7 +703,7 @@ static void meet_end(ncclComm_t c, _Atomic uint32_t *open, uint32_t v)
 		if (atomic_load_explicit(open, memory_order_acquire) != v)
 			t = s->meet_t;
 	}
-	meet_go(t);
+	meet_go(c, t);
 }
 
 static ncclResult_t barrier_wait(ncclComm_t c, const char *what, uint32_t gen);
@@ -715,7 +721,7 @@ static ncclResult_t barrier_x(ncclComm_t c, const char *what, int sync)
 		uni_futex_wake(&s->bar_gen, INT32_MAX);
 		uni_shim_det_nccl_wake(comm_key64(c));
 		if (part)
-			meet_go(t);
+			meet_go(c, t);
 		return ncclSuccess;
 	}
 	if (part && !uni_shim_det_nccl()) /* (in turn the network moves in turn) */
@@ -823,7 +829,7 @@ static ncclResult_t init_join(ncclComm_t c, int sync)
 	uint64_t since = mono_ns();
 	int det = uni_shim_det_nccl();
 	if (sync && c->meet_last) {
-		meet_go(s->meet_t); /* (it opened the join itself) */
+		meet_go(c, s->meet_t); /* (it opened the join itself) */
 		sync = 0;
 	}
 	if (sync && !det && !atomic_load_explicit(&s->join_open, memory_order_acquire))

@@ -2481,10 +2481,11 @@ void uni_shim_peer_wait(int on, void *obj)
 
 /* Meetings (the simulated NCCL's join and CommSplit, docs/nccl.md
  * "Meetings"). */
-uint32_t uni_shim_meet_self(int32_t *tid, uint64_t *vt)
+uint32_t uni_shim_meet_self(int32_t *tid, uint64_t *vt, uint64_t *src)
 {
 	*tid = 0;
 	*vt = 0;
+	*src = 0;
 	if (!uni_shim_simulating() || tls.dispatcher)
 		return 0;
 	int saved = errno;
@@ -2494,6 +2495,7 @@ uint32_t uni_shim_meet_self(int32_t *tid, uint64_t *vt)
 		charge();
 		*vt = tls.vt;
 		*tid = r->tid;
+		*src = own_position();
 	}
 	tls.in_shim--;
 	errno = saved;
@@ -2517,6 +2519,37 @@ void uni_shim_meet_floors_set(void)
 }
 
 static void idle_until(uint64_t t, int force);
+
+static void meet_leave(int n, const uint64_t *src, const uint64_t *vt, uint64_t t)
+{
+	struct uni_ring *r = thread_ring();
+	if (!r)
+		return;
+	leave(); /* (the CPU the wait spent is nobody's compute) */
+	/* Each rank's clock at its arrival, taken from its position (a
+	 * thread's own is not: emit_take), every one (under another network
+	 * the replay may find another the latest); what is left (a rank
+	 * without a thread in it: a non-blocking init's) an idle stretch. */
+	for (int i = 0; i < n; i++)
+		if (src[i])
+			take_stamp(vt[i], src[i]);
+	idle_until(t, 1);
+	r->wait_what[0] = 0;
+	atomic_store_explicit(&r->wait_kind, UNI_WAIT_NONE, memory_order_release);
+	atomic_fetch_add(&g_hdr->handoffs, 1);
+	atomic_store_explicit(&r->wake_floor, UINT64_MAX, memory_order_release);
+}
+
+void uni_shim_meet_takes(int n, const uint64_t *src, const uint64_t *vt, uint64_t t)
+{
+	if (!uni_shim_simulating())
+		return;
+	int saved = errno;
+	tls.in_shim++;
+	meet_leave(n, src, vt, t);
+	tls.in_shim--;
+	errno = saved;
+}
 
 void uni_shim_meet_wait(int on, uint64_t t)
 {

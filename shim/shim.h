@@ -521,7 +521,7 @@ void uni_shim_peer_floor(uint64_t t) UNI_HIDDEN;
  * of their clocks at arrival. uni_shim_meet_self: the calling thread's
  * ring (1 + its index; 0: none, outside simulate mode) and tid, and its
  * clock after charging its compute. */
-uint32_t uni_shim_meet_self(int32_t *tid, uint64_t *vt) UNI_HIDDEN;
+uint32_t uni_shim_meet_self(int32_t *tid, uint64_t *vt, uint64_t *src) UNI_HIDDEN;
 /* The last to arrive: the thread of ring ring1 - 1 (if it is still
  * thread tid's) goes on from t, and the nic horizon counts it there until
  * it publishes; then uni_shim_meet_floors_set, before the meeting opens. */
@@ -533,6 +533,11 @@ void uni_shim_meet_floors_set(void) UNI_HIDDEN;
  * thread goes on from t (its clock the later of its own and t; 0: its
  * own). */
 void uni_shim_meet_wait(int on, uint64_t t) UNI_HIDDEN;
+/* The meeting is over: the thread goes on from the latest of n ranks'
+ * clocks vt[i] at their arrival (t), each taken from its source src[i]
+ * (its thread's position among its events, uni_shim_meet_self; 0: none)
+ * so that unitrace replay has the meeting as a take from each. */
+void uni_shim_meet_takes(int n, const uint64_t *src, const uint64_t *vt, uint64_t t) UNI_HIDDEN;
 /* on: the thread waits for its peers (the simulated NCCL's data path)
  * and will send nothing until one of its reads is answered: it does not
  * hold the nic horizon back (an unread arrival does). off: it runs again. */

@@ -93,6 +93,37 @@ for k in sorted(live):
     assert abs(rep[k] - live[k]) <= 1e-5 * live[k], (k, rep[k], live[k])
 PYEOF
 ok "nccl_pp: its trace replayed under its configuration ends where the run did"
+# The communicator's init is a meeting: every rank goes on from the latest
+# of the ranks' clocks at arrival, and the trace has it as takes from each
+# rank's position, not as the idle time the run had. Replayed with rank
+# 2's compute 20 times slower, ranks 0, 1 and 3 leave the init together,
+# at rank 2's (later) arrival: more than 5 times the recorded time.
+sed -e 's/^  # ranks:$/  ranks:/' -e 's/^  #   2: { slowdown: 3.5 }/    2: { slowdown: 20 }/' "$CFG" >"$T/slow2.yaml"
+grep -q '^    2: { slowdown: 20 }' "$T/slow2.yaml" || fail "could not make rank 2 slower in $CFG"
+"$UNITRACE" replay "$T/pp1r.unitrace" --config "$T/slow2.yaml" -o "$T/slow2.unitrace" >/dev/null || fail "replay with rank 2 slower"
+"$UNITRACE" dump --json "$T/pp1r.unitrace" >"$T/pp1r.jsonl" && "$UNITRACE" dump --json "$T/slow2.unitrace" >"$T/slow2.jsonl" ||
+	fail "dump of nccl_pp's trace and its replay"
+/usr/bin/python3 - "$T/pp1r.jsonl" "$T/slow2.jsonl" <<'PYEOF' || fail "nccl_pp's init replayed with rank 2 slower"
+import json, sys
+def left(path):
+    recs = [json.loads(l) for l in open(path)]
+    out = {}
+    for r in range(4):
+        ev = [x for x in recs if x["rank"] == r and x["tid"] > 0]
+        i = next(k for k, x in enumerate(ev) if x["kind"] == "nccl_comm")
+        while ev[i]["kind"] != "take":
+            i += 1
+        j = i
+        while ev[j]["kind"] == "take":
+            j += 1
+        out[r] = max([ev[i]["t0"]] + [x["t1"] for x in ev[i:j]])
+    return out
+rec, slow = left(sys.argv[1]), left(sys.argv[2])
+print("init left at (ms), recorded:", {k: v / 1e6 for k, v in rec.items()}, "rank 2 slower:", {k: v / 1e6 for k, v in slow.items()})
+assert abs(slow[0] - slow[1]) < 1000 and abs(slow[0] - slow[3]) < 1000, slow
+assert slow[2] >= slow[0] > 5 * rec[0], (rec, slow)
+PYEOF
+ok "nccl_pp: its init replayed with rank 2's compute 20 times slower: the others leave it together, at rank 2's arrival"
 ls /tmp/nccl_pp-id.* 2>/dev/null | grep -q . && fail "nccl_pp left its id file in /tmp"
 ok "nccl_pp left nothing in /tmp"
 # Under nic, sixteen requests in flight: stage 0 runs eight messages ahead
