@@ -645,11 +645,15 @@ static int meet_arrive(ncclComm_t c, int sync)
 	struct seg *s = c->sh;
 	int32_t tid = 0;
 	uint64_t vt = 0, src = 0;
-	uint32_t ring = sync ? uni_shim_meet_self(&tid, &vt, &src) : 0;
+	/* (A caller that goes on at once still has a position: the others
+	 * take its clock from there.) */
+	uint32_t ring = uni_shim_meet_self(&tid, &vt, &src);
 	if (!ring)
 		vt = uni_shim_vt_charge();
+	if (!sync)
+		ring = 0, tid = 0;
 	s->meet_vt[c->rank] = vt;
-	s->meet_src[c->rank] = ring ? src : 0;
+	s->meet_src[c->rank] = src;
 	s->meet_tid[c->rank] = tid;
 	atomic_store_explicit(&s->meet_ring[c->rank], ring, memory_order_relaxed);
 	return ring != 0;
