@@ -39,6 +39,17 @@ done
 for c in A B C; do
 	"$UNITRACE" replay "$T/A.unitrace" --config "$T/$c.yaml" --json >"$T/A-$c.json" || fail "replay A under $c"
 done
+# Without --config: the run's own configuration, which the trace names;
+# once that file is gone, the built-in defaults, said on stderr.
+"$UNITRACE" replay "$T/A.unitrace" --json >"$T/A-own.json" 2>"$T/err" || fail "replay without --config"
+cmp "$T/A-own.json" "$T/A-A.json" || fail "replay without --config is not the replay under the run's configuration"
+[ ! -s "$T/err" ] || { cat "$T/err"; fail "replay without --config said something"; }
+mv "$T/A.yaml" "$T/A.gone.yaml"
+"$UNITRACE" replay "$T/A.unitrace" >"$T/out" 2>"$T/err" || fail "replay once the run's configuration is gone"
+mv "$T/A.gone.yaml" "$T/A.yaml"
+grep -q "^unitrace: replay: the run's configuration .*/A.yaml is not there or not readable: the built-in defaults" "$T/err" ||
+	{ cat "$T/err"; fail "replay once the run's configuration is gone: no line on stderr"; }
+grep -q "under the default configuration" "$T/out" || { cat "$T/out"; fail "replay once the run's configuration is gone: not the defaults"; }
 # Incast under alpha-beta (1 ms, 100 Mbit/s), replayed under nic and under itself.
 sed -i 's/slowdown: 0.001/slowdown: 1.0/' "$T/D.yaml" "$T/C.yaml"
 timeout 300 "$UNIRUN" -n 4 --config "$T/D.yaml" --trace "$T/D.unitrace" -- $PY "$HERE/sim_incast.py" \
