@@ -1070,10 +1070,8 @@ static int write_out(struct replay *R, const char *config, const char *out)
 	h.version_minor = UNI_TRACE_VERSION_MINOR;
 	memset(h.reserved, 0, sizeof(h.reserved));
 	memset(h.config_path, 0, sizeof(h.config_path));
-	if (config) { /* (all 128 bytes may be the path: no NUL needed, as unid writes it) */
-		size_t n = strlen(config);
-		memcpy(h.config_path, config, n < sizeof(h.config_path) ? n : sizeof(h.config_path));
-	}
+	if (config) /* (NUL-terminated, as unid writes it: 127 characters at most) */
+		snprintf(h.config_path, sizeof(h.config_path), "%.*s", (int)sizeof(h.config_path) - 1, config);
 	/* The simulated NCCL's operation records hold the recorded times of
 	 * calls whose transfers are re-timed here: left out, not kept stale
 	 * (their transfers, the send and recv records, are re-timed). */
@@ -1199,14 +1197,17 @@ int unitrace_replay(const char *path, const char *config, const char *sweep, con
 	 * while that file is there; else the built-in defaults, said so. */
 	if (!config && R->hdr_config[0]) {
 		struct stat sb; /* (a regular file only: a trace could name /dev/stdin) */
-		if (stat(R->hdr_config, &sb) == 0 && S_ISREG(sb.st_mode) &&
-		    uni_config_load(&cfg, R->hdr_config, err, sizeof(err)) == 0) {
-			config = R->hdr_config;
-		} else {
-			uni_config_defaults(&cfg);
-			fprintf(stderr, "unitrace: replay: the run's configuration %s is not there or not readable: "
-					"the built-in defaults (--config names another)\n",
+		if (stat(R->hdr_config, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+			fprintf(stderr, "unitrace: replay: the run's configuration %s is not there: the built-in "
+					"defaults (--config names another)\n",
 				R->hdr_config);
+		} else if (uni_config_load(&cfg, R->hdr_config, err, sizeof(err)) < 0) {
+			uni_config_defaults(&cfg);
+			fprintf(stderr, "unitrace: replay: the run's configuration: %s: the built-in defaults (--config "
+					"names another)\n",
+				err);
+		} else {
+			config = R->hdr_config;
 		}
 	}
 	if (!sweep) {

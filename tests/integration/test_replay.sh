@@ -47,7 +47,7 @@ cmp "$T/A-own.json" "$T/A-A.json" || fail "replay without --config is not the re
 mv "$T/A.yaml" "$T/A.gone.yaml"
 "$UNITRACE" replay "$T/A.unitrace" >"$T/out" 2>"$T/err" || fail "replay once the run's configuration is gone"
 mv "$T/A.gone.yaml" "$T/A.yaml"
-grep -q "^unitrace: replay: the run's configuration .*/A.yaml is not there or not readable: the built-in defaults" "$T/err" ||
+grep -q "^unitrace: replay: the run's configuration .*/A.yaml is not there: the built-in defaults" "$T/err" ||
 	{ cat "$T/err"; fail "replay once the run's configuration is gone: no line on stderr"; }
 grep -q "under the default configuration" "$T/out" || { cat "$T/out"; fail "replay once the run's configuration is gone: not the defaults"; }
 # Incast under alpha-beta (1 ms, 100 Mbit/s), replayed under nic and under itself.

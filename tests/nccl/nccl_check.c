@@ -1002,10 +1002,31 @@ static int rooted_mismatch(ncclComm_t comm)
  * which expects 0 bytes. The receivers get ncclInvalidArgument and an
  * asynchronous error (their virtual connections and their peers' are
  * apart), the senders' calls succeed, nobody hangs (an empty message is
- * an 8-byte transfer in the timing). Rank 0 aborts; rank 1's next call
- * (an empty Send to rank 2) says "abort it" at once, it aborts; rank 2's
- * group of an empty Send and Recv with rank 1 ends with ncclRemoteError.
- * 1: comm aborted. */
+ * an 8-byte transfer in the timing). Once both found theirs (a file each:
+ * an abort before would be what the other finds), rank 0 aborts; rank
+ * 1's next call (an empty Send to rank 2) says "abort it" at once, it
+ * aborts; rank 2's group of an empty Send and Recv with rank 1 ends with
+ * ncclRemoteError. 1: comm aborted. */
+static void zero_mark(int r)
+{
+	char f[600];
+	snprintf(f, sizeof(f), "%s.zero%d", getenv("NCCL_CHECK_ID") ? getenv("NCCL_CHECK_ID") : "/tmp/nccl_check", r);
+	FILE *fp = fopen(f, "w");
+	CHECK(fp != NULL, "%s: %s", f, strerror(errno));
+	if (fp)
+		fclose(fp);
+}
+
+static void zero_wait(int r)
+{
+	char f[600];
+	snprintf(f, sizeof(f), "%s.zero%d", getenv("NCCL_CHECK_ID") ? getenv("NCCL_CHECK_ID") : "/tmp/nccl_check", r);
+	int i = 0;
+	while (access(f, F_OK) != 0 && i++ < 60000)
+		usleep(1000);
+	CHECK(unlink(f) == 0, "rank %d never found its checks done (%s)", r, f);
+}
+
 static int p2p_zero(ncclComm_t comm)
 {
 	uint8_t x[1024] = {0};
@@ -1024,6 +1045,10 @@ static int p2p_zero(ncclComm_t comm)
 	}
 	NCCL(ncclCommGetAsyncError(comm, &a));
 	CHECK(a == (rank == 2 ? ncclSuccess : ncclInvalidArgument), "rank %d: async error %d", rank, a);
+	if (rank < 2) {
+		zero_mark(rank);
+		zero_wait(1 - rank);
+	}
 	if (rank == 0) {
 		NCCL(ncclCommAbort(comm));
 		return 1;
