@@ -541,7 +541,7 @@ static void cf_load(const struct uni_shm_hdr *h, int rank)
 	g_cf_on = 1;
 }
 static void charge(void);
-static void idle_record(uint64_t from, uint64_t to);
+static void idle_record(uint64_t from, uint64_t to, int force);
 static void accept_take(const struct uni_addr *la, const struct uni_addr *pa);
 static int sync_active(void);
 static void capture_stack(struct uni_ring *r, int skip_self);
@@ -2520,11 +2520,10 @@ void uni_shim_meet_floors_set(void)
 
 static void idle_until(uint64_t t, int force);
 
-static void meet_leave(int n, const uint64_t *src, const uint64_t *vt, uint64_t t)
+/* The thread of ring r leaves a meeting: from t, after taking each of
+ * the n ranks' clocks vt[i] from its source src[i]. */
+static void meet_leave(struct uni_ring *r, int n, const uint64_t *src, const uint64_t *vt, uint64_t t)
 {
-	struct uni_ring *r = thread_ring();
-	if (!r)
-		return;
 	leave(); /* (the CPU the wait spent is nobody's compute) */
 	/* Each rank's clock at its arrival, taken from its position (a
 	 * thread's own is not: emit_take), every one (under another network
@@ -2536,6 +2535,8 @@ static void meet_leave(int n, const uint64_t *src, const uint64_t *vt, uint64_t 
 	idle_until(t, 1);
 	r->wait_what[0] = 0;
 	atomic_store_explicit(&r->wait_kind, UNI_WAIT_NONE, memory_order_release);
+	/* A horizon scan that read the wait before this and the floor
+	 * after scans again: it would leave the thread out. */
 	atomic_fetch_add(&g_hdr->handoffs, 1);
 	atomic_store_explicit(&r->wake_floor, UINT64_MAX, memory_order_release);
 }
@@ -2546,7 +2547,9 @@ void uni_shim_meet_takes(int n, const uint64_t *src, const uint64_t *vt, uint64_
 		return;
 	int saved = errno;
 	tls.in_shim++;
-	meet_leave(n, src, vt, t);
+	struct uni_ring *r = thread_ring();
+	if (r)
+		meet_leave(r, n, src, vt, t);
 	tls.in_shim--;
 	errno = saved;
 }
@@ -2562,14 +2565,7 @@ void uni_shim_meet_wait(int on, uint64_t t)
 		charge();
 		wait_on_object_floor(r, NULL, 1);
 	} else if (r) {
-		leave(); /* (the CPU the wait spent is nobody's compute) */
-		idle_until(t, 1);
-		r->wait_what[0] = 0;
-		atomic_store_explicit(&r->wait_kind, UNI_WAIT_NONE, memory_order_release);
-		/* A horizon scan that read the wait before this and the floor
-		 * after scans again: it would leave the thread out. */
-		atomic_fetch_add(&g_hdr->handoffs, 1);
-		atomic_store_explicit(&r->wake_floor, UINT64_MAX, memory_order_release);
+		meet_leave(r, 0, NULL, NULL, t);
 	}
 	tls.in_shim--;
 	errno = saved;
@@ -3663,17 +3659,12 @@ int uni_shim_deadline(clockid_t clk, const struct timespec *abs, struct timespec
 
 /* A sleep (or a wait that timed out) long enough to show, or any if
  * force: one record. */
-static void idle_record_f(uint64_t from, uint64_t to, int force)
+static void idle_record(uint64_t from, uint64_t to, int force)
 {
 	if ((!force && to - from < UNI_COMPUTE_MIN_NS) || !sync_active())
 		return;
 	struct uni_ev e = {.kind = UNI_EV_IDLE, .t0 = from, .t1 = to};
 	emit(&e);
-}
-
-static void idle_record(uint64_t from, uint64_t to)
-{
-	idle_record_f(from, to, 0);
 }
 
 /* The compute before an idle stretch that no uni_shim_sleeping(1)
@@ -3694,7 +3685,7 @@ static void idle_until(uint64_t t, int force)
 {
 	charge_before_idle();
 	if (t > tls.vt) {
-		idle_record_f(tls.vt, t, force);
+		idle_record(tls.vt, t, force);
 		tls.idled += t - tls.vt;
 		tls.vt = t;
 	}
@@ -3714,7 +3705,7 @@ void uni_shim_rec_slept(uint64_t ns)
 void uni_shim_idle_for(uint64_t ns)
 {
 	charge_before_idle();
-	idle_record(tls.vt, tls.vt + ns);
+	idle_record(tls.vt, tls.vt + ns, 0);
 	tls.vt += ns;
 	tls.idled += ns;
 	leave();
