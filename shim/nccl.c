@@ -4390,7 +4390,7 @@ static ncclResult_t execute_held(struct op *ops, int nops)
 	if (det)
 		uni_shim_det_turn();
 	/* Compute before the call is charged; the copying is not. */
-	uint64_t t0 = uni_shim_vt_charge(), end = t0, vt0 = t0;
+	uint64_t t0 = uni_shim_vt_start(), end = t0, vt0 = t0;
 	ncclResult_t r = ncclSuccess;
 	int timed = uni_shim_simulating(), waits = 0, ndp = 0;
 	if ((r = check_capture(ops, nops)) != ncclSuccess)

@@ -3843,6 +3843,19 @@ uint64_t uni_shim_vt_charge(void)
 	return uni_shim_simulating() ? uni_shim_thread_vt() : 0;
 }
 
+uint64_t uni_shim_vt_start(void)
+{
+	if (!uni_shim_simulating())
+		return 0;
+	uint64_t vt = uni_shim_thread_vt();
+	if (tls.ring && !tls.dispatcher) {
+		if (!tls.pend_d && !tls.pend_force)
+			tls.pend_t0 = tls.vt;
+		tls.pend_force = 1;
+	}
+	return vt;
+}
+
 void uni_shim_vsend(uint32_t idx1, uint64_t off, uint64_t len, uint64_t stamp, uint64_t clock)
 {
 	if (!idx1 || !uni_shim_simulating())

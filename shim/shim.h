@@ -468,6 +468,11 @@ int uni_shim_world(void) UNI_HIDDEN;
 void uni_shim_vconn_close(uint32_t idx1, uint64_t sent, uint64_t received) UNI_HIDDEN;
 /* The calling thread's clock after charging its compute. */
 uint64_t uni_shim_vt_charge(void) UNI_HIDDEN;
+/* The same, at the start of an operation of the simulated NCCL: the
+ * thread's next event is its COMPUTE record, zero-long where it had no
+ * compute, so that the operation starts right after a COMPUTE (trace 1.9:
+ * unitrace replay -o times the nccl_op record from there). */
+uint64_t uni_shim_vt_start(void) UNI_HIDDEN;
 /* len bytes at stream offset off leave at stamp; clock: the thread's
  * clock as unitrace replay counts it there (its clock at the call, then
  * the latest arrival it took), for the trace's delay record (UINT64_MAX:

@@ -86,6 +86,7 @@ struct thread {
 	uint64_t *tafter; /* replayed clock after each event, by seq */
 	uint64_t *rval;   /* recorded clock after each event (UNI_SRC_POS sources) */
 	uint8_t *present; /* an event with that seq is in the trace */
+	uint8_t *comp;    /* ... and it is a COMPUTE (an NCCL operation's start, 1.9) */
 	uint32_t maxseq;
 	uint64_t compute, idle, waited, end;
 	int diverged;
@@ -332,8 +333,9 @@ static int load(struct replay *R, const char *path)
 		th->tafter = calloc((size_t)th->maxseq + 1, sizeof(*th->tafter));
 		th->rval = calloc((size_t)th->maxseq + 1, sizeof(*th->rval));
 		th->present = calloc((size_t)th->maxseq + 1, 1);
+		th->comp = calloc((size_t)th->maxseq + 1, 1);
 		th->owner = 1;
-		if (!th->val || !th->have || !th->tafter || !th->rval || !th->present)
+		if (!th->val || !th->have || !th->tafter || !th->rval || !th->present || !th->comp)
 			exit(1);
 		/* The recorded clock after each event, where the record says it;
 		 * elsewhere (a data send, a dep) the clock did not move. */
@@ -361,6 +363,7 @@ static int load(struct replay *R, const char *path)
 			}
 			th->rval[r->seq] = clk;
 			th->present[r->seq] = 1;
+			th->comp[r->seq] = r->kind == UNI_TR_COMPUTE;
 		}
 	}
 	/* An event loop has no clock of its own: it handles each connection's
@@ -987,9 +990,31 @@ static int replay_one(struct replay *R, const struct uni_config *cfg, struct res
 	return 0;
 }
 
+/* The replayed clock after thread th's last event before seq (a corrupt
+ * trace's seq may be far past the thread's events: from its last); with
+ * comp, after its last COMPUTE before seq, if that one was replayed. */
+static int clock_before(const struct thread *th, uint32_t seq, int comp, uint64_t *t)
+{
+	for (uint32_t q = seq < th->maxseq + 1 ? seq : th->maxseq + 1; q-- > 0;) {
+		if (comp ? !th->comp[q] : !th->have[q])
+			continue;
+		if (!th->have[q])
+			return 0;
+		*t = th->tafter[q];
+		return 1;
+	}
+	return 0;
+}
+
 /* -o: what the threads' programs do not say. A send's arrival (t1) once
  * the network has run; an operation's start: its thread's clock after the
- * event before it; a thread's end (its programs', for an event loop);
+ * event before it; an operation of the simulated NCCL (1.9): from its
+ * thread's clock after the COMPUTE record before its first event (the shim
+ * puts one there, uni_shim_vt_start) to its clock after the operation's
+ * last event (the operation on host buffers ends there: the thread's clock
+ * is its completion), left out where that is not so: an operation on
+ * the device timeline, whose end is the device's, not the thread's, and
+ * a trace before 1.9; a thread's end (its programs', for an event loop);
  * a rank's end: its main thread's, as the summary reports it. */
 static void finish_out(struct replay *R)
 {
@@ -1013,13 +1038,9 @@ static void finish_out(struct replay *R)
 					continue;
 				if (r->kind == UNI_TR_OP) {
 					/* The programs of an event loop share val/have/tafter. */
-					/* (A corrupt trace's seq may be far past the
-					 * thread's events: start at its last.) */
-					for (uint32_t q = r->seq < th->maxseq + 1 ? r->seq : th->maxseq + 1; q-- > 0;)
-						if (q <= th->maxseq && th->have[q]) {
-							o->t0 = o->t1 = th->tafter[q];
-							break;
-						}
+					uint64_t t;
+					if (clock_before(th, r->seq, 0, &t))
+						o->t0 = o->t1 = t;
 					break;
 				}
 				found = 1;
@@ -1032,6 +1053,19 @@ static void finish_out(struct replay *R)
 				o->t0 = o->t1 = (r->flags & 1) ? 0 : end;
 				o->off = o->a = compute;
 				o->len = waited;
+			}
+			break;
+		}
+		case UNI_TR_NCCL_OP: {
+			o->kind = 0; /* left out, unless it can be placed */
+			struct thread *th = thread_of(R, r->rank, r->tid, 0);
+			uint64_t t0, t1;
+			if (th && !(r->flags & UNI_NCCL_OPF_DEV) &&
+			    (R->hdr.version_major > 1 || R->hdr.version_minor >= 9) && clock_before(th, r->seq, 1, &t0) &&
+			    clock_before(th, r->seq, 0, &t1)) {
+				o->kind = UNI_TR_NCCL_OP;
+				o->t0 = t0;
+				o->t1 = max64(t0, t1);
 			}
 			break;
 		}
@@ -1072,12 +1106,11 @@ static int write_out(struct replay *R, const char *config, const char *out)
 	memset(h.config_path, 0, sizeof(h.config_path));
 	if (config) /* (NUL-terminated, as unid writes it: 127 characters at most) */
 		snprintf(h.config_path, sizeof(h.config_path), "%.*s", (int)sizeof(h.config_path) - 1, config);
-	/* The simulated NCCL's operation records hold the recorded times of
-	 * calls whose transfers are re-timed here: left out, not kept stale
-	 * (their transfers, the send and recv records, are re-timed). */
+	/* (What finish_out could not re-time is left out, not kept stale:
+	 * its kind is 0.) */
 	uint64_t k = 0;
 	for (uint64_t i = 0; i < R->nrec; i++)
-		if (R->out[i].kind != UNI_TR_NCCL_OP)
+		if (R->out[i].kind)
 			R->out[k++] = R->out[i];
 	if (uni_trace_create(w, out, &h, err, sizeof(err)) < 0 ||
 	    uni_trace_append(w, R->out, k) < 0 || uni_trace_finish(w) < 0) {
@@ -1295,6 +1328,7 @@ out:
 			free(R->th[i].tafter);
 			free(R->th[i].rval);
 			free(R->th[i].present);
+			free(R->th[i].comp);
 		}
 	}
 	for (uint32_t c = 0; c < R->nst; c++)

@@ -767,22 +767,44 @@ import json, sys
 T = sys.argv[1]
 def span(name):
     end = {r["rank"]: r["end_ns"] for r in json.load(open(f"{T}/{name}.sum.json"))["ranks"]}
-    first = {}
+    first, ops = {}, {}
     for l in open(f"{T}/{name}.jsonl"):
         r = json.loads(l)
         if r["kind"] == "send" and r["tid"] > 0:
             first[r["rank"]] = min(first.get(r["rank"], r["t0"]), r["t0"])
-    return {k: end[k] - first[k] for k in end}
+        if r["kind"] == "nccl_op":
+            ops.setdefault(r["rank"], []).append(r)
+    # (each operation's start and end from the rank's first transfer)
+    return ({k: end[k] - first[k] for k in end},
+            {k: [(o["flags"], o["len"], o["t0"] - first[k], o["t1"] - first[k]) for o in v] for k, v in ops.items()})
 bad = 0
 for c in ("sim", "sim200", "simnic200"):
-    live, rep = span(c), span("rep-" + c)
+    (live, lops), (rep, rops) = span(c), span("rep-" + c)
     for k in sorted(live):
         err = abs(rep[k] - live[k]) / live[k]
         print(f"replayed under {c}: rank {k} ends {rep[k]/1e6:.3f} ms after its first transfer, a run under it {live[k]/1e6:.3f} ms ({100*err:.4f}%)")
         bad |= err > 1e-4
+    # -o's nccl_op records (trace 1.9): every operation of every rank,
+    # from its call to its end in the replayed run, where a run under
+    # that configuration has it: under the recorded one within 1 us (the
+    # recording again), else within 0.01% of the rank's span.
+    worst = 0
+    for k in sorted(live):
+        a, b = lops.get(k, []), rops.get(k, [])
+        if len(a) < 10 or [x[:2] for x in a] != [y[:2] for y in b]:
+            print(f"{c}: rank {k}: the replay's nccl_op records are not the run's operations: {len(b)} for {len(a)}")
+            bad = 1
+            continue
+        for x, y in zip(a, b):
+            worst = max(worst, abs(x[2] - y[2]), abs(x[3] - y[3]))
+            if y[3] < y[2] or abs(x[2] - y[2]) > (1000 if c == "sim" else 1e-4 * live[k]) or \
+               abs(x[3] - y[3]) > (1000 if c == "sim" else 1e-4 * live[k]):
+                print(f"{c}: rank {k}: operation {x[:2]} from {x[2]} to {x[3]} ns in the run, {y[2]} to {y[3]} replayed")
+                bad = 1
+    print(f"replayed under {c}: {sum(len(v) for v in rops.values())} nccl_op records, each start and end within {worst} ns of a run's")
 sys.exit(bad)
 PYEOF
-ok "unitrace replay of the simulated NCCL's trace: under its configuration, 200 Mbit/s and nic, every rank ends within 0.01% of a run"
+ok "unitrace replay of the simulated NCCL's trace: under its configuration, 200 Mbit/s and nic, every rank ends within 0.01% of a run, and so does every operation in -o's nccl_op records"
 # The trace's nccl_op records (trace 1.4): every operation of every rank,
 # from its call to its completion as the program's own clock measured it,
 # with its size, type, algorithm and communicator; nccl_comm: one

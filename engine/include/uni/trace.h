@@ -16,7 +16,7 @@
 
 #define UNI_TRACE_MAGIC "UNITRACE"
 #define UNI_TRACE_VERSION_MAJOR 1u
-#define UNI_TRACE_VERSION_MINOR 8u
+#define UNI_TRACE_VERSION_MINOR 9u
 #define UNI_TRACE_HDR_SIZE 256u
 #define UNI_TRACE_REC_SIZE 64u
 
@@ -93,7 +93,9 @@ enum uni_trec_kind {
 	                             NCCL from t0 (its call) to t1 (its part done): a = the
 	                             communicator, off = count, len = bytes, conn = its rank
 	                             in the communicator | nranks << 16, peer = root or peer
-	                             (-1), flags = UNI_NCCL_OPF_* (shm.h) */
+	                             (-1), flags = UNI_NCCL_OPF_* (shm.h); (1.9) the
+	                             operation's first event follows a COMPUTE of its
+	                             thread (zero-long if need be) that ends at t0 */
 	UNI_TR_NCCL_COMM = 21,    /* (1.4) rank, tid joined communicator a (its key's first
 	                             8 bytes): off = nranks, len = its rank in it, peer = its
 	                             network node (-1: the process's rank) */
