@@ -4086,8 +4086,9 @@ static uint64_t op_timing_flags(const struct op *o, uint64_t bytes)
 	return a << UNI_NCCL_OPF_ALGO_SHIFT | (uint64_t)proto << UNI_NCCL_OPF_PROTO_SHIFT;
 }
 
-/* One nccl_op record per operation: the group's start to its end. */
-static void trace_ops(const struct op *ops, int nops, uint64_t t0, uint64_t end)
+/* One nccl_op record per operation: the group's start to its end (devtl:
+ * the device timeline's). */
+static void trace_ops(const struct op *ops, int nops, uint64_t t0, uint64_t end, int devtl)
 {
 	for (int i = 0; i < nops; i++) {
 		const struct op *o = &ops[i];
@@ -4109,6 +4110,7 @@ static void trace_ops(const struct op *ops, int nops, uint64_t t0, uint64_t end)
 				   .b = (uint64_t)(int64_t)rp,
 				   .c = (uint64_t)o->kind | op_timing_flags(o, bytes) |
 					(nops > 1 ? UNI_NCCL_OPF_GROUP : 0) | (o->dev ? UNI_NCCL_OPF_DEV : 0) |
+					(devtl ? UNI_NCCL_OPF_DEVTL : 0) |
 					((uint64_t)o->type & 15) << UNI_NCCL_OPF_TYPE_SHIFT};
 		uni_shim_nccl_event(&e);
 	}
@@ -4507,7 +4509,7 @@ static ncclResult_t execute_held(struct op *ops, int nops)
 		free(sc.x);
 		free(sc.deps);
 		if (r == ncclSuccess)
-			trace_ops(ops, nops, t0, end);
+			trace_ops(ops, nops, t0, end, ndp > 0);
 		for (int i = 0; i < ndp; i++)
 			uni_cupti_op_close(dp[i].sid, dp[i].seq, t0, end - t0);
 		/* On the device timeline the host does not wait; the CPU spent

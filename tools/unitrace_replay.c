@@ -86,7 +86,8 @@ struct thread {
 	uint64_t *tafter; /* replayed clock after each event, by seq */
 	uint64_t *rval;   /* recorded clock after each event (UNI_SRC_POS sources) */
 	uint8_t *present; /* an event with that seq is in the trace */
-	uint8_t *comp;    /* ... and it is a COMPUTE (an NCCL operation's start, 1.9) */
+	uint32_t *prev;   /* by seq, 0 to maxseq + 1: 1 + the last event before it (0: none) */
+	uint32_t *prevcomp; /* ... the last COMPUTE before it (an NCCL operation's start, 1.9) */
 	uint32_t maxseq;
 	uint64_t compute, idle, waited, end;
 	int diverged;
@@ -333,9 +334,10 @@ static int load(struct replay *R, const char *path)
 		th->tafter = calloc((size_t)th->maxseq + 1, sizeof(*th->tafter));
 		th->rval = calloc((size_t)th->maxseq + 1, sizeof(*th->rval));
 		th->present = calloc((size_t)th->maxseq + 1, 1);
-		th->comp = calloc((size_t)th->maxseq + 1, 1);
+		th->prev = calloc((size_t)th->maxseq + 2, sizeof(*th->prev));
+		th->prevcomp = calloc((size_t)th->maxseq + 2, sizeof(*th->prevcomp));
 		th->owner = 1;
-		if (!th->val || !th->have || !th->tafter || !th->rval || !th->present || !th->comp)
+		if (!th->val || !th->have || !th->tafter || !th->rval || !th->present || !th->prev || !th->prevcomp)
 			exit(1);
 		/* The recorded clock after each event, where the record says it;
 		 * elsewhere (a data send, a dep) the clock did not move. */
@@ -363,7 +365,16 @@ static int load(struct replay *R, const char *path)
 			}
 			th->rval[r->seq] = clk;
 			th->present[r->seq] = 1;
-			th->comp[r->seq] = r->kind == UNI_TR_COMPUTE;
+		}
+		/* (Where each position's last event and last COMPUTE are:
+		 * clock_before.) */
+		for (uint32_t k = 0; k < th->nev; k++)
+			if (R->rec[th->ev[k]].kind == UNI_TR_COMPUTE)
+				th->prevcomp[R->rec[th->ev[k]].seq + 1] = R->rec[th->ev[k]].seq + 1;
+		for (uint32_t q = 1; q <= th->maxseq + 1; q++) {
+			th->prev[q] = th->present[q - 1] ? q : th->prev[q - 1];
+			if (!th->prevcomp[q])
+				th->prevcomp[q] = th->prevcomp[q - 1];
 		}
 	}
 	/* An event loop has no clock of its own: it handles each connection's
@@ -992,18 +1003,16 @@ static int replay_one(struct replay *R, const struct uni_config *cfg, struct res
 
 /* The replayed clock after thread th's last event before seq (a corrupt
  * trace's seq may be far past the thread's events: from its last); with
- * comp, after its last COMPUTE before seq, if that one was replayed. */
+ * comp, after its last COMPUTE before seq; 0 where there is none or it
+ * was not replayed. */
 static int clock_before(const struct thread *th, uint32_t seq, int comp, uint64_t *t)
 {
-	for (uint32_t q = seq < th->maxseq + 1 ? seq : th->maxseq + 1; q-- > 0;) {
-		if (comp ? !th->comp[q] : !th->have[q])
-			continue;
-		if (!th->have[q])
-			return 0;
-		*t = th->tafter[q];
-		return 1;
-	}
-	return 0;
+	uint32_t q = seq < th->maxseq + 1 ? seq : th->maxseq + 1;
+	uint32_t p = comp ? th->prevcomp[q] : th->prev[q];
+	if (!p || !th->have[p - 1])
+		return 0;
+	*t = th->tafter[p - 1];
+	return 1;
 }
 
 /* -o: what the threads' programs do not say. A send's arrival (t1) once
@@ -1011,11 +1020,12 @@ static int clock_before(const struct thread *th, uint32_t seq, int comp, uint64_
  * event before it; an operation of the simulated NCCL (1.9): from its
  * thread's clock after the COMPUTE record before its first event (the shim
  * puts one there, uni_shim_vt_start) to its clock after the operation's
- * last event (the operation on host buffers ends there: the thread's clock
- * is its completion), left out where that is not so: an operation on
- * the device timeline, whose end is the device's, not the thread's, and
- * a trace before 1.9; a thread's end (its programs', for an event loop);
- * a rank's end: its main thread's, as the summary reports it. */
+ * last event (the thread's clock goes to the operation's completion),
+ * left out where that is not so: an operation timed on the device
+ * timeline (its group's start and end are the device's), one of an event
+ * loop (no clock of its own), and every one of a trace before 1.9; a
+ * thread's end (its programs', for an event loop); a rank's end: its main
+ * thread's, as the summary reports it. */
 static void finish_out(struct replay *R)
 {
 	for (uint64_t i = 0; i < R->nrec; i++) {
@@ -1060,7 +1070,7 @@ static void finish_out(struct replay *R)
 			o->kind = 0; /* left out, unless it can be placed */
 			struct thread *th = thread_of(R, r->rank, r->tid, 0);
 			uint64_t t0, t1;
-			if (th && !(r->flags & UNI_NCCL_OPF_DEV) &&
+			if (th && !th->dispatcher && !(r->flags & UNI_NCCL_OPF_DEVTL) &&
 			    (R->hdr.version_major > 1 || R->hdr.version_minor >= 9) && clock_before(th, r->seq, 1, &t0) &&
 			    clock_before(th, r->seq, 0, &t1)) {
 				o->kind = UNI_TR_NCCL_OP;
@@ -1328,7 +1338,8 @@ out:
 			free(R->th[i].tafter);
 			free(R->th[i].rval);
 			free(R->th[i].present);
-			free(R->th[i].comp);
+			free(R->th[i].prev);
+			free(R->th[i].prevcomp);
 		}
 	}
 	for (uint32_t c = 0; c < R->nst; c++)

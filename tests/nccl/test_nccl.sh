@@ -424,6 +424,22 @@ sys.exit(bad)
 PYEOF
 done
 ok "device timeline: kernels scaled by devices.kernels, an AllReduce after them on its stream, beside a kernel on another, after an event; the host not held at the call (injection and first-call start; alpha-beta 2 ranks, nic 4)"
+# unitrace replay -o of that trace (nic, 4 ranks): the operations timed on
+# the device timeline (nccl_op flags bit 15) are left out, the rest kept.
+"$UNITRACE" replay "$T/cu.unitrace" -o "$T/cu-rep.unitrace" >/dev/null || fail "replay of the device timeline's trace"
+"$UNITRACE" dump --json "$T/cu.unitrace" >"$T/cu.jsonl" && "$UNITRACE" dump --json "$T/cu-rep.unitrace" >"$T/cu-rep.jsonl" ||
+	fail "dump of the device timeline's trace and its replay"
+$PY - "$T/cu.jsonl" "$T/cu-rep.jsonl" <<'PYEOF' || fail "replay -o of the device timeline's trace"
+import json, sys
+rec, rep = ([json.loads(l) for l in open(f)] for f in sys.argv[1:])
+ops = [r for r in rec if r["kind"] == "nccl_op"]
+dev = [r for r in ops if r["flags"] & 1 << 15]
+out = [r for r in rep if r["kind"] == "nccl_op"]
+print(f"{len(ops)} nccl_op records, {len(dev)} timed on the device timeline; the replay's output has {len(out)}")
+assert dev and all(r["flags"] & 1 << 8 for r in dev)
+assert len(out) == len(ops) - len(dev) and not any(r["flags"] & 1 << 15 for r in out)
+PYEOF
+ok "unitrace replay -o leaves out the operations timed on the device timeline"
 
 # More streams than the timeline's table holds (300 > 256): said once.
 rm -f "$T"/id*

@@ -144,6 +144,9 @@ static inline int uni_ev_note(uint32_t kind)
 #define UNI_NCCL_OPF_DEV (1u << 8)
 #define UNI_NCCL_OPF_TYPE_SHIFT 9
 #define UNI_NCCL_OPF_PROTO_SHIFT 13 /* bits 13-14: 1 LL, 2 LL128, 3 Simple (0: one rank) */
+/* (1.9) bit 15: timed on the device timeline (CUPTI; its group's start and
+ * end are the device's, not the calling thread's clock) */
+#define UNI_NCCL_OPF_DEVTL (1u << 15)
 
 /* The name of the simulated NCCL's segment for a communicator whose
  * unique id has key (shm_open's: "/uni-nccl-" and the key in hex; the
