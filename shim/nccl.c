@@ -52,6 +52,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <poll.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/resource.h>
@@ -928,18 +929,25 @@ static ncclResult_t init_rank(ncclComm_t *out, int nranks, ncclUniqueId id, int 
 	if (fd < 0)
 		return fail(NULL, ncclSystemError, "ncclCommInitRank: shm_open %s: %s", name, strerror(errno));
 	size_t size = seg_size(nranks);
-	struct stat st;
-	if (fstat(fd, &st) == 0 && (size_t)st.st_size != size && st.st_size != 0) {
+	struct stat st = {0};
+	/* (Looked at and sized under a lock: two ranks that disagree on
+	 * nranks and both found it empty sized it each, the second shrinking
+	 * the first one's mapping, which then faulted with SIGBUS.) */
+	flock(fd, LOCK_EX);
+	if (fstat(fd, &st) < 0)
+		st.st_size = 0;
+	if ((size_t)st.st_size != size && st.st_size != 0) {
 		close(fd);
 		return fail(NULL, ncclInvalidArgument,
 			    "ncclCommInitRank: rank %d says %d ranks, but another rank of this id made the "
 			    "communicator for a different number", rank, nranks);
 	}
-	if (ftruncate(fd, (off_t)size) < 0) {
+	if (st.st_size == 0 && ftruncate(fd, (off_t)size) < 0) {
 		int e = errno;
 		close(fd);
 		return fail(NULL, ncclSystemError, "ncclCommInitRank: cannot size %s: %s", name, strerror(e));
 	}
+	flock(fd, LOCK_UN);
 	struct seg *s = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	close(fd);
 	if (s == MAP_FAILED)
@@ -1047,23 +1055,35 @@ ncclResult_t pncclCommInitRank(ncclComm_t *comm, int nranks, ncclUniqueId commId
 	return init_rank(comm, nranks, commId, rank, 1);
 }
 
+/* A config of InitRankConfig, Split or Shrink (NULL: none), read by its
+ * size and magic, as NCCL does: an older caller's smaller struct leaves
+ * the newer fields at their defaults. *blocking: its blocking, if set. */
+static ncclResult_t config_read(const char *fn, const ncclConfig_t *config, int *blocking)
+{
+	if (!config)
+		return ncclSuccess;
+	ncclConfig_t cfg = NCCL_CONFIG_INITIALIZER;
+	size_t n = config->size < sizeof(cfg) ? config->size : sizeof(cfg);
+	if (config->magic != 0xcafebeef || n < offsetof(ncclConfig_t, blocking))
+		return fail(NULL, ncclInvalidArgument,
+			    "%s: config not initialised with NCCL_CONFIG_INITIALIZER (magic 0x%x, size %zu)", fn,
+			    config->magic, config->size);
+	memcpy(&cfg, config, n);
+	if (cfg.blocking != NCCL_CONFIG_UNDEF_INT && cfg.blocking != 0 && cfg.blocking != 1)
+		return fail(NULL, ncclInvalidArgument, "%s: invalid config blocking attribute value %d (0 or 1)", fn,
+			    cfg.blocking);
+	if (cfg.blocking != NCCL_CONFIG_UNDEF_INT)
+		*blocking = cfg.blocking;
+	return ncclSuccess;
+}
+
 ncclResult_t pncclCommInitRankConfig(ncclComm_t *comm, int nranks, ncclUniqueId commId, int rank,
 				     ncclConfig_t *config)
 {
 	int blocking = 1;
-	if (config) {
-		/* Read by its size and magic, as NCCL does: an older caller's
-		 * smaller struct leaves the newer fields at their defaults. */
-		ncclConfig_t cfg = NCCL_CONFIG_INITIALIZER;
-		size_t n = config->size < sizeof(cfg) ? config->size : sizeof(cfg);
-		if (config->magic != 0xcafebeef || n < offsetof(ncclConfig_t, blocking))
-			return fail(NULL, ncclInvalidArgument,
-				    "ncclCommInitRankConfig: config not initialised with NCCL_CONFIG_INITIALIZER "
-				    "(magic 0x%x, size %zu)", config->magic, config->size);
-		memcpy(&cfg, config, n);
-		if (cfg.blocking != NCCL_CONFIG_UNDEF_INT)
-			blocking = cfg.blocking != 0;
-	}
+	ncclResult_t r = config_read("ncclCommInitRankConfig", config, &blocking);
+	if (r != ncclSuccess)
+		return r;
 	/* Non-blocking: ncclInProgress, the join goes on in a thread. */
 	return init_rank(comm, nranks, commId, rank, blocking);
 }
@@ -2793,6 +2813,21 @@ static ncclResult_t check_bufs(ncclComm_t comm, const char *fn, int kind, const 
 			    need_send && !sb ? "send" : "receive");
 	*dev = (need_send && is_device_ptr(sb) ? DEV_SEND : 0) | (need_recv && is_device_ptr(rb) ? DEV_RECV : 0);
 	return *dev ? check_device_path(comm, fn) : ncclSuccess;
+}
+
+/* A count whose buffers no address space holds (their bytes would wrap
+ * the arithmetic of the data path: a copy of 0 bytes, then a read past
+ * it): ncclInvalidArgument. Each buffer is count elements, or count per
+ * rank for AllGather, ReduceScatter, AlltoAll, Gather, Scatter. */
+static ncclResult_t check_count(ncclComm_t comm, const char *fn, int kind, size_t count, int type)
+{
+	uint64_t per = uni_nccl_type_size(type), n = 1;
+	if (kind == K_ALLGATHER || kind == K_REDSCAT || kind == K_ALLTOALL || kind == K_GATHER || kind == K_SCATTER)
+		n = (uint64_t)comm->nranks;
+	if (!per || (uint64_t)count <= ((uint64_t)SIZE_MAX >> 2) / per / n)
+		return ncclSuccess;
+	return fail(comm, ncclInvalidArgument, "%s: rank %d: a count of %zu elements of %llu bytes%s is more memory than "
+		    "there is", fn, comm->rank, count, (unsigned long long)per, n > 1 ? " per rank" : "");
 }
 
 static ncclResult_t check_redop(ncclComm_t comm, const char *fn, int op, int type)
@@ -4584,7 +4619,10 @@ ncclResult_t pncclGroupEnd(void)
 		ncclResult_t r_ = check_common(comm, fn, ty, rt, need_root);                   \
 		if (r_ != ncclSuccess)                                                         \
 			return r_;                                                             \
-		if ((rop) >= 0 && (r_ = check_redop(comm, fn, rop, ty)) != ncclSuccess)        \
+		if (((k) == K_ALLREDUCE || (k) == K_REDUCE || (k) == K_REDSCAT) &&            \
+		    (r_ = check_redop(comm, fn, rop, ty)) != ncclSuccess)                      \
+			return r_;                                                             \
+		if ((r_ = check_count(comm, fn, k, cnt, ty)) != ncclSuccess)                   \
 			return r_;                                                             \
 		int dev_;                                                                      \
 		if ((r_ = check_bufs(comm, fn, k, sb, rb, cnt, rt, &dev_)) != ncclSuccess)     \
@@ -4657,6 +4695,8 @@ ncclResult_t pncclSend(const void *sendbuff, size_t count, ncclDataType_t dataty
 {
 	API_CPU_NOT_COMPUTE;
 	ncclResult_t r = check_common(comm, "ncclSend", datatype, peer, 2);
+	if (r == ncclSuccess)
+		r = check_count(comm, "ncclSend", K_SEND, count, datatype);
 	if (r == ncclSuccess && count && !sendbuff)
 		r = fail(comm, ncclInvalidArgument, "ncclSend: send buffer is NULL");
 	int dev = r == ncclSuccess && count && is_device_ptr(sendbuff) ? DEV_SEND : 0;
@@ -4674,6 +4714,8 @@ ncclResult_t pncclRecv(void *recvbuff, size_t count, ncclDataType_t datatype, in
 {
 	API_CPU_NOT_COMPUTE;
 	ncclResult_t r = check_common(comm, "ncclRecv", datatype, peer, 2);
+	if (r == ncclSuccess)
+		r = check_count(comm, "ncclRecv", K_RECV, count, datatype);
 	if (r == ncclSuccess && count && !recvbuff)
 		r = fail(comm, ncclInvalidArgument, "ncclRecv: receive buffer is NULL");
 	int dev = r == ncclSuccess && count && is_device_ptr(recvbuff) ? DEV_RECV : 0;
@@ -5097,9 +5139,7 @@ static ncclResult_t child(ncclComm_t comm, uint64_t salt, const ncclConfig_t *co
 	memcpy(l->key, &a, 8);
 	memcpy(l->key + 8, &b, 8);
 	int blocking = comm->blocking;
-	if (config && config->magic == 0xcafebeef && config->size >= offsetof(ncclConfig_t, cgaClusterSize) &&
-	    config->blocking != NCCL_CONFIG_UNDEF_INT)
-		blocking = config->blocking != 0;
+	config_read("ncclCommSplit", config, &blocking); /* (checked at the call) */
 	t_parent_node = comm->node;
 	ncclResult_t r = init_rank(newcomm, n, id, me, blocking);
 	t_parent_node = -2;
@@ -5112,6 +5152,9 @@ ncclResult_t pncclCommSplit(ncclComm_t comm, int color, int key, ncclComm_t *new
 {
 	if (!comm_ok(comm))
 		return fail(NULL, ncclInvalidArgument, "ncclCommSplit: invalid communicator or newcomm");
+	int blocking;
+	if (config_read("ncclCommSplit", config, &blocking) != ncclSuccess)
+		return ncclInvalidArgument;
 	call_enter(comm);
 	ncclResult_t r = comm_split(comm, color, key, newcomm, config);
 	call_exit(comm);
@@ -5179,6 +5222,9 @@ ncclResult_t pncclCommShrink(ncclComm_t comm, int *excludeRanksList, int exclude
 {
 	if (!comm_ok(comm))
 		return fail(NULL, ncclInvalidArgument, "ncclCommShrink: invalid communicator or newcomm");
+	int blocking;
+	if (config_read("ncclCommShrink", config, &blocking) != ncclSuccess)
+		return ncclInvalidArgument;
 	call_enter(comm);
 	ncclResult_t r = comm_shrink(comm, excludeRanksList, excludeRanksCount, newcomm, config, shrinkFlags);
 	call_exit(comm);

@@ -26,6 +26,14 @@ if [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import torch' 2>/dev/null; th
 		rm -f "$W/corpus/sim"
 	rm -f "$W/corpus/sim.svg" "$W/corpus/sim.deadlock.txt"
 fi
+# And one of the simulated NCCL (where it is built): 2 ranks, every
+# collective and a send/recv of 64 kB (nccl_op, delay and credit records).
+if [ -x build/tests/nccl/nccl_check ]; then
+	printf 'mode: simulate\nnetwork: { default: { latency: 1ms, bandwidth: 1Gbit } }\n' >"$W/nccl.yaml"
+	NCCL_CHECK_ID=$W/nccl.id timeout 120 build/tools/unirun -n 2 --config "$W/nccl.yaml" --trace "$W/corpus/nccl" -- \
+		build/tests/nccl/nccl_check timing 65536 >/dev/null 2>&1 || rm -f "$W/corpus/nccl"
+	rm -f "$W/corpus/nccl.svg" "$W/corpus/nccl.deadlock.txt"
+fi
 clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 	-D_GNU_SOURCE -Dmain=unitrace_main -Iengine/include -Ibuild -Itools \
 	-Iengine tools/unitrace.c tools/unitrace_sqlite.c tools/unitrace_compare.c tools/unitrace_critical.c \

@@ -556,12 +556,46 @@ static void correctness(ncclComm_t comm)
 	CHECK(ncclGroupEnd() == ncclInvalidUsage, "GroupEnd without GroupStart");
 	CHECK(ncclAllReduce(&x, &x, 1, (ncclDataType_t)77, ncclSum, comm, NULL) == ncclInvalidArgument, "bad type");
 	CHECK(ncclAllReduce(&x, &x, 1, ncclFloat32, (ncclRedOp_t)42, comm, NULL) == ncclInvalidArgument, "bad op");
+	CHECK(ncclAllReduce(&x, &x, 1, ncclFloat32, (ncclRedOp_t)-1, comm, NULL) == ncclInvalidArgument,
+	      "negative op (was taken for Sum)");
+	CHECK(ncclReduceScatter(&x, &x, 1, ncclFloat32, (ncclRedOp_t)-1, comm, NULL) == ncclInvalidArgument,
+	      "ReduceScatter with a negative op");
+	/* Counts whose bytes wrap (the data path copied 0 bytes of a device
+	 * buffer and read it on the host, or overran a short allocation). */
+	CHECK(ncclAllReduce(&x, &x, (size_t)1 << 61, ncclFloat64, ncclSum, comm, NULL) == ncclInvalidArgument &&
+		      strstr(ncclGetLastError(comm), "more memory than there is"),
+	      "a count of 2^61 doubles");
+	CHECK(ncclAllGather(&x, &x, SIZE_MAX / 16 / (size_t)nranks + 1, ncclFloat32, comm, NULL) == ncclInvalidArgument,
+	      "an AllGather whose output wraps");
+	CHECK(ncclSend(&x, SIZE_MAX, ncclInt8, (rank + 1) % nranks, comm, NULL) == ncclInvalidArgument,
+	      "a Send of SIZE_MAX bytes");
 	CHECK(ncclBroadcast(&x, &x, 1, ncclFloat32, nranks, comm, NULL) == ncclInvalidArgument, "bad root");
 	CHECK(ncclSend(&x, 1, ncclFloat32, -1, comm, NULL) == ncclInvalidArgument, "bad peer");
 	CHECK(!strcmp(ncclGetErrorString(ncclInvalidArgument), "invalid argument (run with NCCL_DEBUG=WARN for details)"),
 	      "error string");
 	CHECK(ncclCommSplit(comm, 0, rank, NULL, NULL) == ncclInvalidArgument, "Split with newcomm NULL");
 	CHECK(ncclCommShrink(comm, NULL, 0, NULL, NULL, 0) == ncclInvalidArgument, "Shrink with newcomm NULL");
+	/* A config's blocking other than 0, 1 or unset: ncclInvalidArgument,
+	 * as NCCL says ("Invalid config blocking attribute value"), before any
+	 * join or meeting (every rank makes these calls). */
+	{
+		ncclConfig_t bad = NCCL_CONFIG_INITIALIZER;
+		bad.blocking = 5;
+		ncclComm_t none = NULL;
+		ncclUniqueId uid;
+		NCCL(ncclGetUniqueId(&uid));
+		CHECK(ncclCommInitRankConfig(&none, nranks, uid, rank, &bad) == ncclInvalidArgument && !none &&
+			      strstr(ncclGetLastError(NULL), "blocking attribute value 5"),
+		      "InitRankConfig with blocking 5");
+		CHECK(ncclCommSplit(comm, 0, rank, &none, &bad) == ncclInvalidArgument && !none,
+		      "Split with blocking 5");
+		CHECK(ncclCommShrink(comm, NULL, 0, &none, &bad, NCCL_SHRINK_DEFAULT) == ncclInvalidArgument && !none,
+		      "Shrink with blocking 5");
+		bad = (ncclConfig_t)NCCL_CONFIG_INITIALIZER;
+		bad.magic = 0;
+		CHECK(ncclCommSplit(comm, 0, rank, &none, &bad) == ncclInvalidArgument && !none,
+		      "Split with a config not from NCCL_CONFIG_INITIALIZER");
+	}
 	int cnt = 0, me = -1;
 	NCCL(ncclCommCount(comm, &cnt));
 	NCCL(ncclCommUserRank(comm, &me));
