@@ -900,7 +900,43 @@ static void *join_thread(void *p)
 /* Split and Shrink: the parent's node, for the communicator being made. */
 static __thread int t_parent_node = -2;
 
-static ncclResult_t init_rank(ncclComm_t *out, int nranks, ncclUniqueId id, int rank, int blocking)
+/* The calling thread's group (GroupStart to GroupEnd): its depth, the
+ * operations queued, the first error of a call in it, the inits joining
+ * meanwhile (init_call). */
+#define UNI_NCCL_MAX_GROUP 2048
+static __thread int t_depth;
+static __thread struct op *t_ops;
+static __thread int t_nops;
+static __thread ncclResult_t t_group_err;
+static __thread ncclComm_t *t_inits;
+static __thread int t_ninits;
+
+/* The queues are freed as their thread ends (room for 2048 operations,
+ * hundreds of kB: a program that runs groups from many short threads lost
+ * that per thread). */
+static pthread_key_t g_queue_key[2];
+static pthread_once_t g_queue_once = PTHREAD_ONCE_INIT;
+static void queue_keys(void)
+{
+	for (int i = 0; i < 2; i++)
+		pthread_key_create(&g_queue_key[i], free);
+}
+
+static void *queue_alloc(int which, size_t size)
+{
+	void *p = calloc(UNI_NCCL_MAX_GROUP, size);
+	if (p) {
+		pthread_once(&g_queue_once, queue_keys);
+		pthread_setspecific(g_queue_key[which], p);
+	}
+	return p;
+}
+
+static ncclResult_t init_start(ncclComm_t *out, ncclComm_t c, int blocking, int det);
+
+/* defer: in a group (init_call): the communicator is made and given out,
+ * its join starts at GroupEnd (init_start). */
+static ncclResult_t init_rank(ncclComm_t *out, int nranks, ncclUniqueId id, int rank, int blocking, int defer)
 {
 	if (!out)
 		return fail(NULL, ncclInvalidArgument, "ncclCommInitRank: comm is NULL");
@@ -1006,6 +1042,21 @@ static ncclResult_t init_rank(ncclComm_t *out, int nranks, ncclUniqueId id, int 
 	int net = c->node >= 0 ? c->node : uni_shim_rank();
 	atomic_store(&s->hnode[rank], net >= 0 ? (int32_t)((uint32_t)net / ppn) : 0);
 	atomic_store(&s->nnode[rank], net);
+	if (defer) {
+		atomic_store(&c->async_err, ncclInProgress);
+		*out = c;
+		return ncclSuccess;
+	}
+	return init_start(out, c, blocking, det);
+}
+
+/* The join of c (made by init_rank): *out gets c, or NULL where the join
+ * failed and c is freed; where *out already holds it (a deferred init),
+ * a failed join leaves it, with the error as its asynchronous one. */
+static ncclResult_t init_start(ncclComm_t *out, ncclComm_t c, int blocking, int det)
+{
+	struct seg *s = c->sh;
+	int nranks = c->nranks;
 	/* The join is a meeting ("Meetings" above barrier_x); a non-blocking
 	 * init's caller goes on meanwhile (only its clock counts). */
 	int part = meet_arrive(c, blocking);
@@ -1039,20 +1090,95 @@ static ncclResult_t init_rank(ncclComm_t *out, int nranks, ncclUniqueId id, int 
 	 * thread not in the meeting: part 0.) */
 	ncclResult_t r = init_join(c, part);
 	atomic_store(&c->async_err, r);
-	if (r != ncclSuccess) {
+	if (r != ncclSuccess && *out != c) {
 		close_pidfds(c);
-		munmap(s, size);
+		munmap(s, c->shsize);
 		free(c->p2pn);
 		free(c);
 		return r;
 	}
 	*out = c;
+	return r;
+}
+
+static void comm_unref(ncclComm_t c);
+static void init_wait(ncclComm_t c);
+static int comm_dead(ncclComm_t c);
+
+/* InitRank and InitRankConfig. In a group (NCCL's way for one thread to
+ * make several ranks: GroupStart, an InitRank per device, GroupEnd) the
+ * communicator is made and given out at the call, which returns
+ * ncclSuccess, and joins at GroupEnd (group_inits), as in NCCL. Before
+ * session 32 the first of several such InitRanks waited in its call for
+ * the ranks its own thread was still to make: a deadlock. */
+static ncclResult_t init_call(ncclComm_t *out, int nranks, ncclUniqueId id, int rank, int blocking)
+{
+	if (t_depth == 0)
+		return init_rank(out, nranks, id, rank, blocking, 0);
+	if (!t_inits && !(t_inits = queue_alloc(1, sizeof(*t_inits))))
+		return t_group_err = fail(NULL, ncclSystemError, "ncclCommInitRank: out of memory");
+	if (t_ninits == UNI_NCCL_MAX_GROUP)
+		return t_group_err = fail(NULL, ncclInvalidUsage, "ncclCommInitRank: more than %d in one group",
+					  UNI_NCCL_MAX_GROUP);
+	ncclResult_t r = init_rank(out, nranks, id, rank, blocking, 1);
+	if (r != ncclSuccess) {
+		if (t_group_err == ncclSuccess)
+			t_group_err = r;
+		return r;
+	}
+	atomic_fetch_add(&(*out)->refs, 1); /* (until GroupEnd: it may be destroyed before) */
+	t_inits[t_ninits++] = *out;
 	return ncclSuccess;
+}
+
+/* GroupEnd: the group's inits join. One alone joins as outside a group
+ * (PyTorch 1.13 wraps its InitRank in a group: its meeting and turn as
+ * before). Several join at once, each in a thread of its own as a
+ * non-blocking one does (one after the other, the first would wait for a
+ * rank the thread has yet to start, or a peer process that starts them in
+ * another order), and GroupEnd waits for the blocking ones; their
+ * caller's clock is not the ranks' meeting (as a non-blocking init's
+ * caller's is not), and the turn (deterministic mode) does not follow
+ * them. A blocking one's error is the group's; a non-blocking one still
+ * joining makes it ncclInProgress (the caller polls GetAsyncError).
+ * fail_: the group failed: none joins (their communicators are to be
+ * destroyed or aborted). */
+static ncclResult_t group_inits(int fail_)
+{
+	ncclResult_t r = ncclSuccess;
+	int n = t_ninits;
+	t_ninits = 0;
+	if (n > 1 && !fail_ && uni_shim_det_nccl())
+		uni_shim_det_abandon("several ncclCommInitRank calls in one group, which the turn does not follow yet");
+	for (int i = 0; i < n && !fail_; i++) {
+		ncclComm_t c = t_inits[i], o = c;
+		if (comm_dead(c))
+			continue;
+		int det = n == 1 && uni_shim_det_nccl();
+		if (det)
+			uni_shim_det_turn();
+		ncclResult_t e = init_start(&o, c, n == 1 && c->blocking, det);
+		if (e != ncclSuccess && e != ncclInProgress && r == ncclSuccess)
+			r = e;
+	}
+	for (int i = 0; i < n && !fail_; i++) {
+		ncclComm_t c = t_inits[i];
+		if (comm_dead(c))
+			continue;
+		if (c->blocking)
+			init_wait(c);
+		ncclResult_t e = (ncclResult_t)atomic_load(&c->async_err);
+		if (e != ncclSuccess && (r == ncclSuccess || r == ncclInProgress))
+			r = e;
+	}
+	for (int i = 0; i < n; i++)
+		comm_unref(t_inits[i]);
+	return r;
 }
 
 ncclResult_t pncclCommInitRank(ncclComm_t *comm, int nranks, ncclUniqueId commId, int rank)
 {
-	return init_rank(comm, nranks, commId, rank, 1);
+	return init_call(comm, nranks, commId, rank, 1);
 }
 
 /* A config of InitRankConfig, Split or Shrink (NULL: none), read by its
@@ -1085,7 +1211,7 @@ ncclResult_t pncclCommInitRankConfig(ncclComm_t *comm, int nranks, ncclUniqueId 
 	if (r != ncclSuccess)
 		return r;
 	/* Non-blocking: ncclInProgress, the join goes on in a thread. */
-	return init_rank(comm, nranks, commId, rank, blocking);
+	return init_call(comm, nranks, commId, rank, blocking);
 }
 
 static int comm_ok(ncclComm_t c)
@@ -3502,11 +3628,6 @@ ncclResult_t pncclGroupEnd(void);
 ncclResult_t ncclGroupStart(void);
 ncclResult_t ncclGroupEnd(void);
 
-#define UNI_NCCL_MAX_GROUP 2048
-static __thread int t_depth;
-static __thread struct op *t_ops;
-static __thread int t_nops;
-static __thread ncclResult_t t_group_err;
 
 /* The nccl-tests size S of op o: the whole buffer of AllReduce,
  * Broadcast, Reduce; the whole output or input of AllGather,
@@ -4557,6 +4678,13 @@ static ncclResult_t execute_held(struct op *ops, int nops)
 /* Runs ops with their communicators held (call_enter). */
 static ncclResult_t execute(struct op *ops, int nops)
 {
+	/* (A group's communicator destroyed or aborted after its call was
+	 * queued: the queue's reference kept its memory, submit.) */
+	for (int i = 0; i < nops; i++)
+		if (comm_dead(ops[i].comm))
+			return fail(NULL, ncclInvalidArgument,
+				    "nccl%s: its communicator was destroyed or aborted after the call was queued in "
+				    "the group: the group does not run", kind_name[ops[i].kind]);
 	for (int i = 0; i < nops; i++)
 		if (first_of_comm(ops, i)) {
 			call_enter(ops[i].comm);
@@ -4580,8 +4708,12 @@ static ncclResult_t submit(struct op *o)
 		if (t_nops == UNI_NCCL_MAX_GROUP)
 			return t_group_err = fail(o->comm, ncclInvalidUsage, "more than %d operations in one group",
 						  UNI_NCCL_MAX_GROUP);
-		if (!t_ops && !(t_ops = calloc(UNI_NCCL_MAX_GROUP, sizeof(*t_ops))))
-			return fail(o->comm, ncclSystemError, "out of memory");
+		if (!t_ops && !(t_ops = queue_alloc(0, sizeof(*t_ops))))
+			return t_group_err = fail(o->comm, ncclSystemError, "out of memory");
+		/* The queue holds the communicator until GroupEnd: one destroyed
+		 * or aborted meanwhile (PyTorch's watchdog aborts from another
+		 * thread) is found there, not freed under it. */
+		atomic_fetch_add(&o->comm->refs, 1);
 		t_ops[t_nops++] = *o;
 		return ncclSuccess;
 	}
@@ -4604,11 +4736,28 @@ ncclResult_t pncclGroupEnd(void)
 		return ncclSuccess;
 	int n = t_nops;
 	t_nops = 0;
-	ncclResult_t pending = t_group_err;
+	/* A call of the group that failed its checks fails the group, which
+	 * does not run (NCCL's ncclGroupErrCheck): its error again. */
+	ncclResult_t r = t_group_err;
 	t_group_err = ncclSuccess;
-	if (pending != ncclSuccess)
-		return pending;
-	return n ? execute(t_ops, n) : ncclSuccess;
+	ncclResult_t ri = group_inits(r != ncclSuccess);
+	if (r == ncclSuccess && ri != ncclSuccess && ri != ncclInProgress)
+		r = ri;
+	if (r == ncclSuccess && n)
+		r = execute(t_ops, n);
+	if (r == ncclSuccess)
+		r = ri;
+	for (int i = 0; i < n; i++)
+		comm_unref(t_ops[i].comm);
+	return r;
+}
+
+/* A call's argument error, inside a group also the group's (GroupEnd). */
+static ncclResult_t arg_err(ncclResult_t r)
+{
+	if (t_depth > 0 && t_group_err == ncclSuccess)
+		t_group_err = r;
+	return r;
 }
 
 /* Collectives ------------------------------------------------------------------- */
@@ -4618,21 +4767,21 @@ ncclResult_t pncclGroupEnd(void)
 		API_CPU_NOT_COMPUTE;                                                           \
 		ncclResult_t r_ = check_common(comm, fn, ty, rt, need_root);                   \
 		if (r_ != ncclSuccess)                                                         \
-			return r_;                                                             \
+			return arg_err(r_);                                                    \
 		if (((k) == K_ALLREDUCE || (k) == K_REDUCE || (k) == K_REDSCAT) &&            \
 		    (r_ = check_redop(comm, fn, rop, ty)) != ncclSuccess)                      \
-			return r_;                                                             \
+			return arg_err(r_);                                                    \
 		if ((r_ = check_count(comm, fn, k, cnt, ty)) != ncclSuccess)                   \
-			return r_;                                                             \
+			return arg_err(r_);                                                    \
 		int dev_;                                                                      \
 		if ((r_ = check_bufs(comm, fn, k, sb, rb, cnt, rt, &dev_)) != ncclSuccess)     \
-			return r_;                                                             \
+			return arg_err(r_);                                                    \
 		struct op o_ = {.kind = k, .send = sb, .recv = rb, .count = cnt, .type = ty,   \
 				.redop = rop, .root = rt, .peer = -1, .comm = comm,            \
 				.stream = stream, .dev = dev_};                                \
 		premul_take(&o_);                                                              \
 		if (o_.scal_dev && (r_ = check_device_path(comm, fn)) != ncclSuccess)          \
-			return r_;                                                             \
+			return arg_err(r_);                                                    \
 		return submit(&o_);                                                            \
 	} while (0)
 
@@ -4703,7 +4852,7 @@ ncclResult_t pncclSend(const void *sendbuff, size_t count, ncclDataType_t dataty
 	if (dev)
 		r = check_device_path(comm, "ncclSend");
 	if (r != ncclSuccess)
-		return r;
+		return arg_err(r);
 	struct op o = {.kind = K_SEND, .send = sendbuff, .count = count, .type = datatype, .redop = -1,
 		       .root = -1, .peer = peer, .comm = comm, .stream = stream, .dev = dev};
 	return submit(&o);
@@ -4722,7 +4871,7 @@ ncclResult_t pncclRecv(void *recvbuff, size_t count, ncclDataType_t datatype, in
 	if (dev)
 		r = check_device_path(comm, "ncclRecv");
 	if (r != ncclSuccess)
-		return r;
+		return arg_err(r);
 	struct op o = {.kind = K_RECV, .recv = recvbuff, .count = count, .type = datatype, .redop = -1,
 		       .root = -1, .peer = peer, .comm = comm, .stream = stream, .dev = dev};
 	return submit(&o);
@@ -5067,7 +5216,7 @@ struct initall_arg {
 static ncclResult_t initall_job(void *p)
 {
 	struct initall_arg *a = p;
-	return init_rank(a->out, a->n, a->id, a->rank, 1);
+	return init_rank(a->out, a->n, a->id, a->rank, 1, 0);
 }
 
 ncclResult_t pncclCommInitAll(ncclComm_t *comm, int ndev, const int *devlist)
@@ -5141,7 +5290,7 @@ static ncclResult_t child(ncclComm_t comm, uint64_t salt, const ncclConfig_t *co
 	int blocking = comm->blocking;
 	config_read("ncclCommSplit", config, &blocking); /* (checked at the call) */
 	t_parent_node = comm->node;
-	ncclResult_t r = init_rank(newcomm, n, id, me, blocking);
+	ncclResult_t r = init_rank(newcomm, n, id, me, blocking, 0);
 	t_parent_node = -2;
 	return r;
 }

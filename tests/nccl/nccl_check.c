@@ -37,7 +37,8 @@
  *   nccl_check group2 SIZE   two AllReduces of SIZE in one group (JSON)
  *   nccl_check threads N SIZE  N ranks in this process, a thread each
  *                            (InitRank), each timing an AllReduce of SIZE
- *   nccl_check initall N     N ranks in this process (CommInitAll), driven
+ *   nccl_check initall N [group|groupnb]   N ranks in this process (CommInitAll,
+ *                            or InitRank calls in a group), driven
  *                            by one thread through groups
  *   nccl_check shrink        CommShrink without rank 1, then without the
  *                            new rank 0 (the excluded never call it)
@@ -575,6 +576,29 @@ static void correctness(ncclComm_t comm)
 	      "error string");
 	CHECK(ncclCommSplit(comm, 0, rank, NULL, NULL) == ncclInvalidArgument, "Split with newcomm NULL");
 	CHECK(ncclCommShrink(comm, NULL, 0, NULL, NULL, 0) == ncclInvalidArgument, "Shrink with newcomm NULL");
+	/* A call of a group that fails its checks fails the group, which does
+	 * not run (NCCL's ncclGroupErrCheck): GroupEnd says the error again. */
+	{
+		float g = (float)(rank + 1);
+		NCCL(ncclGroupStart());
+		NCCL(ncclAllReduce(&g, &g, 1, ncclFloat32, ncclSum, comm, NULL));
+		CHECK(ncclAllReduce(&g, &g, 1, (ncclDataType_t)77, ncclSum, comm, NULL) == ncclInvalidArgument,
+		      "bad type in a group");
+		CHECK(ncclGroupEnd() == ncclInvalidArgument && g == (float)(rank + 1),
+		      "a group with a bad call: GroupEnd gave no error or ran the good call (%g)", (double)g);
+		/* A communicator destroyed after its call was queued: the group
+		 * fails at GroupEnd (it used the freed communicator). */
+		ncclComm_t c2 = NULL;
+		NCCL(ncclCommSplit(comm, 0, rank, &c2, NULL));
+		NCCL(ncclGroupStart());
+		NCCL(ncclAllReduce(&g, &g, 1, ncclFloat32, ncclSum, c2, NULL));
+		NCCL(ncclCommDestroy(c2));
+		CHECK(ncclGroupEnd() == ncclInvalidArgument && strstr(ncclGetLastError(NULL), "destroyed or aborted") &&
+			      g == (float)(rank + 1),
+		      "a group whose communicator was destroyed before GroupEnd");
+		NCCL(ncclAllReduce(&g, &g, 1, ncclFloat32, ncclSum, comm, NULL));
+		CHECK(g == (float)(nranks * (nranks + 1) / 2), "the communicator after the failed groups: %g", (double)g);
+	}
 	/* A config's blocking other than 0, 1 or unset: ncclInvalidArgument,
 	 * as NCCL says ("Invalid config blocking attribute value"), before any
 	 * join or meeting (every rank makes these calls). */
@@ -1693,11 +1717,36 @@ static void threads_mode(int nt, size_t bytes)
 }
 
 /* CommInitAll: nd ranks in this process, driven by one thread through
- * groups, as a single-process multi-GPU program does. */
-static void initall(int nd)
+ * groups, as a single-process multi-GPU program does. how: "group", the
+ * ranks made by InitRank calls in one group instead (NCCL's way, and
+ * nccl-tests' with -g); "groupnb", by non-blocking InitRankConfig calls
+ * in one group, polled until they joined. */
+static void initall(int nd, const char *how)
 {
 	ncclComm_t *c = calloc((size_t)nd, sizeof(*c));
-	NCCL(ncclCommInitAll(c, nd, NULL));
+	if (!how) {
+		NCCL(ncclCommInitAll(c, nd, NULL));
+	} else {
+		int nb = !strcmp(how, "groupnb");
+		ncclUniqueId id;
+		ncclConfig_t cfg = NCCL_CONFIG_INITIALIZER;
+		cfg.blocking = 0;
+		NCCL(ncclGetUniqueId(&id));
+		NCCL(ncclGroupStart());
+		for (int d = 0; d < nd; d++)
+			NCCL(nb ? ncclCommInitRankConfig(&c[d], nd, id, d, &cfg) : ncclCommInitRank(&c[d], nd, id, d));
+		ncclResult_t e = ncclGroupEnd();
+		CHECK(e == ncclSuccess || (nb && e == ncclInProgress), "GroupEnd of %d InitRanks: %d", nd, e);
+		for (int d = 0; nb && d < nd; d++) {
+			ncclResult_t a = ncclInProgress;
+			while (a == ncclInProgress) {
+				NCCL(ncclCommGetAsyncError(c[d], &a));
+				if (a == ncclInProgress)
+					usleep(1000);
+			}
+			CHECK(a == ncclSuccess, "rank %d joined with %d", d, a);
+		}
+	}
 	int ok = 1;
 	for (int d = 0; d < nd; d++) {
 		int cnt = -1, me = -1;
@@ -2237,7 +2286,7 @@ int main(int argc, char **argv)
 	} else if (!strcmp(argv[1], "allreduce") && argc > 2) {
 		allreduce_sizes(comm, argc - 2, argv + 2);
 	} else if (!strcmp(argv[1], "initall") && argc > 2) {
-		initall(atoi(argv[2]));
+		initall(atoi(argv[2]), argc > 3 ? argv[3] : NULL);
 	} else if (!strcmp(argv[1], "threads") && argc > 3) {
 		threads_mode(atoi(argv[2]), (size_t)atoll(argv[3]));
 	} else if (!strcmp(argv[1], "shrink")) {
