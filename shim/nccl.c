@@ -179,6 +179,9 @@ struct ncclComm {
 	 * it ends): its thread, joined by Destroy or Abort. */
 	pthread_t init_thread;
 	int init_thread_live;
+	/* Made in a group, its join not started yet (init_call): Destroy
+	 * then aborts it, so that its peers are not left waiting. */
+	int deferred;
 	/* Deterministic mode: a non-blocking init whose join the caller's
 	 * later calls complete in turn (GetAsyncError once every rank is in,
 	 * Destroy, Abort) instead of a thread outside the turn. */
@@ -916,10 +919,24 @@ static __thread int t_ninits;
  * that per thread). */
 static pthread_key_t g_queue_key[2];
 static pthread_once_t g_queue_once = PTHREAD_ONCE_INIT;
+static void queue_free(void *p)
+{
+	/* (Other destructors of the thread that run later may still make
+	 * NCCL calls: they start from an empty queue.) */
+	if (p == t_ops) {
+		t_ops = NULL;
+		t_nops = 0;
+	} else if (p == t_inits) {
+		t_inits = NULL;
+		t_ninits = 0;
+	}
+	free(p);
+}
+
 static void queue_keys(void)
 {
 	for (int i = 0; i < 2; i++)
-		pthread_key_create(&g_queue_key[i], free);
+		pthread_key_create(&g_queue_key[i], queue_free);
 }
 
 static void *queue_alloc(int which, size_t size)
@@ -932,7 +949,7 @@ static void *queue_alloc(int which, size_t size)
 	return p;
 }
 
-static ncclResult_t init_start(ncclComm_t *out, ncclComm_t c, int blocking, int det);
+static ncclResult_t init_start(ncclComm_t *out, ncclComm_t c, int blocking, int det, int may_wait);
 
 /* defer: in a group (init_call): the communicator is made and given out,
  * its join starts at GroupEnd (init_start). */
@@ -969,7 +986,8 @@ static ncclResult_t init_rank(ncclComm_t *out, int nranks, ncclUniqueId id, int 
 	/* (Looked at and sized under a lock: two ranks that disagree on
 	 * nranks and both found it empty sized it each, the second shrinking
 	 * the first one's mapping, which then faulted with SIGBUS.) */
-	flock(fd, LOCK_EX);
+	while (flock(fd, LOCK_EX) < 0 && errno == EINTR)
+		;
 	if (fstat(fd, &st) < 0)
 		st.st_size = 0;
 	if ((size_t)st.st_size != size && st.st_size != 0) {
@@ -1043,20 +1061,28 @@ static ncclResult_t init_rank(ncclComm_t *out, int nranks, ncclUniqueId id, int 
 	atomic_store(&s->hnode[rank], net >= 0 ? (int32_t)((uint32_t)net / ppn) : 0);
 	atomic_store(&s->nnode[rank], net);
 	if (defer) {
-		atomic_store(&c->async_err, ncclInProgress);
+		/* A blocking one takes operations in the group meanwhile (they
+		 * run after the joins, as in NCCL, which checks a non-blocking
+		 * communicator's readiness only); a non-blocking one is not to be
+		 * used until GetAsyncError says so. */
+		atomic_store(&c->async_err, blocking ? ncclSuccess : ncclInProgress);
+		c->deferred = 1;
 		*out = c;
 		return ncclSuccess;
 	}
-	return init_start(out, c, blocking, det);
+	return init_start(out, c, blocking, det, 1);
 }
 
 /* The join of c (made by init_rank): *out gets c, or NULL where the join
  * failed and c is freed; where *out already holds it (a deferred init),
- * a failed join leaves it, with the error as its asynchronous one. */
-static ncclResult_t init_start(ncclComm_t *out, ncclComm_t c, int blocking, int det)
+ * a failed join leaves it, with the error as its asynchronous one.
+ * may_wait 0: a non-blocking join whose thread does not start fails (one
+ * of several in a group: joined here, it would wait for the others). */
+static ncclResult_t init_start(ncclComm_t *out, ncclComm_t c, int blocking, int det, int may_wait)
 {
 	struct seg *s = c->sh;
 	int nranks = c->nranks;
+	c->deferred = 0;
 	/* The join is a meeting ("Meetings" above barrier_x); a non-blocking
 	 * init's caller goes on meanwhile (only its clock counts). */
 	int part = meet_arrive(c, blocking);
@@ -1084,6 +1110,13 @@ static ncclResult_t init_start(ncclComm_t *out, ncclComm_t c, int blocking, int 
 			c->init_thread_live = 1;
 			*out = c;
 			return ncclInProgress;
+		}
+		if (!may_wait) {
+			abort_all(c);
+			ncclResult_t e = fail(NULL, ncclSystemError, "ncclCommInitRank: rank %d: cannot start a thread "
+					      "for its join in the group: %s", c->rank, strerror(errno));
+			atomic_store(&c->async_err, e);
+			return e;
 		}
 	}
 	/* (A non-blocking init whose thread did not start joins here, its
@@ -1141,13 +1174,18 @@ static ncclResult_t init_call(ncclComm_t *out, int nranks, ncclUniqueId id, int 
  * caller's is not), and the turn (deterministic mode) does not follow
  * them. A blocking one's error is the group's; a non-blocking one still
  * joining makes it ncclInProgress (the caller polls GetAsyncError).
- * fail_: the group failed: none joins (their communicators are to be
- * destroyed or aborted). */
-static ncclResult_t group_inits(int fail_)
+ * gerr: the group failed: none joins, each has that error (they are to be
+ * destroyed or aborted; comm_free aborts them). */
+static ncclResult_t group_inits(ncclResult_t gerr)
 {
 	ncclResult_t r = ncclSuccess;
-	int n = t_ninits;
+	int n = t_ninits, fail_ = gerr != ncclSuccess;
 	t_ninits = 0;
+	/* (A failed group's communicators have its error: they are to be
+	 * destroyed or aborted, and Destroy aborts them: c->deferred.) */
+	for (int i = 0; i < n && fail_; i++)
+		if (!comm_dead(t_inits[i]))
+			atomic_store(&t_inits[i]->async_err, gerr);
 	if (n > 1 && !fail_ && uni_shim_det_nccl())
 		uni_shim_det_abandon("several ncclCommInitRank calls in one group, which the turn does not follow yet");
 	for (int i = 0; i < n && !fail_; i++) {
@@ -1157,7 +1195,7 @@ static ncclResult_t group_inits(int fail_)
 		int det = n == 1 && uni_shim_det_nccl();
 		if (det)
 			uni_shim_det_turn();
-		ncclResult_t e = init_start(&o, c, n == 1 && c->blocking, det);
+		ncclResult_t e = init_start(&o, c, n == 1 && c->blocking, det, n == 1);
 		if (e != ncclSuccess && e != ncclInProgress && r == ncclSuccess)
 			r = e;
 	}
@@ -1208,8 +1246,11 @@ ncclResult_t pncclCommInitRankConfig(ncclComm_t *comm, int nranks, ncclUniqueId 
 {
 	int blocking = 1;
 	ncclResult_t r = config_read("ncclCommInitRankConfig", config, &blocking);
-	if (r != ncclSuccess)
+	if (r != ncclSuccess) {
+		if (t_depth > 0 && t_group_err == ncclSuccess)
+			t_group_err = r; /* (the group's too) */
 		return r;
+	}
 	/* Non-blocking: ncclInProgress, the join goes on in a thread. */
 	return init_call(comm, nranks, commId, rank, blocking);
 }
@@ -1333,6 +1374,13 @@ static void call_exit(ncclComm_t c)
  * does a call of another thread still inside it. */
 static void comm_free(ncclComm_t c)
 {
+	if (c->deferred) {
+		/* Made in a group that never joined it (the group failed, or
+		 * GroupEnd never came): its peers are told, not left waiting. */
+		c->deferred = 0;
+		abort_all(c);
+		uni_futex_wake(&c->sh->join_open, INT32_MAX);
+	}
 	init_wait(c);
 	__atomic_store_n(&c->magic, COMM_DEAD, __ATOMIC_SEQ_CST);
 	if (atomic_load(&c->calls) == 0)
@@ -4740,7 +4788,7 @@ ncclResult_t pncclGroupEnd(void)
 	 * does not run (NCCL's ncclGroupErrCheck): its error again. */
 	ncclResult_t r = t_group_err;
 	t_group_err = ncclSuccess;
-	ncclResult_t ri = group_inits(r != ncclSuccess);
+	ncclResult_t ri = group_inits(r);
 	if (r == ncclSuccess && ri != ncclSuccess && ri != ncclInProgress)
 		r = ri;
 	if (r == ncclSuccess && n)

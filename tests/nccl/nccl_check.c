@@ -40,6 +40,8 @@
  *   nccl_check initall N [group|groupnb]   N ranks in this process (CommInitAll,
  *                            or InitRank calls in a group), driven
  *                            by one thread through groups
+ *   nccl_check groupinit     InitRank in a group: alone with an AllReduce,
+ *                            then a group that fails on rank 0
  *   nccl_check shrink        CommShrink without rank 1, then without the
  *                            new rank 0 (the excluded never call it)
  *   nccl_check device LIB    every collective and send/recv on device
@@ -567,7 +569,7 @@ static void correctness(ncclComm_t comm)
 		      strstr(ncclGetLastError(comm), "more memory than there is"),
 	      "a count of 2^61 doubles");
 	CHECK(ncclAllGather(&x, &x, SIZE_MAX / 16 / (size_t)nranks + 1, ncclFloat32, comm, NULL) == ncclInvalidArgument,
-	      "an AllGather whose output wraps");
+	      "an AllGather whose output is more than a quarter of the address space");
 	CHECK(ncclSend(&x, SIZE_MAX, ncclInt8, (rank + 1) % nranks, comm, NULL) == ncclInvalidArgument,
 	      "a Send of SIZE_MAX bytes");
 	CHECK(ncclBroadcast(&x, &x, 1, ncclFloat32, nranks, comm, NULL) == ncclInvalidArgument, "bad root");
@@ -2207,6 +2209,49 @@ static void group2(ncclComm_t comm, size_t bytes)
 	free(b);
 }
 
+/* InitRank in a group (its communicator given out at the call, joined at
+ * GroupEnd, as in NCCL): alone, with an AllReduce on it in the same group
+ * (run after the join); then a group that fails on rank 0 (a bad call
+ * after its InitRank): rank 0's GroupEnd says so, its Destroy aborts the
+ * communicator, and the others' GroupEnd ends with ncclRemoteError instead
+ * of waiting for rank 0 (UNI_NCCL_TIMEOUT). */
+static void groupinit(ncclComm_t comm)
+{
+	ncclUniqueId id;
+	ncclComm_t c = NULL;
+	float x = (float)(rank + 1);
+	if (rank == 0)
+		NCCL(ncclGetUniqueId(&id));
+	NCCL(ncclBroadcast(&id, &id, sizeof(id), ncclUint8, 0, comm, NULL));
+	NCCL(ncclGroupStart());
+	NCCL(ncclCommInitRank(&c, nranks, id, rank));
+	CHECK(c != NULL, "InitRank in a group gives its communicator out");
+	NCCL(ncclAllReduce(&x, &x, 1, ncclFloat32, ncclSum, c, NULL));
+	NCCL(ncclGroupEnd());
+	CHECK(x == (float)(nranks * (nranks + 1) / 2), "AllReduce in the group of its InitRank: %g", (double)x);
+	int cnt = 0;
+	NCCL(ncclCommCount(c, &cnt));
+	CHECK(cnt == nranks, "Count %d", cnt);
+	NCCL(ncclCommDestroy(c));
+	if (rank == 0)
+		NCCL(ncclGetUniqueId(&id));
+	NCCL(ncclBroadcast(&id, &id, sizeof(id), ncclUint8, 0, comm, NULL));
+	c = NULL;
+	NCCL(ncclGroupStart());
+	NCCL(ncclCommInitRank(&c, nranks, id, rank));
+	if (rank == 0)
+		CHECK(ncclAllReduce(&x, &x, 1, (ncclDataType_t)77, ncclSum, c, NULL) == ncclInvalidArgument,
+		      "a bad call after InitRank in the group");
+	ncclResult_t e = ncclGroupEnd(), a = ncclSuccess;
+	NCCL(ncclCommGetAsyncError(c, &a));
+	if (rank == 0)
+		CHECK(e == ncclInvalidArgument && a == ncclInvalidArgument, "rank 0: GroupEnd %d, async error %d", e, a);
+	else
+		CHECK(e == ncclRemoteError && a == ncclRemoteError && strstr(ncclGetLastError(NULL), "aborted"),
+		      "rank %d: GroupEnd %d (%s), async error %d", rank, e, ncclGetLastError(NULL), a);
+	NCCL(ncclCommDestroy(c));
+}
+
 /* Deadlocks that unid must report (simulate mode; the ranks never come
  * back): recv, every rank receives from the next first; coll, rank 0
  * calls an AllReduce while the others receive from it; cond, rank 0
@@ -2285,6 +2330,8 @@ int main(int argc, char **argv)
 		CHECK(x[0] == nranks && x[3] == 4 * nranks, "AllReduce with libcudart loaded: %g %g", x[0], x[3]);
 	} else if (!strcmp(argv[1], "allreduce") && argc > 2) {
 		allreduce_sizes(comm, argc - 2, argv + 2);
+	} else if (!strcmp(argv[1], "groupinit")) {
+		groupinit(comm);
 	} else if (!strcmp(argv[1], "initall") && argc > 2) {
 		initall(atoi(argv[2]), argc > 3 ? argv[3] : NULL);
 	} else if (!strcmp(argv[1], "threads") && argc > 3) {

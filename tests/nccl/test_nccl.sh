@@ -283,6 +283,20 @@ sys.exit(bad)
 PYEOF
 done
 ok "CommInitAll and InitRank calls in a group (blocking and not): 3 ranks in one process, AllReduce, a send/recv ring and Broadcast in groups from one thread; in simulate mode timed between the ranks (ring AllReduce and send/recv within 1% of the closed forms)"
+# InitRank in a group across processes (nccl_check groupinit): alone,
+# with an AllReduce on it in the same group (run after the join, as in
+# NCCL); a group that fails on rank 0 after its InitRank: rank 0's
+# GroupEnd says so, its Destroy aborts the communicator, and the other
+# ranks' GroupEnd ends with ncclRemoteError at once (they waited for rank
+# 0 until UNI_NCCL_TIMEOUT; the test's timeout would end them).
+for cfg in rec sim1; do
+	rm -f "$T/id"
+	NCCL_CHECK_ID=$T/id timeout 60 "$UNIRUN" -n 3 --config "$T/$cfg.yaml" -- "$CHECK" groupinit \
+		>"$T/log" 2>&1 || { cat "$T/log"; fail "groupinit ($cfg)"; }
+	[ "$(grep -c 'checks passed' "$T/log")" = 3 ] || { cat "$T/log"; fail "groupinit ($cfg): checks"; }
+	[ "$(grep -c 'the communicator was aborted while it joined' "$T/log")" = 2 ] || { cat "$T/log"; fail "groupinit ($cfg): the peers' message"; }
+done
+ok "InitRank in a group across processes: alone with an AllReduce in the group; a group failed on rank 0 ends the others' joins with ncclRemoteError"
 # A thread per rank in one process (nccl-tests -t): InitRank in each, a ring
 # AllReduce of 8 MB on 4 ranks timed by each thread: the closed form.
 rm -f "$T/id"
