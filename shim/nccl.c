@@ -1062,9 +1062,9 @@ static ncclResult_t init_rank(ncclComm_t *out, int nranks, ncclUniqueId id, int 
 	atomic_store(&s->nnode[rank], net);
 	if (defer) {
 		/* A blocking one takes operations in the group meanwhile (they
-		 * run after the joins, as in NCCL, which checks a non-blocking
-		 * communicator's readiness only); a non-blocking one is not to be
-		 * used until GetAsyncError says so. */
+		 * run after the joins, as in NCCL, whose readiness check passes
+		 * until GroupEnd); a non-blocking one is not to be used until
+		 * GetAsyncError says so (NCCL queues them too: not built). */
 		atomic_store(&c->async_err, blocking ? ncclSuccess : ncclInProgress);
 		c->deferred = 1;
 		*out = c;
