@@ -2872,14 +2872,42 @@ struct cudart {
 	cudaError_t (*is_capturing)(cudaStream_t, enum cudaStreamCaptureStatus *);
 	cudaError_t (*stream_query)(cudaStream_t);
 	const char *(*errstr)(cudaError_t);
+	cudaError_t (*peek_last)(void);
+	cudaError_t (*get_last)(void);
 };
 static struct cudart g_rt;
+
+/* The runtime keeps the last error of a call in the calling thread
+ * (cudaGetLastError), the cudaErrorNotReady of a stream query and the
+ * failed query of a pointer without a GPU too; PyTorch checks it after
+ * its kernel launches. The shim's own probing calls (stream queries,
+ * pointer queries, a pinned allocation it can do without) leave it as
+ * they found it: rt_mark before, rt_unmark after (a sticky error stays in
+ * the context whatever is cleared). */
+static cudaError_t rt_mark(void)
+{
+	return g_rt.peek_last ? g_rt.peek_last() : cudaSuccess;
+}
+
+static void rt_unmark(cudaError_t before, cudaError_t e)
+{
+	if (before == cudaSuccess && e != cudaSuccess && g_rt.get_last)
+		(void)g_rt.get_last();
+}
+
+/* Without the runtime (linked statically into the program: nvcc's
+ * default), the driver's pointer query (libcuda, which such a program
+ * has loaded): a device buffer is then an error, not read on the host,
+ * where it faulted. (cuPointerGetAttribute, CU_POINTER_ATTRIBUTE_MEMORY_TYPE
+ * 2; CU_MEMORYTYPE_DEVICE 2, CU_MEMORYTYPE_UNIFIED 4.) */
+static int (*_Atomic g_drv_ptrattr)(void *, int, unsigned long long);
 
 static unsigned long long g_rt_adds; /* loads seen by the last look */
 
 struct rt_look_arg {
 	int first;
 	char name[512];
+	char drv[512];
 };
 
 static int find_cudart(struct dl_phdr_info *info, size_t size, void *arg)
@@ -2893,6 +2921,8 @@ static int find_cudart(struct dl_phdr_info *info, size_t size, void *arg)
 	}
 	const char *slash = info->dlpi_name ? strrchr(info->dlpi_name, '/') : NULL;
 	const char *base = slash ? slash + 1 : info->dlpi_name;
+	if (base && !strncmp(base, "libcuda.so", 10) && !a->drv[0])
+		snprintf(a->drv, sizeof(a->drv), "%s", info->dlpi_name);
 	if (!base || strncmp(base, "libcudart.so", 12))
 		return 0;
 	snprintf(a->name, sizeof(a->name), "%s", info->dlpi_name);
@@ -2910,6 +2940,11 @@ static void rt_look(void)
 		return;
 	struct rt_look_arg a = {.first = 1};
 	dl_iterate_phdr(find_cudart, &a);
+	if (a.drv[0] && !atomic_load_explicit(&g_drv_ptrattr, memory_order_acquire)) {
+		void *d = dlopen(a.drv, RTLD_LAZY | RTLD_NOLOAD);
+		if (d)
+			atomic_store_explicit(&g_drv_ptrattr, dlsym(d, "cuPointerGetAttribute"), memory_order_release);
+	}
 	void *h = a.name[0] ? dlopen(a.name, RTLD_LAZY | RTLD_NOLOAD) : NULL;
 	if (!h)
 		return;
@@ -2921,6 +2956,8 @@ static void rt_look(void)
 	*(void **)&g_rt.is_capturing = dlsym(h, "cudaStreamIsCapturing");
 	*(void **)&g_rt.stream_query = dlsym(h, "cudaStreamQuery");
 	*(void **)&g_rt.errstr = dlsym(h, "cudaGetErrorString");
+	*(void **)&g_rt.peek_last = dlsym(h, "cudaPeekAtLastError");
+	*(void **)&g_rt.get_last = dlsym(h, "cudaGetLastError");
 	void *pa = dlsym(h, "cudaPointerGetAttributes");
 	atomic_store_explicit(&g_rt.ptrattr, pa, memory_order_release);
 	if (pa)
@@ -2934,11 +2971,16 @@ static int is_device_ptr(const void *p)
 	rt_look();
 	cudaError_t (*pa)(struct cudaPointerAttributes *, const void *) =
 		atomic_load_explicit(&g_rt.ptrattr, memory_order_acquire);
-	if (!pa)
-		return 0;
+	if (!pa) {
+		int (*dp)(void *, int, unsigned long long) = atomic_load_explicit(&g_drv_ptrattr, memory_order_acquire);
+		unsigned int type = 0;
+		return dp && dp(&type, 2, (unsigned long long)(uintptr_t)p) == 0 && (type == 2 || type == 4);
+	}
 	struct cudaPointerAttributes a;
 	memset(&a, 0, sizeof(a));
-	return pa(&a, p) == cudaSuccess && a.type == cudaMemoryTypeDevice;
+	cudaError_t before = rt_mark(), e = pa(&a, p);
+	rt_unmark(before, e);
+	return e == cudaSuccess && a.type == cudaMemoryTypeDevice;
 }
 
 static const char *rt_err(cudaError_t e)
@@ -2954,13 +2996,19 @@ static const char *stream_broken(cudaStream_t s)
 	if (!g_rt.stream_query)
 		return NULL;
 	uni_cupti_internal(1);
-	cudaError_t e = g_rt.stream_query(s);
+	cudaError_t before = rt_mark(), e = g_rt.stream_query(s);
+	rt_unmark(before, e);
 	uni_cupti_internal(0);
 	return e == cudaSuccess || e == cudaErrorNotReady ? NULL : rt_err(e);
 }
 
 static ncclResult_t check_device_path(ncclComm_t comm, const char *fn)
 {
+	if (!atomic_load_explicit(&g_rt.ptrattr, memory_order_acquire))
+		return fail(comm, ncclInvalidUsage,
+			    "%s: a device buffer, but the program has no CUDA runtime library loaded (libcudart.so: "
+			    "one linked into the program, nvcc's default, is not seen): the simulated NCCL moves "
+			    "device buffers through the program's libcudart; link it with -cudart shared", fn);
 	if (!g_rt.memcpy_async || !g_rt.stream_sync)
 		return fail(comm, ncclInvalidUsage,
 			    "%s: device buffers need cudaMemcpyAsync and cudaStreamSynchronize from the program's CUDA "
@@ -3833,7 +3881,13 @@ static void *host_alloc(size_t n, int *pinned, size_t *cap)
 	}
 	void *p = NULL;
 	*cap = n;
-	*pinned = g_rt.malloc_host && g_rt.free_host && g_rt.malloc_host(&p, n) == cudaSuccess && p;
+	*pinned = 0;
+	if (g_rt.malloc_host && g_rt.free_host) {
+		/* (Not pinned: the synchronous path instead, no error.) */
+		cudaError_t before = rt_mark(), e = g_rt.malloc_host(&p, n);
+		rt_unmark(before, e);
+		*pinned = e == cudaSuccess && p;
+	}
 	return *pinned ? p : malloc(n);
 }
 
@@ -4443,7 +4497,10 @@ static int stream_work_take(struct op *ops, int nops)
 		const char *e = getenv("UNI_NCCL_DEVICE_SYNC");
 		off = e && *e && strcmp(e, "0");
 	}
-	if (off || !g_rt.launch_host || several_ranks(ops, nops))
+	/* (cudaStreamPerThread is another stream in every thread: two
+	 * threads' calls on it are not ordered by it, so it takes the
+	 * synchronous path.) */
+	if (off || !g_rt.launch_host || several_ranks(ops, nops) || ops[0].stream == cudaStreamPerThread)
 		return 0;
 	int any = 0, mine = 0;
 	for (int i = 0; i < nops; i++) {
@@ -4548,8 +4605,13 @@ static ncclResult_t check_capture(const struct op *ops, int nops)
 		return ncclSuccess;
 	for (int i = 0; i < nops; i++) {
 		enum cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
-		if ((ops[i].dev || ops[i].scal_dev) && g_rt.is_capturing(ops[i].stream, &st) == cudaSuccess &&
-		    st != cudaStreamCaptureStatusNone)
+		cudaError_t e = cudaSuccess;
+		if (ops[i].dev || ops[i].scal_dev) {
+			cudaError_t before = rt_mark();
+			e = g_rt.is_capturing(ops[i].stream, &st);
+			rt_unmark(before, e);
+		}
+		if (e == cudaSuccess && st != cudaStreamCaptureStatusNone)
 			return fail(ops[i].comm, ncclInvalidUsage,
 				    "%s: the stream is being captured into a CUDA graph; the simulated NCCL cannot run "
 				    "in a graph (docs/nccl.md, \"Device buffers\")", kind_name[ops[i].kind]);

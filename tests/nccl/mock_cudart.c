@@ -264,13 +264,35 @@ void mock_cuda_fault(void)
 }
 #endif
 
+/* The calling thread's last error (cudaGetLastError), as the runtime
+ * keeps it: a stream query's cudaErrorNotReady too (PyTorch clears that
+ * one after its own queries, CUDAStream::query). Kept by the queries. */
+static __thread cudaError_t t_last;
+
+cudaError_t cudaGetLastError(void)
+{
+	cudaError_t e = t_last;
+	t_last = cudaSuccess;
+	return e;
+}
+
+cudaError_t cudaPeekAtLastError(void)
+{
+	return t_last;
+}
+
 cudaError_t cudaStreamQuery(cudaStream_t s)
 {
+	cudaError_t e = cudaSuccess;
 	if (bad_stream(s))
-		return cudaErrorInvalidResourceHandle;
-	if (atomic_load(&g_fault))
-		return cudaErrorIllegalAddress;
-	return atomic_load(&g_queued) == atomic_load(&g_done) ? cudaSuccess : cudaErrorNotReady;
+		e = cudaErrorInvalidResourceHandle;
+	else if (atomic_load(&g_fault))
+		e = cudaErrorIllegalAddress;
+	else if (atomic_load(&g_queued) != atomic_load(&g_done))
+		e = cudaErrorNotReady;
+	if (e != cudaSuccess)
+		t_last = e;
+	return e;
 }
 
 /* For the test: every stream is being captured into a graph (1) or not

@@ -40,6 +40,8 @@
  *   nccl_check initall N [group|groupnb]   N ranks in this process (CommInitAll,
  *                            or InitRank calls in a group), driven
  *                            by one thread through groups
+ *   nccl_check driveronly LIB  LIB a stand-in CUDA driver without a runtime:
+ *                            a device buffer is ncclInvalidUsage
  *   nccl_check groupinit     InitRank in a group: alone with an AllReduce,
  *                            then a group that fails on rank 0
  *   nccl_check shrink        CommShrink without rank 1, then without the
@@ -1067,20 +1069,20 @@ static int rooted_mismatch(ncclComm_t comm)
  * 1's next call (an empty Send to rank 2) says "abort it" at once, it
  * aborts; rank 2's group of an empty Send and Recv with rank 1 ends with
  * ncclRemoteError. 1: comm aborted. */
-static void zero_mark(int r)
+static void zero_mark(const char *tag, int r)
 {
 	char f[600];
-	snprintf(f, sizeof(f), "%s.zero%d", getenv("NCCL_CHECK_ID") ? getenv("NCCL_CHECK_ID") : "/tmp/nccl_check", r);
+	snprintf(f, sizeof(f), "%s.%s%d", getenv("NCCL_CHECK_ID") ? getenv("NCCL_CHECK_ID") : "/tmp/nccl_check", tag, r);
 	FILE *fp = fopen(f, "w");
 	CHECK(fp != NULL, "%s: %s", f, strerror(errno));
 	if (fp)
 		fclose(fp);
 }
 
-static void zero_wait(int r)
+static void zero_wait(const char *tag, int r)
 {
 	char f[600];
-	snprintf(f, sizeof(f), "%s.zero%d", getenv("NCCL_CHECK_ID") ? getenv("NCCL_CHECK_ID") : "/tmp/nccl_check", r);
+	snprintf(f, sizeof(f), "%s.%s%d", getenv("NCCL_CHECK_ID") ? getenv("NCCL_CHECK_ID") : "/tmp/nccl_check", tag, r);
 	int i = 0;
 	while (access(f, F_OK) != 0 && i++ < 60000)
 		usleep(1000);
@@ -1106,8 +1108,8 @@ static int p2p_zero(ncclComm_t comm)
 	NCCL(ncclCommGetAsyncError(comm, &a));
 	CHECK(a == (rank == 2 ? ncclSuccess : ncclInvalidArgument), "rank %d: async error %d", rank, a);
 	if (rank < 2) {
-		zero_mark(rank);
-		zero_wait(1 - rank);
+		zero_mark("zero", rank);
+		zero_wait("zero", 1 - rank);
 	}
 	if (rank == 0) {
 		NCCL(ncclCommAbort(comm));
@@ -1640,6 +1642,18 @@ static void device_stream(ncclComm_t comm, const char *lib)
 		CHECK(took < HOLD_S / 2.0, "the NCCL calls took %.3f s: they waited for the held stream", took);
 	}
 	CHECK(out[0] == -1 && ring[0] == -1 && out4[0] == -1, "a result reached the host while the stream was held");
+	if (!mock) {
+		/* A host-buffer call now waits for the held stream's work (the
+		 * communicator's data moves in call order), looking at the
+		 * stream meanwhile (cudaStreamQuery: cudaErrorNotReady); the
+		 * thread's last CUDA error stays as it was, which PyTorch checks
+		 * after its kernel launches. */
+		int (*peek)(void) = (int (*)(void))dlsym(h, "cudaPeekAtLastError");
+		float y[3] = {1, 2, 3};
+		NCCL(ncclAllReduce(y, y, 3, ncclFloat32, ncclSum, comm, NULL));
+		CHECK(y[2] == 3.0f * n, "host AllReduce behind the held stream: %g", y[2]);
+		CHECK(peek && peek() == 0, "the shim's stream queries left CUDA error %d for the program", peek ? peek() : -1);
+	}
 	if (mock)
 		gate(0);
 	CHECK(stream_sync(stream) == 0, "cudaStreamSynchronize");
@@ -2242,7 +2256,14 @@ static void groupinit(ncclComm_t comm)
 	if (rank == 0)
 		CHECK(ncclAllReduce(&x, &x, 1, (ncclDataType_t)77, ncclSum, c, NULL) == ncclInvalidArgument,
 		      "a bad call after InitRank in the group");
+	/* (Rank 0 destroys its communicator once every rank has made its own,
+	 * a file each: a rank that comes to the communicator after the abort
+	 * makes a new one, whose peers never come.) */
+	if (rank != 0)
+		zero_mark("gi", rank);
 	ncclResult_t e = ncclGroupEnd(), a = ncclSuccess;
+	for (int r = 1; rank == 0 && r < nranks; r++)
+		zero_wait("gi", r);
 	NCCL(ncclCommGetAsyncError(c, &a));
 	if (rank == 0)
 		CHECK(e == ncclInvalidArgument && a == ncclInvalidArgument, "rank 0: GroupEnd %d, async error %d", e, a);
@@ -2330,6 +2351,24 @@ int main(int argc, char **argv)
 		CHECK(x[0] == nranks && x[3] == 4 * nranks, "AllReduce with libcudart loaded: %g %g", x[0], x[3]);
 	} else if (!strcmp(argv[1], "allreduce") && argc > 2) {
 		allreduce_sizes(comm, argc - 2, argv + 2);
+	} else if (!strcmp(argv[1], "driveronly") && argc > 2) {
+		/* The CUDA driver loaded without libcudart.so (a runtime linked
+		 * statically): a device buffer is ncclInvalidUsage, said, not
+		 * read on the host (the stand-in's faults if read); host
+		 * buffers still work. */
+		void *h = dlopen(argv[2], RTLD_NOW | RTLD_GLOBAL);
+		void *(*alloc)(size_t) = h ? (void *(*)(size_t))dlsym(h, "mock_cu_alloc") : NULL;
+		CHECK(alloc != NULL, "dlopen %s: %s", argv[2], dlerror());
+		float *d = alloc ? alloc(4096) : NULL, x[4] = {1, 2, 3, 4};
+		if (d) {
+			ncclResult_t e = ncclAllReduce(d, d, 16, ncclFloat32, ncclSum, comm, NULL);
+			CHECK(e == ncclInvalidUsage && strstr(ncclGetLastError(comm), "no CUDA runtime library loaded"),
+			      "AllReduce of a device buffer without libcudart: %d %s", e, ncclGetLastError(comm));
+			e = ncclSend(d, 16, ncclFloat32, (rank + 1) % nranks, comm, NULL);
+			CHECK(e == ncclInvalidUsage, "Send of a device buffer without libcudart: %d", e);
+		}
+		NCCL(ncclAllReduce(x, x, 4, ncclFloat32, ncclSum, comm, NULL));
+		CHECK(x[0] == nranks && x[3] == 4 * nranks, "host AllReduce beside the driver: %g %g", x[0], x[3]);
 	} else if (!strcmp(argv[1], "groupinit")) {
 		groupinit(comm);
 	} else if (!strcmp(argv[1], "initall") && argc > 2) {

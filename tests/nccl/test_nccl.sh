@@ -22,7 +22,7 @@
 #  - every function nccl.h declares is exported by the shim.
 #   test_nccl.sh UNIRUN NCCL_CHECK UNITRACE MOCK_CUDART MOCK_CUPTI NCCL_H MOCK_CUDART_PLAIN
 set -euo pipefail
-UNIRUN=$1 CHECK=$2 UNITRACE=$3 MOCK=$4 MOCK_CUPTI=$5 NCCL_H=$6 MOCK_PLAIN=$7
+UNIRUN=$1 CHECK=$2 UNITRACE=$3 MOCK=$4 MOCK_CUPTI=$5 NCCL_H=$6 MOCK_PLAIN=$7 MOCK_DRV=$8
 PY=/usr/bin/python3
 # The closed forms' Python helpers (nccl_trees.py) live beside this script.
 export NCCL_TESTS=$(cd "$(dirname "$0")" && pwd)
@@ -244,6 +244,21 @@ if [ -n "$CUDART" ]; then
 	[ "$(grep -c 'CUPTI is not available' "$T/log")" = 2 ] || { cat "$T/log"; fail "CUPTI's failure not said once per rank"; }
 	ok "no GPU: CUPTI's failure said once per rank ($(grep -m1 -o 'cupti[A-Za-z]*: [A-Z_]*' "$T/log")), host buffers work"
 fi
+
+# The CUDA driver without libcudart.so (a runtime linked into the program
+# statically, nvcc's default): the shim asks the driver about buffers, and
+# a device buffer is ncclInvalidUsage with a message, not read on the host
+# (the stand-in's device memory faults on a host read, as real device
+# memory does; before, the shim took it for host memory).
+cp "$MOCK_DRV" "$T/libcuda.so.1"
+printf 'mode: simulate\n' >"$T/simd.yaml"
+for cfg in rec simd; do
+	rm -f "$T/id"
+	NCCL_CHECK_ID=$T/id timeout 60 "$UNIRUN" -n 2 --config "$T/$cfg.yaml" -- "$CHECK" driveronly "$T/libcuda.so.1" \
+		>"$T/log" 2>&1 || { cat "$T/log"; fail "driveronly ($cfg)"; }
+	[ "$(grep -c 'checks passed' "$T/log")" = 2 ] || { cat "$T/log"; fail "driveronly ($cfg): checks"; }
+done
+ok "the CUDA driver without a runtime library: a device buffer is ncclInvalidUsage, said; host buffers work"
 
 for n in 3 4; do
 	run_ranks $n "shrink with $n ranks" shrink
