@@ -2882,8 +2882,9 @@ static struct cudart g_rt;
  * failed query of a pointer without a GPU too; PyTorch checks it after
  * its kernel launches. The shim's own probing calls (stream queries,
  * pointer queries, a pinned allocation it can do without) leave it as
- * they found it: rt_mark before, rt_unmark after (a sticky error stays in
- * the context whatever is cleared). */
+ * they found it where it was clear: rt_mark before, rt_unmark after (an
+ * error already there is replaced by the latest, which nothing can undo;
+ * a sticky error stays in the context whatever is cleared). */
 static cudaError_t rt_mark(void)
 {
 	return g_rt.peek_last ? g_rt.peek_last() : cudaSuccess;
@@ -2905,7 +2906,8 @@ static int (*_Atomic g_drv_ptrattr)(void *, int, unsigned long long);
 static unsigned long long g_rt_adds; /* loads seen by the last look */
 
 struct rt_look_arg {
-	int first;
+	int first, unchanged;
+	unsigned long long adds;
 	char name[512];
 	char drv[512];
 };
@@ -2915,9 +2917,12 @@ static int find_cudart(struct dl_phdr_info *info, size_t size, void *arg)
 	struct rt_look_arg *a = arg;
 	if (a->first) { /* nothing loaded since the last look: done */
 		a->first = 0;
-		if (size >= offsetof(struct dl_phdr_info, dlpi_subs) && info->dlpi_adds == g_rt_adds)
+		if (size >= offsetof(struct dl_phdr_info, dlpi_subs) &&
+		    info->dlpi_adds == __atomic_load_n(&g_rt_adds, __ATOMIC_ACQUIRE)) {
+			a->unchanged = 1;
 			return 1;
-		g_rt_adds = info->dlpi_adds;
+		}
+		a->adds = info->dlpi_adds;
 	}
 	const char *slash = info->dlpi_name ? strrchr(info->dlpi_name, '/') : NULL;
 	const char *base = slash ? slash + 1 : info->dlpi_name;
@@ -2940,28 +2945,34 @@ static void rt_look(void)
 		return;
 	struct rt_look_arg a = {.first = 1};
 	dl_iterate_phdr(find_cudart, &a);
+	if (a.unchanged)
+		return;
 	if (a.drv[0] && !atomic_load_explicit(&g_drv_ptrattr, memory_order_acquire)) {
 		void *d = dlopen(a.drv, RTLD_LAZY | RTLD_NOLOAD);
 		if (d)
 			atomic_store_explicit(&g_drv_ptrattr, dlsym(d, "cuPointerGetAttribute"), memory_order_release);
 	}
 	void *h = a.name[0] ? dlopen(a.name, RTLD_LAZY | RTLD_NOLOAD) : NULL;
-	if (!h)
-		return;
-	*(void **)&g_rt.memcpy_async = dlsym(h, "cudaMemcpyAsync");
-	*(void **)&g_rt.stream_sync = dlsym(h, "cudaStreamSynchronize");
-	*(void **)&g_rt.malloc_host = dlsym(h, "cudaMallocHost");
-	*(void **)&g_rt.free_host = dlsym(h, "cudaFreeHost");
-	*(void **)&g_rt.launch_host = dlsym(h, "cudaLaunchHostFunc");
-	*(void **)&g_rt.is_capturing = dlsym(h, "cudaStreamIsCapturing");
-	*(void **)&g_rt.stream_query = dlsym(h, "cudaStreamQuery");
-	*(void **)&g_rt.errstr = dlsym(h, "cudaGetErrorString");
-	*(void **)&g_rt.peek_last = dlsym(h, "cudaPeekAtLastError");
-	*(void **)&g_rt.get_last = dlsym(h, "cudaGetLastError");
-	void *pa = dlsym(h, "cudaPointerGetAttributes");
-	atomic_store_explicit(&g_rt.ptrattr, pa, memory_order_release);
-	if (pa)
-		uni_cupti_start("the first NCCL call");
+	if (h) {
+		*(void **)&g_rt.memcpy_async = dlsym(h, "cudaMemcpyAsync");
+		*(void **)&g_rt.stream_sync = dlsym(h, "cudaStreamSynchronize");
+		*(void **)&g_rt.malloc_host = dlsym(h, "cudaMallocHost");
+		*(void **)&g_rt.free_host = dlsym(h, "cudaFreeHost");
+		*(void **)&g_rt.launch_host = dlsym(h, "cudaLaunchHostFunc");
+		*(void **)&g_rt.is_capturing = dlsym(h, "cudaStreamIsCapturing");
+		*(void **)&g_rt.stream_query = dlsym(h, "cudaStreamQuery");
+		*(void **)&g_rt.errstr = dlsym(h, "cudaGetErrorString");
+		*(void **)&g_rt.peek_last = dlsym(h, "cudaPeekAtLastError");
+		*(void **)&g_rt.get_last = dlsym(h, "cudaGetLastError");
+		void *pa = dlsym(h, "cudaPointerGetAttributes");
+		atomic_store_explicit(&g_rt.ptrattr, pa, memory_order_release);
+		if (pa)
+			uni_cupti_start("the first NCCL call");
+	}
+	/* (Only now that what it found is published: a thread that looks
+	 * meanwhile walks again, and never takes a device pointer for host
+	 * memory because the loads were counted before they were looked up.) */
+	__atomic_store_n(&g_rt_adds, a.adds, __ATOMIC_RELEASE);
 }
 
 static int is_device_ptr(const void *p)
@@ -2973,8 +2984,13 @@ static int is_device_ptr(const void *p)
 		atomic_load_explicit(&g_rt.ptrattr, memory_order_acquire);
 	if (!pa) {
 		int (*dp)(void *, int, unsigned long long) = atomic_load_explicit(&g_drv_ptrattr, memory_order_acquire);
-		unsigned int type = 0;
-		return dp && dp(&type, 2, (unsigned long long)(uintptr_t)p) == 0 && (type == 2 || type == 4);
+		unsigned int type = 0, managed = 0;
+		unsigned long long v = (unsigned long long)(uintptr_t)p;
+		if (!dp || dp(&type, 2, v) != 0 || (type != 2 && type != 4))
+			return 0;
+		/* (Managed memory says device too; the host may read it, as the
+		 * runtime's query lets it: CU_POINTER_ATTRIBUTE_IS_MANAGED, 8.) */
+		return !(dp(&managed, 8, v) == 0 && managed);
 	}
 	struct cudaPointerAttributes a;
 	memset(&a, 0, sizeof(a));

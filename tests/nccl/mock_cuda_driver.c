@@ -24,15 +24,16 @@ void *mock_cu_alloc(size_t n)
 
 /* CUresult cuPointerGetAttribute(void *data, CUpointer_attribute attribute,
  * CUdeviceptr ptr): CU_POINTER_ATTRIBUTE_MEMORY_TYPE (2) of its own memory
- * is CU_MEMORYTYPE_DEVICE (2); any other pointer is
- * CUDA_ERROR_INVALID_VALUE (1), as host memory the driver does not know. */
+ * is CU_MEMORYTYPE_DEVICE (2), not managed (CU_POINTER_ATTRIBUTE_IS_MANAGED,
+ * 8: 0); any other pointer is CUDA_ERROR_INVALID_VALUE (1), as host memory
+ * the driver does not know. */
 int cuPointerGetAttribute(void *data, int attribute, unsigned long long ptr);
 int cuPointerGetAttribute(void *data, int attribute, unsigned long long ptr)
 {
-	if (!data || attribute != 2)
+	if (!data || (attribute != 2 && attribute != 8))
 		return 1;
 	if (ptr < g_base || ptr >= g_base + g_len)
 		return 1;
-	*(unsigned int *)data = 2;
+	*(unsigned int *)data = attribute == 2 ? 2 : 0; /* (8, IS_MANAGED: not managed) */
 	return 0;
 }
