@@ -914,6 +914,14 @@ static __thread ncclResult_t t_group_err;
 static __thread ncclComm_t *t_inits;
 static __thread int t_ninits;
 
+/* A call's argument error, inside a group also the group's (GroupEnd). */
+static ncclResult_t arg_err(ncclResult_t r)
+{
+	if (t_depth > 0 && t_group_err == ncclSuccess)
+		t_group_err = r;
+	return r;
+}
+
 /* The queues are freed as their thread ends (room for 2048 operations,
  * hundreds of kB: a program that runs groups from many short threads lost
  * that per thread). */
@@ -1154,11 +1162,8 @@ static ncclResult_t init_call(ncclComm_t *out, int nranks, ncclUniqueId id, int 
 		return t_group_err = fail(NULL, ncclInvalidUsage, "ncclCommInitRank: more than %d in one group",
 					  UNI_NCCL_MAX_GROUP);
 	ncclResult_t r = init_rank(out, nranks, id, rank, blocking, 1);
-	if (r != ncclSuccess) {
-		if (t_group_err == ncclSuccess)
-			t_group_err = r;
-		return r;
-	}
+	if (r != ncclSuccess)
+		return arg_err(r);
 	atomic_fetch_add(&(*out)->refs, 1); /* (until GroupEnd: it may be destroyed before) */
 	t_inits[t_ninits++] = *out;
 	return ncclSuccess;
@@ -1246,11 +1251,8 @@ ncclResult_t pncclCommInitRankConfig(ncclComm_t *comm, int nranks, ncclUniqueId 
 {
 	int blocking = 1;
 	ncclResult_t r = config_read("ncclCommInitRankConfig", config, &blocking);
-	if (r != ncclSuccess) {
-		if (t_depth > 0 && t_group_err == ncclSuccess)
-			t_group_err = r; /* (the group's too) */
-		return r;
-	}
+	if (r != ncclSuccess)
+		return arg_err(r);
 	/* Non-blocking: ncclInProgress, the join goes on in a thread. */
 	return init_call(comm, nranks, commId, rank, blocking);
 }
@@ -4875,14 +4877,6 @@ ncclResult_t pncclGroupEnd(void)
 		r = ri;
 	for (int i = 0; i < n; i++)
 		comm_unref(t_ops[i].comm);
-	return r;
-}
-
-/* A call's argument error, inside a group also the group's (GroupEnd). */
-static ncclResult_t arg_err(ncclResult_t r)
-{
-	if (t_depth > 0 && t_group_err == ncclSuccess)
-		t_group_err = r;
 	return r;
 }
 
