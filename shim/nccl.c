@@ -202,6 +202,11 @@ struct ncclComm {
 	/* simulate: the network node its transfers leave from (-1: this
 	 * process's rank); see init_rank. */
 	int node;
+	/* Its CUDA device (ncclCommCuDevice): the caller's current one at
+	 * InitRank, the parent's for Split and Shrink, InitAll's list; 0 where
+	 * no runtime answers. The shim's CUDA calls for it run with it
+	 * current (dev_use). */
+	int dev;
 	/* Device work queued on a stream and not run yet ("Device buffers"):
 	 * groups whose data moves in a host function of pending_stream; refs
 	 * holds the memory while they may still run (the caller's one, and
@@ -900,8 +905,11 @@ static void *join_thread(void *p)
 	return NULL;
 }
 
-/* Split and Shrink: the parent's node, for the communicator being made. */
+/* Split and Shrink: the parent's node, for the communicator being made;
+ * and the device (Split, Shrink, InitAll; -1: the caller's current one). */
 static __thread int t_parent_node = -2;
+static __thread int t_init_dev = -1;
+static int rt_device(void);
 
 /* The calling thread's group (GroupStart to GroupEnd): its depth, the
  * operations queued, the first error of a call in it, the inits joining
@@ -1048,6 +1056,7 @@ static ncclResult_t init_rank(ncclComm_t *out, int nranks, ncclUniqueId id, int 
 		c->node = t_parent_node;
 	else
 		c->node = uni_shim_world() == 1 ? rank : -1;
+	c->dev = t_init_dev >= 0 ? t_init_dev : rt_device();
 	c->sh = s;
 	c->shsize = size;
 	c->blocking = blocking;
@@ -1395,6 +1404,8 @@ static void comm_free(ncclComm_t c)
  * They run once the stream reaches them; a stream held for longer than
  * UNI_NCCL_TIMEOUT is an error. */
 static const char *stream_broken(cudaStream_t s);
+static void dev_use(ncclComm_t c);
+static void dev_end(void);
 
 static ncclResult_t pending_drain(ncclComm_t c, const char *fn)
 {
@@ -1406,6 +1417,8 @@ static ncclResult_t pending_drain(ncclComm_t c, const char *fn)
 				    "%s: rank %d: the communicator was aborted while operations queued on a CUDA "
 				    "stream waited to run", fn, c->rank);
 		uni_futex_wait(&c->pending, v, 100);
+		if (atomic_load(&c->pending))
+			dev_use(c);
 		const char *why = atomic_load(&c->pending) ? stream_broken(c->pending_stream) : NULL;
 		if (why)
 			return fail(NULL, ncclUnhandledCudaError,
@@ -1427,6 +1440,7 @@ ncclResult_t pncclCommFinalize(ncclComm_t comm)
 	/* Flushes the operations still queued on a stream (as NCCL does). */
 	call_enter(comm);
 	ncclResult_t r = pending_drain(comm, "ncclCommFinalize");
+	dev_end();
 	call_exit(comm);
 	return r;
 }
@@ -1441,6 +1455,7 @@ ncclResult_t pncclCommDestroy(ncclComm_t comm)
 	 * abort, as a time-out does in NCCL. */
 	if (pending_drain(comm, "ncclCommDestroy") != ncclSuccess)
 		abort_all(comm);
+	dev_end();
 	comm_free(comm);
 	return ncclSuccess;
 }
@@ -1524,7 +1539,7 @@ ncclResult_t pncclCommCuDevice(const ncclComm_t comm, int *device)
 		return fail(NULL, ncclInvalidArgument, "ncclCommCuDevice: invalid argument");
 	if (ensure_ready(comm, "ncclCommCuDevice") != ncclSuccess)
 		return ncclInvalidArgument;
-	*device = 0; /* host buffers: no device (several ranks may share one) */
+	*device = comm->dev;
 	return ncclSuccess;
 }
 
@@ -2876,6 +2891,9 @@ struct cudart {
 	const char *(*errstr)(cudaError_t);
 	cudaError_t (*peek_last)(void);
 	cudaError_t (*get_last)(void);
+	cudaError_t (*get_device)(int *);
+	cudaError_t (*set_device)(int);
+	cudaError_t (*device_count)(int *);
 };
 static struct cudart g_rt;
 
@@ -2896,6 +2914,56 @@ static void rt_unmark(cudaError_t before, cudaError_t e)
 {
 	if (before == cudaSuccess && e != cudaSuccess && g_rt.get_last)
 		(void)g_rt.get_last();
+}
+
+/* The calling thread's current CUDA device (a communicator made now is
+ * on it, as NCCL's InitRank takes it); 0 where no runtime answers (none
+ * loaded, no GPU). */
+static int rt_device(void)
+{
+	if (!g_rt.get_device)
+		return 0;
+	int d = 0;
+	cudaError_t before = rt_mark(), e = g_rt.get_device(&d);
+	rt_unmark(before, e);
+	return e == cudaSuccess && d >= 0 ? d : 0;
+}
+
+/* The shim's CUDA calls for a communicator (its copies, stream queries
+ * and syncs, pinned buffers) run with the communicator's device current,
+ * as NCCL's own launches do (cudaSetDevice(comm->cudaDev)), and the
+ * caller's comes back after the call (dev_end; NCCL's GroupEnd and
+ * Destroy too): so a call from a thread whose current device is another
+ * one (one thread driving several GPUs, a watchdog thread) makes no
+ * context on that device and puts nothing there. As in NCCL, a thread
+ * that had no device gets device 0 back, which makes its context there.
+ * t_dev_saved: the caller's device (-1: not changed), t_dev_cur: the one
+ * set. */
+static __thread int t_dev_saved = -1, t_dev_cur = -1;
+
+static void dev_use(ncclComm_t c)
+{
+	if (!g_rt.get_device || !g_rt.set_device || c->dev == t_dev_cur)
+		return;
+	cudaError_t before = rt_mark(), e = cudaSuccess;
+	if (t_dev_saved < 0) {
+		int cur = -1;
+		if ((e = g_rt.get_device(&cur)) == cudaSuccess && cur >= 0) {
+			t_dev_saved = t_dev_cur = cur;
+		}
+	}
+	if (e == cudaSuccess && c->dev != t_dev_cur && (e = g_rt.set_device(c->dev)) == cudaSuccess)
+		t_dev_cur = c->dev;
+	rt_unmark(before, e);
+}
+
+static void dev_end(void)
+{
+	if (t_dev_saved >= 0 && t_dev_cur != t_dev_saved) {
+		cudaError_t before = rt_mark(), e = g_rt.set_device(t_dev_saved);
+		rt_unmark(before, e);
+	}
+	t_dev_saved = t_dev_cur = -1;
 }
 
 /* Without the runtime (linked statically into the program: nvcc's
@@ -2966,6 +3034,9 @@ static void rt_look(void)
 		*(void **)&g_rt.errstr = dlsym(h, "cudaGetErrorString");
 		*(void **)&g_rt.peek_last = dlsym(h, "cudaPeekAtLastError");
 		*(void **)&g_rt.get_last = dlsym(h, "cudaGetLastError");
+		*(void **)&g_rt.get_device = dlsym(h, "cudaGetDevice");
+		*(void **)&g_rt.set_device = dlsym(h, "cudaSetDevice");
+		*(void **)&g_rt.device_count = dlsym(h, "cudaGetDeviceCount");
 		void *pa = dlsym(h, "cudaPointerGetAttributes");
 		atomic_store_explicit(&g_rt.ptrattr, pa, memory_order_release);
 		if (pa)
@@ -3951,6 +4022,8 @@ static ncclResult_t stage(struct op *ops, int nops, int sync)
 		size_t in, out;
 		op_bytes(o, &in, &out);
 		cudaError_t e = cudaSuccess;
+		if (o->dev || o->scal_dev)
+			dev_use(o->comm);
 		if (in && (o->dev & DEV_SEND)) {
 			void *h = host_alloc(in, &o->pinned_send, &o->cap_send);
 			if (!h)
@@ -3994,6 +4067,8 @@ static ncclResult_t unstage(struct op *ops, int nops, ncclResult_t r)
 {
 	for (int i = 0; i < nops; i++) {
 		struct op *o = &ops[i];
+		if (o->drecv || o->dsend || o->scal_h)
+			dev_use(o->comm);
 		if (o->drecv) {
 			if (r == ncclSuccess) {
 				cudaError_t e = g_rt.memcpy_async(o->drecv, o->recv, o->recv_bytes, cudaMemcpyHostToDevice,
@@ -4327,6 +4402,7 @@ static int device_start(const struct op *ops, int nops, struct devpos *dp, uint6
 		if (seen || n == DEV_STREAMS)
 			continue;
 		/* Really done, so every kernel before has its record. */
+		dev_use(ops[i].comm);
 		uni_cupti_internal(1);
 		g_rt.stream_sync(ops[i].stream);
 		uni_cupti_internal(0);
@@ -4555,6 +4631,7 @@ static int stream_work_take(struct op *ops, int nops)
 static ncclResult_t stream_work(struct op *ops, int nops)
 {
 	cudaStream_t s = ops[0].stream;
+	dev_use(ops[0].comm);
 	struct sjob *j = calloc(1, sizeof(*j) + (size_t)nops * sizeof(struct op));
 	struct op *out = calloc((size_t)nops, sizeof(*out));
 	if (!j || !out) {
@@ -4625,6 +4702,7 @@ static ncclResult_t check_capture(const struct op *ops, int nops)
 		enum cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
 		cudaError_t e = cudaSuccess;
 		if (ops[i].dev || ops[i].scal_dev) {
+			dev_use(ops[i].comm);
 			cudaError_t before = rt_mark();
 			e = g_rt.is_capturing(ops[i].stream, &st);
 			rt_unmark(before, e);
@@ -4822,6 +4900,7 @@ static ncclResult_t execute(struct op *ops, int nops)
 			in_call(ops[i].comm, ops[i].kind, ops[i].peer, n);
 		}
 	ncclResult_t r = execute_held(ops, nops);
+	dev_end();
 	for (int i = 0; i < nops; i++)
 		if (first_of_comm(ops, i)) {
 			in_call(ops[i].comm, 0, -1, 0);
@@ -5329,24 +5408,41 @@ void pncclResetDebugInit(void)
  * its own (a rank waits for the others to join). */
 struct initall_arg {
 	ncclComm_t *out;
-	int n, rank;
+	int n, rank, dev;
 	ncclUniqueId id;
 };
 
 static ncclResult_t initall_job(void *p)
 {
 	struct initall_arg *a = p;
+	t_init_dev = a->dev;
 	return init_rank(a->out, a->n, a->id, a->rank, 1, 0);
 }
 
+/* Rank i on devlist[i] (NULL: device i), as in NCCL, which checks the
+ * list against the devices there are; several ranks may share a device
+ * here (NCCL refuses that). */
 ncclResult_t pncclCommInitAll(ncclComm_t *comm, int ndev, const int *devlist)
 {
-	(void)devlist; /* every rank's device is 0 here (CuDevice) */
 	if (!comm)
 		return fail(NULL, ncclInvalidArgument, "ncclCommInitAll: comm is NULL");
 	if (ndev < 1 || ndev > UNI_NCCL_MAX_RANKS)
 		return fail(NULL, ncclInvalidArgument, "ncclCommInitAll: ndev %d out of range 1..%d", ndev,
 			    UNI_NCCL_MAX_RANKS);
+	rt_look();
+	int count = -1;
+	if (devlist && g_rt.device_count) {
+		cudaError_t before = rt_mark(), e = g_rt.device_count(&count);
+		rt_unmark(before, e);
+		if (e != cudaSuccess)
+			count = -1;
+	}
+	for (int i = 0; devlist && i < ndev; i++)
+		if (devlist[i] < 0 || (count >= 0 && devlist[i] >= count))
+			return count >= 0 ? fail(NULL, ncclInvalidArgument, "ncclCommInitAll: devlist[%d] is device %d, "
+						 "not one of the %d there are", i, devlist[i], count)
+					  : fail(NULL, ncclInvalidArgument, "ncclCommInitAll: devlist[%d] is device %d",
+						 i, devlist[i]);
 	ncclUniqueId id;
 	ncclResult_t r = pncclGetUniqueId(&id);
 	if (r != ncclSuccess)
@@ -5363,7 +5459,8 @@ ncclResult_t pncclCommInitAll(ncclComm_t *comm, int ndev, const int *devlist)
 	}
 	for (int i = 0; i < ndev; i++) {
 		comm[i] = NULL;
-		a[i] = (struct initall_arg){.out = &comm[i], .n = ndev, .rank = i, .id = id};
+		a[i] = (struct initall_arg){.out = &comm[i], .n = ndev, .rank = i, .dev = devlist ? devlist[i] : i,
+					    .id = id};
 		jobs[i] = (struct job){.fn = initall_job, .arg = &a[i]};
 	}
 	r = run_jobs(jobs, ndev);
@@ -5410,8 +5507,10 @@ static ncclResult_t child(ncclComm_t comm, uint64_t salt, const ncclConfig_t *co
 	int blocking = comm->blocking;
 	config_read("ncclCommSplit", config, &blocking); /* (checked at the call) */
 	t_parent_node = comm->node;
+	t_init_dev = comm->dev;
 	ncclResult_t r = init_rank(newcomm, n, id, me, blocking, 0);
 	t_parent_node = -2;
+	t_init_dev = -1;
 	return r;
 }
 
@@ -5442,6 +5541,7 @@ static ncclResult_t comm_split(ncclComm_t comm, int color, int key, ncclComm_t *
 	*newcomm = NULL;
 	/* Its agreement moves data: after the operations queued on a stream. */
 	ncclResult_t pr = pending_drain(comm, "ncclCommSplit");
+	dev_end();
 	if (pr != ncclSuccess)
 		return pr;
 	struct op o = {.kind = K_SPLIT, .type = ncclInt8, .redop = -1, .root = 0, .peer = -1, .comm = comm};

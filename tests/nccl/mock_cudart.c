@@ -23,6 +23,14 @@
  *
  * The test loads it under a libcudart.so.* name: the shim looks for the
  * runtime the program loaded by that name and never loads one itself.
+ * Devices: MOCK_CUDA_DEVICES of them (1 by default), each thread with its
+ * current one (cudaSetDevice; none until then, and its first call that
+ * needs a context makes device 0's, as the runtime does), each stream on
+ * the device current where it was made. A call on a stream of another
+ * device than the caller's current one is counted (CUDA runs a copy so,
+ * not a kernel; the simulated NCCL makes its calls with the
+ * communicator's device current, as NCCL does), and so is each device
+ * that got a context.
  * Built a second time with MOCK_PLAIN, without the test's hooks (gate,
  * counts, capture), so that a test takes the way it takes with a real
  * runtime. */
@@ -95,6 +103,35 @@ static char *rw_of(const void *p, size_t len, int *is_dev)
 }
 
 static _Atomic unsigned g_streams;
+
+#define MAX_STREAMS 256
+static __thread int t_dev = -1;
+static _Atomic unsigned g_ctx, g_foreign;
+static _Atomic int g_stream_dev[MAX_STREAMS];
+
+static int ndev(void)
+{
+	const char *e = getenv("MOCK_CUDA_DEVICES");
+	int n = e ? atoi(e) : 0;
+	return n > 0 && n <= 32 ? n : 1;
+}
+
+/* The calling thread's device, its context made if it had none. */
+static int ctx(void)
+{
+	if (t_dev < 0)
+		t_dev = 0;
+	atomic_fetch_or(&g_ctx, 1u << t_dev);
+	return t_dev;
+}
+
+static void on_stream(cudaStream_t s)
+{
+	int d = ctx();
+	uintptr_t v = (uintptr_t)s;
+	if (v >= 0x100 && v < 0x100 + MAX_STREAMS && atomic_load(&g_stream_dev[v - 0x100]) != d)
+		atomic_fetch_add(&g_foreign, 1);
+}
 
 /* MOCK_PLAIN, as a real runtime: only the default stream and streams it
  * made are streams. */
@@ -283,6 +320,7 @@ cudaError_t cudaPeekAtLastError(void)
 
 cudaError_t cudaStreamQuery(cudaStream_t s)
 {
+	on_stream(s);
 	cudaError_t e = cudaSuccess;
 	if (bad_stream(s))
 		e = cudaErrorInvalidResourceHandle;
@@ -308,7 +346,7 @@ void mock_cuda_capture(int on)
 
 cudaError_t cudaStreamIsCapturing(cudaStream_t s, enum cudaStreamCaptureStatus *st)
 {
-	(void)s;
+	on_stream(s);
 	if (!st)
 		return cudaErrorInvalidValue;
 	*st = atomic_load(&g_capturing) ? cudaStreamCaptureStatusActive : cudaStreamCaptureStatusNone;
@@ -317,6 +355,7 @@ cudaError_t cudaStreamIsCapturing(cudaStream_t s, enum cudaStreamCaptureStatus *
 
 cudaError_t cudaLaunchHostFunc(cudaStream_t s, cudaHostFn_t fn, void *arg)
 {
+	on_stream(s);
 	if (bad_stream(s))
 		return cudaErrorInvalidResourceHandle;
 	if (!fn)
@@ -335,6 +374,7 @@ static int cupti_find(void);
 cudaError_t cudaMalloc(void **p, size_t size)
 {
 	cupti_find(); /* the first call: the driver initialises */
+	ctx();
 	if (!p)
 		return cudaErrorInvalidValue;
 	size_t sz = (size + 4095) & ~(size_t)4095;
@@ -390,6 +430,7 @@ cudaError_t cudaPointerGetAttributes(struct cudaPointerAttributes *attr, const v
 
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, enum cudaMemcpyKind kind, cudaStream_t s)
 {
+	on_stream(s);
 	if (bad_stream(s))
 		return cudaErrorInvalidResourceHandle;
 	int dd, sd;
@@ -426,19 +467,39 @@ cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, enum cudaMemcpyKind
 
 cudaError_t cudaMallocHost(void **p, size_t size)
 {
+	ctx();
 	*p = malloc(size ? size : 1);
 	return *p ? cudaSuccess : cudaErrorMemoryAllocation;
 }
 
 cudaError_t cudaFreeHost(void *p)
 {
+	ctx();
 	free(p);
 	return cudaSuccess;
 }
 
 cudaError_t cudaGetDeviceCount(int *n)
 {
-	*n = 1;
+	*n = ndev();
+	return cudaSuccess;
+}
+
+cudaError_t cudaGetDevice(int *d)
+{
+	if (!d)
+		return cudaErrorInvalidValue;
+	*d = t_dev < 0 ? 0 : t_dev;
+	return cudaSuccess;
+}
+
+/* (Makes the device's context at once, as CUDA 12 does.) */
+cudaError_t cudaSetDevice(int d)
+{
+	if (d < 0 || d >= ndev())
+		return t_last = cudaErrorInvalidDevice;
+	t_dev = d;
+	ctx();
 	return cudaSuccess;
 }
 
@@ -453,6 +514,15 @@ unsigned long mock_cuda_copies(void);
 unsigned long mock_cuda_copies(void)
 {
 	return atomic_load(&g_copies);
+}
+
+/* For the test: the devices with a context (a bit each), and the calls
+ * made on a stream of another device than the caller's current one. */
+void mock_cuda_devices(unsigned *ctxs, unsigned *foreign);
+void mock_cuda_devices(unsigned *ctxs, unsigned *foreign)
+{
+	*ctxs = atomic_load(&g_ctx);
+	*foreign = atomic_load(&g_foreign);
 }
 #endif
 
@@ -518,7 +588,10 @@ static cudaError_t leave(int cbid, const char *fn, const void *params, cudaError
 
 cudaError_t cudaStreamCreate(cudaStream_t *s)
 {
-	*s = (cudaStream_t)(uintptr_t)(0x100 + atomic_fetch_add(&g_streams, 1));
+	unsigned k = atomic_fetch_add(&g_streams, 1);
+	if (k < MAX_STREAMS)
+		atomic_store(&g_stream_dev[k], ctx());
+	*s = (cudaStream_t)(uintptr_t)(0x100 + k);
 	return cudaSuccess;
 }
 
@@ -561,7 +634,7 @@ cudaError_t cudaEventSynchronize(cudaEvent_t e)
 cudaError_t cudaStreamSynchronize(cudaStream_t s)
 {
 	cudaStreamSynchronize_v3020_params p = {s};
-	CALL("cudaStreamSynchronize", cudaStreamSynchronize_v3020, p, (drain(), cudaSuccess));
+	CALL("cudaStreamSynchronize", cudaStreamSynchronize_v3020, p, (on_stream(s), drain(), cudaSuccess));
 }
 
 cudaError_t cudaDeviceSynchronize(void)

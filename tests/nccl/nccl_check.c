@@ -1544,6 +1544,115 @@ static double real_now(void)
 	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+/* Each communicator's CUDA device (the stand-in with MOCK_CUDA_DEVICES=4):
+ * ncclCommCuDevice says the one current at InitRank (device 0 for the
+ * communicator made before the runtime was loaded), a Split's child its
+ * parent's, InitAll's its list's. An operation called with another device
+ * current (rank % 4 + 1), synchronous and on a stream, and a Finalize from
+ * a thread with no device while that stream holds the operation: the
+ * shim's calls on the communicator's stream all run with its device
+ * current (the stand-in counts those that do not), the caller's device
+ * comes back, the results are exact. */
+struct fin_arg {
+	ncclComm_t c;
+	ncclResult_t r;
+};
+
+static void *fin_thread(void *p)
+{
+	struct fin_arg *a = p;
+	a->r = ncclCommFinalize(a->c);
+	return NULL;
+}
+
+static void devices(ncclComm_t comm, const char *lib)
+{
+	void *h = rt_open(lib);
+	if (!h)
+		return;
+	int (*set_dev)(int) = (int (*)(int))dlsym(h, "cudaSetDevice");
+	int (*get_dev)(int *) = (int (*)(int *))dlsym(h, "cudaGetDevice");
+	int (*stream_create)(cudaStream_t *) = (int (*)(cudaStream_t *))dlsym(h, "cudaStreamCreate");
+	void (*devs)(unsigned *, unsigned *) = (void (*)(unsigned *, unsigned *))dlsym(h, "mock_cuda_devices");
+	void (*gate)(int) = (void (*)(int))dlsym(h, "mock_cuda_gate");
+	CHECK(set_dev && get_dev && stream_create && devs && gate, "the stand-in's device calls");
+	if (!set_dev || !get_dev || !stream_create || !devs || !gate)
+		return;
+	int mine = rank % 4, other = (rank + 1) % 4, d = -1, cur = -1;
+	NCCL(ncclCommCuDevice(comm, &d));
+	CHECK(d == 0, "CuDevice of the communicator made before the runtime was loaded: %d", d);
+	CHECK(set_dev(mine) == 0, "cudaSetDevice(%d)", mine);
+	ncclComm_t sc = NULL;
+	NCCL(ncclCommSplit(comm, 0, rank, &sc, NULL));
+	NCCL(ncclCommCuDevice(sc, &d));
+	CHECK(d == 0, "CuDevice of a Split's child: %d, its parent's 0", d);
+	NCCL(ncclCommDestroy(sc));
+	ncclUniqueId id;
+	if (rank == 0)
+		NCCL(ncclGetUniqueId(&id));
+	NCCL(ncclBroadcast(&id, &id, sizeof(id), ncclUint8, 0, comm, NULL));
+	ncclComm_t c = NULL;
+	NCCL(ncclCommInitRank(&c, nranks, id, rank));
+	NCCL(ncclCommCuDevice(c, &d));
+	CHECK(d == mine, "CuDevice %d, made on device %d", d, mine);
+	cudaStream_t s;
+	CHECK(stream_create(&s) == 0, "cudaStreamCreate");
+	const size_t cnt = 4099;
+	float *in = malloc(cnt * 4), *out = malloc(cnt * 4);
+	for (size_t i = 0; i < cnt; i++)
+		in[i] = (float)(rank + (int)(i % 13));
+	float *ds = dev_of(in, cnt), *dr = dev_of(NULL, cnt);
+	unsigned ctxs, foreign0, foreign;
+	devs(&ctxs, &foreign0);
+	CHECK(set_dev(other) == 0, "cudaSetDevice(%d)", other);
+	int ok = 1;
+	for (int round = 0; round < 3; round++) {
+		/* on the stream; synchronous (the default stream: the
+		 * communicator's device's, as in NCCL); on the stream behind held
+		 * work, finalised meanwhile from a thread with no device */
+		struct fin_arg fa = {.c = c, .r = ncclInternalError};
+		pthread_t t;
+		if (round == 2)
+			gate(1);
+		NCCL(ncclAllReduce(ds, dr, cnt, ncclFloat32, ncclSum, c, round == 1 ? NULL : s));
+		CHECK(get_dev(&cur) == 0 && cur == other, "round %d: the caller's device after the call: %d, want %d",
+		      round, cur, other);
+		if (round == 2) {
+			CHECK(pthread_create(&t, NULL, fin_thread, &fa) == 0, "thread");
+			usleep(300000);
+			gate(0);
+			pthread_join(t, NULL);
+			CHECK(fa.r == ncclSuccess, "Finalize from a thread with no device: %d", fa.r);
+		}
+		host_of(out, dr, cnt);
+		for (size_t i = 0; i < cnt; i++)
+			ok &= out[i] == (float)(nranks * (nranks - 1) / 2 + nranks * (int)(i % 13));
+	}
+	CHECK(ok, "AllReduce with another device current: %g", out[1]);
+	devs(&ctxs, &foreign);
+	printf("rank %d: device %d, called from device %d: %u calls on the stream from another device; contexts "
+	       "%#x\n", rank, mine, other, foreign - foreign0, ctxs);
+	CHECK(foreign == foreign0, "%u of the shim's calls on the communicator's stream ran with another device current",
+	      foreign - foreign0);
+	NCCL(ncclCommDestroy(c));
+	cu_free(ds);
+	cu_free(dr);
+	/* InitAll: each rank on its list's device; a device there is not */
+	ncclComm_t ac[2] = {NULL, NULL};
+	int dl[2] = {3, 1}, bad[2] = {0, 4}, d1 = -1;
+	NCCL(ncclCommInitAll(ac, 2, dl));
+	NCCL(ncclCommCuDevice(ac[0], &d));
+	NCCL(ncclCommCuDevice(ac[1], &d1));
+	CHECK(d == 3 && d1 == 1, "InitAll's devices: %d %d, want 3 1", d, d1);
+	NCCL(ncclCommDestroy(ac[0]));
+	NCCL(ncclCommDestroy(ac[1]));
+	CHECK(ncclCommInitAll(ac, 2, bad) == ncclInvalidArgument &&
+	      strstr(ncclGetLastError(NULL), "devlist[1] is device 4, not one of the 4 there are"),
+	      "InitAll with device 4 of 4: %s", ncclGetLastError(NULL));
+	free(in);
+	free(out);
+}
+
 /* Stream work (docs/nccl.md, "Device buffers"): with the stand-in's gate
  * holding the device's queue, as a long kernel would (a real runtime: a
  * host function that sleeps HOLD_S seconds; the calls must return well
@@ -1765,12 +1874,15 @@ static void initall(int nd, const char *how)
 	}
 	int ok = 1;
 	for (int d = 0; d < nd; d++) {
-		int cnt = -1, me = -1;
+		int cnt = -1, me = -1, dev = -1;
 		NCCL(ncclCommCount(c[d], &cnt));
 		NCCL(ncclCommUserRank(c[d], &me));
-		ok &= cnt == nd && me == d;
+		NCCL(ncclCommCuDevice(c[d], &dev));
+		/* (InitAll's rank d is on device d; InitRank's on the caller's
+		 * current one: 0, no CUDA runtime here) */
+		ok &= cnt == nd && me == d && dev == (how ? 0 : d);
 	}
-	CHECK(ok, "InitAll: counts and ranks");
+	CHECK(ok, "InitAll: counts, ranks and devices");
 	const size_t n = 100000;
 	float **b = calloc((size_t)nd, sizeof(*b)), **r = calloc((size_t)nd, sizeof(*r));
 	for (int d = 0; d < nd; d++) {
@@ -2379,6 +2491,8 @@ int main(int argc, char **argv)
 		shrink(comm);
 	} else if (!strcmp(argv[1], "device") && argc > 2) {
 		device(comm, argv[2]);
+	} else if (!strcmp(argv[1], "devices") && argc > 2) {
+		devices(comm, argv[2]);
 	} else if (!strcmp(argv[1], "stream") && argc > 2) {
 		device_stream(comm, argv[2]);
 	} else if (!strcmp(argv[1], "cupti") && argc > 3) {

@@ -357,6 +357,26 @@ for n in 2 4; do
 done
 ok "device buffers: every collective and a send/recv ring through the CUDA runtime's copies, results exact (2 and 4 ranks)"
 
+# Each communicator's CUDA device (docs/nccl.md, "Devices"): the stand-in
+# with 4 devices; CuDevice says InitRank's current device, a Split's
+# parent's, InitAll's list's (a device beyond the 4 refused); operations
+# called with another device current, on a stream and synchronous, and a
+# Finalize from a thread with no device while the stream holds one: every
+# call the shim makes on the communicator's stream runs with its device
+# current (the stand-in counts the others: 10 to 12 per rank without the
+# switch), and the caller's device comes back. Record mode on 2 ranks,
+# alpha-beta on 4.
+export MOCK_CUDA_DEVICES=4
+run_ranks 2 "devices with 2 ranks" devices "$T/libcudart.so.13"
+rm -f "$T"/id*
+NCCL_CHECK_ID=$T/id timeout 120 "$UNIRUN" -n 4 --config "$T/alpha-beta.yaml" --trace "$T/run.unitrace" -- "$CHECK" devices \
+	"$T/libcudart.so.13" >"$T/log" 2>&1 || { cat "$T/log"; fail "devices, simulate mode"; }
+[ "$(grep -c 'checks passed' "$T/log")" = 4 ] || { cat "$T/log"; fail "devices, simulate mode"; }
+grep -q "rank 3: device 3, called from device 0: 0 calls on the stream from another device" "$T/log" ||
+	{ cat "$T/log"; fail "devices: rank 3"; }
+unset MOCK_CUDA_DEVICES
+ok "each communicator's device: CuDevice (InitRank's current, Split's parent's, InitAll's list), the shim's CUDA calls with it current, the caller's back after (2 and 4 ranks)"
+
 # Stream work (docs/nccl.md, "Device buffers"): the stand-in's device held
 # by a gate; every call returns while it holds, the results come once it
 # opens (2 ranks in record mode, 4 in simulate mode). The same program
