@@ -573,11 +573,39 @@ UNI_EXTERN int pthread_tryjoin_np(pthread_t th, void **ret)
 	return r;
 }
 
+/* A thread of CUDA's libraries (uni_shim_cuda_creator): the device's, not
+ * the program's. Every call of it goes straight through, as the shim's
+ * own threads' do: no clock, no part in the turn (in deterministic mode
+ * the runtime's thread that runs host functions waited for the turn that
+ * a program thread held while it synchronised with that stream). */
+struct uni_dev_tramp {
+	void *(*fn)(void *);
+	void *arg;
+};
+
+static void *uni_dev_tramp_start(void *p)
+{
+	struct uni_dev_tramp t = *(struct uni_dev_tramp *)p;
+	free(p);
+	uni_shim_quiet_io(1); /* for the thread's life */
+	return t.fn(t.arg);
+}
+
 UNI_EXTERN int pthread_create(pthread_t *th, const pthread_attr_t *attr, void *(*fn)(void *), void *arg)
 {
 	ENSURE(pthread_create);
 	if (UNI_LIKELY(!uni_shim_sync_on) || uni_shim_in_shim())
 		return uni_real.pthread_create(th, attr, fn, arg);
+	if (UNI_UNLIKELY(uni_shim_cuda_creator())) {
+		struct uni_dev_tramp *d = malloc(sizeof(*d));
+		if (!d)
+			return EAGAIN;
+		*d = (struct uni_dev_tramp){fn, arg};
+		int r = uni_real.pthread_create(th, attr, uni_dev_tramp_start, d);
+		if (r)
+			free(d);
+		return r;
+	}
 	struct uni_tramp *t = malloc(sizeof(*t));
 	if (!t)
 		return uni_real.pthread_create(th, attr, fn, arg);

@@ -4729,18 +4729,15 @@ static void vbusy(const struct op *ops, int nops, int on)
 
 /* Deterministic mode: 1 when the calling thread's operations go in turn
  * (docs/nccl.md "Deterministic mode"); what the turn does not follow yet
- * gives it up (device buffers, a thread driving several ranks). */
+ * gives it up (a thread driving several ranks). Device buffers go in
+ * turn on the synchronous path (execute_held). */
 static int det_ops(const struct op *ops, int nops)
 {
 	if (!uni_shim_det_nccl())
 		return 0;
-	int dev = 0;
-	for (int i = 0; i < nops; i++)
-		dev |= ops[i].dev || ops[i].scal_dev;
-	if (dev || several_ranks(ops, nops)) {
-		uni_shim_det_abandon(dev ? "the simulated NCCL with device buffers, which the turn does not follow yet"
-					 : "one thread drives several ranks of a communicator of the simulated NCCL, "
-					   "which the turn does not follow yet");
+	if (several_ranks(ops, nops)) {
+		uni_shim_det_abandon("one thread drives several ranks of a communicator of the simulated NCCL, which the "
+				     "turn does not follow yet");
 		return 0;
 	}
 	return 1;
@@ -4761,7 +4758,9 @@ static ncclResult_t execute_held(struct op *ops, int nops)
 		return r;
 	/* A communicator's data moves in call order: groups of it still
 	 * queued on a stream go first, unless this one follows them there. */
-	int async = stream_work_take(ops, nops);
+	/* (In turn the data moves in the call: on the stream path it would
+	 * move in the runtime's thread, outside the turn.) */
+	int async = !det && stream_work_take(ops, nops);
 	for (int i = 0; i < nops && r == ncclSuccess; i++)
 		if (first_of_comm(ops, i) && atomic_load(&ops[i].comm->pending) &&
 		    (!async || ops[i].comm->pending_stream != ops[0].stream))

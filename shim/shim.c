@@ -34,6 +34,7 @@
 #else
 #endif
 #include <dlfcn.h>
+#include <link.h>
 
 #include "gloo_follow.h"
 #include <sys/ioctl.h>
@@ -2825,6 +2826,68 @@ static size_t symbolise(void **pcs, int n, int skip, int skip_self, char *out, s
 		out[off] = 0;
 	}
 	return off;
+}
+
+/* Threads that CUDA's libraries make (the driver's event handler, the
+ * runtime's thread that runs host functions, CUPTI's) belong to the
+ * device, not to the program: uni_shim_cuda_creator says whether the
+ * pthread_create being called comes from one (the first frame outside the
+ * shim and the C and C++ runtimes is in libcuda, libcudart, libcupti or a
+ * libnvidia-* library). The libraries' ranges come from dl_iterate_phdr,
+ * not dladdr: dladdr takes the loader's lock, which a thread running a
+ * library's constructor in dlopen holds while it may wait for a lock that
+ * the creator holds. */
+#define CREATOR_FRAMES 8
+struct creator_look {
+	uintptr_t pc[CREATOR_FRAMES];
+	int n;
+	signed char cls[CREATOR_FRAMES]; /* 0: unknown, 1: skip, 2: CUDA, 3: other */
+};
+
+static int creator_cb(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	(void)size;
+	struct creator_look *l = arg;
+	const char *name = info->dlpi_name && info->dlpi_name[0] ? info->dlpi_name : NULL;
+	const char *slash = name ? strrchr(name, '/') : NULL;
+	const char *b = slash ? slash + 1 : name;
+	int cls = 3;
+	if (!b || !strncmp(b, "libc.so", 7) || !strncmp(b, "libstdc++.so", 12) || !strncmp(b, "libpthread.so", 13) ||
+	    !strncmp(b, "libunishim", 10) || !strncmp(b, "libunwind", 9) || !strncmp(b, "libgcc_s.so", 11))
+		cls = b ? 1 : 3; /* (the main program: other) */
+	else if (!strncmp(b, "libcuda.so", 10) || !strncmp(b, "libcudart.so", 12) || !strncmp(b, "libcupti.so", 11) ||
+		 !strncmp(b, "libnvidia-", 10))
+		cls = 2;
+	for (int p = 0; p < info->dlpi_phnum; p++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[p];
+		if (ph->p_type != PT_LOAD)
+			continue;
+		uintptr_t lo = info->dlpi_addr + ph->p_vaddr, hi = lo + ph->p_memsz;
+		for (int i = 0; i < l->n; i++)
+			if (!l->cls[i] && l->pc[i] >= lo && l->pc[i] < hi)
+				l->cls[i] = (signed char)cls;
+	}
+	return 0;
+}
+
+int uni_shim_cuda_creator(void)
+{
+	struct creator_look l = {.n = 0};
+	void *pcs[CREATOR_FRAMES];
+#if UNI_HAVE_LIBUNWIND
+	int n = unw_backtrace(pcs, CREATOR_FRAMES);
+#else
+	pcs[0] = __builtin_return_address(0);
+	int n = 1;
+#endif
+	for (int i = 0; i < n; i++)
+		l.pc[i] = (uintptr_t)pcs[i];
+	l.n = n;
+	dl_iterate_phdr(creator_cb, &l);
+	for (int i = 0; i < n; i++)
+		if (l.cls[i] != 1)
+			return l.cls[i] == 2;
+	return 0;
 }
 
 /* Call stacks of Gloo operations (trace.stacks): interned per process; a

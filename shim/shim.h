@@ -571,6 +571,9 @@ void uni_shim_det_nccl_wake(uint64_t k) UNI_HIDDEN;
  * UNI_EV_NCCL_OP) from the calling thread; nothing when not attached. */
 struct uni_ev;
 void uni_shim_nccl_event(struct uni_ev *e) UNI_HIDDEN;
+/* 1 when the pthread_create being called comes from CUDA's libraries
+ * (the thread is the device's: every call of it goes straight through). */
+int uni_shim_cuda_creator(void) UNI_HIDDEN;
 /* on: the calling thread's calls into interposed functions (futex waits
  * through syscall(), clocks) forward untouched until off: the NCCL data
  * path's own waits are not the program's. */

@@ -17,13 +17,18 @@
 #    AllReduce's data and timing it: the others complete it;
 #  - UNI_NCCL_TIMEOUT in turn while timed waits keep the turn busy;
 #  - the schedule logs run out: the turn given up with one line;
+#  - device buffers (the stand-in runtime, tests/nccl/mock_cudart.c):
+#    every collective and a send/recv ring, in turn, two replays the same
+#    trace, the runtime's own thread not one of the program's; and with
+#    the stand-in CUPTI, kernels and AllReduces on the device timeline:
+#    two replays the same trace, the recording's times;
 #  - what the turn does not follow yet gives it up with one line and the
 #    run goes on: CommInitAll;
 #  - under nic (the network in turn): timing and contending AllReduces
 #    replay to the same trace, within 0.5% of the runs without the turn.
-#   test_nccl_det.sh UNIRUN NCCL_CHECK
+#   test_nccl_det.sh UNIRUN NCCL_CHECK MOCK_CUDART MOCK_CUPTI
 set -euo pipefail
-UNIRUN=$1 CHECK=$2
+UNIRUN=$1 CHECK=$2 MOCK=$3 MOCK_CUPTI=$4
 PY=/usr/bin/python3
 fail() { echo "FAIL: $*" >&2; exit 1; }
 ok() { echo "ok: $*"; }
@@ -161,6 +166,41 @@ UNI_SCHED_LOGS=8 timeout 120 "$UNIRUN" -n 4 --session "sl$SESSION" --config "$T/
 [ "$(grep -c "the session's schedule logs are all taken: this session goes on without the turn" "$T/sl.log")" = 1 ] ||
 	{ cat "$T/sl.log"; fail "schedule logs run out: the turn given up, said once"; }
 ok "the schedule logs run out: the turn given up with one line, the run completes"
+
+# Device buffers in turn (docs/nccl.md "Deterministic mode"): the
+# synchronous path (the stream path's data would move in the runtime's
+# thread, outside the turn); the runtime's own threads (here the
+# stand-in's device thread) are the device's, not the program's: before,
+# that thread waited for the turn a rank held while it synchronised with
+# the stream (5 s, then the turn went on without it).
+cp "$MOCK" "$T/libcudart.so.13"
+cp "$MOCK_CUPTI" "$T/libcupti.so.13"
+run dvrec 3 --deterministic -- "$CHECK" device "$T/libcudart.so.13"
+in_turn dvrec
+for x in dva dvb; do
+	run $x 3 --deterministic --compute-from "$T/dvrec.unitrace" -- "$CHECK" device "$T/libcudart.so.13"
+	in_turn $x
+	followed $x 3
+	[ "$(grep -c 'checks passed' "$T/$x.log")" = 3 ] || { cat "$T/$x.log"; fail "$x: checks"; }
+done
+cmp "$T/dva.unitrace" "$T/dvb.unitrace" || fail "device buffers: two replays wrote different traces"
+[ "$(grep -c 'detached cleanly, 1 thread$' "$T/dva.log")" = 3 ] || { cat "$T/dva.log"; fail "device buffers: the runtime's thread was the program's"; }
+# With the stand-in CUPTI: kernels of known lengths (sgemm at slowdown 2)
+# and AllReduces on the device timeline, every time exact in the replays.
+{ cat "$T/ab.yaml"; printf 'devices:\n  kernels:\n    - { match: "*sgemm*", slowdown: 2 }\n'; } >"$T/cu.yaml"
+export LD_LIBRARY_PATH=$T UNI_CUPTI_DEBUG=1
+CONFIG=$T/cu.yaml run curec 2 --deterministic -- "$CHECK" cupti "$T/libcudart.so.13" 4194304
+in_turn curec
+for x in cua cub; do
+	CONFIG=$T/cu.yaml run $x 2 --deterministic --compute-from "$T/curec.unitrace" -- "$CHECK" cupti "$T/libcudart.so.13" 4194304
+	in_turn $x
+	followed $x 2
+	[ "$(grep -c 'CUPTI on' "$T/$x.log")" = 2 ] || { cat "$T/$x.log"; fail "$x: CUPTI not on"; }
+	[ "$(times $x)" = "$(times curec)" ] || { times curec; times $x; fail "$x printed other times"; }
+done
+unset LD_LIBRARY_PATH UNI_CUPTI_DEBUG
+cmp "$T/cua.unitrace" "$T/cub.unitrace" || fail "device timeline: two replays wrote different traces"
+ok "device buffers in turn: two replays the same trace, every thread followed, the runtime's thread not the program's; with CUPTI's device timeline, the recording's times"
 
 timeout 120 "$UNIRUN" -n 1 --session "ia$SESSION" --config "$T/ab.yaml" --deterministic -- "$CHECK" initall 3 \
 	>"$T/ia.log" 2>&1 || { cat "$T/ia.log"; fail "CommInitAll with --deterministic"; }
