@@ -587,16 +587,19 @@ static void *uni_dev_tramp_start(void *p)
 {
 	struct uni_dev_tramp t = *(struct uni_dev_tramp *)p;
 	free(p);
-	uni_shim_quiet_io(1); /* for the thread's life */
+	uni_shim_device_thread();
 	return t.fn(t.arg);
 }
 
 UNI_EXTERN int pthread_create(pthread_t *th, const pthread_attr_t *attr, void *(*fn)(void *), void *arg)
 {
 	ENSURE(pthread_create);
-	if (UNI_LIKELY(!uni_shim_sync_on) || uni_shim_in_shim())
+	if (UNI_LIKELY(!uni_shim_sync_on))
 		return uni_real.pthread_create(th, attr, fn, arg);
-	if (UNI_UNLIKELY(uni_shim_cuda_creator())) {
+	/* (Also while the caller is in the shim: CUDA calls of the shim's own,
+	 * CUPTI's start, make CUDA's threads too. The shim's threads are made
+	 * with the real pthread_create.) */
+	if (UNI_UNLIKELY(uni_shim_cuda_creator(__builtin_return_address(0)))) {
 		struct uni_dev_tramp *d = malloc(sizeof(*d));
 		if (!d)
 			return EAGAIN;
@@ -604,8 +607,12 @@ UNI_EXTERN int pthread_create(pthread_t *th, const pthread_attr_t *attr, void *(
 		int r = uni_real.pthread_create(th, attr, uni_dev_tramp_start, d);
 		if (r)
 			free(d);
+		else
+			uni_shim_device_created(*th);
 		return r;
 	}
+	if (uni_shim_in_shim())
+		return uni_real.pthread_create(th, attr, fn, arg);
 	struct uni_tramp *t = malloc(sizeof(*t));
 	if (!t)
 		return uni_real.pthread_create(th, attr, fn, arg);

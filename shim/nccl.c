@@ -2907,6 +2907,7 @@ static struct cudart g_rt;
  * a sticky error stays in the context whatever is cleared). */
 static cudaError_t rt_mark(void)
 {
+	uni_shim_quiet_io(1);
 	return g_rt.peek_last ? g_rt.peek_last() : cudaSuccess;
 }
 
@@ -2914,6 +2915,7 @@ static void rt_unmark(cudaError_t before, cudaError_t e)
 {
 	if (before == cudaSuccess && e != cudaSuccess && g_rt.get_last)
 		(void)g_rt.get_last();
+	uni_shim_quiet_io(0);
 }
 
 /* The calling thread's current CUDA device (a communicator made now is
@@ -4403,9 +4405,11 @@ static int device_start(const struct op *ops, int nops, struct devpos *dp, uint6
 			continue;
 		/* Really done, so every kernel before has its record. */
 		dev_use(ops[i].comm);
+		uni_shim_quiet_io(1);
 		uni_cupti_internal(1);
 		g_rt.stream_sync(ops[i].stream);
 		uni_cupti_internal(0);
+		uni_shim_quiet_io(0);
 		uint64_t vend;
 		if (uni_cupti_op_open(ops[i].stream, &dp[n].sid, &dp[n].seq, &vend) == 0) {
 			*t0 = max64(*t0, vend);
@@ -5420,7 +5424,8 @@ static ncclResult_t initall_job(void *p)
 
 /* Rank i on devlist[i] (NULL: device i), as in NCCL, which checks the
  * list against the devices there are; several ranks may share a device
- * here (NCCL refuses that). */
+ * here (NCCL refuses that): without a list, more ranks than devices go
+ * round them (NCCL fails to set device i). */
 ncclResult_t pncclCommInitAll(ncclComm_t *comm, int ndev, const int *devlist)
 {
 	if (!comm)
@@ -5430,7 +5435,7 @@ ncclResult_t pncclCommInitAll(ncclComm_t *comm, int ndev, const int *devlist)
 			    UNI_NCCL_MAX_RANKS);
 	rt_look();
 	int count = -1;
-	if (devlist && g_rt.device_count) {
+	if (g_rt.device_count) {
 		cudaError_t before = rt_mark(), e = g_rt.device_count(&count);
 		rt_unmark(before, e);
 		if (e != cudaSuccess)
@@ -5458,8 +5463,8 @@ ncclResult_t pncclCommInitAll(ncclComm_t *comm, int ndev, const int *devlist)
 	}
 	for (int i = 0; i < ndev; i++) {
 		comm[i] = NULL;
-		a[i] = (struct initall_arg){.out = &comm[i], .n = ndev, .rank = i, .dev = devlist ? devlist[i] : i,
-					    .id = id};
+		a[i] = (struct initall_arg){.out = &comm[i], .n = ndev, .rank = i,
+					    .dev = devlist ? devlist[i] : count > 0 ? i % count : i, .id = id};
 		jobs[i] = (struct job){.fn = initall_job, .arg = &a[i]};
 	}
 	r = run_jobs(jobs, ndev);

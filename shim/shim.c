@@ -96,6 +96,7 @@ struct shim_tls {
 	uint64_t last_src;   /* the SIGNAL event of the last hand-off it took (emit_take) ... */
 	uint64_t last_t;     /* ... and the time it took then */
 	uint32_t quiet;      /* inside a Gloo buffer call: condvars and mutexes carry no time */
+	uint32_t device;     /* a thread of CUDA's libraries (uni_shim_device_thread) */
 	uint32_t ring_idx;   /* index of ring in the segment */
 	uint64_t sent_token; /* the Gloo data message this thread last finished writing:
 	                        (conn + 1) << 48 | end offset; 0: none */
@@ -556,6 +557,8 @@ static uint32_t stack_id(void);
 
 static struct uni_ring *thread_ring(void)
 {
+	if (UNI_UNLIKELY(tls.device))
+		return NULL; /* the device's thread: never one of the program's */
 	uint32_t gen = atomic_load_explicit(&g_gen, memory_order_relaxed);
 	if (UNI_LIKELY(tls.ring && tls.gen == gen))
 		return tls.ring;
@@ -2870,24 +2873,52 @@ static int creator_cb(struct dl_phdr_info *info, size_t size, void *arg)
 	return 0;
 }
 
-int uni_shim_cuda_creator(void)
+int uni_shim_cuda_creator(void *caller)
 {
+	/* (libunwind's own locks and pipe are not the program's) */
+	int saved = errno;
+	tls.in_shim++;
 	struct creator_look l = {.n = 0};
 	void *pcs[CREATOR_FRAMES];
+	int n = 0;
 #if UNI_HAVE_LIBUNWIND
-	int n = unw_backtrace(pcs, CREATOR_FRAMES);
-#else
-	pcs[0] = __builtin_return_address(0);
-	int n = 1;
+	n = unw_backtrace(pcs, CREATOR_FRAMES);
 #endif
+	if (n <= 0) { /* (the hook's caller alone) */
+		pcs[0] = caller;
+		n = 1;
+	}
 	for (int i = 0; i < n; i++)
 		l.pc[i] = (uintptr_t)pcs[i];
 	l.n = n;
 	dl_iterate_phdr(creator_cb, &l);
+	int cuda = 0;
 	for (int i = 0; i < n; i++)
-		if (l.cls[i] != 1)
-			return l.cls[i] == 2;
-	return 0;
+		if (l.cls[i] != 1) {
+			cuda = l.cls[i] == 2;
+			break;
+		}
+	tls.in_shim--;
+	errno = saved;
+	return cuda;
+}
+
+void uni_shim_device_thread(void)
+{
+	tls.device = 1;
+	tls.in_shim++; /* for the thread's life */
+}
+
+void uni_shim_device_created(pthread_t th)
+{
+	/* (It takes no part in the turn, and a join of it hands on no time:
+	 * not the state a thread that had its pthread_t before left.) */
+	if (!sync_active())
+		return;
+	tls.in_shim++;
+	uni_shim_det_created(th, 0);
+	join_forget(th);
+	tls.in_shim--;
 }
 
 /* Call stacks of Gloo operations (trace.stacks): interned per process; a
@@ -4739,10 +4770,24 @@ int uni_shim_det_mutex_lock(pthread_mutex_t *m, int try)
 	return rc;
 }
 
+/* A thread of CUDA's (uni_shim_device_thread), outside the shim's own
+ * code: it takes no part in the turn, but its unlock or signal still
+ * wakes a waiter in turn, which goes on from its own clock (else it waited
+ * for the turn's watchdog). */
+static int device_plain(void)
+{
+	return tls.device && tls.in_shim == 1;
+}
+
 void uni_shim_det_mutex_unlocked(pthread_mutex_t *m)
 {
-	if (UNI_LIKELY(!g_det) || tls.in_shim || !sync_active())
+	if (UNI_LIKELY(!g_det) || !sync_active())
 		return;
+	if (tls.in_shim) {
+		if (device_plain())
+			uni_det_wake((uint64_t)(uintptr_t)m | UNI_DET_OBJ_MUTEX, 0, 0, 0);
+		return;
+	}
 	int saved = errno;
 	tls.in_shim++;
 	/* A turn first: the waiter it wakes goes on from this clock. (The
@@ -4760,8 +4805,13 @@ void uni_shim_det_mutex_unlocked(pthread_mutex_t *m)
 
 void uni_shim_det_signal(pthread_cond_t *cv, int all)
 {
-	if (UNI_LIKELY(!g_det) || tls.in_shim || !sync_active())
+	if (UNI_LIKELY(!g_det) || !sync_active())
 		return;
+	if (tls.in_shim) {
+		if (device_plain())
+			uni_det_wake((uint64_t)(uintptr_t)cv, 0, all, 0);
+		return;
+	}
 	int saved = errno;
 	tls.in_shim++;
 	int me = det_sync() && det_me();

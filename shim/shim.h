@@ -573,7 +573,13 @@ struct uni_ev;
 void uni_shim_nccl_event(struct uni_ev *e) UNI_HIDDEN;
 /* 1 when the pthread_create being called comes from CUDA's libraries
  * (the thread is the device's: every call of it goes straight through). */
-int uni_shim_cuda_creator(void) UNI_HIDDEN;
+int uni_shim_cuda_creator(void *caller) UNI_HIDDEN;
+/* The calling thread is the device's (made by CUDA's libraries): every
+ * call of it goes straight through, no ring, no clock, no turn; its
+ * unlocks and signals still wake threads waiting in turn. */
+void uni_shim_device_thread(void) UNI_HIDDEN;
+/* th, the device's, was made: no part in the turn, no join hand-over. */
+void uni_shim_device_created(pthread_t th) UNI_HIDDEN;
 /* on: the calling thread's calls into interposed functions (futex waits
  * through syscall(), clocks) forward untouched until off: the NCCL data
  * path's own waits are not the program's. */

@@ -14,8 +14,9 @@
 # tests/nccl/nccl_check.c against the real CUDA runtime (record mode; and
 # simulate mode, CUPTI starting through the driver's injection hook),
 # PyTorch with backend="nccl" on 2 ranks sharing the GPU (record and
-# simulate mode; tests/gpu/torch_nccl.py; the shim must have handled its
-# NCCL calls) with the first kernels CUPTI names, and the NCCL functions
+# simulate mode, and deterministic mode; tests/gpu/torch_nccl.py; the
+# shim must have handled its NCCL calls) with the first kernels CUPTI
+# names, and the NCCL functions
 # PyTorch's libraries import that the shim does not export.
 set -u
 cd "$(dirname "$0")/.."
@@ -82,7 +83,8 @@ main() {
 	# holds the communicator and operations (the shim was PyTorch's NCCL).
 	torch_job() {
 		local name=$1 cfg=$2
-		timeout 120 "$K/tools/unirun" -n 2 --config "$cfg" --trace "$O/$name.unitrace" -- \
+		shift 2
+		timeout 120 "$K/tools/unirun" -n 2 --config "$cfg" "$@" --trace "$O/$name.unitrace" -- \
 			"$PY" tests/gpu/torch_nccl.py >"$O/$name.log" 2>&1
 		local rc=$?
 		grep -v '^ ' "$O/$name.log" | grep -v '^$' | head -60
@@ -93,6 +95,10 @@ main() {
 	}
 	step "PyTorch backend=nccl, 2 ranks on one GPU (record mode)" torch_job torch-rec "$T/rec.yaml"
 	step "PyTorch backend=nccl, 2 ranks on one GPU (simulate mode)" torch_job torch-sim "$T/sim.yaml"
+	# In turn: device buffers on the synchronous path, CUDA's own threads
+	# the device's (a line "deterministic: ... went on without it" says
+	# where the turn did not follow).
+	step "PyTorch backend=nccl, 2 ranks on one GPU (deterministic mode)" torch_job torch-det "$T/sim.yaml" --deterministic
 
 	# The NCCL functions PyTorch's libraries import that the shim lacks.
 	imports() {

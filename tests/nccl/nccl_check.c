@@ -1646,6 +1646,16 @@ static void devices(ncclComm_t comm, const char *lib)
 	CHECK(d == 3 && d1 == 1, "InitAll's devices: %d %d, want 3 1", d, d1);
 	NCCL(ncclCommDestroy(ac[0]));
 	NCCL(ncclCommDestroy(ac[1]));
+	/* without a list, 6 ranks go round the 4 devices */
+	ncclComm_t a6[6];
+	NCCL(ncclCommInitAll(a6, 6, NULL));
+	int round_ok = 1;
+	for (int i = 0; i < 6; i++) {
+		NCCL(ncclCommCuDevice(a6[i], &d));
+		round_ok &= d == i % 4;
+		NCCL(ncclCommDestroy(a6[i]));
+	}
+	CHECK(round_ok, "InitAll of 6 ranks on 4 devices: rank i on device i %% 4");
 	CHECK(ncclCommInitAll(ac, 2, bad) == ncclInvalidArgument &&
 	      strstr(ncclGetLastError(NULL), "devlist[1] is device 4, not one of the 4 there are"),
 	      "InitAll with device 4 of 4: %s", ncclGetLastError(NULL));
