@@ -157,7 +157,11 @@ static void flush(uint32_t flag)
 {
 	int saved = t_internal;
 	t_internal = 1;
+	/* (CUPTI's own locks are not the program's: in deterministic mode
+	 * they were turn points, as many as the polls for records took.) */
+	uni_shim_quiet_io(1);
 	C.f.flush_all(flag);
+	uni_shim_quiet_io(0);
 	t_internal = saved;
 }
 
@@ -255,7 +259,10 @@ static const struct {
 
 static int stream_id(cudaStream_t s, uint8_t ptsz, uint32_t *id)
 {
-	return C.f.stream_id(NULL, (CUstream)s, ptsz, id) == CUPTI_SUCCESS ? 0 : -1;
+	uni_shim_quiet_io(1);
+	int r = C.f.stream_id(NULL, (CUstream)s, ptsz, id) == CUPTI_SUCCESS ? 0 : -1;
+	uni_shim_quiet_io(0);
+	return r;
 }
 
 /* The host waited for the work of the call corr (the real wait is over):

@@ -588,6 +588,9 @@ static void *uni_dev_tramp_start(void *p)
 	struct uni_dev_tramp t = *(struct uni_dev_tramp *)p;
 	free(p);
 	uni_shim_device_thread();
+	/* (Here too: a detached thread's pthread_t may be another's by the
+	 * time its creator says so.) */
+	uni_shim_device_created(pthread_self());
 	return t.fn(t.arg);
 }
 
@@ -604,11 +607,12 @@ UNI_EXTERN int pthread_create(pthread_t *th, const pthread_attr_t *attr, void *(
 		if (!d)
 			return EAGAIN;
 		*d = (struct uni_dev_tramp){fn, arg};
-		int r = uni_real.pthread_create(th, attr, uni_dev_tramp_start, d);
+		int r = uni_real.pthread_create(th, attr, uni_dev_tramp_start, d), detached = 0;
 		if (r)
 			free(d);
-		else
-			uni_shim_device_created(*th);
+		else if (!attr || pthread_attr_getdetachstate(attr, &detached) != 0 ||
+			 detached != PTHREAD_CREATE_DETACHED)
+			uni_shim_device_created(*th); /* (joinable: not reused before its join) */
 		return r;
 	}
 	if (uni_shim_in_shim())

@@ -3850,12 +3850,29 @@ static void op_bytes(const struct op *o, size_t *in, size_t *out)
 
 /* Host copies of device buffers: pinned memory from cudaMallocHost where
  * the runtime has it (else malloc's), kept for the next operation (pinning
- * takes a millisecond or more on a GPU) up to STAGE_KEEP buffers and
- * STAGE_KEEP_BYTES. Buffers come back from host functions (which must not
- * call CUDA) through g_st_back and are freed only by the program's
- * threads. */
+ * takes a millisecond or more on a GPU, and more the more it pins) up to STAGE_KEEP buffers and STAGE_KEEP_BYTES, or the last group's
+ * buffers and bytes where it took more (so that a program repeating an
+ * operation of more than 512 MiB does not pin and free its copies each
+ * time; g_st_last_n, g_st_last_bytes, set by stage). Buffers come back
+ * from host functions (which must not call CUDA) through g_st_back and are
+ * freed only by the program's threads. */
 #define STAGE_KEEP 8
 #define STAGE_KEEP_BYTES ((size_t)512 << 20)
+static _Atomic int g_st_last_n;
+static _Atomic size_t g_st_last_bytes;
+
+/* (UNI_NCCL_STAGE_KEEP_BYTES: tests, a smaller base.) */
+static size_t stage_keep_bytes(void)
+{
+	static size_t v;
+	if (!v) {
+		const char *e = getenv("UNI_NCCL_STAGE_KEEP_BYTES");
+		long long x = e ? atoll(e) : 0;
+		v = x >= 4096 ? (size_t)x : STAGE_KEEP_BYTES;
+	}
+	size_t last = atomic_load_explicit(&g_st_last_bytes, memory_order_relaxed);
+	return last > v ? last : v;
+}
 
 struct stbuf {
 	void *p;
@@ -3900,7 +3917,11 @@ static void st_release(struct stbuf *b)
  * *drop while it holds too much (lock held). */
 static void st_keep(struct stbuf *b, struct stbuf **drop)
 {
-	if (b->cap > STAGE_KEEP_BYTES) {
+	size_t keep_bytes = stage_keep_bytes();
+	int keep_n = atomic_load_explicit(&g_st_last_n, memory_order_relaxed);
+	if (keep_n < STAGE_KEEP)
+		keep_n = STAGE_KEEP;
+	if (b->cap > keep_bytes) {
 		b->next = *drop;
 		*drop = b;
 		return;
@@ -3909,7 +3930,7 @@ static void st_keep(struct stbuf *b, struct stbuf **drop)
 	g_st_cache = b;
 	g_st_count++;
 	g_st_bytes += b->cap;
-	while (g_st_count > STAGE_KEEP || g_st_bytes > STAGE_KEEP_BYTES) {
+	while (g_st_count > keep_n || g_st_bytes > keep_bytes) {
 		struct stbuf **last = &g_st_cache;
 		while ((*last)->next)
 			last = &(*last)->next;
@@ -4059,6 +4080,26 @@ static ncclResult_t stage(struct op *ops, int nops, int sync)
 			o->recv_bytes = out;
 		}
 	}
+	/* What the group's copies took, for the cache (g_st_last_*). */
+	size_t took = 0;
+	int nbuf = 0;
+	for (int i = 0; i < nops; i++) {
+		const struct op *o = &ops[i];
+		if (o->dsend) {
+			took += o->cap_send;
+			nbuf++;
+		}
+		if (o->drecv) {
+			took += o->cap_recv;
+			nbuf++;
+		}
+		if (o->scal_h) {
+			took += o->cap_scal;
+			nbuf++;
+		}
+	}
+	atomic_store_explicit(&g_st_last_bytes, took, memory_order_relaxed);
+	atomic_store_explicit(&g_st_last_n, nbuf, memory_order_relaxed);
 	return ncclSuccess;
 }
 

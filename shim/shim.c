@@ -4784,8 +4784,13 @@ void uni_shim_det_mutex_unlocked(pthread_mutex_t *m)
 	if (UNI_LIKELY(!g_det) || !sync_active())
 		return;
 	if (tls.in_shim) {
-		if (device_plain())
+		if (device_plain()) {
+			int saved = errno;
+			tls.in_shim++;
 			uni_det_wake((uint64_t)(uintptr_t)m | UNI_DET_OBJ_MUTEX, 0, 0, 0);
+			tls.in_shim--;
+			errno = saved;
+		}
 		return;
 	}
 	int saved = errno;
@@ -4808,8 +4813,13 @@ void uni_shim_det_signal(pthread_cond_t *cv, int all)
 	if (UNI_LIKELY(!g_det) || !sync_active())
 		return;
 	if (tls.in_shim) {
-		if (device_plain())
+		if (device_plain()) {
+			int saved = errno;
+			tls.in_shim++;
 			uni_det_wake((uint64_t)(uintptr_t)cv, 0, all, 0);
+			tls.in_shim--;
+			errno = saved;
+		}
 		return;
 	}
 	int saved = errno;

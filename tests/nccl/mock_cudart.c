@@ -465,9 +465,12 @@ cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, enum cudaMemcpyKind
 	return leave(CUPTI_RUNTIME_TRACE_CBID_cudaMemcpy_v3020, "cudaMemcpy", &p, r, corr);
 }
 
+static _Atomic unsigned g_pinned, g_unpinned;
+
 cudaError_t cudaMallocHost(void **p, size_t size)
 {
 	ctx();
+	atomic_fetch_add(&g_pinned, 1);
 	*p = malloc(size ? size : 1);
 	return *p ? cudaSuccess : cudaErrorMemoryAllocation;
 }
@@ -475,6 +478,7 @@ cudaError_t cudaMallocHost(void **p, size_t size)
 cudaError_t cudaFreeHost(void *p)
 {
 	ctx();
+	atomic_fetch_add(&g_unpinned, 1);
 	free(p);
 	return cudaSuccess;
 }
@@ -514,6 +518,15 @@ unsigned long mock_cuda_copies(void);
 unsigned long mock_cuda_copies(void)
 {
 	return atomic_load(&g_copies);
+}
+
+/* For the test: the pinned allocations and frees (cudaMallocHost,
+ * cudaFreeHost). */
+void mock_cuda_pinned(unsigned *allocs, unsigned *frees);
+void mock_cuda_pinned(unsigned *allocs, unsigned *frees)
+{
+	*allocs = atomic_load(&g_pinned);
+	*frees = atomic_load(&g_unpinned);
 }
 
 /* For the test: the devices with a context (a bit each), and the calls

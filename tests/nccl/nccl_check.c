@@ -1663,6 +1663,58 @@ static void devices(ncclComm_t comm, const char *lib)
 	free(out);
 }
 
+/* The pinned host copies' cache (docs/nccl.md, "Device buffers"), the
+ * test's base limit 1 MiB (UNI_NCCL_STAGE_KEEP_BYTES): five AllReduces of
+ * 2 MiB on device buffers, out of place, pin their two copies once (each
+ * pinned and freed its own before); five of 4 kB after them pin theirs
+ * once too and let the large ones go (the cache holds what the last
+ * group took); the results exact. Synchronous (stream NULL) and on a
+ * stream. */
+static void pinned(ncclComm_t comm, const char *lib)
+{
+	void *h = rt_open(lib);
+	if (!h)
+		return;
+	void (*count)(unsigned *, unsigned *) = (void (*)(unsigned *, unsigned *))dlsym(h, "mock_cuda_pinned");
+	CHECK(count != NULL, "the stand-in's mock_cuda_pinned");
+	if (!count)
+		return;
+	const size_t big = (2u << 20) / 4, small = 1024;
+	float *in = malloc(big * 4), *out = malloc(big * 4);
+	for (size_t i = 0; i < big; i++)
+		in[i] = (float)(rank + (int)(i % 11));
+	float *ds = dev_of(in, big), *dr = dev_of(NULL, big);
+	for (int pass = 0; pass < 2; pass++) {
+		cudaStream_t s = pass ? (cudaStream_t)0x7 : NULL;
+		unsigned a0, f0, a1, f1, a2, f2;
+		count(&a0, &f0);
+		int ok = 1;
+		for (int k = 0; k < 5; k++) {
+			NCCL(ncclAllReduce(ds, dr, big, ncclFloat32, ncclSum, comm, s));
+			host_of(out, dr, big);
+			ok &= out[big - 1] == (float)(nranks * (nranks - 1) / 2 + nranks * (int)((big - 1) % 11));
+		}
+		count(&a1, &f1);
+		for (int k = 0; k < 5; k++) {
+			NCCL(ncclAllReduce(ds, dr, small, ncclFloat32, ncclSum, comm, s));
+			host_of(out, dr, small);
+			ok &= out[small - 1] == (float)(nranks * (nranks - 1) / 2 + nranks * (int)((small - 1) % 11));
+		}
+		count(&a2, &f2);
+		printf("rank %d, %s: 5 AllReduces of 2 MiB pinned %u copies, freed %u; 5 of 4 kB pinned %u, freed %u\n",
+		       rank, pass ? "a stream" : "synchronous", a1 - a0, f1 - f0, a2 - a1, f2 - f1);
+		CHECK(ok, "AllReduce results (%s)", pass ? "stream" : "sync");
+		CHECK(a1 - a0 <= 2, "5 AllReduces of 2 MiB pinned %u copies, want 2 at most (%s)", a1 - a0,
+		      pass ? "stream" : "sync");
+		CHECK(a2 - a1 <= 2 && f2 - f1 >= 2, "5 AllReduces of 4 kB after them: pinned %u, freed %u (%s)", a2 - a1,
+		      f2 - f1, pass ? "stream" : "sync");
+	}
+	cu_free(ds);
+	cu_free(dr);
+	free(in);
+	free(out);
+}
+
 /* Stream work (docs/nccl.md, "Device buffers"): with the stand-in's gate
  * holding the device's queue, as a long kernel would (a real runtime: a
  * host function that sleeps HOLD_S seconds; the calls must return well
@@ -2501,6 +2553,8 @@ int main(int argc, char **argv)
 		shrink(comm);
 	} else if (!strcmp(argv[1], "device") && argc > 2) {
 		device(comm, argv[2]);
+	} else if (!strcmp(argv[1], "pinned") && argc > 2) {
+		pinned(comm, argv[2]);
 	} else if (!strcmp(argv[1], "devices") && argc > 2) {
 		devices(comm, argv[2]);
 	} else if (!strcmp(argv[1], "stream") && argc > 2) {

@@ -357,6 +357,12 @@ for n in 2 4; do
 done
 ok "device buffers: every collective and a send/recv ring through the CUDA runtime's copies, results exact (2 and 4 ranks)"
 
+# The pinned copies' cache keeps what the last group took (base 1 MiB
+# here): repeated AllReduces of 2 MiB pin their copies once (10 times
+# before), smaller ones after them let the large copies go.
+UNI_NCCL_STAGE_KEEP_BYTES=1048576 run_ranks 2 "the pinned copies' cache" pinned "$T/libcudart.so.13"
+ok "pinned copies: repeated operations larger than the cache's base pin their copies once, smaller ones after them free them (synchronous and on a stream)"
+
 # Each communicator's CUDA device (docs/nccl.md, "Devices"): the stand-in
 # with 4 devices; CuDevice says InitRank's current device, a Split's
 # parent's, InitAll's list's (a device beyond the 4 refused); operations
