@@ -4774,9 +4774,15 @@ int uni_shim_det_mutex_lock(pthread_mutex_t *m, int try)
  * code: it takes no part in the turn, but its unlock or signal still
  * wakes a waiter in turn, which goes on from its own clock (else it waited
  * for the turn's watchdog). */
-static int device_plain(void)
+static void device_wake(uint64_t obj, int all)
 {
-	return tls.device && tls.in_shim == 1;
+	if (!tls.device || tls.in_shim != 1)
+		return;
+	int saved = errno;
+	tls.in_shim++;
+	uni_det_wake(obj, 0, all, 0);
+	tls.in_shim--;
+	errno = saved;
 }
 
 void uni_shim_det_mutex_unlocked(pthread_mutex_t *m)
@@ -4784,13 +4790,7 @@ void uni_shim_det_mutex_unlocked(pthread_mutex_t *m)
 	if (UNI_LIKELY(!g_det) || !sync_active())
 		return;
 	if (tls.in_shim) {
-		if (device_plain()) {
-			int saved = errno;
-			tls.in_shim++;
-			uni_det_wake((uint64_t)(uintptr_t)m | UNI_DET_OBJ_MUTEX, 0, 0, 0);
-			tls.in_shim--;
-			errno = saved;
-		}
+		device_wake((uint64_t)(uintptr_t)m | UNI_DET_OBJ_MUTEX, 0);
 		return;
 	}
 	int saved = errno;
@@ -4813,13 +4813,7 @@ void uni_shim_det_signal(pthread_cond_t *cv, int all)
 	if (UNI_LIKELY(!g_det) || !sync_active())
 		return;
 	if (tls.in_shim) {
-		if (device_plain()) {
-			int saved = errno;
-			tls.in_shim++;
-			uni_det_wake((uint64_t)(uintptr_t)cv, 0, all, 0);
-			tls.in_shim--;
-			errno = saved;
-		}
+		device_wake((uint64_t)(uintptr_t)cv, all);
 		return;
 	}
 	int saved = errno;

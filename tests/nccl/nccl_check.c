@@ -1670,6 +1670,17 @@ static void devices(ncclComm_t comm, const char *lib)
  * once too and let the large ones go (the cache holds what the last
  * group took); the results exact. Synchronous (stream NULL) and on a
  * stream. */
+static int allreduce_5(ncclComm_t comm, float *ds, float *dr, float *out, size_t n, cudaStream_t s)
+{
+	int ok = 1;
+	for (int k = 0; k < 5; k++) {
+		NCCL(ncclAllReduce(ds, dr, n, ncclFloat32, ncclSum, comm, s));
+		host_of(out, dr, n);
+		ok &= out[n - 1] == (float)(nranks * (nranks - 1) / 2 + nranks * (int)((n - 1) % 11));
+	}
+	return ok;
+}
+
 static void pinned(ncclComm_t comm, const char *lib)
 {
 	void *h = rt_open(lib);
@@ -1688,18 +1699,9 @@ static void pinned(ncclComm_t comm, const char *lib)
 		cudaStream_t s = pass ? (cudaStream_t)0x7 : NULL;
 		unsigned a0, f0, a1, f1, a2, f2;
 		count(&a0, &f0);
-		int ok = 1;
-		for (int k = 0; k < 5; k++) {
-			NCCL(ncclAllReduce(ds, dr, big, ncclFloat32, ncclSum, comm, s));
-			host_of(out, dr, big);
-			ok &= out[big - 1] == (float)(nranks * (nranks - 1) / 2 + nranks * (int)((big - 1) % 11));
-		}
+		int ok = allreduce_5(comm, ds, dr, out, big, s);
 		count(&a1, &f1);
-		for (int k = 0; k < 5; k++) {
-			NCCL(ncclAllReduce(ds, dr, small, ncclFloat32, ncclSum, comm, s));
-			host_of(out, dr, small);
-			ok &= out[small - 1] == (float)(nranks * (nranks - 1) / 2 + nranks * (int)((small - 1) % 11));
-		}
+		ok &= allreduce_5(comm, ds, dr, out, small, s);
 		count(&a2, &f2);
 		printf("rank %d, %s: 5 AllReduces of 2 MiB pinned %u copies, freed %u; 5 of 4 kB pinned %u, freed %u\n",
 		       rank, pass ? "a stream" : "synchronous", a1 - a0, f1 - f0, a2 - a1, f2 - f1);
