@@ -3223,6 +3223,16 @@ static ncclResult_t run_coll(const struct op *o)
 	ncclComm_t c = o->comm;
 	int n = c->nranks, me = c->rank;
 	size_t esz = uni_nccl_type_size(o->type);
+	/* Of nothing, nothing moves, and the ranks do not meet: NCCL discards
+	 * an empty collective ("Empty collectives can be discarded",
+	 * taskAppend in src/enqueue.cc). It still counts (agree's numbers):
+	 * a rank that called it with a count where the others had none is
+	 * told by its next operation's agreement, or waits (unid reports the
+	 * deadlock), as with NCCL. */
+	if (o->count == 0) {
+		c->seq++;
+		return ncclSuccess;
+	}
 	ncclResult_t r = agree(c, o, 0);
 	if (r != ncclSuccess)
 		return r;

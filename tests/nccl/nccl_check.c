@@ -2483,6 +2483,31 @@ static void deadlock(ncclComm_t comm, const char *how)
 	exit(1);
 }
 
+/* Empty collectives (count 0) are discarded, as NCCL does: rank 0's
+ * return at once though the others call theirs half a second later (a
+ * raw sleep); an AllReduce after them still meets. */
+static void empty_colls(ncclComm_t comm)
+{
+	float x[4] = {1, 2, 3, 4};
+	if (rank != 0) {
+		struct timespec ts = {0, 500000000};
+		syscall(SYS_nanosleep, &ts, NULL);
+	}
+	double t0 = real_now();
+	NCCL(ncclAllReduce(NULL, NULL, 0, ncclFloat32, ncclSum, comm, NULL));
+	NCCL(ncclAllGather(NULL, NULL, 0, ncclFloat32, comm, NULL));
+	NCCL(ncclReduceScatter(NULL, NULL, 0, ncclFloat32, ncclSum, comm, NULL));
+	NCCL(ncclAlltoAll(NULL, NULL, 0, ncclFloat32, comm, NULL));
+	NCCL(ncclBroadcast(NULL, NULL, 0, ncclFloat32, 0, comm, NULL));
+	NCCL(ncclReduce(NULL, NULL, 0, ncclFloat32, ncclSum, 0, comm, NULL));
+	double dt = real_now() - t0;
+	printf("rank %d: six empty collectives took %.3f s of real time\n", rank, dt);
+	if (rank == 0)
+		CHECK(dt < 0.25, "rank 0's empty collectives took %.3f s: they waited for the others", dt);
+	NCCL(ncclAllReduce(x, x, 4, ncclFloat32, ncclSum, comm, NULL));
+	CHECK(x[3] == 4.0f * (float)nranks, "the AllReduce after the empty ones: %g", (double)x[3]);
+}
+
 int main(int argc, char **argv)
 {
 	const char *r = getenv("RANK"), *w = getenv("WORLD_SIZE");
@@ -2555,6 +2580,8 @@ int main(int argc, char **argv)
 		shrink(comm);
 	} else if (!strcmp(argv[1], "device") && argc > 2) {
 		device(comm, argv[2]);
+	} else if (!strcmp(argv[1], "empty")) {
+		empty_colls(comm);
 	} else if (!strcmp(argv[1], "pinned") && argc > 2) {
 		pinned(comm, argv[2]);
 	} else if (!strcmp(argv[1], "devices") && argc > 2) {

@@ -357,6 +357,11 @@ for n in 2 4; do
 done
 ok "device buffers: every collective and a send/recv ring through the CUDA runtime's copies, results exact (2 and 4 ranks)"
 
+# Empty collectives are discarded, as NCCL does: rank 0's return at once
+# though the others call theirs 0.5 s later; an AllReduce after them meets.
+run_ranks 3 "empty collectives" empty
+ok "empty collectives: discarded (no meeting), the next operation in step"
+
 # The pinned copies' cache keeps what the last group took (base 1 MiB
 # here): repeated AllReduces of 2 MiB pin their copies once (10 times
 # before), smaller ones after them let the large copies go.
