@@ -2936,9 +2936,9 @@ static int rt_device(void)
  * as NCCL's own launches do (cudaSetDevice(comm->cudaDev)), and the
  * caller's comes back after the call (dev_end; NCCL's GroupEnd and
  * Destroy too): so a call from a thread whose current device is another
- * one (one thread driving several GPUs, a watchdog thread) makes no
- * context on that device and puts nothing there. As in NCCL, a thread
- * that had no device gets device 0 back, which makes its context there.
+ * one (one thread driving several GPUs, a watchdog thread) moves nothing
+ * through that device. As in NCCL, a thread that had no device gets
+ * device 0 back, which makes its context there.
  * t_dev_saved: the caller's device (-1: not changed), t_dev_cur: the one
  * set. */
 static __thread int t_dev_saved = -1, t_dev_cur = -1;
@@ -3860,11 +3860,12 @@ static void op_bytes(const struct op *o, size_t *in, size_t *out)
 
 /* Host copies of device buffers: pinned memory from cudaMallocHost where
  * the runtime has it (else malloc's), kept for the next operation (pinning
- * takes a millisecond or more on a GPU, and more the more it pins) up to STAGE_KEEP buffers and STAGE_KEEP_BYTES, or the last group's
- * buffers and bytes where it took more (so that a program repeating an
- * operation of more than 512 MiB does not pin and free its copies each
- * time; g_st_last_n, g_st_last_bytes, set by stage). Buffers come back
- * from host functions (which must not call CUDA) through g_st_back and are
+ * takes a millisecond or more on a GPU, and more the more it pins) up to
+ * STAGE_KEEP buffers and STAGE_KEEP_BYTES, or the last group's buffers and
+ * bytes where it took more (so that a program repeating an operation of
+ * more than 512 MiB does not pin and free its copies each time;
+ * g_st_last_n, g_st_last_bytes, set by stage). Buffers come back from
+ * host functions (which must not call CUDA) through g_st_back and are
  * freed only by the program's threads. */
 #define STAGE_KEEP 8
 #define STAGE_KEEP_BYTES ((size_t)512 << 20)
