@@ -3861,19 +3861,27 @@ static void op_bytes(const struct op *o, size_t *in, size_t *out)
 /* Host copies of device buffers: pinned memory from cudaMallocHost where
  * the runtime has it (else malloc's), kept for the next operation (pinning
  * takes a millisecond or more on a GPU, and more the more it pins) up to
- * STAGE_KEEP buffers and STAGE_KEEP_BYTES, or the last group's buffers and
- * bytes where it took more (so that a program repeating an operation of
- * more than 512 MiB does not pin and free its copies each time;
- * g_st_last_n, g_st_last_bytes, set by stage). Buffers come back from
- * host functions (which must not call CUDA) through g_st_back and are
- * freed only by the program's threads. */
+ * STAGE_KEEP buffers and STAGE_KEEP_BYTES more than the program had out
+ * at once lately (at most STAGE_KEEP_MAX buffers): the most copies handed
+ * out and not back yet (g_st_out*), over this window of STAGE_WINDOW
+ * staged groups and the last (g_st_peak*). So a program that repeats
+ * operations of more than 512 MiB, alternates them with small ones, or
+ * queues several on a stream before they run, does not pin and free its
+ * copies at every call; the large ones go once 16 to 32 groups needed
+ * less. Buffers come back from host functions (which must not call CUDA)
+ * through g_st_back and are freed only by the program's threads. */
 #define STAGE_KEEP 8
 #define STAGE_KEEP_BYTES ((size_t)512 << 20)
-static _Atomic int g_st_last_n;
-static _Atomic size_t g_st_last_bytes;
+#define STAGE_WINDOW 16
+#define STAGE_KEEP_MAX 256
+static _Atomic size_t g_st_out;
+static _Atomic int g_st_out_n;
+static size_t g_st_peak[2]; /* (lock held) */
+static int g_st_peak_n[2];
+static unsigned g_st_groups;
 
 /* (UNI_NCCL_STAGE_KEEP_BYTES: tests, a smaller base.) */
-static size_t stage_keep_bytes(void)
+static size_t stage_keep_base(void)
 {
 	static size_t v;
 	if (!v) {
@@ -3881,8 +3889,30 @@ static size_t stage_keep_bytes(void)
 		long long x = e ? atoll(e) : 0;
 		v = x >= 4096 ? (size_t)x : STAGE_KEEP_BYTES;
 	}
-	size_t last = atomic_load_explicit(&g_st_last_bytes, memory_order_relaxed);
-	return last > v ? last : v;
+	return v;
+}
+
+/* A copy of cap bytes handed out (1) or back (-1). */
+static void st_out(size_t cap, int dir)
+{
+	if (dir > 0) {
+		atomic_fetch_add(&g_st_out, cap);
+		atomic_fetch_add(&g_st_out_n, 1);
+	} else {
+		atomic_fetch_sub(&g_st_out, cap);
+		atomic_fetch_sub(&g_st_out_n, 1);
+	}
+}
+
+/* The peak of what is out, in this window (lock held). */
+static void st_peak(void)
+{
+	size_t out = atomic_load(&g_st_out);
+	int out_n = atomic_load(&g_st_out_n);
+	if (out > g_st_peak[0])
+		g_st_peak[0] = out;
+	if (out_n > g_st_peak_n[0])
+		g_st_peak_n[0] = out_n;
 }
 
 struct stbuf {
@@ -3928,10 +3958,10 @@ static void st_release(struct stbuf *b)
  * *drop while it holds too much (lock held). */
 static void st_keep(struct stbuf *b, struct stbuf **drop)
 {
-	size_t keep_bytes = stage_keep_bytes();
-	int keep_n = atomic_load_explicit(&g_st_last_n, memory_order_relaxed);
-	if (keep_n < STAGE_KEEP)
-		keep_n = STAGE_KEEP;
+	size_t peak = g_st_peak[0] > g_st_peak[1] ? g_st_peak[0] : g_st_peak[1];
+	int peak_n = g_st_peak_n[0] > g_st_peak_n[1] ? g_st_peak_n[0] : g_st_peak_n[1];
+	size_t keep_bytes = stage_keep_base() + peak;
+	int keep_n = STAGE_KEEP + peak_n < STAGE_KEEP_MAX ? STAGE_KEEP + peak_n : STAGE_KEEP_MAX;
 	if (b->cap > keep_bytes) {
 		b->next = *drop;
 		*drop = b;
@@ -3960,6 +3990,7 @@ static void st_collect(struct stbuf **drop)
 	struct stbuf *b = atomic_exchange(&g_st_back, NULL);
 	while (b) {
 		struct stbuf *next = b->next;
+		st_out(b->cap, -1);
 		st_keep(b, drop);
 		b = next;
 	}
@@ -3992,6 +4023,8 @@ static void *host_alloc(size_t n, int *pinned, size_t *cap)
 		*best = got->next;
 		g_st_count--;
 		g_st_bytes -= got->cap;
+		st_out(got->cap, 1);
+		st_peak();
 	}
 	spin_unlock(&g_st_lock);
 	st_drop(drop);
@@ -4006,18 +4039,40 @@ static void *host_alloc(size_t n, int *pinned, size_t *cap)
 	*cap = n;
 	*pinned = 0;
 	if (g_rt.malloc_host && g_rt.free_host) {
-		/* (Not pinned: the synchronous path instead, no error.) */
-		cudaError_t before = rt_mark(), e = g_rt.malloc_host(&p, n);
-		rt_unmark(before, e);
-		*pinned = e == cudaSuccess && p;
+		/* (Not pinned: the synchronous path instead, no error. Where
+		 * pinning fails the kept copies go and it is tried once more:
+		 * what they hold may be what it lacked.) */
+		for (int again = 0; again < 2 && !*pinned; again++) {
+			if (again) {
+				spin_lock(&g_st_lock);
+				struct stbuf *all = g_st_cache;
+				g_st_cache = NULL;
+				g_st_count = 0;
+				g_st_bytes = 0;
+				spin_unlock(&g_st_lock);
+				if (!all)
+					break;
+				st_drop(all);
+			}
+			cudaError_t before = rt_mark(), e = g_rt.malloc_host(&p, n);
+			rt_unmark(before, e);
+			*pinned = e == cudaSuccess && p;
+		}
 	}
-	return *pinned ? p : malloc(n);
+	if (!*pinned && !(p = malloc(n)))
+		return NULL;
+	spin_lock(&g_st_lock);
+	st_out(n, 1);
+	st_peak();
+	spin_unlock(&g_st_lock);
+	return p;
 }
 
 /* Back to the cache (the program's threads). */
 static void host_free(void *p, int pinned, size_t cap)
 {
 	struct stbuf *b = malloc(sizeof(*b)), *drop = NULL;
+	st_out(cap, -1);
 	if (!b) {
 		host_mem_free(p, pinned);
 		return;
@@ -4035,6 +4090,7 @@ static void host_give_back(void *p, int pinned, size_t cap)
 {
 	struct stbuf *b = malloc(sizeof(*b));
 	if (!b) {
+		st_out(cap, -1);
 		if (!pinned)
 			free(p);
 		return; /* pinned and no memory to note it: lost */
@@ -4091,26 +4147,22 @@ static ncclResult_t stage(struct op *ops, int nops, int sync)
 			o->recv_bytes = out;
 		}
 	}
-	/* What the group's copies took, for the cache (g_st_last_*). */
-	size_t took = 0;
-	int nbuf = 0;
-	for (int i = 0; i < nops; i++) {
-		const struct op *o = &ops[i];
-		if (o->dsend) {
-			took += o->cap_send;
-			nbuf++;
+	/* A group that took copies counts in the cache's window. */
+	int took = 0;
+	for (int i = 0; i < nops; i++)
+		took |= ops[i].dsend || ops[i].drecv || ops[i].scal_h;
+	if (took) {
+		spin_lock(&g_st_lock);
+		if (++g_st_groups >= STAGE_WINDOW) {
+			g_st_groups = 0;
+			g_st_peak[1] = g_st_peak[0];
+			g_st_peak_n[1] = g_st_peak_n[0];
+			g_st_peak[0] = 0;
+			g_st_peak_n[0] = 0;
+			st_peak();
 		}
-		if (o->drecv) {
-			took += o->cap_recv;
-			nbuf++;
-		}
-		if (o->scal_h) {
-			took += o->cap_scal;
-			nbuf++;
-		}
+		spin_unlock(&g_st_lock);
 	}
-	atomic_store_explicit(&g_st_last_bytes, took, memory_order_relaxed);
-	atomic_store_explicit(&g_st_last_n, nbuf, memory_order_relaxed);
 	return ncclSuccess;
 }
 

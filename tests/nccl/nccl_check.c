@@ -1664,17 +1664,18 @@ static void devices(ncclComm_t comm, const char *lib)
 }
 
 /* The pinned host copies' cache (docs/nccl.md, "Device buffers"), the
- * test's base limit 1 MiB (UNI_NCCL_STAGE_KEEP_BYTES): five AllReduces of
- * 2 MiB on device buffers, out of place, pin their two copies once (each
- * pinned and freed its own before); five of 4 kB after them pin theirs
- * once too and let the large ones go (the cache holds what the last
- * group took); the results exact. Synchronous (stream NULL) and on a
- * stream. */
-static int allreduce_5(ncclComm_t comm, float *ds, float *dr, float *out, size_t n, cudaStream_t s)
+ * test's base limit 1 MiB (UNI_NCCL_STAGE_KEEP_BYTES), AllReduces of
+ * 2 MiB ("big") and 4 kB on device buffers, out of place, results exact:
+ * five big ones pin their two copies once (each pinned and freed its own
+ * before); big and small ones in turn pin nothing new after the first of
+ * each; 40 small ones after them let the big copies go; three big ones
+ * queued on a stream behind held work (6 copies out at once), twice:
+ * the second time nothing is pinned. */
+static int allreduce_k(ncclComm_t comm, float *ds, float *dr, float *out, size_t n, int k)
 {
 	int ok = 1;
-	for (int k = 0; k < 5; k++) {
-		NCCL(ncclAllReduce(ds, dr, n, ncclFloat32, ncclSum, comm, s));
+	for (int i = 0; i < k; i++) {
+		NCCL(ncclAllReduce(ds, dr, n, ncclFloat32, ncclSum, comm, NULL));
 		host_of(out, dr, n);
 		ok &= out[n - 1] == (float)(nranks * (nranks - 1) / 2 + nranks * (int)((n - 1) % 11));
 	}
@@ -1687,30 +1688,46 @@ static void pinned(ncclComm_t comm, const char *lib)
 	if (!h)
 		return;
 	void (*count)(unsigned *, unsigned *) = (void (*)(unsigned *, unsigned *))dlsym(h, "mock_cuda_pinned");
-	CHECK(count != NULL, "the stand-in's mock_cuda_pinned");
-	if (!count)
+	void (*gate)(int) = (void (*)(int))dlsym(h, "mock_cuda_gate");
+	CHECK(count && gate, "the stand-in's mock_cuda_pinned and mock_cuda_gate");
+	if (!count || !gate)
 		return;
 	const size_t big = (2u << 20) / 4, small = 1024;
 	float *in = malloc(big * 4), *out = malloc(big * 4);
 	for (size_t i = 0; i < big; i++)
 		in[i] = (float)(rank + (int)(i % 11));
 	float *ds = dev_of(in, big), *dr = dev_of(NULL, big);
-	for (int pass = 0; pass < 2; pass++) {
-		cudaStream_t s = pass ? (cudaStream_t)0x7 : NULL;
-		unsigned a0, f0, a1, f1, a2, f2;
-		count(&a0, &f0);
-		int ok = allreduce_5(comm, ds, dr, out, big, s);
-		count(&a1, &f1);
-		ok &= allreduce_5(comm, ds, dr, out, small, s);
-		count(&a2, &f2);
-		printf("rank %d, %s: 5 AllReduces of 2 MiB pinned %u copies, freed %u; 5 of 4 kB pinned %u, freed %u\n",
-		       rank, pass ? "a stream" : "synchronous", a1 - a0, f1 - f0, a2 - a1, f2 - f1);
-		CHECK(ok, "AllReduce results (%s)", pass ? "stream" : "sync");
-		CHECK(a1 - a0 <= 2, "5 AllReduces of 2 MiB pinned %u copies, want 2 at most (%s)", a1 - a0,
-		      pass ? "stream" : "sync");
-		CHECK(a2 - a1 <= 2 && f2 - f1 >= 2, "5 AllReduces of 4 kB after them: pinned %u, freed %u (%s)", a2 - a1,
-		      f2 - f1, pass ? "stream" : "sync");
+	unsigned a[5], f[5];
+	count(&a[0], &f[0]);
+	int ok = allreduce_k(comm, ds, dr, out, big, 5);
+	count(&a[1], &f[1]);
+	for (int k = 0; k < 3; k++) {
+		ok &= allreduce_k(comm, ds, dr, out, big, 1);
+		ok &= allreduce_k(comm, ds, dr, out, small, 1);
 	}
+	count(&a[2], &f[2]);
+	ok &= allreduce_k(comm, ds, dr, out, small, 40);
+	count(&a[3], &f[3]);
+	unsigned q[2];
+	for (int round = 0; round < 2; round++) {
+		unsigned a0, f0;
+		count(&a0, &f0);
+		gate(1);
+		for (int k = 0; k < 3; k++)
+			NCCL(ncclAllReduce(ds, dr, big, ncclFloat32, ncclSum, comm, (cudaStream_t)0x7));
+		gate(0);
+		host_of(out, dr, big);
+		ok &= out[big - 1] == (float)(nranks * (nranks - 1) / 2 + nranks * (int)((big - 1) % 11));
+		count(&a[4], &f[4]);
+		q[round] = a[4] - a0;
+	}
+	printf("rank %d: pinned copies: 5 big %u; big and small in turn %u; 40 small %u (freed %u); 3 big queued %u, "
+	       "again %u\n", rank, a[1] - a[0], a[2] - a[1], a[3] - a[2], f[3] - f[2], q[0], q[1]);
+	CHECK(ok, "AllReduce results");
+	CHECK(a[1] - a[0] <= 2, "5 big AllReduces pinned %u copies, want 2 at most", a[1] - a[0]);
+	CHECK(a[2] - a[1] <= 2, "big and small in turn pinned %u copies, want 2 at most (the small ones')", a[2] - a[1]);
+	CHECK(f[3] - f[2] >= 2, "40 small AllReduces freed %u copies, want the 2 big ones", f[3] - f[2]);
+	CHECK(q[1] == 0, "3 big AllReduces queued again pinned %u copies, want none (%u the first time)", q[1], q[0]);
 	cu_free(ds);
 	cu_free(dr);
 	free(in);

@@ -362,11 +362,13 @@ ok "device buffers: every collective and a send/recv ring through the CUDA runti
 run_ranks 3 "empty collectives" empty
 ok "empty collectives: discarded (no meeting), the next operation in step"
 
-# The pinned copies' cache keeps what the last group took (base 1 MiB
-# here): repeated AllReduces of 2 MiB pin their copies once (10 times
-# before), smaller ones after them let the large copies go.
+# The pinned copies' cache keeps what the program had out at once lately
+# (base 1 MiB here): repeated AllReduces of 2 MiB pin their copies once,
+# big and small in turn pin nothing new, many small ones after them let
+# the large copies go, three queued on a stream pin nothing the second
+# time.
 UNI_NCCL_STAGE_KEEP_BYTES=1048576 run_ranks 2 "the pinned copies' cache" pinned "$T/libcudart.so.13"
-ok "pinned copies: repeated operations larger than the cache's base pin their copies once, smaller ones after them free them (synchronous and on a stream)"
+ok "pinned copies: repeated, alternating and queued operations larger than the cache's base pin their copies once; many smaller ones after them free them"
 
 # Each communicator's CUDA device (docs/nccl.md, "Devices"): the stand-in
 # with 4 devices; CuDevice says InitRank's current device, a Split's
