@@ -567,10 +567,16 @@ static void note_wait_why(ncclComm_t c, const char *what, int peer, const char *
 		uint64_t mine = c->sh->desc[c->rank].seq;
 		int missing = 0;
 		for (int p = 0; p < c->nranks && (size_t)n + 40 < len; p++) {
-			if (p == c->rank || c->sh->desc[p].seq >= mine)
+			const struct desc *e = &c->sh->desc[p];
+			int empty = e->seq == mine && !e->count && c->sh->desc[c->rank].count;
+			if (p == c->rank || (e->seq >= mine && !empty))
 				continue;
 			n += snprintf(t + n, len - (size_t)n, "%s", missing++ ? "; " : "waits for ranks that have not called it: ");
-			n += rank_doing(c, p, t + n, len - (size_t)n);
+			if (empty)
+				n += snprintf(t + n, len - (size_t)n, "rank %d called it with count 0 (discarded: it does not come)",
+					      p);
+			else
+				n += rank_doing(c, p, t + n, len - (size_t)n);
 		}
 		if (!missing)
 			snprintf(t + n, len - (size_t)n, "waits for the other ranks (%u of %d arrived)",
@@ -3230,7 +3236,12 @@ static ncclResult_t run_coll(const struct op *o)
 	 * told by its next operation's agreement, or waits (unid reports the
 	 * deadlock), as with NCCL. */
 	if (o->count == 0) {
-		c->seq++;
+		/* (Described all the same, for a peer's deadlock report: every
+		 * rank has read the descriptions of the operation before.) */
+		struct desc *d = &c->sh->desc[me];
+		d->kind = (uint32_t)o->kind;
+		d->count = 0;
+		d->seq = ++c->seq;
 		return ncclSuccess;
 	}
 	ncclResult_t r = agree(c, o, 0);

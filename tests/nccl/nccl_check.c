@@ -2469,7 +2469,8 @@ static void groupinit(ncclComm_t comm)
 /* Deadlocks that unid must report (simulate mode; the ranks never come
  * back): recv, every rank receives from the next first; coll, rank 0
  * calls an AllReduce while the others receive from it; cond, rank 0
- * calls an AllReduce while the others wait on a condition variable. */
+ * calls an AllReduce while the others wait on a condition variable;
+ * empty, as cond, the others' AllReduce of count 0 before. */
 static void deadlock(ncclComm_t comm, const char *how)
 {
 	float x[256] = {0};
@@ -2490,6 +2491,10 @@ static void deadlock(ncclComm_t comm, const char *how)
 	} else if (!strcmp(how, "coll")) {
 		e = ncclRecv(x, 256, ncclFloat32, 0, comm, NULL);
 	} else {
+		/* empty: the others' AllReduce is empty (discarded), then they
+		 * wait on a condition variable */
+		if (!strcmp(how, "empty"))
+			NCCL(ncclAllReduce(x, x, 0, ncclFloat32, ncclSum, comm, NULL));
 		pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
 		pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
 		pthread_mutex_lock(&m);

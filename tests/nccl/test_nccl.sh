@@ -583,6 +583,7 @@ dl_case 3 coll "in ncclAllReduce on $K \(rank 0 of 3\): waits for ranks that hav
 	"in ncclRecv on $K \(rank 1 of 3\): waits for rank 0; rank 0 is in ncclAllReduce"
 dl_case 2 cond "in ncclAllReduce on $K \(rank 0 of 2\): waits for ranks that have not called it: rank 1 is in no call on it" \
 	"blocked on condition variable"
+dl_case 2 empty "in ncclAllReduce on $K \(rank 0 of 2\): waits for ranks that have not called it: rank 1 called it with count 0 \(discarded: it does not come\)"
 dl_case 3 sends "in ncclRecv on $K \(rank 0 of 3\): waits for rank 1 to take what it sent \(flow control: .*\); rank 1 is in ncclRecv from rank 0" \
 	"ncclRecv\+0x[0-9a-f]+ \(libunishim.so\)"
 dl_case 3 nojoin "in ncclCommInitRank on $K \(rank 0 of 3\): waits for rank 2 to join" \
@@ -593,7 +594,7 @@ rm -f "$T/id"
 NCCL_CHECK_ID=$T/id timeout 60 "$UNIRUN" -n 3 --config "$T/alpha-beta.yaml" --trace "$T/sj.unitrace" -- \
 	"$CHECK" deadlock slowjoin >"$T/dlog" 2>&1 || { cat "$T/dlog"; fail "a slow join was taken for a deadlock"; }
 [ "$(grep -c 'checks passed' "$T/dlog")" = 3 ] || { cat "$T/dlog"; fail "slow join"; }
-ok "deadlocks in NCCL calls (receive cycle, a collective others skip, sends of 2 MiB before receives, a rank that never joins): reported with the call, whom it waits for and what that rank does"
+ok "deadlocks in NCCL calls (receive cycle, a collective others skip or call empty, sends of 2 MiB before receives, a rank that never joins): reported with the call, whom it waits for and what that rank does"
 # Under nic, ranks far apart in virtual time (2 ms, 100 Mbit/s, 1 MB: a
 # Broadcast's root is done 160 ms before its last rank): every operation
 # completes. Until session 21 unread arrivals of ranks waiting for their
