@@ -240,6 +240,29 @@ static void rank_ended(int rank, int died, int reattach)
 	dr->ended_at = uni_now_ns();
 }
 
+/* This job's start, and the ranks attached since (a session used again
+ * runs jobs one after another, and keeps the earlier jobs' ranks in its
+ * table): a rank that attaches again, or one after the whole world has,
+ * begins the next job. (The earliest attach among the live ranks was
+ * taken before: a rank that ended before its peers attached, one that
+ * leaves at once, was then of an earlier job, and the others' deadlock
+ * waiting for it was never reported: nccl deadlock nojoin, 1 run in 12.) */
+static uint64_t g_job_start;
+static uint8_t g_job_in[UNI_MAX_RANKS];
+static uint32_t g_job_n, g_job_world;
+
+static void job_attach(uint32_t i, uint32_t world, uint64_t now)
+{
+	if (!g_job_start || g_job_in[i] || g_job_n >= world || world != g_job_world) {
+		memset(g_job_in, 0, sizeof(g_job_in));
+		g_job_n = 0;
+		g_job_start = now;
+		g_job_world = world;
+	}
+	g_job_in[i] = 1;
+	g_job_n++;
+}
+
 static void scan_ranks(void)
 {
 	for (uint32_t i = 0; i < D.h->max_ranks; i++) {
@@ -254,6 +277,8 @@ static void scan_ranks(void)
 		dr->pid = rk->pid;
 		dr->detached = 0;
 		dr->attached_at = uni_now_ns();
+		if (i < UNI_MAX_RANKS)
+			job_attach(i, rk->world_size, dr->attached_at);
 		dr->pidfd = (int)syscall(SYS_pidfd_open, rk->pid, 0);
 		struct uni_trec r = rec_of(UNI_TR_RANK_ATTACH, (int)i);
 		r.a = (uint64_t)rk->pid;
@@ -950,15 +975,10 @@ static uint64_t pending_bound(void)
  * transfer starts at the network time and is counted as late). Until
  * every rank of the world has attached it is 0. Read before draining the
  * rings: a thread publishes its state after pushing what it sent. */
-/* The earliest attach among the live ranks: the start of this job (a
- * session used again keeps its earlier jobs' ranks in the table). */
+/* The start of this job (job_attach). */
 static uint64_t job_first_attach(void)
 {
-	uint64_t first = UINT64_MAX;
-	for (uint32_t i = 0; i < D.h->max_ranks; i++)
-		if (D.ranks[i].pid && D.ranks[i].attached_at < first)
-			first = D.ranks[i].attached_at;
-	return first;
+	return g_job_start ? g_job_start : UINT64_MAX;
 }
 
 /* Rank i exited or died during this job (after first_attach): DETACHED

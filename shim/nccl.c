@@ -567,14 +567,15 @@ static void note_wait_why(ncclComm_t c, const char *what, int peer, const char *
 		uint64_t mine = c->sh->desc[c->rank].seq;
 		int missing = 0;
 		for (int p = 0; p < c->nranks && (size_t)n + 40 < len; p++) {
-			const struct desc *e = &c->sh->desc[p];
-			int empty = e->seq == mine && !e->count && c->sh->desc[c->rank].count;
+			const struct desc *e = &c->sh->desc[p], *d = &c->sh->desc[c->rank];
+			int empty = e->seq == mine && !e->count && (e->kind != d->kind || d->count) && e->kind <= K_SPLIT;
 			if (p == c->rank || (e->seq >= mine && !empty))
 				continue;
 			n += snprintf(t + n, len - (size_t)n, "%s", missing++ ? "; " : "waits for ranks that have not called it: ");
 			if (empty)
-				n += snprintf(t + n, len - (size_t)n, "rank %d called it with count 0 (discarded: it does not come)",
-					      p);
+				n += snprintf(t + n, len - (size_t)n,
+					      "rank %d called nccl%s with count 0 (discarded: it does not come)", p,
+					      kind_name[e->kind]);
 			else
 				n += rank_doing(c, p, t + n, len - (size_t)n);
 		}
@@ -3953,10 +3954,12 @@ static void spin_unlock(atomic_flag *l)
 
 static void host_mem_free(void *p, int pinned)
 {
-	if (pinned)
-		g_rt.free_host(p);
-	else
+	if (pinned) {
+		cudaError_t before = rt_mark(), e = g_rt.free_host(p);
+		rt_unmark(before, e);
+	} else {
 		free(p);
+	}
 }
 
 static void st_release(struct stbuf *b)
@@ -4016,6 +4019,32 @@ static void st_drop(struct stbuf *drop)
 	}
 }
 
+/* Frees the kept pinned copies; 0 when there were none. */
+static int st_drop_pinned(void)
+{
+	struct stbuf *drop = NULL;
+	spin_lock(&g_st_lock);
+	st_collect(&drop);
+	for (struct stbuf **b = &g_st_cache; *b;) {
+		struct stbuf *x = *b;
+		if (!x->pinned) {
+			b = &x->next;
+			continue;
+		}
+		*b = x->next;
+		g_st_count--;
+		g_st_bytes -= x->cap;
+		x->next = drop;
+		drop = x;
+	}
+	spin_unlock(&g_st_lock);
+	int any = 0;
+	for (struct stbuf *x = drop; x && !any; x = x->next)
+		any = x->pinned;
+	st_drop(drop);
+	return any;
+}
+
 /* A host buffer of at least n bytes: *cap its size, *pinned whether
  * cudaMallocHost's. */
 static void *host_alloc(size_t n, int *pinned, size_t *cap)
@@ -4051,23 +4080,16 @@ static void *host_alloc(size_t n, int *pinned, size_t *cap)
 	*pinned = 0;
 	if (g_rt.malloc_host && g_rt.free_host) {
 		/* (Not pinned: the synchronous path instead, no error. Where
-		 * pinning fails the kept copies go and it is tried once more:
-		 * what they hold may be what it lacked.) */
+		 * pinning fails for want of memory the kept pinned copies go and
+		 * it is tried once more: what they hold may be what it lacked.) */
 		for (int again = 0; again < 2 && !*pinned; again++) {
-			if (again) {
-				spin_lock(&g_st_lock);
-				struct stbuf *all = g_st_cache;
-				g_st_cache = NULL;
-				g_st_count = 0;
-				g_st_bytes = 0;
-				spin_unlock(&g_st_lock);
-				if (!all)
-					break;
-				st_drop(all);
-			}
+			if (again && !st_drop_pinned())
+				break;
 			cudaError_t before = rt_mark(), e = g_rt.malloc_host(&p, n);
 			rt_unmark(before, e);
 			*pinned = e == cudaSuccess && p;
+			if (e != cudaErrorMemoryAllocation)
+				break;
 		}
 	}
 	if (!*pinned && !(p = malloc(n)))

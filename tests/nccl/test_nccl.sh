@@ -583,7 +583,7 @@ dl_case 3 coll "in ncclAllReduce on $K \(rank 0 of 3\): waits for ranks that hav
 	"in ncclRecv on $K \(rank 1 of 3\): waits for rank 0; rank 0 is in ncclAllReduce"
 dl_case 2 cond "in ncclAllReduce on $K \(rank 0 of 2\): waits for ranks that have not called it: rank 1 is in no call on it" \
 	"blocked on condition variable"
-dl_case 2 empty "in ncclAllReduce on $K \(rank 0 of 2\): waits for ranks that have not called it: rank 1 called it with count 0 \(discarded: it does not come\)"
+dl_case 2 empty "in ncclAllReduce on $K \(rank 0 of 2\): waits for ranks that have not called it: rank 1 called ncclAllReduce with count 0 \(discarded: it does not come\)"
 dl_case 3 sends "in ncclRecv on $K \(rank 0 of 3\): waits for rank 1 to take what it sent \(flow control: .*\); rank 1 is in ncclRecv from rank 0" \
 	"ncclRecv\+0x[0-9a-f]+ \(libunishim.so\)"
 dl_case 3 nojoin "in ncclCommInitRank on $K \(rank 0 of 3\): waits for rank 2 to join" \
