@@ -1424,9 +1424,11 @@ static ncclResult_t pending_drain(ncclComm_t c, const char *fn)
 				    "%s: rank %d: the communicator was aborted while operations queued on a CUDA "
 				    "stream waited to run", fn, c->rank);
 		uni_futex_wait(&c->pending, v, 100);
-		if (atomic_load(&c->pending))
+		const char *why = NULL;
+		if (atomic_load(&c->pending)) {
 			dev_use(c);
-		const char *why = atomic_load(&c->pending) ? stream_broken(c->pending_stream) : NULL;
+			why = stream_broken(c->pending_stream);
+		}
 		if (why)
 			return fail(NULL, ncclUnhandledCudaError,
 				    "%s: rank %d: the CUDA stream holding the communicator's queued operations has an "

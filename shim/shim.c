@@ -2854,12 +2854,12 @@ static int creator_cb(struct dl_phdr_info *info, size_t size, void *arg)
 	const char *name = info->dlpi_name && info->dlpi_name[0] ? info->dlpi_name : NULL;
 	const char *slash = name ? strrchr(name, '/') : NULL;
 	const char *b = slash ? slash + 1 : name;
-	int cls = 3;
-	if (!b || !strncmp(b, "libc.so", 7) || !strncmp(b, "libstdc++.so", 12) || !strncmp(b, "libpthread.so", 13) ||
-	    !strncmp(b, "libunishim", 10) || !strncmp(b, "libunwind", 9) || !strncmp(b, "libgcc_s.so", 11))
-		cls = b ? 1 : 3; /* (the main program: other) */
-	else if (!strncmp(b, "libcuda.so", 10) || !strncmp(b, "libcudart.so", 12) || !strncmp(b, "libcupti.so", 11) ||
-		 !strncmp(b, "libnvidia-", 10))
+	int cls = 3; /* (the main program, whose name is empty, too) */
+	if (b && (!strncmp(b, "libc.so", 7) || !strncmp(b, "libstdc++.so", 12) || !strncmp(b, "libpthread.so", 13) ||
+		  !strncmp(b, "libunishim", 10) || !strncmp(b, "libunwind", 9) || !strncmp(b, "libgcc_s.so", 11)))
+		cls = 1;
+	else if (b && (!strncmp(b, "libcuda.so", 10) || !strncmp(b, "libcudart.so", 12) ||
+		       !strncmp(b, "libcupti.so", 11) || !strncmp(b, "libnvidia-", 10)))
 		cls = 2;
 	for (int p = 0; p < info->dlpi_phnum; p++) {
 		const ElfW(Phdr) *ph = &info->dlpi_phdr[p];
