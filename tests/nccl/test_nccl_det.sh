@@ -57,16 +57,26 @@ followed() {
 		{ cat "$T/$1.log"; fail "$1 did not follow the recorded run"; }
 }
 times() { grep '^{"rank"' "$T/$1.log" | sort; }
+# det_replays NAME RANKS THREADS ARGS: nccl_check ARGS recorded in turn
+# (NAME) and replayed twice from it (NAME-a, NAME-b): all in turn, every
+# thread of the replays followed the recorded run, they printed the
+# recording's times and wrote the same trace.
+det_replays() {
+	local name=$1 n=$2 nth=$3 x
+	shift 3
+	run "$name" "$n" --deterministic -- "$CHECK" "$@"
+	in_turn "$name"
+	for x in a b; do
+		run "$name-$x" "$n" --deterministic --compute-from "$T/$name.unitrace" -- "$CHECK" "$@"
+		in_turn "$name-$x"
+		followed "$name-$x" "$nth"
+		[ "$(times "$name-$x")" = "$(times "$name")" ] ||
+			{ times "$name"; times "$name-$x"; fail "$name: replay $x printed other times"; }
+	done
+	cmp "$T/$name-a.unitrace" "$T/$name-b.unitrace" || fail "$name: two replays wrote different traces"
+}
 
-run rec 3 --deterministic -- "$CHECK" timing 1000000
-in_turn rec
-for x in a b; do
-	run $x 3 --deterministic --compute-from "$T/rec.unitrace" -- "$CHECK" timing 1000000
-	in_turn $x
-	followed $x 3
-	[ "$(times $x)" = "$(times rec)" ] || { times rec; times $x; fail "replay $x printed other times"; }
-done
-cmp "$T/a.unitrace" "$T/b.unitrace" || fail "two replays wrote different traces"
+det_replays rec 3 3 timing 1000000
 SESSION=ncfree-$$ run free 3 -- "$CHECK" timing 1000000
 $PY - "$T/rec.log" "$T/free.log" <<'PYEOF' || fail "the turn's times against the run without it"
 import json, re, sys
@@ -82,7 +92,7 @@ for r in sorted(det):
             print(f"rank {r} {k[:-3]}: {v/1e6:.3f} ms in turn, {free[r][k]/1e6:.3f} ms without ({100*dev:.3f}%)")
 sys.exit(bad)
 PYEOF
-ok "NCCL timing in turn: two replays the same trace ($(stat -c %s "$T/a.unitrace") bytes), every thread followed, the recording's times, within 0.5% of the run without the turn"
+ok "NCCL timing in turn: two replays the same trace ($(stat -c %s "$T/rec-a.unitrace") bytes), every thread followed, the recording's times, within 0.5% of the run without the turn"
 
 run prec 4 --deterministic -- "$CHECK" pytorch
 in_turn prec
@@ -175,31 +185,20 @@ ok "the schedule logs run out: the turn given up with one line, the run complete
 # the stream (5 s, then the turn went on without it).
 cp "$MOCK" "$T/libcudart.so.13"
 cp "$MOCK_CUPTI" "$T/libcupti.so.13"
-run dvrec 3 --deterministic -- "$CHECK" device "$T/libcudart.so.13"
-in_turn dvrec
-for x in dva dvb; do
-	run $x 3 --deterministic --compute-from "$T/dvrec.unitrace" -- "$CHECK" device "$T/libcudart.so.13"
-	in_turn $x
-	followed $x 3
+det_replays dv 3 3 device "$T/libcudart.so.13"
+for x in dv-a dv-b; do
 	[ "$(grep -c 'checks passed' "$T/$x.log")" = 3 ] || { cat "$T/$x.log"; fail "$x: checks"; }
 done
-cmp "$T/dva.unitrace" "$T/dvb.unitrace" || fail "device buffers: two replays wrote different traces"
-[ "$(grep -c 'detached cleanly, 1 thread$' "$T/dva.log")" = 3 ] || { cat "$T/dva.log"; fail "device buffers: the runtime's thread was the program's"; }
+[ "$(grep -c 'detached cleanly, 1 thread$' "$T/dv-a.log")" = 3 ] || { cat "$T/dv-a.log"; fail "device buffers: the runtime's thread was the program's"; }
 # With the stand-in CUPTI: kernels of known lengths (sgemm at slowdown 2)
 # and AllReduces on the device timeline, every time exact in the replays.
 { cat "$T/ab.yaml"; printf 'devices:\n  kernels:\n    - { match: "*sgemm*", slowdown: 2 }\n'; } >"$T/cu.yaml"
 export LD_LIBRARY_PATH=$T UNI_CUPTI_DEBUG=1
-CONFIG=$T/cu.yaml run curec 2 --deterministic -- "$CHECK" cupti "$T/libcudart.so.13" 4194304
-in_turn curec
-for x in cua cub; do
-	CONFIG=$T/cu.yaml run $x 2 --deterministic --compute-from "$T/curec.unitrace" -- "$CHECK" cupti "$T/libcudart.so.13" 4194304
-	in_turn $x
-	followed $x 2
+CONFIG=$T/cu.yaml det_replays cu 2 2 cupti "$T/libcudart.so.13" 4194304
+for x in cu-a cu-b; do
 	[ "$(grep -c 'CUPTI on' "$T/$x.log")" = 2 ] || { cat "$T/$x.log"; fail "$x: CUPTI not on"; }
-	[ "$(times $x)" = "$(times curec)" ] || { times curec; times $x; fail "$x printed other times"; }
 done
 unset LD_LIBRARY_PATH UNI_CUPTI_DEBUG
-cmp "$T/cua.unitrace" "$T/cub.unitrace" || fail "device timeline: two replays wrote different traces"
 ok "device buffers in turn: two replays the same trace, every thread followed, the runtime's thread not the program's; with CUPTI's device timeline, the recording's times"
 
 timeout 120 "$UNIRUN" -n 1 --session "ia$SESSION" --config "$T/ab.yaml" --deterministic -- "$CHECK" initall 3 \
@@ -217,15 +216,7 @@ ok "CommInitAll: the turn given up with one line, the run completes"
 nic_det() { # NAME THREADS ARGS: recording NAME, replays NAME-a and NAME-b
 	local name=$1 nth=$2
 	shift 2
-	SESSION=nd$name-$$ run "$name" 3 --deterministic -- "$CHECK" "$@"
-	for x in a b; do
-		SESSION=nd$name-$$ run "$name-$x" 3 --deterministic --compute-from "$T/$name.unitrace" -- "$CHECK" "$@"
-		in_turn "$name-$x"
-		followed "$name-$x" "$nth"
-		[ "$(times "$name-$x")" = "$(times "$name")" ] || fail "nic $name: replay $x printed other times"
-	done
-	cmp "$T/$name-a.unitrace" "$T/$name-b.unitrace" || fail "nic $name: two replays wrote different traces"
-	in_turn "$name"
+	SESSION=nd$name-$$ det_replays "$name" 3 "$nth" "$@"
 	[ "$name" != ntime ] || SESSION=nf$name-$$ run "$name-free" 3 -- "$CHECK" "$@"
 }
 CONFIG=$T/nic.yaml nic_det ntime 3 timing 1000000
